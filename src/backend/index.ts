@@ -1,0 +1,56 @@
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import type { Backend } from './backend.js';
+import { referenceBackend } from './reference.js';
+import { LthError } from '../core/errors.js';
+
+export type { Backend } from './backend.js';
+export { referenceBackend } from './reference.js';
+
+/** The package root: dist/src/backend/ -> three levels up. */
+const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+/** The native addon's extra entry points, beyond the Backend kernels. */
+export interface NativeBackend extends Backend {
+  /** 'avx512' | 'avx2' | 'scalar': the code path chosen at load time for this CPU. */
+  readonly simd: string;
+}
+
+let nativeCache: NativeBackend | Error | undefined;
+
+/** Loads the node-gyp built addon, or returns the Error that stopped it. */
+export function loadNative(): NativeBackend | Error {
+  if (nativeCache === undefined) {
+    try {
+      const require = createRequire(import.meta.url);
+      const addon = require(path.join(packageRoot, 'build', 'Release', 'lth_native.node'));
+      nativeCache = { ...addon, name: 'native', simd: addon.simdPath() } as NativeBackend;
+    } catch (e) {
+      nativeCache = e instanceof Error ? e : new Error(String(e));
+    }
+  }
+  return nativeCache;
+}
+
+let chosen: Backend | undefined;
+
+/**
+ * The backend for this process: LTH_BACKEND=reference|native forces one; otherwise
+ * native, falling back to reference with one warning line if the addon cannot load.
+ */
+export function getBackend(): Backend {
+  if (chosen) return chosen;
+  const forced = process.env.LTH_BACKEND;
+  if (forced !== undefined && forced !== 'native' && forced !== 'reference') {
+    throw new LthError(`LTH_BACKEND must be 'native' or 'reference', got '${forced}'`);
+  }
+  if (forced === 'reference') return (chosen = referenceBackend);
+  const native = loadNative();
+  if (native instanceof Error) {
+    if (forced === 'native') throw new LthError(`LTH_BACKEND=native but the native addon cannot load: ${native.message}`);
+    process.stderr.write(`lth: warning: native addon unavailable (${native.message.split('\n')[0]}); using the slow reference backend\n`);
+    return (chosen = referenceBackend);
+  }
+  return (chosen = native);
+}

@@ -1,0 +1,53 @@
+import { LthError } from '../core/errors.js';
+import { flagName, parseValue, type Schema, type Values } from '../core/hparams.js';
+
+/** Flags every command takes besides its schema's. */
+export interface CommonFlags {
+  json: boolean;
+  help: boolean;
+}
+
+/**
+ * Parses `--flag value`, `--flag=value` and bare boolean flags against a schema.
+ * Unknown flags are errors that list the known ones.
+ */
+export function parseArgs(argv: string[], schema: Schema, extra: Schema = {}): { values: Values; positional: string[]; common: CommonFlags } {
+  const all: Schema = { ...schema, ...extra, json: { type: 'boolean', help: 'print one JSON object as the last stdout line; no progress', default: false }, help: { type: 'boolean', help: 'show this help', default: false } };
+  const byFlag = new Map(Object.entries(all).map(([k, f]) => [flagName(k, f), k]));
+  const values: Values = {};
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--')) {
+      positional.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+    const key = byFlag.get(name);
+    if (!key) throw new LthError(`unknown flag --${name}. Known: ${[...byFlag.keys()].map((f) => `--${f}`).join(', ')}`);
+    const field = all[key];
+    let text: string;
+    if (eq >= 0) text = arg.slice(eq + 1);
+    else if (field.type === 'boolean') text = argv[i + 1] === 'true' || argv[i + 1] === 'false' ? argv[++i] : 'true';
+    else {
+      if (i + 1 >= argv.length) throw new LthError(`--${name} needs a value`);
+      text = argv[++i];
+    }
+    values[key] = parseValue(key, field, text);
+  }
+  const common = { json: values.json === true, help: values.help === true };
+  delete values.json;
+  delete values.help;
+  return { values, positional, common };
+}
+
+export function helpText(usage: string, schema: Schema): string {
+  const lines = [usage, '', 'Options:'];
+  for (const [key, f] of Object.entries(schema)) {
+    const def = f.default === undefined ? '' : ` (default: ${Array.isArray(f.default) ? f.default.join(',') : String(f.default)})`;
+    lines.push(`  --${flagName(key, f).padEnd(18)} ${f.help}${def}`);
+  }
+  lines.push(`  --${'json'.padEnd(18)} print one JSON object as the last stdout line; no progress`);
+  return lines.join('\n');
+}

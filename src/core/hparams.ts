@@ -1,0 +1,83 @@
+import { createHash } from 'node:crypto';
+import { LthError } from './errors.js';
+
+/**
+ * Typed hyperparameter schemas. Every field has a type, help text and a default
+ * that changes nothing; CLI flags are generated from them, and the canonical form
+ * leaves defaults out, so adding a field never renames existing runs.
+ */
+export type FieldType = 'string' | 'number' | 'integer' | 'boolean' | 'list';
+
+export interface Field {
+  readonly type: FieldType;
+  readonly help: string;
+  /** `undefined` means "the model's (or dataset's) own default". */
+  readonly default?: string | number | boolean | readonly string[];
+  readonly choices?: readonly string[];
+  /** Flag name when it is not the kebab-case of the field name. */
+  readonly flag?: string;
+}
+
+export type Schema = Readonly<Record<string, Field>>;
+export type Values = Record<string, string | number | boolean | string[] | undefined>;
+
+export function flagName(key: string, field: Field): string {
+  return field.flag ?? key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** Converts a flag's text to the field's type, with an error that names the flag. */
+export function parseValue(key: string, field: Field, text: string): string | number | boolean | string[] {
+  const flag = `--${flagName(key, field)}`;
+  switch (field.type) {
+    case 'number': {
+      const v = Number(text);
+      if (text.trim() === '' || !Number.isFinite(v)) throw new LthError(`${flag}: expected a number, got '${text}'`);
+      return v;
+    }
+    case 'integer': {
+      const v = Number(text);
+      if (!/^-?\d+$/.test(text.trim())) throw new LthError(`${flag}: expected an integer, got '${text}'`);
+      return v;
+    }
+    case 'boolean':
+      if (text === 'true' || text === '') return true;
+      if (text === 'false') return false;
+      throw new LthError(`${flag}: expected true or false, got '${text}'`);
+    case 'list':
+      return text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    case 'string':
+      if (field.choices && !field.choices.includes(text)) {
+        throw new LthError(`${flag}: expected one of ${field.choices.join(', ')}, got '${text}'`);
+      }
+      return text;
+  }
+}
+
+/**
+ * The canonical form: fields equal to their default (the schema's or the given
+ * resolved ones) are left out; keys sorted.
+ */
+export function canonical(values: Values, defaults: Values): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(values).sort()) {
+    const v = values[key];
+    if (v === undefined) continue;
+    if (JSON.stringify(v) === JSON.stringify(defaults[key])) continue;
+    out[key] = v;
+  }
+  return out;
+}
+
+/** A short stable name for a canonical object: 16 hex digits of its SHA-256. */
+export function hashOf(obj: unknown): string {
+  return createHash('sha256').update(stableStringify(obj)).digest('hex').slice(0, 16);
+}
+
+export function stableStringify(obj: unknown): string {
+  if (Array.isArray(obj)) return `[${obj.map(stableStringify).join(',')}]`;
+  if (obj && typeof obj === 'object') {
+    const keys = Object.keys(obj as object).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${stableStringify((obj as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(obj);
+}

@@ -1,0 +1,70 @@
+import { check } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
+
+/** Normalised examples: images [n, ...sampleShape] as float32, labels as int32. */
+export class Dataset {
+  constructor(
+    readonly images: Float32Array,
+    readonly labels: Int32Array,
+    /** Shape of one example, e.g. [784] for MNIST fed to an MLP, [3, 32, 32] for CIFAR. */
+    readonly sampleShape: readonly number[],
+    readonly numClasses: number,
+  ) {
+    check(images.length === labels.length * this.sampleSize,
+      `dataset: ${images.length} pixel values do not make ${labels.length} examples of shape [${sampleShape.join(', ')}]`);
+  }
+
+  get length(): number {
+    return this.labels.length;
+  }
+
+  get sampleSize(): number {
+    return this.sampleShape.reduce((a, b) => a * b, 1);
+  }
+
+  /** Copies the examples `indices[from..from+count)` into the given batch buffers. */
+  gather(indices: Int32Array, from: number, count: number, images: Float32Array, labels: Int32Array): void {
+    const d = this.sampleSize;
+    for (let b = 0; b < count; b++) {
+      const i = indices[from + b];
+      images.set(this.images.subarray(i * d, (i + 1) * d), b * d);
+      labels[b] = this.labels[i];
+    }
+  }
+
+  subset(indices: Int32Array): Dataset {
+    const d = this.sampleSize;
+    const images = new Float32Array(indices.length * d);
+    const labels = new Int32Array(indices.length);
+    this.gather(indices, 0, indices.length, images, labels);
+    return new Dataset(images, labels, this.sampleShape, this.numClasses);
+  }
+}
+
+/** The three splits every experiment uses. */
+export interface Splits {
+  readonly name: string;
+  readonly train: Dataset;
+  readonly validation: Dataset;
+  readonly test: Dataset;
+}
+
+/**
+ * Holds out `validationSize` random training examples (a permutation drawn from the
+ * 'split' stream of `seed`), as the paper does: MNIST 55,000/5,000, CIFAR 45,000/5,000.
+ */
+export function splitValidation(name: string, trainAll: Dataset, test: Dataset, validationSize: number, seed: number): Splits {
+  check(validationSize > 0 && validationSize < trainAll.length,
+    `${name}: validation size ${validationSize} must be between 1 and ${trainAll.length - 1}`);
+  const perm = new Rng(seed, 'split').permutation(trainAll.length);
+  const validation = trainAll.subset(perm.subarray(0, validationSize).slice().sort());
+  const train = trainAll.subset(perm.subarray(validationSize).slice().sort());
+  return { name, train, validation, test };
+}
+
+/** Bytes 0..255 -> (x/255 - mean) / std. */
+export function normalizeBytes(bytes: Uint8Array, mean: number, std: number): Float32Array {
+  const out = new Float32Array(bytes.length);
+  for (let i = 0; i < bytes.length; i++) out[i] = (bytes[i] / 255 - mean) / std;
+  return out;
+}

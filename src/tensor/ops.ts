@@ -1,0 +1,78 @@
+import { getBackend } from '../backend/index.js';
+import { check } from '../core/errors.js';
+import { Tensor, isGradEnabled } from './tensor.js';
+
+/** Records `out` as computed from `inputs` when any of them needs a gradient. */
+function record(out: Tensor, inputs: Tensor[], backward: () => void): Tensor {
+  if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
+    out.requiresGrad = true;
+    out.parents = inputs;
+    out.backwardFn = backward;
+  }
+  return out;
+}
+
+/**
+ * y = x·Wᵀ + b, then ReLU when `activation` is 'relu' (fused: one pass over y).
+ * x: [n, in], weight: [out, in] (PyTorch layout), bias: [out].
+ */
+export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, activation: 'none' | 'relu' = 'none'): Tensor {
+  check(x.shape.length === 2, () => `linear: input must be rank 2 [batch, features], got shape [${x.shape.join(', ')}]`);
+  check(weight.shape.length === 2 && weight.shape[1] === x.shape[1],
+    () => `linear: weight shape [${weight.shape.join(', ')}] does not match input features ${x.shape[1]}`);
+  const be = getBackend();
+  const [n, inF] = x.shape;
+  const outF = weight.shape[0];
+  const y = Tensor.zeros([n, outF]);
+  be.matmul(x.data, weight.data, y.data, n, inF, outF, false, true, false);
+  if (bias) be.biasAct(y.data, bias.data, y.data, n, outF, activation === 'relu');
+  else if (activation === 'relu') be.biasAct(y.data, new Float32Array(outF), y.data, n, outF, true);
+  const inputs = bias ? [x, weight, bias] : [x, weight];
+  return record(y, inputs, () => {
+    let gy = y.grad!;
+    if (activation === 'relu') {
+      const masked = new Float32Array(gy.length);
+      be.reluBackward(gy, y.data, masked, gy.length);
+      gy = masked;
+    }
+    if (weight.requiresGrad) be.matmul(gy, x.data, weight.ensureGrad(), outF, n, inF, true, false, true);
+    if (bias?.requiresGrad) be.sumRows(gy, bias.ensureGrad(), n, outF, true);
+    if (x.requiresGrad) be.matmul(gy, weight.data, x.ensureGrad(), n, outF, inF, false, false, true);
+  });
+}
+
+/** max(0, x) elementwise. */
+export function relu(x: Tensor): Tensor {
+  const be = getBackend();
+  const y = Tensor.zeros(x.shape);
+  be.biasAct(x.data, new Float32Array(x.size), y.data, 1, x.size, true);
+  return record(y, [x], () => {
+    const gx = new Float32Array(x.size);
+    be.reluBackward(y.grad!, y.data, gx, x.size);
+    addInto(x.ensureGrad(), gx);
+  });
+}
+
+/** Mean softmax cross-entropy of logits [n, classes] against integer labels; a scalar. */
+export function softmaxCrossEntropy(logits: Tensor, labels: Int32Array): Tensor {
+  check(logits.shape.length === 2, () => `softmaxCrossEntropy: logits must be rank 2, got shape [${logits.shape.join(', ')}]`);
+  const [n, classes] = logits.shape;
+  check(labels.length === n, () => `softmaxCrossEntropy: ${labels.length} labels for ${n} rows of logits`);
+  for (let i = 0; i < n; i++) {
+    check(labels[i] >= 0 && labels[i] < classes, () => `softmaxCrossEntropy: label ${labels[i]} at row ${i} is outside [0, ${classes})`);
+  }
+  const be = getBackend();
+  const needGrad = isGradEnabled() && logits.requiresGrad;
+  const gradLogits = needGrad ? new Float32Array(logits.size) : null;
+  const total = be.softmaxXent(logits.data, labels, n, classes, gradLogits, 1 / n);
+  const loss = new Tensor(Float32Array.of(total / n), []);
+  return record(loss, [logits], () => {
+    const g = loss.grad![0];
+    const gx = logits.ensureGrad();
+    for (let i = 0; i < gx.length; i++) gx[i] += g * gradLogits![i];
+  });
+}
+
+function addInto(dst: Float32Array, src: Float32Array): void {
+  for (let i = 0; i < dst.length; i++) dst[i] += src[i];
+}

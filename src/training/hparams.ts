@@ -1,0 +1,72 @@
+import { check } from '../core/errors.js';
+import type { Schema, Values } from '../core/hparams.js';
+import { parseStep } from '../core/steps.js';
+import { getDataset } from '../data/registry.js';
+import { getModel, modelNames } from '../models/registry.js';
+
+/** Hyperparameters of one training run; model-specific defaults come from the model registry. */
+export const TRAINING_SCHEMA = {
+  model: { type: 'string', help: `model name (${modelNames().join(', ')})`, default: 'lenet_300_100' },
+  dataset: { type: 'string', help: "data set (default: the model's, e.g. mnist for lenet_300_100)" },
+  dataDir: { type: 'string', help: 'directory with the data set files (default: MNIST embedded)' },
+  steps: { type: 'string', help: "training budget, e.g. 50000it, 40ep, 2ep100it (default: the model's)" },
+  batchSize: { type: 'integer', help: "minibatch size (default: the model's, 60 in the paper)" },
+  optimizer: { type: 'string', help: "adam or sgd (default: the model's)", choices: ['adam', 'sgd'] },
+  lr: { type: 'number', help: "learning rate (default: the model's, e.g. 1.2e-3 for lenet_300_100)" },
+  momentum: { type: 'number', help: 'SGD momentum', default: 0 },
+  weightDecay: { type: 'number', help: 'SGD weight decay', default: 0 },
+  seed: { type: 'integer', help: 'seed of initialisation, data split and data order', default: 0 },
+  evalEvery: { type: 'integer', help: 'evaluate validation and test every N iterations', default: 100 },
+} as const satisfies Schema;
+
+export interface TrainingHparams {
+  model: string;
+  dataset: string;
+  dataDir?: string;
+  steps: string;
+  batchSize: number;
+  optimizer: 'adam' | 'sgd';
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  seed: number;
+  evalEvery: number;
+}
+
+/** Fills model defaults in and checks every value before any work starts. */
+export function resolveTraining(v: Values): TrainingHparams {
+  const spec = getModel(String(v.model ?? TRAINING_SCHEMA.model.default));
+  const d = spec.training;
+  const h: TrainingHparams = {
+    model: spec.name,
+    dataset: String(v.dataset ?? d.dataset),
+    dataDir: v.dataDir === undefined ? undefined : String(v.dataDir),
+    steps: String(v.steps ?? d.steps),
+    batchSize: Number(v.batchSize ?? d.batchSize),
+    optimizer: (v.optimizer ?? d.optimizer) as 'adam' | 'sgd',
+    lr: Number(v.lr ?? d.lr),
+    momentum: Number(v.momentum ?? TRAINING_SCHEMA.momentum.default),
+    weightDecay: Number(v.weightDecay ?? TRAINING_SCHEMA.weightDecay.default),
+    seed: Number(v.seed ?? TRAINING_SCHEMA.seed.default),
+    evalEvery: Number(v.evalEvery ?? TRAINING_SCHEMA.evalEvery.default),
+  };
+  getDataset(h.dataset);
+  parseStep(h.steps, '--steps');
+  check(h.optimizer === 'adam' || h.optimizer === 'sgd', `--optimizer: expected adam or sgd, got '${h.optimizer}'`);
+  check(Number.isInteger(h.batchSize) && h.batchSize >= 1, `--batch-size must be a positive integer, got ${h.batchSize}`);
+  check(h.lr > 0 && Number.isFinite(h.lr), `--lr must be a positive number, got ${h.lr}`);
+  check(h.momentum >= 0 && h.momentum < 1, `--momentum must be in [0, 1), got ${h.momentum}`);
+  check(h.weightDecay >= 0, `--weight-decay must be >= 0, got ${h.weightDecay}`);
+  check(Number.isInteger(h.seed) && h.seed >= 0 && h.seed <= 0xffffffff, `--seed must be an integer in [0, 4294967295], got ${h.seed}`);
+  check(Number.isInteger(h.evalEvery) && h.evalEvery >= 1, `--eval-every must be a positive integer, got ${h.evalEvery}`);
+  return h;
+}
+
+/** The defaults a resolved run is compared against for its canonical form. */
+export function trainingDefaults(model: string): Values {
+  const d = getModel(model).training;
+  return {
+    model: TRAINING_SCHEMA.model.default, dataset: d.dataset, steps: d.steps, batchSize: d.batchSize,
+    optimizer: d.optimizer, lr: d.lr, momentum: 0, weightDecay: 0, seed: 0, evalEvery: 100,
+  };
+}

@@ -1,0 +1,89 @@
+import path from 'node:path';
+import { getBackend } from '../backend/index.js';
+import { parseStep, stepToIterations } from '../core/steps.js';
+import type { Splits } from '../data/dataset.js';
+import { getDataset } from '../data/registry.js';
+import { getModel } from '../models/registry.js';
+import type { Model } from '../nn/model.js';
+import { writeFileAtomic, writeJsonAtomic } from '../store/atomic.js';
+import { saveSafetensors } from '../store/safetensors.js';
+import type { TrainingHparams } from './hparams.js';
+import { iterationsPerEpoch, train, type EvalPoint, type TrainResult } from './train.js';
+
+export interface TrainSummary {
+  model: string;
+  dataset: string;
+  seed: number;
+  steps: string;
+  iterations: number;
+  earlyStopIteration: number;
+  earlyStopValLoss: number;
+  earlyStopValAccuracy: number;
+  earlyStopTestAccuracy: number;
+  finalTestAccuracy: number;
+  seconds: number;
+  backend: string;
+}
+
+/** Loads the run's data set (split by its seed). */
+export function loadSplits(h: TrainingHparams): Splits {
+  return getDataset(h.dataset).load(h.dataDir, h.seed);
+}
+
+export function budgetIterations(h: TrainingHparams, trainSize: number): number {
+  return stepToIterations(parseStep(h.steps, '--steps'), iterationsPerEpoch(trainSize, h.batchSize));
+}
+
+export function summarize(h: TrainingHparams, iterations: number, r: TrainResult): TrainSummary {
+  return {
+    model: h.model, dataset: h.dataset, seed: h.seed, steps: h.steps, iterations,
+    earlyStopIteration: r.earlyStop.iteration,
+    earlyStopValLoss: r.earlyStop.valLoss,
+    earlyStopValAccuracy: r.earlyStop.valAccuracy,
+    earlyStopTestAccuracy: r.earlyStop.testAccuracy,
+    finalTestAccuracy: r.final.testAccuracy,
+    seconds: r.seconds,
+    backend: getBackend().name,
+  };
+}
+
+/** metrics.csv: one row per (iteration, metric). */
+export function metricsCsv(curve: readonly EvalPoint[]): string {
+  const rows = ['iteration,name,value'];
+  for (const p of curve) {
+    rows.push(`${p.iteration},val_loss,${p.valLoss}`, `${p.iteration},val_accuracy,${p.valAccuracy}`,
+      `${p.iteration},test_loss,${p.testLoss}`, `${p.iteration},test_accuracy,${p.testAccuracy}`);
+  }
+  return `${rows.join('\n')}\n`;
+}
+
+export function saveModel(file: string, model: Model): void {
+  saveSafetensors(file, new Map(model.namedParameters().map(([n, t]) => [n, { shape: t.shape, data: t.data }])));
+}
+
+export interface RunTrainingOptions {
+  /** Writes hparams.json, metrics.csv, model_final.safetensors and summary.json here. */
+  readonly out?: string;
+  readonly onEval?: (point: EvalPoint, iterations: number) => void;
+}
+
+/** Trains one dense model from scratch: `lth train`. */
+export function runTraining(h: TrainingHparams, opts: RunTrainingOptions = {}): TrainSummary & { curve: EvalPoint[] } {
+  const data = loadSplits(h);
+  const iterations = budgetIterations(h, data.train.length);
+  const model = getModel(h.model).build();
+  model.initialize(h.seed);
+  const result = train({
+    model, data, iterations, batchSize: h.batchSize, seed: h.seed, evalEvery: h.evalEvery,
+    optimizer: { name: h.optimizer, lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay },
+    onEval: (p) => opts.onEval?.(p, iterations),
+  });
+  const summary = summarize(h, iterations, result);
+  if (opts.out) {
+    writeJsonAtomic(path.join(opts.out, 'hparams.json'), h);
+    writeFileAtomic(path.join(opts.out, 'metrics.csv'), metricsCsv(result.curve));
+    saveModel(path.join(opts.out, 'model_final.safetensors'), model);
+    writeJsonAtomic(path.join(opts.out, 'summary.json'), summary);
+  }
+  return { ...summary, curve: result.curve };
+}

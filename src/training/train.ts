@@ -1,0 +1,129 @@
+import { getBackend } from '../backend/index.js';
+import { LthError, check } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
+import type { Dataset, Splits } from '../data/dataset.js';
+import type { Model } from '../nn/model.js';
+import { Adam, Sgd, type Optimizer } from '../nn/optim.js';
+import { softmaxCrossEntropy } from '../tensor/ops.js';
+import { Tensor, noGrad } from '../tensor/tensor.js';
+
+export interface OptimizerSettings {
+  readonly name: 'adam' | 'sgd';
+  readonly lr: number;
+  /** SGD only. */
+  readonly momentum: number;
+  /** SGD only (coupled L2, as PyTorch). */
+  readonly weightDecay: number;
+}
+
+export interface TrainOptions {
+  readonly model: Model;
+  readonly data: Splits;
+  /** Total iterations (minibatches). */
+  readonly iterations: number;
+  readonly batchSize: number;
+  readonly optimizer: OptimizerSettings;
+  /** Seeds the data order: epoch e is a permutation drawn from stream ('data', e). */
+  readonly seed: number;
+  /** Evaluate validation and test every this many iterations (and at 0 and the end). */
+  readonly evalEvery: number;
+  /** Called after each evaluation, e.g. for progress. */
+  readonly onEval?: (point: EvalPoint) => void;
+}
+
+export interface EvalPoint {
+  readonly iteration: number;
+  readonly valLoss: number;
+  readonly valAccuracy: number;
+  readonly testLoss: number;
+  readonly testAccuracy: number;
+}
+
+export interface TrainResult {
+  readonly curve: EvalPoint[];
+  /** The evaluation of minimum validation loss (the earliest, on ties). */
+  readonly earlyStop: EvalPoint;
+  readonly final: EvalPoint;
+  readonly seconds: number;
+}
+
+export function iterationsPerEpoch(trainSize: number, batchSize: number): number {
+  return Math.floor(trainSize / batchSize);
+}
+
+export function makeOptimizer(model: Model, s: OptimizerSettings): Optimizer {
+  const params = model.namedParameters().map(([, t]) => t);
+  return s.name === 'adam' ? new Adam(params, s.lr) : new Sgd(params, s.lr, s.momentum, s.weightDecay);
+}
+
+/** Mean loss and accuracy of `model` over `data`, in batches, without recording gradients. */
+export function evaluate(model: Model, data: Dataset, batchSize = 1000): { loss: number; accuracy: number } {
+  const be = getBackend();
+  const d = data.sampleSize;
+  let lossSum = 0, correct = 0;
+  noGrad(() => {
+    for (let from = 0; from < data.length; from += batchSize) {
+      const n = Math.min(batchSize, data.length - from);
+      const x = new Tensor(data.images.subarray(from * d, (from + n) * d), [n, ...data.sampleShape]);
+      const labels = data.labels.subarray(from, from + n);
+      const logits = model.forward(x, false);
+      lossSum += be.softmaxXent(logits.data, labels, n, logits.shape[1], null, 0);
+      correct += be.countCorrect(logits.data, labels, n, logits.shape[1]);
+    }
+  });
+  return { loss: lossSum / data.length, accuracy: correct / data.length };
+}
+
+/**
+ * The one training loop: minibatch SGD/Adam over a training set reshuffled every
+ * epoch (an epoch is ⌊N/B⌋ full batches), evaluating validation and test every
+ * `evalEvery` iterations. Masks travel on the model's parameters; this loop never
+ * sees them.
+ */
+export function train(opts: TrainOptions): TrainResult {
+  const { model, data, iterations, batchSize, evalEvery } = opts;
+  check(Number.isInteger(iterations) && iterations >= 0, `train: iterations must be a non-negative integer, got ${iterations}`);
+  check(Number.isInteger(batchSize) && batchSize >= 1 && batchSize <= data.train.length,
+    `train: batch size must be an integer in [1, ${data.train.length}], got ${batchSize}`);
+  check(Number.isInteger(evalEvery) && evalEvery >= 1, `train: eval-every must be a positive integer, got ${evalEvery}`);
+  const started = performance.now();
+  const optimizer = makeOptimizer(model, opts.optimizer);
+  const perEpoch = iterationsPerEpoch(data.train.length, batchSize);
+  const d = data.train.sampleSize;
+  const xBuf = new Float32Array(batchSize * d);
+  const yBuf = new Int32Array(batchSize);
+  const x = new Tensor(xBuf, [batchSize, ...data.train.sampleShape]);
+  const curve: EvalPoint[] = [];
+
+  const evalNow = (iteration: number) => {
+    const val = evaluate(model, data.validation);
+    const test = evaluate(model, data.test);
+    const point = { iteration, valLoss: val.loss, valAccuracy: val.accuracy, testLoss: test.loss, testAccuracy: test.accuracy };
+    curve.push(point);
+    opts.onEval?.(point);
+  };
+
+  let order: Int32Array | null = null;
+  evalNow(0);
+  for (let it = 0; it < iterations; it++) {
+    const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
+    if (inEpoch === 0 || !order) order = new Rng(opts.seed, 'data', epoch).permutation(data.train.length);
+    data.train.gather(order, inEpoch * batchSize, batchSize, xBuf, yBuf);
+    const loss = softmaxCrossEntropy(model.forward(x, true), yBuf);
+    if (!Number.isFinite(loss.data[0])) {
+      throw new LthError(`training diverged: loss is ${loss.data[0]} at iteration ${it} (learning rate ${opts.optimizer.lr} too high?)`);
+    }
+    loss.backward();
+    optimizer.step();
+    const done = it + 1;
+    if (done % evalEvery === 0 || done === iterations) evalNow(done);
+  }
+  return { curve, earlyStop: earlyStopPoint(curve), final: curve[curve.length - 1], seconds: (performance.now() - started) / 1000 };
+}
+
+/** The point of minimum validation loss; the earliest on ties. NaN losses never win. */
+export function earlyStopPoint(curve: readonly EvalPoint[]): EvalPoint {
+  let best = curve[0];
+  for (const p of curve) if (p.valLoss < best.valLoss || Number.isNaN(best.valLoss)) best = p;
+  return best;
+}
