@@ -1,0 +1,78 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Rng } from '../core/rng.js';
+import { linear, relu, softmaxCrossEntropy } from './ops.js';
+import { gradCheck } from './gradcheck.js';
+import { Tensor } from './tensor.js';
+
+function randomTensor(shape: number[], rng: Rng, scale = 1): Tensor {
+  const t = Tensor.zeros(shape, true);
+  for (let i = 0; i < t.size; i++) t.data[i] = scale * rng.normal();
+  return t;
+}
+
+
+test('linear (no activation): gradient matches finite differences for x, W and b', () => {
+  const rng = new Rng(1, 'test');
+  const x = randomTensor([5, 7], rng), w = randomTensor([4, 7], rng, 0.5), b = randomTensor([4], rng);
+  const labels = Int32Array.from([0, 3, 1, 2, 3]);
+  const err = gradCheck(() => softmaxCrossEntropy(linear(x, w, b), labels), [x, w, b]);
+  assert.ok(err < 1e-2, `max relative error ${err}`);
+});
+
+test('linear with fused ReLU: gradient matches finite differences', () => {
+  const rng = new Rng(2, 'test');
+  const x = randomTensor([6, 5], rng), w1 = randomTensor([8, 5], rng, 0.7), b1 = randomTensor([8], rng, 0.3);
+  const w2 = randomTensor([3, 8], rng, 0.7), b2 = randomTensor([3], rng, 0.1);
+  const labels = Int32Array.from([0, 1, 2, 0, 1, 2]);
+  const f = () => softmaxCrossEntropy(linear(linear(x, w1, b1, 'relu'), w2, b2), labels);
+  const err = gradCheck(f, [x, w1, b1, w2, b2], { eps: 1e-3 });
+  assert.ok(err < 2e-2, `max relative error ${err}`);
+});
+
+test('relu: gradient matches finite differences away from the kink', () => {
+  const rng = new Rng(3, 'test');
+  const x = randomTensor([4, 6], rng);
+  for (let i = 0; i < x.size; i++) if (Math.abs(x.data[i]) < 0.1) x.data[i] = 0.5; // keep off the kink
+  const w = randomTensor([3, 6], rng);
+  const labels = Int32Array.from([2, 0, 1, 1]);
+  const err = gradCheck(() => softmaxCrossEntropy(linear(relu(x), w, null), labels), [x, w]);
+  assert.ok(err < 1e-2, `max relative error ${err}`);
+});
+
+test('softmaxCrossEntropy: value equals -log softmax and gradient matches finite differences', () => {
+  const logits = new Tensor(Float32Array.from([1, 2, 3, 0, 0, 0]), [2, 3], true);
+  const loss = softmaxCrossEntropy(logits, Int32Array.from([2, 1]));
+  const expected = (-Math.log(Math.exp(3) / (Math.exp(1) + Math.exp(2) + Math.exp(3))) + Math.log(3)) / 2;
+  assert.ok(Math.abs(loss.data[0] - expected) < 1e-6, `${loss.data[0]} vs ${expected}`);
+  const rng = new Rng(4, 'test');
+  const x = randomTensor([7, 10], rng, 2);
+  const labels = Int32Array.from([0, 9, 3, 3, 5, 1, 8]);
+  assert.ok(gradCheck(() => softmaxCrossEntropy(x, labels), [x]) < 1e-2);
+});
+
+test('gradCheck detects a wrong gradient', () => {
+  const rng = new Rng(5, 'test');
+  const x = randomTensor([3, 4], rng);
+  const labels = Int32Array.from([0, 1, 2]);
+  const wrong = () => {
+    const loss = softmaxCrossEntropy(x, labels);
+    const inner = loss.backwardFn!;
+    loss.backwardFn = () => { inner(); for (let i = 0; i < x.size; i++) x.grad![i] *= 2; };
+    return loss;
+  };
+  assert.ok(gradCheck(wrong, [x]) > 0.05);
+});
+
+test('ops reject bad shapes and labels with clear errors', () => {
+  const x = Tensor.zeros([2, 3]);
+  assert.throws(() => linear(x, Tensor.zeros([4, 5]), null), /weight shape \[4, 5\] does not match input features 3/);
+  assert.throws(() => linear(Tensor.zeros([6]), Tensor.zeros([4, 6]), null), /input must be rank 2/);
+  assert.throws(() => softmaxCrossEntropy(x, Int32Array.from([0, 3])), /label 3 at row 1 is outside \[0, 3\)/);
+  assert.throws(() => softmaxCrossEntropy(x, Int32Array.from([0])), /1 labels for 2 rows/);
+});
+
+test('a loss of NaN logits is NaN', () => {
+  const x = new Tensor(Float32Array.from([NaN, 1, 2]), [1, 3]);
+  assert.ok(Number.isNaN(softmaxCrossEntropy(x, Int32Array.from([1])).data[0]));
+});
