@@ -13,7 +13,7 @@ export interface CommonFlags {
  */
 export function parseArgs(argv: string[], schema: Schema, extra: Schema = {}): { values: Values; positional: string[]; common: CommonFlags } {
   const all: Schema = { ...schema, ...extra, json: { type: 'boolean', help: 'print one JSON object as the last stdout line; no progress', default: false }, help: { type: 'boolean', help: 'show this help', default: false } };
-  const byFlag = new Map(Object.entries(all).map(([k, f]) => [flagName(k, f), k]));
+  const byFlag = new Map(Object.entries(all).flatMap(([k, f]) => [flagName(k, f), ...(f.aliases ?? [])].map((name) => [name, k] as const)));
   const values: Values = {};
   const positional: string[] = [];
   for (let i = 0; i < argv.length; i++) {

@@ -3,6 +3,8 @@ import { LthError } from '../core/errors.js';
 import { getBackend } from '../backend/index.js';
 import { TRAINING_SCHEMA, resolveTraining } from '../training/hparams.js';
 import { runTraining } from '../training/run.js';
+import { LOTTERY_SCHEMA, resolveLottery, runHash } from '../lottery/hparams.js';
+import { listRuns, runLottery } from '../lottery/runner.js';
 import { helpText, parseArgs } from './args.js';
 import { Progress, bar, formatEta } from './progress.js';
 
@@ -10,6 +12,8 @@ const USAGE = `lth — the Lottery Ticket Hypothesis toolkit
 
 Usage:
   lth train   [options]   train one dense network (lth train --help)
+  lth lottery [options]   find winning tickets by iterative magnitude pruning (lth lottery --help)
+  lth ls      [--root D]  list lottery runs with their hyperparameters and progress
 
 Environment: LTH_BACKEND=native|reference, LTH_THREADS=N`;
 
@@ -48,12 +52,81 @@ function cmdTrain(argv: string[]): void {
   if (out) console.log(`wrote ${out}/summary.json, metrics.csv, model_final.safetensors`);
 }
 
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+
+function cmdLottery(argv: string[]): void {
+  const { values, common } = parseArgs(argv, LOTTERY_SCHEMA);
+  if (common.help) {
+    console.log(helpText('Usage: lth lottery [options]', LOTTERY_SCHEMA));
+    return;
+  }
+  const h = resolveLottery(values);
+  const progress = new Progress(common.json);
+  const stagesTotal = h.replicates * (1 + h.levels * (1 + h.branches.length));
+  progress.log(`lth lottery: ${h.training.model} on ${h.training.dataset}, ${h.levels} levels, ${h.replicates} replicate(s), branches [${h.branches.join(', ') || 'none'}], ${h.training.steps} per level, backend ${getBackend().name}`);
+  progress.log(`run directory: ${h.root}/${runHash(h)}`);
+  const started = Date.now();
+  let stagesDone = 0, itersDone = 0, itersInStage = 0, trainedStages = 0;
+  const { runDir, summary } = runLottery(h, {
+    onStage: (s, skipped) => {
+      stagesDone++;
+      if (!skipped) { trainedStages++; itersDone += s.iterations; itersInStage = 0; }
+      progress.log(`${skipped ? 'done already' : 'finished'}: replicate ${s.replicate} level ${s.level}/${h.levels} ${s.stage.padEnd(12)} density ${pct(s.density).padStart(7)}  early stop it ${String(s.earlyStopIteration).padStart(6)}  test acc ${pct(s.earlyStopTestAccuracy)}${skipped ? '' : `  (${s.seconds.toFixed(1)} s)`}`);
+    },
+    onProgress: (p) => {
+      itersInStage = p.point.iteration;
+      const elapsed = (Date.now() - started) / 1000;
+      const doneIts = itersDone + itersInStage;
+      const remainingIts = (stagesTotal - stagesDone) * p.iterations - itersInStage;
+      const eta = doneIts > 0 ? (elapsed / doneIts) * remainingIts : NaN;
+      progress.update(`${bar(stagesDone / stagesTotal)} rep ${p.replicate + 1}/${h.replicates} level ${p.level}/${h.levels} ${p.stage} density ${pct(p.density)}  it ${p.point.iteration}/${p.iterations}  val acc ${pct(p.point.valAccuracy)}  ETA ${formatEta(eta)}`);
+    },
+  });
+  void trainedStages;
+  if (common.json) {
+    printJson({ runDir, ...summary });
+    return;
+  }
+  console.log(`\nlevel  weights left  early-stop it (mean)  test acc at early stop (mean [min, max])${h.branches.map((b) => `  ${b}: it / acc`).join('')}`);
+  for (const a of summary.aggregate) {
+    const m = a.main;
+    let line = `${String(a.level).padStart(5)}  ${pct(a.density.mean).padStart(12)}  ${m.earlyStopIteration.mean.toFixed(0).padStart(20)}  ${pct(m.earlyStopTestAccuracy.mean)} [${pct(m.earlyStopTestAccuracy.min)}, ${pct(m.earlyStopTestAccuracy.max)}]`;
+    for (const b of h.branches) {
+      const s = a.branches[b];
+      line += s ? `  ${s.earlyStopIteration.mean.toFixed(0).padStart(6)} / ${pct(s.earlyStopTestAccuracy.mean)}` : '  -';
+    }
+    console.log(line);
+  }
+  console.log(`\nresults: ${runDir}/summary.json${summary.complete ? '' : ' (incomplete)'}`);
+}
+
+function cmdLs(argv: string[]): void {
+  const schema = { root: LOTTERY_SCHEMA.root };
+  const { values, common } = parseArgs(argv, schema);
+  if (common.help) {
+    console.log(helpText('Usage: lth ls [--root DIR]', schema));
+    return;
+  }
+  const runs = listRuns(String(values.root ?? LOTTERY_SCHEMA.root.default));
+  if (common.json) {
+    printJson(runs.map(({ summary, ...r }) => ({ ...r, complete: summary?.complete ?? false })));
+    return;
+  }
+  if (runs.length === 0) console.log('no runs');
+  for (const r of runs) {
+    const hp = Object.entries(r.hparams as Record<string, unknown>).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : v}`).join(' ') || '(all defaults)';
+    console.log(`${r.run}  ${r.stagesDone} stages done${r.summary?.complete ? ', complete' : ''}  ${hp}`);
+  }
+}
+
 function main(argv: string[]): void {
   const [command, ...rest] = argv;
   switch (command) {
     case 'train': return cmdTrain(rest);
+    case 'lottery': return cmdLottery(rest);
+    case 'ls': return cmdLs(rest);
     case undefined: case '--help': case 'help': console.log(USAGE); return;
-    default: throw new LthError(`unknown command '${command}'. Known: train`);
+    default: throw new LthError(`unknown command '${command}'. Known: train, lottery, ls`);
   }
 }
 

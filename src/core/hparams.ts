@@ -16,6 +16,8 @@ export interface Field {
   readonly choices?: readonly string[];
   /** Flag name when it is not the kebab-case of the field name. */
   readonly flag?: string;
+  /** Other accepted flag names. */
+  readonly aliases?: readonly string[];
 }
 
 export type Schema = Readonly<Record<string, Field>>;

@@ -1,4 +1,4 @@
-import { Rng } from '../core/rng.js';
+import type { Rng } from '../core/rng.js';
 import { LthError, check } from '../core/errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Layer } from './layers.js';
@@ -45,9 +45,8 @@ export class Model {
     return this.layers[this.layers.length - 1][0];
   }
 
-  /** Draws fresh parameters from the 'init' stream of `seed` (or a named stream). */
-  initialize(seed: number, stream = 'init'): void {
-    const rng = new Rng(seed, stream);
+  /** Draws fresh parameters (θ0) from the given random stream. */
+  initialize(rng: Rng): void {
     for (const [, layer] of this.layers) layer.initialize(rng);
   }
 

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { getBackend } from '../backend/index.js';
+import { Rng } from '../core/rng.js';
 import { parseStep, stepToIterations } from '../core/steps.js';
 import type { Splits } from '../data/dataset.js';
 import { getDataset } from '../data/registry.js';
@@ -72,7 +73,7 @@ export function runTraining(h: TrainingHparams, opts: RunTrainingOptions = {}): 
   const data = loadSplits(h);
   const iterations = budgetIterations(h, data.train.length);
   const model = getModel(h.model).build();
-  model.initialize(h.seed);
+  model.initialize(new Rng(h.seed, 'init'));
   const result = train({
     model, data, iterations, batchSize: h.batchSize, seed: h.seed, evalEvery: h.evalEvery,
     optimizer: { name: h.optimizer, lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay },

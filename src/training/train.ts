@@ -29,6 +29,8 @@ export interface TrainOptions {
   readonly evalEvery: number;
   /** Called after each evaluation, e.g. for progress. */
   readonly onEval?: (point: EvalPoint) => void;
+  /** Called after each optimiser step with the number of steps done (e.g. to keep rewind weights). */
+  readonly onIteration?: (done: number) => void;
 }
 
 export interface EvalPoint {
@@ -116,6 +118,7 @@ export function train(opts: TrainOptions): TrainResult {
     loss.backward();
     optimizer.step();
     const done = it + 1;
+    opts.onIteration?.(done);
     if (done % evalEvery === 0 || done === iterations) evalNow(done);
   }
   return { curve, earlyStop: earlyStopPoint(curve), final: curve[curve.length - 1], seconds: (performance.now() - started) / 1000 };

@@ -1,0 +1,374 @@
+/**
+ * The native addon against the reference backend: random and edge shapes for every
+ * transpose/accumulate combination, the LeNet-300-100 shapes, NaN propagation, masks,
+ * argument validation, every SIMD path (child processes with LTH_SIMD set) and
+ * bitwise independence of the thread count.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { referenceBackend as ref, loadNative, type NativeBackend } from './index.js';
+
+interface NativeExtras {
+  setThreads(n: number): void;
+  getThreads(): number;
+}
+
+const loaded = loadNative();
+const native: NativeBackend | null = loaded instanceof Error ? null : loaded;
+const extras = native as unknown as NativeExtras;
+const skip = native === null;
+
+/** mulberry32: a tiny seeded PRNG (the tests must not depend on Math.random). */
+function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomArray(n: number, rnd: () => number, lo = -1, hi = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rnd();
+  return a;
+}
+
+/**
+ * Checks native matmul against the reference: |c - c_ref| <= 1e-5·√k·(|c0| + Σ_p |a||b|),
+ * i.e. a relative tolerance scaled by the magnitude of the products.
+ */
+function checkMatmul(
+  m: number, k: number, n: number, transA: boolean, transB: boolean, accumulate: boolean, rnd: () => number,
+): void {
+  const a = randomArray(m * k, rnd), b = randomArray(k * n, rnd);
+  const c0 = randomArray(m * n + 3, rnd);  // 3 spare elements that must stay untouched
+  const cRef = c0.slice(), cNat = c0.slice();
+  ref.matmul(a, b, cRef, m, k, n, transA, transB, accumulate);
+  native!.matmul(a, b, cNat, m, k, n, transA, transB, accumulate);
+  const tol = 1e-5 * Math.sqrt(Math.max(k, 1));
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let scale = accumulate ? Math.abs(c0[i * n + j]) : 0;
+      for (let p = 0; p < k; p++) {
+        scale += Math.abs((transA ? a[p * m + i] : a[i * k + p]) * (transB ? b[j * k + p] : b[p * n + j]));
+      }
+      const got = cNat[i * n + j], want = cRef[i * n + j];
+      if (!(Math.abs(got - want) <= tol * scale + 1e-30)) {
+        assert.fail(`matmul m=${m} k=${k} n=${n} transA=${transA} transB=${transB} accumulate=${accumulate}: ` +
+          `c[${i},${j}] = ${got}, reference ${want} (scale ${scale})`);
+      }
+    }
+  }
+  for (let i = m * n; i < m * n + 3; i++) assert.equal(cNat[i], c0[i], 'matmul wrote past m*n');
+}
+
+const FLAGS: [boolean, boolean, boolean][] = [];
+for (const tA of [false, true]) for (const tB of [false, true]) for (const acc of [false, true]) FLAGS.push([tA, tB, acc]);
+
+test('native addon loads', () => {
+  if (loaded instanceof Error) assert.fail(`native addon did not load: ${loaded.message}`);
+  assert.equal(native!.name, 'native');
+  assert.ok(['avx512', 'avx2', 'scalar'].includes(native!.simd), `simd = ${native!.simd}`);
+  assert.ok(extras.getThreads() >= 1);
+});
+
+test('matmul: edge and odd sizes, every transpose/accumulate combination', { skip }, () => {
+  const rnd = prng(1);
+  const sizes = [0, 1, 3, 7, 17, 33, 65, 129];
+  // Every size for each dimension with the others small, then random triples.
+  const shapes: [number, number, number][] = [];
+  for (const s of sizes) shapes.push([s, 3, 5], [4, s, 2], [3, 6, s], [s, s, s > 33 ? 7 : s]);
+  for (let t = 0; t < 16; t++) {
+    shapes.push([sizes[1 + Math.floor(rnd() * 7)], sizes[1 + Math.floor(rnd() * 7)], sizes[1 + Math.floor(rnd() * 7)]]);
+  }
+  for (const [m, k, n] of shapes) for (const [tA, tB, acc] of FLAGS) checkMatmul(m, k, n, tA, tB, acc, rnd);
+});
+
+test('matmul: LeNet-300-100 shapes', { skip }, () => {
+  const rnd = prng(2);
+  checkMatmul(60, 784, 300, false, true, false, rnd);   // forward X·W1ᵀ
+  checkMatmul(60, 300, 100, false, true, false, rnd);   // forward X·W2ᵀ
+  checkMatmul(60, 100, 10, false, true, false, rnd);    // forward X·W3ᵀ
+  checkMatmul(300, 60, 784, true, false, false, rnd);   // gW1 = gYᵀ·X
+  checkMatmul(100, 60, 300, true, false, true, rnd);    // gW2, accumulated
+  checkMatmul(10, 60, 100, true, false, false, rnd);    // gW3
+  checkMatmul(60, 100, 300, false, false, false, rnd);  // gX = gY·W2
+  checkMatmul(60, 10, 100, false, false, false, rnd);   // gX = gY·W3
+  checkMatmul(200, 784, 300, false, true, false, rnd);  // evaluation-sized batch
+  checkMatmul(37, 1000, 45, true, true, true, rnd);     // k spanning several cache blocks
+});
+
+test('matmul: k = 0 zeroes C or leaves it unchanged; m = 0 or n = 0 is a no-op', { skip }, () => {
+  const c = new Float32Array([1, 2, 3, 4, 5, 6]);
+  native!.matmul(new Float32Array(0), new Float32Array(0), c, 2, 0, 3, false, false, true);
+  assert.deepEqual([...c], [1, 2, 3, 4, 5, 6]);
+  native!.matmul(new Float32Array(0), new Float32Array(0), c, 2, 0, 3, true, true, false);
+  assert.deepEqual([...c], [0, 0, 0, 0, 0, 0]);
+  const d = new Float32Array([7]);
+  native!.matmul(new Float32Array(0), new Float32Array(5), d, 0, 5, 1, false, false, false);
+  native!.matmul(new Float32Array(5), new Float32Array(0), d, 1, 5, 0, false, false, false);
+  assert.deepEqual([...d], [7]);
+});
+
+test('matmul: NaN and Inf propagate; stale NaN in C is overwritten', { skip }, () => {
+  const rnd = prng(3);
+  for (const [m, k, n] of [[60, 784, 300], [5, 9, 40], [13, 3, 70]] as const) {
+    for (const [tA, tB] of [[false, false], [true, true], [false, true], [true, false]] as const) {
+      const a = randomArray(m * k, rnd), b = randomArray(k * n, rnd);
+      const ia = m - 1, pa = k >> 1;  // NaN at op(A)[ia, pa]: row ia of C is NaN
+      a[tA ? pa * m + ia : ia * k + pa] = NaN;
+      const pb = 0, jb = n - 1;        // Inf at op(B)[pb, jb] against a zero: column jb is NaN
+      b[tB ? jb * k + pb : pb * n + jb] = Infinity;
+      for (let i = 0; i < m; i++) a[tA ? pb * m + i : i * k + pb] = 0;
+      const c = new Float32Array(m * n).fill(NaN);
+      native!.matmul(a, b, c, m, k, n, tA, tB, false);
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) {
+          const v = c[i * n + j];
+          if (i === ia || j === jb) assert.ok(Number.isNaN(v), `c[${i},${j}] should be NaN`);
+          else assert.ok(Number.isFinite(v), `c[${i},${j}] = ${v} should be finite`);
+        }
+      }
+    }
+  }
+});
+
+test('matmul: results are bitwise identical for 1 and 2 threads', { skip }, () => {
+  const rnd = prng(4);
+  const before = extras.getThreads();
+  try {
+    for (const [m, k, n, tA, tB] of [
+      [60, 784, 300, false, true], [300, 60, 784, true, false], [1000, 100, 10, false, true],
+      [131, 257, 515, true, true], [61, 400, 97, false, false],
+    ] as const) {
+      const a = randomArray(m * k, rnd), b = randomArray(k * n, rnd);
+      const c1 = new Float32Array(m * n), c2 = new Float32Array(m * n), c3 = new Float32Array(m * n);
+      extras.setThreads(1);
+      native!.matmul(a, b, c1, m, k, n, tA, tB, false);
+      extras.setThreads(2);
+      native!.matmul(a, b, c2, m, k, n, tA, tB, false);
+      extras.setThreads(3);
+      native!.matmul(a, b, c3, m, k, n, tA, tB, false);
+      assert.deepEqual(Buffer.from(c2.buffer), Buffer.from(c1.buffer), `m=${m} k=${k} n=${n}, 2 threads`);
+      assert.deepEqual(Buffer.from(c3.buffer), Buffer.from(c1.buffer), `m=${m} k=${k} n=${n}, 3 threads`);
+    }
+  } finally {
+    extras.setThreads(before);
+  }
+});
+
+test('biasAct, reluBackward, sumRows match the reference', { skip }, () => {
+  const rnd = prng(5);
+  for (const [rows, cols] of [[0, 4], [1, 1], [7, 33], [60, 300]] as const) {
+    const x = randomArray(rows * cols, rnd), bias = randomArray(cols, rnd);
+    if (x.length > 2) x[1] = NaN;
+    for (const relu of [false, true]) {
+      const o1 = new Float32Array(rows * cols), o2 = new Float32Array(rows * cols);
+      ref.biasAct(x, bias, o1, rows, cols, relu);
+      native!.biasAct(x, bias, o2, rows, cols, relu);
+      assert.deepEqual(o2, o1);
+      const inPlace = x.slice();
+      native!.biasAct(inPlace, bias, inPlace, rows, cols, relu);
+      assert.deepEqual(inPlace, o1);
+    }
+    const g = randomArray(rows * cols, rnd), y = randomArray(rows * cols, rnd);
+    const gi1 = new Float32Array(rows * cols), gi2 = new Float32Array(rows * cols);
+    ref.reluBackward(g, y, gi1, rows * cols);
+    native!.reluBackward(g, y, gi2, rows * cols);
+    assert.deepEqual(gi2, gi1);
+    for (const acc of [false, true]) {
+      const s0 = randomArray(cols, rnd), s1 = s0.slice(), s2 = s0.slice();
+      ref.sumRows(g, s1, rows, cols, acc);
+      native!.sumRows(g, s2, rows, cols, acc);
+      assert.deepEqual(s2, s1);
+    }
+  }
+});
+
+test('softmaxXent and countCorrect match the reference; NaN logits give NaN', { skip }, () => {
+  const rnd = prng(6);
+  for (const [rows, cols] of [[1, 1], [3, 10], [60, 10], [7, 300]] as const) {
+    const logits = randomArray(rows * cols, rnd, -20, 20);
+    const labels = new Int32Array(rows);
+    for (let i = 0; i < rows; i++) labels[i] = Math.floor(rnd() * cols);
+    const g1 = new Float32Array(rows * cols), g2 = new Float32Array(rows * cols);
+    const l1 = ref.softmaxXent(logits, labels, rows, cols, g1, 1 / rows);
+    const l2 = native!.softmaxXent(logits, labels, rows, cols, g2, 1 / rows);
+    assert.ok(Math.abs(l2 - l1) <= 1e-6 * Math.max(1, Math.abs(l1)), `loss ${l2} vs ${l1}`);
+    for (let i = 0; i < g1.length; i++) assert.ok(Math.abs(g2[i] - g1[i]) <= 1e-6, `grad[${i}] ${g2[i]} vs ${g1[i]}`);
+    assert.equal(native!.softmaxXent(logits, labels, rows, cols, null, 1), l2);
+    assert.equal(native!.countCorrect(logits, labels, rows, cols), ref.countCorrect(logits, labels, rows, cols));
+  }
+  const logits = new Float32Array([1, 2, 3, 4, NaN, 6]);
+  const labels = new Int32Array([2, 0]);
+  const grad = new Float32Array(6);
+  assert.ok(Number.isNaN(native!.softmaxXent(logits, labels, 2, 3, grad, 1)));
+  assert.ok(Number.isNaN(grad[3]) && Number.isNaN(grad[5]) && Number.isFinite(grad[0]));
+  // Ties go to the first maximum.
+  assert.equal(native!.countCorrect(new Float32Array([5, 5, 1, 2, 7, 7]), new Int32Array([0, 1]), 2, 3), 2);
+});
+
+test('adam, sgd and applyMask match the reference and zero masked entries', { skip }, () => {
+  const rnd = prng(7);
+  for (const n of [0, 1, 15, 17, 1000, 4099]) {
+    const mask = new Float32Array(n);
+    for (let i = 0; i < n; i++) mask[i] = rnd() < 0.3 ? 0 : 1;
+    for (const useMask of [false, true]) {
+      const p1 = randomArray(n, rnd), g = randomArray(n, rnd);
+      const m1 = randomArray(n, rnd, -0.1, 0.1), v1 = randomArray(n, rnd, 0, 0.01);
+      const p2 = p1.slice(), m2 = m1.slice(), v2 = v1.slice();
+      for (let step = 1; step <= 3; step++) {
+        ref.adam(p1, g, m1, v1, useMask ? mask : null, n, 1e-3, 0.9, 0.999, 1e-8, step);
+        native!.adam(p2, g, m2, v2, useMask ? mask : null, n, 1e-3, 0.9, 0.999, 1e-8, step);
+      }
+      for (let i = 0; i < n; i++) {
+        assert.ok(Math.abs(p2[i] - p1[i]) <= 1e-6 * (1 + Math.abs(p1[i])), `adam p[${i}] ${p2[i]} vs ${p1[i]}`);
+        assert.ok(Math.abs(m2[i] - m1[i]) <= 1e-6 * (1e-3 + Math.abs(m1[i])), `adam m[${i}] ${m2[i]} vs ${m1[i]}`);
+        assert.ok(Math.abs(v2[i] - v1[i]) <= 1e-5 * (1e-6 + Math.abs(v1[i])), `adam v[${i}] ${v2[i]} vs ${v1[i]}`);
+        if (useMask && mask[i] === 0) assert.ok(p2[i] === 0 && m2[i] === 0 && v2[i] === 0, `adam masked ${i}`);
+      }
+      const q1 = randomArray(n, rnd), b1 = randomArray(n, rnd, -0.1, 0.1);
+      const q2 = q1.slice(), b2 = b1.slice();
+      for (let step = 0; step < 3; step++) {
+        ref.sgd(q1, g, b1, useMask ? mask : null, n, 0.1, 0.9, 5e-4);
+        native!.sgd(q2, g, b2, useMask ? mask : null, n, 0.1, 0.9, 5e-4);
+      }
+      for (let i = 0; i < n; i++) {
+        assert.ok(Math.abs(q2[i] - q1[i]) <= 1e-5 * (1 + Math.abs(q1[i])), `sgd p[${i}] ${q2[i]} vs ${q1[i]}`);
+        assert.ok(Math.abs(b2[i] - b1[i]) <= 1e-5 * (1 + Math.abs(b1[i])), `sgd buf[${i}] ${b2[i]} vs ${b1[i]}`);
+        if (useMask && mask[i] === 0) assert.ok(q2[i] === 0 && b2[i] === 0, `sgd masked ${i}`);
+      }
+    }
+    const x1 = randomArray(n, rnd), x2 = x1.slice();
+    ref.applyMask(x1, mask, n);
+    native!.applyMask(x2, mask, n);
+    assert.deepEqual(x2, x1);
+  }
+});
+
+test('arguments are validated with clear errors', { skip }, () => {
+  const N = native!;
+  const f = (n: number) => new Float32Array(n);
+  const err = (type: typeof TypeError, re: RegExp) => (e: unknown) => e instanceof type && re.test((e as Error).message);
+  assert.throws(() => N.matmul(f(6), f(8), f(10), 3, 2, 4, false, false, false),
+    err(RangeError, /^matmul: c has 10 elements, needs m\*n = 12$/));
+  assert.throws(() => N.matmul(f(5), f(8), f(12), 3, 2, 4, false, false, false),
+    err(RangeError, /^matmul: a has 5 elements, needs m\*k = 6$/));
+  assert.throws(() => N.matmul(f(6), f(7), f(12), 3, 2, 4, true, true, false),
+    err(RangeError, /^matmul: b has 7 elements, needs k\*n = 8$/));
+  assert.throws(() => N.matmul(new Float64Array(6) as unknown as Float32Array, f(8), f(12), 3, 2, 4, false, false, false),
+    err(TypeError, /^matmul: a must be a Float32Array, got Float64Array$/));
+  assert.throws(() => N.matmul(f(6), [] as unknown as Float32Array, f(12), 3, 2, 4, false, false, false),
+    err(TypeError, /^matmul: b must be a Float32Array, got object$/));
+  assert.throws(() => N.matmul(f(6), f(8), f(12), 3.5, 2, 4, false, false, false),
+    err(RangeError, /^matmul: m must be a non-negative integer, got 3.5$/));
+  assert.throws(() => N.matmul(f(6), f(8), f(12), -3, 2, 4, false, false, false),
+    err(RangeError, /^matmul: m must be a non-negative integer/));
+  assert.throws(() => N.matmul(f(6), f(8), f(12), 3, '2' as unknown as number, 4, false, false, false),
+    err(TypeError, /^matmul: k must be a number, got string$/));
+  assert.throws(() => N.matmul(f(6), f(8), f(12), 3, 2, 4, 0 as unknown as boolean, false, false),
+    err(TypeError, /^matmul: transA must be a boolean, got number$/));
+  assert.throws(() => (N.matmul as unknown as (...a: unknown[]) => void)(f(6), f(8), f(12), 3, 2, 4),
+    err(TypeError, /^matmul: expected 9 arguments, got 6$/));
+  const shared = f(24);
+  assert.throws(() => N.matmul(shared.subarray(0, 6), f(8), shared.subarray(4, 16), 3, 2, 4, false, false, false),
+    err(RangeError, /^matmul: c must not share memory with a$/));
+  assert.throws(() => N.biasAct(f(6), f(2), f(6), 2, 3, true), err(RangeError, /^biasAct: bias has 2 elements, needs cols = 3$/));
+  assert.throws(() => N.reluBackward(f(3), f(4), f(4), 4), err(RangeError, /^reluBackward: gradOut has 3 elements, needs n = 4$/));
+  assert.throws(() => N.sumRows(f(6), f(2), 2, 3, false), err(RangeError, /^sumRows: out has 2 elements, needs cols = 3$/));
+  assert.throws(() => N.softmaxXent(f(6), new Int32Array([0, 3]), 2, 3, null, 1),
+    err(RangeError, /^softmaxXent: labels\[1\] = 3 is outside \[0, 3\)$/));
+  assert.throws(() => N.softmaxXent(f(6), new Float32Array(2) as unknown as Int32Array, 2, 3, null, 1),
+    err(TypeError, /^softmaxXent: labels must be a Int32Array, got Float32Array$/));
+  assert.throws(() => N.softmaxXent(f(6), new Int32Array(2), 2, 3, f(5), 1),
+    err(RangeError, /^softmaxXent: grad has 5 elements, needs rows\*cols = 6$/));
+  assert.throws(() => N.countCorrect(f(6), new Int32Array(1), 2, 3), err(RangeError, /^countCorrect: labels has 1 elements, needs rows = 2$/));
+  assert.throws(() => N.adam(f(4), f(4), f(4), f(4), f(3), 4, 1e-3, 0.9, 0.999, 1e-8, 1),
+    err(RangeError, /^adam: mask has 3 elements, needs n = 4$/));
+  assert.throws(() => N.adam(f(4), f(4), f(4), f(4), 1 as unknown as Float32Array, 4, 1e-3, 0.9, 0.999, 1e-8, 1),
+    err(TypeError, /^adam: mask must be a Float32Array or null, got number$/));
+  assert.throws(() => N.sgd(f(4), f(4), f(3), null, 4, 0.1, 0.9, 0), err(RangeError, /^sgd: buf has 3 elements, needs n = 4$/));
+  assert.throws(() => N.applyMask(f(4), f(3), 4), err(RangeError, /^applyMask: mask has 3 elements, needs n = 4$/));
+  assert.throws(() => extras.setThreads(0), err(RangeError, /^setThreads: n must be an integer from 1 to 256, got 0$/));
+});
+
+/** Runs `code` (an ES module) in a fresh node with `env` added; returns its last stdout line as JSON. */
+function child(env: Record<string, string>, code: string): Record<string, unknown> {
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+    env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000,
+  });
+  assert.equal(r.status, 0, `child ${JSON.stringify(env)} failed: ${r.stderr}`);
+  const lines = r.stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]) as Record<string, unknown>;
+}
+
+const INDEX_URL = new URL('./index.js', import.meta.url).href;
+
+/** Child program: native vs reference on random shapes, and a hash of big GEMM results. */
+const CHECK_PROGRAM = `
+import { createHash } from 'node:crypto';
+const { referenceBackend: R, loadNative } = await import(${JSON.stringify(INDEX_URL)});
+const N = loadNative();
+if (N instanceof Error) { console.log(JSON.stringify({ error: N.message })); process.exit(0); }
+let s = 12345;
+const rnd = () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 4294967296 * 2 - 1; };
+const arr = (n) => { const a = new Float32Array(n); for (let i = 0; i < n; i++) a[i] = rnd(); return a; };
+const sizes = [1, 3, 7, 17, 33, 65, 129];
+let worst = 0;
+const shapes = [[60, 784, 300], [300, 60, 784], [0, 5, 3], [4, 0, 9]];
+for (let t = 0; t < 12; t++) shapes.push([0, 1, 2].map(() => sizes[Math.floor((rnd() + 1) / 2 * 7)]));
+for (const [m, k, n] of shapes) for (let f = 0; f < 8; f++) {
+  const tA = !!(f & 1), tB = !!(f & 2), acc = !!(f & 4);
+  const a = arr(m * k), b = arr(k * n), c0 = arr(m * n), c1 = c0.slice(), c2 = c0.slice();
+  R.matmul(a, b, c1, m, k, n, tA, tB, acc); N.matmul(a, b, c2, m, k, n, tA, tB, acc);
+  for (let i = 0; i < m * n; i++) {
+    const e = Math.abs(c1[i] - c2[i]) / (1e-5 * Math.sqrt(Math.max(k, 1)) * (1 + Math.abs(c1[i]) + Math.sqrt(k)));
+    if (!(e <= worst)) worst = Number.isNaN(e) ? Infinity : e;
+  }
+}
+const P = 4099, p1 = arr(P), g = arr(P), m1 = new Float32Array(P), v1 = new Float32Array(P), mask = arr(P).map((x) => (x < 0 ? 0 : 1));
+const p2 = p1.slice(), m2 = m1.slice(), v2 = v1.slice();
+R.adam(p1, g, m1, v1, mask, P, 1e-3, 0.9, 0.999, 1e-8, 1); N.adam(p2, g, m2, v2, mask, P, 1e-3, 0.9, 0.999, 1e-8, 1);
+let adamErr = 0;
+for (let i = 0; i < P; i++) adamErr = Math.max(adamErr, Math.abs(p1[i] - p2[i]) / (1 + Math.abs(p1[i])));
+const hash = createHash('sha256');
+for (const [m, k, n, tA, tB] of [[60, 784, 300, 0, 1], [300, 60, 784, 1, 0], [1000, 100, 10, 0, 1], [131, 257, 515, 1, 1]]) {
+  const a = arr(m * k), b = arr(k * n), c = new Float32Array(m * n);
+  N.matmul(a, b, c, m, k, n, !!tA, !!tB, false);
+  hash.update(Buffer.from(c.buffer));
+}
+console.log(JSON.stringify({ simd: N.simd, threads: N.getThreads(), worst, adamErr, hash: hash.digest('hex') }));
+`;
+
+test('every SIMD path matches the reference (LTH_SIMD children)', { skip }, () => {
+  const results: Record<string, Record<string, unknown>> = {};
+  for (const path of ['avx512', 'avx2', 'scalar']) {
+    const r = child({ LTH_SIMD: path, LTH_THREADS: '2' }, CHECK_PROGRAM);
+    assert.equal(r.error, undefined, `LTH_SIMD=${path}: ${String(r.error)}`);
+    results[path] = r;
+    assert.ok((r.worst as number) <= 1, `LTH_SIMD=${path}: matmul error ${String(r.worst)}× the tolerance`);
+    assert.ok((r.adamErr as number) <= 1e-6, `LTH_SIMD=${path}: adam error ${String(r.adamErr)}`);
+  }
+  assert.equal(results.scalar.simd, 'scalar');
+  assert.ok(['avx2', 'scalar'].includes(results.avx2.simd as string));
+  assert.equal(results.avx512.simd, native!.simd, 'LTH_SIMD=avx512 gives the best path this CPU has');
+});
+
+test('LTH_THREADS=1 and LTH_THREADS=2 give bitwise identical matmul results', { skip }, () => {
+  const one = child({ LTH_THREADS: '1' }, CHECK_PROGRAM);
+  const two = child({ LTH_THREADS: '2' }, CHECK_PROGRAM);
+  assert.equal(one.threads, 1);
+  assert.equal(two.threads, 2);
+  assert.equal(two.hash, one.hash);
+});
+
+test('a bad LTH_SIMD or LTH_THREADS makes the addon fail to load with a clear message', { skip }, () => {
+  const bad = child({ LTH_SIMD: 'sse9' }, CHECK_PROGRAM);
+  assert.match(String(bad.error), /LTH_SIMD must be 'avx512', 'avx2' or 'scalar', got 'sse9'/);
+  const badThreads = child({ LTH_THREADS: 'many' }, CHECK_PROGRAM);
+  assert.match(String(badThreads.error), /LTH_THREADS must be an integer from 1 to 256, got 'many'/);
+});

@@ -1,0 +1,90 @@
+import { check } from '../core/errors.js';
+import { canonical, hashOf, type Schema, type Values } from '../core/hparams.js';
+import { parseStep } from '../core/steps.js';
+import { strategyNames } from '../pruning/strategies.js';
+import { TRAINING_SCHEMA, resolveTraining, trainingDefaults, type TrainingHparams } from '../training/hparams.js';
+
+export const BRANCHES = ['reinit', 'random_prune'] as const;
+export type BranchName = (typeof BRANCHES)[number];
+
+/** Lottery hyperparameters: training's, plus pruning and the experiment's shape. */
+export const LOTTERY_SCHEMA = {
+  ...TRAINING_SCHEMA,
+  levels: { type: 'integer', help: 'pruning rounds (levels 1..L; level 0 is the dense network)', default: 20 },
+  strategy: { type: 'string', help: `pruning strategy (${strategyNames().join(', ')})`, default: 'magnitude_layerwise', choices: strategyNames() },
+  rate: { type: 'number', help: "per-round pruning rate of fully connected layers; the output layer gets half (default: the model's, 0.2 for LeNet)" },
+  targetDensity: { type: 'number', help: 'derive the per-round rates so that the last level has exactly this fraction of weights left', flag: 'target-density', aliases: ['density'] },
+  oneShot: { type: 'boolean', help: 'one-shot pruning: train, prune straight to --density, reset, train (same as --levels 1 --target-density D)', default: false },
+  rewindStep: { type: 'string', help: "reset survivors to their values at this step of the dense run ('0it' = θ0, the paper)", default: '0it' },
+  ignore: { type: 'list', help: 'layers global pruning leaves untouched, e.g. fc3.weight', default: [] },
+  branches: { type: 'list', help: `controls trained at every pruned level: ${BRANCHES.join(', ')} (comma-separated; none by default)`, default: [] },
+  replicates: { type: 'integer', help: 'independent replicates (replicate r uses seed + r)', default: 1 },
+  root: { type: 'string', help: 'directory holding all runs', default: './lth-runs' },
+} as const satisfies Schema;
+
+export interface LotteryHparams {
+  training: TrainingHparams;
+  levels: number;
+  strategy: string;
+  rate?: number;
+  targetDensity?: number;
+  oneShot: boolean;
+  rewindStep: string;
+  ignore: string[];
+  branches: BranchName[];
+  replicates: number;
+  root: string;
+}
+
+/** Checks every value before any work starts. */
+export function resolveLottery(v: Values): LotteryHparams {
+  const trainingValues: Values = {};
+  for (const k of Object.keys(TRAINING_SCHEMA)) trainingValues[k] = v[k];
+  const training = resolveTraining(trainingValues);
+  const oneShot = v.oneShot === true;
+  const h: LotteryHparams = {
+    training,
+    levels: oneShot ? 1 : Number(v.levels ?? LOTTERY_SCHEMA.levels.default),
+    strategy: String(v.strategy ?? LOTTERY_SCHEMA.strategy.default),
+    rate: v.rate === undefined ? undefined : Number(v.rate),
+    targetDensity: v.targetDensity === undefined ? undefined : Number(v.targetDensity),
+    oneShot,
+    rewindStep: String(v.rewindStep ?? LOTTERY_SCHEMA.rewindStep.default),
+    ignore: (v.ignore as string[] | undefined) ?? [],
+    branches: ((v.branches as string[] | undefined) ?? []) as BranchName[],
+    replicates: Number(v.replicates ?? LOTTERY_SCHEMA.replicates.default),
+    root: String(v.root ?? LOTTERY_SCHEMA.root.default),
+  };
+  check(!(oneShot && v.levels !== undefined && v.levels !== 1), `--one-shot prunes once: do not combine it with --levels ${v.levels}`);
+  check(!oneShot || h.targetDensity !== undefined, '--one-shot needs --density D, the fraction of weights to keep (e.g. 0.2)');
+  check(Number.isInteger(h.levels) && h.levels >= 0, `--levels must be a non-negative integer, got ${h.levels}`);
+  if (h.rate !== undefined) check(h.rate > 0 && h.rate < 1, `--rate must be in (0, 1), got ${h.rate}`);
+  if (h.targetDensity !== undefined) {
+    check(h.targetDensity > 0 && h.targetDensity < 1, `--target-density must be in (0, 1), got ${h.targetDensity}`);
+    check(h.levels >= 1, '--target-density needs --levels >= 1');
+    check(h.rate === undefined, '--rate and --target-density both set the pruning rate; give one');
+  }
+  for (const b of h.branches) check((BRANCHES as readonly string[]).includes(b), `--branches: unknown branch '${b}'. Known: ${BRANCHES.join(', ')}`);
+  check(Number.isInteger(h.replicates) && h.replicates >= 1, `--replicates must be a positive integer, got ${h.replicates}`);
+  parseStep(h.rewindStep, '--rewind-step'); // checked against the budget once the data set's size is known
+  return h;
+}
+
+/**
+ * The fields that name a run. Left out: where things live (root, dataDir) and what
+ * only adds to a run without changing its results (replicates, branches, and the
+ * number of levels unless a target density derives the rates from it).
+ */
+export function runIdentity(h: LotteryHparams): Record<string, unknown> {
+  const { dataDir: _dataDir, ...training } = h.training;
+  const values: Values = {
+    ...training, levels: h.targetDensity === undefined ? undefined : h.levels, strategy: h.strategy, rate: h.rate, targetDensity: h.targetDensity,
+    oneShot: h.oneShot, rewindStep: h.rewindStep, ignore: h.ignore,
+  };
+  const defaults: Values = { ...trainingDefaults(h.training.model), levels: undefined, strategy: 'magnitude_layerwise', oneShot: false, rewindStep: '0it', ignore: [] };
+  return canonical(values, defaults);
+}
+
+export function runHash(h: LotteryHparams): string {
+  return hashOf(runIdentity(h));
+}

@@ -1,0 +1,46 @@
+import { check } from '../core/errors.js';
+import type { StateDict } from '../nn/model.js';
+
+/** A mask per prunable weight: 1 keeps an entry, 0 prunes it. */
+export type Mask = Map<string, Float32Array>;
+
+/** The all-ones mask for the given weights. */
+export function onesMask(weights: StateDict, names: readonly string[]): Mask {
+  return new Map(names.map((n) => {
+    const w = weights.get(n);
+    check(w !== undefined, `mask: no weight '${n}'`);
+    return [n, new Float32Array(w.length).fill(1)];
+  }));
+}
+
+export function countOnes(m: Float32Array): number {
+  let c = 0;
+  for (let i = 0; i < m.length; i++) if (m[i] !== 0) c++;
+  return c;
+}
+
+/** Remaining entries per layer. */
+export function layerCounts(mask: Mask): Map<string, number> {
+  return new Map([...mask].map(([n, m]) => [n, countOnes(m)]));
+}
+
+/** Fraction of all prunable weights still remaining. */
+export function density(mask: Mask): number {
+  let kept = 0, total = 0;
+  for (const m of mask.values()) {
+    kept += countOnes(m);
+    total += m.length;
+  }
+  return total === 0 ? 1 : kept / total;
+}
+
+/**
+ * Indices of the `count` smallest |values| among the entries where `mask` is 1.
+ * Ties break by position (the earlier entry goes first), so pruning is deterministic.
+ */
+export function smallestRemaining(values: Float32Array, mask: Float32Array, count: number): Int32Array {
+  const idx: number[] = [];
+  for (let i = 0; i < mask.length; i++) if (mask[i] !== 0) idx.push(i);
+  idx.sort((a, b) => Math.abs(values[a]) - Math.abs(values[b]) || a - b);
+  return Int32Array.from(idx.slice(0, count));
+}

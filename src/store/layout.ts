@@ -1,0 +1,84 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { readJson } from './atomic.js';
+
+/**
+ * On-disk layout of a lottery run (names are frozen: other tools read them):
+ *   <root>/<hash>/hparams.json
+ *   <root>/<hash>/summary.json
+ *   <root>/<hash>/replicate_<r>/level_<k>/<main|reinit|random_prune>/
+ *       hparams.json  mask.safetensors  model_init.safetensors  model_final.safetensors
+ *       metrics.csv   done.json (written last: a stage without it is unfinished)
+ * level_0/main may also hold model_rewind.safetensors (weights at the rewind step).
+ */
+export const FILES = {
+  hparams: 'hparams.json',
+  summary: 'summary.json',
+  mask: 'mask.safetensors',
+  init: 'model_init.safetensors',
+  final: 'model_final.safetensors',
+  rewind: 'model_rewind.safetensors',
+  metrics: 'metrics.csv',
+  done: 'done.json',
+} as const;
+
+export type StageName = 'main' | 'reinit' | 'random_prune';
+
+export function stageDir(runDir: string, replicate: number, level: number, stage: StageName): string {
+  return path.join(runDir, `replicate_${replicate}`, `level_${level}`, stage);
+}
+
+/** What a finished stage records in done.json. */
+export interface StageResult {
+  replicate: number;
+  level: number;
+  stage: StageName;
+  /** Fraction of prunable weights remaining. */
+  density: number;
+  iterations: number;
+  earlyStopIteration: number;
+  earlyStopValLoss: number;
+  earlyStopValAccuracy: number;
+  earlyStopTestAccuracy: number;
+  finalTestAccuracy: number;
+  seconds: number;
+  backend: string;
+}
+
+export function readDone(dir: string): StageResult | null {
+  const file = path.join(dir, FILES.done);
+  return fs.existsSync(file) ? readJson<StageResult>(file) : null;
+}
+
+/** One row of metrics.csv per (iteration, metric name). */
+export interface MetricRow {
+  iteration: number;
+  name: string;
+  value: number;
+}
+
+export function readMetrics(dir: string): MetricRow[] {
+  const file = path.join(dir, FILES.metrics);
+  if (!fs.existsSync(file)) return [];
+  return fs.readFileSync(file, 'utf8').trim().split('\n').slice(1).map((line) => {
+    const [iteration, name, value] = line.split(',');
+    return { iteration: Number(iteration), name, value: Number(value) };
+  });
+}
+
+/** Every finished stage of a run, in replicate, level, stage order. */
+export function listStages(runDir: string): StageResult[] {
+  const out: StageResult[] = [];
+  const num = (s: string, prefix: string) => Number(s.slice(prefix.length));
+  const dirs = (p: string, prefix: string) =>
+    fs.existsSync(p) ? fs.readdirSync(p).filter((d) => d.startsWith(prefix) && /^\d+$/.test(d.slice(prefix.length))).sort((a, b) => num(a, prefix) - num(b, prefix)) : [];
+  for (const rep of dirs(runDir, 'replicate_')) {
+    for (const lvl of dirs(path.join(runDir, rep), 'level_')) {
+      for (const stage of ['main', 'reinit', 'random_prune'] as const) {
+        const done = readDone(path.join(runDir, rep, lvl, stage));
+        if (done) out.push(done);
+      }
+    }
+  }
+  return out;
+}

