@@ -67,19 +67,22 @@ export function pruningRates(h: LotteryHparams, model: Model): Map<string, numbe
 export function runLottery(h: LotteryHparams, opts: LotteryOptions = {}): { runDir: string; summary: LotterySummary } {
   const runDir = path.join(h.root, runHash(h));
   const identity = runIdentity(h);
-  writeJsonAtomic(path.join(runDir, FILES.hparams), { identity, resolved: { ...h, training: { ...h.training } } });
   const spec = getModel(h.training.model);
   const strategy = getStrategy(h.strategy);
   const summarize = () => writeSummary(runDir, identity, h.training.seed, h.replicates, h.levels, h.branches);
+  const splitsFor = (seed: number) => loadSplits({ ...h.training, seed });
+
+  // Check the budget against the data before anything is written.
+  let splits = splitsFor(h.training.seed);
+  const perEpoch = iterationsPerEpoch(splits.train.length, h.training.batchSize);
+  const iterations = stepToIterations(parseStep(h.training.steps), perEpoch);
+  const rewindAt = stepToIterations(parseStep(h.rewindStep), perEpoch);
+  check(rewindAt <= iterations, `--rewind-step ${h.rewindStep} (${rewindAt} iterations) is beyond the training budget ${h.training.steps} (${iterations} iterations)`);
+  writeJsonAtomic(path.join(runDir, FILES.hparams), { identity, resolved: h });
 
   for (let r = 0; r < h.replicates; r++) {
     const seed = h.training.seed + r;
-    const splits = loadSplits({ ...h.training, seed });
-    const perEpoch = iterationsPerEpoch(splits.train.length, h.training.batchSize);
-    const iterations = stepToIterations(parseStep(h.training.steps), perEpoch);
-    const rewindAt = stepToIterations(parseStep(h.rewindStep), perEpoch);
-    check(rewindAt <= iterations, `--rewind-step ${h.rewindStep} (${rewindAt} iterations) is beyond the training budget ${h.training.steps} (${iterations} iterations)`);
-
+    if (r > 0) splits = splitsFor(seed);
     const template = spec.build();
     template.initialize(new Rng(seed, 'init'));
     const theta0 = template.state();

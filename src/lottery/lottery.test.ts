@@ -1,0 +1,127 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { countOnes, layerCounts } from '../pruning/mask.js';
+import { FILES, stageDir } from '../store/layout.js';
+import { loadSafetensors } from '../store/safetensors.js';
+import { resolveLottery, runHash } from './hparams.js';
+import { runLottery } from './runner.js';
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'lth-lottery-'));
+const load = (dir: string, file: string) => new Map([...loadSafetensors(path.join(dir, file))].map(([n, t]) => [n, t.data]));
+
+test('IMP on real MNIST: masks shrink, each level starts from θ0 ⊙ mask, pruned weights stay zero, controls', () => {
+  const root = tmp();
+  const h = resolveLottery({ steps: '40it', evalEvery: 20, levels: 3, branches: ['reinit', 'random_prune'], root });
+  const { runDir, summary } = runLottery(h);
+  assert.equal(summary.complete, true);
+  const theta0 = load(stageDir(runDir, 0, 0, 'main'), FILES.init);
+  let prevMask = load(stageDir(runDir, 0, 0, 'main'), FILES.mask);
+  for (let k = 1; k <= 3; k++) {
+    const main = stageDir(runDir, 0, k, 'main');
+    const mask = load(main, FILES.mask);
+    const init = load(main, FILES.init);
+    const final = load(main, FILES.final);
+    for (const [name, m] of mask) {
+      const prev = prevMask.get(name)!;
+      for (let i = 0; i < m.length; i++) assert.ok(m[i] <= prev[i], `level ${k} ${name}: masks only shrink`);
+      const t0 = theta0.get(name)!, w0 = init.get(name)!, wf = final.get(name)!;
+      for (let i = 0; i < m.length; i++) {
+        // Bitwise: the level starts from exactly θ0 ⊙ mask, and pruned weights are still exactly zero after training.
+        assert.ok(Object.is(w0[i], m[i] === 0 ? 0 : t0[i]), `level ${k} ${name}[${i}] init`);
+        if (m[i] === 0) assert.ok(Object.is(wf[i], 0), `level ${k} ${name}[${i}] pruned weight trained to ${wf[i]}`);
+      }
+    }
+    // Biases are never pruned and start from θ0.
+    assert.deepEqual(init.get('fc1.bias'), theta0.get('fc1.bias'));
+    const expected = (265200 * 0.8 ** k + 1000 * 0.9 ** k) / 266200;
+    assert.ok(Math.abs(summary.replicates[0].levels[k].density - expected) < 2e-5);
+
+    const reinit = stageDir(runDir, 0, k, 'reinit');
+    assert.deepEqual(load(reinit, FILES.mask), mask, 'reinit keeps the mask');
+    const reinitInit = load(reinit, FILES.init).get('fc1.weight')!;
+    let same = 0;
+    for (let i = 0; i < reinitInit.length; i++) if (mask.get('fc1.weight')![i] !== 0 && reinitInit[i] === init.get('fc1.weight')![i]) same++;
+    assert.equal(same, 0, 'reinit draws a fresh θ0');
+
+    const randomDir = stageDir(runDir, 0, k, 'random_prune');
+    const randomMask = load(randomDir, FILES.mask);
+    assert.deepEqual(layerCounts(randomMask), layerCounts(mask), 'random_prune keeps per-layer counts');
+    assert.notDeepEqual(randomMask.get('fc1.weight'), mask.get('fc1.weight'));
+    const randomInit = load(randomDir, FILES.init).get('fc2.weight')!;
+    const rm = randomMask.get('fc2.weight')!;
+    for (let i = 0; i < rm.length; i++) assert.ok(Object.is(randomInit[i], rm[i] === 0 ? 0 : theta0.get('fc2.weight')![i]));
+    prevMask = mask;
+  }
+  assert.equal(countOnes(prevMask.get('fc3.weight')!), Math.round(Math.round(Math.round(1000 * 0.9) * 0.9) * 0.9));
+  // Summary shape: branches per level, aggregate stats.
+  const lvl2 = summary.replicates[0].levels[2];
+  assert.ok(lvl2.branches.reinit && lvl2.branches.random_prune);
+  assert.equal(summary.aggregate.length, 4);
+  assert.equal(summary.aggregate[1].main.earlyStopTestAccuracy.n, 1);
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(runDir, FILES.summary), 'utf8')), summary);
+
+  // Running the same command again trains nothing and gives the same summary.
+  let trained = 0;
+  const again = runLottery(h, { onStage: (_s, skipped) => { if (!skipped) trained++; } });
+  assert.equal(trained, 0);
+  assert.deepEqual(again.summary, summary);
+});
+
+test('rewinding to a later step resets survivors to the dense run at that step', () => {
+  const root = tmp();
+  const h = resolveLottery({ steps: '30it', evalEvery: 10, levels: 1, rewindStep: '10it', root });
+  const { runDir } = runLottery(h);
+  const rewind = load(stageDir(runDir, 0, 0, 'main'), FILES.rewind);
+  const theta0 = load(stageDir(runDir, 0, 0, 'main'), FILES.init);
+  const init1 = load(stageDir(runDir, 0, 1, 'main'), FILES.init);
+  const mask1 = load(stageDir(runDir, 0, 1, 'main'), FILES.mask);
+  assert.notDeepEqual(rewind.get('fc1.weight'), theta0.get('fc1.weight'));
+  const w = init1.get('fc2.weight')!, m = mask1.get('fc2.weight')!, r = rewind.get('fc2.weight')!;
+  for (let i = 0; i < w.length; i++) assert.ok(Object.is(w[i], m[i] === 0 ? 0 : r[i]));
+  assert.deepEqual(init1.get('fc1.bias'), rewind.get('fc1.bias'));
+});
+
+test('one-shot pruning lands on the target density in one round', () => {
+  const root = tmp();
+  const h = resolveLottery({ steps: '20it', evalEvery: 10, oneShot: true, targetDensity: 0.2, root });
+  assert.equal(h.levels, 1);
+  const { summary } = runLottery(h);
+  assert.ok(Math.abs(summary.replicates[0].levels[1].density - 0.2) < 1e-4);
+});
+
+test('replicates use their own seeds; a finished run can be extended with more replicates', () => {
+  const root = tmp();
+  const one = runLottery(resolveLottery({ steps: '20it', evalEvery: 10, levels: 1, root }));
+  const two = runLottery(resolveLottery({ steps: '20it', evalEvery: 10, levels: 1, replicates: 2, root }));
+  assert.equal(one.runDir, two.runDir, 'replicates do not rename the run');
+  assert.deepEqual(two.summary.replicates[0], one.summary.replicates[0]);
+  assert.equal(two.summary.replicates[1].seed, 1);
+  assert.notDeepEqual(two.summary.replicates[1].levels[0].earlyStopValLoss, one.summary.replicates[0].levels[0].earlyStopValLoss);
+  assert.equal(two.summary.aggregate[0].main.earlyStopTestAccuracy.n, 2);
+});
+
+test('run hash: pinned, ignores fields left at (or set to) their defaults, changes with real changes', () => {
+  const base = runHash(resolveLottery({}));
+  assert.equal(base, '44136fa355b3678a'); // pinned (sha256 of '{}': every field at its default); renaming runs would orphan them
+  assert.equal(runHash(resolveLottery({ lr: 1.2e-3, batchSize: 60, steps: '50000it', seed: 0, rewindStep: '0it', root: '/elsewhere', replicates: 3, branches: ['reinit'], levels: 5 })), base);
+  assert.notEqual(runHash(resolveLottery({ lr: 1e-3 })), base);
+  assert.notEqual(runHash(resolveLottery({ rewindStep: '500it' })), base);
+  assert.notEqual(runHash(resolveLottery({ targetDensity: 0.1, levels: 5 })), runHash(resolveLottery({ targetDensity: 0.1, levels: 6 })));
+});
+
+test('bad lottery hyperparameters are clear errors before any work starts', () => {
+  const root = tmp();
+  assert.throws(() => resolveLottery({ rate: 0 }), /--rate must be in \(0, 1\), got 0/);
+  assert.throws(() => resolveLottery({ rate: 1 }), /--rate must be in \(0, 1\), got 1/);
+  assert.throws(() => resolveLottery({ levels: -1 }), /--levels must be a non-negative integer, got -1/);
+  assert.throws(() => resolveLottery({ oneShot: true }), /--one-shot needs --density/);
+  assert.throws(() => resolveLottery({ branches: ['reinit', 'shuffle'] }), /unknown branch 'shuffle'/);
+  assert.throws(() => resolveLottery({ replicates: 0 }), /--replicates must be a positive integer/);
+  assert.throws(() => resolveLottery({ rewindStep: 'soon' }), /--rewind-step: cannot parse 'soon'/);
+  assert.throws(() => resolveLottery({ model: 'lenet' }), /Unknown model 'lenet'. Known: lenet_300_100/);
+  assert.throws(() => runLottery(resolveLottery({ steps: '100it', rewindStep: '1ep', root })), /--rewind-step 1ep \(916 iterations\) is beyond the training budget 100it/);
+  assert.deepEqual(fs.readdirSync(root), [], 'nothing written');
+});

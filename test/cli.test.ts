@@ -1,0 +1,99 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const cli = path.join(root, 'dist/src/cli/main.js');
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'lth-cli-'));
+
+function lth(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function lastJson(stdout: string): Record<string, unknown> {
+  const lines = stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]);
+}
+
+test('lth train --json: the last stdout line is the summary; the same seed gives identical metrics', () => {
+  const out = tmp();
+  const args = ['train', '--model', 'lenet_300_100', '--dataset', 'mnist', '--steps', '200it', '--eval-every', '100', '--json'];
+  const a = lth([...args, '--out', out]);
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(a.stderr, '', 'no progress with --json');
+  const s = lastJson(a.stdout);
+  for (const key of ['model', 'dataset', 'seed', 'steps', 'earlyStopIteration', 'earlyStopValLoss', 'earlyStopTestAccuracy', 'finalTestAccuracy', 'seconds', 'backend']) {
+    assert.ok(key in s, `summary has ${key}`);
+  }
+  assert.equal(s.model, 'lenet_300_100');
+  assert.ok((s.earlyStopTestAccuracy as number) > 0.85, `200 iterations reach > 85%: ${s.earlyStopTestAccuracy}`);
+  for (const f of ['hparams.json', 'metrics.csv', 'model_final.safetensors', 'summary.json']) assert.ok(fs.existsSync(path.join(out, f)), f);
+  const b = lastJson(lth(args).stdout);
+  const strip = ({ seconds: _s, ...rest }: Record<string, unknown>) => rest;
+  assert.deepEqual(strip(b), strip(s));
+  assert.notDeepEqual(strip(lastJson(lth([...args, '--seed', '1']).stdout)), strip(s));
+});
+
+test('user mistakes: clear message, non-zero exit, no stack trace', () => {
+  const dir = tmp();
+  fs.writeFileSync(path.join(dir, 'train-images-idx3-ubyte'), Buffer.from([0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 28, 0, 0, 0, 28, 1, 2]));
+  for (const name of ['train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte']) fs.writeFileSync(path.join(dir, name), Buffer.alloc(8));
+  const cases: Array<[string[], RegExp]> = [
+    [['train', '--model', 'lenet'], /Unknown model 'lenet'. Known: lenet_300_100/],
+    [['train', '--dataset', 'imagenet'], /Unknown dataset 'imagenet'/],
+    [['train', '--steps', '5000iters'], /--steps: cannot parse '5000iters'/],
+    [['train', '--lr', '-1'], /--lr must be a positive number, got -1/],
+    [['train', '--batch-size', 'ten'], /--batch-size: expected an integer, got 'ten'/],
+    [['train', '--bogus', '1'], /unknown flag --bogus/],
+    [['train', '--data-dir', dir], /is truncated: dimensions \[5, 28, 28\] need 3920 bytes of data, found 2/],
+    [['lottery', '--rate', '1.5'], /--rate must be in \(0, 1\)/],
+    [['lottery', '--levels', '-2'], /--levels must be a non-negative integer/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
+  ];
+  for (const [args, message] of cases) {
+    const r = lth(args);
+    assert.notEqual(r.code, 0, args.join(' '));
+    assert.match(r.stderr, message);
+    assert.match(r.stderr, /^lth: error: /m);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, `no stack for ${args.join(' ')}`);
+  }
+});
+
+test('a lottery run killed with SIGKILL mid-level resumes to the same summary as an uninterrupted run', async () => {
+  const args = ['lottery', '--steps', '150it', '--eval-every', '50', '--levels', '3', '--branches', 'reinit', '--json'];
+  const killedRoot = tmp(), cleanRoot = tmp();
+  const child = spawn(process.execPath, [cli, ...args, '--root', killedRoot], { stdio: 'ignore' });
+  const level2 = () => {
+    const runs = fs.readdirSync(killedRoot).filter((d) => fs.existsSync(path.join(killedRoot, d, 'replicate_0')));
+    return runs.length ? path.join(killedRoot, runs[0], 'replicate_0', 'level_2', 'main') : null;
+  };
+  // Kill once level 2 has started (its mask is written) but not finished.
+  await new Promise<void>((resolve, reject) => {
+    const poll = setInterval(() => {
+      const dir = level2();
+      if (dir && fs.existsSync(path.join(dir, 'mask.safetensors')) && !fs.existsSync(path.join(dir, 'done.json'))) {
+        clearInterval(poll);
+        child.kill('SIGKILL');
+        resolve();
+      }
+    }, 5);
+    child.on('exit', () => { clearInterval(poll); reject(new Error('the run finished before it could be killed')); });
+  });
+  await new Promise((r) => child.on('exit', r));
+  assert.ok(!fs.existsSync(path.join(level2()!, 'done.json')), 'killed mid-level');
+  const resumed = lth([...args, '--root', killedRoot]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  const clean = lth([...args, '--root', cleanRoot]);
+  const { runDir: _a, ...resumedSummary } = lastJson(resumed.stdout);
+  const { runDir: _b, ...cleanSummary } = lastJson(clean.stdout);
+  assert.equal(resumedSummary.complete, true);
+  assert.deepEqual(resumedSummary, cleanSummary);
+  // ls lists the run with its progress.
+  const ls = lth(['ls', '--root', killedRoot]);
+  assert.match(ls.stdout, /7 stages done, complete .*steps=150it/);
+});
