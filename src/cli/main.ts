@@ -5,7 +5,9 @@ import { TRAINING_SCHEMA, resolveTraining } from '../training/hparams.js';
 import { runTraining } from '../training/run.js';
 import { LOTTERY_SCHEMA, resolveLottery, runHash } from '../lottery/hparams.js';
 import { listRuns, runLottery } from '../lottery/runner.js';
+import { writeReport } from '../report/index.js';
 import { helpText, parseArgs } from './args.js';
+import { cmdReport } from './report-command.js';
 import { Progress, bar, formatEta } from './progress.js';
 
 const USAGE = `lth — the Lottery Ticket Hypothesis toolkit
@@ -14,6 +16,8 @@ Usage:
   lth train   [options]   train one dense network (lth train --help)
   lth lottery [options]   find winning tickets by iterative magnitude pruning (lth lottery --help)
   lth ls      [--root D]  list lottery runs with their hyperparameters and progress
+  lth report  <run-dir> [--out DIR] [--compare RUN2,...]
+                          figures and an HTML report of a run (finished or not)
 
 Environment: LTH_BACKEND=native|reference, LTH_THREADS=N`;
 
@@ -54,23 +58,27 @@ function cmdTrain(argv: string[]): void {
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
-function cmdLottery(argv: string[]): void {
-  const { values, common } = parseArgs(argv, LOTTERY_SCHEMA);
+const LOTTERY_EXTRA = { report: { type: 'boolean', help: 'write the HTML report into the run directory at the end', default: false } } as const;
+
+async function cmdLottery(argv: string[]): Promise<void> {
+  const { values, common } = parseArgs(argv, LOTTERY_SCHEMA, LOTTERY_EXTRA);
   if (common.help) {
-    console.log(helpText('Usage: lth lottery [options]', LOTTERY_SCHEMA));
+    console.log(helpText('Usage: lth lottery [options]', { ...LOTTERY_SCHEMA, ...LOTTERY_EXTRA }));
     return;
   }
+  const report = values.report === true;
+  delete values.report;
   const h = resolveLottery(values);
   const progress = new Progress(common.json);
   const stagesTotal = h.replicates * (1 + h.levels * (1 + h.branches.length));
   progress.log(`lth lottery: ${h.training.model} on ${h.training.dataset}, ${h.levels} levels, ${h.replicates} replicate(s), branches [${h.branches.join(', ') || 'none'}], ${h.training.steps} per level, backend ${getBackend().name}`);
   progress.log(`run directory: ${h.root}/${runHash(h)}`);
   const started = Date.now();
-  let stagesDone = 0, itersDone = 0, itersInStage = 0, trainedStages = 0;
+  let stagesDone = 0, itersDone = 0, itersInStage = 0;
   const { runDir, summary } = runLottery(h, {
     onStage: (s, skipped) => {
       stagesDone++;
-      if (!skipped) { trainedStages++; itersDone += s.iterations; itersInStage = 0; }
+      if (!skipped) { itersDone += s.iterations; itersInStage = 0; }
       progress.log(`${skipped ? 'done already' : 'finished'}: replicate ${s.replicate} level ${s.level}/${h.levels} ${s.stage.padEnd(12)} density ${pct(s.density).padStart(7)}  early stop it ${String(s.earlyStopIteration).padStart(6)}  test acc ${pct(s.earlyStopTestAccuracy)}${skipped ? '' : `  (${s.seconds.toFixed(1)} s)`}`);
     },
     onProgress: (p) => {
@@ -82,9 +90,9 @@ function cmdLottery(argv: string[]): void {
       progress.update(`${bar(stagesDone / stagesTotal)} rep ${p.replicate + 1}/${h.replicates} level ${p.level}/${h.levels} ${p.stage} density ${pct(p.density)}  it ${p.point.iteration}/${p.iterations}  val acc ${pct(p.point.valAccuracy)}  ETA ${formatEta(eta)}`);
     },
   });
-  void trainedStages;
+  const reportFile = report ? (await writeReport(runDir)).html : undefined;
   if (common.json) {
-    printJson({ runDir, ...summary });
+    printJson({ runDir, ...summary, ...(reportFile ? { report: reportFile } : {}) });
     return;
   }
   console.log(`\nlevel  weights left  early-stop it (mean)  test acc at early stop (mean [min, max])${h.branches.map((b) => `  ${b}: it / acc`).join('')}`);
@@ -98,6 +106,7 @@ function cmdLottery(argv: string[]): void {
     console.log(line);
   }
   console.log(`\nresults: ${runDir}/summary.json${summary.complete ? '' : ' (incomplete)'}`);
+  if (reportFile) console.log(`report:  ${reportFile}`);
 }
 
 function cmdLs(argv: string[]): void {
@@ -119,23 +128,23 @@ function cmdLs(argv: string[]): void {
   }
 }
 
-function main(argv: string[]): void {
+async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'train': return cmdTrain(rest);
     case 'lottery': return cmdLottery(rest);
     case 'ls': return cmdLs(rest);
+    case 'report': return cmdReport(rest);
     case undefined: case '--help': case 'help': console.log(USAGE); return;
-    default: throw new LthError(`unknown command '${command}'. Known: train, lottery, ls`);
+    default: throw new LthError(`unknown command '${command}'. Known: train, lottery, ls, report`);
   }
 }
 
-try {
-  main(process.argv.slice(2));
-} catch (e) {
+main(process.argv.slice(2)).catch((e: unknown) => {
   if (e instanceof LthError) {
     process.stderr.write(`lth: error: ${e.message}\n`);
-    process.exit(2);
+    process.exitCode = 2;
+    return;
   }
   throw e;
-}
+});

@@ -1,0 +1,181 @@
+import type * as vega from 'vega';
+import type { Stats } from '../lottery/summary.js';
+import { PALETTE, PAPER_TICKS, curvesChart, densityChart, heatmapGrid, type Series } from './charts.js';
+import { runLabel, stats, type Branch, type Curve, type Metric, type RunData } from './run-data.js';
+
+/** One figure of the report: its file name stem, heading, caption and Vega spec. */
+export interface Figure {
+  id: string;
+  heading: string;
+  caption: string;
+  spec: vega.Spec;
+}
+
+export const SERIES_STYLE: Record<'main' | Branch, { label: string; color: string; dash: number[] }> = {
+  main: { label: 'winning ticket', color: PALETTE[0], dash: [] },
+  reinit: { label: 'random reinit', color: PALETTE[1], dash: [7, 3] },
+  random_prune: { label: 'random pruning', color: PALETTE[2], dash: [2, 3] },
+};
+
+export const pctLabel = (density: number) => `${(100 * density).toFixed(1)}%`;
+
+function describe(run: RunData): string {
+  const t = run.hparams.resolved.training;
+  return `${t.model ?? '?'} on ${t.dataset ?? '?'}, ${t.steps ?? '?'} per level`;
+}
+
+function progressNote(run: RunData): string[] {
+  if (run.summary.complete) return [];
+  const done = run.stages.filter((s) => s.state === 'done').length;
+  return [`run in progress: ${done} of ${run.stages.length} stages finished`];
+}
+
+/**
+ * At most eight curves stay readable: with more levels, the ones nearest the
+ * paper's ladder (100, 51.3, 21.1, 7.0, 3.6, 1.9) and the sparsest.
+ */
+export function pickCurves(curves: Curve[]): Curve[] {
+  if (curves.length <= 8) return curves;
+  const chosen = new Set<Curve>();
+  for (const t of PAPER_TICKS) {
+    let best: Curve | null = null;
+    for (const c of curves) if (!best || Math.abs(Math.log(100 * c.density / t)) < Math.abs(Math.log(100 * best.density / t))) best = c;
+    if (best && Math.abs(Math.log(100 * best.density / t)) < 0.25) chosen.add(best);
+  }
+  chosen.add(curves[0]);
+  chosen.add(curves[curves.length - 1]);
+  return curves.filter((c) => chosen.has(c));
+}
+
+export function curveName(c: Curve, all: Curve[]): string {
+  const base = pctLabel(c.density);
+  const clash = all.some((o) => o !== c && pctLabel(o.density) === base);
+  return `${base}${clash ? ` (level ${c.level})` : ''}${c.partial ? ' (partial)' : ''}`;
+}
+
+export function accuracyFigure(run: RunData): Figure {
+  const shown = pickCurves(run.curves);
+  const series = shown.map((c, i) => ({
+    name: curveName(c, shown), color: PALETTE[i % PALETTE.length], dash: c.partial ? [5, 3] : [],
+    points: c.points.map((p) => ({ iteration: p.iteration, value: 100 * p.mean })),
+  }));
+  // Zoom in like the paper's Figure 3: the first evaluations (near chance) would flatten the rest.
+  const all = shown.flatMap((c) => c.points);
+  const last = all.length ? Math.max(...all.map((p) => p.iteration)) : 0;
+  const later = all.filter((p) => p.iteration >= 0.1 * last && p.iteration > 0);
+  const yMin = later.length ? Math.floor(100 * Math.min(...later.map((p) => p.mean)) * 2) / 2 : null;
+  const partial = shown.filter((c) => c.partial);
+  const note = [
+    `Test accuracy of the winning ticket at each level during training (main/metrics.csv), mean over ${run.replicates === 1 ? 'the one replicate' : `the finished replicates (of ${run.replicates})`}.`,
+    shown.length < run.curves.length ? `Showing ${shown.length} of ${run.curves.length} levels (nearest the paper's ladder); every level's curve is in the curve table below.` : '',
+    yMin !== null ? `The y axis starts at ${yMin}%: the first ${Math.round(0.1 * last)} iterations, near chance, are cut off.` : '',
+    partial.length ? `Dashed, "(partial)": levels still training, drawn from their partial metrics.csv.` : '',
+  ].filter(Boolean).join(' ');
+  return {
+    id: 'accuracy-vs-iteration', heading: 'Test accuracy during training',
+    caption: note,
+    spec: curvesChart({ title: 'Test accuracy vs training iteration', subtitle: [describe(run), ...progressNote(run)], yTitle: 'Test accuracy (%)', yMin, series }),
+  };
+}
+
+function seriesFrom(run: RunData, which: 'main' | Branch, metric: Metric, scale: number): Series {
+  const style = SERIES_STYLE[which];
+  const pts = run.summary.aggregate.flatMap((a) => {
+    // The controls start from the dense network: at 100% there is nothing to reinitialise or prune.
+    const s: Record<Metric, Stats> | undefined = which === 'main' || a.level === 0 ? a.main : a.branches[which];
+    return s ? [{ x: 100 * a.density.mean, mean: scale * s[metric].mean, min: scale * s[metric].min, max: scale * s[metric].max, n: s[metric].n }] : [];
+  });
+  return { name: style.label, color: style.color, dash: style.dash, points: which === 'main' || pts.length > 1 ? pts : [] };
+}
+
+export function earlyStopFigures(run: RunData): Figure[] {
+  const which: Array<'main' | Branch> = ['main', ...run.branches];
+  const sub = [describe(run), `${run.summary.complete ? `mean over ${run.replicates} replicate(s)` : `mean over the finished replicates (of ${run.replicates})`}; bands: min to max`, ...progressNote(run)];
+  const controls = run.branches.length ? ' The controls share the dense network\'s point at 100%.' : '';
+  return [
+    {
+      id: 'early-stop-iteration', heading: 'Early-stop iteration',
+      caption: `Iteration of minimum validation loss against the percent of weights remaining (log scale, reversed as in the paper's Figure 4), winning tickets vs the controls.${controls} Only finished stages count.`,
+      spec: densityChart({ title: 'Early-stop iteration vs weights remaining', subtitle: sub, yTitle: 'Early-stop iteration (val. loss)', yFormat: '~s', zero: true, series: which.map((w) => seriesFrom(run, w, 'earlyStopIteration', 1)) }),
+    },
+    {
+      id: 'early-stop-accuracy', heading: 'Accuracy at early stop',
+      caption: `Test accuracy at the early-stop iteration against the percent of weights remaining.${controls} Only finished stages count.`,
+      spec: densityChart({ title: 'Test accuracy at early stop vs weights remaining', subtitle: sub, yTitle: 'Test accuracy at early stop (%)', yFormat: '.1f', zero: false, series: which.map((w) => seriesFrom(run, w, 'earlyStopTestAccuracy', 100)) }),
+    },
+  ];
+}
+
+/** Points of a group of runs sharing a label, merged by density: every finished replicate counts. */
+export interface CompareGroup {
+  label: string;
+  runs: RunData[];
+  points: Array<{ density: number; earlyStopIteration: Stats; earlyStopTestAccuracy: Stats }>;
+}
+
+export function compareGroups(runs: RunData[]): CompareGroup[] {
+  const groups = new Map<string, RunData[]>();
+  for (const r of runs) {
+    const label = runLabel(r, runs.filter((o) => o !== r));
+    groups.set(label, [...(groups.get(label) ?? []), r]);
+  }
+  return [...groups].map(([label, members]) => {
+    const byDensity = new Map<string, { density: number[]; it: number[]; acc: number[] }>();
+    for (const m of members) {
+      for (const rep of m.summary.replicates) {
+        for (const l of rep.levels) {
+          const key = l.density.toFixed(6);
+          const e = byDensity.get(key) ?? { density: [], it: [], acc: [] };
+          e.density.push(l.density); e.it.push(l.earlyStopIteration); e.acc.push(l.earlyStopTestAccuracy);
+          byDensity.set(key, e);
+        }
+      }
+    }
+    const points = [...byDensity.values()].map((e) => ({ density: stats(e.density).mean, earlyStopIteration: stats(e.it), earlyStopTestAccuracy: stats(e.acc) }))
+      .sort((a, b) => b.density - a.density);
+    return { label, runs: members, points };
+  });
+}
+
+export function compareFigures(groups: CompareGroup[]): Figure[] {
+  const series = (metric: 'earlyStopIteration' | 'earlyStopTestAccuracy', scale: number): Series[] => groups.map((g, i) => ({
+    name: g.label, color: PALETTE[i % PALETTE.length], dash: i === 0 ? [] : [[7, 3], [2, 3], [9, 3, 2, 3]][(i - 1) % 3],
+    points: g.points.map((p) => ({ x: 100 * p.density, mean: scale * p[metric].mean, min: scale * p[metric].min, max: scale * p[metric].max, n: p[metric].n })),
+  }));
+  const runsOf = (g: CompareGroup) => {
+    const open = g.runs.filter((r) => !r.summary.complete).length;
+    return `${g.label}: ${g.runs.length} run(s)${open ? `, ${open} in progress` : ''}`;
+  };
+  const sub = [groups.map(runsOf).join('; '), 'winning tickets only; bands: min to max over finished replicates'];
+  const caption = 'Winning tickets of the compared runs, labelled by the hyperparameters that set them apart; runs with the same label (e.g. one-shot runs to different densities) form one series. Only finished stages count.';
+  return [
+    {
+      id: 'compare-early-stop-iteration', heading: 'Compared runs: early-stop iteration', caption,
+      spec: densityChart({ title: 'Early-stop iteration: iterative vs one-shot', subtitle: sub, yTitle: 'Early-stop iteration (val. loss)', yFormat: '~s', zero: true, series: series('earlyStopIteration', 1) }),
+    },
+    {
+      id: 'compare-early-stop-accuracy', heading: 'Compared runs: accuracy at early stop', caption,
+      spec: densityChart({ title: 'Test accuracy at early stop: iterative vs one-shot', subtitle: sub, yTitle: 'Test accuracy at early stop (%)', yFormat: '.1f', zero: false, series: series('earlyStopTestAccuracy', 100) }),
+    },
+  ];
+}
+
+export function maskFigure(run: RunData): Figure | null {
+  const m = run.mask;
+  if (!m || m.levels.length === 0) return null;
+  const panels = m.levels.map((l) => ({
+    title: `level ${l.level} · ${pctLabel(l.density)}${l.finished ? '' : ' (in progress)'}`,
+    width: m.width, height: m.height, values: l.counts,
+  }));
+  const channels = m.channels > 1 ? `, summed over ${m.channels} channels` : '';
+  const what = m.after ? `first fully connected layer (${m.layer}, reading ${m.after}'s ${m.channels}×${m.height}×${m.width} output)` : `first layer (${m.layer})`;
+  const pixel = m.after ? 'position of the feature map' : 'input pixel';
+  return {
+    id: 'first-layer-mask', heading: `Mask of the ${what}`,
+    caption: `For each ${pixel}, how many of its ${m.max} connections into ${m.layer} [${m.shape.join(', ')}] survive pruning${channels} (replicate 0, main; ${m.height}×${m.width} grid). Panel titles give the level and the fraction of all prunable weights remaining.`,
+    spec: heatmapGrid({
+      title: `${m.after ? 'First fully connected layer' : 'First layer'}: connections kept per ${pixel} (${m.layer})`, subtitle: [`${describe(run)}; replicate 0${channels}`],
+      legendTitle: 'connections kept', max: m.max, panels,
+    }),
+  };
+}

@@ -1,0 +1,80 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { LthError } from '../core/errors.js';
+import { writeFileAtomic } from '../store/atomic.js';
+import { prefixIds, renderSvg, svgToPng, systemFontsMissing } from './charts.js';
+import { accuracyFigure, compareFigures, compareGroups, earlyStopFigures, maskFigure, type Figure } from './figures.js';
+import { page, type PageFigure } from './html.js';
+import { loadRun, type RunData } from './run-data.js';
+
+export { loadRun, runLabel, type RunData, type Curve, type MaskGrids, type StageStatus } from './run-data.js';
+export { renderSvg, svgToPng, PAPER_TICKS } from './charts.js';
+export type { Figure } from './figures.js';
+
+/** The report's file names inside the output directory. */
+export const REPORT_FILES = {
+  html: 'report.html',
+  png: (figureId: string) => `fig-${figureId}.png`,
+} as const;
+
+export interface ReportOptions {
+  /** Where report.html and the PNGs go (default: the run directory). */
+  outDir?: string;
+  /** Other run directories to overlay on the primary one (iterative vs one-shot...). */
+  compare?: string[];
+}
+
+export interface ReportResult {
+  /** Path of report.html. */
+  html: string;
+  /** Paths of the PNG figures, in the order they appear in the report. */
+  pngs: string[];
+  /** Figure ids, in the same order. */
+  figures: string[];
+  /** False while some stage of the run has not finished. */
+  complete: boolean;
+  /** Things the user should know (e.g. no fonts for the PNGs). */
+  warnings: string[];
+}
+
+/** The figures of a run (and the runs compared with it), as Vega specs. */
+export function buildFigures(run: RunData, compared: RunData[] = []): Figure[] {
+  const figures = [accuracyFigure(run), ...earlyStopFigures(run)];
+  if (compared.length) figures.push(...compareFigures(compareGroups([run, ...compared])));
+  const mask = maskFigure(run);
+  if (mask) figures.push(mask);
+  return figures;
+}
+
+/**
+ * Writes `report.html` (self-contained: inline SVG, no scripts, no network) and one
+ * PNG per figure for the lottery run in `runDir`. Reads the store only, so it works
+ * on a run that is still in progress: unfinished stages are marked as such.
+ */
+export async function writeReport(runDir: string, opts: ReportOptions | string = {}): Promise<ReportResult> {
+  const o: ReportOptions = typeof opts === 'string' ? { outDir: opts } : opts;
+  const run = loadRun(runDir);
+  const compared = (o.compare ?? []).map((d) => {
+    if (path.resolve(d) === path.resolve(runDir)) throw new LthError(`report: --compare ${d} is the run being reported`);
+    return loadRun(d);
+  });
+  const outDir = o.outDir ?? runDir;
+  fs.mkdirSync(outDir, { recursive: true });
+  if (!fs.statSync(outDir).isDirectory()) throw new LthError(`report: --out ${outDir} is not a directory`);
+
+  const figures = buildFigures(run, compared);
+  const pageFigures: PageFigure[] = [];
+  const pngs: string[] = [];
+  for (const [i, f] of figures.entries()) {
+    const svg = await renderSvg(f.spec);
+    const png = path.join(outDir, REPORT_FILES.png(f.id));
+    writeFileAtomic(png, svgToPng(svg));
+    pngs.push(png);
+    pageFigures.push({ id: f.id, heading: f.heading, caption: f.caption, svg: prefixIds(svg.replace(/^<\?xml[^>]*>\s*/, ''), `f${i}`), png: path.basename(png) });
+  }
+  const groups = compared.length ? compareGroups([run, ...compared]) : null;
+  const html = path.join(outDir, REPORT_FILES.html);
+  writeFileAtomic(html, page(run, pageFigures, groups));
+  const fonts = systemFontsMissing();
+  return { html, pngs, figures: figures.map((f) => f.id), complete: run.summary.complete, warnings: fonts ? [fonts] : [] };
+}

@@ -1,0 +1,290 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { LthError } from '../core/errors.js';
+import { readJson } from '../store/atomic.js';
+import { FILES, readDone, readMetrics, stageDir, type StageName, type StageResult } from '../store/layout.js';
+import { loadSafetensors } from '../store/safetensors.js';
+// Types only: the report reads what the lottery runner wrote, never runs it.
+import type { LevelRow, LevelStats, LotterySummary, StageRow, Stats } from '../lottery/summary.js';
+
+/** The metrics a finished stage reports, in table order (the same as summary.json's). */
+export const METRICS = ['earlyStopIteration', 'earlyStopTestAccuracy', 'finalTestAccuracy', 'earlyStopValLoss'] as const;
+export type Metric = (typeof METRICS)[number];
+export const BRANCH_NAMES = ['reinit', 'random_prune'] as const;
+export type Branch = (typeof BRANCH_NAMES)[number];
+
+/** What a run's hparams.json holds (`resolved` is the LotteryHparams the runner was given). */
+export interface RunHparams {
+  identity: Record<string, unknown>;
+  resolved: {
+    training: Record<string, unknown> & { model?: string; dataset?: string; steps?: string };
+    levels: number;
+    oneShot?: boolean;
+    targetDensity?: number;
+    branches: string[];
+    replicates: number;
+    [key: string]: unknown;
+  };
+}
+
+export type StageState = 'done' | 'in_progress' | 'pending';
+
+export interface StageStatus {
+  replicate: number;
+  level: number;
+  stage: StageName;
+  state: StageState;
+  /** Fraction of weights remaining: from done.json, or from the stage's mask while it trains. */
+  density: number | null;
+}
+
+export interface CurvePoint { iteration: number; mean: number; min: number; max: number; n: number }
+
+/** Test accuracy over training of one level's winning ticket, mean over replicates. */
+export interface Curve {
+  level: number;
+  density: number;
+  /** Replicates the points average over. */
+  replicates: number[];
+  /** Drawn from stages that have not finished (metrics.csv without done.json). */
+  partial: boolean;
+  points: CurvePoint[];
+}
+
+/** How many connections of the first layer survive, per input pixel, per level (replicate 0). */
+export interface MaskGrids {
+  layer: string;
+  /** The convolution whose output the layer reads (its channels), or null for an image input. */
+  after: string | null;
+  /** [out, in] of the layer; in = channels * height * width. */
+  shape: [number, number];
+  channels: number;
+  height: number;
+  width: number;
+  /** Connections per pixel when nothing is pruned: out * channels. */
+  max: number;
+  levels: Array<{ level: number; density: number; layerDensity: number; finished: boolean; counts: number[] }>;
+}
+
+export interface RunData {
+  dir: string;
+  run: string;
+  hparams: RunHparams;
+  levels: number;
+  replicates: number;
+  branches: Branch[];
+  /** Built from the finished stages on disk exactly as the runner builds summary.json. */
+  summary: LotterySummary;
+  stages: StageStatus[];
+  curves: Curve[];
+  mask: MaskGrids | null;
+}
+
+export function stats(values: number[]): Stats {
+  return { mean: values.reduce((a, b) => a + b, 0) / values.length, min: Math.min(...values), max: Math.max(...values), n: values.length };
+}
+
+function row(s: StageResult): StageRow {
+  return {
+    density: s.density, earlyStopIteration: s.earlyStopIteration, earlyStopTestAccuracy: s.earlyStopTestAccuracy,
+    finalTestAccuracy: s.finalTestAccuracy, earlyStopValLoss: s.earlyStopValLoss,
+  };
+}
+
+function metricStats(rows: StageRow[]): Record<Metric, Stats> {
+  return Object.fromEntries(METRICS.map((m) => [m, stats(rows.map((r) => r[m]))])) as Record<Metric, Stats>;
+}
+
+/** The summary of a run from its done.json files (the same rules as lottery/summary.ts). */
+function buildSummary(run: string, h: RunHparams, done: StageResult[]): LotterySummary {
+  const { replicates, levels } = h.resolved;
+  const branches = h.resolved.branches;
+  const seed = Number(h.resolved.training.seed ?? 0);
+  const reps: LotterySummary['replicates'] = [];
+  for (let r = 0; r < replicates; r++) {
+    const mine = done.filter((s) => s.replicate === r);
+    const levelRows: LevelRow[] = mine.filter((s) => s.stage === 'main').map((m) => {
+      const branchRows: LevelRow['branches'] = {};
+      for (const s of mine) if (s.level === m.level && s.stage !== 'main' && branches.includes(s.stage)) branchRows[s.stage] = row(s);
+      return { level: m.level, ...row(m), branches: branchRows };
+    });
+    reps.push({ replicate: r, seed: seed + r, levels: levelRows });
+  }
+  const aggregate: LevelStats[] = [];
+  for (let k = 0; k <= levels; k++) {
+    const rows = reps.flatMap((r) => r.levels.filter((l) => l.level === k));
+    if (rows.length === 0) continue;
+    const branchStats: LevelStats['branches'] = {};
+    for (const b of BRANCH_NAMES) {
+      const br = rows.flatMap((r) => (r.branches[b] ? [r.branches[b]!] : []));
+      if (br.length > 0) branchStats[b] = metricStats(br);
+    }
+    aggregate.push({ level: k, density: stats(rows.map((r) => r.density)), main: metricStats(rows), branches: branchStats });
+  }
+  const expected = replicates * (1 + levels * (1 + branches.length));
+  return {
+    run, hparams: h.identity, levels,
+    complete: done.filter((s) => s.stage === 'main' || (s.level > 0 && branches.includes(s.stage))).length === expected,
+    replicates: reps, aggregate,
+  };
+}
+
+function maskDensity(file: string): number | null {
+  if (!fs.existsSync(file)) return null;
+  let kept = 0, total = 0;
+  for (const t of loadSafetensors(file).values()) {
+    for (let i = 0; i < t.data.length; i++) if (t.data[i] !== 0) kept++;
+    total += t.data.length;
+  }
+  return total === 0 ? 1 : kept / total;
+}
+
+/** 'fc10' after 'fc9': compare names by their digit runs as numbers. */
+function naturalCompare(a: string, b: string): number {
+  return a.localeCompare(b, 'en', { numeric: true });
+}
+
+const isSquare = (n: number) => Number.isInteger(Math.sqrt(n));
+
+/**
+ * The first fully connected layer's input as channels x height x width: the
+ * channels of the last convolution before it when there is one, else a square
+ * image, else the fewest channels that leave a square, else one row.
+ */
+function inputGrid(inFeatures: number, previousChannels: number | null): { channels: number; height: number; width: number } {
+  const candidates = previousChannels ? [previousChannels] : [];
+  candidates.push(1, 2, 3, 4, 8, 16);
+  for (const c of candidates) {
+    if (inFeatures % c === 0 && isSquare(inFeatures / c)) {
+      const side = Math.sqrt(inFeatures / c);
+      return { channels: c, height: side, width: side };
+    }
+  }
+  const width = Math.ceil(Math.sqrt(inFeatures));
+  return { channels: 1, height: Math.ceil(inFeatures / width), width };
+}
+
+function loadMaskGrids(dir: string, levels: number): MaskGrids | null {
+  const level0 = stageDir(dir, 0, 0, 'main');
+  const shapesFile = path.join(level0, FILES.init);
+  if (!fs.existsSync(shapesFile)) return null;
+  // Masks are stored flat; the parameters' shapes come from the initial weights.
+  const shapes = new Map([...loadSafetensors(shapesFile)].map(([n, t]) => [n, t.shape]));
+  const first = fs.existsSync(path.join(level0, FILES.mask)) ? loadSafetensors(path.join(level0, FILES.mask)) : null;
+  if (!first) return null;
+  const names = [...first.keys()].sort(naturalCompare);
+  const layer = names.find((n) => shapes.get(n)?.length === 2);
+  if (!layer) return null;
+  const [out, inFeatures] = shapes.get(layer)! as [number, number];
+  const convs = names.filter((n) => shapes.get(n)?.length === 4 && naturalCompare(n, layer) < 0);
+  const after = convs.length ? convs[convs.length - 1] : null;
+  const grid = inputGrid(inFeatures, after ? shapes.get(after)![0] : null);
+  const pixels = grid.height * grid.width;
+  const result: MaskGrids = { layer, after: after && grid.channels === shapes.get(after)![0] ? after.replace(/\.weight$/, '') : null, shape: [out, inFeatures], ...grid, max: out * grid.channels, levels: [] };
+  for (let k = 0; k <= levels; k++) {
+    const sdir = stageDir(dir, 0, k, 'main');
+    const file = path.join(sdir, FILES.mask);
+    if (!fs.existsSync(file)) continue;
+    const tensors = loadSafetensors(file);
+    const m = tensors.get(layer);
+    if (!m || m.data.length !== out * inFeatures) continue;
+    const counts = new Array<number>(pixels).fill(0);
+    let kept = 0;
+    for (let o = 0; o < out; o++) {
+      for (let i = 0; i < inFeatures; i++) {
+        if (m.data[o * inFeatures + i] !== 0) {
+          counts[i % pixels]++; // PyTorch flattens [C, H, W] channel-major: i = c*H*W + y*W + x
+          kept++;
+        }
+      }
+    }
+    let all = 0, total = 0;
+    for (const t of tensors.values()) {
+      for (let i = 0; i < t.data.length; i++) if (t.data[i] !== 0) all++;
+      total += t.data.length;
+    }
+    result.levels.push({ level: k, density: total ? all / total : 1, layerDensity: kept / (out * inFeatures), finished: readDone(sdir) !== null, counts });
+  }
+  return result;
+}
+
+function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+function loadCurves(dir: string, replicates: number, levels: number, stages: StageStatus[]): Curve[] {
+  const curves: Curve[] = [];
+  for (let k = 0; k <= levels; k++) {
+    const finished: Array<{ r: number; rows: Map<number, number> }> = [];
+    const partial: Array<{ r: number; rows: Map<number, number> }> = [];
+    for (let r = 0; r < replicates; r++) {
+      const sdir = stageDir(dir, r, k, 'main');
+      const rows = readMetrics(sdir).filter((m) => m.name === 'test_accuracy' && Number.isFinite(m.iteration) && Number.isFinite(m.value));
+      if (rows.length === 0) continue;
+      (readDone(sdir) ? finished : partial).push({ r, rows: new Map(rows.map((m) => [m.iteration, m.value])) });
+    }
+    // Finished replicates only, unless none has finished: then the partial curves, marked.
+    const use = finished.length > 0 ? finished : partial;
+    if (use.length === 0) continue;
+    const iterations = [...new Set(use.flatMap((u) => [...u.rows.keys()]))].sort((a, b) => a - b);
+    const points = iterations.map((it) => {
+      const v = use.flatMap((u) => (u.rows.has(it) ? [u.rows.get(it)!] : []));
+      return { iteration: it, mean: mean(v), min: Math.min(...v), max: Math.max(...v), n: v.length };
+    });
+    const dens = stages.filter((s) => s.level === k && s.stage === 'main' && s.density !== null && use.some((u) => u.r === s.replicate)).map((s) => s.density!);
+    curves.push({ level: k, density: dens.length ? mean(dens) : NaN, replicates: use.map((u) => u.r), partial: finished.length === 0, points });
+  }
+  return curves;
+}
+
+/** Reads everything the report shows from a run directory; a run still in progress is fine. */
+export function loadRun(dir: string): RunData {
+  const hpFile = path.join(dir, FILES.hparams);
+  if (!fs.existsSync(dir)) throw new LthError(`report: run directory ${dir} does not exist`);
+  if (!fs.existsSync(hpFile)) throw new LthError(`report: ${dir} is not a lottery run directory (expected ${FILES.hparams} in it; run directories are <root>/<hash>, see 'lth ls')`);
+  const hparams = readJson<RunHparams>(hpFile);
+  if (!hparams.resolved || typeof hparams.resolved.levels !== 'number' || typeof hparams.resolved.replicates !== 'number') {
+    throw new LthError(`report: ${hpFile} is not a lottery run's hparams (expected {identity, resolved: {levels, replicates, ...}})`);
+  }
+  const levels = hparams.resolved.levels;
+  const replicates = hparams.resolved.replicates;
+  const branches = (hparams.resolved.branches ?? []).filter((b): b is Branch => (BRANCH_NAMES as readonly string[]).includes(b));
+  hparams.resolved.branches = branches;
+
+  const stages: StageStatus[] = [];
+  const done: StageResult[] = [];
+  for (let r = 0; r < replicates; r++) {
+    for (let k = 0; k <= levels; k++) {
+      for (const stage of ['main', ...(k > 0 ? branches : [])] as StageName[]) {
+        const sdir = stageDir(dir, r, k, stage);
+        const d = readDone(sdir);
+        if (d) done.push(d);
+        const state: StageState = d ? 'done' : fs.existsSync(sdir) ? 'in_progress' : 'pending';
+        stages.push({ replicate: r, level: k, stage, state, density: d ? d.density : state === 'in_progress' ? maskDensity(path.join(sdir, FILES.mask)) : null });
+      }
+    }
+  }
+  const run = path.basename(path.resolve(dir));
+  return {
+    dir, run, hparams, levels, replicates, branches,
+    summary: buildSummary(run, hparams, done),
+    stages,
+    curves: loadCurves(dir, replicates, levels, stages),
+    mask: loadMaskGrids(dir, levels),
+  };
+}
+
+/** A short label for a run from the hyperparameters that set it apart ('iterative', 'one-shot'). */
+export function runLabel(run: RunData, others: RunData[]): string {
+  const id = run.hparams.identity;
+  const base = id.oneShot === true ? 'one-shot' : 'iterative';
+  const skip = new Set(['oneShot', 'levels', 'targetDensity']);
+  const keys = new Set(others.flatMap((o) => Object.keys(o.hparams.identity)).concat(Object.keys(id)));
+  const extra: string[] = [];
+  for (const k of [...keys].sort()) {
+    if (skip.has(k)) continue;
+    const v = JSON.stringify(id[k]);
+    if (others.some((o) => JSON.stringify(o.hparams.identity[k]) !== v)) extra.push(`${k}=${id[k] === undefined ? 'default' : Array.isArray(id[k]) ? (id[k] as unknown[]).join(',') : String(id[k])}`);
+  }
+  return extra.length ? `${base} (${extra.join(', ')})` : base;
+}
