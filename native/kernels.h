@@ -1,0 +1,53 @@
+// The kernel table shared by the ISA-specific translation units (kernels_*.cc) and
+// the Node-API binding (lth_native.cc).
+//
+// The ISA units are compiled with different -m flags. To keep code compiled for a
+// wider ISA from leaking into the baseline build through the linker's merging of
+// inline functions, they include no C++ standard headers and keep every helper in
+// an anonymous namespace; the only symbols they export are the get_kernels_*()
+// functions below.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+namespace lth {
+
+struct GemmArgs {
+  const float* a;
+  const float* b;
+  float* c;
+  int64_t m, k, n;
+  bool transA, transB, accumulate;
+};
+
+struct Kernels {
+  const char* name;  // "avx512" | "avx2" | "scalar"
+  int mr, nr;        // register tile of the GEMM micro-kernel
+  size_t scratchFloats;  // size of the per-thread scratch buffer gemm() needs
+
+  // Computes rows [r0, r1) x columns [c0, c1) of C. r0 must be a multiple of mr and
+  // c0 of nr (the partition follows the global tile grid, so every element of C is
+  // computed by exactly the same instructions whatever the partition). `scratch`
+  // is 64-byte aligned and holds scratchFloats floats.
+  void (*gemm)(const GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float* scratch);
+
+  void (*biasAct)(const float* x, const float* bias, float* out, int64_t rows, int64_t cols, bool relu);
+  void (*reluBackward)(const float* gradOut, const float* y, float* gradIn, int64_t n);
+  // Column sums with double accumulators in row order (the reference's order).
+  void (*sumRows)(const float* x, float* out, int64_t rows, int64_t cols, bool accumulate);
+  // ob1 = 1 - beta1, ob2 = 1 - beta2 (rounded from double: 1 - 0.999f is 1.3e-5 off);
+  // stepSize = lr / (1 - beta1^step); invBc2 = 1 / sqrt(1 - beta2^step).
+  void (*adam)(float* p, const float* g, float* m, float* v, const float* mask, int64_t n,
+               float beta1, float beta2, float ob1, float ob2, float stepSize, float invBc2, float eps);
+  void (*sgd)(float* p, const float* g, float* buf, const float* mask, int64_t n,
+              float lr, float momentum, float weightDecay);
+  void (*applyMask)(float* x, const float* mask, int64_t n);
+};
+
+// nullptr when the ISA is not compiled in (non-x86 builds).
+const Kernels* get_kernels_avx512();
+const Kernels* get_kernels_avx2();
+const Kernels* get_kernels_scalar();
+
+}  // namespace lth

@@ -1,0 +1,141 @@
+// AVX-512F kernels: a 12x32 GEMM micro-kernel (24 zmm accumulators). Compiled with
+// -mavx512f -mavx2 -mfma (binding.gyp) and only called when the CPU has AVX512F.
+#include "kernels.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+// GCC 12 warns about _mm512_undefined_ps() inside its own intrinsics (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+namespace {
+
+constexpr const char* kIsaName = "avx512";
+constexpr int MR = 12;
+constexpr int NR = 32;
+constexpr int64_t KCMAX = 400;  // A panel 12 x 400 floats = 19 KB stays in L1
+constexpr int64_t NCMAX = 512;  // B block 400 x 512 floats = 800 KB stays in L2
+
+#include "kernels_common.h"
+#include "transpose_avx.h"
+
+// d[i*ds + r] = s[r*ls + i] for a 16-row x 4-column block: rows r, r+4, r+8, r+12
+// share a register (one load and three inserts, on the load ports), then 8 shuffles
+// give the 4 columns of 16 rows.
+inline void tr16x4(const float* s, int64_t ls, float* d, int64_t ds) {
+#define LTH_LD4(r)                                                                                       \
+  _mm512_insertf32x4(                                                                                    \
+      _mm512_insertf32x4(_mm512_insertf32x4(_mm512_broadcast_f32x4(_mm_loadu_ps(s + (r) * ls)),         \
+                                            _mm_loadu_ps(s + ((r) + 4) * ls), 1),                        \
+                         _mm_loadu_ps(s + ((r) + 8) * ls), 2),                                           \
+      _mm_loadu_ps(s + ((r) + 12) * ls), 3)
+  const __m512 r0 = LTH_LD4(0), r1 = LTH_LD4(1), r2 = LTH_LD4(2), r3 = LTH_LD4(3);
+#undef LTH_LD4
+  const __m512 t0 = _mm512_unpacklo_ps(r0, r1), t1 = _mm512_unpackhi_ps(r0, r1);
+  const __m512 t2 = _mm512_unpacklo_ps(r2, r3), t3 = _mm512_unpackhi_ps(r2, r3);
+  _mm512_storeu_ps(d + 0 * ds, _mm512_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)));
+  _mm512_storeu_ps(d + 1 * ds, _mm512_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)));
+  _mm512_storeu_ps(d + 2 * ds, _mm512_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)));
+  _mm512_storeu_ps(d + 3 * ds, _mm512_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
+// dst[c*stride + r] = src[r*ld + c] for r < rows, 0 for rows <= r < stride.
+inline void pack_transpose(const float* __restrict src, int64_t ld, int rows, int64_t cols, float* __restrict dst,
+                           int stride) {
+  const int64_t c4 = cols & ~(int64_t)3;
+  int r = 0;
+  for (; r + 16 <= rows; r += 16) {
+    for (int64_t c = 0; c < c4; c += 4) tr16x4(src + r * ld + c, ld, dst + c * stride + r, stride);
+    if (c4 < cols) pack_transpose_scalar(src, ld, r, r + 16, c4, cols, dst, stride);
+  }
+  if (r < rows) pack_transpose_rows_avx(src, ld, r, rows, cols, dst, stride);
+  pack_zero_pad(rows, cols, dst, stride);
+}
+
+// C[0:mr, 0:nr] (+)= sum_p A[p*12 + i] * B[p*32 + j]. With HALF only the first 16
+// columns are computed (for edge panels with nr <= 16); each column's FMA chain is
+// the same either way.
+template <bool HALF>
+inline void micro_kernel_12x32(int64_t kc, const float* __restrict A, const float* __restrict B,
+                               float* __restrict C, int64_t ldc, int mr, int nr, bool add) {
+  __m512 c0a = _mm512_setzero_ps(), c0b = _mm512_setzero_ps();
+  __m512 c1a = _mm512_setzero_ps(), c1b = _mm512_setzero_ps();
+  __m512 c2a = _mm512_setzero_ps(), c2b = _mm512_setzero_ps();
+  __m512 c3a = _mm512_setzero_ps(), c3b = _mm512_setzero_ps();
+  __m512 c4a = _mm512_setzero_ps(), c4b = _mm512_setzero_ps();
+  __m512 c5a = _mm512_setzero_ps(), c5b = _mm512_setzero_ps();
+  __m512 c6a = _mm512_setzero_ps(), c6b = _mm512_setzero_ps();
+  __m512 c7a = _mm512_setzero_ps(), c7b = _mm512_setzero_ps();
+  __m512 c8a = _mm512_setzero_ps(), c8b = _mm512_setzero_ps();
+  __m512 c9a = _mm512_setzero_ps(), c9b = _mm512_setzero_ps();
+  __m512 c10a = _mm512_setzero_ps(), c10b = _mm512_setzero_ps();
+  __m512 c11a = _mm512_setzero_ps(), c11b = _mm512_setzero_ps();
+#define LTH_ROW(i)                                          \
+  {                                                         \
+    const __m512 a = _mm512_set1_ps(A[i]);                  \
+    c##i##a = _mm512_fmadd_ps(a, b0, c##i##a);              \
+    if (!HALF) c##i##b = _mm512_fmadd_ps(a, b1, c##i##b);   \
+  }
+  for (int64_t p = 0; p < kc; p++) {
+    const __m512 b0 = _mm512_load_ps(B);
+    const __m512 b1 = HALF ? b0 : _mm512_load_ps(B + 16);
+    LTH_ROW(0) LTH_ROW(1) LTH_ROW(2) LTH_ROW(3) LTH_ROW(4) LTH_ROW(5)
+    LTH_ROW(6) LTH_ROW(7) LTH_ROW(8) LTH_ROW(9) LTH_ROW(10) LTH_ROW(11)
+    A += MR;
+    B += NR;
+  }
+#undef LTH_ROW
+  if (nr == NR) {
+#define LTH_STORE(i)                                                                    \
+  if (i < mr) {                                                                         \
+    float* cr = C + i * ldc;                                                            \
+    if (add) {                                                                          \
+      _mm512_storeu_ps(cr, _mm512_add_ps(_mm512_loadu_ps(cr), c##i##a));                \
+      _mm512_storeu_ps(cr + 16, _mm512_add_ps(_mm512_loadu_ps(cr + 16), c##i##b));      \
+    } else {                                                                            \
+      _mm512_storeu_ps(cr, c##i##a);                                                    \
+      _mm512_storeu_ps(cr + 16, c##i##b);                                               \
+    }                                                                                   \
+  }
+    LTH_STORE(0) LTH_STORE(1) LTH_STORE(2) LTH_STORE(3) LTH_STORE(4) LTH_STORE(5)
+    LTH_STORE(6) LTH_STORE(7) LTH_STORE(8) LTH_STORE(9) LTH_STORE(10) LTH_STORE(11)
+#undef LTH_STORE
+  } else {
+    const __mmask16 k0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+    const __mmask16 k1 = nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : (__mmask16)0;
+#define LTH_STORE(i)                                                                                  \
+  if (i < mr) {                                                                                       \
+    float* cr = C + i * ldc;                                                                          \
+    if (add) {                                                                                        \
+      _mm512_mask_storeu_ps(cr, k0, _mm512_add_ps(_mm512_maskz_loadu_ps(k0, cr), c##i##a));           \
+      if (!HALF)                                                                                      \
+        _mm512_mask_storeu_ps(cr + 16, k1, _mm512_add_ps(_mm512_maskz_loadu_ps(k1, cr + 16), c##i##b)); \
+    } else {                                                                                          \
+      _mm512_mask_storeu_ps(cr, k0, c##i##a);                                                         \
+      if (!HALF) _mm512_mask_storeu_ps(cr + 16, k1, c##i##b);                                         \
+    }                                                                                                 \
+  }
+    LTH_STORE(0) LTH_STORE(1) LTH_STORE(2) LTH_STORE(3) LTH_STORE(4) LTH_STORE(5)
+    LTH_STORE(6) LTH_STORE(7) LTH_STORE(8) LTH_STORE(9) LTH_STORE(10) LTH_STORE(11)
+#undef LTH_STORE
+  }
+}
+
+inline void micro_kernel(int64_t kc, const float* __restrict A, const float* __restrict B, float* __restrict C,
+                         int64_t ldc, int mr, int nr, bool add) {
+  if (nr > 16)
+    micro_kernel_12x32<false>(kc, A, B, C, ldc, mr, nr, add);
+  else
+    micro_kernel_12x32<true>(kc, A, B, C, ldc, mr, nr, add);
+}
+
+#include "kernels_impl.h"
+
+}  // namespace
+
+const lth::Kernels* lth::get_kernels_avx512() { return &kTable; }
+
+#else
+
+const lth::Kernels* lth::get_kernels_avx512() { return nullptr; }
+
+#endif

@@ -1,0 +1,61 @@
+// Packing helpers shared by all ISA units (included inside their anonymous
+// namespace, before they define pack_transpose and micro_kernel).
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// dst[c*stride + r] = src[c*ld + r] for r < rows, 0 for rows <= r < STRIDE.
+template <int STRIDE>
+inline void pack_copy(const float* __restrict src, int64_t ld, int rows, int64_t cols, float* __restrict dst) {
+  if (rows == STRIDE) {
+    for (int64_t c = 0; c < cols; c++) {
+      const float* s = src + c * ld;
+      float* d = dst + c * STRIDE;
+      for (int r = 0; r < STRIDE; r++) d[r] = s[r];
+    }
+  } else {
+    for (int64_t c = 0; c < cols; c++) {
+      const float* s = src + c * ld;
+      float* d = dst + c * STRIDE;
+      int r = 0;
+      for (; r < rows; r++) d[r] = s[r];
+      for (; r < STRIDE; r++) d[r] = 0.0f;
+    }
+  }
+}
+
+// Scalar transpose-pack for the edges the vector version leaves.
+inline void pack_transpose_scalar(const float* __restrict src, int64_t ld, int r0, int rows, int64_t c0,
+                                  int64_t cols, float* __restrict dst, int stride) {
+  for (int64_t c = c0; c < cols; c++)
+    for (int r = r0; r < rows; r++) dst[c * stride + r] = src[r * ld + c];
+}
+
+inline void pack_zero_pad(int rows, int64_t cols, float* __restrict dst, int stride) {
+  if (rows >= stride) return;
+  for (int64_t c = 0; c < cols; c++)
+    for (int r = rows; r < stride; r++) dst[c * stride + r] = 0.0f;
+}
+
+
+// Packs rows [0, rows) x columns [0, cols) of a row-major matrix (leading dimension
+// ld) into panels of STRIDE columns: panel q holds dst[q*rows*STRIDE + r*STRIDE + j]
+// = src[r*ld + q*STRIDE + j], zero past `cols`. Reads each source row once, in order.
+template <int STRIDE>
+inline void pack_rows_into_panels_t(const float* __restrict src, int64_t ld, int64_t cols, int64_t rows,
+                                    float* __restrict dst) {
+  const int64_t full = cols / STRIDE, rest = cols - full * STRIDE;
+  for (int64_t r = 0; r < rows; r++) {
+    const float* s = src + r * ld;
+    float* d = dst + r * STRIDE;
+    for (int64_t q = 0; q < full; q++) {
+      for (int j = 0; j < STRIDE; j++) d[j] = s[j];
+      s += STRIDE;
+      d += rows * STRIDE;
+    }
+    if (rest) {
+      int j = 0;
+      for (; j < rest; j++) d[j] = s[j];
+      for (; j < STRIDE; j++) d[j] = 0.0f;
+    }
+  }
+}

@@ -1,0 +1,161 @@
+// The ISA-independent part of the kernels: the GEMM driver (blocking and packing)
+// and the elementwise kernels, written as plain loops that the compiler vectorises
+// with the flags of the including translation unit.
+//
+// Included, inside an anonymous namespace, by kernels_{avx512,avx2,scalar}.cc after
+// kernels_common.h and after they define:
+//   constexpr int MR, NR;            register tile of the micro-kernel
+//   constexpr int64_t KCMAX, NCMAX;  cache blocking (NCMAX a multiple of NR)
+//   void micro_kernel(int64_t kc, const float* A, const float* B, float* C,
+//                     int64_t ldc, int mr, int nr, bool add);
+//       C[0:mr, 0:nr] (+)= Ap[kc x MR]ᵀ · Bp[kc x NR], one FMA/multiply-add chain
+//       per element in order p = 0..kc-1; `add` adds to C, otherwise overwrites it.
+//   void pack_transpose(const float* src, int64_t ld, int rows, int64_t cols,
+//                       float* dst, int stride);
+//       dst[c*stride + r] = src[r*ld + c] for r < rows, 0 for rows <= r < stride.
+//
+// No standard C++ headers here (see kernels.h).
+
+constexpr int64_t kBpOffset = (MR * KCMAX + 15) & ~(int64_t)15;  // 64-byte aligned
+
+void gemm(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float* scratch) {
+  if (r0 >= r1 || c0 >= c1) return;
+  const int64_t m = g.m, k = g.k, n = g.n;
+  const float* A = g.a;
+  const float* B = g.b;
+  float* C = g.c;
+  if (k == 0) {
+    if (!g.accumulate)
+      for (int64_t i = r0; i < r1; i++)
+        for (int64_t j = c0; j < c1; j++) C[i * n + j] = 0.0f;
+    return;
+  }
+  float* Ap = scratch;               // MR x KCMAX
+  float* Bp = scratch + kBpOffset;  // KCMAX x NCMAX, as NCMAX/NR panels of kc x NR
+  // k-blocks depend on k only, so every element sees the same summation order.
+  const int64_t nkb = (k + KCMAX - 1) / KCMAX;
+  const int64_t kcb = (k + nkb - 1) / nkb;
+  for (int64_t jc = c0; jc < c1; jc += NCMAX) {
+    const int64_t nc = min64(NCMAX, c1 - jc);
+    for (int64_t pc = 0; pc < k; pc += kcb) {
+      const int64_t kc = min64(kcb, k - pc);
+      if (!g.transB) {
+        pack_rows_into_panels_t<NR>(B + pc * n + jc, n, nc, kc, Bp);  // op(B)[p][j] = B[p*n + j]
+      } else {
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int nr = (int)min64(NR, nc - jr);
+          pack_transpose(B + (jc + jr) * k + pc, k, nr, kc, Bp + (jr / NR) * kc * NR, NR);  // op(B)[p][j] = B[j*k + p]
+        }
+      }
+      const bool add = g.accumulate || pc > 0;
+      for (int64_t ir = r0; ir < r1; ir += MR) {
+        const int mr = (int)min64(MR, r1 - ir);
+        if (!g.transA)
+          pack_transpose(A + ir * k + pc, k, mr, kc, Ap, MR);  // op(A)[i][p] = A[i*k + p]
+        else
+          pack_copy<MR>(A + pc * m + ir, m, mr, kc, Ap);       // op(A)[i][p] = A[p*m + i]
+        float* Crow = C + ir * n + jc;
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int nr = (int)min64(NR, nc - jr);
+          micro_kernel(kc, Ap, Bp + (jr / NR) * kc * NR, Crow + jr, n, mr, nr, add);
+        }
+      }
+    }
+  }
+}
+
+constexpr size_t kScratchFloats = (size_t)(kBpOffset + KCMAX * NCMAX + 16);
+
+// ---------------------------------------------------------------- elementwise
+
+void biasAct(const float* x, const float* bias, float* out, int64_t rows, int64_t cols, bool relu) {
+  for (int64_t i = 0; i < rows; i++) {
+    const float* xr = x + i * cols;
+    float* o = out + i * cols;
+    if (relu) {
+      for (int64_t j = 0; j < cols; j++) {
+        const float v = xr[j] + bias[j];
+        o[j] = v < 0.0f ? 0.0f : v;  // NaN stays NaN, as in the reference
+      }
+    } else {
+      for (int64_t j = 0; j < cols; j++) o[j] = xr[j] + bias[j];
+    }
+  }
+}
+
+void reluBackward(const float* gradOut, const float* y, float* gradIn, int64_t n) {
+  for (int64_t i = 0; i < n; i++) gradIn[i] = y[i] > 0.0f ? gradOut[i] : 0.0f;
+}
+
+void sumRows(const float* x, float* out, int64_t rows, int64_t cols, bool accumulate) {
+  constexpr int64_t CH = 256;
+  double acc[CH];
+  for (int64_t j0 = 0; j0 < cols; j0 += CH) {
+    const int64_t w = min64(CH, cols - j0);
+    for (int64_t j = 0; j < w; j++) acc[j] = 0.0;
+    for (int64_t i = 0; i < rows; i++) {
+      const float* xr = x + i * cols + j0;
+      for (int64_t j = 0; j < w; j++) acc[j] += (double)xr[j];
+    }
+    float* o = out + j0;
+    if (accumulate)
+      for (int64_t j = 0; j < w; j++) o[j] = (float)((double)o[j] + acc[j]);
+    else
+      for (int64_t j = 0; j < w; j++) o[j] = (float)acc[j];
+  }
+}
+
+void adam(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
+          const float* __restrict mask, int64_t n, float beta1, float beta2, float ob1, float ob2, float stepSize,
+          float invBc2, float eps) {
+  if (mask) {
+    for (int64_t i = 0; i < n; i++) {
+      const float gi = g[i];
+      const float mi = beta1 * m[i] + ob1 * gi;
+      const float vi = beta2 * v[i] + ob2 * gi * gi;
+      const float pi = p[i] - stepSize * mi / (__builtin_sqrtf(vi) * invBc2 + eps);
+      const bool keep = mask[i] != 0.0f;
+      m[i] = keep ? mi : 0.0f;
+      v[i] = keep ? vi : 0.0f;
+      p[i] = keep ? pi : 0.0f;
+    }
+  } else {
+    for (int64_t i = 0; i < n; i++) {
+      const float gi = g[i];
+      const float mi = beta1 * m[i] + ob1 * gi;
+      const float vi = beta2 * v[i] + ob2 * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      p[i] = p[i] - stepSize * mi / (__builtin_sqrtf(vi) * invBc2 + eps);
+    }
+  }
+}
+
+void sgd(float* __restrict p, const float* __restrict g, float* __restrict buf, const float* __restrict mask,
+         int64_t n, float lr, float momentum, float weightDecay) {
+  if (mask) {
+    for (int64_t i = 0; i < n; i++) {
+      const float gi = g[i] + weightDecay * p[i];
+      const float bi = momentum * buf[i] + gi;
+      const float pi = p[i] - lr * bi;
+      const bool keep = mask[i] != 0.0f;
+      buf[i] = keep ? bi : 0.0f;
+      p[i] = keep ? pi : 0.0f;
+    }
+  } else {
+    for (int64_t i = 0; i < n; i++) {
+      const float gi = g[i] + weightDecay * p[i];
+      const float bi = momentum * buf[i] + gi;
+      buf[i] = bi;
+      p[i] = p[i] - lr * bi;
+    }
+  }
+}
+
+void applyMask(float* __restrict x, const float* __restrict mask, int64_t n) {
+  for (int64_t i = 0; i < n; i++) x[i] = mask[i] == 0.0f ? 0.0f : x[i];
+}
+
+const lth::Kernels kTable = {
+    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask,
+};

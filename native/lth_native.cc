@@ -1,0 +1,805 @@
+// lth_native: the Node-API binding of lth's kernels (the `native` backend).
+//
+// Exports exactly the methods of the Backend interface (src/backend/backend.ts),
+// same names and argument order, plus simdPath(), setThreads(n) and getThreads().
+// Every argument is validated here (typed-array type, length against the sizes,
+// integer dimensions) and a TypeError/RangeError names the function and the
+// argument; the kernels themselves never see a buffer that is too small.
+//
+// Dispatch: the kernel table (kernels_{avx512,avx2,scalar}.cc) is chosen once per
+// process from the CPU's features; LTH_SIMD=avx512|avx2|scalar forces a lower path.
+//
+// Threads: a small persistent pool (default min(2, hardware threads), LTH_THREADS or
+// setThreads() override). Only matmul is split, by blocks of output rows or columns
+// aligned to the micro-kernel's tile grid; every element of C is computed by the
+// same instructions whatever the partition, so results do not depend on the thread
+// count.
+//
+// Denormals: pool threads run with MXCSR FTZ|DAZ for their whole life; on the
+// calling (JavaScript) thread FTZ|DAZ is set on entry to each kernel and the
+// previous MXCSR restored on exit, so that JavaScript's own double arithmetic keeps
+// IEEE denormals.
+
+#include <node_api.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kernels.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LTH_X86 1
+#endif
+
+namespace {
+
+using lth::GemmArgs;
+using lth::Kernels;
+
+// ------------------------------------------------------------------ denormals
+
+#ifdef LTH_X86
+constexpr unsigned kFtzDaz = 0x8040;  // MXCSR FTZ (bit 15) | DAZ (bit 6)
+struct FtzScope {
+  unsigned saved;
+  FtzScope() : saved(_mm_getcsr()) {
+    if ((saved & kFtzDaz) != kFtzDaz) _mm_setcsr(saved | kFtzDaz);
+  }
+  ~FtzScope() {
+    if ((saved & kFtzDaz) != kFtzDaz) _mm_setcsr(saved);
+  }
+};
+void set_ftz_daz_forever() { _mm_setcsr(_mm_getcsr() | kFtzDaz); }
+#else
+struct FtzScope {};
+void set_ftz_daz_forever() {}
+#endif
+
+// ------------------------------------------------------------------ dispatch
+
+const Kernels* gK = nullptr;
+std::string gInitError;
+int gDefaultThreads = 1;
+
+void init_once() {
+  const Kernels* scalar = lth::get_kernels_scalar();
+  const Kernels* avx2 = nullptr;
+  const Kernels* avx512 = nullptr;
+#ifdef LTH_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) avx2 = lth::get_kernels_avx2();
+  if (avx2 && __builtin_cpu_supports("avx512f")) avx512 = lth::get_kernels_avx512();
+#endif
+  const Kernels* best = avx512 ? avx512 : avx2 ? avx2 : scalar;
+  gK = best;
+  if (const char* s = std::getenv("LTH_SIMD"); s && *s) {
+    // A path the CPU lacks falls back to the best one it has.
+    if (!std::strcmp(s, "scalar")) gK = scalar;
+    else if (!std::strcmp(s, "avx2")) gK = avx2 ? avx2 : scalar;
+    else if (!std::strcmp(s, "avx512")) gK = best;
+    else gInitError = std::string("LTH_SIMD must be 'avx512', 'avx2' or 'scalar', got '") + s + "'";
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  gDefaultThreads = hw >= 2 ? 2 : 1;
+  if (const char* s = std::getenv("LTH_THREADS"); s && *s) {
+    char* end = nullptr;
+    long v = std::strtol(s, &end, 10);
+    if (*end || v < 1 || v > 256)
+      gInitError = std::string("LTH_THREADS must be an integer from 1 to 256, got '") + s + "'";
+    else
+      gDefaultThreads = (int)v;
+  }
+}
+
+// ------------------------------------------------------------------ scratch
+
+struct Scratch {
+  float* p = nullptr;
+  size_t cap = 0;
+  ~Scratch() { std::free(p); }
+  float* get(size_t floats) {
+    if (cap < floats) {
+      std::free(p);
+      p = static_cast<float*>(std::aligned_alloc(64, ((floats * sizeof(float) + 63) / 64) * 64));
+      cap = p ? floats : 0;
+    }
+    return p;
+  }
+};
+thread_local Scratch tScratch;
+
+// ------------------------------------------------------------------ thread pool
+
+using TaskFn = void (*)(void* ctx, int part, float* scratch);
+
+// Runs the `parts` chunks of a job on the calling thread and the pool's workers.
+// Chunks are claimed dynamically, so a worker that is slow to wake (a busy machine)
+// only means the caller does more of them; the result of a chunk does not depend on
+// who runs it.
+class Pool {
+ public:
+  explicit Pool(int threads) : threads_(threads < 1 ? 1 : threads) {
+    for (int i = 1; i < threads_; i++) workers_.emplace_back([this] { worker(); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+      job_.store(next_job_word(0), std::memory_order_release);
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+  int threads() const { return threads_; }
+
+  // Runs fn(ctx, part, scratch) for part = 0..parts-1 (parts < 65536) and returns
+  // when all are done.
+  void run(int parts, TaskFn fn, void* ctx, float* callerScratch) {
+    fn_.store(fn, std::memory_order_relaxed);
+    ctx_.store(ctx, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    const uint64_t word = next_job_word(parts);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      job_.store(word, std::memory_order_release);
+    }
+    cv_.notify_all();
+    int mine = 0;
+    for (int part; (part = claim(word)) >= 0; mine++) fn(ctx, part, callerScratch);
+    if (mine < parts) {
+      // Wait for the chunks the workers took.
+      const int target = parts - mine;
+      unsigned spins = 0;
+      while (done_.load(std::memory_order_acquire) != target) {
+        if (++spins < 4096) {
+#ifdef LTH_X86
+          _mm_pause();
+#endif
+        } else {
+          std::this_thread::yield();
+        }
+      }
+    }
+  }
+
+ private:
+  // job_ = job id << 32 | parts << 16 | next unclaimed part.
+  uint64_t next_job_word(int parts) const {
+    return ((job_.load(std::memory_order_relaxed) >> 32) + 1) << 32 | (uint64_t)parts << 16;
+  }
+  // Claims the next part of the job whose first word was `word`; -1 when that job
+  // has no part left (or is over).
+  int claim(uint64_t word) {
+    uint64_t w = job_.load(std::memory_order_acquire);
+    for (;;) {
+      if ((w >> 32) != (word >> 32)) return -1;
+      const int next = (int)(w & 0xFFFF), parts = (int)((w >> 16) & 0xFFFF);
+      if (next >= parts) return -1;
+      if (job_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire)) return next;
+    }
+  }
+
+  void worker() {
+    set_ftz_daz_forever();
+    Scratch scratch;
+    float* buf = scratch.get(gK->scratchFloats);
+    uint64_t seenJob = 0;  // job id at construction; run() may already have moved on
+    for (;;) {
+      // Spin a little (the GEMMs of a training step come back to back), then sleep.
+      uint64_t w;
+      auto t0 = std::chrono::steady_clock::now();
+      unsigned spins = 0;
+      while (((w = job_.load(std::memory_order_acquire)) >> 32) == seenJob) {
+#ifdef LTH_X86
+        _mm_pause();
+#endif
+        if ((++spins & 255) == 0 &&
+            std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kSpinMicros)) {
+          std::unique_lock<std::mutex> lk(mu_);
+          cv_.wait(lk, [&] { return (job_.load(std::memory_order_acquire) >> 32) != seenJob; });
+        }
+      }
+      seenJob = w >> 32;
+      if (stop_.load(std::memory_order_relaxed)) return;
+      // fn_ and ctx_ are read only after a successful claim: the job cannot end, and
+      // run() cannot publish the next one, before this part is done.
+      int part, mine = 0;
+      while ((part = claim(w)) >= 0) {
+        if (!buf) {
+          std::fprintf(stderr, "lth_native: cannot allocate GEMM scratch\n");
+          std::abort();
+        }
+        fn_.load(std::memory_order_relaxed)(ctx_.load(std::memory_order_relaxed), part, buf);
+        mine++;
+      }
+      if (mine) done_.fetch_add(mine, std::memory_order_acq_rel);
+    }
+  }
+
+  static constexpr int kSpinMicros = 200;
+  const int threads_;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<uint64_t> job_{0};
+  std::atomic<int> done_{0};      // parts finished by workers in the current job
+  std::atomic<TaskFn> fn_{nullptr};
+  std::atomic<void*> ctx_{nullptr};
+  std::atomic<bool> stop_{false};  // set under mu_ before job_ changes
+};
+
+std::mutex gPoolMu;          // held while the pool runs a job or is rebuilt
+Pool* gPool = nullptr;       // created on first parallel use
+std::atomic<int> gThreads{1};
+
+// ------------------------------------------------------------------ matmul driver
+
+// Below this many multiply-adds (m*n*k) a GEMM runs on the calling thread alone.
+constexpr double kParallelMinWork = 400000.0;
+// Below this many elements an optimiser update runs on the calling thread alone.
+constexpr int64_t kParallelMinElementwise = 65536;
+// A parallel GEMM is cut into one chunk per thread (each chunk packs its own copy
+// of the operand it does not split, so fewer is cheaper), or into kBigChunks chunks
+// per thread from kBigWork multiply-adds on, where the extra packing is negligible
+// and smaller chunks let the caller take over more of the work of a worker that a
+// busy machine has not scheduled.
+constexpr double kBigWork = 32e6;
+constexpr int kBigChunks = 4;
+// Parts per thread of a parallel elementwise kernel.
+constexpr int kElementwiseChunks = 4;
+
+struct GemmJob {
+  GemmArgs g;
+  bool splitCols;
+  int64_t tiles;  // tiles along the split dimension
+  int parts;
+};
+
+void gemm_part(void* ctx, int part, float* scratch) {
+  const GemmJob& j = *static_cast<const GemmJob*>(ctx);
+  const int64_t t0 = j.tiles * part / j.parts, t1 = j.tiles * (part + 1) / j.parts;
+  if (j.splitCols) {
+    const int64_t c0 = t0 * gK->nr, c1 = t1 * gK->nr < j.g.n ? t1 * gK->nr : j.g.n;
+    gK->gemm(j.g, 0, j.g.m, c0, c1, scratch);
+  } else {
+    const int64_t r0 = t0 * gK->mr, r1 = t1 * gK->mr < j.g.m ? t1 * gK->mr : j.g.m;
+    gK->gemm(j.g, r0, r1, 0, j.g.n, scratch);
+  }
+}
+
+// The pool, (re)built for the current thread count, or nullptr when it is in use
+// by another JavaScript thread (then the caller runs alone: same results).
+Pool* acquire_pool(std::unique_lock<std::mutex>& lk, int threads) {
+  lk = std::unique_lock<std::mutex>(gPoolMu, std::try_to_lock);
+  if (!lk.owns_lock()) return nullptr;
+  if (!gPool || gPool->threads() != threads) {
+    delete gPool;
+    gPool = new Pool(threads);
+  }
+  return gPool;
+}
+
+float* caller_scratch() {
+  float* scratch = tScratch.get(gK->scratchFloats);
+  if (!scratch) {
+    // Out of memory for 1 MB of scratch: nothing sensible to do but abort loudly.
+    std::fprintf(stderr, "lth_native: cannot allocate GEMM scratch\n");
+    std::abort();
+  }
+  return scratch;
+}
+
+void run_matmul(const GemmArgs& g) {
+  float* scratch = caller_scratch();
+  const int threads = gThreads.load(std::memory_order_relaxed);
+  const int64_t rowTiles = (g.m + gK->mr - 1) / gK->mr, colTiles = (g.n + gK->nr - 1) / gK->nr;
+  const double work = (double)g.m * (double)g.n * (double)g.k;
+  if (threads > 1 && work >= kParallelMinWork && (rowTiles >= 2 || colTiles >= 2)) {
+    std::unique_lock<std::mutex> lk;
+    if (Pool* pool = acquire_pool(lk, threads)) {
+      // Split the dimension whose split duplicates less packing: splitting columns
+      // makes every thread pack all of op(A) (m*k), splitting rows all of op(B) (k*n).
+      const bool splitCols = g.m <= g.n ? colTiles >= 2 : rowTiles < 2;
+      GemmJob job{g, splitCols, splitCols ? colTiles : rowTiles, 0};
+      const int64_t chunks = (int64_t)threads * (work >= kBigWork ? kBigChunks : 1);
+      job.parts = (int)(job.tiles < chunks ? job.tiles : chunks);
+      pool->run(job.parts, gemm_part, &job, scratch);
+      return;
+    }
+  }
+  gK->gemm(g, 0, g.m, 0, g.n, scratch);
+}
+
+// Runs f(begin, end) over [0, n) in parts of whole 64-byte lines, on the pool when n
+// is at least minParallel.
+template <class F>
+void parallel_range(int64_t n, int64_t minParallel, const F& f) {
+  const int threads = gThreads.load(std::memory_order_relaxed);
+  if (threads > 1 && n >= minParallel) {
+    std::unique_lock<std::mutex> lk;
+    if (Pool* pool = acquire_pool(lk, threads)) {
+      struct Job {
+        const F* f;
+        int64_t n;
+        int parts;
+      } job{&f, n, threads * kElementwiseChunks};
+      pool->run(
+          job.parts,
+          [](void* ctx, int part, float*) {
+            const Job& j = *static_cast<const Job*>(ctx);
+            const int64_t b = (j.n * part / j.parts) & ~(int64_t)15;
+            const int64_t e = part + 1 == j.parts ? j.n : (j.n * (part + 1) / j.parts) & ~(int64_t)15;
+            if (b < e) (*j.f)(b, e);
+          },
+          &job, nullptr);
+      return;
+    }
+  }
+  f(0, n);
+}
+
+// ------------------------------------------------------------------ argument checks
+
+const char* typed_array_name(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int8_array: return "Int8Array";
+    case napi_uint8_array: return "Uint8Array";
+    case napi_uint8_clamped_array: return "Uint8ClampedArray";
+    case napi_int16_array: return "Int16Array";
+    case napi_uint16_array: return "Uint16Array";
+    case napi_int32_array: return "Int32Array";
+    case napi_uint32_array: return "Uint32Array";
+    case napi_float32_array: return "Float32Array";
+    case napi_float64_array: return "Float64Array";
+    case napi_bigint64_array: return "BigInt64Array";
+    case napi_biguint64_array: return "BigUint64Array";
+    default: return "typed array";
+  }
+}
+
+const char* value_type_name(napi_valuetype t) {
+  switch (t) {
+    case napi_undefined: return "undefined";
+    case napi_null: return "null";
+    case napi_boolean: return "boolean";
+    case napi_number: return "number";
+    case napi_string: return "string";
+    case napi_symbol: return "symbol";
+    case napi_object: return "object";
+    case napi_function: return "function";
+    case napi_external: return "external";
+    case napi_bigint: return "bigint";
+    default: return "value";
+  }
+}
+
+// Collects and checks the arguments of one call. The first failure throws a JS
+// error; later accessors then return harmless defaults and ok() stays false.
+class Args {
+ public:
+  Args(napi_env env, napi_callback_info info, const char* fn, size_t expected) : env_(env), fn_(fn) {
+    argc_ = kMax;
+    if (napi_get_cb_info(env, info, &argc_, argv_, nullptr, nullptr) != napi_ok) {
+      fail(false, "cannot read the arguments");
+      return;
+    }
+    if (argc_ < expected) fail(false, "expected %zu arguments, got %zu", expected, argc_);
+  }
+  bool ok() const { return ok_; }
+  napi_env env() const { return env_; }
+
+  // A typed array of the given type (nullable: null/undefined give nullptr).
+  void* array(size_t i, const char* name, napi_typedarray_type want, size_t* len, bool nullable = false) {
+    *len = 0;
+    if (!ok_) return nullptr;
+    napi_value v = argv_[i];
+    napi_valuetype vt;
+    napi_typeof(env_, v, &vt);
+    if (nullable && (vt == napi_null || vt == napi_undefined)) return nullptr;
+    bool is = false;
+    napi_is_typedarray(env_, v, &is);
+    const char* wantName = typed_array_name(want);
+    if (!is) {
+      fail(false, "%s must be a %s%s, got %s", name, wantName, nullable ? " or null" : "", value_type_name(vt));
+      return nullptr;
+    }
+    napi_typedarray_type t;
+    size_t length = 0;
+    void* data = nullptr;
+    if (napi_get_typedarray_info(env_, v, &t, &length, &data, nullptr, nullptr) != napi_ok) {
+      fail(false, "cannot read %s", name);
+      return nullptr;
+    }
+    if (t != want) {
+      fail(false, "%s must be a %s%s, got %s", name, wantName, nullable ? " or null" : "", typed_array_name(t));
+      return nullptr;
+    }
+    *len = length;
+    return length ? data : nullptr;
+  }
+  float* f32(size_t i, const char* name, size_t* len) {
+    return static_cast<float*>(array(i, name, napi_float32_array, len));
+  }
+  float* f32OrNull(size_t i, const char* name, size_t* len, bool* present) {
+    float* p = static_cast<float*>(array(i, name, napi_float32_array, len, true));
+    napi_valuetype vt = napi_undefined;
+    if (ok_) napi_typeof(env_, argv_[i], &vt);
+    *present = ok_ && vt != napi_null && vt != napi_undefined;
+    return p;
+  }
+  int32_t* i32(size_t i, const char* name, size_t* len) {
+    return static_cast<int32_t*>(array(i, name, napi_int32_array, len));
+  }
+
+  double number(size_t i, const char* name) {
+    if (!ok_) return 0;
+    napi_valuetype vt;
+    napi_typeof(env_, argv_[i], &vt);
+    if (vt != napi_number) {
+      fail(false, "%s must be a number, got %s", name, value_type_name(vt));
+      return 0;
+    }
+    double d = 0;
+    napi_get_value_double(env_, argv_[i], &d);
+    return d;
+  }
+  // A size: an integer from 0 to 2^32.
+  int64_t dim(size_t i, const char* name) {
+    double d = number(i, name);
+    if (!ok_) return 0;
+    if (!(d >= 0 && d <= 4294967296.0 && std::floor(d) == d)) {
+      fail(true, "%s must be a non-negative integer, got %.17g", name, d);
+      return 0;
+    }
+    return (int64_t)d;
+  }
+  bool flag(size_t i, const char* name) {
+    if (!ok_) return false;
+    napi_valuetype vt;
+    napi_typeof(env_, argv_[i], &vt);
+    if (vt != napi_boolean) {
+      fail(false, "%s must be a boolean, got %s", name, value_type_name(vt));
+      return false;
+    }
+    bool b = false;
+    napi_get_value_bool(env_, argv_[i], &b);
+    return b;
+  }
+  // len >= a*b, or throws "fn: name has len elements, needs what = a*b".
+  void need(const char* name, size_t len, int64_t a, int64_t b, const char* what) {
+    if (!ok_) return;
+    unsigned __int128 needed = (unsigned __int128)(uint64_t)a * (uint64_t)b;
+    if ((unsigned __int128)len < needed)
+      fail(true, "%s has %zu elements, needs %s = %llu", name, len, what, (unsigned long long)needed);
+  }
+
+  __attribute__((format(printf, 3, 4))) void fail(bool range, const char* fmt, ...) {
+    if (!ok_) return;
+    ok_ = false;
+    char msg[512];
+    int off = std::snprintf(msg, sizeof msg, "%s: ", fn_);
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(msg + off, sizeof msg - off, fmt, ap);
+    va_end(ap);
+    if (range) napi_throw_range_error(env_, nullptr, msg);
+    else napi_throw_type_error(env_, nullptr, msg);
+  }
+
+ private:
+  static constexpr size_t kMax = 12;
+  napi_env env_;
+  const char* fn_;
+  size_t argc_ = 0;
+  napi_value argv_[kMax] = {};
+  bool ok_ = true;
+};
+
+bool overlaps(const void* p, size_t pn, const void* q, size_t qn) {
+  if (!p || !q || !pn || !qn) return false;
+  auto a = reinterpret_cast<uintptr_t>(p), b = reinterpret_cast<uintptr_t>(q);
+  return a < b + qn && b < a + pn;
+}
+
+napi_value undefined_value(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+napi_value number_value(napi_env env, double d) {
+  napi_value v;
+  napi_create_double(env, d, &v);
+  return v;
+}
+
+// ------------------------------------------------------------------ exports
+
+napi_value Matmul(napi_env env, napi_callback_info info) {
+  Args a(env, info, "matmul", 9);
+  size_t la, lb, lc;
+  float* A = a.f32(0, "a", &la);
+  float* B = a.f32(1, "b", &lb);
+  float* C = a.f32(2, "c", &lc);
+  int64_t m = a.dim(3, "m"), k = a.dim(4, "k"), n = a.dim(5, "n");
+  bool transA = a.flag(6, "transA"), transB = a.flag(7, "transB"), acc = a.flag(8, "accumulate");
+  a.need("a", la, m, k, "m*k");
+  a.need("b", lb, k, n, "k*n");
+  a.need("c", lc, m, n, "m*n");
+  if (!a.ok()) return nullptr;
+  if (overlaps(C, (size_t)(m * n) * 4, A, (size_t)(m * k) * 4)) {
+    a.fail(true, "c must not share memory with a");
+    return nullptr;
+  }
+  if (overlaps(C, (size_t)(m * n) * 4, B, (size_t)(k * n) * 4)) {
+    a.fail(true, "c must not share memory with b");
+    return nullptr;
+  }
+  if (m == 0 || n == 0) return undefined_value(env);
+  FtzScope ftz;
+  run_matmul(GemmArgs{A, B, C, m, k, n, transA, transB, acc});
+  return undefined_value(env);
+}
+
+napi_value BiasAct(napi_env env, napi_callback_info info) {
+  Args a(env, info, "biasAct", 6);
+  size_t lx, lb, lo;
+  float* x = a.f32(0, "x", &lx);
+  float* bias = a.f32(1, "bias", &lb);
+  float* out = a.f32(2, "out", &lo);
+  int64_t rows = a.dim(3, "rows"), cols = a.dim(4, "cols");
+  bool relu = a.flag(5, "relu");
+  a.need("x", lx, rows, cols, "rows*cols");
+  a.need("bias", lb, cols, 1, "cols");
+  a.need("out", lo, rows, cols, "rows*cols");
+  if (!a.ok()) return nullptr;
+  if (rows && cols) {
+    FtzScope ftz;
+    gK->biasAct(x, bias, out, rows, cols, relu);
+  }
+  return undefined_value(env);
+}
+
+napi_value ReluBackward(napi_env env, napi_callback_info info) {
+  Args a(env, info, "reluBackward", 4);
+  size_t lg, ly, li;
+  float* go = a.f32(0, "gradOut", &lg);
+  float* y = a.f32(1, "y", &ly);
+  float* gi = a.f32(2, "gradIn", &li);
+  int64_t n = a.dim(3, "n");
+  a.need("gradOut", lg, n, 1, "n");
+  a.need("y", ly, n, 1, "n");
+  a.need("gradIn", li, n, 1, "n");
+  if (!a.ok()) return nullptr;
+  if (n) {
+    FtzScope ftz;
+    gK->reluBackward(go, y, gi, n);
+  }
+  return undefined_value(env);
+}
+
+napi_value SumRows(napi_env env, napi_callback_info info) {
+  Args a(env, info, "sumRows", 5);
+  size_t lx, lo;
+  float* x = a.f32(0, "x", &lx);
+  float* out = a.f32(1, "out", &lo);
+  int64_t rows = a.dim(2, "rows"), cols = a.dim(3, "cols");
+  bool acc = a.flag(4, "accumulate");
+  a.need("x", lx, rows, cols, "rows*cols");
+  a.need("out", lo, cols, 1, "cols");
+  if (!a.ok()) return nullptr;
+  if (cols) {
+    FtzScope ftz;
+    gK->sumRows(x, out, rows, cols, acc);
+  }
+  return undefined_value(env);
+}
+
+napi_value SoftmaxXent(napi_env env, napi_callback_info info) {
+  Args a(env, info, "softmaxXent", 6);
+  size_t ll, llab, lg;
+  bool hasGrad = false;
+  float* logits = a.f32(0, "logits", &ll);
+  int32_t* labels = a.i32(1, "labels", &llab);
+  int64_t rows = a.dim(2, "rows"), cols = a.dim(3, "cols");
+  float* grad = a.f32OrNull(4, "grad", &lg, &hasGrad);
+  double scale = a.number(5, "gradScale");
+  a.need("logits", ll, rows, cols, "rows*cols");
+  a.need("labels", llab, rows, 1, "rows");
+  if (hasGrad) a.need("grad", lg, rows, cols, "rows*cols");
+  if (!a.ok()) return nullptr;
+  for (int64_t i = 0; i < rows; i++) {
+    if (labels[i] < 0 || labels[i] >= cols) {
+      a.fail(true, "labels[%lld] = %d is outside [0, %lld)", (long long)i, labels[i], (long long)cols);
+      return nullptr;
+    }
+  }
+  // Double precision throughout, in the reference's order.
+  double total = 0;
+  std::vector<double> ebuf;
+  double stackBuf[256];
+  double* e = stackBuf;
+  if (cols > 256) {
+    ebuf.resize((size_t)cols);
+    e = ebuf.data();
+  }
+  for (int64_t i = 0; i < rows; i++) {
+    const float* x = logits + i * cols;
+    double mx = -INFINITY;
+    for (int64_t j = 0; j < cols; j++) {
+      const double v = x[j];
+      if (v > mx || v != v) mx = v;  // Math.max: NaN wins
+      if (mx != mx) break;
+    }
+    double sum = 0;
+    for (int64_t j = 0; j < cols; j++) sum += (e[j] = std::exp((double)x[j] - mx));
+    const int32_t label = labels[i];
+    total += std::log(sum) - ((double)x[label] - mx);
+    if (hasGrad) {
+      float* gr = grad + i * cols;
+      for (int64_t j = 0; j < cols; j++) gr[j] = (float)((e[j] / sum - (j == label ? 1.0 : 0.0)) * scale);
+    }
+  }
+  return number_value(env, total);
+}
+
+napi_value CountCorrect(napi_env env, napi_callback_info info) {
+  Args a(env, info, "countCorrect", 4);
+  size_t ll, llab;
+  float* logits = a.f32(0, "logits", &ll);
+  int32_t* labels = a.i32(1, "labels", &llab);
+  int64_t rows = a.dim(2, "rows"), cols = a.dim(3, "cols");
+  a.need("logits", ll, rows, cols, "rows*cols");
+  a.need("labels", llab, rows, 1, "rows");
+  if (!a.ok()) return nullptr;
+  int64_t correct = 0;
+  for (int64_t i = 0; i < rows; i++) {
+    const float* x = logits + i * cols;
+    int64_t best = 0;
+    for (int64_t j = 1; j < cols; j++)
+      if (x[j] > x[best]) best = j;
+    if (best == labels[i]) correct++;
+  }
+  return number_value(env, (double)correct);
+}
+
+napi_value Adam(napi_env env, napi_callback_info info) {
+  Args a(env, info, "adam", 11);
+  size_t lp, lg, lm, lv, lmask;
+  bool hasMask = false;
+  float* p = a.f32(0, "param", &lp);
+  float* g = a.f32(1, "grad", &lg);
+  float* m = a.f32(2, "m", &lm);
+  float* v = a.f32(3, "v", &lv);
+  float* mask = a.f32OrNull(4, "mask", &lmask, &hasMask);
+  int64_t n = a.dim(5, "n");
+  double lr = a.number(6, "lr"), beta1 = a.number(7, "beta1"), beta2 = a.number(8, "beta2");
+  double eps = a.number(9, "eps"), step = a.number(10, "step");
+  a.need("param", lp, n, 1, "n");
+  a.need("grad", lg, n, 1, "n");
+  a.need("m", lm, n, 1, "n");
+  a.need("v", lv, n, 1, "n");
+  if (hasMask) a.need("mask", lmask, n, 1, "n");
+  if (!a.ok()) return nullptr;
+  if (n) {
+    const double stepSize = lr / (1 - std::pow(beta1, step));
+    const double invBc2 = 1 / std::sqrt(1 - std::pow(beta2, step));
+    const float* mk = hasMask ? mask : nullptr;
+    FtzScope ftz;
+    parallel_range(n, kParallelMinElementwise, [&](int64_t b, int64_t e) {
+      gK->adam(p + b, g + b, m + b, v + b, mk ? mk + b : nullptr, e - b, (float)beta1, (float)beta2,
+               (float)(1 - beta1), (float)(1 - beta2), (float)stepSize, (float)invBc2, (float)eps);
+    });
+  }
+  return undefined_value(env);
+}
+
+napi_value Sgd(napi_env env, napi_callback_info info) {
+  Args a(env, info, "sgd", 8);
+  size_t lp, lg, lb, lmask;
+  bool hasMask = false;
+  float* p = a.f32(0, "param", &lp);
+  float* g = a.f32(1, "grad", &lg);
+  float* buf = a.f32(2, "buf", &lb);
+  float* mask = a.f32OrNull(3, "mask", &lmask, &hasMask);
+  int64_t n = a.dim(4, "n");
+  double lr = a.number(5, "lr"), momentum = a.number(6, "momentum"), wd = a.number(7, "weightDecay");
+  a.need("param", lp, n, 1, "n");
+  a.need("grad", lg, n, 1, "n");
+  a.need("buf", lb, n, 1, "n");
+  if (hasMask) a.need("mask", lmask, n, 1, "n");
+  if (!a.ok()) return nullptr;
+  if (n) {
+    const float* mk = hasMask ? mask : nullptr;
+    FtzScope ftz;
+    parallel_range(n, kParallelMinElementwise, [&](int64_t b, int64_t e) {
+      gK->sgd(p + b, g + b, buf + b, mk ? mk + b : nullptr, e - b, (float)lr, (float)momentum, (float)wd);
+    });
+  }
+  return undefined_value(env);
+}
+
+napi_value ApplyMask(napi_env env, napi_callback_info info) {
+  Args a(env, info, "applyMask", 3);
+  size_t lx, lm;
+  float* x = a.f32(0, "x", &lx);
+  float* mask = a.f32(1, "mask", &lm);
+  int64_t n = a.dim(2, "n");
+  a.need("x", lx, n, 1, "n");
+  a.need("mask", lm, n, 1, "n");
+  if (!a.ok()) return nullptr;
+  if (n) {
+    FtzScope ftz;
+    gK->applyMask(x, mask, n);
+  }
+  return undefined_value(env);
+}
+
+napi_value SimdPath(napi_env env, napi_callback_info) {
+  napi_value s;
+  napi_create_string_utf8(env, gK->name, NAPI_AUTO_LENGTH, &s);
+  return s;
+}
+
+napi_value SetThreads(napi_env env, napi_callback_info info) {
+  Args a(env, info, "setThreads", 1);
+  double d = a.number(0, "n");
+  if (!a.ok()) return nullptr;
+  if (!(d >= 1 && d <= 256 && std::floor(d) == d)) {
+    a.fail(true, "n must be an integer from 1 to 256, got %.17g", d);
+    return nullptr;
+  }
+  std::lock_guard<std::mutex> lk(gPoolMu);
+  gThreads.store((int)d);
+  if (gPool && gPool->threads() != (int)d) {
+    delete gPool;
+    gPool = nullptr;
+  }
+  return undefined_value(env);
+}
+
+napi_value GetThreads(napi_env env, napi_callback_info) {
+  return number_value(env, gThreads.load());
+}
+
+std::once_flag gInitFlag;
+
+}  // namespace
+
+NAPI_MODULE_INIT() {
+  std::call_once(gInitFlag, [] {
+    init_once();
+    gThreads.store(gDefaultThreads);
+  });
+  if (!gInitError.empty()) {
+    napi_throw_error(env, nullptr, ("lth_native: " + gInitError).c_str());
+    return nullptr;
+  }
+  const napi_property_descriptor props[] = {
+      {"matmul", nullptr, Matmul, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"biasAct", nullptr, BiasAct, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"reluBackward", nullptr, ReluBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sumRows", nullptr, SumRows, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"softmaxXent", nullptr, SoftmaxXent, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"countCorrect", nullptr, CountCorrect, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sgd", nullptr, Sgd, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"applyMask", nullptr, ApplyMask, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"simdPath", nullptr, SimdPath, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"getThreads", nullptr, GetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return nullptr;
+  return exports;
+}

@@ -1,0 +1,48 @@
+// AVX transpose-pack shared by the AVX2 and AVX-512 units (included inside their
+// anonymous namespace; needs <immintrin.h> and kernels_impl.h's scalar helpers).
+
+// d[i*ds + r] = s[r*ls + i] for an 8x8 block. Rows r and r+4 are loaded into the
+// two halves of one register (the inserts run on the load ports), which leaves 16
+// shuffles instead of the usual 24.
+inline void tr8x8(const float* s, int64_t ls, float* d, int64_t ds) {
+#define LTH_LD2(r, c) _mm256_insertf128_ps(_mm256_broadcast_ps(reinterpret_cast<const __m128*>(s + (r) * ls + (c))), \
+                                           _mm_loadu_ps(s + ((r) + 4) * ls + (c)), 1)
+  for (int h = 0; h < 2; h++) {  // columns 4h .. 4h+3
+    const __m256 r0 = LTH_LD2(0, 4 * h), r1 = LTH_LD2(1, 4 * h), r2 = LTH_LD2(2, 4 * h), r3 = LTH_LD2(3, 4 * h);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    float* dd = d + 4 * h * ds;
+    _mm256_storeu_ps(dd + 0 * ds, _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)));
+    _mm256_storeu_ps(dd + 1 * ds, _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)));
+    _mm256_storeu_ps(dd + 2 * ds, _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)));
+    _mm256_storeu_ps(dd + 3 * ds, _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+#undef LTH_LD2
+}
+
+// d[i*ds + r] = s[r*ls + i] for a 4-row x 8-column block.
+inline void tr4x8(const float* s, int64_t ls, float* d, int64_t ds) {
+  for (int h = 0; h < 2; h++) {
+    __m128 r0 = _mm_loadu_ps(s + 0 * ls + 4 * h), r1 = _mm_loadu_ps(s + 1 * ls + 4 * h);
+    __m128 r2 = _mm_loadu_ps(s + 2 * ls + 4 * h), r3 = _mm_loadu_ps(s + 3 * ls + 4 * h);
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+    float* dd = d + 4 * h * ds;
+    _mm_storeu_ps(dd + 0 * ds, r0);
+    _mm_storeu_ps(dd + 1 * ds, r1);
+    _mm_storeu_ps(dd + 2 * ds, r2);
+    _mm_storeu_ps(dd + 3 * ds, r3);
+  }
+}
+
+// dst[c*stride + r] = src[r*ld + c] for r0 <= r < rows (no padding).
+inline void pack_transpose_rows_avx(const float* __restrict src, int64_t ld, int r0, int rows, int64_t cols,
+                                    float* __restrict dst, int stride) {
+  const int64_t c8 = cols & ~(int64_t)7;
+  for (int64_t c = 0; c < c8; c += 8) {
+    int r = r0;
+    for (; r + 8 <= rows; r += 8) tr8x8(src + r * ld + c, ld, dst + c * stride + r, stride);
+    for (; r + 4 <= rows; r += 4) tr4x8(src + r * ld + c, ld, dst + c * stride + r, stride);
+    if (r < rows) pack_transpose_scalar(src, ld, r, rows, c, c + 8, dst, stride);
+  }
+  if (c8 < cols) pack_transpose_scalar(src, ld, r0, rows, c8, cols, dst, stride);
+}
