@@ -15,6 +15,9 @@ const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export interface NativeBackend extends Backend {
   /** 'avx512' | 'avx2' | 'scalar': the code path chosen at load time for this CPU. */
   readonly simd: string;
+  /** Threads the addon's pool uses (LTH_THREADS at load; default min(2, cores)). */
+  setThreads(n: number): void;
+  getThreads(): number;
 }
 
 let nativeCache: NativeBackend | Error | undefined;
