@@ -64,7 +64,8 @@ export function splitValidation(name: string, trainAll: Dataset, test: Dataset, 
 
 /** Bytes 0..255 -> (x/255 - mean) / std. */
 export function normalizeBytes(bytes: Uint8Array, mean: number, std: number): Float32Array {
+  const table = new Float32Array(256).map((_, b) => (b / 255 - mean) / std);
   const out = new Float32Array(bytes.length);
-  for (let i = 0; i < bytes.length; i++) out[i] = (bytes[i] / 255 - mean) / std;
+  for (let i = 0; i < bytes.length; i++) out[i] = table[bytes[i]];
   return out;
 }
