@@ -40,7 +40,7 @@
     },
     {
       'target_name': 'lth_native',
-      'sources': ['native/lth_native.cc', 'native/kernels_scalar.cc'],
+      'sources': ['native/lth_native.cc', 'native/kernels_scalar.cc', 'native/conv.cc', 'native/sparse.cc'],
       'dependencies': ['lth_kernels_avx512', 'lth_kernels_avx2'],
       'cflags': ['-pthread'],
       'ldflags': ['-pthread'],

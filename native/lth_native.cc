@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "sparse.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -777,6 +778,36 @@ std::once_flag gInitFlag;
 
 }  // namespace
 
+// ------------------------------------------------------------------ pool access for conv.cc
+
+namespace lth {
+
+int thread_count() { return gThreads.load(std::memory_order_relaxed); }
+
+// Runs fn(ctx, part) for part = 0..parts-1 on the calling thread and the pool (all on
+// the caller when single-threaded or when the pool is busy), returning when all are done.
+void run_parts(int parts, void (*fn)(void* ctx, int part), void* ctx) {
+  const int threads = gThreads.load(std::memory_order_relaxed);
+  if (threads > 1 && parts > 1) {
+    std::unique_lock<std::mutex> lk;
+    if (Pool* pool = acquire_pool(lk, threads)) {
+      struct Wrap {
+        void (*fn)(void*, int);
+        void* ctx;
+      } w{fn, ctx};
+      pool->run(parts, [](void* c, int part, float*) { static_cast<Wrap*>(c)->fn(static_cast<Wrap*>(c)->ctx, part); },
+                &w, nullptr);
+      return;
+    }
+  }
+  for (int p = 0; p < parts; p++) fn(ctx, p);
+}
+
+// conv.cc: adds im2col, col2im, channelBiasAct, sumChannels, maxPool2d, maxPool2dBackward.
+bool register_conv(napi_env env, napi_value exports);
+
+}  // namespace lth
+
 NAPI_MODULE_INIT() {
   std::call_once(gInitFlag, [] {
     init_once();
@@ -801,5 +832,7 @@ NAPI_MODULE_INIT() {
       {"getThreads", nullptr, GetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return nullptr;
+  if (!lth::register_conv(env, exports)) return nullptr;
+  if (!lth::register_sparse(env, exports, gK->name)) return nullptr;
   return exports;
 }

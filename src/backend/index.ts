@@ -28,6 +28,9 @@ export function loadNative(): NativeBackend | Error {
     try {
       const require = createRequire(import.meta.url);
       const addon = require(path.join(packageRoot, 'build', 'Release', 'lth_native.node'));
+      // An addon built from older sources may lack newer kernels: refuse it whole.
+      const missing = Object.keys(referenceBackend).filter((k) => k !== 'name' && typeof addon[k] !== 'function');
+      if (missing.length) throw new Error(`the addon lacks kernels ${missing.join(', ')} (rebuild it: npm rebuild lth or node-gyp rebuild)`);
       nativeCache = { ...addon, name: 'native', simd: addon.simdPath() } as NativeBackend;
     } catch (e) {
       nativeCache = e instanceof Error ? e : new Error(String(e));

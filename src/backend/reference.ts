@@ -104,4 +104,165 @@ export const referenceBackend: Backend = {
   applyMask(x, mask, n) {
     for (let i = 0; i < n; i++) if (mask[i] === 0) x[i] = 0;
   },
+
+  im2col(x, col, channels, height, width, kh, kw, strideH, strideW, padH, padW) {
+    const outH = convOut(height, kh, strideH, padH), outW = convOut(width, kw, strideW, padW);
+    let r = 0;
+    for (let c = 0; c < channels; c++) {
+      for (let i = 0; i < kh; i++) {
+        for (let j = 0; j < kw; j++, r++) {
+          for (let oy = 0; oy < outH; oy++) {
+            const y = oy * strideH - padH + i;
+            for (let ox = 0; ox < outW; ox++) {
+              const xx = ox * strideW - padW + j;
+              const inside = y >= 0 && y < height && xx >= 0 && xx < width;
+              col[(r * outH + oy) * outW + ox] = inside ? x[(c * height + y) * width + xx] : 0;
+            }
+          }
+        }
+      }
+    }
+  },
+
+  col2im(col, x, channels, height, width, kh, kw, strideH, strideW, padH, padW) {
+    // Gather form: each x entry sums (in float64, fixed order) the col entries copied from it.
+    const outH = convOut(height, kh, strideH, padH), outW = convOut(width, kw, strideW, padW);
+    for (let c = 0; c < channels; c++) {
+      for (let y = 0; y < height; y++) {
+        for (let xx = 0; xx < width; xx++) {
+          let s = 0;
+          for (let i = 0; i < kh; i++) {
+            const ty = y + padH - i;
+            if (ty < 0 || ty % strideH !== 0 || ty / strideH >= outH) continue;
+            const oy = ty / strideH;
+            for (let j = 0; j < kw; j++) {
+              const tx = xx + padW - j;
+              if (tx < 0 || tx % strideW !== 0 || tx / strideW >= outW) continue;
+              s += col[((((c * kh + i) * kw + j) * outH) + oy) * outW + tx / strideW];
+            }
+          }
+          x[(c * height + y) * width + xx] += s;
+        }
+      }
+    }
+  },
+
+  channelBiasAct(x, bias, out, n, channels, size, relu) {
+    for (let i = 0; i < n; i++) {
+      for (let c = 0; c < channels; c++) {
+        const o = (i * channels + c) * size;
+        for (let k = 0; k < size; k++) {
+          const v = x[o + k] + bias[c];
+          out[o + k] = relu && v < 0 ? 0 : v;
+        }
+      }
+    }
+  },
+
+  sumChannels(x, out, n, channels, size, accumulate) {
+    for (let c = 0; c < channels; c++) {
+      let s = 0;
+      for (let i = 0; i < n; i++) {
+        const o = (i * channels + c) * size;
+        for (let k = 0; k < size; k++) s += x[o + k];
+      }
+      out[c] = accumulate ? out[c] + s : s;
+    }
+  },
+
+  maxPool2d(x, out, planes, height, width, k, stride) {
+    const outH = poolOut(height, k, stride), outW = poolOut(width, k, stride);
+    for (let p = 0; p < planes; p++) {
+      for (let oy = 0; oy < outH; oy++) {
+        for (let ox = 0; ox < outW; ox++) {
+          out[(p * outH + oy) * outW + ox] = x[windowArgmax(x, p, height, width, k, oy * stride, ox * stride)];
+        }
+      }
+    }
+  },
+
+  maxPool2dBackward(x, gradOut, gradIn, planes, height, width, k, stride) {
+    const outH = poolOut(height, k, stride), outW = poolOut(width, k, stride);
+    for (let p = 0; p < planes; p++) {
+      for (let oy = 0; oy < outH; oy++) {
+        for (let ox = 0; ox < outW; ox++) {
+          gradIn[windowArgmax(x, p, height, width, k, oy * stride, ox * stride)] += gradOut[(p * outH + oy) * outW + ox];
+        }
+      }
+    }
+  },
+
+  spmm(w, ptr, idx, rowStride, idxStride, inT, outT, bias, rows, n, ld, accumulate, relu) {
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < n; c++) {
+        let s = accumulate ? outT[r * ld + c] : bias ? bias[r] : 0;
+        for (let k = ptr[r]; k < ptr[r + 1]; k++) s += w[r * rowStride + idx[k] * idxStride] * inT[idx[k] * ld + c];
+        outT[r * ld + c] = relu && s < 0 ? 0 : s;
+      }
+    }
+  },
+
+  sddmm(aT, ptr, idx, rowStride, idxStride, bT, out, rows, n, ld) {
+    for (let r = 0; r < rows; r++) {
+      for (let k = ptr[r]; k < ptr[r + 1]; k++) {
+        let s = 0;
+        for (let c = 0; c < n; c++) s += aT[r * ld + c] * bT[idx[k] * ld + c];
+        out[r * rowStride + idx[k] * idxStride] += s;
+      }
+    }
+  },
+
+  transpose(x, out, rows, cols, ldx, ldo, accumulate) {
+    for (let c = 0; c < cols; c++) {
+      for (let r = 0; r < rows; r++) out[c * ldo + r] = (accumulate ? out[c * ldo + r] : 0) + x[r * ldx + c];
+      if (!accumulate) for (let r = rows; r < ldo; r++) out[c * ldo + r] = 0;
+    }
+  },
+
+  adamSparse(param, grad, m, v, idx, nnz, lr, beta1, beta2, eps, step) {
+    const bc1 = 1 - Math.pow(beta1, step);
+    const bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
+    const stepSize = lr / bc1;
+    for (let k = 0; k < nnz; k++) {
+      const i = idx[k];
+      const g = grad[i];
+      m[i] = beta1 * m[i] + (1 - beta1) * g;
+      v[i] = beta2 * v[i] + (1 - beta2) * g * g;
+      param[i] -= (stepSize * m[i]) / (Math.sqrt(v[i]) / bc2Sqrt + eps);
+      grad[i] = 0;
+    }
+  },
+
+  sgdSparse(param, grad, buf, idx, nnz, lr, momentum, weightDecay) {
+    for (let k = 0; k < nnz; k++) {
+      const i = idx[k];
+      const g = grad[i] + weightDecay * param[i];
+      buf[i] = momentum * buf[i] + g;
+      param[i] -= lr * buf[i];
+      grad[i] = 0;
+    }
+  },
 };
+
+/** Output size of a convolution along one axis. */
+function convOut(size: number, k: number, stride: number, pad: number): number {
+  return Math.floor((size + 2 * pad - k) / stride) + 1;
+}
+
+/** Output size of an unpadded pooling along one axis. */
+function poolOut(size: number, k: number, stride: number): number {
+  return Math.floor((size - k) / stride) + 1;
+}
+
+/** Flat index into x of the first maximum of the k×k window at (y0, x0) of plane p; the first NaN wins. */
+function windowArgmax(x: Float32Array, p: number, height: number, width: number, k: number, y0: number, x0: number): number {
+  let best = (p * height + y0) * width + x0;
+  for (let i = 0; i < k; i++) {
+    for (let j = 0; j < k; j++) {
+      const idx = (p * height + y0 + i) * width + x0 + j;
+      const v = x[idx], b = x[best];
+      if (v > b || (v !== v && b === b)) best = idx;
+    }
+  }
+  return best;
+}

@@ -12,7 +12,7 @@ export const LOTTERY_SCHEMA = {
   ...TRAINING_SCHEMA,
   levels: { type: 'integer', help: 'pruning rounds (levels 1..L; level 0 is the dense network)', default: 20 },
   strategy: { type: 'string', help: `pruning strategy (${strategyNames().join(', ')})`, default: 'magnitude_layerwise', choices: strategyNames() },
-  rate: { type: 'number', help: "per-round pruning rate of fully connected layers; the output layer gets half (default: the model's, 0.2 for LeNet)" },
+  rate: { type: 'number', help: "per-round pruning rate of fully connected layers (output layer at half; conv layers keep the model's rate; default: the model's, 0.2)" },
   targetDensity: { type: 'number', help: 'derive the per-round rates so that the last level has exactly this fraction of weights left', flag: 'target-density', aliases: ['density'] },
   oneShot: { type: 'boolean', help: 'one-shot pruning: train, prune straight to --density, reset, train (same as --levels 1 --target-density D)', default: false },
   rewindStep: { type: 'string', help: "reset survivors to their values at this step of the dense run ('0it' = θ0, the paper)", default: '0it' },

@@ -47,8 +47,10 @@ export function pruningRates(h: LotteryHparams, model: Model): Map<string, numbe
   const spec = getModel(h.training.model);
   let rates = spec.pruningRates(model);
   if (h.rate !== undefined) {
+    // --rate replaces the fully connected rate (output layer at half); conv layers keep theirs.
     const out = `${model.outputLayerName()}.weight`;
-    rates = new Map([...rates].map(([n]) => [n, n === out ? h.rate! / 2 : h.rate!]));
+    const isConv = (n: string) => model.parameter(n).shape.length === 4;
+    rates = new Map([...rates].map(([n, r]) => [n, isConv(n) ? r : n === out ? h.rate! / 2 : h.rate!]));
   }
   if (h.targetDensity !== undefined) {
     const sizes = new Map(model.namedParameters().map(([n, t]) => [n, t.size]));

@@ -1,5 +1,8 @@
-import type { Rng } from '../core/rng.js';
+import { check } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
+import { Workspace, conv2d, dropout, dropoutMask, flatten, maxPool2d, type Conv2dGeometry } from '../tensor/conv.js';
 import { linear } from '../tensor/ops.js';
+import { SparseWorkspace, maybeSparseLinear } from '../tensor/sparse.js';
 import { Tensor } from '../tensor/tensor.js';
 import { glorotNormal } from './init.js';
 
@@ -24,8 +27,12 @@ export class Linear implements Layer {
     this.bias = Tensor.zeros([outFeatures], true);
   }
 
+  /** Buffers of the sparse path (a masked weight below the density threshold, or LTH_SPARSE=on). */
+  private readonly sparseWorkspace = new SparseWorkspace();
+
   forward(x: Tensor): Tensor {
-    return linear(x, this.weight, this.bias, this.activation);
+    return maybeSparseLinear(x, this.weight, this.bias, this.activation, this.sparseWorkspace)
+      ?? linear(x, this.weight, this.bias, this.activation);
   }
 
   parameters(): Array<[string, Tensor]> {
@@ -37,4 +44,142 @@ export class Linear implements Layer {
     glorotNormal(this.weight.data, this.inFeatures, this.outFeatures, rng);
     this.bias.data.fill(0);
   }
+}
+
+export interface Conv2dOptions {
+  /** Stride, one number for both axes or [h, w]; default 1. */
+  readonly stride?: number | readonly [number, number];
+  /** Zero padding, [h, w], one number, or 'same' ((k-1)/2 for an odd kernel at stride 1); default 0. */
+  readonly padding?: number | readonly [number, number] | 'same';
+  /** Fused activation after the bias; default 'none'. */
+  readonly activation?: 'none' | 'relu';
+}
+
+const pair = (v: number | readonly [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
+
+/**
+ * 2-D convolution over NCHW batches, weight [out, in, kh, kw] and bias [out] as PyTorch's
+ * Conv2d, with an optional fused ReLU. Prunable (its weight). While gradients are
+ * recorded, its output reuses the buffers of the previous training step once that
+ * step's backward has run (see Workspace): a returned tensor is meant for the next
+ * layer, not to be kept across steps.
+ */
+export class Conv2d implements Layer {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  readonly prunable = true;
+  readonly kernel: readonly [number, number];
+  readonly geometry: Conv2dGeometry;
+  readonly activation: 'none' | 'relu';
+  /** Output/gradient buffers reused across training steps. */
+  private readonly workspace = new Workspace();
+
+  constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: number | readonly [number, number], options: Conv2dOptions = {}) {
+    const [kh, kw] = pair(kernelSize);
+    const [strideH, strideW] = pair(options.stride ?? 1);
+    let padH: number, padW: number;
+    if (options.padding === 'same') {
+      check(strideH === 1 && strideW === 1 && kh % 2 === 1 && kw % 2 === 1,
+        `Conv2d: padding 'same' needs an odd kernel and stride 1, got kernel ${kh}x${kw}, stride ${strideH}x${strideW}`);
+      [padH, padW] = [(kh - 1) / 2, (kw - 1) / 2];
+    } else {
+      [padH, padW] = pair(options.padding ?? 0);
+    }
+    for (const [what, v, min] of [['in channels', inChannels, 1], ['out channels', outChannels, 1], ['kernel height', kh, 1],
+      ['kernel width', kw, 1], ['stride', strideH, 1], ['stride', strideW, 1], ['padding', padH, 0], ['padding', padW, 0]] as const) {
+      check(Number.isInteger(v) && v >= min, `Conv2d: ${what} must be an integer >= ${min}, got ${v}`);
+    }
+    this.kernel = [kh, kw];
+    this.geometry = { strideH, strideW, padH, padW };
+    this.activation = options.activation ?? 'none';
+    this.weight = Tensor.zeros([outChannels, inChannels, kh, kw], true);
+    this.bias = Tensor.zeros([outChannels], true);
+  }
+
+  forward(x: Tensor): Tensor {
+    return conv2d(x, this.weight, this.bias, this.geometry, this.activation, this.workspace);
+  }
+
+  parameters(): Array<[string, Tensor]> {
+    return [['weight', this.weight], ['bias', this.bias]];
+  }
+
+  /** Glorot normal as PyTorch's xavier_normal_ (fan_in = in·kh·kw, fan_out = out·kh·kw); zero biases. */
+  initialize(rng: Rng): void {
+    const rf = this.kernel[0] * this.kernel[1];
+    glorotNormal(this.weight.data, this.inChannels * rf, this.outChannels * rf, rng);
+    this.bias.data.fill(0);
+  }
+}
+
+/** k×k max pooling (stride k by default) over NCHW batches. No parameters. */
+export class MaxPool2d implements Layer {
+  readonly prunable = false;
+  /** Output/gradient buffers reused across training steps. */
+  private readonly workspace = new Workspace();
+
+  constructor(readonly k = 2, readonly stride = k) {
+    check(Number.isInteger(k) && k >= 1 && Number.isInteger(stride) && stride >= 1,
+      `MaxPool2d: window and stride must be positive integers, got ${k} and ${stride}`);
+  }
+
+  forward(x: Tensor): Tensor {
+    return maxPool2d(x, this.k, this.stride, this.workspace);
+  }
+
+  parameters(): Array<[string, Tensor]> {
+    return [];
+  }
+
+  initialize(): void {}
+}
+
+/** [n, c, h, w] -> [n, c·h·w] in NCHW order (PyTorch's nn.Flatten), without copying. */
+export class Flatten implements Layer {
+  readonly prunable = false;
+
+  forward(x: Tensor): Tensor {
+    return flatten(x);
+  }
+
+  parameters(): Array<[string, Tensor]> {
+    return [];
+  }
+
+  initialize(): void {}
+}
+
+/**
+ * Inverted dropout: while training, each activation is zeroed with probability p and the
+ * rest scaled by 1/(1-p); the identity (no copy) when not training. The masks come from
+ * the layer's own random stream ('dropout', index) — never Math.random — which starts
+ * from seed 0 when the layer is built and can be re-seeded with `seed(s)`; the stream
+ * advances only on training passes, so a run repeated from a freshly built model draws
+ * the same masks. initialize() does not touch it, so adding dropout leaves the other
+ * layers' θ0 unchanged.
+ */
+export class Dropout implements Layer {
+  readonly prunable = false;
+  private rng: Rng;
+
+  constructor(readonly p: number, readonly index = 0) {
+    check(p >= 0 && p < 1, `Dropout: probability must be in [0, 1), got ${p}`);
+    this.rng = new Rng(0, 'dropout', index);
+  }
+
+  /** Restarts the mask stream from (seed, 'dropout', index). */
+  seed(seed: number): void {
+    this.rng = new Rng(seed, 'dropout', this.index);
+  }
+
+  forward(x: Tensor, training: boolean): Tensor {
+    if (!training || this.p === 0) return x;
+    return dropout(x, dropoutMask(new Float32Array(x.size), this.p, this.rng));
+  }
+
+  parameters(): Array<[string, Tensor]> {
+    return [];
+  }
+
+  initialize(): void {}
 }

@@ -29,6 +29,12 @@ export class Adam implements Optimizer {
     this.t++;
     const be = getBackend();
     this.params.forEach((p, i) => {
+      // A weight computed sparsely (tensor/sparse.ts): update, and zero the gradient, at the nonzeros only.
+      const sp = p.sparse;
+      if (sp && sp.mask === p.mask) {
+        be.adamSparse(p.data, p.ensureGrad(), this.m[i], this.v[i], sp.flat, sp.nnz, this.lr, this.beta1, this.beta2, this.eps, this.t);
+        return;
+      }
       be.adam(p.data, p.ensureGrad(), this.m[i], this.v[i], p.mask, p.size, this.lr, this.beta1, this.beta2, this.eps, this.t);
       p.zeroGrad();
     });
@@ -54,6 +60,11 @@ export class Sgd implements Optimizer {
   step(): void {
     const be = getBackend();
     this.params.forEach((p, i) => {
+      const sp = p.sparse;
+      if (sp && sp.mask === p.mask) {
+        be.sgdSparse(p.data, p.ensureGrad(), this.buf[i], sp.flat, sp.nnz, this.lr, this.momentum, this.weightDecay);
+        return;
+      }
       be.sgd(p.data, p.ensureGrad(), this.buf[i], p.mask, p.size, this.lr, this.momentum, this.weightDecay);
       p.zeroGrad();
     });

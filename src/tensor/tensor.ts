@@ -31,6 +31,12 @@ export class Tensor {
   grad: Float32Array | null = null;
   /** For parameters: 0 marks a pruned entry, kept exactly zero by the optimiser. */
   mask: Float32Array | null = null;
+  /**
+   * Set by the sparse fully connected op (tensor/sparse.ts) on a masked weight it computed
+   * sparsely: the flat indices of the mask's nonzeros. The optimiser then updates only those
+   * entries (and zeroes only their gradients); the other gradient entries stay zero.
+   */
+  sparse: { readonly mask: Float32Array; readonly flat: Int32Array; readonly nnz: number } | null = null;
   /** Set by ops when the graph is recorded. */
   backwardFn: (() => void) | null = null;
   parents: readonly Tensor[] = [];

@@ -1,0 +1,354 @@
+/**
+ * Training-speed benchmark: seconds per LeNet-300-100 epoch at the density ladder's levels.
+ *
+ *   npm run bench -- [--densities 1,0.513,...] [--runs 3] [--iterations 916] [--json]
+ *                    [--vs-torch] [--reference] [--threads N]
+ *
+ * An epoch is lth's: ⌊55,000/60⌋ = 916 iterations of batch 60 on MNIST, Adam (lr 1.2e-3),
+ * the same steps as the training loop in src/training/train.ts (gather the batch in the
+ * epoch's seeded order, forward, softmax cross-entropy, backward, optimiser step). Only
+ * training is timed; one evaluation pass over validation + test (15,000 samples, with
+ * `evaluate`) is timed and reported separately. Each figure is the median of --runs runs
+ * after a short warm-up; --iterations N times N iterations per run and scales to 916.
+ *
+ * Masks: for an overall density d, the per-layer densities follow the paper's ladder
+ * (fc1, fc2 pruned at 20% a round, the output layer at 10%): k is solved from
+ * (265,200·0.8^k + 1,000·0.9^k)/266,200 = d, fc1/fc2 keep 0.8^k and fc3 0.9^k of their
+ * weights, at uniformly random positions (seeded), set with model.setMasks. (Magnitude
+ * masks after MNIST training are more structured — whole border-pixel columns go first —
+ * which a sparse kernel may find slightly easier; random positions are the harder case.)
+ * Density 1 runs without masks.
+ *
+ * --reference also times the slow reference backend (in a child process with
+ * LTH_BACKEND=reference, a few iterations scaled to an epoch, no evaluation pass).
+ * --vs-torch runs bench/torch_lenet.py afterwards (not concurrently) with the same
+ * densities and thread count, when a Python with PyTorch is found, and adds its epoch times
+ * and the ratios lth/torch; without PyTorch it says so and goes on.
+ *
+ * Prints a table; with --json, one JSON object as the last stdout line (and no progress).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { getBackend } from '../src/backend/index.js';
+import { parseArgs, helpText } from '../src/cli/args.js';
+import type { Schema } from '../src/core/hparams.js';
+import { LthError } from '../src/core/errors.js';
+import { Rng } from '../src/core/rng.js';
+import type { Splits } from '../src/data/dataset.js';
+import { getDataset } from '../src/data/registry.js';
+import { getModel } from '../src/models/registry.js';
+import type { Model, StateDict } from '../src/nn/model.js';
+import { Adam } from '../src/nn/optim.js';
+import { softmaxCrossEntropy } from '../src/tensor/ops.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import { evaluate, iterationsPerEpoch } from '../src/training/train.js';
+
+const SCHEMA = {
+  densities: { type: 'list', help: 'overall weight densities to time', default: ['1', '0.513', '0.211', '0.07', '0.036', '0.019'] },
+  runs: { type: 'integer', help: 'timed runs per density; the median is reported', default: 3 },
+  iterations: { type: 'integer', help: 'iterations timed per run, scaled to an epoch (default: a full epoch, 916)' },
+  warmup: { type: 'integer', help: 'untimed iterations before the runs', default: 10 },
+  eval: { type: 'boolean', help: 'also time one evaluation pass over validation + test (15,000 samples)', default: true },
+  threads: { type: 'integer', help: "native backend threads (default: the addon's own)" },
+  reference: { type: 'boolean', help: 'also estimate the reference backend from a few iterations (slow)', default: false },
+  referenceIterations: { type: 'integer', help: 'iterations per density for --reference', default: 3 },
+  vsTorch: { type: 'boolean', help: 'also time PyTorch with bench/torch_lenet.py, when available', default: false },
+  torchIterations: { type: 'integer', help: 'iterations per run for --vs-torch, scaled to an epoch', default: 100 },
+} as const satisfies Schema;
+
+const USAGE = 'usage: npm run bench -- [options]   (or: node dist/bench/bench.js [options])';
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const BATCH = 60, LR = 1.2e-3, SEED = 0;
+/** Weights per prunable layer of LeNet-300-100. */
+const WEIGHTS = { fc1: 784 * 300, fc2: 300 * 100, fc3: 100 * 10 };
+
+interface Options {
+  densities: string[]; runs: number; iterations?: number; warmup: number; eval: boolean;
+  threads?: number; reference: boolean; referenceIterations: number; vsTorch: boolean; torchIterations: number;
+  json: boolean;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+}
+
+/** Per-layer densities on the paper's ladder (fc 20%, output 10% a round) for overall density d. */
+export function ladderDensities(d: number): { fc: number; out: number } {
+  if (d >= 1) return { fc: 1, out: 1 };
+  const total = WEIGHTS.fc1 + WEIGHTS.fc2 + WEIGHTS.fc3;
+  const at = (k: number) => ((WEIGHTS.fc1 + WEIGHTS.fc2) * 0.8 ** k + WEIGHTS.fc3 * 0.9 ** k) / total;
+  let lo = 0, hi = 400;
+  for (let i = 0; i < 200; i++) {
+    const k = (lo + hi) / 2;
+    if (at(k) > d) lo = k; else hi = k;
+  }
+  const k = (lo + hi) / 2;
+  return { fc: 0.8 ** k, out: 0.9 ** k };
+}
+
+/** Random masks with round(density·n) ones per layer, from a seeded stream. */
+function randomMasks(model: Model, d: number): StateDict {
+  const { fc, out } = ladderDensities(d);
+  const outName = `${model.outputLayerName()}.weight`;
+  const masks: StateDict = new Map();
+  model.prunableNames().forEach((name, layer) => {
+    const n = model.parameter(name).size;
+    const keep = Math.round((name === outName ? out : fc) * n);
+    const perm = new Rng(SEED, 'bench_mask', layer).permutation(n);
+    const m = new Float32Array(n);
+    for (let i = 0; i < keep; i++) m[perm[i]] = 1;
+    masks.set(name, m);
+  });
+  return masks;
+}
+
+interface DensityResult {
+  epochSeconds: number;
+  runSeconds: number[];
+  evalSeconds?: number;
+  actualDensity: number;
+}
+
+function timeDensity(data: Splits, d: number, o: Options, iterations: number): DensityResult {
+  const model = getModel('lenet_300_100').build();
+  model.initialize(new Rng(SEED, 'init'));
+  let kept = 0, total = 0;
+  if (d < 1) {
+    const masks = randomMasks(model, d);
+    model.setMasks(masks);
+    for (const m of masks.values()) { total += m.length; for (const v of m) kept += v; }
+  }
+  const optimizer = new Adam(model.namedParameters().map(([, t]) => t), LR);
+  const train = data.train;
+  const perEpoch = iterationsPerEpoch(train.length, BATCH);
+  const xBuf = new Float32Array(BATCH * train.sampleSize);
+  const yBuf = new Int32Array(BATCH);
+  const x = new Tensor(xBuf, [BATCH, ...train.sampleShape]);
+  let it = 0;
+  let order = new Rng(SEED, 'data', 0).permutation(train.length);
+  // The body of train()'s loop.
+  const step = () => {
+    const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
+    if (inEpoch === 0 && it > 0) order = new Rng(SEED, 'data', epoch).permutation(train.length);
+    train.gather(order, inEpoch * BATCH, BATCH, xBuf, yBuf);
+    const loss = softmaxCrossEntropy(model.forward(x, true), yBuf);
+    if (!Number.isFinite(loss.data[0])) throw new LthError(`bench: loss is ${loss.data[0]} at iteration ${it}`);
+    loss.backward();
+    optimizer.step();
+    it++;
+  };
+  for (let i = 0; i < o.warmup; i++) step();
+  const runSeconds: number[] = [];
+  for (let r = 0; r < o.runs; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < iterations; i++) step();
+    runSeconds.push(((performance.now() - t0) / 1000) * (perEpoch / iterations));
+  }
+  let evalSeconds: number | undefined;
+  if (o.eval) {
+    const evals: number[] = [];
+    for (let r = 0; r < o.runs; r++) {
+      const t0 = performance.now();
+      evaluate(model, data.validation);
+      evaluate(model, data.test);
+      evals.push((performance.now() - t0) / 1000);
+    }
+    evalSeconds = median(evals);
+  }
+  return { epochSeconds: median(runSeconds), runSeconds, evalSeconds, actualDensity: d < 1 ? kept / total : 1 };
+}
+
+function cpuModel(): string {
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) return m[1].trim();
+  } catch { /* not Linux */ }
+  return os.cpus()[0]?.model ?? 'unknown';
+}
+
+/** The last stdout line of a child that printed JSON there, or an Error saying what went wrong. */
+function lastJsonLine(stdout: string): Record<string, unknown> | Error {
+  const lines = stdout.trim().split('\n');
+  try {
+    return JSON.parse(lines[lines.length - 1]) as Record<string, unknown>;
+  } catch {
+    return new Error(`no JSON on the last stdout line: ${lines.slice(-3).join(' | ')}`);
+  }
+}
+
+/** A Python that imports torch: /usr/bin/python3 first, then python3 on PATH. */
+function findTorchPython(): { python: string } | { note: string } {
+  const tried: string[] = [];
+  for (const python of ['/usr/bin/python3', 'python3']) {
+    const r = spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8', timeout: 60_000 });
+    if (r.status === 0) return { python };
+    tried.push(`${python}: ${r.error ? r.error.message : (r.stderr || '').trim().split('\n').pop()}`);
+  }
+  return { note: `PyTorch not found, skipping the torch comparison (${tried.join('; ')})` };
+}
+
+function fmt(s: number | undefined, digits = 3): string {
+  return s === undefined || !Number.isFinite(s) ? '-' : s.toFixed(digits);
+}
+
+function main(): void {
+  const { values, common } = parseArgs(process.argv.slice(2), SCHEMA);
+  if (common.help) {
+    process.stdout.write(`${helpText(USAGE, SCHEMA)}\n`);
+    return;
+  }
+  const o: Options = {
+    densities: (values.densities as string[] | undefined) ?? [...SCHEMA.densities.default],
+    runs: (values.runs as number | undefined) ?? SCHEMA.runs.default,
+    iterations: values.iterations as number | undefined,
+    warmup: (values.warmup as number | undefined) ?? SCHEMA.warmup.default,
+    eval: (values.eval as boolean | undefined) ?? SCHEMA.eval.default,
+    threads: values.threads as number | undefined,
+    reference: (values.reference as boolean | undefined) ?? false,
+    referenceIterations: (values.referenceIterations as number | undefined) ?? SCHEMA.referenceIterations.default,
+    vsTorch: (values.vsTorch as boolean | undefined) ?? false,
+    torchIterations: (values.torchIterations as number | undefined) ?? SCHEMA.torchIterations.default,
+    json: common.json,
+  };
+  for (const d of o.densities) {
+    const v = Number(d);
+    if (!(v > 0 && v <= 1)) throw new LthError(`--densities: each must be a number in (0, 1], got '${d}'`);
+  }
+  if (!(o.runs >= 1)) throw new LthError(`--runs must be at least 1, got ${o.runs}`);
+  if (o.iterations !== undefined && !(o.iterations >= 1)) throw new LthError(`--iterations must be at least 1, got ${o.iterations}`);
+  const progress = (line: string) => { if (!o.json) process.stderr.write(`${line}\n`); };
+
+  const be = getBackend();
+  const native = be as unknown as { simd?: string; setThreads?(n: number): void; getThreads?(): number };
+  if (o.threads !== undefined) {
+    if (typeof native.setThreads !== 'function') throw new LthError(`--threads: the ${be.name} backend has no threads to set`);
+    native.setThreads(o.threads);
+  }
+  const threads = typeof native.getThreads === 'function' ? native.getThreads() : 1;
+
+  progress('loading MNIST...');
+  const data = getDataset('mnist').load(undefined, SEED);
+  const perEpoch = iterationsPerEpoch(data.train.length, BATCH);
+  const iterations = Math.min(o.iterations ?? perEpoch, perEpoch);
+  const loadavg = os.loadavg();
+
+  const results = new Map<string, DensityResult>();
+  for (const d of o.densities) {
+    progress(`${be.name}: density ${d}, ${o.runs} x ${iterations} iterations...`);
+    const r = timeDensity(data, Number(d), o, iterations);
+    results.set(d, r);
+    progress(`  ${fmt(r.epochSeconds)} s/epoch (runs ${r.runSeconds.map((s) => fmt(s)).join(', ')})` +
+      (r.evalSeconds === undefined ? '' : `, eval ${fmt(r.evalSeconds)} s`));
+  }
+
+  const out: Record<string, unknown> = {
+    model: 'lenet_300_100',
+    backend: be.name,
+    simd: native.simd ?? null,
+    threads,
+    cpu: cpuModel(),
+    cores: os.cpus().length,
+    node: process.version,
+    loadavg1m: Number(loadavg[0].toFixed(2)),
+    epochIterations: perEpoch,
+    batchSize: BATCH,
+    iterationsTimed: iterations,
+    runs: o.runs,
+    masks: 'random positions; per-layer densities on the paper ladder (fc1/fc2 0.8^k, fc3 0.9^k); density 1 unmasked',
+    layerDensities: Object.fromEntries(o.densities.map((d) => {
+      const { fc, out: outD } = ladderDensities(Number(d));
+      return [d, { fc1: fc, fc2: fc, fc3: outD }];
+    })),
+    lenetEpochSeconds: Object.fromEntries([...results].map(([d, r]) => [d, r.epochSeconds])),
+    runSeconds: Object.fromEntries([...results].map(([d, r]) => [d, r.runSeconds])),
+  };
+  if (o.eval) {
+    out.evalSamples = data.validation.length + data.test.length;
+    out.evalSeconds = Object.fromEntries([...results].map(([d, r]) => [d, r.evalSeconds]));
+  }
+
+  const self = fileURLToPath(import.meta.url);
+  let reference: Record<string, number> | undefined;
+  if (o.reference) {
+    if (be.name === 'reference') {
+      reference = out.lenetEpochSeconds as Record<string, number>;
+    } else {
+      progress(`reference: ${o.referenceIterations} iterations per density (estimate)...`);
+      const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+      const child = spawnSync(process.execPath, [self, '--json', '--eval', 'false', '--runs', '1', '--warmup', '1',
+        '--iterations', String(o.referenceIterations), '--densities', o.densities.join(',')],
+      { env: { ...env, LTH_BACKEND: 'reference' }, encoding: 'utf8', maxBuffer: 1 << 24 });
+      const r = lastJsonLine(child.stdout ?? '');
+      if (r instanceof Error || child.status !== 0) {
+        progress(`reference run failed: ${r instanceof Error ? r.message : ''} ${child.stderr ?? ''}`);
+      } else {
+        reference = r.lenetEpochSeconds as Record<string, number>;
+        out.referenceLenetEpochSeconds = reference;
+        out.referenceIterationsTimed = o.referenceIterations;
+      }
+    }
+  }
+
+  let torch: Record<string, number> | undefined;
+  if (o.vsTorch) {
+    const found = findTorchPython();
+    if ('note' in found) {
+      progress(found.note);
+      out.torchNote = found.note;
+      if (o.json) process.stderr.write(`${found.note}\n`);
+    } else {
+      const torchIterations = Math.min(o.torchIterations, iterations);
+      progress(`torch (${found.python}): ${o.runs} x ${torchIterations} iterations per density...`);
+      const child = spawnSync(found.python, [path.join(ROOT, 'bench', 'torch_lenet.py'),
+        '--densities', o.densities.join(','), '--threads', String(threads), '--runs', String(o.runs),
+        '--iterations', String(torchIterations)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+      const r = lastJsonLine(child.stdout ?? '');
+      if (r instanceof Error || child.status !== 0) {
+        const note = `torch run failed (status ${child.status}): ${r instanceof Error ? r.message : ''} ${(child.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`;
+        progress(note);
+        out.torchNote = note;
+      } else {
+        torch = r.lenetEpochSeconds as Record<string, number>;
+        out.torch = { version: r.torch, threads: r.threads, blas: r.blas, blasLibrary: r.blasLibrary, iterationsTimed: r.iterationsTimed, data: r.data };
+        out.torchLenetEpochSeconds = torch;
+        out.lthOverTorch = Object.fromEntries([...results].map(([d, res]) => [d, res.epochSeconds / torch![d]]));
+      }
+    }
+  }
+
+  const dense = results.get('1')?.epochSeconds;
+  const header = [`lth LeNet-300-100 epoch: ${perEpoch} iterations of batch ${BATCH}, Adam, training only ` +
+    `(timed ${iterations} it/run, median of ${o.runs})`,
+  `backend ${be.name}${native.simd ? ` (${native.simd})` : ''}, ${threads} thread(s); ${cpuModel()}, ${os.cpus().length} cores; node ${process.version}; load ${loadavg[0].toFixed(2)}`];
+  const cols = ['density', 's/epoch', 'vs dense', `eval ${out.evalSamples ?? ''} (s)`.replace(' ()', ''),
+    ...(reference ? ['reference s/epoch'] : []), ...(torch ? ['torch s/epoch', 'lth/torch'] : [])];
+  const rows = [...results].map(([d, r]) => [d, fmt(r.epochSeconds), dense ? fmt(r.epochSeconds / dense, 2) : '-',
+    o.eval ? fmt(r.evalSeconds) : '-',
+    ...(reference ? [fmt(reference[d], 1)] : []),
+    ...(torch ? [fmt(torch[d], 2), fmt(r.epochSeconds / torch[d], 3)] : [])]);
+  const widths = cols.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join('  ');
+  const table = [...header, line(cols), ...rows.map(line)];
+  if (torch) {
+    const t = out.torch as Record<string, unknown>;
+    const lib = typeof t.blasLibrary === 'string' ? path.basename(t.blasLibrary.split(', ').pop()!) : String(t.blas);
+    table.push(`torch ${String(t.version)}, ${String(t.threads)} thread(s), BLAS ${lib}; timed ${String(t.iterationsTimed)} it/run: dense compute, masks re-applied after each step`);
+  }
+  process.stdout.write(`${table.join('\n')}\n`);
+  if (o.json) process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+try {
+  main();
+} catch (e) {
+  if (e instanceof LthError) {
+    process.stderr.write(`bench: ${e.message}\n`);
+    process.exit(2);
+  }
+  throw e;
+}

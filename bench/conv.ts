@@ -1,0 +1,221 @@
+/**
+ * Conv-net training-step benchmark: the median time of one Conv-2 (or Conv-4/6) training
+ * step — batch 60 of 3×32×32, forward, softmax cross-entropy, backward, Adam — on the
+ * current backend (native unless LTH_BACKEND says otherwise).
+ *
+ *   node dist/bench/conv.js [--model conv2] [--steps 10] [--warmup 3] [--threads N]
+ *                           [--kernels] [--vs-torch] [--torch-threads 2] [--json]
+ *
+ * The batch is fixed random data (no CIFAR files needed); weights are the model's Glorot
+ * θ0 (seed 0). Each step is timed on its own and split into forward (incl. loss),
+ * backward and optimiser; the figures are medians over --steps steps after --warmup
+ * untimed ones. --kernels also totals the time spent in each backend kernel (wrapping
+ * them adds a little overhead). --vs-torch then runs bench/torch_conv2.py (not
+ * concurrently) with the same model, batch and lr, torch.set_num_threads(--torch-threads),
+ * and prints the ratio lth/torch of the median step times.
+ *
+ * Prints a table; with --json, one JSON object as the last stdout line (and no progress).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { getBackend, type Backend } from '../src/backend/index.js';
+import { parseArgs, helpText } from '../src/cli/args.js';
+import type { Schema } from '../src/core/hparams.js';
+import { LthError } from '../src/core/errors.js';
+import { Rng } from '../src/core/rng.js';
+import { getModel } from '../src/models/registry.js';
+import { Adam } from '../src/nn/optim.js';
+import { softmaxCrossEntropy } from '../src/tensor/ops.js';
+import { Tensor } from '../src/tensor/tensor.js';
+
+const SCHEMA = {
+  model: { type: 'string', help: 'conv2, conv4 or conv6 (or a _dropout variant)', default: 'conv2' },
+  steps: { type: 'integer', help: 'timed steps; the median is reported', default: 10 },
+  warmup: { type: 'integer', help: 'untimed steps first', default: 3 },
+  batch: { type: 'integer', help: 'batch size', default: 60 },
+  threads: { type: 'integer', help: "native backend threads (default: the addon's own)" },
+  kernels: { type: 'boolean', help: 'also total the time per backend kernel', default: false },
+  vsTorch: { type: 'boolean', help: 'also time the same step in PyTorch (bench/torch_conv2.py)', default: false },
+  torchThreads: { type: 'integer', help: 'torch.set_num_threads for --vs-torch', default: 2 },
+  torchSteps: { type: 'integer', help: 'timed steps for --vs-torch (default: --steps)' },
+} as const satisfies Schema;
+
+const USAGE = 'usage: node dist/bench/conv.js [options]';
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+}
+
+function cpuModel(): string {
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) return m[1].trim();
+  } catch { /* not Linux */ }
+  return os.cpus()[0]?.model ?? 'unknown';
+}
+
+/** Wraps every kernel of `be` to total its wall time (ms) and calls. */
+function instrument(be: Backend): Map<string, { ms: number; calls: number }> {
+  const totals = new Map<string, { ms: number; calls: number }>();
+  const target = be as unknown as Record<string, unknown>;
+  for (const [name, fn] of Object.entries(target)) {
+    if (typeof fn !== 'function' || ['simdPath', 'setThreads', 'getThreads'].includes(name)) continue;
+    const entry = { ms: 0, calls: 0 };
+    totals.set(name, entry);
+    target[name] = (...args: unknown[]) => {
+      const t0 = performance.now();
+      const r = (fn as (...a: unknown[]) => unknown).apply(be, args);
+      entry.ms += performance.now() - t0;
+      entry.calls++;
+      return r;
+    };
+  }
+  return totals;
+}
+
+function main(): void {
+  const { values, common } = parseArgs(process.argv.slice(2), SCHEMA);
+  if (common.help) {
+    process.stdout.write(`${helpText(USAGE, SCHEMA)}\n`);
+    return;
+  }
+  const modelName = (values.model as string | undefined) ?? SCHEMA.model.default;
+  const steps = (values.steps as number | undefined) ?? SCHEMA.steps.default;
+  const warmup = (values.warmup as number | undefined) ?? SCHEMA.warmup.default;
+  const batch = (values.batch as number | undefined) ?? SCHEMA.batch.default;
+  const torchThreads = (values.torchThreads as number | undefined) ?? SCHEMA.torchThreads.default;
+  const torchSteps = (values.torchSteps as number | undefined) ?? steps;
+  if (!(steps >= 1)) throw new LthError(`--steps must be at least 1, got ${steps}`);
+  const progress = (line: string) => { if (!common.json) process.stderr.write(`${line}\n`); };
+
+  const spec = getModel(modelName);
+  if (spec.training.dataset !== 'cifar10') throw new LthError(`--model: ${modelName} is not a CIFAR-10 conv net`);
+  const be = getBackend();
+  const native = be as unknown as { simd?: string; setThreads?(n: number): void; getThreads?(): number };
+  if (values.threads !== undefined) {
+    if (typeof native.setThreads !== 'function') throw new LthError(`--threads: the ${be.name} backend has no threads to set`);
+    native.setThreads(values.threads as number);
+  }
+  const threads = typeof native.getThreads === 'function' ? native.getThreads() : 1;
+
+  const model = spec.build();
+  model.initialize(new Rng(0, 'init'));
+  const optimizer = new Adam(model.namedParameters().map(([, t]) => t), spec.training.lr);
+  const rng = new Rng(1, 'bench_data');
+  const x = Tensor.zeros([batch, 3, 32, 32]);
+  for (let i = 0; i < x.size; i++) x.data[i] = rng.normal();
+  const labels = Int32Array.from({ length: batch }, () => rng.int(10));
+
+  const phases = { forward: [] as number[], backward: [] as number[], optimizer: [] as number[], step: [] as number[] };
+  const step = (record: boolean) => {
+    const t0 = performance.now();
+    const loss = softmaxCrossEntropy(model.forward(x, true), labels);
+    if (!Number.isFinite(loss.data[0])) throw new LthError(`bench: loss is ${loss.data[0]}`);
+    const t1 = performance.now();
+    loss.backward();
+    const t2 = performance.now();
+    optimizer.step();
+    const t3 = performance.now();
+    if (record) {
+      phases.forward.push(t1 - t0);
+      phases.backward.push(t2 - t1);
+      phases.optimizer.push(t3 - t2);
+      phases.step.push(t3 - t0);
+    }
+  };
+  progress(`${be.name}${native.simd ? ` (${native.simd})` : ''}, ${threads} thread(s): ${modelName}, batch ${batch}, ${warmup} warm-up + ${steps} timed steps...`);
+  for (let i = 0; i < warmup; i++) step(false);
+  let kernels: Map<string, { ms: number; calls: number }> | undefined;
+  if (values.kernels === true) kernels = instrument(be);
+  for (let i = 0; i < steps; i++) {
+    step(true);
+    progress(`  step ${i + 1}/${steps}: ${phases.step[i].toFixed(1)} ms`);
+  }
+  const stepSeconds = median(phases.step) / 1000;
+
+  const out: Record<string, unknown> = {
+    model: modelName,
+    backend: be.name,
+    simd: native.simd ?? null,
+    threads,
+    batch,
+    cpu: cpuModel(),
+    cores: os.cpus().length,
+    node: process.version,
+    loadavg1m: Number(os.loadavg()[0].toFixed(2)),
+    stepsTimed: steps,
+    stepSeconds,
+    stepRunSeconds: phases.step.map((ms) => ms / 1000),
+    phaseSeconds: { forward: median(phases.forward) / 1000, backward: median(phases.backward) / 1000, optimizer: median(phases.optimizer) / 1000 },
+  };
+  if (kernels) {
+    out.kernelMsPerStep = Object.fromEntries([...kernels].filter(([, v]) => v.calls > 0)
+      .sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => [k, { ms: Number((v.ms / steps).toFixed(3)), calls: v.calls / steps }]));
+  }
+
+  let torchSeconds: number | undefined;
+  if (values.vsTorch === true) {
+    progress(`torch: ${torchSteps} steps, ${torchThreads} thread(s)...`);
+    const script = path.join(ROOT, 'bench', 'torch_conv2.py');
+    const base = modelName.replace(/_dropout$/, '');
+    const args = [script, '--model', base, '--threads', String(torchThreads), '--steps', String(torchSteps),
+      '--warmup', String(Math.max(1, Math.min(warmup, 3))), '--batch', String(batch), '--lr', String(spec.training.lr)];
+    // The system Python first (Debian's PyTorch), then whatever python3 is on PATH.
+    let child = spawnSync('/usr/bin/python3', args, { encoding: 'utf8', maxBuffer: 1 << 24 });
+    if (child.error || child.status !== 0) child = spawnSync('python3', args, { encoding: 'utf8', maxBuffer: 1 << 24 });
+    const lines = (child.stdout ?? '').trim().split('\n');
+    let r: Record<string, unknown> | undefined;
+    try { r = JSON.parse(lines[lines.length - 1]) as Record<string, unknown>; } catch { r = undefined; }
+    if (!r || child.status !== 0) {
+      const note = `torch run failed (status ${child.status}): ${(child.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`;
+      progress(note);
+      out.torchNote = note;
+    } else {
+      torchSeconds = r.stepSeconds as number;
+      out.torch = { version: r.torch, threads: r.threads, blas: r.blas, mkldnn: r.mkldnn, stepRunSeconds: r.stepRunSeconds };
+      out.torchStepSeconds = torchSeconds;
+      out.lthOverTorch = stepSeconds / torchSeconds;
+    }
+  }
+
+  if (common.json) {
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+    return;
+  }
+  const ms = (s: number) => `${(s * 1000).toFixed(1)} ms`;
+  const lines = [
+    `lth ${modelName} training step: batch ${batch} of 3x32x32, Adam; median of ${steps} steps`,
+    `backend ${be.name}${native.simd ? ` (${native.simd})` : ''}, ${threads} thread(s); ${cpuModel()}, ${os.cpus().length} cores; node ${process.version}`,
+    '',
+    `  step       ${ms(stepSeconds)}`,
+    `  forward    ${ms(median(phases.forward) / 1000)}`,
+    `  backward   ${ms(median(phases.backward) / 1000)}`,
+    `  optimizer  ${ms(median(phases.optimizer) / 1000)}`,
+  ];
+  if (torchSeconds !== undefined) {
+    lines.push(`  torch      ${ms(torchSeconds)} (${torchThreads} threads)`, `  lth/torch  ${(stepSeconds / torchSeconds).toFixed(3)}x`);
+  }
+  if (kernels) {
+    lines.push('', '  kernel            ms/step  calls/step');
+    for (const [k, v] of Object.entries(out.kernelMsPerStep as Record<string, { ms: number; calls: number }>)) {
+      lines.push(`  ${k.padEnd(18)}${v.ms.toFixed(2).padStart(7)}  ${String(v.calls).padStart(10)}`);
+    }
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+try {
+  main();
+} catch (e) {
+  if (e instanceof LthError) {
+    process.stderr.write(`bench: ${e.message}\n`);
+    process.exit(2);
+  }
+  throw e;
+}

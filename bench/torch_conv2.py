@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Times one Conv-2 (or Conv-4/Conv-6) training step in PyTorch, as bench/conv.ts does in lth.
+
+    /usr/bin/python3 bench/torch_conv2.py [--model conv2|conv4|conv6] [--threads 2]
+                                          [--steps 10] [--warmup 3] [--batch 60]
+
+A step: forward a fixed random batch [60, 3, 32, 32], mean cross-entropy, backward, Adam
+(lr 2e-4, betas 0.9/0.999, eps 1e-8), zero_grad(set_to_none=True). The network is the paper's
+(3x3 convs with padding 1 and ReLU, 2x2 max pooling after each pair, fc 256-256-10),
+Glorot-normal weights and zero biases, float32, torch.set_num_threads(--threads). The figure
+is the median of --steps individually timed steps after --warmup untimed ones.
+
+Prints progress to stderr and one JSON object on stdout.
+"""
+import argparse
+import json
+import platform
+import re
+import statistics
+import sys
+import time
+
+import torch
+
+CHANNELS = {'conv2': [64, 64], 'conv4': [64, 64, 128, 128], 'conv6': [64, 64, 128, 128, 256, 256]}
+
+
+def build(name):
+    layers = []
+    c, hw = 3, 32
+    for i, out in enumerate(CHANNELS[name]):
+        layers += [torch.nn.Conv2d(c, out, 3, padding=1), torch.nn.ReLU()]
+        c = out
+        if i % 2 == 1:
+            layers.append(torch.nn.MaxPool2d(2))
+            hw //= 2
+    layers.append(torch.nn.Flatten())
+    sizes = [c * hw * hw, 256, 256, 10]
+    for i in range(3):
+        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+        if i < 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    for m in model:
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.xavier_normal_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+    return model
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--model', choices=sorted(CHANNELS), default='conv2')
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--steps', type=int, default=10)
+    ap.add_argument('--warmup', type=int, default=3)
+    ap.add_argument('--batch', type=int, default=60)
+    ap.add_argument('--lr', type=float, default=2e-4)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    model = build(a.model)
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(a.batch, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (a.batch,), generator=g)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    for _ in range(a.warmup):
+        step()
+    times = []
+    for i in range(a.steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+        print(f'torch {a.model} step {i + 1}/{a.steps}: {times[-1] * 1000:.1f} ms', file=sys.stderr)
+    blas = re.search(r'BLAS_INFO=([^,\s]+)', torch.__config__.show())
+    print(json.dumps({
+        'torch': torch.__version__,
+        'model': a.model,
+        'threads': torch.get_num_threads(),
+        'batch': a.batch,
+        'stepSeconds': statistics.median(times),
+        'stepRunSeconds': times,
+        'mkldnn': torch.backends.mkldnn.is_available(),
+        'blas': blas.group(1) if blas else None,
+        'python': platform.python_version(),
+    }))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,323 @@
+/**
+ * The native conv kernels against the reference backend: im2col/col2im on odd geometries
+ * (strides, paddings, rectangular and oversized kernels, the Conv-2/4/6 shapes), the
+ * per-channel bias/ReLU and bias gradient, max pooling forward/backward (ties, NaN,
+ * overlapping windows), a whole conv layer's forward and backward composed from the
+ * kernels, argument validation, bitwise independence of the thread count, and every SIMD
+ * path (child processes with LTH_SIMD set).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { referenceBackend as ref, loadNative, type Backend, type NativeBackend } from './index.js';
+
+interface NativeExtras {
+  setThreads(n: number): void;
+  getThreads(): number;
+}
+
+const loaded = loadNative();
+const native: NativeBackend | null = loaded instanceof Error ? null : loaded;
+const extras = native as unknown as NativeExtras;
+const skip = native === null;
+
+/** mulberry32: a tiny seeded PRNG (the tests must not depend on Math.random). */
+function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomArray(n: number, rnd: () => number, lo = -1, hi = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rnd();
+  return a;
+}
+
+const outSize = (size: number, k: number, s: number, p: number) => Math.floor((size + 2 * p - k) / s) + 1;
+
+/** [channels, height, width, kh, kw, strideH, strideW, padH, padW] */
+type Geometry = [number, number, number, number, number, number, number, number, number];
+const GEOMETRIES: Geometry[] = [
+  [1, 1, 1, 1, 1, 1, 1, 0, 0],
+  [3, 32, 32, 3, 3, 1, 1, 1, 1],       // Conv-2/4/6 first layer
+  [64, 16, 16, 3, 3, 1, 1, 1, 1],      // Conv-4/6 third layer
+  [2, 7, 5, 3, 3, 1, 1, 1, 1],
+  [3, 9, 11, 3, 3, 2, 2, 1, 1],
+  [2, 5, 7, 2, 3, 2, 1, 1, 0],
+  [1, 4, 4, 5, 5, 3, 3, 2, 2],         // kernel larger than the input
+  [2, 3, 6, 3, 3, 1, 1, 2, 2],         // padding larger than k-1: output larger than input
+  [5, 13, 1, 3, 1, 1, 1, 1, 0],
+  [4, 17, 33, 1, 1, 2, 3, 0, 0],
+  [3, 33, 17, 7, 5, 3, 2, 3, 2],
+];
+
+test('the addon implements every Backend kernel (getBackend() hands its functions out directly)', { skip }, () => {
+  const missing = Object.entries(ref).filter(([k, v]) => typeof v === 'function' && typeof (native as unknown as Record<string, unknown>)[k] !== 'function').map(([k]) => k);
+  assert.deepEqual(missing, []);
+});
+
+test('im2col matches the reference exactly; col2im matches and accumulates', { skip }, () => {
+  const rnd = prng(1);
+  for (const g of GEOMETRIES) {
+    const [c, h, w, kh, kw, sh, sw, ph, pw] = g;
+    const oh = outSize(h, kh, sh, ph), ow = outSize(w, kw, sw, pw);
+    const rows = c * kh * kw, cols = oh * ow;
+    const x = randomArray(c * h * w, rnd);
+    const c1 = new Float32Array(rows * cols + 3).fill(NaN), c2 = c1.slice();
+    ref.im2col(x, c1, c, h, w, kh, kw, sh, sw, ph, pw);
+    native!.im2col(x, c2, c, h, w, kh, kw, sh, sw, ph, pw);
+    assert.deepEqual(c2, c1, `im2col ${g}`);
+    for (let i = rows * cols; i < c2.length; i++) assert.ok(Number.isNaN(c2[i]), `im2col ${g} wrote past the end`);
+
+    const col = randomArray(rows * cols, rnd);
+    const x0 = randomArray(c * h * w + 3, rnd), x1 = x0.slice(), x2 = x0.slice();
+    ref.col2im(col, x1, c, h, w, kh, kw, sh, sw, ph, pw);
+    native!.col2im(col, x2, c, h, w, kh, kw, sh, sw, ph, pw);
+    // Each x entry sums at most kh·kw col entries in |·| ≤ 1 onto |x0| ≤ 1.
+    const tol = 1e-6 * (1 + kh * kw);
+    for (let i = 0; i < x1.length; i++) assert.ok(Math.abs(x2[i] - x1[i]) <= tol, `col2im ${g} x[${i}] ${x2[i]} vs ${x1[i]}`);
+    for (let i = c * h * w; i < x2.length; i++) assert.equal(x2[i], x0[i], `col2im ${g} wrote past the end`);
+  }
+});
+
+test('im2col/col2im propagate NaN from where they read it', { skip }, () => {
+  const [c, h, w] = [2, 5, 6];
+  const x = new Float32Array(c * h * w).fill(1);
+  x[7] = NaN;
+  const col = new Float32Array(c * 9 * h * w);
+  native!.im2col(x, col, c, h, w, 3, 3, 1, 1, 1, 1);
+  const want = new Float32Array(col.length);
+  ref.im2col(x, want, c, h, w, 3, 3, 1, 1, 1, 1);
+  assert.deepEqual(col, want);
+  assert.equal(col.filter(Number.isNaN).length, 9);
+  const back = new Float32Array(c * h * w);
+  native!.col2im(col, back, c, h, w, 3, 3, 1, 1, 1, 1);
+  // The 9 copies of x[7] (an interior pixel) all go back to x[7], and only there.
+  assert.ok(Number.isNaN(back[7]));
+  assert.equal(back.filter(Number.isNaN).length, 1);
+});
+
+test('channelBiasAct and sumChannels match the reference (NaN kept, in place, accumulate)', { skip }, () => {
+  const rnd = prng(2);
+  for (const [n, ch, size] of [[0, 3, 4], [1, 1, 1], [2, 3, 5], [3, 7, 33], [60, 64, 1024], [4, 5, 17]] as const) {
+    const x = randomArray(n * ch * size, rnd), bias = randomArray(ch, rnd);
+    if (x.length > 2) x[1] = NaN;
+    for (const relu of [false, true]) {
+      const o1 = new Float32Array(x.length), o2 = new Float32Array(x.length);
+      ref.channelBiasAct(x, bias, o1, n, ch, size, relu);
+      native!.channelBiasAct(x, bias, o2, n, ch, size, relu);
+      assert.deepEqual(o2, o1, `channelBiasAct ${n}x${ch}x${size} relu=${relu}`);
+      const inPlace = x.slice();
+      native!.channelBiasAct(inPlace, bias, inPlace, n, ch, size, relu);
+      assert.deepEqual(inPlace, o1);
+    }
+    const g = randomArray(n * ch * size, rnd);
+    for (const acc of [false, true]) {
+      const s0 = randomArray(ch, rnd), s1 = s0.slice(), s2 = s0.slice();
+      ref.sumChannels(g, s1, n, ch, size, acc);
+      native!.sumChannels(g, s2, n, ch, size, acc);
+      for (let j = 0; j < ch; j++) {
+        assert.ok(Math.abs(s2[j] - s1[j]) <= 1e-6 * (1 + Math.sqrt(n * size)), `sumChannels ${n}x${ch}x${size} acc=${acc} [${j}] ${s2[j]} vs ${s1[j]}`);
+      }
+    }
+  }
+  const x = new Float32Array([1, 2, NaN, 4, 5, 6]);
+  const s = new Float32Array(2);
+  native!.sumChannels(x, s, 1, 2, 3, false);
+  assert.ok(Number.isNaN(s[0]) && s[1] === 15);
+});
+
+/** [planes, height, width, k, stride] */
+const POOLS: Array<[number, number, number, number, number]> = [
+  [1, 2, 2, 2, 2], [3, 5, 7, 2, 2], [2, 7, 5, 3, 2], [2, 6, 6, 3, 3], [4, 9, 9, 3, 1], [2, 4, 4, 1, 1],
+  [1, 1, 9, 1, 2], [128, 32, 32, 2, 2], [7, 8, 16, 2, 2], [5, 11, 13, 2, 2], [3, 4, 4, 4, 4],
+];
+
+test('maxPool2d and its backward match the reference (odd sizes, overlapping windows, ties, NaN)', { skip }, () => {
+  const rnd = prng(3);
+  for (const [planes, h, w, k, s] of POOLS) {
+    const oh = Math.floor((h - k) / s) + 1, ow = Math.floor((w - k) / s) + 1;
+    const x = randomArray(planes * h * w, rnd);
+    // Ties (quantised values) and a few NaNs.
+    for (let i = 0; i < x.length; i += 5) x[i] = Math.round(x[i] * 2) / 2;
+    for (let i = 3; i < x.length; i += 97) x[i] = NaN;
+    const o1 = new Float32Array(planes * oh * ow + 2).fill(7), o2 = o1.slice();
+    ref.maxPool2d(x, o1, planes, h, w, k, s);
+    native!.maxPool2d(x, o2, planes, h, w, k, s);
+    assert.deepEqual(o2, o1, `maxPool2d ${[planes, h, w, k, s]}`);
+    const gy = randomArray(planes * oh * ow, rnd);
+    const g0 = randomArray(planes * h * w + 2, rnd), g1 = g0.slice(), g2 = g0.slice();
+    ref.maxPool2dBackward(x, gy, g1, planes, h, w, k, s);
+    native!.maxPool2dBackward(x, gy, g2, planes, h, w, k, s);
+    const tol = 1e-6 * Math.ceil(k / s) ** 2;
+    for (let i = 0; i < g1.length; i++) assert.ok(Math.abs(g2[i] - g1[i]) <= tol, `maxPool2dBackward ${[planes, h, w, k, s]} [${i}] ${g2[i]} vs ${g1[i]}`);
+  }
+});
+
+/** Forward and backward of one conv layer (bias, ReLU) composed from the kernels of `be`, as src/tensor/conv.ts does. */
+function convLayer(be: Backend, x: Float32Array, wt: Float32Array, b: Float32Array, gy0: Float32Array, n: number, g: Geometry, cout: number) {
+  const [c, h, w, kh, kw, sh, sw, ph, pw] = g;
+  const oh = outSize(h, kh, sh, ph), ow = outSize(w, kw, sw, pw), hw = oh * ow, ckk = c * kh * kw;
+  const y = new Float32Array(n * cout * hw), col = new Float32Array(ckk * hw), gcol = new Float32Array(ckk * hw);
+  for (let i = 0; i < n; i++) {
+    const yi = y.subarray(i * cout * hw, (i + 1) * cout * hw);
+    be.im2col(x.subarray(i * c * h * w), col, c, h, w, kh, kw, sh, sw, ph, pw);
+    be.matmul(wt, col, yi, cout, ckk, hw, false, false, false);
+    be.channelBiasAct(yi, b, yi, 1, cout, hw, true);
+  }
+  const gy = gy0.slice(), gw = new Float32Array(wt.length), gb = new Float32Array(cout), gx = new Float32Array(x.length);
+  be.reluBackward(gy, y, gy, gy.length);
+  be.sumChannels(gy, gb, n, cout, hw, true);
+  for (let i = 0; i < n; i++) {
+    const gyi = gy.subarray(i * cout * hw, (i + 1) * cout * hw);
+    be.im2col(x.subarray(i * c * h * w), col, c, h, w, kh, kw, sh, sw, ph, pw);
+    be.matmul(gyi, col, gw, cout, hw, ckk, false, true, true);
+    be.matmul(wt, gyi, gcol, ckk, cout, hw, true, false, false);
+    be.col2im(gcol, gx.subarray(i * c * h * w, (i + 1) * c * h * w), c, h, w, kh, kw, sh, sw, ph, pw);
+  }
+  return { y, gw, gb, gx };
+}
+
+/** max |a - b| / max |b|. */
+function relErr(a: Float32Array, b: Float32Array): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return num / Math.max(den, 1e-30);
+}
+
+test('a whole conv layer (forward, weight/bias/input gradients) matches the reference', { skip }, () => {
+  const rnd = prng(4);
+  for (const [n, g, cout] of [[2, [3, 9, 7, 3, 3, 1, 1, 1, 1], 5], [3, [4, 8, 8, 3, 3, 2, 2, 1, 1], 6], [2, [16, 12, 10, 3, 3, 1, 1, 1, 1], 24]] as Array<[number, Geometry, number]>) {
+    const [c, h, w, kh, kw, sh, sw, ph, pw] = g;
+    const hw = outSize(h, kh, sh, ph) * outSize(w, kw, sw, pw);
+    const x = randomArray(n * c * h * w, rnd), wt = randomArray(cout * c * kh * kw, rnd, -0.5, 0.5), b = randomArray(cout, rnd, -0.2, 0.2);
+    const gy = randomArray(n * cout * hw, rnd);
+    const r = convLayer(ref, x, wt, b, gy, n, g, cout), m = convLayer(native!, x, wt, b, gy, n, g, cout);
+    for (const k of ['y', 'gw', 'gb', 'gx'] as const) {
+      const e = relErr(m[k], r[k]);
+      assert.ok(e <= 1e-5, `conv layer ${n}x${g} -> ${cout}: ${k} rel err ${e}`);
+    }
+  }
+});
+
+test('conv kernels validate their arguments with clear errors', { skip }, () => {
+  const N = native!;
+  const f = (n: number) => new Float32Array(n);
+  const err = (type: typeof TypeError, re: RegExp) => (e: unknown) => e instanceof type && re.test((e as Error).message);
+  // 3x4x4 image, 3x3 kernel, pad 1: col is 27 x 16.
+  assert.throws(() => N.im2col(f(48), f(431), 3, 4, 4, 3, 3, 1, 1, 1, 1), err(RangeError, /^im2col: col has 431 elements, needs .* = 432$/));
+  assert.throws(() => N.im2col(f(47), f(432), 3, 4, 4, 3, 3, 1, 1, 1, 1), err(RangeError, /^im2col: x has 47 elements, needs .* = 48$/));
+  assert.throws(() => N.col2im(f(432), f(47), 3, 4, 4, 3, 3, 1, 1, 1, 1), err(RangeError, /^col2im: x has 47 elements, needs .* = 48$/));
+  assert.throws(() => N.im2col(f(48), f(432), 3, 4, 4, 3, 3, 0, 1, 1, 1), err(RangeError, /^im2col: strideH must be a positive integer, got 0$/));
+  assert.throws(() => N.im2col(f(48), f(432), 3, 4, 4, 7, 3, 1, 1, 1, 1), err(RangeError, /^im2col: a 7x3 kernel with padding 1x1 does not fit a 4x4 image$/));
+  assert.throws(() => N.im2col(f(48), new Float64Array(432) as unknown as Float32Array, 3, 4, 4, 3, 3, 1, 1, 1, 1),
+    err(TypeError, /^im2col: col must be a Float32Array, got Float64Array$/));
+  assert.throws(() => N.channelBiasAct(f(12), f(2), f(12), 2, 3, 2, true), err(RangeError, /^channelBiasAct: bias has 2 elements, needs channels = 3$/));
+  assert.throws(() => N.sumChannels(f(11), f(3), 2, 3, 2, false), err(RangeError, /^sumChannels: x has 11 elements, needs .* = 12$/));
+  assert.throws(() => N.maxPool2d(f(16), f(3), 1, 4, 4, 2, 2), err(RangeError, /^maxPool2d: out has 3 elements, needs .* = 4$/));
+  assert.throws(() => N.maxPool2d(f(16), f(4), 1, 4, 4, 5, 2), err(RangeError, /^maxPool2d: a 5x5 window does not fit a 4x4 plane$/));
+  assert.throws(() => N.maxPool2dBackward(f(16), f(4), f(15), 1, 4, 4, 2, 2), err(RangeError, /^maxPool2dBackward: gradIn has 15 elements, needs .* = 16$/));
+  assert.throws(() => (N.maxPool2d as unknown as (...a: unknown[]) => void)(f(16), f(4), 1, 4, 4),
+    err(TypeError, /^maxPool2d: expected 7 arguments, got 5$/));
+});
+
+test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { skip }, () => {
+  const rnd = prng(5);
+  const before = extras.getThreads();
+  const run = (threads: number, fn: () => Float32Array) => {
+    extras.setThreads(threads);
+    return Buffer.from(fn().buffer);
+  };
+  try {
+    const [c, h, w] = [64, 32, 32];
+    const x = randomArray(c * h * w, rnd), col = randomArray(c * 9 * h * w, rnd), bias = randomArray(c, rnd);
+    const big = randomArray(8 * c * h * w, rnd), gp = randomArray(8 * c * 16 * 16, rnd);
+    const kernels: Array<[string, () => Float32Array]> = [
+      ['im2col', () => { const o = new Float32Array(col.length); native!.im2col(x, o, c, h, w, 3, 3, 1, 1, 1, 1); return o; }],
+      ['col2im', () => { const o = x.slice(); native!.col2im(col, o, c, h, w, 3, 3, 1, 1, 1, 1); return o; }],
+      ['channelBiasAct', () => { const o = new Float32Array(big.length); native!.channelBiasAct(big, bias, o, 8, c, h * w, true); return o; }],
+      ['sumChannels', () => { const o = new Float32Array(c); native!.sumChannels(big, o, 8, c, h * w, false); return o; }],
+      ['maxPool2d', () => { const o = new Float32Array(gp.length); native!.maxPool2d(big, o, 8 * c, h, w, 2, 2); return o; }],
+      ['maxPool2dBackward', () => { const o = new Float32Array(big.length); native!.maxPool2dBackward(big, gp, o, 8 * c, h, w, 2, 2); return o; }],
+    ];
+    for (const [name, fn] of kernels) {
+      const one = run(1, fn);
+      assert.deepEqual(run(2, fn), one, `${name}: 2 threads`);
+      assert.deepEqual(run(3, fn), one, `${name}: 3 threads`);
+    }
+  } finally {
+    extras.setThreads(before);
+  }
+});
+
+/** Runs `code` (an ES module) in a fresh node with `env` added; resolves to its last stdout line as JSON. */
+function child(env: Record<string, string>, code: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--input-type=module', '-e', code], {
+      env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000,
+    }, (error, stdout, stderr) => {
+      if (error) {
+        reject(new Error(`child ${JSON.stringify(env)} failed: ${error.message}\n${stderr}`));
+        return;
+      }
+      const lines = stdout.trim().split('\n');
+      try {
+        resolve(JSON.parse(lines[lines.length - 1]) as Record<string, unknown>);
+      } catch (e) {
+        reject(new Error(`child ${JSON.stringify(env)} printed ${JSON.stringify(stdout)}: ${String(e)}`));
+      }
+    });
+  });
+}
+
+const INDEX_URL = new URL('./index.js', import.meta.url).href;
+
+/** Child program: every conv kernel, native vs reference, on one odd geometry. */
+const CHECK_PROGRAM = `
+const { referenceBackend: R, loadNative } = await import(${JSON.stringify(INDEX_URL)});
+const N = loadNative();
+if (N instanceof Error) { console.log(JSON.stringify({ error: N.message })); process.exit(0); }
+let s = 777;
+const rnd = () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 4294967296 * 2 - 1; };
+const arr = (n) => { const a = new Float32Array(n); for (let i = 0; i < n; i++) a[i] = rnd(); return a; };
+const worst = {};
+const note = (k, a, b) => { let e = 0; for (let i = 0; i < b.length; i++) e = Math.max(e, Math.abs(a[i] - b[i])); worst[k] = Math.max(worst[k] ?? 0, Number.isNaN(e) ? Infinity : e); };
+for (const [c, h, w, kh, kw, sh, sw, ph, pw] of [[3, 31, 33, 3, 3, 1, 1, 1, 1], [5, 9, 17, 3, 2, 2, 1, 1, 0]]) {
+  const oh = Math.floor((h + 2 * ph - kh) / sh) + 1, ow = Math.floor((w + 2 * pw - kw) / sw) + 1;
+  const x = arr(c * h * w), c1 = new Float32Array(c * kh * kw * oh * ow), c2 = c1.slice();
+  R.im2col(x, c1, c, h, w, kh, kw, sh, sw, ph, pw); N.im2col(x, c2, c, h, w, kh, kw, sh, sw, ph, pw); note('im2col', c2, c1);
+  const x1 = x.slice(), x2 = x.slice();
+  R.col2im(c1, x1, c, h, w, kh, kw, sh, sw, ph, pw); N.col2im(c1, x2, c, h, w, kh, kw, sh, sw, ph, pw); note('col2im', x2, x1);
+  const b = arr(c), o1 = new Float32Array(x.length), o2 = o1.slice();
+  R.channelBiasAct(x, b, o1, 1, c, h * w, true); N.channelBiasAct(x, b, o2, 1, c, h * w, true); note('channelBiasAct', o2, o1);
+  const s1 = new Float32Array(c), s2 = s1.slice();
+  R.sumChannels(x, s1, 1, c, h * w, false); N.sumChannels(x, s2, 1, c, h * w, false); note('sumChannels', s2, s1);
+  const ph2 = Math.floor((h - 2) / 2) + 1, pw2 = Math.floor((w - 2) / 2) + 1;
+  const p1 = new Float32Array(c * ph2 * pw2), p2 = p1.slice();
+  R.maxPool2d(x, p1, c, h, w, 2, 2); N.maxPool2d(x, p2, c, h, w, 2, 2); note('maxPool2d', p2, p1);
+  const gy = arr(p1.length), g1 = new Float32Array(x.length), g2 = g1.slice();
+  R.maxPool2dBackward(x, gy, g1, c, h, w, 2, 2); N.maxPool2dBackward(x, gy, g2, c, h, w, 2, 2); note('maxPool2dBackward', g2, g1);
+}
+console.log(JSON.stringify({ simd: N.simd, worst }));
+`;
+
+test('conv kernels match the reference on every SIMD path (LTH_SIMD children)', { skip }, async () => {
+  const paths = ['avx512', 'avx2', 'scalar'];
+  const runs = await Promise.all(paths.map((path) => child({ LTH_SIMD: path, LTH_THREADS: '2' }, CHECK_PROGRAM)));
+  paths.forEach((path, i) => {
+    const r = runs[i];
+    assert.equal(r.error, undefined, `LTH_SIMD=${path}: ${String(r.error)}`);
+    for (const [k, e] of Object.entries(r.worst as Record<string, number>)) {
+      assert.ok(e <= 1e-5, `LTH_SIMD=${path}: ${k} differs from the reference by ${e}`);
+    }
+  });
+});

@@ -1,0 +1,138 @@
+/**
+ * Golden test against PyTorch for one Conv-2 forward/backward, from the fixture written by
+ * fixtures/gen_conv2_golden.py (see its docstring). PyTorch is not needed here: the
+ * fixture is committed. Weights and inputs are not stored; both sides compute them from
+ * the same integer-hash formula, bit for bit (checked against the fixture's checksums).
+ *
+ * Compared, with err = ‖lth - torch‖₂ / ‖torch‖₂ per tensor ≤ 1e-5: the logits, the loss
+ * and every parameter gradient (fc1.weight's at a stride of 127 entries, plus its whole
+ * norm and sum). Runs on getBackend(); when that is the native addon, a child process
+ * repeats the file on the reference backend.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { getBackend } from '../backend/index.js';
+import { getModel } from '../models/registry.js';
+import { loadSafetensors } from '../store/safetensors.js';
+import { softmaxCrossEntropy } from '../tensor/ops.js';
+import { Tensor } from '../tensor/tensor.js';
+
+const TOL = 1e-5;
+const FIXTURE = fileURLToPath(new URL('../../../fixtures/conv2_golden.safetensors', import.meta.url));
+const META = fileURLToPath(new URL('../../../fixtures/conv2_golden.json', import.meta.url));
+
+interface Meta {
+  batch: number;
+  labels: number[];
+  tensors: Array<{ name: string; shape: number[]; k: number; std: number }>;
+  checksums: Record<string, number>;
+  loss: number;
+  fc1Stride: number;
+  fc1GradNorm: number;
+  fc1GradSum: number;
+}
+
+const meta = JSON.parse(fs.readFileSync(META, 'utf8')) as Meta;
+const fixture = loadSafetensors(FIXTURE);
+
+/** lowbias32: an integer hash, the same in fixtures/gen_conv2_golden.py. */
+function lowbias32(x: number): number {
+  x >>>= 0;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d);
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/** value(k, i) = float32(((2·(u + 0.5)/2³² - 1)·√3)·std), u = h(h(i) ^ (k·0x9E3779B9 mod 2³²)). */
+function formulaTensor(k: number, size: number, std: number): Float32Array {
+  const salt = Math.imul(k, 0x9e3779b9) >>> 0;
+  const out = new Float32Array(size);
+  const sqrt3 = Math.sqrt(3);
+  for (let i = 0; i < size; i++) {
+    const u = lowbias32(lowbias32(i) ^ salt);
+    out[i] = ((2 * (u + 0.5) / 4294967296 - 1) * sqrt3) * std;
+  }
+  return out;
+}
+
+/** ‖a - b‖₂ / ‖b‖₂ in float64. */
+function normErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-300);
+}
+
+const backend = getBackend().name;
+
+test(`conv2 golden (${backend}): logits, loss and every gradient match PyTorch`, (t) => {
+  const values = new Map(meta.tensors.map((d) => {
+    const size = d.shape.reduce((a, b) => a * b, 1);
+    const v = formulaTensor(d.k, size, d.std);
+    let sum = 0, abs = 0;
+    for (const x of v) {
+      sum += x;
+      abs += Math.abs(x);
+    }
+    assert.ok(Math.abs(sum - meta.checksums[d.name]) <= 1e-9 * abs, `${d.name}: the formula gives other values than the generator's`);
+    return [d.name, v] as const;
+  }));
+  const model = getModel('conv2').build();
+  model.loadState(new Map([...values].filter(([n]) => n !== 'input')));
+  const x = new Tensor(values.get('input')!, [meta.batch, 3, 32, 32]);
+  const logits = model.forward(x, true);
+  const loss = softmaxCrossEntropy(logits, Int32Array.from(meta.labels));
+  const errs: string[] = [];
+  const report = (what: string, e: number) => {
+    t.diagnostic(`${what}: rel err ${e.toExponential(2)}`);
+    if (!(e <= TOL)) errs.push(`${what}: rel err ${e.toExponential(3)} > ${TOL}`);
+  };
+  report('logits', normErr(logits.data, fixture.get('logits')!.data));
+  report('loss', Math.abs(loss.data[0] - meta.loss) / Math.abs(meta.loss));
+  loss.backward();
+  for (const [name, p] of model.namedParameters()) {
+    assert.ok(p.grad, `${name} has no gradient`);
+    if (name === 'fc1.weight') {
+      const strided = p.grad.filter((_, i) => i % meta.fc1Stride === 0);
+      report(`grad.${name}@stride`, normErr(strided, fixture.get(`grad.${name}@stride`)!.data));
+      let n2 = 0, sum = 0;
+      for (const g of p.grad) {
+        n2 += g * g;
+        sum += g;
+      }
+      report(`grad.${name} norm`, Math.abs(Math.sqrt(n2) - meta.fc1GradNorm) / meta.fc1GradNorm);
+      // The sum cancels (it is ~1e-4 of norm·√n); hold it to the norm's scale instead of its own.
+      report(`grad.${name} sum (relative to the norm)`, Math.abs(sum - meta.fc1GradSum) / meta.fc1GradNorm);
+    } else {
+      const want = fixture.get(`grad.${name}`);
+      assert.ok(want, `fixture has no grad.${name}`);
+      assert.deepEqual(p.shape, want.shape, `grad.${name} shape`);
+      report(`grad.${name}`, normErr(p.grad, want.data));
+    }
+  }
+  assert.deepEqual(errs, []);
+});
+
+test('conv2 golden: the reference backend matches PyTorch too', (t) => {
+  if (backend !== 'native') {
+    t.skip(`this process already runs on the ${backend} backend`);
+    return;
+  }
+  const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], {
+    env: { ...env, LTH_BACKEND: 'reference' },
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  for (const line of child.stdout.split('\n')) if (line.startsWith('# ') && line.includes('rel err')) t.diagnostic(`reference: ${line.slice(2)}`);
+  assert.equal(child.status, 0, `reference run failed:\n${child.stdout}\n${child.stderr}`);
+});

@@ -1,0 +1,255 @@
+/**
+ * Convolutional ops: values against direct loops, finite-difference gradient checks of
+ * every op (conv2d in several geometries, max pooling, flatten, dropout), dropout's
+ * seeding, and shape errors. Runs on getBackend() (native when it loads); the kernels
+ * themselves are compared native-vs-reference in src/backend/conv-native.test.ts.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Rng } from '../core/rng.js';
+import { Conv2d, Dropout, Flatten, MaxPool2d } from '../nn/layers.js';
+import { Workspace, conv2d, convOutputSize, dropout, dropoutMask, flatten, maxPool2d, type Conv2dGeometry } from './conv.js';
+import { gradCheck } from './gradcheck.js';
+import { linear, softmaxCrossEntropy } from './ops.js';
+import { Tensor, noGrad } from './tensor.js';
+
+function randomTensor(shape: number[], rng: Rng, scale = 1, requiresGrad = true): Tensor {
+  const t = Tensor.zeros(shape, requiresGrad);
+  for (let i = 0; i < t.size; i++) t.data[i] = scale * rng.normal();
+  return t;
+}
+
+const geom = (s: number | [number, number], p: number | [number, number]): Conv2dGeometry => {
+  const [strideH, strideW] = typeof s === 'number' ? [s, s] : s;
+  const [padH, padW] = typeof p === 'number' ? [p, p] : p;
+  return { strideH, strideW, padH, padW };
+};
+
+/** Direct 7-loop convolution in float64: the definition. */
+function directConv(x: Tensor, w: Tensor, b: Tensor | null, g: Conv2dGeometry, relu: boolean): Float64Array {
+  const [n, c, h, wd] = x.shape, [o, , kh, kw] = w.shape;
+  const oh = convOutputSize(h, kh, g.strideH, g.padH), ow = convOutputSize(wd, kw, g.strideW, g.padW);
+  const y = new Float64Array(n * o * oh * ow);
+  for (let i = 0; i < n; i++) for (let f = 0; f < o; f++) for (let yy = 0; yy < oh; yy++) for (let xx = 0; xx < ow; xx++) {
+    let s = b ? b.data[f] : 0;
+    for (let ch = 0; ch < c; ch++) for (let a = 0; a < kh; a++) for (let bb = 0; bb < kw; bb++) {
+      const iy = yy * g.strideH - g.padH + a, ix = xx * g.strideW - g.padW + bb;
+      if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
+      s += x.data[((i * c + ch) * h + iy) * wd + ix] * w.data[((f * c + ch) * kh + a) * kw + bb];
+    }
+    y[((i * o + f) * oh + yy) * ow + xx] = relu ? Math.max(0, s) : s;
+  }
+  return y;
+}
+
+const CASES: Array<{ x: number[]; w: number[]; g: Conv2dGeometry; name: string }> = [
+  { name: '3x3 same', x: [2, 3, 5, 6], w: [4, 3, 3, 3], g: geom(1, 1) },
+  { name: '3x3 valid', x: [2, 2, 6, 5], w: [3, 2, 3, 3], g: geom(1, 0) },
+  { name: '3x3 stride 2 pad 1', x: [2, 3, 7, 6], w: [2, 3, 3, 3], g: geom(2, 1) },
+  { name: '2x3 stride (2,1) pad (1,0)', x: [1, 2, 5, 7], w: [3, 2, 2, 3], g: geom([2, 1], [1, 0]) },
+  { name: '1x1', x: [3, 4, 3, 3], w: [5, 4, 1, 1], g: geom(1, 0) },
+  { name: '5x5 on 4x4 pad 2 stride 3', x: [2, 1, 4, 4], w: [2, 1, 5, 5], g: geom(3, 2) },
+];
+
+test('conv2d equals the direct definition (every geometry, bias, ReLU)', () => {
+  const rng = new Rng(10, 'test');
+  for (const c of CASES) {
+    const x = randomTensor(c.x, rng), w = randomTensor(c.w, rng, 0.5), b = randomTensor([c.w[0]], rng, 0.3);
+    for (const relu of [false, true]) {
+      for (const bias of [b, null]) {
+        const y = noGrad(() => conv2d(x, w, bias, c.g, relu ? 'relu' : 'none'));
+        const want = directConv(x, w, bias, c.g, relu);
+        assert.equal(y.size, want.length, c.name);
+        assert.deepEqual(y.shape, [c.x[0], c.w[0], convOutputSize(c.x[2], c.w[2], c.g.strideH, c.g.padH), convOutputSize(c.x[3], c.w[3], c.g.strideW, c.g.padW)]);
+        for (let i = 0; i < want.length; i++) assert.ok(Math.abs(y.data[i] - want[i]) < 1e-5 * (1 + Math.abs(want[i])), `${c.name} y[${i}] ${y.data[i]} vs ${want[i]}`);
+      }
+    }
+  }
+});
+
+/** A scalar loss of a 4-D tensor: flatten, a fixed random linear map to 3 classes, cross-entropy. */
+function headLoss(y: Tensor, head: Tensor, labels: Int32Array): Tensor {
+  return softmaxCrossEntropy(linear(flatten(y), head, null), labels);
+}
+
+test('conv2d: gradients of x, W and b match finite differences in every geometry', () => {
+  const rng = new Rng(11, 'test');
+  for (const c of CASES) {
+    const x = randomTensor(c.x, rng), w = randomTensor(c.w, rng, 0.5), b = randomTensor([c.w[0]], rng, 0.3);
+    const y0 = noGrad(() => conv2d(x, w, b, c.g));
+    const head = randomTensor([3, y0.size / c.x[0]], rng, 0.5, false);
+    const labels = Int32Array.from({ length: c.x[0] }, (_, i) => i % 3);
+    const err = gradCheck(() => headLoss(conv2d(x, w, b, c.g), head, labels), [x, w, b], { eps: 1e-2, samples: 40 });
+    assert.ok(err < 1e-2, `${c.name}: max relative error ${err}`);
+  }
+});
+
+test('conv2d with fused ReLU and no bias: gradients match finite differences away from the kink', () => {
+  const rng = new Rng(12, 'test');
+  const g = geom(1, 1);
+  const x = randomTensor([2, 3, 5, 5], rng), w = randomTensor([4, 3, 3, 3], rng, 0.5), b = randomTensor([4], rng, 0.3);
+  // Keep every pre-activation well away from 0 so that ±eps never crosses the kink.
+  const pre = noGrad(() => conv2d(x, w, b, g));
+  for (let f = 0; f < 4; f++) {
+    let minAbs = Infinity;
+    for (let i = 0; i < 2; i++) for (let k = 0; k < 25; k++) minAbs = Math.min(minAbs, Math.abs(pre.data[(i * 4 + f) * 25 + k]));
+    assert.ok(minAbs > 0);
+  }
+  const head = randomTensor([3, 4 * 25], rng, 0.5, false);
+  const labels = Int32Array.of(0, 2);
+  const f = () => headLoss(conv2d(x, w, b, g, 'relu'), head, labels);
+  const err = gradCheck(f, [x, w, b], { eps: 1e-3, samples: 40 });
+  assert.ok(err < 3e-2, `relu: max relative error ${err}`);
+  const errNoBias = gradCheck(() => headLoss(conv2d(x, w, null, g, 'relu'), head, labels), [x, w], { eps: 1e-3, samples: 40 });
+  assert.ok(errNoBias < 3e-2, `relu without bias: max relative error ${errNoBias}`);
+});
+
+test('conv2d: chained convolutions back-propagate through col2im (input gradient of the second)', () => {
+  const rng = new Rng(13, 'test');
+  const g = geom(1, 1);
+  const x = randomTensor([2, 2, 6, 6], rng), w1 = randomTensor([3, 2, 3, 3], rng, 0.5), w2 = randomTensor([2, 3, 3, 3], rng, 0.5);
+  const head = randomTensor([3, 2 * 36], rng, 0.5, false);
+  const labels = Int32Array.of(1, 0);
+  const err = gradCheck(() => headLoss(conv2d(conv2d(x, w1, null, g), w2, null, g), head, labels), [x, w1, w2], { samples: 40 });
+  assert.ok(err < 1e-2, `max relative error ${err}`);
+});
+
+test('maxPool2d: values, first maximum on ties, NaN wins, and gradients match finite differences', () => {
+  const x = new Tensor(Float32Array.from([
+    1, 5, 2, 2, 0,
+    3, 4, 2, 2, 9,
+    -1, -2, NaN, 0, 1,
+    -3, -4, 7, 8, 1,
+  ]), [1, 1, 4, 5], true);
+  const y = maxPool2d(x, 2);
+  assert.deepEqual(y.shape, [1, 1, 2, 2]);
+  assert.deepEqual([...y.data], [5, 2, -1, NaN]);
+  // Gradient goes to the first maximum of each window (the tie of 2s: the top-left one), and the NaN.
+  const yy = maxPool2d(x, 2);
+  yy.grad = Float32Array.from([1, 2, 3, 4]);
+  yy.backwardFn!();
+  assert.deepEqual([...x.grad!], [0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 4, 0, 0, 0, 0, 0, 0, 0]);
+
+  const rng = new Rng(14, 'test');
+  for (const [shape, k, s] of [[[2, 3, 4, 6], 2, 2], [[1, 2, 5, 7], 2, 2], [[2, 2, 7, 5], 3, 2], [[1, 1, 6, 6], 3, 3]] as const) {
+    const t = randomTensor([...shape], rng);
+    const out = noGrad(() => maxPool2d(t, k, s));
+    const w = randomTensor([3, out.size / shape[0]], rng, 0.5, false);
+    const labels = Int32Array.from({ length: shape[0] }, (_, i) => i % 3);
+    // eps well below the gap between distinct normal draws keeps every argmax fixed.
+    const err = gradCheck(() => headLoss(maxPool2d(t, k, s), w, labels), [t], { eps: 1e-4, samples: 60 });
+    assert.ok(err < 2e-2, `pool ${shape} k${k} s${s}: max relative error ${err}`);
+  }
+});
+
+test('flatten shares data and its gradient flows back unchanged', () => {
+  const rng = new Rng(15, 'test');
+  const x = randomTensor([3, 2, 2, 2], rng);
+  const y = flatten(x);
+  assert.deepEqual(y.shape, [3, 8]);
+  assert.equal(y.data, x.data);
+  const w = randomTensor([4, 8], rng, 0.5);
+  const labels = Int32Array.of(0, 3, 1);
+  assert.ok(gradCheck(() => softmaxCrossEntropy(linear(flatten(x), w, null), labels), [x, w]) < 1e-2);
+  assert.equal(new Flatten().forward(x).size, 24);
+});
+
+test('dropout: gradient with a fixed mask, seeded masks, identity when not training', () => {
+  const rng = new Rng(16, 'test');
+  const x = randomTensor([4, 6], rng), w = randomTensor([3, 6], rng, 0.5);
+  const keep = dropoutMask(new Float32Array(24), 0.5, new Rng(0, 'mask'));
+  assert.ok(keep.every((v) => v === 0 || v === 2));
+  const labels = Int32Array.of(0, 1, 2, 0);
+  assert.ok(gradCheck(() => softmaxCrossEntropy(linear(dropout(x, keep), w, null), labels), [x, w]) < 1e-2);
+
+  // Mask statistics: about p dropped, kept entries scaled by 1/(1-p).
+  const big = dropoutMask(new Float32Array(100000), 0.3, new Rng(1, 'mask'));
+  const dropped = big.filter((v) => v === 0).length / big.length;
+  assert.ok(Math.abs(dropped - 0.3) < 0.01, `dropped ${dropped}`);
+  assert.ok(big.every((v) => v === 0 || Math.abs(v - 1 / 0.7) < 1e-6));
+
+  // The layer: identity (the same tensor) when not training; masks from its own stream, never Math.random.
+  const layer = new Dropout(0.5, 1);
+  assert.equal(layer.forward(x, false), x);
+  const random = Math.random;
+  Math.random = () => { throw new Error('Math.random used'); };
+  try {
+    const a = noGrad(() => layer.forward(x, true));
+    const b = noGrad(() => layer.forward(x, true));
+    assert.notDeepEqual(a.data, b.data, 'the stream advances between training passes');
+    const fresh = new Dropout(0.5, 1);
+    assert.deepEqual(noGrad(() => fresh.forward(x, true)).data, a.data, 'a fresh layer draws the same masks');
+    fresh.seed(7);
+    assert.notDeepEqual(noGrad(() => fresh.forward(x, true)).data, a.data, 'seed() restarts the stream elsewhere');
+    for (let i = 0; i < x.size; i++) assert.ok(a.data[i] === 0 || Math.abs(a.data[i] - 2 * x.data[i]) < 1e-6);
+  } finally {
+    Math.random = random;
+  }
+  assert.throws(() => new Dropout(1), /probability must be in \[0, 1\), got 1/);
+});
+
+test('Conv2d layer: PyTorch layout, Glorot normal with fan = channels·kh·kw, zero bias; pooling layer', () => {
+  const layer = new Conv2d(64, 128, 3, { padding: 'same', activation: 'relu' });
+  assert.deepEqual(layer.weight.shape, [128, 64, 3, 3]);
+  assert.deepEqual(layer.geometry, { strideH: 1, strideW: 1, padH: 1, padW: 1 });
+  layer.bias.data.fill(1);
+  layer.initialize(new Rng(0, 'init'));
+  assert.ok(layer.bias.data.every((v) => v === 0));
+  let s2 = 0;
+  for (const v of layer.weight.data) s2 += v * v;
+  const std = Math.sqrt(s2 / layer.weight.size), want = Math.sqrt(2 / (64 * 9 + 128 * 9));
+  assert.ok(Math.abs(std / want - 1) < 0.02, `std ${std} vs ${want}`);
+  assert.equal(layer.prunable, true);
+  assert.deepEqual(layer.parameters().map(([n]) => n), ['weight', 'bias']);
+  assert.equal(new MaxPool2d(2).prunable, false);
+  assert.deepEqual(new MaxPool2d(2).forward(Tensor.zeros([2, 3, 32, 32])).shape, [2, 3, 16, 16]);
+  assert.throws(() => new Conv2d(3, 4, 2, { padding: 'same' }), /padding 'same' needs an odd kernel and stride 1/);
+});
+
+test('workspaces: buffers reused once backward has run, never while a graph still needs them; same gradients', () => {
+  const rng = new Rng(17, 'test');
+  const g = geom(1, 1);
+  const x = randomTensor([2, 3, 6, 6], rng), w = randomTensor([4, 3, 3, 3], rng, 0.5), b = randomTensor([4], rng, 0.3);
+  const head = randomTensor([3, 4 * 9], rng, 0.5, false);
+  const labels = Int32Array.of(0, 2);
+  const convWs = new Workspace(), poolWs = new Workspace();
+  const run = (ws: boolean) => {
+    for (const t of [x, w, b]) t.grad = null;
+    const y = conv2d(x, w, b, g, 'relu', ws ? convWs : undefined);
+    const p = maxPool2d(y, 2, 2, ws ? poolWs : undefined);
+    const loss = softmaxCrossEntropy(linear(flatten(p), head, null), labels);
+    loss.backward();
+    return { y, p, loss: loss.data[0], grads: [x, w, b].map((t) => Float32Array.from(t.grad!)) };
+  };
+  const plain = run(false);
+  const first = run(true), second = run(true);
+  assert.equal(second.y.data, first.y.data, 'conv output buffer reused after backward');
+  assert.equal(second.p.data, first.p.data, 'pool output buffer reused after backward');
+  assert.equal(first.y.grad, null, 'the finished tensor no longer aliases the gradient buffer');
+  for (const r of [first, second]) {
+    assert.equal(r.loss, plain.loss);
+    r.grads.forEach((gr, i) => assert.deepEqual(gr, plain.grads[i]));
+  }
+  // Two forwards before one backward (weight sharing): the second must not overwrite the first.
+  for (const t of [x, w, b]) t.grad = null;
+  const y1 = conv2d(x, w, b, g, 'relu', convWs);
+  const y2 = conv2d(x, w, b, g, 'relu', convWs);
+  assert.notEqual(y2.data, y1.data);
+  const both = softmaxCrossEntropy(linear(flatten(maxPool2d(y1, 2)), head, null), labels);
+  assert.ok(Math.abs(both.data[0] - plain.loss) < 1e-6);
+  // Not recording (evaluation): fresh buffers, the workspace is left alone.
+  const evalY = noGrad(() => conv2d(x, w, b, g, 'relu', convWs));
+  assert.notEqual(evalY.data, y2.data);
+  assert.notEqual(evalY.data, y1.data);
+});
+
+test('conv ops reject bad shapes with clear errors', () => {
+  const w = Tensor.zeros([4, 3, 3, 3]);
+  const g = geom(1, 1);
+  assert.throws(() => conv2d(Tensor.zeros([2, 3072]), w, null, g), /conv2d: input must be rank 4 \[batch, channels, height, width\], got rank 2/);
+  assert.throws(() => conv2d(Tensor.zeros([2, 1, 8, 8]), w, null, g), /expects 3 input channels, input has 1/);
+  assert.throws(() => conv2d(Tensor.zeros([2, 3, 8, 8]), w, Tensor.zeros([5]), g), /bias must have shape \[4\]/);
+  assert.throws(() => conv2d(Tensor.zeros([1, 3, 1, 1]), w, null, geom(1, 0)), /a 3x3 kernel with padding 0x0 does not fit a 1x1 input/);
+  assert.throws(() => maxPool2d(Tensor.zeros([1, 1, 1, 4]), 2), /a 2x2 window does not fit a 1x4 input/);
+  assert.throws(() => dropout(Tensor.zeros([2, 2]), new Float32Array(3)), /mask has 3 entries, input has 4/);
+});

@@ -1,0 +1,223 @@
+/**
+ * Convolutional ops on NCHW tensors, forward and backward together (like ops.ts):
+ * conv2d (im2col + GEMM, with a fused per-channel bias and ReLU), max pooling,
+ * flatten and dropout.
+ *
+ * conv2d works one image at a time: im2col of image b into a scratch buffer
+ * [C·kh·kw, OH·OW], then Y_b = W · col (W: [out, C·kh·kw], PyTorch's [out, in, kh, kw]
+ * flattened), so the output lands in NCHW order with no transpose and the scratch
+ * stays a few MB whatever the batch (evaluation batches of 1000 included). Backward
+ * redoes the im2col per image rather than keep the whole batch's columns:
+ *   gW += gY_b · col_bᵀ,   gcol = Wᵀ · gY_b,   gX_b += col2im(gcol).
+ */
+import { getBackend } from '../backend/index.js';
+import { check } from '../core/errors.js';
+import type { Rng } from '../core/rng.js';
+import { Tensor, isGradEnabled, sizeOf } from './tensor.js';
+
+/** Records `out` as computed from `inputs` when any of them needs a gradient. */
+function record(out: Tensor, inputs: Tensor[], backward: () => void): boolean {
+  if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
+    out.requiresGrad = true;
+    out.parents = inputs;
+    out.backwardFn = backward;
+    return true;
+  }
+  return false;
+}
+
+const shapeStr = (t: Tensor) => `[${t.shape.join(', ')}]`;
+
+/** Output size of a convolution along one axis: ⌊(size + 2·pad - k) / stride⌋ + 1. */
+export function convOutputSize(size: number, k: number, stride: number, pad: number): number {
+  return Math.floor((size + 2 * pad - k) / stride) + 1;
+}
+
+/** Stride and zero padding of a convolution, per axis. */
+export interface Conv2dGeometry {
+  readonly strideH: number;
+  readonly strideW: number;
+  readonly padH: number;
+  readonly padW: number;
+}
+
+// Scratch for im2col columns and their gradient, grown on demand and reused: the hot
+// path allocates nothing per image. (JavaScript is single-threaded and an op never
+// re-enters another, so one pair of buffers serves every conv2d.)
+let colScratch = new Float32Array(0);
+let gradColScratch = new Float32Array(0);
+function scratch(which: 'col' | 'grad', n: number): Float32Array {
+  if (which === 'col') {
+    if (colScratch.length < n) colScratch = new Float32Array(n);
+    return colScratch;
+  }
+  if (gradColScratch.length < n) gradColScratch = new Float32Array(n);
+  return gradColScratch;
+}
+
+/**
+ * Output and gradient buffers that a layer keeps from one training step to the next, so
+ * that the hot path does not allocate (a fresh 15 MB Float32Array costs more in page
+ * faults than the kernels that fill it). `output(shape)` returns a tensor on the kept
+ * buffers — its gradient attached and zeroed — when the tensor handed out last time is
+ * no longer part of a graph waiting for backward (backward() clears its backwardFn);
+ * otherwise, or when the shape changed, it allocates fresh ones (and keeps those).
+ * Only used while gradients are recorded: evaluation passes (large batches, under
+ * noGrad) allocate normally, so their buffers are not held on to.
+ */
+export class Workspace {
+  private data: Float32Array | null = null;
+  private grad: Float32Array | null = null;
+  private last: Tensor | null = null;
+
+  /** A zero-gradient tensor of `shape` on reused buffers (its data is garbage: the op overwrites all of it). */
+  output(shape: readonly number[]): Tensor {
+    const n = sizeOf(shape);
+    const busy = this.last !== null && this.last.backwardFn !== null;
+    if (busy || this.data === null || this.data.length !== n) {
+      this.data = new Float32Array(n);
+      this.grad = new Float32Array(n);
+    } else {
+      this.grad!.fill(0);
+      // The old tensor is finished with; make sure it no longer aliases the buffers.
+      this.last!.grad = null;
+    }
+    const t = new Tensor(this.data, shape);
+    t.grad = this.grad;
+    this.last = t;
+    return t;
+  }
+}
+
+/** The output tensor of an op: from the workspace when gradients are recorded through it, else fresh. */
+function outputTensor(shape: readonly number[], ws: Workspace | undefined, inputs: Tensor[]): Tensor {
+  if (ws && isGradEnabled() && inputs.some((t) => t.requiresGrad)) return ws.output(shape);
+  return Tensor.zeros(shape);
+}
+
+/**
+ * 2-D convolution (cross-correlation, as PyTorch's Conv2d) with optional bias and fused
+ * ReLU. x: [n, in, h, w]; weight: [out, in, kh, kw]; bias: [out] or null.
+ * Output: [n, out, oh, ow] with oh = ⌊(h + 2·padH - kh)/strideH⌋ + 1 (ow likewise),
+ * on the buffers of `ws` when one is given (see Workspace).
+ */
+export function conv2d(
+  x: Tensor, weight: Tensor, bias: Tensor | null, geometry: Conv2dGeometry, activation: 'none' | 'relu' = 'none', ws?: Workspace,
+): Tensor {
+  check(x.shape.length === 4, () => `conv2d: input must be rank 4 [batch, channels, height, width], got rank ${x.shape.length} (shape ${shapeStr(x)})`);
+  check(weight.shape.length === 4, () => `conv2d: weight must be rank 4 [out, in, kh, kw], got shape ${shapeStr(weight)}`);
+  const [n, cin, h, w] = x.shape;
+  const [cout, wcin, kh, kw] = weight.shape;
+  check(wcin === cin, () => `conv2d: weight shape ${shapeStr(weight)} expects ${wcin} input channels, input has ${cin} (shape ${shapeStr(x)})`);
+  check(bias === null || (bias.shape.length === 1 && bias.shape[0] === cout),
+    () => `conv2d: bias must have shape [${cout}], got ${bias ? shapeStr(bias) : ''}`);
+  const { strideH, strideW, padH, padW } = geometry;
+  check(Number.isInteger(strideH) && strideH >= 1 && Number.isInteger(strideW) && strideW >= 1,
+    () => `conv2d: stride must be a positive integer, got ${strideH}x${strideW}`);
+  check(Number.isInteger(padH) && padH >= 0 && Number.isInteger(padW) && padW >= 0,
+    () => `conv2d: padding must be a non-negative integer, got ${padH}x${padW}`);
+  const oh = convOutputSize(h, kh, strideH, padH), ow = convOutputSize(w, kw, strideW, padW);
+  check(oh >= 1 && ow >= 1,
+    () => `conv2d: a ${kh}x${kw} kernel with padding ${padH}x${padW} does not fit a ${h}x${w} input`);
+
+  const be = getBackend();
+  const ckk = cin * kh * kw, hw = oh * ow, inSize = cin * h * w, outSize = cout * hw;
+  const relu = activation === 'relu';
+  const inputs = bias ? [x, weight, bias] : [x, weight];
+  const y = outputTensor([n, cout, oh, ow], ws, inputs);
+  const col = scratch('col', ckk * hw);
+  const b = bias ? bias.data : zeros(cout);
+  for (let i = 0; i < n; i++) {
+    const yi = y.data.subarray(i * outSize, (i + 1) * outSize);
+    be.im2col(x.data.subarray(i * inSize, (i + 1) * inSize), col, cin, h, w, kh, kw, strideH, strideW, padH, padW);
+    be.matmul(weight.data, col, yi, cout, ckk, hw, false, false, false);
+    // Bias and ReLU while this image's output is still in cache.
+    if (bias || relu) be.channelBiasAct(yi, b, yi, 1, cout, hw, relu);
+  }
+
+  record(y, inputs, () => {
+    const gy = y.grad!;
+    // y.grad belongs to y and nobody reads it after this: mask it in place.
+    if (relu) be.reluBackward(gy, y.data, gy, gy.length);
+    if (bias?.requiresGrad) be.sumChannels(gy, bias.ensureGrad(), n, cout, hw, true);
+    const needW = weight.requiresGrad, needX = x.requiresGrad;
+    if (!needW && !needX) return;
+    const gw = needW ? weight.ensureGrad() : null;
+    const gx = needX ? x.ensureGrad() : null;
+    const colB = needW ? scratch('col', ckk * hw) : null;
+    const gcol = needX ? scratch('grad', ckk * hw) : null;
+    for (let i = 0; i < n; i++) {
+      const gyi = gy.subarray(i * outSize, (i + 1) * outSize);
+      if (gw) {
+        be.im2col(x.data.subarray(i * inSize, (i + 1) * inSize), colB!, cin, h, w, kh, kw, strideH, strideW, padH, padW);
+        be.matmul(gyi, colB!, gw, cout, hw, ckk, false, true, true);
+      }
+      if (gx) {
+        be.matmul(weight.data, gyi, gcol!, ckk, cout, hw, true, false, false);
+        be.col2im(gcol!, gx.subarray(i * inSize, (i + 1) * inSize), cin, h, w, kh, kw, strideH, strideW, padH, padW);
+      }
+    }
+  });
+  return y;
+}
+
+const zeroCache = new Map<number, Float32Array>();
+function zeros(n: number): Float32Array {
+  let z = zeroCache.get(n);
+  if (!z) zeroCache.set(n, (z = new Float32Array(n)));
+  return z;
+}
+
+/** k×k max pooling with the given stride (default k), no padding. x: [n, c, h, w] -> [n, c, ⌊(h-k)/s⌋+1, ⌊(w-k)/s⌋+1]. */
+export function maxPool2d(x: Tensor, k: number, stride = k, ws?: Workspace): Tensor {
+  check(x.shape.length === 4, () => `maxPool2d: input must be rank 4 [batch, channels, height, width], got rank ${x.shape.length} (shape ${shapeStr(x)})`);
+  check(Number.isInteger(k) && k >= 1 && Number.isInteger(stride) && stride >= 1,
+    () => `maxPool2d: window and stride must be positive integers, got ${k} and ${stride}`);
+  const [n, c, h, w] = x.shape;
+  check(h >= k && w >= k, () => `maxPool2d: a ${k}x${k} window does not fit a ${h}x${w} input`);
+  const oh = Math.floor((h - k) / stride) + 1, ow = Math.floor((w - k) / stride) + 1;
+  const be = getBackend();
+  const y = outputTensor([n, c, oh, ow], ws, [x]);
+  be.maxPool2d(x.data, y.data, n * c, h, w, k, stride);
+  record(y, [x], () => be.maxPool2dBackward(x.data, y.grad!, x.ensureGrad(), n * c, h, w, k, stride));
+  return y;
+}
+
+/**
+ * [n, ...] -> [n, prod(...)], sharing x's data (no copy). When recorded, the output's
+ * gradient buffer is x's own, so back-propagation through it costs nothing.
+ */
+export function flatten(x: Tensor): Tensor {
+  check(x.shape.length >= 1, 'flatten: input must have a batch dimension');
+  const n = x.shape[0];
+  const y = new Tensor(x.data, [n, n === 0 ? sizeOf(x.shape.slice(1)) : x.size / n]);
+  if (record(y, [x], () => {})) y.grad = x.ensureGrad();
+  return y;
+}
+
+/**
+ * Inverted dropout with a given multiplier per element: y = x ⊙ keep, where keep[i] is
+ * 0 (dropped) or 1/(1-p) (kept). `dropoutMask` draws one from an Rng stream.
+ */
+export function dropout(x: Tensor, keep: Float32Array): Tensor {
+  check(keep.length === x.size, () => `dropout: mask has ${keep.length} entries, input has ${x.size}`);
+  const y = Tensor.zeros(x.shape);
+  const xd = x.data, yd = y.data;
+  for (let i = 0; i < yd.length; i++) yd[i] = xd[i] * keep[i];
+  record(y, [x], () => {
+    const gy = y.grad!, gx = x.ensureGrad();
+    for (let i = 0; i < gx.length; i++) gx[i] += gy[i] * keep[i];
+  });
+  return y;
+}
+
+/**
+ * Writes a dropout multiplier mask into `out`: each entry independently 0 with
+ * probability p, else 1/(1-p), from 32-bit draws of `rng` (never Math.random).
+ */
+export function dropoutMask(out: Float32Array, p: number, rng: Rng): Float32Array {
+  check(p >= 0 && p < 1, `dropout: probability must be in [0, 1), got ${p}`);
+  const threshold = Math.round(p * 4294967296), scale = 1 / (1 - p);
+  for (let i = 0; i < out.length; i++) out[i] = rng.nextU32() < threshold ? 0 : scale;
+  return out;
+}
