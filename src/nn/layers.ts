@@ -14,6 +14,8 @@ export interface Layer {
   initialize(rng: Rng): void;
   /** Whether `weight` takes part in pruning (a bias never does). */
   readonly prunable: boolean;
+  /** Restarts the layer's own random stream, if it has one (dropout). */
+  seed?(seed: number): void;
 }
 
 /** Fully connected y = x·Wᵀ + b (W: [out, in], PyTorch layout), with an optional fused ReLU. */

@@ -50,6 +50,11 @@ export class Model {
     for (const [, layer] of this.layers) layer.initialize(rng);
   }
 
+  /** Restarts every seeded layer's random stream (dropout masks) from `seed`. */
+  seed(seed: number): void {
+    for (const [, layer] of this.layers) layer.seed?.(seed);
+  }
+
   /** A copy of every parameter's values. */
   state(): StateDict {
     return new Map(this.namedParameters().map(([n, t]) => [n, Float32Array.from(t.data)]));

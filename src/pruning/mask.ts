@@ -37,10 +37,26 @@ export function density(mask: Mask): number {
 /**
  * Indices of the `count` smallest |values| among the entries where `mask` is 1.
  * Ties break by position (the earlier entry goes first), so pruning is deterministic.
+ * A typed-array sort finds the threshold magnitude; entries below it all go, then
+ * entries equal to it in index order.
  */
 export function smallestRemaining(values: Float32Array, mask: Float32Array, count: number): Int32Array {
-  const idx: number[] = [];
-  for (let i = 0; i < mask.length; i++) if (mask[i] !== 0) idx.push(i);
-  idx.sort((a, b) => Math.abs(values[a]) - Math.abs(values[b]) || a - b);
-  return Int32Array.from(idx.slice(0, count));
+  const out = new Int32Array(count);
+  if (count === 0) return out;
+  const remaining = countOnes(mask);
+  check(count <= remaining, `pruning: asked to remove ${count} of ${remaining} remaining weights`);
+  const mags = new Float32Array(remaining);
+  for (let i = 0, r = 0; i < mask.length; i++) if (mask[i] !== 0) mags[r++] = Math.abs(values[i]);
+  mags.sort();
+  const threshold = mags[count - 1];
+  let below = 0;
+  for (let r = 0; r < remaining && mags[r] < threshold; r++) below++;
+  let n = 0, ties = count - below;
+  for (let i = 0; i < mask.length; i++) {
+    if (mask[i] === 0) continue;
+    const a = Math.abs(values[i]);
+    if (a < threshold) out[n++] = i;
+    else if (a === threshold && ties > 0) { out[n++] = i; ties--; }
+  }
+  return out;
 }
