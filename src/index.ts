@@ -8,7 +8,9 @@ export { getBackend, loadNative, referenceBackend, type Backend } from './backen
 export { Tensor, noGrad } from './tensor/tensor.js';
 export { linear, relu, softmaxCrossEntropy } from './tensor/ops.js';
 export { gradCheck } from './tensor/gradcheck.js';
-export { Linear, type Layer } from './nn/layers.js';
+export { conv2d, maxPool2d, flatten, dropout } from './tensor/conv.js';
+export { sparseLinear, SPARSE_DENSITY_THRESHOLD } from './tensor/sparse.js';
+export { Linear, Conv2d, MaxPool2d, Flatten, Dropout, type Layer } from './nn/layers.js';
 export { Model, type StateDict } from './nn/model.js';
 export { Adam, Sgd, type Optimizer } from './nn/optim.js';
 export { getModel, modelNames, type ModelSpec } from './models/registry.js';
@@ -25,4 +27,5 @@ export { LOTTERY_SCHEMA, resolveLottery, runHash, type LotteryHparams } from './
 export { runLottery, listRuns, pruningRates, type LotteryProgress } from './lottery/runner.js';
 export { type LotterySummary } from './lottery/summary.js';
 export { loadSafetensors, saveSafetensors } from './store/safetensors.js';
+export { writeReport } from './report/index.js';
 export { stageDir, listStages, readMetrics, FILES, type StageResult } from './store/layout.js';
