@@ -325,10 +325,10 @@ function main(): void {
   const header = [`lth LeNet-300-100 epoch: ${perEpoch} iterations of batch ${BATCH}, Adam, training only ` +
     `(timed ${iterations} it/run, median of ${o.runs})`,
   `backend ${be.name}${native.simd ? ` (${native.simd})` : ''}, ${threads} thread(s); ${cpuModel()}, ${os.cpus().length} cores; node ${process.version}; load ${loadavg[0].toFixed(2)}`];
-  const cols = ['density', 's/epoch', 'vs dense', `eval ${out.evalSamples ?? ''} (s)`.replace(' ()', ''),
+  const cols = ['density', 's/epoch', 'vs dense', ...(o.eval ? [`eval ${data.validation.length + data.test.length} (s)`] : []),
     ...(reference ? ['reference s/epoch'] : []), ...(torch ? ['torch s/epoch', 'lth/torch'] : [])];
   const rows = [...results].map(([d, r]) => [d, fmt(r.epochSeconds), dense ? fmt(r.epochSeconds / dense, 2) : '-',
-    o.eval ? fmt(r.evalSeconds) : '-',
+    ...(o.eval ? [fmt(r.evalSeconds)] : []),
     ...(reference ? [fmt(reference[d], 1)] : []),
     ...(torch ? [fmt(torch[d], 2), fmt(r.epochSeconds / torch[d], 3)] : [])]);
   const widths = cols.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i].length)));

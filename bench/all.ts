@@ -1,0 +1,28 @@
+/**
+ * `npm run bench`: the LeNet epoch benchmark (bench.js) and then the Conv-2 step
+ * benchmark (conv.js), one after the other (never concurrently: they would time each
+ * other). `--json` and `--vs-torch` go to both; any other flag goes to the LeNet one.
+ * With --json the last stdout line is one object: the LeNet fields at the top level
+ * (lenetEpochSeconds, torchLenetEpochSeconds, ...) and the Conv-2 result under "conv2".
+ */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+const json = args.includes('--json');
+const shared = args.filter((a) => a === '--json' || a === '--vs-torch');
+
+function run(script: string, scriptArgs: string[]): Record<string, unknown> | null {
+  const r = spawnSync(process.execPath, [path.join(here, script), ...scriptArgs], { stdio: ['ignore', json ? 'pipe' : 'inherit', 'inherit'], encoding: 'utf8' });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+  if (!json) return null;
+  const lines = r.stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]);
+}
+
+const lenet = run('bench.js', args);
+if (!json) console.log('');
+const conv2 = run('conv.js', shared);
+if (json) console.log(JSON.stringify({ ...lenet, conv2 }));
