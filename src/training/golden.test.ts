@@ -6,7 +6,8 @@
  * Compared, with err = max|lth - torch| / max|torch| per tensor ≤ 1e-5:
  *  - the loss and every parameter gradient at the fixture's initial weights;
  *  - the weights after 3 steps of Adam and of SGD (momentum, weight decay), each dense and
- *    with magnitude masks (pruned entries must stay exactly 0).
+ *    with magnitude masks (pruned entries must stay exactly 0), the masked ones both on the
+ *    dense kernels and on the sparse ones (LTH_SPARSE=off / on).
  * Final entries that the generator found float32 rounding can move by more than 1e-6 of the
  * tensor's max (`sensitive`: mostly Adam entries whose gradients are within ~100 eps of zero
  * or carry a large relative error, where g/(√v + eps) turns rounding of g into changes of up
@@ -141,8 +142,27 @@ test(`golden (${backend}): loss and gradients at the initial weights match PyTor
   assert.deepEqual(errs, []);
 });
 
-for (const [name, sc] of Object.entries(meta.scenarios)) {
-  test(`golden (${backend}): ${meta.steps} ${name} steps match PyTorch`, (t) => {
+/** Runs `fn` with LTH_SPARSE set to `mode` (undefined: as the environment has it). */
+function withSparse<T>(mode: 'on' | 'off' | undefined, fn: () => T): T {
+  if (mode === undefined) return fn();
+  const before = process.env.LTH_SPARSE;
+  process.env.LTH_SPARSE = mode;
+  try {
+    return fn();
+  } finally {
+    if (before === undefined) delete process.env.LTH_SPARSE;
+    else process.env.LTH_SPARSE = before;
+  }
+}
+
+// Masked scenarios run twice: masked layers on the dense kernels and on the sparse ones
+// (the fixture's densities, 20-50%, are above the automatic sparse threshold).
+const runs = Object.entries(meta.scenarios).flatMap(([name, sc]): Array<{ name: string; sc: Scenario; sparse?: 'on' | 'off' }> =>
+  sc.masked ? (['off', 'on'] as const).map((sparse) => ({ name, sc, sparse })) : [{ name, sc }]);
+
+for (const { name, sc, sparse } of runs) {
+  const label = sparse ? `${name} (LTH_SPARSE=${sparse})` : name;
+  test(`golden (${backend}): ${meta.steps} ${label} steps match PyTorch`, (t) => withSparse(sparse, () => {
     const model = fresh(sc.masked);
     const params = model.namedParameters().map(([, p]) => p);
     const opt: Optimizer = sc.optimizer === 'adam'
@@ -184,7 +204,7 @@ for (const [name, sc] of Object.entries(meta.scenarios)) {
       }
     }
     assert.deepEqual(errs, []);
-  });
+  }));
 }
 
 test('golden: the reference backend matches PyTorch too', (t) => {
