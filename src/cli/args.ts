@@ -44,10 +44,11 @@ export function parseArgs(argv: string[], schema: Schema, extra: Schema = {}): {
 
 export function helpText(usage: string, schema: Schema): string {
   const lines = [usage, '', 'Options:'];
+  const width = Math.max(18, ...Object.entries(schema).map(([key, f]) => flagName(key, f).length));
   for (const [key, f] of Object.entries(schema)) {
     const def = f.default === undefined ? '' : ` (default: ${Array.isArray(f.default) ? f.default.join(',') : String(f.default)})`;
-    lines.push(`  --${flagName(key, f).padEnd(18)} ${f.help}${def}`);
+    lines.push(`  --${flagName(key, f).padEnd(width)} ${f.help}${def}`);
   }
-  lines.push(`  --${'json'.padEnd(18)} print one JSON object as the last stdout line; no progress`);
+  lines.push(`  --${'json'.padEnd(width)} print one JSON object as the last stdout line; no progress`);
   return lines.join('\n');
 }
