@@ -3,6 +3,7 @@
  *
  *   npm run bench -- [--densities 1,0.513,...] [--runs 3] [--iterations 916] [--json]
  *                    [--vs-torch] [--reference] [--threads N]
+ *                    [--full-imp false] [--full-imp-iterations 100]
  *
  * An epoch is lth's: ⌊55,000/60⌋ = 916 iterations of batch 60 on MNIST, Adam (lr 1.2e-3),
  * the same steps as the training loop in src/training/train.ts (gather the batch in the
@@ -24,6 +25,13 @@
  * --vs-torch runs bench/torch_lenet.py afterwards (not concurrently) with the same
  * densities and thread count, when a Python with PyTorch is found, and adds its epoch times
  * and the ratios lth/torch; without PyTorch it says so and goes on.
+ *
+ * --full-imp (on by default) estimates the paper's whole LeNet experiment: 21 IMP levels
+ * k = 0..20 (fc1/fc2 keep 0.8^k, fc3 0.9^k, random positions as above), each trained
+ * 50,000 iterations with validation + test evaluated every 100 (501 passes), one replicate.
+ * Per level it times --full-imp-iterations iterations after the warm-up and one evaluation
+ * pass, and scales: 50,000 · s/iteration + 501 · s/pass. An estimate, not a measured run;
+ * checkpoint writing is not included.
  *
  * Prints a table; with --json, one JSON object as the last stdout line (and no progress).
  */
@@ -57,6 +65,8 @@ const SCHEMA = {
   referenceIterations: { type: 'integer', help: 'iterations per density for --reference', default: 3 },
   vsTorch: { type: 'boolean', help: 'also time PyTorch with bench/torch_lenet.py, when available', default: false },
   torchIterations: { type: 'integer', help: 'iterations per run for --vs-torch, scaled to an epoch', default: 100 },
+  fullImp: { type: 'boolean', help: "estimate the paper's full LeNet IMP run (21 levels x 50,000 iterations) from a few timed iterations per level", default: true },
+  fullImpIterations: { type: 'integer', help: 'iterations timed per level for --full-imp, scaled to 50,000', default: 100 },
 } as const satisfies Schema;
 
 const USAGE = 'usage: npm run bench -- [options]   (or: node dist/bench/bench.js [options])';
@@ -64,11 +74,13 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const BATCH = 60, LR = 1.2e-3, SEED = 0;
 /** Weights per prunable layer of LeNet-300-100. */
 const WEIGHTS = { fc1: 784 * 300, fc2: 300 * 100, fc3: 100 * 10 };
+/** The paper's LeNet IMP run: levels 0..20, each trained 50,000 iterations, evaluated every 100 and at 0. */
+const FULL_IMP = { levels: 21, iterations: 50_000, evalPasses: 50_000 / 100 + 1 };
 
 interface Options {
   densities: string[]; runs: number; iterations?: number; warmup: number; eval: boolean;
   threads?: number; reference: boolean; referenceIterations: number; vsTorch: boolean; torchIterations: number;
-  json: boolean;
+  fullImp: boolean; fullImpIterations: number; json: boolean;
 }
 
 function median(xs: number[]): number {
@@ -77,8 +89,16 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
 }
 
-/** Per-layer densities on the paper's ladder (fc 20%, output 10% a round) for overall density d. */
-export function ladderDensities(d: number): { fc: number; out: number } {
+/** Per-layer weight densities: fc1 and fc2 share one, the output layer has its own. */
+interface LayerDensities { fc: number; out: number }
+
+/** Per-layer densities after k IMP rounds (fc 20%, output 10% a round). */
+export function levelDensities(k: number): LayerDensities {
+  return { fc: 0.8 ** k, out: 0.9 ** k };
+}
+
+/** Per-layer densities on the paper's ladder for overall density d (k need not be whole). */
+export function ladderDensities(d: number): LayerDensities {
   if (d >= 1) return { fc: 1, out: 1 };
   const total = WEIGHTS.fc1 + WEIGHTS.fc2 + WEIGHTS.fc3;
   const at = (k: number) => ((WEIGHTS.fc1 + WEIGHTS.fc2) * 0.8 ** k + WEIGHTS.fc3 * 0.9 ** k) / total;
@@ -87,13 +107,11 @@ export function ladderDensities(d: number): { fc: number; out: number } {
     const k = (lo + hi) / 2;
     if (at(k) > d) lo = k; else hi = k;
   }
-  const k = (lo + hi) / 2;
-  return { fc: 0.8 ** k, out: 0.9 ** k };
+  return levelDensities((lo + hi) / 2);
 }
 
 /** Random masks with round(density·n) ones per layer, from a seeded stream. */
-function randomMasks(model: Model, d: number): StateDict {
-  const { fc, out } = ladderDensities(d);
+function randomMasks(model: Model, { fc, out }: LayerDensities): StateDict {
   const outName = `${model.outputLayerName()}.weight`;
   const masks: StateDict = new Map();
   model.prunableNames().forEach((name, layer) => {
@@ -114,15 +132,20 @@ interface DensityResult {
   actualDensity: number;
 }
 
-function timeDensity(data: Splits, d: number, o: Options, iterations: number): DensityResult {
+/** A seeded LeNet-300-100, masked at random positions unless every layer is dense, and its overall density. */
+function buildModel(layers: LayerDensities): { model: Model; density: number } {
   const model = getModel('lenet_300_100').build();
   model.initialize(new Rng(SEED, 'init'));
+  if (layers.fc >= 1 && layers.out >= 1) return { model, density: 1 };
   let kept = 0, total = 0;
-  if (d < 1) {
-    const masks = randomMasks(model, d);
-    model.setMasks(masks);
-    for (const m of masks.values()) { total += m.length; for (const v of m) kept += v; }
-  }
+  const masks = randomMasks(model, layers);
+  model.setMasks(masks);
+  for (const m of masks.values()) { total += m.length; for (const v of m) kept += v; }
+  return { model, density: kept / total };
+}
+
+/** One training iteration per call: the body of train()'s loop, with its own Adam and data order. */
+function trainer(data: Splits, model: Model): () => void {
   const optimizer = new Adam(model.namedParameters().map(([, t]) => t), LR);
   const train = data.train;
   const perEpoch = iterationsPerEpoch(train.length, BATCH);
@@ -131,8 +154,7 @@ function timeDensity(data: Splits, d: number, o: Options, iterations: number): D
   const x = new Tensor(xBuf, [BATCH, ...train.sampleShape]);
   let it = 0;
   let order = new Rng(SEED, 'data', 0).permutation(train.length);
-  // The body of train()'s loop.
-  const step = () => {
+  return () => {
     const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
     if (inEpoch === 0 && it > 0) order = new Rng(SEED, 'data', epoch).permutation(train.length);
     train.gather(order, inEpoch * BATCH, BATCH, xBuf, yBuf);
@@ -142,6 +164,20 @@ function timeDensity(data: Splits, d: number, o: Options, iterations: number): D
     optimizer.step();
     it++;
   };
+}
+
+/** Seconds for one evaluation pass over validation + test, as train() does every evalEvery iterations. */
+function evalPass(model: Model, data: Splits): number {
+  const t0 = performance.now();
+  evaluate(model, data.validation);
+  evaluate(model, data.test);
+  return (performance.now() - t0) / 1000;
+}
+
+function timeDensity(data: Splits, d: number, o: Options, iterations: number): DensityResult {
+  const { model, density } = buildModel(ladderDensities(d));
+  const step = trainer(data, model);
+  const perEpoch = iterationsPerEpoch(data.train.length, BATCH);
   for (let i = 0; i < o.warmup; i++) step();
   const runSeconds: number[] = [];
   for (let r = 0; r < o.runs; r++) {
@@ -152,15 +188,32 @@ function timeDensity(data: Splits, d: number, o: Options, iterations: number): D
   let evalSeconds: number | undefined;
   if (o.eval) {
     const evals: number[] = [];
-    for (let r = 0; r < o.runs; r++) {
-      const t0 = performance.now();
-      evaluate(model, data.validation);
-      evaluate(model, data.test);
-      evals.push((performance.now() - t0) / 1000);
-    }
+    for (let r = 0; r < o.runs; r++) evals.push(evalPass(model, data));
     evalSeconds = median(evals);
   }
-  return { epochSeconds: median(runSeconds), runSeconds, evalSeconds, actualDensity: d < 1 ? kept / total : 1 };
+  return { epochSeconds: median(runSeconds), runSeconds, evalSeconds, actualDensity: density };
+}
+
+interface LevelEstimate {
+  level: number;
+  density: number;
+  iterationSeconds: number;
+  evalSeconds: number;
+  levelSeconds: number;
+}
+
+/** One IMP level of the paper's run, scaled from a few timed iterations and one timed evaluation pass. */
+function estimateLevel(data: Splits, k: number, o: Options): LevelEstimate {
+  const { model, density } = buildModel(levelDensities(k));
+  const step = trainer(data, model);
+  for (let i = 0; i < o.warmup; i++) step();
+  const t0 = performance.now();
+  for (let i = 0; i < o.fullImpIterations; i++) step();
+  const iterationSeconds = (performance.now() - t0) / 1000 / o.fullImpIterations;
+  evalPass(model, data); // untimed: the first pass can run cold, and 501 warm ones are scaled from this
+  const evalSeconds = evalPass(model, data);
+  const levelSeconds = FULL_IMP.iterations * iterationSeconds + FULL_IMP.evalPasses * evalSeconds;
+  return { level: k, density, iterationSeconds, evalSeconds, levelSeconds };
 }
 
 function cpuModel(): string {
@@ -196,6 +249,25 @@ function fmt(s: number | undefined, digits = 3): string {
   return s === undefined || !Number.isFinite(s) ? '-' : s.toFixed(digits);
 }
 
+/** Right-aligned columns under a header row. */
+function columns(cols: string[], rows: string[][]): string[] {
+  const widths = cols.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join('  ');
+  return [line(cols), ...rows.map(line)];
+}
+
+function fullImpTable(levels: LevelEstimate[], seconds: number, timed: number): string[] {
+  const { levels: n, iterations, evalPasses } = FULL_IMP;
+  return [
+    `full-IMP estimate: the paper's LeNet run, ${n} levels x ${iterations.toLocaleString('en')} iterations of batch ${BATCH} ` +
+      `+ ${evalPasses} evaluation passes (validation + test every 100 iterations), 1 replicate`,
+    ...columns(['level', 'density', 'ms/iteration', 'eval (s)', 'level (s)'], levels.map((l) => [
+      String(l.level), `${(l.density * 100).toFixed(1)}%`, fmt(l.iterationSeconds * 1000), fmt(l.evalSeconds), fmt(l.levelSeconds, 1)])),
+    `total ≈ ${fmt(seconds / 60, 1)} min (${fmt(seconds, 0)} s): an estimate from ${timed} timed iterations and 1 evaluation ` +
+      'pass per level, not a measured run; checkpoint writing not included',
+  ];
+}
+
 function main(): void {
   const { values, common } = parseArgs(process.argv.slice(2), SCHEMA);
   if (common.help) {
@@ -213,6 +285,8 @@ function main(): void {
     referenceIterations: (values.referenceIterations as number | undefined) ?? SCHEMA.referenceIterations.default,
     vsTorch: (values.vsTorch as boolean | undefined) ?? false,
     torchIterations: (values.torchIterations as number | undefined) ?? SCHEMA.torchIterations.default,
+    fullImp: (values.fullImp as boolean | undefined) ?? SCHEMA.fullImp.default,
+    fullImpIterations: (values.fullImpIterations as number | undefined) ?? SCHEMA.fullImpIterations.default,
     json: common.json,
   };
   for (const d of o.densities) {
@@ -221,6 +295,7 @@ function main(): void {
   }
   if (!(o.runs >= 1)) throw new LthError(`--runs must be at least 1, got ${o.runs}`);
   if (o.iterations !== undefined && !(o.iterations >= 1)) throw new LthError(`--iterations must be at least 1, got ${o.iterations}`);
+  if (!(o.fullImpIterations >= 1)) throw new LthError(`--full-imp-iterations must be at least 1, got ${o.fullImpIterations}`);
   const progress = (line: string) => { if (!o.json) process.stderr.write(`${line}\n`); };
 
   const be = getBackend();
@@ -245,6 +320,13 @@ function main(): void {
     progress(`  ${fmt(r.epochSeconds)} s/epoch (runs ${r.runSeconds.map((s) => fmt(s)).join(', ')})` +
       (r.evalSeconds === undefined ? '' : `, eval ${fmt(r.evalSeconds)} s`));
   }
+
+  const levels: LevelEstimate[] = [];
+  if (o.fullImp) {
+    progress(`${be.name}: full-IMP estimate, ${FULL_IMP.levels} levels x (${o.warmup} warm-up + ${o.fullImpIterations} timed iterations, 1 eval pass)...`);
+    for (let k = 0; k < FULL_IMP.levels; k++) levels.push(estimateLevel(data, k, o));
+  }
+  const fullImpSeconds = levels.reduce((sum, l) => sum + l.levelSeconds, 0);
 
   const out: Record<string, unknown> = {
     model: 'lenet_300_100',
@@ -271,6 +353,12 @@ function main(): void {
     out.evalSamples = data.validation.length + data.test.length;
     out.evalSeconds = Object.fromEntries([...results].map(([d, r]) => [d, r.evalSeconds]));
   }
+  if (o.fullImp) {
+    out.fullImpEstimate = {
+      seconds: fullImpSeconds, iterationsTimed: o.fullImpIterations,
+      iterationsPerLevel: FULL_IMP.iterations, evalPassesPerLevel: FULL_IMP.evalPasses, levels,
+    };
+  }
 
   const self = fileURLToPath(import.meta.url);
   let reference: Record<string, number> | undefined;
@@ -280,7 +368,7 @@ function main(): void {
     } else {
       progress(`reference: ${o.referenceIterations} iterations per density (estimate)...`);
       const { NODE_TEST_CONTEXT: _, ...env } = process.env;
-      const child = spawnSync(process.execPath, [self, '--json', '--eval', 'false', '--runs', '1', '--warmup', '1',
+      const child = spawnSync(process.execPath, [self, '--json', '--eval', 'false', '--full-imp', 'false', '--runs', '1', '--warmup', '1',
         '--iterations', String(o.referenceIterations), '--densities', o.densities.join(',')],
       { env: { ...env, LTH_BACKEND: 'reference' }, encoding: 'utf8', maxBuffer: 1 << 24 });
       const r = lastJsonLine(child.stdout ?? '');
@@ -331,14 +419,13 @@ function main(): void {
     ...(o.eval ? [fmt(r.evalSeconds)] : []),
     ...(reference ? [fmt(reference[d], 1)] : []),
     ...(torch ? [fmt(torch[d], 2), fmt(r.epochSeconds / torch[d], 3)] : [])]);
-  const widths = cols.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join('  ');
-  const table = [...header, line(cols), ...rows.map(line)];
+  const table = [...header, ...columns(cols, rows)];
   if (torch) {
     const t = out.torch as Record<string, unknown>;
     const lib = typeof t.blasLibrary === 'string' ? path.basename(t.blasLibrary.split(', ').pop()!) : String(t.blas);
     table.push(`torch ${String(t.version)}, ${String(t.threads)} thread(s), BLAS ${lib}; timed ${String(t.iterationsTimed)} it/run: dense compute, masks re-applied after each step`);
   }
+  if (o.fullImp) table.push('', ...fullImpTable(levels, fullImpSeconds, o.fullImpIterations));
   process.stdout.write(`${table.join('\n')}\n`);
   if (o.json) process.stdout.write(`${JSON.stringify(out)}\n`);
 }

@@ -15,7 +15,7 @@ import { getModel } from '../src/models/registry.js';
 import type { Model } from '../src/nn/model.js';
 import { Adam } from '../src/nn/optim.js';
 import { linear, softmaxCrossEntropy } from '../src/tensor/ops.js';
-import { SparseWorkspace, sparseIndex, sparseLinear } from '../src/tensor/sparse.js';
+import { SparseWorkspace, maskPattern, sparseLinear } from '../src/tensor/sparse.js';
 import { Tensor, noGrad } from '../src/tensor/tensor.js';
 
 const args = process.argv.slice(2);
@@ -116,10 +116,11 @@ function layerMicros(out: number, inF: number, n: number, density: number, train
   for (let i = 0; i < m.length; i++) { m[i] = r.uniform() < density ? 1 : 0; w.data[i] = m[i] ? r.normal() * 0.05 : 0; }
   w.mask = m;
   const x = new Tensor(Float32Array.from({ length: n * inF }, () => r.normal()), [n, inF], true);
-  const idx = sparseIndex(m, out, inF), ws = new SparseWorkspace();
+  const { pattern } = maskPattern(m, out, inF), ws = new SparseWorkspace();
+  const state = { mask: m, pattern, grad: new Float32Array(pattern.nnz) };
   const g = new Float32Array(n * out).fill(1e-3);
   const once = (sparse: boolean) => {
-    const run = () => (sparse ? sparseLinear(x, w, b, 'relu', idx, ws) : linear(x, w, b, 'relu'));
+    const run = () => (sparse ? sparseLinear(x, w, b, 'relu', state, ws) : linear(x, w, b, 'relu'));
     if (!train) { noGrad(run); return; }
     const y = run();
     y.grad = g;

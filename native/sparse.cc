@@ -2,16 +2,19 @@
 // mask's nonzeros, and optimiser updates over the nonzeros only (see native/README.md,
 // "Sparse kernels").
 //
-// Layout: activations are transposed, [features, ld] with the batch contiguous (ld >= n,
-// callers round it up to 16 and keep the padding zero), so every nonzero w of the
-// compressed weight is one vector FMA over the batch: y[j,:] += w·x[i,:]. The weight
-// stays dense ([out, in], the Tensor's data); the compressed index (CSR for the forward
-// and the weight gradient, CSC for the input gradient) says which entries to read.
+// A mask becomes a Pattern once (sparsePattern): blocked row-major order for the forward
+// and the weight gradient, a transposed view for the input gradient, built natively, so the per-step calls
+// check only their dense buffers. The weight stays dense ([out, in], the Tensor's data);
+// the forward gathers its nonzeros into a packed copy that the backward reuses, and
+// gradients and optimiser state are packed in the pattern's order (see Pattern).
+//
+// Layout: activations are transposed, [features, ld] with the batch contiguous; ld is a
+// multiple of 16 and the padding columns of every output are zero.
 //
 // Each kernel is compiled three times (AVX-512F, AVX2+FMA, baseline) from
 // sparse_impl.h with GCC target attributes, and the one matching lth_native's SIMD path
-// is used. Rows are split across lth_native's pool for big products; every row is
-// computed by the same instructions whoever runs it, so results do not depend on the
+// is used. Rows (or columns) are split across lth_native's pool for big products; each
+// is computed by the same instructions whoever runs it, so results do not depend on the
 // thread count.
 
 #include "sparse.h"
@@ -20,6 +23,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -31,32 +35,52 @@
 
 namespace {
 
+// A mask's nonzeros in packed order: by column blocks of bc columns, then rows, then
+// columns, so a product reads the activation rows of one block (bc·64 floats per 64-column
+// chunk: L1-sized) for every output row before moving on. Segment (b, r) is packed
+// positions [seg[b·rows + r], seg[b·rows + r + 1]). The transposed view, for the input
+// gradient, is the same with row blocks of br rows: (b, column i) is [tseg[b·cols + i],
+// tseg[b·cols + i + 1]) of trow / tpos (the packed position). rowPtr / colPtr count the
+// nonzeros before each row / column, for splitting work across threads.
+struct Pattern {
+  int64_t rows = 0, cols = 0, nnz = 0;
+  int64_t bc = 1, nbc = 0, br = 1, nbr = 0;
+  std::vector<int32_t> segV, colV, rowV, flatV, rowPtrV, tsegV, trowV, tposV, colPtrV;
+  const int32_t *seg = nullptr, *col = nullptr, *row = nullptr, *flat = nullptr, *rowPtr = nullptr;
+  const int32_t *tseg = nullptr, *trow = nullptr, *tpos = nullptr, *colPtr = nullptr;
+};
+
 struct SparseKernels {
-  void (*spmm)(const float*, const int32_t*, const int32_t*, int64_t, int64_t, const float*, float*, const float*,
-               int64_t, int64_t, int64_t, int64_t, bool, bool);
-  void (*sddmm)(const float*, const int32_t*, const int32_t*, int64_t, int64_t, const float*, float*, int64_t,
-                int64_t, int64_t, int64_t);
+  void (*forward)(const Pattern&, const float*, float*, const float*, float*, const float*, int64_t, int64_t, int64_t,
+                  int64_t, bool);
+  void (*inputGrad)(const Pattern&, const float*, const float*, float*, int64_t, int64_t, int64_t);
+  void (*weightGrad)(const Pattern&, const float*, const float*, float*, int64_t, int64_t, int64_t);
   void (*transpose)(const float*, float*, int64_t, int64_t, int64_t, int64_t, bool, int64_t, int64_t);
-  void (*adam)(float*, float*, float*, float*, const int32_t*, int64_t, int64_t, float, float, float, float, float,
-               float, float);
-  void (*sgd)(float*, float*, float*, const int32_t*, int64_t, int64_t, float, float, float);
+  void (*adam)(const Pattern&, float*, float*, float*, float*, float, float, float, float, float, float, float);
+  void (*sgd)(const Pattern&, float*, float*, float*, float, float, float);
 };
 
 #ifdef LTH_SP_X86
 namespace avx512 {
 #define LTH_SP_TARGET __attribute__((target("avx512f,avx2,fma")))
+#define LTH_SP_AVX 1
 #include "sparse_impl.h"
+#undef LTH_SP_AVX
 #undef LTH_SP_TARGET
 }  // namespace avx512
 namespace avx2 {
 #define LTH_SP_TARGET __attribute__((target("avx2,fma")))
+#define LTH_SP_AVX 1
 #include "sparse_impl.h"
+#undef LTH_SP_AVX
 #undef LTH_SP_TARGET
 }  // namespace avx2
 #endif
 namespace scalar {
 #define LTH_SP_TARGET
+#define LTH_SP_AVX 0
 #include "sparse_impl.h"
+#undef LTH_SP_AVX
 #undef LTH_SP_TARGET
 }  // namespace scalar
 
@@ -80,239 +104,283 @@ struct FtzScope {};
 // Multiply-adds from which a sparse product is split across the pool.
 constexpr double kParallelMinWork = 300000.0;
 
-// Runs fn(ctx, r0, r1) over the rows of a compressed index, in parts of about equal
-// nonzero counts on the pool when the product has at least kParallelMinWork
-// multiply-adds, else on the calling thread.
-void for_rows(const int32_t* ptr, int64_t rows, int64_t n, void (*fn)(const void*, int64_t, int64_t), const void* ctx) {
+// Runs fn(ctx, i0, i1) over the rows (or columns) of a compressed pattern with pointer
+// array ptr, in parts of about equal nonzero counts on the pool when the product has at
+// least kParallelMinWork multiply-adds, else on the calling thread.
+void for_parts(const int32_t* ptr, int64_t count, int64_t ld, void (*fn)(const void*, int64_t, int64_t),
+               const void* ctx) {
   const int threads = lth::thread_count();
-  const int64_t nnz = ptr[rows];
-  if (threads < 2 || (double)nnz * (double)n < kParallelMinWork || rows < 2) {
-    fn(ctx, 0, rows);
+  const int64_t nnz = ptr[count];
+  if (threads < 2 || (double)nnz * (double)ld < kParallelMinWork || count < 2) {
+    fn(ctx, 0, count);
     return;
   }
   struct Job {
     const int32_t* ptr;
-    int64_t rows, nnz;
+    int64_t count, nnz;
     int parts;
     void (*fn)(const void*, int64_t, int64_t);
     const void* ctx;
-  } job{ptr, rows, nnz, threads * 2, fn, ctx};
-  // Part p: the rows whose first nonzero lies in [p*nnz/parts, (p+1)*nnz/parts).
+  } job{ptr, count, nnz, threads * 2, fn, ctx};
+  // Part q: the rows whose first nonzero lies in [q·nnz/parts, (q+1)·nnz/parts).
   lth::run_parts(job.parts, [](void* c, int part) {
     const Job& j = *static_cast<const Job*>(c);
-    auto bound = [&](int p) -> int64_t {
-      if (p == j.parts) return j.rows;
-      const int64_t target = j.nnz * p / j.parts;
-      int64_t lo = 0, hi = j.rows;  // first row r with ptr[r] >= target
+    auto bound = [&](int q) -> int64_t {
+      if (q == 0) return 0;
+      if (q == j.parts) return j.count;
+      const int64_t target = j.nnz * q / j.parts;
+      int64_t lo = 0, hi = j.count;  // the first row r with ptr[r] >= target
       while (lo < hi) {
         const int64_t mid = (lo + hi) / 2;
         if (j.ptr[mid] < target) lo = mid + 1;
         else hi = mid;
       }
-      return p == 0 ? 0 : lo;
+      return lo;
     };
-    const int64_t r0 = bound(part), r1 = bound(part + 1);
-    if (r0 < r1) j.fn(j.ctx, r0, r1);
+    const int64_t i0 = bound(part), i1 = bound(part + 1);
+    if (i0 < i1) j.fn(j.ctx, i0, i1);
   }, &job);
 }
 
-// ------------------------------------------------------------------ argument checks
+#include "napi_args.h"
 
-class Args {
- public:
-  Args(napi_env env, napi_callback_info info, const char* fn, size_t expected) : env_(env), fn_(fn) {
-    argc_ = kMax;
-    if (napi_get_cb_info(env, info, &argc_, argv_, nullptr, nullptr) != napi_ok) fail(false, "cannot read the arguments");
-    else if (argc_ < expected) fail(false, "expected %zu arguments, got %zu", expected, argc_);
+// The Pattern wrapped by a sparsePattern() object, or nullptr after a TypeError.
+const Pattern* pattern_arg(Args& a, size_t i) {
+  if (!a.ok()) return nullptr;
+  void* p = nullptr;
+  if (napi_unwrap(a.env(), a.arg(i), &p) != napi_ok || !p) {
+    a.fail(false, "pattern must be an object made by this backend's sparsePattern()");
+    return nullptr;
   }
-  bool ok() const { return ok_; }
-
-  void* array(size_t i, const char* name, napi_typedarray_type want, const char* wantName, size_t* len,
-              bool nullable = false, bool* present = nullptr) {
-    *len = 0;
-    if (present) *present = false;
-    if (!ok_) return nullptr;
-    napi_valuetype vt;
-    napi_typeof(env_, argv_[i], &vt);
-    if (nullable && (vt == napi_null || vt == napi_undefined)) return nullptr;
-    bool is = false;
-    napi_is_typedarray(env_, argv_[i], &is);
-    napi_typedarray_type t;
-    size_t length = 0;
-    void* data = nullptr;
-    if (!is || napi_get_typedarray_info(env_, argv_[i], &t, &length, &data, nullptr, nullptr) != napi_ok || t != want) {
-      fail(false, "%s must be a %s%s", name, wantName, nullable ? " or null" : "");
-      return nullptr;
-    }
-    if (present) *present = true;
-    *len = length;
-    return data;
-  }
-  float* f32(size_t i, const char* name, size_t* len) {
-    return static_cast<float*>(array(i, name, napi_float32_array, "Float32Array", len));
-  }
-  float* f32OrNull(size_t i, const char* name, size_t* len, bool* present) {
-    return static_cast<float*>(array(i, name, napi_float32_array, "Float32Array", len, true, present));
-  }
-  int32_t* i32(size_t i, const char* name, size_t* len) {
-    return static_cast<int32_t*>(array(i, name, napi_int32_array, "Int32Array", len));
-  }
-  double number(size_t i, const char* name) {
-    if (!ok_) return 0;
-    napi_valuetype vt;
-    napi_typeof(env_, argv_[i], &vt);
-    if (vt != napi_number) {
-      fail(false, "%s must be a number", name);
-      return 0;
-    }
-    double d = 0;
-    napi_get_value_double(env_, argv_[i], &d);
-    return d;
-  }
-  // An integer from 0 to 2^31 - 1 (indices are int32).
-  int64_t dim(size_t i, const char* name) {
-    double d = number(i, name);
-    if (ok_ && !(d >= 0 && d <= 2147483647.0 && std::floor(d) == d)) fail(true, "%s must be a non-negative integer below 2^31, got %.17g", name, d);
-    return ok_ ? (int64_t)d : 0;
-  }
-  bool flag(size_t i, const char* name) {
-    if (!ok_) return false;
-    bool b = false;
-    if (napi_get_value_bool(env_, argv_[i], &b) != napi_ok) fail(false, "%s must be a boolean", name);
-    return b;
-  }
-  void need(const char* name, size_t len, int64_t needed, const char* what) {
-    if (ok_ && (int64_t)len < needed) fail(true, "%s has %zu elements, needs %s = %lld", name, len, what, (long long)needed);
-  }
-  __attribute__((format(printf, 3, 4))) void fail(bool range, const char* fmt, ...) {
-    if (!ok_) return;
-    ok_ = false;
-    char msg[512];
-    int off = std::snprintf(msg, sizeof msg, "%s: ", fn_);
-    va_list ap;
-    va_start(ap, fmt);
-    std::vsnprintf(msg + off, sizeof msg - off, fmt, ap);
-    va_end(ap);
-    if (range) napi_throw_range_error(env_, nullptr, msg);
-    else napi_throw_type_error(env_, nullptr, msg);
-  }
-
- private:
-  static constexpr size_t kMax = 16;
-  napi_env env_;
-  const char* fn_;
-  size_t argc_ = 0;
-  napi_value argv_[kMax] = {};
-  bool ok_ = true;
-};
-
-napi_value undef(napi_env env) {
-  napi_value u;
-  napi_get_undefined(env, &u);
-  return u;
+  return static_cast<const Pattern*>(p);
 }
 
-bool overlaps(const void* p, size_t pn, const void* q, size_t qn) {
-  if (!p || !q || !pn || !qn) return false;
-  auto a = reinterpret_cast<uintptr_t>(p), b = reinterpret_cast<uintptr_t>(q);
-  return a < b + qn && b < a + pn;
+// Checks an activation buffer [features, ld]: ld a multiple of 16, n <= ld, length.
+void check_act(Args& a, const char* name, size_t len, int64_t features, int64_t ld) {
+  a.need(name, len, features, ld, "features*ld");
 }
 
-// Checks a compressed index of `rows` rows: ptr[0] = 0, ptr non-decreasing, ptr[rows] <=
-// idx length, every idx in [0, 2^31). Returns the largest index (-1 if none).
-int64_t check_index(Args& a, const int32_t* ptr, size_t lptr, const int32_t* idx, size_t lidx, int64_t rows) {
-  a.need("ptr", lptr, rows + 1, "rows+1");
-  if (!a.ok()) return -1;
-  if (ptr[0] != 0) a.fail(true, "ptr[0] must be 0, got %d", ptr[0]);
-  for (int64_t r = 0; r < rows && a.ok(); r++)
-    if (ptr[r + 1] < ptr[r]) a.fail(true, "ptr must be non-decreasing: ptr[%lld] = %d < ptr[%lld] = %d", (long long)(r + 1), ptr[r + 1], (long long)r, ptr[r]);
-  if (!a.ok()) return -1;
-  a.need("idx", lidx, ptr[rows], "ptr[rows]");
-  int64_t mx = -1;
-  for (int32_t k = 0; a.ok() && k < ptr[rows]; k++) {
-    if (idx[k] < 0) a.fail(true, "idx[%d] = %d is negative", k, idx[k]);
-    else if (idx[k] > mx) mx = idx[k];
+void check_ld(Args& a, int64_t n, int64_t ld) {
+  if (a.ok() && (ld % 16 != 0 || ld == 0)) a.fail(true, "ld must be a positive multiple of 16, got %lld", (long long)ld);
+  if (a.ok() && n > ld) a.fail(true, "n = %lld must be <= ld = %lld", (long long)n, (long long)ld);
+}
+
+void set_int(napi_env env, napi_value obj, const char* key, int64_t v) {
+  napi_value x;
+  napi_create_double(env, (double)v, &x);
+  napi_set_named_property(env, obj, key, x);
+}
+
+// Block size for a pattern of this density: about 8 nonzeros per (block, row) segment on
+// average, at least 64 (so a segment's load and store of its output row are amortised),
+// at most the whole extent.
+int64_t block_size(int64_t extent, double density) {
+  if (extent <= 0) return 1;
+  const double want = density > 0 ? 8.0 / density : (double)extent;
+  int64_t b = want < 64 ? 64 : (int64_t)std::ceil(want / 16) * 16;
+  return b < extent ? b : extent;
+}
+
+void build_pattern(Pattern& p, const float* mask, int64_t rows, int64_t cols) {
+  auto kept = [&](int64_t r, int64_t c) { return mask[r * cols + c] != 0.0f || std::isnan(mask[r * cols + c]); };
+  p.rows = rows;
+  p.cols = cols;
+  p.rowPtrV.assign(rows + 1, 0);
+  p.colPtrV.assign(cols + 1, 0);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++)
+      if (kept(r, c)) {
+        p.rowPtrV[r + 1]++;
+        p.colPtrV[c + 1]++;
+      }
+  for (int64_t r = 0; r < rows; r++) p.rowPtrV[r + 1] += p.rowPtrV[r];
+  for (int64_t c = 0; c < cols; c++) p.colPtrV[c + 1] += p.colPtrV[c];
+  p.nnz = p.rowPtrV[rows];
+  const double density = rows && cols ? (double)p.nnz / ((double)rows * (double)cols) : 0;
+  p.bc = block_size(cols, density);
+  p.nbc = cols ? (cols + p.bc - 1) / p.bc : 0;
+  p.br = block_size(rows, density);
+  p.nbr = rows ? (rows + p.br - 1) / p.br : 0;
+
+  // Packed order: count per (block, row), prefix sums, fill.
+  p.segV.assign(p.nbc * rows + 1, 0);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++)
+      if (kept(r, c)) p.segV[(c / p.bc) * rows + r + 1]++;
+  for (int64_t s = 0; s < p.nbc * rows; s++) p.segV[s + 1] += p.segV[s];
+  p.colV.resize(p.nnz);
+  p.rowV.resize(p.nnz);
+  p.flatV.resize(p.nnz);
+  std::vector<int32_t> fill(p.segV.begin(), p.segV.end() - 1);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++)
+      if (kept(r, c)) {
+        const int32_t k = fill[(c / p.bc) * rows + r]++;
+        p.colV[k] = (int32_t)c;
+        p.rowV[k] = (int32_t)r;
+        p.flatV[k] = (int32_t)(r * cols + c);
+      }
+
+  // Transposed view: per (row block, column), rows ascending (the packed order visits a
+  // column's rows in ascending order).
+  p.tsegV.assign(p.nbr * cols + 1, 0);
+  for (int64_t k = 0; k < p.nnz; k++) p.tsegV[(p.rowV[k] / p.br) * cols + p.colV[k] + 1]++;
+  for (int64_t s = 0; s < p.nbr * cols; s++) p.tsegV[s + 1] += p.tsegV[s];
+  p.trowV.resize(p.nnz);
+  p.tposV.resize(p.nnz);
+  std::vector<int32_t> tfill(p.tsegV.begin(), p.tsegV.end() - 1);
+  for (int64_t k = 0; k < p.nnz; k++) {
+    const int32_t at = tfill[(p.rowV[k] / p.br) * cols + p.colV[k]]++;
+    p.trowV[at] = p.rowV[k];
+    p.tposV[at] = (int32_t)k;
   }
-  return mx;
+  p.seg = p.segV.data();
+  p.col = p.colV.data();
+  p.row = p.rowV.data();
+  p.flat = p.flatV.data();
+  p.rowPtr = p.rowPtrV.data();
+  p.tseg = p.tsegV.data();
+  p.trow = p.trowV.data();
+  p.tpos = p.tposV.data();
+  p.colPtr = p.colPtrV.data();
 }
 
 // ------------------------------------------------------------------ exports
 
-// spmm(w, ptr, idx, rowStride, idxStride, inT, outT, bias, rows, n, ld, accumulate, relu)
-napi_value Spmm(napi_env env, napi_callback_info info) {
-  Args a(env, info, "spmm", 13);
-  size_t lw, lp, li, lin, lout, lb;
-  bool hasBias = false;
-  const float* w = a.f32(0, "w", &lw);
-  const int32_t* ptr = a.i32(1, "ptr", &lp);
-  const int32_t* idx = a.i32(2, "idx", &li);
-  const int64_t rs = a.dim(3, "rowStride"), is = a.dim(4, "idxStride");
-  const float* inT = a.f32(5, "inT", &lin);
-  float* outT = a.f32(6, "outT", &lout);
-  const float* bias = a.f32OrNull(7, "bias", &lb, &hasBias);
-  const int64_t rows = a.dim(8, "rows"), n = a.dim(9, "n"), ld = a.dim(10, "ld");
-  const bool acc = a.flag(11, "accumulate"), relu = a.flag(12, "relu");
-  if (a.ok() && n > ld) a.fail(true, "n = %lld must be <= ld = %lld", (long long)n, (long long)ld);
-  const int64_t mx = check_index(a, ptr, lp, idx, li, rows);
+// sparsePattern(mask, rows, cols) -> { rows, cols, nnz, flat }: the nonzeros of mask
+// [rows, cols] (entries != 0, NaN included), compressed once for the kernels below.
+napi_value SparsePattern(napi_env env, napi_callback_info info) {
+  Args a(env, info, "sparsePattern", 3);
+  size_t lm;
+  const float* mask = a.f32(0, "mask", &lm);
+  const int64_t rows = a.dim(1, "rows"), cols = a.dim(2, "cols");
+  if (a.ok() && (double)rows * (double)cols > 2147483647.0)
+    a.fail(true, "rows*cols = %.0f must be below 2^31 (indices are int32)", (double)rows * (double)cols);
+  if (a.ok() && (int64_t)lm != rows * cols)
+    a.fail(true, "mask has %zu elements, expected rows*cols = %lld", lm, (long long)(rows * cols));
   if (!a.ok()) return nullptr;
-  if (rows == 0 || n == 0) return undef(env);
-  a.need("outT", lout, (rows - 1) * ld + n, "(rows-1)*ld+n");
-  if (hasBias) a.need("bias", lb, rows, "rows");
-  if (mx >= 0) {
-    a.need("inT", lin, mx * ld + n, "(max idx)*ld+n");
-    a.need("w", lw, (rows - 1) * rs + mx * is + 1, "(rows-1)*rowStride+(max idx)*idxStride+1");
+  auto* p = new Pattern();
+  build_pattern(*p, mask, rows, cols);
+  napi_value obj, flat, buf;
+  void* data = nullptr;
+  napi_create_object(env, &obj);
+  set_int(env, obj, "rows", rows);
+  set_int(env, obj, "cols", cols);
+  set_int(env, obj, "nnz", p->nnz);
+  napi_create_arraybuffer(env, (size_t)p->nnz * 4, &data, &buf);
+  if (p->nnz) std::memcpy(data, p->flat, (size_t)p->nnz * 4);
+  napi_create_typedarray(env, napi_int32_array, (size_t)p->nnz, buf, 0, &flat);
+  napi_set_named_property(env, obj, "flat", flat);
+  if (napi_wrap(env, obj, p, [](napi_env, void* d, void*) { delete static_cast<Pattern*>(d); }, nullptr, nullptr) !=
+      napi_ok) {
+    delete p;
+    napi_throw_error(env, nullptr, "sparsePattern: cannot wrap the pattern");
+    return nullptr;
   }
-  if (a.ok() && overlaps(outT, lout * 4, inT, lin * 4)) a.fail(true, "outT must not share memory with inT");
-  if (a.ok() && overlaps(outT, lout * 4, w, lw * 4)) a.fail(true, "outT must not share memory with w");
-  if (!a.ok()) return nullptr;
-  FtzScope ftz;
-  struct Ctx {
-    const float *w, *inT, *bias;
-    const int32_t *ptr, *idx;
-    float* outT;
-    int64_t rs, is, n, ld;
-    bool acc, relu;
-  } c{w, inT, hasBias ? bias : nullptr, ptr, idx, outT, rs, is, n, ld, acc, relu};
-  for_rows(ptr, rows, n, [](const void* p, int64_t b, int64_t e) {
-    const Ctx& c = *static_cast<const Ctx*>(p);
-    gS->spmm(c.w, c.ptr, c.idx, c.rs, c.is, c.inT, c.outT, c.bias, b, e, c.n, c.ld, c.acc, c.relu);
-  }, &c);
-  return undef(env);
+  return obj;
 }
 
-// sddmm(aT, ptr, idx, rowStride, idxStride, bT, out, rows, n, ld)
-napi_value Sddmm(napi_env env, napi_callback_info info) {
-  Args a(env, info, "sddmm", 10);
-  size_t la, lp, li, lb, lo;
-  const float* aT = a.f32(0, "aT", &la);
-  const int32_t* ptr = a.i32(1, "ptr", &lp);
-  const int32_t* idx = a.i32(2, "idx", &li);
-  const int64_t rs = a.dim(3, "rowStride"), is = a.dim(4, "idxStride");
-  const float* bT = a.f32(5, "bT", &lb);
-  float* out = a.f32(6, "out", &lo);
-  const int64_t rows = a.dim(7, "rows"), n = a.dim(8, "n"), ld = a.dim(9, "ld");
-  if (a.ok() && n > ld) a.fail(true, "n = %lld must be <= ld = %lld", (long long)n, (long long)ld);
-  const int64_t mx = check_index(a, ptr, lp, idx, li, rows);
+// sparseForward(pattern, w, vals, inT, outT, bias, n, ld, relu)
+napi_value SparseForward(napi_env env, napi_callback_info info) {
+  Args a(env, info, "sparseForward", 9);
+  const Pattern* p = pattern_arg(a, 0);
+  size_t lw, lv, lin, lout, lb;
+  bool hasBias = false;
+  const float* w = a.f32(1, "w", &lw);
+  float* vals = a.f32(2, "vals", &lv);
+  const float* inT = a.f32(3, "inT", &lin);
+  float* outT = a.f32(4, "outT", &lout);
+  const float* bias = a.f32OrNull(5, "bias", &lb, &hasBias);
+  const int64_t n = a.dim(6, "n"), ld = a.dim(7, "ld");
+  const bool relu = a.flag(8, "relu");
+  check_ld(a, n, ld);
   if (!a.ok()) return nullptr;
-  if (rows == 0 || mx < 0) return undef(env);
-  a.need("aT", la, (rows - 1) * ld + n, "(rows-1)*ld+n");
-  a.need("bT", lb, mx * ld + n, "(max idx)*ld+n");
-  a.need("out", lo, (rows - 1) * rs + mx * is + 1, "(rows-1)*rowStride+(max idx)*idxStride+1");
-  if (a.ok() && (overlaps(out, lo * 4, aT, la * 4) || overlaps(out, lo * 4, bT, lb * 4)))
-    a.fail(true, "out must not share memory with aT or bT");
+  a.need("w", lw, p->rows, p->cols, "rows*cols");
+  a.need("vals", lv, p->nnz, 1, "nnz");
+  check_act(a, "inT", lin, p->cols, ld);
+  check_act(a, "outT", lout, p->rows, ld);
+  if (hasBias) a.need("bias", lb, p->rows, 1, "rows");
+  if (a.ok() && (overlaps(outT, lout * 4, inT, lin * 4) || overlaps(outT, lout * 4, w, lw * 4)))
+    a.fail(true, "outT must not share memory with inT or w");
   if (!a.ok()) return nullptr;
+  if (p->rows == 0) return undefined_value(env);
   FtzScope ftz;
   struct Ctx {
-    const float *aT, *bT;
-    const int32_t *ptr, *idx;
-    float* out;
-    int64_t rs, is, n, ld;
-  } c{aT, bT, ptr, idx, out, rs, is, n, ld};
-  for_rows(ptr, rows, n, [](const void* p, int64_t b, int64_t e) {
-    const Ctx& c = *static_cast<const Ctx*>(p);
-    gS->sddmm(c.aT, c.ptr, c.idx, c.rs, c.is, c.bT, c.out, b, e, c.n, c.ld);
+    const Pattern* p;
+    const float *w, *inT, *bias;
+    float *vals, *outT;
+    int64_t n, ld;
+    bool relu;
+  } c{p, w, inT, hasBias ? bias : nullptr, vals, outT, n, ld, relu};
+  for_parts(p->rowPtr, p->rows, ld, [](const void* q, int64_t r0, int64_t r1) {
+    const Ctx& c = *static_cast<const Ctx*>(q);
+    gS->forward(*c.p, c.w, c.vals, c.inT, c.outT, c.bias, r0, r1, c.n, c.ld, c.relu);
   }, &c);
-  return undef(env);
+  return undefined_value(env);
+}
+
+// sparseInputGrad(pattern, vals, gyT, gxT, ld)
+napi_value SparseInputGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info, "sparseInputGrad", 5);
+  const Pattern* p = pattern_arg(a, 0);
+  size_t lv, lg, lx;
+  const float* vals = a.f32(1, "vals", &lv);
+  const float* gyT = a.f32(2, "gyT", &lg);
+  float* gxT = a.f32(3, "gxT", &lx);
+  const int64_t ld = a.dim(4, "ld");
+  check_ld(a, 0, ld);
+  if (!a.ok()) return nullptr;
+  a.need("vals", lv, p->nnz, 1, "nnz");
+  check_act(a, "gyT", lg, p->rows, ld);
+  check_act(a, "gxT", lx, p->cols, ld);
+  if (a.ok() && (overlaps(gxT, lx * 4, gyT, lg * 4) || overlaps(gxT, lx * 4, vals, lv * 4)))
+    a.fail(true, "gxT must not share memory with gyT or vals");
+  if (!a.ok()) return nullptr;
+  if (p->cols == 0) return undefined_value(env);
+  FtzScope ftz;
+  struct Ctx {
+    const Pattern* p;
+    const float *vals, *gyT;
+    float* gxT;
+    int64_t ld;
+  } c{p, vals, gyT, gxT, ld};
+  for_parts(p->colPtr, p->cols, ld, [](const void* q, int64_t i0, int64_t i1) {
+    const Ctx& c = *static_cast<const Ctx*>(q);
+    gS->inputGrad(*c.p, c.vals, c.gyT, c.gxT, i0, i1, c.ld);
+  }, &c);
+  return undefined_value(env);
+}
+
+// sparseWeightGrad(pattern, gyT, xT, gvals, ld)
+napi_value SparseWeightGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info, "sparseWeightGrad", 5);
+  const Pattern* p = pattern_arg(a, 0);
+  size_t lg, lx, lv;
+  const float* gyT = a.f32(1, "gyT", &lg);
+  const float* xT = a.f32(2, "xT", &lx);
+  float* gvals = a.f32(3, "gvals", &lv);
+  const int64_t ld = a.dim(4, "ld");
+  check_ld(a, 0, ld);
+  if (!a.ok()) return nullptr;
+  check_act(a, "gyT", lg, p->rows, ld);
+  check_act(a, "xT", lx, p->cols, ld);
+  a.need("gvals", lv, p->nnz, 1, "nnz");
+  if (a.ok() && (overlaps(gvals, lv * 4, gyT, lg * 4) || overlaps(gvals, lv * 4, xT, lx * 4)))
+    a.fail(true, "gvals must not share memory with gyT or xT");
+  if (!a.ok()) return nullptr;
+  if (p->nnz == 0) return undefined_value(env);
+  FtzScope ftz;
+  struct Ctx {
+    const Pattern* p;
+    const float *gyT, *xT;
+    float* gvals;
+    int64_t ld;
+  } c{p, gyT, xT, gvals, ld};
+  for_parts(p->rowPtr, p->rows, ld, [](const void* q, int64_t r0, int64_t r1) {
+    const Ctx& c = *static_cast<const Ctx*>(q);
+    gS->weightGrad(*c.p, c.gyT, c.xT, c.gvals, r0, r1, c.ld);
+  }, &c);
+  return undefined_value(env);
 }
 
 // transpose(x, out, rows, cols, ldx, ldo, accumulate)
@@ -325,67 +393,58 @@ napi_value Transpose(napi_env env, napi_callback_info info) {
   const bool acc = a.flag(6, "accumulate");
   if (a.ok() && ldx < cols) a.fail(true, "ldx = %lld must be >= cols = %lld", (long long)ldx, (long long)cols);
   if (a.ok() && ldo < rows) a.fail(true, "ldo = %lld must be >= rows = %lld", (long long)ldo, (long long)rows);
-  a.need("x", lx, rows * ldx, "rows*ldx");
-  a.need("out", lo, cols * ldo, "cols*ldo");
+  a.need("x", lx, rows, ldx, "rows*ldx");
+  a.need("out", lo, cols, ldo, "cols*ldo");
   if (a.ok() && overlaps(out, lo * 4, x, lx * 4)) a.fail(true, "out must not share memory with x");
   if (!a.ok()) return nullptr;
-  if (cols == 0) return undef(env);
+  if (cols == 0 || ldo == 0) return undefined_value(env);
   FtzScope ftz;
   gS->transpose(x, out, rows, cols, ldx, ldo, acc, 0, cols);
-  return undef(env);
+  return undefined_value(env);
 }
 
-// adamSparse(param, grad, m, v, idx, nnz, lr, beta1, beta2, eps, step)
+// Checks the packed per-nonzero buffers of an optimiser step.
+void check_packed(Args& a, const Pattern* p, size_t lw, std::initializer_list<std::pair<const char*, size_t>> bufs) {
+  if (!a.ok()) return;
+  a.need("param", lw, p->rows, p->cols, "rows*cols");
+  for (auto& b : bufs) a.need(b.first, b.second, p->nnz, 1, "nnz");
+}
+
+// adamSparse(pattern, param, grad, m, v, lr, beta1, beta2, eps, step)
 napi_value AdamSparse(napi_env env, napi_callback_info info) {
-  Args a(env, info, "adamSparse", 11);
-  size_t lp, lg, lm, lv, li;
-  float* p = a.f32(0, "param", &lp);
-  float* g = a.f32(1, "grad", &lg);
-  float* m = a.f32(2, "m", &lm);
-  float* v = a.f32(3, "v", &lv);
-  const int32_t* idx = a.i32(4, "idx", &li);
-  const int64_t nnz = a.dim(5, "nnz");
-  const double lr = a.number(6, "lr"), beta1 = a.number(7, "beta1"), beta2 = a.number(8, "beta2");
-  const double eps = a.number(9, "eps"), step = a.number(10, "step");
-  a.need("idx", li, nnz, "nnz");
-  if (!a.ok()) return nullptr;
-  const size_t n = lp < lg ? (lp < lm ? (lp < lv ? lp : lv) : (lm < lv ? lm : lv)) : (lg < lm ? (lg < lv ? lg : lv) : (lm < lv ? lm : lv));
-  for (int64_t k = 0; k < nnz; k++)
-    if (idx[k] < 0 || (size_t)idx[k] >= n) {
-      a.fail(true, "idx[%lld] = %d is outside param/grad/m/v (%zu elements)", (long long)k, idx[k], n);
-      return nullptr;
-    }
-  if (!nnz) return undef(env);
+  Args a(env, info, "adamSparse", 10);
+  const Pattern* p = pattern_arg(a, 0);
+  size_t lw, lg, lm, lv;
+  float* w = a.f32(1, "param", &lw);
+  float* g = a.f32(2, "grad", &lg);
+  float* m = a.f32(3, "m", &lm);
+  float* v = a.f32(4, "v", &lv);
+  const double lr = a.number(5, "lr"), beta1 = a.number(6, "beta1"), beta2 = a.number(7, "beta2");
+  const double eps = a.number(8, "eps"), step = a.number(9, "step");
+  check_packed(a, p, lw, {{"grad", lg}, {"m", lm}, {"v", lv}});
+  if (!a.ok() || p->nnz == 0) return a.ok() ? undefined_value(env) : nullptr;
   const double stepSize = lr / (1 - std::pow(beta1, step));
   const double invBc2 = 1 / std::sqrt(1 - std::pow(beta2, step));
   FtzScope ftz;
-  gS->adam(p, g, m, v, idx, 0, nnz, (float)beta1, (float)beta2, (float)(1 - beta1), (float)(1 - beta2),
-           (float)stepSize, (float)invBc2, (float)eps);
-  return undef(env);
+  gS->adam(*p, w, g, m, v, (float)beta1, (float)beta2, (float)(1 - beta1), (float)(1 - beta2), (float)stepSize,
+           (float)invBc2, (float)eps);
+  return undefined_value(env);
 }
 
-// sgdSparse(param, grad, buf, idx, nnz, lr, momentum, weightDecay)
+// sgdSparse(pattern, param, grad, buf, lr, momentum, weightDecay)
 napi_value SgdSparse(napi_env env, napi_callback_info info) {
-  Args a(env, info, "sgdSparse", 8);
-  size_t lp, lg, lb, li;
-  float* p = a.f32(0, "param", &lp);
-  float* g = a.f32(1, "grad", &lg);
-  float* buf = a.f32(2, "buf", &lb);
-  const int32_t* idx = a.i32(3, "idx", &li);
-  const int64_t nnz = a.dim(4, "nnz");
-  const double lr = a.number(5, "lr"), momentum = a.number(6, "momentum"), wd = a.number(7, "weightDecay");
-  a.need("idx", li, nnz, "nnz");
-  if (!a.ok()) return nullptr;
-  const size_t n = lp < lg ? (lp < lb ? lp : lb) : (lg < lb ? lg : lb);
-  for (int64_t k = 0; k < nnz; k++)
-    if (idx[k] < 0 || (size_t)idx[k] >= n) {
-      a.fail(true, "idx[%lld] = %d is outside param/grad/buf (%zu elements)", (long long)k, idx[k], n);
-      return nullptr;
-    }
-  if (!nnz) return undef(env);
+  Args a(env, info, "sgdSparse", 7);
+  const Pattern* p = pattern_arg(a, 0);
+  size_t lw, lg, lb;
+  float* w = a.f32(1, "param", &lw);
+  float* g = a.f32(2, "grad", &lg);
+  float* buf = a.f32(3, "buf", &lb);
+  const double lr = a.number(4, "lr"), momentum = a.number(5, "momentum"), wd = a.number(6, "weightDecay");
+  check_packed(a, p, lw, {{"grad", lg}, {"buf", lb}});
+  if (!a.ok() || p->nnz == 0) return a.ok() ? undefined_value(env) : nullptr;
   FtzScope ftz;
-  gS->sgd(p, g, buf, idx, 0, nnz, (float)lr, (float)momentum, (float)wd);
-  return undef(env);
+  gS->sgd(*p, w, g, buf, (float)lr, (float)momentum, (float)wd);
+  return undefined_value(env);
 }
 
 }  // namespace
@@ -399,8 +458,10 @@ bool lth::register_sparse(napi_env env, napi_value exports, const char* simd) {
   (void)simd;
 #endif
   const napi_property_descriptor props[] = {
-      {"spmm", nullptr, Spmm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"sddmm", nullptr, Sddmm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sparsePattern", nullptr, SparsePattern, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sparseForward", nullptr, SparseForward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sparseInputGrad", nullptr, SparseInputGrad, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sparseWeightGrad", nullptr, SparseWeightGrad, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"transpose", nullptr, Transpose, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"adamSparse", nullptr, AdamSparse, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sgdSparse", nullptr, SgdSparse, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -12,7 +12,8 @@ namespace lth {
 int thread_count();
 void run_parts(int parts, void (*fn)(void* ctx, int part), void* ctx);
 
-// Adds the sparse kernels (spmm, sddmm, transpose, adamSparse, sgdSparse) to `exports`.
+// Adds the sparse kernels (sparsePattern, sparseForward, sparseInputGrad, sparseWeightGrad,
+// transpose, adamSparse, sgdSparse) to `exports`.
 // `simd` is the path lth_native chose ('avx512' | 'avx2' | 'scalar').
 bool register_sparse(napi_env env, napi_value exports, const char* simd);
 

@@ -2,8 +2,15 @@
 // namespace with LTH_SP_TARGET set to that ISA's target attribute. GCC generic vectors
 // of 16 floats: one zmm on AVX-512, two ymm on AVX2, four xmm on the baseline.
 // No standard headers here (see native/README.md).
+//
+// Activations are transposed, [features, ld] with the batch contiguous; ld is a multiple
+// of 16 and the columns are processed in chunks of up to 64 (V = 1..4 vectors held in
+// registers), so every nonzero is V vector FMAs and there is no scalar tail. The
+// nonzeros are visited in the pattern's packed order: column block by column block
+// (see Pattern in sparse.cc), so the activation rows a block reads stay in L1.
 
 typedef float vf __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int32_t vi __attribute__((vector_size(64)));
 
 LTH_SP_TARGET static inline vf ld16(const float* p) { return *reinterpret_cast<const vf*>(p); }
 LTH_SP_TARGET static inline void st16(float* p, vf v) { *reinterpret_cast<vf*>(p) = v; }
@@ -11,141 +18,259 @@ LTH_SP_TARGET static inline vf relu16(vf a) {
   const vf z = {};
   return a < z ? z : a;  // NaN stays NaN
 }
+// Lanes whose column c0 + lane is below n; the others (batch padding) become 0.
+LTH_SP_TARGET static inline vf keep_cols(vf a, int64_t c0, int64_t n) {
+  const vi lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const vi col = lane + (int32_t)c0;
+  return (vf)((vi)a & (col < (int32_t)n));
+}
 
-// outT[r, c] = init + Σ_k w[r*rs + idx[k]*is] · inT[idx[k], c], c < n, row stride ld.
-LTH_SP_TARGET static void spmm(const float* w, const int32_t* ptr, const int32_t* idx, int64_t rs, int64_t is,
-                               const float* inT, float* outT, const float* bias, int64_t r0, int64_t r1, int64_t n,
-                               int64_t ld, bool acc, bool relu) {
-  for (int64_t r = r0; r < r1; r++) {
-    const int32_t k0 = ptr[r], k1 = ptr[r + 1];
-    const float* wr = w + r * rs;
-    float* o = outT + r * ld;
-    const float b0 = bias ? bias[r] : 0.0f;
-    int64_t c = 0;
-    for (; c + 64 <= n; c += 64) {
-      vf a0, a1, a2, a3;
-      if (acc) {
-        a0 = ld16(o + c); a1 = ld16(o + c + 16); a2 = ld16(o + c + 32); a3 = ld16(o + c + 48);
-      } else {
-        a0 = vf{} + b0; a1 = a0; a2 = a0; a3 = a0;
-      }
-      for (int32_t k = k0; k < k1; k++) {
-        const int64_t i = idx[k];
-        const float wv = wr[i * is];
-        const float* x = inT + i * ld + c;
-        a0 += wv * ld16(x); a1 += wv * ld16(x + 16); a2 += wv * ld16(x + 32); a3 += wv * ld16(x + 48);
-      }
-      if (relu) { a0 = relu16(a0); a1 = relu16(a1); a2 = relu16(a2); a3 = relu16(a3); }
-      st16(o + c, a0); st16(o + c + 16, a1); st16(o + c + 32, a2); st16(o + c + 48, a3);
-    }
-    for (; c + 16 <= n; c += 16) {
-      vf a0 = acc ? ld16(o + c) : vf{} + b0;
-      for (int32_t k = k0; k < k1; k++) {
-        const int64_t i = idx[k];
-        a0 += wr[i * is] * ld16(inT + i * ld + c);
-      }
-      if (relu) a0 = relu16(a0);
-      st16(o + c, a0);
-    }
-    for (; c < n; c++) {
-      float a = acc ? o[c] : b0;
-      for (int32_t k = k0; k < k1; k++) {
-        const int64_t i = idx[k];
-        a += wr[i * is] * inT[i * ld + c];
-      }
-      o[c] = relu && a < 0.0f ? 0.0f : a;
+// Calls body.template operator()<V>(c0) for each column chunk of up to 64 columns.
+template <class Body>
+LTH_SP_TARGET static inline void for_chunks(int64_t ld, Body body) {
+  for (int64_t c0 = 0; c0 < ld; c0 += 64) {
+    switch ((ld - c0) >= 64 ? 4 : (ld - c0) / 16) {
+      case 4: body.template operator()<4>(c0); break;
+      case 3: body.template operator()<3>(c0); break;
+      case 2: body.template operator()<2>(c0); break;
+      default: body.template operator()<1>(c0); break;
     }
   }
 }
 
-// out[r*rs + idx[k]*is] += Σ_{c<n} aT[r, c] · bT[idx[k], c] for the nonzeros of rows [r0, r1).
-LTH_SP_TARGET static void sddmm(const float* aT, const int32_t* ptr, const int32_t* idx, int64_t rs, int64_t is,
-                                const float* bT, float* out, int64_t r0, int64_t r1, int64_t n, int64_t ld) {
-  const int64_t n16 = n & ~(int64_t)15;
-  for (int64_t r = r0; r < r1; r++) {
-    const int32_t k0 = ptr[r], k1 = ptr[r + 1];
-    const float* a = aT + r * ld;
-    float* orow = out + r * rs;
-    for (int32_t k = k0; k < k1; k++) {
-      const int64_t i = idx[k];
-      const float* b = bT + i * ld;
-      vf s0 = {}, s1 = {};
-      int64_t c = 0;
-      for (; c + 32 <= n16; c += 32) {
-        s0 += ld16(a + c) * ld16(b + c);
-        s1 += ld16(a + c + 16) * ld16(b + c + 16);
-      }
-      if (c < n16) s0 += ld16(a + c) * ld16(b + c), c += 16;
-      s0 += s1;
-      float s = 0.0f;
-      for (int l = 0; l < 16; l++) s += s0[l];
-      for (; c < n; c++) s += a[c] * b[c];
-      orow[i * is] += s;
-    }
+// One (block, row) segment of a product: acc[v] += Σ_k w(k)·in[idx(k)·ld + 16v] for k in
+// [k0, k1), accumulated into out[16v] (loaded and stored once per segment).
+template <int V, class Weight, class Index>
+LTH_SP_TARGET static inline void segment(float* out, const float* in, int64_t ld, int32_t k0, int32_t k1, Weight w,
+                                         Index idx) {
+  vf a[V];
+  for (int v = 0; v < V; v++) a[v] = ld16(out + 16 * v);
+  for (int32_t k = k0; k < k1; k++) {
+    const float* x = in + (int64_t)idx(k) * ld;
+    const float wk = w(k);
+    for (int v = 0; v < V; v++) a[v] += wk * ld16(x + 16 * v);
   }
+  for (int v = 0; v < V; v++) st16(out + 16 * v, a[v]);
 }
 
-// out[c*ldo + r] (+)= x[r*ldx + c] over rows [r0, r1) ... all of cols; zero padding rows..ldo when !acc.
+struct ForwardChunk {
+  const Pattern& p;
+  const float *vals, *inT, *bias;
+  float* outT;
+  int64_t r0, r1, n, ld;
+  bool relu;
+  template <int V>
+  LTH_SP_TARGET void operator()(int64_t c0) const {
+    for (int64_t r = r0; r < r1; r++) {
+      const vf b = vf{} + (bias ? bias[r] : 0.0f);
+      for (int v = 0; v < V; v++) st16(outT + r * ld + c0 + 16 * v, b);
+    }
+    for (int64_t b = 0; b < p.nbc; b++) {
+      const int32_t* seg = p.seg + b * p.rows;
+      for (int64_t r = r0; r < r1; r++)
+        if (seg[r] < seg[r + 1])
+          segment<V>(outT + r * ld + c0, inT + c0, ld, seg[r], seg[r + 1], [&](int32_t k) { return vals[k]; },
+                     [&](int32_t k) { return p.col[k]; });
+    }
+    if (!relu && c0 + 16 * V <= n) return;
+    for (int64_t r = r0; r < r1; r++)
+      for (int v = 0; v < V; v++) {
+        float* o = outT + r * ld + c0 + 16 * v;
+        vf y = relu ? relu16(ld16(o)) : ld16(o);
+        if (c0 + 16 * (v + 1) > n) y = keep_cols(y, c0 + 16 * v, n);
+        st16(o, y);
+      }
+  }
+};
+
+// Forward over rows [r0, r1): vals[k] = w[flat[k]] (kept for the backward), then
+// outT[r, c] = act(bias[r] + Σ_k vals[k]·inT[col[k], c]) for c < n, 0 for n ≤ c < ld.
+// Column blocks of the pattern keep the rows of inT being read in L1.
+LTH_SP_TARGET static void sp_forward(const Pattern& p, const float* w, float* vals, const float* inT, float* outT,
+                                     const float* bias, int64_t r0, int64_t r1, int64_t n, int64_t ld, bool relu) {
+  for (int64_t b = 0; b < p.nbc; b++)
+    for (int32_t k = p.seg[b * p.rows + r0]; k < p.seg[b * p.rows + r1]; k++) vals[k] = w[p.flat[k]];
+  for_chunks(ld, ForwardChunk{p, vals, inT, bias, outT, r0, r1, n, ld, relu});
+}
+
+struct InputGradChunk {
+  const Pattern& p;
+  const float *vals, *gyT;
+  float* gxT;
+  int64_t i0, i1, ld;
+  template <int V>
+  LTH_SP_TARGET void operator()(int64_t c0) const {
+    for (int64_t i = i0; i < i1; i++)
+      for (int v = 0; v < V; v++) st16(gxT + i * ld + c0 + 16 * v, vf{});
+    for (int64_t b = 0; b < p.nbr; b++) {
+      const int32_t* seg = p.tseg + b * p.cols;
+      for (int64_t i = i0; i < i1; i++)
+        if (seg[i] < seg[i + 1])
+          segment<V>(gxT + i * ld + c0, gyT + c0, ld, seg[i], seg[i + 1], [&](int32_t k) { return vals[p.tpos[k]]; },
+                     [&](int32_t k) { return p.trow[k]; });
+    }
+  }
+};
+
+// Input gradient over columns [i0, i1): gxT[i, c] = Σ vals[k]·gyT[row(k), c] over the
+// nonzeros k of column i (overwrites), by row blocks of the transposed pattern.
+LTH_SP_TARGET static void sp_input_grad(const Pattern& p, const float* vals, const float* gyT, float* gxT, int64_t i0,
+                                        int64_t i1, int64_t ld) {
+  for_chunks(ld, InputGradChunk{p, vals, gyT, gxT, i0, i1, ld});
+}
+
+// Sums of 16 vectors: lane j of the result is the sum of the lanes of s[j]. Four rounds
+// of pairwise shuffles halve the partial sums per vector (8, 4, 2, 1) and merge pairs
+// of vectors, 30 shuffles for 16 dot products instead of 16 horizontal sums.
+LTH_SP_TARGET static inline vf sum16(const vf* s) {
+  const vi h1a = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+  const vi h1b = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+  const vi h2a = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
+  const vi h2b = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
+  const vi h3a = {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29};
+  const vi h3b = {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31};
+  const vi h4a = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+  const vi h4b = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+  vf t[8], u[4], z[2];
+  for (int i = 0; i < 8; i++) t[i] = __builtin_shuffle(s[2 * i], s[2 * i + 1], h1a) + __builtin_shuffle(s[2 * i], s[2 * i + 1], h1b);
+  for (int i = 0; i < 4; i++) u[i] = __builtin_shuffle(t[2 * i], t[2 * i + 1], h2a) + __builtin_shuffle(t[2 * i], t[2 * i + 1], h2b);
+  for (int i = 0; i < 2; i++) z[i] = __builtin_shuffle(u[2 * i], u[2 * i + 1], h3a) + __builtin_shuffle(u[2 * i], u[2 * i + 1], h3b);
+  return __builtin_shuffle(z[0], z[1], h4a) + __builtin_shuffle(z[0], z[1], h4b);
+}
+
+// The dot product over one column chunk of gyT[row(k)] and xT[col(k)].
+template <int V>
+LTH_SP_TARGET static inline vf dot_chunk(const Pattern& p, const float* gyT, const float* xT, int64_t ld, int32_t k) {
+  const float* g = gyT + (int64_t)p.row[k] * ld;
+  const float* x = xT + (int64_t)p.col[k] * ld;
+  vf d = ld16(g) * ld16(x);
+  for (int v = 1; v < V; v++) d += ld16(g + 16 * v) * ld16(x + 16 * v);
+  return d;
+}
+
+struct WeightGradChunk {
+  const Pattern& p;
+  const float *gyT, *xT;
+  float* gvals;
+  int64_t r0, r1, ld;
+  template <int V>
+  LTH_SP_TARGET void operator()(int64_t c0) const {
+    for (int64_t b = 0; b < p.nbc; b++) {
+      const int32_t k0 = p.seg[b * p.rows + r0], k1 = p.seg[b * p.rows + r1];
+      int32_t k = k0;
+      vf s[16];
+      for (; k + 16 <= k1; k += 16) {
+        for (int j = 0; j < 16; j++) s[j] = dot_chunk<V>(p, gyT + c0, xT + c0, ld, k + j);
+        st16(gvals + k, ld16(gvals + k) + sum16(s));
+      }
+      if (k < k1) {
+        const int cnt = k1 - k;
+        for (int j = 0; j < 16; j++) s[j] = j < cnt ? dot_chunk<V>(p, gyT + c0, xT + c0, ld, k + j) : vf{};
+        const vf sum = sum16(s);
+        for (int j = 0; j < cnt; j++) gvals[k + j] += sum[j];
+      }
+    }
+  }
+};
+
+// Weight gradient over rows [r0, r1): gvals[k] += Σ_c gyT[row(k), c]·xT[col(k), c], over
+// the nonzeros in packed order (contiguous per column block), 16 at a time.
+LTH_SP_TARGET static void sp_weight_grad(const Pattern& p, const float* gyT, const float* xT, float* gvals, int64_t r0,
+                                         int64_t r1, int64_t ld) {
+  for_chunks(ld, WeightGradChunk{p, gyT, xT, gvals, r0, r1, ld});
+}
+
+#if LTH_SP_AVX
+// d[c·ldo + r] (+)= s[r·ldx + c] for an 8x8 block (unpack, shuffle, permute: 24 shuffles).
+LTH_SP_TARGET static inline void tr8x8(const float* s, int64_t ldx, float* d, int64_t ldo, bool acc) {
+  __m256 r[8], t[8], u[8];
+  for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(s + i * ldx);
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int h = 0; h < 2; h++) {
+    u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int q = 0; q < 4; q++) {
+    const __m256 c0 = _mm256_permute2f128_ps(u[q], u[q + 4], 0x20), c1 = _mm256_permute2f128_ps(u[q], u[q + 4], 0x31);
+    float* d0 = d + q * ldo;
+    float* d1 = d + (q + 4) * ldo;
+    _mm256_storeu_ps(d0, acc ? _mm256_add_ps(_mm256_loadu_ps(d0), c0) : c0);
+    _mm256_storeu_ps(d1, acc ? _mm256_add_ps(_mm256_loadu_ps(d1), c1) : c1);
+  }
+}
+#endif
+
+// out[c·ldo + r] (+)= x[r·ldx + c] for r < rows, c in [c0, c1); without acc, also
+// out[c·ldo + r] = 0 for rows <= r < ldo.
 LTH_SP_TARGET static void transpose(const float* x, float* out, int64_t rows, int64_t cols, int64_t ldx, int64_t ldo,
                                     bool acc, int64_t c0, int64_t c1) {
-  constexpr int64_t B = 16;
-  for (int64_t cb = c0; cb < c1; cb += B) {
-    const int64_t ce = cb + B < c1 ? cb + B : c1;
-    for (int64_t rb = 0; rb < rows; rb += B) {
-      const int64_t re = rb + B < rows ? rb + B : rows;
-      if (ce - cb == B && re - rb == B && !acc) {
-        float t[B][B];
-        for (int64_t r = 0; r < B; r++) {
-          const float* xr = x + (rb + r) * ldx + cb;
-          for (int64_t c = 0; c < B; c++) t[c][r] = xr[c];
-        }
-        for (int64_t c = 0; c < B; c++) {
-          float* oc = out + (cb + c) * ldo + rb;
-          for (int64_t r = 0; r < B; r++) oc[r] = t[c][r];
-        }
-      } else {
-        for (int64_t c = cb; c < ce; c++) {
-          float* oc = out + c * ldo;
-          if (acc)
-            for (int64_t r = rb; r < re; r++) oc[r] += x[r * ldx + c];
-          else
-            for (int64_t r = rb; r < re; r++) oc[r] = x[r * ldx + c];
-        }
-      }
+  (void)cols;
+  int64_t c = c0;
+#if LTH_SP_AVX
+  const int64_t r8 = rows & ~(int64_t)7;
+  for (; c + 8 <= c1; c += 8) {
+    for (int64_t r = 0; r < r8; r += 8) tr8x8(x + r * ldx + c, ldx, out + c * ldo + r, ldo, acc);
+    for (int64_t j = c; j < c + 8; j++)
+      for (int64_t r = r8; r < rows; r++) out[j * ldo + r] = (acc ? out[j * ldo + r] : 0.0f) + x[r * ldx + j];
+  }
+#endif
+  for (; c < c1; c++)
+    for (int64_t r = 0; r < rows; r++) out[c * ldo + r] = (acc ? out[c * ldo + r] : 0.0f) + x[r * ldx + c];
+  if (!acc)
+    for (int64_t j = c0; j < c1; j++)
+      for (int64_t r = rows; r < ldo; r++) out[j * ldo + r] = 0.0f;
+}
+
+// Adam (the dense kernel's float expression) on a sparse weight: gradient and moments
+// packed in the pattern's order, the weight at its dense positions; then grad = 0.
+LTH_SP_TARGET static void adam_sparse(const Pattern& p, float* w, float* g, float* m, float* v, float beta1, float beta2,
+                                      float ob1, float ob2, float stepSize, float invBc2, float eps) {
+  const int64_t nnz = p.nnz, n16 = nnz & ~(int64_t)15;
+  int64_t k = 0;
+  for (; k < n16; k += 16) {
+    const vf gi = ld16(g + k);
+    const vf mi = beta1 * ld16(m + k) + ob1 * gi;
+    const vf vv = beta2 * ld16(v + k) + ob2 * gi * gi;
+    st16(m + k, mi);
+    st16(v + k, vv);
+    st16(g + k, vf{});
+    vf root;
+    for (int j = 0; j < 16; j++) root[j] = __builtin_sqrtf(vv[j]);
+    const vf step = stepSize * mi / (root * invBc2 + eps);
+    for (int j = 0; j < 16; j++) {
+      float* pw = w + p.flat[k + j];
+      *pw = *pw - step[j];
     }
-    if (!acc)
-      for (int64_t c = cb; c < ce; c++)
-        for (int64_t r = rows; r < ldo; r++) out[c * ldo + r] = 0.0f;
+  }
+  for (; k < nnz; k++) {
+    const float gi = g[k];
+    const float mi = beta1 * m[k] + ob1 * gi;
+    const float vv = beta2 * v[k] + ob2 * gi * gi;
+    m[k] = mi;
+    v[k] = vv;
+    g[k] = 0.0f;
+    float* pw = w + p.flat[k];
+    *pw = *pw - stepSize * mi / (__builtin_sqrtf(vv) * invBc2 + eps);
   }
 }
 
-// Adam (the dense kernel's float expression) at p[idx[k]]; then grad[idx[k]] = 0.
-LTH_SP_TARGET static void adam_sparse(float* p, float* g, float* m, float* v, const int32_t* idx, int64_t k0,
-                                      int64_t k1, float beta1, float beta2, float ob1, float ob2, float stepSize,
-                                      float invBc2, float eps) {
-  for (int64_t k = k0; k < k1; k++) {
-    const int64_t i = idx[k];
-    const float gi = g[i];
-    const float mi = beta1 * m[i] + ob1 * gi;
-    const float vi = beta2 * v[i] + ob2 * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = p[i] - stepSize * mi / (__builtin_sqrtf(vi) * invBc2 + eps);
-    g[i] = 0.0f;
+// SGD (the dense kernel's float expression) on a sparse weight: gradient and momentum
+// buffer packed in the pattern's order, the weight at its dense positions; then grad = 0.
+LTH_SP_TARGET static void sgd_sparse(const Pattern& p, float* w, float* g, float* buf, float lr, float momentum,
+                                     float weightDecay) {
+  for (int64_t k = 0; k < p.nnz; k++) {
+    float* pw = w + p.flat[k];
+    const float gi = g[k] + weightDecay * *pw;
+    const float bi = momentum * buf[k] + gi;
+    buf[k] = bi;
+    *pw = *pw - lr * bi;
+    g[k] = 0.0f;
   }
 }
 
-// SGD (the dense kernel's float expression) at p[idx[k]]; then grad[idx[k]] = 0.
-LTH_SP_TARGET static void sgd_sparse(float* p, float* g, float* buf, const int32_t* idx, int64_t k0, int64_t k1,
-                                     float lr, float momentum, float weightDecay) {
-  for (int64_t k = k0; k < k1; k++) {
-    const int64_t i = idx[k];
-    const float gi = g[i] + weightDecay * p[i];
-    const float bi = momentum * buf[i] + gi;
-    buf[i] = bi;
-    p[i] = p[i] - lr * bi;
-    g[i] = 0.0f;
-  }
-}
-
-static const SparseKernels kTable = {spmm, sddmm, transpose, adam_sparse, sgd_sparse};
+static const SparseKernels kTable = {sp_forward, sp_input_grad, sp_weight_grad, transpose, adam_sparse, sgd_sparse};

@@ -114,30 +114,34 @@ export interface Backend {
   ): void;
 
   // ---------------------------------------------------------------- sparse (masked fully connected)
-  // A compressed index of `rows` rows: ptr[rows+1] (ptr[0] = 0, non-decreasing) and idx[ptr[rows]].
-  // The values stay in a dense array w: the entry of row r, index k is w[r·rowStride + idx[k]·idxStride]
-  // (CSR of W [out, in]: rowStride = in, idxStride = 1; its CSC: rowStride = 1, idxStride = in).
-  // Activations are transposed, [features, ld] with the batch contiguous (ld ≥ n).
+  // A weight W [rows, cols] (dense, row-major) is computed only at the nonzeros of a mask,
+  // compressed once by `sparsePattern`. Per-nonzero buffers (vals, gradients, optimiser
+  // state) are packed in the pattern's order, which is the backend's own (the native one
+  // goes by column blocks); entry k is W[flat[k]]. Activations are transposed, [features, ld] with the batch contiguous:
+  // ld is a positive multiple of 16, and the padding columns n ≤ c < ld of every output
+  // are zero (inputs to the backward kernels must keep theirs zero too).
 
   /**
-   * outT[r, c] = init + Σ_{k ∈ [ptr[r], ptr[r+1])} w[r·rowStride + idx[k]·idxStride] · inT[idx[k], c]
-   * for r < rows, c < n (row stride ld for inT and outT), init = outT[r, c] when `accumulate`, else
-   * bias[r] (0 when bias is null); then max(0, ·) when `relu` (NaN stays NaN).
+   * The nonzeros (entries ≠ 0, NaN included) of `mask` [rows, cols], compressed for the
+   * kernels below: an object made by this backend only. rows·cols must be below 2^31.
    */
-  spmm(
-    w: Float32Array, ptr: Int32Array, idx: Int32Array, rowStride: number, idxStride: number,
-    inT: Float32Array, outT: Float32Array, bias: Float32Array | null,
-    rows: number, n: number, ld: number, accumulate: boolean, relu: boolean,
-  ): void;
+  sparsePattern(mask: Float32Array, rows: number, cols: number): SparsePattern;
 
   /**
-   * The sampled product: out[r·rowStride + idx[k]·idxStride] += Σ_{c<n} aT[r, c] · bT[idx[k], c] for
-   * every nonzero k of rows r < rows (row stride ld): the weight gradient at the nonzeros.
+   * vals[k] = w[flat[k]] (kept for the backward), then outT[r, c] = act(bias[r] +
+   * Σ_k vals[k]·inT[col(k), c]) over the nonzeros k of row r, for c < n; 0 for n ≤ c < ld.
+   * act is max(0, ·) when `relu` (NaN stays NaN); bias null means 0. inT [cols, ld], outT [rows, ld].
    */
-  sddmm(
-    aT: Float32Array, ptr: Int32Array, idx: Int32Array, rowStride: number, idxStride: number,
-    bT: Float32Array, out: Float32Array, rows: number, n: number, ld: number,
+  sparseForward(
+    pattern: SparsePattern, w: Float32Array, vals: Float32Array, inT: Float32Array, outT: Float32Array,
+    bias: Float32Array | null, n: number, ld: number, relu: boolean,
   ): void;
+
+  /** The input gradient: gxT[i, c] = Σ_k vals[k]·gyT[row(k), c] over the nonzeros k of column i (overwrites). */
+  sparseInputGrad(pattern: SparsePattern, vals: Float32Array, gyT: Float32Array, gxT: Float32Array, ld: number): void;
+
+  /** The weight gradient at the nonzeros: gvals[k] += Σ_{c<ld} gyT[row(k), c]·xT[col(k), c]. */
+  sparseWeightGrad(pattern: SparsePattern, gyT: Float32Array, xT: Float32Array, gvals: Float32Array, ld: number): void;
 
   /**
    * out[c·ldo + r] = x[r·ldx + c] (or += when `accumulate`) for r < rows, c < cols; without
@@ -145,15 +149,28 @@ export interface Backend {
    */
   transpose(x: Float32Array, out: Float32Array, rows: number, cols: number, ldx: number, ldo: number, accumulate: boolean): void;
 
-  /** `adam` at the entries idx[0..nnz) only (no mask: the others are untouched), then grad[idx[k]] = 0. */
+  /**
+   * `adam` on a sparse weight: grad, m and v packed (nnz entries), param dense at flat[k];
+   * the same float expression per entry; then grad = 0. Entries outside the pattern are untouched.
+   */
   adamSparse(
-    param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, idx: Int32Array, nnz: number,
+    pattern: SparsePattern, param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array,
     lr: number, beta1: number, beta2: number, eps: number, step: number,
   ): void;
 
-  /** `sgd` at the entries idx[0..nnz) only, then grad[idx[k]] = 0. */
+  /** `sgd` on a sparse weight: grad and buf packed, param dense at flat[k]; then grad = 0. */
   sgdSparse(
-    param: Float32Array, grad: Float32Array, buf: Float32Array, idx: Int32Array, nnz: number,
+    pattern: SparsePattern, param: Float32Array, grad: Float32Array, buf: Float32Array,
     lr: number, momentum: number, weightDecay: number,
   ): void;
 }
+
+/** A mask's nonzero pattern as compressed by one backend (`Backend.sparsePattern`). */
+export interface SparsePattern {
+  readonly rows: number;
+  readonly cols: number;
+  readonly nnz: number;
+  /** flat[k] = r·cols + c of packed nonzero k (the order is the backend's). */
+  readonly flat: Int32Array;
+}
+

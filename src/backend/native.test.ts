@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { referenceBackend as ref, loadNative, type NativeBackend } from './index.js';
+import { prng, randomArray } from './testing.js';
 
 interface NativeExtras {
   setThreads(n: number): void;
@@ -18,24 +19,6 @@ const loaded = loadNative();
 const native: NativeBackend | null = loaded instanceof Error ? null : loaded;
 const extras = native as unknown as NativeExtras;
 const skip = native === null;
-
-/** mulberry32: a tiny seeded PRNG (the tests must not depend on Math.random). */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomArray(n: number, rnd: () => number, lo = -1, hi = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rnd();
-  return a;
-}
 
 /**
  * Checks native matmul against the reference: |c - c_ref| <= 1e-5·√k·(|c0| + ‖op(A)ᵢ‖·‖op(B)ⱼ‖),

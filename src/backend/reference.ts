@@ -1,4 +1,4 @@
-import type { Backend } from './backend.js';
+import type { Backend, SparsePattern } from './backend.js';
 
 /**
  * Plain TypeScript kernels: simple loops with a fixed summation order (float64
@@ -192,22 +192,40 @@ export const referenceBackend: Backend = {
     }
   },
 
-  spmm(w, ptr, idx, rowStride, idxStride, inT, outT, bias, rows, n, ld, accumulate, relu) {
-    for (let r = 0; r < rows; r++) {
-      for (let c = 0; c < n; c++) {
-        let s = accumulate ? outT[r * ld + c] : bias ? bias[r] : 0;
-        for (let k = ptr[r]; k < ptr[r + 1]; k++) s += w[r * rowStride + idx[k] * idxStride] * inT[idx[k] * ld + c];
-        outT[r * ld + c] = relu && s < 0 ? 0 : s;
+  sparsePattern(mask, rows, cols) {
+    if (mask.length !== rows * cols) throw new RangeError(`sparsePattern: mask has ${mask.length} elements, expected rows*cols = ${rows * cols}`);
+    return referencePattern(mask, rows, cols);
+  },
+
+  sparseForward(pattern, w, vals, inT, outT, bias, n, ld, relu) {
+    const p = asReference(pattern);
+    for (let k = 0; k < p.nnz; k++) vals[k] = w[p.flat[k]];
+    for (let r = 0; r < p.rows; r++) {
+      for (let c = 0; c < ld; c++) {
+        let s = bias ? bias[r] : 0;
+        for (let k = p.rowPtr[r]; k < p.rowPtr[r + 1]; k++) s += vals[k] * inT[p.colIdx[k] * ld + c];
+        outT[r * ld + c] = c >= n ? 0 : relu && s < 0 ? 0 : s;
       }
     }
   },
 
-  sddmm(aT, ptr, idx, rowStride, idxStride, bT, out, rows, n, ld) {
-    for (let r = 0; r < rows; r++) {
-      for (let k = ptr[r]; k < ptr[r + 1]; k++) {
+  sparseInputGrad(pattern, vals, gyT, gxT, ld) {
+    const p = asReference(pattern);
+    gxT.fill(0, 0, p.cols * ld);
+    for (let r = 0; r < p.rows; r++) {
+      for (let k = p.rowPtr[r]; k < p.rowPtr[r + 1]; k++) {
+        for (let c = 0; c < ld; c++) gxT[p.colIdx[k] * ld + c] += vals[k] * gyT[r * ld + c];
+      }
+    }
+  },
+
+  sparseWeightGrad(pattern, gyT, xT, gvals, ld) {
+    const p = asReference(pattern);
+    for (let r = 0; r < p.rows; r++) {
+      for (let k = p.rowPtr[r]; k < p.rowPtr[r + 1]; k++) {
         let s = 0;
-        for (let c = 0; c < n; c++) s += aT[r * ld + c] * bT[idx[k] * ld + c];
-        out[r * rowStride + idx[k] * idxStride] += s;
+        for (let c = 0; c < ld; c++) s += gyT[r * ld + c] * xT[p.colIdx[k] * ld + c];
+        gvals[k] += s;
       }
     }
   },
@@ -219,27 +237,27 @@ export const referenceBackend: Backend = {
     }
   },
 
-  adamSparse(param, grad, m, v, idx, nnz, lr, beta1, beta2, eps, step) {
+  adamSparse(pattern, param, grad, m, v, lr, beta1, beta2, eps, step) {
+    const { flat, nnz } = asReference(pattern);
     const bc1 = 1 - Math.pow(beta1, step);
     const bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
     const stepSize = lr / bc1;
     for (let k = 0; k < nnz; k++) {
-      const i = idx[k];
-      const g = grad[i];
-      m[i] = beta1 * m[i] + (1 - beta1) * g;
-      v[i] = beta2 * v[i] + (1 - beta2) * g * g;
-      param[i] -= (stepSize * m[i]) / (Math.sqrt(v[i]) / bc2Sqrt + eps);
-      grad[i] = 0;
+      const g = grad[k];
+      m[k] = beta1 * m[k] + (1 - beta1) * g;
+      v[k] = beta2 * v[k] + (1 - beta2) * g * g;
+      param[flat[k]] -= (stepSize * m[k]) / (Math.sqrt(v[k]) / bc2Sqrt + eps);
+      grad[k] = 0;
     }
   },
 
-  sgdSparse(param, grad, buf, idx, nnz, lr, momentum, weightDecay) {
+  sgdSparse(pattern, param, grad, buf, lr, momentum, weightDecay) {
+    const { flat, nnz } = asReference(pattern);
     for (let k = 0; k < nnz; k++) {
-      const i = idx[k];
-      const g = grad[i] + weightDecay * param[i];
-      buf[i] = momentum * buf[i] + g;
-      param[i] -= lr * buf[i];
-      grad[i] = 0;
+      const g = grad[k] + weightDecay * param[flat[k]];
+      buf[k] = momentum * buf[k] + g;
+      param[flat[k]] -= lr * buf[k];
+      grad[k] = 0;
     }
   },
 };
@@ -265,4 +283,30 @@ function windowArgmax(x: Float32Array, p: number, height: number, width: number,
     }
   }
   return best;
+}
+
+/** The reference backend's pattern: CSR arrays in plain sight. */
+interface ReferencePattern extends SparsePattern {
+  readonly rowPtr: Int32Array;
+  readonly colIdx: Int32Array;
+}
+
+function referencePattern(mask: Float32Array, rows: number, cols: number): ReferencePattern {
+  const rowPtr = new Int32Array(rows + 1);
+  const cols_: number[] = [], flat: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      if (mask[r * cols + c] !== 0) {
+        cols_.push(c);
+        flat.push(r * cols + c);
+      }
+    }
+    rowPtr[r + 1] = flat.length;
+  }
+  return { rows, cols, nnz: flat.length, flat: Int32Array.from(flat), rowPtr, colIdx: Int32Array.from(cols_) };
+}
+
+function asReference(p: SparsePattern): ReferencePattern {
+  if (!('rowPtr' in p)) throw new TypeError("pattern must be an object made by this backend's sparsePattern()");
+  return p as ReferencePattern;
 }

@@ -1,50 +1,25 @@
 /**
- * The native sparse kernels (spmm, sddmm, transpose, adamSparse, sgdSparse) against the
- * reference backend, and both against dense masked kernels: random shapes and densities,
- * density 0, a single nonzero, empty rows and columns, odd batch sizes and strides,
- * argument validation.
+ * The native sparse kernels (sparsePattern, sparseForward, sparseInputGrad,
+ * sparseWeightGrad, transpose, adamSparse, sgdSparse) against the reference backend, and
+ * both against dense masked kernels: random shapes and densities, density 0, a single
+ * nonzero, empty rows and columns, rows longer than the 16-nonzero reduction, every
+ * column-chunk width, odd batches, padding, NaN, thread-count independence, argument
+ * validation.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { referenceBackend as ref, loadNative, type Backend } from './index.js';
+import { referenceBackend as ref, loadNative, type Backend, type NativeBackend } from './index.js';
+import { prng, randomArray } from './testing.js';
 
 const loaded = loadNative();
-const native: Backend | null = loaded instanceof Error ? null : loaded;
+const native: NativeBackend | null = loaded instanceof Error ? null : loaded;
 const skip = native === null;
-
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const rand = (n: number, rnd: () => number) => Float32Array.from({ length: n }, () => rnd() * 2 - 1);
 
 /** A random mask [rows, cols] of about `density`, with row `emptyRow` and column `emptyCol` all zero. */
 function mask(rows: number, cols: number, density: number, rnd: () => number, emptyRow = -1, emptyCol = -1): Float32Array {
   const m = new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) m[r * cols + c] = r !== emptyRow && c !== emptyCol && rnd() < density ? 1 : 0;
   return m;
-}
-
-/** CSR and CSC of a mask. */
-function compress(m: Float32Array, rows: number, cols: number) {
-  const rowPtr = new Int32Array(rows + 1), colPtr = new Int32Array(cols + 1);
-  const colIdx: number[] = [], rowIdx: number[] = [], flat: number[] = [];
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) if (m[r * cols + c]) { colIdx.push(c); flat.push(r * cols + c); }
-    rowPtr[r + 1] = colIdx.length;
-  }
-  for (let c = 0; c < cols; c++) {
-    for (let r = 0; r < rows; r++) if (m[r * cols + c]) rowIdx.push(r);
-    colPtr[c + 1] = rowIdx.length;
-  }
-  return { rowPtr, colIdx: Int32Array.from(colIdx), colPtr, rowIdx: Int32Array.from(rowIdx), flat: Int32Array.from(flat) };
 }
 
 function close(a: Float32Array, b: Float32Array, tol: number, what: string): void {
@@ -57,23 +32,28 @@ function close(a: Float32Array, b: Float32Array, tol: number, what: string): voi
   }
 }
 
-/** Runs the sparse forward/backward of y = x·Wᵀ + b on backend `be`; returns y, gx, gW (transposed buffers are padded to ld). */
+/** The sparse forward/backward of y = act(x·Wᵀ + b) on backend `be`: y, gx, gW (dense) and the raw yT. */
 function sparseLayer(be: Backend, x: Float32Array, w: Float32Array, bias: Float32Array, gy: Float32Array,
   m: Float32Array, n: number, inF: number, outF: number, ld: number, relu: boolean) {
-  const ix = compress(m, outF, inF);
-  const xT = new Float32Array(inF * ld).fill(NaN), yT = new Float32Array(outF * ld);
+  const p = be.sparsePattern(m, outF, inF);
+  const xT = new Float32Array(inF * ld).fill(NaN), yT = new Float32Array(outF * ld).fill(NaN);
   be.transpose(x, xT, n, inF, inF, ld, false);
-  be.spmm(w, ix.rowPtr, ix.colIdx, inF, 1, xT, yT, bias, outF, ld, ld, false, relu);
+  const vals = new Float32Array(p.nnz);
+  be.sparseForward(p, w, vals, xT, yT, bias, n, ld, relu);
   const y = new Float32Array(n * outF);
   be.transpose(yT, y, outF, n, ld, outF, false);
-  const gyT = new Float32Array(outF * ld), gxT = new Float32Array(inF * ld);
-  be.transpose(gy, gyT, n, outF, outF, ld, false);
-  const gw = new Float32Array(outF * inF);
-  be.sddmm(gyT, ix.rowPtr, ix.colIdx, inF, 1, xT, gw, outF, ld, ld);
-  be.spmm(w, ix.colPtr, ix.rowIdx, 1, inF, gyT, gxT, null, inF, ld, ld, false, false);
+  const gyT = new Float32Array(outF * ld), gxT = new Float32Array(inF * ld).fill(NaN);
+  // The relu gradient, as the op does it: gy where y > 0.
+  const gyMasked = relu ? gy.map((g, i) => (y[i] > 0 ? g : 0)) : gy;
+  be.transpose(gyMasked, gyT, n, outF, outF, ld, false);
+  const gvals = new Float32Array(p.nnz);
+  be.sparseWeightGrad(p, gyT, xT, gvals, ld);
+  be.sparseInputGrad(p, vals, gyT, gxT, ld);
   const gx = new Float32Array(n * inF);
   be.transpose(gxT, gx, inF, n, ld, inF, true);
-  return { y, gx, gw };
+  const gw = new Float32Array(outF * inF);
+  for (let k = 0; k < p.nnz; k++) gw[p.flat[k]] = gvals[k];
+  return { y, gx, gw, yT, gxT };
 }
 
 /** The dense masked layer on the reference backend (W already zero outside the mask). */
@@ -82,10 +62,11 @@ function denseLayer(x: Float32Array, w: Float32Array, bias: Float32Array, gy: Fl
   const y = new Float32Array(n * outF);
   ref.matmul(x, w, y, n, inF, outF, false, true, false);
   ref.biasAct(y, bias, y, n, outF, relu);
+  const g = relu ? gy.map((v, i) => (y[i] > 0 ? v : 0)) : gy;
   const gx = new Float32Array(n * inF), gw = new Float32Array(outF * inF);
-  ref.matmul(gy, x, gw, outF, n, inF, true, false, false);
+  ref.matmul(g, x, gw, outF, n, inF, true, false, false);
   ref.applyMask(gw, m, outF * inF);
-  ref.matmul(gy, w, gx, n, outF, inF, false, false, false);
+  ref.matmul(g, w, gx, n, outF, inF, false, false, false);
   return { y, gx, gw };
 }
 
@@ -94,10 +75,11 @@ const cases: Array<[string, number, number, number, number, number, number]> = [
   ['density 0', 7, 9, 5, 0, -1, -1],
   ['one nonzero', 3, 4, 6, 0, -1, -1],
   ['empty row and column', 60, 33, 17, 0.3, 4, 7],
+  ['rows of 40 nonzeros (two full 16-groups and a tail)', 21, 40, 9, 1, -1, -1],
   ['LeNet fc3 batch 60', 60, 100, 10, 0.2, -1, -1],
   ['odd batch 1', 1, 20, 13, 0.5, 2, 0],
-  ['batch 70 (64 + 6)', 70, 40, 21, 0.1, -1, 3],
-  ['dense mask', 17, 12, 9, 1, -1, -1],
+  ['batch 70 (two column chunks)', 70, 40, 21, 0.1, -1, 3],
+  ['batch 200 (4 chunks, the last of 16 columns)', 200, 19, 11, 0.4, -1, -1],
   ['big: fc1 at 3.6%, batch 60', 60, 784, 300, 0.036, 0, 0],
 ];
 
@@ -106,84 +88,143 @@ for (const [name, n, inF, outF, density, er, ec] of cases) {
     const rnd = prng(n * 1000 + inF * 7 + outF);
     const m = mask(outF, inF, density, rnd, er, ec);
     if (name === 'one nonzero') m[2 * inF + 3] = 1;
-    const w = rand(outF * inF, rnd);
+    const w = randomArray(outF * inF, rnd);
     for (let i = 0; i < w.length; i++) if (!m[i]) w[i] = 0;
-    const x = rand(n * inF, rnd), bias = rand(outF, rnd), gy = rand(n * outF, rnd);
+    const x = randomArray(n * inF, rnd), bias = randomArray(outF, rnd), gy = randomArray(n * outF, rnd);
+    const ld0 = Math.max(16, (n + 15) & ~15);
     for (const relu of [false, true]) {
-      for (const ld of [n, (n + 15) & ~15, ((n + 15) & ~15) + 16]) {
-        const r = sparseLayer(ref, x, w, bias, gy, m, n, inF, outF, Math.max(ld, 1), relu);
-        const nat = sparseLayer(native!, x, w, bias, gy, m, n, inF, outF, Math.max(ld, 1), relu);
+      for (const ld of [ld0, ld0 + 16, ld0 + 48]) {
+        const r = sparseLayer(ref, x, w, bias, gy, m, n, inF, outF, ld, relu);
+        const nat = sparseLayer(native!, x, w, bias, gy, m, n, inF, outF, ld, relu);
         const d = denseLayer(x, w, bias, gy, m, n, inF, outF, relu);
         for (const k of ['y', 'gx', 'gw'] as const) {
           close(nat[k], r[k], 1e-4, `${k} native vs reference (relu ${relu}, ld ${ld})`);
           close(r[k], d[k], 1e-4, `${k} sparse vs dense (relu ${relu}, ld ${ld})`);
+        }
+        for (const t of [nat.yT, nat.gxT]) {
+          for (let row = 0; row < t.length / ld; row++) {
+            for (let c = n; c < ld; c++) assert.ok(Object.is(t[row * ld + c], 0), `padding column ${c} of row ${row} is 0`);
+          }
         }
       }
     }
   });
 }
 
-test('spmm accumulate and NaN propagation; transpose pads with zeros', { skip }, () => {
-  const rnd = prng(5);
-  const rows = 5, inRows = 8, n = 37, ld = 48;
-  const m = mask(rows, inRows, 0.5, rnd);
-  const ix = compress(m, rows, inRows);
-  const w = rand(rows * inRows, rnd), inT = rand(inRows * ld, rnd);
-  inT[3 * ld + 5] = NaN;
-  const [outRef, outNat] = [rand(rows * ld, prng(9)), rand(rows * ld, prng(9))];
-  ref.spmm(w, ix.rowPtr, ix.colIdx, inRows, 1, inT, outRef, null, rows, n, ld, true, true);
-  native!.spmm(w, ix.rowPtr, ix.colIdx, inRows, 1, inT, outNat, null, rows, n, ld, true, true);
-  close(outNat, outRef, 1e-5, 'accumulate');
-  assert.ok(Number.isNaN(outRef[0 * ld + 5]) || !m[3], 'NaN propagates through a nonzero reading it');
-  const x = rand(3 * 5, rnd);
+test('sparsePattern: flat order of a one-block pattern, NaN counts as kept, objects of one backend only', { skip }, () => {
+  const m = Float32Array.from([0, 1, 0, 0, 0, 0, 0, 0, 1, 0, NaN, 0]); // 3x4, row 1 empty, col 3 empty
   for (const be of [ref, native!]) {
-    const t = new Float32Array(5 * 16).fill(7);
-    be.transpose(x, t, 3, 5, 5, 16, false);
-    for (let c = 0; c < 5; c++) for (let r = 0; r < 16; r++) assert.equal(t[c * 16 + r], r < 3 ? x[r * 5 + c] : 0);
+    const p = be.sparsePattern(m, 3, 4);
+    assert.equal(p.nnz, 3);
+    assert.deepEqual([...p.flat], [1, 8, 10]);
+    assert.throws(() => be.sparsePattern(m, 3, 5), RangeError);
+  }
+  const f = new Float32Array(64);
+  assert.throws(() => native!.sparseForward(ref.sparsePattern(m, 3, 4), f, f, f, new Float32Array(64), null, 1, 16, false), TypeError);
+  assert.throws(() => ref.sparseForward(native!.sparsePattern(m, 3, 4), f, f, f, new Float32Array(64), null, 1, 16, false), TypeError);
+});
+
+test('sparseForward: NaN in an input reaches exactly the rows whose nonzeros read it', { skip }, () => {
+  const rnd = prng(5);
+  const rows = 5, cols = 8, n = 37, ld = 48;
+  const m = mask(rows, cols, 0.5, rnd);
+  m[0 * cols + 3] = 1;
+  m[1 * cols + 3] = 0;
+  const w = randomArray(rows * cols, rnd), inT = randomArray(cols * ld, rnd);
+  for (let c = n; c < ld; c++) for (let i = 0; i < cols; i++) inT[i * ld + c] = 0;
+  inT[3 * ld + 5] = NaN;
+  for (const be of [ref, native!]) {
+    const p = be.sparsePattern(m, rows, cols);
+    const out = new Float32Array(rows * ld);
+    be.sparseForward(p, w, new Float32Array(p.nnz), inT, out, null, n, ld, true);
+    assert.ok(Number.isNaN(out[0 * ld + 5]), `${be.name}: row 0 reads the NaN`);
+    assert.ok(!Number.isNaN(out[1 * ld + 5]), `${be.name}: row 1 does not`);
   }
 });
 
-test('adamSparse/sgdSparse equal the masked dense updates (within float contraction) and zero the gradient at the nonzeros', { skip }, () => {
+test('transpose: every block/edge shape, padding with zeros, accumulate', { skip }, () => {
+  const rnd = prng(17);
+  for (const [rows, cols] of [[1, 1], [3, 5], [8, 8], [9, 17], [60, 784], [16, 300], [1000, 10]]) {
+    const ldo = Math.max(16, (rows + 15) & ~15) + 16;
+    const x = randomArray(rows * (cols + 3), rnd);
+    for (const acc of [false, true]) {
+      const init = randomArray(cols * ldo, prng(rows + cols));
+      const [a, b] = [init.slice(), init.slice()];
+      ref.transpose(x, a, rows, cols, cols + 3, ldo, acc);
+      native!.transpose(x, b, rows, cols, cols + 3, ldo, acc);
+      assert.deepEqual(b, a, `${rows}x${cols} accumulate ${acc}`);
+      if (!acc) for (let c = 0; c < cols; c++) for (let r = rows; r < ldo; r++) assert.equal(b[c * ldo + r], 0);
+    }
+  }
+});
+
+test('adamSparse/sgdSparse equal the masked dense updates and zero the packed gradient', { skip }, () => {
   const rnd = prng(11);
-  const n = 5000;
-  const m = mask(1, n, 0.1, rnd);
-  const { flat } = compress(m, 1, n);
+  const rows = 7, cols = 713; // nnz not a multiple of 16
+  const m = mask(rows, cols, 0.1, rnd);
+  const size = rows * cols;
   for (const be of [ref, native!]) {
-    const p0 = rand(n, rnd);
-    for (let i = 0; i < n; i++) if (!m[i]) p0[i] = 0;
-    const g = rand(n, rnd);
-    for (let i = 0; i < n; i++) if (!m[i]) g[i] = 0;
-    const [pd, md, vd] = [Float32Array.from(p0), new Float32Array(n), new Float32Array(n)];
-    const [ps, ms, vs] = [Float32Array.from(p0), new Float32Array(n), new Float32Array(n)];
+    const p = be.sparsePattern(m, rows, cols);
+    const w0 = randomArray(size, rnd);
+    for (let i = 0; i < size; i++) if (!m[i]) w0[i] = 0;
+    const g = randomArray(size, rnd);
+    for (let i = 0; i < size; i++) if (!m[i]) g[i] = 0;
+    const packed = (a: Float32Array) => Float32Array.from(p.flat, (i) => a[i]);
+    const [wd, md, vd] = [w0.slice(), new Float32Array(size), new Float32Array(size)];
+    const [ws, ms, vs] = [w0.slice(), new Float32Array(p.nnz), new Float32Array(p.nnz)];
     for (let step = 1; step <= 3; step++) {
-      be.adam(pd, g, md, vd, m, n, 1e-3, 0.9, 0.999, 1e-8, step);
-      const gs = Float32Array.from(g);
-      be.adamSparse(ps, gs, ms, vs, flat, flat.length, 1e-3, 0.9, 0.999, 1e-8, step);
-      assert.ok(gs.every((v) => v === 0));
+      be.adam(wd, g, md, vd, m, size, 1e-3, 0.9, 0.999, 1e-8, step);
+      const gs = packed(g);
+      be.adamSparse(p, ws, gs, ms, vs, 1e-3, 0.9, 0.999, 1e-8, step);
+      assert.ok(gs.every((v) => v === 0), 'gradient zeroed');
     }
-    close(ps, pd, 1e-6, 'ps ({be.name})');
-    close(ms, md, 1e-6, 'ms ({be.name})');
-    close(vs, vd, 1e-6, 'vs ({be.name})');
-    const [pd2, bd] = [Float32Array.from(p0), new Float32Array(n)];
-    const [ps2, bs] = [Float32Array.from(p0), new Float32Array(n)];
+    close(ws, wd, 1e-6, `adam w (${be.name})`);
+    close(ms, packed(md), 1e-6, `adam m (${be.name})`);
+    close(vs, packed(vd), 1e-6, `adam v (${be.name})`);
+    const [wd2, bd] = [w0.slice(), new Float32Array(size)];
+    const [ws2, bs] = [w0.slice(), new Float32Array(p.nnz)];
     for (let step = 0; step < 3; step++) {
-      be.sgd(pd2, g, bd, m, n, 0.1, 0.9, 1e-4);
-      be.sgdSparse(ps2, Float32Array.from(g), bs, flat, flat.length, 0.1, 0.9, 1e-4);
+      be.sgd(wd2, g, bd, m, size, 0.1, 0.9, 1e-4);
+      be.sgdSparse(p, ws2, packed(g), bs, 0.1, 0.9, 1e-4);
     }
-    close(ps2, pd2, 1e-6, 'ps2 ({be.name})');
-    close(bs, bd, 1e-6, 'bs ({be.name})');
+    close(ws2, wd2, 1e-6, `sgd w (${be.name})`);
+    close(bs, packed(bd), 1e-6, `sgd buf (${be.name})`);
+  }
+});
+
+test('sparse kernels give bitwise the same results on 1 and 2 threads', { skip }, () => {
+  const rnd = prng(23);
+  const n = 60, inF = 784, outF = 300, ld = 64;
+  const m = mask(outF, inF, 0.3, rnd);
+  const w = randomArray(outF * inF, rnd), x = randomArray(n * inF, rnd), b = randomArray(outF, rnd), gy = randomArray(n * outF, rnd);
+  const before = native!.getThreads();
+  try {
+    const run = (threads: number) => {
+      native!.setThreads(threads);
+      return sparseLayer(native!, x, w, b, gy, m, n, inF, outF, ld, true);
+    };
+    const one = run(1), two = run(2);
+    for (const k of ['y', 'gx', 'gw'] as const) assert.deepEqual(two[k], one[k], k);
+  } finally {
+    native!.setThreads(before);
   }
 });
 
 test('sparse kernels validate their arguments', { skip }, () => {
   const nb = native!;
-  const f = new Float32Array(16);
-  assert.throws(() => nb.spmm(f, Int32Array.of(0, 1), Int32Array.of(99), 4, 1, f, new Float32Array(16), null, 1, 4, 4, false, false), RangeError);
-  assert.throws(() => nb.spmm(f, Int32Array.of(0, 2, 1), Int32Array.of(0, 1), 4, 1, f, new Float32Array(16), null, 2, 4, 4, false, false), /non-decreasing/);
-  assert.throws(() => nb.spmm(f, Int32Array.of(0, 1), Int32Array.of(-1), 4, 1, f, new Float32Array(16), null, 1, 4, 4, false, false), /negative/);
-  assert.throws(() => nb.spmm(f, Int32Array.of(0, 1), Int32Array.of(0), 4, 1, f, f, null, 1, 4, 4, false, false), /share memory/);
-  assert.throws(() => nb.transpose(f, new Float32Array(3), 4, 4, 4, 4, false), RangeError);
-  assert.throws(() => nb.adamSparse(f, f.slice(), f.slice(), f.slice(), Int32Array.of(16), 1, 1e-3, 0.9, 0.999, 1e-8, 1), /outside/);
-  assert.throws(() => nb.sddmm(f, Int32Array.of(0, 1), Int32Array.of(0), 4, 1, f, new Float32Array(16), 1, 5, 4), /n = 5/);
-  assert.throws(() => nb.spmm(f as never, Float32Array.of(0, 1) as never, Int32Array.of(0), 4, 1, f, new Float32Array(16), null, 1, 4, 4, false, false), TypeError);
+  const p = nb.sparsePattern(Float32Array.from([1, 0, 1, 1]), 2, 2);
+  const f = (n: number) => new Float32Array(n);
+  assert.throws(() => nb.sparseForward(p, f(4), f(2), f(32), f(32), null, 4, 16, false), /vals has 2 elements, needs nnz = 3/);
+  assert.throws(() => nb.sparseForward(p, f(4), f(3), f(32), f(32), null, 4, 24, false), /ld must be a positive multiple of 16, got 24/);
+  assert.throws(() => nb.sparseForward(p, f(4), f(3), f(32), f(32), null, 17, 16, false), /n = 17 must be <= ld = 16/);
+  assert.throws(() => nb.sparseForward(p, f(4), f(3), f(31), f(32), null, 4, 16, false), /inT has 31 elements, needs features\*ld = 32/);
+  const shared = f(32);
+  assert.throws(() => nb.sparseForward(p, f(4), f(3), shared, shared, null, 4, 16, false), /share memory/);
+  assert.throws(() => nb.sparseWeightGrad(p, f(32), f(32), f(2), 16), /gvals has 2 elements/);
+  assert.throws(() => nb.sparseInputGrad(p, f(3), f(16), f(32), 16), /gyT has 16 elements/);
+  assert.throws(() => nb.adamSparse(p, f(3), f(3), f(3), f(3), 1e-3, 0.9, 0.999, 1e-8, 1), /param has 3 elements, needs rows\*cols = 4/);
+  assert.throws(() => nb.sgdSparse(p, f(4), f(3), f(1), 0.1, 0, 0), /buf has 1 elements, needs nnz = 3/);
+  assert.throws(() => nb.transpose(f(16), f(3), 4, 4, 4, 4, false), RangeError);
+  assert.throws(() => nb.sparseForward({} as never, f(4), f(3), f(32), f(32), null, 4, 16, false), /pattern must be an object made by this backend/);
+  assert.throws(() => nb.sparsePattern(f(4), 2, 3), /mask has 4 elements, expected rows\*cols = 6/);
 });

@@ -1,5 +1,6 @@
 import { getBackend } from '../backend/index.js';
 import { check } from '../core/errors.js';
+import type { SparsePattern } from '../backend/backend.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export interface Optimizer {
@@ -7,10 +8,52 @@ export interface Optimizer {
   step(): void;
 }
 
+/**
+ * Per-parameter optimiser state that follows how the parameter is computed: dense arrays
+ * for a dense parameter, packed per nonzero (the pattern's order) for a weight computed
+ * sparsely, so a sparse step touches only the nonzeros. Moving between the two keeps the
+ * values (they are gathered or scattered at the pattern's flat indices).
+ */
+class SlotState {
+  private packedFor: SparsePattern | null = null;
+  private packed: Float32Array[] = [];
+
+  constructor(private readonly dense: Float32Array[]) {}
+
+  /** The state arrays for a dense step. */
+  forDense(): Float32Array[] {
+    this.unpack();
+    return this.dense;
+  }
+
+  /** The state arrays for a sparse step on `pattern`. */
+  forSparse(pattern: SparsePattern): Float32Array[] {
+    if (this.packedFor !== pattern) {
+      this.unpack();
+      this.packed = this.dense.map((d) => {
+        const p = new Float32Array(pattern.nnz);
+        for (let k = 0; k < pattern.nnz; k++) p[k] = d[pattern.flat[k]];
+        return p;
+      });
+      this.packedFor = pattern;
+    }
+    return this.packed;
+  }
+
+  private unpack(): void {
+    const pattern = this.packedFor;
+    if (!pattern) return;
+    this.dense.forEach((d, i) => {
+      for (let k = 0; k < pattern.nnz; k++) d[pattern.flat[k]] = this.packed[i][k];
+    });
+    this.packedFor = null;
+    this.packed = [];
+  }
+}
+
 /** Adam with PyTorch's update rule. Masked entries stay exactly zero (and so do their moments). */
 export class Adam implements Optimizer {
-  private readonly m: Float32Array[];
-  private readonly v: Float32Array[];
+  private readonly state: SlotState[];
   private t = 0;
 
   constructor(
@@ -21,8 +64,7 @@ export class Adam implements Optimizer {
     private readonly eps = 1e-8,
   ) {
     check(lr > 0 && Number.isFinite(lr), `adam: learning rate must be a positive number, got ${lr}`);
-    this.m = params.map((p) => new Float32Array(p.size));
-    this.v = params.map((p) => new Float32Array(p.size));
+    this.state = params.map((p) => new SlotState([new Float32Array(p.size), new Float32Array(p.size)]));
   }
 
   step(): void {
@@ -31,11 +73,13 @@ export class Adam implements Optimizer {
     this.params.forEach((p, i) => {
       // A weight computed sparsely (tensor/sparse.ts): update, and zero the gradient, at the nonzeros only.
       const sp = p.sparse;
-      if (sp && sp.mask === p.mask) {
-        be.adamSparse(p.data, p.ensureGrad(), this.m[i], this.v[i], sp.flat, sp.nnz, this.lr, this.beta1, this.beta2, this.eps, this.t);
+      if (sp) {
+        const [m, v] = this.state[i].forSparse(sp.pattern);
+        be.adamSparse(sp.pattern, p.data, sp.grad, m, v, this.lr, this.beta1, this.beta2, this.eps, this.t);
         return;
       }
-      be.adam(p.data, p.ensureGrad(), this.m[i], this.v[i], p.mask, p.size, this.lr, this.beta1, this.beta2, this.eps, this.t);
+      const [m, v] = this.state[i].forDense();
+      be.adam(p.data, p.ensureGrad(), m, v, p.mask, p.size, this.lr, this.beta1, this.beta2, this.eps, this.t);
       p.zeroGrad();
     });
   }
@@ -43,7 +87,7 @@ export class Adam implements Optimizer {
 
 /** SGD with momentum and (coupled, PyTorch-style) weight decay. */
 export class Sgd implements Optimizer {
-  private readonly buf: Float32Array[];
+  private readonly state: SlotState[];
 
   constructor(
     private readonly params: Tensor[],
@@ -54,18 +98,20 @@ export class Sgd implements Optimizer {
     check(lr > 0 && Number.isFinite(lr), `sgd: learning rate must be a positive number, got ${lr}`);
     check(momentum >= 0 && momentum < 1, `sgd: momentum must be in [0, 1), got ${momentum}`);
     check(weightDecay >= 0, `sgd: weight decay must be >= 0, got ${weightDecay}`);
-    this.buf = params.map((p) => new Float32Array(p.size));
+    this.state = params.map((p) => new SlotState([new Float32Array(p.size)]));
   }
 
   step(): void {
     const be = getBackend();
     this.params.forEach((p, i) => {
       const sp = p.sparse;
-      if (sp && sp.mask === p.mask) {
-        be.sgdSparse(p.data, p.ensureGrad(), this.buf[i], sp.flat, sp.nnz, this.lr, this.momentum, this.weightDecay);
+      if (sp) {
+        const [buf] = this.state[i].forSparse(sp.pattern);
+        be.sgdSparse(sp.pattern, p.data, sp.grad, buf, this.lr, this.momentum, this.weightDecay);
         return;
       }
-      be.sgd(p.data, p.ensureGrad(), this.buf[i], p.mask, p.size, this.lr, this.momentum, this.weightDecay);
+      const [buf] = this.state[i].forDense();
+      be.sgd(p.data, p.ensureGrad(), buf, p.mask, p.size, this.lr, this.momentum, this.weightDecay);
       p.zeroGrad();
     });
   }

@@ -4,8 +4,8 @@ import { Rng } from '../core/rng.js';
 import { Adam, Sgd } from '../nn/optim.js';
 import { gradCheck } from './gradcheck.js';
 import { linear, softmaxCrossEntropy } from './ops.js';
-import { SparseWorkspace, maybeSparseLinear, sparseIndex, sparseLinear, sparseMode, useSparse, SPARSE_DENSITY_THRESHOLD } from './sparse.js';
-import { Tensor } from './tensor.js';
+import { SparseWorkspace, denseGrad, maskPattern, maybeSparseLinear, sparseLinear, sparseMode, useSparse, SPARSE_DENSITY_THRESHOLD } from './sparse.js';
+import { Tensor, type SparseState } from './tensor.js';
 
 function randomTensor(shape: number[], rng: Rng, scale = 1): Tensor {
   const t = Tensor.zeros(shape, true);
@@ -34,17 +34,20 @@ function withEnv<T>(v: string | undefined, f: () => T): T {
   }
 }
 
-test('sparseIndex: CSR/CSC/flat of a mask with empty rows and columns; cached per mask object', () => {
+/** A fresh sparse state (zero packed gradient) for a masked weight. */
+function stateOf(w: Tensor): SparseState {
+  const { pattern } = maskPattern(w.mask!, w.shape[0], w.shape[1]);
+  return { mask: w.mask!, pattern, grad: new Float32Array(pattern.nnz) };
+}
+
+test('maskPattern: CSR flat indices and density of a mask with empty rows and columns; cached per mask object', () => {
   const m = Float32Array.from([0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0]); // 3x4, row 1 empty, col 3 empty
-  const ix = sparseIndex(m, 3, 4);
-  assert.deepEqual([...ix.rowPtr], [0, 1, 1, 3]);
-  assert.deepEqual([...ix.colIdx], [1, 0, 2]);
-  assert.deepEqual([...ix.colPtr], [0, 1, 2, 3, 3]);
-  assert.deepEqual([...ix.rowIdx], [2, 0, 2]);
-  assert.deepEqual([...ix.flat], [1, 8, 10]);
+  const ix = maskPattern(m, 3, 4);
+  assert.deepEqual([...ix.pattern.flat], [1, 8, 10]);
   assert.equal(ix.density, 3 / 12);
-  assert.equal(sparseIndex(m, 3, 4), ix);
-  assert.notEqual(sparseIndex(Float32Array.from(m), 3, 4), ix, 'a new mask object rebuilds');
+  assert.equal(maskPattern(m, 3, 4).pattern, ix.pattern);
+  assert.notEqual(maskPattern(Float32Array.from(m), 3, 4).pattern, ix.pattern, 'a new mask object rebuilds');
+  assert.throws(() => maskPattern(m, 4, 4), /mask has 12 values, expected 4x4/);
 });
 
 test('LTH_SPARSE: auto by threshold, on, off; anything else is an error', () => {
@@ -64,9 +67,10 @@ for (const [n, inF, out, density] of [[5, 7, 4, 0.5], [1, 9, 3, 0.3], [17, 20, 6
     for (const act of ['none', 'relu'] as const) {
       const run = (sparse: boolean) => {
         for (const t of [x, w, b]) t.grad = null;
-        const y = sparse ? sparseLinear(x, w, b, act, sparseIndex(w.mask!, out, inF)) : linear(x, w, b, act);
+        w.sparse = sparse ? stateOf(w) : null;
+        const y = sparse ? sparseLinear(x, w, b, act, w.sparse!) : linear(x, w, b, act);
         softmaxCrossEntropy(y, labels).backward();
-        const gw = Float32Array.from(w.grad!);
+        const gw = Float32Array.from(denseGrad(w)!);
         for (let i = 0; i < gw.length; i++) if (!w.mask![i]) gw[i] = 0; // dense computes them; the optimiser ignores them
         return { y: Float32Array.from(y.data), gx: Float32Array.from(x.grad!), gw, gb: Float32Array.from(b.grad!) };
       };
@@ -84,8 +88,9 @@ test('sparseLinear: gradient matches finite differences (x, W at the nonzeros, b
   const w2 = maskedWeight(3, 8, 0.6, rng, 0.7), b2 = randomTensor([3], rng, 0.1);
   const labels = Int32Array.from([0, 1, 2, 0, 1, 2]);
   const ws1 = new SparseWorkspace(), ws2 = new SparseWorkspace();
-  const f = () => softmaxCrossEntropy(
-    sparseLinear(sparseLinear(x, w1, b1, 'relu', sparseIndex(w1.mask!, 8, 9), ws1), w2, b2, 'none', sparseIndex(w2.mask!, 3, 8), ws2), labels);
+  w1.sparse = stateOf(w1);
+  w2.sparse = stateOf(w2);
+  const f = () => softmaxCrossEntropy(sparseLinear(sparseLinear(x, w1, b1, 'relu', w1.sparse!, ws1), w2, b2, 'none', w2.sparse!, ws2), labels);
   const err = gradCheck(f, [x, w1, b1, w2, b2], { eps: 1e-3 });
   assert.ok(err < 2e-2, `max relative error ${err}`);
 });

@@ -1,6 +1,7 @@
 import { getBackend } from '../backend/index.js';
 import { LthError, check } from '../core/errors.js';
-import { Tensor, isGradEnabled } from './tensor.js';
+import type { SparsePattern } from '../backend/backend.js';
+import { Tensor, isGradEnabled, type SparseState } from './tensor.js';
 
 /**
  * Sparse fully connected layers: y = x·Wᵀ + b computed only at the nonzeros of W's mask
@@ -19,56 +20,24 @@ import { Tensor, isGradEnabled } from './tensor.js';
  */
 export const SPARSE_DENSITY_THRESHOLD = 0.1;
 
-/** The compressed index of one mask of a weight [rows, cols]. */
-export interface SparseIndex {
-  readonly mask: Float32Array;
-  readonly rows: number;
-  readonly cols: number;
-  readonly nnz: number;
+interface CachedPattern {
+  readonly backend: string;
+  readonly pattern: SparsePattern;
   readonly density: number;
-  /** CSR: row r's nonzeros are colIdx[rowPtr[r] .. rowPtr[r+1]). */
-  readonly rowPtr: Int32Array;
-  readonly colIdx: Int32Array;
-  /** CSC: column c's nonzeros are rowIdx[colPtr[c] .. colPtr[c+1]). */
-  readonly colPtr: Int32Array;
-  readonly rowIdx: Int32Array;
-  /** Flat indices r·cols + c of the nonzeros, in CSR order (for the optimiser). */
-  readonly flat: Int32Array;
 }
 
-const cache = new WeakMap<Float32Array, SparseIndex>();
+const patterns = new WeakMap<Float32Array, CachedPattern>();
 
-/** The compressed index of `mask` (nonzero = kept) for a weight [rows, cols]; cached per mask object. */
-export function sparseIndex(mask: Float32Array, rows: number, cols: number): SparseIndex {
-  const hit = cache.get(mask);
-  if (hit && hit.rows === rows && hit.cols === cols) return hit;
-  check(mask.length === rows * cols, () => `sparseIndex: mask has ${mask.length} values, expected ${rows}x${cols}`);
-  const rowPtr = new Int32Array(rows + 1), colPtr = new Int32Array(cols + 1);
-  let nnz = 0;
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) {
-      if (mask[r * cols + c] !== 0) {
-        nnz++;
-        colPtr[c + 1]++;
-      }
-    }
-    rowPtr[r + 1] = nnz;
-  }
-  for (let c = 0; c < cols; c++) colPtr[c + 1] += colPtr[c];
-  const colIdx = new Int32Array(nnz), rowIdx = new Int32Array(nnz), flat = new Int32Array(nnz);
-  const fill = colPtr.slice(0, cols);
-  for (let r = 0, k = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) {
-      if (mask[r * cols + c] !== 0) {
-        colIdx[k] = c;
-        flat[k++] = r * cols + c;
-        rowIdx[fill[c]++] = r;
-      }
-    }
-  }
-  const idx: SparseIndex = { mask, rows, cols, nnz, density: rows * cols ? nnz / (rows * cols) : 0, rowPtr, colIdx, colPtr, rowIdx, flat };
-  cache.set(mask, idx);
-  return idx;
+/** The backend's compressed pattern of `mask` (nonzero = kept) for a weight [rows, cols]; cached per mask object. */
+export function maskPattern(mask: Float32Array, rows: number, cols: number): { pattern: SparsePattern; density: number } {
+  const be = getBackend();
+  const hit = patterns.get(mask);
+  if (hit && hit.backend === be.name && hit.pattern.rows === rows && hit.pattern.cols === cols) return hit;
+  check(mask.length === rows * cols, () => `sparse: mask has ${mask.length} values, expected ${rows}x${cols}`);
+  const pattern = be.sparsePattern(mask, rows, cols);
+  const entry = { backend: be.name, pattern, density: rows * cols ? pattern.nnz / (rows * cols) : 0 };
+  patterns.set(mask, entry);
+  return entry;
 }
 
 export type SparseMode = 'auto' | 'on' | 'off';
@@ -86,49 +55,56 @@ export function useSparse(density: number, mode: SparseMode = sparseMode()): boo
   return mode === 'on' || (mode === 'auto' && density < SPARSE_DENSITY_THRESHOLD);
 }
 
-/** Transposed-activation buffers of one layer, reused across steps while no backward is pending. */
+/** The batch rounded up to the kernels' column granularity (16). */
+export function paddedBatch(n: number): number {
+  return Math.max(16, (n + 15) & ~15);
+}
+
+/** The buffers of one sparse layer, reused across steps while no backward is pending. */
 export class SparseWorkspace {
-  private ld = -1;
+  private key = '';
   private bufs: Float32Array[] = [];
   /** A recorded forward whose backward has not run yet still owns the buffers. */
   busy = false;
 
-  /** Four buffers (xT [in, ld], yT [out, ld], gyT [out, ld], gxT [in, ld]) for this ld. */
-  get(ld: number, inF: number, outF: number): Float32Array[] {
-    if (this.busy) return fresh(ld, inF, outF);
-    if (ld !== this.ld || this.bufs[0].length !== inF * ld || this.bufs[1].length !== outF * ld) {
-      this.bufs = fresh(ld, inF, outF);
-      this.ld = ld;
+  /** xT [in, ld], yT [out, ld], gyT [out, ld], gxT [in, ld] and vals [nnz]. */
+  get(ld: number, inF: number, outF: number, nnz: number): Float32Array[] {
+    const key = `${ld},${inF},${outF},${nnz}`;
+    if (this.busy) return buffers(ld, inF, outF, nnz);
+    if (key !== this.key) {
+      this.bufs = buffers(ld, inF, outF, nnz);
+      this.key = key;
     }
     return this.bufs;
   }
 }
 
-function fresh(ld: number, inF: number, outF: number): Float32Array[] {
-  return [new Float32Array(inF * ld), new Float32Array(outF * ld), new Float32Array(outF * ld), new Float32Array(inF * ld)];
+function buffers(ld: number, inF: number, outF: number, nnz: number): Float32Array[] {
+  return [new Float32Array(inF * ld), new Float32Array(outF * ld), new Float32Array(outF * ld), new Float32Array(inF * ld), new Float32Array(nnz)];
 }
 
 /**
- * y = x·Wᵀ + b (then ReLU), computed at the nonzeros of `idx` only. x [n, in], weight
- * [out, in] whose entries outside the mask are zero, bias [out]. Same values as `linear`
- * up to float summation order.
+ * y = x·Wᵀ + b (then ReLU), computed at the nonzeros of the weight's sparse state only.
+ * x [n, in], weight [out, in], bias [out]. Same values as `linear` on the masked weight up
+ * to float summation order; the weight gradient accumulates in `sparse.grad`.
  */
 export function sparseLinear(
-  x: Tensor, weight: Tensor, bias: Tensor | null, activation: 'none' | 'relu', idx: SparseIndex,
+  x: Tensor, weight: Tensor, bias: Tensor | null, activation: 'none' | 'relu', sparse: SparseState,
   ws: SparseWorkspace = new SparseWorkspace(),
 ): Tensor {
   check(x.shape.length === 2, () => `linear: input must be rank 2 [batch, features], got shape [${x.shape.join(', ')}]`);
   check(weight.shape.length === 2 && weight.shape[1] === x.shape[1],
     () => `linear: weight shape [${weight.shape.join(', ')}] does not match input features ${x.shape[1]}`);
   const [outF, inF] = weight.shape;
-  check(idx.rows === outF && idx.cols === inF, () => `sparseLinear: index is ${idx.rows}x${idx.cols}, weight is ${outF}x${inF}`);
+  const { pattern } = sparse;
+  check(pattern.rows === outF && pattern.cols === inF, () => `sparseLinear: pattern is ${pattern.rows}x${pattern.cols}, weight is ${outF}x${inF}`);
   const be = getBackend();
   const n = x.shape[0];
-  const ld = Math.max(16, (n + 15) & ~15);
+  const ld = paddedBatch(n);
   const relu = activation === 'relu';
-  const [xT, yT, gyT, gxT] = ws.get(ld, inF, outF);
+  const [xT, yT, gyT, gxT, vals] = ws.get(ld, inF, outF, pattern.nnz);
   be.transpose(x.data, xT, n, inF, inF, ld, false);
-  be.spmm(weight.data, idx.rowPtr, idx.colIdx, inF, 1, xT, yT, bias ? bias.data : null, outF, ld, ld, false, relu);
+  be.sparseForward(pattern, weight.data, vals, xT, yT, bias ? bias.data : null, n, ld, relu);
   const y = Tensor.zeros([n, outF]);
   be.transpose(yT, y.data, outF, n, ld, outF, false);
   const inputs = bias ? [x, weight, bias] : [x, weight];
@@ -144,10 +120,10 @@ export function sparseLinear(
       gy = masked;
     }
     if (bias?.requiresGrad) be.sumRows(gy, bias.ensureGrad(), n, outF, true);
-    if (weight.requiresGrad || x.requiresGrad) be.transpose(gy, gyT, n, outF, outF, ld, false);
-    if (weight.requiresGrad) be.sddmm(gyT, idx.rowPtr, idx.colIdx, inF, 1, xT, weight.ensureGrad(), outF, ld, ld);
+    be.transpose(gy, gyT, n, outF, outF, ld, false);
+    if (weight.requiresGrad) be.sparseWeightGrad(pattern, gyT, xT, sparse.grad, ld);
     if (x.requiresGrad) {
-      be.spmm(weight.data, idx.colPtr, idx.rowIdx, 1, inF, gyT, gxT, null, inF, ld, ld, false, false);
+      be.sparseInputGrad(pattern, vals, gyT, gxT, ld);
       be.transpose(gxT, x.ensureGrad(), inF, n, ld, inF, true);
     }
     ws.busy = false;
@@ -157,9 +133,9 @@ export function sparseLinear(
 
 /**
  * The per-layer choice: when `weight` carries a mask and LTH_SPARSE (with the density
- * threshold under 'auto') says sparse, computes the layer sparsely, marks the weight for
- * sparse optimiser updates and returns y; otherwise clears that mark and returns null
- * (the caller then runs the dense op).
+ * threshold under 'auto') says sparse, computes the layer sparsely, marks the weight with
+ * its sparse state (kept while the mask is the same) and returns y; otherwise clears that
+ * mark and returns null (the caller then runs the dense op).
  */
 export function maybeSparseLinear(
   x: Tensor, weight: Tensor, bias: Tensor | null, activation: 'none' | 'relu', ws: SparseWorkspace,
@@ -170,11 +146,20 @@ export function maybeSparseLinear(
     weight.sparse = null;
     return null;
   }
-  const idx = sparseIndex(mask, weight.shape[0], weight.shape[1]);
-  if (!useSparse(idx.density, mode)) {
+  const { pattern, density } = maskPattern(mask, weight.shape[0], weight.shape[1]);
+  if (!useSparse(density, mode)) {
     weight.sparse = null;
     return null;
   }
-  weight.sparse = idx;
-  return sparseLinear(x, weight, bias, activation, idx, ws);
+  if (weight.sparse?.pattern !== pattern) weight.sparse = { mask, pattern, grad: new Float32Array(pattern.nnz) };
+  return sparseLinear(x, weight, bias, activation, weight.sparse, ws);
+}
+
+/** A parameter's gradient as a dense array: `.grad`, or its packed sparse gradient scattered (null if neither). */
+export function denseGrad(t: Tensor): Float32Array | null {
+  if (!t.sparse) return t.grad;
+  const g = t.grad ? Float32Array.from(t.grad) : new Float32Array(t.size);
+  const { flat } = t.sparse.pattern;
+  for (let k = 0; k < flat.length; k++) g[flat[k]] += t.sparse.grad[k];
+  return g;
 }

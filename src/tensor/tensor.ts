@@ -1,3 +1,4 @@
+import type { SparsePattern } from '../backend/backend.js';
 import { check } from '../core/errors.js';
 
 let gradEnabled = true;
@@ -33,10 +34,10 @@ export class Tensor {
   mask: Float32Array | null = null;
   /**
    * Set by the sparse fully connected op (tensor/sparse.ts) on a masked weight it computed
-   * sparsely: the flat indices of the mask's nonzeros. The optimiser then updates only those
-   * entries (and zeroes only their gradients); the other gradient entries stay zero.
+   * sparsely. Its gradient then accumulates in `sparse.grad`, packed per nonzero of the
+   * pattern (`.grad` is not used), and the optimiser updates only those entries.
    */
-  sparse: { readonly mask: Float32Array; readonly flat: Int32Array; readonly nnz: number } | null = null;
+  sparse: SparseState | null = null;
   /** Set by ops when the graph is recorded. */
   backwardFn: (() => void) | null = null;
   parents: readonly Tensor[] = [];
@@ -91,4 +92,12 @@ export class Tensor {
       t.parents = [];
     }
   }
+}
+
+/** A weight computed sparsely: the mask it was compressed from, its pattern, its packed gradient. */
+export interface SparseState {
+  readonly mask: Float32Array;
+  readonly pattern: SparsePattern;
+  /** The gradient at the pattern's nonzeros, in its packed order (pattern.flat). */
+  readonly grad: Float32Array;
 }
