@@ -117,7 +117,7 @@ function layerMicros(out: number, inF: number, n: number, density: number, train
   w.mask = m;
   const x = new Tensor(Float32Array.from({ length: n * inF }, () => r.normal()), [n, inF], true);
   const { pattern } = maskPattern(m, out, inF), ws = new SparseWorkspace();
-  const state = { mask: m, pattern, grad: new Float32Array(pattern.nnz) };
+  const state = w.setSparse(pattern)!;
   const g = new Float32Array(n * out).fill(1e-3);
   const once = (sparse: boolean) => {
     const run = () => (sparse ? sparseLinear(x, w, b, 'relu', state, ws) : linear(x, w, b, 'relu'));

@@ -1,5 +1,5 @@
 // Sparse kernels of lth_native (native/sparse.cc): the masked fully connected layer
-// at the mask's nonzeros, and optimiser updates over the nonzeros only.
+// at the mask's nonzeros.
 #pragma once
 
 #include <node_api.h>
@@ -13,7 +13,7 @@ int thread_count();
 void run_parts(int parts, void (*fn)(void* ctx, int part), void* ctx);
 
 // Adds the sparse kernels (sparsePattern, sparseForward, sparseInputGrad, sparseWeightGrad,
-// transpose, adamSparse, sgdSparse) to `exports`.
+// transpose) to `exports`.
 // `simd` is the path lth_native chose ('avx512' | 'avx2' | 'scalar').
 bool register_sparse(napi_env env, napi_value exports, const char* simd);
 

@@ -83,13 +83,10 @@ struct ForwardChunk {
   }
 };
 
-// Forward over rows [r0, r1): vals[k] = w[flat[k]] (kept for the backward), then
-// outT[r, c] = act(bias[r] + Σ_k vals[k]·inT[col[k], c]) for c < n, 0 for n ≤ c < ld.
-// Column blocks of the pattern keep the rows of inT being read in L1.
-LTH_SP_TARGET static void sp_forward(const Pattern& p, const float* w, float* vals, const float* inT, float* outT,
+// Forward over rows [r0, r1): outT[r, c] = act(bias[r] + Σ_k vals[k]·inT[col[k], c]) for
+// c < n, 0 for n ≤ c < ld. Column blocks of the pattern keep the rows of inT being read in L1.
+LTH_SP_TARGET static void sp_forward(const Pattern& p, const float* vals, const float* inT, float* outT,
                                      const float* bias, int64_t r0, int64_t r1, int64_t n, int64_t ld, bool relu) {
-  for (int64_t b = 0; b < p.nbc; b++)
-    for (int32_t k = p.seg[b * p.rows + r0]; k < p.seg[b * p.rows + r1]; k++) vals[k] = w[p.flat[k]];
   for_chunks(ld, ForwardChunk{p, vals, inT, bias, outT, r0, r1, n, ld, relu});
 }
 
@@ -151,10 +148,19 @@ LTH_SP_TARGET static inline vf dot_chunk(const Pattern& p, const float* gyT, con
 struct WeightGradChunk {
   const Pattern& p;
   const float *gyT, *xT;
-  float* gvals;
+  float *gvals, *gbias;
   int64_t r0, r1, ld;
   template <int V>
   LTH_SP_TARGET void operator()(int64_t c0) const {
+    if (gbias)
+      for (int64_t r = r0; r < r1; r++) {
+        vf s = ld16(gyT + r * ld + c0);
+        for (int v = 1; v < V; v++) s += ld16(gyT + r * ld + c0 + 16 * v);
+        float t = 0.0f;
+        for (int j = 0; j < 16; j++) t += s[j];
+        gbias[r] += t;
+      }
+    if (!gvals) return;
     for (int64_t b = 0; b < p.nbc; b++) {
       const int32_t k0 = p.seg[b * p.rows + r0], k1 = p.seg[b * p.rows + r1];
       int32_t k = k0;
@@ -174,10 +180,11 @@ struct WeightGradChunk {
 };
 
 // Weight gradient over rows [r0, r1): gvals[k] += Σ_c gyT[row(k), c]·xT[col(k), c], over
-// the nonzeros in packed order (contiguous per column block), 16 at a time.
-LTH_SP_TARGET static void sp_weight_grad(const Pattern& p, const float* gyT, const float* xT, float* gvals, int64_t r0,
-                                         int64_t r1, int64_t ld) {
-  for_chunks(ld, WeightGradChunk{p, gyT, xT, gvals, r0, r1, ld});
+// the nonzeros in packed order (contiguous per column block), 16 at a time; and the bias
+// gradient gbias[r] += Σ_c gyT[r, c]. Either output may be null.
+LTH_SP_TARGET static void sp_weight_grad(const Pattern& p, const float* gyT, const float* xT, float* gvals,
+                                         float* gbias, int64_t r0, int64_t r1, int64_t ld) {
+  for_chunks(ld, WeightGradChunk{p, gyT, xT, gvals, gbias, r0, r1, ld});
 }
 
 #if LTH_SP_AVX
@@ -226,51 +233,4 @@ LTH_SP_TARGET static void transpose(const float* x, float* out, int64_t rows, in
       for (int64_t r = rows; r < ldo; r++) out[j * ldo + r] = 0.0f;
 }
 
-// Adam (the dense kernel's float expression) on a sparse weight: gradient and moments
-// packed in the pattern's order, the weight at its dense positions; then grad = 0.
-LTH_SP_TARGET static void adam_sparse(const Pattern& p, float* w, float* g, float* m, float* v, float beta1, float beta2,
-                                      float ob1, float ob2, float stepSize, float invBc2, float eps) {
-  const int64_t nnz = p.nnz, n16 = nnz & ~(int64_t)15;
-  int64_t k = 0;
-  for (; k < n16; k += 16) {
-    const vf gi = ld16(g + k);
-    const vf mi = beta1 * ld16(m + k) + ob1 * gi;
-    const vf vv = beta2 * ld16(v + k) + ob2 * gi * gi;
-    st16(m + k, mi);
-    st16(v + k, vv);
-    st16(g + k, vf{});
-    vf root;
-    for (int j = 0; j < 16; j++) root[j] = __builtin_sqrtf(vv[j]);
-    const vf step = stepSize * mi / (root * invBc2 + eps);
-    for (int j = 0; j < 16; j++) {
-      float* pw = w + p.flat[k + j];
-      *pw = *pw - step[j];
-    }
-  }
-  for (; k < nnz; k++) {
-    const float gi = g[k];
-    const float mi = beta1 * m[k] + ob1 * gi;
-    const float vv = beta2 * v[k] + ob2 * gi * gi;
-    m[k] = mi;
-    v[k] = vv;
-    g[k] = 0.0f;
-    float* pw = w + p.flat[k];
-    *pw = *pw - stepSize * mi / (__builtin_sqrtf(vv) * invBc2 + eps);
-  }
-}
-
-// SGD (the dense kernel's float expression) on a sparse weight: gradient and momentum
-// buffer packed in the pattern's order, the weight at its dense positions; then grad = 0.
-LTH_SP_TARGET static void sgd_sparse(const Pattern& p, float* w, float* g, float* buf, float lr, float momentum,
-                                     float weightDecay) {
-  for (int64_t k = 0; k < p.nnz; k++) {
-    float* pw = w + p.flat[k];
-    const float gi = g[k] + weightDecay * *pw;
-    const float bi = momentum * buf[k] + gi;
-    buf[k] = bi;
-    *pw = *pw - lr * bi;
-    g[k] = 0.0f;
-  }
-}
-
-static const SparseKernels kTable = {sp_forward, sp_input_grad, sp_weight_grad, transpose, adam_sparse, sgd_sparse};
+static const SparseKernels kTable = {sp_forward, sp_input_grad, sp_weight_grad, transpose};

@@ -114,10 +114,10 @@ export interface Backend {
   ): void;
 
   // ---------------------------------------------------------------- sparse (masked fully connected)
-  // A weight W [rows, cols] (dense, row-major) is computed only at the nonzeros of a mask,
-  // compressed once by `sparsePattern`. Per-nonzero buffers (vals, gradients, optimiser
-  // state) are packed in the pattern's order, which is the backend's own (the native one
-  // goes by column blocks); entry k is W[flat[k]]. Activations are transposed, [features, ld] with the batch contiguous:
+  // A weight W [rows, cols] is computed only at the nonzeros of a mask, compressed once by
+  // `sparsePattern`. Its values and gradient are packed (vals, gvals: one entry per nonzero,
+  // in the pattern's order, which is the backend's own; entry k is W[flat[k]]), so the
+  // optimiser runs the dense `adam`/`sgd` kernels on the packed arrays. Activations are transposed, [features, ld] with the batch contiguous:
   // ld is a positive multiple of 16, and the padding columns n ≤ c < ld of every output
   // are zero (inputs to the backward kernels must keep theirs zero too).
 
@@ -128,41 +128,31 @@ export interface Backend {
   sparsePattern(mask: Float32Array, rows: number, cols: number): SparsePattern;
 
   /**
-   * vals[k] = w[flat[k]] (kept for the backward), then outT[r, c] = act(bias[r] +
-   * Σ_k vals[k]·inT[col(k), c]) over the nonzeros k of row r, for c < n; 0 for n ≤ c < ld.
-   * act is max(0, ·) when `relu` (NaN stays NaN); bias null means 0. inT [cols, ld], outT [rows, ld].
+   * outT[r, c] = act(bias[r] + Σ_k vals[k]·inT[col(k), c]) over the nonzeros k of row r, for
+   * c < n; 0 for n ≤ c < ld. act is max(0, ·) when `relu` (NaN stays NaN); bias null means 0.
+   * vals [nnz] packed, inT [cols, ld], outT [rows, ld].
    */
   sparseForward(
-    pattern: SparsePattern, w: Float32Array, vals: Float32Array, inT: Float32Array, outT: Float32Array,
+    pattern: SparsePattern, vals: Float32Array, inT: Float32Array, outT: Float32Array,
     bias: Float32Array | null, n: number, ld: number, relu: boolean,
   ): void;
 
   /** The input gradient: gxT[i, c] = Σ_k vals[k]·gyT[row(k), c] over the nonzeros k of column i (overwrites). */
   sparseInputGrad(pattern: SparsePattern, vals: Float32Array, gyT: Float32Array, gxT: Float32Array, ld: number): void;
 
-  /** The weight gradient at the nonzeros: gvals[k] += Σ_{c<ld} gyT[row(k), c]·xT[col(k), c]. */
-  sparseWeightGrad(pattern: SparsePattern, gyT: Float32Array, xT: Float32Array, gvals: Float32Array, ld: number): void;
+  /**
+   * The weight gradient at the nonzeros, gvals[k] += Σ_{c<ld} gyT[row(k), c]·xT[col(k), c], and
+   * the bias gradient, gbias[r] += Σ_{c<ld} gyT[r, c]; either may be null (not wanted).
+   */
+  sparseWeightGrad(
+    pattern: SparsePattern, gyT: Float32Array, xT: Float32Array, gvals: Float32Array | null, gbias: Float32Array | null, ld: number,
+  ): void;
 
   /**
    * out[c·ldo + r] = x[r·ldx + c] (or += when `accumulate`) for r < rows, c < cols; without
    * `accumulate`, also out[c·ldo + r] = 0 for rows ≤ r < ldo (the padding of a transposed batch).
    */
   transpose(x: Float32Array, out: Float32Array, rows: number, cols: number, ldx: number, ldo: number, accumulate: boolean): void;
-
-  /**
-   * `adam` on a sparse weight: grad, m and v packed (nnz entries), param dense at flat[k];
-   * the same float expression per entry; then grad = 0. Entries outside the pattern are untouched.
-   */
-  adamSparse(
-    pattern: SparsePattern, param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array,
-    lr: number, beta1: number, beta2: number, eps: number, step: number,
-  ): void;
-
-  /** `sgd` on a sparse weight: grad and buf packed, param dense at flat[k]; then grad = 0. */
-  sgdSparse(
-    pattern: SparsePattern, param: Float32Array, grad: Float32Array, buf: Float32Array,
-    lr: number, momentum: number, weightDecay: number,
-  ): void;
 }
 
 /** A mask's nonzero pattern as compressed by one backend (`Backend.sparsePattern`). */

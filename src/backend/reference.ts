@@ -197,9 +197,8 @@ export const referenceBackend: Backend = {
     return referencePattern(mask, rows, cols);
   },
 
-  sparseForward(pattern, w, vals, inT, outT, bias, n, ld, relu) {
+  sparseForward(pattern, vals, inT, outT, bias, n, ld, relu) {
     const p = asReference(pattern);
-    for (let k = 0; k < p.nnz; k++) vals[k] = w[p.flat[k]];
     for (let r = 0; r < p.rows; r++) {
       for (let c = 0; c < ld; c++) {
         let s = bias ? bias[r] : 0;
@@ -219,9 +218,15 @@ export const referenceBackend: Backend = {
     }
   },
 
-  sparseWeightGrad(pattern, gyT, xT, gvals, ld) {
+  sparseWeightGrad(pattern, gyT, xT, gvals, gbias, ld) {
     const p = asReference(pattern);
     for (let r = 0; r < p.rows; r++) {
+      if (gbias) {
+        let s = 0;
+        for (let c = 0; c < ld; c++) s += gyT[r * ld + c];
+        gbias[r] += s;
+      }
+      if (!gvals) continue;
       for (let k = p.rowPtr[r]; k < p.rowPtr[r + 1]; k++) {
         let s = 0;
         for (let c = 0; c < ld; c++) s += gyT[r * ld + c] * xT[p.colIdx[k] * ld + c];
@@ -234,30 +239,6 @@ export const referenceBackend: Backend = {
     for (let c = 0; c < cols; c++) {
       for (let r = 0; r < rows; r++) out[c * ldo + r] = (accumulate ? out[c * ldo + r] : 0) + x[r * ldx + c];
       if (!accumulate) for (let r = rows; r < ldo; r++) out[c * ldo + r] = 0;
-    }
-  },
-
-  adamSparse(pattern, param, grad, m, v, lr, beta1, beta2, eps, step) {
-    const { flat, nnz } = asReference(pattern);
-    const bc1 = 1 - Math.pow(beta1, step);
-    const bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
-    const stepSize = lr / bc1;
-    for (let k = 0; k < nnz; k++) {
-      const g = grad[k];
-      m[k] = beta1 * m[k] + (1 - beta1) * g;
-      v[k] = beta2 * v[k] + (1 - beta2) * g * g;
-      param[flat[k]] -= (stepSize * m[k]) / (Math.sqrt(v[k]) / bc2Sqrt + eps);
-      grad[k] = 0;
-    }
-  },
-
-  sgdSparse(pattern, param, grad, buf, lr, momentum, weightDecay) {
-    const { flat, nnz } = asReference(pattern);
-    for (let k = 0; k < nnz; k++) {
-      const g = grad[k] + weightDecay * param[flat[k]];
-      buf[k] = momentum * buf[k] + g;
-      param[flat[k]] -= lr * buf[k];
-      grad[k] = 0;
     }
   },
 };

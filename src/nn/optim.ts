@@ -71,11 +71,12 @@ export class Adam implements Optimizer {
     this.t++;
     const be = getBackend();
     this.params.forEach((p, i) => {
-      // A weight computed sparsely (tensor/sparse.ts): update, and zero the gradient, at the nonzeros only.
+      // A weight computed sparsely (tensor/sparse.ts): the dense update on its packed values, gradient and moments.
       const sp = p.sparse;
       if (sp) {
         const [m, v] = this.state[i].forSparse(sp.pattern);
-        be.adamSparse(sp.pattern, p.data, sp.grad, m, v, this.lr, this.beta1, this.beta2, this.eps, this.t);
+        be.adam(sp.values(true), sp.grad, m, v, null, sp.pattern.nnz, this.lr, this.beta1, this.beta2, this.eps, this.t);
+        sp.grad.fill(0);
         return;
       }
       const [m, v] = this.state[i].forDense();
@@ -107,7 +108,8 @@ export class Sgd implements Optimizer {
       const sp = p.sparse;
       if (sp) {
         const [buf] = this.state[i].forSparse(sp.pattern);
-        be.sgdSparse(sp.pattern, p.data, sp.grad, buf, this.lr, this.momentum, this.weightDecay);
+        be.sgd(sp.values(true), sp.grad, buf, null, sp.pattern.nnz, this.lr, this.momentum, this.weightDecay);
+        sp.grad.fill(0);
         return;
       }
       const [buf] = this.state[i].forDense();

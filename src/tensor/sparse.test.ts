@@ -34,10 +34,10 @@ function withEnv<T>(v: string | undefined, f: () => T): T {
   }
 }
 
-/** A fresh sparse state (zero packed gradient) for a masked weight. */
-function stateOf(w: Tensor): SparseState {
-  const { pattern } = maskPattern(w.mask!, w.shape[0], w.shape[1]);
-  return { mask: w.mask!, pattern, grad: new Float32Array(pattern.nnz) };
+/** Computes a masked weight sparsely from now on (a fresh state: zero packed gradient). */
+function sparsify(w: Tensor): SparseState {
+  w.setSparse(null);
+  return w.setSparse(maskPattern(w.mask!, w.shape[0], w.shape[1]).pattern)!;
 }
 
 test('maskPattern: CSR flat indices and density of a mask with empty rows and columns; cached per mask object', () => {
@@ -67,8 +67,7 @@ for (const [n, inF, out, density] of [[5, 7, 4, 0.5], [1, 9, 3, 0.3], [17, 20, 6
     for (const act of ['none', 'relu'] as const) {
       const run = (sparse: boolean) => {
         for (const t of [x, w, b]) t.grad = null;
-        w.sparse = sparse ? stateOf(w) : null;
-        const y = sparse ? sparseLinear(x, w, b, act, w.sparse!) : linear(x, w, b, act);
+        const y = sparse ? sparseLinear(x, w, b, act, sparsify(w)) : (w.setSparse(null), linear(x, w, b, act));
         softmaxCrossEntropy(y, labels).backward();
         const gw = Float32Array.from(denseGrad(w)!);
         for (let i = 0; i < gw.length; i++) if (!w.mask![i]) gw[i] = 0; // dense computes them; the optimiser ignores them
@@ -88,9 +87,8 @@ test('sparseLinear: gradient matches finite differences (x, W at the nonzeros, b
   const w2 = maskedWeight(3, 8, 0.6, rng, 0.7), b2 = randomTensor([3], rng, 0.1);
   const labels = Int32Array.from([0, 1, 2, 0, 1, 2]);
   const ws1 = new SparseWorkspace(), ws2 = new SparseWorkspace();
-  w1.sparse = stateOf(w1);
-  w2.sparse = stateOf(w2);
-  const f = () => softmaxCrossEntropy(sparseLinear(sparseLinear(x, w1, b1, 'relu', w1.sparse!, ws1), w2, b2, 'none', w2.sparse!, ws2), labels);
+  const s1 = sparsify(w1), s2 = sparsify(w2);
+  const f = () => softmaxCrossEntropy(sparseLinear(sparseLinear(x, w1, b1, 'relu', s1, ws1), w2, b2, 'none', s2, ws2), labels);
   const err = gradCheck(f, [x, w1, b1, w2, b2], { eps: 1e-3 });
   assert.ok(err < 2e-2, `max relative error ${err}`);
 });

@@ -66,27 +66,47 @@ export class SparseWorkspace {
   private bufs: Float32Array[] = [];
   /** A recorded forward whose backward has not run yet still owns the buffers. */
   busy = false;
+  /** Counts get() calls: a buffer handed to another layer is valid while this is unchanged. */
+  generation = 0;
 
-  /** xT [in, ld], yT [out, ld], gyT [out, ld], gxT [in, ld] and vals [nnz]. */
-  get(ld: number, inF: number, outF: number, nnz: number): Float32Array[] {
-    const key = `${ld},${inF},${outF},${nnz}`;
-    if (this.busy) return buffers(ld, inF, outF, nnz);
+  /** xT [in, ld], yT [out, ld], gyT [out, ld] and gxT [in, ld]. */
+  get(ld: number, inF: number, outF: number): Float32Array[] {
+    this.generation++;
+    const key = `${ld},${inF},${outF}`;
+    if (this.busy) return buffers(ld, inF, outF);
     if (key !== this.key) {
-      this.bufs = buffers(ld, inF, outF, nnz);
+      this.bufs = buffers(ld, inF, outF);
       this.key = key;
     }
     return this.bufs;
   }
 }
 
-function buffers(ld: number, inF: number, outF: number, nnz: number): Float32Array[] {
-  return [new Float32Array(inF * ld), new Float32Array(outF * ld), new Float32Array(outF * ld), new Float32Array(inF * ld), new Float32Array(nnz)];
+function buffers(ld: number, inF: number, outF: number): Float32Array[] {
+  return [new Float32Array(inF * ld), new Float32Array(outF * ld), new Float32Array(outF * ld), new Float32Array(inF * ld)];
 }
+
+/**
+ * Transposed data handed between consecutive sparse layers, so a chain of them (an MLP)
+ * stays in the [features, ld] layout: a layer's output → its transposed copy (valid while
+ * the producing workspace has not been reused), and an input → the transposed gradient
+ * its sparse consumer computed (taken by the producer's backward instead of `.grad`).
+ */
+interface Handoff {
+  readonly data: Float32Array;
+  readonly ld: number;
+  readonly ws: SparseWorkspace;
+  readonly generation: number;
+}
+const transposedOutput = new WeakMap<Tensor, Handoff>();
+const transposedGrad = new WeakMap<Tensor, Float32Array>();
 
 /**
  * y = x·Wᵀ + b (then ReLU), computed at the nonzeros of the weight's sparse state only.
  * x [n, in], weight [out, in], bias [out]. Same values as `linear` on the masked weight up
- * to float summation order; the weight gradient accumulates in `sparse.grad`.
+ * to float summation order; the weight gradient accumulates in `sparse.grad`. When x is
+ * the output of another sparse layer, its gradient is handed back to that layer
+ * transposed rather than accumulated in `x.grad`.
  */
 export function sparseLinear(
   x: Tensor, weight: Tensor, bias: Tensor | null, activation: 'none' | 'relu', sparse: SparseState,
@@ -102,29 +122,42 @@ export function sparseLinear(
   const n = x.shape[0];
   const ld = paddedBatch(n);
   const relu = activation === 'relu';
-  const [xT, yT, gyT, gxT, vals] = ws.get(ld, inF, outF, pattern.nnz);
-  be.transpose(x.data, xT, n, inF, inF, ld, false);
-  be.sparseForward(pattern, weight.data, vals, xT, yT, bias ? bias.data : null, n, ld, relu);
+  const [xBuf, yT, gyT, gxT] = ws.get(ld, inF, outF);
+  // The values this forward used, for the backward (the optimiser replaces the packed array's contents only after it).
+  const vals = sparse.values(false);
+  const handed = transposedOutput.get(x);
+  const fromLayer = handed !== undefined && handed.ld === ld && handed.ws.generation === handed.generation;
+  const xT = fromLayer ? handed.data : xBuf;
+  if (!fromLayer) be.transpose(x.data, xT, n, inF, inF, ld, false);
+  be.sparseForward(pattern, vals, xT, yT, bias ? bias.data : null, n, ld, relu);
   const y = Tensor.zeros([n, outF]);
   be.transpose(yT, y.data, outF, n, ld, outF, false);
+  transposedOutput.set(y, { data: yT, ld, ws, generation: ws.generation });
   const inputs = bias ? [x, weight, bias] : [x, weight];
   if (!(isGradEnabled() && inputs.some((t) => t.requiresGrad))) return y;
   ws.busy = true;
   y.requiresGrad = true;
   y.parents = inputs;
   y.backwardFn = () => {
-    let gy = y.grad!;
-    if (relu) {
-      const masked = new Float32Array(gy.length);
-      be.reluBackward(gy, y.data, masked, gy.length);
-      gy = masked;
+    // gyT = the gradient of y, transposed: from y.grad and/or a sparse consumer's hand-off.
+    const pending = transposedGrad.get(y);
+    transposedGrad.delete(y);
+    if (y.grad) {
+      be.transpose(y.grad, gyT, n, outF, outF, ld, false);
+      if (pending) for (let i = 0; i < gyT.length; i++) gyT[i] += pending[i];
+    } else if (pending) {
+      gyT.set(pending);
+    } else {
+      gyT.fill(0);
     }
-    if (bias?.requiresGrad) be.sumRows(gy, bias.ensureGrad(), n, outF, true);
-    be.transpose(gy, gyT, n, outF, outF, ld, false);
-    if (weight.requiresGrad) be.sparseWeightGrad(pattern, gyT, xT, sparse.grad, ld);
+    if (relu) be.reluBackward(gyT, yT, gyT, gyT.length);
+    if (weight.requiresGrad || bias?.requiresGrad) {
+      be.sparseWeightGrad(pattern, gyT, xT, weight.requiresGrad ? sparse.grad : null, bias?.requiresGrad ? bias.ensureGrad() : null, ld);
+    }
     if (x.requiresGrad) {
       be.sparseInputGrad(pattern, vals, gyT, gxT, ld);
-      be.transpose(gxT, x.ensureGrad(), inF, n, ld, inF, true);
+      if (fromLayer && !transposedGrad.has(x)) transposedGrad.set(x, gxT);
+      else be.transpose(gxT, x.ensureGrad(), inF, n, ld, inF, true);
     }
     ws.busy = false;
   };
@@ -143,16 +176,15 @@ export function maybeSparseLinear(
   const mask = weight.mask;
   const mode = sparseMode();
   if (!mask || mode === 'off' || weight.shape.length !== 2) {
-    weight.sparse = null;
+    weight.setSparse(null);
     return null;
   }
   const { pattern, density } = maskPattern(mask, weight.shape[0], weight.shape[1]);
   if (!useSparse(density, mode)) {
-    weight.sparse = null;
+    weight.setSparse(null);
     return null;
   }
-  if (weight.sparse?.pattern !== pattern) weight.sparse = { mask, pattern, grad: new Float32Array(pattern.nnz) };
-  return sparseLinear(x, weight, bias, activation, weight.sparse, ws);
+  return sparseLinear(x, weight, bias, activation, weight.setSparse(pattern)!, ws);
 }
 
 /** A parameter's gradient as a dense array: `.grad`, or its packed sparse gradient scattered (null if neither). */

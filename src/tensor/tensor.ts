@@ -33,20 +33,27 @@ export class Tensor {
   /** For parameters: 0 marks a pruned entry, kept exactly zero by the optimiser. */
   mask: Float32Array | null = null;
   /**
-   * Set by the sparse fully connected op (tensor/sparse.ts) on a masked weight it computed
-   * sparsely. Its gradient then accumulates in `sparse.grad`, packed per nonzero of the
-   * pattern (`.grad` is not used), and the optimiser updates only those entries.
+   * Set by the sparse fully connected op (tensor/sparse.ts) on a masked weight it computes
+   * sparsely: the weight's values, gradient and optimiser state then live packed per
+   * nonzero between steps (`.grad` is not used), and `.data` is brought up to date when
+   * read.
    */
-  sparse: SparseState | null = null;
+  get sparse(): SparseState | null {
+    return this.sparseState;
+  }
+  private sparseState: SparseState | null = null;
   /** Set by ops when the graph is recorded. */
   backwardFn: (() => void) | null = null;
   parents: readonly Tensor[] = [];
 
+  private readonly values: Float32Array;
+
   constructor(
-    readonly data: Float32Array,
+    data: Float32Array,
     readonly shape: readonly number[],
     public requiresGrad = false,
   ) {
+    this.values = data;
     check(data.length === sizeOf(shape),
       () => `Tensor: data has ${data.length} elements but shape [${shape.join(', ')}] needs ${sizeOf(shape)}`);
   }
@@ -55,13 +62,30 @@ export class Tensor {
     return new Tensor(new Float32Array(sizeOf(shape)), shape, requiresGrad);
   }
 
+  /** The values, row-major. For a weight computed sparsely, reading them writes back its packed values first. */
+  get data(): Float32Array {
+    if (this.sparseState !== null) this.sparseState.syncDense();
+    return this.values;
+  }
+
+  /**
+   * From now on computes this weight sparsely on `pattern` (null: densely again), keeping
+   * its values; a no-op when already on that pattern.
+   */
+  setSparse(pattern: SparsePattern | null): SparseState | null {
+    if (this.sparseState?.pattern === pattern) return this.sparseState;
+    this.sparseState?.syncDense();
+    this.sparseState = pattern ? new SparseState(pattern, this.values) : null;
+    return this.sparseState;
+  }
+
   get size(): number {
-    return this.data.length;
+    return this.values.length;
   }
 
   /** The gradient buffer, created zero-filled on first use. */
   ensureGrad(): Float32Array {
-    if (!this.grad) this.grad = new Float32Array(this.data.length);
+    if (!this.grad) this.grad = new Float32Array(this.values.length);
     return this.grad;
   }
 
@@ -94,10 +118,43 @@ export class Tensor {
   }
 }
 
-/** A weight computed sparsely: the mask it was compressed from, its pattern, its packed gradient. */
-export interface SparseState {
-  readonly mask: Float32Array;
-  readonly pattern: SparsePattern;
-  /** The gradient at the pattern's nonzeros, in its packed order (pattern.flat). */
+/**
+ * A weight computed sparsely: the backend's pattern of its mask, and its values and
+ * gradient packed per nonzero (pattern.flat order). Between optimiser steps the packed
+ * values are the current ones; `Tensor.data` writes them back when read, and since the
+ * caller may then write the dense array, the next packed use gathers them again.
+ */
+export class SparseState {
+  readonly vals: Float32Array;
   readonly grad: Float32Array;
+  /** The packed values are newer than the dense array. */
+  private denseStale = false;
+  /** The dense array may be newer than the packed values. */
+  private valsStale = true;
+
+  constructor(readonly pattern: SparsePattern, private readonly dense: Float32Array) {
+    this.vals = new Float32Array(pattern.nnz);
+    this.grad = new Float32Array(pattern.nnz);
+  }
+
+  /** The packed values for a kernel or an optimiser; `modified` says the caller will change them. */
+  values(modified: boolean): Float32Array {
+    if (this.valsStale) {
+      const { flat } = this.pattern;
+      for (let k = 0; k < flat.length; k++) this.vals[k] = this.dense[flat[k]];
+      this.valsStale = false;
+    }
+    if (modified) this.denseStale = true;
+    return this.vals;
+  }
+
+  /** Writes the packed values back into the dense array (a read of Tensor.data). */
+  syncDense(): void {
+    if (this.denseStale) {
+      const { flat } = this.pattern;
+      for (let k = 0; k < flat.length; k++) this.dense[flat[k]] = this.vals[k];
+      this.denseStale = false;
+    }
+    this.valsStale = true;
+  }
 }
