@@ -13,7 +13,7 @@ int thread_count();
 void run_parts(int parts, void (*fn)(void* ctx, int part), void* ctx);
 
 // Adds the sparse kernels (sparsePattern, sparseForward, sparseInputGrad, sparseWeightGrad,
-// transpose) to `exports`.
+// toPanels, fromPanels) to `exports`.
 // `simd` is the path lth_native chose ('avx512' | 'avx2' | 'scalar').
 bool register_sparse(napi_env env, napi_value exports, const char* simd);
 

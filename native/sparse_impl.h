@@ -3,9 +3,11 @@
 // of 16 floats: one zmm on AVX-512, two ymm on AVX2, four xmm on the baseline.
 // No standard headers here (see native/README.md).
 //
-// Activations are transposed, [features, ld] with the batch contiguous; ld is a multiple
-// of 16 and the columns are processed in chunks of up to 64 (V = 1..4 vectors held in
-// registers), so every nonzero is V vector FMAs and there is no scalar tail. The
+// Activations are transposed into panels of 64 batch columns: column c of feature i is at
+// (c / 64)·features·64 + i·64 + c % 64 (see sparse.cc). ld, the padded batch, is a
+// multiple of 16; each panel is one chunk of up to 64 columns (V = 1..4 vectors held in
+// registers), so every nonzero is V vector FMAs, there is no scalar tail, and a chunk's
+// rows are contiguous (no TLB miss per row on big evaluation batches). The
 // nonzeros are visited in the pattern's packed order: column block by column block
 // (see Pattern in sparse.cc), so the activation rows a block reads stay in L1.
 
@@ -25,7 +27,17 @@ LTH_SP_TARGET static inline vf keep_cols(vf a, int64_t c0, int64_t n) {
   return (vf)((vi)a & (col < (int32_t)n));
 }
 
-// Calls body.template operator()<V>(c0) for each column chunk of up to 64 columns.
+constexpr int64_t kPanel = 64;
+
+// The panel holding column c0 of a [features, ld] activation.
+LTH_SP_TARGET static inline const float* panel(const float* a, int64_t features, int64_t c0) {
+  return a + (c0 / kPanel) * features * kPanel;
+}
+LTH_SP_TARGET static inline float* panel(float* a, int64_t features, int64_t c0) {
+  return a + (c0 / kPanel) * features * kPanel;
+}
+
+// Calls body.template operator()<V>(c0) for each column chunk (panel) of up to 64 columns.
 template <class Body>
 LTH_SP_TARGET static inline void for_chunks(int64_t ld, Body body) {
   for (int64_t c0 = 0; c0 < ld; c0 += 64) {
@@ -38,15 +50,14 @@ LTH_SP_TARGET static inline void for_chunks(int64_t ld, Body body) {
   }
 }
 
-// One (block, row) segment of a product: acc[v] += Σ_k w(k)·in[idx(k)·ld + 16v] for k in
+// One (block, row) segment of a product: acc[v] += Σ_k w(k)·in[idx(k)·64 + 16v] for k in
 // [k0, k1), accumulated into out[16v] (loaded and stored once per segment).
 template <int V, class Weight, class Index>
-LTH_SP_TARGET static inline void segment(float* out, const float* in, int64_t ld, int32_t k0, int32_t k1, Weight w,
-                                         Index idx) {
+LTH_SP_TARGET static inline void segment(float* out, const float* in, int32_t k0, int32_t k1, Weight w, Index idx) {
   vf a[V];
   for (int v = 0; v < V; v++) a[v] = ld16(out + 16 * v);
   for (int32_t k = k0; k < k1; k++) {
-    const float* x = in + (int64_t)idx(k) * ld;
+    const float* x = in + (int64_t)idx(k) * kPanel;
     const float wk = w(k);
     for (int v = 0; v < V; v++) a[v] += wk * ld16(x + 16 * v);
   }
@@ -57,25 +68,27 @@ struct ForwardChunk {
   const Pattern& p;
   const float *vals, *inT, *bias;
   float* outT;
-  int64_t r0, r1, n, ld;
+  int64_t r0, r1, n;
   bool relu;
   template <int V>
   LTH_SP_TARGET void operator()(int64_t c0) const {
+    float* out = panel(outT, p.rows, c0);
+    const float* in = panel(inT, p.cols, c0);
     for (int64_t r = r0; r < r1; r++) {
       const vf b = vf{} + (bias ? bias[r] : 0.0f);
-      for (int v = 0; v < V; v++) st16(outT + r * ld + c0 + 16 * v, b);
+      for (int v = 0; v < V; v++) st16(out + r * kPanel + 16 * v, b);
     }
     for (int64_t b = 0; b < p.nbc; b++) {
       const int32_t* seg = p.seg + b * p.rows;
       for (int64_t r = r0; r < r1; r++)
         if (seg[r] < seg[r + 1])
-          segment<V>(outT + r * ld + c0, inT + c0, ld, seg[r], seg[r + 1], [&](int32_t k) { return vals[k]; },
+          segment<V>(out + r * kPanel, in, seg[r], seg[r + 1], [&](int32_t k) { return vals[k]; },
                      [&](int32_t k) { return p.col[k]; });
     }
     if (!relu && c0 + 16 * V <= n) return;
     for (int64_t r = r0; r < r1; r++)
       for (int v = 0; v < V; v++) {
-        float* o = outT + r * ld + c0 + 16 * v;
+        float* o = out + r * kPanel + 16 * v;
         vf y = relu ? relu16(ld16(o)) : ld16(o);
         if (c0 + 16 * (v + 1) > n) y = keep_cols(y, c0 + 16 * v, n);
         st16(o, y);
@@ -87,23 +100,25 @@ struct ForwardChunk {
 // c < n, 0 for n ≤ c < ld. Column blocks of the pattern keep the rows of inT being read in L1.
 LTH_SP_TARGET static void sp_forward(const Pattern& p, const float* vals, const float* inT, float* outT,
                                      const float* bias, int64_t r0, int64_t r1, int64_t n, int64_t ld, bool relu) {
-  for_chunks(ld, ForwardChunk{p, vals, inT, bias, outT, r0, r1, n, ld, relu});
+  for_chunks(ld, ForwardChunk{p, vals, inT, bias, outT, r0, r1, n, relu});
 }
 
 struct InputGradChunk {
   const Pattern& p;
   const float *vals, *gyT;
   float* gxT;
-  int64_t i0, i1, ld;
+  int64_t i0, i1;
   template <int V>
   LTH_SP_TARGET void operator()(int64_t c0) const {
+    float* gx = panel(gxT, p.cols, c0);
+    const float* gy = panel(gyT, p.rows, c0);
     for (int64_t i = i0; i < i1; i++)
-      for (int v = 0; v < V; v++) st16(gxT + i * ld + c0 + 16 * v, vf{});
+      for (int v = 0; v < V; v++) st16(gx + i * kPanel + 16 * v, vf{});
     for (int64_t b = 0; b < p.nbr; b++) {
       const int32_t* seg = p.tseg + b * p.cols;
       for (int64_t i = i0; i < i1; i++)
         if (seg[i] < seg[i + 1])
-          segment<V>(gxT + i * ld + c0, gyT + c0, ld, seg[i], seg[i + 1], [&](int32_t k) { return vals[p.tpos[k]]; },
+          segment<V>(gx + i * kPanel, gy, seg[i], seg[i + 1], [&](int32_t k) { return vals[p.tpos[k]]; },
                      [&](int32_t k) { return p.trow[k]; });
     }
   }
@@ -113,7 +128,7 @@ struct InputGradChunk {
 // nonzeros k of column i (overwrites), by row blocks of the transposed pattern.
 LTH_SP_TARGET static void sp_input_grad(const Pattern& p, const float* vals, const float* gyT, float* gxT, int64_t i0,
                                         int64_t i1, int64_t ld) {
-  for_chunks(ld, InputGradChunk{p, vals, gyT, gxT, i0, i1, ld});
+  for_chunks(ld, InputGradChunk{p, vals, gyT, gxT, i0, i1});
 }
 
 // Sums of 16 vectors: lane j of the result is the sum of the lanes of s[j]. Four rounds
@@ -135,11 +150,11 @@ LTH_SP_TARGET static inline vf sum16(const vf* s) {
   return __builtin_shuffle(z[0], z[1], h4a) + __builtin_shuffle(z[0], z[1], h4b);
 }
 
-// The dot product over one column chunk of gyT[row(k)] and xT[col(k)].
+// The dot product over one panel of gy[row(k)] and x[col(k)] (V vectors each).
 template <int V>
-LTH_SP_TARGET static inline vf dot_chunk(const Pattern& p, const float* gyT, const float* xT, int64_t ld, int32_t k) {
-  const float* g = gyT + (int64_t)p.row[k] * ld;
-  const float* x = xT + (int64_t)p.col[k] * ld;
+LTH_SP_TARGET static inline vf dot_chunk(const Pattern& p, const float* gy, const float* x0, int32_t k) {
+  const float* g = gy + (int64_t)p.row[k] * kPanel;
+  const float* x = x0 + (int64_t)p.col[k] * kPanel;
   vf d = ld16(g) * ld16(x);
   for (int v = 1; v < V; v++) d += ld16(g + 16 * v) * ld16(x + 16 * v);
   return d;
@@ -149,13 +164,15 @@ struct WeightGradChunk {
   const Pattern& p;
   const float *gyT, *xT;
   float *gvals, *gbias;
-  int64_t r0, r1, ld;
+  int64_t r0, r1;
   template <int V>
   LTH_SP_TARGET void operator()(int64_t c0) const {
+    const float* gy = panel(gyT, p.rows, c0);
+    const float* x = panel(xT, p.cols, c0);
     if (gbias)
       for (int64_t r = r0; r < r1; r++) {
-        vf s = ld16(gyT + r * ld + c0);
-        for (int v = 1; v < V; v++) s += ld16(gyT + r * ld + c0 + 16 * v);
+        vf s = ld16(gy + r * kPanel);
+        for (int v = 1; v < V; v++) s += ld16(gy + r * kPanel + 16 * v);
         float t = 0.0f;
         for (int j = 0; j < 16; j++) t += s[j];
         gbias[r] += t;
@@ -166,12 +183,12 @@ struct WeightGradChunk {
       int32_t k = k0;
       vf s[16];
       for (; k + 16 <= k1; k += 16) {
-        for (int j = 0; j < 16; j++) s[j] = dot_chunk<V>(p, gyT + c0, xT + c0, ld, k + j);
+        for (int j = 0; j < 16; j++) s[j] = dot_chunk<V>(p, gy, x, k + j);
         st16(gvals + k, ld16(gvals + k) + sum16(s));
       }
       if (k < k1) {
         const int cnt = k1 - k;
-        for (int j = 0; j < 16; j++) s[j] = j < cnt ? dot_chunk<V>(p, gyT + c0, xT + c0, ld, k + j) : vf{};
+        for (int j = 0; j < 16; j++) s[j] = j < cnt ? dot_chunk<V>(p, gy, x, k + j) : vf{};
         const vf sum = sum16(s);
         for (int j = 0; j < cnt; j++) gvals[k + j] += sum[j];
       }
@@ -184,7 +201,7 @@ struct WeightGradChunk {
 // gradient gbias[r] += Σ_c gyT[r, c]. Either output may be null.
 LTH_SP_TARGET static void sp_weight_grad(const Pattern& p, const float* gyT, const float* xT, float* gvals,
                                          float* gbias, int64_t r0, int64_t r1, int64_t ld) {
-  for_chunks(ld, WeightGradChunk{p, gyT, xT, gvals, gbias, r0, r1, ld});
+  for_chunks(ld, WeightGradChunk{p, gyT, xT, gvals, gbias, r0, r1});
 }
 
 #if LTH_SP_AVX
@@ -233,4 +250,20 @@ LTH_SP_TARGET static void transpose(const float* x, float* out, int64_t rows, in
       for (int64_t r = rows; r < ldo; r++) out[j * ldo + r] = 0.0f;
 }
 
-static const SparseKernels kTable = {sp_forward, sp_input_grad, sp_weight_grad, transpose};
+// x [n, features] → panels (zero padding up to each panel's 64 columns).
+LTH_SP_TARGET static void to_panels(const float* x, float* out, int64_t n, int64_t features, int64_t ld) {
+  for (int64_t c0 = 0; c0 < ld; c0 += kPanel) {
+    const int64_t rows = n - c0 < 0 ? 0 : n - c0 < kPanel ? n - c0 : kPanel;
+    transpose(x + c0 * features, panel(out, features, c0), rows, features, features, kPanel, false, 0, features);
+  }
+}
+
+// y [n, features] (+)= panels.
+LTH_SP_TARGET static void from_panels(const float* in, float* y, int64_t n, int64_t features, int64_t ld, bool acc) {
+  for (int64_t c0 = 0; c0 < ld && c0 < n; c0 += kPanel) {
+    const int64_t rows = n - c0 < kPanel ? n - c0 : kPanel;
+    transpose(panel(in, features, c0), y + c0 * features, features, rows, kPanel, features, acc, 0, rows);
+  }
+}
+
+static const SparseKernels kTable = {sp_forward, sp_input_grad, sp_weight_grad, to_panels, from_panels};

@@ -117,7 +117,11 @@ export interface Backend {
   // A weight W [rows, cols] is computed only at the nonzeros of a mask, compressed once by
   // `sparsePattern`. Its values and gradient are packed (vals, gvals: one entry per nonzero,
   // in the pattern's order, which is the backend's own; entry k is W[flat[k]]), so the
-  // optimiser runs the dense `adam`/`sgd` kernels on the packed arrays. Activations are transposed, [features, ld] with the batch contiguous:
+  // optimiser runs the dense `adam`/`sgd` kernels on the packed arrays.
+  //
+  // Activations are transposed into panels of 64 batch columns: column c (a sample) of
+  // feature i is at panelIndex(i, c, features) = ⌊c/64⌋·features·64 + i·64 + c mod 64. ld is
+  // the batch padded to a multiple of 16; a buffer holds features·panelColumns(ld) floats. Activations are transposed, [features, ld] with the batch contiguous:
   // ld is a positive multiple of 16, and the padding columns n ≤ c < ld of every output
   // are zero (inputs to the backward kernels must keep theirs zero too).
 
@@ -130,29 +134,40 @@ export interface Backend {
   /**
    * outT[r, c] = act(bias[r] + Σ_k vals[k]·inT[col(k), c]) over the nonzeros k of row r, for
    * c < n; 0 for n ≤ c < ld. act is max(0, ·) when `relu` (NaN stays NaN); bias null means 0.
-   * vals [nnz] packed, inT [cols, ld], outT [rows, ld].
+   * vals [nnz] packed, inT [cols, ld], outT [rows, ld] (in panels).
    */
   sparseForward(
     pattern: SparsePattern, vals: Float32Array, inT: Float32Array, outT: Float32Array,
     bias: Float32Array | null, n: number, ld: number, relu: boolean,
   ): void;
 
-  /** The input gradient: gxT[i, c] = Σ_k vals[k]·gyT[row(k), c] over the nonzeros k of column i (overwrites). */
+  /** The input gradient: gxT[i, c] = Σ_k vals[k]·gyT[row(k), c] over the nonzeros k of column i, c < ld (overwrites). */
   sparseInputGrad(pattern: SparsePattern, vals: Float32Array, gyT: Float32Array, gxT: Float32Array, ld: number): void;
 
   /**
    * The weight gradient at the nonzeros, gvals[k] += Σ_{c<ld} gyT[row(k), c]·xT[col(k), c], and
-   * the bias gradient, gbias[r] += Σ_{c<ld} gyT[r, c]; either may be null (not wanted).
+   * the bias gradient, gbias[r] += Σ_{c<ld} gyT[r, c]; either may be null (not wanted). The
+   * padding columns of gyT must be zero.
    */
   sparseWeightGrad(
     pattern: SparsePattern, gyT: Float32Array, xT: Float32Array, gvals: Float32Array | null, gbias: Float32Array | null, ld: number,
   ): void;
 
-  /**
-   * out[c·ldo + r] = x[r·ldx + c] (or += when `accumulate`) for r < rows, c < cols; without
-   * `accumulate`, also out[c·ldo + r] = 0 for rows ≤ r < ldo (the padding of a transposed batch).
-   */
-  transpose(x: Float32Array, out: Float32Array, rows: number, cols: number, ldx: number, ldo: number, accumulate: boolean): void;
+  /** x [n, features] → out, transposed into panels (zero padded); out has features·panelColumns(ld) entries. */
+  toPanels(x: Float32Array, out: Float32Array, n: number, features: number, ld: number): void;
+
+  /** y [n, features] = the panels transposed back (+= when `accumulate`). */
+  fromPanels(panels: Float32Array, y: Float32Array, n: number, features: number, ld: number, accumulate: boolean): void;
+}
+
+/** Columns the panels of a padded batch ld take: whole panels of 64. */
+export function panelColumns(ld: number): number {
+  return Math.ceil(ld / 64) * 64;
+}
+
+/** Where column c of feature i of a [features, ld] activation lives in its panels. */
+export function panelIndex(i: number, c: number, features: number): number {
+  return Math.floor(c / 64) * features * 64 + i * 64 + (c % 64);
 }
 
 /** A mask's nonzero pattern as compressed by one backend (`Backend.sparsePattern`). */

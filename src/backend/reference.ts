@@ -1,4 +1,4 @@
-import type { Backend, SparsePattern } from './backend.js';
+import { panelColumns, panelIndex as at, type Backend, type SparsePattern } from './backend.js';
 
 /**
  * Plain TypeScript kernels: simple loops with a fixed summation order (float64
@@ -202,18 +202,18 @@ export const referenceBackend: Backend = {
     for (let r = 0; r < p.rows; r++) {
       for (let c = 0; c < ld; c++) {
         let s = bias ? bias[r] : 0;
-        for (let k = p.rowPtr[r]; k < p.rowPtr[r + 1]; k++) s += vals[k] * inT[p.colIdx[k] * ld + c];
-        outT[r * ld + c] = c >= n ? 0 : relu && s < 0 ? 0 : s;
+        for (let k = p.rowPtr[r]; k < p.rowPtr[r + 1]; k++) s += vals[k] * inT[at(p.colIdx[k], c, p.cols)];
+        outT[at(r, c, p.rows)] = c >= n ? 0 : relu && s < 0 ? 0 : s;
       }
     }
   },
 
   sparseInputGrad(pattern, vals, gyT, gxT, ld) {
     const p = asReference(pattern);
-    gxT.fill(0, 0, p.cols * ld);
+    for (let i = 0; i < p.cols; i++) for (let c = 0; c < ld; c++) gxT[at(i, c, p.cols)] = 0;
     for (let r = 0; r < p.rows; r++) {
       for (let k = p.rowPtr[r]; k < p.rowPtr[r + 1]; k++) {
-        for (let c = 0; c < ld; c++) gxT[p.colIdx[k] * ld + c] += vals[k] * gyT[r * ld + c];
+        for (let c = 0; c < ld; c++) gxT[at(p.colIdx[k], c, p.cols)] += vals[k] * gyT[at(r, c, p.rows)];
       }
     }
   },
@@ -223,22 +223,27 @@ export const referenceBackend: Backend = {
     for (let r = 0; r < p.rows; r++) {
       if (gbias) {
         let s = 0;
-        for (let c = 0; c < ld; c++) s += gyT[r * ld + c];
+        for (let c = 0; c < ld; c++) s += gyT[at(r, c, p.rows)];
         gbias[r] += s;
       }
       if (!gvals) continue;
       for (let k = p.rowPtr[r]; k < p.rowPtr[r + 1]; k++) {
         let s = 0;
-        for (let c = 0; c < ld; c++) s += gyT[r * ld + c] * xT[p.colIdx[k] * ld + c];
+        for (let c = 0; c < ld; c++) s += gyT[at(r, c, p.rows)] * xT[at(p.colIdx[k], c, p.cols)];
         gvals[k] += s;
       }
     }
   },
 
-  transpose(x, out, rows, cols, ldx, ldo, accumulate) {
-    for (let c = 0; c < cols; c++) {
-      for (let r = 0; r < rows; r++) out[c * ldo + r] = (accumulate ? out[c * ldo + r] : 0) + x[r * ldx + c];
-      if (!accumulate) for (let r = rows; r < ldo; r++) out[c * ldo + r] = 0;
+  toPanels(x, out, n, features, ld) {
+    for (let c = 0; c < panelColumns(ld); c++) {
+      for (let i = 0; i < features; i++) out[at(i, c, features)] = c < n ? x[c * features + i] : 0;
+    }
+  },
+
+  fromPanels(panels, y, n, features, ld, accumulate) {
+    for (let c = 0; c < n; c++) {
+      for (let i = 0; i < features; i++) y[c * features + i] = (accumulate ? y[c * features + i] : 0) + panels[at(i, c, features)];
     }
   },
 };

@@ -1,6 +1,6 @@
 /**
  * The native sparse kernels (sparsePattern, sparseForward, sparseInputGrad,
- * sparseWeightGrad, transpose) against the reference backend, and
+ * sparseWeightGrad, toPanels, fromPanels) against the reference backend, and
  * both against dense masked kernels: random shapes and densities, density 0, a single
  * nonzero, empty rows and columns, rows longer than the 16-nonzero reduction, every
  * column-chunk width, odd batches, padding, NaN, thread-count independence, argument
@@ -9,6 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { referenceBackend as ref, loadNative, type Backend, type NativeBackend } from './index.js';
+import { panelColumns, panelIndex } from './backend.js';
 import { prng, randomArray } from './testing.js';
 
 const loaded = loadNative();
@@ -32,25 +33,26 @@ function close(a: Float32Array, b: Float32Array, tol: number, what: string): voi
   }
 }
 
-/** The sparse forward/backward of y = act(x·Wᵀ + b) on backend `be`: y, gx, gW (dense) and the raw yT. */
+/** The sparse forward/backward of y = act(x·Wᵀ + b) on backend `be`: y, gx, gW, gb (dense) and the raw panels. */
 function sparseLayer(be: Backend, x: Float32Array, w: Float32Array, bias: Float32Array, gy: Float32Array,
   m: Float32Array, n: number, inF: number, outF: number, ld: number, relu: boolean) {
   const p = be.sparsePattern(m, outF, inF);
-  const xT = new Float32Array(inF * ld).fill(NaN), yT = new Float32Array(outF * ld).fill(NaN);
-  be.transpose(x, xT, n, inF, inF, ld, false);
+  const cols = panelColumns(ld);
+  const xT = new Float32Array(inF * cols).fill(NaN), yT = new Float32Array(outF * cols);
+  be.toPanels(x, xT, n, inF, ld);
   const vals = Float32Array.from(p.flat, (i) => w[i]);
   be.sparseForward(p, vals, xT, yT, bias, n, ld, relu);
   const y = new Float32Array(n * outF);
-  be.transpose(yT, y, outF, n, ld, outF, false);
-  const gyT = new Float32Array(outF * ld), gxT = new Float32Array(inF * ld).fill(NaN);
+  be.fromPanels(yT, y, n, outF, ld, false);
+  const gyT = new Float32Array(outF * cols), gxT = new Float32Array(inF * cols);
   // The relu gradient, as the op does it: gy where y > 0.
   const gyMasked = relu ? gy.map((g, i) => (y[i] > 0 ? g : 0)) : gy;
-  be.transpose(gyMasked, gyT, n, outF, outF, ld, false);
+  be.toPanels(gyMasked, gyT, n, outF, ld);
   const gvals = new Float32Array(p.nnz), gb = new Float32Array(outF);
   be.sparseWeightGrad(p, gyT, xT, gvals, gb, ld);
   be.sparseInputGrad(p, vals, gyT, gxT, ld);
   const gx = new Float32Array(n * inF);
-  be.transpose(gxT, gx, inF, n, ld, inF, true);
+  be.fromPanels(gxT, gx, n, inF, ld, true);
   const gw = new Float32Array(outF * inF);
   for (let k = 0; k < p.nnz; k++) gw[p.flat[k]] = gvals[k];
   return { y, gx, gw, gb, yT, gxT };
@@ -103,9 +105,9 @@ for (const [name, n, inF, outF, density, er, ec] of cases) {
           close(nat[k], r[k], 1e-4, `${k} native vs reference (relu ${relu}, ld ${ld})`);
           close(r[k], d[k], 1e-4, `${k} sparse vs dense (relu ${relu}, ld ${ld})`);
         }
-        for (const t of [nat.yT, nat.gxT]) {
-          for (let row = 0; row < t.length / ld; row++) {
-            for (let c = n; c < ld; c++) assert.ok(Object.is(t[row * ld + c], 0), `padding column ${c} of row ${row} is 0`);
+        for (const [t, features] of [[nat.yT, outF], [nat.gxT, inF]] as const) {
+          for (let row = 0; row < features; row++) {
+            for (let c = n; c < ld; c++) assert.ok(Object.is(t[panelIndex(row, c, features)], 0), `padding column ${c} of row ${row} is 0`);
           }
         }
       }
@@ -132,37 +134,43 @@ test('sparseForward: NaN in an input reaches exactly the rows whose nonzeros rea
   const m = mask(rows, cols, 0.5, rnd);
   m[0 * cols + 3] = 1;
   m[1 * cols + 3] = 0;
-  const w = randomArray(rows * cols, rnd), inT = randomArray(cols * ld, rnd);
-  for (let c = n; c < ld; c++) for (let i = 0; i < cols; i++) inT[i * ld + c] = 0;
-  inT[3 * ld + 5] = NaN;
+  const w = randomArray(rows * cols, rnd), x = randomArray(n * cols, rnd);
+  x[5 * cols + 3] = NaN; // sample 5, feature 3
   for (const be of [ref, native!]) {
     const p = be.sparsePattern(m, rows, cols);
-    const out = new Float32Array(rows * ld);
+    const inT = new Float32Array(cols * 64), out = new Float32Array(rows * 64);
+    be.toPanels(x, inT, n, cols, ld);
     be.sparseForward(p, Float32Array.from(p.flat, (i) => w[i]), inT, out, null, n, ld, true);
-    assert.ok(Number.isNaN(out[0 * ld + 5]), `${be.name}: row 0 reads the NaN`);
-    assert.ok(!Number.isNaN(out[1 * ld + 5]), `${be.name}: row 1 does not`);
+    assert.ok(Number.isNaN(out[panelIndex(0, 5, rows)]), `${be.name}: row 0 reads the NaN`);
+    assert.ok(!Number.isNaN(out[panelIndex(1, 5, rows)]), `${be.name}: row 1 does not`);
   }
 });
 
-test('transpose: every block/edge shape, padding with zeros, accumulate', { skip }, () => {
+test('toPanels/fromPanels: every block/edge shape, zero padding, accumulate; round trip', { skip }, () => {
   const rnd = prng(17);
-  for (const [rows, cols] of [[1, 1], [3, 5], [8, 8], [9, 17], [60, 784], [16, 300], [1000, 10]]) {
-    const ldo = Math.max(16, (rows + 15) & ~15) + 16;
-    const x = randomArray(rows * (cols + 3), rnd);
+  for (const [n, features] of [[1, 1], [3, 5], [8, 8], [9, 17], [60, 784], [64, 300], [70, 33], [1000, 10]]) {
+    const ld = Math.max(16, (n + 15) & ~15);
+    const size = features * panelColumns(ld);
+    const x = randomArray(n * features, rnd);
+    const [a, b] = [new Float32Array(size).fill(7), new Float32Array(size).fill(7)];
+    ref.toPanels(x, a, n, features, ld);
+    native!.toPanels(x, b, n, features, ld);
+    assert.deepEqual(b, a, `toPanels ${n}x${features}`);
+    for (let i = 0; i < features; i++) for (let c = n; c < panelColumns(ld); c++) assert.equal(b[panelIndex(i, c, features)], 0);
     for (const acc of [false, true]) {
-      const init = randomArray(cols * ldo, prng(rows + cols));
-      const [a, b] = [init.slice(), init.slice()];
-      ref.transpose(x, a, rows, cols, cols + 3, ldo, acc);
-      native!.transpose(x, b, rows, cols, cols + 3, ldo, acc);
-      assert.deepEqual(b, a, `${rows}x${cols} accumulate ${acc}`);
-      if (!acc) for (let c = 0; c < cols; c++) for (let r = rows; r < ldo; r++) assert.equal(b[c * ldo + r], 0);
+      const init = randomArray(n * features, prng(n + features));
+      const [ya, yb] = [init.slice(), init.slice()];
+      ref.fromPanels(a, ya, n, features, ld, acc);
+      native!.fromPanels(b, yb, n, features, ld, acc);
+      assert.deepEqual(yb, ya, `fromPanels ${n}x${features} accumulate ${acc}`);
+      if (!acc) assert.deepEqual(yb, x, 'round trip');
     }
   }
 });
 
 test('sparse kernels give bitwise the same results on 1 and 2 threads', { skip }, () => {
   const rnd = prng(23);
-  const n = 60, inF = 784, outF = 300, ld = 64;
+  const n = 100, inF = 784, outF = 300, ld = 112;
   const m = mask(outF, inF, 0.3, rnd);
   const w = randomArray(outF * inF, rnd), x = randomArray(n * inF, rnd), b = randomArray(outF, rnd), gy = randomArray(n * outF, rnd);
   const before = native!.getThreads();
@@ -182,16 +190,17 @@ test('sparse kernels validate their arguments', { skip }, () => {
   const nb = native!;
   const p = nb.sparsePattern(Float32Array.from([1, 0, 1, 1]), 2, 2);
   const f = (n: number) => new Float32Array(n);
-  assert.throws(() => nb.sparseForward(p, f(2), f(32), f(32), null, 4, 16, false), /vals has 2 elements, needs nnz = 3/);
-  assert.throws(() => nb.sparseForward(p, f(3), f(32), f(32), null, 4, 24, false), /ld must be a positive multiple of 16, got 24/);
-  assert.throws(() => nb.sparseForward(p, f(3), f(32), f(32), null, 17, 16, false), /n = 17 must be <= ld = 16/);
-  assert.throws(() => nb.sparseForward(p, f(3), f(31), f(32), null, 4, 16, false), /inT has 31 elements, needs features\*ld = 32/);
-  const shared = f(32);
+  assert.throws(() => nb.sparseForward(p, f(2), f(128), f(128), null, 4, 16, false), /vals has 2 elements, needs nnz = 3/);
+  assert.throws(() => nb.sparseForward(p, f(3), f(128), f(128), null, 4, 24, false), /ld must be a positive multiple of 16, got 24/);
+  assert.throws(() => nb.sparseForward(p, f(3), f(128), f(128), null, 17, 16, false), /n = 17 must be <= ld = 16/);
+  assert.throws(() => nb.sparseForward(p, f(3), f(127), f(128), null, 4, 16, false), /inT has 127 elements, needs features\*panelCols\(ld\) = 128/);
+  const shared = f(128);
   assert.throws(() => nb.sparseForward(p, f(3), shared, shared, null, 4, 16, false), /share memory/);
-  assert.throws(() => nb.sparseWeightGrad(p, f(32), f(32), f(2), null, 16), /gvals has 2 elements/);
-  assert.throws(() => nb.sparseWeightGrad(p, f(32), f(32), null, f(1), 16), /gbias has 1 elements, needs rows = 2/);
-  assert.throws(() => nb.sparseInputGrad(p, f(3), f(16), f(32), 16), /gyT has 16 elements/);
-  assert.throws(() => nb.transpose(f(16), f(3), 4, 4, 4, 4, false), RangeError);
-  assert.throws(() => nb.sparseForward({} as never, f(3), f(32), f(32), null, 4, 16, false), /pattern must be an object made by this backend/);
+  assert.throws(() => nb.sparseWeightGrad(p, f(128), f(128), f(2), null, 16), /gvals has 2 elements/);
+  assert.throws(() => nb.sparseWeightGrad(p, f(128), f(128), null, f(1), 16), /gbias has 1 elements, needs rows = 2/);
+  assert.throws(() => nb.sparseInputGrad(p, f(3), f(64), f(128), 16), /gyT has 64 elements/);
+  assert.throws(() => nb.toPanels(f(16), f(3), 4, 4, 16), /out has 3 elements/);
+  assert.throws(() => nb.fromPanels(f(256), f(15), 4, 4, 16, false), /y has 15 elements, needs n\*features = 16/);
+  assert.throws(() => nb.sparseForward({} as never, f(3), f(128), f(128), null, 4, 16, false), /pattern must be an object made by this backend/);
   assert.throws(() => nb.sparsePattern(f(4), 2, 3), /mask has 4 elements, expected rows\*cols = 6/);
 });

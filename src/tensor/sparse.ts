@@ -1,14 +1,14 @@
 import { getBackend } from '../backend/index.js';
 import { LthError, check } from '../core/errors.js';
-import type { SparsePattern } from '../backend/backend.js';
+import { panelColumns, type SparsePattern } from '../backend/backend.js';
 import { Tensor, isGradEnabled, type SparseState } from './tensor.js';
 
 /**
  * Sparse fully connected layers: y = x·Wᵀ + b computed only at the nonzeros of W's mask
  * (forward, input gradient, weight gradient), with the activations transposed to
- * [features, batch] inside the op so each nonzero is one vector FMA over the batch.
- * The weight stays dense (its Tensor data); the compressed index (CSR and CSC of the
- * mask) is built once per mask object and cached.
+ * [features, batch] panels inside the op so each nonzero is a few vector FMAs over the
+ * batch. The backend's pattern of a mask is built once per mask object and cached; the
+ * weight's values live packed between steps (Tensor.setSparse).
  */
 
 /**
@@ -18,7 +18,7 @@ import { Tensor, isGradEnabled, type SparseState } from './tensor.js';
  * LeNet-300-100 shapes (784x300, 300x100, 100x10) at batch 60 and 1000 on a 2-core
  * AVX-512 machine: see bench/sparse.ts and native/README.md.
  */
-export const SPARSE_DENSITY_THRESHOLD = 0.1;
+export const SPARSE_DENSITY_THRESHOLD = 0.2;
 
 interface CachedPattern {
   readonly backend: string;
@@ -83,7 +83,8 @@ export class SparseWorkspace {
 }
 
 function buffers(ld: number, inF: number, outF: number): Float32Array[] {
-  return [new Float32Array(inF * ld), new Float32Array(outF * ld), new Float32Array(outF * ld), new Float32Array(inF * ld)];
+  const cols = panelColumns(ld);
+  return [new Float32Array(inF * cols), new Float32Array(outF * cols), new Float32Array(outF * cols), new Float32Array(inF * cols)];
 }
 
 /**
@@ -99,6 +100,8 @@ interface Handoff {
   readonly generation: number;
 }
 const transposedOutput = new WeakMap<Tensor, Handoff>();
+/** The panels of frozen inputs (evaluation batches), made once. */
+const frozenPanels = new WeakMap<Tensor, { readonly data: Float32Array; readonly ld: number }>();
 const transposedGrad = new WeakMap<Tensor, Float32Array>();
 
 /**
@@ -127,11 +130,21 @@ export function sparseLinear(
   const vals = sparse.values(false);
   const handed = transposedOutput.get(x);
   const fromLayer = handed !== undefined && handed.ld === ld && handed.ws.generation === handed.generation;
-  const xT = fromLayer ? handed.data : xBuf;
-  if (!fromLayer) be.transpose(x.data, xT, n, inF, inF, ld, false);
+  let xT = fromLayer ? handed.data : xBuf;
+  if (!fromLayer && x.frozen) {
+    let cached = frozenPanels.get(x);
+    if (cached?.ld !== ld) {
+      cached = { data: new Float32Array(xBuf.length), ld };
+      be.toPanels(x.data, cached.data, n, inF, ld);
+      frozenPanels.set(x, cached);
+    }
+    xT = cached.data;
+  } else if (!fromLayer) {
+    be.toPanels(x.data, xT, n, inF, ld);
+  }
   be.sparseForward(pattern, vals, xT, yT, bias ? bias.data : null, n, ld, relu);
   const y = Tensor.zeros([n, outF]);
-  be.transpose(yT, y.data, outF, n, ld, outF, false);
+  be.fromPanels(yT, y.data, n, outF, ld, false);
   transposedOutput.set(y, { data: yT, ld, ws, generation: ws.generation });
   const inputs = bias ? [x, weight, bias] : [x, weight];
   if (!(isGradEnabled() && inputs.some((t) => t.requiresGrad))) return y;
@@ -143,7 +156,7 @@ export function sparseLinear(
     const pending = transposedGrad.get(y);
     transposedGrad.delete(y);
     if (y.grad) {
-      be.transpose(y.grad, gyT, n, outF, outF, ld, false);
+      be.toPanels(y.grad, gyT, n, outF, ld);
       if (pending) for (let i = 0; i < gyT.length; i++) gyT[i] += pending[i];
     } else if (pending) {
       gyT.set(pending);
@@ -157,7 +170,7 @@ export function sparseLinear(
     if (x.requiresGrad) {
       be.sparseInputGrad(pattern, vals, gyT, gxT, ld);
       if (fromLayer && !transposedGrad.has(x)) transposedGrad.set(x, gxT);
-      else be.transpose(gxT, x.ensureGrad(), inF, n, ld, inF, true);
+      else be.fromPanels(gxT, x.ensureGrad(), n, inF, ld, true);
     }
     ws.busy = false;
   };

@@ -58,6 +58,18 @@ export class Tensor {
       () => `Tensor: data has ${data.length} elements but shape [${shape.join(', ')}] needs ${sizeOf(shape)}`);
   }
 
+  /**
+   * Values that never change (a data set's samples): ops may cache what they derive from
+   * them, e.g. the sparse op's transposed panels of an evaluation batch.
+   */
+  frozen = false;
+
+  static frozenOf(data: Float32Array, shape: readonly number[]): Tensor {
+    const t = new Tensor(data, shape);
+    t.frozen = true;
+    return t;
+  }
+
   static zeros(shape: readonly number[], requiresGrad = false): Tensor {
     return new Tensor(new Float32Array(sizeOf(shape)), shape, requiresGrad);
   }

@@ -65,19 +65,45 @@ export function makeOptimizer(model: Model, s: OptimizerSettings): Optimizer {
  */
 export function evaluate(model: Model, data: Dataset, batchSize = data.sampleShape.length > 1 ? 100 : 1000): { loss: number; accuracy: number } {
   const be = getBackend();
-  const d = data.sampleSize;
   let lossSum = 0, correct = 0;
   noGrad(() => {
-    for (let from = 0; from < data.length; from += batchSize) {
-      const n = Math.min(batchSize, data.length - from);
-      const x = new Tensor(data.images.subarray(from * d, (from + n) * d), [n, ...data.sampleShape]);
-      const labels = data.labels.subarray(from, from + n);
+    for (const { x, labels } of evaluationBatches(data, batchSize)) {
+      const n = labels.length;
       const logits = model.forward(x, false);
       lossSum += be.softmaxXent(logits.data, labels, n, logits.shape[1], null, 0);
       correct += be.countCorrect(logits.data, labels, n, logits.shape[1]);
     }
   });
   return { loss: lossSum / data.length, accuracy: correct / data.length };
+}
+
+interface Batch {
+  readonly x: Tensor;
+  readonly labels: Int32Array;
+}
+const batchCache = new WeakMap<Dataset, Map<number, Batch[]>>();
+
+/**
+ * The evaluation batches of a data set, made once per (data set, batch size): the same
+ * frozen tensors every evaluation, so ops may cache what they derive from the samples.
+ */
+function evaluationBatches(data: Dataset, batchSize: number): Batch[] {
+  let bySize = batchCache.get(data);
+  if (!bySize) batchCache.set(data, (bySize = new Map()));
+  let batches = bySize.get(batchSize);
+  if (!batches) {
+    batches = [];
+    const d = data.sampleSize;
+    for (let from = 0; from < data.length; from += batchSize) {
+      const n = Math.min(batchSize, data.length - from);
+      batches.push({
+        x: Tensor.frozenOf(data.images.subarray(from * d, (from + n) * d), [n, ...data.sampleShape]),
+        labels: data.labels.subarray(from, from + n),
+      });
+    }
+    bySize.set(batchSize, batches);
+  }
+  return batches;
 }
 
 /**
