@@ -243,6 +243,12 @@ class Pool {
 std::mutex gPoolMu;          // held while the pool runs a job or is rebuilt
 Pool* gPool = nullptr;       // created on first parallel use
 std::atomic<int> gThreads{1};
+// Set on a thread that must not use the pool (a background evaluation thread, so that it
+// never takes the pool from the training thread): its kernels run on it alone.
+thread_local bool tlSerial = false;
+
+// The threads a kernel called on this thread may use.
+int threads_here() { return tlSerial ? 1 : gThreads.load(std::memory_order_relaxed); }
 
 // ------------------------------------------------------------------ matmul driver
 
@@ -303,7 +309,7 @@ float* caller_scratch() {
 
 void run_matmul(const GemmArgs& g) {
   float* scratch = caller_scratch();
-  const int threads = gThreads.load(std::memory_order_relaxed);
+  const int threads = threads_here();
   const int64_t rowTiles = (g.m + gK->mr - 1) / gK->mr, colTiles = (g.n + gK->nr - 1) / gK->nr;
   const double work = (double)g.m * (double)g.n * (double)g.k;
   if (threads > 1 && work >= kParallelMinWork && (rowTiles >= 2 || colTiles >= 2)) {
@@ -326,7 +332,7 @@ void run_matmul(const GemmArgs& g) {
 // is at least minParallel.
 template <class F>
 void parallel_range(int64_t n, int64_t minParallel, const F& f) {
-  const int threads = gThreads.load(std::memory_order_relaxed);
+  const int threads = threads_here();
   if (threads > 1 && n >= minParallel) {
     std::unique_lock<std::mutex> lk;
     if (Pool* pool = acquire_pool(lk, threads)) {
@@ -612,6 +618,12 @@ napi_value GetThreads(napi_env env, napi_callback_info) {
   return number_value(env, gThreads.load());
 }
 
+// serialThread(): kernels called from this thread from now on run on it alone.
+napi_value SerialThread(napi_env env, napi_callback_info) {
+  tlSerial = true;
+  return undefined_value(env);
+}
+
 std::once_flag gInitFlag;
 
 }  // namespace
@@ -620,12 +632,12 @@ std::once_flag gInitFlag;
 
 namespace lth {
 
-int thread_count() { return gThreads.load(std::memory_order_relaxed); }
+int thread_count() { return threads_here(); }
 
 // Runs fn(ctx, part) for part = 0..parts-1 on the calling thread and the pool (all on
 // the caller when single-threaded or when the pool is busy), returning when all are done.
 void run_parts(int parts, void (*fn)(void* ctx, int part), void* ctx) {
-  const int threads = gThreads.load(std::memory_order_relaxed);
+  const int threads = threads_here();
   if (threads > 1 && parts > 1) {
     std::unique_lock<std::mutex> lk;
     if (Pool* pool = acquire_pool(lk, threads)) {
@@ -667,6 +679,7 @@ NAPI_MODULE_INIT() {
       {"applyMask", nullptr, ApplyMask, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"simdPath", nullptr, SimdPath, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"serialThread", nullptr, SerialThread, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"getThreads", nullptr, GetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return nullptr;

@@ -18,6 +18,8 @@ export interface NativeBackend extends Backend {
   /** Threads the addon's pool uses (LTH_THREADS at load; default min(2, cores)). */
   setThreads(n: number): void;
   getThreads(): number;
+  /** Kernels called from the calling thread from now on run on it alone (never on the pool). */
+  serialThread(): void;
 }
 
 let nativeCache: NativeBackend | Error | undefined;

@@ -6,6 +6,7 @@ import type { Model } from '../nn/model.js';
 import { Adam, Sgd, type Optimizer } from '../nn/optim.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { Tensor, noGrad } from '../tensor/tensor.js';
+import { BackgroundEvaluator } from './background-eval.js';
 
 export interface OptimizerSettings {
   readonly name: 'adam' | 'sgd';
@@ -31,6 +32,11 @@ export interface TrainOptions {
   readonly onEval?: (point: EvalPoint) => void;
   /** Called after each optimiser step with the number of steps done (e.g. to keep rewind weights). */
   readonly onIteration?: (done: number) => void;
+  /**
+   * Evaluate in a second thread while training goes on (same points; see
+   * background-eval.ts). Default: when there are at least 20 evaluations and 2 cores.
+   */
+  readonly backgroundEval?: boolean;
 }
 
 export interface EvalPoint {
@@ -127,30 +133,44 @@ export function train(opts: TrainOptions): TrainResult {
   const yBuf = new Int32Array(batchSize);
   const x = new Tensor(xBuf, [batchSize, ...data.train.sampleShape]);
   const curve: EvalPoint[] = [];
-
-  const evalNow = (iteration: number) => {
-    const val = evaluate(model, data.validation);
-    const test = evaluate(model, data.test);
-    const point = { iteration, valLoss: val.loss, valAccuracy: val.accuracy, testLoss: test.loss, testAccuracy: test.accuracy };
+  const deliver = (point: EvalPoint) => {
     curve.push(point);
     opts.onEval?.(point);
   };
+  const points = Math.floor(iterations / evalEvery) + (iterations % evalEvery ? 2 : 1);
+  const background = (opts.backgroundEval ?? BackgroundEvaluator.worthwhile(points)) ? BackgroundEvaluator.create(model, data) : null;
 
-  let order: Int32Array | null = null;
-  evalNow(0);
-  for (let it = 0; it < iterations; it++) {
-    const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
-    if (inEpoch === 0 || !order) order = new Rng(opts.seed, 'data', epoch).permutation(data.train.length);
-    data.train.gather(order, inEpoch * batchSize, batchSize, xBuf, yBuf);
-    const loss = softmaxCrossEntropy(model.forward(x, true), yBuf);
-    if (!Number.isFinite(loss.data[0])) {
-      throw new LthError(`training diverged: loss is ${loss.data[0]} at iteration ${it} (learning rate ${opts.optimizer.lr} too high?)`);
+  const evalNow = (iteration: number) => {
+    if (background) {
+      background.submit(iteration);
+      return;
     }
-    loss.backward();
-    optimizer.step();
-    const done = it + 1;
-    opts.onIteration?.(done);
-    if (done % evalEvery === 0 || done === iterations) evalNow(done);
+    const val = evaluate(model, data.validation);
+    const test = evaluate(model, data.test);
+    deliver({ iteration, valLoss: val.loss, valAccuracy: val.accuracy, testLoss: test.loss, testAccuracy: test.accuracy });
+  };
+
+  try {
+    let order: Int32Array | null = null;
+    evalNow(0);
+    for (let it = 0; it < iterations; it++) {
+      const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
+      if (inEpoch === 0 || !order) order = new Rng(opts.seed, 'data', epoch).permutation(data.train.length);
+      data.train.gather(order, inEpoch * batchSize, batchSize, xBuf, yBuf);
+      const loss = softmaxCrossEntropy(model.forward(x, true), yBuf);
+      if (!Number.isFinite(loss.data[0])) {
+        throw new LthError(`training diverged: loss is ${loss.data[0]} at iteration ${it} (learning rate ${opts.optimizer.lr} too high?)`);
+      }
+      loss.backward();
+      optimizer.step();
+      const done = it + 1;
+      opts.onIteration?.(done);
+      if (done % evalEvery === 0 || done === iterations) evalNow(done);
+      if (background) background.poll().forEach(deliver);
+    }
+    if (background) background.finish().forEach(deliver);
+  } finally {
+    background?.close();
   }
   return { curve, earlyStop: earlyStopPoint(curve), final: curve[curve.length - 1], seconds: (performance.now() - started) / 1000 };
 }
