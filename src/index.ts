@@ -9,7 +9,7 @@ export { Tensor, noGrad } from './tensor/tensor.js';
 export { linear, relu, softmaxCrossEntropy } from './tensor/ops.js';
 export { gradCheck } from './tensor/gradcheck.js';
 export { conv2d, maxPool2d, flatten, dropout } from './tensor/conv.js';
-export { sparseLinear, SPARSE_DENSITY_THRESHOLD } from './tensor/sparse.js';
+export { sparseLinear, maskPattern, denseGrad, SPARSE_DENSITY_THRESHOLD } from './tensor/sparse.js';
 export { Linear, Conv2d, MaxPool2d, Flatten, Dropout, type Layer } from './nn/layers.js';
 export { Model, type StateDict } from './nn/model.js';
 export { Adam, Sgd, type Optimizer } from './nn/optim.js';

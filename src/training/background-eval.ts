@@ -9,6 +9,11 @@ import type { EvalPoint } from './train.js';
 
 /** Seconds the trainer waits for the evaluation thread's next answer before giving up. */
 const ANSWER_TIMEOUT_S = 300;
+/**
+ * Snapshots that may wait for evaluation; the trainer blocks beyond this, which bounds
+ * memory (a LeNet snapshot is 1 MB) when evaluation is the slower side (dense levels).
+ */
+const MAX_PENDING = 8;
 
 /**
  * Evaluates snapshots of a model on validation and test in a worker thread while training
@@ -26,6 +31,8 @@ export class BackgroundEvaluator {
   private readonly answered: Int32Array;
   private submitted = 0;
   private received = 0;
+  /** Answers received but not yet returned by poll() or finish(). */
+  private readonly ready: EvalPoint[] = [];
 
   /** An evaluator for `model` on `data`, or null when the model cannot be rebuilt by name. */
   static create(model: Model, data: Splits): BackgroundEvaluator | null {
@@ -60,6 +67,7 @@ export class BackgroundEvaluator {
 
   /** Sends the model's current weights, to be evaluated as the point of `iteration`. */
   submit(iteration: number): void {
+    while (this.submitted - this.received >= MAX_PENDING) this.waitForAnswer();
     const state = [...this.model.state()];
     const message: SnapshotMessage = { iteration, state };
     this.port.postMessage(message, state.map(([, v]) => v.buffer as ArrayBuffer));
@@ -68,22 +76,30 @@ export class BackgroundEvaluator {
 
   /** The points answered so far, without waiting. */
   poll(): EvalPoint[] {
-    const out: EvalPoint[] = [];
-    for (let m = receiveMessageOnPort(this.port); m; m = receiveMessageOnPort(this.port)) out.push(this.point(m.message));
-    return out;
+    this.receive();
+    return this.ready.splice(0);
   }
 
   /** Waits for every submitted snapshot and returns the points not yet returned by poll(). */
   finish(): EvalPoint[] {
-    const out = this.poll();
-    while (this.received < this.submitted) {
+    while (this.received < this.submitted) this.waitForAnswer();
+    return this.ready.splice(0);
+  }
+
+  private receive(): void {
+    for (let m = receiveMessageOnPort(this.port); m; m = receiveMessageOnPort(this.port)) this.ready.push(this.point(m.message));
+  }
+
+  /** Blocks until at least one more answer has been received. */
+  private waitForAnswer(): void {
+    const before = this.received;
+    while (this.received === before) {
       const seen = Atomics.load(this.answered, 0);
       if (seen <= this.received && Atomics.wait(this.answered, 0, seen, ANSWER_TIMEOUT_S * 1000) === 'timed-out') {
         throw new LthError(`the evaluation thread did not answer for ${ANSWER_TIMEOUT_S} s`);
       }
-      out.push(...this.poll());
+      this.receive();
     }
-    return out;
   }
 
   /** Stops the thread (also after an error). */
