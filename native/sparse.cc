@@ -2,13 +2,13 @@
 // mask's nonzeros (see native/README.md, "Sparse kernels").
 //
 // A mask becomes a Pattern once (sparsePattern): blocked row-major order for the forward
-// and the weight gradient, a transposed view for the input gradient, built natively, so the per-step calls
-// check only their dense buffers. Weight values and gradients are packed per nonzero in
+// and the weight gradient, a transposed view for the input gradient, built and validated
+// natively, so the per-step calls check only their dense buffers. Weight values and gradients are packed per nonzero in
 // the pattern's order (see Pattern); the optimiser runs the dense kernels on them.
 //
 // Layout: activations are transposed into panels of 64 batch columns, [ld/64][features][64]
-// (see sparse_impl.h); ld, the batch padded to a multiple of 16, and the padding columns
-// of every output are zero.
+// (see sparse_impl.h); ld is the batch padded to a multiple of 16, and the padding
+// columns of every output are zero.
 //
 // Each kernel is compiled three times (AVX-512F, AVX2+FMA, baseline) from
 // sparse_impl.h with GCC target attributes, and the one matching lth_native's SIMD path

@@ -150,16 +150,6 @@ LTH_SP_TARGET static inline vf sum16(const vf* s) {
   return __builtin_shuffle(z[0], z[1], h4a) + __builtin_shuffle(z[0], z[1], h4b);
 }
 
-// The dot product over one panel of gy[row(k)] and x[col(k)] (V vectors each).
-template <int V>
-LTH_SP_TARGET static inline vf dot_chunk(const Pattern& p, const float* gy, const float* x0, int32_t k) {
-  const float* g = gy + (int64_t)p.row[k] * kPanel;
-  const float* x = x0 + (int64_t)p.col[k] * kPanel;
-  vf d = ld16(g) * ld16(x);
-  for (int v = 1; v < V; v++) d += ld16(g + 16 * v) * ld16(x + 16 * v);
-  return d;
-}
-
 struct WeightGradChunk {
   const Pattern& p;
   const float *gyT, *xT;
@@ -178,19 +168,33 @@ struct WeightGradChunk {
         gbias[r] += t;
       }
     if (!gvals) return;
+    // Per block, the nonzeros of rows r0..r1 are contiguous in packed order: walk them row
+    // by row (the row's gradient stays in registers) and reduce every 16 dot products.
+    vf s[16];
     for (int64_t b = 0; b < p.nbc; b++) {
-      const int32_t k0 = p.seg[b * p.rows + r0], k1 = p.seg[b * p.rows + r1];
-      int32_t k = k0;
-      vf s[16];
-      for (; k + 16 <= k1; k += 16) {
-        for (int j = 0; j < 16; j++) s[j] = dot_chunk<V>(p, gy, x, k + j);
-        st16(gvals + k, ld16(gvals + k) + sum16(s));
+      const int32_t* seg = p.seg + b * p.rows;
+      int32_t base = seg[r0];
+      int fill = 0;
+      for (int64_t r = r0; r < r1; r++) {
+        if (seg[r] == seg[r + 1]) continue;
+        vf g[V];
+        for (int v = 0; v < V; v++) g[v] = ld16(gy + r * kPanel + 16 * v);
+        for (int32_t k = seg[r]; k < seg[r + 1]; k++) {
+          const float* xr = x + (int64_t)p.col[k] * kPanel;
+          vf d = g[0] * ld16(xr);
+          for (int v = 1; v < V; v++) d += g[v] * ld16(xr + 16 * v);
+          s[fill++] = d;
+          if (fill == 16) {
+            st16(gvals + base, ld16(gvals + base) + sum16(s));
+            base += 16;
+            fill = 0;
+          }
+        }
       }
-      if (k < k1) {
-        const int cnt = k1 - k;
-        for (int j = 0; j < 16; j++) s[j] = j < cnt ? dot_chunk<V>(p, gy, x, k + j) : vf{};
+      if (fill) {
+        for (int j = fill; j < 16; j++) s[j] = vf{};
         const vf sum = sum16(s);
-        for (int j = 0; j < cnt; j++) gvals[k + j] += sum[j];
+        for (int j = 0; j < fill; j++) gvals[base + j] += sum[j];
       }
     }
   }

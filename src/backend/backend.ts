@@ -121,9 +121,9 @@ export interface Backend {
   //
   // Activations are transposed into panels of 64 batch columns: column c (a sample) of
   // feature i is at panelIndex(i, c, features) = ⌊c/64⌋·features·64 + i·64 + c mod 64. ld is
-  // the batch padded to a multiple of 16; a buffer holds features·panelColumns(ld) floats. Activations are transposed, [features, ld] with the batch contiguous:
-  // ld is a positive multiple of 16, and the padding columns n ≤ c < ld of every output
-  // are zero (inputs to the backward kernels must keep theirs zero too).
+  // the batch n padded to a positive multiple of 16; a buffer holds features·panelColumns(ld)
+  // floats. The padding columns n ≤ c < ld of every output are zero (inputs to the
+  // backward kernels must keep theirs zero too).
 
   /**
    * The nonzeros (entries ≠ 0, NaN included) of `mask` [rows, cols], compressed for the
