@@ -38,23 +38,13 @@ int thread_count();
 bool register_conv(napi_env env, napi_value exports);
 }  // namespace lth
 
+#include "ftz.h"
+
 namespace {
 
 // ------------------------------------------------------------------ denormals
 
-#ifdef LTH_CONV_X86
-struct FtzScope {
-  unsigned saved;
-  FtzScope() : saved(_mm_getcsr()) {
-    if ((saved & 0x8040u) != 0x8040u) _mm_setcsr(saved | 0x8040u);
-  }
-  ~FtzScope() {
-    if ((saved & 0x8040u) != 0x8040u) _mm_setcsr(saved);
-  }
-};
-#else
-struct FtzScope {};
-#endif
+using lth::FtzScope;
 
 // ------------------------------------------------------------------ parallel loop
 

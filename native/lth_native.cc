@@ -43,6 +43,8 @@
 #define LTH_X86 1
 #endif
 
+#include "ftz.h"
+
 namespace {
 
 using lth::GemmArgs;
@@ -50,20 +52,10 @@ using lth::Kernels;
 
 // ------------------------------------------------------------------ denormals
 
+using lth::FtzScope;
 #ifdef LTH_X86
-constexpr unsigned kFtzDaz = 0x8040;  // MXCSR FTZ (bit 15) | DAZ (bit 6)
-struct FtzScope {
-  unsigned saved;
-  FtzScope() : saved(_mm_getcsr()) {
-    if ((saved & kFtzDaz) != kFtzDaz) _mm_setcsr(saved | kFtzDaz);
-  }
-  ~FtzScope() {
-    if ((saved & kFtzDaz) != kFtzDaz) _mm_setcsr(saved);
-  }
-};
-void set_ftz_daz_forever() { _mm_setcsr(_mm_getcsr() | kFtzDaz); }
+void set_ftz_daz_forever() { _mm_setcsr(_mm_getcsr() | lth::kFtzDaz); }
 #else
-struct FtzScope {};
 void set_ftz_daz_forever() {}
 #endif
 

@@ -32,6 +32,8 @@
 // The 16-float vectors of the AVX-512 copy never cross a non-inlined call.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
+#include "ftz.h"
+
 namespace {
 
 // A mask's nonzeros in packed order: by column blocks of bc columns, then rows, then
@@ -84,20 +86,7 @@ namespace scalar {
 
 const SparseKernels* gS = &scalar::kTable;
 
-#ifdef LTH_SP_X86
-constexpr unsigned kFtzDaz = 0x8040;
-struct FtzScope {
-  unsigned saved;
-  FtzScope() : saved(_mm_getcsr()) {
-    if ((saved & kFtzDaz) != kFtzDaz) _mm_setcsr(saved | kFtzDaz);
-  }
-  ~FtzScope() {
-    if ((saved & kFtzDaz) != kFtzDaz) _mm_setcsr(saved);
-  }
-};
-#else
-struct FtzScope {};
-#endif
+using lth::FtzScope;
 
 // Multiply-adds from which a sparse product is split across the pool.
 constexpr double kParallelMinWork = 300000.0;

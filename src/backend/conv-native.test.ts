@@ -8,9 +8,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { referenceBackend as ref, loadNative, type Backend, type NativeBackend } from './index.js';
-import { prng, randomArray } from './testing.js';
+import { child, prng, randomArray } from './testing.js';
 
 interface NativeExtras {
   setThreads(n: number): void;
@@ -241,26 +240,6 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
     extras.setThreads(before);
   }
 });
-
-/** Runs `code` (an ES module) in a fresh node with `env` added; resolves to its last stdout line as JSON. */
-function child(env: Record<string, string>, code: string): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--input-type=module', '-e', code], {
-      env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000,
-    }, (error, stdout, stderr) => {
-      if (error) {
-        reject(new Error(`child ${JSON.stringify(env)} failed: ${error.message}\n${stderr}`));
-        return;
-      }
-      const lines = stdout.trim().split('\n');
-      try {
-        resolve(JSON.parse(lines[lines.length - 1]) as Record<string, unknown>);
-      } catch (e) {
-        reject(new Error(`child ${JSON.stringify(env)} printed ${JSON.stringify(stdout)}: ${String(e)}`));
-      }
-    });
-  });
-}
 
 const INDEX_URL = new URL('./index.js', import.meta.url).href;
 

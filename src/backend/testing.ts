@@ -1,4 +1,8 @@
-/** Helpers shared by the backend tests (native vs reference): a seeded PRNG and random arrays. */
+/**
+ * Helpers shared by the backend tests (native vs reference): a seeded PRNG, random arrays,
+ * and a child node process for the settings fixed at load (LTH_SIMD, LTH_THREADS).
+ */
+import { execFile } from 'node:child_process';
 
 /** mulberry32: a tiny seeded PRNG (the tests must not depend on Math.random). */
 export function prng(seed: number): () => number {
@@ -17,4 +21,24 @@ export function randomArray(n: number, rnd: () => number, lo = -1, hi = 1): Floa
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rnd();
   return a;
+}
+
+/** Runs `code` (an ES module) in a fresh node with `env` added; resolves to its last stdout line as JSON. */
+export function child(env: Record<string, string>, code: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--input-type=module', '-e', code], {
+      env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000,
+    }, (error, stdout, stderr) => {
+      if (error) {
+        reject(new Error(`child ${JSON.stringify(env)} failed: ${error.message}\n${stderr}`));
+        return;
+      }
+      const lines = stdout.trim().split('\n');
+      try {
+        resolve(JSON.parse(lines[lines.length - 1]) as Record<string, unknown>);
+      } catch (e) {
+        reject(new Error(`child ${JSON.stringify(env)} printed ${JSON.stringify(stdout)}: ${String(e)}`));
+      }
+    });
+  });
 }
