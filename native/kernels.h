@@ -38,9 +38,10 @@ struct Kernels {
   void (*sumRows)(const float* x, float* out, int64_t rows, int64_t cols, bool accumulate);
   // ob1 = 1 - beta1, ob2 = 1 - beta2 (rounded from double: 1 - 0.999f is 1.3e-5 off);
   // stepSize = lr / (1 - beta1^step); invBc2 = 1 / sqrt(1 - beta2^step).
-  void (*adam)(float* p, const float* g, float* m, float* v, const float* mask, int64_t n,
+  // adam and sgd consume the gradient: g is zero afterwards.
+  void (*adam)(float* p, float* g, float* m, float* v, const float* mask, int64_t n,
                float beta1, float beta2, float ob1, float ob2, float stepSize, float invBc2, float eps);
-  void (*sgd)(float* p, const float* g, float* buf, const float* mask, int64_t n,
+  void (*sgd)(float* p, float* g, float* buf, const float* mask, int64_t n,
               float lr, float momentum, float weightDecay);
   void (*applyMask)(float* x, const float* mask, int64_t n);
 };

@@ -105,12 +105,13 @@ void sumRows(const float* x, float* out, int64_t rows, int64_t cols, bool accumu
   }
 }
 
-void adam(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
+void adam(float* __restrict p, float* __restrict g, float* __restrict m, float* __restrict v,
           const float* __restrict mask, int64_t n, float beta1, float beta2, float ob1, float ob2, float stepSize,
           float invBc2, float eps) {
   if (mask) {
     for (int64_t i = 0; i < n; i++) {
       const float gi = g[i];
+      g[i] = 0.0f;
       const float mi = beta1 * m[i] + ob1 * gi;
       const float vi = beta2 * v[i] + ob2 * gi * gi;
       const float pi = p[i] - stepSize * mi / (__builtin_sqrtf(vi) * invBc2 + eps);
@@ -122,6 +123,7 @@ void adam(float* __restrict p, const float* __restrict g, float* __restrict m, f
   } else {
     for (int64_t i = 0; i < n; i++) {
       const float gi = g[i];
+      g[i] = 0.0f;
       const float mi = beta1 * m[i] + ob1 * gi;
       const float vi = beta2 * v[i] + ob2 * gi * gi;
       m[i] = mi;
@@ -131,11 +133,12 @@ void adam(float* __restrict p, const float* __restrict g, float* __restrict m, f
   }
 }
 
-void sgd(float* __restrict p, const float* __restrict g, float* __restrict buf, const float* __restrict mask,
+void sgd(float* __restrict p, float* __restrict g, float* __restrict buf, const float* __restrict mask,
          int64_t n, float lr, float momentum, float weightDecay) {
   if (mask) {
     for (int64_t i = 0; i < n; i++) {
       const float gi = g[i] + weightDecay * p[i];
+      g[i] = 0.0f;
       const float bi = momentum * buf[i] + gi;
       const float pi = p[i] - lr * bi;
       const bool keep = mask[i] != 0.0f;
@@ -145,6 +148,7 @@ void sgd(float* __restrict p, const float* __restrict g, float* __restrict buf, 
   } else {
     for (int64_t i = 0; i < n; i++) {
       const float gi = g[i] + weightDecay * p[i];
+      g[i] = 0.0f;
       const float bi = momentum * buf[i] + gi;
       buf[i] = bi;
       p[i] = p[i] - lr * bi;

@@ -255,6 +255,8 @@ constexpr int64_t kParallelMinElementwise = 65536;
 // busy machine has not scheduled.
 constexpr double kBigWork = 32e6;
 constexpr int kBigChunks = 4;
+// From this many rows a gatherRows call is split across the pool (in whole rows).
+constexpr int64_t kParallelMinGatherRows = 32;
 // Parts per thread of a parallel elementwise kernel.
 constexpr int kElementwiseChunks = 4;
 
@@ -583,6 +585,34 @@ napi_value ApplyMask(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
+// Minibatch gather: the rows of a training set named by an epoch's permutation are
+// scattered over a large array, so each copy waits on memory; two threads keep twice as
+// many rows in flight.
+napi_value GatherRows(napi_env env, napi_callback_info info) {
+  Args a(env, info, "gatherRows", 6);
+  size_t ls, li, ld;
+  const float* src = a.f32(0, "src", &ls);
+  int64_t rowSize = a.dim(1, "rowSize", 1);
+  const int32_t* idx = a.i32(2, "indices", &li);
+  int64_t from = a.dim(3, "from"), count = a.dim(4, "count");
+  float* dst = a.f32(5, "dst", &ld);
+  a.need("indices", li, from + count, 1, "from + count");
+  a.need("dst", ld, count, rowSize, "count*rowSize");
+  if (!a.ok()) return nullptr;
+  const int64_t rows = (int64_t)ls / rowSize;
+  for (int64_t b = 0; b < count; b++)
+    if (idx[from + b] < 0 || idx[from + b] >= rows) {
+      a.fail(true, "indices[%lld] = %d is not a row of src (%lld rows)", (long long)(from + b), idx[from + b],
+             (long long)rows);
+      return nullptr;
+    }
+  const size_t bytes = (size_t)rowSize * sizeof(float);
+  parallel_range(count, kParallelMinGatherRows, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; r++) std::memcpy(dst + r * rowSize, src + (int64_t)idx[from + r] * rowSize, bytes);
+  });
+  return undefined_value(env);
+}
+
 napi_value SimdPath(napi_env env, napi_callback_info) {
   napi_value s;
   napi_create_string_utf8(env, gK->name, NAPI_AUTO_LENGTH, &s);
@@ -666,6 +696,7 @@ NAPI_MODULE_INIT() {
       {"sumRows", nullptr, SumRows, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"softmaxXent", nullptr, SoftmaxXent, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"countCorrect", nullptr, CountCorrect, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"gatherRows", nullptr, GatherRows, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sgd", nullptr, Sgd, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"applyMask", nullptr, ApplyMask, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

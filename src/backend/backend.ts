@@ -46,6 +46,7 @@ export interface Backend {
    * m ← β1·m + (1-β1)·g; v ← β2·v + (1-β2)·g²;
    * p ← p - lr/(1-β1^step) · m / (√v/√(1-β2^step) + eps).
    * Where mask[i] == 0, p, m and v are set to 0 instead (pruned weights stay zero).
+   * The gradient is consumed: grad is all zeros afterwards (ready for the next step).
    */
   adam(
     param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, mask: Float32Array | null,
@@ -55,12 +56,18 @@ export interface Backend {
   /**
    * One SGD step (PyTorch semantics): g' = g + wd·p; buf ← momentum·buf + g'; p ← p - lr·buf.
    * (buf starts at zero, so the first step gives buf = g' as in PyTorch.)
-   * Where mask[i] == 0, p and buf are set to 0 instead.
+   * Where mask[i] == 0, p and buf are set to 0 instead. Like adam, zeroes grad.
    */
   sgd(
     param: Float32Array, grad: Float32Array, buf: Float32Array, mask: Float32Array | null,
     n: number, lr: number, momentum: number, weightDecay: number,
   ): void;
+
+  /**
+   * The rows of a minibatch: dst[b·rowSize + j] = src[indices[from + b]·rowSize + j] for
+   * b < count, j < rowSize (rowSize ≥ 1). An index outside src's rows is a RangeError.
+   */
+  gatherRows(src: Float32Array, rowSize: number, indices: Int32Array, from: number, count: number, dst: Float32Array): void;
 
   /** x[i] = mask[i] == 0 ? 0 : x[i]. */
   applyMask(x: Float32Array, mask: Float32Array, n: number): void;

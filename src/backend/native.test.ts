@@ -206,9 +206,15 @@ test('adam, sgd and applyMask match the reference and zero masked entries', { sk
       const p1 = randomArray(n, rnd), g = randomArray(n, rnd);
       const m1 = randomArray(n, rnd, -0.1, 0.1), v1 = randomArray(n, rnd, 0, 0.01);
       const p2 = p1.slice(), m2 = m1.slice(), v2 = v1.slice();
+      // Both consume the gradient: it is zero after each step.
+      const consumed = (run: (grad: Float32Array) => void) => {
+        const grad = g.slice();
+        run(grad);
+        assert.ok(grad.every((x) => x === 0), 'gradient zeroed');
+      };
       for (let step = 1; step <= 3; step++) {
-        ref.adam(p1, g, m1, v1, useMask ? mask : null, n, 1e-3, 0.9, 0.999, 1e-8, step);
-        native!.adam(p2, g, m2, v2, useMask ? mask : null, n, 1e-3, 0.9, 0.999, 1e-8, step);
+        consumed((gr) => ref.adam(p1, gr, m1, v1, useMask ? mask : null, n, 1e-3, 0.9, 0.999, 1e-8, step));
+        consumed((gr) => native!.adam(p2, gr, m2, v2, useMask ? mask : null, n, 1e-3, 0.9, 0.999, 1e-8, step));
       }
       for (let i = 0; i < n; i++) {
         assert.ok(Math.abs(p2[i] - p1[i]) <= 1e-6 * (1 + Math.abs(p1[i])), `adam p[${i}] ${p2[i]} vs ${p1[i]}`);
@@ -219,8 +225,8 @@ test('adam, sgd and applyMask match the reference and zero masked entries', { sk
       const q1 = randomArray(n, rnd), b1 = randomArray(n, rnd, -0.1, 0.1);
       const q2 = q1.slice(), b2 = b1.slice();
       for (let step = 0; step < 3; step++) {
-        ref.sgd(q1, g, b1, useMask ? mask : null, n, 0.1, 0.9, 5e-4);
-        native!.sgd(q2, g, b2, useMask ? mask : null, n, 0.1, 0.9, 5e-4);
+        consumed((gr) => ref.sgd(q1, gr, b1, useMask ? mask : null, n, 0.1, 0.9, 5e-4));
+        consumed((gr) => native!.sgd(q2, gr, b2, useMask ? mask : null, n, 0.1, 0.9, 5e-4));
       }
       for (let i = 0; i < n; i++) {
         assert.ok(Math.abs(q2[i] - q1[i]) <= 1e-5 * (1 + Math.abs(q1[i])), `sgd p[${i}] ${q2[i]} vs ${q1[i]}`);
@@ -281,6 +287,36 @@ test('arguments are validated with clear errors', { skip }, () => {
   assert.throws(() => extras.setThreads(0), err(RangeError, /^setThreads: n must be an integer from 1 to 256, got 0$/));
 });
 
+test('gatherRows copies the indexed rows like the reference, on 1 and 2 threads, and rejects bad indices', { skip }, () => {
+  const rnd = prng(11);
+  const before = extras.getThreads();
+  try {
+    for (const [rows, rowSize, count] of [[50, 784, 60], [5, 3, 7], [1, 1, 1], [100, 17, 0]]) {
+      const src = randomArray(rows * rowSize, rnd);
+      const indices = Int32Array.from({ length: count + 5 }, () => Math.floor(rnd() * rows));
+      const want = new Float32Array(count * rowSize);
+      ref.gatherRows(src, rowSize, indices, 3, count, want);
+      for (const threads of [1, 2]) {
+        extras.setThreads(threads);
+        const got = new Float32Array(count * rowSize + 1).fill(-7);
+        native!.gatherRows(src, rowSize, indices, 3, count, got);
+        assert.deepEqual(got.subarray(0, count * rowSize), want, `${rows}x${rowSize}, ${count} rows, ${threads} threads`);
+        assert.equal(got[count * rowSize], -7, 'nothing written past the batch');
+      }
+    }
+  } finally {
+    extras.setThreads(before);
+  }
+  for (const be of [ref, native!]) {
+    assert.throws(() => be.gatherRows(new Float32Array(6), 3, Int32Array.from([0, 2]), 0, 2, new Float32Array(6)),
+      { name: 'RangeError', message: /^gatherRows: indices\[1\] = 2 is not a row of src \(2 rows\)$/ }, be.name);
+    assert.throws(() => be.gatherRows(new Float32Array(6), 3, Int32Array.from([-1]), 0, 1, new Float32Array(3)),
+      { name: 'RangeError', message: /^gatherRows: indices\[0\] = -1 is not a row of src/ }, be.name);
+  }
+  assert.throws(() => native!.gatherRows(new Float32Array(6), 3, Int32Array.from([0]), 0, 2, new Float32Array(6)),
+    { name: 'RangeError', message: /^gatherRows: indices has 1 elements, needs from \+ count = 2$/ });
+});
+
 test('denormals are flushed inside the kernels, and JavaScript keeps its own', { skip }, () => {
   // 1e-39 is a float32 denormal: with DAZ the product is 0 (the reference gives 1e-39).
   const c = new Float32Array(1);
@@ -323,7 +359,7 @@ for (const [m, k, n] of shapes) for (let f = 0; f < 8; f++) {
 }
 const P = full ? 4099 : 0, p1 = arr(P), g = arr(P), m1 = new Float32Array(P), v1 = new Float32Array(P), mask = arr(P).map((x) => (x < 0 ? 0 : 1));
 const p2 = p1.slice(), m2 = m1.slice(), v2 = v1.slice();
-R.adam(p1, g, m1, v1, mask, P, 1e-3, 0.9, 0.999, 1e-8, 1); N.adam(p2, g, m2, v2, mask, P, 1e-3, 0.9, 0.999, 1e-8, 1);
+R.adam(p1, g.slice(), m1, v1, mask, P, 1e-3, 0.9, 0.999, 1e-8, 1); N.adam(p2, g.slice(), m2, v2, mask, P, 1e-3, 0.9, 0.999, 1e-8, 1);
 let adamErr = 0;
 for (let i = 0; i < P; i++) adamErr = Math.max(adamErr, Math.abs(p1[i] - p2[i]) / (1 + Math.abs(p1[i])));
 const hash = createHash('sha256');

@@ -78,11 +78,12 @@ export const referenceBackend: Backend = {
     const bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
     const stepSize = lr / bc1;
     for (let i = 0; i < n; i++) {
+      const g = grad[i];
+      grad[i] = 0;
       if (mask && mask[i] === 0) {
         param[i] = 0; m[i] = 0; v[i] = 0;
         continue;
       }
-      const g = grad[i];
       m[i] = beta1 * m[i] + (1 - beta1) * g;
       v[i] = beta2 * v[i] + (1 - beta2) * g * g;
       param[i] -= (stepSize * m[i]) / (Math.sqrt(v[i]) / bc2Sqrt + eps);
@@ -91,13 +92,23 @@ export const referenceBackend: Backend = {
 
   sgd(param, grad, buf, mask, n, lr, momentum, weightDecay) {
     for (let i = 0; i < n; i++) {
+      const g = grad[i] + weightDecay * param[i];
+      grad[i] = 0;
       if (mask && mask[i] === 0) {
         param[i] = 0; buf[i] = 0;
         continue;
       }
-      const g = grad[i] + weightDecay * param[i];
       buf[i] = momentum * buf[i] + g;
       param[i] -= lr * buf[i];
+    }
+  },
+
+  gatherRows(src, rowSize, indices, from, count, dst) {
+    const rows = src.length / rowSize;
+    for (let b = 0; b < count; b++) {
+      const i = indices[from + b];
+      if (!(i >= 0 && i < rows)) throw new RangeError(`gatherRows: indices[${from + b}] = ${i} is not a row of src (${rows} rows)`);
+      dst.set(src.subarray(i * rowSize, (i + 1) * rowSize), b * rowSize);
     }
   },
 

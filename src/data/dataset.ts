@@ -1,3 +1,4 @@
+import { getBackend } from '../backend/index.js';
 import { check } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 
@@ -24,12 +25,8 @@ export class Dataset {
 
   /** Copies the examples `indices[from..from+count)` into the given batch buffers. */
   gather(indices: Int32Array, from: number, count: number, images: Float32Array, labels: Int32Array): void {
-    const d = this.sampleSize;
-    for (let b = 0; b < count; b++) {
-      const i = indices[from + b];
-      images.set(this.images.subarray(i * d, (i + 1) * d), b * d);
-      labels[b] = this.labels[i];
-    }
+    getBackend().gatherRows(this.images, this.sampleSize, indices, from, count, images);
+    for (let b = 0; b < count; b++) labels[b] = this.labels[indices[from + b]];
   }
 
   subset(indices: Int32Array): Dataset {

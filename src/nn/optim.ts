@@ -4,7 +4,7 @@ import type { SparsePattern } from '../backend/backend.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export interface Optimizer {
-  /** Applies one update from the accumulated gradients, then zeroes them. */
+  /** Applies one update from the accumulated gradients, then zeroes them (the kernels do both in one pass). */
   step(): void;
 }
 
@@ -76,12 +76,10 @@ export class Adam implements Optimizer {
       if (sp) {
         const [m, v] = this.state[i].forSparse(sp.pattern);
         be.adam(sp.values(true), sp.grad, m, v, null, sp.pattern.nnz, this.lr, this.beta1, this.beta2, this.eps, this.t);
-        sp.grad.fill(0);
         return;
       }
       const [m, v] = this.state[i].forDense();
       be.adam(p.data, p.ensureGrad(), m, v, p.mask, p.size, this.lr, this.beta1, this.beta2, this.eps, this.t);
-      p.zeroGrad();
     });
   }
 }
@@ -109,12 +107,10 @@ export class Sgd implements Optimizer {
       if (sp) {
         const [buf] = this.state[i].forSparse(sp.pattern);
         be.sgd(sp.values(true), sp.grad, buf, null, sp.pattern.nnz, this.lr, this.momentum, this.weightDecay);
-        sp.grad.fill(0);
         return;
       }
       const [buf] = this.state[i].forDense();
       be.sgd(p.data, p.ensureGrad(), buf, p.mask, p.size, this.lr, this.momentum, this.weightDecay);
-      p.zeroGrad();
     });
   }
 }

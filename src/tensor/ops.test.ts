@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Rng } from '../core/rng.js';
 import { linear, relu, softmaxCrossEntropy } from './ops.js';
 import { gradCheck } from './gradcheck.js';
-import { Tensor } from './tensor.js';
+import { BufferArena, Tensor, noGrad } from './tensor.js';
 
 function randomTensor(shape: number[], rng: Rng, scale = 1): Tensor {
   const t = Tensor.zeros(shape, true);
@@ -75,4 +75,20 @@ test('ops reject bad shapes and labels with clear errors', () => {
 test('a loss of NaN logits is NaN', () => {
   const x = new Tensor(Float32Array.from([NaN, 1, 2]), [1, 3]);
   assert.ok(Number.isNaN(softmaxCrossEntropy(x, Int32Array.from([1])).data[0]));
+});
+
+test('BufferArena: Tensor.empty reuses the previous run\'s buffers in order; outside a run it is zero-filled', () => {
+  const arena = new BufferArena();
+  const first = arena.run(() => [Tensor.empty([2, 3]).data, Tensor.empty([4]).data]);
+  first[0].fill(5);
+  const second = arena.run(() => [Tensor.empty([3, 2]).data, Tensor.empty([5]).data]);
+  assert.equal(second[0], first[0], 'same size, same position: the same buffer, stale values kept');
+  assert.equal(second[0][0], 5);
+  assert.notEqual(second[1], first[1], 'a new size gets a new buffer');
+  assert.deepEqual(Tensor.empty([3]).data, new Float32Array(3));
+  // A forward pass in an arena gives the same values as without one.
+  const rng = new Rng(3, 'test');
+  const x = randomTensor([4, 6], rng), w = randomTensor([5, 6], rng), b = randomTensor([5], rng);
+  const plain = noGrad(() => linear(x, w, b, 'relu').data.slice());
+  for (let r = 0; r < 2; r++) assert.deepEqual(noGrad(() => arena.run(() => linear(x, w, b, 'relu').data.slice())), plain);
 });

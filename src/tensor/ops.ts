@@ -23,7 +23,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, activatio
   const be = getBackend();
   const [n, inF] = x.shape;
   const outF = weight.shape[0];
-  const y = Tensor.zeros([n, outF]);
+  const y = Tensor.empty([n, outF]);
   be.matmul(x.data, weight.data, y.data, n, inF, outF, false, true, false);
   if (bias) be.biasAct(y.data, bias.data, y.data, n, outF, activation === 'relu');
   else if (activation === 'relu') be.biasAct(y.data, new Float32Array(outF), y.data, n, outF, true);

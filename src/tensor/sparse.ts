@@ -144,7 +144,7 @@ export function sparseLinear(
     be.toPanels(x.data, xT, n, inF, ld);
   }
   be.sparseForward(pattern, vals, xT, yT, bias ? bias.data : null, n, ld, relu);
-  const y = Tensor.zeros([n, outF]);
+  const y = Tensor.empty([n, outF]);
   be.fromPanels(yT, y.data, n, outF, ld, false);
   transposedOutput.set(y, { data: yT, ld, ws, generation: ws.generation });
   const inputs = bias ? [x, weight, bias] : [x, weight];

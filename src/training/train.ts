@@ -5,7 +5,7 @@ import type { Dataset, Splits } from '../data/dataset.js';
 import type { Model } from '../nn/model.js';
 import { Adam, Sgd, type Optimizer } from '../nn/optim.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
-import { Tensor, noGrad } from '../tensor/tensor.js';
+import { BufferArena, Tensor, noGrad } from '../tensor/tensor.js';
 import { BackgroundEvaluator } from './background-eval.js';
 
 export interface OptimizerSettings {
@@ -74,14 +74,19 @@ export function evaluate(model: Model, data: Dataset, batchSize = data.sampleSha
   let lossSum = 0, correct = 0;
   noGrad(() => {
     for (const { x, labels } of evaluationBatches(data, batchSize)) {
-      const n = labels.length;
-      const logits = model.forward(x, false);
-      lossSum += be.softmaxXent(logits.data, labels, n, logits.shape[1], null, 0);
-      correct += be.countCorrect(logits.data, labels, n, logits.shape[1]);
+      evaluationArena.run(() => {
+        const n = labels.length;
+        const logits = model.forward(x, false);
+        lossSum += be.softmaxXent(logits.data, labels, n, logits.shape[1], null, 0);
+        correct += be.countCorrect(logits.data, labels, n, logits.shape[1]);
+      });
     }
   });
   return { loss: lossSum / data.length, accuracy: correct / data.length };
 }
+
+/** The activations of evaluation batches, reused from batch to batch. */
+const evaluationArena = new BufferArena();
 
 interface Batch {
   readonly x: Tensor;
