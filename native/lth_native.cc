@@ -239,8 +239,26 @@ std::atomic<int> gThreads{1};
 // never takes the pool from the training thread): its kernels run on it alone.
 thread_local bool tlSerial = false;
 
+// Cores that background threads hold while they compute (holdCore): kernels on other
+// threads use that many threads fewer, so the pool's workers do not compete with them.
+std::atomic<int> gHeldCores{0};
+// Releases this thread's hold when it exits (a worker terminated mid-evaluation).
+struct CoreHold {
+  bool held = false;
+  void set(bool on) {
+    if (on != held) gHeldCores.fetch_add(on ? 1 : -1, std::memory_order_relaxed);
+    held = on;
+  }
+  ~CoreHold() { set(false); }
+};
+thread_local CoreHold tlHold;
+
 // The threads a kernel called on this thread may use.
-int threads_here() { return tlSerial ? 1 : gThreads.load(std::memory_order_relaxed); }
+int threads_here() {
+  if (tlSerial) return 1;
+  const int t = gThreads.load(std::memory_order_relaxed) - gHeldCores.load(std::memory_order_relaxed);
+  return t < 1 ? 1 : t;
+}
 
 // ------------------------------------------------------------------ matmul driver
 
@@ -640,9 +658,24 @@ napi_value GetThreads(napi_env env, napi_callback_info) {
   return number_value(env, gThreads.load());
 }
 
+// threadsHere(): the threads a kernel called now on this thread would use.
+napi_value ThreadsHere(napi_env env, napi_callback_info) {
+  return number_value(env, threads_here());
+}
+
 // serialThread(): kernels called from this thread from now on run on it alone.
 napi_value SerialThread(napi_env env, napi_callback_info) {
   tlSerial = true;
+  return undefined_value(env);
+}
+
+// holdCore(on): while on, this (serial) thread holds a core: other threads' kernels use one
+// pool thread fewer. For a background evaluation thread, on only while it computes.
+napi_value HoldCore(napi_env env, napi_callback_info info) {
+  Args a(env, info, "holdCore", 1);
+  const bool on = a.flag(0, "on");
+  if (!a.ok()) return nullptr;
+  tlHold.set(on);
   return undefined_value(env);
 }
 
@@ -702,6 +735,8 @@ NAPI_MODULE_INIT() {
       {"applyMask", nullptr, ApplyMask, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"simdPath", nullptr, SimdPath, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"threadsHere", nullptr, ThreadsHere, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"holdCore", nullptr, HoldCore, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"serialThread", nullptr, SerialThread, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"getThreads", nullptr, GetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };

@@ -18,8 +18,15 @@ export interface NativeBackend extends Backend {
   /** Threads the addon's pool uses (LTH_THREADS at load; default min(2, cores)). */
   setThreads(n: number): void;
   getThreads(): number;
+  /** The threads a kernel called now on this thread would use (1 on a serial thread, fewer while cores are held). */
+  threadsHere(): number;
   /** Kernels called from the calling thread from now on run on it alone (never on the pool). */
   serialThread(): void;
+  /**
+   * While on, the calling thread holds a core: kernels called on other threads use one
+   * pool thread fewer (released when the thread exits).
+   */
+  holdCore(on: boolean): void;
 }
 
 let nativeCache: NativeBackend | Error | undefined;

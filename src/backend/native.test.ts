@@ -5,6 +5,7 @@
  * bitwise independence of the thread count.
  */
 import { test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import assert from 'node:assert/strict';
 import { referenceBackend as ref, loadNative, type NativeBackend } from './index.js';
 import { child, prng, randomArray } from './testing.js';
@@ -315,6 +316,41 @@ test('gatherRows copies the indexed rows like the reference, on 1 and 2 threads,
   }
   assert.throws(() => native!.gatherRows(new Float32Array(6), 3, Int32Array.from([0]), 0, 2, new Float32Array(6)),
     { name: 'RangeError', message: /^gatherRows: indices has 1 elements, needs from \+ count = 2$/ });
+});
+
+test('holdCore: a thread holding a core takes one pool thread from the others, until it lets go or exits', { skip }, async () => {
+  const before = extras.getThreads();
+  extras.setThreads(2);
+  try {
+    assert.equal(native!.threadsHere(), 2);
+    const program = `
+      const { workerData, parentPort } = require('node:worker_threads');
+      const { loadNative } = await import(workerData.index);
+      const n = loadNative();
+      n.serialThread();
+      n.holdCore(true);
+      parentPort.postMessage(n.threadsHere());
+      parentPort.once('message', (m) => { if (m === 'release') { n.holdCore(false); parentPort.postMessage('released'); } });`;
+    const start = () => {
+      const w = new Worker(`(async () => { ${program} })()`, { eval: true, workerData: { index: new URL('./index.js', import.meta.url).href } });
+      return { w, next: () => new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); }) };
+    };
+    const a = start();
+    assert.equal(await a.next(), 1, 'the holding thread itself runs serially');
+    assert.equal(native!.threadsHere(), 1, 'held: this thread gets one thread fewer');
+    a.w.postMessage('release');
+    assert.equal(await a.next(), 'released');
+    assert.equal(native!.threadsHere(), 2, 'released');
+    await a.w.terminate();
+    const b = start();
+    await b.next();
+    assert.equal(native!.threadsHere(), 1);
+    await b.w.terminate();
+    assert.equal(native!.threadsHere(), 2, 'a thread that exits while holding gives its core back');
+    assert.throws(() => native!.holdCore(1 as unknown as boolean), { name: 'TypeError' });
+  } finally {
+    extras.setThreads(before);
+  }
 });
 
 test('denormals are flushed inside the kernels, and JavaScript keeps its own', { skip }, () => {

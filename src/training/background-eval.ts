@@ -1,6 +1,5 @@
 import os from 'node:os';
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
-import { getBackend, loadNative } from '../backend/index.js';
 import { LthError } from '../core/errors.js';
 import type { Dataset, Splits } from '../data/dataset.js';
 import { getModel } from '../models/registry.js';
@@ -26,10 +25,11 @@ const MAX_PENDING = 8;
  * The trainer stays synchronous: it polls for answers and, at the end, blocks on a shared
  * counter (Atomics.wait) until every snapshot is answered.
  *
- * While it runs, the trainer's kernels use one thread fewer than LTH_THREADS: the worker
- * has that core. Measured on 2 cores, LeNet-300-100, 6,000 iterations evaluated every 100
- * (s per 50,000-iteration level): dense 63-69 with the trainer on 1 thread against 69-89
- * on 2 (the pool's threads and the worker fight over the cores) or 69-84 evaluating
+ * While the worker evaluates, it holds a core (holdCore): the trainer's kernels use one
+ * pool thread fewer, and all of them again while the worker waits for the next snapshot.
+ * Measured on 2 cores, LeNet-300-100, 6,000 iterations evaluated every 100 (s per
+ * 50,000-iteration level): dense 63-69 with the trainer on 1 thread against 69-89 on 2
+ * (the pool's threads and the worker fight over the cores) or 69-84 evaluating
  * synchronously on 2; at 3.5% density 23 against 31-35.
  */
 export class BackgroundEvaluator {
@@ -40,8 +40,6 @@ export class BackgroundEvaluator {
   private received = 0;
   /** Answers received but not yet returned by poll() or finish(). */
   private readonly ready: EvalPoint[] = [];
-  /** The native pool's thread count before the worker took a core, restored by close(). */
-  private readonly poolThreads: number | null = null;
 
   /** An evaluator for `model` on `data`, or null when the model cannot be rebuilt by name. */
   static create(model: Model, data: Splits): BackgroundEvaluator | null {
@@ -72,11 +70,6 @@ export class BackgroundEvaluator {
     this.worker.unref();
     this.port = port1;
     this.answered = new Int32Array(counter);
-    const native = loadNative();
-    if (!(native instanceof Error) && getBackend() === native && native.getThreads() > 1) {
-      this.poolThreads = native.getThreads();
-      native.setThreads(this.poolThreads - 1);
-    }
   }
 
   /** Sends the model's current weights, to be evaluated as the point of `iteration`. */
@@ -116,12 +109,10 @@ export class BackgroundEvaluator {
     }
   }
 
-  /** Stops the thread (also after an error) and gives its core back to the trainer's kernels. */
+  /** Stops the thread (also after an error). */
   close(): void {
     this.port.close();
     void this.worker.terminate();
-    const native = loadNative();
-    if (this.poolThreads !== null && !(native instanceof Error)) native.setThreads(this.poolThreads);
   }
 
   private point(message: unknown): EvalPoint {

@@ -43,15 +43,19 @@ const dataset = (d: DatasetData) => new Dataset(d.images, d.labels, d.sampleShap
 
 try {
   // Leave the kernel thread pool to the trainer: this thread's kernels run on it alone.
-  const native = loadNative();
-  if (!(native instanceof Error)) native.serialThread();
+  const loaded = loadNative();
+  const native = loaded instanceof Error ? null : loaded;
+  native?.serialThread();
   const model = getModel(init.modelName).build();
   if (init.masks.length) model.setMasks(new Map(init.masks));
   const validation = dataset(init.validation), test = dataset(init.test);
   init.port.on('message', (msg: SnapshotMessage) => {
     try {
       model.loadState(new Map(msg.state));
+      // While evaluating, this thread has a core to itself: the trainer's kernels take one thread fewer.
+      native?.holdCore(true);
       const val = evaluate(model, validation), tst = evaluate(model, test);
+      native?.holdCore(false);
       answer({ iteration: msg.iteration, valLoss: val.loss, valAccuracy: val.accuracy, testLoss: tst.loss, testAccuracy: tst.accuracy });
     } catch (e) {
       answer({ error: e instanceof Error ? e.message : String(e) });
