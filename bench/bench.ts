@@ -51,7 +51,7 @@ import { getModel } from '../src/models/registry.js';
 import type { Model, StateDict } from '../src/nn/model.js';
 import { Adam } from '../src/nn/optim.js';
 import { softmaxCrossEntropy } from '../src/tensor/ops.js';
-import { Tensor } from '../src/tensor/tensor.js';
+import { BufferArena, Tensor } from '../src/tensor/tensor.js';
 import { evaluate, iterationsPerEpoch } from '../src/training/train.js';
 
 const SCHEMA = {
@@ -154,14 +154,17 @@ function trainer(data: Splits, model: Model): () => void {
   const x = new Tensor(xBuf, [BATCH, ...train.sampleShape]);
   let it = 0;
   let order = new Rng(SEED, 'data', 0).permutation(train.length);
+  const arena = new BufferArena();
   return () => {
     const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
     if (inEpoch === 0 && it > 0) order = new Rng(SEED, 'data', epoch).permutation(train.length);
     train.gather(order, inEpoch * BATCH, BATCH, xBuf, yBuf);
-    const loss = softmaxCrossEntropy(model.forward(x, true), yBuf);
-    if (!Number.isFinite(loss.data[0])) throw new LthError(`bench: loss is ${loss.data[0]} at iteration ${it}`);
-    loss.backward();
-    optimizer.step();
+    arena.run(() => {
+      const loss = softmaxCrossEntropy(model.forward(x, true), yBuf);
+      if (!Number.isFinite(loss.data[0])) throw new LthError(`bench: loss is ${loss.data[0]} at iteration ${it}`);
+      loss.backward();
+      optimizer.step();
+    });
     it++;
   };
 }

@@ -91,4 +91,18 @@ test('BufferArena: Tensor.empty reuses the previous run\'s buffers in order; out
   const x = randomTensor([4, 6], rng), w = randomTensor([5, 6], rng), b = randomTensor([5], rng);
   const plain = noGrad(() => linear(x, w, b, 'relu').data.slice());
   for (let r = 0; r < 2; r++) assert.deepEqual(noGrad(() => arena.run(() => linear(x, w, b, 'relu').data.slice())), plain);
+  // A training step in an arena: parameters' gradients are their own, an op's output gradient is recycled (zeroed).
+  const labels = Int32Array.from([0, 1, 2, 3]);
+  const step = () => arena.run(() => {
+    const y = linear(x, w, b, 'relu');
+    softmaxCrossEntropy(y, labels).backward();
+    return { wGrad: w.grad!, yGrad: y.grad! };
+  });
+  const s1 = step();
+  const g1 = s1.wGrad.slice();
+  w.grad!.fill(0); b.grad!.fill(0); x.grad!.fill(0);
+  const s2 = step();
+  assert.equal(s2.yGrad, s1.yGrad, 'the output gradient buffer is reused');
+  assert.equal(s2.wGrad, s1.wGrad, 'the weight keeps its gradient buffer');
+  assert.deepEqual(s2.wGrad, g1, 'the same gradient again: the recycled buffers were zeroed');
 });

@@ -1,6 +1,6 @@
 import { getBackend } from '../backend/index.js';
 import { check } from '../core/errors.js';
-import { Tensor, isGradEnabled } from './tensor.js';
+import { Tensor, isGradEnabled, scratchArray } from './tensor.js';
 
 /** Records `out` as computed from `inputs` when any of them needs a gradient. */
 function record(out: Tensor, inputs: Tensor[], backward: () => void): Tensor {
@@ -31,7 +31,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, activatio
   return record(y, inputs, () => {
     let gy = y.grad!;
     if (activation === 'relu') {
-      const masked = new Float32Array(gy.length);
+      const masked = scratchArray(gy.length);
       be.reluBackward(gy, y.data, masked, gy.length);
       gy = masked;
     }
@@ -63,7 +63,7 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Int32Array): Tensor 
   }
   const be = getBackend();
   const needGrad = isGradEnabled() && logits.requiresGrad;
-  const gradLogits = needGrad ? new Float32Array(logits.size) : null;
+  const gradLogits = needGrad ? scratchArray(logits.size) : null;
   const total = be.softmaxXent(logits.data, labels, n, classes, gradLogits, 1 / n);
   const loss = new Tensor(Float32Array.of(total / n), []);
   return record(loss, [logits], () => {

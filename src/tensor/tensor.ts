@@ -19,10 +19,12 @@ export function isGradEnabled(): boolean {
 }
 
 /**
- * Buffers recycled across passes whose tensors all die with the pass, such as the
- * batches of an evaluation: inside `run`, `Tensor.empty` hands out the buffers of the
- * previous run in the same order (a fresh 1.2 MB Float32Array costs more in page faults
- * than the GEMM that fills it). A tensor made inside `run` is valid until the next `run`.
+ * Buffers recycled across passes whose tensors all die with the pass: the batches of an
+ * evaluation, or a training step (forward, backward, optimiser step). Inside `run`,
+ * `Tensor.empty`, `scratchArray` and the gradients of non-leaf tensors take the buffers
+ * of the previous run in the same order (a fresh 1.2 MB Float32Array costs more in page
+ * faults than the GEMM that fills it). Leaf tensors (parameters) never draw from it. A
+ * tensor made inside `run` is valid until the next `run`.
  */
 export class BufferArena {
   private readonly bufs: Float32Array[] = [];
@@ -46,6 +48,11 @@ export class BufferArena {
   }
 }
 let activeArena: BufferArena | null = null;
+
+/** A buffer an op overwrites entirely before reading it: from the active BufferArena (stale contents), else fresh. */
+export function scratchArray(n: number): Float32Array {
+  return activeArena ? activeArena.take(n) : new Float32Array(n);
+}
 
 export function sizeOf(shape: readonly number[]): number {
   let n = 1;
@@ -108,8 +115,7 @@ export class Tensor {
    * contents are stale values) when one runs, otherwise zero-filled.
    */
   static empty(shape: readonly number[]): Tensor {
-    const n = sizeOf(shape);
-    return new Tensor(activeArena ? activeArena.take(n) : new Float32Array(n), shape);
+    return new Tensor(scratchArray(sizeOf(shape)), shape);
   }
 
   /** The values, row-major. For a weight computed sparsely, reading them writes back its packed values first. */
@@ -133,9 +139,12 @@ export class Tensor {
     return this.values.length;
   }
 
-  /** The gradient buffer, created zero-filled on first use. */
+  /** The gradient buffer, created zero-filled on first use (from the active BufferArena for an op's output). */
   ensureGrad(): Float32Array {
-    if (!this.grad) this.grad = new Float32Array(this.values.length);
+    if (!this.grad) {
+      const n = this.values.length;
+      this.grad = activeArena && this.parents.length ? activeArena.take(n).fill(0) : new Float32Array(n);
+    }
     return this.grad;
   }
 

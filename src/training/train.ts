@@ -137,6 +137,8 @@ export function train(opts: TrainOptions): TrainResult {
   const xBuf = new Float32Array(batchSize * d);
   const yBuf = new Int32Array(batchSize);
   const x = new Tensor(xBuf, [batchSize, ...data.train.sampleShape]);
+  // Every tensor of a step dies with it: the next step reuses their buffers.
+  const stepArena = new BufferArena();
   const curve: EvalPoint[] = [];
   const deliver = (point: EvalPoint) => {
     curve.push(point);
@@ -162,12 +164,14 @@ export function train(opts: TrainOptions): TrainResult {
       const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
       if (inEpoch === 0 || !order) order = new Rng(opts.seed, 'data', epoch).permutation(data.train.length);
       data.train.gather(order, inEpoch * batchSize, batchSize, xBuf, yBuf);
-      const loss = softmaxCrossEntropy(model.forward(x, true), yBuf);
-      if (!Number.isFinite(loss.data[0])) {
-        throw new LthError(`training diverged: loss is ${loss.data[0]} at iteration ${it} (learning rate ${opts.optimizer.lr} too high?)`);
-      }
-      loss.backward();
-      optimizer.step();
+      stepArena.run(() => {
+        const loss = softmaxCrossEntropy(model.forward(x, true), yBuf);
+        if (!Number.isFinite(loss.data[0])) {
+          throw new LthError(`training diverged: loss is ${loss.data[0]} at iteration ${it} (learning rate ${opts.optimizer.lr} too high?)`);
+        }
+        loss.backward();
+        optimizer.step();
+      });
       const done = it + 1;
       opts.onIteration?.(done);
       if (done % evalEvery === 0 || done === iterations) evalNow(done);
