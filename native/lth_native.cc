@@ -240,8 +240,10 @@ std::atomic<int> gThreads{1};
 thread_local bool tlSerial = false;
 
 // Cores that background threads hold while they compute (holdCore): kernels on other
-// threads use that many threads fewer, so the pool's workers do not compete with them.
+// threads use no more threads than the cores left, so the pool's workers do not compete
+// with them.
 std::atomic<int> gHeldCores{0};
+const int gCores = std::thread::hardware_concurrency() ? (int)std::thread::hardware_concurrency() : 1;
 // Releases this thread's hold when it exits (a worker terminated mid-evaluation).
 struct CoreHold {
   bool held = false;
@@ -256,8 +258,9 @@ thread_local CoreHold tlHold;
 // The threads a kernel called on this thread may use.
 int threads_here() {
   if (tlSerial) return 1;
-  const int t = gThreads.load(std::memory_order_relaxed) - gHeldCores.load(std::memory_order_relaxed);
-  return t < 1 ? 1 : t;
+  const int threads = gThreads.load(std::memory_order_relaxed);
+  const int free = gCores - gHeldCores.load(std::memory_order_relaxed);
+  return threads <= free ? threads : free < 1 ? 1 : free;
 }
 
 // ------------------------------------------------------------------ matmul driver
@@ -669,8 +672,8 @@ napi_value SerialThread(napi_env env, napi_callback_info) {
   return undefined_value(env);
 }
 
-// holdCore(on): while on, this (serial) thread holds a core: other threads' kernels use one
-// pool thread fewer. For a background evaluation thread, on only while it computes.
+// holdCore(on): while on, this (serial) thread holds a core: other threads' kernels use at
+// most the cores left. For a background evaluation thread, on only while it computes.
 napi_value HoldCore(napi_env env, napi_callback_info info) {
   Args a(env, info, "holdCore", 1);
   const bool on = a.flag(0, "on");

@@ -23,8 +23,8 @@ export interface NativeBackend extends Backend {
   /** Kernels called from the calling thread from now on run on it alone (never on the pool). */
   serialThread(): void;
   /**
-   * While on, the calling thread holds a core: kernels called on other threads use one
-   * pool thread fewer (released when the thread exits).
+   * While on, the calling thread holds a core: kernels called on other threads use at most
+   * the cores left (on 2 cores, one thread fewer); released when the thread exits.
    */
   holdCore(on: boolean): void;
 }

@@ -25,8 +25,9 @@ const MAX_PENDING = 8;
  * The trainer stays synchronous: it polls for answers and, at the end, blocks on a shared
  * counter (Atomics.wait) until every snapshot is answered.
  *
- * While the worker evaluates, it holds a core (holdCore): the trainer's kernels use one
- * pool thread fewer, and all of them again while the worker waits for the next snapshot.
+ * While the worker evaluates, it holds a core (holdCore): the trainer's kernels use only
+ * the cores left (one thread on 2 cores), and all their threads again while the worker
+ * waits for the next snapshot.
  * Measured on 2 cores, LeNet-300-100, 6,000 iterations evaluated every 100 (s per
  * 50,000-iteration level): dense 63-69 with the trainer on 1 thread against 69-89 on 2
  * (the pool's threads and the worker fight over the cores) or 69-84 evaluating

@@ -52,7 +52,7 @@ try {
   init.port.on('message', (msg: SnapshotMessage) => {
     try {
       model.loadState(new Map(msg.state));
-      // While evaluating, this thread has a core to itself: the trainer's kernels take one thread fewer.
+      // While evaluating, this thread has a core to itself: the trainer's kernels use the cores left.
       native?.holdCore(true);
       const val = evaluate(model, validation), tst = evaluate(model, test);
       native?.holdCore(false);
