@@ -13,11 +13,6 @@
 import { performance } from 'node:perf_hooks';
 import { loadNative, referenceBackend, type Backend } from '../src/backend/index.js';
 
-interface NativeExtras {
-  setThreads(n: number): void;
-  getThreads(): number;
-}
-
 interface Shape {
   name: string;
   m: number; k: number; n: number;
@@ -95,20 +90,19 @@ if (native instanceof Error) {
   console.error(`native addon unavailable: ${native.message}`);
   process.exit(1);
 }
-const extras = native as unknown as NativeExtras;
-const defaultThreads = extras.getThreads();
+const defaultThreads = native.getThreads();
 
 const rows: { shape: string; m: number; k: number; n: number; native1: number; native2: number; reference: number | null }[] = [];
 for (const s of SHAPES) {
-  extras.setThreads(1);
+  native.setThreads(1);
   const n1 = gemmGflops(native, s);
-  extras.setThreads(2);
+  native.setThreads(2);
   const n2 = gemmGflops(native, s);
   const flop = 2 * s.m * s.k * s.n;
   const ref = flop <= REF_MAX_FLOP ? gemmGflops(referenceBackend, s, 3, 1) : null;
   rows.push({ shape: s.name, m: s.m, k: s.k, n: s.n, native1: n1, native2: n2, reference: ref });
 }
-extras.setThreads(defaultThreads);
+native.setThreads(defaultThreads);
 
 // Adam over LeNet-300-100's parameters: 784*300+300 + 300*100+100 + 100*10+10.
 const P = 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10;
@@ -117,7 +111,7 @@ const mask = new Float32Array(P);
 for (let i = 0; i < P; i++) mask[i] = i % 5 === 0 ? 0 : 1;
 let step = 1;
 const adamTimes = (m: Float32Array | null, threads: number) => {
-  extras.setThreads(threads);
+  native.setThreads(threads);
   return timeIt(() => native.adam(param, grad, mom, vel, m, P, 1.2e-3, 0.9, 0.999, 1e-8, step++)) * 1e3;
 };
 const adam = {
@@ -128,7 +122,7 @@ const adam = {
   nativeMask2Ms: adamTimes(mask, 2),
   referenceMaskMs: timeIt(() => referenceBackend.adam(param, grad, mom, vel, mask, P, 1.2e-3, 0.9, 0.999, 1e-8, step++), 3, 5) * 1e3,
 };
-extras.setThreads(defaultThreads);
+native.setThreads(defaultThreads);
 
 const fmt = (x: number | null, w = 9) => (x === null ? '-' : x.toFixed(1)).padStart(w);
 console.log(`native backend: simd=${native.simd}, default threads=${defaultThreads}`);

@@ -11,14 +11,8 @@ import assert from 'node:assert/strict';
 import { referenceBackend as ref, loadNative, type Backend, type NativeBackend } from './index.js';
 import { child, prng, randomArray } from './testing.js';
 
-interface NativeExtras {
-  setThreads(n: number): void;
-  getThreads(): number;
-}
-
 const loaded = loadNative();
 const native: NativeBackend | null = loaded instanceof Error ? null : loaded;
-const extras = native as unknown as NativeExtras;
 const skip = native === null;
 
 const outSize = (size: number, k: number, s: number, p: number) => Math.floor((size + 2 * p - k) / s) + 1;
@@ -214,9 +208,9 @@ test('conv kernels validate their arguments with clear errors', { skip }, () => 
 
 test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { skip }, () => {
   const rnd = prng(5);
-  const before = extras.getThreads();
+  const before = native!.getThreads();
   const run = (threads: number, fn: () => Float32Array) => {
-    extras.setThreads(threads);
+    native!.setThreads(threads);
     return Buffer.from(fn().buffer);
   };
   try {
@@ -237,7 +231,7 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
       assert.deepEqual(run(3, fn), one, `${name}: 3 threads`);
     }
   } finally {
-    extras.setThreads(before);
+    native!.setThreads(before);
   }
 });
 

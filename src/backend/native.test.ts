@@ -11,14 +11,8 @@ import assert from 'node:assert/strict';
 import { referenceBackend as ref, loadNative, type NativeBackend } from './index.js';
 import { child, prng, randomArray } from './testing.js';
 
-interface NativeExtras {
-  setThreads(n: number): void;
-  getThreads(): number;
-}
-
 const loaded = loadNative();
 const native: NativeBackend | null = loaded instanceof Error ? null : loaded;
-const extras = native as unknown as NativeExtras;
 const skip = native === null;
 
 /**
@@ -57,7 +51,7 @@ test('native addon loads', () => {
   if (loaded instanceof Error) assert.fail(`native addon did not load: ${loaded.message}`);
   assert.equal(native!.name, 'native');
   assert.ok(['avx512', 'avx2', 'scalar'].includes(native!.simd), `simd = ${native!.simd}`);
-  assert.ok(extras.getThreads() >= 1);
+  assert.ok(native!.getThreads() >= 1);
 });
 
 test('matmul: edge and odd sizes, every transpose/accumulate combination', { skip }, () => {
@@ -123,7 +117,7 @@ test('matmul: NaN and Inf propagate; stale NaN in C is overwritten', { skip }, (
 
 test('matmul: results are bitwise identical for 1 and 2 threads', { skip }, () => {
   const rnd = prng(4);
-  const before = extras.getThreads();
+  const before = native!.getThreads();
   try {
     for (const [m, k, n, tA, tB] of [
       [60, 784, 300, false, true], [300, 60, 784, true, false], [1000, 100, 10, false, true],
@@ -133,18 +127,18 @@ test('matmul: results are bitwise identical for 1 and 2 threads', { skip }, () =
       // Row 0 of op(A) is float32 denormals: every thread must treat them as zero (DAZ).
       for (let p = 0; p < k; p++) a[tA ? p * m : p] = 1e-39;
       const c1 = new Float32Array(m * n), c2 = new Float32Array(m * n), c3 = new Float32Array(m * n);
-      extras.setThreads(1);
+      native!.setThreads(1);
       native!.matmul(a, b, c1, m, k, n, tA, tB, false);
-      extras.setThreads(2);
+      native!.setThreads(2);
       native!.matmul(a, b, c2, m, k, n, tA, tB, false);
-      extras.setThreads(3);
+      native!.setThreads(3);
       native!.matmul(a, b, c3, m, k, n, tA, tB, false);
       assert.deepEqual(Buffer.from(c2.buffer), Buffer.from(c1.buffer), `m=${m} k=${k} n=${n}, 2 threads`);
       assert.deepEqual(Buffer.from(c3.buffer), Buffer.from(c1.buffer), `m=${m} k=${k} n=${n}, 3 threads`);
       assert.ok(c2.subarray(0, n).every((x) => x === 0), 'denormal row flushed on every thread');
     }
   } finally {
-    extras.setThreads(before);
+    native!.setThreads(before);
   }
 });
 
@@ -286,12 +280,12 @@ test('arguments are validated with clear errors', { skip }, () => {
     err(TypeError, /^adam: mask must be a Float32Array or null, got number$/));
   assert.throws(() => N.sgd(f(4), f(4), f(3), null, 4, 0.1, 0.9, 0), err(RangeError, /^sgd: buf has 3 elements, needs n = 4$/));
   assert.throws(() => N.applyMask(f(4), f(3), 4), err(RangeError, /^applyMask: mask has 3 elements, needs n = 4$/));
-  assert.throws(() => extras.setThreads(0), err(RangeError, /^setThreads: n must be an integer from 1 to 256, got 0$/));
+  assert.throws(() => native!.setThreads(0), err(RangeError, /^setThreads: n must be an integer from 1 to 256, got 0$/));
 });
 
 test('gatherRows copies the indexed rows like the reference, on 1 and 2 threads, and rejects bad indices', { skip }, () => {
   const rnd = prng(11);
-  const before = extras.getThreads();
+  const before = native!.getThreads();
   try {
     for (const [rows, rowSize, count] of [[50, 784, 60], [5, 3, 7], [1, 1, 1], [100, 17, 0]]) {
       const src = randomArray(rows * rowSize, rnd);
@@ -299,7 +293,7 @@ test('gatherRows copies the indexed rows like the reference, on 1 and 2 threads,
       const want = new Float32Array(count * rowSize);
       ref.gatherRows(src, rowSize, indices, 3, count, want);
       for (const threads of [1, 2]) {
-        extras.setThreads(threads);
+        native!.setThreads(threads);
         const got = new Float32Array(count * rowSize + 1).fill(-7);
         native!.gatherRows(src, rowSize, indices, 3, count, got);
         assert.deepEqual(got.subarray(0, count * rowSize), want, `${rows}x${rowSize}, ${count} rows, ${threads} threads`);
@@ -307,7 +301,7 @@ test('gatherRows copies the indexed rows like the reference, on 1 and 2 threads,
       }
     }
   } finally {
-    extras.setThreads(before);
+    native!.setThreads(before);
   }
   for (const be of [ref, native!]) {
     assert.throws(() => be.gatherRows(new Float32Array(6), 3, Int32Array.from([0, 2]), 0, 2, new Float32Array(6)),
@@ -320,10 +314,10 @@ test('gatherRows copies the indexed rows like the reference, on 1 and 2 threads,
 });
 
 test('holdCore: a thread holding a core leaves the others the cores left, until it lets go or exits', { skip }, async () => {
-  const before = extras.getThreads();
+  const before = native!.getThreads();
   // All cores in the pool, so that holding one takes a thread away.
   const cores = availableParallelism();
-  extras.setThreads(cores);
+  native!.setThreads(cores);
   try {
     assert.equal(native!.threadsHere(), cores);
     const program = `
@@ -352,7 +346,7 @@ test('holdCore: a thread holding a core leaves the others the cores left, until 
     assert.equal(native!.threadsHere(), cores, 'a thread that exits while holding gives its core back');
     assert.throws(() => native!.holdCore(1 as unknown as boolean), { name: 'TypeError' });
   } finally {
-    extras.setThreads(before);
+    native!.setThreads(before);
   }
 });
 
