@@ -5,7 +5,7 @@ export { LthError } from './core/errors.js';
 export { Rng } from './core/rng.js';
 export { parseStep, stepToIterations, formatStep, type Step } from './core/steps.js';
 export { getBackend, loadNative, referenceBackend, type Backend } from './backend/index.js';
-export { Tensor, noGrad } from './tensor/tensor.js';
+export { Tensor, noGrad, BufferArena } from './tensor/tensor.js';
 export { linear, relu, softmaxCrossEntropy } from './tensor/ops.js';
 export { gradCheck } from './tensor/gradcheck.js';
 export { conv2d, maxPool2d, flatten, dropout } from './tensor/conv.js';
