@@ -54,8 +54,13 @@ try {
       model.loadState(new Map(msg.state));
       // While evaluating, this thread has a core to itself: the trainer's kernels use the cores left.
       native?.holdCore(true);
-      const val = evaluate(model, validation), tst = evaluate(model, test);
-      native?.holdCore(false);
+      let val, tst;
+      try {
+        val = evaluate(model, validation);
+        tst = evaluate(model, test);
+      } finally {
+        native?.holdCore(false); // also when evaluation fails: the trainer gets its cores back
+      }
       answer({ iteration: msg.iteration, valLoss: val.loss, valAccuracy: val.accuracy, testLoss: tst.loss, testAccuracy: tst.accuracy });
     } catch (e) {
       answer({ error: e instanceof Error ? e.message : String(e) });
