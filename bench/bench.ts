@@ -52,9 +52,8 @@ import { getDataset } from '../src/data/registry.js';
 import { getModel } from '../src/models/registry.js';
 import type { Model, StateDict } from '../src/nn/model.js';
 import { Adam } from '../src/nn/optim.js';
-import { softmaxCrossEntropy } from '../src/tensor/ops.js';
 import { BufferArena, Tensor } from '../src/tensor/tensor.js';
-import { evaluate, iterationsPerEpoch, train } from '../src/training/train.js';
+import { evaluate, iterationsPerEpoch, train, trainingStep } from '../src/training/train.js';
 
 const SCHEMA = {
   densities: { type: 'list', help: 'overall weight densities to time', default: ['1', '0.513', '0.211', '0.07', '0.036', '0.019'] },
@@ -160,13 +159,8 @@ function trainer(data: Splits, model: Model): () => void {
   return () => {
     const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
     if (inEpoch === 0 && it > 0) order = new Rng(SEED, 'data', epoch).permutation(train.length);
-    train.gather(order, inEpoch * BATCH, BATCH, xBuf, yBuf);
-    arena.run(() => {
-      const loss = softmaxCrossEntropy(model.forward(x, true), yBuf);
-      if (!Number.isFinite(loss.data[0])) throw new LthError(`bench: loss is ${loss.data[0]} at iteration ${it}`);
-      loss.backward();
-      optimizer.step();
-    });
+    const loss = arena.run(() => trainingStep(model, optimizer, { data: train, order, from: inEpoch * BATCH, x, labels: yBuf }));
+    if (!Number.isFinite(loss)) throw new LthError(`bench: loss is ${loss} at iteration ${it}`);
     it++;
   };
 }

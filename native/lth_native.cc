@@ -375,12 +375,6 @@ void parallel_range(int64_t n, int64_t minParallel, const F& f) {
 
 #include "napi_args.h"
 
-napi_value number_value(napi_env env, double d) {
-  napi_value v;
-  napi_create_double(env, d, &v);
-  return v;
-}
-
 // ------------------------------------------------------------------ exports
 
 napi_value Matmul(napi_env env, napi_callback_info info) {

@@ -53,6 +53,8 @@ class Args {
   bool ok() const { return ok_; }
   napi_env env() const { return env_; }
   napi_value arg(size_t i) const { return argv_[i]; }
+  // The number of arguments passed (at most 64 are read).
+  size_t argc() const { return argc_ < kMax ? argc_ : kMax; }
 
   // A typed array of the given type (nullable: null/undefined give nullptr).
   void* array(size_t i, const char* name, napi_typedarray_type want, size_t* len, bool nullable = false) {
@@ -155,7 +157,7 @@ class Args {
   }
 
  private:
-  static constexpr size_t kMax = 16;
+  static constexpr size_t kMax = 64;
   napi_env env_;
   const char* fn_;
   size_t argc_ = 0;
@@ -174,4 +176,10 @@ inline napi_value undefined_value(napi_env env) {
   napi_value u;
   napi_get_undefined(env, &u);
   return u;
+}
+
+inline napi_value number_value(napi_env env, double d) {
+  napi_value v;
+  napi_create_double(env, d, &v);
+  return v;
 }

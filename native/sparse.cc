@@ -21,6 +21,8 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -58,6 +60,12 @@ struct SparseKernels {
   void (*weightGrad)(const Pattern&, const float*, const float*, float*, float*, int64_t, int64_t, int64_t);
   void (*toPanels)(const float*, float*, int64_t, int64_t, int64_t);
   void (*fromPanels)(const float*, float*, int64_t, int64_t, int64_t, bool);
+  double (*softmaxXent)(const float*, float*, const int32_t*, int64_t, int64_t, int64_t, float);
+  void (*reluMask)(float*, const float*, int64_t);
+  void (*forwardBlocks)(const Pattern&, const float*, const float*, float*, const float*, int64_t, int64_t, int64_t);
+  void (*addAct)(const float*, const float*, float*, int64_t, int64_t, int64_t, bool);
+  void (*weightGradBlocks)(const Pattern&, const float*, const float*, float*, float*, int64_t, int64_t, int64_t);
+  void (*gatherPanels)(const float*, int64_t, const int32_t*, int64_t, int64_t, int64_t, float*, int64_t);
 };
 
 #ifdef LTH_SP_X86
@@ -127,6 +135,48 @@ void for_parts(const int32_t* ptr, int64_t count, int64_t ld, void (*fn)(const v
     const int64_t i0 = bound(part), i1 = bound(part + 1);
     if (i0 < i1) j.fn(j.ctx, i0, i1);
   }, &job);
+}
+
+// The three products over the whole pattern, split across the pool by for_parts.
+void forward(const Pattern& p, const float* vals, const float* inT, float* outT, const float* bias, int64_t n,
+             int64_t ld, bool relu) {
+  struct Ctx {
+    const Pattern& p;
+    const float *vals, *inT, *bias;
+    float* outT;
+    int64_t n, ld;
+    bool relu;
+  } c{p, vals, inT, bias, outT, n, ld, relu};
+  for_parts(p.rowPtr, p.rows, ld, [](const void* q, int64_t r0, int64_t r1) {
+    const Ctx& c = *static_cast<const Ctx*>(q);
+    gS->forward(c.p, c.vals, c.inT, c.outT, c.bias, r0, r1, c.n, c.ld, c.relu);
+  }, &c);
+}
+
+void input_grad(const Pattern& p, const float* vals, const float* gyT, float* gxT, int64_t ld) {
+  struct Ctx {
+    const Pattern& p;
+    const float *vals, *gyT;
+    float* gxT;
+    int64_t ld;
+  } c{p, vals, gyT, gxT, ld};
+  for_parts(p.colPtr, p.cols, ld, [](const void* q, int64_t i0, int64_t i1) {
+    const Ctx& c = *static_cast<const Ctx*>(q);
+    gS->inputGrad(c.p, c.vals, c.gyT, c.gxT, i0, i1, c.ld);
+  }, &c);
+}
+
+void weight_grad(const Pattern& p, const float* gyT, const float* xT, float* gvals, float* gbias, int64_t ld) {
+  struct Ctx {
+    const Pattern& p;
+    const float *gyT, *xT;
+    float *gvals, *gbias;
+    int64_t ld;
+  } c{p, gyT, xT, gvals, gbias, ld};
+  for_parts(p.rowPtr, p.rows, ld, [](const void* q, int64_t r0, int64_t r1) {
+    const Ctx& c = *static_cast<const Ctx*>(q);
+    gS->weightGrad(c.p, c.gyT, c.xT, c.gvals, c.gbias, r0, r1, c.ld);
+  }, &c);
 }
 
 #include "napi_args.h"
@@ -296,17 +346,7 @@ napi_value SparseForward(napi_env env, napi_callback_info info) {
   if (!a.ok()) return nullptr;
   if (p->rows == 0) return undefined_value(env);
   FtzScope ftz;
-  struct Ctx {
-    const Pattern* p;
-    const float *vals, *inT, *bias;
-    float* outT;
-    int64_t n, ld;
-    bool relu;
-  } c{p, vals, inT, hasBias ? bias : nullptr, outT, n, ld, relu};
-  for_parts(p->rowPtr, p->rows, ld, [](const void* q, int64_t r0, int64_t r1) {
-    const Ctx& c = *static_cast<const Ctx*>(q);
-    gS->forward(*c.p, c.vals, c.inT, c.outT, c.bias, r0, r1, c.n, c.ld, c.relu);
-  }, &c);
+  forward(*p, vals, inT, outT, hasBias ? bias : nullptr, n, ld, relu);
   return undefined_value(env);
 }
 
@@ -329,16 +369,7 @@ napi_value SparseInputGrad(napi_env env, napi_callback_info info) {
   if (!a.ok()) return nullptr;
   if (p->cols == 0) return undefined_value(env);
   FtzScope ftz;
-  struct Ctx {
-    const Pattern* p;
-    const float *vals, *gyT;
-    float* gxT;
-    int64_t ld;
-  } c{p, vals, gyT, gxT, ld};
-  for_parts(p->colPtr, p->cols, ld, [](const void* q, int64_t i0, int64_t i1) {
-    const Ctx& c = *static_cast<const Ctx*>(q);
-    gS->inputGrad(*c.p, c.vals, c.gyT, c.gxT, i0, i1, c.ld);
-  }, &c);
+  input_grad(*p, vals, gyT, gxT, ld);
   return undefined_value(env);
 }
 
@@ -365,16 +396,7 @@ napi_value SparseWeightGrad(napi_env env, napi_callback_info info) {
   if (!a.ok()) return nullptr;
   if (p->rows == 0 || (!hasVals && !hasBias)) return undefined_value(env);
   FtzScope ftz;
-  struct Ctx {
-    const Pattern* p;
-    const float *gyT, *xT;
-    float *gvals, *gbias;
-    int64_t ld;
-  } c{p, gyT, xT, hasVals ? gvals : nullptr, hasBias ? gbias : nullptr, ld};
-  for_parts(p->rowPtr, p->rows, ld, [](const void* q, int64_t r0, int64_t r1) {
-    const Ctx& c = *static_cast<const Ctx*>(q);
-    gS->weightGrad(*c.p, c.gyT, c.xT, c.gvals, c.gbias, r0, r1, c.ld);
-  }, &c);
+  weight_grad(*p, gyT, xT, hasVals ? gvals : nullptr, hasBias ? gbias : nullptr, ld);
   return undefined_value(env);
 }
 
@@ -415,6 +437,191 @@ napi_value FromPanels(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
+// ------------------------------------------------------------------ fused MLP step
+
+// One training step of a chain of sparse layers in one call. The first layer, the widest,
+// is split by its column blocks into two halves of about equal nonzeros, each run as one
+// task on the pool: the task gathers its half of the input features straight from the data
+// set into panels and computes that half's partial sums of the layer's outputs; after the
+// backward pass it computes the weight gradient of its own nonzeros (contiguous in packed
+// order). So each core reads only the inputs it gathered itself. The caller adds the two
+// partial sums and runs the other layers, the loss and the input gradients; the other
+// layers' weight gradients are a third task beside layer 0's. The split
+// depends on the pattern only, so results do not depend on the thread count.
+
+struct MlpLayer {
+  const Pattern* p;
+  const float *vals, *bias;
+  float *gvals, *gbias;
+  bool relu;
+};
+
+int64_t round16(int64_t v) { return (v + 15) / 16 * 16; }
+
+struct MlpStep {
+  std::vector<MlpLayer> layers;
+  const float* src;
+  const int32_t* rows;  // the samples' rows of src
+  int64_t n, ld;
+  int64_t split;        // first column block of the second half
+  std::vector<float*> act;   // act[0] = input panels, act[l + 1] = layer l's outputs
+  std::vector<float*> grad;  // grad[l] = gradient of layer l's outputs
+  float* half1;              // the second half's partial sums of layer 0
+};
+
+// Phase 1, half h: gather the half's input features, partial sums of layer 0.
+void mlp_first_layer(void* ctx, int h) {
+  const MlpStep& s = *static_cast<const MlpStep*>(ctx);
+  const MlpLayer& y = s.layers[0];
+  const Pattern& p = *y.p;
+  const int64_t b0 = h ? s.split : 0, b1 = h ? p.nbc : s.split;
+  const int64_t f0 = std::min(b0 * p.bc, p.cols), f1 = std::min(b1 * p.bc, p.cols);
+  gS->gatherPanels(s.src, p.cols, s.rows, s.n, f0, f1, s.act[0], s.ld);
+  gS->forwardBlocks(p, y.vals, s.act[0], h ? s.half1 : s.act[1], h ? nullptr : y.bias, b0, b1, s.ld);
+}
+
+// Phase 3: parts 0 and 1, the weight gradient of layer 0 at one half's nonzeros (and the
+// bias's, on half 0); part 2, the weight gradients of the other layers (a small job that
+// whichever core is free first takes).
+void mlp_weight_grads(void* ctx, int part) {
+  const MlpStep& s = *static_cast<const MlpStep*>(ctx);
+  if (part == 2) {
+    for (size_t l = 1; l < s.layers.size(); l++) {
+      const MlpLayer& y = s.layers[l];
+      weight_grad(*y.p, s.grad[l], s.act[l], y.gvals, y.gbias, s.ld);
+    }
+    return;
+  }
+  const MlpLayer& y = s.layers[0];
+  gS->weightGradBlocks(*y.p, s.grad[0], s.act[0], y.gvals, part ? nullptr : y.gbias, part ? s.split : 0,
+                       part ? y.p->nbc : s.split, s.ld);
+}
+
+double mlp_step(MlpStep& s, const int32_t* labels) {
+  const size_t L = s.layers.size();
+  const Pattern& p0 = *s.layers[0].p;
+  // Split layer 0's column blocks where the nonzeros before the block are closest to half.
+  s.split = 0;
+  for (int64_t b = 1; b <= p0.nbc; b++) {
+    const auto before = [&](int64_t blk) { return blk < p0.nbc ? (int64_t)p0.seg[blk * p0.rows] : p0.nnz; };
+    if (std::llabs(2 * before(b) - p0.nnz) < std::llabs(2 * before(s.split) - p0.nnz)) s.split = b;
+  }
+  lth::run_parts(2, mlp_first_layer, &s);
+  gS->addAct(s.act[1], s.half1, s.act[1], p0.rows, s.n, s.ld, s.layers[0].relu);
+  for (size_t l = 1; l < L; l++) {
+    const MlpLayer& y = s.layers[l];
+    forward(*y.p, y.vals, s.act[l], s.act[l + 1], y.bias, s.n, s.ld, y.relu);
+  }
+  const double loss = gS->softmaxXent(s.act[L], s.grad[L - 1], labels, s.layers[L - 1].p->rows, s.n, s.ld,
+                                      (float)(1.0 / (double)s.n));
+  for (size_t l = L; l-- > 0;) {
+    const MlpLayer& y = s.layers[l];
+    if (y.relu) gS->reluMask(s.grad[l], s.act[l + 1], y.p->rows * panel_cols(s.ld));
+    if (l > 0) input_grad(*y.p, y.vals, s.grad[l], s.grad[l - 1], s.ld);
+  }
+  lth::run_parts(3, mlp_weight_grads, &s);
+  return loss / (double)s.n;
+}
+
+thread_local std::vector<float> tMlpWorkspace;
+thread_local std::vector<int32_t> tMlpRows;
+
+// sparseMlpStep(src, srcLabels, indices, from, n, ...layers) -> mean loss. The batch is
+// rows indices[from .. from + n) of src [samples, inputs] (row-major) with their labels.
+// Each layer is six arguments: pattern, vals, bias | null, gvals, gbias | null, relu. The
+// last layer's outputs are the logits. Adds the gradient of the mean softmax
+// cross-entropy to gvals and gbias.
+napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
+  Args a(env, info, "sparseMlpStep", 11);
+  size_t lsrc, llab, lidx;
+  const float* src = a.f32(0, "src", &lsrc);
+  const int32_t* srcLabels = a.i32(1, "srcLabels", &llab);
+  const int32_t* indices = a.i32(2, "indices", &lidx);
+  const int64_t from = a.dim(3, "from"), n = a.dim(4, "n", 1);
+  if (a.ok() && (a.argc() - 5) % 6 != 0)
+    a.fail(false, "expected 6 arguments per layer after src, srcLabels, indices, from, n; got %zu", a.argc() - 5);
+  MlpStep s;
+  const size_t L = a.ok() ? (a.argc() - 5) / 6 : 0;
+  for (size_t l = 0; l < L && a.ok(); l++) {
+    const size_t i = 5 + 6 * l;
+    char name[64];
+    MlpLayer y{};
+    size_t lv, lb, lgv, lgb;
+    bool hasBias = false, hasGBias = false;
+    y.p = pattern_arg(a, i);
+    y.vals = a.f32(i + 1, "vals", &lv);
+    y.bias = a.f32OrNull(i + 2, "bias", &lb, &hasBias);
+    y.gvals = a.f32(i + 3, "gvals", &lgv);
+    y.gbias = a.f32OrNull(i + 4, "gbias", &lgb, &hasGBias);
+    y.relu = a.flag(i + 5, "relu");
+    if (!a.ok()) break;
+    if (!hasBias) y.bias = nullptr;
+    if (!hasGBias) y.gbias = nullptr;
+    std::snprintf(name, sizeof name, "layer %zu vals", l);
+    a.need(name, lv, y.p->nnz, 1, "nnz");
+    std::snprintf(name, sizeof name, "layer %zu gvals", l);
+    a.need(name, lgv, y.p->nnz, 1, "nnz");
+    std::snprintf(name, sizeof name, "layer %zu bias", l);
+    if (hasBias) a.need(name, lb, y.p->rows, 1, "rows");
+    std::snprintf(name, sizeof name, "layer %zu gbias", l);
+    if (hasGBias) a.need(name, lgb, y.p->rows, 1, "rows");
+    if (a.ok() && l > 0 && s.layers.back().p->rows != y.p->cols)
+      a.fail(true, "layer %zu takes %lld inputs but layer %zu gives %lld", l, (long long)y.p->cols, l - 1,
+             (long long)s.layers.back().p->rows);
+    if (a.ok() && (y.p->rows == 0 || y.p->cols == 0)) a.fail(true, "layer %zu has an empty weight", l);
+    if (a.ok() && (overlaps(y.gvals, lgv * 4, y.vals, lv * 4) || (y.gbias && overlaps(y.gbias, lgb * 4, y.gvals, lgv * 4)) ||
+                   (y.gbias && y.bias && overlaps(y.gbias, lgb * 4, y.bias, lb * 4))))
+      a.fail(true, "layer %zu: the gradients must not share memory with each other or the values", l);
+    s.layers.push_back(y);
+  }
+  if (!a.ok()) return nullptr;
+  const int64_t inputs = s.layers[0].p->cols, classes = s.layers.back().p->rows;
+  const int64_t samples = (int64_t)(lsrc / (size_t)inputs);
+  if (a.ok() && (int64_t)lsrc % inputs != 0)
+    a.fail(true, "src has %zu elements, not a whole number of samples of %lld", lsrc, (long long)inputs);
+  a.need("srcLabels", llab, samples, 1, "samples");
+  a.need("indices", lidx, from + n, 1, "from+n");
+  if (!a.ok()) return nullptr;
+  tMlpRows.resize((size_t)n);
+  std::vector<int32_t> labels((size_t)n);
+  for (int64_t i = 0; i < n; i++) {
+    const int32_t row = indices[from + i];
+    if (row < 0 || row >= samples) {
+      a.fail(true, "indices[%lld] = %d is outside [0, %lld)", (long long)(from + i), row, (long long)samples);
+      return nullptr;
+    }
+    labels[i] = srcLabels[row];
+    if (labels[i] < 0 || labels[i] >= classes) {
+      a.fail(true, "srcLabels[%d] = %d is outside [0, %lld)", row, labels[i], (long long)classes);
+      return nullptr;
+    }
+    tMlpRows[i] = row;
+  }
+  s.src = src;
+  s.rows = tMlpRows.data();
+  s.n = n;
+  s.ld = round16(n);
+  // Workspace: input panels, each layer's outputs and their gradient, layer 0's second half.
+  const int64_t cols = panel_cols(s.ld);
+  std::vector<int64_t> sizes{inputs * cols};
+  for (const MlpLayer& y : s.layers) sizes.push_back(y.p->rows * cols);
+  for (const MlpLayer& y : s.layers) sizes.push_back(y.p->rows * cols);
+  sizes.push_back(s.layers[0].p->rows * cols);
+  size_t total = 16;
+  for (int64_t z : sizes) total += (size_t)z;
+  if (tMlpWorkspace.size() < total) tMlpWorkspace.resize(total);
+  // 64-byte aligned: every panel row is one cache line.
+  float* w = tMlpWorkspace.data() + (16 - (reinterpret_cast<uintptr_t>(tMlpWorkspace.data()) / 4) % 16) % 16;
+  for (size_t i = 0; i < sizes.size(); i++) {
+    if (i <= L) s.act.push_back(w);
+    else if (i <= 2 * L) s.grad.push_back(w);
+    else s.half1 = w;
+    w += sizes[i];
+  }
+  FtzScope ftz;
+  return number_value(env, mlp_step(s, labels.data()));
+}
+
 }  // namespace
 
 bool lth::register_sparse(napi_env env, napi_value exports, const char* simd) {
@@ -432,6 +639,7 @@ bool lth::register_sparse(napi_env env, napi_value exports, const char* simd) {
       {"sparseWeightGrad", nullptr, SparseWeightGrad, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"toPanels", nullptr, ToPanels, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"fromPanels", nullptr, FromPanels, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sparseMlpStep", nullptr, SparseMlpStep, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
 }

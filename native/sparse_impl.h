@@ -1,7 +1,7 @@
 // Sparse kernel bodies, included by native/sparse.cc once per ISA inside its own
 // namespace with LTH_SP_TARGET set to that ISA's target attribute. GCC generic vectors
 // of 16 floats: one zmm on AVX-512, two ymm on AVX2, four xmm on the baseline.
-// No standard headers here (see native/README.md).
+// No standard headers here (see native/README.md); sparse.cc includes <cmath> for std::log.
 //
 // Activations are transposed into panels of 64 batch columns: column c of feature i is at
 // (c / 64)·features·64 + i·64 + c % 64 (see sparse.cc). ld, the padded batch, is a
@@ -68,8 +68,8 @@ struct ForwardChunk {
   const Pattern& p;
   const float *vals, *inT, *bias;
   float* outT;
-  int64_t r0, r1, n;
-  bool relu;
+  int64_t r0, r1, n, blk0, blk1;
+  bool relu, finish;
   template <int V>
   LTH_SP_TARGET void operator()(int64_t c0) const {
     float* out = panel(outT, p.rows, c0);
@@ -78,14 +78,14 @@ struct ForwardChunk {
       const vf b = vf{} + (bias ? bias[r] : 0.0f);
       for (int v = 0; v < V; v++) st16(out + r * kPanel + 16 * v, b);
     }
-    for (int64_t b = 0; b < p.nbc; b++) {
+    for (int64_t b = blk0; b < blk1; b++) {
       const int32_t* seg = p.seg + b * p.rows;
       for (int64_t r = r0; r < r1; r++)
         if (seg[r] < seg[r + 1])
           segment<V>(out + r * kPanel, in, seg[r], seg[r + 1], [&](int32_t k) { return vals[k]; },
                      [&](int32_t k) { return p.col[k]; });
     }
-    if (!relu && c0 + 16 * V <= n) return;
+    if (!finish || (!relu && c0 + 16 * V <= n)) return;
     for (int64_t r = r0; r < r1; r++)
       for (int v = 0; v < V; v++) {
         float* o = out + r * kPanel + 16 * v;
@@ -100,7 +100,30 @@ struct ForwardChunk {
 // c < n, 0 for n ≤ c < ld. Column blocks of the pattern keep the rows of inT being read in L1.
 LTH_SP_TARGET static void sp_forward(const Pattern& p, const float* vals, const float* inT, float* outT,
                                      const float* bias, int64_t r0, int64_t r1, int64_t n, int64_t ld, bool relu) {
-  for_chunks(ld, ForwardChunk{p, vals, inT, bias, outT, r0, r1, n, relu});
+  for_chunks(ld, ForwardChunk{p, vals, inT, bias, outT, r0, r1, n, 0, p.nbc, relu, true});
+}
+
+// The forward's sums over column blocks [blk0, blk1) only, all rows and all ld columns:
+// outT[r, c] = bias[r] (0 if null) + Σ vals[k]·inT[col[k], c] over those blocks' nonzeros.
+// No activation; the padding columns are not cleared (see sp_add_act).
+LTH_SP_TARGET static void sp_forward_blocks(const Pattern& p, const float* vals, const float* inT, float* outT,
+                                            const float* bias, int64_t blk0, int64_t blk1, int64_t ld) {
+  for_chunks(ld, ForwardChunk{p, vals, inT, bias, outT, 0, p.rows, ld, blk0, blk1, false, false});
+}
+
+// out = act(a + b) over [rows, ld] panels, 0 in the padding columns n <= c < ld.
+LTH_SP_TARGET static void sp_add_act(const float* a, const float* b, float* out, int64_t rows, int64_t n, int64_t ld,
+                                     bool relu) {
+  for (int64_t c = 0; c < ld; c += 16) {
+    const int64_t at = (c / kPanel) * rows * kPanel + c % kPanel;
+    for (int64_t r = 0; r < rows; r++) {
+      const int64_t i = at + r * kPanel;
+      vf y = ld16(a + i) + ld16(b + i);
+      if (relu) y = relu16(y);
+      if (c + 16 > n) y = keep_cols(y, c, n);
+      st16(out + i, y);
+    }
+  }
 }
 
 struct InputGradChunk {
@@ -154,7 +177,7 @@ struct WeightGradChunk {
   const Pattern& p;
   const float *gyT, *xT;
   float *gvals, *gbias;
-  int64_t r0, r1;
+  int64_t r0, r1, blk0, blk1;
   template <int V>
   LTH_SP_TARGET void operator()(int64_t c0) const {
     const float* gy = panel(gyT, p.rows, c0);
@@ -171,7 +194,7 @@ struct WeightGradChunk {
     // Per block, the nonzeros of rows r0..r1 are contiguous in packed order: walk them row
     // by row (the row's gradient stays in registers) and reduce every 16 dot products.
     vf s[16];
-    for (int64_t b = 0; b < p.nbc; b++) {
+    for (int64_t b = blk0; b < blk1; b++) {
       const int32_t* seg = p.seg + b * p.rows;
       int32_t base = seg[r0];
       int fill = 0;
@@ -205,7 +228,14 @@ struct WeightGradChunk {
 // gradient gbias[r] += Σ_c gyT[r, c]. Either output may be null.
 LTH_SP_TARGET static void sp_weight_grad(const Pattern& p, const float* gyT, const float* xT, float* gvals,
                                          float* gbias, int64_t r0, int64_t r1, int64_t ld) {
-  for_chunks(ld, WeightGradChunk{p, gyT, xT, gvals, gbias, r0, r1});
+  for_chunks(ld, WeightGradChunk{p, gyT, xT, gvals, gbias, r0, r1, 0, p.nbc});
+}
+
+// The weight gradient at the nonzeros of column blocks [blk0, blk1) only (all rows), and
+// the bias gradient if gbias is not null; as sp_weight_grad otherwise.
+LTH_SP_TARGET static void sp_weight_grad_blocks(const Pattern& p, const float* gyT, const float* xT, float* gvals,
+                                                float* gbias, int64_t blk0, int64_t blk1, int64_t ld) {
+  for_chunks(ld, WeightGradChunk{p, gyT, xT, gvals, gbias, 0, p.rows, blk0, blk1});
 }
 
 #if LTH_SP_AVX
@@ -270,4 +300,109 @@ LTH_SP_TARGET static void from_panels(const float* in, float* y, int64_t n, int6
   }
 }
 
-static const SparseKernels kTable = {sp_forward, sp_input_grad, sp_weight_grad, to_panels, from_panels};
+// e^x for x <= 0 (or NaN), lane by lane: Cephes' expf (range reduction by ln 2 in two
+// parts, degree-5 polynomial), within 2 ulp; below -87 (e^x < 1.7e-38) it is 0.
+LTH_SP_TARGET static inline vf exp_nonpositive(vf x) {
+  const vf lo = vf{} - 87.0f, magic = vf{} + 12582912.0f;  // 1.5·2^23 rounds to an integer
+  const vi tiny = x < lo;
+  const vf xc = tiny ? lo : x;
+  const vf t = xc * 1.44269504088896341f + magic;
+  const vi ni = (vi)t - (vi)magic;
+  const vf nf = t - magic;
+  const vf r = (xc - nf * 0.693359375f) - nf * -2.12194440e-4f;
+  vf p = vf{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const vf e = (vf)((vi)(p * r * r + r + 1.0f) + (ni << 23));
+  return x != x ? x : tiny ? vf{} : e;
+}
+
+// Softmax cross-entropy of the logits panels [classes, ld] against labels (one per column
+// < n): returns the sum of the columns' losses (log Σ e^(x - max) - (x_label - max), in
+// double) and writes gradT = (softmax - onehot)·scale, 0 in the padding columns.
+LTH_SP_TARGET static double sp_softmax_xent(const float* logitsT, float* gradT, const int32_t* labels,
+                                            int64_t classes, int64_t n, int64_t ld, float scale) {
+  double total = 0;
+  for (int64_t c = 0; c < ld && c < n; c += 16) {
+    const float* x = panel(logitsT, classes, c) + c % kPanel;
+    float* g = panel(gradT, classes, c) + c % kPanel;
+    vf mx = ld16(x);
+    for (int64_t j = 1; j < classes; j++) {
+      const vf v = ld16(x + j * kPanel);
+      mx = (v > mx || v != v) ? v : mx;  // NaN wins, as Math.max
+    }
+    vf sum = {};
+    for (int64_t j = 0; j < classes; j++) {
+      const vf e = exp_nonpositive(ld16(x + j * kPanel) - mx);
+      st16(g + j * kPanel, e);
+      sum += e;
+    }
+    const vf k = scale / sum;
+    for (int64_t j = 0; j < classes; j++) st16(g + j * kPanel, keep_cols(ld16(g + j * kPanel) * k, c, n));
+    for (int64_t l = 0; l < 16 && c + l < n; l++) {
+      const int32_t label = labels[c + l];
+      total += std::log((double)sum[l]) - ((double)x[label * kPanel + l] - (double)mx[l]);
+      g[label * kPanel + l] -= scale;
+    }
+  }
+  return total;
+}
+
+// g = y > 0 ? g : 0 over len floats (a multiple of 16): ReLU's backward on panels.
+LTH_SP_TARGET static void sp_relu_mask(float* g, const float* y, int64_t len) {
+  for (int64_t i = 0; i < len; i += 16) {
+    const vf yv = ld16(y + i);
+    st16(g + i, yv > vf{} ? ld16(g + i) : vf{});
+  }
+}
+
+// outT[f, c] = src[rows[c]·rowSize + f] for features f in [f0, f1) and samples c < n, 0 in
+// the padding columns: a minibatch gathered from a data set straight into panels.
+LTH_SP_TARGET static void sp_gather_panels(const float* src, int64_t rowSize, const int32_t* rows, int64_t n,
+                                           int64_t f0, int64_t f1, float* outT, int64_t ld) {
+  for (int64_t c0 = 0; c0 < ld; c0 += kPanel) {
+    float* out = panel(outT, rowSize, c0);
+    const int64_t m = n - c0 < 0 ? 0 : n - c0 < kPanel ? n - c0 : kPanel;
+    int64_t c = 0;
+#if LTH_SP_AVX
+    for (; c + 8 <= m; c += 8) {
+      const float* s[8];
+      for (int i = 0; i < 8; i++) s[i] = src + (int64_t)rows[c0 + c + i] * rowSize;
+      int64_t f = f0;
+      for (; f + 8 <= f1; f += 8) {
+        __m256 r[8], t[8], u[8];
+        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(s[i] + f);
+        for (int i = 0; i < 4; i++) {
+          t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+          t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        for (int h = 0; h < 2; h++) {
+          u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+          u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+          u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(1, 0, 1, 0));
+          u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(3, 2, 3, 2));
+        }
+        for (int q = 0; q < 4; q++) {
+          _mm256_storeu_ps(out + (f + q) * kPanel + c, _mm256_permute2f128_ps(u[q], u[q + 4], 0x20));
+          _mm256_storeu_ps(out + (f + q + 4) * kPanel + c, _mm256_permute2f128_ps(u[q], u[q + 4], 0x31));
+        }
+      }
+      for (; f < f1; f++)
+        for (int i = 0; i < 8; i++) out[f * kPanel + c + i] = s[i][f];
+    }
+#endif
+    for (; c < m; c++) {
+      const float* s = src + (int64_t)rows[c0 + c] * rowSize;
+      for (int64_t f = f0; f < f1; f++) out[f * kPanel + c] = s[f];
+    }
+    for (int64_t f = f0; f < f1; f++)
+      for (int64_t j = m; j < kPanel; j++) out[f * kPanel + j] = 0.0f;
+  }
+}
+
+static const SparseKernels kTable = {sp_forward,       sp_input_grad,    sp_weight_grad,   to_panels,
+                                     from_panels,      sp_softmax_xent,  sp_relu_mask,     sp_forward_blocks,
+                                     sp_add_act,       sp_weight_grad_blocks, sp_gather_panels};

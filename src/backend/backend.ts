@@ -165,6 +165,33 @@ export interface Backend {
 
   /** y [n, features] = the panels transposed back (+= when `accumulate`). */
   fromPanels(panels: Float32Array, y: Float32Array, n: number, features: number, ld: number, accumulate: boolean): void;
+
+  /**
+   * One training step of a chain of sparse layers in one call. The batch is samples
+   * indices[from .. from + n) of a data set: rows of src [samples, layers[0] inputs],
+   * labels from srcLabels. It goes through every layer (as sparseForward, ReLU where
+   * `relu`; layer l's outputs are layer l+1's inputs), then the softmax cross-entropy of
+   * the last layer's outputs and the backward pass. Adds the gradient of the mean loss to
+   * each layer's gvals and gbias and returns the mean loss (not finite when the loss is
+   * not). Same numbers as the kernels above composed, up to float summation order, and
+   * independent of the thread count.
+   */
+  sparseMlpStep(
+    src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number, layers: readonly SparseMlpLayer[],
+  ): number;
+}
+
+/** One layer of `Backend.sparseMlpStep`: y = act(x·Wᵀ + b), W at its pattern's nonzeros. */
+export interface SparseMlpLayer {
+  readonly pattern: SparsePattern;
+  /** The packed values, [nnz]. */
+  readonly vals: Float32Array;
+  readonly bias: Float32Array | null;
+  /** The packed weight gradient, [nnz]: the step adds to it. */
+  readonly gvals: Float32Array;
+  /** The bias gradient, [rows], or null (not wanted). */
+  readonly gbias: Float32Array | null;
+  readonly relu: boolean;
 }
 
 /** Columns the panels of a padded batch ld take: whole panels of 64. */

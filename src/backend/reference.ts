@@ -104,6 +104,7 @@ export const referenceBackend: Backend = {
   },
 
   gatherRows(src, rowSize, indices, from, count, dst) {
+    if (!(Number.isInteger(rowSize) && rowSize >= 1)) throw new RangeError(`gatherRows: rowSize must be a positive integer, got ${rowSize}`);
     const rows = src.length / rowSize;
     for (let b = 0; b < count; b++) {
       const i = indices[from + b];
@@ -256,6 +257,48 @@ export const referenceBackend: Backend = {
     for (let c = 0; c < n; c++) {
       for (let i = 0; i < features; i++) y[c * features + i] = (accumulate ? y[c * features + i] : 0) + panels[at(i, c, features)];
     }
+  },
+
+  sparseMlpStep(src, srcLabels, indices, from, n, layers) {
+    // The composition of the kernels above.
+    const be = referenceBackend;
+    const last = layers[layers.length - 1].pattern;
+    const inputs = layers[0].pattern.cols;
+    layers.forEach((l, i) => {
+      if (i > 0 && l.pattern.cols !== layers[i - 1].pattern.rows) {
+        throw new RangeError(`sparseMlpStep: layer ${i} takes ${l.pattern.cols} inputs but layer ${i - 1} gives ${layers[i - 1].pattern.rows}`);
+      }
+    });
+    const x = new Float32Array(n * inputs), labels = new Int32Array(n);
+    be.gatherRows(src, inputs, indices, from, n, x);
+    for (let i = 0; i < n; i++) {
+      labels[i] = srcLabels[indices[from + i]];
+      if (!(labels[i] >= 0 && labels[i] < last.rows)) {
+        throw new RangeError(`sparseMlpStep: srcLabels[${indices[from + i]}] = ${labels[i]} is outside [0, ${last.rows})`);
+      }
+    }
+    const ld = Math.max(16, (n + 15) & ~15), cols = panelColumns(ld);
+    const acts = [new Float32Array(inputs * cols)];
+    be.toPanels(x, acts[0], n, inputs, ld);
+    layers.forEach((l, i) => {
+      acts.push(new Float32Array(l.pattern.rows * cols));
+      be.sparseForward(l.pattern, l.vals, acts[i], acts[i + 1], l.bias, n, ld, l.relu);
+    });
+    const logits = new Float32Array(n * last.rows), gradLogits = new Float32Array(n * last.rows);
+    be.fromPanels(acts[layers.length], logits, n, last.rows, ld, false);
+    const loss = be.softmaxXent(logits, labels, n, last.rows, gradLogits, 1 / n);
+    let g = new Float32Array(last.rows * cols);
+    be.toPanels(gradLogits, g, n, last.rows, ld);
+    for (let i = layers.length - 1; i >= 0; i--) {
+      const l = layers[i];
+      if (l.relu) be.reluBackward(g, acts[i + 1], g, g.length);
+      be.sparseWeightGrad(l.pattern, g, acts[i], l.gvals, l.gbias, ld);
+      if (i === 0) break;
+      const gx = new Float32Array(l.pattern.cols * cols);
+      be.sparseInputGrad(l.pattern, l.vals, g, gx, ld);
+      g = gx;
+    }
+    return loss / n;
   },
 };
 

@@ -180,26 +180,25 @@ export function sparseLinear(
 }
 
 /**
- * The per-layer choice: when `weight` carries a mask and LTH_SPARSE (with the density
- * threshold under 'auto') says sparse, computes the layer sparsely, marks the weight with
- * its sparse state (kept while the mask is the same) and returns y; otherwise clears that
- * mark and returns null (the caller then runs the dense op).
+ * The per-layer choice: when `weight` [out, in] carries a mask and LTH_SPARSE (with the
+ * density threshold under 'auto') says sparse, marks the weight with its sparse state
+ * (kept while the mask is the same) and returns it; otherwise clears that mark and
+ * returns null (the layer then runs dense).
  */
+export function chooseSparse(weight: Tensor): SparseState | null {
+  const mask = weight.mask;
+  const mode = sparseMode();
+  if (!mask || mode === 'off' || weight.shape.length !== 2) return weight.setSparse(null);
+  const { pattern, density } = maskPattern(mask, weight.shape[0], weight.shape[1]);
+  return weight.setSparse(useSparse(density, mode) ? pattern : null);
+}
+
+/** sparseLinear when `chooseSparse` says so, else null (the caller then runs the dense op). */
 export function maybeSparseLinear(
   x: Tensor, weight: Tensor, bias: Tensor | null, activation: 'none' | 'relu', ws: SparseWorkspace,
 ): Tensor | null {
-  const mask = weight.mask;
-  const mode = sparseMode();
-  if (!mask || mode === 'off' || weight.shape.length !== 2) {
-    weight.setSparse(null);
-    return null;
-  }
-  const { pattern, density } = maskPattern(mask, weight.shape[0], weight.shape[1]);
-  if (!useSparse(density, mode)) {
-    weight.setSparse(null);
-    return null;
-  }
-  return sparseLinear(x, weight, bias, activation, weight.setSparse(pattern)!, ws);
+  const sparse = chooseSparse(weight);
+  return sparse ? sparseLinear(x, weight, bias, activation, sparse, ws) : null;
 }
 
 /** A parameter's gradient as a dense array: `.grad`, or its packed sparse gradient scattered (null if neither). */

@@ -6,8 +6,9 @@
  * Compared, with err = max|lth - torch| / max|torch| per tensor ≤ 1e-5:
  *  - the loss and every parameter gradient at the fixture's initial weights;
  *  - the weights after 3 steps of Adam and of SGD (momentum, weight decay), each dense and
- *    with magnitude masks (pruned entries must stay exactly 0), the masked ones both on the
- *    dense kernels and on the sparse ones (LTH_SPARSE=off / on).
+ *    with magnitude masks (pruned entries must stay exactly 0), the masked ones on the dense
+ *    kernels, on the sparse ones (LTH_SPARSE=off / on), and on the fused sparse step
+ *    (LTH_SPARSE=on, training/fused-mlp.ts: the batch read from a data set, one backend call).
  * Final entries that the generator found float32 rounding can move by more than 1e-6 of the
  * tensor's max (`sensitive`: mostly Adam entries whose gradients are within ~100 eps of zero
  * or carry a large relative error, where g/(√v + eps) turns rounding of g into changes of up
@@ -22,8 +23,10 @@ import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { getBackend } from '../backend/index.js';
+import { Dataset } from '../data/dataset.js';
 import { readIdx } from '../data/idx.js';
 import { getModel } from '../models/registry.js';
+import { fusedMlpStep } from './fused-mlp.js';
 import type { Model, StateDict } from '../nn/model.js';
 import { Adam, Sgd, type Optimizer } from '../nn/optim.js';
 import { loadSafetensors, type NamedTensor } from '../store/safetensors.js';
@@ -122,6 +125,15 @@ function lossOn(model: Model, s: number): Tensor {
   return softmaxCrossEntropy(model.forward(batches[s].x, true), batches[s].y);
 }
 
+/** The fused step's loss on batch s, its gradients added to the parameters (it must apply: every layer is sparse). */
+function fusedLossOn(model: Model, s: number): number {
+  const { x, y } = batches[s];
+  const data = new Dataset(x.data, y, [784], 10);
+  const loss = fusedMlpStep(model, data, Int32Array.from(y, (_, i) => i), 0, y.length);
+  assert.ok(loss !== null, 'the fused step did not apply to the masked LeNet under LTH_SPARSE=on');
+  return loss;
+}
+
 const backend = getBackend().name;
 
 test(`golden (${backend}): loss and gradients at the initial weights match PyTorch`, (t) => {
@@ -144,11 +156,13 @@ test(`golden (${backend}): loss and gradients at the initial weights match PyTor
   assert.deepEqual(errs, []);
 });
 
-/** Runs `fn` with LTH_SPARSE set to `mode` (undefined: as the environment has it). */
-function withSparse<T>(mode: 'on' | 'off' | undefined, fn: () => T): T {
+type SparseRun = 'on' | 'off' | 'fused';
+
+/** Runs `fn` with LTH_SPARSE set for `mode` ('fused' is 'on'; undefined: as the environment has it). */
+function withSparse<T>(mode: SparseRun | undefined, fn: () => T): T {
   if (mode === undefined) return fn();
   const before = process.env.LTH_SPARSE;
-  process.env.LTH_SPARSE = mode;
+  process.env.LTH_SPARSE = mode === 'off' ? 'off' : 'on';
   try {
     return fn();
   } finally {
@@ -157,13 +171,14 @@ function withSparse<T>(mode: 'on' | 'off' | undefined, fn: () => T): T {
   }
 }
 
-// Masked scenarios run twice: masked layers on the dense kernels and on the sparse ones
-// (the fixture's densities, 20-50%, are above the automatic sparse threshold).
-const runs = Object.entries(meta.scenarios).flatMap(([name, sc]): Array<{ name: string; sc: Scenario; sparse?: 'on' | 'off' }> =>
-  sc.masked ? (['off', 'on'] as const).map((sparse) => ({ name, sc, sparse })) : [{ name, sc }]);
+// Masked scenarios run three times: masked layers on the dense kernels, on the sparse ones
+// (the fixture's densities, 20-50%, are above the automatic sparse threshold) and in the
+// fused sparse step.
+const runs = Object.entries(meta.scenarios).flatMap(([name, sc]): Array<{ name: string; sc: Scenario; sparse?: SparseRun }> =>
+  sc.masked ? (['off', 'on', 'fused'] as const).map((sparse) => ({ name, sc, sparse })) : [{ name, sc }]);
 
 for (const { name, sc, sparse } of runs) {
-  const label = sparse ? `${name} (LTH_SPARSE=${sparse})` : name;
+  const label = sparse === 'fused' ? `${name} (fused sparse step)` : sparse ? `${name} (LTH_SPARSE=${sparse})` : name;
   test(`golden (${backend}): ${meta.steps} ${label} steps match PyTorch`, (t) => withSparse(sparse, () => {
     const model = fresh(sc.masked);
     const params = model.namedParameters().map(([, p]) => p);
@@ -172,11 +187,17 @@ for (const { name, sc, sparse } of runs) {
       : new Sgd(params, sc.lr, sc.momentum, sc.weightDecay);
     const errs: string[] = [];
     for (let s = 0; s < meta.steps; s++) {
-      const loss = lossOn(model, s);
-      const e = Math.abs(loss.data[0] - sc.losses[s]) / Math.abs(sc.losses[s]);
+      let loss: number;
+      if (sparse === 'fused') {
+        loss = fusedLossOn(model, s);
+      } else {
+        const t = lossOn(model, s);
+        loss = t.data[0];
+        t.backward();
+      }
+      const e = Math.abs(loss - sc.losses[s]) / Math.abs(sc.losses[s]);
       t.diagnostic(`loss before step ${s + 1}: rel err ${e.toExponential(2)}`);
-      if (!(e <= TOL)) errs.push(`loss before step ${s + 1}: ${loss.data[0]} vs PyTorch ${sc.losses[s]}`);
-      loss.backward();
+      if (!(e <= TOL)) errs.push(`loss before step ${s + 1}: ${loss} vs PyTorch ${sc.losses[s]}`);
       opt.step();
     }
     for (const [pname, p] of model.namedParameters()) {

@@ -2,6 +2,7 @@ import { getBackend } from '../backend/index.js';
 import { LthError, check } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import type { Dataset, Splits } from '../data/dataset.js';
+import { fusedMlpStep } from './fused-mlp.js';
 import type { Model } from '../nn/model.js';
 import { Adam, Sgd, type Optimizer } from '../nn/optim.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
@@ -163,15 +164,11 @@ export function train(opts: TrainOptions): TrainResult {
     for (let it = 0; it < iterations; it++) {
       const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
       if (inEpoch === 0 || !order) order = new Rng(opts.seed, 'data', epoch).permutation(data.train.length);
-      data.train.gather(order, inEpoch * batchSize, batchSize, xBuf, yBuf);
-      stepArena.run(() => {
-        const loss = softmaxCrossEntropy(model.forward(x, true), yBuf);
-        if (!Number.isFinite(loss.data[0])) {
-          throw new LthError(`training diverged: loss is ${loss.data[0]} at iteration ${it} (learning rate ${opts.optimizer.lr} too high?)`);
-        }
-        loss.backward();
-        optimizer.step();
-      });
+      const batch = { data: data.train, order, from: inEpoch * batchSize, x, labels: yBuf };
+      const loss = stepArena.run(() => trainingStep(model, optimizer, batch));
+      if (!Number.isFinite(loss)) {
+        throw new LthError(`training diverged: loss is ${loss} at iteration ${it} (learning rate ${opts.optimizer.lr} too high?)`);
+      }
       const done = it + 1;
       opts.onIteration?.(done);
       if (done % evalEvery === 0 || done === iterations) evalNow(done);
@@ -182,6 +179,37 @@ export function train(opts: TrainOptions): TrainResult {
     background?.close();
   }
   return { curve, earlyStop: earlyStopPoint(curve), final: curve[curve.length - 1], seconds: (performance.now() - started) / 1000 };
+}
+
+/**
+ * A minibatch by reference: samples order[from .. from + x.shape[0]) of `data`. The graph
+ * path gathers them into x and labels; the fused step reads them from the data set.
+ */
+export interface Minibatch {
+  readonly data: Dataset;
+  readonly order: Int32Array;
+  readonly from: number;
+  readonly x: Tensor;
+  readonly labels: Int32Array;
+}
+
+/**
+ * One optimiser step on a minibatch: the mean softmax cross-entropy of the model's
+ * outputs, its gradients, the update. A chain of sparse Linear layers takes the fused
+ * step (training/fused-mlp.ts), any other model the graph. Returns the loss; when it is not
+ * finite no update is made, and the caller says what went wrong.
+ */
+export function trainingStep(model: Model, optimizer: Optimizer, batch: Minibatch): number {
+  const { data, order, from, x, labels } = batch;
+  let loss = fusedMlpStep(model, data, order, from, labels.length);
+  if (loss === null) {
+    data.gather(order, from, labels.length, x.data, labels);
+    const t = softmaxCrossEntropy(model.forward(x, true), labels);
+    loss = t.data[0];
+    if (Number.isFinite(loss)) t.backward();
+  }
+  if (Number.isFinite(loss)) optimizer.step();
+  return loss;
 }
 
 /** The point of minimum validation loss; the earliest on ties. NaN losses never win. */

@@ -1,0 +1,213 @@
+/**
+ * The fused sparse step (Backend.sparseMlpStep): native against the reference backend's
+ * composition of its kernels, and the reference against a dense masked network computed
+ * with the reference's dense kernels; chains of one to three layers, batches from 1 to
+ * 130 (several panels), densities 0 to 1, one nonzero, empty rows and columns, inputs
+ * that are not a multiple of 8, repeated and offset indices, no bias, NaN; the result is
+ * bitwise the same on 1 and 2 threads, gradients accumulate, bad arguments are refused.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { referenceBackend as ref, loadNative, type Backend, type NativeBackend } from './index.js';
+import type { SparseMlpLayer } from './backend.js';
+import { prng, randomArray } from './testing.js';
+
+const loaded = loadNative();
+const native: NativeBackend | null = loaded instanceof Error ? null : loaded;
+const skip = native === null;
+
+interface LayerSpec { rows: number; cols: number; density: number; relu: boolean; bias: boolean; emptyRow?: number; emptyCol?: number }
+
+interface Net {
+  specs: LayerSpec[];
+  masks: Float32Array[];
+  weights: Float32Array[];
+  biases: Array<Float32Array | null>;
+}
+
+function makeNet(specs: LayerSpec[], seed: number): Net {
+  const rnd = prng(seed);
+  const masks = specs.map((s) => {
+    const m = new Float32Array(s.rows * s.cols);
+    for (let r = 0; r < s.rows; r++) {
+      for (let c = 0; c < s.cols; c++) m[r * s.cols + c] = r !== s.emptyRow && c !== s.emptyCol && rnd() < s.density ? 1 : 0;
+    }
+    return m;
+  });
+  const weights = specs.map((s, l) => randomArray(s.rows * s.cols, rnd, -0.5, 0.5).map((w, i) => (masks[l][i] ? w : 0)));
+  const biases = specs.map((s) => (s.bias ? randomArray(s.rows, rnd, -0.2, 0.2) : null));
+  return { specs, masks, weights, biases };
+}
+
+/** The layers of `net` for backend `be`, with fresh gradient buffers. */
+function layersFor(be: Backend, net: Net): SparseMlpLayer[] {
+  return net.specs.map((s, l) => {
+    const pattern = be.sparsePattern(net.masks[l], s.rows, s.cols);
+    return {
+      pattern, vals: Float32Array.from(pattern.flat, (i) => net.weights[l][i]), bias: net.biases[l],
+      gvals: new Float32Array(pattern.nnz), gbias: s.bias ? new Float32Array(s.rows) : null, relu: s.relu,
+    };
+  });
+}
+
+/** The dense weight gradients of `layers` (scattered from the packed ones). */
+function denseGrads(layers: SparseMlpLayer[]): Float32Array[] {
+  return layers.map((l) => {
+    const g = new Float32Array(l.pattern.rows * l.pattern.cols);
+    for (let k = 0; k < l.pattern.nnz; k++) g[l.pattern.flat[k]] = l.gvals[k];
+    return g;
+  });
+}
+
+/** The same step as a dense masked network on the reference's dense kernels: loss, weight and bias gradients. */
+function denseStep(net: Net, x: Float32Array, labels: Int32Array, n: number) {
+  const acts = [x];
+  net.specs.forEach((s, l) => {
+    const y = new Float32Array(n * s.rows);
+    ref.matmul(acts[l], net.weights[l], y, n, s.cols, s.rows, false, true, false);
+    ref.biasAct(y, net.biases[l] ?? new Float32Array(s.rows), y, n, s.rows, s.relu);
+    acts.push(y);
+  });
+  const last = net.specs[net.specs.length - 1];
+  let g = new Float32Array(n * last.rows);
+  const loss = ref.softmaxXent(acts[acts.length - 1], labels, n, last.rows, g, 1 / n) / n;
+  const gw: Float32Array[] = [], gb: Float32Array[] = [];
+  for (let l = net.specs.length - 1; l >= 0; l--) {
+    const s = net.specs[l];
+    if (s.relu) g = g.map((v, i) => (acts[l + 1][i] > 0 ? v : 0));
+    gw[l] = new Float32Array(s.rows * s.cols);
+    ref.matmul(g, acts[l], gw[l], s.rows, n, s.cols, true, false, false);
+    ref.applyMask(gw[l], net.masks[l], s.rows * s.cols);
+    gb[l] = new Float32Array(s.rows);
+    ref.sumRows(g, gb[l], n, s.rows, false);
+    const gx = new Float32Array(n * s.cols);
+    ref.matmul(g, net.weights[l], gx, n, s.rows, s.cols, false, false, false);
+    g = gx;
+  }
+  return { loss, gw, gb };
+}
+
+/** max|a - b| / max(1e-3, max|b|): gradients are compared relative to their scale. */
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let num = 0, den = 1e-3;
+  for (let i = 0; i < b.length; i++) {
+    den = Math.max(den, Math.abs(b[i]));
+    const d = Math.abs(a[i] - b[i]);
+    num = Number.isNaN(d) ? Infinity : Math.max(num, d);
+  }
+  return num / den;
+}
+
+interface Case { name: string; inputs: number; specs: Array<Omit<LayerSpec, 'cols'>>; n: number; samples: number; from: number }
+
+const hidden = (rows: number, density: number, extra: Partial<LayerSpec> = {}) => ({ rows, density, relu: true, bias: true, ...extra });
+const output = (rows: number, density: number, extra: Partial<LayerSpec> = {}) => ({ rows, density, relu: false, bias: true, ...extra });
+
+const cases: Case[] = [
+  { name: 'LeNet-like, batch 60', inputs: 100, specs: [hidden(40, 0.1), hidden(20, 0.3), output(10, 0.5)], n: 60, samples: 200, from: 7 },
+  { name: 'batch 1', inputs: 30, specs: [hidden(12, 0.4), output(5, 0.6)], n: 1, samples: 9, from: 3 },
+  { name: 'batch 17, inputs not a multiple of 8', inputs: 13, specs: [hidden(9, 0.5), output(4, 0.7)], n: 17, samples: 40, from: 0 },
+  { name: 'batch 130 (three panels)', inputs: 70, specs: [hidden(33, 0.2), output(7, 0.5)], n: 130, samples: 300, from: 11 },
+  { name: 'one layer, no relu', inputs: 50, specs: [output(6, 0.3)], n: 25, samples: 60, from: 2 },
+  { name: 'density 0 in the first layer', inputs: 20, specs: [hidden(8, 0), output(3, 0.5)], n: 20, samples: 30, from: 0 },
+  { name: 'a single nonzero', inputs: 16, specs: [hidden(6, 0.02), output(3, 1)], n: 33, samples: 50, from: 1 },
+  { name: 'dense layers, empty rows and columns', inputs: 24, specs: [hidden(10, 1, { emptyRow: 3, emptyCol: 5 }), hidden(8, 1, { emptyRow: 0 }), output(4, 1)], n: 48, samples: 64, from: 16 },
+  { name: 'no biases', inputs: 40, specs: [hidden(16, 0.3, { bias: false }), output(5, 0.6, { bias: false })], n: 31, samples: 45, from: 4 },
+];
+
+function setUp(c: Case, seed: number) {
+  const rnd = prng(seed);
+  const specs: LayerSpec[] = [];
+  let cols = c.inputs;
+  for (const s of c.specs) {
+    specs.push({ ...s, cols });
+    cols = s.rows;
+  }
+  const net = makeNet(specs, seed + 1);
+  const classes = specs[specs.length - 1].rows;
+  const src = randomArray(c.samples * c.inputs, rnd, -2, 2);
+  const srcLabels = Int32Array.from({ length: c.samples }, () => Math.floor(rnd() * classes));
+  // Indices with repeats, longer than the batch, so the step must start at `from`.
+  const indices = Int32Array.from({ length: c.from + 2 * c.n }, () => Math.floor(rnd() * c.samples));
+  return { net, src, srcLabels, indices };
+}
+
+for (const c of cases) {
+  test(`sparseMlpStep ${c.name}: native = reference = dense masked`, { skip }, () => {
+    const { net, src, srcLabels, indices } = setUp(c, c.inputs * 7 + c.n);
+    const x = new Float32Array(c.n * c.inputs), labels = new Int32Array(c.n);
+    ref.gatherRows(src, c.inputs, indices, c.from, c.n, x);
+    for (let i = 0; i < c.n; i++) labels[i] = srcLabels[indices[c.from + i]];
+    const dense = denseStep(net, x, labels, c.n);
+    for (const be of [ref, native!] as Backend[]) {
+      const layers = layersFor(be, net);
+      const loss = be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layers);
+      assert.ok(Math.abs(loss - dense.loss) <= 1e-5 * Math.abs(dense.loss), `${be.name}: loss ${loss} vs dense ${dense.loss}`);
+      denseGrads(layers).forEach((g, l) => {
+        const e = relErr(g, dense.gw[l]);
+        assert.ok(e <= 1e-5, `${be.name}: layer ${l} weight gradient rel err ${e}`);
+        const gb = layers[l].gbias;
+        if (gb) assert.ok(relErr(gb, dense.gb[l]) <= 1e-5, `${be.name}: layer ${l} bias gradient rel err ${relErr(gb, dense.gb[l])}`);
+      });
+    }
+  });
+}
+
+test('sparseMlpStep: bitwise the same on 1 and 2 threads; gradients accumulate', { skip }, () => {
+  const c = cases[0];
+  const { net, src, srcLabels, indices } = setUp(c, 5);
+  const before = native!.getThreads();
+  const run = (threads: number) => {
+    native!.setThreads(threads);
+    const layers = layersFor(native!, net);
+    const loss = native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layers);
+    return { loss, layers };
+  };
+  try {
+    const one = run(1), two = run(2);
+    assert.equal(one.loss, two.loss);
+    one.layers.forEach((l, i) => {
+      assert.deepEqual(l.gvals, two.layers[i].gvals, `layer ${i} gvals`);
+      assert.deepEqual(l.gbias, two.layers[i].gbias, `layer ${i} gbias`);
+    });
+    // A second step on the same buffers adds the same gradient again.
+    native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, two.layers);
+    two.layers.forEach((l, i) => {
+      for (let k = 0; k < l.gvals.length; k++) assert.equal(l.gvals[k], 2 * one.layers[i].gvals[k], `layer ${i} gvals[${k}] after two steps`);
+    });
+  } finally {
+    native!.setThreads(before);
+  }
+});
+
+test('sparseMlpStep: a NaN input makes the loss NaN on both backends', { skip }, () => {
+  const c = cases[1];
+  const { net, src, srcLabels, indices } = setUp(c, 9);
+  src.fill(NaN, indices[c.from] * c.inputs, indices[c.from] * c.inputs + 1);
+  for (const be of [ref, native!] as Backend[]) {
+    assert.ok(Number.isNaN(be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layersFor(be, net))), be.name);
+  }
+});
+
+test('sparseMlpStep validates its arguments', { skip }, () => {
+  const c = cases[2];
+  const { net, src, srcLabels, indices } = setUp(c, 3);
+  for (const be of [ref, native!] as Backend[]) {
+    const layers = layersFor(be, net);
+    const badLabels = Int32Array.from(srcLabels);
+    badLabels[indices[c.from + 2]] = 4;
+    assert.throws(() => be.sparseMlpStep(src, badLabels, indices, c.from, c.n, layers), /srcLabels\[\d+\] = 4 is outside \[0, 4\)/, be.name);
+    const badIndices = Int32Array.from(indices);
+    badIndices[c.from + 1] = c.samples;
+    assert.throws(() => be.sparseMlpStep(src, srcLabels, badIndices, c.from, c.n, layers), /indices\[\d+\] = 40/, be.name);
+    assert.throws(() => be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, [layers[1], layers[0]]), /layer 1 takes 13 inputs but layer 0 gives 4/, be.name);
+  }
+  const layers = layersFor(native!, net);
+  assert.throws(() => native!.sparseMlpStep(src.subarray(1), srcLabels, indices, c.from, c.n, layers), /not a whole number of samples of 13/);
+  assert.throws(() => native!.sparseMlpStep(src, srcLabels, indices, indices.length, c.n, layers), /indices has \d+ elements, needs from\+n/);
+  const short = [{ ...layers[0], gvals: new Float32Array(1) }, layers[1]];
+  assert.throws(() => native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, short), /layer 0 gvals has 1 elements, needs nnz/);
+  const aliased = [{ ...layers[0], gvals: layers[0].vals }, layers[1]];
+  assert.throws(() => native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, aliased), /must not share memory/);
+});

@@ -1,0 +1,51 @@
+import { getBackend } from '../backend/index.js';
+import type { SparseMlpLayer } from '../backend/backend.js';
+import { LthError } from '../core/errors.js';
+import type { Dataset } from '../data/dataset.js';
+import { chooseSparse } from '../tensor/sparse.js';
+import { isGradEnabled } from '../tensor/tensor.js';
+import { Linear } from '../nn/layers.js';
+import type { Model } from '../nn/model.js';
+
+/**
+ * The training step of an MLP whose layers all run sparse, as one backend call
+ * (Backend.sparseMlpStep): no graph and no per-layer calls, the minibatch gathered straight
+ * into the kernels' layout, and each core working on the inputs it gathered. It gives the
+ * graph's numbers up to float summation order (tested), so it is chosen silently.
+ */
+
+export type FusedMode = 'auto' | 'off';
+
+/** LTH_FUSED=auto|off (default auto), read at every call so tests and benchmarks can compare. */
+export function fusedMode(): FusedMode {
+  const v = process.env.LTH_FUSED;
+  if (v === undefined || v === '' || v === 'auto') return 'auto';
+  if (v === 'off') return v;
+  throw new LthError(`LTH_FUSED must be 'auto' or 'off', got '${v}'`);
+}
+
+/**
+ * Forward, mean softmax cross-entropy and backward on the minibatch of samples
+ * order[from .. from + count) of `data`, for a model that is a chain of Linear layers each
+ * computed sparsely (tensor/sparse.ts chooses per layer). Adds the gradients to each
+ * weight's packed sparse gradient and each bias's .grad, as the graph would, and returns
+ * the loss. Returns null, having done nothing, for any other model or data (the caller
+ * then runs the graph), and under LTH_FUSED=off.
+ */
+export function fusedMlpStep(model: Model, data: Dataset, order: Int32Array, from: number, count: number): number | null {
+  if (fusedMode() === 'off' || !isGradEnabled() || data.sampleShape.length !== 1) return null;
+  const layers: SparseMlpLayer[] = [];
+  let features = data.sampleSize;
+  for (const [, layer] of model.layers) {
+    if (!(layer instanceof Linear) || layer.inFeatures !== features || !layer.weight.requiresGrad || !layer.bias.requiresGrad) return null;
+    const sparse = chooseSparse(layer.weight);
+    if (!sparse) return null;
+    layers.push({
+      pattern: sparse.pattern, vals: sparse.values(false), bias: layer.bias.data,
+      gvals: sparse.grad, gbias: layer.bias.ensureGrad(), relu: layer.activation === 'relu',
+    });
+    features = layer.outFeatures;
+  }
+  if (layers.length === 0) return null;
+  return getBackend().sparseMlpStep(data.images, data.labels, order, from, count, layers);
+}
