@@ -686,6 +686,18 @@ namespace lth {
 
 int thread_count() { return threads_here(); }
 
+void update_params(const UpdateRule& r, float* p, float* g, float* s0, float* s1, int64_t n) {
+  if (n <= 0) return;
+  if (r.adam) {
+    const double stepSize = r.lr / (1 - std::pow(r.beta1, r.step));
+    const double invBc2 = 1 / std::sqrt(1 - std::pow(r.beta2, r.step));
+    gK->adam(p, g, s0, s1, nullptr, n, (float)r.beta1, (float)r.beta2, (float)(1 - r.beta1), (float)(1 - r.beta2),
+             (float)stepSize, (float)invBc2, (float)r.eps);
+  } else {
+    gK->sgd(p, g, s0, nullptr, n, (float)r.lr, (float)r.momentum, (float)r.weightDecay);
+  }
+}
+
 // Runs fn(ctx, part) for part = 0..parts-1 on the calling thread and the pool (all on
 // the caller when single-threaded or when the pool is busy), returning when all are done.
 void run_parts(int parts, void (*fn)(void* ctx, int part), void* ctx) {

@@ -53,7 +53,7 @@ class Args {
   bool ok() const { return ok_; }
   napi_env env() const { return env_; }
   napi_value arg(size_t i) const { return argv_[i]; }
-  // The number of arguments passed (at most 64 are read).
+  // The number of arguments passed (at most 128 are read).
   size_t argc() const { return argc_ < kMax ? argc_ : kMax; }
 
   // A typed array of the given type (nullable: null/undefined give nullptr).
@@ -157,7 +157,7 @@ class Args {
   }
 
  private:
-  static constexpr size_t kMax = 64;
+  static constexpr size_t kMax = 128;
   napi_env env_;
   const char* fn_;
   size_t argc_ = 0;

@@ -451,9 +451,9 @@ napi_value FromPanels(napi_env env, napi_callback_info info) {
 
 struct MlpLayer {
   const Pattern* p;
-  const float *vals, *bias;
-  float *gvals, *gbias;
+  float *vals, *bias, *gvals, *gbias;
   bool relu;
+  float *w0, *w1, *b0, *b1;  // the optimiser's state of the weight and the bias (with a rule)
 };
 
 int64_t round16(int64_t v) { return (v + 15) / 16 * 16; }
@@ -464,10 +464,15 @@ struct MlpStep {
   const int32_t* rows;  // the samples' rows of src
   int64_t n, ld;
   int64_t split;        // first column block of the second half
+  const lth::UpdateRule* rule;  // the optimiser update to apply after the gradients, or null
+  bool update;                  // rule given and the loss finite
   std::vector<float*> act;   // act[0] = input panels, act[l + 1] = layer l's outputs
   std::vector<float*> grad;  // grad[l] = gradient of layer l's outputs
   float* half1;              // the second half's partial sums of layer 0
 };
+
+// The packed position of the first nonzero of column block b (nnz for b = nbc).
+int64_t block_start(const Pattern& p, int64_t b) { return b < p.nbc ? (int64_t)p.seg[b * p.rows] : p.nnz; }
 
 // Phase 1, half h: gather the half's input features, partial sums of layer 0.
 void mlp_first_layer(void* ctx, int h) {
@@ -489,12 +494,21 @@ void mlp_weight_grads(void* ctx, int part) {
     for (size_t l = 1; l < s.layers.size(); l++) {
       const MlpLayer& y = s.layers[l];
       weight_grad(*y.p, s.grad[l], s.act[l], y.gvals, y.gbias, s.ld);
+      if (!s.update) continue;
+      lth::update_params(*s.rule, y.vals, y.gvals, y.w0, y.w1, y.p->nnz);
+      if (y.bias) lth::update_params(*s.rule, y.bias, y.gbias, y.b0, y.b1, y.p->rows);
     }
     return;
   }
   const MlpLayer& y = s.layers[0];
-  gS->weightGradBlocks(*y.p, s.grad[0], s.act[0], y.gvals, part ? nullptr : y.gbias, part ? s.split : 0,
-                       part ? y.p->nbc : s.split, s.ld);
+  const Pattern& p = *y.p;
+  const int64_t b0 = part ? s.split : 0, b1 = part ? p.nbc : s.split;
+  gS->weightGradBlocks(p, s.grad[0], s.act[0], y.gvals, part ? nullptr : y.gbias, b0, b1, s.ld);
+  if (!s.update) return;
+  // The half's nonzeros are packed positions [start of block b0, start of block b1).
+  const int64_t k0 = block_start(p, b0), k = block_start(p, b1) - k0;
+  lth::update_params(*s.rule, y.vals + k0, y.gvals + k0, y.w0 + k0, y.w1 ? y.w1 + k0 : nullptr, k);
+  if (part == 0 && y.bias) lth::update_params(*s.rule, y.bias, y.gbias, y.b0, y.b1, p.rows);
 }
 
 double mlp_step(MlpStep& s, const int32_t* labels) {
@@ -502,10 +516,8 @@ double mlp_step(MlpStep& s, const int32_t* labels) {
   const Pattern& p0 = *s.layers[0].p;
   // Split layer 0's column blocks where the nonzeros before the block are closest to half.
   s.split = 0;
-  for (int64_t b = 1; b <= p0.nbc; b++) {
-    const auto before = [&](int64_t blk) { return blk < p0.nbc ? (int64_t)p0.seg[blk * p0.rows] : p0.nnz; };
-    if (std::llabs(2 * before(b) - p0.nnz) < std::llabs(2 * before(s.split) - p0.nnz)) s.split = b;
-  }
+  for (int64_t b = 1; b <= p0.nbc; b++)
+    if (std::llabs(2 * block_start(p0, b) - p0.nnz) < std::llabs(2 * block_start(p0, s.split) - p0.nnz)) s.split = b;
   lth::run_parts(2, mlp_first_layer, &s);
   gS->addAct(s.act[1], s.half1, s.act[1], p0.rows, s.n, s.ld, s.layers[0].relu);
   for (size_t l = 1; l < L; l++) {
@@ -519,6 +531,7 @@ double mlp_step(MlpStep& s, const int32_t* labels) {
     if (y.relu) gS->reluMask(s.grad[l], s.act[l + 1], y.p->rows * panel_cols(s.ld));
     if (l > 0) input_grad(*y.p, y.vals, s.grad[l], s.grad[l - 1], s.ld);
   }
+  s.update = s.rule && std::isfinite(loss);
   lth::run_parts(3, mlp_weight_grads, &s);
   return loss / (double)s.n;
 }
@@ -526,52 +539,90 @@ double mlp_step(MlpStep& s, const int32_t* labels) {
 thread_local std::vector<float> tMlpWorkspace;
 thread_local std::vector<int32_t> tMlpRows;
 
-// sparseMlpStep(src, srcLabels, indices, from, n, ...layers) -> mean loss. The batch is
-// rows indices[from .. from + n) of src [samples, inputs] (row-major) with their labels.
-// Each layer is six arguments: pattern, vals, bias | null, gvals, gbias | null, relu. The
-// last layer's outputs are the logits. Adds the gradient of the mean softmax
-// cross-entropy to gvals and gbias.
+// sparseMlpStep(src, srcLabels, indices, from, n, rule, ...layers) -> mean loss. The
+// batch is rows indices[from .. from + n) of src [samples, inputs] (row-major) with their
+// labels. Each layer is ten arguments: pattern, vals, bias | null, gvals, gbias | null,
+// relu, then the optimiser state w0, w1, b0, b1 (each a Float32Array or null). The last
+// layer's outputs are the logits. Adds the gradient of the mean softmax cross-entropy to
+// gvals and gbias; with a rule (Float64Array [kind (1 Adam, 2 SGD), lr, beta1, beta2, eps,
+// step, momentum, weightDecay], or null for none) and a finite loss, then applies the
+// update to vals and bias from their gradients (zeroing them) and state, as adam / sgd.
 napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
-  Args a(env, info, "sparseMlpStep", 11);
-  size_t lsrc, llab, lidx;
+  Args a(env, info, "sparseMlpStep", 16);
+  size_t lsrc, llab, lidx, lrule;
+  bool hasRule = false;
   const float* src = a.f32(0, "src", &lsrc);
   const int32_t* srcLabels = a.i32(1, "srcLabels", &llab);
   const int32_t* indices = a.i32(2, "indices", &lidx);
   const int64_t from = a.dim(3, "from"), n = a.dim(4, "n", 1);
-  if (a.ok() && (a.argc() - 5) % 6 != 0)
-    a.fail(false, "expected 6 arguments per layer after src, srcLabels, indices, from, n; got %zu", a.argc() - 5);
+  const double* ruleArgs = static_cast<const double*>(a.array(5, "rule", napi_float64_array, &lrule, true));
+  if (a.ok()) {
+    napi_valuetype vt;
+    napi_typeof(env, a.arg(5), &vt);
+    hasRule = vt != napi_null && vt != napi_undefined;
+  }
+  lth::UpdateRule rule{};
+  if (hasRule) {
+    a.need("rule", lrule, 8, 1, "8");
+    if (a.ok() && ruleArgs[0] != 1 && ruleArgs[0] != 2) a.fail(true, "rule[0] must be 1 (Adam) or 2 (SGD), got %g", ruleArgs[0]);
+    if (a.ok())
+      rule = {ruleArgs[0] == 1, ruleArgs[1], ruleArgs[2], ruleArgs[3], ruleArgs[4], ruleArgs[5], ruleArgs[6], ruleArgs[7]};
+  }
+  constexpr size_t kPerLayer = 10;
+  if (a.ok() && (a.argc() - 6) % kPerLayer != 0)
+    a.fail(false, "expected %zu arguments per layer after src, srcLabels, indices, from, n, rule; got %zu", kPerLayer,
+           a.argc() - 6);
   MlpStep s;
-  const size_t L = a.ok() ? (a.argc() - 5) / 6 : 0;
+  s.rule = hasRule ? &rule : nullptr;
+  const size_t L = a.ok() ? (a.argc() - 6) / kPerLayer : 0;
   for (size_t l = 0; l < L && a.ok(); l++) {
-    const size_t i = 5 + 6 * l;
+    const size_t i = 6 + kPerLayer * l;
     char name[64];
     MlpLayer y{};
-    size_t lv, lb, lgv, lgb;
-    bool hasBias = false, hasGBias = false;
+    size_t lv, lb, lgv, lgb, ls[4];
+    bool hasBias = false, hasGBias = false, hasState[4] = {};
     y.p = pattern_arg(a, i);
     y.vals = a.f32(i + 1, "vals", &lv);
     y.bias = a.f32OrNull(i + 2, "bias", &lb, &hasBias);
     y.gvals = a.f32(i + 3, "gvals", &lgv);
     y.gbias = a.f32OrNull(i + 4, "gbias", &lgb, &hasGBias);
     y.relu = a.flag(i + 5, "relu");
+    float** state[4] = {&y.w0, &y.w1, &y.b0, &y.b1};
+    const char* stateName[4] = {"w0", "w1", "b0", "b1"};
+    for (int k = 0; k < 4; k++) *state[k] = a.f32OrNull(i + 6 + k, stateName[k], &ls[k], &hasState[k]);
     if (!a.ok()) break;
     if (!hasBias) y.bias = nullptr;
     if (!hasGBias) y.gbias = nullptr;
-    std::snprintf(name, sizeof name, "layer %zu vals", l);
-    a.need(name, lv, y.p->nnz, 1, "nnz");
-    std::snprintf(name, sizeof name, "layer %zu gvals", l);
-    a.need(name, lgv, y.p->nnz, 1, "nnz");
-    std::snprintf(name, sizeof name, "layer %zu bias", l);
-    if (hasBias) a.need(name, lb, y.p->rows, 1, "rows");
-    std::snprintf(name, sizeof name, "layer %zu gbias", l);
-    if (hasGBias) a.need(name, lgb, y.p->rows, 1, "rows");
+    const auto need = [&](const char* what, size_t len, int64_t count, const char* of) {
+      std::snprintf(name, sizeof name, "layer %zu %s", l, what);
+      a.need(name, len, count, 1, of);
+    };
+    need("vals", lv, y.p->nnz, "nnz");
+    need("gvals", lgv, y.p->nnz, "nnz");
+    if (hasBias) need("bias", lb, y.p->rows, "rows");
+    if (hasGBias) need("gbias", lgb, y.p->rows, "rows");
+    if (hasRule) {
+      // Adam needs both moments, SGD its momentum buffer; a bias is updated with its gradient.
+      for (int k = 0; k < 4 && a.ok(); k++) {
+        const bool wanted = (k % 2 == 0 || rule.adam) && (k < 2 || hasBias);
+        if (wanted && !hasState[k]) a.fail(false, "layer %zu: %s must be a Float32Array for the update", l, stateName[k]);
+        if (wanted) need(stateName[k], ls[k], k < 2 ? y.p->nnz : y.p->rows, k < 2 ? "nnz" : "rows");
+        if (!wanted) *state[k] = nullptr;
+      }
+      if (a.ok() && hasBias && !hasGBias) a.fail(false, "layer %zu: gbias must be a Float32Array for the update", l);
+    }
     if (a.ok() && l > 0 && s.layers.back().p->rows != y.p->cols)
       a.fail(true, "layer %zu takes %lld inputs but layer %zu gives %lld", l, (long long)y.p->cols, l - 1,
              (long long)s.layers.back().p->rows);
     if (a.ok() && (y.p->rows == 0 || y.p->cols == 0)) a.fail(true, "layer %zu has an empty weight", l);
-    if (a.ok() && (overlaps(y.gvals, lgv * 4, y.vals, lv * 4) || (y.gbias && overlaps(y.gbias, lgb * 4, y.gvals, lgv * 4)) ||
-                   (y.gbias && y.bias && overlaps(y.gbias, lgb * 4, y.bias, lb * 4))))
-      a.fail(true, "layer %zu: the gradients must not share memory with each other or the values", l);
+    // Everything the step writes must be its own memory.
+    const struct { const void* p; size_t bytes; } bufs[] = {
+        {y.vals, lv * 4}, {y.bias, lb * 4}, {y.gvals, lgv * 4}, {y.gbias, lgb * 4},
+        {y.w0, ls[0] * 4}, {y.w1, ls[1] * 4}, {y.b0, ls[2] * 4}, {y.b1, ls[3] * 4}};
+    for (size_t u = 0; u < 8 && a.ok(); u++)
+      for (size_t v = u + 1; v < 8 && a.ok(); v++)
+        if (bufs[u].p && bufs[v].p && overlaps(bufs[u].p, bufs[u].bytes, bufs[v].p, bufs[v].bytes))
+          a.fail(true, "layer %zu: the values, gradients and optimiser state must not share memory", l);
     s.layers.push_back(y);
   }
   if (!a.ok()) return nullptr;

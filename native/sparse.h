@@ -12,8 +12,20 @@ namespace lth {
 int thread_count();
 void run_parts(int parts, void (*fn)(void* ctx, int part), void* ctx);
 
+// An optimiser's update rule, as the adam / sgd exports take it.
+struct UpdateRule {
+  bool adam;
+  double lr, beta1, beta2, eps, step;  // Adam
+  double momentum, weightDecay;        // SGD (with lr)
+};
+
+// Defined in lth_native.cc: the update of n parameters p from their gradient g (then
+// zeroed) and state s0 (Adam's m, SGD's momentum buffer), s1 (Adam's v), on the calling
+// thread; the same arithmetic as the adam / sgd exports, so a range gives the same values.
+void update_params(const UpdateRule& r, float* p, float* g, float* s0, float* s1, int64_t n);
+
 // Adds the sparse kernels (sparsePattern, sparseForward, sparseInputGrad, sparseWeightGrad,
-// toPanels, fromPanels) to `exports`.
+// toPanels, fromPanels, sparseMlpStep) to `exports`.
 // `simd` is the path lth_native chose ('avx512' | 'avx2' | 'scalar').
 bool register_sparse(napi_env env, napi_value exports, const char* simd);
 

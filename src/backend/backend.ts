@@ -171,13 +171,16 @@ export interface Backend {
    * indices[from .. from + n) of a data set: rows of src [samples, layers[0] inputs],
    * labels from srcLabels. It goes through every layer (as sparseForward, ReLU where
    * `relu`; layer l's outputs are layer l+1's inputs), then the softmax cross-entropy of
-   * the last layer's outputs and the backward pass. Adds the gradient of the mean loss to
-   * each layer's gvals and gbias and returns the mean loss (not finite when the loss is
+   * the last layer's outputs and the backward pass, adding the gradient of the mean loss
+   * to each layer's gvals and gbias. With an `update` (and a finite loss) it then applies
+   * it to every layer's vals and bias from their gradients and `state`, as `adam` / `sgd`
+   * would (zeroing the gradients). Returns the mean loss (not finite when the loss is
    * not). Same numbers as the kernels above composed, up to float summation order, and
    * independent of the thread count.
    */
   sparseMlpStep(
-    src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number, layers: readonly SparseMlpLayer[],
+    src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
+    layers: readonly SparseMlpLayer[], update: UpdateRule | null,
   ): number;
 }
 
@@ -192,7 +195,14 @@ export interface SparseMlpLayer {
   /** The bias gradient, [rows], or null (not wanted). */
   readonly gbias: Float32Array | null;
   readonly relu: boolean;
+  /** The optimiser state for an update: [m, v] (Adam) or [momentum buffer] (SGD), of the weight (packed) and of the bias. */
+  readonly state?: { readonly weight: readonly Float32Array[]; readonly bias: readonly Float32Array[] };
 }
+
+/** An optimiser update, with the arguments of `adam` / `sgd`. */
+export type UpdateRule =
+  | { readonly kind: 'adam'; readonly lr: number; readonly beta1: number; readonly beta2: number; readonly eps: number; readonly step: number }
+  | { readonly kind: 'sgd'; readonly lr: number; readonly momentum: number; readonly weightDecay: number };
 
 /** Columns the panels of a padded batch ld take: whole panels of 64. */
 export function panelColumns(ld: number): number {

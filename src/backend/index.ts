@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import type { Backend, SparseMlpLayer } from './backend.js';
+import type { Backend, SparseMlpLayer, UpdateRule } from './backend.js';
 import { referenceBackend } from './reference.js';
 import { LthError } from '../core/errors.js';
 
@@ -31,6 +31,20 @@ export interface NativeBackend extends Backend {
 
 let nativeCache: NativeBackend | Error | undefined;
 
+// The addon's sparseMlpStep takes the rule as numbers and each layer as ten arguments
+// (cheaper to read than object properties).
+const ruleArgs = new Float64Array(8);
+function encodeRule(r: UpdateRule | null): Float64Array | null {
+  if (!r) return null;
+  if (r.kind === 'adam') ruleArgs.set([1, r.lr, r.beta1, r.beta2, r.eps, r.step, 0, 0]);
+  else ruleArgs.set([2, r.lr, 0, 0, 0, 0, r.momentum, r.weightDecay]);
+  return ruleArgs;
+}
+function layerArgs(l: SparseMlpLayer): unknown[] {
+  const w = l.state?.weight ?? [], b = l.state?.bias ?? [];
+  return [l.pattern, l.vals, l.bias, l.gvals, l.gbias, l.relu, w[0] ?? null, w[1] ?? null, b[0] ?? null, b[1] ?? null];
+}
+
 /** Loads the node-gyp built addon, or returns the Error that stopped it. */
 export function loadNative(): NativeBackend | Error {
   if (nativeCache === undefined) {
@@ -44,9 +58,9 @@ export function loadNative(): NativeBackend | Error {
         ...addon,
         name: 'native',
         simd: addon.simdPath(),
-        // The addon takes the layers as six arguments each (cheaper to read than objects).
-        sparseMlpStep: (src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number, layers: readonly SparseMlpLayer[]) =>
-          addon.sparseMlpStep(src, srcLabels, indices, from, n, ...layers.flatMap((l) => [l.pattern, l.vals, l.bias, l.gvals, l.gbias, l.relu])),
+        sparseMlpStep: (src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
+          layers: readonly SparseMlpLayer[], update: UpdateRule | null) =>
+          addon.sparseMlpStep(src, srcLabels, indices, from, n, encodeRule(update), ...layers.flatMap(layerArgs)),
       } as NativeBackend;
     } catch (e) {
       nativeCache = e instanceof Error ? e : new Error(String(e));

@@ -259,7 +259,7 @@ export const referenceBackend: Backend = {
     }
   },
 
-  sparseMlpStep(src, srcLabels, indices, from, n, layers) {
+  sparseMlpStep(src, srcLabels, indices, from, n, layers, update) {
     // The composition of the kernels above.
     const be = referenceBackend;
     const last = layers[layers.length - 1].pattern;
@@ -297,6 +297,17 @@ export const referenceBackend: Backend = {
       const gx = new Float32Array(l.pattern.cols * cols);
       be.sparseInputGrad(l.pattern, l.vals, g, gx, ld);
       g = gx;
+    }
+    if (update && Number.isFinite(loss)) {
+      for (const l of layers) {
+        if (!l.state) throw new TypeError('sparseMlpStep: an update needs every layer\'s optimiser state');
+        const step = (p: Float32Array, grad: Float32Array, [s0, s1]: readonly Float32Array[]) => {
+          if (update.kind === 'adam') be.adam(p, grad, s0, s1, null, p.length, update.lr, update.beta1, update.beta2, update.eps, update.step);
+          else be.sgd(p, grad, s0, null, p.length, update.lr, update.momentum, update.weightDecay);
+        };
+        step(l.vals.subarray(0, l.pattern.nnz), l.gvals, l.state.weight);
+        if (l.bias && l.gbias) step(l.bias.subarray(0, l.pattern.rows), l.gbias, l.state.bias);
+      }
     }
     return loss / n;
   },

@@ -3,13 +3,15 @@
  * composition of its kernels, and the reference against a dense masked network computed
  * with the reference's dense kernels; chains of one to three layers, batches from 1 to
  * 130 (several panels), densities 0 to 1, one nonzero, empty rows and columns, inputs
- * that are not a multiple of 8, repeated and offset indices, no bias, NaN; the result is
- * bitwise the same on 1 and 2 threads, gradients accumulate, bad arguments are refused.
+ * that are not a multiple of 8, repeated and offset indices, no bias, NaN; the Adam and
+ * SGD updates applied in the same call equal the adam / sgd kernels after the step, and
+ * none is applied on a NaN loss; the result is bitwise the same on 1 and 2 threads,
+ * gradients accumulate, bad arguments are refused.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { referenceBackend as ref, loadNative, type Backend, type NativeBackend } from './index.js';
-import type { SparseMlpLayer } from './backend.js';
+import type { SparseMlpLayer, UpdateRule } from './backend.js';
 import { prng, randomArray } from './testing.js';
 
 const loaded = loadNative();
@@ -142,7 +144,7 @@ for (const c of cases) {
     const dense = denseStep(net, x, labels, c.n);
     for (const be of [ref, native!] as Backend[]) {
       const layers = layersFor(be, net);
-      const loss = be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layers);
+      const loss = be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layers, null);
       assert.ok(Math.abs(loss - dense.loss) <= 1e-5 * Math.abs(dense.loss), `${be.name}: loss ${loss} vs dense ${dense.loss}`);
       denseGrads(layers).forEach((g, l) => {
         const e = relErr(g, dense.gw[l]);
@@ -161,7 +163,7 @@ test('sparseMlpStep: bitwise the same on 1 and 2 threads; gradients accumulate',
   const run = (threads: number) => {
     native!.setThreads(threads);
     const layers = layersFor(native!, net);
-    const loss = native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layers);
+    const loss = native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layers, null);
     return { loss, layers };
   };
   try {
@@ -172,7 +174,7 @@ test('sparseMlpStep: bitwise the same on 1 and 2 threads; gradients accumulate',
       assert.deepEqual(l.gbias, two.layers[i].gbias, `layer ${i} gbias`);
     });
     // A second step on the same buffers adds the same gradient again.
-    native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, two.layers);
+    native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, two.layers, null);
     two.layers.forEach((l, i) => {
       for (let k = 0; k < l.gvals.length; k++) assert.equal(l.gvals[k], 2 * one.layers[i].gvals[k], `layer ${i} gvals[${k}] after two steps`);
     });
@@ -186,7 +188,7 @@ test('sparseMlpStep: a NaN input makes the loss NaN on both backends', { skip },
   const { net, src, srcLabels, indices } = setUp(c, 9);
   src.fill(NaN, indices[c.from] * c.inputs, indices[c.from] * c.inputs + 1);
   for (const be of [ref, native!] as Backend[]) {
-    assert.ok(Number.isNaN(be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layersFor(be, net))), be.name);
+    assert.ok(Number.isNaN(be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layersFor(be, net), null)), be.name);
   }
 });
 
@@ -197,17 +199,80 @@ test('sparseMlpStep validates its arguments', { skip }, () => {
     const layers = layersFor(be, net);
     const badLabels = Int32Array.from(srcLabels);
     badLabels[indices[c.from + 2]] = 4;
-    assert.throws(() => be.sparseMlpStep(src, badLabels, indices, c.from, c.n, layers), /srcLabels\[\d+\] = 4 is outside \[0, 4\)/, be.name);
+    assert.throws(() => be.sparseMlpStep(src, badLabels, indices, c.from, c.n, layers, null), /srcLabels\[\d+\] = 4 is outside \[0, 4\)/, be.name);
     const badIndices = Int32Array.from(indices);
     badIndices[c.from + 1] = c.samples;
-    assert.throws(() => be.sparseMlpStep(src, srcLabels, badIndices, c.from, c.n, layers), /indices\[\d+\] = 40/, be.name);
-    assert.throws(() => be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, [layers[1], layers[0]]), /layer 1 takes 13 inputs but layer 0 gives 4/, be.name);
+    assert.throws(() => be.sparseMlpStep(src, srcLabels, badIndices, c.from, c.n, layers, null), /indices\[\d+\] = 40/, be.name);
+    assert.throws(() => be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, [layers[1], layers[0]], null), /layer 1 takes 13 inputs but layer 0 gives 4/, be.name);
   }
   const layers = layersFor(native!, net);
-  assert.throws(() => native!.sparseMlpStep(src.subarray(1), srcLabels, indices, c.from, c.n, layers), /not a whole number of samples of 13/);
-  assert.throws(() => native!.sparseMlpStep(src, srcLabels, indices, indices.length, c.n, layers), /indices has \d+ elements, needs from\+n/);
+  assert.throws(() => native!.sparseMlpStep(src.subarray(1), srcLabels, indices, c.from, c.n, layers, null), /not a whole number of samples of 13/);
+  assert.throws(() => native!.sparseMlpStep(src, srcLabels, indices, indices.length, c.n, layers, null), /indices has \d+ elements, needs from\+n/);
   const short = [{ ...layers[0], gvals: new Float32Array(1) }, layers[1]];
-  assert.throws(() => native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, short), /layer 0 gvals has 1 elements, needs nnz/);
+  assert.throws(() => native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, short, null), /layer 0 gvals has 1 elements, needs nnz/);
   const aliased = [{ ...layers[0], gvals: layers[0].vals }, layers[1]];
-  assert.throws(() => native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, aliased), /must not share memory/);
+  assert.throws(() => native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, aliased, null), /must not share memory/);
+});
+
+/** Optimiser state for every layer of `layers` (random moments, so the update reads them). */
+function withState(layers: SparseMlpLayer[], rule: UpdateRule, seed: number): SparseMlpLayer[] {
+  const rnd = prng(seed);
+  const arrays = (n: number) => (rule.kind === 'adam' ? [randomArray(n, rnd, -0.01, 0.01), randomArray(n, rnd, 0, 1e-4)] : [randomArray(n, rnd, -0.01, 0.01)]);
+  return layers.map((l) => ({ ...l, state: { weight: arrays(l.pattern.nnz), bias: arrays(l.pattern.rows) } }));
+}
+
+const copyLayer = (l: SparseMlpLayer): SparseMlpLayer => ({
+  ...l, vals: l.vals.slice(), bias: l.bias && l.bias.slice(), gvals: l.gvals.slice(), gbias: l.gbias && l.gbias.slice(),
+  state: l.state && { weight: l.state.weight.map((a) => a.slice()), bias: l.state.bias.map((a) => a.slice()) },
+});
+
+for (const rule of [
+  { kind: 'adam', lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 3 },
+  { kind: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 1e-3 },
+] as UpdateRule[]) {
+  test(`sparseMlpStep with a ${rule.kind} update = the step, then the ${rule.kind} kernel (native, reference)`, { skip }, () => {
+    const c = cases[0];
+    const { net, src, srcLabels, indices } = setUp(c, 21);
+    for (const be of [ref, native!] as Backend[]) {
+      const fused = withState(layersFor(be, net), rule, 4);
+      const apart = fused.map(copyLayer);
+      const loss = be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, fused, rule);
+      assert.equal(be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, apart, null), loss, `${be.name}: loss`);
+      for (const l of apart) {
+        const step = (p: Float32Array, g: Float32Array, [s0, s1]: readonly Float32Array[]) => (rule.kind === 'adam'
+          ? be.adam(p, g, s0, s1, null, p.length, rule.lr, rule.beta1, rule.beta2, rule.eps, rule.step)
+          : be.sgd(p, g, s0, null, p.length, rule.lr, rule.momentum, rule.weightDecay));
+        step(l.vals, l.gvals, l.state!.weight);
+        step(l.bias!, l.gbias!, l.state!.bias);
+      }
+      fused.forEach((l, i) => {
+        const want = apart[i];
+        assert.deepEqual(l.vals, want.vals, `${be.name}: layer ${i} vals`);
+        assert.deepEqual(l.bias, want.bias, `${be.name}: layer ${i} bias`);
+        assert.deepEqual(l.state, want.state, `${be.name}: layer ${i} optimiser state`);
+        assert.ok(l.gvals.every((g) => g === 0) && l.gbias!.every((g) => g === 0), `${be.name}: layer ${i} gradients zeroed`);
+      });
+      // A NaN loss applies nothing.
+      const nanSrc = src.slice();
+      nanSrc[indices[c.from] * c.inputs] = NaN;
+      const before = fused.map(copyLayer);
+      assert.ok(Number.isNaN(be.sparseMlpStep(nanSrc, srcLabels, indices, c.from, c.n, fused, rule)), `${be.name}: NaN loss`);
+      fused.forEach((l, i) => {
+        assert.deepEqual(l.vals, before[i].vals, `${be.name}: layer ${i} vals after a NaN loss`);
+        assert.deepEqual(l.state, before[i].state, `${be.name}: layer ${i} state after a NaN loss`);
+      });
+    }
+  });
+}
+
+test('sparseMlpStep refuses an update without the optimiser state', { skip }, () => {
+  const c = cases[2];
+  const { net, src, srcLabels, indices } = setUp(c, 8);
+  const rule: UpdateRule = { kind: 'adam', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 1 };
+  const layers = withState(layersFor(native!, net), rule, 2);
+  const noV = [layers[0], { ...layers[1], state: { weight: [layers[1].state!.weight[0]], bias: layers[1].state!.bias } }];
+  assert.throws(() => native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, noV, rule), /layer 1: w1 must be a Float32Array for the update/);
+  const shared = [{ ...layers[0], state: { weight: [layers[0].vals, layers[0].state!.weight[1]], bias: layers[0].state!.bias } }, layers[1]];
+  assert.throws(() => native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, shared, rule), /must not share memory/);
+  assert.throws(() => ref.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layersFor(ref, net), rule), /needs every layer's optimiser state/);
 });

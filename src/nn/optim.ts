@@ -1,11 +1,27 @@
 import { getBackend } from '../backend/index.js';
 import { check } from '../core/errors.js';
-import type { SparsePattern } from '../backend/backend.js';
+import type { SparsePattern, UpdateRule } from '../backend/backend.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export interface Optimizer {
   /** Applies one update from the accumulated gradients, then zeroes them (the kernels do both in one pass). */
   step(): void;
+  /**
+   * Hands this step's update to a backend call that applies it itself
+   * (Backend.sparseMlpStep): the rule, with the step count advanced as step() would, and
+   * the state arrays of each of `params` ([m, v] or [momentum buffer]; packed per nonzero
+   * for a weight computed sparsely). The caller then does not call step().
+   */
+  handOff(params: readonly Tensor[]): { rule: UpdateRule; state: Float32Array[][] };
+}
+
+/** Each of `params`' state, for Optimizer.handOff: packed for a sparse weight, dense otherwise. */
+function stateOf(all: readonly Tensor[], slots: readonly SlotState[], params: readonly Tensor[], who: string): Float32Array[][] {
+  return params.map((p) => {
+    const i = all.indexOf(p);
+    check(i >= 0, `${who}: a parameter handed off is not one of this optimiser's`);
+    return p.sparse ? slots[i].forSparse(p.sparse.pattern) : slots[i].forDense();
+  });
 }
 
 /**
@@ -82,6 +98,12 @@ export class Adam implements Optimizer {
       be.adam(p.data, p.ensureGrad(), m, v, p.mask, p.size, this.lr, this.beta1, this.beta2, this.eps, this.t);
     });
   }
+
+  handOff(params: readonly Tensor[]): { rule: UpdateRule; state: Float32Array[][] } {
+    this.t++;
+    const rule: UpdateRule = { kind: 'adam', lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, step: this.t };
+    return { rule, state: stateOf(this.params, this.state, params, 'adam') };
+  }
 }
 
 /** SGD with momentum and (coupled, PyTorch-style) weight decay. */
@@ -112,5 +134,10 @@ export class Sgd implements Optimizer {
       const [buf] = this.state[i].forDense();
       be.sgd(p.data, p.ensureGrad(), buf, p.mask, p.size, this.lr, this.momentum, this.weightDecay);
     });
+  }
+
+  handOff(params: readonly Tensor[]): { rule: UpdateRule; state: Float32Array[][] } {
+    const rule: UpdateRule = { kind: 'sgd', lr: this.lr, momentum: this.momentum, weightDecay: this.weightDecay };
+    return { rule, state: stateOf(this.params, this.state, params, 'sgd') };
   }
 }

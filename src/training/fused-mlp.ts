@@ -6,11 +6,13 @@ import { chooseSparse } from '../tensor/sparse.js';
 import { isGradEnabled } from '../tensor/tensor.js';
 import { Linear } from '../nn/layers.js';
 import type { Model } from '../nn/model.js';
+import type { Optimizer } from '../nn/optim.js';
 
 /**
  * The training step of an MLP whose layers all run sparse, as one backend call
  * (Backend.sparseMlpStep): no graph and no per-layer calls, the minibatch gathered straight
- * into the kernels' layout, and each core working on the inputs it gathered. It gives the
+ * into the kernels' layout, each core working on the inputs it gathered, and the
+ * optimiser's update applied in the same call. It gives the
  * graph's numbers up to float summation order (tested), so it is chosen silently.
  */
 
@@ -29,23 +31,34 @@ export function fusedMode(): FusedMode {
  * order[from .. from + count) of `data`, for a model that is a chain of Linear layers each
  * computed sparsely (tensor/sparse.ts chooses per layer). Adds the gradients to each
  * weight's packed sparse gradient and each bias's .grad, as the graph would, and returns
- * the loss. Returns null, having done nothing, for any other model or data (the caller
- * then runs the graph), and under LTH_FUSED=off.
+ * the loss; given an `optimizer`, also applies its update (when the loss is finite) in the
+ * same call, and its step() must not be called for this step. Returns null, having done
+ * nothing, for any other model or data (the caller then runs the graph), and under
+ * LTH_FUSED=off.
  */
-export function fusedMlpStep(model: Model, data: Dataset, order: Int32Array, from: number, count: number): number | null {
+export function fusedMlpStep(
+  model: Model, data: Dataset, order: Int32Array, from: number, count: number, optimizer?: Optimizer,
+): number | null {
   if (fusedMode() === 'off' || !isGradEnabled() || data.sampleShape.length !== 1) return null;
-  const layers: SparseMlpLayer[] = [];
   let features = data.sampleSize;
+  const linears: Linear[] = [];
   for (const [, layer] of model.layers) {
-    if (!(layer instanceof Linear) || layer.inFeatures !== features || !layer.weight.requiresGrad || !layer.bias.requiresGrad) return null;
-    const sparse = chooseSparse(layer.weight);
-    if (!sparse) return null;
-    layers.push({
-      pattern: sparse.pattern, vals: sparse.values(false), bias: layer.bias.data,
-      gvals: sparse.grad, gbias: layer.bias.ensureGrad(), relu: layer.activation === 'relu',
-    });
+    if (!(layer instanceof Linear) || layer.inFeatures !== features || !layer.weight.requiresGrad || !layer.bias.requiresGrad || layer.bias.mask) {
+      return null;
+    }
+    if (!chooseSparse(layer.weight)) return null;
+    linears.push(layer);
     features = layer.outFeatures;
   }
-  if (layers.length === 0) return null;
-  return getBackend().sparseMlpStep(data.images, data.labels, order, from, count, layers);
+  if (linears.length === 0) return null;
+  const handOff = optimizer?.handOff(linears.flatMap((l) => [l.weight, l.bias]));
+  const layers: SparseMlpLayer[] = linears.map((l, i) => {
+    const sparse = l.weight.sparse!;
+    return {
+      pattern: sparse.pattern, vals: sparse.values(handOff !== undefined), bias: l.bias.data,
+      gvals: sparse.grad, gbias: l.bias.ensureGrad(), relu: l.activation === 'relu',
+      state: handOff && { weight: handOff.state[2 * i], bias: handOff.state[2 * i + 1] },
+    };
+  });
+  return getBackend().sparseMlpStep(data.images, data.labels, order, from, count, layers, handOff?.rule ?? null);
 }

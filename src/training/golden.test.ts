@@ -8,7 +8,8 @@
  *  - the weights after 3 steps of Adam and of SGD (momentum, weight decay), each dense and
  *    with magnitude masks (pruned entries must stay exactly 0), the masked ones on the dense
  *    kernels, on the sparse ones (LTH_SPARSE=off / on), and on the fused sparse step
- *    (LTH_SPARSE=on, training/fused-mlp.ts: the batch read from a data set, one backend call).
+ *    (LTH_SPARSE=on, training/fused-mlp.ts: the batch read from a data set, the update
+ *    applied in the same backend call).
  * Final entries that the generator found float32 rounding can move by more than 1e-6 of the
  * tensor's max (`sensitive`: mostly Adam entries whose gradients are within ~100 eps of zero
  * or carry a large relative error, where g/(√v + eps) turns rounding of g into changes of up
@@ -125,11 +126,11 @@ function lossOn(model: Model, s: number): Tensor {
   return softmaxCrossEntropy(model.forward(batches[s].x, true), batches[s].y);
 }
 
-/** The fused step's loss on batch s, its gradients added to the parameters (it must apply: every layer is sparse). */
-function fusedLossOn(model: Model, s: number): number {
+/** The fused step on batch s, with `opt`'s update in the same call; its loss (it must apply: every layer is sparse). */
+function fusedStepOn(model: Model, opt: Optimizer, s: number): number {
   const { x, y } = batches[s];
   const data = new Dataset(x.data, y, [784], 10);
-  const loss = fusedMlpStep(model, data, Int32Array.from(y, (_, i) => i), 0, y.length);
+  const loss = fusedMlpStep(model, data, Int32Array.from(y, (_, i) => i), 0, y.length, opt);
   assert.ok(loss !== null, 'the fused step did not apply to the masked LeNet under LTH_SPARSE=on');
   return loss;
 }
@@ -189,16 +190,16 @@ for (const { name, sc, sparse } of runs) {
     for (let s = 0; s < meta.steps; s++) {
       let loss: number;
       if (sparse === 'fused') {
-        loss = fusedLossOn(model, s);
+        loss = fusedStepOn(model, opt, s);
       } else {
         const t = lossOn(model, s);
         loss = t.data[0];
         t.backward();
+        opt.step();
       }
       const e = Math.abs(loss - sc.losses[s]) / Math.abs(sc.losses[s]);
       t.diagnostic(`loss before step ${s + 1}: rel err ${e.toExponential(2)}`);
       if (!(e <= TOL)) errs.push(`loss before step ${s + 1}: ${loss} vs PyTorch ${sc.losses[s]}`);
-      opt.step();
     }
     for (const [pname, p] of model.namedParameters()) {
       const strided = pname === 'fc1.weight';

@@ -201,14 +201,15 @@ export interface Minibatch {
  */
 export function trainingStep(model: Model, optimizer: Optimizer, batch: Minibatch): number {
   const { data, order, from, x, labels } = batch;
-  let loss = fusedMlpStep(model, data, order, from, labels.length);
-  if (loss === null) {
-    data.gather(order, from, labels.length, x.data, labels);
-    const t = softmaxCrossEntropy(model.forward(x, true), labels);
-    loss = t.data[0];
-    if (Number.isFinite(loss)) t.backward();
+  const fused = fusedMlpStep(model, data, order, from, labels.length, optimizer);
+  if (fused !== null) return fused; // updated in the same call, if finite
+  data.gather(order, from, labels.length, x.data, labels);
+  const t = softmaxCrossEntropy(model.forward(x, true), labels);
+  const loss = t.data[0];
+  if (Number.isFinite(loss)) {
+    t.backward();
+    optimizer.step();
   }
-  if (Number.isFinite(loss)) optimizer.step();
   return loss;
 }
 
