@@ -351,6 +351,31 @@ LTH_SP_TARGET static double sp_softmax_xent(const float* logitsT, float* gradT, 
   return total;
 }
 
+// The loss and accuracy of logits panels [classes, ld] against labels (one per column <
+// n): adds each column's softmax cross-entropy (as sp_softmax_xent) to *loss and counts
+// the columns whose first maximum is the label (as countCorrect) in *correct.
+LTH_SP_TARGET static void sp_eval_logits(const float* logitsT, const int32_t* labels, int64_t classes, int64_t n,
+                                         int64_t ld, double* loss, int64_t* correct) {
+  for (int64_t c = 0; c < ld && c < n; c += 16) {
+    const float* x = panel(logitsT, classes, c) + c % kPanel;
+    vf mx = ld16(x);
+    for (int64_t j = 1; j < classes; j++) {
+      const vf v = ld16(x + j * kPanel);
+      mx = (v > mx || v != v) ? v : mx;
+    }
+    vf sum = {};
+    for (int64_t j = 0; j < classes; j++) sum += exp_nonpositive(ld16(x + j * kPanel) - mx);
+    for (int64_t l = 0; l < 16 && c + l < n; l++) {
+      const int32_t label = labels[c + l];
+      *loss += std::log((double)sum[l]) - ((double)x[label * kPanel + l] - (double)mx[l]);
+      int64_t best = 0;
+      for (int64_t j = 1; j < classes; j++)
+        if (x[j * kPanel + l] > x[best * kPanel + l]) best = j;
+      if (best == label) ++*correct;
+    }
+  }
+}
+
 // g = y > 0 ? g : 0 over len floats (a multiple of 16): ReLU's backward on panels.
 LTH_SP_TARGET static void sp_relu_mask(float* g, const float* y, int64_t len) {
   for (int64_t i = 0; i < len; i += 16) {
@@ -405,4 +430,4 @@ LTH_SP_TARGET static void sp_gather_panels(const float* src, int64_t rowSize, co
 
 static const SparseKernels kTable = {sp_forward,       sp_input_grad,    sp_weight_grad,   to_panels,
                                      from_panels,      sp_softmax_xent,  sp_relu_mask,     sp_forward_blocks,
-                                     sp_add_act,       sp_weight_grad_blocks, sp_gather_panels};
+                                     sp_add_act,       sp_weight_grad_blocks, sp_gather_panels, sp_eval_logits};

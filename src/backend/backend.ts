@@ -182,19 +182,31 @@ export interface Backend {
     src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
     layers: readonly SparseMlpLayer[], update: UpdateRule | null,
   ): number;
+
+  /**
+   * The summed softmax cross-entropy and the number of correct predictions (first maximum
+   * logit = label, as countCorrect) of every sample of src [samples, layers[0] inputs]
+   * through the chain of sparse layers, as sparseForward would compute it; in chunks of
+   * 64 samples whose sums are added in order, so independent of the thread count.
+   */
+  sparseMlpEval(src: Float32Array, srcLabels: Int32Array, layers: readonly SparseLayer[]): { loss: number; correct: number };
 }
 
-/** One layer of `Backend.sparseMlpStep`: y = act(x·Wᵀ + b), W at its pattern's nonzeros. */
-export interface SparseMlpLayer {
+/** One layer of `Backend.sparseMlpEval`: y = act(x·Wᵀ + b), W at its pattern's nonzeros. */
+export interface SparseLayer {
   readonly pattern: SparsePattern;
   /** The packed values, [nnz]. */
   readonly vals: Float32Array;
   readonly bias: Float32Array | null;
+  readonly relu: boolean;
+}
+
+/** One layer of `Backend.sparseMlpStep`: a SparseLayer with its gradients (and optimiser state). */
+export interface SparseMlpLayer extends SparseLayer {
   /** The packed weight gradient, [nnz]: the step adds to it. */
   readonly gvals: Float32Array;
   /** The bias gradient, [rows], or null (not wanted). */
   readonly gbias: Float32Array | null;
-  readonly relu: boolean;
   /** The optimiser state for an update: [m, v] (Adam) or [momentum buffer] (SGD), of the weight (packed) and of the bias. */
   readonly state?: { readonly weight: readonly Float32Array[]; readonly bias: readonly Float32Array[] };
 }

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import type { Backend, SparseMlpLayer, UpdateRule } from './backend.js';
+import type { Backend, SparseLayer, SparseMlpLayer, UpdateRule } from './backend.js';
 import { referenceBackend } from './reference.js';
 import { LthError } from '../core/errors.js';
 
@@ -34,6 +34,7 @@ let nativeCache: NativeBackend | Error | undefined;
 // The addon's sparseMlpStep takes the rule as numbers and each layer as ten arguments
 // (cheaper to read than object properties).
 const ruleArgs = new Float64Array(8);
+const evalOut = new Float64Array(2);
 function encodeRule(r: UpdateRule | null): Float64Array | null {
   if (!r) return null;
   if (r.kind === 'adam') ruleArgs.set([1, r.lr, r.beta1, r.beta2, r.eps, r.step, 0, 0]);
@@ -61,6 +62,10 @@ export function loadNative(): NativeBackend | Error {
         sparseMlpStep: (src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
           layers: readonly SparseMlpLayer[], update: UpdateRule | null) =>
           addon.sparseMlpStep(src, srcLabels, indices, from, n, encodeRule(update), ...layers.flatMap(layerArgs)),
+        sparseMlpEval: (src: Float32Array, srcLabels: Int32Array, layers: readonly SparseLayer[]) => {
+          addon.sparseMlpEval(src, srcLabels, evalOut, ...layers.flatMap((l) => [l.pattern, l.vals, l.bias, l.relu]));
+          return { loss: evalOut[0], correct: evalOut[1] };
+        },
       } as NativeBackend;
     } catch (e) {
       nativeCache = e instanceof Error ? e : new Error(String(e));

@@ -311,6 +311,38 @@ export const referenceBackend: Backend = {
     }
     return loss / n;
   },
+
+  sparseMlpEval(src, srcLabels, layers) {
+    const be = referenceBackend;
+    layers.forEach((l, i) => {
+      if (i > 0 && l.pattern.cols !== layers[i - 1].pattern.rows) {
+        throw new RangeError(`sparseMlpEval: layer ${i} takes ${l.pattern.cols} inputs but layer ${i - 1} gives ${layers[i - 1].pattern.rows}`);
+      }
+    });
+    const inputs = layers[0].pattern.cols, classes = layers[layers.length - 1].pattern.rows;
+    const samples = src.length / inputs;
+    if (!Number.isInteger(samples)) throw new RangeError(`sparseMlpEval: src has ${src.length} elements, not a whole number of samples of ${inputs}`);
+    let loss = 0, correct = 0;
+    for (let c0 = 0; c0 < samples; c0 += 64) {
+      const m = Math.min(64, samples - c0), ld = Math.max(16, (m + 15) & ~15);
+      const labels = srcLabels.subarray(c0, c0 + m);
+      for (let i = 0; i < m; i++) {
+        if (!(labels[i] >= 0 && labels[i] < classes)) throw new RangeError(`sparseMlpEval: srcLabels[${c0 + i}] = ${labels[i]} is outside [0, ${classes})`);
+      }
+      let act = new Float32Array(inputs * 64);
+      be.toPanels(src.subarray(c0 * inputs, (c0 + m) * inputs), act, m, inputs, ld);
+      for (const l of layers) {
+        const out = new Float32Array(l.pattern.rows * 64);
+        be.sparseForward(l.pattern, l.vals, act, out, l.bias, m, ld, l.relu);
+        act = out;
+      }
+      const logits = new Float32Array(m * classes);
+      be.fromPanels(act, logits, m, classes, ld, false);
+      loss += be.softmaxXent(logits, labels, m, classes, null, 0);
+      correct += be.countCorrect(logits, labels, m, classes);
+    }
+    return { loss, correct };
+  },
 };
 
 /** Output size of a convolution along one axis. */

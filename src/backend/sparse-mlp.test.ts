@@ -6,7 +6,9 @@
  * that are not a multiple of 8, repeated and offset indices, no bias, NaN; the Adam and
  * SGD updates applied in the same call equal the adam / sgd kernels after the step, and
  * none is applied on a NaN loss; the result is bitwise the same on 1 and 2 threads,
- * gradients accumulate, bad arguments are refused.
+ * gradients accumulate, bad arguments are refused. The fused evaluation (sparseMlpEval)
+ * likewise: loss and correct count against the dense network, first-maximum ties, NaN,
+ * threads, bad arguments.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -275,4 +277,54 @@ test('sparseMlpStep refuses an update without the optimiser state', { skip }, ()
   const shared = [{ ...layers[0], state: { weight: [layers[0].vals, layers[0].state!.weight[1]], bias: layers[0].state!.bias } }, layers[1]];
   assert.throws(() => native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, shared, rule), /must not share memory/);
   assert.throws(() => ref.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layersFor(ref, net), rule), /needs every layer's optimiser state/);
+});
+
+for (const c of cases) {
+  test(`sparseMlpEval ${c.name}: native = reference = dense masked`, { skip }, () => {
+    const { net, src, srcLabels } = setUp(c, c.inputs * 3 + c.samples);
+    // The dense network's logits for every sample.
+    const classes = net.specs[net.specs.length - 1].rows;
+    let act = src;
+    for (const [l, s] of net.specs.entries()) {
+      const y = new Float32Array(c.samples * s.rows);
+      ref.matmul(act, net.weights[l], y, c.samples, s.cols, s.rows, false, true, false);
+      ref.biasAct(y, net.biases[l] ?? new Float32Array(s.rows), y, c.samples, s.rows, s.relu);
+      act = y;
+    }
+    const loss = ref.softmaxXent(act, srcLabels, c.samples, classes, null, 0);
+    const correct = ref.countCorrect(act, srcLabels, c.samples, classes);
+    for (const be of [ref, native!] as Backend[]) {
+      const got = be.sparseMlpEval(src, srcLabels, layersFor(be, net));
+      assert.ok(Math.abs(got.loss - loss) <= 1e-5 * Math.abs(loss), `${be.name}: loss ${got.loss} vs dense ${loss}`);
+      assert.equal(got.correct, correct, `${be.name}: correct`);
+    }
+  });
+}
+
+test('sparseMlpEval: ties go to the first maximum; NaN gives a NaN loss; same on 1 and 2 threads; bad arguments', { skip }, () => {
+  // One layer that copies its 3 inputs (identity weights): the logits are the inputs.
+  const eye = Float32Array.from([1, 0, 0, 0, 1, 0, 0, 0, 1]);
+  const src = Float32Array.from([1, 1, 0, /**/ 0, 2, 2, /**/ 3, 3, 3, /**/ 0, 5, 1]);
+  const labels = Int32Array.from([0, 2, 0, 1]);
+  for (const be of [ref, native!] as Backend[]) {
+    const p = be.sparsePattern(eye, 3, 3);
+    const layers = [{ pattern: p, vals: Float32Array.from(p.flat, (i) => eye[i]), bias: null, relu: false }];
+    assert.equal(be.sparseMlpEval(src, labels, layers).correct, 3, `${be.name}: first maximum wins`);
+    const nan = src.slice();
+    nan[4] = NaN;
+    assert.ok(Number.isNaN(be.sparseMlpEval(nan, labels, layers).loss), `${be.name}: NaN`);
+    assert.throws(() => be.sparseMlpEval(src, Int32Array.from([0, 3, 0, 1]), layers), /srcLabels\[1\] = 3 is outside \[0, 3\)/, be.name);
+    assert.throws(() => be.sparseMlpEval(src.subarray(1), labels, layers), /not a whole number of samples of 3/, be.name);
+  }
+  const c = cases[3];
+  const { net, src: big, srcLabels } = setUp(c, 77);
+  const before = native!.getThreads();
+  try {
+    native!.setThreads(1);
+    const one = native!.sparseMlpEval(big, srcLabels, layersFor(native!, net));
+    native!.setThreads(2);
+    assert.deepEqual(native!.sparseMlpEval(big, srcLabels, layersFor(native!, net)), one);
+  } finally {
+    native!.setThreads(before);
+  }
 });

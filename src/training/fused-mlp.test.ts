@@ -2,9 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../core/rng.js';
 import { Dataset } from '../data/dataset.js';
-import { trainingStep } from './train.js';
+import { evaluate, trainingStep } from './train.js';
 import { Tensor } from '../tensor/tensor.js';
-import { fusedMlpStep, fusedMode } from './fused-mlp.js';
+import { fusedMlpEvaluate, fusedMlpStep, fusedMode } from './fused-mlp.js';
 import { Dropout, Linear } from '../nn/layers.js';
 import { Model } from '../nn/model.js';
 import { Adam, Sgd } from '../nn/optim.js';
@@ -113,5 +113,18 @@ test('trainingStep: a non-finite loss makes no update', () => {
         for (const [name, w] of model.state()) assert.deepEqual(w, before.get(name), `LTH_FUSED=${fused}: ${name} changed`);
       });
     }
+  });
+});
+
+test('evaluate: the fused evaluation gives the graph\'s loss and accuracy', () => {
+  const d = data(333);
+  withEnv({ LTH_SPARSE: 'on', LTH_FUSED: undefined }, () => {
+    const model = mlp(0.3, 2);
+    assert.ok(fusedMlpEvaluate(model, d), 'the fused evaluation applies');
+    const fused = evaluate(model, d);
+    const graph = withEnv({ LTH_FUSED: 'off' }, () => evaluate(model, d));
+    assert.equal(fused.accuracy, graph.accuracy);
+    assert.ok(Math.abs(fused.loss - graph.loss) <= 1e-6 * graph.loss, `loss ${fused.loss} vs ${graph.loss}`);
+    assert.equal(fusedMlpEvaluate(mlp(0.3, 2, [['drop', new Dropout(0.5)]]), d), null, 'a dropout layer');
   });
 });

@@ -1,5 +1,5 @@
 import { getBackend } from '../backend/index.js';
-import type { SparseMlpLayer } from '../backend/backend.js';
+import type { SparseLayer, SparseMlpLayer } from '../backend/backend.js';
 import { LthError } from '../core/errors.js';
 import type { Dataset } from '../data/dataset.js';
 import { chooseSparse } from '../tensor/sparse.js';
@@ -39,18 +39,8 @@ export function fusedMode(): FusedMode {
 export function fusedMlpStep(
   model: Model, data: Dataset, order: Int32Array, from: number, count: number, optimizer?: Optimizer,
 ): number | null {
-  if (fusedMode() === 'off' || !isGradEnabled() || data.sampleShape.length !== 1) return null;
-  let features = data.sampleSize;
-  const linears: Linear[] = [];
-  for (const [, layer] of model.layers) {
-    if (!(layer instanceof Linear) || layer.inFeatures !== features || !layer.weight.requiresGrad || !layer.bias.requiresGrad || layer.bias.mask) {
-      return null;
-    }
-    if (!chooseSparse(layer.weight)) return null;
-    linears.push(layer);
-    features = layer.outFeatures;
-  }
-  if (linears.length === 0) return null;
+  const linears = isGradEnabled() ? sparseChain(model, data, true) : null;
+  if (!linears) return null;
   const handOff = optimizer?.handOff(linears.flatMap((l) => [l.weight, l.bias]));
   const layers: SparseMlpLayer[] = linears.map((l, i) => {
     const sparse = l.weight.sparse!;
@@ -61,4 +51,37 @@ export function fusedMlpStep(
     };
   });
   return getBackend().sparseMlpStep(data.images, data.labels, order, from, count, layers, handOff?.rule ?? null);
+}
+
+/**
+ * The mean loss and the accuracy of `model` over all of `data` in one backend call
+ * (Backend.sparseMlpEval), for the models fusedMlpStep takes; null for any other (the
+ * caller then evaluates through the graph) and under LTH_FUSED=off.
+ */
+export function fusedMlpEvaluate(model: Model, data: Dataset): { loss: number; accuracy: number } | null {
+  const linears = data.length > 0 ? sparseChain(model, data, false) : null;
+  if (!linears) return null;
+  const layers: SparseLayer[] = linears.map((l) => ({
+    pattern: l.weight.sparse!.pattern, vals: l.weight.sparse!.values(false), bias: l.bias.data, relu: l.activation === 'relu',
+  }));
+  const { loss, correct } = getBackend().sparseMlpEval(data.images, data.labels, layers);
+  return { loss: loss / data.length, accuracy: correct / data.length };
+}
+
+/**
+ * The model's layers when it is a chain of Linear layers over `data`'s flat samples, each
+ * computed sparsely (and, for training, with trainable parameters); else null.
+ */
+function sparseChain(model: Model, data: Dataset, training: boolean): Linear[] | null {
+  if (fusedMode() === 'off' || data.sampleShape.length !== 1) return null;
+  let features = data.sampleSize;
+  const linears: Linear[] = [];
+  for (const [, layer] of model.layers) {
+    if (!(layer instanceof Linear) || layer.inFeatures !== features || layer.bias.mask) return null;
+    if (training && !(layer.weight.requiresGrad && layer.bias.requiresGrad)) return null;
+    if (!chooseSparse(layer.weight)) return null;
+    linears.push(layer);
+    features = layer.outFeatures;
+  }
+  return linears.length ? linears : null;
 }

@@ -2,7 +2,7 @@ import { getBackend } from '../backend/index.js';
 import { LthError, check } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import type { Dataset, Splits } from '../data/dataset.js';
-import { fusedMlpStep } from './fused-mlp.js';
+import { fusedMlpEvaluate, fusedMlpStep } from './fused-mlp.js';
 import type { Model } from '../nn/model.js';
 import { Adam, Sgd, type Optimizer } from '../nn/optim.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
@@ -68,9 +68,12 @@ export function makeOptimizer(model: Model, s: OptimizerSettings): Optimizer {
 /**
  * Mean loss and accuracy of `model` over `data`, in batches, without recording
  * gradients. Image data (conv nets) goes in smaller batches: a Conv-2 layer's output
- * for 1000 CIFAR images would be 262 MB.
+ * for 1000 CIFAR images would be 262 MB. An MLP whose layers all run sparse is
+ * evaluated in one backend call instead (training/fused-mlp.ts; in its own chunks).
  */
 export function evaluate(model: Model, data: Dataset, batchSize = data.sampleShape.length > 1 ? 100 : 1000): { loss: number; accuracy: number } {
+  const fused = fusedMlpEvaluate(model, data);
+  if (fused) return fused;
   const be = getBackend();
   let lossSum = 0, correct = 0;
   noGrad(() => {
