@@ -30,11 +30,9 @@
 #include <emmintrin.h>
 #endif
 
+#include "pool.h"
+
 namespace lth {
-// Defined in lth_native.cc: runs fn(ctx, part) for part = 0..parts-1 on the calling
-// thread and the pool (or all on the caller), returning when all are done.
-void run_parts(int parts, void (*fn)(void* ctx, int part), void* ctx);
-int thread_count();
 bool register_conv(napi_env env, napi_value exports);
 }  // namespace lth
 

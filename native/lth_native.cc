@@ -137,18 +137,20 @@ class Pool {
   int threads() const { return threads_; }
 
   // Runs fn(ctx, part, scratch) for part = 0..parts-1 (parts < 65536) and returns
-  // when all are done.
-  void run(int parts, TaskFn fn, void* ctx, float* callerScratch) {
+  // when all are done. With callerFirst, part 0 is the caller's own (so the data it
+  // makes stays in the caller's cache from call to call) and the workers start at part 1.
+  void run(int parts, TaskFn fn, void* ctx, float* callerScratch, bool callerFirst = false) {
     fn_.store(fn, std::memory_order_relaxed);
     ctx_.store(ctx, std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
-    const uint64_t word = next_job_word(parts);
+    const uint64_t word = next_job_word(parts) | (callerFirst ? 1 : 0);
     {
       std::lock_guard<std::mutex> lk(mu_);
       job_.store(word, std::memory_order_release);
     }
     cv_.notify_all();
     int mine = 0;
+    if (callerFirst) fn(ctx, 0, callerScratch), mine++;
     for (int part; (part = claim(word)) >= 0; mine++) fn(ctx, part, callerScratch);
     if (mine < parts) {
       // Wait for the chunks the workers took.
@@ -699,8 +701,9 @@ void update_params(const UpdateRule& r, float* p, float* g, float* s0, float* s1
 }
 
 // Runs fn(ctx, part) for part = 0..parts-1 on the calling thread and the pool (all on
-// the caller when single-threaded or when the pool is busy), returning when all are done.
-void run_parts(int parts, void (*fn)(void* ctx, int part), void* ctx) {
+// the caller when single-threaded or when the pool is busy), returning when all are done;
+// with callerFirst, part 0 always runs on the calling thread.
+void run_parts(int parts, void (*fn)(void* ctx, int part), void* ctx, bool callerFirst) {
   const int threads = threads_here();
   if (threads > 1 && parts > 1) {
     std::unique_lock<std::mutex> lk;
@@ -710,7 +713,7 @@ void run_parts(int parts, void (*fn)(void* ctx, int part), void* ctx) {
         void* ctx;
       } w{fn, ctx};
       pool->run(parts, [](void* c, int part, float*) { static_cast<Wrap*>(c)->fn(static_cast<Wrap*>(c)->ctx, part); },
-                &w, nullptr);
+                &w, nullptr, callerFirst);
       return;
     }
   }

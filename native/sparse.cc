@@ -445,9 +445,11 @@ napi_value FromPanels(napi_env env, napi_callback_info info) {
 // task on the pool: the task gathers its half of the input features straight from the data
 // set into panels and computes that half's partial sums of the layer's outputs; after the
 // backward pass it computes the weight gradient of its own nonzeros (contiguous in packed
-// order). So each core reads only the inputs it gathered itself. The caller adds the two
-// partial sums and runs the other layers, the loss and the input gradients; the other
-// layers' weight gradients are a third task beside layer 0's. The split
+// order) and their update. So each core reads only the inputs it gathered itself. The
+// caller adds the two partial sums and runs the other layers, the loss and their backward
+// pass and update; the first half is always the caller's (run_parts' callerFirst), so every
+// buffer stays on one core from step to step (measured: letting the pool's cores take the
+// small layers' work made the caller's next step pay for fetching it back). The split
 // depends on the pattern only, so results do not depend on the thread count.
 
 struct MlpLayer {
@@ -486,21 +488,10 @@ void mlp_first_layer(void* ctx, int h) {
   gS->forwardBlocks(p, y.vals, s.act[0], h ? s.half1 : s.act[1], h ? nullptr : y.bias, b0, b1, s.ld);
 }
 
-// Phase 3: parts 0 and 1, the weight gradient of layer 0 at one half's nonzeros (and the
-// bias's, on half 0); part 2, the weight gradients of the other layers (a small job that
-// whichever core is free first takes).
-void mlp_weight_grads(void* ctx, int part) {
+// Phase 3, half h: the weight gradient of layer 0 at the half's nonzeros (and the bias's,
+// on half 0), then their update.
+void mlp_first_layer_grad(void* ctx, int part) {
   const MlpStep& s = *static_cast<const MlpStep*>(ctx);
-  if (part == 2) {
-    for (size_t l = 1; l < s.layers.size(); l++) {
-      const MlpLayer& y = s.layers[l];
-      weight_grad(*y.p, s.grad[l], s.act[l], y.gvals, y.gbias, s.ld);
-      if (!s.update) continue;
-      lth::update_params(*s.rule, y.vals, y.gvals, y.w0, y.w1, y.p->nnz);
-      if (y.bias) lth::update_params(*s.rule, y.bias, y.gbias, y.b0, y.b1, y.p->rows);
-    }
-    return;
-  }
   const MlpLayer& y = s.layers[0];
   const Pattern& p = *y.p;
   const int64_t b0 = part ? s.split : 0, b1 = part ? p.nbc : s.split;
@@ -519,7 +510,7 @@ double mlp_step(MlpStep& s, const int32_t* labels) {
   s.split = 0;
   for (int64_t b = 1; b <= p0.nbc; b++)
     if (std::llabs(2 * block_start(p0, b) - p0.nnz) < std::llabs(2 * block_start(p0, s.split) - p0.nnz)) s.split = b;
-  lth::run_parts(2, mlp_first_layer, &s);
+  lth::run_parts(2, mlp_first_layer, &s, true);
   gS->addAct(s.act[1], s.half1, s.act[1], p0.rows, s.n, s.ld, s.layers[0].relu);
   for (size_t l = 1; l < L; l++) {
     const MlpLayer& y = s.layers[l];
@@ -527,13 +518,18 @@ double mlp_step(MlpStep& s, const int32_t* labels) {
   }
   const double loss = gS->softmaxXent(s.act[L], s.grad[L - 1], labels, s.layers[L - 1].p->rows, s.n, s.ld,
                                       (float)(1.0 / (double)s.n));
+  s.update = s.rule && std::isfinite(loss);
   for (size_t l = L; l-- > 0;) {
     const MlpLayer& y = s.layers[l];
     if (y.relu) gS->reluMask(s.grad[l], s.act[l + 1], y.p->rows * panel_cols(s.ld));
-    if (l > 0) input_grad(*y.p, y.vals, s.grad[l], s.grad[l - 1], s.ld);
+    if (l == 0) break;
+    input_grad(*y.p, y.vals, s.grad[l], s.grad[l - 1], s.ld);
+    weight_grad(*y.p, s.grad[l], s.act[l], y.gvals, y.gbias, s.ld);
+    if (!s.update) continue;
+    lth::update_params(*s.rule, y.vals, y.gvals, y.w0, y.w1, y.p->nnz);
+    if (y.bias) lth::update_params(*s.rule, y.bias, y.gbias, y.b0, y.b1, y.p->rows);
   }
-  s.update = s.rule && std::isfinite(loss);
-  lth::run_parts(3, mlp_weight_grads, &s);
+  lth::run_parts(2, mlp_first_layer_grad, &s, true);
   return loss / (double)s.n;
 }
 

@@ -5,12 +5,10 @@
 #include <node_api.h>
 #include <cstdint>
 
+#include "pool.h"
+
 namespace lth {
 
-// Defined in lth_native.cc: the pool's thread count, and running fn(ctx, part) for
-// part = 0..parts-1 on the calling thread and the pool.
-int thread_count();
-void run_parts(int parts, void (*fn)(void* ctx, int part), void* ctx);
 
 // An optimiser's update rule, as the adam / sgd exports take it.
 struct UpdateRule {
