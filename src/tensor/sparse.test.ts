@@ -4,7 +4,7 @@ import { Rng } from '../core/rng.js';
 import { Adam, Sgd } from '../nn/optim.js';
 import { gradCheck } from './gradcheck.js';
 import { linear, softmaxCrossEntropy } from './ops.js';
-import { SparseWorkspace, denseGrad, maskPattern, maybeSparseLinear, sparseLinear, sparseMode, useSparse, SPARSE_DENSITY_THRESHOLD } from './sparse.js';
+import { SparseWorkspace, denseGrad, maskPattern, maybeSparseLinear, sparseLinear, sparseMode, useSparse, SMALL_LAYER_WEIGHTS, SPARSE_DENSITY_THRESHOLD } from './sparse.js';
 import { Tensor, type SparseState } from './tensor.js';
 
 function randomTensor(shape: number[], rng: Rng, scale = 1): Tensor {
@@ -56,6 +56,9 @@ test('LTH_SPARSE: auto by threshold, on, off; anything else is an error', () => 
   assert.equal(withEnv('off', () => useSparse(0.001)), false);
   assert.equal(withEnv('auto', () => useSparse(SPARSE_DENSITY_THRESHOLD / 2)), true);
   assert.equal(withEnv('auto', () => useSparse(Math.min(1, SPARSE_DENSITY_THRESHOLD * 1.5))), false);
+  assert.equal(withEnv('auto', () => useSparse(0.9, undefined, SMALL_LAYER_WEIGHTS)), true, 'a small layer runs sparse at any density');
+  assert.equal(withEnv('auto', () => useSparse(0.9, undefined, SMALL_LAYER_WEIGHTS + 1)), false);
+  assert.equal(withEnv('off', () => useSparse(0.01, undefined, 10)), false);
   assert.throws(() => withEnv('yes', sparseMode), /LTH_SPARSE must be/);
 });
 

@@ -26,10 +26,10 @@ function withEnv<T>(vars: Record<string, string | undefined>, fn: () => T): T {
   }
 }
 
-/** A 30-16-12-5 MLP with Glorot weights and masks of the given density on every weight. */
-function mlp(density: number, seed = 0, extra: Array<[string, Linear | Dropout]> = []): Model {
+/** A 30-16-12-5 MLP (first layer `hidden` wide) with Glorot weights and masks of the given density on every weight. */
+function mlp(density: number, seed = 0, extra: Array<[string, Linear | Dropout]> = [], hidden = 16): Model {
   const model = new Model('mlp', [
-    ['fc1', new Linear(30, 16, 'relu')], ...extra, ['fc2', new Linear(16, 12, 'relu')], ['fc3', new Linear(12, 5, 'none')],
+    ['fc1', new Linear(30, hidden, 'relu')], ...extra, ['fc2', new Linear(hidden, 12, 'relu')], ['fc3', new Linear(12, 5, 'none')],
   ]);
   model.initialize(new Rng(seed, 'init'));
   const rng = new Rng(seed, 'mask');
@@ -58,7 +58,8 @@ test('fusedMlpStep applies only to a chain of Linear layers that all run sparse'
   const step = (m: Model) => fusedMlpStep(m, d, order, 0, 60);
   withEnv({ LTH_SPARSE: undefined, LTH_FUSED: undefined }, () => {
     assert.equal(typeof step(mlp(0.2)), 'number', 'every layer below the density threshold');
-    assert.equal(step(mlp(0.6)), null, 'layers above the threshold run dense');
+    assert.equal(typeof step(mlp(0.6)), 'number', 'layers of at most SMALL_LAYER_WEIGHTS run sparse at any density');
+    assert.equal(step(mlp(0.6, 0, [], 200)), null, 'a layer of 6,000 weights above the threshold runs dense');
     assert.equal(step(mlp(0.2, 0, [['drop', new Dropout(0.5)]])), null, 'a dropout layer');
     const unmasked = mlp(0.2);
     unmasked.parameter('fc3.weight').mask = null;
