@@ -13,7 +13,7 @@
 import { getBackend } from '../backend/index.js';
 import { check } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
-import { Tensor, isGradEnabled, sizeOf } from './tensor.js';
+import { Tensor, isGradEnabled, sizeOf, zeroArray } from './tensor.js';
 
 /** Records `out` as computed from `inputs` when any of them needs a gradient. */
 function record(out: Tensor, inputs: Tensor[], backward: () => void): boolean {
@@ -126,7 +126,7 @@ export function conv2d(
   const inputs = bias ? [x, weight, bias] : [x, weight];
   const y = outputTensor([n, cout, oh, ow], ws, inputs);
   const col = scratch('col', ckk * hw);
-  const b = bias ? bias.data : zeros(cout);
+  const b = bias ? bias.data : zeroArray(cout);
   for (let i = 0; i < n; i++) {
     const yi = y.data.subarray(i * outSize, (i + 1) * outSize);
     be.im2col(x.data.subarray(i * inSize, (i + 1) * inSize), col, cin, h, w, kh, kw, strideH, strideW, padH, padW);
@@ -159,13 +159,6 @@ export function conv2d(
     }
   });
   return y;
-}
-
-const zeroCache = new Map<number, Float32Array>();
-function zeros(n: number): Float32Array {
-  let z = zeroCache.get(n);
-  if (!z) zeroCache.set(n, (z = new Float32Array(n)));
-  return z;
 }
 
 /** k×k max pooling with the given stride (default k), no padding. x: [n, c, h, w] -> [n, c, ⌊(h-k)/s⌋+1, ⌊(w-k)/s⌋+1]. */

@@ -1,6 +1,6 @@
 import { getBackend } from '../backend/index.js';
 import { check } from '../core/errors.js';
-import { Tensor, isGradEnabled, scratchArray } from './tensor.js';
+import { Tensor, isGradEnabled, scratchArray, zeroArray } from './tensor.js';
 
 /** Records `out` as computed from `inputs` when any of them needs a gradient. */
 function record(out: Tensor, inputs: Tensor[], backward: () => void): Tensor {
@@ -26,7 +26,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, activatio
   const y = Tensor.empty([n, outF]);
   be.matmul(x.data, weight.data, y.data, n, inF, outF, false, true, false);
   if (bias) be.biasAct(y.data, bias.data, y.data, n, outF, activation === 'relu');
-  else if (activation === 'relu') be.biasAct(y.data, new Float32Array(outF), y.data, n, outF, true);
+  else if (activation === 'relu') be.biasAct(y.data, zeroArray(outF), y.data, n, outF, true);
   const inputs = bias ? [x, weight, bias] : [x, weight];
   return record(y, inputs, () => {
     let gy = y.grad!;
@@ -45,7 +45,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, activatio
 export function relu(x: Tensor): Tensor {
   const be = getBackend();
   const y = Tensor.zeros(x.shape);
-  be.biasAct(x.data, new Float32Array(x.size), y.data, 1, x.size, true);
+  be.biasAct(x.data, zeroArray(x.size), y.data, 1, x.size, true);
   return record(y, [x], () => {
     const gx = new Float32Array(x.size);
     be.reluBackward(y.grad!, y.data, gx, x.size);

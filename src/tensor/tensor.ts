@@ -54,6 +54,14 @@ export function scratchArray(n: number): Float32Array {
   return activeArena ? activeArena.take(n) : new Float32Array(n);
 }
 
+const zeroArrays = new Map<number, Float32Array>();
+/** n zeros, shared and never written (a bias of none for kernels that take one). */
+export function zeroArray(n: number): Float32Array {
+  let z = zeroArrays.get(n);
+  if (!z) zeroArrays.set(n, (z = new Float32Array(n)));
+  return z;
+}
+
 export function sizeOf(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
