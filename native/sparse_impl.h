@@ -239,10 +239,9 @@ LTH_SP_TARGET static void sp_weight_grad_blocks(const Pattern& p, const float* g
 }
 
 #if LTH_SP_AVX
-// d[c·ldo + r] (+)= s[r·ldx + c] for an 8x8 block (unpack, shuffle, permute: 24 shuffles).
-LTH_SP_TARGET static inline void tr8x8(const float* s, int64_t ldx, float* d, int64_t ldo, bool acc) {
-  __m256 r[8], t[8], u[8];
-  for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(s + i * ldx);
+// c[j] = column j of the 8x8 block whose row i is r[i] (unpack, shuffle, permute: 24 shuffles).
+LTH_SP_TARGET static inline void transpose8(const __m256* r, __m256* c) {
+  __m256 t[8], u[8];
   for (int i = 0; i < 4; i++) {
     t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
     t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
@@ -254,11 +253,19 @@ LTH_SP_TARGET static inline void tr8x8(const float* s, int64_t ldx, float* d, in
     u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(3, 2, 3, 2));
   }
   for (int q = 0; q < 4; q++) {
-    const __m256 c0 = _mm256_permute2f128_ps(u[q], u[q + 4], 0x20), c1 = _mm256_permute2f128_ps(u[q], u[q + 4], 0x31);
-    float* d0 = d + q * ldo;
-    float* d1 = d + (q + 4) * ldo;
-    _mm256_storeu_ps(d0, acc ? _mm256_add_ps(_mm256_loadu_ps(d0), c0) : c0);
-    _mm256_storeu_ps(d1, acc ? _mm256_add_ps(_mm256_loadu_ps(d1), c1) : c1);
+    c[q] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x20);
+    c[q + 4] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x31);
+  }
+}
+
+// d[c·ldo + r] (+)= s[r·ldx + c] for an 8x8 block.
+LTH_SP_TARGET static inline void tr8x8(const float* s, int64_t ldx, float* d, int64_t ldo, bool acc) {
+  __m256 r[8], c[8];
+  for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(s + i * ldx);
+  transpose8(r, c);
+  for (int j = 0; j < 8; j++) {
+    float* dj = d + j * ldo;
+    _mm256_storeu_ps(dj, acc ? _mm256_add_ps(_mm256_loadu_ps(dj), c[j]) : c[j]);
   }
 }
 #endif
@@ -398,22 +405,10 @@ LTH_SP_TARGET static void sp_gather_panels(const float* src, int64_t rowSize, co
       for (int i = 0; i < 8; i++) s[i] = src + (int64_t)rows[c0 + c + i] * rowSize;
       int64_t f = f0;
       for (; f + 8 <= f1; f += 8) {
-        __m256 r[8], t[8], u[8];
+        __m256 r[8], col[8];
         for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(s[i] + f);
-        for (int i = 0; i < 4; i++) {
-          t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-          t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-        }
-        for (int h = 0; h < 2; h++) {
-          u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(1, 0, 1, 0));
-          u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(3, 2, 3, 2));
-          u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(1, 0, 1, 0));
-          u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(3, 2, 3, 2));
-        }
-        for (int q = 0; q < 4; q++) {
-          _mm256_storeu_ps(out + (f + q) * kPanel + c, _mm256_permute2f128_ps(u[q], u[q + 4], 0x20));
-          _mm256_storeu_ps(out + (f + q + 4) * kPanel + c, _mm256_permute2f128_ps(u[q], u[q + 4], 0x31));
-        }
+        transpose8(r, col);
+        for (int j = 0; j < 8; j++) _mm256_storeu_ps(out + (f + j) * kPanel + c, col[j]);
       }
       for (; f < f1; f++)
         for (int i = 0; i < 8; i++) out[f * kPanel + c + i] = s[i][f];
