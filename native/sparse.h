@@ -23,7 +23,7 @@ struct UpdateRule {
 void update_params(const UpdateRule& r, float* p, float* g, float* s0, float* s1, int64_t n);
 
 // Adds the sparse kernels (sparsePattern, sparseForward, sparseInputGrad, sparseWeightGrad,
-// toPanels, fromPanels, sparseMlpStep) to `exports`.
+// toPanels, fromPanels, sparseMlpStep, sparseMlpEval) to `exports`.
 // `simd` is the path lth_native chose ('avx512' | 'avx2' | 'scalar').
 bool register_sparse(napi_env env, napi_value exports, const char* simd);
 

@@ -9,11 +9,11 @@ import type { Model } from '../nn/model.js';
 import type { Optimizer } from '../nn/optim.js';
 
 /**
- * The training step of an MLP whose layers all run sparse, as one backend call
- * (Backend.sparseMlpStep): no graph and no per-layer calls, the minibatch gathered straight
- * into the kernels' layout, each core working on the inputs it gathered, and the
- * optimiser's update applied in the same call. It gives the
- * graph's numbers up to float summation order (tested), so it is chosen silently.
+ * The training step and the evaluation of an MLP whose layers all run sparse, each as one
+ * backend call (Backend.sparseMlpStep, sparseMlpEval): no graph and no per-layer calls,
+ * the minibatch gathered straight into the kernels' layout, each core working on the
+ * inputs it gathered, and the optimiser's update applied in the same call. They give the
+ * graph's numbers up to float summation order (tested), so they are chosen silently.
  */
 
 export type FusedMode = 'auto' | 'off';
