@@ -10,9 +10,10 @@ export interface Optimizer {
    * Hands this step's update to a backend call that applies it itself
    * (Backend.sparseMlpStep): the rule, with the step count advanced as step() would, and
    * the state arrays of each of `params` ([m, v] or [momentum buffer]; packed per nonzero
-   * for a weight computed sparsely). The caller then does not call step().
+   * for a weight computed sparsely). The caller then does not call step(). Optional: an
+   * optimiser without it is stepped after the fused call instead.
    */
-  handOff(params: readonly Tensor[]): { rule: UpdateRule; state: Float32Array[][] };
+  handOff?(params: readonly Tensor[]): { rule: UpdateRule; state: Float32Array[][] };
 }
 
 /** Each of `params`' state, for Optimizer.handOff: packed for a sparse weight, dense otherwise. */

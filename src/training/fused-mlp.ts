@@ -31,8 +31,8 @@ export function fusedMode(): FusedMode {
  * order[from .. from + count) of `data`, for a model that is a chain of Linear layers each
  * computed sparsely (tensor/sparse.ts chooses per layer). Adds the gradients to each
  * weight's packed sparse gradient and each bias's .grad, as the graph would, and returns
- * the loss; given an `optimizer`, also applies its update (when the loss is finite) in the
- * same call, and its step() must not be called for this step. Returns null, having done
+ * the loss; given an `optimizer` with handOff, also applies its update (when the loss is
+ * finite) in the same call, and its step() must not be called for this step. Returns null, having done
  * nothing, for any other model or data (the caller then runs the graph), and under
  * LTH_FUSED=off.
  */
@@ -41,7 +41,7 @@ export function fusedMlpStep(
 ): number | null {
   const linears = isGradEnabled() ? sparseChain(model, data, true) : null;
   if (!linears) return null;
-  const handOff = optimizer?.handOff(linears.flatMap((l) => [l.weight, l.bias]));
+  const handOff = optimizer?.handOff?.(linears.flatMap((l) => [l.weight, l.bias]));
   const layers: SparseMlpLayer[] = linears.map((l, i) => {
     const sparse = l.weight.sparse!;
     return {

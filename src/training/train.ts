@@ -205,7 +205,11 @@ export interface Minibatch {
 export function trainingStep(model: Model, optimizer: Optimizer, batch: Minibatch): number {
   const { data, order, from, x, labels } = batch;
   const fused = fusedMlpStep(model, data, order, from, labels.length, optimizer);
-  if (fused !== null) return fused; // updated in the same call, if finite
+  if (fused !== null) {
+    // Updated in the same call (if finite), unless the optimiser cannot hand its update off.
+    if (!optimizer.handOff && Number.isFinite(fused)) optimizer.step();
+    return fused;
+  }
   data.gather(order, from, labels.length, x.data, labels);
   const t = softmaxCrossEntropy(model.forward(x, true), labels);
   const loss = t.data[0];
