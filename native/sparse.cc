@@ -534,7 +534,7 @@ double mlp_step(MlpStep& s, const int32_t* labels) {
 }
 
 thread_local std::vector<float> tMlpWorkspace;
-thread_local std::vector<int32_t> tMlpRows;
+thread_local std::vector<int32_t> tMlpRows, tMlpLabels;
 
 // sparseMlpStep(src, srcLabels, indices, from, n, rule, ...layers) -> mean loss. The
 // batch is rows indices[from .. from + n) of src [samples, inputs] (row-major) with their
@@ -631,7 +631,8 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   a.need("indices", lidx, from + n, 1, "from+n");
   if (!a.ok()) return nullptr;
   tMlpRows.resize((size_t)n);
-  std::vector<int32_t> labels((size_t)n);
+  std::vector<int32_t>& labels = tMlpLabels;
+  labels.resize((size_t)n);
   for (int64_t i = 0; i < n; i++) {
     const int32_t row = indices[from + i];
     if (row < 0 || row >= samples) {
@@ -658,7 +659,7 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   size_t total = 16;
   for (int64_t z : sizes) total += (size_t)z;
   if (tMlpWorkspace.size() < total) tMlpWorkspace.resize(total);
-  // 64-byte aligned: every panel row is one cache line.
+  // 64-byte aligned: every panel row (64 floats) starts on a cache line.
   float* w = tMlpWorkspace.data() + (16 - (reinterpret_cast<uintptr_t>(tMlpWorkspace.data()) / 4) % 16) % 16;
   for (size_t i = 0; i < sizes.size(); i++) {
     if (i <= L) s.act.push_back(w);
@@ -669,7 +670,6 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   FtzScope ftz;
   return number_value(env, mlp_step(s, labels.data()));
 }
-
 
 // ------------------------------------------------------------------ fused MLP evaluation
 
