@@ -549,13 +549,11 @@ napi_value Adam(napi_env env, napi_callback_info info) {
   if (hasMask) a.need("mask", lmask, n, 1, "n");
   if (!a.ok()) return nullptr;
   if (n) {
-    const double stepSize = lr / (1 - std::pow(beta1, step));
-    const double invBc2 = 1 / std::sqrt(1 - std::pow(beta2, step));
+    const lth::UpdateRule rule{true, lr, beta1, beta2, eps, step, 0, 0};
     const float* mk = hasMask ? mask : nullptr;
     FtzScope ftz;
     parallel_range(n, kParallelMinElementwise, [&](int64_t b, int64_t e) {
-      gK->adam(p + b, g + b, m + b, v + b, mk ? mk + b : nullptr, e - b, (float)beta1, (float)beta2,
-               (float)(1 - beta1), (float)(1 - beta2), (float)stepSize, (float)invBc2, (float)eps);
+      lth::update_params(rule, p + b, g + b, m + b, v + b, mk ? mk + b : nullptr, e - b);
     });
   }
   return undefined_value(env);
@@ -577,10 +575,11 @@ napi_value Sgd(napi_env env, napi_callback_info info) {
   if (hasMask) a.need("mask", lmask, n, 1, "n");
   if (!a.ok()) return nullptr;
   if (n) {
+    const lth::UpdateRule rule{false, lr, 0, 0, 0, 0, momentum, wd};
     const float* mk = hasMask ? mask : nullptr;
     FtzScope ftz;
     parallel_range(n, kParallelMinElementwise, [&](int64_t b, int64_t e) {
-      gK->sgd(p + b, g + b, buf + b, mk ? mk + b : nullptr, e - b, (float)lr, (float)momentum, (float)wd);
+      lth::update_params(rule, p + b, g + b, buf + b, nullptr, mk ? mk + b : nullptr, e - b);
     });
   }
   return undefined_value(env);
@@ -688,15 +687,15 @@ namespace lth {
 
 int thread_count() { return threads_here(); }
 
-void update_params(const UpdateRule& r, float* p, float* g, float* s0, float* s1, int64_t n) {
+void update_params(const UpdateRule& r, float* p, float* g, float* s0, float* s1, const float* mask, int64_t n) {
   if (n <= 0) return;
   if (r.adam) {
     const double stepSize = r.lr / (1 - std::pow(r.beta1, r.step));
     const double invBc2 = 1 / std::sqrt(1 - std::pow(r.beta2, r.step));
-    gK->adam(p, g, s0, s1, nullptr, n, (float)r.beta1, (float)r.beta2, (float)(1 - r.beta1), (float)(1 - r.beta2),
+    gK->adam(p, g, s0, s1, mask, n, (float)r.beta1, (float)r.beta2, (float)(1 - r.beta1), (float)(1 - r.beta2),
              (float)stepSize, (float)invBc2, (float)r.eps);
   } else {
-    gK->sgd(p, g, s0, nullptr, n, (float)r.lr, (float)r.momentum, (float)r.weightDecay);
+    gK->sgd(p, g, s0, mask, n, (float)r.lr, (float)r.momentum, (float)r.weightDecay);
   }
 }
 

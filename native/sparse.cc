@@ -499,8 +499,8 @@ void mlp_first_layer_grad(void* ctx, int part) {
   if (!s.update) return;
   // The half's nonzeros are packed positions [start of block b0, start of block b1).
   const int64_t k0 = block_start(p, b0), k = block_start(p, b1) - k0;
-  lth::update_params(*s.rule, y.vals + k0, y.gvals + k0, y.w0 + k0, y.w1 ? y.w1 + k0 : nullptr, k);
-  if (part == 0 && y.bias) lth::update_params(*s.rule, y.bias, y.gbias, y.b0, y.b1, p.rows);
+  lth::update_params(*s.rule, y.vals + k0, y.gvals + k0, y.w0 + k0, y.w1 ? y.w1 + k0 : nullptr, nullptr, k);
+  if (part == 0 && y.bias) lth::update_params(*s.rule, y.bias, y.gbias, y.b0, y.b1, nullptr, p.rows);
 }
 
 double mlp_step(MlpStep& s, const int32_t* labels) {
@@ -526,8 +526,8 @@ double mlp_step(MlpStep& s, const int32_t* labels) {
     input_grad(*y.p, y.vals, s.grad[l], s.grad[l - 1], s.ld);
     weight_grad(*y.p, s.grad[l], s.act[l], y.gvals, y.gbias, s.ld);
     if (!s.update) continue;
-    lth::update_params(*s.rule, y.vals, y.gvals, y.w0, y.w1, y.p->nnz);
-    if (y.bias) lth::update_params(*s.rule, y.bias, y.gbias, y.b0, y.b1, y.p->rows);
+    lth::update_params(*s.rule, y.vals, y.gvals, y.w0, y.w1, nullptr, y.p->nnz);
+    if (y.bias) lth::update_params(*s.rule, y.bias, y.gbias, y.b0, y.b1, nullptr, y.p->rows);
   }
   lth::run_parts(2, mlp_first_layer_grad, &s, true);
   return loss / (double)s.n;
@@ -536,10 +536,34 @@ double mlp_step(MlpStep& s, const int32_t* labels) {
 thread_local std::vector<float> tMlpWorkspace;
 thread_local std::vector<int32_t> tMlpRows, tMlpLabels;
 
+// Layer l's first four arguments, from argument i: pattern, vals, bias | null, relu.
+// Checks their sizes, that the weight is not empty and that it takes the outputs of the
+// layer before (the last of `before`); *lv and *lb get the lengths of vals and bias.
+// False after a failure (an exception is pending).
+bool layer_arg(Args& a, size_t i, size_t l, const std::vector<MlpLayer>& before, MlpLayer& y, size_t* lv, size_t* lb) {
+  char name[64];
+  bool hasBias = false;
+  y.p = pattern_arg(a, i);
+  y.vals = a.f32(i + 1, "vals", lv);
+  y.bias = a.f32OrNull(i + 2, "bias", lb, &hasBias);
+  y.relu = a.flag(i + 3, "relu");
+  if (!a.ok()) return false;
+  if (!hasBias) y.bias = nullptr;
+  std::snprintf(name, sizeof name, "layer %zu vals", l);
+  a.need(name, *lv, y.p->nnz, 1, "nnz");
+  std::snprintf(name, sizeof name, "layer %zu bias", l);
+  if (hasBias) a.need(name, *lb, y.p->rows, 1, "rows");
+  if (a.ok() && !before.empty() && before.back().p->rows != y.p->cols)
+    a.fail(true, "layer %zu takes %lld inputs but layer %zu gives %lld", l, (long long)y.p->cols, l - 1,
+           (long long)before.back().p->rows);
+  if (a.ok() && (y.p->rows == 0 || y.p->cols == 0)) a.fail(true, "layer %zu has an empty weight", l);
+  return a.ok();
+}
+
 // sparseMlpStep(src, srcLabels, indices, from, n, rule, ...layers) -> mean loss. The
 // batch is rows indices[from .. from + n) of src [samples, inputs] (row-major) with their
-// labels. Each layer is ten arguments: pattern, vals, bias | null, gvals, gbias | null,
-// relu, then the optimiser state w0, w1, b0, b1 (each a Float32Array or null). The last
+// labels. Each layer is ten arguments: pattern, vals, bias | null, relu, gvals,
+// gbias | null, then the optimiser state w0, w1, b0, b1 (each a Float32Array or null). The last
 // layer's outputs are the logits. Adds the gradient of the mean softmax cross-entropy to
 // gvals and gbias; with a rule (Float64Array [kind (1 Adam, 2 SGD), lr, beta1, beta2, eps,
 // step, momentum, weightDecay], or null for none) and a finite loss, then applies the
@@ -577,41 +601,31 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
     char name[64];
     MlpLayer y{};
     size_t lv, lb, lgv, lgb, ls[4];
-    bool hasBias = false, hasGBias = false, hasState[4] = {};
-    y.p = pattern_arg(a, i);
-    y.vals = a.f32(i + 1, "vals", &lv);
-    y.bias = a.f32OrNull(i + 2, "bias", &lb, &hasBias);
-    y.gvals = a.f32(i + 3, "gvals", &lgv);
-    y.gbias = a.f32OrNull(i + 4, "gbias", &lgb, &hasGBias);
-    y.relu = a.flag(i + 5, "relu");
+    bool hasGBias = false, hasState[4] = {};
+    if (!layer_arg(a, i, l, s.layers, y, &lv, &lb)) break;
+    y.gvals = a.f32(i + 4, "gvals", &lgv);
+    y.gbias = a.f32OrNull(i + 5, "gbias", &lgb, &hasGBias);
     float** state[4] = {&y.w0, &y.w1, &y.b0, &y.b1};
     const char* stateName[4] = {"w0", "w1", "b0", "b1"};
     for (int k = 0; k < 4; k++) *state[k] = a.f32OrNull(i + 6 + k, stateName[k], &ls[k], &hasState[k]);
     if (!a.ok()) break;
-    if (!hasBias) y.bias = nullptr;
     if (!hasGBias) y.gbias = nullptr;
     const auto need = [&](const char* what, size_t len, int64_t count, const char* of) {
       std::snprintf(name, sizeof name, "layer %zu %s", l, what);
       a.need(name, len, count, 1, of);
     };
-    need("vals", lv, y.p->nnz, "nnz");
     need("gvals", lgv, y.p->nnz, "nnz");
-    if (hasBias) need("bias", lb, y.p->rows, "rows");
     if (hasGBias) need("gbias", lgb, y.p->rows, "rows");
     if (hasRule) {
       // Adam needs both moments, SGD its momentum buffer; a bias is updated with its gradient.
       for (int k = 0; k < 4 && a.ok(); k++) {
-        const bool wanted = (k % 2 == 0 || rule.adam) && (k < 2 || hasBias);
+        const bool wanted = (k % 2 == 0 || rule.adam) && (k < 2 || y.bias);
         if (wanted && !hasState[k]) a.fail(false, "layer %zu: %s must be a Float32Array for the update", l, stateName[k]);
         if (wanted) need(stateName[k], ls[k], k < 2 ? y.p->nnz : y.p->rows, k < 2 ? "nnz" : "rows");
         if (!wanted) *state[k] = nullptr;
       }
-      if (a.ok() && hasBias && !hasGBias) a.fail(false, "layer %zu: gbias must be a Float32Array for the update", l);
+      if (a.ok() && y.bias && !hasGBias) a.fail(false, "layer %zu: gbias must be a Float32Array for the update", l);
     }
-    if (a.ok() && l > 0 && s.layers.back().p->rows != y.p->cols)
-      a.fail(true, "layer %zu takes %lld inputs but layer %zu gives %lld", l, (long long)y.p->cols, l - 1,
-             (long long)s.layers.back().p->rows);
-    if (a.ok() && (y.p->rows == 0 || y.p->cols == 0)) a.fail(true, "layer %zu has an empty weight", l);
     // Everything the step writes must be its own memory.
     const struct { const void* p; size_t bytes; } bufs[] = {
         {y.vals, lv * 4}, {y.bias, lb * 4}, {y.gvals, lgv * 4}, {y.gbias, lgb * 4},
@@ -734,24 +748,9 @@ napi_value SparseMlpEval(napi_env env, napi_callback_info info) {
   const size_t L = a.ok() ? (a.argc() - 3) / kPerLayer : 0;
   for (size_t l = 0; l < L && a.ok(); l++) {
     const size_t i = 3 + kPerLayer * l;
-    char name[64];
     MlpLayer y{};
     size_t lv, lb;
-    bool hasBias = false;
-    y.p = pattern_arg(a, i);
-    y.vals = a.f32(i + 1, "vals", &lv);
-    y.bias = a.f32OrNull(i + 2, "bias", &lb, &hasBias);
-    y.relu = a.flag(i + 3, "relu");
-    if (!a.ok()) break;
-    if (!hasBias) y.bias = nullptr;
-    std::snprintf(name, sizeof name, "layer %zu vals", l);
-    a.need(name, lv, y.p->nnz, 1, "nnz");
-    std::snprintf(name, sizeof name, "layer %zu bias", l);
-    if (hasBias) a.need(name, lb, y.p->rows, 1, "rows");
-    if (a.ok() && l > 0 && e.layers.back().p->rows != y.p->cols)
-      a.fail(true, "layer %zu takes %lld inputs but layer %zu gives %lld", l, (long long)y.p->cols, l - 1,
-             (long long)e.layers.back().p->rows);
-    if (a.ok() && (y.p->rows == 0 || y.p->cols == 0)) a.fail(true, "layer %zu has an empty weight", l);
+    if (!layer_arg(a, i, l, e.layers, y, &lv, &lb)) break;
     e.layers.push_back(y);
   }
   if (a.ok() && L == 0) a.fail(false, "expected at least one layer");

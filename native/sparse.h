@@ -18,9 +18,10 @@ struct UpdateRule {
 };
 
 // Defined in lth_native.cc: the update of n parameters p from their gradient g (then
-// zeroed) and state s0 (Adam's m, SGD's momentum buffer), s1 (Adam's v), on the calling
-// thread; the same arithmetic as the adam / sgd exports, so a range gives the same values.
-void update_params(const UpdateRule& r, float* p, float* g, float* s0, float* s1, int64_t n);
+// zeroed) and state s0 (Adam's m, SGD's momentum buffer), s1 (Adam's v), entries where
+// `mask` (if not null) is 0 held at 0, on the calling thread. The adam / sgd exports run
+// it over ranges on the pool; it is elementwise, so a range gives the same values.
+void update_params(const UpdateRule& r, float* p, float* g, float* s0, float* s1, const float* mask, int64_t n);
 
 // Adds the sparse kernels (sparsePattern, sparseForward, sparseInputGrad, sparseWeightGrad,
 // toPanels, fromPanels, sparseMlpStep, sparseMlpEval) to `exports`.

@@ -327,6 +327,17 @@ LTH_SP_TARGET static inline vf exp_nonpositive(vf x) {
   return x != x ? x : tiny ? vf{} : e;
 }
 
+// Per column (lane) of 16 logits columns at x (class j at x + j·64), the largest logit;
+// NaN wins, as Math.max.
+LTH_SP_TARGET static inline vf class_max(const float* x, int64_t classes) {
+  vf mx = ld16(x);
+  for (int64_t j = 1; j < classes; j++) {
+    const vf v = ld16(x + j * kPanel);
+    mx = (v > mx || v != v) ? v : mx;
+  }
+  return mx;
+}
+
 // Softmax cross-entropy of the logits panels [classes, ld] against labels (one per column
 // < n): returns the sum of the columns' losses (log Σ e^(x - max) - (x_label - max), in
 // double) and writes gradT = (softmax - onehot)·scale, 0 in the padding columns.
@@ -336,11 +347,7 @@ LTH_SP_TARGET static double sp_softmax_xent(const float* logitsT, float* gradT, 
   for (int64_t c = 0; c < ld && c < n; c += 16) {
     const float* x = panel(logitsT, classes, c) + c % kPanel;
     float* g = panel(gradT, classes, c) + c % kPanel;
-    vf mx = ld16(x);
-    for (int64_t j = 1; j < classes; j++) {
-      const vf v = ld16(x + j * kPanel);
-      mx = (v > mx || v != v) ? v : mx;  // NaN wins, as Math.max
-    }
+    const vf mx = class_max(x, classes);
     vf sum = {};
     for (int64_t j = 0; j < classes; j++) {
       const vf e = exp_nonpositive(ld16(x + j * kPanel) - mx);
@@ -365,11 +372,7 @@ LTH_SP_TARGET static void sp_eval_logits(const float* logitsT, const int32_t* la
                                          int64_t ld, double* loss, int64_t* correct) {
   for (int64_t c = 0; c < ld && c < n; c += 16) {
     const float* x = panel(logitsT, classes, c) + c % kPanel;
-    vf mx = ld16(x);
-    for (int64_t j = 1; j < classes; j++) {
-      const vf v = ld16(x + j * kPanel);
-      mx = (v > mx || v != v) ? v : mx;
-    }
+    const vf mx = class_max(x, classes);
     vf sum = {};
     for (int64_t j = 0; j < classes; j++) sum += exp_nonpositive(ld16(x + j * kPanel) - mx);
     for (int64_t l = 0; l < 16 && c + l < n; l++) {

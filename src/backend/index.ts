@@ -43,7 +43,7 @@ function encodeRule(r: UpdateRule | null): Float64Array | null {
 }
 function layerArgs(l: SparseMlpLayer): unknown[] {
   const w = l.state?.weight ?? [], b = l.state?.bias ?? [];
-  return [l.pattern, l.vals, l.bias, l.gvals, l.gbias, l.relu, w[0] ?? null, w[1] ?? null, b[0] ?? null, b[1] ?? null];
+  return [l.pattern, l.vals, l.bias, l.relu, l.gvals, l.gbias, w[0] ?? null, w[1] ?? null, b[0] ?? null, b[1] ?? null];
 }
 
 /** Loads the node-gyp built addon, or returns the Error that stopped it. */

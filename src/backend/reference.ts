@@ -1,4 +1,4 @@
-import { panelColumns, panelIndex as at, type Backend, type SparsePattern } from './backend.js';
+import { panelColumns, panelIndex as at, type Backend, type SparseLayer, type SparsePattern } from './backend.js';
 
 /**
  * Plain TypeScript kernels: simple loops with a fixed summation order (float64
@@ -264,11 +264,7 @@ export const referenceBackend: Backend = {
     const be = referenceBackend;
     const last = layers[layers.length - 1].pattern;
     const inputs = layers[0].pattern.cols;
-    layers.forEach((l, i) => {
-      if (i > 0 && l.pattern.cols !== layers[i - 1].pattern.rows) {
-        throw new RangeError(`sparseMlpStep: layer ${i} takes ${l.pattern.cols} inputs but layer ${i - 1} gives ${layers[i - 1].pattern.rows}`);
-      }
-    });
+    checkChain('sparseMlpStep', layers);
     const x = new Float32Array(n * inputs), labels = new Int32Array(n);
     be.gatherRows(src, inputs, indices, from, n, x);
     for (let i = 0; i < n; i++) {
@@ -314,11 +310,7 @@ export const referenceBackend: Backend = {
 
   sparseMlpEval(src, srcLabels, layers) {
     const be = referenceBackend;
-    layers.forEach((l, i) => {
-      if (i > 0 && l.pattern.cols !== layers[i - 1].pattern.rows) {
-        throw new RangeError(`sparseMlpEval: layer ${i} takes ${l.pattern.cols} inputs but layer ${i - 1} gives ${layers[i - 1].pattern.rows}`);
-      }
-    });
+    checkChain('sparseMlpEval', layers);
     const inputs = layers[0].pattern.cols, classes = layers[layers.length - 1].pattern.rows;
     const samples = src.length / inputs;
     if (!Number.isInteger(samples)) throw new RangeError(`sparseMlpEval: src has ${src.length} elements, not a whole number of samples of ${inputs}`);
@@ -344,6 +336,15 @@ export const referenceBackend: Backend = {
     return { loss, correct };
   },
 };
+
+/** That each layer takes the previous layer's outputs (RangeError naming `fn` otherwise). */
+function checkChain(fn: string, layers: readonly SparseLayer[]): void {
+  layers.forEach((l, i) => {
+    if (i > 0 && l.pattern.cols !== layers[i - 1].pattern.rows) {
+      throw new RangeError(`${fn}: layer ${i} takes ${l.pattern.cols} inputs but layer ${i - 1} gives ${layers[i - 1].pattern.rows}`);
+    }
+  });
+}
 
 /** Output size of a convolution along one axis. */
 function convOut(size: number, k: number, stride: number, pad: number): number {
