@@ -536,12 +536,20 @@ double mlp_step(MlpStep& s, const int32_t* labels) {
 thread_local std::vector<float> tMlpWorkspace;
 thread_local std::vector<int32_t> tMlpRows, tMlpLabels;
 
+// a.need(...) for "layer l <what>", the name formatted only when the check fails (this
+// runs on every training step).
+void need_layer(Args& a, size_t l, const char* what, size_t len, int64_t count, const char* of) {
+  if (!a.ok() || (int64_t)len >= count) return;
+  char name[64];
+  std::snprintf(name, sizeof name, "layer %zu %s", l, what);
+  a.need(name, len, count, 1, of);
+}
+
 // Layer l's first four arguments, from argument i: pattern, vals, bias | null, relu.
 // Checks their sizes, that the weight is not empty and that it takes the outputs of the
 // layer before (the last of `before`); *lv and *lb get the lengths of vals and bias.
 // False after a failure (an exception is pending).
 bool layer_arg(Args& a, size_t i, size_t l, const std::vector<MlpLayer>& before, MlpLayer& y, size_t* lv, size_t* lb) {
-  char name[64];
   bool hasBias = false;
   y.p = pattern_arg(a, i);
   y.vals = a.f32(i + 1, "vals", lv);
@@ -549,10 +557,8 @@ bool layer_arg(Args& a, size_t i, size_t l, const std::vector<MlpLayer>& before,
   y.relu = a.flag(i + 3, "relu");
   if (!a.ok()) return false;
   if (!hasBias) y.bias = nullptr;
-  std::snprintf(name, sizeof name, "layer %zu vals", l);
-  a.need(name, *lv, y.p->nnz, 1, "nnz");
-  std::snprintf(name, sizeof name, "layer %zu bias", l);
-  if (hasBias) a.need(name, *lb, y.p->rows, 1, "rows");
+  need_layer(a, l, "vals", *lv, y.p->nnz, "nnz");
+  if (hasBias) need_layer(a, l, "bias", *lb, y.p->rows, "rows");
   if (a.ok() && !before.empty() && before.back().p->rows != y.p->cols)
     a.fail(true, "layer %zu takes %lld inputs but layer %zu gives %lld", l, (long long)y.p->cols, l - 1,
            (long long)before.back().p->rows);
@@ -576,12 +582,7 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   const int32_t* srcLabels = a.i32(1, "srcLabels", &llab);
   const int32_t* indices = a.i32(2, "indices", &lidx);
   const int64_t from = a.dim(3, "from"), n = a.dim(4, "n", 1);
-  const double* ruleArgs = static_cast<const double*>(a.array(5, "rule", napi_float64_array, &lrule, true));
-  if (a.ok()) {
-    napi_valuetype vt;
-    napi_typeof(env, a.arg(5), &vt);
-    hasRule = vt != napi_null && vt != napi_undefined;
-  }
+  const double* ruleArgs = static_cast<const double*>(a.array(5, "rule", napi_float64_array, &lrule, true, &hasRule));
   lth::UpdateRule rule{};
   if (hasRule) {
     a.need("rule", lrule, 8, 1, "8");
@@ -598,7 +599,6 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   const size_t L = a.ok() ? (a.argc() - 6) / kPerLayer : 0;
   for (size_t l = 0; l < L && a.ok(); l++) {
     const size_t i = 6 + kPerLayer * l;
-    char name[64];
     MlpLayer y{};
     size_t lv, lb, lgv, lgb, ls[4];
     bool hasGBias = false, hasState[4] = {};
@@ -610,18 +610,14 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
     for (int k = 0; k < 4; k++) *state[k] = a.f32OrNull(i + 6 + k, stateName[k], &ls[k], &hasState[k]);
     if (!a.ok()) break;
     if (!hasGBias) y.gbias = nullptr;
-    const auto need = [&](const char* what, size_t len, int64_t count, const char* of) {
-      std::snprintf(name, sizeof name, "layer %zu %s", l, what);
-      a.need(name, len, count, 1, of);
-    };
-    need("gvals", lgv, y.p->nnz, "nnz");
-    if (hasGBias) need("gbias", lgb, y.p->rows, "rows");
+    need_layer(a, l, "gvals", lgv, y.p->nnz, "nnz");
+    if (hasGBias) need_layer(a, l, "gbias", lgb, y.p->rows, "rows");
     if (hasRule) {
       // Adam needs both moments, SGD its momentum buffer; a bias is updated with its gradient.
       for (int k = 0; k < 4 && a.ok(); k++) {
         const bool wanted = (k % 2 == 0 || rule.adam) && (k < 2 || y.bias);
         if (wanted && !hasState[k]) a.fail(false, "layer %zu: %s must be a Float32Array for the update", l, stateName[k]);
-        if (wanted) need(stateName[k], ls[k], k < 2 ? y.p->nnz : y.p->rows, k < 2 ? "nnz" : "rows");
+        if (wanted) need_layer(a, l, stateName[k], ls[k], k < 2 ? y.p->nnz : y.p->rows, k < 2 ? "nnz" : "rows");
         if (!wanted) *state[k] = nullptr;
       }
       if (a.ok() && y.bias && !hasGBias) a.fail(false, "layer %zu: gbias must be a Float32Array for the update", l);
@@ -645,23 +641,28 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   a.need("indices", lidx, from + n, 1, "from+n");
   if (!a.ok()) return nullptr;
   tMlpRows.resize((size_t)n);
-  std::vector<int32_t>& labels = tMlpLabels;
-  labels.resize((size_t)n);
+  tMlpLabels.resize((size_t)n);
+  int32_t* rows = tMlpRows.data();
+  int32_t* labels = tMlpLabels.data();
+  // The rows first, fetching their labels: scattered over the data set's labels, each is
+  // likely a cache miss, so they are all requested before any is waited for.
   for (int64_t i = 0; i < n; i++) {
-    const int32_t row = indices[from + i];
-    if (row < 0 || row >= samples) {
-      a.fail(true, "indices[%lld] = %d is outside [0, %lld)", (long long)(from + i), row, (long long)samples);
+    rows[i] = indices[from + i];
+    if (rows[i] < 0 || rows[i] >= samples) {
+      a.fail(true, "indices[%lld] = %d is outside [0, %lld)", (long long)(from + i), rows[i], (long long)samples);
       return nullptr;
     }
-    labels[i] = srcLabels[row];
+    __builtin_prefetch(srcLabels + rows[i]);
+  }
+  for (int64_t i = 0; i < n; i++) {
+    labels[i] = srcLabels[rows[i]];
     if (labels[i] < 0 || labels[i] >= classes) {
-      a.fail(true, "srcLabels[%d] = %d is outside [0, %lld)", row, labels[i], (long long)classes);
+      a.fail(true, "srcLabels[%d] = %d is outside [0, %lld)", rows[i], labels[i], (long long)classes);
       return nullptr;
     }
-    tMlpRows[i] = row;
   }
   s.src = src;
-  s.rows = tMlpRows.data();
+  s.rows = rows;
   s.n = n;
   s.ld = round16(n);
   // Workspace: input panels, each layer's outputs and their gradient, layer 0's second half.
@@ -682,7 +683,7 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
     w += sizes[i];
   }
   FtzScope ftz;
-  return number_value(env, mlp_step(s, labels.data()));
+  return number_value(env, mlp_step(s, labels));
 }
 
 // ------------------------------------------------------------------ fused MLP evaluation
