@@ -37,8 +37,15 @@ const ruleArgs = new Float64Array(8);
 const evalOut = new Float64Array(2);
 function encodeRule(r: UpdateRule | null): Float64Array | null {
   if (!r) return null;
-  if (r.kind === 'adam') ruleArgs.set([1, r.lr, r.beta1, r.beta2, r.eps, r.step, 0, 0]);
-  else ruleArgs.set([2, r.lr, 0, 0, 0, 0, r.momentum, r.weightDecay]);
+  const adam = r.kind === 'adam';
+  ruleArgs[0] = adam ? 1 : 2;
+  ruleArgs[1] = r.lr;
+  ruleArgs[2] = adam ? r.beta1 : 0;
+  ruleArgs[3] = adam ? r.beta2 : 0;
+  ruleArgs[4] = adam ? r.eps : 0;
+  ruleArgs[5] = adam ? r.step : 0;
+  ruleArgs[6] = adam ? 0 : r.momentum;
+  ruleArgs[7] = adam ? 0 : r.weightDecay;
   return ruleArgs;
 }
 function layerArgs(l: SparseMlpLayer): unknown[] {

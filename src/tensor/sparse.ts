@@ -195,9 +195,8 @@ export function sparseLinear(
  * (kept while the mask is the same) and returns it; otherwise clears that mark and
  * returns null (the layer then runs dense).
  */
-export function chooseSparse(weight: Tensor): SparseState | null {
+export function chooseSparse(weight: Tensor, mode: SparseMode = sparseMode()): SparseState | null {
   const mask = weight.mask;
-  const mode = sparseMode();
   if (!mask || mode === 'off' || weight.shape.length !== 2) return weight.setSparse(null);
   const { pattern, density } = maskPattern(mask, weight.shape[0], weight.shape[1]);
   return weight.setSparse(useSparse(density, mode, weight.size) ? pattern : null);

@@ -2,7 +2,7 @@ import { getBackend } from '../backend/index.js';
 import type { SparseLayer, SparseMlpLayer } from '../backend/backend.js';
 import { LthError } from '../core/errors.js';
 import type { Dataset } from '../data/dataset.js';
-import { chooseSparse } from '../tensor/sparse.js';
+import { chooseSparse, sparseMode } from '../tensor/sparse.js';
 import { isGradEnabled } from '../tensor/tensor.js';
 import { Linear } from '../nn/layers.js';
 import type { Model } from '../nn/model.js';
@@ -74,12 +74,13 @@ export function fusedMlpEvaluate(model: Model, data: Dataset): { loss: number; a
  */
 function sparseChain(model: Model, data: Dataset, training: boolean): Linear[] | null {
   if (fusedMode() === 'off' || data.sampleShape.length !== 1) return null;
+  const mode = sparseMode();  // once per step, not per layer: process.env is slow to read
   let features = data.sampleSize;
   const linears: Linear[] = [];
   for (const [, layer] of model.layers) {
     if (!(layer instanceof Linear) || layer.inFeatures !== features || layer.bias.mask) return null;
     if (training && !(layer.weight.requiresGrad && layer.bias.requiresGrad)) return null;
-    if (!chooseSparse(layer.weight)) return null;
+    if (!chooseSparse(layer.weight, mode)) return null;
     linears.push(layer);
     features = layer.outFeatures;
   }
