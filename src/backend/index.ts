@@ -31,8 +31,8 @@ export interface NativeBackend extends Backend {
 
 let nativeCache: NativeBackend | Error | undefined;
 
-// The addon's sparseMlpStep takes the rule as numbers and each layer as ten arguments
-// (cheaper to read than object properties).
+// The addon takes the rule as numbers and each layer as ten arguments (cheaper to read
+// than object properties).
 const ruleArgs = new Float64Array(8);
 const evalOut = new Float64Array(2);
 function encodeRule(r: UpdateRule | null): Float64Array | null {
@@ -53,6 +53,21 @@ function layerArgs(l: SparseMlpLayer): unknown[] {
   return [l.pattern, l.vals, l.bias, l.relu, l.gvals, l.gbias, w[0] ?? null, w[1] ?? null, b[0] ?? null, b[1] ?? null];
 }
 
+// The addon checks a chain's layers once (sparseMlpPrepare) and sparseMlpStep then takes
+// the handle: a training loop passes the same arrays every step, and reading them all
+// through Node-API each time cost ~10 us a step. The last chain is kept while its
+// arguments are the same objects.
+let lastChain: { args: unknown[]; handle: object } | null = null;
+function preparedChain(addon: { sparseMlpPrepare(...args: unknown[]): object }, layers: readonly SparseMlpLayer[]): object {
+  // Plain loops: flatMap and every() go through V8's slow paths, and this runs every step.
+  const args: unknown[] = [];
+  for (const l of layers) for (const a of layerArgs(l)) args.push(a);
+  let same = lastChain !== null && lastChain.args.length === args.length;
+  for (let i = 0; same && i < args.length; i++) same = args[i] === lastChain!.args[i];
+  if (!same) lastChain = { args, handle: addon.sparseMlpPrepare(...args) };
+  return lastChain!.handle;
+}
+
 /** Loads the node-gyp built addon, or returns the Error that stopped it. */
 export function loadNative(): NativeBackend | Error {
   if (nativeCache === undefined) {
@@ -68,7 +83,7 @@ export function loadNative(): NativeBackend | Error {
         simd: addon.simdPath(),
         sparseMlpStep: (src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
           layers: readonly SparseMlpLayer[], update: UpdateRule | null) =>
-          addon.sparseMlpStep(src, srcLabels, indices, from, n, encodeRule(update), ...layers.flatMap(layerArgs)),
+          addon.sparseMlpStep(preparedChain(addon, layers), src, srcLabels, indices, from, n, encodeRule(update)),
         sparseMlpEval: (src: Float32Array, srcLabels: Int32Array, layers: readonly SparseLayer[]) => {
           addon.sparseMlpEval(src, srcLabels, evalOut, ...layers.flatMap((l) => [l.pattern, l.vals, l.bias, l.relu]));
           return { loss: evalOut[0], correct: evalOut[1] };

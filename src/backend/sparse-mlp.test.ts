@@ -216,6 +216,34 @@ test('sparseMlpStep validates its arguments', { skip }, () => {
   assert.throws(() => native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, aliased, null), /must not share memory/);
 });
 
+test('sparseMlpStep follows its layers\' arrays from call to call (the native step checks a chain once and keeps it)', { skip }, () => {
+  const c = cases[2];
+  const { net, src, srcLabels, indices } = setUp(c, 4);
+  const close = (got: SparseMlpLayer, want: SparseMlpLayer, what: string) => {
+    const e = relErr(denseGrads([got])[0], denseGrads([want])[0]);
+    assert.ok(e <= 1e-5, `${what}: layer 0 weight gradient rel err ${e}`);
+  };
+  const layers = layersFor(native!, net), want = layersFor(ref, net);
+  native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layers, null);
+  ref.sparseMlpStep(src, srcLabels, indices, c.from, c.n, want, null);
+  close(layers[0], want[0], 'first call');
+  // The same chain with new gradient arrays in layer 0 and doubled values in layer 1: the
+  // step must write and read the new arrays.
+  const before = Float32Array.from(layers[0].gvals);
+  const fresh = (l: SparseMlpLayer) => ({ ...l, gvals: new Float32Array(l.gvals.length), gbias: new Float32Array(l.gbias!.length) });
+  const changed = [fresh(layers[0]), { ...layers[1], vals: layers[1].vals.map((v) => 2 * v) }];
+  const refChanged = [fresh(want[0]), { ...want[1], vals: want[1].vals.map((v) => 2 * v) }];
+  native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, changed, null);
+  ref.sparseMlpStep(src, srcLabels, indices, c.from, c.n, refChanged, null);
+  assert.deepEqual(layers[0].gvals, before, 'the old gradient array is left alone');
+  close(changed[0], refChanged[0], 'new arrays');
+  // A refused chain leaves the next good call working.
+  assert.throws(() => native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, [changed[1], changed[0]], null), /layer 1 takes/);
+  native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, changed, null);
+  ref.sparseMlpStep(src, srcLabels, indices, c.from, c.n, refChanged, null);
+  close(changed[0], refChanged[0], 'after a refused call');
+});
+
 /** Optimiser state for every layer of `layers` (random moments, so the update reads them). */
 function withState(layers: SparseMlpLayer[], rule: UpdateRule, seed: number): SparseMlpLayer[] {
   const rnd = prng(seed);
