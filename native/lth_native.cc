@@ -35,6 +35,8 @@
 #include <thread>
 #include <vector>
 
+#include <sys/mman.h>
+
 #include "kernels.h"
 #include "sparse.h"
 
@@ -629,6 +631,26 @@ napi_value GatherRows(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
+// adviseHugePages(array) -> boolean: asks the kernel to back the 2 MiB-aligned interior of
+// a Float32Array with 2 MiB pages (madvise MADV_HUGEPAGE). Pages not yet touched get
+// them when first written, so call it on a fresh array before filling it. False where
+// the system has no such pages or refuses.
+napi_value AdviseHugePages(napi_env env, napi_callback_info info) {
+  Args a(env, info, "adviseHugePages", 1);
+  size_t len = 0;
+  void* data = a.array(0, "array", napi_float32_array, &len);
+  if (!a.ok()) return nullptr;
+  bool ok = false;
+#ifdef MADV_HUGEPAGE
+  const uintptr_t huge = (uintptr_t)2 << 20, p0 = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t lo = (p0 + huge - 1) & ~(huge - 1), hi = (p0 + len * 4) & ~(huge - 1);
+  if (data && hi > lo) ok = madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE) == 0;
+#endif
+  napi_value r;
+  napi_get_boolean(env, ok, &r);
+  return r;
+}
+
 napi_value SimdPath(napi_env env, napi_callback_info) {
   napi_value s;
   napi_create_string_utf8(env, gK->name, NAPI_AUTO_LENGTH, &s);
@@ -744,6 +766,7 @@ NAPI_MODULE_INIT() {
       {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sgd", nullptr, Sgd, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"applyMask", nullptr, ApplyMask, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"adviseHugePages", nullptr, AdviseHugePages, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"simdPath", nullptr, SimdPath, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"threadsHere", nullptr, ThreadsHere, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

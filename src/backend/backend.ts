@@ -64,6 +64,13 @@ export interface Backend {
   ): void;
 
   /**
+   * Asks the OS to back `array` (fresh, not yet written) with 2 MiB pages where it can: a
+   * data set's samples are read at random rows, one TLB miss per row with 4 KiB pages.
+   * A hint: false where unsupported; the reference backend never asks.
+   */
+  adviseHugePages(array: Float32Array): boolean;
+
+  /**
    * The rows of a minibatch: dst[b·rowSize + j] = src[indices[from + b]·rowSize + j] for
    * b < count, j < rowSize (rowSize ≥ 1). An index outside src's rows is a RangeError.
    */

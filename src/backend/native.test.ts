@@ -1,10 +1,11 @@
 /**
  * The native addon against the reference backend: random and edge shapes for every
  * transpose/accumulate combination, the LeNet-300-100 shapes, NaN propagation, masks,
- * argument validation, every SIMD path (child processes with LTH_SIMD set) and
- * bitwise independence of the thread count.
+ * argument validation, every SIMD path (child processes with LTH_SIMD set),
+ * bitwise independence of the thread count, and the huge-page hint.
  */
 import { test } from 'node:test';
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import assert from 'node:assert/strict';
@@ -433,4 +434,18 @@ test('a bad LTH_SIMD or LTH_THREADS makes the addon fail to load with a clear me
     child({ LTH_SIMD: 'sse9' }, CHECK_PROGRAM), child({ LTH_THREADS: 'many' }, CHECK_PROGRAM)]);
   assert.match(String(bad.error), /LTH_SIMD must be 'avx512', 'avx2' or 'scalar', got 'sse9'/);
   assert.match(String(badThreads.error), /LTH_THREADS must be an integer from 1 to 256, got 'many'/);
+});
+
+test('adviseHugePages: a hint that leaves the array as it was; the data set loaders ask for it', { skip }, () => {
+  const a = new Float32Array(3 << 20);  // 12 MiB: several aligned 2 MiB pages
+  const asked = native!.adviseHugePages(a);
+  assert.equal(typeof asked, 'boolean');
+  // Where the kernel has transparent huge pages the advice is taken.
+  if (existsSync('/sys/kernel/mm/transparent_hugepage/enabled')) assert.equal(asked, true);
+  a[a.length - 1] = 2;
+  assert.equal(a[a.length - 1], 2);
+  assert.equal(a[0], 0);
+  assert.equal(native!.adviseHugePages(new Float32Array(4)), false, 'no whole 2 MiB page inside');
+  assert.equal(ref.adviseHugePages(a), false);
+  assert.throws(() => native!.adviseHugePages(new Float64Array(4) as unknown as Float32Array), /array must be a Float32Array, got Float64Array/);
 });

@@ -103,6 +103,10 @@ export const referenceBackend: Backend = {
     }
   },
 
+  adviseHugePages() {
+    return false;
+  },
+
   gatherRows(src, rowSize, indices, from, count, dst) {
     if (!(Number.isInteger(rowSize) && rowSize >= 1)) throw new RangeError(`gatherRows: rowSize must be a positive integer, got ${rowSize}`);
     const rows = src.length / rowSize;

@@ -31,7 +31,7 @@ export class Dataset {
 
   subset(indices: Int32Array): Dataset {
     const d = this.sampleSize;
-    const images = new Float32Array(indices.length * d);
+    const images = sampleArray(indices.length * d);
     const labels = new Int32Array(indices.length);
     this.gather(indices, 0, indices.length, images, labels);
     return new Dataset(images, labels, this.sampleShape, this.numClasses);
@@ -59,10 +59,21 @@ export function splitValidation(name: string, trainAll: Dataset, test: Dataset, 
   return { name, train, validation, test };
 }
 
+/**
+ * A zeroed array for a data set's samples. Minibatches read it at random rows, so it asks
+ * for 2 MiB pages: gathering 60 MNIST rows took each core 28-31 µs instead of 34-44
+ * (instrumented fused step, three interleaved pairs of runs).
+ */
+export function sampleArray(n: number): Float32Array {
+  const a = new Float32Array(n);
+  getBackend().adviseHugePages(a);
+  return a;
+}
+
 /** Bytes 0..255 -> (x/255 - mean) / std. */
 export function normalizeBytes(bytes: Uint8Array, mean: number, std: number): Float32Array {
   const table = new Float32Array(256).map((_, b) => (b / 255 - mean) / std);
-  const out = new Float32Array(bytes.length);
+  const out = sampleArray(bytes.length);
   for (let i = 0; i < bytes.length; i++) out[i] = table[bytes[i]];
   return out;
 }
