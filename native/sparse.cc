@@ -601,6 +601,7 @@ const char* const kStateName[4] = {"w0", "w1", "b0", "b1"};
 // b0, b1 (each a Float32Array or null). Checks their sizes, that the layers chain, and
 // that no two of a layer's arrays share memory.
 napi_value SparseMlpPrepare(napi_env env, napi_callback_info info) {
+  // Its errors carry the step's name: the Backend's sparseMlpStep is what a caller called.
   Args a(env, info, "sparseMlpStep", 10);
   constexpr size_t kPerLayer = 10;
   if (a.ok() && (a.argc() == 0 || a.argc() % kPerLayer != 0))
