@@ -568,7 +568,6 @@ bool layer_arg(Args& a, size_t i, size_t l, const std::vector<MlpLayer>& before,
   y.bias = a.f32OrNull(i + 2, "bias", lb, &hasBias);
   y.relu = a.flag(i + 3, "relu");
   if (!a.ok()) return false;
-  if (!hasBias) y.bias = nullptr;
   need_layer(a, l, "vals", *lv, y.p->nnz, "nnz");
   if (hasBias) need_layer(a, l, "bias", *lb, y.p->rows, "rows");
   if (a.ok() && !before.empty() && before.back().p->rows != y.p->cols)
@@ -585,8 +584,7 @@ bool layer_arg(Args& a, size_t i, size_t l, const std::vector<MlpLayer>& before,
 struct PreparedMlp {
   std::vector<MlpLayer> layers;  // every state array given, whatever the rule will want
   std::vector<std::array<size_t, 4>> stateLen;  // lengths of w0, w1, b0, b1
-  std::vector<std::array<bool, 4>> stateGiven;
-  std::vector<bool> hasGBias;
+  std::vector<std::array<bool, 4>> stateGiven;  // (an empty state array is given but null)
   napi_env env;
   std::vector<napi_ref> refs;
   ~PreparedMlp() {
@@ -621,11 +619,8 @@ napi_value SparseMlpPrepare(napi_env env, napi_callback_info info) {
     float** state[4] = {&y.w0, &y.w1, &y.b0, &y.b1};
     for (int k = 0; k < 4; k++) *state[k] = a.f32OrNull(i + 6 + k, kStateName[k], &ls[k], &hasState[k]);
     if (!a.ok()) break;
-    if (!hasGBias) y.gbias = nullptr;
     need_layer(a, l, "gvals", lgv, y.p->nnz, "nnz");
     if (hasGBias) need_layer(a, l, "gbias", lgb, y.p->rows, "rows");
-    for (int k = 0; k < 4; k++)
-      if (!hasState[k]) *state[k] = nullptr;
     // Everything the step writes must be its own memory.
     const struct { const void* p; size_t bytes; } bufs[] = {
         {y.vals, lv * 4}, {y.bias, lb * 4}, {y.gvals, lgv * 4}, {y.gbias, lgb * 4},
@@ -637,7 +632,6 @@ napi_value SparseMlpPrepare(napi_env env, napi_callback_info info) {
     prep->layers.push_back(y);
     prep->stateLen.push_back(ls);
     prep->stateGiven.push_back({hasState[0], hasState[1], hasState[2], hasState[3]});
-    prep->hasGBias.push_back(hasGBias);
   }
   if (!a.ok()) return nullptr;
   for (size_t i = 0; i < a.argc(); i++) {
@@ -699,7 +693,8 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
       if (wanted) need_layer(a, l, kStateName[k], prep.stateLen[l][k], k < 2 ? y.p->nnz : y.p->rows, k < 2 ? "nnz" : "rows");
       if (!wanted) *state[k] = nullptr;
     }
-    if (a.ok() && y.bias && !prep.hasGBias[l]) a.fail(false, "layer %zu: gbias must be a Float32Array for the update", l);
+    // A given gbias is not null: it holds rows >= 1 values (checked when prepared).
+    if (a.ok() && y.bias && !y.gbias) a.fail(false, "layer %zu: gbias must be a Float32Array for the update", l);
   }
   if (!a.ok()) return nullptr;
   const size_t L = s.layers.size();
