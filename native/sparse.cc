@@ -463,6 +463,12 @@ napi_value FromPanels(napi_env env, napi_callback_info info) {
 // buffer stays on one core from step to step (measured: letting the pool's cores take the
 // small layers' work made the caller's next step pay for fetching it back). The split
 // depends on the pattern only, so results do not depend on the thread count.
+//
+// While the caller runs the other layers (phase 2), the other core gathers the next
+// batch's inputs, both halves, into a second buffer of the prepared chain; the next step
+// uses them when it asks for the same rows of the same data set. Measured on the 3.6%
+// LeNet step (interleaved, 2 threads): median 196 -> 162 us; the caller's half then comes
+// from the other core's cache in phase 1, which costs less than gathering it from memory.
 
 struct MlpLayer {
   const Pattern* p;
@@ -484,6 +490,10 @@ struct MlpStep {
   std::vector<float*> act;   // act[0] = input panels, act[l + 1] = layer l's outputs
   std::vector<float*> grad;  // grad[l] = gradient of layer l's outputs
   float* half1;              // the second half's partial sums of layer 0
+  bool gathered;             // act[0] already holds the batch (gathered ahead by the step before)
+  const int32_t* nextRows;   // the next batch's rows to gather ahead into nextIn, or null
+  float* nextIn;
+  double loss;               // the summed loss, from the caller's part of phase 2
 };
 
 // The packed position of the first nonzero of column block b (nnz for b = nbc).
@@ -496,7 +506,7 @@ void mlp_first_layer(void* ctx, int h) {
   const Pattern& p = *y.p;
   const int64_t b0 = h ? s.split : 0, b1 = h ? p.nbc : s.split;
   const int64_t f0 = std::min(b0 * p.bc, p.cols), f1 = std::min(b1 * p.bc, p.cols);
-  gS->gatherPanels(s.src, p.cols, s.rows, s.n, f0, f1, s.act[0], s.ld);
+  if (!s.gathered) gS->gatherPanels(s.src, p.cols, s.rows, s.n, f0, f1, s.act[0], s.ld);
   gS->forwardBlocks(p, y.vals, s.act[0], h ? s.half1 : s.act[1], h ? nullptr : y.bias, b0, b1, s.ld);
 }
 
@@ -515,22 +525,18 @@ void mlp_first_layer_grad(void* ctx, int part) {
   if (part == 0 && y.bias) lth::update_params(*s.rule, y.bias, y.gbias, y.b0, y.b1, nullptr, p.rows);
 }
 
-double mlp_step(MlpStep& s, const int32_t* labels) {
+// Phase 2, the caller: the sum of layer 0's halves, the other layers forward, the loss,
+// their backward pass and update, down to the gradient of layer 0's outputs.
+void mlp_middle(MlpStep& s, const int32_t* labels) {
   const size_t L = s.layers.size();
-  const Pattern& p0 = *s.layers[0].p;
-  // Split layer 0's column blocks where the nonzeros before the block are closest to half.
-  s.split = 0;
-  for (int64_t b = 1; b <= p0.nbc; b++)
-    if (std::llabs(2 * block_start(p0, b) - p0.nnz) < std::llabs(2 * block_start(p0, s.split) - p0.nnz)) s.split = b;
-  lth::run_parts(2, mlp_first_layer, &s, true);
-  gS->addAct(s.act[1], s.half1, s.act[1], p0.rows, s.n, s.ld, s.layers[0].relu);
+  gS->addAct(s.act[1], s.half1, s.act[1], s.layers[0].p->rows, s.n, s.ld, s.layers[0].relu);
   for (size_t l = 1; l < L; l++) {
     const MlpLayer& y = s.layers[l];
     forward(*y.p, y.vals, s.act[l], s.act[l + 1], y.bias, s.n, s.ld, y.relu);
   }
-  const double loss = gS->softmaxXent(s.act[L], s.grad[L - 1], labels, s.layers[L - 1].p->rows, s.n, s.ld,
-                                      (float)(1.0 / (double)s.n));
-  s.update = s.rule && std::isfinite(loss);
+  s.loss = gS->softmaxXent(s.act[L], s.grad[L - 1], labels, s.layers[L - 1].p->rows, s.n, s.ld,
+                           (float)(1.0 / (double)s.n));
+  s.update = s.rule && std::isfinite(s.loss);
   for (size_t l = L; l-- > 0;) {
     const MlpLayer& y = s.layers[l];
     if (y.relu) gS->reluMask(s.grad[l], s.act[l + 1], y.p->rows * panel_cols(s.ld));
@@ -541,11 +547,41 @@ double mlp_step(MlpStep& s, const int32_t* labels) {
     lth::update_params(*s.rule, y.vals, y.gvals, y.w0, y.w1, nullptr, y.p->nnz);
     if (y.bias) lth::update_params(*s.rule, y.bias, y.gbias, y.b0, y.b1, nullptr, y.p->rows);
   }
+}
+
+double mlp_step(MlpStep& s, const int32_t* labels) {
+  const Pattern& p0 = *s.layers[0].p;
+  // Split layer 0's column blocks where the nonzeros before the block are closest to half.
+  s.split = 0;
+  for (int64_t b = 1; b <= p0.nbc; b++)
+    if (std::llabs(2 * block_start(p0, b) - p0.nnz) < std::llabs(2 * block_start(p0, s.split) - p0.nnz)) s.split = b;
+  lth::run_parts(2, mlp_first_layer, &s, true);
+  if (!s.nextIn) {
+    mlp_middle(s, labels);
+  } else {
+    // Phase 2 is the caller's alone, so the other core gathers the next batch meanwhile
+    // (or the caller does, after its part, if no worker took it).
+    struct Middle {
+      MlpStep& s;
+      const int32_t* labels;
+    } m{s, labels};
+    lth::run_parts(2, [](void* c, int part) {
+      Middle& m = *static_cast<Middle*>(c);
+      if (part == 0) return mlp_middle(m.s, m.labels);
+      gS->gatherPanels(m.s.src, m.s.layers[0].p->cols, m.s.nextRows, m.s.n, 0, m.s.layers[0].p->cols, m.s.nextIn, m.s.ld);
+    }, &m, true);
+  }
   lth::run_parts(2, mlp_first_layer_grad, &s, true);
-  return loss / (double)s.n;
+  return s.loss / (double)s.n;
 }
 
 thread_local std::vector<float> tMlpWorkspace;
+
+// The first 64-byte aligned float of v (which has 16 floats to spare): every panel row
+// (64 floats) starts on a cache line.
+float* aligned64(std::vector<float>& v) {
+  return v.data() + (16 - (reinterpret_cast<uintptr_t>(v.data()) / 4) % 16) % 16;
+}
 thread_local std::vector<int32_t> tMlpRows, tMlpLabels;
 
 // a.need(...) for "layer l <what>", the name formatted only when the check fails (this
@@ -587,6 +623,14 @@ struct PreparedMlp {
   std::vector<std::array<bool, 4>> stateGiven;  // (an empty state array is given but null)
   napi_env env;
   std::vector<napi_ref> refs;
+  // Input panels of two batches: the current one and the next, gathered ahead during this
+  // step (see mlp_step) for the rows `aheadRows` of `aheadSrc` when `ahead` is set.
+  std::vector<float> in[2];
+  int cur = 0;
+  bool ahead = false;
+  const float* aheadSrc = nullptr;
+  size_t aheadLen = 0;
+  std::vector<int32_t> aheadRows;
   ~PreparedMlp() {
     for (napi_ref r : refs) napi_delete_reference(env, r);
   }
@@ -679,7 +723,7 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
       rule = {ruleArgs[0] == 1, ruleArgs[1], ruleArgs[2], ruleArgs[3], ruleArgs[4], ruleArgs[5], ruleArgs[6], ruleArgs[7]};
   }
   if (!a.ok()) return nullptr;
-  const PreparedMlp& prep = *static_cast<const PreparedMlp*>(handle);
+  PreparedMlp& prep = *static_cast<PreparedMlp*>(handle);
   MlpStep s;
   s.rule = hasRule ? &rule : nullptr;
   s.layers = prep.layers;
@@ -730,25 +774,49 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   s.rows = rows;
   s.n = n;
   s.ld = round16(n);
-  // Workspace: input panels, each layer's outputs and their gradient, layer 0's second half.
+  // Workspace: each layer's outputs and their gradient, layer 0's second half.
   const int64_t cols = panel_cols(s.ld);
-  std::vector<int64_t> sizes{inputs * cols};
+  std::vector<int64_t> sizes;
   for (const MlpLayer& y : s.layers) sizes.push_back(y.p->rows * cols);
   for (const MlpLayer& y : s.layers) sizes.push_back(y.p->rows * cols);
   sizes.push_back(s.layers[0].p->rows * cols);
   size_t total = 16;
   for (int64_t z : sizes) total += (size_t)z;
   if (tMlpWorkspace.size() < total) tMlpWorkspace.resize(total);
-  // 64-byte aligned: every panel row (64 floats) starts on a cache line.
-  float* w = tMlpWorkspace.data() + (16 - (reinterpret_cast<uintptr_t>(tMlpWorkspace.data()) / 4) % 16) % 16;
+  float* w = aligned64(tMlpWorkspace);
   for (size_t i = 0; i < sizes.size(); i++) {
-    if (i <= L) s.act.push_back(w);
-    else if (i <= 2 * L) s.grad.push_back(w);
+    if (i < L) s.act.push_back(w);
+    else if (i < 2 * L) s.grad.push_back(w);
     else s.half1 = w;
     w += sizes[i];
   }
+  // The input panels: gathered ahead by the step before when it read the same rows of the
+  // same src (which must not change in between, see Backend.sparseMlpStep).
+  for (std::vector<float>& buf : prep.in)
+    if (buf.size() < (size_t)(inputs * cols) + 16) buf.resize((size_t)(inputs * cols) + 16);
+  s.gathered = prep.ahead && prep.aheadSrc == src && prep.aheadLen == lsrc && prep.aheadRows.size() == (size_t)n &&
+               std::equal(rows, rows + n, prep.aheadRows.begin());
+  prep.ahead = false;
+  s.act.insert(s.act.begin(), aligned64(prep.in[prep.cur]));
+  // The next batch, rows indices[from + n .. from + 2n), when it is whole and valid.
+  s.nextRows = nullptr;
+  s.nextIn = nullptr;
+  if (from + 2 * n <= (int64_t)lidx) {
+    prep.aheadRows.assign(indices + from + n, indices + from + 2 * n);
+    if (std::all_of(prep.aheadRows.begin(), prep.aheadRows.end(), [&](int32_t r) { return r >= 0 && r < samples; })) {
+      s.nextRows = prep.aheadRows.data();
+      s.nextIn = aligned64(prep.in[prep.cur ^ 1]);
+    }
+  }
   FtzScope ftz;
-  return number_value(env, mlp_step(s, labels));
+  const double loss = mlp_step(s, labels);
+  if (s.nextIn) {
+    prep.cur ^= 1;
+    prep.ahead = true;
+    prep.aheadSrc = src;
+    prep.aheadLen = lsrc;
+  }
+  return number_value(env, loss);
 }
 
 // ------------------------------------------------------------------ fused MLP evaluation
@@ -778,7 +846,7 @@ void mlp_eval_chunk(void* ctx, int chunk) {
   int64_t floats = 16 + e.layers[0].p->cols * kEvalChunk;
   for (const MlpLayer& y : e.layers) floats += y.p->rows * kEvalChunk;
   if (tEvalWorkspace.size() < (size_t)floats) tEvalWorkspace.resize((size_t)floats);
-  float* w = tEvalWorkspace.data() + (16 - (reinterpret_cast<uintptr_t>(tEvalWorkspace.data()) / 4) % 16) % 16;
+  float* w = aligned64(tEvalWorkspace);
   std::vector<float*> act{w};
   w += e.layers[0].p->cols * kEvalChunk;
   for (const MlpLayer& y : e.layers) {

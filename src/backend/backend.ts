@@ -184,6 +184,10 @@ export interface Backend {
    * would (zeroing the gradients). Returns the mean loss (not finite when the loss is
    * not). Same numbers as the kernels above composed, up to float summation order, and
    * independent of the thread count.
+   *
+   * A backend may read the next batch, indices[from + n .. from + 2n), ahead during the
+   * step and use it when the next call asks for the same rows of the same src: src must
+   * not be changed in place between steps (indices may be; the rows are compared).
    */
   sparseMlpStep(
     src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
