@@ -36,6 +36,12 @@
 #include <vector>
 
 #include <sys/mman.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "kernels.h"
 #include "sparse.h"
@@ -145,6 +151,9 @@ class Pool {
     fn_.store(fn, std::memory_order_relaxed);
     ctx_.store(ctx, std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
+#ifdef __linux__
+    callerCpu_.store(sched_getcpu(), std::memory_order_relaxed);
+#endif
     const uint64_t word = next_job_word(parts) | (callerFirst ? 1 : 0);
     {
       std::lock_guard<std::mutex> lk(mu_);
@@ -154,23 +163,58 @@ class Pool {
     int mine = 0;
     if (callerFirst) fn(ctx, 0, callerScratch), mine++;
     for (int part; (part = claim(word)) >= 0; mine++) fn(ctx, part, callerScratch);
-    if (mine < parts) {
-      // Wait for the chunks the workers took.
-      const int target = parts - mine;
-      unsigned spins = 0;
-      while (done_.load(std::memory_order_acquire) != target) {
-        if (++spins < 4096) {
-#ifdef LTH_X86
-          _mm_pause();
-#endif
-        } else {
-          std::this_thread::yield();
-        }
-      }
-    }
+    if (mine < parts) wait_done(parts - mine);
   }
 
  private:
+  // Waits until the workers have finished `target` parts of the current job: spins a
+  // little (the parts usually end together), then sleeps. Sleeping lets this core go idle,
+  // so the scheduler can move a preempted worker onto it; spinning or yielding kept it busy,
+  // and a worker preempted by any other thread (V8's, the system's) held up the step for a
+  // whole scheduler tick, 4 ms, every ~20 steps of a sparse LeNet step (~150 us).
+  void wait_done(int target) {
+    const auto t0 = std::chrono::steady_clock::now();
+    unsigned spins = 0;
+    for (int d; (d = done_.load(std::memory_order_seq_cst)) != target;) {
+      if ((++spins & 63) != 0 ||
+          std::chrono::steady_clock::now() - t0 < std::chrono::microseconds(kWaitSpinMicros)) {
+#ifdef LTH_X86
+        _mm_pause();
+#endif
+        continue;
+      }
+#ifdef __linux__
+      // A worker wakes us after adding to done_ if it sees waiting_ (both seq_cst: either
+      // it sees the flag or we see its count, and FUTEX_WAIT rechecks done_ == d).
+      waiting_.store(true, std::memory_order_seq_cst);
+      if (done_.load(std::memory_order_seq_cst) == d)
+        syscall(SYS_futex, reinterpret_cast<int*>(&done_), FUTEX_WAIT_PRIVATE, d, nullptr, nullptr, 0);
+      waiting_.store(false, std::memory_order_relaxed);
+#else
+      std::this_thread::yield();
+#endif
+    }
+  }
+
+  // Moves this worker off the core the caller last ran on, if it is there. Two threads
+  // that share a core while another idles take turns, each spinning for up to ~200 us
+  // while the other waits (seen in scheduler traces for milliseconds at a time: Linux
+  // places a woken thread on its waker's core and was slow to separate them). Excluding
+  // the core from the affinity mask moves the thread at once; the mask is restored
+  // straight after.
+  void leave_caller_cpu() {
+#ifdef __linux__
+    const int caller = callerCpu_.load(std::memory_order_relaxed);
+    if (caller < 0 || caller >= CPU_SETSIZE || sched_getcpu() != caller) return;
+    cpu_set_t allowed, others;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+    others = allowed;
+    CPU_CLR(caller, &others);
+    if (CPU_COUNT(&others) > 0 && sched_setaffinity(0, sizeof others, &others) == 0)
+      sched_setaffinity(0, sizeof allowed, &allowed);
+#endif
+  }
+
   // job_ = job id << 32 | parts << 16 | next unclaimed part.
   uint64_t next_job_word(int parts) const {
     return ((job_.load(std::memory_order_relaxed) >> 32) + 1) << 32 | (uint64_t)parts << 16;
@@ -201,12 +245,15 @@ class Pool {
 #ifdef LTH_X86
         _mm_pause();
 #endif
-        if ((++spins & 255) == 0 &&
-            std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kSpinMicros)) {
-          std::unique_lock<std::mutex> lk(mu_);
-          cv_.wait(lk, [&] { return (job_.load(std::memory_order_acquire) >> 32) != seenJob; });
+        if ((++spins & 255) == 0) {
+          leave_caller_cpu();
+          if (std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kSpinMicros)) {
+            std::unique_lock<std::mutex> lk(mu_);
+            cv_.wait(lk, [&] { return (job_.load(std::memory_order_acquire) >> 32) != seenJob; });
+          }
         }
       }
+      leave_caller_cpu();  // a sleeping worker is often woken onto its waker's core
       seenJob = w >> 32;
       if (stop_.load(std::memory_order_relaxed)) return;
       // fn_ and ctx_ are read only after a successful claim: the job cannot end, and
@@ -220,17 +267,26 @@ class Pool {
         fn_.load(std::memory_order_relaxed)(ctx_.load(std::memory_order_relaxed), part, buf);
         mine++;
       }
-      if (mine) done_.fetch_add(mine, std::memory_order_acq_rel);
+      if (mine) {
+        done_.fetch_add(mine, std::memory_order_seq_cst);
+#ifdef __linux__
+        if (waiting_.load(std::memory_order_seq_cst))
+          syscall(SYS_futex, reinterpret_cast<int*>(&done_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+#endif
+      }
     }
   }
 
   static constexpr int kSpinMicros = 200;
+  static constexpr int kWaitSpinMicros = 50;
   const int threads_;
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::atomic<uint64_t> job_{0};
   std::atomic<int> done_{0};      // parts finished by workers in the current job
+  std::atomic<bool> waiting_{false};  // the caller sleeps on done_ (a futex)
+  std::atomic<int> callerCpu_{-1};    // the core run() was last called on
   std::atomic<TaskFn> fn_{nullptr};
   std::atomic<void*> ctx_{nullptr};
   std::atomic<bool> stop_{false};  // set under mu_ before job_ changes
