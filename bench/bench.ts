@@ -7,7 +7,8 @@
  *
  * An epoch is lth's: ⌊55,000/60⌋ = 916 iterations of batch 60 on MNIST, Adam (lr 1.2e-3),
  * the same steps as the training loop in src/training/train.ts (gather the batch in the
- * epoch's seeded order, forward, softmax cross-entropy, backward, optimiser step). Only
+ * epoch's seeded order, forward, softmax cross-entropy, backward, optimiser step), in the
+ * same runs of trainingSteps calls (ending every 100 iterations and at the epoch's end). Only
  * training is timed; one evaluation pass over validation + test (15,000 samples, with
  * `evaluate`) is timed and reported separately. Each figure is the median of --runs runs
  * after a short warm-up; --iterations N times N iterations per run and scales to 916.
@@ -53,7 +54,7 @@ import { getModel } from '../src/models/registry.js';
 import type { Model, StateDict } from '../src/nn/model.js';
 import { Adam } from '../src/nn/optim.js';
 import { BufferArena, Tensor } from '../src/tensor/tensor.js';
-import { evaluate, iterationsPerEpoch, train, trainingStep } from '../src/training/train.js';
+import { evaluate, iterationsPerEpoch, train, trainingSteps } from '../src/training/train.js';
 
 const SCHEMA = {
   densities: { type: 'list', help: 'overall weight densities to time', default: ['1', '0.513', '0.211', '0.07', '0.036', '0.019'] },
@@ -145,23 +146,32 @@ function buildModel(layers: LayerDensities): { model: Model; density: number } {
   return { model, density: kept / total };
 }
 
-/** One training iteration per call: the body of train()'s loop, with its own Adam and data order. */
-function trainer(data: Splits, model: Model): () => void {
+/**
+ * trainer(data, model)(k) runs the next k training iterations as train()'s loop does, with
+ * its own Adam and data order: in runs that end at every evaluation point (each
+ * FULL_IMP.evalEvery iterations) and at the epoch's end, each run one trainingSteps call.
+ */
+function trainer(data: Splits, model: Model): (iterations: number) => void {
   const optimizer = new Adam(model.namedParameters().map(([, t]) => t), LR);
   const train = data.train;
   const perEpoch = iterationsPerEpoch(train.length, BATCH);
   const xBuf = new Float32Array(BATCH * train.sampleSize);
   const yBuf = new Int32Array(BATCH);
   const x = new Tensor(xBuf, [BATCH, ...train.sampleShape]);
+  const losses = new Float64Array(FULL_IMP.evalEvery);
   let it = 0;
   let order = new Rng(SEED, 'data', 0).permutation(train.length);
   const arena = new BufferArena();
-  return () => {
-    const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
-    if (inEpoch === 0 && it > 0) order = new Rng(SEED, 'data', epoch).permutation(train.length);
-    const loss = arena.run(() => trainingStep(model, optimizer, { data: train, order, from: inEpoch * BATCH, x, labels: yBuf }));
-    if (!Number.isFinite(loss)) throw new LthError(`bench: loss is ${loss} at iteration ${it}`);
-    it++;
+  return (iterations) => {
+    for (const stop = it + iterations; it < stop;) {
+      const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
+      if (inEpoch === 0 && it > 0) order = new Rng(SEED, 'data', epoch).permutation(train.length);
+      const end = Math.min(stop, it - inEpoch + perEpoch, (Math.floor(it / FULL_IMP.evalEvery) + 1) * FULL_IMP.evalEvery);
+      const run = losses.subarray(0, end - it);
+      const ran = arena.run(() => trainingSteps(model, optimizer, { data: train, order, from: inEpoch * BATCH, x, labels: yBuf }, run));
+      if (!Number.isFinite(run[ran - 1])) throw new LthError(`bench: loss is ${run[ran - 1]} at iteration ${it + ran - 1}`);
+      it += ran;
+    }
   };
 }
 
@@ -177,11 +187,11 @@ function timeDensity(data: Splits, d: number, o: Options, iterations: number): D
   const { model, density } = buildModel(ladderDensities(d));
   const step = trainer(data, model);
   const perEpoch = iterationsPerEpoch(data.train.length, BATCH);
-  for (let i = 0; i < o.warmup; i++) step();
+  step(o.warmup);
   const runSeconds: number[] = [];
   for (let r = 0; r < o.runs; r++) {
     const t0 = performance.now();
-    for (let i = 0; i < iterations; i++) step();
+    step(iterations);
     runSeconds.push(((performance.now() - t0) / 1000) * (perEpoch / iterations));
   }
   let evalSeconds: number | undefined;

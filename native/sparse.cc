@@ -582,7 +582,7 @@ thread_local std::vector<float> tMlpWorkspace;
 float* aligned64(std::vector<float>& v) {
   return v.data() + (16 - (reinterpret_cast<uintptr_t>(v.data()) / 4) % 16) % 16;
 }
-thread_local std::vector<int32_t> tMlpRows, tMlpLabels;
+thread_local std::vector<int32_t> tMlpLabels;
 
 // a.need(...) for "layer l <what>", the name formatted only when the check fails (this
 // runs on every training step).
@@ -696,17 +696,21 @@ napi_value SparseMlpPrepare(napi_env env, napi_callback_info info) {
   return handle;
 }
 
-// sparseMlpStep(prepared, src, srcLabels, indices, from, n, rule) -> mean loss. The layers
-// are a sparseMlpPrepare handle's; the batch is rows indices[from .. from + n) of src
-// [samples, inputs] (row-major) with their labels. The last layer's outputs are the
-// logits. Adds the gradient of the mean softmax cross-entropy to gvals and gbias; with a
-// rule (Float64Array [kind (1 Adam, 2 SGD), lr, beta1, beta2, eps, step, momentum,
-// weightDecay], or null for none) and a finite loss, then applies the update to vals and
-// bias from their gradients (zeroing them) and state, as adam / sgd.
+// sparseMlpStep(prepared, src, srcLabels, indices, from, n, rule, losses) -> mean loss of
+// the last step run. The layers are a sparseMlpPrepare handle's; the batch is rows
+// indices[from .. from + n) of src [samples, inputs] (row-major) with their labels. The
+// last layer's outputs are the logits. Adds the gradient of the mean softmax
+// cross-entropy to gvals and gbias; with a rule (Float64Array [kind (1 Adam, 2 SGD), lr,
+// beta1, beta2, eps, step, momentum, weightDecay], or null for none) and a finite loss,
+// then applies the update to vals and bias from their gradients (zeroing them) and state,
+// as adam / sgd. With losses (a Float64Array, or null for one step), runs losses.length
+// steps on consecutive batches, the rule's step count advancing by one a step, writes
+// each step's mean loss, and stops after a step whose loss is not finite. Every index and
+// label is checked before the first step.
 napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
-  Args a(env, info, "sparseMlpStep", 7);
-  size_t lsrc, llab, lidx, lrule;
-  bool hasRule = false;
+  Args a(env, info, "sparseMlpStep", 8);
+  size_t lsrc, llab, lidx, lrule, llosses = 1;
+  bool hasRule = false, hasLosses = false;
   void* handle = nullptr;
   if (a.ok() && (napi_unwrap(env, a.arg(0), &handle) != napi_ok || !handle))
     a.fail(false, "prepared must be an object made by this backend's sparseMlpPrepare()");
@@ -715,6 +719,9 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   const int32_t* indices = a.i32(3, "indices", &lidx);
   const int64_t from = a.dim(4, "from"), n = a.dim(5, "n", 1);
   const double* ruleArgs = static_cast<const double*>(a.array(6, "rule", napi_float64_array, &lrule, true, &hasRule));
+  double* losses = static_cast<double*>(a.array(7, "losses", napi_float64_array, &llosses, true, &hasLosses));
+  const int64_t steps = hasLosses ? (int64_t)llosses : 1;
+  if (a.ok() && steps < 1) a.fail(true, "losses must hold at least one step");
   lth::UpdateRule rule{};
   if (hasRule) {
     a.need("rule", lrule, 8, 1, "8");
@@ -747,34 +754,33 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   if (a.ok() && (int64_t)lsrc % inputs != 0)
     a.fail(true, "src has %zu elements, not a whole number of samples of %lld", lsrc, (long long)inputs);
   a.need("srcLabels", llab, samples, 1, "samples");
-  a.need("indices", lidx, from + n, 1, "from+n");
+  a.need("indices", lidx, from + steps * n, 1, hasLosses ? "from+n*steps" : "from+n");
   if (!a.ok()) return nullptr;
-  tMlpRows.resize((size_t)n);
-  tMlpLabels.resize((size_t)n);
-  int32_t* rows = tMlpRows.data();
+  // Every batch's labels: scattered over the data set's labels, each is likely a cache
+  // miss, so a batch's are all requested before any is waited for.
+  tMlpLabels.resize((size_t)(steps * n));
   int32_t* labels = tMlpLabels.data();
-  // The rows first, fetching their labels: scattered over the data set's labels, each is
-  // likely a cache miss, so they are all requested before any is waited for.
-  for (int64_t i = 0; i < n; i++) {
-    rows[i] = indices[from + i];
-    if (rows[i] < 0 || rows[i] >= samples) {
-      a.fail(true, "indices[%lld] = %d is outside [0, %lld)", (long long)(from + i), rows[i], (long long)samples);
-      return nullptr;
+  for (int64_t b = from; b < from + steps * n; b += n) {
+    for (int64_t i = b; i < b + n; i++) {
+      if (indices[i] < 0 || indices[i] >= samples) {
+        a.fail(true, "indices[%lld] = %d is outside [0, %lld)", (long long)i, indices[i], (long long)samples);
+        return nullptr;
+      }
+      __builtin_prefetch(srcLabels + indices[i]);
     }
-    __builtin_prefetch(srcLabels + rows[i]);
-  }
-  for (int64_t i = 0; i < n; i++) {
-    labels[i] = srcLabels[rows[i]];
-    if (labels[i] < 0 || labels[i] >= classes) {
-      a.fail(true, "srcLabels[%d] = %d is outside [0, %lld)", rows[i], labels[i], (long long)classes);
-      return nullptr;
+    for (int64_t i = b; i < b + n; i++) {
+      const int32_t label = labels[i - from] = srcLabels[indices[i]];
+      if (label < 0 || label >= classes) {
+        a.fail(true, "srcLabels[%d] = %d is outside [0, %lld)", indices[i], label, (long long)classes);
+        return nullptr;
+      }
     }
   }
   s.src = src;
-  s.rows = rows;
   s.n = n;
   s.ld = round16(n);
-  // Workspace: each layer's outputs and their gradient, layer 0's second half.
+  // Workspace: the input panels (see below), each layer's outputs and their gradient,
+  // layer 0's second half.
   const int64_t cols = panel_cols(s.ld);
   std::vector<int64_t> sizes;
   for (const MlpLayer& y : s.layers) sizes.push_back(y.p->rows * cols);
@@ -784,37 +790,45 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   for (int64_t z : sizes) total += (size_t)z;
   if (tMlpWorkspace.size() < total) tMlpWorkspace.resize(total);
   float* w = aligned64(tMlpWorkspace);
+  s.act.push_back(nullptr);
   for (size_t i = 0; i < sizes.size(); i++) {
     if (i < L) s.act.push_back(w);
     else if (i < 2 * L) s.grad.push_back(w);
     else s.half1 = w;
     w += sizes[i];
   }
-  // The input panels: gathered ahead by the step before when it read the same rows of the
-  // same src (which must not change in between, see Backend.sparseMlpStep).
   for (std::vector<float>& buf : prep.in)
     if (buf.size() < (size_t)(inputs * cols) + 16) buf.resize((size_t)(inputs * cols) + 16);
-  s.gathered = prep.ahead && prep.aheadSrc == src && prep.aheadLen == lsrc && prep.aheadRows.size() == (size_t)n &&
-               std::equal(rows, rows + n, prep.aheadRows.begin());
-  prep.ahead = false;
-  s.act.insert(s.act.begin(), aligned64(prep.in[prep.cur]));
-  // The next batch, rows indices[from + n .. from + 2n), when it is whole and valid.
-  s.nextRows = nullptr;
-  s.nextIn = nullptr;
-  if (from + 2 * n <= (int64_t)lidx) {
-    prep.aheadRows.assign(indices + from + n, indices + from + 2 * n);
-    if (std::all_of(prep.aheadRows.begin(), prep.aheadRows.end(), [&](int32_t r) { return r >= 0 && r < samples; })) {
-      s.nextRows = prep.aheadRows.data();
-      s.nextIn = aligned64(prep.in[prep.cur ^ 1]);
-    }
-  }
   FtzScope ftz;
-  const double loss = mlp_step(s, labels);
-  if (s.nextIn) {
-    prep.cur ^= 1;
-    prep.ahead = true;
-    prep.aheadSrc = src;
-    prep.aheadLen = lsrc;
+  double loss = 0;
+  for (int64_t step = 0, at = from; step < steps; step++, at += n) {
+    s.rows = indices + at;
+    // The input panels: gathered ahead by the step before when it read the same rows of
+    // the same src (which must not change in between, see Backend.sparseMlpStep).
+    s.gathered = prep.ahead && prep.aheadSrc == src && prep.aheadLen == lsrc && prep.aheadRows.size() == (size_t)n &&
+                 std::equal(s.rows, s.rows + n, prep.aheadRows.begin());
+    prep.ahead = false;
+    s.act[0] = aligned64(prep.in[prep.cur]);
+    // The next batch, rows indices[at + n .. at + 2n), when it is whole and valid.
+    s.nextRows = nullptr;
+    s.nextIn = nullptr;
+    if (at + 2 * n <= (int64_t)lidx) {
+      prep.aheadRows.assign(indices + at + n, indices + at + 2 * n);
+      if (std::all_of(prep.aheadRows.begin(), prep.aheadRows.end(), [&](int32_t r) { return r >= 0 && r < samples; })) {
+        s.nextRows = prep.aheadRows.data();
+        s.nextIn = aligned64(prep.in[prep.cur ^ 1]);
+      }
+    }
+    loss = mlp_step(s, labels + (at - from));
+    if (s.nextIn) {
+      prep.cur ^= 1;
+      prep.ahead = true;
+      prep.aheadSrc = src;
+      prep.aheadLen = lsrc;
+    }
+    if (hasLosses) losses[step] = loss;
+    if (!std::isfinite(loss)) break;
+    rule.step += 1;
   }
   return number_value(env, loss);
 }

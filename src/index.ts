@@ -18,7 +18,7 @@ export { Dataset, type Splits } from './data/dataset.js';
 export { getDataset, datasetNames, type DatasetSpec } from './data/registry.js';
 export { readIdx } from './data/idx.js';
 export { readCifarFiles } from './data/cifar.js';
-export { train, trainingStep, evaluate, earlyStopPoint, type Minibatch, type TrainOptions, type TrainResult, type EvalPoint } from './training/train.js';
+export { train, trainingStep, trainingSteps, evaluate, earlyStopPoint, type Minibatch, type TrainOptions, type TrainResult, type EvalPoint } from './training/train.js';
 export { fusedMlpStep } from './training/fused-mlp.js';
 export { TRAINING_SCHEMA, resolveTraining, type TrainingHparams } from './training/hparams.js';
 export { runTraining, type TrainSummary } from './training/run.js';

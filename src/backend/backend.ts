@@ -185,13 +185,19 @@ export interface Backend {
    * not). Same numbers as the kernels above composed, up to float summation order, and
    * independent of the thread count.
    *
-   * A backend may read the next batch, indices[from + n .. from + 2n), ahead during the
-   * step and use it when the next call asks for the same rows of the same src: src must
-   * not be changed in place between steps (indices may be; the rows are compared).
+   * With `losses`, runs losses.length steps on consecutive batches (step s on samples
+   * indices[from + s·n .. from + (s+1)·n), an Adam update's step count advancing by one a
+   * step), writes each step's mean loss there and stops after a step whose loss is not
+   * finite; every index and label is checked before the first step. Returns the mean loss
+   * of the last step run.
+   *
+   * A backend may read the next batch ahead during a step and use it when the next step
+   * (in this call or the next) asks for the same rows of the same src: src must not be
+   * changed in place between calls (indices may be; the rows are compared).
    */
   sparseMlpStep(
     src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
-    layers: readonly SparseMlpLayer[], update: UpdateRule | null,
+    layers: readonly SparseMlpLayer[], update: UpdateRule | null, losses?: Float64Array,
   ): number;
 
   /**

@@ -82,8 +82,8 @@ export function loadNative(): NativeBackend | Error {
         name: 'native',
         simd: addon.simdPath(),
         sparseMlpStep: (src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
-          layers: readonly SparseMlpLayer[], update: UpdateRule | null) =>
-          addon.sparseMlpStep(preparedChain(addon, layers), src, srcLabels, indices, from, n, encodeRule(update)),
+          layers: readonly SparseMlpLayer[], update: UpdateRule | null, losses?: Float64Array) =>
+          addon.sparseMlpStep(preparedChain(addon, layers), src, srcLabels, indices, from, n, encodeRule(update), losses ?? null),
         sparseMlpEval: (src: Float32Array, srcLabels: Int32Array, layers: readonly SparseLayer[]) => {
           addon.sparseMlpEval(src, srcLabels, evalOut, ...layers.flatMap((l) => [l.pattern, l.vals, l.bias, l.relu]));
           return { loss: evalOut[0], correct: evalOut[1] };

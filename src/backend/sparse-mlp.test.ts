@@ -318,6 +318,58 @@ for (const rule of [
   });
 }
 
+test('sparseMlpStep with losses runs consecutive steps: the same as one call a step; stops after a NaN loss; checks every batch first', { skip }, () => {
+  const c = { ...cases[0], from: 3 };
+  const { net, src, srcLabels } = setUp(c, 31);
+  const steps = 4, rnd = prng(7);
+  const indices = Int32Array.from({ length: c.from + (steps + 1) * c.n }, () => Math.floor(rnd() * c.samples));
+  const rule: UpdateRule = { kind: 'adam', lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 5 };
+  for (const be of [ref, native!] as Backend[]) {
+    const together = withState(layersFor(be, net), rule, 4), apart = together.map(copyLayer);
+    const losses = new Float64Array(steps);
+    const last = be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, together, rule, losses);
+    for (let s = 0; s < steps; s++) {
+      const loss = be.sparseMlpStep(src, srcLabels, indices, c.from + s * c.n, c.n, apart, { ...rule, step: rule.step + s });
+      assert.equal(losses[s], loss, `${be.name}: step ${s} loss`);
+    }
+    assert.equal(last, losses[steps - 1], `${be.name}: returns the last loss`);
+    together.forEach((l, i) => {
+      assert.deepEqual(l.vals, apart[i].vals, `${be.name}: layer ${i} vals`);
+      assert.deepEqual(l.state, apart[i].state, `${be.name}: layer ${i} optimiser state`);
+    });
+    // A NaN sample in the second batch (and not the first): its loss is NaN, no update, no further step.
+    const first = new Set(indices.subarray(c.from, c.from + c.n));
+    const nanRow = indices.subarray(c.from + c.n, c.from + 2 * c.n).find((r) => !first.has(r))!;
+    const nanSrc = src.slice();
+    nanSrc[nanRow * c.inputs] = NaN;
+    const once = together.map(copyLayer);
+    be.sparseMlpStep(nanSrc, srcLabels, indices, c.from, c.n, once, rule);
+    const stopped = new Float64Array(steps).fill(-1);
+    assert.ok(Number.isNaN(be.sparseMlpStep(nanSrc, srcLabels, indices, c.from, c.n, together, rule, stopped)), `${be.name}: NaN returned`);
+    assert.ok(Number.isFinite(stopped[0]) && Number.isNaN(stopped[1]) && stopped[2] === -1 && stopped[3] === -1, `${be.name}: losses ${stopped.join(', ')}`);
+    together.forEach((l, i) => assert.deepEqual(l.vals, once[i].vals, `${be.name}: layer ${i} vals after the NaN step`));
+    // A bad index in the last batch refuses the whole call before any step.
+    const bad = indices.slice();
+    bad[c.from + steps * c.n - 1] = c.samples;
+    const before = together.map(copyLayer);
+    assert.throws(() => be.sparseMlpStep(src, srcLabels, bad, c.from, c.n, together, rule, losses), /indices\[\d+\] = \d+ is outside/, be.name);
+    together.forEach((l, i) => assert.deepEqual(l.vals, before[i].vals, `${be.name}: layer ${i} vals after a refused call`));
+  }
+  // Native and reference agree over the steps (with SGD: Adam's first steps move every
+  // weight by about lr whatever its gradient's size, so float summation order shows). The
+  // state starts at zero: packed orders differ between backends. The layers are copied:
+  // they share net's biases, which the steps above updated.
+  const sgd: UpdateRule = { kind: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 0 };
+  const fresh = (be: Backend) => layersFor(be, net).map((l) => ({
+    ...copyLayer(l), state: { weight: [new Float32Array(l.pattern.nnz)], bias: [new Float32Array(l.pattern.rows)] },
+  }));
+  const native4 = fresh(native!), ref4 = fresh(ref);
+  const nl = new Float64Array(steps), rl = new Float64Array(steps);
+  native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, native4, sgd, nl);
+  ref.sparseMlpStep(src, srcLabels, indices, c.from, c.n, ref4, sgd, rl);
+  for (let s = 0; s < steps; s++) assert.ok(Math.abs(nl[s] - rl[s]) <= 1e-5 * Math.abs(rl[s]), `step ${s}: native ${nl[s]} vs reference ${rl[s]}`);
+});
+
 test('sparseMlpStep refuses an update without the optimiser state', { skip }, () => {
   const c = cases[2];
   const { net, src, srcLabels, indices } = setUp(c, 8);

@@ -105,14 +105,13 @@ export function runLottery(h: LotteryHparams, opts: LotteryOptions = {}): { runD
       if (maskDensity < 1) model.setMasks(mask);
       saveState(path.join(dir, FILES.mask), mask);
       saveState(path.join(dir, FILES.init), model);
-      let rewind: StateDict | null = null;
       const result = train({
         model, data: splits, iterations, batchSize: h.training.batchSize, seed, evalEvery: h.training.evalEvery,
         optimizer: { name: h.training.optimizer, lr: h.training.lr, momentum: h.training.momentum, weightDecay: h.training.weightDecay },
         onEval: (point) => opts.onProgress?.({ replicate: r, level, stage: name, density: maskDensity, point, iterations }),
-        onIteration: keepRewind ? (done) => { if (done === rewindAt) rewind = model.state(); } : undefined,
+        keepStateAt: keepRewind ? rewindAt : undefined,
       });
-      if (rewind) saveState(path.join(dir, FILES.rewind), rewind);
+      if (result.keptState) saveState(path.join(dir, FILES.rewind), result.keptState);
       saveState(path.join(dir, FILES.final), model);
       writeFileAtomic(path.join(dir, FILES.metrics), metricsCsv(result.curve));
       writeJsonAtomic(path.join(dir, FILES.hparams), { ...identity, replicate: r, seed, level, stage: name });

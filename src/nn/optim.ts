@@ -7,13 +7,21 @@ export interface Optimizer {
   /** Applies one update from the accumulated gradients, then zeroes them (the kernels do both in one pass). */
   step(): void;
   /**
-   * Hands this step's update to a backend call that applies it itself
-   * (Backend.sparseMlpStep): the rule, with the step count advanced as step() would, and
-   * the state arrays of each of `params` ([m, v] or [momentum buffer]; packed per nonzero
-   * for a weight computed sparsely). The caller then does not call step(). Optional: an
-   * optimiser without it is stepped after the fused call instead.
+   * Hands the next updates to a backend call that applies them itself
+   * (Backend.sparseMlpStep): the rule of the next update (Adam's step count as step()
+   * would advance it; the backend advances it by one a step), the state arrays of each of
+   * `params` ([m, v] or [momentum buffer]; packed per nonzero for a weight computed
+   * sparsely), and `applied`, to be called with the number of updates the call made. The
+   * caller does not call step() for them. Optional: an optimiser without it is stepped
+   * after each fused step instead.
    */
-  handOff?(params: readonly Tensor[]): { rule: UpdateRule; state: Float32Array[][] };
+  handOff?(params: readonly Tensor[]): HandOff;
+}
+
+export interface HandOff {
+  readonly rule: UpdateRule;
+  readonly state: Float32Array[][];
+  applied(updates: number): void;
 }
 
 /** Each of `params`' state, for Optimizer.handOff: packed for a sparse weight, dense otherwise. */
@@ -100,10 +108,9 @@ export class Adam implements Optimizer {
     });
   }
 
-  handOff(params: readonly Tensor[]): { rule: UpdateRule; state: Float32Array[][] } {
-    this.t++;
-    const rule: UpdateRule = { kind: 'adam', lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, step: this.t };
-    return { rule, state: stateOf(this.params, this.state, params, 'adam') };
+  handOff(params: readonly Tensor[]): HandOff {
+    const rule: UpdateRule = { kind: 'adam', lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, step: this.t + 1 };
+    return { rule, state: stateOf(this.params, this.state, params, 'adam'), applied: (updates) => { this.t += updates; } };
   }
 }
 
@@ -137,8 +144,8 @@ export class Sgd implements Optimizer {
     });
   }
 
-  handOff(params: readonly Tensor[]): { rule: UpdateRule; state: Float32Array[][] } {
+  handOff(params: readonly Tensor[]): HandOff {
     const rule: UpdateRule = { kind: 'sgd', lr: this.lr, momentum: this.momentum, weightDecay: this.weightDecay };
-    return { rule, state: stateOf(this.params, this.state, params, 'sgd') };
+    return { rule, state: stateOf(this.params, this.state, params, 'sgd'), applied: () => {} };
   }
 }

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../core/rng.js';
 import { Dataset } from '../data/dataset.js';
-import { evaluate, trainingStep } from './train.js';
+import { evaluate, train, trainingStep, trainingSteps } from './train.js';
 import { Tensor } from '../tensor/tensor.js';
 import { fusedMlpEvaluate, fusedMlpStep, fusedMode } from './fused-mlp.js';
 import { Dropout, Linear } from '../nn/layers.js';
@@ -68,6 +68,46 @@ test('fusedMlpStep applies only to a chain of Linear layers that all run sparse'
   });
   withEnv({ LTH_SPARSE: 'on', LTH_FUSED: undefined }, () => assert.equal(typeof step(mlp(0.6)), 'number', 'LTH_SPARSE=on'));
   withEnv({ LTH_SPARSE: 'on', LTH_FUSED: 'off' }, () => assert.equal(step(mlp(0.2)), null, 'LTH_FUSED=off'));
+});
+
+test('trainingSteps: a run of fused steps in one call = one call a step (losses, weights, Adam\'s step count)', () => {
+  const d = data();
+  const order = new Rng(0, 'order').permutation(d.length);
+  const run = (runs: number[]) => withEnv({ LTH_SPARSE: 'on', LTH_FUSED: undefined }, () => {
+    const model = mlp(0.3, 2);
+    const optimizer = new Adam(model.namedParameters().map(([, t]) => t), 1e-2);
+    const x = new Tensor(new Float32Array(40 * 30), [40, 30]), labels = new Int32Array(40);
+    const losses: number[] = [];
+    let at = 0;
+    for (const k of runs) {
+      const l = new Float64Array(k);
+      assert.equal(trainingSteps(model, optimizer, { data: d, order, from: at * 40, x, labels }, l), k);
+      losses.push(...l);
+      at += k;
+    }
+    return { losses, state: model.state() };
+  });
+  const together = run([4, 1]), apart = run([1, 1, 1, 1, 1]);
+  assert.deepEqual(together.losses, apart.losses);
+  assert.deepEqual(together.state, apart.state);
+  assert.throws(() => trainingSteps(mlp(0.3), new Adam([], 1e-2), { data: d, order, from: 160, x: new Tensor(new Float32Array(40 * 30), [40, 30]), labels: new Int32Array(40) }, new Float64Array(2)),
+    /2 batches of 40 from 160 do not fit in an order of 200/);
+});
+
+test('train: keepStateAt returns the state after that many iterations, between evaluations', () => {
+  const d = data();
+  const splits = { name: 'random', train: d, validation: data(50), test: data(50) };
+  const run = (iterations: number, keepStateAt?: number) => withEnv({ LTH_SPARSE: 'on' }, () => {
+    const model = mlp(0.3, 4);
+    const r = train({
+      model, data: splits, iterations, batchSize: 40, seed: 1, evalEvery: 10, keepStateAt, backgroundEval: false,
+      optimizer: { name: 'adam', lr: 1e-2, momentum: 0, weightDecay: 0 },
+    });
+    return { r, state: model.state() };
+  });
+  const kept = run(20, 7).r.keptState!, at7 = run(7).state;
+  assert.deepEqual(kept, at7);
+  assert.equal(run(20).r.keptState, undefined);
 });
 
 test('training with the fused step gives the graph\'s weights (Adam and SGD, 30 steps)', () => {

@@ -32,13 +32,22 @@ export function fusedMode(): FusedMode {
  * computed sparsely (tensor/sparse.ts chooses per layer). Adds the gradients to each
  * weight's packed sparse gradient and each bias's .grad, as the graph would, and returns
  * the loss; given an `optimizer` with handOff, also applies its update (when the loss is
- * finite) in the same call, and its step() must not be called for this step. Returns null, having done
- * nothing, for any other model or data (the caller then runs the graph), and under
- * LTH_FUSED=off.
+ * finite) in the same call, and its step() must not be called for this step.
+ *
+ * With `losses`, runs losses.length such steps in the one call, step s on the batch
+ * order[from + s·count ..) (each with its update; without an optimizer the gradients add
+ * up), writes each loss there, stops after a loss that is not finite and returns the last
+ * loss run. An optimizer without handOff takes one step at a time.
+ *
+ * Returns null, having done nothing, for any other model or data (the caller then runs
+ * the graph), and under LTH_FUSED=off.
  */
 export function fusedMlpStep(
-  model: Model, data: Dataset, order: Int32Array, from: number, count: number, optimizer?: Optimizer,
+  model: Model, data: Dataset, order: Int32Array, from: number, count: number, optimizer?: Optimizer, losses?: Float64Array,
 ): number | null {
+  if (losses && losses.length > 1 && optimizer && !optimizer.handOff) {
+    throw new LthError('fusedMlpStep: an optimizer without handOff takes one step at a time (no losses array)');
+  }
   const linears = isGradEnabled() ? sparseChain(model, data, true) : null;
   if (!linears) return null;
   const params: Tensor[] = [];  // a loop, not flatMap: V8's flatMap is slow, and this runs every step
@@ -52,7 +61,19 @@ export function fusedMlpStep(
       state: handOff && { weight: handOff.state[2 * i], bias: handOff.state[2 * i + 1] },
     };
   });
-  return getBackend().sparseMlpStep(data.images, data.labels, order, from, count, layers, handOff?.rule ?? null);
+  const loss = getBackend().sparseMlpStep(data.images, data.labels, order, from, count, layers, handOff?.rule ?? null, losses);
+  if (handOff) {
+    // An update for every step run but one whose loss is not finite (the last one run).
+    const run = losses ? runLength(losses) : 1;
+    handOff.applied(Number.isFinite(loss) ? run : run - 1);
+  }
+  return loss;
+}
+
+/** Steps a losses array records: up to and including the first loss that is not finite. */
+export function runLength(losses: Float64Array): number {
+  for (let s = 0; s < losses.length; s++) if (!Number.isFinite(losses[s])) return s + 1;
+  return losses.length;
 }
 
 /**

@@ -2,8 +2,8 @@ import { getBackend } from '../backend/index.js';
 import { LthError, check } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import type { Dataset, Splits } from '../data/dataset.js';
-import { fusedMlpEvaluate, fusedMlpStep } from './fused-mlp.js';
-import type { Model } from '../nn/model.js';
+import { fusedMlpEvaluate, fusedMlpStep, runLength } from './fused-mlp.js';
+import type { Model, StateDict } from '../nn/model.js';
 import { Adam, Sgd, type Optimizer } from '../nn/optim.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { BufferArena, Tensor, noGrad } from '../tensor/tensor.js';
@@ -31,8 +31,8 @@ export interface TrainOptions {
   readonly evalEvery: number;
   /** Called after each evaluation, e.g. for progress. */
   readonly onEval?: (point: EvalPoint) => void;
-  /** Called after each optimiser step with the number of steps done (e.g. to keep rewind weights). */
-  readonly onIteration?: (done: number) => void;
+  /** Keep the model's state after this many iterations (rewind weights): TrainResult.keptState. */
+  readonly keepStateAt?: number;
   /**
    * Evaluate in a second thread while training goes on (same points; see
    * background-eval.ts). Default: when there are at least 20 evaluations and 2 cores.
@@ -54,6 +54,8 @@ export interface TrainResult {
   readonly earlyStop: EvalPoint;
   readonly final: EvalPoint;
   readonly seconds: number;
+  /** The state after keepStateAt iterations, when asked for (and 0 < keepStateAt <= iterations). */
+  readonly keptState?: StateDict;
 }
 
 export function iterationsPerEpoch(trainSize: number, batchSize: number): number {
@@ -161,27 +163,37 @@ export function train(opts: TrainOptions): TrainResult {
     deliver({ iteration, valLoss: val.loss, valAccuracy: val.accuracy, testLoss: test.loss, testAccuracy: test.accuracy });
   };
 
+  let keptState: StateDict | undefined;
+  // Steps run in runs up to the next evaluation, the epoch's end or keepStateAt: one
+  // backend call for all of them where the model allows (trainingSteps).
+  const losses = new Float64Array(Math.min(evalEvery, perEpoch));
   try {
     let order: Int32Array | null = null;
     evalNow(0);
-    for (let it = 0; it < iterations; it++) {
+    for (let it = 0; it < iterations;) {
       const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
       if (inEpoch === 0 || !order) order = new Rng(opts.seed, 'data', epoch).permutation(data.train.length);
+      let end = Math.min(iterations, it - inEpoch + perEpoch, (Math.floor(it / evalEvery) + 1) * evalEvery);
+      if (opts.keepStateAt !== undefined && it < opts.keepStateAt) end = Math.min(end, opts.keepStateAt);
       const batch = { data: data.train, order, from: inEpoch * batchSize, x, labels: yBuf };
-      const loss = stepArena.run(() => trainingStep(model, optimizer, batch));
+      const run = losses.subarray(0, end - it);
+      const ran = stepArena.run(() => trainingSteps(model, optimizer, batch, run));
+      const loss = run[ran - 1];
       if (!Number.isFinite(loss)) {
-        throw new LthError(`training diverged: loss is ${loss} at iteration ${it} (learning rate ${opts.optimizer.lr} too high?)`);
+        throw new LthError(`training diverged: loss is ${loss} at iteration ${it + ran - 1} (learning rate ${opts.optimizer.lr} too high?)`);
       }
-      const done = it + 1;
-      opts.onIteration?.(done);
-      if (done % evalEvery === 0 || done === iterations) evalNow(done);
+      it += ran;
+      if (it === opts.keepStateAt) keptState = model.state();
+      if (it % evalEvery === 0 || it === iterations) evalNow(it);
       if (background) background.poll().forEach(deliver);
     }
     if (background) background.finish().forEach(deliver);
   } finally {
     background?.close();
   }
-  return { curve, earlyStop: earlyStopPoint(curve), final: curve[curve.length - 1], seconds: (performance.now() - started) / 1000 };
+  return {
+    curve, earlyStop: earlyStopPoint(curve), final: curve[curve.length - 1], seconds: (performance.now() - started) / 1000, keptState,
+  };
 }
 
 /**
@@ -198,16 +210,42 @@ export interface Minibatch {
 
 /**
  * One optimiser step on a minibatch: the mean softmax cross-entropy of the model's
- * outputs, its gradients, the update. A chain of sparse Linear layers takes the fused
- * step (training/fused-mlp.ts), any other model the graph. Returns the loss; when it is not
- * finite no update is made, and the caller says what went wrong.
+ * outputs, its gradients, the update. Returns the loss; when it is not finite no update is
+ * made, and the caller says what went wrong. (trainingSteps with one step.)
  */
 export function trainingStep(model: Model, optimizer: Optimizer, batch: Minibatch): number {
+  const losses = new Float64Array(1);
+  trainingSteps(model, optimizer, batch, losses);
+  return losses[0];
+}
+
+/**
+ * losses.length optimiser steps on consecutive minibatches: step s on samples
+ * order[from + s·B .. from + (s+1)·B) of `data` (B = labels.length), its loss in
+ * losses[s]. Stops after a step whose loss is not finite (it makes no update) and returns
+ * the number of steps run. A chain of sparse Linear layers takes the fused step
+ * (training/fused-mlp.ts), all steps in one backend call when the optimiser hands off its
+ * update; any other model runs through the graph.
+ */
+export function trainingSteps(model: Model, optimizer: Optimizer, batch: Minibatch, losses: Float64Array): number {
   const { data, order, from, x, labels } = batch;
-  const fused = fusedMlpStep(model, data, order, from, labels.length, optimizer);
+  const n = labels.length;
+  check(losses.length >= 1 && from + losses.length * n <= order.length,
+    `trainingSteps: ${losses.length} batches of ${n} from ${from} do not fit in an order of ${order.length}`);
+  if (optimizer.handOff && fusedMlpStep(model, data, order, from, n, optimizer, losses) !== null) return runLength(losses);
+  for (let s = 0; s < losses.length; s++) {
+    const loss = (losses[s] = graphStep(model, optimizer, { data, order, from: from + s * n, x, labels }));
+    if (!Number.isFinite(loss)) return s + 1;
+  }
+  return losses.length;
+}
+
+/** One step without handing the update off: fused gradients or the graph, then optimizer.step(). */
+function graphStep(model: Model, optimizer: Optimizer, batch: Minibatch): number {
+  const { data, order, from, x, labels } = batch;
+  const fused = fusedMlpStep(model, data, order, from, labels.length);
   if (fused !== null) {
-    // Updated in the same call (if finite), unless the optimiser cannot hand its update off.
-    if (!optimizer.handOff && Number.isFinite(fused)) optimizer.step();
+    if (Number.isFinite(fused)) optimizer.step();
     return fused;
   }
   data.gather(order, from, labels.length, x.data, labels);
