@@ -11,7 +11,8 @@
  * same runs of trainingSteps calls (ending every 100 iterations and at the epoch's end). Only
  * training is timed; one evaluation pass over validation + test (15,000 samples, with
  * `evaluate`) is timed and reported separately. Each figure is the median of --runs runs
- * after a short warm-up; --iterations N times N iterations per run and scales to 916.
+ * after a short warm-up, the densities' runs interleaved; --iterations N times N
+ * iterations per run and scales to 916.
  *
  * Masks: for an overall density d, the per-layer densities follow the paper's ladder
  * (fc1, fc2 pruned at 20% a round, the output layer at 10%): k is solved from
@@ -183,24 +184,40 @@ function evalPass(model: Model, data: Splits): number {
   return (performance.now() - t0) / 1000;
 }
 
-function timeDensity(data: Splits, d: number, o: Options, iterations: number): DensityResult {
-  const { model, density } = buildModel(ladderDensities(d));
-  const step = trainer(data, model);
+/**
+ * Epoch times of every density, their runs interleaved (run r of each density, then run
+ * r + 1 of each): this shared machine's speed drifts by tens of percent within minutes,
+ * and interleaving lets each ratio compare runs made at the same time.
+ */
+function timeDensities(
+  data: Splits, densities: string[], o: Options, iterations: number, progress: (line: string) => void,
+): Map<string, DensityResult> {
   const perEpoch = iterationsPerEpoch(data.train.length, BATCH);
-  step(o.warmup);
-  const runSeconds: number[] = [];
+  const runs = densities.map((d) => {
+    const { model, density } = buildModel(ladderDensities(Number(d)));
+    const step = trainer(data, model);
+    step(o.warmup);
+    return { d, model, density, step, seconds: [] as number[] };
+  });
   for (let r = 0; r < o.runs; r++) {
-    const t0 = performance.now();
-    step(iterations);
-    runSeconds.push(((performance.now() - t0) / 1000) * (perEpoch / iterations));
+    for (const run of runs) {
+      const t0 = performance.now();
+      run.step(iterations);
+      run.seconds.push(((performance.now() - t0) / 1000) * (perEpoch / iterations));
+    }
+    progress(`  run ${r + 1}/${o.runs}: ${runs.map((run) => `${run.d} ${fmt(run.seconds[r])} s`).join(', ')}`);
   }
-  let evalSeconds: number | undefined;
-  if (o.eval) {
-    const evals: number[] = [];
-    for (let r = 0; r < o.runs; r++) evals.push(evalPass(model, data));
-    evalSeconds = median(evals);
+  const results = new Map<string, DensityResult>();
+  for (const run of runs) {
+    let evalSeconds: number | undefined;
+    if (o.eval) {
+      const evals: number[] = [];
+      for (let r = 0; r < o.runs; r++) evals.push(evalPass(run.model, data));
+      evalSeconds = median(evals);
+    }
+    results.set(run.d, { epochSeconds: median(run.seconds), runSeconds: run.seconds, evalSeconds, actualDensity: run.density });
   }
-  return { epochSeconds: median(runSeconds), runSeconds, evalSeconds, actualDensity: density };
+  return results;
 }
 
 interface LevelEstimate {
@@ -317,14 +334,8 @@ function main(): void {
   const iterations = Math.min(o.iterations ?? perEpoch, perEpoch);
   const loadavg = os.loadavg();
 
-  const results = new Map<string, DensityResult>();
-  for (const d of o.densities) {
-    progress(`${be.name}: density ${d}, ${o.runs} x ${iterations} iterations...`);
-    const r = timeDensity(data, Number(d), o, iterations);
-    results.set(d, r);
-    progress(`  ${fmt(r.epochSeconds)} s/epoch (runs ${r.runSeconds.map((s) => fmt(s)).join(', ')})` +
-      (r.evalSeconds === undefined ? '' : `, eval ${fmt(r.evalSeconds)} s`));
-  }
+  progress(`${be.name}: densities ${o.densities.join(', ')}, ${o.runs} interleaved runs of ${iterations} iterations each...`);
+  const results = timeDensities(data, o.densities, o, iterations, progress);
 
   const levels: LevelEstimate[] = [];
   if (o.fullImp) {
