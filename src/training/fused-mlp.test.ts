@@ -138,19 +138,24 @@ test('training with the fused step gives the graph\'s weights (Adam and SGD, 30 
   }
 });
 
-test('trainingStep: an optimiser without handOff is stepped after the fused call', () => {
+test('trainingSteps: an optimiser without handOff is stepped after each fused step', () => {
   const d = data();
+  const order = Int32Array.from({ length: 200 }, (_, i) => i);
   withEnv({ LTH_SPARSE: 'on', LTH_FUSED: undefined }, () => {
     const run = (plain: boolean) => {
       const model = mlp(0.3, 4);
       const adam = new Adam(model.namedParameters().map(([, t]) => t), 1e-2);
       const optimizer = plain ? { step: () => adam.step() } : adam;
       const x = new Tensor(new Float32Array(40 * 30), [40, 30]), labels = new Int32Array(40);
-      for (let s = 0; s < 3; s++) trainingStep(model, optimizer, { data: d, order: Int32Array.from({ length: 200 }, (_, i) => i), from: 40 * s, x, labels });
+      assert.equal(trainingSteps(model, optimizer, { data: d, order, from: 0, x, labels }, new Float64Array(3)), 3);
       return model.state();
     };
     const handed = run(false), stepped = run(true);
     for (const [name, w] of handed) assert.deepEqual(stepped.get(name), w, name);
+    // The fused call itself cannot run several steps for it.
+    const model = mlp(0.3, 4);
+    const adam = new Adam(model.namedParameters().map(([, t]) => t), 1e-2);
+    assert.throws(() => fusedMlpStep(model, d, order, 0, 40, { step: () => adam.step() }, new Float64Array(2)), /without handOff takes one step at a time/);
   });
 });
 
