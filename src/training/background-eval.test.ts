@@ -39,3 +39,22 @@ test('a model that cannot be rebuilt from its name is evaluated synchronously', 
   const r = train({ ...options(true, 1), model: custom, iterations: 4 });
   assert.equal(r.curve.length, 3);
 });
+
+test('by default, evaluation goes to the background only when training is not the fused sparse step', () => {
+  if (!BackgroundEvaluator.worthwhile(21)) return;  // one core: never in the background
+  const create = BackgroundEvaluator.create;
+  let made = 0;
+  BackgroundEvaluator.create = (model, splits) => {
+    made++;
+    return create.call(BackgroundEvaluator, model, splits);
+  };
+  try {
+    const byDefault = (density: number) => ({ ...options(false, density), backgroundEval: undefined, iterations: 40 });
+    assert.equal(train(byDefault(0.05)).curve.length, 21);
+    assert.equal(made, 0, 'the fused sparse step evaluates synchronously');
+    train(byDefault(1));
+    assert.equal(made, 1, 'the dense network evaluates in the background');
+  } finally {
+    BackgroundEvaluator.create = create;
+  }
+});

@@ -91,6 +91,11 @@ export function fusedMlpEvaluate(model: Model, data: Dataset): { loss: number; a
   return { loss: loss / data.length, accuracy: correct / data.length };
 }
 
+/** Whether training `model` on `data` takes the fused sparse step (fusedMlpStep). */
+export function fusedMlpTrains(model: Model, data: Dataset): boolean {
+  return isGradEnabled() && sparseChain(model, data, true) !== null;
+}
+
 /**
  * The model's layers when it is a chain of Linear layers over `data`'s flat samples, each
  * computed sparsely (and, for training, with trainable parameters); else null.
