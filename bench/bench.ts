@@ -55,7 +55,7 @@ import { getModel } from '../src/models/registry.js';
 import type { Model, StateDict } from '../src/nn/model.js';
 import { Adam } from '../src/nn/optim.js';
 import { BufferArena, Tensor } from '../src/tensor/tensor.js';
-import { evaluate, iterationsPerEpoch, train, trainingSteps } from '../src/training/train.js';
+import { evaluate, iterationsPerEpoch, runEnd, train, trainingSteps } from '../src/training/train.js';
 
 const SCHEMA = {
   densities: { type: 'list', help: 'overall weight densities to time', default: ['1', '0.513', '0.211', '0.07', '0.036', '0.019'] },
@@ -167,7 +167,7 @@ function trainer(data: Splits, model: Model): (iterations: number) => void {
     for (const stop = it + iterations; it < stop;) {
       const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
       if (inEpoch === 0 && it > 0) order = new Rng(SEED, 'data', epoch).permutation(train.length);
-      const end = Math.min(stop, it - inEpoch + perEpoch, (Math.floor(it / FULL_IMP.evalEvery) + 1) * FULL_IMP.evalEvery);
+      const end = runEnd(it, perEpoch, FULL_IMP.evalEvery, stop);
       const run = losses.subarray(0, end - it);
       const ran = arena.run(() => trainingSteps(model, optimizer, { data: train, order, from: inEpoch * BATCH, x, labels: yBuf }, run));
       if (!Number.isFinite(run[ran - 1])) throw new LthError(`bench: loss is ${run[ran - 1]} at iteration ${it + ran - 1}`);

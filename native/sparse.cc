@@ -809,12 +809,14 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
                  std::equal(s.rows, s.rows + n, prep.aheadRows.begin());
     prep.ahead = false;
     s.act[0] = aligned64(prep.in[prep.cur]);
-    // The next batch, rows indices[at + n .. at + 2n), when it is whole and valid.
+    // The next batch, rows indices[at + n .. at + 2n), when it is whole and valid (checked
+    // above when this call runs it).
     s.nextRows = nullptr;
     s.nextIn = nullptr;
     if (at + 2 * n <= (int64_t)lidx) {
       prep.aheadRows.assign(indices + at + n, indices + at + 2 * n);
-      if (std::all_of(prep.aheadRows.begin(), prep.aheadRows.end(), [&](int32_t r) { return r >= 0 && r < samples; })) {
+      if (at + 2 * n <= from + steps * n ||
+          std::all_of(prep.aheadRows.begin(), prep.aheadRows.end(), [&](int32_t r) { return r >= 0 && r < samples; })) {
         s.nextRows = prep.aheadRows.data();
         s.nextIn = aligned64(prep.in[prep.cur ^ 1]);
       }

@@ -63,6 +63,14 @@ export function iterationsPerEpoch(trainSize: number, batchSize: number): number
   return Math.floor(trainSize / batchSize);
 }
 
+/**
+ * Where a run of steps that starts at iteration `it` ends: at the epoch's end or the next
+ * evaluation point, and at most at `limit` (train() runs each run in one trainingSteps call).
+ */
+export function runEnd(it: number, perEpoch: number, evalEvery: number, limit: number): number {
+  return Math.min(limit, it - (it % perEpoch) + perEpoch, (Math.floor(it / evalEvery) + 1) * evalEvery);
+}
+
 export function makeOptimizer(model: Model, s: OptimizerSettings): Optimizer {
   const params = model.namedParameters().map(([, t]) => t);
   return s.name === 'adam' ? new Adam(params, s.lr) : new Sgd(params, s.lr, s.momentum, s.weightDecay);
@@ -178,7 +186,7 @@ export function train(opts: TrainOptions): TrainResult {
     for (let it = 0; it < iterations;) {
       const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
       if (inEpoch === 0 || !order) order = new Rng(opts.seed, 'data', epoch).permutation(data.train.length);
-      let end = Math.min(iterations, it - inEpoch + perEpoch, (Math.floor(it / evalEvery) + 1) * evalEvery);
+      let end = runEnd(it, perEpoch, evalEvery, iterations);
       if (opts.keepStateAt !== undefined && it < opts.keepStateAt) end = Math.min(end, opts.keepStateAt);
       const batch = { data: data.train, order, from: inEpoch * batchSize, x, labels: yBuf };
       const run = losses.subarray(0, end - it);
@@ -237,18 +245,20 @@ export function trainingSteps(model: Model, optimizer: Optimizer, batch: Minibat
   const n = labels.length;
   check(losses.length >= 1 && from + losses.length * n <= order.length,
     `trainingSteps: ${losses.length} batches of ${n} from ${from} do not fit in an order of ${order.length}`);
+  // With handOff, a null answer means the model is no fused chain: the graph, without asking again.
   if (optimizer.handOff && fusedMlpStep(model, data, order, from, n, optimizer, losses) !== null) return runLength(losses);
+  const mayFuse = !optimizer.handOff;
   for (let s = 0; s < losses.length; s++) {
-    const loss = (losses[s] = graphStep(model, optimizer, { data, order, from: from + s * n, x, labels }));
+    const loss = (losses[s] = graphStep(model, optimizer, { data, order, from: from + s * n, x, labels }, mayFuse));
     if (!Number.isFinite(loss)) return s + 1;
   }
   return losses.length;
 }
 
-/** One step without handing the update off: fused gradients or the graph, then optimizer.step(). */
-function graphStep(model: Model, optimizer: Optimizer, batch: Minibatch): number {
+/** One step without handing the update off: fused gradients (if `mayFuse`) or the graph, then optimizer.step(). */
+function graphStep(model: Model, optimizer: Optimizer, batch: Minibatch, mayFuse: boolean): number {
   const { data, order, from, x, labels } = batch;
-  const fused = fusedMlpStep(model, data, order, from, labels.length);
+  const fused = mayFuse ? fusedMlpStep(model, data, order, from, labels.length) : null;
   if (fused !== null) {
     if (Number.isFinite(fused)) optimizer.step();
     return fused;
