@@ -44,7 +44,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { getBackend } from '../src/backend/index.js';
+import { resolveContext, type RunContext } from '../src/backend/index.js';
 import { parseArgs, helpText } from '../src/cli/args.js';
 import type { Schema } from '../src/core/hparams.js';
 import { LthError } from '../src/core/errors.js';
@@ -53,9 +53,9 @@ import type { Splits } from '../src/data/dataset.js';
 import { getDataset } from '../src/data/registry.js';
 import { getModel } from '../src/models/registry.js';
 import type { Model, StateDict } from '../src/nn/model.js';
-import { Adam } from '../src/nn/optim.js';
-import { BufferArena, Tensor } from '../src/tensor/tensor.js';
-import { evaluate, iterationsPerEpoch, runEnd, train, trainingSteps } from '../src/training/train.js';
+import { compileProgram } from '../src/program/compile.js';
+import type { Program } from '../src/program/program.js';
+import { iterationsPerEpoch, runEnd, train } from '../src/training/train.js';
 
 const SCHEMA = {
   densities: { type: 'list', help: 'overall weight densities to time', default: ['1', '0.513', '0.211', '0.07', '0.036', '0.019'] },
@@ -63,7 +63,7 @@ const SCHEMA = {
   iterations: { type: 'integer', help: 'iterations timed per run, scaled to an epoch (default: a full epoch, 916)' },
   warmup: { type: 'integer', help: 'untimed iterations before the runs', default: 10 },
   eval: { type: 'boolean', help: 'also time one evaluation pass over validation + test (15,000 samples)', default: true },
-  threads: { type: 'integer', help: "native backend threads (default: the addon's own)" },
+  threads: { type: 'integer', help: "native backend threads (default: LTH_THREADS, else the machine's cores)" },
   reference: { type: 'boolean', help: 'also estimate the reference backend from a few iterations (slow)', default: false },
   referenceIterations: { type: 'integer', help: 'iterations per density for --reference', default: 3 },
   vsTorch: { type: 'boolean', help: 'also time PyTorch with bench/torch_lenet.py, when available', default: false },
@@ -115,7 +115,7 @@ export function ladderDensities(d: number): LayerDensities {
 
 /** Random masks with round(density·n) ones per layer, from a seeded stream. */
 function randomMasks(model: Model, { fc, out }: LayerDensities): StateDict {
-  const outName = `${model.outputLayerName()}.weight`;
+  const outName = model.outputWeightName();
   const masks: StateDict = new Map();
   model.prunableNames().forEach((name, layer) => {
     const n = model.parameter(name).size;
@@ -135,41 +135,36 @@ interface DensityResult {
   actualDensity: number;
 }
 
-/** A seeded LeNet-300-100, masked at random positions unless every layer is dense, and its overall density. */
-function buildModel(layers: LayerDensities): { model: Model; density: number } {
+/** A seeded LeNet-300-100 with random masks unless every layer is dense (then none), and its overall density. */
+function buildModel(layers: LayerDensities): { model: Model; masks?: StateDict; density: number } {
   const model = getModel('lenet_300_100').build();
   model.initialize(new Rng(SEED, 'init'));
   if (layers.fc >= 1 && layers.out >= 1) return { model, density: 1 };
   let kept = 0, total = 0;
   const masks = randomMasks(model, layers);
-  model.setMasks(masks);
   for (const m of masks.values()) { total += m.length; for (const v of m) kept += v; }
-  return { model, density: kept / total };
+  return { model, masks, density: kept / total };
 }
 
 /**
- * trainer(data, model)(k) runs the next k training iterations as train()'s loop does, with
- * its own Adam and data order: in runs that end at every evaluation point (each
- * FULL_IMP.evalEvery iterations) and at the epoch's end, each run one trainingSteps call.
+ * trainer(data, program)(k) runs the next k training iterations as train()'s loop does,
+ * with the program's own Adam and its data order: in runs that end at every evaluation
+ * point (each FULL_IMP.evalEvery iterations) and at the epoch's end, each run one
+ * program.step call.
  */
-function trainer(data: Splits, model: Model): (iterations: number) => void {
-  const optimizer = new Adam(model.namedParameters().map(([, t]) => t), LR);
+function trainer(data: Splits, program: Program): (iterations: number) => void {
   const train = data.train;
   const perEpoch = iterationsPerEpoch(train.length, BATCH);
-  const xBuf = new Float32Array(BATCH * train.sampleSize);
-  const yBuf = new Int32Array(BATCH);
-  const x = new Tensor(xBuf, [BATCH, ...train.sampleShape]);
   const losses = new Float64Array(FULL_IMP.evalEvery);
   let it = 0;
   let order = new Rng(SEED, 'data', 0).permutation(train.length);
-  const arena = new BufferArena();
   return (iterations) => {
     for (const stop = it + iterations; it < stop;) {
       const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
       if (inEpoch === 0 && it > 0) order = new Rng(SEED, 'data', epoch).permutation(train.length);
       const end = runEnd(it, perEpoch, FULL_IMP.evalEvery, stop);
       const run = losses.subarray(0, end - it);
-      const ran = arena.run(() => trainingSteps(model, optimizer, { data: train, order, from: inEpoch * BATCH, x, labels: yBuf }, run));
+      const ran = program.step({ data: train, order, from: inEpoch * BATCH, batchSize: BATCH }, run);
       if (!Number.isFinite(run[ran - 1])) throw new LthError(`bench: loss is ${run[ran - 1]} at iteration ${it + ran - 1}`);
       it += ran;
     }
@@ -177,10 +172,10 @@ function trainer(data: Splits, model: Model): (iterations: number) => void {
 }
 
 /** Seconds for one evaluation pass over validation + test, as train() does every evalEvery iterations. */
-function evalPass(model: Model, data: Splits): number {
+function evalPass(program: Program, data: Splits): number {
   const t0 = performance.now();
-  evaluate(model, data.validation);
-  evaluate(model, data.test);
+  program.evaluate(data.validation);
+  program.evaluate(data.test);
   return (performance.now() - t0) / 1000;
 }
 
@@ -190,14 +185,15 @@ function evalPass(model: Model, data: Splits): number {
  * and interleaving lets each ratio compare runs made at the same time.
  */
 function timeDensities(
-  data: Splits, densities: string[], o: Options, iterations: number, progress: (line: string) => void,
+  data: Splits, densities: string[], o: Options, iterations: number, context: RunContext, progress: (line: string) => void,
 ): Map<string, DensityResult> {
   const perEpoch = iterationsPerEpoch(data.train.length, BATCH);
   const runs = densities.map((d) => {
-    const { model, density } = buildModel(ladderDensities(Number(d)));
-    const step = trainer(data, model);
+    const { model, masks, density } = buildModel(ladderDensities(Number(d)));
+    const program = compileProgram(model, { masks, optimizer: { name: 'adam', lr: LR, momentum: 0, weightDecay: 0 }, context });
+    const step = trainer(data, program);
     step(o.warmup);
-    return { d, model, density, step, seconds: [] as number[] };
+    return { d, program, density, step, seconds: [] as number[] };
   });
   for (let r = 0; r < o.runs; r++) {
     for (const run of runs) {
@@ -212,7 +208,7 @@ function timeDensities(
     let evalSeconds: number | undefined;
     if (o.eval) {
       const evals: number[] = [];
-      for (let r = 0; r < o.runs; r++) evals.push(evalPass(run.model, data));
+      for (let r = 0; r < o.runs; r++) evals.push(evalPass(run.program, data));
       evalSeconds = median(evals);
     }
     results.set(run.d, { epochSeconds: median(run.seconds), runSeconds: run.seconds, evalSeconds, actualDensity: run.density });
@@ -229,11 +225,11 @@ interface LevelEstimate {
 }
 
 /** One IMP level of the paper's run: train() as the lottery runs it, for a few thousand iterations, scaled to 50,000. */
-function estimateLevel(data: Splits, k: number, o: Options): LevelEstimate {
-  const { model, density } = buildModel(levelDensities(k));
+function estimateLevel(data: Splits, k: number, o: Options, context: RunContext): LevelEstimate {
+  const { model, masks, density } = buildModel(levelDensities(k));
   const r = train({
-    model, data, iterations: o.fullImpIterations, batchSize: BATCH, seed: SEED, evalEvery: FULL_IMP.evalEvery,
-    optimizer: { name: 'adam', lr: LR, momentum: 0, weightDecay: 0 },
+    model, masks, data, iterations: o.fullImpIterations, batchSize: BATCH, seed: SEED, evalEvery: FULL_IMP.evalEvery,
+    optimizer: { name: 'adam', lr: LR, momentum: 0, weightDecay: 0 }, context,
   });
   return { level: k, density, timedSeconds: r.seconds, levelSeconds: (r.seconds * FULL_IMP.iterations) / o.fullImpIterations };
 }
@@ -320,13 +316,9 @@ function main(): void {
   if (!(o.fullImpIterations >= 1)) throw new LthError(`--full-imp-iterations must be at least 1, got ${o.fullImpIterations}`);
   const progress = (line: string) => { if (!o.json) process.stderr.write(`${line}\n`); };
 
-  const be = getBackend();
-  const native = be as unknown as { simd?: string; setThreads?(n: number): void; getThreads?(): number };
-  if (o.threads !== undefined) {
-    if (typeof native.setThreads !== 'function') throw new LthError(`--threads: the ${be.name} backend has no threads to set`);
-    native.setThreads(o.threads);
-  }
-  const threads = typeof native.getThreads === 'function' ? native.getThreads() : 1;
+  const context = resolveContext({ threads: o.threads });
+  const be = context.backend;
+  const { threads, simd } = context.settings;
 
   progress('loading MNIST...');
   const data = getDataset('mnist').load(undefined, SEED);
@@ -335,13 +327,13 @@ function main(): void {
   const loadavg = os.loadavg();
 
   progress(`${be.name}: densities ${o.densities.join(', ')}, ${o.runs} interleaved runs of ${iterations} iterations each...`);
-  const results = timeDensities(data, o.densities, o, iterations, progress);
+  const results = timeDensities(data, o.densities, o, iterations, context, progress);
 
   const levels: LevelEstimate[] = [];
   if (o.fullImp) {
     progress(`${be.name}: full-IMP estimate, ${FULL_IMP.levels} levels x ${o.fullImpIterations} iterations (train(), evaluated every ${FULL_IMP.evalEvery})...`);
     for (let k = 0; k < FULL_IMP.levels; k++) {
-      levels.push(estimateLevel(data, k, o));
+      levels.push(estimateLevel(data, k, o, context));
       progress(`  level ${k}: ${fmt(levels[k].timedSeconds, 2)} s -> ${fmt(levels[k].levelSeconds, 1)} s`);
     }
   }
@@ -350,7 +342,7 @@ function main(): void {
   const out: Record<string, unknown> = {
     model: 'lenet_300_100',
     backend: be.name,
-    simd: native.simd ?? null,
+    simd,
     threads,
     cpu: cpuModel(),
     cores: os.cpus().length,
@@ -431,7 +423,7 @@ function main(): void {
   const dense = results.get('1')?.epochSeconds;
   const header = [`lth LeNet-300-100 epoch: ${perEpoch} iterations of batch ${BATCH}, Adam, training only ` +
     `(timed ${iterations} it/run, median of ${o.runs})`,
-  `backend ${be.name}${native.simd ? ` (${native.simd})` : ''}, ${threads} thread(s); ${cpuModel()}, ${os.cpus().length} cores; node ${process.version}; load ${loadavg[0].toFixed(2)}`];
+  `backend ${be.name}${simd === 'none' ? '' : ` (${simd})`}, ${threads} thread(s); ${cpuModel()}, ${os.cpus().length} cores; node ${process.version}; load ${loadavg[0].toFixed(2)}`];
   const cols = ['density', 's/epoch', 'vs dense', ...(o.eval ? [`eval ${data.validation.length + data.test.length} (s)`] : []),
     ...(reference ? ['reference s/epoch'] : []), ...(torch ? ['torch s/epoch', 'lth/torch'] : [])];
   const rows = [...results].map(([d, r]) => [d, fmt(r.epochSeconds), dense ? fmt(r.epochSeconds / dense, 2) : '-',

@@ -21,13 +21,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { getBackend, type Backend } from '../src/backend/index.js';
+import { resolveContext, type Backend } from '../src/backend/index.js';
 import { parseArgs, helpText } from '../src/cli/args.js';
 import type { Schema } from '../src/core/hparams.js';
 import { LthError } from '../src/core/errors.js';
 import { Rng } from '../src/core/rng.js';
 import { getModel } from '../src/models/registry.js';
-import { Adam } from '../src/nn/optim.js';
+import { Optimizer } from '../src/nn/optim.js';
 import { softmaxCrossEntropy } from '../src/tensor/ops.js';
 import { Tensor } from '../src/tensor/tensor.js';
 
@@ -96,17 +96,14 @@ function main(): void {
 
   const spec = getModel(modelName);
   if (spec.training.dataset !== 'cifar10') throw new LthError(`--model: ${modelName} is not a CIFAR-10 conv net`);
-  const be = getBackend();
-  const native = be as unknown as { simd?: string; setThreads?(n: number): void; getThreads?(): number };
-  if (values.threads !== undefined) {
-    if (typeof native.setThreads !== 'function') throw new LthError(`--threads: the ${be.name} backend has no threads to set`);
-    native.setThreads(values.threads as number);
-  }
-  const threads = typeof native.getThreads === 'function' ? native.getThreads() : 1;
+  const context = resolveContext({ threads: values.threads as number | undefined });
+  const be = context.backend;
+  const { threads } = context.settings;
+  const simd = context.settings.simd === 'none' ? null : context.settings.simd;
 
   const model = spec.build();
   model.initialize(new Rng(0, 'init'));
-  const optimizer = new Adam(model.namedParameters().map(([, t]) => t), spec.training.lr);
+  const optimizer = new Optimizer(model.namedParameters().map(([, tensor]) => ({ tensor, mask: null })), { name: 'adam', lr: spec.training.lr, momentum: 0, weightDecay: 0 });
   const rng = new Rng(1, 'bench_data');
   const x = Tensor.zeros([batch, 3, 32, 32]);
   for (let i = 0; i < x.size; i++) x.data[i] = rng.normal();
@@ -115,7 +112,7 @@ function main(): void {
   const phases = { forward: [] as number[], backward: [] as number[], optimizer: [] as number[], step: [] as number[] };
   const step = (record: boolean) => {
     const t0 = performance.now();
-    const loss = softmaxCrossEntropy(model.forward(x, true), labels);
+    const loss = softmaxCrossEntropy(model.forward(x), labels);
     if (!Number.isFinite(loss.data[0])) throw new LthError(`bench: loss is ${loss.data[0]}`);
     const t1 = performance.now();
     loss.backward();
@@ -129,7 +126,7 @@ function main(): void {
       phases.step.push(t3 - t0);
     }
   };
-  progress(`${be.name}${native.simd ? ` (${native.simd})` : ''}, ${threads} thread(s): ${modelName}, batch ${batch}, ${warmup} warm-up + ${steps} timed steps...`);
+  progress(`${be.name}${simd ? ` (${simd})` : ''}, ${threads} thread(s): ${modelName}, batch ${batch}, ${warmup} warm-up + ${steps} timed steps...`);
   for (let i = 0; i < warmup; i++) step(false);
   let kernels: Map<string, { ms: number; calls: number }> | undefined;
   if (values.kernels === true) kernels = instrument(be);
@@ -142,7 +139,7 @@ function main(): void {
   const out: Record<string, unknown> = {
     model: modelName,
     backend: be.name,
-    simd: native.simd ?? null,
+    simd,
     threads,
     batch,
     cpu: cpuModel(),
@@ -191,7 +188,7 @@ function main(): void {
   const ms = (s: number) => `${(s * 1000).toFixed(1)} ms`;
   const lines = [
     `lth ${modelName} training step: batch ${batch} of 3x32x32, Adam; median of ${steps} steps`,
-    `backend ${be.name}${native.simd ? ` (${native.simd})` : ''}, ${threads} thread(s); ${cpuModel()}, ${os.cpus().length} cores; node ${process.version}`,
+    `backend ${be.name}${simd ? ` (${simd})` : ''}, ${threads} thread(s); ${cpuModel()}, ${os.cpus().length} cores; node ${process.version}`,
     '',
     `  step       ${ms(stepSeconds)}`,
     `  forward    ${ms(median(phases.forward) / 1000)}`,

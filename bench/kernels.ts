@@ -125,7 +125,7 @@ const adam = {
 native.setThreads(defaultThreads);
 
 const fmt = (x: number | null, w = 9) => (x === null ? '-' : x.toFixed(1)).padStart(w);
-console.log(`native backend: simd=${native.simd}, default threads=${defaultThreads}`);
+console.log(`native backend: simd=${native.simdPath()}, default threads=${defaultThreads}`);
 console.log(`${'shape'.padEnd(24)}${'m'.padStart(6)}${'k'.padStart(6)}${'n'.padStart(6)}   GFLOP/s: ${'native×1'.padStart(9)}${'native×2'.padStart(9)}${'reference'.padStart(10)}`);
 for (const r of rows) {
   console.log(`${r.shape.padEnd(24)}${String(r.m).padStart(6)}${String(r.k).padStart(6)}${String(r.n).padStart(6)}            ${fmt(r.native1)}${fmt(r.native2)}${fmt(r.reference, 10)}`);
@@ -135,7 +135,7 @@ console.log(`adam, ${P} params (ms): native×1 ${adam.native1Ms.toFixed(3)}, nat
 
 if (asJson) {
   console.log(JSON.stringify({
-    simd: native.simd,
+    simd: native.simdPath(),
     defaultThreads,
     gemm: rows,
     adam,

@@ -1,7 +1,8 @@
 /**
  * Sparse vs dense training of LeNet-300-100: seconds per training epoch (916 iterations of
  * batch 60, Adam, training only) at IMP densities, with the automatic per-layer choice
- * (LTH_SPARSE=auto) and forced dense (LTH_SPARSE=off), the median of several runs of
+ * (sparse mode auto, its program chosen as train() chooses it) and forced dense (sparse
+ * off, the graph program), the median of several runs of
  * `--iters` iterations scaled to 916; plus one evaluation pass over 15,000 samples (batch
  * 1000). `--threshold` also times one masked layer dense vs sparse on the LeNet shapes to
  * locate the crossover density. Synthetic N(0,1) inputs (the kernels' cost does not depend
@@ -9,13 +10,14 @@
  *
  * node dist/bench/sparse.js [--json] [--iters 200] [--runs 3] [--threshold]
  */
-import { getBackend } from '../src/backend/index.js';
+import { resolveContext } from '../src/backend/index.js';
 import { Rng } from '../src/core/rng.js';
+import { Dataset } from '../src/data/dataset.js';
 import { getModel } from '../src/models/registry.js';
 import type { Model } from '../src/nn/model.js';
-import { Adam } from '../src/nn/optim.js';
-import { linear, softmaxCrossEntropy } from '../src/tensor/ops.js';
-import { SparseWorkspace, maskPattern, sparseLinear } from '../src/tensor/sparse.js';
+import { compileProgram } from '../src/program/compile.js';
+import { linear } from '../src/tensor/ops.js';
+import { maskPattern, packValues, sparseLinear } from '../src/tensor/sparse.js';
 import { Tensor, noGrad } from '../src/tensor/tensor.js';
 
 const args = process.argv.slice(2);
@@ -35,68 +37,50 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-function buildModel(level: number, rng: Rng): Model {
+function buildModel(level: number, rng: Rng): { model: Model; masks?: Map<string, Float32Array> } {
   const model = getModel('lenet_300_100').build();
   model.initialize(rng);
   const masks = new Map<string, Float32Array>();
-  const out = model.outputLayerName();
-  for (const name of model.prunableNames()) {
-    const size = model.parameter(name).size;
-    const keep = (name.startsWith(out + '.') ? 0.9 : 0.8) ** level;
+  for (const l of model.prunableLayers()) {
+    const size = model.parameter(l.name).size;
+    const keep = (l.output ? 0.9 : 0.8) ** level;
     const m = new Float32Array(size);
     for (let i = 0; i < size; i++) m[i] = rng.uniform() < keep ? 1 : 0;
-    masks.set(name, m);
+    masks.set(l.name, m);
   }
-  if (level > 0) model.setMasks(masks);
-  return model;
-}
-
-function withMode<T>(mode: string, f: () => T): T {
-  const before = process.env.LTH_SPARSE;
-  process.env.LTH_SPARSE = mode;
-  try { return f(); } finally {
-    if (before === undefined) delete process.env.LTH_SPARSE; else process.env.LTH_SPARSE = before;
-  }
+  return { model, masks: level > 0 ? masks : undefined };
 }
 
 const rng = new Rng(0, 'bench');
-const xs: Float32Array[] = [];
-for (let i = 0; i < 8; i++) xs.push(Float32Array.from({ length: BATCH * 784 }, () => rng.normal()));
-const labels = Int32Array.from({ length: BATCH }, (_, i) => i % 10);
-const evalX = Float32Array.from({ length: 1000 * 784 }, () => rng.normal());
-const evalLabels = Int32Array.from({ length: 1000 }, (_, i) => i % 10);
+const train = new Dataset(Float32Array.from({ length: 8 * BATCH * 784 }, () => rng.normal()), Int32Array.from({ length: 8 * BATCH }, (_, i) => i % 10), [784], 10);
+const order = Int32Array.from({ length: train.length }, (_, i) => i);
+const evalData = new Dataset(Float32Array.from({ length: 15000 * 784 }, () => rng.normal()), Int32Array.from({ length: 15000 }, (_, i) => i % 10), [784], 10);
 
-function epochSeconds(level: number, mode: string): number {
-  return withMode(mode, () => {
-    const model = buildModel(level, new Rng(1, 'init'));
-    const optim = new Adam(model.namedParameters().map(([, t]) => t), 1.2e-3);
-    const step = (i: number) => {
-      const x = new Tensor(xs[i % xs.length], [BATCH, 784]);
-      const loss = softmaxCrossEntropy(model.forward(x, true), labels);
-      loss.backward();
-      optim.step();
-    };
-    for (let i = 0; i < 20; i++) step(i);
-    const times: number[] = [];
-    for (let r = 0; r < RUNS; r++) {
-      const t0 = performance.now();
-      for (let i = 0; i < ITERS; i++) step(i);
-      times.push((performance.now() - t0) / 1000 * EPOCH / ITERS);
-    }
-    return median(times);
-  });
+function program(level: number, mode: 'auto' | 'off') {
+  const { model, masks } = buildModel(level, new Rng(1, 'init'));
+  return compileProgram(model, { masks, optimizer: { name: 'adam', lr: 1.2e-3, momentum: 0, weightDecay: 0 }, context: resolveContext({ sparse: mode }) });
 }
 
-function evalSeconds(level: number, mode: string): number {
-  return withMode(mode, () => {
-    const model = buildModel(level, new Rng(1, 'init'));
-    const be = getBackend();
-    const pass = () => noGrad(() => {
-      for (let b = 0; b < 15; b++) {
-        const logits = model.forward(new Tensor(evalX, [1000, 784]), false);
-        be.countCorrect(logits.data, evalLabels, 1000, 10);
-      }
-    });
+function epochSeconds(level: number, mode: 'auto' | 'off'): number {
+  const p = program(level, mode);
+  const losses = new Float64Array(8);
+  const steps = (n: number) => {
+    for (let done = 0; done < n; done += 8) p.step({ data: train, order, from: 0, batchSize: BATCH }, losses.subarray(0, Math.min(8, n - done)));
+  };
+  steps(20);
+  const times: number[] = [];
+  for (let r = 0; r < RUNS; r++) {
+    const t0 = performance.now();
+    steps(ITERS);
+    times.push((performance.now() - t0) / 1000 * EPOCH / ITERS);
+  }
+  return median(times);
+}
+
+function evalSeconds(level: number, mode: 'auto' | 'off'): number {
+  {
+    const p = program(level, mode);
+    const pass = () => p.evaluate(evalData);
     pass();
     const times: number[] = [];
     for (let r = 0; r < RUNS; r++) {
@@ -105,7 +89,7 @@ function evalSeconds(level: number, mode: string): number {
       times.push((performance.now() - t0) / 1000);
     }
     return median(times);
-  });
+  }
 }
 
 /** Microseconds of one masked layer (forward + backward, or forward only) dense vs sparse. */
@@ -114,19 +98,19 @@ function layerMicros(out: number, inF: number, n: number, density: number, train
   const w = Tensor.zeros([out, inF], true), b = Tensor.zeros([out], true);
   const m = new Float32Array(w.size);
   for (let i = 0; i < m.length; i++) { m[i] = r.uniform() < density ? 1 : 0; w.data[i] = m[i] ? r.normal() * 0.05 : 0; }
-  w.mask = m;
   const x = new Tensor(Float32Array.from({ length: n * inF }, () => r.normal()), [n, inF], true);
-  const { pattern } = maskPattern(m, out, inF), ws = new SparseWorkspace();
-  const state = w.setSparse(pattern)!;
+  const { pattern } = maskPattern(m, out, inF);
+  const vals = new Tensor(packValues(pattern, w.data), [pattern.nnz], true);
   const g = new Float32Array(n * out).fill(1e-3);
   const once = (sparse: boolean) => {
-    const run = () => (sparse ? sparseLinear(x, w, b, 'relu', state, ws) : linear(x, w, b, 'relu'));
+    const run = () => (sparse ? sparseLinear(x, vals, pattern, b, 'relu') : linear(x, w, b, 'relu'));
     if (!train) { noGrad(run); return; }
     const y = run();
     y.grad = g;
-    y.backwardFn!();
-    y.backwardFn = null;
-    ws.busy = false;
+    // The recorded ops of y, in reverse: fromPanels, the sparse layer, toPanels (or the one dense op).
+    const ops: Tensor[] = [];
+    for (let t: Tensor | undefined = y; t && t.backwardFn; t = t.parents[0]) ops.push(t);
+    for (const t of ops) { t.backwardFn!(); t.backwardFn = null; }
   };
   const time = (sparse: boolean) => {
     const reps = Math.max(20, Math.round(2e7 / (n * inF * out * Math.max(density, 0.05))));
@@ -142,7 +126,7 @@ function layerMicros(out: number, inF: number, n: number, density: number, train
   return { dense: time(false), sparse: time(true) };
 }
 
-const result: Record<string, unknown> = { backend: getBackend().name, iters: ITERS, runs: RUNS };
+const result: Record<string, unknown> = { backend: resolveContext().settings.backend, iters: ITERS, runs: RUNS };
 if (args.includes('--threshold')) {
   const rows: Array<Record<string, number | string>> = [];
   log('layer       batch  pass   density  dense us  sparse us');

@@ -172,66 +172,7 @@ export interface Backend {
 
   /** y [n, features] = the panels transposed back (+= when `accumulate`). */
   fromPanels(panels: Float32Array, y: Float32Array, n: number, features: number, ld: number, accumulate: boolean): void;
-
-  /**
-   * One training step of a chain of sparse layers in one call. The batch is samples
-   * indices[from .. from + n) of a data set: rows of src [samples, layers[0] inputs],
-   * labels from srcLabels. It goes through every layer (as sparseForward, ReLU where
-   * `relu`; layer l's outputs are layer l+1's inputs), then the softmax cross-entropy of
-   * the last layer's outputs and the backward pass, adding the gradient of the mean loss
-   * to each layer's gvals and gbias. With an `update` (and a finite loss) it then applies
-   * it to every layer's vals and bias from their gradients and `state`, as `adam` / `sgd`
-   * would (zeroing the gradients). Returns the mean loss (not finite when the loss is
-   * not). Same numbers as the kernels above composed, up to float summation order, and
-   * independent of the thread count.
-   *
-   * With `losses`, runs losses.length steps on consecutive batches (step s on samples
-   * indices[from + s·n .. from + (s+1)·n), an Adam update's step count advancing by one a
-   * step), writes each step's mean loss there and stops after a step whose loss is not
-   * finite; every index and label is checked before the first step. Returns the mean loss
-   * of the last step run.
-   *
-   * A backend may read the next batch ahead during a step and use it when the next step
-   * (in this call or the next) asks for the same rows of the same src: src must not be
-   * changed in place between calls (indices may be; the rows are compared).
-   */
-  sparseMlpStep(
-    src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
-    layers: readonly SparseMlpLayer[], update: UpdateRule | null, losses?: Float64Array,
-  ): number;
-
-  /**
-   * The summed softmax cross-entropy and the number of correct predictions (first maximum
-   * logit = label, as countCorrect) of every sample of src [samples, layers[0] inputs]
-   * through the chain of sparse layers, as sparseForward would compute it; in chunks of
-   * 64 samples whose sums are added in order, so independent of the thread count.
-   */
-  sparseMlpEval(src: Float32Array, srcLabels: Int32Array, layers: readonly SparseLayer[]): { loss: number; correct: number };
 }
-
-/** One layer of `Backend.sparseMlpEval`: y = act(x·Wᵀ + b), W at its pattern's nonzeros. */
-export interface SparseLayer {
-  readonly pattern: SparsePattern;
-  /** The packed values, [nnz]. */
-  readonly vals: Float32Array;
-  readonly bias: Float32Array | null;
-  readonly relu: boolean;
-}
-
-/** One layer of `Backend.sparseMlpStep`: a SparseLayer with its gradients (and optimiser state). */
-export interface SparseMlpLayer extends SparseLayer {
-  /** The packed weight gradient, [nnz]: the step adds to it. */
-  readonly gvals: Float32Array;
-  /** The bias gradient, [rows], or null (not wanted). */
-  readonly gbias: Float32Array | null;
-  /** The optimiser state for an update: [m, v] (Adam) or [momentum buffer] (SGD), of the weight (packed) and of the bias. */
-  readonly state?: { readonly weight: readonly Float32Array[]; readonly bias: readonly Float32Array[] };
-}
-
-/** An optimiser update, with the arguments of `adam` / `sgd`. */
-export type UpdateRule =
-  | { readonly kind: 'adam'; readonly lr: number; readonly beta1: number; readonly beta2: number; readonly eps: number; readonly step: number }
-  | { readonly kind: 'sgd'; readonly lr: number; readonly momentum: number; readonly weightDecay: number };
 
 /** Columns the panels of a padded batch ld take: whole panels of 64. */
 export function panelColumns(ld: number): number {

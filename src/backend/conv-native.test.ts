@@ -8,11 +8,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { referenceBackend as ref, loadNative, type Backend, type NativeBackend } from './index.js';
+import { referenceBackend as ref, loadNative, type Backend, type NativeAddon } from './index.js';
 import { child, prng, randomArray } from './testing.js';
 
 const loaded = loadNative();
-const native: NativeBackend | null = loaded instanceof Error ? null : loaded;
+const native: NativeAddon | null = loaded instanceof Error ? null : loaded;
 const skip = native === null;
 
 const outSize = (size: number, k: number, s: number, p: number) => Math.floor((size + 2 * p - k) / s) + 1;
@@ -239,8 +239,12 @@ const INDEX_URL = new URL('./index.js', import.meta.url).href;
 
 /** Child program: every conv kernel, native vs reference, on one odd geometry. */
 const CHECK_PROGRAM = `
-const { referenceBackend: R, loadNative } = await import(${JSON.stringify(INDEX_URL)});
-const N = loadNative();
+const { referenceBackend: R, loadNative, resolveContext } = await import(${JSON.stringify(INDEX_URL)});
+let N;
+try {
+  resolveContext();  // applies LTH_SIMD and LTH_THREADS
+  N = loadNative();
+} catch (e) { console.log(JSON.stringify({ error: e.message })); process.exit(0); }
 if (N instanceof Error) { console.log(JSON.stringify({ error: N.message })); process.exit(0); }
 let s = 777;
 const rnd = () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 4294967296 * 2 - 1; };
@@ -263,7 +267,7 @@ for (const [c, h, w, kh, kw, sh, sw, ph, pw] of [[3, 31, 33, 3, 3, 1, 1, 1, 1], 
   const gy = arr(p1.length), g1 = new Float32Array(x.length), g2 = g1.slice();
   R.maxPool2dBackward(x, gy, g1, c, h, w, 2, 2); N.maxPool2dBackward(x, gy, g2, c, h, w, 2, 2); note('maxPool2dBackward', g2, g1);
 }
-console.log(JSON.stringify({ simd: N.simd, worst }));
+console.log(JSON.stringify({ simd: N.simdPath(), worst }));
 `;
 
 test('conv kernels match the reference on every SIMD path (LTH_SIMD children)', { skip }, async () => {

@@ -9,11 +9,11 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import assert from 'node:assert/strict';
-import { referenceBackend as ref, loadNative, type NativeBackend } from './index.js';
+import { referenceBackend as ref, loadNative, type NativeAddon } from './index.js';
 import { child, prng, randomArray } from './testing.js';
 
 const loaded = loadNative();
-const native: NativeBackend | null = loaded instanceof Error ? null : loaded;
+const native: NativeAddon | null = loaded instanceof Error ? null : loaded;
 const skip = native === null;
 
 /**
@@ -51,7 +51,7 @@ for (const tA of [false, true]) for (const tB of [false, true]) for (const acc o
 test('native addon loads', () => {
   if (loaded instanceof Error) assert.fail(`native addon did not load: ${loaded.message}`);
   assert.equal(native!.name, 'native');
-  assert.ok(['avx512', 'avx2', 'scalar'].includes(native!.simd), `simd = ${native!.simd}`);
+  assert.ok(['avx512', 'avx2', 'scalar'].includes(native!.simdPath()), `simd = ${native!.simdPath()}`);
   assert.ok(native!.getThreads() >= 1);
 });
 
@@ -370,8 +370,12 @@ const INDEX_URL = new URL('./index.js', import.meta.url).href;
 /** Child program: native vs reference on random shapes, and a hash of big GEMM results. */
 const CHECK_PROGRAM = `
 import { createHash } from 'node:crypto';
-const { referenceBackend: R, loadNative } = await import(${JSON.stringify(INDEX_URL)});
-const N = loadNative();
+const { referenceBackend: R, loadNative, resolveContext } = await import(${JSON.stringify(INDEX_URL)});
+let N;
+try {
+  resolveContext();  // applies LTH_SIMD and LTH_THREADS
+  N = loadNative();
+} catch (e) { console.log(JSON.stringify({ error: e.message })); process.exit(0); }
 if (N instanceof Error) { console.log(JSON.stringify({ error: N.message })); process.exit(0); }
 const full = process.env.LTH_TEST_CHECK === 'full';
 let s = 12345;
@@ -402,7 +406,7 @@ for (const [m, k, n, tA, tB] of [[60, 784, 300, 0, 1], [300, 60, 784, 1, 0], [10
   N.matmul(a, b, c, m, k, n, !!tA, !!tB, false);
   hash.update(Buffer.from(c.buffer));
 }
-console.log(JSON.stringify({ simd: N.simd, threads: N.getThreads(), worst, adamErr, hash: hash.digest('hex') }));
+console.log(JSON.stringify({ simd: N.simdPath(), threads: N.getThreads(), worst, adamErr, hash: hash.digest('hex') }));
 `;
 
 test('every SIMD path matches the reference (LTH_SIMD children)', { skip }, async () => {
@@ -419,7 +423,7 @@ test('every SIMD path matches the reference (LTH_SIMD children)', { skip }, asyn
   assert.equal(results.scalar.simd, 'scalar');
   assert.ok(['avx2', 'scalar'].includes(results.avx2.simd as string));
   assert.ok(['avx512', 'avx2', 'scalar'].includes(results.avx512.simd as string));
-  if (!process.env.LTH_SIMD) assert.equal(results.avx512.simd, native!.simd, 'LTH_SIMD=avx512 gives the best path this CPU has');
+  if (!process.env.LTH_SIMD) assert.equal(results.avx512.simd, native!.simdPath(), 'LTH_SIMD=avx512 gives the best path this CPU has');
 });
 
 test('LTH_THREADS=1 and LTH_THREADS=2 give bitwise identical matmul results', { skip }, async () => {
@@ -429,7 +433,7 @@ test('LTH_THREADS=1 and LTH_THREADS=2 give bitwise identical matmul results', { 
   assert.equal(two.hash, one.hash);
 });
 
-test('a bad LTH_SIMD or LTH_THREADS makes the addon fail to load with a clear message', { skip }, async () => {
+test('a bad LTH_SIMD or LTH_THREADS is a clear error when the run context is resolved', { skip }, async () => {
   const [bad, badThreads] = await Promise.all([
     child({ LTH_SIMD: 'sse9' }, CHECK_PROGRAM), child({ LTH_THREADS: 'many' }, CHECK_PROGRAM)]);
   assert.match(String(bad.error), /LTH_SIMD must be 'avx512', 'avx2' or 'scalar', got 'sse9'/);

@@ -1,4 +1,4 @@
-import { panelColumns, panelIndex as at, type Backend, type SparseLayer, type SparseMlpLayer, type SparsePattern, type UpdateRule } from './backend.js';
+import { panelColumns, panelIndex as at, type Backend, type SparsePattern } from './backend.js';
 
 /**
  * Plain TypeScript kernels: simple loops with a fixed summation order (float64
@@ -262,64 +262,7 @@ export const referenceBackend: Backend = {
       for (let i = 0; i < features; i++) y[c * features + i] = (accumulate ? y[c * features + i] : 0) + panels[at(i, c, features)];
     }
   },
-
-  sparseMlpStep(src, srcLabels, indices, from, n, layers, update, losses) {
-    checkChain('sparseMlpStep', layers);
-    const steps = losses ? losses.length : 1, classes = layers[layers.length - 1].pattern.rows;
-    if (steps < 1) throw new RangeError('sparseMlpStep: losses must hold at least one step');
-    // Every index and label first, so that a bad one stops the call before any step.
-    const rows = src.length / layers[0].pattern.cols;
-    for (let i = from; i < from + steps * n; i++) {
-      if (!(indices[i] >= 0 && indices[i] < rows)) throw new RangeError(`sparseMlpStep: indices[${i}] = ${indices[i]} is outside [0, ${rows})`);
-      const label = srcLabels[indices[i]];
-      if (!(label >= 0 && label < classes)) throw new RangeError(`sparseMlpStep: srcLabels[${indices[i]}] = ${label} is outside [0, ${classes})`);
-    }
-    let loss = 0;
-    for (let s = 0; s < steps; s++) {
-      loss = referenceMlpStep(src, srcLabels, indices, from + s * n, n, layers, update && update.kind === 'adam' ? { ...update, step: update.step + s } : update);
-      if (losses) losses[s] = loss;
-      if (!Number.isFinite(loss)) break;
-    }
-    return loss;
-  },
-
-  sparseMlpEval(src, srcLabels, layers) {
-    const be = referenceBackend;
-    checkChain('sparseMlpEval', layers);
-    const inputs = layers[0].pattern.cols, classes = layers[layers.length - 1].pattern.rows;
-    const samples = src.length / inputs;
-    if (!Number.isInteger(samples)) throw new RangeError(`sparseMlpEval: src has ${src.length} elements, not a whole number of samples of ${inputs}`);
-    let loss = 0, correct = 0;
-    for (let c0 = 0; c0 < samples; c0 += 64) {
-      const m = Math.min(64, samples - c0), ld = Math.max(16, (m + 15) & ~15);
-      const labels = srcLabels.subarray(c0, c0 + m);
-      for (let i = 0; i < m; i++) {
-        if (!(labels[i] >= 0 && labels[i] < classes)) throw new RangeError(`sparseMlpEval: srcLabels[${c0 + i}] = ${labels[i]} is outside [0, ${classes})`);
-      }
-      let act = new Float32Array(inputs * 64);
-      be.toPanels(src.subarray(c0 * inputs, (c0 + m) * inputs), act, m, inputs, ld);
-      for (const l of layers) {
-        const out = new Float32Array(l.pattern.rows * 64);
-        be.sparseForward(l.pattern, l.vals, act, out, l.bias, m, ld, l.relu);
-        act = out;
-      }
-      const logits = new Float32Array(m * classes);
-      be.fromPanels(act, logits, m, classes, ld, false);
-      loss += be.softmaxXent(logits, labels, m, classes, null, 0);
-      correct += be.countCorrect(logits, labels, m, classes);
-    }
-    return { loss, correct };
-  },
 };
-
-/** That each layer takes the previous layer's outputs (RangeError naming `fn` otherwise). */
-function checkChain(fn: string, layers: readonly SparseLayer[]): void {
-  layers.forEach((l, i) => {
-    if (i > 0 && l.pattern.cols !== layers[i - 1].pattern.rows) {
-      throw new RangeError(`${fn}: layer ${i} takes ${l.pattern.cols} inputs but layer ${i - 1} gives ${layers[i - 1].pattern.rows}`);
-    }
-  });
-}
 
 /** Output size of a convolution along one axis. */
 function convOut(size: number, k: number, stride: number, pad: number): number {
@@ -368,50 +311,4 @@ function referencePattern(mask: Float32Array, rows: number, cols: number): Refer
 function asReference(p: SparsePattern): ReferencePattern {
   if (!('rowPtr' in p)) throw new TypeError("pattern must be an object made by this backend's sparsePattern()");
   return p as ReferencePattern;
-}
-
-/** One step of sparseMlpStep (indices and labels checked): the composition of the kernels above. */
-function referenceMlpStep(
-  src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
-  layers: readonly SparseMlpLayer[], update: UpdateRule | null,
-): number {
-  const be = referenceBackend;
-  const last = layers[layers.length - 1].pattern;
-  const inputs = layers[0].pattern.cols;
-  const x = new Float32Array(n * inputs), labels = new Int32Array(n);
-  be.gatherRows(src, inputs, indices, from, n, x);
-  for (let i = 0; i < n; i++) labels[i] = srcLabels[indices[from + i]];
-  const ld = Math.max(16, (n + 15) & ~15), cols = panelColumns(ld);
-  const acts = [new Float32Array(inputs * cols)];
-  be.toPanels(x, acts[0], n, inputs, ld);
-  layers.forEach((l, i) => {
-    acts.push(new Float32Array(l.pattern.rows * cols));
-    be.sparseForward(l.pattern, l.vals, acts[i], acts[i + 1], l.bias, n, ld, l.relu);
-  });
-  const logits = new Float32Array(n * last.rows), gradLogits = new Float32Array(n * last.rows);
-  be.fromPanels(acts[layers.length], logits, n, last.rows, ld, false);
-  const loss = be.softmaxXent(logits, labels, n, last.rows, gradLogits, 1 / n);
-  let g = new Float32Array(last.rows * cols);
-  be.toPanels(gradLogits, g, n, last.rows, ld);
-  for (let i = layers.length - 1; i >= 0; i--) {
-    const l = layers[i];
-    if (l.relu) be.reluBackward(g, acts[i + 1], g, g.length);
-    be.sparseWeightGrad(l.pattern, g, acts[i], l.gvals, l.gbias, ld);
-    if (i === 0) break;
-    const gx = new Float32Array(l.pattern.cols * cols);
-    be.sparseInputGrad(l.pattern, l.vals, g, gx, ld);
-    g = gx;
-  }
-  if (update && Number.isFinite(loss)) {
-    for (const l of layers) {
-      if (!l.state) throw new TypeError('sparseMlpStep: an update needs every layer\'s optimiser state');
-      const step = (p: Float32Array, grad: Float32Array, [s0, s1]: readonly Float32Array[]) => {
-        if (update.kind === 'adam') be.adam(p, grad, s0, s1, null, p.length, update.lr, update.beta1, update.beta2, update.eps, update.step);
-        else be.sgd(p, grad, s0, null, p.length, update.lr, update.momentum, update.weightDecay);
-      };
-      step(l.vals.subarray(0, l.pattern.nnz), l.gvals, l.state.weight);
-      if (l.bias && l.gbias) step(l.bias.subarray(0, l.pattern.rows), l.gbias, l.state.bias);
-    }
-  }
-  return loss / n;
 }

@@ -1,5 +1,5 @@
 /**
- * The fused sparse step (Backend.sparseMlpStep): native against the reference backend's
+ * The sparse-MLP program's kernels (SparseMlpKernels: prepare, step, evaluate): native against the reference's
  * composition of its kernels, and the reference against a dense masked network computed
  * with the reference's dense kernels; chains of one to three layers, batches from 1 to
  * 130 (several panels), densities 0 to 1, one nonzero, empty rows and columns, inputs
@@ -12,12 +12,36 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { referenceBackend as ref, loadNative, type Backend, type NativeBackend } from './index.js';
-import type { SparseMlpLayer, UpdateRule } from './backend.js';
+import { referenceBackend, referenceSparseMlp, loadNative, type Backend, type SparseMlpKernels } from './index.js';
+import type { SparseMlpLayer, UpdateRule } from './sparse-mlp.js';
 import { prng, randomArray } from './testing.js';
 
+/**
+ * A backend's kernels with the program's calls as one-shot functions: a chain prepared
+ * (with two parts) and stepped or evaluated once.
+ */
+interface Kernels extends Backend {
+  readonly mlp: SparseMlpKernels;
+  sparseMlpStep(src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
+    layers: readonly SparseMlpLayer[], update: UpdateRule | null, losses?: Float64Array): number;
+  sparseMlpEval(src: Float32Array, srcLabels: Int32Array, layers: readonly SparseMlpLayer[]): { loss: number; correct: number };
+}
+function kernels(be: Backend, mlp: SparseMlpKernels): Kernels {
+  return {
+    ...be, mlp,
+    sparseMlpStep(src, srcLabels, indices, from, n, layers, update, losses = new Float64Array(1)) {
+      const ran = mlp.step(mlp.prepare(layers, 2), src, srcLabels, indices, from, n, update, losses);
+      return losses[ran - 1];
+    },
+    sparseMlpEval: (src, srcLabels, layers) => mlp.evaluate(mlp.prepare(layers, 2), src, srcLabels),
+  };
+}
+
 const loaded = loadNative();
-const native: NativeBackend | null = loaded instanceof Error ? null : loaded;
+const ref = kernels(referenceBackend, referenceSparseMlp);
+const native: Kernels | null = loaded instanceof Error ? null : kernels(loaded, loaded.sparseMlp);
+const setThreads = (n: number) => (loaded as Exclude<typeof loaded, Error>).setThreads(n);
+const getThreads = () => (loaded as Exclude<typeof loaded, Error>).getThreads();
 const skip = native === null;
 
 interface LayerSpec { rows: number; cols: number; density: number; relu: boolean; bias: boolean; emptyRow?: number; emptyCol?: number }
@@ -144,7 +168,7 @@ for (const c of cases) {
     ref.gatherRows(src, c.inputs, indices, c.from, c.n, x);
     for (let i = 0; i < c.n; i++) labels[i] = srcLabels[indices[c.from + i]];
     const dense = denseStep(net, x, labels, c.n);
-    for (const be of [ref, native!] as Backend[]) {
+    for (const be of [ref, native!]) {
       const layers = layersFor(be, net);
       const loss = be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layers, null);
       assert.ok(Math.abs(loss - dense.loss) <= 1e-5 * Math.abs(dense.loss), `${be.name}: loss ${loss} vs dense ${dense.loss}`);
@@ -161,9 +185,9 @@ for (const c of cases) {
 test('sparseMlpStep: bitwise the same on 1 and 2 threads; gradients accumulate', { skip }, () => {
   const c = cases[0];
   const { net, src, srcLabels, indices } = setUp(c, 5);
-  const before = native!.getThreads();
+  const before = getThreads();
   const run = (threads: number) => {
-    native!.setThreads(threads);
+    setThreads(threads);
     const layers = layersFor(native!, net);
     const loss = native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layers, null);
     return { loss, layers };
@@ -181,7 +205,7 @@ test('sparseMlpStep: bitwise the same on 1 and 2 threads; gradients accumulate',
       for (let k = 0; k < l.gvals.length; k++) assert.equal(l.gvals[k], 2 * one.layers[i].gvals[k], `layer ${i} gvals[${k}] after two steps`);
     });
   } finally {
-    native!.setThreads(before);
+    setThreads(before);
   }
 });
 
@@ -189,7 +213,7 @@ test('sparseMlpStep: a NaN input makes the loss NaN on both backends', { skip },
   const c = cases[1];
   const { net, src, srcLabels, indices } = setUp(c, 9);
   src.fill(NaN, indices[c.from] * c.inputs, indices[c.from] * c.inputs + 1);
-  for (const be of [ref, native!] as Backend[]) {
+  for (const be of [ref, native!]) {
     assert.ok(Number.isNaN(be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layersFor(be, net), null)), be.name);
   }
 });
@@ -197,7 +221,7 @@ test('sparseMlpStep: a NaN input makes the loss NaN on both backends', { skip },
 test('sparseMlpStep validates its arguments', { skip }, () => {
   const c = cases[2];
   const { net, src, srcLabels, indices } = setUp(c, 3);
-  for (const be of [ref, native!] as Backend[]) {
+  for (const be of [ref, native!]) {
     const layers = layersFor(be, net);
     const badLabels = Int32Array.from(srcLabels);
     badLabels[indices[c.from + 2]] = 4;
@@ -216,32 +240,28 @@ test('sparseMlpStep validates its arguments', { skip }, () => {
   assert.throws(() => native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, aliased, null), /must not share memory/);
 });
 
-test('sparseMlpStep follows its layers\' arrays from call to call (the native step checks a chain once and keeps it)', { skip }, () => {
+test('a prepared chain reads and writes its layers\' arrays in place from step to step', { skip }, () => {
   const c = cases[2];
   const { net, src, srcLabels, indices } = setUp(c, 4);
-  const close = (got: SparseMlpLayer, want: SparseMlpLayer, what: string) => {
-    const e = relErr(denseGrads([got])[0], denseGrads([want])[0]);
-    assert.ok(e <= 1e-5, `${what}: layer 0 weight gradient rel err ${e}`);
-  };
-  const layers = layersFor(native!, net), want = layersFor(ref, net);
-  native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layers, null);
-  ref.sparseMlpStep(src, srcLabels, indices, c.from, c.n, want, null);
-  close(layers[0], want[0], 'first call');
-  // The same chain with new gradient arrays in layer 0 and doubled values in layer 1: the
-  // step must write and read the new arrays.
-  const before = Float32Array.from(layers[0].gvals);
-  const fresh = (l: SparseMlpLayer) => ({ ...l, gvals: new Float32Array(l.gvals.length), gbias: new Float32Array(l.gbias!.length) });
-  const changed = [fresh(layers[0]), { ...layers[1], vals: layers[1].vals.map((v) => 2 * v) }];
-  const refChanged = [fresh(want[0]), { ...want[1], vals: want[1].vals.map((v) => 2 * v) }];
-  native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, changed, null);
-  ref.sparseMlpStep(src, srcLabels, indices, c.from, c.n, refChanged, null);
-  assert.deepEqual(layers[0].gvals, before, 'the old gradient array is left alone');
-  close(changed[0], refChanged[0], 'new arrays');
-  // A refused chain leaves the next good call working.
-  assert.throws(() => native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, [changed[1], changed[0]], null), /layer 1 takes/);
-  native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, changed, null);
-  ref.sparseMlpStep(src, srcLabels, indices, c.from, c.n, refChanged, null);
-  close(changed[0], refChanged[0], 'after a refused call');
+  for (const be of [ref, native!]) {
+    const layers = layersFor(be, net), want = layersFor(be, net);
+    const chain = be.mlp.prepare(layers, 2);
+    const losses = new Float64Array(1);
+    be.mlp.step(chain, src, srcLabels, indices, c.from, c.n, null, losses);
+    // Doubled values in layer 1, written into the prepared arrays: the next step reads them.
+    layers[1].vals.forEach((v, k) => { layers[1].vals[k] = 2 * v; });
+    layers[0].gvals.fill(0);
+    layers[0].gbias!.fill(0);
+    be.mlp.step(chain, src, srcLabels, indices, c.from, c.n, null, losses);
+    const changed = [want[0], { ...want[1], vals: want[1].vals.map((v) => 2 * v) }];
+    const expected = be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, changed, null);
+    assert.equal(losses[0], expected, `${be.name}: loss after the values changed`);
+    assert.deepEqual(layers[0].gvals, changed[0].gvals, `${be.name}: layer 0 gradient after the values changed`);
+  }
+  // A refused chain leaves the next good one working.
+  const layers = layersFor(native!, net);
+  assert.throws(() => native!.mlp.prepare([layers[1], layers[0]], 2), /layer 1 takes/);
+  assert.ok(Number.isFinite(native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layers, null)));
 });
 
 test('sparseMlpStep on consecutive batches = reference, also when the next batch changes after the native step read it ahead', { skip }, () => {
@@ -286,7 +306,7 @@ for (const rule of [
   test(`sparseMlpStep with a ${rule.kind} update = the step, then the ${rule.kind} kernel (native, reference)`, { skip }, () => {
     const c = cases[0];
     const { net, src, srcLabels, indices } = setUp(c, 21);
-    for (const be of [ref, native!] as Backend[]) {
+    for (const be of [ref, native!]) {
       const fused = withState(layersFor(be, net), rule, 4);
       const apart = fused.map(copyLayer);
       const loss = be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, fused, rule);
@@ -324,7 +344,7 @@ test('sparseMlpStep with losses runs consecutive steps: the same as one call a s
   const steps = 4, rnd = prng(7);
   const indices = Int32Array.from({ length: c.from + (steps + 1) * c.n }, () => Math.floor(rnd() * c.samples));
   const rule: UpdateRule = { kind: 'adam', lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 5 };
-  for (const be of [ref, native!] as Backend[]) {
+  for (const be of [ref, native!]) {
     const together = withState(layersFor(be, net), rule, 4), apart = together.map(copyLayer);
     const losses = new Float64Array(steps);
     const last = be.sparseMlpStep(src, srcLabels, indices, c.from, c.n, together, rule, losses);
@@ -360,7 +380,7 @@ test('sparseMlpStep with losses runs consecutive steps: the same as one call a s
   // state starts at zero: packed orders differ between backends. The layers are copied:
   // they share net's biases, which the steps above updated.
   const sgd: UpdateRule = { kind: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 0 };
-  const fresh = (be: Backend) => layersFor(be, net).map((l) => ({
+  const fresh = (be: Kernels) => layersFor(be, net).map((l) => ({
     ...copyLayer(l), state: { weight: [new Float32Array(l.pattern.nnz)], bias: [new Float32Array(l.pattern.rows)] },
   }));
   const native4 = fresh(native!), ref4 = fresh(ref);
@@ -396,7 +416,7 @@ for (const c of cases) {
     }
     const loss = ref.softmaxXent(act, srcLabels, c.samples, classes, null, 0);
     const correct = ref.countCorrect(act, srcLabels, c.samples, classes);
-    for (const be of [ref, native!] as Backend[]) {
+    for (const be of [ref, native!]) {
       const got = be.sparseMlpEval(src, srcLabels, layersFor(be, net));
       assert.ok(Math.abs(got.loss - loss) <= 1e-5 * Math.abs(loss), `${be.name}: loss ${got.loss} vs dense ${loss}`);
       assert.equal(got.correct, correct, `${be.name}: correct`);
@@ -409,9 +429,9 @@ test('sparseMlpEval: ties go to the first maximum; NaN gives a NaN loss; same on
   const eye = Float32Array.from([1, 0, 0, 0, 1, 0, 0, 0, 1]);
   const src = Float32Array.from([1, 1, 0, /**/ 0, 2, 2, /**/ 3, 3, 3, /**/ 0, 5, 1]);
   const labels = Int32Array.from([0, 2, 0, 1]);
-  for (const be of [ref, native!] as Backend[]) {
+  for (const be of [ref, native!]) {
     const p = be.sparsePattern(eye, 3, 3);
-    const layers = [{ pattern: p, vals: Float32Array.from(p.flat, (i) => eye[i]), bias: null, relu: false }];
+    const layers = [{ pattern: p, vals: Float32Array.from(p.flat, (i) => eye[i]), bias: null, relu: false, gvals: new Float32Array(p.nnz), gbias: null }];
     assert.equal(be.sparseMlpEval(src, labels, layers).correct, 3, `${be.name}: first maximum wins`);
     const nan = src.slice();
     nan[4] = NaN;
@@ -421,13 +441,13 @@ test('sparseMlpEval: ties go to the first maximum; NaN gives a NaN loss; same on
   }
   const c = cases[3];
   const { net, src: big, srcLabels } = setUp(c, 77);
-  const before = native!.getThreads();
+  const before = getThreads();
   try {
-    native!.setThreads(1);
+    setThreads(1);
     const one = native!.sparseMlpEval(big, srcLabels, layersFor(native!, net));
-    native!.setThreads(2);
+    setThreads(2);
     assert.deepEqual(native!.sparseMlpEval(big, srcLabels, layersFor(native!, net)), one);
   } finally {
-    native!.setThreads(before);
+    setThreads(before);
   }
 });

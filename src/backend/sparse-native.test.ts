@@ -8,12 +8,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { referenceBackend as ref, loadNative, type Backend, type NativeBackend } from './index.js';
+import { referenceBackend as ref, loadNative, type Backend, type NativeAddon } from './index.js';
 import { panelColumns, panelIndex } from './backend.js';
 import { prng, randomArray } from './testing.js';
 
 const loaded = loadNative();
-const native: NativeBackend | null = loaded instanceof Error ? null : loaded;
+const native: NativeAddon | null = loaded instanceof Error ? null : loaded;
 const skip = native === null;
 
 /** A random mask [rows, cols] of about `density`, with row `emptyRow` and column `emptyCol` all zero. */

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 import { LthError } from '../core/errors.js';
-import { getBackend } from '../backend/index.js';
+import { resolveContext, type RunContext } from '../backend/index.js';
+import type { Schema, Values } from '../core/hparams.js';
 import { TRAINING_SCHEMA, resolveTraining } from '../training/hparams.js';
 import { runTraining } from '../training/run.js';
 import { LOTTERY_SCHEMA, resolveLottery, runHash } from '../lottery/hparams.js';
-import { listRuns, runLottery } from '../lottery/runner.js';
+import { describePlan, listRuns, runLottery } from '../lottery/runner.js';
 import { writeReport } from '../report/index.js';
 import { helpText, parseArgs } from './args.js';
 import { cmdReport } from './report-command.js';
@@ -19,26 +20,56 @@ Usage:
   lth report  <run-dir> [--out DIR] [--compare RUN2,...]
                           figures and an HTML report of a run (finished or not)
 
-Environment: LTH_BACKEND=native|reference, LTH_THREADS=N`;
+Run settings (how lth computes, never what; recorded with every stage): --threads N,
+--backend native|reference, --simd avx512|avx2|scalar, --sparse auto|on|off,
+--fused auto|off, or the environment variables LTH_THREADS, LTH_BACKEND, LTH_SIMD,
+LTH_SPARSE, LTH_FUSED (a flag wins over its variable).`;
+
+/** The run-settings flags of train and lottery: not hyperparameters (they never change a run's name). */
+const SETTINGS_SCHEMA = {
+  threads: { type: 'integer', help: 'threads of the native kernels (default: LTH_THREADS, else the machine\'s cores)' },
+  backend: { type: 'string', help: 'native or reference (default: LTH_BACKEND, else native)', choices: ['native', 'reference'] },
+  simd: { type: 'string', help: 'highest SIMD path the native kernels may use (default: LTH_SIMD, else the best this CPU has)', choices: ['avx512', 'avx2', 'scalar'] },
+  sparse: { type: 'string', help: 'masked fully connected layers on sparse kernels: auto (below 35% density), on, off (default: LTH_SPARSE, else auto)', choices: ['auto', 'on', 'off'] },
+  fused: { type: 'string', help: 'the fused sparse-MLP program where a model allows it: auto, off (default: LTH_FUSED, else auto)', choices: ['auto', 'off'] },
+} as const satisfies Schema;
+
+/** Takes the run-settings flags out of `values` and resolves the run context from them and the environment. */
+function contextFrom(values: Values): RunContext {
+  const request: Record<string, string | number> = {};
+  for (const k of Object.keys(SETTINGS_SCHEMA)) {
+    if (values[k] !== undefined) request[k] = values[k] as string | number;
+    delete values[k];
+  }
+  return resolveContext(request);
+}
+
+function describeContext(ctx: RunContext): string {
+  const s = ctx.settings;
+  return `backend ${s.backend}${s.simd === 'none' ? '' : ` (${s.simd})`}, ${s.threads} thread${s.threads === 1 ? '' : 's'}`;
+}
 
 function printJson(obj: unknown): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
 }
 
+const TRAIN_EXTRA = { out: { type: 'string', help: 'write hparams, metrics, weights and summary here' }, ...SETTINGS_SCHEMA } as const satisfies Schema;
+
 function cmdTrain(argv: string[]): void {
-  const { values, common } = parseArgs(argv, TRAINING_SCHEMA, { out: { type: 'string', help: 'write hparams, metrics, weights and summary here' } });
+  const { values, common } = parseArgs(argv, TRAINING_SCHEMA, TRAIN_EXTRA);
   if (common.help) {
-    console.log(helpText('Usage: lth train [options]', { ...TRAINING_SCHEMA, out: { type: 'string', help: 'write hparams, metrics, weights and summary here' } }));
+    console.log(helpText('Usage: lth train [options]', { ...TRAINING_SCHEMA, ...TRAIN_EXTRA }));
     return;
   }
   const out = values.out as string | undefined;
   delete values.out;
+  const context = contextFrom(values);
   const h = resolveTraining(values);
   const progress = new Progress(common.json);
-  progress.log(`lth train: ${h.model} on ${h.dataset}, ${h.steps}, batch ${h.batchSize}, ${h.optimizer} lr ${h.lr}, seed ${h.seed}, backend ${getBackend().name}`);
+  progress.log(`lth train: ${h.model} on ${h.dataset}, ${h.steps}, batch ${h.batchSize}, ${h.optimizer} lr ${h.lr}, seed ${h.seed}, ${describeContext(context)}`);
   const started = Date.now();
   const result = runTraining(h, {
-    out,
+    out, context,
     onEval: (p, total) => {
       const elapsed = (Date.now() - started) / 1000;
       const eta = p.iteration > 0 ? (elapsed / p.iteration) * (total - p.iteration) : NaN;
@@ -52,13 +83,17 @@ function cmdTrain(argv: string[]): void {
   }
   progress.log('');
   console.log(`early stop (min validation loss) at iteration ${summary.earlyStopIteration}: val loss ${summary.earlyStopValLoss.toFixed(4)}, test accuracy ${(100 * summary.earlyStopTestAccuracy).toFixed(2)}%`);
-  console.log(`final test accuracy ${(100 * summary.finalTestAccuracy).toFixed(2)}% after ${summary.iterations} iterations (${curve.length} evaluations) in ${summary.seconds.toFixed(1)} s on the ${summary.backend} backend`);
+  console.log(`final test accuracy ${(100 * summary.finalTestAccuracy).toFixed(2)}% after ${summary.iterations} iterations (${curve.length} evaluations) in ${summary.seconds.toFixed(1)} s (${summary.backend} backend, ${summary.program} program)`);
   if (out) console.log(`wrote ${out}/summary.json, metrics.csv, model_final.safetensors`);
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
-const LOTTERY_EXTRA = { report: { type: 'boolean', help: 'write the HTML report into the run directory at the end', default: false } } as const;
+const LOTTERY_EXTRA = {
+  report: { type: 'boolean', help: 'write the HTML report into the run directory at the end', default: false },
+  dryRun: { type: 'boolean', help: 'print the plan (every stage, its inputs and dependencies, whether it is done) and train nothing', default: false },
+  ...SETTINGS_SCHEMA,
+} as const satisfies Schema;
 
 async function cmdLottery(argv: string[]): Promise<void> {
   const { values, common } = parseArgs(argv, LOTTERY_SCHEMA, LOTTERY_EXTRA);
@@ -66,16 +101,32 @@ async function cmdLottery(argv: string[]): Promise<void> {
     console.log(helpText('Usage: lth lottery [options]', { ...LOTTERY_SCHEMA, ...LOTTERY_EXTRA }));
     return;
   }
-  const report = values.report === true;
+  const report = values.report === true, dryRun = values.dryRun === true;
   delete values.report;
+  delete values.dryRun;
+  const context = contextFrom(values);
   const h = resolveLottery(values);
+  if (dryRun) {
+    const plan = describePlan(h);
+    if (common.json) {
+      printJson({ runDir: `${h.root}/${runHash(h)}`, stages: plan });
+      return;
+    }
+    console.log(`run directory: ${h.root}/${runHash(h)}  (${plan.length} stages, ${plan.filter((s) => s.done).length} done)`);
+    for (const s of plan) {
+      console.log(`${s.done ? 'done   ' : 'to run '} ${s.id.padEnd(30)} after [${s.deps.join(', ')}]`);
+      console.log(`        ${s.inputs}`);
+    }
+    return;
+  }
   const progress = new Progress(common.json);
   const stagesTotal = h.replicates * (1 + h.levels * (1 + h.branches.length));
-  progress.log(`lth lottery: ${h.training.model} on ${h.training.dataset}, ${h.levels} levels, ${h.replicates} replicate(s), branches [${h.branches.join(', ') || 'none'}], ${h.training.steps} per level, backend ${getBackend().name}`);
+  progress.log(`lth lottery: ${h.training.model} on ${h.training.dataset}, ${h.levels} levels, ${h.replicates} replicate(s), branches [${h.branches.join(', ') || 'none'}], ${h.training.steps} per level, ${describeContext(context)}`);
   progress.log(`run directory: ${h.root}/${runHash(h)}`);
   const started = Date.now();
   let stagesDone = 0, itersDone = 0, itersInStage = 0;
   const { runDir, summary } = runLottery(h, {
+    context,
     onStage: (s, skipped) => {
       stagesDone++;
       if (!skipped) { itersDone += s.iterations; itersInStage = 0; }

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LthError } from '../core/errors.js';
-import { Dataset, sampleArray } from './dataset.js';
+import { Dataset, labelArray, sampleArray } from './dataset.js';
 
 /** One CIFAR-10 binary record: a label byte, then 3×32×32 pixel bytes (R plane, G plane, B plane). */
 export const CIFAR_RECORD_BYTES = 1 + 3 * 32 * 32;
@@ -28,7 +28,7 @@ export function readCifarFiles(files: string[]): Dataset {
   const n = buffers.reduce((a, b) => a + b.buf.length / CIFAR_RECORD_BYTES, 0);
   const plane = 32 * 32;
   const images = sampleArray(n * 3 * plane);
-  const labels = new Int32Array(n);
+  const labels = labelArray(n);
   let row = 0;
   for (const { file, buf } of buffers) {
     for (let r = 0; r < buf.length / CIFAR_RECORD_BYTES; r++, row++) {

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { LthError } from '../core/errors.js';
-import { Dataset, normalizeBytes, splitValidation, type Splits } from './dataset.js';
+import { Dataset, labelArray, normalizeBytes, splitValidation, type Splits } from './dataset.js';
 import { readIdx } from './idx.js';
 import { CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, cifarDir, readCifarFiles } from './cifar.js';
 
@@ -47,7 +47,7 @@ export function readIdxPair(imagesFile: string, labelsFile: string, numClasses: 
   if (images.dims[0] !== labels.dims[0]) {
     throw new LthError(`'${imagesFile}' has ${images.dims[0]} images but '${labelsFile}' has ${labels.dims[0]} labels`);
   }
-  const out = new Int32Array(labels.data.length);
+  const out = labelArray(labels.data.length);
   for (let i = 0; i < out.length; i++) {
     if (labels.data[i] >= numClasses) {
       throw new LthError(`'${labelsFile}': label ${labels.data[i]} at index ${i} is outside [0, ${numClasses})`);

@@ -1,11 +1,9 @@
 import { check } from '../core/errors.js';
 import { canonical, hashOf, type Schema, type Values } from '../core/hparams.js';
 import { parseStep } from '../core/steps.js';
-import { strategyNames } from '../pruning/strategies.js';
+import { strategyNames } from '../pruning/registry.js';
 import { TRAINING_SCHEMA, resolveTraining, trainingDefaults, type TrainingHparams } from '../training/hparams.js';
-
-export const BRANCHES = ['reinit', 'random_prune'] as const;
-export type BranchName = (typeof BRANCHES)[number];
+import { controlNames } from './branches.js';
 
 /** Lottery hyperparameters: training's, plus pruning and the experiment's shape. */
 export const LOTTERY_SCHEMA = {
@@ -17,7 +15,7 @@ export const LOTTERY_SCHEMA = {
   oneShot: { type: 'boolean', help: 'one-shot pruning: train, prune straight to --density, reset, train (same as --levels 1 --target-density D)', default: false },
   rewindStep: { type: 'string', help: "reset survivors to their values at this step of the dense run ('0it' = θ0, the paper)", default: '0it' },
   ignore: { type: 'list', help: 'layers global pruning leaves untouched, e.g. fc3.weight', default: [] },
-  branches: { type: 'list', help: `controls trained at every pruned level: ${BRANCHES.join(', ')} (comma-separated; none by default)`, default: [] },
+  branches: { type: 'list', help: `controls trained at every pruned level: ${controlNames().join(', ')} (comma-separated; none by default)`, default: [] },
   replicates: { type: 'integer', help: 'independent replicates (replicate r uses seed + r)', default: 1 },
   root: { type: 'string', help: 'directory holding all runs', default: './lth-runs' },
 } as const satisfies Schema;
@@ -31,7 +29,7 @@ export interface LotteryHparams {
   oneShot: boolean;
   rewindStep: string;
   ignore: string[];
-  branches: BranchName[];
+  branches: string[];
   replicates: number;
   root: string;
 }
@@ -51,7 +49,7 @@ export function resolveLottery(v: Values): LotteryHparams {
     oneShot,
     rewindStep: String(v.rewindStep ?? LOTTERY_SCHEMA.rewindStep.default),
     ignore: (v.ignore as string[] | undefined) ?? [],
-    branches: ((v.branches as string[] | undefined) ?? []) as BranchName[],
+    branches: (v.branches as string[] | undefined) ?? [],
     replicates: Number(v.replicates ?? LOTTERY_SCHEMA.replicates.default),
     root: String(v.root ?? LOTTERY_SCHEMA.root.default),
   };
@@ -64,7 +62,8 @@ export function resolveLottery(v: Values): LotteryHparams {
     check(h.levels >= 1, '--target-density needs --levels >= 1');
     check(h.rate === undefined, '--rate and --target-density both set the pruning rate; give one');
   }
-  for (const b of h.branches) check((BRANCHES as readonly string[]).includes(b), `--branches: unknown branch '${b}'. Known: ${BRANCHES.join(', ')}`);
+  for (const b of h.branches) check(controlNames().includes(b), `--branches: unknown branch '${b}'. Known: ${controlNames().join(', ')}`);
+  check(new Set(h.branches).size === h.branches.length, `--branches: a branch is named twice in '${h.branches.join(',')}'`);
   check(Number.isInteger(h.replicates) && h.replicates >= 1, `--replicates must be a positive integer, got ${h.replicates}`);
   parseStep(h.rewindStep, '--rewind-step'); // checked against the budget once the data set's size is known
   return h;

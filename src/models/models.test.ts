@@ -9,18 +9,18 @@ import assert from 'node:assert/strict';
 import { Rng } from '../core/rng.js';
 import { Conv2d } from '../nn/layers.js';
 import { countOnes, density, onesMask } from '../pruning/mask.js';
-import { magnitudeLayerwise } from '../pruning/strategies.js';
+import { magnitudeLayerwise } from '../pruning/strategies/magnitude-layerwise.js';
+import { testContext } from '../pruning/testing.js';
 import { Tensor, noGrad } from '../tensor/tensor.js';
 import { getModel, modelNames } from './registry.js';
 
 function counts(name: string): { total: number; conv: number; params: Map<string, readonly number[]> } {
   const model = getModel(name).build();
   let total = 0, conv = 0;
-  const kinds = new Map(model.layers.map(([n, l]) => [`${n}.weight`, l]));
-  for (const n of model.prunableNames()) {
-    const size = model.parameter(n).size;
+  for (const l of model.prunableLayers()) {
+    const size = model.parameter(l.name).size;
     total += size;
-    if (kinds.get(n) instanceof Conv2d) conv += size;
+    if (l.kind === 'conv2d') conv += size;
   }
   return { total, conv, params: new Map(model.namedParameters().map(([n, t]) => [n, t.shape])) };
 }
@@ -53,15 +53,15 @@ test('prunable weight counts: Conv-2 4,300,992 (38,592 conv), Conv-4 2,425,024 (
 });
 
 test('layer order: 3x3 same convs with ReLU, pool after each pair, dropout after each hidden fc layer', () => {
-  const layerNames = (name: string) => getModel(name).build().layers.map(([n]) => n);
+  const layerNames = (name: string) => getModel(name).build().namedChildren().map(([n]) => n);
   assert.deepEqual(layerNames('conv2'), ['conv1', 'conv2', 'pool1', 'flatten', 'fc1', 'fc2', 'fc3']);
   assert.deepEqual(layerNames('conv4'), ['conv1', 'conv2', 'pool1', 'conv3', 'conv4', 'pool2', 'flatten', 'fc1', 'fc2', 'fc3']);
   assert.deepEqual(layerNames('conv6_dropout'),
     ['conv1', 'conv2', 'pool1', 'conv3', 'conv4', 'pool2', 'conv5', 'conv6', 'pool3', 'flatten', 'fc1', 'dropout1', 'fc2', 'dropout2', 'fc3']);
   const model = getModel('conv4').build();
-  assert.equal(model.outputLayerName(), 'fc3');
+  assert.equal(model.outputWeightName(), 'fc3.weight');
   assert.deepEqual(model.prunableNames(), ['conv1.weight', 'conv2.weight', 'conv3.weight', 'conv4.weight', 'fc1.weight', 'fc2.weight', 'fc3.weight']);
-  for (const [, l] of model.layers) {
+  for (const [, l] of model.namedChildren()) {
     if (l instanceof Conv2d) {
       assert.deepEqual(l.kernel, [3, 3]);
       assert.deepEqual(l.geometry, { strideH: 1, strideW: 1, padH: 1, padW: 1 });
@@ -97,12 +97,13 @@ test('Conv-2 and Conv-6 (dropout) forward a CIFAR-shaped batch to [n, 10] logits
   for (const name of ['conv2', 'conv6_dropout']) {
     const model = getModel(name).build();
     model.initialize(new Rng(0, 'init'));
-    const y = noGrad(() => model.forward(x, false));
+    model.eval();
+    const y = noGrad(() => model.forward(x));
     assert.deepEqual(y.shape, [2, 10]);
     assert.ok(y.data.every(Number.isFinite));
-    const again = noGrad(() => model.forward(x, false));
+    const again = noGrad(() => model.forward(x));
     assert.deepEqual(again.data, y.data, 'evaluation is deterministic');
-    if (name.endsWith('dropout')) assert.notDeepEqual(noGrad(() => model.forward(x, true)).data, y.data, 'dropout acts while training');
+    if (name.endsWith('dropout')) assert.notDeepEqual(noGrad(() => model.train().forward(x)).data, y.data, 'dropout acts while training');
   }
   // Dropout leaves θ0 alone: the same seed gives the same initial weights with or without it.
   const a = getModel('conv2').build(), b = getModel('conv2_dropout').build();
@@ -110,7 +111,7 @@ test('Conv-2 and Conv-6 (dropout) forward a CIFAR-shaped batch to [n, 10] logits
   b.initialize(new Rng(3, 'init'));
   assert.deepEqual(a.state(), b.state());
   // A conv net fed MNIST-style flat vectors fails with a clear error.
-  assert.throws(() => getModel('conv2').build().forward(Tensor.zeros([2, 784]), false), /conv2d: input must be rank 4/);
+  assert.throws(() => getModel('conv2').build().forward(Tensor.zeros([2, 784])), /conv2d: input must be rank 4/);
 });
 
 const pct = (x: number) => (100 * x).toFixed(1);
@@ -136,7 +137,7 @@ function ladder(name: string, levels: number): Record<number, string> {
   let mask = onesMask(weights, names);
   const labels: Record<number, string> = {};
   for (let k = 1; k <= levels; k++) {
-    const next = magnitudeLayerwise({ rates, seed: 0, level: k, ignore: [] }, weights, mask);
+    const next = magnitudeLayerwise.prune(testContext({ rates, trained: weights, mask, level: k }));
     for (const [n, m] of next) {
       const removed = countOnes(mask.get(n)!) - countOnes(m);
       assert.equal(removed, Math.round(rates.get(n)! * countOnes(mask.get(n)!)), `${name} level ${k} ${n}`);

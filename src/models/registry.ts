@@ -1,6 +1,7 @@
 import { LthError } from '../core/errors.js';
-import { Conv2d, Dropout, Flatten, Linear, MaxPool2d, type Layer } from '../nn/layers.js';
+import { Conv2d, Dropout, Flatten, Linear, MaxPool2d } from '../nn/layers.js';
 import { Model } from '../nn/model.js';
+import type { Module } from '../nn/module.js';
 
 /** What the paper trains a model with; used as the defaults of every run of it. */
 export interface TrainingDefaults {
@@ -26,14 +27,7 @@ export interface ModelSpec {
  * connected rate.
  */
 function ratesByKind(convRate: number, fcRate: number): (model: Model) => Map<string, number> {
-  return (model) => {
-    const out = model.outputLayerName();
-    const kinds = new Map(model.layers.map(([n, l]) => [`${n}.weight`, l]));
-    return new Map(model.prunableNames().map((name) => {
-      const rate = name === `${out}.weight` ? fcRate / 2 : kinds.get(name) instanceof Conv2d ? convRate : fcRate;
-      return [name, rate];
-    }));
-  };
+  return (model) => new Map(model.prunableLayers().map((l) => [l.name, l.output ? fcRate / 2 : l.kind === 'conv2d' ? convRate : fcRate]));
 }
 
 function mlp(name: string, sizes: number[]): Model {
@@ -53,7 +47,7 @@ function mlp(name: string, sizes: number[]): Model {
  * conv1.weight, conv1.bias, ..., fc3.bias whether or not there is dropout.
  */
 function convNet(name: string, channels: number[], dropout = 0, input: readonly [number, number, number] = [3, 32, 32]): Model {
-  const layers: Array<[string, Layer]> = [];
+  const layers: Array<[string, Module]> = [];
   let [c, h, w] = input;
   channels.forEach((out, i) => {
     layers.push([`conv${i + 1}`, new Conv2d(c, out, 3, { padding: 'same', activation: 'relu' })]);

@@ -89,7 +89,7 @@ test(`conv2 golden (${backend}): logits, loss and every gradient match PyTorch`,
   const model = getModel('conv2').build();
   model.loadState(new Map([...values].filter(([n]) => n !== 'input')));
   const x = new Tensor(values.get('input')!, [meta.batch, 3, 32, 32]);
-  const logits = model.forward(x, true);
+  const logits = model.forward(x);
   const loss = softmaxCrossEntropy(logits, Int32Array.from(meta.labels));
   const errs: string[] = [];
   const report = (what: string, e: number) => {

@@ -2,47 +2,42 @@ import { check } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import { Workspace, conv2d, dropout, dropoutMask, flatten, maxPool2d, type Conv2dGeometry } from '../tensor/conv.js';
 import { linear } from '../tensor/ops.js';
-import { SparseWorkspace, maybeSparseLinear } from '../tensor/sparse.js';
 import { Tensor } from '../tensor/tensor.js';
 import { glorotNormal } from './init.js';
+import { Module, type ModuleDesc } from './module.js';
 
-/** A layer maps a batch to a batch and owns named parameters ('weight', 'bias'). */
-export interface Layer {
-  forward(x: Tensor, training: boolean): Tensor;
-  parameters(): Array<[string, Tensor]>;
-  /** Re-draws the parameters from the layer's initial distribution. */
-  initialize(rng: Rng): void;
-  /** Whether `weight` takes part in pruning (a bias never does). */
-  readonly prunable: boolean;
-  /** Restarts the layer's own random stream, if it has one (dropout). */
-  seed?(seed: number): void;
-}
-
-/** Fully connected y = x·Wᵀ + b (W: [out, in], PyTorch layout), with an optional fused ReLU. */
-export class Linear implements Layer {
+/**
+ * Fully connected y = x·Wᵀ + b (W: [out, in], PyTorch layout), with an optional fused ReLU.
+ * Its weight is prunable. A program may compute it sparsely (src/program/graph.ts); the
+ * layer itself is always the dense definition.
+ */
+export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor;
-  readonly prunable = true;
 
   constructor(readonly inFeatures: number, readonly outFeatures: number, readonly activation: 'none' | 'relu') {
-    this.weight = Tensor.zeros([outFeatures, inFeatures], true);
-    this.bias = Tensor.zeros([outFeatures], true);
+    super();
+    for (const [what, v] of [['in features', inFeatures], ['out features', outFeatures]] as const) {
+      check(Number.isInteger(v) && v >= 1, `Linear: ${what} must be a positive integer, got ${v}`);
+    }
+    this.weight = this.registerParameter('weight', Tensor.zeros([outFeatures, inFeatures], true));
+    this.bias = this.registerParameter('bias', Tensor.zeros([outFeatures], true));
   }
-
-  /** Buffers of the sparse path (a masked weight below the density threshold, or LTH_SPARSE=on). */
-  private readonly sparseWorkspace = new SparseWorkspace();
 
   forward(x: Tensor): Tensor {
-    return maybeSparseLinear(x, this.weight, this.bias, this.activation, this.sparseWorkspace)
-      ?? linear(x, this.weight, this.bias, this.activation);
+    return linear(x, this.weight, this.bias, this.activation);
   }
 
-  parameters(): Array<[string, Tensor]> {
-    return [['weight', this.weight], ['bias', this.bias]];
+  describe(): ModuleDesc {
+    return { type: 'linear', in: this.inFeatures, out: this.outFeatures, activation: this.activation };
+  }
+
+  override prunable(): readonly string[] {
+    return ['weight'];
   }
 
   /** Glorot normal weights; zero biases. */
-  initialize(rng: Rng): void {
+  override initialize(rng: Rng): void {
     glorotNormal(this.weight.data, this.inFeatures, this.outFeatures, rng);
     this.bias.data.fill(0);
   }
@@ -66,10 +61,9 @@ const pair = (v: number | readonly [number, number]): [number, number] => (typeo
  * step's backward has run (see Workspace): a returned tensor is meant for the next
  * layer, not to be kept across steps.
  */
-export class Conv2d implements Layer {
+export class Conv2d extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor;
-  readonly prunable = true;
   readonly kernel: readonly [number, number];
   readonly geometry: Conv2dGeometry;
   readonly activation: 'none' | 'relu';
@@ -77,6 +71,7 @@ export class Conv2d implements Layer {
   private readonly workspace = new Workspace();
 
   constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: number | readonly [number, number], options: Conv2dOptions = {}) {
+    super();
     const [kh, kw] = pair(kernelSize);
     const [strideH, strideW] = pair(options.stride ?? 1);
     let padH: number, padW: number;
@@ -94,20 +89,25 @@ export class Conv2d implements Layer {
     this.kernel = [kh, kw];
     this.geometry = { strideH, strideW, padH, padW };
     this.activation = options.activation ?? 'none';
-    this.weight = Tensor.zeros([outChannels, inChannels, kh, kw], true);
-    this.bias = Tensor.zeros([outChannels], true);
+    this.weight = this.registerParameter('weight', Tensor.zeros([outChannels, inChannels, kh, kw], true));
+    this.bias = this.registerParameter('bias', Tensor.zeros([outChannels], true));
   }
 
   forward(x: Tensor): Tensor {
     return conv2d(x, this.weight, this.bias, this.geometry, this.activation, this.workspace);
   }
 
-  parameters(): Array<[string, Tensor]> {
-    return [['weight', this.weight], ['bias', this.bias]];
+  describe(): ModuleDesc {
+    const { strideH, strideW, padH, padW } = this.geometry;
+    return { type: 'conv2d', in: this.inChannels, out: this.outChannels, kernel: this.kernel, stride: [strideH, strideW], padding: [padH, padW], activation: this.activation };
+  }
+
+  override prunable(): readonly string[] {
+    return ['weight'];
   }
 
   /** Glorot normal as PyTorch's xavier_normal_ (fan_in = in·kh·kw, fan_out = out·kh·kw); zero biases. */
-  initialize(rng: Rng): void {
+  override initialize(rng: Rng): void {
     const rf = this.kernel[0] * this.kernel[1];
     glorotNormal(this.weight.data, this.inChannels * rf, this.outChannels * rf, rng);
     this.bias.data.fill(0);
@@ -115,12 +115,12 @@ export class Conv2d implements Layer {
 }
 
 /** k×k max pooling (stride k by default) over NCHW batches. No parameters. */
-export class MaxPool2d implements Layer {
-  readonly prunable = false;
+export class MaxPool2d extends Module {
   /** Output/gradient buffers reused across training steps. */
   private readonly workspace = new Workspace();
 
   constructor(readonly k = 2, readonly stride = k) {
+    super();
     check(Number.isInteger(k) && k >= 1 && Number.isInteger(stride) && stride >= 1,
       `MaxPool2d: window and stride must be positive integers, got ${k} and ${stride}`);
   }
@@ -129,26 +129,20 @@ export class MaxPool2d implements Layer {
     return maxPool2d(x, this.k, this.stride, this.workspace);
   }
 
-  parameters(): Array<[string, Tensor]> {
-    return [];
+  describe(): ModuleDesc {
+    return { type: 'max_pool2d', k: this.k, stride: this.stride };
   }
-
-  initialize(): void {}
 }
 
 /** [n, c, h, w] -> [n, c·h·w] in NCHW order (PyTorch's nn.Flatten), without copying. */
-export class Flatten implements Layer {
-  readonly prunable = false;
-
+export class Flatten extends Module {
   forward(x: Tensor): Tensor {
     return flatten(x);
   }
 
-  parameters(): Array<[string, Tensor]> {
-    return [];
+  describe(): ModuleDesc {
+    return { type: 'flatten' };
   }
-
-  initialize(): void {}
 }
 
 /**
@@ -156,32 +150,30 @@ export class Flatten implements Layer {
  * rest scaled by 1/(1-p); the identity (no copy) when not training. The masks come from
  * the layer's own random stream ('dropout', index) — never Math.random — which starts
  * from seed 0 when the layer is built and can be re-seeded with `seed(s)`; the stream
- * advances only on training passes, so a run repeated from a freshly built model draws
+ * advances only on passes in training mode, so a run repeated from a freshly built model draws
  * the same masks. initialize() does not touch it, so adding dropout leaves the other
  * layers' θ0 unchanged.
  */
-export class Dropout implements Layer {
-  readonly prunable = false;
+export class Dropout extends Module {
   private rng: Rng;
 
   constructor(readonly p: number, readonly index = 0) {
+    super();
     check(p >= 0 && p < 1, `Dropout: probability must be in [0, 1), got ${p}`);
     this.rng = new Rng(0, 'dropout', index);
   }
 
   /** Restarts the mask stream from (seed, 'dropout', index). */
-  seed(seed: number): void {
+  override seed(seed: number): void {
     this.rng = new Rng(seed, 'dropout', this.index);
   }
 
-  forward(x: Tensor, training: boolean): Tensor {
-    if (!training || this.p === 0) return x;
+  forward(x: Tensor): Tensor {
+    if (!this.training || this.p === 0) return x;
     return dropout(x, dropoutMask(new Float32Array(x.size), this.p, this.rng));
   }
 
-  parameters(): Array<[string, Tensor]> {
-    return [];
+  describe(): ModuleDesc {
+    return { type: 'dropout', p: this.p, index: this.index };
   }
-
-  initialize(): void {}
 }

@@ -1,4 +1,5 @@
 import { check } from '../core/errors.js';
+import type { Rng } from '../core/rng.js';
 import type { StateDict } from '../nn/model.js';
 
 /** A mask per prunable weight: 1 keeps an entry, 0 prunes it. */
@@ -35,28 +36,61 @@ export function density(mask: Mask): number {
 }
 
 /**
- * Indices of the `count` smallest |values| among the entries where `mask` is 1.
- * Ties break by position (the earlier entry goes first), so pruning is deterministic.
- * A typed-array sort finds the threshold magnitude; entries below it all go, then
- * entries equal to it in index order.
+ * Indices of the `count` smallest |values| among the entries where the masks are 1, pooled
+ * over several layers (values[l], masks[l]): out[l] lists layer l's. Ties break by position
+ * in pooled order (layer by layer, then by index), so pruning is deterministic. A
+ * typed-array sort of the remaining magnitudes finds the threshold; entries below it all
+ * go, then entries equal to it in pooled order. No object per weight: it runs at tens of
+ * millions of weights.
  */
-export function smallestRemaining(values: Float32Array, mask: Float32Array, count: number): Int32Array {
-  const out = new Int32Array(count);
-  if (count === 0) return out;
-  const remaining = countOnes(mask);
+export function smallestRemainingPooled(values: readonly Float32Array[], masks: readonly Float32Array[], count: number): Int32Array[] {
+  const remaining = masks.reduce((a, m) => a + countOnes(m), 0);
   check(count <= remaining, `pruning: asked to remove ${count} of ${remaining} remaining weights`);
+  if (count === 0) return masks.map(() => new Int32Array(0));
   const mags = new Float32Array(remaining);
-  for (let i = 0, r = 0; i < mask.length; i++) if (mask[i] !== 0) mags[r++] = Math.abs(values[i]);
+  let r = 0;
+  masks.forEach((m, l) => {
+    const v = values[l];
+    for (let i = 0; i < m.length; i++) if (m[i] !== 0) mags[r++] = Math.abs(v[i]);
+  });
   mags.sort();
   const threshold = mags[count - 1];
   let below = 0;
-  for (let r = 0; r < remaining && mags[r] < threshold; r++) below++;
-  let n = 0, ties = count - below;
-  for (let i = 0; i < mask.length; i++) {
-    if (mask[i] === 0) continue;
-    const a = Math.abs(values[i]);
-    if (a < threshold) out[n++] = i;
-    else if (a === threshold && ties > 0) { out[n++] = i; ties--; }
-  }
-  return out;
+  for (let j = 0; j < remaining && mags[j] < threshold; j++) below++;
+  let ties = count - below;
+  return masks.map((m, l) => {
+    const v = values[l];
+    const picked: number[] = [];
+    for (let i = 0; i < m.length; i++) {
+      if (m[i] === 0) continue;
+      const a = Math.abs(v[i]);
+      if (a < threshold) picked.push(i);
+      else if (a === threshold && ties > 0) { picked.push(i); ties--; }
+    }
+    return Int32Array.from(picked);
+  });
+}
+
+/** Indices of the `count` smallest |values| among the entries where `mask` is 1; ties break by position. */
+export function smallestRemaining(values: Float32Array, mask: Float32Array, count: number): Int32Array {
+  return smallestRemainingPooled([values], [mask], count)[0];
+}
+
+/** A copy of a mask. */
+export function copyMask(mask: Mask): Mask {
+  return new Map([...mask].map(([n, m]) => [n, Float32Array.from(m)]));
+}
+
+/**
+ * A random mask with exactly the per-layer counts of `like` (the random_prune
+ * control), drawn from the given stream.
+ */
+export function randomMaskLike(like: Mask, rng: Rng): Mask {
+  return new Map([...like].map(([name, m]) => {
+    const keep = countOnes(m);
+    const perm = rng.permutation(m.length);
+    const out = new Float32Array(m.length);
+    for (let k = 0; k < keep; k++) out[perm[k]] = 1;
+    return [name, out];
+  }));
 }

@@ -2,8 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../core/rng.js';
 import { getModel } from '../models/registry.js';
-import { countOnes, density, layerCounts, onesMask } from './mask.js';
-import { getStrategy, magnitudeGlobal, magnitudeLayerwise, randomMaskLike, ratesForTarget, type PruneSpec } from './strategies.js';
+import { countOnes, density, layerCounts, onesMask, randomMaskLike } from './mask.js';
+import { ratesForTarget } from './rates.js';
+import { getStrategy } from './registry.js';
+import { magnitudeGlobal } from './strategies/magnitude-global.js';
+import { magnitudeLayerwise } from './strategies/magnitude-layerwise.js';
+import { testContext } from './testing.js';
 
 function lenet() {
   const spec = getModel('lenet_300_100');
@@ -23,7 +27,7 @@ test('LeNet density ladder equals the paper labels at levels 3, 7, 9, 12, 15, 18
   for (let k = 1; k <= 18; k++) {
     // Fresh "trained" weights each round, as IMP would have.
     const trained = new Map([...weights].map(([n, w]) => [n, w.map(() => rng.normal())]));
-    const next = magnitudeLayerwise({ rates, seed: 0, level: k, ignore: [] }, trained, mask);
+    const next = magnitudeLayerwise.prune(testContext({ rates, trained, mask, level: k }));
     for (const [n, m] of next) {
       const before = mask.get(n)!;
       for (let i = 0; i < m.length; i++) assert.ok(m[i] <= before[i], 'masks only shrink');
@@ -40,16 +44,16 @@ test('LeNet density ladder equals the paper labels at levels 3, 7, 9, 12, 15, 18
 
 test('layerwise magnitude pruning removes the smallest |w| of what remains; ties break by position', () => {
   const trained = new Map([['w', Float32Array.from([0.5, -0.1, 0.3, -0.2, 0.1, 0.9, 0.1, -0.7, 0.05, 0.4])]]);
-  const spec: PruneSpec = { rates: new Map([['w', 0.3]]), seed: 0, level: 1, ignore: [] };
-  const m1 = magnitudeLayerwise(spec, trained, new Map([['w', new Float32Array(10).fill(1)]]));
+  const rates = new Map([['w', 0.3]]);
+  const m1 = magnitudeLayerwise.prune(testContext({ rates, trained, mask: new Map([['w', new Float32Array(10).fill(1)]]) }));
   // 3 of 10: 0.05, then the tie |−0.1| = |0.1| = |0.1| broken by position -> indices 8, 1, 4.
   assert.deepEqual([...m1.get('w')!], [1, 0, 1, 1, 0, 1, 1, 1, 0, 1]);
-  const m2 = magnitudeLayerwise(spec, trained, m1);
+  const m2 = magnitudeLayerwise.prune(testContext({ rates, trained, mask: m1 }));
   // 30% of the 7 remaining = round(2.1) = 2: next smallest remaining are 0.1 (idx 6) and -0.2 (idx 3).
   assert.deepEqual([...m2.get('w')!], [1, 0, 1, 0, 0, 1, 0, 1, 0, 1]);
   // A pruned entry never comes back even if its trained value is now large.
   trained.get('w')![8] = 100;
-  assert.equal(magnitudeLayerwise(spec, trained, m2).get('w')![8], 0);
+  assert.equal(magnitudeLayerwise.prune(testContext({ rates, trained, mask: m2 })).get('w')![8], 0);
 });
 
 test('global magnitude pruning pools layers and leaves ignored layers alone', () => {
@@ -59,8 +63,7 @@ test('global magnitude pruning pools layers and leaves ignored layers alone', ()
     ['out', Float32Array.from([0.01, 0.02])],
   ]);
   const ones = new Map([...trained].map(([n, w]) => [n, new Float32Array(w.length).fill(1)]));
-  const spec: PruneSpec = { rates: new Map([['a', 0.25], ['b', 0.25], ['out', 0.125]]), seed: 0, level: 1, ignore: ['out'] };
-  const m = magnitudeGlobal(spec, trained, ones);
+  const m = magnitudeGlobal.prune(testContext({ rates: new Map([['a', 0.25], ['b', 0.25], ['out', 0.125]]), trained, mask: ones, ignore: ['out'] }));
   // 25% of the 8 pooled = 2 smallest: b[3]=0.1, b[0]=0.5.
   assert.deepEqual([...m.get('a')!], [1, 1, 1, 1]);
   assert.deepEqual([...m.get('b')!], [0, 1, 1, 0]);
@@ -70,12 +73,12 @@ test('global magnitude pruning pools layers and leaves ignored layers alone', ()
 test('random pruning and randomMaskLike keep exact per-layer counts, seeded', () => {
   const { rates, weights, names } = lenet();
   const ones = onesMask(weights, names);
-  const spec: PruneSpec = { rates, seed: 3, level: 1, ignore: [] };
-  const r1 = getStrategy('random_layerwise')(spec, weights, ones);
-  const r2 = getStrategy('random_layerwise')(spec, weights, ones);
+  const ctx = () => testContext({ rates, trained: weights, mask: ones, seed: 3, level: 1 });
+  const r1 = getStrategy('random_layerwise').prune(ctx());
+  const r2 = getStrategy('random_layerwise').prune(ctx());
   assert.deepEqual(layerCounts(r1), new Map([['fc1.weight', 188160], ['fc2.weight', 24000], ['fc3.weight', 900]]));
   assert.deepEqual(r1, r2);
-  const magnitude = magnitudeLayerwise(spec, weights, ones);
+  const magnitude = magnitudeLayerwise.prune(ctx());
   const like = randomMaskLike(magnitude, new Rng(3, 'random_prune', 1));
   assert.deepEqual(layerCounts(like), layerCounts(magnitude));
   assert.notDeepEqual(like.get('fc1.weight'), magnitude.get('fc1.weight'));
@@ -89,7 +92,7 @@ test('ratesForTarget: n rounds land on the target density, output at half the ra
     const r = ratesForTarget(rates, sizes, target, rounds);
     assert.ok(Math.abs(r.get('fc3.weight')! * 2 - r.get('fc1.weight')!) < 1e-12, 'ratios kept');
     let mask = onesMask(weights, names);
-    for (let k = 1; k <= rounds; k++) mask = magnitudeLayerwise({ rates: r, seed: 0, level: k, ignore: [] }, weights, mask);
+    for (let k = 1; k <= rounds; k++) mask = magnitudeLayerwise.prune(testContext({ rates: r, trained: weights, mask, level: k }));
     assert.ok(Math.abs(density(mask) - target) < 1e-4, `target ${target} in ${rounds}: got ${density(mask)}`);
   }
   assert.throws(() => ratesForTarget(rates, sizes, 1.5, 3), /target density must be in \(0, 1\)/);

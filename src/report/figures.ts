@@ -1,7 +1,7 @@
 import type * as vega from 'vega';
 import type { Stats } from '../lottery/summary.js';
 import { PALETTE, PAPER_TICKS, curvesChart, densityChart, heatmapGrid, type Series } from './charts.js';
-import { runLabel, stats, type Branch, type Curve, type Metric, type RunData } from './run-data.js';
+import { runLabel, stats, type Curve, type Metric, type RunData } from './run-data.js';
 
 /** One figure of the report: its file name stem, heading, caption and Vega spec. */
 export interface Figure {
@@ -11,11 +11,13 @@ export interface Figure {
   spec: vega.Spec;
 }
 
-export const SERIES_STYLE: Record<'main' | Branch, { label: string; color: string; dash: number[] }> = {
-  main: { label: 'winning ticket', color: PALETTE[0], dash: [] },
-  reinit: { label: 'random reinit', color: PALETTE[1], dash: [7, 3] },
-  random_prune: { label: 'random pruning', color: PALETTE[2], dash: [2, 3] },
-};
+const DASHES = [[], [7, 3], [2, 3], [9, 3, 2, 3], [1, 2], [12, 4]];
+
+/** How a branch's series is drawn: its label, and a colour and dash by its place among the run's branches (the ticket first). */
+export function seriesStyle(run: RunData, branch: string): { label: string; color: string; dash: number[] } {
+  const i = Math.max(0, [run.main, ...run.branches].indexOf(branch));
+  return { label: run.labels[branch] ?? branch, color: PALETTE[i % PALETTE.length], dash: DASHES[i % DASHES.length] };
+}
 
 export const pctLabel = (density: number) => `${(100 * density).toFixed(1)}%`;
 
@@ -78,18 +80,18 @@ export function accuracyFigure(run: RunData): Figure {
   };
 }
 
-function seriesFrom(run: RunData, which: 'main' | Branch, metric: Metric, scale: number): Series {
-  const style = SERIES_STYLE[which];
+function seriesFrom(run: RunData, which: string, metric: Metric, scale: number): Series {
+  const style = seriesStyle(run, which);
   const pts = run.summary.aggregate.flatMap((a) => {
     // The controls start from the dense network: at 100% there is nothing to reinitialise or prune.
-    const s: Record<Metric, Stats> | undefined = which === 'main' || a.level === 0 ? a.main : a.branches[which];
+    const s: Record<Metric, Stats> | undefined = which === run.main || a.level === 0 ? a.main : a.branches[which];
     return s ? [{ x: 100 * a.density.mean, mean: scale * s[metric].mean, min: scale * s[metric].min, max: scale * s[metric].max, n: s[metric].n }] : [];
   });
-  return { name: style.label, color: style.color, dash: style.dash, points: which === 'main' || pts.length > 1 ? pts : [] };
+  return { name: style.label, color: style.color, dash: style.dash, points: which === run.main || pts.length > 1 ? pts : [] };
 }
 
 export function earlyStopFigures(run: RunData): Figure[] {
-  const which: Array<'main' | Branch> = ['main', ...run.branches];
+  const which = [run.main, ...run.branches];
   const sub = [describe(run), `${run.summary.complete ? `mean over ${run.replicates} replicate(s)` : `mean over the finished replicates (of ${run.replicates})`}; bands: min to max`, ...progressNote(run)];
   const controls = run.branches.length ? ' The controls share the dense network\'s point at 100%.' : '';
   return [

@@ -1,5 +1,5 @@
 import type { Stats } from '../lottery/summary.js';
-import { curveName, pctLabel, SERIES_STYLE, type CompareGroup } from './figures.js';
+import { curveName, pctLabel, seriesStyle, type CompareGroup } from './figures.js';
 import { METRICS, type Metric, type RunData, type StageStatus } from './run-data.js';
 
 /**
@@ -34,8 +34,8 @@ function num(metric: Parameters<typeof fmt>[0], v: number, path?: string, cls = 
   return `<td class="num${cls ? ` ${cls}` : ''}"${path ? ` data-path="${esc(path)}"` : ''} data-value="${esc(String(v))}">${esc(fmt(metric, v))}</td>`;
 }
 
-function stageLabel(stage: string): string {
-  return stage === 'main' ? SERIES_STYLE.main.label : SERIES_STYLE[stage as 'reinit' | 'random_prune']?.label ?? stage;
+function stageLabel(run: RunData, stage: string): string {
+  return seriesStyle(run, stage).label;
 }
 
 export function replicateTable(run: RunData): string {
@@ -46,13 +46,13 @@ export function replicateTable(run: RunData): string {
       const li = rep.levels.findIndex((l) => l.level === k);
       const stagesHere = run.stages.filter((s) => s.replicate === rep.replicate && s.level === k);
       for (const st of stagesHere) {
-        const levelPath = li >= 0 && st.stage === 'main' && st.state === 'done' ? ` data-path="replicates.${ri}.levels.${li}.level"` : '';
-        const seedPath = li >= 0 && st.stage === 'main' && st.state === 'done' ? ` data-path="replicates.${ri}.seed" data-value="${rep.seed}"` : '';
-        const first = `<td class="num"${levelPath} data-value="${k}">${k}</td><td class="num"${seedPath}>${rep.replicate} (${rep.seed})</td><td>${esc(stageLabel(st.stage))}</td>`;
+        const levelPath = li >= 0 && st.stage === run.main && st.state === 'done' ? ` data-path="replicates.${ri}.levels.${li}.level"` : '';
+        const seedPath = li >= 0 && st.stage === run.main && st.state === 'done' ? ` data-path="replicates.${ri}.seed" data-value="${rep.seed}"` : '';
+        const first = `<td class="num"${levelPath} data-value="${k}">${k}</td><td class="num"${seedPath}>${rep.replicate} (${rep.seed})</td><td>${esc(stageLabel(run, st.stage))}</td>`;
         const l = li >= 0 ? rep.levels[li] : null;
-        const r = l ? (st.stage === 'main' ? l : l.branches[st.stage as 'reinit' | 'random_prune']) : undefined;
+        const r = l ? (st.stage === run.main ? l : l.branches[st.stage]) : undefined;
         if (r && st.state === 'done') {
-          const base = st.stage === 'main' ? `replicates.${ri}.levels.${li}` : `replicates.${ri}.levels.${li}.branches.${st.stage}`;
+          const base = st.stage === run.main ? `replicates.${ri}.levels.${li}` : `replicates.${ri}.levels.${li}.branches.${st.stage}`;
           rows.push(`<tr data-level="${k}" data-stage="${st.stage}" data-state="done">${first}${num('density', r.density, `${base}.density`)}${METRICS.map((m) => num(m, r[m], `${base}.${m}`)).join('')}</tr>`);
         } else {
           const what = st.state === 'in_progress' ? 'in progress' : st.state === 'done' ? 'finished, not in summary' : 'not started';
@@ -71,14 +71,14 @@ export function aggregateTable(run: RunData): string {
     + `<tr><th>mean</th><th>min</th><th>max</th>${sub}</tr>`;
   const rows: string[] = [];
   for (const [ai, a] of run.summary.aggregate.entries()) {
-    const entries: Array<[string, Record<Metric, Stats>, string]> = [['main', a.main, `aggregate.${ai}.main`]];
+    const entries: Array<[string, Record<Metric, Stats>, string]> = [[run.main, a.main, `aggregate.${ai}.main`]];
     for (const b of run.branches) if (a.branches[b]) entries.push([b, a.branches[b]!, `aggregate.${ai}.branches.${b}`]);
     for (const [i, [stage, s, base]] of entries.entries()) {
       const lead = i === 0
         ? `<td class="num" rowspan="${entries.length}" data-path="aggregate.${ai}.level" data-value="${a.level}">${a.level}</td>${(['mean', 'min', 'max'] as const).map((f) => num('density', a.density[f], `aggregate.${ai}.density.${f}`)).join('').replace(/<td /g, `<td rowspan="${entries.length}" `)}`
         : '';
       const cells = METRICS.map((m) => (['mean', 'min', 'max'] as const).map((f) => num(m, s[m][f], `${base}.${m}.${f}`)).join('')).join('');
-      rows.push(`<tr data-level="${a.level}" data-stage="${stage}">${lead}<td>${esc(stageLabel(stage))}</td>${num('n', s.earlyStopIteration.n, `${base}.earlyStopIteration.n`)}${cells}</tr>`);
+      rows.push(`<tr data-level="${a.level}" data-stage="${stage}">${lead}<td>${esc(stageLabel(run, stage))}</td>${num('n', s.earlyStopIteration.n, `${base}.earlyStopIteration.n`)}${cells}</tr>`);
     }
   }
   return `<table class="numbers" id="table-aggregate"><thead>${head}</thead><tbody>${rows.join('\n')}</tbody></table>`;
@@ -129,7 +129,7 @@ export function progressList(run: RunData): string {
     const here = run.stages.filter((s) => s.level === k);
     if (here.every((s) => s.state === 'done')) continue;
     const state = here.some((s) => s.state !== 'pending') ? 'in progress' : 'not started';
-    const detail = here.filter((s) => s.state !== 'done').map((s: StageStatus) => `replicate ${s.replicate} ${stageLabel(s.stage)}: ${s.state === 'in_progress' ? 'in progress' : 'not started'}`);
+    const detail = here.filter((s) => s.state !== 'done').map((s: StageStatus) => `replicate ${s.replicate} ${stageLabel(run, s.stage)}: ${s.state === 'in_progress' ? 'in progress' : 'not started'}`);
     lines.push(`<li data-level="${k}" data-state="${state === 'in progress' ? 'in_progress' : 'pending'}"><strong>level ${k}: ${state}</strong> <span class="detail">(${esc(detail.join('; '))})</span></li>`);
   }
   return lines.length ? `<ul class="progress">${lines.join('')}</ul>` : '';

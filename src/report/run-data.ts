@@ -4,18 +4,15 @@ import { LthError } from '../core/errors.js';
 import { readJson } from '../store/atomic.js';
 import { FILES, readDone, readMetrics, stageDir, type StageName, type StageResult } from '../store/layout.js';
 import { loadSafetensors } from '../store/safetensors.js';
-// Types only: the report reads what the lottery runner wrote, never runs it.
-import type { LevelRow, LevelStats, LotterySummary, StageRow, Stats } from '../lottery/summary.js';
+import { buildSummary, type LotterySummary } from '../store/summary.js';
 
-/** The metrics a finished stage reports, in table order (the same as summary.json's). */
-export const METRICS = ['earlyStopIteration', 'earlyStopTestAccuracy', 'finalTestAccuracy', 'earlyStopValLoss'] as const;
-export type Metric = (typeof METRICS)[number];
-export const BRANCH_NAMES = ['reinit', 'random_prune'] as const;
-export type Branch = (typeof BRANCH_NAMES)[number];
+export { METRICS, stats, type Metric } from '../store/summary.js';
 
 /** What a run's hparams.json holds (`resolved` is the LotteryHparams the runner was given). */
 export interface RunHparams {
   identity: Record<string, unknown>;
+  /** The ticket's branch and the controls, in order, with the labels reports use (absent in runs of older versions). */
+  branches?: Array<{ name: string; label: string }>;
   resolved: {
     training: Record<string, unknown> & { model?: string; dataset?: string; steps?: string };
     levels: number;
@@ -72,61 +69,16 @@ export interface RunData {
   hparams: RunHparams;
   levels: number;
   replicates: number;
-  branches: Branch[];
+  /** The control branches of the run, in order. */
+  branches: string[];
+  /** The ticket's branch name and every branch's label. */
+  main: string;
+  labels: Record<string, string>;
   /** Built from the finished stages on disk exactly as the runner builds summary.json. */
   summary: LotterySummary;
   stages: StageStatus[];
   curves: Curve[];
   mask: MaskGrids | null;
-}
-
-export function stats(values: number[]): Stats {
-  return { mean: values.reduce((a, b) => a + b, 0) / values.length, min: Math.min(...values), max: Math.max(...values), n: values.length };
-}
-
-function row(s: StageResult): StageRow {
-  return {
-    density: s.density, earlyStopIteration: s.earlyStopIteration, earlyStopTestAccuracy: s.earlyStopTestAccuracy,
-    finalTestAccuracy: s.finalTestAccuracy, earlyStopValLoss: s.earlyStopValLoss,
-  };
-}
-
-function metricStats(rows: StageRow[]): Record<Metric, Stats> {
-  return Object.fromEntries(METRICS.map((m) => [m, stats(rows.map((r) => r[m]))])) as Record<Metric, Stats>;
-}
-
-/** The summary of a run from its done.json files (the same rules as lottery/summary.ts). */
-function buildSummary(run: string, h: RunHparams, done: StageResult[]): LotterySummary {
-  const { replicates, levels } = h.resolved;
-  const branches = h.resolved.branches;
-  const seed = Number(h.resolved.training.seed ?? 0);
-  const reps: LotterySummary['replicates'] = [];
-  for (let r = 0; r < replicates; r++) {
-    const mine = done.filter((s) => s.replicate === r);
-    const levelRows: LevelRow[] = mine.filter((s) => s.stage === 'main').map((m) => {
-      const branchRows: LevelRow['branches'] = {};
-      for (const s of mine) if (s.level === m.level && s.stage !== 'main' && branches.includes(s.stage)) branchRows[s.stage] = row(s);
-      return { level: m.level, ...row(m), branches: branchRows };
-    });
-    reps.push({ replicate: r, seed: seed + r, levels: levelRows });
-  }
-  const aggregate: LevelStats[] = [];
-  for (let k = 0; k <= levels; k++) {
-    const rows = reps.flatMap((r) => r.levels.filter((l) => l.level === k));
-    if (rows.length === 0) continue;
-    const branchStats: LevelStats['branches'] = {};
-    for (const b of BRANCH_NAMES) {
-      const br = rows.flatMap((r) => (r.branches[b] ? [r.branches[b]!] : []));
-      if (br.length > 0) branchStats[b] = metricStats(br);
-    }
-    aggregate.push({ level: k, density: stats(rows.map((r) => r.density)), main: metricStats(rows), branches: branchStats });
-  }
-  const expected = replicates * (1 + levels * (1 + branches.length));
-  return {
-    run, hparams: h.identity, levels,
-    complete: done.filter((s) => s.stage === 'main' || (s.level > 0 && branches.includes(s.stage))).length === expected,
-    replicates: reps, aggregate,
-  };
 }
 
 function maskDensity(file: string): number | null {
@@ -164,8 +116,8 @@ function inputGrid(inFeatures: number, previousChannels: number | null): { chann
   return { channels: 1, height: Math.ceil(inFeatures / width), width };
 }
 
-function loadMaskGrids(dir: string, levels: number): MaskGrids | null {
-  const level0 = stageDir(dir, 0, 0, 'main');
+function loadMaskGrids(dir: string, levels: number, main: string): MaskGrids | null {
+  const level0 = stageDir(dir, 0, 0, main);
   const shapesFile = path.join(level0, FILES.init);
   if (!fs.existsSync(shapesFile)) return null;
   // Masks are stored flat; the parameters' shapes come from the initial weights.
@@ -182,7 +134,7 @@ function loadMaskGrids(dir: string, levels: number): MaskGrids | null {
   const pixels = grid.height * grid.width;
   const result: MaskGrids = { layer, after: after && grid.channels === shapes.get(after)![0] ? after.replace(/\.weight$/, '') : null, shape: [out, inFeatures], ...grid, max: out * grid.channels, levels: [] };
   for (let k = 0; k <= levels; k++) {
-    const sdir = stageDir(dir, 0, k, 'main');
+    const sdir = stageDir(dir, 0, k, main);
     const file = path.join(sdir, FILES.mask);
     if (!fs.existsSync(file)) continue;
     const tensors = loadSafetensors(file);
@@ -212,13 +164,13 @@ function mean(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0) / xs.length;
 }
 
-function loadCurves(dir: string, replicates: number, levels: number, stages: StageStatus[]): Curve[] {
+function loadCurves(dir: string, replicates: number, levels: number, stages: StageStatus[], main: string): Curve[] {
   const curves: Curve[] = [];
   for (let k = 0; k <= levels; k++) {
     const finished: Array<{ r: number; rows: Map<number, number> }> = [];
     const partial: Array<{ r: number; rows: Map<number, number> }> = [];
     for (let r = 0; r < replicates; r++) {
-      const sdir = stageDir(dir, r, k, 'main');
+      const sdir = stageDir(dir, r, k, main);
       const rows = readMetrics(sdir).filter((m) => m.name === 'test_accuracy' && Number.isFinite(m.iteration) && Number.isFinite(m.value));
       if (rows.length === 0) continue;
       (readDone(sdir) ? finished : partial).push({ r, rows: new Map(rows.map((m) => [m.iteration, m.value])) });
@@ -231,7 +183,7 @@ function loadCurves(dir: string, replicates: number, levels: number, stages: Sta
       const v = use.flatMap((u) => (u.rows.has(it) ? [u.rows.get(it)!] : []));
       return { iteration: it, mean: mean(v), min: Math.min(...v), max: Math.max(...v), n: v.length };
     });
-    const dens = stages.filter((s) => s.level === k && s.stage === 'main' && s.density !== null && use.some((u) => u.r === s.replicate)).map((s) => s.density!);
+    const dens = stages.filter((s) => s.level === k && s.stage === main && s.density !== null && use.some((u) => u.r === s.replicate)).map((s) => s.density!);
     curves.push({ level: k, density: dens.length ? mean(dens) : NaN, replicates: use.map((u) => u.r), partial: finished.length === 0, points });
   }
   return curves;
@@ -248,14 +200,18 @@ export function loadRun(dir: string): RunData {
   }
   const levels = hparams.resolved.levels;
   const replicates = hparams.resolved.replicates;
-  const branches = (hparams.resolved.branches ?? []).filter((b): b is Branch => (BRANCH_NAMES as readonly string[]).includes(b));
-  hparams.resolved.branches = branches;
+  // Runs of older versions name no branches in hparams.json: their ticket was 'main' and their controls these two.
+  const known = hparams.branches ?? [{ name: 'main', label: 'winning ticket' }, { name: 'reinit', label: 'random reinit' }, { name: 'random_prune', label: 'random pruning' }];
+  const main = known[0].name;
+  const branches = (hparams.resolved.branches ?? []).filter((b) => b !== main);
+  const labels = Object.fromEntries(known.map((b) => [b.name, b.label]));
+  const seed = Number(hparams.resolved.training.seed ?? 0);
 
   const stages: StageStatus[] = [];
   const done: StageResult[] = [];
   for (let r = 0; r < replicates; r++) {
     for (let k = 0; k <= levels; k++) {
-      for (const stage of ['main', ...(k > 0 ? branches : [])] as StageName[]) {
+      for (const stage of [main, ...(k > 0 ? branches : [])] as StageName[]) {
         const sdir = stageDir(dir, r, k, stage);
         const d = readDone(sdir);
         if (d) done.push(d);
@@ -266,11 +222,11 @@ export function loadRun(dir: string): RunData {
   }
   const run = path.basename(path.resolve(dir));
   return {
-    dir, run, hparams, levels, replicates, branches,
-    summary: buildSummary(run, hparams, done),
+    dir, run, hparams, levels, replicates, branches, main, labels,
+    summary: buildSummary({ run, hparams: hparams.identity, seed, replicates, levels, branches, main }, done),
     stages,
-    curves: loadCurves(dir, replicates, levels, stages),
-    mask: loadMaskGrids(dir, levels),
+    curves: loadCurves(dir, replicates, levels, stages, main),
+    mask: loadMaskGrids(dir, levels, main),
   };
 }
 

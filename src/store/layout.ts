@@ -6,10 +6,11 @@ import { readJson } from './atomic.js';
  * On-disk layout of a lottery run (names are frozen: other tools read them):
  *   <root>/<hash>/hparams.json
  *   <root>/<hash>/summary.json
- *   <root>/<hash>/replicate_<r>/level_<k>/<main|reinit|random_prune>/
+ *   <root>/<hash>/replicate_<r>/level_<k>/<branch>/      (branch: main, reinit, random_prune, ...)
  *       hparams.json  mask.safetensors  model_init.safetensors  model_final.safetensors
  *       metrics.csv   done.json (written last: a stage without it is unfinished)
  * level_0/main may also hold model_rewind.safetensors (weights at the rewind step).
+ * Tensors keep their shapes (masks too): a PyTorch user multiplies a weight by its mask as loaded.
  */
 export const FILES = {
   hparams: 'hparams.json',
@@ -22,7 +23,13 @@ export const FILES = {
   done: 'done.json',
 } as const;
 
-export type StageName = 'main' | 'reinit' | 'random_prune';
+/** A stage's branch name ('main' or a control's): its directory. */
+export type StageName = string;
+
+/** A stage's path inside its run directory: replicate_<r>/level_<k>/<branch>. */
+export function stagePath(replicate: number, level: number, stage: StageName): string {
+  return `replicate_${replicate}/level_${level}/${stage}`;
+}
 
 export function stageDir(runDir: string, replicate: number, level: number, stage: StageName): string {
   return path.join(runDir, `replicate_${replicate}`, `level_${level}`, stage);
@@ -43,6 +50,12 @@ export interface StageResult {
   finalTestAccuracy: number;
   seconds: number;
   backend: string;
+  /** The program that trained it ('graph', 'sparse_mlp'); absent in stages of older versions. */
+  program?: string;
+  /** The run settings it was computed with (backend, simd, threads, sparse, fused). */
+  numerics?: Record<string, string | number>;
+  /** The lth version that computed it. */
+  lth?: string;
 }
 
 export function readDone(dir: string): StageResult | null {
@@ -66,7 +79,7 @@ export function readMetrics(dir: string): MetricRow[] {
   });
 }
 
-/** Every finished stage of a run, in replicate, level, stage order. */
+/** Every finished stage of a run, in replicate, level, branch-name order. */
 export function listStages(runDir: string): StageResult[] {
   const out: StageResult[] = [];
   const num = (s: string, prefix: string) => Number(s.slice(prefix.length));
@@ -74,8 +87,9 @@ export function listStages(runDir: string): StageResult[] {
     fs.existsSync(p) ? fs.readdirSync(p).filter((d) => d.startsWith(prefix) && /^\d+$/.test(d.slice(prefix.length))).sort((a, b) => num(a, prefix) - num(b, prefix)) : [];
   for (const rep of dirs(runDir, 'replicate_')) {
     for (const lvl of dirs(path.join(runDir, rep), 'level_')) {
-      for (const stage of ['main', 'reinit', 'random_prune'] as const) {
-        const done = readDone(path.join(runDir, rep, lvl, stage));
+      const level = path.join(runDir, rep, lvl);
+      for (const stage of fs.readdirSync(level).sort()) {
+        const done = readDone(path.join(level, stage));
         if (done) out.push(done);
       }
     }

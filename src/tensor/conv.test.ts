@@ -170,17 +170,19 @@ test('dropout: gradient with a fixed mask, seeded masks, identity when not train
 
   // The layer: identity (the same tensor) when not training; masks from its own stream, never Math.random.
   const layer = new Dropout(0.5, 1);
-  assert.equal(layer.forward(x, false), x);
+  layer.eval();
+  assert.equal(layer.forward(x), x);
+  layer.train();
   const random = Math.random;
   Math.random = () => { throw new Error('Math.random used'); };
   try {
-    const a = noGrad(() => layer.forward(x, true));
-    const b = noGrad(() => layer.forward(x, true));
+    const a = noGrad(() => layer.forward(x));
+    const b = noGrad(() => layer.forward(x));
     assert.notDeepEqual(a.data, b.data, 'the stream advances between training passes');
     const fresh = new Dropout(0.5, 1);
-    assert.deepEqual(noGrad(() => fresh.forward(x, true)).data, a.data, 'a fresh layer draws the same masks');
+    assert.deepEqual(noGrad(() => fresh.forward(x)).data, a.data, 'a fresh layer draws the same masks');
     fresh.seed(7);
-    assert.notDeepEqual(noGrad(() => fresh.forward(x, true)).data, a.data, 'seed() restarts the stream elsewhere');
+    assert.notDeepEqual(noGrad(() => fresh.forward(x)).data, a.data, 'seed() restarts the stream elsewhere');
     for (let i = 0; i < x.size; i++) assert.ok(a.data[i] === 0 || Math.abs(a.data[i] - 2 * x.data[i]) < 1e-6);
   } finally {
     Math.random = random;
@@ -199,9 +201,9 @@ test('Conv2d layer: PyTorch layout, Glorot normal with fan = channels·kh·kw, z
   for (const v of layer.weight.data) s2 += v * v;
   const std = Math.sqrt(s2 / layer.weight.size), want = Math.sqrt(2 / (64 * 9 + 128 * 9));
   assert.ok(Math.abs(std / want - 1) < 0.02, `std ${std} vs ${want}`);
-  assert.equal(layer.prunable, true);
-  assert.deepEqual(layer.parameters().map(([n]) => n), ['weight', 'bias']);
-  assert.equal(new MaxPool2d(2).prunable, false);
+  assert.deepEqual(layer.prunable(), ['weight']);
+  assert.deepEqual(layer.namedParameters().map(([n]) => n), ['weight', 'bias']);
+  assert.deepEqual(new MaxPool2d(2).prunable(), []);
   assert.deepEqual(new MaxPool2d(2).forward(Tensor.zeros([2, 3, 32, 32])).shape, [2, 3, 16, 16]);
   assert.throws(() => new Conv2d(3, 4, 2, { padding: 'same' }), /padding 'same' needs an odd kernel and stride 1/);
 });

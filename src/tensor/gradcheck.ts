@@ -1,22 +1,16 @@
-import { denseGrad } from './sparse.js';
 import { Tensor, noGrad } from './tensor.js';
 
 /**
  * Compares the analytic gradient of scalar `f` with respect to each input with a
  * central finite difference, at up to `samples` entries per input. Returns the
- * largest relative error, |analytic - numeric| / max(1, |analytic|, |numeric|). The analytic
- * gradient of a weight computed sparsely is its packed gradient, scattered (`denseGrad`).
+ * largest relative error, |analytic - numeric| / max(1, |analytic|, |numeric|).
  */
 export function gradCheck(f: () => Tensor, inputs: Tensor[], { eps = 1e-2, samples = 20 } = {}): number {
-  for (const t of inputs) {
-    t.grad = null;
-    t.sparse?.grad.fill(0);
-  }
+  for (const t of inputs) t.grad = null;
   f().backward();
   let worst = 0;
   for (const t of inputs) {
-    const g = denseGrad(t);
-    const analytic = g ? Float32Array.from(g) : new Float32Array(t.size);
+    const analytic = t.grad ? Float32Array.from(t.grad) : new Float32Array(t.size);
     const step = Math.max(1, Math.floor(t.size / samples));
     for (let i = 0; i < t.size; i += step) {
       const orig = t.data[i];

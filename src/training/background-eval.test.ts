@@ -1,22 +1,25 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { resolveContext } from '../backend/index.js';
 import { Rng } from '../core/rng.js';
 import { getDataset } from '../data/registry.js';
 import { getModel } from '../models/registry.js';
 import { Model } from '../nn/model.js';
-import { BackgroundEvaluator } from './background-eval.js';
 import { train, type TrainOptions } from './train.js';
 
 const data = getDataset('mnist').load(undefined, 0);
+const twoThreads = resolveContext({ threads: 2 }, {});
 
-function options(backgroundEval: boolean, density: number): TrainOptions {
-  const model = getModel('lenet_300_100').build();
+function options(backgroundEval: boolean | undefined, density: number, model = getModel('lenet_300_100').build()): TrainOptions {
   model.initialize(new Rng(0, 'init'));
-  if (density < 1) {
-    const rng = new Rng(1, 'mask');
-    model.setMasks(new Map(model.prunableNames().map((n) => [n, Float32Array.from({ length: model.parameter(n).size }, () => (rng.uniform() < density ? 1 : 0))])));
-  }
-  return { model, data, iterations: 30, batchSize: 60, seed: 3, evalEvery: 2, optimizer: { name: 'adam', lr: 1.2e-3, momentum: 0, weightDecay: 0 }, backgroundEval };
+  const rng = new Rng(1, 'mask');
+  const masks = density < 1
+    ? new Map(model.prunableNames().map((n) => [n, Float32Array.from({ length: model.parameter(n).size }, () => (rng.uniform() < density ? 1 : 0))]))
+    : undefined;
+  return {
+    model, masks, data, iterations: 30, batchSize: 60, seed: 3, evalEvery: 2, optimizer: { name: 'adam', lr: 1.2e-3, momentum: 0, weightDecay: 0 },
+    backgroundEval, context: twoThreads,
+  };
 }
 
 for (const density of [1, 0.05]) {
@@ -24,6 +27,8 @@ for (const density of [1, 0.05]) {
     const seen: number[] = [];
     const bg = train({ ...options(true, density), onEval: (p) => seen.push(p.iteration) });
     const sync = train(options(false, density));
+    assert.equal(bg.backgroundEval, true);
+    assert.equal(sync.backgroundEval, false);
     assert.equal(bg.curve.length, 16);
     assert.deepEqual(bg.curve, sync.curve);
     assert.deepEqual(bg.earlyStop, sync.earlyStop);
@@ -31,30 +36,35 @@ for (const density of [1, 0.05]) {
   });
 }
 
-test('a model that cannot be rebuilt from its name is evaluated synchronously', () => {
+test('a model that is in no registry is evaluated in the background from its description', () => {
   const lenet = getModel('lenet_300_100').build();
-  const custom = new Model('my_own_net', lenet.layers);
-  assert.equal(BackgroundEvaluator.create(custom, data), null);
-  custom.initialize(new Rng(0, 'init'));
-  const r = train({ ...options(true, 1), model: custom, iterations: 4 });
-  assert.equal(r.curve.length, 3);
+  const custom = new Model('my_own_net', lenet.namedChildren());
+  const bg = train({ ...options(true, 1, custom), iterations: 4 });
+  const again = new Model('my_own_net', getModel('lenet_300_100').build().namedChildren());
+  const sync = train({ ...options(false, 1, again), iterations: 4 });
+  assert.equal(bg.backgroundEval, true);
+  assert.deepEqual(bg.curve, sync.curve);
 });
 
-test('by default, evaluation goes to the background only when training is not the fused sparse step', () => {
-  if (!BackgroundEvaluator.worthwhile(21)) return;  // one core: never in the background
-  const create = BackgroundEvaluator.create;
-  let made = 0;
-  BackgroundEvaluator.create = (model, splits) => {
-    made++;
-    return create.call(BackgroundEvaluator, model, splits);
+test('by default, evaluation goes to the background only when the program does not use every core itself', () => {
+  const byDefault = (density: number) => ({ ...options(undefined, density), iterations: 40 });
+  const fused = train(byDefault(0.05));
+  assert.equal(fused.curve.length, 21);
+  assert.deepEqual([fused.program, fused.backgroundEval], ['sparse_mlp', false], 'the sparse-MLP program evaluates synchronously');
+  const dense = train(byDefault(1));
+  assert.deepEqual([dense.program, dense.backgroundEval], ['graph', true], 'the dense network evaluates in the background');
+  const one = train({ ...byDefault(1), context: resolveContext({ threads: 1 }, {}) });
+  assert.equal(one.backgroundEval, false, 'one thread: never in the background');
+  resolveContext({}, {});
+});
+
+test('train: keepStateAt returns the state after that many iterations, between evaluations', () => {
+  const run = (iterations: number, keepStateAt?: number) => {
+    const o = options(false, 0.05);
+    const r = train({ ...o, iterations, evalEvery: 10, keepStateAt });
+    return { r, state: o.model.state() };
   };
-  try {
-    const byDefault = (density: number) => ({ ...options(false, density), backgroundEval: undefined, iterations: 40 });
-    assert.equal(train(byDefault(0.05)).curve.length, 21);
-    assert.equal(made, 0, 'the fused sparse step evaluates synchronously');
-    train(byDefault(1));
-    assert.equal(made, 1, 'the dense network evaluates in the background');
-  } finally {
-    BackgroundEvaluator.create = create;
-  }
+  const kept = run(20, 7).r.keptState!, at7 = run(7).state;
+  assert.deepEqual(kept, at7);
+  assert.equal(run(20).r.keptState, undefined);
 });

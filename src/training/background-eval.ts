@@ -1,11 +1,10 @@
-import os from 'node:os';
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import type { RunContext } from '../backend/index.js';
 import { LthError } from '../core/errors.js';
 import type { Dataset, Splits } from '../data/dataset.js';
-import { getModel } from '../models/registry.js';
-import type { Model } from '../nn/model.js';
+import type { Model, StateDict } from '../nn/model.js';
 import type { DatasetData, SnapshotMessage, WorkerInit } from './eval-worker.js';
-import type { EvalPoint } from './train.js';
+import type { EvalPoint } from './curve.js';
 
 /** Seconds the trainer waits for the evaluation thread's next answer before giving up. */
 const ANSWER_TIMEOUT_S = 300;
@@ -19,9 +18,11 @@ const MAX_PENDING = 8;
  * Evaluates snapshots of a model on validation and test in a worker thread while training
  * goes on, so evaluation (about as much work as training in the paper's protocol: 15,000
  * samples every 100 iterations of 60) takes the second core instead of the trainer's
- * time. The worker runs the same model (rebuilt from its registry name, with the same
- * masks) and the same kernels, whose results do not depend on the thread they run on, so
- * the points are the ones a synchronous evaluation gives; they come back in order.
+ * time. The worker compiles the same model (rebuilt from its description, with the same
+ * masks and run settings) into the same program, on kernels whose results do not depend
+ * on the thread they run on, so the points are the ones a synchronous evaluation gives;
+ * they come back in order. The data sets live in shared memory: the worker reads them
+ * without a copy.
  * The trainer stays synchronous: it polls for answers and, at the end, blocks on a shared
  * counter (Atomics.wait) until every snapshot is answered.
  *
@@ -42,30 +43,17 @@ export class BackgroundEvaluator {
   /** Answers received but not yet returned by poll() or finish(). */
   private readonly ready: EvalPoint[] = [];
 
-  /** An evaluator for `model` on `data`, or null when the model cannot be rebuilt by name. */
-  static create(model: Model, data: Splits): BackgroundEvaluator | null {
-    let same = false;
-    try {
-      const rebuilt = getModel(model.name).build().namedParameters();
-      const mine = model.namedParameters();
-      same = rebuilt.length === mine.length && rebuilt.every(([n, t], i) => n === mine[i][0] && t.size === mine[i][1].size);
-    } catch {
-      same = false;
-    }
-    return same ? new BackgroundEvaluator(model, data) : null;
-  }
-
   /** Whether evaluating `points` times in the background pays for starting a thread. */
-  static worthwhile(points: number): boolean {
-    return points >= 20 && os.availableParallelism() >= 2;
+  static worthwhile(points: number, context: RunContext): boolean {
+    return points >= 20 && context.settings.threads >= 2;
   }
 
-  private constructor(private readonly model: Model, data: Splits) {
+  constructor(model: Model, masks: ReadonlyMap<string, Float32Array> | undefined, data: Splits, context: RunContext) {
     const { port1, port2 } = new MessageChannel();
     const counter = new SharedArrayBuffer(4);
-    const masks = model.namedParameters().filter(([, t]) => t.mask).map(([n, t]) => [n, Float32Array.from(t.mask!)] as [string, Float32Array]);
     const init: WorkerInit = {
-      modelName: model.name, masks, validation: plain(data.validation), test: plain(data.test), port: port2, counter,
+      model: model.describe(), masks: [...(masks ?? [])].map(([n, m]) => [n, Float32Array.from(m)]),
+      validation: plain(data.validation), test: plain(data.test), settings: context.settings, port: port2, counter,
     };
     this.worker = new Worker(new URL('./eval-worker.js', import.meta.url), { workerData: init, transferList: [port2] });
     this.worker.unref();
@@ -73,10 +61,10 @@ export class BackgroundEvaluator {
     this.answered = new Int32Array(counter);
   }
 
-  /** Sends the model's current weights, to be evaluated as the point of `iteration`. */
-  submit(iteration: number): void {
+  /** Sends a snapshot of the weights (a state the evaluator takes over), to be evaluated as the point of `iteration`. */
+  submit(iteration: number, snapshot: StateDict): void {
     while (this.submitted - this.received >= MAX_PENDING) this.waitForAnswer();
-    const state = [...this.model.state()];
+    const state = [...snapshot];
     const message: SnapshotMessage = { iteration, state };
     this.port.postMessage(message, state.map(([, v]) => v.buffer as ArrayBuffer));
     this.submitted++;

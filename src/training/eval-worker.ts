@@ -1,15 +1,17 @@
 /**
- * The evaluation thread of a training run (see background-eval.ts): rebuilds the model,
- * then for each weight snapshot it is sent evaluates validation and test and posts the
- * point back, counting answers on a shared counter the trainer can wait on.
+ * The evaluation thread of a training run (see background-eval.ts): rebuilds the model from
+ * its description and compiles it with the run's masks and settings, then for each weight
+ * snapshot it is sent evaluates validation and test and posts the point back, counting
+ * answers on a shared counter the trainer can wait on.
  */
 import { workerData, type MessagePort } from 'node:worker_threads';
-import { loadNative } from '../backend/index.js';
+import { contextFor, loadNative, type RunSettings } from '../backend/index.js';
 import { Dataset } from '../data/dataset.js';
-import { getModel } from '../models/registry.js';
-import { evaluate } from './train.js';
+import { buildModel } from '../nn/build.js';
+import type { ModuleDesc } from '../nn/module.js';
+import { compileProgram } from '../program/compile.js';
 
-/** A data set as it crosses threads (a Dataset's fields). */
+/** A data set as it crosses threads (a Dataset's fields; the arrays are in shared memory). */
 export interface DatasetData {
   readonly images: Float32Array;
   readonly labels: Int32Array;
@@ -18,10 +20,11 @@ export interface DatasetData {
 }
 
 export interface WorkerInit {
-  readonly modelName: string;
+  readonly model: ModuleDesc;
   readonly masks: Array<[string, Float32Array]>;
   readonly validation: DatasetData;
   readonly test: DatasetData;
+  readonly settings: RunSettings;
   readonly port: MessagePort;
   /** Int32 [answers posted]. */
   readonly counter: SharedArrayBuffer;
@@ -42,22 +45,23 @@ const answer = (message: object) => {
 const dataset = (d: DatasetData) => new Dataset(d.images, d.labels, d.sampleShape, d.numClasses);
 
 try {
+  const context = contextFor(init.settings);
   // Leave the kernel thread pool to the trainer: this thread's kernels run on it alone.
   const loaded = loadNative();
-  const native = loaded instanceof Error ? null : loaded;
+  const native = init.settings.backend === 'native' && !(loaded instanceof Error) ? loaded : null;
   native?.serialThread();
-  const model = getModel(init.modelName).build();
-  if (init.masks.length) model.setMasks(new Map(init.masks));
+  const model = buildModel(init.model);
+  const program = compileProgram(model, { masks: new Map(init.masks), optimizer: null, context });
   const validation = dataset(init.validation), test = dataset(init.test);
   init.port.on('message', (msg: SnapshotMessage) => {
     try {
-      model.loadState(new Map(msg.state));
+      program.load(new Map(msg.state));
       // While evaluating, this thread has a core to itself: the trainer's kernels use the cores left.
       native?.holdCore(true);
       let val, tst;
       try {
-        val = evaluate(model, validation);
-        tst = evaluate(model, test);
+        val = program.evaluate(validation);
+        tst = program.evaluate(test);
       } finally {
         native?.holdCore(false); // also when evaluation fails: the trainer gets its cores back
       }

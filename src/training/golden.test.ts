@@ -6,15 +6,15 @@
  * Compared, with err = max|lth - torch| / max|torch| per tensor ≤ 1e-5:
  *  - the loss and every parameter gradient at the fixture's initial weights;
  *  - the weights after 3 steps of Adam and of SGD (momentum, weight decay), each dense and
- *    with magnitude masks (pruned entries must stay exactly 0), the masked ones on the dense
- *    kernels, on the sparse ones (LTH_SPARSE=off / on), and on the fused sparse step
- *    (LTH_SPARSE=on, training/fused-mlp.ts: the batch read from a data set, the update
- *    applied in the same backend call).
+ *    with magnitude masks (pruned entries must stay exactly 0), the masked ones in the graph
+ *    program on the dense kernels (sparse off) and on the sparse ones (sparse on, fused
+ *    off), and in the sparse-MLP program (sparse on: the batch read from a data set, the
+ *    update applied in the same kernel call).
  * Final entries that the generator found float32 rounding can move by more than 1e-6 of the
  * tensor's max (`sensitive`: mostly Adam entries whose gradients are within ~100 eps of zero
  * or carry a large relative error, where g/(√v + eps) turns rounding of g into changes of up
- * to lr) are held only to a sanity bound. Runs on getBackend(); when that is the native addon, a
- * child process repeats the file on the reference backend.
+ * to lr) are held only to a sanity bound. Runs on the backend the environment selects; when
+ * that is the native addon, a child process repeats the file on the reference backend.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,15 +23,13 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { getBackend } from '../backend/index.js';
+import { resolveContext } from '../backend/index.js';
 import { Dataset } from '../data/dataset.js';
 import { readIdx } from '../data/idx.js';
 import { getModel } from '../models/registry.js';
-import { fusedMlpStep } from './fused-mlp.js';
 import type { Model, StateDict } from '../nn/model.js';
-import { Adam, Sgd, type Optimizer } from '../nn/optim.js';
+import { compileProgram } from '../program/compile.js';
 import { loadSafetensors, type NamedTensor } from '../store/safetensors.js';
-import { denseGrad } from '../tensor/sparse.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { Tensor } from '../tensor/tensor.js';
 
@@ -115,31 +113,21 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>, skip?: ReadonlySet<n
   return num / Math.max(den, 1e-30);
 }
 
-function fresh(masked: boolean): Model {
+function fresh(): Model {
   const model = getModel('lenet_300_100').build();
   model.loadState(init);
-  if (masked) model.setMasks(masks);
   return model;
 }
 
-function lossOn(model: Model, s: number): Tensor {
-  return softmaxCrossEntropy(model.forward(batches[s].x, true), batches[s].y);
-}
+/** The fixture's batches as one data set, read in order. */
+const all = new Dataset(
+  Float32Array.from(batches.flatMap((b) => [...b.x.data])), Int32Array.from(batches.flatMap((b) => [...b.y])), [784], 10);
 
-/** The fused step on batch s, with `opt`'s update in the same call; its loss (it must apply: every layer is sparse). */
-function fusedStepOn(model: Model, opt: Optimizer, s: number): number {
-  const { x, y } = batches[s];
-  const data = new Dataset(x.data, y, [784], 10);
-  const loss = fusedMlpStep(model, data, Int32Array.from(y, (_, i) => i), 0, y.length, opt);
-  assert.ok(loss !== null, 'the fused step did not apply to the masked LeNet under LTH_SPARSE=on');
-  return loss;
-}
-
-const backend = getBackend().name;
+const backend = resolveContext().settings.backend;
 
 test(`golden (${backend}): loss and gradients at the initial weights match PyTorch`, (t) => {
-  const model = fresh(false);
-  const loss = lossOn(model, 0);
+  const model = fresh();
+  const loss = softmaxCrossEntropy(model.forward(batches[0].x), batches[0].y);
   const lossErr = Math.abs(loss.data[0] - meta.loss0) / Math.abs(meta.loss0);
   t.diagnostic(`loss ${loss.data[0]} vs torch ${meta.loss0}: rel err ${lossErr.toExponential(2)}`);
   assert.ok(lossErr <= TOL, `loss ${loss.data[0]} vs PyTorch ${meta.loss0} (rel err ${lossErr})`);
@@ -148,7 +136,7 @@ test(`golden (${backend}): loss and gradients at the initial weights match PyTor
   for (const [name, p] of model.namedParameters()) {
     const want = fixture(`grad.${name}`);
     assert.deepEqual(p.shape, want.shape, `grad.${name} shape`);
-    const grad = denseGrad(p);
+    const grad = p.grad;
     assert.ok(grad, `${name} has no gradient`);
     const e = relErr(grad, want.data);
     t.diagnostic(`grad.${name}: rel err ${e.toExponential(2)}`);
@@ -159,48 +147,35 @@ test(`golden (${backend}): loss and gradients at the initial weights match PyTor
 
 type SparseRun = 'on' | 'off' | 'fused';
 
-/** Runs `fn` with LTH_SPARSE set for `mode` ('fused' is 'on'; undefined: as the environment has it). */
-function withSparse<T>(mode: SparseRun | undefined, fn: () => T): T {
-  if (mode === undefined) return fn();
-  const before = process.env.LTH_SPARSE;
-  process.env.LTH_SPARSE = mode === 'off' ? 'off' : 'on';
-  try {
-    return fn();
-  } finally {
-    if (before === undefined) delete process.env.LTH_SPARSE;
-    else process.env.LTH_SPARSE = before;
-  }
-}
-
 // Masked scenarios run three times: masked layers on the dense kernels, on the sparse ones
 // (the fixture's densities, 20-50%, are above the automatic sparse threshold) and in the
-// fused sparse step.
+// sparse-MLP program.
 const runs = Object.entries(meta.scenarios).flatMap(([name, sc]): Array<{ name: string; sc: Scenario; sparse?: SparseRun }> =>
   sc.masked ? (['off', 'on', 'fused'] as const).map((sparse) => ({ name, sc, sparse })) : [{ name, sc }]);
 
 for (const { name, sc, sparse } of runs) {
-  const label = sparse === 'fused' ? `${name} (fused sparse step)` : sparse ? `${name} (LTH_SPARSE=${sparse})` : name;
-  test(`golden (${backend}): ${meta.steps} ${label} steps match PyTorch`, (t) => withSparse(sparse, () => {
-    const model = fresh(sc.masked);
-    const params = model.namedParameters().map(([, p]) => p);
-    const opt: Optimizer = sc.optimizer === 'adam'
-      ? new Adam(params, sc.lr, sc.beta1, sc.beta2, sc.eps)
-      : new Sgd(params, sc.lr, sc.momentum, sc.weightDecay);
+  const label = sparse === 'fused' ? `${name} (sparse-MLP program)` : sparse ? `${name} (sparse ${sparse})` : name;
+  test(`golden (${backend}): ${meta.steps} ${label} steps match PyTorch`, (t) => {
+    assert.ok(sc.optimizer === 'sgd' || (sc.beta1 === 0.9 && sc.beta2 === 0.999 && sc.eps === 1e-8), 'Adam with PyTorch\'s default betas and eps');
+    const context = resolveContext({ sparse: sparse === undefined ? 'auto' : sparse === 'off' ? 'off' : 'on', fused: sparse === 'fused' ? 'auto' : 'off' });
+    const model = fresh();
+    const program = compileProgram(model, {
+      masks: sc.masked ? masks : undefined, context,
+      optimizer: { name: sc.optimizer, lr: sc.lr, momentum: sc.momentum ?? 0, weightDecay: sc.weightDecay ?? 0 },
+    });
+    assert.equal(program.kind, sparse === 'fused' ? 'sparse_mlp' : 'graph');
     const errs: string[] = [];
+    const b = meta.inputs.batchSize;
+    const order = Int32Array.from({ length: all.length }, (_, i) => i);
     for (let s = 0; s < meta.steps; s++) {
-      let loss: number;
-      if (sparse === 'fused') {
-        loss = fusedStepOn(model, opt, s);
-      } else {
-        const t = lossOn(model, s);
-        loss = t.data[0];
-        t.backward();
-        opt.step();
-      }
+      const losses = new Float64Array(1);
+      program.step({ data: all, order, from: s * b, batchSize: b }, losses);
+      const loss = losses[0];
       const e = Math.abs(loss - sc.losses[s]) / Math.abs(sc.losses[s]);
       t.diagnostic(`loss before step ${s + 1}: rel err ${e.toExponential(2)}`);
       if (!(e <= TOL)) errs.push(`loss before step ${s + 1}: ${loss} vs PyTorch ${sc.losses[s]}`);
     }
+    program.writeBack();
     for (const [pname, p] of model.namedParameters()) {
       const strided = pname === 'fc1.weight';
       const want = fixture(strided ? `final.${name}.${pname}@stride` : `final.${name}.${pname}`).data;
@@ -228,7 +203,7 @@ for (const { name, sc, sparse } of runs) {
       }
     }
     assert.deepEqual(errs, []);
-  }));
+  });
 }
 
 test('golden: the reference backend matches PyTorch too', (t) => {

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { getBackend } from '../backend/index.js';
+import { activeContext, type RunContext } from '../backend/index.js';
 import { Rng } from '../core/rng.js';
 import { parseStep, stepToIterations } from '../core/steps.js';
 import type { Splits } from '../data/dataset.js';
@@ -24,6 +24,8 @@ export interface TrainSummary {
   finalTestAccuracy: number;
   seconds: number;
   backend: string;
+  /** The program that trained the model ('graph' or 'sparse_mlp'). */
+  program: string;
 }
 
 /** Loads the run's data set (split by its seed). */
@@ -35,7 +37,7 @@ export function budgetIterations(h: TrainingHparams, trainSize: number): number 
   return stepToIterations(parseStep(h.steps, '--steps'), iterationsPerEpoch(trainSize, h.batchSize));
 }
 
-export function summarize(h: TrainingHparams, iterations: number, r: TrainResult): TrainSummary {
+export function summarize(h: TrainingHparams, iterations: number, r: TrainResult, context: RunContext): TrainSummary {
   return {
     model: h.model, dataset: h.dataset, seed: h.seed, steps: h.steps, iterations,
     earlyStopIteration: r.earlyStop.iteration,
@@ -44,7 +46,8 @@ export function summarize(h: TrainingHparams, iterations: number, r: TrainResult
     earlyStopTestAccuracy: r.earlyStop.testAccuracy,
     finalTestAccuracy: r.final.testAccuracy,
     seconds: r.seconds,
-    backend: getBackend().name,
+    backend: context.settings.backend,
+    program: r.program,
   };
 }
 
@@ -58,18 +61,22 @@ export function metricsCsv(curve: readonly EvalPoint[]): string {
   return `${rows.join('\n')}\n`;
 }
 
+/** The model's parameters and buffers, with their shapes. */
 export function saveModel(file: string, model: Model): void {
-  saveSafetensors(file, new Map(model.namedParameters().map(([n, t]) => [n, { shape: t.shape, data: t.data }])));
+  saveSafetensors(file, new Map(model.namedTensors().map(([n, t]) => [n, { shape: t.shape, data: t.data }])));
 }
 
 export interface RunTrainingOptions {
   /** Writes hparams.json, metrics.csv, model_final.safetensors and summary.json here. */
   readonly out?: string;
   readonly onEval?: (point: EvalPoint, iterations: number) => void;
+  /** The run settings; default: the active context. */
+  readonly context?: RunContext;
 }
 
 /** Trains one dense model from scratch: `lth train`. */
 export function runTraining(h: TrainingHparams, opts: RunTrainingOptions = {}): TrainSummary & { curve: EvalPoint[] } {
+  const context = opts.context ?? activeContext();
   const data = loadSplits(h);
   const iterations = budgetIterations(h, data.train.length);
   const model = getModel(h.model).build();
@@ -77,9 +84,9 @@ export function runTraining(h: TrainingHparams, opts: RunTrainingOptions = {}): 
   const result = train({
     model, data, iterations, batchSize: h.batchSize, seed: h.seed, evalEvery: h.evalEvery,
     optimizer: { name: h.optimizer, lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay },
-    onEval: (p) => opts.onEval?.(p, iterations),
+    onEval: (p) => opts.onEval?.(p, iterations), context,
   });
-  const summary = summarize(h, iterations, result);
+  const summary = summarize(h, iterations, result, context);
   if (opts.out) {
     writeJsonAtomic(path.join(opts.out, 'hparams.json'), h);
     writeFileAtomic(path.join(opts.out, 'metrics.csv'), metricsCsv(result.curve));

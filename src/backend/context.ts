@@ -1,0 +1,144 @@
+import os from 'node:os';
+import { LthError } from '../core/errors.js';
+import type { Backend } from './backend.js';
+import { loadNative, type NativeAddon, type SimdPath } from './native.js';
+import { referenceBackend } from './reference.js';
+import { referenceSparseMlp, type SparseMlpKernels } from './sparse-mlp.js';
+
+/**
+ * The run settings that decide how lth computes (not what): resolved once when a command
+ * or a library entry point starts, from explicit requests (CLI flags, options), then the
+ * LTH_* environment variables, then defaults; passed down as a RunContext and recorded in
+ * every stage's done.json. This file is the only place that reads process.env.
+ */
+export interface RunSettings {
+  readonly backend: 'native' | 'reference';
+  /** The native code path in use ('none' on the reference backend). */
+  readonly simd: SimdPath | 'none';
+  /** Threads of the native pool (the fused sparse step also splits its first layer this many ways). */
+  readonly threads: number;
+  /** Masked fully connected layers on sparse kernels: 'auto' (below the density threshold), 'on', 'off'. */
+  readonly sparse: SparseMode;
+  /** The fused sparse-MLP program where a model allows it ('auto') or never ('off'). */
+  readonly fused: FusedMode;
+}
+
+export type SparseMode = 'auto' | 'on' | 'off';
+export type FusedMode = 'auto' | 'off';
+
+/** What a caller asks for; anything left out comes from the environment, then the defaults. */
+export interface SettingsRequest {
+  readonly backend?: string;
+  readonly simd?: string;
+  readonly threads?: number;
+  readonly sparse?: string;
+  readonly fused?: string;
+}
+
+export interface RunContext {
+  readonly settings: RunSettings;
+  readonly backend: Backend;
+  readonly sparseMlp: SparseMlpKernels;
+}
+
+const ENV = { backend: 'LTH_BACKEND', simd: 'LTH_SIMD', threads: 'LTH_THREADS', sparse: 'LTH_SPARSE', fused: 'LTH_FUSED' } as const;
+const FLAG = { backend: '--backend', simd: '--simd', threads: '--threads', sparse: '--sparse', fused: '--fused' } as const;
+
+let active: RunContext | null = null;
+
+/**
+ * Resolves the settings and applies the process-wide ones: the active backend (the one
+ * tensor ops use), the native SIMD path and thread count. Bad values are LthErrors naming
+ * the flag or variable they came from. If the native addon cannot load, a native backend
+ * that was not asked for falls back to the reference backend with one warning line.
+ */
+export function resolveContext(request: SettingsRequest = {}, env: NodeJS.ProcessEnv = process.env): RunContext {
+  const pick = (key: keyof typeof ENV): { value: string | undefined; source: string } => {
+    const asked = request[key];
+    if (asked !== undefined) return { value: String(asked), source: FLAG[key] };
+    const fromEnv = env[ENV[key]];
+    return { value: fromEnv === '' ? undefined : fromEnv, source: ENV[key] };
+  };
+  const choice = <T extends string>(key: keyof typeof ENV, choices: readonly T[], fallback: T): T => {
+    const { value, source } = pick(key);
+    if (value === undefined) return fallback;
+    if (!(choices as readonly string[]).includes(value)) {
+      throw new LthError(`${source} must be ${choices.map((c) => `'${c}'`).join(', ').replace(/, ([^,]*)$/, ' or $1')}, got '${value}'`);
+    }
+    return value as T;
+  };
+  const backendAsked = choice('backend', ['native', 'reference'] as const, 'native');
+  const simdAsked = choice('simd', ['avx512', 'avx2', 'scalar'] as const, 'avx512');
+  const sparse = choice('sparse', ['auto', 'on', 'off'] as const, 'auto');
+  const fused = choice('fused', ['auto', 'off'] as const, 'auto');
+  const threadsPick = pick('threads');
+  const threads = threadsPick.value === undefined ? os.availableParallelism() : Number(threadsPick.value);
+  if (!(Number.isInteger(threads) && threads >= 1 && threads <= 256)) {
+    throw new LthError(`${threadsPick.source} must be an integer from 1 to 256, got '${threadsPick.value}'`);
+  }
+  const backendExplicit = pick('backend').value !== undefined;
+
+  let backend: Backend = referenceBackend;
+  let sparseMlp: SparseMlpKernels = referenceSparseMlp;
+  let simd: RunSettings['simd'] = 'none';
+  if (backendAsked === 'native') {
+    const native = loadNative();
+    if (native instanceof Error) {
+      if (backendExplicit) throw new LthError(`${pick('backend').source}=native but the native addon cannot load: ${native.message}`);
+      warnOnce(`native addon unavailable (${native.message.split('\n')[0]}); using the slow reference backend`);
+    } else {
+      simd = applyNative(native, simdAsked, threads);
+      backend = native;
+      sparseMlp = native.sparseMlp;
+    }
+  }
+  const settings: RunSettings = { backend: backend.name, simd, threads, sparse, fused };
+  active = { settings, backend, sparseMlp };
+  return active;
+}
+
+/**
+ * The context of settings resolved elsewhere (another thread's), made active in this
+ * thread without touching process-wide state (the native SIMD path and thread count stay
+ * as the resolving thread set them).
+ */
+export function contextFor(settings: RunSettings): RunContext {
+  let backend: Backend = referenceBackend;
+  let sparseMlp: SparseMlpKernels = referenceSparseMlp;
+  if (settings.backend === 'native') {
+    const native = loadNative();
+    if (native instanceof Error) throw new LthError(`the native addon cannot load: ${native.message}`);
+    backend = native;
+    sparseMlp = native.sparseMlp;
+  }
+  active = { settings, backend, sparseMlp };
+  return active;
+}
+
+function applyNative(native: NativeAddon, simd: SimdPath, threads: number): SimdPath {
+  const path = native.setSimd(simd);
+  if (native.getThreads() !== threads) native.setThreads(threads);
+  return path;
+}
+
+let warned = false;
+function warnOnce(message: string): void {
+  if (warned) return;
+  warned = true;
+  process.stderr.write(`lth: warning: ${message}\n`);
+}
+
+/** The active context: the last one resolved, or the defaults (environment included) on first use. */
+export function activeContext(): RunContext {
+  return active ?? resolveContext();
+}
+
+/** The backend tensor ops compute on: the active context's. */
+export function getBackend(): Backend {
+  return (active ?? resolveContext()).backend;
+}
+
+/** The settings as done.json records them. */
+export function describeSettings(s: RunSettings): Record<string, string | number> {
+  return { backend: s.backend, simd: s.simd, threads: s.threads, sparse: s.sparse, fused: s.fused };
+}

@@ -1,0 +1,123 @@
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import type { Backend } from './backend.js';
+import { referenceBackend } from './reference.js';
+import type { PreparedMlp, SparseMlpKernels, SparseMlpLayer, UpdateRule } from './sparse-mlp.js';
+
+/** The package root: dist/src/backend/ -> three levels up. */
+const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+export type SimdPath = 'avx512' | 'avx2' | 'scalar';
+
+/** The native addon (native/README.md): the Backend kernels plus its own controls and the sparse-MLP program kernels. */
+export interface NativeAddon extends Backend {
+  readonly name: 'native';
+  /** The code path in use. */
+  simdPath(): SimdPath;
+  /** Switches every kernel table to `path` (or the best this CPU has below it); returns the path now in use. Call between kernel calls only. */
+  setSimd(path: SimdPath): SimdPath;
+  /** Threads the addon's pool uses (default: the machine's hardware threads). */
+  setThreads(n: number): void;
+  getThreads(): number;
+  /** The threads a kernel called now on this thread would use (1 on a serial thread, fewer while cores are held). */
+  threadsHere(): number;
+  /** Kernels called from the calling thread from now on run on it alone (never on the pool). */
+  serialThread(): void;
+  /** While on, the calling thread holds a core: kernels called on other threads use at most the cores left; released when the thread exits. */
+  holdCore(on: boolean): void;
+  readonly sparseMlp: SparseMlpKernels;
+}
+
+let loaded: NativeAddon | Error | undefined;
+
+/** Loads the node-gyp built addon once, or returns the Error that stopped it. */
+export function loadNative(): NativeAddon | Error {
+  if (loaded === undefined) {
+    try {
+      const require = createRequire(import.meta.url);
+      const addon = require(path.join(packageRoot, 'build', 'Release', 'lth_native.node'));
+      // An addon built from older sources may lack newer kernels: refuse it whole.
+      const wanted = [...Object.keys(referenceBackend).filter((k) => k !== 'name'), 'sparseMlpPrepare', 'sparseMlpStep', 'sparseMlpEval'];
+      const missing = wanted.filter((k) => typeof addon[k] !== 'function');
+      if (missing.length) throw new Error(`the addon lacks ${missing.join(', ')} (rebuild it: npm rebuild lth or node-gyp rebuild)`);
+      // TEMPORARY shim for the addon before setSimd/parts (removed once native-reorg lands).
+      if (typeof addon.setSimd !== 'function') {
+        const raw = addon;
+        const shim = {
+          sparseMlpPrepare: (_parts: number, ...args: unknown[]) => { const h = raw.sparseMlpPrepare(...args); return { h, args }; },
+          sparseMlpStep: (p: { h: object }, ...rest: unknown[]) => raw.sparseMlpStep(p.h, ...rest),
+          sparseMlpEval: (p: { args: unknown[] }, src: unknown, lab: unknown, out: unknown) => {
+            const layers: unknown[] = [];
+            for (let i = 0; i < p.args.length; i += 10) layers.push(...p.args.slice(i, i + 4));
+            raw.sparseMlpEval(src, lab, out, ...layers);
+          },
+        };
+        loaded = { ...addon, name: 'native', setSimd: () => addon.simdPath(), sparseMlp: nativeSparseMlp(shim as unknown as RawSparseMlp) } as NativeAddon;
+        return loaded;
+      }
+      loaded = { ...addon, name: 'native', sparseMlp: nativeSparseMlp(addon) } as NativeAddon;
+    } catch (e) {
+      loaded = e instanceof Error ? e : new Error(String(e));
+    }
+  }
+  return loaded;
+}
+
+interface RawSparseMlp {
+  sparseMlpPrepare(parts: number, ...layerArgs: unknown[]): object;
+  sparseMlpStep(handle: object, src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
+    rule: Float64Array | null, losses: Float64Array): number;
+  sparseMlpEval(handle: object, src: Float32Array, srcLabels: Int32Array, out: Float64Array): void;
+}
+
+interface NativePrepared extends PreparedMlp {
+  readonly handle: object;
+}
+
+/**
+ * The addon's sparse-MLP calls behind SparseMlpKernels. The addon takes each layer as ten
+ * plain arguments and the rule as numbers (cheaper to read than object properties).
+ */
+function nativeSparseMlp(addon: RawSparseMlp): SparseMlpKernels {
+  const ruleArgs = new Float64Array(8);
+  const evalOut = new Float64Array(2);
+  const encodeRule = (r: UpdateRule | null): Float64Array | null => {
+    if (!r) return null;
+    const adam = r.kind === 'adam';
+    ruleArgs[0] = adam ? 1 : 2;
+    ruleArgs[1] = r.lr;
+    ruleArgs[2] = adam ? r.beta1 : 0;
+    ruleArgs[3] = adam ? r.beta2 : 0;
+    ruleArgs[4] = adam ? r.eps : 0;
+    ruleArgs[5] = adam ? r.step : 0;
+    ruleArgs[6] = adam ? 0 : r.momentum;
+    ruleArgs[7] = adam ? 0 : r.weightDecay;
+    return ruleArgs;
+  };
+  const layerArgs = (l: SparseMlpLayer): unknown[] => {
+    const w = l.state?.weight ?? [], b = l.state?.bias ?? [];
+    return [l.pattern, l.vals, l.bias, l.relu, l.gvals, l.gbias, w[0] ?? null, w[1] ?? null, b[0] ?? null, b[1] ?? null];
+  };
+  const handleOf = (chain: PreparedMlp): object => {
+    const h = (chain as Partial<NativePrepared>).handle;
+    if (!h) throw new TypeError('sparseMlp: the chain was not prepared by the native backend');
+    return h;
+  };
+  return {
+    prepare(layers, parts) {
+      const handle = addon.sparseMlpPrepare(parts, ...layers.flatMap(layerArgs));
+      const chain: NativePrepared = { layers, parts, handle };
+      return chain;
+    },
+    step(chain, src, srcLabels, indices, from, n, update, losses) {
+      addon.sparseMlpStep(handleOf(chain), src, srcLabels, indices, from, n, encodeRule(update), losses);
+      for (let s = 0; s < losses.length; s++) if (!Number.isFinite(losses[s])) return s + 1;
+      return losses.length;
+    },
+    evaluate(chain, src, srcLabels) {
+      addon.sparseMlpEval(handleOf(chain), src, srcLabels, evalOut);
+      return { loss: evalOut[0], correct: evalOut[1] };
+    },
+  };
+}

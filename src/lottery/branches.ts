@@ -1,0 +1,28 @@
+import { LthError } from '../core/errors.js';
+import type { Branch } from './branch.js';
+import { mainBranch } from './branches/main.js';
+import { randomPruneBranch } from './branches/random-prune.js';
+import { reinitBranch } from './branches/reinit.js';
+
+/**
+ * Every branch, the ticket first: one file each under branches/, one line here. The
+ * controls (all but 'main') are what --branches names.
+ */
+const BRANCHES: readonly Branch[] = [
+  mainBranch,
+  reinitBranch,
+  randomPruneBranch,
+];
+
+export const MAIN = mainBranch.name;
+
+/** The controls a run can train beside the ticket, in registry order. */
+export function controlNames(): string[] {
+  return BRANCHES.filter((b) => b !== mainBranch).map((b) => b.name);
+}
+
+export function getBranch(name: string): Branch {
+  const found = BRANCHES.find((b) => b.name === name);
+  if (!found) throw new LthError(`--branches: unknown branch '${name}'. Known: ${controlNames().join(', ')}`);
+  return found;
+}

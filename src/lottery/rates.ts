@@ -1,0 +1,23 @@
+import { getModel } from '../models/registry.js';
+import type { Model } from '../nn/model.js';
+import { ratesForTarget } from '../pruning/rates.js';
+import type { LotteryHparams } from './hparams.js';
+
+/** The per-round rate of every prunable weight: the model's, --rate, or derived from --target-density. */
+export function pruningRates(h: LotteryHparams, model: Model): Map<string, number> {
+  const spec = getModel(h.training.model);
+  let rates = spec.pruningRates(model);
+  if (h.rate !== undefined) {
+    // --rate replaces the fully connected rate (output layer at half); conv layers keep theirs.
+    const layers = new Map(model.prunableLayers().map((l) => [l.name, l]));
+    rates = new Map([...rates].map(([n, r]) => {
+      const l = layers.get(n)!;
+      return [n, l.kind === 'conv2d' ? r : l.output ? h.rate! / 2 : h.rate!];
+    }));
+  }
+  if (h.targetDensity !== undefined) {
+    const sizes = new Map(model.namedParameters().map(([n, t]) => [n, t.size]));
+    rates = ratesForTarget(rates, sizes, h.targetDensity, h.levels);
+  }
+  return rates;
+}

@@ -1,0 +1,162 @@
+import path from 'node:path';
+import { describeSettings, type RunContext } from '../backend/index.js';
+import { LthError, check } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
+import { parseStep, stepToIterations } from '../core/steps.js';
+import { LTH_VERSION } from '../core/version.js';
+import type { Splits } from '../data/dataset.js';
+import { getModel, type ModelSpec } from '../models/registry.js';
+import type { Model, StateDict } from '../nn/model.js';
+import { density, onesMask, type Mask } from '../pruning/mask.js';
+import { getStrategy } from '../pruning/registry.js';
+import type { PruningContext } from '../pruning/strategy.js';
+import { writeFileAtomic, writeJsonAtomic } from '../store/atomic.js';
+import { FILES, readDone, stagePath, type StageResult } from '../store/layout.js';
+import { loadSafetensors, saveSafetensors } from '../store/safetensors.js';
+import { metricsCsv } from '../training/run.js';
+import { iterationsPerEpoch, train, type EvalPoint } from '../training/train.js';
+import { MAIN, getBranch } from './branches.js';
+import { runHash, runIdentity, type LotteryHparams } from './hparams.js';
+import type { StageSpec } from './plan.js';
+import { pruningRates } from './rates.js';
+
+/** A lottery experiment as stages see it: its hyperparameters and where its run lives. */
+export interface Experiment {
+  readonly h: LotteryHparams;
+  readonly runDir: string;
+  /** The canonical hyperparameters that name the run. */
+  readonly identity: Record<string, unknown>;
+}
+
+export function experimentOf(h: LotteryHparams): Experiment {
+  return { h, runDir: path.join(h.root, runHash(h)), identity: runIdentity(h) };
+}
+
+export interface LotteryProgress {
+  replicate: number;
+  level: number;
+  stage: string;
+  density: number;
+  point: EvalPoint;
+  iterations: number;
+}
+
+export interface StageOptions {
+  readonly context: RunContext;
+  /** The data set split by a replicate's seed (an executor keeps them loaded). */
+  readonly splits: (seed: number) => Splits;
+  readonly onProgress?: (p: LotteryProgress) => void;
+}
+
+/** The training budget and the rewind step in iterations, checked against each other. */
+export function budget(h: LotteryHparams, trainSize: number): { iterations: number; rewindAt: number } {
+  const perEpoch = iterationsPerEpoch(trainSize, h.training.batchSize);
+  const iterations = stepToIterations(parseStep(h.training.steps, '--steps'), perEpoch);
+  const rewindAt = stepToIterations(parseStep(h.rewindStep, '--rewind-step'), perEpoch);
+  check(rewindAt <= iterations, `--rewind-step ${h.rewindStep} (${rewindAt} iterations) is beyond the training budget ${h.training.steps} (${iterations} iterations)`);
+  return { iterations, rewindAt };
+}
+
+/**
+ * Runs one stage of a lottery experiment against the store, the only code that trains one:
+ * unless its done.json exists (then it returns that, skipped), it computes where the stage
+ * starts — level 0 from θ0; a pruned level from the strategy's mask of level k-1's trained
+ * weights, then its branch's weights and mask — trains, and writes its files, done.json
+ * last. Its dependencies must be finished. The same stage gives the same bytes whoever
+ * runs it and in whatever order.
+ */
+export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): { result: StageResult; skipped: boolean } {
+  const { h, runDir } = exp;
+  const dir = path.join(runDir, spec.id);
+  const existing = readDone(dir);
+  if (existing) return { result: existing, skipped: true };
+  for (const dep of spec.deps) {
+    if (!readDone(path.join(runDir, dep))) throw new LthError(`stage ${spec.id} needs ${dep}, which is not finished`);
+  }
+  const { replicate: r, seed, level } = spec;
+  const splits = opts.splits(seed);
+  const { iterations, rewindAt } = budget(h, splits.train.length);
+  const modelSpec = getModel(h.training.model);
+  const theta0 = initialState(modelSpec, seed);
+  const prunable = modelSpec.build().prunableNames();
+  let start: { init: StateDict; mask: Mask };
+  if (level === 0) {
+    start = { init: theta0, mask: onesMask(theta0, prunable) };
+  } else {
+    const prev = path.join(runDir, stagePath(r, level - 1, MAIN));
+    const levelMask = pruneLevel(exp, modelSpec, spec, theta0, loadState(path.join(prev, FILES.final)), loadState(path.join(prev, FILES.mask)), splits);
+    const rewind = rewindAt > 0 ? loadState(path.join(runDir, stagePath(r, 0, MAIN), FILES.rewind)) : theta0;
+    start = getBranch(spec.branch).start({
+      level, seed, levelMask, rewind,
+      freshInit: (stream) => initialState(modelSpec, seed, new Rng(seed, stream, level)),
+      rng: (stream) => new Rng(seed, stream, level),
+    });
+  }
+  const model = modelSpec.build();
+  model.loadState(start.init, `stage ${spec.id}: starting weights`);
+  const maskDensity = density(start.mask);
+  const shapes = model.shapes();
+  saveTensors(path.join(dir, FILES.mask), start.mask, shapes);
+  saveTensors(path.join(dir, FILES.init), model.state(), shapes);
+  const result = train({
+    // A stage with nothing pruned (level 0) trains without masks.
+    model, masks: maskDensity < 1 ? start.mask : undefined, data: splits, iterations, batchSize: h.training.batchSize, seed, evalEvery: h.training.evalEvery,
+    optimizer: { name: h.training.optimizer, lr: h.training.lr, momentum: h.training.momentum, weightDecay: h.training.weightDecay },
+    onEval: (point) => opts.onProgress?.({ replicate: r, level, stage: spec.branch, density: maskDensity, point, iterations }),
+    keepStateAt: spec.keepRewind ? rewindAt : undefined,
+    context: opts.context,
+  });
+  if (result.keptState) saveTensors(path.join(dir, FILES.rewind), result.keptState, shapes);
+  saveTensors(path.join(dir, FILES.final), model.state(), shapes);
+  writeFileAtomic(path.join(dir, FILES.metrics), metricsCsv(result.curve));
+  writeJsonAtomic(path.join(dir, FILES.hparams), { ...exp.identity, replicate: r, seed, level, stage: spec.branch });
+  const done: StageResult = {
+    replicate: r, level, stage: spec.branch, density: maskDensity, iterations,
+    earlyStopIteration: result.earlyStop.iteration, earlyStopValLoss: result.earlyStop.valLoss,
+    earlyStopValAccuracy: result.earlyStop.valAccuracy, earlyStopTestAccuracy: result.earlyStop.testAccuracy,
+    finalTestAccuracy: result.final.testAccuracy, seconds: result.seconds, backend: opts.context.settings.backend,
+    program: result.program, numerics: describeSettings(opts.context.settings), lth: LTH_VERSION,
+  };
+  writeJsonAtomic(path.join(dir, FILES.done), done);
+  return { result: done, skipped: false };
+}
+
+/** θ0 of a replicate: the model's initialisation drawn from (seed, 'init'), or from `rng`. */
+function initialState(spec: ModelSpec, seed: number, rng = new Rng(seed, 'init')): StateDict {
+  const m = spec.build();
+  m.initialize(rng);
+  return m.state();
+}
+
+/** The mask of pruned level k: the run's strategy applied to level k-1's ticket. */
+function pruneLevel(
+  exp: Experiment, modelSpec: ModelSpec, spec: StageSpec, theta0: StateDict, trained: StateDict, mask: Mask, splits: Splits,
+): Mask {
+  const { h } = exp;
+  const template: Model = modelSpec.build();
+  const prunable = new Set(template.prunableNames());
+  const current: Mask = new Map([...mask].filter(([n]) => prunable.has(n)));
+  const sampler = new Rng(spec.seed, 'prune_data', spec.level);
+  const ctx: PruningContext = {
+    layers: template.prunableLayers(), theta0, trained, mask: current, rates: pruningRates(h, template), ignore: h.ignore,
+    rng: new Rng(spec.seed, 'prune', spec.level),
+    model: () => modelSpec.build(),
+    sample: (batchSize) => {
+      const train = splits.train, n = Math.min(batchSize, train.length);
+      const order = sampler.permutation(train.length).subarray(0, n);
+      const x = new Float32Array(n * train.sampleSize), labels = new Int32Array(n);
+      train.gather(order, 0, n, x, labels);
+      return { x, labels, shape: [n, ...train.sampleShape] };
+    },
+  };
+  return getStrategy(h.strategy).prune(ctx);
+}
+
+function loadState(file: string): StateDict {
+  return new Map([...loadSafetensors(file)].map(([n, t]) => [n, t.data]));
+}
+
+/** Writes tensors with their shapes (a tensor the shapes do not name is written flat). */
+function saveTensors(file: string, tensors: ReadonlyMap<string, Float32Array>, shapes: ReadonlyMap<string, readonly number[]>): void {
+  saveSafetensors(file, new Map([...tensors].map(([n, data]) => [n, { shape: shapes.get(n) ?? [data.length], data }])));
+}

@@ -1,0 +1,55 @@
+import { LthError, check } from '../core/errors.js';
+import { Conv2d, Dropout, Flatten, Linear, MaxPool2d } from './layers.js';
+import { Model } from './model.js';
+import { Sequential, type Module, type ModuleDesc } from './module.js';
+
+/**
+ * Every module type by the name its describe() gives, with how to rebuild it from its
+ * description: so a model crosses threads and processes as JSON (the evaluation thread,
+ * workers) and is rebuilt with fresh parameters, to be loaded with a state dict.
+ */
+const MODULE_TYPES: Readonly<Record<string, (d: ModuleDesc) => Module>> = {
+  linear: (d) => new Linear(num(d, 'in'), num(d, 'out'), d.activation === 'relu' ? 'relu' : 'none'),
+  conv2d: (d) => new Conv2d(num(d, 'in'), num(d, 'out'), pairOf(d, 'kernel'), {
+    stride: pairOf(d, 'stride'), padding: pairOf(d, 'padding'), activation: d.activation === 'relu' ? 'relu' : 'none',
+  }),
+  max_pool2d: (d) => new MaxPool2d(num(d, 'k'), num(d, 'stride')),
+  flatten: () => new Flatten(),
+  dropout: (d) => new Dropout(num(d, 'p'), num(d, 'index')),
+  sequential: (d) => new Sequential(children(d)),
+  model: (d) => new Model(String(d.name), children(d)),
+};
+
+export function buildModule(desc: ModuleDesc): Module {
+  const make = MODULE_TYPES[desc.type];
+  if (!make) throw new LthError(`Unknown module type '${desc.type}'. Known: ${Object.keys(MODULE_TYPES).join(', ')}`);
+  return make(desc);
+}
+
+/** The model a description of a Model describes. */
+export function buildModel(desc: ModuleDesc): Model {
+  const m = buildModule(desc);
+  check(m instanceof Model, () => `module description: expected a model, got type '${desc.type}'`);
+  return m;
+}
+
+function num(d: ModuleDesc, key: string): number {
+  const v = d[key];
+  check(typeof v === 'number', () => `module '${d.type}': '${key}' must be a number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function pairOf(d: ModuleDesc, key: string): [number, number] {
+  const v = d[key];
+  check(Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number'), () => `module '${d.type}': '${key}' must be two numbers, got ${JSON.stringify(v)}`);
+  return [v[0], v[1]];
+}
+
+function children(d: ModuleDesc): Array<[string, Module]> {
+  const layers = d.layers;
+  check(Array.isArray(layers), () => `module '${d.type}': 'layers' must be a list`);
+  return layers.map((entry: unknown) => {
+    check(Array.isArray(entry) && entry.length === 2 && typeof entry[0] === 'string', () => `module '${d.type}': a layer must be [name, description]`);
+    return [entry[0], buildModule(entry[1] as ModuleDesc)];
+  });
+}

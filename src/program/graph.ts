@@ -1,0 +1,185 @@
+import { getBackend, type SparsePattern } from '../backend/index.js';
+import { check } from '../core/errors.js';
+import type { Dataset } from '../data/dataset.js';
+import { Linear } from '../nn/layers.js';
+import type { Model } from '../nn/model.js';
+import { Sequential, type Module, type StateDict } from '../nn/module.js';
+import { Optimizer, type ParamSlot } from '../nn/optim.js';
+import { softmaxCrossEntropy } from '../tensor/ops.js';
+import { fromPanels, maskPattern, packValues, sparseLinearPanels, toPanels, unpackValues, useSparse } from '../tensor/sparse.js';
+import { BufferArena, Tensor, noGrad } from '../tensor/tensor.js';
+import { applyMasks } from './masks.js';
+import type { CompileOptions, EvalResult, Minibatches, Program } from './program.js';
+
+/** A Linear layer the graph program computes on sparse kernels, with its packed weight. */
+interface SparseWeight {
+  readonly name: string;
+  readonly layer: Linear;
+  readonly pattern: SparsePattern;
+  /** The weight's values at the pattern's nonzeros: the live weight, trained in place of layer.weight. */
+  readonly vals: Tensor;
+}
+
+/**
+ * The autograd program, for any model: the model's own forward, except that inside a
+ * Sequential each run of consecutive masked Linear layers that the sparse mode puts on
+ * sparse kernels becomes one sparse chain (toPanels, a sparse layer each, fromPanels), its
+ * weights packed per nonzero. The optimiser trains the packed weights and the model's
+ * other parameters, with each dense weight's mask.
+ */
+export class GraphProgram implements Program {
+  readonly kind = 'graph';
+  readonly parallelEval = true;
+  private readonly forward: (x: Tensor) => Tensor;
+  private readonly sparse: SparseWeight[] = [];
+  private readonly masks: Map<string, Float32Array>;
+  private readonly optimizer: Optimizer | null;
+  // Every tensor of a step (or an evaluation batch) dies with it: the next one reuses their buffers.
+  private readonly stepArena = new BufferArena();
+  private readonly evalArena = new BufferArena();
+  private batch: { x: Tensor; labels: Int32Array } | null = null;
+
+  constructor(private readonly model: Model, opts: CompileOptions) {
+    this.masks = applyMasks(model, opts.masks);
+    const mode = opts.context.settings.sparse;
+    const be = opts.context.backend;
+    const sparseOf = new Map<Module, SparseWeight>();
+    const reachable = sequentialLinears(model);
+    for (const [path, m] of model.namedModules()) {
+      if (!(m instanceof Linear) || !reachable.has(m)) continue;
+      const name = path ? `${path}.weight` : 'weight';
+      const mask = this.masks.get(name);
+      if (!mask) continue;
+      const { pattern, density } = maskPattern(mask, m.outFeatures, m.inFeatures, be);
+      if (!useSparse(density, mode, m.weight.size)) continue;
+      const sw = { name, layer: m, pattern, vals: new Tensor(packValues(pattern, m.weight.data), [pattern.nnz], true) };
+      sparseOf.set(m, sw);
+      this.sparse.push(sw);
+    }
+    this.forward = compileModule(model, sparseOf);
+    const packedOf = new Map(this.sparse.map((s) => [s.name, s.vals]));
+    const slots: ParamSlot[] = model.namedParameters().map(([n, t]) => {
+      const packed = packedOf.get(n);
+      return packed ? { tensor: packed, mask: null } : { tensor: t, mask: this.masks.get(n) ?? null };
+    });
+    this.optimizer = opts.optimizer ? new Optimizer(slots, opts.optimizer) : null;
+  }
+
+  step(batches: Minibatches, losses: Float64Array): number {
+    const { data, order, from, batchSize } = batches;
+    check(this.optimizer !== null, 'program: compiled for evaluation only, it cannot train');
+    const { x, labels } = this.batchBuffers(data, batchSize);
+    for (let s = 0; s < losses.length; s++) {
+      data.gather(order, from + s * batchSize, batchSize, x.data, labels);
+      const loss = (losses[s] = this.stepArena.run(() => {
+        const t = softmaxCrossEntropy(this.forward(x), labels);
+        const value = t.data[0];
+        if (Number.isFinite(value)) {
+          t.backward();
+          this.optimizer!.step();
+        }
+        return value;
+      }));
+      if (!Number.isFinite(loss)) return s + 1;
+    }
+    return losses.length;
+  }
+
+  evaluate(data: Dataset): EvalResult {
+    if (data.length === 0) return { loss: NaN, accuracy: NaN };
+    const be = getBackend();
+    // Image data (conv nets) goes in smaller batches: a Conv-2 layer's output for 1000 CIFAR images is 262 MB.
+    const batchSize = data.sampleShape.length > 1 ? 100 : 1000;
+    const d = data.sampleSize;
+    const training = this.model.training;
+    this.model.eval();
+    let lossSum = 0, correct = 0;
+    try {
+      noGrad(() => {
+        for (let from = 0; from < data.length; from += batchSize) {
+          const n = Math.min(batchSize, data.length - from);
+          const x = new Tensor(data.images.subarray(from * d, (from + n) * d), [n, ...data.sampleShape]);
+          const labels = data.labels.subarray(from, from + n);
+          this.evalArena.run(() => {
+            const logits = this.forward(x);
+            lossSum += be.softmaxXent(logits.data, labels, n, logits.shape[1], null, 0);
+            correct += be.countCorrect(logits.data, labels, n, logits.shape[1]);
+          });
+        }
+      });
+    } finally {
+      this.model.train(training);
+    }
+    return { loss: lossSum / data.length, accuracy: correct / data.length };
+  }
+
+  state(): StateDict {
+    const out = this.model.state();
+    for (const s of this.sparse) out.set(s.name, unpackValues(s.pattern, s.vals.data, new Float32Array(s.layer.weight.size)));
+    return out;
+  }
+
+  load(state: StateDict): void {
+    this.model.loadState(state);
+    applyMasks(this.model, this.masks);
+    for (const s of this.sparse) packValues(s.pattern, s.layer.weight.data, s.vals.data);
+  }
+
+  writeBack(): void {
+    for (const s of this.sparse) {
+      s.layer.weight.data.fill(0);
+      unpackValues(s.pattern, s.vals.data, s.layer.weight.data);
+    }
+  }
+
+  private batchBuffers(data: Dataset, batchSize: number): { x: Tensor; labels: Int32Array } {
+    const shape = [batchSize, ...data.sampleShape];
+    if (!this.batch || this.batch.x.shape.length !== shape.length || this.batch.x.shape.some((v, i) => v !== shape[i])) {
+      this.batch = { x: Tensor.zeros(shape), labels: new Int32Array(batchSize) };
+    }
+    return this.batch;
+  }
+}
+
+/**
+ * The Linear layers that are children of a Sequential reached from `m` through Sequentials
+ * only: the ones whose computation the program can replace (any other module runs its own
+ * forward, which reads its layers' dense weights).
+ */
+function sequentialLinears(m: Module, out = new Set<Linear>()): Set<Linear> {
+  if (m instanceof Sequential) {
+    for (const [, c] of m.namedChildren()) {
+      if (c instanceof Linear) out.add(c);
+      else sequentialLinears(c, out);
+    }
+  }
+  return out;
+}
+
+/**
+ * The forward function of `m`: a Sequential's children in order, each run of consecutive
+ * sparse Linear layers as one chain on panels; any other module as its own forward.
+ */
+function compileModule(m: Module, sparseOf: ReadonlyMap<Module, SparseWeight>): (x: Tensor) => Tensor {
+  if (!(m instanceof Sequential)) return (x) => m.forward(x);
+  const steps: Array<(x: Tensor) => Tensor> = [];
+  const children = m.namedChildren().map(([, c]) => c);
+  for (let i = 0; i < children.length;) {
+    const chain: SparseWeight[] = [];
+    while (i < children.length && sparseOf.has(children[i])) chain.push(sparseOf.get(children[i++])!);
+    if (chain.length === 0) {
+      steps.push(compileModule(children[i], sparseOf));
+      i++;
+      continue;
+    }
+    steps.push((x) => {
+      let p = toPanels(x);
+      for (const sw of chain) p = sparseLinearPanels(p, sw.vals, sw.pattern, sw.layer.bias, sw.layer.activation);
+      return fromPanels(p);
+    });
+  }
+  return (x) => {
+    for (const f of steps) x = f(x);
+    return x;
+  };
+}

@@ -1,0 +1,60 @@
+import type { RunContext } from '../backend/index.js';
+import type { Dataset } from '../data/dataset.js';
+import type { StateDict } from '../nn/module.js';
+import type { OptimizerSettings } from '../nn/optim.js';
+
+/**
+ * A stage's model and masks compiled into whatever runs them fastest: the trainer only
+ * calls step() and evaluate() and never knows which program it has. The program owns the
+ * live weights (packed per nonzero where it computes sparsely; it may train the model's own
+ * tensors where it does not) and the optimiser state: state() reads the live weights, and
+ * the model holds them only after writeBack().
+ */
+export interface Program {
+  /** Which program this is, recorded with each stage: 'graph' or 'sparse_mlp'. */
+  readonly kind: ProgramKind;
+  /**
+   * Whether evaluating in a second thread pays while this program trains: false when its
+   * step already keeps every core busy.
+   */
+  readonly parallelEval: boolean;
+  /**
+   * losses.length optimiser steps on consecutive minibatches: step s on the samples
+   * order[from + s·B .. from + (s+1)·B) of `data` (B = batchSize), its mean loss in
+   * losses[s]. Stops after a step whose loss is not finite (that step makes no update) and
+   * returns the number of steps run.
+   */
+  step(batches: Minibatches, losses: Float64Array): number;
+  /** Mean softmax cross-entropy and accuracy over all of `data`, in evaluation mode. */
+  evaluate(data: Dataset): EvalResult;
+  /** A copy of the live parameters and buffers, as a state dict of the model (pruned weights zero). */
+  state(): StateDict;
+  /** Replaces the live parameters and buffers (the masks still apply; the model's tensors may change too); the optimiser state is kept. */
+  load(state: StateDict): void;
+  /** Writes the live parameters and buffers into the model's tensors. */
+  writeBack(): void;
+}
+
+export type ProgramKind = 'graph' | 'sparse_mlp';
+
+/** Consecutive minibatches of a data set by reference: samples order[from ..] in batches of batchSize. */
+export interface Minibatches {
+  readonly data: Dataset;
+  readonly order: Int32Array;
+  readonly from: number;
+  readonly batchSize: number;
+}
+
+export interface EvalResult {
+  readonly loss: number;
+  readonly accuracy: number;
+}
+
+/** What a program is compiled from besides the model. */
+export interface CompileOptions {
+  /** Masks of prunable weights (1 keep, 0 pruned); weights not named are dense. */
+  readonly masks?: ReadonlyMap<string, Float32Array>;
+  /** The optimiser the program trains with; null for a program that only evaluates. */
+  readonly optimizer: OptimizerSettings | null;
+  readonly context: RunContext;
+}

@@ -1,0 +1,124 @@
+import type { PreparedMlp, SparseMlpKernels, SparseMlpLayer, SparsePattern } from '../backend/index.js';
+import { LthError, check } from '../core/errors.js';
+import type { Dataset } from '../data/dataset.js';
+import { Linear } from '../nn/layers.js';
+import type { Model } from '../nn/model.js';
+import type { StateDict } from '../nn/module.js';
+import { checkOptimizer, stateArrays, updateRule, type OptimizerSettings } from '../nn/optim.js';
+import { maskPattern, packValues, unpackValues, useSparse } from '../tensor/sparse.js';
+import { applyMasks } from './masks.js';
+import type { CompileOptions, EvalResult, Minibatches, Program } from './program.js';
+
+interface Layer extends SparseMlpLayer {
+  readonly name: string;
+  readonly linear: Linear;
+  readonly pattern: SparsePattern;
+  readonly vals: Float32Array;
+  readonly bias: Float32Array;
+}
+
+/**
+ * The program of an MLP whose layers all run on sparse kernels (a chain of masked Linear
+ * layers over flat samples): a run of training steps is one call of the backend's
+ * sparse-MLP kernels (SparseMlpKernels.step), with no graph and no per-layer calls; the
+ * minibatch is gathered straight from the data set into the kernels' layout and the
+ * optimiser's update is applied in the same call. It gives the graph program's numbers up
+ * to float summation order (tested), so it is chosen silently where it applies.
+ */
+export class SparseMlpProgram implements Program {
+  readonly kind = 'sparse_mlp';
+  /** The step splits its first layer over every thread: a second thread's evaluation would only take cores from it. */
+  readonly parallelEval = false;
+  private readonly layers: Layer[];
+  private readonly chain: PreparedMlp;
+  private readonly kernels: SparseMlpKernels;
+  private readonly optimizer: OptimizerSettings | null;
+  /** Updates made so far (Adam's step count). */
+  private updates = 0;
+
+  /** The program for `model`, or null when it is not a chain of Linear layers that all run sparse. */
+  static compile(model: Model, opts: CompileOptions): SparseMlpProgram | null {
+    const { settings } = opts.context;
+    if (settings.fused === 'off') return null;
+    const children = model.namedChildren();
+    if (children.length === 0) return null;
+    let features = -1;
+    for (const [path, c] of children) {
+      if (!(c instanceof Linear) || (features >= 0 && c.inFeatures !== features)) return null;
+      const mask = opts.masks?.get(`${path}.weight`);
+      if (!mask) return null;
+      let kept = 0;
+      for (let i = 0; i < mask.length; i++) if (mask[i] !== 0) kept++;
+      if (!useSparse(kept / mask.length, settings.sparse, mask.length)) return null;
+      features = c.outFeatures;
+    }
+    return new SparseMlpProgram(model, opts);
+  }
+
+  private constructor(private readonly model: Model, opts: CompileOptions) {
+    const masks = applyMasks(model, opts.masks);
+    this.kernels = opts.context.sparseMlp;
+    this.optimizer = opts.optimizer;
+    if (opts.optimizer) checkOptimizer(opts.optimizer);
+    this.layers = model.namedChildren().map(([path, c]) => {
+      const linear = c as Linear, name = `${path}.weight`;
+      const { pattern } = maskPattern(masks.get(name)!, linear.outFeatures, linear.inFeatures, opts.context.backend);
+      const state = opts.optimizer ? { weight: stateArrays(opts.optimizer, pattern.nnz), bias: stateArrays(opts.optimizer, linear.outFeatures) } : undefined;
+      return {
+        name, linear, pattern, relu: linear.activation === 'relu',
+        vals: packValues(pattern, linear.weight.data), bias: Float32Array.from(linear.bias.data),
+        gvals: new Float32Array(pattern.nnz), gbias: new Float32Array(linear.outFeatures), state,
+      };
+    });
+    this.chain = this.kernels.prepare(this.layers, opts.context.settings.threads);
+  }
+
+  step(batches: Minibatches, losses: Float64Array): number {
+    const { data, order, from, batchSize } = batches;
+    check(this.optimizer !== null, 'program: compiled for evaluation only, it cannot train');
+    this.checkData(data);
+    const ran = this.kernels.step(this.chain, data.images, data.labels, order, from, batchSize, updateRule(this.optimizer, this.updates + 1), losses);
+    // An update for every step run but one whose loss is not finite (the last one run).
+    this.updates += Number.isFinite(losses[ran - 1]) ? ran : ran - 1;
+    return ran;
+  }
+
+  evaluate(data: Dataset): EvalResult {
+    if (data.length === 0) return { loss: NaN, accuracy: NaN };
+    this.checkData(data);
+    const { loss, correct } = this.kernels.evaluate(this.chain, data.images, data.labels);
+    return { loss: loss / data.length, accuracy: correct / data.length };
+  }
+
+  state(): StateDict {
+    const out = this.model.state();
+    for (const l of this.layers) {
+      out.set(l.name, unpackValues(l.pattern, l.vals, new Float32Array(l.linear.weight.size)));
+      out.set(`${l.name.slice(0, -'.weight'.length)}.bias`, Float32Array.from(l.bias));
+    }
+    return out;
+  }
+
+  load(state: StateDict): void {
+    this.model.loadState(state);
+    for (const l of this.layers) {
+      packValues(l.pattern, l.linear.weight.data, l.vals);
+      l.bias.set(l.linear.bias.data);
+    }
+  }
+
+  writeBack(): void {
+    for (const l of this.layers) {
+      l.linear.weight.data.fill(0);
+      unpackValues(l.pattern, l.vals, l.linear.weight.data);
+      l.linear.bias.data.set(l.bias);
+    }
+  }
+
+  private checkData(data: Dataset): void {
+    const inputs = this.layers[0].linear.inFeatures;
+    if (data.sampleShape.length !== 1 || data.sampleSize !== inputs) {
+      throw new LthError(`${this.model.name}: takes samples of ${inputs} features, the data set's are [${data.sampleShape.join(', ')}]`);
+    }
+  }
+}

@@ -1,0 +1,22 @@
+import { LthError } from '../core/errors.js';
+import { magnitudeGlobal } from './strategies/magnitude-global.js';
+import { magnitudeLayerwise } from './strategies/magnitude-layerwise.js';
+import { randomLayerwise } from './strategies/random-layerwise.js';
+import type { Strategy } from './strategy.js';
+
+/** Every pruning strategy a user can name (--strategy): one file each under strategies/, one line here. */
+const STRATEGIES: readonly Strategy[] = [
+  magnitudeLayerwise,
+  magnitudeGlobal,
+  randomLayerwise,
+];
+
+export function strategyNames(): string[] {
+  return STRATEGIES.map((s) => s.name);
+}
+
+export function getStrategy(name: string): Strategy {
+  const found = STRATEGIES.find((s) => s.name === name);
+  if (!found) throw new LthError(`Unknown pruning strategy '${name}'. Known: ${strategyNames().join(', ')}`);
+  return found;
+}
