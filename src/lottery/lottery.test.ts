@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { resolveContext } from '../backend/index.js';
+import { LTH_VERSION } from '../core/version.js';
 import { countOnes, layerCounts } from '../pruning/mask.js';
 import { FILES, stageDir } from '../store/layout.js';
 import { loadSafetensors } from '../store/safetensors.js';
@@ -124,4 +126,20 @@ test('bad lottery hyperparameters are clear errors before any work starts', () =
   assert.throws(() => resolveLottery({ model: 'lenet' }), /Unknown model 'lenet'. Known: lenet_300_100/);
   assert.throws(() => runLottery(resolveLottery({ steps: '100it', rewindStep: '1ep', root })), /--rewind-step 1ep \(916 iterations\) is beyond the training budget 100it/);
   assert.deepEqual(fs.readdirSync(root), [], 'nothing written');
+});
+
+test('each stage records its program, run settings and version; masks keep their shapes on disk', () => {
+  const root = tmp();
+  const h = resolveLottery({ steps: '20it', evalEvery: 10, levels: 1, root });
+  const { runDir } = runLottery(h, { context: resolveContext({ sparse: 'on', threads: 2 }, {}) });
+  const dense = JSON.parse(fs.readFileSync(path.join(stageDir(runDir, 0, 0, 'main'), FILES.done), 'utf8'));
+  const pruned = JSON.parse(fs.readFileSync(path.join(stageDir(runDir, 0, 1, 'main'), FILES.done), 'utf8'));
+  assert.equal(dense.program, 'graph', 'nothing pruned: no masks, the graph program');
+  assert.equal(pruned.program, 'sparse_mlp', 'every layer masked and sparse: the sparse-MLP program');
+  assert.deepEqual(pruned.numerics, { backend: dense.numerics.backend, simd: dense.numerics.simd, threads: 2, sparse: 'on', fused: 'auto' });
+  assert.equal(pruned.lth, LTH_VERSION);
+  const mask = loadSafetensors(path.join(stageDir(runDir, 0, 1, 'main'), FILES.mask));
+  assert.deepEqual(mask.get('fc1.weight')!.shape, [300, 784]);
+  assert.deepEqual(mask.get('fc3.weight')!.shape, [10, 100]);
+  resolveContext({}, {});
 });

@@ -1,0 +1,57 @@
+/**
+ * Every registered branch through one generic check: its stage at a pruned level starts
+ * from weights that are zero wherever its mask prunes, with masks of the level mask's
+ * layers and sizes, deterministically; and each branch's own promise (the ticket: θ0 ⊙ the
+ * level mask; reinit: the level mask on fresh weights; random_prune: a random mask with the
+ * level mask's per-layer counts).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Rng } from '../core/rng.js';
+import { getModel } from '../models/registry.js';
+import { layerCounts } from '../pruning/mask.js';
+import { magnitudeLayerwise } from '../pruning/strategies/magnitude-layerwise.js';
+import { testContext } from '../pruning/testing.js';
+import type { BranchContext } from './branch.js';
+import { MAIN, controlNames, getBranch } from './branches.js';
+
+test('every registered branch starts from masked weights of the right shapes, deterministically', () => {
+  const spec = getModel('lenet_300_100');
+  const fresh = (rng: Rng) => {
+    const m = spec.build();
+    m.initialize(rng);
+    return m.state();
+  };
+  const theta0 = fresh(new Rng(0, 'init'));
+  const names = spec.build().prunableNames();
+  const ones = new Map(names.map((n) => [n, new Float32Array(theta0.get(n)!.length).fill(1)]));
+  const levelMask = magnitudeLayerwise.prune(testContext({ rates: spec.pruningRates(spec.build()), trained: theta0, mask: ones }));
+  const ctx = (): BranchContext => ({
+    level: 2, seed: 0, levelMask, rewind: theta0,
+    freshInit: (stream) => fresh(new Rng(0, stream, 2)),
+    rng: (stream) => new Rng(0, stream, 2),
+  });
+  assert.deepEqual(controlNames(), ['reinit', 'random_prune']);
+  assert.throws(() => getBranch('shuffle'), /unknown branch 'shuffle'. Known: reinit, random_prune/);
+  for (const name of [MAIN, ...controlNames()]) {
+    const b = getBranch(name);
+    assert.ok(b.label && b.description, `${name}: a label and a description`);
+    const { init, mask } = b.start(ctx());
+    assert.deepEqual(b.start(ctx()), { init, mask }, `${name}: deterministic`);
+    assert.deepEqual([...mask.keys()], names, `${name}: a mask per prunable weight`);
+    assert.deepEqual([...init.keys()], [...theta0.keys()], `${name}: every tensor of the model`);
+    for (const [n, m] of mask) {
+      const w = init.get(n)!;
+      assert.equal(m.length, w.length);
+      for (let i = 0; i < m.length; i++) if (m[i] === 0) assert.ok(Object.is(w[i], 0), `${name} ${n}[${i}] is pruned but not +0`);
+    }
+    assert.deepEqual(layerCounts(mask), layerCounts(levelMask), `${name}: the level's per-layer counts`);
+    const w = init.get('fc1.weight')!, t0 = theta0.get('fc1.weight')!, m = mask.get('fc1.weight')!;
+    let fromTheta0 = 0, kept = 0;
+    for (let i = 0; i < m.length; i++) if (m[i]) { kept++; if (w[i] === t0[i]) fromTheta0++; }
+    if (name === 'reinit') assert.equal(fromTheta0, 0, 'reinit: fresh weights');
+    else assert.equal(fromTheta0, kept, `${name}: survivors reset to θ0`);
+    if (name === 'random_prune') assert.notDeepEqual(m, levelMask.get('fc1.weight'));
+    else assert.deepEqual(mask, levelMask, `${name}: the level's mask`);
+  }
+});

@@ -1,0 +1,92 @@
+/**
+ * Every registered strategy through one generic check on LeNet's shapes: it declares when
+ * it runs and its structure, removes exactly round(rate · remaining) weights per layer
+ * (pooled for a global strategy), never revives a pruned weight, is deterministic, and
+ * returns masks of the context's layers and sizes.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Rng } from '../core/rng.js';
+import { getModel } from '../models/registry.js';
+import { countOnes, layerCounts, onesMask } from './mask.js';
+import { getStrategy, strategyNames } from './registry.js';
+import type { PruningContext } from './strategy.js';
+import { magnitudeGlobal } from './strategies/magnitude-global.js';
+import { testContext } from './testing.js';
+
+test('every registered strategy prunes exactly, only shrinks masks, and is deterministic', () => {
+  const spec = getModel('lenet_300_100');
+  const model = spec.build();
+  model.initialize(new Rng(0, 'init'));
+  const theta0 = model.state();
+  const rng = new Rng(4, 'trained');
+  const trained = new Map([...theta0].map(([n, w]) => [n, w.map(() => rng.normal())]));
+  const rates = spec.pruningRates(model);
+  for (const name of strategyNames()) {
+    const strategy = getStrategy(name);
+    assert.equal(strategy.name, name);
+    assert.ok(['after_training', 'at_init'].includes(strategy.when), `${name}: when`);
+    assert.ok(['unstructured', 'neurons', 'channels'].includes(strategy.structure), `${name}: structure`);
+    assert.ok(strategy.description.length > 10, `${name}: a description for --help`);
+    let mask = onesMask(theta0, model.prunableNames());
+    for (let level = 1; level <= 3; level++) {
+      const ctx = (): PruningContext => ({
+        ...testContext({ rates, trained: strategy.when === 'after_training' ? trained : null, mask, theta0, level, seed: 5 }),
+        layers: model.prunableLayers(),
+        model: () => spec.build(),
+      });
+      const next = strategy.prune(ctx());
+      assert.deepEqual(next, strategy.prune(ctx()), `${name}: deterministic`);
+      assert.deepEqual([...next.keys()], [...mask.keys()], `${name}: one mask per prunable weight`);
+      const before = layerCounts(mask), after = layerCounts(next);
+      let removed = 0, remaining = 0;
+      for (const [n, m] of next) {
+        assert.equal(m.length, mask.get(n)!.length);
+        const prev = mask.get(n)!;
+        for (let i = 0; i < m.length; i++) assert.ok(m[i] <= prev[i], `${name} level ${level} ${n}[${i}]: a pruned weight came back`);
+        removed += before.get(n)! - after.get(n)!;
+        remaining += before.get(n)!;
+        if (strategy.structure === 'unstructured' && strategy !== magnitudeGlobal) {
+          assert.equal(before.get(n)! - after.get(n)!, Math.round(rates.get(n)! * before.get(n)!), `${name} level ${level} ${n}`);
+        }
+      }
+      if (strategy === magnitudeGlobal) assert.equal(removed, Math.round(Math.max(...rates.values()) * remaining), `${name} level ${level}: pooled count`);
+      mask = next;
+    }
+  }
+});
+
+test('global magnitude pruning at 20 million weights: typed arrays, exact count, ties by position', () => {
+  const sizes = [12_000_000, 8_000_000, 1000];
+  const rng = new Rng(1, 'big');
+  const trained = new Map(sizes.map((n, l) => {
+    // Quantised magnitudes, so that many weights tie at the threshold.
+    const w = new Float32Array(n);
+    for (let i = 0; i < n; i++) w[i] = ((rng.nextU32() % 1000) - 500) / 100;
+    return [`fc${l + 1}.weight`, w];
+  }));
+  const mask = new Map([...trained].map(([n, w]) => [n, new Float32Array(w.length).fill(1)]));
+  const rates = new Map([['fc1.weight', 0.2], ['fc2.weight', 0.2], ['fc3.weight', 0.1]]);
+  const out = magnitudeGlobal.prune(testContext({ rates, trained, mask, ignore: ['fc3.weight'] }));
+  const kept = layerCounts(out);
+  assert.equal(20_000_000 - kept.get('fc1.weight')! - kept.get('fc2.weight')!, 4_000_000);
+  assert.equal(kept.get('fc3.weight'), 1000, 'the ignored layer is untouched');
+  // Everything below the threshold went, nothing above it; at the threshold, the earlier positions went first.
+  let threshold = 0;
+  for (const n of ['fc1.weight', 'fc2.weight']) {
+    const w = trained.get(n)!, m = out.get(n)!;
+    for (let i = 0; i < w.length; i++) if (m[i] === 0) threshold = Math.max(threshold, Math.abs(w[i]));
+  }
+  let seenKeptAtThreshold = false;
+  for (const n of ['fc1.weight', 'fc2.weight']) {
+    const w = trained.get(n)!, m = out.get(n)!;
+    for (let i = 0; i < w.length; i++) {
+      const a = Math.abs(w[i]);
+      if (a < threshold) assert.equal(m[i], 0);
+      else if (a > threshold) assert.equal(m[i], 1);
+      else if (m[i] === 1) seenKeptAtThreshold = true;
+      else assert.ok(!seenKeptAtThreshold, 'a tie kept before a tie pruned');
+    }
+  }
+  assert.equal(countOnes(out.get('fc1.weight')!) + countOnes(out.get('fc2.weight')!), 16_000_000);
+});
