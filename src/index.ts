@@ -44,5 +44,5 @@ export { controlNames, getBranch } from './lottery/branches.js';
 export type { Branch, BranchContext } from './lottery/branch.js';
 export { type LotterySummary } from './lottery/summary.js';
 export { loadSafetensors, saveSafetensors } from './store/safetensors.js';
-export { writeReport } from './report/index.js';
+export { writeReport } from './report/lazy.js';
 export { stageDir, stagePath, listStages, readMetrics, FILES, type StageResult } from './store/layout.js';

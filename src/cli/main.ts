@@ -6,9 +6,7 @@ import { TRAINING_SCHEMA, resolveTraining } from '../training/hparams.js';
 import { runTraining } from '../training/run.js';
 import { LOTTERY_SCHEMA, resolveLottery, runHash } from '../lottery/hparams.js';
 import { describePlan, listRuns, runLottery } from '../lottery/runner.js';
-import { writeReport } from '../report/index.js';
 import { helpText, parseArgs } from './args.js';
-import { cmdReport } from './report-command.js';
 import { Progress, bar, formatEta } from './progress.js';
 
 const USAGE = `lth — the Lottery Ticket Hypothesis toolkit
@@ -141,7 +139,8 @@ async function cmdLottery(argv: string[]): Promise<void> {
       progress.update(`${bar(stagesDone / stagesTotal)} rep ${p.replicate + 1}/${h.replicates} level ${p.level}/${h.levels} ${p.stage} density ${pct(p.density)}  it ${p.point.iteration}/${p.iterations}  val acc ${pct(p.point.valAccuracy)}  ETA ${formatEta(eta)}`);
     },
   });
-  const reportFile = report ? (await writeReport(runDir)).html : undefined;
+  // The report's modules (Vega, the PNG renderer) take a good part of a second to load: only when asked for.
+  const reportFile = report ? (await (await import('../report/index.js')).writeReport(runDir)).html : undefined;
   if (common.json) {
     printJson({ runDir, ...summary, ...(reportFile ? { report: reportFile } : {}) });
     return;
@@ -185,7 +184,7 @@ async function main(argv: string[]): Promise<void> {
     case 'train': return cmdTrain(rest);
     case 'lottery': return cmdLottery(rest);
     case 'ls': return cmdLs(rest);
-    case 'report': return cmdReport(rest);
+    case 'report': return (await import('./report-command.js')).cmdReport(rest);
     case undefined: case '--help': case 'help': console.log(USAGE); return;
     default: throw new LthError(`unknown command '${command}'. Known: train, lottery, ls, report`);
   }

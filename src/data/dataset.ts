@@ -46,11 +46,62 @@ export interface Splits {
   readonly test: Dataset;
 }
 
+/** What a split draws its examples from: a data set, or undecoded bytes (ByteSamples). */
+export interface Samples {
+  readonly length: number;
+  subset(indices: Int32Array): Dataset;
+}
+
+/**
+ * Examples kept as the bytes of their files (unsigned pixels) with their labels: a subset
+ * is normalised straight from the bytes through a byte -> float table, so a split writes
+ * each example's floats once instead of decoding the whole file first and copying.
+ */
+export class ByteSamples implements Samples {
+  private readonly table: Float32Array;
+
+  constructor(
+    private readonly bytes: Uint8Array,
+    private readonly labels: Int32Array,
+    readonly sampleShape: readonly number[],
+    readonly numClasses: number,
+    mean: number,
+    std: number,
+  ) {
+    this.table = normalizationTable(mean, std);
+    const size = sampleShape.reduce((a, b) => a * b, 1);
+    check(bytes.length === labels.length * size,
+      `dataset: ${bytes.length} pixel values do not make ${labels.length} examples of shape [${sampleShape.join(', ')}]`);
+  }
+
+  get length(): number {
+    return this.labels.length;
+  }
+
+  subset(indices: Int32Array): Dataset {
+    const d = this.bytes.length / this.labels.length || 0;
+    const images = sampleArray(indices.length * d);
+    const labels = labelArray(indices.length);
+    const { table, bytes } = this;
+    for (let r = 0; r < indices.length; r++) {
+      const src = indices[r] * d, dst = r * d;
+      for (let j = 0; j < d; j++) images[dst + j] = table[bytes[src + j]];
+      labels[r] = this.labels[indices[r]];
+    }
+    return new Dataset(images, labels, this.sampleShape, this.numClasses);
+  }
+
+  /** Every example, in file order. */
+  all(): Dataset {
+    return this.subset(Int32Array.from({ length: this.length }, (_, i) => i));
+  }
+}
+
 /**
  * Holds out `validationSize` random training examples (a permutation drawn from the
  * 'split' stream of `seed`), as the paper does: MNIST 55,000/5,000, CIFAR 45,000/5,000.
  */
-export function splitValidation(name: string, trainAll: Dataset, test: Dataset, validationSize: number, seed: number): Splits {
+export function splitValidation(name: string, trainAll: Samples, test: Dataset, validationSize: number, seed: number): Splits {
   check(validationSize > 0 && validationSize < trainAll.length,
     `${name}: validation size ${validationSize} must be between 1 and ${trainAll.length - 1}`);
   const perm = new Rng(seed, 'split').permutation(trainAll.length);
@@ -76,10 +127,7 @@ export function labelArray(n: number): Int32Array {
   return new Int32Array(new SharedArrayBuffer(n * Int32Array.BYTES_PER_ELEMENT));
 }
 
-/** Bytes 0..255 -> (x/255 - mean) / std. */
-export function normalizeBytes(bytes: Uint8Array, mean: number, std: number): Float32Array {
-  const table = new Float32Array(256).map((_, b) => (b / 255 - mean) / std);
-  const out = sampleArray(bytes.length);
-  for (let i = 0; i < bytes.length; i++) out[i] = table[bytes[i]];
-  return out;
+/** Bytes 0..255 -> (x/255 - mean) / std, computed in double and rounded once to float32. */
+export function normalizationTable(mean: number, std: number): Float32Array {
+  return new Float32Array(256).map((_, b) => (b / 255 - mean) / std);
 }

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { LthError } from '../core/errors.js';
-import { Dataset, labelArray, normalizeBytes, splitValidation, type Splits } from './dataset.js';
+import { ByteSamples, labelArray, splitValidation, type Splits } from './dataset.js';
 import { readIdx } from './idx.js';
 import { CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, cifarDir, readCifarFiles } from './cifar.js';
 
@@ -40,8 +40,8 @@ function findFile(dir: string, base: string, dataset: string, howToGet: string):
   throw new LthError(`${dataset}: '${dir}' has no ${base} (or ${base}.gz). ${howToGet}`);
 }
 
-/** Images + labels from a pair of IDX files, checked against each other. */
-export function readIdxPair(imagesFile: string, labelsFile: string, numClasses: number, mean: number, std: number): Dataset {
+/** Images + labels from a pair of IDX files, checked against each other (normalised when a split takes them). */
+export function readIdxPair(imagesFile: string, labelsFile: string, numClasses: number, mean: number, std: number): ByteSamples {
   const images = readIdx(imagesFile, 3);
   const labels = readIdx(labelsFile, 1);
   if (images.dims[0] !== labels.dims[0]) {
@@ -55,7 +55,7 @@ export function readIdxPair(imagesFile: string, labelsFile: string, numClasses: 
     out[i] = labels.data[i];
   }
   const [, h, w] = images.dims;
-  return new Dataset(normalizeBytes(images.data, mean, std), out, [h * w], numClasses);
+  return new ByteSamples(images.data, out, [h * w], numClasses, mean, std);
 }
 
 function idxDataset(name: 'mnist' | 'fashion_mnist', description: string, defaultDir: () => string | undefined, howToGet: string): DatasetSpec {
@@ -69,7 +69,7 @@ function idxDataset(name: 'mnist' | 'fashion_mnist', description: string, defaul
       if (!fs.existsSync(dir)) throw new LthError(`${name}: data directory '${dir}' does not exist. ${howToGet}`);
       const f = (base: string) => findFile(dir, base, name, howToGet);
       const trainAll = readIdxPair(f(IDX_FILES.trainImages), f(IDX_FILES.trainLabels), 10, mean, std);
-      const test = readIdxPair(f(IDX_FILES.testImages), f(IDX_FILES.testLabels), 10, mean, std);
+      const test = readIdxPair(f(IDX_FILES.testImages), f(IDX_FILES.testLabels), 10, mean, std).all();
       return splitValidation(name, trainAll, test, Math.min(this.validationSize, Math.floor(trainAll.length / 2)), seed);
     },
   };
