@@ -1,9 +1,10 @@
 /**
- * `npm run bench`: the LeNet epoch benchmark (bench.js) and then the Conv-2 step
- * benchmark (conv.js), one after the other (never concurrently: they would time each
- * other). `--json` and `--vs-torch` go to both; any other flag goes to the LeNet one.
- * With --json the last stdout line is one object: the LeNet fields at the top level
- * (lenetEpochSeconds, torchLenetEpochSeconds, ...) and the Conv-2 result under "conv2".
+ * `npm run bench`: the LeNet epoch benchmark (bench.js), the Conv-2 step benchmark
+ * (conv.js) and the fixed costs of a run (startup.js), one after the other (never
+ * concurrently: they would time each other). `--json` and `--vs-torch` go to the first
+ * two; any other flag goes to the LeNet one. With --json the last stdout line is one
+ * object: the LeNet fields at the top level (lenetEpochSeconds, torchLenetEpochSeconds,
+ * ...), the Conv-2 result under "conv2" and the fixed costs under "startup".
  */
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
@@ -25,4 +26,6 @@ function run(script: string, scriptArgs: string[]): Record<string, unknown> | nu
 const lenet = run('bench.js', args);
 if (!json) console.log('');
 const conv2 = run('conv.js', shared);
-if (json) console.log(JSON.stringify({ ...lenet, conv2 }));
+if (!json) console.log('');
+const startup = run('startup.js', json ? ['--json'] : []);
+if (json) console.log(JSON.stringify({ ...lenet, conv2, startup }));

@@ -77,14 +77,14 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
   const splits = opts.splits(seed);
   const { iterations, rewindAt } = budget(h, splits.train.length);
   const modelSpec = getModel(h.training.model);
+  const model = modelSpec.build();
   const theta0 = initialState(modelSpec, seed);
-  const prunable = modelSpec.build().prunableNames();
   let start: { init: StateDict; mask: Mask };
   if (level === 0) {
-    start = { init: theta0, mask: onesMask(theta0, prunable) };
+    start = { init: theta0, mask: onesMask(theta0, model.prunableNames()) };
   } else {
     const prev = path.join(runDir, stagePath(r, level - 1, MAIN));
-    const levelMask = pruneLevel(exp, modelSpec, spec, theta0, loadState(path.join(prev, FILES.final)), loadState(path.join(prev, FILES.mask)), splits);
+    const levelMask = pruneLevel(exp, modelSpec, model, spec, theta0, loadState(path.join(prev, FILES.final)), loadState(path.join(prev, FILES.mask)), splits);
     const rewind = rewindAt > 0 ? loadState(path.join(runDir, stagePath(r, 0, MAIN), FILES.rewind)) : theta0;
     start = getBranch(spec.branch).start({
       level, seed, levelMask, rewind,
@@ -92,7 +92,6 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
       rng: (stream) => new Rng(seed, stream, level),
     });
   }
-  const model = modelSpec.build();
   model.loadState(start.init, `stage ${spec.id}: starting weights`);
   const maskDensity = density(start.mask);
   const shapes = model.shapes();
@@ -128,12 +127,11 @@ function initialState(spec: ModelSpec, seed: number, rng = new Rng(seed, 'init')
   return m.state();
 }
 
-/** The mask of pruned level k: the run's strategy applied to level k-1's ticket. */
+/** The mask of pruned level k: the run's strategy applied to level k-1's ticket (`template`: the architecture, its values unused). */
 function pruneLevel(
-  exp: Experiment, modelSpec: ModelSpec, spec: StageSpec, theta0: StateDict, trained: StateDict, mask: Mask, splits: Splits,
+  exp: Experiment, modelSpec: ModelSpec, template: Model, spec: StageSpec, theta0: StateDict, trained: StateDict, mask: Mask, splits: Splits,
 ): Mask {
   const { h } = exp;
-  const template: Model = modelSpec.build();
   const prunable = new Set(template.prunableNames());
   const current: Mask = new Map([...mask].filter(([n]) => prunable.has(n)));
   const sampler = new Rng(spec.seed, 'prune_data', spec.level);
