@@ -6,20 +6,17 @@
 // Convolution itself is im2col + the addon's GEMM (src/tensor/conv.ts); these kernels
 // are memory-bound copies, adds and comparisons, compiled for the baseline ISA (the
 // compiler vectorises the contiguous stride-1 loops). Big calls are split over the
-// addon's thread pool (lth::run_parts in lth_native.cc) by whole rows, channels or
+// addon's thread pool (lth::run_parts, pool.h) by whole rows, channels or
 // planes: every output element is computed by one part, in a fixed order, so results
 // do not depend on the thread count.
 //
-// Arguments are checked here as in lth_native.cc: a wrong type throws a TypeError, a
-// too-short array or an impossible geometry a RangeError naming the function and the
-// argument.
+// Arguments are read by the table-driven reader (napi_args.h): a wrong type throws a
+// TypeError, a too-short array or an impossible geometry a RangeError naming the function
+// and the argument.
 
 #include <node_api.h>
 
-#include <cmath>
-#include <cstdarg>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -30,13 +27,10 @@
 #include <emmintrin.h>
 #endif
 
-#include "pool.h"
-
-namespace lth {
-bool register_conv(napi_env env, napi_value exports);
-}  // namespace lth
-
+#include "bindings.h"
 #include "ftz.h"
+#include "napi_args.h"
+#include "pool.h"
 
 namespace {
 
@@ -281,26 +275,37 @@ void maxpool_backward_planes(const float* __restrict x, const float* __restrict 
   }
 }
 
-// ------------------------------------------------------------------ argument checks
+// ------------------------------------------------------------------ exports
 
-#include "napi_args.h"
-
+using lth::ArgReader;
+using lth::ArgSpec;
+using lth::Args;
+using lth::ArgValue;
+using lth::undefined_value;
+namespace arg = lth::arg;
 using u128 = unsigned __int128;
 
+// im2col(x, col, ...geometry) and col2im(col, x, ...geometry): the image and the column
+// matrix, then channels, height, width, kh, kw, strideH, strideW, padH, padW.
+constexpr ArgSpec kIm2colArgs[] = {arg::f32("x"),          arg::f32("col"),        arg::dim("channels"), arg::dim("height"),
+                                   arg::dim("width"),      arg::dim("kh", 1),      arg::dim("kw", 1),    arg::dim("strideH", 1),
+                                   arg::dim("strideW", 1), arg::dim("padH"),       arg::dim("padW")};
+constexpr ArgSpec kCol2imArgs[] = {arg::f32("col"),        arg::f32("x"),          arg::dim("channels"), arg::dim("height"),
+                                   arg::dim("width"),      arg::dim("kh", 1),      arg::dim("kw", 1),    arg::dim("strideH", 1),
+                                   arg::dim("strideW", 1), arg::dim("padH"),       arg::dim("padW")};
 
-// Reads (first, second, channels, height, width, kh, kw, strideH, strideW, padH, padW)
-// of im2col/col2im and checks the geometry.
-bool conv_args(Args& a, Geom* g) {
-  g->c = a.dim(2, "channels");
-  g->h = a.dim(3, "height");
-  g->w = a.dim(4, "width");
-  g->kh = a.dim(5, "kh", 1);
-  g->kw = a.dim(6, "kw", 1);
-  g->sh = a.dim(7, "strideH", 1);
-  g->sw = a.dim(8, "strideW", 1);
-  g->ph = a.dim(9, "padH");
-  g->pw = a.dim(10, "padW");
-  if (!a.ok()) return false;
+// The geometry of im2col / col2im from arguments 2..10; false (and a thrown RangeError)
+// when the kernel does not fit the padded image.
+bool conv_geometry(ArgReader& a, const ArgValue* v, Geom* g) {
+  g->c = v[2].dim();
+  g->h = v[3].dim();
+  g->w = v[4].dim();
+  g->kh = v[5].dim();
+  g->kw = v[6].dim();
+  g->sh = v[7].dim();
+  g->sw = v[8].dim();
+  g->ph = v[9].dim();
+  g->pw = v[10].dim();
   if (g->h + 2 * g->ph < g->kh || g->w + 2 * g->pw < g->kw) {
     a.fail(true, "a %lldx%lld kernel with padding %lldx%lld does not fit a %lldx%lld image", (long long)g->kh,
            (long long)g->kw, (long long)g->ph, (long long)g->pw, (long long)g->h, (long long)g->w);
@@ -311,17 +316,15 @@ bool conv_args(Args& a, Geom* g) {
   return true;
 }
 
-// ------------------------------------------------------------------ exports
-
 napi_value Im2col(napi_env env, napi_callback_info info) {
-  Args a(env, info, "im2col", 11);
-  size_t lx, lc;
-  const float* x = a.f32(0, "x", &lx);
-  float* col = a.f32(1, "col", &lc);
+  Args<11> a(env, info, "im2col", kIm2colArgs);
+  if (!a.ok()) return nullptr;
+  const float* x = a[0].f32();
+  float* col = a[1].f32();
   Geom g;
-  if (!conv_args(a, &g)) return nullptr;
-  a.need("x", lx, (u128)g.c * g.h * g.w, "channels*height*width");
-  a.need("col", lc, (u128)g.c * g.kh * g.kw * g.oh * g.ow, "channels*kh*kw*outH*outW");
+  if (!conv_geometry(a, &a[0], &g)) return nullptr;
+  a.need("x", a[0].len, (u128)g.c * g.h * g.w, "channels*height*width");
+  a.need("col", a[1].len, (u128)g.c * g.kh * g.kw * g.oh * g.ow, "channels*kh*kw*outH*outW");
   if (!a.ok()) return nullptr;
   const int64_t rows = g.c * g.kh * g.kw;
   if (rows > 0 && g.oh > 0 && g.ow > 0) {
@@ -332,14 +335,14 @@ napi_value Im2col(napi_env env, napi_callback_info info) {
 }
 
 napi_value Col2im(napi_env env, napi_callback_info info) {
-  Args a(env, info, "col2im", 11);
-  size_t lc, lx;
-  const float* col = a.f32(0, "col", &lc);
-  float* x = a.f32(1, "x", &lx);
+  Args<11> a(env, info, "col2im", kCol2imArgs);
+  if (!a.ok()) return nullptr;
+  const float* col = a[0].f32();
+  float* x = a[1].f32();
   Geom g;
-  if (!conv_args(a, &g)) return nullptr;
-  a.need("col", lc, (u128)g.c * g.kh * g.kw * g.oh * g.ow, "channels*kh*kw*outH*outW");
-  a.need("x", lx, (u128)g.c * g.h * g.w, "channels*height*width");
+  if (!conv_geometry(a, &a[0], &g)) return nullptr;
+  a.need("col", a[0].len, (u128)g.c * g.kh * g.kw * g.oh * g.ow, "channels*kh*kw*outH*outW");
+  a.need("x", a[1].len, (u128)g.c * g.h * g.w, "channels*height*width");
   if (!a.ok()) return nullptr;
   if (g.c > 0 && g.h > 0 && g.w > 0) {
     FtzScope ftz;
@@ -348,17 +351,20 @@ napi_value Col2im(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
+// channelBiasAct(x, bias, out, n, channels, size, relu): out = act(x + bias[channel]).
+constexpr ArgSpec kChannelBiasActArgs[] = {arg::f32("x"),        arg::f32("bias"), arg::f32("out"), arg::dim("n"),
+                                           arg::dim("channels"), arg::dim("size"), arg::flag("relu")};
+
 napi_value ChannelBiasAct(napi_env env, napi_callback_info info) {
-  Args a(env, info, "channelBiasAct", 7);
-  size_t lx, lb, lo;
-  const float* x = a.f32(0, "x", &lx);
-  const float* bias = a.f32(1, "bias", &lb);
-  float* out = a.f32(2, "out", &lo);
-  const int64_t n = a.dim(3, "n"), ch = a.dim(4, "channels"), size = a.dim(5, "size");
-  const bool relu = a.flag(6, "relu");
-  a.need("x", lx, (u128)n * ch * size, "n*channels*size");
-  a.need("bias", lb, (u128)ch, "channels");
-  a.need("out", lo, (u128)n * ch * size, "n*channels*size");
+  Args<7> a(env, info, "channelBiasAct", kChannelBiasActArgs);
+  if (!a.ok()) return nullptr;
+  const float *x = a[0].f32(), *bias = a[1].f32();
+  float* out = a[2].f32();
+  const int64_t n = a[3].dim(), ch = a[4].dim(), size = a[5].dim();
+  const bool relu = a[6].flag;
+  a.need("x", a[0].len, (u128)n * ch * size, "n*channels*size");
+  a.need("bias", a[1].len, (u128)ch, "channels");
+  a.need("out", a[2].len, (u128)n * ch * size, "n*channels*size");
   if (!a.ok()) return nullptr;
   if (n && ch && size) {
     FtzScope ftz;
@@ -381,15 +387,19 @@ napi_value ChannelBiasAct(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
+// sumChannels(x, out, n, channels, size, accumulate): out (+)= the sums per channel.
+constexpr ArgSpec kSumChannelsArgs[] = {arg::f32("x"),    arg::f32("out"), arg::dim("n"), arg::dim("channels"),
+                                        arg::dim("size"), arg::flag("accumulate")};
+
 napi_value SumChannels(napi_env env, napi_callback_info info) {
-  Args a(env, info, "sumChannels", 6);
-  size_t lx, lo;
-  const float* x = a.f32(0, "x", &lx);
-  float* out = a.f32(1, "out", &lo);
-  const int64_t n = a.dim(2, "n"), ch = a.dim(3, "channels"), size = a.dim(4, "size");
-  const bool acc = a.flag(5, "accumulate");
-  a.need("x", lx, (u128)n * ch * size, "n*channels*size");
-  a.need("out", lo, (u128)ch, "channels");
+  Args<6> a(env, info, "sumChannels", kSumChannelsArgs);
+  if (!a.ok()) return nullptr;
+  const float* x = a[0].f32();
+  float* out = a[1].f32();
+  const int64_t n = a[2].dim(), ch = a[3].dim(), size = a[4].dim();
+  const bool acc = a[5].flag;
+  a.need("x", a[0].len, (u128)n * ch * size, "n*channels*size");
+  a.need("out", a[1].len, (u128)ch, "channels");
   if (!a.ok()) return nullptr;
   if (ch) {
     FtzScope ftz;
@@ -412,79 +422,80 @@ napi_value SumChannels(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
-// Reads (x, ..., planes, height, width, k, stride) of the pooling kernels; false and a
-// thrown error on a bad geometry.
-bool pool_args(Args& a, size_t first, int64_t* planes, int64_t* h, int64_t* w, int64_t* k, int64_t* s, int64_t* oh,
-               int64_t* ow) {
-  *planes = a.dim(first, "planes");
-  *h = a.dim(first + 1, "height");
-  *w = a.dim(first + 2, "width");
-  *k = a.dim(first + 3, "k", 1);
-  *s = a.dim(first + 4, "stride", 1);
-  if (!a.ok()) return false;
-  if (*h < *k || *w < *k) {
-    a.fail(true, "a %lldx%lld window does not fit a %lldx%lld plane", (long long)*k, (long long)*k, (long long)*h,
-           (long long)*w);
+// The geometry of the pooling kernels: planes, height, width, k, stride, the arguments
+// from `first` on; false (and a thrown RangeError) when the window does not fit.
+struct PoolGeom {
+  int64_t planes, h, w, k, s, oh, ow;
+};
+
+bool pool_geometry(ArgReader& a, const ArgValue* v, PoolGeom* g) {
+  g->planes = v[0].dim();
+  g->h = v[1].dim();
+  g->w = v[2].dim();
+  g->k = v[3].dim();
+  g->s = v[4].dim();
+  if (g->h < g->k || g->w < g->k) {
+    a.fail(true, "a %lldx%lld window does not fit a %lldx%lld plane", (long long)g->k, (long long)g->k, (long long)g->h,
+           (long long)g->w);
     return false;
   }
-  *oh = (*h - *k) / *s + 1;
-  *ow = (*w - *k) / *s + 1;
+  g->oh = (g->h - g->k) / g->s + 1;
+  g->ow = (g->w - g->k) / g->s + 1;
   return true;
 }
 
+// maxPool2d(x, out, planes, height, width, k, stride)
+constexpr ArgSpec kMaxPool2dArgs[] = {arg::f32("x"),     arg::f32("out"),  arg::dim("planes"),   arg::dim("height"),
+                                      arg::dim("width"), arg::dim("k", 1), arg::dim("stride", 1)};
+
 napi_value MaxPool2d(napi_env env, napi_callback_info info) {
-  Args a(env, info, "maxPool2d", 7);
-  size_t lx, lo;
-  const float* x = a.f32(0, "x", &lx);
-  float* out = a.f32(1, "out", &lo);
-  int64_t planes, h, w, k, s, oh, ow;
-  if (!pool_args(a, 2, &planes, &h, &w, &k, &s, &oh, &ow)) return nullptr;
-  a.need("x", lx, (u128)planes * h * w, "planes*height*width");
-  a.need("out", lo, (u128)planes * oh * ow, "planes*outH*outW");
+  Args<7> a(env, info, "maxPool2d", kMaxPool2dArgs);
   if (!a.ok()) return nullptr;
-  if (planes) {
+  const float* x = a[0].f32();
+  float* out = a[1].f32();
+  PoolGeom g;
+  if (!pool_geometry(a, &a[2], &g)) return nullptr;
+  a.need("x", a[0].len, (u128)g.planes * g.h * g.w, "planes*height*width");
+  a.need("out", a[1].len, (u128)g.planes * g.oh * g.ow, "planes*outH*outW");
+  if (!a.ok()) return nullptr;
+  if (g.planes) {
     FtzScope ftz;
-    parallel_units(planes, planes * h * w,
-                   [&](int64_t b, int64_t e) { maxpool_planes(x, out, h, w, k, s, oh, ow, b, e); });
+    parallel_units(g.planes, g.planes * g.h * g.w,
+                   [&](int64_t b, int64_t e) { maxpool_planes(x, out, g.h, g.w, g.k, g.s, g.oh, g.ow, b, e); });
   }
   return undefined_value(env);
 }
 
+// maxPool2dBackward(x, gradOut, gradIn, planes, height, width, k, stride)
+constexpr ArgSpec kMaxPool2dBackwardArgs[] = {arg::f32("x"),      arg::f32("gradOut"), arg::f32("gradIn"),
+                                              arg::dim("planes"), arg::dim("height"),  arg::dim("width"),
+                                              arg::dim("k", 1),   arg::dim("stride", 1)};
+
 napi_value MaxPool2dBackward(napi_env env, napi_callback_info info) {
-  Args a(env, info, "maxPool2dBackward", 8);
-  size_t lx, lg, li;
-  const float* x = a.f32(0, "x", &lx);
-  const float* gy = a.f32(1, "gradOut", &lg);
-  float* gx = a.f32(2, "gradIn", &li);
-  int64_t planes, h, w, k, s, oh, ow;
-  if (!pool_args(a, 3, &planes, &h, &w, &k, &s, &oh, &ow)) return nullptr;
-  a.need("x", lx, (u128)planes * h * w, "planes*height*width");
-  a.need("gradOut", lg, (u128)planes * oh * ow, "planes*outH*outW");
-  a.need("gradIn", li, (u128)planes * h * w, "planes*height*width");
+  Args<8> a(env, info, "maxPool2dBackward", kMaxPool2dBackwardArgs);
   if (!a.ok()) return nullptr;
-  if (planes) {
+  const float *x = a[0].f32(), *gy = a[1].f32();
+  float* gx = a[2].f32();
+  PoolGeom g;
+  if (!pool_geometry(a, &a[3], &g)) return nullptr;
+  a.need("x", a[0].len, (u128)g.planes * g.h * g.w, "planes*height*width");
+  a.need("gradOut", a[1].len, (u128)g.planes * g.oh * g.ow, "planes*outH*outW");
+  a.need("gradIn", a[2].len, (u128)g.planes * g.h * g.w, "planes*height*width");
+  if (!a.ok()) return nullptr;
+  if (g.planes) {
     FtzScope ftz;
-    parallel_units(planes, planes * h * w,
-                   [&](int64_t b, int64_t e) { maxpool_backward_planes(x, gy, gx, h, w, k, s, oh, ow, b, e); });
+    parallel_units(g.planes, g.planes * g.h * g.w,
+                   [&](int64_t b, int64_t e) { maxpool_backward_planes(x, gy, gx, g.h, g.w, g.k, g.s, g.oh, g.ow, b, e); });
   }
   return undefined_value(env);
 }
 
 }  // namespace
 
-namespace lth {
-
-// Adds the conv kernels to the addon's exports; false (with a pending exception) on failure.
-bool register_conv(napi_env env, napi_value exports) {
-  const napi_property_descriptor props[] = {
-      {"im2col", nullptr, Im2col, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"col2im", nullptr, Col2im, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"channelBiasAct", nullptr, ChannelBiasAct, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"sumChannels", nullptr, SumChannels, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"maxPool2d", nullptr, MaxPool2d, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"maxPool2dBackward", nullptr, MaxPool2dBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+bool lth::register_conv(napi_env env, napi_value exports) {
+  static constexpr Export kExports[] = {
+      {"im2col", Im2col},       {"col2im", Col2im},         {"channelBiasAct", ChannelBiasAct},
+      {"sumChannels", SumChannels}, {"maxPool2d", MaxPool2d}, {"maxPool2dBackward", MaxPool2dBackward},
   };
-  return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
+  return define_exports(env, exports, kExports);
 }
-
-}  // namespace lth

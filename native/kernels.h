@@ -1,5 +1,5 @@
 // The kernel table shared by the ISA-specific translation units (kernels_*.cc) and
-// the Node-API binding (lth_native.cc).
+// the binding units (gemm.cc, elementwise.cc; lth_native.cc chooses the table, see dispatch.h).
 //
 // The ISA units are compiled with different -m flags. To keep code compiled for a
 // wider ISA from leaking into the baseline build through the linker's merging of

@@ -1,8 +1,91 @@
-// Argument checking for the addon's Node-API bindings (lth_native.cc, conv.cc,
-// sparse.cc): one Args class, so every kernel reports a wrong argument the same way,
-// e.g. "matmul: c must be a Float32Array, got Float64Array". Include inside an
-// anonymous namespace, after <node_api.h>, <cmath>, <cstdarg>, <cstdint> and <cstdio>.
+// The Node-API argument reader every binding unit uses. A binding declares its arguments
+// once, as a static table of ArgSpec (a name and a kind), and one Args object reads and
+// type-checks them all when it is made:
+//
+//   constexpr ArgSpec kMatmulArgs[] = {arg::f32("a"), ..., arg::dim("m"), arg::flag("transA")};
+//   Args<9> a(env, info, "matmul", kMatmulArgs);
+//   if (!a.ok()) return nullptr;           // a TypeError or RangeError is pending
+//   float* A = a[0].f32(); size_t la = a[0].len; int64_t m = a[3].dim(); ...
+//   a.need("a", la, m, k, "m*k");          // length checks, after the table
+//
+// Every kernel reports a wrong argument the same way: a wrong type throws a TypeError,
+// e.g. "matmul: c must be a Float32Array, got Float64Array", a wrong value or a short
+// array a RangeError, e.g. "matmul: c has 10 elements, needs m*n = 12". The first
+// failure throws; the checks after it do nothing and ok() stays false.
+//
+// Reading an argument costs one Node-API call when it is right (napi_get_typedarray_info
+// for an array, napi_get_value_double for a number, ...): the fused training step's call
+// runs on every batch.
 #pragma once
+
+#include <node_api.h>
+
+#include <cmath>
+#include <cstdarg>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <vector>
+
+namespace lth {
+
+enum class ArgKind : uint8_t {
+  F32,        // Float32Array
+  F32OrNull,  // Float32Array, or null / undefined
+  I32,        // Int32Array
+  F64,        // Float64Array
+  F64OrNull,  // Float64Array, or null / undefined
+  Dim,        // a size: an integer from `min` to 2^31
+  Number,     // any number
+  Flag,       // a boolean
+  String,     // a string (the binding reads its text)
+  Handle,     // an object wrapping a native object made by the export `maker`
+};
+
+struct ArgSpec {
+  const char* name;
+  ArgKind kind;
+  int64_t min = 0;              // Dim: the smallest value allowed
+  const char* maker = nullptr;  // Handle: the export that makes such objects
+};
+
+// Table entries.
+namespace arg {
+constexpr ArgSpec f32(const char* name) { return {name, ArgKind::F32}; }
+constexpr ArgSpec f32_or_null(const char* name) { return {name, ArgKind::F32OrNull}; }
+constexpr ArgSpec i32(const char* name) { return {name, ArgKind::I32}; }
+constexpr ArgSpec f64(const char* name) { return {name, ArgKind::F64}; }
+constexpr ArgSpec f64_or_null(const char* name) { return {name, ArgKind::F64OrNull}; }
+constexpr ArgSpec dim(const char* name, int64_t min = 0) { return {name, ArgKind::Dim, min}; }
+constexpr ArgSpec number(const char* name) { return {name, ArgKind::Number}; }
+constexpr ArgSpec flag(const char* name) { return {name, ArgKind::Flag}; }
+constexpr ArgSpec string(const char* name) { return {name, ArgKind::String}; }
+constexpr ArgSpec handle(const char* name, const char* maker) { return {name, ArgKind::Handle, 0, maker}; }
+}  // namespace arg
+
+// The first part of every native object the addon wraps in a JavaScript object
+// (napi_wrap): the export that made it (one of the addon's inline constant strings,
+// compared by address), so that an object made by another export is refused.
+struct Wrapped {
+  const char* maker;
+};
+
+// One argument as read.
+struct ArgValue {
+  void* data;    // a typed array's elements (nullptr when it is empty or null); a Handle's object
+  size_t len;    // a typed array's length (0 when null)
+  double num;    // Number, Dim
+  napi_value value;
+  bool present;  // a typed array is given (not null)
+  bool flag;     // Flag
+
+  float* f32() const { return static_cast<float*>(data); }
+  int32_t* i32() const { return static_cast<int32_t*>(data); }
+  double* f64() const { return static_cast<double*>(data); }
+  int64_t dim() const { return (int64_t)num; }
+  template <class T>
+  T* handle() const { return static_cast<T*>(static_cast<Wrapped*>(data)); }
+};
 
 inline const char* typed_array_name(napi_typedarray_type t) {
   switch (t) {
@@ -37,95 +120,27 @@ inline const char* value_type_name(napi_valuetype t) {
   }
 }
 
-// The arguments of one call; the first failure throws (TypeError for a wrong type,
-// RangeError for a wrong value), later accessors return harmless defaults and ok()
-// stays false.
-class Args {
+// The arguments of one call and its failure state. Args<N> (a fixed table) and VarArgs (a
+// variable count, read table by table) are the two ways to make one.
+class ArgReader {
  public:
-  Args(napi_env env, napi_callback_info info, const char* fn, size_t expected) : env_(env), fn_(fn) {
-    argc_ = kMax;
-    if (napi_get_cb_info(env, info, &argc_, argv_, nullptr, nullptr) != napi_ok) {
-      fail(false, "cannot read the arguments");
-      return;
-    }
-    if (argc_ < expected) fail(false, "expected %zu arguments, got %zu", expected, argc_);
-  }
+  ArgReader(const ArgReader&) = delete;
+  ArgReader& operator=(const ArgReader&) = delete;
+
   bool ok() const { return ok_; }
   napi_env env() const { return env_; }
+  // The number of arguments passed.
+  size_t argc() const { return argc_; }
   napi_value arg(size_t i) const { return argv_[i]; }
-  // The number of arguments passed (at most 128 are read).
-  size_t argc() const { return argc_ < kMax ? argc_ : kMax; }
 
-  // A typed array of the given type (nullable: null/undefined give nullptr, and *present,
-  // if given, says which). One Node-API call when the argument is right: the training
-  // step reads some forty arrays per call.
-  void* array(size_t i, const char* name, napi_typedarray_type want, size_t* len, bool nullable = false,
-              bool* present = nullptr) {
-    *len = 0;
-    if (present) *present = false;
-    if (!ok_) return nullptr;
-    napi_typedarray_type t;
-    size_t length = 0;
-    void* data = nullptr;
-    const char* wantName = typed_array_name(want);
-    if (napi_get_typedarray_info(env_, argv_[i], &t, &length, &data, nullptr, nullptr) != napi_ok) {
-      napi_valuetype vt;
-      napi_typeof(env_, argv_[i], &vt);
-      if (nullable && (vt == napi_null || vt == napi_undefined)) return nullptr;
-      fail(false, "%s must be a %s%s, got %s", name, wantName, nullable ? " or null" : "", value_type_name(vt));
-      return nullptr;
-    }
-    if (t != want) {
-      fail(false, "%s must be a %s%s, got %s", name, wantName, nullable ? " or null" : "", typed_array_name(t));
-      return nullptr;
-    }
-    if (present) *present = true;
-    *len = length;
-    return length ? data : nullptr;
-  }
-  float* f32(size_t i, const char* name, size_t* len) {
-    return static_cast<float*>(array(i, name, napi_float32_array, len));
-  }
-  float* f32OrNull(size_t i, const char* name, size_t* len, bool* present) {
-    return static_cast<float*>(array(i, name, napi_float32_array, len, true, present));
-  }
-  int32_t* i32(size_t i, const char* name, size_t* len) {
-    return static_cast<int32_t*>(array(i, name, napi_int32_array, len));
+  // Reads and checks arguments first .. first + n - 1 against specs[0 .. n) into out[0 ..
+  // n), stopping at the first failure; false after a failure (now or before). The
+  // arguments must have been fetched (first + n at most the capacity).
+  bool read(const ArgSpec* specs, size_t n, ArgValue* out, size_t first = 0) {
+    for (size_t j = 0; j < n && ok_; j++) read_one(specs[j], argv_[first + j], out[j]);
+    return ok_;
   }
 
-  double number(size_t i, const char* name) {
-    if (!ok_) return 0;
-    double d = 0;
-    if (napi_get_value_double(env_, argv_[i], &d) != napi_ok) {
-      napi_valuetype vt;
-      napi_typeof(env_, argv_[i], &vt);
-      fail(false, "%s must be a number, got %s", name, value_type_name(vt));
-      return 0;
-    }
-    return d;
-  }
-  // A size: an integer from `min` to 2^31.
-  int64_t dim(size_t i, const char* name, int64_t min = 0) {
-    double d = number(i, name);
-    if (!ok_) return 0;
-    if (!(d >= (double)min && d <= 2147483648.0 && std::floor(d) == d)) {
-      fail(true, min > 0 ? "%s must be a positive integer, got %.17g" : "%s must be a non-negative integer, got %.17g",
-           name, d);
-      return 0;
-    }
-    return (int64_t)d;
-  }
-  bool flag(size_t i, const char* name) {
-    if (!ok_) return false;
-    bool b = false;
-    if (napi_get_value_bool(env_, argv_[i], &b) != napi_ok) {
-      napi_valuetype vt;
-      napi_typeof(env_, argv_[i], &vt);
-      fail(false, "%s must be a boolean, got %s", name, value_type_name(vt));
-      return false;
-    }
-    return b;
-  }
   // len >= needed, or throws "fn: name has len elements, needs what = needed".
   void need(const char* name, size_t len, unsigned __int128 needed, const char* what) {
     if (ok_ && (unsigned __int128)len < needed)
@@ -135,6 +150,8 @@ class Args {
     need(name, len, (unsigned __int128)(uint64_t)a * (uint64_t)b, what);
   }
 
+  // Throws "fn: <message>", a RangeError if `range` else a TypeError; only the first
+  // failure of a call throws.
   __attribute__((format(printf, 3, 4))) void fail(bool range, const char* fmt, ...) {
     if (!ok_) return;
     ok_ = false;
@@ -148,13 +165,128 @@ class Args {
     else napi_throw_type_error(env_, nullptr, msg);
   }
 
+ protected:
+  ArgReader(napi_env env, const char* fn) : env_(env), fn_(fn) {}
+
+  // Fetches up to `capacity` arguments into argv (the missing ones read as undefined) and
+  // checks that at least `expected` were passed.
+  void fetch(napi_callback_info info, napi_value* argv, size_t capacity, size_t expected) {
+    argv_ = argv;
+    argc_ = capacity;
+    if (napi_get_cb_info(env_, info, &argc_, argv, nullptr, nullptr) != napi_ok) {
+      argc_ = 0;
+      fail(false, "cannot read the arguments");
+      return;
+    }
+    if (argc_ < expected) fail(false, "expected %zu arguments, got %zu", expected, argc_);
+  }
+
  private:
-  static constexpr size_t kMax = 128;
+  void read_one(const ArgSpec& s, napi_value v, ArgValue& out) {
+    out.value = v;
+    switch (s.kind) {
+      case ArgKind::F32: return read_array(s, v, napi_float32_array, false, out);
+      case ArgKind::F32OrNull: return read_array(s, v, napi_float32_array, true, out);
+      case ArgKind::I32: return read_array(s, v, napi_int32_array, false, out);
+      case ArgKind::F64: return read_array(s, v, napi_float64_array, false, out);
+      case ArgKind::F64OrNull: return read_array(s, v, napi_float64_array, true, out);
+      case ArgKind::Dim:
+        if (!read_number(s, v, out)) return;
+        if (!(out.num >= (double)s.min && out.num <= 2147483648.0 && std::floor(out.num) == out.num))
+          fail(true, s.min > 0 ? "%s must be a positive integer, got %.17g" : "%s must be a non-negative integer, got %.17g",
+               s.name, out.num);
+        return;
+      case ArgKind::Number: read_number(s, v, out); return;
+      case ArgKind::Flag:
+        if (napi_get_value_bool(env_, v, &out.flag) != napi_ok) fail(false, "%s must be a boolean, got %s", s.name, type_of(v));
+        return;
+      case ArgKind::String:
+        if (napi_valuetype vt = typeof_value(v); vt != napi_string)
+          fail(false, "%s must be a string, got %s", s.name, value_type_name(vt));
+        return;
+      case ArgKind::Handle: {
+        void* p = nullptr;
+        if (napi_unwrap(env_, v, &p) != napi_ok || !p || static_cast<Wrapped*>(p)->maker != s.maker)
+          fail(false, "%s must be an object made by this backend's %s()", s.name, s.maker);
+        out.data = p;
+        return;
+      }
+    }
+  }
+
+  // A typed array of type `want` (nullable: null / undefined give no array).
+  void read_array(const ArgSpec& s, napi_value v, napi_typedarray_type want, bool nullable, ArgValue& out) {
+    napi_typedarray_type t;
+    size_t length = 0;
+    void* data = nullptr;
+    out.data = nullptr;
+    out.len = 0;
+    out.present = false;
+    if (napi_get_typedarray_info(env_, v, &t, &length, &data, nullptr, nullptr) != napi_ok) {
+      const napi_valuetype vt = typeof_value(v);
+      if (nullable && (vt == napi_null || vt == napi_undefined)) return;
+      fail(false, "%s must be a %s%s, got %s", s.name, typed_array_name(want), nullable ? " or null" : "",
+           value_type_name(vt));
+      return;
+    }
+    if (t != want) {
+      fail(false, "%s must be a %s%s, got %s", s.name, typed_array_name(want), nullable ? " or null" : "",
+           typed_array_name(t));
+      return;
+    }
+    out.present = true;
+    out.len = length;
+    out.data = length ? data : nullptr;
+  }
+
+  bool read_number(const ArgSpec& s, napi_value v, ArgValue& out) {
+    if (napi_get_value_double(env_, v, &out.num) == napi_ok) return true;
+    fail(false, "%s must be a number, got %s", s.name, type_of(v));
+    return false;
+  }
+
+  napi_valuetype typeof_value(napi_value v) {
+    napi_valuetype vt = napi_undefined;
+    napi_typeof(env_, v, &vt);
+    return vt;
+  }
+  const char* type_of(napi_value v) { return value_type_name(typeof_value(v)); }
+
   napi_env env_;
   const char* fn_;
+  napi_value* argv_ = nullptr;
   size_t argc_ = 0;
-  napi_value argv_[kMax] = {};
   bool ok_ = true;
+};
+
+// The N arguments of a binding with a fixed table, read and checked when made.
+template <size_t N>
+class Args : public ArgReader {
+ public:
+  Args(napi_env env, napi_callback_info info, const char* fn, const ArgSpec (&specs)[N]) : ArgReader(env, fn) {
+    fetch(info, argv_, N, N);
+    read(specs, N, v_);
+  }
+  const ArgValue& operator[](size_t i) const { return v_[i]; }
+
+ private:
+  napi_value argv_[N];
+  ArgValue v_[N] = {};
+};
+
+// The arguments of a binding that takes a variable number (at least `expected`); the
+// binding reads them with read(), one table at a time.
+class VarArgs : public ArgReader {
+ public:
+  VarArgs(napi_env env, napi_callback_info info, const char* fn, size_t expected) : ArgReader(env, fn) {
+    size_t argc = 0;
+    if (napi_get_cb_info(env, info, &argc, nullptr, nullptr, nullptr) != napi_ok) argc = 0;
+    argv_.resize(argc > expected ? argc : expected);
+    fetch(info, argv_.data(), argv_.size(), expected);
+  }
+
+ private:
+  std::vector<napi_value> argv_;
 };
 
 // Whether byte ranges [p, p+pn) and [q, q+qn) overlap (an output must not alias an input).
@@ -175,3 +307,19 @@ inline napi_value number_value(napi_env env, double d) {
   napi_create_double(env, d, &v);
   return v;
 }
+
+// A function export: its name and callback.
+struct Export {
+  const char* name;
+  napi_callback fn;
+};
+
+// Adds the functions to `exports`; false (with a pending exception) on failure.
+template <size_t N>
+bool define_exports(napi_env env, napi_value exports, const Export (&fns)[N]) {
+  napi_property_descriptor props[N];
+  for (size_t i = 0; i < N; i++) props[i] = {fns[i].name, nullptr, fns[i].fn, nullptr, nullptr, nullptr, napi_enumerable, nullptr};
+  return napi_define_properties(env, exports, N, props) == napi_ok;
+}
+
+}  // namespace lth

@@ -1,15 +1,16 @@
-// Sparse kernel bodies, included by native/sparse.cc once per ISA inside its own
+// Sparse kernel bodies, included by native/sparse_kernels.cc once per ISA inside its own
 // namespace with LTH_SP_TARGET set to that ISA's target attribute. GCC generic vectors
 // of 16 floats: one zmm on AVX-512, two ymm on AVX2, four xmm on the baseline.
-// No standard headers here (see native/README.md); sparse.cc includes <cmath> for std::log.
+// No standard headers here (see native/README.md); sparse_kernels.cc includes <cmath> for
+// std::log.
 //
 // Activations are transposed into panels of 64 batch columns: column c of feature i is at
-// (c / 64)·features·64 + i·64 + c % 64 (see sparse.cc). ld, the padded batch, is a
+// (c / 64)·features·64 + i·64 + c % 64 (see sparse_kernels.h). ld, the padded batch, is a
 // multiple of 16; each panel is one chunk of up to 64 columns (V = 1..4 vectors held in
 // registers), so every nonzero is V vector FMAs, there is no scalar tail, and a chunk's
 // rows are contiguous (no TLB miss per row on big evaluation batches). The
 // nonzeros are visited in the pattern's packed order: column block by column block
-// (see Pattern in sparse.cc), so the activation rows a block reads stay in L1.
+// (see Pattern in sparse_pattern.h), so the activation rows a block reads stay in L1.
 
 typedef float vf __attribute__((vector_size(64), aligned(4), may_alias));
 typedef int32_t vi __attribute__((vector_size(64)));

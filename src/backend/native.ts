@@ -38,24 +38,9 @@ export function loadNative(): NativeAddon | Error {
       const require = createRequire(import.meta.url);
       const addon = require(path.join(packageRoot, 'build', 'Release', 'lth_native.node'));
       // An addon built from older sources may lack newer kernels: refuse it whole.
-      const wanted = [...Object.keys(referenceBackend).filter((k) => k !== 'name'), 'sparseMlpPrepare', 'sparseMlpStep', 'sparseMlpEval'];
+      const wanted = [...Object.keys(referenceBackend).filter((k) => k !== 'name'), 'simdPath', 'setSimd', 'setThreads', 'sparseMlpPrepare', 'sparseMlpStep', 'sparseMlpEval'];
       const missing = wanted.filter((k) => typeof addon[k] !== 'function');
       if (missing.length) throw new Error(`the addon lacks ${missing.join(', ')} (rebuild it: npm rebuild lth or node-gyp rebuild)`);
-      // TEMPORARY shim for the addon before setSimd/parts (removed once native-reorg lands).
-      if (typeof addon.setSimd !== 'function') {
-        const raw = addon;
-        const shim = {
-          sparseMlpPrepare: (_parts: number, ...args: unknown[]) => { const h = raw.sparseMlpPrepare(...args); return { h, args }; },
-          sparseMlpStep: (p: { h: object }, ...rest: unknown[]) => raw.sparseMlpStep(p.h, ...rest),
-          sparseMlpEval: (p: { args: unknown[] }, src: unknown, lab: unknown, out: unknown) => {
-            const layers: unknown[] = [];
-            for (let i = 0; i < p.args.length; i += 10) layers.push(...p.args.slice(i, i + 4));
-            raw.sparseMlpEval(src, lab, out, ...layers);
-          },
-        };
-        loaded = { ...addon, name: 'native', setSimd: () => addon.simdPath(), sparseMlp: nativeSparseMlp(shim as unknown as RawSparseMlp) } as NativeAddon;
-        return loaded;
-      }
       loaded = { ...addon, name: 'native', sparseMlp: nativeSparseMlp(addon) } as NativeAddon;
     } catch (e) {
       loaded = e instanceof Error ? e : new Error(String(e));

@@ -12,6 +12,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { referenceBackend, referenceSparseMlp, loadNative, type Backend, type SparseMlpKernels } from './index.js';
 import type { SparseMlpLayer, UpdateRule } from './sparse-mlp.js';
 import { prng, randomArray } from './testing.js';
@@ -40,6 +43,7 @@ function kernels(be: Backend, mlp: SparseMlpKernels): Kernels {
 const loaded = loadNative();
 const ref = kernels(referenceBackend, referenceSparseMlp);
 const native: Kernels | null = loaded instanceof Error ? null : kernels(loaded, loaded.sparseMlp);
+const nativeAddon = loaded instanceof Error ? null : loaded;
 const setThreads = (n: number) => (loaded as Exclude<typeof loaded, Error>).setThreads(n);
 const getThreads = () => (loaded as Exclude<typeof loaded, Error>).getThreads();
 const skip = native === null;
@@ -450,4 +454,207 @@ test('sparseMlpEval: ties go to the first maximum; NaN gives a NaN loss; same on
   } finally {
     setThreads(before);
   }
+});
+
+// ------------------------------------------------------------------ the addon's own calls
+
+/** The addon's fused-MLP calls as it exports them (index.ts adapts them to the Backend). */
+interface Addon {
+  sparseMlpPrepare(parts: unknown, ...layers: unknown[]): object;
+  sparseMlpStep(prepared: object, src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
+    rule: Float64Array | null, losses: Float64Array | null): number;
+  sparseMlpEval(prepared: object, src: Float32Array, srcLabels: Int32Array, out: Float64Array): void;
+  sparseForward(...args: unknown[]): void;
+}
+// The module index.ts loaded (require caches it): dist/src/backend/ -> the package root.
+const addon = skip ? null : createRequire(import.meta.url)(
+  path.resolve(fileURLToPath(import.meta.url), '../../../../build/Release/lth_native.node')) as Addon;
+
+/** A chain's arguments for sparseMlpPrepare after `parts`: ten per layer. */
+function prepareArgs(layers: readonly SparseMlpLayer[]): unknown[] {
+  const args: unknown[] = [];
+  for (const l of layers) {
+    const w = l.state?.weight ?? [], b = l.state?.bias ?? [];
+    args.push(l.pattern, l.vals, l.bias, l.relu, l.gvals, l.gbias, w[0] ?? null, w[1] ?? null, b[0] ?? null, b[1] ?? null);
+  }
+  return args;
+}
+const prepare = (parts: number, layers: readonly SparseMlpLayer[]) => addon!.sparseMlpPrepare(parts, ...prepareArgs(layers));
+const adamArgs = (r: Extract<UpdateRule, { kind: 'adam' }>, step = r.step) => Float64Array.from([1, r.lr, r.beta1, r.beta2, r.eps, step, 0, 0]);
+const sgdArgs = (r: Extract<UpdateRule, { kind: 'sgd' }>) => Float64Array.from([2, r.lr, 0, 0, 0, 0, r.momentum, r.weightDecay]);
+
+/** A first layer of 7 column blocks (400 inputs at 20%: blocks of 64), so 3 and 4 parts all have work. */
+const wide: Case = { name: 'first layer of 7 blocks, batch 70', inputs: 400, specs: [hidden(64, 0.2), hidden(24, 0.4), output(10, 0.5)], n: 70, samples: 200, from: 5 };
+
+for (const parts of [1, 3, 4]) {
+  test(`sparseMlpPrepare(${parts}, ...): the step = dense masked on every case`, { skip }, () => {
+    for (const c of [...cases, wide]) {
+      const { net, src, srcLabels, indices } = setUp(c, c.inputs * 7 + c.n);
+      const x = new Float32Array(c.n * c.inputs), labels = new Int32Array(c.n);
+      ref.gatherRows(src, c.inputs, indices, c.from, c.n, x);
+      for (let i = 0; i < c.n; i++) labels[i] = srcLabels[indices[c.from + i]];
+      const dense = denseStep(net, x, labels, c.n);
+      const layers = layersFor(native!, net);
+      const loss = addon!.sparseMlpStep(prepare(parts, layers), src, srcLabels, indices, c.from, c.n, null, null);
+      assert.ok(Math.abs(loss - dense.loss) <= 1e-5 * Math.abs(dense.loss), `${c.name}: loss ${loss} vs dense ${dense.loss}`);
+      denseGrads(layers).forEach((g, l) => {
+        const e = relErr(g, dense.gw[l]);
+        assert.ok(e <= 1e-5, `${c.name}: layer ${l} weight gradient rel err ${e}`);
+        const gb = layers[l].gbias;
+        if (gb) assert.ok(relErr(gb, dense.gb[l]) <= 1e-5, `${c.name}: layer ${l} bias gradient rel err ${relErr(gb, dense.gb[l])}`);
+      });
+    }
+  });
+}
+
+test('sparseMlpPrepare with 1, 3 and 4 parts: consecutive steps with an update = reference', { skip }, () => {
+  const c = wide, steps = 4;
+  const { net, src, srcLabels } = setUp(c, 41);
+  const rnd = prng(8);
+  const indices = Int32Array.from({ length: c.from + (steps + 1) * c.n }, () => Math.floor(rnd() * c.samples));
+  // SGD from zero state (see the losses test above: Adam's first steps magnify summation order).
+  const sgd: UpdateRule = { kind: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 1e-4 };
+  const fresh = (be: Kernels) => layersFor(be, net).map((l) => ({
+    ...copyLayer(l), state: { weight: [new Float32Array(l.pattern.nnz)], bias: [new Float32Array(l.pattern.rows)] },
+  }));
+  const want = fresh(ref), wantLosses = new Float64Array(steps);
+  ref.sparseMlpStep(src, srcLabels, indices, c.from, c.n, want, sgd, wantLosses);
+  const wantDense = want.map((l) => { const d = new Float32Array(l.pattern.rows * l.pattern.cols); l.pattern.flat.forEach((f, k) => { d[f] = l.vals[k]; }); return d; });
+  for (const parts of [1, 3, 4]) {
+    const layers = fresh(native!), losses = new Float64Array(steps);
+    addon!.sparseMlpStep(prepare(parts, layers), src, srcLabels, indices, c.from, c.n, sgdArgs(sgd), losses);
+    for (let s = 0; s < steps; s++) assert.ok(Math.abs(losses[s] - wantLosses[s]) <= 1e-5 * Math.abs(wantLosses[s]), `parts ${parts}, step ${s}: loss ${losses[s]} vs ${wantLosses[s]}`);
+    layers.forEach((l, i) => {
+      const d = new Float32Array(l.pattern.rows * l.pattern.cols);
+      l.pattern.flat.forEach((f, k) => { d[f] = l.vals[k]; });
+      assert.ok(relErr(d, wantDense[i]) <= 1e-5, `parts ${parts}: layer ${i} weights rel err ${relErr(d, wantDense[i])}`);
+      assert.ok(relErr(l.bias!, want[i].bias!) <= 1e-5, `parts ${parts}: layer ${i} bias`);
+    });
+  }
+});
+
+test('sparseMlpPrepare(3, ...): bitwise the same on 1, 2 and 3 threads, also over consecutive steps with Adam', { skip }, () => {
+  const c = wide, steps = 3;
+  const { net, src, srcLabels } = setUp(c, 43);
+  const rnd = prng(12);
+  const indices = Int32Array.from({ length: c.from + (steps + 1) * c.n }, () => Math.floor(rnd() * c.samples));
+  const rule = { kind: 'adam', lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 2 } as const;
+  const before = getThreads();
+  const run = (threads: number) => {
+    setThreads(threads);
+    const layers = withState(layersFor(native!, net), rule, 6).map(copyLayer);
+    const prepared = prepare(3, layers), losses = new Float64Array(steps);
+    const first = addon!.sparseMlpStep(prepared, src, srcLabels, indices, c.from, c.n, adamArgs(rule), null);
+    addon!.sparseMlpStep(prepared, src, srcLabels, indices, c.from + c.n, c.n, adamArgs(rule, rule.step + 1), losses);
+    return { first, losses, layers };
+  };
+  try {
+    const one = run(1);
+    for (const threads of [2, 3]) {
+      const other = run(threads);
+      assert.equal(other.first, one.first, `${threads} threads: first loss`);
+      assert.deepEqual(other.losses, one.losses, `${threads} threads: losses`);
+      other.layers.forEach((l, i) => {
+        assert.deepEqual(l.vals, one.layers[i].vals, `${threads} threads: layer ${i} vals`);
+        assert.deepEqual(l.bias, one.layers[i].bias, `${threads} threads: layer ${i} bias`);
+        assert.deepEqual(l.state, one.layers[i].state, `${threads} threads: layer ${i} optimiser state`);
+      });
+    }
+  } finally {
+    setThreads(before);
+  }
+});
+
+test('sparseMlpPrepare refuses a bad parts or layer count', { skip }, () => {
+  const { net } = setUp(cases[2], 3);
+  const args = prepareArgs(layersFor(native!, net));
+  for (const bad of [0, 1.5, -1, 65, NaN, Infinity]) {
+    assert.throws(() => addon!.sparseMlpPrepare(bad, ...args),
+      (e: Error) => e instanceof RangeError && e.message === `sparseMlpPrepare: parts must be an integer from 1 to 64, got ${String(bad).replace('Infinity', 'inf').replace('NaN', 'nan')}`, `parts ${bad}`);
+  }
+  assert.throws(() => addon!.sparseMlpPrepare('2', ...args), (e: Error) => e instanceof TypeError && /^sparseMlpPrepare: parts must be a number, got string$/.test(e.message));
+  assert.throws(() => addon!.sparseMlpPrepare(2), (e: Error) => e instanceof TypeError && /expected 10 arguments per layer after parts, got 0$/.test(e.message));
+  assert.throws(() => addon!.sparseMlpPrepare(2, ...args.slice(1)), /expected 10 arguments per layer after parts, got 19/);
+  assert.throws(() => addon!.sparseMlpPrepare(2, args[1], ...args.slice(1)), /pattern must be an object made by this backend's sparsePattern\(\)/);
+  assert.ok(typeof addon!.sparseMlpPrepare(1, ...args) === 'object' && typeof addon!.sparseMlpPrepare(64, ...args) === 'object');
+});
+
+test('sparseMlpEval(prepared, ...): a prepared chain\'s patterns, values, biases and activations; = the Backend call; bad handles', { skip }, () => {
+  for (const c of [cases[0], cases[3], cases[8], wide]) {
+    const { net, src, srcLabels, indices } = setUp(c, c.inputs + 5);
+    const layers = layersFor(native!, net);
+    const prepared = prepare(2, layers), out = new Float64Array(2);
+    addon!.sparseMlpEval(prepared, src, srcLabels, out);
+    const viaBackend = native!.sparseMlpEval(src, srcLabels, layers);
+    assert.deepEqual({ loss: out[0], correct: out[1] }, viaBackend, `${c.name}: the Backend call`);
+    const want = ref.sparseMlpEval(src, srcLabels, layersFor(ref, net));
+    assert.ok(Math.abs(out[0] - want.loss) <= 1e-5 * Math.abs(want.loss), `${c.name}: loss ${out[0]} vs ${want.loss}`);
+    assert.equal(out[1], want.correct, `${c.name}: correct`);
+    // After an update through the same handle, evaluation sees the new values.
+    const rule = { kind: 'sgd', lr: 0.5, momentum: 0, weightDecay: 0 } as const;
+    const stepped = withState(layers, rule, 3);
+    const handle = prepare(3, stepped);
+    addon!.sparseMlpStep(handle, src, srcLabels, indices, c.from, c.n, sgdArgs(rule), null);
+    addon!.sparseMlpEval(handle, src, srcLabels, out);
+    const refLayers = layersFor(ref, net).map((l, i) => {
+      const w = new Float32Array(l.pattern.rows * l.pattern.cols);
+      stepped[i].pattern.flat.forEach((f, k) => { w[f] = stepped[i].vals[k]; });
+      return { ...l, vals: Float32Array.from(l.pattern.flat, (f) => w[f]), bias: stepped[i].bias };
+    });
+    const after = ref.sparseMlpEval(src, srcLabels, refLayers);
+    assert.ok(Math.abs(out[0] - after.loss) <= 1e-5 * Math.abs(after.loss), `${c.name}: loss after a step ${out[0]} vs ${after.loss}`);
+  }
+  const { net, src, srcLabels } = setUp(cases[2], 3);
+  const layers = layersFor(native!, net), prepared = prepare(2, layers);
+  const notPrepared = /^sparseMlpEval: prepared must be an object made by this backend's sparseMlpPrepare\(\)$/;
+  assert.throws(() => addon!.sparseMlpEval(layers[0].pattern, src, srcLabels, new Float64Array(2)), (e: Error) => e instanceof TypeError && notPrepared.test(e.message));
+  assert.throws(() => addon!.sparseMlpEval({}, src, srcLabels, new Float64Array(2)), (e: Error) => e instanceof TypeError && notPrepared.test(e.message));
+  assert.throws(() => addon!.sparseMlpStep(layers[0].pattern, src, srcLabels, new Int32Array(cases[2].n), 0, cases[2].n, null, null),
+    /^TypeError: sparseMlpStep: prepared must be an object made by this backend's sparseMlpPrepare\(\)$/);
+  assert.throws(() => addon!.sparseForward(prepared, layers[0].vals, new Float32Array(13 * 64), new Float32Array(4 * 64), null, 4, 16, false),
+    /sparseForward: pattern must be an object made by this backend's sparsePattern\(\)/);
+  assert.throws(() => addon!.sparseMlpEval(prepared, src, srcLabels, new Float64Array(1)), (e: Error) => e instanceof RangeError && e.message === 'sparseMlpEval: out has 1 elements, needs 2 = 2');
+  assert.throws(() => addon!.sparseMlpEval(prepared, src, srcLabels, new Float32Array(2) as unknown as Float64Array), /^TypeError: sparseMlpEval: out must be a Float64Array, got Float32Array$/);
+});
+
+test('setSimd switches every kernel in-process: each path matches the reference; a bad name is refused', { skip }, () => {
+  const start = nativeAddon!.simdPath();
+  const c = cases[0];
+  const { net, src, srcLabels, indices } = setUp(c, 17);
+  const x = new Float32Array(c.n * c.inputs), labels = new Int32Array(c.n);
+  ref.gatherRows(src, c.inputs, indices, c.from, c.n, x);
+  for (let i = 0; i < c.n; i++) labels[i] = srcLabels[indices[c.from + i]];
+  const dense = denseStep(net, x, labels, c.n);
+  const evalWant = ref.sparseMlpEval(src, srcLabels, layersFor(ref, net));
+  const rnd = prng(23);
+  const a = randomArray(70 * 90, rnd), b = randomArray(90 * 50, rnd), cWant = new Float32Array(70 * 50);
+  ref.matmul(a, b, cWant, 70, 90, 50, false, true, false);
+  const paths: Record<string, string> = {};
+  const best = nativeAddon!.setSimd('avx512');
+  try {
+    for (const name of ['scalar', 'avx2', 'avx512', 'scalar']) {
+      const now = nativeAddon!.setSimd(name as 'avx512' | 'avx2' | 'scalar');
+      paths[name] = now;
+      assert.equal(nativeAddon!.simdPath(), now, `${name}: simd`);
+      const cGot = new Float32Array(70 * 50);
+      native!.matmul(a, b, cGot, 70, 90, 50, false, true, false);
+      assert.ok(relErr(cGot, cWant) <= 1e-5, `${name}: matmul rel err ${relErr(cGot, cWant)}`);
+      const layers = layersFor(native!, net);
+      const loss = native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, layers, null);
+      assert.ok(Math.abs(loss - dense.loss) <= 1e-5 * Math.abs(dense.loss), `${name}: loss ${loss} vs dense ${dense.loss}`);
+      denseGrads(layers).forEach((g, l) => assert.ok(relErr(g, dense.gw[l]) <= 1e-5, `${name}: layer ${l} weight gradient`));
+      const got = native!.sparseMlpEval(src, srcLabels, layersFor(native!, net));
+      assert.ok(Math.abs(got.loss - evalWant.loss) <= 1e-5 * Math.abs(evalWant.loss) && got.correct === evalWant.correct, `${name}: evaluation`);
+    }
+    assert.equal(paths.scalar, 'scalar');
+    assert.ok(['avx2', 'scalar'].includes(paths.avx2), `avx2 -> ${paths.avx2}`);
+    assert.equal(paths.avx512, best, 'avx512 gives the best path this CPU has');
+    assert.throws(() => nativeAddon!.setSimd('sse9' as 'scalar'), (e: Error) => e instanceof RangeError && e.message === "setSimd: name must be 'avx512', 'avx2' or 'scalar', got 'sse9'");
+    assert.throws(() => nativeAddon!.setSimd('scalar\0' as 'scalar'), /got 'scalar/);
+    assert.throws(() => nativeAddon!.setSimd(3 as unknown as 'scalar'), (e: Error) => e instanceof TypeError && e.message === 'setSimd: name must be a string, got number');
+    assert.equal(nativeAddon!.simdPath(), 'scalar', 'a refused name leaves the path');
+  } finally {
+    nativeAddon!.setSimd(start);
+  }
+  assert.equal(nativeAddon!.simdPath(), start);
 });

@@ -1,0 +1,16 @@
+// The binding units' exports: each adds its functions to the module's exports, and the
+// module init (lth_native.cc) calls them all. False, with a pending exception, on failure.
+#pragma once
+
+#include <node_api.h>
+
+namespace lth {
+
+bool register_gemm(napi_env env, napi_value exports);           // gemm.cc: matmul
+bool register_elementwise(napi_env env, napi_value exports);    // elementwise.cc
+bool register_conv(napi_env env, napi_value exports);           // conv.cc
+bool register_sparse_pattern(napi_env env, napi_value exports); // sparse_pattern.cc: sparsePattern
+bool register_sparse(napi_env env, napi_value exports);         // sparse_bindings.cc
+bool register_sparse_mlp(napi_env env, napi_value exports);     // sparse_mlp.cc
+
+}  // namespace lth

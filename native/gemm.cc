@@ -1,0 +1,100 @@
+// The GEMM driver and the matmul binding: C (+)= op(A)·op(B) on the kernel table of the
+// path in use (gK), split across the pool by whole tiles of the micro-kernel.
+//
+// Threads split C into chunks of whole tiles (column panels when m <= n, else row
+// panels) that the calling thread and the pool claim dynamically; every element of C is
+// computed by the same instructions however the chunks fall, so results do not depend on
+// the thread count.
+
+#include "bindings.h"
+#include "dispatch.h"
+#include "ftz.h"
+#include "napi_args.h"
+#include "pool.h"
+
+namespace {
+
+using lth::ArgSpec;
+using lth::GemmArgs;
+using lth::gK;
+namespace arg = lth::arg;
+
+// Below this many multiply-adds (m*n*k) a GEMM runs on the calling thread alone.
+constexpr double kParallelMinWork = 400000.0;
+// A parallel GEMM is cut into one chunk per thread (each chunk packs its own copy
+// of the operand it does not split, so fewer is cheaper), or into kBigChunks chunks
+// per thread from kBigWork multiply-adds on, where the extra packing is negligible
+// and smaller chunks let the caller take over more of the work of a worker that a
+// busy machine has not scheduled.
+constexpr double kBigWork = 32e6;
+constexpr int kBigChunks = 4;
+
+struct GemmJob {
+  GemmArgs g;
+  bool splitCols;
+  int64_t tiles;  // tiles along the split dimension
+  int parts;
+};
+
+void gemm_part(void* ctx, int part, float* scratch) {
+  const GemmJob& j = *static_cast<const GemmJob*>(ctx);
+  const int64_t t0 = j.tiles * part / j.parts, t1 = j.tiles * (part + 1) / j.parts;
+  if (j.splitCols) {
+    const int64_t c0 = t0 * gK->nr, c1 = t1 * gK->nr < j.g.n ? t1 * gK->nr : j.g.n;
+    gK->gemm(j.g, 0, j.g.m, c0, c1, scratch);
+  } else {
+    const int64_t r0 = t0 * gK->mr, r1 = t1 * gK->mr < j.g.m ? t1 * gK->mr : j.g.m;
+    gK->gemm(j.g, r0, r1, 0, j.g.n, scratch);
+  }
+}
+
+void run_matmul(const GemmArgs& g) {
+  float* scratch = lth::caller_scratch();
+  const int threads = lth::thread_count();
+  const int64_t rowTiles = (g.m + gK->mr - 1) / gK->mr, colTiles = (g.n + gK->nr - 1) / gK->nr;
+  const double work = (double)g.m * (double)g.n * (double)g.k;
+  if (threads > 1 && work >= kParallelMinWork && (rowTiles >= 2 || colTiles >= 2)) {
+    // Split the dimension whose split duplicates less packing: splitting columns
+    // makes every thread pack all of op(A) (m*k), splitting rows all of op(B) (k*n).
+    const bool splitCols = g.m <= g.n ? colTiles >= 2 : rowTiles < 2;
+    GemmJob job{g, splitCols, splitCols ? colTiles : rowTiles, 0};
+    const int64_t chunks = (int64_t)threads * (work >= kBigWork ? kBigChunks : 1);
+    job.parts = (int)(job.tiles < chunks ? job.tiles : chunks);
+    if (lth::run_parts_scratch(threads, job.parts, gemm_part, &job, scratch)) return;
+  }
+  gK->gemm(g, 0, g.m, 0, g.n, scratch);
+}
+
+// matmul(a, b, c, m, k, n, transA, transB, accumulate): c [m, n] (+)= op(a)·op(b).
+constexpr ArgSpec kMatmulArgs[] = {arg::f32("a"), arg::f32("b"),      arg::f32("c"),      arg::dim("m"),          arg::dim("k"),
+                                   arg::dim("n"), arg::flag("transA"), arg::flag("transB"), arg::flag("accumulate")};
+
+napi_value Matmul(napi_env env, napi_callback_info info) {
+  lth::Args<9> a(env, info, "matmul", kMatmulArgs);
+  if (!a.ok()) return nullptr;
+  float *A = a[0].f32(), *B = a[1].f32(), *C = a[2].f32();
+  const int64_t m = a[3].dim(), k = a[4].dim(), n = a[5].dim();
+  a.need("a", a[0].len, m, k, "m*k");
+  a.need("b", a[1].len, k, n, "k*n");
+  a.need("c", a[2].len, m, n, "m*n");
+  if (!a.ok()) return nullptr;
+  if (lth::overlaps(C, (size_t)(m * n) * 4, A, (size_t)(m * k) * 4)) {
+    a.fail(true, "c must not share memory with a");
+    return nullptr;
+  }
+  if (lth::overlaps(C, (size_t)(m * n) * 4, B, (size_t)(k * n) * 4)) {
+    a.fail(true, "c must not share memory with b");
+    return nullptr;
+  }
+  if (m == 0 || n == 0) return lth::undefined_value(env);
+  lth::FtzScope ftz;
+  run_matmul(GemmArgs{A, B, C, m, k, n, a[6].flag, a[7].flag, a[8].flag});
+  return lth::undefined_value(env);
+}
+
+}  // namespace
+
+bool lth::register_gemm(napi_env env, napi_value exports) {
+  static constexpr Export kExports[] = {{"matmul", Matmul}};
+  return define_exports(env, exports, kExports);
+}
