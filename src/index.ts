@@ -38,7 +38,7 @@ export type { Strategy, PruningContext } from './pruning/strategy.js';
 export { LOTTERY_SCHEMA, resolveLottery, runHash, type LotteryHparams } from './lottery/hparams.js';
 export { planLottery, type StageSpec } from './lottery/plan.js';
 export { runStage, experimentOf, type Experiment, type StageOptions, type LotteryProgress } from './lottery/stage.js';
-export { runLottery, describePlan, listRuns } from './lottery/runner.js';
+export { runLottery, prepareRun, summarizeRun, describePlan, listRuns } from './lottery/runner.js';
 export { pruningRates } from './lottery/rates.js';
 export { controlNames, getBranch } from './lottery/branches.js';
 export type { Branch, BranchContext } from './lottery/branch.js';

@@ -54,6 +54,9 @@ test('user mistakes: clear message, non-zero exit, no stack trace', () => {
     [['lottery', '--rate', '1.5'], /--rate must be in \(0, 1\)/],
     [['lottery', '--levels', '-2'], /--levels must be a non-negative integer/],
     [['frobnicate'], /unknown command 'frobnicate'/],
+    [['train', '--sparse', 'maybe'], /--sparse: expected one of auto, on, off, got 'maybe'/],
+    [['train', '--threads', '0'], /--threads must be an integer from 1 to 256, got '0'/],
+    [['lottery', '--branches', 'reinit,shuffle', '--dry-run'], /--branches: unknown branch 'shuffle'. Known: reinit, random_prune/],
   ];
   for (const [args, message] of cases) {
     const r = lth(args);
@@ -96,4 +99,25 @@ test('a lottery run killed with SIGKILL mid-level resumes to the same summary as
   // ls lists the run with its progress.
   const ls = lth(['ls', '--root', killedRoot]);
   assert.match(ls.stdout, /7 stages done, complete .*steps=150it/);
+});
+
+test('lth lottery --dry-run prints the plan, trains nothing; --json gives the stages', () => {
+  const root = tmp();
+  const r = lth(['lottery', '--levels', '2', '--branches', 'reinit', '--replicates', '2', '--root', root, '--dry-run']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /\(10 stages, 0 done\)/);
+  assert.match(r.stdout, /to run  replicate_1\/level_2\/reinit +after \[replicate_1\/level_1\/main\]/);
+  assert.deepEqual(fs.readdirSync(root), [], 'nothing written');
+  const j = lastJson(lth(['lottery', '--levels', '1', '--root', root, '--dry-run', '--json']).stdout);
+  assert.deepEqual((j.stages as Array<{ id: string; deps: string[]; done: boolean }>).map((s) => [s.id, s.deps, s.done]),
+    [['replicate_0/level_0/main', [], false], ['replicate_0/level_1/main', ['replicate_0/level_0/main'], false]]);
+});
+
+test('run settings from flags and the environment: a flag wins, both are recorded in done.json', () => {
+  const root = tmp();
+  const r = lth(['lottery', '--steps', '10it', '--eval-every', '10', '--levels', '1', '--root', root, '--threads', '1', '--sparse', 'on', '--json'], { LTH_FUSED: 'off', LTH_SPARSE: 'off' });
+  assert.equal(r.code, 0, r.stderr);
+  const runDir = lastJson(r.stdout).runDir as string;
+  const done = JSON.parse(fs.readFileSync(path.join(runDir, 'replicate_0/level_1/main/done.json'), 'utf8'));
+  assert.deepEqual([done.numerics.threads, done.numerics.sparse, done.numerics.fused, done.program], [1, 'on', 'off', 'graph']);
 });

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LthError } from '../core/errors.js';
-import { Dataset, labelArray, sampleArray } from './dataset.js';
+import { Dataset, labelArray, sampleArray, splitValidation } from './dataset.js';
+import type { DatasetSpec } from './spec.js';
 
 /** One CIFAR-10 binary record: a label byte, then 3×32×32 pixel bytes (R plane, G plane, B plane). */
 export const CIFAR_RECORD_BYTES = 1 + 3 * 32 * 32;
@@ -58,3 +59,19 @@ export function cifarDir(dir: string, howToGet: string): string {
   if (!fs.existsSync(dir)) throw new LthError(`cifar10: data directory '${dir}' does not exist. ${howToGet}`);
   throw new LthError(`cifar10: '${dir}' has no ${CIFAR_TEST_FILE} (nor a cifar-10-batches-bin/ with it). ${howToGet}`);
 }
+
+const CIFAR_HOW_TO_GET = 'Download the CIFAR-10 binary version (cifar-10-binary.tar.gz) from the CIFAR-10 home page, unpack it and pass --data-dir pointing at cifar-10-batches-bin/ (or its parent).';
+
+/** CIFAR-10, the official binary version, read from --data-dir. */
+export const cifar10: DatasetSpec = {
+  name: 'cifar10',
+  description: 'CIFAR-10, 50k train (45k/5k split) + 10k test, official binary version read from --data-dir',
+  sampleShape: [3, 32, 32], numClasses: 10, validationSize: 5000, howToGet: CIFAR_HOW_TO_GET,
+  load(dataDir, seed) {
+    if (!dataDir) throw new LthError(`cifar10: no data directory; pass --data-dir DIR. ${CIFAR_HOW_TO_GET}`);
+    const dir = cifarDir(dataDir, CIFAR_HOW_TO_GET);
+    const trainAll = readCifarFiles(CIFAR_TRAIN_FILES.map((f) => path.join(dir, f)));
+    const test = readCifarFiles([path.join(dir, CIFAR_TEST_FILE)]);
+    return splitValidation('cifar10', trainAll, test, Math.min(this.validationSize, Math.floor(trainAll.length / 2)), seed);
+  },
+};

@@ -135,8 +135,10 @@ function pruneLevel(
   const prunable = new Set(template.prunableNames());
   const current: Mask = new Map([...mask].filter(([n]) => prunable.has(n)));
   const sampler = new Rng(spec.seed, 'prune_data', spec.level);
+  const strategy = getStrategy(h.strategy);
   const ctx: PruningContext = {
-    layers: template.prunableLayers(), theta0, trained, mask: current, rates: pruningRates(h, template), ignore: h.ignore,
+    // A strategy that runs at initialisation never sees trained weights.
+    layers: template.prunableLayers(), theta0, trained: strategy.when === 'at_init' ? null : trained, mask: current, rates: pruningRates(h, template), ignore: h.ignore,
     rng: new Rng(spec.seed, 'prune', spec.level),
     model: () => modelSpec.build(),
     sample: (batchSize) => {
@@ -147,7 +149,7 @@ function pruneLevel(
       return { x, labels, shape: [n, ...train.sampleShape] };
     },
   };
-  return getStrategy(h.strategy).prune(ctx);
+  return strategy.prune(ctx);
 }
 
 function loadState(file: string): StateDict {

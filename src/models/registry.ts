@@ -1,105 +1,13 @@
 import { LthError } from '../core/errors.js';
-import { Conv2d, Dropout, Flatten, Linear, MaxPool2d } from '../nn/layers.js';
-import { Model } from '../nn/model.js';
-import type { Module } from '../nn/module.js';
+import { convSpecs } from './conv.js';
+import { lenet300100 } from './lenet.js';
+import type { ModelSpec } from './spec.js';
 
-/** What the paper trains a model with; used as the defaults of every run of it. */
-export interface TrainingDefaults {
-  readonly dataset: string;
-  readonly steps: string;
-  readonly batchSize: number;
-  readonly optimizer: 'adam' | 'sgd';
-  readonly lr: number;
-}
+export type { ModelSpec, TrainingDefaults } from './spec.js';
 
-export interface ModelSpec {
-  readonly name: string;
-  readonly description: string;
-  readonly training: TrainingDefaults;
-  build(): Model;
-  /** The paper's per-round pruning rate of each prunable weight ('fc1.weight' -> 0.2). */
-  pruningRates(model: Model): Map<string, number>;
-}
-
-/**
- * Rates by layer kind: `convRate` for convolution weights, `fcRate` for fully connected
- * ones, with the paper's convention that the output layer is pruned at half the fully
- * connected rate.
- */
-function ratesByKind(convRate: number, fcRate: number): (model: Model) => Map<string, number> {
-  return (model) => new Map(model.prunableLayers().map((l) => [l.name, l.output ? fcRate / 2 : l.kind === 'conv2d' ? convRate : fcRate]));
-}
-
-function mlp(name: string, sizes: number[]): Model {
-  const layers: Array<[string, Linear]> = [];
-  for (let i = 0; i + 1 < sizes.length; i++) {
-    const last = i + 2 === sizes.length;
-    layers.push([`fc${i + 1}`, new Linear(sizes[i], sizes[i + 1], last ? 'none' : 'relu')]);
-  }
-  return new Model(name, layers);
-}
-
-/**
- * The paper's Conv-2/4/6 for 3×32×32 inputs: pairs of 3×3 convolutions (stride 1, same
- * padding, ReLU), each pair followed by 2×2 max pooling, then fully connected 256, 256,
- * 10 with ReLU between. Layers are named conv1..convK, pool1.., flatten, fc1..fc3 (and
- * dropout1, dropout2 after fc1 and fc2 when `dropout` > 0), so the parameters are
- * conv1.weight, conv1.bias, ..., fc3.bias whether or not there is dropout.
- */
-function convNet(name: string, channels: number[], dropout = 0, input: readonly [number, number, number] = [3, 32, 32]): Model {
-  const layers: Array<[string, Module]> = [];
-  let [c, h, w] = input;
-  channels.forEach((out, i) => {
-    layers.push([`conv${i + 1}`, new Conv2d(c, out, 3, { padding: 'same', activation: 'relu' })]);
-    c = out;
-    if (i % 2 === 1) {
-      layers.push([`pool${(i + 1) / 2}`, new MaxPool2d(2)]);
-      h = Math.floor(h / 2);
-      w = Math.floor(w / 2);
-    }
-  });
-  layers.push(['flatten', new Flatten()]);
-  const fc = [c * h * w, 256, 256, 10];
-  for (let i = 0; i + 1 < fc.length; i++) {
-    const last = i + 2 === fc.length;
-    layers.push([`fc${i + 1}`, new Linear(fc[i], fc[i + 1], last ? 'none' : 'relu')]);
-    if (!last && dropout > 0) layers.push([`dropout${i + 1}`, new Dropout(dropout, i)]);
-  }
-  return new Model(name, layers);
-}
-
-/** Conv-2/4/6 and their dropout variants, with the paper's defaults (Figure 2 of v5). */
-function convSpecs(): ModelSpec[] {
-  const nets = [
-    { n: 2, channels: [64, 64], steps: 20000, lr: 2e-4, convRate: 0.1, weights: '4,300,992 weights, 38,592 conv' },
-    { n: 4, channels: [64, 64, 128, 128], steps: 25000, lr: 3e-4, convRate: 0.1, weights: '2,425,024 weights, 259,776 conv' },
-    { n: 6, channels: [64, 64, 128, 128, 256, 256], steps: 30000, lr: 3e-4, convRate: 0.15, weights: '2,261,184 weights, 1,144,512 conv' },
-  ];
-  const specs: ModelSpec[] = [];
-  for (const net of nets) {
-    const convs = net.channels.map((ch, i) => (i % 2 ? `${ch},pool` : `${ch}`)).join(',');
-    for (const dropout of [0, 0.5]) {
-      const name = dropout ? `conv${net.n}_dropout` : `conv${net.n}`;
-      specs.push({
-        name,
-        description: `Conv-${net.n}${dropout ? ` with dropout ${dropout} after fc1 and fc2` : ''}: 3x3 convs ${convs}, fc 256,256,10, ReLU, for CIFAR-10 (${net.weights})`,
-        training: { dataset: 'cifar10', steps: `${net.steps * (dropout ? 3 : 1)}it`, batchSize: 60, optimizer: 'adam', lr: net.lr },
-        build: () => convNet(name, net.channels, dropout),
-        pruningRates: ratesByKind(net.convRate, 0.2),
-      });
-    }
-  }
-  return specs;
-}
-
+/** Every model a user can name (--model): one file each (or a family per file), one line here. */
 const MODELS: readonly ModelSpec[] = [
-  {
-    name: 'lenet_300_100',
-    description: 'LeNet-300-100: fully connected 784-300-100-10 with ReLU (266,200 weights)',
-    training: { dataset: 'mnist', steps: '50000it', batchSize: 60, optimizer: 'adam', lr: 1.2e-3 },
-    build: () => mlp('lenet_300_100', [784, 300, 100, 10]),
-    pruningRates: ratesByKind(0.2, 0.2),
-  },
+  lenet300100,
   ...convSpecs(),
 ];
 

@@ -1,0 +1,14 @@
+import type { Splits } from './dataset.js';
+
+/** A data set a user can name (--dataset): how to load it, split by a seed, from a directory or its own files. */
+export interface DatasetSpec {
+  readonly name: string;
+  readonly description: string;
+  /** Shape of one example as the models see it. */
+  readonly sampleShape: readonly number[];
+  readonly numClasses: number;
+  readonly validationSize: number;
+  /** Where to get the files, for the error when a directory lacks them. */
+  readonly howToGet: string;
+  load(dataDir: string | undefined, seed: number): Splits;
+}

@@ -1,0 +1,28 @@
+import type { Model } from '../nn/model.js';
+
+/** What the paper trains a model with; used as the defaults of every run of it. */
+export interface TrainingDefaults {
+  readonly dataset: string;
+  readonly steps: string;
+  readonly batchSize: number;
+  readonly optimizer: 'adam' | 'sgd';
+  readonly lr: number;
+}
+
+export interface ModelSpec {
+  readonly name: string;
+  readonly description: string;
+  readonly training: TrainingDefaults;
+  build(): Model;
+  /** The paper's per-round pruning rate of each prunable weight ('fc1.weight' -> 0.2). */
+  pruningRates(model: Model): Map<string, number>;
+}
+
+/**
+ * Rates by layer kind: `convRate` for convolution weights, `fcRate` for fully connected
+ * ones, with the paper's convention that the output layer is pruned at half the fully
+ * connected rate.
+ */
+export function ratesByKind(convRate: number, fcRate: number): (model: Model) => Map<string, number> {
+  return (model) => new Map(model.prunableLayers().map((l) => [l.name, l.output ? fcRate / 2 : l.kind === 'conv2d' ? convRate : fcRate]));
+}
