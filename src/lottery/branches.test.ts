@@ -2,8 +2,9 @@
  * Every registered branch through one generic check: its stage at a pruned level starts
  * from weights that are zero wherever its mask prunes, with masks of the level mask's
  * layers and sizes, deterministically; and each branch's own promise (the ticket: θ0 ⊙ the
- * level mask; reinit: the level mask on fresh weights; random_prune: a random mask with the
- * level mask's per-layer counts).
+ * level mask; reinit: the level mask on fresh weights; random_prune and shuffle: a random
+ * mask with the level mask's per-layer counts; reinit_sign: θ0's signs with one magnitude
+ * per layer).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -31,8 +32,8 @@ test('every registered branch starts from masked weights of the right shapes, de
     freshInit: (stream) => fresh(new Rng(0, stream, 2)),
     rng: (stream) => new Rng(0, stream, 2),
   });
-  assert.deepEqual(controlNames(), ['reinit', 'random_prune']);
-  assert.throws(() => getBranch('shuffle'), /unknown branch 'shuffle'. Known: reinit, random_prune/);
+  assert.deepEqual(controlNames(), ['reinit', 'random_prune', 'reinit_sign', 'shuffle']);
+  assert.throws(() => getBranch('invert'), /unknown branch 'invert'. Known: reinit, random_prune, reinit_sign, shuffle/);
   for (const name of [MAIN, ...controlNames()]) {
     const b = getBranch(name);
     assert.ok(b.label && b.description, `${name}: a label and a description`);
@@ -49,9 +50,16 @@ test('every registered branch starts from masked weights of the right shapes, de
     const w = init.get('fc1.weight')!, t0 = theta0.get('fc1.weight')!, m = mask.get('fc1.weight')!;
     let fromTheta0 = 0, kept = 0;
     for (let i = 0; i < m.length; i++) if (m[i]) { kept++; if (w[i] === t0[i]) fromTheta0++; }
-    if (name === 'reinit') assert.equal(fromTheta0, 0, 'reinit: fresh weights');
-    else assert.equal(fromTheta0, kept, `${name}: survivors reset to θ0`);
-    if (name === 'random_prune') assert.notDeepEqual(m, levelMask.get('fc1.weight'));
+    if (name === 'reinit') {
+      assert.equal(fromTheta0, 0, 'reinit: fresh weights');
+    } else if (name === 'reinit_sign') {
+      // θ0's signs, one magnitude per layer: the RMS of the layer's θ0.
+      const rms = Math.sqrt(t0.reduce((a, v) => a + v * v, 0) / t0.length);
+      for (let i = 0; i < m.length; i++) if (m[i]) assert.ok(Math.sign(w[i]) === Math.sign(t0[i]) && Math.abs(Math.abs(w[i]) - rms) < 1e-7, `reinit_sign fc1[${i}]`);
+    } else {
+      assert.equal(fromTheta0, kept, `${name}: survivors reset to θ0`);
+    }
+    if (name === 'random_prune' || name === 'shuffle') assert.notDeepEqual(m, levelMask.get('fc1.weight'), `${name}: another mask`);
     else assert.deepEqual(mask, levelMask, `${name}: the level's mask`);
   }
 });

@@ -2,7 +2,9 @@ import { LthError } from '../core/errors.js';
 import type { Branch } from './branch.js';
 import { mainBranch } from './branches/main.js';
 import { randomPruneBranch } from './branches/random-prune.js';
+import { reinitSignBranch } from './branches/reinit-sign.js';
 import { reinitBranch } from './branches/reinit.js';
+import { shuffleBranch } from './branches/shuffle.js';
 
 /**
  * Every branch, the ticket first: one file each under branches/, one line here. The
@@ -12,6 +14,8 @@ const BRANCHES: readonly Branch[] = [
   mainBranch,
   reinitBranch,
   randomPruneBranch,
+  reinitSignBranch,
+  shuffleBranch,
 ];
 
 export const MAIN = mainBranch.name;

@@ -1,7 +1,8 @@
 import { check } from '../core/errors.js';
+import { getModel } from '../models/registry.js';
 import { canonical, hashOf, type Schema, type Values } from '../core/hparams.js';
 import { parseStep } from '../core/steps.js';
-import { strategyNames } from '../pruning/registry.js';
+import { getStrategy, strategyNames } from '../pruning/registry.js';
 import { TRAINING_SCHEMA, resolveTraining, trainingDefaults, type TrainingHparams } from '../training/hparams.js';
 import { controlNames } from './branches.js';
 
@@ -13,6 +14,8 @@ export const LOTTERY_SCHEMA = {
   rate: { type: 'number', help: "per-round pruning rate of fully connected layers (output layer at half; conv layers keep the model's rate; default: the model's, 0.2)" },
   targetDensity: { type: 'number', help: 'derive the per-round rates so that the last level has exactly this fraction of weights left', flag: 'target-density', aliases: ['density'] },
   oneShot: { type: 'boolean', help: 'one-shot pruning: train, prune straight to --density, reset, train (same as --levels 1 --target-density D)', default: false },
+  atInit: { type: 'boolean', help: 'prune θ0 before any training, straight to each of --densities (one level per density), with a strategy that prunes at initialisation (magnitude_init, snip, synflow)', default: false },
+  densities: { type: 'list', help: 'the weight densities of the --at-init levels, e.g. 0.5,0.2,0.07,0.036,0.019', default: [] },
   rewindStep: { type: 'string', help: "reset survivors to their values at this step of the dense run ('0it' = θ0, the paper)", default: '0it' },
   ignore: { type: 'list', help: 'layers global pruning leaves untouched, e.g. fc3.weight', default: [] },
   branches: { type: 'list', help: `controls trained at every pruned level: ${controlNames().join(', ')} (comma-separated; none by default)`, default: [] },
@@ -27,6 +30,9 @@ export interface LotteryHparams {
   rate?: number;
   targetDensity?: number;
   oneShot: boolean;
+  /** Prune θ0 straight to each of `densities` (level k to densities[k-1]) before any training. */
+  atInit: boolean;
+  densities: number[];
   rewindStep: string;
   ignore: string[];
   branches: string[];
@@ -39,14 +45,21 @@ export function resolveLottery(v: Values): LotteryHparams {
   const trainingValues: Values = {};
   for (const k of Object.keys(TRAINING_SCHEMA)) trainingValues[k] = v[k];
   const training = resolveTraining(trainingValues);
-  const oneShot = v.oneShot === true;
+  const oneShot = v.oneShot === true, atInit = v.atInit === true;
+  const densities = ((v.densities as string[] | undefined) ?? []).map((d) => {
+    const x = Number(d);
+    check(d.trim() !== '' && x > 0 && x < 1, `--densities: each must be a fraction in (0, 1), got '${d}'`);
+    return x;
+  });
   const h: LotteryHparams = {
     training,
-    levels: oneShot ? 1 : Number(v.levels ?? LOTTERY_SCHEMA.levels.default),
+    levels: oneShot ? 1 : atInit ? densities.length : Number(v.levels ?? LOTTERY_SCHEMA.levels.default),
     strategy: String(v.strategy ?? LOTTERY_SCHEMA.strategy.default),
     rate: v.rate === undefined ? undefined : Number(v.rate),
     targetDensity: v.targetDensity === undefined ? undefined : Number(v.targetDensity),
     oneShot,
+    atInit,
+    densities,
     rewindStep: String(v.rewindStep ?? LOTTERY_SCHEMA.rewindStep.default),
     ignore: (v.ignore as string[] | undefined) ?? [],
     branches: (v.branches as string[] | undefined) ?? [],
@@ -56,11 +69,25 @@ export function resolveLottery(v: Values): LotteryHparams {
   check(!(oneShot && v.levels !== undefined && v.levels !== 1), `--one-shot prunes once: do not combine it with --levels ${v.levels}`);
   check(!oneShot || h.targetDensity !== undefined, '--one-shot needs --density D, the fraction of weights to keep (e.g. 0.2)');
   check(Number.isInteger(h.levels) && h.levels >= 0, `--levels must be a non-negative integer, got ${h.levels}`);
+  const strategy = getStrategy(h.strategy);
+  if (atInit) {
+    check(densities.length > 0, '--at-init needs --densities, e.g. 0.5,0.2,0.07');
+    check(strategy.when === 'at_init', `--at-init needs a strategy that prunes at initialisation (${strategyNames().filter((n) => getStrategy(n).when === 'at_init').join(', ')}); ${h.strategy} prunes trained weights`);
+    check(v.levels === undefined && !oneShot && h.targetDensity === undefined && h.rate === undefined,
+      '--at-init sets each level\'s density with --densities: do not combine it with --levels, --one-shot, --target-density or --rate');
+  } else {
+    check(densities.length === 0, '--densities gives the levels of --at-init: add --at-init, or use --target-density for iterative pruning');
+  }
   if (h.rate !== undefined) check(h.rate > 0 && h.rate < 1, `--rate must be in (0, 1), got ${h.rate}`);
   if (h.targetDensity !== undefined) {
     check(h.targetDensity > 0 && h.targetDensity < 1, `--target-density must be in (0, 1), got ${h.targetDensity}`);
     check(h.levels >= 1, '--target-density needs --levels >= 1');
     check(h.rate === undefined, '--rate and --target-density both set the pruning rate; give one');
+  }
+  if (h.ignore.length > 0) {
+    const prunable = getModel(training.model).build().prunableNames();
+    for (const n of h.ignore) check(prunable.includes(n), `--ignore: ${training.model} has no prunable weight '${n}' (it has ${prunable.join(', ')})`);
+    check(strategy.global, `--ignore names layers a global strategy leaves untouched; it has no effect with --strategy ${h.strategy}`);
   }
   for (const b of h.branches) check(controlNames().includes(b), `--branches: unknown branch '${b}'. Known: ${controlNames().join(', ')}`);
   check(new Set(h.branches).size === h.branches.length, `--branches: a branch is named twice in '${h.branches.join(',')}'`);
@@ -78,9 +105,11 @@ export function runIdentity(h: LotteryHparams): Record<string, unknown> {
   const { dataDir: _dataDir, ...training } = h.training;
   const values: Values = {
     ...training, levels: h.targetDensity === undefined ? undefined : h.levels, strategy: h.strategy, rate: h.rate, targetDensity: h.targetDensity,
-    oneShot: h.oneShot, rewindStep: h.rewindStep, ignore: h.ignore,
+    oneShot: h.oneShot, atInit: h.atInit, densities: h.densities.map(String), rewindStep: h.rewindStep, ignore: h.ignore,
   };
-  const defaults: Values = { ...trainingDefaults(h.training.model), levels: undefined, strategy: 'magnitude_layerwise', oneShot: false, rewindStep: '0it', ignore: [] };
+  const defaults: Values = {
+    ...trainingDefaults(h.training.model), levels: undefined, strategy: 'magnitude_layerwise', oneShot: false, atInit: false, densities: [], rewindStep: '0it', ignore: [],
+  };
   return canonical(values, defaults);
 }
 

@@ -87,3 +87,28 @@ test('runStage on every stage in a random valid order gives the sequential run\'
   assert.throws(() => runStage(fresh, plan.find((s) => s.id === 'replicate_1/level_2/reinit')!, { context, splits: (seed) => loadSplits({ ...h.training, seed }) }),
     /stage replicate_1\/level_2\/reinit needs replicate_1\/level_1\/main, which is not finished/);
 });
+
+test('the plan of a run pruned at initialisation: each level prunes θ0 to its density, no level waits for another', () => {
+  const h = resolveLottery({ atInit: true, strategy: 'synflow', densities: ['0.5', '0.2', '0.05'], branches: ['shuffle', 'reinit'], root: tmp() });
+  assert.equal(h.levels, 3);
+  const plan = planLottery(h);
+  assert.equal(plan.length, 1 + 3 * 3);
+  for (const s of plan.filter((x) => x.level > 0)) {
+    assert.deepEqual(s.deps, [], `${s.id}: no dependency`);
+    assert.match(s.inputs, /synflow pruning of θ0 to (50\.0|20\.0|5\.0)% of the weights/);
+  }
+  assert.throws(() => resolveLottery({ atInit: true, densities: ['0.5'] }), /--at-init needs a strategy that prunes at initialisation \(magnitude_init, snip, synflow\); magnitude_layerwise prunes trained weights/);
+  assert.throws(() => resolveLottery({ atInit: true, strategy: 'snip' }), /--at-init needs --densities/);
+  assert.throws(() => resolveLottery({ strategy: 'snip', densities: ['0.5'] }), /--densities gives the levels of --at-init/);
+  assert.throws(() => resolveLottery({ atInit: true, strategy: 'snip', densities: ['0.5', '1.5'] }), /--densities: each must be a fraction in \(0, 1\), got '1.5'/);
+  assert.throws(() => resolveLottery({ atInit: true, strategy: 'snip', densities: ['0.5'], levels: 3 }), /do not combine it with --levels/);
+});
+
+test('a lottery pruned at initialisation on MNIST: each level lands on its density; its controls keep its per-layer counts', () => {
+  const h = resolveLottery({ atInit: true, strategy: 'snip', densities: ['0.3', '0.05'], branches: ['shuffle'], steps: '20it', evalEvery: 10, root: tmp() });
+  const { summary } = runLottery(h);
+  assert.equal(summary.complete, true);
+  const levels = summary.replicates[0].levels;
+  assert.ok(Math.abs(levels[1].density - 0.3) < 1e-5 && Math.abs(levels[2].density - 0.05) < 1e-5, `densities ${levels.map((l) => l.density)}`);
+  assert.ok(Math.abs(levels[2].branches.shuffle.density - 0.05) < 1e-5);
+});

@@ -39,7 +39,8 @@ export function rewinds(h: LotteryHparams): boolean {
  * (the mask of pruning level k-1's trained weights) and each control. Level k's stages all
  * depend on level k-1's ticket only (and the dense stage for its rewind weights): the
  * controls of a level and the replicates can run in parallel, the tickets of a replicate
- * form a chain.
+ * form a chain. With --at-init, level k prunes θ0 straight to the k-th density: no level
+ * depends on another.
  */
 export function planLottery(h: LotteryHparams): StageSpec[] {
   const strategy = getStrategy(h.strategy);
@@ -56,8 +57,11 @@ export function planLottery(h: LotteryHparams): StageSpec[] {
     });
     for (let k = 1; k <= h.levels; k++) {
       const prev = stagePath(r, k - 1, MAIN);
-      const deps = rewinding && k > 1 ? [prev, dense] : [prev];
-      const mask = `${strategy.name} pruning of level ${k - 1}'s trained weights`;
+      // A level pruned at initialisation needs no earlier stage (but the dense one's rewind weights).
+      const deps = h.atInit ? (rewinding ? [dense] : []) : rewinding && k > 1 ? [prev, dense] : [prev];
+      const mask = h.atInit
+        ? `${strategy.name} pruning of θ0 to ${(100 * h.densities[k - 1]).toFixed(1)}% of the weights`
+        : `${strategy.name} pruning of level ${k - 1}'s ${strategy.when === 'at_init' ? 'mask at θ0' : 'trained weights'}`;
       for (const name of [MAIN, ...h.branches]) {
         const branch = getBranch(name);
         out.push({

@@ -19,6 +19,7 @@ import { MAIN, getBranch } from './branches.js';
 import { runHash, runIdentity, type LotteryHparams } from './hparams.js';
 import type { StageSpec } from './plan.js';
 import { pruningRates } from './rates.js';
+import { ratesForTarget } from '../pruning/rates.js';
 
 /** A lottery experiment as stages see it: its hyperparameters and where its run lives. */
 export interface Experiment {
@@ -83,8 +84,10 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
   if (level === 0) {
     start = { init: theta0, mask: onesMask(theta0, model.prunableNames()) };
   } else {
-    const prev = path.join(runDir, stagePath(r, level - 1, MAIN));
-    const levelMask = pruneLevel(exp, modelSpec, model, spec, theta0, loadState(path.join(prev, FILES.final)), loadState(path.join(prev, FILES.mask)), splits);
+    const levelMask = h.atInit
+      ? pruneLevel(exp, modelSpec, model, spec, theta0, null, onesMask(theta0, model.prunableNames()), splits)
+      : pruneLevel(exp, modelSpec, model, spec, theta0, loadState(path.join(runDir, stagePath(r, level - 1, MAIN), FILES.final)),
+        loadState(path.join(runDir, stagePath(r, level - 1, MAIN), FILES.mask)), splits);
     const rewind = rewindAt > 0 ? loadState(path.join(runDir, stagePath(r, 0, MAIN), FILES.rewind)) : theta0;
     start = getBranch(spec.branch).start({
       level, seed, levelMask, rewind,
@@ -127,18 +130,24 @@ function initialState(spec: ModelSpec, seed: number, rng = new Rng(seed, 'init')
   return m.state();
 }
 
-/** The mask of pruned level k: the run's strategy applied to level k-1's ticket (`template`: the architecture, its values unused). */
+/**
+ * The mask of pruned level k: the run's strategy applied to level k-1's ticket (its trained
+ * weights and mask), or with --at-init to θ0 and the full mask, to the level's density
+ * (`template`: the architecture, its values unused).
+ */
 function pruneLevel(
-  exp: Experiment, modelSpec: ModelSpec, template: Model, spec: StageSpec, theta0: StateDict, trained: StateDict, mask: Mask, splits: Splits,
+  exp: Experiment, modelSpec: ModelSpec, template: Model, spec: StageSpec, theta0: StateDict, trained: StateDict | null, mask: Mask, splits: Splits,
 ): Mask {
   const { h } = exp;
   const prunable = new Set(template.prunableNames());
   const current: Mask = new Map([...mask].filter(([n]) => prunable.has(n)));
   const sampler = new Rng(spec.seed, 'prune_data', spec.level);
   const strategy = getStrategy(h.strategy);
+  const targetDensity = h.atInit ? h.densities[spec.level - 1] : undefined;
   const ctx: PruningContext = {
     // A strategy that runs at initialisation never sees trained weights.
-    layers: template.prunableLayers(), theta0, trained: strategy.when === 'at_init' ? null : trained, mask: current, rates: pruningRates(h, template), ignore: h.ignore,
+    layers: template.prunableLayers(), theta0, trained: strategy.when === 'at_init' ? null : trained, mask: current,
+    rates: targetDensity === undefined ? pruningRates(h, template) : atDensity(h, template, targetDensity), targetDensity, ignore: h.ignore,
     rng: new Rng(spec.seed, 'prune', spec.level),
     model: () => modelSpec.build(),
     sample: (batchSize) => {
@@ -150,6 +159,12 @@ function pruneLevel(
     },
   };
   return strategy.prune(ctx);
+}
+
+/** The model's rates scaled (keeping their ratios) to reach `density` in one round. */
+function atDensity(h: LotteryHparams, model: Model, density: number): Map<string, number> {
+  const sizes = new Map(model.namedParameters().map(([n, t]) => [n, t.size]));
+  return ratesForTarget(pruningRates(h, model), sizes, density, 1);
 }
 
 function loadState(file: string): StateDict {

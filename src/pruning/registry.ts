@@ -1,7 +1,10 @@
 import { LthError } from '../core/errors.js';
 import { magnitudeGlobal } from './strategies/magnitude-global.js';
+import { magnitudeInit } from './strategies/magnitude-init.js';
 import { magnitudeLayerwise } from './strategies/magnitude-layerwise.js';
 import { randomLayerwise } from './strategies/random-layerwise.js';
+import { snip } from './strategies/snip.js';
+import { synflow } from './strategies/synflow.js';
 import type { Strategy } from './strategy.js';
 
 /** Every pruning strategy a user can name (--strategy): one file each under strategies/, one line here. */
@@ -9,6 +12,9 @@ const STRATEGIES: readonly Strategy[] = [
   magnitudeLayerwise,
   magnitudeGlobal,
   randomLayerwise,
+  magnitudeInit,
+  snip,
+  synflow,
 ];
 
 export function strategyNames(): string[] {

@@ -1,7 +1,7 @@
 import { check } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
 import type { Model, PrunableLayer, StateDict } from '../nn/model.js';
-import type { Mask } from './mask.js';
+import { copyMask, countOnes, smallestRemainingPooled, type Mask } from './mask.js';
 
 /**
  * A pruning strategy: a pure function of what it declares it needs, returning a new mask.
@@ -15,6 +15,8 @@ export interface Strategy {
   readonly description: string;
   readonly when: 'after_training' | 'at_init';
   readonly structure: 'unstructured' | 'neurons' | 'channels';
+  /** One threshold across the layers (not in --ignore) rather than each layer at its own rate. */
+  readonly global: boolean;
   prune(ctx: PruningContext): Mask;
 }
 
@@ -30,6 +32,12 @@ export interface PruningContext {
   readonly mask: Mask;
   /** Fraction of each layer's *remaining* weights to remove ('fc1.weight' -> 0.2). */
   readonly rates: ReadonlyMap<string, number>;
+  /**
+   * When set, the fraction of all prunable weights the new mask keeps (pruning at
+   * initialisation straight to a density): a global strategy keeps exactly that many over
+   * the layers it pools; `rates` then reach it in one round, for a layerwise one.
+   */
+  readonly targetDensity?: number;
   /** Layers a global strategy leaves untouched. */
   readonly ignore: readonly string[];
   /** The strategy's own random stream (seed, 'prune', level). */
@@ -56,4 +64,39 @@ export function rateOf(ctx: Pick<PruningContext, 'rates'>, name: string): number
 export function trainedWeights(ctx: PruningContext, strategy: string): StateDict {
   check(ctx.trained !== null, `${strategy}: needs trained weights (it prunes after training)`);
   return ctx.trained;
+}
+
+/** The layers a global strategy pools: every prunable weight not in --ignore. */
+export function pooledLayers(ctx: PruningContext, strategy: string): string[] {
+  const pooled = [...ctx.mask.keys()].filter((n) => !ctx.ignore.includes(n));
+  check(pooled.length > 0, `${strategy}: every prunable layer is ignored`);
+  return pooled;
+}
+
+/**
+ * How many of the pooled layers' remaining weights a global strategy removes: down to
+ * ctx.targetDensity of all prunable weights when it is set, else the largest rate among the
+ * pooled layers of what remains.
+ */
+export function pooledRemoveCount(ctx: PruningContext, pooled: readonly string[]): number {
+  const remaining = pooled.reduce((a, n) => a + countOnes(ctx.mask.get(n)!), 0);
+  if (ctx.targetDensity === undefined) return pruneCount(Math.max(...pooled.map((n) => rateOf(ctx, n))), remaining);
+  let total = 0, keptElsewhere = 0;
+  for (const [n, m] of ctx.mask) {
+    total += m.length;
+    if (!pooled.includes(n)) keptElsewhere += countOnes(m);
+  }
+  const keep = Math.round(ctx.targetDensity * total) - keptElsewhere;
+  check(keep >= 0 && keep <= remaining, () => `pruning: cannot reach ${ctx.targetDensity} of the weights from the current mask`);
+  return remaining - keep;
+}
+
+/** A copy of ctx.mask with the `count` lowest-scored remaining weights of the pooled layers removed (scores >= 0; ties by position). */
+export function pruneLowestScores(ctx: PruningContext, scores: ReadonlyMap<string, Float32Array>, pooled: readonly string[], count: number): Mask {
+  const out = copyMask(ctx.mask);
+  const masks = pooled.map((n) => out.get(n)!);
+  smallestRemainingPooled(pooled.map((n) => scores.get(n)!), masks, count).forEach((indices, l) => {
+    for (const i of indices) masks[l][i] = 0;
+  });
+  return out;
 }

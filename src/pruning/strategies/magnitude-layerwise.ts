@@ -8,6 +8,7 @@ export const magnitudeLayerwise: Strategy = {
   description: "in each layer, the smallest |w| of the trained weights, at the layer's rate (the paper's)",
   when: 'after_training',
   structure: 'unstructured',
+  global: false,
   prune(ctx) {
     const trained = trainedWeights(ctx, this.name);
     const out = copyMask(ctx.mask);

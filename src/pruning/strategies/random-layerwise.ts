@@ -7,6 +7,7 @@ export const randomLayerwise: Strategy = {
   description: "in each layer, random weights at the layer's rate (the same counts as magnitude_layerwise)",
   when: 'after_training',
   structure: 'unstructured',
+  global: false,
   prune(ctx) {
     const out = copyMask(ctx.mask);
     for (const [name, m] of out) {

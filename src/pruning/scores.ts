@@ -1,0 +1,57 @@
+import { LthError } from '../core/errors.js';
+import type { Model, StateDict } from '../nn/model.js';
+import { linear, softmaxCrossEntropy } from '../tensor/ops.js';
+import { Tensor } from '../tensor/tensor.js';
+import type { Mask } from './mask.js';
+
+/**
+ * Saliency scores of the pruning-at-initialisation methods, computed through the model's
+ * own autograd graph (in evaluation mode: no dropout). Each returns, per masked weight,
+ * a score >= 0 per entry; the strategy keeps the highest.
+ */
+
+/** `model` holding `state` with the masked entries of its weights set to zero (and |·| of everything when `abs`). */
+function load(model: Model, state: StateDict, mask: Mask, abs = false): Model {
+  model.loadState(state, 'pruning at initialisation');
+  for (const [name, t] of model.namedParameters()) {
+    const m = mask.get(name);
+    for (let i = 0; i < t.size; i++) t.data[i] = m && m[i] === 0 ? 0 : abs ? Math.abs(t.data[i]) : t.data[i];
+  }
+  model.eval();
+  return model;
+}
+
+/** |w ⊙ ∂L/∂w| per masked weight: SNIP's connection sensitivity (Lee et al., ICLR 2019), on one batch. */
+export function snipScores(model: Model, theta: StateDict, mask: Mask, x: Tensor, labels: Int32Array): Map<string, Float32Array> {
+  load(model, theta, mask);
+  const loss = softmaxCrossEntropy(model.forward(x), labels);
+  if (!Number.isFinite(loss.data[0])) throw new LthError(`snip: the loss at θ0 is ${loss.data[0]}`);
+  loss.backward();
+  return products(model, mask);
+}
+
+/**
+ * SynFlow's synaptic saliency (Tanaka et al., NeurIPS 2020): with every parameter replaced
+ * by its absolute value and an input of ones of `sampleShape`, R = Σ outputs, and the score
+ * of a weight is |w ⊙ ∂R/∂w|. No data is used.
+ */
+export function synflowScores(model: Model, theta: StateDict, mask: Mask, sampleShape: readonly number[]): Map<string, Float32Array> {
+  load(model, theta, mask, true);
+  const size = sampleShape.reduce((a, b) => a * b, 1);
+  const out = model.forward(new Tensor(new Float32Array(size).fill(1), [1, ...sampleShape]));
+  // Σ outputs as a scalar op: the outputs times a weight of ones.
+  const r = linear(out, new Tensor(new Float32Array(out.shape[1]).fill(1), [1, out.shape[1]]), null);
+  if (!Number.isFinite(r.data[0])) throw new LthError(`synflow: R = ${r.data[0]} (the network's product of |weights| overflows float32)`);
+  r.backward();
+  return products(model, mask);
+}
+
+function products(model: Model, mask: Mask): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const [name, t] of model.namedParameters()) {
+    if (!mask.has(name)) continue;
+    const g = t.grad ?? new Float32Array(t.size);
+    out.set(name, t.data.map((w, i) => Math.abs(w * g[i])));
+  }
+  return out;
+}
