@@ -165,19 +165,26 @@ export function compareFigures(groups: CompareGroup[]): Figure[] {
 export function maskFigure(run: RunData): Figure | null {
   const m = run.mask;
   if (!m || m.levels.length === 0) return null;
-  const panels = m.levels.map((l) => ({
-    title: `level ${l.level} · ${pctLabel(l.density)}${l.finished ? '' : ' (in progress)'}`,
-    width: m.width, height: m.height, values: l.counts,
-  }));
+  // Each level on its own scale: a pixel's kept connections over the level's mean per pixel
+  // (1 = as many as average). On one absolute scale every level below ~20% of the weights
+  // is the same dark square and hides which pixels the ticket keeps.
+  const panels = m.levels.map((l) => {
+    const mean = m.max * l.layerDensity;
+    return {
+      title: `level ${l.level} · ${pctLabel(l.density)}${l.finished ? '' : ' (in progress)'}`,
+      width: m.width, height: m.height, values: l.counts.map((c) => (mean > 0 ? c / mean : 0)),
+    };
+  });
+  const top = Math.max(1, ...panels.flatMap((p) => p.values));
   const channels = m.channels > 1 ? `, summed over ${m.channels} channels` : '';
   const what = m.after ? `first fully connected layer (${m.layer}, reading ${m.after}'s ${m.channels}×${m.height}×${m.width} output)` : `first layer (${m.layer})`;
   const pixel = m.after ? 'position of the feature map' : 'input pixel';
   return {
     id: 'first-layer-mask', heading: `Mask of the ${what}`,
-    caption: `For each ${pixel}, how many of its ${m.max} connections into ${m.layer} [${m.shape.join(', ')}] survive pruning${channels} (replicate 0, main; ${m.height}×${m.width} grid). Panel titles give the level and the fraction of all prunable weights remaining.`,
+    caption: `For each ${pixel}, how many of its ${m.max} connections into ${m.layer} [${m.shape.join(', ')}] survive pruning${channels}, relative to the level's mean per ${pixel} (1: as many as average; each level on its own scale, so sparse levels show their structure too; replicate 0, main; ${m.height}×${m.width} grid). Panel titles give the level and the fraction of all prunable weights remaining; the counts are in the mask table.`,
     spec: heatmapGrid({
       title: `${m.after ? 'First fully connected layer' : 'First layer'}: connections kept per ${pixel} (${m.layer})`, subtitle: [`${describe(run)}; replicate 0${channels}`],
-      legendTitle: 'connections kept', max: m.max, panels,
+      legendTitle: 'kept / level mean', max: Math.ceil(top * 2) / 2, panels,
     }),
   };
 }
