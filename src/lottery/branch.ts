@@ -27,6 +27,8 @@ export interface BranchContext {
   readonly levelMask: Mask;
   /** The weights pruned levels reset to: θ0, or the dense run's weights at the rewind step. */
   readonly rewind: StateDict;
+  /** The trained weights of the network this level pruned (level k-1's ticket); null when levels are pruned at initialisation. */
+  readonly trained: StateDict | null;
   /** A fresh initialisation of the network, drawn from (seed, stream, level). */
   freshInit(stream: string): StateDict;
   /** A random stream of this stage, (seed, stream, level). */

@@ -4,7 +4,7 @@
  * layers and sizes, deterministically; and each branch's own promise (the ticket: θ0 ⊙ the
  * level mask; reinit: the level mask on fresh weights; random_prune and shuffle: a random
  * mask with the level mask's per-layer counts; reinit_sign: θ0's signs with one magnitude
- * per layer).
+ * per layer; finetune: the trained weights it was pruned from).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -27,13 +27,14 @@ test('every registered branch starts from masked weights of the right shapes, de
   const names = spec.build().prunableNames();
   const ones = new Map(names.map((n) => [n, new Float32Array(theta0.get(n)!.length).fill(1)]));
   const levelMask = magnitudeLayerwise.prune(testContext({ rates: spec.pruningRates(spec.build()), trained: theta0, mask: ones }));
+  const trained = fresh(new Rng(9, 'trained'));
   const ctx = (): BranchContext => ({
-    level: 2, seed: 0, levelMask, rewind: theta0,
+    level: 2, seed: 0, levelMask, rewind: theta0, trained,
     freshInit: (stream) => fresh(new Rng(0, stream, 2)),
     rng: (stream) => new Rng(0, stream, 2),
   });
-  assert.deepEqual(controlNames(), ['reinit', 'random_prune', 'reinit_sign', 'shuffle']);
-  assert.throws(() => getBranch('invert'), /unknown branch 'invert'. Known: reinit, random_prune, reinit_sign, shuffle/);
+  assert.deepEqual(controlNames(), ['reinit', 'random_prune', 'reinit_sign', 'shuffle', 'finetune']);
+  assert.throws(() => getBranch('invert'), /unknown branch 'invert'. Known: reinit, random_prune, reinit_sign, shuffle, finetune/);
   for (const name of [MAIN, ...controlNames()]) {
     const b = getBranch(name);
     assert.ok(b.label && b.description, `${name}: a label and a description`);
@@ -52,6 +53,10 @@ test('every registered branch starts from masked weights of the right shapes, de
     for (let i = 0; i < m.length; i++) if (m[i]) { kept++; if (w[i] === t0[i]) fromTheta0++; }
     if (name === 'reinit') {
       assert.equal(fromTheta0, 0, 'reinit: fresh weights');
+    } else if (name === 'finetune') {
+      const tw = trained.get('fc1.weight')!;
+      for (let i = 0; i < m.length; i++) if (m[i]) assert.equal(w[i], tw[i], `finetune fc1[${i}]: the trained weight`);
+      assert.deepEqual(init.get('fc1.bias'), trained.get('fc1.bias'), 'finetune: the trained biases');
     } else if (name === 'reinit_sign') {
       // θ0's signs, one magnitude per layer: the RMS of the layer's θ0.
       const rms = Math.sqrt(t0.reduce((a, v) => a + v * v, 0) / t0.length);

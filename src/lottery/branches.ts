@@ -1,5 +1,6 @@
 import { LthError } from '../core/errors.js';
 import type { Branch } from './branch.js';
+import { finetuneBranch } from './branches/finetune.js';
 import { mainBranch } from './branches/main.js';
 import { randomPruneBranch } from './branches/random-prune.js';
 import { reinitSignBranch } from './branches/reinit-sign.js';
@@ -16,6 +17,7 @@ const BRANCHES: readonly Branch[] = [
   randomPruneBranch,
   reinitSignBranch,
   shuffleBranch,
+  finetuneBranch,
 ];
 
 export const MAIN = mainBranch.name;

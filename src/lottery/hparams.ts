@@ -72,6 +72,7 @@ export function resolveLottery(v: Values): LotteryHparams {
   const strategy = getStrategy(h.strategy);
   if (atInit) {
     check(densities.length > 0, '--at-init needs --densities, e.g. 0.5,0.2,0.07');
+    check(!h.branches.includes('finetune'), '--branches finetune: levels pruned at initialisation have no trained weights to fine-tune');
     check(strategy.when === 'at_init', `--at-init needs a strategy that prunes at initialisation (${strategyNames().filter((n) => getStrategy(n).when === 'at_init').join(', ')}); ${h.strategy} prunes trained weights`);
     check(v.levels === undefined && !oneShot && h.targetDensity === undefined && h.rate === undefined,
       '--at-init sets each level\'s density with --densities: do not combine it with --levels, --one-shot, --target-density or --rate');

@@ -143,3 +143,19 @@ test('each stage records its program, run settings and version; masks keep their
   assert.deepEqual(mask.get('fc3.weight')!.shape, [10, 100]);
   resolveContext({}, {});
 });
+
+test('the finetune control starts from the trained weights it was pruned from, under the level\'s mask', () => {
+  const root = tmp();
+  const { runDir } = runLottery(resolveLottery({ steps: '20it', evalEvery: 10, levels: 2, branches: ['finetune'], root }));
+  for (const k of [1, 2]) {
+    const trained = load(stageDir(runDir, 0, k - 1, 'main'), FILES.final);
+    const mask = load(stageDir(runDir, 0, k, 'main'), FILES.mask);
+    const init = load(stageDir(runDir, 0, k, 'finetune'), FILES.init);
+    assert.deepEqual(load(stageDir(runDir, 0, k, 'finetune'), FILES.mask), mask, 'the ticket\'s mask');
+    for (const [n, w] of trained) {
+      const m = mask.get(n), got = init.get(n)!;
+      for (let i = 0; i < w.length; i++) assert.ok(Object.is(got[i], m && m[i] === 0 ? 0 : w[i]), `level ${k} ${n}[${i}]`);
+    }
+  }
+  assert.throws(() => resolveLottery({ atInit: true, strategy: 'snip', densities: ['0.5'], branches: ['finetune'] }), /no trained weights to fine-tune/);
+});

@@ -84,13 +84,14 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
   if (level === 0) {
     start = { init: theta0, mask: onesMask(theta0, model.prunableNames()) };
   } else {
-    const levelMask = h.atInit
-      ? pruneLevel(exp, modelSpec, model, spec, theta0, null, onesMask(theta0, model.prunableNames()), splits)
-      : pruneLevel(exp, modelSpec, model, spec, theta0, loadState(path.join(runDir, stagePath(r, level - 1, MAIN), FILES.final)),
-        loadState(path.join(runDir, stagePath(r, level - 1, MAIN), FILES.mask)), splits);
+    const prev = path.join(runDir, stagePath(r, level - 1, MAIN));
+    const trained = h.atInit ? null : loadState(path.join(prev, FILES.final));
+    const levelMask = trained
+      ? pruneLevel(exp, modelSpec, model, spec, theta0, trained, loadState(path.join(prev, FILES.mask)), splits)
+      : pruneLevel(exp, modelSpec, model, spec, theta0, null, onesMask(theta0, model.prunableNames()), splits);
     const rewind = rewindAt > 0 ? loadState(path.join(runDir, stagePath(r, 0, MAIN), FILES.rewind)) : theta0;
     start = getBranch(spec.branch).start({
-      level, seed, levelMask, rewind,
+      level, seed, levelMask, rewind, trained,
       freshInit: (stream) => initialState(modelSpec, seed, new Rng(seed, stream, level)),
       rng: (stream) => new Rng(seed, stream, level),
     });
