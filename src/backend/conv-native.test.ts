@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { referenceBackend as ref, loadNative, type Backend, type NativeAddon } from './index.js';
-import { child, prng, randomArray } from './testing.js';
+import { child, nativeChildPrelude, prng, randomArray } from './testing.js';
 
 const loaded = loadNative();
 const native: NativeAddon | null = loaded instanceof Error ? null : loaded;
@@ -239,14 +239,7 @@ const INDEX_URL = new URL('./index.js', import.meta.url).href;
 
 /** Child program: every conv kernel, native vs reference, on one odd geometry. */
 const CHECK_PROGRAM = `
-const { referenceBackend: R, loadNative, resolveContext } = await import(${JSON.stringify(INDEX_URL)});
-let N;
-try {
-  resolveContext();  // applies LTH_SIMD and LTH_THREADS
-  N = loadNative();
-} catch (e) { console.log(JSON.stringify({ error: e.message })); process.exit(0); }
-if (N instanceof Error) { console.log(JSON.stringify({ error: N.message })); process.exit(0); }
-let s = 777;
+${nativeChildPrelude(INDEX_URL)}let s = 777;
 const rnd = () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 4294967296 * 2 - 1; };
 const arr = (n) => { const a = new Float32Array(n); for (let i = 0; i < n; i++) a[i] = rnd(); return a; };
 const worst = {};

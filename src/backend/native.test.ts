@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import assert from 'node:assert/strict';
 import { referenceBackend as ref, loadNative, type NativeAddon } from './index.js';
-import { child, prng, randomArray } from './testing.js';
+import { child, nativeChildPrelude, prng, randomArray } from './testing.js';
 
 const loaded = loadNative();
 const native: NativeAddon | null = loaded instanceof Error ? null : loaded;
@@ -370,14 +370,7 @@ const INDEX_URL = new URL('./index.js', import.meta.url).href;
 /** Child program: native vs reference on random shapes, and a hash of big GEMM results. */
 const CHECK_PROGRAM = `
 import { createHash } from 'node:crypto';
-const { referenceBackend: R, loadNative, resolveContext } = await import(${JSON.stringify(INDEX_URL)});
-let N;
-try {
-  resolveContext();  // applies LTH_SIMD and LTH_THREADS
-  N = loadNative();
-} catch (e) { console.log(JSON.stringify({ error: e.message })); process.exit(0); }
-if (N instanceof Error) { console.log(JSON.stringify({ error: N.message })); process.exit(0); }
-const full = process.env.LTH_TEST_CHECK === 'full';
+${nativeChildPrelude(INDEX_URL)}const full = process.env.LTH_TEST_CHECK === 'full';
 let s = 12345;
 const rnd = () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 4294967296 * 2 - 1; };
 const arr = (n) => { const a = new Float32Array(n); for (let i = 0; i < n; i++) a[i] = rnd(); return a; };

@@ -42,3 +42,20 @@ export function child(env: Record<string, string>, code: string): Promise<Record
     });
   });
 }
+
+/**
+ * The start of a child program (for `child`) that loads this package's backend index from
+ * `indexUrl` as R (reference) and N (native, with the run context resolved from the child's
+ * LTH_* variables), or prints {error} and exits.
+ */
+export function nativeChildPrelude(indexUrl: string): string {
+  return `
+const { referenceBackend: R, loadNative, resolveContext } = await import(${JSON.stringify(indexUrl)});
+let N;
+try {
+  resolveContext();  // applies LTH_SIMD and LTH_THREADS
+  N = loadNative();
+} catch (e) { console.log(JSON.stringify({ error: e.message })); process.exit(0); }
+if (N instanceof Error) { console.log(JSON.stringify({ error: N.message })); process.exit(0); }
+`;
+}
