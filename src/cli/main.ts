@@ -6,6 +6,7 @@ import { TRAINING_SCHEMA, resolveTraining } from '../training/hparams.js';
 import { runTraining } from '../training/run.js';
 import { LOTTERY_SCHEMA, resolveLottery, runHash } from '../lottery/hparams.js';
 import { describePlan, listRuns, runLottery } from '../lottery/runner.js';
+import { repairRun, verifyRun } from '../lottery/verify.js';
 import { helpText, parseArgs } from './args.js';
 import { Progress, bar, formatEta } from './progress.js';
 
@@ -17,6 +18,9 @@ Usage:
   lth ls      [--root D]  list lottery runs with their hyperparameters and progress
   lth report  <run-dir> [--out DIR] [--compare RUN2,...]
                           figures and an HTML report of a run (finished or not)
+  lth verify  <run-dir> [--repair]
+                          check every finished stage's files against the checksums in its
+                          done.json; --repair redoes the damaged stages and those after them
 
 Run settings (how lth computes, never what; recorded with every stage): --threads N,
 --backend native|reference, --simd avx512|avx2|scalar, --sparse auto|on|off,
@@ -178,15 +182,53 @@ function cmdLs(argv: string[]): void {
   }
 }
 
+const VERIFY_SCHEMA = {
+  repair: { type: 'boolean', help: 'redo the damaged stages and every stage that depends on them, then finish the run', default: false },
+  ...SETTINGS_SCHEMA,
+} as const satisfies Schema;
+
+function cmdVerify(argv: string[]): void {
+  const { values, positional, common } = parseArgs(argv, VERIFY_SCHEMA);
+  if (common.help) {
+    console.log(helpText('Usage: lth verify <run-dir> [--repair]', VERIFY_SCHEMA));
+    return;
+  }
+  if (positional.length !== 1) throw new LthError(`verify: expected one run directory, got ${positional.length ? positional.join(' ') : 'none'}`);
+  const runDir = positional[0];
+  const repair = values.repair === true;
+  delete values.repair;
+  const context = contextFrom(values);
+  const checks = verifyRun(runDir);
+  const damaged = checks.filter((c) => c.state === 'damaged');
+  if (!repair) {
+    if (common.json) printJson({ runDir, stages: checks });
+    else {
+      console.log(`${runDir}: ${checks.filter((c) => c.state === 'whole').length} stages whole, ${damaged.length} damaged, ${checks.filter((c) => c.state === 'unfinished').length} unfinished`);
+      for (const c of damaged) console.log(`damaged ${c.id}: ${c.problems.join('; ')}`);
+      if (damaged.length) console.log(`lth verify ${runDir} --repair redoes them and the stages after them`);
+    }
+    if (damaged.length) process.exitCode = 1;
+    return;
+  }
+  const progress = new Progress(common.json);
+  for (const c of damaged) progress.log(`damaged ${c.id}: ${c.problems.join('; ')}`);
+  const { redone, summary } = repairRun(runDir, {
+    context, onStage: (s, skipped) => { if (!skipped) progress.log(`redone: replicate ${s.replicate} level ${s.level} ${s.stage}`); },
+  });
+  if (common.json) printJson({ runDir, redone, complete: summary.complete });
+  else console.log(`${redone.length} stage(s) redone; results: ${runDir}/summary.json${summary.complete ? '' : ' (incomplete)'}`);
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'train': return cmdTrain(rest);
     case 'lottery': return cmdLottery(rest);
     case 'ls': return cmdLs(rest);
+    case 'verify': return cmdVerify(rest);
     case 'report': return (await import('./report-command.js')).cmdReport(rest);
     case undefined: case '--help': case 'help': console.log(USAGE); return;
-    default: throw new LthError(`unknown command '${command}'. Known: train, lottery, ls, report`);
+    default: throw new LthError(`unknown command '${command}'. Known: train, lottery, ls, report, verify`);
   }
 }
 

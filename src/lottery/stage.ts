@@ -11,7 +11,7 @@ import { density, onesMask, type Mask } from '../pruning/mask.js';
 import { getStrategy } from '../pruning/registry.js';
 import type { PruningContext } from '../pruning/strategy.js';
 import { writeFileAtomic, writeJsonAtomic } from '../store/atomic.js';
-import { FILES, readDone, stagePath, type StageResult } from '../store/layout.js';
+import { FILES, readDone, stageChecksums, stagePath, verifyStage, type StageResult } from '../store/layout.js';
 import { loadSafetensors, saveSafetensors } from '../store/safetensors.js';
 import { metricsCsv } from '../training/run.js';
 import { iterationsPerEpoch, train, type EvalPoint } from '../training/train.js';
@@ -70,9 +70,14 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
   const { h, runDir } = exp;
   const dir = path.join(runDir, spec.id);
   const existing = readDone(dir);
-  if (existing) return { result: existing, skipped: true };
+  if (existing) {
+    checkWhole(exp, spec.id, existing);
+    return { result: existing, skipped: true };
+  }
   for (const dep of spec.deps) {
-    if (!readDone(path.join(runDir, dep))) throw new LthError(`stage ${spec.id} needs ${dep}, which is not finished`);
+    const done = readDone(path.join(runDir, dep));
+    if (!done) throw new LthError(`stage ${spec.id} needs ${dep}, which is not finished`);
+    checkWhole(exp, dep, done);
   }
   const { replicate: r, seed, level } = spec;
   const splits = opts.splits(seed);
@@ -119,9 +124,18 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
     earlyStopValAccuracy: result.earlyStop.valAccuracy, earlyStopTestAccuracy: result.earlyStop.testAccuracy,
     finalTestAccuracy: result.final.testAccuracy, seconds: result.seconds, backend: opts.context.settings.backend,
     program: result.program, numerics: describeSettings(opts.context.settings), lth: LTH_VERSION,
+    files: stageChecksums(dir),
   };
   writeJsonAtomic(path.join(dir, FILES.done), done);
   return { result: done, skipped: false };
+}
+
+/** A finished stage's files as they were when it finished, or an LthError saying what is damaged and how to redo it. */
+function checkWhole(exp: Experiment, id: string, done: StageResult): void {
+  const problems = verifyStage(path.join(exp.runDir, id), done);
+  if (problems.length) {
+    throw new LthError(`finished stage ${id} is damaged: ${problems.join('; ')}. 'lth verify ${exp.runDir} --repair' redoes it and the stages after it`);
+  }
 }
 
 /** θ0 of a replicate: the model's initialisation drawn from (seed, 'init'), or from `rng`. */

@@ -1,21 +1,48 @@
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 /**
- * Writes a file so that readers see either the old content or the whole new one:
- * write to a temporary name in the same directory, fsync, rename over the target.
+ * Writes a file so that readers see either the old content or the whole new one: write
+ * to a temporary name in the same directory (unique across hosts and processes sharing
+ * the directory), fsync, rename over the target, fsync the directory (so the rename
+ * itself survives a crash).
  */
 export function writeFileAtomic(file: string, data: string | Uint8Array): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
+  const dir = path.dirname(file);
+  fs.mkdirSync(dir, { recursive: true });
+  const tmp = `${file}.tmp-${os.hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
   const fd = fs.openSync(tmp, 'w');
   try {
     fs.writeFileSync(fd, data);
     fs.fsyncSync(fd);
-  } finally {
+  } catch (e) {
     fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw e;
   }
+  fs.closeSync(fd);
   fs.renameSync(tmp, file);
+  syncDirectory(dir);
+}
+
+/** fsync of a directory, where the platform allows it (not on Windows). */
+function syncDirectory(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch {
+    // A directory cannot be opened or synced here: the rename is as durable as the platform makes it.
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+/** SHA-256 of a file's bytes, in hex. */
+export function sha256File(file: string): string {
+  return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }
 
 export function writeJsonAtomic(file: string, value: unknown): void {

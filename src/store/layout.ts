@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { readJson } from './atomic.js';
+import { LthError } from '../core/errors.js';
+import { readJson, sha256File } from './atomic.js';
 
 /**
  * On-disk layout of a lottery run (names are frozen: other tools read them):
@@ -56,11 +57,49 @@ export interface StageResult {
   numerics?: Record<string, string | number>;
   /** The lth version that computed it. */
   lth?: string;
+  /** SHA-256 of every other file of the stage, by name, when done.json was written (absent in stages of older versions). */
+  files?: Record<string, string>;
 }
 
+/** A stage's done.json, or null while the stage is unfinished; a damaged done.json is an LthError naming it. */
 export function readDone(dir: string): StageResult | null {
   const file = path.join(dir, FILES.done);
-  return fs.existsSync(file) ? readJson<StageResult>(file) : null;
+  if (!fs.existsSync(file)) return null;
+  let done: StageResult;
+  try {
+    done = readJson<StageResult>(file);
+  } catch (e) {
+    throw new LthError(`${file} is damaged (${(e as Error).message}); 'lth verify <run-dir> --repair' redoes its stage`);
+  }
+  if (!done || typeof done !== 'object' || typeof done.level !== 'number' || typeof done.stage !== 'string') {
+    throw new LthError(`${file} is damaged (not a stage's results); 'lth verify <run-dir> --repair' redoes its stage`);
+  }
+  return done;
+}
+
+/**
+ * What is wrong with a finished stage's files: each file done.json lists must be there with
+ * the SHA-256 it had when the stage finished. Empty when the stage is whole (or when its
+ * done.json, written by an older version, lists no files).
+ */
+export function verifyStage(dir: string, done: StageResult): string[] {
+  const problems: string[] = [];
+  for (const [name, sum] of Object.entries(done.files ?? {})) {
+    const file = path.join(dir, name);
+    if (!fs.existsSync(file)) problems.push(`${file} is missing`);
+    else if (sha256File(file) !== sum) problems.push(`${file} is damaged (its SHA-256 differs from the one recorded when the stage finished)`);
+  }
+  return problems;
+}
+
+/** done.json's `files`: the SHA-256 of every file now in a stage directory but done.json and temporaries. */
+export function stageChecksums(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of fs.readdirSync(dir).sort()) {
+    if (name === FILES.done || name.includes('.tmp-')) continue;
+    out[name] = sha256File(path.join(dir, name));
+  }
+  return out;
 }
 
 /** One row of metrics.csv per (iteration, metric name). */

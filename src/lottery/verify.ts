@@ -1,0 +1,66 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { LthError } from '../core/errors.js';
+import { readJson } from '../store/atomic.js';
+import { FILES, readDone, verifyStage } from '../store/layout.js';
+import { runHash, type LotteryHparams } from './hparams.js';
+import { planLottery } from './plan.js';
+import { runLottery, type LotteryOptions } from './runner.js';
+import type { LotterySummary } from './summary.js';
+
+export interface StageCheck {
+  readonly id: string;
+  readonly state: 'whole' | 'damaged' | 'unfinished';
+  readonly problems: readonly string[];
+}
+
+/** The hyperparameters a run directory was made with (its hparams.json), its root being where it is now. */
+export function runOf(runDir: string): LotteryHparams {
+  const file = path.join(runDir, FILES.hparams);
+  if (!fs.existsSync(file)) throw new LthError(`${runDir} is not a lottery run directory (expected ${FILES.hparams} in it; run directories are <root>/<hash>, see 'lth ls')`);
+  let hp: { resolved?: LotteryHparams };
+  try {
+    hp = readJson(file);
+  } catch (e) {
+    throw new LthError(`${file} is damaged (${(e as Error).message})`);
+  }
+  if (!hp.resolved || typeof hp.resolved.levels !== 'number') throw new LthError(`${file} is not a lottery run's hyperparameters`);
+  const h: LotteryHparams = { ...hp.resolved, root: path.dirname(path.resolve(runDir)) };
+  if (runHash(h) !== path.basename(path.resolve(runDir))) {
+    throw new LthError(`${runDir}: its hyperparameters name another run (${runHash(h)}): the directory was renamed, or ${file} was changed`);
+  }
+  return h;
+}
+
+/** Every stage of a run's plan with its state: whole, damaged (a file missing or changed, or done.json unreadable) or unfinished. */
+export function verifyRun(runDir: string): StageCheck[] {
+  const h = runOf(runDir);
+  return planLottery(h).map((s) => {
+    const dir = path.join(runDir, s.id);
+    try {
+      const done = readDone(dir);
+      if (!done) return { id: s.id, state: 'unfinished', problems: [] };
+      const problems = verifyStage(dir, done);
+      return { id: s.id, state: problems.length ? 'damaged' : 'whole', problems };
+    } catch (e) {
+      if (!(e instanceof LthError)) throw e;
+      return { id: s.id, state: 'damaged', problems: [e.message] };
+    }
+  });
+}
+
+/**
+ * Redoes exactly the damaged stages of a run and every stage that depends on one of them,
+ * directly or not (their results were computed from damaged files or will be recomputed
+ * from redone ones), then finishes the run: the same stages give the same bytes, so the
+ * repaired run equals the undamaged one. Returns the ids removed and redone.
+ */
+export function repairRun(runDir: string, opts: LotteryOptions = {}): { redone: string[]; summary: LotterySummary } {
+  const h = runOf(runDir);
+  const damaged = new Set(verifyRun(runDir).filter((c) => c.state === 'damaged').map((c) => c.id));
+  const redo = new Set<string>();
+  for (const s of planLottery(h)) if (damaged.has(s.id) || s.deps.some((d) => redo.has(d))) redo.add(s.id);
+  for (const id of redo) fs.rmSync(path.join(runDir, id), { recursive: true, force: true });
+  const { summary } = runLottery(h, opts);
+  return { redone: [...redo], summary };
+}
