@@ -13,6 +13,9 @@
 
 #include <node_api.h>
 
+#include <atomic>
+#include <csignal>
+
 #include <cmath>
 #include <cstring>
 #include <mutex>
@@ -138,6 +141,37 @@ napi_value HoldCore(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
+// ------------------------------------------------------------------ stop signals
+
+// A training run is synchronous JavaScript: a signal handler registered with process.on()
+// would run only after it. watchStopSignals() installs C handlers instead: the first
+// SIGINT or SIGTERM is recorded (stopSignal() reads it at the run's next safe point); a
+// second SIGINT or SIGTERM restores the default action and re-raises it, stopping the
+// process at once.
+std::atomic<int> gStopSignal{0};
+
+void on_stop_signal(int signo) {
+  if (gStopSignal.exchange(signo) != 0) {
+    std::signal(signo, SIG_DFL);
+    std::raise(signo);
+  }
+}
+
+napi_value WatchStopSignals(napi_env env, napi_callback_info) {
+#ifdef __unix__
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+#endif
+  return undefined_value(env);
+}
+
+// stopSignal() -> the number of the stop signal received since watchStopSignals(), or 0.
+napi_value StopSignal(napi_env env, napi_callback_info) { return lth::number_value(env, gStopSignal.load()); }
+
 }  // namespace
 
 NAPI_MODULE_INIT() {
@@ -145,7 +179,7 @@ NAPI_MODULE_INIT() {
   static constexpr lth::Export kExports[] = {
       {"simdPath", SimdPath},       {"setSimd", SetSimd},         {"setThreads", SetThreads},
       {"getThreads", GetThreads},   {"threadsHere", ThreadsHere}, {"serialThread", SerialThread},
-      {"holdCore", HoldCore},
+      {"holdCore", HoldCore},       {"watchStopSignals", WatchStopSignals}, {"stopSignal", StopSignal},
   };
   if (!lth::define_exports(env, exports, kExports)) return nullptr;
   if (!lth::register_gemm(env, exports) || !lth::register_elementwise(env, exports) ||

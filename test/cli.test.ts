@@ -121,3 +121,36 @@ test('run settings from flags and the environment: a flag wins, both are recorde
   const done = JSON.parse(fs.readFileSync(path.join(runDir, 'replicate_0/level_1/main/done.json'), 'utf8'));
   assert.deepEqual([done.numerics.threads, done.numerics.sparse, done.numerics.fused, done.program], [1, 'on', 'off', 'graph']);
 });
+
+test('SIGINT stops a lottery run at a safe point with a one-line message; the same command resumes it', async () => {
+  const args = ['lottery', '--steps', '1500it', '--eval-every', '50', '--levels', '2'];
+  const root = tmp();
+  const child = spawn(process.execPath, [cli, ...args, '--root', root], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const stage = (k: number) => {
+    const runs = fs.readdirSync(root).filter((d) => fs.existsSync(path.join(root, d, 'replicate_0')));
+    return runs.length ? path.join(root, runs[0], 'replicate_0', `level_${k}`, 'main') : null;
+  };
+  // Interrupt once level 1 has started (its mask is written) but not finished.
+  await new Promise<void>((resolve, reject) => {
+    const poll = setInterval(() => {
+      const dir = stage(1);
+      if (dir && fs.existsSync(path.join(dir, 'mask.safetensors')) && !fs.existsSync(path.join(dir, 'done.json'))) {
+        clearInterval(poll);
+        child.kill('SIGINT');
+        resolve();
+      }
+    }, 5);
+    child.on('exit', () => { clearInterval(poll); reject(new Error('the run finished before it could be interrupted')); });
+  });
+  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  assert.equal(code, 130, stderr);
+  assert.match(stderr, /^lth: stopped by SIGINT at a safe point; every finished stage is kept: run the same command again to resume$/m);
+  assert.doesNotMatch(stderr, /\n\s+at /, 'no stack');
+  assert.ok(fs.existsSync(path.join(stage(0)!, 'done.json')), 'the finished stage is kept');
+  assert.ok(!fs.existsSync(path.join(stage(1)!, 'done.json')), 'stopped inside level 1');
+  const resumed = lth([...args, '--root', root, '--json']);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.equal(lastJson(resumed.stdout).complete, true);
+});

@@ -7,3 +7,4 @@ export {
   resolveContext, contextFor, activeContext, getBackend, describeSettings,
   type RunContext, type RunSettings, type SettingsRequest, type SparseMode, type FusedMode,
 } from './context.js';
+export { watchStop } from './stop.js';

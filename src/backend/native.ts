@@ -26,6 +26,10 @@ export interface NativeAddon extends Backend {
   serialThread(): void;
   /** While on, the calling thread holds a core: kernels called on other threads use at most the cores left; released when the thread exits. */
   holdCore(on: boolean): void;
+  /** From now on the first SIGINT or SIGTERM is recorded (stopSignal) instead of ending the process; a second one ends it at once. */
+  watchStopSignals(): void;
+  /** The signal number recorded since watchStopSignals(), or 0. */
+  stopSignal(): number;
   readonly sparseMlp: SparseMlpKernels;
 }
 

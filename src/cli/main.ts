@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-import { LthError } from '../core/errors.js';
-import { resolveContext, type RunContext } from '../backend/index.js';
+import { LthError, Stopped } from '../core/errors.js';
+import { resolveContext, watchStop, type RunContext } from '../backend/index.js';
 import type { Schema, Values } from '../core/hparams.js';
 import { TRAINING_SCHEMA, resolveTraining } from '../training/hparams.js';
 import { runTraining } from '../training/run.js';
@@ -71,7 +71,7 @@ function cmdTrain(argv: string[]): void {
   progress.log(`lth train: ${h.model} on ${h.dataset}, ${h.steps}, batch ${h.batchSize}, ${h.optimizer} lr ${h.lr}, seed ${h.seed}, ${describeContext(context)}`);
   const started = Date.now();
   const result = runTraining(h, {
-    out, context,
+    out, context, stopRequested: watchStop(),
     onEval: (p, total) => {
       const elapsed = (Date.now() - started) / 1000;
       const eta = p.iteration > 0 ? (elapsed / p.iteration) * (total - p.iteration) : NaN;
@@ -128,7 +128,7 @@ async function cmdLottery(argv: string[]): Promise<void> {
   const started = Date.now();
   let stagesDone = 0, itersDone = 0, itersInStage = 0;
   const { runDir, summary } = runLottery(h, {
-    context,
+    context, stopRequested: watchStop(),
     onStage: (s, skipped) => {
       stagesDone++;
       if (!skipped) { itersDone += s.iterations; itersInStage = 0; }
@@ -213,7 +213,7 @@ function cmdVerify(argv: string[]): void {
   const progress = new Progress(common.json);
   for (const c of damaged) progress.log(`damaged ${c.id}: ${c.problems.join('; ')}`);
   const { redone, summary } = repairRun(runDir, {
-    context, onStage: (s, skipped) => { if (!skipped) progress.log(`redone: replicate ${s.replicate} level ${s.level} ${s.stage}`); },
+    context, stopRequested: watchStop(), onStage: (s, skipped) => { if (!skipped) progress.log(`redone: replicate ${s.replicate} level ${s.level} ${s.stage}`); },
   });
   if (common.json) printJson({ runDir, redone, complete: summary.complete });
   else console.log(`${redone.length} stage(s) redone; results: ${runDir}/summary.json${summary.complete ? '' : ' (incomplete)'}`);
@@ -233,6 +233,11 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {
+  if (e instanceof Stopped) {
+    process.stderr.write(`\nlth: ${e.message}\n`);
+    process.exitCode = 130;
+    return;
+  }
   if (e instanceof LthError) {
     process.stderr.write(`lth: error: ${e.message}\n`);
     process.exitCode = 2;

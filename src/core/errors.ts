@@ -14,3 +14,14 @@ export class LthError extends Error {
 export function check(condition: unknown, message: string | (() => string)): asserts condition {
   if (!condition) throw new LthError(typeof message === 'string' ? message : message());
 }
+
+/**
+ * A run stopped at a safe point because the user asked (SIGINT, SIGTERM): nothing finished
+ * is lost, and the same command resumes it. The CLI prints the message and exits with 130.
+ */
+export class Stopped extends LthError {
+  constructor(readonly reason: string) {
+    super(`stopped by ${reason} at a safe point; every finished stage is kept: run the same command again to resume`);
+    this.name = 'Stopped';
+  }
+}

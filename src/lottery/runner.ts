@@ -19,6 +19,8 @@ export interface LotteryOptions {
   onStage?: (result: StageResult, skipped: boolean) => void;
   /** The run settings; default: the active context. */
   context?: RunContext;
+  /** Asked between stages and during training: a reason (e.g. 'SIGINT') stops the run with a Stopped error. */
+  stopRequested?: () => string | null;
 }
 
 /** What a run's hparams.json holds: the hyperparameters that name it, all of them resolved, and its branches' names and labels. */
@@ -65,7 +67,7 @@ export function runLottery(h: LotteryHparams, opts: LotteryOptions = {}): { runD
     return loaded.splits;
   };
   for (const spec of planLottery(h)) {
-    const { result, skipped } = runStage(exp, spec, { context, splits, onProgress: opts.onProgress });
+    const { result, skipped } = runStage(exp, spec, { context, splits, onProgress: opts.onProgress, stopRequested: opts.stopRequested });
     opts.onStage?.(result, skipped);
     if (!skipped) summarizeRun(exp);
   }

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describeSettings, type RunContext } from '../backend/index.js';
-import { LthError, check } from '../core/errors.js';
+import { LthError, Stopped, check } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import { parseStep, stepToIterations } from '../core/steps.js';
 import { LTH_VERSION } from '../core/version.js';
@@ -47,6 +47,8 @@ export interface StageOptions {
   /** The data set split by a replicate's seed (an executor keeps them loaded). */
   readonly splits: (seed: number) => Splits;
   readonly onProgress?: (p: LotteryProgress) => void;
+  /** Asked before and during training: a reason stops the stage (unfinished) with a Stopped error. */
+  readonly stopRequested?: () => string | null;
 }
 
 /** The training budget and the rewind step in iterations, checked against each other. */
@@ -74,6 +76,8 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
     checkWhole(exp, spec.id, existing);
     return { result: existing, skipped: true };
   }
+  const stop = opts.stopRequested?.();
+  if (stop) throw new Stopped(stop);
   for (const dep of spec.deps) {
     const done = readDone(path.join(runDir, dep));
     if (!done) throw new LthError(`stage ${spec.id} needs ${dep}, which is not finished`);
@@ -112,7 +116,7 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
     optimizer: { name: h.training.optimizer, lr: h.training.lr, momentum: h.training.momentum, weightDecay: h.training.weightDecay },
     onEval: (point) => opts.onProgress?.({ replicate: r, level, stage: spec.branch, density: maskDensity, point, iterations }),
     keepStateAt: spec.keepRewind ? rewindAt : undefined,
-    context: opts.context,
+    context: opts.context, stopRequested: opts.stopRequested,
   });
   if (result.keptState) saveTensors(path.join(dir, FILES.rewind), result.keptState, shapes);
   saveTensors(path.join(dir, FILES.final), model.state(), shapes);

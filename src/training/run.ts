@@ -72,6 +72,8 @@ export interface RunTrainingOptions {
   readonly onEval?: (point: EvalPoint, iterations: number) => void;
   /** The run settings; default: the active context. */
   readonly context?: RunContext;
+  /** Asked during training: a reason stops it with a Stopped error (nothing is written). */
+  readonly stopRequested?: () => string | null;
 }
 
 /** Trains one dense model from scratch: `lth train`. */
@@ -84,7 +86,7 @@ export function runTraining(h: TrainingHparams, opts: RunTrainingOptions = {}): 
   const result = train({
     model, data, iterations, batchSize: h.batchSize, seed: h.seed, evalEvery: h.evalEvery,
     optimizer: { name: h.optimizer, lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay },
-    onEval: (p) => opts.onEval?.(p, iterations), context,
+    onEval: (p) => opts.onEval?.(p, iterations), context, stopRequested: opts.stopRequested,
   });
   const summary = summarize(h, iterations, result, context);
   if (opts.out) {

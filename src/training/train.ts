@@ -1,5 +1,5 @@
 import { activeContext, type RunContext } from '../backend/index.js';
-import { LthError, check } from '../core/errors.js';
+import { LthError, Stopped, check } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import type { Splits } from '../data/dataset.js';
 import type { Model, StateDict } from '../nn/model.js';
@@ -38,6 +38,8 @@ export interface TrainOptions {
   readonly backgroundEval?: boolean;
   /** The run settings (backend, threads, sparse and fused modes); default: the active context. */
   readonly context?: RunContext;
+  /** Asked between runs of steps: a reason (e.g. 'SIGINT') stops training with a Stopped error. */
+  readonly stopRequested?: () => string | null;
 }
 
 export interface TrainResult {
@@ -121,6 +123,8 @@ export function train(opts: TrainOptions): TrainResult {
         throw new LthError(`training diverged: loss is ${loss} at iteration ${it + ran - 1} (learning rate ${opts.optimizer.lr} too high?)`);
       }
       it += ran;
+      const stop = opts.stopRequested?.();
+      if (stop) throw new Stopped(stop);
       if (it === opts.keepStateAt) keptState = program.state();
       if (it % evalEvery === 0 || it === iterations) evalNow(it);
       if (background) background.poll().forEach(deliver);
