@@ -154,3 +154,27 @@ test('SIGINT stops a lottery run at a safe point with a one-line message; the sa
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.equal(lastJson(resumed.stdout).complete, true);
 });
+
+test('the machine\'s failures are clear errors with status 3 and no stack: a file in place of a directory', () => {
+  const file = path.join(tmp(), 'not-a-dir');
+  fs.writeFileSync(file, 'x');
+  for (const args of [['lottery', '--steps', '10it', '--levels', '1', '--root', file], ['train', '--steps', '10it', '--out', path.join(file, 'out')]]) {
+    const r = lth(args);
+    assert.equal(r.code, 3, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /^lth: error: cannot mkdir .*not-a-dir.* \(ENOTDIR\): a file stands where a directory is needed/m);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+    assert.doesNotMatch(r.stderr, /it 10\/10/, 'nothing trained first');
+  }
+});
+
+test('extending a run with other run settings says so', () => {
+  const root = tmp();
+  const base = ['lottery', '--steps', '10it', '--eval-every', '10', '--root', root];
+  assert.equal(lth([...base, '--levels', '1', '--threads', '1']).code, 0);
+  const r = lth([...base, '--levels', '2', '--threads', '2']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /lth: warning: this run's finished stages were computed with threads 1 \(now 2\): new stages may differ from them in the last bits/);
+  const same = ['lottery', '--steps', '10it', '--eval-every', '10', '--root', tmp(), '--threads', '2'];
+  assert.equal(lth([...same, '--levels', '1']).code, 0);
+  assert.doesNotMatch(lth([...same, '--levels', '2']).stderr, /warning/, 'no warning when nothing differs');
+});

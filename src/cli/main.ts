@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import fs from 'node:fs';
 import { LthError, Stopped } from '../core/errors.js';
 import { resolveContext, watchStop, type RunContext } from '../backend/index.js';
 import type { Schema, Values } from '../core/hparams.js';
@@ -67,6 +68,8 @@ function cmdTrain(argv: string[]): void {
   delete values.out;
   const context = contextFrom(values);
   const h = resolveTraining(values);
+  // Where the results go must be writable before any training starts.
+  if (out) fs.mkdirSync(out, { recursive: true });
   const progress = new Progress(common.json);
   progress.log(`lth train: ${h.model} on ${h.dataset}, ${h.steps}, batch ${h.batchSize}, ${h.optimizer} lr ${h.lr}, seed ${h.seed}, ${describeContext(context)}`);
   const started = Date.now();
@@ -232,7 +235,37 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
+/** What to do about a failure of the machine rather than of lth or its user, by error code. */
+const ENVIRONMENT_HINTS: Readonly<Record<string, string>> = {
+  ENOSPC: 'the disk is full: free some space and run the same command again (finished stages are kept)',
+  EDQUOT: 'the disk quota is used up: free some space and run the same command again (finished stages are kept)',
+  EROFS: 'the file system is read-only: choose a writable place (--root, --out)',
+  EACCES: 'permission denied: choose a place you may write to (--root, --out), or change its permissions',
+  EPERM: 'operation not permitted: choose a place you may write to (--root, --out)',
+  ENOTDIR: 'a file stands where a directory is needed: choose another path (--root, --out) or move the file',
+  EISDIR: 'a directory stands where a file is needed: choose another path',
+  EEXIST: 'a file or directory is in the way: choose another path or remove it',
+  ENOENT: 'a file or directory is missing',
+  EMFILE: 'too many open files: raise the limit (ulimit -n) and run the same command again',
+  EIO: 'an input/output error from the disk: check the device, then run the same command again',
+};
+
+/** `lth: error:` text for a file-system failure (a Node.js error with a known code), or null for anything else. */
+function environmentError(e: unknown): string | null {
+  const err = e as NodeJS.ErrnoException;
+  if (!(e instanceof Error) || typeof err.code !== 'string' || !(err.code in ENVIRONMENT_HINTS)) return null;
+  const dest = (err as { dest?: string }).dest;
+  const where = err.path ? ` ${err.path}${dest ? ` -> ${dest}` : ''}` : '';
+  return `cannot ${err.syscall ?? 'access'}${where} (${err.code}): ${ENVIRONMENT_HINTS[err.code]}`;
+}
+
 main(process.argv.slice(2)).catch((e: unknown) => {
+  const environment = environmentError(e);
+  if (environment) {
+    process.stderr.write(`lth: error: ${environment}\n`);
+    process.exitCode = 3;
+    return;
+  }
   if (e instanceof Stopped) {
     process.stderr.write(`\nlth: ${e.message}\n`);
     process.exitCode = 130;

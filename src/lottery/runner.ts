@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { activeContext, type RunContext } from '../backend/index.js';
+import { activeContext, describeSettings, type RunContext } from '../backend/index.js';
+import { LthError } from '../core/errors.js';
+import { LTH_VERSION } from '../core/version.js';
 import type { Splits } from '../data/dataset.js';
 import { writeJsonAtomic } from '../store/atomic.js';
 import { FILES, listStages, type StageResult } from '../store/layout.js';
@@ -21,6 +23,34 @@ export interface LotteryOptions {
   context?: RunContext;
   /** Asked between stages and during training: a reason (e.g. 'SIGINT') stops the run with a Stopped error. */
   stopRequested?: () => string | null;
+  /** Told what is surely worth knowing but not an error (default: a 'lth: warning:' line on stderr). */
+  onWarning?: (message: string) => void;
+}
+
+/**
+ * Why extending this run may give results that differ from its finished stages' (other
+ * run settings, another lth version), or null. The results stay correct; only their last
+ * bits may differ from what the finished stages' settings would have given.
+ */
+export function extensionWarning(runDir: string, context: RunContext): string | null {
+  const now = describeSettings(context.settings);
+  let stages: StageResult[];
+  try {
+    stages = listStages(runDir);
+  } catch (e) {
+    // A damaged stage: the stages' own checks report it, with what to do.
+    if (e instanceof LthError) return null;
+    throw e;
+  }
+  for (const s of stages) {
+    const was = s.numerics;
+    const differs = was ? Object.keys(now).filter((k) => was[k] !== now[k]) : [];
+    if (differs.length || (s.lth && s.lth !== LTH_VERSION)) {
+      const what = [...differs.map((k) => `${k} ${String(was![k])} (now ${String(now[k])})`), ...(s.lth && s.lth !== LTH_VERSION ? [`lth ${s.lth} (now ${LTH_VERSION})`] : [])];
+      return `this run's finished stages were computed with ${what.join(', ')}: new stages may differ from them in the last bits (stage replicate_${s.replicate}/level_${s.level}/${s.stage} and maybe others)`;
+    }
+  }
+  return null;
 }
 
 /** What a run's hparams.json holds: the hyperparameters that name it, all of them resolved, and its branches' names and labels. */
@@ -60,6 +90,8 @@ export function runLottery(h: LotteryHparams, opts: LotteryOptions = {}): { runD
   const exp = experimentOf(h);
   const context = opts.context ?? activeContext();
   const first = prepareRun(exp);
+  const warning = extensionWarning(exp.runDir, context);
+  if (warning) (opts.onWarning ?? ((m) => process.stderr.write(`lth: warning: ${m}\n`)))(warning);
   // Each replicate's data split is loaded once and kept while its stages run.
   let loaded: { seed: number; splits: Splits } = { seed: h.training.seed, splits: first };
   const splits = (seed: number) => {
