@@ -1,0 +1,177 @@
+/**
+ * Bad input, one test per case, through the CLI as a user meets it: flags, data files, the
+ * store's files, the file system, two processes on one run. Each asserts that the message
+ * names the problem, that no stack trace is printed, the exit status, and, where a run had
+ * finished stages, that they are still there.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'lth-bad-'));
+
+function lth(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs the command and checks it failed as a user's (status 2) or the machine's (status 3) problem, with `message`, without a stack. */
+function fails(args: string[], message: RegExp, status = 2, env: Record<string, string> = {}): string {
+  const r = lth(args, env);
+  assert.equal(r.code, status, `${args.join(' ')}: status ${r.code}\n${r.stderr}`);
+  assert.match(r.stderr, /^lth: error: /m, args.join(' '));
+  assert.match(r.stderr, message, args.join(' '));
+  assert.doesNotMatch(r.stderr, /\n\s+at /, `no stack for ${args.join(' ')}`);
+  return r.stderr;
+}
+
+/** A directory with the four MNIST IDX files, `damage` applied to them first. */
+function idxDir(damage: (files: Record<string, Buffer>) => void): string {
+  const dir = tmp();
+  const header = (magic: number[], dims: number[]) => Buffer.from([...magic, ...dims.flatMap((d) => [d >>> 24, (d >>> 16) & 255, (d >>> 8) & 255, d & 255])]);
+  const files: Record<string, Buffer> = {
+    'train-images-idx3-ubyte': Buffer.concat([header([0, 0, 8, 3], [20, 28, 28]), Buffer.alloc(20 * 784, 7)]),
+    'train-labels-idx1-ubyte': Buffer.concat([header([0, 0, 8, 1], [20]), Buffer.from(Array.from({ length: 20 }, (_, i) => i % 10))]),
+    't10k-images-idx3-ubyte': Buffer.concat([header([0, 0, 8, 3], [10, 28, 28]), Buffer.alloc(10 * 784, 9)]),
+    't10k-labels-idx1-ubyte': Buffer.concat([header([0, 0, 8, 1], [10]), Buffer.from(Array.from({ length: 10 }, (_, i) => i))]),
+  };
+  damage(files);
+  for (const [name, buf] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), buf);
+  return dir;
+}
+
+/** A finished small lottery run (levels 0 and 1); its run directory. */
+function finishedRun(): string {
+  const root = tmp();
+  const r = lth(['lottery', '--steps', '10it', '--eval-every', '10', '--levels', '1', '--root', root, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!).runDir as string;
+}
+
+// ------------------------------------------------------------------ flags
+
+test('flags: an unknown command', () => { fails(['prune'], /unknown command 'prune'. Known: train, lottery, ls, report, verify/); });
+test('flags: an unknown flag lists the known ones', () => { fails(['train', '--learning-rate', '0.1'], /unknown flag --learning-rate. Known: .*--lr/); });
+test('flags: a flag without its value', () => { fails(['train', '--lr'], /--lr needs a value/); });
+test('flags: a number that is not one', () => { fails(['train', '--lr', 'fast'], /--lr: expected a number, got 'fast'/); });
+test('flags: a value outside its choices', () => { fails(['train', '--optimizer', 'rmsprop'], /--optimizer: expected one of adam, sgd, got 'rmsprop'/); });
+test('flags: an impossible momentum', () => { fails(['train', '--optimizer', 'sgd', '--momentum', '1'], /--momentum must be in \[0, 1\), got 1/); });
+test('flags: a batch larger than the training set', () => { fails(['train', '--batch-size', '60000', '--steps', '1it'], /batch size must be an integer in \[1, 55000\], got 60000/); });
+test('flags: a rewind step past the budget', () => { fails(['lottery', '--steps', '100it', '--rewind-step', '2ep', '--root', tmp()], /--rewind-step 2ep \(1832 iterations\) is beyond the training budget 100it/); });
+test('flags: one-shot without a density', () => { fails(['lottery', '--one-shot'], /--one-shot needs --density D/); });
+test('flags: --rate and --target-density together', () => { fails(['lottery', '--rate', '0.2', '--target-density', '0.1', '--levels', '3'], /--rate and --target-density both set the pruning rate; give one/); });
+test('flags: a layer in --ignore that the model does not have', () => {
+  fails(['lottery', '--strategy', 'magnitude_global', '--ignore', 'fc4.weight'], /--ignore: lenet_300_100 has no prunable weight 'fc4.weight' \(it has fc1.weight, fc2.weight, fc3.weight\)/);
+});
+test('flags: --ignore with a strategy it has no effect on', () => { fails(['lottery', '--ignore', 'fc3.weight'], /--ignore names layers a global strategy leaves untouched; it has no effect with --strategy magnitude_layerwise/); });
+test('flags: --at-init with a strategy that prunes trained weights', () => { fails(['lottery', '--at-init', '--densities', '0.5'], /--at-init needs a strategy that prunes at initialisation/); });
+test('flags: --densities without --at-init', () => { fails(['lottery', '--densities', '0.5,0.2'], /--densities gives the levels of --at-init/); });
+test('flags: a bad run setting in the environment names the variable', () => { fails(['train'], /LTH_BACKEND must be 'native' or 'reference', got 'gpu'/, 2, { LTH_BACKEND: 'gpu' }); });
+
+// ------------------------------------------------------------------ data files
+
+test('data: a data directory that does not exist', () => { fails(['train', '--data-dir', path.join(tmp(), 'nope')], /mnist: data directory '.*nope' does not exist/); });
+test('data: a directory without the IDX files says how to get them', () => { fails(['train', '--data-dir', tmp()], /mnist: '.*' has no train-images-idx3-ubyte \(or train-images-idx3-ubyte.gz\)\. MNIST ships with lth/); });
+test('data: an IDX file with a wrong magic number', () => {
+  const dir = idxDir((f) => { f['train-images-idx3-ubyte'][2] = 0x0d; });
+  fails(['train', '--data-dir', dir], /train-images-idx3-ubyte' has data type 0xd; only unsigned bytes \(0x08\) are supported/);
+});
+test('data: a truncated IDX file', () => {
+  const dir = idxDir((f) => { f['t10k-images-idx3-ubyte'] = f['t10k-images-idx3-ubyte'].subarray(0, 1000); });
+  fails(['train', '--data-dir', dir], /t10k-images-idx3-ubyte' is truncated: dimensions \[10, 28, 28\] need 7840 bytes of data, found 984/);
+});
+test('data: images and labels that do not match in number', () => {
+  const dir = idxDir((f) => { f['train-labels-idx1-ubyte'] = Buffer.concat([Buffer.from([0, 0, 8, 1, 0, 0, 0, 19]), Buffer.alloc(19)]); });
+  fails(['train', '--data-dir', dir], /has 20 images but '.*train-labels-idx1-ubyte' has 19 labels/);
+});
+test('data: a label outside the classes', () => {
+  const dir = idxDir((f) => { f['t10k-labels-idx1-ubyte'][8 + 3] = 12; });
+  fails(['train', '--data-dir', dir], /t10k-labels-idx1-ubyte': label 12 at index 3 is outside \[0, 10\)/);
+});
+test('data: a gzipped file that is not gzip', () => {
+  const dir = idxDir(() => {});
+  fs.renameSync(path.join(dir, 'train-images-idx3-ubyte'), path.join(dir, 'train-images-idx3-ubyte.gz'));
+  fails(['train', '--data-dir', dir], /IDX file '.*train-images-idx3-ubyte.gz' is not valid gzip/);
+});
+test('data: a CIFAR-10 file that is not whole records', () => {
+  const dir = tmp();
+  for (const f of ['data_batch_1.bin', 'data_batch_2.bin', 'data_batch_3.bin', 'data_batch_4.bin', 'data_batch_5.bin', 'test_batch.bin']) fs.writeFileSync(path.join(dir, f), Buffer.alloc(3073 * 2));
+  fs.writeFileSync(path.join(dir, 'data_batch_3.bin'), Buffer.alloc(3073 + 5));
+  fails(['train', '--model', 'conv2', '--data-dir', dir], /CIFAR-10 file '.*data_batch_3.bin' has 3078 bytes, not a whole number of 3073-byte records/);
+});
+
+// ------------------------------------------------------------------ the store's files
+
+test('store: a finished stage\'s weight file cut short stops the resumed run, naming it; the other finished stage is kept', () => {
+  const runDir = finishedRun();
+  const file = path.join(runDir, 'replicate_0/level_1/main/model_final.safetensors');
+  fs.truncateSync(file, 100);
+  const err = fails(['lottery', '--steps', '10it', '--eval-every', '10', '--levels', '2', '--root', path.dirname(runDir)],
+    /finished stage replicate_0\/level_1\/main is damaged: .*model_final\.safetensors is damaged/);
+  assert.match(err, /lth verify .* --repair/);
+  assert.ok(fs.existsSync(path.join(runDir, 'replicate_0/level_0/main/done.json')));
+});
+test('store: a zero-length mask file', () => {
+  const runDir = finishedRun();
+  fs.writeFileSync(path.join(runDir, 'replicate_0/level_1/main/mask.safetensors'), '');
+  fails(['lottery', '--steps', '10it', '--eval-every', '10', '--levels', '2', '--root', path.dirname(runDir)], /mask\.safetensors is damaged/);
+});
+test('store: a missing file of a finished stage', () => {
+  const runDir = finishedRun();
+  fs.rmSync(path.join(runDir, 'replicate_0/level_0/main/model_init.safetensors'));
+  fails(['lottery', '--steps', '10it', '--eval-every', '10', '--levels', '1', '--root', path.dirname(runDir)], /model_init\.safetensors is missing/);
+});
+test('store: a damaged done.json', () => {
+  const runDir = finishedRun();
+  fs.writeFileSync(path.join(runDir, 'replicate_0/level_1/main/done.json'), '{"level": 1, "stag');
+  fails(['lottery', '--steps', '10it', '--eval-every', '10', '--levels', '1', '--root', path.dirname(runDir)], /level_1\/main\/done\.json is damaged/);
+});
+test('store: a damaged safetensors header in a file lth reads', () => {
+  const runDir = finishedRun();
+  const file = path.join(runDir, 'replicate_0/level_1/main/mask.safetensors');
+  const buf = fs.readFileSync(file);
+  buf.write('}', 9);
+  fs.writeFileSync(file, buf);
+  const r = lth(['verify', runDir]);
+  assert.equal(r.code, 1);
+  assert.match(r.stdout, /damaged replicate_0\/level_1\/main: .*mask\.safetensors is damaged/);
+});
+test('store: verify and report on a directory that is not a run', () => {
+  fails(['verify', tmp()], /is not a lottery run directory \(expected hparams\.json in it/);
+  fails(['report', tmp()], /not a lottery run directory/);
+});
+
+// ------------------------------------------------------------------ the file system
+
+test('file system: a file where the run root should be', () => {
+  const file = path.join(tmp(), 'runs');
+  fs.writeFileSync(file, '');
+  fails(['lottery', '--steps', '10it', '--levels', '1', '--root', file], /cannot mkdir .*runs.* \(ENOTDIR\)/, 3);
+});
+// ------------------------------------------------------------------ two processes
+
+test('two processes on one run: both finish, and agree on the results', async () => {
+  const root = tmp();
+  const args = [cli, 'lottery', '--steps', '30it', '--eval-every', '10', '--levels', '2', '--branches', 'reinit', '--root', root, '--json'];
+  const run = () => new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+    const c = spawn(process.execPath, args);
+    let out = '', err = '';
+    c.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    c.on('exit', (code) => resolve({ code, out, err }));
+  });
+  const [a, b] = await Promise.all([run(), run()]);
+  assert.equal(a.code, 0, a.err);
+  assert.equal(b.code, 0, b.err);
+  const sa = JSON.parse(a.out.trim().split('\n').pop()!), sb = JSON.parse(b.out.trim().split('\n').pop()!);
+  assert.deepEqual(sa, sb);
+  assert.equal(sa.complete, true);
+  const v = lth(['verify', sa.runDir]);
+  assert.equal(v.code, 0, v.stdout);
+  assert.match(v.stdout, /5 stages whole, 0 damaged/);
+});
