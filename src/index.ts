@@ -40,6 +40,8 @@ export { planLottery, type StageSpec } from './lottery/plan.js';
 export { runStage, experimentOf, type Experiment, type StageOptions, type LotteryProgress } from './lottery/stage.js';
 export { runLottery, prepareRun, summarizeRun, describePlan, listRuns } from './lottery/runner.js';
 export { pruningRates } from './lottery/rates.js';
+export { runStability, interpolate, type StabilityOptions, type StabilityResult, type PathPoint } from './lottery/stability.js';
+export { verifyRun, repairRun } from './lottery/verify.js';
 export { controlNames, getBranch } from './lottery/branches.js';
 export type { Branch, BranchContext } from './lottery/branch.js';
 export { type LotterySummary } from './lottery/summary.js';

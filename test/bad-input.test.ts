@@ -55,7 +55,7 @@ function finishedRun(): string {
 
 // ------------------------------------------------------------------ flags
 
-test('flags: an unknown command', () => { fails(['prune'], /unknown command 'prune'. Known: train, lottery, ls, report, verify/); });
+test('flags: an unknown command', () => { fails(['prune'], /unknown command 'prune'. Known: train, lottery, stability, ls, report, verify/); });
 test('flags: an unknown flag lists the known ones', () => { fails(['train', '--learning-rate', '0.1'], /unknown flag --learning-rate. Known: .*--lr/); });
 test('flags: a flag without its value', () => { fails(['train', '--lr'], /--lr needs a value/); });
 test('flags: a number that is not one', () => { fails(['train', '--lr', 'fast'], /--lr: expected a number, got 'fast'/); });

@@ -8,6 +8,7 @@ import { runTraining } from '../training/run.js';
 import { LOTTERY_SCHEMA, resolveLottery, runHash } from '../lottery/hparams.js';
 import { describePlan, listRuns, runLottery } from '../lottery/runner.js';
 import { repairRun, verifyRun } from '../lottery/verify.js';
+import { runStability } from '../lottery/stability.js';
 import { helpText, parseArgs } from './args.js';
 import { Progress, bar, formatEta } from './progress.js';
 
@@ -16,6 +17,8 @@ const USAGE = `lth — the Lottery Ticket Hypothesis toolkit
 Usage:
   lth train   [options]   train one dense network (lth train --help)
   lth lottery [options]   find winning tickets by iterative magnitude pruning (lth lottery --help)
+  lth stability [options] instability analysis: two copies trained from one start, the
+                          test error on the line between them (lth stability --help)
   lth ls      [--root D]  list lottery runs with their hyperparameters and progress
   lth report  <run-dir> [--out DIR] [--compare RUN2,...]
                           figures and an HTML report of a run (finished or not)
@@ -185,6 +188,36 @@ function cmdLs(argv: string[]): void {
   }
 }
 
+const STABILITY_EXTRA = {
+  rewindStep: { type: 'string', help: "where both copies start: '0it' (θ0) or a step of one training run", default: '0it' },
+  points: { type: 'integer', help: 'points on the straight line between the two trained copies, ends included', default: 11 },
+  ...SETTINGS_SCHEMA,
+} as const satisfies Schema;
+
+function cmdStability(argv: string[]): void {
+  const { values, common } = parseArgs(argv, TRAINING_SCHEMA, STABILITY_EXTRA);
+  if (common.help) {
+    console.log(helpText('Usage: lth stability [options]\n\nTrains two copies of a network from the same start with different data orders and\nreports the test error along the straight line between them and its error barrier.', { ...TRAINING_SCHEMA, ...STABILITY_EXTRA }));
+    return;
+  }
+  const rewindStep = String(values.rewindStep ?? STABILITY_EXTRA.rewindStep.default);
+  const points = Number(values.points ?? STABILITY_EXTRA.points.default);
+  delete values.rewindStep;
+  delete values.points;
+  const context = contextFrom(values);
+  const h = resolveTraining(values);
+  const progress = new Progress(common.json);
+  progress.log(`lth stability: ${h.model} on ${h.dataset}, ${h.steps}, two copies from ${rewindStep === '0it' ? 'θ0' : `step ${rewindStep}`}, ${describeContext(context)}`);
+  const r = runStability({ training: h, rewindStep, points, context, onProgress: (what) => progress.log(what) });
+  if (common.json) {
+    printJson(r);
+    return;
+  }
+  console.log('\n alpha  test error %  test loss');
+  for (const p of r.path) console.log(`${p.alpha.toFixed(2).padStart(6)}  ${(100 * p.testError).toFixed(2).padStart(12)}  ${p.testLoss.toFixed(4).padStart(9)}`);
+  console.log(`\nerror barrier: ${(100 * r.errorBarrier).toFixed(2)} points (max error on the path - mean of its ends)`);
+}
+
 const VERIFY_SCHEMA = {
   repair: { type: 'boolean', help: 'redo the damaged stages and every stage that depends on them, then finish the run', default: false },
   ...SETTINGS_SCHEMA,
@@ -229,9 +262,10 @@ async function main(argv: string[]): Promise<void> {
     case 'lottery': return cmdLottery(rest);
     case 'ls': return cmdLs(rest);
     case 'verify': return cmdVerify(rest);
+    case 'stability': return cmdStability(rest);
     case 'report': return (await import('./report-command.js')).cmdReport(rest);
     case undefined: case '--help': case 'help': console.log(USAGE); return;
-    default: throw new LthError(`unknown command '${command}'. Known: train, lottery, ls, report, verify`);
+    default: throw new LthError(`unknown command '${command}'. Known: train, lottery, stability, ls, report, verify`);
   }
 }
 

@@ -1,0 +1,109 @@
+import { activeContext, type RunContext } from '../backend/index.js';
+import { check } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
+import { parseStep, stepToIterations } from '../core/steps.js';
+import { getModel } from '../models/registry.js';
+import type { StateDict } from '../nn/model.js';
+import { compileProgram } from '../program/compile.js';
+import type { TrainingHparams } from '../training/hparams.js';
+import { loadSplits } from '../training/run.js';
+import { iterationsPerEpoch, train } from '../training/train.js';
+
+/**
+ * Instability analysis (Frankle, Dziugaite, Roy & Carbin, ICML 2020): two copies of a
+ * network start from the same weights — θ0, or the weights after `rewindStep` iterations of
+ * one training run — and train on with different data orders; the test error along the
+ * straight line between the two results shows whether they ended in one linearly connected
+ * minimum. The error barrier is the largest error on the path minus the mean error of its
+ * two ends: about 0 for a stable network.
+ */
+export interface StabilityOptions {
+  readonly training: TrainingHparams;
+  /** Where both copies start: '0it' (θ0) or a step of the first training run. */
+  readonly rewindStep: string;
+  /** Points on the path, ends included (at least 3; the paper's analyses use 30, 11 is plenty for LeNet). */
+  readonly points: number;
+  /** Masks of prunable weights (a ticket's), applied to both copies and the whole path. */
+  readonly masks?: ReadonlyMap<string, Float32Array>;
+  readonly context?: RunContext;
+  readonly onProgress?: (what: string) => void;
+}
+
+export interface PathPoint {
+  /** The weight of copy b: the weights are (1 - alpha)·a + alpha·b. */
+  readonly alpha: number;
+  readonly testLoss: number;
+  readonly testError: number;
+}
+
+export interface StabilityResult {
+  readonly rewindIterations: number;
+  readonly iterations: number;
+  /** The seeds of the two copies' data orders. */
+  readonly orderSeeds: readonly [number, number];
+  readonly path: PathPoint[];
+  /** max error on the path - (error(0) + error(1)) / 2. */
+  readonly errorBarrier: number;
+}
+
+/** The two copies train with these data-order seeds: streams no ordinary run of `seed` uses. */
+export function orderSeeds(seed: number): [number, number] {
+  const r = new Rng(seed, 'stability_order');
+  return [r.nextU32(), r.nextU32()];
+}
+
+/** Trains the two copies and evaluates the test set along the line between them. */
+export function runStability(o: StabilityOptions): StabilityResult {
+  check(Number.isInteger(o.points) && o.points >= 3, `--points must be an integer >= 3, got ${o.points}`);
+  const h = o.training;
+  const context = o.context ?? activeContext();
+  const data = loadSplits(h);
+  const perEpoch = iterationsPerEpoch(data.train.length, h.batchSize);
+  const iterations = stepToIterations(parseStep(h.steps, '--steps'), perEpoch);
+  const rewindAt = stepToIterations(parseStep(o.rewindStep, '--rewind-step'), perEpoch);
+  check(rewindAt < iterations, `--rewind-step ${o.rewindStep} (${rewindAt} iterations) must be before the end of the budget ${h.steps} (${iterations} iterations)`);
+  const spec = getModel(h.model);
+  const optimizer = { name: h.optimizer, lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay };
+  const fit = (init: StateDict, seed: number, steps: number): StateDict => {
+    const model = spec.build();
+    model.loadState(init);
+    train({ model, masks: o.masks, data, iterations: steps, batchSize: h.batchSize, seed, evalEvery: Math.max(1, steps), optimizer, context, backgroundEval: false });
+    return model.state();
+  };
+  const theta0 = spec.build();
+  theta0.initialize(new Rng(h.seed, 'init'));
+  let start = theta0.state();
+  if (rewindAt > 0) {
+    o.onProgress?.(`training to the rewind step (${rewindAt} iterations)`);
+    start = fit(start, h.seed, rewindAt);
+  }
+  const seeds = orderSeeds(h.seed);
+  const ends = seeds.map((s, i) => {
+    o.onProgress?.(`training copy ${i === 0 ? 'a' : 'b'} (${iterations - rewindAt} iterations)`);
+    return fit(start, s, iterations - rewindAt);
+  });
+  const model = spec.build();
+  const program = compileProgram(model, { masks: o.masks, optimizer: null, context });
+  const path: PathPoint[] = [];
+  for (let p = 0; p < o.points; p++) {
+    const alpha = p / (o.points - 1);
+    program.load(interpolate(ends[0], ends[1], alpha));
+    const r = program.evaluate(data.test);
+    path.push({ alpha, testLoss: r.loss, testError: 1 - r.accuracy });
+  }
+  const worst = Math.max(...path.map((q) => q.testError));
+  return {
+    rewindIterations: rewindAt, iterations, orderSeeds: seeds, path,
+    errorBarrier: worst - (path[0].testError + path[path.length - 1].testError) / 2,
+  };
+}
+
+/** (1 - alpha)·a + alpha·b, tensor by tensor; alpha 0 and 1 give a and b exactly. */
+export function interpolate(a: StateDict, b: StateDict, alpha: number): StateDict {
+  return new Map([...a].map(([n, x]) => {
+    const y = b.get(n)!;
+    if (alpha === 0) return [n, Float32Array.from(x)];
+    if (alpha === 1) return [n, Float32Array.from(y)];
+    return [n, x.map((v, i) => (1 - alpha) * v + alpha * y[i])];
+  }));
+}
