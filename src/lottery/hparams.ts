@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { check } from '../core/errors.js';
 import { getModel } from '../models/registry.js';
 import { canonical, hashOf, type Schema, type Values } from '../core/hparams.js';
@@ -16,6 +17,7 @@ export const LOTTERY_SCHEMA = {
   oneShot: { type: 'boolean', help: 'one-shot pruning: train, prune straight to --density, reset, train (same as --levels 1 --target-density D)', default: false },
   atInit: { type: 'boolean', help: 'prune θ0 before any training, straight to each of --densities (one level per density), with a strategy that prunes at initialisation (magnitude_init, snip, synflow)', default: false },
   densities: { type: 'list', help: 'the weight densities of the --at-init levels, e.g. 0.5,0.2,0.07,0.036,0.019', default: [] },
+  transferFrom: { type: 'string', help: "a lottery run directory whose tickets (each level's mask, with the run's θ0) are trained on this run's data set instead of pruning here" },
   rewindStep: { type: 'string', help: "reset survivors to their values at this step of the dense run ('0it' = θ0, the paper)", default: '0it' },
   ignore: { type: 'list', help: 'layers global pruning leaves untouched, e.g. fc3.weight', default: [] },
   branches: { type: 'list', help: `controls trained at every pruned level: ${controlNames().join(', ')} (comma-separated; none by default)`, default: [] },
@@ -33,6 +35,8 @@ export interface LotteryHparams {
   /** Prune θ0 straight to each of `densities` (level k to densities[k-1]) before any training. */
   atInit: boolean;
   densities: number[];
+  /** A lottery run directory whose tickets (masks and θ0, replicate by replicate) this run trains. */
+  transferFrom?: string;
   rewindStep: string;
   ignore: string[];
   branches: string[];
@@ -60,6 +64,7 @@ export function resolveLottery(v: Values): LotteryHparams {
     oneShot,
     atInit,
     densities,
+    transferFrom: v.transferFrom === undefined ? undefined : String(v.transferFrom),
     rewindStep: String(v.rewindStep ?? LOTTERY_SCHEMA.rewindStep.default),
     ignore: (v.ignore as string[] | undefined) ?? [],
     branches: (v.branches as string[] | undefined) ?? [],
@@ -85,6 +90,11 @@ export function resolveLottery(v: Values): LotteryHparams {
     check(h.levels >= 1, '--target-density needs --levels >= 1');
     check(h.rate === undefined, '--rate and --target-density both set the pruning rate; give one');
   }
+  if (h.transferFrom !== undefined) {
+    check(!atInit && !oneShot && h.targetDensity === undefined && h.rate === undefined,
+      '--transfer-from takes its masks from the other run: do not combine it with --at-init, --one-shot, --target-density or --rate');
+    check(!h.branches.includes('finetune'), '--branches finetune: a transferred ticket has no trained weights of this run to fine-tune');
+  }
   if (h.ignore.length > 0) {
     const prunable = getModel(training.model).build().prunableNames();
     for (const n of h.ignore) check(prunable.includes(n), `--ignore: ${training.model} has no prunable weight '${n}' (it has ${prunable.join(', ')})`);
@@ -107,6 +117,8 @@ export function runIdentity(h: LotteryHparams): Record<string, unknown> {
   const values: Values = {
     ...training, levels: h.targetDensity === undefined ? undefined : h.levels, strategy: h.strategy, rate: h.rate, targetDensity: h.targetDensity,
     oneShot: h.oneShot, atInit: h.atInit, densities: h.densities.map(String), rewindStep: h.rewindStep, ignore: h.ignore,
+    // The source run by its name (its hash), not by where it lies.
+    transferFrom: h.transferFrom === undefined ? undefined : path.basename(path.resolve(h.transferFrom)),
   };
   const defaults: Values = {
     ...trainingDefaults(h.training.model), levels: undefined, strategy: 'magnitude_layerwise', oneShot: false, atInit: false, densities: [], rewindStep: '0it', ignore: [],

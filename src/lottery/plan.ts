@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { parseStep } from '../core/steps.js';
 import { getStrategy } from '../pruning/registry.js';
 import { stagePath } from '../store/layout.js';
@@ -52,16 +53,20 @@ export function planLottery(h: LotteryHparams): StageSpec[] {
     const dense = stagePath(r, 0, MAIN);
     out.push({
       id: dense, replicate: r, seed, level: 0, branch: MAIN, deps: [],
-      inputs: `θ0 drawn from seed ${seed}, nothing pruned${rewinding ? `; keeps its weights at ${h.rewindStep}` : ''}`,
+      inputs: `${h.transferFrom !== undefined ? `θ0 of ${path.join(h.transferFrom, dense)}` : `θ0 drawn from seed ${seed}`}, nothing pruned${rewinding ? `; keeps its weights at ${h.rewindStep}` : ''}`,
       keepRewind: rewinding,
     });
     for (let k = 1; k <= h.levels; k++) {
       const prev = stagePath(r, k - 1, MAIN);
-      // A level pruned at initialisation needs no earlier stage (but the dense one's rewind weights).
-      const deps = h.atInit ? (rewinding ? [dense] : []) : rewinding && k > 1 ? [prev, dense] : [prev];
-      const mask = h.atInit
-        ? `${strategy.name} pruning of θ0 to ${(100 * h.densities[k - 1]).toFixed(1)}% of the weights`
-        : `${strategy.name} pruning of level ${k - 1}'s ${strategy.when === 'at_init' ? 'mask at θ0' : 'trained weights'}`;
+      // A level pruned at initialisation, or transferred from another run, needs no earlier
+      // stage of this run (but the dense one's rewind weights).
+      const independent = h.atInit || h.transferFrom !== undefined;
+      const deps = independent ? (rewinding ? [dense] : []) : rewinding && k > 1 ? [prev, dense] : [prev];
+      const mask = h.transferFrom !== undefined
+        ? `the mask of ${path.join(h.transferFrom, stagePath(r, k, MAIN))}, on its θ0`
+        : h.atInit
+          ? `${strategy.name} pruning of θ0 to ${(100 * h.densities[k - 1]).toFixed(1)}% of the weights`
+          : `${strategy.name} pruning of level ${k - 1}'s ${strategy.when === 'at_init' ? 'mask at θ0' : 'trained weights'}`;
       for (const name of [MAIN, ...h.branches]) {
         const branch = getBranch(name);
         out.push({

@@ -5,7 +5,7 @@ import { LthError } from '../core/errors.js';
 import { LTH_VERSION } from '../core/version.js';
 import type { Splits } from '../data/dataset.js';
 import { writeJsonAtomic } from '../store/atomic.js';
-import { FILES, listStages, type StageResult } from '../store/layout.js';
+import { FILES, listStages, readDone, stagePath, type StageResult } from '../store/layout.js';
 import { loadSplits } from '../training/run.js';
 import { MAIN, getBranch } from './branches.js';
 import type { LotteryHparams } from './hparams.js';
@@ -59,6 +59,21 @@ export function runHparams(exp: Experiment): Record<string, unknown> {
   return { identity: exp.identity, resolved: exp.h, branches };
 }
 
+/** That the --transfer-from run has a finished ticket for every replicate and level this run trains. */
+function checkTransferSource(h: LotteryHparams): void {
+  const source = path.resolve(h.transferFrom!);
+  if (!fs.existsSync(path.join(source, FILES.hparams))) {
+    throw new LthError(`--transfer-from: ${h.transferFrom} is not a lottery run directory (expected ${FILES.hparams} in it; see 'lth ls')`);
+  }
+  const missing: string[] = [];
+  for (let r = 0; r < h.replicates; r++) {
+    for (let k = 0; k <= h.levels; k++) if (!readDone(path.join(source, stagePath(r, k, MAIN)))) missing.push(stagePath(r, k, MAIN));
+  }
+  if (missing.length) {
+    throw new LthError(`--transfer-from: ${h.transferFrom} lacks the finished tickets ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ` and ${missing.length - 3} more` : ''}; --levels and --replicates may ask for no more than it has`);
+  }
+}
+
 /** Writes the run's summary.json from the finished stages on disk. */
 export function summarizeRun(exp: Experiment): LotterySummary {
   const { h } = exp;
@@ -76,6 +91,7 @@ export function summarizeRun(exp: Experiment): LotterySummary {
 export function prepareRun(exp: Experiment): Splits {
   const splits = loadSplits(exp.h.training);
   budget(exp.h, splits.train.length);
+  if (exp.h.transferFrom !== undefined) checkTransferSource(exp.h);
   writeJsonAtomic(path.join(exp.runDir, FILES.hparams), runHparams(exp));
   return splits;
 }

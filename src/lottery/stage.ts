@@ -88,16 +88,19 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
   const { iterations, rewindAt } = budget(h, splits.train.length);
   const modelSpec = getModel(h.training.model);
   const model = modelSpec.build();
-  const theta0 = initialState(modelSpec, seed);
+  const source = h.transferFrom === undefined ? null : path.resolve(h.transferFrom);
+  const theta0 = source ? transferred(source, stagePath(r, 0, MAIN), FILES.init, model) : initialState(modelSpec, seed);
   let start: { init: StateDict; mask: Mask };
   if (level === 0) {
     start = { init: theta0, mask: onesMask(theta0, model.prunableNames()) };
   } else {
     const prev = path.join(runDir, stagePath(r, level - 1, MAIN));
-    const trained = h.atInit ? null : loadState(path.join(prev, FILES.final));
-    const levelMask = trained
-      ? pruneLevel(exp, modelSpec, model, spec, theta0, trained, loadState(path.join(prev, FILES.mask)), splits)
-      : pruneLevel(exp, modelSpec, model, spec, theta0, null, onesMask(theta0, model.prunableNames()), splits);
+    const trained = h.atInit || source ? null : loadState(path.join(prev, FILES.final));
+    const levelMask = source
+      ? transferred(source, stagePath(r, level, MAIN), FILES.mask, model)
+      : trained
+        ? pruneLevel(exp, modelSpec, model, spec, theta0, trained, loadState(path.join(prev, FILES.mask)), splits)
+        : pruneLevel(exp, modelSpec, model, spec, theta0, null, onesMask(theta0, model.prunableNames()), splits);
     const rewind = rewindAt > 0 ? loadState(path.join(runDir, stagePath(r, 0, MAIN), FILES.rewind)) : theta0;
     start = getBranch(spec.branch).start({
       level, seed, levelMask, rewind, trained,
@@ -132,6 +135,28 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
   };
   writeJsonAtomic(path.join(dir, FILES.done), done);
   return { result: done, skipped: false };
+}
+
+/**
+ * A file of a finished stage of the --transfer-from run, checked whole and against this
+ * run's model: every tensor of a weight file, or every prunable weight of a mask file,
+ * with this model's sizes.
+ */
+function transferred(sourceRun: string, id: string, file: string, model: Model): StateDict {
+  const dir = path.join(sourceRun, id);
+  const done = readDone(dir);
+  if (!done) throw new LthError(`--transfer-from: ${dir} is not a finished stage (the source run needs every level this run trains; --levels sets how many)`);
+  const problems = verifyStage(dir, done);
+  if (problems.length) throw new LthError(`--transfer-from: ${problems.join('; ')}`);
+  const state = loadState(path.join(dir, file));
+  const sizes = new Map(model.namedTensors().map(([n, t]) => [n, t.size]));
+  const wanted = file === FILES.mask ? model.prunableNames() : [...sizes.keys()];
+  for (const n of wanted) {
+    const t = state.get(n);
+    if (!t) throw new LthError(`--transfer-from: ${path.join(dir, file)} has no '${n}': the source run's model is not ${model.name}`);
+    if (t.length !== sizes.get(n)) throw new LthError(`--transfer-from: '${n}' in ${path.join(dir, file)} has ${t.length} entries, ${model.name} here has ${sizes.get(n)}: the tickets do not fit this model`);
+  }
+  return new Map(wanted.map((n) => [n, state.get(n)!]));
 }
 
 /** A finished stage's files as they were when it finished, or an LthError saying what is damaged and how to redo it. */
