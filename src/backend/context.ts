@@ -88,6 +88,8 @@ export function resolveContext(request: SettingsRequest = {}, env: NodeJS.Proces
       warnOnce(`native addon unavailable (${native.message.split('\n')[0]}); using the slow reference backend`);
     } else {
       simd = applyNative(native, simdAsked, threads);
+      const note = simdNote(simdAsked, pick('simd').value !== undefined, simd);
+      if (note) warnOnce(note);
       backend = native;
       sparseMlp = native.sparseMlp;
     }
@@ -119,6 +121,16 @@ function applyNative(native: NativeAddon, simd: SimdPath, threads: number): Simd
   const path = native.setSimd(simd);
   if (native.getThreads() !== threads) native.setThreads(threads);
   return path;
+}
+
+/**
+ * What to tell the user about the SIMD path in use, or null: on a CPU without AVX2 the
+ * native kernels fall back to their portable path, several times slower, which a user who
+ * did not ask for it should know.
+ */
+export function simdNote(asked: SimdPath, explicit: boolean, got: SimdPath): string | null {
+  if (got !== 'scalar' || (explicit && asked === 'scalar')) return null;
+  return 'this CPU has no AVX2: the native kernels run their portable path (several times slower than on an AVX2 or AVX-512 CPU)';
 }
 
 let warned = false;
