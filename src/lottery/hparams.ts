@@ -15,7 +15,7 @@ export const LOTTERY_SCHEMA = {
   rate: { type: 'number', help: "per-round pruning rate of fully connected layers (output layer at half; conv layers keep the model's rate; default: the model's, 0.2)" },
   targetDensity: { type: 'number', help: 'derive the per-round rates so that the last level has exactly this fraction of weights left', flag: 'target-density', aliases: ['density'] },
   oneShot: { type: 'boolean', help: 'one-shot pruning: train, prune straight to --density, reset, train (same as --levels 1 --target-density D)', default: false },
-  atInit: { type: 'boolean', help: 'prune θ0 before any training, straight to each of --densities (one level per density), with a strategy that prunes at initialisation (magnitude_init, snip, synflow)', default: false },
+  atInit: { type: 'boolean', help: `prune θ0 before any training, straight to each of --densities (one level per density), with a strategy that prunes at initialisation (${strategyNames().filter((n) => getStrategy(n).when === 'at_init').join(', ')})`, default: false },
   densities: { type: 'list', help: 'the weight densities of the --at-init levels, e.g. 0.5,0.2,0.07,0.036,0.019', default: [] },
   transferFrom: { type: 'string', help: "a lottery run directory whose tickets (each level's mask, with the run's θ0) are trained on this run's data set instead of pruning here" },
   rewindStep: { type: 'string', help: "reset survivors to their values at this step of the dense run ('0it' = θ0, the paper)", default: '0it' },

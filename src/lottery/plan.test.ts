@@ -97,7 +97,7 @@ test('the plan of a run pruned at initialisation: each level prunes θ0 to its d
     assert.deepEqual(s.deps, [], `${s.id}: no dependency`);
     assert.match(s.inputs, /synflow pruning of θ0 to (50\.0|20\.0|5\.0)% of the weights/);
   }
-  assert.throws(() => resolveLottery({ atInit: true, densities: ['0.5'] }), /--at-init needs a strategy that prunes at initialisation \(magnitude_init, snip, synflow\); magnitude_layerwise prunes trained weights/);
+  assert.throws(() => resolveLottery({ atInit: true, densities: ['0.5'] }), /--at-init needs a strategy that prunes at initialisation \(magnitude_init, snip, synflow, grasp\); magnitude_layerwise prunes trained weights/);
   assert.throws(() => resolveLottery({ atInit: true, strategy: 'snip' }), /--at-init needs --densities/);
   assert.throws(() => resolveLottery({ strategy: 'snip', densities: ['0.5'] }), /--densities gives the levels of --at-init/);
   assert.throws(() => resolveLottery({ atInit: true, strategy: 'snip', densities: ['0.5', '1.5'] }), /--densities: each must be a fraction in \(0, 1\), got '1.5'/);

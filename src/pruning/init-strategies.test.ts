@@ -12,6 +12,7 @@ import { Linear } from '../nn/layers.js';
 import { Model } from '../nn/model.js';
 import { countOnes } from './mask.js';
 import { synflowScores } from './scores.js';
+import { grasp } from './strategies/grasp.js';
 import { magnitudeInit } from './strategies/magnitude-init.js';
 import { snip } from './strategies/snip.js';
 import { synflow } from './strategies/synflow.js';
@@ -97,4 +98,37 @@ test('pruning at initialisation straight to a target density keeps exactly that 
       assert.deepEqual(strategy.prune(ctx), out, `${strategy.name}: deterministic`);
     }
   }
+});
+
+test('GraSP removes the weights of lowest θ·Hg: a one-layer softmax at temperature 200, Hg written out', () => {
+  const [inF, out, n, T] = [8, 5, 16, 200];
+  const r = new Rng(11, 'grasp');
+  const w = new Float32Array(out * inF).map(() => 2 * r.normal()), b = new Float32Array(out);
+  const x = new Float32Array(n * inF).map(() => r.normal()), labels = Int32Array.from({ length: n }, (_, i) => i % out);
+  // p_s = softmax(W x_s / T); g = mean (p - y) x^T / T; Hg = mean (diag p - p p^T)(g x_s) x_s^T / T².
+  const probs = Array.from({ length: n }, (_, s) => {
+    const z = Array.from({ length: out }, (_, o) => { let v = 0; for (let i = 0; i < inF; i++) v += w[o * inF + i] * x[s * inF + i]; return v / T; });
+    const mx = Math.max(...z), e = z.map((v) => Math.exp(v - mx)), sum = e.reduce((a, c) => a + c, 0);
+    return e.map((v) => v / sum);
+  });
+  const g = new Float64Array(out * inF), hg = new Float64Array(out * inF);
+  for (let s = 0; s < n; s++) for (let o = 0; o < out; o++) for (let i = 0; i < inF; i++) g[o * inF + i] += (probs[s][o] - (o === labels[s] ? 1 : 0)) * x[s * inF + i] / (T * n);
+  for (let s = 0; s < n; s++) {
+    const p = probs[s];
+    const gx = Array.from({ length: out }, (_, o) => { let v = 0; for (let i = 0; i < inF; i++) v += g[o * inF + i] * x[s * inF + i]; return v; });
+    const pgx = p.reduce((a, pv, o) => a + pv * gx[o], 0);
+    for (let o = 0; o < out; o++) for (let i = 0; i < inF; i++) hg[o * inF + i] += p[o] * (gx[o] - pgx) * x[s * inF + i] / (T * T * n);
+  }
+  const exact = Array.from(w, (v, i) => v * hg[i]);
+  const ctx: PruningContext = {
+    ...testContext({ rates: new Map([['fc.weight', 0.5]]), trained: null, theta0: new Map([['fc.weight', w], ['fc.bias', b]]), mask: new Map([['fc.weight', new Float32Array(out * inF).fill(1)]]) }),
+    model: () => new Model('tiny', [['fc', new Linear(inF, out, 'none')]]),
+    sample: () => ({ x, labels, shape: [n, inF] }),
+  };
+  const m = grasp.prune(ctx).get('fc.weight')!;
+  assert.equal(countOnes(m), 20);
+  // Every removed weight has a lower θ·Hg than every kept one (to 1% of the scores' range: Hg is a finite difference).
+  const range = Math.max(...exact) - Math.min(...exact);
+  const removedMax = Math.max(...exact.filter((_, i) => m[i] === 0)), keptMin = Math.min(...exact.filter((_, i) => m[i] !== 0));
+  assert.ok(removedMax <= keptMin + 0.01 * range, `removed up to ${removedMax}, kept from ${keptMin} (range ${range})`);
 });

@@ -36,14 +36,15 @@ export function density(mask: Mask): number {
 }
 
 /**
- * Indices of the `count` smallest |values| among the entries where the masks are 1, pooled
+ * Indices of the `count` smallest |values| (or values, when `signed`) among the entries where the masks are 1, pooled
  * over several layers (values[l], masks[l]): out[l] lists layer l's. Ties break by position
  * in pooled order (layer by layer, then by index), so pruning is deterministic. A
  * typed-array sort of the remaining magnitudes finds the threshold; entries below it all
  * go, then entries equal to it in pooled order. No object per weight: it runs at tens of
  * millions of weights.
  */
-export function smallestRemainingPooled(values: readonly Float32Array[], masks: readonly Float32Array[], count: number): Int32Array[] {
+export function smallestRemainingPooled(values: readonly Float32Array[], masks: readonly Float32Array[], count: number, signed = false): Int32Array[] {
+  const key = signed ? (v: number) => v : Math.abs;
   const remaining = masks.reduce((a, m) => a + countOnes(m), 0);
   check(count <= remaining, `pruning: asked to remove ${count} of ${remaining} remaining weights`);
   if (count === 0) return masks.map(() => new Int32Array(0));
@@ -51,7 +52,7 @@ export function smallestRemainingPooled(values: readonly Float32Array[], masks: 
   let r = 0;
   masks.forEach((m, l) => {
     const v = values[l];
-    for (let i = 0; i < m.length; i++) if (m[i] !== 0) mags[r++] = Math.abs(v[i]);
+    for (let i = 0; i < m.length; i++) if (m[i] !== 0) mags[r++] = key(v[i]);
   });
   mags.sort();
   const threshold = mags[count - 1];
@@ -63,7 +64,7 @@ export function smallestRemainingPooled(values: readonly Float32Array[], masks: 
     const picked: number[] = [];
     for (let i = 0; i < m.length; i++) {
       if (m[i] === 0) continue;
-      const a = Math.abs(v[i]);
+      const a = key(v[i]);
       if (a < threshold) picked.push(i);
       else if (a === threshold && ties > 0) { picked.push(i); ties--; }
     }

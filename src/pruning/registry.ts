@@ -1,4 +1,5 @@
 import { LthError } from '../core/errors.js';
+import { grasp } from './strategies/grasp.js';
 import { magnitudeGlobal } from './strategies/magnitude-global.js';
 import { magnitudeInit } from './strategies/magnitude-init.js';
 import { magnitudeLayerwise } from './strategies/magnitude-layerwise.js';
@@ -15,6 +16,7 @@ const STRATEGIES: readonly Strategy[] = [
   magnitudeInit,
   snip,
   synflow,
+  grasp,
 ];
 
 export function strategyNames(): string[] {

@@ -55,3 +55,55 @@ function products(model: Model, mask: Mask): Map<string, Float32Array> {
   }
   return out;
 }
+
+/** The gradient of the mean loss of `model` (holding its current weights) on a batch, at logits divided by `temperature`, per masked weight. */
+function gradients(model: Model, mask: Mask, x: Tensor, labels: Int32Array, temperature: number): Map<string, Float32Array> {
+  for (const [, t] of model.namedParameters()) t.grad = null;
+  let logits = model.forward(x);
+  if (temperature !== 1) {
+    const k = logits.shape[1];
+    const scale = new Tensor(new Float32Array(k * k), [k, k]);
+    for (let i = 0; i < k; i++) scale.data[i * k + i] = 1 / temperature;
+    logits = linear(logits, scale, null);
+  }
+  const loss = softmaxCrossEntropy(logits, labels);
+  if (!Number.isFinite(loss.data[0])) throw new LthError(`grasp: the loss at θ0 is ${loss.data[0]}`);
+  loss.backward();
+  const out = new Map<string, Float32Array>();
+  for (const [name, t] of model.namedParameters()) if (mask.has(name)) out.set(name, Float32Array.from(t.grad ?? new Float32Array(t.size)));
+  return out;
+}
+
+/**
+ * GraSP's scores (Wang, Zhang & Grosse, ICLR 2020): θ ⊙ Hg per masked weight, g the
+ * gradient of the loss at θ0 on one batch (logits at temperature `temperature`) and H the
+ * Hessian there. GraSP removes the weights of lowest θ ⊙ Hg (its S = -θ ⊙ Hg highest): those
+ * whose removal reduces the gradient flow least. Hg is the central difference of the
+ * gradients at θ ± ε·g, with ε·|g| = 1e-3·|θ| (the graph has no second derivatives).
+ */
+export function graspScores(model: Model, theta: StateDict, mask: Mask, x: Tensor, labels: Int32Array, temperature = 200): Map<string, Float32Array> {
+  load(model, theta, mask);
+  const g = gradients(model, mask, x, labels, temperature);
+  let gg = 0, tt = 0;
+  for (const [name, v] of g) {
+    const w = model.parameter(name).data;
+    for (let i = 0; i < v.length; i++) { gg += v[i] * v[i]; tt += w[i] * w[i]; }
+  }
+  if (gg === 0) return new Map([...g].map(([n, v]) => [n, new Float32Array(v.length)]));
+  const eps = 1e-3 * Math.sqrt(tt / gg);
+  const shifted = (sign: number) => {
+    load(model, theta, mask);
+    for (const [name, v] of g) {
+      const w = model.parameter(name).data, m = mask.get(name)!;
+      for (let i = 0; i < v.length; i++) if (m[i] !== 0) w[i] += sign * eps * v[i];
+    }
+    return gradients(model, mask, x, labels, temperature);
+  };
+  const plus = shifted(1), minus = shifted(-1);
+  const out = new Map<string, Float32Array>();
+  for (const [name, v] of g) {
+    const w = theta.get(name)!, m = mask.get(name)!, p = plus.get(name)!, q = minus.get(name)!;
+    out.set(name, v.map((_, i) => (m[i] === 0 ? 0 : w[i] * ((p[i] - q[i]) / (2 * eps)))));
+  }
+  return out;
+}

@@ -91,11 +91,14 @@ export function pooledRemoveCount(ctx: PruningContext, pooled: readonly string[]
   return remaining - keep;
 }
 
-/** A copy of ctx.mask with the `count` lowest-scored remaining weights of the pooled layers removed (scores >= 0; ties by position). */
-export function pruneLowestScores(ctx: PruningContext, scores: ReadonlyMap<string, Float32Array>, pooled: readonly string[], count: number): Mask {
+/**
+ * A copy of ctx.mask with the `count` lowest-scored remaining weights of the pooled layers
+ * removed (by |score|, or by the signed score when `signed`; ties by position).
+ */
+export function pruneLowestScores(ctx: PruningContext, scores: ReadonlyMap<string, Float32Array>, pooled: readonly string[], count: number, signed = false): Mask {
   const out = copyMask(ctx.mask);
   const masks = pooled.map((n) => out.get(n)!);
-  smallestRemainingPooled(pooled.map((n) => scores.get(n)!), masks, count).forEach((indices, l) => {
+  smallestRemainingPooled(pooled.map((n) => scores.get(n)!), masks, count, signed).forEach((indices, l) => {
     for (const i of indices) masks[l][i] = 0;
   });
   return out;
