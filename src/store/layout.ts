@@ -59,6 +59,12 @@ export interface StageResult {
   lth?: string;
   /** SHA-256 of every other file of the stage, by name, when done.json was written (absent in stages of older versions). */
   files?: Record<string, string>;
+  /**
+   * What a branch measured beyond training its network (Branch.analyse), e.g. the
+   * 'stability' branch's {kind: 'instability', errorBarrier, orderSeeds, path: [{alpha,
+   * testLoss, testError}]}.
+   */
+  analysis?: Record<string, unknown>;
 }
 
 /** A stage's done.json, or null while the stage is unfinished; a damaged done.json is an LthError naming it. */
