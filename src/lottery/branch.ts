@@ -1,5 +1,5 @@
 import type { Rng } from '../core/rng.js';
-import type { StateDict } from '../nn/model.js';
+import type { Model, StateDict } from '../nn/model.js';
 import type { Mask } from '../pruning/mask.js';
 
 /**
@@ -17,7 +17,20 @@ export interface Branch {
   /** One line for --help and --dry-run: what the stage starts from. */
   readonly description: string;
   /** The stage's starting weights (masked) and mask at a pruned level. */
-  start(ctx: BranchContext): { init: StateDict; mask: Mask };
+  start(ctx: BranchContext): StageStart;
+  /**
+   * What the stage measures once its network is trained, beyond the training curve
+   * (recorded as done.json's `analysis`); most branches measure nothing more.
+   */
+  analyse?(ctx: AnalysisContext): Record<string, unknown>;
+}
+
+export interface StageStart {
+  readonly init: StateDict;
+  /** The mask of the network's prunable weights (all ones: nothing pruned). */
+  readonly mask: Mask;
+  /** The network trained, when it is not the run's model (a smaller dense one). */
+  readonly model?: Model;
 }
 
 export interface BranchContext {
@@ -33,6 +46,24 @@ export interface BranchContext {
   freshInit(stream: string): StateDict;
   /** A random stream of this stage, (seed, stream, level). */
   rng(stream: string): Rng;
+  /** The mask the run's strategy draws at this level keeping the lowest-scored weights instead of the highest. */
+  pruneInverted(): Mask;
+  /**
+   * A dense network of the run's architecture with hidden widths shrunk to about `weights`
+   * prunable weights, with its own fresh initialisation from (seed, stream, level).
+   */
+  smallDense(weights: number, stream: string): { model: Model; init: StateDict };
+}
+
+export interface AnalysisContext {
+  readonly seed: number;
+  readonly start: StageStart;
+  /** The stage's trained weights. */
+  readonly trained: StateDict;
+  /** Trains the stage's network again from its start, data in the order drawn from `orderSeed`; its final weights. */
+  retrain(orderSeed: number, what: string): StateDict;
+  /** Test loss and accuracy of weights of the stage's network, under its mask. */
+  test(state: StateDict): { loss: number; accuracy: number };
 }
 
 /** `state` with the entries pruned by `mask` set to zero (tensors without a mask copied as they are). */

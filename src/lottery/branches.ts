@@ -1,11 +1,14 @@
 import { LthError } from '../core/errors.js';
 import type { Branch } from './branch.js';
 import { finetuneBranch } from './branches/finetune.js';
+import { invertBranch } from './branches/invert.js';
 import { mainBranch } from './branches/main.js';
 import { randomPruneBranch } from './branches/random-prune.js';
 import { reinitSignBranch } from './branches/reinit-sign.js';
 import { reinitBranch } from './branches/reinit.js';
 import { shuffleBranch } from './branches/shuffle.js';
+import { smallDenseBranch } from './branches/small-dense.js';
+import { stabilityBranch } from './branches/stability.js';
 
 /**
  * Every branch, the ticket first: one file each under branches/, one line here. The
@@ -18,6 +21,9 @@ const BRANCHES: readonly Branch[] = [
   reinitSignBranch,
   shuffleBranch,
   finetuneBranch,
+  invertBranch,
+  smallDenseBranch,
+  stabilityBranch,
 ];
 
 export const MAIN = mainBranch.name;

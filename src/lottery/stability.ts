@@ -84,18 +84,29 @@ export function runStability(o: StabilityOptions): StabilityResult {
   });
   const model = spec.build();
   const program = compileProgram(model, { masks: o.masks, optimizer: null, context });
+  const line = pathBetween(ends[0], ends[1], o.points, (state) => {
+    program.load(state);
+    return program.evaluate(data.test);
+  });
+  return { rewindIterations: rewindAt, iterations, orderSeeds: seeds, ...line };
+}
+
+/**
+ * The test error at `points` evenly spaced points of the straight line from weights `a`
+ * to `b` (ends included: they are a and b exactly) and the error barrier on it.
+ */
+export function pathBetween(
+  a: StateDict, b: StateDict, points: number, test: (state: StateDict) => { loss: number; accuracy: number },
+): { path: PathPoint[]; errorBarrier: number } {
+  check(Number.isInteger(points) && points >= 3, `--points must be an integer >= 3, got ${points}`);
   const path: PathPoint[] = [];
-  for (let p = 0; p < o.points; p++) {
-    const alpha = p / (o.points - 1);
-    program.load(interpolate(ends[0], ends[1], alpha));
-    const r = program.evaluate(data.test);
+  for (let p = 0; p < points; p++) {
+    const alpha = p / (points - 1);
+    const r = test(interpolate(a, b, alpha));
     path.push({ alpha, testLoss: r.loss, testError: 1 - r.accuracy });
   }
   const worst = Math.max(...path.map((q) => q.testError));
-  return {
-    rewindIterations: rewindAt, iterations, orderSeeds: seeds, path,
-    errorBarrier: worst - (path[0].testError + path[path.length - 1].testError) / 2,
-  };
+  return { path, errorBarrier: worst - (path[0].testError + path[path.length - 1].testError) / 2 };
 }
 
 /** (1 - alpha)·a + alpha·b, tensor by tensor; alpha 0 and 1 give a and b exactly. */

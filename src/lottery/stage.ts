@@ -7,7 +7,7 @@ import { LTH_VERSION } from '../core/version.js';
 import type { Splits } from '../data/dataset.js';
 import { getModel, type ModelSpec } from '../models/registry.js';
 import type { Model, StateDict } from '../nn/model.js';
-import { density, onesMask, type Mask } from '../pruning/mask.js';
+import { countOnes, onesMask, type Mask } from '../pruning/mask.js';
 import { getStrategy } from '../pruning/registry.js';
 import type { PruningContext } from '../pruning/strategy.js';
 import { writeFileAtomic, writeJsonAtomic } from '../store/atomic.js';
@@ -15,6 +15,10 @@ import { FILES, readDone, stageChecksums, stagePath, verifyStage, type StageResu
 import { loadSafetensors, saveSafetensors } from '../store/safetensors.js';
 import { metricsCsv } from '../training/run.js';
 import { iterationsPerEpoch, train, type EvalPoint } from '../training/train.js';
+import { buildModel } from '../nn/build.js';
+import { compileProgram } from '../program/compile.js';
+import { widthsForWeights } from '../models/resize.js';
+import type { StageStart } from './branch.js';
 import { MAIN, getBranch } from './branches.js';
 import { runHash, runIdentity, type LotteryHparams } from './hparams.js';
 import type { StageSpec } from './plan.js';
@@ -90,39 +94,64 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
   const model = modelSpec.build();
   const source = h.transferFrom === undefined ? null : path.resolve(h.transferFrom);
   const theta0 = source ? transferred(source, stagePath(r, 0, MAIN), FILES.init, model) : initialState(modelSpec, seed);
-  let start: { init: StateDict; mask: Mask };
+  const branch = getBranch(spec.branch);
+  let start: StageStart;
   if (level === 0) {
     start = { init: theta0, mask: onesMask(theta0, model.prunableNames()) };
   } else {
     const prev = path.join(runDir, stagePath(r, level - 1, MAIN));
     const trained = h.atInit || source ? null : loadState(path.join(prev, FILES.final));
-    const levelMask = source
-      ? transferred(source, stagePath(r, level, MAIN), FILES.mask, model)
-      : trained
-        ? pruneLevel(exp, modelSpec, model, spec, theta0, trained, loadState(path.join(prev, FILES.mask)), splits)
-        : pruneLevel(exp, modelSpec, model, spec, theta0, null, onesMask(theta0, model.prunableNames()), splits);
+    const prune = (invert: boolean): Mask => {
+      if (source) throw new LthError(`--branches ${spec.branch}: a transferred ticket (--transfer-from) has no pruning of this run to invert`);
+      const current = trained ? loadState(path.join(prev, FILES.mask)) : onesMask(theta0, model.prunableNames());
+      return pruneLevel(exp, modelSpec, model, spec, theta0, trained, current, splits, invert);
+    };
+    const levelMask = source ? transferred(source, stagePath(r, level, MAIN), FILES.mask, model) : prune(false);
     const rewind = rewindAt > 0 ? loadState(path.join(runDir, stagePath(r, 0, MAIN), FILES.rewind)) : theta0;
-    start = getBranch(spec.branch).start({
+    start = branch.start({
       level, seed, levelMask, rewind, trained,
       freshInit: (stream) => initialState(modelSpec, seed, new Rng(seed, stream, level)),
       rng: (stream) => new Rng(seed, stream, level),
+      pruneInverted: () => prune(true),
+      smallDense: (weights, stream) => {
+        const small = modelSpec.withWidths!(widthsForWeights(modelSpec, weights).widths);
+        small.initialize(new Rng(seed, stream, level));
+        return { model: small, init: small.state() };
+      },
     });
   }
-  model.loadState(start.init, `stage ${spec.id}: starting weights`);
-  const maskDensity = density(start.mask);
-  const shapes = model.shapes();
+  const net = start.model ?? model;
+  net.loadState(start.init, `stage ${spec.id}: starting weights`);
+  // Density against the run's model, so that a smaller network is placed by its weights.
+  const maskDensity = countAll(start.mask) / prunableSize(model);
+  const pruned = [...start.mask.values()].some((m) => countOnes(m) < m.length);
+  const shapes = net.shapes();
   saveTensors(path.join(dir, FILES.mask), start.mask, shapes);
-  saveTensors(path.join(dir, FILES.init), model.state(), shapes);
-  const result = train({
-    // A stage with nothing pruned (level 0) trains without masks.
-    model, masks: maskDensity < 1 ? start.mask : undefined, data: splits, iterations, batchSize: h.training.batchSize, seed, evalEvery: h.training.evalEvery,
+  saveTensors(path.join(dir, FILES.init), net.state(), shapes);
+  const fit = (target: Model, orderSeed: number, keepStateAt?: number, onEval?: (point: EvalPoint) => void) => train({
+    // A stage with nothing pruned (level 0, a small dense network) trains without masks.
+    model: target, masks: pruned ? start.mask : undefined, data: splits, iterations, batchSize: h.training.batchSize, seed: orderSeed, evalEvery: h.training.evalEvery,
     optimizer: { name: h.training.optimizer, lr: h.training.lr, momentum: h.training.momentum, weightDecay: h.training.weightDecay },
-    onEval: (point) => opts.onProgress?.({ replicate: r, level, stage: spec.branch, density: maskDensity, point, iterations }),
-    keepStateAt: spec.keepRewind ? rewindAt : undefined,
-    context: opts.context, stopRequested: opts.stopRequested,
+    onEval, keepStateAt, context: opts.context, stopRequested: opts.stopRequested,
   });
+  const result = fit(net, seed, spec.keepRewind ? rewindAt : undefined,
+    (point) => opts.onProgress?.({ replicate: r, level, stage: spec.branch, density: maskDensity, point, iterations }));
   if (result.keptState) saveTensors(path.join(dir, FILES.rewind), result.keptState, shapes);
-  saveTensors(path.join(dir, FILES.final), model.state(), shapes);
+  saveTensors(path.join(dir, FILES.final), net.state(), shapes);
+  const analysis = branch.analyse?.({
+    seed, start, trained: net.state(),
+    retrain: (orderSeed, what) => {
+      const copy = buildModel(net.describe());
+      copy.loadState(start.init, `stage ${spec.id}: starting weights`);
+      fit(copy, orderSeed, undefined, (point) => opts.onProgress?.({ replicate: r, level, stage: `${spec.branch} (${what})`, density: maskDensity, point, iterations }));
+      return copy.state();
+    },
+    test: (state) => {
+      const program = compileProgram(buildModel(net.describe()), { masks: pruned ? start.mask : undefined, optimizer: null, context: opts.context });
+      program.load(state);
+      return program.evaluate(splits.test);
+    },
+  });
   writeFileAtomic(path.join(dir, FILES.metrics), metricsCsv(result.curve));
   writeJsonAtomic(path.join(dir, FILES.hparams), { ...exp.identity, replicate: r, seed, level, stage: spec.branch });
   const done: StageResult = {
@@ -131,7 +160,7 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
     earlyStopValAccuracy: result.earlyStop.valAccuracy, earlyStopTestAccuracy: result.earlyStop.testAccuracy,
     finalTestAccuracy: result.final.testAccuracy, seconds: result.seconds, backend: opts.context.settings.backend,
     program: result.program, numerics: describeSettings(opts.context.settings), lth: LTH_VERSION,
-    files: stageChecksums(dir),
+    files: stageChecksums(dir), ...(analysis ? { analysis } : {}),
   };
   writeJsonAtomic(path.join(dir, FILES.done), done);
   return { result: done, skipped: false };
@@ -180,7 +209,7 @@ function initialState(spec: ModelSpec, seed: number, rng = new Rng(seed, 'init')
  * (`template`: the architecture, its values unused).
  */
 function pruneLevel(
-  exp: Experiment, modelSpec: ModelSpec, template: Model, spec: StageSpec, theta0: StateDict, trained: StateDict | null, mask: Mask, splits: Splits,
+  exp: Experiment, modelSpec: ModelSpec, template: Model, spec: StageSpec, theta0: StateDict, trained: StateDict | null, mask: Mask, splits: Splits, invert: boolean,
 ): Mask {
   const { h } = exp;
   const prunable = new Set(template.prunableNames());
@@ -193,6 +222,7 @@ function pruneLevel(
     layers: template.prunableLayers(), theta0, trained: strategy.when === 'at_init' ? null : trained, mask: current,
     rates: targetDensity === undefined ? pruningRates(h, template) : atDensity(h, template, targetDensity), targetDensity, ignore: h.ignore,
     rng: new Rng(spec.seed, 'prune', spec.level),
+    invert,
     model: () => modelSpec.build(),
     sample: (batchSize) => {
       const train = splits.train, n = Math.min(batchSize, train.length);
@@ -209,6 +239,17 @@ function pruneLevel(
 function atDensity(h: LotteryHparams, model: Model, density: number): Map<string, number> {
   const sizes = new Map(model.namedParameters().map(([n, t]) => [n, t.size]));
   return ratesForTarget(pruningRates(h, model), sizes, density, 1);
+}
+
+function countAll(mask: Mask): number {
+  let n = 0;
+  for (const m of mask.values()) n += countOnes(m);
+  return n;
+}
+
+function prunableSize(model: Model): number {
+  const sizes = new Map(model.namedParameters().map(([n, t]) => [n, t.size]));
+  return model.prunableNames().reduce((a, n) => a + sizes.get(n)!, 0);
 }
 
 function loadState(file: string): StateDict {

@@ -10,7 +10,7 @@ import { ratesByKind, type ModelSpec } from './spec.js';
  * dropout1, dropout2 after fc1 and fc2 when `dropout` > 0), so the parameters are
  * conv1.weight, conv1.bias, ..., fc3.bias whether or not there is dropout.
  */
-function convNet(name: string, channels: number[], dropout = 0, input: readonly [number, number, number] = [3, 32, 32]): Model {
+function convNet(name: string, channels: readonly number[], dropout = 0, fcWidths: readonly number[] = [256, 256], input: readonly [number, number, number] = [3, 32, 32]): Model {
   const layers: Array<[string, Module]> = [];
   let [c, h, w] = input;
   channels.forEach((out, i) => {
@@ -23,7 +23,7 @@ function convNet(name: string, channels: number[], dropout = 0, input: readonly 
     }
   });
   layers.push(['flatten', new Flatten()]);
-  const fc = [c * h * w, 256, 256, 10];
+  const fc = [c * h * w, ...fcWidths, 10];
   for (let i = 0; i + 1 < fc.length; i++) {
     const last = i + 2 === fc.length;
     layers.push([`fc${i + 1}`, new Linear(fc[i], fc[i + 1], last ? 'none' : 'relu')]);
@@ -49,6 +49,8 @@ export function convSpecs(): ModelSpec[] {
         description: `Conv-${net.n}${dropout ? ` with dropout ${dropout} after fc1 and fc2` : ''}: 3x3 convs ${convs}, fc 256,256,10, ReLU, for CIFAR-10 (${net.weights})`,
         training: { dataset: 'cifar10', steps: `${net.steps * (dropout ? 3 : 1)}it`, batchSize: 60, optimizer: 'adam', lr: net.lr },
         build: () => convNet(name, net.channels, dropout),
+        hiddenWidths: [...net.channels, 256, 256],
+        withWidths: (w) => convNet(name, w.slice(0, net.channels.length), dropout, w.slice(net.channels.length)),
         pruningRates: ratesByKind(net.convRate, 0.2),
       });
     }

@@ -17,5 +17,7 @@ export const lenet300100: ModelSpec = {
   description: 'LeNet-300-100: fully connected 784-300-100-10 with ReLU (266,200 weights)',
   training: { dataset: 'mnist', steps: '50000it', batchSize: 60, optimizer: 'adam', lr: 1.2e-3 },
   build: () => mlp('lenet_300_100', [784, 300, 100, 10]),
+  hiddenWidths: [300, 100],
+  withWidths: (w) => mlp('lenet_300_100', [784, ...w, 10]),
   pruningRates: ratesByKind(0.2, 0.2),
 };

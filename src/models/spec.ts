@@ -14,6 +14,14 @@ export interface ModelSpec {
   readonly description: string;
   readonly training: TrainingDefaults;
   build(): Model;
+  /**
+   * The same architecture with other hidden widths (neurons of hidden fully connected
+   * layers, channels of convolutions), in the order of `hiddenWidths`; absent where a model
+   * has no such family (small_dense then says so).
+   */
+  withWidths?(widths: readonly number[]): Model;
+  /** The widths `build()` uses, in the order `withWidths` takes them. */
+  readonly hiddenWidths?: readonly number[];
   /** The paper's per-round pruning rate of each prunable weight ('fc1.weight' -> 0.2). */
   pruningRates(model: Model): Map<string, number>;
 }

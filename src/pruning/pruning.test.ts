@@ -97,3 +97,19 @@ test('ratesForTarget: n rounds land on the target density, output at half the ra
   }
   assert.throws(() => ratesForTarget(rates, sizes, 1.5, 3), /target density must be in \(0, 1\)/);
 });
+
+test('inverted pruning (the invert sanity check) removes the highest scores instead, layerwise and pooled', () => {
+  const trained = new Map([['w', Float32Array.from([0.5, -0.1, 0.3, -0.2, 0.1, 0.9, 0.1, -0.7, 0.05, 0.4])]]);
+  const ones = () => new Map([['w', new Float32Array(10).fill(1)]]);
+  const m = magnitudeLayerwise.prune({ ...testContext({ rates: new Map([['w', 0.3]]), trained, mask: ones() }), invert: true });
+  // 3 of 10 by largest |w|: 0.9 (5), -0.7 (7), 0.5 (0).
+  assert.deepEqual([...m.get('w')!], [0, 1, 1, 1, 1, 0, 1, 0, 1, 1]);
+  const pooled = new Map([['a', Float32Array.from([1, -2, 3, 4])], ['b', Float32Array.from([0.5, 5, -6, 0.1])]]);
+  const g = magnitudeGlobal.prune({
+    ...testContext({ rates: new Map([['a', 0.25], ['b', 0.25]]), trained: pooled, mask: new Map([['a', new Float32Array(4).fill(1)], ['b', new Float32Array(4).fill(1)]]) }),
+    invert: true,
+  });
+  // 2 of the 8 pooled by largest |w|: |-6| (b[2]) and 5 (b[1]).
+  assert.deepEqual([...g.get('a')!], [1, 1, 1, 1]);
+  assert.deepEqual([...g.get('b')!], [1, 0, 0, 1]);
+});

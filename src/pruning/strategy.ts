@@ -46,6 +46,12 @@ export interface PruningContext {
   readonly model: () => Model;
   /** Minibatches of the training set, for data-driven scores. */
   readonly sample: (batchSize: number) => { x: Float32Array; labels: Int32Array; shape: readonly number[] };
+  /**
+   * Keep the lowest-scored weights instead of the highest (the inversion sanity check of
+   * Frankle et al., ICLR 2021): a strategy that ranks weights ranks them through
+   * pruneLowestScores or pruneLowestPerLayer, which honour it; a random one ignores it.
+   */
+  readonly invert?: boolean;
 }
 
 /** How many of `remaining` weights a `rate` removes; round to nearest, as the paper's ladder. */
@@ -98,8 +104,35 @@ export function pooledRemoveCount(ctx: PruningContext, pooled: readonly string[]
 export function pruneLowestScores(ctx: PruningContext, scores: ReadonlyMap<string, Float32Array>, pooled: readonly string[], count: number, signed = false): Mask {
   const out = copyMask(ctx.mask);
   const masks = pooled.map((n) => out.get(n)!);
-  smallestRemainingPooled(pooled.map((n) => scores.get(n)!), masks, count, signed).forEach((indices, l) => {
+  const ranked = pooled.map((n) => {
+    const s = scores.get(n);
+    check(s !== undefined, `pruning: no scores for layer '${n}'`);
+    return ctx.invert ? inverted(s, signed) : s;
+  });
+  smallestRemainingPooled(ranked, masks, count, signed || ctx.invert === true).forEach((indices, l) => {
     for (const i of indices) masks[l][i] = 0;
   });
+  return out;
+}
+
+/**
+ * A copy of ctx.mask with, in each layer, the lowest-scored (by |score|) of its remaining
+ * weights removed at the layer's rate; ties by position.
+ */
+export function pruneLowestPerLayer(ctx: PruningContext, scores: StateDict, what: string): Mask {
+  const out = new Map(ctx.mask);
+  for (const name of ctx.mask.keys()) {
+    check(scores.has(name), `pruning: ${what} lack '${name}'`);
+    const one = new Map([[name, ctx.mask.get(name)!]]);
+    const count = pruneCount(rateOf(ctx, name), countOnes(ctx.mask.get(name)!));
+    out.set(name, pruneLowestScores({ ...ctx, mask: one }, scores, [name], count).get(name)!);
+  }
+  return out;
+}
+
+/** Scores whose ascending order is the descending order of the originals (by |s| unless `signed`). */
+function inverted(s: Float32Array, signed: boolean): Float32Array {
+  const out = new Float32Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = signed ? -s[i] : -Math.abs(s[i]);
   return out;
 }

@@ -1,6 +1,4 @@
-import { check } from '../../core/errors.js';
-import { copyMask, countOnes, smallestRemaining } from '../mask.js';
-import { pruneCount, rateOf, type Strategy } from '../strategy.js';
+import { pruneLowestPerLayer, type Strategy } from '../strategy.js';
 
 /**
  * Magnitude pruning at initialisation: in each layer, the smallest |θ0| at the layer's rate
@@ -13,12 +11,6 @@ export const magnitudeInit: Strategy = {
   structure: 'unstructured',
   global: false,
   prune(ctx) {
-    const out = copyMask(ctx.mask);
-    for (const [name, m] of out) {
-      const w = ctx.theta0.get(name);
-      check(w !== undefined, `pruning: θ0 lacks '${name}'`);
-      for (const i of smallestRemaining(w, m, pruneCount(rateOf(ctx, name), countOnes(m)))) m[i] = 0;
-    }
-    return out;
+    return pruneLowestPerLayer(ctx, ctx.theta0, 'θ0');
   },
 };

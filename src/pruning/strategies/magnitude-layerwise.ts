@@ -1,6 +1,4 @@
-import { check } from '../../core/errors.js';
-import { copyMask, countOnes, smallestRemaining } from '../mask.js';
-import { pruneCount, rateOf, trainedWeights, type Strategy } from '../strategy.js';
+import { pruneLowestPerLayer, trainedWeights, type Strategy } from '../strategy.js';
 
 /** The paper's strategy: in each layer, remove the smallest-magnitude fraction of what remains. */
 export const magnitudeLayerwise: Strategy = {
@@ -10,13 +8,6 @@ export const magnitudeLayerwise: Strategy = {
   structure: 'unstructured',
   global: false,
   prune(ctx) {
-    const trained = trainedWeights(ctx, this.name);
-    const out = copyMask(ctx.mask);
-    for (const [name, m] of out) {
-      const w = trained.get(name);
-      check(w !== undefined, `pruning: trained weights lack '${name}'`);
-      for (const i of smallestRemaining(w, m, pruneCount(rateOf(ctx, name), countOnes(m)))) m[i] = 0;
-    }
-    return out;
+    return pruneLowestPerLayer(ctx, trainedWeights(ctx, this.name), 'trained weights');
   },
 };

@@ -1,0 +1,19 @@
+import { countOnes, onesMask } from '../../pruning/mask.js';
+import type { Branch } from '../branch.js';
+
+/**
+ * "Why not train a smaller network directly?": a dense network of the run's architecture,
+ * its hidden widths shrunk (by one factor) until it has the ticket's number of prunable
+ * weights, freshly initialised and trained for the same budget.
+ */
+export const smallDenseBranch: Branch = {
+  name: 'small_dense',
+  label: 'small dense',
+  description: "a dense network with hidden widths shrunk to the ticket's number of weights, fresh initialisation",
+  start: (ctx) => {
+    let weights = 0;
+    for (const m of ctx.levelMask.values()) weights += countOnes(m);
+    const { model, init } = ctx.smallDense(weights, 'small_dense');
+    return { init, mask: onesMask(init, model.prunableNames()), model };
+  },
+};
