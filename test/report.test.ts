@@ -224,6 +224,11 @@ test('the mask figure of a layer that reads a convolution: C x H x W from the co
   assert.deepEqual({ layer: run.mask.layer, after: run.mask.after, c: run.mask.channels, h: run.mask.height, w: run.mask.width, max: run.mask.max }, { layer: 'fc1.weight', after: 'conv2', c: 4, h: 6, w: 6, max: 20 });
   assert.deepEqual(run.mask.levels[0].counts, new Array(36).fill(20));
   assert.deepEqual(run.mask.levels[1].counts, Array.from({ length: 36 }, (_, p) => 4 * ((p % 5) + 1)));
+  // The heatmap's values: per position, the fraction of its 20 connections kept over fc1's density at the level.
+  const kept = run.mask.levels[1].counts.reduce((a, b) => a + b, 0);
+  assert.equal(run.mask.levels[1].layerDensity, kept / 720);
+  assert.deepEqual(run.mask.levels[1].relative, run.mask.levels[1].counts.map((c) => c / 20 / (kept / 720)));
+  assert.deepEqual(run.mask.levels[0].relative, new Array(36).fill(1));
   const r = await writeReport(dir);
   assert.equal(r.complete, true);
   assert.match(fs.readFileSync(r.html, 'utf8'), /Mask of the first fully connected layer \(fc1\.weight, reading conv2&#39;s 4×6×6 output\)/);

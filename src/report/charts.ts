@@ -16,6 +16,15 @@ export const PAPER_TICKS = [100, 51.3, 21.1, 7.0, 3.6, 1.9];
 /** Tableau-10: distinguishable in colour and in greyscale print. */
 export const PALETTE = ['#4c78a8', '#f58518', '#54a24b', '#e45756', '#72b7b2', '#b279a2', '#eeca3b', '#9d755d', '#ff9da6', '#bab0ac'];
 
+/**
+ * Colours of the branches (the ticket and its controls): Tableau-10 and two darker ones,
+ * so that twelve branches get twelve colours; dashes tell them apart beyond that.
+ */
+export const BRANCH_COLORS = [...PALETTE, '#2b2b2b', '#1b3a6b'];
+
+/** Dash patterns of the branches: with 12 colours and 7 dashes, the first 84 branches all differ. */
+export const BRANCH_DASHES: number[][] = [[], [7, 3], [2, 3], [9, 3, 2, 3], [1, 2], [12, 4], [5, 2, 1, 2, 1, 2]];
+
 const CONFIG: vega.Config = {
   background: 'white',
   axis: {
@@ -142,6 +151,52 @@ export function curvesChart(opts: { title: string; subtitle?: string[]; yTitle: 
   };
 }
 
+export interface PathSeries {
+  name: string;
+  color: string;
+  dash: number[];
+  points: Array<{ alpha: number; value: number }>;
+}
+
+/**
+ * A quantity along the straight line between two networks (alpha 0 to 1), one line with
+ * its points per series: the test error between the two copies of a stability stage.
+ */
+export function pathChart(opts: { title: string; subtitle?: string[]; yTitle: string; legendTitle: string; series: PathSeries[] }): vega.Spec {
+  const values = opts.series.flatMap((s) => s.points.map((p) => ({ series: s.name, ...p })));
+  return {
+    $schema: 'https://vega.github.io/schema/vega/v6.json',
+    width: WIDTH, height: HEIGHT, padding: 8, config: CONFIG,
+    title: titleOf(opts.title, opts.subtitle),
+    data: [{ name: 'path', values }],
+    scales: [
+      { name: 'x', type: 'linear', domain: [0, 1], range: 'width', nice: false, zero: true },
+      { name: 'y', type: 'linear', domain: values.length ? { data: 'path', field: 'value' } : [0, 100], range: 'height', nice: true, zero: true },
+      { name: 'color', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.color) },
+      { name: 'dash', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.dash) },
+    ],
+    axes: [
+      { orient: 'bottom', scale: 'x', title: 'Interpolation α (0: copy a, 1: copy b)', format: '.1f', values: [0, 0.2, 0.4, 0.6, 0.8, 1] },
+      { orient: 'left', scale: 'y', title: opts.yTitle, grid: true, format: '.1f', tickCount: 6 },
+    ],
+    legends: [{ stroke: 'color', strokeDash: 'dash', symbolType: 'stroke', orient: 'right', title: opts.legendTitle, symbolSize: 400 }],
+    marks: [{
+      type: 'group',
+      from: { facet: { name: 'line', data: 'path', groupby: 'series' } },
+      marks: [
+        {
+          type: 'line', from: { data: 'line' },
+          encode: { enter: { x: { scale: 'x', field: 'alpha' }, y: { scale: 'y', field: 'value' }, stroke: { scale: 'color', field: 'series' }, strokeDash: { scale: 'dash', field: 'series' }, strokeWidth: { value: 1.8 } } },
+        },
+        {
+          type: 'symbol', from: { data: 'line' },
+          encode: { enter: { x: { scale: 'x', field: 'alpha' }, y: { scale: 'y', field: 'value' }, fill: { scale: 'color', field: 'series' }, size: { value: 18 } } },
+        },
+      ],
+    }],
+  };
+}
+
 export interface HeatmapPanel {
   title: string;
   width: number;
@@ -150,8 +205,13 @@ export interface HeatmapPanel {
   values: number[];
 }
 
-/** A grid of small heatmaps sharing one colour scale (the first layer's mask per level). */
-export function heatmapGrid(opts: { title: string; subtitle?: string[]; legendTitle: string; max: number; panels: HeatmapPanel[] }): vega.Spec {
+/**
+ * A grid of small heatmaps sharing one colour scale (the first layer's mask per level).
+ * The scale runs from 0 to `max` (viridis), or with `mid` diverging around it (blue below,
+ * orange above); with `clamp`, values beyond `max` take its colour and the legend's top
+ * label reads "≥ max".
+ */
+export function heatmapGrid(opts: { title: string; subtitle?: string[]; legendTitle: string; max: number; mid?: number; clamp?: boolean; panels: HeatmapPanel[] }): vega.Spec {
   const w = opts.panels[0]?.width ?? 1, h = opts.panels[0]?.height ?? 1;
   const cell = Math.max(2, Math.min(8, Math.floor(120 / Math.max(w, h))));
   const columns = Math.min(opts.panels.length, opts.panels.length <= 6 ? 6 : 7);
@@ -162,8 +222,13 @@ export function heatmapGrid(opts: { title: string; subtitle?: string[]; legendTi
     title: titleOf(opts.title, opts.subtitle),
     data: [{ name: 'cells', values }],
     layout: { columns: Math.max(1, columns), padding: { row: 10, column: 10 }, bounds: 'full', align: 'all' },
-    scales: [{ name: 'color', type: 'linear', domain: [0, opts.max], range: { scheme: 'viridis' }, zero: true, nice: false }],
-    legends: [{ fill: 'color', type: 'gradient', title: opts.legendTitle, orient: 'right', gradientLength: Math.max(80, Math.min(200, cell * h)), titleOrient: 'left', titleAnchor: 'middle' } as vega.Legend],
+    scales: [opts.mid !== undefined
+      ? { name: 'color', type: 'linear', domain: [0, opts.max], domainMid: opts.mid, range: { scheme: 'blueorange' }, zero: true, nice: false, clamp: opts.clamp ?? false }
+      : { name: 'color', type: 'linear', domain: [0, opts.max], range: { scheme: 'viridis' }, zero: true, nice: false, clamp: opts.clamp ?? false }],
+    legends: [{
+      fill: 'color', type: 'gradient', title: opts.legendTitle, orient: 'right', gradientLength: Math.max(80, Math.min(200, cell * h)), titleOrient: 'left', titleAnchor: 'middle',
+      ...(opts.clamp ? { values: [0, opts.max / 4, opts.max / 2, (3 * opts.max) / 4, opts.max], encode: { labels: { update: { text: { signal: `datum.value >= ${opts.max} ? '≥ ' + format(datum.value, '~g') : format(datum.value, '~g')` } } } } } : {}),
+    } as vega.Legend],
     marks: [{
       type: 'group',
       from: { facet: { name: 'panel', data: 'cells', groupby: ['panel', 'title'] } },

@@ -1,7 +1,7 @@
 import type * as vega from 'vega';
 import type { Stats } from '../lottery/summary.js';
-import { PALETTE, PAPER_TICKS, curvesChart, densityChart, heatmapGrid, type Series } from './charts.js';
-import { runLabel, stats, type Curve, type Metric, type RunData } from './run-data.js';
+import { BRANCH_COLORS, BRANCH_DASHES, PALETTE, PAPER_TICKS, curvesChart, densityChart, heatmapGrid, pathChart, type Series } from './charts.js';
+import { STABILITY_BRANCH, runLabel, stats, type Curve, type Metric, type RunData } from './run-data.js';
 
 /** One figure of the report: its file name stem, heading, caption and Vega spec. */
 export interface Figure {
@@ -11,12 +11,18 @@ export interface Figure {
   spec: vega.Spec;
 }
 
-const DASHES = [[], [7, 3], [2, 3], [9, 3, 2, 3], [1, 2], [12, 4]];
-
-/** How a branch's series is drawn: its label, and a colour and dash by its place among the run's branches (the ticket first). */
+/**
+ * How a branch's series is drawn: its label, and a colour and dash by its place among the
+ * run's branches (the ticket first, then hparams.json's order): twelve colours and seven
+ * dashes, so every branch of a run looks different. Two branches with one label are told
+ * apart by their names.
+ */
 export function seriesStyle(run: RunData, branch: string): { label: string; color: string; dash: number[] } {
-  const i = Math.max(0, [run.main, ...run.branches].indexOf(branch));
-  return { label: run.labels[branch] ?? branch, color: PALETTE[i % PALETTE.length], dash: DASHES[i % DASHES.length] };
+  const order = [run.main, ...run.branches];
+  const i = Math.max(0, order.indexOf(branch));
+  const labelOf = (b: string) => run.labels[b] ?? b;
+  const clash = order.some((b) => b !== branch && labelOf(b) === labelOf(branch));
+  return { label: clash ? `${labelOf(branch)} (${branch})` : labelOf(branch), color: BRANCH_COLORS[i % BRANCH_COLORS.length], dash: BRANCH_DASHES[i % BRANCH_DASHES.length] };
 }
 
 export const pctLabel = (density: number) => `${(100 * density).toFixed(1)}%`;
@@ -36,11 +42,11 @@ function progressNote(run: RunData): string[] {
  * At most eight curves stay readable: with more levels, the ones nearest the
  * paper's ladder (100, 51.3, 21.1, 7.0, 3.6, 1.9) and the sparsest.
  */
-export function pickCurves(curves: Curve[]): Curve[] {
+export function pickCurves<T extends { density: number }>(curves: T[]): T[] {
   if (curves.length <= 8) return curves;
-  const chosen = new Set<Curve>();
+  const chosen = new Set<T>();
   for (const t of PAPER_TICKS) {
-    let best: Curve | null = null;
+    let best: T | null = null;
     for (const c of curves) if (!best || Math.abs(Math.log(100 * c.density / t)) < Math.abs(Math.log(100 * best.density / t))) best = c;
     if (best && Math.abs(Math.log(100 * best.density / t)) < 0.25) chosen.add(best);
   }
@@ -162,29 +168,100 @@ export function compareFigures(groups: CompareGroup[]): Figure[] {
   ];
 }
 
+/** The instability analyses of one level, over the finished replicates. */
+export interface StabilityLevel {
+  level: number;
+  /** Mean fraction of weights remaining of the level's stability stages. */
+  density: number;
+  replicates: number[];
+  /** Error barrier (a fraction of the test set): mean, min, max, n over the replicates. */
+  errorBarrier: Stats;
+  /** Test error (a fraction) at each alpha on the path, over the replicates that have a point there. */
+  path: Array<{ alpha: number; testError: Stats }>;
+}
+
+/** run.stability by level (levels without a finished analysis left out). */
+export function stabilityLevels(run: RunData): StabilityLevel[] {
+  if (!run.branches.includes(STABILITY_BRANCH)) return [];
+  const levels = [...new Set(run.stability.map((a) => a.level))].sort((a, b) => a - b);
+  return levels.map((level) => {
+    const here = run.stability.filter((a) => a.level === level);
+    const byAlpha = new Map<string, { alpha: number; errors: number[] }>();
+    for (const a of here) {
+      for (const p of a.path) {
+        const key = p.alpha.toFixed(6);
+        const e = byAlpha.get(key) ?? { alpha: p.alpha, errors: [] };
+        e.errors.push(p.testError);
+        byAlpha.set(key, e);
+      }
+    }
+    return {
+      level,
+      density: stats(here.map((a) => a.density)).mean,
+      replicates: here.map((a) => a.replicate),
+      errorBarrier: stats(here.map((a) => a.errorBarrier)),
+      path: [...byAlpha.values()].sort((a, b) => a.alpha - b.alpha).map((e) => ({ alpha: e.alpha, testError: stats(e.errors) })),
+    };
+  });
+}
+
+/**
+ * The instability analysis (Frankle, Dziugaite, Roy & Carbin 2020) of a run with the
+ * 'stability' branch: the error barrier against weights remaining, and the test error
+ * along the line between the two copies per level. None without a finished analysis.
+ */
+export function stabilityFigures(run: RunData): Figure[] {
+  const levels = stabilityLevels(run);
+  if (levels.length === 0) return [];
+  const over = run.replicates === 1 ? 'the one replicate' : `the finished replicates (of ${run.replicates})`;
+  const sub = [describe(run), `mean over ${over}${run.replicates > 1 ? '; band: min to max' : ''}`, ...progressNote(run)];
+  const barrier: Series = {
+    name: 'error barrier', color: PALETTE[3], dash: [],
+    points: levels.map((l) => ({ x: 100 * l.density, mean: 100 * l.errorBarrier.mean, min: 100 * l.errorBarrier.min, max: 100 * l.errorBarrier.max, n: l.errorBarrier.n })),
+  };
+  // Barriers of a few hundredths of a point (stable tickets) need more decimals than tens of points.
+  const top = Math.max(...barrier.points.map((p) => Math.abs(p.max)));
+  const shown = pickCurves(levels);
+  const name = (l: StabilityLevel) => `${pctLabel(l.density)}${shown.some((o) => o !== l && pctLabel(o.density) === pctLabel(l.density)) ? ` (level ${l.level})` : ''}`;
+  const lines = shown.map((l, i) => ({
+    name: name(l), color: PALETTE[i % PALETTE.length], dash: [],
+    points: l.path.map((p) => ({ alpha: p.alpha, value: 100 * p.testError.mean })),
+  }));
+  const what = `The ticket of each level is trained twice from its starting weights with two data orders (the '${STABILITY_BRANCH}' branch; copy a is the stage's network) and the test error is measured along the straight line between the two.`;
+  const only = 'Only finished stability stages with an instability analysis in done.json count.';
+  return [
+    {
+      id: 'stability-error-barrier', heading: 'Instability: error barrier',
+      caption: `${what} The error barrier is the largest test error on that line minus the mean error of its two ends, in percentage points: about 0 when the two copies end in one linearly connected minimum (stable), large when they do not (Frankle, Dziugaite, Roy & Carbin 2020). Weights remaining on the log scale of the other figures; mean over ${over}. ${only}`,
+      spec: densityChart({ title: 'Error barrier vs weights remaining', subtitle: sub, yTitle: 'Error barrier (percentage points)', yFormat: top >= 5 ? '.1f' : top >= 0.1 ? '.2f' : '.3f', zero: true, series: [barrier] }),
+    },
+    {
+      id: 'stability-interpolation', heading: 'Instability: linear interpolation between the two copies',
+      caption: `${what} Test error at each interpolation point α (weights (1 − α)·a + α·b), one line per level labelled by its percent of weights remaining, mean over ${over}.${shown.length < levels.length ? ` Showing ${shown.length} of ${levels.length} levels (nearest the paper's ladder).` : ''} ${only}`,
+      spec: pathChart({ title: 'Test error along the line between the two copies', subtitle: sub.slice(0, 1).concat(`mean over ${over}`, progressNote(run)), yTitle: 'Test error (%)', legendTitle: 'Weights remaining', series: lines }),
+    },
+  ];
+}
+
 export function maskFigure(run: RunData): Figure | null {
   const m = run.mask;
   if (!m || m.levels.length === 0) return null;
-  // Each level on its own scale: a pixel's kept connections over the level's mean per pixel
-  // (1 = as many as average). On one absolute scale every level below ~20% of the weights
-  // is the same dark square and hides which pixels the ticket keeps.
-  const panels = m.levels.map((l) => {
-    const mean = m.max * l.layerDensity;
-    return {
-      title: `level ${l.level} · ${pctLabel(l.density)}${l.finished ? '' : ' (in progress)'}`,
-      width: m.width, height: m.height, values: l.counts.map((c) => (mean > 0 ? c / mean : 0)),
-    };
-  });
-  const top = Math.max(1, ...panels.flatMap((p) => p.values));
+  // Each level on its own scale: a pixel's fraction of connections kept over the layer's
+  // density at that level (1 = as many as average). On one absolute scale every level below
+  // ~20% of the weights is the same dark square and hides which pixels the ticket keeps.
+  const panels = m.levels.map((l) => ({
+    title: `level ${l.level} · ${pctLabel(l.density)}${l.finished ? '' : ' (in progress)'}`,
+    width: m.width, height: m.height, values: l.relative,
+  }));
   const channels = m.channels > 1 ? `, summed over ${m.channels} channels` : '';
   const what = m.after ? `first fully connected layer (${m.layer}, reading ${m.after}'s ${m.channels}×${m.height}×${m.width} output)` : `first layer (${m.layer})`;
   const pixel = m.after ? 'position of the feature map' : 'input pixel';
   return {
     id: 'first-layer-mask', heading: `Mask of the ${what}`,
-    caption: `For each ${pixel}, how many of its ${m.max} connections into ${m.layer} [${m.shape.join(', ')}] survive pruning${channels}, relative to the level's mean per ${pixel} (1: as many as average; each level on its own scale, so sparse levels show their structure too; replicate 0, main; ${m.height}×${m.width} grid). Panel titles give the level and the fraction of all prunable weights remaining; the counts are in the mask table.`,
+    caption: `For each ${pixel}, the fraction of its ${m.max} connections into ${m.layer} [${m.shape.join(', ')}] that survive pruning${channels}, divided by the layer's density at that level (kept / layer density): 1 (white) is as many as the average ${pixel}, 0 (blue) none left, orange more than average, and 2 or more (twice the average) the darkest orange. Each level is thus on its own scale, so sparse levels show their structure too (replicate 0, main; ${m.height}×${m.width} grid). Panel titles give the level and the fraction of all prunable weights remaining; the layer's density and the counts are in the mask table.`,
     spec: heatmapGrid({
-      title: `${m.after ? 'First fully connected layer' : 'First layer'}: connections kept per ${pixel} (${m.layer})`, subtitle: [`${describe(run)}; replicate 0${channels}`],
-      legendTitle: 'kept / level mean', max: Math.ceil(top * 2) / 2, panels,
+      title: `${m.after ? 'First fully connected layer' : 'First layer'}: connections kept per ${pixel} (${m.layer})`, subtitle: [`${describe(run)}; replicate 0${channels}; kept / layer density, 1 = average`],
+      legendTitle: 'kept / layer density', max: 2, mid: 1, clamp: true, panels,
     }),
   };
 }

@@ -1,6 +1,6 @@
 import type { Stats } from '../lottery/summary.js';
-import { curveName, pctLabel, seriesStyle, type CompareGroup } from './figures.js';
-import { METRICS, type Metric, type RunData, type StageStatus } from './run-data.js';
+import { curveName, pctLabel, seriesStyle, stabilityLevels, type CompareGroup } from './figures.js';
+import { METRICS, STABILITY_BRANCH, type Metric, type RunData, type StageStatus } from './run-data.js';
 
 /**
  * The HTML page: inline SVG figures, plain tables, inline CSS; no scripts, no
@@ -108,6 +108,28 @@ export function maskTable(run: RunData): string {
   return `<table class="numbers" id="table-mask"><thead>${head}</thead><tbody>${rows.join('\n')}</tbody></table>`;
 }
 
+/**
+ * The instability analyses per level: weights remaining, the error barrier's mean, min and
+ * max over the finished replicates, and the mean test error at each α of the path. Cells
+ * carry data-level, data-field ('errorBarrier.mean', 'testError@0.5') and the exact value.
+ */
+export function stabilityTable(run: RunData): string {
+  const levels = stabilityLevels(run);
+  if (levels.length === 0) return '';
+  const alphas = [...new Map(levels.flatMap((l) => l.path.map((p) => [p.alpha.toFixed(6), p.alpha] as const))).values()].sort((a, b) => a - b);
+  const pp = (v: number) => (Number.isFinite(v) ? `${(100 * v).toFixed(2)}` : String(v));
+  const cell = (level: number, field: string, v: number, text: string) => `<td class="num" data-level="${level}" data-field="${esc(field)}" data-value="${esc(String(v))}">${esc(text)}</td>`;
+  const head = `<tr><th rowspan="2">Level</th><th rowspan="2">Weights remaining</th><th rowspan="2">n</th><th colspan="3">Error barrier (points)</th><th colspan="${alphas.length}">Test error (%) at α</th></tr>`
+    + `<tr><th>mean</th><th>min</th><th>max</th>${alphas.map((a) => `<th>${esc(String(Number(a.toFixed(4))))}</th>`).join('')}</tr>`;
+  const rows = levels.map((l) => `<tr data-level="${l.level}"><td class="num">${l.level}</td>${cell(l.level, 'density', l.density, `${(100 * l.density).toFixed(2)}%`)}${cell(l.level, 'n', l.errorBarrier.n, String(l.errorBarrier.n))}`
+    + (['mean', 'min', 'max'] as const).map((f) => cell(l.level, `errorBarrier.${f}`, l.errorBarrier[f], pp(l.errorBarrier[f]))).join('')
+    + alphas.map((a) => {
+      const p = l.path.find((q) => Math.abs(q.alpha - a) < 5e-7);
+      return p ? cell(l.level, `testError@${Number(a.toFixed(6))}`, p.testError.mean, pp(p.testError.mean)) : '<td></td>';
+    }).join('') + '</tr>');
+  return `<table class="numbers" id="table-stability"><thead>${head}</thead><tbody>${rows.join('\n')}</tbody></table>`;
+}
+
 function flatten(obj: unknown, prefix = ''): Array<[string, string]> {
   if (obj && typeof obj === 'object' && !Array.isArray(obj)) {
     return Object.entries(obj as Record<string, unknown>).flatMap(([k, v]) => flatten(v, prefix ? `${prefix}.${k}` : k));
@@ -179,6 +201,7 @@ ${figs.join('\n')}
 <h3>Per level and replicate</h3><div class="scroll">${replicateTable(run)}</div>
 <h3>Across replicates</h3><div class="scroll">${aggregateTable(run)}</div>
 <details><summary>Test accuracy curves (mean over replicates, every level)</summary><div class="scroll">${curveTable(run)}</div></details>
+${run.stability.length && stabilityLevels(run).length ? `<h3>Instability (${esc(seriesStyle(run, STABILITY_BRANCH).label)}), mean over the finished replicates</h3><div class="scroll">${stabilityTable(run)}</div>` : ''}
 ${run.mask ? `<h3>Mask of ${esc(run.mask.layer)} (replicate 0)</h3><div class="scroll">${maskTable(run)}</div>` : ''}
 </section>
 ${groups ? `<section id="compare"><h2>Compared runs</h2><div class="scroll">${compareSection(groups)}</div></section>` : ''}

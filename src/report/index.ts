@@ -3,13 +3,13 @@ import path from 'node:path';
 import { LthError } from '../core/errors.js';
 import { writeFileAtomic } from '../store/atomic.js';
 import { prefixIds, renderSvg, svgToPng, systemFontsMissing } from './charts.js';
-import { accuracyFigure, compareFigures, compareGroups, earlyStopFigures, maskFigure, type Figure } from './figures.js';
+import { accuracyFigure, compareFigures, compareGroups, earlyStopFigures, maskFigure, stabilityFigures, type Figure } from './figures.js';
 import { page, type PageFigure } from './html.js';
 import { loadRun, type RunData } from './run-data.js';
 
-export { loadRun, runLabel, type RunData, type Curve, type MaskGrids, type StageStatus } from './run-data.js';
+export { loadRun, runLabel, parseInstability, relativeToDensity, type RunData, type Curve, type MaskGrids, type StageStatus, type StabilityAnalysis } from './run-data.js';
 export { renderSvg, svgToPng, PAPER_TICKS } from './charts.js';
-export type { Figure } from './figures.js';
+export { seriesStyle, stabilityLevels, type Figure, type StabilityLevel } from './figures.js';
 
 /** The report's file names inside the output directory. */
 export const REPORT_FILES = {
@@ -39,7 +39,7 @@ export interface ReportResult {
 
 /** The figures of a run (and the runs compared with it), as Vega specs. */
 export function buildFigures(run: RunData, compared: RunData[] = []): Figure[] {
-  const figures = [accuracyFigure(run), ...earlyStopFigures(run)];
+  const figures = [accuracyFigure(run), ...earlyStopFigures(run), ...stabilityFigures(run)];
   if (compared.length) figures.push(...compareFigures(compareGroups([run, ...compared])));
   const mask = maskFigure(run);
   if (mask) figures.push(mask);
@@ -75,6 +75,11 @@ export async function writeReport(runDir: string, opts: ReportOptions | string =
   const groups = compared.length ? compareGroups([run, ...compared]) : null;
   const html = path.join(outDir, REPORT_FILES.html);
   writeFileAtomic(html, page(run, pageFigures, groups));
+  const warnings: string[] = [];
   const fonts = systemFontsMissing();
-  return { html, pngs, figures: figures.map((f) => f.id), complete: run.summary.complete, warnings: fonts ? [fonts] : [] };
+  if (fonts) warnings.push(fonts);
+  if (run.ignoredAnalyses.length) {
+    warnings.push(`${run.ignoredAnalyses.length} finished stability stage(s) without an instability analysis the report understands, left out of the stability figures: ${run.ignoredAnalyses.join(', ')}`);
+  }
+  return { html, pngs, figures: figures.map((f) => f.id), complete: run.summary.complete, warnings };
 }

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LthError } from '../core/errors.js';
 import { readJson } from '../store/atomic.js';
-import { FILES, readDone, readMetrics, stageDir, type StageName, type StageResult } from '../store/layout.js';
+import { FILES, readDone, readMetrics, stageDir, stagePath, type StageName, type StageResult } from '../store/layout.js';
 import { loadSafetensors } from '../store/safetensors.js';
 import { buildSummary, type LotterySummary } from '../store/summary.js';
 
@@ -60,7 +60,78 @@ export interface MaskGrids {
   width: number;
   /** Connections per pixel when nothing is pruned: out * channels. */
   max: number;
-  levels: Array<{ level: number; density: number; layerDensity: number; finished: boolean; counts: number[] }>;
+  levels: Array<{
+    level: number;
+    /** Fraction of all prunable weights remaining. */
+    density: number;
+    /** Fraction of the layer's weights remaining. */
+    layerDensity: number;
+    finished: boolean;
+    /** Connections kept per pixel (summed over channels), row-major height x width. */
+    counts: number[];
+    /** Per pixel, the fraction of its connections kept over the layer's density (1: as many as average; see relativeToDensity). */
+    relative: number[];
+  }>;
+}
+
+/**
+ * Per pixel, the fraction of its `max` connections that are kept, divided by the
+ * layer's density: 1 is a pixel that keeps as many as the average pixel, 0 one
+ * that lost all of them, 2 one that keeps twice the average. A layer with
+ * nothing left is all 0.
+ */
+export function relativeToDensity(counts: readonly number[], max: number, layerDensity: number): number[] {
+  return counts.map((c) => (max > 0 && layerDensity > 0 ? c / max / layerDensity : 0));
+}
+
+/** One point of the straight line between the two copies of a stability stage. */
+export interface StabilityPathPoint {
+  /** The weight of copy b: the weights are (1 - alpha)·a + alpha·b. */
+  alpha: number;
+  /** NaN where done.json has no number (a diverged copy). */
+  testLoss: number;
+  /** Fraction of the test set misclassified. */
+  testError: number;
+}
+
+/** The instability analysis of one finished 'stability' stage (done.json's `analysis`). */
+export interface StabilityAnalysis {
+  replicate: number;
+  level: number;
+  /** The stage's fraction of prunable weights remaining. */
+  density: number;
+  /** Max test error on the path minus the mean of its ends' errors (a fraction). */
+  errorBarrier: number;
+  /** The data-order seeds of the two copies, when done.json gives them. */
+  orderSeeds: [number, number] | null;
+  /** By increasing alpha. */
+  path: StabilityPathPoint[];
+}
+
+/** The branch whose stages carry an instability analysis. */
+export const STABILITY_BRANCH = 'stability';
+
+const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+/**
+ * done.json's `analysis` of a stability stage as the report uses it, or null when it is
+ * absent, of another kind, or malformed (no finite errorBarrier, or a path without at
+ * least two points of finite alpha in [0, 1] and finite testError).
+ */
+export function parseInstability(analysis: unknown): Omit<StabilityAnalysis, 'replicate' | 'level' | 'density'> | null {
+  if (!analysis || typeof analysis !== 'object' || Array.isArray(analysis)) return null;
+  const a = analysis as Record<string, unknown>;
+  if (a.kind !== 'instability' || !finite(a.errorBarrier) || !Array.isArray(a.path) || a.path.length < 2) return null;
+  const path: StabilityPathPoint[] = [];
+  for (const p of a.path as unknown[]) {
+    if (!p || typeof p !== 'object') return null;
+    const q = p as Record<string, unknown>;
+    if (!finite(q.alpha) || q.alpha < 0 || q.alpha > 1 || !finite(q.testError)) return null;
+    path.push({ alpha: q.alpha, testLoss: finite(q.testLoss) ? q.testLoss : NaN, testError: q.testError });
+  }
+  path.sort((x, y) => x.alpha - y.alpha);
+  const seeds = Array.isArray(a.orderSeeds) && a.orderSeeds.length === 2 && a.orderSeeds.every(finite) ? [a.orderSeeds[0], a.orderSeeds[1]] as [number, number] : null;
+  return { errorBarrier: a.errorBarrier, orderSeeds: seeds, path };
 }
 
 export interface RunData {
@@ -79,6 +150,10 @@ export interface RunData {
   stages: StageStatus[];
   curves: Curve[];
   mask: MaskGrids | null;
+  /** The instability analyses of the finished 'stability' stages, by replicate then level (empty when the run has no such branch). */
+  stability: StabilityAnalysis[];
+  /** Stage ids (replicate_<r>/level_<k>/stability) of finished stability stages whose analysis is absent or not understood: left out. */
+  ignoredAnalyses: string[];
 }
 
 function maskDensity(file: string): number | null {
@@ -155,7 +230,8 @@ function loadMaskGrids(dir: string, levels: number, main: string): MaskGrids | n
       for (let i = 0; i < t.data.length; i++) if (t.data[i] !== 0) all++;
       total += t.data.length;
     }
-    result.levels.push({ level: k, density: total ? all / total : 1, layerDensity: kept / (out * inFeatures), finished: readDone(sdir) !== null, counts });
+    const layerDensity = kept / (out * inFeatures);
+    result.levels.push({ level: k, density: total ? all / total : 1, layerDensity, finished: readDone(sdir) !== null, counts, relative: relativeToDensity(counts, result.max, layerDensity) });
   }
   return result;
 }
@@ -209,12 +285,19 @@ export function loadRun(dir: string): RunData {
 
   const stages: StageStatus[] = [];
   const done: StageResult[] = [];
+  const stability: StabilityAnalysis[] = [];
+  const ignoredAnalyses: string[] = [];
   for (let r = 0; r < replicates; r++) {
     for (let k = 0; k <= levels; k++) {
       for (const stage of [main, ...(k > 0 ? branches : [])] as StageName[]) {
         const sdir = stageDir(dir, r, k, stage);
         const d = readDone(sdir);
         if (d) done.push(d);
+        if (d && stage === STABILITY_BRANCH) {
+          const a = parseInstability(d.analysis);
+          if (a && finite(d.density)) stability.push({ replicate: r, level: k, density: d.density, ...a });
+          else ignoredAnalyses.push(stagePath(r, k, stage));
+        }
         const state: StageState = d ? 'done' : fs.existsSync(sdir) ? 'in_progress' : 'pending';
         stages.push({ replicate: r, level: k, stage, state, density: d ? d.density : state === 'in_progress' ? maskDensity(path.join(sdir, FILES.mask)) : null });
       }
@@ -227,6 +310,7 @@ export function loadRun(dir: string): RunData {
     stages,
     curves: loadCurves(dir, replicates, levels, stages, main),
     mask: loadMaskGrids(dir, levels, main),
+    stability, ignoredAnalyses,
   };
 }
 
