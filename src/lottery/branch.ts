@@ -31,6 +31,14 @@ export interface StageStart {
   readonly mask: Mask;
   /** The network trained, when it is not the run's model (a smaller dense one). */
   readonly model?: Model;
+  /**
+   * Where in the run's budget the stage trains: from the rewind step to the end, with the
+   * data order and learning rate of those iterations (default, as weight rewinding), or
+   * the whole budget from iteration 0 (a network trained from scratch).
+   */
+  readonly from?: 'rewind' | 'start';
+  /** The learning rate: the schedule's at each iteration (default), or its final rate throughout (fine-tuning). */
+  readonly lr?: 'schedule' | 'final';
 }
 
 export interface BranchContext {

@@ -40,8 +40,8 @@ test('every registered branch starts from masked weights of the right shapes, de
       return { model, init: model.state() };
     },
   });
-  assert.deepEqual(controlNames(), ['reinit', 'random_prune', 'reinit_sign', 'shuffle', 'finetune', 'invert', 'small_dense', 'stability']);
-  assert.throws(() => getBranch('nope'), /unknown branch 'nope'. Known: reinit, random_prune, reinit_sign, shuffle, finetune, invert, small_dense, stability/);
+  assert.deepEqual(controlNames(), ['reinit', 'random_prune', 'reinit_sign', 'shuffle', 'finetune', 'lr_rewind', 'invert', 'small_dense', 'stability']);
+  assert.throws(() => getBranch('nope'), /unknown branch 'nope'. Known: reinit, random_prune, reinit_sign, shuffle, finetune, lr_rewind, invert, small_dense, stability/);
   for (const name of [MAIN, ...controlNames()]) {
     const b = getBranch(name);
     assert.ok(b.label && b.description, `${name}: a label and a description`);
@@ -77,7 +77,7 @@ test('every registered branch starts from masked weights of the right shapes, de
     for (let i = 0; i < m.length; i++) if (m[i]) { kept++; if (w[i] === t0[i]) fromTheta0++; }
     if (name === 'reinit') {
       assert.equal(fromTheta0, 0, 'reinit: fresh weights');
-    } else if (name === 'finetune') {
+    } else if (name === 'finetune' || name === 'lr_rewind') {
       const tw = trained.get('fc1.weight')!;
       for (let i = 0; i < m.length; i++) if (m[i]) assert.equal(w[i], tw[i], `finetune fc1[${i}]: the trained weight`);
       assert.deepEqual(init.get('fc1.bias'), trained.get('fc1.bias'), 'finetune: the trained biases');

@@ -2,6 +2,7 @@ import { LthError } from '../core/errors.js';
 import type { Branch } from './branch.js';
 import { finetuneBranch } from './branches/finetune.js';
 import { invertBranch } from './branches/invert.js';
+import { lrRewindBranch } from './branches/lr-rewind.js';
 import { mainBranch } from './branches/main.js';
 import { randomPruneBranch } from './branches/random-prune.js';
 import { reinitSignBranch } from './branches/reinit-sign.js';
@@ -21,6 +22,7 @@ const BRANCHES: readonly Branch[] = [
   reinitSignBranch,
   shuffleBranch,
   finetuneBranch,
+  lrRewindBranch,
   invertBranch,
   smallDenseBranch,
   stabilityBranch,

@@ -120,11 +120,15 @@ test('bad lottery hyperparameters are clear errors before any work starts', () =
   assert.throws(() => resolveLottery({ rate: 1 }), /--rate must be in \(0, 1\), got 1/);
   assert.throws(() => resolveLottery({ levels: -1 }), /--levels must be a non-negative integer, got -1/);
   assert.throws(() => resolveLottery({ oneShot: true }), /--one-shot needs --density/);
-  assert.throws(() => resolveLottery({ branches: ['reinit', 'invert'] }), /unknown branch 'invert'/);
+  assert.throws(() => resolveLottery({ branches: ['reinit', 'invert2'] }), /unknown branch 'invert2'/);
+  assert.throws(() => resolveLottery({ lrSchedule: 'step:80ep,40ep' }), /--lr-schedule: milestones must increase, got 80ep,40ep/);
+  assert.throws(() => resolveLottery({ lrSchedule: 'linear' }), /--lr-schedule: expected constant, cosine or step:MILESTONES/);
+  assert.throws(() => resolveLottery({ warmupSteps: 'soon' }), /--warmup-steps: cannot parse 'soon'/);
+  assert.throws(() => runLottery(resolveLottery({ steps: '100it', lrSchedule: 'step:1ep', root })), /--lr-schedule: milestone 1ep \(916 iterations\) is not inside the training budget \(100 iterations\)/);
   assert.throws(() => resolveLottery({ replicates: 0 }), /--replicates must be a positive integer/);
   assert.throws(() => resolveLottery({ rewindStep: 'soon' }), /--rewind-step: cannot parse 'soon'/);
   assert.throws(() => resolveLottery({ model: 'lenet' }), /Unknown model 'lenet'. Known: lenet_300_100/);
-  assert.throws(() => runLottery(resolveLottery({ steps: '100it', rewindStep: '1ep', root })), /--rewind-step 1ep \(916 iterations\) is beyond the training budget 100it/);
+  assert.throws(() => runLottery(resolveLottery({ steps: '100it', rewindStep: '1ep', root })), /--rewind-step 1ep \(916 iterations\) must be before the end of the training budget 100it/);
   assert.deepEqual(fs.readdirSync(root), [], 'nothing written');
 });
 

@@ -64,3 +64,21 @@ test('invert at initialisation: SNIP keeping its lowest-scored weights, same den
     if (k === 2) assert.equal(keptBoth, 0, 'the lowest 10% of scores share no weight with the highest 10%');
   }
 });
+
+test('lr_rewind replays the schedule, finetune trains at its final rate; under a constant rate they are one', () => {
+  const stepped = runLottery(resolveLottery({ steps: '30it', evalEvery: 15, levels: 1, optimizer: 'sgd', lr: 0.05, lrSchedule: 'step:10it', lrGamma: 0.01, branches: ['finetune', 'lr_rewind'], root: tmp() })).runDir;
+  const constant = runLottery(resolveLottery({ steps: '30it', evalEvery: 15, levels: 1, optimizer: 'sgd', lr: 0.05, branches: ['finetune', 'lr_rewind'], root: tmp() })).runDir;
+  const final = (run: string, b: string) => load(stageDir(run, 0, 1, b), FILES.final);
+  assert.deepEqual(final(constant, 'finetune'), final(constant, 'lr_rewind'));
+  assert.notDeepEqual(final(stepped, 'finetune'), final(stepped, 'lr_rewind'));
+  // Both start from level 0's trained weights under the level's mask.
+  assert.deepEqual(load(stageDir(stepped, 0, 1, 'finetune'), FILES.init), load(stageDir(stepped, 0, 1, 'lr_rewind'), FILES.init));
+});
+
+test('a rewinding run trains its pruned stages from the rewind step to the end of the budget', () => {
+  const { runDir } = runLottery(resolveLottery({ steps: '40it', evalEvery: 10, levels: 1, rewindStep: '10it', branches: ['small_dense'], root: tmp() }));
+  const iterations = (b: string) => fs.readFileSync(path.join(stageDir(runDir, 0, 1, b), FILES.metrics), 'utf8').split('\n').slice(1).filter(Boolean).map((l) => Number(l.split(',')[0]));
+  assert.equal(Math.min(...iterations('main')), 10, 'the ticket starts at the rewind step');
+  assert.equal(Math.max(...iterations('main')), 40);
+  assert.equal(Math.min(...iterations('small_dense')), 0, 'a network from scratch trains the whole budget');
+});

@@ -21,17 +21,17 @@ test('stability on MNIST: the path\'s ends are the two copies\' errors exactly; 
   const r = runStability({ training: h, rewindStep: '50it', points: 5 });
   assert.deepEqual(r.path.map((p) => p.alpha), [0, 0.25, 0.5, 0.75, 1]);
   assert.equal(r.rewindIterations, 50);
-  // Copy a, as runStability trains it: θ0, 50 iterations of the run's own order, then 150 of copy a's.
+  // Copy a, as runStability trains it: θ0, iterations 0-50 in the run's own order, then 50-200 in copy a's.
   const data = loadSplits(h);
-  const fit = (state: Map<string, Float32Array>, seed: number, iterations: number) => {
+  const fit = (state: Map<string, Float32Array>, seed: number, from: number, to: number) => {
     const m = getModel(h.model).build();
     m.loadState(state);
-    train({ model: m, data, iterations, batchSize: h.batchSize, seed, evalEvery: iterations, optimizer: { name: 'adam', lr: h.lr, momentum: 0, weightDecay: 0 }, backgroundEval: false });
+    train({ model: m, data, iterations: to, startAt: from, batchSize: h.batchSize, seed, evalEvery: to - from, optimizer: { name: 'adam', lr: h.lr, momentum: 0, weightDecay: 0 }, backgroundEval: false });
     return m;
   };
   const theta0 = getModel(h.model).build();
   theta0.initialize(new Rng(h.seed, 'init'));
-  const a = fit(fit(theta0.state(), h.seed, 50).state(), orderSeeds(h.seed)[0], 150);
+  const a = fit(fit(theta0.state(), h.seed, 0, 50).state(), orderSeeds(h.seed)[0], 50, 200);
   const errorA = 1 - compileProgram(a, { optimizer: null, context: activeContext() }).evaluate(data.test).accuracy;
   assert.equal(r.path[0].testError, errorA);
   assert.notEqual(r.path[0].testError, r.path[4].testError, 'two copies, two results');

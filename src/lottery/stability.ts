@@ -7,6 +7,7 @@ import type { StateDict } from '../nn/model.js';
 import { compileProgram } from '../program/compile.js';
 import type { TrainingHparams } from '../training/hparams.js';
 import { loadSplits } from '../training/run.js';
+import { lrSchedule } from '../training/schedule.js';
 import { iterationsPerEpoch, train } from '../training/train.js';
 
 /**
@@ -64,10 +65,12 @@ export function runStability(o: StabilityOptions): StabilityResult {
   check(rewindAt < iterations, `--rewind-step ${o.rewindStep} (${rewindAt} iterations) must be before the end of the budget ${h.steps} (${iterations} iterations)`);
   const spec = getModel(h.model);
   const optimizer = { name: h.optimizer, lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay };
-  const fit = (init: StateDict, seed: number, steps: number): StateDict => {
+  const schedule = lrSchedule(h, perEpoch, iterations);
+  // Trains from iteration `from` to `to` of the budget, with those iterations' learning rates.
+  const fit = (init: StateDict, seed: number, from: number, to: number): StateDict => {
     const model = spec.build();
     model.loadState(init);
-    train({ model, masks: o.masks, data, iterations: steps, batchSize: h.batchSize, seed, evalEvery: Math.max(1, steps), optimizer, context, backgroundEval: false });
+    train({ model, masks: o.masks, data, iterations: to, startAt: from, batchSize: h.batchSize, seed, evalEvery: Math.max(1, to - from), optimizer, schedule, context, backgroundEval: false });
     return model.state();
   };
   const theta0 = spec.build();
@@ -75,12 +78,12 @@ export function runStability(o: StabilityOptions): StabilityResult {
   let start = theta0.state();
   if (rewindAt > 0) {
     o.onProgress?.(`training to the rewind step (${rewindAt} iterations)`);
-    start = fit(start, h.seed, rewindAt);
+    start = fit(start, h.seed, 0, rewindAt);
   }
   const seeds = orderSeeds(h.seed);
   const ends = seeds.map((s, i) => {
     o.onProgress?.(`training copy ${i === 0 ? 'a' : 'b'} (${iterations - rewindAt} iterations)`);
-    return fit(start, s, iterations - rewindAt);
+    return fit(start, s, rewindAt, iterations);
   });
   const model = spec.build();
   const program = compileProgram(model, { masks: o.masks, optimizer: null, context });

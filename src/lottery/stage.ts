@@ -14,6 +14,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../store/atomic.js';
 import { FILES, readDone, stageChecksums, stagePath, verifyStage, type StageResult } from '../store/layout.js';
 import { loadSafetensors, saveSafetensors } from '../store/safetensors.js';
 import { metricsCsv } from '../training/run.js';
+import { lrSchedule } from '../training/schedule.js';
 import { iterationsPerEpoch, train, type EvalPoint } from '../training/train.js';
 import { buildModel } from '../nn/build.js';
 import { compileProgram } from '../program/compile.js';
@@ -55,12 +56,13 @@ export interface StageOptions {
   readonly stopRequested?: () => string | null;
 }
 
-/** The training budget and the rewind step in iterations, checked against each other. */
+/** The training budget and the rewind step in iterations, checked against each other and the learning-rate schedule. */
 export function budget(h: LotteryHparams, trainSize: number): { iterations: number; rewindAt: number } {
   const perEpoch = iterationsPerEpoch(trainSize, h.training.batchSize);
   const iterations = stepToIterations(parseStep(h.training.steps, '--steps'), perEpoch);
   const rewindAt = stepToIterations(parseStep(h.rewindStep, '--rewind-step'), perEpoch);
-  check(rewindAt <= iterations, `--rewind-step ${h.rewindStep} (${rewindAt} iterations) is beyond the training budget ${h.training.steps} (${iterations} iterations)`);
+  check(rewindAt < iterations, `--rewind-step ${h.rewindStep} (${rewindAt} iterations) must be before the end of the training budget ${h.training.steps} (${iterations} iterations)`);
+  lrSchedule(h.training, perEpoch, iterations);
   return { iterations, rewindAt };
 }
 
@@ -128,9 +130,13 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
   const shapes = net.shapes();
   saveTensors(path.join(dir, FILES.mask), start.mask, shapes);
   saveTensors(path.join(dir, FILES.init), net.state(), shapes);
+  const schedule = lrSchedule(h.training, iterationsPerEpoch(splits.train.length, h.training.batchSize), iterations);
+  const final = schedule.lrAt(iterations - 1);
+  const startAt = level === 0 || start.from === 'start' ? 0 : rewindAt;
   const fit = (target: Model, orderSeed: number, keepStateAt?: number, onEval?: (point: EvalPoint) => void) => train({
     // A stage with nothing pruned (level 0, a small dense network) trains without masks.
-    model: target, masks: pruned ? start.mask : undefined, data: splits, iterations, batchSize: h.training.batchSize, seed: orderSeed, evalEvery: h.training.evalEvery,
+    model: target, masks: pruned ? start.mask : undefined, data: splits, iterations, startAt, batchSize: h.training.batchSize, seed: orderSeed, evalEvery: h.training.evalEvery,
+    schedule: start.lr === 'final' ? { lrAt: () => final, nextChange: () => Infinity } : schedule,
     optimizer: { name: h.training.optimizer, lr: h.training.lr, momentum: h.training.momentum, weightDecay: h.training.weightDecay },
     onEval, keepStateAt, context: opts.context, stopRequested: opts.stopRequested,
   });

@@ -57,9 +57,10 @@ export class Optimizer {
     this.state = slots.map((p) => stateArrays(settings, p.tensor.size));
   }
 
-  step(): void {
+  /** One update at the settings' learning rate, or at `lr` (a schedule's). */
+  step(lr = this.settings.lr): void {
     const be = getBackend();
-    const s = this.settings;
+    const s = { ...this.settings, lr };
     this.steps++;
     this.slots.forEach(({ tensor: p, mask }, i) => {
       const st = this.state[i];

@@ -65,7 +65,7 @@ export class GraphProgram implements Program {
     this.optimizer = opts.optimizer ? new Optimizer(slots, opts.optimizer) : null;
   }
 
-  step(batches: Minibatches, losses: Float64Array): number {
+  step(batches: Minibatches, losses: Float64Array, lr?: number): number {
     const { data, order, from, batchSize } = batches;
     check(this.optimizer !== null, 'program: compiled for evaluation only, it cannot train');
     const { x, labels } = this.batchBuffers(data, batchSize);
@@ -76,7 +76,7 @@ export class GraphProgram implements Program {
         const value = t.data[0];
         if (Number.isFinite(value)) {
           t.backward();
-          this.optimizer!.step();
+          this.optimizer!.step(lr);
         }
         return value;
       }));

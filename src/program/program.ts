@@ -22,9 +22,10 @@ export interface Program {
    * losses.length optimiser steps on consecutive minibatches: step s on the samples
    * order[from + s·B .. from + (s+1)·B) of `data` (B = batchSize), its mean loss in
    * losses[s]. Stops after a step whose loss is not finite (that step makes no update) and
-   * returns the number of steps run.
+   * returns the number of steps run. Every step updates at learning rate `lr` (a schedule's),
+   * by default the optimiser settings' own.
    */
-  step(batches: Minibatches, losses: Float64Array): number;
+  step(batches: Minibatches, losses: Float64Array, lr?: number): number;
   /** Mean softmax cross-entropy and accuracy over all of `data`, in evaluation mode. */
   evaluate(data: Dataset): EvalResult;
   /** A copy of the live parameters and buffers, as a state dict of the model (pruned weights zero). */

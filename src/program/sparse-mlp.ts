@@ -73,11 +73,11 @@ export class SparseMlpProgram implements Program {
     this.chain = this.kernels.prepare(this.layers, opts.context.settings.threads);
   }
 
-  step(batches: Minibatches, losses: Float64Array): number {
+  step(batches: Minibatches, losses: Float64Array, lr?: number): number {
     const { data, order, from, batchSize } = batches;
     check(this.optimizer !== null, 'program: compiled for evaluation only, it cannot train');
     this.checkData(data);
-    const ran = this.kernels.step(this.chain, data.images, data.labels, order, from, batchSize, updateRule(this.optimizer, this.updates + 1), losses);
+    const ran = this.kernels.step(this.chain, data.images, data.labels, order, from, batchSize, updateRule({ ...this.optimizer, lr: lr ?? this.optimizer.lr }, this.updates + 1), losses);
     // An update for every step run but one whose loss is not finite (the last one run).
     this.updates += Number.isFinite(losses[ran - 1]) ? ran : ran - 1;
     return ran;

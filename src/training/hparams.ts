@@ -3,6 +3,7 @@ import type { Schema, Values } from '../core/hparams.js';
 import { parseStep } from '../core/steps.js';
 import { getDataset } from '../data/registry.js';
 import { getModel, modelNames } from '../models/registry.js';
+import { lrSchedule } from './schedule.js';
 
 /** Hyperparameters of one training run; model-specific defaults come from the model registry. */
 export const TRAINING_SCHEMA = {
@@ -15,6 +16,9 @@ export const TRAINING_SCHEMA = {
   lr: { type: 'number', help: "learning rate (default: the model's, e.g. 1.2e-3 for lenet_300_100)" },
   momentum: { type: 'number', help: 'SGD momentum', default: 0 },
   weightDecay: { type: 'number', help: 'SGD weight decay', default: 0 },
+  lrSchedule: { type: 'string', help: 'learning-rate schedule: constant, cosine (to 0 at the end), or step:MILESTONES (e.g. step:80ep,120ep, times --lr-gamma at each)', default: 'constant' },
+  lrGamma: { type: 'number', help: 'factor of a step schedule at each milestone', default: 0.1 },
+  warmupSteps: { type: 'string', help: 'linear learning-rate warmup over this many steps (e.g. 2ep, 500it)', default: '0it' },
   seed: { type: 'integer', help: 'seed of initialisation, data split and data order', default: 0 },
   evalEvery: { type: 'integer', help: 'evaluate validation and test every N iterations', default: 100 },
 } as const satisfies Schema;
@@ -29,6 +33,9 @@ export interface TrainingHparams {
   lr: number;
   momentum: number;
   weightDecay: number;
+  lrSchedule: string;
+  lrGamma: number;
+  warmupSteps: string;
   seed: number;
   evalEvery: number;
 }
@@ -47,6 +54,9 @@ export function resolveTraining(v: Values): TrainingHparams {
     lr: Number(v.lr ?? d.lr),
     momentum: Number(v.momentum ?? TRAINING_SCHEMA.momentum.default),
     weightDecay: Number(v.weightDecay ?? TRAINING_SCHEMA.weightDecay.default),
+    lrSchedule: String(v.lrSchedule ?? TRAINING_SCHEMA.lrSchedule.default),
+    lrGamma: Number(v.lrGamma ?? TRAINING_SCHEMA.lrGamma.default),
+    warmupSteps: String(v.warmupSteps ?? TRAINING_SCHEMA.warmupSteps.default),
     seed: Number(v.seed ?? TRAINING_SCHEMA.seed.default),
     evalEvery: Number(v.evalEvery ?? TRAINING_SCHEMA.evalEvery.default),
   };
@@ -57,6 +67,8 @@ export function resolveTraining(v: Values): TrainingHparams {
   check(h.lr > 0 && Number.isFinite(h.lr), `--lr must be a positive number, got ${h.lr}`);
   check(h.momentum >= 0 && h.momentum < 1, `--momentum must be in [0, 1), got ${h.momentum}`);
   check(h.weightDecay >= 0, `--weight-decay must be >= 0, got ${h.weightDecay}`);
+  // The schedule's form now; its milestones against the budget once the data set's size is known.
+  lrSchedule(h, 1, Number.MAX_SAFE_INTEGER);
   check(Number.isInteger(h.seed) && h.seed >= 0 && h.seed <= 0xffffffff, `--seed must be an integer in [0, 4294967295], got ${h.seed}`);
   check(Number.isInteger(h.evalEvery) && h.evalEvery >= 1, `--eval-every must be a positive integer, got ${h.evalEvery}`);
   return h;
@@ -68,5 +80,6 @@ export function trainingDefaults(model: string): Values {
   return {
     model: TRAINING_SCHEMA.model.default, dataset: d.dataset, steps: d.steps, batchSize: d.batchSize,
     optimizer: d.optimizer, lr: d.lr, momentum: 0, weightDecay: 0, seed: 0, evalEvery: 100,
+    lrSchedule: 'constant', lrGamma: 0.1, warmupSteps: '0it',
   };
 }

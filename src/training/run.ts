@@ -8,6 +8,7 @@ import { getModel } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
 import { writeFileAtomic, writeJsonAtomic } from '../store/atomic.js';
 import { saveSafetensors } from '../store/safetensors.js';
+import { lrSchedule } from './schedule.js';
 import type { TrainingHparams } from './hparams.js';
 import { iterationsPerEpoch, train, type EvalPoint, type TrainResult } from './train.js';
 
@@ -86,6 +87,7 @@ export function runTraining(h: TrainingHparams, opts: RunTrainingOptions = {}): 
   const result = train({
     model, data, iterations, batchSize: h.batchSize, seed: h.seed, evalEvery: h.evalEvery,
     optimizer: { name: h.optimizer, lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay },
+    schedule: lrSchedule(h, iterationsPerEpoch(data.train.length, h.batchSize), iterations),
     onEval: (p) => opts.onEval?.(p, iterations), context, stopRequested: opts.stopRequested,
   });
   const summary = summarize(h, iterations, result, context);

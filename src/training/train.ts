@@ -8,6 +8,7 @@ import { compileProgram } from '../program/compile.js';
 import type { ProgramKind } from '../program/program.js';
 import { BackgroundEvaluator } from './background-eval.js';
 import { earlyStopPoint, type EvalPoint } from './curve.js';
+import type { LrSchedule } from './schedule.js';
 
 export { earlyStopPoint, type EvalPoint } from './curve.js';
 
@@ -18,8 +19,16 @@ export interface TrainOptions {
   /** Masks of prunable weights (1 keep, 0 pruned), held through training; pruned weights are set to zero first. */
   readonly masks?: ReadonlyMap<string, Float32Array>;
   readonly data: Splits;
-  /** Total iterations (minibatches). */
+  /** The iteration training ends at (minibatches from the start of the schedule). */
   readonly iterations: number;
+  /**
+   * The iteration training starts at (default 0): a network reset to a rewind step goes on
+   * from there, with the data order and learning rate of those iterations; evaluation
+   * points keep their absolute iteration numbers.
+   */
+  readonly startAt?: number;
+  /** The learning rate per iteration (default: optimizer.lr throughout). */
+  readonly schedule?: LrSchedule;
   readonly batchSize: number;
   readonly optimizer: OptimizerSettings;
   /** Seeds the data order: epoch e is a permutation drawn from stream ('data', e); also dropout's masks. */
@@ -78,6 +87,9 @@ export function runEnd(it: number, perEpoch: number, evalEvery: number, limit: n
 export function train(opts: TrainOptions): TrainResult {
   const { model, data, iterations, batchSize, evalEvery } = opts;
   check(Number.isInteger(iterations) && iterations >= 0, `train: iterations must be a non-negative integer, got ${iterations}`);
+  const startAt = opts.startAt ?? 0;
+  check(Number.isInteger(startAt) && startAt >= 0 && startAt <= iterations, `train: start iteration must be an integer in [0, ${iterations}], got ${startAt}`);
+  const schedule = opts.schedule ?? { lrAt: () => opts.optimizer.lr, nextChange: () => Infinity };
   check(Number.isInteger(batchSize) && batchSize >= 1 && batchSize <= data.train.length,
     `train: batch size must be an integer in [1, ${data.train.length}], got ${batchSize}`);
   check(Number.isInteger(evalEvery) && evalEvery >= 1, `train: eval-every must be a positive integer, got ${evalEvery}`);
@@ -92,7 +104,7 @@ export function train(opts: TrainOptions): TrainResult {
     curve.push(point);
     opts.onEval?.(point);
   };
-  const points = Math.floor(iterations / evalEvery) + (iterations % evalEvery ? 2 : 1);
+  const points = Math.floor(iterations / evalEvery) - Math.floor(startAt / evalEvery) + (iterations % evalEvery ? 2 : 1);
   const inBackground = opts.backgroundEval ?? (BackgroundEvaluator.worthwhile(points, context) && program.parallelEval);
   const background = inBackground ? new BackgroundEvaluator(model, opts.masks, data, context) : null;
 
@@ -110,17 +122,19 @@ export function train(opts: TrainOptions): TrainResult {
   const losses = new Float64Array(Math.min(evalEvery, perEpoch));
   try {
     let order: Int32Array | null = null;
-    evalNow(0);
-    for (let it = 0; it < iterations;) {
+    evalNow(startAt);
+    for (let it = startAt; it < iterations;) {
       const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
       if (inEpoch === 0 || !order) order = new Rng(opts.seed, 'data', epoch).permutation(data.train.length);
       let end = runEnd(it, perEpoch, evalEvery, iterations);
       if (opts.keepStateAt !== undefined && it < opts.keepStateAt) end = Math.min(end, opts.keepStateAt);
+      end = Math.min(end, schedule.nextChange(it));
+      const lr = schedule.lrAt(it);
       const run = losses.subarray(0, end - it);
-      const ran = program.step({ data: data.train, order, from: inEpoch * batchSize, batchSize }, run);
+      const ran = program.step({ data: data.train, order, from: inEpoch * batchSize, batchSize }, run, lr);
       const loss = run[ran - 1];
       if (!Number.isFinite(loss)) {
-        throw new LthError(`training diverged: loss is ${loss} at iteration ${it + ran - 1} (learning rate ${opts.optimizer.lr} too high?)`);
+        throw new LthError(`training diverged: loss is ${loss} at iteration ${it + ran - 1} (learning rate ${lr} too high?)`);
       }
       it += ran;
       const stop = opts.stopRequested?.();

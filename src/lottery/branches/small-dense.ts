@@ -14,6 +14,6 @@ export const smallDenseBranch: Branch = {
     let weights = 0;
     for (const m of ctx.levelMask.values()) weights += countOnes(m);
     const { model, init } = ctx.smallDense(weights, 'small_dense');
-    return { init, mask: onesMask(init, model.prunableNames()), model };
+    return { init, mask: onesMask(init, model.prunableNames()), model, from: 'start' };
   },
 };
