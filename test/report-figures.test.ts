@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type * as vega from 'vega';
-import { buildFigures, loadRun, parseInstability, relativeToDensity, seriesStyle, stabilityLevels, writeReport, type Figure, type ReportResult } from '../src/report/index.js';
+import { buildFigures, loadRun, parseInstability, relativeToDensity, runLabel, seriesStyle, stabilityLevels, writeReport, type Figure, type ReportResult } from '../src/report/index.js';
 import { saveSafetensors } from '../src/store/safetensors.js';
 
 /**
@@ -289,4 +289,18 @@ test('two branches with one label are told apart by name', () => {
   const run = loadRun(dir);
   assert.deepEqual(['reinit', 'shuffle'].map((b) => seriesStyle(run, b).label), ['control (reinit)', 'control (shuffle)']);
   assert.deepEqual(scale(figure(buildFigures(run), 'early-stop-accuracy')!.spec, 'color').domain, ['winning ticket', 'control (reinit)', 'control (shuffle)']);
+});
+
+test('compared runs are labelled by how they find their masks, then by what else sets them apart', () => {
+  const run = (identity: Record<string, unknown>) => ({ hparams: { identity } }) as unknown as Parameters<typeof runLabel>[0];
+  const imp = run({ steps: '10000it' });
+  const snip = run({ steps: '10000it', atInit: true, strategy: 'snip', densities: ['0.5'] });
+  const global = run({ steps: '10000it', strategy: 'magnitude_global' });
+  const moved = run({ steps: '10000it', transferFrom: 'b5ddd087f49fe298', dataset: 'fashion_mnist' });
+  assert.equal(runLabel(imp, [snip]), 'iterative');
+  assert.equal(runLabel(snip, [imp]), 'at init: snip');
+  assert.equal(runLabel(imp, [global]), 'iterative magnitude_layerwise');
+  assert.equal(runLabel(global, [imp]), 'iterative magnitude_global');
+  assert.equal(runLabel(moved, [imp]), 'transferred from b5ddd087f49fe298 (dataset=fashion_mnist)');
+  assert.equal(runLabel(run({ steps: '5000it' }), [imp]), 'iterative (steps=5000it)');
 });

@@ -154,16 +154,16 @@ export function compareFigures(groups: CompareGroup[]): Figure[] {
     const open = g.runs.filter((r) => !r.summary.complete).length;
     return `${g.label}: ${g.runs.length} run(s)${open ? `, ${open} in progress` : ''}`;
   };
-  const sub = [groups.map(runsOf).join('; '), 'winning tickets only; bands: min to max over finished replicates'];
-  const caption = 'Winning tickets of the compared runs, labelled by the hyperparameters that set them apart; runs with the same label (e.g. one-shot runs to different densities) form one series. Only finished stages count.';
+  const sub = [`${groups.reduce((a, g) => a + g.runs.length, 0)} runs${groups.some((g) => g.runs.some((r) => !r.summary.complete)) ? ' (some in progress)' : ''}; winning tickets only; bands: min to max over finished replicates`];
+  const caption = `Winning tickets of the compared runs (${groups.map(runsOf).join('; ')}), labelled by how they find their masks and the hyperparameters that set them apart; runs with the same label (e.g. one-shot runs to different densities) form one series. Only finished stages count.`;
   return [
     {
       id: 'compare-early-stop-iteration', heading: 'Compared runs: early-stop iteration', caption,
-      spec: densityChart({ title: 'Early-stop iteration: iterative vs one-shot', subtitle: sub, yTitle: 'Early-stop iteration (val. loss)', yFormat: '~s', zero: true, series: series('earlyStopIteration', 1) }),
+      spec: densityChart({ title: 'Early-stop iteration: compared runs', subtitle: sub, yTitle: 'Early-stop iteration (val. loss)', yFormat: '~s', zero: true, series: series('earlyStopIteration', 1) }),
     },
     {
       id: 'compare-early-stop-accuracy', heading: 'Compared runs: accuracy at early stop', caption,
-      spec: densityChart({ title: 'Test accuracy at early stop: iterative vs one-shot', subtitle: sub, yTitle: 'Test accuracy at early stop (%)', yFormat: '.1f', zero: false, series: series('earlyStopTestAccuracy', 100) }),
+      spec: densityChart({ title: 'Test accuracy at early stop: compared runs', subtitle: sub, yTitle: 'Test accuracy at early stop (%)', yFormat: '.1f', zero: false, series: series('earlyStopTestAccuracy', 100) }),
     },
   ];
 }

@@ -314,17 +314,27 @@ export function loadRun(dir: string): RunData {
   };
 }
 
-/** A short label for a run from the hyperparameters that set it apart ('iterative', 'one-shot'). */
+/**
+ * A short label for a run from the hyperparameters that set it apart from `others`: how it
+ * finds its masks ('iterative', 'one-shot', 'at init: snip', 'transferred from <run>'),
+ * the strategy when runs differ in it, then any other differing hyperparameter.
+ */
 export function runLabel(run: RunData, others: RunData[]): string {
   const id = run.hparams.identity;
-  const base = id.oneShot === true ? 'one-shot' : 'iterative';
-  const skip = new Set(['oneShot', 'levels', 'targetDensity']);
+  const differs = (k: string, among = others) => among.some((o) => JSON.stringify(o.hparams.identity[k]) !== JSON.stringify(id[k]));
+  // Strategies at initialisation are named by their own base.
+  const afterTraining = others.filter((o) => o.hparams.identity.atInit !== true);
+  const strategy = String(id.strategy ?? 'magnitude_layerwise');
+  const base = id.transferFrom !== undefined
+    ? `transferred from ${String(id.transferFrom)}`
+    : id.atInit === true ? `at init: ${strategy}` : `${id.oneShot === true ? 'one-shot' : 'iterative'}${differs('strategy', afterTraining) ? ` ${strategy}` : ''}`;
+  // Named in the base, or different in every run of a ladder.
+  const skip = new Set(['oneShot', 'levels', 'targetDensity', 'atInit', 'densities', 'strategy', 'transferFrom']);
   const keys = new Set(others.flatMap((o) => Object.keys(o.hparams.identity)).concat(Object.keys(id)));
   const extra: string[] = [];
   for (const k of [...keys].sort()) {
-    if (skip.has(k)) continue;
-    const v = JSON.stringify(id[k]);
-    if (others.some((o) => JSON.stringify(o.hparams.identity[k]) !== v)) extra.push(`${k}=${id[k] === undefined ? 'default' : Array.isArray(id[k]) ? (id[k] as unknown[]).join(',') : String(id[k])}`);
+    if (skip.has(k) || !differs(k)) continue;
+    extra.push(`${k}=${id[k] === undefined ? 'default' : Array.isArray(id[k]) ? (id[k] as unknown[]).join(',') : String(id[k])}`);
   }
   return extra.length ? `${base} (${extra.join(', ')})` : base;
 }
