@@ -9,6 +9,7 @@ import { LOTTERY_SCHEMA, resolveLottery, runHash } from '../lottery/hparams.js';
 import { describePlan, listRuns, runLottery } from '../lottery/runner.js';
 import { repairRun, verifyRun } from '../lottery/verify.js';
 import { runStability } from '../lottery/stability.js';
+import { exportStage, type ExportFormat } from '../export/index.js';
 import { helpText, parseArgs } from './args.js';
 import { Progress, bar, formatEta } from './progress.js';
 
@@ -25,6 +26,8 @@ Usage:
   lth verify  <run-dir> [--repair]
                           check every finished stage's files against the checksums in its
                           done.json; --repair redoes the damaged stages and those after them
+  lth export  <run-dir> --level K --format onnx|safetensors|pt --out FILE
+                          one stage's network (the ticket by default) as a standalone model
 
 Run settings (how lth computes, never what; recorded with every stage): --threads N,
 --backend native|reference, --simd avx512|avx2|scalar, --sparse auto|on|off,
@@ -255,6 +258,32 @@ function cmdVerify(argv: string[]): void {
   else console.log(`${redone.length} stage(s) redone; results: ${runDir}/summary.json${summary.complete ? '' : ' (incomplete)'}`);
 }
 
+const EXPORT_SCHEMA = {
+  level: { type: 'integer', help: 'the level whose stage to export (0: the dense network)' },
+  replicate: { type: 'integer', help: 'the replicate', default: 0 },
+  branch: { type: 'string', help: 'the stage\'s branch (main: the winning ticket)', default: 'main' },
+  weights: { type: 'string', help: 'final: the trained weights; init: the weights the stage started from (θ0 ⊙ mask for a ticket)', choices: ['final', 'init'], default: 'final' },
+  format: { type: 'string', help: 'onnx (runs in onnxruntime), safetensors, or pt (a PyTorch state dict for torch.load)', choices: ['onnx', 'safetensors', 'pt'] },
+  out: { type: 'string', help: 'the file to write (must not exist)' },
+} as const satisfies Schema;
+
+function cmdExport(argv: string[]): void {
+  const usage = 'Usage: lth export <run-dir> --level K --format onnx|safetensors|pt --out FILE [--replicate R] [--branch B] [--weights final|init]';
+  const { values, positional, common } = parseArgs(argv, EXPORT_SCHEMA);
+  if (common.help) {
+    console.log(helpText(usage, EXPORT_SCHEMA));
+    return;
+  }
+  if (positional.length !== 1) throw new LthError(`export: expected one run directory, got ${positional.length ? positional.join(' ') : 'none'}`);
+  for (const k of ['level', 'format', 'out'] as const) if (values[k] === undefined) throw new LthError(`export: --${k} is required. ${usage}`);
+  const r = exportStage(positional[0], {
+    level: values.level as number, replicate: values.replicate as number, branch: values.branch as string,
+    weights: values.weights as 'final' | 'init', format: values.format as ExportFormat, out: values.out as string,
+  });
+  if (common.json) printJson(r);
+  else console.log(`${r.out}: ${r.model}, ${r.stage}, ${(100 * r.density).toFixed(2)}% of the weights, ${r.bytes} bytes`);
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -263,9 +292,10 @@ async function main(argv: string[]): Promise<void> {
     case 'ls': return cmdLs(rest);
     case 'verify': return cmdVerify(rest);
     case 'stability': return cmdStability(rest);
+    case 'export': return cmdExport(rest);
     case 'report': return (await import('./report-command.js')).cmdReport(rest);
     case undefined: case '--help': case 'help': console.log(USAGE); return;
-    default: throw new LthError(`unknown command '${command}'. Known: train, lottery, stability, ls, report, verify`);
+    default: throw new LthError(`unknown command '${command}'. Known: train, lottery, stability, ls, report, verify, export`);
   }
 }
 
