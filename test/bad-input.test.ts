@@ -15,14 +15,20 @@ import { fileURLToPath } from 'node:url';
 const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'lth-bad-'));
 
-function lth(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+/**
+ * Permissions are only real for a user who is not root (root reads and writes anything):
+ * as root, the permission cases run lth as 'nobody'.
+ */
+const asUnprivileged = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+
+function lth(args: string[], env: Record<string, string> = {}, as: { uid?: number; gid?: number } = {}) {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, ...as });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Runs the command and checks it failed as a user's (status 2) or the machine's (status 3) problem, with `message`, without a stack. */
-function fails(args: string[], message: RegExp, status = 2, env: Record<string, string> = {}): string {
-  const r = lth(args, env);
+function fails(args: string[], message: RegExp, status = 2, env: Record<string, string> = {}, as: { uid?: number; gid?: number } = {}): string {
+  const r = lth(args, env, as);
   assert.equal(r.code, status, `${args.join(' ')}: status ${r.code}\n${r.stderr}`);
   assert.match(r.stderr, /^lth: error: /m, args.join(' '));
   assert.match(r.stderr, message, args.join(' '));
@@ -153,6 +159,33 @@ test('file system: a file where the run root should be', () => {
   fs.writeFileSync(file, '');
   fails(['lottery', '--steps', '10it', '--levels', '1', '--root', file], /cannot mkdir .*runs.* \(ENOTDIR\)/, 3);
 });
+/** A fresh directory everyone may enter (a test's tmp() is private to its owner). */
+function openDir(): string {
+  const dir = tmp();
+  fs.chmodSync(dir, 0o755);
+  return dir;
+}
+
+test('file system: a run root the user may not write to', () => {
+  const root = path.join(openDir(), 'runs');
+  fs.mkdirSync(root, { mode: 0o555 });
+  fs.chmodSync(root, 0o555);
+  fails(['lottery', '--steps', '10it', '--levels', '1', '--root', root], /cannot (mkdir|open|write) .*runs.* \(EACCES\)/, 3, {}, asUnprivileged);
+});
+
+test('file system: a data file the user may not read', () => {
+  const dir = idxDir(() => {});
+  fs.chmodSync(dir, 0o755);
+  fs.chmodSync(path.join(dir, 'train-images-idx3-ubyte'), 0o000);
+  fails(['train', '--steps', '1it', '--data-dir', dir], /IDX file '.*train-images-idx3-ubyte' cannot be read: EACCES/, 2, {}, asUnprivileged);
+});
+
+test('file system: an --out directory on a read-only path', () => {
+  const parent = openDir();
+  fs.chmodSync(parent, 0o555);
+  fails(['train', '--steps', '1it', '--out', path.join(parent, 'results')], /cannot mkdir .*results.* \(EACCES\)/, 3, {}, asUnprivileged);
+});
+
 // ------------------------------------------------------------------ two processes
 
 test('two processes on one run: both finish, and agree on the results', async () => {
