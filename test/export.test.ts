@@ -71,7 +71,8 @@ test('a PyTorch state dict: names, shapes and values, read back through its pick
   exportStage(runDir, { level: 1, format: 'pt', out });
   const weights = loadSafetensors(path.join(stageDir(runDir, 0, 1, 'main'), FILES.final));
   const script = fileURLToPath(new URL('../../fixtures/read_torch_state.py', import.meta.url));
-  const py = spawnSync('python3', [script, out], { encoding: 'utf8' });
+  // Debian's python3 first: where Debian's PyTorch is, when it is installed.
+  const py = spawnSync(fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3', [script, out], { encoding: 'utf8' });
   assert.equal(py.status, 0, py.stderr);
   const read = JSON.parse(py.stdout) as Record<string, { shape: number[]; sum: number; zeros: number; torch: boolean }>;
   assert.deepEqual(Object.keys(read), [...weights.keys()]);
