@@ -35,16 +35,27 @@ export interface NativeAddon extends Backend {
 
 let loaded: NativeAddon | Error | undefined;
 
-/** Loads the node-gyp built addon once, or returns the Error that stopped it. */
+/**
+ * Loads the addon once, or returns the Error that stopped it. node-gyp-build picks the
+ * file: one built from source (build/Release/*.node) first, else the prebuilt one for this
+ * platform and architecture that the package ships (prebuilds/<platform>-<arch>/).
+ */
 export function loadNative(): NativeAddon | Error {
   if (loaded === undefined) {
     try {
       const require = createRequire(import.meta.url);
-      const addon = require(path.join(packageRoot, 'build', 'Release', 'lth_native.node'));
+      const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+      let file: string;
+      try {
+        file = nodeGypBuild.path(packageRoot);
+      } catch {
+        throw new Error(`no native build for ${process.platform}-${process.arch}: none prebuilt in the package, none compiled in build/Release`);
+      }
+      const addon = require(file);
       // An addon built from older sources may lack newer kernels: refuse it whole.
       const wanted = [...Object.keys(referenceBackend).filter((k) => k !== 'name'), 'simdPath', 'setSimd', 'setThreads', 'sparseMlpPrepare', 'sparseMlpStep', 'sparseMlpEval'];
       const missing = wanted.filter((k) => typeof addon[k] !== 'function');
-      if (missing.length) throw new Error(`the addon lacks ${missing.join(', ')} (rebuild it: npm rebuild lth or node-gyp rebuild)`);
+      if (missing.length) throw new Error(`the addon ${file} lacks ${missing.join(', ')} (rebuild it: npm run build:addon)`);
       loaded = { ...addon, name: 'native', sparseMlp: nativeSparseMlp(addon) } as NativeAddon;
     } catch (e) {
       loaded = e instanceof Error ? e : new Error(String(e));
