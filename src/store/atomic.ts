@@ -27,6 +27,35 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   syncDirectory(dir);
 }
 
+/**
+ * Writes a file that must be written once only, whoever tries: the whole content goes to a
+ * temporary name, then a hard link creates the target only if it does not exist (atomic
+ * on POSIX file systems, NFS included). Returns false, writing nothing, when it exists.
+ */
+export function writeFileOnce(file: string, data: string | Uint8Array): boolean {
+  const dir = path.dirname(file);
+  const tmp = `${file}.tmp-${os.hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const fd = fs.openSync(tmp, 'wx');
+  try {
+    try {
+      fs.writeFileSync(fd, data);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    try {
+      fs.linkSync(tmp, file);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw e;
+    }
+    syncDirectory(dir);
+    return true;
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
 /** fsync of a directory, where the platform allows it (not on Windows). */
 function syncDirectory(dir: string): void {
   let fd: number | undefined;
