@@ -14,6 +14,14 @@ function hashString(s: string): number {
   return h >>> 0;
 }
 
+/** The position of a random stream (Rng.state()): plain JSON. */
+export interface RngState {
+  /** xoshiro128**'s four words, unsigned. */
+  readonly s: readonly number[];
+  /** The second normal of the last Box–Muller pair, not yet drawn. */
+  readonly spareNormal: number | null;
+}
+
 /**
  * Seeded random numbers (xoshiro128**). Each purpose draws from its own named
  * stream derived from (seed, name, ...indices), so that e.g. changing the data order
@@ -32,6 +40,21 @@ export class Rng {
     this.s1 = mix32(this.s0 ^ 0x6a09e667);
     this.s2 = mix32(this.s1 ^ 0xbb67ae85);
     this.s3 = mix32(this.s2 ^ 0x3c6ef372) | 1; // never all zero
+  }
+
+  /** The stream's position: what a checkpoint keeps to go on drawing the same numbers (restore()). */
+  state(): RngState {
+    return { s: [this.s0 >>> 0, this.s1 >>> 0, this.s2 >>> 0, this.s3 >>> 0], spareNormal: this.spareNormal };
+  }
+
+  /** Moves the stream to a position state() gave. */
+  restore(state: RngState): void {
+    const { s, spareNormal } = state;
+    check(Array.isArray(s) && s.length === 4 && s.every((x) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff) && s.some((x) => x !== 0),
+      `random stream state: expected 4 unsigned 32-bit words, not all zero, got ${JSON.stringify(s)}`);
+    check(spareNormal === null || typeof spareNormal === 'number', `random stream state: spareNormal must be a number or null, got ${JSON.stringify(spareNormal)}`);
+    [this.s0, this.s1, this.s2, this.s3] = s.map((x) => x | 0);
+    this.spareNormal = spareNormal;
   }
 
   /** Uniform 32-bit unsigned integer. */

@@ -5,6 +5,7 @@ import { canonical, hashOf, type Schema, type Values } from '../core/hparams.js'
 import { parseStep } from '../core/steps.js';
 import { getStrategy, strategyNames } from '../pruning/registry.js';
 import { TRAINING_SCHEMA, resolveTraining, trainingDefaults, type TrainingHparams } from '../training/hparams.js';
+import { CHECKPOINT_EVERY_DEFAULT, parseCheckpointEvery } from '../training/checkpoint.js';
 import { controlNames } from './branches.js';
 
 /** Lottery hyperparameters: training's, plus pruning and the experiment's shape. */
@@ -23,6 +24,10 @@ export const LOTTERY_SCHEMA = {
   branches: { type: 'list', help: `controls trained at every pruned level: ${controlNames().join(', ')} (comma-separated; none by default)`, default: [] },
   replicates: { type: 'integer', help: 'independent replicates (replicate r uses seed + r)', default: 1 },
   root: { type: 'string', help: 'directory holding all runs', default: './lth-runs' },
+  checkpointEvery: {
+    type: 'string', default: CHECKPOINT_EVERY_DEFAULT,
+    help: "checkpoint a stage's training (weights, optimiser state, curve so far; resumed after a kill, removed when the stage finishes) at a step ('1ep', '500it'), after a duration ('30s', '10min', '2h'), at the first step multiple after the duration ('1ep+10min'), or 'off'. How, not what: never changes the run's name or results",
+  },
 } as const satisfies Schema;
 
 export interface LotteryHparams {
@@ -42,6 +47,8 @@ export interface LotteryHparams {
   branches: string[];
   replicates: number;
   root: string;
+  /** When stages checkpoint their training (--checkpoint-every); not part of the run's identity. Absent in runs of older versions: the default. */
+  checkpointEvery?: string;
 }
 
 /** Checks every value before any work starts. */
@@ -70,6 +77,7 @@ export function resolveLottery(v: Values): LotteryHparams {
     branches: (v.branches as string[] | undefined) ?? [],
     replicates: Number(v.replicates ?? LOTTERY_SCHEMA.replicates.default),
     root: String(v.root ?? LOTTERY_SCHEMA.root.default),
+    checkpointEvery: String(v.checkpointEvery ?? LOTTERY_SCHEMA.checkpointEvery.default),
   };
   check(!(oneShot && v.levels !== undefined && v.levels !== 1), `--one-shot prunes once: do not combine it with --levels ${v.levels}`);
   check(!oneShot || h.targetDensity !== undefined, '--one-shot needs --density D, the fraction of weights to keep (e.g. 0.2)');
@@ -104,13 +112,15 @@ export function resolveLottery(v: Values): LotteryHparams {
   check(new Set(h.branches).size === h.branches.length, `--branches: a branch is named twice in '${h.branches.join(',')}'`);
   check(Number.isInteger(h.replicates) && h.replicates >= 1, `--replicates must be a positive integer, got ${h.replicates}`);
   parseStep(h.rewindStep, '--rewind-step'); // checked against the budget once the data set's size is known
+  parseCheckpointEvery(h.checkpointEvery!);
   return h;
 }
 
 /**
- * The fields that name a run. Left out: where things live (root, dataDir) and what
- * only adds to a run without changing its results (replicates, branches, and the
- * number of levels unless a target density derives the rates from it).
+ * The fields that name a run. Left out: where things live (root, dataDir), how stages
+ * are computed (checkpointEvery) and what only adds to a run without changing its
+ * results (replicates, branches, and the number of levels unless a target density
+ * derives the rates from it).
  */
 export function runIdentity(h: LotteryHparams): Record<string, unknown> {
   const { dataDir: _dataDir, ...training } = h.training;

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { describeSettings, type RunContext } from '../backend/index.js';
 import { LthError, Stopped, check } from '../core/errors.js';
@@ -7,12 +8,14 @@ import { LTH_VERSION } from '../core/version.js';
 import type { Splits } from '../data/dataset.js';
 import { getModel, type ModelSpec } from '../models/registry.js';
 import type { Model, StateDict } from '../nn/model.js';
+import { stateNames } from '../nn/optim.js';
 import { countOnes, onesMask, type Mask } from '../pruning/mask.js';
 import { getStrategy } from '../pruning/registry.js';
 import type { PruningContext } from '../pruning/strategy.js';
-import { writeFileAtomic, writeJsonAtomic } from '../store/atomic.js';
+import { sha256File, writeFileAtomic, writeJsonAtomic } from '../store/atomic.js';
 import { FILES, readDone, stageChecksums, stagePath, verifyStage, type StageResult } from '../store/layout.js';
 import { loadSafetensors, saveSafetensors } from '../store/safetensors.js';
+import { CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_JSON, isCheckpointFile, parseCheckpointEvery, readCheckpoint, removeCheckpoint, writeCheckpoint, type CheckpointIdentity, type TrainCheckpoint } from '../training/checkpoint.js';
 import { metricsCsv } from '../training/run.js';
 import { lrSchedule } from '../training/schedule.js';
 import { iterationsPerEpoch, train, type EvalPoint } from '../training/train.js';
@@ -52,8 +55,16 @@ export interface StageOptions {
   /** The data set split by a replicate's seed (an executor keeps them loaded). */
   readonly splits: (seed: number) => Splits;
   readonly onProgress?: (p: LotteryProgress) => void;
-  /** Asked before and during training: a reason stops the stage (unfinished) with a Stopped error. */
+  /**
+   * Asked before and during training: a reason stops the stage (unfinished) with a Stopped
+   * error, after a checkpoint of where its training got to (unless --checkpoint-every off).
+   */
   readonly stopRequested?: () => string | null;
+  /**
+   * Told when a stage resumes from its checkpoint, or ignores one made under other
+   * settings (`warning`). Default: a line on stderr ('lth: ...' or 'lth: warning: ...').
+   */
+  readonly onCheckpointNotice?: (message: string, warning: boolean) => void;
 }
 
 /** The training budget and the rewind step in iterations, checked against each other and the learning-rate schedule. */
@@ -72,7 +83,9 @@ export function budget(h: LotteryHparams, trainSize: number): { iterations: numb
  * starts — level 0 from θ0; a pruned level from the strategy's mask of level k-1's trained
  * weights, then its branch's weights and mask — trains, and writes its files, done.json
  * last. Its dependencies must be finished. The same stage gives the same bytes whoever
- * runs it and in whatever order.
+ * runs it and in whatever order. Its training checkpoints itself (--checkpoint-every, see
+ * training/checkpoint.ts) into its directory until done.json is written: a stage
+ * interrupted after a checkpoint resumes from it to the same bytes.
  */
 export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): { result: StageResult; skipped: boolean } {
   const { h, runDir } = exp;
@@ -80,6 +93,8 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
   const existing = readDone(dir);
   if (existing) {
     checkWhole(exp, spec.id, existing);
+    // A checkpoint left by a process killed between done.json and its removal.
+    if (fs.existsSync(path.join(dir, CHECKPOINT_JSON))) removeCheckpoint(dir);
     return { result: existing, skipped: true };
   }
   const stop = opts.stopRequested?.();
@@ -133,15 +148,40 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
   const schedule = lrSchedule(h.training, iterationsPerEpoch(splits.train.length, h.training.batchSize), iterations);
   const final = schedule.lrAt(iterations - 1);
   const startAt = level === 0 || start.from === 'start' ? 0 : rewindAt;
-  const fit = (target: Model, orderSeed: number, keepStateAt?: number, onEval?: (point: EvalPoint) => void) => train({
+  const optimizer = { name: h.training.optimizer, lr: h.training.lr, momentum: h.training.momentum, weightDecay: h.training.weightDecay };
+  // Checkpoints of the stage's training (not of a branch's further trainings): resumed when
+  // made for exactly this stage, its starting files and run settings.
+  const every = parseCheckpointEvery(h.checkpointEvery ?? CHECKPOINT_EVERY_DEFAULT);
+  const identity: CheckpointIdentity = {
+    stage: spec.id, run: path.basename(runDir), iterations, startAt, lth: LTH_VERSION, numerics: describeSettings(opts.context.settings),
+    start: { [FILES.mask]: sha256File(path.join(dir, FILES.mask)), [FILES.init]: sha256File(path.join(dir, FILES.init)) },
+  };
+  const params = net.namedParameters().map(([n, t]) => [n, t.size] as const);
+  const found = readCheckpoint(dir, identity, {
+    weights: new Map(net.namedTensors().map(([n, t]) => [n, t.size])),
+    optimizer: new Map(params.flatMap(([n, size]) => stateNames(optimizer).map((k) => [`${n}.${k}`, size] as [string, number]))),
+  });
+  const notice = opts.onCheckpointNotice ?? ((m, warning) => process.stderr.write(`lth: ${warning ? 'warning: ' : ''}${m}\n`));
+  let resume: TrainCheckpoint | undefined;
+  if (found.kind === 'ignored') {
+    notice(`stage ${spec.id}: its checkpoint is ignored and the stage trains from its start, since ${found.reason}; to resume it instead, stop now and run with the settings it was made with`, true);
+  } else if (found.kind === 'resume') {
+    resume = found.checkpoint;
+    notice(`stage ${spec.id}: resuming from its checkpoint at iteration ${resume.iteration} of ${iterations}`, false);
+  }
+  const fit = (target: Model, orderSeed: number, keepStateAt?: number, onEval?: (point: EvalPoint) => void, checkpointed = false) => train({
     // A stage with nothing pruned (level 0, a small dense network) trains without masks.
     model: target, masks: pruned ? start.mask : undefined, data: splits, iterations, startAt, batchSize: h.training.batchSize, seed: orderSeed, evalEvery: h.training.evalEvery,
     schedule: start.lr === 'final' ? { lrAt: () => final, nextChange: () => Infinity } : schedule,
-    optimizer: { name: h.training.optimizer, lr: h.training.lr, momentum: h.training.momentum, weightDecay: h.training.weightDecay },
-    onEval, keepStateAt, context: opts.context, stopRequested: opts.stopRequested,
+    optimizer, onEval, keepStateAt, context: opts.context, stopRequested: opts.stopRequested,
+    checkpoints: checkpointed ? {
+      every, resume, save: (cp) => writeCheckpoint(dir, identity, cp, shapes),
+      // A branch that trains again after (its analysis) resumes that from the end of this training.
+      atEnd: branch.analyse !== undefined,
+    } : undefined,
   });
   const result = fit(net, seed, spec.keepRewind ? rewindAt : undefined,
-    (point) => opts.onProgress?.({ replicate: r, level, stage: spec.branch, density: maskDensity, point, iterations }));
+    (point) => opts.onProgress?.({ replicate: r, level, stage: spec.branch, density: maskDensity, point, iterations }), true);
   if (result.keptState) saveTensors(path.join(dir, FILES.rewind), result.keptState, shapes);
   saveTensors(path.join(dir, FILES.final), net.state(), shapes);
   const analysis = branch.analyse?.({
@@ -166,9 +206,12 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
     earlyStopValAccuracy: result.earlyStop.valAccuracy, earlyStopTestAccuracy: result.earlyStop.testAccuracy,
     finalTestAccuracy: result.final.testAccuracy, seconds: result.seconds, backend: opts.context.settings.backend,
     program: result.program, numerics: describeSettings(opts.context.settings), lth: LTH_VERSION,
-    files: stageChecksums(dir), ...(analysis ? { analysis } : {}),
+    files: Object.fromEntries(Object.entries(stageChecksums(dir)).filter(([name]) => !isCheckpointFile(name))), ...(analysis ? { analysis } : {}),
   };
   writeJsonAtomic(path.join(dir, FILES.done), done);
+  // Once the stage is committed its checkpoint has served. (A caller that commits done.json
+  // later, itself, removes it then: removeCheckpoint; a stage found done drops one left over.)
+  if (fs.existsSync(path.join(dir, FILES.done))) removeCheckpoint(dir);
   return { result: done, skipped: false };
 }
 

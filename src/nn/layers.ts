@@ -1,5 +1,5 @@
 import { check } from '../core/errors.js';
-import { Rng } from '../core/rng.js';
+import { Rng, type RngState } from '../core/rng.js';
 import { Workspace, conv2d, dropout, dropoutMask, flatten, maxPool2d, type Conv2dGeometry } from '../tensor/conv.js';
 import { linear } from '../tensor/ops.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -166,6 +166,14 @@ export class Dropout extends Module {
   /** Restarts the mask stream from (seed, 'dropout', index). */
   override seed(seed: number): void {
     this.rng = new Rng(seed, 'dropout', this.index);
+  }
+
+  override ownRandomState(): RngState {
+    return this.rng.state();
+  }
+
+  override loadOwnRandomState(state: RngState): void {
+    this.rng.restore(state);
   }
 
   forward(x: Tensor): Tensor {

@@ -1,5 +1,5 @@
 import { LthError, check } from '../core/errors.js';
-import type { Rng } from '../core/rng.js';
+import type { Rng, RngState } from '../core/rng.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 /** Tensor name -> values, e.g. 'fc1.weight' -> Float32Array: parameters and buffers, PyTorch's names. */
@@ -46,6 +46,41 @@ export abstract class Module {
   /** Restarts the random streams of the tree's seeded modules (dropout masks) from `seed`. */
   seed(seed: number): void {
     for (const [, c] of this.ownChildren) c.seed(seed);
+  }
+
+  /** This module's own random stream's position (not its children's), or null when it draws none. */
+  ownRandomState(): RngState | null {
+    return null;
+  }
+
+  /** Moves this module's own random stream to `state` (only modules that draw have one). */
+  loadOwnRandomState(_state: RngState): void {
+    throw new LthError(`${this.describe().type}: has no random stream`);
+  }
+
+  /**
+   * The positions of the tree's random streams (dropout masks) by module path: with the
+   * parameters, what training carries from one step to the next, so what a checkpoint keeps.
+   * Empty for a model that draws nothing.
+   */
+  randomState(): Record<string, RngState> {
+    const out: Record<string, RngState> = {};
+    for (const [p, m] of this.namedModules()) {
+      const s = m.ownRandomState();
+      if (s) out[p] = s;
+    }
+    return out;
+  }
+
+  /** Moves every random stream of the tree to where randomState() found it; every stream must be named, and only those. */
+  loadRandomState(state: Readonly<Record<string, RngState>>, what = 'random state'): void {
+    const streams = this.namedModules().filter(([, m]) => m.ownRandomState() !== null);
+    const names = new Set(streams.map(([p]) => p));
+    const missing = [...names].filter((p) => !(p in state)), unexpected = Object.keys(state).filter((p) => !names.has(p));
+    if (missing.length || unexpected.length) {
+      throw new LthError(`${what}: ${[missing.length ? `missing ${missing.join(', ')}` : '', unexpected.length ? `unexpected ${unexpected.join(', ')}` : ''].filter(Boolean).join('; ')}`);
+    }
+    for (const [p, m] of streams) m.loadOwnRandomState(state[p]);
   }
 
   protected registerParameter(name: string, t: Tensor): Tensor {

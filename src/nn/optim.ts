@@ -1,5 +1,5 @@
 import { getBackend, type UpdateRule } from '../backend/index.js';
-import { check } from '../core/errors.js';
+import { LthError, check } from '../core/errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 /** An optimiser and its hyperparameters, as a run's settings give them. */
@@ -25,6 +25,38 @@ export function updateRule(s: OptimizerSettings, step: number): UpdateRule {
 /** State arrays an optimiser keeps per parameter: [m, v] for Adam, [momentum buffer] for SGD. */
 export function stateArrays(s: OptimizerSettings, size: number): Float32Array[] {
   return s.name === 'adam' ? [new Float32Array(size), new Float32Array(size)] : [new Float32Array(size)];
+}
+
+/** The names of those arrays, as PyTorch's optimisers call them in their state dicts. */
+export function stateNames(s: OptimizerSettings): readonly string[] {
+  return s.name === 'adam' ? ['exp_avg', 'exp_avg_sq'] : ['momentum_buffer'];
+}
+
+/**
+ * An optimiser's state as a program exports it (Program.optimizerState): the updates made
+ * so far (Adam's step count) and every state array by `<parameter>.<state name>`
+ * ('fc1.weight.exp_avg'), each at its parameter's full size with pruned entries zero, so
+ * every program gives the same names and values.
+ */
+export interface OptimizerState {
+  readonly steps: number;
+  readonly arrays: ReadonlyMap<string, Float32Array>;
+}
+
+/**
+ * Checks a state to be loaded against what a program expects: the step count, and exactly
+ * the arrays `sizes` names (`<parameter>.<state name>` → size), each of its size.
+ */
+export function checkOptimizerState(state: OptimizerState, sizes: ReadonlyMap<string, number>): void {
+  check(Number.isInteger(state.steps) && state.steps >= 0, `optimizer state: the step count must be a non-negative integer, got ${state.steps}`);
+  const missing = [...sizes.keys()].filter((n) => !state.arrays.has(n)), unexpected = [...state.arrays.keys()].filter((n) => !sizes.has(n));
+  if (missing.length || unexpected.length) {
+    throw new LthError(`optimizer state: ${[missing.length ? `missing ${missing.join(', ')}` : '', unexpected.length ? `unexpected ${unexpected.join(', ')}` : ''].filter(Boolean).join('; ')}`);
+  }
+  for (const [n, size] of sizes) {
+    const a = state.arrays.get(n)!;
+    check(a.length === size, `optimizer state: '${n}' has ${a.length} values, expected ${size}`);
+  }
 }
 
 export function checkOptimizer(s: OptimizerSettings): void {
@@ -55,6 +87,11 @@ export class Optimizer {
   constructor(private readonly slots: readonly ParamSlot[], readonly settings: OptimizerSettings) {
     checkOptimizer(settings);
     this.state = slots.map((p) => stateArrays(settings, p.tensor.size));
+  }
+
+  /** The state arrays of each slot, in the slots' order: stateNames(settings) of each (live, not copies). */
+  slotState(): readonly (readonly Float32Array[])[] {
+    return this.state;
   }
 
   /** One update at the settings' learning rate, or at `lr` (a schedule's). */

@@ -4,7 +4,7 @@ import type { Dataset } from '../data/dataset.js';
 import { Linear } from '../nn/layers.js';
 import type { Model } from '../nn/model.js';
 import { Sequential, type Module, type StateDict } from '../nn/module.js';
-import { Optimizer, type ParamSlot } from '../nn/optim.js';
+import { Optimizer, checkOptimizerState, stateNames, type OptimizerState, type ParamSlot } from '../nn/optim.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { fromPanels, maskPattern, packValues, sparseLinearPanels, toPanels, unpackValues, useSparse } from '../tensor/sparse.js';
 import { BufferArena, Tensor, noGrad } from '../tensor/tensor.js';
@@ -34,6 +34,8 @@ export class GraphProgram implements Program {
   private readonly sparse: SparseWeight[] = [];
   private readonly masks: Map<string, Float32Array>;
   private readonly optimizer: Optimizer | null;
+  /** The optimiser's slots by parameter name, in order: size, and the packed weight's pattern where it trains one. */
+  private readonly slotInfo: ReadonlyArray<{ readonly name: string; readonly size: number; readonly sparse: SparseWeight | null }>;
   // Every tensor of a step (or an evaluation batch) dies with it: the next one reuses their buffers.
   private readonly stepArena = new BufferArena();
   private readonly evalArena = new BufferArena();
@@ -57,9 +59,11 @@ export class GraphProgram implements Program {
       this.sparse.push(sw);
     }
     this.forward = compileModule(model, sparseOf);
-    const packedOf = new Map(this.sparse.map((s) => [s.name, s.vals]));
-    const slots: ParamSlot[] = model.namedParameters().map(([n, t]) => {
-      const packed = packedOf.get(n);
+    const sparseByName = new Map(this.sparse.map((s) => [s.name, s]));
+    const params = model.namedParameters();
+    this.slotInfo = params.map(([n, t]) => ({ name: n, size: t.size, sparse: sparseByName.get(n) ?? null }));
+    const slots: ParamSlot[] = params.map(([n, t]) => {
+      const packed = sparseByName.get(n)?.vals;
       return packed ? { tensor: packed, mask: null } : { tensor: t, mask: this.masks.get(n) ?? null };
     });
     this.optimizer = opts.optimizer ? new Optimizer(slots, opts.optimizer) : null;
@@ -130,6 +134,38 @@ export class GraphProgram implements Program {
       s.layer.weight.data.fill(0);
       unpackValues(s.pattern, s.vals.data, s.layer.weight.data);
     }
+  }
+
+  optimizerState(): OptimizerState {
+    const opt = this.trainer();
+    const names = stateNames(opt.settings), slots = opt.slotState();
+    const arrays = new Map<string, Float32Array>();
+    this.slotInfo.forEach(({ name, size, sparse }, i) => {
+      names.forEach((k, j) => {
+        const a = slots[i][j];
+        arrays.set(`${name}.${k}`, sparse ? unpackValues(sparse.pattern, a, new Float32Array(size)) : Float32Array.from(a));
+      });
+    });
+    return { steps: opt.steps, arrays };
+  }
+
+  loadOptimizerState(state: OptimizerState): void {
+    const opt = this.trainer();
+    const names = stateNames(opt.settings), slots = opt.slotState();
+    checkOptimizerState(state, new Map(this.slotInfo.flatMap(({ name, size }) => names.map((k) => [`${name}.${k}`, size] as [string, number]))));
+    this.slotInfo.forEach(({ name, sparse }, i) => {
+      names.forEach((k, j) => {
+        const src = state.arrays.get(`${name}.${k}`)!;
+        if (sparse) packValues(sparse.pattern, src, slots[i][j]);
+        else slots[i][j].set(src);
+      });
+    });
+    opt.steps = state.steps;
+  }
+
+  private trainer(): Optimizer {
+    check(this.optimizer !== null, 'program: compiled for evaluation only, it has no optimiser state');
+    return this.optimizer;
   }
 
   private batchBuffers(data: Dataset, batchSize: number): { x: Tensor; labels: Int32Array } {

@@ -1,14 +1,15 @@
 import type { RunContext } from '../backend/index.js';
 import type { Dataset } from '../data/dataset.js';
 import type { StateDict } from '../nn/module.js';
-import type { OptimizerSettings } from '../nn/optim.js';
+import type { OptimizerSettings, OptimizerState } from '../nn/optim.js';
 
 /**
  * A stage's model and masks compiled into whatever runs them fastest: the trainer only
  * calls step() and evaluate() and never knows which program it has. The program owns the
  * live weights (packed per nonzero where it computes sparsely; it may train the model's own
  * tensors where it does not) and the optimiser state: state() reads the live weights, and
- * the model holds them only after writeBack().
+ * the model holds them only after writeBack(); optimizerState() and loadOptimizerState()
+ * move the optimiser's state out and in (checkpoints).
  */
 export interface Program {
   /** Which program this is, recorded with each stage: 'graph' or 'sparse_mlp'. */
@@ -34,6 +35,21 @@ export interface Program {
   load(state: StateDict): void;
   /** Writes the live parameters and buffers into the model's tensors. */
   writeBack(): void;
+  /**
+   * A copy of the optimiser's state: the updates made so far (Adam's step count) and every
+   * state array at its parameter's full size (pruned entries zero), by
+   * `<parameter>.<exp_avg|exp_avg_sq|momentum_buffer>`. With state(), all a run of steps
+   * carries to the next besides the data order (a function of the seed and the epoch) and
+   * the model's random streams (Module.randomState): what a checkpoint keeps. The same
+   * names and values on every program.
+   */
+  optimizerState(): OptimizerState;
+  /**
+   * Replaces the optimiser's state with one optimizerState() gave (this program's, or another
+   * program's of the same model, masks and optimiser): the next step continues as the
+   * program that exported it would have. Every array must be there with its size.
+   */
+  loadOptimizerState(state: OptimizerState): void;
 }
 
 export type ProgramKind = 'graph' | 'sparse_mlp';

@@ -4,7 +4,7 @@ import type { Dataset } from '../data/dataset.js';
 import { Linear } from '../nn/layers.js';
 import type { Model } from '../nn/model.js';
 import type { StateDict } from '../nn/module.js';
-import { checkOptimizer, stateArrays, updateRule, type OptimizerSettings } from '../nn/optim.js';
+import { checkOptimizer, checkOptimizerState, stateArrays, stateNames, updateRule, type OptimizerSettings, type OptimizerState } from '../nn/optim.js';
 import { maskPattern, packValues, unpackValues, useSparse } from '../tensor/sparse.js';
 import { applyMasks } from './masks.js';
 import type { CompileOptions, EvalResult, Minibatches, Program } from './program.js';
@@ -94,7 +94,7 @@ export class SparseMlpProgram implements Program {
     const out = this.model.state();
     for (const l of this.layers) {
       out.set(l.name, unpackValues(l.pattern, l.vals, new Float32Array(l.linear.weight.size)));
-      out.set(`${l.name.slice(0, -'.weight'.length)}.bias`, Float32Array.from(l.bias));
+      out.set(biasName(l), Float32Array.from(l.bias));
     }
     return out;
   }
@@ -115,10 +115,45 @@ export class SparseMlpProgram implements Program {
     }
   }
 
+  optimizerState(): OptimizerState {
+    const settings = this.trainer();
+    const arrays = new Map<string, Float32Array>();
+    const names = stateNames(settings);
+    for (const l of this.layers) {
+      names.forEach((k, j) => arrays.set(`${l.name}.${k}`, unpackValues(l.pattern, l.state!.weight[j], new Float32Array(l.linear.weight.size))));
+      names.forEach((k, j) => arrays.set(`${biasName(l)}.${k}`, Float32Array.from(l.state!.bias[j])));
+    }
+    return { steps: this.updates, arrays };
+  }
+
+  loadOptimizerState(state: OptimizerState): void {
+    const names = stateNames(this.trainer());
+    checkOptimizerState(state, new Map(this.layers.flatMap((l) => names.flatMap((k) => [
+      [`${l.name}.${k}`, l.linear.weight.size], [`${biasName(l)}.${k}`, l.linear.outFeatures],
+    ] as Array<[string, number]>))));
+    for (const l of this.layers) {
+      names.forEach((k, j) => {
+        packValues(l.pattern, state.arrays.get(`${l.name}.${k}`)!, l.state!.weight[j]);
+        l.state!.bias[j].set(state.arrays.get(`${biasName(l)}.${k}`)!);
+      });
+    }
+    this.updates = state.steps;
+  }
+
+  private trainer(): OptimizerSettings {
+    check(this.optimizer !== null, 'program: compiled for evaluation only, it has no optimiser state');
+    return this.optimizer;
+  }
+
   private checkData(data: Dataset): void {
     const inputs = this.layers[0].linear.inFeatures;
     if (data.sampleShape.length !== 1 || data.sampleSize !== inputs) {
       throw new LthError(`${this.model.name}: takes samples of ${inputs} features, the data set's are [${data.sampleShape.join(', ')}]`);
     }
   }
+}
+
+/** The name of a layer's bias ('fc1.bias' beside 'fc1.weight'). */
+function biasName(l: Layer): string {
+  return `${l.name.slice(0, -'.weight'.length)}.bias`;
 }

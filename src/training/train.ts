@@ -7,6 +7,7 @@ import type { OptimizerSettings } from '../nn/optim.js';
 import { compileProgram } from '../program/compile.js';
 import type { ProgramKind } from '../program/program.js';
 import { BackgroundEvaluator } from './background-eval.js';
+import { CheckpointSchedule, type CheckpointEvery, type TrainCheckpoint } from './checkpoint.js';
 import { earlyStopPoint, type EvalPoint } from './curve.js';
 import type { LrSchedule } from './schedule.js';
 
@@ -47,8 +48,30 @@ export interface TrainOptions {
   readonly backgroundEval?: boolean;
   /** The run settings (backend, threads, sparse and fused modes); default: the active context. */
   readonly context?: RunContext;
-  /** Asked between runs of steps: a reason (e.g. 'SIGINT') stops training with a Stopped error. */
+  /**
+   * Asked between runs of steps: a reason (e.g. 'SIGINT') stops training with a Stopped
+   * error (after a checkpoint of where it stopped, when `checkpoints.every` is set).
+   */
   readonly stopRequested?: () => string | null;
+  /** Checkpoints to take, and one to resume from (default: none). */
+  readonly checkpoints?: TrainCheckpoints;
+}
+
+/**
+ * Checkpoints of a training run (see checkpoint.ts): train() takes them at the end of a run of
+ * steps, once every evaluation point up to there is delivered, and hands them to `save`.
+ */
+export interface TrainCheckpoints {
+  /** When to take them (null: never, not even on a stop request; a `resume` is still resumed). */
+  readonly every: CheckpointEvery | null;
+  /** Keeps a checkpoint (a lottery stage writes it into its directory). Called synchronously; the checkpoint's arrays are copies. */
+  readonly save: (checkpoint: TrainCheckpoint) => void;
+  /** A checkpoint of this same training (same model, masks, data, seed, settings) to go on from instead of starting. */
+  readonly resume?: TrainCheckpoint;
+  /** Take one when training ends too (for a caller with more work after training: a branch's analysis). */
+  readonly atEnd?: boolean;
+  /** The clock of the schedule's durations, in milliseconds (default performance.now). */
+  readonly now?: () => number;
 }
 
 export interface TrainResult {
@@ -104,10 +127,27 @@ export function train(opts: TrainOptions): TrainResult {
     curve.push(point);
     opts.onEval?.(point);
   };
+  // From the start of the schedule, resumed or not: the same choice as an uninterrupted run.
   const points = Math.floor(iterations / evalEvery) - Math.floor(startAt / evalEvery) + (iterations % evalEvery ? 2 : 1);
   const inBackground = opts.backgroundEval ?? (BackgroundEvaluator.worthwhile(points, context) && program.parallelEval);
-  const background = inBackground ? new BackgroundEvaluator(model, opts.masks, data, context) : null;
 
+  const checkpoints = opts.checkpoints;
+  const resume = checkpoints?.resume;
+  const clock = checkpoints?.now ?? (() => performance.now());
+  const checkpointSchedule = checkpoints?.every ? new CheckpointSchedule(checkpoints.every, perEpoch, clock()) : null;
+  let keptState: StateDict | undefined;
+  let it = startAt;
+  let priorSeconds = 0;
+  if (resume) {
+    restore(resume);
+    curve.push(...resume.curve);
+    keptState = resume.keptState;
+    it = resume.iteration;
+    priorSeconds = resume.seconds;
+  }
+  let lastCheckpoint = resume ? resume.iteration : -1;
+
+  const background = inBackground ? new BackgroundEvaluator(model, opts.masks, data, context) : null;
   const evalNow = (iteration: number) => {
     if (background) {
       background.submit(iteration, program.state());
@@ -117,18 +157,28 @@ export function train(opts: TrainOptions): TrainResult {
     const test = program.evaluate(data.test);
     deliver({ iteration, valLoss: val.loss, valAccuracy: val.accuracy, testLoss: test.loss, testAccuracy: test.accuracy });
   };
+  /** A checkpoint at `it` (the end of a run of steps), once every evaluation up to it is delivered. */
+  const checkpoint = () => {
+    if (background) background.finish().forEach(deliver);
+    checkpoints!.save({
+      iteration: it, program: program.kind, weights: program.state(), optimizer: program.optimizerState(), random: model.randomState(),
+      curve: [...curve], keptState, seconds: priorSeconds + (performance.now() - started) / 1000,
+    });
+    lastCheckpoint = it;
+    checkpointSchedule?.taken(clock());
+  };
 
-  let keptState: StateDict | undefined;
   const losses = new Float64Array(Math.min(evalEvery, perEpoch));
   try {
     let order: Int32Array | null = null;
-    evalNow(startAt);
-    for (let it = startAt; it < iterations;) {
+    if (!resume) evalNow(startAt);
+    while (it < iterations) {
       const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
       if (inEpoch === 0 || !order) order = new Rng(opts.seed, 'data', epoch).permutation(data.train.length);
       let end = runEnd(it, perEpoch, evalEvery, iterations);
       if (opts.keepStateAt !== undefined && it < opts.keepStateAt) end = Math.min(end, opts.keepStateAt);
       end = Math.min(end, schedule.nextChange(it));
+      if (checkpointSchedule) end = Math.min(end, checkpointSchedule.boundaryAfter(it));
       const lr = schedule.lrAt(it);
       const run = losses.subarray(0, end - it);
       const ran = program.step({ data: data.train, order, from: inEpoch * batchSize, batchSize }, run, lr);
@@ -138,18 +188,48 @@ export function train(opts: TrainOptions): TrainResult {
       }
       it += ran;
       const stop = opts.stopRequested?.();
-      if (stop) throw new Stopped(stop);
+      if (stop && !checkpointSchedule) throw new Stopped(stop);
       if (it === opts.keepStateAt) keptState = program.state();
       if (it % evalEvery === 0 || it === iterations) evalNow(it);
       if (background) background.poll().forEach(deliver);
+      if (stop) {
+        // Nothing done is lost: the run resumes from here.
+        if (it > lastCheckpoint) checkpoint();
+        throw new Stopped(stop);
+      }
+      if (checkpointSchedule && it < iterations && checkpointSchedule.due(it, clock())) checkpoint();
     }
     if (background) background.finish().forEach(deliver);
+    if (checkpoints?.atEnd && checkpointSchedule && lastCheckpoint < iterations) checkpoint();
   } finally {
     background?.close();
     program.writeBack();
   }
   return {
-    curve, earlyStop: earlyStopPoint(curve), final: curve[curve.length - 1], seconds: (performance.now() - started) / 1000,
+    curve, earlyStop: earlyStopPoint(curve), final: curve[curve.length - 1], seconds: priorSeconds + (performance.now() - started) / 1000,
     keptState, program: program.kind, backgroundEval: background !== null,
   };
+
+  /** Puts the program and the model where `cp` found them; the curve and the kept state are the caller's. */
+  function restore(cp: TrainCheckpoint): void {
+    const problem = (what: string) => new LthError(`cannot resume from the checkpoint at iteration ${cp.iteration}: ${what}`);
+    if (!(Number.isInteger(cp.iteration) && cp.iteration >= startAt && cp.iteration <= iterations)) {
+      throw problem(`it is not an iteration of this training (from ${startAt} to ${iterations})`);
+    }
+    if (cp.program !== program.kind) throw problem(`it was made by the ${cp.program} program, this training runs the ${program.kind} program`);
+    const last = cp.curve[cp.curve.length - 1];
+    if (!last || cp.curve[0].iteration !== startAt || ((cp.iteration % evalEvery === 0 || cp.iteration === iterations) && last.iteration !== cp.iteration)) {
+      throw problem('its curve does not hold every evaluation up to it');
+    }
+    const keeps = opts.keepStateAt !== undefined && opts.keepStateAt > startAt && cp.iteration >= opts.keepStateAt;
+    if (keeps !== (cp.keptState !== undefined)) throw problem(keeps ? `it lacks the weights kept at iteration ${opts.keepStateAt}` : 'it holds kept weights this training does not keep');
+    try {
+      program.load(cp.weights);
+      program.loadOptimizerState(cp.optimizer);
+      model.loadRandomState(cp.random, 'random streams');
+    } catch (e) {
+      if (e instanceof LthError) throw problem(e.message);
+      throw e;
+    }
+  }
 }
