@@ -48,3 +48,4 @@ export { type LotterySummary } from './lottery/summary.js';
 export { loadSafetensors, saveSafetensors } from './store/safetensors.js';
 export { writeReport } from './report/lazy.js';
 export { stageDir, stagePath, listStages, readMetrics, FILES, type StageResult } from './store/layout.js';
+export { MAX_SWEEP_RUNS, readSweepFile, resolveSweep, expandSweep, loadSweep, runSweep, describeSweep, queueExecutor, SWEEP_JSON, type SweepSpec, type SweepRun, type ResolvedSweep, type SweepOptions, type SweepResult, type SweepExecutor } from './sweep/index.js';

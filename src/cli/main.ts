@@ -28,6 +28,7 @@ Usage:
                           done.json; --repair redoes the damaged stages and those after them
   lth export  <run-dir> --level K --format onnx|safetensors|pt --out FILE
                           one stage's network (the ticket by default) as a standalone model
+  lth sweep   FILE [options]  lottery runs over axes of hyperparameters, one report (lth sweep --help)
 
 Run settings (how lth computes, never what; recorded with every stage): --threads N,
 --backend native|reference, --simd avx512|avx2|scalar, --sparse auto|on|off,
@@ -294,6 +295,7 @@ async function main(argv: string[]): Promise<void> {
     case 'stability': return cmdStability(rest);
     case 'export': return cmdExport(rest);
     case 'report': return (await import('./report-command.js')).cmdReport(rest);
+    case 'sweep': return (await import('./sweep-command.js')).cmdSweep(rest);
     case undefined: case '--help': case 'help': console.log(USAGE); return;
     default: throw new LthError(`unknown command '${command}'. Known: train, lottery, stability, ls, report, verify, export`);
   }
