@@ -5,7 +5,8 @@ import { resolveContext, watchStop, type RunContext } from '../backend/index.js'
 import type { Schema, Values } from '../core/hparams.js';
 import { TRAINING_SCHEMA, resolveTraining } from '../training/hparams.js';
 import { runTraining } from '../training/run.js';
-import { LOTTERY_SCHEMA, resolveLottery, runHash } from '../lottery/hparams.js';
+import { LOTTERY_SCHEMA, resolveLottery, runHash, type LotteryHparams } from '../lottery/hparams.js';
+import type { LotterySummary } from '../store/summary.js';
 import { describePlan, listRuns, runLottery } from '../lottery/runner.js';
 import { repairRun, verifyRun } from '../lottery/verify.js';
 import { runStability } from '../lottery/stability.js';
@@ -28,6 +29,9 @@ Usage:
                           done.json; --repair redoes the damaged stages and those after them
   lth export  <run-dir> --level K --format onnx|safetensors|pt --out FILE
                           one stage's network (the ticket by default) as a standalone model
+  lth worker  --queue redis://HOST:PORT --root DIR [--concurrency N]
+                          run the stages of lotteries submitted with lth lottery --queue
+  lth status  <run-dir>   every stage of a run: done, running, failed (with its error), to run
   lth sweep   FILE [options]  lottery runs over axes of hyperparameters, one report (lth sweep --help)
 
 Run settings (how lth computes, never what; recorded with every stage): --threads N,
@@ -104,6 +108,8 @@ const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 const LOTTERY_EXTRA = {
   report: { type: 'boolean', help: 'write the HTML report into the run directory at the end', default: false },
   dryRun: { type: 'boolean', help: 'print the plan (every stage, its inputs and dependencies, whether it is done) and train nothing', default: false },
+  queue: { type: 'string', help: 'submit the stages to the workers of this queue (redis://[:password@]host:port, rediss:// for TLS) instead of training here' },
+  wait: { type: 'boolean', help: 'with --queue: follow the run until it finishes and print its summary', default: false },
   ...SETTINGS_SCHEMA,
 } as const satisfies Schema;
 
@@ -113,11 +119,15 @@ async function cmdLottery(argv: string[]): Promise<void> {
     console.log(helpText('Usage: lth lottery [options]', { ...LOTTERY_SCHEMA, ...LOTTERY_EXTRA }));
     return;
   }
-  const report = values.report === true, dryRun = values.dryRun === true;
+  const report = values.report === true, dryRun = values.dryRun === true, wait = values.wait === true;
+  const queue = values.queue as string | undefined;
   delete values.report;
   delete values.dryRun;
+  delete values.queue;
+  delete values.wait;
   const context = contextFrom(values);
   const h = resolveLottery(values);
+  if (wait && !queue) throw new LthError('--wait follows a run submitted with --queue; without --queue the run trains here and the command waits anyway');
   if (dryRun) {
     const plan = describePlan(h);
     if (common.json) {
@@ -129,6 +139,12 @@ async function cmdLottery(argv: string[]): Promise<void> {
       console.log(`${s.done ? 'done   ' : 'to run '} ${s.id.padEnd(30)} after [${s.deps.join(', ')}]`);
       console.log(`        ${s.inputs}`);
     }
+    return;
+  }
+  if (queue) {
+    // The queue's client (BullMQ, ioredis) is loaded only for a run submitted to one.
+    const done = await (await import('./queue-commands.js')).submitLottery(h, queue, wait, common.json);
+    if (done) printSummary(h, done.runDir, done.summary, common.json, undefined);
     return;
   }
   const progress = new Progress(common.json);
@@ -155,7 +171,11 @@ async function cmdLottery(argv: string[]): Promise<void> {
   });
   // The report's modules (Vega, the PNG renderer) take a good part of a second to load: only when asked for.
   const reportFile = report ? (await (await import('../report/index.js')).writeReport(runDir)).html : undefined;
-  if (common.json) {
+  printSummary(h, runDir, summary, common.json, reportFile);
+}
+
+function printSummary(h: LotteryHparams, runDir: string, summary: LotterySummary, json: boolean, reportFile: string | undefined): void {
+  if (json) {
     printJson({ runDir, ...summary, ...(reportFile ? { report: reportFile } : {}) });
     return;
   }
@@ -294,10 +314,12 @@ async function main(argv: string[]): Promise<void> {
     case 'verify': return cmdVerify(rest);
     case 'stability': return cmdStability(rest);
     case 'export': return cmdExport(rest);
+    case 'worker': return (await import('./queue-commands.js')).cmdWorker(rest);
+    case 'status': return (await import('./queue-commands.js')).cmdStatus(rest);
     case 'report': return (await import('./report-command.js')).cmdReport(rest);
     case 'sweep': return (await import('./sweep-command.js')).cmdSweep(rest);
     case undefined: case '--help': case 'help': console.log(USAGE); return;
-    default: throw new LthError(`unknown command '${command}'. Known: train, lottery, stability, ls, report, verify, export`);
+    default: throw new LthError(`unknown command '${command}'. Known: train, lottery, stability, ls, report, verify, export, worker, status`);
   }
 }
 

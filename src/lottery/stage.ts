@@ -61,6 +61,11 @@ export interface StageOptions {
    */
   readonly stopRequested?: () => string | null;
   /**
+   * Writes the finished stage's done.json, the stage's commit (default: atomically, here);
+   * a distributed worker commits it itself, once, while it holds the stage's job.
+   */
+  readonly commit?: (file: string, done: StageResult) => void;
+  /**
    * Told when a stage resumes from its checkpoint, or ignores one made under other
    * settings (`warning`). Default: a line on stderr ('lth: ...' or 'lth: warning: ...').
    */
@@ -208,7 +213,7 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
     program: result.program, numerics: describeSettings(opts.context.settings), lth: LTH_VERSION,
     files: Object.fromEntries(Object.entries(stageChecksums(dir)).filter(([name]) => !isCheckpointFile(name))), ...(analysis ? { analysis } : {}),
   };
-  writeJsonAtomic(path.join(dir, FILES.done), done);
+  (opts.commit ?? writeJsonAtomic)(path.join(dir, FILES.done), done);
   // Once the stage is committed its checkpoint has served. (A caller that commits done.json
   // later, itself, removes it then: removeCheckpoint; a stage found done drops one left over.)
   if (fs.existsSync(path.join(dir, FILES.done))) removeCheckpoint(dir);

@@ -57,6 +57,8 @@ export interface StageResult {
   numerics?: Record<string, string | number>;
   /** The lth version that computed it. */
   lth?: string;
+  /** The worker (host:pid) that computed it, when a queue's worker did. */
+  worker?: string;
   /** SHA-256 of every other file of the stage, by name, when done.json was written (absent in stages of older versions). */
   files?: Record<string, string>;
   /**

@@ -1,0 +1,99 @@
+import path from 'node:path';
+import { Queue } from 'bullmq';
+import type { LotteryHparams } from '../lottery/hparams.js';
+import { planLottery } from '../lottery/plan.js';
+import { prepareRun, summarizeRun } from '../lottery/runner.js';
+import { experimentOf } from '../lottery/stage.js';
+import type { LotterySummary } from '../lottery/summary.js';
+import { readDone } from '../store/layout.js';
+import { parseQueueUrl } from './connection.js';
+import { QUEUE_NAME, jobId } from './jobs.js';
+import { enqueueRunnable } from './worker.js';
+
+export interface SubmitOptions {
+  readonly queue: string;
+  /** Follow the run until it finishes (or a stage fails for good), then return its summary. */
+  readonly wait?: boolean;
+  /** While waiting, about every second. */
+  readonly onProgress?: (p: QueueProgress) => void;
+}
+
+export interface QueueProgress {
+  readonly stages: number;
+  readonly done: number;
+  readonly queued: number;
+  /** Running stages by worker (host:pid). */
+  readonly running: Record<string, string[]>;
+  readonly failed: Array<{ stage: string; message: string }>;
+}
+
+export interface SubmitResult {
+  readonly runDir: string;
+  /** Jobs this submission added (0 when the same run was submitted before). */
+  readonly enqueued: number;
+  readonly summary?: LotterySummary;
+  /** Stages that failed for good, with their errors (with --wait). */
+  readonly failed: Array<{ stage: string; message: string }>;
+}
+
+/**
+ * Submits a lottery run to the workers of a queue: writes its hyperparameters into the
+ * store (which the workers share under their --root), then enqueues the stages that can
+ * run now; the workers enqueue the rest as their dependencies finish. Finished stages are
+ * never enqueued, and a stage's job id is its path, so submitting twice adds nothing.
+ */
+export async function submitRun(h: LotteryHparams, o: SubmitOptions): Promise<SubmitResult> {
+  const exp = experimentOf(h);
+  prepareRun(exp);
+  const address = parseQueueUrl(o.queue);
+  const queue = new Queue(QUEUE_NAME, { connection: address.redis });
+  queue.on('error', () => {});
+  try {
+    const run = path.basename(exp.runDir);
+    // Stages that failed for good before (bad data since fixed) are tried again.
+    let enqueued = 0;
+    for (const s of planLottery(h)) {
+      const job = readDone(path.join(exp.runDir, s.id)) ? undefined : await queue.getJob(jobId(run, s.id));
+      if (job && (await job.getState()) === 'failed') {
+        await job.retry();
+        enqueued++;
+      }
+    }
+    enqueued += await enqueueRunnable(queue, h.root, run);
+    if (!o.wait) return { runDir: exp.runDir, enqueued, failed: [] };
+    for (;;) {
+      const p = await queueProgress(queue, exp.runDir, run, h);
+      o.onProgress?.(p);
+      if (p.done === p.stages || p.failed.length) return { runDir: exp.runDir, enqueued, summary: summarizeRun(exp), failed: p.failed };
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  } finally {
+    await queue.close();
+  }
+}
+
+async function queueProgress(queue: Queue, runDir: string, run: string, h: LotteryHparams): Promise<QueueProgress> {
+  const plan = planLottery(h);
+  let done = 0, queued = 0;
+  const running: Record<string, string[]> = {};
+  const failed: Array<{ stage: string; message: string }> = [];
+  for (const s of plan) {
+    if (readDone(path.join(runDir, s.id))) {
+      done++;
+      continue;
+    }
+    const job = await queue.getJob(jobId(run, s.id));
+    if (!job) continue;
+    const state = await job.getState();
+    if (state === 'active') {
+      const worker = String((job.progress as { worker?: string } | undefined)?.worker ?? '?');
+      (running[worker] ??= []).push(s.id);
+    } else if (state === 'failed') {
+      // Failed for good: BullMQ keeps a job it will try again waiting or delayed.
+      failed.push({ stage: s.id, message: job.failedReason ?? 'failed' });
+    } else if (state === 'waiting' || state === 'delayed' || state === 'prioritized') {
+      queued++;
+    }
+  }
+  return { stages: plan.length, done, queued, running, failed };
+}

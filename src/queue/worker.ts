@@ -1,0 +1,184 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { LthError } from '../core/errors.js';
+import { experimentOf } from '../lottery/stage.js';
+import { planLottery } from '../lottery/plan.js';
+import { summarizeRun } from '../lottery/runner.js';
+import { runOf } from '../lottery/verify.js';
+import { writeFileOnce, writeJsonAtomic } from '../store/atomic.js';
+import { FILES, readDone, type StageResult } from '../store/layout.js';
+import { removeCheckpoint } from '../training/checkpoint.js';
+import { parseQueueUrl, redact } from './connection.js';
+import { QUEUE_NAME, jobId, parseStageJob, stageDirOf, type StageJob } from './jobs.js';
+
+/** A stage a user error stopped (bad data, a damaged input): what `lth status` shows. */
+export const FAILED_FILE = 'failed.json';
+
+export interface WorkerOptions {
+  readonly queue: string;
+  /** The store: the directory holding the runs, the same one the submitter used (any path where this machine sees it). */
+  readonly root: string;
+  /** Stages run at once, each in a process of its own. */
+  readonly concurrency?: number;
+  /** How long a job's lock lasts without renewal (renewed at half of it while its stage runs). */
+  readonly lockSeconds?: number;
+  /** Run settings for the stages (--threads etc.), as the CLI's flags give them. */
+  readonly settings?: Record<string, string | number>;
+  readonly onEvent?: (e: WorkerEvent) => void;
+}
+
+export type WorkerEvent =
+  | { kind: 'started'; job: string }
+  | { kind: 'progress'; job: string; iteration: number; iterations: number }
+  | { kind: 'committed'; job: string; seconds: number }
+  | { kind: 'skipped'; job: string; why: string }
+  | { kind: 'failed'; job: string; message: string; retried: boolean }
+  | { kind: 'connection'; message: string };
+
+/** This worker's name in progress, logs and done.json: host and process id. */
+export function workerId(): string {
+  return `${os.hostname()}:${process.pid}`;
+}
+
+const STAGE_PROCESS = fileURLToPath(new URL('./stage-process.js', import.meta.url));
+
+/**
+ * Serves stage jobs until closed: each job's stage runs in a child process (training blocks
+ * its event loop; this one keeps the job's lock alive). The stage is committed here — its
+ * done.json written once, by whoever still holds the job — and the stages it unblocks are
+ * enqueued. A stage that cannot be run (an LthError: bad data, a malformed job) fails for
+ * good with its message, also written to the stage's failed.json; a crash is retried.
+ */
+export function startWorker(o: WorkerOptions): { worker: Worker; close: () => Promise<void> } {
+  const address = parseQueueUrl(o.queue);
+  const root = path.resolve(o.root);
+  if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new LthError(`worker: --root ${o.root} is not a directory`);
+  const lockDuration = Math.round(1000 * (o.lockSeconds ?? 30));
+  const id = workerId();
+  const emit = o.onEvent ?? (() => {});
+  const queue = new Queue(QUEUE_NAME, { connection: address.redis });
+  const processor = async (job: Job, token?: string) => {
+    let data: StageJob;
+    try {
+      data = parseStageJob(job.data);
+      stageDirOf(root, data);
+    } catch (e) {
+      throw new UnrecoverableError((e as Error).message);
+    }
+    const name = jobId(data.run, data.stage);
+    emit({ kind: 'started', job: name });
+    const started = Date.now();
+    const outcome = await runInChild(root, data, o.settings ?? {}, (p) => {
+      emit({ kind: 'progress', job: name, ...p });
+      void job.updateProgress({ worker: id, ...p }).catch(() => {});
+    });
+    const dir = stageDirOf(root, data);
+    if (outcome.kind === 'error') {
+      if (outcome.user) {
+        writeJsonAtomic(path.join(dir, FAILED_FILE), { message: outcome.message, worker: id, at: new Date().toISOString() });
+        throw new UnrecoverableError(outcome.message);
+      }
+      throw new Error(outcome.message);
+    }
+    if (!outcome.skipped) {
+      // Commit only while holding the job: a worker that lost it (another one has the stage) writes nothing.
+      if (!token || (await job.extendLock(token, lockDuration)) !== 1) throw new Error(`lost the lock of ${name}; another worker redoes the stage`);
+      const done: StageResult = { ...outcome.result, worker: id };
+      const file = path.join(dir, FILES.done);
+      if (writeFileOnce(file, `${JSON.stringify(done, null, 2)}\n`)) {
+        fs.rmSync(path.join(dir, FAILED_FILE), { force: true });
+        removeCheckpoint(dir);
+        emit({ kind: 'committed', job: name, seconds: (Date.now() - started) / 1000 });
+      } else {
+        emit({ kind: 'skipped', job: name, why: 'committed by another worker' });
+      }
+    } else {
+      emit({ kind: 'skipped', job: name, why: 'already finished' });
+    }
+    await enqueueRunnable(queue, root, data.run);
+    return { worker: id };
+  };
+  const worker = new Worker(QUEUE_NAME, processor, {
+    connection: address.redis, concurrency: o.concurrency ?? 1, lockDuration, stalledInterval: lockDuration, maxStalledCount: 10,
+  });
+  worker.on('failed', (job, err) => {
+    if (job) emit({ kind: 'failed', job: String(job.id), message: redact(err.message), retried: job.attemptsMade < (job.opts.attempts ?? 1) && !(err instanceof UnrecoverableError) });
+  });
+  // Redis gone for a while: ioredis reconnects by itself; say so once per distinct message.
+  let lastError = '';
+  worker.on('error', (err) => {
+    const message = redact(err.message);
+    if (message !== lastError) emit({ kind: 'connection', message });
+    lastError = message;
+  });
+  worker.on('ready', () => { lastError = ''; });
+  queue.on('error', () => {});
+  return { worker, close: async () => { await worker.close(); await queue.close(); } };
+}
+
+type Outcome =
+  | { kind: 'done'; skipped: boolean; result: StageResult }
+  | { kind: 'error'; user: boolean; message: string };
+
+function runInChild(root: string, job: StageJob, settings: Record<string, string | number>, onProgress: (p: { iteration: number; iterations: number }) => void): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [STAGE_PROCESS, JSON.stringify({ root, run: job.run, stage: job.stage, settings })], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let outcome: Outcome | null = null;
+    let buffered = '', stderr = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      buffered += chunk;
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        let msg: { type?: string; [k: string]: unknown };
+        try {
+          msg = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        if (msg.type === 'progress') onProgress({ iteration: Number(msg.iteration), iterations: Number(msg.iterations) });
+        else if (msg.type === 'done') outcome = { kind: 'done', skipped: msg.skipped === true, result: msg.result as StageResult };
+        else if (msg.type === 'error') outcome = { kind: 'error', user: msg.user === true, message: String(msg.message) };
+      }
+    });
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (c: string) => { stderr = (stderr + c).slice(-4000); });
+    child.on('close', (code, signal) => {
+      if (outcome && (outcome.kind === 'error' || code === 0)) resolve(outcome);
+      else resolve({ kind: 'error', user: false, message: `the stage's process ended with ${signal ?? `status ${code}`}${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}` });
+    });
+  });
+}
+
+/**
+ * Enqueues every stage of run `run` that is not finished and whose dependencies all are
+ * (a job per stage, its id the stage's: adding one that exists adds nothing). Returns the
+ * number of jobs added.
+ */
+export async function enqueueRunnable(queue: Queue, root: string, run: string): Promise<number> {
+  const runDir = path.join(root, run);
+  const h = runOf(runDir);
+  const finished = new Set<string>();
+  const plan = planLottery(h);
+  for (const s of plan) if (readDone(path.join(runDir, s.id))) finished.add(s.id);
+  let added = 0;
+  for (const s of plan) {
+    if (finished.has(s.id) || !s.deps.every((d) => finished.has(d))) continue;
+    const id = jobId(run, s.id);
+    const existing = await queue.getJob(id);
+    if (existing) {
+      // A stage failed for good (bad data the user has since fixed) is tried again by a new submission only.
+      continue;
+    }
+    await queue.add('stage', { v: 1, run, stage: s.id }, { jobId: id, attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: false, removeOnFail: false });
+    added++;
+  }
+  if (finished.size === plan.length) summarizeRun(experimentOf(h));
+  return added;
+}

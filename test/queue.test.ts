@@ -1,0 +1,218 @@
+/**
+ * Distributed runs on a real Redis (started by the tests on a free loopback port, with a
+ * temporary directory and append-only persistence): workers as users start them (`lth
+ * worker`), runs submitted with `lth lottery --queue`. Compared with the local executor's
+ * results, through a killed worker, a restarted Redis, malformed jobs and a password.
+ * Skipped where redis-server is not installed (.ci/run installs it).
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Queue } from 'bullmq';
+import { resolveLottery } from '../src/lottery/hparams.js';
+import { runLottery } from '../src/lottery/runner.js';
+import { QUEUE_NAME } from '../src/queue/jobs.js';
+import { readDone } from '../src/store/layout.js';
+
+const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'lth-queue-'));
+const haveRedis = spawnSync('redis-server', ['--version']).status === 0;
+const skip = haveRedis ? false : 'redis-server is not installed (apt-get install redis-server)';
+const children: ChildProcess[] = [];
+after(() => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL'); });
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A Redis server of the test's own; `restart` stops it (saving its append-only file) and starts it again. */
+async function startRedis(extra: string[] = []) {
+  const dir = tmp(), port = await freePort();
+  const start = async () => {
+    const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', ...extra], { stdio: 'ignore' });
+    children.push(p);
+    for (let i = 0; i < 100; i++) {
+      if (await new Promise<boolean>((res) => { const c = net.connect(port, '127.0.0.1', () => { c.end(); res(true); }).on('error', () => res(false)); })) return p;
+      await sleep(50);
+    }
+    throw new Error('redis-server did not start');
+  };
+  let proc = await start();
+  return {
+    port,
+    stop: async () => { proc.kill('SIGTERM'); await new Promise((r) => proc.once('exit', r)); },
+    restart: async () => { proc.kill('SIGTERM'); await new Promise((r) => proc.once('exit', r)); await sleep(500); proc = await start(); },
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `lth worker` in its own process; its log lines collected. */
+function startWorker(queue: string, root: string, extra: string[] = []) {
+  const p = spawn(process.execPath, [cli, 'worker', '--queue', queue, '--root', root, '--lock-seconds', '2', '--threads', '1', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(p);
+  const log: string[] = [];
+  p.stderr!.setEncoding('utf8').on('data', (c: string) => log.push(...c.split('\n').filter(Boolean)));
+  p.stdout!.setEncoding('utf8').on('data', (c: string) => log.push(...c.split('\n').filter(Boolean)));
+  return { p, log, stop: () => p.kill('SIGTERM') };
+}
+
+/** `lth lottery ... --queue Q --json` (with --wait unless `wait` is false); its status and last JSON line. */
+function submit(args: string[], queue: string, wait = true): Promise<{ code: number | null; out: Record<string, unknown>; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [cli, 'lottery', ...args, '--queue', queue, ...(wait ? ['--wait'] : []), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(p);
+    let out = '', err = '';
+    p.stdout.setEncoding('utf8').on('data', (c: string) => { out += c; });
+    p.stderr.setEncoding('utf8').on('data', (c: string) => { err += c; });
+    p.on('close', (code) => {
+      const last = out.trim().split('\n').pop() ?? '{}';
+      let parsed: Record<string, unknown> = {};
+      try { parsed = JSON.parse(last); } catch { /* reported by the caller's assertion */ }
+      resolve({ code, out: parsed, stderr: err });
+    });
+  });
+}
+
+/** A summary without what differs between machines and runs (timings, paths). */
+function comparable(summary: unknown): unknown {
+  return JSON.parse(JSON.stringify(summary, (k, v) => (k === 'seconds' || k === 'run' || k === 'root' ? undefined : v)));
+}
+
+const RUN = ['--steps', '40it', '--eval-every', '20', '--levels', '3', '--branches', 'reinit,random_prune', '--replicates', '2'];
+
+test('three workers finish a run with controls and replicates; its summary is the local executor\'s; submitting again adds nothing', { skip }, async () => {
+  const redis = await startRedis();
+  const queue = `redis://127.0.0.1:${redis.port}`;
+  const root = tmp();
+  const workers = [0, 1, 2].map(() => startWorker(queue, root));
+  const r = await submit([...RUN, '--root', root], queue);
+  assert.equal(r.code, 0, r.stderr);
+  const local = runLottery(resolveLottery({ steps: '40it', evalEvery: 20, levels: 3, branches: ['reinit', 'random_prune'], replicates: 2, root: tmp() }));
+  const { runDir, ...summary } = r.out;
+  assert.deepEqual(comparable(summary), comparable(local.summary));
+  // Every stage committed once, by one of the workers, which says so in done.json.
+  const committed = workers.flatMap((w) => w.log.filter((l) => l.includes(' committed ')).map((l) => l.replace(/.* committed (\S+).*/, '$1')));
+  assert.equal(committed.length, 2 * (1 + 3 * 3));
+  assert.equal(new Set(committed).size, committed.length, 'no stage committed twice');
+  for (const id of committed) assert.match(readDone(path.join(root, id))!.worker ?? '', /^.+:\d+$/);
+  assert.ok(workers.filter((w) => w.log.some((l) => l.includes(' committed '))).length >= 2, 'the work was shared');
+  const again = await submit([...RUN, '--root', root], queue, false);
+  assert.equal(again.code, 0, again.stderr);
+  assert.deepEqual([again.out.runDir, again.out.enqueued], [runDir, 0]);
+  for (const w of workers) w.stop();
+  await redis.stop();
+});
+
+test('a worker killed with SIGKILL mid-stage: its stage goes to another worker, the run finishes with the same results', { skip }, async () => {
+  const redis = await startRedis();
+  const queue = `redis://127.0.0.1:${redis.port}`;
+  const root = tmp();
+  const args = ['--steps', '600it', '--eval-every', '100', '--levels', '1', '--root', root];
+  const victim = startWorker(queue, root);
+  const pending = submit(args, queue);
+  // Kill it as soon as it has started the dense stage (the only runnable one).
+  for (let i = 0; i < 400 && !victim.log.some((l) => l.includes(' started ')); i++) await sleep(25);
+  assert.ok(victim.log.some((l) => l.includes(' started ')), victim.log.join('\n'));
+  victim.p.kill('SIGKILL');
+  const rescuer = startWorker(queue, root);
+  const r = await pending;
+  assert.equal(r.code, 0, r.stderr);
+  const local = runLottery(resolveLottery({ steps: '600it', evalEvery: 100, levels: 1, root: tmp() }));
+  const { runDir: _runDir, ...summary } = r.out;
+  assert.deepEqual(comparable(summary), comparable(local.summary));
+  assert.ok(!victim.log.some((l) => l.includes(' committed ')), 'the killed worker committed nothing');
+  const committed = rescuer.log.filter((l) => l.includes(' committed '));
+  assert.equal(committed.length, 2, rescuer.log.join('\n'));
+  rescuer.stop();
+  await redis.stop();
+});
+
+test('Redis stopped and restarted mid-run: the workers reconnect and the run finishes', { skip }, async () => {
+  const redis = await startRedis();
+  const queue = `redis://127.0.0.1:${redis.port}`;
+  const root = tmp();
+  const worker = startWorker(queue, root);
+  const pending = submit(['--steps', '200it', '--eval-every', '50', '--levels', '3', '--root', root], queue);
+  for (let i = 0; i < 400 && !worker.log.some((l) => l.includes(' committed ')); i++) await sleep(25);
+  await redis.restart();
+  const r = await pending;
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((r.out as { complete?: boolean }).complete, true);
+  assert.equal(worker.p.exitCode, null, 'the worker is still serving');
+  worker.stop();
+  await redis.stop();
+});
+
+test('malformed jobs and jobs naming paths outside the store fail with their error; the worker goes on; a password appears nowhere', { skip }, async () => {
+  const password = 'pw-that-must-not-leak';
+  const redis = await startRedis(['--requirepass', password]);
+  const queue = `redis://:${password}@127.0.0.1:${redis.port}`;
+  const root = tmp();
+  const worker = startWorker(queue, root);
+  const q = new Queue(QUEUE_NAME, { connection: { host: '127.0.0.1', port: redis.port, password, maxRetriesPerRequest: null } });
+  const bad = [
+    { v: 1, run: '../../../../etc', stage: 'replicate_0/level_0/main' },
+    { v: 1, run: '0123456789abcdef', stage: '../../../tmp/x' },
+    { v: 1, run: '0123456789abcdef', stage: 'replicate_0/level_0/main', path: '/etc/passwd' },
+    'not an object',
+    { v: 1, run: '0123456789abcdef', stage: 'replicate_0/level_0/main' }, // a run the store does not have
+  ];
+  const jobs = await Promise.all(bad.map((data, i) => q.add('stage', data, { jobId: `bad-${i}` })));
+  for (let i = 0; i < 400; i++) {
+    const states = await Promise.all(jobs.map((j) => j.getState()));
+    if (states.every((s) => s === 'failed')) break;
+    await sleep(25);
+  }
+  const reasons = await Promise.all(jobs.map(async (j) => (await q.getJob(j.id!))!.failedReason ?? ''));
+  assert.match(reasons[0], /'run' must be a run hash/);
+  assert.match(reasons[1], /'stage' must be a stage path/);
+  assert.match(reasons[2], /expected exactly the fields run, stage, v/);
+  assert.match(reasons[3], /the payload is not an object/);
+  assert.match(reasons[4], /is not a lottery run directory/);
+  await q.close();
+  // Still serving: a real run through the password-protected queue finishes.
+  const r = await submit(['--steps', '20it', '--eval-every', '10', '--levels', '1', '--root', root], queue);
+  assert.equal(r.code, 0, r.stderr);
+  worker.stop();
+  await new Promise((res) => worker.p.once('exit', res));
+  const texts = [r.stderr, JSON.stringify(r.out), worker.log.join('\n')];
+  const walk = (d: string): string[] => fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : [path.join(d, e.name)]));
+  for (const f of walk(root)) texts.push(fs.readFileSync(f, 'latin1'));
+  for (const t of texts) assert.ok(!t.includes(password), 'the password leaked');
+  assert.ok(worker.log.some((l) => l.includes('redis://127.0.0.1:')), 'the worker names the queue without its password');
+  await redis.stop();
+});
+
+test('a stage that fails for a user error (a damaged input) is failed with its message, shown by lth status, and not retried', { skip }, async () => {
+  const redis = await startRedis();
+  const queue = `redis://127.0.0.1:${redis.port}`;
+  const root = tmp();
+  // The dense stage finished here, then its trained weights damaged: level 1 cannot start from them.
+  const { runDir } = runLottery(resolveLottery({ steps: '20it', evalEvery: 10, levels: 0, root }));
+  fs.truncateSync(path.join(runDir, 'replicate_0/level_0/main/model_final.safetensors'), 100);
+  const worker = startWorker(queue, root);
+  const r = await submit(['--steps', '20it', '--eval-every', '10', '--levels', '1', '--root', root], queue);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /failed: replicate_0\/level_1\/main: finished stage replicate_0\/level_0\/main is damaged/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack');
+  const status = spawnSync(process.execPath, [cli, 'status', runDir], { encoding: 'utf8' });
+  assert.equal(status.status, 1);
+  assert.match(status.stdout, /failed  replicate_0\/level_1\/main: finished stage replicate_0\/level_0\/main is damaged/);
+  const q = new Queue(QUEUE_NAME, { connection: { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: null } });
+  const job = (await q.getJob(`${path.basename(runDir)}/replicate_0/level_1/main`))!;
+  assert.deepEqual([await job.getState(), job.attemptsMade], ['failed', 1]);
+  await q.close();
+  worker.stop();
+  await redis.stop();
+});
