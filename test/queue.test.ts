@@ -138,6 +138,33 @@ test('a worker killed with SIGKILL mid-stage: its stage goes to another worker, 
   await redis.stop();
 });
 
+test('a worker that lost its job\'s lock (paused past it while another took the stage) does not commit', { skip }, async () => {
+  const redis = await startRedis();
+  const queue = `redis://127.0.0.1:${redis.port}`;
+  const root = tmp();
+  const paused = startWorker(queue, root);
+  const pending = submit(['--steps', '2000it', '--eval-every', '500', '--levels', '0', '--root', root], queue);
+  // Once its stage's process has begun writing the stage, pause the worker: it renews no
+  // lock, while that process trains on and finishes meanwhile.
+  const begun = () => fs.readdirSync(root).some((d) => fs.existsSync(path.join(root, d, 'replicate_0/level_0/main/model_init.safetensors')));
+  for (let i = 0; i < 800 && !begun(); i++) await sleep(25);
+  assert.ok(begun(), paused.log.join('\n'));
+  paused.p.kill('SIGSTOP');
+  const other = startWorker(queue, root);
+  const r = await pending;
+  assert.equal(r.code, 0, r.stderr);
+  paused.p.kill('SIGCONT');
+  for (let i = 0; i < 400 && !paused.log.some((l) => /lost the job's lock/.test(l)); i++) await sleep(25);
+  assert.ok(paused.log.some((l) => l.includes('not committed: this worker lost the job\'s lock')), paused.log.join('\n'));
+  assert.ok(!paused.log.some((l) => l.includes(' committed ')), 'the paused worker committed nothing');
+  assert.ok(other.log.some((l) => l.includes(' committed ')), other.log.join('\n'));
+  const runDir = String(r.out.runDir);
+  assert.equal(readDone(path.join(runDir, 'replicate_0/level_0/main'))!.worker, other.log.find((l) => l.includes(' committed '))!.replace(/^lth worker (\S+):.*/, '$1'));
+  paused.stop();
+  other.stop();
+  await redis.stop();
+});
+
 test('Redis stopped and restarted mid-run: the workers reconnect and the run finishes', { skip }, async () => {
   const redis = await startRedis();
   const queue = `redis://127.0.0.1:${redis.port}`;

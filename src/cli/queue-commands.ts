@@ -70,7 +70,7 @@ export async function cmdWorker(argv: string[]): Promise<void> {
     queue: String(values.queue), root: String(values.root), concurrency, lockSeconds, settings,
     onEvent: (e) => {
       if (e.kind === 'progress') return;
-      if (e.kind === 'connection') log(`lth worker: queue ${address.shown}: ${e.message} (retrying)`);
+      if (e.kind === 'queue') log(`lth worker ${workerId()}: queue ${address.shown}: ${e.message}`);
       else if (e.kind === 'started') log(`lth worker ${workerId()}: started ${e.job}`);
       else if (e.kind === 'committed') log(`lth worker ${workerId()}: committed ${e.job} (${e.seconds.toFixed(1)} s)`);
       else if (e.kind === 'skipped') log(`lth worker ${workerId()}: ${e.job}: ${e.why}`);

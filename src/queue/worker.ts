@@ -37,7 +37,8 @@ export type WorkerEvent =
   | { kind: 'committed'; job: string; seconds: number }
   | { kind: 'skipped'; job: string; why: string }
   | { kind: 'failed'; job: string; message: string; retried: boolean }
-  | { kind: 'connection'; message: string };
+  /** What Redis or BullMQ reported (a connection lost and retried, a lock gone). */
+  | { kind: 'queue'; message: string };
 
 /** This worker's name in progress, logs and done.json: host and process id. */
 export function workerId(): string {
@@ -86,7 +87,10 @@ export function startWorker(o: WorkerOptions): { worker: Worker; close: () => Pr
     }
     if (!outcome.skipped) {
       // Commit only while holding the job: a worker that lost it (another one has the stage) writes nothing.
-      if (!token || (await job.extendLock(token, lockDuration)) !== 1) throw new Error(`lost the lock of ${name}; another worker redoes the stage`);
+      if (!token || (await job.extendLock(token, lockDuration).catch(() => 0)) !== 1) {
+        emit({ kind: 'skipped', job: name, why: 'not committed: this worker lost the job\'s lock, another worker has the stage' });
+        throw new Error(`lost the lock of ${name}; another worker has the stage`);
+      }
       const done: StageResult = { ...outcome.result, worker: id };
       const file = path.join(dir, FILES.done);
       if (writeFileOnce(file, `${JSON.stringify(done, null, 2)}\n`)) {
@@ -108,11 +112,11 @@ export function startWorker(o: WorkerOptions): { worker: Worker; close: () => Pr
   worker.on('failed', (job, err) => {
     if (job) emit({ kind: 'failed', job: String(job.id), message: redact(err.message), retried: job.attemptsMade < (job.opts.attempts ?? 1) && !(err instanceof UnrecoverableError) });
   });
-  // Redis gone for a while: ioredis reconnects by itself; say so once per distinct message.
+  // Redis gone for a while (ioredis reconnects by itself), a lock gone: said once per distinct message.
   let lastError = '';
   worker.on('error', (err) => {
     const message = redact(err.message);
-    if (message !== lastError) emit({ kind: 'connection', message });
+    if (message !== lastError) emit({ kind: 'queue', message });
     lastError = message;
   });
   worker.on('ready', () => { lastError = ''; });
