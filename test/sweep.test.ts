@@ -1,7 +1,8 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -159,4 +160,51 @@ test('lth sweep FILE --dry-run --json lists the runs and trains nothing; a bad f
   const wait = lth(['sweep', file, '--wait']);
   assert.equal(wait.code, 2);
   assert.match(wait.stderr, /--wait waits for the runs of --queue URL/);
+});
+
+const haveRedis = spawnSync('redis-server', ['--version']).status === 0;
+const children: ChildProcess[] = [];
+after(() => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL'); });
+
+test('lth sweep --queue --wait: every run submitted to the workers, the report written once they have finished; a local sweep then trains nothing', { skip: haveRedis ? false : 'redis-server is not installed' }, async () => {
+  const port = await new Promise<number>((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => { const p = (srv.address() as net.AddressInfo).port; srv.close(() => resolve(p)); });
+  });
+  const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  children.push(redis);
+  for (let i = 0; i < 100; i++) {
+    if (await new Promise<boolean>((res) => { const c = net.connect(port, '127.0.0.1', () => { c.end(); res(true); }).on('error', () => res(false)); })) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const dir = tmp();
+  const file = path.join(dir, 'sweep.yaml');
+  fs.writeFileSync(file, SWEEP_YAML);
+  const store = path.join(dir, 'runs');
+  const queue = `redis://127.0.0.1:${port}`;
+  fs.mkdirSync(store); // the workers serve a store that exists
+  const worker = spawn(process.execPath, [cli, 'worker', '--queue', queue, '--root', store, '--threads', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.push(worker);
+  let workerLog = '';
+  worker.stderr!.setEncoding('utf8').on('data', (c: string) => { workerLog += c; });
+  const sweep = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const p = spawn(process.execPath, [cli, 'sweep', file, '--root', store, '--queue', queue, '--wait', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(p);
+    let stdout = '', stderr = '';
+    p.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
+    p.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
+    const timer = setTimeout(() => p.kill('SIGKILL'), 120_000); // a failed worker must not hang the test
+    p.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+  });
+  worker.kill('SIGTERM');
+  assert.equal(sweep.code, 0, `${sweep.stderr}\nworker: ${workerLog}`);
+  const out = JSON.parse(sweep.stdout.trim().split('\n').pop()!);
+  assert.deepEqual(out.runs.map((r: { label: string; finished: boolean }) => [r.label, r.finished]), [['rate=0.2', true], ['rate=0.5', true]]);
+  assert.ok(out.runs.every((r: { enqueued: number }) => r.enqueued >= 1), 'each run enqueued its first stage');
+  assert.ok(fs.existsSync(out.report), 'the combined report');
+  for (const r of out.runs) assert.equal(listStages(r.runDir).length, 2);
+  // The workers' store is any run's store: here, nothing is left to train.
+  const local = lth(['sweep', file, '--root', store, '--json']);
+  assert.equal(local.code, 0, local.stderr);
+  assert.deepEqual(JSON.parse(local.stdout.trim().split('\n').pop()!).runs.map((r: { stagesTrained: number }) => r.stagesTrained), [0, 0]);
+  redis.kill('SIGTERM');
 });
