@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import fs from 'node:fs';
 import { LthError, Stopped } from '../core/errors.js';
-import { resolveContext, watchStop, type RunContext } from '../backend/index.js';
-import type { Schema, Values } from '../core/hparams.js';
+import { watchStop } from '../backend/index.js';
+import type { Schema } from '../core/hparams.js';
 import { TRAINING_SCHEMA, resolveTraining } from '../training/hparams.js';
 import { runTraining } from '../training/run.js';
 import { LOTTERY_SCHEMA, resolveLottery, runHash, type LotteryHparams } from '../lottery/hparams.js';
@@ -12,6 +12,7 @@ import { repairRun, verifyRun } from '../lottery/verify.js';
 import { runStability } from '../lottery/stability.js';
 import { exportStage, type ExportFormat } from '../export/index.js';
 import { helpText, parseArgs } from './args.js';
+import { SETTINGS_SCHEMA, contextFrom, describeContext } from './settings.js';
 import { Progress, bar, formatEta } from './progress.js';
 
 const USAGE = `lth — the Lottery Ticket Hypothesis toolkit
@@ -38,30 +39,6 @@ Run settings (how lth computes, never what; recorded with every stage): --thread
 --backend native|reference, --simd avx512|avx2|scalar, --sparse auto|on|off,
 --fused auto|off, or the environment variables LTH_THREADS, LTH_BACKEND, LTH_SIMD,
 LTH_SPARSE, LTH_FUSED (a flag wins over its variable).`;
-
-/** The run-settings flags of train and lottery: not hyperparameters (they never change a run's name). */
-const SETTINGS_SCHEMA = {
-  threads: { type: 'integer', help: 'threads of the native kernels (default: LTH_THREADS, else the machine\'s cores)' },
-  backend: { type: 'string', help: 'native or reference (default: LTH_BACKEND, else native)', choices: ['native', 'reference'] },
-  simd: { type: 'string', help: 'highest SIMD path the native kernels may use (default: LTH_SIMD, else the best this CPU has)', choices: ['avx512', 'avx2', 'scalar'] },
-  sparse: { type: 'string', help: 'masked fully connected layers on sparse kernels: auto (below 35% density), on, off (default: LTH_SPARSE, else auto)', choices: ['auto', 'on', 'off'] },
-  fused: { type: 'string', help: 'the fused sparse-MLP program where a model allows it: auto, off (default: LTH_FUSED, else auto)', choices: ['auto', 'off'] },
-} as const satisfies Schema;
-
-/** Takes the run-settings flags out of `values` and resolves the run context from them and the environment. */
-function contextFrom(values: Values): RunContext {
-  const request: Record<string, string | number> = {};
-  for (const k of Object.keys(SETTINGS_SCHEMA)) {
-    if (values[k] !== undefined) request[k] = values[k] as string | number;
-    delete values[k];
-  }
-  return resolveContext(request);
-}
-
-function describeContext(ctx: RunContext): string {
-  const s = ctx.settings;
-  return `backend ${s.backend}${s.simd === 'none' ? '' : ` (${s.simd})`}, ${s.threads} thread${s.threads === 1 ? '' : 's'}`;
-}
 
 function printJson(obj: unknown): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
@@ -319,7 +296,7 @@ async function main(argv: string[]): Promise<void> {
     case 'report': return (await import('./report-command.js')).cmdReport(rest);
     case 'sweep': return (await import('./sweep-command.js')).cmdSweep(rest);
     case undefined: case '--help': case 'help': console.log(USAGE); return;
-    default: throw new LthError(`unknown command '${command}'. Known: train, lottery, stability, ls, report, verify, export, worker, status`);
+    default: throw new LthError(`unknown command '${command}'. Known: train, lottery, stability, ls, report, verify, export, worker, status, sweep`);
   }
 }
 

@@ -121,10 +121,10 @@ export interface CompareGroup {
   points: Array<{ density: number; earlyStopIteration: Stats; earlyStopTestAccuracy: Stats }>;
 }
 
-export function compareGroups(runs: RunData[]): CompareGroup[] {
+export function compareGroups(runs: RunData[], labels?: readonly string[]): CompareGroup[] {
   const groups = new Map<string, RunData[]>();
-  for (const r of runs) {
-    const label = runLabel(r, runs.filter((o) => o !== r));
+  for (const [i, r] of runs.entries()) {
+    const label = labels?.[i] ?? runLabel(r, runs.filter((o) => o !== r));
     groups.set(label, [...(groups.get(label) ?? []), r]);
   }
   return [...groups].map(([label, members]) => {

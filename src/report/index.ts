@@ -22,6 +22,11 @@ export interface ReportOptions {
   outDir?: string;
   /** Other run directories to overlay on the primary one (iterative vs one-shot...). */
   compare?: string[];
+  /**
+   * The compared runs' series names, the primary run's first (a sweep's axis values);
+   * default: each run's hyperparameters that set it apart (runLabel).
+   */
+  labels?: string[];
 }
 
 export interface ReportResult {
@@ -38,9 +43,9 @@ export interface ReportResult {
 }
 
 /** The figures of a run (and the runs compared with it), as Vega specs. */
-export function buildFigures(run: RunData, compared: RunData[] = []): Figure[] {
+export function buildFigures(run: RunData, compared: RunData[] = [], labels?: string[]): Figure[] {
   const figures = [accuracyFigure(run), ...earlyStopFigures(run), ...stabilityFigures(run)];
-  if (compared.length) figures.push(...compareFigures(compareGroups([run, ...compared])));
+  if (compared.length) figures.push(...compareFigures(compareGroups([run, ...compared], labels)));
   const mask = maskFigure(run);
   if (mask) figures.push(mask);
   return figures;
@@ -62,7 +67,8 @@ export async function writeReport(runDir: string, opts: ReportOptions | string =
   fs.mkdirSync(outDir, { recursive: true });
   if (!fs.statSync(outDir).isDirectory()) throw new LthError(`report: --out ${outDir} is not a directory`);
 
-  const figures = buildFigures(run, compared);
+  if (o.labels && o.labels.length !== 1 + compared.length) throw new LthError(`report: ${o.labels.length} labels for ${1 + compared.length} runs`);
+  const figures = buildFigures(run, compared, o.labels);
   const pageFigures: PageFigure[] = [];
   const pngs: string[] = [];
   for (const [i, f] of figures.entries()) {
@@ -72,7 +78,7 @@ export async function writeReport(runDir: string, opts: ReportOptions | string =
     pngs.push(png);
     pageFigures.push({ id: f.id, heading: f.heading, caption: f.caption, svg: prefixIds(svg.replace(/^<\?xml[^>]*>\s*/, ''), `f${i}`), png: path.basename(png) });
   }
-  const groups = compared.length ? compareGroups([run, ...compared]) : null;
+  const groups = compared.length ? compareGroups([run, ...compared], o.labels) : null;
   const html = path.join(outDir, REPORT_FILES.html);
   writeFileAtomic(html, page(run, pageFigures, groups));
   const warnings: string[] = [];

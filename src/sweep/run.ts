@@ -70,8 +70,6 @@ export interface SweepJsonRun {
   runDir: string;
   /** The hyperparameters that vary: this run's axis values. */
   values: Record<string, unknown>;
-  /** The run's series in the report's compare figures (runLabel), once the report is written. */
-  reportLabel?: string;
   finished: boolean;
 }
 
@@ -173,19 +171,9 @@ export async function runSweep(spec: unknown, opts: SweepOptions = {}): Promise<
   let report: ReportResult | null = null;
   if (results.every((r) => r.finished)) {
     const [first, ...others] = results;
-    report = await writeReport(first.runDir, { outDir: reportDir, compare: others.map((r) => r.runDir) });
+    // Each run's series in the compare figures is named by its axis values.
+    report = await writeReport(first.runDir, { outDir: reportDir, compare: others.map((r) => r.runDir), labels: results.map((r) => r.label) });
     for (const w of report.warnings) warn(w);
-    if (others.length) {
-      // The compare figures label runs by runLabel and merge runs with one label into one series: say which run is which, and warn of merged runs.
-      const { loadRun, runLabel } = await import('../report/run-data.js');
-      const loaded = results.map((r) => loadRun(r.runDir));
-      loaded.forEach((d, j) => { results[j].reportLabel = runLabel(d, loaded.filter((o) => o !== d)); });
-      const byLabel = new Map<string, string[]>();
-      for (const r of results) byLabel.set(r.reportLabel!, [...(byLabel.get(r.reportLabel!) ?? []), r.label]);
-      for (const [label, runs] of byLabel) {
-        if (runs.length > 1) warn(`the report's compare figures draw the runs ${runs.map((r) => `'${r}'`).join(', ')} as one series '${label}' (the report labels runs by the hyperparameters it tells apart)`);
-      }
-    }
   }
   const sweepJson = path.join(reportDir, SWEEP_JSON);
   writeJsonAtomic(sweepJson, {
