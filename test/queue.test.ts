@@ -36,10 +36,11 @@ async function freePort(): Promise<number> {
 }
 
 /** A Redis server of the test's own; `restart` stops it (saving its append-only file) and starts it again. */
-async function startRedis(extra: string[] = []) {
+async function startRedis(extra: string[] = [], tls = false) {
   const dir = tmp(), port = await freePort();
+  const ports = tls ? ['--port', '0', '--tls-port', String(port)] : ['--port', String(port)];
   const start = async () => {
-    const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', ...extra], { stdio: 'ignore' });
+    const p = spawn('redis-server', [...ports, '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', ...extra], { stdio: 'ignore' });
     children.push(p);
     for (let i = 0; i < 100; i++) {
       if (await new Promise<boolean>((res) => { const c = net.connect(port, '127.0.0.1', () => { c.end(); res(true); }).on('error', () => res(false)); })) return p;
@@ -58,8 +59,8 @@ async function startRedis(extra: string[] = []) {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `lth worker` in its own process; its log lines collected. */
-function startWorker(queue: string, root: string, extra: string[] = []) {
-  const p = spawn(process.execPath, [cli, 'worker', '--queue', queue, '--root', root, '--lock-seconds', '2', '--threads', '1', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+function startWorker(queue: string, root: string, extra: string[] = [], env: Record<string, string> = {}) {
+  const p = spawn(process.execPath, [cli, 'worker', '--queue', queue, '--root', root, '--lock-seconds', '2', '--threads', '1', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   children.push(p);
   const log: string[] = [];
   p.stderr!.setEncoding('utf8').on('data', (c: string) => log.push(...c.split('\n').filter(Boolean)));
@@ -68,9 +69,9 @@ function startWorker(queue: string, root: string, extra: string[] = []) {
 }
 
 /** `lth lottery ... --queue Q --json` (with --wait unless `wait` is false); its status and last JSON line. */
-function submit(args: string[], queue: string, wait = true): Promise<{ code: number | null; out: Record<string, unknown>; stderr: string }> {
+function submit(args: string[], queue: string, wait = true, env: Record<string, string> = {}): Promise<{ code: number | null; out: Record<string, unknown>; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [cli, 'lottery', ...args, '--queue', queue, ...(wait ? ['--wait'] : []), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [cli, 'lottery', ...args, '--queue', queue, ...(wait ? ['--wait'] : []), '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     children.push(p);
     let out = '', err = '';
     p.stdout.setEncoding('utf8').on('data', (c: string) => { out += c; });
@@ -240,6 +241,30 @@ test('a stage that fails for a user error (a damaged input) is failed with its m
   const job = (await q.getJob(`${path.basename(runDir)}/replicate_0/level_1/main`))!;
   assert.deepEqual([await job.getState(), job.attemptsMade], ['failed', 1]);
   await q.close();
+  worker.stop();
+  await redis.stop();
+});
+
+const haveOpenssl = spawnSync('openssl', ['version']).status === 0;
+
+test('TLS: workers and the submitter reach a Redis that only speaks TLS (rediss://), trusting its CA', { skip: skip || (haveOpenssl ? false : 'openssl is not installed') }, async () => {
+  // A CA and a server certificate for 127.0.0.1, made here; Node trusts the CA through NODE_EXTRA_CA_CERTS.
+  const certs = tmp();
+  const ssl = (args: string[]) => assert.equal(spawnSync('openssl', args, { cwd: certs, stdio: 'ignore' }).status, 0, `openssl ${args.join(' ')}`);
+  ssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=lth test CA']);
+  ssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
+  fs.writeFileSync(path.join(certs, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
+  ssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '2', '-extfile', 'ext.cnf']);
+  const redis = await startRedis(['--tls-cert-file', path.join(certs, 'server.crt'), '--tls-key-file', path.join(certs, 'server.key'),
+    '--tls-ca-cert-file', path.join(certs, 'ca.crt'), '--tls-auth-clients', 'no'], true);
+  const queue = `rediss://127.0.0.1:${redis.port}`;
+  const env = { NODE_EXTRA_CA_CERTS: path.join(certs, 'ca.crt') };
+  const root = tmp();
+  const worker = startWorker(queue, root, [], env);
+  const r = await submit(['--steps', '20it', '--eval-every', '10', '--levels', '1', '--root', root], queue, true, env);
+  assert.equal(r.code, 0, `${r.stderr}\n${worker.log.join('\n')}`);
+  assert.equal((r.out as { complete?: boolean }).complete, true);
+  assert.equal(worker.log.filter((l) => l.includes(' committed ')).length, 2);
   worker.stop();
   await redis.stop();
 });
