@@ -69,6 +69,8 @@ export function resolveTraining(v: Values): TrainingHparams {
   check(h.weightDecay >= 0, `--weight-decay must be >= 0, got ${h.weightDecay}`);
   // The schedule's form now; its milestones against the budget once the data set's size is known.
   lrSchedule(h, 1, Number.MAX_SAFE_INTEGER);
+  check(v.lrGamma === undefined || h.lrSchedule.startsWith('step:'), `--lr-gamma applies to a step schedule (--lr-schedule step:MILESTONES); it has no effect with --lr-schedule ${h.lrSchedule}`);
+  check(h.optimizer === 'sgd' || (v.momentum === undefined && v.weightDecay === undefined), `--momentum and --weight-decay are SGD's; they have no effect with --optimizer ${h.optimizer}`);
   check(Number.isInteger(h.seed) && h.seed >= 0 && h.seed <= 0xffffffff, `--seed must be an integer in [0, 4294967295], got ${h.seed}`);
   check(Number.isInteger(h.evalEvery) && h.evalEvery >= 1, `--eval-every must be a positive integer, got ${h.evalEvery}`);
   return h;
