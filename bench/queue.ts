@@ -13,7 +13,6 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +22,7 @@ import { resolveLottery } from '../src/lottery/hparams.js';
 import { runLottery } from '../src/lottery/runner.js';
 import { runOf } from '../src/lottery/verify.js';
 import { QUEUE_NAME } from '../src/queue/jobs.js';
+import { haveRedisServer, startRedisServer } from '../src/queue/redis-server.js';
 import { simulateMakespan } from '../src/queue/makespan.js';
 import { readDone } from '../src/store/layout.js';
 
@@ -37,25 +37,11 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
 };
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 /** Per stage of a chain of 1-iteration stages: enqueue to commit, and the stage's own training time. */
 async function overhead(): Promise<{ stages: number; enqueueToCommitMs: number; trainingMs: number; overheadMs: number } | null> {
-  if (spawnSync('redis-server', ['--version']).status !== 0) return null;
-  const port = await freePort(), dir = tmp(), root = tmp();
-  const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', ''], { stdio: 'ignore' });
+  if (!haveRedisServer()) return null;
+  const redis = await startRedisServer(), port = redis.port, root = tmp();
   try {
-    for (let i = 0; i < 100; i++) {
-      if (await new Promise<boolean>((res) => { const c = net.connect(port, '127.0.0.1', () => { c.end(); res(true); }).on('error', () => res(false)); })) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
     const queue = `redis://127.0.0.1:${port}`;
     const worker = spawn(process.execPath, [cli, 'worker', '--queue', queue, '--root', root], { stdio: 'ignore' });
     const levels = 12;
@@ -75,7 +61,7 @@ async function overhead(): Promise<{ stages: number; enqueueToCommitMs: number; 
     const e2c = median(spans), t = median(training);
     return { stages: spans.length, enqueueToCommitMs: e2c, trainingMs: t, overheadMs: e2c - t };
   } finally {
-    redis.kill('SIGTERM');
+    await redis.stop();
   }
 }
 

@@ -9,7 +9,6 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,44 +17,16 @@ import { resolveLottery } from '../src/lottery/hparams.js';
 import { runLottery } from '../src/lottery/runner.js';
 import { QUEUE_NAME } from '../src/queue/jobs.js';
 import { readDone } from '../src/store/layout.js';
+import { haveRedisServer, startRedisServer } from '../src/queue/redis-server.js';
 
 const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'lth-queue-'));
-const haveRedis = spawnSync('redis-server', ['--version']).status === 0;
+const haveRedis = haveRedisServer();
 const skip = haveRedis ? false : 'redis-server is not installed (apt-get install redis-server)';
 const children: ChildProcess[] = [];
 after(() => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL'); });
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** A Redis server of the test's own; `restart` stops it (saving its append-only file) and starts it again. */
-async function startRedis(extra: string[] = [], tls = false) {
-  const dir = tmp(), port = await freePort();
-  const ports = tls ? ['--port', '0', '--tls-port', String(port)] : ['--port', String(port)];
-  const start = async () => {
-    const p = spawn('redis-server', [...ports, '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', ...extra], { stdio: 'ignore' });
-    children.push(p);
-    for (let i = 0; i < 100; i++) {
-      if (await new Promise<boolean>((res) => { const c = net.connect(port, '127.0.0.1', () => { c.end(); res(true); }).on('error', () => res(false)); })) return p;
-      await sleep(50);
-    }
-    throw new Error('redis-server did not start');
-  };
-  let proc = await start();
-  return {
-    port,
-    stop: async () => { proc.kill('SIGTERM'); await new Promise((r) => proc.once('exit', r)); },
-    restart: async () => { proc.kill('SIGTERM'); await new Promise((r) => proc.once('exit', r)); await sleep(500); proc = await start(); },
-  };
-}
-
+const startRedis = startRedisServer;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `lth worker` in its own process; its log lines collected. */

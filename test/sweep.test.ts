@@ -2,13 +2,13 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadSweep, runSweep, SWEEP_JSON, type SweepExecutor } from '../src/sweep/index.js';
 import { runLottery } from '../src/lottery/runner.js';
 import { FILES, listStages, stageDir } from '../src/store/layout.js';
+import { haveRedisServer, startRedisServer } from '../src/queue/redis-server.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'dist/src/cli/main.js');
@@ -162,20 +162,13 @@ test('lth sweep FILE --dry-run --json lists the runs and trains nothing; a bad f
   assert.match(wait.stderr, /--wait waits for the runs of --queue URL/);
 });
 
-const haveRedis = spawnSync('redis-server', ['--version']).status === 0;
+const haveRedis = haveRedisServer();
 const children: ChildProcess[] = [];
 after(() => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL'); });
 
 test('lth sweep --queue --wait: every run submitted to the workers, the report written once they have finished; a local sweep then trains nothing', { skip: haveRedis ? false : 'redis-server is not installed' }, async () => {
-  const port = await new Promise<number>((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => { const p = (srv.address() as net.AddressInfo).port; srv.close(() => resolve(p)); });
-  });
-  const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  children.push(redis);
-  for (let i = 0; i < 100; i++) {
-    if (await new Promise<boolean>((res) => { const c = net.connect(port, '127.0.0.1', () => { c.end(); res(true); }).on('error', () => res(false)); })) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const redis = await startRedisServer();
+  const port = redis.port;
   const dir = tmp();
   const file = path.join(dir, 'sweep.yaml');
   fs.writeFileSync(file, SWEEP_YAML);
@@ -206,5 +199,5 @@ test('lth sweep --queue --wait: every run submitted to the workers, the report w
   const local = lth(['sweep', file, '--root', store, '--json']);
   assert.equal(local.code, 0, local.stderr);
   assert.deepEqual(JSON.parse(local.stdout.trim().split('\n').pop()!).runs.map((r: { stagesTrained: number }) => r.stagesTrained), [0, 0]);
-  redis.kill('SIGTERM');
+  await redis.stop();
 });
