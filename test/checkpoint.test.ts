@@ -13,7 +13,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { activeContext } from '../src/backend/index.js';
-import { CIFAR_RECORD_BYTES, CIFAR_TEST_FILE, CIFAR_TRAIN_FILES } from '../src/data/cifar.js';
 import { resolveLottery } from '../src/lottery/hparams.js';
 import { planLottery } from '../src/lottery/plan.js';
 import { prepareRun } from '../src/lottery/runner.js';
@@ -21,6 +20,7 @@ import { experimentOf, runStage, type Experiment } from '../src/lottery/stage.js
 import { FILES } from '../src/store/layout.js';
 import { checkpointIteration, isCheckpointFile } from '../src/training/checkpoint.js';
 import { loadSplits } from '../src/training/run.js';
+import { writeCifarDir } from '../src/data/testing.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'dist/src/cli/main.js');
@@ -93,18 +93,6 @@ test('lth lottery killed with SIGKILL after a checkpoint resumes from it to the 
   sameRun(cleanRun as string, killedRun as string, ['replicate_0/level_0/main', 'replicate_0/level_1/main']);
   assert.match(lth(['lottery', '--checkpoint-every', '10', '--root', cleanRoot]).stderr, /^lth: error: --checkpoint-every: cannot parse '10'; expected a step/m);
 });
-
-/** A directory shaped like cifar-10-batches-bin/ with `perFile` records in each file (as test/conv-lottery.test.ts writes it). */
-function writeCifarDir(dir: string, perFile: number): void {
-  fs.mkdirSync(dir, { recursive: true });
-  const buf = Buffer.alloc(perFile * CIFAR_RECORD_BYTES);
-  for (let i = 0; i < perFile; i++) {
-    const o = i * CIFAR_RECORD_BYTES;
-    buf[o] = i % 10;
-    for (let p = 0; p < 3072; p++) buf[o + 1 + p] = (i * 7 + p * 13) % 256;
-  }
-  for (const f of [...CIFAR_TRAIN_FILES, CIFAR_TEST_FILE]) fs.writeFileSync(path.join(dir, f), buf);
-}
 
 test('Conv-2 with dropout: a dense stage stopped after a checkpoint resumes to the uninterrupted stage\'s bytes (dropout masks included)', () => {
   const data = tmp();

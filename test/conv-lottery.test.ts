@@ -12,27 +12,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CIFAR_RECORD_BYTES, CIFAR_TEST_FILE, CIFAR_TRAIN_FILES } from '../src/data/cifar.js';
 import { resolveLottery } from '../src/lottery/hparams.js';
 import { runLottery } from '../src/lottery/runner.js';
 import { countOnes, layerCounts } from '../src/pruning/mask.js';
 import { FILES, stageDir } from '../src/store/layout.js';
 import { loadSafetensors } from '../src/store/safetensors.js';
-
-/**
- * A directory shaped like cifar-10-batches-bin/ with `perFile` records in each file (as
- * src/data/cifar.test.ts writes it; copied, since importing that file would rerun its tests).
- */
-function writeCifarDir(dir: string, perFile: number): void {
-  fs.mkdirSync(dir, { recursive: true });
-  const buf = Buffer.alloc(perFile * CIFAR_RECORD_BYTES);
-  for (let i = 0; i < perFile; i++) {
-    const o = i * CIFAR_RECORD_BYTES;
-    buf[o] = i % 10;
-    for (let p = 0; p < 3072; p++) buf[o + 1 + p] = (i * 7 + p * 13) % 256;
-  }
-  for (const f of [...CIFAR_TRAIN_FILES, CIFAR_TEST_FILE]) fs.writeFileSync(path.join(dir, f), buf);
-}
+import { writeCifarDir } from '../src/data/testing.js';
 
 const load = (dir: string, file: string) => new Map([...loadSafetensors(path.join(dir, file))].map(([n, t]) => [n, t.data]));
 
