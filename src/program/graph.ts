@@ -30,6 +30,7 @@ interface SparseWeight {
 export class GraphProgram implements Program {
   readonly kind = 'graph';
   readonly parallelEval = true;
+  readonly sparseWeights: ReadonlySet<string>;
   private readonly forward: (x: Tensor) => Tensor;
   private readonly sparse: SparseWeight[] = [];
   private readonly masks: Map<string, Float32Array>;
@@ -59,6 +60,7 @@ export class GraphProgram implements Program {
       this.sparse.push(sw);
     }
     this.forward = compileModule(model, sparseOf);
+    this.sparseWeights = new Set(this.sparse.map((s) => s.name));
     const sparseByName = new Map(this.sparse.map((s) => [s.name, s]));
     const params = model.namedParameters();
     this.slotInfo = params.map(([n, t]) => ({ name: n, size: t.size, sparse: sparseByName.get(n) ?? null }));

@@ -19,6 +19,8 @@ export interface Program {
    * step already keeps every core busy.
    */
   readonly parallelEval: boolean;
+  /** The masked weights it computes at their nonzeros only (on sparse kernels): what its steps cost (nn/flops.ts). */
+  readonly sparseWeights: ReadonlySet<string>;
   /**
    * losses.length optimiser steps on consecutive minibatches: step s on the samples
    * order[from + s·B .. from + (s+1)·B) of `data` (B = batchSize), its mean loss in

@@ -29,6 +29,7 @@ export class SparseMlpProgram implements Program {
   readonly kind = 'sparse_mlp';
   /** The step splits its first layer over every thread: a second thread's evaluation would only take cores from it. */
   readonly parallelEval = false;
+  readonly sparseWeights: ReadonlySet<string>;
   private readonly layers: Layer[];
   private readonly chain: PreparedMlp;
   private readonly kernels: SparseMlpKernels;
@@ -71,6 +72,7 @@ export class SparseMlpProgram implements Program {
       };
     });
     this.chain = this.kernels.prepare(this.layers, opts.context.settings.threads);
+    this.sparseWeights = new Set(this.layers.map((l) => l.name));
   }
 
   step(batches: Minibatches, losses: Float64Array, lr?: number): number {

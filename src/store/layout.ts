@@ -67,6 +67,19 @@ export interface StageResult {
    * testLoss, testError}]}.
    */
   analysis?: Record<string, unknown>;
+  /**
+   * The stage's training FLOPs (nn/flops.ts): as computed on its kernels (`actual`), and
+   * for the same iterations of the dense network (`dense`). Absent in stages of older versions.
+   */
+  flops?: { actual: number; dense: number };
+  /**
+   * An early-bird search (--early-bird): the mask distance at each draw, and the iteration
+   * where it fell below `epsilon` and training stopped (null: it never did; the stage trained
+   * its whole budget).
+   */
+  earlyBird?: { epsilon: number; every: number; drawnAt: number | null; points: Array<{ iteration: number; distance: number }> };
+  /** Dynamic sparse training (the rigl and set branches): updates made, connections regrown, and the seconds the updates took. */
+  sparseTraining?: { method: string; updates: number; regrown: number; updateSeconds: number };
 }
 
 /** A stage's done.json, or null while the stage is unfinished; a damaged done.json is an LthError naming it. */

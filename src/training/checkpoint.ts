@@ -9,6 +9,7 @@ import type { OptimizerState } from '../nn/optim.js';
 import { sha256File, writeJsonAtomic } from '../store/atomic.js';
 import { loadSafetensors, saveSafetensors, type NamedTensor } from '../store/safetensors.js';
 import type { EvalPoint } from './curve.js';
+import type { MaskScheduleState } from './mask-schedule.js';
 
 /**
  * Checkpoints within a training run: everything training carries from one run of steps to
@@ -38,6 +39,11 @@ export interface TrainCheckpoint {
   readonly keptState?: StateDict;
   /** Training time so far (seconds, evaluations included), summed over the processes that trained it. */
   readonly seconds: number;
+  /** The training's FLOPs so far (TrainResult.flops). */
+  readonly flops?: { readonly actual: number; readonly dense: number };
+  /** With a mask schedule: the masks trained with at `iteration`, and the schedule's own state. */
+  readonly masks?: StateDict;
+  readonly schedule?: MaskScheduleState;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -176,6 +182,9 @@ interface CheckpointJson {
   curve: Array<Record<keyof EvalPoint, number | string>>;
   rewind: boolean;
   seconds: number;
+  flops?: { actual: number; dense: number };
+  /** The mask schedule's JSON state, when there is one (its arrays are schedule/* tensors, the masks masks/*). */
+  schedule?: { json: unknown };
   tensors: { file: string; sha256: string };
 }
 
@@ -192,11 +201,14 @@ export function writeCheckpoint(dir: string, identity: CheckpointIdentity, cp: T
   for (const [n, v] of cp.weights) tensors.set(`weights/${n}`, shaped(n, v));
   for (const [n, v] of cp.optimizer.arrays) tensors.set(`optimizer/${n}`, shaped(n.slice(0, n.lastIndexOf('.')), v));
   for (const [n, v] of cp.keptState ?? []) tensors.set(`rewind/${n}`, shaped(n, v));
+  for (const [n, v] of cp.masks ?? []) tensors.set(`masks/${n}`, shaped(n, v));
+  for (const [n, v] of cp.schedule?.arrays ?? []) tensors.set(`schedule/${n}`, { shape: [v.length], data: v });
   const file = checkpointTensorsFile(cp.iteration);
   saveSafetensors(path.join(dir, file), tensors);
   const json: CheckpointJson = {
     format: FORMAT, identity: { ...identity }, iteration: cp.iteration, program: cp.program, optimizerSteps: cp.optimizer.steps,
     random: { ...cp.random }, curve: cp.curve.map(encodePoint), rewind: cp.keptState !== undefined, seconds: cp.seconds,
+    ...(cp.flops ? { flops: { ...cp.flops } } : {}), ...(cp.schedule ? { schedule: { json: cp.schedule.json } } : {}),
     tensors: { file, sha256: sha256File(path.join(dir, file)) },
   };
   writeJsonAtomic(path.join(dir, CHECKPOINT_JSON), json);
@@ -271,12 +283,17 @@ export function readCheckpoint(dir: string, identity: CheckpointIdentity, expect
   const weights = group('weights/', expected.weights);
   const optimizer = group('optimizer/', expected.optimizer);
   const kept = group('rewind/', json.rewind ? expected.weights : new Map());
-  for (const n of all.keys()) if (!/^(weights|optimizer|rewind)\//.test(n)) throw damaged(`${json.tensors.file}: unexpected tensor ${n}`);
+  const prefixed = (prefix: string) => new Map([...all].filter(([n]) => n.startsWith(prefix)).map(([n, t]) => [n.slice(prefix.length), t.data]));
+  const masks = prefixed('masks/'), scheduleArrays = prefixed('schedule/');
+  for (const n of all.keys()) if (!/^(weights|optimizer|rewind|masks|schedule)\//.test(n)) throw damaged(`${json.tensors.file}: unexpected tensor ${n}`);
+  if (json.flops !== undefined && !(json.flops && typeof json.flops.actual === 'number' && typeof json.flops.dense === 'number')) throw damaged(`${CHECKPOINT_JSON}: flops is not {actual, dense}`);
   return {
     kind: 'resume',
     checkpoint: {
       iteration: json.iteration, program: json.program, weights, optimizer: { steps: json.optimizerSteps, arrays: optimizer },
       random: json.random, curve, keptState: json.rewind ? kept : undefined, seconds: json.seconds,
+      ...(json.flops ? { flops: json.flops } : {}),
+      ...(json.schedule ? { masks, schedule: { json: json.schedule.json, arrays: scheduleArrays } } : {}),
     },
   };
 }

@@ -4,11 +4,16 @@ import { Rng } from '../core/rng.js';
 import type { Splits } from '../data/dataset.js';
 import type { Model, StateDict } from '../nn/model.js';
 import type { OptimizerSettings } from '../nn/optim.js';
+import { buildModel } from '../nn/build.js';
+import { maskDensities, stepFlops, weightMacs, type StepFlops } from '../nn/flops.js';
 import { compileProgram } from '../program/compile.js';
-import type { ProgramKind } from '../program/program.js';
+import type { Program, ProgramKind } from '../program/program.js';
+import { softmaxCrossEntropy } from '../tensor/ops.js';
+import { Tensor } from '../tensor/tensor.js';
 import { BackgroundEvaluator } from './background-eval.js';
 import { CheckpointSchedule, type CheckpointEvery, type TrainCheckpoint } from './checkpoint.js';
 import { earlyStopPoint, type EvalPoint } from './curve.js';
+import type { LiveTraining, MaskSchedule } from './mask-schedule.js';
 import type { LrSchedule } from './schedule.js';
 
 export { earlyStopPoint, type EvalPoint } from './curve.js';
@@ -55,6 +60,8 @@ export interface TrainOptions {
   readonly stopRequested?: () => string | null;
   /** Checkpoints to take, and one to resume from (default: none). */
   readonly checkpoints?: TrainCheckpoints;
+  /** Changes the masks as training goes, or ends it early (see mask-schedule.ts); needs `masks`. */
+  readonly maskSchedule?: MaskSchedule;
 }
 
 /**
@@ -86,6 +93,14 @@ export interface TrainResult {
   readonly program: ProgramKind;
   /** Whether evaluation ran in a second thread. */
   readonly backgroundEval: boolean;
+  /** The training's FLOPs (nn/flops.ts): as computed, and for the same steps on the dense network. */
+  readonly flops: StepFlops;
+  /** The masks at the end, when a mask schedule changed them. */
+  readonly masks?: ReadonlyMap<string, Float32Array>;
+  /** The mask schedule's points in this process and the time they took (the schedule's work and the program's recompilation). */
+  readonly maskUpdates?: { readonly count: number; readonly seconds: number };
+  /** The iteration at which the mask schedule ended training, when it did. */
+  readonly stoppedAt?: number;
 }
 
 export function iterationsPerEpoch(trainSize: number, batchSize: number): number {
@@ -120,7 +135,12 @@ export function train(opts: TrainOptions): TrainResult {
   const context = opts.context ?? activeContext();
   model.seed(opts.seed); // dropout masks, like the data order, follow the run's seed
   model.train(true);
-  const program = compileProgram(model, { masks: opts.masks, optimizer: opts.optimizer, context });
+  const maskSchedule = opts.maskSchedule;
+  const macs = weightMacs(model, data.train.sampleShape);
+  let masks = opts.masks;
+  let program: Program = compileProgram(model, { masks, optimizer: opts.optimizer, context });
+  let perStep = stepFlops(macs, maskDensities(masks), program.sparseWeights);
+  const flops = { actual: 0, dense: 0 };
   const perEpoch = iterationsPerEpoch(data.train.length, batchSize);
   const curve: EvalPoint[] = [];
   const deliver = (point: EvalPoint) => {
@@ -129,7 +149,8 @@ export function train(opts: TrainOptions): TrainResult {
   };
   // From the start of the schedule, resumed or not: the same choice as an uninterrupted run.
   const points = Math.floor(iterations / evalEvery) - Math.floor(startAt / evalEvery) + (iterations % evalEvery ? 2 : 1);
-  const inBackground = opts.backgroundEval ?? (BackgroundEvaluator.worthwhile(points, context) && program.parallelEval);
+  // The evaluation thread compiles the masks it starts with: not for masks that change.
+  const inBackground = !maskSchedule?.changesMasks && (opts.backgroundEval ?? (BackgroundEvaluator.worthwhile(points, context) && program.parallelEval));
 
   const checkpoints = opts.checkpoints;
   const resume = checkpoints?.resume;
@@ -144,7 +165,14 @@ export function train(opts: TrainOptions): TrainResult {
     keptState = resume.keptState;
     it = resume.iteration;
     priorSeconds = resume.seconds;
+    flops.actual = resume.flops?.actual ?? 0;
+    flops.dense = resume.flops?.dense ?? 0;
   }
+  // A checkpoint is taken before the schedule's point at its iteration, if it has one there.
+  let pending = maskSchedule ? maskSchedule.nextPoint(resume ? it - 1 : it) : Infinity;
+  let stoppedAt: number | undefined;
+  const maskUpdates = { count: 0, seconds: 0 };
+  let gradModel: ReturnType<typeof buildModel> | null = null;
   let lastCheckpoint = resume ? resume.iteration : -1;
 
   const background = inBackground ? new BackgroundEvaluator(model, opts.masks, data, context) : null;
@@ -162,7 +190,8 @@ export function train(opts: TrainOptions): TrainResult {
     if (background) background.finish().forEach(deliver);
     checkpoints!.save({
       iteration: it, program: program.kind, weights: program.state(), optimizer: program.optimizerState(), random: model.randomState(),
-      curve: [...curve], keptState, seconds: priorSeconds + (performance.now() - started) / 1000,
+      curve: [...curve], keptState, seconds: priorSeconds + (performance.now() - started) / 1000, flops: { ...flops },
+      ...(maskSchedule ? { masks: new Map(masks), schedule: maskSchedule.save() } : {}),
     });
     lastCheckpoint = it;
     checkpointSchedule?.taken(clock());
@@ -175,9 +204,23 @@ export function train(opts: TrainOptions): TrainResult {
     while (it < iterations) {
       const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
       if (inEpoch === 0 || !order) order = new Rng(opts.seed, 'data', epoch).permutation(data.train.length);
+      if (it === pending) {
+        const t0 = performance.now();
+        const action = maskSchedule!.at(live(it, order, inEpoch * batchSize));
+        pending = maskSchedule!.nextPoint(it);
+        if (action?.kind === 'stop') {
+          stoppedAt = it;
+          // Evaluation points are every evalEvery iterations: the one at `it` may already be there.
+          if (it % evalEvery !== 0) evalNow(it);
+          break;
+        }
+        if (action?.kind === 'masks') recompile(action.masks, action.grown);
+        maskUpdates.count++;
+        maskUpdates.seconds += (performance.now() - t0) / 1000;
+      }
       let end = runEnd(it, perEpoch, evalEvery, iterations);
       if (opts.keepStateAt !== undefined && it < opts.keepStateAt) end = Math.min(end, opts.keepStateAt);
-      end = Math.min(end, schedule.nextChange(it));
+      end = Math.min(end, schedule.nextChange(it), pending);
       if (checkpointSchedule) end = Math.min(end, checkpointSchedule.boundaryAfter(it));
       const lr = schedule.lrAt(it);
       const run = losses.subarray(0, end - it);
@@ -187,6 +230,8 @@ export function train(opts: TrainOptions): TrainResult {
         throw new LthError(`training diverged: loss is ${loss} at iteration ${it + ran - 1} (learning rate ${lr} too high?)`);
       }
       it += ran;
+      flops.actual += ran * batchSize * perStep.actual;
+      flops.dense += ran * batchSize * perStep.dense;
       const stop = opts.stopRequested?.();
       if (stop && !checkpointSchedule) throw new Stopped(stop);
       if (it === opts.keepStateAt) keptState = program.state();
@@ -207,8 +252,57 @@ export function train(opts: TrainOptions): TrainResult {
   }
   return {
     curve, earlyStop: earlyStopPoint(curve), final: curve[curve.length - 1], seconds: priorSeconds + (performance.now() - started) / 1000,
-    keptState, program: program.kind, backgroundEval: background !== null,
+    keptState, program: program.kind, backgroundEval: background !== null, flops: { ...flops },
+    ...(maskSchedule ? { masks, maskUpdates } : {}), ...(stoppedAt !== undefined ? { stoppedAt } : {}),
   };
+
+  /** The training as the mask schedule sees it at iteration `at`, whose minibatch is order[from .. from + batchSize). */
+  function live(at: number, order: Int32Array, from: number): LiveTraining {
+    return {
+      iteration: at, masks: masks ?? new Map(),
+      weights: () => program.state(),
+      denseGradients: (names) => {
+        if (!gradModel) {
+          gradModel = buildModel(model.describe());
+          gradModel.seed(opts.seed);
+        }
+        const net = gradModel;
+        net.loadState(program.state(), 'the live weights');
+        net.train(true);
+        for (const [, t] of net.namedParameters()) t.grad = null;
+        const x = Tensor.zeros([batchSize, ...data.train.sampleShape]), labels = new Int32Array(batchSize);
+        data.train.gather(order, from, batchSize, x.data, labels);
+        softmaxCrossEntropy(net.forward(x), labels).backward();
+        flops.actual += batchSize * perStep.dense;
+        flops.dense += batchSize * perStep.dense;
+        return new Map(names.map((n) => [n, Float32Array.from(net.parameter(n).grad ?? new Float32Array(net.parameter(n).size))]));
+      },
+    };
+  }
+
+  /**
+   * Compiles the program again for `next` masks, with the live weights and optimiser state
+   * zeroed outside them: a dropped connection leaves nothing behind, a grown one starts at
+   * zero with fresh moments (as SET and RigL do).
+   */
+  function recompile(next: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>): void {
+    const weights = program.state(), optimizer = program.optimizerState();
+    for (const [name, m] of next) {
+      const fresh = grown?.get(name);
+      const zero = (a: Float32Array | undefined) => {
+        if (!a) return;
+        for (let i = 0; i < m.length; i++) if (m[i] === 0) a[i] = 0;
+        if (fresh) for (const i of fresh) a[i] = 0;
+      };
+      zero(weights.get(name));
+      for (const [k, a] of optimizer.arrays) if (k.startsWith(`${name}.`) && k.lastIndexOf('.') === name.length) zero(a);
+    }
+    model.loadState(weights, 'the live weights');
+    masks = next;
+    program = compileProgram(model, { masks, optimizer: opts.optimizer, context });
+    program.loadOptimizerState(optimizer);
+    perStep = stepFlops(macs, maskDensities(masks), program.sparseWeights);
+  }
 
   /** Puts the program and the model where `cp` found them; the curve and the kept state are the caller's. */
   function restore(cp: TrainCheckpoint): void {
@@ -216,7 +310,6 @@ export function train(opts: TrainOptions): TrainResult {
     if (!(Number.isInteger(cp.iteration) && cp.iteration >= startAt && cp.iteration <= iterations)) {
       throw problem(`it is not an iteration of this training (from ${startAt} to ${iterations})`);
     }
-    if (cp.program !== program.kind) throw problem(`it was made by the ${cp.program} program, this training runs the ${program.kind} program`);
     const last = cp.curve[cp.curve.length - 1];
     if (!last || cp.curve[0].iteration !== startAt || ((cp.iteration % evalEvery === 0 || cp.iteration === iterations) && last.iteration !== cp.iteration)) {
       throw problem('its curve does not hold every evaluation up to it');
@@ -224,6 +317,17 @@ export function train(opts: TrainOptions): TrainResult {
     const keeps = opts.keepStateAt !== undefined && opts.keepStateAt > startAt && cp.iteration >= opts.keepStateAt;
     if (keeps !== (cp.keptState !== undefined)) throw problem(keeps ? `it lacks the weights kept at iteration ${opts.keepStateAt}` : 'it holds kept weights this training does not keep');
     try {
+      if (maskSchedule) {
+        if (!cp.masks || !cp.schedule) throw new LthError('it holds no masks of its mask schedule');
+        maskSchedule.restore(cp.schedule);
+        if (cp.masks.size) {
+          model.loadState(cp.weights, 'the checkpoint');
+          masks = cp.masks;
+          program = compileProgram(model, { masks, optimizer: opts.optimizer, context });
+          perStep = stepFlops(macs, maskDensities(masks), program.sparseWeights);
+        }
+      }
+      if (cp.program !== program.kind) throw new LthError(`it was made by the ${cp.program} program, this training runs the ${program.kind} program`);
       program.load(cp.weights);
       program.loadOptimizerState(cp.optimizer);
       model.loadRandomState(cp.random, 'random streams');

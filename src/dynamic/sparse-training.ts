@@ -1,0 +1,127 @@
+import { LthError } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
+import type { LiveTraining, MaskAction, MaskSchedule, MaskScheduleState } from '../training/mask-schedule.js';
+import { lowestAmong } from './select.js';
+
+/** Dynamic sparse training methods: how connections are regrown after the smallest are dropped. */
+export type SparseTrainMethod = 'set' | 'rigl';
+export const SPARSE_TRAIN_METHODS: readonly SparseTrainMethod[] = ['set', 'rigl'];
+
+export interface SparseTrainSettings {
+  readonly method: SparseTrainMethod;
+  /** ΔT: iterations between drop/regrow updates. */
+  readonly updateEvery: number;
+  /** α: the share of a layer's active weights dropped (and regrown) at the first update, cosine-decayed after. */
+  readonly dropFraction: number;
+  /** T_end: the iteration from which the masks stay as they are. */
+  readonly endAt: number;
+  /** Seeds SET's random growth: update u of layer l draws from (seed, 'set_grow', u, l). */
+  readonly seed: number;
+}
+
+/**
+ * Dynamic sparse training (SET, Mocanu et al. 2018; RigL, Evci et al. ICML 2020) as a
+ * mask schedule: at every multiple t of ΔT before T_end, each sparse layer (one with both
+ * kept and pruned weights) drops the k = ⌊α_t·active⌋ active weights of smallest
+ * magnitude, α_t = α/2·(1 + cos(π·t/T_end)), and grows k connections among the inactive
+ * ones (those just dropped included): at random (SET) or where the dense gradient of this
+ * iteration's minibatch is largest in magnitude (RigL; computed on update iterations
+ * only). Grown connections start at zero with zero optimiser moments; each layer's count
+ * of active weights never changes. Ties go to the lowest index.
+ */
+export class SparseTraining implements MaskSchedule {
+  readonly changesMasks = true;
+  /** Updates made, and connections regrown over all of them. */
+  updates = 0;
+  regrown = 0;
+
+  constructor(readonly settings: SparseTrainSettings) {
+    const { updateEvery, dropFraction, endAt } = settings;
+    if (!(Number.isInteger(updateEvery) && updateEvery >= 1)) throw new LthError(`--update-every must be a positive number of iterations, got ${updateEvery}`);
+    if (!(dropFraction > 0 && dropFraction < 1)) throw new LthError(`--drop-fraction must be in (0, 1), got ${dropFraction}`);
+    if (!(Number.isInteger(endAt) && endAt >= 0)) throw new LthError(`sparse training: the update end must be an iteration, got ${endAt}`);
+  }
+
+  /** α_t: the drop fraction at iteration t. */
+  dropFractionAt(t: number): number {
+    const { dropFraction, endAt } = this.settings;
+    return t >= endAt ? 0 : (dropFraction / 2) * (1 + Math.cos((Math.PI * t) / endAt));
+  }
+
+  nextPoint(it: number): number {
+    const { updateEvery, endAt } = this.settings;
+    const p = (Math.floor(it / updateEvery) + 1) * updateEvery;
+    return p < endAt ? p : Infinity;
+  }
+
+  at(live: LiveTraining): MaskAction | null {
+    const fraction = this.dropFractionAt(live.iteration);
+    const layers = [...live.masks].filter(([, m]) => {
+      const ones = countOnes(m);
+      return ones > 0 && ones < m.length;
+    }).map(([n]) => n);
+    const update = this.updates++;
+    if (layers.length === 0 || fraction === 0) return null;
+    const weights = live.weights();
+    const gradients = this.settings.method === 'rigl' ? live.denseGradients(layers) : null;
+    const masks = new Map(live.masks), grown = new Map<string, Int32Array>();
+    layers.forEach((name, l) => {
+      const mask = live.masks.get(name)!;
+      const active = countOnes(mask), k = Math.floor(fraction * active);
+      if (k === 0) return;
+      const scratch = new Float32Array(mask.length);
+      const w = weights.get(name)!;
+      const magnitude = new Float32Array(mask.length);
+      for (let i = 0; i < w.length; i++) magnitude[i] = Math.abs(w[i]);
+      const next = Float32Array.from(mask);
+      for (const i of lowestAmong(magnitude, mask, 1, k, scratch)) next[i] = 0;
+      let grow: Int32Array;
+      if (gradients) {
+        // The largest |gradient| is the lowest −|gradient|.
+        const g = gradients.get(name)!, key = new Float32Array(mask.length);
+        for (let i = 0; i < g.length; i++) key[i] = -Math.abs(g[i]);
+        grow = lowestAmong(key, next, 0, k, scratch);
+      } else {
+        grow = randomAmong(next, k, new Rng(this.settings.seed, 'set_grow', update, l));
+      }
+      for (const i of grow) next[i] = 1;
+      masks.set(name, next);
+      grown.set(name, grow);
+      this.regrown += k;
+    });
+    return grown.size ? { kind: 'masks', masks, grown } : null;
+  }
+
+  save(): MaskScheduleState {
+    return { json: { updates: this.updates, regrown: this.regrown }, arrays: new Map() };
+  }
+
+  restore(state: MaskScheduleState): void {
+    const j = state.json as { updates?: unknown; regrown?: unknown } | null;
+    if (!j || !Number.isInteger(j.updates) || !Number.isInteger(j.regrown)) throw new LthError('its sparse-training state is not {updates, regrown}');
+    this.updates = j.updates as number;
+    this.regrown = j.regrown as number;
+  }
+}
+
+/** k distinct indices drawn uniformly among the entries where `mask` is 0, in increasing order. */
+function randomAmong(mask: Float32Array, k: number, rng: Rng): Int32Array {
+  const candidates = new Int32Array(mask.length);
+  let n = 0;
+  for (let i = 0; i < mask.length; i++) if (mask[i] === 0) candidates[n++] = i;
+  if (k > n) throw new Error(`sparse training: asked to grow ${k} of ${n} inactive connections`);
+  // A partial Fisher–Yates shuffle: the first k are a uniform sample.
+  for (let j = 0; j < k; j++) {
+    const r = j + rng.int(n - j);
+    const t = candidates[j];
+    candidates[j] = candidates[r];
+    candidates[r] = t;
+  }
+  return candidates.slice(0, k).sort();
+}
+
+function countOnes(m: Float32Array): number {
+  let n = 0;
+  for (let i = 0; i < m.length; i++) if (m[i] !== 0) n++;
+  return n;
+}

@@ -1,0 +1,86 @@
+import { Conv2d, Linear } from './layers.js';
+import type { Model } from './model.js';
+import { Sequential, type Module } from './module.js';
+import { Tensor, noGrad } from '../tensor/tensor.js';
+
+/**
+ * Compute accounting: the multiply-accumulates (MACs) of one sample's forward pass at each
+ * weight of a network, and from them the FLOPs of a training step. The convention (as the
+ * RigL paper's): 2 FLOPs a MAC; a training step is the forward pass, the input gradient
+ * (except at the first layer, whose input needs none) and the weight gradient, each as
+ * many MACs as the forward pass; biases, activations, the loss and the optimiser's update
+ * are left out (under 1% of LeNet's or Conv-2's step). A weight computed on sparse
+ * kernels costs its nonzeros' share; a masked weight computed dense costs all of it.
+ */
+
+/** One weight's MACs per sample and whether its layer is the network's first. */
+export interface WeightMacs {
+  readonly name: string;
+  readonly macs: number;
+  readonly first: boolean;
+}
+
+/**
+ * The forward MACs per sample of every Linear and Conv2d weight of `model`, in forward
+ * order, found by running one zero sample of `sampleShape` through it (a conv's cost
+ * depends on its output's size). Layers are reached through Sequentials; a module of
+ * another kind that holds one is not counted yet and is an error.
+ */
+export function weightMacs(model: Model, sampleShape: readonly number[]): WeightMacs[] {
+  const out: WeightMacs[] = [];
+  const training = model.training;
+  model.eval();
+  try {
+    noGrad(() => visit(model, '', Tensor.zeros([1, ...sampleShape])));
+  } finally {
+    model.train(training);
+  }
+  return out;
+
+  function visit(m: Module, path: string, x: Tensor): Tensor {
+    if (m instanceof Sequential) {
+      for (const [name, c] of m.namedChildren()) x = visit(c, path ? `${path}.${name}` : name, x);
+      return x;
+    }
+    const y = m.forward(x);
+    const weight = path ? `${path}.weight` : 'weight';
+    if (m instanceof Linear) out.push({ name: weight, macs: m.weight.size, first: out.length === 0 });
+    else if (m instanceof Conv2d) out.push({ name: weight, macs: m.weight.size * (y.size / y.shape[1]), first: out.length === 0 });
+    else if (m.namedModules().some(([, c]) => c instanceof Linear || c instanceof Conv2d)) {
+      throw new Error(`flops: ${path} (${m.constructor.name}) holds layers outside a Sequential, which are not counted yet`);
+    }
+    return y;
+  }
+}
+
+/** A training step's FLOPs per sample: as computed (`actual`) and for the same network dense (`dense`). */
+export interface StepFlops {
+  readonly actual: number;
+  readonly dense: number;
+}
+
+/**
+ * The FLOPs per sample of one training step of a network whose weights have the MACs
+ * `macs`: `density` gives a masked weight's share of nonzeros, and the weights in `sparse`
+ * are computed at their nonzeros only (the others cost the whole dense layer).
+ */
+export function stepFlops(macs: readonly WeightMacs[], density: ReadonlyMap<string, number>, sparse: ReadonlySet<string>): StepFlops {
+  let actual = 0, dense = 0;
+  for (const w of macs) {
+    const passes = w.first ? 2 : 3;
+    dense += 2 * passes * w.macs;
+    actual += 2 * passes * w.macs * (sparse.has(w.name) ? (density.get(w.name) ?? 1) : 1);
+  }
+  return { actual, dense };
+}
+
+/** The share of ones of each mask. */
+export function maskDensities(masks: ReadonlyMap<string, Float32Array> | undefined): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [n, m] of masks ?? []) {
+    let k = 0;
+    for (let i = 0; i < m.length; i++) if (m[i] !== 0) k++;
+    out.set(n, m.length ? k / m.length : 0);
+  }
+  return out;
+}
