@@ -12,5 +12,6 @@ bool register_conv(napi_env env, napi_value exports);           // conv.cc
 bool register_sparse_pattern(napi_env env, napi_value exports); // sparse_pattern.cc: sparsePattern
 bool register_sparse(napi_env env, napi_value exports);         // sparse_bindings.cc
 bool register_sparse_mlp(napi_env env, napi_value exports);     // sparse_mlp.cc
+bool register_select(napi_env env, napi_value exports);         // select.cc: selectByMagnitude
 
 }  // namespace lth

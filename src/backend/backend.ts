@@ -42,6 +42,15 @@ export interface Backend {
   countCorrect(logits: Float32Array, labels: Int32Array, rows: number, cols: number): number;
 
   /**
+   * The indices of the `count` entries of smallest |values| (of largest, when `largest`)
+   * among those where (mask ≠ 0) is `among` (1: the kept entries, 0: the pruned ones),
+   * written into out[0..count) in increasing order; ties go to the lower index, and NaN
+   * ranks as the largest magnitude. A RangeError when fewer entries are eligible. (Dynamic
+   * sparse training's drop and growth.)
+   */
+  selectByMagnitude(values: Float32Array, mask: Float32Array, among: 0 | 1, count: number, largest: boolean, out: Int32Array): void;
+
+  /**
    * One Adam step (PyTorch semantics, no weight decay), `step` counted from 1:
    * m ← β1·m + (1-β1)·g; v ← β2·v + (1-β2)·g²;
    * p ← p - lr/(1-β1^step) · m / (√v/√(1-β2^step) + eps).

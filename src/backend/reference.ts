@@ -63,6 +63,21 @@ export const referenceBackend: Backend = {
     return total;
   },
 
+  selectByMagnitude(values, mask, among, count, largest, out) {
+    const fn = 'selectByMagnitude';
+    if (mask.length !== values.length) throw new RangeError(`${fn}: mask has ${mask.length} elements, values has ${values.length}`);
+    if (out.length < count) throw new RangeError(`${fn}: out has ${out.length} elements, needs count = ${count}`);
+    const key = (i: number) => {
+      const m = Number.isNaN(values[i]) ? Infinity : Math.abs(values[i]);
+      return largest ? -m : m;
+    };
+    const eligible: number[] = [];
+    for (let i = 0; i < values.length; i++) if ((mask[i] !== 0 ? 1 : 0) === among) eligible.push(i);
+    if (count > eligible.length) throw new RangeError(`${fn}: asked for ${count} of ${eligible.length} eligible entries`);
+    eligible.sort((i, j) => key(i) - key(j) || i - j);
+    out.set(eligible.slice(0, count).sort((i, j) => i - j));
+  },
+
   countCorrect(logits, labels, rows, cols) {
     let correct = 0;
     for (let i = 0; i < rows; i++) {

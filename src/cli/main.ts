@@ -5,6 +5,8 @@ import { watchStop } from '../backend/index.js';
 import type { Schema } from '../core/hparams.js';
 import { TRAINING_SCHEMA, resolveTraining } from '../training/hparams.js';
 import { runTraining } from '../training/run.js';
+import { SPARSE_TRAIN_SCHEMA, resolveSparseTrain } from '../dynamic/hparams.js';
+import { sparseTrainingSetup } from '../dynamic/setup.js';
 import { LOTTERY_SCHEMA, resolveLottery, runHash, type LotteryHparams } from '../lottery/hparams.js';
 import type { LotterySummary } from '../store/summary.js';
 import { describePlan, listRuns, runLottery } from '../lottery/runner.js';
@@ -44,7 +46,7 @@ function printJson(obj: unknown): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
 }
 
-const TRAIN_EXTRA = { out: { type: 'string', help: 'write hparams, metrics, weights and summary here' }, ...SETTINGS_SCHEMA } as const satisfies Schema;
+const TRAIN_EXTRA = { out: { type: 'string', help: 'write hparams, metrics, weights and summary here' }, ...SPARSE_TRAIN_SCHEMA, ...SETTINGS_SCHEMA } as const satisfies Schema;
 
 function cmdTrain(argv: string[]): void {
   const { values, common } = parseArgs(argv, TRAINING_SCHEMA, TRAIN_EXTRA);
@@ -55,14 +57,17 @@ function cmdTrain(argv: string[]): void {
   const out = values.out as string | undefined;
   delete values.out;
   const context = contextFrom(values);
+  const sparse = resolveSparseTrain(values);
+  for (const k of Object.keys(SPARSE_TRAIN_SCHEMA)) delete values[k];
   const h = resolveTraining(values);
   // Where the results go must be writable before any training starts.
   if (out) fs.mkdirSync(out, { recursive: true });
   const progress = new Progress(common.json);
-  progress.log(`lth train: ${h.model} on ${h.dataset}, ${h.steps}, batch ${h.batchSize}, ${h.optimizer} lr ${h.lr}, seed ${h.seed}, ${describeContext(context)}`);
+  const sparsely = sparse ? `, ${sparse.method} at density ${sparse.density} (${sparse.densityRule}, update every ${sparse.updateEvery} it, drop fraction ${sparse.dropFraction} to ${sparse.updateEnd} of the budget)` : '';
+  progress.log(`lth train: ${h.model} on ${h.dataset}, ${h.steps}, batch ${h.batchSize}, ${h.optimizer} lr ${h.lr}, seed ${h.seed}${sparsely}, ${describeContext(context)}`);
   const started = Date.now();
   const result = runTraining(h, {
-    out, context, stopRequested: watchStop(),
+    out, context, stopRequested: watchStop(), ...(sparse ? { sparse: sparseTrainingSetup(sparse, h.seed, context) } : {}),
     onEval: (p, total) => {
       const elapsed = (Date.now() - started) / 1000;
       const eta = p.iteration > 0 ? (elapsed / p.iteration) * (total - p.iteration) : NaN;
@@ -77,7 +82,9 @@ function cmdTrain(argv: string[]): void {
   progress.log('');
   console.log(`early stop (min validation loss) at iteration ${summary.earlyStopIteration}: val loss ${summary.earlyStopValLoss.toFixed(4)}, test accuracy ${(100 * summary.earlyStopTestAccuracy).toFixed(2)}%`);
   console.log(`final test accuracy ${(100 * summary.finalTestAccuracy).toFixed(2)}% after ${summary.iterations} iterations (${curve.length} evaluations) in ${summary.seconds.toFixed(1)} s (${summary.backend} backend, ${summary.program} program)`);
-  if (out) console.log(`wrote ${out}/summary.json, metrics.csv, model_final.safetensors`);
+  console.log(`training FLOPs ${formatFlops(summary.flops.actual)} (dense network: ${formatFlops(summary.flops.dense)})`);
+  if (summary.sparseTraining) console.log(`${sparse!.method}: ${String(summary.sparseTraining.updates)} mask updates, ${String(summary.sparseTraining.regrown)} connections regrown, ${Number(summary.sparseTraining.updateSeconds).toFixed(2)} s in updates`);
+  if (out) console.log(`wrote ${out}/summary.json, metrics.csv, model_final.safetensors${sparse ? ', mask_final.safetensors' : ''}`);
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
@@ -343,3 +350,14 @@ main(process.argv.slice(2)).catch((e: unknown) => {
   }
   throw e;
 });
+
+/** FLOPs in the SI unit that keeps 3 significant digits readable (1.23e15 → '1.23 PFLOP'). */
+function formatFlops(x: number): string {
+  const units = ['', 'k', 'M', 'G', 'T', 'P', 'E'];
+  let u = 0;
+  while (x >= 1000 && u < units.length - 1) {
+    x /= 1000;
+    u++;
+  }
+  return `${x.toPrecision(3)} ${units[u]}FLOP`;
+}

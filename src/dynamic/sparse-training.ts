@@ -1,7 +1,7 @@
+import type { Backend } from '../backend/index.js';
 import { LthError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import type { LiveTraining, MaskAction, MaskSchedule, MaskScheduleState } from '../training/mask-schedule.js';
-import { lowestAmong } from './select.js';
 
 /** Dynamic sparse training methods: how connections are regrown after the smallest are dropped. */
 export type SparseTrainMethod = 'set' | 'rigl';
@@ -17,6 +17,8 @@ export interface SparseTrainSettings {
   readonly endAt: number;
   /** Seeds SET's random growth: update u of layer l draws from (seed, 'set_grow', u, l). */
   readonly seed: number;
+  /** The kernels that select what is dropped and grown (Backend.selectByMagnitude). */
+  readonly backend: Backend;
 }
 
 /**
@@ -56,34 +58,28 @@ export class SparseTraining implements MaskSchedule {
 
   at(live: LiveTraining): MaskAction | null {
     const fraction = this.dropFractionAt(live.iteration);
+    const update = this.updates++;
+    if (fraction === 0) return null;
+    // A layer is sparse while it has kept and pruned weights; its count of kept ones never changes.
     const layers = [...live.masks].filter(([, m]) => {
       const ones = countOnes(m);
       return ones > 0 && ones < m.length;
     }).map(([n]) => n);
-    const update = this.updates++;
-    if (layers.length === 0 || fraction === 0) return null;
+    if (layers.length === 0) return null;
     const weights = live.weights();
     const gradients = this.settings.method === 'rigl' ? live.denseGradients(layers) : null;
     const masks = new Map(live.masks), grown = new Map<string, Int32Array>();
+    const be = this.settings.backend;
     layers.forEach((name, l) => {
-      const mask = live.masks.get(name)!;
+      const mask = live.masks.get(name)!, w = weights.get(name)!;
       const active = countOnes(mask), k = Math.floor(fraction * active);
       if (k === 0) return;
-      const scratch = new Float32Array(mask.length);
-      const w = weights.get(name)!;
-      const magnitude = new Float32Array(mask.length);
-      for (let i = 0; i < w.length; i++) magnitude[i] = Math.abs(w[i]);
-      const next = Float32Array.from(mask);
-      for (const i of lowestAmong(magnitude, mask, 1, k, scratch)) next[i] = 0;
-      let grow: Int32Array;
-      if (gradients) {
-        // The largest |gradient| is the lowest −|gradient|.
-        const g = gradients.get(name)!, key = new Float32Array(mask.length);
-        for (let i = 0; i < g.length; i++) key[i] = -Math.abs(g[i]);
-        grow = lowestAmong(key, next, 0, k, scratch);
-      } else {
-        grow = randomAmong(next, k, new Rng(this.settings.seed, 'set_grow', update, l));
-      }
+      const dropped = new Int32Array(k), grow = new Int32Array(k);
+      be.selectByMagnitude(w, mask, 1, k, false, dropped);
+      const next = mask.slice();
+      for (const i of dropped) next[i] = 0;
+      if (gradients) be.selectByMagnitude(gradients.get(name)!, next, 0, k, true, grow);
+      else randomAmong(next, k, new Rng(this.settings.seed, 'set_grow', update, l), grow);
       for (const i of grow) next[i] = 1;
       masks.set(name, next);
       grown.set(name, grow);
@@ -104,8 +100,8 @@ export class SparseTraining implements MaskSchedule {
   }
 }
 
-/** k distinct indices drawn uniformly among the entries where `mask` is 0, in increasing order. */
-function randomAmong(mask: Float32Array, k: number, rng: Rng): Int32Array {
+/** k distinct indices drawn uniformly among the entries where `mask` is 0, into `out` in increasing order. */
+function randomAmong(mask: Float32Array, k: number, rng: Rng, out: Int32Array): void {
   const candidates = new Int32Array(mask.length);
   let n = 0;
   for (let i = 0; i < mask.length; i++) if (mask[i] === 0) candidates[n++] = i;
@@ -117,11 +113,12 @@ function randomAmong(mask: Float32Array, k: number, rng: Rng): Int32Array {
     candidates[j] = candidates[r];
     candidates[r] = t;
   }
-  return candidates.slice(0, k).sort();
+  out.set(candidates.subarray(0, k).sort());
 }
 
+/** The ones of a 0/1 mask. */
 function countOnes(m: Float32Array): number {
   let n = 0;
-  for (let i = 0; i < m.length; i++) if (m[i] !== 0) n++;
+  for (let i = 0; i < m.length; i++) n += m[i];
   return n;
 }

@@ -78,8 +78,9 @@ export function stepFlops(macs: readonly WeightMacs[], density: ReadonlyMap<stri
 export function maskDensities(masks: ReadonlyMap<string, Float32Array> | undefined): Map<string, number> {
   const out = new Map<string, number>();
   for (const [n, m] of masks ?? []) {
+    // Masks are 0/1.
     let k = 0;
-    for (let i = 0; i < m.length; i++) if (m[i] !== 0) k++;
+    for (let i = 0; i < m.length; i++) k += m[i];
     out.set(n, m.length ? k / m.length : 0);
   }
   return out;

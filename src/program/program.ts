@@ -52,6 +52,13 @@ export interface Program {
    * program that exported it would have. Every array must be there with its size.
    */
   loadOptimizerState(state: OptimizerState): void;
+  /**
+   * Trains with other masks from now on (same names as compiled), in place: weights and
+   * optimiser state outside the new masks are zero, and so are the `grown` entries (new
+   * connections) whatever they were. A program without it is compiled again instead
+   * (train()'s generic path, which gives the same numbers).
+   */
+  setMasks?(masks: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>): void;
 }
 
 export type ProgramKind = 'graph' | 'sparse_mlp';

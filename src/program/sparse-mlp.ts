@@ -12,9 +12,13 @@ import type { CompileOptions, EvalResult, Minibatches, Program } from './program
 interface Layer extends SparseMlpLayer {
   readonly name: string;
   readonly linear: Linear;
-  readonly pattern: SparsePattern;
-  readonly vals: Float32Array;
+  pattern: SparsePattern;
+  vals: Float32Array;
+  gvals: Float32Array;
+  state?: { readonly weight: Float32Array[]; readonly bias: readonly Float32Array[] };
   readonly bias: Float32Array;
+  /** A dense zero array of the weight's size, kept zero between uses: setMasks moves packed arrays through it. */
+  scratch?: Float32Array;
 }
 
 /**
@@ -31,7 +35,9 @@ export class SparseMlpProgram implements Program {
   readonly parallelEval = false;
   readonly sparseWeights: ReadonlySet<string>;
   private readonly layers: Layer[];
-  private readonly chain: PreparedMlp;
+  private readonly threads: number;
+  private readonly backend: CompileOptions['context']['backend'];
+  private chain: PreparedMlp;
   private readonly kernels: SparseMlpKernels;
   private readonly optimizer: OptimizerSettings | null;
   /** Updates made so far (Adam's step count). */
@@ -71,7 +77,9 @@ export class SparseMlpProgram implements Program {
         gvals: new Float32Array(pattern.nnz), gbias: new Float32Array(linear.outFeatures), state,
       };
     });
-    this.chain = this.kernels.prepare(this.layers, opts.context.settings.threads);
+    this.threads = opts.context.settings.threads;
+    this.backend = opts.context.backend;
+    this.chain = this.kernels.prepare(this.layers, this.threads);
     this.sparseWeights = new Set(this.layers.map((l) => l.name));
   }
 
@@ -140,6 +148,35 @@ export class SparseMlpProgram implements Program {
       });
     }
     this.updates = state.steps;
+  }
+
+  /**
+   * New patterns for the layers whose masks changed; each packed array (weights, optimiser
+   * state) is moved through a dense scratch array, so the work is the nonzeros' and the
+   * pattern's construction, then the chain is prepared again.
+   */
+  setMasks(masks: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>): void {
+    for (const l of this.layers) {
+      const mask = masks.get(l.name);
+      check(mask !== undefined && mask.length === l.linear.weight.size, () => `program: setMasks needs a mask of ${l.linear.weight.size} values for ${l.name}`);
+      const { pattern } = maskPattern(mask, l.linear.outFeatures, l.linear.inFeatures, this.backend);
+      const scratch = (l.scratch ??= new Float32Array(l.linear.weight.size));
+      const fresh = grown?.get(l.name);
+      const remap = (packed: Float32Array): Float32Array => {
+        unpackValues(l.pattern, packed, scratch);
+        if (fresh) for (const i of fresh) scratch[i] = 0;
+        const out = pattern.nnz === l.pattern.nnz ? packed : new Float32Array(pattern.nnz);
+        packValues(pattern, scratch, out);
+        // Back to all zeros: only the old nonzeros were written.
+        for (const i of l.pattern.flat) scratch[i] = 0;
+        return out;
+      };
+      l.vals = remap(l.vals);
+      if (l.state) l.state = { weight: l.state.weight.map(remap), bias: l.state.bias };
+      if (pattern.nnz !== l.pattern.nnz) l.gvals = new Float32Array(pattern.nnz);
+      l.pattern = pattern;
+    }
+    this.chain = this.kernels.prepare(this.layers, this.threads);
   }
 
   private trainer(): OptimizerSettings {

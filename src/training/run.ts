@@ -10,6 +10,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../store/atomic.js';
 import { saveSafetensors } from '../store/safetensors.js';
 import { lrSchedule } from './schedule.js';
 import type { TrainingHparams } from './hparams.js';
+import type { MaskSchedule } from './mask-schedule.js';
 import { iterationsPerEpoch, train, type EvalPoint, type TrainResult } from './train.js';
 
 export interface TrainSummary {
@@ -27,6 +28,10 @@ export interface TrainSummary {
   backend: string;
   /** The program that trained the model ('graph' or 'sparse_mlp'). */
   program: string;
+  /** Training FLOPs as computed and for the dense network (nn/flops.ts). */
+  flops: { actual: number; dense: number };
+  /** Sparse training from scratch: what its mask schedule reports (method, density, updates...). */
+  sparseTraining?: Record<string, unknown>;
 }
 
 /** Loads the run's data set (split by its seed). */
@@ -49,6 +54,7 @@ export function summarize(h: TrainingHparams, iterations: number, r: TrainResult
     seconds: r.seconds,
     backend: context.settings.backend,
     program: r.program,
+    flops: { ...r.flops },
   };
 }
 
@@ -75,6 +81,15 @@ export interface RunTrainingOptions {
   readonly context?: RunContext;
   /** Asked during training: a reason stops it with a Stopped error (nothing is written). */
   readonly stopRequested?: () => string | null;
+  /** Trains sparse from scratch: the starting masks and mask schedule for the freshly initialised model (src/dynamic/). */
+  readonly sparse?: (model: Model, iterations: number) => SparseSetup;
+}
+
+/** A sparse training's start: its masks, the schedule that changes them, and what it reports at the end. */
+export interface SparseSetup {
+  readonly masks: ReadonlyMap<string, Float32Array>;
+  readonly schedule: MaskSchedule;
+  report(): Record<string, unknown>;
 }
 
 /** Trains one dense model from scratch: `lth train`. */
@@ -84,17 +99,20 @@ export function runTraining(h: TrainingHparams, opts: RunTrainingOptions = {}): 
   const iterations = budgetIterations(h, data.train.length);
   const model = getModel(h.model).build();
   model.initialize(new Rng(h.seed, 'init'));
+  const sparse = opts.sparse?.(model, iterations);
   const result = train({
+    masks: sparse?.masks, maskSchedule: sparse?.schedule,
     model, data, iterations, batchSize: h.batchSize, seed: h.seed, evalEvery: h.evalEvery,
     optimizer: { name: h.optimizer, lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay },
     schedule: lrSchedule(h, iterationsPerEpoch(data.train.length, h.batchSize), iterations),
     onEval: (p) => opts.onEval?.(p, iterations), context, stopRequested: opts.stopRequested,
   });
-  const summary = summarize(h, iterations, result, context);
+  const summary: TrainSummary = { ...summarize(h, iterations, result, context), ...(sparse ? { sparseTraining: { ...sparse.report(), updateSeconds: result.maskUpdates?.seconds ?? 0 } } : {}) };
   if (opts.out) {
     writeJsonAtomic(path.join(opts.out, 'hparams.json'), h);
     writeFileAtomic(path.join(opts.out, 'metrics.csv'), metricsCsv(result.curve));
     saveModel(path.join(opts.out, 'model_final.safetensors'), model);
+    if (result.masks) saveSafetensors(path.join(opts.out, 'mask_final.safetensors'), new Map([...result.masks].map(([n, m]) => [n, { shape: model.parameter(n).shape, data: m }])));
     writeJsonAtomic(path.join(opts.out, 'summary.json'), summary);
   }
   return { ...summary, curve: result.curve };

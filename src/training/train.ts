@@ -6,7 +6,7 @@ import type { Model, StateDict } from '../nn/model.js';
 import type { OptimizerSettings } from '../nn/optim.js';
 import { buildModel } from '../nn/build.js';
 import { maskDensities, stepFlops, weightMacs, type StepFlops } from '../nn/flops.js';
-import { compileProgram } from '../program/compile.js';
+import { compileProgram, withMasks } from '../program/compile.js';
 import type { Program, ProgramKind } from '../program/program.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -173,6 +173,8 @@ export function train(opts: TrainOptions): TrainResult {
   let stoppedAt: number | undefined;
   const maskUpdates = { count: 0, seconds: 0 };
   let gradModel: ReturnType<typeof buildModel> | null = null;
+  /** The live weights at the mask schedule's current point, copied once for it and the recompilation. */
+  let snapshot: StateDict | null = null;
   let lastCheckpoint = resume ? resume.iteration : -1;
 
   const background = inBackground ? new BackgroundEvaluator(model, opts.masks, data, context) : null;
@@ -206,6 +208,7 @@ export function train(opts: TrainOptions): TrainResult {
       if (inEpoch === 0 || !order) order = new Rng(opts.seed, 'data', epoch).permutation(data.train.length);
       if (it === pending) {
         const t0 = performance.now();
+        snapshot = null;
         const action = maskSchedule!.at(live(it, order, inEpoch * batchSize));
         pending = maskSchedule!.nextPoint(it);
         if (action?.kind === 'stop') {
@@ -260,47 +263,29 @@ export function train(opts: TrainOptions): TrainResult {
   function live(at: number, order: Int32Array, from: number): LiveTraining {
     return {
       iteration: at, masks: masks ?? new Map(),
-      weights: () => program.state(),
+      weights: () => (snapshot ??= program.state()),
       denseGradients: (names) => {
         if (!gradModel) {
           gradModel = buildModel(model.describe());
           gradModel.seed(opts.seed);
         }
         const net = gradModel;
-        net.loadState(program.state(), 'the live weights');
+        net.loadState(snapshot ??= program.state(), 'the live weights');
         net.train(true);
         for (const [, t] of net.namedParameters()) t.grad = null;
         const x = Tensor.zeros([batchSize, ...data.train.sampleShape]), labels = new Int32Array(batchSize);
         data.train.gather(order, from, batchSize, x.data, labels);
         softmaxCrossEntropy(net.forward(x), labels).backward();
         flops.actual += batchSize * perStep.dense;
-        flops.dense += batchSize * perStep.dense;
         return new Map(names.map((n) => [n, Float32Array.from(net.parameter(n).grad ?? new Float32Array(net.parameter(n).size))]));
       },
     };
   }
 
-  /**
-   * Compiles the program again for `next` masks, with the live weights and optimiser state
-   * zeroed outside them: a dropped connection leaves nothing behind, a grown one starts at
-   * zero with fresh moments (as SET and RigL do).
-   */
+  /** Trains with `next` masks from here on (see withMasks). */
   function recompile(next: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>): void {
-    const weights = program.state(), optimizer = program.optimizerState();
-    for (const [name, m] of next) {
-      const fresh = grown?.get(name);
-      const zero = (a: Float32Array | undefined) => {
-        if (!a) return;
-        for (let i = 0; i < m.length; i++) if (m[i] === 0) a[i] = 0;
-        if (fresh) for (const i of fresh) a[i] = 0;
-      };
-      zero(weights.get(name));
-      for (const [k, a] of optimizer.arrays) if (k.startsWith(`${name}.`) && k.lastIndexOf('.') === name.length) zero(a);
-    }
-    model.loadState(weights, 'the live weights');
+    program = withMasks(program, model, { masks, optimizer: opts.optimizer, context }, next, grown, snapshot ?? undefined);
     masks = next;
-    program = compileProgram(model, { masks, optimizer: opts.optimizer, context });
-    program.loadOptimizerState(optimizer);
     perStep = stepFlops(macs, maskDensities(masks), program.sparseWeights);
   }
 
