@@ -134,6 +134,72 @@ export function parseInstability(analysis: unknown): Omit<StabilityAnalysis, 're
   return { errorBarrier: a.errorBarrier, orderSeeds: seeds, path };
 }
 
+/** What a finished stage cost to train, and its early-bird search or dynamic sparse training (done.json), as the report uses them. */
+export interface StageCost {
+  replicate: number;
+  level: number;
+  stage: string;
+  density: number;
+  earlyStopTestAccuracy: number;
+  /** Training wall-clock, evaluation included (NaN where done.json has no finite number). */
+  seconds: number;
+  /** Training FLOPs on its kernels and dense-equivalent; null in stages of older versions. */
+  flops: { actual: number; dense: number } | null;
+  /** The early-bird search of a 'main' stage (--early-bird); null without one. */
+  earlyBird: EarlyBirdSearch | null;
+  /** Dynamic sparse training (rigl, set); null without it. */
+  sparseTraining: { method: string; updates: number; regrown: number; updateSeconds: number } | null;
+}
+
+export interface EarlyBirdSearch {
+  epsilon: number;
+  every: number;
+  /** The iteration where the mask distance fell below epsilon, or null: it never did. */
+  drawnAt: number | null;
+  /** By increasing iteration. */
+  points: Array<{ iteration: number; distance: number }>;
+}
+
+/** done.json's `flops`, or null when absent or not two finite numbers. */
+export function parseFlops(v: unknown): StageCost['flops'] {
+  if (!v || typeof v !== 'object') return null;
+  const f = v as Record<string, unknown>;
+  return finite(f.actual) && finite(f.dense) && f.actual >= 0 && f.dense >= 0 ? { actual: f.actual, dense: f.dense } : null;
+}
+
+/** done.json's `earlyBird`, or null when absent or malformed (points without a finite iteration and distance are dropped). */
+export function parseEarlyBird(v: unknown): EarlyBirdSearch | null {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return null;
+  const e = v as Record<string, unknown>;
+  if (!finite(e.epsilon) || !Array.isArray(e.points)) return null;
+  const points = (e.points as unknown[]).flatMap((p) => {
+    const q = (p ?? {}) as Record<string, unknown>;
+    return finite(q.iteration) && finite(q.distance) ? [{ iteration: q.iteration, distance: q.distance }] : [];
+  }).sort((a, b) => a.iteration - b.iteration);
+  return { epsilon: e.epsilon, every: finite(e.every) ? e.every : NaN, drawnAt: finite(e.drawnAt) ? e.drawnAt : null, points };
+}
+
+function parseSparseTraining(v: unknown): StageCost['sparseTraining'] {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return null;
+  const t = v as Record<string, unknown>;
+  const n = (x: unknown) => (finite(x) ? x : NaN);
+  return { method: String(t.method ?? '?'), updates: n(t.updates), regrown: n(t.regrown), updateSeconds: n(t.updateSeconds) };
+}
+
+/** The cost and search fields of a finished stage. */
+export function stageCost(d: StageResult): StageCost {
+  return {
+    replicate: d.replicate, level: d.level, stage: d.stage, density: d.density, earlyStopTestAccuracy: d.earlyStopTestAccuracy,
+    seconds: finite(d.seconds) ? d.seconds : NaN,
+    flops: parseFlops(d.flops), earlyBird: parseEarlyBird(d.earlyBird), sparseTraining: parseSparseTraining(d.sparseTraining),
+  };
+}
+
+/** Whether a run was made by a version that records training costs (some finished stage has flops, an early-bird search or dynamic sparse training). */
+export function hasCosts(run: RunData): boolean {
+  return run.costs.some((c) => c.flops !== null || c.earlyBird !== null || c.sparseTraining !== null);
+}
+
 export interface RunData {
   dir: string;
   run: string;
@@ -154,6 +220,8 @@ export interface RunData {
   stability: StabilityAnalysis[];
   /** Stage ids (replicate_<r>/level_<k>/stability) of finished stability stages whose analysis is absent or not understood: left out. */
   ignoredAnalyses: string[];
+  /** Every finished stage of the run's shape (the ticket's and the listed branches'), by replicate, level, then branch order. */
+  costs: StageCost[];
 }
 
 function maskDensity(file: string): number | null {
@@ -311,6 +379,7 @@ export function loadRun(dir: string): RunData {
     curves: loadCurves(dir, replicates, levels, stages, main),
     mask: loadMaskGrids(dir, levels, main),
     stability, ignoredAnalyses,
+    costs: done.map(stageCost),
   };
 }
 
