@@ -197,6 +197,146 @@ export function pathChart(opts: { title: string; subtitle?: string[]; yTitle: st
   };
 }
 
+export interface CostPoint {
+  /** The point's cost: mean over replicates, with its min and max. */
+  x: number;
+  xMin: number;
+  xMax: number;
+  /** Accuracy (mean, min, max over the replicates). */
+  mean: number;
+  min: number;
+  max: number;
+  n: number;
+  /** Where the point sits along its series' line (its level). */
+  order: number;
+}
+
+export interface CostSeries {
+  name: string;
+  color: string;
+  dash: number[];
+  /** Vega symbol shape of its points (circle by default). */
+  shape?: string;
+  points: CostPoint[];
+}
+
+/**
+ * Accuracy against a cost (seconds, FLOPs), one line per series through its points in
+ * `order`, each point with min-max rules over replicates in both directions. With `log`
+ * the x axis is logarithmic (points at cost 0 or below are left out).
+ */
+export function costChart(opts: { title: string; subtitle?: string[]; xTitle: string; xFormat: string; log: boolean; yTitle: string; series: CostSeries[] }): vega.Spec {
+  const keep = (p: CostPoint) => Number.isFinite(p.x) && Number.isFinite(p.mean) && (!opts.log || (p.x > 0 && p.xMin > 0));
+  const values = opts.series.flatMap((s) => s.points.filter(keep).map((p) => ({ series: s.name, ...p })));
+  return {
+    $schema: 'https://vega.github.io/schema/vega/v6.json',
+    width: WIDTH, height: HEIGHT, padding: 8, config: CONFIG,
+    title: titleOf(opts.title, opts.subtitle),
+    data: [{ name: 'points', values }],
+    scales: [
+      opts.log
+        ? { name: 'x', type: 'log', domain: values.length ? { data: 'points', fields: ['xMin', 'xMax'] } : [1, 10], range: 'width', nice: false, zero: false, padding: 14 }
+        : { name: 'x', type: 'linear', domain: values.length ? { data: 'points', fields: ['xMin', 'xMax'] } : [0, 1], range: 'width', nice: true, zero: true },
+      { name: 'y', type: 'linear', domain: values.length ? { data: 'points', fields: ['min', 'max'] } : [0, 1], range: 'height', nice: true, zero: false, padding: 8 },
+      { name: 'color', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.color) },
+      { name: 'dash', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.dash) },
+      { name: 'shape', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.shape ?? 'circle') },
+    ],
+    axes: [
+      { orient: 'bottom', scale: 'x', title: opts.xTitle, format: opts.xFormat, tickCount: opts.log ? undefined : 6, grid: true },
+      { orient: 'left', scale: 'y', title: opts.yTitle, grid: true, format: '.1f', tickCount: 6 },
+    ],
+    legends: [{ stroke: 'color', strokeDash: 'dash', shape: 'shape', symbolType: 'stroke', orient: 'right', symbolSize: 120 } as vega.Legend],
+    marks: [{
+      type: 'group',
+      from: { facet: { name: 'series', data: 'points', groupby: 'series' } },
+      marks: [
+        {
+          type: 'rule', from: { data: 'series' },
+          encode: { enter: { x: { scale: 'x', field: 'x' }, y: { scale: 'y', field: 'min' }, y2: { scale: 'y', field: 'max' }, stroke: { scale: 'color', field: 'series' }, strokeOpacity: { value: 0.45 }, strokeWidth: { value: 1.5 } } },
+        },
+        {
+          type: 'rule', from: { data: 'series' },
+          encode: { enter: { x: { scale: 'x', field: 'xMin' }, x2: { scale: 'x', field: 'xMax' }, y: { scale: 'y', field: 'mean' }, stroke: { scale: 'color', field: 'series' }, strokeOpacity: { value: 0.45 }, strokeWidth: { value: 1.5 } } },
+        },
+        {
+          type: 'line', from: { data: 'series' }, sort: { field: 'datum.order' },
+          encode: { enter: { x: { scale: 'x', field: 'x' }, y: { scale: 'y', field: 'mean' }, stroke: { scale: 'color', field: 'series' }, strokeDash: { scale: 'dash', field: 'series' }, strokeWidth: { value: 1.8 } } },
+        },
+        {
+          type: 'symbol', from: { data: 'series' },
+          encode: { enter: { x: { scale: 'x', field: 'x' }, y: { scale: 'y', field: 'mean' }, fill: { scale: 'color', field: 'series' }, shape: { scale: 'shape', field: 'series' }, size: { value: 40 }, stroke: { value: 'white' }, strokeWidth: { value: 0.8 } } },
+        },
+      ],
+    }],
+  } as vega.Spec;
+}
+
+export interface DistanceSeries {
+  name: string;
+  color: string;
+  dash: number[];
+  points: Array<{ iteration: number; distance: number }>;
+  /** Where the ticket was drawn (one per replicate that drew it), on the line. */
+  draws: Array<{ iteration: number; distance: number }>;
+}
+
+/**
+ * The early-bird search: mask distance between consecutive draws against iteration, one
+ * line per series, each ε as a horizontal rule, the draws marked with a diamond.
+ */
+export function distanceChart(opts: { title: string; subtitle?: string[]; legendTitle: string; epsilons: number[]; series: DistanceSeries[] }): vega.Spec {
+  const lines = opts.series.flatMap((s) => s.points.map((p) => ({ series: s.name, ...p })));
+  const draws = opts.series.flatMap((s) => s.draws.map((p) => ({ series: s.name, ...p })));
+  const rules = opts.epsilons.map((epsilon) => ({ epsilon, label: `ε = ${epsilon}` }));
+  const yMax = Math.max(0.01, ...lines.map((v) => v.distance), ...opts.epsilons) * 1.05;
+  return {
+    $schema: 'https://vega.github.io/schema/vega/v6.json',
+    width: WIDTH, height: HEIGHT, padding: 8, config: CONFIG,
+    title: titleOf(opts.title, opts.subtitle),
+    data: [{ name: 'lines', values: lines }, { name: 'draws', values: draws }, { name: 'rules', values: rules }],
+    scales: [
+      { name: 'x', type: 'linear', domain: lines.length ? { data: 'lines', field: 'iteration' } : [0, 1], range: 'width', nice: true, zero: true },
+      { name: 'y', type: 'linear', domain: [0, yMax], range: 'height', nice: true, zero: true },
+      { name: 'color', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.color) },
+      { name: 'dash', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.dash) },
+    ],
+    axes: [
+      { orient: 'bottom', scale: 'x', title: 'Training iterations', format: '~s', tickCount: 6 },
+      { orient: 'left', scale: 'y', title: 'Mask distance to the previous draw', grid: true, format: '.2f', tickCount: 6 },
+    ],
+    legends: [{ stroke: 'color', strokeDash: 'dash', symbolType: 'stroke', orient: 'right', title: opts.legendTitle, symbolSize: 400 }],
+    marks: [
+      {
+        type: 'rule', from: { data: 'rules' },
+        encode: { enter: { x: { value: 0 }, x2: { signal: 'width' }, y: { scale: 'y', field: 'epsilon' }, stroke: { value: '#555' }, strokeDash: { value: [4, 4] }, strokeWidth: { value: 1.2 } } },
+      },
+      {
+        type: 'text', from: { data: 'rules' },
+        encode: { enter: { x: { signal: 'width' }, dx: { value: -4 }, y: { scale: 'y', field: 'epsilon' }, dy: { value: -4 }, align: { value: 'right' }, baseline: { value: 'bottom' }, text: { field: 'label' }, fill: { value: '#444' }, fontSize: { value: 11 } } },
+      },
+      {
+        type: 'group',
+        from: { facet: { name: 'line', data: 'lines', groupby: 'series' } },
+        marks: [
+          {
+            type: 'line', from: { data: 'line' },
+            encode: { enter: { x: { scale: 'x', field: 'iteration' }, y: { scale: 'y', field: 'distance' }, stroke: { scale: 'color', field: 'series' }, strokeDash: { scale: 'dash', field: 'series' }, strokeWidth: { value: 1.8 } } },
+          },
+          {
+            type: 'symbol', from: { data: 'line' },
+            encode: { enter: { x: { scale: 'x', field: 'iteration' }, y: { scale: 'y', field: 'distance' }, fill: { scale: 'color', field: 'series' }, size: { value: 16 } } },
+          },
+        ],
+      },
+      {
+        type: 'symbol', from: { data: 'draws' },
+        encode: { enter: { x: { scale: 'x', field: 'iteration' }, y: { scale: 'y', field: 'distance' }, shape: { value: 'diamond' }, fill: { scale: 'color', field: 'series' }, stroke: { value: '#111' }, strokeWidth: { value: 1.2 }, size: { value: 110 } } },
+      },
+    ],
+  };
+}
+
 export interface HeatmapPanel {
   title: string;
   width: number;

@@ -1,7 +1,7 @@
 import type * as vega from 'vega';
 import type { Stats } from '../lottery/summary.js';
-import { BRANCH_COLORS, BRANCH_DASHES, PALETTE, PAPER_TICKS, curvesChart, densityChart, heatmapGrid, pathChart, type Series } from './charts.js';
-import { STABILITY_BRANCH, runLabel, stats, type Curve, type Metric, type RunData } from './run-data.js';
+import { BRANCH_COLORS, BRANCH_DASHES, PALETTE, PAPER_TICKS, costChart, curvesChart, densityChart, distanceChart, heatmapGrid, pathChart, type CostSeries, type Series } from './charts.js';
+import { STABILITY_BRANCH, hasCosts, runLabel, stats, type Curve, type Metric, type RunData, type StageCost } from './run-data.js';
 
 /** One figure of the report: its file name stem, heading, caption and Vega spec. */
 export interface Figure {
@@ -241,6 +241,228 @@ export function stabilityFigures(run: RunData): Figure[] {
       spec: pathChart({ title: 'Test error along the line between the two copies', subtitle: sub.slice(0, 1).concat(`mean over ${over}`, progressNote(run)), yTitle: 'Test error (%)', legendTitle: 'Weights remaining', series: lines }),
     },
   ];
+}
+
+/** One point of a cost figure: a level (or, across runs, a density) of a series, over the replicates that have it. */
+export interface CostEntry {
+  /** The level (across runs: the lowest level among the merged points). */
+  level: number;
+  /** Fraction of weights remaining, mean over the replicates. */
+  density: number;
+  /** Seconds or FLOPs: mean, min, max, n over the replicates. */
+  cost: Stats;
+  /** Early-stop test accuracy (a fraction) over the same replicates. */
+  accuracy: Stats;
+}
+
+/** A series of the cost figures: its points against seconds and against FLOPs (only stages with `flops`). */
+export interface CostSeriesData {
+  /** 'ticket', 'dense', or the branch's name (across runs: '<label>' and '<label>:<branch>'). */
+  key: string;
+  name: string;
+  /** Whether its costs add the levels before (finding a ticket costs every level before it). */
+  cumulative: boolean;
+  color: string;
+  dash: number[];
+  shape: string;
+  seconds: CostEntry[];
+  flops: CostEntry[];
+}
+
+/** One stage's (or one ticket's cumulative) cost and accuracy. */
+export interface CostSample { level: number; density: number; seconds: number; flops: number | null; accuracy: number }
+
+/**
+ * The ticket of each level of each replicate at the cumulative cost of its 'main' stages
+ * 0..k: finding the ticket of level k costs every level before it. A replicate's ladder
+ * stops at its first unfinished level; its FLOPs stop at the first stage without them.
+ */
+export function ticketCostSamples(run: RunData): CostSample[] {
+  const out: CostSample[] = [];
+  for (let r = 0; r < run.replicates; r++) {
+    let seconds = 0;
+    let flops: number | null = 0;
+    for (let k = 0; k <= run.levels; k++) {
+      const c = run.costs.find((x) => x.replicate === r && x.level === k && x.stage === run.main);
+      if (!c) break;
+      seconds += c.seconds;
+      flops = flops !== null && c.flops ? flops + c.flops.actual : null;
+      out.push({ level: k, density: c.density, seconds, flops, accuracy: c.earlyStopTestAccuracy });
+    }
+  }
+  return out;
+}
+
+const ownCost = (c: StageCost): CostSample => ({ level: c.level, density: c.density, seconds: c.seconds, flops: c.flops ? c.flops.actual : null, accuracy: c.earlyStopTestAccuracy });
+
+/** Samples merged by key (a level, or a density across runs), in the order of `order`: seconds from those with finite seconds, FLOPs from those with FLOPs. */
+function costEntries(samples: CostSample[], by: 'level' | 'density'): { seconds: CostEntry[]; flops: CostEntry[] } {
+  const groups = new Map<string, CostSample[]>();
+  for (const s of samples) {
+    const key = by === 'level' ? String(s.level) : s.density.toFixed(6);
+    groups.set(key, [...(groups.get(key) ?? []), s]);
+  }
+  const sorted = [...groups.values()].sort((a, b) => (by === 'level' ? a[0].level - b[0].level : b[0].density - a[0].density));
+  const entries = (cost: (s: CostSample) => number | null): CostEntry[] => sorted.flatMap((g) => {
+    const here = g.filter((s) => { const c = cost(s); return c !== null && Number.isFinite(c) && Number.isFinite(s.accuracy); });
+    if (here.length === 0) return [];
+    return [{ level: Math.min(...here.map((s) => s.level)), density: stats(here.map((s) => s.density)).mean, cost: stats(here.map((s) => cost(s)!)), accuracy: stats(here.map((s) => s.accuracy)) }];
+  });
+  return { seconds: entries((s) => s.seconds), flops: entries((s) => s.flops) };
+}
+
+/** How a run finds its ticket, for the cost figures' series names. */
+export function ticketMethod(run: RunData): string {
+  if (run.costs.some((c) => c.stage === run.main && c.earlyBird !== null)) return 'early-bird IMP';
+  if (run.hparams.identity.atInit === true) return 'pruning at init';
+  return run.hparams.resolved.oneShot ? 'one-shot' : 'IMP';
+}
+
+/**
+ * The series of a run's cost figures: its ticket at the cumulative cost of its levels, the
+ * dense network (level 0's 'main' stage, one point), and every other branch at its own
+ * stage's cost, one point per level; means over the finished replicates.
+ */
+export function costSeries(run: RunData): CostSeriesData[] {
+  const ticket = seriesStyle(run, run.main);
+  const level0 = run.costs.filter((c) => c.stage === run.main && c.level === 0);
+  const stopped = level0.some((c) => c.earlyBird?.drawnAt != null);
+  const out: CostSeriesData[] = [
+    { key: 'ticket', name: `${ticketMethod(run)} ticket (cumulative)`, cumulative: true, color: ticket.color, dash: ticket.dash, shape: 'circle', ...costEntries(ticketCostSamples(run), 'level') },
+    { key: 'dense', name: stopped ? 'dense (level 0, stopped at its early-bird draw)' : 'dense (level 0)', cumulative: false, color: '#000000', dash: [], shape: 'square', ...costEntries(level0.map(ownCost), 'level') },
+  ];
+  for (const b of run.branches) {
+    const style = seriesStyle(run, b);
+    out.push({ key: b, name: style.label, cumulative: false, color: style.color, dash: style.dash, shape: 'circle', ...costEntries(run.costs.filter((c) => c.stage === b).map(ownCost), 'level') });
+  }
+  return out.filter((s) => s.seconds.length > 0 || s.flops.length > 0);
+}
+
+/** The compared runs' cost series: each label's ticket (cumulative) and its dynamic sparse training branches (own cost), merged by density. */
+export function compareCostSeries(groups: CompareGroup[]): CostSeriesData[] {
+  const out: CostSeriesData[] = [];
+  for (const [i, g] of groups.entries()) {
+    const dash = i === 0 ? [] : [[7, 3], [2, 3], [9, 3, 2, 3]][(i - 1) % 3];
+    out.push({ key: g.label, name: g.label, cumulative: true, color: PALETTE[i % PALETTE.length], dash, shape: 'circle', ...costEntries(g.runs.flatMap(ticketCostSamples), 'density') });
+    const dynamic = [...new Set(g.runs.flatMap((r) => r.costs.filter((c) => c.stage !== r.main && c.sparseTraining !== null).map((c) => c.stage)))];
+    for (const [j, b] of dynamic.entries()) {
+      const label = g.runs.map((r) => r.labels[b]).find((l) => l !== undefined) ?? b;
+      const samples = g.runs.flatMap((r) => r.costs.filter((c) => c.stage === b && c.stage !== r.main).map(ownCost));
+      out.push({ key: `${g.label}:${b}`, name: `${g.label}: ${label}`, cumulative: false, color: PALETTE[i % PALETTE.length], dash, shape: ['triangle-up', 'diamond', 'cross', 'triangle-down'][j % 4], ...costEntries(samples, 'density') });
+    }
+  }
+  return out.filter((s) => s.seconds.length > 0 || s.flops.length > 0);
+}
+
+function toChartSeries(data: CostSeriesData[], which: 'seconds' | 'flops'): CostSeries[] {
+  return data.filter((s) => s[which].length > 0).map((s) => ({
+    name: s.name, color: s.color, dash: s.dash, shape: s.shape,
+    points: s[which].map((e, order) => ({ x: e.cost.mean, xMin: e.cost.min, xMax: e.cost.max, mean: 100 * e.accuracy.mean, min: 100 * e.accuracy.min, max: 100 * e.accuracy.max, n: e.accuracy.n, order })),
+  }));
+}
+
+function costPair(data: CostSeriesData[], opts: { idPrefix: string; headingPrefix: string; titleSuffix: string; subtitle: string[]; what: string }): Figure[] {
+  const figures: Figure[] = [];
+  const seconds = toChartSeries(data, 'seconds');
+  if (seconds.length) {
+    figures.push({
+      id: `${opts.idPrefix}cost-seconds`, heading: `${opts.headingPrefix}Accuracy against training time`,
+      caption: `Test accuracy at early stop against the wall-clock seconds of training (evaluation included, done.json's seconds). ${opts.what} Only finished stages count.`,
+      spec: costChart({ title: `Test accuracy at early stop vs training time${opts.titleSuffix}`, subtitle: opts.subtitle, xTitle: 'Training time (s)', xFormat: '~s', log: false, yTitle: 'Test accuracy at early stop (%)', series: seconds }),
+    });
+  }
+  const flops = toChartSeries(data, 'flops');
+  if (flops.length) {
+    figures.push({
+      id: `${opts.idPrefix}cost-flops`, heading: `${opts.headingPrefix}Accuracy against training FLOPs`,
+      caption: `Test accuracy at early stop against the training FLOPs as computed on the stage's kernels (done.json's flops.actual; log scale). ${opts.what} Only finished stages that record their FLOPs count.`,
+      spec: costChart({ title: `Test accuracy at early stop vs training FLOPs${opts.titleSuffix}`, subtitle: opts.subtitle, xTitle: 'Training FLOPs (log scale)', xFormat: '~s', log: true, yTitle: 'Test accuracy at early stop (%)', series: flops }),
+    });
+  }
+  return figures;
+}
+
+/**
+ * Accuracy against training cost (seconds, and FLOPs where the stages record them) of a run
+ * made by a version that records costs; none for runs of older versions.
+ */
+export function costFigures(run: RunData): Figure[] {
+  if (!hasCosts(run)) return [];
+  const over = run.replicates === 1 ? 'the one replicate' : `the finished replicates (of ${run.replicates})`;
+  const sub = [describe(run), `mean over ${over}${run.replicates > 1 ? '; rules: min to max' : ''}`, ...progressNote(run)];
+  const what = `The ${ticketMethod(run)} ticket of level k sits at the cumulative cost of the '${run.main}' stages of levels 0 to k (finding it costs every level before it), starting at the dense network (level 0, drawn on its own too).`
+    + `${run.branches.length ? ` Every other branch is at its own stage's cost, one point per level (a control's mask comes from the ticket's levels, whose cost it does not include).` : ''} Mean over ${over}.`;
+  return costPair(costSeries(run), { idPrefix: '', headingPrefix: '', titleSuffix: '', subtitle: sub, what });
+}
+
+/** The cost figures of compared runs: one series per label (its ticket, cumulative) and its dynamic sparse training branches; none when no run records costs. */
+export function compareCostFigures(groups: CompareGroup[]): Figure[] {
+  if (!groups.some((g) => g.runs.some(hasCosts))) return [];
+  const sub = [`${groups.reduce((a, g) => a + g.runs.length, 0)} runs; tickets at cumulative cost; rules: min to max over finished replicates`];
+  const what = 'Each label\'s ticket of a level at the cumulative cost of its ticket stages up to that level (finding it costs every level before it), merged by weights remaining over the label\'s runs and replicates; its dynamic sparse training branches (stages with sparseTraining) at their own stage\'s cost, in the label\'s colour with their own marks.';
+  return costPair(compareCostSeries(groups), { idPrefix: 'compare-', headingPrefix: 'Compared runs: ', titleSuffix: ': compared runs', subtitle: sub, what });
+}
+
+/** The early-bird search of one level's 'main' stages, over the replicates that have one. */
+export interface EarlyBirdLevel {
+  level: number;
+  /** The fraction of weights its stages trained with, mean over the replicates. */
+  density: number;
+  replicates: number[];
+  /** The distinct ε of its stages. */
+  epsilons: number[];
+  /** Mean distance at each iteration over the replicates with a point there. */
+  points: Array<{ iteration: number; distance: Stats }>;
+  /** Each replicate's draw: the iteration, and its distance there (NaN when its points lack that iteration); null: never drawn. */
+  draws: Array<{ replicate: number; iteration: number | null; distance: number }>;
+}
+
+/** The early-bird searches of a run's 'main' stages, by level (empty for a run without --early-bird). */
+export function earlyBirdLevels(run: RunData): EarlyBirdLevel[] {
+  const searched = run.costs.filter((c) => c.stage === run.main && c.earlyBird !== null);
+  const levels = [...new Set(searched.map((c) => c.level))].sort((a, b) => a - b);
+  return levels.map((level) => {
+    const here = searched.filter((c) => c.level === level);
+    const byIt = new Map<number, number[]>();
+    for (const c of here) for (const p of c.earlyBird!.points) byIt.set(p.iteration, [...(byIt.get(p.iteration) ?? []), p.distance]);
+    return {
+      level,
+      density: stats(here.map((c) => c.density)).mean,
+      replicates: here.map((c) => c.replicate),
+      epsilons: [...new Set(here.map((c) => c.earlyBird!.epsilon))].sort((a, b) => a - b),
+      points: [...byIt].sort((a, b) => a[0] - b[0]).map(([iteration, d]) => ({ iteration, distance: stats(d) })),
+      draws: here.map((c) => {
+        const at = c.earlyBird!.drawnAt;
+        return { replicate: c.replicate, iteration: at, distance: at === null ? NaN : c.earlyBird!.points.find((p) => p.iteration === at)?.distance ?? NaN };
+      }),
+    };
+  });
+}
+
+/**
+ * The early-bird search (You et al., ICLR 2020) of a run made with --early-bird: the mask
+ * distance between consecutive draws against iteration, one line per level, ε as a rule,
+ * the draws marked. Null for a run without one.
+ */
+export function earlyBirdFigure(run: RunData, opts: { id?: string; label?: string } = {}): Figure | null {
+  const levels = earlyBirdLevels(run);
+  if (levels.length === 0) return null;
+  const shown = pickCurves(levels);
+  const over = run.replicates === 1 ? 'the one replicate' : `the finished replicates (of ${run.replicates})`;
+  const series = shown.map((l, i) => ({
+    name: `level ${l.level} · ${pctLabel(l.density)}`, color: PALETTE[i % PALETTE.length], dash: [],
+    points: l.points.map((p) => ({ iteration: p.iteration, distance: p.distance.mean })),
+    draws: l.draws.flatMap((d) => (d.iteration !== null && Number.isFinite(d.distance) ? [{ iteration: d.iteration, distance: d.distance }] : [])),
+  }));
+  const never = levels.flatMap((l) => l.draws.filter((d) => d.iteration === null).map((d) => `level ${l.level} replicate ${d.replicate}`));
+  const epsilons = [...new Set(levels.flatMap((l) => l.epsilons))].sort((a, b) => a - b);
+  const of = opts.label ? ` (${opts.label})` : '';
+  return {
+    id: opts.id ?? 'early-bird-distance', heading: `Early-bird mask distance${of}`,
+    caption: `During each level's training of the ticket ('${run.main}' stages), the pruning strategy's mask is drawn every few iterations and compared with the one drawn before: the normalised Hamming distance (the share of weights that one keeps and the other prunes), one line per level (by the weights the level trained with), mean over ${over}. Once it falls below ε (the dashed rule) the ticket is drawn and training stops (You et al., ICLR 2020): diamonds mark each replicate's draw.`
+      + `${shown.length < levels.length ? ` Showing ${shown.length} of ${levels.length} levels.` : ''}${never.length ? ` Never drawn (trained the whole budget): ${never.join(', ')}.` : ''} Only finished stages count.`,
+    spec: distanceChart({ title: `Early-bird search: mask distance vs iteration${of}`, subtitle: [describe(run), `mean over ${over}`, ...progressNote(run)], legendTitle: 'Level', epsilons, series }),
+  };
 }
 
 export function maskFigure(run: RunData): Figure | null {

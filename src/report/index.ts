@@ -3,13 +3,16 @@ import path from 'node:path';
 import { LthError } from '../core/errors.js';
 import { writeFileAtomic } from '../store/atomic.js';
 import { prefixIds, renderSvg, svgToPng, systemFontsMissing } from './charts.js';
-import { accuracyFigure, compareFigures, compareGroups, earlyStopFigures, maskFigure, stabilityFigures, type Figure } from './figures.js';
+import { accuracyFigure, compareCostFigures, compareFigures, compareGroups, costFigures, earlyBirdFigure, earlyStopFigures, maskFigure, stabilityFigures, type Figure } from './figures.js';
 import { page, type PageFigure } from './html.js';
-import { loadRun, type RunData } from './run-data.js';
+import { loadRun, runLabel, type RunData } from './run-data.js';
 
-export { loadRun, runLabel, parseInstability, relativeToDensity, type RunData, type Curve, type MaskGrids, type StageStatus, type StabilityAnalysis } from './run-data.js';
+export { loadRun, runLabel, parseInstability, parseEarlyBird, parseFlops, hasCosts, relativeToDensity, type RunData, type Curve, type MaskGrids, type StageStatus, type StabilityAnalysis, type StageCost, type EarlyBirdSearch } from './run-data.js';
 export { renderSvg, svgToPng, PAPER_TICKS } from './charts.js';
-export { seriesStyle, stabilityLevels, type Figure, type StabilityLevel } from './figures.js';
+export {
+  seriesStyle, stabilityLevels, costSeries, compareCostSeries, earlyBirdLevels, ticketCostSamples, ticketMethod,
+  type Figure, type StabilityLevel, type CostEntry, type CostSample, type CostSeriesData, type EarlyBirdLevel,
+} from './figures.js';
 
 /** The report's file names inside the output directory. */
 export const REPORT_FILES = {
@@ -44,8 +47,19 @@ export interface ReportResult {
 
 /** The figures of a run (and the runs compared with it), as Vega specs. */
 export function buildFigures(run: RunData, compared: RunData[] = [], labels?: string[]): Figure[] {
-  const figures = [accuracyFigure(run), ...earlyStopFigures(run), ...stabilityFigures(run)];
-  if (compared.length) figures.push(...compareFigures(compareGroups([run, ...compared], labels)));
+  const figures = [accuracyFigure(run), ...earlyStopFigures(run), ...stabilityFigures(run), ...costFigures(run)];
+  const earlyBird = earlyBirdFigure(run);
+  if (earlyBird) figures.push(earlyBird);
+  if (compared.length) {
+    const all = [run, ...compared];
+    const groups = compareGroups(all, labels);
+    figures.push(...compareFigures(groups), ...compareCostFigures(groups));
+    // The early-bird searches of the compared runs, each under its label.
+    for (const [i, r] of compared.entries()) {
+      const f = earlyBirdFigure(r, { id: `compare-early-bird-distance-${i + 1}`, label: labels?.[i + 1] ?? runLabel(r, all.filter((o) => o !== r)) });
+      if (f) figures.push(f);
+    }
+  }
   const mask = maskFigure(run);
   if (mask) figures.push(mask);
   return figures;
