@@ -1,6 +1,6 @@
 import type { Stats } from '../lottery/summary.js';
-import { curveName, pctLabel, seriesStyle, stabilityLevels, type CompareGroup } from './figures.js';
-import { METRICS, STABILITY_BRANCH, type Metric, type RunData, type StageStatus } from './run-data.js';
+import { compareCostSeries, costSeries, curveName, pctLabel, seriesStyle, stabilityLevels, type CompareGroup, type CostSeriesData } from './figures.js';
+import { METRICS, STABILITY_BRANCH, hasCosts, type Metric, type RunData, type StageCost, type StageStatus } from './run-data.js';
 
 /**
  * The HTML page: inline SVG figures, plain tables, inline CSS; no scripts, no
@@ -38,8 +38,40 @@ function stageLabel(run: RunData, stage: string): string {
   return seriesStyle(run, stage).label;
 }
 
+/** FLOPs with an SI prefix and three significant digits: '1.23 G'. */
+export function fmtFlops(v: number): string {
+  if (!Number.isFinite(v)) return String(v);
+  const k = Math.max(0, Math.min(6, Math.floor(Math.log10(Math.max(Math.abs(v), 1)) / 3)));
+  return `${(v / 10 ** (3 * k)).toPrecision(3)}${k ? ` ${' kMGTPE'[k]}` : ''}`;
+}
+
+/**
+ * The cost columns of a finished stage in the per-level table (runs that record costs only):
+ * training seconds, training FLOPs as computed, and the early-bird draw of a searched stage.
+ * Cells carry data-field ('seconds', 'flops', 'earlyBirdDrawnAt') and the exact value; the FLOPs
+ * cell also data-dense, the dense-equivalent FLOPs.
+ */
+function costCells(c: StageCost | undefined, earlyBird: boolean): string {
+  const cell = (field: string, v: number | null, text: string, title?: string) => `<td class="num" data-field="${field}"${v === null ? '' : ` data-value="${esc(String(v))}"`}${title ? ` title="${esc(title)}"` : ''}>${esc(text)}</td>`;
+  if (!c) return `<td></td><td></td>${earlyBird ? '<td></td>' : ''}`;
+  const t = c.sparseTraining;
+  const seconds = cell('seconds', c.seconds, Number.isFinite(c.seconds) ? c.seconds.toFixed(1) : '', t ? `${t.method}: ${t.updates} mask updates, ${t.regrown} connections regrown, ${t.updateSeconds.toFixed(2)} s of updates` : undefined);
+  const flops = c.flops
+    ? cell('flops', c.flops.actual, fmtFlops(c.flops.actual), `dense-equivalent ${fmtFlops(c.flops.dense)}${c.flops.dense > 0 ? `; ${(100 * c.flops.actual / c.flops.dense).toFixed(1)}% of it` : ''}`)
+      .replace('<td ', `<td data-dense="${esc(String(c.flops.dense))}" `)
+    : '<td></td>';
+  const eb = !earlyBird ? '' : c.earlyBird ? cell('earlyBirdDrawnAt', c.earlyBird.drawnAt, c.earlyBird.drawnAt === null ? 'not drawn' : String(c.earlyBird.drawnAt), `ε = ${c.earlyBird.epsilon}, a draw every ${c.earlyBird.every} iterations`) : '<td></td>';
+  return `${seconds}${flops}${eb}`;
+}
+
 export function replicateTable(run: RunData): string {
-  const head = `<tr><th>Level</th><th>Replicate (seed)</th><th>Network</th><th>Weights remaining</th>${METRICS.map((m) => `<th>${METRIC_TITLE[m]}</th>`).join('')}</tr>`;
+  // Runs of older versions record no costs: their table is as it was.
+  const costs = hasCosts(run);
+  const earlyBird = run.costs.some((c) => c.earlyBird !== null);
+  const costOf = new Map(run.costs.map((c) => [`${c.replicate}/${c.level}/${c.stage}`, c]));
+  const costHead = costs ? `<th>Training time (s)</th><th>Training FLOPs</th>${earlyBird ? '<th>Early-bird ticket drawn at (iteration)</th>' : ''}` : '';
+  const costCols = costs ? 2 + (earlyBird ? 1 : 0) : 0;
+  const head = `<tr><th>Level</th><th>Replicate (seed)</th><th>Network</th><th>Weights remaining</th>${METRICS.map((m) => `<th>${METRIC_TITLE[m]}</th>`).join('')}${costHead}</tr>`;
   const rows: string[] = [];
   for (let k = 0; k <= run.levels; k++) {
     for (const [ri, rep] of run.summary.replicates.entries()) {
@@ -53,11 +85,12 @@ export function replicateTable(run: RunData): string {
         const r = l ? (st.stage === run.main ? l : l.branches[st.stage]) : undefined;
         if (r && st.state === 'done') {
           const base = st.stage === run.main ? `replicates.${ri}.levels.${li}` : `replicates.${ri}.levels.${li}.branches.${st.stage}`;
-          rows.push(`<tr data-level="${k}" data-stage="${st.stage}" data-state="done">${first}${num('density', r.density, `${base}.density`)}${METRICS.map((m) => num(m, r[m], `${base}.${m}`)).join('')}</tr>`);
+          const extra = costs ? costCells(costOf.get(`${rep.replicate}/${k}/${st.stage}`), earlyBird) : '';
+          rows.push(`<tr data-level="${k}" data-stage="${st.stage}" data-state="done">${first}${num('density', r.density, `${base}.density`)}${METRICS.map((m) => num(m, r[m], `${base}.${m}`)).join('')}${extra}</tr>`);
         } else {
           const what = st.state === 'in_progress' ? 'in progress' : st.state === 'done' ? 'finished, not in summary' : 'not started';
           const dens = st.density !== null ? `<td class="num">${esc(fmt('density', st.density))}</td>` : '<td></td>';
-          rows.push(`<tr class="partial" data-level="${k}" data-stage="${st.stage}" data-state="${st.state}">${first}${dens}<td colspan="${METRICS.length}" class="state">${what}</td></tr>`);
+          rows.push(`<tr class="partial" data-level="${k}" data-stage="${st.stage}" data-state="${st.state}">${first}${dens}<td colspan="${METRICS.length + costCols}" class="state">${what}</td></tr>`);
         }
       }
     }
@@ -128,6 +161,31 @@ export function stabilityTable(run: RunData): string {
       return p ? cell(l.level, `testError@${Number(a.toFixed(6))}`, p.testError.mean, pp(p.testError.mean)) : '<td></td>';
     }).join('') + '</tr>');
   return `<table class="numbers" id="table-stability"><thead>${head}</thead><tbody>${rows.join('\n')}</tbody></table>`;
+}
+
+/**
+ * The points of the cost figures: per series, each level's (across runs: each density's)
+ * cost and accuracy, against seconds and against FLOPs. Cells carry data-series,
+ * data-measure ('seconds', 'flops'), data-level, data-field and the exact value.
+ */
+export function costTable(series: CostSeriesData[], id = 'table-cost'): string {
+  if (series.length === 0) return '';
+  const head = '<tr><th rowspan="2">Series</th><th rowspan="2">Cost</th><th rowspan="2">Level</th><th rowspan="2">Weights remaining</th><th rowspan="2">n</th><th colspan="3">Cost</th><th colspan="3">Test acc. at early stop</th></tr>'
+    + '<tr><th>mean</th><th>min</th><th>max</th><th>mean</th><th>min</th><th>max</th></tr>';
+  const rows: string[] = [];
+  for (const s of series) {
+    for (const measure of ['seconds', 'flops'] as const) {
+      for (const e of s[measure]) {
+        const cell = (field: string, v: number, text: string) => `<td class="num" data-field="${field}" data-value="${esc(String(v))}">${esc(text)}</td>`;
+        const cost = (v: number) => (measure === 'seconds' ? v.toFixed(1) : fmtFlops(v));
+        rows.push(`<tr data-series="${esc(s.name)}" data-key="${esc(s.key)}" data-measure="${measure}" data-level="${e.level}"><td>${esc(s.name)}${s.cumulative ? ' <small>(cumulative)</small>' : ''}</td><td>${measure === 'seconds' ? 'seconds' : 'FLOPs'}</td>`
+          + `<td class="num">${e.level}</td>${cell('density', e.density, fmt('density', e.density))}${cell('n', e.cost.n, String(e.cost.n))}`
+          + (['mean', 'min', 'max'] as const).map((f) => cell(`cost.${f}`, e.cost[f], cost(e.cost[f]))).join('')
+          + (['mean', 'min', 'max'] as const).map((f) => cell(`accuracy.${f}`, e.accuracy[f], fmt('earlyStopTestAccuracy', e.accuracy[f]))).join('') + '</tr>');
+      }
+    }
+  }
+  return `<table class="numbers" id="${esc(id)}"><thead>${head}</thead><tbody>${rows.join('\n')}</tbody></table>`;
 }
 
 function flatten(obj: unknown, prefix = ''): Array<[string, string]> {
@@ -202,9 +260,9 @@ ${figs.join('\n')}
 <h3>Across replicates</h3><div class="scroll">${aggregateTable(run)}</div>
 <details><summary>Test accuracy curves (mean over replicates, every level)</summary><div class="scroll">${curveTable(run)}</div></details>
 ${run.stability.length && stabilityLevels(run).length ? `<h3>Instability (${esc(seriesStyle(run, STABILITY_BRANCH).label)}), mean over the finished replicates</h3><div class="scroll">${stabilityTable(run)}</div>` : ''}
-${run.mask ? `<h3>Mask of ${esc(run.mask.layer)} (replicate 0)</h3><div class="scroll">${maskTable(run)}</div>` : ''}
+${hasCosts(run) ? `<details><summary>Accuracy against training cost (the cost figures' points)</summary><div class="scroll">${costTable(costSeries(run))}</div></details>\n` : ''}${run.mask ? `<h3>Mask of ${esc(run.mask.layer)} (replicate 0)</h3><div class="scroll">${maskTable(run)}</div>` : ''}
 </section>
-${groups ? `<section id="compare"><h2>Compared runs</h2><div class="scroll">${compareSection(groups)}</div></section>` : ''}
+${groups ? `<section id="compare"><h2>Compared runs</h2><div class="scroll">${compareSection(groups)}</div>${groups.some((g) => g.runs.some(hasCosts)) ? `<details><summary>Compared runs: accuracy against training cost</summary><div class="scroll">${costTable(compareCostSeries(groups), 'table-compare-cost')}</div></details>` : ''}</section>` : ''}
 <section id="hparams"><h2>Hyperparameters</h2>${hparamsTables(run)}</section>
 <p class="meta"><small>Written by <code>lth report</code>. Self-contained: figures are inline SVG, no scripts, nothing loaded from outside this file.</small></p>
 </body></html>
