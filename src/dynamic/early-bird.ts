@@ -14,6 +14,8 @@ export interface EarlyBirdSettings {
   readonly after: number;
   /** The mask the run's pruning strategy draws from these weights. */
   readonly draw: (weights: StateDict) => Mask;
+  /** The mask the training has (the distance counts its kept weights only); none: every weight. */
+  readonly within?: Mask;
 }
 
 /** One point of the search: the distance between the mask drawn here and the one drawn before. */
@@ -23,16 +25,23 @@ export interface EarlyBirdPoint {
 }
 
 /**
- * The normalised Hamming distance of two masks over the same weights: the share of
- * entries where one keeps and the other prunes (You et al.'s mask distance).
+ * The normalised Hamming distance of two masks over the same weights (You et al.'s mask
+ * distance): the share of entries where one keeps and the other prunes, among all entries,
+ * or among those `within` keeps. A pruned level's next masks both prune what the level has
+ * pruned already: counted over all weights, their distance would shrink with the density
+ * whatever the training does, so the search measures it over the level's remaining weights
+ * (at level 0, all of them).
  */
-export function maskDistance(a: Mask, b: Mask): number {
+export function maskDistance(a: Mask, b: Mask, within?: Mask): number {
   let differ = 0, total = 0;
   for (const [name, x] of a) {
-    const y = b.get(name);
-    if (!y || y.length !== x.length) throw new Error(`early bird: the masks differ in their weights (${name})`);
-    for (let i = 0; i < x.length; i++) if ((x[i] !== 0) !== (y[i] !== 0)) differ++;
-    total += x.length;
+    const y = b.get(name), w = within?.get(name);
+    if (!y || y.length !== x.length || (within && (!w || w.length !== x.length))) throw new Error(`early bird: the masks differ in their weights (${name})`);
+    for (let i = 0; i < x.length; i++) {
+      if (w && w[i] === 0) continue;
+      total++;
+      if ((x[i] !== 0) !== (y[i] !== 0)) differ++;
+    }
   }
   if (b.size !== a.size) throw new Error('early bird: the masks differ in their weights');
   return total ? differ / total : 0;
@@ -40,9 +49,9 @@ export function maskDistance(a: Mask, b: Mask): number {
 
 /**
  * Early-bird tickets (You et al., ICLR 2020) as a mask schedule: every `every` iterations
- * the strategy's mask of the live weights is drawn; once it is within ε (normalised
- * Hamming distance) of the mask drawn the time before, the ticket is there and training
- * stops. The pruning that follows prunes those weights, so it draws that same mask.
+ * the strategy's mask of the live weights is drawn; at the first draw within ε (normalised
+ * Hamming distance over the weights still kept) of the mask drawn the time before, the
+ * ticket is there and training stops. The pruning that follows prunes those weights, so it draws that same mask.
  */
 export class EarlyBird implements MaskSchedule {
   readonly changesMasks = false;
@@ -67,7 +76,7 @@ export class EarlyBird implements MaskSchedule {
     const previous = this.previous;
     this.previous = mask;
     if (!previous) return null;
-    const distance = maskDistance(previous, mask);
+    const distance = maskDistance(previous, mask, this.settings.within);
     this.points.push({ iteration: live.iteration, distance });
     if (distance >= this.settings.epsilon) return null;
     this.drawnAt = live.iteration;

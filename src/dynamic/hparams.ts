@@ -24,6 +24,11 @@ export interface SparseUpdateHparams {
   updateEnd: number;
 }
 
+/** The schema's defaults (runs of older versions record no sparse-update settings). */
+export const SPARSE_UPDATE_DEFAULTS: SparseUpdateHparams = {
+  updateEvery: SPARSE_UPDATE_SCHEMA.updateEvery.default, dropFraction: SPARSE_UPDATE_SCHEMA.dropFraction.default, updateEnd: SPARSE_UPDATE_SCHEMA.updateEnd.default,
+};
+
 export interface SparseTrainHparams extends SparseUpdateHparams {
   method: SparseTrainMethod;
   density: number;

@@ -1,5 +1,6 @@
 import type { Rng } from '../core/rng.js';
 import type { Model, StateDict } from '../nn/model.js';
+import type { SparseTrainMethod } from '../dynamic/sparse-training.js';
 import type { Mask } from '../pruning/mask.js';
 
 /**
@@ -39,6 +40,8 @@ export interface StageStart {
   readonly from?: 'rewind' | 'start';
   /** The learning rate: the schedule's at each iteration (default), or its final rate throughout (fine-tuning). */
   readonly lr?: 'schedule' | 'final';
+  /** Dynamic sparse training: the mask changes as the stage trains (SET or RigL drop and regrow connections). */
+  readonly sparseTrain?: SparseTrainMethod;
 }
 
 export interface BranchContext {

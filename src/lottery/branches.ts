@@ -1,5 +1,6 @@
 import { LthError } from '../core/errors.js';
 import type { Branch } from './branch.js';
+import { riglBranch, setBranch } from './branches/dynamic-sparse.js';
 import { finetuneBranch } from './branches/finetune.js';
 import { invertBranch } from './branches/invert.js';
 import { lrRewindBranch } from './branches/lr-rewind.js';
@@ -26,6 +27,8 @@ const BRANCHES: readonly Branch[] = [
   invertBranch,
   smallDenseBranch,
   stabilityBranch,
+  riglBranch,
+  setBranch,
 ];
 
 export const MAIN = mainBranch.name;

@@ -7,6 +7,8 @@ import { getStrategy, strategyNames } from '../pruning/registry.js';
 import { TRAINING_SCHEMA, resolveTraining, trainingDefaults, type TrainingHparams } from '../training/hparams.js';
 import { CHECKPOINT_EVERY_DEFAULT, parseCheckpointEvery } from '../training/checkpoint.js';
 import { controlNames } from './branches.js';
+import { EARLY_BIRD_EPSILON } from '../dynamic/early-bird.js';
+import { SPARSE_UPDATE_SCHEMA, resolveSparseUpdate, type SparseUpdateHparams } from '../dynamic/hparams.js';
 
 /** Lottery hyperparameters: training's, plus pruning and the experiment's shape. */
 export const LOTTERY_SCHEMA = {
@@ -20,6 +22,10 @@ export const LOTTERY_SCHEMA = {
   densities: { type: 'list', help: 'the weight densities of the --at-init levels, e.g. 0.5,0.2,0.07,0.036,0.019', default: [] },
   transferFrom: { type: 'string', help: "a lottery run directory whose tickets (each level's mask, with the run's θ0) are trained on this run's data set instead of pruning here" },
   rewindStep: { type: 'string', help: "reset survivors to their values at this step of the dense run ('0it' = θ0, the paper)", default: '0it' },
+  earlyBird: { type: 'boolean', help: "early-bird tickets (You et al. 2020): each level's training stops once the mask the strategy would draw from its weights settles (see --early-bird-epsilon), and the next level prunes there; the last level trains its whole budget", default: false },
+  earlyBirdEpsilon: { type: 'number', help: 'with --early-bird: the ticket is drawn when consecutive masks differ in less than this share of the prunable weights (normalised Hamming distance)', default: EARLY_BIRD_EPSILON },
+  earlyBirdEvery: { type: 'string', help: "with --early-bird: how often the mask is drawn while training ('1ep', '500it')", default: '1ep' },
+  ...SPARSE_UPDATE_SCHEMA,
   ignore: { type: 'list', help: 'layers global pruning leaves untouched, e.g. fc3.weight', default: [] },
   branches: { type: 'list', help: `controls trained at every pruned level: ${controlNames().join(', ')} (comma-separated; none by default)`, default: [] },
   replicates: { type: 'integer', help: 'independent replicates (replicate r uses seed + r)', default: 1 },
@@ -43,6 +49,10 @@ export interface LotteryHparams {
   /** A lottery run directory whose tickets (masks and θ0, replicate by replicate) this run trains. */
   transferFrom?: string;
   rewindStep: string;
+  /** Early-bird tickets (--early-bird): the ε and how often masks are drawn; absent without. */
+  earlyBird?: { epsilon: number; every: string };
+  /** How the rigl and set branches drop and regrow connections. */
+  sparseUpdate: SparseUpdateHparams;
   ignore: string[];
   branches: string[];
   replicates: number;
@@ -73,6 +83,11 @@ export function resolveLottery(v: Values): LotteryHparams {
     densities,
     transferFrom: v.transferFrom === undefined ? undefined : String(v.transferFrom),
     rewindStep: String(v.rewindStep ?? LOTTERY_SCHEMA.rewindStep.default),
+    earlyBird: v.earlyBird === true ? {
+      epsilon: Number(v.earlyBirdEpsilon ?? LOTTERY_SCHEMA.earlyBirdEpsilon.default), every: String(v.earlyBirdEvery ?? LOTTERY_SCHEMA.earlyBirdEvery.default),
+    } : undefined,
+    sparseUpdate: resolveSparseUpdate(v, ((v.branches as string[] | undefined) ?? []).some((b) => b === 'rigl' || b === 'set'),
+      'they set how the rigl and set branches update their masks; add --branches rigl or set'),
     ignore: (v.ignore as string[] | undefined) ?? [],
     branches: (v.branches as string[] | undefined) ?? [],
     replicates: Number(v.replicates ?? LOTTERY_SCHEMA.replicates.default),
@@ -112,6 +127,14 @@ export function resolveLottery(v: Values): LotteryHparams {
   check(new Set(h.branches).size === h.branches.length, `--branches: a branch is named twice in '${h.branches.join(',')}'`);
   check(Number.isInteger(h.replicates) && h.replicates >= 1, `--replicates must be a positive integer, got ${h.replicates}`);
   parseStep(h.rewindStep, '--rewind-step'); // checked against the budget once the data set's size is known
+  check(h.earlyBird !== undefined || (v.earlyBirdEpsilon === undefined && v.earlyBirdEvery === undefined),
+    '--early-bird-epsilon and --early-bird-every set the early-bird search; add --early-bird');
+  if (h.earlyBird) {
+    check(!atInit && h.transferFrom === undefined, '--early-bird stops training once the pruned mask settles: levels pruned at initialisation (--at-init) or taken from another run (--transfer-from) train no network to prune');
+    check(h.levels >= 1, '--early-bird needs at least one pruned level (--levels >= 1)');
+    check(h.earlyBird.epsilon > 0 && h.earlyBird.epsilon < 1, `--early-bird-epsilon must be in (0, 1), got ${h.earlyBird.epsilon}`);
+    parseStep(h.earlyBird.every, '--early-bird-every');
+  }
   parseCheckpointEvery(h.checkpointEvery!);
   return h;
 }
@@ -127,11 +150,16 @@ export function runIdentity(h: LotteryHparams): Record<string, unknown> {
   const values: Values = {
     ...training, levels: h.targetDensity === undefined ? undefined : h.levels, strategy: h.strategy, rate: h.rate, targetDensity: h.targetDensity,
     oneShot: h.oneShot, atInit: h.atInit, densities: h.densities.map(String), rewindStep: h.rewindStep, ignore: h.ignore,
+    earlyBird: h.earlyBird !== undefined, earlyBirdEpsilon: h.earlyBird?.epsilon, earlyBirdEvery: h.earlyBird?.every,
+    // The rigl and set branches' results depend on these; other stages ignore them.
+    updateEvery: h.sparseUpdate.updateEvery, dropFraction: h.sparseUpdate.dropFraction, updateEnd: h.sparseUpdate.updateEnd,
     // The source run by its name (its hash), not by where it lies.
     transferFrom: h.transferFrom === undefined ? undefined : path.basename(path.resolve(h.transferFrom)),
   };
   const defaults: Values = {
     ...trainingDefaults(h.training.model), levels: undefined, strategy: 'magnitude_layerwise', oneShot: false, atInit: false, densities: [], rewindStep: '0it', ignore: [],
+    earlyBird: false, earlyBirdEpsilon: undefined, earlyBirdEvery: undefined,
+    updateEvery: SPARSE_UPDATE_SCHEMA.updateEvery.default, dropFraction: SPARSE_UPDATE_SCHEMA.dropFraction.default, updateEnd: SPARSE_UPDATE_SCHEMA.updateEnd.default,
   };
   return canonical(values, defaults);
 }

@@ -28,6 +28,9 @@ import { runHash, runIdentity, type LotteryHparams } from './hparams.js';
 import type { StageSpec } from './plan.js';
 import { pruningRates } from './rates.js';
 import { ratesForTarget } from '../pruning/rates.js';
+import { EarlyBird } from '../dynamic/early-bird.js';
+import { SPARSE_UPDATE_DEFAULTS } from '../dynamic/hparams.js';
+import { sparseSchedule } from '../dynamic/setup.js';
 
 /** A lottery experiment as stages see it: its hyperparameters and where its run lives. */
 export interface Experiment {
@@ -174,11 +177,22 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
     resume = found.checkpoint;
     notice(`stage ${spec.id}: resuming from its checkpoint at iteration ${resume.iteration} of ${iterations}`, false);
   }
+  // What changes the stage's mask as it trains: dynamic sparse training (the rigl and set
+  // branches) or the early-bird search of a ticket's next mask (--early-bird; not at the last level).
+  const update = h.sparseUpdate ?? SPARSE_UPDATE_DEFAULTS;
+  const dynamic = start.sparseTrain ? sparseSchedule(start.sparseTrain, update, iterations, seed, opts.context.backend) : null;
+  const earlyBird = h.earlyBird && spec.branch === MAIN && level < h.levels ? new EarlyBird({
+    every: stepToIterations(parseStep(h.earlyBird.every, '--early-bird-every'), iterationsPerEpoch(splits.train.length, h.training.batchSize)),
+    epsilon: h.earlyBird.epsilon, after: rewindAt,
+    draw: (weights) => pruneLevel(exp, modelSpec, model, { ...spec, level: level + 1 }, theta0, weights, start.mask, splits, false),
+    within: start.mask,
+  }) : null;
   const fit = (target: Model, orderSeed: number, keepStateAt?: number, onEval?: (point: EvalPoint) => void, checkpointed = false) => train({
     // A stage with nothing pruned (level 0, a small dense network) trains without masks.
     model: target, masks: pruned ? start.mask : undefined, data: splits, iterations, startAt, batchSize: h.training.batchSize, seed: orderSeed, evalEvery: h.training.evalEvery,
     schedule: start.lr === 'final' ? { lrAt: () => final, nextChange: () => Infinity } : schedule,
     optimizer, onEval, keepStateAt, context: opts.context, stopRequested: opts.stopRequested,
+    maskSchedule: checkpointed ? (dynamic ?? earlyBird ?? undefined) : undefined,
     checkpoints: checkpointed ? {
       every, resume, save: (cp) => writeCheckpoint(dir, identity, cp, shapes),
       // A branch that trains again after (its analysis) resumes that from the end of this training.
@@ -189,6 +203,7 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
     (point) => opts.onProgress?.({ replicate: r, level, stage: spec.branch, density: maskDensity, point, iterations }), true);
   if (result.keptState) saveTensors(path.join(dir, FILES.rewind), result.keptState, shapes);
   saveTensors(path.join(dir, FILES.final), net.state(), shapes);
+  if (dynamic && result.masks) saveTensors(path.join(dir, FILES.finalMask), result.masks, shapes);
   const analysis = branch.analyse?.({
     seed, start, trained: net.state(),
     retrain: (orderSeed, what) => {
@@ -212,6 +227,9 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
     finalTestAccuracy: result.final.testAccuracy, seconds: result.seconds, backend: opts.context.settings.backend,
     program: result.program, numerics: describeSettings(opts.context.settings), lth: LTH_VERSION,
     files: Object.fromEntries(Object.entries(stageChecksums(dir)).filter(([name]) => !isCheckpointFile(name))), ...(analysis ? { analysis } : {}),
+    flops: { ...result.flops },
+    ...(earlyBird ? { earlyBird: { epsilon: earlyBird.settings.epsilon, every: earlyBird.settings.every, drawnAt: earlyBird.drawnAt, points: [...earlyBird.points] } } : {}),
+    ...(dynamic ? { sparseTraining: { method: dynamic.settings.method, updates: dynamic.updates, regrown: dynamic.regrown, updateSeconds: result.maskUpdates?.seconds ?? 0 } } : {}),
   };
   (opts.commit ?? writeJsonAtomic)(path.join(dir, FILES.done), done);
   // Once the stage is committed its checkpoint has served. (A caller that commits done.json

@@ -17,6 +17,8 @@ export const FILES = {
   hparams: 'hparams.json',
   summary: 'summary.json',
   mask: 'mask.safetensors',
+  /** The mask a stage ends with when it changed as it trained (dynamic sparse training). */
+  finalMask: 'mask_final.safetensors',
   init: 'model_init.safetensors',
   final: 'model_final.safetensors',
   rewind: 'model_rewind.safetensors',
