@@ -206,12 +206,12 @@ test('the report: cost figures inline and as PNGs, the per-level table\'s second
 
   // Compare mode: each label's ticket at its cumulative cost, rigl and set under 'imp'.
   const cmp = figure(buildFigures(loadRun(impDir), [loadRun(ebDir)], ['imp', 'eb']), 'compare-cost-seconds')!;
-  assert.deepEqual([...new Set(data(cmp.spec, 'points').map((v) => v.series))].sort(), ['eb', 'imp', 'imp: RigL', 'imp: SET']);
+  assert.deepEqual([...new Set(data(cmp.spec, 'points').map((v) => v.series))].sort(), ['RigL: imp', 'SET: imp', 'eb', 'imp']);
   for (const label of ['imp', 'eb']) {
     const pts = seriesPoints(cmp, label);
     close(pts[2].x, mean([0, 1].map((r) => seconds(r, 0, 0) + seconds(r, 1, 0) + seconds(r, 2, 0))), `${label}: cumulative seconds at 25%`);
   }
-  close(seriesPoints(cmp, 'imp: SET')[0].x, mean([0, 1].map((r) => seconds(r, 1, 3))), 'SET at its own cost');
+  close(seriesPoints(cmp, 'SET: imp')[0].x, mean([0, 1].map((r) => seconds(r, 1, 3))), 'SET at its own cost');
 });
 
 test('the early-bird run\'s own report: the draw column of the per-level table', async () => {

@@ -338,7 +338,11 @@ export function costSeries(run: RunData): CostSeriesData[] {
   return out.filter((s) => s.seconds.length > 0 || s.flops.length > 0);
 }
 
-/** The compared runs' cost series: each label's ticket (cumulative) and its dynamic sparse training branches (own cost), merged by density. */
+/**
+ * The compared runs' cost series: each label's ticket (cumulative) and its dynamic sparse
+ * training branches (own cost; named '<branch label>: <label>', so that a long label cut
+ * short in the legend still tells them apart), merged by density.
+ */
 export function compareCostSeries(groups: CompareGroup[]): CostSeriesData[] {
   const out: CostSeriesData[] = [];
   for (const [i, g] of groups.entries()) {
@@ -348,7 +352,7 @@ export function compareCostSeries(groups: CompareGroup[]): CostSeriesData[] {
     for (const [j, b] of dynamic.entries()) {
       const label = g.runs.map((r) => r.labels[b]).find((l) => l !== undefined) ?? b;
       const samples = g.runs.flatMap((r) => r.costs.filter((c) => c.stage === b && c.stage !== r.main).map(ownCost));
-      out.push({ key: `${g.label}:${b}`, name: `${g.label}: ${label}`, cumulative: false, color: PALETTE[i % PALETTE.length], dash, shape: ['triangle-up', 'diamond', 'cross', 'triangle-down'][j % 4], ...costEntries(samples, 'density') });
+      out.push({ key: `${g.label}:${b}`, name: `${label}: ${g.label}`, cumulative: false, color: PALETTE[i % PALETTE.length], dash, shape: ['triangle-up', 'diamond', 'cross', 'triangle-down'][j % 4], ...costEntries(samples, 'density') });
     }
   }
   return out.filter((s) => s.seconds.length > 0 || s.flops.length > 0);
