@@ -56,7 +56,7 @@ test('user mistakes: clear message, non-zero exit, no stack trace', () => {
     [['frobnicate'], /unknown command 'frobnicate'/],
     [['train', '--sparse', 'maybe'], /--sparse: expected one of auto, on, off, got 'maybe'/],
     [['train', '--threads', '0'], /--threads must be an integer from 1 to 256, got '0'/],
-    [['lottery', '--branches', 'reinit,inverse', '--dry-run'], /--branches: unknown branch 'inverse'. Known: reinit, random_prune, reinit_sign, shuffle, finetune, lr_rewind, invert, small_dense, stability/],
+    [['lottery', '--branches', 'reinit,inverse', '--dry-run'], /--branches: unknown branch 'inverse'. Known: reinit, random_prune, reinit_sign, shuffle, finetune, lr_rewind, invert, small_dense, stability, rigl, set/],
   ];
   for (const [args, message] of cases) {
     const r = lth(args);
