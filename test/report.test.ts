@@ -14,7 +14,7 @@ import { saveSafetensors } from '../src/store/safetensors.js';
 /** Debian's chromium; LTH_CHROMIUM points elsewhere. */
 const CHROMIUM = process.env.LTH_CHROMIUM ?? '/usr/bin/chromium';
 const tmp = (tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `lth-report-${tag}-`));
-const FIGURES = ['accuracy-vs-iteration', 'early-stop-iteration', 'early-stop-accuracy', 'first-layer-mask'];
+const FIGURES = ['accuracy-vs-iteration', 'early-stop-iteration', 'early-stop-accuracy', 'cost-seconds', 'cost-flops', 'first-layer-mask'];
 
 let runDir = '';
 let oneShotDir = '';
@@ -64,7 +64,7 @@ function ink(png: Buffer): { inked: number; total: number; colours: number } {
 
 test('report of a finished run: every figure inline and as PNG; the table numbers are summary.json', () => {
   const html = fs.readFileSync(report.html, 'utf8');
-  const figures = [...FIGURES, 'compare-early-stop-iteration', 'compare-early-stop-accuracy'];
+  const figures = [...FIGURES, 'compare-early-stop-iteration', 'compare-early-stop-accuracy', 'compare-cost-seconds', 'compare-cost-flops'];
   assert.deepEqual([...report.figures].sort(), [...figures].sort());
   for (const id of figures) {
     const inline = html.match(new RegExp(`<figure id="fig-${id}" data-figure="${id}"><svg[^]*?</svg>`));

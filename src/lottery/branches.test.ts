@@ -4,7 +4,8 @@
  * layers and sizes, deterministically; and each branch's own promise (the ticket: θ0 ⊙ the
  * level mask; reinit: the level mask on fresh weights; random_prune and shuffle: a random
  * mask with the level mask's per-layer counts; reinit_sign: θ0's signs with one magnitude
- * per layer; finetune: the trained weights it was pruned from).
+ * per layer; finetune: the trained weights it was pruned from; rigl and set: a random mask
+ * with those counts on fresh weights, trained from scratch with dynamic sparsity).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -40,7 +41,7 @@ test('every registered branch starts from masked weights of the right shapes, de
       return { model, init: model.state() };
     },
   });
-  assert.deepEqual(controlNames(), ['reinit', 'random_prune', 'reinit_sign', 'shuffle', 'finetune', 'lr_rewind', 'invert', 'small_dense', 'stability']);
+  assert.deepEqual(controlNames(), ['reinit', 'random_prune', 'reinit_sign', 'shuffle', 'finetune', 'lr_rewind', 'invert', 'small_dense', 'stability', 'rigl', 'set']);
   assert.throws(() => getBranch('nope'), /unknown branch 'nope'. Known: reinit, random_prune, reinit_sign, shuffle, finetune, lr_rewind, invert, small_dense, stability/);
   for (const name of [MAIN, ...controlNames()]) {
     const b = getBranch(name);
@@ -75,8 +76,8 @@ test('every registered branch starts from masked weights of the right shapes, de
     const w = init.get('fc1.weight')!, t0 = theta0.get('fc1.weight')!, m = mask.get('fc1.weight')!;
     let fromTheta0 = 0, kept = 0;
     for (let i = 0; i < m.length; i++) if (m[i]) { kept++; if (w[i] === t0[i]) fromTheta0++; }
-    if (name === 'reinit') {
-      assert.equal(fromTheta0, 0, 'reinit: fresh weights');
+    if (name === 'reinit' || name === 'rigl' || name === 'set') {
+      assert.equal(fromTheta0, 0, `${name}: fresh weights`);
     } else if (name === 'finetune' || name === 'lr_rewind') {
       const tw = trained.get('fc1.weight')!;
       for (let i = 0; i < m.length; i++) if (m[i]) assert.equal(w[i], tw[i], `finetune fc1[${i}]: the trained weight`);
@@ -101,7 +102,8 @@ test('every registered branch starts from masked weights of the right shapes, de
       }
       continue;
     }
-    if (name === 'random_prune' || name === 'shuffle') assert.notDeepEqual(m, levelMask.get('fc1.weight'), `${name}: another mask`);
+    if (name === 'rigl' || name === 'set') assert.deepEqual({ from: b.start(ctx()).from, sparseTrain: b.start(ctx()).sparseTrain }, { from: 'start', sparseTrain: name }, `${name}: from scratch, with dynamic sparsity`);
+    if (name === 'random_prune' || name === 'shuffle' || name === 'rigl' || name === 'set') assert.notDeepEqual(m, levelMask.get('fc1.weight'), `${name}: another mask`);
     else assert.deepEqual(mask, levelMask, `${name}: the level's mask`);
   }
 });
