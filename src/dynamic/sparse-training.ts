@@ -78,9 +78,12 @@ export class SparseTraining implements MaskSchedule {
       be.selectByMagnitude(w, mask, 1, k, false, dropped);
       const next = mask.slice();
       for (const i of dropped) next[i] = 0;
-      if (gradients) be.selectByMagnitude(gradients.get(name)!, next, 0, k, true, grow);
-      else randomAmong(next, k, new Rng(this.settings.seed, 'set_grow', update, l), grow);
-      for (const i of grow) next[i] = 1;
+      if (gradients) {
+        be.selectByMagnitude(gradients.get(name)!, next, 0, k, true, grow);
+        for (const i of grow) next[i] = 1;
+      } else {
+        growRandom(next, k, new Rng(this.settings.seed, 'set_grow', update, l), grow);
+      }
       masks.set(name, next);
       grown.set(name, grow);
       this.regrown += k;
@@ -100,20 +103,25 @@ export class SparseTraining implements MaskSchedule {
   }
 }
 
-/** k distinct indices drawn uniformly among the entries where `mask` is 0, into `out` in increasing order. */
-function randomAmong(mask: Float32Array, k: number, rng: Rng, out: Int32Array): void {
-  const candidates = new Int32Array(mask.length);
-  let n = 0;
-  for (let i = 0; i < mask.length; i++) if (mask[i] === 0) candidates[n++] = i;
-  if (k > n) throw new Error(`sparse training: asked to grow ${k} of ${n} inactive connections`);
-  // A partial Fisher–Yates shuffle: the first k are a uniform sample.
-  for (let j = 0; j < k; j++) {
-    const r = j + rng.int(n - j);
-    const t = candidates[j];
-    candidates[j] = candidates[r];
-    candidates[r] = t;
+/**
+ * Grows k connections drawn uniformly among the entries where `mask` is 0: positions drawn
+ * uniformly over the whole layer, each kept if still inactive (set to 1 in `mask`) and
+ * drawn again otherwise, which samples k of the inactive entries uniformly without
+ * replacement. At the densities dynamic sparse training runs at most entries are inactive,
+ * so this takes about k draws rather than a pass over the layer. The indices go into
+ * `out` in increasing order.
+ */
+function growRandom(mask: Float32Array, k: number, rng: Rng, out: Int32Array): void {
+  let inactive = 0;
+  for (let i = 0; i < mask.length; i++) inactive += mask[i] === 0 ? 1 : 0;
+  if (k > inactive) throw new Error(`sparse training: asked to grow ${k} of ${inactive} inactive connections`);
+  for (let j = 0; j < k;) {
+    const i = rng.int(mask.length);
+    if (mask[i] !== 0) continue;
+    mask[i] = 1;
+    out[j++] = i;
   }
-  out.set(candidates.subarray(0, k).sort());
+  out.sort();
 }
 
 /** The ones of a 0/1 mask. */

@@ -19,6 +19,8 @@ interface Layer extends SparseMlpLayer {
   readonly bias: Float32Array;
   /** A dense zero array of the weight's size, kept zero between uses: setMasks moves packed arrays through it. */
   scratch?: Float32Array;
+  /** The mask its pattern was built from (setMasks skips a layer given the same array). */
+  mask: Float32Array;
 }
 
 /**
@@ -72,7 +74,7 @@ export class SparseMlpProgram implements Program {
       const { pattern } = maskPattern(masks.get(name)!, linear.outFeatures, linear.inFeatures, opts.context.backend);
       const state = opts.optimizer ? { weight: stateArrays(opts.optimizer, pattern.nnz), bias: stateArrays(opts.optimizer, linear.outFeatures) } : undefined;
       return {
-        name, linear, pattern, relu: linear.activation === 'relu',
+        name, linear, pattern, relu: linear.activation === 'relu', mask: masks.get(name)!,
         vals: packValues(pattern, linear.weight.data), bias: Float32Array.from(linear.bias.data),
         gvals: new Float32Array(pattern.nnz), gbias: new Float32Array(linear.outFeatures), state,
       };
@@ -159,9 +161,10 @@ export class SparseMlpProgram implements Program {
     for (const l of this.layers) {
       const mask = masks.get(l.name);
       check(mask !== undefined && mask.length === l.linear.weight.size, () => `program: setMasks needs a mask of ${l.linear.weight.size} values for ${l.name}`);
+      const fresh = grown?.get(l.name);
+      if (mask === l.mask && !fresh) continue;
       const { pattern } = maskPattern(mask, l.linear.outFeatures, l.linear.inFeatures, this.backend);
       const scratch = (l.scratch ??= new Float32Array(l.linear.weight.size));
-      const fresh = grown?.get(l.name);
       const remap = (packed: Float32Array): Float32Array => {
         unpackValues(l.pattern, packed, scratch);
         if (fresh) for (const i of fresh) scratch[i] = 0;
@@ -175,6 +178,7 @@ export class SparseMlpProgram implements Program {
       if (l.state) l.state = { weight: l.state.weight.map(remap), bias: l.state.bias };
       if (pattern.nnz !== l.pattern.nnz) l.gvals = new Float32Array(pattern.nnz);
       l.pattern = pattern;
+      l.mask = mask;
     }
     this.chain = this.kernels.prepare(this.layers, this.threads);
   }
