@@ -48,12 +48,15 @@ export function planLottery(h: LotteryHparams): StageSpec[] {
   const rewinding = rewinds(h);
   const resetTo = rewinding ? `the dense run's weights at ${h.rewindStep}` : 'θ0';
   const out: StageSpec[] = [];
+  // Every ticket but the last level's stops once the next level's mask settles.
+  const search = (k: number) => (h.earlyBird && k < h.levels
+    ? `; stops at the first draw of level ${k + 1}'s mask within ${h.earlyBird.epsilon} of the previous draw (every ${h.earlyBird.every}; early bird)` : '');
   for (let r = 0; r < h.replicates; r++) {
     const seed = h.training.seed + r;
     const dense = stagePath(r, 0, MAIN);
     out.push({
       id: dense, replicate: r, seed, level: 0, branch: MAIN, deps: [],
-      inputs: `${h.transferFrom !== undefined ? `θ0 of ${path.join(h.transferFrom, dense)}` : `θ0 drawn from seed ${seed}`}, nothing pruned${rewinding ? `; keeps its weights at ${h.rewindStep}` : ''}`,
+      inputs: `${h.transferFrom !== undefined ? `θ0 of ${path.join(h.transferFrom, dense)}` : `θ0 drawn from seed ${seed}`}, nothing pruned${rewinding ? `; keeps its weights at ${h.rewindStep}` : ''}${search(0)}`,
       keepRewind: rewinding,
     });
     for (let k = 1; k <= h.levels; k++) {
@@ -71,7 +74,8 @@ export function planLottery(h: LotteryHparams): StageSpec[] {
         const branch = getBranch(name);
         out.push({
           id: stagePath(r, k, name), replicate: r, seed, level: k, branch: name, deps,
-          inputs: `${branch.description}; level mask: ${mask}; reset to ${resetTo}`, keepRewind: false,
+          inputs: `${branch.description}; level mask: ${mask}; reset to ${resetTo}${name === MAIN ? search(k) : ''}`,
+          keepRewind: false,
         });
       }
     }
