@@ -36,6 +36,8 @@ export class SparseTraining implements MaskSchedule {
   /** Updates made, and connections regrown over all of them. */
   updates = 0;
   regrown = 0;
+  /** Each layer's count of active weights, by name. */
+  private readonly counts = new Map<string, number>();
 
   constructor(readonly settings: SparseTrainSettings) {
     const { updateEvery, dropFraction, endAt } = settings;
@@ -60,9 +62,15 @@ export class SparseTraining implements MaskSchedule {
     const fraction = this.dropFractionAt(live.iteration);
     const update = this.updates++;
     if (fraction === 0) return null;
-    // A layer is sparse while it has kept and pruned weights; its count of kept ones never changes.
-    const layers = [...live.masks].filter(([, m]) => {
-      const ones = countOnes(m);
+    // A layer is sparse while it has kept and pruned weights; its count of kept ones never
+    // changes, so it is counted once.
+    const active = (name: string, m: Float32Array) => {
+      let n = this.counts.get(name);
+      if (n === undefined) this.counts.set(name, (n = countOnes(m)));
+      return n;
+    };
+    const layers = [...live.masks].filter(([name, m]) => {
+      const ones = active(name, m);
       return ones > 0 && ones < m.length;
     }).map(([n]) => n);
     if (layers.length === 0) return null;
@@ -72,7 +80,7 @@ export class SparseTraining implements MaskSchedule {
     const be = this.settings.backend;
     layers.forEach((name, l) => {
       const mask = live.masks.get(name)!, w = weights.get(name)!;
-      const active = countOnes(mask), k = Math.floor(fraction * active);
+      const k = Math.floor(fraction * active(name, mask));
       if (k === 0) return;
       const dropped = new Int32Array(k), grow = new Int32Array(k);
       be.selectByMagnitude(w, mask, 1, k, false, dropped);
