@@ -67,6 +67,7 @@ export const cifar10: DatasetSpec = {
   name: 'cifar10',
   description: 'CIFAR-10, 50k train (45k/5k split) + 10k test, official binary version read from --data-dir',
   sampleShape: [3, 32, 32], numClasses: 10, validationSize: 5000, howToGet: CIFAR_HOW_TO_GET,
+  black: CIFAR_NORMALIZATION.mean.map((m, c) => -m / CIFAR_NORMALIZATION.std[c]),
   load(dataDir, seed) {
     if (!dataDir) throw new LthError(`cifar10: no data directory; pass --data-dir DIR. ${CIFAR_HOW_TO_GET}`);
     const dir = cifarDir(dataDir, CIFAR_HOW_TO_GET);

@@ -10,5 +10,10 @@ export interface DatasetSpec {
   readonly validationSize: number;
   /** Where to get the files, for the error when a directory lacks them. */
   readonly howToGet: string;
+  /**
+   * The normalised value of a black pixel, per channel, for image data sets: what random
+   * crops pad with (torchvision pads the raw image with black before normalising).
+   */
+  readonly black?: readonly number[];
   load(dataDir: string | undefined, seed: number): Splits;
 }

@@ -5,7 +5,7 @@ import { parseStep, stepToIterations } from '../core/steps.js';
 import { getModel } from '../models/registry.js';
 import type { StateDict } from '../nn/model.js';
 import { compileProgram } from '../program/compile.js';
-import type { TrainingHparams } from '../training/hparams.js';
+import { trainingAugmentation, type TrainingHparams } from '../training/hparams.js';
 import { loadSplits } from '../training/run.js';
 import { lrSchedule } from '../training/schedule.js';
 import { iterationsPerEpoch, train } from '../training/train.js';
@@ -70,7 +70,8 @@ export function runStability(o: StabilityOptions): StabilityResult {
   const fit = (init: StateDict, seed: number, from: number, to: number): StateDict => {
     const model = spec.build();
     model.loadState(init);
-    train({ model, masks: o.masks, data, iterations: to, startAt: from, batchSize: h.batchSize, seed, evalEvery: Math.max(1, to - from), optimizer, schedule, context, backgroundEval: false });
+    train({ model, masks: o.masks, data, iterations: to, startAt: from, batchSize: h.batchSize, seed, evalEvery: Math.max(1, to - from), optimizer, schedule, context, backgroundEval: false,
+      augmentation: trainingAugmentation(h) });
     return model.state();
   };
   const theta0 = spec.build();

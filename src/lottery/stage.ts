@@ -18,6 +18,7 @@ import { loadSafetensors, saveSafetensors } from '../store/safetensors.js';
 import { CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_JSON, isCheckpointFile, parseCheckpointEvery, readCheckpoint, removeCheckpoint, writeCheckpoint, type CheckpointIdentity, type TrainCheckpoint } from '../training/checkpoint.js';
 import { metricsCsv } from '../training/run.js';
 import { lrSchedule } from '../training/schedule.js';
+import { trainingAugmentation } from '../training/hparams.js';
 import { iterationsPerEpoch, train, type EvalPoint } from '../training/train.js';
 import { buildModel } from '../nn/build.js';
 import { compileProgram } from '../program/compile.js';
@@ -191,7 +192,7 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
     // A stage with nothing pruned (level 0, a small dense network) trains without masks.
     model: target, masks: pruned ? start.mask : undefined, data: splits, iterations, startAt, batchSize: h.training.batchSize, seed: orderSeed, evalEvery: h.training.evalEvery,
     schedule: start.lr === 'final' ? { lrAt: () => final, nextChange: () => Infinity } : schedule,
-    optimizer, onEval, keepStateAt, context: opts.context, stopRequested: opts.stopRequested,
+    optimizer, onEval, keepStateAt, context: opts.context, stopRequested: opts.stopRequested, augmentation: trainingAugmentation(h.training),
     maskSchedule: checkpointed ? (dynamic ?? earlyBird ?? undefined) : undefined,
     checkpoints: checkpointed ? {
       every, resume, save: (cp) => writeCheckpoint(dir, identity, cp, shapes),

@@ -1,6 +1,7 @@
 import { check } from '../core/errors.js';
 import type { Schema, Values } from '../core/hparams.js';
 import { parseStep } from '../core/steps.js';
+import { AUGMENTATIONS, augmentationFor, type Augmentation, type AugmentationName } from '../data/augment.js';
 import { getDataset } from '../data/registry.js';
 import { getModel, modelNames } from '../models/registry.js';
 import { lrSchedule } from './schedule.js';
@@ -19,6 +20,7 @@ export const TRAINING_SCHEMA = {
   lrSchedule: { type: 'string', help: 'learning-rate schedule: constant, cosine (to 0 at the end), or step:MILESTONES (e.g. step:80ep,120ep, times --lr-gamma at each)', default: 'constant' },
   lrGamma: { type: 'number', help: 'factor of a step schedule at each milestone', default: 0.1 },
   warmupSteps: { type: 'string', help: 'linear learning-rate warmup over this many steps (e.g. 2ep, 500it)', default: '0it' },
+  augment: { type: 'string', help: 'training-data augmentation: none, or crop_flip (4-pixel black padding, a random crop, a horizontal flip half of the time; image data sets), seeded by (seed, epoch)', choices: AUGMENTATIONS, default: 'none' },
   seed: { type: 'integer', help: 'seed of initialisation, data split and data order', default: 0 },
   evalEvery: { type: 'integer', help: 'evaluate validation and test every N iterations', default: 100 },
 } as const satisfies Schema;
@@ -36,6 +38,8 @@ export interface TrainingHparams {
   lrSchedule: string;
   lrGamma: number;
   warmupSteps: string;
+  /** Training-data augmentation (data/augment.ts); absent in runs of older versions: 'none'. */
+  augment?: AugmentationName;
   seed: number;
   evalEvery: number;
 }
@@ -57,10 +61,11 @@ export function resolveTraining(v: Values): TrainingHparams {
     lrSchedule: String(v.lrSchedule ?? TRAINING_SCHEMA.lrSchedule.default),
     lrGamma: Number(v.lrGamma ?? TRAINING_SCHEMA.lrGamma.default),
     warmupSteps: String(v.warmupSteps ?? TRAINING_SCHEMA.warmupSteps.default),
+    augment: String(v.augment ?? TRAINING_SCHEMA.augment.default) as AugmentationName,
     seed: Number(v.seed ?? TRAINING_SCHEMA.seed.default),
     evalEvery: Number(v.evalEvery ?? TRAINING_SCHEMA.evalEvery.default),
   };
-  getDataset(h.dataset);
+  augmentationFor(h.augment!, getDataset(h.dataset));
   parseStep(h.steps, '--steps');
   check(h.optimizer === 'adam' || h.optimizer === 'sgd', `--optimizer: expected adam or sgd, got '${h.optimizer}'`);
   check(Number.isInteger(h.batchSize) && h.batchSize >= 1, `--batch-size must be a positive integer, got ${h.batchSize}`);
@@ -82,6 +87,11 @@ export function trainingDefaults(model: string): Values {
   return {
     model: TRAINING_SCHEMA.model.default, dataset: d.dataset, steps: d.steps, batchSize: d.batchSize,
     optimizer: d.optimizer, lr: d.lr, momentum: 0, weightDecay: 0, seed: 0, evalEvery: 100,
-    lrSchedule: 'constant', lrGamma: 0.1, warmupSteps: '0it',
+    lrSchedule: 'constant', lrGamma: 0.1, warmupSteps: '0it', augment: 'none',
   };
+}
+
+/** The run's training-data augmentation, if any. */
+export function trainingAugmentation(h: TrainingHparams): Augmentation | undefined {
+  return augmentationFor(h.augment ?? 'none', getDataset(h.dataset));
 }

@@ -9,7 +9,7 @@ import type { Model } from '../nn/model.js';
 import { writeFileAtomic, writeJsonAtomic } from '../store/atomic.js';
 import { saveSafetensors } from '../store/safetensors.js';
 import { lrSchedule } from './schedule.js';
-import type { TrainingHparams } from './hparams.js';
+import { trainingAugmentation, type TrainingHparams } from './hparams.js';
 import type { MaskSchedule } from './mask-schedule.js';
 import { iterationsPerEpoch, train, type EvalPoint, type TrainResult } from './train.js';
 
@@ -101,7 +101,7 @@ export function runTraining(h: TrainingHparams, opts: RunTrainingOptions = {}): 
   model.initialize(new Rng(h.seed, 'init'));
   const sparse = opts.sparse?.(model, iterations);
   const result = train({
-    masks: sparse?.masks, maskSchedule: sparse?.schedule,
+    masks: sparse?.masks, maskSchedule: sparse?.schedule, augmentation: trainingAugmentation(h),
     model, data, iterations, batchSize: h.batchSize, seed: h.seed, evalEvery: h.evalEvery,
     optimizer: { name: h.optimizer, lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay },
     schedule: lrSchedule(h, iterationsPerEpoch(data.train.length, h.batchSize), iterations),

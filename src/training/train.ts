@@ -1,9 +1,10 @@
 import { activeContext, type RunContext } from '../backend/index.js';
 import { LthError, Stopped, check } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
-import type { Splits } from '../data/dataset.js';
+import type { Dataset, Splits } from '../data/dataset.js';
 import type { Model, StateDict } from '../nn/model.js';
 import type { OptimizerSettings } from '../nn/optim.js';
+import { AugmentedEpoch, type Augmentation } from '../data/augment.js';
 import { buildModel } from '../nn/build.js';
 import { maskDensities, stepFlops, weightMacs, type StepFlops } from '../nn/flops.js';
 import { compileProgram, withMasks } from '../program/compile.js';
@@ -60,8 +61,10 @@ export interface TrainOptions {
   readonly stopRequested?: () => string | null;
   /** Checkpoints to take, and one to resume from (default: none). */
   readonly checkpoints?: TrainCheckpoints;
-  /** Changes the masks as training goes, or ends it early (see mask-schedule.ts); needs `masks`. */
+  /** Changes the masks as training goes, or ends it early (see mask-schedule.ts). */
   readonly maskSchedule?: MaskSchedule;
+  /** Crops and flips the training minibatches on the fly, seeded by (seed, epoch) (data/augment.ts). */
+  readonly augmentation?: Augmentation;
 }
 
 /**
@@ -202,14 +205,18 @@ export function train(opts: TrainOptions): TrainResult {
   const losses = new Float64Array(Math.min(evalEvery, perEpoch));
   try {
     let order: Int32Array | null = null;
+    let trainData = data.train;
     if (!resume) evalNow(startAt);
     while (it < iterations) {
       const epoch = Math.floor(it / perEpoch), inEpoch = it % perEpoch;
-      if (inEpoch === 0 || !order) order = new Rng(opts.seed, 'data', epoch).permutation(data.train.length);
+      if (inEpoch === 0 || !order) {
+        order = new Rng(opts.seed, 'data', epoch).permutation(data.train.length);
+        trainData = opts.augmentation ? new AugmentedEpoch(data.train, opts.augmentation, opts.seed, epoch) : data.train;
+      }
       if (it === pending) {
         const t0 = performance.now();
         snapshot = null;
-        const action = maskSchedule!.at(live(it, order, inEpoch * batchSize));
+        const action = maskSchedule!.at(live(it, trainData, order, inEpoch * batchSize));
         pending = maskSchedule!.nextPoint(it);
         if (action?.kind === 'stop') {
           stoppedAt = it;
@@ -227,7 +234,7 @@ export function train(opts: TrainOptions): TrainResult {
       if (checkpointSchedule) end = Math.min(end, checkpointSchedule.boundaryAfter(it));
       const lr = schedule.lrAt(it);
       const run = losses.subarray(0, end - it);
-      const ran = program.step({ data: data.train, order, from: inEpoch * batchSize, batchSize }, run, lr);
+      const ran = program.step({ data: trainData, order, from: inEpoch * batchSize, batchSize }, run, lr);
       const loss = run[ran - 1];
       if (!Number.isFinite(loss)) {
         throw new LthError(`training diverged: loss is ${loss} at iteration ${it + ran - 1} (learning rate ${lr} too high?)`);
@@ -259,8 +266,8 @@ export function train(opts: TrainOptions): TrainResult {
     ...(maskSchedule ? { masks, maskUpdates } : {}), ...(stoppedAt !== undefined ? { stoppedAt } : {}),
   };
 
-  /** The training as the mask schedule sees it at iteration `at`, whose minibatch is order[from .. from + batchSize). */
-  function live(at: number, order: Int32Array, from: number): LiveTraining {
+  /** The training as the mask schedule sees it at iteration `at`, whose minibatch is order[from .. from + batchSize) of `trainData`. */
+  function live(at: number, trainData: Dataset, order: Int32Array, from: number): LiveTraining {
     return {
       iteration: at, masks: masks ?? new Map(),
       weights: () => (snapshot ??= program.state()),
@@ -274,7 +281,7 @@ export function train(opts: TrainOptions): TrainResult {
         net.train(true);
         for (const [, t] of net.namedParameters()) t.grad = null;
         const x = Tensor.zeros([batchSize, ...data.train.sampleShape]), labels = new Int32Array(batchSize);
-        data.train.gather(order, from, batchSize, x.data, labels);
+        trainData.gather(order, from, batchSize, x.data, labels);
         softmaxCrossEntropy(net.forward(x), labels).backward();
         flops.actual += batchSize * perStep.dense;
         return new Map(names.map((n) => [n, Float32Array.from(net.parameter(n).grad ?? new Float32Array(net.parameter(n).size))]));
