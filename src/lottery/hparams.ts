@@ -4,6 +4,7 @@ import { getModel } from '../models/registry.js';
 import { canonical, hashOf, type Schema, type Values } from '../core/hparams.js';
 import { parseStep } from '../core/steps.js';
 import { getStrategy, strategyNames } from '../pruning/registry.js';
+import { checkStructured } from '../pruning/units.js';
 import { TRAINING_SCHEMA, resolveTraining, trainingDefaults, type TrainingHparams } from '../training/hparams.js';
 import { CHECKPOINT_EVERY_DEFAULT, parseCheckpointEvery } from '../training/checkpoint.js';
 import { controlNames } from './branches.js';
@@ -98,6 +99,7 @@ export function resolveLottery(v: Values): LotteryHparams {
   check(!oneShot || h.targetDensity !== undefined, '--one-shot needs --density D, the fraction of weights to keep (e.g. 0.2)');
   check(Number.isInteger(h.levels) && h.levels >= 0, `--levels must be a non-negative integer, got ${h.levels}`);
   const strategy = getStrategy(h.strategy);
+  checkStructured(strategy, () => getModel(training.model).build());
   if (atInit) {
     check(densities.length > 0, '--at-init needs --densities, e.g. 0.5,0.2,0.07');
     check(!h.branches.includes('finetune'), '--branches finetune: levels pruned at initialisation have no trained weights to fine-tune');

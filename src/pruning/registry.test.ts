@@ -1,29 +1,37 @@
 /**
- * Every registered strategy through one generic check on LeNet's shapes: it declares when
- * it runs and its structure, removes exactly round(rate · remaining) weights per layer
- * (pooled for a global strategy), never revives a pruned weight, is deterministic, and
- * returns masks of the context's layers and sizes.
+ * Every registered strategy through one generic check on LeNet's shapes (a small Conv-2's
+ * for one that removes channels): it declares when it runs and its structure, removes
+ * exactly round(rate · remaining) weights per layer (pooled for a global strategy; units
+ * per layer for a structured one, whose masks stay structured), never revives a pruned
+ * weight, is deterministic, and returns masks of the context's layers and sizes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../core/rng.js';
 import { getModel } from '../models/registry.js';
+import { keptUnits, unitChain } from '../nn/compact.js';
 import { countOnes, layerCounts, onesMask } from './mask.js';
 import { getStrategy, strategyNames } from './registry.js';
 import type { PruningContext } from './strategy.js';
 import { magnitudeGlobal } from './strategies/magnitude-global.js';
 import { testContext } from './testing.js';
 
-test('every registered strategy prunes exactly, only shrinks masks, and is deterministic', () => {
-  const spec = getModel('lenet_300_100');
-  const model = spec.build();
+/** LeNet, or for strategies that remove conv channels a Conv-2 of 8, 8 channels and fc 32, 32. */
+function network(structure: string) {
+  const spec = getModel(structure === 'channels' ? 'conv2' : 'lenet_300_100');
+  const build = () => (structure === 'channels' ? spec.withWidths!([8, 8, 32, 32]) : spec.build());
+  const model = build();
   model.initialize(new Rng(0, 'init'));
   const theta0 = model.state();
   const rng = new Rng(4, 'trained');
   const trained = new Map([...theta0].map(([n, w]) => [n, w.map(() => rng.normal())]));
-  const rates = spec.pruningRates(model);
+  return { build, model, theta0, trained, rates: spec.pruningRates(model) };
+}
+
+test('every registered strategy prunes exactly, only shrinks masks, and is deterministic', () => {
   for (const name of strategyNames()) {
     const strategy = getStrategy(name);
+    const { build, model, theta0, trained, rates } = network(strategy.structure);
     assert.equal(strategy.name, name);
     assert.ok(['after_training', 'at_init'].includes(strategy.when), `${name}: when`);
     assert.ok(['unstructured', 'neurons', 'channels'].includes(strategy.structure), `${name}: structure`);
@@ -34,7 +42,7 @@ test('every registered strategy prunes exactly, only shrinks masks, and is deter
       const ctx = (): PruningContext => ({
         ...testContext({ rates, trained: strategy.when === 'after_training' ? trained : null, mask, theta0, level, seed: 5 }),
         layers: model.prunableLayers(),
-        model: () => spec.build(),
+        model: build,
         sample: (n) => {
           const r = new Rng(level, 'sample');
           return { x: new Float32Array(n * 784).map(() => r.normal()), labels: Int32Array.from({ length: n }, (_, i) => i % 10), shape: [n, 784] };
@@ -54,6 +62,16 @@ test('every registered strategy prunes exactly, only shrinks masks, and is deter
         if (strategy.structure === 'unstructured' && !strategy.global) {
           assert.equal(before.get(n)! - after.get(n)!, Math.round(rates.get(n)! * before.get(n)!), `${name} level ${level} ${n}`);
         }
+      }
+      if (strategy.structure !== 'unstructured') {
+        // Whole units: round(rate · remaining units) of each layer of the strategy's kind but the output layer.
+        const chain = unitChain(model), units = (m: typeof mask) => keptUnits(chain, m)!.map((k) => k.reduce((a, v) => a + v, 0));
+        assert.ok(keptUnits(chain, next), `${name} level ${level}: the mask stays structured`);
+        const was = units(mask), now = units(next);
+        chain.forEach((l, i) => {
+          const target = !l.output && l.kind === (strategy.structure === 'channels' ? 'conv2d' : 'linear');
+          assert.equal(was[i] - now[i], target ? Math.round(rates.get(l.weight)! * was[i]) : 0, `${name} level ${level} ${l.weight}: units`);
+        });
       }
       if (strategy.global) assert.equal(removed, Math.round(Math.max(...rates.values()) * remaining), `${name} level ${level}: pooled count`);
       mask = next;

@@ -1,8 +1,10 @@
 import { LthError } from '../core/errors.js';
+import { channelL1 } from './strategies/channel-l1.js';
 import { grasp } from './strategies/grasp.js';
 import { magnitudeGlobal } from './strategies/magnitude-global.js';
 import { magnitudeInit } from './strategies/magnitude-init.js';
 import { magnitudeLayerwise } from './strategies/magnitude-layerwise.js';
+import { neuronL1 } from './strategies/neuron-l1.js';
 import { randomLayerwise } from './strategies/random-layerwise.js';
 import { snip } from './strategies/snip.js';
 import { synflow } from './strategies/synflow.js';
@@ -17,6 +19,8 @@ const STRATEGIES: readonly Strategy[] = [
   snip,
   synflow,
   grasp,
+  neuronL1,
+  channelL1,
 ];
 
 export function strategyNames(): string[] {
