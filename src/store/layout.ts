@@ -53,7 +53,7 @@ export interface StageResult {
   finalTestAccuracy: number;
   seconds: number;
   backend: string;
-  /** The program that trained it ('graph', 'sparse_mlp'); absent in stages of older versions. */
+  /** The program that trained it ('graph', 'sparse_mlp', 'compact'); absent in stages of older versions. */
   program?: string;
   /** The run settings it was computed with (backend, simd, threads, sparse, fused). */
   numerics?: Record<string, string | number>;
