@@ -93,12 +93,17 @@ export function keptUnits(chain: readonly UnitLayer[], masks: ReadonlyMap<string
     const keep = new Uint8Array(layer.units);
     const len = rowLength(layer);
     check(!m || m.length === layer.units * len, () => `mask '${layer.weight}' has ${m!.length} values, expected ${layer.units * len}`);
-    for (let r = 0; r < layer.units; r++) {
-      const at = (u: number, k: number) => (m ? m[r * len + u * layer.block + k] : 1);
-      const alive = layer.output || !m || m.subarray(r * len, (r + 1) * len).some((v) => v !== 0);
+    if (!m) {
+      // All ones: consistent only if nothing before it was removed.
+      if (keepIn.includes(0)) return null;
+      keep.fill(1);
+    }
+    for (let r = 0; m && r < layer.units; r++) {
+      const alive = layer.output || m.subarray(r * len, (r + 1) * len).some((v) => v !== 0);
       for (let u = 0; u < layer.inUnits; u++) {
-        const want = alive && keepIn[u] === 1 ? 1 : 0;
-        for (let k = 0; k < layer.block; k++) if ((at(u, k) !== 0 ? 1 : 0) !== want) return null;
+        const want = alive && keepIn[u] === 1;
+        const from = r * len + u * layer.block;
+        for (let i = from; i < from + layer.block; i++) if ((m[i] !== 0) !== want) return null;
       }
       keep[r] = alive ? 1 : 0;
     }
@@ -143,7 +148,10 @@ export function compaction(model: Model, masks: ReadonlyMap<string, Float32Array
   const compactTensor = (name: string, full: Float32Array) => {
     check(full.length === fullSizes.get(name), () => `compaction: '${name}' has ${full.length} values, expected ${fullSizes.get(name)}`);
     const idx = index.get(name);
-    return idx ? Float32Array.from(idx, (i) => full[i]) : Float32Array.from(full);
+    if (!idx) return Float32Array.from(full);
+    const out = new Float32Array(idx.length);
+    for (let i = 0; i < idx.length; i++) out[i] = full[idx[i]];
+    return out;
   };
   const expandTensor = (name: string, part: Float32Array) => {
     const idx = index.get(name);
@@ -179,9 +187,11 @@ function gatherIndices(chain: readonly UnitLayer[], kept: readonly Uint8Array[])
     const rows = indicesOf(kept[i]);
     const ins = i === 0 ? Array.from({ length: l.inUnits }, (_, u) => u) : indicesOf(kept[i - 1]);
     const len = rowLength(l);
-    const w: number[] = [];
-    for (const r of rows) for (const u of ins) for (let k = 0; k < l.block; k++) w.push(r * len + u * l.block + k);
-    out.set(l.weight, Int32Array.from(w));
+    // Typed from the start: a Conv-2's fc1 alone has 4 million entries.
+    const w = new Int32Array(rows.length * ins.length * l.block);
+    let at = 0;
+    for (const r of rows) for (const u of ins) for (let k = 0; k < l.block; k++) w[at++] = r * len + u * l.block + k;
+    out.set(l.weight, w);
     out.set(`${l.path}.bias`, Int32Array.from(rows));
   });
   return out;
