@@ -7,7 +7,7 @@
  * the end. Runs are interleaved (run r of every configuration, then run r + 1) and the
  * median is reported, with the ratio to dense and the mean cost of one mask update.
  *
- *   node dist/bench/dst.js [--densities 0.1,0.036] [--iterations 3000] [--runs 3] [--threads N] [--json]
+ *   node dist/bench/dst.js [--densities 0.1,0.036] [--iterations 3000] [--runs 3] [--density-rule erk|uniform] [--threads N] [--json]
  *
  * Prints a table; with --json, one JSON object as the last stdout line (and no progress).
  */
@@ -26,6 +26,7 @@ const SCHEMA = {
   densities: { type: 'list', help: 'overall weight densities of the sparse runs', default: ['0.1', '0.036'] },
   iterations: { type: 'integer', help: 'iterations per training run', default: 3000 },
   runs: { type: 'integer', help: 'interleaved runs of each configuration; the median is reported', default: 3 },
+  densityRule: { type: 'string', help: 'how the density is spread over the layers: erk or uniform', choices: ['erk', 'uniform'], default: 'erk' },
   threads: { type: 'integer', help: "native backend threads (default: the machine's cores)" },
 } as const satisfies Schema;
 
@@ -57,6 +58,7 @@ function main(): void {
   const iterations = Number(values.iterations ?? SCHEMA.iterations.default), runs = Number(values.runs ?? SCHEMA.runs.default);
   for (const d of densities) if (!(d > 0 && d < 1)) throw new LthError(`--densities: each must be in (0, 1), got ${d}`);
   if (!(iterations >= 100 && runs >= 1)) throw new LthError('--iterations must be at least 100 and --runs at least 1');
+  const rule = (values.densityRule ?? SCHEMA.densityRule.default) as 'erk' | 'uniform';
   const context = resolveContext({ threads: values.threads === undefined ? undefined : Number(values.threads) });
   const progress = (line: string) => { if (!common.json) console.log(line); };
   const data = getDataset('mnist').load(undefined, SEED);
@@ -64,12 +66,12 @@ function main(): void {
   for (const d of densities) {
     for (const m of SPARSE_TRAIN_METHODS) configs.push({ name: `${m} ${d}`, method: m, density: d, seconds: [], updateSeconds: [], updates: 0, accuracy: NaN });
   }
-  progress(`LeNet-300-100 on MNIST, ${iterations} iterations a run, ${runs} interleaved runs, ${context.settings.threads} threads`);
+  progress(`LeNet-300-100 on MNIST, ${iterations} iterations a run, ${rule} layer densities, ${runs} interleaved runs, ${context.settings.threads} threads`);
   for (let r = 0; r < runs; r++) {
     for (const c of configs) {
       const model = getModel('lenet_300_100').build();
       model.initialize(new Rng(SEED, 'init'));
-      const sparse = c.method ? sparseTrainingSetup({ method: c.method, density: c.density, densityRule: 'erk', ...UPDATE }, SEED, context)(model, iterations) : null;
+      const sparse = c.method ? sparseTrainingSetup({ method: c.method, density: c.density, densityRule: rule, ...UPDATE }, SEED, context)(model, iterations) : null;
       const t0 = performance.now();
       const result = train({
         model, data, iterations, batchSize: BATCH, seed: SEED, evalEvery: iterations, backgroundEval: false, context,
@@ -91,7 +93,7 @@ function main(): void {
     };
   });
   if (common.json) {
-    console.log(JSON.stringify({ bench: 'dst', iterations, runs, threads: context.settings.threads, configs: rows }));
+    console.log(JSON.stringify({ bench: 'dst', iterations, runs, densityRule: rule, threads: context.settings.threads, configs: rows }));
     return;
   }
   console.log('');
