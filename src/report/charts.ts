@@ -217,6 +217,11 @@ export interface CostSeries {
   dash: number[];
   /** Vega symbol shape of its points (circle by default). */
   shape?: string;
+  /**
+   * Whether a line joins its points (default true): a ticket's cumulative cost grows level
+   * by level; a control's own cost does not, and a line through its levels would zigzag.
+   */
+  line?: boolean;
   points: CostPoint[];
 }
 
@@ -227,7 +232,7 @@ export interface CostSeries {
  */
 export function costChart(opts: { title: string; subtitle?: string[]; xTitle: string; xFormat: string; log: boolean; yTitle: string; series: CostSeries[] }): vega.Spec {
   const keep = (p: CostPoint) => Number.isFinite(p.x) && Number.isFinite(p.mean) && (!opts.log || (p.x > 0 && p.xMin > 0));
-  const values = opts.series.flatMap((s) => s.points.filter(keep).map((p) => ({ series: s.name, ...p })));
+  const values = opts.series.flatMap((s) => s.points.filter(keep).map((p) => ({ series: s.name, line: s.line !== false, ...p })));
   return {
     $schema: 'https://vega.github.io/schema/vega/v6.json',
     width: WIDTH, height: HEIGHT, padding: 8, config: CONFIG,
@@ -261,7 +266,7 @@ export function costChart(opts: { title: string; subtitle?: string[]; xTitle: st
         },
         {
           type: 'line', from: { data: 'series' }, sort: { field: 'datum.order' },
-          encode: { enter: { x: { scale: 'x', field: 'x' }, y: { scale: 'y', field: 'mean' }, stroke: { scale: 'color', field: 'series' }, strokeDash: { scale: 'dash', field: 'series' }, strokeWidth: { value: 1.8 } } },
+          encode: { enter: { x: { scale: 'x', field: 'x' }, y: { scale: 'y', field: 'mean' }, defined: { field: 'line' }, stroke: { scale: 'color', field: 'series' }, strokeDash: { scale: 'dash', field: 'series' }, strokeWidth: { value: 1.8 } } },
         },
         {
           type: 'symbol', from: { data: 'series' },

@@ -360,7 +360,7 @@ export function compareCostSeries(groups: CompareGroup[]): CostSeriesData[] {
 
 function toChartSeries(data: CostSeriesData[], which: 'seconds' | 'flops'): CostSeries[] {
   return data.filter((s) => s[which].length > 0).map((s) => ({
-    name: s.name, color: s.color, dash: s.dash, shape: s.shape,
+    name: s.name, color: s.color, dash: s.dash, shape: s.shape, line: s.cumulative,
     points: s[which].map((e, order) => ({ x: e.cost.mean, xMin: e.cost.min, xMax: e.cost.max, mean: 100 * e.accuracy.mean, min: 100 * e.accuracy.min, max: 100 * e.accuracy.max, n: e.accuracy.n, order })),
   }));
 }

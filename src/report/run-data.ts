@@ -385,7 +385,7 @@ export function loadRun(dir: string): RunData {
 
 /**
  * A short label for a run from the hyperparameters that set it apart from `others`: how it
- * finds its masks ('iterative', 'one-shot', 'at init: snip', 'transferred from <run>'),
+ * finds its masks ('iterative', 'one-shot', 'early-bird iterative', 'at init: snip', 'transferred from <run>'),
  * the strategy when runs differ in it, then any other differing hyperparameter.
  */
 export function runLabel(run: RunData, others: RunData[]): string {
@@ -396,9 +396,11 @@ export function runLabel(run: RunData, others: RunData[]): string {
   const strategy = String(id.strategy ?? 'magnitude_layerwise');
   const base = id.transferFrom !== undefined
     ? `transferred from ${String(id.transferFrom)}`
-    : id.atInit === true ? `at init: ${strategy}` : `${id.oneShot === true ? 'one-shot' : 'iterative'}${differs('strategy', afterTraining) ? ` ${strategy}` : ''}`;
-  // Named in the base, or different in every run of a ladder.
-  const skip = new Set(['oneShot', 'levels', 'targetDensity', 'atInit', 'densities', 'strategy', 'transferFrom']);
+    : id.atInit === true ? `at init: ${strategy}` : `${id.earlyBird === true ? 'early-bird ' : ''}${id.oneShot === true ? 'one-shot' : 'iterative'}${differs('strategy', afterTraining) ? ` ${strategy}` : ''}`;
+  // Named in the base, or different in every run of a ladder; the early-bird settings only where runs with it differ in them.
+  const skip = new Set(['oneShot', 'levels', 'targetDensity', 'atInit', 'densities', 'strategy', 'transferFrom', 'earlyBird']);
+  const earlyBirds = others.filter((o) => o.hparams.identity.earlyBird === true);
+  for (const k of ['earlyBirdEpsilon', 'earlyBirdEvery']) if (id.earlyBird !== true || !differs(k, earlyBirds)) skip.add(k);
   const keys = new Set(others.flatMap((o) => Object.keys(o.hparams.identity)).concat(Object.keys(id)));
   const extra: string[] = [];
   for (const k of [...keys].sort()) {
