@@ -90,13 +90,13 @@ export class SparseTraining implements MaskSchedule {
         be.selectByMagnitude(gradients.get(name)!, next, 0, k, true, grow);
         for (const i of grow) next[i] = 1;
       } else {
-        growRandom(next, k, new Rng(this.settings.seed, 'set_grow', update, l), grow);
+        growRandom(next, mask.length - active(name, mask) + k, k, new Rng(this.settings.seed, 'set_grow', update, l), grow);
       }
       masks.set(name, next);
       grown.set(name, grow);
       this.regrown += k;
     });
-    return grown.size ? { kind: 'masks', masks, grown } : null;
+    return grown.size ? { kind: 'masks', masks, grown, sameCounts: true } : null;
   }
 
   save(): MaskScheduleState {
@@ -112,16 +112,14 @@ export class SparseTraining implements MaskSchedule {
 }
 
 /**
- * Grows k connections drawn uniformly among the entries where `mask` is 0: positions drawn
+ * Grows k connections drawn uniformly among the `inactive` entries where `mask` is 0: positions drawn
  * uniformly over the whole layer, each kept if still inactive (set to 1 in `mask`) and
  * drawn again otherwise, which samples k of the inactive entries uniformly without
  * replacement. At the densities dynamic sparse training runs at most entries are inactive,
  * so this takes about k draws rather than a pass over the layer. The indices go into
  * `out` in increasing order.
  */
-function growRandom(mask: Float32Array, k: number, rng: Rng, out: Int32Array): void {
-  let inactive = 0;
-  for (let i = 0; i < mask.length; i++) inactive += mask[i] === 0 ? 1 : 0;
+function growRandom(mask: Float32Array, inactive: number, k: number, rng: Rng, out: Int32Array): void {
   if (k > inactive) throw new Error(`sparse training: asked to grow ${k} of ${inactive} inactive connections`);
   for (let j = 0; j < k;) {
     const i = rng.int(mask.length);

@@ -29,6 +29,8 @@ export type MaskAction =
     readonly masks: ReadonlyMap<string, Float32Array>;
     /** Entries of the new masks that are new connections (start at zero, fresh moments) even if they were active before. */
     readonly grown?: ReadonlyMap<string, Int32Array>;
+    /** Every layer keeps its count of kept weights (so the cost of a step is unchanged). */
+    readonly sameCounts?: boolean;
   }
   | { readonly kind: 'stop' };
 
@@ -50,7 +52,7 @@ export interface LiveTraining {
    * The gradient of the mean loss of this iteration's minibatch at the live weights, at
    * every entry of the named weights, as if they were dense (RigL's growth criterion). It
    * costs a dense training step's forward and backward pass, which the training's FLOPs
-   * count.
+   * count. The arrays are valid until the next call.
    */
   denseGradients(names: readonly string[]): Map<string, Float32Array>;
 }

@@ -10,7 +10,7 @@ import { maskDensities, stepFlops, weightMacs, type StepFlops } from '../nn/flop
 import { compileProgram, withMasks } from '../program/compile.js';
 import type { Program, ProgramKind } from '../program/program.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
-import { Tensor } from '../tensor/tensor.js';
+import { BufferArena, Tensor } from '../tensor/tensor.js';
 import { BackgroundEvaluator } from './background-eval.js';
 import { CheckpointSchedule, type CheckpointEvery, type TrainCheckpoint } from './checkpoint.js';
 import { earlyStopPoint, type EvalPoint } from './curve.js';
@@ -175,7 +175,10 @@ export function train(opts: TrainOptions): TrainResult {
   let pending = maskSchedule ? maskSchedule.nextPoint(resume ? it - 1 : it) : Infinity;
   let stoppedAt: number | undefined;
   const maskUpdates = { count: 0, seconds: 0 };
+  // RigL's dense gradients: a dense copy of the model, its batch and its pass's buffers.
   let gradModel: ReturnType<typeof buildModel> | null = null;
+  let gradBatch: { x: Tensor; labels: Int32Array } | null = null;
+  const gradArena = new BufferArena();
   /** The live weights at the mask schedule's current point, copied once for it and the recompilation. */
   let snapshot: StateDict | null = null;
   let lastCheckpoint = resume ? resume.iteration : -1;
@@ -224,7 +227,7 @@ export function train(opts: TrainOptions): TrainResult {
           if (it % evalEvery !== 0) evalNow(it);
           break;
         }
-        if (action?.kind === 'masks') recompile(action.masks, action.grown);
+        if (action?.kind === 'masks') recompile(action.masks, action.grown, action.sameCounts);
         maskUpdates.count++;
         maskUpdates.seconds += (performance.now() - t0) / 1000;
       }
@@ -279,21 +282,24 @@ export function train(opts: TrainOptions): TrainResult {
         const net = gradModel;
         net.loadState(snapshot ??= program.state(), 'the live weights');
         net.train(true);
-        for (const [, t] of net.namedParameters()) t.grad = null;
-        const x = Tensor.zeros([batchSize, ...data.train.sampleShape]), labels = new Int32Array(batchSize);
+        // The gradient arrays and the pass's buffers are reused from one update to the next.
+        for (const [, t] of net.namedParameters()) t.grad?.fill(0);
+        gradBatch ??= { x: Tensor.zeros([batchSize, ...data.train.sampleShape]), labels: new Int32Array(batchSize) };
+        const { x, labels } = gradBatch;
         trainData.gather(order, from, batchSize, x.data, labels);
-        softmaxCrossEntropy(net.forward(x), labels).backward();
+        gradArena.run(() => softmaxCrossEntropy(net.forward(x), labels).backward());
         flops.actual += batchSize * perStep.dense;
-        return new Map(names.map((n) => [n, Float32Array.from(net.parameter(n).grad ?? new Float32Array(net.parameter(n).size))]));
+        return new Map(names.map((n) => [n, net.parameter(n).ensureGrad()]));
       },
     };
   }
 
   /** Trains with `next` masks from here on (see withMasks). */
-  function recompile(next: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>): void {
+  function recompile(next: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>, sameCounts = false): void {
     program = withMasks(program, model, { masks, optimizer: opts.optimizer, context }, next, grown, snapshot ?? undefined);
     masks = next;
-    perStep = stepFlops(macs, maskDensities(masks), program.sparseWeights);
+    // The same counts run on the same kernels: the step's cost is unchanged.
+    if (!sameCounts) perStep = stepFlops(macs, maskDensities(masks), program.sparseWeights);
   }
 
   /** Puts the program and the model where `cp` found them; the curve and the kept state are the caller's. */
