@@ -50,7 +50,7 @@ function idxDataset(name: keyof typeof NORMALIZATION, description: string, defau
   const { mean, std } = NORMALIZATION[name];
   return {
     name, description, howToGet,
-    sampleShape: [784], numClasses: 10, validationSize: 5000,
+    sampleShape: [784], imageShape: [1, 28, 28], numClasses: 10, validationSize: 5000,
     load(dataDir, seed) {
       const dir = dataDir ?? defaultDir();
       if (!dir) throw new LthError(`${name}: no data directory; pass --data-dir DIR. ${howToGet}`);

@@ -15,5 +15,10 @@ export interface DatasetSpec {
    * crops pad with (torchvision pads the raw image with black before normalising).
    */
   readonly black?: readonly number[];
+  /**
+   * For a data set stored flat ([784]), the shape of one example as an image (channels,
+   * height, width): what a model that takes images (a conv net) is fed.
+   */
+  readonly imageShape?: readonly number[];
   load(dataDir: string | undefined, seed: number): Splits;
 }

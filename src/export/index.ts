@@ -57,7 +57,7 @@ export function exportStage(runDir: string, o: ExportOptions): ExportResult {
   const problems = verifyStage(dir, done);
   if (problems.length) throw new LthError(`export: ${problems.join('; ')}; 'lth verify ${runDir} --repair' redoes it`);
   const tensors = loadSafetensors(path.join(dir, which === 'final' ? FILES.final : FILES.init));
-  const model = modelFor(h.training.model, tensors);
+  const model = modelFor(h.training.model, h.training.dataset, tensors);
   const stage = `replicate_${replicate}/level_${o.level}/${branch}`;
   const source = `${path.basename(path.resolve(runDir))}/${stage} (${which} weights)`;
   let bytes: Uint8Array;
@@ -68,7 +68,7 @@ export function exportStage(runDir: string, o: ExportOptions): ExportResult {
   } else {
     const dataset = getDataset(h.training.dataset);
     bytes = onnxModel({
-      model: model.describe(), weights: tensors, sampleShape: dataset.sampleShape, classes: dataset.numClasses,
+      model: model.describe(), weights: tensors, sampleShape: getModel(h.training.model, h.training.dataset).input ?? dataset.sampleShape, classes: dataset.numClasses,
       metadata: { source, input: `one ${dataset.name} example normalised as lth loads it (docs/protocol.md)`, density: String(done.density) },
     });
   }
@@ -80,8 +80,8 @@ export function exportStage(runDir: string, o: ExportOptions): ExportResult {
  * The run's architecture with the shapes of `tensors`: the model itself, or (a small_dense
  * stage) the same family with the hidden widths its weights have.
  */
-function modelFor(name: string, tensors: ReadonlyMap<string, NamedTensor>): Model {
-  const spec = getModel(name);
+function modelFor(name: string, dataset: string, tensors: ReadonlyMap<string, NamedTensor>): Model {
+  const spec = getModel(name, dataset);
   const fits = (m: Model) => m.namedParameters().every(([n, t]) => {
     const s = tensors.get(n)?.shape;
     return s !== undefined && s.length === t.shape.length && s.every((d, i) => d === t.shape[i]);

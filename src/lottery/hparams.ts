@@ -99,7 +99,7 @@ export function resolveLottery(v: Values): LotteryHparams {
   check(!oneShot || h.targetDensity !== undefined, '--one-shot needs --density D, the fraction of weights to keep (e.g. 0.2)');
   check(Number.isInteger(h.levels) && h.levels >= 0, `--levels must be a non-negative integer, got ${h.levels}`);
   const strategy = getStrategy(h.strategy);
-  checkStructured(strategy, () => getModel(training.model).build());
+  checkStructured(strategy, () => getModel(training.model, training.dataset).build());
   if (atInit) {
     check(densities.length > 0, '--at-init needs --densities, e.g. 0.5,0.2,0.07');
     check(!h.branches.includes('finetune'), '--branches finetune: levels pruned at initialisation have no trained weights to fine-tune');
@@ -121,7 +121,7 @@ export function resolveLottery(v: Values): LotteryHparams {
     check(!h.branches.includes('finetune'), '--branches finetune: a transferred ticket has no trained weights of this run to fine-tune');
   }
   if (h.ignore.length > 0) {
-    const prunable = getModel(training.model).build().prunableNames();
+    const prunable = getModel(training.model, training.dataset).build().prunableNames();
     for (const n of h.ignore) check(prunable.includes(n), `--ignore: ${training.model} has no prunable weight '${n}' (it has ${prunable.join(', ')})`);
     check(strategy.global, `--ignore names layers a global strategy leaves untouched; it has no effect with --strategy ${h.strategy}`);
   }

@@ -5,7 +5,7 @@ import type { LotteryHparams } from './hparams.js';
 
 /** The per-round rate of every prunable weight: the model's, --rate, or derived from --target-density. */
 export function pruningRates(h: LotteryHparams, model: Model): Map<string, number> {
-  const spec = getModel(h.training.model);
+  const spec = getModel(h.training.model, h.training.dataset);
   let rates = spec.pruningRates(model);
   if (h.rate !== undefined) {
     // --rate replaces the fully connected rate (output layer at half); conv layers keep theirs.

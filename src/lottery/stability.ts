@@ -63,7 +63,7 @@ export function runStability(o: StabilityOptions): StabilityResult {
   const iterations = stepToIterations(parseStep(h.steps, '--steps'), perEpoch);
   const rewindAt = stepToIterations(parseStep(o.rewindStep, '--rewind-step'), perEpoch);
   check(rewindAt < iterations, `--rewind-step ${o.rewindStep} (${rewindAt} iterations) must be before the end of the budget ${h.steps} (${iterations} iterations)`);
-  const spec = getModel(h.model);
+  const spec = getModel(h.model, h.dataset);
   const optimizer = { name: h.optimizer, lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay };
   const schedule = lrSchedule(h, perEpoch, iterations);
   // Trains from iteration `from` to `to` of the budget, with those iterations' learning rates.

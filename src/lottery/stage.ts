@@ -116,7 +116,7 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
   const { replicate: r, seed, level } = spec;
   const splits = opts.splits(seed);
   const { iterations, rewindAt } = budget(h, splits.train.length);
-  const modelSpec = getModel(h.training.model);
+  const modelSpec = getModel(h.training.model, h.training.dataset);
   const model = modelSpec.build();
   const source = h.transferFrom === undefined ? null : path.resolve(h.transferFrom);
   const theta0 = source ? transferred(source, stagePath(r, 0, MAIN), FILES.init, model) : initialState(modelSpec, seed);

@@ -32,28 +32,32 @@ function convNet(name: string, channels: readonly number[], dropout = 0, fcWidth
   return new Model(name, layers);
 }
 
-/** Conv-2/4/6 and their dropout variants, with the paper's defaults (Figure 2 of v5). */
+/** Conv-2/4/6 and their dropout variants, with the paper's defaults (Figure 2 of v5), for CIFAR-10's 3×32×32 images. */
 export function convSpecs(): ModelSpec[] {
-  const nets = [
-    { n: 2, channels: [64, 64], steps: 20000, lr: 2e-4, convRate: 0.1, weights: '4,300,992 weights, 38,592 conv' },
-    { n: 4, channels: [64, 64, 128, 128], steps: 25000, lr: 3e-4, convRate: 0.1, weights: '2,425,024 weights, 259,776 conv' },
-    { n: 6, channels: [64, 64, 128, 128, 256, 256], steps: 30000, lr: 3e-4, convRate: 0.15, weights: '2,261,184 weights, 1,144,512 conv' },
-  ];
-  const specs: ModelSpec[] = [];
-  for (const net of nets) {
-    const convs = net.channels.map((ch, i) => (i % 2 ? `${ch},pool` : `${ch}`)).join(',');
-    for (const dropout of [0, 0.5]) {
-      const name = dropout ? `conv${net.n}_dropout` : `conv${net.n}`;
-      specs.push({
-        name,
-        description: `Conv-${net.n}${dropout ? ` with dropout ${dropout} after fc1 and fc2` : ''}: 3x3 convs ${convs}, fc 256,256,10, ReLU, for CIFAR-10 (${net.weights})`,
-        training: { dataset: 'cifar10', steps: `${net.steps * (dropout ? 3 : 1)}it`, batchSize: 60, optimizer: 'adam', lr: net.lr },
-        build: () => convNet(name, net.channels, dropout),
-        hiddenWidths: [...net.channels, 256, 256],
-        withWidths: (w) => convNet(name, w.slice(0, net.channels.length), dropout, w.slice(net.channels.length)),
-        pruningRates: ratesByKind(net.convRate, 0.2),
-      });
-    }
-  }
-  return specs;
+  return CONV_NETS.flatMap((net) => [0, 0.5].map((dropout) => convSpec(net, dropout, [3, 32, 32])));
+}
+
+const CONV_NETS = [
+  { n: 2, channels: [64, 64], steps: 20000, lr: 2e-4, convRate: 0.1, weights: '4,300,992 weights, 38,592 conv' },
+  { n: 4, channels: [64, 64, 128, 128], steps: 25000, lr: 3e-4, convRate: 0.1, weights: '2,425,024 weights, 259,776 conv' },
+  { n: 6, channels: [64, 64, 128, 128, 256, 256], steps: 30000, lr: 3e-4, convRate: 0.15, weights: '2,261,184 weights, 1,144,512 conv' },
+] as const;
+
+/** One of them for images of `input` shape: the same layers, fc1 sized for what the pooling leaves. */
+function convSpec(net: (typeof CONV_NETS)[number], dropout: number, input: readonly number[]): ModelSpec {
+  const convs = net.channels.map((ch, i) => (i % 2 ? `${ch},pool` : `${ch}`)).join(',');
+  const name = dropout ? `conv${net.n}_dropout` : `conv${net.n}`;
+  const shape = input as readonly [number, number, number];
+  const cifar = input.join('x') === '3x32x32';
+  return {
+    name,
+    description: `Conv-${net.n}${dropout ? ` with dropout ${dropout} after fc1 and fc2` : ''}: 3x3 convs ${convs}, fc 256,256,10, ReLU, for CIFAR-10 (${net.weights}; other image shapes too, e.g. 1x28x28 MNIST)`,
+    training: { dataset: 'cifar10', steps: `${net.steps * (dropout ? 3 : 1)}it`, batchSize: 60, optimizer: 'adam', lr: net.lr },
+    build: () => convNet(name, net.channels, dropout, [256, 256], shape),
+    hiddenWidths: [...net.channels, 256, 256],
+    withWidths: (w) => convNet(name, w.slice(0, net.channels.length), dropout, w.slice(net.channels.length), shape),
+    pruningRates: ratesByKind(net.convRate, 0.2),
+    input: cifar ? [3, 32, 32] : [...input],
+    forInput: (other) => convSpec(net, dropout, other),
+  };
 }

@@ -167,3 +167,24 @@ test('Conv-4 density ladder: 11.1% at level 11, 9.2% at level 12', () => {
   const labels = ladder('conv4', 12);
   assert.deepEqual([labels[11], labels[12]], ['11.1', '9.2']);
 });
+
+test('getModel(name, dataset): conv nets take a flat data set\'s images (MNIST as 1×28×28), sized for them; others unchanged', async () => {
+  const { loadSplits } = await import('../training/run.js');
+  const { resolveTraining } = await import('../training/hparams.js');
+  const { Tensor } = await import('../tensor/tensor.js');
+  assert.equal(getModel('conv2', 'cifar10'), getModel('conv2'), 'CIFAR-10: the model as registered');
+  assert.equal(getModel('lenet_300_100', 'mnist'), getModel('lenet_300_100'), 'an MLP takes flat samples');
+  const conv2 = getModel('conv2', 'mnist');
+  assert.deepEqual(conv2.input, [1, 28, 28]);
+  const m = conv2.build();
+  assert.deepEqual(m.parameter('conv1.weight').shape, [64, 1, 3, 3]);
+  assert.deepEqual(m.parameter('fc1.weight').shape, [256, 64 * 14 * 14]);
+  // Conv-6 pools three times: 28 → 14 → 7 → 3.
+  assert.deepEqual(getModel('conv6', 'fashion_mnist').build().parameter('fc1.weight').shape, [256, 256 * 3 * 3]);
+  assert.deepEqual(getModel('conv2', 'mnist').withWidths!([8, 8, 16, 16]).parameter('fc1.weight').shape, [16, 8 * 14 * 14]);
+  const y = m.forward(Tensor.zeros([2, 1, 28, 28]));
+  assert.deepEqual(y.shape, [2, 10]);
+  const splits = loadSplits(resolveTraining({ model: 'conv2', dataset: 'mnist' }));
+  assert.deepEqual(splits.train.sampleShape, [1, 28, 28]);
+  assert.deepEqual(loadSplits(resolveTraining({ model: 'lenet_300_100', dataset: 'mnist' })).test.sampleShape, [784]);
+});

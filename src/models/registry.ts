@@ -2,6 +2,7 @@ import { LthError } from '../core/errors.js';
 import { convSpecs } from './conv.js';
 import { lenet300100 } from './lenet.js';
 import type { ModelSpec } from './spec.js';
+import { getDataset } from '../data/registry.js';
 
 export type { ModelSpec, TrainingDefaults } from './spec.js';
 
@@ -15,8 +16,16 @@ export function modelNames(): string[] {
   return MODELS.map((m) => m.name);
 }
 
-export function getModel(name: string): ModelSpec {
+/**
+ * The model `name`; with a data set, built for its samples: a model that takes images gets
+ * the data set's images (a flat data set's `imageShape`: MNIST's 1×28×28), sized for them.
+ */
+export function getModel(name: string, dataset?: string): ModelSpec {
   const spec = MODELS.find((m) => m.name === name);
   if (!spec) throw new LthError(`Unknown model '${name}'. Known: ${modelNames().join(', ')}`);
-  return spec;
+  if (dataset === undefined || !spec.input || !spec.forInput) return spec;
+  const d = getDataset(dataset);
+  const images = d.sampleShape.length === 3 ? d.sampleShape : d.imageShape;
+  if (!images) throw new LthError(`${name} takes images; ${dataset}'s samples are [${d.sampleShape.join(', ')}], not channels × height × width`);
+  return images.join('x') === spec.input.join('x') ? spec : spec.forInput(images);
 }

@@ -22,6 +22,10 @@ export interface ModelSpec {
   withWidths?(widths: readonly number[]): Model;
   /** The widths `build()` uses, in the order `withWidths` takes them. */
   readonly hiddenWidths?: readonly number[];
+  /** For a model that takes images (channels, height, width): the shape `build()` takes. Absent: flat samples. */
+  readonly input?: readonly number[];
+  /** The same model for images of another shape (getModel(name, dataset) uses it). */
+  forInput?(input: readonly number[]): ModelSpec;
   /** The paper's per-round pruning rate of each prunable weight ('fc1.weight' -> 0.2). */
   pruningRates(model: Model): Map<string, number>;
 }

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { activeContext, type RunContext } from '../backend/index.js';
 import { Rng } from '../core/rng.js';
 import { parseStep, stepToIterations } from '../core/steps.js';
-import type { Splits } from '../data/dataset.js';
+import { Dataset, type Splits } from '../data/dataset.js';
 import { getDataset } from '../data/registry.js';
 import { getModel } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
@@ -34,9 +34,13 @@ export interface TrainSummary {
   sparseTraining?: Record<string, unknown>;
 }
 
-/** Loads the run's data set (split by its seed). */
+/** Loads the run's data set (split by its seed), its samples shaped as the run's model takes them (MNIST as 1×28×28 images for a conv net). */
 export function loadSplits(h: TrainingHparams): Splits {
-  return getDataset(h.dataset).load(h.dataDir, h.seed);
+  const splits = getDataset(h.dataset).load(h.dataDir, h.seed);
+  const input = getModel(h.model, h.dataset).input;
+  if (!input || input.join('x') === splits.train.sampleShape.join('x')) return splits;
+  const shaped = (d: Dataset) => new Dataset(d.images, d.labels, input, d.numClasses);
+  return { name: splits.name, train: shaped(splits.train), validation: shaped(splits.validation), test: shaped(splits.test) };
 }
 
 export function budgetIterations(h: TrainingHparams, trainSize: number): number {
@@ -97,7 +101,7 @@ export function runTraining(h: TrainingHparams, opts: RunTrainingOptions = {}): 
   const context = opts.context ?? activeContext();
   const data = loadSplits(h);
   const iterations = budgetIterations(h, data.train.length);
-  const model = getModel(h.model).build();
+  const model = getModel(h.model, h.dataset).build();
   model.initialize(new Rng(h.seed, 'init'));
   const sparse = opts.sparse?.(model, iterations);
   const result = train({
