@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,20 +21,13 @@ import { FILES } from '../src/store/layout.js';
 import { checkpointIteration, isCheckpointFile } from '../src/training/checkpoint.js';
 import { loadSplits } from '../src/training/run.js';
 import { writeCifarDir } from '../src/data/testing.js';
+import { runLth as lth, lastJson } from '../src/cli/testing.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'dist/src/cli/main.js');
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'lth-checkpoint-cli-'));
 
-function lth(args: string[]) {
-  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
-function lastJson(stdout: string): Record<string, unknown> {
-  const lines = stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]);
-}
 
 /** Every file of every stage of run `a` is in run `b` with the same bytes (done.json but its timing); no checkpoint is left. */
 function sameRun(a: string, b: string, stages: readonly string[]): void {

@@ -1,6 +1,6 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,15 +9,12 @@ import { loadSweep, runSweep, SWEEP_JSON, type SweepExecutor } from '../src/swee
 import { runLottery } from '../src/lottery/runner.js';
 import { FILES, listStages, stageDir } from '../src/store/layout.js';
 import { haveRedisServer, startRedisServer } from '../src/queue/redis-server.js';
+import { runLth as lth } from '../src/cli/testing.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'dist/src/cli/main.js');
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'lth-sweep-'));
 
-function lth(args: string[]) {
-  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 const SWEEP_YAML = `# two pruning rates, tiny budgets
 base:
