@@ -11,16 +11,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadSafetensors } from '../src/store/safetensors.js';
 import { runLth as lth, lastJson } from '../src/cli/testing.js';
+import { countOnes as ones } from '../src/pruning/mask.js';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'lth-dynamic-'));
 
 
 
-function ones(m: Float32Array): number {
-  let n = 0;
-  for (const x of m) n += x !== 0 ? 1 : 0;
-  return n;
-}
 
 test('lth train --sparse-train rigl|set: ERK masks at the density, updates, FLOPs below dense, the final mask written', () => {
   for (const method of ['rigl', 'set']) {

@@ -22,16 +22,12 @@ import { layerDensities, randomMaskAt } from './densities.js';
 import { EarlyBird, maskDistance } from './early-bird.js';
 import { sparseSchedule } from './setup.js';
 import { SparseTraining, type SparseTrainMethod } from './sparse-training.js';
+import { countOnes as ones } from '../pruning/mask.js';
 
 const adam: OptimizerSettings = { name: 'adam', lr: 1e-2, momentum: 0, weightDecay: 0 };
 const ctx = (sparse: 'auto' | 'on' | 'off' = 'auto', fused: 'auto' | 'off' = 'auto'): RunContext => resolveContext({ sparse, fused }, {});
 const reference = resolveContext({ backend: 'reference' }, {});
 
-function ones(m: Float32Array): number {
-  let n = 0;
-  for (const x of m) n += x !== 0 ? 1 : 0;
-  return n;
-}
 
 function mlp(seed = 0): Model {
   const model = new Model('mlp', [['fc1', new Linear(40, 24, 'relu')], ['fc2', new Linear(24, 16, 'relu')], ['fc3', new Linear(16, 5, 'none')]]);

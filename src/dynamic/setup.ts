@@ -1,5 +1,6 @@
 import type { Backend, RunContext } from '../backend/index.js';
 import { Rng } from '../core/rng.js';
+import { countOnes } from '../pruning/mask.js';
 import type { Model } from '../nn/model.js';
 import type { SparseSetup } from '../training/run.js';
 import { layerDensities, randomMaskAt } from './densities.js';
@@ -22,11 +23,7 @@ export function sparseTrainingSetup(h: SparseTrainHparams, seed: number, context
     const densities = layerDensities(layers, h.density, h.densityRule);
     const masks = randomMaskAt(layers, densities, new Rng(seed, 'sparse_mask'));
     const schedule = sparseSchedule(h.method, h, iterations, seed, context.backend);
-    let kept = 0, total = 0;
-    for (const m of masks.values()) {
-      total += m.length;
-      for (let i = 0; i < m.length; i++) kept += m[i] !== 0 ? 1 : 0;
-    }
+    const kept = [...masks.values()].reduce((a, m) => a + countOnes(m), 0), total = [...masks.values()].reduce((a, m) => a + m.length, 0);
     return {
       masks, schedule,
       report: () => ({

@@ -1,5 +1,6 @@
 import type { Backend } from '../backend/index.js';
 import { LthError } from '../core/errors.js';
+import { countOnes } from '../pruning/mask.js';
 import { Rng } from '../core/rng.js';
 import type { LiveTraining, MaskAction, MaskSchedule, MaskScheduleState } from '../training/mask-schedule.js';
 
@@ -130,9 +131,4 @@ function growRandom(mask: Float32Array, inactive: number, k: number, rng: Rng, o
   out.sort();
 }
 
-/** The ones of a 0/1 mask. */
-function countOnes(m: Float32Array): number {
-  let n = 0;
-  for (let i = 0; i < m.length; i++) n += m[i];
-  return n;
-}
+
