@@ -130,5 +130,3 @@ function growRandom(mask: Float32Array, inactive: number, k: number, rng: Rng, o
   }
   out.sort();
 }
-
-
