@@ -7,11 +7,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { activeContext } from '../src/backend/index.js';
 import { resolveLottery } from '../src/lottery/hparams.js';
 import { planLottery } from '../src/lottery/plan.js';
@@ -21,10 +19,8 @@ import { FILES } from '../src/store/layout.js';
 import { checkpointIteration, isCheckpointFile } from '../src/training/checkpoint.js';
 import { loadSplits } from '../src/training/run.js';
 import { writeCifarDir } from '../src/data/testing.js';
-import { runLth as lth, lastJson } from '../src/cli/testing.js';
+import { killLthWhen, runLth as lth, lastJson } from '../src/cli/testing.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const cli = path.join(root, 'dist/src/cli/main.js');
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'lth-checkpoint-cli-'));
 
 
@@ -50,24 +46,15 @@ function sameRun(a: string, b: string, stages: readonly string[]): void {
 test('lth lottery killed with SIGKILL after a checkpoint resumes from it to the files of a run without checkpoints', async () => {
   const args = ['lottery', '--steps', '600it', '--eval-every', '50', '--levels', '1', '--json'];
   const killedRoot = tmp(), cleanRoot = tmp();
-  const child = spawn(process.execPath, [cli, ...args, '--checkpoint-every', '100it', '--root', killedRoot], { stdio: 'ignore' });
   const level1 = () => {
     const runs = fs.readdirSync(killedRoot).filter((d) => fs.existsSync(path.join(killedRoot, d, 'replicate_0')));
     return runs.length ? path.join(killedRoot, runs[0], 'replicate_0', 'level_1', 'main') : null;
   };
   // Kill once level 1 has a checkpoint, whatever it is writing then.
-  await new Promise<void>((resolve, reject) => {
-    const poll = setInterval(() => {
-      const dir = level1();
-      if (dir && fs.existsSync(path.join(dir, 'checkpoint.json')) && !fs.existsSync(path.join(dir, 'done.json'))) {
-        clearInterval(poll);
-        child.kill('SIGKILL');
-        resolve();
-      }
-    }, 5);
-    child.on('exit', () => { clearInterval(poll); reject(new Error('the run finished before it could be killed')); });
+  await killLthWhen([...args, '--checkpoint-every', '100it', '--root', killedRoot], () => {
+    const dir = level1();
+    return dir !== null && fs.existsSync(path.join(dir, 'checkpoint.json')) && !fs.existsSync(path.join(dir, 'done.json'));
   });
-  await new Promise((r) => child.on('exit', r));
   const dir = level1()!;
   assert.ok(!fs.existsSync(path.join(dir, 'done.json')), 'killed inside level 1');
   const at = checkpointIteration(dir);

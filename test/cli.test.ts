@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runLth as lth, lastJson } from '../src/cli/testing.js';
+import { killLthWhen, runLth as lth, lastJson } from '../src/cli/testing.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'dist/src/cli/main.js');
@@ -63,24 +63,15 @@ test('user mistakes: clear message, non-zero exit, no stack trace', () => {
 test('a lottery run killed with SIGKILL mid-level resumes to the same summary as an uninterrupted run', async () => {
   const args = ['lottery', '--steps', '150it', '--eval-every', '50', '--levels', '3', '--branches', 'reinit', '--json'];
   const killedRoot = tmp(), cleanRoot = tmp();
-  const child = spawn(process.execPath, [cli, ...args, '--root', killedRoot], { stdio: 'ignore' });
   const level2 = () => {
     const runs = fs.readdirSync(killedRoot).filter((d) => fs.existsSync(path.join(killedRoot, d, 'replicate_0')));
     return runs.length ? path.join(killedRoot, runs[0], 'replicate_0', 'level_2', 'main') : null;
   };
   // Kill once level 2 has started (its mask is written) but not finished.
-  await new Promise<void>((resolve, reject) => {
-    const poll = setInterval(() => {
-      const dir = level2();
-      if (dir && fs.existsSync(path.join(dir, 'mask.safetensors')) && !fs.existsSync(path.join(dir, 'done.json'))) {
-        clearInterval(poll);
-        child.kill('SIGKILL');
-        resolve();
-      }
-    }, 5);
-    child.on('exit', () => { clearInterval(poll); reject(new Error('the run finished before it could be killed')); });
+  await killLthWhen([...args, '--root', killedRoot], () => {
+    const dir = level2();
+    return dir !== null && fs.existsSync(path.join(dir, 'mask.safetensors')) && !fs.existsSync(path.join(dir, 'done.json'));
   });
-  await new Promise((r) => child.on('exit', r));
   assert.ok(!fs.existsSync(path.join(level2()!, 'done.json')), 'killed mid-level');
   const resumed = lth([...args, '--root', killedRoot]);
   assert.equal(resumed.code, 0, resumed.stderr);

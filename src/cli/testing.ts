@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -15,4 +15,24 @@ export function runLth(args: readonly string[], env: Readonly<Record<string, str
 export function lastJson(stdout: string): Record<string, unknown> {
   const lines = stdout.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]);
+}
+
+/**
+ * Starts `lth args...` and kills it with SIGKILL at the first moment `ready()` holds (polled
+ * every 5 ms), whatever it is writing then; resolves once it has exited, rejects if it
+ * finishes before it could be killed.
+ */
+export async function killLthWhen(args: readonly string[], ready: () => boolean): Promise<void> {
+  const child = spawn(process.execPath, [CLI_MAIN, ...args], { stdio: 'ignore' });
+  const exited = new Promise((r) => child.on('exit', r));
+  await new Promise<void>((resolve, reject) => {
+    const poll = setInterval(() => {
+      if (!ready()) return;
+      clearInterval(poll);
+      child.kill('SIGKILL');
+      resolve();
+    }, 5);
+    child.on('exit', () => { clearInterval(poll); reject(new Error('the run finished before it could be killed')); });
+  });
+  await exited;
 }
