@@ -183,16 +183,7 @@ export function pathChart(opts: { title: string; subtitle?: string[]; yTitle: st
     marks: [{
       type: 'group',
       from: { facet: { name: 'line', data: 'path', groupby: 'series' } },
-      marks: [
-        {
-          type: 'line', from: { data: 'line' },
-          encode: { enter: { x: { scale: 'x', field: 'alpha' }, y: { scale: 'y', field: 'value' }, stroke: { scale: 'color', field: 'series' }, strokeDash: { scale: 'dash', field: 'series' }, strokeWidth: { value: 1.8 } } },
-        },
-        {
-          type: 'symbol', from: { data: 'line' },
-          encode: { enter: { x: { scale: 'x', field: 'alpha' }, y: { scale: 'y', field: 'value' }, fill: { scale: 'color', field: 'series' }, size: { value: 18 } } },
-        },
-      ],
+      marks: lineWithPoints('alpha', 'value', 18),
     }],
   };
 }
@@ -323,16 +314,7 @@ export function distanceChart(opts: { title: string; subtitle?: string[]; legend
       {
         type: 'group',
         from: { facet: { name: 'line', data: 'lines', groupby: 'series' } },
-        marks: [
-          {
-            type: 'line', from: { data: 'line' },
-            encode: { enter: { x: { scale: 'x', field: 'iteration' }, y: { scale: 'y', field: 'distance' }, stroke: { scale: 'color', field: 'series' }, strokeDash: { scale: 'dash', field: 'series' }, strokeWidth: { value: 1.8 } } },
-          },
-          {
-            type: 'symbol', from: { data: 'line' },
-            encode: { enter: { x: { scale: 'x', field: 'iteration' }, y: { scale: 'y', field: 'distance' }, fill: { scale: 'color', field: 'series' }, size: { value: 16 } } },
-          },
-        ],
+        marks: lineWithPoints('iteration', 'distance', 16),
       },
       {
         type: 'symbol', from: { data: 'draws' },
@@ -434,4 +416,18 @@ export function prefixIds(svg: string, prefix: string): string {
     .replace(/\bid="([^"]+)"/g, (_m, id: string) => `id="${prefix}-${id}"`)
     .replace(/url\(#([^)]+)\)/g, (_m, id: string) => `url(#${prefix}-${id})`)
     .replace(/href="#([^"]+)"/g, (_m, id: string) => `href="#${prefix}-${id}"`);
+}
+
+/** The marks of one series faceted as 'line': its line (colour and dash by series) and a dot at each point. */
+function lineWithPoints(x: string, y: string, size: number): vega.Mark[] {
+  return [
+    {
+      type: 'line', from: { data: 'line' },
+      encode: { enter: { x: { scale: 'x', field: x }, y: { scale: 'y', field: y }, stroke: { scale: 'color', field: 'series' }, strokeDash: { scale: 'dash', field: 'series' }, strokeWidth: { value: 1.8 } } },
+    },
+    {
+      type: 'symbol', from: { data: 'line' },
+      encode: { enter: { x: { scale: 'x', field: x }, y: { scale: 'y', field: y }, fill: { scale: 'color', field: 'series' }, size: { value: size } } },
+    },
+  ];
 }
