@@ -2,8 +2,11 @@
 // ΔT steps, the k active weights of smallest magnitude to drop and (RigL) the k inactive
 // entries of largest gradient magnitude to grow, on layers of 10^5-10^7 entries. In plain
 // TypeScript the scans and the quickselect took 4-6 ms a LeNet update, as much as the
-// hundred sparse steps between updates; here one pass gathers the eligible keys and a
-// strided sample bounds the threshold so that nth_element runs on a few thousand of them.
+// hundred sparse steps between updates. Here a strided sample of the eligible keys bounds
+// the threshold and one pass over the layer keeps the few entries within the bound, so
+// nth_element runs on a few thousand of them and no per-entry arrays are written. On
+// LeNet's fc1 (235,200 entries, 7.6% kept), growing 5,000 took 0.57-0.72 ms against
+// 1.2-1.5 ms when the pass first gathered every eligible key (busy machine, 100 calls).
 //
 // The result is exact and deterministic: the `count` smallest keys (|v|, or -|v| for the
 // largest), ties broken by the lower index, NaN ranking as the largest magnitude; the
@@ -48,48 +51,66 @@ napi_value SelectByMagnitude(napi_env env, napi_callback_info info) {
   if (!a.ok()) return nullptr;
 
   // Reused from call to call: an update allocates nothing once the buffers have grown.
-  thread_local std::vector<float> keys;
-  thread_local std::vector<int32_t> index;
   thread_local std::vector<Key> cand;
+  thread_local std::vector<Key> firsts;
   thread_local std::vector<float> sample;
-  if ((int64_t)keys.size() < n) {
-    keys.resize(n);
-    index.resize(n);
-  }
-  // Every entry is written at the next slot and the slot advances only when eligible: no
-  // branch to mispredict on a random mask.
   const bool wantActive = among == 1;
   const float sign = largest ? -1.0f : 1.0f;
-  int64_t eligible = 0;
-  for (int64_t i = 0; i < n; i++) {
+  auto eligibleAt = [&](int64_t i) { return (mask[i] != 0.0f) == wantActive; };
+  auto keyAt = [&](int64_t i) {
     const float v = values[i];
-    keys[eligible] = sign * (v != v ? INFINITY : std::fabs(v));
-    index[eligible] = (int32_t)i;
-    eligible += (mask[i] != 0.0f) == wantActive;
-  }
+    return sign * (v != v ? INFINITY : std::fabs(v));
+  };
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n; i++) kept += mask[i] != 0.0f;
+  const int64_t eligible = wantActive ? kept : n - kept;
   if (count > eligible) {
     a.fail(true, "asked for %lld of %lld eligible entries", (long long)count, (long long)eligible);
     return nullptr;
   }
   if (count == 0) return lth::undefined_value(env);
-  cand.clear();
+  // The candidates, in increasing index order: every eligible entry, or only those at or
+  // below a bound taken from a sample of about kSample eligible keys at evenly spaced
+  // positions, when that bound leaves at least `count` of them.
+  if ((int64_t)cand.size() < n) cand.resize(n);
+  int64_t took = 0;
   if (eligible >= 4 * kSample && count * 8 <= eligible) {
-    sample.resize(kSample);
-    const double stride = (double)eligible / (double)kSample;
-    for (int64_t j = 0; j < kSample; j++) sample[j] = keys[(int64_t)(j * stride)];
-    const int64_t q = std::min<int64_t>(kSample - 1, (int64_t)std::ceil(1.5 * (double)kSample * (double)count / (double)eligible) + 32);
-    std::nth_element(sample.begin(), sample.begin() + q, sample.end());
-    const float bound = sample[q];
-    for (int64_t j = 0; j < eligible; j++)
-      if (keys[j] <= bound) cand.emplace_back(keys[j], index[j]);
-    if ((int64_t)cand.size() < count) cand.clear();
+    sample.clear();
+    const int64_t positions = std::min<int64_t>(n, (int64_t)((double)kSample * (double)n / (double)eligible));
+    const double stride = (double)n / (double)positions;
+    for (int64_t j = 0; j < positions; j++) {
+      const int64_t i = (int64_t)(j * stride);
+      if (eligibleAt(i)) sample.push_back(keyAt(i));
+    }
+    const int64_t m = (int64_t)sample.size();
+    const int64_t q = std::min<int64_t>(m - 1, (int64_t)std::ceil(1.5 * (double)m * (double)count / (double)eligible) + 32);
+    if (q >= 0) {
+      std::nth_element(sample.begin(), sample.begin() + q, sample.end());
+      const float bound = sample[q];
+      // Few entries pass the bound: a branch on it is predicted right nearly always.
+      for (int64_t i = 0; i < n; i++) {
+        const float key = keyAt(i);
+        if (eligibleAt(i) & (key <= bound)) cand[took++] = Key(key, (int32_t)i);
+      }
+      if (took < count) took = 0;
+    }
   }
-  if (cand.empty())
-    for (int64_t j = 0; j < eligible; j++) cand.emplace_back(keys[j], index[j]);
-  // Pairs order by key, then index: the lowest index wins a tie.
-  std::nth_element(cand.begin(), cand.begin() + (count - 1), cand.end());
-  for (int64_t j = 0; j < count; j++) out[j] = cand[j].second;
-  std::sort(out, out + count);
+  // Without a bound every entry is written at the next slot, which advances only when it is
+  // eligible: no branch to mispredict on a random mask.
+  if (took == 0)
+    for (int64_t i = 0; i < n; i++) {
+      cand[took] = Key(keyAt(i), (int32_t)i);
+      took += eligibleAt(i);
+    }
+  // The count-th smallest (key, index) pair is the threshold: the candidates at or below it,
+  // read in index order, are the answer already sorted. Pairs order by key, then index: the
+  // lowest index wins a tie.
+  firsts.assign(cand.begin(), cand.begin() + took);
+  std::nth_element(firsts.begin(), firsts.begin() + (count - 1), firsts.end());
+  const Key threshold = firsts[count - 1];
+  int64_t j = 0;
+  for (int64_t i = 0; i < took; i++)
+    if (!(threshold < cand[i])) out[j++] = cand[i].second;
   return lth::undefined_value(env);
 }
 

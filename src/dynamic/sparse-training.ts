@@ -37,8 +37,8 @@ export class SparseTraining implements MaskSchedule {
   /** Updates made, and connections regrown over all of them. */
   updates = 0;
   regrown = 0;
-  /** Each layer's count of active weights, by name. */
-  private readonly counts = new Map<string, number>();
+  /** Each updated layer's own mask and its active positions, by name. */
+  private readonly layers = new Map<string, LayerState>();
 
   constructor(readonly settings: SparseTrainSettings) {
     const { updateEvery, dropFraction, endAt } = settings;
@@ -63,16 +63,10 @@ export class SparseTraining implements MaskSchedule {
     const fraction = this.dropFractionAt(live.iteration);
     const update = this.updates++;
     if (fraction === 0) return null;
-    // A layer is sparse while it has kept and pruned weights; its count of kept ones never
-    // changes, so it is counted once.
-    const active = (name: string, m: Float32Array) => {
-      let n = this.counts.get(name);
-      if (n === undefined) this.counts.set(name, (n = countOnes(m)));
-      return n;
-    };
+    // A layer is sparse while it has kept and pruned weights; its count of kept ones never changes.
     const layers = [...live.masks].filter(([name, m]) => {
-      const ones = active(name, m);
-      return ones > 0 && ones < m.length;
+      const active = this.layer(name, m).positions.length;
+      return active > 0 && active < m.length;
     }).map(([n]) => n);
     if (layers.length === 0) return null;
     const weights = live.weights();
@@ -80,24 +74,39 @@ export class SparseTraining implements MaskSchedule {
     const masks = new Map(live.masks), grown = new Map<string, Int32Array>();
     const be = this.settings.backend;
     layers.forEach((name, l) => {
-      const mask = live.masks.get(name)!, w = weights.get(name)!;
-      const k = Math.floor(fraction * active(name, mask));
+      const s = this.layer(name, live.masks.get(name)!), w = weights.get(name)!;
+      const active = s.positions.length, k = Math.floor(fraction * active);
       if (k === 0) return;
+      // The drop is chosen among the active weights alone (a tenth of the layer, or less):
+      // selected slots of `positions`, increasing, so their flat indices are too.
+      for (let j = 0; j < active; j++) s.values[j] = w[s.positions[j]];
       const dropped = new Int32Array(k), grow = new Int32Array(k);
-      be.selectByMagnitude(w, mask, 1, k, false, dropped);
-      const next = mask.slice();
-      for (const i of dropped) next[i] = 0;
+      be.selectByMagnitude(s.values, s.ones, 1, k, false, dropped);
+      for (let j = 0; j < k; j++) s.mask[(dropped[j] = s.positions[dropped[j]])] = 0;
       if (gradients) {
-        be.selectByMagnitude(gradients.get(name)!, next, 0, k, true, grow);
-        for (const i of grow) next[i] = 1;
+        be.selectByMagnitude(gradients.get(name)!, s.mask, 0, k, true, grow);
+        for (const i of grow) s.mask[i] = 1;
       } else {
-        growRandom(next, mask.length - active(name, mask) + k, k, new Rng(this.settings.seed, 'set_grow', update, l), grow);
+        growRandom(s.mask, s.mask.length - active + k, k, new Rng(this.settings.seed, 'set_grow', update, l), grow);
       }
-      masks.set(name, next);
+      s.replace(dropped, grow);
+      masks.set(name, s.mask);
       grown.set(name, grow);
       this.regrown += k;
     });
     return grown.size ? { kind: 'masks', masks, grown, sameCounts: true } : null;
+  }
+
+  /**
+   * The state of layer `name`, whose live mask is `mask`: its own (the masks this schedule
+   * gives, changed in place from one update to the next) once it has updated the layer;
+   * made from `mask` when the layer is new to it or the training's mask is another array
+   * (the first update, or one after a resume from a checkpoint).
+   */
+  private layer(name: string, mask: Float32Array): LayerState {
+    let s = this.layers.get(name);
+    if (!s || s.mask !== mask) this.layers.set(name, (s = new LayerState(mask)));
+    return s;
   }
 
   save(): MaskScheduleState {
@@ -109,6 +118,49 @@ export class SparseTraining implements MaskSchedule {
     if (!j || !Number.isInteger(j.updates) || !Number.isInteger(j.regrown)) throw new LthError('its sparse-training state is not {updates, regrown}');
     this.updates = j.updates as number;
     this.regrown = j.regrown as number;
+  }
+}
+
+/**
+ * A layer's mask as dynamic sparse training keeps it: its own copy, changed in place, and
+ * the flat indices of its active entries in increasing order (its count never changes),
+ * with scratch arrays of that count reused by every update.
+ */
+class LayerState {
+  readonly mask: Float32Array;
+  positions: Int32Array;
+  private spare: Int32Array;
+  /** The active weights' values, gathered for the drop. */
+  readonly values: Float32Array;
+  /** All ones: every gathered value is eligible. */
+  readonly ones: Float32Array;
+
+  constructor(mask: Float32Array) {
+    this.mask = mask.slice();
+    const active = countOnes(mask);
+    this.positions = new Int32Array(active);
+    for (let i = 0, j = 0; i < mask.length; i++) if (mask[i] !== 0) this.positions[j++] = i;
+    this.spare = new Int32Array(active);
+    this.values = new Float32Array(active);
+    this.ones = new Float32Array(active).fill(1);
+  }
+
+  /** The active positions without `dropped` and with `grown` (each increasing, as many). */
+  replace(dropped: Int32Array, grown: Int32Array): void {
+    const from = this.positions, to = this.spare;
+    let d = 0, g = 0, o = 0;
+    for (let j = 0; j < from.length; j++) {
+      const p = from[j];
+      if (d < dropped.length && dropped[d] === p) {
+        d++;
+        continue;
+      }
+      while (g < grown.length && grown[g] < p) to[o++] = grown[g++];
+      to[o++] = p;
+    }
+    while (g < grown.length) to[o++] = grown[g++];
+    this.positions = to;
+    this.spare = from;
   }
 }
 

@@ -17,8 +17,10 @@ interface Layer extends SparseMlpLayer {
   gvals: Float32Array;
   state?: { readonly weight: Float32Array[]; readonly bias: readonly Float32Array[] };
   readonly bias: Float32Array;
-  /** A dense zero array of the weight's size, kept zero between uses: setMasks moves packed arrays through it. */
-  scratch?: Float32Array;
+  /** Packed position by flat index, kept at -1 between uses (setMasks). */
+  where?: Int32Array;
+  /** A copy of a packed array while setMasks reorders it in place. */
+  spare?: Float32Array;
   /** The mask its pattern was built from (setMasks skips a layer given the same array). */
   mask: Float32Array;
 }
@@ -103,10 +105,11 @@ export class SparseMlpProgram implements Program {
   }
 
   state(): StateDict {
+    // The model's copies are stale where the program trains: its arrays are overwritten.
     const out = this.model.state();
     for (const l of this.layers) {
-      out.set(l.name, unpackValues(l.pattern, l.vals, new Float32Array(l.linear.weight.size)));
-      out.set(biasName(l), Float32Array.from(l.bias));
+      unpackValues(l.pattern, l.vals, out.get(l.name)!.fill(0));
+      out.get(biasName(l))!.set(l.bias);
     }
     return out;
   }
@@ -153,9 +156,11 @@ export class SparseMlpProgram implements Program {
   }
 
   /**
-   * New patterns for the layers whose masks changed; each packed array (weights, optimiser
-   * state) is moved through a dense scratch array, so the work is the nonzeros' and the
-   * pattern's construction, then the chain is prepared again.
+   * New patterns for the layers whose masks changed. Each packed array (weights, optimiser
+   * state) is carried to the new packed order through one map from new positions to old
+   * ones (-1: a new or grown connection, which starts at zero), built through a dense index
+   * array kept at -1 between uses; the work is the nonzeros' and the pattern's construction,
+   * then the chain is prepared again.
    */
   setMasks(masks: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>): void {
     for (const l of this.layers) {
@@ -164,14 +169,17 @@ export class SparseMlpProgram implements Program {
       const fresh = grown?.get(l.name);
       if (mask === l.mask && !fresh) continue;
       const { pattern } = maskPattern(mask, l.linear.outFeatures, l.linear.inFeatures, this.backend);
-      const scratch = (l.scratch ??= new Float32Array(l.linear.weight.size));
+      const where = (l.where ??= new Int32Array(l.linear.weight.size).fill(-1));
+      const old = l.pattern.flat, from = new Int32Array(pattern.nnz);
+      for (let k = 0; k < old.length; k++) where[old[k]] = k;
+      if (fresh) for (const i of fresh) where[i] = -1;
+      for (let k = 0; k < from.length; k++) from[k] = where[pattern.flat[k]];
+      for (let k = 0; k < old.length; k++) where[old[k]] = -1;
       const remap = (packed: Float32Array): Float32Array => {
-        unpackValues(l.pattern, packed, scratch);
-        if (fresh) for (const i of fresh) scratch[i] = 0;
-        const out = pattern.nnz === l.pattern.nnz ? packed : new Float32Array(pattern.nnz);
-        packValues(pattern, scratch, out);
-        // Back to all zeros: only the old nonzeros were written.
-        for (const i of l.pattern.flat) scratch[i] = 0;
+        // The same count of nonzeros: in place, from a copy of the old values.
+        const src = pattern.nnz === packed.length ? (l.spare = copyInto(l.spare, packed)) : packed;
+        const out = pattern.nnz === packed.length ? packed : new Float32Array(pattern.nnz);
+        for (let k = 0; k < from.length; k++) out[k] = from[k] >= 0 ? src[from[k]] : 0;
         return out;
       };
       l.vals = remap(l.vals);
@@ -194,6 +202,13 @@ export class SparseMlpProgram implements Program {
       throw new LthError(`${this.model.name}: takes samples of ${inputs} features, the data set's are [${data.sampleShape.join(', ')}]`);
     }
   }
+}
+
+/** `src` copied into `into` when it has the same length, else into a new array. */
+function copyInto(into: Float32Array | undefined, src: Float32Array): Float32Array {
+  if (!into || into.length !== src.length) return Float32Array.from(src);
+  into.set(src);
+  return into;
 }
 
 /** The name of a layer's bias ('fc1.bias' beside 'fc1.weight'). */

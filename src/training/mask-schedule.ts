@@ -26,6 +26,11 @@ export interface MaskSchedule {
 export type MaskAction =
   | {
     readonly kind: 'masks';
+    /**
+     * The masks from here on. A schedule may give the same array again, changed in place (so
+     * train() keeps no mask of an earlier point): a layer whose array is unchanged counts
+     * as changed only when `grown` names it.
+     */
     readonly masks: ReadonlyMap<string, Float32Array>;
     /** Entries of the new masks that are new connections (start at zero, fresh moments) even if they were active before. */
     readonly grown?: ReadonlyMap<string, Int32Array>;
