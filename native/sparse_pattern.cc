@@ -149,9 +149,21 @@ napi_value SparsePattern(napi_env env, napi_callback_info info) {
   if (p->nnz) std::memcpy(data, p->flat, (size_t)p->nnz * 4);
   napi_create_typedarray(env, napi_int32_array, (size_t)p->nnz, buf, 0, &flat);
   napi_set_named_property(env, obj, "flat", flat);
+  // The pattern's arrays are outside V8's heap: telling V8 their size makes it collect
+  // dropped patterns (dynamic sparse training makes two every update) before the process
+  // grows, so new ones reuse freed memory instead of faulting in fresh pages.
+  const int64_t bytes = p->bytes();
+  int64_t ignored;
+  napi_adjust_external_memory(env, bytes, &ignored);
   if (napi_wrap(env, obj, static_cast<Wrapped*>(p),
-                [](napi_env, void* d, void*) { delete static_cast<Pattern*>(static_cast<Wrapped*>(d)); }, nullptr,
-                nullptr) != napi_ok) {
+                [](napi_env env, void* d, void*) {
+                  auto* q = static_cast<Pattern*>(static_cast<Wrapped*>(d));
+                  int64_t ignored;
+                  napi_adjust_external_memory(env, -q->bytes(), &ignored);
+                  delete q;
+                },
+                nullptr, nullptr) != napi_ok) {
+    napi_adjust_external_memory(env, -bytes, &ignored);
     delete p;
     napi_throw_error(env, nullptr, "sparsePattern: cannot wrap the pattern");
     return nullptr;

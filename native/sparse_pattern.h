@@ -26,6 +26,12 @@ struct Pattern : Wrapped {
   std::vector<int32_t> segV, colV, rowV, flatV, rowPtrV, tsegV, trowV, tposV, colPtrV;
   const int32_t *seg = nullptr, *col = nullptr, *row = nullptr, *flat = nullptr, *rowPtr = nullptr;
   const int32_t *tseg = nullptr, *trow = nullptr, *tpos = nullptr, *colPtr = nullptr;
+  // The memory its arrays hold.
+  int64_t bytes() const {
+    size_t n = 0;
+    for (const auto* v : {&segV, &colV, &rowV, &flatV, &rowPtrV, &tsegV, &trowV, &tposV, &colPtrV}) n += v->capacity();
+    return (int64_t)(n * sizeof(int32_t));
+  }
 };
 
 // A pattern argument of a binding's table; ArgValue::handle<Pattern>() gives the pattern.
