@@ -114,3 +114,56 @@ test('ONNX of a conv net (Conv, ReLU, MaxPool, Flatten, Gemm; dropout left out):
   }
   assert.ok(worst <= 1e-4 * Math.max(1, scale), `largest logit difference ${worst} (logits up to ${scale})`);
 });
+
+test('--compact: a neuron_l1 ticket exports as the smaller dense network (ONNX gives the masked network\'s logits; the state dict has the smaller shapes); an unstructured one is refused', async () => {
+  const s = resolveLottery({ strategy: 'neuron_l1', steps: '30it', evalEvery: 15, levels: 1, root: tmp() });
+  const run = runLottery(s).runDir;
+  const dir = stageDir(run, 0, 1, 'main');
+  const mask = loadSafetensors(path.join(dir, FILES.mask)), weights = loadSafetensors(path.join(dir, FILES.final));
+  // The neurons the mask keeps: rows of fc1 and fc2 with a nonzero.
+  const keptRows = (n: string) => {
+    const { shape: [rows, cols], data } = mask.get(n)!;
+    return Array.from({ length: rows }, (_, r) => data.subarray(r * cols, (r + 1) * cols).some((v) => v !== 0)).filter(Boolean).length;
+  };
+  const widths = [keptRows('fc1.weight'), keptRows('fc2.weight'), 10];
+  assert.ok(widths[0] < 300 && widths[1] < 100, `neurons removed: ${widths.join(', ')}`);
+
+  const onnxOut = path.join(tmp(), 'small.onnx');
+  const r = exportStage(run, { level: 1, format: 'onnx', out: onnxOut, compact: true });
+  assert.deepEqual(r.widths, widths);
+  const session = await ort.InferenceSession.create(onnxOut);
+  const { logits } = await session.run({ input: new ort.Tensor('float32', Float32Array.from(test500.x), [500, 784]) });
+  const full = getModel('lenet_300_100').build();
+  full.loadState(new Map([...weights].map(([n, t]) => [n, t.data])));
+  full.train(false);
+  const want = noGrad(() => Float32Array.from(full.forward(new Tensor(Float32Array.from(test500.x), [500, 784])).data));
+  const got = logits.data as Float32Array;
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+  assert.ok(worst < 1e-4, `largest logit difference ${worst}`);
+
+  const ptOut = path.join(tmp(), 'small.pt');
+  exportStage(run, { level: 1, format: 'pt', out: ptOut, compact: true });
+  const script = fileURLToPath(new URL('../../fixtures/read_torch_state.py', import.meta.url));
+  const py = spawnSync(fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3', [script, ptOut], { encoding: 'utf8' });
+  assert.equal(py.status, 0, py.stderr);
+  const read = JSON.parse(py.stdout) as Record<string, { shape: number[]; zeros: number }>;
+  assert.deepEqual(Object.fromEntries(Object.entries(read).map(([n, t]) => [n, t.shape])), {
+    'fc1.weight': [widths[0], 784], 'fc1.bias': [widths[0]], 'fc2.weight': [widths[1], widths[0]], 'fc2.bias': [widths[1]],
+    'fc3.weight': [10, widths[1]], 'fc3.bias': [10],
+  });
+
+  // Where PyTorch is installed: the file loads (strict) into a LeNet of the smaller widths.
+  const torchLoad = spawnSync('/usr/bin/python3', ['-c', [
+    'import sys, torch, torch.nn as nn',
+    'w = [int(v) for v in sys.argv[2:]]',
+    'net = nn.Sequential()',
+    "for i, (a, b) in enumerate(zip([784] + w[:-1], w)): net.add_module(f'fc{i + 1}', nn.Linear(a, b))",
+    'net.load_state_dict(torch.load(sys.argv[1], weights_only=True), strict=True)',
+    "print('loaded')",
+  ].join('\n'), ptOut, ...widths.map(String)], { encoding: 'utf8' });
+  if (!/No module named 'torch'|ENOENT/.test(`${torchLoad.stderr}${torchLoad.error?.message ?? ''}`)) assert.equal(torchLoad.stdout.trim(), 'loaded', torchLoad.stderr);
+
+  assert.throws(() => exportStage(runDir, { level: 1, format: 'pt', out: path.join(tmp(), 'x.pt'), compact: true }),
+    /export: --compact: the mask of replicate_0\/level_1\/main removes no whole neuron or channel/);
+});

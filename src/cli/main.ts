@@ -270,10 +270,11 @@ const EXPORT_SCHEMA = {
   weights: { type: 'string', help: 'final: the trained weights; init: the weights the stage started from (θ0 ⊙ mask for a ticket)', choices: ['final', 'init'], default: 'final' },
   format: { type: 'string', help: 'onnx (runs in onnxruntime), safetensors, or pt (a PyTorch state dict for torch.load)', choices: ['onnx', 'safetensors', 'pt'] },
   out: { type: 'string', help: 'the file to write (must not exist)' },
+  compact: { type: 'boolean', help: 'a structurally pruned stage as the smaller dense network it leaves (loads into a model of the smaller widths)', default: false },
 } as const satisfies Schema;
 
 function cmdExport(argv: string[]): void {
-  const usage = 'Usage: lth export <run-dir> --level K --format onnx|safetensors|pt --out FILE [--replicate R] [--branch B] [--weights final|init]';
+  const usage = 'Usage: lth export <run-dir> --level K --format onnx|safetensors|pt --out FILE [--replicate R] [--branch B] [--weights final|init] [--compact]';
   const { values, positional, common } = parseArgs(argv, EXPORT_SCHEMA);
   if (common.help) {
     console.log(helpText(usage, EXPORT_SCHEMA));
@@ -283,10 +284,10 @@ function cmdExport(argv: string[]): void {
   for (const k of ['level', 'format', 'out'] as const) if (values[k] === undefined) throw new LthError(`export: --${k} is required. ${usage}`);
   const r = exportStage(positional[0], {
     level: values.level as number, replicate: values.replicate as number, branch: values.branch as string,
-    weights: values.weights as 'final' | 'init', format: values.format as ExportFormat, out: values.out as string,
+    weights: values.weights as 'final' | 'init', format: values.format as ExportFormat, out: values.out as string, compact: values.compact as boolean,
   });
   if (common.json) printJson(r);
-  else console.log(`${r.out}: ${r.model}, ${r.stage}, ${(100 * r.density).toFixed(2)}% of the weights, ${r.bytes} bytes`);
+  else console.log(`${r.out}: ${r.model}${r.widths ? ` compacted to widths ${r.widths.join(', ')}` : ''}, ${r.stage}, ${(100 * r.density).toFixed(2)}% of the weights, ${r.bytes} bytes`);
 }
 
 async function main(argv: string[]): Promise<void> {

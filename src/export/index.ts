@@ -4,6 +4,7 @@ import { LthError } from '../core/errors.js';
 import { getDataset } from '../data/registry.js';
 import { runOf } from '../lottery/verify.js';
 import { getModel } from '../models/registry.js';
+import { compaction } from '../nn/compact.js';
 import type { Model } from '../nn/model.js';
 import { writeFileAtomic } from '../store/atomic.js';
 import { FILES, readDone, stageDir, verifyStage } from '../store/layout.js';
@@ -24,6 +25,12 @@ export interface ExportOptions {
   readonly format: ExportFormat;
   /** The file to write; it must not exist. */
   readonly out: string;
+  /**
+   * A structurally pruned stage as the smaller dense network its mask leaves (removed
+   * neurons and channels, and the next layer's inputs from them, cut out), so the file
+   * loads into the architecture of those smaller widths.
+   */
+  readonly compact?: boolean;
 }
 
 export interface ExportResult {
@@ -33,6 +40,8 @@ export interface ExportResult {
   /** Fraction of prunable weights that are nonzero in the stage's mask. */
   readonly density: number;
   readonly bytes: number;
+  /** With `compact`: the units (neurons, channels) each layer keeps, in layer order. */
+  readonly widths?: readonly number[];
 }
 
 /**
@@ -56,9 +65,22 @@ export function exportStage(runDir: string, o: ExportOptions): ExportResult {
   if (!done) throw new LthError(`export: stage ${path.relative(runDir, dir)} of ${runDir} is not finished`);
   const problems = verifyStage(dir, done);
   if (problems.length) throw new LthError(`export: ${problems.join('; ')}; 'lth verify ${runDir} --repair' redoes it`);
-  const tensors = loadSafetensors(path.join(dir, which === 'final' ? FILES.final : FILES.init));
-  const model = modelFor(h.training.model, h.training.dataset, tensors);
-  const stage = `replicate_${replicate}/level_${o.level}/${branch}`;
+  let tensors = loadSafetensors(path.join(dir, which === 'final' ? FILES.final : FILES.init));
+  let model = modelFor(h.training.model, h.training.dataset, tensors);
+  let widths: number[] | undefined;
+  if (o.compact) {
+    const mask = loadSafetensors(path.join(dir, FILES.mask));
+    const c = compaction(model, new Map([...mask].map(([n, t]) => [n, t.data])));
+    if (!c) {
+      throw new LthError(`export: --compact: the mask of ${stageName(replicate, o.level, branch)} removes no whole neuron or channel `
+        + '(structured strategies such as neuron_l1 and channel_l1 do); export it without --compact');
+    }
+    const shapes = new Map(c.model.namedTensors().map(([n, t]) => [n, t.shape]));
+    tensors = new Map([...tensors].map(([n, t]) => [n, { shape: shapes.get(n)!, data: c.compactTensor(n, t.data) }]));
+    model = c.model;
+    widths = c.kept.map((k) => k.reduce((a, v) => a + v, 0));
+  }
+  const stage = stageName(replicate, o.level, branch);
   const source = `${path.basename(path.resolve(runDir))}/${stage} (${which} weights)`;
   let bytes: Uint8Array;
   if (o.format === 'safetensors') {
@@ -73,7 +95,11 @@ export function exportStage(runDir: string, o: ExportOptions): ExportResult {
     });
   }
   writeFileAtomic(o.out, bytes);
-  return { out: o.out, stage, model: model.name, density: done.density, bytes: bytes.length };
+  return { out: o.out, stage, model: model.name, density: done.density, bytes: bytes.length, ...(widths ? { widths } : {}) };
+}
+
+function stageName(replicate: number, level: number, branch: string): string {
+  return `replicate_${replicate}/level_${level}/${branch}`;
 }
 
 /**
