@@ -56,41 +56,48 @@ inline double sum_sq_dev(const float* __restrict x, int64_t len, float mu) {
   return s;
 }
 
-// The gradient reaching the affine map: gy, or 0 where the ReLU output is not positive.
-inline float masked(const float* gy, const float* y, int64_t k, bool relu) { return relu && !(y[k] > 0) ? 0.0f : gy[k]; }
+// The gradient reaching the affine map: gy, or 0 where the ReLU output is not positive. gy is
+// loaded whatever the mask, so that the selection vectorises (a conditional load does not).
+inline float masked(const float* gy, const float* y, int64_t k, bool relu) {
+  const float g = gy[k];
+  return relu && !(y[k] > 0) ? 0.0f : g;
+}
 
-// Σ g and Σ g·(x - mu) over one plane (g masked by the ReLU when relu).
-inline void grad_sums(const float* __restrict x, const float* __restrict y, const float* __restrict gy, int64_t len, float mu,
-                      bool relu, double* sg, double* sgx) {
+// Σ g and Σ g·(x - mu) over g[0..len), into *s and *t.
+inline void plain_sums(const float* __restrict x, const float* __restrict g, int64_t len, float mu, double* s, double* t) {
   float a[kLanes] = {}, b[kLanes] = {};
   int64_t k = 0;
-  if (relu) {
-    for (; k + kLanes <= len; k += kLanes)
-      for (int l = 0; l < kLanes; l++) {
-        const float g = y[k + l] > 0 ? gy[k + l] : 0.0f;
-        a[l] += g;
-        b[l] += g * (x[k + l] - mu);
-      }
-  } else {
-    for (; k + kLanes <= len; k += kLanes)
-      for (int l = 0; l < kLanes; l++) {
-        const float g = gy[k + l];
-        a[l] += g;
-        b[l] += g * (x[k + l] - mu);
-      }
-  }
-  double s = 0, t = 0;
+  for (; k + kLanes <= len; k += kLanes)
+    for (int l = 0; l < kLanes; l++) {
+      a[l] += g[k + l];
+      b[l] += g[k + l] * (x[k + l] - mu);
+    }
   for (; k < len; k++) {
-    const float g = masked(gy, y, k, relu);
-    s += g;
-    t += (double)g * ((double)x[k] - mu);
+    *s += g[k];
+    *t += (double)g[k] * ((double)x[k] - mu);
   }
   for (int l = 0; l < kLanes; l++) {
-    s += a[l];
-    t += b[l];
+    *s += a[l];
+    *t += b[l];
   }
-  *sg += s;
-  *sgx += t;
+}
+
+// Σ g and Σ g·(x - mu) over one plane (g masked by the ReLU when relu). With the ReLU the
+// masked gradient goes through a small buffer first: the selection and the sums each
+// vectorise as separate loops, not as one.
+inline void grad_sums(const float* __restrict x, const float* __restrict y, const float* __restrict gy, int64_t len, float mu,
+                      bool relu, double* sg, double* sgx) {
+  if (!relu) {
+    plain_sums(x, gy, len, mu, sg, sgx);
+    return;
+  }
+  constexpr int64_t kChunkLen = 256;
+  float buf[kChunkLen];
+  for (int64_t k0 = 0; k0 < len; k0 += kChunkLen) {
+    const int64_t m = len - k0 < kChunkLen ? len - k0 : kChunkLen;
+    for (int64_t j = 0; j < m; j++) buf[j] = masked(gy + k0, y + k0, j, true);
+    plain_sums(x + k0, buf, m, mu, sg, sgx);
+  }
 }
 
 using lth::ArgSpec;
@@ -221,7 +228,8 @@ napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
           if (relu) {
             const float* yi = y + o;
             for (int64_t j = 0; j < size; j++) {
-              const float g = yi[j] > 0 ? gi[j] : 0.0f;
+              const float gv = gi[j];
+              const float g = yi[j] > 0 ? gv : 0.0f;
               di[j] += k * (g - mg - (xi[j] - mu) * mgx);
             }
           } else {
@@ -290,10 +298,23 @@ napi_value AddActBackward(napi_env env, napi_callback_info info) {
     FtzScope ftz;
     parallel_units((n + kChunk - 1) / kChunk, n, [&](int64_t b, int64_t e) {
       const int64_t lo = b * kChunk, hi = e * kChunk < n ? e * kChunk : n;
-      for (int64_t i = lo; i < hi; i++) {
-        const float g = relu && !(y[i] > 0) ? 0.0f : gy[i];
-        if (hasA) ga[i] += g;
-        if (hasB) gb[i] += g;
+      // One loop per case, each a plain vectorisable pass.
+      if (relu) {
+        if (hasA)
+          for (int64_t i = lo; i < hi; i++) {
+            const float g = gy[i];
+            ga[i] += y[i] > 0 ? g : 0.0f;
+          }
+        if (hasB)
+          for (int64_t i = lo; i < hi; i++) {
+            const float g = gy[i];
+            gb[i] += y[i] > 0 ? g : 0.0f;
+          }
+      } else {
+        if (hasA)
+          for (int64_t i = lo; i < hi; i++) ga[i] += gy[i];
+        if (hasB)
+          for (int64_t i = lo; i < hi; i++) gb[i] += gy[i];
       }
     });
   }
