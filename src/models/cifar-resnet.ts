@@ -57,6 +57,7 @@ function resnetSpec(net: (typeof RESNETS)[number], input: readonly number[]): Mo
     build: () => resnet(name, net.depth, input[0]),
     pruningRates: ratesByKind(0.2, 0.2),
     pruning: { strategy: 'magnitude_global', ignore: ['fc.weight'] },
+    rateScope: 'all',
     input: [...input],
     forInput: (other) => resnetSpec(net, other),
   };

@@ -62,6 +62,7 @@ function vggSpec(net: (typeof VGGS)[number], input: readonly number[]): ModelSpe
     build: () => vgg(name, plan, input[0]),
     pruningRates: ratesByKind(0.2, 0.2),
     pruning: { strategy: 'magnitude_global', ignore: ['fc.weight'] },
+    rateScope: 'all',
     input: [...input],
     forInput: (other) => vggSpec(net, other),
   };

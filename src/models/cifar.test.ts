@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../core/rng.js';
 import { resolveLottery } from '../lottery/hparams.js';
+import { pruningRates } from '../lottery/rates.js';
 import { buildModel } from '../nn/build.js';
 import { weightMacs } from '../nn/flops.js';
 import { onesMask } from '../pruning/mask.js';
@@ -73,6 +74,10 @@ test("training defaults are the literature's; a lottery prunes globally 20% a ro
     assert.deepEqual(h.ignore, ['fc.weight']);
     assert.deepEqual([h.training.momentum, h.training.weightDecay, h.training.lrSchedule, h.training.lrGamma, h.training.warmupSteps], [0.9, wd, 'step:80ep,120ep', 0.1, '0it']);
   }
+  // --rate is every layer's rate here (output at half), not only the fully connected ones'.
+  const rated = resolveLottery({ model: 'cifar_vgg_11', rate: 0.3 });
+  const vgg = getModel('cifar_vgg_11').build();
+  assert.ok([...pruningRates(rated, vgg)].every(([n, r]) => r === (n === 'fc.weight' ? 0.15 : 0.3)));
   // A layerwise strategy ignores nothing; Adam starts without SGD's momentum and weight decay.
   assert.deepEqual(resolveLottery({ model: 'cifar_resnet_20', strategy: 'magnitude_layerwise' }).ignore, []);
   const adam = resolveLottery({ model: 'cifar_resnet_20', optimizer: 'adam' }).training;

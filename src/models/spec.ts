@@ -43,6 +43,13 @@ export interface ModelSpec {
   pruningRates(model: Model): Map<string, number>;
   /** The pruning strategy a lottery of this model uses unless told otherwise. */
   readonly pruning?: PruningDefaults;
+  /**
+   * What --rate sets: the fully connected layers' rate, convolutions keeping the model's
+   * ('fc', the default: the paper's conv nets prune them at their own rates), or every
+   * layer's ('all': one rate for the whole network, as open_lth's pruning fraction);
+   * the output layer at half either way.
+   */
+  readonly rateScope?: 'fc' | 'all';
 }
 
 /**
