@@ -80,6 +80,7 @@ test("training defaults are the literature's; a lottery prunes globally 20% a ro
   assert.ok([...pruningRates(rated, vgg)].every(([n, r]) => r === (n === 'fc.weight' ? 0.15 : 0.3)));
   // A layerwise strategy ignores nothing; Adam starts without SGD's momentum and weight decay.
   assert.deepEqual(resolveLottery({ model: 'cifar_resnet_20', strategy: 'magnitude_layerwise' }).ignore, []);
+  assert.deepEqual(resolveLottery({ model: 'cifar_resnet_20', ignore: [] }).ignore, [], "--ignore '' prunes fc too");
   const adam = resolveLottery({ model: 'cifar_resnet_20', optimizer: 'adam' }).training;
   assert.deepEqual([adam.momentum, adam.weightDecay], [0, 0]);
   assert.equal(resolveLottery({ model: 'cifar_resnet_20', warmupSteps: '2ep' }).training.warmupSteps, '2ep');
