@@ -16,7 +16,7 @@ export const LOTTERY_SCHEMA = {
   ...TRAINING_SCHEMA,
   levels: { type: 'integer', help: 'pruning rounds (levels 1..L; level 0 is the dense network)', default: 20 },
   strategy: { type: 'string', help: `pruning strategy (${strategyNames().join(', ')}; default: the model's, magnitude_layerwise for most, magnitude_global for cifar_resnet/cifar_vgg)`, choices: strategyNames() },
-  rate: { type: 'number', help: "per-round pruning rate of fully connected layers (output layer at half; conv layers keep the model's rate; default: the model's, 0.2)" },
+  rate: { type: 'number', help: "per-round pruning rate of fully connected layers (output layer at half; conv layers keep the model's rate, except for cifar_resnet/cifar_vgg, where it is every layer's; default: the model's, 0.2)" },
   targetDensity: { type: 'number', help: 'derive the per-round rates so that the last level has exactly this fraction of weights left', flag: 'target-density', aliases: ['density'] },
   oneShot: { type: 'boolean', help: 'one-shot pruning: train, prune straight to --density, reset, train (same as --levels 1 --target-density D)', default: false },
   atInit: { type: 'boolean', help: `prune θ0 before any training, straight to each of --densities (one level per density), with a strategy that prunes at initialisation (${strategyNames().filter((n) => getStrategy(n).when === 'at_init').join(', ')})`, default: false },
