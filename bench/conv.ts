@@ -1,19 +1,23 @@
 /**
- * Conv-net training-step benchmark: the median time of one Conv-2 (or Conv-4/6) training
- * step — batch 60 of 3×32×32, forward, softmax cross-entropy, backward, Adam — on the
- * current backend (native unless LTH_BACKEND says otherwise).
+ * Conv-net training-step benchmark: the median time of one training step of a CIFAR-10
+ * model — Conv-2/4/6 (batch 60, Adam) or a ResNet/VGG with batch norm (cifar_resnet_20,
+ * cifar_vgg_16, ...: batch 128, SGD with momentum and weight decay), forward, softmax
+ * cross-entropy, backward, the model's optimiser — on the current backend (native unless
+ * LTH_BACKEND says otherwise).
  *
- *   node dist/bench/conv.js [--model conv2] [--steps 10] [--warmup 3] [--threads N]
+ *   node dist/bench/conv.js [--model conv2] [--batch B] [--steps 10] [--warmup 3] [--threads N]
  *                           [--kernels] [--vs-torch] [--json]
  *
- * The batch is fixed random data (no CIFAR files needed); weights are the model's Glorot
- * θ0 (seed 0). Each step is timed on its own and split into forward (incl. loss),
- * backward and optimiser; the figures are medians over --steps steps after --warmup
- * untimed ones. --kernels also totals the time spent in each backend kernel (wrapping
- * them adds a little overhead). --vs-torch then runs bench/torch_conv2.py (not
- * concurrently) with the same model, batch and lr, at 1 thread and at all cores with
- * OpenBLAS on this CPU's own kernels (bench/torch.ts), and prints the ratio lth/torch of
- * the median step times against the faster.
+ * The batch is fixed random data (no CIFAR files needed); weights are the model's θ0
+ * (seed 0), in training mode. Each step runs in a BufferArena as the graph program's do
+ * (its tensors reuse the previous step's buffers), is timed on its own and split into
+ * forward (incl. loss), backward and optimiser; the figures are medians over --steps steps
+ * after --warmup untimed ones. --kernels also totals the time spent in each backend kernel
+ * (wrapping them adds a little overhead). --vs-torch then runs bench/torch_conv2.py (or
+ * bench/torch_cifar.py for the ResNets and VGGs; not concurrently) with the same model,
+ * batch and optimiser, at 1 thread and at all cores with OpenBLAS on this CPU's own
+ * kernels (bench/torch.ts), and prints the ratio lth/torch of the median step times
+ * against the faster.
  *
  * Prints a table; with --json, one JSON object as the last stdout line (and no progress).
  */
@@ -29,14 +33,14 @@ import { Rng } from '../src/core/rng.js';
 import { getModel } from '../src/models/registry.js';
 import { Optimizer } from '../src/nn/optim.js';
 import { softmaxCrossEntropy } from '../src/tensor/ops.js';
-import { Tensor } from '../src/tensor/tensor.js';
+import { BufferArena, Tensor } from '../src/tensor/tensor.js';
 import { findTorchPython, runTorch } from './torch.js';
 
 const SCHEMA = {
-  model: { type: 'string', help: 'conv2, conv4 or conv6 (or a _dropout variant)', default: 'conv2' },
+  model: { type: 'string', help: 'conv2, conv4 or conv6 (or a _dropout variant), cifar_resnet_20/56, cifar_vgg_11/16/19', default: 'conv2' },
   steps: { type: 'integer', help: 'timed steps; the median is reported', default: 10 },
   warmup: { type: 'integer', help: 'untimed steps first', default: 3 },
-  batch: { type: 'integer', help: 'batch size', default: 60 },
+  batch: { type: 'integer', help: "batch size (default: the model's, 60 or 128)" },
   threads: { type: 'integer', help: "native backend threads (default: the addon's own)" },
   kernels: { type: 'boolean', help: 'also total the time per backend kernel', default: false },
   vsTorch: { type: 'boolean', help: 'also time the same step in PyTorch (bench/torch_conv2.py)', default: false },
@@ -88,7 +92,7 @@ function main(): void {
   const modelName = (values.model as string | undefined) ?? SCHEMA.model.default;
   const steps = (values.steps as number | undefined) ?? SCHEMA.steps.default;
   const warmup = (values.warmup as number | undefined) ?? SCHEMA.warmup.default;
-  const batch = (values.batch as number | undefined) ?? SCHEMA.batch.default;
+  const batch = (values.batch as number | undefined) ?? getModel(modelName).training.batchSize;
   const torchSteps = (values.torchSteps as number | undefined) ?? steps;
   if (!(steps >= 1)) throw new LthError(`--steps must be at least 1, got ${steps}`);
   const progress = (line: string) => { if (!common.json) process.stderr.write(`${line}\n`); };
@@ -102,14 +106,17 @@ function main(): void {
 
   const model = spec.build();
   model.initialize(new Rng(0, 'init'));
-  const optimizer = new Optimizer(model.namedParameters().map(([, tensor]) => ({ tensor, mask: null })), { name: 'adam', lr: spec.training.lr, momentum: 0, weightDecay: 0 });
+  const t = spec.training;
+  const settings = { name: t.optimizer, lr: t.lr, momentum: t.optimizer === 'sgd' ? t.momentum ?? 0 : 0, weightDecay: t.optimizer === 'sgd' ? t.weightDecay ?? 0 : 0 };
+  const optimizer = new Optimizer(model.namedParameters().map(([, tensor]) => ({ tensor, mask: null })), settings);
+  const arena = new BufferArena();
   const rng = new Rng(1, 'bench_data');
   const x = Tensor.zeros([batch, 3, 32, 32]);
   for (let i = 0; i < x.size; i++) x.data[i] = rng.normal();
   const labels = Int32Array.from({ length: batch }, () => rng.int(10));
 
   const phases = { forward: [] as number[], backward: [] as number[], optimizer: [] as number[], step: [] as number[] };
-  const step = (record: boolean) => {
+  const step = (record: boolean) => arena.run(() => {
     const t0 = performance.now();
     const loss = softmaxCrossEntropy(model.forward(x), labels);
     if (!Number.isFinite(loss.data[0])) throw new LthError(`bench: loss is ${loss.data[0]}`);
@@ -124,7 +131,7 @@ function main(): void {
       phases.optimizer.push(t3 - t2);
       phases.step.push(t3 - t0);
     }
-  };
+  });
   progress(`${be.name}${simd ? ` (${simd})` : ''}, ${threads} thread(s): ${modelName}, batch ${batch}, ${warmup} warm-up + ${steps} timed steps...`);
   for (let i = 0; i < warmup; i++) step(false);
   let kernels: Map<string, { ms: number; calls: number }> | undefined;
@@ -160,9 +167,12 @@ function main(): void {
   if (values.vsTorch === true) {
     const found = findTorchPython();
     const base = modelName.replace(/_dropout$/, '');
+    const cifar = modelName.startsWith('cifar_');
     progress(`torch: ${torchSteps} steps, at 1 thread and at all cores...`);
-    const runs = 'note' in found ? new Error(found.note) : runTorch(found.python, path.join(ROOT, 'bench', 'torch_conv2.py'), ['--model', base, '--steps', String(torchSteps),
-      '--warmup', String(Math.max(1, Math.min(warmup, 3))), '--batch', String(batch), '--lr', String(spec.training.lr)]);
+    const script = path.join(ROOT, 'bench', cifar ? 'torch_cifar.py' : 'torch_conv2.py');
+    const optimizerArgs = cifar ? ['--momentum', String(settings.momentum), '--weight-decay', String(settings.weightDecay)] : [];
+    const runs = 'note' in found ? new Error(found.note) : runTorch(found.python, script, ['--model', base, '--steps', String(torchSteps),
+      '--warmup', String(Math.max(1, Math.min(warmup, 3))), '--batch', String(batch), '--lr', String(spec.training.lr), ...optimizerArgs]);
     if (runs instanceof Error) {
       progress(runs.message);
       out.torchNote = runs.message;
@@ -185,7 +195,7 @@ function main(): void {
   }
   const ms = (s: number) => `${(s * 1000).toFixed(1)} ms`;
   const lines = [
-    `lth ${modelName} training step: batch ${batch} of 3x32x32, Adam; median of ${steps} steps`,
+    `lth ${modelName} training step: batch ${batch} of 3x32x32, ${settings.name === 'sgd' ? `SGD (momentum ${settings.momentum}, weight decay ${settings.weightDecay})` : 'Adam'}; median of ${steps} steps`,
     `backend ${be.name}${simd ? ` (${simd})` : ''}, ${threads} thread(s); ${cpuModel()}, ${os.cpus().length} cores; node ${process.version}`,
     '',
     `  step       ${ms(stepSeconds)}`,

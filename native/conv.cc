@@ -30,7 +30,7 @@
 #include "bindings.h"
 #include "ftz.h"
 #include "napi_args.h"
-#include "pool.h"
+#include "parallel.h"
 
 namespace {
 
@@ -38,34 +38,7 @@ namespace {
 
 using lth::FtzScope;
 
-// ------------------------------------------------------------------ parallel loop
-
-// Below this many elements touched a kernel runs on the calling thread alone.
-constexpr int64_t kParallelMin = 1 << 15;
-
-// Runs f(b, e) over [0, units) in contiguous parts (split on the pool when the call
-// touches at least kParallelMin elements and there are at least 2 units).
-template <class F>
-void parallel_units(int64_t units, int64_t elements, const F& f) {
-  const int threads = lth::thread_count();
-  if (threads <= 1 || units < 2 || elements < kParallelMin) {
-    f((int64_t)0, units);
-    return;
-  }
-  struct Job {
-    const F* f;
-    int64_t units;
-    int parts;
-  } job{&f, units, (int)(units < 2 * threads ? units : 2 * threads)};
-  lth::run_parts(
-      job.parts,
-      [](void* ctx, int part) {
-        const Job& j = *static_cast<const Job*>(ctx);
-        const int64_t b = j.units * part / j.parts, e = j.units * (part + 1) / j.parts;
-        if (b < e) (*j.f)(b, e);
-      },
-      &job);
-}
+using lth::parallel_units;
 
 // ------------------------------------------------------------------ kernels
 

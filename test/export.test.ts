@@ -2,7 +2,8 @@
  * `lth export`: a finished stage as ONNX run by onnxruntime-node (its logits are lth's, on
  * the test set), as a PyTorch state dict (unpickled by python3 with stand-ins for torch's
  * two rebuild functions, and by torch.load itself where PyTorch is installed), and as
- * safetensors; a small_dense stage exports with its own widths; mistakes are clear errors.
+ * safetensors; a small_dense stage exports with its own widths; conv nets, ResNets and VGGs
+ * with batch norm (evaluation mode) export as ONNX too; mistakes are clear errors.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -166,4 +167,30 @@ test('--compact: a neuron_l1 ticket exports as the smaller dense network (ONNX g
 
   assert.throws(() => exportStage(runDir, { level: 1, format: 'pt', out: path.join(tmp(), 'x.pt'), compact: true }),
     /export: --compact: the mask of replicate_0\/level_1\/main removes no whole neuron or channel/);
+});
+
+test('ONNX of cifar_resnet_20 and cifar_vgg_11 (Conv without bias, BatchNormalization on the running statistics, Add, GlobalAveragePool): onnxruntime computes lth\'s logits', async () => {
+  const { onnxModel } = await import('../src/export/onnx.js');
+  const { Rng } = await import('../src/core/rng.js');
+  for (const name of ['cifar_resnet_20', 'cifar_vgg_11']) {
+    const model = getModel(name).build();
+    model.initialize(new Rng(5, 'init'));
+    const rng = new Rng(6, 'x');
+    const x = Float32Array.from({ length: 4 * 3 * 32 * 32 }, () => rng.normal());
+    // A pass in training mode moves the running statistics away from 0 and 1.
+    noGrad(() => model.forward(new Tensor(Float32Array.from(x), [4, 3, 32, 32])));
+    const weights = new Map(model.namedTensors().map(([n, t]) => [n, { shape: t.shape, data: t.data }]));
+    const file = path.join(tmp(), `${name}.onnx`);
+    fs.writeFileSync(file, onnxModel({ model: model.describe(), weights, sampleShape: [3, 32, 32], classes: 10, metadata: {} }));
+    const session = await ort.InferenceSession.create(file);
+    const got = (await session.run({ input: new ort.Tensor('float32', x, [4, 3, 32, 32]) })).logits.data as Float32Array;
+    model.train(false);
+    const want = noGrad(() => Float32Array.from(model.forward(new Tensor(Float32Array.from(x), [4, 3, 32, 32])).data));
+    let worst = 0, scale = 0;
+    for (let i = 0; i < want.length; i++) {
+      worst = Math.max(worst, Math.abs(got[i] - want[i]));
+      scale = Math.max(scale, Math.abs(want[i]));
+    }
+    assert.ok(worst <= 1e-4 * Math.max(1, scale), `${name}: largest logit difference ${worst} (logits up to ${scale})`);
+  }
 });

@@ -136,6 +136,53 @@ export interface Backend {
     planes: number, height: number, width: number, k: number, stride: number,
   ): void;
 
+  // ---------------------------------------------------------------- batch norm, residual addition, average pooling (NCHW)
+
+  /**
+   * Per-channel statistics of NCHW data [n, channels, size] over its m = n·size entries of
+   * each channel (m ≥ 1): mean[c] = Σ x / m and the biased variance[c] = Σ (x - mean[c])² / m,
+   * in two passes (no cancellation between Σx² and (Σx)²). NaN propagates.
+   */
+  channelMoments(x: Float32Array, mean: Float32Array, variance: Float32Array, n: number, channels: number, size: number): void;
+
+  /**
+   * The affine map of batch normalisation: out[i,c,k] = x[i,c,k]·scale[c] + shift[c], then
+   * max(0, ·) when `relu` (NaN stays NaN). `out` may be `x`.
+   */
+  channelAffineAct(
+    x: Float32Array, scale: Float32Array, shift: Float32Array, out: Float32Array, n: number, channels: number, size: number, relu: boolean,
+  ): void;
+
+  /**
+   * The gradient of y = act(weight[c]·x̂ + bias[c]), x̂ = (x - mean[c])·invstd[c], over NCHW
+   * data [n, channels, size], m = n·size: with g = gradOut, masked to the entries where
+   * y > 0 when `relu` (y is then required),
+   *   gradBias[c] += Σ g,   gradWeight[c] += Σ g·x̂,
+   *   gradIn += weight[c]·invstd[c]·(g - Σg/m - x̂·Σ(g·x̂)/m)  when `training` (mean and
+   *   invstd are the batch's own, so they depend on x), else weight[c]·invstd[c]·g.
+   * Each of gradIn, gradWeight, gradBias may be null (not wanted); all accumulate.
+   */
+  batchNormBackward(
+    x: Float32Array, y: Float32Array | null, gradOut: Float32Array, mean: Float32Array, invstd: Float32Array, weight: Float32Array,
+    gradIn: Float32Array | null, gradWeight: Float32Array | null, gradBias: Float32Array | null,
+    n: number, channels: number, size: number, training: boolean, relu: boolean,
+  ): void;
+
+  /** out[i] = a[i] + b[i], then max(0, ·) when `relu` (NaN stays NaN). `out` may be `a` or `b`. */
+  addAct(a: Float32Array, b: Float32Array, out: Float32Array, n: number, relu: boolean): void;
+
+  /**
+   * The gradient of addAct: g = gradOut, masked to y > 0 when `relu` (y the output, then
+   * required); gradA += g and gradB += g, either of them null when not wanted.
+   */
+  addActBackward(gradOut: Float32Array, y: Float32Array | null, gradA: Float32Array | null, gradB: Float32Array | null, n: number, relu: boolean): void;
+
+  /** out[p] = Σ_k x[p, k] / size for each of `planes` planes of `size` ≥ 1 entries (global average pooling). */
+  meanPlanes(x: Float32Array, out: Float32Array, planes: number, size: number): void;
+
+  /** The gradient of meanPlanes: gradIn[p, k] += gradOut[p] / size. */
+  meanPlanesBackward(gradOut: Float32Array, gradIn: Float32Array, planes: number, size: number): void;
+
   // ---------------------------------------------------------------- sparse (masked fully connected)
   // A weight W [rows, cols] is computed only at the nonzeros of a mask, compressed once by
   // `sparsePattern`. Its values and gradient are packed (vals, gvals: one entry per nonzero,

@@ -223,6 +223,88 @@ export const referenceBackend: Backend = {
     }
   },
 
+  channelMoments(x, mean, variance, n, channels, size) {
+    const m = n * size;
+    for (let c = 0; c < channels; c++) {
+      let s = 0;
+      for (let i = 0; i < n; i++) for (let k = 0, o = (i * channels + c) * size; k < size; k++) s += x[o + k];
+      const mu = s / m;
+      let ss = 0;
+      for (let i = 0; i < n; i++) for (let k = 0, o = (i * channels + c) * size; k < size; k++) ss += (x[o + k] - mu) ** 2;
+      mean[c] = mu;
+      variance[c] = ss / m;
+    }
+  },
+
+  channelAffineAct(x, scale, shift, out, n, channels, size, relu) {
+    for (let i = 0; i < n; i++) {
+      for (let c = 0; c < channels; c++) {
+        const o = (i * channels + c) * size;
+        for (let k = 0; k < size; k++) {
+          const v = Math.fround(x[o + k] * scale[c]) + shift[c];
+          out[o + k] = relu && v < 0 ? 0 : v;
+        }
+      }
+    }
+  },
+
+  batchNormBackward(x, y, gradOut, mean, invstd, weight, gradIn, gradWeight, gradBias, n, channels, size, training, relu) {
+    if (relu && !y) throw new TypeError('batchNormBackward: y is required with relu');
+    const m = n * size;
+    const g = (j: number) => (relu && !(y![j] > 0) ? 0 : gradOut[j]);
+    for (let c = 0; c < channels; c++) {
+      const mu = mean[c], is = invstd[c];
+      let sg = 0, sgx = 0;
+      for (let i = 0; i < n; i++) {
+        for (let k = 0, o = (i * channels + c) * size; k < size; k++) {
+          const gj = g(o + k);
+          sg += gj;
+          sgx += gj * (x[o + k] - mu) * is;
+        }
+      }
+      if (gradBias) gradBias[c] += sg;
+      if (gradWeight) gradWeight[c] += sgx;
+      if (!gradIn) continue;
+      const a = weight[c] * is, mg = training ? sg / m : 0, mgx = training ? sgx / m : 0;
+      for (let i = 0; i < n; i++) {
+        for (let k = 0, o = (i * channels + c) * size; k < size; k++) {
+          gradIn[o + k] += a * (g(o + k) - mg - (x[o + k] - mu) * is * mgx);
+        }
+      }
+    }
+  },
+
+  addAct(a, b, out, n, relu) {
+    for (let i = 0; i < n; i++) {
+      const v = a[i] + b[i];
+      out[i] = relu && v < 0 ? 0 : v;
+    }
+  },
+
+  addActBackward(gradOut, y, gradA, gradB, n, relu) {
+    if (relu && !y) throw new TypeError('addActBackward: y is required with relu');
+    for (let i = 0; i < n; i++) {
+      const g = relu && !(y![i] > 0) ? 0 : gradOut[i];
+      if (gradA) gradA[i] += g;
+      if (gradB) gradB[i] += g;
+    }
+  },
+
+  meanPlanes(x, out, planes, size) {
+    for (let p = 0; p < planes; p++) {
+      let s = 0;
+      for (let k = 0; k < size; k++) s += x[p * size + k];
+      out[p] = s / size;
+    }
+  },
+
+  meanPlanesBackward(gradOut, gradIn, planes, size) {
+    for (let p = 0; p < planes; p++) {
+      const g = gradOut[p] / size;
+      for (let k = 0; k < size; k++) gradIn[p * size + k] += g;
+    }
+  },
+
   sparsePattern(mask, rows, cols) {
     if (mask.length !== rows * cols) throw new RangeError(`sparsePattern: mask has ${mask.length} elements, expected rows*cols = ${rows * cols}`);
     return referencePattern(mask, rows, cols);

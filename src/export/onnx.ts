@@ -1,4 +1,5 @@
 import { LthError } from '../core/errors.js';
+import { buildModule } from '../nn/build.js';
 import type { ModuleDesc } from '../nn/module.js';
 import { LTH_VERSION } from '../core/version.js';
 import { Message } from './protobuf.js';
@@ -37,6 +38,7 @@ class Graph {
 }
 
 const ints = (name: string, values: readonly number[]) => new Message().string(1, name).ints(8, values).int(20, ATTR.INTS);
+const float = (name: string, value: number) => new Message().string(1, name).float(2, value).int(20, ATTR.FLOAT);
 const int = (name: string, value: number) => new Message().string(1, name).int(3, value).int(20, ATTR.INT);
 
 interface Weights {
@@ -54,15 +56,30 @@ const EXPORTERS: Readonly<Record<string, (d: ModuleDesc, prefix: string, x: stri
     return d.activation === 'relu' ? g.node('Relu', [y]) : y;
   },
   conv2d: (d, p, x, g, w) => {
-    const W = w.get(`${p}weight`), B = w.get(`${p}bias`);
+    const W = w.get(`${p}weight`);
+    // A conv before batch norm has no bias (bias: false); ONNX's Conv takes it as optional.
+    const bias = d.bias === false ? [] : [(() => { const B = w.get(`${p}bias`); return g.initializer(`${p}bias`, B.shape, B.data); })()];
     const [ph, pw] = d.padding as number[];
-    const y = g.node('Conv', [x, g.initializer(`${p}weight`, W.shape, W.data), g.initializer(`${p}bias`, B.shape, B.data)], [
+    const y = g.node('Conv', [x, g.initializer(`${p}weight`, W.shape, W.data), ...bias], [
       ints('kernel_shape', d.kernel as number[]), ints('strides', d.stride as number[]), ints('pads', [ph, pw, ph, pw]),
     ], 'conv');
     return d.activation === 'relu' ? g.node('Relu', [y]) : y;
   },
   max_pool2d: (d, _p, x, g) => g.node('MaxPool', [x], [ints('kernel_shape', [d.k as number, d.k as number]), ints('strides', [d.stride as number, d.stride as number])]),
   flatten: (_d, _p, x, g) => g.node('Flatten', [x], [int('axis', 1)]),
+  // Evaluation mode: normalised with the running statistics.
+  batch_norm2d: (d, p, x, g, w) => {
+    const t = (n: string) => { const v = w.get(`${p}${n}`); return g.initializer(`${p}${n}`, v.shape, v.data); };
+    const y = g.node('BatchNormalization', [x, t('weight'), t('bias'), t('running_mean'), t('running_var')], [float('epsilon', Number(d.eps ?? 1e-5))], 'batch_norm');
+    return d.activation === 'relu' ? g.node('Relu', [y]) : y;
+  },
+  global_avg_pool2d: (_d, _p, x, g) => g.node('Flatten', [g.node('GlobalAveragePool', [x])], [int('axis', 1)]),
+  basic_block: (d, p, x, g, w) => {
+    const children = buildModule(d).namedChildren().map(([n, c]) => [n, c.describe()] as const);
+    const run = (name: string, input: string) => exportModule(children.find(([n]) => n === name)![1], `${p}${name}.`, input, g, w);
+    const main = run('bn2', run('conv2', run('bn1', run('conv1', x))));
+    return g.node('Relu', [g.node('Add', [main, run('shortcut', x)])]);
+  },
   // Inference: dropout is the identity.
   dropout: (_d, _p, x) => x,
   sequential: (d, p, x, g, w) => chain(d, p, x, g, w),

@@ -15,8 +15,8 @@ import { SPARSE_UPDATE_SCHEMA, resolveSparseUpdate, type SparseUpdateHparams } f
 export const LOTTERY_SCHEMA = {
   ...TRAINING_SCHEMA,
   levels: { type: 'integer', help: 'pruning rounds (levels 1..L; level 0 is the dense network)', default: 20 },
-  strategy: { type: 'string', help: `pruning strategy (${strategyNames().join(', ')})`, default: 'magnitude_layerwise', choices: strategyNames() },
-  rate: { type: 'number', help: "per-round pruning rate of fully connected layers (output layer at half; conv layers keep the model's rate; default: the model's, 0.2)" },
+  strategy: { type: 'string', help: `pruning strategy (${strategyNames().join(', ')}; default: the model's, magnitude_layerwise for most, magnitude_global for cifar_resnet/cifar_vgg)`, choices: strategyNames() },
+  rate: { type: 'number', help: "per-round pruning rate of fully connected layers (output layer at half; conv layers keep the model's rate, except for cifar_resnet/cifar_vgg, where it is every layer's; default: the model's, 0.2)" },
   targetDensity: { type: 'number', help: 'derive the per-round rates so that the last level has exactly this fraction of weights left', flag: 'target-density', aliases: ['density'] },
   oneShot: { type: 'boolean', help: 'one-shot pruning: train, prune straight to --density, reset, train (same as --levels 1 --target-density D)', default: false },
   atInit: { type: 'boolean', help: `prune θ0 before any training, straight to each of --densities (one level per density), with a strategy that prunes at initialisation (${strategyNames().filter((n) => getStrategy(n).when === 'at_init').join(', ')})`, default: false },
@@ -27,7 +27,7 @@ export const LOTTERY_SCHEMA = {
   earlyBirdEpsilon: { type: 'number', help: 'with --early-bird: the ticket is drawn when consecutive masks differ in less than this share of the prunable weights (normalised Hamming distance)', default: EARLY_BIRD_EPSILON },
   earlyBirdEvery: { type: 'string', help: "with --early-bird: how often the mask is drawn while training ('1ep', '500it')", default: '1ep' },
   ...SPARSE_UPDATE_SCHEMA,
-  ignore: { type: 'list', help: 'layers global pruning leaves untouched, e.g. fc3.weight', default: [] },
+  ignore: { type: 'list', help: "layers global pruning leaves untouched, e.g. fc3.weight (default: the model's with a global strategy, fc.weight for cifar_resnet/cifar_vgg; else none)" },
   branches: { type: 'list', help: `controls trained at every pruned level: ${controlNames().join(', ')} (comma-separated; none by default)`, default: [] },
   replicates: { type: 'integer', help: 'independent replicates (replicate r uses seed + r)', default: 1 },
   root: { type: 'string', help: 'directory holding all runs', default: './lth-runs' },
@@ -68,6 +68,8 @@ export function resolveLottery(v: Values): LotteryHparams {
   for (const k of Object.keys(TRAINING_SCHEMA)) trainingValues[k] = v[k];
   const training = resolveTraining(trainingValues);
   const oneShot = v.oneShot === true, atInit = v.atInit === true;
+  const pruningDefaults = getModel(training.model).pruning;
+  const strategyName = String(v.strategy ?? pruningDefaults?.strategy ?? 'magnitude_layerwise');
   const densities = ((v.densities as string[] | undefined) ?? []).map((d) => {
     const x = Number(d);
     check(d.trim() !== '' && x > 0 && x < 1, `--densities: each must be a fraction in (0, 1), got '${d}'`);
@@ -76,7 +78,7 @@ export function resolveLottery(v: Values): LotteryHparams {
   const h: LotteryHparams = {
     training,
     levels: oneShot ? 1 : atInit ? densities.length : Number(v.levels ?? LOTTERY_SCHEMA.levels.default),
-    strategy: String(v.strategy ?? LOTTERY_SCHEMA.strategy.default),
+    strategy: strategyName,
     rate: v.rate === undefined ? undefined : Number(v.rate),
     targetDensity: v.targetDensity === undefined ? undefined : Number(v.targetDensity),
     oneShot,
@@ -89,7 +91,8 @@ export function resolveLottery(v: Values): LotteryHparams {
     } : undefined,
     sparseUpdate: resolveSparseUpdate(v, ((v.branches as string[] | undefined) ?? []).some((b) => b === 'rigl' || b === 'set'),
       'they set how the rigl and set branches update their masks; add --branches rigl or set'),
-    ignore: (v.ignore as string[] | undefined) ?? [],
+    // The model's ignored layers go with a global strategy (a layerwise one refuses --ignore).
+    ignore: (v.ignore as string[] | undefined) ?? (getStrategy(strategyName).global ? [...pruningDefaults?.ignore ?? []] : []),
     branches: (v.branches as string[] | undefined) ?? [],
     replicates: Number(v.replicates ?? LOTTERY_SCHEMA.replicates.default),
     root: String(v.root ?? LOTTERY_SCHEMA.root.default),

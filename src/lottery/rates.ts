@@ -8,11 +8,12 @@ export function pruningRates(h: LotteryHparams, model: Model): Map<string, numbe
   const spec = getModel(h.training.model, h.training.dataset);
   let rates = spec.pruningRates(model);
   if (h.rate !== undefined) {
-    // --rate replaces the fully connected rate (output layer at half); conv layers keep theirs.
+    // --rate replaces the fully connected rate (output layer at half); conv layers keep theirs unless the model's --rate sets them too.
     const layers = new Map(model.prunableLayers().map((l) => [l.name, l]));
+    const all = spec.rateScope === 'all';
     rates = new Map([...rates].map(([n, r]) => {
       const l = layers.get(n)!;
-      return [n, l.kind === 'conv2d' ? r : l.output ? h.rate! / 2 : h.rate!];
+      return [n, l.kind === 'conv2d' && !all ? r : l.output ? h.rate! / 2 : h.rate!];
     }));
   }
   if (h.targetDensity !== undefined) {

@@ -25,9 +25,11 @@ function counts(name: string): { total: number; conv: number; params: Map<string
   return { total, conv, params: new Map(model.namedParameters().map(([n, t]) => [n, t.shape])) };
 }
 
-test('registry lists the conv nets and their dropout variants; lenet_300_100 unchanged', () => {
-  assert.deepEqual(modelNames(), ['lenet_300_100', 'conv2', 'conv2_dropout', 'conv4', 'conv4_dropout', 'conv6', 'conv6_dropout']);
-  assert.throws(() => getModel('conv8'), /Unknown model 'conv8'. Known: lenet_300_100, conv2, conv2_dropout, conv4, conv4_dropout, conv6, conv6_dropout/);
+test('registry lists the conv nets and their dropout variants, the CIFAR ResNets and VGGs; lenet_300_100 unchanged', () => {
+  const names = ['lenet_300_100', 'conv2', 'conv2_dropout', 'conv4', 'conv4_dropout', 'conv6', 'conv6_dropout',
+    'cifar_resnet_20', 'cifar_resnet_56', 'cifar_vgg_11', 'cifar_vgg_16', 'cifar_vgg_19'];
+  assert.deepEqual(modelNames(), names);
+  assert.throws(() => getModel('conv8'), new RegExp(`Unknown model 'conv8'. Known: ${names.join(', ')}`));
   const lenet = getModel('lenet_300_100');
   assert.deepEqual(lenet.training, { dataset: 'mnist', steps: '50000it', batchSize: 60, optimizer: 'adam', lr: 1.2e-3 });
   assert.deepEqual([...lenet.pruningRates(lenet.build())], [['fc1.weight', 0.2], ['fc2.weight', 0.2], ['fc3.weight', 0.1]]);

@@ -1,4 +1,6 @@
 import { LthError } from '../core/errors.js';
+import { cifarResnetSpecs } from './cifar-resnet.js';
+import { cifarVggSpecs } from './cifar-vgg.js';
 import { convSpecs } from './conv.js';
 import { lenet300100 } from './lenet.js';
 import type { ModelSpec } from './spec.js';
@@ -10,6 +12,8 @@ export type { ModelSpec, TrainingDefaults } from './spec.js';
 const MODELS: readonly ModelSpec[] = [
   lenet300100,
   ...convSpecs(),
+  ...cifarResnetSpecs(),
+  ...cifarVggSpecs(),
 ];
 
 export function modelNames(): string[] {

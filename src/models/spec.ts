@@ -7,6 +7,19 @@ export interface TrainingDefaults {
   readonly batchSize: number;
   readonly optimizer: 'adam' | 'sgd';
   readonly lr: number;
+  /** SGD's momentum and weight decay when the run trains with SGD; absent: 0. */
+  readonly momentum?: number;
+  readonly weightDecay?: number;
+  /** The learning-rate schedule ('step:80ep,120ep') and its factor; absent: constant. */
+  readonly lrSchedule?: string;
+  readonly lrGamma?: number;
+}
+
+/** How lotteries of a model prune by default (--strategy, --ignore); absent: magnitude_layerwise, nothing ignored. */
+export interface PruningDefaults {
+  readonly strategy: string;
+  /** Weights the strategy leaves untouched when it is global ('fc.weight': the output layer). */
+  readonly ignore: readonly string[];
 }
 
 export interface ModelSpec {
@@ -28,6 +41,15 @@ export interface ModelSpec {
   forInput?(input: readonly number[]): ModelSpec;
   /** The paper's per-round pruning rate of each prunable weight ('fc1.weight' -> 0.2). */
   pruningRates(model: Model): Map<string, number>;
+  /** The pruning strategy a lottery of this model uses unless told otherwise. */
+  readonly pruning?: PruningDefaults;
+  /**
+   * What --rate sets: the fully connected layers' rate, convolutions keeping the model's
+   * ('fc', the default: the paper's conv nets prune them at their own rates), or every
+   * layer's ('all': one rate for the whole network, as open_lth's pruning fraction);
+   * the output layer at half either way.
+   */
+  readonly rateScope?: 'fc' | 'all';
 }
 
 /**

@@ -1,7 +1,9 @@
 import { LthError, check } from '../core/errors.js';
-import { Conv2d, Dropout, Flatten, Linear, MaxPool2d } from './layers.js';
+import { Conv2d, Dropout, Flatten, Linear, MaxPool2d, type WeightInit } from './layers.js';
 import { Model } from './model.js';
 import { Sequential, type Module, type ModuleDesc } from './module.js';
+import { BatchNorm2d, GlobalAvgPool2d } from './norm.js';
+import { BasicBlock } from './residual.js';
 
 /**
  * Every module type by the name its describe() gives, with how to rebuild it from its
@@ -9,10 +11,15 @@ import { Sequential, type Module, type ModuleDesc } from './module.js';
  * workers) and is rebuilt with fresh parameters, to be loaded with a state dict.
  */
 const MODULE_TYPES: Readonly<Record<string, (d: ModuleDesc) => Module>> = {
-  linear: (d) => new Linear(num(d, 'in'), num(d, 'out'), d.activation === 'relu' ? 'relu' : 'none'),
+  linear: (d) => new Linear(num(d, 'in'), num(d, 'out'), d.activation === 'relu' ? 'relu' : 'none', init(d)),
   conv2d: (d) => new Conv2d(num(d, 'in'), num(d, 'out'), pairOf(d, 'kernel'), {
     stride: pairOf(d, 'stride'), padding: pairOf(d, 'padding'), activation: d.activation === 'relu' ? 'relu' : 'none',
+    bias: d.bias !== false, init: init(d),
   }),
+  batch_norm2d: (d) => new BatchNorm2d(num(d, 'channels'), d.activation === 'relu' ? 'relu' : 'none',
+    d.momentum === undefined ? undefined : num(d, 'momentum'), d.eps === undefined ? undefined : num(d, 'eps')),
+  global_avg_pool2d: () => new GlobalAvgPool2d(),
+  basic_block: (d) => new BasicBlock(num(d, 'in'), num(d, 'out'), d.downsample === true),
   max_pool2d: (d) => new MaxPool2d(num(d, 'k'), num(d, 'stride')),
   flatten: () => new Flatten(),
   dropout: (d) => new Dropout(num(d, 'p'), num(d, 'index')),
@@ -31,6 +38,12 @@ export function buildModel(desc: ModuleDesc): Model {
   const m = buildModule(desc);
   check(m instanceof Model, () => `module description: expected a model, got type '${desc.type}'`);
   return m;
+}
+
+function init(d: ModuleDesc): WeightInit {
+  const v = d.init ?? 'glorot';
+  check(v === 'glorot' || v === 'kaiming', () => `module '${d.type}': 'init' must be 'glorot' or 'kaiming', got ${JSON.stringify(v)}`);
+  return v;
 }
 
 function num(d: ModuleDesc, key: string): number {

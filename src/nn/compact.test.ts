@@ -13,6 +13,7 @@ import { compaction, keptUnits, unitChain, zeroInputsFrom, zeroUnit, type UnitLa
 import { Conv2d, Flatten, Linear, MaxPool2d } from './layers.js';
 import { Model } from './model.js';
 import { Sequential } from './module.js';
+import { BatchNorm2d } from './norm.js';
 
 /** A 3-4-3-2 MLP. */
 function tiny(): Model {
@@ -32,7 +33,12 @@ test('unitChain: LeNet and Conv-2, with each layer\'s units, inputs and block (H
   ]);
   assert.equal(unitChain(getModel('conv2_dropout').build()).length, 5, 'dropout passes units through');
   const nested = new Model('nested', [['block', new Sequential([['fc', new Linear(3, 2, 'none')]])]]);
-  assert.throws(() => unitChain(nested), { name: 'LthError', message: /nested: structured pruning needs a chain of Linear\/Conv2d layers: block \(sequential\) is neither/ });
+  assert.deepEqual(brief(unitChain(nested)), [['block.fc.weight', 'linear', 2, 3, 1, true]], 'Sequentials nest');
+  assert.throws(() => unitChain(getModel('cifar_resnet_20').build()), {
+    name: 'LthError', message: /cifar_resnet_20: structured pruning needs a chain of Linear\/Conv2d layers: blocks.0 \(basic_block\) is neither a Linear or Conv2d layer nor pooling, flatten, dropout or batch norm/,
+  });
+  const bnFirst = new Model('bn_first', [['bn', new BatchNorm2d(3)], ['conv', new Conv2d(3, 2, 1)]]);
+  assert.throws(() => unitChain(bnFirst), /bn \(batch_norm2d\) does not follow a convolution directly/);
 });
 
 test('zeroUnit and zeroInputsFrom: a channel\'s block of flattened columns, NCHW', () => {
@@ -159,4 +165,34 @@ test('a compacted Conv-2 computes what the masked dense Conv-2 computes, on rand
   const kept = c.kept.map((k) => k.reduce((a, v) => a + v, 0));
   assert.equal(d.find(([n]) => n === 'fc1')![1].in, kept[1] * 16 * 16, "fc1's inputs: conv2's kept channels × 16·16");
   outputsAgree(model, masks, new Tensor(new Float32Array(2 * 3 * 32 * 32).map(() => rng.normal()), [2, 3, 32, 32]));
+});
+
+test('VGG-11: a chain through nested layers, batch norm with its conv, global average pooling; compacted, it computes what the masked dense one does in both modes', () => {
+  const model = getModel('cifar_vgg_11').build();
+  const chain = unitChain(model);
+  assert.deepEqual(chain.map((l) => [l.weight, l.norm, l.block]).slice(-3), [
+    ['layers.10.conv.weight', 'layers.10.bn', 9], ['layers.11.conv.weight', 'layers.11.bn', 9], ['fc.weight', undefined, 1],
+  ]);
+  model.initialize(new Rng(4, 'init'));
+  const rng = new Rng(4, 'x');
+  // Batch-norm state away from its initial values, so a channel's scale, shift and statistics must follow it.
+  for (const [n, t] of model.namedTensors()) {
+    if (n.endsWith('bn.weight') || n.endsWith('running_var')) t.data.forEach((_, i, a) => { a[i] = 0.5 + rng.uniform(); });
+    else if (n.endsWith('bn.bias') || n.endsWith('running_mean') || n.endsWith('conv.bias')) t.data.forEach((_, i, a) => { a[i] = 0.1 * rng.normal(); });
+  }
+  const masks = randomUnits(model, 0.5, 4);
+  const c = compaction(model, masks)!;
+  const kept = c.kept.map((k) => k.reduce((a, v) => a + v, 0));
+  assert.deepEqual(c.model.parameter('layers.4.bn.weight').shape, [kept[2]]);
+  assert.deepEqual(c.model.namedBuffers().find(([n]) => n === 'layers.4.bn.running_var')![1].shape, [kept[2]]);
+  assert.deepEqual(c.model.parameter('fc.weight').shape, [10, kept[7]]);
+  const x = new Tensor(new Float32Array(2 * 3 * 32 * 32).map(() => rng.normal()), [2, 3, 32, 32]);
+  outputsAgree(model, masks, x);
+  // Training mode: each kept channel's batch statistics are the same in both networks.
+  c.model.loadState(c.compact(model.state()));
+  model.train();
+  c.model.train();
+  const [full, small] = noGrad(() => [Float32Array.from(model.forward(x).data), Float32Array.from(c.model.forward(x).data)]);
+  const scale = full.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+  full.forEach((v, i) => assert.ok(Math.abs(v - small[i]) <= 1e-4 * scale, `training mode, output ${i}: ${v} vs ${small[i]}`));
 });

@@ -2,17 +2,22 @@ import { LthError, check } from '../core/errors.js';
 import { buildModel } from './build.js';
 import { Conv2d, Dropout, Flatten, Linear, MaxPool2d } from './layers.js';
 import type { Model } from './model.js';
-import type { ModuleDesc, StateDict } from './module.js';
+import { Sequential, type Module, type ModuleDesc, type StateDict } from './module.js';
+import { BatchNorm2d, GlobalAvgPool2d } from './norm.js';
 
 /*
  * Structured pruning and compaction. A *unit* is a neuron of a Linear layer (a row of its
  * weight) or an output channel of a Conv2d (a filter). In a chain of such layers — a
- * Model whose other children are max pooling, flatten and dropout, which never mix units —
+ * Model whose other modules, inside Sequentials to any depth, are max pooling, flatten,
+ * dropout, global average pooling and batch norm after a conv, which never mix units —
  * unit j of one layer feeds only the next layer's inputs that come from it: column j of a
  * following Linear, input channel j of a following Conv2d, and, after a conv, pooling and
- * flatten, the H·W columns j·H·W .. (j+1)·H·W − 1 (NCHW flatten order). A mask that zeroes
- * a unit's row and those inputs removes the unit: the network computes what a smaller
- * dense network computes, which is what compaction builds.
+ * flatten, the H·W columns j·H·W .. (j+1)·H·W − 1 (NCHW flatten order; one column after
+ * global average pooling). A mask that zeroes a unit's row and those inputs removes the
+ * unit: the network computes what a smaller dense network computes, which is what
+ * compaction builds. (A removed channel's batch norm still outputs its shift β, but the
+ * next layer's masked inputs ignore it.) A batch norm's per-channel tensors go with its
+ * conv's units.
  */
 
 /** A Linear or Conv2d of a chain, with how its weight's rows and inputs map to units. */
@@ -29,16 +34,33 @@ export interface UnitLayer {
   readonly block: number;
   /** The network's last layer, whose units (the classes) are never removed. */
   readonly output: boolean;
+  /** The path of the batch norm right after a conv ('layers.0.bn'), whose channels are its units. */
+  readonly norm?: string;
 }
 
 /** The layers a chain's units pass through unchanged (one value per unit and position, never mixed). */
-const PASS_THROUGH = [MaxPool2d, Flatten, Dropout];
+const PASS_THROUGH = [MaxPool2d, Flatten, Dropout, GlobalAvgPool2d];
+
+/** The modules of `m` below Sequentials, to any depth, in order, with their paths. */
+function leaves(m: Module, prefix = ''): Array<[string, Module]> {
+  if (!(m instanceof Sequential)) return [[prefix, m]];
+  return m.namedChildren().flatMap(([n, c]) => leaves(c, prefix ? `${prefix}.${n}` : n));
+}
 
 /** The chain of `model`'s Linear and Conv2d layers, or why it is not one. */
 function chainOrProblem(model: Model): UnitLayer[] | string {
   const out: Array<Omit<UnitLayer, 'output'>> = [];
-  for (const [path, c] of model.namedChildren()) {
+  let last: Module | null = null;
+  for (const [path, c] of leaves(model)) {
     const prev = out[out.length - 1];
+    const follows = last;
+    last = c;
+    if (c instanceof BatchNorm2d) {
+      // Its channels must be exactly a conv's units, right after it.
+      if (!(follows instanceof Conv2d) || prev.norm !== undefined) return `${path} (batch_norm2d) does not follow a convolution directly`;
+      out[out.length - 1] = { ...prev, norm: path };
+      continue;
+    }
     if (c instanceof Linear) {
       // After a conv (and flatten), each channel owns a contiguous block of H·W inputs.
       const inUnits = prev ? prev.units : c.inFeatures;
@@ -48,7 +70,7 @@ function chainOrProblem(model: Model): UnitLayer[] | string {
       if (prev && prev.kind !== 'conv2d') return `${path} is a convolution after a fully connected layer`;
       out.push({ path, weight: `${path}.weight`, kind: 'conv2d', units: c.outChannels, inUnits: c.inChannels, block: c.kernel[0] * c.kernel[1] });
     } else if (!PASS_THROUGH.some((k) => c instanceof k)) {
-      return `${path} (${c.describe().type}) is neither a Linear or Conv2d layer nor pooling, flatten or dropout`;
+      return `${path} (${c.describe().type}) is neither a Linear or Conv2d layer nor pooling, flatten, dropout or batch norm`;
     }
   }
   if (out.length === 0) return 'it has no Linear or Conv2d layer';
@@ -168,16 +190,23 @@ export function compaction(model: Model, masks: ReadonlyMap<string, Float32Array
   };
 }
 
-/** The description of `model` with each chain layer's units and inputs cut to the kept ones. */
+/** The description of `model` with each chain layer's units and inputs (and its batch norm's channels) cut to the kept ones. */
 function shrunk(desc: ModuleDesc, chain: readonly UnitLayer[], kept: readonly Uint8Array[]): ModuleDesc {
   const count = (k: Uint8Array) => k.reduce((a, v) => a + v, 0);
-  const sizes = new Map(chain.map((l, i) => {
+  const sizes = new Map<string, Record<string, number>>();
+  chain.forEach((l, i) => {
     const keptIn = i === 0 ? l.inUnits : count(kept[i - 1]);
     // A Linear's inputs are units × block (H·W after a flattened conv); a conv's are channels.
-    return [l.path, { in: l.kind === 'linear' ? keptIn * l.block : keptIn, out: count(kept[i]) }];
-  }));
-  const layers = (desc.layers as Array<[string, ModuleDesc]>).map(([n, d]) => [n, sizes.has(n) ? { ...d, ...sizes.get(n) } : d]);
-  return { ...desc, layers };
+    sizes.set(l.path, { in: l.kind === 'linear' ? keptIn * l.block : keptIn, out: count(kept[i]) });
+    if (l.norm) sizes.set(l.norm, { channels: count(kept[i]) });
+  });
+  const rewrite = (d: ModuleDesc, path: string): ModuleDesc => {
+    if (Array.isArray(d.layers)) {
+      return { ...d, layers: (d.layers as Array<[string, ModuleDesc]>).map(([n, c]) => [n, rewrite(c, path ? `${path}.${n}` : n)]) };
+    }
+    return sizes.has(path) ? { ...d, ...sizes.get(path) } : d;
+  };
+  return rewrite(desc, '');
 }
 
 /** For each weight and bias of the chain, the full tensor's index of every entry of the compact one, in order. */
@@ -193,6 +222,7 @@ function gatherIndices(chain: readonly UnitLayer[], kept: readonly Uint8Array[])
     for (const r of rows) for (const u of ins) for (let k = 0; k < l.block; k++) w[at++] = r * len + u * l.block + k;
     out.set(l.weight, w);
     out.set(`${l.path}.bias`, Int32Array.from(rows));
+    if (l.norm) for (const t of ['weight', 'bias', 'running_mean', 'running_var']) out.set(`${l.norm}.${t}`, Int32Array.from(rows));
   });
   return out;
 }

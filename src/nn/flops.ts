@@ -1,6 +1,6 @@
 import { Conv2d, Linear } from './layers.js';
 import type { Model } from './model.js';
-import { Sequential, type Module } from './module.js';
+import type { Module } from './module.js';
 import { Tensor, noGrad } from '../tensor/tensor.js';
 
 /**
@@ -21,36 +21,36 @@ export interface WeightMacs {
 }
 
 /**
- * The forward MACs per sample of every Linear and Conv2d weight of `model`, in forward
- * order, found by running one zero sample of `sampleShape` through it (a conv's cost
- * depends on its output's size). Layers are reached through Sequentials; a module of
- * another kind that holds one is not counted yet and is an error.
+ * The forward MACs per sample of every Linear and Conv2d weight of `model`, in the order the
+ * forward pass calls them, found by running one zero sample of `sampleShape` through it (a
+ * conv's cost depends on its output's size) with each such layer's forward wrapped to note
+ * its call, so any composition of modules counts (chains, residual blocks).
  */
 export function weightMacs(model: Model, sampleShape: readonly number[]): WeightMacs[] {
   const out: WeightMacs[] = [];
   const training = model.training;
+  const wrapped: Module[] = [];
+  for (const [path, m] of model.namedModules()) {
+    if (!(m instanceof Linear || m instanceof Conv2d)) continue;
+    const weight = path ? `${path}.weight` : 'weight';
+    const forward = m.forward.bind(m);
+    m.forward = (x: Tensor) => {
+      const y = forward(x);
+      const macs = m instanceof Linear ? m.weight.size : m.weight.size * (y.size / y.shape[1]);
+      out.push({ name: weight, macs, first: out.length === 0 });
+      return y;
+    };
+    wrapped.push(m);
+  }
   model.eval();
   try {
-    noGrad(() => visit(model, '', Tensor.zeros([1, ...sampleShape])));
+    noGrad(() => model.forward(Tensor.zeros([1, ...sampleShape])));
   } finally {
+    // The instance's own forward shadowed the class's: deleting it restores the class's.
+    for (const m of wrapped) delete (m as { forward?: unknown }).forward;
     model.train(training);
   }
   return out;
-
-  function visit(m: Module, path: string, x: Tensor): Tensor {
-    if (m instanceof Sequential) {
-      for (const [name, c] of m.namedChildren()) x = visit(c, path ? `${path}.${name}` : name, x);
-      return x;
-    }
-    const y = m.forward(x);
-    const weight = path ? `${path}.weight` : 'weight';
-    if (m instanceof Linear) out.push({ name: weight, macs: m.weight.size, first: out.length === 0 });
-    else if (m instanceof Conv2d) out.push({ name: weight, macs: m.weight.size * (y.size / y.shape[1]), first: out.length === 0 });
-    else if (m.namedModules().some(([, c]) => c instanceof Linear || c instanceof Conv2d)) {
-      throw new Error(`flops: ${path} (${m.constructor.name}) holds layers outside a Sequential, which are not counted yet`);
-    }
-    return y;
-  }
 }
 
 /** A training step's FLOPs per sample: as computed (`actual`) and for the same network dense (`dense`). */

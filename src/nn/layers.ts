@@ -3,8 +3,11 @@ import { Rng, type RngState } from '../core/rng.js';
 import { Workspace, conv2d, dropout, dropoutMask, flatten, maxPool2d, type Conv2dGeometry } from '../tensor/conv.js';
 import { linear } from '../tensor/ops.js';
 import { Tensor } from '../tensor/tensor.js';
-import { glorotNormal } from './init.js';
+import { glorotNormal, kaimingNormal } from './init.js';
 import { Module, type ModuleDesc } from './module.js';
+
+/** How a layer draws its initial weights: Glorot (Xavier) normal, or He (Kaiming) normal (the ResNet/VGG convention). */
+export type WeightInit = 'glorot' | 'kaiming';
 
 /**
  * Fully connected y = x·Wᵀ + b (W: [out, in], PyTorch layout), with an optional fused ReLU.
@@ -15,7 +18,7 @@ export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number, readonly activation: 'none' | 'relu') {
+  constructor(readonly inFeatures: number, readonly outFeatures: number, readonly activation: 'none' | 'relu', readonly init: WeightInit = 'glorot') {
     super();
     for (const [what, v] of [['in features', inFeatures], ['out features', outFeatures]] as const) {
       check(Number.isInteger(v) && v >= 1, `Linear: ${what} must be a positive integer, got ${v}`);
@@ -29,16 +32,17 @@ export class Linear extends Module {
   }
 
   describe(): ModuleDesc {
-    return { type: 'linear', in: this.inFeatures, out: this.outFeatures, activation: this.activation };
+    return { type: 'linear', in: this.inFeatures, out: this.outFeatures, activation: this.activation, ...(this.init === 'glorot' ? {} : { init: this.init }) };
   }
 
   override prunable(): readonly string[] {
     return ['weight'];
   }
 
-  /** Glorot normal weights; zero biases. */
+  /** Glorot normal (or Kaiming normal) weights; zero biases. */
   override initialize(rng: Rng): void {
-    glorotNormal(this.weight.data, this.inFeatures, this.outFeatures, rng);
+    if (this.init === 'kaiming') kaimingNormal(this.weight.data, this.inFeatures, rng);
+    else glorotNormal(this.weight.data, this.inFeatures, this.outFeatures, rng);
     this.bias.data.fill(0);
   }
 }
@@ -50,23 +54,28 @@ export interface Conv2dOptions {
   readonly padding?: number | readonly [number, number] | 'same';
   /** Fused activation after the bias; default 'none'. */
   readonly activation?: 'none' | 'relu';
+  /** A bias parameter; default true. Off before batch normalisation, whose shift makes it redundant (PyTorch's bias=False). */
+  readonly bias?: boolean;
+  /** Initial weights; default 'glorot'. */
+  readonly init?: WeightInit;
 }
 
 const pair = (v: number | readonly [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
 
 /**
- * 2-D convolution over NCHW batches, weight [out, in, kh, kw] and bias [out] as PyTorch's
- * Conv2d, with an optional fused ReLU. Prunable (its weight). While gradients are
+ * 2-D convolution over NCHW batches, weight [out, in, kh, kw] and bias [out] (or none) as
+ * PyTorch's Conv2d, with an optional fused ReLU. Prunable (its weight). While gradients are
  * recorded, its output reuses the buffers of the previous training step once that
  * step's backward has run (see Workspace): a returned tensor is meant for the next
  * layer, not to be kept across steps.
  */
 export class Conv2d extends Module {
   readonly weight: Tensor;
-  readonly bias: Tensor;
+  readonly bias: Tensor | null;
   readonly kernel: readonly [number, number];
   readonly geometry: Conv2dGeometry;
   readonly activation: 'none' | 'relu';
+  readonly init: WeightInit;
   /** Output/gradient buffers reused across training steps. */
   private readonly workspace = new Workspace();
 
@@ -89,8 +98,9 @@ export class Conv2d extends Module {
     this.kernel = [kh, kw];
     this.geometry = { strideH, strideW, padH, padW };
     this.activation = options.activation ?? 'none';
+    this.init = options.init ?? 'glorot';
     this.weight = this.registerParameter('weight', Tensor.zeros([outChannels, inChannels, kh, kw], true));
-    this.bias = this.registerParameter('bias', Tensor.zeros([outChannels], true));
+    this.bias = options.bias === false ? null : this.registerParameter('bias', Tensor.zeros([outChannels], true));
   }
 
   forward(x: Tensor): Tensor {
@@ -99,18 +109,22 @@ export class Conv2d extends Module {
 
   describe(): ModuleDesc {
     const { strideH, strideW, padH, padW } = this.geometry;
-    return { type: 'conv2d', in: this.inChannels, out: this.outChannels, kernel: this.kernel, stride: [strideH, strideW], padding: [padH, padW], activation: this.activation };
+    return {
+      type: 'conv2d', in: this.inChannels, out: this.outChannels, kernel: this.kernel, stride: [strideH, strideW], padding: [padH, padW], activation: this.activation,
+      ...(this.bias ? {} : { bias: false }), ...(this.init === 'glorot' ? {} : { init: this.init }),
+    };
   }
 
   override prunable(): readonly string[] {
     return ['weight'];
   }
 
-  /** Glorot normal as PyTorch's xavier_normal_ (fan_in = in·kh·kw, fan_out = out·kh·kw); zero biases. */
+  /** Glorot normal as PyTorch's xavier_normal_ (fan_in = in·kh·kw, fan_out = out·kh·kw), or Kaiming normal; zero biases. */
   override initialize(rng: Rng): void {
     const rf = this.kernel[0] * this.kernel[1];
-    glorotNormal(this.weight.data, this.inChannels * rf, this.outChannels * rf, rng);
-    this.bias.data.fill(0);
+    if (this.init === 'kaiming') kaimingNormal(this.weight.data, this.inChannels * rf, rng);
+    else glorotNormal(this.weight.data, this.inChannels * rf, this.outChannels * rf, rng);
+    this.bias?.data.fill(0);
   }
 }
 

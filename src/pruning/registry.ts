@@ -1,4 +1,5 @@
 import { LthError } from '../core/errors.js';
+import { bnScale } from './strategies/bn-scale.js';
 import { channelL1 } from './strategies/channel-l1.js';
 import { grasp } from './strategies/grasp.js';
 import { magnitudeGlobal } from './strategies/magnitude-global.js';
@@ -21,6 +22,7 @@ const STRATEGIES: readonly Strategy[] = [
   grasp,
   neuronL1,
   channelL1,
+  bnScale,
 ];
 
 export function strategyNames(): string[] {

@@ -18,6 +18,11 @@ export interface Strategy {
   /** One threshold across the layers (not in --ignore) rather than each layer at its own rate. */
   readonly global: boolean;
   prune(ctx: PruningContext): Mask;
+  /**
+   * For a structured strategy: a user error when `model` has nothing it can remove (checked
+   * before a lottery trains anything). Absent: the model must have hidden layers of its structure's kind.
+   */
+  checkModel?(model: Model): void;
 }
 
 /** Everything a strategy may read. */

@@ -194,9 +194,9 @@ test('Conv2d layer: PyTorch layout, Glorot normal with fan = channels·kh·kw, z
   const layer = new Conv2d(64, 128, 3, { padding: 'same', activation: 'relu' });
   assert.deepEqual(layer.weight.shape, [128, 64, 3, 3]);
   assert.deepEqual(layer.geometry, { strideH: 1, strideW: 1, padH: 1, padW: 1 });
-  layer.bias.data.fill(1);
+  layer.bias!.data.fill(1);
   layer.initialize(new Rng(0, 'init'));
-  assert.ok(layer.bias.data.every((v) => v === 0));
+  assert.ok(layer.bias!.data.every((v) => v === 0));
   let s2 = 0;
   for (const v of layer.weight.data) s2 += v * v;
   const std = Math.sqrt(s2 / layer.weight.size), want = Math.sqrt(2 / (64 * 9 + 128 * 9));

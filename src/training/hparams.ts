@@ -15,10 +15,10 @@ export const TRAINING_SCHEMA = {
   batchSize: { type: 'integer', help: "minibatch size (default: the model's, 60 in the paper)" },
   optimizer: { type: 'string', help: "adam or sgd (default: the model's)", choices: ['adam', 'sgd'] },
   lr: { type: 'number', help: "learning rate (default: the model's, e.g. 1.2e-3 for lenet_300_100)" },
-  momentum: { type: 'number', help: 'SGD momentum', default: 0 },
-  weightDecay: { type: 'number', help: 'SGD weight decay', default: 0 },
-  lrSchedule: { type: 'string', help: 'learning-rate schedule: constant, cosine (to 0 at the end), or step:MILESTONES (e.g. step:80ep,120ep, times --lr-gamma at each)', default: 'constant' },
-  lrGamma: { type: 'number', help: 'factor of a step schedule at each milestone', default: 0.1 },
+  momentum: { type: 'number', help: "SGD momentum (default: the model's with SGD, 0.9 for cifar_resnet/cifar_vgg; else 0)" },
+  weightDecay: { type: 'number', help: "SGD weight decay (default: the model's with SGD, e.g. 1e-4 for cifar_resnet; else 0)" },
+  lrSchedule: { type: 'string', help: "learning-rate schedule: constant, cosine (to 0 at the end), or step:MILESTONES (e.g. step:80ep,120ep, times --lr-gamma at each) (default: the model's, constant for most)" },
+  lrGamma: { type: 'number', help: "factor of a step schedule at each milestone (default: the model's, 0.1)" },
   warmupSteps: { type: 'string', help: 'linear learning-rate warmup over this many steps (e.g. 2ep, 500it)', default: '0it' },
   augment: { type: 'string', help: 'training-data augmentation: none, or crop_flip (4-pixel black padding, a random crop, a horizontal flip half of the time; image data sets), seeded by (seed, epoch)', choices: AUGMENTATIONS, default: 'none' },
   seed: { type: 'integer', help: 'seed of initialisation, data split and data order', default: 0 },
@@ -48,18 +48,21 @@ export interface TrainingHparams {
 export function resolveTraining(v: Values): TrainingHparams {
   const spec = getModel(String(v.model ?? TRAINING_SCHEMA.model.default));
   const d = spec.training;
+  const optimizer = (v.optimizer ?? d.optimizer) as 'adam' | 'sgd';
+  // The model's momentum and weight decay are its SGD's: another optimiser starts from none.
+  const sgd = optimizer === 'sgd' && d.optimizer === 'sgd';
   const h: TrainingHparams = {
     model: spec.name,
     dataset: String(v.dataset ?? d.dataset),
     dataDir: v.dataDir === undefined ? undefined : String(v.dataDir),
     steps: String(v.steps ?? d.steps),
     batchSize: Number(v.batchSize ?? d.batchSize),
-    optimizer: (v.optimizer ?? d.optimizer) as 'adam' | 'sgd',
+    optimizer,
     lr: Number(v.lr ?? d.lr),
-    momentum: Number(v.momentum ?? TRAINING_SCHEMA.momentum.default),
-    weightDecay: Number(v.weightDecay ?? TRAINING_SCHEMA.weightDecay.default),
-    lrSchedule: String(v.lrSchedule ?? TRAINING_SCHEMA.lrSchedule.default),
-    lrGamma: Number(v.lrGamma ?? TRAINING_SCHEMA.lrGamma.default),
+    momentum: Number(v.momentum ?? (sgd ? d.momentum : undefined) ?? 0),
+    weightDecay: Number(v.weightDecay ?? (sgd ? d.weightDecay : undefined) ?? 0),
+    lrSchedule: String(v.lrSchedule ?? d.lrSchedule ?? 'constant'),
+    lrGamma: Number(v.lrGamma ?? d.lrGamma ?? 0.1),
     warmupSteps: String(v.warmupSteps ?? TRAINING_SCHEMA.warmupSteps.default),
     augment: String(v.augment ?? TRAINING_SCHEMA.augment.default) as AugmentationName,
     seed: Number(v.seed ?? TRAINING_SCHEMA.seed.default),

@@ -54,7 +54,8 @@ function shape(s: ScheduleSettings, perEpoch: number, iterations: number): LrSch
   check(Number.isFinite(s.lrGamma) && s.lrGamma > 0, `--lr-gamma must be a positive number, got ${s.lrGamma}`);
   const milestones = m[1].split(',').map((t) => stepToIterations(parseStep(t, '--lr-schedule milestone'), perEpoch));
   milestones.forEach((x, i) => {
-    check(x > 0 && x < iterations, `--lr-schedule: milestone ${m[1].split(',')[i]} (${x} iterations) is not inside the training budget (${iterations} iterations)`);
+    // The schedule may be the model's default (cifar_resnet's step:80ep,120ep) with a budget the user shortened.
+    check(x > 0 && x < iterations, `--lr-schedule: milestone ${m[1].split(',')[i]} (${x} iterations) is not inside the training budget (${iterations} iterations); give an --lr-schedule that fits the budget (constant, cosine, or step: with earlier milestones)`);
     check(i === 0 || x > milestones[i - 1], `--lr-schedule: milestones must increase, got ${m[1]}`);
   });
   return {

@@ -1,0 +1,377 @@
+// norm.cc: the batch-norm, residual-addition and average-pooling kernels of the native
+// backend and their Node-API bindings: channelMoments, channelAffineAct,
+// batchNormBackward, addAct, addActBackward, meanPlanes and meanPlanesBackward (the Backend
+// methods of the same names, same argument order; src/backend/backend.ts documents them
+// and src/backend/reference.ts is the oracle).
+//
+// They are memory-bound passes over NCHW activations, compiled for the baseline ISA.
+// Reductions run in eight float lanes (which the compiler vectorises) over one contiguous
+// plane, and the lanes are added in double per plane, so a channel's sum over a batch loses
+// no more than one plane's float rounding. Big calls are split over the pool by whole
+// channels or planes (parallel.h): results do not depend on the thread count.
+
+#include <node_api.h>
+
+#include <cstdint>
+
+#include "bindings.h"
+#include "ftz.h"
+#include "napi_args.h"
+#include "parallel.h"
+
+namespace {
+
+using lth::FtzScope;
+using lth::parallel_units;
+
+constexpr int kLanes = 8;
+
+// Σ x[k], k < len.
+inline double sum_plane(const float* __restrict x, int64_t len) {
+  float acc[kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= len; k += kLanes)
+    for (int l = 0; l < kLanes; l++) acc[l] += x[k + l];
+  double s = 0;
+  for (; k < len; k++) s += x[k];
+  for (int l = 0; l < kLanes; l++) s += acc[l];
+  return s;
+}
+
+// Σ (x[k] - mu)², k < len.
+inline double sum_sq_dev(const float* __restrict x, int64_t len, float mu) {
+  float acc[kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= len; k += kLanes)
+    for (int l = 0; l < kLanes; l++) {
+      const float d = x[k + l] - mu;
+      acc[l] += d * d;
+    }
+  double s = 0;
+  for (; k < len; k++) {
+    const double d = (double)x[k] - mu;
+    s += d * d;
+  }
+  for (int l = 0; l < kLanes; l++) s += acc[l];
+  return s;
+}
+
+// The gradient reaching the affine map: gy, or 0 where the ReLU output is not positive. gy is
+// loaded whatever the mask, so that the selection vectorises (a conditional load does not).
+inline float masked(const float* gy, const float* y, int64_t k, bool relu) {
+  const float g = gy[k];
+  return relu && !(y[k] > 0) ? 0.0f : g;
+}
+
+// Σ g and Σ g·(x - mu) over g[0..len), into *s and *t.
+inline void plain_sums(const float* __restrict x, const float* __restrict g, int64_t len, float mu, double* s, double* t) {
+  float a[kLanes] = {}, b[kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= len; k += kLanes)
+    for (int l = 0; l < kLanes; l++) {
+      a[l] += g[k + l];
+      b[l] += g[k + l] * (x[k + l] - mu);
+    }
+  for (; k < len; k++) {
+    *s += g[k];
+    *t += (double)g[k] * ((double)x[k] - mu);
+  }
+  for (int l = 0; l < kLanes; l++) {
+    *s += a[l];
+    *t += b[l];
+  }
+}
+
+// Σ g and Σ g·(x - mu) over one plane (g masked by the ReLU when relu). With the ReLU the
+// masked gradient goes through a small buffer first: the selection and the sums each
+// vectorise as separate loops, not as one.
+inline void grad_sums(const float* __restrict x, const float* __restrict y, const float* __restrict gy, int64_t len, float mu,
+                      bool relu, double* sg, double* sgx) {
+  if (!relu) {
+    plain_sums(x, gy, len, mu, sg, sgx);
+    return;
+  }
+  constexpr int64_t kChunkLen = 256;
+  float buf[kChunkLen];
+  for (int64_t k0 = 0; k0 < len; k0 += kChunkLen) {
+    const int64_t m = len - k0 < kChunkLen ? len - k0 : kChunkLen;
+    for (int64_t j = 0; j < m; j++) buf[j] = masked(gy + k0, y + k0, j, true);
+    plain_sums(x + k0, buf, m, mu, sg, sgx);
+  }
+}
+
+using lth::ArgSpec;
+using lth::Args;
+using lth::undefined_value;
+namespace arg = lth::arg;
+using u128 = unsigned __int128;
+
+// channelMoments(x, mean, variance, n, channels, size)
+constexpr ArgSpec kMomentsArgs[] = {arg::f32("x"), arg::f32("mean"),     arg::f32("variance"),
+                                    arg::dim("n"), arg::dim("channels"), arg::dim("size")};
+
+napi_value ChannelMoments(napi_env env, napi_callback_info info) {
+  Args<6> a(env, info, "channelMoments", kMomentsArgs);
+  if (!a.ok()) return nullptr;
+  const float* x = a[0].f32();
+  float *mean = a[1].f32(), *var = a[2].f32();
+  const int64_t n = a[3].dim(), ch = a[4].dim(), size = a[5].dim();
+  a.need("x", a[0].len, (u128)n * ch * size, "n*channels*size");
+  a.need("mean", a[1].len, (u128)ch, "channels");
+  a.need("variance", a[2].len, (u128)ch, "channels");
+  if (a.ok() && ch > 0 && n * size == 0) a.fail(true, "n*size must be at least 1, got %lld", (long long)(n * size));
+  if (!a.ok()) return nullptr;
+  if (ch) {
+    FtzScope ftz;
+    const double m = (double)(n * size);
+    parallel_units(ch, n * ch * size, [&](int64_t b, int64_t e) {
+      for (int64_t c = b; c < e; c++) {
+        double s = 0;
+        for (int64_t i = 0; i < n; i++) s += sum_plane(x + (i * ch + c) * size, size);
+        const float mu = (float)(s / m);
+        double ss = 0;
+        for (int64_t i = 0; i < n; i++) ss += sum_sq_dev(x + (i * ch + c) * size, size, mu);
+        mean[c] = mu;
+        var[c] = (float)(ss / m);
+      }
+    });
+  }
+  return undefined_value(env);
+}
+
+// channelAffineAct(x, scale, shift, out, n, channels, size, relu)
+constexpr ArgSpec kAffineArgs[] = {arg::f32("x"), arg::f32("scale"),    arg::f32("shift"), arg::f32("out"),
+                                   arg::dim("n"), arg::dim("channels"), arg::dim("size"),  arg::flag("relu")};
+
+napi_value ChannelAffineAct(napi_env env, napi_callback_info info) {
+  Args<8> a(env, info, "channelAffineAct", kAffineArgs);
+  if (!a.ok()) return nullptr;
+  const float *x = a[0].f32(), *scale = a[1].f32(), *shift = a[2].f32();
+  float* out = a[3].f32();
+  const int64_t n = a[4].dim(), ch = a[5].dim(), size = a[6].dim();
+  const bool relu = a[7].flag;
+  a.need("x", a[0].len, (u128)n * ch * size, "n*channels*size");
+  a.need("scale", a[1].len, (u128)ch, "channels");
+  a.need("shift", a[2].len, (u128)ch, "channels");
+  a.need("out", a[3].len, (u128)n * ch * size, "n*channels*size");
+  if (!a.ok()) return nullptr;
+  if (n && ch && size) {
+    FtzScope ftz;
+    parallel_units(n * ch, n * ch * size, [&](int64_t b, int64_t e) {
+      for (int64_t p = b; p < e; p++) {
+        const float sc = scale[p % ch], sh = shift[p % ch];
+        const float* xi = x + p * size;
+        float* oi = out + p * size;
+        if (relu) {
+          for (int64_t k = 0; k < size; k++) {
+            const float v = xi[k] * sc + sh;
+            oi[k] = v < 0 ? 0.0f : v;  // NaN stays NaN
+          }
+        } else {
+          for (int64_t k = 0; k < size; k++) oi[k] = xi[k] * sc + sh;
+        }
+      }
+    });
+  }
+  return undefined_value(env);
+}
+
+// batchNormBackward(x, y, gradOut, mean, invstd, weight, gradIn, gradWeight, gradBias, n, channels, size, training, relu)
+constexpr ArgSpec kBnBackwardArgs[] = {
+    arg::f32("x"),           arg::f32_or_null("y"),          arg::f32("gradOut"),  arg::f32("mean"),
+    arg::f32("invstd"),      arg::f32("weight"),             arg::f32_or_null("gradIn"),
+    arg::f32_or_null("gradWeight"), arg::f32_or_null("gradBias"), arg::dim("n"), arg::dim("channels"),
+    arg::dim("size"),        arg::flag("training"),          arg::flag("relu")};
+
+napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
+  Args<14> a(env, info, "batchNormBackward", kBnBackwardArgs);
+  if (!a.ok()) return nullptr;
+  const float *x = a[0].f32(), *y = a[1].f32(), *gy = a[2].f32(), *mean = a[3].f32(), *invstd = a[4].f32(),
+              *w = a[5].f32();
+  float *gx = a[6].f32(), *gw = a[7].f32(), *gb = a[8].f32();
+  const bool hasGx = a[6].present, hasGw = a[7].present, hasGb = a[8].present;
+  const int64_t n = a[9].dim(), ch = a[10].dim(), size = a[11].dim();
+  const bool training = a[12].flag, relu = a[13].flag;
+  const u128 total = (u128)n * ch * size;
+  a.need("x", a[0].len, total, "n*channels*size");
+  if (relu && !a[1].present && a.ok()) a.fail(false, "y must be a Float32Array with relu, got null");
+  if (a[1].present) a.need("y", a[1].len, total, "n*channels*size");
+  a.need("gradOut", a[2].len, total, "n*channels*size");
+  a.need("mean", a[3].len, (u128)ch, "channels");
+  a.need("invstd", a[4].len, (u128)ch, "channels");
+  a.need("weight", a[5].len, (u128)ch, "channels");
+  if (hasGx) a.need("gradIn", a[6].len, total, "n*channels*size");
+  if (hasGw) a.need("gradWeight", a[7].len, (u128)ch, "channels");
+  if (hasGb) a.need("gradBias", a[8].len, (u128)ch, "channels");
+  if (!a.ok()) return nullptr;
+  if (ch > 0 && n * size > 0) {
+    FtzScope ftz;
+    const double m = (double)(n * size);
+    parallel_units(ch, 2 * n * ch * size, [&](int64_t b, int64_t e) {
+      for (int64_t c = b; c < e; c++) {
+        const float mu = mean[c], is = invstd[c];
+        double sg = 0, sgx = 0;
+        for (int64_t i = 0; i < n; i++) {
+          const int64_t o = (i * ch + c) * size;
+          grad_sums(x + o, relu ? y + o : nullptr, gy + o, size, mu, relu, &sg, &sgx);
+        }
+        sgx *= is;
+        if (hasGb) gb[c] += (float)sg;
+        if (hasGw) gw[c] += (float)sgx;
+        if (!hasGx) continue;
+        const float k = w[c] * is;
+        const float mg = training ? (float)(sg / m) : 0.0f, mgx = training ? (float)(sgx / m) * is : 0.0f;
+        for (int64_t i = 0; i < n; i++) {
+          const int64_t o = (i * ch + c) * size;
+          const float *xi = x + o, *gi = gy + o;
+          float* __restrict di = gx + o;
+          if (relu) {
+            const float* yi = y + o;
+            for (int64_t j = 0; j < size; j++) {
+              const float gv = gi[j];
+              const float g = yi[j] > 0 ? gv : 0.0f;
+              di[j] += k * (g - mg - (xi[j] - mu) * mgx);
+            }
+          } else {
+            for (int64_t j = 0; j < size; j++) di[j] += k * (gi[j] - mg - (xi[j] - mu) * mgx);
+          }
+        }
+      }
+    });
+  }
+  return undefined_value(env);
+}
+
+// addAct(a, b, out, n, relu)
+constexpr ArgSpec kAddActArgs[] = {arg::f32("a"), arg::f32("b"), arg::f32("out"), arg::dim("n"), arg::flag("relu")};
+
+// Elements per part of the elementwise kernels below.
+constexpr int64_t kChunk = 1 << 14;
+
+napi_value AddAct(napi_env env, napi_callback_info info) {
+  Args<5> a(env, info, "addAct", kAddActArgs);
+  if (!a.ok()) return nullptr;
+  const float *x = a[0].f32(), *z = a[1].f32();
+  float* out = a[2].f32();
+  const int64_t n = a[3].dim();
+  const bool relu = a[4].flag;
+  a.need("a", a[0].len, (u128)n, "n");
+  a.need("b", a[1].len, (u128)n, "n");
+  a.need("out", a[2].len, (u128)n, "n");
+  if (!a.ok()) return nullptr;
+  if (n) {
+    FtzScope ftz;
+    parallel_units((n + kChunk - 1) / kChunk, n, [&](int64_t b, int64_t e) {
+      const int64_t lo = b * kChunk, hi = e * kChunk < n ? e * kChunk : n;
+      if (relu) {
+        for (int64_t i = lo; i < hi; i++) {
+          const float v = x[i] + z[i];
+          out[i] = v < 0 ? 0.0f : v;
+        }
+      } else {
+        for (int64_t i = lo; i < hi; i++) out[i] = x[i] + z[i];
+      }
+    });
+  }
+  return undefined_value(env);
+}
+
+// addActBackward(gradOut, y, gradA, gradB, n, relu)
+constexpr ArgSpec kAddActBackwardArgs[] = {arg::f32("gradOut"),         arg::f32_or_null("y"), arg::f32_or_null("gradA"),
+                                           arg::f32_or_null("gradB"),    arg::dim("n"),         arg::flag("relu")};
+
+napi_value AddActBackward(napi_env env, napi_callback_info info) {
+  Args<6> a(env, info, "addActBackward", kAddActBackwardArgs);
+  if (!a.ok()) return nullptr;
+  const float *gy = a[0].f32(), *y = a[1].f32();
+  float *ga = a[2].f32(), *gb = a[3].f32();
+  const bool hasA = a[2].present, hasB = a[3].present;
+  const int64_t n = a[4].dim();
+  const bool relu = a[5].flag;
+  a.need("gradOut", a[0].len, (u128)n, "n");
+  if (relu && !a[1].present && a.ok()) a.fail(false, "y must be a Float32Array with relu, got null");
+  if (a[1].present) a.need("y", a[1].len, (u128)n, "n");
+  if (hasA) a.need("gradA", a[2].len, (u128)n, "n");
+  if (hasB) a.need("gradB", a[3].len, (u128)n, "n");
+  if (!a.ok()) return nullptr;
+  if (n && (hasA || hasB)) {
+    FtzScope ftz;
+    parallel_units((n + kChunk - 1) / kChunk, n, [&](int64_t b, int64_t e) {
+      const int64_t lo = b * kChunk, hi = e * kChunk < n ? e * kChunk : n;
+      // One loop per case, each a plain vectorisable pass.
+      if (relu) {
+        if (hasA)
+          for (int64_t i = lo; i < hi; i++) {
+            const float g = gy[i];
+            ga[i] += y[i] > 0 ? g : 0.0f;
+          }
+        if (hasB)
+          for (int64_t i = lo; i < hi; i++) {
+            const float g = gy[i];
+            gb[i] += y[i] > 0 ? g : 0.0f;
+          }
+      } else {
+        if (hasA)
+          for (int64_t i = lo; i < hi; i++) ga[i] += gy[i];
+        if (hasB)
+          for (int64_t i = lo; i < hi; i++) gb[i] += gy[i];
+      }
+    });
+  }
+  return undefined_value(env);
+}
+
+// meanPlanes(x, out, planes, size) and meanPlanesBackward(gradOut, gradIn, planes, size)
+constexpr ArgSpec kMeanPlanesArgs[] = {arg::f32("x"), arg::f32("out"), arg::dim("planes"), arg::dim("size", 1)};
+constexpr ArgSpec kMeanPlanesBackwardArgs[] = {arg::f32("gradOut"), arg::f32("gradIn"), arg::dim("planes"), arg::dim("size", 1)};
+
+napi_value MeanPlanes(napi_env env, napi_callback_info info) {
+  Args<4> a(env, info, "meanPlanes", kMeanPlanesArgs);
+  if (!a.ok()) return nullptr;
+  const float* x = a[0].f32();
+  float* out = a[1].f32();
+  const int64_t planes = a[2].dim(), size = a[3].dim();
+  a.need("x", a[0].len, (u128)planes * size, "planes*size");
+  a.need("out", a[1].len, (u128)planes, "planes");
+  if (!a.ok()) return nullptr;
+  if (planes) {
+    FtzScope ftz;
+    parallel_units(planes, planes * size, [&](int64_t b, int64_t e) {
+      for (int64_t p = b; p < e; p++) out[p] = (float)(sum_plane(x + p * size, size) / (double)size);
+    });
+  }
+  return undefined_value(env);
+}
+
+napi_value MeanPlanesBackward(napi_env env, napi_callback_info info) {
+  Args<4> a(env, info, "meanPlanesBackward", kMeanPlanesBackwardArgs);
+  if (!a.ok()) return nullptr;
+  const float* gy = a[0].f32();
+  float* gx = a[1].f32();
+  const int64_t planes = a[2].dim(), size = a[3].dim();
+  a.need("gradOut", a[0].len, (u128)planes, "planes");
+  a.need("gradIn", a[1].len, (u128)planes * size, "planes*size");
+  if (!a.ok()) return nullptr;
+  if (planes) {
+    FtzScope ftz;
+    parallel_units(planes, planes * size, [&](int64_t b, int64_t e) {
+      for (int64_t p = b; p < e; p++) {
+        const float g = (float)((double)gy[p] / (double)size);
+        float* d = gx + p * size;
+        for (int64_t k = 0; k < size; k++) d[k] += g;
+      }
+    });
+  }
+  return undefined_value(env);
+}
+
+}  // namespace
+
+bool lth::register_norm(napi_env env, napi_value exports) {
+  static constexpr Export kExports[] = {
+      {"channelMoments", ChannelMoments}, {"channelAffineAct", ChannelAffineAct}, {"batchNormBackward", BatchNormBackward},
+      {"addAct", AddAct},                 {"addActBackward", AddActBackward},     {"meanPlanes", MeanPlanes},
+      {"meanPlanesBackward", MeanPlanesBackward},
+  };
+  return define_exports(env, exports, kExports);
+}

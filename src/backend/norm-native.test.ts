@@ -1,0 +1,202 @@
+/**
+ * The native batch-norm, residual-addition and average-pooling kernels against the
+ * reference backend: edge sizes (one value per channel, one-pixel planes, no channels),
+ * NaN propagation, in-place calls, accumulation and null outputs, training and
+ * evaluation gradients with and without the fused ReLU, argument validation, and bitwise
+ * independence of the thread count. (These kernels have no SIMD-specific code paths.)
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { referenceBackend as ref, loadNative, type NativeAddon } from './index.js';
+import { prng, randomArray } from './testing.js';
+
+const loaded = loadNative();
+const native: NativeAddon | null = loaded instanceof Error ? null : loaded;
+const skip = native === null;
+
+/** [n, channels, size] */
+const SHAPES: Array<[number, number, number]> = [[1, 1, 2], [2, 1, 1], [3, 5, 7], [4, 16, 64], [2, 3, 1], [5, 2, 1023], [1, 7, 33], [2, 0, 4]];
+
+/** max |a - b| / (1 + |b|), NaN where exactly one is NaN. */
+function worstErr(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let e = 0;
+  for (let i = 0; i < b.length; i++) {
+    if (Number.isNaN(a[i]) || Number.isNaN(b[i])) {
+      if (Number.isNaN(a[i]) !== Number.isNaN(b[i])) return NaN;
+      continue;
+    }
+    e = Math.max(e, Math.abs(a[i] - b[i]) / (1 + Math.abs(b[i])));
+  }
+  return e;
+}
+
+const close = (a: Float32Array, b: Float32Array, what: string, tol = 2e-6) => {
+  const e = worstErr(a, b);
+  assert.ok(e <= tol, `${what}: error ${e}`);
+};
+
+test('channelMoments matches the reference (mean, biased variance, a constant channel, NaN)', { skip }, () => {
+  const rnd = prng(1);
+  for (const [n, c, size] of SHAPES) {
+    if (n * size === 0) continue;
+    // An offset of 3 makes Σx² - (Σx)² cancel: the two-pass form must not.
+    const x = randomArray(n * c * size, rnd, 2, 4);
+    const m1 = new Float32Array(c), v1 = new Float32Array(c), m2 = new Float32Array(c), v2 = new Float32Array(c);
+    ref.channelMoments(x, m1, v1, n, c, size);
+    native!.channelMoments(x, m2, v2, n, c, size);
+    close(m2, m1, `mean ${n}x${c}x${size}`);
+    close(v2, v1, `variance ${n}x${c}x${size}`, 1e-5);
+  }
+  const constant = new Float32Array(2 * 2 * 3).fill(0.1), m = new Float32Array(2), v = new Float32Array(2).fill(7);
+  native!.channelMoments(constant, m, v, 2, 2, 3);
+  assert.ok(Math.abs(m[0] - 0.1) < 1e-7 && Math.abs(v[0]) < 1e-12, `constant channel: mean ${m[0]}, variance ${v[0]}`);
+  const x = randomArray(2 * 3 * 4, rnd);
+  x[5] = NaN; // channel 1 of sample 0
+  const mm = new Float32Array(3), vv = new Float32Array(3);
+  native!.channelMoments(x, mm, vv, 2, 3, 4);
+  assert.ok(Number.isNaN(mm[1]) && Number.isNaN(vv[1]) && !Number.isNaN(mm[0]) && !Number.isNaN(vv[2]));
+});
+
+test('channelAffineAct matches the reference (ReLU, NaN kept, in place)', { skip }, () => {
+  const rnd = prng(2);
+  for (const [n, c, size] of SHAPES) {
+    const x = randomArray(n * c * size, rnd);
+    if (x.length > 3) x[3] = NaN;
+    const scale = randomArray(c, rnd), shift = randomArray(c, rnd, -0.5, 0.5);
+    for (const relu of [false, true]) {
+      const o1 = new Float32Array(x.length), o2 = o1.slice();
+      ref.channelAffineAct(x, scale, shift, o1, n, c, size, relu);
+      native!.channelAffineAct(x, scale, shift, o2, n, c, size, relu);
+      close(o2, o1, `${n}x${c}x${size} relu=${relu}`, 1e-7);
+      const inPlace = x.slice();
+      native!.channelAffineAct(inPlace, scale, shift, inPlace, n, c, size, relu);
+      assert.deepEqual(inPlace, o2, 'in place');
+    }
+  }
+});
+
+test('batchNormBackward matches the reference (training/evaluation, ReLU, accumulation, null outputs)', { skip }, () => {
+  const rnd = prng(3);
+  for (const [n, c, size] of SHAPES) {
+    if (n * size === 0) continue;
+    const total = n * c * size;
+    const x = randomArray(total, rnd), gy = randomArray(total, rnd), y = randomArray(total, rnd);
+    const mean = new Float32Array(c), variance = new Float32Array(c);
+    ref.channelMoments(x, mean, variance, n, c, size);
+    const invstd = variance.map((v) => 1 / Math.sqrt(v + 1e-5)), weight = randomArray(c, rnd, 0.5, 1.5);
+    for (const training of [true, false]) {
+      for (const relu of [false, true]) {
+        const start = () => ({ gx: randomArray(total, prng(9)), gw: randomArray(c, prng(10)), gb: randomArray(c, prng(11)) });
+        const r = start(), m = start();
+        ref.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, r.gx, r.gw, r.gb, n, c, size, training, relu);
+        native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, m.gx, m.gw, m.gb, n, c, size, training, relu);
+        const what = `${n}x${c}x${size} training=${training} relu=${relu}`;
+        // The input gradient in training mode subtracts two means: hold it to the gradient's scale.
+        close(m.gx, r.gx, `${what} gradIn`, 1e-5 * Math.sqrt(size));
+        close(m.gw, r.gw, `${what} gradWeight`, 1e-5 * Math.sqrt(n * size));
+        close(m.gb, r.gb, `${what} gradBias`, 1e-5 * Math.sqrt(n * size));
+        const only = randomArray(c, prng(10));
+        native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, null, only, null, n, c, size, training, relu);
+        assert.deepEqual(only, m.gw, `${what}: gradWeight alone`);
+      }
+    }
+  }
+});
+
+test('addAct and addActBackward match the reference exactly (ReLU, NaN, in place, null gradients)', { skip }, () => {
+  const rnd = prng(4);
+  for (const n of [0, 1, 7, 100_003]) {
+    const a = randomArray(n, rnd), b = randomArray(n, rnd);
+    if (n > 2) a[2] = NaN;
+    for (const relu of [false, true]) {
+      const o1 = new Float32Array(n), o2 = o1.slice();
+      ref.addAct(a, b, o1, n, relu);
+      native!.addAct(a, b, o2, n, relu);
+      assert.deepEqual(o2, o1, `addAct n=${n} relu=${relu}`);
+      const inPlace = a.slice();
+      native!.addAct(inPlace, b, inPlace, n, relu);
+      assert.deepEqual(inPlace, o1, 'addAct in place');
+      const gy = randomArray(n, rnd);
+      const ga1 = randomArray(n, prng(5)), gb1 = randomArray(n, prng(6)), ga2 = ga1.slice(), gb2 = gb1.slice();
+      ref.addActBackward(gy, relu ? o1 : null, ga1, gb1, n, relu);
+      native!.addActBackward(gy, relu ? o1 : null, ga2, gb2, n, relu);
+      assert.deepEqual(ga2, ga1, `addActBackward gradA n=${n} relu=${relu}`);
+      assert.deepEqual(gb2, gb1, `addActBackward gradB n=${n} relu=${relu}`);
+      const gOnly = randomArray(n, prng(6));
+      native!.addActBackward(gy, relu ? o1 : null, null, gOnly, n, relu);
+      assert.deepEqual(gOnly, gb1, 'addActBackward with gradA null');
+    }
+  }
+});
+
+test('meanPlanes and meanPlanesBackward match the reference (accumulating)', { skip }, () => {
+  const rnd = prng(5);
+  for (const [planes, size] of [[1, 1], [3, 64], [256, 64], [7, 1023], [0, 5]]) {
+    const x = randomArray(planes * size, rnd);
+    const o1 = new Float32Array(planes), o2 = o1.slice();
+    ref.meanPlanes(x, o1, planes, size);
+    native!.meanPlanes(x, o2, planes, size);
+    close(o2, o1, `meanPlanes ${planes}x${size}`);
+    const gy = randomArray(planes, rnd), g1 = randomArray(planes * size, prng(7)), g2 = g1.slice();
+    ref.meanPlanesBackward(gy, g1, planes, size);
+    native!.meanPlanesBackward(gy, g2, planes, size);
+    close(g2, g1, `meanPlanesBackward ${planes}x${size}`, 1e-7);
+  }
+});
+
+test('the norm kernels validate their arguments with clear errors', { skip }, () => {
+  const N = native!;
+  const f = (n: number) => new Float32Array(n);
+  const err = (type: typeof TypeError, re: RegExp) => (e: unknown) => e instanceof type && re.test((e as Error).message);
+  assert.throws(() => N.channelMoments(f(11), f(3), f(3), 2, 3, 2), err(RangeError, /^channelMoments: x has 11 elements, needs n\*channels\*size = 12$/));
+  assert.throws(() => N.channelMoments(f(0), f(3), f(3), 0, 3, 2), err(RangeError, /^channelMoments: n\*size must be at least 1, got 0$/));
+  assert.throws(() => N.channelAffineAct(f(12), f(2), f(3), f(12), 2, 3, 2, false), err(RangeError, /^channelAffineAct: scale has 2 elements, needs channels = 3$/));
+  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(12), null, null, 2, 3, 2, true, true),
+    err(TypeError, /^batchNormBackward: y must be a Float32Array with relu, got null$/));
+  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(11), null, null, 2, 3, 2, true, false),
+    err(RangeError, /^batchNormBackward: gradIn has 11 elements, needs n\*channels\*size = 12$/));
+  assert.throws(() => N.addAct(f(4), f(3), f(4), 4, false), err(RangeError, /^addAct: b has 3 elements, needs n = 4$/));
+  assert.throws(() => N.addActBackward(f(4), null, f(4), f(4), 4, true), err(TypeError, /^addActBackward: y must be a Float32Array with relu, got null$/));
+  assert.throws(() => N.meanPlanes(f(4), f(2), 2, 0), err(RangeError, /^meanPlanes: size must be a positive integer, got 0$/));
+  assert.throws(() => N.meanPlanesBackward(f(2), f(7), 2, 4), err(RangeError, /^meanPlanesBackward: gradIn has 7 elements, needs planes\*size = 8$/));
+});
+
+test('the norm kernels give bitwise identical results for 1, 2 and 3 threads', { skip }, () => {
+  const rnd = prng(6);
+  const before = native!.getThreads();
+  const run = (threads: number, fn: () => Float32Array) => {
+    native!.setThreads(threads);
+    return Buffer.from(fn().buffer);
+  };
+  try {
+    const [n, c, size] = [8, 16, 32 * 32];
+    const total = n * c * size;
+    const x = randomArray(total, rnd), gy = randomArray(total, rnd), y = randomArray(total, rnd), w = randomArray(c, rnd);
+    const mean = randomArray(c, rnd), invstd = randomArray(c, rnd, 0.5, 2);
+    const kernels: Array<[string, () => Float32Array]> = [
+      ['channelMoments', () => { const m = new Float32Array(2 * c); N().channelMoments(x, m.subarray(0, c), m.subarray(c), n, c, size); return m; }],
+      ['channelAffineAct', () => { const o = new Float32Array(total); N().channelAffineAct(x, w, mean, o, n, c, size, true); return o; }],
+      ['batchNormBackward', () => {
+        const o = new Float32Array(total + 2 * c);
+        N().batchNormBackward(x, y, gy, mean, invstd, w, o.subarray(0, total), o.subarray(total, total + c), o.subarray(total + c), n, c, size, true, true);
+        return o;
+      }],
+      ['addAct', () => { const o = new Float32Array(total); N().addAct(x, y, o, total, true); return o; }],
+      ['addActBackward', () => { const o = new Float32Array(2 * total); N().addActBackward(gy, y, o.subarray(0, total), o.subarray(total), total, true); return o; }],
+      ['meanPlanes', () => { const o = new Float32Array(n * c); N().meanPlanes(x, o, n * c, size); return o; }],
+      ['meanPlanesBackward', () => { const o = new Float32Array(total); N().meanPlanesBackward(gy.subarray(0, n * c), o, n * c, size); return o; }],
+    ];
+    for (const [name, fn] of kernels) {
+      const one = run(1, fn);
+      assert.deepEqual(run(2, fn), one, `${name}: 2 threads`);
+      assert.deepEqual(run(3, fn), one, `${name}: 3 threads`);
+    }
+  } finally {
+    native!.setThreads(before);
+  }
+});
+
+function N(): NativeAddon {
+  return native!;
+}

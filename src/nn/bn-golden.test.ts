@@ -1,0 +1,205 @@
+/**
+ * Golden tests against PyTorch for the batch-norm networks, from the fixtures written by
+ * fixtures/gen_bn_golden.py (see its docstring): cifar_resnet_20 (batch 4) and cifar_vgg_11
+ * (batch 2), two SGD steps (lr 0.1, momentum 0.9, coupled weight decay) with batch norm in
+ * training mode, then forwards in evaluation mode. PyTorch is not needed here: the
+ * fixtures are committed. Weights, running statistics and inputs are not stored; both sides
+ * compute them from the same integer-hash formula, bit for bit (checked against the
+ * fixture's checksums).
+ *
+ * Compared, each as ‖lth - torch‖₂ / max(‖torch‖₂, floor): step 1's logits and both losses,
+ * every parameter's step-1 gradient, its change after one and after two steps, every
+ * running mean and variance after the two steps (and num_batches_tracked = 2), and the
+ * logits in evaluation mode of the trained and of the starting network. The floor is
+ * `floor` × the norm over all parameters for gradients and changes (a conv bias before
+ * batch norm has a zero gradient in exact arithmetic), else 0. Each tolerance is 10× how far
+ * PyTorch's float32 result is from its float64 one (the fixture's torchF32VsF64), at least
+ * 2e-5: the second step's gradient is of weights one large step along, which float32
+ * rounding moves more than the first. Runs on getBackend(); when that is the native addon,
+ * a child process repeats the ResNet-20 check on the reference backend, to the first step
+ * and the starting network's evaluation (every kernel in both modes; the second step would
+ * run the same kernels again, at the reference backend's pace).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { getBackend } from '../backend/index.js';
+import { getModel } from '../models/registry.js';
+import { loadSafetensors } from '../store/safetensors.js';
+import { softmaxCrossEntropy } from '../tensor/ops.js';
+import { Tensor, noGrad } from '../tensor/tensor.js';
+import type { Model } from './model.js';
+import { Optimizer } from './optim.js';
+
+interface Meta {
+  model: string;
+  batch: number;
+  labels: number[];
+  sgd: { lr: number; momentum: number; weightDecay: number };
+  tensors: Array<{ name: string; shape: number[]; k: number; std: number; offset: number }>;
+  checksums: Record<string, number>;
+  stride: number;
+  fullMax: number;
+  floor: number;
+  loss1: number;
+  loss2: number;
+  gradNormAll: number;
+  delta1NormAll: number;
+  delta2NormAll: number;
+  numBatchesTracked: Record<string, number>;
+  torchF32VsF64: Record<string, number>;
+}
+
+const fixture = (name: string) => fileURLToPath(new URL(`../../../fixtures/${name}`, import.meta.url));
+
+/** lowbias32: an integer hash, the same in fixtures/gen_bn_golden.py. */
+function lowbias32(x: number): number {
+  x >>>= 0;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d);
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/** value(k, i) = float32(((2·(u + 0.5)/2³² - 1)·√3)·std + offset), u = h(h(i) ^ (k·0x9E3779B9 mod 2³²)). */
+function formulaTensor(k: number, size: number, std: number, offset: number): Float32Array {
+  const salt = Math.imul(k, 0x9e3779b9) >>> 0;
+  const out = new Float32Array(size);
+  const sqrt3 = Math.sqrt(3);
+  for (let i = 0; i < size; i++) {
+    const u = lowbias32(lowbias32(i) ^ salt);
+    out[i] = ((2 * (u + 0.5) / 4294967296 - 1) * sqrt3) * std + offset;
+  }
+  return out;
+}
+
+/** ‖a - b‖₂ / max(‖b‖₂, floor) in float64. */
+function normErr(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-300): number {
+  assert.equal(a.length, b.length);
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), floor);
+}
+
+const backend = getBackend().name;
+
+/** The formula's tensors of a fixture, checked against its checksums. */
+function formulaValues(meta: Meta): Map<string, Float32Array> {
+  return new Map(meta.tensors.map((d) => {
+    const size = d.shape.reduce((a, b) => a * b, 1);
+    const v = formulaTensor(d.k, size, d.std, d.offset);
+    let sum = 0, abs = 0;
+    for (const x of v) {
+      sum += x;
+      abs += Math.abs(x);
+    }
+    assert.ok(Math.abs(sum - meta.checksums[d.name]) <= 1e-9 * abs, `${d.name}: the formula gives other values than the generator's`);
+    return [d.name, v] as const;
+  }));
+}
+
+/** The network of the fixture with the formula's parameters and buffers, and the input batch. */
+function start(meta: Meta, values: ReadonlyMap<string, Float32Array>): { model: Model; x: Tensor } {
+  const model = getModel(meta.model).build();
+  const state = new Map([...values].filter(([n]) => n !== 'input'));
+  for (const [n] of model.namedBuffers()) if (n.endsWith('num_batches_tracked')) state.set(n, new Float32Array(1));
+  model.loadState(state, `${meta.model} golden state`);
+  return { model, x: new Tensor(values.get('input')!, [meta.batch, 3, 32, 32]) };
+}
+
+function golden(key: string, t: test.TestContext, firstStepOnly = false): void {
+  const meta = JSON.parse(fs.readFileSync(fixture(`${key}_golden.json`), 'utf8')) as Meta;
+  const want = loadSafetensors(fixture(`${key}_golden.safetensors`));
+  const errs: string[] = [];
+  const report = (what: string, e: number, yardstick: string) => {
+    const tol = Math.max(2e-5, 10 * (meta.torchF32VsF64[yardstick] ?? Infinity));
+    t.diagnostic(`${what}: rel err ${e.toExponential(2)} (tolerance ${tol.toExponential(1)})`);
+    if (!(e <= tol)) errs.push(`${what}: rel err ${e.toExponential(3)} > ${tol.toExponential(2)}`);
+  };
+  /** The entries the fixture holds: all, or every stride-th; `at(i)` gives entry i. */
+  const sampled = (size: number, at: (i: number) => number) => {
+    const step = size <= meta.fullMax ? 1 : meta.stride;
+    const out = new Float64Array(Math.ceil(size / step));
+    for (let i = 0, j = 0; i < size; i += step, j++) out[j] = at(i);
+    return out;
+  };
+  const fixtureOf = (name: string) => {
+    const w = want.get(name);
+    assert.ok(w, `the fixture has no ${name}`);
+    return w.data;
+  };
+
+  const values = formulaValues(meta);
+  const { model, x } = start(meta, values);
+  const params = model.namedParameters();
+  const p0 = new Map(params.map(([n, p]) => [n, Float32Array.from(p.data)]));
+  const optimizer = new Optimizer(params.map(([, p]) => ({ tensor: p, mask: null })), { name: 'sgd', ...meta.sgd });
+  const labels = Int32Array.from(meta.labels);
+  model.train();
+  const deltas = (which: 'delta1' | 'delta2', norm: number) => {
+    for (const [n, p] of params) {
+      const before = p0.get(n)!;
+      const d = sampled(p.size, (i) => p.data[i] - before[i]);
+      report(`${which}.${n}`, normErr(d, fixtureOf(`${which}.${n}`), meta.floor * norm), `${which}.${n}`);
+    }
+  };
+  for (const step of firstStepOnly ? [1] as const : [1, 2] as const) {
+    const logits = model.forward(x);
+    const loss = softmaxCrossEntropy(logits, labels);
+    const wantLoss = step === 1 ? meta.loss1 : meta.loss2;
+    report(`loss${step}`, Math.abs(loss.data[0] - wantLoss) / Math.abs(wantLoss), `loss${step}`);
+    if (step === 1) report('logits (training mode)', normErr(logits.data, fixtureOf('logits')), 'logits');
+    loss.backward();
+    if (step === 1) {
+      for (const [n, p] of params) {
+        const g = p.grad;
+        assert.ok(g, `${n} has no gradient`);
+        report(`grad.${n}`, normErr(sampled(p.size, (i) => g[i]), fixtureOf(`grad.${n}`), meta.floor * meta.gradNormAll), `grad.${n}`);
+      }
+    }
+    optimizer.step();
+    deltas(`delta${step}`, step === 1 ? meta.delta1NormAll : meta.delta2NormAll);
+  }
+  for (const [n, b] of firstStepOnly ? [] : model.namedBuffers()) {
+    if (n.endsWith('num_batches_tracked')) {
+      assert.equal(b.data[0], meta.numBatchesTracked[n], n);
+      continue;
+    }
+    report(n, normErr(b.data, fixtureOf(n)), n);
+  }
+  model.eval();
+  if (!firstStepOnly) report('logits (evaluation mode, trained)', normErr(noGrad(() => model.forward(x)).data, fixtureOf('eval_logits')), 'eval_logits');
+  const fresh = start(meta, values);
+  fresh.model.eval();
+  report('logits (evaluation mode, at the start)', normErr(noGrad(() => fresh.model.forward(fresh.x)).data, fixtureOf('eval_logits_init')), 'eval_logits_init');
+  assert.deepEqual(errs, []);
+}
+
+const referenceChild = process.env.LTH_GOLDEN_ONLY === 'resnet20';
+
+test(`cifar_resnet_20 golden (${backend}): two SGD steps with batch norm, then evaluation mode, match PyTorch`, (t) => golden('resnet20', t, referenceChild));
+
+test(`cifar_vgg_11 golden (${backend}): two SGD steps with batch norm, then evaluation mode, match PyTorch`, { skip: referenceChild }, (t) => golden('vgg11', t));
+
+test('batch-norm golden: the reference backend matches PyTorch too (ResNet-20, the first step)', (t) => {
+  if (backend !== 'native') {
+    t.skip(`this process already runs on the ${backend} backend`);
+    return;
+  }
+  const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], {
+    env: { ...env, LTH_BACKEND: 'reference', LTH_GOLDEN_ONLY: 'resnet20' },
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  assert.equal(child.status, 0, `reference run failed:\n${child.stdout}\n${child.stderr}`);
+  const worst = child.stdout.split('\n').filter((l) => l.startsWith('# ') && l.includes('rel err')).length;
+  t.diagnostic(`reference: ${worst} comparisons`);
+});
