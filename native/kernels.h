@@ -44,6 +44,15 @@ struct Kernels {
   void (*sgd)(float* p, float* g, float* buf, const float* mask, int64_t n,
               float lr, float momentum, float weightDecay);
   void (*applyMask)(float* x, const float* mask, int64_t n);
+
+  // Winograd F(2x2, 3x3) transforms of one row of tw tiles (winograd.cc). winoIn reads 4
+  // zero-padded input rows (row r at rows + r*ld, tile tx covering columns 2tx..2tx+3) and
+  // writes the 16 entries of each tile's Bᵀ·d·B to v[e*estride + tx], e = 4*row + column.
+  // winoOut reads the 16 products m[e*estride + tx] and writes (or adds, with accumulate)
+  // the 2x2 outputs Aᵀ·M·A of tile tx to y0[2tx + j] (top row) and y1[2tx + j] (bottom
+  // row, skipped when y1 is null), for the columns 2tx + j < width (tw = ⌈width/2⌉).
+  void (*winoIn)(const float* rows, int64_t ld, int64_t tw, float* v, int64_t estride);
+  void (*winoOut)(const float* m, int64_t estride, int64_t width, float* y0, float* y1, bool accumulate);
 };
 
 // nullptr when the ISA is not compiled in (non-x86 builds).

@@ -160,6 +160,95 @@ void applyMask(float* __restrict x, const float* __restrict mask, int64_t n) {
   for (int64_t i = 0; i < n; i++) x[i] = mask[i] == 0.0f ? 0.0f : x[i];
 }
 
+// ---------------------------------------------------------------- Winograd F(2x2, 3x3)
+//
+// Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], Aᵀ = [1 1 1 0; 0 1 -1 -1]. Both passes
+// are loops over the tiles of a row, which the compiler vectorises (stride-2 loads in
+// winoIn's first pass and stores in winoOut's last).
+
+void winoIn(const float* __restrict rows, int64_t ld, int64_t tw, float* __restrict v, int64_t estride) {
+  // h[r][k][tx]: row r of the tile times B (columns k), for the 4 rows; 16 lanes of at
+  // most kWinoChunk tiles each.
+  constexpr int64_t kWinoChunk = 64;
+  float h[4][4][kWinoChunk];
+  for (int64_t t0 = 0; t0 < tw; t0 += kWinoChunk) {
+    const int64_t nt = min64(kWinoChunk, tw - t0);
+    for (int r = 0; r < 4; r++) {
+      const float* s = rows + r * ld + 2 * t0;
+      float* h0 = h[r][0];
+      float* h1 = h[r][1];
+      float* h2 = h[r][2];
+      float* h3 = h[r][3];
+      for (int64_t t = 0; t < nt; t++) {
+        const float a = s[2 * t], b = s[2 * t + 1], c = s[2 * t + 2], d = s[2 * t + 3];
+        h0[t] = a - c;
+        h1[t] = b + c;
+        h2[t] = c - b;
+        h3[t] = b - d;
+      }
+    }
+    for (int k = 0; k < 4; k++) {
+      const float* d0 = h[0][k];
+      const float* d1 = h[1][k];
+      const float* d2 = h[2][k];
+      const float* d3 = h[3][k];
+      float* v0 = v + (0 * 4 + k) * estride + t0;
+      float* v1 = v + (1 * 4 + k) * estride + t0;
+      float* v2 = v + (2 * 4 + k) * estride + t0;
+      float* v3 = v + (3 * 4 + k) * estride + t0;
+      for (int64_t t = 0; t < nt; t++) {
+        v0[t] = d0[t] - d2[t];
+        v1[t] = d1[t] + d2[t];
+        v2[t] = d2[t] - d1[t];
+        v3[t] = d1[t] - d3[t];
+      }
+    }
+  }
+}
+
+template <bool ACC, bool TWO>
+inline void wino_out_rows(const float* __restrict m, int64_t estride, int64_t width, float* __restrict y0,
+                          float* __restrict y1) {
+  const int64_t full = width / 2, tw = (width + 1) / 2;
+  for (int64_t t = 0; t < tw; t++) {
+    float s0[4], s1[4];
+    for (int k = 0; k < 4; k++) {
+      const float a = m[(0 * 4 + k) * estride + t], b = m[(1 * 4 + k) * estride + t];
+      const float c = m[(2 * 4 + k) * estride + t], d = m[(3 * 4 + k) * estride + t];
+      s0[k] = a + b + c;
+      s1[k] = b - c - d;
+    }
+    const float o00 = s0[0] + s0[1] + s0[2], o01 = s0[1] - s0[2] - s0[3];
+    const float o10 = s1[0] + s1[1] + s1[2], o11 = s1[1] - s1[2] - s1[3];
+    if (ACC) {
+      y0[2 * t] += o00;
+      if (TWO) y1[2 * t] += o10;
+    } else {
+      y0[2 * t] = o00;
+      if (TWO) y1[2 * t] = o10;
+    }
+    if (t < full) {
+      if (ACC) {
+        y0[2 * t + 1] += o01;
+        if (TWO) y1[2 * t + 1] += o11;
+      } else {
+        y0[2 * t + 1] = o01;
+        if (TWO) y1[2 * t + 1] = o11;
+      }
+    }
+  }
+}
+
+void winoOut(const float* m, int64_t estride, int64_t width, float* y0, float* y1, bool accumulate) {
+  if (accumulate) {
+    if (y1) wino_out_rows<true, true>(m, estride, width, y0, y1);
+    else wino_out_rows<true, false>(m, estride, width, y0, y1);
+  } else {
+    if (y1) wino_out_rows<false, true>(m, estride, width, y0, y1);
+    else wino_out_rows<false, false>(m, estride, width, y0, y1);
+  }
+}
+
 const lth::Kernels kTable = {
-    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask,
+    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoOut,
 };

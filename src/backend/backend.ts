@@ -111,6 +111,25 @@ export interface Backend {
   ): void;
 
   /**
+   * Stride-1 3×3 convolution (cross-correlation) of a batch with zero padding `pad` on
+   * every side: x [n, inChannels, height, width] -> out [n, outChannels, outH, outW],
+   * outH = height + 2·pad - 2 (outW likewise):
+   *   out[b,o,y,x] (+)= Σ_{c,i,j} x[b, c, y - pad + i, x - pad + j] · K[o,c,i,j]
+   * (0 outside the image), adding to `out` when `accumulate`. K is `weight` stored
+   * [outChannels, inChannels, 3, 3]; with `flip`, weight is stored [inChannels,
+   * outChannels, 3, 3] and K[o,c,i,j] = weight[c, o, 2-i, 2-j], so that
+   * conv3x3(gradOut, W, gradIn, n, out, in, outH, outW, 2 - pad, true, true) is the input
+   * gradient of the convolution by W with padding pad ≤ 2.
+   * The native kernel uses Winograd's F(2×2, 3×3) (native/winograd.cc): its rounding
+   * differs from the direct sum's by a few units in the last place, and a NaN or infinity
+   * in x reaches every output of the 2×2 output tiles whose 4×4 input patch holds it.
+   */
+  conv3x3(
+    x: Float32Array, weight: Float32Array, out: Float32Array, n: number, inChannels: number, outChannels: number,
+    height: number, width: number, pad: number, flip: boolean, accumulate: boolean,
+  ): void;
+
+  /**
    * NCHW data [n, channels, size] (size = H·W): out[i,c,k] = x[i,c,k] + bias[c], then
    * max(0, ·) when `relu` (NaN stays NaN). `out` may be `x`.
    */

@@ -2,8 +2,9 @@
  * The native conv kernels against the reference backend: im2col/col2im on odd geometries
  * (strides, paddings, rectangular and oversized kernels, the Conv-2/4/6 shapes), the
  * per-channel bias/ReLU and bias gradient, max pooling forward/backward (ties, NaN,
- * overlapping windows), a whole conv layer's forward and backward composed from the
- * kernels, argument validation, bitwise independence of the thread count, and every SIMD
+ * overlapping windows), the Winograd conv3x3 (forward and flipped, paddings 0-2, odd
+ * sizes, blocks that split images, accumulation, NaN), a whole conv layer's forward and
+ * backward composed from the kernels, argument validation, bitwise independence of the thread count, and every SIMD
  * path (child processes with LTH_SIMD set).
  */
 import { test } from 'node:test';
@@ -185,6 +186,68 @@ test('a whole conv layer (forward, weight/bias/input gradients) matches the refe
   }
 });
 
+/** [n, inChannels, outChannels, height, width, pad] */
+const CONV3X3: Array<[number, number, number, number, number, number]> = [
+  [2, 3, 5, 9, 7, 1],
+  [1, 4, 6, 8, 8, 0],
+  [2, 9, 7, 5, 6, 2],     // padding 2: the input gradient of a valid convolution
+  [1, 8, 8, 3, 3, 0],     // a single output
+  [12, 8, 9, 5, 5, 1],    // 36 tile rows: blocks that end inside an image
+  [2, 70, 33, 11, 13, 1], // more channels than a block's tile budget assumes
+  [3, 64, 64, 16, 16, 1], // Conv-4/6 shape
+];
+
+test('conv3x3 (Winograd) matches the reference: forward and flipped, paddings 0-2, accumulate', { skip }, () => {
+  const rnd = prng(8);
+  for (const [n, ci, co, h, w, p] of CONV3X3) {
+    const oh = h + 2 * p - 2, ow = w + 2 * p - 2;
+    const x = randomArray(n * ci * h * w, rnd), wt = randomArray(ci * co * 9, rnd, -0.5, 0.5), o0 = randomArray(n * co * oh * ow, rnd);
+    for (const flip of [false, true]) {
+      for (const acc of [false, true]) {
+        const r = o0.slice(), m = o0.slice();
+        ref.conv3x3(x, wt, r, n, ci, co, h, w, p, flip, acc);
+        native!.conv3x3(x, wt, m, n, ci, co, h, w, p, flip, acc);
+        const e = relErr(m, r);
+        assert.ok(e <= 1e-5, `conv3x3 ${[n, ci, co, h, w, p]} flip ${flip} accumulate ${acc}: rel err ${e}`);
+      }
+    }
+  }
+});
+
+test('conv3x3: the flipped convolution is the input gradient of the forward one (col2im of Wᵀ·gY)', { skip }, () => {
+  const rnd = prng(9);
+  for (const [n, c, o, h, w, p] of [[2, 8, 12, 7, 9, 1], [1, 9, 8, 6, 5, 0]]) {
+    const oh = h + 2 * p - 2, ow = w + 2 * p - 2, hw = oh * ow, ckk = c * 9;
+    const wt = randomArray(o * c * 9, rnd), gy = randomArray(n * o * hw, rnd);
+    const want = new Float32Array(n * c * h * w), gcol = new Float32Array(ckk * hw);
+    for (let i = 0; i < n; i++) {
+      ref.matmul(wt, gy.subarray(i * o * hw, (i + 1) * o * hw), gcol, ckk, o, hw, true, false, false);
+      ref.col2im(gcol, want.subarray(i * c * h * w, (i + 1) * c * h * w), c, h, w, 3, 3, 1, 1, p, p);
+    }
+    const got = new Float32Array(want.length);
+    native!.conv3x3(gy, wt, got, n, o, c, oh, ow, 2 - p, true, true);
+    const e = relErr(got, want);
+    assert.ok(e <= 1e-5, `input gradient ${[n, c, o, h, w, p]}: rel err ${e}`);
+  }
+});
+
+test('conv3x3: a NaN reaches every output whose window holds it (and at most its 2x2 output tiles)', { skip }, () => {
+  const rnd = prng(10);
+  const [n, c, o, h, w, p] = [2, 8, 8, 9, 8, 1];
+  const x = randomArray(n * c * h * w, rnd), wt = randomArray(o * c * 9, rnd);
+  x[(1 * c + 3) * h * w + 4 * w + 5] = NaN;  // image 1, channel 3, (4, 5)
+  const r = new Float32Array(n * o * h * w), m = r.slice();
+  ref.conv3x3(x, wt, r, n, c, o, h, w, p, false, false);
+  native!.conv3x3(x, wt, m, n, c, o, h, w, p, false, false);
+  for (let i = 0; i < r.length; i++) {
+    const img = Math.floor(i / (o * h * w)), oy = Math.floor(i / w) % h, ox = i % w;
+    if (Number.isNaN(r[i])) assert.ok(Number.isNaN(m[i]), `output ${i} should be NaN`);
+    // Input (4, 5) lies in the 4x4 patches of the tiles with output rows 2..5 and columns 4..7.
+    else if (img === 0 || oy < 2 || oy > 5 || ox < 4 || ox > 7) assert.ok(Number.isFinite(m[i]), `output ${i} should be finite`);
+  }
+  assert.equal(r.filter(Number.isNaN).length, o * 9);
+});
+
 test('conv kernels validate their arguments with clear errors', { skip }, () => {
   const N = native!;
   const f = (n: number) => new Float32Array(n);
@@ -202,6 +265,10 @@ test('conv kernels validate their arguments with clear errors', { skip }, () => 
   assert.throws(() => N.maxPool2d(f(16), f(3), 1, 4, 4, 2, 2), err(RangeError, /^maxPool2d: out has 3 elements, needs .* = 4$/));
   assert.throws(() => N.maxPool2d(f(16), f(4), 1, 4, 4, 5, 2), err(RangeError, /^maxPool2d: a 5x5 window does not fit a 4x4 plane$/));
   assert.throws(() => N.maxPool2dBackward(f(16), f(4), f(15), 1, 4, 4, 2, 2), err(RangeError, /^maxPool2dBackward: gradIn has 15 elements, needs .* = 16$/));
+  assert.throws(() => N.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16 - 1), 2, 3, 2, 4, 4, 1, false, false), err(RangeError, /^conv3x3: out has 63 elements, needs .* = 64$/));
+  assert.throws(() => N.conv3x3(f(6), f(54), f(64), 1, 3, 2, 1, 2, 0, false, false), err(RangeError, /^conv3x3: a 3x3 kernel with padding 0 does not fit a 1x2 image$/));
+  const shared = f(64);
+  assert.throws(() => N.conv3x3(shared, f(36), shared, 1, 2, 2, 4, 4, 1, false, false), err(RangeError, /^conv3x3: out must not share memory with x$/));
   assert.throws(() => (N.maxPool2d as unknown as (...a: unknown[]) => void)(f(16), f(4), 1, 4, 4),
     err(TypeError, /^maxPool2d: expected 7 arguments, got 5$/));
 });
@@ -216,7 +283,7 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
   try {
     const [c, h, w] = [64, 32, 32];
     const x = randomArray(c * h * w, rnd), col = randomArray(c * 9 * h * w, rnd), bias = randomArray(c, rnd);
-    const big = randomArray(8 * c * h * w, rnd), gp = randomArray(8 * c * 16 * 16, rnd);
+    const big = randomArray(8 * c * h * w, rnd), gp = randomArray(8 * c * 16 * 16, rnd), wt3 = randomArray(c * c * 9, rnd);
     const kernels: Array<[string, () => Float32Array]> = [
       ['im2col', () => { const o = new Float32Array(col.length); native!.im2col(x, o, c, h, w, 3, 3, 1, 1, 1, 1); return o; }],
       ['col2im', () => { const o = x.slice(); native!.col2im(col, o, c, h, w, 3, 3, 1, 1, 1, 1); return o; }],
@@ -224,6 +291,8 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
       ['sumChannels', () => { const o = new Float32Array(c); native!.sumChannels(big, o, 8, c, h * w, false); return o; }],
       ['maxPool2d', () => { const o = new Float32Array(gp.length); native!.maxPool2d(big, o, 8 * c, h, w, 2, 2); return o; }],
       ['maxPool2dBackward', () => { const o = new Float32Array(big.length); native!.maxPool2dBackward(big, gp, o, 8 * c, h, w, 2, 2); return o; }],
+      ['conv3x3', () => { const o = new Float32Array(big.length); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, false, false); return o; }],
+      ['conv3x3 flipped', () => { const o = big.slice(); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, true, true); return o; }],
     ];
     for (const [name, fn] of kernels) {
       const one = run(1, fn);
@@ -259,6 +328,15 @@ for (const [c, h, w, kh, kw, sh, sw, ph, pw] of [[3, 31, 33, 3, 3, 1, 1, 1, 1], 
   R.maxPool2d(x, p1, c, h, w, 2, 2); N.maxPool2d(x, p2, c, h, w, 2, 2); note('maxPool2d', p2, p1);
   const gy = arr(p1.length), g1 = new Float32Array(x.length), g2 = g1.slice();
   R.maxPool2dBackward(x, gy, g1, c, h, w, 2, 2); N.maxPool2dBackward(x, gy, g2, c, h, w, 2, 2); note('maxPool2dBackward', g2, g1);
+}
+for (const [n, ci, co, h, w, p] of [[3, 9, 8, 11, 7, 1], [2, 8, 10, 6, 9, 0], [1, 33, 17, 5, 5, 2]]) {
+  const oh = h + 2 * p - 2, ow = w + 2 * p - 2, x = arr(n * ci * h * w), wt = arr(ci * co * 9);
+  for (const flip of [false, true]) {
+    const o1 = arr(n * co * oh * ow), o2 = o1.slice();
+    R.conv3x3(x, wt, o1, n, ci, co, h, w, p, flip, flip); N.conv3x3(x, wt, o2, n, ci, co, h, w, p, flip, flip);
+    let m = 0; for (const v of o1) m = Math.max(m, Math.abs(v));
+    const d = o2.map((v, i) => (v - o1[i]) / m); note('conv3x3 (relative)', d, new Float32Array(d.length));
+  }
 }
 console.log(JSON.stringify({ simd: N.simdPath(), worst }));
 `;

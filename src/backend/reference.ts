@@ -155,6 +155,34 @@ export const referenceBackend: Backend = {
     }
   },
 
+  conv3x3(x, weight, out, n, inChannels, outChannels, height, width, pad, flip, accumulate) {
+    const outH = height + 2 * pad - 2, outW = width + 2 * pad - 2;
+    if (outH < 1 || outW < 1) throw new RangeError(`conv3x3: a 3x3 kernel with padding ${pad} does not fit a ${height}x${width} image`);
+    const k = (o: number, c: number, i: number, j: number) =>
+      flip ? weight[(c * outChannels + o) * 9 + (2 - i) * 3 + (2 - j)] : weight[(o * inChannels + c) * 9 + i * 3 + j];
+    for (let b = 0; b < n; b++) {
+      for (let o = 0; o < outChannels; o++) {
+        for (let oy = 0; oy < outH; oy++) {
+          for (let ox = 0; ox < outW; ox++) {
+            let s = 0;
+            for (let c = 0; c < inChannels; c++) {
+              for (let i = 0; i < 3; i++) {
+                const y = oy - pad + i;
+                if (y < 0 || y >= height) continue;
+                for (let j = 0; j < 3; j++) {
+                  const xx = ox - pad + j;
+                  if (xx >= 0 && xx < width) s += x[((b * inChannels + c) * height + y) * width + xx] * k(o, c, i, j);
+                }
+              }
+            }
+            const at = ((b * outChannels + o) * outH + oy) * outW + ox;
+            out[at] = accumulate ? out[at] + s : s;
+          }
+        }
+      }
+    }
+  },
+
   col2im(col, x, channels, height, width, kh, kw, strideH, strideW, padH, padW) {
     // Gather form: each x entry sums (in float64, fixed order) the col entries copied from it.
     const outH = convOut(height, kh, strideH, padH), outW = convOut(width, kw, strideW, padW);

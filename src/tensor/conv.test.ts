@@ -1,7 +1,7 @@
 /**
  * Convolutional ops: values against direct loops, finite-difference gradient checks of
  * every op (conv2d in several geometries, max pooling, flatten, dropout), dropout's
- * seeding, and shape errors. Runs on getBackend() (native when it loads); the kernels
+ * seeding, and shape errors (the stride-1 3x3 cases with 8+ channels run on conv3x3). Runs on getBackend() (native when it loads); the kernels
  * themselves are compared native-vs-reference in src/backend/conv-native.test.ts.
  */
 import { test } from 'node:test';
@@ -49,6 +49,10 @@ const CASES: Array<{ x: number[]; w: number[]; g: Conv2dGeometry; name: string }
   { name: '2x3 stride (2,1) pad (1,0)', x: [1, 2, 5, 7], w: [3, 2, 2, 3], g: geom([2, 1], [1, 0]) },
   { name: '1x1', x: [3, 4, 3, 3], w: [5, 4, 1, 1], g: geom(1, 0) },
   { name: '5x5 on 4x4 pad 2 stride 3', x: [2, 1, 4, 4], w: [2, 1, 5, 5], g: geom(3, 2) },
+  // Stride-1 3x3 with at least WINOGRAD_MIN_CHANNELS channels: conv3x3 forward and input gradient.
+  { name: 'conv3x3 same, odd sizes', x: [2, 8, 5, 7], w: [9, 8, 3, 3], g: geom(1, 1) },
+  { name: 'conv3x3 valid', x: [3, 8, 6, 5], w: [8, 8, 3, 3], g: geom(1, 0) },
+  { name: 'conv3x3 pad 2', x: [1, 10, 3, 4], w: [8, 10, 3, 3], g: geom(1, 2) },
 ];
 
 test('conv2d equals the direct definition (every geometry, bias, ReLU)', () => {

@@ -3,11 +3,17 @@
  * conv2d (im2col + GEMM, with a fused per-channel bias and ReLU), max pooling,
  * flatten and dropout.
  *
- * conv2d works one image at a time: im2col of image b into a scratch buffer
- * [C·kh·kw, OH·OW], then Y_b = W · col (W: [out, C·kh·kw], PyTorch's [out, in, kh, kw]
- * flattened), so the output lands in NCHW order with no transpose and the scratch
- * stays a few MB whatever the batch (evaluation batches of 1000 included). Backward
- * redoes the im2col per image rather than keep the whole batch's columns:
+ * Stride-1 3×3 convolutions with at least WINOGRAD_MIN_CHANNELS input and output
+ * channels run on the backend's conv3x3 (Winograd F(2×2, 3×3) in the native backend,
+ * 16 multiplications per 2×2 outputs instead of 36, and no columns) for the output and
+ * the input gradient: gX += conv3x3 of gY by the flipped, transposed weight.
+ *
+ * The other convolutions, and every weight gradient, work one image at a time: im2col
+ * of image b into a scratch buffer [C·kh·kw, OH·OW], then Y_b = W · col (W: [out,
+ * C·kh·kw], PyTorch's [out, in, kh, kw] flattened), so the output lands in NCHW order
+ * with no transpose and the scratch stays a few MB whatever the batch (evaluation
+ * batches of 1000 included). Backward redoes the im2col per image rather than keep the
+ * whole batch's columns:
  *   gW += gY_b · col_bᵀ,   gcol = Wᵀ · gY_b,   gX_b += col2im(gcol).
  */
 import { getBackend } from '../backend/index.js';
@@ -96,6 +102,12 @@ function outputTensor(shape: readonly number[], ws: Workspace | undefined, input
 }
 
 /**
+ * Fewest input and output channels for which a stride-1 3×3 convolution runs on conv3x3:
+ * below it the 16 small products of the Winograd transform cost more than im2col's one.
+ */
+export const WINOGRAD_MIN_CHANNELS = 8;
+
+/**
  * 2-D convolution (cross-correlation, as PyTorch's Conv2d) with optional bias and fused
  * ReLU. x: [n, in, h, w]; weight: [out, in, kh, kw]; bias: [out] or null.
  * Output: [n, out, oh, ow] with oh = ⌊(h + 2·padH - kh)/strideH⌋ + 1 (ow likewise),
@@ -125,14 +137,21 @@ export function conv2d(
   const relu = activation === 'relu';
   const inputs = bias ? [x, weight, bias] : [x, weight];
   const y = outputTensor([n, cout, oh, ow], ws, inputs);
-  const col = scratch('col', ckk * hw);
   const b = bias ? bias.data : zeroArray(cout);
-  for (let i = 0; i < n; i++) {
-    const yi = y.data.subarray(i * outSize, (i + 1) * outSize);
-    be.im2col(x.data.subarray(i * inSize, (i + 1) * inSize), col, cin, h, w, kh, kw, strideH, strideW, padH, padW);
-    be.matmul(weight.data, col, yi, cout, ckk, hw, false, false, false);
-    // Bias and ReLU while this image's output is still in cache.
-    if (bias || relu) be.channelBiasAct(yi, b, yi, 1, cout, hw, relu);
+  const winograd = kh === 3 && kw === 3 && strideH === 1 && strideW === 1 && padH === padW && padH <= 2
+    && cin >= WINOGRAD_MIN_CHANNELS && cout >= WINOGRAD_MIN_CHANNELS;
+  if (winograd) {
+    be.conv3x3(x.data, weight.data, y.data, n, cin, cout, h, w, padH, false, false);
+    if (bias || relu) be.channelBiasAct(y.data, b, y.data, n, cout, hw, relu);
+  } else {
+    const col = scratch('col', ckk * hw);
+    for (let i = 0; i < n; i++) {
+      const yi = y.data.subarray(i * outSize, (i + 1) * outSize);
+      be.im2col(x.data.subarray(i * inSize, (i + 1) * inSize), col, cin, h, w, kh, kw, strideH, strideW, padH, padW);
+      be.matmul(weight.data, col, yi, cout, ckk, hw, false, false, false);
+      // Bias and ReLU while this image's output is still in cache.
+      if (bias || relu) be.channelBiasAct(yi, b, yi, 1, cout, hw, relu);
+    }
   }
 
   record(y, inputs, () => {
@@ -145,14 +164,15 @@ export function conv2d(
     const gw = needW ? weight.ensureGrad() : null;
     const gx = needX ? x.ensureGrad() : null;
     const colB = needW ? scratch('col', ckk * hw) : null;
-    const gcol = needX ? scratch('grad', ckk * hw) : null;
+    const gcol = needX && !winograd ? scratch('grad', ckk * hw) : null;
+    if (gx && winograd) be.conv3x3(gy, weight.data, gx, n, cout, cin, oh, ow, 2 - padH, true, true);
     for (let i = 0; i < n; i++) {
       const gyi = gy.subarray(i * outSize, (i + 1) * outSize);
       if (gw) {
         be.im2col(x.data.subarray(i * inSize, (i + 1) * inSize), colB!, cin, h, w, kh, kw, strideH, strideW, padH, padW);
         be.matmul(gyi, colB!, gw, cout, hw, ckk, false, true, true);
       }
-      if (gx) {
+      if (gx && !winograd) {
         be.matmul(weight.data, gyi, gcol!, ckk, cout, hw, true, false, false);
         be.col2im(gcol!, gx.subarray(i * inSize, (i + 1) * inSize), cin, h, w, kh, kw, strideH, strideW, padH, padW);
       }

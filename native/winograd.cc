@@ -1,0 +1,193 @@
+// winograd.cc: conv3x3, the stride-1 3x3 convolution of the native backend (the Backend
+// method of the same name; src/backend/backend.ts documents it and
+// src/backend/reference.ts is the oracle), by Winograd's F(2x2, 3x3) algorithm.
+//
+// Each 2x2 block of outputs (a tile) is computed from the 4x4 input patch under it:
+// with V = Bᵀ·d·B per input channel and U = G·g·Gᵀ per filter, the 16 entries of
+// M = Σ_c U ⊙ V are 16 independent products U_e [out x in] · V_e [in x tiles], run on
+// the GEMM of the path in use; Y = Aᵀ·M·A. That is 16 multiplications per tile and
+// channel pair instead of im2col's 36, and there are no columns to write or (for the
+// input gradient) to fold back.
+//
+// Tiles are taken a block of tile rows at a time (enough that the GEMMs are wide, few
+// enough that V and M stay in L2). Blocks are fixed by the geometry and the pool runs
+// whole blocks; every tile's result goes through the same instructions whichever
+// thread runs its block, so results do not depend on the thread count.
+//
+// Rounding differs from the direct sum (the transforms add and subtract inputs first),
+// by a few units in the last place of the largest terms. A NaN or infinity in an input
+// patch reaches all four outputs of its tile, not only those whose 3x3 window holds it.
+
+#include <node_api.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "bindings.h"
+#include "dispatch.h"
+#include "ftz.h"
+#include "napi_args.h"
+#include "pool.h"
+
+namespace {
+
+using lth::gK;
+
+struct Job {
+  const float* x;
+  const float* u;  // [16][cout][cin]
+  float* out;
+  int64_t n, cin, cout, h, w, pad, oh, ow, th, tw;
+  int64_t rowsPerBlock, tileRows;  // tile rows per block, and in all (n*th)
+  bool accumulate;
+};
+
+float* grow(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+// U[e][o][c] = (G·g·Gᵀ)[e] for the filter g of output o and input c; with flip the
+// filter is the layer's weight [c][o] turned by 180 degrees (the input gradient).
+void transform_weights(const float* wt, float* u, int64_t cin, int64_t cout, bool flip) {
+  const int64_t oc = cout * cin;
+  for (int64_t o = 0; o < cout; o++) {
+    for (int64_t c = 0; c < cin; c++) {
+      float g[3][3];
+      for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+          g[i][j] = flip ? wt[(c * cout + o) * 9 + (2 - i) * 3 + (2 - j)] : wt[(o * cin + c) * 9 + i * 3 + j];
+      float t[4][3];
+      for (int j = 0; j < 3; j++) {
+        t[0][j] = g[0][j];
+        t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
+        t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
+        t[3][j] = g[2][j];
+      }
+      for (int i = 0; i < 4; i++) {
+        const float a = t[i][0], b = t[i][1], d = t[i][2];
+        float* ue = u + (i * 4) * oc + o * cin + c;
+        ue[0 * oc] = a;
+        ue[1 * oc] = 0.5f * (a + b + d);
+        ue[2 * oc] = 0.5f * (a - b + d);
+        ue[3 * oc] = d;
+      }
+    }
+  }
+}
+
+void run_block(const Job& j, int64_t blk, float* gemmScratch) {
+  thread_local std::vector<float> vbuf, mbuf, pbuf;
+  const int64_t q0 = blk * j.rowsPerBlock;
+  const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
+  const int64_t T = (q1 - q0) * j.tw;
+  // The zero-padded plane: image pixel (y, xx) at P[(pad + y)*ld + pad + xx], covering
+  // the 4x4 patch of every tile (2*th + 2 rows of 2*tw + 2).
+  const int64_t ld = 2 * j.tw + 2, prow = 2 * j.th + 2;
+  float* V = grow(vbuf, (size_t)(16 * j.cin * T));
+  float* M = grow(mbuf, (size_t)(16 * j.cout * T));
+  float* P = grow(pbuf, (size_t)(prow * ld));
+  std::memset(P, 0, (size_t)(prow * ld) * sizeof(float));  // the border stays zero
+  const int64_t rows = j.h < prow - j.pad ? j.h : prow - j.pad, cols = j.w < ld - j.pad ? j.w : ld - j.pad;
+
+  for (int64_t q = q0; q < q1;) {
+    const int64_t img = q / j.th, ty0 = q % j.th;
+    const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;  // this image's tile rows [ty0, ty1)
+    // Only the input rows these tile rows read: 2*ty0 - pad .. 2*ty1 + 1 - pad.
+    int64_t y0 = 2 * ty0 - j.pad, y1 = 2 * ty1 + 2 - j.pad;
+    if (y0 < 0) y0 = 0;
+    if (y1 > rows) y1 = rows;
+    for (int64_t c = 0; c < j.cin; c++) {
+      const float* plane = j.x + (img * j.cin + c) * j.h * j.w;
+      for (int64_t y = y0; y < y1; y++) {
+        const float* __restrict src = plane + y * j.w;
+        float* __restrict dst = P + (j.pad + y) * ld + j.pad;
+        for (int64_t k = 0; k < cols; k++) dst[k] = src[k];
+      }
+      for (int64_t ty = ty0; ty < ty1; ty++)
+        gK->winoIn(P + 2 * ty * ld, ld, j.tw, V + c * T + (img * j.th + ty - q0) * j.tw, j.cin * T);
+    }
+    q = img * j.th + ty1;
+  }
+
+  for (int e = 0; e < 16; e++)
+    gK->gemm(lth::GemmArgs{j.u + e * j.cout * j.cin, V + e * j.cin * T, M + e * j.cout * T, j.cout, j.cin, T, false,
+                           false, false},
+             0, j.cout, 0, T, gemmScratch);
+
+  for (int64_t q = q0; q < q1; q++) {
+    const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
+    const bool two = 2 * ty + 1 < j.oh;
+    for (int64_t o = 0; o < j.cout; o++) {
+      float* y = j.out + ((img * j.cout + o) * j.oh + 2 * ty) * j.ow;
+      gK->winoOut(M + o * T + tb, j.cout * T, j.ow, y, two ? y + j.ow : nullptr, j.accumulate);
+    }
+  }
+}
+
+void block_part(void* ctx, int part, float* scratch) { run_block(*static_cast<const Job*>(ctx), part, scratch); }
+
+// conv3x3(x, weight, out, n, inChannels, outChannels, height, width, pad, flip, accumulate)
+using lth::ArgSpec;
+namespace arg = lth::arg;
+using u128 = unsigned __int128;
+constexpr ArgSpec kConv3x3Args[] = {arg::f32("x"),        arg::f32("weight"),      arg::f32("out"),
+                                    arg::dim("n"),        arg::dim("inChannels"),  arg::dim("outChannels"),
+                                    arg::dim("height"),   arg::dim("width"),       arg::dim("pad"),
+                                    arg::flag("flip"),    arg::flag("accumulate")};
+
+napi_value Conv3x3(napi_env env, napi_callback_info info) {
+  lth::Args<11> a(env, info, "conv3x3", kConv3x3Args);
+  if (!a.ok()) return nullptr;
+  const float *x = a[0].f32(), *wt = a[1].f32();
+  float* out = a[2].f32();
+  const int64_t n = a[3].dim(), cin = a[4].dim(), cout = a[5].dim(), h = a[6].dim(), w = a[7].dim(), pad = a[8].dim();
+  const bool flip = a[9].flag, accumulate = a[10].flag;
+  if (h + 2 * pad < 3 || w + 2 * pad < 3) {
+    a.fail(true, "a 3x3 kernel with padding %lld does not fit a %lldx%lld image", (long long)pad, (long long)h,
+           (long long)w);
+    return nullptr;
+  }
+  const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
+  a.need("x", a[0].len, (u128)n * cin * h * w, "n*inChannels*height*width");
+  a.need("weight", a[1].len, (u128)cin * cout * 9, "inChannels*outChannels*9");
+  a.need("out", a[2].len, (u128)n * cout * oh * ow, "n*outChannels*outH*outW");
+  if (!a.ok()) return nullptr;
+  if (lth::overlaps(out, (size_t)(n * cout * oh * ow) * 4, x, (size_t)(n * cin * h * w) * 4)) {
+    a.fail(true, "out must not share memory with x");
+    return nullptr;
+  }
+  if (n == 0 || cout == 0) return lth::undefined_value(env);
+  lth::FtzScope ftz;
+  if (cin == 0) {
+    if (!accumulate) std::memset(out, 0, (size_t)(n * cout * oh * ow) * sizeof(float));
+    return lth::undefined_value(env);
+  }
+  thread_local std::vector<float> ubuf;
+  float* u = grow(ubuf, (size_t)(16 * cout * cin));
+  transform_weights(wt, u, cin, cout, flip);
+
+  Job j{x, u, out, n, cin, cout, h, w, pad, oh, ow, (oh + 1) / 2, (ow + 1) / 2, 0, 0, accumulate};
+  j.tileRows = n * j.th;
+  // Enough tiles per block for wide GEMMs, few enough that V (16*cin*T floats) and M
+  // stay near L2's size.
+  const int64_t widest = cin > cout ? cin : cout;
+  int64_t target = 16384 / widest;
+  if (target < 64) target = 64;
+  j.rowsPerBlock = target / j.tw < 1 ? 1 : target / j.tw;
+  const int64_t blocks = (j.tileRows + j.rowsPerBlock - 1) / j.rowsPerBlock;
+  float* scratch = lth::caller_scratch();
+  const int threads = lth::thread_count();
+  if (threads > 1 && blocks > 1 && blocks < 65536 && lth::run_parts_scratch(threads, (int)blocks, block_part, &j, scratch))
+    return lth::undefined_value(env);
+  for (int64_t b = 0; b < blocks; b++) run_block(j, b, scratch);
+  return lth::undefined_value(env);
+}
+
+}  // namespace
+
+bool lth::register_winograd(napi_env env, napi_value exports) {
+  static constexpr Export kExports[] = {{"conv3x3", Conv3x3}};
+  return define_exports(env, exports, kExports);
+}
