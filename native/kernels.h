@@ -45,14 +45,22 @@ struct Kernels {
               float lr, float momentum, float weightDecay);
   void (*applyMask)(float* x, const float* mask, int64_t n);
 
-  // Winograd F(2x2, 3x3) transforms of one row of tw tiles (winograd.cc). winoIn reads 4
-  // zero-padded input rows (row r at rows + r*ld, tile tx covering columns 2tx..2tx+3) and
-  // writes the 16 entries of each tile's Bᵀ·d·B to v[e*estride + tx], e = 4*row + column.
-  // winoOut reads the 16 products m[e*estride + tx] and writes (or adds, with accumulate)
-  // the 2x2 outputs Aᵀ·M·A of tile tx to y0[2tx + j] (top row) and y1[2tx + j] (bottom
-  // row, skipped when y1 is null), for the columns 2tx + j < width (tw = ⌈width/2⌉).
-  void (*winoIn)(const float* rows, int64_t ld, int64_t tw, float* v, int64_t estride);
-  void (*winoOut)(const float* m, int64_t estride, int64_t width, float* y0, float* y1, bool accumulate);
+  // Winograd F(2x2, 3x3) transforms (winograd.cc). winoIn transforms tile rows
+  // [ty0, ty1) of one zero-padded plane, stored split by row and column parity:
+  // q[(2*rp + cp)*qs + m*ld + k] = P[2m + rp][2k + cp] (ld >= tw + 1), where tile (ty, tx)
+  // covers rows 2ty..2ty+3 and columns 2tx..2tx+3 of P; it writes the 16 entries of each
+  // tile's Bᵀ·d·B to v[e*estride + (ty - ty0)*tw + tx], e = 4*row + column, using h
+  // (8*(ty1 - ty0 + 1)*tw floats) as scratch.
+  void (*winoIn)(const float* q, int64_t qs, int64_t ld, int64_t tw, int64_t ty0, int64_t ty1, float* h, float* v,
+                 int64_t estride);
+  // winoOut reads the 16 products m[e*estride + t] of n tiles and writes their 2x2
+  // outputs Aᵀ·M·A to o[(2*i + j)*n + t] (output row i, column j of tile t).
+  void (*winoOut)(const float* m, int64_t estride, int64_t n, float* o);
+  // y[2t] = a[t], y[2t + 1] = b[t] for the columns 2t + j < width (or +=, with accumulate).
+  void (*winoStore)(const float* a, const float* b, int64_t width, float* y, bool accumulate);
+  // a[k] = s[2k] for 2k < n, b[k] = s[2k + 1] for 2k + 1 < n (a padded row into its two
+  // column-parity planes).
+  void (*winoSplit)(const float* s, int64_t n, float* a, float* b);
 };
 
 // nullptr when the ISA is not compiled in (non-x86 builds).

@@ -166,51 +166,58 @@ void applyMask(float* __restrict x, const float* __restrict mask, int64_t n) {
 // are loops over the tiles of a row, which the compiler vectorises (stride-2 loads in
 // winoIn's first pass and stores in winoOut's last).
 
-void winoIn(const float* __restrict rows, int64_t ld, int64_t tw, float* __restrict v, int64_t estride) {
-  // h[r][k][tx]: row r of the tile times B (columns k), for the 4 rows; 16 lanes of at
-  // most kWinoChunk tiles each.
-  constexpr int64_t kWinoChunk = 64;
-  float h[4][4][kWinoChunk];
-  for (int64_t t0 = 0; t0 < tw; t0 += kWinoChunk) {
-    const int64_t nt = min64(kWinoChunk, tw - t0);
-    for (int r = 0; r < 4; r++) {
-      const float* s = rows + r * ld + 2 * t0;
-      float* h0 = h[r][0];
-      float* h1 = h[r][1];
-      float* h2 = h[r][2];
-      float* h3 = h[r][3];
-      for (int64_t t = 0; t < nt; t++) {
-        const float a = s[2 * t], b = s[2 * t + 1], c = s[2 * t + 2], d = s[2 * t + 3];
-        h0[t] = a - c;
-        h1[t] = b + c;
-        h2[t] = c - b;
-        h3[t] = b - d;
+void winoIn(const float* __restrict q, int64_t qs, int64_t ld, int64_t tw, int64_t ty0, int64_t ty1,
+            float* __restrict h, float* __restrict v, int64_t estride) {
+  // Rows times B: h[(rp*4 + k)*hs + (m - ty0)*tw + tx] for row 2m + rp of P, m in
+  // [ty0, ty1], from the four contiguous parity planes.
+  const int64_t rows = ty1 - ty0 + 1, hs = rows * tw;
+  for (int rp = 0; rp < 2; rp++) {
+    const float* qe = q + (2 * rp) * qs;
+    const float* qo = q + (2 * rp + 1) * qs;
+    float* h0 = h + (rp * 4 + 0) * hs;
+    float* h1 = h + (rp * 4 + 1) * hs;
+    float* h2 = h + (rp * 4 + 2) * hs;
+    float* h3 = h + (rp * 4 + 3) * hs;
+    for (int64_t m = 0; m < rows; m++) {
+      const float* e = qe + (ty0 + m) * ld;
+      const float* o = qo + (ty0 + m) * ld;
+      const int64_t base = m * tw;
+      for (int64_t t = 0; t < tw; t++) {
+        const float a = e[t], b = o[t], c = e[t + 1], d = o[t + 1];
+        h0[base + t] = a - c;
+        h1[base + t] = b + c;
+        h2[base + t] = c - b;
+        h3[base + t] = b - d;
       }
     }
-    for (int k = 0; k < 4; k++) {
-      const float* d0 = h[0][k];
-      const float* d1 = h[1][k];
-      const float* d2 = h[2][k];
-      const float* d3 = h[3][k];
-      float* v0 = v + (0 * 4 + k) * estride + t0;
-      float* v1 = v + (1 * 4 + k) * estride + t0;
-      float* v2 = v + (2 * 4 + k) * estride + t0;
-      float* v3 = v + (3 * 4 + k) * estride + t0;
-      for (int64_t t = 0; t < nt; t++) {
-        v0[t] = d0[t] - d2[t];
-        v1[t] = d1[t] + d2[t];
-        v2[t] = d2[t] - d1[t];
-        v3[t] = d1[t] - d3[t];
-      }
+  }
+  // Bᵀ times that: tile (ty, tx) reads rows 2ty (even plane, m = ty), 2ty+1 (odd, ty),
+  // 2ty+2 (even, ty+1), 2ty+3 (odd, ty+1): contiguous in j = (ty - ty0)*tw + tx.
+  const int64_t n = (ty1 - ty0) * tw;
+  for (int k = 0; k < 4; k++) {
+    const float* he = h + k * hs;
+    const float* ho = h + (4 + k) * hs;
+    float* v0 = v + (0 * 4 + k) * estride;
+    float* v1 = v + (1 * 4 + k) * estride;
+    float* v2 = v + (2 * 4 + k) * estride;
+    float* v3 = v + (3 * 4 + k) * estride;
+    for (int64_t j = 0; j < n; j++) {
+      const float d0 = he[j], d1 = ho[j], d2 = he[j + tw], d3 = ho[j + tw];
+      v0[j] = d0 - d2;
+      v1[j] = d1 + d2;
+      v2[j] = d2 - d1;
+      v3[j] = d1 - d3;
     }
   }
 }
 
-template <bool ACC, bool TWO>
-inline void wino_out_rows(const float* __restrict m, int64_t estride, int64_t width, float* __restrict y0,
-                          float* __restrict y1) {
-  const int64_t full = width / 2, tw = (width + 1) / 2;
-  for (int64_t t = 0; t < tw; t++) {
+void winoOut(const float* __restrict m, int64_t estride, int64_t n, float* __restrict o) {
+  float* __restrict o00 = o;
+  float* __restrict o01 = o + n;
+  float* __restrict o10 = o + 2 * n;
+  float* __restrict o11 = o + 3 * n;
+  // Aᵀ times M's columns, then times A, one tile per lane.
+  for (int64_t t = 0; t < n; t++) {
     float s0[4], s1[4];
     for (int k = 0; k < 4; k++) {
       const float a = m[(0 * 4 + k) * estride + t], b = m[(1 * 4 + k) * estride + t];
@@ -218,37 +225,45 @@ inline void wino_out_rows(const float* __restrict m, int64_t estride, int64_t wi
       s0[k] = a + b + c;
       s1[k] = b - c - d;
     }
-    const float o00 = s0[0] + s0[1] + s0[2], o01 = s0[1] - s0[2] - s0[3];
-    const float o10 = s1[0] + s1[1] + s1[2], o11 = s1[1] - s1[2] - s1[3];
-    if (ACC) {
-      y0[2 * t] += o00;
-      if (TWO) y1[2 * t] += o10;
-    } else {
-      y0[2 * t] = o00;
-      if (TWO) y1[2 * t] = o10;
-    }
-    if (t < full) {
-      if (ACC) {
-        y0[2 * t + 1] += o01;
-        if (TWO) y1[2 * t + 1] += o11;
-      } else {
-        y0[2 * t + 1] = o01;
-        if (TWO) y1[2 * t + 1] = o11;
-      }
-    }
+    o00[t] = s0[0] + s0[1] + s0[2];
+    o01[t] = s0[1] - s0[2] - s0[3];
+    o10[t] = s1[0] + s1[1] + s1[2];
+    o11[t] = s1[1] - s1[2] - s1[3];
   }
 }
 
-void winoOut(const float* m, int64_t estride, int64_t width, float* y0, float* y1, bool accumulate) {
-  if (accumulate) {
-    if (y1) wino_out_rows<true, true>(m, estride, width, y0, y1);
-    else wino_out_rows<true, false>(m, estride, width, y0, y1);
-  } else {
-    if (y1) wino_out_rows<false, true>(m, estride, width, y0, y1);
-    else wino_out_rows<false, false>(m, estride, width, y0, y1);
+template <bool ACC>
+inline void wino_store(const float* __restrict a, const float* __restrict b, int64_t width, float* __restrict y) {
+  const int64_t full = width / 2;
+  for (int64_t t = 0; t < full; t++) {
+    if (ACC) {
+      y[2 * t] += a[t];
+      y[2 * t + 1] += b[t];
+    } else {
+      y[2 * t] = a[t];
+      y[2 * t + 1] = b[t];
+    }
   }
+  if (width & 1) y[2 * full] = ACC ? y[2 * full] + a[full] : a[full];
+}
+
+void winoStore(const float* a, const float* b, int64_t width, float* y, bool accumulate) {
+  if (accumulate)
+    wino_store<true>(a, b, width, y);
+  else
+    wino_store<false>(a, b, width, y);
+}
+
+// a[k] = s[2k] for 2k < n, b[k] = s[2k + 1] for 2k + 1 < n.
+void winoSplit(const float* __restrict s, int64_t n, float* __restrict a, float* __restrict b) {
+  const int64_t half = n / 2;
+  for (int64_t k = 0; k < half; k++) {
+    a[k] = s[2 * k];
+    b[k] = s[2 * k + 1];
+  }
+  if (n & 1) a[half] = s[n - 1];
 }
 
 const lth::Kernels kTable = {
-    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoOut,
+    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoOut, winoStore, winoSplit,
 };

@@ -78,35 +78,39 @@ void transform_weights(const float* wt, float* u, int64_t cin, int64_t cout, boo
 }
 
 void run_block(const Job& j, int64_t blk, float* gemmScratch) {
-  thread_local std::vector<float> vbuf, mbuf, pbuf;
+  thread_local std::vector<float> vbuf, mbuf, qbuf, hbuf, obuf;
   const int64_t q0 = blk * j.rowsPerBlock;
   const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
   const int64_t T = (q1 - q0) * j.tw;
-  // The zero-padded plane: image pixel (y, xx) at P[(pad + y)*ld + pad + xx], covering
-  // the 4x4 patch of every tile (2*th + 2 rows of 2*tw + 2).
-  const int64_t ld = 2 * j.tw + 2, prow = 2 * j.th + 2;
   float* V = grow(vbuf, (size_t)(16 * j.cin * T));
   float* M = grow(mbuf, (size_t)(16 * j.cout * T));
-  float* P = grow(pbuf, (size_t)(prow * ld));
-  std::memset(P, 0, (size_t)(prow * ld) * sizeof(float));  // the border stays zero
-  const int64_t rows = j.h < prow - j.pad ? j.h : prow - j.pad, cols = j.w < ld - j.pad ? j.w : ld - j.pad;
+  // The zero-padded plane P (image pixel (y, xx) at P[pad + y][pad + xx], th + 1 row
+  // pairs of tw + 1 column pairs: every tile's 4x4 patch), split by row and column
+  // parity into 4 planes of qs floats (see Kernels::winoIn). Its border stays zero.
+  const int64_t ld = j.tw + 1, qs = (j.th + 1) * ld;
+  float* Q = grow(qbuf, (size_t)(4 * qs));
+  float* H = grow(hbuf, (size_t)(8 * (j.rowsPerBlock < j.th ? j.rowsPerBlock + 1 : j.th + 1) * j.tw));
+  std::memset(Q, 0, (size_t)(4 * qs) * sizeof(float));
+  // Image column xx lands in column pair (pad + xx) / 2 of parity (pad + xx) % 2.
+  const int64_t pe = j.pad & 1, po = (j.pad + 1) & 1, ce = j.pad >> 1, co = (j.pad + 1) >> 1;
+  const int64_t prows = 2 * (j.th + 1);
 
   for (int64_t q = q0; q < q1;) {
     const int64_t img = q / j.th, ty0 = q % j.th;
     const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;  // this image's tile rows [ty0, ty1)
-    // Only the input rows these tile rows read: 2*ty0 - pad .. 2*ty1 + 1 - pad.
+    // Only the input rows these tile rows read: P rows 2*ty0 .. 2*ty1 + 1.
     int64_t y0 = 2 * ty0 - j.pad, y1 = 2 * ty1 + 2 - j.pad;
     if (y0 < 0) y0 = 0;
-    if (y1 > rows) y1 = rows;
+    if (y1 > j.h) y1 = j.h;
+    if (y1 > prows - j.pad) y1 = prows - j.pad;
     for (int64_t c = 0; c < j.cin; c++) {
       const float* plane = j.x + (img * j.cin + c) * j.h * j.w;
       for (int64_t y = y0; y < y1; y++) {
-        const float* __restrict src = plane + y * j.w;
-        float* __restrict dst = P + (j.pad + y) * ld + j.pad;
-        for (int64_t k = 0; k < cols; k++) dst[k] = src[k];
+        const int64_t py = j.pad + y;
+        float* row = Q + 2 * (py & 1) * qs + (py >> 1) * ld;
+        gK->winoSplit(plane + y * j.w, j.w, row + pe * qs + ce, row + po * qs + co);
       }
-      for (int64_t ty = ty0; ty < ty1; ty++)
-        gK->winoIn(P + 2 * ty * ld, ld, j.tw, V + c * T + (img * j.th + ty - q0) * j.tw, j.cin * T);
+      gK->winoIn(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, j.cin * T);
     }
     q = img * j.th + ty1;
   }
@@ -116,12 +120,14 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
                            false, false},
              0, j.cout, 0, T, gemmScratch);
 
-  for (int64_t q = q0; q < q1; q++) {
-    const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
-    const bool two = 2 * ty + 1 < j.oh;
-    for (int64_t o = 0; o < j.cout; o++) {
+  float* O = grow(obuf, (size_t)(4 * T));
+  for (int64_t o = 0; o < j.cout; o++) {
+    gK->winoOut(M + o * T, j.cout * T, T, O);
+    for (int64_t q = q0; q < q1; q++) {
+      const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
       float* y = j.out + ((img * j.cout + o) * j.oh + 2 * ty) * j.ow;
-      gK->winoOut(M + o * T + tb, j.cout * T, j.ow, y, two ? y + j.ow : nullptr, j.accumulate);
+      gK->winoStore(O + tb, O + T + tb, j.ow, y, j.accumulate);
+      if (2 * ty + 1 < j.oh) gK->winoStore(O + 2 * T + tb, O + 3 * T + tb, j.ow, y + j.ow, j.accumulate);
     }
   }
 }
