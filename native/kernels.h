@@ -61,6 +61,10 @@ struct Kernels {
   // a[k] = s[2k] for 2k < n, b[k] = s[2k + 1] for 2k + 1 < n (a padded row into its two
   // column-parity planes).
   void (*winoSplit)(const float* s, int64_t n, float* a, float* b);
+  // The output-gradient transform A·g·Aᵀ of n tiles g = [a b; c d] (a[t], b[t], c[t],
+  // d[t]), A = [1 0; 1 1; 1 -1; 0 -1]: the 16 entries to g[e*estride + t].
+  void (*winoGradOut)(const float* a, const float* b, const float* c, const float* d, int64_t n, float* g,
+                      int64_t estride);
 };
 
 // nullptr when the ISA is not compiled in (non-x86 builds).

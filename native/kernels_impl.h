@@ -264,6 +264,51 @@ void winoSplit(const float* __restrict s, int64_t n, float* __restrict a, float*
   if (n & 1) a[half] = s[n - 1];
 }
 
+template <int R>
+inline void wino_grad_row(const float* __restrict p, const float* __restrict q, int64_t n, float* __restrict g,
+                          int64_t estride) {
+  float* __restrict g0 = g + (R * 4 + 0) * estride;
+  float* __restrict g1 = g + (R * 4 + 1) * estride;
+  float* __restrict g2 = g + (R * 4 + 2) * estride;
+  float* __restrict g3 = g + (R * 4 + 3) * estride;
+  for (int64_t t = 0; t < n; t++) {
+    g0[t] = p[t];
+    g1[t] = p[t] + q[t];
+    g2[t] = p[t] - q[t];
+    g3[t] = -q[t];
+  }
+}
+
+void winoGradOut(const float* __restrict a, const float* __restrict b, const float* __restrict c,
+                 const float* __restrict d, int64_t n, float* __restrict g, int64_t estride) {
+  // Rows of A·g: (a, b), (a + c, b + d), (a - c, b - d), (-c, -d); each row (p, q) times
+  // Aᵀ: (p, p + q, p - q, -q). Rows 1-3 go through a chunk buffer, so that every loop is a
+  // plain contiguous one.
+  constexpr int64_t kChunk = 256;
+  float p[kChunk], q[kChunk];
+  for (int64_t t0 = 0; t0 < n; t0 += kChunk) {
+    const int64_t m = min64(kChunk, n - t0);
+    const float *at = a + t0, *bt = b + t0, *ct = c + t0, *dt = d + t0;
+    float* gt = g + t0;
+    wino_grad_row<0>(at, bt, m, gt, estride);
+    for (int64_t t = 0; t < m; t++) {
+      p[t] = at[t] + ct[t];
+      q[t] = bt[t] + dt[t];
+    }
+    wino_grad_row<1>(p, q, m, gt, estride);
+    for (int64_t t = 0; t < m; t++) {
+      p[t] = at[t] - ct[t];
+      q[t] = bt[t] - dt[t];
+    }
+    wino_grad_row<2>(p, q, m, gt, estride);
+    for (int64_t t = 0; t < m; t++) {
+      p[t] = -ct[t];
+      q[t] = -dt[t];
+    }
+    wino_grad_row<3>(p, q, m, gt, estride);
+  }
+}
+
 const lth::Kernels kTable = {
-    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoOut, winoStore, winoSplit,
+    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoOut, winoStore, winoSplit, winoGradOut,
 };

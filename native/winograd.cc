@@ -77,13 +77,14 @@ void transform_weights(const float* wt, float* u, int64_t cin, int64_t cout, boo
   }
 }
 
-void run_block(const Job& j, int64_t blk, float* gemmScratch) {
-  thread_local std::vector<float> vbuf, mbuf, qbuf, hbuf, obuf;
+// The input transform of block blk's tiles: V[e][c][t] (16 x cin x T), T its tiles.
+float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
+  thread_local std::vector<float> vbuf, qbuf, hbuf;
   const int64_t q0 = blk * j.rowsPerBlock;
   const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
   const int64_t T = (q1 - q0) * j.tw;
+  *tiles = T;
   float* V = grow(vbuf, (size_t)(16 * j.cin * T));
-  float* M = grow(mbuf, (size_t)(16 * j.cout * T));
   // The zero-padded plane P (image pixel (y, xx) at P[pad + y][pad + xx], th + 1 row
   // pairs of tw + 1 column pairs: every tile's 4x4 patch), split by row and column
   // parity into 4 planes of qs floats (see Kernels::winoIn). Its border stays zero.
@@ -115,6 +116,16 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
     q = img * j.th + ty1;
   }
 
+  return V;
+}
+
+void run_block(const Job& j, int64_t blk, float* gemmScratch) {
+  thread_local std::vector<float> mbuf, obuf;
+  int64_t T;
+  const float* V = input_transform(j, blk, &T);
+  const int64_t q0 = blk * j.rowsPerBlock, q1 = q0 + T / j.tw;
+  float* M = grow(mbuf, (size_t)(16 * j.cout * T));
+
   for (int e = 0; e < 16; e++)
     gK->gemm(lth::GemmArgs{j.u + e * j.cout * j.cin, V + e * j.cin * T, M + e * j.cout * T, j.cout, j.cin, T, false,
                            false, false},
@@ -132,7 +143,66 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
   }
 }
 
+// The weight gradient: with gM = A·gY·Aᵀ per 2x2 tile of the output gradient (4x4; 0
+// for outputs past the edge), gU_e = Σ_t gM_e[o][t] · V_e[c][t] (16 GEMMs with k = the
+// tiles) and gW = Gᵀ·gU·G. The tiles' sum runs in `groups` fixed groups of whole
+// blocks, each group's blocks in order into its own partial gU, and the partials are
+// added in group order: the grouping depends on the geometry only, not on the threads.
+struct GradJob {
+  Job j;
+  const float* gy;
+  float* partials;  // groups x [16][cout][cin]
+  int64_t blocks;
+  int groups;
+};
+
+void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, float* gemmScratch) {
+  thread_local std::vector<float> gbuf, rbuf;
+  int64_t T;
+  const float* V = input_transform(j, blk, &T);
+  const int64_t q0 = blk * j.rowsPerBlock, q1 = q0 + T / j.tw;
+  float* GM = grow(gbuf, (size_t)(16 * j.cout * T));
+  float* R = grow(rbuf, (size_t)(4 * T));  // a, b (row 2ty, even/odd columns), c, d (row 2ty + 1)
+  for (int64_t o = 0; o < j.cout; o++) {
+    std::memset(R, 0, (size_t)(4 * T) * sizeof(float));
+    for (int64_t q = q0; q < q1; q++) {
+      const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
+      const float* g = gy + ((img * j.cout + o) * j.oh + 2 * ty) * j.ow;
+      gK->winoSplit(g, j.ow, R + tb, R + T + tb);
+      if (2 * ty + 1 < j.oh) gK->winoSplit(g + j.ow, j.ow, R + 2 * T + tb, R + 3 * T + tb);
+    }
+    gK->winoGradOut(R, R + T, R + 2 * T, R + 3 * T, T, GM + o * T, j.cout * T);
+  }
+  for (int e = 0; e < 16; e++)
+    gK->gemm(lth::GemmArgs{GM + e * j.cout * T, V + e * j.cin * T, gu + e * j.cout * j.cin, j.cout, T, j.cin, false,
+                           true, true},
+             0, j.cout, 0, j.cin, gemmScratch);
+}
+
+void grad_group(void* ctx, int g, float* scratch) {
+  const GradJob& gj = *static_cast<const GradJob*>(ctx);
+  const int64_t size = 16 * gj.j.cout * gj.j.cin;
+  float* gu = gj.partials + g * size;
+  std::memset(gu, 0, (size_t)size * sizeof(float));
+  const int64_t b0 = gj.blocks * g / gj.groups, b1 = gj.blocks * (g + 1) / gj.groups;
+  for (int64_t b = b0; b < b1; b++) grad_block(gj.j, gj.gy, b, gu, scratch);
+}
+
 void block_part(void* ctx, int part, float* scratch) { run_block(*static_cast<const Job*>(ctx), part, scratch); }
+
+// The tiles and blocks of a call: enough tiles per block for wide GEMMs, few enough
+// that V (16*cin*T floats) and M stay near L2's size.
+Job make_job(const float* x, const float* u, float* out, int64_t n, int64_t cin, int64_t cout, int64_t h, int64_t w,
+             int64_t pad, bool accumulate) {
+  const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
+  Job j{x, u, out, n, cin, cout, h, w, pad, oh, ow, (oh + 1) / 2, (ow + 1) / 2, 0, 0, accumulate};
+  j.tileRows = n * j.th;
+  const int64_t widest = cin > cout ? cin : cout;
+  int64_t target = 16384 / widest;
+  if (target < 64) target = 64;
+  j.rowsPerBlock = target / j.tw < 1 ? 1 : target / j.tw;
+  return j;
+}
 
 // conv3x3(x, weight, out, n, inChannels, outChannels, height, width, pad, flip, accumulate)
 using lth::ArgSpec;
@@ -174,14 +244,7 @@ napi_value Conv3x3(napi_env env, napi_callback_info info) {
   float* u = grow(ubuf, (size_t)(16 * cout * cin));
   transform_weights(wt, u, cin, cout, flip);
 
-  Job j{x, u, out, n, cin, cout, h, w, pad, oh, ow, (oh + 1) / 2, (ow + 1) / 2, 0, 0, accumulate};
-  j.tileRows = n * j.th;
-  // Enough tiles per block for wide GEMMs, few enough that V (16*cin*T floats) and M
-  // stay near L2's size.
-  const int64_t widest = cin > cout ? cin : cout;
-  int64_t target = 16384 / widest;
-  if (target < 64) target = 64;
-  j.rowsPerBlock = target / j.tw < 1 ? 1 : target / j.tw;
+  Job j = make_job(x, u, out, n, cin, cout, h, w, pad, accumulate);
   const int64_t blocks = (j.tileRows + j.rowsPerBlock - 1) / j.rowsPerBlock;
   float* scratch = lth::caller_scratch();
   const int threads = lth::thread_count();
@@ -191,9 +254,71 @@ napi_value Conv3x3(napi_env env, napi_callback_info info) {
   return lth::undefined_value(env);
 }
 
+// conv3x3WeightGrad(x, gradOut, gradWeight, n, inChannels, outChannels, height, width, pad)
+constexpr ArgSpec kConv3x3WeightGradArgs[] = {arg::f32("x"),      arg::f32("gradOut"),     arg::f32("gradWeight"),
+                                              arg::dim("n"),      arg::dim("inChannels"),  arg::dim("outChannels"),
+                                              arg::dim("height"), arg::dim("width"),       arg::dim("pad")};
+
+napi_value Conv3x3WeightGrad(napi_env env, napi_callback_info info) {
+  lth::Args<9> a(env, info, "conv3x3WeightGrad", kConv3x3WeightGradArgs);
+  if (!a.ok()) return nullptr;
+  const float *x = a[0].f32(), *gy = a[1].f32();
+  float* gw = a[2].f32();
+  const int64_t n = a[3].dim(), cin = a[4].dim(), cout = a[5].dim(), h = a[6].dim(), w = a[7].dim(), pad = a[8].dim();
+  if (h + 2 * pad < 3 || w + 2 * pad < 3) {
+    a.fail(true, "a 3x3 kernel with padding %lld does not fit a %lldx%lld image", (long long)pad, (long long)h,
+           (long long)w);
+    return nullptr;
+  }
+  const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
+  a.need("x", a[0].len, (u128)n * cin * h * w, "n*inChannels*height*width");
+  a.need("gradOut", a[1].len, (u128)n * cout * oh * ow, "n*outChannels*outH*outW");
+  a.need("gradWeight", a[2].len, (u128)cin * cout * 9, "inChannels*outChannels*9");
+  if (!a.ok()) return nullptr;
+  if (n == 0 || cout == 0 || cin == 0) return lth::undefined_value(env);
+  lth::FtzScope ftz;
+  GradJob gj{make_job(x, nullptr, nullptr, n, cin, cout, h, w, pad, false), gy, nullptr, 0, 0};
+  gj.blocks = (gj.j.tileRows + gj.j.rowsPerBlock - 1) / gj.j.rowsPerBlock;
+  // Up to 8 groups (enough for the pool to share), fewer when the partials would pass 16M floats.
+  const int64_t size = 16 * cout * cin;
+  int64_t groups = gj.blocks < 8 ? gj.blocks : 8;
+  while (groups > 1 && groups * size > ((int64_t)1 << 24)) groups--;
+  gj.groups = (int)groups;
+  thread_local std::vector<float> pbuf;
+  gj.partials = grow(pbuf, (size_t)(groups * size));
+  float* scratch = lth::caller_scratch();
+  const int threads = lth::thread_count();
+  if (!(threads > 1 && groups > 1 && lth::run_parts_scratch(threads, gj.groups, grad_group, &gj, scratch)))
+    for (int g = 0; g < gj.groups; g++) grad_group(&gj, g, scratch);
+  float* gu = gj.partials;
+  for (int64_t g = 1; g < groups; g++)
+    for (int64_t i = 0; i < size; i++) gu[i] += gj.partials[g * size + i];
+  // gW[o][c] += Gᵀ·gU·G, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
+  const int64_t oc = cout * cin;
+  for (int64_t o = 0; o < cout; o++) {
+    for (int64_t c = 0; c < cin; c++) {
+      float u[4][4];
+      for (int e = 0; e < 16; e++) u[e / 4][e % 4] = gu[e * oc + o * cin + c];
+      float t[3][4];
+      for (int k = 0; k < 4; k++) {
+        t[0][k] = u[0][k] + 0.5f * (u[1][k] + u[2][k]);
+        t[1][k] = 0.5f * (u[1][k] - u[2][k]);
+        t[2][k] = 0.5f * (u[1][k] + u[2][k]) + u[3][k];
+      }
+      float* d = gw + (o * cin + c) * 9;
+      for (int i = 0; i < 3; i++) {
+        d[i * 3 + 0] += t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+        d[i * 3 + 1] += 0.5f * (t[i][1] - t[i][2]);
+        d[i * 3 + 2] += 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+      }
+    }
+  }
+  return lth::undefined_value(env);
+}
+
 }  // namespace
 
 bool lth::register_winograd(napi_env env, napi_value exports) {
-  static constexpr Export kExports[] = {{"conv3x3", Conv3x3}};
+  static constexpr Export kExports[] = {{"conv3x3", Conv3x3}, {"conv3x3WeightGrad", Conv3x3WeightGrad}};
   return define_exports(env, exports, kExports);
 }

@@ -130,6 +130,18 @@ export interface Backend {
   ): void;
 
   /**
+   * The weight gradient of conv3x3 (no flip): gradWeight [outChannels, inChannels, 3, 3] +=
+   *   Σ_{b,y,x} gradOut[b,o,y,x] · x[b, c, y - pad + i, x - pad + j]
+   * (0 outside the image), x [n, inChannels, height, width], gradOut [n, outChannels,
+   * outH, outW] as in conv3x3. Always accumulates. The native kernel uses F(2×2, 3×3)
+   * too; its sum over the batch runs in groups fixed by the geometry.
+   */
+  conv3x3WeightGrad(
+    x: Float32Array, gradOut: Float32Array, gradWeight: Float32Array, n: number, inChannels: number, outChannels: number,
+    height: number, width: number, pad: number,
+  ): void;
+
+  /**
    * NCHW data [n, channels, size] (size = H·W): out[i,c,k] = x[i,c,k] + bias[c], then
    * max(0, ·) when `relu` (NaN stays NaN). `out` may be `x`.
    */

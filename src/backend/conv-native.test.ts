@@ -3,7 +3,7 @@
  * (strides, paddings, rectangular and oversized kernels, the Conv-2/4/6 shapes), the
  * per-channel bias/ReLU and bias gradient, max pooling forward/backward (ties, NaN,
  * overlapping windows), the Winograd conv3x3 (forward and flipped, paddings 0-2, odd
- * sizes, blocks that split images, accumulation, NaN), a whole conv layer's forward and
+ * sizes, blocks that split images, accumulation, NaN) and its weight gradient, a whole conv layer's forward and
  * backward composed from the kernels, argument validation, bitwise independence of the thread count, and every SIMD
  * path (child processes with LTH_SIMD set).
  */
@@ -214,6 +214,19 @@ test('conv3x3 (Winograd) matches the reference: forward and flipped, paddings 0-
   }
 });
 
+test('conv3x3WeightGrad (Winograd) matches the reference and accumulates', { skip }, () => {
+  const rnd = prng(11);
+  for (const [n, ci, co, h, w, p] of CONV3X3) {
+    const oh = h + 2 * p - 2, ow = w + 2 * p - 2;
+    const x = randomArray(n * ci * h * w, rnd), gy = randomArray(n * co * oh * ow, rnd), g0 = randomArray(ci * co * 9, rnd);
+    const r = g0.slice(), m = g0.slice();
+    ref.conv3x3WeightGrad(x, gy, r, n, ci, co, h, w, p);
+    native!.conv3x3WeightGrad(x, gy, m, n, ci, co, h, w, p);
+    const e = relErr(m.map((v, i) => v - g0[i]), r.map((v, i) => v - g0[i]));
+    assert.ok(e <= 1e-5, `conv3x3WeightGrad ${[n, ci, co, h, w, p]}: rel err ${e}`);
+  }
+});
+
 test('conv3x3: the flipped convolution is the input gradient of the forward one (col2im of Wᵀ·gY)', { skip }, () => {
   const rnd = prng(9);
   for (const [n, c, o, h, w, p] of [[2, 8, 12, 7, 9, 1], [1, 9, 8, 6, 5, 0]]) {
@@ -267,6 +280,7 @@ test('conv kernels validate their arguments with clear errors', { skip }, () => 
   assert.throws(() => N.maxPool2dBackward(f(16), f(4), f(15), 1, 4, 4, 2, 2), err(RangeError, /^maxPool2dBackward: gradIn has 15 elements, needs .* = 16$/));
   assert.throws(() => N.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16 - 1), 2, 3, 2, 4, 4, 1, false, false), err(RangeError, /^conv3x3: out has 63 elements, needs .* = 64$/));
   assert.throws(() => N.conv3x3(f(6), f(54), f(64), 1, 3, 2, 1, 2, 0, false, false), err(RangeError, /^conv3x3: a 3x3 kernel with padding 0 does not fit a 1x2 image$/));
+  assert.throws(() => N.conv3x3WeightGrad(f(2 * 3 * 16), f(2 * 2 * 16), f(53), 2, 3, 2, 4, 4, 1), err(RangeError, /^conv3x3WeightGrad: gradWeight has 53 elements, needs .* = 54$/));
   const shared = f(64);
   assert.throws(() => N.conv3x3(shared, f(36), shared, 1, 2, 2, 4, 4, 1, false, false), err(RangeError, /^conv3x3: out must not share memory with x$/));
   assert.throws(() => (N.maxPool2d as unknown as (...a: unknown[]) => void)(f(16), f(4), 1, 4, 4),
@@ -293,6 +307,7 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
       ['maxPool2dBackward', () => { const o = new Float32Array(big.length); native!.maxPool2dBackward(big, gp, o, 8 * c, h, w, 2, 2); return o; }],
       ['conv3x3', () => { const o = new Float32Array(big.length); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, false, false); return o; }],
       ['conv3x3 flipped', () => { const o = big.slice(); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, true, true); return o; }],
+      ['conv3x3WeightGrad', () => { const o = wt3.slice(); native!.conv3x3WeightGrad(big, big, o, 8, c, c, h, w, 1); return o; }],
     ];
     for (const [name, fn] of kernels) {
       const one = run(1, fn);
@@ -337,6 +352,10 @@ for (const [n, ci, co, h, w, p] of [[3, 9, 8, 11, 7, 1], [2, 8, 10, 6, 9, 0], [1
     let m = 0; for (const v of o1) m = Math.max(m, Math.abs(v));
     const d = o2.map((v, i) => (v - o1[i]) / m); note('conv3x3 (relative)', d, new Float32Array(d.length));
   }
+  const gy = arr(n * co * oh * ow), g1 = new Float32Array(ci * co * 9), g2 = g1.slice();
+  R.conv3x3WeightGrad(x, gy, g1, n, ci, co, h, w, p); N.conv3x3WeightGrad(x, gy, g2, n, ci, co, h, w, p);
+  let m = 0; for (const v of g1) m = Math.max(m, Math.abs(v));
+  note('conv3x3WeightGrad (relative)', g2.map((v, i) => (v - g1[i]) / m), new Float32Array(g1.length));
 }
 console.log(JSON.stringify({ simd: N.simdPath(), worst }));
 `;

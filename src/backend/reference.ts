@@ -183,6 +183,31 @@ export const referenceBackend: Backend = {
     }
   },
 
+  conv3x3WeightGrad(x, gradOut, gradWeight, n, inChannels, outChannels, height, width, pad) {
+    const outH = height + 2 * pad - 2, outW = width + 2 * pad - 2;
+    if (outH < 1 || outW < 1) throw new RangeError(`conv3x3WeightGrad: a 3x3 kernel with padding ${pad} does not fit a ${height}x${width} image`);
+    for (let o = 0; o < outChannels; o++) {
+      for (let c = 0; c < inChannels; c++) {
+        for (let i = 0; i < 3; i++) {
+          for (let j = 0; j < 3; j++) {
+            let s = 0;
+            for (let b = 0; b < n; b++) {
+              for (let oy = 0; oy < outH; oy++) {
+                const y = oy - pad + i;
+                if (y < 0 || y >= height) continue;
+                for (let ox = 0; ox < outW; ox++) {
+                  const xx = ox - pad + j;
+                  if (xx >= 0 && xx < width) s += gradOut[((b * outChannels + o) * outH + oy) * outW + ox] * x[((b * inChannels + c) * height + y) * width + xx];
+                }
+              }
+            }
+            gradWeight[((o * inChannels + c) * 3 + i) * 3 + j] += s;
+          }
+        }
+      }
+    }
+  },
+
   col2im(col, x, channels, height, width, kh, kw, strideH, strideW, padH, padW) {
     // Gather form: each x entry sums (in float64, fixed order) the col entries copied from it.
     const outH = convOut(height, kh, strideH, padH), outW = convOut(width, kw, strideW, padW);

@@ -4,11 +4,12 @@
  * flatten and dropout.
  *
  * Stride-1 3×3 convolutions with at least WINOGRAD_MIN_CHANNELS input and output
- * channels run on the backend's conv3x3 (Winograd F(2×2, 3×3) in the native backend,
- * 16 multiplications per 2×2 outputs instead of 36, and no columns) for the output and
- * the input gradient: gX += conv3x3 of gY by the flipped, transposed weight.
+ * channels run on the backend's conv3x3 and conv3x3WeightGrad (Winograd F(2×2, 3×3) in
+ * the native backend: 16 multiplications per 2×2 outputs instead of 36, and no columns):
+ * the output, the input gradient (gX += conv3x3 of gY by the flipped, transposed weight)
+ * and the weight gradient.
  *
- * The other convolutions, and every weight gradient, work one image at a time: im2col
+ * The other convolutions work one image at a time: im2col
  * of image b into a scratch buffer [C·kh·kw, OH·OW], then Y_b = W · col (W: [out,
  * C·kh·kw], PyTorch's [out, in, kh, kw] flattened), so the output lands in NCHW order
  * with no transpose and the scratch stays a few MB whatever the batch (evaluation
@@ -163,16 +164,20 @@ export function conv2d(
     if (!needW && !needX) return;
     const gw = needW ? weight.ensureGrad() : null;
     const gx = needX ? x.ensureGrad() : null;
+    if (winograd) {
+      if (gx) be.conv3x3(gy, weight.data, gx, n, cout, cin, oh, ow, 2 - padH, true, true);
+      if (gw) be.conv3x3WeightGrad(x.data, gy, gw, n, cin, cout, h, w, padH);
+      return;
+    }
     const colB = needW ? scratch('col', ckk * hw) : null;
-    const gcol = needX && !winograd ? scratch('grad', ckk * hw) : null;
-    if (gx && winograd) be.conv3x3(gy, weight.data, gx, n, cout, cin, oh, ow, 2 - padH, true, true);
+    const gcol = needX ? scratch('grad', ckk * hw) : null;
     for (let i = 0; i < n; i++) {
       const gyi = gy.subarray(i * outSize, (i + 1) * outSize);
       if (gw) {
         be.im2col(x.data.subarray(i * inSize, (i + 1) * inSize), colB!, cin, h, w, kh, kw, strideH, strideW, padH, padW);
         be.matmul(gyi, colB!, gw, cout, hw, ckk, false, true, true);
       }
-      if (gx && !winograd) {
+      if (gx) {
         be.matmul(weight.data, gyi, gcol!, ckk, cout, hw, true, false, false);
         be.col2im(gcol!, gx.subarray(i * inSize, (i + 1) * inSize), cin, h, w, kh, kw, strideH, strideW, padH, padW);
       }
