@@ -1,6 +1,7 @@
-// winograd.cc: conv3x3, the stride-1 3x3 convolution of the native backend (the Backend
-// method of the same name; src/backend/backend.ts documents it and
-// src/backend/reference.ts is the oracle), by Winograd's F(2x2, 3x3) algorithm.
+// winograd.cc: conv3x3 and conv3x3WeightGrad, the stride-1 3x3 convolution of the native
+// backend and its weight gradient (the Backend methods of the same names;
+// src/backend/backend.ts documents them and src/backend/reference.ts is the oracle), by
+// Winograd's F(2x2, 3x3) algorithm.
 //
 // Each 2x2 block of outputs (a tile) is computed from the 4x4 input patch under it:
 // with V = Bᵀ·d·B per input channel and U = G·g·Gᵀ per filter, the 16 entries of

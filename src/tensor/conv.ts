@@ -104,7 +104,9 @@ function outputTensor(shape: readonly number[], ws: Workspace | undefined, input
 
 /**
  * Fewest input and output channels for which a stride-1 3×3 convolution runs on conv3x3:
- * below it the 16 small products of the Winograd transform cost more than im2col's one.
+ * with fewer, each of the 16 Winograd products is too shallow or too narrow to keep the
+ * GEMM micro-kernel busy (a first layer's 3 input channels), and im2col's single product
+ * over all 9·channels columns serves better.
  */
 export const WINOGRAD_MIN_CHANNELS = 8;
 
