@@ -96,7 +96,7 @@ export class GraphProgram implements Program {
     const be = getBackend();
     // Image data (conv nets) goes in smaller batches: a Conv-2 layer's output for 1000 CIFAR images is 262 MB.
     const batchSize = data.sampleShape.length > 1 ? 100 : 1000;
-    const d = data.sampleSize;
+    const d = data.sampleSize, l = data.labelSize;
     const training = this.model.training;
     this.model.eval();
     let lossSum = 0, correct = 0;
@@ -105,18 +105,21 @@ export class GraphProgram implements Program {
         for (let from = 0; from < data.length; from += batchSize) {
           const n = Math.min(batchSize, data.length - from);
           const x = new Tensor(data.images.subarray(from * d, (from + n) * d), [n, ...data.sampleShape]);
-          const labels = data.labels.subarray(from, from + n);
+          const labels = data.labels.subarray(from * l, (from + n) * l);
           this.evalArena.run(() => {
             const logits = this.forward(x);
-            lossSum += be.softmaxXent(logits.data, labels, n, logits.shape[1], null, 0);
-            correct += be.countCorrect(logits.data, labels, n, logits.shape[1]);
+            const classes = logits.shape[logits.shape.length - 1], rows = logits.size / classes;
+            check(rows === labels.length, () => `${this.model.name}: ${rows} rows of logits for ${labels.length} labels (data set labels [${data.labelShape.join(', ')}] per sample)`);
+            lossSum += be.softmaxXent(logits.data, labels, rows, classes, null, 0);
+            correct += be.countCorrect(logits.data, labels, rows, classes);
           });
         }
       });
     } finally {
       this.model.train(training);
     }
-    return { loss: lossSum / data.length, accuracy: correct / data.length };
+    // Per label: per example, or per position (a language model's loss per token).
+    return { loss: lossSum / data.labels.length, accuracy: correct / data.labels.length };
   }
 
   state(): StateDict {
@@ -172,8 +175,8 @@ export class GraphProgram implements Program {
 
   private batchBuffers(data: Dataset, batchSize: number): { x: Tensor; labels: Int32Array } {
     const shape = [batchSize, ...data.sampleShape];
-    if (!this.batch || this.batch.x.shape.length !== shape.length || this.batch.x.shape.some((v, i) => v !== shape[i])) {
-      this.batch = { x: Tensor.zeros(shape), labels: new Int32Array(batchSize) };
+    if (!this.batch || this.batch.labels.length !== batchSize * data.labelSize || this.batch.x.shape.length !== shape.length || this.batch.x.shape.some((v, i) => v !== shape[i])) {
+      this.batch = { x: Tensor.zeros(shape), labels: new Int32Array(batchSize * data.labelSize) };
     }
     return this.batch;
   }
