@@ -26,8 +26,10 @@ function counts(name: string): { total: number; conv: number; params: Map<string
 }
 
 test('registry lists the conv nets and their dropout variants; lenet_300_100 unchanged', () => {
-  assert.deepEqual(modelNames(), ['lenet_300_100', 'conv2', 'conv2_dropout', 'conv4', 'conv4_dropout', 'conv6', 'conv6_dropout']);
-  assert.throws(() => getModel('conv8'), /Unknown model 'conv8'. Known: lenet_300_100, conv2, conv2_dropout, conv4, conv4_dropout, conv6, conv6_dropout/);
+  const known = ['lenet_300_100', 'conv2', 'conv2_dropout', 'conv4', 'conv4_dropout', 'conv6', 'conv6_dropout',
+    'text_cnn', 'text_transformer', 'char_lstm', 'char_transformer', 'sensor_cnn'];
+  assert.deepEqual(modelNames(), known);
+  assert.throws(() => getModel('conv8'), new RegExp(`Unknown model 'conv8'. Known: ${known.join(', ')}`));
   const lenet = getModel('lenet_300_100');
   assert.deepEqual(lenet.training, { dataset: 'mnist', steps: '50000it', batchSize: 60, optimizer: 'adam', lr: 1.2e-3 });
   assert.deepEqual([...lenet.pruningRates(lenet.build())], [['fc1.weight', 0.2], ['fc2.weight', 0.2], ['fc3.weight', 0.1]]);

@@ -1,6 +1,7 @@
 import { LthError } from '../core/errors.js';
 import { convSpecs } from './conv.js';
 import { lenet300100 } from './lenet.js';
+import { sequenceSpecs } from './sequence.js';
 import type { ModelSpec } from './spec.js';
 import { getDataset } from '../data/registry.js';
 
@@ -10,6 +11,7 @@ export type { ModelSpec, TrainingDefaults } from './spec.js';
 const MODELS: readonly ModelSpec[] = [
   lenet300100,
   ...convSpecs(),
+  ...sequenceSpecs(),
 ];
 
 export function modelNames(): string[] {
