@@ -23,8 +23,9 @@ export interface WeightMacs {
 /**
  * The forward MACs per sample of every Linear and Conv2d weight of `model`, in forward
  * order, found by running one zero sample of `sampleShape` through it (a conv's cost
- * depends on its output's size). Layers are reached through Sequentials; a module of
- * another kind that holds one is not counted yet and is an error.
+ * depends on its output's size), and of the weights of modules that count their own
+ * (Module.weightMacs: the sequence layers). Layers are reached through Sequentials; a
+ * module of another kind that holds one is not counted yet and is an error.
  */
 export function weightMacs(model: Model, sampleShape: readonly number[]): WeightMacs[] {
   const out: WeightMacs[] = [];
@@ -44,8 +45,10 @@ export function weightMacs(model: Model, sampleShape: readonly number[]): Weight
     }
     const y = m.forward(x);
     const weight = path ? `${path}.weight` : 'weight';
-    if (m instanceof Linear) out.push({ name: weight, macs: m.weight.size, first: out.length === 0 });
+    // A Linear's rows per sample: 1, or every position after FlattenTime.
+    if (m instanceof Linear) out.push({ name: weight, macs: m.weight.size * y.shape[0], first: out.length === 0 });
     else if (m instanceof Conv2d) out.push({ name: weight, macs: m.weight.size * (y.size / y.shape[1]), first: out.length === 0 });
+    else if (m.weightMacs) for (const [n, macs] of m.weightMacs(x, y)) out.push({ name: path ? `${path}.${n}` : n, macs, first: out.length === 0 });
     else if (m.namedModules().some(([, c]) => c instanceof Linear || c instanceof Conv2d)) {
       throw new Error(`flops: ${path} (${m.constructor.name}) holds layers outside a Sequential, which are not counted yet`);
     }

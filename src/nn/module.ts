@@ -33,6 +33,13 @@ export abstract class Module {
   /** The description `buildModule` rebuilds this module from (fresh parameters). */
   abstract describe(): ModuleDesc;
 
+  /**
+   * For a module whose weights the FLOP count (nn/flops.ts) cannot see from outside: the
+   * forward multiply-accumulates of each weight of the tree below it (local dotted names, in
+   * forward order) for one sample, given that sample's input and output.
+   */
+  weightMacs?(x: Tensor, y: Tensor): Array<[string, number]>;
+
   /** Local names of this module's own parameters that pruning may touch ('weight'). */
   prunable(): readonly string[] {
     return [];

@@ -46,6 +46,11 @@ export class Embedding extends Module {
     return { type: 'embedding', vocabulary: this.vocabulary, dim: this.dim };
   }
 
+  /** A lookup: no multiplications, but a weight whose gradient needs the next layer's input gradient. */
+  override weightMacs(): Array<[string, number]> {
+    return [['weight', 0]];
+  }
+
   override prunable(): readonly string[] {
     return ['weight'];
   }
@@ -110,6 +115,10 @@ export class Conv1d extends Module {
     return reshape(y, [n, this.outChannels, y.shape[3]]);
   }
 
+  override weightMacs(_x: Tensor, y: Tensor): Array<[string, number]> {
+    return [['weight', this.weight.size * y.shape[2]]];
+  }
+
   describe(): ModuleDesc {
     return { type: 'conv1d', in: this.inChannels, out: this.outChannels, kernel: this.kernel, padding: this.padding, activation: this.activation };
   }
@@ -154,6 +163,12 @@ export class LSTM extends Module {
   forward(x: Tensor): Tensor {
     for (const w of this.weights) x = lstm(x, w.wih, w.whh, w.bih, w.bhh);
     return x;
+  }
+
+  /** Every step multiplies by both matrices of every layer (the first step's h·W_hhᵀ, of a zero h, included). */
+  override weightMacs(x: Tensor): Array<[string, number]> {
+    const T = x.shape[1];
+    return this.weights.flatMap((w, l) => [[`weight_ih_l${l}`, w.wih.size * T], [`weight_hh_l${l}`, w.whh.size * T]] as Array<[string, number]>);
   }
 
   describe(): ModuleDesc {
@@ -224,6 +239,12 @@ export class SelfAttention extends Module {
     return reshape(this.outProj.forward(reshape(heads, [n * T, this.dim])), [n, T, this.dim]);
   }
 
+  /** The projections' MACs; the scores and their weighting of the values (no weights) are left out, as activations are. */
+  override weightMacs(x: Tensor): Array<[string, number]> {
+    const T = x.shape[1];
+    return [['in_proj_weight', this.inProjWeight.size * T], ['out_proj.weight', this.outProj.weight.size * T]];
+  }
+
   describe(): ModuleDesc {
     return { type: 'self_attention', dim: this.dim, heads: this.heads };
   }
@@ -267,6 +288,14 @@ export class TransformerBlock extends Module {
     const flat = reshape(h, [n * T, D]);
     const ff = this.linear2.forward(this.linear1.forward(this.norm2.forward(flat)));
     return reshape(add(flat, ff), [n, T, D]);
+  }
+
+  override weightMacs(x: Tensor): Array<[string, number]> {
+    const T = x.shape[1];
+    return [
+      ...this.selfAttn.weightMacs(x).map(([n, macs]) => [`self_attn.${n}`, macs] as [string, number]),
+      ['linear1.weight', this.linear1.weight.size * T], ['linear2.weight', this.linear2.weight.size * T],
+    ];
   }
 
   describe(): ModuleDesc {
