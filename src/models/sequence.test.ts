@@ -12,6 +12,8 @@ import { Dataset } from '../data/dataset.js';
 import { getDataset } from '../data/registry.js';
 import { buildModel } from '../nn/build.js';
 import { compileProgram } from '../program/compile.js';
+import { softmaxCrossEntropy } from '../tensor/ops.js';
+import { Tensor, noGrad } from '../tensor/tensor.js';
 import { getModel } from './registry.js';
 
 const NAMES = ['text_cnn', 'text_transformer', 'char_lstm', 'char_transformer', 'sensor_cnn'];
@@ -62,4 +64,23 @@ test('sequence models compile to the graph program, train masked steps and evalu
       for (const [w, m] of masks) assert.ok(state.get(w)!.every((v, i) => m[i] === 1 || v === 0), `${name}: ${w} pruned entries stay zero`);
     }
   }
+});
+
+test('a language model is evaluated per character: the mean cross-entropy over every position, in batches of bounded memory', () => {
+  const spec = getModel('char_transformer'), d = getDataset('moby_dick');
+  const model = spec.build();
+  model.initialize(new Rng(1, 'init'));
+  const rng = new Rng(2, 'test');
+  const n = 150, T = d.sampleShape[0];
+  const x = new Float32Array(n * T).map(() => rng.int(d.numClasses));
+  const labels = Int32Array.from({ length: n * T }, () => rng.int(d.numClasses));
+  const data = new Dataset(x, labels, [T], d.numClasses, [T]);
+  const program = compileProgram(model, { optimizer: null, context: resolveContext({}, {}) });
+  const ev = program.evaluate(data);
+  // The whole set in one pass, straight from the model.
+  const direct = noGrad(() => softmaxCrossEntropy(model.eval().forward(new Tensor(x, [n, T])), labels)).data[0];
+  assert.ok(Math.abs(ev.loss - direct) < 1e-5 * direct, `${ev.loss} vs ${direct}`);
+  const arena = (program as unknown as { evalArena: { floats(): number } }).evalArena;
+  assert.ok(arena.floats() <= 32 * 1024 * 1024, `an evaluation batch took ${arena.floats()} floats`);
+  assert.ok(arena.floats() < 0.8 * n * (program as unknown as { evalFloatsPerSample: number }).evalFloatsPerSample, 'more than one batch');
 });

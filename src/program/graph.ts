@@ -11,6 +11,9 @@ import { BufferArena, Tensor, noGrad } from '../tensor/tensor.js';
 import { applyMasks } from './masks.js';
 import type { CompileOptions, EvalResult, Minibatches, Program } from './program.js';
 
+/** The buffers (floats) an evaluation batch of flat samples may take: 32M, 128 MB. */
+const EVAL_FLOATS = 32 * 1024 * 1024;
+
 /** A Linear layer the graph program computes on sparse kernels, with its packed weight. */
 interface SparseWeight {
   readonly name: string;
@@ -41,6 +44,8 @@ export class GraphProgram implements Program {
   private readonly stepArena = new BufferArena();
   private readonly evalArena = new BufferArena();
   private batch: { x: Tensor; labels: Int32Array } | null = null;
+  /** Floats of buffers one sample's evaluation pass takes (see evalBatchSize), once measured. */
+  private evalFloatsPerSample: number | null = null;
 
   constructor(private readonly model: Model, opts: CompileOptions) {
     this.masks = applyMasks(model, opts.masks);
@@ -94,8 +99,7 @@ export class GraphProgram implements Program {
   evaluate(data: Dataset): EvalResult {
     if (data.length === 0) return { loss: NaN, accuracy: NaN };
     const be = getBackend();
-    // Image data (conv nets) goes in smaller batches: a Conv-2 layer's output for 1000 CIFAR images is 262 MB.
-    const batchSize = data.sampleShape.length > 1 ? 100 : 1000;
+    const batchSize = this.evalBatchSize(data);
     const d = data.sampleSize, l = data.labelSize;
     const training = this.model.training;
     this.model.eval();
@@ -120,6 +124,32 @@ export class GraphProgram implements Program {
     }
     // Per label: per example, or per position (a language model's loss per token).
     return { loss: lossSum / data.labels.length, accuracy: correct / data.labels.length };
+  }
+
+  /**
+   * Samples per evaluation batch. Image data (conv nets) goes in batches of 100: a Conv-2
+   * layer's output for 1000 CIFAR images is 262 MB. Flat samples go in batches of up to
+   * 1000, fewer where one sample's pass takes more than EVAL_FLOATS / 1000 floats of
+   * buffers (measured once on the first 64 samples): a sequence model keeps every
+   * position's activations, and a 4-block char_transformer's pass over 1000 chunks of 64
+   * characters took 2.6 GB.
+   */
+  private evalBatchSize(data: Dataset): number {
+    if (data.sampleShape.length > 1) return 100;
+    if (this.evalFloatsPerSample === null) {
+      const n = Math.min(64, data.length), d = data.sampleSize;
+      const probe = new BufferArena();
+      const x = new Tensor(data.images.subarray(0, n * d), [n, ...data.sampleShape]);
+      const training = this.model.training;
+      this.model.eval();
+      try {
+        noGrad(() => probe.run(() => this.forward(x)));
+      } finally {
+        this.model.train(training);
+      }
+      this.evalFloatsPerSample = probe.floats() / n;
+    }
+    return Math.max(1, Math.min(1000, Math.floor(EVAL_FLOATS / this.evalFloatsPerSample)));
   }
 
   state(): StateDict {
