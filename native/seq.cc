@@ -126,13 +126,11 @@ napi_value LstmCellBackward(napi_env env, napi_callback_info info) {
       dg[3 * H + j] = gh * tc * og * (1 - og);
       dc[j] = gradC[o + j] + gh * og * (1 - tc * tc);
     }
-    for (int64_t j = 0; j < H; j++) {
-      const float ig = g[j], fg = g[H + j], gg = g[2 * H + j], d = dc[j];
-      dg[j] = d * gg * ig * (1 - ig);
-      dg[H + j] = d * cPrev[o + j] * fg * (1 - fg);
-      dg[2 * H + j] = d * ig * (1 - gg * gg);
-      dc[j] = d * fg;
-    }
+    // One output per loop: with four interleaved stores the compiler leaves it scalar.
+    for (int64_t j = 0; j < H; j++) dg[j] = dc[j] * g[2 * H + j] * g[j] * (1 - g[j]);
+    for (int64_t j = 0; j < H; j++) dg[H + j] = dc[j] * cPrev[o + j] * g[H + j] * (1 - g[H + j]);
+    for (int64_t j = 0; j < H; j++) dg[2 * H + j] = dc[j] * g[j] * (1 - g[2 * H + j] * g[2 * H + j]);
+    for (int64_t j = 0; j < H; j++) dc[j] *= g[H + j];
   }
   return undefined_value(env);
 }
