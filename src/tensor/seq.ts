@@ -238,7 +238,8 @@ export function causalAttention(qkv: Tensor, heads: number): Tensor {
   const [n, T, D3] = qkv.shape;
   const D = D3 / 3, dh = D / heads, be = getBackend(), scale = 1 / Math.sqrt(dh);
   const blocks = n * heads, per = T * dh;
-  // Per (sample, head), contiguous [T, dh] copies of Q, K and V, and the attention P [T, T].
+  // Per (sample, head), contiguous [T, dh] copies of Q (scaled by 1/√dh, which is cheaper
+  // than scaling the [T, T] scores), K and V, and the attention P [T, T].
   const q = scratchArray(blocks * per), k = scratchArray(blocks * per), v = scratchArray(blocks * per);
   for (let b = 0; b < n; b++) {
     for (let h = 0; h < heads; h++) {
@@ -246,7 +247,7 @@ export function causalAttention(qkv: Tensor, heads: number): Tensor {
       for (let t = 0; t < T; t++) {
         const src = (b * T + t) * D3 + h * dh;
         for (let j = 0; j < dh; j++) {
-          q[o + t * dh + j] = qkv.data[src + j];
+          q[o + t * dh + j] = qkv.data[src + j] * scale;
           k[o + t * dh + j] = qkv.data[src + D + j];
           v[o + t * dh + j] = qkv.data[src + 2 * D + j];
         }
@@ -257,7 +258,6 @@ export function causalAttention(qkv: Tensor, heads: number): Tensor {
   for (let i = 0; i < blocks; i++) {
     be.matmul(q.subarray(i * per, (i + 1) * per), k.subarray(i * per, (i + 1) * per), p.subarray(i * T * T, (i + 1) * T * T), T, dh, T, false, true, false);
   }
-  for (let i = 0; i < p.length; i++) p[i] *= scale;
   be.softmaxRows(p, p, blocks * T, T, true);
   for (let i = 0; i < blocks; i++) {
     be.matmul(p.subarray(i * T * T, (i + 1) * T * T), v.subarray(i * per, (i + 1) * per), headsOut.subarray(i * per, (i + 1) * per), T, T, dh, false, false, false);
@@ -273,10 +273,11 @@ export function causalAttention(qkv: Tensor, heads: number): Tensor {
       be.matmul(goi, v.subarray(i * per, (i + 1) * per), dp, T, dh, T, false, true, false);
       be.matmul(pi, goi, dv.subarray(i * per, (i + 1) * per), T, T, dh, true, false, false);
       be.softmaxRowsBackward(pi, dp, dp, T, T);
-      for (let j = 0; j < dp.length; j++) dp[j] *= scale;
       be.matmul(dp, k.subarray(i * per, (i + 1) * per), dq.subarray(i * per, (i + 1) * per), T, T, dh, false, false, false);
       be.matmul(dp, q.subarray(i * per, (i + 1) * per), dk.subarray(i * per, (i + 1) * per), T, T, dh, true, false, false);
     }
+    // dQ = dS·K·scale (Q entered scaled); dK = dSᵀ·(Q·scale) is already right.
+    for (let i = 0; i < dq.length; i++) dq[i] *= scale;
     const g = qkv.ensureGrad();
     for (const [part, off] of [[dq, 0], [dk, D], [dv, 2 * D]] as const) scatterHeads(part, g, n, T, heads, dh, D3, off, true);
   });
