@@ -11,6 +11,7 @@ import { Rng } from '../core/rng.js';
 import { Dataset } from '../data/dataset.js';
 import { getDataset } from '../data/registry.js';
 import { buildModel } from '../nn/build.js';
+import { weightMacs } from '../nn/flops.js';
 import { compileProgram } from '../program/compile.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { Tensor, noGrad } from '../tensor/tensor.js';
@@ -83,4 +84,24 @@ test('a language model is evaluated per character: the mean cross-entropy over e
   const arena = (program as unknown as { evalArena: { floats(): number } }).evalArena;
   assert.ok(arena.floats() <= 32 * 1024 * 1024, `an evaluation batch took ${arena.floats()} floats`);
   assert.ok(arena.floats() < 0.8 * n * (program as unknown as { evalFloatsPerSample: number }).evalFloatsPerSample, 'more than one batch');
+});
+
+test('FLOP accounting: every prunable weight of the sequence models, at its MACs per sample', () => {
+  const macs = (name: string) => {
+    const spec = getModel(name);
+    return new Map(weightMacs(spec.build(), getDataset(spec.training.dataset).sampleShape).map((w) => [w.name, w.macs]));
+  };
+  const lstm = macs('char_lstm');
+  assert.deepEqual([...lstm], [['embed.weight', 0], ['lstm.weight_ih_l0', 1024 * 64 * 64], ['lstm.weight_hh_l0', 1024 * 256 * 64],
+    ['lstm.weight_ih_l1', 1024 * 256 * 64], ['lstm.weight_hh_l1', 1024 * 256 * 64], ['head.weight', 96 * 256 * 64]]);
+  const tf = macs('char_transformer');
+  assert.equal(tf.get('block2.self_attn.in_proj_weight'), 384 * 128 * 64);
+  assert.equal(tf.get('block2.self_attn.out_proj.weight'), 128 * 128 * 64);
+  assert.equal(tf.get('block4.linear2.weight'), 128 * 512 * 64);
+  assert.equal(tf.get('head.weight'), 96 * 128 * 64);
+  for (const name of NAMES) {
+    const model = getModel(name).build();
+    assert.deepEqual([...macs(name).keys()].sort(), model.prunableNames().sort(), `${name}: every prunable weight counted once`);
+  }
+  assert.equal(macs('text_cnn').get('conv.weight'), 128 * 64 * 5 * 128);
 });

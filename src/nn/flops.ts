@@ -1,6 +1,6 @@
 import { Conv2d, Linear } from './layers.js';
 import type { Model } from './model.js';
-import { Sequential, type Module } from './module.js';
+import type { Module } from './module.js';
 import { Tensor, noGrad } from '../tensor/tensor.js';
 
 /**
@@ -21,39 +21,39 @@ export interface WeightMacs {
 }
 
 /**
- * The forward MACs per sample of every Linear and Conv2d weight of `model`, in forward
- * order, found by running one zero sample of `sampleShape` through it (a conv's cost
- * depends on its output's size), and of the weights of modules that count their own
- * (Module.weightMacs: the sequence layers). Layers are reached through Sequentials; a
- * module of another kind that holds one is not counted yet and is an error.
+ * The forward MACs per sample of every weight of `model`, in the order the forward pass
+ * finishes with them, found by running one zero sample of `sampleShape` through it with the
+ * forward of each Linear, Conv2d and module that counts its own weights (Module.weightMacs:
+ * the sequence layers) wrapped to note its call, so any composition of modules counts. A
+ * conv's cost depends on its output's size; a Linear's on its rows per sample (1, or every
+ * position of a sequence).
  */
 export function weightMacs(model: Model, sampleShape: readonly number[]): WeightMacs[] {
   const out: WeightMacs[] = [];
   const training = model.training;
+  const wrapped: Module[] = [];
+  for (const [path, m] of model.namedModules()) {
+    if (!(m instanceof Linear || m instanceof Conv2d || m.weightMacs)) continue;
+    const forward = m.forward.bind(m);
+    const note = (name: string, macs: number) => out.push({ name: path ? `${path}.${name}` : name, macs, first: out.length === 0 });
+    m.forward = (x: Tensor) => {
+      const y = forward(x);
+      if (m instanceof Linear) note('weight', m.weight.size * y.shape[0]);
+      else if (m instanceof Conv2d) note('weight', m.weight.size * (y.size / y.shape[1]));
+      else for (const [name, macs] of m.weightMacs!(x, y)) note(name, macs);
+      return y;
+    };
+    wrapped.push(m);
+  }
   model.eval();
   try {
-    noGrad(() => visit(model, '', Tensor.zeros([1, ...sampleShape])));
+    noGrad(() => model.forward(Tensor.zeros([1, ...sampleShape])));
   } finally {
+    // The instance's own forward shadowed the class's: deleting it restores the class's.
+    for (const m of wrapped) delete (m as { forward?: unknown }).forward;
     model.train(training);
   }
   return out;
-
-  function visit(m: Module, path: string, x: Tensor): Tensor {
-    if (m instanceof Sequential) {
-      for (const [name, c] of m.namedChildren()) x = visit(c, path ? `${path}.${name}` : name, x);
-      return x;
-    }
-    const y = m.forward(x);
-    const weight = path ? `${path}.weight` : 'weight';
-    // A Linear's rows per sample: 1, or every position after FlattenTime.
-    if (m instanceof Linear) out.push({ name: weight, macs: m.weight.size * y.shape[0], first: out.length === 0 });
-    else if (m instanceof Conv2d) out.push({ name: weight, macs: m.weight.size * (y.size / y.shape[1]), first: out.length === 0 });
-    else if (m.weightMacs) for (const [n, macs] of m.weightMacs(x, y)) out.push({ name: path ? `${path}.${n}` : n, macs, first: out.length === 0 });
-    else if (m.namedModules().some(([, c]) => c instanceof Linear || c instanceof Conv2d)) {
-      throw new Error(`flops: ${path} (${m.constructor.name}) holds layers outside a Sequential, which are not counted yet`);
-    }
-    return y;
-  }
 }
 
 /** A training step's FLOPs per sample: as computed (`actual`) and for the same network dense (`dense`). */

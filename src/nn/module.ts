@@ -34,9 +34,10 @@ export abstract class Module {
   abstract describe(): ModuleDesc;
 
   /**
-   * For a module whose weights the FLOP count (nn/flops.ts) cannot see from outside: the
-   * forward multiply-accumulates of each weight of the tree below it (local dotted names, in
-   * forward order) for one sample, given that sample's input and output.
+   * For a module with weights of its own that the FLOP count (nn/flops.ts) cannot see from
+   * outside (not those of Linear or Conv2d children, which it counts itself): the forward
+   * multiply-accumulates of each of them (local names) for one sample, given that sample's
+   * input and output.
    */
   weightMacs?(x: Tensor, y: Tensor): Array<[string, number]>;
 

@@ -239,10 +239,9 @@ export class SelfAttention extends Module {
     return reshape(this.outProj.forward(reshape(heads, [n * T, this.dim])), [n, T, this.dim]);
   }
 
-  /** The projections' MACs; the scores and their weighting of the values (no weights) are left out, as activations are. */
+  /** The input projection's MACs (out_proj is a Linear, counted as one); the scores and their weighting of the values (no weights) are left out, as activations are. */
   override weightMacs(x: Tensor): Array<[string, number]> {
-    const T = x.shape[1];
-    return [['in_proj_weight', this.inProjWeight.size * T], ['out_proj.weight', this.outProj.weight.size * T]];
+    return [['in_proj_weight', this.inProjWeight.size * x.shape[1]]];
   }
 
   describe(): ModuleDesc {
@@ -288,14 +287,6 @@ export class TransformerBlock extends Module {
     const flat = reshape(h, [n * T, D]);
     const ff = this.linear2.forward(this.linear1.forward(this.norm2.forward(flat)));
     return reshape(add(flat, ff), [n, T, D]);
-  }
-
-  override weightMacs(x: Tensor): Array<[string, number]> {
-    const T = x.shape[1];
-    return [
-      ...this.selfAttn.weightMacs(x).map(([n, macs]) => [`self_attn.${n}`, macs] as [string, number]),
-      ['linear1.weight', this.linear1.weight.size * T], ['linear2.weight', this.linear2.weight.size * T],
-    ];
   }
 
   describe(): ModuleDesc {
