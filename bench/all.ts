@@ -1,12 +1,13 @@
 /**
  * `npm run bench`: the LeNet epoch benchmark (bench.js), the Conv-2 step benchmark
- * (conv.js), dynamic sparse training against dense (dst.js), structured pruning's compacted
- * networks against dense (structured.js), the fixed costs of a run
+ * (conv.js), the char_lstm and text_transformer step benchmarks (seq.js), dynamic sparse
+ * training against dense (dst.js), structured pruning's compacted networks against dense
+ * (structured.js), the fixed costs of a run
  * (startup.js) and the distributed queue's costs (queue.js), one after the other (never
  * concurrently: they would time each other).
- * `--json` and `--vs-torch` go to the first two; any other flag goes to the LeNet one. With --json the last stdout line is one
+ * `--json` and `--vs-torch` go to the first three; any other flag goes to the LeNet one. With --json the last stdout line is one
  * object: the LeNet fields at the top level (lenetEpochSeconds, torchLenetEpochSeconds,
- * ...), the Conv-2 result under "conv2", dynamic sparse training under "dst", compacted networks under "structured", the fixed
+ * ...), the Conv-2 result under "conv2", the sequence models' under "seq", dynamic sparse training under "dst", compacted networks under "structured", the fixed
  * costs under "startup" and the queue's under "queue".
  */
 import { spawnSync } from 'node:child_process';
@@ -30,6 +31,10 @@ const lenet = run('bench.js', args);
 if (!json) console.log('');
 const conv2 = run('conv.js', shared);
 if (!json) console.log('');
+const charLstm = run('seq.js', [...shared, '--model', 'char_lstm']);
+if (!json) console.log('');
+const textTransformer = run('seq.js', [...shared, '--model', 'text_transformer']);
+if (!json) console.log('');
 const dst = run('dst.js', json ? ['--json'] : []);
 if (!json) console.log('');
 const structured = run('structured.js', json ? ['--json'] : []);
@@ -37,4 +42,4 @@ if (!json) console.log('');
 const startup = run('startup.js', json ? ['--json'] : []);
 if (!json) console.log('');
 const queue = run('queue.js', json ? ['--json'] : []);
-if (json) console.log(JSON.stringify({ ...lenet, conv2, dst, structured, startup, queue }));
+if (json) console.log(JSON.stringify({ ...lenet, conv2, seq: { char_lstm: charLstm, text_transformer: textTransformer }, dst, structured, startup, queue }));

@@ -214,6 +214,57 @@ export interface Backend {
   /** The gradient of meanPlanes: gradIn[p, k] += gradOut[p] / size. */
   meanPlanesBackward(gradOut: Float32Array, gradIn: Float32Array, planes: number, size: number): void;
 
+  // ---------------------------------------------------------------- sequences (LSTM, attention, layer norm)
+
+  /**
+   * One LSTM time step for `n` rows of `hidden` units, PyTorch's gate order (i, f, g, o).
+   * gates [n, 4·hidden] holds the pre-activations x·W_ihᵀ + h·W_hhᵀ + b and is overwritten
+   * with the activations σ(i), σ(f), tanh(g), σ(o) (what the backward step reads);
+   * c = σ(f)⊙cPrev + σ(i)⊙tanh(g), h = σ(o)⊙tanh(c). c, h, cPrev: [n, hidden].
+   */
+  lstmCell(gates: Float32Array, cPrev: Float32Array, c: Float32Array, h: Float32Array, n: number, hidden: number): void;
+
+  /**
+   * The gradient of lstmCell: from the activated gates, cPrev and c of the step, the
+   * gradient gradH of h and gradC of c (what the later steps sent back), writes the
+   * gradient of the gate pre-activations into gradGates [n, 4·hidden] and that of cPrev into
+   * gradCPrev (which may be gradC: each entry is read before it is written).
+   */
+  lstmCellBackward(
+    gates: Float32Array, cPrev: Float32Array, c: Float32Array, gradH: Float32Array, gradC: Float32Array,
+    gradGates: Float32Array, gradCPrev: Float32Array, n: number, hidden: number,
+  ): void;
+
+  /**
+   * Softmax of each row of x [rows, cols] into out (may be x). When `causal`, row r sees
+   * only columns j ≤ r mod cols (the others are 0): stacked [T, T] attention scores of
+   * T queries over T keys, each query attending to itself and earlier keys. A NaN in the
+   * seen part of a row makes it all NaN.
+   */
+  softmaxRows(x: Float32Array, out: Float32Array, rows: number, cols: number, causal: boolean): void;
+
+  /** The gradient of softmaxRows from its output y: gradIn = y ⊙ (gradOut - Σ_j gradOut⊙y), per row (overwrites gradIn, which may be gradOut). */
+  softmaxRowsBackward(y: Float32Array, gradOut: Float32Array, gradIn: Float32Array, rows: number, cols: number): void;
+
+  /**
+   * Layer normalisation of each row of x [rows, cols] (biased variance, as PyTorch):
+   * out = (x - mean)·rstd·gamma + beta, rstd = 1/√(var + eps); writes mean and rstd [rows]
+   * for the backward pass.
+   */
+  layerNorm(
+    x: Float32Array, gamma: Float32Array, beta: Float32Array, out: Float32Array, mean: Float32Array, rstd: Float32Array,
+    rows: number, cols: number, eps: number,
+  ): void;
+
+  /**
+   * The gradient of layerNorm: gradX += the input gradient; gradGamma += Σ_rows gradOut⊙x̂ and
+   * gradBeta += Σ_rows gradOut (either may be null: not wanted).
+   */
+  layerNormBackward(
+    x: Float32Array, gamma: Float32Array, mean: Float32Array, rstd: Float32Array, gradOut: Float32Array,
+    gradX: Float32Array, gradGamma: Float32Array | null, gradBeta: Float32Array | null, rows: number, cols: number,
+  ): void;
+
   // ---------------------------------------------------------------- sparse (masked fully connected)
   // A weight W [rows, cols] is computed only at the nonzeros of a mask, compressed once by
   // `sparsePattern`. Its values and gradient are packed (vals, gvals: one entry per nonzero,

@@ -358,6 +358,94 @@ export const referenceBackend: Backend = {
     }
   },
 
+  lstmCell(gates, cPrev, c, h, n, hidden) {
+    const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
+    for (let b = 0; b < n; b++) {
+      const g = b * 4 * hidden, o = b * hidden;
+      for (let j = 0; j < hidden; j++) {
+        const ig = (gates[g + j] = sigmoid(gates[g + j]));
+        const fg = (gates[g + hidden + j] = sigmoid(gates[g + hidden + j]));
+        const gg = (gates[g + 2 * hidden + j] = Math.tanh(gates[g + 2 * hidden + j]));
+        const og = (gates[g + 3 * hidden + j] = sigmoid(gates[g + 3 * hidden + j]));
+        const cv = (c[o + j] = fg * cPrev[o + j] + ig * gg);
+        h[o + j] = og * Math.tanh(cv);
+      }
+    }
+  },
+
+  lstmCellBackward(gates, cPrev, c, gradH, gradC, gradGates, gradCPrev, n, hidden) {
+    for (let b = 0; b < n; b++) {
+      const g = b * 4 * hidden, o = b * hidden;
+      for (let j = 0; j < hidden; j++) {
+        const ig = gates[g + j], fg = gates[g + hidden + j], gg = gates[g + 2 * hidden + j], og = gates[g + 3 * hidden + j];
+        const tc = Math.tanh(c[o + j]), gh = gradH[o + j];
+        const dc = gradC[o + j] + gh * og * (1 - tc * tc);
+        gradGates[g + j] = dc * gg * ig * (1 - ig);
+        gradGates[g + hidden + j] = dc * cPrev[o + j] * fg * (1 - fg);
+        gradGates[g + 2 * hidden + j] = dc * ig * (1 - gg * gg);
+        gradGates[g + 3 * hidden + j] = gh * tc * og * (1 - og);
+        gradCPrev[o + j] = dc * fg;
+      }
+    }
+  },
+
+  softmaxRows(x, out, rows, cols, causal) {
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols, seen = causal ? (r % cols) + 1 : cols;
+      let max = -Infinity;
+      for (let j = 0; j < seen; j++) max = Math.max(max, x[o + j]);
+      let sum = 0;
+      for (let j = 0; j < seen; j++) sum += Math.exp(x[o + j] - max);
+      for (let j = 0; j < seen; j++) out[o + j] = Math.exp(x[o + j] - max) / sum;
+      for (let j = seen; j < cols; j++) out[o + j] = 0;
+    }
+  },
+
+  softmaxRowsBackward(y, gradOut, gradIn, rows, cols) {
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let dot = 0;
+      for (let j = 0; j < cols; j++) dot += gradOut[o + j] * y[o + j];
+      for (let j = 0; j < cols; j++) gradIn[o + j] = y[o + j] * (gradOut[o + j] - dot);
+    }
+  },
+
+  layerNorm(x, gamma, beta, out, mean, rstd, rows, cols, eps) {
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let s = 0;
+      for (let j = 0; j < cols; j++) s += x[o + j];
+      const mu = s / cols;
+      let v = 0;
+      for (let j = 0; j < cols; j++) v += (x[o + j] - mu) * (x[o + j] - mu);
+      const rs = 1 / Math.sqrt(v / cols + eps);
+      mean[r] = mu;
+      rstd[r] = rs;
+      for (let j = 0; j < cols; j++) out[o + j] = (x[o + j] - mu) * rs * gamma[j] + beta[j];
+    }
+  },
+
+  layerNormBackward(x, gamma, mean, rstd, gradOut, gradX, gradGamma, gradBeta, rows, cols) {
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols, mu = mean[r], rs = rstd[r];
+      // With x̂ = (x - μ)·rstd and d = gradOut⊙γ: gradX = rstd·(d - mean(d) - x̂·mean(d⊙x̂)).
+      let sd = 0, sdx = 0;
+      for (let j = 0; j < cols; j++) {
+        const d = gradOut[o + j] * gamma[j], xh = (x[o + j] - mu) * rs;
+        sd += d;
+        sdx += d * xh;
+      }
+      sd /= cols;
+      sdx /= cols;
+      for (let j = 0; j < cols; j++) {
+        const xh = (x[o + j] - mu) * rs;
+        gradX[o + j] += rs * (gradOut[o + j] * gamma[j] - sd - xh * sdx);
+        if (gradGamma) gradGamma[j] += gradOut[o + j] * xh;
+        if (gradBeta) gradBeta[j] += gradOut[o + j];
+      }
+    }
+  },
+
   sparsePattern(mask, rows, cols) {
     if (mask.length !== rows * cols) throw new RangeError(`sparsePattern: mask has ${mask.length} elements, expected rows*cols = ${rows * cols}`);
     return referencePattern(mask, rows, cols);

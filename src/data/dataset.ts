@@ -2,39 +2,56 @@ import { getBackend } from '../backend/index.js';
 import { check } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 
-/** Normalised examples: images [n, ...sampleShape] as float32, labels as int32. */
+/**
+ * Normalised examples: images [n, ...sampleShape] as float32 (token ids of a sequence data
+ * set as exact small integers), labels [n, ...labelShape] as int32: one class per example,
+ * or one per position for a sequence model (a language model's next token at each step).
+ */
 export class Dataset {
   constructor(
     readonly images: Float32Array,
     readonly labels: Int32Array,
-    /** Shape of one example, e.g. [784] for MNIST fed to an MLP, [3, 32, 32] for CIFAR. */
+    /** Shape of one example, e.g. [784] for MNIST fed to an MLP, [3, 32, 32] for CIFAR, [T] for T tokens. */
     readonly sampleShape: readonly number[],
     readonly numClasses: number,
+    /** Shape of one example's labels: [] (one class) by default, [T] for a class per position. */
+    readonly labelShape: readonly number[] = [],
   ) {
-    check(images.length === labels.length * this.sampleSize,
-      `dataset: ${images.length} pixel values do not make ${labels.length} examples of shape [${sampleShape.join(', ')}]`);
+    check(labels.length % this.labelSize === 0 && images.length === (labels.length / this.labelSize) * this.sampleSize,
+      `dataset: ${images.length} pixel values and ${labels.length} labels do not make examples of shape [${sampleShape.join(', ')}]` +
+      (labelShape.length ? ` with labels [${labelShape.join(', ')}]` : ''));
   }
 
   get length(): number {
-    return this.labels.length;
+    return this.labels.length / this.labelSize;
   }
 
   get sampleSize(): number {
     return this.sampleShape.reduce((a, b) => a * b, 1);
   }
 
-  /** Copies the examples `indices[from..from+count)` into the given batch buffers. */
+  /** Labels per example: 1, or the positions of a per-position target. */
+  get labelSize(): number {
+    return this.labelShape.reduce((a, b) => a * b, 1);
+  }
+
+  /** Copies the examples `indices[from..from+count)` into the given batch buffers (labels: count·labelSize entries). */
   gather(indices: Int32Array, from: number, count: number, images: Float32Array, labels: Int32Array): void {
     getBackend().gatherRows(this.images, this.sampleSize, indices, from, count, images);
-    for (let b = 0; b < count; b++) labels[b] = this.labels[indices[from + b]];
+    const l = this.labelSize;
+    if (l === 1) {
+      for (let b = 0; b < count; b++) labels[b] = this.labels[indices[from + b]];
+    } else {
+      for (let b = 0; b < count; b++) labels.set(this.labels.subarray(indices[from + b] * l, (indices[from + b] + 1) * l), b * l);
+    }
   }
 
   subset(indices: Int32Array): Dataset {
     const d = this.sampleSize;
     const images = sampleArray(indices.length * d);
-    const labels = labelArray(indices.length);
+    const labels = labelArray(indices.length * this.labelSize);
     this.gather(indices, 0, indices.length, images, labels);
-    return new Dataset(images, labels, this.sampleShape, this.numClasses);
+    return new Dataset(images, labels, this.sampleShape, this.numClasses, this.labelShape);
   }
 }
 

@@ -1,6 +1,9 @@
 import { LthError } from '../core/errors.js';
 import { cifar10 } from './cifar.js';
 import { fashionMnist, mnist } from './idx-datasets.js';
+import { mobyDick } from './moby-dick.js';
+import { sensor } from './sensor.js';
+import { spam } from './spam.js';
 import type { DatasetSpec } from './spec.js';
 
 export type { DatasetSpec } from './spec.js';
@@ -11,6 +14,9 @@ const DATASETS: readonly DatasetSpec[] = [
   mnist,
   fashionMnist,
   cifar10,
+  spam,
+  mobyDick,
+  sensor,
 ];
 
 export function datasetNames(): string[] {

@@ -300,7 +300,7 @@ function pruneLevel(
     sample: (batchSize) => {
       const train = splits.train, n = Math.min(batchSize, train.length);
       const order = sampler.permutation(train.length).subarray(0, n);
-      const x = new Float32Array(n * train.sampleSize), labels = new Int32Array(n);
+      const x = new Float32Array(n * train.sampleSize), labels = new Int32Array(n * train.labelSize);
       train.gather(order, 0, n, x, labels);
       return { x, labels, shape: [n, ...train.sampleShape] };
     },

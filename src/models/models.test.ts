@@ -25,9 +25,10 @@ function counts(name: string): { total: number; conv: number; params: Map<string
   return { total, conv, params: new Map(model.namedParameters().map(([n, t]) => [n, t.shape])) };
 }
 
-test('registry lists the conv nets and their dropout variants, the CIFAR ResNets and VGGs; lenet_300_100 unchanged', () => {
+test('registry lists the conv nets and their dropout variants, the CIFAR ResNets and VGGs, the sequence models; lenet_300_100 unchanged', () => {
   const names = ['lenet_300_100', 'conv2', 'conv2_dropout', 'conv4', 'conv4_dropout', 'conv6', 'conv6_dropout',
-    'cifar_resnet_20', 'cifar_resnet_56', 'cifar_vgg_11', 'cifar_vgg_16', 'cifar_vgg_19'];
+    'cifar_resnet_20', 'cifar_resnet_56', 'cifar_vgg_11', 'cifar_vgg_16', 'cifar_vgg_19',
+    'text_cnn', 'text_transformer', 'char_lstm', 'char_transformer', 'sensor_cnn'];
   assert.deepEqual(modelNames(), names);
   assert.throws(() => getModel('conv8'), new RegExp(`Unknown model 'conv8'. Known: ${names.join(', ')}`));
   const lenet = getModel('lenet_300_100');

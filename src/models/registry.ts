@@ -3,6 +3,7 @@ import { cifarResnetSpecs } from './cifar-resnet.js';
 import { cifarVggSpecs } from './cifar-vgg.js';
 import { convSpecs } from './conv.js';
 import { lenet300100 } from './lenet.js';
+import { sequenceSpecs } from './sequence.js';
 import type { ModelSpec } from './spec.js';
 import { getDataset } from '../data/registry.js';
 
@@ -14,6 +15,7 @@ const MODELS: readonly ModelSpec[] = [
   ...convSpecs(),
   ...cifarResnetSpecs(),
   ...cifarVggSpecs(),
+  ...sequenceSpecs(),
 ];
 
 export function modelNames(): string[] {

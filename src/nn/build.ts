@@ -1,6 +1,7 @@
 import { LthError, check } from '../core/errors.js';
 import { Conv2d, Dropout, Flatten, Linear, MaxPool2d, type WeightInit } from './layers.js';
 import { Model } from './model.js';
+import { Conv1d, Embedding, FlattenTime, LSTM, LayerNorm, MaxOverTime, MeanOverTime, PositionEmbedding, SelfAttention, SwapAxes, TransformerBlock } from './seq-layers.js';
 import { Sequential, type Module, type ModuleDesc } from './module.js';
 import { BatchNorm2d, GlobalAvgPool2d } from './norm.js';
 import { BasicBlock } from './residual.js';
@@ -23,6 +24,17 @@ const MODULE_TYPES: Readonly<Record<string, (d: ModuleDesc) => Module>> = {
   max_pool2d: (d) => new MaxPool2d(num(d, 'k'), num(d, 'stride')),
   flatten: () => new Flatten(),
   dropout: (d) => new Dropout(num(d, 'p'), num(d, 'index')),
+  embedding: (d) => new Embedding(num(d, 'vocabulary'), num(d, 'dim')),
+  position_embedding: (d) => new PositionEmbedding(num(d, 'length'), num(d, 'dim')),
+  conv1d: (d) => new Conv1d(num(d, 'in'), num(d, 'out'), num(d, 'kernel'), num(d, 'padding'), d.activation === 'relu' ? 'relu' : 'none'),
+  lstm: (d) => new LSTM(num(d, 'input'), num(d, 'hidden'), num(d, 'layers')),
+  layer_norm: (d) => new LayerNorm(num(d, 'dim')),
+  self_attention: (d) => new SelfAttention(num(d, 'dim'), num(d, 'heads')),
+  transformer_block: (d) => new TransformerBlock(num(d, 'dim'), num(d, 'heads'), num(d, 'ff')),
+  swap_axes: () => new SwapAxes(),
+  max_over_time: () => new MaxOverTime(),
+  mean_over_time: () => new MeanOverTime(),
+  flatten_time: () => new FlattenTime(),
   sequential: (d) => new Sequential(children(d)),
   model: (d) => new Model(String(d.name), children(d)),
 };

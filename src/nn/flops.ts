@@ -21,23 +21,26 @@ export interface WeightMacs {
 }
 
 /**
- * The forward MACs per sample of every Linear and Conv2d weight of `model`, in the order the
- * forward pass calls them, found by running one zero sample of `sampleShape` through it (a
- * conv's cost depends on its output's size) with each such layer's forward wrapped to note
- * its call, so any composition of modules counts (chains, residual blocks).
+ * The forward MACs per sample of every weight of `model`, in the order the forward pass
+ * finishes with them, found by running one zero sample of `sampleShape` through it with the
+ * forward of each Linear, Conv2d and module that counts its own weights (Module.weightMacs:
+ * the sequence layers) wrapped to note its call, so any composition of modules counts. A
+ * conv's cost depends on its output's size; a Linear's on its rows per sample (1, or every
+ * position of a sequence).
  */
 export function weightMacs(model: Model, sampleShape: readonly number[]): WeightMacs[] {
   const out: WeightMacs[] = [];
   const training = model.training;
   const wrapped: Module[] = [];
   for (const [path, m] of model.namedModules()) {
-    if (!(m instanceof Linear || m instanceof Conv2d)) continue;
-    const weight = path ? `${path}.weight` : 'weight';
+    if (!(m instanceof Linear || m instanceof Conv2d || m.weightMacs)) continue;
     const forward = m.forward.bind(m);
+    const note = (name: string, macs: number) => out.push({ name: path ? `${path}.${name}` : name, macs, first: out.length === 0 });
     m.forward = (x: Tensor) => {
       const y = forward(x);
-      const macs = m instanceof Linear ? m.weight.size : m.weight.size * (y.size / y.shape[1]);
-      out.push({ name: weight, macs, first: out.length === 0 });
+      if (m instanceof Linear) note('weight', m.weight.size * y.shape[0]);
+      else if (m instanceof Conv2d) note('weight', m.weight.size * (y.size / y.shape[1]));
+      else for (const [name, macs] of m.weightMacs!(x, y)) note(name, macs);
       return y;
     };
     wrapped.push(m);

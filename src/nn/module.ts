@@ -33,6 +33,14 @@ export abstract class Module {
   /** The description `buildModule` rebuilds this module from (fresh parameters). */
   abstract describe(): ModuleDesc;
 
+  /**
+   * For a module with weights of its own that the FLOP count (nn/flops.ts) cannot see from
+   * outside (not those of Linear or Conv2d children, which it counts itself): the forward
+   * multiply-accumulates of each of them (local names) for one sample, given that sample's
+   * input and output.
+   */
+  weightMacs?(x: Tensor, y: Tensor): Array<[string, number]>;
+
   /** Local names of this module's own parameters that pruning may touch ('weight'). */
   prunable(): readonly string[] {
     return [];

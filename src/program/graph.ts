@@ -11,6 +11,9 @@ import { BufferArena, Tensor, noGrad } from '../tensor/tensor.js';
 import { applyMasks } from './masks.js';
 import type { CompileOptions, EvalResult, Minibatches, Program } from './program.js';
 
+/** The buffers (floats) an evaluation batch of flat samples may take: 32M, 128 MB. */
+const EVAL_FLOATS = 32 * 1024 * 1024;
+
 /** A Linear layer the graph program computes on sparse kernels, with its packed weight. */
 interface SparseWeight {
   readonly name: string;
@@ -41,6 +44,8 @@ export class GraphProgram implements Program {
   private readonly stepArena = new BufferArena();
   private readonly evalArena = new BufferArena();
   private batch: { x: Tensor; labels: Int32Array } | null = null;
+  /** Floats of buffers one sample's evaluation pass takes (see evalBatchSize), once measured. */
+  private evalFloatsPerSample: number | null = null;
 
   constructor(private readonly model: Model, opts: CompileOptions) {
     this.masks = applyMasks(model, opts.masks);
@@ -94,9 +99,8 @@ export class GraphProgram implements Program {
   evaluate(data: Dataset): EvalResult {
     if (data.length === 0) return { loss: NaN, accuracy: NaN };
     const be = getBackend();
-    // Image data (conv nets) goes in smaller batches: a Conv-2 layer's output for 1000 CIFAR images is 262 MB.
-    const batchSize = data.sampleShape.length > 1 ? 100 : 1000;
-    const d = data.sampleSize;
+    const batchSize = this.evalBatchSize(data);
+    const d = data.sampleSize, l = data.labelSize;
     const training = this.model.training;
     this.model.eval();
     let lossSum = 0, correct = 0;
@@ -105,18 +109,47 @@ export class GraphProgram implements Program {
         for (let from = 0; from < data.length; from += batchSize) {
           const n = Math.min(batchSize, data.length - from);
           const x = new Tensor(data.images.subarray(from * d, (from + n) * d), [n, ...data.sampleShape]);
-          const labels = data.labels.subarray(from, from + n);
+          const labels = data.labels.subarray(from * l, (from + n) * l);
           this.evalArena.run(() => {
             const logits = this.forward(x);
-            lossSum += be.softmaxXent(logits.data, labels, n, logits.shape[1], null, 0);
-            correct += be.countCorrect(logits.data, labels, n, logits.shape[1]);
+            const classes = logits.shape[logits.shape.length - 1], rows = logits.size / classes;
+            check(rows === labels.length, () => `${this.model.name}: ${rows} rows of logits for ${labels.length} labels (data set labels [${data.labelShape.join(', ')}] per sample)`);
+            lossSum += be.softmaxXent(logits.data, labels, rows, classes, null, 0);
+            correct += be.countCorrect(logits.data, labels, rows, classes);
           });
         }
       });
     } finally {
       this.model.train(training);
     }
-    return { loss: lossSum / data.length, accuracy: correct / data.length };
+    // Per label: per example, or per position (a language model's loss per token).
+    return { loss: lossSum / data.labels.length, accuracy: correct / data.labels.length };
+  }
+
+  /**
+   * Samples per evaluation batch. Image data (conv nets) goes in batches of 100: a Conv-2
+   * layer's output for 1000 CIFAR images is 262 MB. Flat samples go in batches of up to
+   * 1000, fewer where one sample's pass takes more than EVAL_FLOATS / 1000 floats of
+   * buffers (measured once on the first 64 samples): a sequence model keeps every
+   * position's activations, and a 4-block char_transformer's pass over 1000 chunks of 64
+   * characters took 2.6 GB.
+   */
+  private evalBatchSize(data: Dataset): number {
+    if (data.sampleShape.length > 1) return 100;
+    if (this.evalFloatsPerSample === null) {
+      const n = Math.min(64, data.length), d = data.sampleSize;
+      const probe = new BufferArena();
+      const x = new Tensor(data.images.subarray(0, n * d), [n, ...data.sampleShape]);
+      const training = this.model.training;
+      this.model.eval();
+      try {
+        noGrad(() => probe.run(() => this.forward(x)));
+      } finally {
+        this.model.train(training);
+      }
+      this.evalFloatsPerSample = probe.floats() / n;
+    }
+    return Math.max(1, Math.min(1000, Math.floor(EVAL_FLOATS / this.evalFloatsPerSample)));
   }
 
   state(): StateDict {
@@ -172,8 +205,8 @@ export class GraphProgram implements Program {
 
   private batchBuffers(data: Dataset, batchSize: number): { x: Tensor; labels: Int32Array } {
     const shape = [batchSize, ...data.sampleShape];
-    if (!this.batch || this.batch.x.shape.length !== shape.length || this.batch.x.shape.some((v, i) => v !== shape[i])) {
-      this.batch = { x: Tensor.zeros(shape), labels: new Int32Array(batchSize) };
+    if (!this.batch || this.batch.labels.length !== batchSize * data.labelSize || this.batch.x.shape.length !== shape.length || this.batch.x.shape.some((v, i) => v !== shape[i])) {
+      this.batch = { x: Tensor.zeros(shape), labels: new Int32Array(batchSize * data.labelSize) };
     }
     return this.batch;
   }

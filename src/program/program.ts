@@ -29,7 +29,7 @@ export interface Program {
    * by default the optimiser settings' own.
    */
   step(batches: Minibatches, losses: Float64Array, lr?: number): number;
-  /** Mean softmax cross-entropy and accuracy over all of `data`, in evaluation mode. */
+  /** Mean softmax cross-entropy and accuracy over all of `data`'s labels (one per example, or one per position), in evaluation mode. */
   evaluate(data: Dataset): EvalResult;
   /** A copy of the live parameters and buffers, as a state dict of the model (pruned weights zero). */
   state(): StateDict;

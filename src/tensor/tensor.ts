@@ -40,6 +40,11 @@ export class BufferArena {
     }
   }
 
+  /** The floats of every buffer this arena holds: what a run of it took. */
+  floats(): number {
+    return this.bufs.reduce((a, b) => a + b.length, 0);
+  }
+
   take(n: number): Float32Array {
     const i = this.next++;
     if (this.bufs[i]?.length !== n) this.bufs[i] = new Float32Array(n);

@@ -68,3 +68,15 @@ test('train: keepStateAt returns the state after that many iterations, between e
   assert.deepEqual(kept, at7);
   assert.equal(run(20).r.keptState, undefined);
 });
+
+test('a language model (a label per position) is evaluated in the background as synchronously', async () => {
+  const { Embedding, FlattenTime, LSTM } = await import('../nn/seq-layers.js');
+  const { Linear } = await import('../nn/layers.js');
+  const book = getDataset('moby_dick').load(undefined, 0);
+  const net = () => new Model('tiny_lm', [['embed', new Embedding(96, 8)], ['lstm', new LSTM(8, 16)], ['flat', new FlattenTime()], ['head', new Linear(16, 96, 'none')]]);
+  const run = (backgroundEval: boolean) => train({ ...options(backgroundEval, 1, net()), data: book, iterations: 4, evalEvery: 1, batchSize: 8 });
+  const bg = run(true), sync = run(false);
+  assert.equal(bg.backgroundEval, true);
+  assert.deepEqual(bg.curve, sync.curve);
+  assert.ok(bg.curve[0].valLoss > 4 && bg.curve[0].valLoss < 5, `loss per character ${bg.curve[0].valLoss} is about ln 96 at θ0`);
+});

@@ -113,5 +113,5 @@ export class BackgroundEvaluator {
 }
 
 function plain(d: Dataset): DatasetData {
-  return { images: d.images, labels: d.labels, sampleShape: d.sampleShape, numClasses: d.numClasses };
+  return { images: d.images, labels: d.labels, sampleShape: d.sampleShape, numClasses: d.numClasses, labelShape: d.labelShape };
 }

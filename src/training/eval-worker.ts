@@ -17,6 +17,7 @@ export interface DatasetData {
   readonly labels: Int32Array;
   readonly sampleShape: readonly number[];
   readonly numClasses: number;
+  readonly labelShape: readonly number[];
 }
 
 export interface WorkerInit {
@@ -42,7 +43,7 @@ const answer = (message: object) => {
   Atomics.add(answered, 0, 1);
   Atomics.notify(answered, 0);
 };
-const dataset = (d: DatasetData) => new Dataset(d.images, d.labels, d.sampleShape, d.numClasses);
+const dataset = (d: DatasetData) => new Dataset(d.images, d.labels, d.sampleShape, d.numClasses, d.labelShape);
 
 try {
   const context = contextFor(init.settings);

@@ -39,7 +39,7 @@ export function loadSplits(h: TrainingHparams): Splits {
   const splits = getDataset(h.dataset).load(h.dataDir, h.seed);
   const input = getModel(h.model, h.dataset).input;
   if (!input || input.join('x') === splits.train.sampleShape.join('x')) return splits;
-  const shaped = (d: Dataset) => new Dataset(d.images, d.labels, input, d.numClasses);
+  const shaped = (d: Dataset) => new Dataset(d.images, d.labels, input, d.numClasses, d.labelShape);
   return { name: splits.name, train: shaped(splits.train), validation: shaped(splits.validation), test: shaped(splits.test) };
 }
 

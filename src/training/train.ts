@@ -285,7 +285,7 @@ export function train(opts: TrainOptions): TrainResult {
         net.train(true);
         // The gradient arrays and the pass's buffers are reused from one update to the next.
         for (const [, t] of net.namedParameters()) t.grad?.fill(0);
-        gradBatch ??= { x: Tensor.zeros([batchSize, ...data.train.sampleShape]), labels: new Int32Array(batchSize) };
+        gradBatch ??= { x: Tensor.zeros([batchSize, ...data.train.sampleShape]), labels: new Int32Array(batchSize * data.train.labelSize) };
         const { x, labels } = gradBatch;
         trainData.gather(order, from, batchSize, x.data, labels);
         gradArena.run(() => softmaxCrossEntropy(net.forward(x), labels).backward());

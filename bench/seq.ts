@@ -1,0 +1,126 @@
+/**
+ * Sequence-model training-step benchmark: the median time of one char_lstm or
+ * text_transformer training step — the model's batch (32) of token ids, forward, mean
+ * softmax cross-entropy (over positions for char_lstm), backward, Adam — through the graph
+ * program the trainer uses, on the current backend (native unless LTH_BACKEND says
+ * otherwise).
+ *
+ *   node dist/bench/seq.js [--model char_lstm] [--steps 10] [--warmup 3] [--threads N]
+ *                          [--vs-torch] [--json]
+ *
+ * The batch is fixed random token ids and labels (no data files read); weights are the
+ * model's θ0 (seed 0). --vs-torch then runs bench/torch_seq.py (not concurrently) with the
+ * same model, batch and lr, at 1 thread and at all cores (bench/torch.ts), and prints the
+ * ratio lth/torch of the median step times against the faster.
+ *
+ * Prints a table; with --json, one JSON object as the last stdout line (and no progress).
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { resolveContext } from '../src/backend/index.js';
+import { parseArgs, helpText } from '../src/cli/args.js';
+import type { Schema } from '../src/core/hparams.js';
+import { LthError } from '../src/core/errors.js';
+import { Rng } from '../src/core/rng.js';
+import { Dataset } from '../src/data/dataset.js';
+import { getDataset } from '../src/data/registry.js';
+import { getModel } from '../src/models/registry.js';
+import { compileProgram } from '../src/program/compile.js';
+import { findTorchPython, runTorch } from './torch.js';
+
+const SCHEMA = {
+  model: { type: 'string', help: 'char_lstm or text_transformer', default: 'char_lstm', choices: ['char_lstm', 'text_transformer'] },
+  steps: { type: 'integer', help: 'timed steps; the median is reported', default: 10 },
+  warmup: { type: 'integer', help: 'untimed steps first', default: 3 },
+  threads: { type: 'integer', help: "native backend threads (default: the addon's own)" },
+  vsTorch: { type: 'boolean', help: 'also time the same step in PyTorch (bench/torch_seq.py)', default: false },
+} as const satisfies Schema;
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+}
+
+function main(): void {
+  const { values, common } = parseArgs(process.argv.slice(2), SCHEMA);
+  if (common.help) {
+    process.stdout.write(`${helpText('usage: node dist/bench/seq.js [options]', SCHEMA)}\n`);
+    return;
+  }
+  const name = (values.model as string | undefined) ?? SCHEMA.model.default;
+  const steps = (values.steps as number | undefined) ?? SCHEMA.steps.default;
+  const warmup = (values.warmup as number | undefined) ?? SCHEMA.warmup.default;
+  if (!(steps >= 1)) throw new LthError(`--steps must be at least 1, got ${steps}`);
+  const progress = (line: string) => { if (!common.json) process.stderr.write(`${line}\n`); };
+  const spec = getModel(name), ds = getDataset(spec.training.dataset);
+  const batch = spec.training.batchSize, [length] = ds.sampleShape;
+  const lm = spec.training.dataset === 'moby_dick';
+  const context = resolveContext({ threads: values.threads as number | undefined });
+  const model = spec.build();
+  model.initialize(new Rng(0, 'init'));
+  const program = compileProgram(model, { optimizer: { name: 'adam', lr: spec.training.lr, momentum: 0, weightDecay: 0 }, context });
+  const rng = new Rng(1, 'bench_data');
+  const vocab = lm ? ds.numClasses : 10000;
+  const x = new Float32Array(batch * length).map(() => rng.int(vocab));
+  const labels = Int32Array.from({ length: lm ? batch * length : batch }, () => rng.int(ds.numClasses));
+  const data = new Dataset(x, labels, [length], ds.numClasses, lm ? [length] : []);
+  const order = Int32Array.from({ length: batch }, (_, i) => i);
+  const loss = new Float64Array(1);
+  const times: number[] = [];
+  progress(`${context.backend.name}, ${context.settings.threads} thread(s): ${name}, batch ${batch} x ${length} tokens, ${warmup} warm-up + ${steps} timed steps...`);
+  for (let i = 0; i < warmup + steps; i++) {
+    const t0 = performance.now();
+    program.step({ data, order, from: 0, batchSize: batch }, loss);
+    if (!Number.isFinite(loss[0])) throw new LthError(`bench: loss is ${loss[0]}`);
+    if (i >= warmup) {
+      times.push((performance.now() - t0) / 1000);
+      progress(`  step ${i - warmup + 1}/${steps}: ${(times[times.length - 1] * 1000).toFixed(1)} ms`);
+    }
+  }
+  const stepSeconds = median(times);
+  const out: Record<string, unknown> = {
+    model: name, backend: context.backend.name, threads: context.settings.threads, batch, length, cores: os.cpus().length,
+    node: process.version, loadavg1m: Number(os.loadavg()[0].toFixed(2)), stepsTimed: steps, stepSeconds, stepRunSeconds: times,
+  };
+  if (values.vsTorch === true) {
+    const found = findTorchPython();
+    progress(`torch: ${steps} steps, at 1 thread and at all cores...`);
+    const runs = 'note' in found ? new Error(found.note) : runTorch(found.python, path.join(ROOT, 'bench', 'torch_seq.py'), ['--model', name, '--steps', String(steps),
+      '--warmup', String(Math.max(1, Math.min(warmup, 3))), '--batch', String(batch), '--lr', String(spec.training.lr)]);
+    if (runs instanceof Error) {
+      progress(runs.message);
+      out.torchNote = runs.message;
+    } else {
+      const best = runs.reduce((a, b) => ((b.result.stepSeconds as number) < (a.result.stepSeconds as number) ? b : a));
+      out.torch = { version: best.result.torch, threads: best.threads, blas: best.result.blas };
+      out.torchStepSecondsByThreads = Object.fromEntries(runs.map((r) => [r.threads, r.result.stepSeconds]));
+      out.torchStepSeconds = best.result.stepSeconds;
+      out.lthOverTorch = stepSeconds / (best.result.stepSeconds as number);
+    }
+  }
+  if (common.json) {
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+    return;
+  }
+  const ms = (s: number) => `${(s * 1000).toFixed(1)} ms`;
+  const lines = [`lth ${name} training step: batch ${batch} x ${length} tokens, Adam; median of ${steps} steps`,
+    `backend ${context.backend.name}, ${context.settings.threads} thread(s); load ${out.loadavg1m}`, '', `  step       ${ms(stepSeconds)}`];
+  if (out.torchStepSeconds !== undefined) {
+    lines.push(`  torch      ${ms(out.torchStepSeconds as number)} (${(out.torch as { threads: number }).threads} threads)`, `  lth/torch  ${(out.lthOverTorch as number).toFixed(3)}x`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+try {
+  main();
+} catch (e) {
+  if (e instanceof LthError) {
+    process.stderr.write(`bench: ${e.message}\n`);
+    process.exit(2);
+  }
+  throw e;
+}

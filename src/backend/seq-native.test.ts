@@ -1,0 +1,97 @@
+/**
+ * The native sequence kernels (LSTM cell, row softmax, layer norm; native/seq.cc) against
+ * the reference backend, on odd sizes (0, 1, not multiples of a vector width), with the
+ * aliasing the ops rely on (softmax in place, the cell state gradient in place), NaN, and
+ * argument validation.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { referenceBackend as ref, loadNative, type NativeAddon } from './index.js';
+import { prng, randomArray } from './testing.js';
+
+const loaded = loadNative();
+const native: NativeAddon | null = loaded instanceof Error ? null : loaded;
+const skip = native === null;
+
+function close(a: Float32Array, b: Float32Array, tol: number, what: string): void {
+  assert.equal(a.length, b.length, `${what}: lengths`);
+  for (let i = 0; i < a.length; i++) {
+    const ok = Number.isNaN(b[i]) ? Number.isNaN(a[i]) : Math.abs(a[i] - b[i]) <= tol * (1 + Math.abs(b[i]));
+    assert.ok(ok, `${what}[${i}]: native ${a[i]}, reference ${b[i]}`);
+  }
+}
+
+const SIZES: Array<[number, number]> = [[0, 3], [1, 1], [3, 5], [7, 17], [32, 64]];
+
+test('lstmCell and lstmCellBackward match the reference (gradC and gradCPrev the same array)', { skip }, () => {
+  const rnd = prng(1);
+  for (const [n, H] of SIZES) {
+    const pre = randomArray(n * 4 * H, rnd, -3, 3), cPrev = randomArray(n * H, rnd);
+    const g1 = pre.slice(), g2 = pre.slice(), c1 = new Float32Array(n * H), c2 = c1.slice(), h1 = c1.slice(), h2 = c1.slice();
+    ref.lstmCell(g1, cPrev, c1, h1, n, H);
+    native!.lstmCell(g2, cPrev, c2, h2, n, H);
+    close(g2, g1, 1e-6, `gates ${n}x${H}`);
+    close(c2, c1, 1e-6, `c ${n}x${H}`);
+    close(h2, h1, 1e-6, `h ${n}x${H}`);
+    const gh = randomArray(n * H, rnd), gc = randomArray(n * H, rnd);
+    const dg1 = new Float32Array(n * 4 * H), dg2 = dg1.slice(), dc1 = gc.slice(), dc2 = gc.slice();
+    ref.lstmCellBackward(g1, cPrev, c1, gh, dc1, dg1, dc1, n, H);
+    native!.lstmCellBackward(g1, cPrev, c1, gh, dc2, dg2, dc2, n, H);
+    close(dg2, dg1, 1e-5, `gradGates ${n}x${H}`);
+    close(dc2, dc1, 1e-5, `gradCPrev ${n}x${H}`);
+  }
+});
+
+test('softmaxRows (plain and causal, in place) and its backward match the reference; NaN spreads over its row', { skip }, () => {
+  const rnd = prng(2);
+  for (const [rows, cols] of SIZES) {
+    for (const causal of [false, true]) {
+      const x = randomArray(rows * cols, rnd, -8, 8);
+      const y1 = new Float32Array(rows * cols), y2 = x.slice();
+      ref.softmaxRows(x, y1, rows, cols, causal);
+      native!.softmaxRows(y2, y2, rows, cols, causal);
+      close(y2, y1, 1e-6, `softmax ${rows}x${cols} causal=${causal}`);
+      const go = randomArray(rows * cols, rnd), gi1 = new Float32Array(rows * cols), gi2 = go.slice();
+      ref.softmaxRowsBackward(y1, go, gi1, rows, cols);
+      native!.softmaxRowsBackward(y1, gi2, gi2, rows, cols);
+      close(gi2, gi1, 1e-5, `softmax backward ${rows}x${cols}`);
+    }
+  }
+  const x = Float32Array.of(1, NaN, 2, 3, 1, 2);
+  const out = new Float32Array(6);
+  native!.softmaxRows(x, out, 2, 3, false);
+  assert.ok(out.subarray(0, 3).every(Number.isNaN));
+  assert.ok(out.subarray(3).every((v) => !Number.isNaN(v)));
+  // Causal: row r of a [3, 3] block sees columns 0..r; the masked NaN in row 0 is never read.
+  const causal = new Float32Array(9);
+  native!.softmaxRows(Float32Array.of(0, NaN, NaN, 0, 0, NaN, 0, 0, 0), causal, 3, 3, true);
+  assert.deepEqual([...causal].map((v) => +v.toFixed(4)), [1, 0, 0, 0.5, 0.5, 0, 0.3333, 0.3333, 0.3333]);
+});
+
+test('layerNorm and layerNormBackward match the reference (gradients accumulate; null weight gradients)', { skip }, () => {
+  const rnd = prng(3);
+  for (const [rows, cols] of SIZES) {
+    const x = randomArray(rows * cols, rnd, -4, 6), gamma = randomArray(cols, rnd), beta = randomArray(cols, rnd);
+    const y1 = new Float32Array(rows * cols), y2 = y1.slice(), m1 = new Float32Array(rows), m2 = m1.slice(), r1 = m1.slice(), r2 = m1.slice();
+    ref.layerNorm(x, gamma, beta, y1, m1, r1, rows, cols, 1e-5);
+    native!.layerNorm(x, gamma, beta, y2, m2, r2, rows, cols, 1e-5);
+    close(y2, y1, 1e-5, `layerNorm ${rows}x${cols}`);
+    close(r2, r1, 1e-5, `rstd ${rows}x${cols}`);
+    const go = randomArray(rows * cols, rnd), gx0 = randomArray(rows * cols, rnd), gg0 = randomArray(cols, rnd), gb0 = randomArray(cols, rnd);
+    const [gx1, gx2, gg1, gg2, gb1, gb2] = [gx0.slice(), gx0.slice(), gg0.slice(), gg0.slice(), gb0.slice(), gb0.slice()];
+    ref.layerNormBackward(x, gamma, m1, r1, go, gx1, gg1, gb1, rows, cols);
+    native!.layerNormBackward(x, gamma, m1, r1, go, gx2, gg2, gb2, rows, cols);
+    close(gx2, gx1, 1e-4, `gradX ${rows}x${cols}`);
+    close(gg2, gg1, 1e-4, `gradGamma ${rows}x${cols}`);
+    close(gb2, gb1, 1e-4, `gradBeta ${rows}x${cols}`);
+    const gx3 = gx0.slice();
+    native!.layerNormBackward(x, gamma, m1, r1, go, gx3, null, null, rows, cols);
+    close(gx3, gx1, 1e-4, `gradX without weight gradients ${rows}x${cols}`);
+  }
+});
+
+test('the sequence kernels check their arguments', { skip }, () => {
+  assert.throws(() => native!.lstmCell(new Float32Array(7), new Float32Array(2), new Float32Array(2), new Float32Array(2), 1, 2), /gates/);
+  assert.throws(() => native!.softmaxRows(new Float32Array(5), new Float32Array(6), 2, 3, false), /x/);
+  assert.throws(() => native!.layerNorm(new Float32Array(6), new Float32Array(2), new Float32Array(3), new Float32Array(6), new Float32Array(2), new Float32Array(2), 2, 3, 1e-5), /gamma/);
+});

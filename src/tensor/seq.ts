@@ -1,0 +1,296 @@
+/**
+ * Sequence ops, forward and backward together (like ops.ts): views and transposes of
+ * [batch, time, features] tensors, embeddings, pooling over time, layer normalisation, an
+ * LSTM layer unrolled over the whole sequence (back-propagation through all of it), and
+ * causal multi-head self-attention. The GEMMs go to the backend's matmul; the LSTM cell,
+ * row softmax and layer norm to its sequence kernels; the rest (copies, index gathers,
+ * small reductions) are plain loops.
+ */
+import { getBackend } from '../backend/index.js';
+import { LthError, check } from '../core/errors.js';
+import { Tensor, isGradEnabled, scratchArray, sizeOf, zeroArray } from './tensor.js';
+
+/** Records `out` as computed from `inputs` when any of them needs a gradient. */
+function record(out: Tensor, inputs: Tensor[], backward: () => void): Tensor {
+  if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
+    out.requiresGrad = true;
+    out.parents = inputs;
+    out.backwardFn = backward;
+  }
+  return out;
+}
+
+const shapeStr = (t: Tensor) => `[${t.shape.join(', ')}]`;
+
+function addInto(dst: Float32Array, src: Float32Array): void {
+  for (let i = 0; i < dst.length; i++) dst[i] += src[i];
+}
+
+/** The same values with another shape of the same size (no copy). */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  check(sizeOf(shape) === x.size, () => `reshape: ${shapeStr(x)} has ${x.size} values, [${shape.join(', ')}] needs ${sizeOf(shape)}`);
+  const y = new Tensor(x.data, shape);
+  return record(y, [x], () => addInto(x.ensureGrad(), y.grad!));
+}
+
+/** out[j, i, :] = x[i, j, :] for x [a, b, c]: batch-major <-> time-major. */
+function swapOuter(x: Float32Array, out: Float32Array, a: number, b: number, c: number): void {
+  for (let i = 0; i < a; i++) for (let j = 0; j < b; j++) out.set(x.subarray((i * b + j) * c, (i * b + j + 1) * c), (j * a + i) * c);
+}
+
+/** [a, b, c] -> [a, c, b] (a copy): [batch, time, features] <-> [batch, channels, time]. */
+export function swapLastAxes(x: Tensor): Tensor {
+  check(x.shape.length === 3, () => `swapLastAxes: input must be rank 3, got shape ${shapeStr(x)}`);
+  const [a, b, c] = x.shape;
+  const y = Tensor.empty([a, c, b]);
+  transpose(x.data, y.data, a, b, c);
+  return record(y, [x], () => {
+    const g = scratchArray(x.size);
+    transpose(y.grad!, g, a, c, b);
+    addInto(x.ensureGrad(), g);
+  });
+}
+
+/** out[i, k, j] = x[i, j, k] for x [a, b, c]. */
+function transpose(x: Float32Array, out: Float32Array, a: number, b: number, c: number): void {
+  for (let i = 0; i < a; i++) {
+    const o = i * b * c;
+    for (let j = 0; j < b; j++) for (let k = 0; k < c; k++) out[o + k * b + j] = x[o + j * c + k];
+  }
+}
+
+/**
+ * Rows of `weight` [vocabulary, dim] picked by token ids: ids [...] (floats holding exact
+ * integers, as data sets store them) -> [..., dim]. An id that is not an integer in
+ * [0, vocabulary) is the user's error (a model fed another data set's samples).
+ */
+export function embedding(ids: Tensor, weight: Tensor): Tensor {
+  check(weight.shape.length === 2, () => `embedding: weight must be rank 2 [vocabulary, dim], got ${shapeStr(weight)}`);
+  const [vocab, dim] = weight.shape;
+  const n = ids.size;
+  const index = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = ids.data[i];
+    if (!(Number.isInteger(v) && v >= 0 && v < vocab)) {
+      throw new LthError(`embedding: input ${i} is ${v}, not a token id in [0, ${vocab}) (is the data set one of token ids for this vocabulary?)`);
+    }
+    index[i] = v;
+  }
+  const y = Tensor.empty([...ids.shape, dim]);
+  for (let i = 0; i < n; i++) y.data.set(weight.data.subarray(index[i] * dim, (index[i] + 1) * dim), i * dim);
+  return record(y, [weight], () => {
+    const g = weight.ensureGrad(), gy = y.grad!;
+    for (let i = 0; i < n; i++) {
+      const o = index[i] * dim;
+      for (let j = 0; j < dim; j++) g[o + j] += gy[i * dim + j];
+    }
+  });
+}
+
+/** x [n, T, D] + pos[0..T) (pos [maxLength, D]): learned position embeddings. */
+export function addPositions(x: Tensor, pos: Tensor): Tensor {
+  check(x.shape.length === 3 && pos.shape.length === 2 && pos.shape[1] === x.shape[2],
+    () => `addPositions: input ${shapeStr(x)} and positions ${shapeStr(pos)} must be [batch, time, dim] and [maxLength, dim]`);
+  const [n, T, D] = x.shape;
+  check(T <= pos.shape[0], () => `addPositions: ${T} positions, the embedding has ${pos.shape[0]}`);
+  const y = Tensor.empty(x.shape);
+  for (let b = 0; b < n; b++) for (let i = 0; i < T * D; i++) y.data[b * T * D + i] = x.data[b * T * D + i] + pos.data[i];
+  return record(y, [x, pos], () => {
+    const gy = y.grad!;
+    if (x.requiresGrad) addInto(x.ensureGrad(), gy);
+    if (pos.requiresGrad) {
+      const gp = pos.ensureGrad();
+      for (let b = 0; b < n; b++) for (let i = 0; i < T * D; i++) gp[i] += gy[b * T * D + i];
+    }
+  });
+}
+
+/** [n, C, T] -> [n, C]: the maximum over time of each channel (the first maximum; NaN wins). */
+export function maxOverTime(x: Tensor): Tensor {
+  check(x.shape.length === 3 && x.shape[2] >= 1, () => `maxOverTime: input must be [batch, channels, time], got ${shapeStr(x)}`);
+  const [n, C, T] = x.shape;
+  const y = Tensor.empty([n, C]);
+  const arg = new Int32Array(n * C);
+  for (let r = 0; r < n * C; r++) {
+    let best = r * T;
+    for (let t = 1; t < T && !Number.isNaN(x.data[best]); t++) {
+      const v = x.data[r * T + t];
+      if (v > x.data[best] || Number.isNaN(v)) best = r * T + t;
+    }
+    arg[r] = best;
+    y.data[r] = x.data[best];
+  }
+  return record(y, [x], () => {
+    const g = x.ensureGrad();
+    for (let r = 0; r < n * C; r++) g[arg[r]] += y.grad![r];
+  });
+}
+
+/** [n, T, D] -> [n, D]: the mean over time. */
+export function meanOverTime(x: Tensor): Tensor {
+  check(x.shape.length === 3 && x.shape[1] >= 1, () => `meanOverTime: input must be [batch, time, dim], got ${shapeStr(x)}`);
+  const [n, T, D] = x.shape;
+  const y = Tensor.empty([n, D]);
+  for (let b = 0; b < n; b++) {
+    for (let j = 0; j < D; j++) {
+      let s = 0;
+      for (let t = 0; t < T; t++) s += x.data[(b * T + t) * D + j];
+      y.data[b * D + j] = s / T;
+    }
+  }
+  return record(y, [x], () => {
+    const g = x.ensureGrad(), gy = y.grad!;
+    for (let b = 0; b < n; b++) for (let t = 0; t < T; t++) for (let j = 0; j < D; j++) g[(b * T + t) * D + j] += gy[b * D + j] / T;
+  });
+}
+
+/** Layer normalisation over the last axis (PyTorch's nn.LayerNorm over one dimension). */
+export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5): Tensor {
+  const D = x.shape[x.shape.length - 1];
+  check(gamma.size === D && beta.size === D, () => `layerNorm: weight ${shapeStr(gamma)} and bias ${shapeStr(beta)} must have ${D} values (the input's last axis, ${shapeStr(x)})`);
+  const rows = x.size / D, be = getBackend();
+  const y = Tensor.empty(x.shape);
+  const mean = scratchArray(rows), rstd = scratchArray(rows);
+  be.layerNorm(x.data, gamma.data, beta.data, y.data, mean, rstd, rows, D, eps);
+  return record(y, [x, gamma, beta], () => {
+    be.layerNormBackward(x.data, gamma.data, mean, rstd, y.grad!, x.ensureGrad(), gamma.requiresGrad ? gamma.ensureGrad() : null,
+      beta.requiresGrad ? beta.ensureGrad() : null, rows, D);
+  });
+}
+
+/**
+ * One LSTM layer over whole sequences, batch first as nn.LSTM(batch_first=True): x [n, T, I]
+ * -> h [n, T, H], from zero initial state, with PyTorch's parameters weight_ih [4H, I],
+ * weight_hh [4H, H], bias_ih and bias_hh [4H] (gates i, f, g, o). Internally time-major:
+ * one GEMM gives x·W_ihᵀ for every step, then each step adds h_{t-1}·W_hhᵀ and runs the cell.
+ * Backward goes through every step (truncated BPTT at the sample's length) and ends with one
+ * GEMM each for W_ih's gradient and the input's.
+ */
+export function lstm(x: Tensor, wih: Tensor, whh: Tensor, bih: Tensor, bhh: Tensor): Tensor {
+  check(x.shape.length === 3, () => `lstm: input must be [batch, time, features], got ${shapeStr(x)}`);
+  const [n, T, I] = x.shape;
+  const H = whh.shape[1];
+  check(wih.shape.length === 2 && wih.shape[0] === 4 * H && wih.shape[1] === I && whh.shape[0] === 4 * H && bih.size === 4 * H && bhh.size === 4 * H,
+    () => `lstm: weights ${shapeStr(wih)}, ${shapeStr(whh)} do not fit input ${shapeStr(x)} and ${H} hidden units`);
+  const be = getBackend();
+  const G = 4 * H, rows = n * T;
+  const xt = scratchArray(rows * I);
+  swapOuter(x.data, xt, n, T, I); // [T, n, I]
+  const bias = scratchArray(G);
+  for (let j = 0; j < G; j++) bias[j] = bih.data[j] + bhh.data[j];
+  const gates = scratchArray(rows * G); // [T, n, 4H]: pre-activations, then the cells' activations
+  be.matmul(xt, wih.data, gates, rows, I, G, false, true, false);
+  be.biasAct(gates, bias, gates, rows, G, false);
+  const cs = scratchArray(rows * H), hs = scratchArray(rows * H); // [T, n, H]
+  const zeros = zeroArray(n * H);
+  for (let t = 0; t < T; t++) {
+    const g = gates.subarray(t * n * G, (t + 1) * n * G);
+    if (t > 0) be.matmul(hs.subarray((t - 1) * n * H, t * n * H), whh.data, g, n, H, G, false, true, true);
+    be.lstmCell(g, t > 0 ? cs.subarray((t - 1) * n * H, t * n * H) : zeros, cs.subarray(t * n * H, (t + 1) * n * H), hs.subarray(t * n * H, (t + 1) * n * H), n, H);
+  }
+  const y = Tensor.empty([n, T, H]);
+  swapOuter(hs, y.data, T, n, H);
+  return record(y, [x, wih, whh, bih, bhh], () => {
+    const gh = scratchArray(rows * H);
+    swapOuter(y.grad!, gh, n, T, H); // [T, n, H]
+    const dgates = scratchArray(rows * G), dc = scratchArray(n * H).fill(0);
+    for (let t = T - 1; t >= 0; t--) {
+      const ght = gh.subarray(t * n * H, (t + 1) * n * H), dg = dgates.subarray(t * n * G, (t + 1) * n * G);
+      be.lstmCellBackward(gates.subarray(t * n * G, (t + 1) * n * G), t > 0 ? cs.subarray((t - 1) * n * H, t * n * H) : zeros,
+        cs.subarray(t * n * H, (t + 1) * n * H), ght, dc, dg, dc, n, H);
+      if (t > 0) {
+        be.matmul(dg, whh.data, gh.subarray((t - 1) * n * H, t * n * H), n, G, H, false, false, true);
+        if (whh.requiresGrad) be.matmul(dg, hs.subarray((t - 1) * n * H, t * n * H), whh.ensureGrad(), G, n, H, true, false, true);
+      }
+    }
+    if (wih.requiresGrad) be.matmul(dgates, xt, wih.ensureGrad(), G, rows, I, true, false, true);
+    if (bih.requiresGrad) be.sumRows(dgates, bih.ensureGrad(), rows, G, true);
+    if (bhh.requiresGrad) be.sumRows(dgates, bhh.ensureGrad(), rows, G, true);
+    if (x.requiresGrad) {
+      const dxt = scratchArray(rows * I), dx = scratchArray(rows * I);
+      be.matmul(dgates, wih.data, dxt, rows, G, I, false, false, false);
+      swapOuter(dxt, dx, T, n, I);
+      addInto(x.ensureGrad(), dx);
+    }
+  });
+}
+
+/**
+ * Causal multi-head self-attention on packed projections: qkv [n, T, 3D] (queries, keys,
+ * values side by side, as nn.MultiheadAttention's in_proj gives them) -> [n, T, D], each of
+ * `heads` heads of D/heads features attending to its own and earlier positions with
+ * softmax(Q·Kᵀ/√(D/heads))·V. The heads' outputs are concatenated (before out_proj).
+ */
+export function causalAttention(qkv: Tensor, heads: number): Tensor {
+  check(qkv.shape.length === 3 && qkv.shape[2] % (3 * heads) === 0,
+    () => `causalAttention: input must be [batch, time, 3·dim] with dim divisible by ${heads} heads, got ${shapeStr(qkv)}`);
+  const [n, T, D3] = qkv.shape;
+  const D = D3 / 3, dh = D / heads, be = getBackend(), scale = 1 / Math.sqrt(dh);
+  const blocks = n * heads, per = T * dh;
+  // Per (sample, head), contiguous [T, dh] copies of Q (scaled by 1/√dh, which is cheaper
+  // than scaling the [T, T] scores), K and V, and the attention P [T, T].
+  const q = scratchArray(blocks * per), k = scratchArray(blocks * per), v = scratchArray(blocks * per);
+  for (let b = 0; b < n; b++) {
+    for (let h = 0; h < heads; h++) {
+      const o = (b * heads + h) * per;
+      for (let t = 0; t < T; t++) {
+        const src = (b * T + t) * D3 + h * dh;
+        for (let j = 0; j < dh; j++) {
+          q[o + t * dh + j] = qkv.data[src + j] * scale;
+          k[o + t * dh + j] = qkv.data[src + D + j];
+          v[o + t * dh + j] = qkv.data[src + 2 * D + j];
+        }
+      }
+    }
+  }
+  const p = scratchArray(blocks * T * T), headsOut = scratchArray(blocks * per);
+  for (let i = 0; i < blocks; i++) {
+    be.matmul(q.subarray(i * per, (i + 1) * per), k.subarray(i * per, (i + 1) * per), p.subarray(i * T * T, (i + 1) * T * T), T, dh, T, false, true, false);
+  }
+  be.softmaxRows(p, p, blocks * T, T, true);
+  for (let i = 0; i < blocks; i++) {
+    be.matmul(p.subarray(i * T * T, (i + 1) * T * T), v.subarray(i * per, (i + 1) * per), headsOut.subarray(i * per, (i + 1) * per), T, T, dh, false, false, false);
+  }
+  const y = Tensor.empty([n, T, D]);
+  scatterHeads(headsOut, y.data, n, T, heads, dh, D, 0);
+  return record(y, [qkv], () => {
+    const go = scratchArray(blocks * per);
+    gatherHeads(y.grad!, go, n, T, heads, dh, D);
+    const dp = scratchArray(T * T), dq = scratchArray(blocks * per), dk = scratchArray(blocks * per), dv = scratchArray(blocks * per);
+    for (let i = 0; i < blocks; i++) {
+      const pi = p.subarray(i * T * T, (i + 1) * T * T), goi = go.subarray(i * per, (i + 1) * per);
+      be.matmul(goi, v.subarray(i * per, (i + 1) * per), dp, T, dh, T, false, true, false);
+      be.matmul(pi, goi, dv.subarray(i * per, (i + 1) * per), T, T, dh, true, false, false);
+      be.softmaxRowsBackward(pi, dp, dp, T, T);
+      be.matmul(dp, k.subarray(i * per, (i + 1) * per), dq.subarray(i * per, (i + 1) * per), T, T, dh, false, false, false);
+      be.matmul(dp, q.subarray(i * per, (i + 1) * per), dk.subarray(i * per, (i + 1) * per), T, T, dh, true, false, false);
+    }
+    // dQ = dS·K·scale (Q entered scaled); dK = dSᵀ·(Q·scale) is already right.
+    for (let i = 0; i < dq.length; i++) dq[i] *= scale;
+    const g = qkv.ensureGrad();
+    for (const [part, off] of [[dq, 0], [dk, D], [dv, 2 * D]] as const) scatterHeads(part, g, n, T, heads, dh, D3, off, true);
+  });
+}
+
+/** Per-head blocks [n·heads, T, dh] into rows of width `width` at column offset `off` (+= when accumulate). */
+function scatterHeads(src: Float32Array, dst: Float32Array, n: number, T: number, heads: number, dh: number, width: number, off: number, accumulate = false): void {
+  for (let b = 0; b < n; b++) {
+    for (let h = 0; h < heads; h++) {
+      const o = (b * heads + h) * T * dh;
+      for (let t = 0; t < T; t++) {
+        const d = (b * T + t) * width + off + h * dh;
+        for (let j = 0; j < dh; j++) dst[d + j] = accumulate ? dst[d + j] + src[o + t * dh + j] : src[o + t * dh + j];
+      }
+    }
+  }
+}
+
+/** Rows [n, T, D] into per-head blocks [n·heads, T, dh]. */
+function gatherHeads(src: Float32Array, dst: Float32Array, n: number, T: number, heads: number, dh: number, D: number): void {
+  for (let b = 0; b < n; b++) {
+    for (let h = 0; h < heads; h++) {
+      const o = (b * heads + h) * T * dh;
+      for (let t = 0; t < T; t++) dst.set(src.subarray((b * T + t) * D + h * dh, (b * T + t) * D + (h + 1) * dh), o + t * dh);
+    }
+  }
+}
