@@ -8,6 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lth-test-'));
+// Open to every user as /tmp is: some tests run a command as an unprivileged user.
+fs.chmodSync(dir, 0o1777);
 let status = 1;
 try {
   const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...process.argv.slice(2), 'dist/'], {
