@@ -16,16 +16,12 @@ The figure is the median of --steps individually timed steps after --warmup unti
 Prints progress to stderr and one JSON object on stdout.
 """
 import argparse
-import json
-import platform
-import re
-import statistics
-import sys
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from torch_step import time_training_steps
 
 VGG_PLANS = {
     11: [64, 'M', 128, 'M', 256, 256, 'M', 512, 512, 'M', 512, 512],
@@ -116,33 +112,7 @@ def main():
     x = torch.randn(a.batch, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (a.batch,), generator=g)
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    for _ in range(a.warmup):
-        step()
-    times = []
-    for i in range(a.steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-        print(f'torch {a.model} step {i + 1}/{a.steps}: {times[-1] * 1000:.1f} ms', file=sys.stderr)
-    blas = re.search(r'BLAS_INFO=([^,\s]+)', torch.__config__.show())
-    print(json.dumps({
-        'torch': torch.__version__,
-        'model': a.model,
-        'threads': torch.get_num_threads(),
-        'batch': a.batch,
-        'stepSeconds': statistics.median(times),
-        'stepRunSeconds': times,
-        'mkldnn': torch.backends.mkldnn.is_available(),
-        'blas': blas.group(1) if blas else None,
-        'python': platform.python_version(),
-    }))
+    time_training_steps(model, opt, x, y, a.model, a.batch, a.warmup, a.steps)
 
 
 if __name__ == '__main__':

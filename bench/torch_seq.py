@@ -18,14 +18,10 @@ timed steps after --warmup untimed ones.
 Prints progress to stderr and one JSON object on stdout.
 """
 import argparse
-import json
-import platform
-import re
-import statistics
-import sys
-import time
 
 import torch
+
+from torch_step import time_training_steps
 
 SHAPES = {'char_lstm': (96, 64), 'text_transformer': (10000, 128)}  # vocabulary, sequence length
 
@@ -78,33 +74,7 @@ def main():
     x = torch.randint(0, vocab, (a.batch, length), generator=g)
     y = torch.randint(0, vocab if a.model == 'char_lstm' else 2, (a.batch * length if a.model == 'char_lstm' else a.batch,), generator=g)
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    for _ in range(a.warmup):
-        step()
-    times = []
-    for i in range(a.steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-        print(f'torch {a.model} step {i + 1}/{a.steps}: {times[-1] * 1000:.1f} ms', file=sys.stderr)
-    blas = re.search(r'BLAS_INFO=([^,\s]+)', torch.__config__.show())
-    print(json.dumps({
-        'torch': torch.__version__,
-        'model': a.model,
-        'threads': torch.get_num_threads(),
-        'batch': a.batch,
-        'stepSeconds': statistics.median(times),
-        'stepRunSeconds': times,
-        'mkldnn': torch.backends.mkldnn.is_available(),
-        'blas': blas.group(1) if blas else None,
-        'python': platform.python_version(),
-    }))
+    time_training_steps(model, opt, x, y, a.model, a.batch, a.warmup, a.steps)
 
 
 if __name__ == '__main__':
