@@ -57,6 +57,7 @@ import { compileProgram } from '../src/program/compile.js';
 import type { Program } from '../src/program/program.js';
 import { iterationsPerEpoch, runEnd, train } from '../src/training/train.js';
 import { findTorchPython, runTorch } from './torch.js';
+import { median } from './stats.js';
 
 const SCHEMA = {
   densities: { type: 'list', help: 'overall weight densities to time', default: ['1', '0.513', '0.211', '0.07', '0.036', '0.019'] },
@@ -85,12 +86,6 @@ interface Options {
   densities: string[]; runs: number; iterations?: number; warmup: number; eval: boolean;
   threads?: number; reference: boolean; referenceIterations: number; vsTorch: boolean; torchIterations: number;
   fullImp: boolean; fullImpIterations: number; json: boolean;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
 }
 
 /** Per-layer weight densities: fc1 and fc2 share one, the output layer has its own. */

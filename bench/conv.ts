@@ -35,6 +35,7 @@ import { Optimizer } from '../src/nn/optim.js';
 import { softmaxCrossEntropy } from '../src/tensor/ops.js';
 import { BufferArena, Tensor } from '../src/tensor/tensor.js';
 import { findTorchPython, runTorch } from './torch.js';
+import { median } from './stats.js';
 
 const SCHEMA = {
   model: { type: 'string', help: 'conv2, conv4 or conv6 (or a _dropout variant), cifar_resnet_20/56, cifar_vgg_11/16/19', default: 'conv2' },
@@ -49,12 +50,6 @@ const SCHEMA = {
 
 const USAGE = 'usage: node dist/bench/conv.js [options]';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
-}
 
 function cpuModel(): string {
   try {

@@ -21,6 +21,7 @@ import { sparseTrainingSetup } from '../src/dynamic/setup.js';
 import { SPARSE_TRAIN_METHODS, type SparseTrainMethod } from '../src/dynamic/sparse-training.js';
 import { getModel } from '../src/models/registry.js';
 import { train } from '../src/training/train.js';
+import { median } from './stats.js';
 
 const SCHEMA = {
   densities: { type: 'list', help: 'overall weight densities of the sparse runs', default: ['0.1', '0.036'] },
@@ -41,11 +42,6 @@ interface Config {
   readonly updateSeconds: number[];
   updates: number;
   accuracy: number;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 function main(): void {

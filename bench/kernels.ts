@@ -12,6 +12,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { loadNative, referenceBackend, type Backend } from '../src/backend/index.js';
+import { median } from './stats.js';
 
 interface Shape {
   name: string;
@@ -48,12 +49,6 @@ function random(n: number, seed: number): Float32Array {
     a[i] = s / 4294967296 - 0.5;
   }
   return a;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
 }
 
 /** Median seconds per call of `fn`. */

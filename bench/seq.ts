@@ -28,6 +28,7 @@ import { getDataset } from '../src/data/registry.js';
 import { getModel } from '../src/models/registry.js';
 import { compileProgram } from '../src/program/compile.js';
 import { findTorchPython, runTorch } from './torch.js';
+import { median } from './stats.js';
 
 const SCHEMA = {
   model: { type: 'string', help: 'char_lstm or text_transformer', default: 'char_lstm', choices: ['char_lstm', 'text_transformer'] },
@@ -38,12 +39,6 @@ const SCHEMA = {
 } as const satisfies Schema;
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
-}
 
 function main(): void {
   const { values, common } = parseArgs(process.argv.slice(2), SCHEMA);

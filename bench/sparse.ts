@@ -19,6 +19,7 @@ import { compileProgram } from '../src/program/compile.js';
 import { linear } from '../src/tensor/ops.js';
 import { maskPattern, packValues, sparseLinear } from '../src/tensor/sparse.js';
 import { Tensor, noGrad } from '../src/tensor/tensor.js';
+import { median } from './stats.js';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
@@ -31,11 +32,6 @@ const log = (s: string) => { if (!json) process.stdout.write(s + '\n'); };
 
 /** IMP level k: fully connected layers keep 0.8^k, the output layer 0.9^k. */
 const LEVELS: Record<string, number> = { '1': 0, '0.513': 3, '0.211': 7, '0.07': 12, '0.036': 15, '0.019': 18 };
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
 function buildModel(level: number, rng: Rng): { model: Model; masks?: Map<string, Float32Array> } {
   const model = getModel('lenet_300_100').build();

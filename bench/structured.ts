@@ -20,6 +20,7 @@ import { getModel } from '../src/models/registry.js';
 import { unitChain, zeroInputsFrom, zeroUnit } from '../src/nn/compact.js';
 import type { Model } from '../src/nn/model.js';
 import { train } from '../src/training/train.js';
+import { median } from './stats.js';
 
 const SCHEMA = {
   kept: { type: 'list', help: 'shares of each hidden layer\'s neurons kept', default: ['0.5', '0.25'] },
@@ -43,11 +44,6 @@ function neuronMasks(model: Model, kept: number, rng: Rng): Map<string, Float32A
     }
   });
   return masks;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 function main(): void {
