@@ -32,6 +32,7 @@ import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { Tensor, noGrad } from '../tensor/tensor.js';
 import type { Model } from './model.js';
 import { Optimizer } from './optim.js';
+import { formulaTensor, normErr } from './testing.js';
 
 interface Meta {
   model: string;
@@ -53,40 +54,6 @@ interface Meta {
 }
 
 const fixture = (name: string) => fileURLToPath(new URL(`../../../fixtures/${name}`, import.meta.url));
-
-/** lowbias32: an integer hash, the same in fixtures/gen_bn_golden.py. */
-function lowbias32(x: number): number {
-  x >>>= 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x7feb352d);
-  x ^= x >>> 15;
-  x = Math.imul(x, 0x846ca68b);
-  x ^= x >>> 16;
-  return x >>> 0;
-}
-
-/** value(k, i) = float32(((2·(u + 0.5)/2³² - 1)·√3)·std + offset), u = h(h(i) ^ (k·0x9E3779B9 mod 2³²)). */
-function formulaTensor(k: number, size: number, std: number, offset: number): Float32Array {
-  const salt = Math.imul(k, 0x9e3779b9) >>> 0;
-  const out = new Float32Array(size);
-  const sqrt3 = Math.sqrt(3);
-  for (let i = 0; i < size; i++) {
-    const u = lowbias32(lowbias32(i) ^ salt);
-    out[i] = ((2 * (u + 0.5) / 4294967296 - 1) * sqrt3) * std + offset;
-  }
-  return out;
-}
-
-/** ‖a - b‖₂ / max(‖b‖₂, floor) in float64. */
-function normErr(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-300): number {
-  assert.equal(a.length, b.length);
-  let num = 0, den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num) / Math.max(Math.sqrt(den), floor);
-}
 
 const backend = getBackend().name;
 

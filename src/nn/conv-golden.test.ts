@@ -19,6 +19,7 @@ import { getModel } from '../models/registry.js';
 import { loadSafetensors } from '../store/safetensors.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { Tensor } from '../tensor/tensor.js';
+import { formulaTensor, normErr } from './testing.js';
 
 const TOL = 1e-5;
 const FIXTURE = fileURLToPath(new URL('../../../fixtures/conv2_golden.safetensors', import.meta.url));
@@ -37,40 +38,6 @@ interface Meta {
 
 const meta = JSON.parse(fs.readFileSync(META, 'utf8')) as Meta;
 const fixture = loadSafetensors(FIXTURE);
-
-/** lowbias32: an integer hash, the same in fixtures/gen_conv2_golden.py. */
-function lowbias32(x: number): number {
-  x >>>= 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x7feb352d);
-  x ^= x >>> 15;
-  x = Math.imul(x, 0x846ca68b);
-  x ^= x >>> 16;
-  return x >>> 0;
-}
-
-/** value(k, i) = float32(((2·(u + 0.5)/2³² - 1)·√3)·std), u = h(h(i) ^ (k·0x9E3779B9 mod 2³²)). */
-function formulaTensor(k: number, size: number, std: number): Float32Array {
-  const salt = Math.imul(k, 0x9e3779b9) >>> 0;
-  const out = new Float32Array(size);
-  const sqrt3 = Math.sqrt(3);
-  for (let i = 0; i < size; i++) {
-    const u = lowbias32(lowbias32(i) ^ salt);
-    out[i] = ((2 * (u + 0.5) / 4294967296 - 1) * sqrt3) * std;
-  }
-  return out;
-}
-
-/** ‖a - b‖₂ / ‖b‖₂ in float64. */
-function normErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let num = 0, den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-300);
-}
 
 const backend = getBackend().name;
 

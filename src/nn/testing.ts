@@ -1,5 +1,6 @@
 /**
- * The integer-hash formula the golden fixtures' generators (fixtures/gen_*_golden.py) draw
+ * The integer-hash formula the golden fixtures' generators (fixtures/gen_*_golden.py, hash in
+ * fixtures/golden_io.py) draw
  * weights, inputs and token ids from, so that lth computes the same values bit for bit
  * instead of reading them from the fixture; and the norm-based error the golden tests use.
  */
@@ -32,13 +33,13 @@ export function formulaIds(k: number, size: number, vocabulary: number): Int32Ar
   return Int32Array.from({ length: size }, (_, i) => hash(k, i) % vocabulary);
 }
 
-/** ‖a - b‖₂ / ‖b‖₂ in float64. */
-export function normErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+/** ‖a - b‖₂ / max(‖b‖₂, floor) in float64. */
+export function normErr(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-300): number {
   if (a.length !== b.length) throw new Error(`normErr: lengths ${a.length} and ${b.length}`);
   let num = 0, den = 0;
   for (let i = 0; i < b.length; i++) {
     num += (a[i] - b[i]) ** 2;
     den += b[i] ** 2;
   }
-  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-300);
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), floor);
 }
