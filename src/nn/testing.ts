@@ -1,8 +1,8 @@
 /**
- * The integer-hash formula the golden fixtures' generators (fixtures/gen_*_golden.py, hash in
- * fixtures/golden_io.py) draw
- * weights, inputs and token ids from, so that lth computes the same values bit for bit
- * instead of reading them from the fixture; and the norm-based error the golden tests use.
+ * The integer-hash formula the golden fixtures' generators (fixtures/gen_*_golden.py, the hash
+ * in fixtures/golden_io.py) draw weights, inputs and token ids from, so that lth computes the
+ * same values bit for bit instead of reading them from the fixture; and the norm-based error
+ * the golden tests use.
  */
 
 /** lowbias32: an integer hash, the same as the generators'. */
