@@ -97,7 +97,7 @@ export class Workspace {
 }
 
 /** The output tensor of an op: from the workspace when gradients are recorded through it, else fresh. */
-function outputTensor(shape: readonly number[], ws: Workspace | undefined, inputs: Tensor[]): Tensor {
+export function outputTensor(shape: readonly number[], ws: Workspace | undefined, inputs: Tensor[]): Tensor {
   if (ws && isGradEnabled() && inputs.some((t) => t.requiresGrad)) return ws.output(shape);
   return Tensor.zeros(shape);
 }
