@@ -38,8 +38,8 @@
 namespace {
 
 struct ConvKernels {
-  void (*conv)(const float*, const int32_t*, const int32_t*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t,
-               float*, const float*, bool, bool);
+  void (*conv)(const float*, const int32_t*, int64_t, const int32_t*, const float*, int64_t, int64_t, int64_t, int64_t,
+               int64_t, float*, float*, const float*, bool, bool);
   void (*weightGrad)(const float*, const float*, const int32_t*, const int32_t*, int64_t, int64_t, int64_t, float*);
 };
 
@@ -186,10 +186,33 @@ void forward_offsets(const Geometry& g, const int32_t* col, size_t nnz, int32_t*
 // (rounded to 16) from the last tap.
 int64_t slack(const Geometry& g) { return g.kw + 64; }
 
+// Source channels per block of a shift-form convolution: enough that the source rows
+// under a tile of 128 outputs (128 + (kh-1)·width + kw floats a channel) fill about 16 KB,
+// half of L1. Measured on Conv-6 (see docs/performance.md).
+int64_t channels_per_block(int64_t kh, int64_t kw, int64_t width) {
+  const int64_t per = 128 + (kh - 1) * width + kw;
+  return 4096 / per > 1 ? 4096 / per : 1;
+}
+
+// seg [rows][nb + 1] for entries whose source channels ch[j] ascend within each row
+// (ptr): row r's entries of channel block b are [seg[r][b], seg[r][b+1]).
+void block_segments(const int32_t* ptr, const int32_t* ch, int64_t rows, int64_t per, int64_t nb, int32_t* seg) {
+  for (int64_t r = 0; r < rows; r++) {
+    int32_t* s = seg + r * (nb + 1);
+    int32_t j = ptr[r];
+    for (int64_t b = 0; b < nb; b++) {
+      s[b] = j;
+      while (j < ptr[r + 1] && ch[j] < (b + 1) * per) j++;
+    }
+    s[nb] = ptr[r + 1];
+  }
+}
+
 struct ConvJob {
   const Geometry* g;
   const ConvKernels* kn;
-  const int32_t *ptr, *off;
+  const int32_t *seg, *off;
+  int64_t nb;
   const float *w, *src, *bias;
   float* out;
   int64_t rows, srcC, srcH, srcW, padT, padL, hp, wp, outH, outW, inSize, outSize;
@@ -201,12 +224,13 @@ struct ConvJob {
 void conv_images(const ConvJob& j) {
   const int64_t n = j.g->n;
   lth::parallel_units(n, n * j.rows * j.outH * j.outW * 8, [&j](int64_t b0, int64_t b1) {
-    thread_local std::vector<float> pbuf;
+    thread_local std::vector<float> pbuf, ebuf;
     const int64_t sl = j.g->kw + 64;
     float* xp = grow(pbuf, (size_t)(j.srcC * j.hp * j.wp + sl));
+    float* ext = grow(ebuf, (size_t)(j.rows * ((j.outH * j.wp + 15) / 16 * 16)));
     for (int64_t b = b0; b < b1; b++) {
       pad_planes(j.src + b * j.inSize, xp, j.srcC, j.srcH, j.srcW, j.padT, j.padL, j.hp, j.wp, sl);
-      j.kn->conv(xp, j.ptr, j.off, j.w, 0, j.rows, j.outH, j.outW, j.wp, j.out + b * j.outSize, j.bias, j.relu,
+      j.kn->conv(xp, j.seg, j.nb, j.off, j.w, 0, j.rows, j.outH, j.outW, j.wp, ext, j.out + b * j.outSize, j.bias, j.relu,
                  j.accumulate);
     }
   });
@@ -240,7 +264,14 @@ napi_value SparseConvForward(napi_env env, napi_callback_info info) {
   thread_local std::vector<int32_t> obuf;
   if (obuf.size() < nnz) obuf.resize(nnz);
   forward_offsets(g, a[1].i32(), nnz, obuf.data());
-  ConvJob j{&g, &kernels(), a[0].i32(), obuf.data(), a[2].f32(), a[3].f32(), a[5].present ? a[5].f32() : nullptr, y,
+  const int64_t per = channels_per_block(g.kh, g.kw, g.wp), nb = (g.cin + per - 1) / per;
+  thread_local std::vector<int32_t> cbuf, sbuf;
+  if (cbuf.size() < nnz) cbuf.resize(nnz);
+  if (sbuf.size() < (size_t)(g.cout * (nb + 1))) sbuf.resize((size_t)(g.cout * (nb + 1)));
+  const int32_t* col = a[1].i32();
+  for (size_t k = 0; k < nnz; k++) cbuf[k] = (int32_t)(col[k] / (g.kh * g.kw));
+  block_segments(a[0].i32(), cbuf.data(), g.cout, per, nb, sbuf.data());
+  ConvJob j{&g, &kernels(), sbuf.data(), obuf.data(), nb, a[2].f32(), a[3].f32(), a[5].present ? a[5].f32() : nullptr, y,
             g.cout, g.cin, g.h, g.w, g.ph, g.pw, g.hp, g.wp, g.oh, g.ow, g.cin * g.h * g.w, g.cout * g.oh * g.ow,
             a[15].flag, false};
   conv_images(j);
@@ -276,10 +307,11 @@ napi_value SparseConvInputGrad(napi_env env, napi_callback_info info) {
   const int64_t hg = g.oh + 2 * th, wg = g.ow + 2 * tw;
   const int32_t *rowPtr = a[0].i32(), *col = a[1].i32(), *tIdx = a[3].i32();
   const float* vals = a[4].f32();
-  thread_local std::vector<int32_t> obuf, rbuf;
+  thread_local std::vector<int32_t> obuf, rbuf, cbuf, sbuf;
   thread_local std::vector<float> wbuf;
   if (obuf.size() < nnz) obuf.resize(nnz);
   if (rbuf.size() < nnz) rbuf.resize(nnz);
+  if (cbuf.size() < nnz) cbuf.resize(nnz);
   float* w = grow(wbuf, nnz);
   for (int64_t r = 0; r < g.cout; r++)
     for (int32_t k = rowPtr[r]; k < rowPtr[r + 1]; k++) rbuf[k] = (int32_t)r;
@@ -288,9 +320,13 @@ napi_value SparseConvInputGrad(napi_env env, napi_callback_info info) {
     const int32_t k = tIdx[jj];
     const int64_t t = col[k] % taps, i = t / g.kw, jx = t % g.kw;
     obuf[jj] = (int32_t)(rbuf[k] * hg * wg + (g.kh - 1 - i) * wg + (g.kw - 1 - jx));
+    cbuf[jj] = rbuf[k];
     w[jj] = vals[k];
   }
-  ConvJob j{&g, &kernels(), a[2].i32(), obuf.data(), w, a[5].f32(), nullptr, gx, g.cin, g.cout, g.oh, g.ow, th, tw, hg,
+  const int64_t per = channels_per_block(g.kh, g.kw, wg), nb = (g.cout + per - 1) / per;
+  if (sbuf.size() < (size_t)(g.cin * (nb + 1))) sbuf.resize((size_t)(g.cin * (nb + 1)));
+  block_segments(a[2].i32(), cbuf.data(), g.cin, per, nb, sbuf.data());
+  ConvJob j{&g, &kernels(), sbuf.data(), obuf.data(), nb, w, a[5].f32(), nullptr, gx, g.cin, g.cout, g.oh, g.ow, th, tw, hg,
             wg, g.h, g.w, g.cout * g.oh * g.ow, g.cin * g.h * g.w, false, true};
   conv_images(j);
   return lth::undefined_value(env);
