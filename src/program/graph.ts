@@ -8,7 +8,7 @@ import { Optimizer, checkOptimizerState, stateNames, type OptimizerState, type P
 import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { fromPanels, maskPattern, packValues, sparseLinearPanels, toPanels, unpackValues, useSparse } from '../tensor/sparse.js';
 import { convMaskPattern, sparseConv2d, sparseConvFits, useSparseConv } from '../tensor/sparse-conv.js';
-import { Workspace } from '../tensor/conv.js';
+import { Workspace, usesWinograd } from '../tensor/conv.js';
 import { BufferArena, Tensor, noGrad } from '../tensor/tensor.js';
 import { applyMasks } from './masks.js';
 import type { CompileOptions, EvalResult, Minibatches, Program } from './program.js';
@@ -42,7 +42,7 @@ interface SparseConv extends PackedWeight {
  * Sequential each run of consecutive masked Linear layers that the sparse mode puts on
  * sparse kernels becomes one sparse chain (toPanels, a sparse layer each, fromPanels), its
  * weights packed per nonzero, and each masked stride-1 Conv2d that it puts on sparse
- * kernels (below SPARSE_CONV_DENSITY_THRESHOLD under 'auto') a sparse convolution. The optimiser trains the packed weights and the model's
+ * kernels (under 'auto', below the density threshold of its dense path) a sparse convolution. The optimiser trains the packed weights and the model's
  * other parameters, with each dense weight's mask.
  */
 export class GraphProgram implements Program {
@@ -80,7 +80,7 @@ export class GraphProgram implements Program {
         sw = { name, layer: m, pattern, vals: new Tensor(packValues(pattern, m.weight.data), [pattern.nnz], true) };
       } else if (m instanceof Conv2d && sparseConvFits(m.kernel, m.geometry)) {
         const { pattern, density } = convMaskPattern(mask, m.outChannels, m.inChannels, m.kernel[0], m.kernel[1]);
-        if (!useSparseConv(density, mode)) continue;
+        if (!useSparseConv(density, mode, usesWinograd(m.inChannels, m.outChannels, m.kernel[0], m.kernel[1], m.geometry))) continue;
         sw = { name, layer: m, pattern, vals: new Tensor(packValues(pattern, m.weight.data), [pattern.nnz], true), workspace: new Workspace() };
       } else {
         continue;

@@ -59,6 +59,7 @@ test('graph program: which masked convolutions run sparse under auto, on and off
   const all = ['conv1.weight', 'conv2.weight', 'conv3.weight', 'conv4.weight'];
   assert.deepEqual(sparse(masks(0.1, 1), 'auto'), all);
   assert.deepEqual(sparse(masks(0.6, 1), 'auto'), []);
+  assert.deepEqual(sparse(masks(0.3, 1), 'auto'), ['conv1.weight'], 'the first layer (3 channels, im2col when dense) to a higher density');
   assert.deepEqual(sparse(masks(0.6, 1), 'on'), all);
   assert.deepEqual(sparse(masks(0.1, 1), 'off'), []);
   resolveContext({}, {});

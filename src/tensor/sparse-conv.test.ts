@@ -4,7 +4,7 @@ import { Rng } from '../core/rng.js';
 import { conv2d, flatten } from './conv.js';
 import { gradCheck } from './gradcheck.js';
 import { linear, softmaxCrossEntropy } from './ops.js';
-import { convMaskPattern, sparseConv2d, sparseConvFits, useSparseConv, SPARSE_CONV_DENSITY_THRESHOLD } from './sparse-conv.js';
+import { convMaskPattern, sparseConv2d, sparseConvFits, useSparseConv, SPARSE_CONV_DENSITY_THRESHOLD, SPARSE_IM2COL_CONV_DENSITY_THRESHOLD } from './sparse-conv.js';
 import { packValues, unpackValues } from './sparse.js';
 import { Tensor } from './tensor.js';
 
@@ -41,6 +41,9 @@ test('convMaskPattern: rows, columns, the transposed index and flat positions', 
 test('sparse conv mode: auto by threshold, on, off; geometries that fit', () => {
   assert.equal(useSparseConv(SPARSE_CONV_DENSITY_THRESHOLD / 2, 'auto'), true);
   assert.equal(useSparseConv(Math.min(1, SPARSE_CONV_DENSITY_THRESHOLD * 1.5), 'auto'), false);
+  const between = (SPARSE_CONV_DENSITY_THRESHOLD + SPARSE_IM2COL_CONV_DENSITY_THRESHOLD) / 2;
+  assert.equal(useSparseConv(between, 'auto', true), false, 'a Winograd convolution');
+  assert.equal(useSparseConv(between, 'auto', false), true, 'an im2col convolution');
   assert.equal(useSparseConv(0.99, 'on'), true);
   assert.equal(useSparseConv(0.01, 'off'), false);
   assert.equal(sparseConvFits([3, 3], { strideH: 1, strideW: 1, padH: 1, padW: 1 }), true);

@@ -12,19 +12,33 @@ import { Tensor, isGradEnabled } from './tensor.js';
  */
 
 /**
- * Below this mask density a masked stride-1 Conv2d runs sparse (sparse mode 'auto').
- * Measured on Conv-2/4/6 layers (bench/conv.ts --density): see docs/performance.md.
+ * Below this mask density a masked stride-1 Conv2d that conv2d would run on Winograd runs
+ * sparse (sparse mode 'auto'). Measured on a 2-core AVX-512 machine (one thread, CPU time
+ * of forward + both gradients, batch 60, Conv-6's layers 2-6, sparse / dense): at 15%
+ * 0.66-0.85, 20% 0.70-0.90, 25% 0.87-1.09, 30% 0.90-1.24. Conv-6's IMP level 10 (19.7%)
+ * runs sparse, level 9 (23.2%) dense.
  */
-export const SPARSE_CONV_DENSITY_THRESHOLD = 0.25;
+export const SPARSE_CONV_DENSITY_THRESHOLD = 0.22;
+
+/**
+ * The same for a convolution that conv2d runs on im2col (Conv-2/4/6's first layer, 3 input
+ * channels): there the sparse kernels cost about what the dense path does even at full
+ * density (0.9-1.0 of it), and 0.4-0.6 at 20-50%.
+ */
+export const SPARSE_IM2COL_CONV_DENSITY_THRESHOLD = 0.5;
 
 /** Whether a convolution of this geometry and kernel can run on the sparse kernels. */
 export function sparseConvFits(kernel: readonly [number, number], geometry: Conv2dGeometry): boolean {
   return geometry.strideH === 1 && geometry.strideW === 1 && geometry.padH < kernel[0] && geometry.padW < kernel[1];
 }
 
-/** Whether a masked convolution of this density runs sparse under `mode` (when its geometry fits). */
-export function useSparseConv(density: number, mode: SparseMode): boolean {
-  return mode === 'on' || (mode === 'auto' && density < SPARSE_CONV_DENSITY_THRESHOLD);
+/**
+ * Whether a masked convolution of this density runs sparse under `mode` (when its geometry
+ * fits); `winograd`: whether its dense path is Winograd (usesWinograd).
+ */
+export function useSparseConv(density: number, mode: SparseMode, winograd = true): boolean {
+  const threshold = winograd ? SPARSE_CONV_DENSITY_THRESHOLD : SPARSE_IM2COL_CONV_DENSITY_THRESHOLD;
+  return mode === 'on' || (mode === 'auto' && density < threshold);
 }
 
 /** The pattern of `mask` (nonzero = kept, NaN included) for a weight [outChannels, inChannels, kh, kw], and its density. */
