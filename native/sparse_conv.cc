@@ -13,6 +13,13 @@
 // and the taps turned by 180 degrees. The weight gradient is one dot product per nonzero
 // and image over the padded grid.
 //
+// Pruned taps cost nothing, but each nonzero's loads are unaligned (its offset is
+// arbitrary), and the grid's junk columns are computed too: on Conv-6's layers at 20%
+// density the kernels run at about 60% of the FMA peak, where the dense path's Winograd
+// GEMMs run near it (docs/performance.md). The weight gradient's dot products read the
+// input under the junk columns too (times a zero output gradient), so an infinity or NaN
+// in the input can reach nonzeros that the direct sum would not.
+//
 // Threads: forward and input gradient split the batch into whole images; the weight
 // gradient sums images in up to 8 groups fixed by the batch size (each group in image
 // order into its own partial, the partials added in group order). Every result goes
@@ -188,7 +195,9 @@ int64_t slack(const Geometry& g) { return g.kw + 64; }
 
 // Source channels per block of a shift-form convolution: enough that the source rows
 // under a tile of 128 outputs (128 + (kh-1)·width + kw floats a channel) fill about 16 KB,
-// half of L1. Measured on Conv-6 (see docs/performance.md).
+// half of L1. On the 2-core AVX-512 machine (Zen 4, 1 MB L2) this measured the same as
+// one block (the kernel is bound by its unaligned loads, not by where they hit); it keeps
+// the reads in L1 where L2 is smaller or slower.
 int64_t channels_per_block(int64_t kh, int64_t kw, int64_t width) {
   const int64_t per = 128 + (kh - 1) * width + kw;
   return 4096 / per > 1 ? 4096 / per : 1;
