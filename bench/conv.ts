@@ -19,6 +19,15 @@
  * kernels (bench/torch.ts), and prints the ratio lth/torch of the median step times
  * against the faster.
  *
+ * --levels 0,10 times, instead, the step of the graph program that training runs at those
+ * IMP levels (Conv-2/4/6): each prunable weight masked at its level density (1 - rate)^N
+ * with the model's per-layer rates (conv, fc, the output layer at half the fc rate),
+ * positions drawn at random (seeded); the levels' steps are interleaved (step r of every
+ * level, then r + 1) and each level's median is compared with the first level's. --sparse
+ * (auto, on, off) chooses which masked layers run on sparse kernels, as in training.
+ * --fc-share also times the fully connected layers alone (their forward, backward and
+ * Adam, on the flattened features; dense, as at level 0) as a share of the first level's step.
+ *
  * Prints a table; with --json, one JSON object as the last stdout line (and no progress).
  */
 import fs from 'node:fs';
@@ -31,6 +40,11 @@ import type { Schema } from '../src/core/hparams.js';
 import { LthError } from '../src/core/errors.js';
 import { Rng } from '../src/core/rng.js';
 import { getModel } from '../src/models/registry.js';
+import type { ModelSpec } from '../src/models/spec.js';
+import { Dataset } from '../src/data/dataset.js';
+import { Linear } from '../src/nn/layers.js';
+import { Model } from '../src/nn/model.js';
+import { GraphProgram } from '../src/program/graph.js';
 import { Optimizer } from '../src/nn/optim.js';
 import { softmaxCrossEntropy } from '../src/tensor/ops.js';
 import { BufferArena, Tensor } from '../src/tensor/tensor.js';
@@ -46,6 +60,9 @@ const SCHEMA = {
   kernels: { type: 'boolean', help: 'also total the time per backend kernel', default: false },
   vsTorch: { type: 'boolean', help: 'also time the same step in PyTorch (bench/torch_conv2.py)', default: false },
   torchSteps: { type: 'integer', help: 'timed steps for --vs-torch (default: --steps)' },
+  levels: { type: 'string', help: 'IMP levels to time the masked step of, interleaved, e.g. 0,10 (Conv-2/4/6)' },
+  sparse: { type: 'string', help: 'with --levels: auto, on or off (which masked layers run on sparse kernels)', default: 'auto' },
+  fcShare: { type: 'boolean', help: 'with --levels: also time the fully connected layers alone', default: false },
 } as const satisfies Schema;
 
 const USAGE = 'usage: node dist/bench/conv.js [options]';
@@ -82,6 +99,10 @@ function main(): void {
   const { values, common } = parseArgs(process.argv.slice(2), SCHEMA);
   if (common.help) {
     process.stdout.write(`${helpText(USAGE, SCHEMA)}\n`);
+    return;
+  }
+  if (values.levels !== undefined) {
+    levelsBench(values, common.json);
     return;
   }
   const modelName = (values.model as string | undefined) ?? SCHEMA.model.default;
@@ -207,6 +228,114 @@ function main(): void {
       lines.push(`  ${k.padEnd(18)}${v.ms.toFixed(2).padStart(7)}  ${String(v.calls).padStart(10)}`);
     }
   }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/** Masks at IMP level `level` of `spec`'s per-layer rates: each weight keeps round((1 - rate)^level · size) entries at random. */
+function levelMasks(model: Model, spec: ModelSpec, level: number, seed: number): Map<string, Float32Array> {
+  const rates = spec.pruningRates(model);
+  const rng = new Rng(seed, 'bench_masks', level);
+  const out = new Map<string, Float32Array>();
+  for (const l of model.prunableLayers()) {
+    const size = l.shape.reduce((a, b) => a * b, 1);
+    const keep = Math.round(size * (1 - rates.get(l.name)!) ** level);
+    const mask = new Float32Array(size);
+    const perm = rng.permutation(size);
+    for (let i = 0; i < keep; i++) mask[perm[i]] = 1;
+    out.set(l.name, mask);
+  }
+  return out;
+}
+
+/** --levels: the graph program's training step at IMP levels' densities, interleaved. */
+function levelsBench(values: Record<string, unknown>, json: boolean): void {
+  const modelName = (values.model as string | undefined) ?? SCHEMA.model.default;
+  const steps = (values.steps as number | undefined) ?? SCHEMA.steps.default;
+  const warmup = (values.warmup as number | undefined) ?? SCHEMA.warmup.default;
+  const spec = getModel(modelName);
+  const batch = (values.batch as number | undefined) ?? spec.training.batchSize;
+  const levels = String(values.levels).split(',').map((v) => Number(v));
+  if (levels.some((l) => !Number.isInteger(l) || l < 0)) throw new LthError(`--levels must be non-negative integers separated by commas, got '${String(values.levels)}'`);
+  if (!/^conv[246]/.test(modelName)) throw new LthError(`--levels: ${modelName} is not Conv-2/4/6`);
+  const sparse = String(values.sparse ?? 'auto');
+  const context = resolveContext({ threads: values.threads as number | undefined, sparse });
+  const progress = (line: string) => { if (!json) process.stderr.write(`${line}\n`); };
+  const t = spec.training;
+  const optimizer = { name: t.optimizer, lr: t.lr, momentum: 0, weightDecay: 0 } as const;
+  const rng = new Rng(1, 'bench_data');
+  const samples = 4 * batch;
+  const data = new Dataset(new Float32Array(samples * 3 * 32 * 32).map(() => rng.normal()), Int32Array.from({ length: samples }, () => rng.int(10)), [3, 32, 32], 10);
+  const order = new Rng(2, 'bench_order').permutation(samples);
+  const runs = levels.map((level) => {
+    const model = spec.build();
+    model.initialize(new Rng(0, 'init'));
+    const masks = levelMasks(model, spec, level, 3);
+    const program = new GraphProgram(model, { masks, optimizer, context });
+    const densities = Object.fromEntries([...masks].map(([n, m]) => [n, Number((m.reduce((a, b) => a + b, 0) / m.length).toFixed(4))]));
+    return { level, program, densities, sparse: [...program.sparseWeights], times: [] as number[] };
+  });
+  const losses = new Float64Array(1);
+  const stepOf = (p: GraphProgram, s: number) => p.step({ data, order, from: (s % 4) * batch, batchSize: batch }, losses);
+  progress(`${context.backend.name}, ${context.settings.threads} thread(s), sparse ${sparse}: ${modelName} batch ${batch}, levels ${levels.join(', ')}: ${warmup} warm-up + ${steps} timed steps each, interleaved...`);
+  for (let s = 0; s < warmup; s++) for (const r of runs) stepOf(r.program, s);
+  // The fully connected layers alone: their own model on the flattened features.
+  let fc: { step: () => void; times: number[] } | null = null;
+  if (values.fcShare === true) {
+    const full = spec.build();
+    full.initialize(new Rng(0, 'init'));
+    const children = full.namedChildren();
+    const at = children.findIndex(([n]) => n === 'flatten');
+    const head = new Model('fc', children.slice(at + 1));
+    const features = (children[at + 1][1] as Linear).inFeatures;
+    const x = Tensor.zeros([batch, features]);
+    for (let i = 0; i < x.size; i++) x.data[i] = Math.max(0, rng.normal());
+    const labels = data.labels.subarray(0, batch);
+    const opt = new Optimizer(head.namedParameters().map(([, tensor]) => ({ tensor, mask: null })), optimizer);
+    const arena = new BufferArena();
+    fc = {
+      step: () => arena.run(() => {
+        softmaxCrossEntropy(head.forward(x), labels).backward();
+        opt.step();
+      }),
+      times: [],
+    };
+    for (let s = 0; s < warmup; s++) fc.step();
+  }
+  for (let s = 0; s < steps; s++) {
+    for (const r of runs) {
+      const t0 = performance.now();
+      stepOf(r.program, warmup + s);
+      r.times.push(performance.now() - t0);
+    }
+    if (fc) {
+      const t0 = performance.now();
+      fc.step();
+      fc.times.push(performance.now() - t0);
+    }
+    progress(`  round ${s + 1}/${steps}: ${runs.map((r) => `level ${r.level} ${r.times[s].toFixed(1)} ms`).join(', ')}`);
+  }
+  const base = median(runs[0].times);
+  const out = {
+    model: modelName, backend: context.backend.name, threads: context.settings.threads, sparse, batch, cpu: cpuModel(), cores: os.cpus().length,
+    loadavg1m: Number(os.loadavg()[0].toFixed(2)), stepsTimed: steps,
+    levels: runs.map((r) => ({
+      level: r.level, stepSeconds: median(r.times) / 1000, ratio: median(r.times) / base, stepRunSeconds: r.times.map((ms) => ms / 1000),
+      densities: r.densities, sparseWeights: r.sparse,
+    })),
+    ...(fc ? { fcStepSeconds: median(fc.times) / 1000, fcShareOfFirst: median(fc.times) / base } : {}),
+  };
+  if (json) {
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+    return;
+  }
+  const lines = [
+    `lth ${modelName} masked training step (graph program, sparse ${sparse}): batch ${batch}, Adam; median of ${steps} interleaved steps`,
+    `backend ${context.backend.name}, ${context.settings.threads} thread(s); ${cpuModel()}; load ${out.loadavg1m}`,
+    '',
+    '  level  step ms  ratio  sparse layers',
+    ...out.levels.map((l) => `  ${String(l.level).padStart(5)}  ${(l.stepSeconds * 1000).toFixed(1).padStart(7)}  ${l.ratio.toFixed(3)}  ${l.sparseWeights.map((n) => n.replace('.weight', '')).join(' ') || '-'}`),
+  ];
+  if (fc) lines.push('', `  fully connected layers alone: ${(out.fcStepSeconds! * 1000).toFixed(1)} ms, ${(out.fcShareOfFirst! * 100).toFixed(1)}% of level ${levels[0]}'s step`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 

@@ -305,6 +305,35 @@ export interface Backend {
     pattern: SparsePattern, gyT: Float32Array, xT: Float32Array, gvals: Float32Array | null, gbias: Float32Array | null, ld: number,
   ): void;
 
+  // ---------------------------------------------------------------- sparse convolution (masked Conv2d)
+  // A stride-1 convolution whose weight W [outChannels, inChannels, kh, kw] is computed only
+  // at the nonzeros of its mask: a ConvPattern (compressed rows = output channels over
+  // columns c·kh·kw + i·kw + j) and packed values vals [nnz] in row-major order (entry k is
+  // W[flat[k]]). Padding padH < kh, padW < kw; x [n, inChannels, height, width], the output
+  // [n, outChannels, outH, outW] with outH = height + 2·padH - kh + 1 (outW likewise).
+
+  /**
+   * y[b,o,y,x] = act(bias[o] + Σ_k vals[k]·x[b, c, y - padH + i, x - padW + j]) over the
+   * nonzeros k = (c, i, j) of row o (0 outside the image), summed in k order; act is
+   * max(0, ·) when `relu` (NaN stays NaN); bias null means 0. Overwrites y.
+   */
+  sparseConvForward(
+    pattern: ConvPattern, vals: Float32Array, x: Float32Array, y: Float32Array, bias: Float32Array | null,
+    n: number, height: number, width: number, padH: number, padW: number, relu: boolean,
+  ): void;
+
+  /** The input gradient: gradIn[b,c,·,·] += Σ_k vals[k]·gradOut[b,o,·,·] shifted back by each nonzero k = (o; c, i, j). */
+  sparseConvInputGrad(
+    pattern: ConvPattern, vals: Float32Array, gradOut: Float32Array, gradIn: Float32Array,
+    n: number, height: number, width: number, padH: number, padW: number,
+  ): void;
+
+  /** The weight gradient at the nonzeros: gradVals[k] += Σ_{b,y,x} gradOut[b,o,y,x]·x[b, c, y - padH + i, x - padW + j]. */
+  sparseConvWeightGrad(
+    pattern: ConvPattern, x: Float32Array, gradOut: Float32Array, gradVals: Float32Array,
+    n: number, height: number, width: number, padH: number, padW: number,
+  ): void;
+
   /** x [n, features] → out, transposed into panels (zero padded); out has features·panelColumns(ld) entries. */
   toPanels(x: Float32Array, out: Float32Array, n: number, features: number, ld: number): void;
 
@@ -320,6 +349,26 @@ export function panelColumns(ld: number): number {
 /** Where column c of feature i of a [features, ld] activation lives in its panels. */
 export function panelIndex(i: number, c: number, features: number): number {
   return Math.floor(c / 64) * features * 64 + i * 64 + (c % 64);
+}
+
+/**
+ * A conv weight's nonzero pattern, the same for every backend (src/tensor/sparse-conv.ts
+ * builds it from a mask): rows are output channels, columns c·kh·kw + i·kw + j; nonzeros
+ * in row-major order. rowPtr [outChannels + 1] and colIdx [nnz] compress the rows; tPtr
+ * [inChannels + 1] and tIdx [nnz] list, input channel by input channel, the nonzeros k
+ * (by their packed index) that read it; flat[k] = o·inChannels·kh·kw + colIdx[k].
+ */
+export interface ConvPattern {
+  readonly outChannels: number;
+  readonly inChannels: number;
+  readonly kh: number;
+  readonly kw: number;
+  readonly nnz: number;
+  readonly rowPtr: Int32Array;
+  readonly colIdx: Int32Array;
+  readonly tPtr: Int32Array;
+  readonly tIdx: Int32Array;
+  readonly flat: Int32Array;
 }
 
 /** A mask's nonzero pattern as compressed by one backend (`Backend.sparsePattern`). */

@@ -1,4 +1,4 @@
-export type { Backend, SparsePattern } from './backend.js';
+export type { Backend, ConvPattern, SparsePattern } from './backend.js';
 export { panelColumns, panelIndex } from './backend.js';
 export { referenceBackend } from './reference.js';
 export { loadNative, type NativeAddon, type SimdPath } from './native.js';

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import type { Backend } from './backend.js';
+import type { Backend, ConvPattern } from './backend.js';
 import { referenceBackend } from './reference.js';
 import type { PreparedMlp, SparseMlpKernels, SparseMlpLayer, UpdateRule } from './sparse-mlp.js';
 
@@ -56,12 +56,34 @@ export function loadNative(): NativeAddon | Error {
       const wanted = [...Object.keys(referenceBackend).filter((k) => k !== 'name'), 'simdPath', 'setSimd', 'setThreads', 'sparseMlpPrepare', 'sparseMlpStep', 'sparseMlpEval'];
       const missing = wanted.filter((k) => typeof addon[k] !== 'function');
       if (missing.length) throw new Error(`the addon ${file} lacks ${missing.join(', ')} (rebuild it: npm run build:addon)`);
-      loaded = { ...addon, name: 'native', sparseMlp: nativeSparseMlp(addon) } as NativeAddon;
+      loaded = { ...addon, ...nativeSparseConv(addon), name: 'native', sparseMlp: nativeSparseMlp(addon) } as NativeAddon;
     } catch (e) {
       loaded = e instanceof Error ? e : new Error(String(e));
     }
   }
   return loaded;
+}
+
+/** The addon's sparse convolutions take the pattern as its arrays and dimensions. */
+interface RawSparseConv {
+  sparseConvForward(rowPtr: Int32Array, colIdx: Int32Array, vals: Float32Array, x: Float32Array, y: Float32Array, bias: Float32Array | null,
+    n: number, cin: number, cout: number, h: number, w: number, kh: number, kw: number, padH: number, padW: number, relu: boolean): void;
+  sparseConvInputGrad(rowPtr: Int32Array, colIdx: Int32Array, tPtr: Int32Array, tIdx: Int32Array, vals: Float32Array, gy: Float32Array,
+    gx: Float32Array, n: number, cin: number, cout: number, h: number, w: number, kh: number, kw: number, padH: number, padW: number): void;
+  sparseConvWeightGrad(rowPtr: Int32Array, colIdx: Int32Array, x: Float32Array, gy: Float32Array, gvals: Float32Array,
+    n: number, cin: number, cout: number, h: number, w: number, kh: number, kw: number, padH: number, padW: number): void;
+}
+
+function nativeSparseConv(addon: RawSparseConv): Pick<Backend, 'sparseConvForward' | 'sparseConvInputGrad' | 'sparseConvWeightGrad'> {
+  const raw = { ...addon };
+  return {
+    sparseConvForward: (p: ConvPattern, vals, x, y, bias, n, h, w, padH, padW, relu) =>
+      raw.sparseConvForward(p.rowPtr, p.colIdx, vals, x, y, bias, n, p.inChannels, p.outChannels, h, w, p.kh, p.kw, padH, padW, relu),
+    sparseConvInputGrad: (p: ConvPattern, vals, gy, gx, n, h, w, padH, padW) =>
+      raw.sparseConvInputGrad(p.rowPtr, p.colIdx, p.tPtr, p.tIdx, vals, gy, gx, n, p.inChannels, p.outChannels, h, w, p.kh, p.kw, padH, padW),
+    sparseConvWeightGrad: (p: ConvPattern, x, gy, gvals, n, h, w, padH, padW) =>
+      raw.sparseConvWeightGrad(p.rowPtr, p.colIdx, x, gy, gvals, n, p.inChannels, p.outChannels, h, w, p.kh, p.kw, padH, padW),
+  };
 }
 
 interface RawSparseMlp {

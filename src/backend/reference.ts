@@ -1,4 +1,4 @@
-import { panelColumns, panelIndex as at, type Backend, type SparsePattern } from './backend.js';
+import { panelColumns, panelIndex as at, type Backend, type ConvPattern, type SparsePattern } from './backend.js';
 
 /**
  * Plain TypeScript kernels: simple loops with a fixed summation order (float64
@@ -489,6 +489,71 @@ export const referenceBackend: Backend = {
     }
   },
 
+  sparseConvForward(pattern, vals, x, y, bias, n, height, width, padH, padW, relu) {
+    const g = convGeometry('sparseConvForward', pattern, height, width, padH, padW);
+    const { outChannels: cout, inChannels: cin, kh, kw, rowPtr, colIdx } = pattern;
+    for (let b = 0; b < n; b++) {
+      for (let o = 0; o < cout; o++) {
+        for (let oy = 0; oy < g.outH; oy++) {
+          for (let ox = 0; ox < g.outW; ox++) {
+            let s = 0;
+            for (let k = rowPtr[o]; k < rowPtr[o + 1]; k++) {
+              const c = Math.floor(colIdx[k] / (kh * kw)), t = colIdx[k] % (kh * kw);
+              const iy = oy - padH + Math.floor(t / kw), ix = ox - padW + (t % kw);
+              if (iy >= 0 && iy < height && ix >= 0 && ix < width) s = Math.fround(s + vals[k] * x[((b * cin + c) * height + iy) * width + ix]);
+            }
+            s = Math.fround(s + (bias ? bias[o] : 0));
+            y[((b * cout + o) * g.outH + oy) * g.outW + ox] = relu && s < 0 ? 0 : s;
+          }
+        }
+      }
+    }
+  },
+
+  sparseConvInputGrad(pattern, vals, gradOut, gradIn, n, height, width, padH, padW) {
+    const g = convGeometry('sparseConvInputGrad', pattern, height, width, padH, padW);
+    const { outChannels: cout, inChannels: cin, kh, kw, rowPtr, colIdx } = pattern;
+    for (let b = 0; b < n; b++) {
+      for (let o = 0; o < cout; o++) {
+        for (let k = rowPtr[o]; k < rowPtr[o + 1]; k++) {
+          const c = Math.floor(colIdx[k] / (kh * kw)), t = colIdx[k] % (kh * kw);
+          const di = Math.floor(t / kw) - padH, dj = (t % kw) - padW;
+          for (let oy = 0; oy < g.outH; oy++) {
+            const iy = oy + di;
+            if (iy < 0 || iy >= height) continue;
+            for (let ox = 0; ox < g.outW; ox++) {
+              const ix = ox + dj;
+              if (ix >= 0 && ix < width) gradIn[((b * cin + c) * height + iy) * width + ix] += vals[k] * gradOut[((b * cout + o) * g.outH + oy) * g.outW + ox];
+            }
+          }
+        }
+      }
+    }
+  },
+
+  sparseConvWeightGrad(pattern, x, gradOut, gradVals, n, height, width, padH, padW) {
+    const g = convGeometry('sparseConvWeightGrad', pattern, height, width, padH, padW);
+    const { outChannels: cout, inChannels: cin, kh, kw, rowPtr, colIdx } = pattern;
+    for (let o = 0; o < cout; o++) {
+      for (let k = rowPtr[o]; k < rowPtr[o + 1]; k++) {
+        const c = Math.floor(colIdx[k] / (kh * kw)), t = colIdx[k] % (kh * kw);
+        const di = Math.floor(t / kw) - padH, dj = (t % kw) - padW;
+        let s = 0;
+        for (let b = 0; b < n; b++) {
+          for (let oy = 0; oy < g.outH; oy++) {
+            const iy = oy + di;
+            if (iy < 0 || iy >= height) continue;
+            for (let ox = 0; ox < g.outW; ox++) {
+              const ix = ox + dj;
+              if (ix >= 0 && ix < width) s += gradOut[((b * cout + o) * g.outH + oy) * g.outW + ox] * x[((b * cin + c) * height + iy) * width + ix];
+            }
+          }
+        }
+        gradVals[k] += s;
+      }
+    }
+  },
+
   toPanels(x, out, n, features, ld) {
     for (let c = 0; c < panelColumns(ld); c++) {
       for (let i = 0; i < features; i++) out[at(i, c, features)] = c < n ? x[c * features + i] : 0;
@@ -505,6 +570,14 @@ export const referenceBackend: Backend = {
 /** Output size of a convolution along one axis. */
 function convOut(size: number, k: number, stride: number, pad: number): number {
   return Math.floor((size + 2 * pad - k) / stride) + 1;
+}
+
+/** The output size of a sparse convolution, after checking its padding as the native kernels do. */
+function convGeometry(fn: string, p: ConvPattern, height: number, width: number, padH: number, padW: number): { outH: number; outW: number } {
+  if (padH >= p.kh || padW >= p.kw) throw new RangeError(`${fn}: kernel ${p.kh}x${p.kw} needs padding below it, got ${padH}x${padW}`);
+  const outH = height + 2 * padH - p.kh + 1, outW = width + 2 * padW - p.kw + 1;
+  if (outH < 1 || outW < 1) throw new RangeError(`${fn}: a ${p.kh}x${p.kw} kernel with padding ${padH}x${padW} does not fit a ${height}x${width} image`);
+  return { outH, outW };
 }
 
 /** Output size of an unpadded pooling along one axis. */

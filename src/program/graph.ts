@@ -1,12 +1,14 @@
-import { getBackend, type SparsePattern } from '../backend/index.js';
+import { getBackend, type ConvPattern, type SparsePattern } from '../backend/index.js';
 import { check } from '../core/errors.js';
 import type { Dataset } from '../data/dataset.js';
-import { Linear } from '../nn/layers.js';
+import { Conv2d, Linear } from '../nn/layers.js';
 import type { Model } from '../nn/model.js';
 import { Sequential, type Module, type StateDict } from '../nn/module.js';
 import { Optimizer, checkOptimizerState, stateNames, type OptimizerState, type ParamSlot } from '../nn/optim.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { fromPanels, maskPattern, packValues, sparseLinearPanels, toPanels, unpackValues, useSparse } from '../tensor/sparse.js';
+import { convMaskPattern, sparseConv2d, sparseConvFits, useSparseConv } from '../tensor/sparse-conv.js';
+import { Workspace, usesWinograd } from '../tensor/conv.js';
 import { BufferArena, Tensor, noGrad } from '../tensor/tensor.js';
 import { applyMasks } from './masks.js';
 import type { CompileOptions, EvalResult, Minibatches, Program } from './program.js';
@@ -14,20 +16,33 @@ import type { CompileOptions, EvalResult, Minibatches, Program } from './program
 /** The buffers (floats) an evaluation batch of flat samples may take: 32M, 128 MB. */
 const EVAL_FLOATS = 32 * 1024 * 1024;
 
-/** A Linear layer the graph program computes on sparse kernels, with its packed weight. */
-interface SparseWeight {
+/** A Linear or Conv2d layer the graph program computes on sparse kernels, with its packed weight. */
+type SparseWeight = SparseLinear | SparseConv;
+
+interface PackedWeight {
   readonly name: string;
-  readonly layer: Linear;
-  readonly pattern: SparsePattern;
   /** The weight's values at the pattern's nonzeros: the live weight, trained in place of layer.weight. */
   readonly vals: Tensor;
+}
+
+interface SparseLinear extends PackedWeight {
+  readonly layer: Linear;
+  readonly pattern: SparsePattern;
+}
+
+interface SparseConv extends PackedWeight {
+  readonly layer: Conv2d;
+  readonly pattern: ConvPattern;
+  /** The output buffers kept from step to step (as the dense layer's own). */
+  readonly workspace: Workspace;
 }
 
 /**
  * The autograd program, for any model: the model's own forward, except that inside a
  * Sequential each run of consecutive masked Linear layers that the sparse mode puts on
  * sparse kernels becomes one sparse chain (toPanels, a sparse layer each, fromPanels), its
- * weights packed per nonzero. The optimiser trains the packed weights and the model's
+ * weights packed per nonzero, and each masked stride-1 Conv2d that it puts on sparse
+ * kernels (under 'auto', below the density threshold of its dense path) a sparse convolution. The optimiser trains the packed weights and the model's
  * other parameters, with each dense weight's mask.
  */
 export class GraphProgram implements Program {
@@ -52,15 +67,24 @@ export class GraphProgram implements Program {
     const mode = opts.context.settings.sparse;
     const be = opts.context.backend;
     const sparseOf = new Map<Module, SparseWeight>();
-    const reachable = sequentialLinears(model);
+    const reachable = sequentialLayers(model);
     for (const [path, m] of model.namedModules()) {
-      if (!(m instanceof Linear) || !reachable.has(m)) continue;
+      if (!reachable.has(m)) continue;
       const name = path ? `${path}.weight` : 'weight';
       const mask = this.masks.get(name);
       if (!mask) continue;
-      const { pattern, density } = maskPattern(mask, m.outFeatures, m.inFeatures, be);
-      if (!useSparse(density, mode, m.weight.size)) continue;
-      const sw = { name, layer: m, pattern, vals: new Tensor(packValues(pattern, m.weight.data), [pattern.nnz], true) };
+      let sw: SparseWeight;
+      if (m instanceof Linear) {
+        const { pattern, density } = maskPattern(mask, m.outFeatures, m.inFeatures, be);
+        if (!useSparse(density, mode, m.weight.size)) continue;
+        sw = { name, layer: m, pattern, vals: new Tensor(packValues(pattern, m.weight.data), [pattern.nnz], true) };
+      } else if (m instanceof Conv2d && sparseConvFits(m.kernel, m.geometry)) {
+        const { pattern, density } = convMaskPattern(mask, m.outChannels, m.inChannels, m.kernel[0], m.kernel[1]);
+        if (!useSparseConv(density, mode, usesWinograd(m.inChannels, m.outChannels, m.kernel[0], m.kernel[1], m.geometry))) continue;
+        sw = { name, layer: m, pattern, vals: new Tensor(packValues(pattern, m.weight.data), [pattern.nnz], true), workspace: new Workspace() };
+      } else {
+        continue;
+      }
       sparseOf.set(m, sw);
       this.sparse.push(sw);
     }
@@ -213,15 +237,15 @@ export class GraphProgram implements Program {
 }
 
 /**
- * The Linear layers that are children of a Sequential reached from `m` through Sequentials
- * only: the ones whose computation the program can replace (any other module runs its own
- * forward, which reads its layers' dense weights).
+ * The Linear and Conv2d layers that are children of a Sequential reached from `m` through
+ * Sequentials only: the ones whose computation the program can replace (any other module
+ * runs its own forward, which reads its layers' dense weights).
  */
-function sequentialLinears(m: Module, out = new Set<Linear>()): Set<Linear> {
+function sequentialLayers(m: Module, out = new Set<Module>()): Set<Module> {
   if (m instanceof Sequential) {
     for (const [, c] of m.namedChildren()) {
-      if (c instanceof Linear) out.add(c);
-      else sequentialLinears(c, out);
+      if (c instanceof Linear || c instanceof Conv2d) out.add(c);
+      else sequentialLayers(c, out);
     }
   }
   return out;
@@ -229,15 +253,26 @@ function sequentialLinears(m: Module, out = new Set<Linear>()): Set<Linear> {
 
 /**
  * The forward function of `m`: a Sequential's children in order, each run of consecutive
- * sparse Linear layers as one chain on panels; any other module as its own forward.
+ * sparse Linear layers as one chain on panels, each sparse Conv2d as a sparse convolution;
+ * any other module as its own forward.
  */
 function compileModule(m: Module, sparseOf: ReadonlyMap<Module, SparseWeight>): (x: Tensor) => Tensor {
   if (!(m instanceof Sequential)) return (x) => m.forward(x);
   const steps: Array<(x: Tensor) => Tensor> = [];
   const children = m.namedChildren().map(([, c]) => c);
   for (let i = 0; i < children.length;) {
-    const chain: SparseWeight[] = [];
-    while (i < children.length && sparseOf.has(children[i])) chain.push(sparseOf.get(children[i++])!);
+    const conv = sparseOf.get(children[i]);
+    if (conv && 'workspace' in conv) {
+      const { vals, pattern, layer, workspace } = conv;
+      steps.push((x) => sparseConv2d(x, vals, pattern, layer.bias, layer.geometry, layer.activation, workspace));
+      i++;
+      continue;
+    }
+    const chain: SparseLinear[] = [];
+    for (let s = sparseOf.get(children[i]); s && !('workspace' in s); s = sparseOf.get(children[i])) {
+      chain.push(s);
+      i++;
+    }
     if (chain.length === 0) {
       steps.push(compileModule(children[i], sparseOf));
       i++;

@@ -97,7 +97,7 @@ export class Workspace {
 }
 
 /** The output tensor of an op: from the workspace when gradients are recorded through it, else fresh. */
-function outputTensor(shape: readonly number[], ws: Workspace | undefined, inputs: Tensor[]): Tensor {
+export function outputTensor(shape: readonly number[], ws: Workspace | undefined, inputs: Tensor[]): Tensor {
   if (ws && isGradEnabled() && inputs.some((t) => t.requiresGrad)) return ws.output(shape);
   return Tensor.zeros(shape);
 }
@@ -109,6 +109,13 @@ function outputTensor(shape: readonly number[], ws: Workspace | undefined, input
  * over all 9·channels columns serves better.
  */
 export const WINOGRAD_MIN_CHANNELS = 8;
+
+/** Whether conv2d runs a convolution of this shape on conv3x3 (Winograd) rather than im2col. */
+export function usesWinograd(inChannels: number, outChannels: number, kh: number, kw: number, geometry: Conv2dGeometry): boolean {
+  const { strideH, strideW, padH, padW } = geometry;
+  return kh === 3 && kw === 3 && strideH === 1 && strideW === 1 && padH === padW && padH <= 2
+    && inChannels >= WINOGRAD_MIN_CHANNELS && outChannels >= WINOGRAD_MIN_CHANNELS;
+}
 
 /**
  * 2-D convolution (cross-correlation, as PyTorch's Conv2d) with optional bias and fused
@@ -141,8 +148,7 @@ export function conv2d(
   const inputs = bias ? [x, weight, bias] : [x, weight];
   const y = outputTensor([n, cout, oh, ow], ws, inputs);
   const b = bias ? bias.data : zeroArray(cout);
-  const winograd = kh === 3 && kw === 3 && strideH === 1 && strideW === 1 && padH === padW && padH <= 2
-    && cin >= WINOGRAD_MIN_CHANNELS && cout >= WINOGRAD_MIN_CHANNELS;
+  const winograd = usesWinograd(cin, cout, kh, kw, geometry);
   if (winograd) {
     be.conv3x3(x.data, weight.data, y.data, n, cin, cout, h, w, padH, false, false);
     if (bias || relu) be.channelBiasAct(y.data, b, y.data, n, cout, hw, relu);

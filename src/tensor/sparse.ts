@@ -46,14 +46,14 @@ export function maskPattern(mask: Float32Array, rows: number, cols: number, be: 
 }
 
 /** The packed values of a dense weight at a pattern's nonzeros, [nnz]. */
-export function packValues(pattern: SparsePattern, dense: Float32Array, out: Float32Array = new Float32Array(pattern.nnz)): Float32Array {
+export function packValues(pattern: { readonly flat: Int32Array; readonly nnz: number }, dense: Float32Array, out: Float32Array = new Float32Array(pattern.nnz)): Float32Array {
   const { flat } = pattern;
   for (let k = 0; k < flat.length; k++) out[k] = dense[flat[k]];
   return out;
 }
 
 /** Writes packed values into a dense array at the pattern's nonzeros (the other entries are left as they are). */
-export function unpackValues(pattern: SparsePattern, packed: Float32Array, dense: Float32Array): Float32Array {
+export function unpackValues(pattern: { readonly flat: Int32Array }, packed: Float32Array, dense: Float32Array): Float32Array {
   const { flat } = pattern;
   for (let k = 0; k < flat.length; k++) dense[flat[k]] = packed[k];
   return dense;

@@ -1,0 +1,182 @@
+// Sparse convolution kernel bodies, included by native/sparse_conv.cc once per ISA inside
+// its own namespace with LTH_SC_TARGET set to that ISA's target attribute and LTH_SC_VMAX
+// to the most 16-float vectors a tile keeps in registers (8 on AVX-512: 8 of its 32 zmm;
+// 4 elsewhere, 8 of AVX2's 16 ymm). No standard headers here (see native/README.md).
+//
+// The "shift" form of a stride-1 convolution: with the input zero-padded into planes of
+// width Wp, output (y, x) of a plane laid out on the same width is at q = y·Wp + x, and the
+// input under kernel tap (c, i, j) is at c·plane + i·Wp + j + q. So every nonzero of the
+// weight is one fixed offset, and a run of outputs is a vector FMA over a contiguous run
+// of the padded input: no im2col. Columns x ≥ outW of that grid are junk, computed and
+// dropped (2 of 34 at 32×32, 2 of 10 at 8×8).
+
+typedef float vf __attribute__((vector_size(64), aligned(4), may_alias));
+
+LTH_SC_TARGET static inline vf ld16(const float* p) { return *reinterpret_cast<const vf*>(p); }
+LTH_SC_TARGET static inline void st16(float* p, vf v) { *reinterpret_cast<vf*>(p) = v; }
+
+// tile[16v + l] (+)= Σ_{j0 ≤ j < j1} w[j]·src[off[j] + q0 + 16v + l] for v < V (adding to
+// the tile when Load): each term in order j0, j1 - 1, one FMA chain per output.
+template <int V, bool Load>
+LTH_SC_TARGET static inline void shift_tile(const float* src, const int32_t* off, const float* w, int64_t j0, int64_t j1,
+                                            int64_t q0, float* tile) {
+  vf a[V];
+  for (int v = 0; v < V; v++) a[v] = Load ? ld16(tile + 16 * v) : vf{};
+  const float* s = src + q0;
+  for (int64_t j = j0; j < j1; j++) {
+    const float* p = s + off[j];
+    const float wj = w[j];
+    for (int v = 0; v < V; v++) a[v] += wj * ld16(p + 16 * v);
+  }
+  for (int v = 0; v < V; v++) st16(tile + 16 * v, a[v]);
+}
+
+template <bool Load>
+LTH_SC_TARGET static inline void shift_tiles(int vecs, const float* src, const int32_t* off, const float* w, int64_t j0,
+                                             int64_t j1, int64_t q0, float* tile) {
+  switch (vecs) {
+#if LTH_SC_VMAX > 4
+    case 8: shift_tile<8, Load>(src, off, w, j0, j1, q0, tile); break;
+    case 7: shift_tile<7, Load>(src, off, w, j0, j1, q0, tile); break;
+    case 6: shift_tile<6, Load>(src, off, w, j0, j1, q0, tile); break;
+    case 5: shift_tile<5, Load>(src, off, w, j0, j1, q0, tile); break;
+#endif
+    case 4: shift_tile<4, Load>(src, off, w, j0, j1, q0, tile); break;
+    case 3: shift_tile<3, Load>(src, off, w, j0, j1, q0, tile); break;
+    case 2: shift_tile<2, Load>(src, off, w, j0, j1, q0, tile); break;
+    default: shift_tile<1, Load>(src, off, w, j0, j1, q0, tile); break;
+  }
+}
+
+// The output rows [r0, r1) of a shift-form convolution of one image: row r is
+// Σ_{ptr[r] ≤ j < ptr[r+1]} w[j]·src[off[j] + q] over the grid q < outH·width, computed
+// into ext [rows][qn] (qn: the grid rounded up to 16), then its valid columns (x < outW)
+// written to out[r·outH·outW + y·outW + x] as bias[r] + the sum (ReLU'd when relu), or
+// added to what is there (accumulate; bias then null). src must be readable up to the
+// largest offset + qn (the caller pads it).
+//
+// A row's nonzeros are in source channel order, split into nb blocks of channels
+// (seg [rows][nb + 1]: row r's nonzeros of block b are [seg[r][b], seg[r][b+1])). A tile of
+// outputs is computed block by block, every row's segment of a block before the next
+// block, so the source rows a block reads stay in L1; the tile goes through memory between
+// segments, which changes no rounding (the FMA chain is the same).
+LTH_SC_TARGET static void shift_conv(const float* src, const int32_t* seg, int64_t nb, const int32_t* off, const float* w,
+                                     int64_t r0, int64_t r1, int64_t outH, int64_t outW, int64_t width, float* ext,
+                                     float* out, const float* bias, bool relu, bool accumulate) {
+  constexpr int64_t T = 16 * LTH_SC_VMAX;
+  const int64_t q1 = outH * width, qn = (q1 + 15) / 16 * 16, plane = outH * outW;
+  for (int64_t q0 = 0; q0 < q1; q0 += T) {
+    const int64_t qe = q0 + T < q1 ? q0 + T : q1;
+    const int vecs = (int)((qe - q0 + 15) / 16);
+    for (int64_t b = 0; b < nb; b++) {
+      for (int64_t r = r0; r < r1; r++) {
+        const int32_t* s = seg + r * (nb + 1);
+        float* tile = ext + (r - r0) * qn + q0;
+        if (b == 0) shift_tiles<false>(vecs, src, off, w, s[0], s[1], q0, tile);
+        else if (s[b] < s[b + 1]) shift_tiles<true>(vecs, src, off, w, s[b], s[b + 1], q0, tile);
+      }
+    }
+  }
+  for (int64_t r = r0; r < r1; r++) {
+    const float b = bias ? bias[r] : 0.0f;
+    for (int64_t y = 0; y < outH; y++) {
+      const float* t = ext + (r - r0) * qn + y * width;
+      float* d = out + r * plane + y * outW;
+      if (accumulate) {
+        for (int64_t x = 0; x < outW; x++) d[x] += t[x];
+      } else if (relu) {
+        for (int64_t x = 0; x < outW; x++) {
+          const float v = t[x] + b;
+          d[x] = v < 0.0f ? 0.0f : v;  // NaN stays NaN
+        }
+      } else {
+        for (int64_t x = 0; x < outW; x++) d[x] = t[x] + b;
+      }
+    }
+  }
+}
+
+// One step of reducing 16 accumulators to one vector: within each block of 2h lanes, the
+// first h lanes become a's two halves added, the next h lanes b's.
+template <int H>
+LTH_SC_TARGET static inline vf fold(vf a, vf b) {
+#define LTH_SC_LO(l) ((l) % (2 * H) < H ? (l) : 16 + (l) - H)
+#define LTH_SC_HI(l) ((l) % (2 * H) < H ? (l) + H : 16 + (l))
+  const vf lo = __builtin_shufflevector(a, b, LTH_SC_LO(0), LTH_SC_LO(1), LTH_SC_LO(2), LTH_SC_LO(3), LTH_SC_LO(4),
+                                        LTH_SC_LO(5), LTH_SC_LO(6), LTH_SC_LO(7), LTH_SC_LO(8), LTH_SC_LO(9), LTH_SC_LO(10),
+                                        LTH_SC_LO(11), LTH_SC_LO(12), LTH_SC_LO(13), LTH_SC_LO(14), LTH_SC_LO(15));
+  const vf hi = __builtin_shufflevector(a, b, LTH_SC_HI(0), LTH_SC_HI(1), LTH_SC_HI(2), LTH_SC_HI(3), LTH_SC_HI(4),
+                                        LTH_SC_HI(5), LTH_SC_HI(6), LTH_SC_HI(7), LTH_SC_HI(8), LTH_SC_HI(9), LTH_SC_HI(10),
+                                        LTH_SC_HI(11), LTH_SC_HI(12), LTH_SC_HI(13), LTH_SC_HI(14), LTH_SC_HI(15));
+#undef LTH_SC_LO
+#undef LTH_SC_HI
+  return lo + hi;
+}
+
+// The sums of 16 accumulators: lane l of the result is the sum of a[rev(l)], rev reversing
+// l's 4 bits (what four folds of pairs give).
+LTH_SC_TARGET static inline vf sum16(const vf* a) {
+  vf h8[8], h4[4], h2[2];
+  for (int i = 0; i < 8; i++) h8[i] = fold<8>(a[2 * i], a[2 * i + 1]);
+  for (int i = 0; i < 4; i++) h4[i] = fold<4>(h8[2 * i], h8[2 * i + 1]);
+  for (int i = 0; i < 2; i++) h2[i] = fold<2>(h4[2 * i], h4[2 * i + 1]);
+  return fold<1>(h2[0], h2[1]);
+}
+
+LTH_SC_TARGET static inline float hsum(vf a) {
+  float s[16] __attribute__((aligned(64)));
+  // Pairwise halves: fixed order, the same on every path.
+  for (int l = 0; l < 8; l++) s[l] = a[l] + a[l + 8];
+  for (int l = 0; l < 4; l++) s[l] += s[l + 4];
+  return (s[0] + s[2]) + (s[1] + s[3]);
+}
+
+// Weight gradient of one image's rows [r0, r1): acc[j] += Σ_{q < qn} gy[r·qn + q]·src[off[j] + q]
+// for the nonzeros j of each row, gy on the padded grid (its junk columns zero) and qn a
+// multiple of 16. On AVX-512 sixteen nonzeros at a time share the loads of gy and one
+// reduction (sum16); then four at a time, then one.
+LTH_SC_TARGET static void shift_weight_grad(const float* src, const float* gy, const int32_t* ptr, const int32_t* off,
+                                            int64_t r0, int64_t r1, int64_t qn, float* acc) {
+  for (int64_t r = r0; r < r1; r++) {
+    const float* g = gy + r * qn;
+    int64_t j = ptr[r];
+    const int64_t je = ptr[r + 1];
+#if LTH_SC_VMAX > 4
+    constexpr int kRev[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
+    for (; j + 16 <= je; j += 16) {
+      const float* p[16];
+      for (int i = 0; i < 16; i++) p[i] = src + off[j + kRev[i]];
+      vf a[16];
+      for (int i = 0; i < 16; i++) a[i] = vf{};
+      for (int64_t q = 0; q < qn; q += 16) {
+        const vf gv = ld16(g + q);
+        for (int i = 0; i < 16; i++) a[i] += gv * ld16(p[i] + q);
+      }
+      st16(acc + j, ld16(acc + j) + sum16(a));
+    }
+#endif
+    for (; j + 4 <= je; j += 4) {
+      const float *p0 = src + off[j], *p1 = src + off[j + 1], *p2 = src + off[j + 2], *p3 = src + off[j + 3];
+      vf a0 = {}, a1 = {}, a2 = {}, a3 = {};
+      for (int64_t q = 0; q < qn; q += 16) {
+        const vf gv = ld16(g + q);
+        a0 += gv * ld16(p0 + q);
+        a1 += gv * ld16(p1 + q);
+        a2 += gv * ld16(p2 + q);
+        a3 += gv * ld16(p3 + q);
+      }
+      acc[j] += hsum(a0);
+      acc[j + 1] += hsum(a1);
+      acc[j + 2] += hsum(a2);
+      acc[j + 3] += hsum(a3);
+    }
+    for (; j < je; j++) {
+      const float* p = src + off[j];
+      vf a = {};
+      for (int64_t q = 0; q < qn; q += 16) a += ld16(g + q) * ld16(p + q);
+      acc[j] += hsum(a);
+    }
+  }
+}
+
+static const ConvKernels kTable = {shift_conv, shift_weight_grad};

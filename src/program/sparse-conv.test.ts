@@ -1,0 +1,109 @@
+/**
+ * Masked convolutions on sparse kernels in the graph program: which layers 'auto', 'on' and
+ * 'off' put there, training steps equal to the dense-masked graph's (losses, weights,
+ * Adam's state), pruned weights staying zero, and a checkpoint (state + optimiser state)
+ * that a fresh program resumes bitwise.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { resolveContext, type RunContext } from '../backend/index.js';
+import { Rng } from '../core/rng.js';
+import { Dataset } from '../data/dataset.js';
+import { getModel } from '../models/registry.js';
+import type { Model } from '../nn/model.js';
+import type { OptimizerSettings } from '../nn/optim.js';
+import { compileProgram } from './compile.js';
+import type { Program } from './program.js';
+
+const adam: OptimizerSettings = { name: 'adam', lr: 2e-3, momentum: 0, weightDecay: 0 };
+const sgd: OptimizerSettings = { name: 'sgd', lr: 0.02, momentum: 0.9, weightDecay: 1e-4 };
+const context = (sparse: 'auto' | 'on' | 'off'): RunContext => resolveContext({ sparse }, {});
+
+/** A narrow Conv-4 on 16x16 images (convs 8, 8, 16, 16; fc 32, 32, 10). */
+function build(): Model {
+  const m = getModel('conv4').forInput!([3, 16, 16]).withWidths!([8, 8, 16, 16, 32, 32]);
+  m.initialize(new Rng(1, 'init'));
+  return m;
+}
+
+/** Random masks: the convolutions at `conv` density, the fully connected layers at `fc`. */
+function masks(conv: number, fc: number): Map<string, Float32Array> {
+  const rng = new Rng(2, 'mask');
+  return new Map(build().prunableLayers().map((l) => {
+    const d = l.kind === 'conv2d' ? conv : fc;
+    return [l.name, new Float32Array(l.shape.reduce((a, b) => a * b, 1)).map(() => (rng.uniform() < d ? 1 : 0))];
+  }));
+}
+
+const rng = new Rng(6, 'data');
+const data = new Dataset(new Float32Array(96 * 3 * 16 * 16).map(() => rng.normal()), Int32Array.from({ length: 96 }, () => rng.int(10)), [3, 16, 16], 10);
+const order = new Rng(0, 'order').permutation(96);
+
+function steps(p: Program, count: number, from = 0): number[] {
+  const losses = new Float64Array(count);
+  assert.equal(p.step({ data, order, from, batchSize: 8 }, losses), count);
+  return [...losses];
+}
+
+function assertClose(a: ReadonlyMap<string, Float32Array>, b: ReadonlyMap<string, Float32Array>, tol: number, what: string) {
+  assert.deepEqual([...a.keys()], [...b.keys()], what);
+  for (const [name, x] of a) {
+    const y = b.get(name)!;
+    for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i] - y[i]) <= tol * (1 + Math.abs(y[i])), `${what} ${name}[${i}]: ${x[i]} vs ${y[i]}`);
+  }
+}
+
+test('graph program: which masked convolutions run sparse under auto, on and off', () => {
+  const sparse = (m: Map<string, Float32Array>, mode: 'auto' | 'on' | 'off') =>
+    [...compileProgram(build(), { masks: m, optimizer: adam, context: context(mode) }).sparseWeights].filter((n) => n.startsWith('conv'));
+  const all = ['conv1.weight', 'conv2.weight', 'conv3.weight', 'conv4.weight'];
+  assert.deepEqual(sparse(masks(0.1, 1), 'auto'), all);
+  assert.deepEqual(sparse(masks(0.6, 1), 'auto'), []);
+  assert.deepEqual(sparse(masks(0.3, 1), 'auto'), ['conv1.weight'], 'the first layer (3 channels, im2col when dense) to a higher density');
+  assert.deepEqual(sparse(masks(0.6, 1), 'on'), all);
+  assert.deepEqual(sparse(masks(0.1, 1), 'off'), []);
+  resolveContext({}, {});
+});
+
+test('graph program: sparse convolutions train as the dense masked ones (10 Adam and SGD steps), pruned weights stay zero', () => {
+  const m = masks(0.2, 0.3);
+  for (const optimizer of [sgd, adam]) {
+    const run = (mode: 'on' | 'off') => {
+      const p = compileProgram(build(), { masks: m, optimizer, context: context(mode) });
+      return { sparse: p.sparseWeights, losses: steps(p, 10), state: p.state(), opt: p.optimizerState() };
+    };
+    const s = run('on'), d = run('off');
+    assert.ok(s.sparse.has('conv2.weight') && !d.sparse.has('conv2.weight'));
+    s.losses.forEach((l, i) => assert.ok(Math.abs(l - d.losses[i]) <= 1e-4 * d.losses[i], `${optimizer.name} loss ${i}: ${l} vs ${d.losses[i]}`));
+    // Adam divides by the root of a gradient's square: where a gradient is near zero, the
+    // kernels' different summation orders move a weight by up to a step (lr).
+    const tol = optimizer.name === 'sgd' ? 1e-4 : optimizer.lr;
+    assertClose(s.state, d.state, tol, `${optimizer.name} weights`);
+    if (optimizer.name === 'sgd') assertClose(s.opt.arrays, d.opt.arrays, tol, 'momentum');
+    assert.equal(s.opt.steps, d.opt.steps);
+    for (const [name, mask] of m) {
+      const w = s.state.get(name)!;
+      for (let i = 0; i < mask.length; i++) if (mask[i] === 0) assert.ok(Object.is(w[i], 0), `${name}[${i}] is pruned`);
+    }
+  }
+  resolveContext({}, {});
+});
+
+test('graph program with sparse convolutions: a fresh program loading state and optimiser state resumes bitwise; writeBack', () => {
+  const m = masks(0.2, 0.3);
+  const make = (model = build()) => compileProgram(model, { masks: m, optimizer: adam, context: context('on') });
+  const original = make();
+  steps(original, 4);
+  const fresh = make();
+  fresh.load(original.state());
+  fresh.loadOptimizerState(original.optimizerState());
+  assert.deepEqual(steps(fresh, 3, 32), steps(original, 3, 32));
+  assert.deepEqual(fresh.state(), original.state());
+  assert.deepEqual(fresh.optimizerState(), original.optimizerState());
+  const model = build();
+  const p = make(model);
+  p.load(original.state());
+  p.writeBack();
+  assert.deepEqual(model.state(), original.state(), 'the model holds the live weights at full size');
+  resolveContext({}, {});
+});

@@ -1,0 +1,108 @@
+import { getBackend, type ConvPattern, type SparseMode } from '../backend/index.js';
+import { check } from '../core/errors.js';
+import { outputTensor, type Conv2dGeometry, type Workspace } from './conv.js';
+import { Tensor, isGradEnabled } from './tensor.js';
+
+/**
+ * Sparse convolutions: a Conv2d computed only at the nonzeros of its weight's mask
+ * (forward, input gradient, weight gradient at the nonzeros), the weight packed [nnz] in
+ * row-major order so that its gradient and optimiser state are packed too, as a sparse
+ * Linear's are (sparse.ts). Stride 1 with padding below the kernel size: the native kernels
+ * convolve each zero-padded image in the shift form (native/sparse_conv.cc).
+ */
+
+/**
+ * Below this mask density a masked stride-1 Conv2d that conv2d would run on Winograd runs
+ * sparse (sparse mode 'auto'). Measured on a 2-core AVX-512 machine (one thread, CPU time
+ * of forward + both gradients, batch 60, Conv-6's layers 2-6, sparse / dense): at 15%
+ * 0.66-0.85, 20% 0.70-0.90, 25% 0.87-1.09, 30% 0.90-1.24. Conv-6's IMP level 10 (19.7%)
+ * runs sparse, level 9 (23.2%) dense.
+ */
+export const SPARSE_CONV_DENSITY_THRESHOLD = 0.22;
+
+/**
+ * The same for a convolution that conv2d runs on im2col (Conv-2/4/6's first layer, 3 input
+ * channels): there the sparse kernels cost about what the dense path does even at full
+ * density (0.9-1.0 of it), and 0.4-0.6 at 20-50%.
+ */
+export const SPARSE_IM2COL_CONV_DENSITY_THRESHOLD = 0.5;
+
+/** Whether a convolution of this geometry and kernel can run on the sparse kernels. */
+export function sparseConvFits(kernel: readonly [number, number], geometry: Conv2dGeometry): boolean {
+  return geometry.strideH === 1 && geometry.strideW === 1 && geometry.padH < kernel[0] && geometry.padW < kernel[1];
+}
+
+/**
+ * Whether a masked convolution of this density runs sparse under `mode` (when its geometry
+ * fits); `winograd`: whether its dense path is Winograd (usesWinograd).
+ */
+export function useSparseConv(density: number, mode: SparseMode, winograd = true): boolean {
+  const threshold = winograd ? SPARSE_CONV_DENSITY_THRESHOLD : SPARSE_IM2COL_CONV_DENSITY_THRESHOLD;
+  return mode === 'on' || (mode === 'auto' && density < threshold);
+}
+
+/** The pattern of `mask` (nonzero = kept, NaN included) for a weight [outChannels, inChannels, kh, kw], and its density. */
+export function convMaskPattern(mask: Float32Array, outChannels: number, inChannels: number, kh: number, kw: number): { pattern: ConvPattern; density: number } {
+  const ckk = inChannels * kh * kw, size = outChannels * ckk;
+  check(mask.length === size, () => `sparse conv: mask has ${mask.length} values, expected ${outChannels}x${inChannels}x${kh}x${kw}`);
+  check(size < 2 ** 31, () => `sparse conv: a weight of ${size} entries is too large`);
+  let nnz = 0;
+  for (let i = 0; i < size; i++) if (mask[i] !== 0) nnz++;
+  const rowPtr = new Int32Array(outChannels + 1), colIdx = new Int32Array(nnz), flat = new Int32Array(nnz);
+  const tPtr = new Int32Array(inChannels + 1), tIdx = new Int32Array(nnz);
+  const taps = kh * kw;
+  let k = 0;
+  for (let o = 0; o < outChannels; o++) {
+    for (let c = 0; c < ckk; c++) {
+      if (mask[o * ckk + c] === 0) continue;
+      colIdx[k] = c;
+      flat[k++] = o * ckk + c;
+      tPtr[Math.floor(c / taps) + 1]++;
+    }
+    rowPtr[o + 1] = k;
+  }
+  for (let c = 0; c < inChannels; c++) tPtr[c + 1] += tPtr[c];
+  const next = tPtr.slice(0, inChannels);
+  for (let j = 0; j < nnz; j++) tIdx[next[Math.floor(colIdx[j] / taps)]++] = j;
+  const pattern = { outChannels, inChannels, kh, kw, nnz, rowPtr, colIdx, tPtr, tIdx, flat };
+  return { pattern, density: size ? nnz / size : 0 };
+}
+
+/**
+ * y = act(conv2d(x, W) + b) with W given by its pattern and packed values `vals` [nnz] (a
+ * tensor: its gradient is packed too); the same values as conv2d on the masked dense
+ * weight up to float summation order. On the buffers of `ws` when one is given.
+ */
+export function sparseConv2d(
+  x: Tensor, vals: Tensor, pattern: ConvPattern, bias: Tensor | null, geometry: Conv2dGeometry, activation: 'none' | 'relu', ws?: Workspace,
+): Tensor {
+  const { outChannels: cout, inChannels: cin, kh, kw } = pattern;
+  check(x.shape.length === 4 && x.shape[1] === cin,
+    () => `sparseConv2d: input must be [batch, ${cin}, height, width], got [${x.shape.join(', ')}]`);
+  check(vals.size === pattern.nnz, () => `sparseConv2d: ${vals.size} packed values for a pattern of ${pattern.nnz} nonzeros`);
+  check(bias === null || bias.size === cout, () => `sparseConv2d: bias has ${bias!.size} values, expected ${cout}`);
+  check(sparseConvFits([kh, kw], geometry),
+    () => `sparseConv2d: needs stride 1 and padding below the kernel size, got stride ${geometry.strideH}x${geometry.strideW}, padding ${geometry.padH}x${geometry.padW} for a ${kh}x${kw} kernel`);
+  const [n, , h, w] = x.shape;
+  const { padH, padW } = geometry;
+  const oh = h + 2 * padH - kh + 1, ow = w + 2 * padW - kw + 1;
+  check(oh >= 1 && ow >= 1, () => `sparseConv2d: a ${kh}x${kw} kernel with padding ${padH}x${padW} does not fit a ${h}x${w} input`);
+  const be = getBackend();
+  const relu = activation === 'relu';
+  const inputs = bias ? [x, vals, bias] : [x, vals];
+  const y = outputTensor([n, cout, oh, ow], ws, inputs);
+  be.sparseConvForward(pattern, vals.data, x.data, y.data, bias ? bias.data : null, n, h, w, padH, padW, relu);
+  if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
+    y.requiresGrad = true;
+    y.parents = inputs;
+    y.backwardFn = () => {
+      const gy = y.grad!;
+      // y.grad belongs to y and nobody reads it after this: mask it in place.
+      if (relu) be.reluBackward(gy, y.data, gy, gy.length);
+      if (bias?.requiresGrad) be.sumChannels(gy, bias.ensureGrad(), n, cout, oh * ow, true);
+      if (vals.requiresGrad) be.sparseConvWeightGrad(pattern, x.data, gy, vals.ensureGrad(), n, h, w, padH, padW);
+      if (x.requiresGrad) be.sparseConvInputGrad(pattern, vals.data, gy, x.ensureGrad(), n, h, w, padH, padW);
+    };
+  }
+  return y;
+}
