@@ -14,6 +14,7 @@ bool register_norm(napi_env env, napi_value exports);           // norm.cc: batc
 bool register_sparse_pattern(napi_env env, napi_value exports); // sparse_pattern.cc: sparsePattern
 bool register_sparse(napi_env env, napi_value exports);         // sparse_bindings.cc
 bool register_sparse_mlp(napi_env env, napi_value exports);     // sparse_mlp.cc
+bool register_dense_mlp(napi_env env, napi_value exports);      // dense_mlp.cc
 bool register_select(napi_env env, napi_value exports);         // select.cc: selectByMagnitude
 bool register_seq(napi_env env, napi_value exports);            // seq.cc: LSTM cell, row softmax, layer norm
 

@@ -6,6 +6,8 @@
 // computed by the same instructions however the chunks fall, so results do not depend on
 // the thread count.
 
+#include "gemm.h"
+
 #include "bindings.h"
 #include "dispatch.h"
 #include "ftz.h"
@@ -48,7 +50,9 @@ void gemm_part(void* ctx, int part, float* scratch) {
   }
 }
 
-void run_matmul(const GemmArgs& g) {
+}  // namespace
+
+void lth::matmul(const GemmArgs& g) {
   float* scratch = lth::caller_scratch();
   const int threads = lth::thread_count();
   const int64_t rowTiles = (g.m + gK->mr - 1) / gK->mr, colTiles = (g.n + gK->nr - 1) / gK->nr;
@@ -64,6 +68,8 @@ void run_matmul(const GemmArgs& g) {
   }
   gK->gemm(g, 0, g.m, 0, g.n, scratch);
 }
+
+namespace {
 
 // matmul(a, b, c, m, k, n, transA, transB, accumulate): c [m, n] (+)= op(a)·op(b).
 constexpr ArgSpec kMatmulArgs[] = {arg::f32("a"), arg::f32("b"),      arg::f32("c"),      arg::dim("m"),          arg::dim("k"),
@@ -88,7 +94,7 @@ napi_value Matmul(napi_env env, napi_callback_info info) {
   }
   if (m == 0 || n == 0) return lth::undefined_value(env);
   lth::FtzScope ftz;
-  run_matmul(GemmArgs{A, B, C, m, k, n, a[6].flag, a[7].flag, a[8].flag});
+  lth::matmul(GemmArgs{A, B, C, m, k, n, a[6].flag, a[7].flag, a[8].flag});
   return lth::undefined_value(env);
 }
 

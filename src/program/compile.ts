@@ -1,5 +1,6 @@
 import type { Model } from '../nn/model.js';
 import { CompactProgram } from './compact.js';
+import { DenseMlpProgram } from './dense-mlp.js';
 import { GraphProgram } from './graph.js';
 import type { StateDict } from '../nn/module.js';
 import type { CompileOptions, Program } from './program.js';
@@ -14,7 +15,7 @@ import { SparseMlpProgram } from './sparse-mlp.js';
  * weights are set to zero.
  */
 export function compileProgram(model: Model, opts: CompileOptions): Program {
-  return CompactProgram.compile(model, opts) ?? SparseMlpProgram.compile(model, opts) ?? new GraphProgram(model, opts);
+  return CompactProgram.compile(model, opts) ?? SparseMlpProgram.compile(model, opts) ?? DenseMlpProgram.compile(model, opts) ?? new GraphProgram(model, opts);
 }
 
 /**
