@@ -55,6 +55,14 @@ struct PreparedDense : Wrapped {
   std::vector<std::array<size_t, 4>> stateLen;  // lengths of w0, w1, b0, b1
   std::vector<std::array<bool, 4>> stateGiven;
   std::vector<float> zeros;  // the bias of a layer without one (its activation still applies)
+  // Batches of two steps: the current one and the next, gathered ahead during this step
+  // (see DenseMlpStep) for the rows `aheadRows` of `aheadSrc` when `ahead` is set.
+  std::vector<float> in[2];
+  int cur = 0;
+  bool ahead = false;
+  const float* aheadSrc = nullptr;
+  size_t aheadLen = 0;
+  std::vector<int32_t> aheadRows;
   napi_env env = nullptr;
   std::vector<napi_ref> refs;
   ~PreparedDense() {
@@ -189,6 +197,25 @@ float middle(Step& s, float* const* act, float* const* grad, const int32_t* labe
   return loss;
 }
 
+// Phase 2 with the next batch gathered meanwhile: the caller runs the middle (part 0) while
+// another thread gathers (part 1).
+struct MiddleAhead {
+  Step& s;
+  float* const* act;
+  float* const* grad;
+  const int32_t* labels;
+  const float* src;
+  const int32_t* rows;
+  float* next;
+  float loss;
+};
+
+void middle_or_gather(void* ctx, int part) {
+  MiddleAhead& m = *static_cast<MiddleAhead*>(ctx);
+  if (part == 0) m.loss = middle(m.s, m.act, m.grad, m.labels);
+  else lth::gather_rows(m.src, m.s.prep->layers[0].in, m.rows, m.s.n, m.next);
+}
+
 // A thread's workspace, 64-byte aligned pieces of the given float counts.
 thread_local std::vector<float> tWorkspace;
 
@@ -292,11 +319,12 @@ constexpr ArgSpec kDenseMlpStepArgs[] = {
 napi_value DenseMlpStep(napi_env env, napi_callback_info info) {
   Args<8> a(env, info, "denseMlpStep", kDenseMlpStepArgs);
   if (!a.ok()) return nullptr;
-  const PreparedDense& prep = *a[0].handle<PreparedDense>();
+  PreparedDense& prep = *a[0].handle<PreparedDense>();
   const float* src = a[1].f32();
   const size_t lsrc = a[1].len;
   const int32_t* srcLabels = a[2].i32();
   const int32_t* indices = a[3].i32();
+  const size_t lidx = a[3].len;
   const int64_t from = a[4].dim(), n = a[5].dim();
   const bool hasRule = a[6].present;
   const double* ruleArgs = a[6].f64();
@@ -341,29 +369,68 @@ napi_value DenseMlpStep(napi_env env, napi_callback_info info) {
       return nullptr;
     }
   }
-  // Workspace: the batch, layer 0's outputs and their gradient (transposed), the other
-  // layers' outputs and their gradients (act[l], grad[l] for l >= 1).
-  std::vector<int64_t> sizes{n * inputs, n * prep.layers[0].out, n * prep.layers[0].out};
+  // Workspace: layer 0's outputs and their gradient (transposed), the other layers'
+  // outputs and their gradients (act[l], grad[l] for l >= 1). The batch: prep.in.
+  std::vector<int64_t> sizes{n * prep.layers[0].out, n * prep.layers[0].out};
   for (size_t l = 1; l < L; l++) sizes.push_back(n * prep.layers[l].out);
   for (size_t l = 1; l < L; l++) sizes.push_back(n * prep.layers[l].out);
   const std::vector<float*> w = carve(sizes);
   std::vector<float*> act(L, nullptr), grad(L, nullptr);
   for (size_t l = 1; l < L; l++) {
-    act[l] = w[2 + l];
-    grad[l] = w[1 + L + l];
+    act[l] = w[1 + l];
+    grad[l] = w[L + l];
   }
+  for (std::vector<float>& buf : prep.in)
+    if (buf.size() < (size_t)(n * inputs)) buf.resize((size_t)(n * inputs));
   const int64_t tiles = (prep.layers[0].out + gK->mr - 1) / gK->mr;
-  Step st{&prep, n, w[0], w[1], w[2], hasRule ? &rule : nullptr, (int)std::min<int64_t>(lth::thread_count(), tiles)};
+  const int threads = lth::thread_count();
+  Step st{&prep, n, nullptr, w[0], w[1], hasRule ? &rule : nullptr, (int)std::min<int64_t>(threads, tiles)};
+  // Another thread gathers the next batch while the caller runs the middle layers when they
+  // are small enough to run on the caller alone anyway (else their GEMMs and updates take
+  // the pool).
+  bool small = threads > 1;
+  for (size_t l = 1; l < L; l++)
+    small = small && (double)n * (double)prep.layers[l].in * (double)prep.layers[l].out < lth::kGemmParallelMinWork &&
+            prep.layers[l].in * prep.layers[l].out < 65536;
   FtzScope ftz;
   int64_t ran = 0;
-  for (int64_t s = 0; s < steps; s++) {
+  for (int64_t s = 0, at = from; s < steps; s++, at += n) {
     ran++;
-    lth::gather_rows(src, inputs, indices + from + s * n, n, w[0]);
+    const int32_t* rows = indices + at;
+    // The batch: gathered ahead by the step before when it read the same rows of the same
+    // src (which must not change in between, see DenseMlpKernels.step).
+    const bool gathered = prep.ahead && prep.aheadSrc == src && prep.aheadLen == lsrc &&
+                          prep.aheadRows.size() == (size_t)n && std::equal(rows, rows + n, prep.aheadRows.begin());
+    prep.ahead = false;
+    st.x = prep.in[prep.cur].data();
+    if (!gathered) lth::gather_rows(src, inputs, rows, n, prep.in[prep.cur].data());
     run_layer0(st, first_forward);
-    const float loss = middle(st, act.data(), grad.data(), labels.data() + s * n);
+    // The next batch, rows indices[at + n .. at + 2n), when it is whole and valid (checked
+    // above when this call runs it).
+    bool next = false;
+    if (small && at + 2 * n <= (int64_t)lidx) {
+      prep.aheadRows.assign(rows + n, rows + 2 * n);
+      next = at + 2 * n <= from + steps * n ||
+             std::all_of(prep.aheadRows.begin(), prep.aheadRows.end(), [&](int32_t r) { return r >= 0 && r < samples; });
+    }
+    float loss;
+    if (next) {
+      MiddleAhead m{st, act.data(), grad.data(), labels.data() + s * n, src, prep.aheadRows.data(),
+                    prep.in[prep.cur ^ 1].data(), 0.0f};
+      lth::run_parts(2, middle_or_gather, &m, true);
+      loss = m.loss;
+    } else {
+      loss = middle(st, act.data(), grad.data(), labels.data() + s * n);
+    }
     losses[s] = loss;
+    if (std::isfinite(loss)) run_layer0(st, first_backward);
+    if (next) {
+      prep.cur ^= 1;
+      prep.ahead = true;
+      prep.aheadSrc = src;
+      prep.aheadLen = lsrc;
+    }
     if (!std::isfinite(loss)) break;
-    run_layer0(st, first_backward);
     rule.step += 1;
   }
   return lth::number_value(env, (double)ran);

@@ -19,10 +19,9 @@ namespace {
 using lth::ArgSpec;
 using lth::GemmArgs;
 using lth::gK;
+using lth::kGemmParallelMinWork;
 namespace arg = lth::arg;
 
-// Below this many multiply-adds (m*n*k) a GEMM runs on the calling thread alone.
-constexpr double kParallelMinWork = 400000.0;
 // A parallel GEMM is cut into one chunk per thread (each chunk packs its own copy
 // of the operand it does not split, so fewer is cheaper), or into kBigChunks chunks
 // per thread from kBigWork multiply-adds on, where the extra packing is negligible
@@ -57,7 +56,7 @@ void lth::matmul(const GemmArgs& g) {
   const int threads = lth::thread_count();
   const int64_t rowTiles = (g.m + gK->mr - 1) / gK->mr, colTiles = (g.n + gK->nr - 1) / gK->nr;
   const double work = (double)g.m * (double)g.n * (double)g.k;
-  if (threads > 1 && work >= kParallelMinWork && (rowTiles >= 2 || colTiles >= 2)) {
+  if (threads > 1 && work >= kGemmParallelMinWork && (rowTiles >= 2 || colTiles >= 2)) {
     // Split the dimension whose split duplicates less packing: splitting columns
     // makes every thread pack all of op(A) (m*k), splitting rows all of op(B) (k*n).
     const bool splitCols = g.m <= g.n ? colTiles >= 2 : rowTiles < 2;
