@@ -73,6 +73,7 @@ test('LeNet on MNIST, 30 Adam steps: the dense-MLP program gives the graph progr
     const fused = run(compileProgram(lenet(), { optimizer: adam, context: context(threads) }));
     assert.equal(fused.kind, 'dense_mlp');
     assert.deepEqual(fused, { ...graph, kind: 'dense_mlp' }, `${threads} threads`);
+    assert.deepEqual([...fused.opt.arrays.keys()], [...graph.opt.arrays.keys()], 'the same names in the same order');
   }
   context();
 });

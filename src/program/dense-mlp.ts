@@ -116,10 +116,8 @@ export class DenseMlpProgram implements Program {
     const names = stateNames(this.trainer());
     const arrays = new Map<string, Float32Array>();
     for (const l of this.layers) {
-      names.forEach((k, j) => {
-        arrays.set(`${l.names.weight}.${k}`, Float32Array.from(l.state!.weight[j]));
-        arrays.set(`${l.names.bias}.${k}`, Float32Array.from(l.state!.bias[j]));
-      });
+      names.forEach((k, j) => arrays.set(`${l.names.weight}.${k}`, Float32Array.from(l.state!.weight[j])));
+      names.forEach((k, j) => arrays.set(`${l.names.bias}.${k}`, Float32Array.from(l.state!.bias[j])));
     }
     return { steps: this.updates, arrays };
   }
