@@ -1,14 +1,18 @@
-// The fused dense MLP (see native/README.md, "Fused dense MLP step"): a chain of dense
-// fully connected layers prepared once (denseMlpPrepare), then whole training steps in one
-// call (denseMlpStep), the minibatch's gather and the optimiser's update included, and the
-// evaluation of a whole data set in one call (denseMlpEval).
+// The fused dense MLP (see native/README.md, "Fused dense MLP step"): a chain of two or more
+// dense fully connected layers prepared once (denseMlpPrepare), then whole training steps in
+// one call (denseMlpStep), the minibatch's gather and the optimiser's update included, and
+// the evaluation of a whole data set in one call (denseMlpEval).
 //
-// A step runs the same kernels on the same shapes, in the same order, as the graph
-// program's Linear layers (src/tensor/ops.ts: linear, softmaxCrossEntropy; the optimiser's
-// adam / sgd), so it gives the graph program's numbers bit for bit; what it saves is the
-// graph's per-step work in JavaScript and the dozens of Node-API calls a step makes there.
-// Every GEMM splits across the pool by whole tiles (gemm.h) and the updates by whole
-// 64-byte lines, so results do not depend on the thread count.
+// A step runs the graph program's kernels (src/tensor/ops.ts: linear, softmaxCrossEntropy;
+// the optimiser's adam / sgd) on the same products, so it gives the graph program's numbers
+// bit for bit; what it saves is the graph's per-step work in JavaScript and the dozens of
+// Node-API calls a step makes there. Layer 0, the widest, is split over the pool by rows of
+// its units (see Step), each part its forward product, weight gradient and update; the
+// caller runs the other layers and the loss in between (the middle). Where those layers are
+// small enough to run on the caller alone anyway, the other threads gather the next batch
+// meanwhile, and the next step's layer-0 forward pass runs in the same pool call as this
+// step's layer-0 backward pass: two pool calls a step. Every split is by whole outputs, so
+// results do not depend on the thread count.
 
 #include <algorithm>
 #include <array>
@@ -101,6 +105,7 @@ struct Step {
   const PreparedDense* prep;
   int64_t n;
   const float* x;      // the batch [n, in0]
+  const float* xNext;  // the next step's, when gathered ahead
   float *h0T, *g0T;    // layer 0's outputs and their gradient, [out0, n]
   const lth::UpdateRule* rule;  // the update to apply, or null
   int parts;
@@ -113,13 +118,12 @@ void part_rows(const Step& s, int q, int64_t& r0, int64_t& r1) {
   r1 = std::min(out, tiles * (q + 1) / s.parts * gK->mr);
 }
 
-// Phase 1, part q: its rows of h0T = act(W0·xᵀ + b0).
-void first_forward(void* ctx, int q, float* scratch) {
-  const Step& s = *static_cast<const Step*>(ctx);
+// Phase 1, part q: its rows of h0T = act(W0·xᵀ + b0) for the batch x.
+void forward_rows(const Step& s, const float* x, int q, float* scratch) {
   const DenseLayer& y = s.prep->layers[0];
   int64_t r0, r1;
   part_rows(s, q, r0, r1);
-  gK->gemm(GemmArgs{y.w, s.x, s.h0T, y.out, y.in, s.n, false, true, false}, r0, r1, 0, s.n, scratch);
+  gK->gemm(GemmArgs{y.w, x, s.h0T, y.out, y.in, s.n, false, true, false}, r0, r1, 0, s.n, scratch);
   for (int64_t u = r0; u < r1; u++) {
     float* h = s.h0T + u * s.n;
     const float b = y.b ? y.b[u] : 0.0f;
@@ -130,6 +134,11 @@ void first_forward(void* ctx, int q, float* scratch) {
       h[j] = y.relu && v < 0.0f ? 0.0f : v;
     }
   }
+}
+
+void first_forward(void* ctx, int q, float* scratch) {
+  const Step& s = *static_cast<const Step*>(ctx);
+  forward_rows(s, s.x, q, scratch);
 }
 
 // Phase 3, part q: its rows of layer 0's weight and bias gradients (as reluBackward, the
@@ -152,6 +161,14 @@ void first_backward(void* ctx, int q, float* scratch) {
   const int64_t b = r0 * y.in;
   lth::update_params(*s.rule, y.w + b, y.gw + b, y.w0 + b, y.w1 ? y.w1 + b : nullptr, nullptr, (r1 - r0) * y.in);
   if (y.b) lth::update_params(*s.rule, y.b + r0, y.gb + r0, y.b0 + r0, y.b1 ? y.b1 + r0 : nullptr, nullptr, r1 - r0);
+}
+
+// Phase 3 of one step and phase 1 of the next in one go, when the next batch is gathered:
+// the part's rows of W0, just updated, are the ones its forward reads.
+void first_backward_forward(void* ctx, int q, float* scratch) {
+  first_backward(ctx, q, scratch);
+  const Step& s = *static_cast<const Step*>(ctx);
+  forward_rows(s, s.xNext, q, scratch);
 }
 
 // Runs fn over s.parts parts on the pool (on the caller alone when another JavaScript
@@ -198,7 +215,7 @@ float middle(Step& s, float* const* act, float* const* grad, const int32_t* labe
 }
 
 // Phase 2 with the next batch gathered meanwhile: the caller runs the middle (part 0) while
-// another thread gathers (part 1).
+// the other threads gather (the other parts).
 struct MiddleAhead {
   Step& s;
   float* const* act;
@@ -210,10 +227,19 @@ struct MiddleAhead {
   float loss;
 };
 
+// The next batch's rows are gathered in kAheadChunks parts, which another thread takes
+// while the caller runs the middle, and the caller too once it is done: in a LeNet at 25% of
+// its neurons, gathering 60 rows from memory takes longer than the middle layers.
+constexpr int kAheadChunks = 4;
+
 void middle_or_gather(void* ctx, int part) {
   MiddleAhead& m = *static_cast<MiddleAhead*>(ctx);
-  if (part == 0) m.loss = middle(m.s, m.act, m.grad, m.labels);
-  else lth::gather_rows(m.src, m.s.prep->layers[0].in, m.rows, m.s.n, m.next);
+  if (part == 0) {
+    m.loss = middle(m.s, m.act, m.grad, m.labels);
+    return;
+  }
+  const int64_t in = m.s.prep->layers[0].in, b = m.s.n * (part - 1) / kAheadChunks, e = m.s.n * part / kAheadChunks;
+  lth::gather_rows(m.src, in, m.rows + b, e - b, m.next + b * in);
 }
 
 // A thread's workspace, 64-byte aligned pieces of the given float counts.
@@ -384,7 +410,7 @@ napi_value DenseMlpStep(napi_env env, napi_callback_info info) {
     if (buf.size() < (size_t)(n * inputs)) buf.resize((size_t)(n * inputs));
   const int64_t tiles = (prep.layers[0].out + gK->mr - 1) / gK->mr;
   const int threads = lth::thread_count();
-  Step st{&prep, n, nullptr, w[0], w[1], hasRule ? &rule : nullptr, (int)std::min<int64_t>(threads, tiles)};
+  Step st{&prep, n, nullptr, nullptr, w[0], w[1], hasRule ? &rule : nullptr, (int)std::min<int64_t>(threads, tiles)};
   // Another thread gathers the next batch while the caller runs the middle layers when they
   // are small enough to run on the caller alone anyway (else their GEMMs and updates take
   // the pool).
@@ -394,6 +420,7 @@ napi_value DenseMlpStep(napi_env env, napi_callback_info info) {
             prep.layers[l].in * prep.layers[l].out < 65536;
   FtzScope ftz;
   int64_t ran = 0;
+  bool forwarded = false;
   for (int64_t s = 0, at = from; s < steps; s++, at += n) {
     ran++;
     const int32_t* rows = indices + at;
@@ -404,7 +431,10 @@ napi_value DenseMlpStep(napi_env env, napi_callback_info info) {
     prep.ahead = false;
     st.x = prep.in[prep.cur].data();
     if (!gathered) lth::gather_rows(src, inputs, rows, n, prep.in[prep.cur].data());
-    run_layer0(st, first_forward);
+    // Layer 0's forward pass: run with the step before's backward pass when that step
+    // gathered this batch.
+    if (!forwarded) run_layer0(st, first_forward);
+    forwarded = false;
     // The next batch, rows indices[at + n .. at + 2n), when it is whole and valid (checked
     // above when this call runs it).
     bool next = false;
@@ -417,13 +447,19 @@ napi_value DenseMlpStep(napi_env env, napi_callback_info info) {
     if (next) {
       MiddleAhead m{st, act.data(), grad.data(), labels.data() + s * n, src, prep.aheadRows.data(),
                     prep.in[prep.cur ^ 1].data(), 0.0f};
-      lth::run_parts(2, middle_or_gather, &m, true);
+      lth::run_parts(1 + kAheadChunks, middle_or_gather, &m, true);
       loss = m.loss;
     } else {
       loss = middle(st, act.data(), grad.data(), labels.data() + s * n);
     }
     losses[s] = loss;
-    if (std::isfinite(loss)) run_layer0(st, first_backward);
+    if (std::isfinite(loss) && next && s + 1 < steps) {
+      st.xNext = prep.in[prep.cur ^ 1].data();
+      run_layer0(st, first_backward_forward);
+      forwarded = true;
+    } else if (std::isfinite(loss)) {
+      run_layer0(st, first_backward);
+    }
     if (next) {
       prep.cur ^= 1;
       prep.ahead = true;
