@@ -29,6 +29,10 @@ export interface DenseMlpKernels {
    * step). Writes each step's mean loss (rounded to float, as the graph's loss tensor) and
    * stops after a step whose loss is not finite. Every index and label is checked before
    * the first step. Returns the number of steps run.
+   *
+   * The native step may gather the next batch ahead and use it when the next step (in this
+   * call or the next) asks for the same rows of the same src: src must not change in place
+   * between calls (indices may; the rows are compared).
    */
   step(
     chain: PreparedDenseMlp, src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
