@@ -21,7 +21,7 @@ import { compileProgram } from './compile.js';
 import { GraphProgram } from './graph.js';
 import type { Program } from './program.js';
 
-const context = (threads?: number, fused?: string): RunContext => resolveContext({ threads, fused }, {});
+const context = (threads?: number, fused?: string, simd?: string): RunContext => resolveContext({ threads, fused, simd }, {});
 const adam: OptimizerSettings = { name: 'adam', lr: 1.2e-3, momentum: 0, weightDecay: 0 };
 const sgd: OptimizerSettings = { name: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 1e-4 };
 const mnist = getDataset('mnist').load(undefined, 0);
@@ -78,7 +78,7 @@ test('LeNet on MNIST, 30 Adam steps: the dense-MLP program gives the graph progr
   context();
 });
 
-test('a small MLP of odd sizes, 14 SGD steps with momentum and weight decay, batches of 7: bit for bit the graph\'s, at 1, 2 and 3 threads', () => {
+test('a small MLP of odd sizes, 14 SGD steps with momentum and weight decay, batches of 7: bit for bit the graph\'s, at 1, 2 and 3 threads and on every SIMD path', () => {
   for (const relu of [true, false]) {
     const data = randomData(100, 13, 5, 1);
     const order = new Rng(2, 'order').permutation(100);
@@ -87,6 +87,11 @@ test('a small MLP of odd sizes, 14 SGD steps with momentum and weight decay, bat
     const run = (p: Program) => ({ losses: [...steps(p, data, 7, 12, order), ...steps(p, data, 7, 2, other, 84)], state: p.state(), opt: p.optimizerState(), val: p.evaluate(data) });
     const graph = run(new GraphProgram(small(relu), { optimizer: sgd, context: context() }));
     for (const threads of [1, 2, 3]) assert.deepEqual(run(compileProgram(small(relu), { optimizer: sgd, context: context(threads) })), graph, `relu ${relu}, ${threads} threads`);
+    // The other SIMD paths' micro-kernels (other tile sizes): their own graph numbers, bit for bit.
+    for (const simd of ['avx2', 'scalar']) {
+      const want = run(new GraphProgram(small(relu), { optimizer: sgd, context: context(2, undefined, simd) }));
+      assert.deepEqual(run(compileProgram(small(relu), { optimizer: sgd, context: context(2, undefined, simd) })), want, `relu ${relu}, ${simd}`);
+    }
   }
   context();
 });
