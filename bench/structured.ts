@@ -4,12 +4,16 @@
  * removed ones drawn at random), through train() itself: a structurally pruned network
  * compiles to the `compact` program, the smaller dense network its masks leave, so it needs
  * no sparse kernels. Evaluation only at the start and the end. Runs are interleaved (run r
- * of every configuration, then run r + 1) and the median is reported with the ratio to dense.
+ * of every configuration, then run r + 1) and the median is reported with the ratio to dense,
+ * beside the median CPU time of the process (all its threads, a pool's waiting included):
+ * on one thread, a measure of the work that other jobs on the machine disturb less than
+ * the wall clock.
  *
  *   node dist/bench/structured.js [--kept 0.5,0.25] [--iterations 3000] [--runs 5] [--threads N] [--json]
  *
  * Prints a table; with --json, one JSON object as the last stdout line (and no progress).
  */
+import os from 'node:os';
 import { resolveContext } from '../src/backend/index.js';
 import { parseArgs, helpText } from '../src/cli/args.js';
 import type { Schema } from '../src/core/hparams.js';
@@ -59,19 +63,21 @@ function main(): void {
   const context = resolveContext({ threads: values.threads === undefined ? undefined : Number(values.threads) });
   const progress = (line: string) => { if (!common.json) console.log(line); };
   const data = getDataset('mnist').load(undefined, SEED);
-  const configs = [1, ...kept].map((k) => ({ kept: k, seconds: [] as number[], program: '', weights: 0, accuracy: NaN }));
-  progress(`LeNet-300-100 on MNIST, ${iterations} iterations a run, ${runs} interleaved runs, ${context.settings.threads} threads`);
+  const configs = [1, ...kept].map((k) => ({ kept: k, seconds: [] as number[], cpu: [] as number[], program: '', weights: 0, accuracy: NaN }));
+  progress(`LeNet-300-100 on MNIST, ${iterations} iterations a run, ${runs} interleaved runs, ${context.settings.threads} threads, fused ${context.settings.fused}; load ${os.loadavg()[0].toFixed(2)}`);
   for (let r = 0; r < runs; r++) {
     for (const c of configs) {
       const model = getModel('lenet_300_100').build();
       model.initialize(new Rng(SEED, 'init'));
       const masks = c.kept < 1 ? neuronMasks(model, c.kept, new Rng(SEED, 'bench_neurons')) : undefined;
-      const t0 = performance.now();
+      const t0 = performance.now(), cpu0 = process.cpuUsage();
       const result = train({
         model, data, iterations, batchSize: BATCH, seed: SEED, evalEvery: iterations, backgroundEval: false, context,
         optimizer: { name: 'adam', lr: 1.2e-3, momentum: 0, weightDecay: 0 }, masks,
       });
       c.seconds.push((performance.now() - t0) / 1000);
+      const cpu = process.cpuUsage(cpu0);
+      c.cpu.push((cpu.user + cpu.system) / 1e6);
       c.program = result.program;
       c.weights = masks ? [...masks.values()].reduce((a, m) => a + m.reduce((s, v) => s + v, 0), 0) : model.prunableNames().reduce((a, n) => a + model.parameter(n).size, 0);
       c.accuracy = result.final.testAccuracy;
@@ -80,16 +86,17 @@ function main(): void {
   }
   const dense = median(configs[0].seconds);
   const rows = configs.map((c) => ({
-    neuronsKept: c.kept, program: c.program, weights: c.weights, seconds: median(c.seconds), speedup: dense / median(c.seconds), testAccuracy: c.accuracy,
+    neuronsKept: c.kept, program: c.program, weights: c.weights, seconds: median(c.seconds), speedup: dense / median(c.seconds), cpuSeconds: median(c.cpu), testAccuracy: c.accuracy,
   }));
   if (common.json) {
     console.log(JSON.stringify({ bench: 'structured', iterations, runs, threads: context.settings.threads, configs: rows }));
     return;
   }
   console.log('');
-  console.log('neurons kept  program   weights   seconds  speedup  test acc');
+  console.log(`load ${os.loadavg()[0].toFixed(2)}`);
+  console.log('neurons kept  program    weights   seconds  speedup    cpu s  test acc');
   for (const r of rows) {
-    console.log(`${`${r.neuronsKept * 100}%`.padStart(12)} ${r.program.padEnd(8)} ${String(r.weights).padStart(8)} ${r.seconds.toFixed(3).padStart(9)} ${r.speedup.toFixed(2).padStart(7)}x ${(100 * r.testAccuracy).toFixed(2).padStart(8)}%`);
+    console.log(`${`${r.neuronsKept * 100}%`.padStart(12)} ${r.program.padEnd(9)} ${String(r.weights).padStart(8)} ${r.seconds.toFixed(3).padStart(9)} ${r.speedup.toFixed(2).padStart(7)}x ${r.cpuSeconds.toFixed(3).padStart(8)} ${(100 * r.testAccuracy).toFixed(2).padStart(8)}%`);
   }
 }
 

@@ -15,6 +15,7 @@ bool register_sparse_pattern(napi_env env, napi_value exports); // sparse_patter
 bool register_sparse(napi_env env, napi_value exports);         // sparse_bindings.cc
 bool register_sparse_mlp(napi_env env, napi_value exports);     // sparse_mlp.cc
 bool register_sparse_conv(napi_env env, napi_value exports);    // sparse_conv.cc: sparse stride-1 convolution
+bool register_dense_mlp(napi_env env, napi_value exports);      // dense_mlp.cc
 bool register_select(napi_env env, napi_value exports);         // select.cc: selectByMagnitude
 bool register_seq(napi_env env, napi_value exports);            // seq.cc: LSTM cell, row softmax, layer norm
 

@@ -1,7 +1,7 @@
 // The dense kernels other than GEMM and their bindings: biasAct, reluBackward, sumRows,
-// softmaxXent, countCorrect, the optimisers adam and sgd (with update_params, which the
-// fused sparse step shares), applyMask, and the data-set helpers gatherRows and
-// adviseHugePages. The arithmetic runs on the kernel table of the path in use (gK);
+// softmaxXent, countCorrect, the optimisers adam and sgd, applyMask, and the data-set
+// helpers gatherRows and adviseHugePages (elementwise.h: the parts the fused MLP steps
+// share). The arithmetic runs on the kernel table of the path in use (gK);
 // softmaxXent and countCorrect are plain C++ here. Optimiser updates of 64k+ elements and
 // big gathers are split across the pool; elementwise, so the values do not depend on the
 // split.
@@ -32,14 +32,53 @@ void lth::update_params(const UpdateRule& r, float* p, float* g, float* s0, floa
   }
 }
 
-namespace {
+double lth::softmax_xent(const float* logits, const int32_t* labels, int64_t rows, int64_t cols, float* grad,
+                         double scale) {
+  // Double precision sums, in the reference's order.
+  double total = 0;
+  std::vector<double> ebuf;
+  double stackBuf[256];
+  double* e = stackBuf;
+  if (cols > 256) {
+    ebuf.resize((size_t)cols);
+    e = ebuf.data();
+  }
+  for (int64_t i = 0; i < rows; i++) {
+    const float* x = logits + i * cols;
+    double mx = -INFINITY;
+    for (int64_t j = 0; j < cols; j++) {
+      const double v = x[j];
+      if (v > mx || v != v) mx = v;  // Math.max: NaN wins
+      if (mx != mx) break;
+    }
+    double sum = 0;
+    // exp in float (the logits are float; its error, < 1 ulp, is below the loss's tolerance)
+    // is several times faster than in double; the sum and the log stay in double.
+    const float mxf = (float)mx;
+    for (int64_t j = 0; j < cols; j++) sum += (e[j] = (double)std::exp(x[j] - mxf));
+    const int32_t label = labels[i];
+    total += std::log(sum) - ((double)x[label] - mx);
+    if (grad) {
+      float* gr = grad + i * cols;
+      for (int64_t j = 0; j < cols; j++) gr[j] = (float)((e[j] / sum - (j == label ? 1.0 : 0.0)) * scale);
+    }
+  }
+  return total;
+}
 
-using lth::ArgSpec;
-using lth::Args;
-using lth::FtzScope;
-using lth::gK;
-using lth::undefined_value;
-namespace arg = lth::arg;
+int64_t lth::count_correct(const float* logits, const int32_t* labels, int64_t rows, int64_t cols) {
+  int64_t correct = 0;
+  for (int64_t i = 0; i < rows; i++) {
+    const float* x = logits + i * cols;
+    int64_t best = 0;
+    for (int64_t j = 1; j < cols; j++)
+      if (x[j] > x[best]) best = j;
+    if (best == labels[i]) correct++;
+  }
+  return correct;
+}
+
+namespace {
 
 // Below this many elements an optimiser update runs on the calling thread alone.
 constexpr int64_t kParallelMinElementwise = 65536;
@@ -72,6 +111,31 @@ void parallel_range(int64_t n, int64_t minParallel, const F& f) {
   }
   f(0, n);
 }
+
+}  // namespace
+
+void lth::update_params_split(const UpdateRule& r, float* p, float* g, float* s0, float* s1, const float* mask,
+                              int64_t n) {
+  parallel_range(n, kParallelMinElementwise, [&](int64_t b, int64_t e) {
+    update_params(r, p + b, g + b, s0 + b, s1 ? s1 + b : nullptr, mask ? mask + b : nullptr, e - b);
+  });
+}
+
+void lth::gather_rows(const float* src, int64_t rowSize, const int32_t* idx, int64_t count, float* dst) {
+  const size_t bytes = (size_t)rowSize * sizeof(float);
+  parallel_range(count, kParallelMinGatherRows, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; r++) std::memcpy(dst + r * rowSize, src + (int64_t)idx[r] * rowSize, bytes);
+  });
+}
+
+namespace {
+
+using lth::ArgSpec;
+using lth::Args;
+using lth::FtzScope;
+using lth::gK;
+using lth::undefined_value;
+namespace arg = lth::arg;
 
 // biasAct(x, bias, out, rows, cols, relu): out = act(x + bias) per row.
 constexpr ArgSpec kBiasActArgs[] = {arg::f32("x"),    arg::f32("bias"), arg::f32("out"),
@@ -151,36 +215,7 @@ napi_value SoftmaxXent(napi_env env, napi_callback_info info) {
       return nullptr;
     }
   }
-  // Double precision sums, in the reference's order.
-  double total = 0;
-  std::vector<double> ebuf;
-  double stackBuf[256];
-  double* e = stackBuf;
-  if (cols > 256) {
-    ebuf.resize((size_t)cols);
-    e = ebuf.data();
-  }
-  for (int64_t i = 0; i < rows; i++) {
-    const float* x = logits + i * cols;
-    double mx = -INFINITY;
-    for (int64_t j = 0; j < cols; j++) {
-      const double v = x[j];
-      if (v > mx || v != v) mx = v;  // Math.max: NaN wins
-      if (mx != mx) break;
-    }
-    double sum = 0;
-    // exp in float (the logits are float; its error, < 1 ulp, is below the loss's tolerance)
-    // is several times faster than in double; the sum and the log stay in double.
-    const float mxf = (float)mx;
-    for (int64_t j = 0; j < cols; j++) sum += (e[j] = (double)std::exp(x[j] - mxf));
-    const int32_t label = labels[i];
-    total += std::log(sum) - ((double)x[label] - mx);
-    if (hasGrad) {
-      float* gr = grad + i * cols;
-      for (int64_t j = 0; j < cols; j++) gr[j] = (float)((e[j] / sum - (j == label ? 1.0 : 0.0)) * scale);
-    }
-  }
-  return lth::number_value(env, total);
+  return lth::number_value(env, lth::softmax_xent(logits, labels, rows, cols, hasGrad ? grad : nullptr, scale));
 }
 
 // countCorrect(logits, labels, rows, cols) -> the rows whose first maximum is their label.
@@ -195,15 +230,7 @@ napi_value CountCorrect(napi_env env, napi_callback_info info) {
   a.need("logits", a[0].len, rows, cols, "rows*cols");
   a.need("labels", a[1].len, rows, 1, "rows");
   if (!a.ok()) return nullptr;
-  int64_t correct = 0;
-  for (int64_t i = 0; i < rows; i++) {
-    const float* x = logits + i * cols;
-    int64_t best = 0;
-    for (int64_t j = 1; j < cols; j++)
-      if (x[j] > x[best]) best = j;
-    if (best == labels[i]) correct++;
-  }
-  return lth::number_value(env, (double)correct);
+  return lth::number_value(env, (double)lth::count_correct(logits, labels, rows, cols));
 }
 
 // adam(param, grad, m, v, mask | null, n, lr, beta1, beta2, eps, step)
@@ -227,9 +254,7 @@ napi_value Adam(napi_env env, napi_callback_info info) {
     const lth::UpdateRule rule{true, a[6].num, a[7].num, a[8].num, a[9].num, a[10].num, 0, 0};
     const float* mk = hasMask ? a[4].f32() : nullptr;
     FtzScope ftz;
-    parallel_range(n, kParallelMinElementwise, [&](int64_t b, int64_t e) {
-      lth::update_params(rule, p + b, g + b, m + b, v + b, mk ? mk + b : nullptr, e - b);
-    });
+    lth::update_params_split(rule, p, g, m, v, mk, n);
   }
   return undefined_value(env);
 }
@@ -253,9 +278,7 @@ napi_value Sgd(napi_env env, napi_callback_info info) {
     const lth::UpdateRule rule{false, a[5].num, 0, 0, 0, 0, a[6].num, a[7].num};
     const float* mk = hasMask ? a[3].f32() : nullptr;
     FtzScope ftz;
-    parallel_range(n, kParallelMinElementwise, [&](int64_t b, int64_t e) {
-      lth::update_params(rule, p + b, g + b, buf + b, nullptr, mk ? mk + b : nullptr, e - b);
-    });
+    lth::update_params_split(rule, p, g, buf, nullptr, mk, n);
   }
   return undefined_value(env);
 }
@@ -301,10 +324,7 @@ napi_value GatherRows(napi_env env, napi_callback_info info) {
              (long long)rows);
       return nullptr;
     }
-  const size_t bytes = (size_t)rowSize * sizeof(float);
-  parallel_range(count, kParallelMinGatherRows, [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; r++) std::memcpy(dst + r * rowSize, src + (int64_t)idx[from + r] * rowSize, bytes);
-  });
+  lth::gather_rows(src, rowSize, idx + from, count, dst);
   return undefined_value(env);
 }
 

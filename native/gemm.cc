@@ -6,6 +6,8 @@
 // computed by the same instructions however the chunks fall, so results do not depend on
 // the thread count.
 
+#include "gemm.h"
+
 #include "bindings.h"
 #include "dispatch.h"
 #include "ftz.h"
@@ -17,10 +19,9 @@ namespace {
 using lth::ArgSpec;
 using lth::GemmArgs;
 using lth::gK;
+using lth::kGemmParallelMinWork;
 namespace arg = lth::arg;
 
-// Below this many multiply-adds (m*n*k) a GEMM runs on the calling thread alone.
-constexpr double kParallelMinWork = 400000.0;
 // A parallel GEMM is cut into one chunk per thread (each chunk packs its own copy
 // of the operand it does not split, so fewer is cheaper), or into kBigChunks chunks
 // per thread from kBigWork multiply-adds on, where the extra packing is negligible
@@ -48,12 +49,14 @@ void gemm_part(void* ctx, int part, float* scratch) {
   }
 }
 
-void run_matmul(const GemmArgs& g) {
+}  // namespace
+
+void lth::matmul(const GemmArgs& g) {
   float* scratch = lth::caller_scratch();
   const int threads = lth::thread_count();
   const int64_t rowTiles = (g.m + gK->mr - 1) / gK->mr, colTiles = (g.n + gK->nr - 1) / gK->nr;
   const double work = (double)g.m * (double)g.n * (double)g.k;
-  if (threads > 1 && work >= kParallelMinWork && (rowTiles >= 2 || colTiles >= 2)) {
+  if (threads > 1 && work >= kGemmParallelMinWork && (rowTiles >= 2 || colTiles >= 2)) {
     // Split the dimension whose split duplicates less packing: splitting columns
     // makes every thread pack all of op(A) (m*k), splitting rows all of op(B) (k*n).
     const bool splitCols = g.m <= g.n ? colTiles >= 2 : rowTiles < 2;
@@ -64,6 +67,8 @@ void run_matmul(const GemmArgs& g) {
   }
   gK->gemm(g, 0, g.m, 0, g.n, scratch);
 }
+
+namespace {
 
 // matmul(a, b, c, m, k, n, transA, transB, accumulate): c [m, n] (+)= op(a)·op(b).
 constexpr ArgSpec kMatmulArgs[] = {arg::f32("a"), arg::f32("b"),      arg::f32("c"),      arg::dim("m"),          arg::dim("k"),
@@ -88,7 +93,7 @@ napi_value Matmul(napi_env env, napi_callback_info info) {
   }
   if (m == 0 || n == 0) return lth::undefined_value(env);
   lth::FtzScope ftz;
-  run_matmul(GemmArgs{A, B, C, m, k, n, a[6].flag, a[7].flag, a[8].flag});
+  lth::matmul(GemmArgs{A, B, C, m, k, n, a[6].flag, a[7].flag, a[8].flag});
   return lth::undefined_value(env);
 }
 

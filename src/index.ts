@@ -6,8 +6,8 @@ export { Rng } from './core/rng.js';
 export { parseStep, stepToIterations, formatStep, type Step } from './core/steps.js';
 export { LTH_VERSION } from './core/version.js';
 export {
-  resolveContext, activeContext, getBackend, loadNative, referenceBackend, referenceSparseMlp,
-  type Backend, type RunContext, type RunSettings, type SettingsRequest, type SparseMlpKernels,
+  resolveContext, activeContext, getBackend, loadNative, referenceBackend, referenceSparseMlp, referenceDenseMlp,
+  type Backend, type RunContext, type RunSettings, type SettingsRequest, type SparseMlpKernels, type DenseMlpKernels,
 } from './backend/index.js';
 export { Tensor, noGrad, BufferArena } from './tensor/tensor.js';
 export { linear, relu, softmaxCrossEntropy } from './tensor/ops.js';
@@ -28,6 +28,7 @@ export { compileProgram, withMasks } from './program/compile.js';
 export { weightMacs, stepFlops, type WeightMacs, type StepFlops } from './nn/flops.js';
 export { GraphProgram } from './program/graph.js';
 export { SparseMlpProgram } from './program/sparse-mlp.js';
+export { DenseMlpProgram } from './program/dense-mlp.js';
 export type { Program, ProgramKind, Minibatches, EvalResult, CompileOptions } from './program/program.js';
 export { getModel, modelNames, type ModelSpec } from './models/registry.js';
 export { Dataset, type Splits } from './data/dataset.js';

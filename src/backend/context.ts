@@ -3,6 +3,7 @@ import { LthError } from '../core/errors.js';
 import type { Backend } from './backend.js';
 import { loadNative, type NativeAddon, type SimdPath } from './native.js';
 import { referenceBackend } from './reference.js';
+import { referenceDenseMlp, type DenseMlpKernels } from './dense-mlp.js';
 import { referenceSparseMlp, type SparseMlpKernels } from './sparse-mlp.js';
 
 /**
@@ -19,7 +20,7 @@ export interface RunSettings {
   readonly threads: number;
   /** Masked fully connected layers on sparse kernels: 'auto' (below the density threshold), 'on', 'off'. */
   readonly sparse: SparseMode;
-  /** The fused sparse-MLP program where a model allows it ('auto') or never ('off'). */
+  /** The fused MLP programs (sparse and dense) where a model allows them ('auto') or never ('off'). */
   readonly fused: FusedMode;
 }
 
@@ -39,6 +40,7 @@ export interface RunContext {
   readonly settings: RunSettings;
   readonly backend: Backend;
   readonly sparseMlp: SparseMlpKernels;
+  readonly denseMlp: DenseMlpKernels;
 }
 
 const ENV = { backend: 'LTH_BACKEND', simd: 'LTH_SIMD', threads: 'LTH_THREADS', sparse: 'LTH_SPARSE', fused: 'LTH_FUSED' } as const;
@@ -80,6 +82,7 @@ export function resolveContext(request: SettingsRequest = {}, env: NodeJS.Proces
 
   let backend: Backend = referenceBackend;
   let sparseMlp: SparseMlpKernels = referenceSparseMlp;
+  let denseMlp: DenseMlpKernels = referenceDenseMlp;
   let simd: RunSettings['simd'] = 'none';
   if (backendAsked === 'native') {
     const native = loadNative();
@@ -92,10 +95,11 @@ export function resolveContext(request: SettingsRequest = {}, env: NodeJS.Proces
       if (note) warnOnce(note);
       backend = native;
       sparseMlp = native.sparseMlp;
+      denseMlp = native.denseMlp;
     }
   }
   const settings: RunSettings = { backend: backend.name, simd, threads, sparse, fused };
-  active = { settings, backend, sparseMlp };
+  active = { settings, backend, sparseMlp, denseMlp };
   return active;
 }
 
@@ -107,13 +111,15 @@ export function resolveContext(request: SettingsRequest = {}, env: NodeJS.Proces
 export function contextFor(settings: RunSettings): RunContext {
   let backend: Backend = referenceBackend;
   let sparseMlp: SparseMlpKernels = referenceSparseMlp;
+  let denseMlp: DenseMlpKernels = referenceDenseMlp;
   if (settings.backend === 'native') {
     const native = loadNative();
     if (native instanceof Error) throw new LthError(`the native addon cannot load: ${native.message}`);
     backend = native;
     sparseMlp = native.sparseMlp;
+    denseMlp = native.denseMlp;
   }
-  active = { settings, backend, sparseMlp };
+  active = { settings, backend, sparseMlp, denseMlp };
   return active;
 }
 

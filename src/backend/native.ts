@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import type { Backend, ConvPattern } from './backend.js';
 import { referenceBackend } from './reference.js';
+import type { DenseMlpKernels, DenseMlpLayer, PreparedDenseMlp } from './dense-mlp.js';
 import type { PreparedMlp, SparseMlpKernels, SparseMlpLayer, UpdateRule } from './sparse-mlp.js';
 
 /** The package root: dist/src/backend/ -> three levels up. */
@@ -10,7 +11,7 @@ const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 
 export type SimdPath = 'avx512' | 'avx2' | 'scalar';
 
-/** The native addon (native/README.md): the Backend kernels plus its own controls and the sparse-MLP program kernels. */
+/** The native addon (native/README.md): the Backend kernels plus its own controls and the sparse- and dense-MLP program kernels. */
 export interface NativeAddon extends Backend {
   readonly name: 'native';
   /** The code path in use. */
@@ -31,6 +32,7 @@ export interface NativeAddon extends Backend {
   /** The signal number recorded since watchStopSignals(), or 0. */
   stopSignal(): number;
   readonly sparseMlp: SparseMlpKernels;
+  readonly denseMlp: DenseMlpKernels;
 }
 
 let loaded: NativeAddon | Error | undefined;
@@ -53,10 +55,10 @@ export function loadNative(): NativeAddon | Error {
       }
       const addon = require(file);
       // An addon built from older sources may lack newer kernels: refuse it whole.
-      const wanted = [...Object.keys(referenceBackend).filter((k) => k !== 'name'), 'simdPath', 'setSimd', 'setThreads', 'sparseMlpPrepare', 'sparseMlpStep', 'sparseMlpEval'];
+      const wanted = [...Object.keys(referenceBackend).filter((k) => k !== 'name'), 'simdPath', 'setSimd', 'setThreads', 'sparseMlpPrepare', 'sparseMlpStep', 'sparseMlpEval', 'denseMlpPrepare', 'denseMlpStep', 'denseMlpEval'];
       const missing = wanted.filter((k) => typeof addon[k] !== 'function');
       if (missing.length) throw new Error(`the addon ${file} lacks ${missing.join(', ')} (rebuild it: npm run build:addon)`);
-      loaded = { ...addon, ...nativeSparseConv(addon), name: 'native', sparseMlp: nativeSparseMlp(addon) } as NativeAddon;
+      loaded = { ...addon, ...nativeSparseConv(addon), name: 'native', sparseMlp: nativeSparseMlp(addon), denseMlp: nativeDenseMlp(addon) } as NativeAddon;
     } catch (e) {
       loaded = e instanceof Error ? e : new Error(String(e));
     }
@@ -102,21 +104,8 @@ interface NativePrepared extends PreparedMlp {
  * plain arguments and the rule as numbers (cheaper to read than object properties).
  */
 function nativeSparseMlp(addon: RawSparseMlp): SparseMlpKernels {
-  const ruleArgs = new Float64Array(8);
   const evalOut = new Float64Array(2);
-  const encodeRule = (r: UpdateRule | null): Float64Array | null => {
-    if (!r) return null;
-    const adam = r.kind === 'adam';
-    ruleArgs[0] = adam ? 1 : 2;
-    ruleArgs[1] = r.lr;
-    ruleArgs[2] = adam ? r.beta1 : 0;
-    ruleArgs[3] = adam ? r.beta2 : 0;
-    ruleArgs[4] = adam ? r.eps : 0;
-    ruleArgs[5] = adam ? r.step : 0;
-    ruleArgs[6] = adam ? 0 : r.momentum;
-    ruleArgs[7] = adam ? 0 : r.weightDecay;
-    return ruleArgs;
-  };
+  const encodeRule = ruleEncoder();
   const layerArgs = (l: SparseMlpLayer): unknown[] => {
     const w = l.state?.weight ?? [], b = l.state?.bias ?? [];
     return [l.pattern, l.vals, l.bias, l.relu, l.gvals, l.gbias, w[0] ?? null, w[1] ?? null, b[0] ?? null, b[1] ?? null];
@@ -139,6 +128,63 @@ function nativeSparseMlp(addon: RawSparseMlp): SparseMlpKernels {
     },
     evaluate(chain, src, srcLabels) {
       addon.sparseMlpEval(handleOf(chain), src, srcLabels, evalOut);
+      return { loss: evalOut[0], correct: evalOut[1] };
+    },
+  };
+}
+
+/** A function writing an update rule into the Float64Array the addon's MLP steps read (one array, reused), or null for none. */
+function ruleEncoder(): (r: UpdateRule | null) => Float64Array | null {
+  const ruleArgs = new Float64Array(8);
+  return (r) => {
+    if (!r) return null;
+    const adam = r.kind === 'adam';
+    ruleArgs[0] = adam ? 1 : 2;
+    ruleArgs[1] = r.lr;
+    ruleArgs[2] = adam ? r.beta1 : 0;
+    ruleArgs[3] = adam ? r.beta2 : 0;
+    ruleArgs[4] = adam ? r.eps : 0;
+    ruleArgs[5] = adam ? r.step : 0;
+    ruleArgs[6] = adam ? 0 : r.momentum;
+    ruleArgs[7] = adam ? 0 : r.weightDecay;
+    return ruleArgs;
+  };
+}
+
+interface RawDenseMlp {
+  denseMlpPrepare(...layerArgs: unknown[]): object;
+  denseMlpStep(handle: object, src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
+    rule: Float64Array | null, losses: Float64Array): number;
+  denseMlpEval(handle: object, src: Float32Array, srcLabels: Int32Array, chunk: number, out: Float64Array): void;
+}
+
+interface NativePreparedDense extends PreparedDenseMlp {
+  readonly handle: object;
+}
+
+/** The addon's dense-MLP calls behind DenseMlpKernels: each layer as eleven plain arguments, the rule as numbers. */
+function nativeDenseMlp(addon: RawDenseMlp): DenseMlpKernels {
+  const encodeRule = ruleEncoder();
+  const evalOut = new Float64Array(2);
+  const layerArgs = (l: DenseMlpLayer): unknown[] => {
+    const w = l.state?.weight ?? [], b = l.state?.bias ?? [];
+    return [l.inFeatures, l.outFeatures, l.weight, l.bias, l.relu, l.gweight, l.gbias, w[0] ?? null, w[1] ?? null, b[0] ?? null, b[1] ?? null];
+  };
+  const handleOf = (chain: PreparedDenseMlp): object => {
+    const h = (chain as Partial<NativePreparedDense>).handle;
+    if (!h) throw new TypeError('denseMlp: the chain was not prepared by the native backend');
+    return h;
+  };
+  return {
+    prepare(layers) {
+      const chain: NativePreparedDense = { layers, handle: addon.denseMlpPrepare(...layers.flatMap(layerArgs)) };
+      return chain;
+    },
+    step(chain, src, srcLabels, indices, from, n, update, losses) {
+      return addon.denseMlpStep(handleOf(chain), src, srcLabels, indices, from, n, encodeRule(update), losses);
+    },
+    evaluate(chain, src, srcLabels, chunk) {
+      addon.denseMlpEval(handleOf(chain), src, srcLabels, chunk, evalOut);
       return { loss: evalOut[0], correct: evalOut[1] };
     },
   };

@@ -7,7 +7,7 @@ export const SETTINGS_SCHEMA = {
   backend: { type: 'string', help: 'native or reference (default: LTH_BACKEND, else native)', choices: ['native', 'reference'] },
   simd: { type: 'string', help: 'highest SIMD path the native kernels may use (default: LTH_SIMD, else the best this CPU has)', choices: ['avx512', 'avx2', 'scalar'] },
   sparse: { type: 'string', help: 'masked layers on sparse kernels: auto (fully connected below 35% density, stride-1 convolutions below 22%), on, off (default: LTH_SPARSE, else auto)', choices: ['auto', 'on', 'off'] },
-  fused: { type: 'string', help: 'the fused sparse-MLP program where a model allows it: auto, off (default: LTH_FUSED, else auto)', choices: ['auto', 'off'] },
+  fused: { type: 'string', help: 'the fused sparse- and dense-MLP programs where a model allows them: auto, off (default: LTH_FUSED, else auto)', choices: ['auto', 'off'] },
 } as const satisfies Schema;
 
 /** Takes the run-settings flags out of `values` and resolves the run context from them and the environment. */

@@ -140,7 +140,7 @@ test('each stage records its program, run settings and version; masks keep their
   const { runDir } = runLottery(h, { context: resolveContext({ sparse: 'on', threads: 2 }, {}) });
   const dense = JSON.parse(fs.readFileSync(path.join(stageDir(runDir, 0, 0, 'main'), FILES.done), 'utf8'));
   const pruned = JSON.parse(fs.readFileSync(path.join(stageDir(runDir, 0, 1, 'main'), FILES.done), 'utf8'));
-  assert.equal(dense.program, 'graph', 'nothing pruned: no masks, the graph program');
+  assert.equal(dense.program, 'dense_mlp', 'nothing pruned: no masks, the dense-MLP program');
   assert.equal(pruned.program, 'sparse_mlp', 'every layer masked and sparse: the sparse-MLP program');
   assert.deepEqual(pruned.numerics, { backend: dense.numerics.backend, simd: dense.numerics.simd, threads: 2, sparse: 'on', fused: 'auto' });
   assert.equal(pruned.lth, LTH_VERSION);

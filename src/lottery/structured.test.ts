@@ -39,7 +39,7 @@ test('a neuron_l1 lottery on MNIST: whole neurons a level, the compact program, 
       assert.ok(kept, `level ${k} ${branch}: structured`);
       assert.deepEqual(kept.map((u) => u.reduce((a, v) => a + v, 0)), expected[k], `level ${k} ${branch}: neurons`);
       const done = JSON.parse(fs.readFileSync(path.join(dir, FILES.done), 'utf8'));
-      assert.equal(done.program, k === 0 ? 'graph' : 'compact', `level ${k} ${branch}: program`);
+      assert.equal(done.program, k === 0 ? 'dense_mlp' : 'compact', `level ${k} ${branch}: program`);
       assert.deepEqual(final.get('fc1.weight')!.length, 300 * 784, 'full size on disk');
       for (const [name, m] of mask) assert.ok(final.get(name)!.every((v, i) => m[i] !== 0 || Object.is(v, 0)), `level ${k} ${branch} ${name}: zero where pruned`);
       chain.forEach((l, i) => {

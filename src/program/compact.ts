@@ -3,14 +3,16 @@ import { compaction, type Compaction } from '../nn/compact.js';
 import type { Model } from '../nn/model.js';
 import type { StateDict } from '../nn/module.js';
 import { checkOptimizerState, stateNames, type OptimizerState } from '../nn/optim.js';
+import { DenseMlpProgram } from './dense-mlp.js';
 import { GraphProgram } from './graph.js';
 import { applyMasks } from './masks.js';
 import type { CompileOptions, EvalResult, Minibatches, Program } from './program.js';
 
 /**
  * The program of a structurally pruned network (whole neurons or channels removed,
- * nn/compact.ts): the smaller dense network the masks leave, trained by a graph program of
- * its own with no masks and no sparse kernels. Outside, it speaks the full model's names
+ * nn/compact.ts): the smaller dense network the masks leave, trained by a program of its
+ * own with no masks and no sparse kernels: the dense-MLP program where that network is a
+ * chain of Linear layers (and the fused mode allows it), else the graph program. Outside, it speaks the full model's names
  * and shapes: state(), optimizerState() and writeBack() expand (zero at removed units and
  * their connections, biases included), load() and loadOptimizerState() compact. It gives
  * the graph program's numbers on the same masks up to float summation order (tested): the
@@ -26,7 +28,7 @@ export class CompactProgram implements Program {
    * each weight its density's share, as sparse kernels would (nn/flops.ts).
    */
   readonly sparseWeights: ReadonlySet<string>;
-  private readonly inner: GraphProgram;
+  private readonly inner: Program;
   private readonly masks: Map<string, Float32Array>;
 
   /**
@@ -44,7 +46,8 @@ export class CompactProgram implements Program {
     this.masks = applyMasks(model, opts.masks);
     c.model.loadState(c.compact(model.state()), 'the compacted weights');
     c.model.train(model.training);
-    this.inner = new GraphProgram(c.model, { optimizer: opts.optimizer, context: opts.context });
+    const inner = { optimizer: opts.optimizer, context: opts.context };
+    this.inner = DenseMlpProgram.compile(c.model, inner) ?? new GraphProgram(c.model, inner);
     this.sparseWeights = new Set(this.masks.keys());
   }
 

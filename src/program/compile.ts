@@ -1,5 +1,6 @@
 import type { Model } from '../nn/model.js';
 import { CompactProgram } from './compact.js';
+import { DenseMlpProgram } from './dense-mlp.js';
 import { GraphProgram } from './graph.js';
 import type { StateDict } from '../nn/module.js';
 import type { CompileOptions, Program } from './program.js';
@@ -9,12 +10,13 @@ import { SparseMlpProgram } from './sparse-mlp.js';
  * Compiles a model and its masks into the fastest program that runs them: the compact
  * program where the masks remove whole neurons or channels (structured pruning: the
  * smaller dense network they leave), the sparse-MLP program where the model is a chain of
- * Linear layers that all run sparse (and the fused mode allows it), else the graph
- * program, which runs any model. The model's tensors are the starting point; pruned
+ * Linear layers that all run sparse, the dense-MLP program where it is an unmasked chain of
+ * Linear layers (both where the fused mode allows them), else the graph program, which
+ * runs any model. The model's tensors are the starting point; pruned
  * weights are set to zero.
  */
 export function compileProgram(model: Model, opts: CompileOptions): Program {
-  return CompactProgram.compile(model, opts) ?? SparseMlpProgram.compile(model, opts) ?? new GraphProgram(model, opts);
+  return CompactProgram.compile(model, opts) ?? SparseMlpProgram.compile(model, opts) ?? DenseMlpProgram.compile(model, opts) ?? new GraphProgram(model, opts);
 }
 
 /**

@@ -16,6 +16,11 @@ import type { CompileOptions, EvalResult, Minibatches, Program } from './program
 /** The buffers (floats) an evaluation batch of flat samples may take: 32M, 128 MB. */
 const EVAL_FLOATS = 32 * 1024 * 1024;
 
+/** Samples per evaluation batch of flat samples whose pass takes `floatsPerSample` floats of buffers each: up to 1000. */
+export function flatEvalBatch(floatsPerSample: number): number {
+  return Math.max(1, Math.min(1000, Math.floor(EVAL_FLOATS / floatsPerSample)));
+}
+
 /** A Linear or Conv2d layer the graph program computes on sparse kernels, with its packed weight. */
 type SparseWeight = SparseLinear | SparseConv;
 
@@ -173,7 +178,7 @@ export class GraphProgram implements Program {
       }
       this.evalFloatsPerSample = probe.floats() / n;
     }
-    return Math.max(1, Math.min(1000, Math.floor(EVAL_FLOATS / this.evalFloatsPerSample)));
+    return flatEvalBatch(this.evalFloatsPerSample);
   }
 
   state(): StateDict {

@@ -1,7 +1,7 @@
 /**
  * Programs export and import their optimiser state (what a checkpoint keeps beside the
- * weights): on the graph program (dense, and with packed sparse weights) and the sparse-MLP
- * program, with Adam and SGD with momentum, a program compiled afresh that loads another's
+ * weights): on the graph program (dense, and with packed sparse weights), the sparse-MLP
+ * program and the dense-MLP program, with Adam and SGD with momentum, a program compiled afresh that loads another's
  * weights and optimiser state after k steps goes on bitwise as the original does; both
  * programs give the same names and sizes (full-size arrays, pruned entries zero) and, up to
  * float summation order, the same values; a state that does not fit is a clear error.
@@ -39,7 +39,8 @@ const PROGRAMS: ReadonlyArray<{ name: string; kind: string; context: () => RunCo
   { name: 'sparse-MLP', kind: 'sparse_mlp', context: () => resolveContext({ sparse: 'on' }, {}), masked: true },
   { name: 'graph, packed sparse weights', kind: 'graph', context: () => resolveContext({ sparse: 'on', fused: 'off' }, {}), masked: true },
   { name: 'graph, dense masked weights', kind: 'graph', context: () => resolveContext({ sparse: 'off' }, {}), masked: true },
-  { name: 'graph, unmasked', kind: 'graph', context: () => resolveContext({ sparse: 'off' }, {}), masked: false },
+  { name: 'graph, unmasked', kind: 'graph', context: () => resolveContext({ sparse: 'off', fused: 'off' }, {}), masked: false },
+  { name: 'dense-MLP, unmasked', kind: 'dense_mlp', context: () => resolveContext({}, {}), masked: false },
 ];
 
 function compiled(p: (typeof PROGRAMS)[number], optimizer: OptimizerSettings): Program {
@@ -122,7 +123,7 @@ test('the graph and sparse-MLP programs export the same optimiser state (up to f
 });
 
 test('an optimiser state that does not fit is a clear error; a program compiled for evaluation has none', () => {
-  for (const p of [PROGRAMS[0], PROGRAMS[1]]) {
+  for (const p of [PROGRAMS[0], PROGRAMS[1], PROGRAMS[4]]) {
     const program = compiled(p, adam);
     const good = program.optimizerState();
     const without = (name: string): OptimizerState => ({ steps: 3, arrays: new Map([...good.arrays].filter(([n]) => n !== name)) });

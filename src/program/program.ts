@@ -12,7 +12,7 @@ import type { OptimizerSettings, OptimizerState } from '../nn/optim.js';
  * move the optimiser's state out and in (checkpoints).
  */
 export interface Program {
-  /** Which program this is, recorded with each stage: 'graph', 'sparse_mlp' or 'compact'. */
+  /** Which program this is, recorded with each stage: 'graph', 'sparse_mlp', 'dense_mlp' or 'compact'. */
   readonly kind: ProgramKind;
   /**
    * Whether evaluating in a second thread pays while this program trains: false when its
@@ -61,7 +61,7 @@ export interface Program {
   setMasks?(masks: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>): void;
 }
 
-export type ProgramKind = 'graph' | 'sparse_mlp' | 'compact';
+export type ProgramKind = 'graph' | 'sparse_mlp' | 'dense_mlp' | 'compact';
 
 /** Consecutive minibatches of a data set by reference: samples order[from ..] in batches of batchSize. */
 export interface Minibatches {

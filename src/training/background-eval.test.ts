@@ -52,7 +52,7 @@ test('by default, evaluation goes to the background only when the program does n
   assert.equal(fused.curve.length, 21);
   assert.deepEqual([fused.program, fused.backgroundEval], ['sparse_mlp', false], 'the sparse-MLP program evaluates synchronously');
   const dense = train(byDefault(1));
-  assert.deepEqual([dense.program, dense.backgroundEval], ['graph', true], 'the dense network evaluates in the background');
+  assert.deepEqual([dense.program, dense.backgroundEval], ['dense_mlp', true], 'the dense network evaluates in the background');
   const one = train({ ...byDefault(1), context: resolveContext({ threads: 1 }, {}) });
   assert.equal(one.backgroundEval, false, 'one thread: never in the background');
   resolveContext({}, {});

@@ -1,0 +1,16 @@
+// The GEMM driver (gemm.cc), for the matmul export and the fused dense MLP (dense_mlp.cc).
+#pragma once
+
+#include "kernels.h"
+
+namespace lth {
+
+// Below this many multiply-adds (m*n*k) a GEMM runs on the calling thread alone.
+constexpr double kGemmParallelMinWork = 400000.0;
+
+// C (+)= op(A)·op(B) on the kernels of the path in use, split across the pool by whole
+// tiles from 400k multiply-adds (results do not depend on the thread count). m, n >= 1;
+// C shares no memory with A or B (checked by the caller). The caller sets flush-to-zero.
+void matmul(const GemmArgs& g);
+
+}  // namespace lth
