@@ -278,6 +278,15 @@ struct PreparedMlp : Wrapped {
   }
 };
 
+// Whether every layer's pattern is still usable: one given to sparsePattern as `reuse`
+// after the chain was prepared has lost its memory to the new pattern.
+bool patterns_usable(ArgReader& a, const std::vector<MlpLayer>& layers) {
+  for (size_t l = 0; l < layers.size() && a.ok(); l++)
+    if (layers[l].p->maker != lth::kSparsePattern)
+      a.fail(false, "layer %zu's pattern was given to sparsePattern as `reuse` after the chain was prepared", l);
+  return a.ok();
+}
+
 const char* const kStateName[4] = {"w0", "w1", "b0", "b1"};
 
 // Column block boundaries of layer 0 for `parts` parts of about equal nonzeros: boundary q
@@ -399,6 +408,7 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   Args<8> a(env, info, "sparseMlpStep", kSparseMlpStepArgs);
   if (!a.ok()) return nullptr;
   PreparedMlp& prep = *a[0].handle<PreparedMlp>();
+  if (!patterns_usable(a, prep.layers)) return nullptr;
   const float* src = a[1].f32();
   const size_t lsrc = a[1].len;
   const int32_t* srcLabels = a[2].i32();
@@ -582,6 +592,7 @@ napi_value SparseMlpEval(napi_env env, napi_callback_info info) {
   Args<4> a(env, info, "sparseMlpEval", kSparseMlpEvalArgs);
   if (!a.ok()) return nullptr;
   const PreparedMlp& prep = *a[0].handle<PreparedMlp>();
+  if (!patterns_usable(a, prep.layers)) return nullptr;
   const size_t lsrc = a[1].len;
   const int32_t* srcLabels = a[2].i32();
   double* out = a[3].f64();
