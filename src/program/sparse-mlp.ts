@@ -105,10 +105,11 @@ export class SparseMlpProgram implements Program {
   }
 
   state(): StateDict {
-    // The model's copies are stale where the program trains: its arrays are overwritten.
-    const out = this.model.state();
+    // The model's copies are stale where the program trains: the layers' weights and biases
+    // come from the program's arrays (a weight unpacked into zeros, not copied first).
+    const out: StateDict = new Map(this.model.namedTensors().map(([n, t]) => [n, this.sparseWeights.has(n) ? new Float32Array(t.size) : Float32Array.from(t.data)]));
     for (const l of this.layers) {
-      unpackValues(l.pattern, l.vals, out.get(l.name)!.fill(0));
+      unpackValues(l.pattern, l.vals, out.get(l.name)!);
       out.get(biasName(l))!.set(l.bias);
     }
     return out;
