@@ -23,12 +23,13 @@
 // step uses them when it asks for the same rows of the same data set. On the 3.6% LeNet
 // step (interleaved, 2 threads) this makes the step's median 162 us against 196 us: the
 // caller's range then comes from the other core's cache in phase 1, which costs less
-// than gathering it from memory. Then they compute their shares of the other layers' weight
-// gradients, by rows, each layer's as soon as the caller has its output gradient (the
-// caller takes a smaller share after the layer's input gradient): on the 10% ERK LeNet
-// step this shortens phase 2 from about 41 to 30 us and the step from about 78 to 70 us
-// (2 threads, fastest tenth of the steps). With one part there is no other thread and
-// each step gathers its own batch and computes every gradient in order.
+// than gathering it from memory. When the other layers are big enough (kSplitWork), they
+// then compute their shares of those layers' weight gradients, by rows, each layer's as
+// soon as the caller has its output gradient (the caller takes a smaller share after the
+// layer's input gradient): on the 10% ERK LeNet step this shortens phase 2 from about 41
+// to 31 us and the step from about 77 to 68 us (2 threads, fastest tenth of the steps).
+// With one part there is no other thread and each step gathers its own batch and
+// computes every gradient in order.
 
 #include <algorithm>
 #include <array>
@@ -65,6 +66,13 @@ namespace arg = lth::arg;
 // The export that makes prepared chains.
 constexpr char kSparseMlpPrepare[] = "sparseMlpPrepare";
 
+// Phase 2 shares the later layers' weight gradients (see mlp_step) when their nonzeros
+// times the padded batch reach this: below it, reading the caller's activations and
+// gradients from the other core costs more than the work shared. On LeNet at batch 60
+// (2 threads, the two ways alternated in one process): 10% ERK (7,700 later nonzeros)
+// steps in 0.88 of the time, 3.6% ERK and uniform 10% (3,100) in 1.06-1.12 of it.
+constexpr int64_t kSplitWork = 5000 * 64;
+
 // The most parts the first layer is split into.
 constexpr int kMaxParts = 64;
 
@@ -91,8 +99,9 @@ struct MlpStep {
   const int32_t* nextRows;      // the next batch's rows to gather ahead into nextIn, or null
   float* nextIn;
   double loss;                  // the summed loss, from the caller's part of phase 2
-  // With parts > 1, the other parts compute shares of layers 1 .. L-1's weight gradients in
+  // With `split`, the other parts compute shares of layers 1 .. L-1's weight gradients in
   // phase 2, each layer's once `ready` (set by the caller) reaches L - l.
+  bool split = false;
   std::atomic<int> ready{0};
 };
 
@@ -122,7 +131,7 @@ void mlp_first_layer_grad(void* ctx, int q) {
   if (!s.update) return;
   // The other layers' updates, when phase 2 shared their gradients, all on part 0: their
   // weights and moments stay in the cache of the caller, whose phase 2 reads them.
-  if (q == 0 && s.parts > 1)
+  if (q == 0 && s.split)
     for (size_t l = 1; l < s.layers.size(); l++) later_update(s, l);
   // The part's nonzeros are packed positions [start of block b0, start of block b1).
   const int64_t k0 = block_start(p, b0), k = block_start(p, b1) - k0;
@@ -158,10 +167,10 @@ void later_update(const MlpStep& s, size_t l) {
 
 // Phase 2, the caller: the sum of layer 0's parts (in part order, the activation after the
 // last), the other layers forward, the loss and their backward pass down to the gradient
-// of layer 0's outputs. Alone (one part) it also computes their weight gradients and
-// updates; with more parts it publishes each layer's output gradient (`ready`) for the
-// other parts' shares of its weight gradient (mlp_later_weight_grads), computes its own
-// share after the layer's input gradient, and phase 3 applies the updates.
+// of layer 0's outputs. Without `split` it also computes their weight gradients and
+// updates; with it, it publishes each layer's output gradient (`ready`) for the other
+// parts' shares of its weight gradient (mlp_later_weight_grads), computes its own share
+// after the layer's input gradient, and phase 3 applies the updates.
 void mlp_middle(MlpStep& s, const int32_t* labels) {
   const size_t L = s.layers.size();
   const MlpLayer& first = s.layers[0];
@@ -178,9 +187,9 @@ void mlp_middle(MlpStep& s, const int32_t* labels) {
     const MlpLayer& y = s.layers[l];
     if (y.relu) gS->reluMask(s.grad[l], s.act[l + 1], y.p->rows * panel_cols(s.ld));
     if (l == 0) break;
-    if (s.parts > 1) s.ready.store((int)(L - l), std::memory_order_release);
+    if (s.split) s.ready.store((int)(L - l), std::memory_order_release);
     lth::sparse_input_grad(*y.p, y.vals, s.grad[l], s.grad[l - 1], s.ld);
-    if (s.parts > 1) {
+    if (s.split) {
       later_weight_grad(s, l, 0);
       continue;
     }
@@ -206,13 +215,13 @@ void mlp_later_weight_grads(MlpStep& s, int q) {
 
 double mlp_step(MlpStep& s, const int32_t* labels) {
   lth::run_parts(s.parts, mlp_first_layer, &s, true);
-  if (s.parts == 1) {
+  if (!s.split && !s.nextIn) {
     mlp_middle(s, labels);
   } else {
     // The caller runs phase 2's layers; the other parts gather the next batch meanwhile,
     // each an equal share of the features (or the caller does, after its part, if no
-    // worker took them), then take their shares of those layers' weight gradients as the
-    // caller's backward pass reaches them.
+    // worker took them), then, with `split`, take their shares of those layers' weight
+    // gradients as the caller's backward pass reaches them.
     struct Middle {
       MlpStep& s;
       const int32_t* labels;
@@ -226,7 +235,7 @@ double mlp_step(MlpStep& s, const int32_t* labels) {
         gS->gatherPanels(m.s.src, features, m.s.nextRows, m.s.n, features * i / shares, features * (i + 1) / shares,
                          m.s.nextIn, m.s.ld);
       }
-      mlp_later_weight_grads(m.s, part);
+      if (m.s.split) mlp_later_weight_grads(m.s, part);
     }, &m, true);
   }
   lth::run_parts(s.parts, mlp_first_layer_grad, &s, true);
@@ -478,6 +487,9 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   s.ld = round16(n);
   s.parts = prep.parts;
   s.bounds = prep.bounds.data();
+  int64_t laterWork = 0;
+  for (size_t l = 1; l < s.layers.size(); l++) laterWork += s.layers[l].p->nnz * s.ld;
+  s.split = s.parts > 1 && laterWork >= kSplitWork;
   // Workspace: the input panels (see below), each layer's outputs and their gradient,
   // the partial sums of layer 0's parts 1 .. parts - 1.
   const int64_t cols = panel_cols(s.ld);
