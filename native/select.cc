@@ -6,7 +6,9 @@
 // the threshold and one pass over the layer keeps the few entries within the bound, so
 // nth_element runs on a few thousand of them and no per-entry arrays are written. On
 // LeNet's fc1 (235,200 entries, 7.6% kept), growing 5,000 took 0.57-0.72 ms against
-// 1.2-1.5 ms when the pass first gathered every eligible key (busy machine, 100 calls).
+// 1.2-1.5 ms when the pass first gathered every eligible key (busy machine, 100 calls);
+// testing 16 entries at a time with SSE in that pass, and 4 in the count of kept entries,
+// growing 4,000 takes about 0.21 ms against 0.27 (CPU time, fastest of 10 x 50 calls).
 //
 // The result is exact and deterministic: the `count` smallest keys (|v|, or -|v| for the
 // largest), ties broken by the lower index, NaN ranking as the largest magnitude; the
@@ -18,8 +20,13 @@
 #include <utility>
 #include <vector>
 
+#ifdef __SSE2__
+#include <immintrin.h>
+#endif
+
 #include "bindings.h"
 #include "napi_args.h"
+#include "sparse_pattern.h"
 
 namespace {
 
@@ -61,8 +68,7 @@ napi_value SelectByMagnitude(napi_env env, napi_callback_info info) {
     const float v = values[i];
     return sign * (v != v ? INFINITY : std::fabs(v));
   };
-  int64_t kept = 0;
-  for (int64_t i = 0; i < n; i++) kept += mask[i] != 0.0f;
+  const int64_t kept = lth::count_nonzero(mask, n);
   const int64_t eligible = wantActive ? kept : n - kept;
   if (count > eligible) {
     a.fail(true, "asked for %lld of %lld eligible entries", (long long)count, (long long)eligible);
@@ -87,8 +93,30 @@ napi_value SelectByMagnitude(napi_env env, napi_callback_info info) {
     if (q >= 0) {
       std::nth_element(sample.begin(), sample.begin() + q, sample.end());
       const float bound = sample[q];
-      // Few entries pass the bound: a branch on it is predicted right nearly always.
-      for (int64_t i = 0; i < n; i++) {
+      // Few entries pass the bound: a branch on it is predicted right nearly always, and
+      // whole groups of entries are tested at once where the vector unit allows.
+      int64_t i = 0;
+#ifdef __SSE2__
+      const __m128 absMask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff)), zero = _mm_setzero_ps();
+      const __m128 signs = _mm_set1_ps(sign), inf = _mm_set1_ps(sign * INFINITY), bounds = _mm_set1_ps(bound);
+      for (; i + 16 <= n; i += 16) {
+        int hit = 0;
+        for (int j = 0; j < 16; j += 4) {
+          const __m128 v = _mm_loadu_ps(values + i + j), m = _mm_loadu_ps(mask + i + j);
+          // The key: sign·|v|, sign·inf for NaN (NaN != NaN).
+          const __m128 nan = _mm_cmpunord_ps(v, v);
+          const __m128 key = _mm_or_ps(_mm_and_ps(nan, inf), _mm_andnot_ps(nan, _mm_mul_ps(signs, _mm_and_ps(v, absMask))));
+          const __m128 active = _mm_cmpneq_ps(m, zero);
+          const __m128 eligible = wantActive ? active : _mm_andnot_ps(active, _mm_castsi128_ps(_mm_set1_epi32(-1)));
+          hit |= _mm_movemask_ps(_mm_and_ps(eligible, _mm_cmple_ps(key, bounds))) << j;
+        }
+        for (; hit; hit &= hit - 1) {
+          const int64_t at = i + __builtin_ctz(hit);
+          cand[took++] = Key(keyAt(at), (int32_t)at);
+        }
+      }
+#endif
+      for (; i < n; i++) {
         const float key = keyAt(i);
         if (eligibleAt(i) & (key <= bound)) cand[took++] = Key(key, (int32_t)i);
       }

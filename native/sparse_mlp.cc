@@ -10,10 +10,11 @@
 // after the backward pass it computes the weight gradient of its own nonzeros (contiguous
 // in packed order) and their update. So each core reads only the inputs it gathered
 // itself. The caller adds the partial sums in part order and runs the other layers, the
-// loss and their backward pass and update. Part 0 is always the caller's (run_parts'
-// callerFirst), so every buffer stays on one core from step to step: letting the pool's
-// cores take the small layers' work makes the caller's next step pay for fetching it
-// back. The ranges depend on the pattern and `parts` only, so results are bitwise the
+// loss and their backward pass (the other parts compute most of those layers' weight
+// gradients meanwhile, see below), then updates them in phase 3. Part 0 is always the
+// caller's (run_parts' callerFirst), so every buffer stays on one core from step to step:
+// letting the pool's cores take the small layers' updates makes the caller's next step
+// pay for fetching their weights back. The ranges depend on the pattern and `parts` only, so results are bitwise the
 // same for the same parts on any number of threads (with fewer threads than parts, a
 // thread runs several parts).
 //
@@ -22,15 +23,22 @@
 // step uses them when it asks for the same rows of the same data set. On the 3.6% LeNet
 // step (interleaved, 2 threads) this makes the step's median 162 us against 196 us: the
 // caller's range then comes from the other core's cache in phase 1, which costs less
-// than gathering it from memory. With one part there is no other thread and each step
-// gathers its own batch.
+// than gathering it from memory. When the other layers are big enough (kSplitWork), they
+// then compute their shares of those layers' weight gradients, by rows, each layer's as
+// soon as the caller has its output gradient (the caller takes a smaller share after the
+// layer's input gradient): on the 10% ERK LeNet step this shortens phase 2 from about 41
+// to 31 us and the step from about 77 to 68 us (2 threads, fastest tenth of the steps).
+// With one part there is no other thread and each step gathers its own batch and
+// computes every gradient in order.
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "bindings.h"
@@ -58,6 +66,13 @@ namespace arg = lth::arg;
 // The export that makes prepared chains.
 constexpr char kSparseMlpPrepare[] = "sparseMlpPrepare";
 
+// Phase 2 shares the later layers' weight gradients (see mlp_step) when their nonzeros
+// times the padded batch reach this: below it, reading the caller's activations and
+// gradients from the other core costs more than the work shared. On LeNet at batch 60
+// (2 threads, the two ways alternated in one process): 10% ERK (7,700 later nonzeros)
+// steps in 0.88 of the time, 3.6% ERK and uniform 10% (3,100) in 1.06-1.12 of it.
+constexpr int64_t kSplitWork = 5000 * 64;
+
 // The most parts the first layer is split into.
 constexpr int kMaxParts = 64;
 
@@ -84,6 +99,10 @@ struct MlpStep {
   const int32_t* nextRows;      // the next batch's rows to gather ahead into nextIn, or null
   float* nextIn;
   double loss;                  // the summed loss, from the caller's part of phase 2
+  // With `split`, the other parts compute shares of layers 1 .. L-1's weight gradients in
+  // phase 2, each layer's once `ready` (set by the caller) reaches L - l.
+  bool split = false;
+  std::atomic<int> ready{0};
 };
 
 // Phase 1, part q: gather the part's input features, its partial sums of layer 0 (part 0
@@ -102,6 +121,7 @@ void mlp_first_layer(void* ctx, int q) {
 
 // Phase 3, part q: the weight gradient of layer 0 at the part's nonzeros (and the bias's,
 // on part 0), then their update.
+void later_update(const MlpStep& s, size_t l);
 void mlp_first_layer_grad(void* ctx, int q) {
   const MlpStep& s = *static_cast<const MlpStep*>(ctx);
   const MlpLayer& y = s.layers[0];
@@ -109,15 +129,48 @@ void mlp_first_layer_grad(void* ctx, int q) {
   const int64_t b0 = s.bounds[q], b1 = s.bounds[q + 1];
   gS->weightGradBlocks(p, s.grad[0], s.act[0], y.gvals, q ? nullptr : y.gbias, b0, b1, s.ld);
   if (!s.update) return;
+  // The other layers' updates, when phase 2 shared their gradients, all on part 0: their
+  // weights and moments stay in the cache of the caller, whose phase 2 reads them.
+  if (q == 0 && s.split)
+    for (size_t l = 1; l < s.layers.size(); l++) later_update(s, l);
   // The part's nonzeros are packed positions [start of block b0, start of block b1).
   const int64_t k0 = block_start(p, b0), k = block_start(p, b1) - k0;
   lth::update_params(*s.rule, y.vals + k0, y.gvals + k0, y.w0 + k0, y.w1 ? y.w1 + k0 : nullptr, nullptr, k);
   if (q == 0 && y.bias) lth::update_params(*s.rule, y.bias, y.gbias, y.b0, y.b1, nullptr, p.rows);
 }
 
+// A pause in a spin-wait loop.
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Part q's share of layer l's weight and bias gradients in phase 2: a range of its rows,
+// fixed by `parts` (each row's gradient is the same instructions whoever computes it, so
+// the shares change no result). The caller's share, part 0's, is half the others': it
+// runs the layers' forward and backward passes too (at 2 parts on a 10% LeNet this
+// balances the phase).
+void later_weight_grad(const MlpStep& s, size_t l, int q) {
+  const MlpLayer& y = s.layers[l];
+  const int64_t T = 2 * s.parts - 1, rows = y.p->rows;
+  const int64_t r0 = q ? rows * (2 * q - 1) / T : 0, r1 = rows * (2 * q + 1) / T;
+  gS->weightGrad(*y.p, s.grad[l], s.act[l], y.gvals, y.gbias, r0, r1, s.ld);
+}
+
+// Layer l's update (l >= 1), after its weight gradient, when the step updates.
+void later_update(const MlpStep& s, size_t l) {
+  const MlpLayer& y = s.layers[l];
+  lth::update_params(*s.rule, y.vals, y.gvals, y.w0, y.w1, nullptr, y.p->nnz);
+  if (y.bias) lth::update_params(*s.rule, y.bias, y.gbias, y.b0, y.b1, nullptr, y.p->rows);
+}
+
 // Phase 2, the caller: the sum of layer 0's parts (in part order, the activation after the
-// last), the other layers forward, the loss, their backward pass and update, down to the
-// gradient of layer 0's outputs.
+// last), the other layers forward, the loss and their backward pass down to the gradient
+// of layer 0's outputs. Without `split` it also computes their weight gradients and
+// updates; with it, it publishes each layer's output gradient (`ready`) for the other
+// parts' shares of its weight gradient (mlp_later_weight_grads), computes its own share
+// after the layer's input gradient, and phase 3 applies the updates.
 void mlp_middle(MlpStep& s, const int32_t* labels) {
   const size_t L = s.layers.size();
   const MlpLayer& first = s.layers[0];
@@ -134,22 +187,41 @@ void mlp_middle(MlpStep& s, const int32_t* labels) {
     const MlpLayer& y = s.layers[l];
     if (y.relu) gS->reluMask(s.grad[l], s.act[l + 1], y.p->rows * panel_cols(s.ld));
     if (l == 0) break;
+    if (s.split) s.ready.store((int)(L - l), std::memory_order_release);
     lth::sparse_input_grad(*y.p, y.vals, s.grad[l], s.grad[l - 1], s.ld);
+    if (s.split) {
+      later_weight_grad(s, l, 0);
+      continue;
+    }
     lth::sparse_weight_grad(*y.p, s.grad[l], s.act[l], y.gvals, y.gbias, s.ld);
-    if (!s.update) continue;
-    lth::update_params(*s.rule, y.vals, y.gvals, y.w0, y.w1, nullptr, y.p->nnz);
-    if (y.bias) lth::update_params(*s.rule, y.bias, y.gbias, y.b0, y.b1, nullptr, y.p->rows);
+    if (s.update) later_update(s, l);
+  }
+}
+
+// Phase 2, part q >= 1 (after its share of the gathering): its shares of the weight
+// gradients of layers L-1 .. 1, each once the caller has published the layer's output
+// gradient.
+void mlp_later_weight_grads(MlpStep& s, int q) {
+  const size_t L = s.layers.size();
+  for (size_t l = L; l-- > 1;) {
+    // The caller is at most a few microseconds away; yield if it was preempted.
+    for (unsigned spins = 0; s.ready.load(std::memory_order_acquire) < (int)(L - l); spins++) {
+      cpu_relax();
+      if (spins > 4096) std::this_thread::yield();
+    }
+    later_weight_grad(s, l, q);
   }
 }
 
 double mlp_step(MlpStep& s, const int32_t* labels) {
   lth::run_parts(s.parts, mlp_first_layer, &s, true);
-  if (!s.nextIn) {
+  if (!s.split && !s.nextIn) {
     mlp_middle(s, labels);
   } else {
-    // Phase 2 is the caller's alone, so the other parts gather the next batch meanwhile,
+    // The caller runs phase 2's layers; the other parts gather the next batch meanwhile,
     // each an equal share of the features (or the caller does, after its part, if no
-    // worker took them).
+    // worker took them), then, with `split`, take their shares of those layers' weight
+    // gradients as the caller's backward pass reaches them.
     struct Middle {
       MlpStep& s;
       const int32_t* labels;
@@ -157,9 +229,13 @@ double mlp_step(MlpStep& s, const int32_t* labels) {
     lth::run_parts(s.parts, [](void* c, int part) {
       Middle& m = *static_cast<Middle*>(c);
       if (part == 0) return mlp_middle(m.s, m.labels);
-      const int64_t features = m.s.layers[0].p->cols, shares = m.s.parts - 1, i = part - 1;
-      gS->gatherPanels(m.s.src, features, m.s.nextRows, m.s.n, features * i / shares, features * (i + 1) / shares,
-                       m.s.nextIn, m.s.ld);
+      if (m.s.nextIn) {
+        const int64_t features = m.s.layers[0].p->cols;
+        const int64_t shares = m.s.parts - 1, i = part - 1;
+        gS->gatherPanels(m.s.src, features, m.s.nextRows, m.s.n, features * i / shares, features * (i + 1) / shares,
+                         m.s.nextIn, m.s.ld);
+      }
+      if (m.s.split) mlp_later_weight_grads(m.s, part);
     }, &m, true);
   }
   lth::run_parts(s.parts, mlp_first_layer_grad, &s, true);
@@ -210,6 +286,15 @@ struct PreparedMlp : Wrapped {
     for (napi_ref r : refs) napi_delete_reference(env, r);
   }
 };
+
+// Whether every layer's pattern is still usable: one given to sparsePattern as `reuse`
+// after the chain was prepared has lost its memory to the new pattern.
+bool patterns_usable(ArgReader& a, const std::vector<MlpLayer>& layers) {
+  for (size_t l = 0; l < layers.size() && a.ok(); l++)
+    if (layers[l].p->maker != lth::kSparsePattern)
+      a.fail(false, "layer %zu's pattern was given to sparsePattern as `reuse` after the chain was prepared", l);
+  return a.ok();
+}
 
 const char* const kStateName[4] = {"w0", "w1", "b0", "b1"};
 
@@ -332,6 +417,7 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   Args<8> a(env, info, "sparseMlpStep", kSparseMlpStepArgs);
   if (!a.ok()) return nullptr;
   PreparedMlp& prep = *a[0].handle<PreparedMlp>();
+  if (!patterns_usable(a, prep.layers)) return nullptr;
   const float* src = a[1].f32();
   const size_t lsrc = a[1].len;
   const int32_t* srcLabels = a[2].i32();
@@ -401,6 +487,9 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   s.ld = round16(n);
   s.parts = prep.parts;
   s.bounds = prep.bounds.data();
+  int64_t laterWork = 0;
+  for (size_t l = 1; l < s.layers.size(); l++) laterWork += s.layers[l].p->nnz * s.ld;
+  s.split = s.parts > 1 && laterWork >= kSplitWork;
   // Workspace: the input panels (see below), each layer's outputs and their gradient,
   // the partial sums of layer 0's parts 1 .. parts - 1.
   const int64_t cols = panel_cols(s.ld);
@@ -444,6 +533,7 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
         s.nextIn = aligned64(prep.in[prep.cur ^ 1]);
       }
     }
+    s.ready.store(0, std::memory_order_relaxed);
     loss = mlp_step(s, labels + (at - from));
     if (s.nextIn) {
       prep.cur ^= 1;
@@ -514,6 +604,7 @@ napi_value SparseMlpEval(napi_env env, napi_callback_info info) {
   Args<4> a(env, info, "sparseMlpEval", kSparseMlpEvalArgs);
   if (!a.ok()) return nullptr;
   const PreparedMlp& prep = *a[0].handle<PreparedMlp>();
+  if (!patterns_usable(a, prep.layers)) return nullptr;
   const size_t lsrc = a[1].len;
   const int32_t* srcLabels = a[2].i32();
   double* out = a[3].f64();

@@ -44,6 +44,9 @@ inline int64_t block_start(const Pattern& p, int64_t b) { return b < p.nbc ? (in
 // the transposed view) at a density.
 int64_t block_size(int64_t extent, double density);
 
+// The entries of a[0 .. n) that are not 0 (NaN counts).
+int64_t count_nonzero(const float* a, int64_t n);
+
 // Fills p with the nonzeros of mask [rows, cols] (entries != 0, NaN included).
 void build_pattern(Pattern& p, const float* mask, int64_t rows, int64_t cols);
 

@@ -280,8 +280,11 @@ export interface Backend {
   /**
    * The nonzeros (entries ≠ 0, NaN included) of `mask` [rows, cols], compressed for the
    * kernels below: an object made by this backend only. rows·cols must be below 2^31.
+   * `reuse`, a pattern of this backend that nothing will use again (no kernel call, no
+   * prepared chain), may give its memory to the new one (a backend may ignore it); any
+   * later use of it is refused.
    */
-  sparsePattern(mask: Float32Array, rows: number, cols: number): SparsePattern;
+  sparsePattern(mask: Float32Array, rows: number, cols: number, reuse?: SparsePattern | null): SparsePattern;
 
   /**
    * outT[r, c] = act(bias[r] + Σ_k vals[k]·inT[col(k), c]) over the nonzeros k of row r, for

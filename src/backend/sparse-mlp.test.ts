@@ -485,10 +485,14 @@ const sgdArgs = (r: Extract<UpdateRule, { kind: 'sgd' }>) => Float64Array.from([
 
 /** A first layer of 7 column blocks (400 inputs at 20%: blocks of 64), so 3 and 4 parts all have work. */
 const wide: Case = { name: 'first layer of 7 blocks, batch 70', inputs: 400, specs: [hidden(64, 0.2), hidden(24, 0.4), output(10, 0.5)], n: 70, samples: 200, from: 5 };
+/** Four layers, one narrower than the parts. */
+const deep: Case = { name: 'four layers', inputs: 400, specs: [hidden(48, 0.2), hidden(30, 0.4), hidden(2, 0.8), output(10, 0.5)], n: 50, samples: 150, from: 3 };
+/** Later layers big enough (9,500 nonzeros at batch 60) for phase 2 to share their weight gradients by rows; one narrower than the parts. */
+const big: Case = { name: 'later layers shared in phase 2', inputs: 200, specs: [hidden(300, 0.1), hidden(100, 0.3), hidden(2, 0.9), output(10, 0.5)], n: 60, samples: 150, from: 4 };
 
 for (const parts of [1, 3, 4]) {
   test(`sparseMlpPrepare(${parts}, ...): the step = dense masked on every case`, { skip }, () => {
-    for (const c of [...cases, wide]) {
+    for (const c of [...cases, wide, deep, big]) {
       const { net, src, srcLabels, indices } = setUp(c, c.inputs * 7 + c.n);
       const x = new Float32Array(c.n * c.inputs), labels = new Int32Array(c.n);
       ref.gatherRows(src, c.inputs, indices, c.from, c.n, x);
@@ -533,8 +537,8 @@ test('sparseMlpPrepare with 1, 3 and 4 parts: consecutive steps with an update =
   }
 });
 
-test('sparseMlpPrepare(3, ...): bitwise the same on 1, 2 and 3 threads, also over consecutive steps with Adam', { skip }, () => {
-  const c = wide, steps = 3;
+for (const c of [wide, deep, big]) test(`sparseMlpPrepare(3, ...): bitwise the same on 1, 2 and 3 threads, also over consecutive steps with Adam (${c.name})`, { skip }, () => {
+  const steps = 3;
   const { net, src, srcLabels } = setUp(c, 43);
   const rnd = prng(12);
   const indices = Int32Array.from({ length: c.from + (steps + 1) * c.n }, () => Math.floor(rnd() * c.samples));

@@ -128,6 +128,30 @@ test('sparsePattern: flat order of a one-block pattern, NaN counts as kept, obje
   assert.throws(() => ref.sparseForward(native!.sparsePattern(m, 3, 4), f, f, new Float32Array(64), null, 1, 16, false), TypeError);
 });
 
+test('sparsePattern with reuse: the same pattern as without, at any size; the reused one is refused by every kernel and prepared chain', { skip }, () => {
+  const rnd = prng(31);
+  const f = new Float32Array(64 * 64);
+  let old = native!.sparsePattern(mask(40, 70, 0.1, rnd), 40, 70);
+  // Smaller, larger and the same shapes and densities as the pattern whose memory they take.
+  for (const [rows, cols, density] of [[40, 70, 0.1], [20, 30, 0.5], [60, 90, 0.3], [60, 90, 0.02], [1, 1, 1]] as const) {
+    const m = mask(rows, cols, density, rnd);
+    const chain = native!.sparseMlp.prepare([{ pattern: old, vals: new Float32Array(old.nnz), bias: null, relu: false, gvals: new Float32Array(old.nnz), gbias: null }], 1);
+    const p = native!.sparsePattern(m, rows, cols, old), want = native!.sparsePattern(m, rows, cols), r = ref.sparsePattern(m, rows, cols, null);
+    assert.equal(p.nnz, r.nnz);
+    assert.deepEqual(p.flat, want.flat);
+    // The kernels read the pattern's packed order: the same results as the fresh pattern.
+    const vals = randomArray(p.nnz, rnd), inT = randomArray(cols * 64, rnd), a = new Float32Array(rows * 64), b = new Float32Array(rows * 64);
+    native!.sparseForward(p, vals, inT, a, null, 16, 16, false);
+    native!.sparseForward(want, vals, inT, b, null, 16, 16, false);
+    assert.deepEqual(a, b, `${rows}x${cols}: forward`);
+    assert.throws(() => native!.sparseForward(old, f, f, f, null, 1, 16, false), (e: Error) => e instanceof TypeError && /^sparseForward: pattern must be an object made by this backend's sparsePattern\(\)$/.test(e.message));
+    assert.throws(() => native!.sparsePattern(m, rows, cols, old), TypeError, 'a pattern cannot be reused twice');
+    assert.throws(() => native!.sparseMlp.evaluate(chain, new Float32Array(old.cols), new Int32Array(1)), /layer 0's pattern was given to sparsePattern as `reuse` after the chain was prepared/);
+    old = p;
+  }
+  assert.throws(() => native!.sparsePattern(new Float32Array(4), 2, 2, {} as never), TypeError);
+});
+
 test('sparseForward: NaN in an input reaches exactly the rows whose nonzeros read it', { skip }, () => {
   const rnd = prng(5);
   const rows = 5, cols = 8, n = 37, ld = 48;

@@ -105,10 +105,11 @@ export class SparseMlpProgram implements Program {
   }
 
   state(): StateDict {
-    // The model's copies are stale where the program trains: its arrays are overwritten.
-    const out = this.model.state();
+    // The model's copies are stale where the program trains: the layers' weights and biases
+    // come from the program's arrays (a weight unpacked into zeros, not copied first).
+    const out: StateDict = new Map(this.model.namedTensors().map(([n, t]) => [n, this.sparseWeights.has(n) ? new Float32Array(t.size) : Float32Array.from(t.data)]));
     for (const l of this.layers) {
-      unpackValues(l.pattern, l.vals, out.get(l.name)!.fill(0));
+      unpackValues(l.pattern, l.vals, out.get(l.name)!);
       out.get(biasName(l))!.set(l.bias);
     }
     return out;
@@ -166,9 +167,14 @@ export class SparseMlpProgram implements Program {
     for (const l of this.layers) {
       const mask = masks.get(l.name);
       check(mask !== undefined && mask.length === l.linear.weight.size, () => `program: setMasks needs a mask of ${l.linear.weight.size} values for ${l.name}`);
+    }
+    // The old patterns give their memory to the new ones: nothing uses them after this
+    // (the chain that holds them is prepared again below; `flat` is the program's copy).
+    for (const l of this.layers) {
+      const mask = masks.get(l.name)!;
       const fresh = grown?.get(l.name);
       if (mask === l.mask && !fresh) continue;
-      const { pattern } = maskPattern(mask, l.linear.outFeatures, l.linear.inFeatures, this.backend);
+      const { pattern } = maskPattern(mask, l.linear.outFeatures, l.linear.inFeatures, this.backend, l.pattern);
       const where = (l.where ??= new Int32Array(l.linear.weight.size).fill(-1));
       const old = l.pattern.flat, from = new Int32Array(pattern.nnz);
       for (let k = 0; k < old.length; k++) where[old[k]] = k;

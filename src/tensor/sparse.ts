@@ -38,10 +38,16 @@ export function useSparse(density: number, mode: SparseMode, weights = Infinity)
   return mode === 'on' || (mode === 'auto' && (density < SPARSE_DENSITY_THRESHOLD || weights <= SMALL_LAYER_WEIGHTS));
 }
 
-/** The backend's compressed pattern of `mask` (nonzero = kept) for a weight [rows, cols], and its density. */
-export function maskPattern(mask: Float32Array, rows: number, cols: number, be: Backend = getBackend()): { pattern: SparsePattern; density: number } {
+/**
+ * The backend's compressed pattern of `mask` (nonzero = kept) for a weight [rows, cols], and
+ * its density; `reuse`, a pattern nothing will use again, may give it its memory
+ * (Backend.sparsePattern).
+ */
+export function maskPattern(
+  mask: Float32Array, rows: number, cols: number, be: Backend = getBackend(), reuse?: SparsePattern,
+): { pattern: SparsePattern; density: number } {
   check(mask.length === rows * cols, () => `sparse: mask has ${mask.length} values, expected ${rows}x${cols}`);
-  const pattern = be.sparsePattern(mask, rows, cols);
+  const pattern = be.sparsePattern(mask, rows, cols, reuse);
   return { pattern, density: rows * cols ? pattern.nnz / (rows * cols) : 0 };
 }
 
