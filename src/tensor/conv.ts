@@ -118,10 +118,14 @@ export function usesWinograd(inChannels: number, outChannels: number, kh: number
 }
 
 /**
- * The Winograd tile of a conv3x3 call with an outH×outW output: F(4×4, 3×3) (4× fewer
- * multiplications than the direct sum, against 2.25× for F(2×2, 3×3)) from 16×16 up.
- * Below, an image row holds 2 or fewer 4×4 tiles, the transforms' loops over a row's
- * tiles are too short to vectorise and F(2×2, 3×3) is faster (measured: docs/performance.md).
+ * The Winograd tile of the input-gradient conv3x3 with an outH×outW result: F(4×4, 3×3)
+ * (4× fewer multiplications than the direct sum, against 2.25× for F(2×2, 3×3)) from
+ * 16×16 up; below, an image row holds 2 or fewer 4×4 tiles, the transforms' loops are too
+ * short to vectorise and F(2×2, 3×3) is faster (docs/performance.md).
+ * The forward pass keeps F(2×2, 3×3): F(4×4)'s rounding error is about 6× larger, and
+ * max pooling turns zero-mean rounding in a layer's output into a bias of the pooled
+ * activations that later layers add up coherently (the Conv-2 golden fc1 gradient sum
+ * moves from 2e-8 to 3e-5 of its norm); a gradient's rounding does not compound that way.
  */
 export function winogradTile(outH: number, outW: number): 2 | 4 {
   return outH >= 16 && outW >= 16 ? 4 : 2;
@@ -160,7 +164,7 @@ export function conv2d(
   const b = bias ? bias.data : zeroArray(cout);
   const winograd = usesWinograd(cin, cout, kh, kw, geometry);
   if (winograd) {
-    be.conv3x3(x.data, weight.data, y.data, n, cin, cout, h, w, padH, false, false, winogradTile(oh, ow));
+    be.conv3x3(x.data, weight.data, y.data, n, cin, cout, h, w, padH, false, false, 2);
     if (bias || relu) be.channelBiasAct(y.data, b, y.data, n, cout, hw, relu);
   } else {
     const col = scratch('col', ckk * hw);
