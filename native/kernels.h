@@ -80,6 +80,9 @@ struct Kernels {
   void (*winoStore4)(const float* a, int64_t n, int64_t width, float* y, bool accumulate);
   // dr[k] = s[4k + r] for 4k + r < n (a row into its four column-phase planes).
   void (*winoSplit4)(const float* s, int64_t n, float* d0, float* d1, float* d2, float* d3);
+  // The output-gradient transform A·y·Aᵀ of n 4x4 tiles y[i][j] = r[(4*i + j)*n + t]
+  // (A = (Aᵀ)ᵀ, 6x4): the 36 entries to g[e*estride + t].
+  void (*winoGradOut4)(const float* r, int64_t n, float* g, int64_t estride);
 };
 
 // nullptr when the ISA is not compiled in (non-x86 builds).

@@ -465,7 +465,52 @@ void winoSplit4(const float* __restrict s, int64_t n, float* __restrict d0, floa
   for (int64_t c = 4 * full; c < n; c++) d[c - 4 * full][full] = s[c];
 }
 
+void winoGradOut4(const float* __restrict r, int64_t n, float* __restrict g, int64_t estride) {
+  // g = A·y·Aᵀ, A = (Aᵀ)ᵀ: a 4-vector p times Aᵀ is (p0, p0+p1+p2+p3, p0-p1+p2-p3,
+  // p0+2p1+4p2+8p3, p0-2p1+4p2-8p3, p3). Rows of y·Aᵀ go through a chunk buffer.
+  constexpr int64_t kChunk = 128;
+  float t[4][6][kChunk];
+  for (int64_t t0 = 0; t0 < n; t0 += kChunk) {
+    const int64_t m = min64(kChunk, n - t0);
+    for (int i = 0; i < 4; i++) {
+      const float* __restrict p0 = r + (i * 4 + 0) * n + t0;
+      const float* __restrict p1 = r + (i * 4 + 1) * n + t0;
+      const float* __restrict p2 = r + (i * 4 + 2) * n + t0;
+      const float* __restrict p3 = r + (i * 4 + 3) * n + t0;
+#pragma GCC ivdep
+      for (int64_t k = 0; k < m; k++) {
+        const float ep = p0[k] + p2[k], op = p1[k] + p3[k], e4 = p0[k] + 4.0f * p2[k], o4 = 2.0f * p1[k] + 8.0f * p3[k];
+        t[i][0][k] = p0[k];
+        t[i][1][k] = ep + op;
+        t[i][2][k] = ep - op;
+        t[i][3][k] = e4 + o4;
+        t[i][4][k] = e4 - o4;
+        t[i][5][k] = p3[k];
+      }
+    }
+    for (int c = 0; c < 6; c++) {
+      float* __restrict g0 = g + (0 * 6 + c) * estride + t0;
+      float* __restrict g1 = g + (1 * 6 + c) * estride + t0;
+      float* __restrict g2 = g + (2 * 6 + c) * estride + t0;
+      float* __restrict g3 = g + (3 * 6 + c) * estride + t0;
+      float* __restrict g4 = g + (4 * 6 + c) * estride + t0;
+      float* __restrict g5 = g + (5 * 6 + c) * estride + t0;
+#pragma GCC ivdep
+      for (int64_t k = 0; k < m; k++) {
+        const float a0 = t[0][c][k], a1 = t[1][c][k], a2 = t[2][c][k], a3 = t[3][c][k];
+        const float ep = a0 + a2, op = a1 + a3, e4 = a0 + 4.0f * a2, o4 = 2.0f * a1 + 8.0f * a3;
+        g0[k] = a0;
+        g1[k] = ep + op;
+        g2[k] = ep - op;
+        g3[k] = e4 + o4;
+        g4[k] = e4 - o4;
+        g5[k] = a3;
+      }
+    }
+  }
+}
+
 const lth::Kernels kTable = {
     kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoOut, winoStore, winoSplit, winoGradOut,
-    winoIn4, winoOut4, winoStore4, winoSplit4,
+    winoIn4, winoOut4, winoStore4, winoSplit4, winoGradOut4,
 };

@@ -242,9 +242,9 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
   }
 }
 
-// The weight gradient: with gM = A·gY·Aᵀ per 2x2 tile of the output gradient (4x4; 0
-// for outputs past the edge), gU_e = Σ_t gM_e[o][t] · V_e[c][t] (16 GEMMs with k = the
-// tiles) and gW = Gᵀ·gU·G. The tiles' sum runs in `groups` fixed groups of whole
+// The weight gradient: with gM = A·gY·Aᵀ per tile of the output gradient (2x2 or 4x4, 0
+// for outputs past the edge; gM is 4x4 or 6x6), gU_e = Σ_t gM_e[o][t] · V_e[c][t] (E
+// GEMMs with k = the tiles) and gW = Gᵀ·gU·G. The tiles' sum runs in `groups` fixed groups of whole
 // blocks, each group's blocks in order into its own partial gU, and the partials are
 // added in group order: the grouping depends on the geometry only, not on the threads.
 struct GradJob {
@@ -255,12 +255,26 @@ struct GradJob {
   int groups;
 };
 
-void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, float* gemmScratch) {
-  thread_local std::vector<float> gbuf, rbuf;
-  int64_t T;
-  const float* V = input_transform(j, blk, &T);
-  const int64_t q0 = blk * j.rowsPerBlock, q1 = q0 + T / j.tw;
-  float* GM = grow(gbuf, (size_t)(16 * j.cout * T));
+// GM[e][o][t] (E x cout x T): the output gradient's tiles (tile rows [q0, q1)) transformed.
+void grad_out_transform(const Job& j, const float* gy, int64_t q0, int64_t q1, int64_t T, float* GM) {
+  thread_local std::vector<float> rbuf;
+  if (j.tile == 4) {
+    // R[(4i + jj)*T + tile] = gY[4ty + i][4tx + jj], 0 past the edges.
+    float* R = grow(rbuf, (size_t)(16 * T));
+    for (int64_t o = 0; o < j.cout; o++) {
+      std::memset(R, 0, (size_t)(16 * T) * sizeof(float));
+      for (int64_t q = q0; q < q1; q++) {
+        const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
+        const float* g = gy + ((img * j.cout + o) * j.oh + 4 * ty) * j.ow;
+        for (int64_t i = 0; i < 4 && 4 * ty + i < j.oh; i++) {
+          float* r = R + 4 * i * T + tb;
+          gK->winoSplit4(g + i * j.ow, j.ow, r, r + T, r + 2 * T, r + 3 * T);
+        }
+      }
+      gK->winoGradOut4(R, T, GM + o * T, j.cout * T);
+    }
+    return;
+  }
   float* R = grow(rbuf, (size_t)(4 * T));  // a, b (row 2ty, even/odd columns), c, d (row 2ty + 1)
   for (int64_t o = 0; o < j.cout; o++) {
     std::memset(R, 0, (size_t)(4 * T) * sizeof(float));
@@ -272,7 +286,16 @@ void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, float* ge
     }
     gK->winoGradOut(R, R + T, R + 2 * T, R + 3 * T, T, GM + o * T, j.cout * T);
   }
-  for (int e = 0; e < 16; e++)
+}
+
+void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, float* gemmScratch) {
+  thread_local std::vector<float> gbuf;
+  int64_t T;
+  const float* V = input_transform(j, blk, &T);
+  const int64_t q0 = blk * j.rowsPerBlock, E = j.entries();
+  float* GM = grow(gbuf, (size_t)(E * j.cout * T));
+  grad_out_transform(j, gy, q0, q0 + T / j.tw, T, GM);
+  for (int64_t e = 0; e < E; e++)
     gK->gemm(lth::GemmArgs{GM + e * j.cout * T, V + e * j.cin * T, gu + e * j.cout * j.cin, j.cout, T, j.cin, false,
                            true, true},
              0, j.cout, 0, j.cin, gemmScratch);
@@ -280,7 +303,7 @@ void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, float* ge
 
 void grad_group(void* ctx, int g, float* scratch) {
   const GradJob& gj = *static_cast<const GradJob*>(ctx);
-  const int64_t size = 16 * gj.j.cout * gj.j.cin;
+  const int64_t size = gj.j.entries() * gj.j.cout * gj.j.cin;
   float* gu = gj.partials + g * size;
   std::memset(gu, 0, (size_t)size * sizeof(float));
   const int64_t b0 = gj.blocks * g / gj.groups, b1 = gj.blocks * (g + 1) / gj.groups;
@@ -359,46 +382,8 @@ napi_value Conv3x3(napi_env env, napi_callback_info info) {
   return lth::undefined_value(env);
 }
 
-// conv3x3WeightGrad(x, gradOut, gradWeight, n, inChannels, outChannels, height, width, pad)
-constexpr ArgSpec kConv3x3WeightGradArgs[] = {arg::f32("x"),      arg::f32("gradOut"),     arg::f32("gradWeight"),
-                                              arg::dim("n"),      arg::dim("inChannels"),  arg::dim("outChannels"),
-                                              arg::dim("height"), arg::dim("width"),       arg::dim("pad")};
-
-napi_value Conv3x3WeightGrad(napi_env env, napi_callback_info info) {
-  lth::Args<9> a(env, info, "conv3x3WeightGrad", kConv3x3WeightGradArgs);
-  if (!a.ok()) return nullptr;
-  const float *x = a[0].f32(), *gy = a[1].f32();
-  float* gw = a[2].f32();
-  const int64_t n = a[3].dim(), cin = a[4].dim(), cout = a[5].dim(), h = a[6].dim(), w = a[7].dim(), pad = a[8].dim();
-  if (h + 2 * pad < 3 || w + 2 * pad < 3) {
-    a.fail(true, "a 3x3 kernel with padding %lld does not fit a %lldx%lld image", (long long)pad, (long long)h,
-           (long long)w);
-    return nullptr;
-  }
-  const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
-  a.need("x", a[0].len, (u128)n * cin * h * w, "n*inChannels*height*width");
-  a.need("gradOut", a[1].len, (u128)n * cout * oh * ow, "n*outChannels*outH*outW");
-  a.need("gradWeight", a[2].len, (u128)cin * cout * 9, "inChannels*outChannels*9");
-  if (!a.ok()) return nullptr;
-  if (n == 0 || cout == 0 || cin == 0) return lth::undefined_value(env);
-  lth::FtzScope ftz;
-  GradJob gj{make_job(x, nullptr, nullptr, n, cin, cout, h, w, pad, false, 2), gy, nullptr, 0, 0};
-  gj.blocks = (gj.j.tileRows + gj.j.rowsPerBlock - 1) / gj.j.rowsPerBlock;
-  // Up to 8 groups (enough for the pool to share), fewer when the partials would pass 16M floats.
-  const int64_t size = 16 * cout * cin;
-  int64_t groups = gj.blocks < 8 ? gj.blocks : 8;
-  while (groups > 1 && groups * size > ((int64_t)1 << 24)) groups--;
-  gj.groups = (int)groups;
-  thread_local std::vector<float> pbuf;
-  gj.partials = grow(pbuf, (size_t)(groups * size));
-  float* scratch = lth::caller_scratch();
-  const int threads = lth::thread_count();
-  if (!(threads > 1 && groups > 1 && lth::run_parts_scratch(threads, gj.groups, grad_group, &gj, scratch)))
-    for (int g = 0; g < gj.groups; g++) grad_group(&gj, g, scratch);
-  float* gu = gj.partials;
-  for (int64_t g = 1; g < groups; g++)
-    for (int64_t i = 0; i < size; i++) gu[i] += gj.partials[g * size + i];
-  // gW[o][c] += Gᵀ·gU·G, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
+// gW[o][c] += Gᵀ·gU·G, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1] (F(2x2, 3x3)).
+void add_filter_grads2(const float* gu, float* gw, int64_t cin, int64_t cout) {
   const int64_t oc = cout * cin;
   for (int64_t o = 0; o < cout; o++) {
     for (int64_t c = 0; c < cin; c++) {
@@ -418,6 +403,83 @@ napi_value Conv3x3WeightGrad(napi_env env, napi_callback_info info) {
       }
     }
   }
+}
+
+// Gᵀ·u for a 6-vector u and F(4x4, 3x3)'s G (see g_times4; divisions for the same reason).
+void gt_times4(const float* u, int stride, float* r, int rstride) {
+  const float s12 = u[stride] + u[2 * stride], d12 = u[stride] - u[2 * stride];
+  const float s34 = u[3 * stride] + u[4 * stride], d34 = u[3 * stride] - u[4 * stride];
+  r[0] = 0.25f * u[0] + (s34 - 4.0f * s12) / 24.0f;
+  r[rstride] = (d34 - 2.0f * d12) / 12.0f;
+  r[2 * rstride] = (s34 - s12) / 6.0f + u[5 * stride];
+}
+
+// gW[o][c] += Gᵀ·gU·G for F(4x4, 3x3).
+void add_filter_grads4(const float* gu, float* gw, int64_t cin, int64_t cout) {
+  const int64_t oc = cout * cin;
+  for (int64_t o = 0; o < cout; o++) {
+    for (int64_t c = 0; c < cin; c++) {
+      float u[36], t[3][6], r[3];
+      for (int e = 0; e < 36; e++) u[e] = gu[e * oc + o * cin + c];
+      for (int k = 0; k < 6; k++) gt_times4(u + k, 6, &t[0][k], 6);  // t = Gᵀ·gU (3x6)
+      float* d = gw + (o * cin + c) * 9;
+      for (int i = 0; i < 3; i++) {
+        gt_times4(t[i], 1, r, 1);  // (Gᵀ·gU·G) row i
+        for (int jj = 0; jj < 3; jj++) d[i * 3 + jj] += r[jj];
+      }
+    }
+  }
+}
+
+// conv3x3WeightGrad(x, gradOut, gradWeight, n, inChannels, outChannels, height, width, pad, tile)
+constexpr ArgSpec kConv3x3WeightGradArgs[] = {arg::f32("x"),      arg::f32("gradOut"),     arg::f32("gradWeight"),
+                                              arg::dim("n"),      arg::dim("inChannels"),  arg::dim("outChannels"),
+                                              arg::dim("height"), arg::dim("width"),       arg::dim("pad"),
+                                              arg::dim("tile")};
+
+napi_value Conv3x3WeightGrad(napi_env env, napi_callback_info info) {
+  lth::Args<10> a(env, info, "conv3x3WeightGrad", kConv3x3WeightGradArgs);
+  if (!a.ok()) return nullptr;
+  const float *x = a[0].f32(), *gy = a[1].f32();
+  float* gw = a[2].f32();
+  const int64_t n = a[3].dim(), cin = a[4].dim(), cout = a[5].dim(), h = a[6].dim(), w = a[7].dim(), pad = a[8].dim();
+  const int64_t tile = a[9].dim();
+  if (tile != 2 && tile != 4) {
+    a.fail(true, "tile must be 2 or 4, got %lld", (long long)tile);
+    return nullptr;
+  }
+  if (h + 2 * pad < 3 || w + 2 * pad < 3) {
+    a.fail(true, "a 3x3 kernel with padding %lld does not fit a %lldx%lld image", (long long)pad, (long long)h,
+           (long long)w);
+    return nullptr;
+  }
+  const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
+  a.need("x", a[0].len, (u128)n * cin * h * w, "n*inChannels*height*width");
+  a.need("gradOut", a[1].len, (u128)n * cout * oh * ow, "n*outChannels*outH*outW");
+  a.need("gradWeight", a[2].len, (u128)cin * cout * 9, "inChannels*outChannels*9");
+  if (!a.ok()) return nullptr;
+  if (n == 0 || cout == 0 || cin == 0) return lth::undefined_value(env);
+  lth::FtzScope ftz;
+  GradJob gj{make_job(x, nullptr, nullptr, n, cin, cout, h, w, pad, false, (int)tile), gy, nullptr, 0, 0};
+  gj.blocks = (gj.j.tileRows + gj.j.rowsPerBlock - 1) / gj.j.rowsPerBlock;
+  // Up to 8 groups (enough for the pool to share), fewer when the partials would pass 16M floats.
+  const int64_t size = gj.j.entries() * cout * cin;
+  int64_t groups = gj.blocks < 8 ? gj.blocks : 8;
+  while (groups > 1 && groups * size > ((int64_t)1 << 24)) groups--;
+  gj.groups = (int)groups;
+  thread_local std::vector<float> pbuf;
+  gj.partials = grow(pbuf, (size_t)(groups * size));
+  float* scratch = lth::caller_scratch();
+  const int threads = lth::thread_count();
+  if (!(threads > 1 && groups > 1 && lth::run_parts_scratch(threads, gj.groups, grad_group, &gj, scratch)))
+    for (int g = 0; g < gj.groups; g++) grad_group(&gj, g, scratch);
+  float* gu = gj.partials;
+  for (int64_t g = 1; g < groups; g++)
+    for (int64_t i = 0; i < size; i++) gu[i] += gj.partials[g * size + i];
+  if (tile == 4)
+    add_filter_grads4(gu, gw, cin, cout);
+  else
+    add_filter_grads2(gu, gw, cin, cout);
   return lth::undefined_value(env);
 }
 

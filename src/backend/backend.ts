@@ -135,12 +135,12 @@ export interface Backend {
    * The weight gradient of conv3x3 (no flip): gradWeight [outChannels, inChannels, 3, 3] +=
    *   Σ_{b,y,x} gradOut[b,o,y,x] · x[b, c, y - pad + i, x - pad + j]
    * (0 outside the image), x [n, inChannels, height, width], gradOut [n, outChannels,
-   * outH, outW] as in conv3x3. Always accumulates. The native kernel uses F(2×2, 3×3)
-   * too; its sum over the batch runs in groups fixed by the geometry.
+   * outH, outW] as in conv3x3. Always accumulates. The native kernel uses F(tile×tile,
+   * 3×3) too (rounding as for conv3x3); its sum over the batch runs in groups fixed by the geometry.
    */
   conv3x3WeightGrad(
     x: Float32Array, gradOut: Float32Array, gradWeight: Float32Array, n: number, inChannels: number, outChannels: number,
-    height: number, width: number, pad: number,
+    height: number, width: number, pad: number, tile: 2 | 4,
   ): void;
 
   /**

@@ -227,16 +227,18 @@ test('conv3x3 (Winograd) matches the reference: F(2x2) and F(4x4), forward and f
   }
 });
 
-test('conv3x3WeightGrad (Winograd) matches the reference and accumulates', { skip }, () => {
+test('conv3x3WeightGrad (Winograd) matches the reference and accumulates: F(2x2) and F(4x4)', { skip }, () => {
   const rnd = prng(11);
   for (const [n, ci, co, h, w, p] of CONV3X3) {
     const oh = h + 2 * p - 2, ow = w + 2 * p - 2;
     const x = randomArray(n * ci * h * w, rnd), gy = randomArray(n * co * oh * ow, rnd), g0 = randomArray(ci * co * 9, rnd);
-    const r = g0.slice(), m = g0.slice();
-    ref.conv3x3WeightGrad(x, gy, r, n, ci, co, h, w, p);
-    native!.conv3x3WeightGrad(x, gy, m, n, ci, co, h, w, p);
-    const e = relErr(m.map((v, i) => v - g0[i]), r.map((v, i) => v - g0[i]));
-    assert.ok(e <= 1e-5, `conv3x3WeightGrad ${[n, ci, co, h, w, p]}: rel err ${e}`);
+    for (const tile of TILES) {
+      const r = g0.slice(), m = g0.slice();
+      ref.conv3x3WeightGrad(x, gy, r, n, ci, co, h, w, p, tile);
+      native!.conv3x3WeightGrad(x, gy, m, n, ci, co, h, w, p, tile);
+      const e = relErr(m.map((v, i) => v - g0[i]), r.map((v, i) => v - g0[i]));
+      assert.ok(e <= CONV3X3_TOL[tile], `conv3x3WeightGrad ${[n, ci, co, h, w, p]} tile ${tile}: rel err ${e}`);
+    }
   }
 });
 
@@ -304,8 +306,10 @@ test('conv kernels validate their arguments with clear errors', { skip }, () => 
   for (const be of [N, ref]) {
     assert.throws(() => be.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16), 2, 3, 2, 4, 4, 1, false, false, 3 as 2),
       err(RangeError, /^conv3x3: tile must be 2 or 4, got 3$/));
+    assert.throws(() => be.conv3x3WeightGrad(f(2 * 3 * 16), f(2 * 2 * 16), f(54), 2, 3, 2, 4, 4, 1, 0 as 2),
+      err(RangeError, /^conv3x3WeightGrad: tile must be 2 or 4, got 0$/));
   }
-  assert.throws(() => N.conv3x3WeightGrad(f(2 * 3 * 16), f(2 * 2 * 16), f(53), 2, 3, 2, 4, 4, 1), err(RangeError, /^conv3x3WeightGrad: gradWeight has 53 elements, needs .* = 54$/));
+  assert.throws(() => N.conv3x3WeightGrad(f(2 * 3 * 16), f(2 * 2 * 16), f(53), 2, 3, 2, 4, 4, 1, 2), err(RangeError, /^conv3x3WeightGrad: gradWeight has 53 elements, needs .* = 54$/));
   const shared = f(64);
   assert.throws(() => N.conv3x3(shared, f(36), shared, 1, 2, 2, 4, 4, 1, false, false, 2), err(RangeError, /^conv3x3: out must not share memory with x$/));
   assert.throws(() => (N.maxPool2d as unknown as (...a: unknown[]) => void)(f(16), f(4), 1, 4, 4),
@@ -334,7 +338,8 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
         [`conv3x3 tile ${t}`, () => { const o = new Float32Array(big.length); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, false, false, t); return o; }],
         [`conv3x3 tile ${t} flipped`, () => { const o = big.slice(); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, true, true, t); return o; }],
       ]),
-      ['conv3x3WeightGrad', () => { const o = wt3.slice(); native!.conv3x3WeightGrad(big, big, o, 8, c, c, h, w, 1); return o; }],
+      ...TILES.map((t): [string, () => Float32Array] =>
+        [`conv3x3WeightGrad tile ${t}`, () => { const o = wt3.slice(); native!.conv3x3WeightGrad(big, big, o, 8, c, c, h, w, 1, t); return o; }]),
     ];
     for (const [name, fn] of kernels) {
       const one = run(1, fn);
@@ -379,10 +384,13 @@ for (const [n, ci, co, h, w, p] of [[3, 9, 8, 11, 7, 1], [2, 8, 10, 6, 9, 0], [1
     let m = 0; for (const v of o1) m = Math.max(m, Math.abs(v));
     const d = o2.map((v, i) => (v - o1[i]) / m); note('conv3x3 tile ' + tile + ' (relative)', d, new Float32Array(d.length));
   }
-  const gy = arr(n * co * oh * ow), g1 = new Float32Array(ci * co * 9), g2 = g1.slice();
-  R.conv3x3WeightGrad(x, gy, g1, n, ci, co, h, w, p); N.conv3x3WeightGrad(x, gy, g2, n, ci, co, h, w, p);
-  let m = 0; for (const v of g1) m = Math.max(m, Math.abs(v));
-  note('conv3x3WeightGrad (relative)', g2.map((v, i) => (v - g1[i]) / m), new Float32Array(g1.length));
+  const gy = arr(n * co * oh * ow);
+  for (const tile of [2, 4]) {
+    const g1 = new Float32Array(ci * co * 9), g2 = g1.slice();
+    R.conv3x3WeightGrad(x, gy, g1, n, ci, co, h, w, p, tile); N.conv3x3WeightGrad(x, gy, g2, n, ci, co, h, w, p, tile);
+    let m = 0; for (const v of g1) m = Math.max(m, Math.abs(v));
+    note('conv3x3WeightGrad tile ' + tile + ' (relative)', g2.map((v, i) => (v - g1[i]) / m), new Float32Array(g1.length));
+  }
 }
 console.log(JSON.stringify({ simd: N.simdPath(), worst }));
 `;
@@ -394,7 +402,7 @@ test('conv kernels match the reference on every SIMD path (LTH_SIMD children)', 
     const r = runs[i];
     assert.equal(r.error, undefined, `LTH_SIMD=${path}: ${String(r.error)}`);
     for (const [k, e] of Object.entries(r.worst as Record<string, number>)) {
-      assert.ok(e <= (k.startsWith('conv3x3 tile 4') ? CONV3X3_TOL[4] : 1e-5), `LTH_SIMD=${path}: ${k} differs from the reference by ${e}`);
+      assert.ok(e <= (k.includes('tile 4') ? CONV3X3_TOL[4] : 1e-5), `LTH_SIMD=${path}: ${k} differs from the reference by ${e}`);
     }
   });
 });

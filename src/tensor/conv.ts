@@ -118,10 +118,11 @@ export function usesWinograd(inChannels: number, outChannels: number, kh: number
 }
 
 /**
- * The Winograd tile of the input-gradient conv3x3 with an outH×outW result: F(4×4, 3×3)
- * (4× fewer multiplications than the direct sum, against 2.25× for F(2×2, 3×3)) from
- * 16×16 up; below, an image row holds 2 or fewer 4×4 tiles, the transforms' loops are too
- * short to vectorise and F(2×2, 3×3) is faster (docs/performance.md).
+ * The Winograd tile of the backward passes (the input gradient's conv3x3 with an outH×outW
+ * result, the weight gradient of a layer with an outH×outW output): F(4×4, 3×3) (4× fewer
+ * multiplications than the direct sum, against 2.25× for F(2×2, 3×3)) from 16×16 up;
+ * below, an image row holds 2 or fewer 4×4 tiles, the transforms' loops are too short to
+ * vectorise and F(2×2, 3×3) is faster (docs/performance.md).
  * The forward pass keeps F(2×2, 3×3): F(4×4)'s rounding error is about 6× larger, and
  * max pooling turns zero-mean rounding in a layer's output into a bias of the pooled
  * activations that later layers add up coherently (the Conv-2 golden fc1 gradient sum
@@ -188,7 +189,7 @@ export function conv2d(
     const gx = needX ? x.ensureGrad() : null;
     if (winograd) {
       if (gx) be.conv3x3(gy, weight.data, gx, n, cout, cin, oh, ow, 2 - padH, true, true, winogradTile(h, w));
-      if (gw) be.conv3x3WeightGrad(x.data, gy, gw, n, cin, cout, h, w, padH);
+      if (gw) be.conv3x3WeightGrad(x.data, gy, gw, n, cin, cout, h, w, padH, winogradTile(oh, ow));
       return;
     }
     const colB = needW ? scratch('col', ckk * hw) : null;
