@@ -61,9 +61,8 @@ void g_times2(float a, float b, float d, float* r, int stride) {
   r[3 * stride] = d;
 }
 
-// Divisions, not products by the rounded 1/6 and 1/24: a rounded constant would bias
-// every output of a filter the same way (by up to 1e-7 of the terms, coherent over a
-// whole layer), where a division rounds each value on its own.
+// Divisions, not products by the rounded 1/6 and 1/24: a rounded reciprocal scales every
+// value by the same relative error, where a division rounds each value on its own.
 void g_times4(float a, float b, float d, float* r, int stride) {
   r[0] = 0.25f * a;
   r[stride] = -(a + b + d) / 6.0f;
@@ -73,20 +72,21 @@ void g_times4(float a, float b, float d, float* r, int stride) {
   r[5 * stride] = d;
 }
 
-template <int A>
+// Alpha = tile + 2, the patch side: 4 or 6.
+template <int Alpha>
 void filter_transform(const float g[3][3], float* r) {
-  float t[A][3];  // G·g
+  float t[Alpha][3];  // G·g
   for (int j = 0; j < 3; j++) {
-    if (A == 4)
+    if (Alpha == 4)
       g_times2(g[0][j], g[1][j], g[2][j], &t[0][j], 3);
     else
       g_times4(g[0][j], g[1][j], g[2][j], &t[0][j], 3);
   }
-  for (int i = 0; i < A; i++) {  // (G·g)·Gᵀ, row i
-    if (A == 4)
-      g_times2(t[i][0], t[i][1], t[i][2], r + i * A, 1);
+  for (int i = 0; i < Alpha; i++) {  // (G·g)·Gᵀ, row i
+    if (Alpha == 4)
+      g_times2(t[i][0], t[i][1], t[i][2], r + i * Alpha, 1);
     else
-      g_times4(t[i][0], t[i][1], t[i][2], r + i * A, 1);
+      g_times4(t[i][0], t[i][1], t[i][2], r + i * Alpha, 1);
   }
 }
 
@@ -95,9 +95,9 @@ void filter_transform(const float g[3][3], float* r) {
 // filters go through a small buffer a chunk at a time: the E rows of U lie cout*cin
 // floats apart, often a multiple of the page size, and storing to all of them per
 // filter would have every store evict another from the same cache set.
-template <int A>
+template <int Alpha>
 void transform_weights_t(const float* wt, float* u, int64_t cin, int64_t cout, bool flip) {
-  constexpr int E = A * A;
+  constexpr int E = Alpha * Alpha;
   constexpr int64_t kChunk = 64;
   const int64_t oc = cout * cin;
   float buf[E][kChunk];
@@ -109,7 +109,7 @@ void transform_weights_t(const float* wt, float* u, int64_t cin, int64_t cout, b
       for (int i = 0; i < 3; i++)
         for (int jj = 0; jj < 3; jj++)
           g[i][jj] = flip ? wt[(c * cout + o) * 9 + (2 - i) * 3 + (2 - jj)] : wt[(o * cin + c) * 9 + i * 3 + jj];
-      filter_transform<A>(g, r);
+      filter_transform<Alpha>(g, r);
       for (int e = 0; e < E; e++) buf[e][k] = r[e];
     }
     for (int e = 0; e < E; e++) std::memcpy(u + e * oc + p0, buf[e], (size_t)len * sizeof(float));

@@ -195,6 +195,7 @@ const CONV3X3: Array<[number, number, number, number, number, number]> = [
   [12, 8, 9, 5, 5, 1],    // 36 tile rows: blocks that end inside an image
   [2, 70, 33, 11, 13, 1], // more channels than a block's tile budget assumes
   [3, 64, 64, 16, 16, 1], // Conv-4/6 shape
+  [3, 64, 40, 28, 28, 1], // F(4x4): 16 of 21 tile rows per block, so blocks end inside an image
 ];
 
 /**
