@@ -65,6 +65,24 @@ struct Kernels {
   // d[t]), A = [1 0; 1 1; 1 -1; 0 -1]: the 16 entries to g[e*estride + t].
   void (*winoGradOut)(const float* a, const float* b, const float* c, const float* d, int64_t n, float* g,
                       int64_t estride);
+
+  // Winograd F(4x4, 3x3) transforms, laid out as the F(2x2, 3x3) ones with phases mod 4:
+  // winoIn4 reads q[(4*rp + cp)*qs + m*ld + k] = P[4m + rp][4k + cp] (ld >= tw + 1), tile
+  // (ty, tx) covering rows 4ty..4ty+5 and columns 4tx..4tx+5 of P, and writes the 36
+  // entries of Bᵀ·d·B to v[e*estride + (ty - ty0)*tw + tx], e = 6*row + column, using h
+  // (24*(ty1 - ty0 + 1)*tw floats) as scratch.
+  void (*winoIn4)(const float* q, int64_t qs, int64_t ld, int64_t tw, int64_t ty0, int64_t ty1, float* h, float* v,
+                  int64_t estride);
+  // winoOut4 reads the 36 products m[e*estride + t] of n tiles and writes their 4x4
+  // outputs Aᵀ·M·A to o[(4*i + j)*n + t].
+  void (*winoOut4)(const float* m, int64_t estride, int64_t n, float* o);
+  // y[4t + j] = a[j*n + t] for the columns 4t + j < width (or +=, with accumulate).
+  void (*winoStore4)(const float* a, int64_t n, int64_t width, float* y, bool accumulate);
+  // dr[k] = s[4k + r] for 4k + r < n (a row into its four column-phase planes).
+  void (*winoSplit4)(const float* s, int64_t n, float* d0, float* d1, float* d2, float* d3);
+  // The output-gradient transform A·y·Aᵀ of n 4x4 tiles y[i][j] = r[(4*i + j)*n + t]
+  // (A = (Aᵀ)ᵀ, 6x4): the 36 entries to g[e*estride + t].
+  void (*winoGradOut4)(const float* r, int64_t n, float* g, int64_t estride);
 };
 
 // nullptr when the ISA is not compiled in (non-x86 builds).

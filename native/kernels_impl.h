@@ -309,6 +309,208 @@ void winoGradOut(const float* __restrict a, const float* __restrict b, const flo
   }
 }
 
+// ---------------------------------------------------------------- Winograd F(4x4, 3x3)
+//
+// The points 0, ±1, ±2 and ∞ (Lavin & Gray):
+//   Bᵀ = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+//   Aᵀ = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+// As for F(2x2, 3x3), every pass is a loop over tiles, contiguous in memory. The loops
+// touch more planes than GCC will check for overlap at run time (it would then not
+// vectorise them); the planes are disjoint, which ivdep tells it.
+
+// t = Bᵀ·d for a 6-vector d.
+#define LTH_WINO4_BT(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5) \
+  do {                                                               \
+    t0 = 4.0f * d0 - 5.0f * d2 + d4;                                 \
+    t1 = (d4 + d3) - 4.0f * (d1 + d2);                               \
+    t2 = (d4 - d3) + 4.0f * (d1 - d2);                               \
+    t3 = (d4 - d2) + 2.0f * (d3 - d1);                               \
+    t4 = (d4 - d2) - 2.0f * (d3 - d1);                               \
+    t5 = 4.0f * d1 - 5.0f * d3 + d5;                                 \
+  } while (0)
+
+void winoIn4(const float* __restrict q, int64_t qs, int64_t ld, int64_t tw, int64_t ty0, int64_t ty1,
+             float* __restrict h, float* __restrict v, int64_t estride) {
+  // Rows times B: h[(rp*6 + k)*hs + (m - ty0)*tw + tx] for row 4m + rp of P, m in
+  // [ty0, ty1] (rows 4ty1 + 2 and 4ty1 + 3 are not read), from the 16 phase planes.
+  const int64_t rows = ty1 - ty0 + 1, hs = rows * tw;
+  for (int rp = 0; rp < 4; rp++) {
+    const float* q0 = q + (4 * rp + 0) * qs;
+    const float* q1 = q + (4 * rp + 1) * qs;
+    const float* q2 = q + (4 * rp + 2) * qs;
+    const float* q3 = q + (4 * rp + 3) * qs;
+    float* h0 = h + (rp * 6 + 0) * hs;
+    float* h1 = h + (rp * 6 + 1) * hs;
+    float* h2 = h + (rp * 6 + 2) * hs;
+    float* h3 = h + (rp * 6 + 3) * hs;
+    float* h4 = h + (rp * 6 + 4) * hs;
+    float* h5 = h + (rp * 6 + 5) * hs;
+    const int64_t mrows = rp < 2 ? rows : rows - 1;
+    for (int64_t m = 0; m < mrows; m++) {
+      const int64_t off = (ty0 + m) * ld, base = m * tw;
+#pragma GCC ivdep
+      for (int64_t t = 0; t < tw; t++) {
+        const float d0 = q0[off + t], d1 = q1[off + t], d2 = q2[off + t], d3 = q3[off + t];
+        const float d4 = q0[off + t + 1], d5 = q1[off + t + 1];
+        float t0, t1, t2, t3, t4, t5;
+        LTH_WINO4_BT(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5);
+        h0[base + t] = t0;
+        h1[base + t] = t1;
+        h2[base + t] = t2;
+        h3[base + t] = t3;
+        h4[base + t] = t4;
+        h5[base + t] = t5;
+      }
+    }
+  }
+  // Bᵀ times that: tile (ty, tx) reads rows 4ty + r (phase r, m = ty) for r < 4 and
+  // 4ty + 4, 4ty + 5 (phases 0 and 1, m = ty + 1): contiguous in j = (ty - ty0)*tw + tx.
+  const int64_t n = (ty1 - ty0) * tw;
+  for (int k = 0; k < 6; k++) {
+    const float* r0 = h + (0 * 6 + k) * hs;
+    const float* r1 = h + (1 * 6 + k) * hs;
+    const float* r2 = h + (2 * 6 + k) * hs;
+    const float* r3 = h + (3 * 6 + k) * hs;
+    float* v0 = v + (0 * 6 + k) * estride;
+    float* v1 = v + (1 * 6 + k) * estride;
+    float* v2 = v + (2 * 6 + k) * estride;
+    float* v3 = v + (3 * 6 + k) * estride;
+    float* v4 = v + (4 * 6 + k) * estride;
+    float* v5 = v + (5 * 6 + k) * estride;
+#pragma GCC ivdep
+    for (int64_t j = 0; j < n; j++) {
+      const float d0 = r0[j], d1 = r1[j], d2 = r2[j], d3 = r3[j], d4 = r0[j + tw], d5 = r1[j + tw];
+      float t0, t1, t2, t3, t4, t5;
+      LTH_WINO4_BT(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5);
+      v0[j] = t0;
+      v1[j] = t1;
+      v2[j] = t2;
+      v3[j] = t3;
+      v4[j] = t4;
+      v5[j] = t5;
+    }
+  }
+}
+#undef LTH_WINO4_BT
+
+void winoOut4(const float* __restrict m, int64_t estride, int64_t n, float* __restrict o) {
+  // Aᵀ times M's columns, then times A, one tile per lane.
+#pragma GCC ivdep
+  for (int64_t t = 0; t < n; t++) {
+    float s[4][6];
+    for (int k = 0; k < 6; k++) {
+      const float m0 = m[(0 * 6 + k) * estride + t], m1 = m[(1 * 6 + k) * estride + t];
+      const float m2 = m[(2 * 6 + k) * estride + t], m3 = m[(3 * 6 + k) * estride + t];
+      const float m4 = m[(4 * 6 + k) * estride + t], m5 = m[(5 * 6 + k) * estride + t];
+      const float ap = m1 + m2, am = m1 - m2, bp = m3 + m4, bm = m3 - m4;
+      s[0][k] = m0 + ap + bp;
+      s[1][k] = am + 2.0f * bm;
+      s[2][k] = ap + 4.0f * bp;
+      s[3][k] = am + 8.0f * bm + m5;
+    }
+    for (int i = 0; i < 4; i++) {
+      const float ap = s[i][1] + s[i][2], am = s[i][1] - s[i][2], bp = s[i][3] + s[i][4], bm = s[i][3] - s[i][4];
+      o[(i * 4 + 0) * n + t] = s[i][0] + ap + bp;
+      o[(i * 4 + 1) * n + t] = am + 2.0f * bm;
+      o[(i * 4 + 2) * n + t] = ap + 4.0f * bp;
+      o[(i * 4 + 3) * n + t] = am + 8.0f * bm + s[i][5];
+    }
+  }
+}
+
+template <bool ACC>
+inline void wino_store4(const float* __restrict a, int64_t n, int64_t width, float* __restrict y) {
+  const float* __restrict a0 = a;
+  const float* __restrict a1 = a + n;
+  const float* __restrict a2 = a + 2 * n;
+  const float* __restrict a3 = a + 3 * n;
+  const int64_t full = width / 4;
+  for (int64_t t = 0; t < full; t++) {
+    if (ACC) {
+      y[4 * t] += a0[t];
+      y[4 * t + 1] += a1[t];
+      y[4 * t + 2] += a2[t];
+      y[4 * t + 3] += a3[t];
+    } else {
+      y[4 * t] = a0[t];
+      y[4 * t + 1] = a1[t];
+      y[4 * t + 2] = a2[t];
+      y[4 * t + 3] = a3[t];
+    }
+  }
+  for (int64_t c = 4 * full; c < width; c++) {
+    const float val = a[(c - 4 * full) * n + full];
+    y[c] = ACC ? y[c] + val : val;
+  }
+}
+
+void winoStore4(const float* a, int64_t n, int64_t width, float* y, bool accumulate) {
+  if (accumulate)
+    wino_store4<true>(a, n, width, y);
+  else
+    wino_store4<false>(a, n, width, y);
+}
+
+// d[r*ds + k] = s[4k + r] for 4k + r < n.
+void winoSplit4(const float* __restrict s, int64_t n, float* __restrict d0, float* __restrict d1,
+                float* __restrict d2, float* __restrict d3) {
+  const int64_t full = n / 4;
+  for (int64_t k = 0; k < full; k++) {
+    d0[k] = s[4 * k];
+    d1[k] = s[4 * k + 1];
+    d2[k] = s[4 * k + 2];
+    d3[k] = s[4 * k + 3];
+  }
+  float* d[4] = {d0, d1, d2, d3};
+  for (int64_t c = 4 * full; c < n; c++) d[c - 4 * full][full] = s[c];
+}
+
+void winoGradOut4(const float* __restrict r, int64_t n, float* __restrict g, int64_t estride) {
+  // g = A·y·Aᵀ, A = (Aᵀ)ᵀ: a 4-vector p times Aᵀ is (p0, p0+p1+p2+p3, p0-p1+p2-p3,
+  // p0+2p1+4p2+8p3, p0-2p1+4p2-8p3, p3). Rows of y·Aᵀ go through a chunk buffer.
+  constexpr int64_t kChunk = 128;
+  float t[4][6][kChunk];
+  for (int64_t t0 = 0; t0 < n; t0 += kChunk) {
+    const int64_t m = min64(kChunk, n - t0);
+    for (int i = 0; i < 4; i++) {
+      const float* __restrict p0 = r + (i * 4 + 0) * n + t0;
+      const float* __restrict p1 = r + (i * 4 + 1) * n + t0;
+      const float* __restrict p2 = r + (i * 4 + 2) * n + t0;
+      const float* __restrict p3 = r + (i * 4 + 3) * n + t0;
+#pragma GCC ivdep
+      for (int64_t k = 0; k < m; k++) {
+        const float ep = p0[k] + p2[k], op = p1[k] + p3[k], e4 = p0[k] + 4.0f * p2[k], o4 = 2.0f * p1[k] + 8.0f * p3[k];
+        t[i][0][k] = p0[k];
+        t[i][1][k] = ep + op;
+        t[i][2][k] = ep - op;
+        t[i][3][k] = e4 + o4;
+        t[i][4][k] = e4 - o4;
+        t[i][5][k] = p3[k];
+      }
+    }
+    for (int c = 0; c < 6; c++) {
+      float* __restrict g0 = g + (0 * 6 + c) * estride + t0;
+      float* __restrict g1 = g + (1 * 6 + c) * estride + t0;
+      float* __restrict g2 = g + (2 * 6 + c) * estride + t0;
+      float* __restrict g3 = g + (3 * 6 + c) * estride + t0;
+      float* __restrict g4 = g + (4 * 6 + c) * estride + t0;
+      float* __restrict g5 = g + (5 * 6 + c) * estride + t0;
+#pragma GCC ivdep
+      for (int64_t k = 0; k < m; k++) {
+        const float a0 = t[0][c][k], a1 = t[1][c][k], a2 = t[2][c][k], a3 = t[3][c][k];
+        const float ep = a0 + a2, op = a1 + a3, e4 = a0 + 4.0f * a2, o4 = 2.0f * a1 + 8.0f * a3;
+        g0[k] = a0;
+        g1[k] = ep + op;
+        g2[k] = ep - op;
+        g3[k] = e4 + o4;
+        g4[k] = e4 - o4;
+        g5[k] = a3;
+      }
+    }
+  }
+}
+
 const lth::Kernels kTable = {
     kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoOut, winoStore, winoSplit, winoGradOut,
+    winoIn4, winoOut4, winoStore4, winoSplit4, winoGradOut4,
 };

@@ -37,11 +37,13 @@ using lth::gK;
 
 struct Job {
   const float* x;
-  const float* u;  // [16][cout][cin]
+  const float* u;  // [E][cout][cin]
   float* out;
   int64_t n, cin, cout, h, w, pad, oh, ow, th, tw;
   int64_t rowsPerBlock, tileRows;  // tile rows per block, and in all (n*th)
   bool accumulate;
+  int tile;  // outputs per tile side: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3)
+  int64_t entries() const { return (int64_t)(tile + 2) * (tile + 2); }  // E, the transform's size
 };
 
 float* grow(std::vector<float>& v, size_t n) {
@@ -49,37 +51,120 @@ float* grow(std::vector<float>& v, size_t n) {
   return v.data();
 }
 
-// U[e][o][c] = (G·g·Gᵀ)[e] for the filter g of output o and input c; with flip the
-// filter is the layer's weight [c][o] turned by 180 degrees (the input gradient).
-void transform_weights(const float* wt, float* u, int64_t cin, int64_t cout, bool flip) {
-  const int64_t oc = cout * cin;
-  for (int64_t o = 0; o < cout; o++) {
-    for (int64_t c = 0; c < cin; c++) {
-      float g[3][3];
-      for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++)
-          g[i][j] = flip ? wt[(c * cout + o) * 9 + (2 - i) * 3 + (2 - j)] : wt[(o * cin + c) * 9 + i * 3 + j];
-      float t[4][3];
-      for (int j = 0; j < 3; j++) {
-        t[0][j] = g[0][j];
-        t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
-        t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
-        t[3][j] = g[2][j];
-      }
-      for (int i = 0; i < 4; i++) {
-        const float a = t[i][0], b = t[i][1], d = t[i][2];
-        float* ue = u + (i * 4) * oc + o * cin + c;
-        ue[0 * oc] = a;
-        ue[1 * oc] = 0.5f * (a + b + d);
-        ue[2 * oc] = 0.5f * (a - b + d);
-        ue[3 * oc] = d;
-      }
-    }
+// G·g·Gᵀ of a 3x3 filter g into r[e] (e = row*(tile + 2) + column), for F(2x2, 3x3)
+// (G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]) or F(4x4, 3x3) (G = [1/4 0 0;
+// -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]).
+void g_times2(float a, float b, float d, float* r, int stride) {
+  r[0] = a;
+  r[stride] = 0.5f * (a + b + d);
+  r[2 * stride] = 0.5f * (a - b + d);
+  r[3 * stride] = d;
+}
+
+// Divisions, not products by the rounded 1/6 and 1/24: a rounded reciprocal scales every
+// value by the same relative error, where a division rounds each value on its own.
+void g_times4(float a, float b, float d, float* r, int stride) {
+  r[0] = 0.25f * a;
+  r[stride] = -(a + b + d) / 6.0f;
+  r[2 * stride] = -(a - b + d) / 6.0f;
+  r[3 * stride] = (a + 2.0f * b + 4.0f * d) / 24.0f;
+  r[4 * stride] = (a - 2.0f * b + 4.0f * d) / 24.0f;
+  r[5 * stride] = d;
+}
+
+// Alpha = tile + 2, the patch side: 4 or 6.
+template <int Alpha>
+void filter_transform(const float g[3][3], float* r) {
+  float t[Alpha][3];  // G·g
+  for (int j = 0; j < 3; j++) {
+    if (Alpha == 4)
+      g_times2(g[0][j], g[1][j], g[2][j], &t[0][j], 3);
+    else
+      g_times4(g[0][j], g[1][j], g[2][j], &t[0][j], 3);
   }
+  for (int i = 0; i < Alpha; i++) {  // (G·g)·Gᵀ, row i
+    if (Alpha == 4)
+      g_times2(t[i][0], t[i][1], t[i][2], r + i * Alpha, 1);
+    else
+      g_times4(t[i][0], t[i][1], t[i][2], r + i * Alpha, 1);
+  }
+}
+
+// U[e][o][c] = (G·g·Gᵀ)[e] for the filter g of output o and input c; with flip the
+// filter is the layer's weight [c][o] turned by 180 degrees (the input gradient). The
+// filters go through a small buffer a chunk at a time: the E rows of U lie cout*cin
+// floats apart, often a multiple of the page size, and storing to all of them per
+// filter would have every store evict another from the same cache set.
+template <int Alpha>
+void transform_weights_t(const float* wt, float* u, int64_t cin, int64_t cout, bool flip) {
+  constexpr int E = Alpha * Alpha;
+  constexpr int64_t kChunk = 64;
+  const int64_t oc = cout * cin;
+  float buf[E][kChunk];
+  for (int64_t p0 = 0; p0 < oc; p0 += kChunk) {
+    const int64_t len = oc - p0 < kChunk ? oc - p0 : kChunk;
+    for (int64_t k = 0; k < len; k++) {
+      const int64_t o = (p0 + k) / cin, c = (p0 + k) % cin;
+      float g[3][3], r[E];
+      for (int i = 0; i < 3; i++)
+        for (int jj = 0; jj < 3; jj++)
+          g[i][jj] = flip ? wt[(c * cout + o) * 9 + (2 - i) * 3 + (2 - jj)] : wt[(o * cin + c) * 9 + i * 3 + jj];
+      filter_transform<Alpha>(g, r);
+      for (int e = 0; e < E; e++) buf[e][k] = r[e];
+    }
+    for (int e = 0; e < E; e++) std::memcpy(u + e * oc + p0, buf[e], (size_t)len * sizeof(float));
+  }
+}
+
+void transform_weights(const float* wt, float* u, int64_t cin, int64_t cout, bool flip, int tile) {
+  if (tile == 4)
+    transform_weights_t<6>(wt, u, cin, cout, flip);
+  else
+    transform_weights_t<4>(wt, u, cin, cout, flip);
+}
+
+// F(4x4, 3x3)'s input transform (see input_transform): the plane split by row and
+// column phase mod 4 into 16 planes (Kernels::winoIn4).
+float* input_transform4(const Job& j, int64_t blk, int64_t* tiles) {
+  thread_local std::vector<float> vbuf, qbuf, hbuf;
+  const int64_t q0 = blk * j.rowsPerBlock;
+  const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
+  const int64_t T = (q1 - q0) * j.tw;
+  *tiles = T;
+  float* V = grow(vbuf, (size_t)(36 * j.cin * T));
+  const int64_t ld = j.tw + 1, qs = (j.th + 1) * ld;
+  float* Q = grow(qbuf, (size_t)(16 * qs));
+  float* H = grow(hbuf, (size_t)(24 * (j.rowsPerBlock < j.th ? j.rowsPerBlock + 1 : j.th + 1) * j.tw));
+  std::memset(Q, 0, (size_t)(16 * qs) * sizeof(float));
+  const int64_t prows = 4 * (j.th + 1);
+  for (int64_t q = q0; q < q1;) {
+    const int64_t img = q / j.th, ty0 = q % j.th;
+    const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
+    // P rows 4*ty0 .. 4*ty1 + 1.
+    int64_t y0 = 4 * ty0 - j.pad, y1 = 4 * ty1 + 2 - j.pad;
+    if (y0 < 0) y0 = 0;
+    if (y1 > j.h) y1 = j.h;
+    if (y1 > prows - j.pad) y1 = prows - j.pad;
+    for (int64_t c = 0; c < j.cin; c++) {
+      const float* plane = j.x + (img * j.cin + c) * j.h * j.w;
+      for (int64_t y = y0; y < y1; y++) {
+        const int64_t py = j.pad + y;
+        float* row = Q + 4 * (py & 3) * qs + (py >> 2) * ld;
+        // Image column 4k + r lands in P column pad + 4k + r: phase (pad + r) % 4, index k + (pad + r) / 4.
+        float* d[4];
+        for (int r = 0; r < 4; r++) d[r] = row + ((j.pad + r) & 3) * qs + ((j.pad + r) >> 2);
+        gK->winoSplit4(plane + y * j.w, j.w, d[0], d[1], d[2], d[3]);
+      }
+      gK->winoIn4(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, j.cin * T);
+    }
+    q = img * j.th + ty1;
+  }
+  return V;
 }
 
 // The input transform of block blk's tiles: V[e][c][t] (16 x cin x T), T its tiles.
 float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
+  if (j.tile == 4) return input_transform4(j, blk, tiles);
   thread_local std::vector<float> vbuf, qbuf, hbuf;
   const int64_t q0 = blk * j.rowsPerBlock;
   const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
@@ -124,14 +209,27 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
   thread_local std::vector<float> mbuf, obuf;
   int64_t T;
   const float* V = input_transform(j, blk, &T);
-  const int64_t q0 = blk * j.rowsPerBlock, q1 = q0 + T / j.tw;
-  float* M = grow(mbuf, (size_t)(16 * j.cout * T));
+  const int64_t q0 = blk * j.rowsPerBlock, q1 = q0 + T / j.tw, E = j.entries();
+  float* M = grow(mbuf, (size_t)(E * j.cout * T));
 
-  for (int e = 0; e < 16; e++)
+  for (int64_t e = 0; e < E; e++)
     gK->gemm(lth::GemmArgs{j.u + e * j.cout * j.cin, V + e * j.cin * T, M + e * j.cout * T, j.cout, j.cin, T, false,
                            false, false},
              0, j.cout, 0, T, gemmScratch);
 
+  if (j.tile == 4) {
+    float* O = grow(obuf, (size_t)(16 * T));
+    for (int64_t o = 0; o < j.cout; o++) {
+      gK->winoOut4(M + o * T, j.cout * T, T, O);
+      for (int64_t q = q0; q < q1; q++) {
+        const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
+        float* y = j.out + ((img * j.cout + o) * j.oh + 4 * ty) * j.ow;
+        for (int64_t i = 0; i < 4 && 4 * ty + i < j.oh; i++)
+          gK->winoStore4(O + 4 * i * T + tb, T, j.ow, y + i * j.ow, j.accumulate);
+      }
+    }
+    return;
+  }
   float* O = grow(obuf, (size_t)(4 * T));
   for (int64_t o = 0; o < j.cout; o++) {
     gK->winoOut(M + o * T, j.cout * T, T, O);
@@ -144,9 +242,9 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
   }
 }
 
-// The weight gradient: with gM = A·gY·Aᵀ per 2x2 tile of the output gradient (4x4; 0
-// for outputs past the edge), gU_e = Σ_t gM_e[o][t] · V_e[c][t] (16 GEMMs with k = the
-// tiles) and gW = Gᵀ·gU·G. The tiles' sum runs in `groups` fixed groups of whole
+// The weight gradient: with gM = A·gY·Aᵀ per tile of the output gradient (2x2 or 4x4, 0
+// for outputs past the edge; gM is 4x4 or 6x6), gU_e = Σ_t gM_e[o][t] · V_e[c][t] (E
+// GEMMs with k = the tiles) and gW = Gᵀ·gU·G. The tiles' sum runs in `groups` fixed groups of whole
 // blocks, each group's blocks in order into its own partial gU, and the partials are
 // added in group order: the grouping depends on the geometry only, not on the threads.
 struct GradJob {
@@ -157,12 +255,26 @@ struct GradJob {
   int groups;
 };
 
-void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, float* gemmScratch) {
-  thread_local std::vector<float> gbuf, rbuf;
-  int64_t T;
-  const float* V = input_transform(j, blk, &T);
-  const int64_t q0 = blk * j.rowsPerBlock, q1 = q0 + T / j.tw;
-  float* GM = grow(gbuf, (size_t)(16 * j.cout * T));
+// GM[e][o][t] (E x cout x T): the output gradient's tiles (tile rows [q0, q1)) transformed.
+void grad_out_transform(const Job& j, const float* gy, int64_t q0, int64_t q1, int64_t T, float* GM) {
+  thread_local std::vector<float> rbuf;
+  if (j.tile == 4) {
+    // R[(4i + jj)*T + tile] = gY[4ty + i][4tx + jj], 0 past the edges.
+    float* R = grow(rbuf, (size_t)(16 * T));
+    for (int64_t o = 0; o < j.cout; o++) {
+      std::memset(R, 0, (size_t)(16 * T) * sizeof(float));
+      for (int64_t q = q0; q < q1; q++) {
+        const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
+        const float* g = gy + ((img * j.cout + o) * j.oh + 4 * ty) * j.ow;
+        for (int64_t i = 0; i < 4 && 4 * ty + i < j.oh; i++) {
+          float* r = R + 4 * i * T + tb;
+          gK->winoSplit4(g + i * j.ow, j.ow, r, r + T, r + 2 * T, r + 3 * T);
+        }
+      }
+      gK->winoGradOut4(R, T, GM + o * T, j.cout * T);
+    }
+    return;
+  }
   float* R = grow(rbuf, (size_t)(4 * T));  // a, b (row 2ty, even/odd columns), c, d (row 2ty + 1)
   for (int64_t o = 0; o < j.cout; o++) {
     std::memset(R, 0, (size_t)(4 * T) * sizeof(float));
@@ -174,7 +286,16 @@ void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, float* ge
     }
     gK->winoGradOut(R, R + T, R + 2 * T, R + 3 * T, T, GM + o * T, j.cout * T);
   }
-  for (int e = 0; e < 16; e++)
+}
+
+void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, float* gemmScratch) {
+  thread_local std::vector<float> gbuf;
+  int64_t T;
+  const float* V = input_transform(j, blk, &T);
+  const int64_t q0 = blk * j.rowsPerBlock, E = j.entries();
+  float* GM = grow(gbuf, (size_t)(E * j.cout * T));
+  grad_out_transform(j, gy, q0, q0 + T / j.tw, T, GM);
+  for (int64_t e = 0; e < E; e++)
     gK->gemm(lth::GemmArgs{GM + e * j.cout * T, V + e * j.cin * T, gu + e * j.cout * j.cin, j.cout, T, j.cin, false,
                            true, true},
              0, j.cout, 0, j.cin, gemmScratch);
@@ -182,7 +303,7 @@ void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, float* ge
 
 void grad_group(void* ctx, int g, float* scratch) {
   const GradJob& gj = *static_cast<const GradJob*>(ctx);
-  const int64_t size = 16 * gj.j.cout * gj.j.cin;
+  const int64_t size = gj.j.entries() * gj.j.cout * gj.j.cin;
   float* gu = gj.partials + g * size;
   std::memset(gu, 0, (size_t)size * sizeof(float));
   const int64_t b0 = gj.blocks * g / gj.groups, b1 = gj.blocks * (g + 1) / gj.groups;
@@ -192,35 +313,41 @@ void grad_group(void* ctx, int g, float* scratch) {
 void block_part(void* ctx, int part, float* scratch) { run_block(*static_cast<const Job*>(ctx), part, scratch); }
 
 // The tiles and blocks of a call: enough tiles per block for wide GEMMs, few enough
-// that V (16*cin*T floats) and M stay near L2's size.
+// that V (E*cin*T floats) and M stay near L2's size.
 Job make_job(const float* x, const float* u, float* out, int64_t n, int64_t cin, int64_t cout, int64_t h, int64_t w,
-             int64_t pad, bool accumulate) {
+             int64_t pad, bool accumulate, int tile) {
   const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
-  Job j{x, u, out, n, cin, cout, h, w, pad, oh, ow, (oh + 1) / 2, (ow + 1) / 2, 0, 0, accumulate};
+  Job j{x, u, out, n, cin, cout, h, w, pad, oh, ow, (oh + tile - 1) / tile, (ow + tile - 1) / tile, 0, 0, accumulate,
+        tile};
   j.tileRows = n * j.th;
   const int64_t widest = cin > cout ? cin : cout;
-  int64_t target = 16384 / widest;
+  int64_t target = 16384 * 16 / j.entries() / widest;
   if (target < 64) target = 64;
   j.rowsPerBlock = target / j.tw < 1 ? 1 : target / j.tw;
   return j;
 }
 
-// conv3x3(x, weight, out, n, inChannels, outChannels, height, width, pad, flip, accumulate)
+// conv3x3(x, weight, out, n, inChannels, outChannels, height, width, pad, flip, accumulate, tile)
 using lth::ArgSpec;
 namespace arg = lth::arg;
 using u128 = unsigned __int128;
 constexpr ArgSpec kConv3x3Args[] = {arg::f32("x"),        arg::f32("weight"),      arg::f32("out"),
                                     arg::dim("n"),        arg::dim("inChannels"),  arg::dim("outChannels"),
                                     arg::dim("height"),   arg::dim("width"),       arg::dim("pad"),
-                                    arg::flag("flip"),    arg::flag("accumulate")};
+                                    arg::flag("flip"),    arg::flag("accumulate"),  arg::dim("tile")};
 
 napi_value Conv3x3(napi_env env, napi_callback_info info) {
-  lth::Args<11> a(env, info, "conv3x3", kConv3x3Args);
+  lth::Args<12> a(env, info, "conv3x3", kConv3x3Args);
   if (!a.ok()) return nullptr;
   const float *x = a[0].f32(), *wt = a[1].f32();
   float* out = a[2].f32();
   const int64_t n = a[3].dim(), cin = a[4].dim(), cout = a[5].dim(), h = a[6].dim(), w = a[7].dim(), pad = a[8].dim();
   const bool flip = a[9].flag, accumulate = a[10].flag;
+  const int64_t tile = a[11].dim();
+  if (tile != 2 && tile != 4) {
+    a.fail(true, "tile must be 2 or 4, got %lld", (long long)tile);
+    return nullptr;
+  }
   if (h + 2 * pad < 3 || w + 2 * pad < 3) {
     a.fail(true, "a 3x3 kernel with padding %lld does not fit a %lldx%lld image", (long long)pad, (long long)h,
            (long long)w);
@@ -242,10 +369,10 @@ napi_value Conv3x3(napi_env env, napi_callback_info info) {
     return lth::undefined_value(env);
   }
   thread_local std::vector<float> ubuf;
-  float* u = grow(ubuf, (size_t)(16 * cout * cin));
-  transform_weights(wt, u, cin, cout, flip);
+  float* u = grow(ubuf, (size_t)((tile + 2) * (tile + 2) * cout * cin));
+  transform_weights(wt, u, cin, cout, flip, (int)tile);
 
-  Job j = make_job(x, u, out, n, cin, cout, h, w, pad, accumulate);
+  Job j = make_job(x, u, out, n, cin, cout, h, w, pad, accumulate, (int)tile);
   const int64_t blocks = (j.tileRows + j.rowsPerBlock - 1) / j.rowsPerBlock;
   float* scratch = lth::caller_scratch();
   const int threads = lth::thread_count();
@@ -255,46 +382,8 @@ napi_value Conv3x3(napi_env env, napi_callback_info info) {
   return lth::undefined_value(env);
 }
 
-// conv3x3WeightGrad(x, gradOut, gradWeight, n, inChannels, outChannels, height, width, pad)
-constexpr ArgSpec kConv3x3WeightGradArgs[] = {arg::f32("x"),      arg::f32("gradOut"),     arg::f32("gradWeight"),
-                                              arg::dim("n"),      arg::dim("inChannels"),  arg::dim("outChannels"),
-                                              arg::dim("height"), arg::dim("width"),       arg::dim("pad")};
-
-napi_value Conv3x3WeightGrad(napi_env env, napi_callback_info info) {
-  lth::Args<9> a(env, info, "conv3x3WeightGrad", kConv3x3WeightGradArgs);
-  if (!a.ok()) return nullptr;
-  const float *x = a[0].f32(), *gy = a[1].f32();
-  float* gw = a[2].f32();
-  const int64_t n = a[3].dim(), cin = a[4].dim(), cout = a[5].dim(), h = a[6].dim(), w = a[7].dim(), pad = a[8].dim();
-  if (h + 2 * pad < 3 || w + 2 * pad < 3) {
-    a.fail(true, "a 3x3 kernel with padding %lld does not fit a %lldx%lld image", (long long)pad, (long long)h,
-           (long long)w);
-    return nullptr;
-  }
-  const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
-  a.need("x", a[0].len, (u128)n * cin * h * w, "n*inChannels*height*width");
-  a.need("gradOut", a[1].len, (u128)n * cout * oh * ow, "n*outChannels*outH*outW");
-  a.need("gradWeight", a[2].len, (u128)cin * cout * 9, "inChannels*outChannels*9");
-  if (!a.ok()) return nullptr;
-  if (n == 0 || cout == 0 || cin == 0) return lth::undefined_value(env);
-  lth::FtzScope ftz;
-  GradJob gj{make_job(x, nullptr, nullptr, n, cin, cout, h, w, pad, false), gy, nullptr, 0, 0};
-  gj.blocks = (gj.j.tileRows + gj.j.rowsPerBlock - 1) / gj.j.rowsPerBlock;
-  // Up to 8 groups (enough for the pool to share), fewer when the partials would pass 16M floats.
-  const int64_t size = 16 * cout * cin;
-  int64_t groups = gj.blocks < 8 ? gj.blocks : 8;
-  while (groups > 1 && groups * size > ((int64_t)1 << 24)) groups--;
-  gj.groups = (int)groups;
-  thread_local std::vector<float> pbuf;
-  gj.partials = grow(pbuf, (size_t)(groups * size));
-  float* scratch = lth::caller_scratch();
-  const int threads = lth::thread_count();
-  if (!(threads > 1 && groups > 1 && lth::run_parts_scratch(threads, gj.groups, grad_group, &gj, scratch)))
-    for (int g = 0; g < gj.groups; g++) grad_group(&gj, g, scratch);
-  float* gu = gj.partials;
-  for (int64_t g = 1; g < groups; g++)
-    for (int64_t i = 0; i < size; i++) gu[i] += gj.partials[g * size + i];
-  // gW[o][c] += Gᵀ·gU·G, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
+// gW[o][c] += Gᵀ·gU·G, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1] (F(2x2, 3x3)).
+void add_filter_grads2(const float* gu, float* gw, int64_t cin, int64_t cout) {
   const int64_t oc = cout * cin;
   for (int64_t o = 0; o < cout; o++) {
     for (int64_t c = 0; c < cin; c++) {
@@ -314,6 +403,83 @@ napi_value Conv3x3WeightGrad(napi_env env, napi_callback_info info) {
       }
     }
   }
+}
+
+// Gᵀ·u for a 6-vector u and F(4x4, 3x3)'s G (see g_times4; divisions for the same reason).
+void gt_times4(const float* u, int stride, float* r, int rstride) {
+  const float s12 = u[stride] + u[2 * stride], d12 = u[stride] - u[2 * stride];
+  const float s34 = u[3 * stride] + u[4 * stride], d34 = u[3 * stride] - u[4 * stride];
+  r[0] = 0.25f * u[0] + (s34 - 4.0f * s12) / 24.0f;
+  r[rstride] = (d34 - 2.0f * d12) / 12.0f;
+  r[2 * rstride] = (s34 - s12) / 6.0f + u[5 * stride];
+}
+
+// gW[o][c] += Gᵀ·gU·G for F(4x4, 3x3).
+void add_filter_grads4(const float* gu, float* gw, int64_t cin, int64_t cout) {
+  const int64_t oc = cout * cin;
+  for (int64_t o = 0; o < cout; o++) {
+    for (int64_t c = 0; c < cin; c++) {
+      float u[36], t[3][6], r[3];
+      for (int e = 0; e < 36; e++) u[e] = gu[e * oc + o * cin + c];
+      for (int k = 0; k < 6; k++) gt_times4(u + k, 6, &t[0][k], 6);  // t = Gᵀ·gU (3x6)
+      float* d = gw + (o * cin + c) * 9;
+      for (int i = 0; i < 3; i++) {
+        gt_times4(t[i], 1, r, 1);  // (Gᵀ·gU·G) row i
+        for (int jj = 0; jj < 3; jj++) d[i * 3 + jj] += r[jj];
+      }
+    }
+  }
+}
+
+// conv3x3WeightGrad(x, gradOut, gradWeight, n, inChannels, outChannels, height, width, pad, tile)
+constexpr ArgSpec kConv3x3WeightGradArgs[] = {arg::f32("x"),      arg::f32("gradOut"),     arg::f32("gradWeight"),
+                                              arg::dim("n"),      arg::dim("inChannels"),  arg::dim("outChannels"),
+                                              arg::dim("height"), arg::dim("width"),       arg::dim("pad"),
+                                              arg::dim("tile")};
+
+napi_value Conv3x3WeightGrad(napi_env env, napi_callback_info info) {
+  lth::Args<10> a(env, info, "conv3x3WeightGrad", kConv3x3WeightGradArgs);
+  if (!a.ok()) return nullptr;
+  const float *x = a[0].f32(), *gy = a[1].f32();
+  float* gw = a[2].f32();
+  const int64_t n = a[3].dim(), cin = a[4].dim(), cout = a[5].dim(), h = a[6].dim(), w = a[7].dim(), pad = a[8].dim();
+  const int64_t tile = a[9].dim();
+  if (tile != 2 && tile != 4) {
+    a.fail(true, "tile must be 2 or 4, got %lld", (long long)tile);
+    return nullptr;
+  }
+  if (h + 2 * pad < 3 || w + 2 * pad < 3) {
+    a.fail(true, "a 3x3 kernel with padding %lld does not fit a %lldx%lld image", (long long)pad, (long long)h,
+           (long long)w);
+    return nullptr;
+  }
+  const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
+  a.need("x", a[0].len, (u128)n * cin * h * w, "n*inChannels*height*width");
+  a.need("gradOut", a[1].len, (u128)n * cout * oh * ow, "n*outChannels*outH*outW");
+  a.need("gradWeight", a[2].len, (u128)cin * cout * 9, "inChannels*outChannels*9");
+  if (!a.ok()) return nullptr;
+  if (n == 0 || cout == 0 || cin == 0) return lth::undefined_value(env);
+  lth::FtzScope ftz;
+  GradJob gj{make_job(x, nullptr, nullptr, n, cin, cout, h, w, pad, false, (int)tile), gy, nullptr, 0, 0};
+  gj.blocks = (gj.j.tileRows + gj.j.rowsPerBlock - 1) / gj.j.rowsPerBlock;
+  // Up to 8 groups (enough for the pool to share), fewer when the partials would pass 16M floats.
+  const int64_t size = gj.j.entries() * cout * cin;
+  int64_t groups = gj.blocks < 8 ? gj.blocks : 8;
+  while (groups > 1 && groups * size > ((int64_t)1 << 24)) groups--;
+  gj.groups = (int)groups;
+  thread_local std::vector<float> pbuf;
+  gj.partials = grow(pbuf, (size_t)(groups * size));
+  float* scratch = lth::caller_scratch();
+  const int threads = lth::thread_count();
+  if (!(threads > 1 && groups > 1 && lth::run_parts_scratch(threads, gj.groups, grad_group, &gj, scratch)))
+    for (int g = 0; g < gj.groups; g++) grad_group(&gj, g, scratch);
+  float* gu = gj.partials;
+  for (int64_t g = 1; g < groups; g++)
+    for (int64_t i = 0; i < size; i++) gu[i] += gj.partials[g * size + i];
+  if (tile == 4)
+    add_filter_grads4(gu, gw, cin, cout);
+  else
+    add_filter_grads2(gu, gw, cin, cout);
   return lth::undefined_value(env);
 }
 

@@ -120,25 +120,27 @@ export interface Backend {
    * outChannels, 3, 3] and K[o,c,i,j] = weight[c, o, 2-i, 2-j], so that
    * conv3x3(gradOut, W, gradIn, n, out, in, outH, outW, 2 - pad, true, true) is the input
    * gradient of the convolution by W with padding pad ≤ 2.
-   * The native kernel uses Winograd's F(2×2, 3×3) (native/winograd.cc): its rounding
-   * differs from the direct sum's by a few units in the last place, and a NaN or infinity
-   * in x reaches every output of the 2×2 output tiles whose 4×4 input patch holds it.
+   * The native kernel uses Winograd's F(tile×tile, 3×3) (native/winograd.cc), `tile` 2 or 4
+   * (the reference computes the direct sum for either): with tile 2 its rounding differs
+   * from the direct sum's by a few units in the last place, with tile 4 by some tens (the
+   * transforms scale terms by up to 25 before they cancel); a NaN or infinity in x reaches
+   * every output of the tile×tile output tiles whose (tile+2)² input patch holds it.
    */
   conv3x3(
     x: Float32Array, weight: Float32Array, out: Float32Array, n: number, inChannels: number, outChannels: number,
-    height: number, width: number, pad: number, flip: boolean, accumulate: boolean,
+    height: number, width: number, pad: number, flip: boolean, accumulate: boolean, tile: 2 | 4,
   ): void;
 
   /**
    * The weight gradient of conv3x3 (no flip): gradWeight [outChannels, inChannels, 3, 3] +=
    *   Σ_{b,y,x} gradOut[b,o,y,x] · x[b, c, y - pad + i, x - pad + j]
    * (0 outside the image), x [n, inChannels, height, width], gradOut [n, outChannels,
-   * outH, outW] as in conv3x3. Always accumulates. The native kernel uses F(2×2, 3×3)
-   * too; its sum over the batch runs in groups fixed by the geometry.
+   * outH, outW] as in conv3x3. Always accumulates. The native kernel uses F(tile×tile,
+   * 3×3) too (rounding as for conv3x3); its sum over the batch runs in groups fixed by the geometry.
    */
   conv3x3WeightGrad(
     x: Float32Array, gradOut: Float32Array, gradWeight: Float32Array, n: number, inChannels: number, outChannels: number,
-    height: number, width: number, pad: number,
+    height: number, width: number, pad: number, tile: 2 | 4,
   ): void;
 
   /**

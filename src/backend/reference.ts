@@ -155,7 +155,8 @@ export const referenceBackend: Backend = {
     }
   },
 
-  conv3x3(x, weight, out, n, inChannels, outChannels, height, width, pad, flip, accumulate) {
+  conv3x3(x, weight, out, n, inChannels, outChannels, height, width, pad, flip, accumulate, tile) {
+    if (tile !== 2 && tile !== 4) throw new RangeError(`conv3x3: tile must be 2 or 4, got ${tile}`);
     const outH = height + 2 * pad - 2, outW = width + 2 * pad - 2;
     if (outH < 1 || outW < 1) throw new RangeError(`conv3x3: a 3x3 kernel with padding ${pad} does not fit a ${height}x${width} image`);
     const k = (o: number, c: number, i: number, j: number) =>
@@ -183,7 +184,8 @@ export const referenceBackend: Backend = {
     }
   },
 
-  conv3x3WeightGrad(x, gradOut, gradWeight, n, inChannels, outChannels, height, width, pad) {
+  conv3x3WeightGrad(x, gradOut, gradWeight, n, inChannels, outChannels, height, width, pad, tile) {
+    if (tile !== 2 && tile !== 4) throw new RangeError(`conv3x3WeightGrad: tile must be 2 or 4, got ${tile}`);
     const outH = height + 2 * pad - 2, outW = width + 2 * pad - 2;
     if (outH < 1 || outW < 1) throw new RangeError(`conv3x3WeightGrad: a 3x3 kernel with padding ${pad} does not fit a ${height}x${width} image`);
     for (let o = 0; o < outChannels; o++) {

@@ -118,6 +118,21 @@ export function usesWinograd(inChannels: number, outChannels: number, kh: number
 }
 
 /**
+ * The Winograd tile of the backward passes (the input gradient's conv3x3 with an outH×outW
+ * result, the weight gradient of a layer with an outH×outW output): F(4×4, 3×3) (4× fewer
+ * multiplications than the direct sum, against 2.25× for F(2×2, 3×3)) from 16×16 up;
+ * below, an image row holds 2 or fewer 4×4 tiles, the transforms' loops are too short to
+ * vectorise and F(2×2, 3×3) is faster (docs/performance.md).
+ * The forward pass keeps F(2×2, 3×3): F(4×4)'s rounding error is about 6× larger, and
+ * max pooling turns zero-mean rounding in a layer's output into a bias of the pooled
+ * activations that later layers add up coherently (the Conv-2 golden fc1 gradient sum
+ * moves from 2e-8 to 3e-5 of its norm); a gradient's rounding does not compound that way.
+ */
+export function winogradTile(outH: number, outW: number): 2 | 4 {
+  return outH >= 16 && outW >= 16 ? 4 : 2;
+}
+
+/**
  * 2-D convolution (cross-correlation, as PyTorch's Conv2d) with optional bias and fused
  * ReLU. x: [n, in, h, w]; weight: [out, in, kh, kw]; bias: [out] or null.
  * Output: [n, out, oh, ow] with oh = ⌊(h + 2·padH - kh)/strideH⌋ + 1 (ow likewise),
@@ -150,7 +165,7 @@ export function conv2d(
   const b = bias ? bias.data : zeroArray(cout);
   const winograd = usesWinograd(cin, cout, kh, kw, geometry);
   if (winograd) {
-    be.conv3x3(x.data, weight.data, y.data, n, cin, cout, h, w, padH, false, false);
+    be.conv3x3(x.data, weight.data, y.data, n, cin, cout, h, w, padH, false, false, 2);
     if (bias || relu) be.channelBiasAct(y.data, b, y.data, n, cout, hw, relu);
   } else {
     const col = scratch('col', ckk * hw);
@@ -173,8 +188,8 @@ export function conv2d(
     const gw = needW ? weight.ensureGrad() : null;
     const gx = needX ? x.ensureGrad() : null;
     if (winograd) {
-      if (gx) be.conv3x3(gy, weight.data, gx, n, cout, cin, oh, ow, 2 - padH, true, true);
-      if (gw) be.conv3x3WeightGrad(x.data, gy, gw, n, cin, cout, h, w, padH);
+      if (gx) be.conv3x3(gy, weight.data, gx, n, cout, cin, oh, ow, 2 - padH, true, true, winogradTile(h, w));
+      if (gw) be.conv3x3WeightGrad(x.data, gy, gw, n, cin, cout, h, w, padH, winogradTile(oh, ow));
       return;
     }
     const colB = needW ? scratch('col', ckk * hw) : null;
