@@ -37,7 +37,8 @@ using lth::ArgValue;
 using lth::FtzScope;
 using lth::GemmArgs;
 using lth::gK;
-using lth::Wrapped;
+using lth::HoldsArgs;
+using lth::wrap_holding_args;
 namespace arg = lth::arg;
 
 // The export that makes prepared chains.
@@ -53,8 +54,8 @@ struct DenseLayer {
 
 // A chain checked once for denseMlpStep and denseMlpEval, with references that keep its
 // arrays alive (they must keep their memory: not be transferred).
-struct PreparedDense : Wrapped {
-  PreparedDense() : Wrapped{kDenseMlpPrepare} {}
+struct PreparedDense : HoldsArgs {
+  explicit PreparedDense(napi_env e) : HoldsArgs(kDenseMlpPrepare, e) {}
   std::vector<DenseLayer> layers;
   std::vector<std::array<size_t, 4>> stateLen;  // lengths of w0, w1, b0, b1
   std::vector<std::array<bool, 4>> stateGiven;
@@ -67,11 +68,6 @@ struct PreparedDense : Wrapped {
   const float* aheadSrc = nullptr;
   size_t aheadLen = 0;
   std::vector<int32_t> aheadRows;
-  napi_env env = nullptr;
-  std::vector<napi_ref> refs;
-  ~PreparedDense() {
-    for (napi_ref r : refs) napi_delete_reference(env, r);
-  }
 };
 
 const char* const kStateName[4] = {"w0", "w1", "b0", "b1"};
@@ -280,8 +276,7 @@ napi_value DenseMlpPrepare(napi_env env, napi_callback_info info) {
     a.fail(false, "expected at least two layers (%zu arguments), got %zu arguments", 2 * kPerLayer, a.argc());
     return nullptr;
   }
-  auto prep = std::make_unique<PreparedDense>();
-  prep->env = env;
+  auto prep = std::make_unique<PreparedDense>(env);
   const size_t L = a.argc() / kPerLayer;
   int64_t widest = 0;
   for (size_t l = 0; l < L; l++) {
@@ -308,23 +303,7 @@ napi_value DenseMlpPrepare(napi_env env, napi_callback_info info) {
     widest = std::max(widest, y.out);
   }
   prep->zeros.assign((size_t)widest, 0.0f);
-  for (size_t i = 0; i < a.argc(); i++) {
-    napi_valuetype vt;
-    napi_typeof(env, a.arg(i), &vt);
-    if (vt != napi_object) continue;
-    napi_ref r;
-    if (napi_create_reference(env, a.arg(i), 1, &r) == napi_ok) prep->refs.push_back(r);
-  }
-  napi_value handle;
-  napi_create_object(env, &handle);
-  if (napi_wrap(env, handle, static_cast<Wrapped*>(prep.get()),
-                [](napi_env, void* d, void*) { delete static_cast<PreparedDense*>(static_cast<Wrapped*>(d)); }, nullptr,
-                nullptr) != napi_ok) {
-    napi_throw_error(env, nullptr, "denseMlpPrepare: cannot wrap the handle");
-    return nullptr;
-  }
-  prep.release();
-  return handle;
+  return wrap_holding_args(a, std::move(prep));
 }
 
 // denseMlpStep(prepared, src, srcLabels, indices, from, n, rule, losses) -> the number of

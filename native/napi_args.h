@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <vector>
 
 namespace lth {
@@ -306,6 +307,46 @@ inline napi_value number_value(napi_env env, double d) {
   napi_value v;
   napi_create_double(env, d, &v);
   return v;
+}
+
+// A wrapped native object that points into typed arrays it was made from: it holds a
+// reference to each of them, so that their memory outlives it.
+struct HoldsArgs : Wrapped {
+  HoldsArgs(const char* maker, napi_env e) : Wrapped{maker}, env(e) {}
+  HoldsArgs(const HoldsArgs&) = delete;
+  HoldsArgs& operator=(const HoldsArgs&) = delete;
+  ~HoldsArgs() {
+    for (napi_ref r : refs) napi_delete_reference(env, r);
+  }
+  napi_env env;
+  std::vector<napi_ref> refs;
+};
+
+// A JavaScript object wrapping `obj`, which it then owns (deleted when the object is
+// collected), after `obj` took a reference to every object argument of the call `a`;
+// nullptr with a pending error when it cannot be made.
+template <class T>
+napi_value wrap_holding_args(ArgReader& a, std::unique_ptr<T> obj) {
+  napi_env env = a.env();
+  for (size_t i = 0; i < a.argc(); i++) {
+    napi_valuetype vt;
+    napi_typeof(env, a.arg(i), &vt);
+    if (vt != napi_object) continue;
+    napi_ref r;
+    if (napi_create_reference(env, a.arg(i), 1, &r) == napi_ok) obj->refs.push_back(r);
+  }
+  napi_value handle;
+  napi_create_object(env, &handle);
+  if (napi_wrap(env, handle, static_cast<Wrapped*>(obj.get()),
+                [](napi_env, void* d, void*) { delete static_cast<T*>(static_cast<Wrapped*>(d)); }, nullptr,
+                nullptr) != napi_ok) {
+    char msg[160];
+    std::snprintf(msg, sizeof msg, "%s: cannot wrap the handle", obj->maker);
+    napi_throw_error(env, nullptr, msg);
+    return nullptr;
+  }
+  obj.release();
+  return handle;
 }
 
 // A function export: its name and callback.

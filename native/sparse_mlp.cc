@@ -60,7 +60,8 @@ using lth::gS;
 using lth::panel_cols;
 using lth::Pattern;
 using lth::round16;
-using lth::Wrapped;
+using lth::HoldsArgs;
+using lth::wrap_holding_args;
 namespace arg = lth::arg;
 
 // The export that makes prepared chains.
@@ -265,15 +266,13 @@ void need_layer(ArgReader& a, size_t l, const char* what, size_t len, int64_t co
 // reading some forty typed arrays through Node-API takes ~10 us of a ~170 us step (3.6%
 // LeNet); the step then reads only its own few arguments. The arrays must keep their
 // memory (not be transferred).
-struct PreparedMlp : Wrapped {
-  PreparedMlp() : Wrapped{kSparseMlpPrepare} {}
+struct PreparedMlp : HoldsArgs {
+  explicit PreparedMlp(napi_env e) : HoldsArgs(kSparseMlpPrepare, e) {}
   std::vector<MlpLayer> layers;  // every state array given, whatever the rule will want
   std::vector<std::array<size_t, 4>> stateLen;  // lengths of w0, w1, b0, b1
   std::vector<std::array<bool, 4>> stateGiven;  // (an empty state array is given but null)
   int parts = 1;
   std::vector<int64_t> bounds;  // parts + 1 column block boundaries of layer 0 (see MlpStep)
-  napi_env env = nullptr;
-  std::vector<napi_ref> refs;
   // Input panels of two batches: the current one and the next, gathered ahead during this
   // step (see mlp_step) for the rows `aheadRows` of `aheadSrc` when `ahead` is set.
   std::vector<float> in[2];
@@ -282,9 +281,6 @@ struct PreparedMlp : Wrapped {
   const float* aheadSrc = nullptr;
   size_t aheadLen = 0;
   std::vector<int32_t> aheadRows;
-  ~PreparedMlp() {
-    for (napi_ref r : refs) napi_delete_reference(env, r);
-  }
 };
 
 // Whether every layer's pattern is still usable: one given to sparsePattern as `reuse`
@@ -339,8 +335,7 @@ napi_value SparseMlpPrepare(napi_env env, napi_callback_info info) {
     a.fail(false, "expected %zu arguments per layer after parts, got %zu", kPerLayer, layerArgs);
     return nullptr;
   }
-  auto prep = std::make_unique<PreparedMlp>();
-  prep->env = env;
+  auto prep = std::make_unique<PreparedMlp>(env);
   prep->parts = (int)parts;
   const size_t L = layerArgs / kPerLayer;
   for (size_t l = 0; l < L; l++) {
@@ -378,23 +373,7 @@ napi_value SparseMlpPrepare(napi_env env, napi_callback_info info) {
     prep->stateGiven.push_back({v[6].present, v[7].present, v[8].present, v[9].present});
   }
   prep->bounds = part_bounds(*prep->layers[0].p, prep->parts);
-  for (size_t i = 1; i < a.argc(); i++) {
-    napi_valuetype vt;
-    napi_typeof(env, a.arg(i), &vt);
-    if (vt != napi_object) continue;
-    napi_ref r;
-    if (napi_create_reference(env, a.arg(i), 1, &r) == napi_ok) prep->refs.push_back(r);
-  }
-  napi_value handle;
-  napi_create_object(env, &handle);
-  if (napi_wrap(env, handle, static_cast<Wrapped*>(prep.get()),
-                [](napi_env, void* d, void*) { delete static_cast<PreparedMlp*>(static_cast<Wrapped*>(d)); }, nullptr,
-                nullptr) != napi_ok) {
-    napi_throw_error(env, nullptr, "sparseMlpPrepare: cannot wrap the handle");
-    return nullptr;
-  }
-  prep.release();
-  return handle;
+  return wrap_holding_args(a, std::move(prep));
 }
 
 // sparseMlpStep(prepared, src, srcLabels, indices, from, n, rule, losses) -> mean loss of
