@@ -4,8 +4,9 @@ import type { Dataset } from '../data/dataset.js';
 import { Linear } from '../nn/layers.js';
 import type { Model } from '../nn/model.js';
 import type { StateDict } from '../nn/module.js';
-import { checkOptimizer, checkOptimizerState, stateArrays, stateNames, updateRule, type OptimizerSettings, type OptimizerState } from '../nn/optim.js';
+import { checkOptimizer, checkOptimizerState, stateArrays, stateNames, type OptimizerSettings, type OptimizerState } from '../nn/optim.js';
 import { flatEvalBatch } from './graph.js';
+import { fusedSteps } from './fused.js';
 import type { CompileOptions, EvalResult, Minibatches, Program } from './program.js';
 
 interface Layer extends DenseMlpLayer {
@@ -73,11 +74,11 @@ export class DenseMlpProgram implements Program {
 
   step(batches: Minibatches, losses: Float64Array, lr?: number): number {
     const { data, order, from, batchSize } = batches;
-    check(this.optimizer !== null, 'program: compiled for evaluation only, it cannot train');
-    this.checkData(data);
-    const ran = this.kernels.step(this.chain, data.images, data.labels, order, from, batchSize, updateRule({ ...this.optimizer, lr: lr ?? this.optimizer.lr }, this.updates + 1), losses);
-    // An update for every step run but one whose loss is not finite (the last one run).
-    this.updates += Number.isFinite(losses[ran - 1]) ? ran : ran - 1;
+    const { ran, updates } = fusedSteps(this.optimizer, this.updates, losses, lr, (rule) => {
+      this.checkData(data);
+      return this.kernels.step(this.chain, data.images, data.labels, order, from, batchSize, rule, losses);
+    });
+    this.updates = updates;
     return ran;
   }
 
