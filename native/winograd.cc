@@ -327,6 +327,21 @@ Job make_job(const float* x, const float* u, float* out, int64_t n, int64_t cin,
   return j;
 }
 
+// Whether the tile size and a padded h x w image suit a 3x3 Winograd call; false with the
+// failure recorded in `a` otherwise.
+bool geometry_fits(lth::ArgReader& a, int64_t tile, int64_t h, int64_t w, int64_t pad) {
+  if (tile != 2 && tile != 4) {
+    a.fail(true, "tile must be 2 or 4, got %lld", (long long)tile);
+    return false;
+  }
+  if (h + 2 * pad < 3 || w + 2 * pad < 3) {
+    a.fail(true, "a 3x3 kernel with padding %lld does not fit a %lldx%lld image", (long long)pad, (long long)h,
+           (long long)w);
+    return false;
+  }
+  return true;
+}
+
 // conv3x3(x, weight, out, n, inChannels, outChannels, height, width, pad, flip, accumulate, tile)
 using lth::ArgSpec;
 namespace arg = lth::arg;
@@ -344,15 +359,7 @@ napi_value Conv3x3(napi_env env, napi_callback_info info) {
   const int64_t n = a[3].dim(), cin = a[4].dim(), cout = a[5].dim(), h = a[6].dim(), w = a[7].dim(), pad = a[8].dim();
   const bool flip = a[9].flag, accumulate = a[10].flag;
   const int64_t tile = a[11].dim();
-  if (tile != 2 && tile != 4) {
-    a.fail(true, "tile must be 2 or 4, got %lld", (long long)tile);
-    return nullptr;
-  }
-  if (h + 2 * pad < 3 || w + 2 * pad < 3) {
-    a.fail(true, "a 3x3 kernel with padding %lld does not fit a %lldx%lld image", (long long)pad, (long long)h,
-           (long long)w);
-    return nullptr;
-  }
+  if (!geometry_fits(a, tile, h, w, pad)) return nullptr;
   const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
   a.need("x", a[0].len, (u128)n * cin * h * w, "n*inChannels*height*width");
   a.need("weight", a[1].len, (u128)cin * cout * 9, "inChannels*outChannels*9");
@@ -444,15 +451,7 @@ napi_value Conv3x3WeightGrad(napi_env env, napi_callback_info info) {
   float* gw = a[2].f32();
   const int64_t n = a[3].dim(), cin = a[4].dim(), cout = a[5].dim(), h = a[6].dim(), w = a[7].dim(), pad = a[8].dim();
   const int64_t tile = a[9].dim();
-  if (tile != 2 && tile != 4) {
-    a.fail(true, "tile must be 2 or 4, got %lld", (long long)tile);
-    return nullptr;
-  }
-  if (h + 2 * pad < 3 || w + 2 * pad < 3) {
-    a.fail(true, "a 3x3 kernel with padding %lld does not fit a %lldx%lld image", (long long)pad, (long long)h,
-           (long long)w);
-    return nullptr;
-  }
+  if (!geometry_fits(a, tile, h, w, pad)) return nullptr;
   const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
   a.need("x", a[0].len, (u128)n * cin * h * w, "n*inChannels*height*width");
   a.need("gradOut", a[1].len, (u128)n * cout * oh * ow, "n*outChannels*outH*outW");
