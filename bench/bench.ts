@@ -57,6 +57,7 @@ import { compileProgram } from '../src/program/compile.js';
 import type { Program } from '../src/program/program.js';
 import { iterationsPerEpoch, runEnd, train } from '../src/training/train.js';
 import { findTorchPython, runTorch } from './torch.js';
+import { runBench } from './run.js';
 import { median } from './stats.js';
 
 const SCHEMA = {
@@ -434,12 +435,4 @@ function main(): void {
   if (o.json) process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 
-try {
-  main();
-} catch (e) {
-  if (e instanceof LthError) {
-    process.stderr.write(`bench: ${e.message}\n`);
-    process.exit(2);
-  }
-  throw e;
-}
+runBench('bench', main);

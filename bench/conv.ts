@@ -49,6 +49,7 @@ import { Optimizer } from '../src/nn/optim.js';
 import { softmaxCrossEntropy } from '../src/tensor/ops.js';
 import { BufferArena, Tensor } from '../src/tensor/tensor.js';
 import { findTorchPython, runTorch } from './torch.js';
+import { runBench } from './run.js';
 import { median } from './stats.js';
 
 const SCHEMA = {
@@ -339,12 +340,4 @@ function levelsBench(values: Record<string, unknown>, json: boolean): void {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-try {
-  main();
-} catch (e) {
-  if (e instanceof LthError) {
-    process.stderr.write(`bench: ${e.message}\n`);
-    process.exit(2);
-  }
-  throw e;
-}
+runBench('bench', main);

@@ -21,6 +21,7 @@ import { sparseTrainingSetup } from '../src/dynamic/setup.js';
 import { SPARSE_TRAIN_METHODS, type SparseTrainMethod } from '../src/dynamic/sparse-training.js';
 import { getModel } from '../src/models/registry.js';
 import { train } from '../src/training/train.js';
+import { runBench } from './run.js';
 import { median } from './stats.js';
 
 const SCHEMA = {
@@ -99,12 +100,4 @@ function main(): void {
   }
 }
 
-try {
-  main();
-} catch (e) {
-  if (e instanceof LthError) {
-    console.error(`dst bench: ${e.message}`);
-    process.exit(2);
-  }
-  throw e;
-}
+runBench('dst bench', main);

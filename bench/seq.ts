@@ -28,6 +28,7 @@ import { getDataset } from '../src/data/registry.js';
 import { getModel } from '../src/models/registry.js';
 import { compileProgram } from '../src/program/compile.js';
 import { findTorchPython, runTorch } from './torch.js';
+import { runBench } from './run.js';
 import { median } from './stats.js';
 
 const SCHEMA = {
@@ -110,12 +111,4 @@ function main(): void {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-try {
-  main();
-} catch (e) {
-  if (e instanceof LthError) {
-    process.stderr.write(`bench: ${e.message}\n`);
-    process.exit(2);
-  }
-  throw e;
-}
+runBench('bench', main);

@@ -24,6 +24,7 @@ import { getModel } from '../src/models/registry.js';
 import { unitChain, zeroInputsFrom, zeroUnit } from '../src/nn/compact.js';
 import type { Model } from '../src/nn/model.js';
 import { train } from '../src/training/train.js';
+import { runBench } from './run.js';
 import { median } from './stats.js';
 
 const SCHEMA = {
@@ -100,12 +101,4 @@ function main(): void {
   }
 }
 
-try {
-  main();
-} catch (e) {
-  if (e instanceof LthError) {
-    console.error(`structured bench: ${e.message}`);
-    process.exit(2);
-  }
-  throw e;
-}
+runBench('structured bench', main);
