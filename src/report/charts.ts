@@ -49,6 +49,20 @@ function titleOf(title: string, subtitle?: string[]): vega.Title {
   return subtitle && subtitle.length ? { text: title, subtitle } : { text: title };
 }
 
+/** What every line chart shares: the schema, its size and look, and its title. */
+function frame(title: string, subtitle?: string[]) {
+  return { $schema: 'https://vega.github.io/schema/vega/v6.json', width: WIDTH, height: HEIGHT, padding: 8, config: CONFIG, title: titleOf(title, subtitle) };
+}
+
+/** Colour and dash scales that give each series (by name) its own style. */
+function styleScales(series: ReadonlyArray<{ name: string; color: string; dash: number[] }>): vega.Scale[] {
+  const domain = series.map((s) => s.name);
+  return [
+    { name: 'color', type: 'ordinal', domain, range: series.map((s) => s.color) },
+    { name: 'dash', type: 'ordinal', domain, range: series.map((s) => s.dash) },
+  ];
+}
+
 /** Ticks for a reversed log axis of percent remaining: the paper's where in range, else the run's own. */
 export function percentTicks(lo: number, hi: number, own: number[]): number[] {
   const inRange = (t: number) => t >= lo * 0.999 && t <= hi * 1.001;
@@ -72,15 +86,12 @@ export function densityChart(opts: { title: string; subtitle?: string[]; yTitle:
   const hi = 100;
   const ticks = percentTicks(lo, hi, xs);
   return {
-    $schema: 'https://vega.github.io/schema/vega/v6.json',
-    width: WIDTH, height: HEIGHT, padding: 8, config: CONFIG,
-    title: titleOf(opts.title, opts.subtitle),
+    ...frame(opts.title, opts.subtitle),
     data: [{ name: 'points', values }],
     scales: [
       { name: 'x', type: 'log', domain: [hi * 1.06, lo / 1.12], range: 'width', nice: false, zero: false },
       { name: 'y', type: 'linear', domain: values.length ? { data: 'points', fields: ['min', 'max'] } : [0, 1], range: 'height', nice: true, zero: opts.zero },
-      { name: 'color', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.color) },
-      { name: 'dash', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.dash) },
+      ...styleScales(opts.series),
     ],
     axes: [
       {
@@ -123,15 +134,12 @@ export function curvesChart(opts: { title: string; subtitle?: string[]; yTitle: 
   const values = opts.series.flatMap((s) => s.points.map((p) => ({ series: s.name, ...p })));
   const yMax = values.length ? Math.max(...values.map((v) => v.value)) : 100;
   return {
-    $schema: 'https://vega.github.io/schema/vega/v6.json',
-    width: WIDTH, height: HEIGHT, padding: 8, config: CONFIG,
-    title: titleOf(opts.title, opts.subtitle),
+    ...frame(opts.title, opts.subtitle),
     data: [{ name: 'curves', values }],
     scales: [
       { name: 'x', type: 'linear', domain: values.length ? { data: 'curves', field: 'iteration' } : [0, 1], range: 'width', nice: true, zero: true },
       { name: 'y', type: 'linear', domain: opts.yMin !== null ? [opts.yMin, Math.max(yMax, opts.yMin + 0.5)] : [0, 100], range: 'height', nice: true, zero: false },
-      { name: 'color', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.color) },
-      { name: 'dash', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.dash) },
+      ...styleScales(opts.series),
     ],
     axes: [
       { orient: 'bottom', scale: 'x', title: 'Training iterations', format: '~s', tickCount: 6 },
@@ -165,15 +173,12 @@ export interface PathSeries {
 export function pathChart(opts: { title: string; subtitle?: string[]; yTitle: string; legendTitle: string; series: PathSeries[] }): vega.Spec {
   const values = opts.series.flatMap((s) => s.points.map((p) => ({ series: s.name, ...p })));
   return {
-    $schema: 'https://vega.github.io/schema/vega/v6.json',
-    width: WIDTH, height: HEIGHT, padding: 8, config: CONFIG,
-    title: titleOf(opts.title, opts.subtitle),
+    ...frame(opts.title, opts.subtitle),
     data: [{ name: 'path', values }],
     scales: [
       { name: 'x', type: 'linear', domain: [0, 1], range: 'width', nice: false, zero: true },
       { name: 'y', type: 'linear', domain: values.length ? { data: 'path', field: 'value' } : [0, 100], range: 'height', nice: true, zero: true },
-      { name: 'color', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.color) },
-      { name: 'dash', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.dash) },
+      ...styleScales(opts.series),
     ],
     axes: [
       { orient: 'bottom', scale: 'x', title: 'Interpolation α (0: copy a, 1: copy b)', format: '.1f', values: [0, 0.2, 0.4, 0.6, 0.8, 1] },
@@ -225,17 +230,14 @@ export function costChart(opts: { title: string; subtitle?: string[]; xTitle: st
   const keep = (p: CostPoint) => Number.isFinite(p.x) && Number.isFinite(p.mean) && (!opts.log || (p.x > 0 && p.xMin > 0));
   const values = opts.series.flatMap((s) => s.points.filter(keep).map((p) => ({ series: s.name, line: s.line !== false, ...p })));
   return {
-    $schema: 'https://vega.github.io/schema/vega/v6.json',
-    width: WIDTH, height: HEIGHT, padding: 8, config: CONFIG,
-    title: titleOf(opts.title, opts.subtitle),
+    ...frame(opts.title, opts.subtitle),
     data: [{ name: 'points', values }],
     scales: [
       opts.log
         ? { name: 'x', type: 'log', domain: values.length ? { data: 'points', fields: ['xMin', 'xMax'] } : [1, 10], range: 'width', nice: false, zero: false, padding: 14 }
         : { name: 'x', type: 'linear', domain: values.length ? { data: 'points', fields: ['xMin', 'xMax'] } : [0, 1], range: 'width', nice: true, zero: true },
       { name: 'y', type: 'linear', domain: values.length ? { data: 'points', fields: ['min', 'max'] } : [0, 1], range: 'height', nice: true, zero: false, padding: 8 },
-      { name: 'color', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.color) },
-      { name: 'dash', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.dash) },
+      ...styleScales(opts.series),
       { name: 'shape', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.shape ?? 'circle') },
     ],
     axes: [
@@ -287,15 +289,12 @@ export function distanceChart(opts: { title: string; subtitle?: string[]; legend
   const rules = opts.epsilons.map((epsilon) => ({ epsilon, label: `ε = ${epsilon}` }));
   const yMax = Math.max(0.01, ...lines.map((v) => v.distance), ...opts.epsilons) * 1.05;
   return {
-    $schema: 'https://vega.github.io/schema/vega/v6.json',
-    width: WIDTH, height: HEIGHT, padding: 8, config: CONFIG,
-    title: titleOf(opts.title, opts.subtitle),
+    ...frame(opts.title, opts.subtitle),
     data: [{ name: 'lines', values: lines }, { name: 'draws', values: draws }, { name: 'rules', values: rules }],
     scales: [
       { name: 'x', type: 'linear', domain: lines.length ? { data: 'lines', field: 'iteration' } : [0, 1], range: 'width', nice: true, zero: true },
       { name: 'y', type: 'linear', domain: [0, yMax], range: 'height', nice: true, zero: true },
-      { name: 'color', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.color) },
-      { name: 'dash', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.dash) },
+      ...styleScales(opts.series),
     ],
     axes: [
       { orient: 'bottom', scale: 'x', title: 'Training iterations', format: '~s', tickCount: 6 },
