@@ -23,7 +23,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { getBackend } from '../backend/index.js';
 import { getModel } from '../models/registry.js';
@@ -32,7 +31,7 @@ import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { Tensor, noGrad } from '../tensor/tensor.js';
 import type { Model } from './model.js';
 import { Optimizer } from './optim.js';
-import { formulaTensor, normErr } from './testing.js';
+import { formulaValues, normErr, rerunOnReference } from './testing.js';
 
 interface Meta {
   model: string;
@@ -56,21 +55,6 @@ interface Meta {
 const fixture = (name: string) => fileURLToPath(new URL(`../../../fixtures/${name}`, import.meta.url));
 
 const backend = getBackend().name;
-
-/** The formula's tensors of a fixture, checked against its checksums. */
-function formulaValues(meta: Meta): Map<string, Float32Array> {
-  return new Map(meta.tensors.map((d) => {
-    const size = d.shape.reduce((a, b) => a * b, 1);
-    const v = formulaTensor(d.k, size, d.std, d.offset);
-    let sum = 0, abs = 0;
-    for (const x of v) {
-      sum += x;
-      abs += Math.abs(x);
-    }
-    assert.ok(Math.abs(sum - meta.checksums[d.name]) <= 1e-9 * abs, `${d.name}: the formula gives other values than the generator's`);
-    return [d.name, v] as const;
-  }));
-}
 
 /** The network of the fixture with the formula's parameters and buffers, and the input batch. */
 function start(meta: Meta, values: ReadonlyMap<string, Float32Array>): { model: Model; x: Tensor } {
@@ -103,7 +87,7 @@ function golden(key: string, t: test.TestContext, firstStepOnly = false): void {
     return w.data;
   };
 
-  const values = formulaValues(meta);
+  const values = formulaValues(meta.tensors, meta.checksums);
   const { model, x } = start(meta, values);
   const params = model.namedParameters();
   const p0 = new Map(params.map(([n, p]) => [n, Float32Array.from(p.data)]));
@@ -156,17 +140,5 @@ test(`cifar_resnet_20 golden (${backend}): two SGD steps with batch norm, then e
 test(`cifar_vgg_11 golden (${backend}): two SGD steps with batch norm, then evaluation mode, match PyTorch`, { skip: referenceChild }, (t) => golden('vgg11', t));
 
 test('batch-norm golden: the reference backend matches PyTorch too (ResNet-20, the first step)', (t) => {
-  if (backend !== 'native') {
-    t.skip(`this process already runs on the ${backend} backend`);
-    return;
-  }
-  const { NODE_TEST_CONTEXT: _, ...env } = process.env;
-  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], {
-    env: { ...env, LTH_BACKEND: 'reference', LTH_GOLDEN_ONLY: 'resnet20' },
-    encoding: 'utf8',
-    timeout: 300_000,
-  });
-  assert.equal(child.status, 0, `reference run failed:\n${child.stdout}\n${child.stderr}`);
-  const worst = child.stdout.split('\n').filter((l) => l.startsWith('# ') && l.includes('rel err')).length;
-  t.diagnostic(`reference: ${worst} comparisons`);
+  rerunOnReference(t, import.meta.url, { env: { LTH_GOLDEN_ONLY: 'resnet20' } });
 });

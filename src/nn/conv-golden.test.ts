@@ -12,14 +12,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { getBackend } from '../backend/index.js';
 import { getModel } from '../models/registry.js';
 import { loadSafetensors } from '../store/safetensors.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { Tensor } from '../tensor/tensor.js';
-import { formulaTensor, normErr } from './testing.js';
+import { formulaValues, normErr, rerunOnReference } from './testing.js';
 
 const TOL = 1e-5;
 const FIXTURE = fileURLToPath(new URL('../../../fixtures/conv2_golden.safetensors', import.meta.url));
@@ -42,17 +41,7 @@ const fixture = loadSafetensors(FIXTURE);
 const backend = getBackend().name;
 
 test(`conv2 golden (${backend}): logits, loss and every gradient match PyTorch`, (t) => {
-  const values = new Map(meta.tensors.map((d) => {
-    const size = d.shape.reduce((a, b) => a * b, 1);
-    const v = formulaTensor(d.k, size, d.std);
-    let sum = 0, abs = 0;
-    for (const x of v) {
-      sum += x;
-      abs += Math.abs(x);
-    }
-    assert.ok(Math.abs(sum - meta.checksums[d.name]) <= 1e-9 * abs, `${d.name}: the formula gives other values than the generator's`);
-    return [d.name, v] as const;
-  }));
+  const values = formulaValues(meta.tensors, meta.checksums);
   const model = getModel('conv2').build();
   model.loadState(new Map([...values].filter(([n]) => n !== 'input')));
   const x = new Tensor(values.get('input')!, [meta.batch, 3, 32, 32]);
@@ -89,17 +78,4 @@ test(`conv2 golden (${backend}): logits, loss and every gradient match PyTorch`,
   assert.deepEqual(errs, []);
 });
 
-test('conv2 golden: the reference backend matches PyTorch too', (t) => {
-  if (backend !== 'native') {
-    t.skip(`this process already runs on the ${backend} backend`);
-    return;
-  }
-  const { NODE_TEST_CONTEXT: _, ...env } = process.env;
-  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], {
-    env: { ...env, LTH_BACKEND: 'reference' },
-    encoding: 'utf8',
-    timeout: 300_000,
-  });
-  for (const line of child.stdout.split('\n')) if (line.startsWith('# ') && line.includes('rel err')) t.diagnostic(`reference: ${line.slice(2)}`);
-  assert.equal(child.status, 0, `reference run failed:\n${child.stdout}\n${child.stderr}`);
-});
+test('conv2 golden: the reference backend matches PyTorch too', (t) => rerunOnReference(t, import.meta.url));

@@ -12,7 +12,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { getBackend } from '../backend/index.js';
 import { loadSafetensors } from '../store/safetensors.js';
@@ -22,7 +21,7 @@ import { Linear } from './layers.js';
 import { Model } from './model.js';
 import type { Module } from './module.js';
 import { Embedding, FlattenTime, LSTM, TransformerBlock } from './seq-layers.js';
-import { formulaIds, formulaTensor, normErr } from './testing.js';
+import { formulaIds, formulaTensor, normErr, rerunOnReference } from './testing.js';
 
 const TOL = 1e-5;
 const FIXTURE = fileURLToPath(new URL('../../../fixtures/seq_golden.safetensors', import.meta.url));
@@ -105,11 +104,5 @@ test(`Transformer block golden (${backend}): output, loss and the gradients of e
 });
 
 test('sequence golden: the reference backend matches PyTorch too', (t) => {
-  if (backend !== 'native') {
-    t.skip(`this process already runs on the ${backend} backend`);
-    return;
-  }
-  const { NODE_TEST_CONTEXT: _, ...env } = process.env;
-  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], { env: { ...env, LTH_BACKEND: 'reference' }, encoding: 'utf8', timeout: 120_000 });
-  assert.equal(child.status, 0, `reference run failed:\n${child.stdout}\n${child.stderr}`);
+  rerunOnReference(t, import.meta.url, { timeoutMs: 120_000 });
 });

@@ -2,8 +2,14 @@
  * The integer-hash formula the golden fixtures' generators (fixtures/gen_*_golden.py, the hash
  * in fixtures/golden_io.py) draw weights, inputs and token ids from, so that lth computes the
  * same values bit for bit instead of reading them from the fixture; and the norm-based error
- * the golden tests use.
+ * the golden tests use, and their second run on the reference backend.
  */
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import type { TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { getBackend } from '../backend/index.js';
 
 /** lowbias32: an integer hash, the same as the generators'. */
 export function lowbias32(x: number): number {
@@ -42,4 +48,53 @@ export function normErr(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-3
     den += b[i] ** 2;
   }
   return Math.sqrt(num) / Math.max(Math.sqrt(den), floor);
+}
+
+/** A fixture's formula tensor: its hash key, shape and distribution. */
+export interface FormulaSpec {
+  name: string;
+  shape: number[];
+  k: number;
+  std: number;
+  offset?: number;
+}
+
+/**
+ * The formula's tensors of a fixture, each checked against the generator's checksum (so a
+ * drift of the formula fails here, not as a mismatch of the model's outputs).
+ */
+export function formulaValues(tensors: FormulaSpec[], checksums: Record<string, number>): Map<string, Float32Array> {
+  return new Map(tensors.map((d) => {
+    const v = formulaTensor(d.k, d.shape.reduce((a, b) => a * b, 1), d.std, d.offset);
+    let sum = 0, abs = 0;
+    for (const x of v) {
+      sum += x;
+      abs += Math.abs(x);
+    }
+    assert.ok(Math.abs(sum - checksums[d.name]) <= 1e-9 * abs, `${d.name}: the formula gives other values than the generator's`);
+    return [d.name, v] as const;
+  }));
+}
+
+/**
+ * Runs a golden test file again in a child process on the reference backend, so that both
+ * backends answer to the same fixture; skipped unless this process runs on the native addon
+ * (the child itself runs on the reference backend). The child's error lines come back as
+ * diagnostics.
+ */
+export function rerunOnReference(t: TestContext, fileUrl: string, opts: { env?: Record<string, string>; timeoutMs?: number } = {}): void {
+  if (getBackend().name !== 'native') {
+    t.skip(`this process already runs on the ${getBackend().name} backend`);
+    return;
+  }
+  // Without NODE_TEST_CONTEXT the child reports in plain TAP instead of to a parent runner.
+  const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+  const child = spawnSync(process.execPath, [fileURLToPath(fileUrl)], {
+    env: { ...env, LTH_BACKEND: 'reference', ...opts.env },
+    encoding: 'utf8',
+    timeout: opts.timeoutMs ?? 300_000,
+  });
+  const out = `${child.stdout ?? ''}${child.stderr ?? ''}`;
+  for (const line of out.split('\n')) if (line.includes('rel err')) t.diagnostic(`reference: ${line.replace(/^[#\s]+/, '')}`);
+  assert.equal(child.status, 0, `the golden test failed on the reference backend:\n${out}`);
 }

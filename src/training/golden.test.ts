@@ -20,7 +20,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { resolveContext } from '../backend/index.js';
@@ -28,6 +27,7 @@ import { Dataset } from '../data/dataset.js';
 import { readIdx } from '../data/idx.js';
 import { getModel } from '../models/registry.js';
 import type { Model, StateDict } from '../nn/model.js';
+import { rerunOnReference } from '../nn/testing.js';
 import { compileProgram } from '../program/compile.js';
 import { loadSafetensors, type NamedTensor } from '../store/safetensors.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
@@ -207,18 +207,5 @@ for (const { name, sc, sparse } of runs) {
 }
 
 test('golden: the reference backend matches PyTorch too', (t) => {
-  if (backend !== 'native') {
-    t.skip(`this process already runs on the ${backend} backend`);
-    return;
-  }
-  // Without NODE_TEST_CONTEXT the child reports in plain TAP instead of to a parent runner.
-  const { NODE_TEST_CONTEXT: _, ...env } = process.env;
-  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], {
-    env: { ...env, LTH_BACKEND: 'reference' },
-    encoding: 'utf8',
-    timeout: 300_000,
-  });
-  const out = `${child.stdout ?? ''}${child.stderr ?? ''}`;
-  for (const line of out.split('\n')) if (line.includes('rel err')) t.diagnostic(`reference: ${line.replace(/^[#\s]+/, '')}`);
-  assert.equal(child.status, 0, `the golden test failed on the reference backend:\n${out}`);
+  rerunOnReference(t, import.meta.url);
 });
