@@ -51,6 +51,21 @@ float* grow(std::vector<float>& v, size_t n) {
   return v.data();
 }
 
+// The distance in floats between consecutive entries e of V, M or gM (rows x T floats
+// each): whole cache lines, an odd number of them, so that the transforms' 16 or 36
+// streams (one per entry) fall into different L1 sets. rows*T itself is often a multiple
+// of 4 KiB, and then every stream's loads and stores contend for one set.
+int64_t entry_stride(int64_t rows, int64_t T) {
+  int64_t lines = (rows * T + 15) / 16;
+  if (lines % 2 == 0) lines++;
+  return lines * 16;
+}
+
+// Asks for the n floats at p (the next channel's rows) to be brought into cache.
+inline void prefetch_rows(const float* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);
+}
+
 // G·g·Gᵀ of a 3x3 filter g into r[e] (e = row*(tile + 2) + column), for F(2x2, 3x3)
 // (G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]) or F(4x4, 3x3) (G = [1/4 0 0;
 // -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]).
@@ -131,7 +146,7 @@ float* input_transform4(const Job& j, int64_t blk, int64_t* tiles) {
   const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
   const int64_t T = (q1 - q0) * j.tw;
   *tiles = T;
-  float* V = grow(vbuf, (size_t)(36 * j.cin * T));
+  float* V = grow(vbuf, (size_t)(36 * entry_stride(j.cin, T)));
   const int64_t ld = j.tw + 1, qs = (j.th + 1) * ld;
   float* Q = grow(qbuf, (size_t)(16 * qs));
   float* H = grow(hbuf, (size_t)(24 * (j.rowsPerBlock < j.th ? j.rowsPerBlock + 1 : j.th + 1) * j.tw));
@@ -147,6 +162,7 @@ float* input_transform4(const Job& j, int64_t blk, int64_t* tiles) {
     if (y1 > prows - j.pad) y1 = prows - j.pad;
     for (int64_t c = 0; c < j.cin; c++) {
       const float* plane = j.x + (img * j.cin + c) * j.h * j.w;
+      if (c + 1 < j.cin) prefetch_rows(plane + j.h * j.w + y0 * j.w, (y1 - y0) * j.w);
       for (int64_t y = y0; y < y1; y++) {
         const int64_t py = j.pad + y;
         float* row = Q + 4 * (py & 3) * qs + (py >> 2) * ld;
@@ -155,7 +171,7 @@ float* input_transform4(const Job& j, int64_t blk, int64_t* tiles) {
         for (int r = 0; r < 4; r++) d[r] = row + ((j.pad + r) & 3) * qs + ((j.pad + r) >> 2);
         gK->winoSplit4(plane + y * j.w, j.w, d[0], d[1], d[2], d[3]);
       }
-      gK->winoIn4(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, j.cin * T);
+      gK->winoIn4(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, entry_stride(j.cin, T));
     }
     q = img * j.th + ty1;
   }
@@ -170,7 +186,7 @@ float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
   const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
   const int64_t T = (q1 - q0) * j.tw;
   *tiles = T;
-  float* V = grow(vbuf, (size_t)(16 * j.cin * T));
+  float* V = grow(vbuf, (size_t)(16 * entry_stride(j.cin, T)));
   // The zero-padded plane P (image pixel (y, xx) at P[pad + y][pad + xx], th + 1 row
   // pairs of tw + 1 column pairs: every tile's 4x4 patch), split by row and column
   // parity into 4 planes of qs floats (see Kernels::winoIn). Its border stays zero.
@@ -192,12 +208,13 @@ float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
     if (y1 > prows - j.pad) y1 = prows - j.pad;
     for (int64_t c = 0; c < j.cin; c++) {
       const float* plane = j.x + (img * j.cin + c) * j.h * j.w;
+      if (c + 1 < j.cin) prefetch_rows(plane + j.h * j.w + y0 * j.w, (y1 - y0) * j.w);
       for (int64_t y = y0; y < y1; y++) {
         const int64_t py = j.pad + y;
         float* row = Q + 2 * (py & 1) * qs + (py >> 1) * ld;
         gK->winoSplit(plane + y * j.w, j.w, row + pe * qs + ce, row + po * qs + co);
       }
-      gK->winoIn(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, j.cin * T);
+      gK->winoIn(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, entry_stride(j.cin, T));
     }
     q = img * j.th + ty1;
   }
@@ -205,22 +222,36 @@ float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
   return V;
 }
 
+// Asks for output channel o's rows of tile rows [q0, q1) to be brought into cache for writing.
+void prefetch_out(const Job& j, int64_t q0, int64_t q1, int64_t o) {
+  for (int64_t q = q0; q < q1;) {
+    const int64_t img = q / j.th, ty0 = q % j.th;
+    const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
+    const int64_t r0 = j.tile * ty0, r1 = j.tile * ty1 < j.oh ? j.tile * ty1 : j.oh;
+    const float* y = j.out + ((img * j.cout + o) * j.oh + r0) * j.ow;
+    for (int64_t i = 0; i < (r1 - r0) * j.ow; i += 16) __builtin_prefetch(y + i, 1);
+    q = img * j.th + ty1;
+  }
+}
+
 void run_block(const Job& j, int64_t blk, float* gemmScratch) {
   thread_local std::vector<float> mbuf, obuf;
   int64_t T;
   const float* V = input_transform(j, blk, &T);
   const int64_t q0 = blk * j.rowsPerBlock, q1 = q0 + T / j.tw, E = j.entries();
-  float* M = grow(mbuf, (size_t)(E * j.cout * T));
+  const int64_t vs = entry_stride(j.cin, T), ms = entry_stride(j.cout, T);
+  float* M = grow(mbuf, (size_t)(E * ms));
 
   for (int64_t e = 0; e < E; e++)
-    gK->gemm(lth::GemmArgs{j.u + e * j.cout * j.cin, V + e * j.cin * T, M + e * j.cout * T, j.cout, j.cin, T, false,
+    gK->gemm(lth::GemmArgs{j.u + e * j.cout * j.cin, V + e * vs, M + e * ms, j.cout, j.cin, T, false,
                            false, false},
              0, j.cout, 0, T, gemmScratch);
 
   if (j.tile == 4) {
     float* O = grow(obuf, (size_t)(16 * T));
     for (int64_t o = 0; o < j.cout; o++) {
-      gK->winoOut4(M + o * T, j.cout * T, T, O);
+      if (o + 1 < j.cout) prefetch_out(j, q0, q1, o + 1);
+      gK->winoOut4(M + o * T, ms, T, O);
       for (int64_t q = q0; q < q1; q++) {
         const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
         float* y = j.out + ((img * j.cout + o) * j.oh + 4 * ty) * j.ow;
@@ -232,7 +263,8 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
   }
   float* O = grow(obuf, (size_t)(4 * T));
   for (int64_t o = 0; o < j.cout; o++) {
-    gK->winoOut(M + o * T, j.cout * T, T, O);
+    if (o + 1 < j.cout) prefetch_out(j, q0, q1, o + 1);
+    gK->winoOut(M + o * T, ms, T, O);
     for (int64_t q = q0; q < q1; q++) {
       const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
       float* y = j.out + ((img * j.cout + o) * j.oh + 2 * ty) * j.ow;
@@ -250,7 +282,7 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
 struct GradJob {
   Job j;
   const float* gy;
-  float* partials;  // groups x [16][cout][cin]
+  float* partials;  // groups x E entries gU_e [cout][cin], entry_stride(cout, cin) floats apart
   int64_t blocks;
   int groups;
 };
@@ -271,7 +303,7 @@ void grad_out_transform(const Job& j, const float* gy, int64_t q0, int64_t q1, i
           gK->winoSplit4(g + i * j.ow, j.ow, r, r + T, r + 2 * T, r + 3 * T);
         }
       }
-      gK->winoGradOut4(R, T, GM + o * T, j.cout * T);
+      gK->winoGradOut4(R, T, GM + o * T, entry_stride(j.cout, T));
     }
     return;
   }
@@ -284,7 +316,7 @@ void grad_out_transform(const Job& j, const float* gy, int64_t q0, int64_t q1, i
       gK->winoSplit(g, j.ow, R + tb, R + T + tb);
       if (2 * ty + 1 < j.oh) gK->winoSplit(g + j.ow, j.ow, R + 2 * T + tb, R + 3 * T + tb);
     }
-    gK->winoGradOut(R, R + T, R + 2 * T, R + 3 * T, T, GM + o * T, j.cout * T);
+    gK->winoGradOut(R, R + T, R + 2 * T, R + 3 * T, T, GM + o * T, entry_stride(j.cout, T));
   }
 }
 
@@ -293,17 +325,18 @@ void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, float* ge
   int64_t T;
   const float* V = input_transform(j, blk, &T);
   const int64_t q0 = blk * j.rowsPerBlock, E = j.entries();
-  float* GM = grow(gbuf, (size_t)(E * j.cout * T));
+  const int64_t vs = entry_stride(j.cin, T), gs = entry_stride(j.cout, T);
+  float* GM = grow(gbuf, (size_t)(E * gs));
   grad_out_transform(j, gy, q0, q0 + T / j.tw, T, GM);
   for (int64_t e = 0; e < E; e++)
-    gK->gemm(lth::GemmArgs{GM + e * j.cout * T, V + e * j.cin * T, gu + e * j.cout * j.cin, j.cout, T, j.cin, false,
+    gK->gemm(lth::GemmArgs{GM + e * gs, V + e * vs, gu + e * entry_stride(j.cout, j.cin), j.cout, T, j.cin, false,
                            true, true},
              0, j.cout, 0, j.cin, gemmScratch);
 }
 
 void grad_group(void* ctx, int g, float* scratch) {
   const GradJob& gj = *static_cast<const GradJob*>(ctx);
-  const int64_t size = gj.j.entries() * gj.j.cout * gj.j.cin;
+  const int64_t size = gj.j.entries() * entry_stride(gj.j.cout, gj.j.cin);
   float* gu = gj.partials + g * size;
   std::memset(gu, 0, (size_t)size * sizeof(float));
   const int64_t b0 = gj.blocks * g / gj.groups, b1 = gj.blocks * (g + 1) / gj.groups;
@@ -389,9 +422,9 @@ napi_value Conv3x3(napi_env env, napi_callback_info info) {
   return lth::undefined_value(env);
 }
 
-// gW[o][c] += Gᵀ·gU·G, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1] (F(2x2, 3x3)).
-void add_filter_grads2(const float* gu, float* gw, int64_t cin, int64_t cout) {
-  const int64_t oc = cout * cin;
+// gW[o][c] += Gᵀ·gU·G, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1] (F(2x2, 3x3)); gU's
+// entries lie oc floats apart.
+void add_filter_grads2(const float* gu, int64_t oc, float* gw, int64_t cin, int64_t cout) {
   for (int64_t o = 0; o < cout; o++) {
     for (int64_t c = 0; c < cin; c++) {
       float u[4][4];
@@ -422,8 +455,7 @@ void gt_times4(const float* u, int stride, float* r, int rstride) {
 }
 
 // gW[o][c] += Gᵀ·gU·G for F(4x4, 3x3).
-void add_filter_grads4(const float* gu, float* gw, int64_t cin, int64_t cout) {
-  const int64_t oc = cout * cin;
+void add_filter_grads4(const float* gu, int64_t oc, float* gw, int64_t cin, int64_t cout) {
   for (int64_t o = 0; o < cout; o++) {
     for (int64_t c = 0; c < cin; c++) {
       float u[36], t[3][6], r[3];
@@ -462,7 +494,7 @@ napi_value Conv3x3WeightGrad(napi_env env, napi_callback_info info) {
   GradJob gj{make_job(x, nullptr, nullptr, n, cin, cout, h, w, pad, false, (int)tile), gy, nullptr, 0, 0};
   gj.blocks = (gj.j.tileRows + gj.j.rowsPerBlock - 1) / gj.j.rowsPerBlock;
   // Up to 8 groups (enough for the pool to share), fewer when the partials would pass 16M floats.
-  const int64_t size = gj.j.entries() * cout * cin;
+  const int64_t size = gj.j.entries() * entry_stride(cout, cin);
   int64_t groups = gj.blocks < 8 ? gj.blocks : 8;
   while (groups > 1 && groups * size > ((int64_t)1 << 24)) groups--;
   gj.groups = (int)groups;
@@ -476,9 +508,9 @@ napi_value Conv3x3WeightGrad(napi_env env, napi_callback_info info) {
   for (int64_t g = 1; g < groups; g++)
     for (int64_t i = 0; i < size; i++) gu[i] += gj.partials[g * size + i];
   if (tile == 4)
-    add_filter_grads4(gu, gw, cin, cout);
+    add_filter_grads4(gu, entry_stride(cout, cin), gw, cin, cout);
   else
-    add_filter_grads2(gu, gw, cin, cout);
+    add_filter_grads2(gu, entry_stride(cout, cin), gw, cin, cout);
   return lth::undefined_value(env);
 }
 
