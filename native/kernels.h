@@ -56,8 +56,10 @@ struct Kernels {
   // winoOut reads the 16 products m[e*estride + t] of n tiles and writes their 2x2
   // outputs Aᵀ·M·A to o[(2*i + j)*n + t] (output row i, column j of tile t).
   void (*winoOut)(const float* m, int64_t estride, int64_t n, float* o);
-  // y[2t] = a[t], y[2t + 1] = b[t] for the columns 2t + j < width (or +=, with accumulate).
-  void (*winoStore)(const float* a, const float* b, int64_t width, float* y, bool accumulate);
+  // y[2t] = a[t], y[2t + 1] = b[t] for the columns 2t + j < width (or +=, with accumulate),
+  // then the result + *bias (when bias is not null) and max(0, ·) (when relu; NaN stays NaN).
+  void (*winoStore)(const float* a, const float* b, int64_t width, float* y, bool accumulate, const float* bias,
+                    bool relu);
   // a[k] = s[2k] for 2k < n, b[k] = s[2k + 1] for 2k + 1 < n (a padded row into its two
   // column-parity planes).
   void (*winoSplit)(const float* s, int64_t n, float* a, float* b);
@@ -76,8 +78,10 @@ struct Kernels {
   // winoOut4 reads the 36 products m[e*estride + t] of n tiles and writes their 4x4
   // outputs Aᵀ·M·A to o[(4*i + j)*n + t].
   void (*winoOut4)(const float* m, int64_t estride, int64_t n, float* o);
-  // y[4t + j] = a[j*n + t] for the columns 4t + j < width (or +=, with accumulate).
-  void (*winoStore4)(const float* a, int64_t n, int64_t width, float* y, bool accumulate);
+  // y[4t + j] = a[j*n + t] for the columns 4t + j < width (or +=, with accumulate), then
+  // bias and ReLU as winoStore's.
+  void (*winoStore4)(const float* a, int64_t n, int64_t width, float* y, bool accumulate, const float* bias,
+                     bool relu);
   // dr[k] = s[4k + r] for 4k + r < n (a row into its four column-phase planes).
   void (*winoSplit4)(const float* s, int64_t n, float* d0, float* d1, float* d2, float* d3);
   // The output-gradient transform A·y·Aᵀ of n 4x4 tiles y[i][j] = r[(4*i + j)*n + t]

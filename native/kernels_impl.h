@@ -232,26 +232,52 @@ void winoOut(const float* __restrict m, int64_t estride, int64_t n, float* __res
   }
 }
 
-template <bool ACC>
-inline void wino_store(const float* __restrict a, const float* __restrict b, int64_t width, float* __restrict y) {
-  const int64_t full = width / 2;
-  for (int64_t t = 0; t < full; t++) {
-    if (ACC) {
-      y[2 * t] += a[t];
-      y[2 * t + 1] += b[t];
-    } else {
-      y[2 * t] = a[t];
-      y[2 * t + 1] = b[t];
-    }
-  }
-  if (width & 1) y[2 * full] = ACC ? y[2 * full] + a[full] : a[full];
+// The value stored: the product (added to what y holds, with ACC), plus the bias (with
+// BIAS), then max(0, ·) (with RELU; NaN stays NaN, as channelBiasAct's).
+template <bool ACC, bool BIAS, bool RELU>
+inline float wino_value(float old, float v, float bias) {
+  float r = ACC ? old + v : v;
+  if (BIAS) r += bias;
+  if (RELU) r = r < 0.0f ? 0.0f : r;
+  return r;
 }
 
-void winoStore(const float* a, const float* b, int64_t width, float* y, bool accumulate) {
-  if (accumulate)
-    wino_store<true>(a, b, width, y);
-  else
-    wino_store<false>(a, b, width, y);
+template <bool ACC, bool BIAS, bool RELU>
+inline void wino_store(const float* __restrict a, const float* __restrict b, int64_t width, float* __restrict y,
+                       float bias) {
+  const int64_t full = width / 2;
+  for (int64_t t = 0; t < full; t++) {
+    y[2 * t] = wino_value<ACC, BIAS, RELU>(y[2 * t], a[t], bias);
+    y[2 * t + 1] = wino_value<ACC, BIAS, RELU>(y[2 * t + 1], b[t], bias);
+  }
+  if (width & 1) y[2 * full] = wino_value<ACC, BIAS, RELU>(y[2 * full], a[full], bias);
+}
+
+// Calls F<ACC, BIAS, RELU>::run(args...) with the flags as template arguments.
+template <template <bool, bool, bool> class F, typename... Args>
+inline void with_store_flags(bool acc, bool bias, bool relu, Args... args) {
+  const int k = (acc ? 4 : 0) + (bias ? 2 : 0) + (relu ? 1 : 0);
+  switch (k) {
+    case 0: F<false, false, false>::run(args...); break;
+    case 1: F<false, false, true>::run(args...); break;
+    case 2: F<false, true, false>::run(args...); break;
+    case 3: F<false, true, true>::run(args...); break;
+    case 4: F<true, false, false>::run(args...); break;
+    case 5: F<true, false, true>::run(args...); break;
+    case 6: F<true, true, false>::run(args...); break;
+    default: F<true, true, true>::run(args...); break;
+  }
+}
+
+template <bool ACC, bool BIAS, bool RELU>
+struct WinoStore {
+  static void run(const float* a, const float* b, int64_t width, float* y, float bias) {
+    wino_store<ACC, BIAS, RELU>(a, b, width, y, bias);
+  }
+};
+
+void winoStore(const float* a, const float* b, int64_t width, float* y, bool accumulate, const float* bias, bool relu) {
+  with_store_flags<WinoStore>(accumulate, bias != nullptr, relu, a, b, width, y, bias ? *bias : 0.0f);
 }
 
 // a[k] = s[2k] for 2k < n, b[k] = s[2k + 1] for 2k + 1 < n.
@@ -418,37 +444,31 @@ void winoOut4(const float* __restrict m, int64_t estride, int64_t n, float* __re
   }
 }
 
-template <bool ACC>
-inline void wino_store4(const float* __restrict a, int64_t n, int64_t width, float* __restrict y) {
+template <bool ACC, bool BIAS, bool RELU>
+inline void wino_store4(const float* __restrict a, int64_t n, int64_t width, float* __restrict y, float bias) {
   const float* __restrict a0 = a;
   const float* __restrict a1 = a + n;
   const float* __restrict a2 = a + 2 * n;
   const float* __restrict a3 = a + 3 * n;
   const int64_t full = width / 4;
   for (int64_t t = 0; t < full; t++) {
-    if (ACC) {
-      y[4 * t] += a0[t];
-      y[4 * t + 1] += a1[t];
-      y[4 * t + 2] += a2[t];
-      y[4 * t + 3] += a3[t];
-    } else {
-      y[4 * t] = a0[t];
-      y[4 * t + 1] = a1[t];
-      y[4 * t + 2] = a2[t];
-      y[4 * t + 3] = a3[t];
-    }
+    y[4 * t] = wino_value<ACC, BIAS, RELU>(y[4 * t], a0[t], bias);
+    y[4 * t + 1] = wino_value<ACC, BIAS, RELU>(y[4 * t + 1], a1[t], bias);
+    y[4 * t + 2] = wino_value<ACC, BIAS, RELU>(y[4 * t + 2], a2[t], bias);
+    y[4 * t + 3] = wino_value<ACC, BIAS, RELU>(y[4 * t + 3], a3[t], bias);
   }
-  for (int64_t c = 4 * full; c < width; c++) {
-    const float val = a[(c - 4 * full) * n + full];
-    y[c] = ACC ? y[c] + val : val;
-  }
+  for (int64_t c = 4 * full; c < width; c++) y[c] = wino_value<ACC, BIAS, RELU>(y[c], a[(c - 4 * full) * n + full], bias);
 }
 
-void winoStore4(const float* a, int64_t n, int64_t width, float* y, bool accumulate) {
-  if (accumulate)
-    wino_store4<true>(a, n, width, y);
-  else
-    wino_store4<false>(a, n, width, y);
+template <bool ACC, bool BIAS, bool RELU>
+struct WinoStore4 {
+  static void run(const float* a, int64_t n, int64_t width, float* y, float bias) {
+    wino_store4<ACC, BIAS, RELU>(a, n, width, y, bias);
+  }
+};
+
+void winoStore4(const float* a, int64_t n, int64_t width, float* y, bool accumulate, const float* bias, bool relu) {
+  with_store_flags<WinoStore4>(accumulate, bias != nullptr, relu, a, n, width, y, bias ? *bias : 0.0f);
 }
 
 // d[r*ds + k] = s[4k + r] for 4k + r < n.

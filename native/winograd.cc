@@ -43,6 +43,8 @@ struct Job {
   int64_t rowsPerBlock, tileRows;  // tile rows per block, and in all (n*th)
   bool accumulate;
   int tile;  // outputs per tile side: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3)
+  const float* bias = nullptr;  // [cout], added to each output channel after the sum (or null)
+  bool relu = false;            // max(0, ·) after that
   int64_t entries() const { return (int64_t)(tile + 2) * (tile + 2); }  // E, the transform's size
 };
 
@@ -251,12 +253,13 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
     float* O = grow(obuf, (size_t)(16 * T));
     for (int64_t o = 0; o < j.cout; o++) {
       if (o + 1 < j.cout) prefetch_out(j, q0, q1, o + 1);
+      const float* bias = j.bias ? j.bias + o : nullptr;
       gK->winoOut4(M + o * T, ms, T, O);
       for (int64_t q = q0; q < q1; q++) {
         const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
         float* y = j.out + ((img * j.cout + o) * j.oh + 4 * ty) * j.ow;
         for (int64_t i = 0; i < 4 && 4 * ty + i < j.oh; i++)
-          gK->winoStore4(O + 4 * i * T + tb, T, j.ow, y + i * j.ow, j.accumulate);
+          gK->winoStore4(O + 4 * i * T + tb, T, j.ow, y + i * j.ow, j.accumulate, bias, j.relu);
       }
     }
     return;
@@ -264,12 +267,13 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
   float* O = grow(obuf, (size_t)(4 * T));
   for (int64_t o = 0; o < j.cout; o++) {
     if (o + 1 < j.cout) prefetch_out(j, q0, q1, o + 1);
+    const float* bias = j.bias ? j.bias + o : nullptr;
     gK->winoOut(M + o * T, ms, T, O);
     for (int64_t q = q0; q < q1; q++) {
       const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
       float* y = j.out + ((img * j.cout + o) * j.oh + 2 * ty) * j.ow;
-      gK->winoStore(O + tb, O + T + tb, j.ow, y, j.accumulate);
-      if (2 * ty + 1 < j.oh) gK->winoStore(O + 2 * T + tb, O + 3 * T + tb, j.ow, y + j.ow, j.accumulate);
+      gK->winoStore(O + tb, O + T + tb, j.ow, y, j.accumulate, bias, j.relu);
+      if (2 * ty + 1 < j.oh) gK->winoStore(O + 2 * T + tb, O + 3 * T + tb, j.ow, y + j.ow, j.accumulate, bias, j.relu);
     }
   }
 }
@@ -375,28 +379,32 @@ bool geometry_fits(lth::ArgReader& a, int64_t tile, int64_t h, int64_t w, int64_
   return true;
 }
 
-// conv3x3(x, weight, out, n, inChannels, outChannels, height, width, pad, flip, accumulate, tile)
+// conv3x3(x, weight, out, n, inChannels, outChannels, height, width, pad, flip, accumulate, tile, bias, relu)
 using lth::ArgSpec;
 namespace arg = lth::arg;
 using u128 = unsigned __int128;
 constexpr ArgSpec kConv3x3Args[] = {arg::f32("x"),        arg::f32("weight"),      arg::f32("out"),
                                     arg::dim("n"),        arg::dim("inChannels"),  arg::dim("outChannels"),
                                     arg::dim("height"),   arg::dim("width"),       arg::dim("pad"),
-                                    arg::flag("flip"),    arg::flag("accumulate"),  arg::dim("tile")};
+                                    arg::flag("flip"),    arg::flag("accumulate"),  arg::dim("tile"),
+                                    arg::f32_or_null("bias"), arg::flag("relu")};
 
 napi_value Conv3x3(napi_env env, napi_callback_info info) {
-  lth::Args<12> a(env, info, "conv3x3", kConv3x3Args);
+  lth::Args<14> a(env, info, "conv3x3", kConv3x3Args);
   if (!a.ok()) return nullptr;
   const float *x = a[0].f32(), *wt = a[1].f32();
   float* out = a[2].f32();
   const int64_t n = a[3].dim(), cin = a[4].dim(), cout = a[5].dim(), h = a[6].dim(), w = a[7].dim(), pad = a[8].dim();
   const bool flip = a[9].flag, accumulate = a[10].flag;
   const int64_t tile = a[11].dim();
+  const float* bias = a[12].present ? a[12].f32() : nullptr;
+  const bool relu = a[13].flag;
   if (!geometry_fits(a, tile, h, w, pad)) return nullptr;
   const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
   a.need("x", a[0].len, (u128)n * cin * h * w, "n*inChannels*height*width");
   a.need("weight", a[1].len, (u128)cin * cout * 9, "inChannels*outChannels*9");
   a.need("out", a[2].len, (u128)n * cout * oh * ow, "n*outChannels*outH*outW");
+  if (bias) a.need("bias", a[12].len, (u128)cout, "outChannels");
   if (!a.ok()) return nullptr;
   if (lth::overlaps(out, (size_t)(n * cout * oh * ow) * 4, x, (size_t)(n * cin * h * w) * 4)) {
     a.fail(true, "out must not share memory with x");
@@ -406,6 +414,13 @@ napi_value Conv3x3(napi_env env, napi_callback_info info) {
   lth::FtzScope ftz;
   if (cin == 0) {
     if (!accumulate) std::memset(out, 0, (size_t)(n * cout * oh * ow) * sizeof(float));
+    if (bias || relu)
+      for (int64_t p = 0; p < n * cout; p++)
+        for (int64_t i = 0; i < oh * ow; i++) {
+          float v = out[p * oh * ow + i];
+          if (bias) v += bias[p % cout];
+          out[p * oh * ow + i] = relu && v < 0.0f ? 0.0f : v;
+        }
     return lth::undefined_value(env);
   }
   thread_local std::vector<float> ubuf;
@@ -413,6 +428,8 @@ napi_value Conv3x3(napi_env env, napi_callback_info info) {
   transform_weights(wt, u, cin, cout, flip, (int)tile);
 
   Job j = make_job(x, u, out, n, cin, cout, h, w, pad, accumulate, (int)tile);
+  j.bias = bias;
+  j.relu = relu;
   const int64_t blocks = (j.tileRows + j.rowsPerBlock - 1) / j.rowsPerBlock;
   float* scratch = lth::caller_scratch();
   const int threads = lth::thread_count();
