@@ -29,6 +29,7 @@
 #include "dispatch.h"
 #include "ftz.h"
 #include "napi_args.h"
+#include "parallel.h"
 #include "pool.h"
 
 namespace {
@@ -109,28 +110,35 @@ void filter_transform(const float g[3][3], float* r) {
 
 // U[e][o][c] = (G·g·Gᵀ)[e] for the filter g of output o and input c; with flip the
 // filter is the layer's weight [c][o] turned by 180 degrees (the input gradient). The
-// filters go through a small buffer a chunk at a time: the E rows of U lie cout*cin
-// floats apart, often a multiple of the page size, and storing to all of them per
-// filter would have every store evict another from the same cache set.
+// filters go through a small buffer a chunk of kChunk at a time: the E rows of U lie
+// cout*cin floats apart, often a multiple of the page size, and storing to all of them
+// per filter would have every store evict another from the same cache set. Chunks are
+// independent, so they are shared out over the pool.
+constexpr int64_t kChunk = 64;
+
+template <int Alpha>
+void transform_weight_chunk(const float* wt, float* u, int64_t cin, int64_t cout, bool flip, int64_t p0) {
+  constexpr int E = Alpha * Alpha;
+  const int64_t oc = cout * cin, len = oc - p0 < kChunk ? oc - p0 : kChunk;
+  float buf[E][kChunk];
+  for (int64_t k = 0; k < len; k++) {
+    const int64_t o = (p0 + k) / cin, c = (p0 + k) % cin;
+    float g[3][3], r[E];
+    for (int i = 0; i < 3; i++)
+      for (int jj = 0; jj < 3; jj++)
+        g[i][jj] = flip ? wt[(c * cout + o) * 9 + (2 - i) * 3 + (2 - jj)] : wt[(o * cin + c) * 9 + i * 3 + jj];
+    filter_transform<Alpha>(g, r);
+    for (int e = 0; e < E; e++) buf[e][k] = r[e];
+  }
+  for (int e = 0; e < E; e++) std::memcpy(u + e * oc + p0, buf[e], (size_t)len * sizeof(float));
+}
+
 template <int Alpha>
 void transform_weights_t(const float* wt, float* u, int64_t cin, int64_t cout, bool flip) {
-  constexpr int E = Alpha * Alpha;
-  constexpr int64_t kChunk = 64;
   const int64_t oc = cout * cin;
-  float buf[E][kChunk];
-  for (int64_t p0 = 0; p0 < oc; p0 += kChunk) {
-    const int64_t len = oc - p0 < kChunk ? oc - p0 : kChunk;
-    for (int64_t k = 0; k < len; k++) {
-      const int64_t o = (p0 + k) / cin, c = (p0 + k) % cin;
-      float g[3][3], r[E];
-      for (int i = 0; i < 3; i++)
-        for (int jj = 0; jj < 3; jj++)
-          g[i][jj] = flip ? wt[(c * cout + o) * 9 + (2 - i) * 3 + (2 - jj)] : wt[(o * cin + c) * 9 + i * 3 + jj];
-      filter_transform<Alpha>(g, r);
-      for (int e = 0; e < E; e++) buf[e][k] = r[e];
-    }
-    for (int e = 0; e < E; e++) std::memcpy(u + e * oc + p0, buf[e], (size_t)len * sizeof(float));
-  }
+  lth::parallel_units((oc + kChunk - 1) / kChunk, oc * Alpha * Alpha, [&](int64_t c0, int64_t c1) {
+    for (int64_t chunk = c0; chunk < c1; chunk++) transform_weight_chunk<Alpha>(wt, u, cin, cout, flip, chunk * kChunk);
+  });
 }
 
 void transform_weights(const float* wt, float* u, int64_t cin, int64_t cout, bool flip, int tile) {
@@ -324,7 +332,8 @@ void grad_out_transform(const Job& j, const float* gy, int64_t q0, int64_t q1, i
   }
 }
 
-void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, float* gemmScratch) {
+// Adds block blk's products to gu (overwrites gu's entries with them when `first`).
+void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, bool first, float* gemmScratch) {
   thread_local std::vector<float> gbuf;
   int64_t T;
   const float* V = input_transform(j, blk, &T);
@@ -334,7 +343,7 @@ void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, float* ge
   grad_out_transform(j, gy, q0, q0 + T / j.tw, T, GM);
   for (int64_t e = 0; e < E; e++)
     gK->gemm(lth::GemmArgs{GM + e * gs, V + e * vs, gu + e * entry_stride(j.cout, j.cin), j.cout, T, j.cin, false,
-                           true, true},
+                           true, !first},
              0, j.cout, 0, j.cin, gemmScratch);
 }
 
@@ -342,9 +351,8 @@ void grad_group(void* ctx, int g, float* scratch) {
   const GradJob& gj = *static_cast<const GradJob*>(ctx);
   const int64_t size = gj.j.entries() * entry_stride(gj.j.cout, gj.j.cin);
   float* gu = gj.partials + g * size;
-  std::memset(gu, 0, (size_t)size * sizeof(float));
   const int64_t b0 = gj.blocks * g / gj.groups, b1 = gj.blocks * (g + 1) / gj.groups;
-  for (int64_t b = b0; b < b1; b++) grad_block(gj.j, gj.gy, b, gu, scratch);
+  for (int64_t b = b0; b < b1; b++) grad_block(gj.j, gj.gy, b, gu, b == b0, scratch);
 }
 
 void block_part(void* ctx, int part, float* scratch) { run_block(*static_cast<const Job*>(ctx), part, scratch); }
@@ -521,13 +529,22 @@ napi_value Conv3x3WeightGrad(napi_env env, napi_callback_info info) {
   const int threads = lth::thread_count();
   if (!(threads > 1 && groups > 1 && lth::run_parts_scratch(threads, gj.groups, grad_group, &gj, scratch)))
     for (int g = 0; g < gj.groups; g++) grad_group(&gj, g, scratch);
+  // On the pool: the partials summed in group order into the first (by runs of 4096
+  // floats), then each output channel's filter gradients.
   float* gu = gj.partials;
-  for (int64_t g = 1; g < groups; g++)
-    for (int64_t i = 0; i < size; i++) gu[i] += gj.partials[g * size + i];
-  if (tile == 4)
-    add_filter_grads4(gu, entry_stride(cout, cin), gw, cin, cout);
-  else
-    add_filter_grads2(gu, entry_stride(cout, cin), gw, cin, cout);
+  constexpr int64_t kRun = 4096;
+  lth::parallel_units((size + kRun - 1) / kRun, groups * size, [&](int64_t r0, int64_t r1) {
+    const int64_t i1 = r1 * kRun < size ? r1 * kRun : size;
+    for (int64_t g = 1; g < groups; g++)
+      for (int64_t i = r0 * kRun; i < i1; i++) gu[i] += gj.partials[g * size + i];
+  });
+  const int64_t es = entry_stride(cout, cin);
+  lth::parallel_units(cout, size, [&](int64_t o0, int64_t o1) {
+    if (tile == 4)
+      add_filter_grads4(gu + o0 * cin, es, gw + o0 * cin * 9, cin, o1 - o0);
+    else
+      add_filter_grads2(gu + o0 * cin, es, gw + o0 * cin * 9, cin, o1 - o0);
+  });
   return lth::undefined_value(env);
 }
 
