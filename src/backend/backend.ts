@@ -157,6 +157,16 @@ export interface Backend {
   sumChannels(x: Float32Array, out: Float32Array, n: number, channels: number, size: number, accumulate: boolean): void;
 
   /**
+   * The backward pass of channelBiasAct, in place on NCHW data [n, channels, size]: with
+   * `relu`, gradOut[i] = 0 where y[i] <= 0 (reluBackward's rule); then, when gradBias is
+   * given, gradBias[c] += Σ_i Σ_k gradOut[i,c,k] (sumChannels' sums, bit for bit). One
+   * pass over gradOut instead of reluBackward's and sumChannels'.
+   */
+  channelBiasActBackward(
+    gradOut: Float32Array, y: Float32Array, gradBias: Float32Array | null, n: number, channels: number, size: number, relu: boolean,
+  ): void;
+
+  /**
    * Max pooling of `planes` planes [height, width] with a k×k window and the given stride,
    * no padding: out [planes, outH, outW], outH = ⌊(height - k) / stride⌋ + 1 (outW likewise).
    * A NaN in a window wins (the output is NaN), as in PyTorch.

@@ -1,7 +1,7 @@
 /**
  * The native conv kernels against the reference backend: im2col/col2im on odd geometries
  * (strides, paddings, rectangular and oversized kernels, the Conv-2/4/6 shapes), the
- * per-channel bias/ReLU and bias gradient, max pooling forward/backward (ties, NaN,
+ * per-channel bias/ReLU, its backward and the bias gradient, max pooling forward/backward (ties, NaN,
  * overlapping windows), the Winograd conv3x3 (forward and flipped, paddings 0-2, odd
  * sizes, blocks that split images, accumulation, the fused bias and ReLU, NaN) and its weight gradient, a whole conv layer's forward and
  * backward composed from the kernels, argument validation, bitwise independence of the thread count, and every SIMD
@@ -108,6 +108,30 @@ test('channelBiasAct and sumChannels match the reference (NaN kept, in place, ac
   const s = new Float32Array(2);
   native!.sumChannels(x, s, 1, 2, 3, false);
   assert.ok(Number.isNaN(s[0]) && s[1] === 15);
+});
+
+test('channelBiasActBackward: reluBackward then sumChannels, bit for bit, and the reference\'s (NaN, no bias, no ReLU)', { skip }, () => {
+  const rnd = prng(4);
+  for (const [n, ch, size] of [[0, 3, 4], [1, 1, 1], [2, 3, 5], [3, 7, 33], [60, 64, 1024], [4, 5, 17]] as const) {
+    const g = randomArray(n * ch * size, rnd), y = randomArray(n * ch * size, rnd), b0 = randomArray(ch, rnd);
+    if (g.length > 5) { g[1] = NaN; y[4] = NaN; y[5] = 0; }
+    for (const relu of [false, true]) {
+      for (const withBias of [false, true]) {
+        const what = `${n}x${ch}x${size} relu=${relu} bias=${withBias}`;
+        const g1 = g.slice(), b1 = b0.slice(), g2 = g.slice(), b2 = b0.slice(), g3 = g.slice(), b3 = b0.slice();
+        native!.channelBiasActBackward(g1, y, withBias ? b1 : null, n, ch, size, relu);
+        if (relu) native!.reluBackward(g2, y, g2, g2.length);
+        if (withBias) native!.sumChannels(g2, b2, n, ch, size, true);
+        assert.deepEqual(Buffer.from(g1.buffer), Buffer.from(g2.buffer), `${what}: gradOut`);
+        assert.deepEqual(Buffer.from(b1.buffer), Buffer.from(b2.buffer), `${what}: gradBias`);
+        ref.channelBiasActBackward(g3, y, withBias ? b3 : null, n, ch, size, relu);
+        assert.deepEqual(g1, g3, `${what}: gradOut vs the reference`);
+        for (let j = 0; j < ch; j++) {
+          assert.ok(Object.is(b1[j], b3[j]) || Math.abs(b1[j] - b3[j]) <= 1e-6 * (1 + Math.sqrt(n * size)), `${what}: gradBias[${j}] ${b1[j]} vs ${b3[j]}`);
+        }
+      }
+    }
+  }
 });
 
 /** [planes, height, width, k, stride] */
@@ -337,6 +361,8 @@ test('conv kernels validate their arguments with clear errors', { skip }, () => 
   assert.throws(() => N.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16 - 1), 2, 3, 2, 4, 4, 1, false, false, 2, null, false), err(RangeError, /^conv3x3: out has 63 elements, needs .* = 64$/));
   assert.throws(() => N.conv3x3(f(6), f(54), f(64), 1, 3, 2, 1, 2, 0, false, false, 4, null, false), err(RangeError, /^conv3x3: a 3x3 kernel with padding 0 does not fit a 1x2 image$/));
   assert.throws(() => N.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16), 2, 3, 2, 4, 4, 1, false, false, 2, f(1), true), err(RangeError, /^conv3x3: bias has 1 elements, needs outChannels = 2$/));
+  assert.throws(() => N.channelBiasActBackward(f(12), f(12), f(2), 2, 3, 2, true), err(RangeError, /^channelBiasActBackward: gradBias has 2 elements, needs channels = 3$/));
+  assert.throws(() => N.channelBiasActBackward(f(12), f(11), null, 2, 3, 2, true), err(RangeError, /^channelBiasActBackward: y has 11 elements, needs n\*channels\*size = 12$/));
   assert.throws(() => N.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16), 2, 3, 2, 4, 4, 1, false, false, 2, null, 1 as unknown as boolean), err(TypeError, /^conv3x3: relu must be a boolean, got number$/));
   for (const be of [N, ref]) {
     assert.throws(() => be.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16), 2, 3, 2, 4, 4, 1, false, false, 3 as 2, null, false),
@@ -367,6 +393,11 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
       ['col2im', () => { const o = x.slice(); native!.col2im(col, o, c, h, w, 3, 3, 1, 1, 1, 1); return o; }],
       ['channelBiasAct', () => { const o = new Float32Array(big.length); native!.channelBiasAct(big, bias, o, 8, c, h * w, true); return o; }],
       ['sumChannels', () => { const o = new Float32Array(c); native!.sumChannels(big, o, 8, c, h * w, false); return o; }],
+      ['channelBiasActBackward', () => {
+        const g = big.slice(), gb = bias.slice();
+        native!.channelBiasActBackward(g, big.map((v) => -v), gb, 8, c, h * w, true);
+        return Float32Array.from([...g, ...gb]);
+      }],
       ['maxPool2d', () => { const o = new Float32Array(gp.length); native!.maxPool2d(big, o, 8 * c, h, w, 2, 2); return o; }],
       ['maxPool2dBackward', () => { const o = new Float32Array(big.length); native!.maxPool2dBackward(big, gp, o, 8 * c, h, w, 2, 2); return o; }],
       ...TILES.flatMap((t): Array<[string, () => Float32Array]> => [
@@ -406,6 +437,9 @@ for (const [c, h, w, kh, kw, sh, sw, ph, pw] of [[3, 31, 33, 3, 3, 1, 1, 1, 1], 
   R.channelBiasAct(x, b, o1, 1, c, h * w, true); N.channelBiasAct(x, b, o2, 1, c, h * w, true); note('channelBiasAct', o2, o1);
   const s1 = new Float32Array(c), s2 = s1.slice();
   R.sumChannels(x, s1, 1, c, h * w, false); N.sumChannels(x, s2, 1, c, h * w, false); note('sumChannels', s2, s1);
+  const gy1 = x.map((v) => v * 0.5), gy2 = gy1.slice(), y = arr(x.length), gb1 = arr(c), gb2 = gb1.slice();
+  R.channelBiasActBackward(gy1, y, gb1, 1, c, h * w, true); N.channelBiasActBackward(gy2, y, gb2, 1, c, h * w, true);
+  note('channelBiasActBackward', gy2, gy1); note('channelBiasActBackward bias', gb2, gb1);
   const ph2 = Math.floor((h - 2) / 2) + 1, pw2 = Math.floor((w - 2) / 2) + 1;
   const p1 = new Float32Array(c * ph2 * pw2), p2 = p1.slice();
   R.maxPool2d(x, p1, c, h, w, 2, 2); N.maxPool2d(x, p2, c, h, w, 2, 2); note('maxPool2d', p2, p1);

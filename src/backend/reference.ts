@@ -247,6 +247,11 @@ export const referenceBackend: Backend = {
     }
   },
 
+  channelBiasActBackward(gradOut, y, gradBias, n, channels, size, relu) {
+    if (relu) referenceBackend.reluBackward(gradOut, y, gradOut, n * channels * size);
+    if (gradBias) referenceBackend.sumChannels(gradOut, gradBias, n, channels, size, true);
+  },
+
   sumChannels(x, out, n, channels, size, accumulate) {
     for (let c = 0; c < channels; c++) {
       let s = 0;

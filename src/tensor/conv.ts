@@ -180,8 +180,8 @@ export function conv2d(
   record(y, inputs, () => {
     const gy = y.grad!;
     // y.grad belongs to y and nobody reads it after this: mask it in place.
-    if (relu) be.reluBackward(gy, y.data, gy, gy.length);
-    if (bias?.requiresGrad) be.sumChannels(gy, bias.ensureGrad(), n, cout, hw, true);
+    const gb = bias?.requiresGrad ? bias.ensureGrad() : null;
+    if (relu || gb) be.channelBiasActBackward(gy, y.data, gb, n, cout, hw, relu);
     const needW = weight.requiresGrad, needX = x.requiresGrad;
     if (!needW && !needX) return;
     const gw = needW ? weight.ensureGrad() : null;
