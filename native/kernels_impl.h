@@ -281,13 +281,22 @@ void winoStore(const float* a, const float* b, int64_t width, float* y, bool acc
 }
 
 // a[k] = s[2k] for 2k < n, b[k] = s[2k + 1] for 2k + 1 < n.
-void winoSplit(const float* __restrict s, int64_t n, float* __restrict a, float* __restrict b) {
+inline void wino_split(const float* __restrict s, int64_t n, float* __restrict a, float* __restrict b) {
   const int64_t half = n / 2;
   for (int64_t k = 0; k < half; k++) {
     a[k] = s[2 * k];
     b[k] = s[2 * k + 1];
   }
   if (n & 1) a[half] = s[n - 1];
+}
+
+void winoSplitRows(const float* s, int64_t sstride, int64_t n, int64_t rows, int64_t ry, int64_t rc, float* q,
+                   int64_t qs, int64_t ld) {
+  for (int64_t y = 0; y < rows; y++) {
+    const int64_t py = y + ry;
+    float* row = q + 2 * (py & 1) * qs + (py >> 1) * ld;
+    wino_split(s + y * sstride, n, row + (rc & 1) * qs + (rc >> 1), row + ((rc + 1) & 1) * qs + ((rc + 1) >> 1));
+  }
 }
 
 template <int R>
@@ -472,8 +481,8 @@ void winoStore4(const float* a, int64_t n, int64_t width, float* y, bool accumul
 }
 
 // d[r*ds + k] = s[4k + r] for 4k + r < n.
-void winoSplit4(const float* __restrict s, int64_t n, float* __restrict d0, float* __restrict d1,
-                float* __restrict d2, float* __restrict d3) {
+inline void wino_split4(const float* __restrict s, int64_t n, float* __restrict d0, float* __restrict d1,
+                        float* __restrict d2, float* __restrict d3) {
   const int64_t full = n / 4;
   for (int64_t k = 0; k < full; k++) {
     d0[k] = s[4 * k];
@@ -483,6 +492,16 @@ void winoSplit4(const float* __restrict s, int64_t n, float* __restrict d0, floa
   }
   float* d[4] = {d0, d1, d2, d3};
   for (int64_t c = 4 * full; c < n; c++) d[c - 4 * full][full] = s[c];
+}
+
+void winoSplitRows4(const float* s, int64_t sstride, int64_t n, int64_t rows, int64_t ry, int64_t rc, float* q,
+                    int64_t qs, int64_t ld) {
+  for (int64_t y = 0; y < rows; y++) {
+    const int64_t py = y + ry;
+    float* row = q + 4 * (py & 3) * qs + (py >> 2) * ld;
+    wino_split4(s + y * sstride, n, row + ((rc + 0) & 3) * qs + ((rc + 0) >> 2), row + ((rc + 1) & 3) * qs + ((rc + 1) >> 2),
+                row + ((rc + 2) & 3) * qs + ((rc + 2) >> 2), row + ((rc + 3) & 3) * qs + ((rc + 3) >> 2));
+  }
 }
 
 void winoGradOut4(const float* __restrict r, int64_t n, float* __restrict g, int64_t estride) {
@@ -531,6 +550,6 @@ void winoGradOut4(const float* __restrict r, int64_t n, float* __restrict g, int
 }
 
 const lth::Kernels kTable = {
-    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoOut, winoStore, winoSplit, winoGradOut,
-    winoIn4, winoOut4, winoStore4, winoSplit4, winoGradOut4,
+    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoOut, winoStore, winoSplitRows, winoGradOut,
+    winoIn4, winoOut4, winoStore4, winoSplitRows4, winoGradOut4,
 };

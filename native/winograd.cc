@@ -173,14 +173,8 @@ float* input_transform4(const Job& j, int64_t blk, int64_t* tiles) {
     for (int64_t c = 0; c < j.cin; c++) {
       const float* plane = j.x + (img * j.cin + c) * j.h * j.w;
       if (c + 1 < j.cin) prefetch_rows(plane + j.h * j.w + y0 * j.w, (y1 - y0) * j.w);
-      for (int64_t y = y0; y < y1; y++) {
-        const int64_t py = j.pad + y;
-        float* row = Q + 4 * (py & 3) * qs + (py >> 2) * ld;
-        // Image column 4k + r lands in P column pad + 4k + r: phase (pad + r) % 4, index k + (pad + r) / 4.
-        float* d[4];
-        for (int r = 0; r < 4; r++) d[r] = row + ((j.pad + r) & 3) * qs + ((j.pad + r) >> 2);
-        gK->winoSplit4(plane + y * j.w, j.w, d[0], d[1], d[2], d[3]);
-      }
+      // Image pixel (y, xx) is P[pad + y][pad + xx].
+      gK->winoSplitRows4(plane + y0 * j.w, j.w, j.w, y1 - y0, j.pad + y0, j.pad, Q, qs, ld);
       gK->winoIn4(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, entry_stride(j.cin, T));
     }
     q = img * j.th + ty1;
@@ -204,8 +198,6 @@ float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
   float* Q = grow(qbuf, (size_t)(4 * qs));
   float* H = grow(hbuf, (size_t)(8 * (j.rowsPerBlock < j.th ? j.rowsPerBlock + 1 : j.th + 1) * j.tw));
   std::memset(Q, 0, (size_t)(4 * qs) * sizeof(float));
-  // Image column xx lands in column pair (pad + xx) / 2 of parity (pad + xx) % 2.
-  const int64_t pe = j.pad & 1, po = (j.pad + 1) & 1, ce = j.pad >> 1, co = (j.pad + 1) >> 1;
   const int64_t prows = 2 * (j.th + 1);
 
   for (int64_t q = q0; q < q1;) {
@@ -219,11 +211,7 @@ float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
     for (int64_t c = 0; c < j.cin; c++) {
       const float* plane = j.x + (img * j.cin + c) * j.h * j.w;
       if (c + 1 < j.cin) prefetch_rows(plane + j.h * j.w + y0 * j.w, (y1 - y0) * j.w);
-      for (int64_t y = y0; y < y1; y++) {
-        const int64_t py = j.pad + y;
-        float* row = Q + 2 * (py & 1) * qs + (py >> 1) * ld;
-        gK->winoSplit(plane + y * j.w, j.w, row + pe * qs + ce, row + po * qs + co);
-      }
+      gK->winoSplitRows(plane + y0 * j.w, j.w, j.w, y1 - y0, j.pad + y0, j.pad, Q, qs, ld);
       gK->winoIn(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, entry_stride(j.cin, T));
     }
     q = img * j.th + ty1;
@@ -302,33 +290,29 @@ struct GradJob {
 // GM[e][o][t] (E x cout x T): the output gradient's tiles (tile rows [q0, q1)) transformed.
 void grad_out_transform(const Job& j, const float* gy, int64_t q0, int64_t q1, int64_t T, float* GM) {
   thread_local std::vector<float> rbuf;
-  if (j.tile == 4) {
-    // R[(4i + jj)*T + tile] = gY[4ty + i][4tx + jj], 0 past the edges.
-    float* R = grow(rbuf, (size_t)(16 * T));
-    for (int64_t o = 0; o < j.cout; o++) {
-      std::memset(R, 0, (size_t)(16 * T) * sizeof(float));
-      for (int64_t q = q0; q < q1; q++) {
-        const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
-        const float* g = gy + ((img * j.cout + o) * j.oh + 4 * ty) * j.ow;
-        for (int64_t i = 0; i < 4 && 4 * ty + i < j.oh; i++) {
-          float* r = R + 4 * i * T + tb;
-          gK->winoSplit4(g + i * j.ow, j.ow, r, r + T, r + 2 * T, r + 3 * T);
-        }
-      }
-      gK->winoGradOut4(R, T, GM + o * T, entry_stride(j.cout, T));
-    }
-    return;
-  }
-  float* R = grow(rbuf, (size_t)(4 * T));  // a, b (row 2ty, even/odd columns), c, d (row 2ty + 1)
+  // R[(tile*i + jj)*T + t] = gY[tile*ty + i][tile*tx + jj] for tile t = (ty, tx), 0 past the
+  // edges (only then does R need clearing: otherwise the split writes all of it).
+  const int64_t tt = (int64_t)j.tile * j.tile;
+  float* R = grow(rbuf, (size_t)(tt * T));
+  const bool edges = j.oh % j.tile != 0 || j.ow % j.tile != 0;
   for (int64_t o = 0; o < j.cout; o++) {
-    std::memset(R, 0, (size_t)(4 * T) * sizeof(float));
-    for (int64_t q = q0; q < q1; q++) {
-      const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
-      const float* g = gy + ((img * j.cout + o) * j.oh + 2 * ty) * j.ow;
-      gK->winoSplit(g, j.ow, R + tb, R + T + tb);
-      if (2 * ty + 1 < j.oh) gK->winoSplit(g + j.ow, j.ow, R + 2 * T + tb, R + 3 * T + tb);
+    if (edges) std::memset(R, 0, (size_t)(tt * T) * sizeof(float));
+    for (int64_t q = q0; q < q1;) {
+      const int64_t img = q / j.th, ty0 = q % j.th;
+      const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
+      const int64_t r0 = j.tile * ty0, r1 = j.tile * ty1 < j.oh ? j.tile * ty1 : j.oh;
+      const float* g = gy + ((img * j.cout + o) * j.oh + r0) * j.ow;
+      float* r = R + (q - q0) * j.tw;
+      if (j.tile == 4)
+        gK->winoSplitRows4(g, j.ow, j.ow, r1 - r0, 0, 0, r, T, j.tw);
+      else
+        gK->winoSplitRows(g, j.ow, j.ow, r1 - r0, 0, 0, r, T, j.tw);
+      q = img * j.th + ty1;
     }
-    gK->winoGradOut(R, R + T, R + 2 * T, R + 3 * T, T, GM + o * T, entry_stride(j.cout, T));
+    if (j.tile == 4)
+      gK->winoGradOut4(R, T, GM + o * T, entry_stride(j.cout, T));
+    else
+      gK->winoGradOut(R, R + T, R + 2 * T, R + 3 * T, T, GM + o * T, entry_stride(j.cout, T));
   }
 }
 
