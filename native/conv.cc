@@ -1,6 +1,6 @@
 // conv.cc: the NCHW convolution kernels of the native backend and their Node-API
-// bindings: im2col, col2im, channelBiasAct, sumChannels, maxPool2d and
-// maxPool2dBackward (the Backend methods of the same names, same argument order;
+// bindings: im2col, col2im, channelBiasAct, sumChannels, channelBiasActBackward, maxPool2d
+// and maxPool2dBackward (the Backend methods of the same names, same argument order;
 // src/backend/backend.ts documents them and src/backend/reference.ts is the oracle).
 //
 // Convolution itself is im2col + the addon's GEMM (src/tensor/conv.ts); these kernels
@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -248,6 +249,20 @@ void maxpool_backward_planes(const float* __restrict x, const float* __restrict 
   }
 }
 
+// The sum of a plane of the bias gradient: in 16 float lanes (independent, so the compiler
+// vectorises them on any ISA), then the lanes in double: a fixed order, and no float sum
+// runs over more than size/16 values.
+double plane_sum(const float* p, int64_t size) {
+  float lane[16] = {0};
+  int64_t k = 0;
+  for (; k + 16 <= size; k += 16)
+    for (int l = 0; l < 16; l++) lane[l] += p[k + l];
+  for (; k < size; k++) lane[k & 15] += p[k];
+  double plane = 0;
+  for (int l = 0; l < 16; l++) plane += (double)lane[l];
+  return plane;
+}
+
 // ------------------------------------------------------------------ exports
 
 using lth::ArgReader;
@@ -378,25 +393,56 @@ napi_value SumChannels(napi_env env, napi_callback_info info) {
     FtzScope ftz;
     parallel_units(ch, n * ch * size, [&](int64_t b, int64_t e) {
       for (int64_t c = b; c < e; c++) {
-        // Each plane is summed in 16 float lanes (independent, so the compiler vectorises
-        // them on any ISA), the planes' sums then in double in sample order: a fixed order,
-        // and no float sum runs over more than size/16 values.
         double s = 0;
-        for (int64_t i = 0; i < n; i++) {
-          const float* p = x + (i * ch + c) * size;
-          float lane[16] = {0};
-          int64_t k = 0;
-          for (; k + 16 <= size; k += 16)
-            for (int l = 0; l < 16; l++) lane[l] += p[k + l];
-          for (; k < size; k++) lane[k & 15] += p[k];
-          double plane = 0;
-          for (int l = 0; l < 16; l++) plane += (double)lane[l];
-          s += plane;
-        }
+        for (int64_t i = 0; i < n; i++) s += plane_sum(x + (i * ch + c) * size, size);
         out[c] = acc ? (float)((double)out[c] + s) : (float)s;
       }
     });
   }
+  return undefined_value(env);
+}
+
+// channelBiasActBackward(gradOut, y, gradBias, n, channels, size, relu): with relu, gradOut
+// = 0 where y <= 0 (in place); then gradBias += sumChannels(gradOut) (gradBias may be null).
+constexpr ArgSpec kChannelBiasActBackwardArgs[] = {arg::f32("gradOut"), arg::f32("y"),       arg::f32_or_null("gradBias"),
+                                                   arg::dim("n"),       arg::dim("channels"), arg::dim("size"),
+                                                   arg::flag("relu")};
+
+napi_value ChannelBiasActBackward(napi_env env, napi_callback_info info) {
+  Args<7> a(env, info, "channelBiasActBackward", kChannelBiasActBackwardArgs);
+  if (!a.ok()) return nullptr;
+  float* gy = a[0].f32();
+  const float* y = a[1].f32();
+  float* gb = a[2].present ? a[2].f32() : nullptr;
+  const int64_t n = a[3].dim(), ch = a[4].dim(), size = a[5].dim();
+  const bool relu = a[6].flag;
+  a.need("gradOut", a[0].len, (u128)n * ch * size, "n*channels*size");
+  if (relu) a.need("y", a[1].len, (u128)n * ch * size, "n*channels*size");
+  if (gb) a.need("gradBias", a[2].len, (u128)ch, "channels");
+  if (!a.ok()) return nullptr;
+  if (!relu && !gb) return undefined_value(env);
+  FtzScope ftz;
+  // One pass over the planes in memory order: each masked, and its sum kept, as
+  // sumChannels computes it; the channels' sums then in sample order (sumChannels').
+  thread_local std::vector<double> sbuf;  // the caller's: the pool's threads write through `sums`
+  if (gb && sbuf.size() < (size_t)(n * ch)) sbuf.resize((size_t)(n * ch));
+  double* sums = sbuf.data();
+  parallel_units(n * ch, n * ch * size, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; p++) {
+      float* g = gy + p * size;
+      if (relu) {
+        const float* yp = y + p * size;
+        for (int64_t k = 0; k < size; k++) g[k] = yp[k] > 0.0f ? g[k] : 0.0f;
+      }
+      if (gb) sums[p] = plane_sum(g, size);
+    }
+  });
+  if (gb)
+    for (int64_t c = 0; c < ch; c++) {
+      double s = 0;
+      for (int64_t i = 0; i < n; i++) s += sums[i * ch + c];
+      gb[c] = (float)((double)gb[c] + s);
+    }
   return undefined_value(env);
 }
 
@@ -473,7 +519,7 @@ napi_value MaxPool2dBackward(napi_env env, napi_callback_info info) {
 bool lth::register_conv(napi_env env, napi_value exports) {
   static constexpr Export kExports[] = {
       {"im2col", Im2col},       {"col2im", Col2im},         {"channelBiasAct", ChannelBiasAct},
-      {"sumChannels", SumChannels}, {"maxPool2d", MaxPool2d}, {"maxPool2dBackward", MaxPool2dBackward},
+      {"sumChannels", SumChannels}, {"channelBiasActBackward", ChannelBiasActBackward}, {"maxPool2d", MaxPool2d}, {"maxPool2dBackward", MaxPool2dBackward},
   };
   return define_exports(env, exports, kExports);
 }

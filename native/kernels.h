@@ -56,11 +56,15 @@ struct Kernels {
   // winoOut reads the 16 products m[e*estride + t] of n tiles and writes their 2x2
   // outputs Aᵀ·M·A to o[(2*i + j)*n + t] (output row i, column j of tile t).
   void (*winoOut)(const float* m, int64_t estride, int64_t n, float* o);
-  // y[2t] = a[t], y[2t + 1] = b[t] for the columns 2t + j < width (or +=, with accumulate).
-  void (*winoStore)(const float* a, const float* b, int64_t width, float* y, bool accumulate);
-  // a[k] = s[2k] for 2k < n, b[k] = s[2k + 1] for 2k + 1 < n (a padded row into its two
-  // column-parity planes).
-  void (*winoSplit)(const float* s, int64_t n, float* a, float* b);
+  // y[2t] = a[t], y[2t + 1] = b[t] for the columns 2t + j < width (or +=, with accumulate),
+  // then the result + *bias (when bias is not null) and max(0, ·) (when relu; NaN stays NaN).
+  void (*winoStore)(const float* a, const float* b, int64_t width, float* y, bool accumulate, const float* bias,
+                    bool relu);
+  // Rows of n floats (s + y*sstride, y < rows) into row- and column-parity planes: value
+  // s[y*sstride + x] goes to plane (2*(py & 1) + (px & 1)) at q[plane*qs + (py >> 1)*ld +
+  // (px >> 1)], py = y + ry, px = x + rc (the rows' place in a padded plane, or a tile grid).
+  void (*winoSplitRows)(const float* s, int64_t sstride, int64_t n, int64_t rows, int64_t ry, int64_t rc, float* q,
+                        int64_t qs, int64_t ld);
   // The output-gradient transform A·g·Aᵀ of n tiles g = [a b; c d] (a[t], b[t], c[t],
   // d[t]), A = [1 0; 1 1; 1 -1; 0 -1]: the 16 entries to g[e*estride + t].
   void (*winoGradOut)(const float* a, const float* b, const float* c, const float* d, int64_t n, float* g,
@@ -76,10 +80,13 @@ struct Kernels {
   // winoOut4 reads the 36 products m[e*estride + t] of n tiles and writes their 4x4
   // outputs Aᵀ·M·A to o[(4*i + j)*n + t].
   void (*winoOut4)(const float* m, int64_t estride, int64_t n, float* o);
-  // y[4t + j] = a[j*n + t] for the columns 4t + j < width (or +=, with accumulate).
-  void (*winoStore4)(const float* a, int64_t n, int64_t width, float* y, bool accumulate);
-  // dr[k] = s[4k + r] for 4k + r < n (a row into its four column-phase planes).
-  void (*winoSplit4)(const float* s, int64_t n, float* d0, float* d1, float* d2, float* d3);
+  // y[4t + j] = a[j*n + t] for the columns 4t + j < width (or +=, with accumulate), then
+  // bias and ReLU as winoStore's.
+  void (*winoStore4)(const float* a, int64_t n, int64_t width, float* y, bool accumulate, const float* bias,
+                     bool relu);
+  // winoSplitRows with phases mod 4: plane 4*(py & 3) + (px & 3), at (py >> 2)*ld + (px >> 2).
+  void (*winoSplitRows4)(const float* s, int64_t sstride, int64_t n, int64_t rows, int64_t ry, int64_t rc, float* q,
+                         int64_t qs, int64_t ld);
   // The output-gradient transform A·y·Aᵀ of n 4x4 tiles y[i][j] = r[(4*i + j)*n + t]
   // (A = (Aᵀ)ᵀ, 6x4): the 36 entries to g[e*estride + t].
   void (*winoGradOut4)(const float* r, int64_t n, float* g, int64_t estride);

@@ -232,36 +232,71 @@ void winoOut(const float* __restrict m, int64_t estride, int64_t n, float* __res
   }
 }
 
-template <bool ACC>
-inline void wino_store(const float* __restrict a, const float* __restrict b, int64_t width, float* __restrict y) {
-  const int64_t full = width / 2;
-  for (int64_t t = 0; t < full; t++) {
-    if (ACC) {
-      y[2 * t] += a[t];
-      y[2 * t + 1] += b[t];
-    } else {
-      y[2 * t] = a[t];
-      y[2 * t + 1] = b[t];
-    }
-  }
-  if (width & 1) y[2 * full] = ACC ? y[2 * full] + a[full] : a[full];
+// The value stored: the product (added to what y holds, with ACC), plus the bias (with
+// BIAS), then max(0, ·) (with RELU; NaN stays NaN, as channelBiasAct's).
+template <bool ACC, bool BIAS, bool RELU>
+inline float wino_value(float old, float v, float bias) {
+  float r = ACC ? old + v : v;
+  if (BIAS) r += bias;
+  if (RELU) r = r < 0.0f ? 0.0f : r;
+  return r;
 }
 
-void winoStore(const float* a, const float* b, int64_t width, float* y, bool accumulate) {
-  if (accumulate)
-    wino_store<true>(a, b, width, y);
-  else
-    wino_store<false>(a, b, width, y);
+template <bool ACC, bool BIAS, bool RELU>
+inline void wino_store(const float* __restrict a, const float* __restrict b, int64_t width, float* __restrict y,
+                       float bias) {
+  const int64_t full = width / 2;
+  for (int64_t t = 0; t < full; t++) {
+    y[2 * t] = wino_value<ACC, BIAS, RELU>(y[2 * t], a[t], bias);
+    y[2 * t + 1] = wino_value<ACC, BIAS, RELU>(y[2 * t + 1], b[t], bias);
+  }
+  if (width & 1) y[2 * full] = wino_value<ACC, BIAS, RELU>(y[2 * full], a[full], bias);
+}
+
+// Calls F<ACC, BIAS, RELU>::run(args...) with the flags as template arguments.
+template <template <bool, bool, bool> class F, typename... Args>
+inline void with_store_flags(bool acc, bool bias, bool relu, Args... args) {
+  const int k = (acc ? 4 : 0) + (bias ? 2 : 0) + (relu ? 1 : 0);
+  switch (k) {
+    case 0: F<false, false, false>::run(args...); break;
+    case 1: F<false, false, true>::run(args...); break;
+    case 2: F<false, true, false>::run(args...); break;
+    case 3: F<false, true, true>::run(args...); break;
+    case 4: F<true, false, false>::run(args...); break;
+    case 5: F<true, false, true>::run(args...); break;
+    case 6: F<true, true, false>::run(args...); break;
+    default: F<true, true, true>::run(args...); break;
+  }
+}
+
+template <bool ACC, bool BIAS, bool RELU>
+struct WinoStore {
+  static void run(const float* a, const float* b, int64_t width, float* y, float bias) {
+    wino_store<ACC, BIAS, RELU>(a, b, width, y, bias);
+  }
+};
+
+void winoStore(const float* a, const float* b, int64_t width, float* y, bool accumulate, const float* bias, bool relu) {
+  with_store_flags<WinoStore>(accumulate, bias != nullptr, relu, a, b, width, y, bias ? *bias : 0.0f);
 }
 
 // a[k] = s[2k] for 2k < n, b[k] = s[2k + 1] for 2k + 1 < n.
-void winoSplit(const float* __restrict s, int64_t n, float* __restrict a, float* __restrict b) {
+inline void wino_split(const float* __restrict s, int64_t n, float* __restrict a, float* __restrict b) {
   const int64_t half = n / 2;
   for (int64_t k = 0; k < half; k++) {
     a[k] = s[2 * k];
     b[k] = s[2 * k + 1];
   }
   if (n & 1) a[half] = s[n - 1];
+}
+
+void winoSplitRows(const float* s, int64_t sstride, int64_t n, int64_t rows, int64_t ry, int64_t rc, float* q,
+                   int64_t qs, int64_t ld) {
+  for (int64_t y = 0; y < rows; y++) {
+    const int64_t py = y + ry;
+    float* row = q + 2 * (py & 1) * qs + (py >> 1) * ld;
+    wino_split(s + y * sstride, n, row + (rc & 1) * qs + (rc >> 1), row + ((rc + 1) & 1) * qs + ((rc + 1) >> 1));
+  }
 }
 
 template <int R>
@@ -418,42 +453,36 @@ void winoOut4(const float* __restrict m, int64_t estride, int64_t n, float* __re
   }
 }
 
-template <bool ACC>
-inline void wino_store4(const float* __restrict a, int64_t n, int64_t width, float* __restrict y) {
+template <bool ACC, bool BIAS, bool RELU>
+inline void wino_store4(const float* __restrict a, int64_t n, int64_t width, float* __restrict y, float bias) {
   const float* __restrict a0 = a;
   const float* __restrict a1 = a + n;
   const float* __restrict a2 = a + 2 * n;
   const float* __restrict a3 = a + 3 * n;
   const int64_t full = width / 4;
   for (int64_t t = 0; t < full; t++) {
-    if (ACC) {
-      y[4 * t] += a0[t];
-      y[4 * t + 1] += a1[t];
-      y[4 * t + 2] += a2[t];
-      y[4 * t + 3] += a3[t];
-    } else {
-      y[4 * t] = a0[t];
-      y[4 * t + 1] = a1[t];
-      y[4 * t + 2] = a2[t];
-      y[4 * t + 3] = a3[t];
-    }
+    y[4 * t] = wino_value<ACC, BIAS, RELU>(y[4 * t], a0[t], bias);
+    y[4 * t + 1] = wino_value<ACC, BIAS, RELU>(y[4 * t + 1], a1[t], bias);
+    y[4 * t + 2] = wino_value<ACC, BIAS, RELU>(y[4 * t + 2], a2[t], bias);
+    y[4 * t + 3] = wino_value<ACC, BIAS, RELU>(y[4 * t + 3], a3[t], bias);
   }
-  for (int64_t c = 4 * full; c < width; c++) {
-    const float val = a[(c - 4 * full) * n + full];
-    y[c] = ACC ? y[c] + val : val;
-  }
+  for (int64_t c = 4 * full; c < width; c++) y[c] = wino_value<ACC, BIAS, RELU>(y[c], a[(c - 4 * full) * n + full], bias);
 }
 
-void winoStore4(const float* a, int64_t n, int64_t width, float* y, bool accumulate) {
-  if (accumulate)
-    wino_store4<true>(a, n, width, y);
-  else
-    wino_store4<false>(a, n, width, y);
+template <bool ACC, bool BIAS, bool RELU>
+struct WinoStore4 {
+  static void run(const float* a, int64_t n, int64_t width, float* y, float bias) {
+    wino_store4<ACC, BIAS, RELU>(a, n, width, y, bias);
+  }
+};
+
+void winoStore4(const float* a, int64_t n, int64_t width, float* y, bool accumulate, const float* bias, bool relu) {
+  with_store_flags<WinoStore4>(accumulate, bias != nullptr, relu, a, n, width, y, bias ? *bias : 0.0f);
 }
 
 // d[r*ds + k] = s[4k + r] for 4k + r < n.
-void winoSplit4(const float* __restrict s, int64_t n, float* __restrict d0, float* __restrict d1,
-                float* __restrict d2, float* __restrict d3) {
+inline void wino_split4(const float* __restrict s, int64_t n, float* __restrict d0, float* __restrict d1,
+                        float* __restrict d2, float* __restrict d3) {
   const int64_t full = n / 4;
   for (int64_t k = 0; k < full; k++) {
     d0[k] = s[4 * k];
@@ -463,6 +492,16 @@ void winoSplit4(const float* __restrict s, int64_t n, float* __restrict d0, floa
   }
   float* d[4] = {d0, d1, d2, d3};
   for (int64_t c = 4 * full; c < n; c++) d[c - 4 * full][full] = s[c];
+}
+
+void winoSplitRows4(const float* s, int64_t sstride, int64_t n, int64_t rows, int64_t ry, int64_t rc, float* q,
+                    int64_t qs, int64_t ld) {
+  for (int64_t y = 0; y < rows; y++) {
+    const int64_t py = y + ry;
+    float* row = q + 4 * (py & 3) * qs + (py >> 2) * ld;
+    wino_split4(s + y * sstride, n, row + ((rc + 0) & 3) * qs + ((rc + 0) >> 2), row + ((rc + 1) & 3) * qs + ((rc + 1) >> 2),
+                row + ((rc + 2) & 3) * qs + ((rc + 2) >> 2), row + ((rc + 3) & 3) * qs + ((rc + 3) >> 2));
+  }
 }
 
 void winoGradOut4(const float* __restrict r, int64_t n, float* __restrict g, int64_t estride) {
@@ -511,6 +550,6 @@ void winoGradOut4(const float* __restrict r, int64_t n, float* __restrict g, int
 }
 
 const lth::Kernels kTable = {
-    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoOut, winoStore, winoSplit, winoGradOut,
-    winoIn4, winoOut4, winoStore4, winoSplit4, winoGradOut4,
+    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoOut, winoStore, winoSplitRows, winoGradOut,
+    winoIn4, winoOut4, winoStore4, winoSplitRows4, winoGradOut4,
 };

@@ -29,6 +29,7 @@
 #include "dispatch.h"
 #include "ftz.h"
 #include "napi_args.h"
+#include "parallel.h"
 #include "pool.h"
 
 namespace {
@@ -43,12 +44,29 @@ struct Job {
   int64_t rowsPerBlock, tileRows;  // tile rows per block, and in all (n*th)
   bool accumulate;
   int tile;  // outputs per tile side: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3)
+  const float* bias = nullptr;  // [cout], added to each output channel after the sum (or null)
+  bool relu = false;            // max(0, ·) after that
   int64_t entries() const { return (int64_t)(tile + 2) * (tile + 2); }  // E, the transform's size
 };
 
 float* grow(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
   return v.data();
+}
+
+// The distance in floats between consecutive entries e of V, M or gM (rows x T floats
+// each): whole cache lines, an odd number of them, so that the transforms' 16 or 36
+// streams (one per entry) fall into different L1 sets. rows*T itself is often a multiple
+// of 4 KiB, and then every stream's loads and stores contend for one set.
+int64_t entry_stride(int64_t rows, int64_t T) {
+  int64_t lines = (rows * T + 15) / 16;
+  if (lines % 2 == 0) lines++;
+  return lines * 16;
+}
+
+// Asks for the n floats at p (the next channel's rows) to be brought into cache.
+inline void prefetch_rows(const float* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);
 }
 
 // G·g·Gᵀ of a 3x3 filter g into r[e] (e = row*(tile + 2) + column), for F(2x2, 3x3)
@@ -92,28 +110,35 @@ void filter_transform(const float g[3][3], float* r) {
 
 // U[e][o][c] = (G·g·Gᵀ)[e] for the filter g of output o and input c; with flip the
 // filter is the layer's weight [c][o] turned by 180 degrees (the input gradient). The
-// filters go through a small buffer a chunk at a time: the E rows of U lie cout*cin
-// floats apart, often a multiple of the page size, and storing to all of them per
-// filter would have every store evict another from the same cache set.
+// filters go through a small buffer a chunk of kChunk at a time: the E rows of U lie
+// cout*cin floats apart, often a multiple of the page size, and storing to all of them
+// per filter would have every store evict another from the same cache set. Chunks are
+// independent, so they are shared out over the pool.
+constexpr int64_t kChunk = 64;
+
+template <int Alpha>
+void transform_weight_chunk(const float* wt, float* u, int64_t cin, int64_t cout, bool flip, int64_t p0) {
+  constexpr int E = Alpha * Alpha;
+  const int64_t oc = cout * cin, len = oc - p0 < kChunk ? oc - p0 : kChunk;
+  float buf[E][kChunk];
+  for (int64_t k = 0; k < len; k++) {
+    const int64_t o = (p0 + k) / cin, c = (p0 + k) % cin;
+    float g[3][3], r[E];
+    for (int i = 0; i < 3; i++)
+      for (int jj = 0; jj < 3; jj++)
+        g[i][jj] = flip ? wt[(c * cout + o) * 9 + (2 - i) * 3 + (2 - jj)] : wt[(o * cin + c) * 9 + i * 3 + jj];
+    filter_transform<Alpha>(g, r);
+    for (int e = 0; e < E; e++) buf[e][k] = r[e];
+  }
+  for (int e = 0; e < E; e++) std::memcpy(u + e * oc + p0, buf[e], (size_t)len * sizeof(float));
+}
+
 template <int Alpha>
 void transform_weights_t(const float* wt, float* u, int64_t cin, int64_t cout, bool flip) {
-  constexpr int E = Alpha * Alpha;
-  constexpr int64_t kChunk = 64;
   const int64_t oc = cout * cin;
-  float buf[E][kChunk];
-  for (int64_t p0 = 0; p0 < oc; p0 += kChunk) {
-    const int64_t len = oc - p0 < kChunk ? oc - p0 : kChunk;
-    for (int64_t k = 0; k < len; k++) {
-      const int64_t o = (p0 + k) / cin, c = (p0 + k) % cin;
-      float g[3][3], r[E];
-      for (int i = 0; i < 3; i++)
-        for (int jj = 0; jj < 3; jj++)
-          g[i][jj] = flip ? wt[(c * cout + o) * 9 + (2 - i) * 3 + (2 - jj)] : wt[(o * cin + c) * 9 + i * 3 + jj];
-      filter_transform<Alpha>(g, r);
-      for (int e = 0; e < E; e++) buf[e][k] = r[e];
-    }
-    for (int e = 0; e < E; e++) std::memcpy(u + e * oc + p0, buf[e], (size_t)len * sizeof(float));
-  }
+  lth::parallel_units((oc + kChunk - 1) / kChunk, oc * Alpha * Alpha, [&](int64_t c0, int64_t c1) {
+    for (int64_t chunk = c0; chunk < c1; chunk++) transform_weight_chunk<Alpha>(wt, u, cin, cout, flip, chunk * kChunk);
+  });
 }
 
 void transform_weights(const float* wt, float* u, int64_t cin, int64_t cout, bool flip, int tile) {
@@ -131,7 +156,7 @@ float* input_transform4(const Job& j, int64_t blk, int64_t* tiles) {
   const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
   const int64_t T = (q1 - q0) * j.tw;
   *tiles = T;
-  float* V = grow(vbuf, (size_t)(36 * j.cin * T));
+  float* V = grow(vbuf, (size_t)(36 * entry_stride(j.cin, T)));
   const int64_t ld = j.tw + 1, qs = (j.th + 1) * ld;
   float* Q = grow(qbuf, (size_t)(16 * qs));
   float* H = grow(hbuf, (size_t)(24 * (j.rowsPerBlock < j.th ? j.rowsPerBlock + 1 : j.th + 1) * j.tw));
@@ -147,15 +172,10 @@ float* input_transform4(const Job& j, int64_t blk, int64_t* tiles) {
     if (y1 > prows - j.pad) y1 = prows - j.pad;
     for (int64_t c = 0; c < j.cin; c++) {
       const float* plane = j.x + (img * j.cin + c) * j.h * j.w;
-      for (int64_t y = y0; y < y1; y++) {
-        const int64_t py = j.pad + y;
-        float* row = Q + 4 * (py & 3) * qs + (py >> 2) * ld;
-        // Image column 4k + r lands in P column pad + 4k + r: phase (pad + r) % 4, index k + (pad + r) / 4.
-        float* d[4];
-        for (int r = 0; r < 4; r++) d[r] = row + ((j.pad + r) & 3) * qs + ((j.pad + r) >> 2);
-        gK->winoSplit4(plane + y * j.w, j.w, d[0], d[1], d[2], d[3]);
-      }
-      gK->winoIn4(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, j.cin * T);
+      if (c + 1 < j.cin) prefetch_rows(plane + j.h * j.w + y0 * j.w, (y1 - y0) * j.w);
+      // Image pixel (y, xx) is P[pad + y][pad + xx].
+      gK->winoSplitRows4(plane + y0 * j.w, j.w, j.w, y1 - y0, j.pad + y0, j.pad, Q, qs, ld);
+      gK->winoIn4(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, entry_stride(j.cin, T));
     }
     q = img * j.th + ty1;
   }
@@ -170,7 +190,7 @@ float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
   const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
   const int64_t T = (q1 - q0) * j.tw;
   *tiles = T;
-  float* V = grow(vbuf, (size_t)(16 * j.cin * T));
+  float* V = grow(vbuf, (size_t)(16 * entry_stride(j.cin, T)));
   // The zero-padded plane P (image pixel (y, xx) at P[pad + y][pad + xx], th + 1 row
   // pairs of tw + 1 column pairs: every tile's 4x4 patch), split by row and column
   // parity into 4 planes of qs floats (see Kernels::winoIn). Its border stays zero.
@@ -178,8 +198,6 @@ float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
   float* Q = grow(qbuf, (size_t)(4 * qs));
   float* H = grow(hbuf, (size_t)(8 * (j.rowsPerBlock < j.th ? j.rowsPerBlock + 1 : j.th + 1) * j.tw));
   std::memset(Q, 0, (size_t)(4 * qs) * sizeof(float));
-  // Image column xx lands in column pair (pad + xx) / 2 of parity (pad + xx) % 2.
-  const int64_t pe = j.pad & 1, po = (j.pad + 1) & 1, ce = j.pad >> 1, co = (j.pad + 1) >> 1;
   const int64_t prows = 2 * (j.th + 1);
 
   for (int64_t q = q0; q < q1;) {
@@ -192,12 +210,9 @@ float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
     if (y1 > prows - j.pad) y1 = prows - j.pad;
     for (int64_t c = 0; c < j.cin; c++) {
       const float* plane = j.x + (img * j.cin + c) * j.h * j.w;
-      for (int64_t y = y0; y < y1; y++) {
-        const int64_t py = j.pad + y;
-        float* row = Q + 2 * (py & 1) * qs + (py >> 1) * ld;
-        gK->winoSplit(plane + y * j.w, j.w, row + pe * qs + ce, row + po * qs + co);
-      }
-      gK->winoIn(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, j.cin * T);
+      if (c + 1 < j.cin) prefetch_rows(plane + j.h * j.w + y0 * j.w, (y1 - y0) * j.w);
+      gK->winoSplitRows(plane + y0 * j.w, j.w, j.w, y1 - y0, j.pad + y0, j.pad, Q, qs, ld);
+      gK->winoIn(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, entry_stride(j.cin, T));
     }
     q = img * j.th + ty1;
   }
@@ -205,39 +220,56 @@ float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
   return V;
 }
 
+// Asks for output channel o's rows of tile rows [q0, q1) to be brought into cache for writing.
+void prefetch_out(const Job& j, int64_t q0, int64_t q1, int64_t o) {
+  for (int64_t q = q0; q < q1;) {
+    const int64_t img = q / j.th, ty0 = q % j.th;
+    const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
+    const int64_t r0 = j.tile * ty0, r1 = j.tile * ty1 < j.oh ? j.tile * ty1 : j.oh;
+    const float* y = j.out + ((img * j.cout + o) * j.oh + r0) * j.ow;
+    for (int64_t i = 0; i < (r1 - r0) * j.ow; i += 16) __builtin_prefetch(y + i, 1);
+    q = img * j.th + ty1;
+  }
+}
+
 void run_block(const Job& j, int64_t blk, float* gemmScratch) {
   thread_local std::vector<float> mbuf, obuf;
   int64_t T;
   const float* V = input_transform(j, blk, &T);
   const int64_t q0 = blk * j.rowsPerBlock, q1 = q0 + T / j.tw, E = j.entries();
-  float* M = grow(mbuf, (size_t)(E * j.cout * T));
+  const int64_t vs = entry_stride(j.cin, T), ms = entry_stride(j.cout, T);
+  float* M = grow(mbuf, (size_t)(E * ms));
 
   for (int64_t e = 0; e < E; e++)
-    gK->gemm(lth::GemmArgs{j.u + e * j.cout * j.cin, V + e * j.cin * T, M + e * j.cout * T, j.cout, j.cin, T, false,
+    gK->gemm(lth::GemmArgs{j.u + e * j.cout * j.cin, V + e * vs, M + e * ms, j.cout, j.cin, T, false,
                            false, false},
              0, j.cout, 0, T, gemmScratch);
 
   if (j.tile == 4) {
     float* O = grow(obuf, (size_t)(16 * T));
     for (int64_t o = 0; o < j.cout; o++) {
-      gK->winoOut4(M + o * T, j.cout * T, T, O);
+      if (o + 1 < j.cout) prefetch_out(j, q0, q1, o + 1);
+      const float* bias = j.bias ? j.bias + o : nullptr;
+      gK->winoOut4(M + o * T, ms, T, O);
       for (int64_t q = q0; q < q1; q++) {
         const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
         float* y = j.out + ((img * j.cout + o) * j.oh + 4 * ty) * j.ow;
         for (int64_t i = 0; i < 4 && 4 * ty + i < j.oh; i++)
-          gK->winoStore4(O + 4 * i * T + tb, T, j.ow, y + i * j.ow, j.accumulate);
+          gK->winoStore4(O + 4 * i * T + tb, T, j.ow, y + i * j.ow, j.accumulate, bias, j.relu);
       }
     }
     return;
   }
   float* O = grow(obuf, (size_t)(4 * T));
   for (int64_t o = 0; o < j.cout; o++) {
-    gK->winoOut(M + o * T, j.cout * T, T, O);
+    if (o + 1 < j.cout) prefetch_out(j, q0, q1, o + 1);
+    const float* bias = j.bias ? j.bias + o : nullptr;
+    gK->winoOut(M + o * T, ms, T, O);
     for (int64_t q = q0; q < q1; q++) {
       const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
       float* y = j.out + ((img * j.cout + o) * j.oh + 2 * ty) * j.ow;
-      gK->winoStore(O + tb, O + T + tb, j.ow, y, j.accumulate);
-      if (2 * ty + 1 < j.oh) gK->winoStore(O + 2 * T + tb, O + 3 * T + tb, j.ow, y + j.ow, j.accumulate);
+      gK->winoStore(O + tb, O + T + tb, j.ow, y, j.accumulate, bias, j.relu);
+      if (2 * ty + 1 < j.oh) gK->winoStore(O + 2 * T + tb, O + 3 * T + tb, j.ow, y + j.ow, j.accumulate, bias, j.relu);
     }
   }
 }
@@ -250,7 +282,7 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
 struct GradJob {
   Job j;
   const float* gy;
-  float* partials;  // groups x [16][cout][cin]
+  float* partials;  // groups x E entries gU_e [cout][cin], entry_stride(cout, cin) floats apart
   int64_t blocks;
   int groups;
 };
@@ -258,56 +290,53 @@ struct GradJob {
 // GM[e][o][t] (E x cout x T): the output gradient's tiles (tile rows [q0, q1)) transformed.
 void grad_out_transform(const Job& j, const float* gy, int64_t q0, int64_t q1, int64_t T, float* GM) {
   thread_local std::vector<float> rbuf;
-  if (j.tile == 4) {
-    // R[(4i + jj)*T + tile] = gY[4ty + i][4tx + jj], 0 past the edges.
-    float* R = grow(rbuf, (size_t)(16 * T));
-    for (int64_t o = 0; o < j.cout; o++) {
-      std::memset(R, 0, (size_t)(16 * T) * sizeof(float));
-      for (int64_t q = q0; q < q1; q++) {
-        const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
-        const float* g = gy + ((img * j.cout + o) * j.oh + 4 * ty) * j.ow;
-        for (int64_t i = 0; i < 4 && 4 * ty + i < j.oh; i++) {
-          float* r = R + 4 * i * T + tb;
-          gK->winoSplit4(g + i * j.ow, j.ow, r, r + T, r + 2 * T, r + 3 * T);
-        }
-      }
-      gK->winoGradOut4(R, T, GM + o * T, j.cout * T);
-    }
-    return;
-  }
-  float* R = grow(rbuf, (size_t)(4 * T));  // a, b (row 2ty, even/odd columns), c, d (row 2ty + 1)
+  // R[(tile*i + jj)*T + t] = gY[tile*ty + i][tile*tx + jj] for tile t = (ty, tx), 0 past the
+  // edges (only then does R need clearing: otherwise the split writes all of it).
+  const int64_t tt = (int64_t)j.tile * j.tile;
+  float* R = grow(rbuf, (size_t)(tt * T));
+  const bool edges = j.oh % j.tile != 0 || j.ow % j.tile != 0;
   for (int64_t o = 0; o < j.cout; o++) {
-    std::memset(R, 0, (size_t)(4 * T) * sizeof(float));
-    for (int64_t q = q0; q < q1; q++) {
-      const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
-      const float* g = gy + ((img * j.cout + o) * j.oh + 2 * ty) * j.ow;
-      gK->winoSplit(g, j.ow, R + tb, R + T + tb);
-      if (2 * ty + 1 < j.oh) gK->winoSplit(g + j.ow, j.ow, R + 2 * T + tb, R + 3 * T + tb);
+    if (edges) std::memset(R, 0, (size_t)(tt * T) * sizeof(float));
+    for (int64_t q = q0; q < q1;) {
+      const int64_t img = q / j.th, ty0 = q % j.th;
+      const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
+      const int64_t r0 = j.tile * ty0, r1 = j.tile * ty1 < j.oh ? j.tile * ty1 : j.oh;
+      const float* g = gy + ((img * j.cout + o) * j.oh + r0) * j.ow;
+      float* r = R + (q - q0) * j.tw;
+      if (j.tile == 4)
+        gK->winoSplitRows4(g, j.ow, j.ow, r1 - r0, 0, 0, r, T, j.tw);
+      else
+        gK->winoSplitRows(g, j.ow, j.ow, r1 - r0, 0, 0, r, T, j.tw);
+      q = img * j.th + ty1;
     }
-    gK->winoGradOut(R, R + T, R + 2 * T, R + 3 * T, T, GM + o * T, j.cout * T);
+    if (j.tile == 4)
+      gK->winoGradOut4(R, T, GM + o * T, entry_stride(j.cout, T));
+    else
+      gK->winoGradOut(R, R + T, R + 2 * T, R + 3 * T, T, GM + o * T, entry_stride(j.cout, T));
   }
 }
 
-void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, float* gemmScratch) {
+// Adds block blk's products to gu (overwrites gu's entries with them when `first`).
+void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, bool first, float* gemmScratch) {
   thread_local std::vector<float> gbuf;
   int64_t T;
   const float* V = input_transform(j, blk, &T);
   const int64_t q0 = blk * j.rowsPerBlock, E = j.entries();
-  float* GM = grow(gbuf, (size_t)(E * j.cout * T));
+  const int64_t vs = entry_stride(j.cin, T), gs = entry_stride(j.cout, T);
+  float* GM = grow(gbuf, (size_t)(E * gs));
   grad_out_transform(j, gy, q0, q0 + T / j.tw, T, GM);
   for (int64_t e = 0; e < E; e++)
-    gK->gemm(lth::GemmArgs{GM + e * j.cout * T, V + e * j.cin * T, gu + e * j.cout * j.cin, j.cout, T, j.cin, false,
-                           true, true},
+    gK->gemm(lth::GemmArgs{GM + e * gs, V + e * vs, gu + e * entry_stride(j.cout, j.cin), j.cout, T, j.cin, false,
+                           true, !first},
              0, j.cout, 0, j.cin, gemmScratch);
 }
 
 void grad_group(void* ctx, int g, float* scratch) {
   const GradJob& gj = *static_cast<const GradJob*>(ctx);
-  const int64_t size = gj.j.entries() * gj.j.cout * gj.j.cin;
+  const int64_t size = gj.j.entries() * entry_stride(gj.j.cout, gj.j.cin);
   float* gu = gj.partials + g * size;
-  std::memset(gu, 0, (size_t)size * sizeof(float));
   const int64_t b0 = gj.blocks * g / gj.groups, b1 = gj.blocks * (g + 1) / gj.groups;
-  for (int64_t b = b0; b < b1; b++) grad_block(gj.j, gj.gy, b, gu, scratch);
+  for (int64_t b = b0; b < b1; b++) grad_block(gj.j, gj.gy, b, gu, b == b0, scratch);
 }
 
 void block_part(void* ctx, int part, float* scratch) { run_block(*static_cast<const Job*>(ctx), part, scratch); }
@@ -342,28 +371,32 @@ bool geometry_fits(lth::ArgReader& a, int64_t tile, int64_t h, int64_t w, int64_
   return true;
 }
 
-// conv3x3(x, weight, out, n, inChannels, outChannels, height, width, pad, flip, accumulate, tile)
+// conv3x3(x, weight, out, n, inChannels, outChannels, height, width, pad, flip, accumulate, tile, bias, relu)
 using lth::ArgSpec;
 namespace arg = lth::arg;
 using u128 = unsigned __int128;
 constexpr ArgSpec kConv3x3Args[] = {arg::f32("x"),        arg::f32("weight"),      arg::f32("out"),
                                     arg::dim("n"),        arg::dim("inChannels"),  arg::dim("outChannels"),
                                     arg::dim("height"),   arg::dim("width"),       arg::dim("pad"),
-                                    arg::flag("flip"),    arg::flag("accumulate"),  arg::dim("tile")};
+                                    arg::flag("flip"),    arg::flag("accumulate"),  arg::dim("tile"),
+                                    arg::f32_or_null("bias"), arg::flag("relu")};
 
 napi_value Conv3x3(napi_env env, napi_callback_info info) {
-  lth::Args<12> a(env, info, "conv3x3", kConv3x3Args);
+  lth::Args<14> a(env, info, "conv3x3", kConv3x3Args);
   if (!a.ok()) return nullptr;
   const float *x = a[0].f32(), *wt = a[1].f32();
   float* out = a[2].f32();
   const int64_t n = a[3].dim(), cin = a[4].dim(), cout = a[5].dim(), h = a[6].dim(), w = a[7].dim(), pad = a[8].dim();
   const bool flip = a[9].flag, accumulate = a[10].flag;
   const int64_t tile = a[11].dim();
+  const float* bias = a[12].present ? a[12].f32() : nullptr;
+  const bool relu = a[13].flag;
   if (!geometry_fits(a, tile, h, w, pad)) return nullptr;
   const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
   a.need("x", a[0].len, (u128)n * cin * h * w, "n*inChannels*height*width");
   a.need("weight", a[1].len, (u128)cin * cout * 9, "inChannels*outChannels*9");
   a.need("out", a[2].len, (u128)n * cout * oh * ow, "n*outChannels*outH*outW");
+  if (bias) a.need("bias", a[12].len, (u128)cout, "outChannels");
   if (!a.ok()) return nullptr;
   if (lth::overlaps(out, (size_t)(n * cout * oh * ow) * 4, x, (size_t)(n * cin * h * w) * 4)) {
     a.fail(true, "out must not share memory with x");
@@ -373,6 +406,13 @@ napi_value Conv3x3(napi_env env, napi_callback_info info) {
   lth::FtzScope ftz;
   if (cin == 0) {
     if (!accumulate) std::memset(out, 0, (size_t)(n * cout * oh * ow) * sizeof(float));
+    if (bias || relu)
+      for (int64_t p = 0; p < n * cout; p++)
+        for (int64_t i = 0; i < oh * ow; i++) {
+          float v = out[p * oh * ow + i];
+          if (bias) v += bias[p % cout];
+          out[p * oh * ow + i] = relu && v < 0.0f ? 0.0f : v;
+        }
     return lth::undefined_value(env);
   }
   thread_local std::vector<float> ubuf;
@@ -380,6 +420,8 @@ napi_value Conv3x3(napi_env env, napi_callback_info info) {
   transform_weights(wt, u, cin, cout, flip, (int)tile);
 
   Job j = make_job(x, u, out, n, cin, cout, h, w, pad, accumulate, (int)tile);
+  j.bias = bias;
+  j.relu = relu;
   const int64_t blocks = (j.tileRows + j.rowsPerBlock - 1) / j.rowsPerBlock;
   float* scratch = lth::caller_scratch();
   const int threads = lth::thread_count();
@@ -389,9 +431,9 @@ napi_value Conv3x3(napi_env env, napi_callback_info info) {
   return lth::undefined_value(env);
 }
 
-// gW[o][c] += Gᵀ·gU·G, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1] (F(2x2, 3x3)).
-void add_filter_grads2(const float* gu, float* gw, int64_t cin, int64_t cout) {
-  const int64_t oc = cout * cin;
+// gW[o][c] += Gᵀ·gU·G, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1] (F(2x2, 3x3)); gU's
+// entries lie oc floats apart.
+void add_filter_grads2(const float* gu, int64_t oc, float* gw, int64_t cin, int64_t cout) {
   for (int64_t o = 0; o < cout; o++) {
     for (int64_t c = 0; c < cin; c++) {
       float u[4][4];
@@ -422,8 +464,7 @@ void gt_times4(const float* u, int stride, float* r, int rstride) {
 }
 
 // gW[o][c] += Gᵀ·gU·G for F(4x4, 3x3).
-void add_filter_grads4(const float* gu, float* gw, int64_t cin, int64_t cout) {
-  const int64_t oc = cout * cin;
+void add_filter_grads4(const float* gu, int64_t oc, float* gw, int64_t cin, int64_t cout) {
   for (int64_t o = 0; o < cout; o++) {
     for (int64_t c = 0; c < cin; c++) {
       float u[36], t[3][6], r[3];
@@ -462,7 +503,7 @@ napi_value Conv3x3WeightGrad(napi_env env, napi_callback_info info) {
   GradJob gj{make_job(x, nullptr, nullptr, n, cin, cout, h, w, pad, false, (int)tile), gy, nullptr, 0, 0};
   gj.blocks = (gj.j.tileRows + gj.j.rowsPerBlock - 1) / gj.j.rowsPerBlock;
   // Up to 8 groups (enough for the pool to share), fewer when the partials would pass 16M floats.
-  const int64_t size = gj.j.entries() * cout * cin;
+  const int64_t size = gj.j.entries() * entry_stride(cout, cin);
   int64_t groups = gj.blocks < 8 ? gj.blocks : 8;
   while (groups > 1 && groups * size > ((int64_t)1 << 24)) groups--;
   gj.groups = (int)groups;
@@ -472,13 +513,22 @@ napi_value Conv3x3WeightGrad(napi_env env, napi_callback_info info) {
   const int threads = lth::thread_count();
   if (!(threads > 1 && groups > 1 && lth::run_parts_scratch(threads, gj.groups, grad_group, &gj, scratch)))
     for (int g = 0; g < gj.groups; g++) grad_group(&gj, g, scratch);
+  // On the pool: the partials summed in group order into the first (by runs of 4096
+  // floats), then each output channel's filter gradients.
   float* gu = gj.partials;
-  for (int64_t g = 1; g < groups; g++)
-    for (int64_t i = 0; i < size; i++) gu[i] += gj.partials[g * size + i];
-  if (tile == 4)
-    add_filter_grads4(gu, gw, cin, cout);
-  else
-    add_filter_grads2(gu, gw, cin, cout);
+  constexpr int64_t kRun = 4096;
+  lth::parallel_units((size + kRun - 1) / kRun, groups * size, [&](int64_t r0, int64_t r1) {
+    const int64_t i1 = r1 * kRun < size ? r1 * kRun : size;
+    for (int64_t g = 1; g < groups; g++)
+      for (int64_t i = r0 * kRun; i < i1; i++) gu[i] += gj.partials[g * size + i];
+  });
+  const int64_t es = entry_stride(cout, cin);
+  lth::parallel_units(cout, size, [&](int64_t o0, int64_t o1) {
+    if (tile == 4)
+      add_filter_grads4(gu + o0 * cin, es, gw + o0 * cin * 9, cin, o1 - o0);
+    else
+      add_filter_grads2(gu + o0 * cin, es, gw + o0 * cin * 9, cin, o1 - o0);
+  });
   return lth::undefined_value(env);
 }
 

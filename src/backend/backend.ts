@@ -125,10 +125,14 @@ export interface Backend {
    * from the direct sum's by a few units in the last place, with tile 4 by some tens (the
    * transforms scale terms by up to 25 before they cancel); a NaN or infinity in x reaches
    * every output of the tile×tile output tiles whose (tile+2)² input patch holds it.
+   * With `bias` ([outChannels]) each stored value then gets its channel's bias added, and
+   * with `relu` it becomes max(0, ·) (NaN stays NaN), as channelBiasAct would do after the
+   * call, bit for bit, without a second pass over `out`.
    */
   conv3x3(
     x: Float32Array, weight: Float32Array, out: Float32Array, n: number, inChannels: number, outChannels: number,
     height: number, width: number, pad: number, flip: boolean, accumulate: boolean, tile: 2 | 4,
+    bias: Float32Array | null, relu: boolean,
   ): void;
 
   /**
@@ -151,6 +155,16 @@ export interface Backend {
 
   /** out[c] = Σ_i Σ_k x[i,c,k] (or out[c] += ... when `accumulate`): the per-channel bias gradient of NCHW data. */
   sumChannels(x: Float32Array, out: Float32Array, n: number, channels: number, size: number, accumulate: boolean): void;
+
+  /**
+   * The backward pass of channelBiasAct, in place on NCHW data [n, channels, size]: with
+   * `relu`, gradOut[i] = 0 where y[i] <= 0 (reluBackward's rule); then, when gradBias is
+   * given, gradBias[c] += Σ_i Σ_k gradOut[i,c,k] (sumChannels' sums, bit for bit). One
+   * pass over gradOut instead of reluBackward's and sumChannels'.
+   */
+  channelBiasActBackward(
+    gradOut: Float32Array, y: Float32Array, gradBias: Float32Array | null, n: number, channels: number, size: number, relu: boolean,
+  ): void;
 
   /**
    * Max pooling of `planes` planes [height, width] with a k×k window and the given stride,

@@ -1,9 +1,9 @@
 /**
  * The native conv kernels against the reference backend: im2col/col2im on odd geometries
  * (strides, paddings, rectangular and oversized kernels, the Conv-2/4/6 shapes), the
- * per-channel bias/ReLU and bias gradient, max pooling forward/backward (ties, NaN,
+ * per-channel bias/ReLU, its backward and the bias gradient, max pooling forward/backward (ties, NaN,
  * overlapping windows), the Winograd conv3x3 (forward and flipped, paddings 0-2, odd
- * sizes, blocks that split images, accumulation, NaN) and its weight gradient, a whole conv layer's forward and
+ * sizes, blocks that split images, accumulation, the fused bias and ReLU, NaN) and its weight gradient, a whole conv layer's forward and
  * backward composed from the kernels, argument validation, bitwise independence of the thread count, and every SIMD
  * path (child processes with LTH_SIMD set).
  */
@@ -108,6 +108,30 @@ test('channelBiasAct and sumChannels match the reference (NaN kept, in place, ac
   const s = new Float32Array(2);
   native!.sumChannels(x, s, 1, 2, 3, false);
   assert.ok(Number.isNaN(s[0]) && s[1] === 15);
+});
+
+test('channelBiasActBackward: reluBackward then sumChannels, bit for bit, and the reference\'s (NaN, no bias, no ReLU)', { skip }, () => {
+  const rnd = prng(4);
+  for (const [n, ch, size] of [[0, 3, 4], [1, 1, 1], [2, 3, 5], [3, 7, 33], [60, 64, 1024], [4, 5, 17]] as const) {
+    const g = randomArray(n * ch * size, rnd), y = randomArray(n * ch * size, rnd), b0 = randomArray(ch, rnd);
+    if (g.length > 5) { g[1] = NaN; y[4] = NaN; y[5] = 0; }
+    for (const relu of [false, true]) {
+      for (const withBias of [false, true]) {
+        const what = `${n}x${ch}x${size} relu=${relu} bias=${withBias}`;
+        const g1 = g.slice(), b1 = b0.slice(), g2 = g.slice(), b2 = b0.slice(), g3 = g.slice(), b3 = b0.slice();
+        native!.channelBiasActBackward(g1, y, withBias ? b1 : null, n, ch, size, relu);
+        if (relu) native!.reluBackward(g2, y, g2, g2.length);
+        if (withBias) native!.sumChannels(g2, b2, n, ch, size, true);
+        assert.deepEqual(Buffer.from(g1.buffer), Buffer.from(g2.buffer), `${what}: gradOut`);
+        assert.deepEqual(Buffer.from(b1.buffer), Buffer.from(b2.buffer), `${what}: gradBias`);
+        ref.channelBiasActBackward(g3, y, withBias ? b3 : null, n, ch, size, relu);
+        assert.deepEqual(g1, g3, `${what}: gradOut vs the reference`);
+        for (let j = 0; j < ch; j++) {
+          assert.ok(Object.is(b1[j], b3[j]) || Math.abs(b1[j] - b3[j]) <= 1e-6 * (1 + Math.sqrt(n * size)), `${what}: gradBias[${j}] ${b1[j]} vs ${b3[j]}`);
+        }
+      }
+    }
+  }
 });
 
 /** [planes, height, width, k, stride] */
@@ -218,13 +242,45 @@ test('conv3x3 (Winograd) matches the reference: F(2x2) and F(4x4), forward and f
       for (const flip of [false, true]) {
         for (const acc of [false, true]) {
           const r = o0.slice(), m = o0.slice();
-          ref.conv3x3(x, wt, r, n, ci, co, h, w, p, flip, acc, tile);
-          native!.conv3x3(x, wt, m, n, ci, co, h, w, p, flip, acc, tile);
+          ref.conv3x3(x, wt, r, n, ci, co, h, w, p, flip, acc, tile, null, false);
+          native!.conv3x3(x, wt, m, n, ci, co, h, w, p, flip, acc, tile, null, false);
           const e = relErr(m, r);
           assert.ok(e <= CONV3X3_TOL[tile], `conv3x3 ${[n, ci, co, h, w, p]} tile ${tile} flip ${flip} accumulate ${acc}: rel err ${e}`);
         }
       }
     }
+  }
+});
+
+test('conv3x3 with bias and ReLU: the values channelBiasAct gives after it (bitwise), and the reference\'s', { skip }, () => {
+  const rnd = prng(9);
+  for (const [n, ci, co, h, w, p] of CONV3X3) {
+    const oh = h + 2 * p - 2, ow = w + 2 * p - 2, size = oh * ow;
+    const x = randomArray(n * ci * h * w, rnd), wt = randomArray(ci * co * 9, rnd, -0.5, 0.5), o0 = randomArray(n * co * size, rnd);
+    const bias = randomArray(co, rnd, -0.5, 0.5);
+    for (const tile of TILES) {
+      for (const flip of [false, true]) {
+        for (const acc of [false, true]) {
+          for (const relu of [false, true]) {
+            const what = `conv3x3 ${[n, ci, co, h, w, p]} tile ${tile} flip ${flip} accumulate ${acc} relu ${relu}`;
+            const fused = o0.slice(), twoPass = o0.slice(), r = o0.slice();
+            native!.conv3x3(x, wt, fused, n, ci, co, h, w, p, flip, acc, tile, bias, relu);
+            native!.conv3x3(x, wt, twoPass, n, ci, co, h, w, p, flip, acc, tile, null, false);
+            native!.channelBiasAct(twoPass, bias, twoPass, n, co, size, relu);
+            assert.deepEqual(Buffer.from(fused.buffer), Buffer.from(twoPass.buffer), `${what}: not channelBiasAct's result`);
+            ref.conv3x3(x, wt, r, n, ci, co, h, w, p, flip, acc, tile, bias, relu);
+            const e = relErr(fused, r);
+            assert.ok(e <= CONV3X3_TOL[tile], `${what}: rel err ${e}`);
+            if (relu) assert.ok(fused.every((v) => v >= 0), `${what}: a negative output`);
+          }
+        }
+      }
+    }
+    // ReLU without a bias.
+    const m = o0.slice(), r = o0.slice();
+    native!.conv3x3(x, wt, m, n, ci, co, h, w, p, false, false, 2, null, true);
+    ref.conv3x3(x, wt, r, n, ci, co, h, w, p, false, false, 2, null, true);
+    assert.ok(relErr(m, r) <= CONV3X3_TOL[2] && m.every((v) => v >= 0), `conv3x3 ${[n, ci, co, h, w, p]} ReLU, no bias`);
   }
 });
 
@@ -255,7 +311,7 @@ test('conv3x3: the flipped convolution is the input gradient of the forward one 
     }
     for (const tile of TILES) {
       const got = new Float32Array(want.length);
-      native!.conv3x3(gy, wt, got, n, o, c, oh, ow, 2 - p, true, true, tile);
+      native!.conv3x3(gy, wt, got, n, o, c, oh, ow, 2 - p, true, true, tile, null, false);
       const e = relErr(got, want);
       assert.ok(e <= CONV3X3_TOL[tile], `input gradient ${[n, c, o, h, w, p]} tile ${tile}: rel err ${e}`);
     }
@@ -268,14 +324,14 @@ test('conv3x3: a NaN reaches every output whose window holds it (and at most its
   const x = randomArray(n * c * h * w, rnd), wt = randomArray(o * c * 9, rnd);
   x[(1 * c + 3) * h * w + 4 * w + 5] = NaN;  // image 1, channel 3, (4, 5): padded (5, 6)
   const r = new Float32Array(n * o * h * w);
-  ref.conv3x3(x, wt, r, n, c, o, h, w, p, false, false, 2);
+  ref.conv3x3(x, wt, r, n, c, o, h, w, p, false, false, 2, null, false);
   assert.equal(r.filter(Number.isNaN).length, o * 9);
   // Padded (5, 6) lies in the patches of the tiles with output rows 2..5, columns 4..7 (2x2
   // tiles: 4x4 patches at multiples of 2), and rows 0..7, columns 4..7 (4x4 tiles: 6x6 patches at multiples of 4).
   const reach = { 2: [2, 5, 4, 7], 4: [0, 7, 4, 7] } as const;
   for (const tile of TILES) {
     const m = new Float32Array(r.length);
-    native!.conv3x3(x, wt, m, n, c, o, h, w, p, false, false, tile);
+    native!.conv3x3(x, wt, m, n, c, o, h, w, p, false, false, tile, null, false);
     const [y0, y1, x0, x1] = reach[tile];
     for (let i = 0; i < r.length; i++) {
       const img = Math.floor(i / (o * h * w)), oy = Math.floor(i / w) % h, ox = i % w;
@@ -302,17 +358,21 @@ test('conv kernels validate their arguments with clear errors', { skip }, () => 
   assert.throws(() => N.maxPool2d(f(16), f(3), 1, 4, 4, 2, 2), err(RangeError, /^maxPool2d: out has 3 elements, needs .* = 4$/));
   assert.throws(() => N.maxPool2d(f(16), f(4), 1, 4, 4, 5, 2), err(RangeError, /^maxPool2d: a 5x5 window does not fit a 4x4 plane$/));
   assert.throws(() => N.maxPool2dBackward(f(16), f(4), f(15), 1, 4, 4, 2, 2), err(RangeError, /^maxPool2dBackward: gradIn has 15 elements, needs .* = 16$/));
-  assert.throws(() => N.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16 - 1), 2, 3, 2, 4, 4, 1, false, false, 2), err(RangeError, /^conv3x3: out has 63 elements, needs .* = 64$/));
-  assert.throws(() => N.conv3x3(f(6), f(54), f(64), 1, 3, 2, 1, 2, 0, false, false, 4), err(RangeError, /^conv3x3: a 3x3 kernel with padding 0 does not fit a 1x2 image$/));
+  assert.throws(() => N.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16 - 1), 2, 3, 2, 4, 4, 1, false, false, 2, null, false), err(RangeError, /^conv3x3: out has 63 elements, needs .* = 64$/));
+  assert.throws(() => N.conv3x3(f(6), f(54), f(64), 1, 3, 2, 1, 2, 0, false, false, 4, null, false), err(RangeError, /^conv3x3: a 3x3 kernel with padding 0 does not fit a 1x2 image$/));
+  assert.throws(() => N.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16), 2, 3, 2, 4, 4, 1, false, false, 2, f(1), true), err(RangeError, /^conv3x3: bias has 1 elements, needs outChannels = 2$/));
+  assert.throws(() => N.channelBiasActBackward(f(12), f(12), f(2), 2, 3, 2, true), err(RangeError, /^channelBiasActBackward: gradBias has 2 elements, needs channels = 3$/));
+  assert.throws(() => N.channelBiasActBackward(f(12), f(11), null, 2, 3, 2, true), err(RangeError, /^channelBiasActBackward: y has 11 elements, needs n\*channels\*size = 12$/));
+  assert.throws(() => N.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16), 2, 3, 2, 4, 4, 1, false, false, 2, null, 1 as unknown as boolean), err(TypeError, /^conv3x3: relu must be a boolean, got number$/));
   for (const be of [N, ref]) {
-    assert.throws(() => be.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16), 2, 3, 2, 4, 4, 1, false, false, 3 as 2),
+    assert.throws(() => be.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16), 2, 3, 2, 4, 4, 1, false, false, 3 as 2, null, false),
       err(RangeError, /^conv3x3: tile must be 2 or 4, got 3$/));
     assert.throws(() => be.conv3x3WeightGrad(f(2 * 3 * 16), f(2 * 2 * 16), f(54), 2, 3, 2, 4, 4, 1, 0 as 2),
       err(RangeError, /^conv3x3WeightGrad: tile must be 2 or 4, got 0$/));
   }
   assert.throws(() => N.conv3x3WeightGrad(f(2 * 3 * 16), f(2 * 2 * 16), f(53), 2, 3, 2, 4, 4, 1, 2), err(RangeError, /^conv3x3WeightGrad: gradWeight has 53 elements, needs .* = 54$/));
   const shared = f(64);
-  assert.throws(() => N.conv3x3(shared, f(36), shared, 1, 2, 2, 4, 4, 1, false, false, 2), err(RangeError, /^conv3x3: out must not share memory with x$/));
+  assert.throws(() => N.conv3x3(shared, f(36), shared, 1, 2, 2, 4, 4, 1, false, false, 2, null, false), err(RangeError, /^conv3x3: out must not share memory with x$/));
   assert.throws(() => (N.maxPool2d as unknown as (...a: unknown[]) => void)(f(16), f(4), 1, 4, 4),
     err(TypeError, /^maxPool2d: expected 7 arguments, got 5$/));
 });
@@ -333,11 +393,17 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
       ['col2im', () => { const o = x.slice(); native!.col2im(col, o, c, h, w, 3, 3, 1, 1, 1, 1); return o; }],
       ['channelBiasAct', () => { const o = new Float32Array(big.length); native!.channelBiasAct(big, bias, o, 8, c, h * w, true); return o; }],
       ['sumChannels', () => { const o = new Float32Array(c); native!.sumChannels(big, o, 8, c, h * w, false); return o; }],
+      ['channelBiasActBackward', () => {
+        const g = big.slice(), gb = bias.slice();
+        native!.channelBiasActBackward(g, big.map((v) => -v), gb, 8, c, h * w, true);
+        return Float32Array.from([...g, ...gb]);
+      }],
       ['maxPool2d', () => { const o = new Float32Array(gp.length); native!.maxPool2d(big, o, 8 * c, h, w, 2, 2); return o; }],
       ['maxPool2dBackward', () => { const o = new Float32Array(big.length); native!.maxPool2dBackward(big, gp, o, 8 * c, h, w, 2, 2); return o; }],
       ...TILES.flatMap((t): Array<[string, () => Float32Array]> => [
-        [`conv3x3 tile ${t}`, () => { const o = new Float32Array(big.length); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, false, false, t); return o; }],
-        [`conv3x3 tile ${t} flipped`, () => { const o = big.slice(); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, true, true, t); return o; }],
+        [`conv3x3 tile ${t}`, () => { const o = new Float32Array(big.length); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, false, false, t, null, false); return o; }],
+        [`conv3x3 tile ${t} flipped`, () => { const o = big.slice(); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, true, true, t, null, false); return o; }],
+        [`conv3x3 tile ${t} bias ReLU`, () => { const o = big.slice(); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, false, true, t, bias, true); return o; }],
       ]),
       ...TILES.map((t): [string, () => Float32Array] =>
         [`conv3x3WeightGrad tile ${t}`, () => { const o = wt3.slice(); native!.conv3x3WeightGrad(big, big, o, 8, c, c, h, w, 1, t); return o; }]),
@@ -371,6 +437,9 @@ for (const [c, h, w, kh, kw, sh, sw, ph, pw] of [[3, 31, 33, 3, 3, 1, 1, 1, 1], 
   R.channelBiasAct(x, b, o1, 1, c, h * w, true); N.channelBiasAct(x, b, o2, 1, c, h * w, true); note('channelBiasAct', o2, o1);
   const s1 = new Float32Array(c), s2 = s1.slice();
   R.sumChannels(x, s1, 1, c, h * w, false); N.sumChannels(x, s2, 1, c, h * w, false); note('sumChannels', s2, s1);
+  const gy1 = x.map((v) => v * 0.5), gy2 = gy1.slice(), y = arr(x.length), gb1 = arr(c), gb2 = gb1.slice();
+  R.channelBiasActBackward(gy1, y, gb1, 1, c, h * w, true); N.channelBiasActBackward(gy2, y, gb2, 1, c, h * w, true);
+  note('channelBiasActBackward', gy2, gy1); note('channelBiasActBackward bias', gb2, gb1);
   const ph2 = Math.floor((h - 2) / 2) + 1, pw2 = Math.floor((w - 2) / 2) + 1;
   const p1 = new Float32Array(c * ph2 * pw2), p2 = p1.slice();
   R.maxPool2d(x, p1, c, h, w, 2, 2); N.maxPool2d(x, p2, c, h, w, 2, 2); note('maxPool2d', p2, p1);
@@ -381,7 +450,8 @@ for (const [n, ci, co, h, w, p] of [[3, 9, 8, 11, 7, 1], [2, 8, 10, 6, 9, 0], [1
   const oh = h + 2 * p - 2, ow = w + 2 * p - 2, x = arr(n * ci * h * w), wt = arr(ci * co * 9);
   for (const [flip, tile] of [[false, 2], [true, 2], [false, 4], [true, 4]]) {
     const o1 = arr(n * co * oh * ow), o2 = o1.slice();
-    R.conv3x3(x, wt, o1, n, ci, co, h, w, p, flip, flip, tile); N.conv3x3(x, wt, o2, n, ci, co, h, w, p, flip, flip, tile);
+    const b = flip ? null : arr(co), relu = !flip;
+    R.conv3x3(x, wt, o1, n, ci, co, h, w, p, flip, flip, tile, b, relu); N.conv3x3(x, wt, o2, n, ci, co, h, w, p, flip, flip, tile, b, relu);
     let m = 0; for (const v of o1) m = Math.max(m, Math.abs(v));
     const d = o2.map((v, i) => (v - o1[i]) / m); note('conv3x3 tile ' + tile + ' (relative)', d, new Float32Array(d.length));
   }

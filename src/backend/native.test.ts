@@ -123,6 +123,8 @@ test('matmul: results are bitwise identical for 1 and 2 threads', { skip }, () =
     for (const [m, k, n, tA, tB] of [
       [60, 784, 300, false, true], [300, 60, 784, true, false], [1000, 100, 10, false, true],
       [131, 257, 515, true, true], [61, 400, 97, false, false],
+      // Over kBigWork (gemm.cc): few column tiles (one chunk per thread), and many (more chunks).
+      [60, 9000, 256, false, true], [200, 400, 512, false, false],
     ] as const) {
       const a = randomArray(m * k, rnd), b = randomArray(k * n, rnd);
       // Row 0 of op(A) is float32 denormals: every thread must treat them as zero (DAZ).

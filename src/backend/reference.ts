@@ -155,7 +155,7 @@ export const referenceBackend: Backend = {
     }
   },
 
-  conv3x3(x, weight, out, n, inChannels, outChannels, height, width, pad, flip, accumulate, tile) {
+  conv3x3(x, weight, out, n, inChannels, outChannels, height, width, pad, flip, accumulate, tile, bias, relu) {
     if (tile !== 2 && tile !== 4) throw new RangeError(`conv3x3: tile must be 2 or 4, got ${tile}`);
     const outH = height + 2 * pad - 2, outW = width + 2 * pad - 2;
     if (outH < 1 || outW < 1) throw new RangeError(`conv3x3: a 3x3 kernel with padding ${pad} does not fit a ${height}x${width} image`);
@@ -177,7 +177,9 @@ export const referenceBackend: Backend = {
               }
             }
             const at = ((b * outChannels + o) * outH + oy) * outW + ox;
-            out[at] = accumulate ? out[at] + s : s;
+            let v = Math.fround(accumulate ? out[at] + s : s);
+            if (bias) v = Math.fround(v + bias[o]);
+            out[at] = relu && v < 0 ? 0 : v;
           }
         }
       }
@@ -243,6 +245,11 @@ export const referenceBackend: Backend = {
         }
       }
     }
+  },
+
+  channelBiasActBackward(gradOut, y, gradBias, n, channels, size, relu) {
+    if (relu) referenceBackend.reluBackward(gradOut, y, gradOut, n * channels * size);
+    if (gradBias) referenceBackend.sumChannels(gradOut, gradBias, n, channels, size, true);
   },
 
   sumChannels(x, out, n, channels, size, accumulate) {

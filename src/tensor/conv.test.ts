@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../core/rng.js';
 import { Conv2d, Dropout, Flatten, MaxPool2d } from '../nn/layers.js';
-import { Workspace, conv2d, convOutputSize, dropout, dropoutMask, flatten, maxPool2d, type Conv2dGeometry } from './conv.js';
+import { Workspace, conv2d, convOutputSize, dropout, dropoutMask, flatten, maxPool2d, usesWinograd, type Conv2dGeometry } from './conv.js';
 import { gradCheck } from './gradcheck.js';
 import { linear, softmaxCrossEntropy } from './ops.js';
 import { Tensor, noGrad } from './tensor.js';
@@ -108,6 +108,21 @@ test('conv2d with fused ReLU and no bias: gradients match finite differences awa
   assert.ok(err < 3e-2, `relu: max relative error ${err}`);
   const errNoBias = gradCheck(() => headLoss(conv2d(x, w, null, g, 'relu'), head, labels), [x, w], { eps: 1e-3, samples: 40 });
   assert.ok(errNoBias < 3e-2, `relu without bias: max relative error ${errNoBias}`);
+});
+
+test('conv2d on conv3x3 with its bias and ReLU fused: gradients match finite differences away from the kink', () => {
+  const rng = new Rng(14, 'test');
+  const g = geom(1, 1);
+  const x = randomTensor([2, 8, 5, 6], rng), w = randomTensor([8, 8, 3, 3], rng, 0.5), b = randomTensor([8], rng, 0.3);
+  assert.ok(usesWinograd(8, 8, 3, 3, g));
+  // ±eps (1e-3) on one entry of x, w or b moves a pre-activation by at most 3e-3 (|x|, |w| < 3): keep every one farther from 0.
+  const pre = noGrad(() => conv2d(x, w, b, g));
+  const minAbs = pre.data.reduce((m, v) => Math.min(m, Math.abs(v)), Infinity);
+  assert.ok(minAbs > 5e-3 && [x, w].every((t) => t.data.every((v) => Math.abs(v) < 3)), `pre-activations too close to the kink (${minAbs})`);
+  const head = randomTensor([3, pre.size / 2], rng, 0.5, false);
+  const labels = Int32Array.of(0, 2);
+  const err = gradCheck(() => headLoss(conv2d(x, w, b, g, 'relu'), head, labels), [x, w, b], { eps: 1e-3, samples: 40 });
+  assert.ok(err < 3e-2, `max relative error ${err}`);
 });
 
 test('conv2d: chained convolutions back-propagate through col2im (input gradient of the second)', () => {

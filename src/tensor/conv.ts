@@ -162,12 +162,11 @@ export function conv2d(
   const relu = activation === 'relu';
   const inputs = bias ? [x, weight, bias] : [x, weight];
   const y = outputTensor([n, cout, oh, ow], ws, inputs);
-  const b = bias ? bias.data : zeroArray(cout);
   const winograd = usesWinograd(cin, cout, kh, kw, geometry);
   if (winograd) {
-    be.conv3x3(x.data, weight.data, y.data, n, cin, cout, h, w, padH, false, false, 2);
-    if (bias || relu) be.channelBiasAct(y.data, b, y.data, n, cout, hw, relu);
+    be.conv3x3(x.data, weight.data, y.data, n, cin, cout, h, w, padH, false, false, 2, bias?.data ?? null, relu);
   } else {
+    const b = bias ? bias.data : zeroArray(cout);
     const col = scratch('col', ckk * hw);
     for (let i = 0; i < n; i++) {
       const yi = y.data.subarray(i * outSize, (i + 1) * outSize);
@@ -181,14 +180,14 @@ export function conv2d(
   record(y, inputs, () => {
     const gy = y.grad!;
     // y.grad belongs to y and nobody reads it after this: mask it in place.
-    if (relu) be.reluBackward(gy, y.data, gy, gy.length);
-    if (bias?.requiresGrad) be.sumChannels(gy, bias.ensureGrad(), n, cout, hw, true);
+    const gb = bias?.requiresGrad ? bias.ensureGrad() : null;
+    if (relu || gb) be.channelBiasActBackward(gy, y.data, gb, n, cout, hw, relu);
     const needW = weight.requiresGrad, needX = x.requiresGrad;
     if (!needW && !needX) return;
     const gw = needW ? weight.ensureGrad() : null;
     const gx = needX ? x.ensureGrad() : null;
     if (winograd) {
-      if (gx) be.conv3x3(gy, weight.data, gx, n, cout, cin, oh, ow, 2 - padH, true, true, winogradTile(h, w));
+      if (gx) be.conv3x3(gy, weight.data, gx, n, cout, cin, oh, ow, 2 - padH, true, true, winogradTile(h, w), null, false);
       if (gw) be.conv3x3WeightGrad(x.data, gy, gw, n, cin, cout, h, w, padH, winogradTile(oh, ow));
       return;
     }
