@@ -139,59 +139,106 @@ napi_value ChannelMoments(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
-// channelAffineAct(x, scale, shift, out, n, channels, size, relu)
-constexpr ArgSpec kAffineArgs[] = {arg::f32("x"), arg::f32("scale"),    arg::f32("shift"), arg::f32("out"),
-                                   arg::dim("n"), arg::dim("channels"), arg::dim("size"),  arg::flag("relu")};
+// channelAffineAct(x, scale, shift, residual, out, n, channels, size, relu)
+constexpr ArgSpec kAffineArgs[] = {arg::f32("x"),   arg::f32("scale"), arg::f32("shift"),    arg::f32_or_null("residual"),
+                                   arg::f32("out"), arg::dim("n"),     arg::dim("channels"), arg::dim("size"),
+                                   arg::flag("relu")};
+
+// out = act(x·sc + sh (+ r)) over one plane; the sum is rounded as two float additions,
+// in that order, as an affine pass followed by an addition would round it.
+inline void affine_plane(const float* x, const float* r, float* out, int64_t size, float sc, float sh, bool relu) {
+  if (r) {
+    if (relu) {
+      for (int64_t k = 0; k < size; k++) {
+        const float v = (x[k] * sc + sh) + r[k];
+        out[k] = v < 0 ? 0.0f : v;  // NaN stays NaN
+      }
+    } else {
+      for (int64_t k = 0; k < size; k++) out[k] = (x[k] * sc + sh) + r[k];
+    }
+  } else if (relu) {
+    for (int64_t k = 0; k < size; k++) {
+      const float v = x[k] * sc + sh;
+      out[k] = v < 0 ? 0.0f : v;
+    }
+  } else {
+    for (int64_t k = 0; k < size; k++) out[k] = x[k] * sc + sh;
+  }
+}
 
 napi_value ChannelAffineAct(napi_env env, napi_callback_info info) {
-  Args<8> a(env, info, "channelAffineAct", kAffineArgs);
+  Args<9> a(env, info, "channelAffineAct", kAffineArgs);
   if (!a.ok()) return nullptr;
-  const float *x = a[0].f32(), *scale = a[1].f32(), *shift = a[2].f32();
-  float* out = a[3].f32();
-  const int64_t n = a[4].dim(), ch = a[5].dim(), size = a[6].dim();
-  const bool relu = a[7].flag;
-  a.need("x", a[0].len, (u128)n * ch * size, "n*channels*size");
+  const float *x = a[0].f32(), *scale = a[1].f32(), *shift = a[2].f32(), *res = a[3].f32();
+  float* out = a[4].f32();
+  const int64_t n = a[5].dim(), ch = a[6].dim(), size = a[7].dim();
+  const bool relu = a[8].flag;
+  const u128 total = (u128)n * ch * size;
+  a.need("x", a[0].len, total, "n*channels*size");
   a.need("scale", a[1].len, (u128)ch, "channels");
   a.need("shift", a[2].len, (u128)ch, "channels");
-  a.need("out", a[3].len, (u128)n * ch * size, "n*channels*size");
+  if (a[3].present) a.need("residual", a[3].len, total, "n*channels*size");
+  a.need("out", a[4].len, total, "n*channels*size");
   if (!a.ok()) return nullptr;
   if (n && ch && size) {
     FtzScope ftz;
-    parallel_units(n * ch, n * ch * size, [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; p++) {
-        const float sc = scale[p % ch], sh = shift[p % ch];
-        const float* xi = x + p * size;
-        float* oi = out + p * size;
-        if (relu) {
-          for (int64_t k = 0; k < size; k++) {
-            const float v = xi[k] * sc + sh;
-            oi[k] = v < 0 ? 0.0f : v;  // NaN stays NaN
-          }
-        } else {
-          for (int64_t k = 0; k < size; k++) oi[k] = xi[k] * sc + sh;
-        }
-      }
+    parallel_units(n * ch, (res ? 2 : 1) * n * ch * size, [&](int64_t b, int64_t e) {
+      for (int64_t p = b; p < e; p++)
+        affine_plane(x + p * size, res ? res + p * size : nullptr, out + p * size, size, scale[p % ch], shift[p % ch], relu);
     });
   }
   return undefined_value(env);
 }
 
-// batchNormBackward(x, y, gradOut, mean, invstd, weight, gradIn, gradWeight, gradBias, n, channels, size, training, relu)
+// gradIn += k·(g - mg - (x - mu)·mgx) and gradResidual += g over one plane, g = gy masked
+// to y > 0 when relu; gx or gr null when not wanted. One loop per case, each vectorisable.
+inline void grad_in_plane(const float* __restrict x, const float* __restrict y, const float* __restrict gy, float* __restrict gx,
+                          float* __restrict gr, int64_t size, float mu, float k, float mg, float mgx, bool relu) {
+  if (relu) {
+    if (gx && gr) {
+      for (int64_t j = 0; j < size; j++) {
+        const float gv = gy[j];
+        const float g = y[j] > 0 ? gv : 0.0f;
+        gx[j] += k * (g - mg - (x[j] - mu) * mgx);
+        gr[j] += g;
+      }
+    } else if (gx) {
+      for (int64_t j = 0; j < size; j++) {
+        const float gv = gy[j];
+        const float g = y[j] > 0 ? gv : 0.0f;
+        gx[j] += k * (g - mg - (x[j] - mu) * mgx);
+      }
+    } else {
+      for (int64_t j = 0; j < size; j++) {
+        const float gv = gy[j];
+        gr[j] += y[j] > 0 ? gv : 0.0f;
+      }
+    }
+  } else {
+    if (gx)
+      for (int64_t j = 0; j < size; j++) gx[j] += k * (gy[j] - mg - (x[j] - mu) * mgx);
+    if (gr)
+      for (int64_t j = 0; j < size; j++) gr[j] += gy[j];
+  }
+}
+
+// batchNormBackward(x, y, gradOut, mean, invstd, weight, gradIn, gradWeight, gradBias, gradResidual, n, channels, size,
+//                   training, relu)
 constexpr ArgSpec kBnBackwardArgs[] = {
     arg::f32("x"),           arg::f32_or_null("y"),          arg::f32("gradOut"),  arg::f32("mean"),
     arg::f32("invstd"),      arg::f32("weight"),             arg::f32_or_null("gradIn"),
-    arg::f32_or_null("gradWeight"), arg::f32_or_null("gradBias"), arg::dim("n"), arg::dim("channels"),
-    arg::dim("size"),        arg::flag("training"),          arg::flag("relu")};
+    arg::f32_or_null("gradWeight"), arg::f32_or_null("gradBias"), arg::f32_or_null("gradResidual"), arg::dim("n"),
+    arg::dim("channels"),    arg::dim("size"),               arg::flag("training"), arg::flag("relu")};
 
 napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
-  Args<14> a(env, info, "batchNormBackward", kBnBackwardArgs);
+  Args<15> a(env, info, "batchNormBackward", kBnBackwardArgs);
   if (!a.ok()) return nullptr;
   const float *x = a[0].f32(), *y = a[1].f32(), *gy = a[2].f32(), *mean = a[3].f32(), *invstd = a[4].f32(),
               *w = a[5].f32();
-  float *gx = a[6].f32(), *gw = a[7].f32(), *gb = a[8].f32();
-  const bool hasGx = a[6].present, hasGw = a[7].present, hasGb = a[8].present;
-  const int64_t n = a[9].dim(), ch = a[10].dim(), size = a[11].dim();
-  const bool training = a[12].flag, relu = a[13].flag;
+  float *gx = a[6].f32(), *gw = a[7].f32(), *gb = a[8].f32(), *gr = a[9].f32();
+  const bool hasGx = a[6].present, hasGw = a[7].present, hasGb = a[8].present, hasGr = a[9].present;
+  const int64_t n = a[10].dim(), ch = a[11].dim(), size = a[12].dim();
+  const bool training = a[13].flag, relu = a[14].flag;
   const u128 total = (u128)n * ch * size;
   a.need("x", a[0].len, total, "n*channels*size");
   if (relu && !a[1].present && a.ok()) a.fail(false, "y must be a Float32Array with relu, got null");
@@ -203,38 +250,33 @@ napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
   if (hasGx) a.need("gradIn", a[6].len, total, "n*channels*size");
   if (hasGw) a.need("gradWeight", a[7].len, (u128)ch, "channels");
   if (hasGb) a.need("gradBias", a[8].len, (u128)ch, "channels");
+  if (hasGr) a.need("gradResidual", a[9].len, total, "n*channels*size");
+  if (a.ok() && hasGr && (lth::overlaps(gr, a[9].len * 4, gy, a[2].len * 4) || lth::overlaps(gr, a[9].len * 4, gx, hasGx ? a[6].len * 4 : 0)))
+    a.fail(true, "gradResidual must not share memory with gradOut or gradIn");
   if (!a.ok()) return nullptr;
   if (ch > 0 && n * size > 0) {
     FtzScope ftz;
     const double m = (double)(n * size);
-    parallel_units(ch, 2 * n * ch * size, [&](int64_t b, int64_t e) {
+    parallel_units(ch, (hasGr ? 3 : 2) * n * ch * size, [&](int64_t b, int64_t e) {
       for (int64_t c = b; c < e; c++) {
         const float mu = mean[c], is = invstd[c];
         double sg = 0, sgx = 0;
-        for (int64_t i = 0; i < n; i++) {
-          const int64_t o = (i * ch + c) * size;
-          grad_sums(x + o, relu ? y + o : nullptr, gy + o, size, mu, relu, &sg, &sgx);
+        if (hasGx || hasGw || hasGb) {
+          for (int64_t i = 0; i < n; i++) {
+            const int64_t o = (i * ch + c) * size;
+            grad_sums(x + o, relu ? y + o : nullptr, gy + o, size, mu, relu, &sg, &sgx);
+          }
         }
         sgx *= is;
         if (hasGb) gb[c] += (float)sg;
         if (hasGw) gw[c] += (float)sgx;
-        if (!hasGx) continue;
+        if (!hasGx && !hasGr) continue;
         const float k = w[c] * is;
         const float mg = training ? (float)(sg / m) : 0.0f, mgx = training ? (float)(sgx / m) * is : 0.0f;
         for (int64_t i = 0; i < n; i++) {
           const int64_t o = (i * ch + c) * size;
-          const float *xi = x + o, *gi = gy + o;
-          float* __restrict di = gx + o;
-          if (relu) {
-            const float* yi = y + o;
-            for (int64_t j = 0; j < size; j++) {
-              const float gv = gi[j];
-              const float g = yi[j] > 0 ? gv : 0.0f;
-              di[j] += k * (g - mg - (xi[j] - mu) * mgx);
-            }
-          } else {
-            for (int64_t j = 0; j < size; j++) di[j] += k * (gi[j] - mg - (xi[j] - mu) * mgx);
-          }
+          grad_in_plane(x + o, relu ? y + o : nullptr, gy + o, hasGx ? gx + o : nullptr, hasGr ? gr + o : nullptr, size, mu, k, mg,
+                        mgx, relu);
         }
       }
     });
