@@ -134,16 +134,17 @@ napi_value ChannelMoments(napi_env env, napi_callback_info info) {
   if (ch) {
     FtzScope ftz;
     const double m = (double)(n * size);
+    // Each part takes a range of channels and reads them image by image (the range's planes
+    // are contiguous in an image): long runs for the prefetcher, rather than one plane per
+    // image for each channel. A channel's sums still run over the images in order.
+    std::vector<double> sums(2 * ch, 0.0);
     parallel_units(ch, n * ch * size, [&](int64_t b, int64_t e) {
-      for (int64_t c = b; c < e; c++) {
-        double s = 0;
-        for (int64_t i = 0; i < n; i++) s += sum_plane(x + (i * ch + c) * size, size);
-        const float mu = (float)(s / m);
-        double ss = 0;
-        for (int64_t i = 0; i < n; i++) ss += sum_sq_dev(x + (i * ch + c) * size, size, mu);
-        mean[c] = mu;
-        var[c] = (float)(ss / m);
-      }
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t c = b; c < e; c++) sums[c] += sum_plane(x + (i * ch + c) * size, size);
+      for (int64_t c = b; c < e; c++) mean[c] = (float)(sums[c] / m);
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t c = b; c < e; c++) sums[ch + c] += sum_sq_dev(x + (i * ch + c) * size, size, mean[c]);
+      for (int64_t c = b; c < e; c++) var[c] = (float)(sums[ch + c] / m);
     });
   }
   return undefined_value(env);
@@ -256,20 +257,21 @@ napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
     const double m = (double)(n * size);
     // Per channel: the sums over the batch, then the input gradient's coefficients.
     std::vector<float> coef(hasGx || hasGr ? 3 * ch : 0);
+    std::vector<double> sums(2 * ch, 0.0);
     parallel_units(ch, n * ch * size, [&](int64_t b, int64_t e) {
-      for (int64_t c = b; c < e; c++) {
-        const float mu = mean[c], is = invstd[c];
-        double sg = 0, sgx = 0;
-        if (hasGx || hasGw || hasGb) {
-          for (int64_t i = 0; i < n; i++) {
+      // A range of channels image by image, as channelMoments reads them.
+      if (hasGx || hasGw || hasGb)
+        for (int64_t i = 0; i < n; i++)
+          for (int64_t c = b; c < e; c++) {
             const int64_t o = (i * ch + c) * size;
             if (relu)
-              grad_sums<true>(x + o, y + o, gy + o, size, mu, &sg, &sgx);
+              grad_sums<true>(x + o, y + o, gy + o, size, mean[c], &sums[2 * c], &sums[2 * c + 1]);
             else
-              grad_sums<false>(x + o, nullptr, gy + o, size, mu, &sg, &sgx);
+              grad_sums<false>(x + o, nullptr, gy + o, size, mean[c], &sums[2 * c], &sums[2 * c + 1]);
           }
-        }
-        sgx *= is;
+      for (int64_t c = b; c < e; c++) {
+        const float is = invstd[c];
+        const double sg = sums[2 * c], sgx = sums[2 * c + 1] * is;
         if (hasGb) gb[c] += (float)sg;
         if (hasGw) gw[c] += (float)sgx;
         if (coef.empty()) continue;
