@@ -201,42 +201,49 @@ napi_value ChannelAffineAct(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
-// gradIn += k·(g - mg - (x - mu)·mgx) and gradResidual += g over one plane, g = gy masked to
-// y > 0 when kRelu; gx or gr null when not wanted.
+// gradIn (+)= k·(g - mg - (x - mu)·mgx) and gradResidual (+)= g over one plane, g = gy masked
+// to y > 0 when kRelu; gx or gr null when not wanted; each added to or overwritten (accX, accR).
 template <bool kRelu>
 inline void grad_in_plane(const float* __restrict x, const float* __restrict y, const float* __restrict gy, float* __restrict gx,
-                          float* __restrict gr, int64_t size, float mu, float k, float mg, float mgx) {
+                          float* __restrict gr, int64_t size, float mu, float k, float mg, float mgx, bool accX, bool accR) {
   int64_t j = 0;
   for (; j + 4 <= size; j += 4) {
     v4f g = load4(gy + j);
     if (kRelu) g = relu_mask(g, load4(y + j));
-    if (gx) store4(gx + j, load4(gx + j) + k * (g - mg - (load4(x + j) - mu) * mgx));
-    if (gr) store4(gr + j, load4(gr + j) + g);
+    if (gx) {
+      const v4f v = k * (g - mg - (load4(x + j) - mu) * mgx);
+      store4(gx + j, accX ? load4(gx + j) + v : v);
+    }
+    if (gr) store4(gr + j, accR ? load4(gr + j) + g : g);
   }
   for (; j < size; j++) {
     const float g = kRelu ? relu_mask(gy[j], y[j]) : gy[j];
-    if (gx) gx[j] += k * (g - mg - (x[j] - mu) * mgx);
-    if (gr) gr[j] += g;
+    if (gx) {
+      const float v = k * (g - mg - (x[j] - mu) * mgx);
+      gx[j] = accX ? gx[j] + v : v;
+    }
+    if (gr) gr[j] = accR ? gr[j] + g : g;
   }
 }
 
 // batchNormBackward(x, y, gradOut, mean, invstd, weight, gradIn, gradWeight, gradBias, gradResidual, n, channels, size,
-//                   training, relu)
+//                   training, relu, accumulateIn, accumulateResidual)
 constexpr ArgSpec kBnBackwardArgs[] = {
     arg::f32("x"),           arg::f32_or_null("y"),          arg::f32("gradOut"),  arg::f32("mean"),
     arg::f32("invstd"),      arg::f32("weight"),             arg::f32_or_null("gradIn"),
     arg::f32_or_null("gradWeight"), arg::f32_or_null("gradBias"), arg::f32_or_null("gradResidual"), arg::dim("n"),
-    arg::dim("channels"),    arg::dim("size"),               arg::flag("training"), arg::flag("relu")};
+    arg::dim("channels"),    arg::dim("size"),               arg::flag("training"), arg::flag("relu"),
+    arg::flag("accumulateIn"), arg::flag("accumulateResidual")};
 
 napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
-  Args<15> a(env, info, "batchNormBackward", kBnBackwardArgs);
+  Args<17> a(env, info, "batchNormBackward", kBnBackwardArgs);
   if (!a.ok()) return nullptr;
   const float *x = a[0].f32(), *y = a[1].f32(), *gy = a[2].f32(), *mean = a[3].f32(), *invstd = a[4].f32(),
               *w = a[5].f32();
   float *gx = a[6].f32(), *gw = a[7].f32(), *gb = a[8].f32(), *gr = a[9].f32();
   const bool hasGx = a[6].present, hasGw = a[7].present, hasGb = a[8].present, hasGr = a[9].present;
   const int64_t n = a[10].dim(), ch = a[11].dim(), size = a[12].dim();
-  const bool training = a[13].flag, relu = a[14].flag;
+  const bool training = a[13].flag, relu = a[14].flag, accX = a[15].flag, accR = a[16].flag;
   const u128 total = (u128)n * ch * size;
   a.need("x", a[0].len, total, "n*channels*size");
   if (relu && !a[1].present && a.ok()) a.fail(false, "y must be a Float32Array with relu, got null");
@@ -288,9 +295,9 @@ napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
           const float* f = &coef[3 * c];
           float *pgx = hasGx ? gx + o : nullptr, *pgr = hasGr ? gr + o : nullptr;
           if (relu)
-            grad_in_plane<true>(x + o, y + o, gy + o, pgx, pgr, size, mean[c], f[0], f[1], f[2]);
+            grad_in_plane<true>(x + o, y + o, gy + o, pgx, pgr, size, mean[c], f[0], f[1], f[2], accX, accR);
           else
-            grad_in_plane<false>(x + o, nullptr, gy + o, pgx, pgr, size, mean[c], f[0], f[1], f[2]);
+            grad_in_plane<false>(x + o, nullptr, gy + o, pgx, pgr, size, mean[c], f[0], f[1], f[2], accX, accR);
         }
       });
   }

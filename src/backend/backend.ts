@@ -196,13 +196,15 @@ export interface Backend {
    *   gradBias[c] += Σ g,   gradWeight[c] += Σ g·x̂,   gradResidual += g,
    *   gradIn += weight[c]·invstd[c]·(g - Σg/m - x̂·Σ(g·x̂)/m)  when `training` (mean and
    *   invstd are the batch's own, so they depend on x), else weight[c]·invstd[c]·g.
-   * Each of gradIn, gradWeight, gradBias, gradResidual may be null (not wanted); all
-   * accumulate. gradResidual must not share memory with gradOut or gradIn.
+   * Each of gradIn, gradWeight, gradBias, gradResidual may be null (not wanted).
+   * gradWeight and gradBias accumulate; gradIn and gradResidual accumulate when
+   * `accumulateIn` / `accumulateResidual`, else are overwritten (their old contents never
+   * read). gradResidual must not share memory with gradOut or gradIn.
    */
   batchNormBackward(
     x: Float32Array, y: Float32Array | null, gradOut: Float32Array, mean: Float32Array, invstd: Float32Array, weight: Float32Array,
     gradIn: Float32Array | null, gradWeight: Float32Array | null, gradBias: Float32Array | null, gradResidual: Float32Array | null,
-    n: number, channels: number, size: number, training: boolean, relu: boolean,
+    n: number, channels: number, size: number, training: boolean, relu: boolean, accumulateIn: boolean, accumulateResidual: boolean,
   ): void;
 
   /** out[i] = a[i] + b[i], then max(0, ·) when `relu` (NaN stays NaN). `out` may be `a` or `b`. */

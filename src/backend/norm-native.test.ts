@@ -88,7 +88,7 @@ test('channelAffineAct matches the reference (ReLU, residual, NaN kept, in place
   }
 });
 
-test('batchNormBackward matches the reference (training/evaluation, ReLU, residual, accumulation, null outputs)', { skip }, () => {
+test('batchNormBackward matches the reference (training/evaluation, ReLU, residual, accumulation or overwriting, null outputs)', { skip }, () => {
   const rnd = prng(3);
   for (const [n, c, size] of SHAPES) {
     if (n * size === 0) continue;
@@ -100,26 +100,30 @@ test('batchNormBackward matches the reference (training/evaluation, ReLU, residu
     for (const training of [true, false]) {
       for (const relu of [false, true]) {
         for (const residual of [false, true]) {
-          const start = () => ({
-            gx: randomArray(total, prng(9)), gw: randomArray(c, prng(10)), gb: randomArray(c, prng(11)),
-            gr: residual ? randomArray(total, prng(12)) : null,
-          });
-          const r = start(), m = start();
-          ref.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, r.gx, r.gw, r.gb, r.gr, n, c, size, training, relu);
-          native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, m.gx, m.gw, m.gb, m.gr, n, c, size, training, relu);
-          const what = `${n}x${c}x${size} training=${training} relu=${relu} residual=${residual}`;
-          // The input gradient in training mode subtracts two means: hold it to the gradient's scale.
-          close(m.gx, r.gx, `${what} gradIn`, 1e-5 * Math.sqrt(size));
-          close(m.gw, r.gw, `${what} gradWeight`, 1e-5 * Math.sqrt(n * size));
-          close(m.gb, r.gb, `${what} gradBias`, 1e-5 * Math.sqrt(n * size));
-          if (residual) assert.deepEqual(m.gr, r.gr, `${what} gradResidual`);
-          const only = randomArray(c, prng(10));
-          native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, null, only, null, null, n, c, size, training, relu);
-          assert.deepEqual(only, m.gw, `${what}: gradWeight alone`);
-          if (!residual) continue;
-          const grOnly = randomArray(total, prng(12));
-          native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, null, null, null, grOnly, n, c, size, training, relu);
-          assert.deepEqual(grOnly, m.gr, `${what}: gradResidual alone`);
+          for (const acc of [true, false]) {
+            // Overwritten outputs start as NaN in the native run: their old contents must never be read.
+            const start = (garbage: boolean) => ({
+              gx: garbage ? new Float32Array(total).fill(NaN) : randomArray(total, prng(9)), gw: randomArray(c, prng(10)),
+              gb: randomArray(c, prng(11)), gr: residual ? (garbage ? new Float32Array(total).fill(NaN) : randomArray(total, prng(12))) : null,
+            });
+            const r = start(false), m = start(!acc);
+            const args = [n, c, size, training, relu, acc, acc] as const;
+            ref.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, r.gx, r.gw, r.gb, r.gr, ...args);
+            native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, m.gx, m.gw, m.gb, m.gr, ...args);
+            const what = `${n}x${c}x${size} training=${training} relu=${relu} residual=${residual} accumulate=${acc}`;
+            // The input gradient in training mode subtracts two means: hold it to the gradient's scale.
+            close(m.gx, r.gx, `${what} gradIn`, 1e-5 * Math.sqrt(size));
+            close(m.gw, r.gw, `${what} gradWeight`, 1e-5 * Math.sqrt(n * size));
+            close(m.gb, r.gb, `${what} gradBias`, 1e-5 * Math.sqrt(n * size));
+            if (residual) assert.deepEqual(m.gr, r.gr, `${what} gradResidual`);
+            const only = randomArray(c, prng(10));
+            native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, null, only, null, null, ...args);
+            assert.deepEqual(only, m.gw, `${what}: gradWeight alone`);
+            if (!residual) continue;
+            const grOnly = acc ? randomArray(total, prng(12)) : new Float32Array(total).fill(NaN);
+            native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, null, null, null, grOnly, ...args);
+            assert.deepEqual(grOnly, m.gr, `${what}: gradResidual alone`);
+          }
         }
       }
     }
@@ -176,17 +180,17 @@ test('the norm kernels validate their arguments with clear errors', { skip }, ()
   assert.throws(() => N.channelAffineAct(f(12), f(2), f(3), null, f(12), 2, 3, 2, false), err(RangeError, /^channelAffineAct: scale has 2 elements, needs channels = 3$/));
   assert.throws(() => N.channelAffineAct(f(12), f(3), f(3), f(10), f(12), 2, 3, 2, false),
     err(RangeError, /^channelAffineAct: residual has 10 elements, needs n\*channels\*size = 12$/));
-  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(12), null, null, null, 2, 3, 2, true, true),
+  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(12), null, null, null, 2, 3, 2, true, true, true, true),
     err(TypeError, /^batchNormBackward: y must be a Float32Array with relu, got null$/));
-  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(11), null, null, null, 2, 3, 2, true, false),
+  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(11), null, null, null, 2, 3, 2, true, false, true, true),
     err(RangeError, /^batchNormBackward: gradIn has 11 elements, needs n\*channels\*size = 12$/));
-  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(12), null, null, f(11), 2, 3, 2, true, false),
+  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(12), null, null, f(11), 2, 3, 2, true, false, true, true),
     err(RangeError, /^batchNormBackward: gradResidual has 11 elements, needs n\*channels\*size = 12$/));
   const shared = f(24);
-  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), shared.subarray(0, 12), null, null, shared.subarray(6, 18), 2, 3, 2, true, false),
+  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), shared.subarray(0, 12), null, null, shared.subarray(6, 18), 2, 3, 2, true, false, true, true),
     err(RangeError, /^batchNormBackward: gradResidual must not share memory with gradOut or gradIn$/));
   const gy = f(12);
-  assert.throws(() => N.batchNormBackward(f(12), null, gy, f(3), f(3), f(3), null, null, null, gy, 2, 3, 2, true, false),
+  assert.throws(() => N.batchNormBackward(f(12), null, gy, f(3), f(3), f(3), null, null, null, gy, 2, 3, 2, true, false, true, true),
     err(RangeError, /^batchNormBackward: gradResidual must not share memory with gradOut or gradIn$/));
   assert.throws(() => N.addAct(f(4), f(3), f(4), 4, false), err(RangeError, /^addAct: b has 3 elements, needs n = 4$/));
   assert.throws(() => N.addActBackward(f(4), null, f(4), f(4), 4, true), err(TypeError, /^addActBackward: y must be a Float32Array with relu, got null$/));
@@ -212,13 +216,13 @@ test('the norm kernels give bitwise identical results for 1, 2 and 3 threads', {
       ['channelAffineAct with a residual', () => { const o = new Float32Array(total); N().channelAffineAct(x, w, mean, y, o, n, c, size, true); return o; }],
       ['batchNormBackward', () => {
         const o = new Float32Array(total + 2 * c);
-        N().batchNormBackward(x, y, gy, mean, invstd, w, o.subarray(0, total), o.subarray(total, total + c), o.subarray(total + c), null, n, c, size, true, true);
+        N().batchNormBackward(x, y, gy, mean, invstd, w, o.subarray(0, total), o.subarray(total, total + c), o.subarray(total + c), null, n, c, size, true, true, true, true);
         return o;
       }],
       ['batchNormBackward with a residual', () => {
         const o = new Float32Array(2 * total + 2 * c);
         N().batchNormBackward(x, y, gy, mean, invstd, w, o.subarray(0, total), o.subarray(total, total + c), o.subarray(total + c, total + 2 * c),
-          o.subarray(total + 2 * c), n, c, size, true, true);
+          o.subarray(total + 2 * c), n, c, size, true, true, false, false);
         return o;
       }],
       ['addAct', () => { const o = new Float32Array(total); N().addAct(x, y, o, total, true); return o; }],

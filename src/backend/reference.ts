@@ -304,11 +304,13 @@ export const referenceBackend: Backend = {
     }
   },
 
-  batchNormBackward(x, y, gradOut, mean, invstd, weight, gradIn, gradWeight, gradBias, gradResidual, n, channels, size, training, relu) {
+  batchNormBackward(x, y, gradOut, mean, invstd, weight, gradIn, gradWeight, gradBias, gradResidual, n, channels, size, training, relu,
+    accumulateIn, accumulateResidual) {
     if (relu && !y) throw new TypeError('batchNormBackward: y is required with relu');
     const m = n * size;
     const g = (j: number) => (relu && !(y![j] > 0) ? 0 : gradOut[j]);
-    if (gradResidual) for (let j = 0; j < n * channels * size; j++) gradResidual[j] += g(j);
+    if (gradResidual) for (let j = 0; j < n * channels * size; j++) gradResidual[j] = accumulateResidual ? gradResidual[j] + g(j) : g(j);
+    if (gradIn && !accumulateIn) gradIn.fill(0, 0, n * channels * size);
     for (let c = 0; c < channels; c++) {
       const mu = mean[c], is = invstd[c];
       let sg = 0, sgx = 0;

@@ -85,10 +85,13 @@ export function batchNorm2d(
   be.channelAffineAct(x.data, scale, shift, residual ? residual.data : null, y.data, n, c, size, relu);
   const training = opts.training;
   return record(y, residual ? [x, weight, bias, residual] : [x, weight, bias], () => {
+    // Gradients that nothing has reached yet are overwritten rather than zeroed and added to.
+    const gx = x.requiresGrad ? x.gradSink() : null;
+    const gr = residual?.requiresGrad && residual !== x ? residual.gradSink() : null;
     be.batchNormBackward(
       x.data, relu ? y.data : null, y.grad!, mean, invstd, weight.data,
-      x.requiresGrad ? x.ensureGrad() : null, weight.requiresGrad ? weight.ensureGrad() : null, bias.requiresGrad ? bias.ensureGrad() : null,
-      residual?.requiresGrad && residual !== x ? residual.ensureGrad() : null, n, c, size, training, relu,
+      gx?.grad ?? null, weight.requiresGrad ? weight.ensureGrad() : null, bias.requiresGrad ? bias.ensureGrad() : null,
+      gr?.grad ?? null, n, c, size, training, relu, !gx?.overwrite, !gr?.overwrite,
     );
     // The kernel's two gradient outputs must not alias: a residual that is x itself gets its share apart.
     if (residual === x && x.requiresGrad) be.addActBackward(y.grad!, relu ? y.data : null, x.ensureGrad(), null, y.size, relu);
