@@ -6,15 +6,19 @@
  * LTH_BACKEND says otherwise).
  *
  *   node dist/bench/conv.js [--model conv2] [--batch B] [--steps 10] [--warmup 3] [--threads N]
- *                           [--kernels] [--vs-torch] [--json]
+ *                           [--kernels] [--cpu] [--vs-torch] [--json]
  *
  * The batch is fixed random data (no CIFAR files needed); weights are the model's θ0
  * (seed 0), in training mode. Each step runs in a BufferArena as the graph program's do
  * (its tensors reuse the previous step's buffers), is timed on its own and split into
  * forward (incl. loss), backward and optimiser; the figures are medians over --steps steps
  * after --warmup untimed ones. --kernels also totals the time spent in each backend kernel
- * (wrapping them adds a little overhead). --vs-torch then runs bench/torch_conv2.py (or
- * bench/torch_cifar.py for the ResNets and VGGs; not concurrently) with the same model,
+ * (wrapping them adds a little overhead). --cpu times everything in the process's CPU time
+ * (user + system, all threads; with --kernels a few microseconds per call more) instead of
+ * wall-clock time: on a machine other jobs share, one thread's CPU time moves far less
+ * than its wall time (not with --vs-torch: PyTorch's step is wall-clock time). --vs-torch
+ * then runs bench/torch_conv2.py (or bench/torch_cifar.py for the ResNets and VGGs; not
+ * concurrently) with the same model,
  * batch and optimiser, at 1 thread and at all cores with OpenBLAS on this CPU's own
  * kernels (bench/torch.ts), and prints the ratio lth/torch of the median step times
  * against the faster.
@@ -59,6 +63,7 @@ const SCHEMA = {
   batch: { type: 'integer', help: "batch size (default: the model's, 60 or 128)" },
   threads: { type: 'integer', help: "native backend threads (default: the addon's own)" },
   kernels: { type: 'boolean', help: 'also total the time per backend kernel', default: false },
+  cpu: { type: 'boolean', help: 'time in process CPU time (user + system, all threads) instead of wall-clock time: robust to other jobs on the machine', default: false },
   vsTorch: { type: 'boolean', help: 'also time the same step in PyTorch (bench/torch_conv2.py)', default: false },
   torchSteps: { type: 'integer', help: 'timed steps for --vs-torch (default: --steps)' },
   levels: { type: 'string', help: 'IMP levels to time the masked step of, interleaved, e.g. 0,10 (Conv-2/4/6)' },
@@ -77,7 +82,14 @@ function cpuModel(): string {
   return os.cpus()[0]?.model ?? 'unknown';
 }
 
-/** Wraps every kernel of `be` to total its wall time (ms) and calls. */
+/** Milliseconds on the clock in use: wall-clock, or the process's CPU time with --cpu. */
+let now = (): number => performance.now();
+const cpuNow = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+/** Wraps every kernel of `be` to total its time (ms, on `now`) and calls. */
 function instrument(be: Backend): Map<string, { ms: number; calls: number }> {
   const totals = new Map<string, { ms: number; calls: number }>();
   const target = be as unknown as Record<string, unknown>;
@@ -86,9 +98,9 @@ function instrument(be: Backend): Map<string, { ms: number; calls: number }> {
     const entry = { ms: 0, calls: 0 };
     totals.set(name, entry);
     target[name] = (...args: unknown[]) => {
-      const t0 = performance.now();
+      const t0 = now();
       const r = (fn as (...a: unknown[]) => unknown).apply(be, args);
-      entry.ms += performance.now() - t0;
+      entry.ms += now() - t0;
       entry.calls++;
       return r;
     };
@@ -101,6 +113,10 @@ function main(): void {
   if (common.help) {
     process.stdout.write(`${helpText(USAGE, SCHEMA)}\n`);
     return;
+  }
+  if (values.cpu === true) {
+    if (values.vsTorch === true) throw new LthError("--cpu cannot go with --vs-torch: PyTorch's step is timed on the wall clock");
+    now = cpuNow;
   }
   if (values.levels !== undefined) {
     levelsBench(values, common.json);
@@ -134,14 +150,14 @@ function main(): void {
 
   const phases = { forward: [] as number[], backward: [] as number[], optimizer: [] as number[], step: [] as number[] };
   const step = (record: boolean) => arena.run(() => {
-    const t0 = performance.now();
+    const t0 = now();
     const loss = softmaxCrossEntropy(model.forward(x), labels);
     if (!Number.isFinite(loss.data[0])) throw new LthError(`bench: loss is ${loss.data[0]}`);
-    const t1 = performance.now();
+    const t1 = now();
     loss.backward();
-    const t2 = performance.now();
+    const t2 = now();
     optimizer.step();
-    const t3 = performance.now();
+    const t3 = now();
     if (record) {
       phases.forward.push(t1 - t0);
       phases.backward.push(t2 - t1);
@@ -169,6 +185,7 @@ function main(): void {
     cores: os.cpus().length,
     node: process.version,
     loadavg1m: Number(os.loadavg()[0].toFixed(2)),
+    clock: values.cpu === true ? 'cpu' : 'wall',
     stepsTimed: steps,
     stepSeconds,
     stepRunSeconds: phases.step.map((ms) => ms / 1000),
@@ -212,7 +229,7 @@ function main(): void {
   }
   const ms = (s: number) => `${(s * 1000).toFixed(1)} ms`;
   const lines = [
-    `lth ${modelName} training step: batch ${batch} of 3x32x32, ${settings.name === 'sgd' ? `SGD (momentum ${settings.momentum}, weight decay ${settings.weightDecay})` : 'Adam'}; median of ${steps} steps`,
+    `lth ${modelName} training step: batch ${batch} of 3x32x32, ${settings.name === 'sgd' ? `SGD (momentum ${settings.momentum}, weight decay ${settings.weightDecay})` : 'Adam'}; median of ${steps} steps${values.cpu === true ? ' (CPU time)' : ''}`,
     `backend ${be.name}${simd ? ` (${simd})` : ''}, ${threads} thread(s); ${cpuModel()}, ${os.cpus().length} cores; node ${process.version}`,
     '',
     `  step       ${ms(stepSeconds)}`,
@@ -304,21 +321,21 @@ function levelsBench(values: Record<string, unknown>, json: boolean): void {
   }
   for (let s = 0; s < steps; s++) {
     for (const r of runs) {
-      const t0 = performance.now();
+      const t0 = now();
       stepOf(r.program, warmup + s);
-      r.times.push(performance.now() - t0);
+      r.times.push(now() - t0);
     }
     if (fc) {
-      const t0 = performance.now();
+      const t0 = now();
       fc.step();
-      fc.times.push(performance.now() - t0);
+      fc.times.push(now() - t0);
     }
     progress(`  round ${s + 1}/${steps}: ${runs.map((r) => `level ${r.level} ${r.times[s].toFixed(1)} ms`).join(', ')}`);
   }
   const base = median(runs[0].times);
   const out = {
     model: modelName, backend: context.backend.name, threads: context.settings.threads, sparse, batch, cpu: cpuModel(), cores: os.cpus().length,
-    loadavg1m: Number(os.loadavg()[0].toFixed(2)), stepsTimed: steps,
+    loadavg1m: Number(os.loadavg()[0].toFixed(2)), clock: values.cpu === true ? 'cpu' : 'wall', stepsTimed: steps,
     levels: runs.map((r) => ({
       level: r.level, stepSeconds: median(r.times) / 1000, ratio: median(r.times) / base, stepRunSeconds: r.times.map((ms) => ms / 1000),
       densities: r.densities, sparseWeights: r.sparse,

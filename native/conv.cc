@@ -58,6 +58,35 @@ inline void valid_cols(const Geom& g, int64_t j, int64_t* lo, int64_t* hi) {
   *hi = u;
 }
 
+// dst[ox] = s[2·ox] for ox in [lo, hi), where s[k] may be read for k < len (the rest of the
+// input row): the stride-2 columns of im2col. Four outputs from two loads and a shuffle.
+inline void copy_stride2(const float* s, float* dst, int64_t lo, int64_t hi, int64_t len) {
+  int64_t ox = lo;
+#ifdef __SSE2__
+  for (; ox + 4 <= hi && 2 * ox + 8 <= len; ox += 4) {
+    const __m128 a = _mm_loadu_ps(s + 2 * ox), b = _mm_loadu_ps(s + 2 * ox + 4);
+    _mm_storeu_ps(dst + ox, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+  }
+#endif
+  for (; ox < hi; ox++) dst[ox] = s[2 * ox];
+}
+
+// d[2·ox] += src[ox] for ox in [lo, hi), where d[k] may be touched for k < len: the
+// stride-2 columns of col2im. The odd entries in between get -0.0 added, which leaves
+// every value (signed zeros and NaN included) as it is.
+inline void add_stride2(const float* src, float* d, int64_t lo, int64_t hi, int64_t len) {
+  int64_t ox = lo;
+#ifdef __SSE2__
+  const __m128 nz = _mm_set1_ps(-0.0f);
+  for (; ox + 4 <= hi && 2 * ox + 8 <= len; ox += 4) {
+    const __m128 v = _mm_loadu_ps(src + ox);
+    _mm_storeu_ps(d + 2 * ox, _mm_add_ps(_mm_loadu_ps(d + 2 * ox), _mm_unpacklo_ps(v, nz)));
+    _mm_storeu_ps(d + 2 * ox + 4, _mm_add_ps(_mm_loadu_ps(d + 2 * ox + 4), _mm_unpackhi_ps(v, nz)));
+  }
+#endif
+  for (; ox < hi; ox++) d[2 * ox] += src[ox];
+}
+
 // Rows [r0, r1) of col (row r = (ch*kh + i)*kw + j).
 void im2col_rows(const float* __restrict x, float* __restrict col, const Geom& g, int64_t r0, int64_t r1) {
   const int64_t khw = g.kh * g.kw;
@@ -78,6 +107,8 @@ void im2col_rows(const float* __restrict x, float* __restrict col, const Geom& g
       if (g.sw == 1) {
         const float* s = src + off;
         for (int64_t ox = lo; ox < hi; ox++) dst[ox] = s[ox];
+      } else if (g.sw == 2) {
+        copy_stride2(src + off, dst, lo, hi, g.w - off);
       } else {
         for (int64_t ox = lo; ox < hi; ox++) dst[ox] = src[ox * g.sw + off];
       }
@@ -104,6 +135,8 @@ void col2im_channels(const float* __restrict col, float* __restrict x, const Geo
           float* __restrict dst = plane + y * g.w + off;
           if (g.sw == 1) {
             for (int64_t ox = lo; ox < hi; ox++) dst[ox] += src[ox];
+          } else if (g.sw == 2) {
+            add_stride2(src, dst, lo, hi, g.w - off);
           } else {
             for (int64_t ox = lo; ox < hi; ox++) dst[ox * g.sw] += src[ox];
           }

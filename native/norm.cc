@@ -13,6 +13,8 @@
 #include <node_api.h>
 
 #include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "bindings.h"
 #include "ftz.h"
@@ -56,48 +58,56 @@ inline double sum_sq_dev(const float* __restrict x, int64_t len, float mu) {
   return s;
 }
 
-// The gradient reaching the affine map: gy, or 0 where the ReLU output is not positive. gy is
-// loaded whatever the mask, so that the selection vectorises (a conditional load does not).
-inline float masked(const float* gy, const float* y, int64_t k, bool relu) {
-  const float g = gy[k];
-  return relu && !(y[k] > 0) ? 0.0f : g;
+// Four float lanes as one value (GCC vector extension: one SSE register on the baseline
+// ISA), so that the loops below vectorise as written; loads and stores are unaligned. The
+// sums keep eight lanes as two of them.
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+inline v4f load4(const float* p) {
+  v4f v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
 }
 
-// Σ g and Σ g·(x - mu) over g[0..len), into *s and *t.
-inline void plain_sums(const float* __restrict x, const float* __restrict g, int64_t len, float mu, double* s, double* t) {
-  float a[kLanes] = {}, b[kLanes] = {};
-  int64_t k = 0;
-  for (; k + kLanes <= len; k += kLanes)
-    for (int l = 0; l < kLanes; l++) {
-      a[l] += g[k + l];
-      b[l] += g[k + l] * (x[k + l] - mu);
-    }
-  for (; k < len; k++) {
-    *s += g[k];
-    *t += (double)g[k] * ((double)x[k] - mu);
-  }
-  for (int l = 0; l < kLanes; l++) {
-    *s += a[l];
-    *t += b[l];
-  }
+inline void store4(float* p, v4f v) { std::memcpy(p, &v, sizeof v); }
+
+inline double lane_sum(v4f a, v4f b) {
+  double s = 0;
+  for (int l = 0; l < 4; l++) s += a[l];
+  for (int l = 0; l < 4; l++) s += b[l];
+  return s;
 }
 
-// Σ g and Σ g·(x - mu) over one plane (g masked by the ReLU when relu). With the ReLU the
-// masked gradient goes through a small buffer first: the selection and the sums each
-// vectorise as separate loops, not as one.
+// The gradient reaching the affine map: g, or 0 where the ReLU output y is not positive (or NaN).
+inline v4f relu_mask(v4f g, v4f y) { return (v4f)((v4i)g & (v4i)(y > 0)); }
+inline float relu_mask(float g, float y) { return y > 0 ? g : 0.0f; }
+
+// Σ g and Σ g·(x - mu) over one plane, g = gy masked to y > 0 when kRelu, added to *sg and *sgx.
+template <bool kRelu>
 inline void grad_sums(const float* __restrict x, const float* __restrict y, const float* __restrict gy, int64_t len, float mu,
-                      bool relu, double* sg, double* sgx) {
-  if (!relu) {
-    plain_sums(x, gy, len, mu, sg, sgx);
-    return;
+                      double* sg, double* sgx) {
+  v4f a0 = {}, a1 = {}, b0 = {}, b1 = {};
+  int64_t k = 0;
+  for (; k + kLanes <= len; k += kLanes) {
+    v4f g0 = load4(gy + k), g1 = load4(gy + k + 4);
+    if (kRelu) {
+      g0 = relu_mask(g0, load4(y + k));
+      g1 = relu_mask(g1, load4(y + k + 4));
+    }
+    a0 += g0;
+    a1 += g1;
+    b0 += g0 * (load4(x + k) - mu);
+    b1 += g1 * (load4(x + k + 4) - mu);
   }
-  constexpr int64_t kChunkLen = 256;
-  float buf[kChunkLen];
-  for (int64_t k0 = 0; k0 < len; k0 += kChunkLen) {
-    const int64_t m = len - k0 < kChunkLen ? len - k0 : kChunkLen;
-    for (int64_t j = 0; j < m; j++) buf[j] = masked(gy + k0, y + k0, j, true);
-    plain_sums(x + k0, buf, m, mu, sg, sgx);
+  double s = lane_sum(a0, a1), t = lane_sum(b0, b1);
+  for (; k < len; k++) {
+    const float g = kRelu ? relu_mask(gy[k], y[k]) : gy[k];
+    s += g;
+    t += (double)g * ((double)x[k] - mu);
   }
+  *sg += s;
+  *sgx += t;
 }
 
 using lth::ArgSpec;
@@ -124,74 +134,116 @@ napi_value ChannelMoments(napi_env env, napi_callback_info info) {
   if (ch) {
     FtzScope ftz;
     const double m = (double)(n * size);
+    // Each part takes a range of channels and reads them image by image (the range's planes
+    // are contiguous in an image): long runs for the prefetcher, rather than one plane per
+    // image for each channel. A channel's sums still run over the images in order.
+    std::vector<double> sums(2 * ch, 0.0);
     parallel_units(ch, n * ch * size, [&](int64_t b, int64_t e) {
-      for (int64_t c = b; c < e; c++) {
-        double s = 0;
-        for (int64_t i = 0; i < n; i++) s += sum_plane(x + (i * ch + c) * size, size);
-        const float mu = (float)(s / m);
-        double ss = 0;
-        for (int64_t i = 0; i < n; i++) ss += sum_sq_dev(x + (i * ch + c) * size, size, mu);
-        mean[c] = mu;
-        var[c] = (float)(ss / m);
-      }
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t c = b; c < e; c++) sums[c] += sum_plane(x + (i * ch + c) * size, size);
+      for (int64_t c = b; c < e; c++) mean[c] = (float)(sums[c] / m);
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t c = b; c < e; c++) sums[ch + c] += sum_sq_dev(x + (i * ch + c) * size, size, mean[c]);
+      for (int64_t c = b; c < e; c++) var[c] = (float)(sums[ch + c] / m);
     });
   }
   return undefined_value(env);
 }
 
-// channelAffineAct(x, scale, shift, out, n, channels, size, relu)
-constexpr ArgSpec kAffineArgs[] = {arg::f32("x"), arg::f32("scale"),    arg::f32("shift"), arg::f32("out"),
-                                   arg::dim("n"), arg::dim("channels"), arg::dim("size"),  arg::flag("relu")};
+// channelAffineAct(x, scale, shift, residual, out, n, channels, size, relu)
+constexpr ArgSpec kAffineArgs[] = {arg::f32("x"),   arg::f32("scale"), arg::f32("shift"),    arg::f32_or_null("residual"),
+                                   arg::f32("out"), arg::dim("n"),     arg::dim("channels"), arg::dim("size"),
+                                   arg::flag("relu")};
+
+// out = act(x·sc + sh (+ r)) over one plane; the sum is rounded as two float additions,
+// in that order, as an affine pass followed by an addition would round it.
+inline void affine_plane(const float* x, const float* r, float* out, int64_t size, float sc, float sh, bool relu) {
+  if (r) {
+    if (relu) {
+      for (int64_t k = 0; k < size; k++) {
+        const float v = (x[k] * sc + sh) + r[k];
+        out[k] = v < 0 ? 0.0f : v;  // NaN stays NaN
+      }
+    } else {
+      for (int64_t k = 0; k < size; k++) out[k] = (x[k] * sc + sh) + r[k];
+    }
+  } else if (relu) {
+    for (int64_t k = 0; k < size; k++) {
+      const float v = x[k] * sc + sh;
+      out[k] = v < 0 ? 0.0f : v;
+    }
+  } else {
+    for (int64_t k = 0; k < size; k++) out[k] = x[k] * sc + sh;
+  }
+}
 
 napi_value ChannelAffineAct(napi_env env, napi_callback_info info) {
-  Args<8> a(env, info, "channelAffineAct", kAffineArgs);
+  Args<9> a(env, info, "channelAffineAct", kAffineArgs);
   if (!a.ok()) return nullptr;
-  const float *x = a[0].f32(), *scale = a[1].f32(), *shift = a[2].f32();
-  float* out = a[3].f32();
-  const int64_t n = a[4].dim(), ch = a[5].dim(), size = a[6].dim();
-  const bool relu = a[7].flag;
-  a.need("x", a[0].len, (u128)n * ch * size, "n*channels*size");
+  const float *x = a[0].f32(), *scale = a[1].f32(), *shift = a[2].f32(), *res = a[3].f32();
+  float* out = a[4].f32();
+  const int64_t n = a[5].dim(), ch = a[6].dim(), size = a[7].dim();
+  const bool relu = a[8].flag;
+  const u128 total = (u128)n * ch * size;
+  a.need("x", a[0].len, total, "n*channels*size");
   a.need("scale", a[1].len, (u128)ch, "channels");
   a.need("shift", a[2].len, (u128)ch, "channels");
-  a.need("out", a[3].len, (u128)n * ch * size, "n*channels*size");
+  if (a[3].present) a.need("residual", a[3].len, total, "n*channels*size");
+  a.need("out", a[4].len, total, "n*channels*size");
   if (!a.ok()) return nullptr;
   if (n && ch && size) {
     FtzScope ftz;
-    parallel_units(n * ch, n * ch * size, [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; p++) {
-        const float sc = scale[p % ch], sh = shift[p % ch];
-        const float* xi = x + p * size;
-        float* oi = out + p * size;
-        if (relu) {
-          for (int64_t k = 0; k < size; k++) {
-            const float v = xi[k] * sc + sh;
-            oi[k] = v < 0 ? 0.0f : v;  // NaN stays NaN
-          }
-        } else {
-          for (int64_t k = 0; k < size; k++) oi[k] = xi[k] * sc + sh;
-        }
-      }
+    parallel_units(n * ch, (res ? 2 : 1) * n * ch * size, [&](int64_t b, int64_t e) {
+      for (int64_t p = b; p < e; p++)
+        affine_plane(x + p * size, res ? res + p * size : nullptr, out + p * size, size, scale[p % ch], shift[p % ch], relu);
     });
   }
   return undefined_value(env);
 }
 
-// batchNormBackward(x, y, gradOut, mean, invstd, weight, gradIn, gradWeight, gradBias, n, channels, size, training, relu)
+// gradIn (+)= k·(g - mg - (x - mu)·mgx) and gradResidual (+)= g over one plane, g = gy masked
+// to y > 0 when kRelu; gx or gr null when not wanted; each added to or overwritten (accX, accR).
+template <bool kRelu>
+inline void grad_in_plane(const float* __restrict x, const float* __restrict y, const float* __restrict gy, float* __restrict gx,
+                          float* __restrict gr, int64_t size, float mu, float k, float mg, float mgx, bool accX, bool accR) {
+  int64_t j = 0;
+  for (; j + 4 <= size; j += 4) {
+    v4f g = load4(gy + j);
+    if (kRelu) g = relu_mask(g, load4(y + j));
+    if (gx) {
+      const v4f v = k * (g - mg - (load4(x + j) - mu) * mgx);
+      store4(gx + j, accX ? load4(gx + j) + v : v);
+    }
+    if (gr) store4(gr + j, accR ? load4(gr + j) + g : g);
+  }
+  for (; j < size; j++) {
+    const float g = kRelu ? relu_mask(gy[j], y[j]) : gy[j];
+    if (gx) {
+      const float v = k * (g - mg - (x[j] - mu) * mgx);
+      gx[j] = accX ? gx[j] + v : v;
+    }
+    if (gr) gr[j] = accR ? gr[j] + g : g;
+  }
+}
+
+// batchNormBackward(x, y, gradOut, mean, invstd, weight, gradIn, gradWeight, gradBias, gradResidual, n, channels, size,
+//                   training, relu, accumulateIn, accumulateResidual)
 constexpr ArgSpec kBnBackwardArgs[] = {
     arg::f32("x"),           arg::f32_or_null("y"),          arg::f32("gradOut"),  arg::f32("mean"),
     arg::f32("invstd"),      arg::f32("weight"),             arg::f32_or_null("gradIn"),
-    arg::f32_or_null("gradWeight"), arg::f32_or_null("gradBias"), arg::dim("n"), arg::dim("channels"),
-    arg::dim("size"),        arg::flag("training"),          arg::flag("relu")};
+    arg::f32_or_null("gradWeight"), arg::f32_or_null("gradBias"), arg::f32_or_null("gradResidual"), arg::dim("n"),
+    arg::dim("channels"),    arg::dim("size"),               arg::flag("training"), arg::flag("relu"),
+    arg::flag("accumulateIn"), arg::flag("accumulateResidual")};
 
 napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
-  Args<14> a(env, info, "batchNormBackward", kBnBackwardArgs);
+  Args<17> a(env, info, "batchNormBackward", kBnBackwardArgs);
   if (!a.ok()) return nullptr;
   const float *x = a[0].f32(), *y = a[1].f32(), *gy = a[2].f32(), *mean = a[3].f32(), *invstd = a[4].f32(),
               *w = a[5].f32();
-  float *gx = a[6].f32(), *gw = a[7].f32(), *gb = a[8].f32();
-  const bool hasGx = a[6].present, hasGw = a[7].present, hasGb = a[8].present;
-  const int64_t n = a[9].dim(), ch = a[10].dim(), size = a[11].dim();
-  const bool training = a[12].flag, relu = a[13].flag;
+  float *gx = a[6].f32(), *gw = a[7].f32(), *gb = a[8].f32(), *gr = a[9].f32();
+  const bool hasGx = a[6].present, hasGw = a[7].present, hasGb = a[8].present, hasGr = a[9].present;
+  const int64_t n = a[10].dim(), ch = a[11].dim(), size = a[12].dim();
+  const bool training = a[13].flag, relu = a[14].flag, accX = a[15].flag, accR = a[16].flag;
   const u128 total = (u128)n * ch * size;
   a.need("x", a[0].len, total, "n*channels*size");
   if (relu && !a[1].present && a.ok()) a.fail(false, "y must be a Float32Array with relu, got null");
@@ -203,41 +255,51 @@ napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
   if (hasGx) a.need("gradIn", a[6].len, total, "n*channels*size");
   if (hasGw) a.need("gradWeight", a[7].len, (u128)ch, "channels");
   if (hasGb) a.need("gradBias", a[8].len, (u128)ch, "channels");
+  if (hasGr) a.need("gradResidual", a[9].len, total, "n*channels*size");
+  if (a.ok() && hasGr && (lth::overlaps(gr, a[9].len * 4, gy, a[2].len * 4) || lth::overlaps(gr, a[9].len * 4, gx, hasGx ? a[6].len * 4 : 0)))
+    a.fail(true, "gradResidual must not share memory with gradOut or gradIn");
   if (!a.ok()) return nullptr;
   if (ch > 0 && n * size > 0) {
     FtzScope ftz;
     const double m = (double)(n * size);
-    parallel_units(ch, 2 * n * ch * size, [&](int64_t b, int64_t e) {
+    // Per channel: the sums over the batch, then the input gradient's coefficients.
+    std::vector<float> coef(hasGx || hasGr ? 3 * ch : 0);
+    std::vector<double> sums(2 * ch, 0.0);
+    parallel_units(ch, n * ch * size, [&](int64_t b, int64_t e) {
+      // A range of channels image by image, as channelMoments reads them.
+      if (hasGx || hasGw || hasGb)
+        for (int64_t i = 0; i < n; i++)
+          for (int64_t c = b; c < e; c++) {
+            const int64_t o = (i * ch + c) * size;
+            if (relu)
+              grad_sums<true>(x + o, y + o, gy + o, size, mean[c], &sums[2 * c], &sums[2 * c + 1]);
+            else
+              grad_sums<false>(x + o, nullptr, gy + o, size, mean[c], &sums[2 * c], &sums[2 * c + 1]);
+          }
       for (int64_t c = b; c < e; c++) {
-        const float mu = mean[c], is = invstd[c];
-        double sg = 0, sgx = 0;
-        for (int64_t i = 0; i < n; i++) {
-          const int64_t o = (i * ch + c) * size;
-          grad_sums(x + o, relu ? y + o : nullptr, gy + o, size, mu, relu, &sg, &sgx);
-        }
-        sgx *= is;
+        const float is = invstd[c];
+        const double sg = sums[2 * c], sgx = sums[2 * c + 1] * is;
         if (hasGb) gb[c] += (float)sg;
         if (hasGw) gw[c] += (float)sgx;
-        if (!hasGx) continue;
-        const float k = w[c] * is;
-        const float mg = training ? (float)(sg / m) : 0.0f, mgx = training ? (float)(sgx / m) * is : 0.0f;
-        for (int64_t i = 0; i < n; i++) {
-          const int64_t o = (i * ch + c) * size;
-          const float *xi = x + o, *gi = gy + o;
-          float* __restrict di = gx + o;
-          if (relu) {
-            const float* yi = y + o;
-            for (int64_t j = 0; j < size; j++) {
-              const float gv = gi[j];
-              const float g = yi[j] > 0 ? gv : 0.0f;
-              di[j] += k * (g - mg - (xi[j] - mu) * mgx);
-            }
-          } else {
-            for (int64_t j = 0; j < size; j++) di[j] += k * (gi[j] - mg - (xi[j] - mu) * mgx);
-          }
-        }
+        if (coef.empty()) continue;
+        coef[3 * c] = w[c] * is;
+        coef[3 * c + 1] = training ? (float)(sg / m) : 0.0f;
+        coef[3 * c + 2] = training ? (float)(sgx / m) * is : 0.0f;
       }
     });
+    // Then the gradients, plane by plane in memory order.
+    if (!coef.empty())
+      parallel_units(n * ch, (hasGr ? 3 : 2) * n * ch * size, [&](int64_t b, int64_t e) {
+        for (int64_t p = b; p < e; p++) {
+          const int64_t c = p % ch, o = p * size;
+          const float* f = &coef[3 * c];
+          float *pgx = hasGx ? gx + o : nullptr, *pgr = hasGr ? gr + o : nullptr;
+          if (relu)
+            grad_in_plane<true>(x + o, y + o, gy + o, pgx, pgr, size, mean[c], f[0], f[1], f[2], accX, accR);
+          else
+            grad_in_plane<false>(x + o, nullptr, gy + o, pgx, pgr, size, mean[c], f[0], f[1], f[2], accX, accR);
+        }
+      });
   }
   return undefined_value(env);
 }

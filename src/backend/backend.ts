@@ -193,26 +193,32 @@ export interface Backend {
   channelMoments(x: Float32Array, mean: Float32Array, variance: Float32Array, n: number, channels: number, size: number): void;
 
   /**
-   * The affine map of batch normalisation: out[i,c,k] = x[i,c,k]·scale[c] + shift[c], then
-   * max(0, ·) when `relu` (NaN stays NaN). `out` may be `x`.
+   * The affine map of batch normalisation, with an optional residual added before the
+   * activation: out[i,c,k] = x[i,c,k]·scale[c] + shift[c] (+ residual[i,c,k], rounded as a
+   * second float addition), then max(0, ·) when `relu` (NaN stays NaN). `out` may be `x` or
+   * `residual`.
    */
   channelAffineAct(
-    x: Float32Array, scale: Float32Array, shift: Float32Array, out: Float32Array, n: number, channels: number, size: number, relu: boolean,
+    x: Float32Array, scale: Float32Array, shift: Float32Array, residual: Float32Array | null, out: Float32Array,
+    n: number, channels: number, size: number, relu: boolean,
   ): void;
 
   /**
-   * The gradient of y = act(weight[c]·x̂ + bias[c]), x̂ = (x - mean[c])·invstd[c], over NCHW
-   * data [n, channels, size], m = n·size: with g = gradOut, masked to the entries where
-   * y > 0 when `relu` (y is then required),
-   *   gradBias[c] += Σ g,   gradWeight[c] += Σ g·x̂,
+   * The gradient of y = act(weight[c]·x̂ + bias[c] (+ residual)), x̂ = (x - mean[c])·invstd[c],
+   * over NCHW data [n, channels, size], m = n·size: with g = gradOut, masked to the entries
+   * where y > 0 when `relu` (y is then required),
+   *   gradBias[c] += Σ g,   gradWeight[c] += Σ g·x̂,   gradResidual += g,
    *   gradIn += weight[c]·invstd[c]·(g - Σg/m - x̂·Σ(g·x̂)/m)  when `training` (mean and
    *   invstd are the batch's own, so they depend on x), else weight[c]·invstd[c]·g.
-   * Each of gradIn, gradWeight, gradBias may be null (not wanted); all accumulate.
+   * Each of gradIn, gradWeight, gradBias, gradResidual may be null (not wanted).
+   * gradWeight and gradBias accumulate; gradIn and gradResidual accumulate when
+   * `accumulateIn` / `accumulateResidual`, else are overwritten (their old contents never
+   * read). gradResidual must not share memory with gradOut or gradIn.
    */
   batchNormBackward(
     x: Float32Array, y: Float32Array | null, gradOut: Float32Array, mean: Float32Array, invstd: Float32Array, weight: Float32Array,
-    gradIn: Float32Array | null, gradWeight: Float32Array | null, gradBias: Float32Array | null,
-    n: number, channels: number, size: number, training: boolean, relu: boolean,
+    gradIn: Float32Array | null, gradWeight: Float32Array | null, gradBias: Float32Array | null, gradResidual: Float32Array | null,
+    n: number, channels: number, size: number, training: boolean, relu: boolean, accumulateIn: boolean, accumulateResidual: boolean,
   ): void;
 
   /** out[i] = a[i] + b[i], then max(0, ·) when `relu` (NaN stays NaN). `out` may be `a` or `b`. */

@@ -32,6 +32,10 @@ const GEOMETRIES: Geometry[] = [
   [5, 13, 1, 3, 1, 1, 1, 1, 0],
   [4, 17, 33, 1, 1, 2, 3, 0, 0],
   [3, 33, 17, 7, 5, 3, 2, 3, 2],
+  [16, 32, 32, 3, 3, 2, 2, 1, 1],      // ResNet-20's stride-2 3×3 (vectorised stride-2 rows)
+  [2, 9, 21, 3, 3, 2, 2, 1, 1],        // odd width: rows end in the scalar tail
+  [2, 8, 19, 3, 3, 2, 2, 0, 0],
+  [32, 16, 16, 1, 1, 2, 2, 0, 0],      // ResNet-20's stride-2 1×1 shortcut
 ];
 
 test('the addon implements every Backend kernel (getBackend() hands its functions out directly)', { skip }, () => {
@@ -377,6 +381,15 @@ test('conv kernels validate their arguments with clear errors', { skip }, () => 
     err(TypeError, /^maxPool2d: expected 7 arguments, got 5$/));
 });
 
+test('col2im leaves signed zeros as they are (stride-2 rows add -0 to the entries between)', { skip }, () => {
+  for (const [c, h, w, kh, kw, sh, sw, ph, pw] of [[3, 16, 16, 3, 3, 2, 2, 1, 1], [2, 9, 21, 1, 1, 2, 2, 0, 0]]) {
+    const col = new Float32Array(c * kh * kw * outSize(h, kh, sh, ph) * outSize(w, kw, sw, pw)).fill(-0);
+    const x = new Float32Array(c * h * w).fill(-0);
+    native!.col2im(col, x, c, h, w, kh, kw, sh, sw, ph, pw);
+    assert.ok(x.every((v) => Object.is(v, -0)), `col2im ${[c, h, w, kh, kw, sh, sw, ph, pw]}: -0 + -0 stays -0`);
+  }
+});
+
 test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { skip }, () => {
   const rnd = prng(5);
   const before = native!.getThreads();
@@ -391,6 +404,8 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
     const kernels: Array<[string, () => Float32Array]> = [
       ['im2col', () => { const o = new Float32Array(col.length); native!.im2col(x, o, c, h, w, 3, 3, 1, 1, 1, 1); return o; }],
       ['col2im', () => { const o = x.slice(); native!.col2im(col, o, c, h, w, 3, 3, 1, 1, 1, 1); return o; }],
+      ['im2col stride 2', () => { const o = new Float32Array(c * 9 * 16 * 16); native!.im2col(x, o, c, h, w, 3, 3, 2, 2, 1, 1); return o; }],
+      ['col2im stride 2', () => { const o = x.slice(); native!.col2im(col.subarray(0, c * 9 * 16 * 16), o, c, h, w, 3, 3, 2, 2, 1, 1); return o; }],
       ['channelBiasAct', () => { const o = new Float32Array(big.length); native!.channelBiasAct(big, bias, o, 8, c, h * w, true); return o; }],
       ['sumChannels', () => { const o = new Float32Array(c); native!.sumChannels(big, o, 8, c, h * w, false); return o; }],
       ['channelBiasActBackward', () => {

@@ -1,7 +1,7 @@
 /**
  * The native batch-norm, residual-addition and average-pooling kernels against the
  * reference backend: edge sizes (one value per channel, one-pixel planes, no channels),
- * NaN propagation, in-place calls, accumulation and null outputs, training and
+ * NaN propagation, in-place calls, the fused residual, accumulation and null outputs, training and
  * evaluation gradients with and without the fused ReLU, argument validation, and bitwise
  * independence of the thread count. (These kernels have no SIMD-specific code paths.)
  */
@@ -58,25 +58,37 @@ test('channelMoments matches the reference (mean, biased variance, a constant ch
   assert.ok(Number.isNaN(mm[1]) && Number.isNaN(vv[1]) && !Number.isNaN(mm[0]) && !Number.isNaN(vv[2]));
 });
 
-test('channelAffineAct matches the reference (ReLU, NaN kept, in place)', { skip }, () => {
+test('channelAffineAct matches the reference (ReLU, residual, NaN kept, in place)', { skip }, () => {
   const rnd = prng(2);
   for (const [n, c, size] of SHAPES) {
-    const x = randomArray(n * c * size, rnd);
+    const x = randomArray(n * c * size, rnd), res = randomArray(n * c * size, rnd);
     if (x.length > 3) x[3] = NaN;
+    if (res.length > 5) res[5] = NaN;
     const scale = randomArray(c, rnd), shift = randomArray(c, rnd, -0.5, 0.5);
     for (const relu of [false, true]) {
       const o1 = new Float32Array(x.length), o2 = o1.slice();
-      ref.channelAffineAct(x, scale, shift, o1, n, c, size, relu);
-      native!.channelAffineAct(x, scale, shift, o2, n, c, size, relu);
+      ref.channelAffineAct(x, scale, shift, null, o1, n, c, size, relu);
+      native!.channelAffineAct(x, scale, shift, null, o2, n, c, size, relu);
       close(o2, o1, `${n}x${c}x${size} relu=${relu}`, 1e-7);
       const inPlace = x.slice();
-      native!.channelAffineAct(inPlace, scale, shift, inPlace, n, c, size, relu);
+      native!.channelAffineAct(inPlace, scale, shift, null, inPlace, n, c, size, relu);
       assert.deepEqual(inPlace, o2, 'in place');
+      // With a residual: exactly the affine pass, then addAct (the same two roundings).
+      const r1 = new Float32Array(x.length), r2 = r1.slice(), apart = r1.slice();
+      ref.channelAffineAct(x, scale, shift, res, r1, n, c, size, relu);
+      native!.channelAffineAct(x, scale, shift, res, r2, n, c, size, relu);
+      assert.deepEqual(r2, r1, `${n}x${c}x${size} relu=${relu} residual`);
+      native!.channelAffineAct(x, scale, shift, null, apart, n, c, size, false);
+      native!.addAct(apart, res, apart, apart.length, relu);
+      assert.deepEqual(r2, apart, `${n}x${c}x${size} relu=${relu}: residual fused as affine + addAct`);
+      const onResidual = res.slice();
+      native!.channelAffineAct(x, scale, shift, onResidual, onResidual, n, c, size, relu);
+      assert.deepEqual(onResidual, r1, 'in place on the residual');
     }
   }
 });
 
-test('batchNormBackward matches the reference (training/evaluation, ReLU, accumulation, null outputs)', { skip }, () => {
+test('batchNormBackward matches the reference (training/evaluation, ReLU, residual, accumulation or overwriting, null outputs)', { skip }, () => {
   const rnd = prng(3);
   for (const [n, c, size] of SHAPES) {
     if (n * size === 0) continue;
@@ -87,18 +99,32 @@ test('batchNormBackward matches the reference (training/evaluation, ReLU, accumu
     const invstd = variance.map((v) => 1 / Math.sqrt(v + 1e-5)), weight = randomArray(c, rnd, 0.5, 1.5);
     for (const training of [true, false]) {
       for (const relu of [false, true]) {
-        const start = () => ({ gx: randomArray(total, prng(9)), gw: randomArray(c, prng(10)), gb: randomArray(c, prng(11)) });
-        const r = start(), m = start();
-        ref.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, r.gx, r.gw, r.gb, n, c, size, training, relu);
-        native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, m.gx, m.gw, m.gb, n, c, size, training, relu);
-        const what = `${n}x${c}x${size} training=${training} relu=${relu}`;
-        // The input gradient in training mode subtracts two means: hold it to the gradient's scale.
-        close(m.gx, r.gx, `${what} gradIn`, 1e-5 * Math.sqrt(size));
-        close(m.gw, r.gw, `${what} gradWeight`, 1e-5 * Math.sqrt(n * size));
-        close(m.gb, r.gb, `${what} gradBias`, 1e-5 * Math.sqrt(n * size));
-        const only = randomArray(c, prng(10));
-        native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, null, only, null, n, c, size, training, relu);
-        assert.deepEqual(only, m.gw, `${what}: gradWeight alone`);
+        for (const residual of [false, true]) {
+          for (const acc of [true, false]) {
+            // Overwritten outputs start as NaN in the native run: their old contents must never be read.
+            const start = (garbage: boolean) => ({
+              gx: garbage ? new Float32Array(total).fill(NaN) : randomArray(total, prng(9)), gw: randomArray(c, prng(10)),
+              gb: randomArray(c, prng(11)), gr: residual ? (garbage ? new Float32Array(total).fill(NaN) : randomArray(total, prng(12))) : null,
+            });
+            const r = start(false), m = start(!acc);
+            const args = [n, c, size, training, relu, acc, acc] as const;
+            ref.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, r.gx, r.gw, r.gb, r.gr, ...args);
+            native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, m.gx, m.gw, m.gb, m.gr, ...args);
+            const what = `${n}x${c}x${size} training=${training} relu=${relu} residual=${residual} accumulate=${acc}`;
+            // The input gradient in training mode subtracts two means: hold it to the gradient's scale.
+            close(m.gx, r.gx, `${what} gradIn`, 1e-5 * Math.sqrt(size));
+            close(m.gw, r.gw, `${what} gradWeight`, 1e-5 * Math.sqrt(n * size));
+            close(m.gb, r.gb, `${what} gradBias`, 1e-5 * Math.sqrt(n * size));
+            if (residual) assert.deepEqual(m.gr, r.gr, `${what} gradResidual`);
+            const only = randomArray(c, prng(10));
+            native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, null, only, null, null, ...args);
+            assert.deepEqual(only, m.gw, `${what}: gradWeight alone`);
+            if (!residual) continue;
+            const grOnly = acc ? randomArray(total, prng(12)) : new Float32Array(total).fill(NaN);
+            native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, null, null, null, grOnly, ...args);
+            assert.deepEqual(grOnly, m.gr, `${what}: gradResidual alone`);
+          }
+        }
       }
     }
   }
@@ -151,11 +177,21 @@ test('the norm kernels validate their arguments with clear errors', { skip }, ()
   const err = (type: typeof TypeError, re: RegExp) => (e: unknown) => e instanceof type && re.test((e as Error).message);
   assert.throws(() => N.channelMoments(f(11), f(3), f(3), 2, 3, 2), err(RangeError, /^channelMoments: x has 11 elements, needs n\*channels\*size = 12$/));
   assert.throws(() => N.channelMoments(f(0), f(3), f(3), 0, 3, 2), err(RangeError, /^channelMoments: n\*size must be at least 1, got 0$/));
-  assert.throws(() => N.channelAffineAct(f(12), f(2), f(3), f(12), 2, 3, 2, false), err(RangeError, /^channelAffineAct: scale has 2 elements, needs channels = 3$/));
-  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(12), null, null, 2, 3, 2, true, true),
+  assert.throws(() => N.channelAffineAct(f(12), f(2), f(3), null, f(12), 2, 3, 2, false), err(RangeError, /^channelAffineAct: scale has 2 elements, needs channels = 3$/));
+  assert.throws(() => N.channelAffineAct(f(12), f(3), f(3), f(10), f(12), 2, 3, 2, false),
+    err(RangeError, /^channelAffineAct: residual has 10 elements, needs n\*channels\*size = 12$/));
+  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(12), null, null, null, 2, 3, 2, true, true, true, true),
     err(TypeError, /^batchNormBackward: y must be a Float32Array with relu, got null$/));
-  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(11), null, null, 2, 3, 2, true, false),
+  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(11), null, null, null, 2, 3, 2, true, false, true, true),
     err(RangeError, /^batchNormBackward: gradIn has 11 elements, needs n\*channels\*size = 12$/));
+  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(12), null, null, f(11), 2, 3, 2, true, false, true, true),
+    err(RangeError, /^batchNormBackward: gradResidual has 11 elements, needs n\*channels\*size = 12$/));
+  const shared = f(24);
+  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), shared.subarray(0, 12), null, null, shared.subarray(6, 18), 2, 3, 2, true, false, true, true),
+    err(RangeError, /^batchNormBackward: gradResidual must not share memory with gradOut or gradIn$/));
+  const gy = f(12);
+  assert.throws(() => N.batchNormBackward(f(12), null, gy, f(3), f(3), f(3), null, null, null, gy, 2, 3, 2, true, false, true, true),
+    err(RangeError, /^batchNormBackward: gradResidual must not share memory with gradOut or gradIn$/));
   assert.throws(() => N.addAct(f(4), f(3), f(4), 4, false), err(RangeError, /^addAct: b has 3 elements, needs n = 4$/));
   assert.throws(() => N.addActBackward(f(4), null, f(4), f(4), 4, true), err(TypeError, /^addActBackward: y must be a Float32Array with relu, got null$/));
   assert.throws(() => N.meanPlanes(f(4), f(2), 2, 0), err(RangeError, /^meanPlanes: size must be a positive integer, got 0$/));
@@ -176,10 +212,17 @@ test('the norm kernels give bitwise identical results for 1, 2 and 3 threads', {
     const mean = randomArray(c, rnd), invstd = randomArray(c, rnd, 0.5, 2);
     const kernels: Array<[string, () => Float32Array]> = [
       ['channelMoments', () => { const m = new Float32Array(2 * c); N().channelMoments(x, m.subarray(0, c), m.subarray(c), n, c, size); return m; }],
-      ['channelAffineAct', () => { const o = new Float32Array(total); N().channelAffineAct(x, w, mean, o, n, c, size, true); return o; }],
+      ['channelAffineAct', () => { const o = new Float32Array(total); N().channelAffineAct(x, w, mean, null, o, n, c, size, true); return o; }],
+      ['channelAffineAct with a residual', () => { const o = new Float32Array(total); N().channelAffineAct(x, w, mean, y, o, n, c, size, true); return o; }],
       ['batchNormBackward', () => {
         const o = new Float32Array(total + 2 * c);
-        N().batchNormBackward(x, y, gy, mean, invstd, w, o.subarray(0, total), o.subarray(total, total + c), o.subarray(total + c), n, c, size, true, true);
+        N().batchNormBackward(x, y, gy, mean, invstd, w, o.subarray(0, total), o.subarray(total, total + c), o.subarray(total + c), null, n, c, size, true, true, true, true);
+        return o;
+      }],
+      ['batchNormBackward with a residual', () => {
+        const o = new Float32Array(2 * total + 2 * c);
+        N().batchNormBackward(x, y, gy, mean, invstd, w, o.subarray(0, total), o.subarray(total, total + c), o.subarray(total + c, total + 2 * c),
+          o.subarray(total + 2 * c), n, c, size, true, true, false, false);
         return o;
       }],
       ['addAct', () => { const o = new Float32Array(total); N().addAct(x, y, o, total, true); return o; }],

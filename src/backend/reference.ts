@@ -298,22 +298,26 @@ export const referenceBackend: Backend = {
     }
   },
 
-  channelAffineAct(x, scale, shift, out, n, channels, size, relu) {
+  channelAffineAct(x, scale, shift, residual, out, n, channels, size, relu) {
     for (let i = 0; i < n; i++) {
       for (let c = 0; c < channels; c++) {
         const o = (i * channels + c) * size;
         for (let k = 0; k < size; k++) {
-          const v = Math.fround(x[o + k] * scale[c]) + shift[c];
+          const a = Math.fround(Math.fround(x[o + k] * scale[c]) + shift[c]);
+          const v = residual ? a + residual[o + k] : a;
           out[o + k] = relu && v < 0 ? 0 : v;
         }
       }
     }
   },
 
-  batchNormBackward(x, y, gradOut, mean, invstd, weight, gradIn, gradWeight, gradBias, n, channels, size, training, relu) {
+  batchNormBackward(x, y, gradOut, mean, invstd, weight, gradIn, gradWeight, gradBias, gradResidual, n, channels, size, training, relu,
+    accumulateIn, accumulateResidual) {
     if (relu && !y) throw new TypeError('batchNormBackward: y is required with relu');
     const m = n * size;
     const g = (j: number) => (relu && !(y![j] > 0) ? 0 : gradOut[j]);
+    if (gradResidual) for (let j = 0; j < n * channels * size; j++) gradResidual[j] = accumulateResidual ? gradResidual[j] + g(j) : g(j);
+    if (gradIn && !accumulateIn) gradIn.fill(0, 0, n * channels * size);
     for (let c = 0; c < channels; c++) {
       const mu = mean[c], is = invstd[c];
       let sg = 0, sgx = 0;

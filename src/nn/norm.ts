@@ -34,9 +34,22 @@ export class BatchNorm2d extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    return this.normalise(x, this.activation);
+  }
+
+  /**
+   * act(bn(x) + residual) in one op (a residual block's join, the sum never in memory), for
+   * a BatchNorm2d without an activation of its own: `activation` is the join's.
+   */
+  forwardResidual(x: Tensor, residual: Tensor, activation: 'none' | 'relu'): Tensor {
+    check(this.activation === 'none', () => `BatchNorm2d.forwardResidual: the layer has its own activation (${this.activation}); the join's comes after the residual`);
+    return this.normalise(x, activation, residual);
+  }
+
+  private normalise(x: Tensor, activation: 'none' | 'relu', residual?: Tensor): Tensor {
     if (this.training) this.numBatchesTracked.data[0]++;
     return batchNorm2d(x, this.weight, this.bias, this.runningMean, this.runningVar, {
-      training: this.training, momentum: this.momentum, eps: this.eps, activation: this.activation,
+      training: this.training, momentum: this.momentum, eps: this.eps, activation, residual,
     });
   }
 

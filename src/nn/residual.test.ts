@@ -39,6 +39,16 @@ test("BatchNorm2d: PyTorch's names and initial state, counts training passes onl
   assert.equal(bn.numBatchesTracked.data[0], 2, 'evaluation passes are not counted');
   bn.initialize();
   assert.deepEqual(state(), { weight: [1, 1, 1], bias: [0, 0, 0], running_mean: [0, 0, 0], running_var: [1, 1, 1], num_batches_tracked: [0] });
+  // The residual join: counted as a training pass, and only for a layer without its own activation.
+  const plain = new BatchNorm2d(3);
+  const r = randomTensor([2, 3, 2, 2], new Rng(2, 'test'));
+  const joined = noGrad(() => plain.forwardResidual(x, r, 'relu'));
+  assert.equal(plain.numBatchesTracked.data[0], 1);
+  plain.eval();
+  const apart = noGrad(() => plain.forward(x));
+  for (let i = 0; i < x.size; i++) assert.ok(joined.data[i] >= 0);
+  assert.ok(apart.data.some((v) => v < 0), 'the join applies the ReLU, the layer alone does not');
+  assert.throws(() => bn.forwardResidual(x, r, 'relu'), /BatchNorm2d.forwardResidual: the layer has its own activation \(relu\)/);
 });
 
 test('BasicBlock: gradients of the input and every parameter match finite differences (identity and projection, both modes)', () => {

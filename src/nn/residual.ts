@@ -1,5 +1,4 @@
 import { check } from '../core/errors.js';
-import { add } from '../tensor/norm.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { Conv2d } from './layers.js';
 import { Sequential, Module, type ModuleDesc } from './module.js';
@@ -41,8 +40,9 @@ export class BasicBlock extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    const out = this.bn2.forward(this.conv2.forward(this.bn1.forward(this.conv1.forward(x))));
-    return add(out, this.shortcut.forward(x), 'relu');
+    const main = this.conv2.forward(this.bn1.forward(this.conv1.forward(x)));
+    // bn2, the addition and the ReLU in one pass (the same rounding as the three apart).
+    return this.bn2.forwardResidual(main, this.shortcut.forward(x), 'relu');
   }
 
   describe(): ModuleDesc {

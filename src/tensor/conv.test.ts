@@ -266,6 +266,32 @@ test('workspaces: buffers reused once backward has run, never while a graph stil
   assert.notEqual(evalY.data, y1.data);
 });
 
+test('stale gradients (a Workspace output\'s): zeros to ensureGrad and backward, overwritten once through gradSink', () => {
+  const t = new Tensor(new Float32Array(3), [3]);
+  const buf = Float32Array.of(5, 6, 7);
+  t.attachStaleGrad(buf);
+  assert.deepEqual(t.gradSink(), { grad: buf, overwrite: true }, 'the first op overwrites');
+  assert.deepEqual(t.gradSink(), { grad: buf, overwrite: false }, 'later ops add');
+  assert.deepEqual(Array.from(buf), [5, 6, 7], 'gradSink does not zero');
+  t.attachStaleGrad(buf);
+  assert.deepEqual(Array.from(t.ensureGrad()), [0, 0, 0]);
+  assert.equal(t.gradSink().overwrite, false);
+  const fresh = new Tensor(new Float32Array(2), [2]);
+  assert.equal(fresh.gradSink().overwrite, true, 'no gradient yet: overwrite');
+  assert.throws(() => t.attachStaleGrad(new Float32Array(2)), /attachStaleGrad: the buffer has 2 values, the tensor 3/);
+  // In a graph, a stale gradient that no op reaches is zero when its own backward reads it.
+  const leaf = Tensor.zeros([2], true);
+  const mid = new Tensor(new Float32Array(2), [2], true);
+  mid.attachStaleGrad(Float32Array.of(9, 9));
+  mid.parents = [leaf];
+  mid.backwardFn = () => { leaf.ensureGrad().set(mid.grad!); };
+  const out = new Tensor(new Float32Array(1), [1], true);
+  out.parents = [mid];
+  out.backwardFn = () => {};
+  out.backward();
+  assert.deepEqual(Array.from(leaf.grad!), [0, 0]);
+});
+
 test('conv ops reject bad shapes with clear errors', () => {
   const w = Tensor.zeros([4, 3, 3, 3]);
   const g = geom(1, 1);

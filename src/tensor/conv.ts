@@ -77,7 +77,11 @@ export class Workspace {
   private grad: Float32Array | null = null;
   private last: Tensor | null = null;
 
-  /** A zero-gradient tensor of `shape` on reused buffers (its data is garbage: the op overwrites all of it). */
+  /**
+   * A tensor of `shape` on reused buffers (its data is garbage: the op overwrites all of it),
+   * its gradient attached stale (Tensor.attachStaleGrad: zero to every reader, and the first
+   * op that reaches it through gradSink overwrites it instead of zeroing and adding).
+   */
   output(shape: readonly number[]): Tensor {
     const n = sizeOf(shape);
     const busy = this.last !== null && this.last.backwardFn !== null;
@@ -85,12 +89,11 @@ export class Workspace {
       this.data = new Float32Array(n);
       this.grad = new Float32Array(n);
     } else {
-      this.grad!.fill(0);
       // The old tensor is finished with; make sure it no longer aliases the buffers.
       this.last!.grad = null;
     }
     const t = new Tensor(this.data, shape);
-    t.grad = this.grad;
+    t.attachStaleGrad(this.grad!);
     this.last = t;
     return t;
   }
@@ -185,12 +188,14 @@ export function conv2d(
     const needW = weight.requiresGrad, needX = x.requiresGrad;
     if (!needW && !needX) return;
     const gw = needW ? weight.ensureGrad() : null;
-    const gx = needX ? x.ensureGrad() : null;
     if (winograd) {
-      if (gx) be.conv3x3(gy, weight.data, gx, n, cout, cin, oh, ow, 2 - padH, true, true, winogradTile(h, w), null, false);
+      // The input gradient overwrites x's when nothing has reached it yet (no zeroing pass).
+      const sink = needX ? x.gradSink() : null;
+      if (sink) be.conv3x3(gy, weight.data, sink.grad, n, cout, cin, oh, ow, 2 - padH, true, !sink.overwrite, winogradTile(h, w), null, false);
       if (gw) be.conv3x3WeightGrad(x.data, gy, gw, n, cin, cout, h, w, padH, winogradTile(oh, ow));
       return;
     }
+    const gx = needX ? x.ensureGrad() : null;
     const colB = needW ? scratch('col', ckk * hw) : null;
     const gcol = needX ? scratch('grad', ckk * hw) : null;
     for (let i = 0; i < n; i++) {

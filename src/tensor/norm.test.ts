@@ -106,6 +106,41 @@ test('batchNorm2d with fused ReLU: gradients match finite differences away from 
   }
 });
 
+test('batchNorm2d with a residual: bitwise batchNorm2d then add, gradients match finite differences and the unfused pair', () => {
+  for (const training of [true, false]) {
+    for (const relu of [false, true]) {
+      const { x, gamma, beta, rm, rv, head, labels } = setup([2, 3, 3, 3], 7);
+      const r = randomTensor([2, 3, 3, 3], new Rng(8, 'test'), 1.2);
+      const opts = { training, momentum: 0.1, eps: 1e-5 };
+      const activation = relu ? 'relu' as const : 'none' as const;
+      const fused = () => batchNorm2d(x, gamma, beta, rm, rv, { ...opts, activation, residual: r });
+      const apart = () => add(batchNorm2d(x, gamma, beta, rm, rv, opts), r, activation);
+      const what = `training=${training} relu=${relu}`;
+      assert.deepEqual(noGrad(fused).data, noGrad(apart).data, `${what}: values`);
+      const grads = (f: () => Tensor) => {
+        for (const t of [x, gamma, beta, r]) t.grad = null;
+        headLoss(f(), head, labels).backward();
+        return [x, gamma, beta, r].map((t) => (t.grad ? Float32Array.from(t.grad) : null));
+      };
+      const gf = grads(fused), ga = grads(apart);
+      for (let i = 0; i < 4; i++) assert.deepEqual(gf[i], ga[i], `${what}: gradient ${['x', 'γ', 'β', 'residual'][i]} as the unfused pair's`);
+      const pre = noGrad(() => batchNorm2d(x, gamma, beta, rm, rv, { ...opts, residual: r }));
+      let margin = Infinity;
+      for (const v of pre.data) margin = Math.min(margin, Math.abs(v));
+      const err = gradCheck(() => headLoss(fused(), head, labels), [x, gamma, beta, r], { eps: relu ? Math.min(1e-2, margin / 20) : 1e-2, samples: 40 });
+      assert.ok(err < 2e-2, `${what}: max relative error ${err}`);
+      // The residual may be the input itself: both shares reach its gradient.
+      const self = () => batchNorm2d(x, gamma, beta, rm, rv, { ...opts, activation, residual: x });
+      const selfApart = () => add(batchNorm2d(x, gamma, beta, rm, rv, opts), x, activation);
+      const gs = grads(self), gsa = grads(selfApart);
+      for (let i = 0; i < 3; i++) assert.deepEqual(gs[i], gsa[i], `${what}: residual = x, gradient ${i}`);
+    }
+  }
+  const { x, gamma, beta, rm, rv } = setup([2, 3, 3, 3], 9);
+  assert.throws(() => batchNorm2d(x, gamma, beta, rm, rv, { training: true, momentum: 0.1, eps: 1e-5, residual: Tensor.zeros([2, 3, 3, 2]) }),
+    (e: unknown) => e instanceof LthError && /the residual's shape \[2, 3, 3, 2\] differs from the input's \[2, 3, 3, 3\]/.test(e.message));
+});
+
 test('batchNorm2d refuses one value per channel in training mode, and mismatched shapes', () => {
   const rng = new Rng(5, 'test');
   const x = randomTensor([1, 2, 1, 1], rng);

@@ -28,8 +28,13 @@ export interface BatchNormOptions {
   readonly momentum: number;
   /** Added to the variance before the square root. */
   readonly eps: number;
-  /** Fused activation after the affine map. */
+  /** Fused activation after the affine map (and the residual). */
   readonly activation?: 'none' | 'relu';
+  /**
+   * Added to the affine map before the activation, a residual block's join fused in:
+   * y = act(γ·x̂ + β + residual), without the intermediate γ·x̂ + β in memory.
+   */
+  readonly residual?: Tensor;
 }
 
 /**
@@ -37,7 +42,8 @@ export interface BatchNormOptions {
  * channel of x [n, c, h, w]. In training mode μ and σ² are the batch's mean and biased
  * variance over (n, h, w), and the running statistics move towards the batch's mean and
  * *unbiased* variance (in place; PyTorch's convention); otherwise μ and σ² are the running
- * statistics. Gradients reach x, γ and β (not the running statistics).
+ * statistics. Gradients reach x, γ and β (not the running statistics), and the residual
+ * when there is one.
  */
 export function batchNorm2d(
   x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor, opts: BatchNormOptions,
@@ -47,6 +53,9 @@ export function batchNorm2d(
   for (const [what, t] of [['weight', weight], ['bias', bias], ['running mean', runningMean], ['running variance', runningVar]] as const) {
     check(t.size === c, () => `batchNorm2d: ${what} has ${t.size} values, the input has ${c} channels (shape ${shapeStr(x)})`);
   }
+  const residual = opts.residual;
+  check(residual === undefined || (residual.shape.length === 4 && residual.shape.every((d, i) => d === x.shape[i])),
+    () => `batchNorm2d: the residual's shape ${shapeStr(residual!)} differs from the input's ${shapeStr(x)}`);
   const size = h * w, m = n * size;
   const be = getBackend();
   const mean = scratchArray(c), invstd = scratchArray(c), scale = scratchArray(c), shift = scratchArray(c);
@@ -73,14 +82,19 @@ export function batchNorm2d(
   }
   const relu = opts.activation === 'relu';
   const y = Tensor.empty(x.shape);
-  be.channelAffineAct(x.data, scale, shift, y.data, n, c, size, relu);
+  be.channelAffineAct(x.data, scale, shift, residual ? residual.data : null, y.data, n, c, size, relu);
   const training = opts.training;
-  return record(y, [x, weight, bias], () => {
+  return record(y, residual ? [x, weight, bias, residual] : [x, weight, bias], () => {
+    // Gradients that nothing has reached yet are overwritten rather than zeroed and added to.
+    const gx = x.requiresGrad ? x.gradSink() : null;
+    const gr = residual?.requiresGrad && residual !== x ? residual.gradSink() : null;
     be.batchNormBackward(
       x.data, relu ? y.data : null, y.grad!, mean, invstd, weight.data,
-      x.requiresGrad ? x.ensureGrad() : null, weight.requiresGrad ? weight.ensureGrad() : null, bias.requiresGrad ? bias.ensureGrad() : null,
-      n, c, size, training, relu,
+      gx?.grad ?? null, weight.requiresGrad ? weight.ensureGrad() : null, bias.requiresGrad ? bias.ensureGrad() : null,
+      gr?.grad ?? null, n, c, size, training, relu, !gx?.overwrite, !gr?.overwrite,
     );
+    // The kernel's two gradient outputs must not alias: a residual that is x itself gets its share apart.
+    if (residual === x && x.requiresGrad) be.addActBackward(y.grad!, relu ? y.data : null, x.ensureGrad(), null, y.size, relu);
   });
 }
 

@@ -78,6 +78,8 @@ export function sizeOf(shape: readonly number[]): number {
  */
 export class Tensor {
   grad: Float32Array | null = null;
+  /** Whether `grad` holds stale values that stand for zeros (see attachStaleGrad). */
+  private gradStale = false;
   /** Set by ops when the graph is recorded. */
   backwardFn: (() => void) | null = null;
   parents: readonly Tensor[] = [];
@@ -109,11 +111,40 @@ export class Tensor {
 
   /** The gradient buffer, created zero-filled on first use (from the active BufferArena for an op's output). */
   ensureGrad(): Float32Array {
+    if (this.gradStale) {
+      this.gradStale = false;
+      this.grad?.fill(0);
+    }
     if (!this.grad) {
       const n = this.data.length;
       this.grad = activeArena && this.parents.length ? activeArena.take(n).fill(0) : new Float32Array(n);
     }
     return this.grad;
+  }
+
+  /**
+   * Makes `buf` the gradient without zeroing it (a buffer kept from an earlier step): the
+   * first op to reach it through gradSink overwrites it, ensureGrad zeroes it first, and
+   * backward() zeroes it before this tensor's own backward if no op has reached it.
+   */
+  attachStaleGrad(buf: Float32Array): void {
+    check(buf.length === this.size, () => `attachStaleGrad: the buffer has ${buf.length} values, the tensor ${this.size}`);
+    this.grad = buf;
+    this.gradStale = true;
+  }
+
+  /**
+   * The gradient buffer for an op that can write all of it: `overwrite` is true when no
+   * gradient has reached this tensor yet, and the op must then set every entry (the buffer
+   * may hold stale values: it is not zeroed); false when the op must add to it.
+   */
+  gradSink(): { grad: Float32Array; overwrite: boolean } {
+    const stale = this.gradStale;
+    this.gradStale = false;
+    if (this.grad) return { grad: this.grad, overwrite: stale };
+    const n = this.data.length;
+    this.grad = activeArena && this.parents.length ? activeArena.take(n) : new Float32Array(n);
+    return { grad: this.grad, overwrite: true };
   }
 
   /**
@@ -132,7 +163,11 @@ export class Tensor {
     };
     visit(this);
     this.ensureGrad()[0] = 1;
-    for (let i = order.length - 1; i >= 0; i--) order[i].backwardFn?.();
+    for (let i = order.length - 1; i >= 0; i--) {
+      const t = order[i];
+      if (t.gradStale) t.ensureGrad();
+      t.backwardFn?.();
+    }
     // Free the graph so activations can be collected.
     for (const t of order) {
       t.backwardFn = null;
