@@ -69,17 +69,16 @@ export class SparseTraining implements MaskSchedule {
       return active > 0 && active < m.length;
     }).map(([n]) => n);
     if (layers.length === 0) return null;
-    const weights = live.weights();
     const gradients = this.settings.method === 'rigl' ? live.denseGradients(layers) : null;
     const masks = new Map(live.masks), grown = new Map<string, Int32Array>();
     const be = this.settings.backend;
     layers.forEach((name, l) => {
-      const s = this.layer(name, live.masks.get(name)!), w = weights.get(name)!;
+      const s = this.layer(name, live.masks.get(name)!);
       const active = s.positions.length, k = Math.floor(fraction * active);
       if (k === 0) return;
       // The drop is chosen among the active weights alone (a tenth of the layer, or less):
       // selected slots of `positions`, increasing, so their flat indices are too.
-      for (let j = 0; j < active; j++) s.values[j] = w[s.positions[j]];
+      live.weightsAt(name, s.positions, s.values);
       const dropped = new Int32Array(k), grow = new Int32Array(k);
       be.selectByMagnitude(s.values, s.ones, 1, k, false, dropped);
       for (let j = 0; j < k; j++) s.mask[(dropped[j] = s.positions[dropped[j]])] = 0;
