@@ -34,8 +34,9 @@ using lth::ArgSpec;
 using lth::Args;
 namespace arg = lth::arg;
 
-// Keys sampled to bound the threshold; the bound is used when count is at most an eighth
-// of the eligible entries and there are at least four samples' worth.
+// Keys sampled to bound the threshold; the bound is used when count is at most half the
+// eligible entries and there are at least four samples' worth. (At an eighth, RigL's drop
+// of 2,700 of fc1's 17,900 active weights took the unbounded path: 0.12 ms against 0.03.)
 constexpr int64_t kSample = 4096;
 
 using Key = std::pair<float, int32_t>;
@@ -59,7 +60,7 @@ napi_value SelectByMagnitude(napi_env env, napi_callback_info info) {
 
   // Reused from call to call: an update allocates nothing once the buffers have grown.
   thread_local std::vector<Key> cand;
-  thread_local std::vector<Key> firsts;
+  thread_local std::vector<float> firsts;
   thread_local std::vector<float> sample;
   const bool wantActive = among == 1;
   const float sign = largest ? -1.0f : 1.0f;
@@ -80,7 +81,7 @@ napi_value SelectByMagnitude(napi_env env, napi_callback_info info) {
   // positions, when that bound leaves at least `count` of them.
   if ((int64_t)cand.size() < n) cand.resize(n);
   int64_t took = 0;
-  if (eligible >= 4 * kSample && count * 8 <= eligible) {
+  if (eligible >= 4 * kSample && count * 2 <= eligible) {
     sample.clear();
     const int64_t positions = std::min<int64_t>(n, (int64_t)((double)kSample * (double)n / (double)eligible));
     const double stride = (double)n / (double)positions;
@@ -130,15 +131,21 @@ napi_value SelectByMagnitude(napi_env env, napi_callback_info info) {
       cand[took] = Key(keyAt(i), (int32_t)i);
       took += eligibleAt(i);
     }
-  // The count-th smallest (key, index) pair is the threshold: the candidates at or below it,
-  // read in index order, are the answer already sorted. Pairs order by key, then index: the
-  // lowest index wins a tie.
-  firsts.assign(cand.begin(), cand.begin() + took);
+  // The count-th smallest key is the threshold: the candidates below it and the first of
+  // those equal to it (the lowest indices win a tie), read in index order, are the answer
+  // already sorted. Selecting among the keys alone (no NaN: NaN's key is ±inf) costs half
+  // as much as among (key, index) pairs.
+  firsts.resize((size_t)took);
+  for (int64_t i = 0; i < took; i++) firsts[i] = cand[i].first;
   std::nth_element(firsts.begin(), firsts.begin() + (count - 1), firsts.end());
-  const Key threshold = firsts[count - 1];
+  const float threshold = firsts[count - 1];
+  int64_t ties = count;
+  for (int64_t i = 0; i < count; i++) ties -= firsts[i] < threshold;
   int64_t j = 0;
-  for (int64_t i = 0; i < took; i++)
-    if (!(threshold < cand[i])) out[j++] = cand[i].second;
+  for (int64_t i = 0; i < took; i++) {
+    const float key = cand[i].first;
+    if (key < threshold || (key == threshold && ties-- > 0)) out[j++] = cand[i].second;
+  }
   return lth::undefined_value(env);
 }
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #ifdef __SSE2__
@@ -263,39 +264,48 @@ struct PackedKeys {
   std::vector<int32_t> block;
 };
 
-// from[k] for `p` from prevFlat when prevFlat is in p's packed order (a pattern with the
-// same column blocks: what a mask update keeping the count of nonzeros gives): one merge of
-// the two ordered lists and of `grown` in packed order, no dense index array (whose random
-// accesses cost more than the merge on LeNet's fc1). False, with `from` unspecified, when
-// prevFlat is not in that order.
+// Keys (key(flat[j]), j) of `flat` in increasing key order, if they are in that order
+// within each column block (a pattern's flat, or any list in row-major order): counted into
+// their blocks, stably. False when they are not, or repeat.
+bool packed_order(const PackedKeys& key, int64_t blocks, const int32_t* flat, int64_t len,
+                  std::vector<std::pair<int64_t, int32_t>>& out) {
+  thread_local std::vector<std::pair<int64_t, int32_t>> keyed;
+  thread_local std::vector<int64_t> start;
+  keyed.resize((size_t)len);
+  bool sorted = true;
+  for (int64_t j = 0; j < len; j++) {
+    keyed[j] = {key(flat[j]), (int32_t)j};
+    sorted &= !j || keyed[j - 1].first < keyed[j].first;
+  }
+  out.resize((size_t)len);
+  if (sorted) {
+    std::copy(keyed.begin(), keyed.end(), out.begin());
+    return true;
+  }
+  start.assign((size_t)blocks + 1, 0);
+  for (const auto& k : keyed) start[k.first / key.total + 1]++;
+  for (int64_t b = 0; b < blocks; b++) start[b + 1] += start[b];
+  for (const auto& k : keyed) out[start[k.first / key.total]++] = k;
+  for (int64_t j = 1; j < len; j++)
+    if (out[j - 1].first >= out[j].first) return false;
+  return true;
+}
+
+// from[k] for `p` when prevFlat and grown are in p's packed order within each column block
+// (a pattern with the same blocks, or row-major lists): one merge of the ordered lists, no
+// dense index array (whose random accesses cost more than the merge on LeNet's fc1).
+// False, with `from` unspecified, when they are not.
 bool pattern_from_merge(const Pattern& p, const int32_t* prevFlat, int64_t prevLen, const int32_t* grown, int64_t grownLen,
                         int32_t* from) {
   const PackedKeys key(p);
-  thread_local std::vector<int64_t> prev, fresh;
-  prev.resize((size_t)prevLen);
-  for (int64_t j = 0; j < prevLen; j++) {
-    prev[j] = key(prevFlat[j]);
-    if (j && prev[j - 1] >= prev[j]) return false;
-  }
-  // `grown` comes in flat order: counted into its column blocks (stably), it is in packed order.
-  fresh.resize((size_t)grownLen);
-  for (int64_t g = 0; g < grownLen; g++) fresh[g] = key(grown[g]);
-  if (!std::is_sorted(fresh.begin(), fresh.end())) {
-    thread_local std::vector<int64_t> sorted, start;
-    sorted.resize((size_t)grownLen);
-    start.assign((size_t)p.nbc + 1, 0);
-    for (int64_t k : fresh) start[k / key.total + 1]++;
-    for (int64_t b = 0; b < p.nbc; b++) start[b + 1] += start[b];
-    for (int64_t k : fresh) sorted[start[k / key.total]++] = k;
-    fresh.swap(sorted);
-    if (!std::is_sorted(fresh.begin(), fresh.end())) std::sort(fresh.begin(), fresh.end());
-  }
+  thread_local std::vector<std::pair<int64_t, int32_t>> prev, fresh;
+  if (!packed_order(key, p.nbc, prevFlat, prevLen, prev) || !packed_order(key, p.nbc, grown, grownLen, fresh)) return false;
   int64_t j = 0, g = 0;
   for (int64_t k = 0; k < p.nnz; k++) {
     const int64_t at = (int64_t)key.block[p.col[k]] * key.total + p.flat[k];
-    while (j < prevLen && prev[j] < at) j++;
-    while (g < grownLen && fresh[g] < at) g++;
-    from[k] = (g < grownLen && fresh[g] == at) || j == prevLen || prev[j] != at ? -1 : (int32_t)j;
+    while (j < prevLen && prev[j].first < at) j++;
+    while (g < grownLen && fresh[g].first < at) g++;
+    from[k] = (g < grownLen && fresh[g].first == at) || j == prevLen || prev[j].first != at ? -1 : prev[j].second;
   }
   return true;
 }

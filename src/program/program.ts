@@ -67,7 +67,7 @@ export interface Program {
    * model, the same numbers up to float summation order).
    */
   denseGradients?(batch: Minibatches, names: readonly string[]): Map<string, Float32Array>;
-  /** The live values of weight `name` at its flat indices `positions` into `out` (a program without it: read from state()). */
+  /** The live values of weight `name` at its flat indices `positions` (distinct) into `out` (a program without it: read from state()). */
   weightsAt?(name: string, positions: Int32Array, out: Float32Array): void;
 }
 
