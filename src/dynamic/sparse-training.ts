@@ -144,7 +144,7 @@ class LayerState {
     this.positions = new Int32Array(active);
     // All `active` entries of smallest magnitude among the active ones: every active entry,
     // in increasing order, in the addon's pass (a loop here runs a few times a training,
-    // too few for the JIT: 3 ms on LeNet's fc1).
+    // too few for the JIT: about 3 ms on LeNet's fc1 in a run's first update).
     be.selectByMagnitude(mask, mask, 1, active, false, this.positions);
     this.spare = new Int32Array(active);
     this.values = new Float32Array(active);

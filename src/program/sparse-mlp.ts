@@ -20,8 +20,9 @@ interface Layer extends SparseMlpLayer {
   readonly bias: Float32Array;
   /** Packed position by flat index, kept at -1 between uses (weightsAt). */
   where?: Int32Array;
-  /** A copy of a packed array while setMasks reorders it in place, and where each new packed position was in the old order (-1: new). */
+  /** A copy of a packed array while setMasks reorders it in place. */
   spare?: Float32Array;
+  /** Where each new packed position was in the old order (-1: new), setMasks' scratch. */
   from?: Int32Array;
   /** The mask its pattern was built from (setMasks skips a layer given the same array). */
   mask: Float32Array;
