@@ -44,6 +44,7 @@
 #include "bindings.h"
 #include "elementwise.h"
 #include "ftz.h"
+#include "gemm.h"
 #include "napi_args.h"
 #include "pool.h"
 #include "sparse_kernels.h"
@@ -283,6 +284,41 @@ struct PreparedMlp : HoldsArgs {
   std::vector<int32_t> aheadRows;
 };
 
+// The caller's workspace for a step of s.layers at s.ld with s.parts parts: each layer's
+// outputs (s.act[1 ..]) and their gradients (s.grad), the partial sums of layer 0's parts
+// 1 .. parts - 1; and the prepared chain's two input panel buffers sized for s.ld (s.act[0]
+// is left to the caller).
+void place_buffers(MlpStep& s, PreparedMlp& prep) {
+  const size_t L = s.layers.size();
+  const int64_t cols = panel_cols(s.ld), inputs = s.layers[0].p->cols;
+  std::vector<int64_t> sizes;
+  for (const MlpLayer& y : s.layers) sizes.push_back(y.p->rows * cols);
+  for (const MlpLayer& y : s.layers) sizes.push_back(y.p->rows * cols);
+  for (int q = 1; q < s.parts; q++) sizes.push_back(s.layers[0].p->rows * cols);
+  size_t total = 16;
+  for (int64_t z : sizes) total += (size_t)z;
+  if (tMlpWorkspace.size() < total) tMlpWorkspace.resize(total);
+  float* w = aligned64(tMlpWorkspace);
+  s.act.assign(1, nullptr);
+  s.grad.clear();
+  s.partial.assign(1, nullptr);  // part 0 sums into act[1]
+  for (size_t i = 0; i < sizes.size(); i++) {
+    if (i < L) s.act.push_back(w);
+    else if (i < 2 * L) s.grad.push_back(w);
+    else s.partial.push_back(w);
+    w += sizes[i];
+  }
+  for (std::vector<float>& buf : prep.in)
+    if (buf.size() < (size_t)(inputs * cols) + 16) buf.resize((size_t)(inputs * cols) + 16);
+}
+
+// Whether the current input panels hold rows[0 .. n) of src, gathered ahead by the step
+// before (src must not change in between, see Backend.sparseMlpStep).
+bool gathered_ahead(const PreparedMlp& prep, const float* src, size_t lsrc, const int32_t* rows, int64_t n) {
+  return prep.ahead && prep.aheadSrc == src && prep.aheadLen == lsrc && prep.aheadRows.size() == (size_t)n &&
+         std::equal(rows, rows + n, prep.aheadRows.begin());
+}
+
 // Whether every layer's pattern is still usable: one given to sparsePattern as `reuse`
 // after the chain was prepared has lost its memory to the new pattern.
 bool patterns_usable(ArgReader& a, const std::vector<MlpLayer>& layers) {
@@ -290,6 +326,30 @@ bool patterns_usable(ArgReader& a, const std::vector<MlpLayer>& layers) {
     if (layers[l].p->maker != lth::kSparsePattern)
       a.fail(false, "layer %zu's pattern was given to sparsePattern as `reuse` after the chain was prepared", l);
   return a.ok();
+}
+
+// Checks the rows indices[from .. from + batches·n) and their labels (each below `samples`
+// and `classes`) and writes the labels. Scattered over the data set's labels, each is
+// likely a cache miss, so a batch's are all requested before any is waited for.
+bool batch_labels(ArgReader& a, const int32_t* indices, int64_t from, int64_t batches, int64_t n, const int32_t* srcLabels,
+                  int64_t samples, int64_t classes, int32_t* labels) {
+  for (int64_t b = from; b < from + batches * n; b += n) {
+    for (int64_t i = b; i < b + n; i++) {
+      if (indices[i] < 0 || indices[i] >= samples) {
+        a.fail(true, "indices[%lld] = %d is outside [0, %lld)", (long long)i, indices[i], (long long)samples);
+        return false;
+      }
+      __builtin_prefetch(srcLabels + indices[i]);
+    }
+    for (int64_t i = b; i < b + n; i++) {
+      const int32_t label = labels[i - from] = srcLabels[indices[i]];
+      if (label < 0 || label >= classes) {
+        a.fail(true, "srcLabels[%d] = %d is outside [0, %lld)", indices[i], label, (long long)classes);
+        return false;
+      }
+    }
+  }
+  return true;
 }
 
 const char* const kStateName[4] = {"w0", "w1", "b0", "b1"};
@@ -433,7 +493,6 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
     if (a.ok() && y.bias && !y.gbias) a.fail(false, "layer %zu: gbias must be a Float32Array for the update", l);
   }
   if (!a.ok()) return nullptr;
-  const size_t L = s.layers.size();
   const int64_t inputs = s.layers[0].p->cols, classes = s.layers.back().p->rows;
   const int64_t samples = (int64_t)(lsrc / (size_t)inputs);
   if (a.ok() && (int64_t)lsrc % inputs != 0)
@@ -441,26 +500,9 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   a.need("srcLabels", a[2].len, samples, 1, "samples");
   a.need("indices", lidx, from + steps * n, 1, hasLosses ? "from+n*steps" : "from+n");
   if (!a.ok()) return nullptr;
-  // Every batch's labels: scattered over the data set's labels, each is likely a cache
-  // miss, so a batch's are all requested before any is waited for.
   tMlpLabels.resize((size_t)(steps * n));
   int32_t* labels = tMlpLabels.data();
-  for (int64_t b = from; b < from + steps * n; b += n) {
-    for (int64_t i = b; i < b + n; i++) {
-      if (indices[i] < 0 || indices[i] >= samples) {
-        a.fail(true, "indices[%lld] = %d is outside [0, %lld)", (long long)i, indices[i], (long long)samples);
-        return nullptr;
-      }
-      __builtin_prefetch(srcLabels + indices[i]);
-    }
-    for (int64_t i = b; i < b + n; i++) {
-      const int32_t label = labels[i - from] = srcLabels[indices[i]];
-      if (label < 0 || label >= classes) {
-        a.fail(true, "srcLabels[%d] = %d is outside [0, %lld)", indices[i], label, (long long)classes);
-        return nullptr;
-      }
-    }
-  }
+  if (!batch_labels(a, indices, from, steps, n, srcLabels, samples, classes, labels)) return nullptr;
   s.src = src;
   s.n = n;
   s.ld = round16(n);
@@ -469,35 +511,14 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   int64_t laterWork = 0;
   for (size_t l = 1; l < s.layers.size(); l++) laterWork += s.layers[l].p->nnz * s.ld;
   s.split = s.parts > 1 && laterWork >= kSplitWork;
-  // Workspace: the input panels (see below), each layer's outputs and their gradient,
-  // the partial sums of layer 0's parts 1 .. parts - 1.
-  const int64_t cols = panel_cols(s.ld);
-  std::vector<int64_t> sizes;
-  for (const MlpLayer& y : s.layers) sizes.push_back(y.p->rows * cols);
-  for (const MlpLayer& y : s.layers) sizes.push_back(y.p->rows * cols);
-  for (int q = 1; q < s.parts; q++) sizes.push_back(s.layers[0].p->rows * cols);
-  size_t total = 16;
-  for (int64_t z : sizes) total += (size_t)z;
-  if (tMlpWorkspace.size() < total) tMlpWorkspace.resize(total);
-  float* w = aligned64(tMlpWorkspace);
-  s.act.push_back(nullptr);
-  s.partial.push_back(nullptr);  // part 0 sums into act[1]
-  for (size_t i = 0; i < sizes.size(); i++) {
-    if (i < L) s.act.push_back(w);
-    else if (i < 2 * L) s.grad.push_back(w);
-    else s.partial.push_back(w);
-    w += sizes[i];
-  }
-  for (std::vector<float>& buf : prep.in)
-    if (buf.size() < (size_t)(inputs * cols) + 16) buf.resize((size_t)(inputs * cols) + 16);
+  place_buffers(s, prep);
   FtzScope ftz;
   double loss = 0;
   for (int64_t step = 0, at = from; step < steps; step++, at += n) {
     s.rows = indices + at;
     // The input panels: gathered ahead by the step before when it read the same rows of
     // the same src (which must not change in between, see Backend.sparseMlpStep).
-    s.gathered = prep.ahead && prep.aheadSrc == src && prep.aheadLen == lsrc && prep.aheadRows.size() == (size_t)n &&
-                 std::equal(s.rows, s.rows + n, prep.aheadRows.begin());
+    s.gathered = gathered_ahead(prep, src, lsrc, s.rows, n);
     prep.ahead = false;
     s.act[0] = aligned64(prep.in[prep.cur]);
     // The next batch, rows indices[at + n .. at + 2n), when it is whole and valid (checked
@@ -525,6 +546,122 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
     rule.step += 1;
   }
   return lth::number_value(env, loss);
+}
+
+// ------------------------------------------------------------- dense gradients (RigL)
+
+// Zeroes columns [n, end of its panel) of the panel holding column n of a [features, ld]
+// activation, so that a product over whole panels adds nothing from them.
+void zero_panel_tail(float* xT, int64_t features, int64_t n) {
+  if (n % 64 == 0) return;
+  float* panel = xT + n / 64 * features * 64;
+  for (int64_t f = 0; f < features; f++) std::fill(panel + f * 64 + n % 64, panel + f * 64 + 64, 0.0f);
+}
+
+// out [rows, cols] = Σ_c gyT[r, c]·xT[i, c] over the batch columns: the weight gradient
+// of a layer at every entry, as if it were dense, one GEMM (gy·xᵀ) per panel of 64
+// columns added in panel order. The tails of the last panels must be zero.
+void dense_weight_grad(const float* gyT, const float* xT, float* out, int64_t rows, int64_t cols, int64_t ld) {
+  for (int64_t p = 0; p < panel_cols(ld) / 64; p++)
+    lth::matmul(lth::GemmArgs{gyT + p * rows * 64, xT + p * cols * 64, out, rows, 64, cols, false, true, p > 0});
+}
+
+// sparseMlpDenseGrad(prepared, src, srcLabels, indices, from, n, ...outs) -> mean loss.
+// The gradient of the mean softmax cross-entropy of the samples indices[from .. from + n)
+// of src at every entry of layer l's weight, as if it were dense, into outs[l] ([rows,
+// cols] row-major, overwritten) for each layer whose out is a Float32Array (null: not
+// wanted): the chain's forward and backward passes as in a step (sparse, split across
+// the pool as sparse_forward and sparse_input_grad are), down to the lowest layer wanted,
+// then a GEMM per wanted layer. Changes no weight, gradient or state. The batch's input
+// panels are those a step gathered ahead when it has the same rows, else gathered here
+// and left for the next step. Results do not depend on the thread count.
+constexpr ArgSpec kDenseGradArgs[] = {arg::handle("prepared", kSparseMlpPrepare),
+                                      arg::f32("src"),
+                                      arg::i32("srcLabels"),
+                                      arg::i32("indices"),
+                                      arg::dim("from"),
+                                      arg::dim("n", 1)};
+constexpr size_t kDenseGradFixed = sizeof kDenseGradArgs / sizeof kDenseGradArgs[0];
+
+napi_value SparseMlpDenseGrad(napi_env env, napi_callback_info info) {
+  lth::VarArgs a(env, info, "sparseMlpDenseGrad", kDenseGradFixed);
+  ArgValue v[kDenseGradFixed] = {};
+  if (!a.read(kDenseGradArgs, kDenseGradFixed, v)) return nullptr;
+  PreparedMlp& prep = *v[0].handle<PreparedMlp>();
+  if (!patterns_usable(a, prep.layers)) return nullptr;
+  const size_t L = prep.layers.size();
+  if (a.argc() != kDenseGradFixed + L) {
+    a.fail(false, "expected %zu outs (one per layer, or null) after n, got %zu", L,
+           a.argc() > kDenseGradFixed ? a.argc() - kDenseGradFixed : (size_t)0);
+    return nullptr;
+  }
+  const float* src = v[1].f32();
+  const size_t lsrc = v[1].len;
+  const int32_t* indices = v[3].i32();
+  const int64_t from = v[4].dim(), n = v[5].dim();
+  const int64_t inputs = prep.layers[0].p->cols, classes = prep.layers.back().p->rows;
+  std::vector<float*> outs(L, nullptr);
+  size_t lowest = L;
+  for (size_t l = 0; l < L && a.ok(); l++) {
+    static constexpr ArgSpec kOut[] = {arg::f32_or_null("out")};
+    ArgValue o{};
+    if (!a.read(kOut, 1, &o, kDenseGradFixed + l)) return nullptr;
+    if (!o.present) continue;
+    const MlpLayer& y = prep.layers[l];
+    need_layer(a, l, "out", o.len, y.p->rows * y.p->cols, "rows*cols");
+    for (const MlpLayer& z : prep.layers)
+      if (a.ok() && (lth::overlaps(o.data, o.len * 4, z.vals, (size_t)z.p->nnz * 4) ||
+                     lth::overlaps(o.data, o.len * 4, z.bias, z.bias ? (size_t)z.p->rows * 4 : 0) ||
+                     lth::overlaps(o.data, o.len * 4, src, lsrc * 4)))
+        a.fail(true, "out %zu must not share memory with the chain's weights or src", l);
+    for (size_t k = 0; k < l && a.ok(); k++)
+      if (outs[k] && lth::overlaps(o.data, o.len * 4, outs[k], (size_t)(prep.layers[k].p->rows * prep.layers[k].p->cols) * 4))
+        a.fail(true, "outs %zu and %zu share memory", k, l);
+    outs[l] = o.f32();
+    lowest = std::min(lowest, l);
+  }
+  const int64_t samples = (int64_t)(lsrc / (size_t)inputs);
+  if (a.ok() && (int64_t)lsrc % inputs != 0)
+    a.fail(true, "src has %zu elements, not a whole number of samples of %lld", lsrc, (long long)inputs);
+  a.need("srcLabels", v[2].len, samples, 1, "samples");
+  a.need("indices", v[3].len, from + n, 1, "from+n");
+  if (!a.ok()) return nullptr;
+  tMlpLabels.resize((size_t)n);
+  int32_t* labels = tMlpLabels.data();
+  if (!batch_labels(a, indices, from, 1, n, v[2].i32(), samples, classes, labels)) return nullptr;
+  MlpStep s;
+  s.layers.assign(prep.layers.begin(), prep.layers.end());
+  s.n = n;
+  s.ld = round16(n);
+  s.parts = 1;
+  place_buffers(s, prep);
+  const int32_t* rows = indices + from;
+  s.act[0] = aligned64(prep.in[prep.cur]);
+  FtzScope ftz;
+  if (!gathered_ahead(prep, src, lsrc, rows, n)) {
+    gS->gatherPanels(src, inputs, rows, n, 0, inputs, s.act[0], s.ld);
+    prep.ahead = true;
+    prep.aheadSrc = src;
+    prep.aheadLen = lsrc;
+    prep.aheadRows.assign(rows, rows + n);
+  }
+  for (size_t l = 0; l < L; l++) {
+    const MlpLayer& y = s.layers[l];
+    lth::sparse_forward(*y.p, y.vals, s.act[l], s.act[l + 1], y.bias, n, s.ld, y.relu);
+  }
+  const double loss = gS->softmaxXent(s.act[L], s.grad[L - 1], labels, s.layers[L - 1].p->rows, n, s.ld,
+                                      (float)(1.0 / (double)n));
+  for (size_t l = L; l-- > lowest;) {
+    const MlpLayer& y = s.layers[l];
+    if (y.relu) gS->reluMask(s.grad[l], s.act[l + 1], y.p->rows * panel_cols(s.ld));
+    if (outs[l]) {
+      zero_panel_tail(s.grad[l], y.p->rows, n);
+      zero_panel_tail(s.act[l], y.p->cols, n);
+      dense_weight_grad(s.grad[l], s.act[l], outs[l], y.p->rows, y.p->cols, s.ld);
+    }
+    if (l > lowest) lth::sparse_input_grad(*y.p, y.vals, s.grad[l], s.grad[l - 1], s.ld);
+  }
+  return lth::number_value(env, loss / (double)n);
 }
 
 // ------------------------------------------------------------------ fused MLP evaluation
@@ -624,6 +761,9 @@ napi_value SparseMlpEval(napi_env env, napi_callback_info info) {
 
 bool lth::register_sparse_mlp(napi_env env, napi_value exports) {
   static constexpr Export kExports[] = {
-      {"sparseMlpPrepare", SparseMlpPrepare}, {"sparseMlpStep", SparseMlpStep}, {"sparseMlpEval", SparseMlpEval}};
+      {"sparseMlpPrepare", SparseMlpPrepare},
+      {"sparseMlpStep", SparseMlpStep},
+      {"sparseMlpDenseGrad", SparseMlpDenseGrad},
+      {"sparseMlpEval", SparseMlpEval}};
   return define_exports(env, exports, kExports);
 }

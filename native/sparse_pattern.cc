@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #ifdef __SSE2__
@@ -244,9 +245,122 @@ napi_value SparsePattern(napi_env env, napi_callback_info info) {
   return obj;
 }
 
+// Order keys of flat indices in a pattern's packed order: the column block, then the flat
+// index (within a block the order is rows, then columns: row-major, as the flat index).
+// The column comes from a reciprocal, not a division per index (a 64-bit division per
+// index made the merge below cost more than the dense path it replaces).
+struct PackedKeys {
+  explicit PackedKeys(const Pattern& p) : cols(p.cols), total(p.rows * p.cols), inv(1.0 / (double)p.cols), block((size_t)p.cols) {
+    for (int64_t c = 0; c < cols; c++) block[c] = (int32_t)(c / p.bc);
+  }
+  int64_t operator()(int32_t f) const {
+    int64_t r = (int64_t)((double)f * inv);
+    r -= (r * cols > f);
+    r += ((r + 1) * cols <= f);
+    return (int64_t)block[f - r * cols] * total + f;
+  }
+  int64_t cols, total;
+  double inv;
+  std::vector<int32_t> block;
+};
+
+// Keys (key(flat[j]), j) of `flat` in increasing key order, if they are in that order
+// within each column block (a pattern's flat, or any list in row-major order): counted into
+// their blocks, stably. False when they are not, or repeat.
+bool packed_order(const PackedKeys& key, int64_t blocks, const int32_t* flat, int64_t len,
+                  std::vector<std::pair<int64_t, int32_t>>& out) {
+  thread_local std::vector<std::pair<int64_t, int32_t>> keyed;
+  thread_local std::vector<int64_t> start;
+  keyed.resize((size_t)len);
+  bool sorted = true;
+  for (int64_t j = 0; j < len; j++) {
+    keyed[j] = {key(flat[j]), (int32_t)j};
+    sorted &= !j || keyed[j - 1].first < keyed[j].first;
+  }
+  out.resize((size_t)len);
+  if (sorted) {
+    std::copy(keyed.begin(), keyed.end(), out.begin());
+    return true;
+  }
+  start.assign((size_t)blocks + 1, 0);
+  for (const auto& k : keyed) start[k.first / key.total + 1]++;
+  for (int64_t b = 0; b < blocks; b++) start[b + 1] += start[b];
+  for (const auto& k : keyed) out[start[k.first / key.total]++] = k;
+  for (int64_t j = 1; j < len; j++)
+    if (out[j - 1].first >= out[j].first) return false;
+  return true;
+}
+
+// from[k] for `p` when prevFlat and grown are in p's packed order within each column block
+// (a pattern with the same blocks, or row-major lists): one merge of the ordered lists, no
+// dense index array (whose random accesses cost more than the merge on LeNet's fc1).
+// False, with `from` unspecified, when they are not.
+bool pattern_from_merge(const Pattern& p, const int32_t* prevFlat, int64_t prevLen, const int32_t* grown, int64_t grownLen,
+                        int32_t* from) {
+  const PackedKeys key(p);
+  thread_local std::vector<std::pair<int64_t, int32_t>> prev, fresh;
+  if (!packed_order(key, p.nbc, prevFlat, prevLen, prev) || !packed_order(key, p.nbc, grown, grownLen, fresh)) return false;
+  int64_t j = 0, g = 0;
+  for (int64_t k = 0; k < p.nnz; k++) {
+    const int64_t at = (int64_t)key.block[p.col[k]] * key.total + p.flat[k];
+    while (j < prevLen && prev[j].first < at) j++;
+    while (g < grownLen && fresh[g].first < at) g++;
+    from[k] = (g < grownLen && fresh[g].first == at) || j == prevLen || prev[j].first != at ? -1 : prev[j].second;
+  }
+  return true;
+}
+
+// The same through a dense array of positions by flat index (kept at -1 between calls).
+void pattern_from_dense(const Pattern& p, const int32_t* prevFlat, int64_t prevLen, const int32_t* grown, int64_t grownLen,
+                        int32_t* from) {
+  thread_local std::vector<int32_t> where;
+  if (where.size() < (size_t)(p.rows * p.cols)) where.resize((size_t)(p.rows * p.cols), -1);
+  for (int64_t j = 0; j < prevLen; j++) where[prevFlat[j]] = (int32_t)j;
+  for (int64_t g = 0; g < grownLen; g++) where[grown[g]] = -1;
+  for (int64_t k = 0; k < p.nnz; k++) from[k] = where[p.flat[k]];
+  for (int64_t j = 0; j < prevLen; j++) where[prevFlat[j]] = -1;
+}
+
+// sparsePatternFrom(pattern, prevFlat, grown, from) -> undefined: where each nonzero of
+// `pattern` was in an earlier packed order prevFlat (another pattern's flat): from[k] = j
+// where prevFlat[j] = pattern.flat[k], or -1 where there is none or the entry is in `grown`
+// (Int32Array or null: new connections, whatever they were before). Entries of prevFlat
+// and grown must be in [0, rows·cols) (where prevFlat repeats an entry, the last counts).
+napi_value SparsePatternFrom(napi_env env, napi_callback_info info) {
+  static constexpr ArgSpec kArgs[] = {lth::pattern_arg(), arg::i32("prevFlat")};
+  static constexpr ArgSpec kFrom[] = {arg::i32("from")};
+  lth::VarArgs a(env, info, "sparsePatternFrom", 4);
+  ArgValue v[4] = {};
+  if (!a.read(kArgs, 2, v) || !a.read(kFrom, 1, v + 3, 3)) return nullptr;
+  const Pattern& p = *v[0].handle<Pattern>();
+  const int32_t* prevFlat = v[1].i32();
+  const int64_t prevLen = (int64_t)v[1].len, total = p.rows * p.cols;
+  const int32_t* grown = nullptr;
+  int64_t grownLen = 0;
+  napi_valuetype vt;
+  napi_typeof(env, a.arg(2), &vt);
+  if (vt != napi_undefined && vt != napi_null) {
+    static constexpr ArgSpec kGrown[] = {arg::i32("grown")};
+    if (!a.read(kGrown, 1, v + 2, 2)) return nullptr;
+    grown = v[2].i32();
+    grownLen = (int64_t)v[2].len;
+  }
+  a.need("from", v[3].len, p.nnz, 1, "nnz");
+  for (int64_t j = 0; j < prevLen && a.ok(); j++)
+    if (prevFlat[j] < 0 || prevFlat[j] >= total)
+      a.fail(true, "prevFlat[%lld] = %d is outside [0, %lld)", (long long)j, prevFlat[j], (long long)total);
+  for (int64_t g = 0; g < grownLen && a.ok(); g++)
+    if (grown[g] < 0 || grown[g] >= total)
+      a.fail(true, "grown[%lld] = %d is outside [0, %lld)", (long long)g, grown[g], (long long)total);
+  if (!a.ok()) return nullptr;
+  int32_t* from = v[3].i32();
+  if (!pattern_from_merge(p, prevFlat, prevLen, grown, grownLen, from)) pattern_from_dense(p, prevFlat, prevLen, grown, grownLen, from);
+  return lth::undefined_value(env);
+}
+
 }  // namespace
 
 bool lth::register_sparse_pattern(napi_env env, napi_value exports) {
-  static constexpr Export kExports[] = {{"sparsePattern", SparsePattern}};
+  static constexpr Export kExports[] = {{"sparsePattern", SparsePattern}, {"sparsePatternFrom", SparsePatternFrom}};
   return define_exports(env, exports, kExports);
 }

@@ -309,6 +309,16 @@ export interface Backend {
   sparsePattern(mask: Float32Array, rows: number, cols: number, reuse?: SparsePattern | null): SparsePattern;
 
   /**
+   * Where each nonzero of `pattern` was in an earlier packed order `prevFlat` (another
+   * pattern's flat, of the same [rows, cols]): from[k] = j where prevFlat[j] =
+   * pattern.flat[k], or -1 where there is none or the entry is in `grown` (new connections,
+   * whatever they were). Entries of prevFlat and grown are in [0, rows·cols); where prevFlat
+   * repeats one, the last counts. from has at least nnz entries. What a mask update moves
+   * packed values and optimiser state by.
+   */
+  sparsePatternFrom(pattern: SparsePattern, prevFlat: Int32Array, grown: Int32Array | null, from: Int32Array): void;
+
+  /**
    * outT[r, c] = act(bias[r] + Σ_k vals[k]·inT[col(k), c]) over the nonzeros k of row r, for
    * c < n; 0 for n ≤ c < ld. act is max(0, ·) when `relu` (NaN stays NaN); bias null means 0.
    * vals [nnz] packed, inT [cols, ld], outT [rows, ld] (in panels).

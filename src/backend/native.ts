@@ -55,7 +55,7 @@ export function loadNative(): NativeAddon | Error {
       }
       const addon = require(file);
       // An addon built from older sources may lack newer kernels: refuse it whole.
-      const wanted = [...Object.keys(referenceBackend).filter((k) => k !== 'name'), 'simdPath', 'setSimd', 'setThreads', 'sparseMlpPrepare', 'sparseMlpStep', 'sparseMlpEval', 'denseMlpPrepare', 'denseMlpStep', 'denseMlpEval'];
+      const wanted = [...Object.keys(referenceBackend).filter((k) => k !== 'name'), 'simdPath', 'setSimd', 'setThreads', 'sparseMlpPrepare', 'sparseMlpStep', 'sparseMlpDenseGrad', 'sparseMlpEval', 'denseMlpPrepare', 'denseMlpStep', 'denseMlpEval'];
       const missing = wanted.filter((k) => typeof addon[k] !== 'function');
       if (missing.length) throw new Error(`the addon ${file} lacks ${missing.join(', ')} (rebuild it: npm run build:addon)`);
       loaded = { ...addon, ...nativeSparseConv(addon), name: 'native', sparseMlp: nativeSparseMlp(addon), denseMlp: nativeDenseMlp(addon) } as NativeAddon;
@@ -92,6 +92,8 @@ interface RawSparseMlp {
   sparseMlpPrepare(parts: number, ...layerArgs: unknown[]): object;
   sparseMlpStep(handle: object, src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
     rule: Float64Array | null, losses: Float64Array): number;
+  sparseMlpDenseGrad(handle: object, src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
+    ...outs: (Float32Array | null)[]): number;
   sparseMlpEval(handle: object, src: Float32Array, srcLabels: Int32Array, out: Float64Array): void;
 }
 
@@ -125,6 +127,9 @@ function nativeSparseMlp(addon: RawSparseMlp): SparseMlpKernels {
       addon.sparseMlpStep(handleOf(chain), src, srcLabels, indices, from, n, encodeRule(update), losses);
       for (let s = 0; s < losses.length; s++) if (!Number.isFinite(losses[s])) return s + 1;
       return losses.length;
+    },
+    denseGrad(chain, src, srcLabels, indices, from, n, outs) {
+      return addon.sparseMlpDenseGrad(handleOf(chain), src, srcLabels, indices, from, n, ...outs);
     },
     evaluate(chain, src, srcLabels) {
       addon.sparseMlpEval(handleOf(chain), src, srcLabels, evalOut);

@@ -464,6 +464,21 @@ export const referenceBackend: Backend = {
     return referencePattern(mask, rows, cols);
   },
 
+  sparsePatternFrom(pattern, prevFlat, grown, from) {
+    const fn = 'sparsePatternFrom';
+    const p = asReference(pattern), total = p.rows * p.cols;
+    if (from.length < p.nnz) throw new RangeError(`${fn}: from has ${from.length} elements, needs nnz = ${p.nnz}`);
+    const inRange = (name: string, a: Int32Array) => a.forEach((f, j) => {
+      if (!(f >= 0 && f < total)) throw new RangeError(`${fn}: ${name}[${j}] = ${f} is outside [0, ${total})`);
+    });
+    inRange('prevFlat', prevFlat);
+    if (grown) inRange('grown', grown);
+    const where = new Map<number, number>();
+    prevFlat.forEach((f, j) => where.set(f, j));
+    grown?.forEach((f) => where.delete(f));
+    for (let k = 0; k < p.nnz; k++) from[k] = where.get(p.flat[k]) ?? -1;
+  },
+
   sparseForward(pattern, vals, inT, outT, bias, n, ld, relu) {
     const p = asReference(pattern);
     for (let r = 0; r < p.rows; r++) {

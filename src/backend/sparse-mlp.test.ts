@@ -91,8 +91,8 @@ function denseGrads(layers: SparseMlpLayer[]): Float32Array[] {
   });
 }
 
-/** The same step as a dense masked network on the reference's dense kernels: loss, weight and bias gradients. */
-function denseStep(net: Net, x: Float32Array, labels: Int32Array, n: number) {
+/** The same step as a dense masked network on the reference's dense kernels: loss, weight (masked unless `masked` is false) and bias gradients. */
+function denseStep(net: Net, x: Float32Array, labels: Int32Array, n: number, masked = true) {
   const acts = [x];
   net.specs.forEach((s, l) => {
     const y = new Float32Array(n * s.rows);
@@ -109,7 +109,7 @@ function denseStep(net: Net, x: Float32Array, labels: Int32Array, n: number) {
     if (s.relu) g = g.map((v, i) => (acts[l + 1][i] > 0 ? v : 0));
     gw[l] = new Float32Array(s.rows * s.cols);
     ref.matmul(g, acts[l], gw[l], s.rows, n, s.cols, true, false, false);
-    ref.applyMask(gw[l], net.masks[l], s.rows * s.cols);
+    if (masked) ref.applyMask(gw[l], net.masks[l], s.rows * s.cols);
     gb[l] = new Float32Array(s.rows);
     ref.sumRows(g, gb[l], n, s.rows, false);
     const gx = new Float32Array(n * s.cols);
@@ -289,6 +289,82 @@ test('sparseMlpStep on consecutive batches = reference, also when the next batch
   indices[2 * c.n + 5] = (indices[2 * c.n + 5] + 1) % c.samples;
   step(src, 2 * c.n, 'a third batch changed in place');
   step(src.map((v) => -v), 3 * c.n, 'the fourth batch from another data set');
+});
+
+/** sparseMlpDenseGrad on a chain prepared with two parts: the dense gradients of the layers in `wanted` (others null) and the loss. */
+function denseGradOf(be: Kernels, layers: SparseMlpLayer[], src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number, wanted: number[]) {
+  const outs = layers.map((l, i) => (wanted.includes(i) ? new Float32Array(l.pattern.rows * l.pattern.cols).fill(NaN) : null));
+  const loss = be.mlp.denseGrad(be.mlp.prepare(layers, 2), src, srcLabels, indices, from, n, outs);
+  return { loss, outs };
+}
+
+for (const c of cases) {
+  test(`sparseMlpDenseGrad ${c.name}: native = reference = the dense network's gradient at every entry; the chain unchanged`, { skip }, () => {
+    const { net, src, srcLabels, indices } = setUp(c, c.inputs * 5 + c.n);
+    const x = new Float32Array(c.n * c.inputs), labels = new Int32Array(c.n);
+    ref.gatherRows(src, c.inputs, indices, c.from, c.n, x);
+    for (let i = 0; i < c.n; i++) labels[i] = srcLabels[indices[c.from + i]];
+    const dense = denseStep(net, x, labels, c.n, false);
+    const all = c.specs.map((_, l) => l);
+    for (const be of [ref, native!]) {
+      for (const wanted of [all, [c.specs.length - 1], [0]]) {
+        const layers = layersFor(be, net);
+        const { loss, outs } = denseGradOf(be, layers, src, srcLabels, indices, c.from, c.n, wanted);
+        assert.ok(Math.abs(loss - dense.loss) <= 1e-5 * Math.abs(dense.loss), `${be.name}: loss ${loss} vs dense ${dense.loss}`);
+        outs.forEach((g, l) => {
+          if (!g) return assert.ok(!wanted.includes(l));
+          const e = relErr(g, dense.gw[l]);
+          assert.ok(e <= 1e-5, `${be.name} layers ${wanted}: layer ${l} dense gradient rel err ${e}`);
+        });
+        layers.forEach((l, i) => assert.ok(l.gvals.every((v) => v === 0) && (l.gbias ?? []).every((v) => v === 0), `${be.name}: layer ${i} gradients untouched`));
+      }
+    }
+  });
+}
+
+test('sparseMlpDenseGrad: bitwise the same on 1, 2 and 3 threads; the next step reads the batch it gathered as its own', { skip }, () => {
+  // Big enough for its GEMMs to split across threads (100 x 64 x 300 multiply-adds a panel), two panels.
+  const c: Case = { name: 'wide', inputs: 300, specs: [hidden(100, 0.1), hidden(30, 0.3), output(10, 0.5)], n: 100, samples: 400, from: 5 };
+  const { net, src, srcLabels, indices } = setUp(c, 17);
+  const before = getThreads();
+  try {
+    const runs = [1, 2, 3].map((threads) => {
+      setThreads(threads);
+      return denseGradOf(native!, layersFor(native!, net), src, srcLabels, indices, c.from, c.n, [0, 1, 2]);
+    });
+    for (const r of runs.slice(1)) {
+      assert.equal(r.loss, runs[0].loss);
+      r.outs.forEach((g, l) => assert.deepEqual(g, runs[0].outs[l], `layer ${l}`));
+    }
+  } finally {
+    setThreads(before);
+  }
+  // A step after it, on the same chain and rows, equals a step on a fresh chain.
+  const layers = layersFor(native!, net), fresh = layersFor(native!, net);
+  const chain = native!.mlp.prepare(layers, 2), losses = new Float64Array(2);
+  native!.mlp.step(chain, src, srcLabels, indices, c.from - 5, c.n, null, new Float64Array(1));
+  layers.forEach((l) => { l.gvals.fill(0); l.gbias?.fill(0); });
+  native!.mlp.denseGrad(chain, src, srcLabels, indices, c.from, c.n, [null, new Float32Array(30 * 100), null]);
+  native!.mlp.step(chain, src, srcLabels, indices, c.from, c.n, null, losses.subarray(0, 1));
+  assert.equal(losses[0], native!.sparseMlpStep(src, srcLabels, indices, c.from, c.n, fresh, null));
+  layers.forEach((l, i) => assert.deepEqual(l.gvals, fresh[i].gvals, `layer ${i} gvals`));
+});
+
+test('sparseMlpDenseGrad validates its arguments', { skip }, () => {
+  const c = cases[2];
+  const { net, src, srcLabels, indices } = setUp(c, 3);
+  for (const be of [ref, native!]) {
+    const layers = layersFor(be, net), chain = be.mlp.prepare(layers, 2);
+    const out0 = new Float32Array(9 * 13);
+    assert.throws(() => be.mlp.denseGrad(chain, src, srcLabels, indices, c.from, c.n, [out0]), /expected 2 outs \(one per layer, or null\)/, be.name);
+    assert.throws(() => be.mlp.denseGrad(chain, src, srcLabels, indices, c.from, c.n, [new Float32Array(5), null]), /layer 0 out has 5 elements, needs rows\*cols/, be.name);
+    const badIndices = Int32Array.from(indices);
+    badIndices[c.from + 1] = c.samples;
+    assert.throws(() => be.mlp.denseGrad(chain, src, srcLabels, badIndices, c.from, c.n, [out0, null]), /indices\[\d+\] = 40/, be.name);
+    assert.throws(() => be.mlp.denseGrad(chain, src, srcLabels, indices, indices.length, c.n, [out0, null]), /indices has \d+ elements, needs from\+n/, be.name);
+  }
+  const layers = layersFor(native!, net), chain = native!.mlp.prepare(layers, 2);
+  assert.throws(() => native!.mlp.denseGrad(chain, src, srcLabels, indices, c.from, c.n, [null, src.subarray(0, 36)]), /out 1 must not share memory/);
 });
 
 /** Optimiser state for every layer of `layers` (random moments, so the update reads them). */

@@ -40,6 +40,20 @@ export interface SparseMlpKernels {
   ): number;
 
   /**
+   * The gradient of the mean softmax cross-entropy of the samples indices[from .. from + n)
+   * of src at every entry of layer l's weight as if it were dense (its entries outside the
+   * pattern included: RigL's growth criterion), into outs[l] ([rows, cols] row-major,
+   * overwritten) for each layer whose out is not null; the forward and backward passes are
+   * a step's, without the update. Changes no weight, gradient or state of the chain.
+   * Returns the mean loss. Independent of the thread count; equal to a dense network's
+   * gradient up to float summation order.
+   */
+  denseGrad(
+    chain: PreparedMlp, src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
+    outs: readonly (Float32Array | null)[],
+  ): number;
+
+  /**
    * The summed softmax cross-entropy and the number of correct predictions (first maximum
    * logit = label) of every sample of src through the chain, in chunks of 64 samples whose
    * sums are added in order: independent of the thread count.
@@ -83,22 +97,31 @@ export const referenceSparseMlp: SparseMlpKernels = {
 
   step(chain, src, srcLabels, indices, from, n, update, losses) {
     const { layers } = chain;
-    const steps = losses.length, classes = layers[layers.length - 1].pattern.rows;
+    const steps = losses.length;
     if (steps < 1) throw new RangeError('sparseMlpStep: losses must hold at least one step');
     // Every index and label first, so that a bad one stops the call before any step.
-    const rows = src.length / layers[0].pattern.cols;
-    if (from + steps * n > indices.length) throw new RangeError(`sparseMlpStep: indices has ${indices.length} elements, needs from+n*steps = ${from + steps * n}`);
-    for (let i = from; i < from + steps * n; i++) {
-      if (!(indices[i] >= 0 && indices[i] < rows)) throw new RangeError(`sparseMlpStep: indices[${i}] = ${indices[i]} is outside [0, ${rows})`);
-      const label = srcLabels[indices[i]];
-      if (!(label >= 0 && label < classes)) throw new RangeError(`sparseMlpStep: srcLabels[${indices[i]}] = ${label} is outside [0, ${classes})`);
-    }
+    checkBatch('sparseMlpStep', layers, src, srcLabels, indices, from, steps * n, 'from+n*steps');
     for (let s = 0; s < steps; s++) {
       const loss = (losses[s] = referenceStep(src, srcLabels, indices, from + s * n, n, layers,
         update && update.kind === 'adam' ? { ...update, step: update.step + s } : update));
       if (!Number.isFinite(loss)) return s + 1;
     }
     return steps;
+  },
+
+  denseGrad(chain, src, srcLabels, indices, from, n, outs) {
+    const { layers } = chain;
+    if (outs.length !== layers.length) throw new RangeError(`sparseMlpDenseGrad: expected ${layers.length} outs (one per layer, or null), got ${outs.length}`);
+    outs.forEach((o, l) => {
+      const { rows, cols } = layers[l].pattern;
+      if (o && o.length < rows * cols) throw new RangeError(`sparseMlpDenseGrad: layer ${l} out has ${o.length} elements, needs rows*cols = ${rows * cols}`);
+    });
+    checkBatch('sparseMlpDenseGrad', layers, src, srcLabels, indices, from, n, 'from+n');
+    const lowest = outs.findIndex((o) => o !== null);
+    return referencePasses(src, srcLabels, indices, from, n, layers, lowest < 0 ? layers.length : lowest, (l, g, x, ld) => {
+      const out = outs[l];
+      if (out) denseWeightGrad(g, x, out, layers[l].pattern.rows, layers[l].pattern.cols, n, ld);
+    }) / n;
   },
 
   evaluate(chain, src, srcLabels) {
@@ -140,10 +163,28 @@ function checkChain(fn: string, layers: readonly SparseMlpLayer[]): void {
   });
 }
 
-/** One step (indices and labels checked): the composition of the Backend's kernels. */
-function referenceStep(
-  src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
-  layers: readonly SparseMlpLayer[], update: UpdateRule | null,
+/** That indices[from .. from + count) are rows of src and their labels classes of the chain (RangeError naming `fn` otherwise). */
+function checkBatch(
+  fn: string, layers: readonly SparseMlpLayer[], src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, count: number, needs: string,
+): void {
+  const rows = src.length / layers[0].pattern.cols, classes = layers[layers.length - 1].pattern.rows;
+  if (from + count > indices.length) throw new RangeError(`${fn}: indices has ${indices.length} elements, needs ${needs} = ${from + count}`);
+  for (let i = from; i < from + count; i++) {
+    if (!(indices[i] >= 0 && indices[i] < rows)) throw new RangeError(`${fn}: indices[${i}] = ${indices[i]} is outside [0, ${rows})`);
+    const label = srcLabels[indices[i]];
+    if (!(label >= 0 && label < classes)) throw new RangeError(`${fn}: srcLabels[${indices[i]}] = ${label} is outside [0, ${classes})`);
+  }
+}
+
+/**
+ * The forward pass of the samples indices[from .. from + n) (checked) through the chain,
+ * the softmax cross-entropy, and the backward pass down to layer `lowest`: atLayer(l, g,
+ * x, ld) gets each layer's output gradient g (after its ReLU) and its input panels x, from
+ * the last layer down. Returns the summed loss.
+ */
+function referencePasses(
+  src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number, layers: readonly SparseMlpLayer[],
+  lowest: number, atLayer: (l: number, g: Float32Array, x: Float32Array, ld: number) => void,
 ): number {
   const be = referenceBackend;
   const last = layers[layers.length - 1].pattern;
@@ -163,15 +204,39 @@ function referenceStep(
   const loss = be.softmaxXent(logits, labels, n, last.rows, gradLogits, 1 / n);
   let g = new Float32Array(last.rows * cols);
   be.toPanels(gradLogits, g, n, last.rows, ld);
-  for (let i = layers.length - 1; i >= 0; i--) {
+  for (let i = layers.length - 1; i >= lowest; i--) {
     const l = layers[i];
     if (l.relu) be.reluBackward(g, acts[i + 1], g, g.length);
-    be.sparseWeightGrad(l.pattern, g, acts[i], l.gvals, l.gbias, ld);
-    if (i === 0) break;
+    atLayer(i, g, acts[i], ld);
+    if (i === lowest) break;
     const gx = new Float32Array(l.pattern.cols * cols);
     be.sparseInputGrad(l.pattern, l.vals, g, gx, ld);
     g = gx;
   }
+  return loss;
+}
+
+/** out [rows, cols] = Σ_c g[r, c]·x[i, c] over the n batch columns of the panels g [rows, ld] and x [cols, ld], in double. */
+function denseWeightGrad(g: Float32Array, x: Float32Array, out: Float32Array, rows: number, cols: number, n: number, ld: number): void {
+  const at = (a: Float32Array, features: number, f: number, c: number) => a[((c >> 6) * features + f) * 64 + (c & 63)];
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < cols; i++) {
+      let sum = 0;
+      for (let c = 0; c < n && c < ld; c++) sum += at(g, rows, r, c) * at(x, cols, i, c);
+      out[r * cols + i] = sum;
+    }
+  }
+}
+
+/** One step (indices and labels checked): the composition of the Backend's kernels. */
+function referenceStep(
+  src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
+  layers: readonly SparseMlpLayer[], update: UpdateRule | null,
+): number {
+  const be = referenceBackend;
+  const loss = referencePasses(src, srcLabels, indices, from, n, layers, 0, (l, g, x, ld) => {
+    be.sparseWeightGrad(layers[l].pattern, g, x, layers[l].gvals, layers[l].gbias, ld);
+  });
   if (update && Number.isFinite(loss)) {
     for (const l of layers) {
       if (!l.state) throw new TypeError('sparseMlpStep: an update needs every layer\'s optimiser state');

@@ -228,3 +228,46 @@ test('sparse kernels validate their arguments', { skip }, () => {
   assert.throws(() => nb.sparseForward({} as never, f(3), f(128), f(128), null, 4, 16, false), /pattern must be an object made by this backend/);
   assert.throws(() => nb.sparsePattern(f(4), 2, 3), /mask has 4 elements, expected rows\*cols = 6/);
 });
+
+/** The pattern of `m` with `drop` entries of it cleared and `grow` ones set (indices into the flat mask). */
+function changed(m: Float32Array, drop: number[], grow: number[]): Float32Array {
+  const next = m.slice();
+  for (const i of drop) next[i] = 0;
+  for (const i of grow) next[i] = 1;
+  return next;
+}
+
+test('sparsePatternFrom: native = reference, through its merge (same blocks) and its dense path; grown entries in any order; bad indices refused', { skip }, () => {
+  const rnd = prng(41);
+  // 300 x 784 at 8% has blocks of 64 columns; 40 x 50 at 5% one block of all 50 columns.
+  for (const [rows, cols, density] of [[300, 784, 0.08], [40, 50, 0.05], [12, 9, 0.5]]) {
+    const m = mask(rows, cols, density, rnd);
+    const kept = [...m.keys()].filter((i) => m[i] !== 0), empty = [...m.keys()].filter((i) => m[i] === 0);
+    const k = Math.max(1, Math.floor(kept.length / 4));
+    const drop = kept.filter((_, j) => j % 4 === 1).slice(0, k), grow = empty.filter((_, j) => j % 5 === 2).slice(0, k);
+    // A dropped entry grown back: in both patterns, but new.
+    grow.push(drop[0]);
+    drop.push(kept[kept.length - 1]);
+    const next = changed(m, drop, []);
+    for (const i of grow) next[i] = 1;
+    const grown = Int32Array.from(grow).sort();
+    for (const be of [ref, native!] as Backend[]) {
+      const prev = be.sparsePattern(m, rows, cols), p = be.sparsePattern(next, rows, cols);
+      const from = new Int32Array(p.nnz).fill(7);
+      be.sparsePatternFrom(p, prev.flat, grown, from);
+      const where = new Map([...prev.flat].map((f, j) => [f, j]));
+      const want = Int32Array.from(p.flat, (f) => (grown.includes(f) ? -1 : where.get(f) ?? -1));
+      assert.deepEqual(from, want, `${be.name} ${rows}x${cols}: from the previous pattern`);
+      // The same from prevFlat in row-major order (not the packed one), grown reversed, and no grown.
+      const rowMajor = Int32Array.from(prev.flat).sort();
+      const posOf = new Map([...rowMajor].map((f, j) => [f, j]));
+      be.sparsePatternFrom(p, rowMajor, grown.slice().reverse(), from);
+      assert.deepEqual(from, Int32Array.from(p.flat, (f) => (grown.includes(f) ? -1 : posOf.get(f) ?? -1)), `${be.name} ${rows}x${cols}: row-major prevFlat`);
+      be.sparsePatternFrom(p, prev.flat, null, from);
+      assert.deepEqual(from, Int32Array.from(p.flat, (f) => where.get(f) ?? -1), `${be.name} ${rows}x${cols}: no grown`);
+      assert.throws(() => be.sparsePatternFrom(p, Int32Array.of(rows * cols), null, from), new RegExp(`prevFlat\\[0\\] = ${rows * cols} is outside`), be.name);
+      assert.throws(() => be.sparsePatternFrom(p, prev.flat, Int32Array.of(-1), from), /grown\[0\] = -1 is outside/, be.name);
+      assert.throws(() => be.sparsePatternFrom(p, prev.flat, null, new Int32Array(p.nnz - 1)), /from has \d+ elements, needs nnz/, be.name);
+    }
+  }
+});

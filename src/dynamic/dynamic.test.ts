@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { resolveContext, type RunContext } from '../backend/index.js';
+import { loadNative, resolveContext, type NativeAddon, type RunContext } from '../backend/index.js';
 import { Rng } from '../core/rng.js';
 import { Dataset, type Splits } from '../data/dataset.js';
 import { Linear } from '../nn/layers.js';
@@ -69,6 +69,7 @@ test('layer densities: uniform; ERK proportional to (Σ dims)/(Π dims), dense l
 function live(masks: Map<string, Float32Array>, weights: Map<string, Float32Array>, gradients?: Map<string, Float32Array>, iteration = 10): LiveTraining {
   return {
     iteration, masks, weights: () => weights,
+    weightsAt: (n, positions, out) => positions.forEach((p, j) => { out[j] = weights.get(n)![p]; }),
     denseGradients: (names) => new Map(names.map((n) => [n, gradients!.get(n)!])),
   };
 }
@@ -109,12 +110,17 @@ test('SET: random growth among the inactive entries, seeded; dense and empty lay
   for (const i of a1.grown!.get('a')!) assert.equal(a1.masks.get('a')![i], 1);
 });
 
-test('selectByMagnitude: the native kernel equals the reference (random, ties, NaN, every count), errors name the problem', async () => {
+test('selectByMagnitude: the native kernel equals the reference (random, ties, NaN, every count) on 1, 2 and 3 threads, errors name the problem', async () => {
   const native = resolveContext({}, {}).backend;
   if (native.name !== 'native') return;
+  const addon = loadNative() as NativeAddon;
+  const before = addon.getThreads();
   const rng = new Rng(7, 'sel');
-  // The last two take the sampled bound: among the pruned entries, and among kept ones that are a fifth of the layer.
-  for (const [n, density] of [[1, 1], [10, 0.5], [257, 0.1], [70000, 0.9], [20000, 0.05], [100000, 0.2]] as const) {
+  // The last three take the sampled bound: among the pruned entries, and among kept ones
+  // that are a fifth of the layer; the passes over 70,000 and 100,000 entries are split
+  // across threads.
+  for (const threads of [1, 2, 3]) for (const [n, density] of [[1, 1], [10, 0.5], [257, 0.1], [70000, 0.9], [20000, 0.05], [100000, 0.2]] as const) {
+    addon.setThreads(threads);
     const mask = new Float32Array(n).map(() => (rng.uniform() < density ? 1 : 0));
     // Few distinct values, so ties are common; some NaN.
     const values = new Float32Array(n).map(() => (rng.uniform() < 0.01 ? NaN : Math.round(rng.normal() * 20) / 10));
@@ -125,11 +131,12 @@ test('selectByMagnitude: the native kernel equals the reference (random, ties, N
           const a = new Int32Array(count), b = new Int32Array(count);
           native.selectByMagnitude(values, mask, among, count, largest, a);
           reference.backend.selectByMagnitude(values, mask, among, count, largest, b);
-          assert.deepEqual(a, b, `n ${n} among ${among} count ${count} largest ${largest}`);
+          assert.deepEqual(a, b, `${threads} threads: n ${n} among ${among} count ${count} largest ${largest}`);
         }
       }
     }
   }
+  addon.setThreads(before);
   for (const be of [native, reference.backend]) {
     assert.throws(() => be.selectByMagnitude(new Float32Array(3), new Float32Array([1, 0, 0]), 1, 2, false, new Int32Array(2)), /selectByMagnitude: asked for 2 of 1 eligible entries/);
     assert.throws(() => be.selectByMagnitude(new Float32Array(3), new Float32Array(2), 0, 1, false, new Int32Array(1)), /selectByMagnitude: mask has 2 elements/);

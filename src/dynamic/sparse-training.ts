@@ -69,17 +69,16 @@ export class SparseTraining implements MaskSchedule {
       return active > 0 && active < m.length;
     }).map(([n]) => n);
     if (layers.length === 0) return null;
-    const weights = live.weights();
     const gradients = this.settings.method === 'rigl' ? live.denseGradients(layers) : null;
     const masks = new Map(live.masks), grown = new Map<string, Int32Array>();
     const be = this.settings.backend;
     layers.forEach((name, l) => {
-      const s = this.layer(name, live.masks.get(name)!), w = weights.get(name)!;
+      const s = this.layer(name, live.masks.get(name)!);
       const active = s.positions.length, k = Math.floor(fraction * active);
       if (k === 0) return;
       // The drop is chosen among the active weights alone (a tenth of the layer, or less):
       // selected slots of `positions`, increasing, so their flat indices are too.
-      for (let j = 0; j < active; j++) s.values[j] = w[s.positions[j]];
+      live.weightsAt(name, s.positions, s.values);
       const dropped = new Int32Array(k), grow = new Int32Array(k);
       be.selectByMagnitude(s.values, s.ones, 1, k, false, dropped);
       for (let j = 0; j < k; j++) s.mask[(dropped[j] = s.positions[dropped[j]])] = 0;
@@ -99,13 +98,14 @@ export class SparseTraining implements MaskSchedule {
 
   /**
    * The state of layer `name`, whose live mask is `mask`: its own (the masks this schedule
-   * gives, changed in place from one update to the next) once it has updated the layer;
-   * made from `mask` when the layer is new to it or the training's mask is another array
-   * (the first update, or one after a resume from a checkpoint).
+   * gives, changed in place from one update to the next) once it has updated the layer, or
+   * the one made from that same array before (a layer it never changed); made from `mask`
+   * when the layer is new to it or the training's mask is another array (the first update,
+   * or one after a resume from a checkpoint).
    */
   private layer(name: string, mask: Float32Array): LayerState {
     let s = this.layers.get(name);
-    if (!s || s.mask !== mask) this.layers.set(name, (s = new LayerState(mask)));
+    if (!s || (s.mask !== mask && s.source !== mask)) this.layers.set(name, (s = new LayerState(mask, this.settings.backend)));
     return s;
   }
 
@@ -129,17 +129,23 @@ export class SparseTraining implements MaskSchedule {
 class LayerState {
   readonly mask: Float32Array;
   positions: Int32Array;
+  /** The array it was made from, while `mask` is still a copy of it (null once changed). */
+  source: Float32Array | null;
   private spare: Int32Array;
   /** The active weights' values, gathered for the drop. */
   readonly values: Float32Array;
   /** All ones: every gathered value is eligible. */
   readonly ones: Float32Array;
 
-  constructor(mask: Float32Array) {
+  constructor(mask: Float32Array, be: Backend) {
     this.mask = mask.slice();
+    this.source = mask;
     const active = countOnes(mask);
     this.positions = new Int32Array(active);
-    for (let i = 0, j = 0; i < mask.length; i++) if (mask[i] !== 0) this.positions[j++] = i;
+    // All `active` entries of smallest magnitude among the active ones: every active entry,
+    // in increasing order, in the addon's pass (a loop here runs a few times a training,
+    // too few for the JIT: about 3 ms on LeNet's fc1 in a run's first update).
+    be.selectByMagnitude(mask, mask, 1, active, false, this.positions);
     this.spare = new Int32Array(active);
     this.values = new Float32Array(active);
     this.ones = new Float32Array(active).fill(1);
@@ -147,6 +153,7 @@ class LayerState {
 
   /** The active positions without `dropped` and with `grown` (each increasing, as many). */
   replace(dropped: Int32Array, grown: Int32Array): void {
+    this.source = null;
     const from = this.positions, to = this.spare;
     let d = 0, g = 0, o = 0;
     for (let j = 0; j < from.length; j++) {

@@ -25,16 +25,17 @@ export function compileProgram(model: Model, opts: CompileOptions): Program {
  * with the live weights and optimiser state. Either way, weights and optimiser state
  * outside the new masks are zero, and so are the `grown` entries: a dropped connection
  * leaves nothing behind and a grown one starts at zero with fresh moments (as SET and RigL
- * do). `weights` is program.state() when the caller already has it.
+ * do). `live` is program.state() when the caller already has it.
  */
 export function withMasks(
   program: Program, model: Model, opts: CompileOptions, masks: ReadonlyMap<string, Float32Array>,
-  grown?: ReadonlyMap<string, Int32Array>, weights: StateDict = program.state(),
+  grown?: ReadonlyMap<string, Int32Array>, live?: StateDict,
 ): Program {
   if (program.setMasks) {
     program.setMasks(masks, grown);
     return program;
   }
+  const weights = live ?? program.state();
   const optimizer = program.optimizerState();
   for (const [name, m] of masks) {
     const fresh = grown?.get(name);

@@ -16,6 +16,8 @@ import { Model } from '../nn/model.js';
 import type { OptimizerSettings } from '../nn/optim.js';
 import { compileProgram } from './compile.js';
 import type { Program } from './program.js';
+import { softmaxCrossEntropy } from '../tensor/ops.js';
+import { Tensor } from '../tensor/tensor.js';
 
 const ctx = (sparse: 'auto' | 'on' | 'off' = 'auto', fused: 'auto' | 'off' = 'auto'): RunContext => resolveContext({ sparse, fused }, {});
 const adam: OptimizerSettings = { name: 'adam', lr: 1e-2, momentum: 0, weightDecay: 0 };
@@ -104,6 +106,48 @@ test('the sparse-MLP program gives the graph program\'s losses and weights: Adam
     assert.ok(mean(fused.losses.slice(25)) < mean(fused.losses.slice(0, 5)), `the loss falls: ${fused.losses.join(', ')}`);
     assertClose(fused.state, graph.state, 1e-4, optimizer.name);
   }
+  resolveContext({}, {});
+});
+
+test('the sparse-MLP program: denseGradients = a dense copy of the model\'s gradients at every entry, weightsAt = state() at the positions, neither changes the training', () => {
+  const d = data();
+  const order = new Rng(0, 'order').permutation(d.length);
+  const net = mlp(0.3, 2);
+  const p = compiled(net, ctx('on'));
+  const other = compiled(mlp(0.3, 2), ctx('on'));
+  const losses = new Float64Array(3);
+  p.step({ data: d, order, from: 0, batchSize: 40 }, losses);
+  other.step({ data: d, order, from: 0, batchSize: 40 }, losses);
+  const names = ['fc1.weight', 'fc3.weight'];
+  const got = p.denseGradients!({ data: d, order, from: 120, batchSize: 40 }, names);
+  // The same gradient from a dense copy of the model at the live weights.
+  const copy = new Model('mlp', [['fc1', new Linear(30, 16, 'relu')], ['fc2', new Linear(16, 12, 'relu')], ['fc3', new Linear(12, 5, 'none')]]);
+  copy.loadState(p.state());
+  const x = Tensor.zeros([40, 30]), labels = new Int32Array(40);
+  d.gather(order, 120, 40, x.data, labels);
+  softmaxCrossEntropy(copy.forward(x), labels).backward();
+  assert.deepEqual([...got.keys()], names);
+  for (const n of names) {
+    const want = copy.parameter(n).ensureGrad();
+    let worst = 0, scale = 0;
+    want.forEach((w, i) => { worst = Math.max(worst, Math.abs(got.get(n)![i] - w)); scale = Math.max(scale, Math.abs(w)); });
+    assert.ok(worst <= 1e-5 * scale && scale > 0, `${n}: max diff ${worst} (scale ${scale})`);
+    assert.ok(want.some((w, i) => w !== 0 && net.masks.get(n)![i] === 0), `${n}: gradients outside the mask too`);
+  }
+  const state = p.state();
+  for (const n of ['fc1.weight', 'fc2.weight']) {
+    const positions = Int32Array.from({ length: 50 }, (_, j) => Math.floor((j * state.get(n)!.length) / 50));
+    const out = new Float32Array(50).fill(NaN);
+    p.weightsAt!(n, positions, out);
+    assert.deepEqual(out, Float32Array.from(positions, (i) => state.get(n)![i]), n);
+  }
+  assert.throws(() => p.denseGradients!({ data: d, order, from: 0, batchSize: 40 }, ['fc1.bias']), /has no sparse weight fc1\.bias/);
+  // The training goes on as the program's that made neither call.
+  const after = new Float64Array(2), want = new Float64Array(2);
+  p.step({ data: d, order, from: 120, batchSize: 40 }, after);
+  other.step({ data: d, order, from: 120, batchSize: 40 }, want);
+  assert.deepEqual(after, want);
+  assert.deepEqual(p.state(), other.state());
   resolveContext({}, {});
 });
 

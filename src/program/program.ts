@@ -59,6 +59,16 @@ export interface Program {
    * (train()'s generic path, which gives the same numbers).
    */
   setMasks?(masks: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>): void;
+  /**
+   * The gradient of the mean loss of the first minibatch of `batch` at the live weights,
+   * at every entry of the named weights as if they were dense (RigL's growth criterion);
+   * changes no weight, gradient or optimiser state. The arrays are the program's, valid
+   * until its next call. A program without it leaves this to train() (a dense copy of the
+   * model, the same numbers up to float summation order).
+   */
+  denseGradients?(batch: Minibatches, names: readonly string[]): Map<string, Float32Array>;
+  /** The live values of weight `name` at its flat indices `positions` (distinct) into `out` (a program without it: read from state()). */
+  weightsAt?(name: string, positions: Int32Array, out: Float32Array): void;
 }
 
 export type ProgramKind = 'graph' | 'sparse_mlp' | 'dense_mlp' | 'compact';

@@ -53,6 +53,8 @@ export interface LiveTraining {
   readonly masks: ReadonlyMap<string, Float32Array>;
   /** A copy of the live weights (entries outside the masks zero). */
   weights(): StateDict;
+  /** The live values of weight `name` at its flat indices `positions` (distinct) into `out` (cheaper than weights() for a few). */
+  weightsAt(name: string, positions: Int32Array, out: Float32Array): void;
   /**
    * The gradient of the mean loss of this iteration's minibatch at the live weights, at
    * every entry of the named weights, as if they were dense (RigL's growth criterion). It

@@ -275,7 +275,14 @@ export function train(opts: TrainOptions): TrainResult {
     return {
       iteration: at, masks: masks ?? new Map(),
       weights: () => (snapshot ??= program.state()),
+      weightsAt: (name, positions, out) => {
+        if (program.weightsAt) return program.weightsAt(name, positions, out);
+        const w = (snapshot ??= program.state()).get(name)!;
+        for (let j = 0; j < positions.length; j++) out[j] = w[positions[j]];
+      },
       denseGradients: (names) => {
+        flops.actual += batchSize * perStep.dense;
+        if (program.denseGradients) return program.denseGradients({ data: trainData, order, from, batchSize }, names);
         if (!gradModel) {
           gradModel = buildModel(model.describe());
           gradModel.seed(opts.seed);
@@ -289,7 +296,6 @@ export function train(opts: TrainOptions): TrainResult {
         const { x, labels } = gradBatch;
         trainData.gather(order, from, batchSize, x.data, labels);
         gradArena.run(() => softmaxCrossEntropy(net.forward(x), labels).backward());
-        flops.actual += batchSize * perStep.dense;
         return new Map(names.map((n) => [n, net.parameter(n).ensureGrad()]));
       },
     };
