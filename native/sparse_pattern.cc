@@ -57,11 +57,51 @@ int64_t lth::count_nonzero(const float* a, int64_t n) {
   return count;
 }
 
+namespace {
+
+// The counts per row and column, the transposed view and the raw pointers of a pattern
+// whose packed arrays (seg, col, row, flat) and blocks are filled.
+void finish_pattern(Pattern& p) {
+  const int64_t rows = p.rows, cols = p.cols;
+  p.rowPtrV.assign(rows + 1, 0);
+  p.colPtrV.assign(cols + 1, 0);
+  for (int64_t k = 0; k < p.nnz; k++) {
+    p.rowPtrV[p.rowV[k] + 1]++;
+    p.colPtrV[p.colV[k] + 1]++;
+  }
+  for (int64_t r = 0; r < rows; r++) p.rowPtrV[r + 1] += p.rowPtrV[r];
+  for (int64_t c = 0; c < cols; c++) p.colPtrV[c + 1] += p.colPtrV[c];
+  std::vector<int32_t> rowBlock(rows);
+  for (int64_t r = 0; r < rows; r++) rowBlock[r] = (int32_t)(r / p.br);
+  // Transposed view: per (row block, column), rows ascending (the packed order visits a
+  // column's rows in ascending order).
+  p.tsegV.assign(p.nbr * cols + 1, 0);
+  for (int64_t k = 0; k < p.nnz; k++) p.tsegV[(int64_t)rowBlock[p.rowV[k]] * cols + p.colV[k] + 1]++;
+  for (int64_t s = 0; s < p.nbr * cols; s++) p.tsegV[s + 1] += p.tsegV[s];
+  p.trowV.resize(p.nnz);
+  p.tposV.resize(p.nnz);
+  std::vector<int32_t> tfill(p.tsegV.begin(), p.tsegV.end() - 1);
+  for (int64_t k = 0; k < p.nnz; k++) {
+    const int32_t at = tfill[(int64_t)rowBlock[p.rowV[k]] * cols + p.colV[k]]++;
+    p.trowV[at] = p.rowV[k];
+    p.tposV[at] = (int32_t)k;
+  }
+  p.seg = p.segV.data();
+  p.col = p.colV.data();
+  p.row = p.rowV.data();
+  p.flat = p.flatV.data();
+  p.rowPtr = p.rowPtrV.data();
+  p.tseg = p.tsegV.data();
+  p.trow = p.trowV.data();
+  p.tpos = p.tposV.data();
+  p.colPtr = p.colPtrV.data();
+}
+
+}  // namespace
+
 void lth::build_pattern(Pattern& p, const float* mask, int64_t rows, int64_t cols) {
   p.rows = rows;
   p.cols = cols;
-  p.rowPtrV.assign(rows + 1, 0);
-  p.colPtrV.assign(cols + 1, 0);
   // A count and one pass over the mask (kept: != 0, which NaN is too) collect the nonzeros
   // in row-major order; everything after works on them alone. Dynamic sparse training
   // rebuilds patterns every few hundred steps, so this is a cost per update. Both passes
@@ -91,22 +131,15 @@ void lth::build_pattern(Pattern& p, const float* mask, int64_t rows, int64_t col
       }
   }
   p.nnz = count;
-  for (int64_t k = 0; k < p.nnz; k++) {
-    p.rowPtrV[keptRow[k] + 1]++;
-    p.colPtrV[keptCol[k] + 1]++;
-  }
-  for (int64_t r = 0; r < rows; r++) p.rowPtrV[r + 1] += p.rowPtrV[r];
-  for (int64_t c = 0; c < cols; c++) p.colPtrV[c + 1] += p.colPtrV[c];
   const double density = rows && cols ? (double)p.nnz / ((double)rows * (double)cols) : 0;
   p.bc = block_size(cols, density);
   p.nbc = cols ? (cols + p.bc - 1) / p.bc : 0;
   p.br = block_size(rows, density);
   p.nbr = rows ? (rows + p.br - 1) / p.br : 0;
 
-  // Each column's block and each row's (no division per nonzero).
-  std::vector<int32_t> colBlock(cols), rowBlock(rows);
+  // Each column's block (no division per nonzero).
+  std::vector<int32_t> colBlock(cols);
   for (int64_t c = 0; c < cols; c++) colBlock[c] = (int32_t)(c / p.bc);
-  for (int64_t r = 0; r < rows; r++) rowBlock[r] = (int32_t)(r / p.br);
 
   // Packed order: count per (block, row), prefix sums, fill (in row-major order within each).
   p.segV.assign(p.nbc * rows + 1, 0);
@@ -124,28 +157,7 @@ void lth::build_pattern(Pattern& p, const float* mask, int64_t rows, int64_t col
     p.flatV[k] = (int32_t)((int64_t)r * cols + c);
   }
 
-  // Transposed view: per (row block, column), rows ascending (the packed order visits a
-  // column's rows in ascending order).
-  p.tsegV.assign(p.nbr * cols + 1, 0);
-  for (int64_t k = 0; k < p.nnz; k++) p.tsegV[(int64_t)rowBlock[p.rowV[k]] * cols + p.colV[k] + 1]++;
-  for (int64_t s = 0; s < p.nbr * cols; s++) p.tsegV[s + 1] += p.tsegV[s];
-  p.trowV.resize(p.nnz);
-  p.tposV.resize(p.nnz);
-  std::vector<int32_t> tfill(p.tsegV.begin(), p.tsegV.end() - 1);
-  for (int64_t k = 0; k < p.nnz; k++) {
-    const int32_t at = tfill[(int64_t)rowBlock[p.rowV[k]] * cols + p.colV[k]]++;
-    p.trowV[at] = p.rowV[k];
-    p.tposV[at] = (int32_t)k;
-  }
-  p.seg = p.segV.data();
-  p.col = p.colV.data();
-  p.row = p.rowV.data();
-  p.flat = p.flatV.data();
-  p.rowPtr = p.rowPtrV.data();
-  p.tseg = p.tsegV.data();
-  p.trow = p.trowV.data();
-  p.tpos = p.tposV.data();
-  p.colPtr = p.colPtrV.data();
+  finish_pattern(p);
 }
 
 namespace {
@@ -171,6 +183,41 @@ void set_int(napi_env env, napi_value obj, const char* key, int64_t v) {
   napi_value x;
   napi_create_double(env, (double)v, &x);
   napi_set_named_property(env, obj, key, x);
+}
+
+// The JS object of a built pattern (which it owns from here on; deleted on failure).
+napi_value wrap_pattern(napi_env env, Pattern* p) {
+  const int64_t rows = p->rows, cols = p->cols;
+  napi_value obj, flat, buf;
+  void* data = nullptr;
+  napi_create_object(env, &obj);
+  set_int(env, obj, "rows", rows);
+  set_int(env, obj, "cols", cols);
+  set_int(env, obj, "nnz", p->nnz);
+  napi_create_arraybuffer(env, (size_t)p->nnz * 4, &data, &buf);
+  if (p->nnz) std::memcpy(data, p->flat, (size_t)p->nnz * 4);
+  napi_create_typedarray(env, napi_int32_array, (size_t)p->nnz, buf, 0, &flat);
+  napi_set_named_property(env, obj, "flat", flat);
+  // The pattern's arrays are outside V8's heap: telling V8 their size makes it collect
+  // dropped patterns (dynamic sparse training makes two every update) before the process
+  // grows, so new ones reuse freed memory instead of faulting in fresh pages.
+  const int64_t bytes = p->bytes();
+  int64_t ignored;
+  napi_adjust_external_memory(env, bytes, &ignored);
+  if (napi_wrap(env, obj, static_cast<Wrapped*>(p),
+                [](napi_env env, void* d, void*) {
+                  auto* q = static_cast<Pattern*>(static_cast<Wrapped*>(d));
+                  int64_t ignored;
+                  napi_adjust_external_memory(env, -q->bytes(), &ignored);
+                  delete q;
+                },
+                nullptr, nullptr) != napi_ok) {
+    napi_adjust_external_memory(env, -bytes, &ignored);
+    delete p;
+    napi_throw_error(env, nullptr, "sparsePattern: cannot wrap the pattern");
+    return nullptr;
+  }
+  return obj;
 }
 
 // The maker of a pattern whose memory a later sparsePattern call took: no argument check
@@ -213,36 +260,7 @@ napi_value SparsePattern(napi_env env, napi_callback_info info) {
     reuse->maker = kReleasedPattern;
   }
   build_pattern(*p, mask, rows, cols);
-  napi_value obj, flat, buf;
-  void* data = nullptr;
-  napi_create_object(env, &obj);
-  set_int(env, obj, "rows", rows);
-  set_int(env, obj, "cols", cols);
-  set_int(env, obj, "nnz", p->nnz);
-  napi_create_arraybuffer(env, (size_t)p->nnz * 4, &data, &buf);
-  if (p->nnz) std::memcpy(data, p->flat, (size_t)p->nnz * 4);
-  napi_create_typedarray(env, napi_int32_array, (size_t)p->nnz, buf, 0, &flat);
-  napi_set_named_property(env, obj, "flat", flat);
-  // The pattern's arrays are outside V8's heap: telling V8 their size makes it collect
-  // dropped patterns (dynamic sparse training makes two every update) before the process
-  // grows, so new ones reuse freed memory instead of faulting in fresh pages.
-  const int64_t bytes = p->bytes();
-  int64_t ignored;
-  napi_adjust_external_memory(env, bytes, &ignored);
-  if (napi_wrap(env, obj, static_cast<Wrapped*>(p),
-                [](napi_env env, void* d, void*) {
-                  auto* q = static_cast<Pattern*>(static_cast<Wrapped*>(d));
-                  int64_t ignored;
-                  napi_adjust_external_memory(env, -q->bytes(), &ignored);
-                  delete q;
-                },
-                nullptr, nullptr) != napi_ok) {
-    napi_adjust_external_memory(env, -bytes, &ignored);
-    delete p;
-    napi_throw_error(env, nullptr, "sparsePattern: cannot wrap the pattern");
-    return nullptr;
-  }
-  return obj;
+  return wrap_pattern(env, p);
 }
 
 // Order keys of flat indices in a pattern's packed order: the column block, then the flat
@@ -358,9 +376,134 @@ napi_value SparsePatternFrom(napi_env env, napi_callback_info info) {
   return lth::undefined_value(env);
 }
 
+// The packed arrays (col, row, flat) of the pattern of `mask` when its nonzeros are those
+// of `old` still nonzero in it and `grown`, with the same column blocks: one merge of old's
+// packed order with the grown entries', no pass over the mask's entries beyond their count
+// (`nnz`), and from[k] as sparsePatternFrom(new, old.flat, grown) gives it (grown entries
+// may be old ones, dropped and grown again: -1 all the same). False (the
+// outputs unspecified) when the nonzeros or the blocks are not those.
+bool pattern_moved(const Pattern& old, const float* mask, int64_t nnz, const int32_t* grown, int64_t grownLen,
+                   std::vector<int32_t>& col, std::vector<int32_t>& row, std::vector<int32_t>& flat, int32_t* from) {
+  const int64_t rows = old.rows, cols = old.cols;
+  const double density = rows && cols ? (double)nnz / ((double)rows * (double)cols) : 0;
+  if (!rows || !cols || lth::block_size(cols, density) != old.bc || lth::block_size(rows, density) != old.br) return false;
+  const PackedKeys key(old);
+  thread_local std::vector<std::pair<int64_t, int32_t>> fresh;
+  if (!packed_order(key, old.nbc, grown, grownLen, fresh)) return false;
+  col.resize((size_t)nnz);
+  row.resize((size_t)nnz);
+  flat.resize((size_t)nnz);
+  int64_t o = 0, g = 0;
+  auto grow = [&](int64_t upTo) {
+    for (; g < grownLen && fresh[g].first < upTo; g++) {
+      const int32_t f = grown[fresh[g].second];
+      if (o == nnz || mask[f] == 0.0f) return false;
+      const int32_t r = (int32_t)(f / cols);
+      row[o] = r;
+      col[o] = (int32_t)(f - (int64_t)r * cols);
+      flat[o] = f;
+      from[o++] = -1;
+    }
+    return true;
+  };
+  for (int64_t k = 0; k < old.nnz; k++) {
+    const int32_t f = old.flat[k];
+    if (mask[f] == 0.0f) continue;
+    const int64_t at = (int64_t)key.block[old.col[k]] * key.total + f;
+    // A grown entry that was active (dropped and grown again) is new all the same.
+    if (!grow(at + 1)) return false;
+    if (o && flat[o - 1] == f) continue;
+    if (o == nnz) return false;
+    row[o] = old.row[k];
+    col[o] = old.col[k];
+    flat[o] = f;
+    from[o++] = (int32_t)k;
+  }
+  return grow(INT64_MAX) && o == nnz;
+}
+
+// sparsePatternMoved(old, mask, grown) -> { pattern, from }: sparsePattern(mask, rows, cols,
+// old) (old's shape; it gives its memory) and `from` as sparsePatternFrom(pattern, old.flat,
+// grown, from) would fill it. A mask update that drops some of old's nonzeros and adds the
+// `grown` ones (Int32Array or null) at the same density costs a merge of the two lists
+// instead of a pass over the mask; any other mask is built from its entries.
+napi_value SparsePatternMoved(napi_env env, napi_callback_info info) {
+  static constexpr ArgSpec kArgs[] = {lth::pattern_arg("old"), arg::f32("mask")};
+  lth::VarArgs a(env, info, "sparsePatternMoved", 3);
+  ArgValue v[3] = {};
+  if (!a.read(kArgs, 2, v)) return nullptr;
+  Pattern& old = *v[0].handle<Pattern>();
+  const float* mask = v[1].f32();
+  const int64_t rows = old.rows, cols = old.cols, total = rows * cols;
+  const int32_t* grown = nullptr;
+  int64_t grownLen = 0;
+  napi_valuetype vt;
+  napi_typeof(env, a.arg(2), &vt);
+  if (vt != napi_undefined && vt != napi_null) {
+    static constexpr ArgSpec kGrown[] = {arg::i32("grown")};
+    if (!a.read(kGrown, 1, v + 2, 2)) return nullptr;
+    grown = v[2].i32();
+    grownLen = (int64_t)v[2].len;
+  }
+  if (a.ok() && (int64_t)v[1].len != total)
+    a.fail(true, "mask has %zu elements, expected rows*cols = %lld", v[1].len, (long long)total);
+  for (int64_t g = 0; g < grownLen && a.ok(); g++)
+    if (grown[g] < 0 || grown[g] >= total)
+      a.fail(true, "grown[%lld] = %d is outside [0, %lld)", (long long)g, grown[g], (long long)total);
+  if (!a.ok()) return nullptr;
+  const int64_t nnz = lth::count_nonzero(mask, total);
+  napi_value fromBuf, fromArr;
+  void* fromData = nullptr;
+  napi_create_arraybuffer(env, (size_t)nnz * 4, &fromData, &fromBuf);
+  napi_create_typedarray(env, napi_int32_array, (size_t)nnz, fromBuf, 0, &fromArr);
+  int32_t* from = static_cast<int32_t*>(fromData);
+  // The new packed arrays go to scratch first (the merge reads old's), then trade places
+  // with old's, whose memory the next update's scratch reuses.
+  thread_local std::vector<int32_t> col, row, flat;
+  const bool merged = pattern_moved(old, mask, nnz, grown, grownLen, col, row, flat, from);
+  if (!merged) flat.assign(old.flat, old.flat + old.nnz);
+  auto* p = new Pattern();
+  int64_t ignored;
+  napi_adjust_external_memory(env, -old.bytes(), &ignored);
+  take_storage(*p, old);
+  old.maker = kReleasedPattern;
+  if (merged) {
+    p->rows = rows;
+    p->cols = cols;
+    p->nnz = nnz;
+    p->colV.swap(col);
+    p->rowV.swap(row);
+    p->flatV.swap(flat);
+    const double density = (double)nnz / (double)total;
+    p->bc = lth::block_size(cols, density);
+    p->nbc = (cols + p->bc - 1) / p->bc;
+    p->br = lth::block_size(rows, density);
+    p->nbr = (rows + p->br - 1) / p->br;
+    // Segments in packed order: their index (column block, row) never decreases along it.
+    thread_local std::vector<int32_t> block;
+    block.resize((size_t)cols);
+    for (int64_t c = 0; c < cols; c++) block[c] = (int32_t)(c / p->bc);
+    p->segV.assign(p->nbc * rows + 1, 0);
+    for (int64_t k = 0; k < nnz; k++) p->segV[(int64_t)block[p->colV[k]] * rows + p->rowV[k] + 1]++;
+    for (int64_t s = 0; s < p->nbc * rows; s++) p->segV[s + 1] += p->segV[s];
+    finish_pattern(*p);
+  } else {
+    build_pattern(*p, mask, rows, cols);
+    if (!pattern_from_merge(*p, flat.data(), (int64_t)flat.size(), grown, grownLen, from))
+      pattern_from_dense(*p, flat.data(), (int64_t)flat.size(), grown, grownLen, from);
+  }
+  napi_value obj = wrap_pattern(env, p), out;
+  if (!obj) return nullptr;
+  napi_create_object(env, &out);
+  napi_set_named_property(env, out, "pattern", obj);
+  napi_set_named_property(env, out, "from", fromArr);
+  return out;
+}
+
 }  // namespace
 
 bool lth::register_sparse_pattern(napi_env env, napi_value exports) {
-  static constexpr Export kExports[] = {{"sparsePattern", SparsePattern}, {"sparsePatternFrom", SparsePatternFrom}};
+  static constexpr Export kExports[] = {{"sparsePattern", SparsePattern}, {"sparsePatternFrom", SparsePatternFrom},
+                                         {"sparsePatternMoved", SparsePatternMoved}};
   return define_exports(env, exports, kExports);
 }

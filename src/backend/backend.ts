@@ -319,6 +319,13 @@ export interface Backend {
   sparsePatternFrom(pattern: SparsePattern, prevFlat: Int32Array, grown: Int32Array | null, from: Int32Array): void;
 
   /**
+   * sparsePattern(mask, old.rows, old.cols, old) and the `from` that sparsePatternFrom(pattern,
+   * old.flat, grown, from) fills, in one call: what a mask update needs. A backend may make
+   * it cheaper where the mask's nonzeros are old's still nonzero in it and `grown`.
+   */
+  sparsePatternMoved(old: SparsePattern, mask: Float32Array, grown: Int32Array | null): { pattern: SparsePattern; from: Int32Array };
+
+  /**
    * outT[r, c] = act(bias[r] + Σ_k vals[k]·inT[col(k), c]) over the nonzeros k of row r, for
    * c < n; 0 for n ≤ c < ld. act is max(0, ·) when `relu` (NaN stays NaN); bias null means 0.
    * vals [nnz] packed, inT [cols, ld], outT [rows, ld] (in panels).

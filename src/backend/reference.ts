@@ -479,6 +479,13 @@ export const referenceBackend: Backend = {
     for (let k = 0; k < p.nnz; k++) from[k] = where.get(p.flat[k]) ?? -1;
   },
 
+  sparsePatternMoved(old, mask, grown) {
+    const { rows, cols, flat } = asReference(old);
+    const pattern = referenceBackend.sparsePattern(mask, rows, cols), from = new Int32Array(pattern.nnz);
+    referenceBackend.sparsePatternFrom(pattern, flat, grown, from);
+    return { pattern, from };
+  },
+
   sparseForward(pattern, vals, inT, outT, bias, n, ld, relu) {
     const p = asReference(pattern);
     for (let r = 0; r < p.rows; r++) {

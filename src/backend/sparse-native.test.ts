@@ -271,3 +271,56 @@ test('sparsePatternFrom: native = reference, through its merge (same blocks) and
     }
   }
 });
+
+/** Forward, input-gradient and weight-gradient results of pattern p (every array the kernels read), 64 columns. */
+function kernelResults(be: Backend, p: ReturnType<Backend['sparsePattern']>, rows: number, cols: number, seed: number): Float32Array[] {
+  const rnd = prng(seed);
+  const vals = randomArray(p.nnz, rnd), inT = randomArray(cols * 64, rnd), gyT = randomArray(rows * 64, rnd);
+  const y = new Float32Array(rows * 64), gx = new Float32Array(cols * 64), gw = new Float32Array(p.nnz), gb = new Float32Array(rows);
+  be.sparseForward(p, vals, inT, y, null, 64, 64, false);
+  be.sparseInputGrad(p, vals, gyT, gx, 64);
+  be.sparseWeightGrad(p, gyT, inT, gw, gb, 64);
+  return [y, gx, gw, gb];
+}
+
+test('sparsePatternMoved: the pattern and `from` of sparsePattern + sparsePatternFrom, merged or built; old is released', { skip }, () => {
+  const rnd = prng(43);
+  for (const [rows, cols, density] of [[300, 784, 0.076], [300, 784, 0.02], [100, 300, 0.22], [40, 50, 0.05], [12, 9, 0.5], [1, 7, 0.5]]) {
+    const m = mask(rows, cols, density, rnd);
+    const kept = [...m.keys()].filter((i) => m[i] !== 0), empty = [...m.keys()].filter((i) => m[i] === 0);
+    const k = Math.max(1, Math.floor(kept.length / 5));
+    const drop = kept.filter((_, j) => j % 5 === 3).slice(0, k), grow = empty.filter(() => rnd() < 0.3).slice(0, k);
+    drop.push(kept[0]);
+    grow.push(kept[kept.length - 1]); // dropped below and grown again: new
+    drop.push(kept[kept.length - 1]);
+    grow.push(...empty.slice(-1));
+    const same = changed(m, drop, grow);
+    const sorted = Int32Array.from(new Set(grow)).sort();
+    const cases: Array<[string, Float32Array, Int32Array | null]> = [
+      ['same count, grown increasing', same, sorted],
+      ['grown in any order', same, sorted.slice().reverse()],
+      ['no grown', changed(m, drop, []), null],
+      ['fewer nonzeros (other blocks)', changed(m, kept.filter((_, j) => j % 2 === 0), []), null],
+      ['a nonzero that is neither kept nor grown', changed(same, [], empty.slice(0, 1)), sorted],
+      ['a grown entry that is zero', changed(same, [sorted[0]], []), sorted],
+    ];
+    for (const [what, next, grown] of cases) {
+      for (const be of [ref, native!] as Backend[]) {
+        const old = be.sparsePattern(m, rows, cols), oldFlat = Int32Array.from(old.flat);
+        const want = be.sparsePattern(next, rows, cols), wantFrom = new Int32Array(want.nnz);
+        be.sparsePatternFrom(want, oldFlat, grown, wantFrom);
+        const { pattern, from } = be.sparsePatternMoved(old, next, grown);
+        const at = `${be.name} ${rows}x${cols} at ${density}, ${what}`;
+        assert.equal(pattern.nnz, want.nnz, at);
+        assert.deepEqual(pattern.flat, want.flat, at);
+        assert.deepEqual(from, wantFrom, at);
+        assert.deepEqual(kernelResults(be, pattern, rows, cols, 5), kernelResults(be, want, rows, cols, 5), `${at}: kernels`);
+        if (be === native) assert.throws(() => be.sparseForward(old, new Float32Array(old.nnz), new Float32Array(cols * 64), new Float32Array(rows * 64), null, 1, 16, false), TypeError, at);
+      }
+    }
+  }
+  const nb = native!, old = nb.sparsePattern(Float32Array.of(1, 0, 0, 1), 2, 2);
+  assert.throws(() => nb.sparsePatternMoved(old, new Float32Array(3), null), /sparsePatternMoved: mask has 3 elements, expected rows\*cols = 4/);
+  assert.throws(() => nb.sparsePatternMoved(old, new Float32Array(4), Int32Array.of(4)), /grown\[0\] = 4 is outside \[0, 4\)/);
+  assert.throws(() => nb.sparsePatternMoved(ref.sparsePattern(new Float32Array(4), 2, 2), new Float32Array(4), null), TypeError);
+});

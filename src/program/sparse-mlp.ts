@@ -22,8 +22,6 @@ interface Layer extends SparseMlpLayer {
   where?: Int32Array;
   /** A copy of a packed array while setMasks reorders it in place. */
   spare?: Float32Array;
-  /** Where each new packed position was in the old order (-1: new), setMasks' scratch. */
-  from?: Int32Array;
   /** The mask its pattern was built from (setMasks skips a layer given the same array). */
   mask: Float32Array;
   /** Its dense gradient (denseGradients), [rows, cols]. */
@@ -164,9 +162,9 @@ export class SparseMlpProgram implements Program {
   /**
    * New patterns for the layers whose masks changed. Each packed array (weights, optimiser
    * state) is carried to the new packed order through one map from new positions to old
-   * ones (-1: a new or grown connection, which starts at zero; Backend.sparsePatternFrom);
-   * the work is the nonzeros' and the pattern's construction, then the chain is prepared
-   * again.
+   * ones (-1: a new or grown connection, which starts at zero; Backend.sparsePatternMoved,
+   * which makes the new pattern from the old one and the grown entries where it can); then
+   * the chain is prepared again.
    */
   setMasks(masks: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>): void {
     for (const l of this.layers) {
@@ -179,9 +177,7 @@ export class SparseMlpProgram implements Program {
       const mask = masks.get(l.name)!;
       const fresh = grown?.get(l.name);
       if (mask === l.mask && !fresh) continue;
-      const { pattern } = maskPattern(mask, l.linear.outFeatures, l.linear.inFeatures, this.backend, l.pattern);
-      const from = (l.from = l.from?.length === pattern.nnz ? l.from : new Int32Array(pattern.nnz));
-      this.backend.sparsePatternFrom(pattern, l.pattern.flat, fresh ?? null, from);
+      const { pattern, from } = this.backend.sparsePatternMoved(l.pattern, mask, fresh ?? null);
       const remap = (packed: Float32Array): Float32Array => {
         // The same count of nonzeros: in place, from a copy of the old values.
         if (pattern.nnz !== packed.length) return moved(packed, from, new Float32Array(pattern.nnz));
