@@ -289,6 +289,26 @@ void winoOut(const float* __restrict m, int64_t estride, int64_t n, float* __res
   }
 }
 
+// winoOut with each output row's values in image order: tile t's outputs (i, j) to
+// z[i*zs + 2t + j], so that a row of tw tiles is one output row (ow = 2*tw floats).
+void winoOutRows(const float* __restrict m, int64_t estride, int64_t n, float* __restrict z, int64_t zs) {
+  float* __restrict z0 = z;
+  float* __restrict z1 = z + zs;
+  for (int64_t t = 0; t < n; t++) {
+    float s0[4], s1[4];
+    for (int k = 0; k < 4; k++) {
+      const float a = m[(0 * 4 + k) * estride + t], b = m[(1 * 4 + k) * estride + t];
+      const float c = m[(2 * 4 + k) * estride + t], d = m[(3 * 4 + k) * estride + t];
+      s0[k] = a + b + c;
+      s1[k] = b - c - d;
+    }
+    z0[2 * t] = s0[0] + s0[1] + s0[2];
+    z0[2 * t + 1] = s0[1] - s0[2] - s0[3];
+    z1[2 * t] = s1[0] + s1[1] + s1[2];
+    z1[2 * t + 1] = s1[1] - s1[2] - s1[3];
+  }
+}
+
 // The value stored: the product (added to what y holds, with ACC), plus the bias (with
 // BIAS), then max(0, ·) (with RELU; NaN stays NaN, as channelBiasAct's).
 template <bool ACC, bool BIAS, bool RELU>
@@ -335,6 +355,23 @@ struct WinoStore {
 
 void winoStore(const float* a, const float* b, int64_t width, float* y, bool accumulate, const float* bias, bool relu) {
   with_store_flags<WinoStore>(accumulate, bias != nullptr, relu, a, b, width, y, bias ? *bias : 0.0f);
+}
+
+template <bool ACC, bool BIAS, bool RELU>
+struct WinoStoreRows {
+  static void run(const float* z, int64_t zs, int64_t ow, int64_t rows, int64_t tile, float* y, float bias) {
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t i = 0; i < tile; i++) {
+        const float* __restrict a = z + i * zs + r * ow;
+        float* __restrict d = y + (tile * r + i) * ow;
+        for (int64_t c = 0; c < ow; c++) d[c] = wino_value<ACC, BIAS, RELU>(d[c], a[c], bias);
+      }
+  }
+};
+
+void winoStoreRows(const float* z, int64_t zs, int64_t ow, int64_t rows, int64_t tile, float* y, bool accumulate,
+                   const float* bias, bool relu) {
+  with_store_flags<WinoStoreRows>(accumulate, bias != nullptr, relu, z, zs, ow, rows, tile, y, bias ? *bias : 0.0f);
 }
 
 // a[k] = s[2k] for 2k < n, b[k] = s[2k + 1] for 2k + 1 < n.
@@ -622,6 +659,32 @@ void winoOut4(const float* __restrict m, int64_t estride, int64_t n, float* __re
   }
 }
 
+// winoOut4 with each output row's values in image order (as winoOutRows): tile t's
+// outputs (i, j) to z[i*zs + 4t + j].
+void winoOut4Rows(const float* __restrict m, int64_t estride, int64_t n, float* __restrict z, int64_t zs) {
+#pragma GCC ivdep
+  for (int64_t t = 0; t < n; t++) {
+    float s[4][6];
+    for (int k = 0; k < 6; k++) {
+      const float m0 = m[(0 * 6 + k) * estride + t], m1 = m[(1 * 6 + k) * estride + t];
+      const float m2 = m[(2 * 6 + k) * estride + t], m3 = m[(3 * 6 + k) * estride + t];
+      const float m4 = m[(4 * 6 + k) * estride + t], m5 = m[(5 * 6 + k) * estride + t];
+      const float ap = m1 + m2, am = m1 - m2, bp = m3 + m4, bm = m3 - m4;
+      s[0][k] = m0 + ap + bp;
+      s[1][k] = am + 2.0f * bm;
+      s[2][k] = ap + 4.0f * bp;
+      s[3][k] = am + 8.0f * bm + m5;
+    }
+    for (int i = 0; i < 4; i++) {
+      const float ap = s[i][1] + s[i][2], am = s[i][1] - s[i][2], bp = s[i][3] + s[i][4], bm = s[i][3] - s[i][4];
+      z[i * zs + 4 * t + 0] = s[i][0] + ap + bp;
+      z[i * zs + 4 * t + 1] = am + 2.0f * bm;
+      z[i * zs + 4 * t + 2] = ap + 4.0f * bp;
+      z[i * zs + 4 * t + 3] = am + 8.0f * bm + s[i][5];
+    }
+  }
+}
+
 template <bool ACC, bool BIAS, bool RELU>
 inline void wino_store4(const float* __restrict a, int64_t n, int64_t width, float* __restrict y, float bias) {
   const float* __restrict a0 = a;
@@ -783,6 +846,6 @@ void winoGradOut4Cols(const float* __restrict g, int64_t gs, int64_t n, float* _
 #undef LTH_WINO4_AT
 
 const lth::Kernels kTable = {
-    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoInRows, winoInCols, winoOut, winoStore, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
-    winoIn4, winoIn4Rows, winoIn4Cols, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols,
+    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoInRows, winoInCols, winoOut, winoOutRows, winoStore, winoStoreRows, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
+    winoIn4, winoIn4Rows, winoIn4Cols, winoOut4, winoOut4Rows, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols,
 };

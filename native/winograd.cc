@@ -282,6 +282,27 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
                            false, false},
              0, j.cout, 0, T, gemmScratch);
 
+  if (j.oh % j.tile == 0 && j.ow % j.tile == 0) {
+    // Whole tiles: each output row of a tile row comes out of the transform in image
+    // order, and the stores are plain loops over whole rows (winoStore's are one row of
+    // tiles long and interleave).
+    const int64_t zs = j.tile * T;
+    float* Z = grow(obuf, (size_t)(j.tile * zs));
+    const auto outRows = j.tile == 4 ? gK->winoOut4Rows : gK->winoOutRows;
+    for (int64_t o = 0; o < j.cout; o++) {
+      if (o + 1 < j.cout) prefetch_out(j, q0, q1, o + 1);
+      outRows(M + o * T, ms, T, Z, zs);
+      for (int64_t q = q0; q < q1;) {
+        const int64_t img = q / j.th, ty0 = q % j.th;
+        const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
+        gK->winoStoreRows(Z + (q - q0) * j.ow, zs, j.ow, ty1 - ty0, j.tile,
+                          j.out + ((img * j.cout + o) * j.oh + j.tile * ty0) * j.ow, j.accumulate,
+                          j.bias ? j.bias + o : nullptr, j.relu);
+        q = img * j.th + ty1;
+      }
+    }
+    return;
+  }
   if (j.tile == 4) {
     float* O = grow(obuf, (size_t)(16 * T));
     for (int64_t o = 0; o < j.cout; o++) {
