@@ -182,45 +182,8 @@ float* input_transform4(const Job& j, int64_t blk, int64_t* tiles) {
   return V;
 }
 
-// The input transform for padding 1 and a width that is a whole number of tiles (tw =
-// w/tile; Kernels::winoInRows/winoInCols and their F(4x4) forms): no phase split, and the
-// column pass runs over all of a channel's tiles in the block at once, where winoIn's
-// loops are one row of tiles long (2 to 16 on 8x8 to 32x32 images, too short to fill
-// the vector lanes).
-bool rows_first(const Job& j) { return j.pad == 1 && j.w % j.tile == 0; }
-
-float* input_transform_rows(const Job& j, int64_t blk, int64_t* tiles) {
-  thread_local std::vector<float> vbuf, gbuf, zbuf;
-  const int64_t q0 = blk * j.rowsPerBlock;
-  const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
-  const int64_t T = (q1 - q0) * j.tw, gs = (q1 - q0) * j.w, side = j.tile + 2;
-  *tiles = T;
-  float* V = grow(vbuf, (size_t)(side * side * entry_stride(j.cin, T)));
-  float* G = grow(gbuf, (size_t)(side * gs));
-  if (zbuf.size() < (size_t)j.w) zbuf.assign((size_t)j.w, 0.0f);
-  const float* Z = zbuf.data();
-  const auto rows = j.tile == 4 ? gK->winoIn4Rows : gK->winoInRows;
-  const auto cols = j.tile == 4 ? gK->winoIn4Cols : gK->winoInCols;
-  for (int64_t c = 0; c < j.cin; c++) {
-    for (int64_t q = q0; q < q1;) {
-      const int64_t img = q / j.th, ty0 = q % j.th;
-      const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
-      const float* plane = j.x + (img * j.cin + c) * j.h * j.w;
-      int64_t y0 = j.tile * ty0 - 1, y1 = j.tile * ty1 + 1;
-      if (y0 < 0) y0 = 0;
-      if (y1 > j.h) y1 = j.h;
-      if (c + 1 < j.cin) prefetch_rows(plane + j.h * j.w + y0 * j.w, (y1 - y0) * j.w);
-      rows(plane, j.w, j.h, ty0, ty1, Z, G + (q - q0) * j.w, gs);
-      q = img * j.th + ty1;
-    }
-    cols(G, gs, j.tw, T, V + c * T, entry_stride(j.cin, T));
-  }
-  return V;
-}
-
 // The input transform of block blk's tiles: V[e][c][t] (16 x cin x T), T its tiles.
 float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
-  if (rows_first(j)) return input_transform_rows(j, blk, tiles);
   if (j.tile == 4) return input_transform4(j, blk, tiles);
   thread_local std::vector<float> vbuf, qbuf, hbuf;
   const int64_t q0 = blk * j.rowsPerBlock;
@@ -282,27 +245,6 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
                            false, false},
              0, j.cout, 0, T, gemmScratch);
 
-  if (j.oh % j.tile == 0 && j.ow % j.tile == 0) {
-    // Whole tiles: each output row of a tile row comes out of the transform in image
-    // order, and the stores are plain loops over whole rows (winoStore's are one row of
-    // tiles long and interleave).
-    const int64_t zs = j.tile * T;
-    float* Z = grow(obuf, (size_t)(j.tile * zs));
-    const auto outRows = j.tile == 4 ? gK->winoOut4Rows : gK->winoOutRows;
-    for (int64_t o = 0; o < j.cout; o++) {
-      if (o + 1 < j.cout) prefetch_out(j, q0, q1, o + 1);
-      outRows(M + o * T, ms, T, Z, zs);
-      for (int64_t q = q0; q < q1;) {
-        const int64_t img = q / j.th, ty0 = q % j.th;
-        const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
-        gK->winoStoreRows(Z + (q - q0) * j.ow, zs, j.ow, ty1 - ty0, j.tile,
-                          j.out + ((img * j.cout + o) * j.oh + j.tile * ty0) * j.ow, j.accumulate,
-                          j.bias ? j.bias + o : nullptr, j.relu);
-        q = img * j.th + ty1;
-      }
-    }
-    return;
-  }
   if (j.tile == 4) {
     float* O = grow(obuf, (size_t)(16 * T));
     for (int64_t o = 0; o < j.cout; o++) {
@@ -348,8 +290,6 @@ struct GradJob {
 // GM[e][o][t] (E x cout x T): the output gradient's tiles (tile rows [q0, q1)) transformed.
 void grad_out_transform(const Job& j, const float* gy, int64_t q0, int64_t q1, int64_t T, float* GM) {
   thread_local std::vector<float> rbuf;
-  // R[(tile*i + jj)*T + t] = gY[tile*ty + i][tile*tx + jj] for tile t = (ty, tx), 0 past the
-  // edges (only then does R need clearing: otherwise the split writes all of it).
   const bool edges = j.oh % j.tile != 0 || j.ow % j.tile != 0;
   if (!edges) {
     // Whole tiles: rows first, then one loop over the block's tiles per row of A·gY (the
@@ -369,6 +309,8 @@ void grad_out_transform(const Job& j, const float* gy, int64_t q0, int64_t q1, i
     }
     return;
   }
+  // R[(tile*i + jj)*T + t] = gY[tile*ty + i][tile*tx + jj] for tile t = (ty, tx), 0 past the
+  // edges (only then does R need clearing: otherwise the split writes all of it).
   const int64_t tt = (int64_t)j.tile * j.tile;
   float* R = grow(rbuf, (size_t)(tt * T));
   for (int64_t o = 0; o < j.cout; o++) {

@@ -224,10 +224,10 @@ const CONV3X3: Array<[number, number, number, number, number, number]> = [
   [2, 70, 33, 11, 13, 1], // more channels than a block's tile budget assumes
   [3, 64, 64, 16, 16, 1], // Conv-4/6 shape
   [3, 64, 40, 28, 28, 1], // F(4x4): 16 of 21 tile rows per block, so blocks end inside an image
-  [2, 16, 16, 8, 8, 1],   // ResNet-20's 8x8 stage (padding 1, width a whole number of tiles: no phase split)
-  [5, 8, 256, 10, 12, 1], // the same with an odd number of tile rows per image and blocks ending inside one
+  [2, 16, 16, 8, 8, 1],   // ResNet-20's 8x8 stage: outputs a whole number of tiles (the weight gradient's rows-first transform)
+  [5, 8, 256, 10, 12, 1], // whole F(2x2) tiles, blocks ending inside an image
   [3, 5, 8, 7, 2, 1],     // one F(2x2) tile per row
-  [3, 5, 8, 9, 4, 1],     // one F(4x4) tile per row
+  [3, 5, 8, 8, 4, 1],     // one F(4x4) tile per row, whole tiles
 ];
 
 /**
