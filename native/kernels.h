@@ -70,6 +70,12 @@ struct Kernels {
   void (*winoGradOut)(const float* a, const float* b, const float* c, const float* d, int64_t n, float* g,
                       int64_t estride);
 
+  // winoGradOut for outputs that are whole tiles, from the output gradient's rows: the
+  // row pairs of `rows` tile rows of y (ow floats each, ow = 2*tw) combined (A·g) to
+  // g[k*gs + r*ow + column], then tile t's columns g[k*gs + 2t .. 2t + 1] times Aᵀ, entry
+  // e = 4*k + j to out[e*estride + t], for n tiles.
+  void (*winoGradOutRows)(const float* y, int64_t ow, int64_t rows, float* g, int64_t gs);
+  void (*winoGradOutCols)(const float* g, int64_t gs, int64_t n, float* out, int64_t estride);
   // Winograd F(4x4, 3x3) transforms, laid out as the F(2x2, 3x3) ones with phases mod 4:
   // winoIn4 reads q[(4*rp + cp)*qs + m*ld + k] = P[4m + rp][4k + cp] (ld >= tw + 1), tile
   // (ty, tx) covering rows 4ty..4ty+5 and columns 4tx..4tx+5 of P, and writes the 36
@@ -90,6 +96,10 @@ struct Kernels {
   // The output-gradient transform A·y·Aᵀ of n 4x4 tiles y[i][j] = r[(4*i + j)*n + t]
   // (A = (Aᵀ)ᵀ, 6x4): the 36 entries to g[e*estride + t].
   void (*winoGradOut4)(const float* r, int64_t n, float* g, int64_t estride);
+  // winoGradOutRows and winoGradOutCols for 4x4 tiles (6 rows per tile row; columns
+  // 4t .. 4t + 3; e = 6*k + j).
+  void (*winoGradOut4Rows)(const float* y, int64_t ow, int64_t rows, float* g, int64_t gs);
+  void (*winoGradOut4Cols)(const float* g, int64_t gs, int64_t n, float* out, int64_t estride);
 };
 
 // nullptr when the ISA is not compiled in (non-x86 builds).

@@ -344,6 +344,45 @@ void winoGradOut(const float* __restrict a, const float* __restrict b, const flo
   }
 }
 
+// winoGradOut on whole rows (outputs a whole number of 2x2 tiles): the row pairs of
+// rows tile rows combined (A·g, the order winoGradOut adds in), then each row's columns,
+// one loop over all n tiles.
+void winoGradOutRows(const float* __restrict y, int64_t ow, int64_t rows, float* __restrict g, int64_t gs) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* __restrict p = y + 2 * r * ow;
+    const float* __restrict q = p + ow;
+    float* __restrict g0 = g + r * ow;
+    float* __restrict g1 = g0 + gs;
+    float* __restrict g2 = g0 + 2 * gs;
+    float* __restrict g3 = g0 + 3 * gs;
+#pragma GCC ivdep
+    for (int64_t c = 0; c < ow; c++) {
+      g0[c] = p[c];
+      g1[c] = p[c] + q[c];
+      g2[c] = p[c] - q[c];
+      g3[c] = -q[c];
+    }
+  }
+}
+
+void winoGradOutCols(const float* __restrict g, int64_t gs, int64_t n, float* __restrict out, int64_t estride) {
+  for (int k = 0; k < 4; k++) {
+    const float* __restrict s = g + k * gs;
+    float* __restrict o0 = out + (k * 4 + 0) * estride;
+    float* __restrict o1 = out + (k * 4 + 1) * estride;
+    float* __restrict o2 = out + (k * 4 + 2) * estride;
+    float* __restrict o3 = out + (k * 4 + 3) * estride;
+#pragma GCC ivdep
+    for (int64_t t = 0; t < n; t++) {
+      const float a = s[2 * t], b = s[2 * t + 1];
+      o0[t] = a;
+      o1[t] = a + b;
+      o2[t] = a - b;
+      o3[t] = -b;
+    }
+  }
+}
+
 // ---------------------------------------------------------------- Winograd F(4x4, 3x3)
 //
 // The points 0, ±1, ±2 and ∞ (Lavin & Gray):
@@ -549,7 +588,71 @@ void winoGradOut4(const float* __restrict r, int64_t n, float* __restrict g, int
   }
 }
 
+// winoGradOut4 on whole rows (outputs a whole number of 4x4 tiles), rows first: A·y per
+// tile row (6 rows of ow), then each of those rows' columns, one loop over all n tiles.
+// A 4-vector p times Aᵀ as in winoGradOut4.
+#define LTH_WINO4_AT(p0, p1, p2, p3, t0, t1, t2, t3, t4, t5)              \
+  do {                                                                   \
+    const float ep = p0 + p2, op = p1 + p3, e4 = p0 + 4.0f * p2, o4 = 2.0f * p1 + 8.0f * p3; \
+    t0 = p0;                                                             \
+    t1 = ep + op;                                                        \
+    t2 = ep - op;                                                        \
+    t3 = e4 + o4;                                                        \
+    t4 = e4 - o4;                                                        \
+    t5 = p3;                                                             \
+  } while (0)
+
+void winoGradOut4Rows(const float* __restrict y, int64_t ow, int64_t rows, float* __restrict g, int64_t gs) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* __restrict p0 = y + 4 * r * ow;
+    const float* __restrict p1 = p0 + ow;
+    const float* __restrict p2 = p0 + 2 * ow;
+    const float* __restrict p3 = p0 + 3 * ow;
+    float* g0 = g + r * ow;
+    float* g1 = g0 + gs;
+    float* g2 = g0 + 2 * gs;
+    float* g3 = g0 + 3 * gs;
+    float* g4 = g0 + 4 * gs;
+    float* g5 = g0 + 5 * gs;
+#pragma GCC ivdep
+    for (int64_t c = 0; c < ow; c++) {
+      float t0, t1, t2, t3, t4, t5;
+      LTH_WINO4_AT(p0[c], p1[c], p2[c], p3[c], t0, t1, t2, t3, t4, t5);
+      g0[c] = t0;
+      g1[c] = t1;
+      g2[c] = t2;
+      g3[c] = t3;
+      g4[c] = t4;
+      g5[c] = t5;
+    }
+  }
+}
+
+void winoGradOut4Cols(const float* __restrict g, int64_t gs, int64_t n, float* __restrict out, int64_t estride) {
+  for (int k = 0; k < 6; k++) {
+    const float* __restrict s = g + k * gs;
+    float* o0 = out + (k * 6 + 0) * estride;
+    float* o1 = out + (k * 6 + 1) * estride;
+    float* o2 = out + (k * 6 + 2) * estride;
+    float* o3 = out + (k * 6 + 3) * estride;
+    float* o4 = out + (k * 6 + 4) * estride;
+    float* o5 = out + (k * 6 + 5) * estride;
+#pragma GCC ivdep
+    for (int64_t t = 0; t < n; t++) {
+      float t0, t1, t2, t3, t4, t5;
+      LTH_WINO4_AT(s[4 * t], s[4 * t + 1], s[4 * t + 2], s[4 * t + 3], t0, t1, t2, t3, t4, t5);
+      o0[t] = t0;
+      o1[t] = t1;
+      o2[t] = t2;
+      o3[t] = t3;
+      o4[t] = t4;
+      o5[t] = t5;
+    }
+  }
+}
+#undef LTH_WINO4_AT
+
 const lth::Kernels kTable = {
-    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoOut, winoStore, winoSplitRows, winoGradOut,
-    winoIn4, winoOut4, winoStore4, winoSplitRows4, winoGradOut4,
+    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoOut, winoStore, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
+    winoIn4, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols,
 };

@@ -290,11 +290,29 @@ struct GradJob {
 // GM[e][o][t] (E x cout x T): the output gradient's tiles (tile rows [q0, q1)) transformed.
 void grad_out_transform(const Job& j, const float* gy, int64_t q0, int64_t q1, int64_t T, float* GM) {
   thread_local std::vector<float> rbuf;
+  const bool edges = j.oh % j.tile != 0 || j.ow % j.tile != 0;
+  if (!edges) {
+    // Whole tiles: rows first, then one loop over the block's tiles per row of A·gY (the
+    // split's loops would be one row of tiles long).
+    const int64_t gs = (q1 - q0) * j.ow, side = j.tile + 2;
+    float* G = grow(rbuf, (size_t)(side * gs));
+    const auto rows = j.tile == 4 ? gK->winoGradOut4Rows : gK->winoGradOutRows;
+    const auto cols = j.tile == 4 ? gK->winoGradOut4Cols : gK->winoGradOutCols;
+    for (int64_t o = 0; o < j.cout; o++) {
+      for (int64_t q = q0; q < q1;) {
+        const int64_t img = q / j.th, ty0 = q % j.th;
+        const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
+        rows(gy + ((img * j.cout + o) * j.oh + j.tile * ty0) * j.ow, j.ow, ty1 - ty0, G + (q - q0) * j.ow, gs);
+        q = img * j.th + ty1;
+      }
+      cols(G, gs, T, GM + o * T, entry_stride(j.cout, T));
+    }
+    return;
+  }
   // R[(tile*i + jj)*T + t] = gY[tile*ty + i][tile*tx + jj] for tile t = (ty, tx), 0 past the
   // edges (only then does R need clearing: otherwise the split writes all of it).
   const int64_t tt = (int64_t)j.tile * j.tile;
   float* R = grow(rbuf, (size_t)(tt * T));
-  const bool edges = j.oh % j.tile != 0 || j.ow % j.tile != 0;
   for (int64_t o = 0; o < j.cout; o++) {
     if (edges) std::memset(R, 0, (size_t)(tt * T) * sizeof(float));
     for (int64_t q = q0; q < q1;) {

@@ -224,6 +224,10 @@ const CONV3X3: Array<[number, number, number, number, number, number]> = [
   [2, 70, 33, 11, 13, 1], // more channels than a block's tile budget assumes
   [3, 64, 64, 16, 16, 1], // Conv-4/6 shape
   [3, 64, 40, 28, 28, 1], // F(4x4): 16 of 21 tile rows per block, so blocks end inside an image
+  [2, 16, 16, 8, 8, 1],   // ResNet-20's 8x8 stage: outputs a whole number of tiles (the weight gradient's rows-first transform)
+  [5, 8, 256, 10, 12, 1], // whole F(2x2) tiles, blocks ending inside an image
+  [3, 5, 8, 7, 2, 1],     // one F(2x2) tile per row
+  [3, 5, 8, 8, 4, 1],     // one F(4x4) tile per row, whole tiles
 ];
 
 /**
@@ -420,6 +424,7 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
         [`conv3x3 tile ${t} flipped`, () => { const o = big.slice(); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, true, true, t, null, false); return o; }],
         [`conv3x3 tile ${t} bias ReLU`, () => { const o = big.slice(); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, false, true, t, bias, true); return o; }],
       ]),
+      ['conv3x3 tile 2 on 8x8', () => { const o = new Float32Array(128 * 16 * 64); native!.conv3x3(big, wt3, o, 128, 16, 16, 8, 8, 1, false, false, 2, null, false); return o; }],
       ...TILES.map((t): [string, () => Float32Array] =>
         [`conv3x3WeightGrad tile ${t}`, () => { const o = wt3.slice(); native!.conv3x3WeightGrad(big, big, o, 8, c, c, h, w, 1, t); return o; }]),
     ];
