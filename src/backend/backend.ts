@@ -176,11 +176,12 @@ export interface Backend {
   /**
    * The gradient of maxPool2d: for each window, gradIn[argmax] += gradOut[window], where the
    * argmax is recomputed from x: the first maximum in row-major window order (the first NaN
-   * if there is one). Always accumulates into `gradIn`.
+   * if there is one). Adds into `gradIn` when `accumulate`, else overwrites all of it (its
+   * old contents are never read: entries no window picks become 0).
    */
   maxPool2dBackward(
     x: Float32Array, gradOut: Float32Array, gradIn: Float32Array,
-    planes: number, height: number, width: number, k: number, stride: number,
+    planes: number, height: number, width: number, k: number, stride: number, accumulate: boolean,
   ): void;
 
   // ---------------------------------------------------------------- batch norm, residual addition, average pooling (NCHW)
