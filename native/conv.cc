@@ -315,33 +315,11 @@ void maxpool_backward_act(const float* x, const float* gy, float* gx, int64_t h,
   for (int64_t p = p0; p < p1; p++) {
     maxpool_backward_planes(x, gy, gx, h, w, k, s, oh, ow, p, p + 1, accumulate);
     float* g = gx + p * size;
-    const float* xp = x + p * size;
-    // plane_sum's 16 float lanes, as 4 vectors, in the masking loop.
-    float lane[16] = {0};
-    int64_t i = 0;
-#ifdef __SSE2__
-    __m128 acc[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
-    const __m128 zero = _mm_setzero_ps();
-    for (; i + 16 <= size; i += 16)
-      for (int j = 0; j < 4; j++) {
-        __m128 v = _mm_loadu_ps(g + i + 4 * j);
-        if (relu) {
-          v = _mm_and_ps(_mm_cmpgt_ps(_mm_loadu_ps(xp + i + 4 * j), zero), v);
-          _mm_storeu_ps(g + i + 4 * j, v);
-        }
-        acc[j] = _mm_add_ps(acc[j], v);
-      }
-    for (int j = 0; j < 4; j++) _mm_storeu_ps(lane + 4 * j, acc[j]);
-#endif
-    for (; i < size; i++) {
-      if (relu) g[i] = xp[i] > 0.0f ? g[i] : 0.0f;
-      lane[i & 15] += g[i];
+    if (relu) {
+      const float* xp = x + p * size;
+      for (int64_t i = 0; i < size; i++) g[i] = xp[i] > 0.0f ? g[i] : 0.0f;
     }
-    if (sums) {
-      double plane = 0;
-      for (int l = 0; l < 16; l++) plane += (double)lane[l];
-      sums[p] = plane;
-    }
+    if (sums) sums[p] = plane_sum(g, size);
   }
 }
 
