@@ -305,24 +305,6 @@ double plane_sum(const float* p, int64_t size) {
   return plane;
 }
 
-// Planes [p0, p1) of maxPool2dBackward, each then masked by relu (kept where x > 0, x being
-// a ReLU's output) and its sum taken as plane_sum while it is in cache: bit for bit what
-// channelBiasActBackward does to these planes afterwards, one pass over gradIn fewer.
-void maxpool_backward_act(const float* x, const float* gy, float* gx, int64_t h, int64_t w, int64_t k, int64_t s,
-                          int64_t oh, int64_t ow, int64_t p0, int64_t p1, bool accumulate, bool relu, double* sums) {
-  if (!relu && !sums) return maxpool_backward_planes(x, gy, gx, h, w, k, s, oh, ow, p0, p1, accumulate);
-  const int64_t size = h * w;
-  for (int64_t p = p0; p < p1; p++) {
-    maxpool_backward_planes(x, gy, gx, h, w, k, s, oh, ow, p, p + 1, accumulate);
-    float* g = gx + p * size;
-    if (relu) {
-      const float* xp = x + p * size;
-      for (int64_t i = 0; i < size; i++) g[i] = xp[i] > 0.0f ? g[i] : 0.0f;
-    }
-    if (sums) sums[p] = plane_sum(g, size);
-  }
-}
-
 // ------------------------------------------------------------------ exports
 
 using lth::ArgReader;
@@ -550,14 +532,13 @@ napi_value MaxPool2d(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
-// maxPool2dBackward(x, gradOut, gradIn, planes, height, width, k, stride, accumulate, relu, planeSums | null)
-constexpr ArgSpec kMaxPool2dBackwardArgs[] = {
-    arg::f32("x"),     arg::f32("gradOut"),   arg::f32("gradIn"),         arg::dim("planes"),
-    arg::dim("height"), arg::dim("width"),    arg::dim("k", 1),           arg::dim("stride", 1),
-    arg::flag("accumulate"), arg::flag("relu"), arg::f64_or_null("planeSums")};
+// maxPool2dBackward(x, gradOut, gradIn, planes, height, width, k, stride, accumulate)
+constexpr ArgSpec kMaxPool2dBackwardArgs[] = {arg::f32("x"),      arg::f32("gradOut"), arg::f32("gradIn"),
+                                              arg::dim("planes"), arg::dim("height"),  arg::dim("width"),
+                                              arg::dim("k", 1),   arg::dim("stride", 1), arg::flag("accumulate")};
 
 napi_value MaxPool2dBackward(napi_env env, napi_callback_info info) {
-  Args<11> a(env, info, "maxPool2dBackward", kMaxPool2dBackwardArgs);
+  Args<9> a(env, info, "maxPool2dBackward", kMaxPool2dBackwardArgs);
   if (!a.ok()) return nullptr;
   const float *x = a[0].f32(), *gy = a[1].f32();
   float* gx = a[2].f32();
@@ -566,14 +547,12 @@ napi_value MaxPool2dBackward(napi_env env, napi_callback_info info) {
   a.need("x", a[0].len, (u128)g.planes * g.h * g.w, "planes*height*width");
   a.need("gradOut", a[1].len, (u128)g.planes * g.oh * g.ow, "planes*outH*outW");
   a.need("gradIn", a[2].len, (u128)g.planes * g.h * g.w, "planes*height*width");
-  if (a[10].present) a.need("planeSums", a[10].len, (u128)g.planes, "planes");
   if (!a.ok()) return nullptr;
-  const bool accumulate = a[8].flag, relu = a[9].flag;
-  double* sums = a[10].present ? a[10].f64() : nullptr;
+  const bool accumulate = a[8].flag;
   if (g.planes) {
     FtzScope ftz;
     parallel_units(g.planes, g.planes * g.h * g.w,
-                   [&](int64_t b, int64_t e) { maxpool_backward_act(x, gy, gx, g.h, g.w, g.k, g.s, g.oh, g.ow, b, e, accumulate, relu, sums); });
+                   [&](int64_t b, int64_t e) { maxpool_backward_planes(x, gy, gx, g.h, g.w, g.k, g.s, g.oh, g.ow, b, e, accumulate); });
   }
   return undefined_value(env);
 }

@@ -178,15 +178,10 @@ export interface Backend {
    * argmax is recomputed from x: the first maximum in row-major window order (the first NaN
    * if there is one). Adds into `gradIn` when `accumulate`, else overwrites all of it (its
    * old contents are never read: entries no window picks become 0).
-   * Then, for x the output of a ReLU (with or without a bias before it): with `relu`, each
-   * gradIn plane is masked (kept where x > 0, else 0), and with `planeSums` ([planes]) the
-   * sum of each plane is stored there: channelBiasActBackward's masking and its per-plane
-   * sums of the bias gradient (the native kernel's bit for bit), done in the same pass.
    */
   maxPool2dBackward(
     x: Float32Array, gradOut: Float32Array, gradIn: Float32Array,
     planes: number, height: number, width: number, k: number, stride: number, accumulate: boolean,
-    relu: boolean, planeSums: Float64Array | null,
   ): void;
 
   // ---------------------------------------------------------------- batch norm, residual addition, average pooling (NCHW)

@@ -274,7 +274,7 @@ export const referenceBackend: Backend = {
     }
   },
 
-  maxPool2dBackward(x, gradOut, gradIn, planes, height, width, k, stride, accumulate, relu, planeSums) {
+  maxPool2dBackward(x, gradOut, gradIn, planes, height, width, k, stride, accumulate) {
     const outH = poolOut(height, k, stride), outW = poolOut(width, k, stride);
     if (!accumulate) gradIn.fill(0, 0, planes * height * width);
     for (let p = 0; p < planes; p++) {
@@ -283,15 +283,6 @@ export const referenceBackend: Backend = {
           gradIn[windowArgmax(x, p, height, width, k, oy * stride, ox * stride)] += gradOut[(p * outH + oy) * outW + ox];
         }
       }
-    }
-    const size = height * width;
-    for (let p = 0; (relu || planeSums) && p < planes; p++) {
-      let sum = 0;
-      for (let k2 = p * size; k2 < (p + 1) * size; k2++) {
-        if (relu && !(x[k2] > 0)) gradIn[k2] = 0;
-        sum += gradIn[k2];
-      }
-      if (planeSums) planeSums[p] = sum;
     }
   },
 

@@ -6,7 +6,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { getBackend } from '../backend/index.js';
 import { Rng } from '../core/rng.js';
 import { Conv2d, Dropout, Flatten, MaxPool2d } from '../nn/layers.js';
 import { Workspace, conv2d, convOutputSize, dropout, dropoutMask, flatten, maxPool2d, usesWinograd, type Conv2dGeometry } from './conv.js';
@@ -168,61 +167,6 @@ test('maxPool2d: values, first maximum on ties, NaN wins, and gradients match fi
     // eps well below the gap between distinct normal draws keeps every argmax fixed.
     const err = gradCheck(() => headLoss(maxPool2d(t, k, s), w, labels), [t], { eps: 1e-4, samples: 60 });
     assert.ok(err < 2e-2, `pool ${shape} k${k} s${s}: max relative error ${err}`);
-  }
-});
-
-test('maxPool2d does a conv2d output\'s ReLU and bias backward in its pass: the same bits, undone when another op adds later', () => {
-  const be = getBackend();
-  const composed = be.channelBiasActBackward;
-  let calls = 0;
-  be.channelBiasActBackward = (...a) => { calls++; composed.apply(be, a); };
-  try {
-    const rng = new Rng(23, 'test');
-    // im2col (3 → 4 channels) and conv3x3 (8 → 8).
-    for (const [cin, cout] of [[3, 4], [8, 8]]) {
-      const x = randomTensor([2, cin, 6, 6], rng), w = randomTensor([cout, cin, 3, 3], rng, 0.5), b = randomTensor([cout], rng, 0.3);
-      const head = randomTensor([3, cout * 9], rng, 0.5, false);
-      const labels = Int32Array.of(0, 2);
-      const extra = randomTensor([2, cout, 6, 6], rng, 1, false);
-      const ws = new Workspace();
-      // zeroFirst: y's gradient is zeroed before backward, so the pool adds to it and conv2d
-      // masks (the composed kernels); withExtra: another op adds to y's gradient after the
-      // pool's backward.
-      const run = (zeroFirst: boolean, withExtra: boolean) => {
-        for (const t of [x, w, b]) t.grad = null;
-        calls = 0;
-        const y = conv2d(x, w, b, geom(1, 1), 'relu', ws);
-        if (zeroFirst) y.ensureGrad();
-        const p = maxPool2d(y, 2);
-        let top = p;
-        if (withExtra) {
-          const other = new Tensor(new Float32Array(1), [1], true);
-          other.parents = [y];
-          other.backwardFn = () => {
-            const sink = y.gradSink();
-            for (let i = 0; i < sink.grad.length; i++) sink.grad[i] = (sink.overwrite ? 0 : sink.grad[i]) + extra.data[i];
-          };
-          // `other` before p: its backward runs after the pool's.
-          top = new Tensor(p.data.slice(), p.shape, true);
-          top.parents = [other, p];
-          top.backwardFn = () => { p.ensureGrad().set(top.grad!); other.ensureGrad(); };
-        }
-        softmaxCrossEntropy(linear(flatten(top), head, null), labels).backward();
-        return { calls, grads: [x, w, b].map((t) => Buffer.from(Float32Array.from(t.grad!).buffer)) };
-      };
-      for (let step = 0; step < 2; step++) {  // the second step on the workspace's stale gradient
-        const fused = run(false, false), plain = run(true, false);
-        assert.equal(fused.calls, 0, `${cin}→${cout}: the pool did the activation backward`);
-        assert.equal(plain.calls, 1);
-        fused.grads.forEach((g, i) => assert.deepEqual(g, plain.grads[i], `${cin}→${cout}: gradient ${i}, fused vs composed`));
-        const added = run(false, true), plainAdded = run(true, true);
-        assert.equal(added.calls, 1, `${cin}→${cout}: a later contribution sends conv2d back to channelBiasActBackward`);
-        added.grads.forEach((g, i) => assert.deepEqual(g, plainAdded.grads[i], `${cin}→${cout}: gradient ${i} with a later contribution`));
-        assert.notDeepEqual(added.grads[2], fused.grads[2], 'the extra term changes the bias gradient');
-      }
-    }
-  } finally {
-    be.channelBiasActBackward = composed;
   }
 });
 

@@ -106,30 +106,6 @@ export function outputTensor(shape: readonly number[], ws: Workspace | undefined
 }
 
 /**
- * The activation backward of a conv2d output (mask its gradient by the ReLU, sum the bias
- * gradient's planes) that a max pooling over it does in its own backward pass, when it is
- * the first op to reach the output's gradient: `doneAt` is then the output's gradReaches,
- * and conv2d skips channelBiasActBackward if no op reached the gradient after (else it
- * runs it over the whole gradient: masking twice is masking once, and the sums are
- * taken afresh).
- */
-interface ActBackward {
-  readonly relu: boolean;
-  readonly sums: Float64Array | null;
-  doneAt: number;
-}
-const actBackwards = new WeakMap<Tensor, ActBackward>();
-
-/** gradBias[c] += Σ_i sums[i·channels + c], in channelBiasActBackward's order and precision. */
-function addChannelSums(gradBias: Float32Array, sums: Float64Array, n: number, channels: number): void {
-  for (let c = 0; c < channels; c++) {
-    let s = 0;
-    for (let i = 0; i < n; i++) s += sums[i * channels + c];
-    gradBias[c] = gradBias[c] + s;
-  }
-}
-
-/**
  * Fewest input and output channels for which a stride-1 3×3 convolution runs on conv3x3:
  * with fewer, each of the 16 Winograd products is too shallow or too narrow to keep the
  * GEMM micro-kernel busy (a first layer's 3 input channels), and im2col's single product
@@ -204,16 +180,11 @@ export function conv2d(
     }
   }
 
-  const recorded = record(y, inputs, () => {
+  record(y, inputs, () => {
     const gy = y.grad!;
     // y.grad belongs to y and nobody reads it after this: mask it in place.
     const gb = bias?.requiresGrad ? bias.ensureGrad() : null;
-    const act = actBackwards.get(y);
-    if (act && act.doneAt === y.gradReaches && (act.sums || !gb)) {
-      if (gb) addChannelSums(gb, act.sums!, n, cout);
-    } else if (relu || gb) {
-      be.channelBiasActBackward(gy, y.data, gb, n, cout, hw, relu);
-    }
+    if (relu || gb) be.channelBiasActBackward(gy, y.data, gb, n, cout, hw, relu);
     const needW = weight.requiresGrad, needX = x.requiresGrad;
     if (!needW && !needX) return;
     const gw = needW ? weight.ensureGrad() : null;
@@ -239,9 +210,6 @@ export function conv2d(
       }
     }
   });
-  if (recorded && (relu || bias?.requiresGrad)) {
-    actBackwards.set(y, { relu, sums: bias?.requiresGrad ? new Float64Array(n * cout) : null, doneAt: -1 });
-  }
   return y;
 }
 
@@ -257,12 +225,9 @@ export function maxPool2d(x: Tensor, k: number, stride = k, ws?: Workspace): Ten
   const y = outputTensor([n, c, oh, ow], ws, [x]);
   be.maxPool2d(x.data, y.data, n * c, h, w, k, stride);
   record(y, [x], () => {
-    // Overwrites x's gradient when nothing has reached it yet (no zeroing pass, no read),
-    // and does x's activation backward in the same pass if x is a conv2d's output.
+    // Overwrites x's gradient when nothing has reached it yet (no zeroing pass, no read).
     const sink = x.gradSink();
-    const act = sink.overwrite ? actBackwards.get(x) : undefined;
-    be.maxPool2dBackward(x.data, y.grad!, sink.grad, n * c, h, w, k, stride, !sink.overwrite, act?.relu ?? false, act?.sums ?? null);
-    if (act) act.doneAt = x.gradReaches;
+    be.maxPool2dBackward(x.data, y.grad!, sink.grad, n * c, h, w, k, stride, !sink.overwrite);
   });
   return y;
 }

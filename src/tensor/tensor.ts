@@ -80,11 +80,6 @@ export class Tensor {
   grad: Float32Array | null = null;
   /** Whether `grad` holds stale values that stand for zeros (see attachStaleGrad). */
   private gradStale = false;
-  /**
-   * How many times an op has asked for the gradient buffer (ensureGrad, gradSink): an op
-   * that did part of another's backward on the gradient checks that nothing reached it after.
-   */
-  gradReaches = 0;
   /** Set by ops when the graph is recorded. */
   backwardFn: (() => void) | null = null;
   parents: readonly Tensor[] = [];
@@ -116,7 +111,6 @@ export class Tensor {
 
   /** The gradient buffer, created zero-filled on first use (from the active BufferArena for an op's output). */
   ensureGrad(): Float32Array {
-    this.gradReaches++;
     if (this.gradStale) {
       this.gradStale = false;
       this.grad?.fill(0);
@@ -145,7 +139,6 @@ export class Tensor {
    * may hold stale values: it is not zeroed); false when the op must add to it.
    */
   gradSink(): { grad: Float32Array; overwrite: boolean } {
-    this.gradReaches++;
     const stale = this.gradStale;
     this.gradStale = false;
     if (this.grad) return { grad: this.grad, overwrite: stale };
