@@ -17,7 +17,6 @@
 #include <node_api.h>
 
 #include <cstdint>
-#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -212,20 +211,13 @@ void maxpool_planes(const float* __restrict x, float* __restrict out, int64_t h,
   }
 }
 
-// Planes [p0, p1) of gradIn[argmax] += gradOut, or gradIn = that sum over zeros when
-// !accumulate. 2x2 windows at stride 2 over even planes cover every entry once: they store
-// 0 + the sum (bit for bit the zero-fill-and-add, -0 included) without reading gradIn; any
-// other geometry zeroes the plane first, while it is in cache.
+// Planes [p0, p1) of gradIn[argmax] += gradOut.
 void maxpool_backward_planes(const float* __restrict x, const float* __restrict gy, float* __restrict gx, int64_t h,
-                             int64_t w, int64_t k, int64_t s, int64_t oh, int64_t ow, int64_t p0, int64_t p1,
-                             bool accumulate) {
-  const bool tiled = k == 2 && s == 2 && h % 2 == 0 && w % 2 == 0;
-  const bool store = !accumulate && tiled;
+                             int64_t w, int64_t k, int64_t s, int64_t oh, int64_t ow, int64_t p0, int64_t p1) {
   for (int64_t p = p0; p < p1; p++) {
     const float* plane = x + p * h * w;
     const float* g = gy + p * oh * ow;
     float* gi = gx + p * h * w;
-    if (!accumulate && !tiled) std::fill(gi, gi + h * w, 0.0f);
     if (k == 2 && s == 2) {
       // Each input entry belongs to one window: add g or 0 to all four, with no
       // data-dependent addressing (the compiler vectorises this like the forward).
@@ -254,11 +246,10 @@ void maxpool_backward_planes(const float* __restrict x, const float* __restrict 
           const __m128 ga = _mm_andnot_ps(_mm_or_ps(t1, _mm_or_ps(t2, t3)), gv);
           float* p0 = d0 + 2 * ox;
           float* p1 = d1 + 2 * ox;
-          const __m128 z = _mm_setzero_ps();
-          _mm_storeu_ps(p0, _mm_add_ps(store ? z : _mm_loadu_ps(p0), _mm_unpacklo_ps(ga, gb)));
-          _mm_storeu_ps(p0 + 4, _mm_add_ps(store ? z : _mm_loadu_ps(p0 + 4), _mm_unpackhi_ps(ga, gb)));
-          _mm_storeu_ps(p1, _mm_add_ps(store ? z : _mm_loadu_ps(p1), _mm_unpacklo_ps(gc, gd)));
-          _mm_storeu_ps(p1 + 4, _mm_add_ps(store ? z : _mm_loadu_ps(p1 + 4), _mm_unpackhi_ps(gc, gd)));
+          _mm_storeu_ps(p0, _mm_add_ps(_mm_loadu_ps(p0), _mm_unpacklo_ps(ga, gb)));
+          _mm_storeu_ps(p0 + 4, _mm_add_ps(_mm_loadu_ps(p0 + 4), _mm_unpackhi_ps(ga, gb)));
+          _mm_storeu_ps(p1, _mm_add_ps(_mm_loadu_ps(p1), _mm_unpacklo_ps(gc, gd)));
+          _mm_storeu_ps(p1 + 4, _mm_add_ps(_mm_loadu_ps(p1 + 4), _mm_unpackhi_ps(gc, gd)));
         }
 #endif
         for (; ox < ow; ox++) {
@@ -270,10 +261,10 @@ void maxpool_backward_planes(const float* __restrict x, const float* __restrict 
           if (better(b, best)) { which = 1; best = b; }
           if (better(c, best)) { which = 2; best = c; }
           if (better(d, best)) which = 3;
-          d0[2 * ox] = (store ? 0.0f : d0[2 * ox]) + (which == 0 ? gv : 0.0f);
-          d0[2 * ox + 1] = (store ? 0.0f : d0[2 * ox + 1]) + (which == 1 ? gv : 0.0f);
-          d1[2 * ox] = (store ? 0.0f : d1[2 * ox]) + (which == 2 ? gv : 0.0f);
-          d1[2 * ox + 1] = (store ? 0.0f : d1[2 * ox + 1]) + (which == 3 ? gv : 0.0f);
+          d0[2 * ox] += which == 0 ? gv : 0.0f;
+          d0[2 * ox + 1] += which == 1 ? gv : 0.0f;
+          d1[2 * ox] += which == 2 ? gv : 0.0f;
+          d1[2 * ox + 1] += which == 3 ? gv : 0.0f;
         }
       }
       continue;
@@ -532,13 +523,13 @@ napi_value MaxPool2d(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
-// maxPool2dBackward(x, gradOut, gradIn, planes, height, width, k, stride, accumulate)
+// maxPool2dBackward(x, gradOut, gradIn, planes, height, width, k, stride)
 constexpr ArgSpec kMaxPool2dBackwardArgs[] = {arg::f32("x"),      arg::f32("gradOut"), arg::f32("gradIn"),
                                               arg::dim("planes"), arg::dim("height"),  arg::dim("width"),
-                                              arg::dim("k", 1),   arg::dim("stride", 1), arg::flag("accumulate")};
+                                              arg::dim("k", 1),   arg::dim("stride", 1)};
 
 napi_value MaxPool2dBackward(napi_env env, napi_callback_info info) {
-  Args<9> a(env, info, "maxPool2dBackward", kMaxPool2dBackwardArgs);
+  Args<8> a(env, info, "maxPool2dBackward", kMaxPool2dBackwardArgs);
   if (!a.ok()) return nullptr;
   const float *x = a[0].f32(), *gy = a[1].f32();
   float* gx = a[2].f32();
@@ -548,11 +539,10 @@ napi_value MaxPool2dBackward(napi_env env, napi_callback_info info) {
   a.need("gradOut", a[1].len, (u128)g.planes * g.oh * g.ow, "planes*outH*outW");
   a.need("gradIn", a[2].len, (u128)g.planes * g.h * g.w, "planes*height*width");
   if (!a.ok()) return nullptr;
-  const bool accumulate = a[8].flag;
   if (g.planes) {
     FtzScope ftz;
     parallel_units(g.planes, g.planes * g.h * g.w,
-                   [&](int64_t b, int64_t e) { maxpool_backward_planes(x, gy, gx, g.h, g.w, g.k, g.s, g.oh, g.ow, b, e, accumulate); });
+                   [&](int64_t b, int64_t e) { maxpool_backward_planes(x, gy, gx, g.h, g.w, g.k, g.s, g.oh, g.ow, b, e); });
   }
   return undefined_value(env);
 }

@@ -176,12 +176,11 @@ export interface Backend {
   /**
    * The gradient of maxPool2d: for each window, gradIn[argmax] += gradOut[window], where the
    * argmax is recomputed from x: the first maximum in row-major window order (the first NaN
-   * if there is one). Adds into `gradIn` when `accumulate`, else overwrites all of it (its
-   * old contents are never read: entries no window picks become 0).
+   * if there is one). Always accumulates into `gradIn`.
    */
   maxPool2dBackward(
     x: Float32Array, gradOut: Float32Array, gradIn: Float32Array,
-    planes: number, height: number, width: number, k: number, stride: number, accumulate: boolean,
+    planes: number, height: number, width: number, k: number, stride: number,
   ): void;
 
   // ---------------------------------------------------------------- batch norm, residual addition, average pooling (NCHW)

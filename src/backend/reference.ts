@@ -274,9 +274,8 @@ export const referenceBackend: Backend = {
     }
   },
 
-  maxPool2dBackward(x, gradOut, gradIn, planes, height, width, k, stride, accumulate) {
+  maxPool2dBackward(x, gradOut, gradIn, planes, height, width, k, stride) {
     const outH = poolOut(height, k, stride), outW = poolOut(width, k, stride);
-    if (!accumulate) gradIn.fill(0, 0, planes * height * width);
     for (let p = 0; p < planes; p++) {
       for (let oy = 0; oy < outH; oy++) {
         for (let ox = 0; ox < outW; ox++) {

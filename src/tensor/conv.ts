@@ -224,11 +224,7 @@ export function maxPool2d(x: Tensor, k: number, stride = k, ws?: Workspace): Ten
   const be = getBackend();
   const y = outputTensor([n, c, oh, ow], ws, [x]);
   be.maxPool2d(x.data, y.data, n * c, h, w, k, stride);
-  record(y, [x], () => {
-    // Overwrites x's gradient when nothing has reached it yet (no zeroing pass, no read).
-    const sink = x.gradSink();
-    be.maxPool2dBackward(x.data, y.grad!, sink.grad, n * c, h, w, k, stride, !sink.overwrite);
-  });
+  record(y, [x], () => be.maxPool2dBackward(x.data, y.grad!, x.ensureGrad(), n * c, h, w, k, stride));
   return y;
 }
 
