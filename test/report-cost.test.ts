@@ -135,6 +135,8 @@ test('cost figures: FLOPs (log x) from the stages that record them only; a repli
   const f = figure(buildFigures(loadRun(impDir)), 'cost-flops');
   assert.ok(f, 'cost-flops figure');
   assert.equal((f.spec.scales!.find((s) => s.name === 'x') as { type: string }).type, 'log');
+  // Labels of neighbouring 1–9 multiples (40, 50) would print over each other.
+  assert.equal((f.spec.axes!.find((a) => a.orient === 'bottom') as { labelOverlap?: unknown }).labelOverlap, 'greedy');
   const ticket = seriesPoints(f, 'IMP ticket (cumulative)');
   // Replicate 1's level 1 has no flops: its levels 1 and 2 leave the FLOPs figure, replicate 0's stay.
   close(ticket[0].x, mean([flops(0, 0, 0), flops(1, 0, 0)]), 'level 0 over both replicates');

@@ -241,7 +241,8 @@ export function costChart(opts: { title: string; subtitle?: string[]; xTitle: st
       { name: 'shape', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.shape ?? 'circle') },
     ],
     axes: [
-      { orient: 'bottom', scale: 'x', title: opts.xTitle, format: opts.xFormat, tickCount: opts.log ? undefined : 6, grid: true },
+      // A log axis labels every 1–9 multiple; drop the labels that would collide (40T50T).
+      { orient: 'bottom', scale: 'x', title: opts.xTitle, format: opts.xFormat, tickCount: opts.log ? undefined : 6, labelOverlap: opts.log ? 'greedy' : undefined, grid: true },
       { orient: 'left', scale: 'y', title: opts.yTitle, grid: true, format: '.1f', tickCount: 6 },
     ],
     legends: [{ stroke: 'color', strokeDash: 'dash', shape: 'shape', symbolType: 'stroke', orient: 'right', symbolSize: 120 } as vega.Legend],
