@@ -57,7 +57,7 @@ import { compileProgram } from '../src/program/compile.js';
 import type { Program } from '../src/program/program.js';
 import { iterationsPerEpoch, runEnd, train } from '../src/training/train.js';
 import { findTorchPython, runTorch } from './torch.js';
-import { runBench } from './run.js';
+import { cpuModel, runBench } from './run.js';
 import { median } from './stats.js';
 
 const SCHEMA = {
@@ -229,14 +229,6 @@ function estimateLevel(data: Splits, k: number, o: Options, context: RunContext)
     optimizer: { name: 'adam', lr: LR, momentum: 0, weightDecay: 0 }, context,
   });
   return { level: k, density, timedSeconds: r.seconds, levelSeconds: (r.seconds * FULL_IMP.iterations) / o.fullImpIterations };
-}
-
-function cpuModel(): string {
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m) return m[1].trim();
-  } catch { /* not Linux */ }
-  return os.cpus()[0]?.model ?? 'unknown';
 }
 
 /** The last stdout line of a child that printed JSON there, or an Error saying what went wrong. */

@@ -53,7 +53,7 @@ import { Optimizer } from '../src/nn/optim.js';
 import { softmaxCrossEntropy } from '../src/tensor/ops.js';
 import { BufferArena, Tensor } from '../src/tensor/tensor.js';
 import { findTorchPython, runTorch } from './torch.js';
-import { runBench } from './run.js';
+import { cpuModel, runBench } from './run.js';
 import { median } from './stats.js';
 
 const SCHEMA = {
@@ -73,14 +73,6 @@ const SCHEMA = {
 
 const USAGE = 'usage: node dist/bench/conv.js [options]';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-
-function cpuModel(): string {
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m) return m[1].trim();
-  } catch { /* not Linux */ }
-  return os.cpus()[0]?.model ?? 'unknown';
-}
 
 /** Milliseconds on the clock in use: wall-clock, or the process's CPU time with --cpu. */
 let now = (): number => performance.now();
