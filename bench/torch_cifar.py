@@ -15,13 +15,12 @@ The figure is the median of --steps individually timed steps after --warmup unti
 
 Prints progress to stderr and one JSON object on stdout.
 """
-import argparse
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from torch_step import time_training_steps
+from torch_step import parse_step_arguments, random_cifar_batch, step_arguments, time_training_steps
 
 VGG_PLANS = {
     11: [64, 'M', 128, 'M', 256, 256, 'M', 512, 512, 'M', 512, 512],
@@ -94,23 +93,13 @@ def build(name):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--model', choices=['cifar_resnet_20', 'cifar_resnet_56', 'cifar_vgg_11', 'cifar_vgg_16', 'cifar_vgg_19'], default='cifar_resnet_20')
-    ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--steps', type=int, default=10)
-    ap.add_argument('--warmup', type=int, default=3)
-    ap.add_argument('--batch', type=int, default=128)
-    ap.add_argument('--lr', type=float, default=0.1)
+    ap = step_arguments(__doc__, ['cifar_resnet_20', 'cifar_resnet_56', 'cifar_vgg_11', 'cifar_vgg_16', 'cifar_vgg_19'], 'cifar_resnet_20', 128, 0.1)
     ap.add_argument('--momentum', type=float, default=0.9)
     ap.add_argument('--weight-decay', type=float, default=1e-4)
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    a = parse_step_arguments(ap)
     model = build(a.model).train()
     opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(a.batch, 3, 32, 32, generator=g)
-    y = torch.randint(0, 10, (a.batch,), generator=g)
+    x, y = random_cifar_batch(a.batch)
 
     time_training_steps(model, opt, x, y, a.model, a.batch, a.warmup, a.steps)
 

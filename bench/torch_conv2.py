@@ -12,11 +12,10 @@ is the median of --steps individually timed steps after --warmup untimed ones.
 
 Prints progress to stderr and one JSON object on stdout.
 """
-import argparse
 
 import torch
 
-from torch_step import time_training_steps
+from torch_step import parse_step_arguments, random_cifar_batch, step_arguments, time_training_steps
 
 CHANNELS = {'conv2': [64, 64], 'conv4': [64, 64, 128, 128], 'conv6': [64, 64, 128, 128, 256, 256]}
 
@@ -45,21 +44,10 @@ def build(name):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--model', choices=sorted(CHANNELS), default='conv2')
-    ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--steps', type=int, default=10)
-    ap.add_argument('--warmup', type=int, default=3)
-    ap.add_argument('--batch', type=int, default=60)
-    ap.add_argument('--lr', type=float, default=2e-4)
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    a = parse_step_arguments(step_arguments(__doc__, sorted(CHANNELS), 'conv2', 60, 2e-4))
     model = build(a.model)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(a.batch, 3, 32, 32, generator=g)
-    y = torch.randint(0, 10, (a.batch,), generator=g)
+    x, y = random_cifar_batch(a.batch)
 
     time_training_steps(model, opt, x, y, a.model, a.batch, a.warmup, a.steps)
 

@@ -17,11 +17,10 @@ timed steps after --warmup untimed ones.
 
 Prints progress to stderr and one JSON object on stdout.
 """
-import argparse
 
 import torch
 
-from torch_step import time_training_steps
+from torch_step import parse_step_arguments, step_arguments, time_training_steps
 
 SHAPES = {'char_lstm': (96, 64), 'text_transformer': (10000, 128)}  # vocabulary, sequence length
 
@@ -57,16 +56,7 @@ class TextTransformer(torch.nn.Module):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--model', choices=sorted(SHAPES), default='char_lstm')
-    ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--steps', type=int, default=10)
-    ap.add_argument('--warmup', type=int, default=3)
-    ap.add_argument('--batch', type=int, default=32)
-    ap.add_argument('--lr', type=float, default=2e-3)
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    a = parse_step_arguments(step_arguments(__doc__, sorted(SHAPES), 'char_lstm', 32, 2e-3))
     model = CharLstm() if a.model == 'char_lstm' else TextTransformer()
     opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
     vocab, length = SHAPES[a.model]

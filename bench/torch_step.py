@@ -1,6 +1,7 @@
 """The timing every PyTorch benchmark script shares: a training step on a fixed batch, timed
 after a warm-up, and one JSON line on stdout (median step time, each step's time, PyTorch's
 version, threads and BLAS) for bench/torch.ts to read."""
+import argparse
 import json
 import platform
 import re
@@ -10,6 +11,32 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+
+def step_arguments(doc, models, default_model, batch, lr):
+    """The arguments every step benchmark takes (the script's own defaults for batch and lr)."""
+    ap = argparse.ArgumentParser(description=doc.split('\n\n')[0])
+    ap.add_argument('--model', choices=models, default=default_model)
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--steps', type=int, default=10)
+    ap.add_argument('--warmup', type=int, default=3)
+    ap.add_argument('--batch', type=int, default=batch)
+    ap.add_argument('--lr', type=float, default=lr)
+    return ap
+
+
+def parse_step_arguments(ap):
+    """Parses the arguments and fixes PyTorch's threads and seed from them (seed 0 for the weights)."""
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    return a
+
+
+def random_cifar_batch(batch):
+    """A batch of standard-normal 3×32×32 images with uniform labels of 10 classes, from seed 1."""
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(batch, 3, 32, 32, generator=g), torch.randint(0, 10, (batch,), generator=g)
 
 
 def time_training_steps(model, opt, x, y, name, batch, warmup, steps):
