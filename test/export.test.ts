@@ -16,7 +16,9 @@ import ort from 'onnxruntime-node';
 import { exportStage } from '../src/export/index.js';
 import { resolveLottery } from '../src/lottery/hparams.js';
 import { runLottery } from '../src/lottery/runner.js';
+import { Rng } from '../src/core/rng.js';
 import { getModel } from '../src/models/registry.js';
+import type { Model } from '../src/nn/model.js';
 import { Tensor, noGrad } from '../src/tensor/tensor.js';
 import { FILES, stageDir } from '../src/store/layout.js';
 import { loadSafetensors } from '../src/store/safetensors.js';
@@ -94,16 +96,15 @@ test('safetensors export, and the mistakes a user can make', () => {
   assert.throws(() => exportStage(tmp(), { level: 1, format: 'onnx', out: path.join(tmp(), 'a.onnx') }), /is not a lottery run directory/);
 });
 
-test('ONNX of a conv net (Conv, ReLU, MaxPool, Flatten, Gemm; dropout left out): onnxruntime computes lth\'s logits', async () => {
+/**
+ * Exports `model`'s tensors as ONNX, runs onnxruntime on the 4 images `x` and checks its
+ * logits against lth's evaluation-mode forward pass, to 1e-4 of the largest logit.
+ */
+async function assertOnnxMatches(label: string, model: Model, x: Float32Array): Promise<void> {
   const { onnxModel } = await import('../src/export/onnx.js');
-  const { Rng } = await import('../src/core/rng.js');
-  const model = getModel('conv2_dropout').build();
-  model.initialize(new Rng(5, 'init'));
-  const weights = new Map(model.namedParameters().map(([n, t]) => [n, { shape: t.shape, data: t.data }]));
-  const file = path.join(tmp(), 'conv2.onnx');
+  const weights = new Map(model.namedTensors().map(([n, t]) => [n, { shape: t.shape, data: t.data }]));
+  const file = path.join(tmp(), `${label}.onnx`);
   fs.writeFileSync(file, onnxModel({ model: model.describe(), weights, sampleShape: [3, 32, 32], classes: 10, metadata: {} }));
-  const rng = new Rng(6, 'x');
-  const x = Float32Array.from({ length: 4 * 3 * 32 * 32 }, () => rng.normal());
   const session = await ort.InferenceSession.create(file);
   const got = (await session.run({ input: new ort.Tensor('float32', x, [4, 3, 32, 32]) })).logits.data as Float32Array;
   model.train(false);
@@ -113,84 +114,28 @@ test('ONNX of a conv net (Conv, ReLU, MaxPool, Flatten, Gemm; dropout left out):
     worst = Math.max(worst, Math.abs(got[i] - want[i]));
     scale = Math.max(scale, Math.abs(want[i]));
   }
-  assert.ok(worst <= 1e-4 * Math.max(1, scale), `largest logit difference ${worst} (logits up to ${scale})`);
-});
+  assert.ok(worst <= 1e-4 * Math.max(1, scale), `${label}: largest logit difference ${worst} (logits up to ${scale})`);
+}
 
-test('--compact: a neuron_l1 ticket exports as the smaller dense network (ONNX gives the masked network\'s logits; the state dict has the smaller shapes); an unstructured one is refused', async () => {
-  const s = resolveLottery({ strategy: 'neuron_l1', steps: '30it', evalEvery: 15, levels: 1, root: tmp() });
-  const run = runLottery(s).runDir;
-  const dir = stageDir(run, 0, 1, 'main');
-  const mask = loadSafetensors(path.join(dir, FILES.mask)), weights = loadSafetensors(path.join(dir, FILES.final));
-  // The neurons the mask keeps: rows of fc1 and fc2 with a nonzero.
-  const keptRows = (n: string) => {
-    const { shape: [rows, cols], data } = mask.get(n)!;
-    return Array.from({ length: rows }, (_, r) => data.subarray(r * cols, (r + 1) * cols).some((v) => v !== 0)).filter(Boolean).length;
-  };
-  const widths = [keptRows('fc1.weight'), keptRows('fc2.weight'), 10];
-  assert.ok(widths[0] < 300 && widths[1] < 100, `neurons removed: ${widths.join(', ')}`);
+/** Four standard-normal 3×32×32 images. */
+function randomImages(): Float32Array {
+  const rng = new Rng(6, 'x');
+  return Float32Array.from({ length: 4 * 3 * 32 * 32 }, () => rng.normal());
+}
 
-  const onnxOut = path.join(tmp(), 'small.onnx');
-  const r = exportStage(run, { level: 1, format: 'onnx', out: onnxOut, compact: true });
-  assert.deepEqual(r.widths, widths);
-  const session = await ort.InferenceSession.create(onnxOut);
-  const { logits } = await session.run({ input: new ort.Tensor('float32', Float32Array.from(test500.x), [500, 784]) });
-  const full = getModel('lenet_300_100').build();
-  full.loadState(new Map([...weights].map(([n, t]) => [n, t.data])));
-  full.train(false);
-  const want = noGrad(() => Float32Array.from(full.forward(new Tensor(Float32Array.from(test500.x), [500, 784])).data));
-  const got = logits.data as Float32Array;
-  let worst = 0;
-  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
-  assert.ok(worst < 1e-4, `largest logit difference ${worst}`);
-
-  const ptOut = path.join(tmp(), 'small.pt');
-  exportStage(run, { level: 1, format: 'pt', out: ptOut, compact: true });
-  const script = fileURLToPath(new URL('../../fixtures/read_torch_state.py', import.meta.url));
-  const py = spawnSync(fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3', [script, ptOut], { encoding: 'utf8' });
-  assert.equal(py.status, 0, py.stderr);
-  const read = JSON.parse(py.stdout) as Record<string, { shape: number[]; zeros: number }>;
-  assert.deepEqual(Object.fromEntries(Object.entries(read).map(([n, t]) => [n, t.shape])), {
-    'fc1.weight': [widths[0], 784], 'fc1.bias': [widths[0]], 'fc2.weight': [widths[1], widths[0]], 'fc2.bias': [widths[1]],
-    'fc3.weight': [10, widths[1]], 'fc3.bias': [10],
-  });
-
-  // Where PyTorch is installed: the file loads (strict) into a LeNet of the smaller widths.
-  const torchLoad = spawnSync('/usr/bin/python3', ['-c', [
-    'import sys, torch, torch.nn as nn',
-    'w = [int(v) for v in sys.argv[2:]]',
-    'net = nn.Sequential()',
-    "for i, (a, b) in enumerate(zip([784] + w[:-1], w)): net.add_module(f'fc{i + 1}', nn.Linear(a, b))",
-    'net.load_state_dict(torch.load(sys.argv[1], weights_only=True), strict=True)',
-    "print('loaded')",
-  ].join('\n'), ptOut, ...widths.map(String)], { encoding: 'utf8' });
-  if (!/No module named 'torch'|ENOENT/.test(`${torchLoad.stderr}${torchLoad.error?.message ?? ''}`)) assert.equal(torchLoad.stdout.trim(), 'loaded', torchLoad.stderr);
-
-  assert.throws(() => exportStage(runDir, { level: 1, format: 'pt', out: path.join(tmp(), 'x.pt'), compact: true }),
-    /export: --compact: the mask of replicate_0\/level_1\/main removes no whole neuron or channel/);
+test('ONNX of a conv net (Conv, ReLU, MaxPool, Flatten, Gemm; dropout left out): onnxruntime computes lth\'s logits', async () => {
+  const model = getModel('conv2_dropout').build();
+  model.initialize(new Rng(5, 'init'));
+  await assertOnnxMatches('conv2_dropout', model, randomImages());
 });
 
 test('ONNX of cifar_resnet_20 and cifar_vgg_11 (Conv without bias, BatchNormalization on the running statistics, Add, GlobalAveragePool): onnxruntime computes lth\'s logits', async () => {
-  const { onnxModel } = await import('../src/export/onnx.js');
-  const { Rng } = await import('../src/core/rng.js');
   for (const name of ['cifar_resnet_20', 'cifar_vgg_11']) {
     const model = getModel(name).build();
     model.initialize(new Rng(5, 'init'));
-    const rng = new Rng(6, 'x');
-    const x = Float32Array.from({ length: 4 * 3 * 32 * 32 }, () => rng.normal());
+    const x = randomImages();
     // A pass in training mode moves the running statistics away from 0 and 1.
     noGrad(() => model.forward(new Tensor(Float32Array.from(x), [4, 3, 32, 32])));
-    const weights = new Map(model.namedTensors().map(([n, t]) => [n, { shape: t.shape, data: t.data }]));
-    const file = path.join(tmp(), `${name}.onnx`);
-    fs.writeFileSync(file, onnxModel({ model: model.describe(), weights, sampleShape: [3, 32, 32], classes: 10, metadata: {} }));
-    const session = await ort.InferenceSession.create(file);
-    const got = (await session.run({ input: new ort.Tensor('float32', x, [4, 3, 32, 32]) })).logits.data as Float32Array;
-    model.train(false);
-    const want = noGrad(() => Float32Array.from(model.forward(new Tensor(Float32Array.from(x), [4, 3, 32, 32])).data));
-    let worst = 0, scale = 0;
-    for (let i = 0; i < want.length; i++) {
-      worst = Math.max(worst, Math.abs(got[i] - want[i]));
-      scale = Math.max(scale, Math.abs(want[i]));
-    }
-    assert.ok(worst <= 1e-4 * Math.max(1, scale), `${name}: largest logit difference ${worst} (logits up to ${scale})`);
+    await assertOnnxMatches(name, model, x);
   }
 });
