@@ -2,8 +2,9 @@
  * The native batch-norm, residual-addition and average-pooling kernels against the
  * reference backend: edge sizes (one value per channel, one-pixel planes, no channels),
  * NaN propagation, in-place calls, the fused residual, accumulation and null outputs, training and
- * evaluation gradients with and without the fused ReLU, argument validation, and bitwise
- * independence of the thread count. (These kernels have no SIMD-specific code paths.)
+ * evaluation gradients with and without the fused ReLU, argument validation, bitwise
+ * independence of the thread count, and bitwise the same results on every SIMD path (the
+ * batch-norm and average-pooling loops have an AVX2 copy).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -243,3 +244,44 @@ test('the norm kernels give bitwise identical results for 1, 2 and 3 threads', {
 function N(): NativeAddon {
   return native!;
 }
+
+test('the norm kernels give bitwise the same results on every SIMD path, and the reference\'s within rounding', { skip }, () => {
+  const rnd = prng(7);
+  const before = native!.simdPath();
+  try {
+    // Plane sizes that leave every tail: none, a partial 8-lane block, a lone value.
+    for (const [n, c, size] of [[3, 5, 1023], [2, 4, 33], [4, 3, 7], [2, 2, 1], [3, 16, 64]] as Array<[number, number, number]>) {
+      const total = n * c * size;
+      const x = randomArray(total, rnd), gy = randomArray(total, rnd), y = randomArray(total, rnd), w = randomArray(c, rnd);
+      const scale = randomArray(c, rnd), shift = randomArray(c, rnd), invstd = randomArray(c, rnd, 0.5, 2);
+      y[3] = NaN;
+      const run = (be: typeof ref) => {
+        const m = new Float32Array(2 * c);
+        be.channelMoments(x, m.subarray(0, c), m.subarray(c), n, c, size);
+        const mean = m.subarray(0, c);
+        const a = new Float32Array(total), ar = new Float32Array(total);
+        be.channelAffineAct(x, scale, shift, null, a, n, c, size, true);
+        be.channelAffineAct(x, scale, shift, y, ar, n, c, size, false);
+        const g = randomArray(2 * total + 2 * c, prng(size)), g2 = g.slice();
+        be.batchNormBackward(x, y, gy, mean, invstd, w, g.subarray(0, total), g.subarray(total, total + c), g.subarray(total + c, total + 2 * c),
+          g.subarray(total + 2 * c), n, c, size, true, true, true, true);
+        be.batchNormBackward(x, null, gy, mean, invstd, w, g2.subarray(0, total), g2.subarray(total, total + c), g2.subarray(total + c, total + 2 * c),
+          g2.subarray(total + 2 * c), n, c, size, true, false, false, false);
+        const p = new Float32Array(n * c);
+        be.meanPlanes(x, p, n * c, size);
+        return { m, a, ar, g, g2, p };
+      };
+      const want = run(ref);
+      const got = ['avx512', 'avx2', 'scalar'].map((path) => {
+        native!.setSimd(path as 'avx512');
+        return run(native!);
+      });
+      for (const k of ['m', 'a', 'ar', 'g', 'g2', 'p'] as const) {
+        for (const r of got.slice(1)) assert.deepEqual(Buffer.from(r[k].buffer), Buffer.from(got[0][k].buffer), `${[n, c, size]} ${k}: SIMD paths differ`);
+        close(got[0][k], want[k], `${[n, c, size]} ${k} against the reference`, 2e-5);
+      }
+    }
+  } finally {
+    native!.setSimd(before);
+  }
+});
