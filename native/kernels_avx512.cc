@@ -140,6 +140,55 @@ inline void micro_kernel(int64_t kc, const float* __restrict A, const float* __r
     micro_kernel_rows<4>(kc, A, B, C, ldc, mr, nr, add);
 }
 
+// C[i*n + j] (+)= Σ_p A[i*k + p]·B[j*k + p] for i in [r0, r1), j in [c0, c1): gemm with
+// transB (not transA), both operands read along k as stored, no packing. A 4x4 block of C
+// keeps 16 accumulators of 16 lanes (lane l sums the terms p ≡ l mod 16, the last partial
+// vector loaded with zeros past k), each then summed across its lanes in a fixed order. A
+// block at the edge reads its missing rows and columns again from the last one and drops
+// them, so every element goes through the same instructions wherever its block falls.
+void gemm_nt(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float*) {
+  const int64_t k = g.k, n = g.n, full = k & ~(int64_t)15;
+  if (k == 0) {
+    if (!g.accumulate)
+      for (int64_t i = r0; i < r1; i++)
+        for (int64_t j = c0; j < c1; j++) g.c[i * n + j] = 0.0f;
+    return;
+  }
+  const __mmask16 tail = (__mmask16)((1u << (k & 15)) - 1);
+  for (int64_t i0 = r0; i0 < r1; i0 += 4) {
+    const float* a[4];
+    for (int r = 0; r < 4; r++) a[r] = g.a + (i0 + r < r1 ? i0 + r : r1 - 1) * k;
+    for (int64_t j0 = c0; j0 < c1; j0 += 4) {
+      const float* b[4];
+      for (int c = 0; c < 4; c++) b[c] = g.b + (j0 + c < c1 ? j0 + c : c1 - 1) * k;
+      __m512 s[4][4];
+      for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) s[r][c] = _mm512_setzero_ps();
+      for (int64_t p = 0; p < full; p += 16) {
+        __m512 av[4], bv[4];
+        for (int r = 0; r < 4; r++) av[r] = _mm512_loadu_ps(a[r] + p);
+        for (int c = 0; c < 4; c++) bv[c] = _mm512_loadu_ps(b[c] + p);
+        for (int r = 0; r < 4; r++)
+          for (int c = 0; c < 4; c++) s[r][c] = _mm512_fmadd_ps(av[r], bv[c], s[r][c]);
+      }
+      if (tail) {
+        __m512 av[4], bv[4];
+        for (int r = 0; r < 4; r++) av[r] = _mm512_maskz_loadu_ps(tail, a[r] + full);
+        for (int c = 0; c < 4; c++) bv[c] = _mm512_maskz_loadu_ps(tail, b[c] + full);
+        for (int r = 0; r < 4; r++)
+          for (int c = 0; c < 4; c++) s[r][c] = _mm512_fmadd_ps(av[r], bv[c], s[r][c]);
+      }
+      for (int r = 0; r < 4 && i0 + r < r1; r++)
+        for (int c = 0; c < 4 && j0 + c < c1; c++) {
+          float* out = g.c + (i0 + r) * n + j0 + c;
+          const float v = _mm512_reduce_add_ps(s[r][c]);
+          *out = g.accumulate ? *out + v : v;
+        }
+    }
+  }
+}
+#define LTH_GEMM_NT gemm_nt
+
 #include "kernels_impl.h"
 
 }  // namespace

@@ -512,6 +512,11 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
         [`conv3x3 tile ${t} bias ReLU`, () => { const o = big.slice(); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, false, true, t, bias, true); return o; }],
       ]),
       ['conv3x3 tile 2 on 8x8', () => { const o = new Float32Array(128 * 16 * 64); native!.conv3x3(big, wt3, o, 128, 16, 16, 8, 8, 1, false, false, 2, null, false); return o; }],
+      ['conv3x3WeightGrad 16 channels (the weight gradient\'s unpacked product)', () => {
+        const o = new Float32Array(16 * 16 * 9);
+        native!.conv3x3WeightGrad(big, gp, o, 24, 16, 16, 16, 16, 1, 4);
+        return o;
+      }],
       ['conv2d 3x3 stride 2 bias ReLU', () => { const o = new Float32Array(8 * c * 16 * 16); native!.conv2d(big, wt3, bias, o, 8, c, c, h, w, 3, 3, 2, 2, 1, 1, true); return o; }],
       ['conv2d first layer (3 channels)', () => { const o = new Float32Array(20 * c * h * w); native!.conv2d(x, wt3, null, o, 20, 3, c, h, w, 3, 3, 1, 1, 1, 1, false); return o; }],
       ['conv2dBackward 3x3 stride 2', () => {
