@@ -37,10 +37,12 @@ struct NormKernels {
                   float* var);
   void (*affine)(const float* x, const float* scale, const float* shift, const float* res, float* out, int64_t ch,
                  int64_t size, int64_t b, int64_t e, bool relu);
-  void (*gradSums)(const float* x, const float* y, const float* gy, const float* mean, int64_t n, int64_t ch,
-                   int64_t size, int64_t b, int64_t e, bool relu, double* sums);
+  void (*gradSums)(const float* x, const float* y, const float* gy, const float* mean, const float* scale,
+                   const float* shift, int64_t n, int64_t ch, int64_t size, int64_t b, int64_t e, bool relu,
+                   double* sums);
   void (*gradIn)(const float* x, const float* y, const float* gy, float* gx, float* gr, const float* mean,
-                 const float* coef, int64_t ch, int64_t size, int64_t b, int64_t e, bool relu, bool accX, bool accR);
+                 const float* scale, const float* shift, const float* coef, int64_t ch, int64_t size, int64_t b,
+                 int64_t e, bool relu, bool accX, bool accR);
   void (*mean)(const float* x, float* out, int64_t size, int64_t b, int64_t e);
 };
 
@@ -126,16 +128,16 @@ napi_value ChannelAffineAct(napi_env env, napi_callback_info info) {
 }
 
 // batchNormBackward(x, y, gradOut, mean, invstd, weight, gradIn, gradWeight, gradBias, gradResidual, n, channels, size,
-//                   training, relu, accumulateIn, accumulateResidual)
+//                   training, relu, accumulateIn, accumulateResidual, shift)
 constexpr ArgSpec kBnBackwardArgs[] = {
     arg::f32("x"),           arg::f32_or_null("y"),          arg::f32("gradOut"),  arg::f32("mean"),
     arg::f32("invstd"),      arg::f32("weight"),             arg::f32_or_null("gradIn"),
     arg::f32_or_null("gradWeight"), arg::f32_or_null("gradBias"), arg::f32_or_null("gradResidual"), arg::dim("n"),
     arg::dim("channels"),    arg::dim("size"),               arg::flag("training"), arg::flag("relu"),
-    arg::flag("accumulateIn"), arg::flag("accumulateResidual")};
+    arg::flag("accumulateIn"), arg::flag("accumulateResidual"), arg::f32_or_null("shift")};
 
 napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
-  Args<17> a(env, info, "batchNormBackward", kBnBackwardArgs);
+  Args<18> a(env, info, "batchNormBackward", kBnBackwardArgs);
   if (!a.ok()) return nullptr;
   const float *x = a[0].f32(), *y = a[1].f32(), *gy = a[2].f32(), *mean = a[3].f32(), *invstd = a[4].f32(),
               *w = a[5].f32();
@@ -145,8 +147,10 @@ napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
   const bool training = a[13].flag, relu = a[14].flag, accX = a[15].flag, accR = a[16].flag;
   const u128 total = (u128)n * ch * size;
   a.need("x", a[0].len, total, "n*channels*size");
-  if (relu && !a[1].present && a.ok()) a.fail(false, "y must be a Float32Array with relu, got null");
+  const float* shift = a[17].present ? a[17].f32() : nullptr;
+  if (relu && !a[1].present && !shift && a.ok()) a.fail(false, "y or shift must be a Float32Array with relu, got null");
   if (a[1].present) a.need("y", a[1].len, total, "n*channels*size");
+  if (shift) a.need("shift", a[17].len, (u128)ch, "channels");
   a.need("gradOut", a[2].len, total, "n*channels*size");
   a.need("mean", a[3].len, (u128)ch, "channels");
   a.need("invstd", a[4].len, (u128)ch, "channels");
@@ -164,10 +168,13 @@ napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
     // Per channel: the sums over the batch, then the input gradient's coefficients.
     std::vector<float> coef(hasGx || hasGr ? 3 * ch : 0);
     std::vector<double> sums(2 * ch, 0.0);
+    // The affine pass's scale (weight·invstd, rounded to float as it was) for a mask from x.
+    std::vector<float> scale(relu && !y ? ch : 0);
+    for (size_t c = 0; c < scale.size(); c++) scale[c] = w[c] * invstd[c];
     const NormKernels& k = kernels();
     parallel_units(ch, n * ch * size, [&](int64_t b, int64_t e) {
       // A range of channels image by image, as channelMoments reads them.
-      if (hasGx || hasGw || hasGb) k.gradSums(x, y, gy, mean, n, ch, size, b, e, relu, sums.data());
+      if (hasGx || hasGw || hasGb) k.gradSums(x, y, gy, mean, scale.data(), shift, n, ch, size, b, e, relu, sums.data());
       for (int64_t c = b; c < e; c++) {
         const float is = invstd[c];
         const double sg = sums[2 * c], sgx = sums[2 * c + 1] * is;
@@ -182,7 +189,8 @@ napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
     // Then the gradients, plane by plane in memory order.
     if (!coef.empty())
       parallel_units(n * ch, (hasGr ? 3 : 2) * n * ch * size, [&](int64_t b, int64_t e) {
-        k.gradIn(x, y, gy, hasGx ? gx : nullptr, hasGr ? gr : nullptr, mean, coef.data(), ch, size, b, e, relu, accX, accR);
+        k.gradIn(x, y, gy, hasGx ? gx : nullptr, hasGr ? gr : nullptr, mean, scale.data(), shift, coef.data(), ch, size, b, e,
+                 relu, accX, accR);
       });
   }
   return undefined_value(env);

@@ -58,21 +58,41 @@ LTH_NORM_TARGET static inline double sum_sq_dev(const float* __restrict x, int64
   return s;
 }
 
-// Σ g and Σ g·(x - mu) over one plane, g = gy masked to y > 0 when kRelu, added to *sg and *sgx.
-template <bool kRelu>
+// Where the ReLU mask of batchNormBackward comes from: none (no ReLU), the ReLU's output y
+// (y > 0), or the affine pass's value recomputed from x (x·sc + sh > 0, rounded as
+// channelAffineAct rounds it, so the same mask bit for bit without reading y).
+enum Mask { kNoMask, kMaskY, kMaskX };
+
+template <int M>
+LTH_NORM_TARGET static inline v8f masked(v8f g, const float* y, v8f xv, int64_t k, float sc, float sh) {
+  if (M == kMaskY) return relu_mask(g, load8(y + k));
+  if (M == kMaskX) return relu_mask(g, xv * sc + sh);
+  return g;
+}
+
+template <int M>
+LTH_NORM_TARGET static inline float masked(float g, const float* y, float xv, int64_t k, float sc, float sh) {
+  if (M == kMaskY) return relu_mask(g, y[k]);
+  if (M == kMaskX) return relu_mask(g, xv * sc + sh);
+  return g;
+}
+
+// Σ g and Σ g·(x - mu) over one plane, g = gy masked as M says, added to *sg and *sgx.
+template <int M>
 LTH_NORM_TARGET static inline void grad_sums(const float* __restrict x, const float* __restrict y,
-                                             const float* __restrict gy, int64_t len, float mu, double* sg, double* sgx) {
+                                             const float* __restrict gy, int64_t len, float mu, float sc, float sh,
+                                             double* sg, double* sgx) {
   v8f a = {}, b = {};
   int64_t k = 0;
   for (; k + 8 <= len; k += 8) {
-    v8f g = load8(gy + k);
-    if (kRelu) g = relu_mask(g, load8(y + k));
+    const v8f xv = load8(x + k);
+    const v8f g = masked<M>(load8(gy + k), y, xv, k, sc, sh);
     a += g;
-    b += g * (load8(x + k) - mu);
+    b += g * (xv - mu);
   }
   double s = lane_sum(a), t = lane_sum(b);
   for (; k < len; k++) {
-    const float g = kRelu ? relu_mask(gy[k], y[k]) : gy[k];
+    const float g = masked<M>(gy[k], y, x[k], k, sc, sh);
     s += g;
     t += (double)g * ((double)x[k] - mu);
   }
@@ -81,24 +101,24 @@ LTH_NORM_TARGET static inline void grad_sums(const float* __restrict x, const fl
 }
 
 // gradIn (+)= k·(g - mg - (x - mu)·mgx) and gradResidual (+)= g over one plane, g = gy masked
-// to y > 0 when kRelu; gx or gr null when not wanted; each added to or overwritten (accX, accR).
-template <bool kRelu>
+// as M says; gx or gr null when not wanted; each added to or overwritten (accX, accR).
+template <int M>
 LTH_NORM_TARGET static inline void grad_in_plane(const float* __restrict x, const float* __restrict y,
                                                  const float* __restrict gy, float* __restrict gx, float* __restrict gr,
-                                                 int64_t size, float mu, float k, float mg, float mgx, bool accX,
-                                                 bool accR) {
+                                                 int64_t size, float mu, float sc, float sh, float k, float mg, float mgx,
+                                                 bool accX, bool accR) {
   int64_t j = 0;
   for (; j + 8 <= size; j += 8) {
-    v8f g = load8(gy + j);
-    if (kRelu) g = relu_mask(g, load8(y + j));
+    const v8f xv = load8(x + j);
+    const v8f g = masked<M>(load8(gy + j), y, xv, j, sc, sh);
     if (gx) {
-      const v8f v = k * (g - mg - (load8(x + j) - mu) * mgx);
+      const v8f v = k * (g - mg - (xv - mu) * mgx);
       store8(gx + j, accX ? load8(gx + j) + v : v);
     }
     if (gr) store8(gr + j, accR ? load8(gr + j) + g : g);
   }
   for (; j < size; j++) {
-    const float g = kRelu ? relu_mask(gy[j], y[j]) : gy[j];
+    const float g = masked<M>(gy[j], y, x[j], j, sc, sh);
     if (gx) {
       const float v = k * (g - mg - (x[j] - mu) * mgx);
       gx[j] = accX ? gx[j] + v : v;
@@ -150,33 +170,57 @@ LTH_NORM_TARGET static void affine_part(const float* x, const float* scale, cons
   }
 }
 
-// batchNormBackward's sums over channels [b, e), image by image as moments_part reads them:
-// sums[2c] += Σ g, sums[2c + 1] += Σ g·(x - mean).
-LTH_NORM_TARGET static void grad_sums_part(const float* x, const float* y, const float* gy, const float* mean, int64_t n,
-                                           int64_t ch, int64_t size, int64_t b, int64_t e, bool relu, double* sums) {
+// The mask of batchNormBackward's call: none without relu, else from y when given, else
+// from x·scale + shift (scale[c] = weight[c]·invstd[c], the affine pass's).
+static inline int mask_of(bool relu, const float* y) { return !relu ? kNoMask : y ? kMaskY : kMaskX; }
+
+template <int M>
+LTH_NORM_TARGET static void grad_sums_planes(const float* x, const float* y, const float* gy, const float* mean,
+                                             const float* scale, const float* shift, int64_t n, int64_t ch,
+                                             int64_t size, int64_t b, int64_t e, double* sums) {
   for (int64_t i = 0; i < n; i++)
     for (int64_t c = b; c < e; c++) {
       const int64_t o = (i * ch + c) * size;
-      if (relu)
-        grad_sums<true>(x + o, y + o, gy + o, size, mean[c], &sums[2 * c], &sums[2 * c + 1]);
-      else
-        grad_sums<false>(x + o, nullptr, gy + o, size, mean[c], &sums[2 * c], &sums[2 * c + 1]);
+      grad_sums<M>(x + o, M == kMaskY ? y + o : nullptr, gy + o, size, mean[c], M == kMaskX ? scale[c] : 0.0f,
+                   M == kMaskX ? shift[c] : 0.0f, &sums[2 * c], &sums[2 * c + 1]);
     }
+}
+
+// batchNormBackward's sums over channels [b, e), image by image as moments_part reads them:
+// sums[2c] += Σ g, sums[2c + 1] += Σ g·(x - mean). scale and shift: see mask_of.
+LTH_NORM_TARGET static void grad_sums_part(const float* x, const float* y, const float* gy, const float* mean,
+                                           const float* scale, const float* shift, int64_t n, int64_t ch, int64_t size,
+                                           int64_t b, int64_t e, bool relu, double* sums) {
+  switch (mask_of(relu, y)) {
+    case kMaskY: grad_sums_planes<kMaskY>(x, y, gy, mean, scale, shift, n, ch, size, b, e, sums); break;
+    case kMaskX: grad_sums_planes<kMaskX>(x, y, gy, mean, scale, shift, n, ch, size, b, e, sums); break;
+    default: grad_sums_planes<kNoMask>(x, y, gy, mean, scale, shift, n, ch, size, b, e, sums); break;
+  }
+}
+
+template <int M>
+LTH_NORM_TARGET static void grad_in_planes(const float* x, const float* y, const float* gy, float* gx, float* gr,
+                                           const float* mean, const float* scale, const float* shift, const float* coef,
+                                           int64_t ch, int64_t size, int64_t b, int64_t e, bool accX, bool accR) {
+  for (int64_t p = b; p < e; p++) {
+    const int64_t c = p % ch, o = p * size;
+    const float* f = coef + 3 * c;
+    grad_in_plane<M>(x + o, M == kMaskY ? y + o : nullptr, gy + o, gx ? gx + o : nullptr, gr ? gr + o : nullptr, size,
+                     mean[c], M == kMaskX ? scale[c] : 0.0f, M == kMaskX ? shift[c] : 0.0f, f[0], f[1], f[2], accX,
+                     accR);
+  }
 }
 
 // batchNormBackward's gradients over planes [b, e), in memory order; coef holds each channel's
 // k, mg and mgx.
 LTH_NORM_TARGET static void grad_in_part(const float* x, const float* y, const float* gy, float* gx, float* gr,
-                                         const float* mean, const float* coef, int64_t ch, int64_t size, int64_t b,
-                                         int64_t e, bool relu, bool accX, bool accR) {
-  for (int64_t p = b; p < e; p++) {
-    const int64_t c = p % ch, o = p * size;
-    const float* f = coef + 3 * c;
-    float *pgx = gx ? gx + o : nullptr, *pgr = gr ? gr + o : nullptr;
-    if (relu)
-      grad_in_plane<true>(x + o, y + o, gy + o, pgx, pgr, size, mean[c], f[0], f[1], f[2], accX, accR);
-    else
-      grad_in_plane<false>(x + o, nullptr, gy + o, pgx, pgr, size, mean[c], f[0], f[1], f[2], accX, accR);
+                                         const float* mean, const float* scale, const float* shift, const float* coef,
+                                         int64_t ch, int64_t size, int64_t b, int64_t e, bool relu, bool accX,
+                                         bool accR) {
+  switch (mask_of(relu, y)) {
+    case kMaskY: grad_in_planes<kMaskY>(x, y, gy, gx, gr, mean, scale, shift, coef, ch, size, b, e, accX, accR); break;
+    case kMaskX: grad_in_planes<kMaskX>(x, y, gy, gx, gr, mean, scale, shift, coef, ch, size, b, e, accX, accR); break;
+    default: grad_in_planes<kNoMask>(x, y, gy, gx, gr, mean, scale, shift, coef, ch, size, b, e, accX, accR); break;
   }
 }
 

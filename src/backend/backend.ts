@@ -235,7 +235,10 @@ export interface Backend {
   /**
    * The gradient of y = act(weight[c]·x̂ + bias[c] (+ residual)), x̂ = (x - mean[c])·invstd[c],
    * over NCHW data [n, channels, size], m = n·size: with g = gradOut, masked to the entries
-   * where y > 0 when `relu` (y is then required),
+   * where y > 0 when `relu` (or, with y null, where the affine pass's value
+   * x·scale[c] + shift[c] > 0, scale[c] = weight[c]·invstd[c] rounded to float and the
+   * value rounded as channelAffineAct rounds it: the same mask without reading y, for a
+   * batch norm without a residual; y or shift is then required),
    *   gradBias[c] += Σ g,   gradWeight[c] += Σ g·x̂,   gradResidual += g,
    *   gradIn += weight[c]·invstd[c]·(g - Σg/m - x̂·Σ(g·x̂)/m)  when `training` (mean and
    *   invstd are the batch's own, so they depend on x), else weight[c]·invstd[c]·g.
@@ -248,6 +251,7 @@ export interface Backend {
     x: Float32Array, y: Float32Array | null, gradOut: Float32Array, mean: Float32Array, invstd: Float32Array, weight: Float32Array,
     gradIn: Float32Array | null, gradWeight: Float32Array | null, gradBias: Float32Array | null, gradResidual: Float32Array | null,
     n: number, channels: number, size: number, training: boolean, relu: boolean, accumulateIn: boolean, accumulateResidual: boolean,
+    shift: Float32Array | null,
   ): void;
 
   /** out[i] = a[i] + b[i], then max(0, ·) when `relu` (NaN stays NaN). `out` may be `a` or `b`. */

@@ -390,10 +390,16 @@ export const referenceBackend: Backend = {
   },
 
   batchNormBackward(x, y, gradOut, mean, invstd, weight, gradIn, gradWeight, gradBias, gradResidual, n, channels, size, training, relu,
-    accumulateIn, accumulateResidual) {
-    if (relu && !y) throw new TypeError('batchNormBackward: y is required with relu');
+    accumulateIn, accumulateResidual, shift) {
+    if (relu && !y && !shift) throw new TypeError('batchNormBackward: y or shift is required with relu');
     const m = n * size;
-    const g = (j: number) => (relu && !(y![j] > 0) ? 0 : gradOut[j]);
+    // Without y, the ReLU's input as channelAffineAct computed it.
+    const positive = (j: number) => {
+      if (y) return y[j] > 0;
+      const c = Math.floor(j / size) % channels;
+      return Math.fround(Math.fround(x[j] * Math.fround(weight[c] * invstd[c])) + shift![c]) > 0;
+    };
+    const g = (j: number) => (relu && !positive(j) ? 0 : gradOut[j]);
     if (gradResidual) for (let j = 0; j < n * channels * size; j++) gradResidual[j] = accumulateResidual ? gradResidual[j] + g(j) : g(j);
     if (gradIn && !accumulateIn) gradIn.fill(0, 0, n * channels * size);
     for (let c = 0; c < channels; c++) {
