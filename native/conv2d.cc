@@ -9,9 +9,9 @@
 // whole images; a product runs on one thread, and the GEMM computes every element with
 // the same instructions however its calls are split, so an image's output and input
 // gradient are those of per-image im2col/matmul/col2im calls, bit for bit. The weight
-// gradient sums the images in kGroups groups fixed by the batch size (each group's
-// images in order into its own partial, the partials then added in group order), so it
-// does not depend on the thread count either.
+// gradient sums the images in up to kGroups groups fixed by the batch and weight sizes
+// (each group's images in order into its own partial, the partials then added in group
+// order), so it does not depend on the thread count either.
 
 #include <node_api.h>
 
@@ -33,8 +33,18 @@ using lth::ConvGeom;
 using lth::GemmArgs;
 using lth::gK;
 
-// Groups of images the weight gradient is summed in: enough for 2-8 threads to share.
+// Groups of images the weight gradient is summed in: enough for 2-8 threads to share, fewer
+// where their partials would pass kMaxPartialFloats (a wide layer's weight is megabytes).
 constexpr int64_t kGroups = 8;
+constexpr int64_t kMaxPartialFloats = (int64_t)1 << 22;
+
+// The groups of a batch of n images and a weight of wsize floats: fixed by the geometry.
+int64_t groups_for(int64_t n, int64_t wsize) {
+  int64_t g = kMaxPartialFloats / wsize;
+  if (g > kGroups) g = kGroups;
+  if (g > n) g = n;
+  return g < 1 ? 1 : g;
+}
 
 struct ConvJob {
   ConvGeom g;
@@ -45,7 +55,7 @@ struct ConvJob {
   float* y;           // forward: the output
   const float* gy;    // backward: the output gradient
   float* gx;          // backward: the input gradient, or null
-  float* partials;    // backward: kGroups x [cout, ckk], or null (no weight gradient)
+  float* partials;    // backward: groups x [cout, ckk], or null (no weight gradient)
   int64_t groups;
   bool relu, accumulateIn;
 
@@ -230,7 +240,7 @@ napi_value Conv2dBackward(napi_env env, napi_callback_info info) {
   }
   lth::FtzScope ftz;
   thread_local std::vector<float> pbuf;  // the caller's: the pool's threads write through j.partials
-  j.groups = j.n < kGroups ? j.n : kGroups;
+  j.groups = groups_for(j.n, wsize);
   if (gw) j.partials = thread_buffer(pbuf, (size_t)(j.groups * wsize));
   run(j.groups, (double)j.n * wsize * j.hw() * (gw && j.gx ? 2 : 1), backward_part, &j);
   if (gw)

@@ -129,7 +129,7 @@ export interface Backend {
    * The gradients of conv2d (without its bias and ReLU) from gradOut [n, outChannels, outH,
    * outW]: gradWeight += Σ_b gradOut_b · col_bᵀ, and gradIn = col2im(weightᵀ · gradOut_b)
    * per image (added to gradIn when `accumulateIn`, else written over it); either may be
-   * null. The native kernel sums the weight gradient's images in up to 8 groups fixed by n
+   * null. The native kernel sums the weight gradient's images in up to 8 groups fixed by the sizes
    * (each group in image order, then the groups in order), so it does not depend on the
    * thread count; its input gradient is im2col/matmul/col2im's, bit for bit.
    */

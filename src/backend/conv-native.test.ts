@@ -524,6 +524,11 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
         native!.conv2dBackward(big, wt3, gp, gx, gw, 8, c, c, h, w, 3, 3, 2, 2, 1, 1, true);
         return Float32Array.from([...gx, ...gw]);
       }],
+      ['conv2dBackward with a 2.4 MB weight (fewer groups of images)', () => {
+        const wide = randomArray(256 * 256 * 9, prng(15)), gx = new Float32Array(12 * 256 * 16), gw = new Float32Array(wide.length);
+        native!.conv2dBackward(big, wide, gp, gx, gw, 12, 256, 256, 4, 4, 3, 3, 2, 2, 1, 1, false);
+        return Float32Array.from([...gx, ...gw]);
+      }],
       ['conv2dBackward 1x1 stride 2, 17 images', () => {
         const gx = new Float32Array(17 * 16 * h * w), gw = new Float32Array(16 * 16);
         native!.conv2dBackward(big, wt3, gp, gx, gw, 17, 16, 16, h, w, 1, 1, 2, 2, 0, 0, false);
