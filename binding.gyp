@@ -42,7 +42,7 @@
       'target_name': 'lth_native',
       'sources': [
         'native/lth_native.cc', 'native/pool.cc', 'native/gemm.cc', 'native/elementwise.cc', 'native/kernels_scalar.cc',
-        'native/conv.cc', 'native/norm.cc', 'native/sparse_pattern.cc', 'native/sparse_kernels.cc', 'native/sparse_bindings.cc',
+        'native/conv.cc', 'native/conv2d.cc', 'native/norm.cc', 'native/sparse_pattern.cc', 'native/sparse_kernels.cc', 'native/sparse_bindings.cc',
         'native/sparse_mlp.cc', 'native/sparse_conv.cc', 'native/dense_mlp.cc', 'native/select.cc', 'native/winograd.cc', 'native/seq.cc',
       ],
       'dependencies': ['lth_kernels_avx512', 'lth_kernels_avx2'],

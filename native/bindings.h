@@ -9,6 +9,7 @@ namespace lth {
 bool register_gemm(napi_env env, napi_value exports);           // gemm.cc: matmul
 bool register_elementwise(napi_env env, napi_value exports);    // elementwise.cc
 bool register_conv(napi_env env, napi_value exports);           // conv.cc
+bool register_conv2d(napi_env env, napi_value exports);         // conv2d.cc: conv2d, conv2dBackward
 bool register_winograd(napi_env env, napi_value exports);       // winograd.cc: conv3x3
 bool register_norm(napi_env env, napi_value exports);           // norm.cc: batch norm, residual addition, average pooling
 bool register_sparse_pattern(napi_env env, napi_value exports); // sparse_pattern.cc: sparsePattern

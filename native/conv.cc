@@ -30,6 +30,7 @@
 
 #include "bindings.h"
 #include "ftz.h"
+#include "im2col.h"
 #include "napi_args.h"
 #include "parallel.h"
 
@@ -43,9 +44,7 @@ using lth::parallel_units;
 
 // ------------------------------------------------------------------ kernels
 
-struct Geom {
-  int64_t c, h, w, kh, kw, sh, sw, ph, pw, oh, ow;
-};
+using Geom = lth::ConvGeom;
 
 // The output columns ox whose input column ox*sw - pw + j lies inside [0, w): [lo, hi).
 inline void valid_cols(const Geom& g, int64_t j, int64_t* lo, int64_t* hi) {
@@ -87,8 +86,20 @@ inline void add_stride2(const float* src, float* d, int64_t lo, int64_t hi, int6
   for (; ox < hi; ox++) d[2 * ox] += src[ox];
 }
 
-// Rows [r0, r1) of col (row r = (ch*kh + i)*kw + j).
-void im2col_rows(const float* __restrict x, float* __restrict col, const Geom& g, int64_t r0, int64_t r1) {
+}  // namespace
+
+bool lth::conv_geometry(ArgReader& a, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                        int64_t ph, int64_t pw, ConvGeom* g) {
+  if (h + 2 * ph < kh || w + 2 * pw < kw) {
+    a.fail(true, "a %lldx%lld kernel with padding %lldx%lld does not fit a %lldx%lld image", (long long)kh, (long long)kw,
+           (long long)ph, (long long)pw, (long long)h, (long long)w);
+    return false;
+  }
+  *g = ConvGeom{c, h, w, kh, kw, sh, sw, ph, pw, (h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1};
+  return true;
+}
+
+void lth::im2col_rows(const float* __restrict x, float* __restrict col, const Geom& g, int64_t r0, int64_t r1) {
   const int64_t khw = g.kh * g.kw;
   for (int64_t r = r0; r < r1; r++) {
     const int64_t ch = r / khw, i = (r / g.kw) % g.kh, j = r % g.kw;
@@ -117,9 +128,7 @@ void im2col_rows(const float* __restrict x, float* __restrict col, const Geom& g
   }
 }
 
-// Channels [c0, c1) of x += col2im(col): each channel's plane only receives from its
-// own kh*kw rows of col, in a fixed order.
-void col2im_channels(const float* __restrict col, float* __restrict x, const Geom& g, int64_t c0, int64_t c1) {
+void lth::col2im_channels(const float* __restrict col, float* __restrict x, const Geom& g, int64_t c0, int64_t c1) {
   for (int64_t ch = c0; ch < c1; ch++) {
     float* plane = x + ch * g.h * g.w;
     for (int64_t i = 0; i < g.kh; i++) {
@@ -145,6 +154,11 @@ void col2im_channels(const float* __restrict col, float* __restrict x, const Geo
     }
   }
 }
+
+namespace {
+
+using lth::col2im_channels;
+using lth::im2col_rows;
 
 // The first maximum of a window in row-major order; a NaN beats everything (the first NaN).
 inline bool better(float v, float best) { return v > best || (v != v && best == best); }
@@ -315,26 +329,10 @@ constexpr ArgSpec kCol2imArgs[] = {arg::f32("col"),        arg::f32("x"),       
                                    arg::dim("width"),      arg::dim("kh", 1),      arg::dim("kw", 1),    arg::dim("strideH", 1),
                                    arg::dim("strideW", 1), arg::dim("padH"),       arg::dim("padW")};
 
-// The geometry of im2col / col2im from arguments 2..10; false (and a thrown RangeError)
-// when the kernel does not fit the padded image.
-bool conv_geometry(ArgReader& a, const ArgValue* v, Geom* g) {
-  g->c = v[2].dim();
-  g->h = v[3].dim();
-  g->w = v[4].dim();
-  g->kh = v[5].dim();
-  g->kw = v[6].dim();
-  g->sh = v[7].dim();
-  g->sw = v[8].dim();
-  g->ph = v[9].dim();
-  g->pw = v[10].dim();
-  if (g->h + 2 * g->ph < g->kh || g->w + 2 * g->pw < g->kw) {
-    a.fail(true, "a %lldx%lld kernel with padding %lldx%lld does not fit a %lldx%lld image", (long long)g->kh,
-           (long long)g->kw, (long long)g->ph, (long long)g->pw, (long long)g->h, (long long)g->w);
-    return false;
-  }
-  g->oh = (g->h + 2 * g->ph - g->kh) / g->sh + 1;
-  g->ow = (g->w + 2 * g->pw - g->kw) / g->sw + 1;
-  return true;
+// The geometry of im2col / col2im from arguments 2..10.
+bool read_geometry(ArgReader& a, const ArgValue* v, Geom* g) {
+  return lth::conv_geometry(a, v[2].dim(), v[3].dim(), v[4].dim(), v[5].dim(), v[6].dim(), v[7].dim(), v[8].dim(),
+                            v[9].dim(), v[10].dim(), g);
 }
 
 napi_value Im2col(napi_env env, napi_callback_info info) {
@@ -343,7 +341,7 @@ napi_value Im2col(napi_env env, napi_callback_info info) {
   const float* x = a[0].f32();
   float* col = a[1].f32();
   Geom g;
-  if (!conv_geometry(a, &a[0], &g)) return nullptr;
+  if (!read_geometry(a, &a[0], &g)) return nullptr;
   a.need("x", a[0].len, (u128)g.c * g.h * g.w, "channels*height*width");
   a.need("col", a[1].len, (u128)g.c * g.kh * g.kw * g.oh * g.ow, "channels*kh*kw*outH*outW");
   if (!a.ok()) return nullptr;
@@ -361,7 +359,7 @@ napi_value Col2im(napi_env env, napi_callback_info info) {
   const float* col = a[0].f32();
   float* x = a[1].f32();
   Geom g;
-  if (!conv_geometry(a, &a[0], &g)) return nullptr;
+  if (!read_geometry(a, &a[0], &g)) return nullptr;
   a.need("col", a[0].len, (u128)g.c * g.kh * g.kw * g.oh * g.ow, "channels*kh*kw*outH*outW");
   a.need("x", a[1].len, (u128)g.c * g.h * g.w, "channels*height*width");
   if (!a.ok()) return nullptr;

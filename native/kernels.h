@@ -100,6 +100,13 @@ struct Kernels {
   // 4t .. 4t + 3; e = 6*k + j).
   void (*winoGradOut4Rows)(const float* y, int64_t ow, int64_t rows, float* g, int64_t gs);
   void (*winoGradOut4Cols)(const float* g, int64_t gs, int64_t n, float* out, int64_t estride);
+
+  // gemm for C (+)= A·Bᵀ (transB, not transA) when m or n is small and k long (weight
+  // gradients: both operands are read along k as stored). The same contract as gemm:
+  // every element of C is computed by the same instructions however the calls split C.
+  // The AVX-512 path computes without packing (dot products in 16 lanes, then their
+  // sum); the others are their gemm.
+  void (*gemmNT)(const GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float* scratch);
 };
 
 // nullptr when the ISA is not compiled in (non-x86 builds).

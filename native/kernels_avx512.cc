@@ -52,9 +52,10 @@ inline void pack_transpose(const float* __restrict src, int64_t ld, int rows, in
 }
 
 // C[0:mr, 0:nr] (+)= sum_p A[p*12 + i] * B[p*32 + j]. With HALF only the first 16
-// columns are computed (for edge panels with nr <= 16); each column's FMA chain is
-// the same either way.
-template <bool HALF>
+// columns are computed (for edge panels with nr <= 16), and only the first ROWS rows (4, 8
+// or 12, at least mr: an edge panel of a 16-row product is 4 rows, and computing all 12
+// took as long as a full panel); each element's FMA chain is the same either way.
+template <int ROWS, bool HALF>
 inline void micro_kernel_12x32(int64_t kc, const float* __restrict A, const float* __restrict B,
                                float* __restrict C, int64_t ldc, int mr, int nr, bool add) {
   __m512 c0a = _mm512_setzero_ps(), c0b = _mm512_setzero_ps();
@@ -70,7 +71,7 @@ inline void micro_kernel_12x32(int64_t kc, const float* __restrict A, const floa
   __m512 c10a = _mm512_setzero_ps(), c10b = _mm512_setzero_ps();
   __m512 c11a = _mm512_setzero_ps(), c11b = _mm512_setzero_ps();
 #define LTH_ROW(i)                                          \
-  {                                                         \
+  if (i < ROWS) {                                           \
     const __m512 a = _mm512_set1_ps(A[i]);                  \
     c##i##a = _mm512_fmadd_ps(a, b0, c##i##a);              \
     if (!HALF) c##i##b = _mm512_fmadd_ps(a, b1, c##i##b);   \
@@ -86,7 +87,7 @@ inline void micro_kernel_12x32(int64_t kc, const float* __restrict A, const floa
 #undef LTH_ROW
   if (nr == NR) {
 #define LTH_STORE(i)                                                                    \
-  if (i < mr) {                                                                         \
+  if (i < ROWS && i < mr) {                                                                         \
     float* cr = C + i * ldc;                                                            \
     if (add) {                                                                          \
       _mm512_storeu_ps(cr, _mm512_add_ps(_mm512_loadu_ps(cr), c##i##a));                \
@@ -103,7 +104,7 @@ inline void micro_kernel_12x32(int64_t kc, const float* __restrict A, const floa
     const __mmask16 k0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
     const __mmask16 k1 = nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : (__mmask16)0;
 #define LTH_STORE(i)                                                                                  \
-  if (i < mr) {                                                                                       \
+  if (i < ROWS && i < mr) {                                                                                       \
     float* cr = C + i * ldc;                                                                          \
     if (add) {                                                                                        \
       _mm512_mask_storeu_ps(cr, k0, _mm512_add_ps(_mm512_maskz_loadu_ps(k0, cr), c##i##a));           \
@@ -120,13 +121,73 @@ inline void micro_kernel_12x32(int64_t kc, const float* __restrict A, const floa
   }
 }
 
+template <int ROWS>
+inline void micro_kernel_rows(int64_t kc, const float* __restrict A, const float* __restrict B, float* __restrict C,
+                              int64_t ldc, int mr, int nr, bool add) {
+  if (nr > 16)
+    micro_kernel_12x32<ROWS, false>(kc, A, B, C, ldc, mr, nr, add);
+  else
+    micro_kernel_12x32<ROWS, true>(kc, A, B, C, ldc, mr, nr, add);
+}
+
 inline void micro_kernel(int64_t kc, const float* __restrict A, const float* __restrict B, float* __restrict C,
                          int64_t ldc, int mr, int nr, bool add) {
-  if (nr > 16)
-    micro_kernel_12x32<false>(kc, A, B, C, ldc, mr, nr, add);
+  if (mr > 8)
+    micro_kernel_rows<12>(kc, A, B, C, ldc, mr, nr, add);
+  else if (mr > 4)
+    micro_kernel_rows<8>(kc, A, B, C, ldc, mr, nr, add);
   else
-    micro_kernel_12x32<true>(kc, A, B, C, ldc, mr, nr, add);
+    micro_kernel_rows<4>(kc, A, B, C, ldc, mr, nr, add);
 }
+
+// C[i*n + j] (+)= Σ_p A[i*k + p]·B[j*k + p] for i in [r0, r1), j in [c0, c1): gemm with
+// transB (not transA), both operands read along k as stored, no packing. A 4x4 block of C
+// keeps 16 accumulators of 16 lanes (lane l sums the terms p ≡ l mod 16, the last partial
+// vector loaded with zeros past k), each then summed across its lanes in a fixed order. A
+// block at the edge reads its missing rows and columns again from the last one and drops
+// them, so every element goes through the same instructions wherever its block falls.
+void gemm_nt(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float*) {
+  const int64_t k = g.k, n = g.n, full = k & ~(int64_t)15;
+  if (k == 0) {
+    if (!g.accumulate)
+      for (int64_t i = r0; i < r1; i++)
+        for (int64_t j = c0; j < c1; j++) g.c[i * n + j] = 0.0f;
+    return;
+  }
+  const __mmask16 tail = (__mmask16)((1u << (k & 15)) - 1);
+  for (int64_t i0 = r0; i0 < r1; i0 += 4) {
+    const float* a[4];
+    for (int r = 0; r < 4; r++) a[r] = g.a + (i0 + r < r1 ? i0 + r : r1 - 1) * k;
+    for (int64_t j0 = c0; j0 < c1; j0 += 4) {
+      const float* b[4];
+      for (int c = 0; c < 4; c++) b[c] = g.b + (j0 + c < c1 ? j0 + c : c1 - 1) * k;
+      __m512 s[4][4];
+      for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) s[r][c] = _mm512_setzero_ps();
+      for (int64_t p = 0; p < full; p += 16) {
+        __m512 av[4], bv[4];
+        for (int r = 0; r < 4; r++) av[r] = _mm512_loadu_ps(a[r] + p);
+        for (int c = 0; c < 4; c++) bv[c] = _mm512_loadu_ps(b[c] + p);
+        for (int r = 0; r < 4; r++)
+          for (int c = 0; c < 4; c++) s[r][c] = _mm512_fmadd_ps(av[r], bv[c], s[r][c]);
+      }
+      if (tail) {
+        __m512 av[4], bv[4];
+        for (int r = 0; r < 4; r++) av[r] = _mm512_maskz_loadu_ps(tail, a[r] + full);
+        for (int c = 0; c < 4; c++) bv[c] = _mm512_maskz_loadu_ps(tail, b[c] + full);
+        for (int r = 0; r < 4; r++)
+          for (int c = 0; c < 4; c++) s[r][c] = _mm512_fmadd_ps(av[r], bv[c], s[r][c]);
+      }
+      for (int r = 0; r < 4 && i0 + r < r1; r++)
+        for (int c = 0; c < 4 && j0 + c < c1; c++) {
+          float* out = g.c + (i0 + r) * n + j0 + c;
+          const float v = _mm512_reduce_add_ps(s[r][c]);
+          *out = g.accumulate ? *out + v : v;
+        }
+    }
+  }
+}
+#define LTH_GEMM_NT gemm_nt
 
 #include "kernels_impl.h"
 

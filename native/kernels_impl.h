@@ -652,7 +652,11 @@ void winoGradOut4Cols(const float* __restrict g, int64_t gs, int64_t n, float* _
 }
 #undef LTH_WINO4_AT
 
+#ifndef LTH_GEMM_NT
+#define LTH_GEMM_NT gemm
+#endif
+
 const lth::Kernels kTable = {
     kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoOut, winoStore, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
-    winoIn4, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols,
+    winoIn4, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols, LTH_GEMM_NT,
 };

@@ -183,7 +183,7 @@ NAPI_MODULE_INIT() {
   };
   if (!lth::define_exports(env, exports, kExports)) return nullptr;
   if (!lth::register_gemm(env, exports) || !lth::register_elementwise(env, exports) ||
-      !lth::register_conv(env, exports) || !lth::register_winograd(env, exports) || !lth::register_norm(env, exports) || !lth::register_sparse_pattern(env, exports) ||
+      !lth::register_conv(env, exports) || !lth::register_conv2d(env, exports) || !lth::register_winograd(env, exports) || !lth::register_norm(env, exports) || !lth::register_sparse_pattern(env, exports) ||
       !lth::register_sparse(env, exports) || !lth::register_sparse_mlp(env, exports) || !lth::register_sparse_conv(env, exports) ||
       !lth::register_dense_mlp(env, exports) ||
       !lth::register_select(env, exports) || !lth::register_seq(env, exports))

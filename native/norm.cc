@@ -4,11 +4,12 @@
 // methods of the same names, same argument order; src/backend/backend.ts documents them
 // and src/backend/reference.ts is the oracle).
 //
-// They are memory-bound passes over NCHW activations, compiled for the baseline ISA.
-// Reductions run in eight float lanes (which the compiler vectorises) over one contiguous
-// plane, and the lanes are added in double per plane, so a channel's sum over a batch loses
-// no more than one plane's float rounding. Big calls are split over the pool by whole
-// channels or planes (parallel.h): results do not depend on the thread count.
+// They are memory-bound passes over NCHW activations. The batch-norm and average-pooling
+// loops (norm_impl.h) are compiled twice, for AVX2 and for the baseline ISA, with the same
+// results; the rest is baseline code. Reductions run in eight float lanes over one
+// contiguous plane, and the lanes are added in double per plane, so a channel's sum over a
+// batch loses no more than one plane's float rounding. Big calls are split over the pool by
+// whole channels or planes (parallel.h): results do not depend on the thread count.
 
 #include <node_api.h>
 
@@ -17,97 +18,55 @@
 #include <vector>
 
 #include "bindings.h"
+#include "dispatch.h"
 #include "ftz.h"
 #include "napi_args.h"
 #include "parallel.h"
+
+// The baseline copy's 8-float vectors never cross a non-inlined call.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace {
 
 using lth::FtzScope;
 using lth::parallel_units;
 
-constexpr int kLanes = 8;
+// One part's loops (norm_impl.h), per ISA.
+struct NormKernels {
+  void (*moments)(const float* x, int64_t n, int64_t ch, int64_t size, int64_t b, int64_t e, double* sums, float* mean,
+                  float* var);
+  void (*affine)(const float* x, const float* scale, const float* shift, const float* res, float* out, int64_t ch,
+                 int64_t size, int64_t b, int64_t e, bool relu);
+  void (*gradSums)(const float* x, const float* y, const float* gy, const float* mean, const float* scale,
+                   const float* shift, int64_t n, int64_t ch, int64_t size, int64_t b, int64_t e, bool relu,
+                   double* sums);
+  void (*gradIn)(const float* x, const float* y, const float* gy, float* gx, float* gr, const float* mean,
+                 const float* scale, const float* shift, const float* coef, int64_t ch, int64_t size, int64_t b,
+                 int64_t e, bool relu, bool accX, bool accR);
+  void (*mean)(const float* x, float* out, int64_t size, int64_t b, int64_t e);
+};
 
-// Σ x[k], k < len.
-inline double sum_plane(const float* __restrict x, int64_t len) {
-  float acc[kLanes] = {};
-  int64_t k = 0;
-  for (; k + kLanes <= len; k += kLanes)
-    for (int l = 0; l < kLanes; l++) acc[l] += x[k + l];
-  double s = 0;
-  for (; k < len; k++) s += x[k];
-  for (int l = 0; l < kLanes; l++) s += acc[l];
-  return s;
-}
+#if defined(__x86_64__) || defined(__i386__)
+#define LTH_NORM_X86 1
+namespace avx2 {
+#define LTH_NORM_TARGET __attribute__((target("avx2")))
+#include "norm_impl.h"
+#undef LTH_NORM_TARGET
+}  // namespace avx2
+#endif
+namespace baseline {
+#define LTH_NORM_TARGET
+#include "norm_impl.h"
+#undef LTH_NORM_TARGET
+}  // namespace baseline
 
-// Σ (x[k] - mu)², k < len.
-inline double sum_sq_dev(const float* __restrict x, int64_t len, float mu) {
-  float acc[kLanes] = {};
-  int64_t k = 0;
-  for (; k + kLanes <= len; k += kLanes)
-    for (int l = 0; l < kLanes; l++) {
-      const float d = x[k + l] - mu;
-      acc[l] += d * d;
-    }
-  double s = 0;
-  for (; k < len; k++) {
-    const double d = (double)x[k] - mu;
-    s += d * d;
-  }
-  for (int l = 0; l < kLanes; l++) s += acc[l];
-  return s;
-}
-
-// Four float lanes as one value (GCC vector extension: one SSE register on the baseline
-// ISA), so that the loops below vectorise as written; loads and stores are unaligned. The
-// sums keep eight lanes as two of them.
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
-
-inline v4f load4(const float* p) {
-  v4f v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-inline void store4(float* p, v4f v) { std::memcpy(p, &v, sizeof v); }
-
-inline double lane_sum(v4f a, v4f b) {
-  double s = 0;
-  for (int l = 0; l < 4; l++) s += a[l];
-  for (int l = 0; l < 4; l++) s += b[l];
-  return s;
-}
-
-// The gradient reaching the affine map: g, or 0 where the ReLU output y is not positive (or NaN).
-inline v4f relu_mask(v4f g, v4f y) { return (v4f)((v4i)g & (v4i)(y > 0)); }
-inline float relu_mask(float g, float y) { return y > 0 ? g : 0.0f; }
-
-// Σ g and Σ g·(x - mu) over one plane, g = gy masked to y > 0 when kRelu, added to *sg and *sgx.
-template <bool kRelu>
-inline void grad_sums(const float* __restrict x, const float* __restrict y, const float* __restrict gy, int64_t len, float mu,
-                      double* sg, double* sgx) {
-  v4f a0 = {}, a1 = {}, b0 = {}, b1 = {};
-  int64_t k = 0;
-  for (; k + kLanes <= len; k += kLanes) {
-    v4f g0 = load4(gy + k), g1 = load4(gy + k + 4);
-    if (kRelu) {
-      g0 = relu_mask(g0, load4(y + k));
-      g1 = relu_mask(g1, load4(y + k + 4));
-    }
-    a0 += g0;
-    a1 += g1;
-    b0 += g0 * (load4(x + k) - mu);
-    b1 += g1 * (load4(x + k + 4) - mu);
-  }
-  double s = lane_sum(a0, a1), t = lane_sum(b0, b1);
-  for (; k < len; k++) {
-    const float g = kRelu ? relu_mask(gy[k], y[k]) : gy[k];
-    s += g;
-    t += (double)g * ((double)x[k] - mu);
-  }
-  *sg += s;
-  *sgx += t;
+// The AVX2 copy on the AVX2 and AVX-512 paths (the GEMM's, switched by setSimd), else the
+// baseline's: the same results either way.
+const NormKernels& kernels() {
+#ifdef LTH_NORM_X86
+  if (std::strcmp(lth::gK->name, "scalar") != 0) return avx2::kTable;
+#endif
+  return baseline::kTable;
 }
 
 using lth::ArgSpec;
@@ -133,19 +92,9 @@ napi_value ChannelMoments(napi_env env, napi_callback_info info) {
   if (!a.ok()) return nullptr;
   if (ch) {
     FtzScope ftz;
-    const double m = (double)(n * size);
-    // Each part takes a range of channels and reads them image by image (the range's planes
-    // are contiguous in an image): long runs for the prefetcher, rather than one plane per
-    // image for each channel. A channel's sums still run over the images in order.
+    const NormKernels& k = kernels();
     std::vector<double> sums(2 * ch, 0.0);
-    parallel_units(ch, n * ch * size, [&](int64_t b, int64_t e) {
-      for (int64_t i = 0; i < n; i++)
-        for (int64_t c = b; c < e; c++) sums[c] += sum_plane(x + (i * ch + c) * size, size);
-      for (int64_t c = b; c < e; c++) mean[c] = (float)(sums[c] / m);
-      for (int64_t i = 0; i < n; i++)
-        for (int64_t c = b; c < e; c++) sums[ch + c] += sum_sq_dev(x + (i * ch + c) * size, size, mean[c]);
-      for (int64_t c = b; c < e; c++) var[c] = (float)(sums[ch + c] / m);
-    });
+    parallel_units(ch, n * ch * size, [&](int64_t b, int64_t e) { k.moments(x, n, ch, size, b, e, sums.data(), mean, var); });
   }
   return undefined_value(env);
 }
@@ -154,28 +103,6 @@ napi_value ChannelMoments(napi_env env, napi_callback_info info) {
 constexpr ArgSpec kAffineArgs[] = {arg::f32("x"),   arg::f32("scale"), arg::f32("shift"),    arg::f32_or_null("residual"),
                                    arg::f32("out"), arg::dim("n"),     arg::dim("channels"), arg::dim("size"),
                                    arg::flag("relu")};
-
-// out = act(x·sc + sh (+ r)) over one plane; the sum is rounded as two float additions,
-// in that order, as an affine pass followed by an addition would round it.
-inline void affine_plane(const float* x, const float* r, float* out, int64_t size, float sc, float sh, bool relu) {
-  if (r) {
-    if (relu) {
-      for (int64_t k = 0; k < size; k++) {
-        const float v = (x[k] * sc + sh) + r[k];
-        out[k] = v < 0 ? 0.0f : v;  // NaN stays NaN
-      }
-    } else {
-      for (int64_t k = 0; k < size; k++) out[k] = (x[k] * sc + sh) + r[k];
-    }
-  } else if (relu) {
-    for (int64_t k = 0; k < size; k++) {
-      const float v = x[k] * sc + sh;
-      out[k] = v < 0 ? 0.0f : v;
-    }
-  } else {
-    for (int64_t k = 0; k < size; k++) out[k] = x[k] * sc + sh;
-  }
-}
 
 napi_value ChannelAffineAct(napi_env env, napi_callback_info info) {
   Args<9> a(env, info, "channelAffineAct", kAffineArgs);
@@ -193,50 +120,24 @@ napi_value ChannelAffineAct(napi_env env, napi_callback_info info) {
   if (!a.ok()) return nullptr;
   if (n && ch && size) {
     FtzScope ftz;
-    parallel_units(n * ch, (res ? 2 : 1) * n * ch * size, [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; p++)
-        affine_plane(x + p * size, res ? res + p * size : nullptr, out + p * size, size, scale[p % ch], shift[p % ch], relu);
-    });
+    const NormKernels& k = kernels();
+    parallel_units(n * ch, (res ? 2 : 1) * n * ch * size,
+                   [&](int64_t b, int64_t e) { k.affine(x, scale, shift, res, out, ch, size, b, e, relu); });
   }
   return undefined_value(env);
 }
 
-// gradIn (+)= k·(g - mg - (x - mu)·mgx) and gradResidual (+)= g over one plane, g = gy masked
-// to y > 0 when kRelu; gx or gr null when not wanted; each added to or overwritten (accX, accR).
-template <bool kRelu>
-inline void grad_in_plane(const float* __restrict x, const float* __restrict y, const float* __restrict gy, float* __restrict gx,
-                          float* __restrict gr, int64_t size, float mu, float k, float mg, float mgx, bool accX, bool accR) {
-  int64_t j = 0;
-  for (; j + 4 <= size; j += 4) {
-    v4f g = load4(gy + j);
-    if (kRelu) g = relu_mask(g, load4(y + j));
-    if (gx) {
-      const v4f v = k * (g - mg - (load4(x + j) - mu) * mgx);
-      store4(gx + j, accX ? load4(gx + j) + v : v);
-    }
-    if (gr) store4(gr + j, accR ? load4(gr + j) + g : g);
-  }
-  for (; j < size; j++) {
-    const float g = kRelu ? relu_mask(gy[j], y[j]) : gy[j];
-    if (gx) {
-      const float v = k * (g - mg - (x[j] - mu) * mgx);
-      gx[j] = accX ? gx[j] + v : v;
-    }
-    if (gr) gr[j] = accR ? gr[j] + g : g;
-  }
-}
-
 // batchNormBackward(x, y, gradOut, mean, invstd, weight, gradIn, gradWeight, gradBias, gradResidual, n, channels, size,
-//                   training, relu, accumulateIn, accumulateResidual)
+//                   training, relu, accumulateIn, accumulateResidual, shift)
 constexpr ArgSpec kBnBackwardArgs[] = {
     arg::f32("x"),           arg::f32_or_null("y"),          arg::f32("gradOut"),  arg::f32("mean"),
     arg::f32("invstd"),      arg::f32("weight"),             arg::f32_or_null("gradIn"),
     arg::f32_or_null("gradWeight"), arg::f32_or_null("gradBias"), arg::f32_or_null("gradResidual"), arg::dim("n"),
     arg::dim("channels"),    arg::dim("size"),               arg::flag("training"), arg::flag("relu"),
-    arg::flag("accumulateIn"), arg::flag("accumulateResidual")};
+    arg::flag("accumulateIn"), arg::flag("accumulateResidual"), arg::f32_or_null("shift")};
 
 napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
-  Args<17> a(env, info, "batchNormBackward", kBnBackwardArgs);
+  Args<18> a(env, info, "batchNormBackward", kBnBackwardArgs);
   if (!a.ok()) return nullptr;
   const float *x = a[0].f32(), *y = a[1].f32(), *gy = a[2].f32(), *mean = a[3].f32(), *invstd = a[4].f32(),
               *w = a[5].f32();
@@ -246,8 +147,10 @@ napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
   const bool training = a[13].flag, relu = a[14].flag, accX = a[15].flag, accR = a[16].flag;
   const u128 total = (u128)n * ch * size;
   a.need("x", a[0].len, total, "n*channels*size");
-  if (relu && !a[1].present && a.ok()) a.fail(false, "y must be a Float32Array with relu, got null");
+  const float* shift = a[17].present ? a[17].f32() : nullptr;
+  if (relu && !a[1].present && !shift && a.ok()) a.fail(false, "y or shift must be a Float32Array with relu, got null");
   if (a[1].present) a.need("y", a[1].len, total, "n*channels*size");
+  if (shift) a.need("shift", a[17].len, (u128)ch, "channels");
   a.need("gradOut", a[2].len, total, "n*channels*size");
   a.need("mean", a[3].len, (u128)ch, "channels");
   a.need("invstd", a[4].len, (u128)ch, "channels");
@@ -265,17 +168,13 @@ napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
     // Per channel: the sums over the batch, then the input gradient's coefficients.
     std::vector<float> coef(hasGx || hasGr ? 3 * ch : 0);
     std::vector<double> sums(2 * ch, 0.0);
+    // The affine pass's scale (weight·invstd, rounded to float as it was) for a mask from x.
+    std::vector<float> scale(relu && !y ? ch : 0);
+    for (size_t c = 0; c < scale.size(); c++) scale[c] = w[c] * invstd[c];
+    const NormKernels& k = kernels();
     parallel_units(ch, n * ch * size, [&](int64_t b, int64_t e) {
       // A range of channels image by image, as channelMoments reads them.
-      if (hasGx || hasGw || hasGb)
-        for (int64_t i = 0; i < n; i++)
-          for (int64_t c = b; c < e; c++) {
-            const int64_t o = (i * ch + c) * size;
-            if (relu)
-              grad_sums<true>(x + o, y + o, gy + o, size, mean[c], &sums[2 * c], &sums[2 * c + 1]);
-            else
-              grad_sums<false>(x + o, nullptr, gy + o, size, mean[c], &sums[2 * c], &sums[2 * c + 1]);
-          }
+      if (hasGx || hasGw || hasGb) k.gradSums(x, y, gy, mean, scale.data(), shift, n, ch, size, b, e, relu, sums.data());
       for (int64_t c = b; c < e; c++) {
         const float is = invstd[c];
         const double sg = sums[2 * c], sgx = sums[2 * c + 1] * is;
@@ -290,15 +189,8 @@ napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
     // Then the gradients, plane by plane in memory order.
     if (!coef.empty())
       parallel_units(n * ch, (hasGr ? 3 : 2) * n * ch * size, [&](int64_t b, int64_t e) {
-        for (int64_t p = b; p < e; p++) {
-          const int64_t c = p % ch, o = p * size;
-          const float* f = &coef[3 * c];
-          float *pgx = hasGx ? gx + o : nullptr, *pgr = hasGr ? gr + o : nullptr;
-          if (relu)
-            grad_in_plane<true>(x + o, y + o, gy + o, pgx, pgr, size, mean[c], f[0], f[1], f[2], accX, accR);
-          else
-            grad_in_plane<false>(x + o, nullptr, gy + o, pgx, pgr, size, mean[c], f[0], f[1], f[2], accX, accR);
-        }
+        k.gradIn(x, y, gy, hasGx ? gx : nullptr, hasGr ? gr : nullptr, mean, scale.data(), shift, coef.data(), ch, size, b, e,
+                 relu, accX, accR);
       });
   }
   return undefined_value(env);
@@ -398,9 +290,8 @@ napi_value MeanPlanes(napi_env env, napi_callback_info info) {
   if (!a.ok()) return nullptr;
   if (planes) {
     FtzScope ftz;
-    parallel_units(planes, planes * size, [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; p++) out[p] = (float)(sum_plane(x + p * size, size) / (double)size);
-    });
+    const NormKernels& k = kernels();
+    parallel_units(planes, planes * size, [&](int64_t b, int64_t e) { k.mean(x, out, size, b, e); });
   }
   return undefined_value(env);
 }

@@ -111,6 +111,35 @@ export interface Backend {
   ): void;
 
   /**
+   * Convolution (cross-correlation) of a batch, any kernel, stride and zero padding:
+   * x [n, inChannels, height, width] -> out [n, outChannels, outH, outW] (outH =
+   * ⌊(height + 2·padH - kh) / strideH⌋ + 1, outW likewise), overwritten:
+   *   out[b,o,oy,ox] = Σ_{c,i,j} x[b, c, oy·strideH - padH + i, ox·strideW - padW + j] · weight[o,c,i,j]
+   * (0 outside the image), weight [outChannels, inChannels, kh, kw]; then, when `bias` or
+   * `relu`, channelBiasAct's arithmetic (a null bias adds 0). The native kernel is
+   * im2col + matmul image by image, bit for bit (the images split over the pool).
+   */
+  conv2d(
+    x: Float32Array, weight: Float32Array, bias: Float32Array | null, out: Float32Array,
+    n: number, inChannels: number, outChannels: number, height: number, width: number,
+    kh: number, kw: number, strideH: number, strideW: number, padH: number, padW: number, relu: boolean,
+  ): void;
+
+  /**
+   * The gradients of conv2d (without its bias and ReLU) from gradOut [n, outChannels, outH,
+   * outW]: gradWeight += Σ_b gradOut_b · col_bᵀ, and gradIn = col2im(weightᵀ · gradOut_b)
+   * per image (added to gradIn when `accumulateIn`, else written over it); either may be
+   * null. The native kernel sums the weight gradient's images in up to 8 groups fixed by the sizes
+   * (each group in image order, then the groups in order), so it does not depend on the
+   * thread count; its input gradient is im2col/matmul/col2im's, bit for bit.
+   */
+  conv2dBackward(
+    x: Float32Array, weight: Float32Array, gradOut: Float32Array, gradIn: Float32Array | null, gradWeight: Float32Array | null,
+    n: number, inChannels: number, outChannels: number, height: number, width: number,
+    kh: number, kw: number, strideH: number, strideW: number, padH: number, padW: number, accumulateIn: boolean,
+  ): void;
+
+  /**
    * Stride-1 3×3 convolution (cross-correlation) of a batch with zero padding `pad` on
    * every side: x [n, inChannels, height, width] -> out [n, outChannels, outH, outW],
    * outH = height + 2·pad - 2 (outW likewise):
@@ -206,7 +235,10 @@ export interface Backend {
   /**
    * The gradient of y = act(weight[c]·x̂ + bias[c] (+ residual)), x̂ = (x - mean[c])·invstd[c],
    * over NCHW data [n, channels, size], m = n·size: with g = gradOut, masked to the entries
-   * where y > 0 when `relu` (y is then required),
+   * where y > 0 when `relu` (or, with y null, where the affine pass's value
+   * x·scale[c] + shift[c] > 0, scale[c] = weight[c]·invstd[c] rounded to float and the
+   * value rounded as channelAffineAct rounds it: the same mask without reading y, for a
+   * batch norm without a residual; y or shift is then required),
    *   gradBias[c] += Σ g,   gradWeight[c] += Σ g·x̂,   gradResidual += g,
    *   gradIn += weight[c]·invstd[c]·(g - Σg/m - x̂·Σ(g·x̂)/m)  when `training` (mean and
    *   invstd are the batch's own, so they depend on x), else weight[c]·invstd[c]·g.
@@ -219,6 +251,7 @@ export interface Backend {
     x: Float32Array, y: Float32Array | null, gradOut: Float32Array, mean: Float32Array, invstd: Float32Array, weight: Float32Array,
     gradIn: Float32Array | null, gradWeight: Float32Array | null, gradBias: Float32Array | null, gradResidual: Float32Array | null,
     n: number, channels: number, size: number, training: boolean, relu: boolean, accumulateIn: boolean, accumulateResidual: boolean,
+    shift: Float32Array | null,
   ): void;
 
   /** out[i] = a[i] + b[i], then max(0, ·) when `relu` (NaN stays NaN). `out` may be `a` or `b`. */

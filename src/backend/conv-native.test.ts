@@ -214,6 +214,76 @@ test('a whole conv layer (forward, weight/bias/input gradients) matches the refe
   }
 });
 
+/** conv2d then conv2dBackward on `be`, from the same starting gradients. */
+function batchedConv(be: Backend, x: Float32Array, wt: Float32Array, b: Float32Array | null, gy: Float32Array, gx0: Float32Array, gw0: Float32Array,
+  n: number, g: Geometry, cout: number, relu: boolean, accumulateIn: boolean) {
+  const [c, h, w, kh, kw, sh, sw, ph, pw] = g;
+  const y = new Float32Array(n * cout * outSize(h, kh, sh, ph) * outSize(w, kw, sw, pw)).fill(NaN);
+  be.conv2d(x, wt, b, y, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, relu);
+  const gx = gx0.slice(), gw = gw0.slice();
+  be.conv2dBackward(x, wt, gy, gx, gw, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, accumulateIn);
+  return { y, gx, gw };
+}
+
+test('conv2d and conv2dBackward match the reference (every geometry, bias/ReLU, accumulated or overwritten input gradient)', { skip }, () => {
+  const rnd = prng(12);
+  let k = 0;
+  for (const g of GEOMETRIES) {
+    const [c, h, w, kh, kw, sh, sw, ph, pw] = g;
+    const n = 1 + (k % 3) * 5, cout = 1 + (k * 7) % 13, hw = outSize(h, kh, sh, ph) * outSize(w, kw, sw, pw);
+    const bias = k % 2 === 0 ? randomArray(cout, rnd, -0.2, 0.2) : null, relu = k % 3 !== 1, acc = k % 2 === 1;
+    k++;
+    const x = randomArray(n * c * h * w, rnd), wt = randomArray(cout * c * kh * kw, rnd, -0.5, 0.5), gy = randomArray(n * cout * hw, rnd);
+    const gx0 = acc ? randomArray(x.length, rnd) : new Float32Array(x.length).fill(NaN), gw0 = randomArray(wt.length, rnd);
+    const r = batchedConv(ref, x, wt, bias, gy, gx0, gw0, n, g, cout, relu, acc);
+    const m = batchedConv(native!, x, wt, bias, gy, gx0, gw0, n, g, cout, relu, acc);
+    for (const key of ['y', 'gx', 'gw'] as const) {
+      const e = relErr(m[key], r[key]);
+      assert.ok(e <= 1e-5, `conv2d ${n}x${g} -> ${cout} (bias ${bias !== null}, relu ${relu}, accumulate ${acc}): ${key} rel err ${e}`);
+    }
+  }
+});
+
+test('conv2d and conv2dBackward: per-image im2col, matmul, channelBiasAct and col2im, bit for bit (the weight gradient within rounding)', { skip }, () => {
+  const rnd = prng(13);
+  // The first, stride-2 and 1x1 convolutions of ResNet-20 (smaller batches), and a 1x1 stride-1 one (no columns).
+  for (const [n, g, cout] of [[10, [3, 32, 32, 3, 3, 1, 1, 1, 1], 16], [9, [16, 32, 32, 3, 3, 2, 2, 1, 1], 32], [9, [32, 16, 16, 1, 1, 2, 2, 0, 0], 64],
+    [5, [12, 7, 9, 1, 1, 1, 1, 0, 0], 20]] as Array<[number, Geometry, number]>) {
+    const [c, h, w, kh, kw, sh, sw, ph, pw] = g;
+    const hw = outSize(h, kh, sh, ph) * outSize(w, kw, sw, pw);
+    const x = randomArray(n * c * h * w, rnd), wt = randomArray(cout * c * kh * kw, rnd, -0.5, 0.5), b = randomArray(cout, rnd, -0.2, 0.2);
+    const gy = randomArray(n * cout * hw, rnd);
+    const composed = convLayer(native!, x, wt, b, gy, n, g, cout);
+    // convLayer's ReLU backward, then the batched kernels on its masked gradient.
+    const masked = gy.slice();
+    native!.reluBackward(masked, composed.y, masked, masked.length);
+    const m = batchedConv(native!, x, wt, b, masked, new Float32Array(x.length), new Float32Array(wt.length), n, g, cout, true, false);
+    assert.deepEqual(m.y, composed.y, `conv2d ${g}: output`);
+    assert.deepEqual(m.gx, composed.gx, `conv2dBackward ${g}: input gradient`);
+    assert.ok(relErr(m.gw, composed.gw) <= 1e-6, `conv2dBackward ${g}: weight gradient rel err ${relErr(m.gw, composed.gw)}`);
+  }
+});
+
+test('conv2d and conv2dBackward: NaN reaches what it should, and a lone gradient is computed alone', { skip }, () => {
+  const g: Geometry = [3, 9, 11, 3, 3, 2, 2, 1, 1], [c, h, w, kh, kw, sh, sw, ph, pw] = g, n = 3, cout = 4;
+  const hw = outSize(h, kh, sh, ph) * outSize(w, kw, sw, pw);
+  const rnd = prng(14);
+  const x = randomArray(n * c * h * w, rnd), wt = randomArray(cout * c * kh * kw, rnd), gy = randomArray(n * cout * hw, rnd);
+  x[c * h * w + 5] = NaN;  // image 1 only
+  const y = new Float32Array(n * cout * hw), want = y.slice();
+  native!.conv2d(x, wt, null, y, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, false);
+  ref.conv2d(x, wt, null, want, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, false);
+  for (let i = 0; i < y.length; i++) assert.equal(Number.isNaN(y[i]), Number.isNaN(want[i]), `y[${i}]`);
+  assert.ok(y.subarray(0, cout * hw).every((v) => !Number.isNaN(v)) && y.subarray(cout * hw, 2 * cout * hw).some(Number.isNaN));
+  const gwOnly = new Float32Array(wt.length), gxOnly = new Float32Array(x.length), gw = gwOnly.slice(), gx = gxOnly.slice();
+  const clean = x.map((v) => (Number.isNaN(v) ? 0.5 : v));
+  native!.conv2dBackward(clean, wt, gy, null, gwOnly, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true);
+  native!.conv2dBackward(clean, wt, gy, gxOnly, null, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true);
+  native!.conv2dBackward(clean, wt, gy, gx, gw, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true);
+  assert.deepEqual(gwOnly, gw);
+  assert.deepEqual(gxOnly, gx);
+});
+
 /** [n, inChannels, outChannels, height, width, pad] */
 const CONV3X3: Array<[number, number, number, number, number, number]> = [
   [2, 3, 5, 9, 7, 1],
@@ -379,6 +449,23 @@ test('conv kernels validate their arguments with clear errors', { skip }, () => 
       err(RangeError, /^conv3x3WeightGrad: tile must be 2 or 4, got 0$/));
   }
   assert.throws(() => N.conv3x3WeightGrad(f(2 * 3 * 16), f(2 * 2 * 16), f(53), 2, 3, 2, 4, 4, 1, 2), err(RangeError, /^conv3x3WeightGrad: gradWeight has 53 elements, needs .* = 54$/));
+  // 2 images 3x4x4, 3x3 kernel stride 2 pad 1 -> 2x2 outputs, 2 output channels.
+  assert.throws(() => N.conv2d(f(96), f(54), null, f(15), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: out has 15 elements, needs n\*outChannels\*outH\*outW = 16$/));
+  assert.throws(() => N.conv2d(f(96), f(53), null, f(16), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: weight has 53 elements, needs .* = 54$/));
+  assert.throws(() => N.conv2d(f(96), f(54), f(1), f(16), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: bias has 1 elements, needs outChannels = 2$/));
+  assert.throws(() => N.conv2d(f(96), f(54), null, f(16), 2, 3, 2, 4, 4, 7, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: a 7x3 kernel with padding 1x1 does not fit a 4x4 image$/));
+  assert.throws(() => N.conv2d(f(96), f(54), null, f(16), 2, 3, 2, 4, 4, 3, 3, 0, 2, 1, 1, false), err(RangeError, /^conv2d: strideH must be a positive integer, got 0$/));
+  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), f(95), null, 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2dBackward: gradIn has 95 elements, needs .* = 96$/));
+  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), null, f(53), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2dBackward: gradWeight has 53 elements, needs .* = 54$/));
+  assert.throws(() => N.conv2dBackward(f(96), f(54), f(15), null, f(54), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2dBackward: gradOut has 15 elements, needs .* = 16$/));
+  for (const be of [N, ref]) {
+    assert.throws(() => be.conv2d(f(96), f(54), null, f(16), 2, 3, 2, 4, 4, 7, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: a 7x3 kernel with padding 1x1 does not fit a 4x4 image$/));
+  }
+  const sharedIn = f(96);
+  assert.throws(() => N.conv2d(sharedIn, f(54), null, sharedIn.subarray(0, 16), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: out must not share memory with x or weight$/));
+  assert.throws(() => N.conv2dBackward(sharedIn, f(54), f(16), sharedIn, null, 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, true), err(RangeError, /^conv2dBackward: gradIn must not share memory with x, weight or gradOut$/));
+  const sharedW = f(54);
+  assert.throws(() => N.conv2dBackward(f(96), sharedW, f(16), null, sharedW, 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, true), err(RangeError, /^conv2dBackward: gradWeight must not share memory with x, weight, gradOut or gradIn$/));
   const shared = f(64);
   assert.throws(() => N.conv3x3(shared, f(36), shared, 1, 2, 2, 4, 4, 1, false, false, 2, null, false), err(RangeError, /^conv3x3: out must not share memory with x$/));
   assert.throws(() => (N.maxPool2d as unknown as (...a: unknown[]) => void)(f(16), f(4), 1, 4, 4),
@@ -425,6 +512,28 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
         [`conv3x3 tile ${t} bias ReLU`, () => { const o = big.slice(); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, false, true, t, bias, true); return o; }],
       ]),
       ['conv3x3 tile 2 on 8x8', () => { const o = new Float32Array(128 * 16 * 64); native!.conv3x3(big, wt3, o, 128, 16, 16, 8, 8, 1, false, false, 2, null, false); return o; }],
+      ['conv3x3WeightGrad 16 channels (the weight gradient\'s unpacked product)', () => {
+        const o = new Float32Array(16 * 16 * 9);
+        native!.conv3x3WeightGrad(big, gp, o, 24, 16, 16, 16, 16, 1, 4);
+        return o;
+      }],
+      ['conv2d 3x3 stride 2 bias ReLU', () => { const o = new Float32Array(8 * c * 16 * 16); native!.conv2d(big, wt3, bias, o, 8, c, c, h, w, 3, 3, 2, 2, 1, 1, true); return o; }],
+      ['conv2d first layer (3 channels)', () => { const o = new Float32Array(20 * c * h * w); native!.conv2d(x, wt3, null, o, 20, 3, c, h, w, 3, 3, 1, 1, 1, 1, false); return o; }],
+      ['conv2dBackward 3x3 stride 2', () => {
+        const gx = big.slice(), gw = wt3.slice();
+        native!.conv2dBackward(big, wt3, gp, gx, gw, 8, c, c, h, w, 3, 3, 2, 2, 1, 1, true);
+        return Float32Array.from([...gx, ...gw]);
+      }],
+      ['conv2dBackward with a 2.4 MB weight (fewer groups of images)', () => {
+        const wide = randomArray(256 * 256 * 9, prng(15)), gx = new Float32Array(12 * 256 * 16), gw = new Float32Array(wide.length);
+        native!.conv2dBackward(big, wide, gp, gx, gw, 12, 256, 256, 4, 4, 3, 3, 2, 2, 1, 1, false);
+        return Float32Array.from([...gx, ...gw]);
+      }],
+      ['conv2dBackward 1x1 stride 2, 17 images', () => {
+        const gx = new Float32Array(17 * 16 * h * w), gw = new Float32Array(16 * 16);
+        native!.conv2dBackward(big, wt3, gp, gx, gw, 17, 16, 16, h, w, 1, 1, 2, 2, 0, 0, false);
+        return Float32Array.from([...gx, ...gw]);
+      }],
       ...TILES.map((t): [string, () => Float32Array] =>
         [`conv3x3WeightGrad tile ${t}`, () => { const o = wt3.slice(); native!.conv3x3WeightGrad(big, big, o, 8, c, c, h, w, 1, t); return o; }]),
     ];
@@ -482,6 +591,17 @@ for (const [n, ci, co, h, w, p] of [[3, 9, 8, 11, 7, 1], [2, 8, 10, 6, 9, 0], [1
     let m = 0; for (const v of g1) m = Math.max(m, Math.abs(v));
     note('conv3x3WeightGrad tile ' + tile + ' (relative)', g2.map((v, i) => (v - g1[i]) / m), new Float32Array(g1.length));
   }
+}
+for (const [n, c, co, h, w, kh, kw, sh, sw, ph, pw] of [[3, 3, 17, 13, 11, 3, 3, 1, 1, 1, 1], [9, 8, 13, 9, 12, 3, 3, 2, 2, 1, 1], [4, 7, 33, 8, 8, 1, 1, 2, 2, 0, 0]]) {
+  const oh = Math.floor((h + 2 * ph - kh) / sh) + 1, ow = Math.floor((w + 2 * pw - kw) / sw) + 1;
+  const x = arr(n * c * h * w), wt = arr(co * c * kh * kw), b = arr(co), gy = arr(n * co * oh * ow);
+  const y1 = new Float32Array(n * co * oh * ow), y2 = y1.slice();
+  R.conv2d(x, wt, b, y1, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true); N.conv2d(x, wt, b, y2, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true);
+  note('conv2d', y2, y1);
+  const gx1 = arr(x.length), gx2 = gx1.slice(), gw1 = arr(wt.length), gw2 = gw1.slice();
+  R.conv2dBackward(x, wt, gy, gx1, gw1, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true); N.conv2dBackward(x, wt, gy, gx2, gw2, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true);
+  let m = 0; for (const v of gw1) m = Math.max(m, Math.abs(v));
+  note('conv2dBackward input', gx2, gx1); note('conv2dBackward weight (relative)', gw2.map((v, i) => (v - gw1[i]) / m), new Float32Array(gw1.length));
 }
 console.log(JSON.stringify({ simd: N.simdPath(), worst }));
 `;

@@ -67,6 +67,11 @@ test('matmul: edge and odd sizes, every transpose/accumulate combination', { ski
   for (const [m, k, n] of shapes) for (const [tA, tB, acc] of FLAGS) checkMatmul(m, k, n, tA, tB, acc, rnd);
 });
 
+test('matmul: every row count of a last row panel (the micro-kernels\' partial panels), full and half column panels', { skip }, () => {
+  const rnd = prng(11);
+  for (let m = 1; m <= 26; m++) for (const n of [13, 37]) for (const [tA, tB, acc] of FLAGS) checkMatmul(m, 21, n, tA, tB, acc, rnd);
+});
+
 test('matmul: LeNet-300-100 shapes', { skip }, () => {
   const rnd = prng(2);
   checkMatmul(60, 784, 300, false, true, false, rnd);   // forward X·W1ᵀ

@@ -2,8 +2,9 @@
  * The native batch-norm, residual-addition and average-pooling kernels against the
  * reference backend: edge sizes (one value per channel, one-pixel planes, no channels),
  * NaN propagation, in-place calls, the fused residual, accumulation and null outputs, training and
- * evaluation gradients with and without the fused ReLU, argument validation, and bitwise
- * independence of the thread count. (These kernels have no SIMD-specific code paths.)
+ * evaluation gradients with and without the fused ReLU, argument validation, bitwise
+ * independence of the thread count, and bitwise the same results on every SIMD path (the
+ * batch-norm and average-pooling loops have an AVX2 copy).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -108,8 +109,8 @@ test('batchNormBackward matches the reference (training/evaluation, ReLU, residu
             });
             const r = start(false), m = start(!acc);
             const args = [n, c, size, training, relu, acc, acc] as const;
-            ref.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, r.gx, r.gw, r.gb, r.gr, ...args);
-            native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, m.gx, m.gw, m.gb, m.gr, ...args);
+            ref.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, r.gx, r.gw, r.gb, r.gr, ...args, null);
+            native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, m.gx, m.gw, m.gb, m.gr, ...args, null);
             const what = `${n}x${c}x${size} training=${training} relu=${relu} residual=${residual} accumulate=${acc}`;
             // The input gradient in training mode subtracts two means: hold it to the gradient's scale.
             close(m.gx, r.gx, `${what} gradIn`, 1e-5 * Math.sqrt(size));
@@ -117,14 +118,43 @@ test('batchNormBackward matches the reference (training/evaluation, ReLU, residu
             close(m.gb, r.gb, `${what} gradBias`, 1e-5 * Math.sqrt(n * size));
             if (residual) assert.deepEqual(m.gr, r.gr, `${what} gradResidual`);
             const only = randomArray(c, prng(10));
-            native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, null, only, null, null, ...args);
+            native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, null, only, null, null, ...args, null);
             assert.deepEqual(only, m.gw, `${what}: gradWeight alone`);
             if (!residual) continue;
             const grOnly = acc ? randomArray(total, prng(12)) : new Float32Array(total).fill(NaN);
-            native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, null, null, null, grOnly, ...args);
+            native!.batchNormBackward(x, relu ? y : null, gy, mean, invstd, weight, null, null, null, grOnly, ...args, null);
             assert.deepEqual(grOnly, m.gr, `${what}: gradResidual alone`);
           }
         }
+      }
+    }
+  }
+});
+
+test('batchNormBackward with the ReLU mask from x and shift: the gradients with y, bit for bit, natively and in the reference', { skip }, () => {
+  const rnd = prng(8);
+  for (const [n, c, size] of [[3, 5, 7], [4, 16, 64], [2, 3, 1], [5, 2, 1023]] as Array<[number, number, number]>) {
+    const total = n * c * size;
+    const x = randomArray(total, rnd), gy = randomArray(total, rnd);
+    x[5] = NaN;
+    const mean = new Float32Array(c), variance = new Float32Array(c);
+    ref.channelMoments(x.map((v) => (Number.isNaN(v) ? 0 : v)), mean, variance, n, c, size);
+    const invstd = variance.map((v) => 1 / Math.sqrt(v + 1e-5)), weight = randomArray(c, rnd, -1.5, 1.5), bias = randomArray(c, rnd);
+    // The forward pass's affine map, as batchNorm2d computes it; some values land exactly on 0.
+    const scale = weight.map((w, j) => w * invstd[j]), shift = bias.map((b, j) => b - mean[j] * scale[j]);
+    x[1] = -shift[0] / scale[0];
+    for (const be of [ref, native!]) {
+      const y = new Float32Array(total);
+      be.channelAffineAct(x, scale, shift, null, y, n, c, size, true);
+      for (const training of [true, false]) {
+        const run = (withY: boolean) => {
+          const o = new Float32Array(total + 2 * c).fill(NaN);
+          o.fill(0.25, total);
+          be.batchNormBackward(x, withY ? y : null, gy, mean, invstd, weight, o.subarray(0, total), o.subarray(total, total + c), o.subarray(total + c),
+            null, n, c, size, training, true, false, false, withY ? null : shift);
+          return Buffer.from(o.buffer);
+        };
+        assert.deepEqual(run(false), run(true), `${be.name} ${[n, c, size]} training=${training}`);
       }
     }
   }
@@ -180,17 +210,21 @@ test('the norm kernels validate their arguments with clear errors', { skip }, ()
   assert.throws(() => N.channelAffineAct(f(12), f(2), f(3), null, f(12), 2, 3, 2, false), err(RangeError, /^channelAffineAct: scale has 2 elements, needs channels = 3$/));
   assert.throws(() => N.channelAffineAct(f(12), f(3), f(3), f(10), f(12), 2, 3, 2, false),
     err(RangeError, /^channelAffineAct: residual has 10 elements, needs n\*channels\*size = 12$/));
-  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(12), null, null, null, 2, 3, 2, true, true, true, true),
-    err(TypeError, /^batchNormBackward: y must be a Float32Array with relu, got null$/));
-  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(11), null, null, null, 2, 3, 2, true, false, true, true),
+  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(12), null, null, null, 2, 3, 2, true, true, true, true, null),
+    err(TypeError, /^batchNormBackward: y or shift must be a Float32Array with relu, got null$/));
+  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(12), null, null, null, 2, 3, 2, true, true, true, true, f(2)),
+    err(RangeError, /^batchNormBackward: shift has 2 elements, needs channels = 3$/));
+  assert.throws(() => ref.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(12), null, null, null, 2, 3, 2, true, true, true, true, null),
+    err(TypeError, /^batchNormBackward: y or shift is required with relu$/));
+  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(11), null, null, null, 2, 3, 2, true, false, true, true, null),
     err(RangeError, /^batchNormBackward: gradIn has 11 elements, needs n\*channels\*size = 12$/));
-  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(12), null, null, f(11), 2, 3, 2, true, false, true, true),
+  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), f(12), null, null, f(11), 2, 3, 2, true, false, true, true, null),
     err(RangeError, /^batchNormBackward: gradResidual has 11 elements, needs n\*channels\*size = 12$/));
   const shared = f(24);
-  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), shared.subarray(0, 12), null, null, shared.subarray(6, 18), 2, 3, 2, true, false, true, true),
+  assert.throws(() => N.batchNormBackward(f(12), null, f(12), f(3), f(3), f(3), shared.subarray(0, 12), null, null, shared.subarray(6, 18), 2, 3, 2, true, false, true, true, null),
     err(RangeError, /^batchNormBackward: gradResidual must not share memory with gradOut or gradIn$/));
   const gy = f(12);
-  assert.throws(() => N.batchNormBackward(f(12), null, gy, f(3), f(3), f(3), null, null, null, gy, 2, 3, 2, true, false, true, true),
+  assert.throws(() => N.batchNormBackward(f(12), null, gy, f(3), f(3), f(3), null, null, null, gy, 2, 3, 2, true, false, true, true, null),
     err(RangeError, /^batchNormBackward: gradResidual must not share memory with gradOut or gradIn$/));
   assert.throws(() => N.addAct(f(4), f(3), f(4), 4, false), err(RangeError, /^addAct: b has 3 elements, needs n = 4$/));
   assert.throws(() => N.addActBackward(f(4), null, f(4), f(4), 4, true), err(TypeError, /^addActBackward: y must be a Float32Array with relu, got null$/));
@@ -216,13 +250,18 @@ test('the norm kernels give bitwise identical results for 1, 2 and 3 threads', {
       ['channelAffineAct with a residual', () => { const o = new Float32Array(total); N().channelAffineAct(x, w, mean, y, o, n, c, size, true); return o; }],
       ['batchNormBackward', () => {
         const o = new Float32Array(total + 2 * c);
-        N().batchNormBackward(x, y, gy, mean, invstd, w, o.subarray(0, total), o.subarray(total, total + c), o.subarray(total + c), null, n, c, size, true, true, true, true);
+        N().batchNormBackward(x, y, gy, mean, invstd, w, o.subarray(0, total), o.subarray(total, total + c), o.subarray(total + c), null, n, c, size, true, true, true, true, null);
+        return o;
+      }],
+      ['batchNormBackward, the ReLU mask from x', () => {
+        const o = new Float32Array(total + 2 * c);
+        N().batchNormBackward(x, null, gy, mean, invstd, w, o.subarray(0, total), o.subarray(total, total + c), o.subarray(total + c), null, n, c, size, true, true, false, true, mean);
         return o;
       }],
       ['batchNormBackward with a residual', () => {
         const o = new Float32Array(2 * total + 2 * c);
         N().batchNormBackward(x, y, gy, mean, invstd, w, o.subarray(0, total), o.subarray(total, total + c), o.subarray(total + c, total + 2 * c),
-          o.subarray(total + 2 * c), n, c, size, true, true, false, false);
+          o.subarray(total + 2 * c), n, c, size, true, true, false, false, null);
         return o;
       }],
       ['addAct', () => { const o = new Float32Array(total); N().addAct(x, y, o, total, true); return o; }],
@@ -243,3 +282,47 @@ test('the norm kernels give bitwise identical results for 1, 2 and 3 threads', {
 function N(): NativeAddon {
   return native!;
 }
+
+test('the norm kernels give bitwise the same results on every SIMD path, and the reference\'s within rounding', { skip }, () => {
+  const rnd = prng(7);
+  const before = native!.simdPath();
+  try {
+    // Plane sizes that leave every tail: none, a partial 8-lane block, a lone value.
+    for (const [n, c, size] of [[3, 5, 1023], [2, 4, 33], [4, 3, 7], [2, 2, 1], [3, 16, 64]] as Array<[number, number, number]>) {
+      const total = n * c * size;
+      const x = randomArray(total, rnd), gy = randomArray(total, rnd), y = randomArray(total, rnd), w = randomArray(c, rnd);
+      const scale = randomArray(c, rnd), shift = randomArray(c, rnd), invstd = randomArray(c, rnd, 0.5, 2);
+      y[3] = NaN;
+      const run = (be: typeof ref) => {
+        const m = new Float32Array(2 * c);
+        be.channelMoments(x, m.subarray(0, c), m.subarray(c), n, c, size);
+        const mean = m.subarray(0, c);
+        const a = new Float32Array(total), ar = new Float32Array(total);
+        be.channelAffineAct(x, scale, shift, null, a, n, c, size, true);
+        be.channelAffineAct(x, scale, shift, y, ar, n, c, size, false);
+        const g = randomArray(2 * total + 2 * c, prng(size)), g2 = g.slice();
+        be.batchNormBackward(x, y, gy, mean, invstd, w, g.subarray(0, total), g.subarray(total, total + c), g.subarray(total + c, total + 2 * c),
+          g.subarray(total + 2 * c), n, c, size, true, true, true, true, null);
+        be.batchNormBackward(x, null, gy, mean, invstd, w, g2.subarray(0, total), g2.subarray(total, total + c), g2.subarray(total + c, total + 2 * c),
+          g2.subarray(total + 2 * c), n, c, size, true, false, false, false, null);
+        const g3 = randomArray(total + 2 * c, prng(size + 1));
+        be.batchNormBackward(x, null, gy, mean, invstd, w, g3.subarray(0, total), g3.subarray(total, total + c), g3.subarray(total + c),
+          null, n, c, size, true, true, true, true, shift);
+        const p = new Float32Array(n * c);
+        be.meanPlanes(x, p, n * c, size);
+        return { m, a, ar, g, g2, g3, p };
+      };
+      const want = run(ref);
+      const got = ['avx512', 'avx2', 'scalar'].map((path) => {
+        native!.setSimd(path as 'avx512');
+        return run(native!);
+      });
+      for (const k of ['m', 'a', 'ar', 'g', 'g2', 'g3', 'p'] as const) {
+        for (const r of got.slice(1)) assert.deepEqual(Buffer.from(r[k].buffer), Buffer.from(got[0][k].buffer), `${[n, c, size]} ${k}: SIMD paths differ`);
+        close(got[0][k], want[k], `${[n, c, size]} ${k} against the reference`, 2e-5);
+      }
+    }
+  } finally {
+    native!.setSimd(before);
+  }
+});

@@ -155,6 +155,84 @@ export const referenceBackend: Backend = {
     }
   },
 
+  conv2d(x, weight, bias, out, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, relu) {
+    const outH = convOut(height, kh, strideH, padH), outW = convOut(width, kw, strideW, padW);
+    if (outH < 1 || outW < 1) throw new RangeError(`conv2d: a ${kh}x${kw} kernel with padding ${padH}x${padW} does not fit a ${height}x${width} image`);
+    for (let b = 0; b < n; b++) {
+      for (let o = 0; o < outChannels; o++) {
+        for (let oy = 0; oy < outH; oy++) {
+          for (let ox = 0; ox < outW; ox++) {
+            let s = 0;
+            for (let c = 0; c < inChannels; c++) {
+              for (let i = 0; i < kh; i++) {
+                const y = oy * strideH - padH + i;
+                if (y < 0 || y >= height) continue;
+                for (let j = 0; j < kw; j++) {
+                  const xx = ox * strideW - padW + j;
+                  if (xx >= 0 && xx < width) s += x[((b * inChannels + c) * height + y) * width + xx] * weight[((o * inChannels + c) * kh + i) * kw + j];
+                }
+              }
+            }
+            let v = Math.fround(s);
+            if (bias || relu) v = Math.fround(v + (bias ? bias[o] : 0));
+            out[((b * outChannels + o) * outH + oy) * outW + ox] = relu && v < 0 ? 0 : v;
+          }
+        }
+      }
+    }
+  },
+
+  conv2dBackward(x, weight, gradOut, gradIn, gradWeight, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, accumulateIn) {
+    const outH = convOut(height, kh, strideH, padH), outW = convOut(width, kw, strideW, padW);
+    if (outH < 1 || outW < 1) throw new RangeError(`conv2dBackward: a ${kh}x${kw} kernel with padding ${padH}x${padW} does not fit a ${height}x${width} image`);
+    const gy = (b: number, o: number, oy: number, ox: number) => gradOut[((b * outChannels + o) * outH + oy) * outW + ox];
+    if (gradWeight) {
+      for (let o = 0; o < outChannels; o++) {
+        for (let c = 0; c < inChannels; c++) {
+          for (let i = 0; i < kh; i++) {
+            for (let j = 0; j < kw; j++) {
+              let s = 0;
+              for (let b = 0; b < n; b++) {
+                for (let oy = 0; oy < outH; oy++) {
+                  const y = oy * strideH - padH + i;
+                  if (y < 0 || y >= height) continue;
+                  for (let ox = 0; ox < outW; ox++) {
+                    const xx = ox * strideW - padW + j;
+                    if (xx >= 0 && xx < width) s += gy(b, o, oy, ox) * x[((b * inChannels + c) * height + y) * width + xx];
+                  }
+                }
+              }
+              gradWeight[((o * inChannels + c) * kh + i) * kw + j] += s;
+            }
+          }
+        }
+      }
+    }
+    if (gradIn) {
+      // Gather form: each input entry sums (in float64) every product it took part in.
+      for (let b = 0; b < n; b++) {
+        for (let c = 0; c < inChannels; c++) {
+          for (let y = 0; y < height; y++) {
+            for (let xx = 0; xx < width; xx++) {
+              let s = 0;
+              for (let i = 0; i < kh; i++) {
+                const ty = y + padH - i;
+                if (ty < 0 || ty % strideH !== 0 || ty / strideH >= outH) continue;
+                for (let j = 0; j < kw; j++) {
+                  const tx = xx + padW - j;
+                  if (tx < 0 || tx % strideW !== 0 || tx / strideW >= outW) continue;
+                  for (let o = 0; o < outChannels; o++) s += gy(b, o, ty / strideH, tx / strideW) * weight[((o * inChannels + c) * kh + i) * kw + j];
+                }
+              }
+              const at = ((b * inChannels + c) * height + y) * width + xx;
+              gradIn[at] = accumulateIn ? gradIn[at] + s : s;
+            }
+          }
+        }
+      }
+    }
+  },
+
   conv3x3(x, weight, out, n, inChannels, outChannels, height, width, pad, flip, accumulate, tile, bias, relu) {
     if (tile !== 2 && tile !== 4) throw new RangeError(`conv3x3: tile must be 2 or 4, got ${tile}`);
     const outH = height + 2 * pad - 2, outW = width + 2 * pad - 2;
@@ -312,10 +390,16 @@ export const referenceBackend: Backend = {
   },
 
   batchNormBackward(x, y, gradOut, mean, invstd, weight, gradIn, gradWeight, gradBias, gradResidual, n, channels, size, training, relu,
-    accumulateIn, accumulateResidual) {
-    if (relu && !y) throw new TypeError('batchNormBackward: y is required with relu');
+    accumulateIn, accumulateResidual, shift) {
+    if (relu && !y && !shift) throw new TypeError('batchNormBackward: y or shift is required with relu');
     const m = n * size;
-    const g = (j: number) => (relu && !(y![j] > 0) ? 0 : gradOut[j]);
+    // Without y, the ReLU's input as channelAffineAct computed it.
+    const positive = (j: number) => {
+      if (y) return y[j] > 0;
+      const c = Math.floor(j / size) % channels;
+      return Math.fround(Math.fround(x[j] * Math.fround(weight[c] * invstd[c])) + shift![c]) > 0;
+    };
+    const g = (j: number) => (relu && !positive(j) ? 0 : gradOut[j]);
     if (gradResidual) for (let j = 0; j < n * channels * size; j++) gradResidual[j] = accumulateResidual ? gradResidual[j] + g(j) : g(j);
     if (gradIn && !accumulateIn) gradIn.fill(0, 0, n * channels * size);
     for (let c = 0; c < channels; c++) {

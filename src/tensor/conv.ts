@@ -9,18 +9,18 @@
  * the output, the input gradient (gX += conv3x3 of gY by the flipped, transposed weight)
  * and the weight gradient.
  *
- * The other convolutions work one image at a time: im2col
- * of image b into a scratch buffer [C·kh·kw, OH·OW], then Y_b = W · col (W: [out,
- * C·kh·kw], PyTorch's [out, in, kh, kw] flattened), so the output lands in NCHW order
- * with no transpose and the scratch stays a few MB whatever the batch (evaluation
- * batches of 1000 included). Backward redoes the im2col per image rather than keep the
- * whole batch's columns:
+ * The other convolutions run on the backend's conv2d and conv2dBackward, which work one
+ * image at a time (natively, the images spread over the threads): im2col of image b into
+ * a scratch buffer [C·kh·kw, OH·OW], then Y_b = W · col (W: [out, C·kh·kw], PyTorch's
+ * [out, in, kh, kw] flattened), so the output lands in NCHW order with no transpose and
+ * the scratch stays small whatever the batch (evaluation batches of 1000 included).
+ * Backward redoes the im2col per image rather than keep the whole batch's columns:
  *   gW += gY_b · col_bᵀ,   gcol = Wᵀ · gY_b,   gX_b += col2im(gcol).
  */
 import { getBackend } from '../backend/index.js';
 import { check } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
-import { Tensor, isGradEnabled, sizeOf, zeroArray } from './tensor.js';
+import { Tensor, isGradEnabled, sizeOf } from './tensor.js';
 
 /** Records `out` as computed from `inputs` when any of them needs a gradient. */
 function record(out: Tensor, inputs: Tensor[], backward: () => void): boolean {
@@ -46,20 +46,6 @@ export interface Conv2dGeometry {
   readonly strideW: number;
   readonly padH: number;
   readonly padW: number;
-}
-
-// Scratch for im2col columns and their gradient, grown on demand and reused: the hot
-// path allocates nothing per image. (JavaScript is single-threaded and an op never
-// re-enters another, so one pair of buffers serves every conv2d.)
-let colScratch = new Float32Array(0);
-let gradColScratch = new Float32Array(0);
-function scratch(which: 'col' | 'grad', n: number): Float32Array {
-  if (which === 'col') {
-    if (colScratch.length < n) colScratch = new Float32Array(n);
-    return colScratch;
-  }
-  if (gradColScratch.length < n) gradColScratch = new Float32Array(n);
-  return gradColScratch;
 }
 
 /**
@@ -161,7 +147,7 @@ export function conv2d(
     () => `conv2d: a ${kh}x${kw} kernel with padding ${padH}x${padW} does not fit a ${h}x${w} input`);
 
   const be = getBackend();
-  const ckk = cin * kh * kw, hw = oh * ow, inSize = cin * h * w, outSize = cout * hw;
+  const hw = oh * ow;
   const relu = activation === 'relu';
   const inputs = bias ? [x, weight, bias] : [x, weight];
   const y = outputTensor([n, cout, oh, ow], ws, inputs);
@@ -169,15 +155,7 @@ export function conv2d(
   if (winograd) {
     be.conv3x3(x.data, weight.data, y.data, n, cin, cout, h, w, padH, false, false, 2, bias?.data ?? null, relu);
   } else {
-    const b = bias ? bias.data : zeroArray(cout);
-    const col = scratch('col', ckk * hw);
-    for (let i = 0; i < n; i++) {
-      const yi = y.data.subarray(i * outSize, (i + 1) * outSize);
-      be.im2col(x.data.subarray(i * inSize, (i + 1) * inSize), col, cin, h, w, kh, kw, strideH, strideW, padH, padW);
-      be.matmul(weight.data, col, yi, cout, ckk, hw, false, false, false);
-      // Bias and ReLU while this image's output is still in cache.
-      if (bias || relu) be.channelBiasAct(yi, b, yi, 1, cout, hw, relu);
-    }
+    be.conv2d(x.data, weight.data, bias?.data ?? null, y.data, n, cin, cout, h, w, kh, kw, strideH, strideW, padH, padW, relu);
   }
 
   record(y, inputs, () => {
@@ -188,27 +166,14 @@ export function conv2d(
     const needW = weight.requiresGrad, needX = x.requiresGrad;
     if (!needW && !needX) return;
     const gw = needW ? weight.ensureGrad() : null;
+    // The input gradient overwrites x's when nothing has reached it yet (no zeroing pass).
+    const sink = needX ? x.gradSink() : null;
     if (winograd) {
-      // The input gradient overwrites x's when nothing has reached it yet (no zeroing pass).
-      const sink = needX ? x.gradSink() : null;
       if (sink) be.conv3x3(gy, weight.data, sink.grad, n, cout, cin, oh, ow, 2 - padH, true, !sink.overwrite, winogradTile(h, w), null, false);
       if (gw) be.conv3x3WeightGrad(x.data, gy, gw, n, cin, cout, h, w, padH, winogradTile(oh, ow));
       return;
     }
-    const gx = needX ? x.ensureGrad() : null;
-    const colB = needW ? scratch('col', ckk * hw) : null;
-    const gcol = needX ? scratch('grad', ckk * hw) : null;
-    for (let i = 0; i < n; i++) {
-      const gyi = gy.subarray(i * outSize, (i + 1) * outSize);
-      if (gw) {
-        be.im2col(x.data.subarray(i * inSize, (i + 1) * inSize), colB!, cin, h, w, kh, kw, strideH, strideW, padH, padW);
-        be.matmul(gyi, colB!, gw, cout, hw, ckk, false, true, true);
-      }
-      if (gx) {
-        be.matmul(weight.data, gyi, gcol!, ckk, cout, hw, true, false, false);
-        be.col2im(gcol!, gx.subarray(i * inSize, (i + 1) * inSize), cin, h, w, kh, kw, strideH, strideW, padH, padW);
-      }
-    }
+    be.conv2dBackward(x.data, weight.data, gy, sink?.grad ?? null, gw, n, cin, cout, h, w, kh, kw, strideH, strideW, padH, padW, !sink?.overwrite);
   });
   return y;
 }

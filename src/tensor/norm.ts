@@ -88,10 +88,11 @@ export function batchNorm2d(
     // Gradients that nothing has reached yet are overwritten rather than zeroed and added to.
     const gx = x.requiresGrad ? x.gradSink() : null;
     const gr = residual?.requiresGrad && residual !== x ? residual.gradSink() : null;
+    // Without a residual the ReLU's mask comes from x and the affine map (y is not read).
     be.batchNormBackward(
-      x.data, relu ? y.data : null, y.grad!, mean, invstd, weight.data,
+      x.data, relu && residual ? y.data : null, y.grad!, mean, invstd, weight.data,
       gx?.grad ?? null, weight.requiresGrad ? weight.ensureGrad() : null, bias.requiresGrad ? bias.ensureGrad() : null,
-      gr?.grad ?? null, n, c, size, training, relu, !gx?.overwrite, !gr?.overwrite,
+      gr?.grad ?? null, n, c, size, training, relu, !gx?.overwrite, !gr?.overwrite, relu && !residual ? shift : null,
     );
     // The kernel's two gradient outputs must not alias: a residual that is x itself gets its share apart.
     if (residual === x && x.requiresGrad) be.addActBackward(y.grad!, relu ? y.data : null, x.ensureGrad(), null, y.size, relu);

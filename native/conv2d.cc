@@ -1,0 +1,260 @@
+// conv2d.cc: conv2d and conv2dBackward, the batched convolutions of the native backend
+// that Winograd does not run (a first layer's few channels, strided and 1x1 convolutions;
+// the Backend methods of the same names, same argument order; src/backend/backend.ts
+// documents them and src/backend/reference.ts is the oracle).
+//
+// Image by image, as im2col + the GEMM of the path in use: Y_b = W · col_b, gW += gY_b ·
+// col_bᵀ, gX_b += col2im(Wᵀ · gY_b), with the columns in a per-thread buffer (none for a
+// 1x1 stride-1 convolution without padding, whose columns are the image). The pool runs
+// whole images; a product runs on one thread, and the GEMM computes every element with
+// the same instructions however its calls are split, so an image's output and input
+// gradient are those of per-image im2col/matmul/col2im calls, bit for bit. The weight
+// gradient sums the images in up to kGroups groups fixed by the batch and weight sizes
+// (each group's images in order into its own partial, the partials then added in group
+// order), so it does not depend on the thread count either.
+
+#include <node_api.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "bindings.h"
+#include "dispatch.h"
+#include "ftz.h"
+#include "gemm.h"
+#include "im2col.h"
+#include "napi_args.h"
+#include "pool.h"
+
+namespace {
+
+using lth::ConvGeom;
+using lth::GemmArgs;
+using lth::gK;
+
+// Groups of images the weight gradient is summed in: enough for 2-8 threads to share, fewer
+// where their partials would pass kMaxPartialFloats (a wide layer's weight is megabytes).
+constexpr int64_t kGroups = 8;
+constexpr int64_t kMaxPartialFloats = (int64_t)1 << 22;
+
+// The groups of a batch of n images and a weight of wsize floats: fixed by the geometry.
+int64_t groups_for(int64_t n, int64_t wsize) {
+  int64_t g = kMaxPartialFloats / wsize;
+  if (g > kGroups) g = kGroups;
+  if (g > n) g = n;
+  return g < 1 ? 1 : g;
+}
+
+struct ConvJob {
+  ConvGeom g;
+  int64_t n, cout;
+  const float* x;
+  const float* w;
+  const float* bias;  // forward: [cout] or null
+  float* y;           // forward: the output
+  const float* gy;    // backward: the output gradient
+  float* gx;          // backward: the input gradient, or null
+  float* partials;    // backward: groups x [cout, ckk], or null (no weight gradient)
+  int64_t groups;
+  bool relu, accumulateIn;
+
+  int64_t ckk() const { return g.c * g.kh * g.kw; }
+  int64_t hw() const { return g.oh * g.ow; }
+  int64_t in_size() const { return g.c * g.h * g.w; }
+  int64_t out_size() const { return cout * hw(); }
+  // Whether an image is its own column matrix (1x1, stride 1, no padding).
+  bool identity() const { return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0; }
+};
+
+float* thread_buffer(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+// Image b's columns [ckk, hw]: the image itself, or im2col of it in this thread's buffer.
+const float* columns(const ConvJob& j, int64_t b) {
+  const float* xb = j.x + b * j.in_size();
+  if (j.identity()) return xb;
+  thread_local std::vector<float> buf;
+  float* col = thread_buffer(buf, (size_t)(j.ckk() * j.hw()));
+  lth::im2col_rows(xb, col, j.g, 0, j.ckk());
+  return col;
+}
+
+void forward_image(const ConvJob& j, int64_t b, float* scratch) {
+  const int64_t hw = j.hw();
+  float* yb = j.y + b * j.out_size();
+  gK->gemm(GemmArgs{j.w, columns(j, b), yb, j.cout, j.ckk(), hw, false, false, false}, 0, j.cout, 0, hw, scratch);
+  if (!j.bias && !j.relu) return;
+  // channelBiasAct's arithmetic (a missing bias adds 0, which turns -0 into +0 as it does).
+  for (int64_t o = 0; o < j.cout; o++) {
+    const float bv = j.bias ? j.bias[o] : 0.0f;
+    float* p = yb + o * hw;
+    if (j.relu) {
+      for (int64_t k = 0; k < hw; k++) {
+        const float v = p[k] + bv;
+        p[k] = v < 0 ? 0.0f : v;  // NaN stays NaN
+      }
+    } else {
+      for (int64_t k = 0; k < hw; k++) p[k] = p[k] + bv;
+    }
+  }
+}
+
+// Image b's input gradient: gX_b (+)= col2im(Wᵀ · gY_b).
+void input_grad_image(const ConvJob& j, int64_t b, float* scratch) {
+  const int64_t hw = j.hw(), ckk = j.ckk();
+  const float* gyb = j.gy + b * j.out_size();
+  float* gxb = j.gx + b * j.in_size();
+  if (j.identity()) {
+    gK->gemm(GemmArgs{j.w, gyb, gxb, ckk, j.cout, hw, true, false, j.accumulateIn}, 0, ckk, 0, hw, scratch);
+    return;
+  }
+  thread_local std::vector<float> gbuf;
+  float* gcol = thread_buffer(gbuf, (size_t)(ckk * hw));
+  gK->gemm(GemmArgs{j.w, gyb, gcol, ckk, j.cout, hw, true, false, false}, 0, ckk, 0, hw, scratch);
+  if (!j.accumulateIn) std::memset(gxb, 0, (size_t)j.in_size() * sizeof(float));
+  lth::col2im_channels(gcol, gxb, j.g, 0, j.g.c);
+}
+
+void forward_part(void* ctx, int part, float* scratch) { forward_image(*static_cast<const ConvJob*>(ctx), part, scratch); }
+
+// Group g of the backward pass: its images' weight gradients into partial g, their input gradients.
+void backward_part(void* ctx, int part, float* scratch) {
+  const ConvJob& j = *static_cast<const ConvJob*>(ctx);
+  const int64_t b0 = j.n * part / j.groups, b1 = j.n * (part + 1) / j.groups;
+  const int64_t ckk = j.ckk(), hw = j.hw();
+  for (int64_t b = b0; b < b1; b++) {
+    if (j.partials) {
+      const float* gyb = j.gy + b * j.out_size();
+      lth::nt_product(j.cout)(GemmArgs{gyb, columns(j, b), j.partials + part * j.cout * ckk, j.cout, hw, ckk, false, true, b > b0},
+                              0, j.cout, 0, ckk, scratch);
+    }
+    if (j.gx) input_grad_image(j, b, scratch);
+  }
+}
+
+// Runs fn over `parts` parts on the pool when the work is worth it, else on the caller.
+void run(int64_t parts, double work, void (*fn)(void*, int, float*), ConvJob* job) {
+  float* scratch = lth::caller_scratch();
+  const int threads = lth::thread_count();
+  if (threads > 1 && parts > 1 && parts < 65536 && work >= lth::kGemmParallelMinWork &&
+      lth::run_parts_scratch(threads, (int)parts, fn, job, scratch))
+    return;
+  for (int64_t p = 0; p < parts; p++) fn(job, (int)p, scratch);
+}
+
+using lth::ArgSpec;
+namespace arg = lth::arg;
+using u128 = unsigned __int128;
+
+// conv2d(x, weight, bias, out, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, relu)
+constexpr ArgSpec kConv2dArgs[] = {
+    arg::f32("x"),          arg::f32("weight"),     arg::f32_or_null("bias"), arg::f32("out"),
+    arg::dim("n"),          arg::dim("inChannels"), arg::dim("outChannels"),  arg::dim("height"),
+    arg::dim("width"),      arg::dim("kh", 1),      arg::dim("kw", 1),        arg::dim("strideH", 1),
+    arg::dim("strideW", 1), arg::dim("padH"),       arg::dim("padW"),         arg::flag("relu")};
+
+napi_value Conv2d(napi_env env, napi_callback_info info) {
+  lth::Args<16> a(env, info, "conv2d", kConv2dArgs);
+  if (!a.ok()) return nullptr;
+  ConvJob j{};
+  if (!lth::conv_geometry(a, a[5].dim(), a[7].dim(), a[8].dim(), a[9].dim(), a[10].dim(), a[11].dim(), a[12].dim(),
+                          a[13].dim(), a[14].dim(), &j.g))
+    return nullptr;
+  j.n = a[4].dim();
+  j.cout = a[6].dim();
+  j.x = a[0].f32();
+  j.w = a[1].f32();
+  j.bias = a[2].present ? a[2].f32() : nullptr;
+  j.y = a[3].f32();
+  j.relu = a[15].flag;
+  const u128 inTotal = (u128)j.n * j.in_size(), outTotal = (u128)j.n * j.out_size();
+  a.need("x", a[0].len, inTotal, "n*inChannels*height*width");
+  a.need("weight", a[1].len, (u128)j.cout * j.ckk(), "outChannels*inChannels*kh*kw");
+  if (j.bias) a.need("bias", a[2].len, (u128)j.cout, "outChannels");
+  a.need("out", a[3].len, outTotal, "n*outChannels*outH*outW");
+  if (!a.ok()) return nullptr;
+  const size_t outBytes = (size_t)outTotal * sizeof(float);
+  if (lth::overlaps(j.y, outBytes, j.x, (size_t)inTotal * sizeof(float)) ||
+      lth::overlaps(j.y, outBytes, j.w, (size_t)(j.cout * j.ckk()) * sizeof(float))) {
+    a.fail(true, "out must not share memory with x or weight");
+    return nullptr;
+  }
+  if (j.n == 0 || j.cout == 0) return lth::undefined_value(env);
+  lth::FtzScope ftz;
+  run(j.n, (double)j.n * j.cout * j.ckk() * j.hw(), forward_part, &j);
+  return lth::undefined_value(env);
+}
+
+// conv2dBackward(x, weight, gradOut, gradIn, gradWeight, n, inChannels, outChannels, height, width, kh, kw, strideH,
+//                strideW, padH, padW, accumulateIn)
+constexpr ArgSpec kConv2dBackwardArgs[] = {
+    arg::f32("x"),           arg::f32("weight"),       arg::f32("gradOut"),  arg::f32_or_null("gradIn"),
+    arg::f32_or_null("gradWeight"), arg::dim("n"),     arg::dim("inChannels"), arg::dim("outChannels"),
+    arg::dim("height"),      arg::dim("width"),        arg::dim("kh", 1),    arg::dim("kw", 1),
+    arg::dim("strideH", 1),  arg::dim("strideW", 1),   arg::dim("padH"),     arg::dim("padW"),
+    arg::flag("accumulateIn")};
+
+napi_value Conv2dBackward(napi_env env, napi_callback_info info) {
+  lth::Args<17> a(env, info, "conv2dBackward", kConv2dBackwardArgs);
+  if (!a.ok()) return nullptr;
+  ConvJob j{};
+  if (!lth::conv_geometry(a, a[6].dim(), a[8].dim(), a[9].dim(), a[10].dim(), a[11].dim(), a[12].dim(), a[13].dim(),
+                          a[14].dim(), a[15].dim(), &j.g))
+    return nullptr;
+  j.n = a[5].dim();
+  j.cout = a[7].dim();
+  j.x = a[0].f32();
+  j.w = a[1].f32();
+  j.gy = a[2].f32();
+  j.gx = a[3].present ? a[3].f32() : nullptr;
+  float* gw = a[4].present ? a[4].f32() : nullptr;
+  j.accumulateIn = a[16].flag;
+  const u128 inTotal = (u128)j.n * j.in_size(), outTotal = (u128)j.n * j.out_size(), wTotal = (u128)j.cout * j.ckk();
+  a.need("x", a[0].len, inTotal, "n*inChannels*height*width");
+  a.need("weight", a[1].len, wTotal, "outChannels*inChannels*kh*kw");
+  a.need("gradOut", a[2].len, outTotal, "n*outChannels*outH*outW");
+  if (j.gx) a.need("gradIn", a[3].len, inTotal, "n*inChannels*height*width");
+  if (gw) a.need("gradWeight", a[4].len, wTotal, "outChannels*inChannels*kh*kw");
+  if (!a.ok()) return nullptr;
+  const size_t inBytes = (size_t)inTotal * sizeof(float), outBytes = (size_t)outTotal * sizeof(float),
+               wBytes = (size_t)wTotal * sizeof(float);
+  if (lth::overlaps(j.gx, inBytes, j.x, inBytes) || lth::overlaps(j.gx, inBytes, j.gy, outBytes) ||
+      lth::overlaps(j.gx, inBytes, j.w, wBytes)) {
+    a.fail(true, "gradIn must not share memory with x, weight or gradOut");
+    return nullptr;
+  }
+  if (lth::overlaps(gw, wBytes, j.x, inBytes) || lth::overlaps(gw, wBytes, j.gy, outBytes) ||
+      lth::overlaps(gw, wBytes, j.w, wBytes) || lth::overlaps(gw, wBytes, j.gx, inBytes)) {
+    a.fail(true, "gradWeight must not share memory with x, weight, gradOut or gradIn");
+    return nullptr;
+  }
+  if (j.n == 0 || (!j.gx && !gw)) return lth::undefined_value(env);
+  const int64_t wsize = j.cout * j.ckk();
+  if (wsize == 0 || j.hw() == 0) {
+    // No products: the weight gradient gets nothing, an overwritten input gradient zeros.
+    if (j.gx && !j.accumulateIn) std::memset(j.gx, 0, inBytes);
+    return lth::undefined_value(env);
+  }
+  lth::FtzScope ftz;
+  thread_local std::vector<float> pbuf;  // the caller's: the pool's threads write through j.partials
+  j.groups = groups_for(j.n, wsize);
+  if (gw) j.partials = thread_buffer(pbuf, (size_t)(j.groups * wsize));
+  run(j.groups, (double)j.n * wsize * j.hw() * (gw && j.gx ? 2 : 1), backward_part, &j);
+  if (gw)
+    for (int64_t i = 0; i < wsize; i++) {
+      float s = j.partials[i];
+      for (int64_t g = 1; g < j.groups; g++) s += j.partials[g * wsize + i];
+      gw[i] += s;
+    }
+  return lth::undefined_value(env);
+}
+
+}  // namespace
+
+bool lth::register_conv2d(napi_env env, napi_value exports) {
+  static constexpr Export kExports[] = {{"conv2d", Conv2d}, {"conv2dBackward", Conv2dBackward}};
+  return define_exports(env, exports, kExports);
+}
