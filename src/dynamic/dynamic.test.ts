@@ -69,7 +69,7 @@ test('layer densities: uniform; ERK proportional to (Σ dims)/(Π dims), dense l
 function live(masks: Map<string, Float32Array>, weights: Map<string, Float32Array>, gradients?: Map<string, Float32Array>, iteration = 10): LiveTraining {
   return {
     iteration, masks, weights: () => weights,
-    weightsAt: (n, positions, out) => positions.forEach((p, j) => { out[j] = weights.get(n)![p]; }),
+    smallestWeights: (n, count, out) => reference.backend.selectByMagnitude(weights.get(n)!, masks.get(n)!, 1, count, false, out),
     denseGradients: (names) => new Map(names.map((n) => [n, gradients!.get(n)!])),
   };
 }
