@@ -548,11 +548,14 @@ napi_value SparsePatternMoved(napi_env env, napi_callback_info info) {
   return moved_result(env, p, fromArr);
 }
 
-// sparsePatternChanged(old, dropped, grown) -> { pattern, from }: sparsePatternMoved(old,
-// mask, grown) for the mask of old's nonzeros without `dropped` and with `grown` (each an
-// Int32Array or null, of distinct entries, dropped ones of old's nonzeros, grown ones not
-// among those it keeps), with no mask to read: a mask update at the same density merges
-// old's packed order with the grown entries, and finds the dropped ones in a bitmap.
+// sparsePatternChanged(old, dropped, grown, ...packed) -> { pattern, from }:
+// sparsePatternMoved(old, mask, grown) for the mask of old's nonzeros without `dropped` and
+// with `grown` (each an Int32Array or null, of distinct entries, dropped ones of old's
+// nonzeros, grown ones not among those it keeps), with no mask to read: a mask update at
+// the same density merges old's packed order with the grown entries, and finds the dropped
+// ones in a bitmap. Each `packed` Float32Array (old.nnz values in old's packed order: a
+// layer's weights, its optimiser's moments) is moved in place to the new order, grown
+// entries zero, as out[k] = in[from[k]] would; that needs as many grown entries as dropped.
 napi_value SparsePatternChanged(napi_env env, napi_callback_info info) {
   static constexpr ArgSpec kArgs[] = {lth::pattern_arg("old")};
   lth::VarArgs a(env, info, "sparsePatternChanged", 3);
@@ -563,6 +566,18 @@ napi_value SparsePatternChanged(napi_env env, napi_callback_info info) {
   const int32_t *dropped = nullptr, *grown = nullptr;
   int64_t droppedLen = 0, grownLen = 0;
   if (!optional_i32(a, 1, "dropped", dropped, droppedLen) || !optional_i32(a, 2, "grown", grown, grownLen)) return nullptr;
+  std::vector<float*> packed;
+  for (size_t i = 3; i < a.argc() && a.ok(); i++) {
+    static constexpr ArgSpec kPacked[] = {arg::f32("packed")};
+    ArgValue pv{};
+    if (!a.read(kPacked, 1, &pv, i)) return nullptr;
+    if ((int64_t)pv.len != old.nnz) a.fail(true, "packed array %zu has %zu elements, old has nnz = %lld", i - 3, pv.len, (long long)old.nnz);
+    for (float* q : packed)
+      if (a.ok() && lth::overlaps(q, (size_t)old.nnz * 4, pv.data, pv.len * 4)) a.fail(true, "packed arrays %zu and an earlier one share memory", i - 3);
+    packed.push_back(pv.f32());
+  }
+  if (a.ok() && !packed.empty() && droppedLen != grownLen)
+    a.fail(true, "packed arrays move in place only at the same count: %lld dropped, %lld grown", (long long)droppedLen, (long long)grownLen);
   for (int64_t j = 0; j < droppedLen && a.ok(); j++)
     if (dropped[j] < 0 || dropped[j] >= total)
       a.fail(true, "dropped[%lld] = %d is outside [0, %lld)", (long long)j, dropped[j], (long long)total);
@@ -587,9 +602,18 @@ napi_value SparsePatternChanged(napi_env env, napi_callback_info info) {
   thread_local std::vector<int32_t> col, row, flat;
   const bool merged = pattern_moved(old, nnz, grown, grownLen, [&](int32_t f) { return !isDropped(f); },
                                     [](int32_t) { return true; }, false, col, row, flat, from);
+  // The packed arrays, each from a copy of its old order.
+  auto move = [&]() {
+    thread_local std::vector<float> copy;
+    for (float* q : packed) {
+      copy.assign(q, q + nnz);
+      for (int64_t k = 0; k < nnz; k++) q[k] = from[k] >= 0 ? copy[from[k]] : 0.0f;
+    }
+  };
   if (merged) {
     Pattern* p = take_over(env, old);
     finish_moved(*p, rows, cols, nnz, col, row, flat);
+    move();
     return moved_result(env, p, fromArr);
   }
   // Other blocks (the count changed them), or a repeated or kept grown entry: through the
@@ -609,6 +633,7 @@ napi_value SparsePatternChanged(napi_env env, napi_callback_info info) {
   build_pattern(*p, mask.data(), rows, cols);
   if (!pattern_from_merge(*p, flat.data(), (int64_t)flat.size(), grown, grownLen, from))
     pattern_from_dense(*p, flat.data(), (int64_t)flat.size(), grown, grownLen, from);
+  move();
   return moved_result(env, p, fromArr);
 }
 

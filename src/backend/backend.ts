@@ -339,9 +339,14 @@ export interface Backend {
    * sparsePatternMoved(old, mask, grown) for the mask of old's nonzeros without `dropped`
    * and with `grown`, without the mask: dropped holds distinct nonzeros of old, grown
    * distinct entries that are not among those it keeps (either may be null: none), in any
-   * order. A RangeError otherwise. A mask update that knows what it changed.
+   * order. A RangeError otherwise. Each of `packed` (old.nnz values in old's packed order,
+   * distinct arrays: a layer's weights, its optimiser's state) is moved in place to the new
+   * order, packed[k] = before[from[k]], 0 where from[k] is -1; that needs as many grown
+   * entries as dropped ones. A mask update that knows what it changed.
    */
-  sparsePatternChanged(old: SparsePattern, dropped: Int32Array | null, grown: Int32Array | null): { pattern: SparsePattern; from: Int32Array };
+  sparsePatternChanged(
+    old: SparsePattern, dropped: Int32Array | null, grown: Int32Array | null, ...packed: Float32Array[]
+  ): { pattern: SparsePattern; from: Int32Array };
 
   /**
    * outT[r, c] = act(bias[r] + Σ_k vals[k]·inT[col(k), c]) over the nonzeros k of row r, for

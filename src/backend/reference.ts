@@ -505,9 +505,15 @@ export const referenceBackend: Backend = {
     return { pattern, from };
   },
 
-  sparsePatternChanged(old, dropped, grown) {
+  sparsePatternChanged(old, dropped, grown, ...packed) {
     const fn = 'sparsePatternChanged';
-    const { rows, cols, flat } = asReference(old), total = rows * cols;
+    const { rows, cols, flat, nnz } = asReference(old), total = rows * cols;
+    packed.forEach((a, i) => {
+      if (a.length !== nnz) throw new RangeError(`${fn}: packed array ${i} has ${a.length} elements, old has nnz = ${nnz}`);
+    });
+    if (packed.length && (dropped?.length ?? 0) !== (grown?.length ?? 0)) {
+      throw new RangeError(`${fn}: packed arrays move in place only at the same count: ${dropped?.length ?? 0} dropped, ${grown?.length ?? 0} grown`);
+    }
     const mask = new Float32Array(total);
     for (const f of flat) mask[f] = 1;
     dropped?.forEach((f, j) => {
@@ -520,7 +526,12 @@ export const referenceBackend: Backend = {
       if (mask[f] === 1) throw new RangeError(`${fn}: grown[${j}] = ${f} is already a nonzero (kept, or grown twice)`);
       mask[f] = 1;
     });
-    return referenceBackend.sparsePatternMoved(old, mask, grown);
+    const moved = referenceBackend.sparsePatternMoved(old, mask, grown);
+    for (const a of packed) {
+      const before = a.slice();
+      moved.from.forEach((j, k) => { a[k] = j >= 0 ? before[j] : 0; });
+    }
+    return moved;
   },
 
   sparseForward(pattern, vals, inT, outT, bias, n, ld, relu) {

@@ -163,7 +163,8 @@ export class SparseMlpProgram implements Program {
    * ones (-1: a new or grown connection, which starts at zero; Backend.sparsePatternMoved,
    * which makes the new pattern from the old one and the grown entries where it can;
    * Backend.sparsePatternChanged, without reading the mask, where the dropped entries are
-   * given too); then the chain is prepared again.
+   * given too, and moving the arrays in place where they are as many as the grown ones);
+   * then the chain is prepared again.
    */
   setMasks(masks: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>, dropped?: ReadonlyMap<string, Int32Array>): void {
     for (const l of this.layers) {
@@ -177,6 +178,12 @@ export class SparseMlpProgram implements Program {
       const fresh = grown?.get(l.name);
       if (mask === l.mask && !fresh) continue;
       const cleared = fresh && dropped?.get(l.name);
+      if (cleared && cleared.length === fresh.length) {
+        // The same count: the backend moves the packed arrays in place with the pattern.
+        l.pattern = this.backend.sparsePatternChanged(l.pattern, cleared, fresh, l.vals, ...(l.state?.weight ?? [])).pattern;
+        l.mask = mask;
+        continue;
+      }
       const { pattern, from } = cleared ? this.backend.sparsePatternChanged(l.pattern, cleared, fresh) : this.backend.sparsePatternMoved(l.pattern, mask, fresh ?? null);
       const remap = (packed: Float32Array): Float32Array => {
         // The same count of nonzeros: in place, from a copy of the old values.
