@@ -133,18 +133,21 @@ struct Threshold {
 };
 Threshold select_threshold(const uint32_t* codes, int64_t n, int64_t count) {
   constexpr int kShift = 19;
-  thread_local std::vector<int32_t> hist;
-  thread_local std::vector<uint32_t> bin;
-  hist.assign(size_t{1} << (31 - kShift), 0);
+  thread_local std::vector<int32_t> histV;
+  thread_local std::vector<uint32_t> binV;
+  histV.assign(size_t{1} << (31 - kShift), 0);
+  int32_t* hist = histV.data();
   for (int64_t i = 0; i < n; i++) hist[codes[i] >> kShift]++;
   int64_t below = 0;
   uint32_t b = 0;
   while (below + hist[b] < count) below += hist[b++];
-  bin.clear();
+  if (binV.size() < (size_t)hist[b]) binV.resize((size_t)hist[b]);
+  uint32_t* bin = binV.data();
+  int64_t m = 0;
   for (int64_t i = 0; i < n; i++)
-    if ((codes[i] >> kShift) == b) bin.push_back(codes[i]);
+    if ((codes[i] >> kShift) == b) bin[m++] = codes[i];
   const int64_t need = count - below;
-  std::nth_element(bin.begin(), bin.begin() + (need - 1), bin.end());
+  std::nth_element(bin, bin + (need - 1), bin + m);
   const uint32_t code = bin[need - 1];
   int64_t less = below;
   for (int64_t i = 0; i < need - 1; i++) less += bin[i] < code;
@@ -170,8 +173,8 @@ napi_value SelectByMagnitude(napi_env env, napi_callback_info info) {
 
   // Reused from call to call: an update allocates nothing once the buffers have grown.
   thread_local std::vector<Key> cand;
-  thread_local std::vector<uint32_t> codes;
-  thread_local std::vector<float> sample;
+  thread_local std::vector<uint32_t> codesV;
+  thread_local std::vector<float> sampleV;
   const bool wantActive = among == 1;
   const float sign = largest ? -1.0f : 1.0f;
   auto eligibleAt = [&](int64_t i) { return (mask[i] != 0.0f) == wantActive; };
@@ -191,17 +194,18 @@ napi_value SelectByMagnitude(napi_env env, napi_callback_info info) {
     for (int64_t j = 0; j < kSample; j++) probed += eligibleAt((int64_t)((double)j * (double)n / (double)kSample));
   const double eligible = (double)n * (double)probed / (double)kSample;
   if (probed > 0 && eligible >= 4 * kSample && (double)count * 2 <= eligible) {
-    sample.clear();
     const int64_t positions = std::min<int64_t>(n, (int64_t)((double)kSample * (double)n / eligible));
     const double stride = (double)n / (double)positions;
+    if (sampleV.size() < (size_t)positions) sampleV.resize((size_t)positions);
+    float* sample = sampleV.data();
+    int64_t m = 0;
     for (int64_t j = 0; j < positions; j++) {
       const int64_t i = (int64_t)(j * stride);
-      if (eligibleAt(i)) sample.push_back(keyAt(i));
+      if (eligibleAt(i)) sample[m++] = keyAt(i);
     }
-    const int64_t m = (int64_t)sample.size();
     const int64_t q = std::min<int64_t>(m - 1, (int64_t)std::ceil(1.5 * (double)m * (double)count / eligible) + 32);
     if (q >= 0) {
-      std::nth_element(sample.begin(), sample.begin() + q, sample.end());
+      std::nth_element(sample, sample + q, sample + m);
       const float bound = sample[q];
       // On big layers the pass is split into ranges (multiples of 16 entries), one per
       // thread, each collecting its own candidates; appended in range order they are the
@@ -230,8 +234,9 @@ napi_value SelectByMagnitude(napi_env env, napi_callback_info info) {
   // eligible: no branch to mispredict on a random mask. It counts the eligible entries,
   // which the bounded pass leaves uncounted when it finds enough of them.
   if (took == 0) {
+    Key* all = cand.data();
     for (int64_t i = 0; i < n; i++) {
-      cand[took] = Key(keyAt(i), (int32_t)i);
+      all[took] = Key(keyAt(i), (int32_t)i);
       took += eligibleAt(i);
     }
     if (count > took) {
@@ -242,20 +247,23 @@ napi_value SelectByMagnitude(napi_env env, napi_callback_info info) {
   // The count-th smallest key is the threshold: the candidates below it and the first of
   // those equal to it (the lowest indices win a tie), read in index order, are the answer
   // already sorted.
-  codes.resize((size_t)took);
-  for (int64_t i = 0; i < took; i++) codes[i] = key_code(cand[i].first);
-  const Threshold t = select_threshold(codes.data(), took, count);
+  if (codesV.size() < (size_t)took) codesV.resize((size_t)took);
+  uint32_t* codes = codesV.data();
+  const Key* keys = cand.data();
+  for (int64_t i = 0; i < took; i++) codes[i] = key_code(keys[i].first);
+  const Threshold t = select_threshold(codes, took, count);
   int64_t ties = t.ties, j = 0;
   for (int64_t i = 0; i < took; i++) {
     const uint32_t c = codes[i];
-    if (c < t.code || (c == t.code && ties-- > 0)) out[j++] = cand[i].second;
+    if (c < t.code || (c == t.code && ties-- > 0)) out[j++] = keys[i].second;
   }
   return lth::undefined_value(env);
 }
 
 // selectByMagnitudeAt(values, at, count, largest, out): the at[i] of the `count` entries i
 // of smallest |values[i]| (largest, with `largest`), ties to the lower at[i], NaN the
-// largest magnitude, into out in increasing order; at holds distinct indices >= 0. RigL's
+// largest magnitude, into out in increasing order; at holds distinct indices >= 0 (a
+// repeat among the chosen entries is reported, not one among the others). RigL's
 // and SET's drop among a sparse layer's packed weights, whose flat indices (at) are in
 // packed order, not increasing: the chosen ones are marked in a bitmap of the flat indices
 // and read back in order. On LeNet's fc1 at 10% ERK (17,900 weights) this replaces a
@@ -275,46 +283,38 @@ napi_value SelectByMagnitudeAt(napi_env env, napi_callback_info info) {
   if (a.ok() && count > n) a.fail(true, "asked for %lld of %lld entries", (long long)count, (long long)n);
   a.need("out", a[4].len, count, 1, "count");
   if (!a.ok()) return nullptr;
-  thread_local std::vector<uint32_t> codes;
-  thread_local std::vector<uint64_t> seen, chosen;
-  thread_local std::vector<int32_t> tied;
+  // Scratch reused from call to call, reached through local pointers: a thread_local
+  // read inside a loop costs a __tls_get_addr call per iteration in a shared library.
+  thread_local std::vector<uint32_t> codesV;
+  thread_local std::vector<uint64_t> chosenV;
+  thread_local std::vector<int32_t> tiedV;
   int32_t top = -1;
-  for (int64_t i = 0; i < n; i++) {
-    if (at[i] < 0) {
-      a.fail(true, "at[%lld] = %d is negative", (long long)i, at[i]);
-      return nullptr;
-    }
-    top = std::max(top, at[i]);
-  }
+  for (int64_t i = 0; i < n; i++) top = std::max(top, at[i]);
+  for (int64_t i = 0; i < n && a.ok(); i++)
+    if (at[i] < 0) a.fail(true, "at[%lld] = %d is negative", (long long)i, at[i]);
+  if (!a.ok()) return nullptr;
   const size_t words = (size_t)top / 64 + 1;
-  if (seen.size() < words) seen.resize(words);
-  if (chosen.size() < words) chosen.resize(words);
-  std::fill(seen.begin(), seen.begin() + words, 0);
-  std::fill(chosen.begin(), chosen.begin() + words, 0);
-  codes.resize((size_t)n);
-  for (int64_t i = 0; i < n; i++) {
-    const uint64_t bit = uint64_t{1} << (at[i] % 64);
-    uint64_t& w = seen[(size_t)at[i] / 64];
-    if (w & bit) {
-      a.fail(true, "at[%lld] = %d repeats an earlier entry", (long long)i, at[i]);
-      return nullptr;
-    }
-    w |= bit;
-    codes[i] = value_code(values[i], largest);
-  }
+  if (chosenV.size() < words) chosenV.resize(words);
+  if (codesV.size() < (size_t)n) codesV.resize((size_t)n);
+  uint64_t* chosen = chosenV.data();
+  uint32_t* codes = codesV.data();
+  std::fill(chosen, chosen + words, 0);
+  for (int64_t i = 0; i < n; i++) codes[i] = value_code(values[i], largest);
   if (count == 0) return lth::undefined_value(env);
-  const Threshold t = select_threshold(codes.data(), n, count);
-  tied.clear();
+  const Threshold t = select_threshold(codes, n, count);
+  tiedV.clear();
   for (int64_t i = 0; i < n; i++) {
-    if (codes[i] < t.code) chosen[(size_t)at[i] / 64] |= uint64_t{1} << (at[i] % 64);
-    else if (codes[i] == t.code) tied.push_back(at[i]);
+    if (codes[i] < t.code) chosen[at[i] / 64] |= uint64_t{1} << (at[i] % 64);
+    else if (codes[i] == t.code) tiedV.push_back(at[i]);
   }
   // The ties at the threshold go to the lowest indices.
-  if ((int64_t)tied.size() > t.ties) std::nth_element(tied.begin(), tied.begin() + (t.ties - 1), tied.end());
-  for (int64_t i = 0; i < t.ties; i++) chosen[(size_t)tied[i] / 64] |= uint64_t{1} << (tied[i] % 64);
+  if ((int64_t)tiedV.size() > t.ties) std::nth_element(tiedV.begin(), tiedV.begin() + (t.ties - 1), tiedV.end());
+  for (int64_t i = 0; i < t.ties; i++) chosen[tiedV[i] / 64] |= uint64_t{1} << (tiedV[i] % 64);
+  // At most count entries are marked; a repeated index among them, once: fewer than count.
   int64_t j = 0;
   for (size_t w = 0; w < words; w++)
     for (uint64_t bits = chosen[w]; bits; bits &= bits - 1) out[j++] = (int32_t)(w * 64 + (size_t)__builtin_ctzll(bits));
+  if (j != count) a.fail(true, "at repeats an index among the %lld entries chosen", (long long)count);
   return lth::undefined_value(env);
 }
 

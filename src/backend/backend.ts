@@ -54,9 +54,9 @@ export interface Backend {
    * The same among every entry i of `values`, each standing for index at[i] (distinct,
    * non-negative): the at[i] of the `count` entries of smallest |values[i]| (of largest,
    * when `largest`), ties to the lower at[i], NaN the largest magnitude, written into
-   * out[0..count) in increasing order. A RangeError when count exceeds the entries, or at
-   * has a negative or repeated index. (The drop among a sparse layer's packed weights, at
-   * their flat indices.)
+   * out[0..count) in increasing order. A RangeError when count exceeds the entries, at has
+   * a negative index, or the chosen entries repeat one (a repeat among the others may go
+   * unnoticed). (The drop among a sparse layer's packed weights, at their flat indices.)
    */
   selectByMagnitudeAt(values: Float32Array, at: Int32Array, count: number, largest: boolean, out: Int32Array): void;
 

@@ -83,18 +83,17 @@ export const referenceBackend: Backend = {
     if (at.length !== values.length) throw new RangeError(`${fn}: at has ${at.length} elements, values has ${values.length}`);
     if (count > values.length) throw new RangeError(`${fn}: asked for ${count} of ${values.length} entries`);
     if (out.length < count) throw new RangeError(`${fn}: out has ${out.length} elements, needs count = ${count}`);
-    const seen = new Set<number>();
     at.forEach((f, i) => {
       if (f < 0) throw new RangeError(`${fn}: at[${i}] = ${f} is negative`);
-      if (seen.has(f)) throw new RangeError(`${fn}: at[${i}] = ${f} repeats an earlier entry`);
-      seen.add(f);
     });
     const key = (i: number) => {
       const m = Number.isNaN(values[i]) ? Infinity : Math.abs(values[i]);
       return largest ? -m : m;
     };
     const order = Array.from(values, (_, i) => i).sort((i, j) => key(i) - key(j) || at[i] - at[j]);
-    out.set(order.slice(0, count).map((i) => at[i]).sort((x, y) => x - y));
+    const chosen = order.slice(0, count).map((i) => at[i]).sort((x, y) => x - y);
+    if (chosen.some((f, j) => j > 0 && f === chosen[j - 1])) throw new RangeError(`${fn}: at repeats an index among the ${count} entries chosen`);
+    out.set(chosen);
   },
 
   countCorrect(logits, labels, rows, cols) {
