@@ -12,6 +12,9 @@
 // The pass is split across threads on big layers, and the threshold is selected among the
 // candidates' keys alone: growing 5,000 of fc1's entries 0.29 -> 0.23 ms, dropping 5,000 of
 // its 17,900 active weights 0.21 -> 0.12 ms (2 threads, fastest of 300 calls, busy machine).
+// The eligible entries are no longer counted first (the sample gives their share), and the
+// threshold comes from a histogram of the candidates' key bits, nth_element running on one
+// bin's entries: growing 5,000 of fc1's entries on one thread 0.23 -> 0.07 ms.
 //
 // The result is exact and deterministic: the `count` smallest keys (|v|, or -|v| for the
 // largest), ties broken by the lower index, NaN ranking as the largest magnitude; the
