@@ -376,14 +376,16 @@ napi_value SparsePatternFrom(napi_env env, napi_callback_info info) {
   return lth::undefined_value(env);
 }
 
-// The packed arrays (col, row, flat) of the pattern of `mask` when its nonzeros are those
-// of `old` still nonzero in it and `grown`, with the same column blocks: one merge of old's
-// packed order with the grown entries', no pass over the mask's entries beyond their count
-// (`nnz`), and from[k] as sparsePatternFrom(new, old.flat, grown) gives it (grown entries
-// may be old ones, dropped and grown again: -1 all the same). False (the
-// outputs unspecified) when the nonzeros or the blocks are not those.
-bool pattern_moved(const Pattern& old, const float* mask, int64_t nnz, const int32_t* grown, int64_t grownLen,
-                   std::vector<int32_t>& col, std::vector<int32_t>& row, std::vector<int32_t>& flat, int32_t* from) {
+// The packed arrays (col, row, flat) of the pattern whose nonzeros are those of `old` that
+// keepOld(flat) keeps and `grown` (each accepted by grownOk(flat)), `nnz` of them, with the
+// same column blocks: one merge of old's packed order with the grown entries', and from[k]
+// as sparsePatternFrom(new, old.flat, grown) gives it. A grown entry that old keeps too
+// counts once, as new, when `regrowKept`; else it fails. False (the outputs unspecified)
+// when the count, the blocks or an entry are not those.
+template <class KeepOld, class GrownOk>
+bool pattern_moved(const Pattern& old, int64_t nnz, const int32_t* grown, int64_t grownLen, KeepOld keepOld, GrownOk grownOk,
+                   bool regrowKept, std::vector<int32_t>& col, std::vector<int32_t>& row, std::vector<int32_t>& flat,
+                   int32_t* from) {
   const int64_t rows = old.rows, cols = old.cols;
   const double density = rows && cols ? (double)nnz / ((double)rows * (double)cols) : 0;
   if (!rows || !cols || lth::block_size(cols, density) != old.bc || lth::block_size(rows, density) != old.br) return false;
@@ -397,7 +399,7 @@ bool pattern_moved(const Pattern& old, const float* mask, int64_t nnz, const int
   auto grow = [&](int64_t upTo) {
     for (; g < grownLen && fresh[g].first < upTo; g++) {
       const int32_t f = grown[fresh[g].second];
-      if (o == nnz || mask[f] == 0.0f) return false;
+      if (o == nnz || !grownOk(f)) return false;
       const int32_t r = (int32_t)(f / cols);
       row[o] = r;
       col[o] = (int32_t)(f - (int64_t)r * cols);
@@ -408,11 +410,14 @@ bool pattern_moved(const Pattern& old, const float* mask, int64_t nnz, const int
   };
   for (int64_t k = 0; k < old.nnz; k++) {
     const int32_t f = old.flat[k];
-    if (mask[f] == 0.0f) continue;
+    if (!keepOld(f)) continue;
     const int64_t at = (int64_t)key.block[old.col[k]] * key.total + f;
     // A grown entry that was active (dropped and grown again) is new all the same.
     if (!grow(at + 1)) return false;
-    if (o && flat[o - 1] == f) continue;
+    if (o && flat[o - 1] == f) {
+      if (!regrowKept) return false;
+      continue;
+    }
     if (o == nnz) return false;
     row[o] = old.row[k];
     col[o] = old.col[k];
@@ -420,6 +425,78 @@ bool pattern_moved(const Pattern& old, const float* mask, int64_t nnz, const int
     from[o++] = (int32_t)k;
   }
   return grow(INT64_MAX) && o == nnz;
+}
+
+// Fills p, which has old's storage, with the merged packed arrays (rows, cols and nnz of
+// the new pattern): the blocks, the segments and what finish_pattern makes.
+void finish_moved(Pattern& p, int64_t rows, int64_t cols, int64_t nnz, std::vector<int32_t>& col, std::vector<int32_t>& row,
+                  std::vector<int32_t>& flat) {
+  p.rows = rows;
+  p.cols = cols;
+  p.nnz = nnz;
+  p.colV.swap(col);
+  p.rowV.swap(row);
+  p.flatV.swap(flat);
+  const double density = (double)nnz / ((double)rows * (double)cols);
+  p.bc = lth::block_size(cols, density);
+  p.nbc = (cols + p.bc - 1) / p.bc;
+  p.br = lth::block_size(rows, density);
+  p.nbr = (rows + p.br - 1) / p.br;
+  // Segments in packed order: their index (column block, row) never decreases along it.
+  thread_local std::vector<int32_t> block;
+  block.resize((size_t)cols);
+  for (int64_t c = 0; c < cols; c++) block[c] = (int32_t)(c / p.bc);
+  p.segV.assign(p.nbc * rows + 1, 0);
+  for (int64_t k = 0; k < nnz; k++) p.segV[(int64_t)block[p.colV[k]] * rows + p.rowV[k] + 1]++;
+  for (int64_t s = 0; s < p.nbc * rows; s++) p.segV[s + 1] += p.segV[s];
+  finish_pattern(p);
+}
+
+// Reads the optional Int32Array argument `at` of a VarArgs call (absent, undefined or null:
+// none) into (data, len); false when it is something else.
+bool optional_i32(lth::VarArgs& a, size_t at, const char* name, const int32_t*& data, int64_t& len) {
+  data = nullptr;
+  len = 0;
+  if (a.argc() <= at) return true;
+  napi_valuetype vt;
+  napi_typeof(a.env(), a.arg(at), &vt);
+  if (vt == napi_undefined || vt == napi_null) return true;
+  const ArgSpec spec[] = {arg::i32(name)};
+  ArgValue v{};
+  if (!a.read(spec, 1, &v, at)) return false;
+  data = v.i32();
+  len = (int64_t)v.len;
+  return true;
+}
+
+// The `{ pattern, from }` object of a new pattern.
+napi_value moved_result(napi_env env, Pattern* p, napi_value fromArr) {
+  napi_value obj = wrap_pattern(env, p), out;
+  if (!obj) return nullptr;
+  napi_create_object(env, &out);
+  napi_set_named_property(env, out, "pattern", obj);
+  napi_set_named_property(env, out, "from", fromArr);
+  return out;
+}
+
+// A new Int32Array of n entries; its data in `data`.
+napi_value new_i32(napi_env env, int64_t n, int32_t*& data) {
+  napi_value buf, arr;
+  void* d = nullptr;
+  napi_create_arraybuffer(env, (size_t)n * 4, &d, &buf);
+  napi_create_typedarray(env, napi_int32_array, (size_t)n, buf, 0, &arr);
+  data = static_cast<int32_t*>(d);
+  return arr;
+}
+
+// A pattern that takes old's storage (old is released: no argument check accepts it again).
+Pattern* take_over(napi_env env, Pattern& old) {
+  auto* p = new Pattern();
+  int64_t ignored;
+  napi_adjust_external_memory(env, -old.bytes(), &ignored);
+  take_storage(*p, old);
+  old.maker = kReleasedPattern;
+  return p;
 }
 
 // sparsePatternMoved(old, mask, grown) -> { pattern, from }: sparsePattern(mask, rows, cols,
@@ -452,58 +529,118 @@ napi_value SparsePatternMoved(napi_env env, napi_callback_info info) {
       a.fail(true, "grown[%lld] = %d is outside [0, %lld)", (long long)g, grown[g], (long long)total);
   if (!a.ok()) return nullptr;
   const int64_t nnz = lth::count_nonzero(mask, total);
-  napi_value fromBuf, fromArr;
-  void* fromData = nullptr;
-  napi_create_arraybuffer(env, (size_t)nnz * 4, &fromData, &fromBuf);
-  napi_create_typedarray(env, napi_int32_array, (size_t)nnz, fromBuf, 0, &fromArr);
-  int32_t* from = static_cast<int32_t*>(fromData);
+  int32_t* from = nullptr;
+  napi_value fromArr = new_i32(env, nnz, from);
   // The new packed arrays go to scratch first (the merge reads old's), then trade places
   // with old's, whose memory the next update's scratch reuses.
   thread_local std::vector<int32_t> col, row, flat;
-  const bool merged = pattern_moved(old, mask, nnz, grown, grownLen, col, row, flat, from);
+  auto kept = [mask](int32_t f) { return mask[f] != 0.0f; };
+  const bool merged = pattern_moved(old, nnz, grown, grownLen, kept, kept, true, col, row, flat, from);
   if (!merged) flat.assign(old.flat, old.flat + old.nnz);
-  auto* p = new Pattern();
-  int64_t ignored;
-  napi_adjust_external_memory(env, -old.bytes(), &ignored);
-  take_storage(*p, old);
-  old.maker = kReleasedPattern;
+  Pattern* p = take_over(env, old);
   if (merged) {
-    p->rows = rows;
-    p->cols = cols;
-    p->nnz = nnz;
-    p->colV.swap(col);
-    p->rowV.swap(row);
-    p->flatV.swap(flat);
-    const double density = (double)nnz / (double)total;
-    p->bc = lth::block_size(cols, density);
-    p->nbc = (cols + p->bc - 1) / p->bc;
-    p->br = lth::block_size(rows, density);
-    p->nbr = (rows + p->br - 1) / p->br;
-    // Segments in packed order: their index (column block, row) never decreases along it.
-    thread_local std::vector<int32_t> block;
-    block.resize((size_t)cols);
-    for (int64_t c = 0; c < cols; c++) block[c] = (int32_t)(c / p->bc);
-    p->segV.assign(p->nbc * rows + 1, 0);
-    for (int64_t k = 0; k < nnz; k++) p->segV[(int64_t)block[p->colV[k]] * rows + p->rowV[k] + 1]++;
-    for (int64_t s = 0; s < p->nbc * rows; s++) p->segV[s + 1] += p->segV[s];
-    finish_pattern(*p);
+    finish_moved(*p, rows, cols, nnz, col, row, flat);
   } else {
     build_pattern(*p, mask, rows, cols);
     if (!pattern_from_merge(*p, flat.data(), (int64_t)flat.size(), grown, grownLen, from))
       pattern_from_dense(*p, flat.data(), (int64_t)flat.size(), grown, grownLen, from);
   }
-  napi_value obj = wrap_pattern(env, p), out;
-  if (!obj) return nullptr;
-  napi_create_object(env, &out);
-  napi_set_named_property(env, out, "pattern", obj);
-  napi_set_named_property(env, out, "from", fromArr);
-  return out;
+  return moved_result(env, p, fromArr);
+}
+
+// sparsePatternChanged(old, dropped, grown, ...packed) -> { pattern, from }:
+// sparsePatternMoved(old, mask, grown) for the mask of old's nonzeros without `dropped` and
+// with `grown` (each an Int32Array or null, of distinct entries, dropped ones of old's
+// nonzeros, grown ones not among those it keeps), with no mask to read: a mask update at
+// the same density merges old's packed order with the grown entries, and finds the dropped
+// ones in a bitmap. Each `packed` Float32Array (old.nnz values in old's packed order: a
+// layer's weights, its optimiser's moments) is moved in place to the new order, grown
+// entries zero, as out[k] = in[from[k]] would; that needs as many grown entries as dropped.
+napi_value SparsePatternChanged(napi_env env, napi_callback_info info) {
+  static constexpr ArgSpec kArgs[] = {lth::pattern_arg("old")};
+  lth::VarArgs a(env, info, "sparsePatternChanged", 3);
+  ArgValue v{};
+  if (!a.read(kArgs, 1, &v)) return nullptr;
+  Pattern& old = *v.handle<Pattern>();
+  const int64_t rows = old.rows, cols = old.cols, total = rows * cols;
+  const int32_t *dropped = nullptr, *grown = nullptr;
+  int64_t droppedLen = 0, grownLen = 0;
+  if (!optional_i32(a, 1, "dropped", dropped, droppedLen) || !optional_i32(a, 2, "grown", grown, grownLen)) return nullptr;
+  std::vector<float*> packed;
+  for (size_t i = 3; i < a.argc() && a.ok(); i++) {
+    static constexpr ArgSpec kPacked[] = {arg::f32("packed")};
+    ArgValue pv{};
+    if (!a.read(kPacked, 1, &pv, i)) return nullptr;
+    if ((int64_t)pv.len != old.nnz) a.fail(true, "packed array %zu has %zu elements, old has nnz = %lld", i - 3, pv.len, (long long)old.nnz);
+    for (float* q : packed)
+      if (a.ok() && lth::overlaps(q, (size_t)old.nnz * 4, pv.data, pv.len * 4)) a.fail(true, "packed arrays %zu and an earlier one share memory", i - 3);
+    packed.push_back(pv.f32());
+  }
+  if (a.ok() && !packed.empty() && droppedLen != grownLen)
+    a.fail(true, "packed arrays move in place only at the same count: %lld dropped, %lld grown", (long long)droppedLen, (long long)grownLen);
+  for (int64_t j = 0; j < droppedLen && a.ok(); j++)
+    if (dropped[j] < 0 || dropped[j] >= total)
+      a.fail(true, "dropped[%lld] = %d is outside [0, %lld)", (long long)j, dropped[j], (long long)total);
+  for (int64_t g = 0; g < grownLen && a.ok(); g++)
+    if (grown[g] < 0 || grown[g] >= total)
+      a.fail(true, "grown[%lld] = %d is outside [0, %lld)", (long long)g, grown[g], (long long)total);
+  if (!a.ok()) return nullptr;
+  // The dropped entries, marked; each must be one of old's nonzeros, met once in its order.
+  thread_local std::vector<uint64_t> marks;
+  marks.assign((size_t)total / 64 + 1, 0);
+  for (int64_t j = 0; j < droppedLen; j++) marks[(size_t)dropped[j] / 64] |= uint64_t{1} << (dropped[j] % 64);
+  auto isDropped = [](int32_t f) { return (marks[(size_t)f / 64] >> (f % 64)) & 1; };
+  int64_t found = 0;
+  for (int64_t k = 0; k < old.nnz; k++) found += isDropped(old.flat[k]);
+  if (found != droppedLen) {
+    a.fail(true, "dropped must be distinct nonzeros of old: %lld entries, %lld of them found", (long long)droppedLen, (long long)found);
+    return nullptr;
+  }
+  const int64_t nnz = old.nnz - droppedLen + grownLen;
+  int32_t* from = nullptr;
+  napi_value fromArr = new_i32(env, nnz, from);
+  thread_local std::vector<int32_t> col, row, flat;
+  const bool merged = pattern_moved(old, nnz, grown, grownLen, [&](int32_t f) { return !isDropped(f); },
+                                    [](int32_t) { return true; }, false, col, row, flat, from);
+  // The packed arrays, each from a copy of its old order.
+  auto move = [&]() {
+    thread_local std::vector<float> copy;
+    for (float* q : packed) {
+      copy.assign(q, q + nnz);
+      for (int64_t k = 0; k < nnz; k++) q[k] = from[k] >= 0 ? copy[from[k]] : 0.0f;
+    }
+  };
+  if (merged) {
+    Pattern* p = take_over(env, old);
+    finish_moved(*p, rows, cols, nnz, col, row, flat);
+    move();
+    return moved_result(env, p, fromArr);
+  }
+  // Other blocks (the count changed them), or a repeated or kept grown entry: through the
+  // mask, checked.
+  thread_local std::vector<float> mask;
+  mask.assign((size_t)total, 0.0f);
+  for (int64_t k = 0; k < old.nnz; k++) mask[old.flat[k]] = isDropped(old.flat[k]) ? 0.0f : 1.0f;
+  for (int64_t g = 0; g < grownLen; g++) {
+    if (mask[grown[g]] != 0.0f) {
+      a.fail(true, "grown[%lld] = %d is already a nonzero (kept, or grown twice)", (long long)g, grown[g]);
+      return nullptr;
+    }
+    mask[grown[g]] = 1.0f;
+  }
+  flat.assign(old.flat, old.flat + old.nnz);
+  Pattern* p = take_over(env, old);
+  build_pattern(*p, mask.data(), rows, cols);
+  if (!pattern_from_merge(*p, flat.data(), (int64_t)flat.size(), grown, grownLen, from))
+    pattern_from_dense(*p, flat.data(), (int64_t)flat.size(), grown, grownLen, from);
+  move();
+  return moved_result(env, p, fromArr);
 }
 
 }  // namespace
 
 bool lth::register_sparse_pattern(napi_env env, napi_value exports) {
   static constexpr Export kExports[] = {{"sparsePattern", SparsePattern}, {"sparsePatternFrom", SparsePatternFrom},
-                                         {"sparsePatternMoved", SparsePatternMoved}};
+                                         {"sparsePatternMoved", SparsePatternMoved}, {"sparsePatternChanged", SparsePatternChanged}};
   return define_exports(env, exports, kExports);
 }

@@ -51,6 +51,16 @@ export interface Backend {
   selectByMagnitude(values: Float32Array, mask: Float32Array, among: 0 | 1, count: number, largest: boolean, out: Int32Array): void;
 
   /**
+   * The same among every entry i of `values`, each standing for index at[i] (distinct,
+   * non-negative): the at[i] of the `count` entries of smallest |values[i]| (of largest,
+   * when `largest`), ties to the lower at[i], NaN the largest magnitude, written into
+   * out[0..count) in increasing order. A RangeError when count exceeds the entries, at has
+   * a negative index, or the chosen entries repeat one (a repeat among the others may go
+   * unnoticed). (The drop among a sparse layer's packed weights, at their flat indices.)
+   */
+  selectByMagnitudeAt(values: Float32Array, at: Int32Array, count: number, largest: boolean, out: Int32Array): void;
+
+  /**
    * One Adam step (PyTorch semantics, no weight decay), `step` counted from 1:
    * m ← β1·m + (1-β1)·g; v ← β2·v + (1-β2)·g²;
    * p ← p - lr/(1-β1^step) · m / (√v/√(1-β2^step) + eps).
@@ -357,6 +367,19 @@ export interface Backend {
    * it cheaper where the mask's nonzeros are old's still nonzero in it and `grown`.
    */
   sparsePatternMoved(old: SparsePattern, mask: Float32Array, grown: Int32Array | null): { pattern: SparsePattern; from: Int32Array };
+
+  /**
+   * sparsePatternMoved(old, mask, grown) for the mask of old's nonzeros without `dropped`
+   * and with `grown`, without the mask: dropped holds distinct nonzeros of old, grown
+   * distinct entries that are not among those it keeps (either may be null: none), in any
+   * order. A RangeError otherwise. Each of `packed` (old.nnz values in old's packed order,
+   * distinct arrays: a layer's weights, its optimiser's state) is moved in place to the new
+   * order, packed[k] = before[from[k]], 0 where from[k] is -1; that needs as many grown
+   * entries as dropped ones. A mask update that knows what it changed.
+   */
+  sparsePatternChanged(
+    old: SparsePattern, dropped: Int32Array | null, grown: Int32Array | null, ...packed: Float32Array[]
+  ): { pattern: SparsePattern; from: Int32Array };
 
   /**
    * outT[r, c] = act(bias[r] + Σ_k vals[k]·inT[col(k), c]) over the nonzeros k of row r, for

@@ -78,6 +78,24 @@ export const referenceBackend: Backend = {
     out.set(eligible.slice(0, count).sort((i, j) => i - j));
   },
 
+  selectByMagnitudeAt(values, at, count, largest, out) {
+    const fn = 'selectByMagnitudeAt';
+    if (at.length !== values.length) throw new RangeError(`${fn}: at has ${at.length} elements, values has ${values.length}`);
+    if (count > values.length) throw new RangeError(`${fn}: asked for ${count} of ${values.length} entries`);
+    if (out.length < count) throw new RangeError(`${fn}: out has ${out.length} elements, needs count = ${count}`);
+    at.forEach((f, i) => {
+      if (f < 0) throw new RangeError(`${fn}: at[${i}] = ${f} is negative`);
+    });
+    const key = (i: number) => {
+      const m = Number.isNaN(values[i]) ? Infinity : Math.abs(values[i]);
+      return largest ? -m : m;
+    };
+    const order = Array.from(values, (_, i) => i).sort((i, j) => key(i) - key(j) || at[i] - at[j]);
+    const chosen = order.slice(0, count).map((i) => at[i]).sort((x, y) => x - y);
+    if (chosen.some((f, j) => j > 0 && f === chosen[j - 1])) throw new RangeError(`${fn}: at repeats an index among the ${count} entries chosen`);
+    out.set(chosen);
+  },
+
   countCorrect(logits, labels, rows, cols) {
     let correct = 0;
     for (let i = 0; i < rows; i++) {
@@ -568,6 +586,35 @@ export const referenceBackend: Backend = {
     const pattern = referenceBackend.sparsePattern(mask, rows, cols), from = new Int32Array(pattern.nnz);
     referenceBackend.sparsePatternFrom(pattern, flat, grown, from);
     return { pattern, from };
+  },
+
+  sparsePatternChanged(old, dropped, grown, ...packed) {
+    const fn = 'sparsePatternChanged';
+    const { rows, cols, flat, nnz } = asReference(old), total = rows * cols;
+    packed.forEach((a, i) => {
+      if (a.length !== nnz) throw new RangeError(`${fn}: packed array ${i} has ${a.length} elements, old has nnz = ${nnz}`);
+    });
+    if (packed.length && (dropped?.length ?? 0) !== (grown?.length ?? 0)) {
+      throw new RangeError(`${fn}: packed arrays move in place only at the same count: ${dropped?.length ?? 0} dropped, ${grown?.length ?? 0} grown`);
+    }
+    const mask = new Float32Array(total);
+    for (const f of flat) mask[f] = 1;
+    dropped?.forEach((f, j) => {
+      if (!(f >= 0 && f < total)) throw new RangeError(`${fn}: dropped[${j}] = ${f} is outside [0, ${total})`);
+      if (mask[f] !== 1) throw new RangeError(`${fn}: dropped must be distinct nonzeros of old: dropped[${j}] = ${f} is not`);
+      mask[f] = 0;
+    });
+    grown?.forEach((f, j) => {
+      if (!(f >= 0 && f < total)) throw new RangeError(`${fn}: grown[${j}] = ${f} is outside [0, ${total})`);
+      if (mask[f] === 1) throw new RangeError(`${fn}: grown[${j}] = ${f} is already a nonzero (kept, or grown twice)`);
+      mask[f] = 1;
+    });
+    const moved = referenceBackend.sparsePatternMoved(old, mask, grown);
+    for (const a of packed) {
+      const before = a.slice();
+      moved.from.forEach((j, k) => { a[k] = j >= 0 ? before[j] : 0; });
+    }
+    return moved;
   },
 
   sparseForward(pattern, vals, inT, outT, bias, n, ld, relu) {

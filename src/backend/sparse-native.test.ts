@@ -324,3 +324,54 @@ test('sparsePatternMoved: the pattern and `from` of sparsePattern + sparsePatter
   assert.throws(() => nb.sparsePatternMoved(old, new Float32Array(4), Int32Array.of(4)), /grown\[0\] = 4 is outside \[0, 4\)/);
   assert.throws(() => nb.sparsePatternMoved(ref.sparsePattern(new Float32Array(4), 2, 2), new Float32Array(4), null), TypeError);
 });
+
+test('sparsePatternChanged: sparsePatternMoved of the changed mask, merged or built, on 1, 2 and 3 threads; packed arrays moved in place; bad lists refused', { skip }, () => {
+  const rnd = prng(47);
+  const before = native!.getThreads();
+  for (const threads of [1, 2, 3]) {
+    native!.setThreads(threads);
+    for (const [rows, cols, density] of [[300, 784, 0.076], [100, 300, 0.22], [40, 50, 0.05], [12, 9, 0.5], [1, 7, 0.5]]) {
+      const m = mask(rows, cols, density, rnd);
+      const kept = [...m.keys()].filter((i) => m[i] !== 0), empty = [...m.keys()].filter((i) => m[i] === 0);
+      const k = Math.max(1, Math.floor(kept.length / 5));
+      const drop = kept.filter((_, j) => j % 5 === 3).slice(0, k);
+      drop.push(kept[kept.length - 1]);
+      const grow = empty.filter(() => rnd() < 0.3).slice(0, drop.length - 1);
+      grow.push(kept[kept.length - 1]); // dropped and grown again: new
+      const shuffled = (a: number[]) => Int32Array.from(a).sort().reverse();
+      const cases: Array<[string, number[], number[] | null]> = [
+        ['same count', drop, grow],
+        ['no grown (other blocks)', drop, null],
+        ['more grown (other blocks)', drop.slice(0, 1), grow.slice(0, -1)],
+        ['half the nonzeros dropped (other blocks)', kept.filter((_, j) => j % 2 === 0), []],
+      ];
+      for (const [what, d, g] of cases) {
+        const next = changed(m, d, g ?? []);
+        for (const be of [ref, native!] as Backend[]) {
+          const at = `${be.name} ${threads} threads ${rows}x${cols} at ${density}, ${what}`;
+          const want = be.sparsePatternMoved(be.sparsePattern(m, rows, cols), next, g ? Int32Array.from(g) : null);
+          const old = be.sparsePattern(m, rows, cols);
+          const same = (g?.length ?? 0) === d.length;
+          const packed = same ? [0, 1].map(() => Float32Array.from({ length: old.nnz }, (_, j) => j + 1)) : [];
+          const { pattern, from } = be.sparsePatternChanged(old, shuffled(d), g ? shuffled(g) : null, ...packed);
+          assert.deepEqual(pattern.flat, want.pattern.flat, at);
+          assert.deepEqual(from, want.from, at);
+          for (const a of packed) assert.deepEqual(a, Float32Array.from(from, (j) => (j >= 0 ? j + 1 : 0)), `${at}: packed`);
+          assert.deepEqual(kernelResults(be, pattern, rows, cols, 5), kernelResults(be, want.pattern, rows, cols, 5), `${at}: kernels`);
+        }
+      }
+    }
+  }
+  native!.setThreads(before);
+  for (const be of [ref, native!] as Backend[]) {
+    const p = () => be.sparsePattern(Float32Array.of(1, 0, 0, 1), 2, 2);
+    assert.throws(() => be.sparsePatternChanged(p(), Int32Array.of(1), null), /sparsePatternChanged: dropped must be distinct nonzeros of old/, be.name);
+    assert.throws(() => be.sparsePatternChanged(p(), Int32Array.of(0, 0), null), /dropped must be distinct nonzeros of old/, be.name);
+    assert.throws(() => be.sparsePatternChanged(p(), null, Int32Array.of(3)), /grown\[0\] = 3 is already a nonzero/, be.name);
+    assert.throws(() => be.sparsePatternChanged(p(), null, Int32Array.of(1, 1)), /grown\[1\] = 1 is already a nonzero/, be.name);
+    assert.throws(() => be.sparsePatternChanged(p(), Int32Array.of(4), null), /dropped\[0\] = 4 is outside \[0, 4\)/, be.name);
+    assert.throws(() => be.sparsePatternChanged(p(), null, Int32Array.of(-1)), /grown\[0\] = -1 is outside/, be.name);
+    assert.throws(() => be.sparsePatternChanged(p(), Int32Array.of(0), null, new Float32Array(2)), /move in place only at the same count: 1 dropped, 0 grown/, be.name);
+    assert.throws(() => be.sparsePatternChanged(p(), null, null, new Float32Array(3)), /packed array 0 has 3 elements, old has nnz = 2/, be.name);
+  }
+});

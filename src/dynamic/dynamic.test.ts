@@ -69,7 +69,7 @@ test('layer densities: uniform; ERK proportional to (Σ dims)/(Π dims), dense l
 function live(masks: Map<string, Float32Array>, weights: Map<string, Float32Array>, gradients?: Map<string, Float32Array>, iteration = 10): LiveTraining {
   return {
     iteration, masks, weights: () => weights,
-    weightsAt: (n, positions, out) => positions.forEach((p, j) => { out[j] = weights.get(n)![p]; }),
+    smallestWeights: (n, count, out) => reference.backend.selectByMagnitude(weights.get(n)!, masks.get(n)!, 1, count, false, out),
     denseGradients: (names) => new Map(names.map((n) => [n, gradients!.get(n)!])),
   };
 }
@@ -267,4 +267,39 @@ test('early bird in train(): training stops at the draw, with an evaluation ther
   assert.deepEqual(result.curve.map((p) => p.iteration), [0, 50, 60]);
   // 40-24-16-5: 2 FLOPs a MAC, 2 passes at the first layer, 3 at the others, 60 iterations of 20.
   assert.deepEqual(result.flops, { actual: 60 * 20 * (2 * 2 * 960 + 2 * 3 * 384 + 2 * 3 * 80), dense: 60 * 20 * (2 * 2 * 960 + 2 * 3 * 384 + 2 * 3 * 80) });
+});
+
+test('selectByMagnitudeAt: the native kernel equals the reference (random, ties, NaN, indices in any order, every count) on 1, 2 and 3 threads, errors name the problem', () => {
+  const native = resolveContext({}, {}).backend;
+  if (native.name !== 'native') return;
+  const addon = loadNative() as NativeAddon;
+  const before = addon.getThreads();
+  const rng = new Rng(8, 'sel_at');
+  for (const threads of [1, 2, 3]) for (const [n, spread] of [[1, 1], [10, 3], [257, 2], [20000, 13]] as const) {
+    addon.setThreads(threads);
+    // Distinct indices in blocks of increasing runs (as a pattern's packed order), few distinct values (ties), some NaN.
+    const at = Int32Array.from({ length: n }, (_, i) => (i % spread) * 4 * n + Math.floor(i / spread) * 3 + (i % 2));
+    const values = new Float32Array(n).map(() => (rng.uniform() < 0.01 ? NaN : Math.round(rng.normal() * 20) / 10));
+    for (const count of new Set([0, 1, Math.floor(n / 10), Math.floor(n / 2), n])) {
+      for (const largest of [false, true]) {
+        const a = new Int32Array(count), b = new Int32Array(count);
+        native.selectByMagnitudeAt(values, at, count, largest, a);
+        reference.backend.selectByMagnitudeAt(values, at, count, largest, b);
+        assert.deepEqual(a, b, `${threads} threads: n ${n} count ${count} largest ${largest}`);
+        // The same as selectByMagnitude among the kept entries of the dense layout.
+        const dense = new Float32Array(4 * n * spread), kept = new Float32Array(dense.length);
+        at.forEach((f, i) => { dense[f] = values[i]; kept[f] = 1; });
+        const c = new Int32Array(count);
+        reference.backend.selectByMagnitude(dense, kept, 1, count, largest, c);
+        assert.deepEqual(a, c, `n ${n} count ${count} largest ${largest}: as selectByMagnitude`);
+      }
+    }
+  }
+  addon.setThreads(before);
+  for (const be of [native, reference.backend]) {
+    assert.throws(() => be.selectByMagnitudeAt(new Float32Array(3), Int32Array.of(0, 1, 2), 4, false, new Int32Array(4)), /selectByMagnitudeAt: asked for 4 of 3 entries/);
+    assert.throws(() => be.selectByMagnitudeAt(new Float32Array(3), Int32Array.of(0, 1), 1, false, new Int32Array(1)), /selectByMagnitudeAt: at has 2 elements/);
+    assert.throws(() => be.selectByMagnitudeAt(new Float32Array(2), Int32Array.of(0, -1), 1, false, new Int32Array(1)), /at\[1\] = -1 is negative/);
+    assert.throws(() => be.selectByMagnitudeAt(Float32Array.of(1, 2, 3), Int32Array.of(5, 5, 0), 2, false, new Int32Array(2)), /at repeats an index among the 2 entries chosen/);
+  }
 });

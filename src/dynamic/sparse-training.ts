@@ -37,7 +37,7 @@ export class SparseTraining implements MaskSchedule {
   /** Updates made, and connections regrown over all of them. */
   updates = 0;
   regrown = 0;
-  /** Each updated layer's own mask and its active positions, by name. */
+  /** Each updated layer's own mask and its count of active entries, by name. */
   private readonly layers = new Map<string, LayerState>();
 
   constructor(readonly settings: SparseTrainSettings) {
@@ -65,35 +65,32 @@ export class SparseTraining implements MaskSchedule {
     if (fraction === 0) return null;
     // A layer is sparse while it has kept and pruned weights; its count of kept ones never changes.
     const layers = [...live.masks].filter(([name, m]) => {
-      const active = this.layer(name, m).positions.length;
+      const active = this.layer(name, m).active;
       return active > 0 && active < m.length;
     }).map(([n]) => n);
     if (layers.length === 0) return null;
     const gradients = this.settings.method === 'rigl' ? live.denseGradients(layers) : null;
-    const masks = new Map(live.masks), grown = new Map<string, Int32Array>();
-    const be = this.settings.backend;
+    const masks = new Map(live.masks), grown = new Map<string, Int32Array>(), cleared = new Map<string, Int32Array>();
     layers.forEach((name, l) => {
       const s = this.layer(name, live.masks.get(name)!);
-      const active = s.positions.length, k = Math.floor(fraction * active);
+      const active = s.active, k = Math.floor(fraction * active);
       if (k === 0) return;
-      // The drop is chosen among the active weights alone (a tenth of the layer, or less):
-      // selected slots of `positions`, increasing, so their flat indices are too.
-      live.weightsAt(name, s.positions, s.values);
       const dropped = new Int32Array(k), grow = new Int32Array(k);
-      be.selectByMagnitude(s.values, s.ones, 1, k, false, dropped);
-      for (let j = 0; j < k; j++) s.mask[(dropped[j] = s.positions[dropped[j]])] = 0;
+      live.smallestWeights(name, k, dropped);
+      s.source = null;
+      for (let j = 0; j < k; j++) s.mask[dropped[j]] = 0;
       if (gradients) {
-        be.selectByMagnitude(gradients.get(name)!, s.mask, 0, k, true, grow);
-        for (const i of grow) s.mask[i] = 1;
+        this.settings.backend.selectByMagnitude(gradients.get(name)!, s.mask, 0, k, true, grow);
+        for (let j = 0; j < k; j++) s.mask[grow[j]] = 1;
       } else {
         growRandom(s.mask, s.mask.length - active + k, k, new Rng(this.settings.seed, 'set_grow', update, l), grow);
       }
-      s.replace(dropped, grow);
       masks.set(name, s.mask);
       grown.set(name, grow);
+      cleared.set(name, dropped);
       this.regrown += k;
     });
-    return grown.size ? { kind: 'masks', masks, grown, sameCounts: true } : null;
+    return grown.size ? { kind: 'masks', masks, grown, dropped: cleared, sameCounts: true } : null;
   }
 
   /**
@@ -105,7 +102,7 @@ export class SparseTraining implements MaskSchedule {
    */
   private layer(name: string, mask: Float32Array): LayerState {
     let s = this.layers.get(name);
-    if (!s || (s.mask !== mask && s.source !== mask)) this.layers.set(name, (s = new LayerState(mask, this.settings.backend)));
+    if (!s || (s.mask !== mask && s.source !== mask)) this.layers.set(name, (s = new LayerState(mask)));
     return s;
   }
 
@@ -123,51 +120,18 @@ export class SparseTraining implements MaskSchedule {
 
 /**
  * A layer's mask as dynamic sparse training keeps it: its own copy, changed in place, and
- * the flat indices of its active entries in increasing order (its count never changes),
- * with scratch arrays of that count reused by every update.
+ * its count of active entries (which never changes).
  */
 class LayerState {
   readonly mask: Float32Array;
-  positions: Int32Array;
+  readonly active: number;
   /** The array it was made from, while `mask` is still a copy of it (null once changed). */
   source: Float32Array | null;
-  private spare: Int32Array;
-  /** The active weights' values, gathered for the drop. */
-  readonly values: Float32Array;
-  /** All ones: every gathered value is eligible. */
-  readonly ones: Float32Array;
 
-  constructor(mask: Float32Array, be: Backend) {
+  constructor(mask: Float32Array) {
     this.mask = mask.slice();
     this.source = mask;
-    const active = countOnes(mask);
-    this.positions = new Int32Array(active);
-    // All `active` entries of smallest magnitude among the active ones: every active entry,
-    // in increasing order, in the addon's pass (a loop here runs a few times a training,
-    // too few for the JIT: about 3 ms on LeNet's fc1 in a run's first update).
-    be.selectByMagnitude(mask, mask, 1, active, false, this.positions);
-    this.spare = new Int32Array(active);
-    this.values = new Float32Array(active);
-    this.ones = new Float32Array(active).fill(1);
-  }
-
-  /** The active positions without `dropped` and with `grown` (each increasing, as many). */
-  replace(dropped: Int32Array, grown: Int32Array): void {
-    this.source = null;
-    const from = this.positions, to = this.spare;
-    let d = 0, g = 0, o = 0;
-    for (let j = 0; j < from.length; j++) {
-      const p = from[j];
-      if (d < dropped.length && dropped[d] === p) {
-        d++;
-        continue;
-      }
-      while (g < grown.length && grown[g] < p) to[o++] = grown[g++];
-      to[o++] = p;
-    }
-    while (g < grown.length) to[o++] = grown[g++];
-    this.positions = to;
-    this.spare = from;
+    this.active = countOnes(mask);
   }
 }
 

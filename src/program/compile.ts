@@ -25,14 +25,15 @@ export function compileProgram(model: Model, opts: CompileOptions): Program {
  * with the live weights and optimiser state. Either way, weights and optimiser state
  * outside the new masks are zero, and so are the `grown` entries: a dropped connection
  * leaves nothing behind and a grown one starts at zero with fresh moments (as SET and RigL
- * do). `live` is program.state() when the caller already has it.
+ * do). `live` is program.state() when the caller already has it; `dropped` is as in
+ * Program.setMasks.
  */
 export function withMasks(
   program: Program, model: Model, opts: CompileOptions, masks: ReadonlyMap<string, Float32Array>,
-  grown?: ReadonlyMap<string, Int32Array>, live?: StateDict,
+  grown?: ReadonlyMap<string, Int32Array>, live?: StateDict, dropped?: ReadonlyMap<string, Int32Array>,
 ): Program {
   if (program.setMasks) {
-    program.setMasks(masks, grown);
+    program.setMasks(masks, grown, dropped);
     return program;
   }
   const weights = live ?? program.state();

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { resolveContext, type RunContext } from '../backend/index.js';
+import { referenceBackend, resolveContext, type RunContext } from '../backend/index.js';
 import { Rng } from '../core/rng.js';
 import { Dataset } from '../data/dataset.js';
 import { getDataset } from '../data/registry.js';
@@ -109,7 +109,7 @@ test('the sparse-MLP program gives the graph program\'s losses and weights: Adam
   resolveContext({}, {});
 });
 
-test('the sparse-MLP program: denseGradients = a dense copy of the model\'s gradients at every entry, weightsAt = state() at the positions, neither changes the training', () => {
+test('the sparse-MLP program: denseGradients = a dense copy of the model\'s gradients at every entry, smallestWeights = selectByMagnitude over state(), neither changes the training', () => {
   const d = data();
   const order = new Rng(0, 'order').permutation(d.length);
   const net = mlp(0.3, 2);
@@ -136,10 +136,13 @@ test('the sparse-MLP program: denseGradients = a dense copy of the model\'s grad
   }
   const state = p.state();
   for (const n of ['fc1.weight', 'fc2.weight']) {
-    const positions = Int32Array.from({ length: 50 }, (_, j) => Math.floor((j * state.get(n)!.length) / 50));
-    const out = new Float32Array(50).fill(NaN);
-    p.weightsAt!(n, positions, out);
-    assert.deepEqual(out, Float32Array.from(positions, (i) => state.get(n)![i]), n);
+    const kept = net.masks.get(n)!.reduce((a, m) => a + (m !== 0 ? 1 : 0), 0);
+    for (const count of [0, 1, Math.floor(kept / 3), kept]) {
+      const out = new Int32Array(count).fill(-1), want = new Int32Array(count);
+      p.smallestWeights!(n, count, out);
+      referenceBackend.selectByMagnitude(state.get(n)!, net.masks.get(n)!, 1, count, false, want);
+      assert.deepEqual(out, want, `${n}, ${count}`);
+    }
   }
   assert.throws(() => p.denseGradients!({ data: d, order, from: 0, batchSize: 40 }, ['fc1.bias']), /has no sparse weight fc1\.bias/);
   // The training goes on as the program's that made neither call.

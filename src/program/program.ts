@@ -55,10 +55,13 @@ export interface Program {
   /**
    * Trains with other masks from now on (same names as compiled), in place: weights and
    * optimiser state outside the new masks are zero, and so are the `grown` entries (new
-   * connections) whatever they were. A program without it is compiled again instead
-   * (train()'s generic path, which gives the same numbers).
+   * connections) whatever they were. `dropped` names, for a layer that `grown` names too,
+   * the entries of its previous mask that the new one clears: its new mask is then the
+   * previous one without them and with the grown ones, which the program need not read. A
+   * program without it is compiled again instead (train()'s generic path, which gives the
+   * same numbers).
    */
-  setMasks?(masks: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>): void;
+  setMasks?(masks: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>, dropped?: ReadonlyMap<string, Int32Array>): void;
   /**
    * The gradient of the mean loss of the first minibatch of `batch` at the live weights,
    * at every entry of the named weights as if they were dense (RigL's growth criterion);
@@ -67,8 +70,12 @@ export interface Program {
    * model, the same numbers up to float summation order).
    */
   denseGradients?(batch: Minibatches, names: readonly string[]): Map<string, Float32Array>;
-  /** The live values of weight `name` at its flat indices `positions` (distinct) into `out` (a program without it: read from state()). */
-  weightsAt?(name: string, positions: Int32Array, out: Float32Array): void;
+  /**
+   * The flat indices of the `count` kept weights of `name` of smallest magnitude, ties to
+   * the lower index, into out[0..count) in increasing order (a program without it: train()
+   * selects them from state()).
+   */
+  smallestWeights?(name: string, count: number, out: Int32Array): void;
 }
 
 export type ProgramKind = 'graph' | 'sparse_mlp' | 'dense_mlp' | 'compact';

@@ -18,8 +18,6 @@ interface Layer extends SparseMlpLayer {
   gvals: Float32Array;
   state?: { readonly weight: Float32Array[]; readonly bias: readonly Float32Array[] };
   readonly bias: Float32Array;
-  /** Packed position by flat index, kept at -1 between uses (weightsAt). */
-  where?: Int32Array;
   /** A copy of a packed array while setMasks reorders it in place. */
   spare?: Float32Array;
   /** The mask its pattern was built from (setMasks skips a layer given the same array). */
@@ -163,10 +161,12 @@ export class SparseMlpProgram implements Program {
    * New patterns for the layers whose masks changed. Each packed array (weights, optimiser
    * state) is carried to the new packed order through one map from new positions to old
    * ones (-1: a new or grown connection, which starts at zero; Backend.sparsePatternMoved,
-   * which makes the new pattern from the old one and the grown entries where it can); then
-   * the chain is prepared again.
+   * which makes the new pattern from the old one and the grown entries where it can;
+   * Backend.sparsePatternChanged, without reading the mask, where the dropped entries are
+   * given too, and moving the arrays in place where they are as many as the grown ones);
+   * then the chain is prepared again.
    */
-  setMasks(masks: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>): void {
+  setMasks(masks: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>, dropped?: ReadonlyMap<string, Int32Array>): void {
     for (const l of this.layers) {
       const mask = masks.get(l.name);
       check(mask !== undefined && mask.length === l.linear.weight.size, () => `program: setMasks needs a mask of ${l.linear.weight.size} values for ${l.name}`);
@@ -177,7 +177,14 @@ export class SparseMlpProgram implements Program {
       const mask = masks.get(l.name)!;
       const fresh = grown?.get(l.name);
       if (mask === l.mask && !fresh) continue;
-      const { pattern, from } = this.backend.sparsePatternMoved(l.pattern, mask, fresh ?? null);
+      const cleared = fresh && dropped?.get(l.name);
+      if (cleared && cleared.length === fresh.length) {
+        // The same count: the backend moves the packed arrays in place with the pattern.
+        l.pattern = this.backend.sparsePatternChanged(l.pattern, cleared, fresh, l.vals, ...(l.state?.weight ?? [])).pattern;
+        l.mask = mask;
+        continue;
+      }
+      const { pattern, from } = cleared ? this.backend.sparsePatternChanged(l.pattern, cleared, fresh) : this.backend.sparsePatternMoved(l.pattern, mask, fresh ?? null);
       const remap = (packed: Float32Array): Float32Array => {
         // The same count of nonzeros: in place, from a copy of the old values.
         if (pattern.nnz !== packed.length) return moved(packed, from, new Float32Array(pattern.nnz));
@@ -203,19 +210,10 @@ export class SparseMlpProgram implements Program {
     return new Map(names.map((n) => [n, this.layer(n).dense!]));
   }
 
-  weightsAt(name: string, positions: Int32Array, out: Float32Array): void {
-    const l = this.layer(name), flat = l.pattern.flat;
-    check(out.length >= positions.length, () => `program: weightsAt needs room for ${positions.length} values, got ${out.length}`);
-    // Through the packed position of each flat index (-1: not in the pattern, zero): on
-    // LeNet's fc1 less than half the time of Backend.sparsePatternFrom's merge of the
-    // row-major positions into packed order.
-    const where = (l.where ??= new Int32Array(l.linear.weight.size).fill(-1));
-    for (let k = 0; k < flat.length; k++) where[flat[k]] = k;
-    for (let j = 0; j < positions.length; j++) {
-      const k = where[positions[j]];
-      out[j] = k >= 0 ? l.vals[k] : 0;
-    }
-    for (let k = 0; k < flat.length; k++) where[flat[k]] = -1;
+  smallestWeights(name: string, count: number, out: Int32Array): void {
+    // Among the packed weights, at their flat indices.
+    const l = this.layer(name);
+    this.backend.selectByMagnitudeAt(l.vals, l.pattern.flat, count, false, out);
   }
 
   /** The layer of weight `name`. */

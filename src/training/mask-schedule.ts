@@ -34,6 +34,12 @@ export type MaskAction =
     readonly masks: ReadonlyMap<string, Float32Array>;
     /** Entries of the new masks that are new connections (start at zero, fresh moments) even if they were active before. */
     readonly grown?: ReadonlyMap<string, Int32Array>;
+    /**
+     * For a layer that `grown` names: the entries of its previous mask that the new one
+     * clears, so that the new mask is the previous one without them and with the grown ones
+     * (the program then need not read it).
+     */
+    readonly dropped?: ReadonlyMap<string, Int32Array>;
     /** Every layer keeps its count of kept weights (so the cost of a step is unchanged). */
     readonly sameCounts?: boolean;
   }
@@ -53,8 +59,13 @@ export interface LiveTraining {
   readonly masks: ReadonlyMap<string, Float32Array>;
   /** A copy of the live weights (entries outside the masks zero). */
   weights(): StateDict;
-  /** The live values of weight `name` at its flat indices `positions` (distinct) into `out` (cheaper than weights() for a few). */
-  weightsAt(name: string, positions: Int32Array, out: Float32Array): void;
+  /**
+   * The flat indices of the `count` kept weights of `name` (its mask's nonzeros) of smallest
+   * magnitude in the live weights, ties to the lower index, into out[0..count) in
+   * increasing order (as Backend.selectByMagnitude among the kept entries; cheaper than
+   * weights() where the program has it).
+   */
+  smallestWeights(name: string, count: number, out: Int32Array): void;
   /**
    * The gradient of the mean loss of this iteration's minibatch at the live weights, at
    * every entry of the named weights, as if they were dense (RigL's growth criterion). It

@@ -228,7 +228,7 @@ export function train(opts: TrainOptions): TrainResult {
           if (it % evalEvery !== 0) evalNow(it);
           break;
         }
-        if (action?.kind === 'masks') recompile(action.masks, action.grown, action.sameCounts);
+        if (action?.kind === 'masks') recompile(action.masks, action.grown, action.dropped, action.sameCounts);
         maskUpdates.count++;
         maskUpdates.seconds += (performance.now() - t0) / 1000;
       }
@@ -275,10 +275,9 @@ export function train(opts: TrainOptions): TrainResult {
     return {
       iteration: at, masks: masks ?? new Map(),
       weights: () => (snapshot ??= program.state()),
-      weightsAt: (name, positions, out) => {
-        if (program.weightsAt) return program.weightsAt(name, positions, out);
-        const w = (snapshot ??= program.state()).get(name)!;
-        for (let j = 0; j < positions.length; j++) out[j] = w[positions[j]];
+      smallestWeights: (name, count, out) => {
+        if (program.smallestWeights) return program.smallestWeights(name, count, out);
+        context.backend.selectByMagnitude((snapshot ??= program.state()).get(name)!, masks!.get(name)!, 1, count, false, out);
       },
       denseGradients: (names) => {
         flops.actual += batchSize * perStep.dense;
@@ -302,8 +301,10 @@ export function train(opts: TrainOptions): TrainResult {
   }
 
   /** Trains with `next` masks from here on (see withMasks). */
-  function recompile(next: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>, sameCounts = false): void {
-    program = withMasks(program, model, { masks, optimizer: opts.optimizer, context }, next, grown, snapshot ?? undefined);
+  function recompile(
+    next: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>, dropped?: ReadonlyMap<string, Int32Array>, sameCounts = false,
+  ): void {
+    program = withMasks(program, model, { masks, optimizer: opts.optimizer, context }, next, grown, snapshot ?? undefined, dropped);
     masks = next;
     // The same counts run on the same kernels: the step's cost is unchanged.
     if (!sameCounts) perStep = stepFlops(macs, maskDensities(masks), program.sparseWeights);
