@@ -20,20 +20,7 @@
 import { getBackend } from '../backend/index.js';
 import { check } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
-import { Tensor, isGradEnabled, sizeOf } from './tensor.js';
-
-/** Records `out` as computed from `inputs` when any of them needs a gradient. */
-function record(out: Tensor, inputs: Tensor[], backward: () => void): boolean {
-  if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
-    out.requiresGrad = true;
-    out.parents = inputs;
-    out.backwardFn = backward;
-    return true;
-  }
-  return false;
-}
-
-const shapeStr = (t: Tensor) => `[${t.shape.join(', ')}]`;
+import { Tensor, isGradEnabled, recordOp, shapeStr, sizeOf } from './tensor.js';
 
 /** Output size of a convolution along one axis: ⌊(size + 2·pad - k) / stride⌋ + 1. */
 export function convOutputSize(size: number, k: number, stride: number, pad: number): number {
@@ -158,7 +145,7 @@ export function conv2d(
     be.conv2d(x.data, weight.data, bias?.data ?? null, y.data, n, cin, cout, h, w, kh, kw, strideH, strideW, padH, padW, relu);
   }
 
-  record(y, inputs, () => {
+  recordOp(y, inputs, () => {
     const gy = y.grad!;
     // y.grad belongs to y and nobody reads it after this: mask it in place.
     const gb = bias?.requiresGrad ? bias.ensureGrad() : null;
@@ -189,7 +176,7 @@ export function maxPool2d(x: Tensor, k: number, stride = k, ws?: Workspace): Ten
   const be = getBackend();
   const y = outputTensor([n, c, oh, ow], ws, [x]);
   be.maxPool2d(x.data, y.data, n * c, h, w, k, stride);
-  record(y, [x], () => be.maxPool2dBackward(x.data, y.grad!, x.ensureGrad(), n * c, h, w, k, stride));
+  recordOp(y, [x], () => be.maxPool2dBackward(x.data, y.grad!, x.ensureGrad(), n * c, h, w, k, stride));
   return y;
 }
 
@@ -201,7 +188,7 @@ export function flatten(x: Tensor): Tensor {
   check(x.shape.length >= 1, 'flatten: input must have a batch dimension');
   const n = x.shape[0];
   const y = new Tensor(x.data, [n, n === 0 ? sizeOf(x.shape.slice(1)) : x.size / n]);
-  if (record(y, [x], () => {})) y.grad = x.ensureGrad();
+  if (recordOp(y, [x], () => {}).requiresGrad) y.grad = x.ensureGrad();
   return y;
 }
 
@@ -214,7 +201,7 @@ export function dropout(x: Tensor, keep: Float32Array): Tensor {
   const y = Tensor.zeros(x.shape);
   const xd = x.data, yd = y.data;
   for (let i = 0; i < yd.length; i++) yd[i] = xd[i] * keep[i];
-  record(y, [x], () => {
+  recordOp(y, [x], () => {
     const gy = y.grad!, gx = x.ensureGrad();
     for (let i = 0; i < gx.length; i++) gx[i] += gy[i] * keep[i];
   });

@@ -7,19 +7,7 @@
  */
 import { getBackend } from '../backend/index.js';
 import { LthError, check } from '../core/errors.js';
-import { Tensor, isGradEnabled, scratchArray } from './tensor.js';
-
-/** Records `out` as computed from `inputs` when any of them needs a gradient. */
-function record(out: Tensor, inputs: Tensor[], backward: () => void): Tensor {
-  if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
-    out.requiresGrad = true;
-    out.parents = inputs;
-    out.backwardFn = backward;
-  }
-  return out;
-}
-
-const shapeStr = (t: Tensor) => `[${t.shape.join(', ')}]`;
+import { Tensor, recordOp, scratchArray, shapeStr } from './tensor.js';
 
 export interface BatchNormOptions {
   /** Batch statistics (and a running-statistics update) when true; the running statistics when false. */
@@ -84,7 +72,7 @@ export function batchNorm2d(
   const y = Tensor.empty(x.shape);
   be.channelAffineAct(x.data, scale, shift, residual ? residual.data : null, y.data, n, c, size, relu);
   const training = opts.training;
-  return record(y, residual ? [x, weight, bias, residual] : [x, weight, bias], () => {
+  return recordOp(y, residual ? [x, weight, bias, residual] : [x, weight, bias], () => {
     // Gradients that nothing has reached yet are overwritten rather than zeroed and added to.
     const gx = x.requiresGrad ? x.gradSink() : null;
     const gr = residual?.requiresGrad && residual !== x ? residual.gradSink() : null;
@@ -107,7 +95,7 @@ export function add(a: Tensor, b: Tensor, activation: 'none' | 'relu' = 'none'):
   const relu = activation === 'relu';
   const y = Tensor.empty(a.shape);
   be.addAct(a.data, b.data, y.data, y.size, relu);
-  return record(y, [a, b], () => {
+  return recordOp(y, [a, b], () => {
     be.addActBackward(y.grad!, relu ? y.data : null, a.requiresGrad ? a.ensureGrad() : null, b.requiresGrad ? b.ensureGrad() : null, y.size, relu);
   });
 }
@@ -120,5 +108,5 @@ export function globalAvgPool2d(x: Tensor): Tensor {
   const be = getBackend();
   const y = Tensor.empty([n, c]);
   be.meanPlanes(x.data, y.data, n * c, h * w);
-  return record(y, [x], () => be.meanPlanesBackward(y.grad!, x.ensureGrad(), n * c, h * w));
+  return recordOp(y, [x], () => be.meanPlanesBackward(y.grad!, x.ensureGrad(), n * c, h * w));
 }

@@ -1,16 +1,6 @@
 import { getBackend } from '../backend/index.js';
 import { check } from '../core/errors.js';
-import { Tensor, isGradEnabled, scratchArray, zeroArray } from './tensor.js';
-
-/** Records `out` as computed from `inputs` when any of them needs a gradient. */
-function record(out: Tensor, inputs: Tensor[], backward: () => void): Tensor {
-  if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
-    out.requiresGrad = true;
-    out.parents = inputs;
-    out.backwardFn = backward;
-  }
-  return out;
-}
+import { Tensor, isGradEnabled, recordOp, scratchArray, zeroArray } from './tensor.js';
 
 /**
  * y = x·Wᵀ + b, then ReLU when `activation` is 'relu' (fused: one pass over y).
@@ -28,7 +18,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, activatio
   if (bias) be.biasAct(y.data, bias.data, y.data, n, outF, activation === 'relu');
   else if (activation === 'relu') be.biasAct(y.data, zeroArray(outF), y.data, n, outF, true);
   const inputs = bias ? [x, weight, bias] : [x, weight];
-  return record(y, inputs, () => {
+  return recordOp(y, inputs, () => {
     let gy = y.grad!;
     if (activation === 'relu') {
       const masked = scratchArray(gy.length);
@@ -46,7 +36,7 @@ export function relu(x: Tensor): Tensor {
   const be = getBackend();
   const y = Tensor.zeros(x.shape);
   be.biasAct(x.data, zeroArray(x.size), y.data, 1, x.size, true);
-  return record(y, [x], () => {
+  return recordOp(y, [x], () => {
     const gx = new Float32Array(x.size);
     be.reluBackward(y.grad!, y.data, gx, x.size);
     addInto(x.ensureGrad(), gx);
@@ -66,7 +56,7 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Int32Array): Tensor 
   const gradLogits = needGrad ? scratchArray(logits.size) : null;
   const total = be.softmaxXent(logits.data, labels, n, classes, gradLogits, 1 / n);
   const loss = new Tensor(Float32Array.of(total / n), []);
-  return record(loss, [logits], () => {
+  return recordOp(loss, [logits], () => {
     const g = loss.grad![0];
     const gx = logits.ensureGrad();
     for (let i = 0; i < gx.length; i++) gx[i] += g * gradLogits![i];

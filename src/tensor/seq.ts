@@ -8,19 +8,7 @@
  */
 import { getBackend } from '../backend/index.js';
 import { LthError, check } from '../core/errors.js';
-import { Tensor, isGradEnabled, scratchArray, sizeOf, zeroArray } from './tensor.js';
-
-/** Records `out` as computed from `inputs` when any of them needs a gradient. */
-function record(out: Tensor, inputs: Tensor[], backward: () => void): Tensor {
-  if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
-    out.requiresGrad = true;
-    out.parents = inputs;
-    out.backwardFn = backward;
-  }
-  return out;
-}
-
-const shapeStr = (t: Tensor) => `[${t.shape.join(', ')}]`;
+import { Tensor, recordOp, scratchArray, shapeStr, sizeOf, zeroArray } from './tensor.js';
 
 function addInto(dst: Float32Array, src: Float32Array): void {
   for (let i = 0; i < dst.length; i++) dst[i] += src[i];
@@ -30,7 +18,7 @@ function addInto(dst: Float32Array, src: Float32Array): void {
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   check(sizeOf(shape) === x.size, () => `reshape: ${shapeStr(x)} has ${x.size} values, [${shape.join(', ')}] needs ${sizeOf(shape)}`);
   const y = new Tensor(x.data, shape);
-  return record(y, [x], () => addInto(x.ensureGrad(), y.grad!));
+  return recordOp(y, [x], () => addInto(x.ensureGrad(), y.grad!));
 }
 
 /** out[j, i, :] = x[i, j, :] for x [a, b, c]: batch-major <-> time-major. */
@@ -44,7 +32,7 @@ export function swapLastAxes(x: Tensor): Tensor {
   const [a, b, c] = x.shape;
   const y = Tensor.empty([a, c, b]);
   transpose(x.data, y.data, a, b, c);
-  return record(y, [x], () => {
+  return recordOp(y, [x], () => {
     const g = scratchArray(x.size);
     transpose(y.grad!, g, a, c, b);
     addInto(x.ensureGrad(), g);
@@ -78,7 +66,7 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
   }
   const y = Tensor.empty([...ids.shape, dim]);
   for (let i = 0; i < n; i++) y.data.set(weight.data.subarray(index[i] * dim, (index[i] + 1) * dim), i * dim);
-  return record(y, [weight], () => {
+  return recordOp(y, [weight], () => {
     const g = weight.ensureGrad(), gy = y.grad!;
     for (let i = 0; i < n; i++) {
       const o = index[i] * dim;
@@ -95,7 +83,7 @@ export function addPositions(x: Tensor, pos: Tensor): Tensor {
   check(T <= pos.shape[0], () => `addPositions: ${T} positions, the embedding has ${pos.shape[0]}`);
   const y = Tensor.empty(x.shape);
   for (let b = 0; b < n; b++) for (let i = 0; i < T * D; i++) y.data[b * T * D + i] = x.data[b * T * D + i] + pos.data[i];
-  return record(y, [x, pos], () => {
+  return recordOp(y, [x, pos], () => {
     const gy = y.grad!;
     if (x.requiresGrad) addInto(x.ensureGrad(), gy);
     if (pos.requiresGrad) {
@@ -120,7 +108,7 @@ export function maxOverTime(x: Tensor): Tensor {
     arg[r] = best;
     y.data[r] = x.data[best];
   }
-  return record(y, [x], () => {
+  return recordOp(y, [x], () => {
     const g = x.ensureGrad();
     for (let r = 0; r < n * C; r++) g[arg[r]] += y.grad![r];
   });
@@ -138,7 +126,7 @@ export function meanOverTime(x: Tensor): Tensor {
       y.data[b * D + j] = s / T;
     }
   }
-  return record(y, [x], () => {
+  return recordOp(y, [x], () => {
     const g = x.ensureGrad(), gy = y.grad!;
     for (let b = 0; b < n; b++) for (let t = 0; t < T; t++) for (let j = 0; j < D; j++) g[(b * T + t) * D + j] += gy[b * D + j] / T;
   });
@@ -152,7 +140,7 @@ export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5): T
   const y = Tensor.empty(x.shape);
   const mean = scratchArray(rows), rstd = scratchArray(rows);
   be.layerNorm(x.data, gamma.data, beta.data, y.data, mean, rstd, rows, D, eps);
-  return record(y, [x, gamma, beta], () => {
+  return recordOp(y, [x, gamma, beta], () => {
     be.layerNormBackward(x.data, gamma.data, mean, rstd, y.grad!, x.ensureGrad(), gamma.requiresGrad ? gamma.ensureGrad() : null,
       beta.requiresGrad ? beta.ensureGrad() : null, rows, D);
   });
@@ -190,7 +178,7 @@ export function lstm(x: Tensor, wih: Tensor, whh: Tensor, bih: Tensor, bhh: Tens
   }
   const y = Tensor.empty([n, T, H]);
   swapOuter(hs, y.data, T, n, H);
-  return record(y, [x, wih, whh, bih, bhh], () => {
+  return recordOp(y, [x, wih, whh, bih, bhh], () => {
     const gh = scratchArray(rows * H);
     swapOuter(y.grad!, gh, n, T, H); // [T, n, H]
     const dgates = scratchArray(rows * G), dc = scratchArray(n * H).fill(0);
@@ -253,7 +241,7 @@ export function causalAttention(qkv: Tensor, heads: number): Tensor {
   }
   const y = Tensor.empty([n, T, D]);
   scatterHeads(headsOut, y.data, n, T, heads, dh, D, 0);
-  return record(y, [qkv], () => {
+  return recordOp(y, [qkv], () => {
     const go = scratchArray(blocks * per);
     gatherHeads(y.grad!, go, n, T, heads, dh, D);
     const dp = scratchArray(T * T), dq = scratchArray(blocks * per), dk = scratchArray(blocks * per), dv = scratchArray(blocks * per);

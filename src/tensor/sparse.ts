@@ -1,6 +1,6 @@
 import { getBackend, panelColumns, type Backend, type SparseMode, type SparsePattern } from '../backend/index.js';
 import { check } from '../core/errors.js';
-import { Tensor, isGradEnabled, scratchArray } from './tensor.js';
+import { Tensor, recordOp, scratchArray } from './tensor.js';
 
 /**
  * Sparse fully connected layers: y = x·Wᵀ + b computed only at the nonzeros of W's mask
@@ -92,15 +92,6 @@ function emptyPanels(features: number, n: number): Panels {
   return new Panels(data, features, n);
 }
 
-/** Records `out` as computed from `inputs` when any of them needs a gradient. */
-function record(out: Tensor, inputs: Tensor[], backward: () => void): void {
-  if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
-    out.requiresGrad = true;
-    out.parents = inputs;
-    out.backwardFn = backward;
-  }
-}
-
 /** x [n, features] → its panels. */
 export function toPanels(x: Tensor): Panels {
   check(x.shape.length === 2, () => `toPanels: input must be rank 2 [batch, features], got shape [${x.shape.join(', ')}]`);
@@ -108,7 +99,7 @@ export function toPanels(x: Tensor): Panels {
   const [n, features] = x.shape;
   const y = emptyPanels(features, n);
   be.toPanels(x.data, y.data, n, features, y.ld);
-  record(y, [x], () => be.fromPanels(y.grad!, x.ensureGrad(), n, features, y.ld, true));
+  recordOp(y, [x], () => be.fromPanels(y.grad!, x.ensureGrad(), n, features, y.ld, true));
   return y;
 }
 
@@ -118,7 +109,7 @@ export function fromPanels(x: Panels): Tensor {
   const { n, features, ld } = x;
   const y = Tensor.empty([n, features]);
   be.fromPanels(x.data, y.data, n, features, ld, false);
-  record(y, [x], () => {
+  recordOp(y, [x], () => {
     if (x.grad === null) {
       be.toPanels(y.grad!, x.ensureGrad(), n, features, ld);
     } else {
@@ -144,7 +135,7 @@ export function sparseLinearPanels(x: Panels, vals: Tensor, pattern: SparsePatte
   const relu = activation === 'relu';
   const y = emptyPanels(pattern.rows, n);
   be.sparseForward(pattern, vals.data, x.data, y.data, bias ? bias.data : null, n, ld, relu);
-  record(y, bias ? [x, vals, bias] : [x, vals], () => {
+  recordOp(y, bias ? [x, vals, bias] : [x, vals], () => {
     // y.grad belongs to y and nobody reads it after this: mask it in place.
     const gy = y.grad!;
     if (relu) be.reluBackward(gy, y.data, gy, gy.length);

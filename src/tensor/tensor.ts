@@ -18,6 +18,22 @@ export function isGradEnabled(): boolean {
 }
 
 /**
+ * Records `out` as computed from `inputs` by the op whose `backward` adds to the inputs'
+ * gradients, when gradients are on and any input needs one; returns `out`.
+ */
+export function recordOp(out: Tensor, inputs: Tensor[], backward: () => void): Tensor {
+  if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
+    out.requiresGrad = true;
+    out.parents = inputs;
+    out.backwardFn = backward;
+  }
+  return out;
+}
+
+/** A tensor's shape as error messages print it: [n, c, h, w]. */
+export const shapeStr = (t: Tensor): string => `[${t.shape.join(', ')}]`;
+
+/**
  * Buffers recycled across passes whose tensors all die with the pass: the batches of an
  * evaluation, or a training step (forward, backward, optimiser step). Inside `run`,
  * `Tensor.empty`, `scratchArray` and the gradients of non-leaf tensors take the buffers
