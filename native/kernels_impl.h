@@ -211,6 +211,63 @@ void winoIn(const float* __restrict q, int64_t qs, int64_t ld, int64_t tw, int64
   }
 }
 
+void winoInRows(const float* __restrict x, int64_t w, int64_t h, int64_t ty0, int64_t ty1, const float* zero,
+                float* __restrict g, int64_t gs) {
+  for (int64_t ty = ty0; ty < ty1; ty++) {
+    // P rows 2ty..2ty+3 are image rows 2ty-1..2ty+2.
+    const float* r[4];
+    for (int i = 0; i < 4; i++) {
+      const int64_t y = 2 * ty - 1 + i;
+      r[i] = y >= 0 && y < h ? x + y * w : zero;
+    }
+    const float *a = r[0], *b = r[1], *c = r[2], *d = r[3];
+    float* __restrict g0 = g + (ty - ty0) * w;
+    float* __restrict g1 = g0 + gs;
+    float* __restrict g2 = g0 + 2 * gs;
+    float* __restrict g3 = g0 + 3 * gs;
+#pragma GCC ivdep
+    for (int64_t t = 0; t < w; t++) {
+      g0[t] = a[t] - c[t];
+      g1[t] = b[t] + c[t];
+      g2[t] = c[t] - b[t];
+      g3[t] = b[t] - d[t];
+    }
+  }
+}
+
+// One loop over all n tiles (its rows are contiguous in g: tile t reads 2t - 1 .. 2t + 2),
+// then the tiles at the rows' ends, whose outside column is zero, put right.
+void winoInCols(const float* __restrict g, int64_t gs, int64_t tw, int64_t n, float* __restrict v, int64_t estride) {
+  for (int i = 0; i < 4; i++) {
+    const float* __restrict s = g + i * gs;
+    float* __restrict v0 = v + (i * 4 + 0) * estride;
+    float* __restrict v1 = v + (i * 4 + 1) * estride;
+    float* __restrict v2 = v + (i * 4 + 2) * estride;
+    float* __restrict v3 = v + (i * 4 + 3) * estride;
+#pragma GCC ivdep
+    for (int64_t t = 1; t < n - 1; t++) {
+      const float a = s[2 * t - 1], b = s[2 * t], c = s[2 * t + 1], d = s[2 * t + 2];
+      v0[t] = a - c;
+      v1[t] = b + c;
+      v2[t] = c - b;
+      v3[t] = b - d;
+    }
+    for (int64_t t0 = 0; t0 < n; t0 += tw) {
+      const int64_t t1 = t0 + tw - 1;
+      const float b0 = s[2 * t0], c0 = s[2 * t0 + 1], b1 = s[2 * t1], c1 = s[2 * t1 + 1];
+      const float d0 = tw > 1 ? s[2 * t0 + 2] : 0.0f, a1 = tw > 1 ? s[2 * t1 - 1] : 0.0f;
+      v0[t0] = 0.0f - c0;
+      v1[t0] = b0 + c0;
+      v2[t0] = c0 - b0;
+      v3[t0] = b0 - d0;
+      v0[t1] = a1 - c1;
+      v1[t1] = b1 + c1;
+      v2[t1] = c1 - b1;
+      v3[t1] = b1 - 0.0f;
+    }
+  }
+}
+
 void winoOut(const float* __restrict m, int64_t estride, int64_t n, float* __restrict o) {
   float* __restrict o00 = o;
   float* __restrict o01 = o + n;
@@ -653,6 +710,6 @@ void winoGradOut4Cols(const float* __restrict g, int64_t gs, int64_t n, float* _
 #undef LTH_WINO4_AT
 
 const lth::Kernels kTable = {
-    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoOut, winoStore, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
+    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoInRows, winoInCols, winoOut, winoStore, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
     winoIn4, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols,
 };
