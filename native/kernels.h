@@ -93,6 +93,12 @@ struct Kernels {
   // (24*(ty1 - ty0 + 1)*tw floats) as scratch.
   void (*winoIn4)(const float* q, int64_t qs, int64_t ld, int64_t tw, int64_t ty0, int64_t ty1, float* h, float* v,
                   int64_t estride);
+  // winoInRows and winoInCols with phases mod 4 (padding 1, width w = 4*tw): tile row ty
+  // reads image rows 4ty-1..4ty+4 and writes 6 rows, tile t reads g[i*gs + 4t-1 .. 4t+4]
+  // (zero past each row's ends) and writes entry e = 6*i + k.
+  void (*winoIn4Rows)(const float* x, int64_t w, int64_t h, int64_t ty0, int64_t ty1, const float* zero, float* g,
+                      int64_t gs);
+  void (*winoIn4Cols)(const float* g, int64_t gs, int64_t tw, int64_t n, float* v, int64_t estride);
   // winoOut4 reads the 36 products m[e*estride + t] of n tiles and writes their 4x4
   // outputs Aᵀ·M·A to o[(4*i + j)*n + t].
   void (*winoOut4)(const float* m, int64_t estride, int64_t n, float* o);

@@ -522,6 +522,79 @@ void winoIn4(const float* __restrict q, int64_t qs, int64_t ld, int64_t tw, int6
     }
   }
 }
+
+// winoIn4 without the phase split, as winoInRows/winoInCols are winoIn's (padding 1,
+// width w = 4*tw): tile row ty reads image rows 4ty-1..4ty+4, tile t reads g[4t-1..4t+4].
+void winoIn4Rows(const float* __restrict x, int64_t w, int64_t h, int64_t ty0, int64_t ty1, const float* zero,
+                 float* __restrict g, int64_t gs) {
+  for (int64_t ty = ty0; ty < ty1; ty++) {
+    const float* r[6];
+    for (int i = 0; i < 6; i++) {
+      const int64_t y = 4 * ty - 1 + i;
+      r[i] = y >= 0 && y < h ? x + y * w : zero;
+    }
+    const float *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3], *r4 = r[4], *r5 = r[5];
+    float* g0 = g + (ty - ty0) * w;
+    float* g1 = g0 + gs;
+    float* g2 = g0 + 2 * gs;
+    float* g3 = g0 + 3 * gs;
+    float* g4 = g0 + 4 * gs;
+    float* g5 = g0 + 5 * gs;
+#pragma GCC ivdep
+    for (int64_t c = 0; c < w; c++) {
+      const float d0 = r0[c], d1 = r1[c], d2 = r2[c], d3 = r3[c], d4 = r4[c], d5 = r5[c];
+      float t0, t1, t2, t3, t4, t5;
+      LTH_WINO4_BT(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5);
+      g0[c] = t0;
+      g1[c] = t1;
+      g2[c] = t2;
+      g3[c] = t3;
+      g4[c] = t4;
+      g5[c] = t5;
+    }
+  }
+}
+
+void winoIn4Cols(const float* __restrict g, int64_t gs, int64_t tw, int64_t n, float* __restrict v, int64_t estride) {
+  for (int i = 0; i < 6; i++) {
+    const float* __restrict s = g + i * gs;
+    float* v0 = v + (i * 6 + 0) * estride;
+    float* v1 = v + (i * 6 + 1) * estride;
+    float* v2 = v + (i * 6 + 2) * estride;
+    float* v3 = v + (i * 6 + 3) * estride;
+    float* v4 = v + (i * 6 + 4) * estride;
+    float* v5 = v + (i * 6 + 5) * estride;
+#pragma GCC ivdep
+    for (int64_t t = 1; t < n - 1; t++) {
+      const float d0 = s[4 * t - 1], d1 = s[4 * t], d2 = s[4 * t + 1], d3 = s[4 * t + 2], d4 = s[4 * t + 3],
+                  d5 = s[4 * t + 4];
+      float t0, t1, t2, t3, t4, t5;
+      LTH_WINO4_BT(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5);
+      v0[t] = t0;
+      v1[t] = t1;
+      v2[t] = t2;
+      v3[t] = t3;
+      v4[t] = t4;
+      v5[t] = t5;
+    }
+    // Each row's first and last tiles (column -1 and column w are zero).
+    for (int64_t r0 = 0; r0 < n; r0 += tw) {
+      const int64_t ends[2] = {r0, r0 + tw - 1};
+      for (int64_t t : ends) {
+        const float d0 = t == r0 ? 0.0f : s[4 * t - 1], d5 = t == r0 + tw - 1 ? 0.0f : s[4 * t + 4];
+        const float d1 = s[4 * t], d2 = s[4 * t + 1], d3 = s[4 * t + 2], d4 = s[4 * t + 3];
+        float t0, t1, t2, t3, t4, t5;
+        LTH_WINO4_BT(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5);
+        v0[t] = t0;
+        v1[t] = t1;
+        v2[t] = t2;
+        v3[t] = t3;
+        v4[t] = t4;
+        v5[t] = t5;
+      }
+    }
+  }
+}
 #undef LTH_WINO4_BT
 
 void winoOut4(const float* __restrict m, int64_t estride, int64_t n, float* __restrict o) {
@@ -711,5 +784,5 @@ void winoGradOut4Cols(const float* __restrict g, int64_t gs, int64_t n, float* _
 
 const lth::Kernels kTable = {
     kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoInRows, winoInCols, winoOut, winoStore, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
-    winoIn4, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols,
+    winoIn4, winoIn4Rows, winoIn4Cols, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols,
 };

@@ -182,41 +182,46 @@ float* input_transform4(const Job& j, int64_t blk, int64_t* tiles) {
   return V;
 }
 
-// F(2x2, 3x3)'s input transform for padding 1 and an even width, where a tile row is w/2
-// tiles (Kernels::winoInRows/winoInCols): no parity split, and the column pass runs over
-// all of a channel's tiles in the block at once, where winoIn's loops are one row of
-// tiles long (2 to 16 on 8x8 to 32x32 images, too short to fill the vector lanes).
+// The input transform for padding 1 and a width that is a whole number of tiles (tw =
+// w/tile; Kernels::winoInRows/winoInCols and their F(4x4) forms): no phase split, and the
+// column pass runs over all of a channel's tiles in the block at once, where winoIn's
+// loops are one row of tiles long (2 to 16 on 8x8 to 32x32 images, too short to fill
+// the vector lanes).
+bool rows_first(const Job& j) { return j.pad == 1 && j.w % j.tile == 0; }
+
 float* input_transform_rows(const Job& j, int64_t blk, int64_t* tiles) {
   thread_local std::vector<float> vbuf, gbuf, zbuf;
   const int64_t q0 = blk * j.rowsPerBlock;
   const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
-  const int64_t T = (q1 - q0) * j.tw, gs = (q1 - q0) * j.w;
+  const int64_t T = (q1 - q0) * j.tw, gs = (q1 - q0) * j.w, side = j.tile + 2;
   *tiles = T;
-  float* V = grow(vbuf, (size_t)(16 * entry_stride(j.cin, T)));
-  float* G = grow(gbuf, (size_t)(4 * gs));
+  float* V = grow(vbuf, (size_t)(side * side * entry_stride(j.cin, T)));
+  float* G = grow(gbuf, (size_t)(side * gs));
   if (zbuf.size() < (size_t)j.w) zbuf.assign((size_t)j.w, 0.0f);
   const float* Z = zbuf.data();
+  const auto rows = j.tile == 4 ? gK->winoIn4Rows : gK->winoInRows;
+  const auto cols = j.tile == 4 ? gK->winoIn4Cols : gK->winoInCols;
   for (int64_t c = 0; c < j.cin; c++) {
     for (int64_t q = q0; q < q1;) {
       const int64_t img = q / j.th, ty0 = q % j.th;
       const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
       const float* plane = j.x + (img * j.cin + c) * j.h * j.w;
-      int64_t y0 = 2 * ty0 - 1, y1 = 2 * ty1 + 1;
+      int64_t y0 = j.tile * ty0 - 1, y1 = j.tile * ty1 + 1;
       if (y0 < 0) y0 = 0;
       if (y1 > j.h) y1 = j.h;
       if (c + 1 < j.cin) prefetch_rows(plane + j.h * j.w + y0 * j.w, (y1 - y0) * j.w);
-      gK->winoInRows(plane, j.w, j.h, ty0, ty1, Z, G + (q - q0) * j.w, gs);
+      rows(plane, j.w, j.h, ty0, ty1, Z, G + (q - q0) * j.w, gs);
       q = img * j.th + ty1;
     }
-    gK->winoInCols(G, gs, j.tw, T, V + c * T, entry_stride(j.cin, T));
+    cols(G, gs, j.tw, T, V + c * T, entry_stride(j.cin, T));
   }
   return V;
 }
 
 // The input transform of block blk's tiles: V[e][c][t] (16 x cin x T), T its tiles.
 float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
+  if (rows_first(j)) return input_transform_rows(j, blk, tiles);
   if (j.tile == 4) return input_transform4(j, blk, tiles);
-  if (j.pad == 1 && j.w % 2 == 0) return input_transform_rows(j, blk, tiles);
   thread_local std::vector<float> vbuf, qbuf, hbuf;
   const int64_t q0 = blk * j.rowsPerBlock;
   const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
