@@ -22,10 +22,9 @@
  * 1e-6 of the step away from PyTorch's) some flip, moving the second step's changes by up
  * to 3e-3, as PyTorch's float32 and float64 runs of both steps differ by up to 2e-3; from
  * one state, PyTorch's float32 and float64 second steps differ by at most 2.2e-5, and that
- * is the yardstick. The momentum buffers and running
- * statistics stay lth's own from the first step (they follow its gradient and batch
- * statistics linearly, within their tolerances), so the second step still checks what the
- * first left there. VGG-11's state would be 37 MB; its second step continues from lth's
+ * is the yardstick. The momentum buffers and running statistics stay lth's own from the
+ * first step (they follow its gradient and batch statistics linearly, within their
+ * tolerances), so the second step still checks what the first left there. VGG-11's state would be 37 MB; its second step continues from lth's
  * own first, against a yardstick of both steps.
  *
  * Runs on getBackend(); when that is the native addon, a child process repeats the

@@ -12,9 +12,9 @@
  * the pooled activations of all 4.2M entries, and max pooling turns conv2's zero-mean
  * rounding into a positive bias of them, summed coherently (2e-7 of the sum, itself 71×
  * the norm). Any float32 implementation has that: PyTorch's float32 sum is 1.5e-5 of the
- * norm from its float64 one, the same PyTorch on another x86 machine gave a float32 sum
- * 1.2e-5 away, and lth's reference backend (direct sums) is 1.4e-5 away. The sum still
- * catches a constant offset in fc1's gradient of 1e-7 of its RMS entry.
+ * norm from its float64 one, regenerating the fixture with the same PyTorch version moved
+ * its float32 sum by 1.2e-5, and lth's reference backend (direct sums) is 1.4e-5 away.
+ * The sum still catches a constant offset in fc1's gradient of 1e-7 of its RMS entry.
  *
  * Runs on getBackend(); when that is the native addon, a child process repeats the file on
  * the reference backend.
