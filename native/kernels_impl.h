@@ -564,10 +564,10 @@ void winoIn4Cols(const float* __restrict g, int64_t gs, int64_t tw, int64_t n, f
     float* v3 = v + (i * 6 + 3) * estride;
     float* v4 = v + (i * 6 + 4) * estride;
     float* v5 = v + (i * 6 + 5) * estride;
-#pragma GCC ivdep
-    for (int64_t t = 1; t < n - 1; t++) {
-      const float d0 = s[4 * t - 1], d1 = s[4 * t], d2 = s[4 * t + 1], d3 = s[4 * t + 2], d4 = s[4 * t + 3],
-                  d5 = s[4 * t + 4];
+    // Tile t of columns 4t-1 .. 4t+4 (first and last of `first`..`last` zero, else read).
+    const auto put = [&](int64_t t, bool first, bool last) {
+      const float d0 = first ? 0.0f : s[4 * t - 1], d5 = last ? 0.0f : s[4 * t + 4];
+      const float d1 = s[4 * t], d2 = s[4 * t + 1], d3 = s[4 * t + 2], d4 = s[4 * t + 3];
       float t0, t1, t2, t3, t4, t5;
       LTH_WINO4_BT(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5);
       v0[t] = t0;
@@ -576,23 +576,23 @@ void winoIn4Cols(const float* __restrict g, int64_t gs, int64_t tw, int64_t n, f
       v3[t] = t3;
       v4[t] = t4;
       v5[t] = t5;
+    };
+    // With two tiles a row or fewer every tile is a row's first or last.
+    if (tw > 2) {
+#pragma GCC ivdep
+      for (int64_t t = 1; t < n - 1; t++) put(t, false, false);
     }
-    // Each row's first and last tiles (column -1 and column w are zero).
-    for (int64_t r0 = 0; r0 < n; r0 += tw) {
-      const int64_t ends[2] = {r0, r0 + tw - 1};
-      for (int64_t t : ends) {
-        const float d0 = t == r0 ? 0.0f : s[4 * t - 1], d5 = t == r0 + tw - 1 ? 0.0f : s[4 * t + 4];
-        const float d1 = s[4 * t], d2 = s[4 * t + 1], d3 = s[4 * t + 2], d4 = s[4 * t + 3];
-        float t0, t1, t2, t3, t4, t5;
-        LTH_WINO4_BT(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5);
-        v0[t] = t0;
-        v1[t] = t1;
-        v2[t] = t2;
-        v3[t] = t3;
-        v4[t] = t4;
-        v5[t] = t5;
-      }
+    // Each row's first and last tiles (column -1 and column w are zero), each a loop over
+    // the rows, which vectorises.
+    const int64_t rows = n / tw;
+    if (tw == 1) {
+      for (int64_t r = 0; r < rows; r++) put(r, true, true);
+      continue;
     }
+#pragma GCC ivdep
+    for (int64_t r = 0; r < rows; r++) put(r * tw, true, false);
+#pragma GCC ivdep
+    for (int64_t r = 0; r < rows; r++) put(r * tw + tw - 1, false, true);
   }
 }
 #undef LTH_WINO4_BT

@@ -469,8 +469,9 @@ for (const [c, h, w, kh, kw, sh, sw, ph, pw] of [[3, 31, 33, 3, 3, 1, 1, 1, 1], 
   const gy = arr(p1.length), g1 = new Float32Array(x.length), g2 = g1.slice();
   R.maxPool2dBackward(x, gy, g1, c, h, w, 2, 2); N.maxPool2dBackward(x, gy, g2, c, h, w, 2, 2); note('maxPool2dBackward', g2, g1);
 }
-// The last two: rows-first transforms (widths whole tiles; outputs whole tiles of 2, then of both sizes).
-for (const [n, ci, co, h, w, p] of [[3, 9, 8, 11, 7, 1], [2, 8, 10, 6, 9, 0], [1, 33, 17, 5, 5, 2], [2, 8, 10, 6, 8, 1], [3, 5, 6, 8, 12, 1]]) {
+// The last three: rows-first transforms (widths whole tiles: 2, 3 and 1 F(4x4) tiles a row;
+// outputs whole tiles of 2, then of both sizes).
+for (const [n, ci, co, h, w, p] of [[3, 9, 8, 11, 7, 1], [2, 8, 10, 6, 9, 0], [1, 33, 17, 5, 5, 2], [2, 8, 10, 6, 8, 1], [3, 5, 6, 8, 12, 1], [2, 4, 5, 5, 4, 1]]) {
   const oh = h + 2 * p - 2, ow = w + 2 * p - 2, x = arr(n * ci * h * w), wt = arr(ci * co * 9);
   for (const [flip, tile] of [[false, 2], [true, 2], [false, 4], [true, 4]]) {
     const o1 = arr(n * co * oh * ow), o2 = o1.slice();
