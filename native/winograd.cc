@@ -326,7 +326,9 @@ void grad_out_transform(const Job& j, const float* gy, int64_t q0, int64_t q1, i
       for (int64_t q = q0; q < q1;) {
         const int64_t img = q / j.th, ty0 = q % j.th;
         const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
-        rows(gy + ((img * j.cout + o) * j.oh + j.tile * ty0) * j.ow, j.ow, ty1 - ty0, G + (q - q0) * j.ow, gs);
+        const float* y = gy + ((img * j.cout + o) * j.oh + j.tile * ty0) * j.ow;
+        if (o + 1 < j.cout) prefetch_rows(y + j.oh * j.ow, j.tile * (ty1 - ty0) * j.ow);
+        rows(y, j.ow, ty1 - ty0, G + (q - q0) * j.ow, gs);
         q = img * j.th + ty1;
       }
       cols(G, gs, T, GM + o * T, entry_stride(j.cout, T));
