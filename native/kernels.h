@@ -53,6 +53,16 @@ struct Kernels {
   // (8*(ty1 - ty0 + 1)*tw floats) as scratch.
   void (*winoIn)(const float* q, int64_t qs, int64_t ld, int64_t tw, int64_t ty0, int64_t ty1, float* h, float* v,
                  int64_t estride);
+  // winoIn without the parity split, for padding 1 and an even width w (so tw = w/2):
+  // winoInRows takes Bᵀ·d (the row combinations) of tile rows [ty0, ty1) straight from an
+  // h x w plane x (rows outside it read from zero, w zero floats), row i of tile row ty
+  // to g[i*gs + (ty - ty0)*w + column]; winoInCols takes that times B for n tiles (whole
+  // rows of tw tiles, g[i*gs + 2t - 1 .. 2t + 2] for tile t, zero past each row's ends),
+  // entry e = 4*i + k to v[e*estride + t]. The same sums as winoIn's, added in the other
+  // order (columns first there).
+  void (*winoInRows)(const float* x, int64_t w, int64_t h, int64_t ty0, int64_t ty1, const float* zero, float* g,
+                     int64_t gs);
+  void (*winoInCols)(const float* g, int64_t gs, int64_t tw, int64_t n, float* v, int64_t estride);
   // winoOut reads the 16 products m[e*estride + t] of n tiles and writes their 2x2
   // outputs Aᵀ·M·A to o[(2*i + j)*n + t] (output row i, column j of tile t).
   void (*winoOut)(const float* m, int64_t estride, int64_t n, float* o);
@@ -83,6 +93,12 @@ struct Kernels {
   // (24*(ty1 - ty0 + 1)*tw floats) as scratch.
   void (*winoIn4)(const float* q, int64_t qs, int64_t ld, int64_t tw, int64_t ty0, int64_t ty1, float* h, float* v,
                   int64_t estride);
+  // winoInRows and winoInCols with phases mod 4 (padding 1, width w = 4*tw): tile row ty
+  // reads image rows 4ty-1..4ty+4 and writes 6 rows, tile t reads g[i*gs + 4t-1 .. 4t+4]
+  // (zero past each row's ends) and writes entry e = 6*i + k.
+  void (*winoIn4Rows)(const float* x, int64_t w, int64_t h, int64_t ty0, int64_t ty1, const float* zero, float* g,
+                      int64_t gs);
+  void (*winoIn4Cols)(const float* g, int64_t gs, int64_t tw, int64_t n, float* v, int64_t estride);
   // winoOut4 reads the 36 products m[e*estride + t] of n tiles and writes their 4x4
   // outputs Aᵀ·M·A to o[(4*i + j)*n + t].
   void (*winoOut4)(const float* m, int64_t estride, int64_t n, float* o);

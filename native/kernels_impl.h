@@ -211,6 +211,63 @@ void winoIn(const float* __restrict q, int64_t qs, int64_t ld, int64_t tw, int64
   }
 }
 
+void winoInRows(const float* __restrict x, int64_t w, int64_t h, int64_t ty0, int64_t ty1, const float* zero,
+                float* __restrict g, int64_t gs) {
+  for (int64_t ty = ty0; ty < ty1; ty++) {
+    // P rows 2ty..2ty+3 are image rows 2ty-1..2ty+2.
+    const float* r[4];
+    for (int i = 0; i < 4; i++) {
+      const int64_t y = 2 * ty - 1 + i;
+      r[i] = y >= 0 && y < h ? x + y * w : zero;
+    }
+    const float *a = r[0], *b = r[1], *c = r[2], *d = r[3];
+    float* __restrict g0 = g + (ty - ty0) * w;
+    float* __restrict g1 = g0 + gs;
+    float* __restrict g2 = g0 + 2 * gs;
+    float* __restrict g3 = g0 + 3 * gs;
+#pragma GCC ivdep
+    for (int64_t t = 0; t < w; t++) {
+      g0[t] = a[t] - c[t];
+      g1[t] = b[t] + c[t];
+      g2[t] = c[t] - b[t];
+      g3[t] = b[t] - d[t];
+    }
+  }
+}
+
+// One loop over all n tiles (its rows are contiguous in g: tile t reads 2t - 1 .. 2t + 2),
+// then the tiles at the rows' ends, whose outside column is zero, put right.
+void winoInCols(const float* __restrict g, int64_t gs, int64_t tw, int64_t n, float* __restrict v, int64_t estride) {
+  for (int i = 0; i < 4; i++) {
+    const float* __restrict s = g + i * gs;
+    float* __restrict v0 = v + (i * 4 + 0) * estride;
+    float* __restrict v1 = v + (i * 4 + 1) * estride;
+    float* __restrict v2 = v + (i * 4 + 2) * estride;
+    float* __restrict v3 = v + (i * 4 + 3) * estride;
+#pragma GCC ivdep
+    for (int64_t t = 1; t < n - 1; t++) {
+      const float a = s[2 * t - 1], b = s[2 * t], c = s[2 * t + 1], d = s[2 * t + 2];
+      v0[t] = a - c;
+      v1[t] = b + c;
+      v2[t] = c - b;
+      v3[t] = b - d;
+    }
+    for (int64_t t0 = 0; t0 < n; t0 += tw) {
+      const int64_t t1 = t0 + tw - 1;
+      const float b0 = s[2 * t0], c0 = s[2 * t0 + 1], b1 = s[2 * t1], c1 = s[2 * t1 + 1];
+      const float d0 = tw > 1 ? s[2 * t0 + 2] : 0.0f, a1 = tw > 1 ? s[2 * t1 - 1] : 0.0f;
+      v0[t0] = 0.0f - c0;
+      v1[t0] = b0 + c0;
+      v2[t0] = c0 - b0;
+      v3[t0] = b0 - d0;
+      v0[t1] = a1 - c1;
+      v1[t1] = b1 + c1;
+      v2[t1] = c1 - b1;
+      v3[t1] = b1 - 0.0f;
+    }
+  }
+}
+
 void winoOut(const float* __restrict m, int64_t estride, int64_t n, float* __restrict o) {
   float* __restrict o00 = o;
   float* __restrict o01 = o + n;
@@ -465,6 +522,79 @@ void winoIn4(const float* __restrict q, int64_t qs, int64_t ld, int64_t tw, int6
     }
   }
 }
+
+// winoIn4 without the phase split, as winoInRows/winoInCols are winoIn's (padding 1,
+// width w = 4*tw): tile row ty reads image rows 4ty-1..4ty+4, tile t reads g[4t-1..4t+4].
+void winoIn4Rows(const float* __restrict x, int64_t w, int64_t h, int64_t ty0, int64_t ty1, const float* zero,
+                 float* __restrict g, int64_t gs) {
+  for (int64_t ty = ty0; ty < ty1; ty++) {
+    const float* r[6];
+    for (int i = 0; i < 6; i++) {
+      const int64_t y = 4 * ty - 1 + i;
+      r[i] = y >= 0 && y < h ? x + y * w : zero;
+    }
+    const float *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3], *r4 = r[4], *r5 = r[5];
+    float* g0 = g + (ty - ty0) * w;
+    float* g1 = g0 + gs;
+    float* g2 = g0 + 2 * gs;
+    float* g3 = g0 + 3 * gs;
+    float* g4 = g0 + 4 * gs;
+    float* g5 = g0 + 5 * gs;
+#pragma GCC ivdep
+    for (int64_t c = 0; c < w; c++) {
+      const float d0 = r0[c], d1 = r1[c], d2 = r2[c], d3 = r3[c], d4 = r4[c], d5 = r5[c];
+      float t0, t1, t2, t3, t4, t5;
+      LTH_WINO4_BT(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5);
+      g0[c] = t0;
+      g1[c] = t1;
+      g2[c] = t2;
+      g3[c] = t3;
+      g4[c] = t4;
+      g5[c] = t5;
+    }
+  }
+}
+
+void winoIn4Cols(const float* __restrict g, int64_t gs, int64_t tw, int64_t n, float* __restrict v, int64_t estride) {
+  for (int i = 0; i < 6; i++) {
+    const float* __restrict s = g + i * gs;
+    float* v0 = v + (i * 6 + 0) * estride;
+    float* v1 = v + (i * 6 + 1) * estride;
+    float* v2 = v + (i * 6 + 2) * estride;
+    float* v3 = v + (i * 6 + 3) * estride;
+    float* v4 = v + (i * 6 + 4) * estride;
+    float* v5 = v + (i * 6 + 5) * estride;
+    // Tile t of columns 4t-1 .. 4t+4 (first and last of `first`..`last` zero, else read).
+    const auto put = [&](int64_t t, bool first, bool last) {
+      const float d0 = first ? 0.0f : s[4 * t - 1], d5 = last ? 0.0f : s[4 * t + 4];
+      const float d1 = s[4 * t], d2 = s[4 * t + 1], d3 = s[4 * t + 2], d4 = s[4 * t + 3];
+      float t0, t1, t2, t3, t4, t5;
+      LTH_WINO4_BT(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5);
+      v0[t] = t0;
+      v1[t] = t1;
+      v2[t] = t2;
+      v3[t] = t3;
+      v4[t] = t4;
+      v5[t] = t5;
+    };
+    // With two tiles a row or fewer every tile is a row's first or last.
+    if (tw > 2) {
+#pragma GCC ivdep
+      for (int64_t t = 1; t < n - 1; t++) put(t, false, false);
+    }
+    // Each row's first and last tiles (column -1 and column w are zero), each a loop over
+    // the rows, which vectorises.
+    const int64_t rows = n / tw;
+    if (tw == 1) {
+      for (int64_t r = 0; r < rows; r++) put(r, true, true);
+      continue;
+    }
+#pragma GCC ivdep
+    for (int64_t r = 0; r < rows; r++) put(r * tw, true, false);
+#pragma GCC ivdep
+    for (int64_t r = 0; r < rows; r++) put(r * tw + tw - 1, false, true);
+  }
+}
 #undef LTH_WINO4_BT
 
 void winoOut4(const float* __restrict m, int64_t estride, int64_t n, float* __restrict o) {
@@ -657,6 +787,6 @@ void winoGradOut4Cols(const float* __restrict g, int64_t gs, int64_t n, float* _
 #endif
 
 const lth::Kernels kTable = {
-    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoOut, winoStore, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
-    winoIn4, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols, LTH_GEMM_NT,
+    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoInRows, winoInCols, winoOut, winoStore, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
+    winoIn4, winoIn4Rows, winoIn4Cols, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols, LTH_GEMM_NT,
 };

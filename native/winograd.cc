@@ -69,42 +69,30 @@ inline void prefetch_rows(const float* p, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);
 }
 
-// G·g·Gᵀ of a 3x3 filter g into r[e] (e = row*(tile + 2) + column), for F(2x2, 3x3)
-// (G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]) or F(4x4, 3x3) (G = [1/4 0 0;
-// -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]).
-void g_times2(float a, float b, float d, float* r, int stride) {
-  r[0] = a;
-  r[stride] = 0.5f * (a + b + d);
-  r[2 * stride] = 0.5f * (a - b + d);
-  r[3 * stride] = d;
-}
-
+// G·g·Gᵀ of 3x3 filters, for F(2x2, 3x3) (G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1])
+// or F(4x4, 3x3) (G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12
+// 1/6; 0 0 1]). g_times takes G times the 3-vectors (a[k], b[k], d[k]) of n filters into
+// r[i*rs + k] (i < Alpha): a loop over the filters, which vectorises (F(4x4)'s divisions
+// were most of a 256-channel call's weight transform one filter at a time).
 // Divisions, not products by the rounded 1/6 and 1/24: a rounded reciprocal scales every
 // value by the same relative error, where a division rounds each value on its own.
-void g_times4(float a, float b, float d, float* r, int stride) {
-  r[0] = 0.25f * a;
-  r[stride] = -(a + b + d) / 6.0f;
-  r[2 * stride] = -(a - b + d) / 6.0f;
-  r[3 * stride] = (a + 2.0f * b + 4.0f * d) / 24.0f;
-  r[4 * stride] = (a - 2.0f * b + 4.0f * d) / 24.0f;
-  r[5 * stride] = d;
-}
-
-// Alpha = tile + 2, the patch side: 4 or 6.
 template <int Alpha>
-void filter_transform(const float g[3][3], float* r) {
-  float t[Alpha][3];  // G·g
-  for (int j = 0; j < 3; j++) {
-    if (Alpha == 4)
-      g_times2(g[0][j], g[1][j], g[2][j], &t[0][j], 3);
-    else
-      g_times4(g[0][j], g[1][j], g[2][j], &t[0][j], 3);
-  }
-  for (int i = 0; i < Alpha; i++) {  // (G·g)·Gᵀ, row i
-    if (Alpha == 4)
-      g_times2(t[i][0], t[i][1], t[i][2], r + i * Alpha, 1);
-    else
-      g_times4(t[i][0], t[i][1], t[i][2], r + i * Alpha, 1);
+void g_times(const float* __restrict a, const float* __restrict b, const float* __restrict d, float* __restrict r,
+             int64_t rs, int64_t n) {
+  for (int64_t k = 0; k < n; k++) {
+    if (Alpha == 4) {
+      r[k] = a[k];
+      r[rs + k] = 0.5f * (a[k] + b[k] + d[k]);
+      r[2 * rs + k] = 0.5f * (a[k] - b[k] + d[k]);
+      r[3 * rs + k] = d[k];
+    } else {
+      r[k] = 0.25f * a[k];
+      r[rs + k] = -(a[k] + b[k] + d[k]) / 6.0f;
+      r[2 * rs + k] = -(a[k] - b[k] + d[k]) / 6.0f;
+      r[3 * rs + k] = (a[k] + 2.0f * b[k] + 4.0f * d[k]) / 24.0f;
+      r[4 * rs + k] = (a[k] - 2.0f * b[k] + 4.0f * d[k]) / 24.0f;
+      r[5 * rs + k] = d[k];
+    }
   }
 }
 
@@ -120,16 +108,15 @@ template <int Alpha>
 void transform_weight_chunk(const float* wt, float* u, int64_t cin, int64_t cout, bool flip, int64_t p0) {
   constexpr int E = Alpha * Alpha;
   const int64_t oc = cout * cin, len = oc - p0 < kChunk ? oc - p0 : kChunk;
-  float buf[E][kChunk];
+  float g[9][kChunk], t[Alpha * 3][kChunk], buf[E][kChunk];  // the filters, G·g, G·g·Gᵀ
   for (int64_t k = 0; k < len; k++) {
     const int64_t o = (p0 + k) / cin, c = (p0 + k) % cin;
-    float g[3][3], r[E];
     for (int i = 0; i < 3; i++)
       for (int jj = 0; jj < 3; jj++)
-        g[i][jj] = flip ? wt[(c * cout + o) * 9 + (2 - i) * 3 + (2 - jj)] : wt[(o * cin + c) * 9 + i * 3 + jj];
-    filter_transform<Alpha>(g, r);
-    for (int e = 0; e < E; e++) buf[e][k] = r[e];
+        g[i * 3 + jj][k] = flip ? wt[(c * cout + o) * 9 + (2 - i) * 3 + (2 - jj)] : wt[(o * cin + c) * 9 + i * 3 + jj];
   }
+  for (int jj = 0; jj < 3; jj++) g_times<Alpha>(g[jj], g[3 + jj], g[6 + jj], t[jj], 3 * kChunk, len);  // t[i*3 + jj]
+  for (int i = 0; i < Alpha; i++) g_times<Alpha>(t[i * 3], t[i * 3 + 1], t[i * 3 + 2], buf[i * Alpha], kChunk, len);
   for (int e = 0; e < E; e++) std::memcpy(u + e * oc + p0, buf[e], (size_t)len * sizeof(float));
 }
 
@@ -182,8 +169,45 @@ float* input_transform4(const Job& j, int64_t blk, int64_t* tiles) {
   return V;
 }
 
+// The input transform for padding 1 and a width that is a whole number of tiles (tw =
+// w/tile; Kernels::winoInRows/winoInCols and their F(4x4) forms): no phase split, and the
+// column pass runs over all of a channel's tiles in the block at once, where winoIn's
+// loops are one row of tiles long (2 to 16 on 8x8 to 32x32 images, too short to fill
+// the vector lanes).
+bool rows_first(const Job& j) { return j.pad == 1 && j.w % j.tile == 0; }
+
+float* input_transform_rows(const Job& j, int64_t blk, int64_t* tiles) {
+  thread_local std::vector<float> vbuf, gbuf, zbuf;
+  const int64_t q0 = blk * j.rowsPerBlock;
+  const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
+  const int64_t T = (q1 - q0) * j.tw, gs = (q1 - q0) * j.w, side = j.tile + 2;
+  *tiles = T;
+  float* V = grow(vbuf, (size_t)(side * side * entry_stride(j.cin, T)));
+  float* G = grow(gbuf, (size_t)(side * gs));
+  if (zbuf.size() < (size_t)j.w) zbuf.assign((size_t)j.w, 0.0f);
+  const float* Z = zbuf.data();
+  const auto rows = j.tile == 4 ? gK->winoIn4Rows : gK->winoInRows;
+  const auto cols = j.tile == 4 ? gK->winoIn4Cols : gK->winoInCols;
+  for (int64_t c = 0; c < j.cin; c++) {
+    for (int64_t q = q0; q < q1;) {
+      const int64_t img = q / j.th, ty0 = q % j.th;
+      const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
+      const float* plane = j.x + (img * j.cin + c) * j.h * j.w;
+      int64_t y0 = j.tile * ty0 - 1, y1 = j.tile * ty1 + 1;
+      if (y0 < 0) y0 = 0;
+      if (y1 > j.h) y1 = j.h;
+      if (c + 1 < j.cin) prefetch_rows(plane + j.h * j.w + y0 * j.w, (y1 - y0) * j.w);
+      rows(plane, j.w, j.h, ty0, ty1, Z, G + (q - q0) * j.w, gs);
+      q = img * j.th + ty1;
+    }
+    cols(G, gs, j.tw, T, V + c * T, entry_stride(j.cin, T));
+  }
+  return V;
+}
+
 // The input transform of block blk's tiles: V[e][c][t] (16 x cin x T), T its tiles.
 float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
+  if (rows_first(j)) return input_transform_rows(j, blk, tiles);
   if (j.tile == 4) return input_transform4(j, blk, tiles);
   thread_local std::vector<float> vbuf, qbuf, hbuf;
   const int64_t q0 = blk * j.rowsPerBlock;
@@ -302,7 +326,9 @@ void grad_out_transform(const Job& j, const float* gy, int64_t q0, int64_t q1, i
       for (int64_t q = q0; q < q1;) {
         const int64_t img = q / j.th, ty0 = q % j.th;
         const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
-        rows(gy + ((img * j.cout + o) * j.oh + j.tile * ty0) * j.ow, j.ow, ty1 - ty0, G + (q - q0) * j.ow, gs);
+        const float* y = gy + ((img * j.cout + o) * j.oh + j.tile * ty0) * j.ow;
+        if (o + 1 < j.cout) prefetch_rows(y + j.oh * j.ow, j.tile * (ty1 - ty0) * j.ow);
+        rows(y, j.ow, ty1 - ty0, G + (q - q0) * j.ow, gs);
         q = img * j.th + ty1;
       }
       cols(G, gs, T, GM + o * T, entry_stride(j.cout, T));
@@ -473,7 +499,7 @@ void add_filter_grads2(const float* gu, int64_t oc, float* gw, int64_t cin, int6
   }
 }
 
-// Gᵀ·u for a 6-vector u and F(4x4, 3x3)'s G (see g_times4; divisions for the same reason).
+// Gᵀ·u for a 6-vector u and F(4x4, 3x3)'s G (see g_times; divisions for the same reason).
 void gt_times4(const float* u, int stride, float* r, int rstride) {
   const float s12 = u[stride] + u[2 * stride], d12 = u[stride] - u[2 * stride];
   const float s34 = u[3 * stride] + u[4 * stride], d34 = u[3 * stride] - u[4 * stride];

@@ -294,8 +294,8 @@ const CONV3X3: Array<[number, number, number, number, number, number]> = [
   [2, 70, 33, 11, 13, 1], // more channels than a block's tile budget assumes
   [3, 64, 64, 16, 16, 1], // Conv-4/6 shape
   [3, 64, 40, 28, 28, 1], // F(4x4): 16 of 21 tile rows per block, so blocks end inside an image
-  [2, 16, 16, 8, 8, 1],   // ResNet-20's 8x8 stage: outputs a whole number of tiles (the weight gradient's rows-first transform)
-  [5, 8, 256, 10, 12, 1], // whole F(2x2) tiles, blocks ending inside an image
+  [2, 16, 16, 8, 8, 1],   // ResNet-20's 8x8 stage: widths and outputs whole numbers of tiles (the rows-first transforms)
+  [5, 8, 256, 10, 12, 1], // whole F(2x2) tiles, blocks ending inside an image; F(4x4) rows first, last tile row partial
   [3, 5, 8, 7, 2, 1],     // one F(2x2) tile per row
   [3, 5, 8, 8, 4, 1],     // one F(4x4) tile per row, whole tiles
 ];
@@ -511,7 +511,10 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
         [`conv3x3 tile ${t} flipped`, () => { const o = big.slice(); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, true, true, t, null, false); return o; }],
         [`conv3x3 tile ${t} bias ReLU`, () => { const o = big.slice(); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, false, true, t, bias, true); return o; }],
       ]),
-      ['conv3x3 tile 2 on 8x8', () => { const o = new Float32Array(128 * 16 * 64); native!.conv3x3(big, wt3, o, 128, 16, 16, 8, 8, 1, false, false, 2, null, false); return o; }],
+      ...TILES.map((t): [string, () => Float32Array] =>
+        [`conv3x3 tile ${t} on 8x8`, () => { const o = new Float32Array(128 * 16 * 64); native!.conv3x3(big, wt3, o, 128, 16, 16, 8, 8, 1, false, false, t, null, false); return o; }]),
+      ...TILES.map((t): [string, () => Float32Array] =>
+        [`conv3x3WeightGrad tile ${t} on 8x8`, () => { const o = new Float32Array(16 * 16 * 9); native!.conv3x3WeightGrad(big, big, o, 128, 16, 16, 8, 8, 1, t); return o; }]),
       ['conv3x3WeightGrad 16 channels (the weight gradient\'s unpacked product)', () => {
         const o = new Float32Array(16 * 16 * 9);
         native!.conv3x3WeightGrad(big, gp, o, 24, 16, 16, 16, 16, 1, 4);
@@ -575,7 +578,9 @@ for (const [c, h, w, kh, kw, sh, sw, ph, pw] of [[3, 31, 33, 3, 3, 1, 1, 1, 1], 
   const gy = arr(p1.length), g1 = new Float32Array(x.length), g2 = g1.slice();
   R.maxPool2dBackward(x, gy, g1, c, h, w, 2, 2); N.maxPool2dBackward(x, gy, g2, c, h, w, 2, 2); note('maxPool2dBackward', g2, g1);
 }
-for (const [n, ci, co, h, w, p] of [[3, 9, 8, 11, 7, 1], [2, 8, 10, 6, 9, 0], [1, 33, 17, 5, 5, 2]]) {
+// The last three: rows-first transforms (widths whole tiles: 2, 3 and 1 F(4x4) tiles a row;
+// outputs whole tiles of 2, then of both sizes).
+for (const [n, ci, co, h, w, p] of [[3, 9, 8, 11, 7, 1], [2, 8, 10, 6, 9, 0], [1, 33, 17, 5, 5, 2], [2, 8, 10, 6, 8, 1], [3, 5, 6, 8, 12, 1], [2, 4, 5, 5, 4, 1]]) {
   const oh = h + 2 * p - 2, ow = w + 2 * p - 2, x = arr(n * ci * h * w), wt = arr(ci * co * 9);
   for (const [flip, tile] of [[false, 2], [true, 2], [false, 4], [true, 4]]) {
     const o1 = arr(n * co * oh * ow), o2 = o1.slice();

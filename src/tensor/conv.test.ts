@@ -53,8 +53,9 @@ const CASES: Array<{ x: number[]; w: number[]; g: Conv2dGeometry; name: string }
   { name: 'conv3x3 same, odd sizes', x: [2, 8, 5, 7], w: [9, 8, 3, 3], g: geom(1, 1) },
   { name: 'conv3x3 valid', x: [3, 8, 6, 5], w: [8, 8, 3, 3], g: geom(1, 0) },
   { name: 'conv3x3 pad 2', x: [1, 10, 3, 4], w: [8, 10, 3, 3], g: geom(1, 2) },
-  // An input of 16x16 or more: the input gradient runs on F(4x4, 3x3) (winogradTile).
+  // An input of 8x8 or more: the input gradient runs on F(4x4, 3x3) (winogradTile).
   { name: 'conv3x3 same, 16x17', x: [1, 8, 16, 17], w: [8, 8, 3, 3], g: geom(1, 1) },
+  { name: 'conv3x3 same, 8x8 (whole F(4x4) tiles)', x: [2, 8, 8, 8], w: [9, 8, 3, 3], g: geom(1, 1) },
 ];
 
 test('conv2d equals the direct definition (every geometry, bias, ReLU)', () => {

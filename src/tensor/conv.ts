@@ -96,16 +96,16 @@ export function usesWinograd(inChannels: number, outChannels: number, kh: number
 /**
  * The Winograd tile of the backward passes (the input gradient's conv3x3 with an outH×outW
  * result, the weight gradient of a layer with an outH×outW output): F(4×4, 3×3) (4× fewer
- * multiplications than the direct sum, against 2.25× for F(2×2, 3×3)) from 16×16 up;
- * below, an image row holds 2 or fewer 4×4 tiles, the transforms' loops are too short to
- * vectorise and F(2×2, 3×3) is faster (docs/performance.md).
+ * multiplications than the direct sum, against 2.25× for F(2×2, 3×3)) from 8×8 up: with
+ * the transforms running rows first over a block's whole tiles, two 4×4 tiles a row
+ * vectorise as well as sixteen; on 4×4 (one tile) it gains little (docs/performance.md).
  * The forward pass keeps F(2×2, 3×3): F(4×4)'s rounding error is about 6× larger, and
  * max pooling turns zero-mean rounding in a layer's output into a bias of the pooled
  * activations that later layers add up coherently (the Conv-2 golden fc1 gradient sum
  * moves from 2e-8 to 3e-5 of its norm); a gradient's rounding does not compound that way.
  */
 export function winogradTile(outH: number, outW: number): 2 | 4 {
-  return outH >= 16 && outW >= 16 ? 4 : 2;
+  return outH >= 8 && outW >= 8 ? 4 : 2;
 }
 
 /**
