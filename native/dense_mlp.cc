@@ -26,6 +26,7 @@
 #include "elementwise.h"
 #include "ftz.h"
 #include "gemm.h"
+#include "mlp_step_args.h"
 #include "napi_args.h"
 #include "pool.h"
 
@@ -69,8 +70,6 @@ struct PreparedDense : HoldsArgs {
   size_t aheadLen = 0;
   std::vector<int32_t> aheadRows;
 };
-
-const char* const kStateName[4] = {"w0", "w1", "b0", "b1"};
 
 // a.need(...) for "layer l <what>", the name formatted only when the check fails.
 void need_layer(lth::ArgReader& a, size_t l, const char* what, size_t len, int64_t count, const char* of) {
@@ -332,25 +331,19 @@ napi_value DenseMlpStep(napi_env env, napi_callback_info info) {
   const size_t lidx = a[3].len;
   const int64_t from = a[4].dim(), n = a[5].dim();
   const bool hasRule = a[6].present;
-  const double* ruleArgs = a[6].f64();
   double* losses = a[7].f64();
   const int64_t steps = (int64_t)a[7].len;
   if (steps < 1) a.fail(true, "losses must hold at least one step");
   lth::UpdateRule rule{};
-  if (hasRule) {
-    a.need("rule", a[6].len, 8, 1, "8");
-    if (a.ok() && ruleArgs[0] != 1 && ruleArgs[0] != 2) a.fail(true, "rule[0] must be 1 (Adam) or 2 (SGD), got %g", ruleArgs[0]);
-    if (a.ok())
-      rule = {ruleArgs[0] == 1, ruleArgs[1], ruleArgs[2], ruleArgs[3], ruleArgs[4], ruleArgs[5], ruleArgs[6], ruleArgs[7]};
-  }
+  lth::read_update_rule(a, a[6], rule);
   const size_t L = prep.layers.size();
   for (size_t l = 0; l < L && hasRule && a.ok(); l++) {
     // Adam needs both moments, SGD its momentum buffer; a bias is updated with its gradient.
     const DenseLayer& y = prep.layers[l];
     for (int k = 0; k < 4 && a.ok(); k++) {
       if (!((k % 2 == 0 || rule.adam) && (k < 2 || y.b))) continue;
-      if (!prep.stateGiven[l][k]) a.fail(false, "layer %zu: %s must be a Float32Array for the update", l, kStateName[k]);
-      need_layer(a, l, kStateName[k], prep.stateLen[l][k], k < 2 ? y.in * y.out : y.out, k < 2 ? "in*out" : "out");
+      if (!prep.stateGiven[l][k]) a.fail(false, "layer %zu: %s must be a Float32Array for the update", l, lth::kStateName[k]);
+      need_layer(a, l, lth::kStateName[k], prep.stateLen[l][k], k < 2 ? y.in * y.out : y.out, k < 2 ? "in*out" : "out");
     }
     if (a.ok() && y.b && !y.gb) a.fail(false, "layer %zu: gbias must be a Float32Array for the update", l);
   }
@@ -363,17 +356,7 @@ napi_value DenseMlpStep(napi_env env, napi_callback_info info) {
   a.need("indices", a[3].len, from + steps * n, 1, "from+n*steps");
   if (!a.ok()) return nullptr;
   std::vector<int32_t> labels((size_t)(steps * n));
-  for (int64_t i = from; i < from + steps * n; i++) {
-    if (indices[i] < 0 || indices[i] >= samples) {
-      a.fail(true, "indices[%lld] = %d is outside [0, %lld)", (long long)i, indices[i], (long long)samples);
-      return nullptr;
-    }
-    const int32_t label = labels[(size_t)(i - from)] = srcLabels[indices[i]];
-    if (label < 0 || label >= classes) {
-      a.fail(true, "srcLabels[%d] = %d is outside [0, %lld)", indices[i], label, (long long)classes);
-      return nullptr;
-    }
-  }
+  if (!lth::batch_labels(a, indices, from, steps, n, srcLabels, samples, classes, labels.data())) return nullptr;
   // Workspace: layer 0's outputs and their gradient (transposed), the other layers'
   // outputs and their gradients (act[l], grad[l] for l >= 1). The batch: prep.in.
   std::vector<int64_t> sizes{n * prep.layers[0].out, n * prep.layers[0].out};

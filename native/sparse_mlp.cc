@@ -45,6 +45,7 @@
 #include "elementwise.h"
 #include "ftz.h"
 #include "gemm.h"
+#include "mlp_step_args.h"
 #include "napi_args.h"
 #include "pool.h"
 #include "sparse_kernels.h"
@@ -328,32 +329,6 @@ bool patterns_usable(ArgReader& a, const std::vector<MlpLayer>& layers) {
   return a.ok();
 }
 
-// Checks the rows indices[from .. from + batches·n) and their labels (each below `samples`
-// and `classes`) and writes the labels. Scattered over the data set's labels, each is
-// likely a cache miss, so a batch's are all requested before any is waited for.
-bool batch_labels(ArgReader& a, const int32_t* indices, int64_t from, int64_t batches, int64_t n, const int32_t* srcLabels,
-                  int64_t samples, int64_t classes, int32_t* labels) {
-  for (int64_t b = from; b < from + batches * n; b += n) {
-    for (int64_t i = b; i < b + n; i++) {
-      if (indices[i] < 0 || indices[i] >= samples) {
-        a.fail(true, "indices[%lld] = %d is outside [0, %lld)", (long long)i, indices[i], (long long)samples);
-        return false;
-      }
-      __builtin_prefetch(srcLabels + indices[i]);
-    }
-    for (int64_t i = b; i < b + n; i++) {
-      const int32_t label = labels[i - from] = srcLabels[indices[i]];
-      if (label < 0 || label >= classes) {
-        a.fail(true, "srcLabels[%d] = %d is outside [0, %lld)", indices[i], label, (long long)classes);
-        return false;
-      }
-    }
-  }
-  return true;
-}
-
-const char* const kStateName[4] = {"w0", "w1", "b0", "b1"};
-
 // Column block boundaries of layer 0 for `parts` parts of about equal nonzeros: boundary q
 // is the first block boundary where the nonzeros before it are closest to q/parts of them.
 std::vector<int64_t> part_bounds(const Pattern& p, int parts) {
@@ -464,17 +439,11 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   const size_t lidx = a[3].len;
   const int64_t from = a[4].dim(), n = a[5].dim();
   const bool hasRule = a[6].present, hasLosses = a[7].present;
-  const double* ruleArgs = a[6].f64();
   double* losses = a[7].f64();
   const int64_t steps = hasLosses ? (int64_t)a[7].len : 1;
   if (steps < 1) a.fail(true, "losses must hold at least one step");
   lth::UpdateRule rule{};
-  if (hasRule) {
-    a.need("rule", a[6].len, 8, 1, "8");
-    if (a.ok() && ruleArgs[0] != 1 && ruleArgs[0] != 2) a.fail(true, "rule[0] must be 1 (Adam) or 2 (SGD), got %g", ruleArgs[0]);
-    if (a.ok())
-      rule = {ruleArgs[0] == 1, ruleArgs[1], ruleArgs[2], ruleArgs[3], ruleArgs[4], ruleArgs[5], ruleArgs[6], ruleArgs[7]};
-  }
+  lth::read_update_rule(a, a[6], rule);
   if (!a.ok()) return nullptr;
   MlpStep s;
   s.rule = hasRule ? &rule : nullptr;
@@ -485,8 +454,8 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
     float** state[4] = {&y.w0, &y.w1, &y.b0, &y.b1};
     for (int k = 0; k < 4 && a.ok(); k++) {
       const bool wanted = (k % 2 == 0 || rule.adam) && (k < 2 || y.bias);
-      if (wanted && !prep.stateGiven[l][k]) a.fail(false, "layer %zu: %s must be a Float32Array for the update", l, kStateName[k]);
-      if (wanted) need_layer(a, l, kStateName[k], prep.stateLen[l][k], k < 2 ? y.p->nnz : y.p->rows, k < 2 ? "nnz" : "rows");
+      if (wanted && !prep.stateGiven[l][k]) a.fail(false, "layer %zu: %s must be a Float32Array for the update", l, lth::kStateName[k]);
+      if (wanted) need_layer(a, l, lth::kStateName[k], prep.stateLen[l][k], k < 2 ? y.p->nnz : y.p->rows, k < 2 ? "nnz" : "rows");
       if (!wanted) *state[k] = nullptr;
     }
     // A given gbias is not null: it holds rows >= 1 values (checked when prepared).
@@ -502,7 +471,7 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   if (!a.ok()) return nullptr;
   tMlpLabels.resize((size_t)(steps * n));
   int32_t* labels = tMlpLabels.data();
-  if (!batch_labels(a, indices, from, steps, n, srcLabels, samples, classes, labels)) return nullptr;
+  if (!lth::batch_labels(a, indices, from, steps, n, srcLabels, samples, classes, labels)) return nullptr;
   s.src = src;
   s.n = n;
   s.ld = round16(n);
@@ -628,7 +597,7 @@ napi_value SparseMlpDenseGrad(napi_env env, napi_callback_info info) {
   if (!a.ok()) return nullptr;
   tMlpLabels.resize((size_t)n);
   int32_t* labels = tMlpLabels.data();
-  if (!batch_labels(a, indices, from, 1, n, v[2].i32(), samples, classes, labels)) return nullptr;
+  if (!lth::batch_labels(a, indices, from, 1, n, v[2].i32(), samples, classes, labels)) return nullptr;
   MlpStep s;
   s.layers.assign(prep.layers.begin(), prep.layers.end());
   s.n = n;
