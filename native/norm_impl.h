@@ -41,21 +41,23 @@ LTH_NORM_TARGET static inline double sum_plane(const float* __restrict x, int64_
   return s;
 }
 
-// Σ (x[k] - mu)², k < len.
-LTH_NORM_TARGET static inline double sum_sq_dev(const float* __restrict x, int64_t len, float mu) {
-  v8f acc = {};
+// Σ (x[k] - mu) and Σ (x[k] - mu)², k < len, added to *s1 and *s2.
+LTH_NORM_TARGET static inline void sum_dev(const float* __restrict x, int64_t len, float mu, double* s1, double* s2) {
+  v8f a = {}, b = {};
   int64_t k = 0;
   for (; k + 8 <= len; k += 8) {
     const v8f d = load8(x + k) - mu;
-    acc += d * d;
+    a += d;
+    b += d * d;
   }
-  double s = 0;
+  double s = lane_sum(a), t = lane_sum(b);
   for (; k < len; k++) {
     const double d = (double)x[k] - mu;
-    s += d * d;
+    s += d;
+    t += d * d;
   }
-  for (int l = 0; l < 8; l++) s += acc[l];
-  return s;
+  *s1 += s;
+  *s2 += t;
 }
 
 // Where the ReLU mask of batchNormBackward comes from: none (no ReLU), the ReLU's output y
@@ -128,17 +130,35 @@ LTH_NORM_TARGET static inline void grad_in_plane(const float* __restrict x, cons
 }
 
 // channelMoments over channels [b, e) of x [n, ch, size], image by image (the range's planes
-// are contiguous in an image: long runs for the prefetcher); a channel's sums still run over
-// the images in order. sums holds 2*ch doubles, zero.
+// are contiguous in an image: long runs for the prefetcher); a channel's planes are still
+// merged in image order. One sweep over memory: each plane is summed, then its deviations
+// from its own mean are summed while it is still in L1 (a plane of a CIFAR network is at
+// most 4 KiB). The float mean the deviations are taken from is corrected by their sum, so
+// the plane's mean and Σ (x - mean)² are as exact as the float deviations allow, and the
+// planes are merged in double by Chan, Golub and LeVeque's pairwise formula: no
+// Σx² - (Σx)²/m cancellation at any scale. sums holds 2*ch doubles: mean, then Σ (x - mean)².
 LTH_NORM_TARGET static void moments_part(const float* x, int64_t n, int64_t ch, int64_t size, int64_t b, int64_t e,
                                          double* sums, float* mean, float* var) {
-  const double m = (double)(n * size);
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t c = b; c < e; c++) sums[c] += sum_plane(x + (i * ch + c) * size, size);
-  for (int64_t c = b; c < e; c++) mean[c] = (float)(sums[c] / m);
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t c = b; c < e; c++) sums[ch + c] += sum_sq_dev(x + (i * ch + c) * size, size, mean[c]);
-  for (int64_t c = b; c < e; c++) var[c] = (float)(sums[ch + c] / m);
+  const double len = (double)size;
+  for (int64_t i = 0; i < n; i++) {
+    // Merging a plane of size values into i·size: the mean moves by δ/(i+1), and
+    // Σ (x - mean)² gains δ²·size·i/(i+1).
+    const double step = 1.0 / (double)(i + 1), cross = len * (double)i * step;
+    for (int64_t c = b; c < e; c++) {
+      const float* p = x + (i * ch + c) * size;
+      const float shift = (float)(sum_plane(p, size) / len);
+      double sd = 0, sdd = 0;
+      sum_dev(p, size, shift, &sd, &sdd);
+      const double mu = (double)shift + sd / len, m2 = sdd - sd * sd / len;  // may round below 0 (NaN kept)
+      const double delta = mu - sums[c];
+      sums[c] += delta * step;
+      sums[ch + c] += (m2 < 0 ? 0.0 : m2) + delta * delta * cross;
+    }
+  }
+  for (int64_t c = b; c < e; c++) {
+    mean[c] = (float)sums[c];
+    var[c] = (float)(sums[ch + c] / (double)(n * size));
+  }
 }
 
 // out = act(x·sc + sh (+ r)) over planes [b, e) (channel p % ch); the sum is rounded as two
