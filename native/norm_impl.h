@@ -41,23 +41,32 @@ LTH_NORM_TARGET static inline double sum_plane(const float* __restrict x, int64_
   return s;
 }
 
-// Σ (x[k] - mu) and Σ (x[k] - mu)², k < len, added to *s1 and *s2.
+// Σ (x[k] - mu) into *s1 and Σ (x[k] - mu)² into *s2, k < len. Two accumulators a lane: a
+// plane in cache is bound by the sums' latency, not by its loads.
 LTH_NORM_TARGET static inline void sum_dev(const float* __restrict x, int64_t len, float mu, double* s1, double* s2) {
-  v8f a = {}, b = {};
+  v8f a0 = {}, b0 = {}, a1 = {}, b1 = {};
   int64_t k = 0;
-  for (; k + 8 <= len; k += 8) {
-    const v8f d = load8(x + k) - mu;
-    a += d;
-    b += d * d;
+  for (; k + 16 <= len; k += 16) {
+    const v8f d0 = load8(x + k) - mu, d1 = load8(x + k + 8) - mu;
+    a0 += d0;
+    b0 += d0 * d0;
+    a1 += d1;
+    b1 += d1 * d1;
   }
-  double s = lane_sum(a), t = lane_sum(b);
+  if (k + 8 <= len) {
+    const v8f d = load8(x + k) - mu;
+    a0 += d;
+    b0 += d * d;
+    k += 8;
+  }
+  double s = lane_sum(a0 + a1), t = lane_sum(b0 + b1);
   for (; k < len; k++) {
     const double d = (double)x[k] - mu;
     s += d;
     t += d * d;
   }
-  *s1 += s;
-  *s2 += t;
+  *s1 = s;
+  *s2 = t;
 }
 
 // Where the ReLU mask of batchNormBackward comes from: none (no ReLU), the ReLU's output y
@@ -131,25 +140,30 @@ LTH_NORM_TARGET static inline void grad_in_plane(const float* __restrict x, cons
 
 // channelMoments over channels [b, e) of x [n, ch, size], image by image (the range's planes
 // are contiguous in an image: long runs for the prefetcher); a channel's planes are still
-// merged in image order. One sweep over memory: each plane is summed, then its deviations
-// from its own mean are summed while it is still in L1 (a plane of a CIFAR network is at
-// most 4 KiB). The float mean the deviations are taken from is corrected by their sum, so
-// the plane's mean and Σ (x - mean)² are as exact as the float deviations allow, and the
-// planes are merged in double by Chan, Golub and LeVeque's pairwise formula: no
-// Σx² - (Σx)²/m cancellation at any scale. sums holds 2*ch doubles: mean, then Σ (x - mean)².
+// merged in image order. One sweep over memory: each plane's deviations d from a shift
+// (the channel's mean so far; the plane's first value in the first image) are summed, and
+// Σ (x - plane mean)² = Σ d² - (Σ d)²/size. That cancels when the plane's mean is far from
+// the shift (more than half its spread: Σ d² > 5·(Σ d)²/size fails), and then the plane,
+// still in L1, is summed again around its own mean. The planes are merged in double by
+// Chan, Golub and LeVeque's pairwise formula. sums holds 2*ch doubles: mean, then
+// Σ (x - mean)².
 LTH_NORM_TARGET static void moments_part(const float* x, int64_t n, int64_t ch, int64_t size, int64_t b, int64_t e,
                                          double* sums, float* mean, float* var) {
-  const double len = (double)size;
+  const double len = (double)size, inv = 1.0 / len;
   for (int64_t i = 0; i < n; i++) {
     // Merging a plane of size values into i·size: the mean moves by δ/(i+1), and
     // Σ (x - mean)² gains δ²·size·i/(i+1).
     const double step = 1.0 / (double)(i + 1), cross = len * (double)i * step;
     for (int64_t c = b; c < e; c++) {
       const float* p = x + (i * ch + c) * size;
-      const float shift = (float)(sum_plane(p, size) / len);
-      double sd = 0, sdd = 0;
+      float shift = i ? (float)sums[c] : p[0];
+      double sd, sdd;
       sum_dev(p, size, shift, &sd, &sdd);
-      const double mu = (double)shift + sd / len, m2 = sdd - sd * sd / len;  // may round below 0 (NaN kept)
+      if (!(5 * sd * sd * inv <= sdd)) {
+        shift = (float)(sum_plane(p, size) * inv);
+        sum_dev(p, size, shift, &sd, &sdd);
+      }
+      const double mu = (double)shift + sd * inv, m2 = sdd - sd * sd * inv;  // m2 may round below 0 (NaN kept)
       const double delta = mu - sums[c];
       sums[c] += delta * step;
       sums[ch + c] += (m2 < 0 ? 0.0 : m2) + delta * delta * cross;
