@@ -3,8 +3,8 @@
 // FMA, or the baseline). No standard headers here (see native/README.md).
 //
 // The arithmetic is the same on every ISA, so the results are bitwise the same: sums run in
-// eight float lanes (one 8-float vector: one AVX2 register, two SSE ones) whose lanes are
-// then added in double in lane order; elementwise passes round each operation apart (no
+// eight float lanes (one 8-float vector: one AVX2 register, two SSE ones; or two such
+// accumulators added), whose lanes are then added in double in a fixed order; elementwise passes round each operation apart (no
 // multiply-add contraction: the AVX2 copy is compiled without FMA). Wider registers halve
 // the instructions of these passes, which were instruction-bound on SSE.
 
@@ -20,15 +20,9 @@ LTH_NORM_TARGET static inline v8f load8(const float* p) {
 
 LTH_NORM_TARGET static inline void store8(float* p, v8f v) { __builtin_memcpy(p, &v, sizeof v); }
 
-LTH_NORM_TARGET static inline double lane_sum(v8f a) {
-  double s = 0;
-  for (int l = 0; l < 8; l++) s += a[l];
-  return s;
-}
-
-// The lanes' sum in double as a tree: four pairs, two, one (fewer steps than lane_sum).
+// The lanes' sum in double as a tree: four pairs, then two, then one.
 typedef double v4d __attribute__((vector_size(32)));
-LTH_NORM_TARGET static inline double lane_sum_tree(v8f a) {
+LTH_NORM_TARGET static inline double lane_sum(v8f a) {
   const v4d lo = {a[0], a[1], a[2], a[3]}, hi = {a[4], a[5], a[6], a[7]}, s = lo + hi;
   return (s[0] + s[2]) + (s[1] + s[3]);
 }
@@ -66,7 +60,7 @@ LTH_NORM_TARGET static inline void sum_dev(const float* __restrict x, int64_t le
     b0 += d * d;
     k += 8;
   }
-  double s = lane_sum_tree(a0 + a1), t = lane_sum_tree(b0 + b1);
+  double s = lane_sum(a0 + a1), t = lane_sum(b0 + b1);
   for (; k < len; k++) {
     const double d = (double)x[k] - mu;
     s += d;
@@ -95,20 +89,30 @@ LTH_NORM_TARGET static inline float masked(float g, const float* y, float xv, in
   return g;
 }
 
-// Σ g and Σ g·(x - mu) over one plane, g = gy masked as M says, added to *sg and *sgx.
+// Σ g and Σ g·(x - mu) over one plane, g = gy masked as M says, added to *sg and *sgx; two
+// accumulators a lane, as in sum_dev.
 template <int M>
 LTH_NORM_TARGET static inline void grad_sums(const float* __restrict x, const float* __restrict y,
                                              const float* __restrict gy, int64_t len, float mu, float sc, float sh,
                                              double* sg, double* sgx) {
-  v8f a = {}, b = {};
+  v8f a0 = {}, b0 = {}, a1 = {}, b1 = {};
   int64_t k = 0;
-  for (; k + 8 <= len; k += 8) {
+  for (; k + 16 <= len; k += 16) {
+    const v8f x0 = load8(x + k), x1 = load8(x + k + 8);
+    const v8f g0 = masked<M>(load8(gy + k), y, x0, k, sc, sh), g1 = masked<M>(load8(gy + k + 8), y, x1, k + 8, sc, sh);
+    a0 += g0;
+    b0 += g0 * (x0 - mu);
+    a1 += g1;
+    b1 += g1 * (x1 - mu);
+  }
+  if (k + 8 <= len) {
     const v8f xv = load8(x + k);
     const v8f g = masked<M>(load8(gy + k), y, xv, k, sc, sh);
-    a += g;
-    b += g * (xv - mu);
+    a0 += g;
+    b0 += g * (xv - mu);
+    k += 8;
   }
-  double s = lane_sum(a), t = lane_sum(b);
+  double s = lane_sum(a0 + a1), t = lane_sum(b0 + b1);
   for (; k < len; k++) {
     const float g = masked<M>(gy[k], y, x[k], k, sc, sh);
     s += g;
