@@ -3,8 +3,8 @@
 // FMA, or the baseline). No standard headers here (see native/README.md).
 //
 // The arithmetic is the same on every ISA, so the results are bitwise the same: sums run in
-// eight float lanes (one 8-float vector: one AVX2 register, two SSE ones) whose lanes are
-// then added in double in lane order; elementwise passes round each operation apart (no
+// eight float lanes (one 8-float vector: one AVX2 register, two SSE ones; or two such
+// accumulators added), whose lanes are then added in double in a fixed order; elementwise passes round each operation apart (no
 // multiply-add contraction: the AVX2 copy is compiled without FMA). Wider registers halve
 // the instructions of these passes, which were instruction-bound on SSE.
 
@@ -20,10 +20,11 @@ LTH_NORM_TARGET static inline v8f load8(const float* p) {
 
 LTH_NORM_TARGET static inline void store8(float* p, v8f v) { __builtin_memcpy(p, &v, sizeof v); }
 
+// The lanes' sum in double as a tree: four pairs, then two, then one.
+typedef double v4d __attribute__((vector_size(32)));
 LTH_NORM_TARGET static inline double lane_sum(v8f a) {
-  double s = 0;
-  for (int l = 0; l < 8; l++) s += a[l];
-  return s;
+  const v4d lo = {a[0], a[1], a[2], a[3]}, hi = {a[4], a[5], a[6], a[7]}, s = lo + hi;
+  return (s[0] + s[2]) + (s[1] + s[3]);
 }
 
 // The gradient reaching the affine map: g, or 0 where the ReLU output y is not positive (or NaN).
@@ -41,21 +42,32 @@ LTH_NORM_TARGET static inline double sum_plane(const float* __restrict x, int64_
   return s;
 }
 
-// Σ (x[k] - mu)², k < len.
-LTH_NORM_TARGET static inline double sum_sq_dev(const float* __restrict x, int64_t len, float mu) {
-  v8f acc = {};
+// Σ (x[k] - mu) into *s1 and Σ (x[k] - mu)² into *s2, k < len. Two accumulators a lane: a
+// plane in cache is bound by the sums' latency, not by its loads.
+LTH_NORM_TARGET static inline void sum_dev(const float* __restrict x, int64_t len, float mu, double* s1, double* s2) {
+  v8f a0 = {}, b0 = {}, a1 = {}, b1 = {};
   int64_t k = 0;
-  for (; k + 8 <= len; k += 8) {
-    const v8f d = load8(x + k) - mu;
-    acc += d * d;
+  for (; k + 16 <= len; k += 16) {
+    const v8f d0 = load8(x + k) - mu, d1 = load8(x + k + 8) - mu;
+    a0 += d0;
+    b0 += d0 * d0;
+    a1 += d1;
+    b1 += d1 * d1;
   }
-  double s = 0;
+  if (k + 8 <= len) {
+    const v8f d = load8(x + k) - mu;
+    a0 += d;
+    b0 += d * d;
+    k += 8;
+  }
+  double s = lane_sum(a0 + a1), t = lane_sum(b0 + b1);
   for (; k < len; k++) {
     const double d = (double)x[k] - mu;
-    s += d * d;
+    s += d;
+    t += d * d;
   }
-  for (int l = 0; l < 8; l++) s += acc[l];
-  return s;
+  *s1 = s;
+  *s2 = t;
 }
 
 // Where the ReLU mask of batchNormBackward comes from: none (no ReLU), the ReLU's output y
@@ -77,20 +89,30 @@ LTH_NORM_TARGET static inline float masked(float g, const float* y, float xv, in
   return g;
 }
 
-// Σ g and Σ g·(x - mu) over one plane, g = gy masked as M says, added to *sg and *sgx.
+// Σ g and Σ g·(x - mu) over one plane, g = gy masked as M says, added to *sg and *sgx; two
+// accumulators a lane, as in sum_dev.
 template <int M>
 LTH_NORM_TARGET static inline void grad_sums(const float* __restrict x, const float* __restrict y,
                                              const float* __restrict gy, int64_t len, float mu, float sc, float sh,
                                              double* sg, double* sgx) {
-  v8f a = {}, b = {};
+  v8f a0 = {}, b0 = {}, a1 = {}, b1 = {};
   int64_t k = 0;
-  for (; k + 8 <= len; k += 8) {
+  for (; k + 16 <= len; k += 16) {
+    const v8f x0 = load8(x + k), x1 = load8(x + k + 8);
+    const v8f g0 = masked<M>(load8(gy + k), y, x0, k, sc, sh), g1 = masked<M>(load8(gy + k + 8), y, x1, k + 8, sc, sh);
+    a0 += g0;
+    b0 += g0 * (x0 - mu);
+    a1 += g1;
+    b1 += g1 * (x1 - mu);
+  }
+  if (k + 8 <= len) {
     const v8f xv = load8(x + k);
     const v8f g = masked<M>(load8(gy + k), y, xv, k, sc, sh);
-    a += g;
-    b += g * (xv - mu);
+    a0 += g;
+    b0 += g * (xv - mu);
+    k += 8;
   }
-  double s = lane_sum(a), t = lane_sum(b);
+  double s = lane_sum(a0 + a1), t = lane_sum(b0 + b1);
   for (; k < len; k++) {
     const float g = masked<M>(gy[k], y, x[k], k, sc, sh);
     s += g;
@@ -128,17 +150,40 @@ LTH_NORM_TARGET static inline void grad_in_plane(const float* __restrict x, cons
 }
 
 // channelMoments over channels [b, e) of x [n, ch, size], image by image (the range's planes
-// are contiguous in an image: long runs for the prefetcher); a channel's sums still run over
-// the images in order. sums holds 2*ch doubles, zero.
+// are contiguous in an image: long runs for the prefetcher); a channel's planes are still
+// merged in image order. One sweep over memory: each plane's deviations d from a shift
+// (the channel's mean so far; the plane's first value in the first image) are summed, and
+// Σ (x - plane mean)² = Σ d² - (Σ d)²/size. That cancels when the plane's mean is far from
+// the shift (more than half its spread: Σ d² > 5·(Σ d)²/size fails), and then the plane,
+// still in L1, is summed again around its own mean. The planes are merged in double by
+// Chan, Golub and LeVeque's pairwise formula. sums holds 2*ch doubles: mean, then
+// Σ (x - mean)².
 LTH_NORM_TARGET static void moments_part(const float* x, int64_t n, int64_t ch, int64_t size, int64_t b, int64_t e,
                                          double* sums, float* mean, float* var) {
-  const double m = (double)(n * size);
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t c = b; c < e; c++) sums[c] += sum_plane(x + (i * ch + c) * size, size);
-  for (int64_t c = b; c < e; c++) mean[c] = (float)(sums[c] / m);
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t c = b; c < e; c++) sums[ch + c] += sum_sq_dev(x + (i * ch + c) * size, size, mean[c]);
-  for (int64_t c = b; c < e; c++) var[c] = (float)(sums[ch + c] / m);
+  const double len = (double)size, inv = 1.0 / len;
+  for (int64_t i = 0; i < n; i++) {
+    // Merging a plane of size values into i·size: the mean moves by δ/(i+1), and
+    // Σ (x - mean)² gains δ²·size·i/(i+1).
+    const double step = 1.0 / (double)(i + 1), cross = len * (double)i * step;
+    for (int64_t c = b; c < e; c++) {
+      const float* p = x + (i * ch + c) * size;
+      float shift = i ? (float)sums[c] : p[0];
+      double sd, sdd;
+      sum_dev(p, size, shift, &sd, &sdd);
+      if (!(5 * sd * sd * inv <= sdd)) {
+        shift = (float)(sum_plane(p, size) * inv);
+        sum_dev(p, size, shift, &sd, &sdd);
+      }
+      const double mu = (double)shift + sd * inv, m2 = sdd - sd * sd * inv;  // m2 may round below 0 (NaN kept)
+      const double delta = mu - sums[c];
+      sums[c] += delta * step;
+      sums[ch + c] += (m2 < 0 ? 0.0 : m2) + delta * delta * cross;
+    }
+  }
+  for (int64_t c = b; c < e; c++) {
+    mean[c] = (float)sums[c];
+    var[c] = (float)(sums[ch + c] / (double)(n * size));
+  }
 }
 
 // out = act(x·sc + sh (+ r)) over planes [b, e) (channel p % ch); the sum is rounded as two

@@ -59,6 +59,47 @@ test('channelMoments matches the reference (mean, biased variance, a constant ch
   assert.ok(Number.isNaN(mm[1]) && Number.isNaN(vv[1]) && !Number.isNaN(mm[0]) && !Number.isNaN(vv[2]));
 });
 
+test('channelMoments keeps its precision far from zero (mean 100, std 0.01; image means drifting; an outlier first), on every SIMD path and thread count', { skip }, () => {
+  const rnd = prng(12);
+  const gauss = () => { let s = 0; for (let k = 0; k < 12; k++) s += rnd(); return s - 6; };
+  const before = { simd: native!.simdPath(), threads: native!.getThreads() };
+  try {
+    for (const [n, c, size] of [[64, 3, 1024], [5, 2, 1023], [16, 4, 33], [3, 3, 7]] as Array<[number, number, number]>) {
+      for (const [what, value] of [['mean 100, std 0.01', () => 100 + 0.01 * gauss()], ['image means 100 + i/100, std 0.01', (i: number) => 100 + i / 100 + 0.01 * gauss()],
+        ['image means 1000·i, std 1', (i: number) => 1000 * i + gauss()],
+        // Far from the plane's first value, where the sweep starts its first image.
+        ['std 1, each plane of the first image led by 1000', (i: number, k: number) => (i === 0 && k === 0 ? 1000 : gauss())],
+      ] as Array<[string, (i: number, k: number) => number]>) {
+        const x = new Float32Array(n * c * size);
+        for (let i = 0; i < n; i++) for (let j = 0; j < c * size; j++) x[i * c * size + j] = value(i, j % size);
+        const runs = (['avx512', 'avx2', 'scalar'] as const).flatMap((path) => [1, 2, 3].map((threads) => {
+          native!.setSimd(path);
+          native!.setThreads(threads);
+          const m = new Float32Array(2 * c);
+          native!.channelMoments(x, m.subarray(0, c), m.subarray(c), n, c, size);
+          return m;
+        }));
+        for (const r of runs.slice(1)) assert.deepEqual(Buffer.from(r.buffer), Buffer.from(runs[0].buffer), `${what} ${[n, c, size]}: SIMD paths or thread counts differ`);
+        for (let k = 0; k < c; k++) {
+          // The exact moments of the float data, in double.
+          let s = 0, ss = 0;
+          for (let i = 0; i < n; i++) for (let j = 0, o = (i * c + k) * size; j < size; j++) s += x[o + j];
+          const mu = s / (n * size);
+          for (let i = 0; i < n; i++) for (let j = 0, o = (i * c + k) * size; j < size; j++) ss += (x[o + j] - mu) ** 2;
+          const variance = ss / (n * size), std = Math.sqrt(variance), m = runs[0][k], v = runs[0][c + k];
+          // The float mean within half an ulp of the exact one (plus a hair of the std); the variance to float precision.
+          const halfUlp = Math.abs(Math.fround(m + Math.abs(m) * 2 ** -23) - m) / 2;
+          assert.ok(Math.abs(m - mu) <= halfUlp + 1e-5 * std, `${what} ${[n, c, size]} channel ${k}: mean ${m}, exactly ${mu}`);
+          assert.ok(Math.abs(v - variance) <= 1e-6 * variance, `${what} ${[n, c, size]} channel ${k}: variance ${v}, exactly ${variance}`);
+        }
+      }
+    }
+  } finally {
+    native!.setSimd(before.simd);
+    native!.setThreads(before.threads);
+  }
+});
+
 test('channelAffineAct matches the reference (ReLU, residual, NaN kept, in place)', { skip }, () => {
   const rnd = prng(2);
   for (const [n, c, size] of SHAPES) {
