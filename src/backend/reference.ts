@@ -176,22 +176,13 @@ export const referenceBackend: Backend = {
   conv2d(x, weight, bias, out, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, relu) {
     const outH = convOut(height, kh, strideH, padH), outW = convOut(width, kw, strideW, padW);
     if (outH < 1 || outW < 1) throw new RangeError(`conv2d: a ${kh}x${kw} kernel with padding ${padH}x${padW} does not fit a ${height}x${width} image`);
+    const g: DirectConv = { x, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, outH, outW };
+    const k = (o: number, c: number, i: number, j: number) => weight[((o * inChannels + c) * kh + i) * kw + j];
     for (let b = 0; b < n; b++) {
       for (let o = 0; o < outChannels; o++) {
         for (let oy = 0; oy < outH; oy++) {
           for (let ox = 0; ox < outW; ox++) {
-            let s = 0;
-            for (let c = 0; c < inChannels; c++) {
-              for (let i = 0; i < kh; i++) {
-                const y = oy * strideH - padH + i;
-                if (y < 0 || y >= height) continue;
-                for (let j = 0; j < kw; j++) {
-                  const xx = ox * strideW - padW + j;
-                  if (xx >= 0 && xx < width) s += x[((b * inChannels + c) * height + y) * width + xx] * weight[((o * inChannels + c) * kh + i) * kw + j];
-                }
-              }
-            }
-            let v = Math.fround(s);
+            let v = Math.fround(directConvSum(g, k, b, o, oy, ox));
             if (bias || relu) v = Math.fround(v + (bias ? bias[o] : 0));
             out[((b * outChannels + o) * outH + oy) * outW + ox] = relu && v < 0 ? 0 : v;
           }
@@ -204,28 +195,7 @@ export const referenceBackend: Backend = {
     const outH = convOut(height, kh, strideH, padH), outW = convOut(width, kw, strideW, padW);
     if (outH < 1 || outW < 1) throw new RangeError(`conv2dBackward: a ${kh}x${kw} kernel with padding ${padH}x${padW} does not fit a ${height}x${width} image`);
     const gy = (b: number, o: number, oy: number, ox: number) => gradOut[((b * outChannels + o) * outH + oy) * outW + ox];
-    if (gradWeight) {
-      for (let o = 0; o < outChannels; o++) {
-        for (let c = 0; c < inChannels; c++) {
-          for (let i = 0; i < kh; i++) {
-            for (let j = 0; j < kw; j++) {
-              let s = 0;
-              for (let b = 0; b < n; b++) {
-                for (let oy = 0; oy < outH; oy++) {
-                  const y = oy * strideH - padH + i;
-                  if (y < 0 || y >= height) continue;
-                  for (let ox = 0; ox < outW; ox++) {
-                    const xx = ox * strideW - padW + j;
-                    if (xx >= 0 && xx < width) s += gy(b, o, oy, ox) * x[((b * inChannels + c) * height + y) * width + xx];
-                  }
-                }
-              }
-              gradWeight[((o * inChannels + c) * kh + i) * kw + j] += s;
-            }
-          }
-        }
-      }
-    }
+    if (gradWeight) directConvWeightGrad({ x, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, outH, outW }, gradOut, gradWeight);
     if (gradIn) {
       // Gather form: each input entry sums (in float64) every product it took part in.
       for (let b = 0; b < n; b++) {
@@ -257,21 +227,12 @@ export const referenceBackend: Backend = {
     if (outH < 1 || outW < 1) throw new RangeError(`conv3x3: a 3x3 kernel with padding ${pad} does not fit a ${height}x${width} image`);
     const k = (o: number, c: number, i: number, j: number) =>
       flip ? weight[(c * outChannels + o) * 9 + (2 - i) * 3 + (2 - j)] : weight[(o * inChannels + c) * 9 + i * 3 + j];
+    const g: DirectConv = { x, n, inChannels, outChannels, height, width, kh: 3, kw: 3, strideH: 1, strideW: 1, padH: pad, padW: pad, outH, outW };
     for (let b = 0; b < n; b++) {
       for (let o = 0; o < outChannels; o++) {
         for (let oy = 0; oy < outH; oy++) {
           for (let ox = 0; ox < outW; ox++) {
-            let s = 0;
-            for (let c = 0; c < inChannels; c++) {
-              for (let i = 0; i < 3; i++) {
-                const y = oy - pad + i;
-                if (y < 0 || y >= height) continue;
-                for (let j = 0; j < 3; j++) {
-                  const xx = ox - pad + j;
-                  if (xx >= 0 && xx < width) s += x[((b * inChannels + c) * height + y) * width + xx] * k(o, c, i, j);
-                }
-              }
-            }
+            const s = directConvSum(g, k, b, o, oy, ox);
             const at = ((b * outChannels + o) * outH + oy) * outW + ox;
             let v = Math.fround(accumulate ? out[at] + s : s);
             if (bias) v = Math.fround(v + bias[o]);
@@ -286,26 +247,7 @@ export const referenceBackend: Backend = {
     if (tile !== 2 && tile !== 4) throw new RangeError(`conv3x3WeightGrad: tile must be 2 or 4, got ${tile}`);
     const outH = height + 2 * pad - 2, outW = width + 2 * pad - 2;
     if (outH < 1 || outW < 1) throw new RangeError(`conv3x3WeightGrad: a 3x3 kernel with padding ${pad} does not fit a ${height}x${width} image`);
-    for (let o = 0; o < outChannels; o++) {
-      for (let c = 0; c < inChannels; c++) {
-        for (let i = 0; i < 3; i++) {
-          for (let j = 0; j < 3; j++) {
-            let s = 0;
-            for (let b = 0; b < n; b++) {
-              for (let oy = 0; oy < outH; oy++) {
-                const y = oy - pad + i;
-                if (y < 0 || y >= height) continue;
-                for (let ox = 0; ox < outW; ox++) {
-                  const xx = ox - pad + j;
-                  if (xx >= 0 && xx < width) s += gradOut[((b * outChannels + o) * outH + oy) * outW + ox] * x[((b * inChannels + c) * height + y) * width + xx];
-                }
-              }
-            }
-            gradWeight[((o * inChannels + c) * 3 + i) * 3 + j] += s;
-          }
-        }
-      }
-    }
+    directConvWeightGrad({ x, n, inChannels, outChannels, height, width, kh: 3, kw: 3, strideH: 1, strideW: 1, padH: pad, padW: pad, outH, outW }, gradOut, gradWeight);
   },
 
   col2im(col, x, channels, height, width, kh, kw, strideH, strideW, padH, padW) {
@@ -734,6 +676,66 @@ export const referenceBackend: Backend = {
 };
 
 /** Output size of a convolution along one axis. */
+/** A direct convolution's input and geometry, as the conv oracles above read them. */
+interface DirectConv {
+  x: Float32Array;
+  n: number;
+  inChannels: number;
+  outChannels: number;
+  height: number;
+  width: number;
+  kh: number;
+  kw: number;
+  strideH: number;
+  strideW: number;
+  padH: number;
+  padW: number;
+  outH: number;
+  outW: number;
+}
+
+/** Output (b, o, oy, ox) of the convolution with taps k(o, c, i, j): Σ over c, i, j in float64. */
+function directConvSum(g: DirectConv, k: (o: number, c: number, i: number, j: number) => number, b: number, o: number, oy: number, ox: number): number {
+  const { x, inChannels, height, width, kh, kw, strideH, strideW, padH, padW } = g;
+  let s = 0;
+  for (let c = 0; c < inChannels; c++) {
+    for (let i = 0; i < kh; i++) {
+      const y = oy * strideH - padH + i;
+      if (y < 0 || y >= height) continue;
+      for (let j = 0; j < kw; j++) {
+        const xx = ox * strideW - padW + j;
+        if (xx >= 0 && xx < width) s += x[((b * inChannels + c) * height + y) * width + xx] * k(o, c, i, j);
+      }
+    }
+  }
+  return s;
+}
+
+/** gradWeight [outChannels, inChannels, kh, kw] += each tap's Σ over images and outputs of gradOut·x, in float64. */
+function directConvWeightGrad(g: DirectConv, gradOut: Float32Array, gradWeight: Float32Array): void {
+  const { x, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, outH, outW } = g;
+  for (let o = 0; o < outChannels; o++) {
+    for (let c = 0; c < inChannels; c++) {
+      for (let i = 0; i < kh; i++) {
+        for (let j = 0; j < kw; j++) {
+          let s = 0;
+          for (let b = 0; b < n; b++) {
+            for (let oy = 0; oy < outH; oy++) {
+              const y = oy * strideH - padH + i;
+              if (y < 0 || y >= height) continue;
+              for (let ox = 0; ox < outW; ox++) {
+                const xx = ox * strideW - padW + j;
+                if (xx >= 0 && xx < width) s += gradOut[((b * outChannels + o) * outH + oy) * outW + ox] * x[((b * inChannels + c) * height + y) * width + xx];
+              }
+            }
+          }
+          gradWeight[((o * inChannels + c) * kh + i) * kw + j] += s;
+        }
+      }
+    }
+  }
+}
+
 function convOut(size: number, k: number, stride: number, pad: number): number {
   return Math.floor((size + 2 * pad - k) / stride) + 1;
 }
