@@ -309,6 +309,19 @@ bool packed_order(const PackedKeys& key, int64_t blocks, const int32_t* flat, in
   return true;
 }
 
+// Reads argument 2, the grown positions: an Int32Array, or undefined or null for none.
+// False on anything else (which `a` holds).
+bool read_grown(napi_env env, lth::VarArgs& a, ArgValue* v, const int32_t*& grown, int64_t& grownLen) {
+  napi_valuetype vt;
+  napi_typeof(env, a.arg(2), &vt);
+  if (vt == napi_undefined || vt == napi_null) return true;
+  static constexpr ArgSpec kGrown[] = {arg::i32("grown")};
+  if (!a.read(kGrown, 1, v + 2, 2)) return false;
+  grown = v[2].i32();
+  grownLen = (int64_t)v[2].len;
+  return true;
+}
+
 // from[k] for `p` when prevFlat and grown are in p's packed order within each column block
 // (a pattern with the same blocks, or row-major lists): one merge of the ordered lists, no
 // dense index array (whose random accesses cost more than the merge on LeNet's fc1).
@@ -355,14 +368,7 @@ napi_value SparsePatternFrom(napi_env env, napi_callback_info info) {
   const int64_t prevLen = (int64_t)v[1].len, total = p.rows * p.cols;
   const int32_t* grown = nullptr;
   int64_t grownLen = 0;
-  napi_valuetype vt;
-  napi_typeof(env, a.arg(2), &vt);
-  if (vt != napi_undefined && vt != napi_null) {
-    static constexpr ArgSpec kGrown[] = {arg::i32("grown")};
-    if (!a.read(kGrown, 1, v + 2, 2)) return nullptr;
-    grown = v[2].i32();
-    grownLen = (int64_t)v[2].len;
-  }
+  if (!read_grown(env, a, v, grown, grownLen)) return nullptr;
   a.need("from", v[3].len, p.nnz, 1, "nnz");
   for (int64_t j = 0; j < prevLen && a.ok(); j++)
     if (prevFlat[j] < 0 || prevFlat[j] >= total)
@@ -514,14 +520,7 @@ napi_value SparsePatternMoved(napi_env env, napi_callback_info info) {
   const int64_t rows = old.rows, cols = old.cols, total = rows * cols;
   const int32_t* grown = nullptr;
   int64_t grownLen = 0;
-  napi_valuetype vt;
-  napi_typeof(env, a.arg(2), &vt);
-  if (vt != napi_undefined && vt != napi_null) {
-    static constexpr ArgSpec kGrown[] = {arg::i32("grown")};
-    if (!a.read(kGrown, 1, v + 2, 2)) return nullptr;
-    grown = v[2].i32();
-    grownLen = (int64_t)v[2].len;
-  }
+  if (!read_grown(env, a, v, grown, grownLen)) return nullptr;
   if (a.ok() && (int64_t)v[1].len != total)
     a.fail(true, "mask has %zu elements, expected rows*cols = %lld", v[1].len, (long long)total);
   for (int64_t g = 0; g < grownLen && a.ok(); g++)
