@@ -88,6 +88,9 @@ struct ArgValue {
   T* handle() const { return static_cast<T*>(static_cast<Wrapped*>(data)); }
 };
 
+// "a" or "an" before a type's name in an error message (an Int32Array, a Uint8Array).
+inline const char* article(const char* name) { return name[0] == 'I' ? "an" : "a"; }
+
 inline const char* typed_array_name(napi_typedarray_type t) {
   switch (t) {
     case napi_int8_array: return "Int8Array";
@@ -226,13 +229,13 @@ class ArgReader {
     if (napi_get_typedarray_info(env_, v, &t, &length, &data, nullptr, nullptr) != napi_ok) {
       const napi_valuetype vt = typeof_value(v);
       if (nullable && (vt == napi_null || vt == napi_undefined)) return;
-      fail(false, "%s must be a %s%s, got %s", s.name, typed_array_name(want), nullable ? " or null" : "",
-           value_type_name(vt));
+      fail(false, "%s must be %s %s%s, got %s", s.name, article(typed_array_name(want)), typed_array_name(want),
+           nullable ? " or null" : "", value_type_name(vt));
       return;
     }
     if (t != want) {
-      fail(false, "%s must be a %s%s, got %s", s.name, typed_array_name(want), nullable ? " or null" : "",
-           typed_array_name(t));
+      fail(false, "%s must be %s %s%s, got %s", s.name, article(typed_array_name(want)), typed_array_name(want),
+           nullable ? " or null" : "", typed_array_name(t));
       return;
     }
     out.present = true;

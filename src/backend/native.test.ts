@@ -278,7 +278,7 @@ test('arguments are validated with clear errors', { skip }, () => {
   assert.throws(() => N.softmaxXent(f(6), new Int32Array([0, 3]), 2, 3, null, 1),
     err(RangeError, /^softmaxXent: labels\[1\] = 3 is outside \[0, 3\)$/));
   assert.throws(() => N.softmaxXent(f(6), new Float32Array(2) as unknown as Int32Array, 2, 3, null, 1),
-    err(TypeError, /^softmaxXent: labels must be a Int32Array, got Float32Array$/));
+    err(TypeError, /^softmaxXent: labels must be an Int32Array, got Float32Array$/));
   assert.throws(() => N.softmaxXent(f(6), new Int32Array(2), 2, 3, f(5), 1),
     err(RangeError, /^softmaxXent: grad has 5 elements, needs rows\*cols = 6$/));
   assert.throws(() => N.countCorrect(f(6), new Int32Array(1), 2, 3), err(RangeError, /^countCorrect: labels has 1 elements, needs rows = 2$/));
