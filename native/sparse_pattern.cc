@@ -309,6 +309,13 @@ bool packed_order(const PackedKeys& key, int64_t blocks, const int32_t* flat, in
   return true;
 }
 
+// Fails `a` at the first of idx[0 .. len) outside [0, total), naming it as `name`[i].
+void check_positions(lth::ArgReader& a, const char* name, const int32_t* idx, int64_t len, int64_t total) {
+  for (int64_t i = 0; i < len && a.ok(); i++)
+    if (idx[i] < 0 || idx[i] >= total)
+      a.fail(true, "%s[%lld] = %d is outside [0, %lld)", name, (long long)i, idx[i], (long long)total);
+}
+
 // Reads argument 2, the grown positions: an Int32Array, or undefined or null for none.
 // False on anything else (which `a` holds).
 bool read_grown(napi_env env, lth::VarArgs& a, ArgValue* v, const int32_t*& grown, int64_t& grownLen) {
@@ -370,12 +377,8 @@ napi_value SparsePatternFrom(napi_env env, napi_callback_info info) {
   int64_t grownLen = 0;
   if (!read_grown(env, a, v, grown, grownLen)) return nullptr;
   a.need("from", v[3].len, p.nnz, 1, "nnz");
-  for (int64_t j = 0; j < prevLen && a.ok(); j++)
-    if (prevFlat[j] < 0 || prevFlat[j] >= total)
-      a.fail(true, "prevFlat[%lld] = %d is outside [0, %lld)", (long long)j, prevFlat[j], (long long)total);
-  for (int64_t g = 0; g < grownLen && a.ok(); g++)
-    if (grown[g] < 0 || grown[g] >= total)
-      a.fail(true, "grown[%lld] = %d is outside [0, %lld)", (long long)g, grown[g], (long long)total);
+  check_positions(a, "prevFlat", prevFlat, prevLen, total);
+  check_positions(a, "grown", grown, grownLen, total);
   if (!a.ok()) return nullptr;
   int32_t* from = v[3].i32();
   if (!pattern_from_merge(p, prevFlat, prevLen, grown, grownLen, from)) pattern_from_dense(p, prevFlat, prevLen, grown, grownLen, from);
@@ -523,9 +526,7 @@ napi_value SparsePatternMoved(napi_env env, napi_callback_info info) {
   if (!read_grown(env, a, v, grown, grownLen)) return nullptr;
   if (a.ok() && (int64_t)v[1].len != total)
     a.fail(true, "mask has %zu elements, expected rows*cols = %lld", v[1].len, (long long)total);
-  for (int64_t g = 0; g < grownLen && a.ok(); g++)
-    if (grown[g] < 0 || grown[g] >= total)
-      a.fail(true, "grown[%lld] = %d is outside [0, %lld)", (long long)g, grown[g], (long long)total);
+  check_positions(a, "grown", grown, grownLen, total);
   if (!a.ok()) return nullptr;
   const int64_t nnz = lth::count_nonzero(mask, total);
   int32_t* from = nullptr;
@@ -577,12 +578,8 @@ napi_value SparsePatternChanged(napi_env env, napi_callback_info info) {
   }
   if (a.ok() && !packed.empty() && droppedLen != grownLen)
     a.fail(true, "packed arrays move in place only at the same count: %lld dropped, %lld grown", (long long)droppedLen, (long long)grownLen);
-  for (int64_t j = 0; j < droppedLen && a.ok(); j++)
-    if (dropped[j] < 0 || dropped[j] >= total)
-      a.fail(true, "dropped[%lld] = %d is outside [0, %lld)", (long long)j, dropped[j], (long long)total);
-  for (int64_t g = 0; g < grownLen && a.ok(); g++)
-    if (grown[g] < 0 || grown[g] >= total)
-      a.fail(true, "grown[%lld] = %d is outside [0, %lld)", (long long)g, grown[g], (long long)total);
+  check_positions(a, "dropped", dropped, droppedLen, total);
+  check_positions(a, "grown", grown, grownLen, total);
   if (!a.ok()) return nullptr;
   // The dropped entries, marked; each must be one of old's nonzeros, met once in its order.
   thread_local std::vector<uint64_t> marks;
