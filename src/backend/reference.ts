@@ -195,7 +195,8 @@ export const referenceBackend: Backend = {
     const outH = convOut(height, kh, strideH, padH), outW = convOut(width, kw, strideW, padW);
     if (outH < 1 || outW < 1) throw new RangeError(`conv2dBackward: a ${kh}x${kw} kernel with padding ${padH}x${padW} does not fit a ${height}x${width} image`);
     const gy = (b: number, o: number, oy: number, ox: number) => gradOut[((b * outChannels + o) * outH + oy) * outW + ox];
-    if (gradWeight) directConvWeightGrad({ x, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, outH, outW }, gradOut, gradWeight);
+    const g: DirectConv = { x, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, outH, outW };
+    if (gradWeight) directConvWeightGrad(g, gradOut, gradWeight);
     if (gradIn) {
       // Gather form: each input entry sums (in float64) every product it took part in.
       for (let b = 0; b < n; b++) {
@@ -203,15 +204,9 @@ export const referenceBackend: Backend = {
           for (let y = 0; y < height; y++) {
             for (let xx = 0; xx < width; xx++) {
               let s = 0;
-              for (let i = 0; i < kh; i++) {
-                const ty = y + padH - i;
-                if (ty < 0 || ty % strideH !== 0 || ty / strideH >= outH) continue;
-                for (let j = 0; j < kw; j++) {
-                  const tx = xx + padW - j;
-                  if (tx < 0 || tx % strideW !== 0 || tx / strideW >= outW) continue;
-                  for (let o = 0; o < outChannels; o++) s += gy(b, o, ty / strideH, tx / strideW) * weight[((o * inChannels + c) * kh + i) * kw + j];
-                }
-              }
+              forEachTapOfInput(y, xx, g, (i, j, oy, ox) => {
+                for (let o = 0; o < outChannels; o++) s += gy(b, o, oy, ox) * weight[((o * inChannels + c) * kh + i) * kw + j];
+              });
               const at = ((b * inChannels + c) * height + y) * width + xx;
               gradIn[at] = accumulateIn ? gradIn[at] + s : s;
             }
@@ -253,20 +248,14 @@ export const referenceBackend: Backend = {
   col2im(col, x, channels, height, width, kh, kw, strideH, strideW, padH, padW) {
     // Gather form: each x entry sums (in float64, fixed order) the col entries copied from it.
     const outH = convOut(height, kh, strideH, padH), outW = convOut(width, kw, strideW, padW);
+    const g = { kh, kw, strideH, strideW, padH, padW, outH, outW };
     for (let c = 0; c < channels; c++) {
       for (let y = 0; y < height; y++) {
         for (let xx = 0; xx < width; xx++) {
           let s = 0;
-          for (let i = 0; i < kh; i++) {
-            const ty = y + padH - i;
-            if (ty < 0 || ty % strideH !== 0 || ty / strideH >= outH) continue;
-            const oy = ty / strideH;
-            for (let j = 0; j < kw; j++) {
-              const tx = xx + padW - j;
-              if (tx < 0 || tx % strideW !== 0 || tx / strideW >= outW) continue;
-              s += col[((((c * kh + i) * kw + j) * outH) + oy) * outW + tx / strideW];
-            }
-          }
+          forEachTapOfInput(y, xx, g, (i, j, oy, ox) => {
+            s += col[((((c * kh + i) * kw + j) * outH) + oy) * outW + ox];
+          });
           x[(c * height + y) * width + xx] += s;
         }
       }
@@ -732,6 +721,23 @@ function directConvWeightGrad(g: DirectConv, gradOut: Float32Array, gradWeight: 
           gradWeight[((o * inChannels + c) * kh + i) * kw + j] += s;
         }
       }
+    }
+  }
+}
+
+/**
+ * Calls visit(i, j, oy, ox) for each kernel tap (i, j) through which input (y, x) reaches
+ * output (oy, ox), taps in row-major order: the gather form of a convolution's transpose.
+ */
+function forEachTapOfInput(y: number, x: number, g: Pick<DirectConv, 'kh' | 'kw' | 'strideH' | 'strideW' | 'padH' | 'padW' | 'outH' | 'outW'>,
+  visit: (i: number, j: number, oy: number, ox: number) => void): void {
+  for (let i = 0; i < g.kh; i++) {
+    const ty = y + g.padH - i;
+    if (ty < 0 || ty % g.strideH !== 0 || ty / g.strideH >= g.outH) continue;
+    for (let j = 0; j < g.kw; j++) {
+      const tx = x + g.padW - j;
+      if (tx < 0 || tx % g.strideW !== 0 || tx / g.strideW >= g.outW) continue;
+      visit(i, j, ty / g.strideH, tx / g.strideW);
     }
   }
 }
