@@ -19,8 +19,9 @@
 // thread runs several parts).
 //
 // While the caller runs the other layers (phase 2), the other parts' threads gather the
-// next batch's inputs, all features, into a second buffer of the prepared chain; the next
-// step uses them when it asks for the same rows of the same data set. On the 3.6% LeNet
+// next batch's inputs, all features, into the second of the calling thread's two panel
+// buffers (InputPanels); the next step uses them when it asks for the same rows of the
+// same data set. On the 3.6% LeNet
 // step (interleaved, 2 threads) this makes the step's median 162 us against 196 us: the
 // caller's range then comes from the other core's cache in phase 1, which costs less
 // than gathering it from memory. When the other layers are big enough (kSplitWork), they
@@ -275,21 +276,46 @@ struct PreparedMlp : HoldsArgs {
   std::vector<std::array<bool, 4>> stateGiven;  // (an empty state array is given but null)
   int parts = 1;
   std::vector<int64_t> bounds;  // parts + 1 column block boundaries of layer 0 (see MlpStep)
-  // Input panels of two batches: the current one and the next, gathered ahead during this
-  // step (see mlp_step) for the rows `aheadRows` of `aheadSrc` when `ahead` is set.
+};
+
+// The input panels of two batches, the current one and the next, gathered ahead during a
+// step (see mlp_step): rows `rows` of `src` (of `len` floats) as panels of `features` at
+// `ld`, when `ahead` is set. They belong to the calling thread, not to a chain: the panels
+// are the data's alone, so a chain prepared again after a mask update (every ΔT steps in
+// dynamic sparse training) starts from the batch its predecessor gathered, in memory
+// already faulted in (with buffers of its own, the first step after an update took 200 us
+// instead of 63 on the 10% ERK LeNet).
+struct InputPanels {
   std::vector<float> in[2];
   int cur = 0;
   bool ahead = false;
-  const float* aheadSrc = nullptr;
-  size_t aheadLen = 0;
-  std::vector<int32_t> aheadRows;
+  const float* src = nullptr;
+  size_t len = 0;
+  int64_t features = 0, ld = 0;
+  std::vector<int32_t> rows;
+
+  // Whether the current panels hold rows[0 .. n) of src as panels of `features` at `ld`
+  // (src must not change in between, see Backend.sparseMlpStep).
+  bool hold(const float* src_, size_t len_, int64_t features_, int64_t ld_, const int32_t* rows_, int64_t n) const {
+    return ahead && src == src_ && len == len_ && features == features_ && ld == ld_ && rows.size() == (size_t)n &&
+           std::equal(rows_, rows_ + n, rows.begin());
+  }
+  // Records that the panels `in[cur]` now hold what `hold` asks about (the rows are set by the caller).
+  void gathered(const float* src_, size_t len_, int64_t features_, int64_t ld_) {
+    ahead = true;
+    src = src_;
+    len = len_;
+    features = features_;
+    ld = ld_;
+  }
 };
+thread_local InputPanels tPanels;
 
 // The caller's workspace for a step of s.layers at s.ld with s.parts parts: each layer's
 // outputs (s.act[1 ..]) and their gradients (s.grad), the partial sums of layer 0's parts
-// 1 .. parts - 1; and the prepared chain's two input panel buffers sized for s.ld (s.act[0]
-// is left to the caller).
-void place_buffers(MlpStep& s, PreparedMlp& prep) {
+// 1 .. parts - 1; and the thread's two input panel buffers sized for s.ld (s.act[0] is
+// left to the caller).
+void place_buffers(MlpStep& s) {
   const size_t L = s.layers.size();
   const int64_t cols = panel_cols(s.ld), inputs = s.layers[0].p->cols;
   std::vector<int64_t> sizes;
@@ -309,15 +335,8 @@ void place_buffers(MlpStep& s, PreparedMlp& prep) {
     else s.partial.push_back(w);
     w += sizes[i];
   }
-  for (std::vector<float>& buf : prep.in)
+  for (std::vector<float>& buf : tPanels.in)
     if (buf.size() < (size_t)(inputs * cols) + 16) buf.resize((size_t)(inputs * cols) + 16);
-}
-
-// Whether the current input panels hold rows[0 .. n) of src, gathered ahead by the step
-// before (src must not change in between, see Backend.sparseMlpStep).
-bool gathered_ahead(const PreparedMlp& prep, const float* src, size_t lsrc, const int32_t* rows, int64_t n) {
-  return prep.ahead && prep.aheadSrc == src && prep.aheadLen == lsrc && prep.aheadRows.size() == (size_t)n &&
-         std::equal(rows, rows + n, prep.aheadRows.begin());
 }
 
 // Whether every layer's pattern is still usable: one given to sparsePattern as `reuse`
@@ -480,35 +499,34 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   int64_t laterWork = 0;
   for (size_t l = 1; l < s.layers.size(); l++) laterWork += s.layers[l].p->nnz * s.ld;
   s.split = s.parts > 1 && laterWork >= kSplitWork;
-  place_buffers(s, prep);
+  place_buffers(s);
+  InputPanels& panels = tPanels;
   FtzScope ftz;
   double loss = 0;
   for (int64_t step = 0, at = from; step < steps; step++, at += n) {
     s.rows = indices + at;
     // The input panels: gathered ahead by the step before when it read the same rows of
     // the same src (which must not change in between, see Backend.sparseMlpStep).
-    s.gathered = gathered_ahead(prep, src, lsrc, s.rows, n);
-    prep.ahead = false;
-    s.act[0] = aligned64(prep.in[prep.cur]);
+    s.gathered = panels.hold(src, lsrc, inputs, s.ld, s.rows, n);
+    panels.ahead = false;
+    s.act[0] = aligned64(panels.in[panels.cur]);
     // The next batch, rows indices[at + n .. at + 2n), when it is whole and valid (checked
     // above when this call runs it), and another part's thread can gather it.
     s.nextRows = nullptr;
     s.nextIn = nullptr;
     if (s.parts > 1 && at + 2 * n <= (int64_t)lidx) {
-      prep.aheadRows.assign(indices + at + n, indices + at + 2 * n);
+      panels.rows.assign(indices + at + n, indices + at + 2 * n);
       if (at + 2 * n <= from + steps * n ||
-          std::all_of(prep.aheadRows.begin(), prep.aheadRows.end(), [&](int32_t r) { return r >= 0 && r < samples; })) {
-        s.nextRows = prep.aheadRows.data();
-        s.nextIn = aligned64(prep.in[prep.cur ^ 1]);
+          std::all_of(panels.rows.begin(), panels.rows.end(), [&](int32_t r) { return r >= 0 && r < samples; })) {
+        s.nextRows = panels.rows.data();
+        s.nextIn = aligned64(panels.in[panels.cur ^ 1]);
       }
     }
     s.ready.store(0, std::memory_order_relaxed);
     loss = mlp_step(s, labels + (at - from));
     if (s.nextIn) {
-      prep.cur ^= 1;
-      prep.ahead = true;
-      prep.aheadSrc = src;
-      prep.aheadLen = lsrc;
+      panels.cur ^= 1;
+      panels.gathered(src, lsrc, inputs, s.ld);
     }
     if (hasLosses) losses[step] = loss;
     if (!std::isfinite(loss)) break;
@@ -603,16 +621,15 @@ napi_value SparseMlpDenseGrad(napi_env env, napi_callback_info info) {
   s.n = n;
   s.ld = round16(n);
   s.parts = 1;
-  place_buffers(s, prep);
+  place_buffers(s);
+  InputPanels& panels = tPanels;
   const int32_t* rows = indices + from;
-  s.act[0] = aligned64(prep.in[prep.cur]);
+  s.act[0] = aligned64(panels.in[panels.cur]);
   FtzScope ftz;
-  if (!gathered_ahead(prep, src, lsrc, rows, n)) {
+  if (!panels.hold(src, lsrc, inputs, s.ld, rows, n)) {
     gS->gatherPanels(src, inputs, rows, n, 0, inputs, s.act[0], s.ld);
-    prep.ahead = true;
-    prep.aheadSrc = src;
-    prep.aheadLen = lsrc;
-    prep.aheadRows.assign(rows, rows + n);
+    panels.rows.assign(rows, rows + n);
+    panels.gathered(src, lsrc, inputs, s.ld);
   }
   for (size_t l = 0; l < L; l++) {
     const MlpLayer& y = s.layers[l];

@@ -30,9 +30,10 @@ export interface SparseMlpKernels {
    * into `losses` and stops after a step whose loss is not finite (it makes no update).
    * Every index and label is checked before the first step. Returns the number of steps run.
    *
-   * The native step may read the next batch ahead and use it when the next step (in this
-   * call or the next) asks for the same rows of the same src: src must not change in place
-   * between calls (indices may; the rows are compared).
+   * The native step may read the next batch ahead and use it when the next step on the
+   * same thread (in this call or the next, of this chain or another with the same inputs)
+   * asks for the same rows of the same src: src must not change in place between calls
+   * (indices may; the rows are compared).
    */
   step(
     chain: PreparedMlp, src: Float32Array, srcLabels: Int32Array, indices: Int32Array, from: number, n: number,
