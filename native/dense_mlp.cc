@@ -61,14 +61,8 @@ struct PreparedDense : HoldsArgs {
   std::vector<std::array<size_t, 4>> stateLen;  // lengths of w0, w1, b0, b1
   std::vector<std::array<bool, 4>> stateGiven;
   std::vector<float> zeros;  // the bias of a layer without one (its activation still applies)
-  // Batches of two steps: the current one and the next, gathered ahead during this step
-  // (see DenseMlpStep) for the rows `aheadRows` of `aheadSrc` when `ahead` is set.
-  std::vector<float> in[2];
-  int cur = 0;
-  bool ahead = false;
-  const float* aheadSrc = nullptr;
-  size_t aheadLen = 0;
-  std::vector<int32_t> aheadRows;
+  // The batches of two steps, rows of the inputs (see DenseMlpStep).
+  lth::BatchAhead batch;
 };
 
 // a.need(...) for "layer l <what>", the name formatted only when the check fails.
@@ -358,7 +352,7 @@ napi_value DenseMlpStep(napi_env env, napi_callback_info info) {
   std::vector<int32_t> labels((size_t)(steps * n));
   if (!lth::batch_labels(a, indices, from, steps, n, srcLabels, samples, classes, labels.data())) return nullptr;
   // Workspace: layer 0's outputs and their gradient (transposed), the other layers'
-  // outputs and their gradients (act[l], grad[l] for l >= 1). The batch: prep.in.
+  // outputs and their gradients (act[l], grad[l] for l >= 1). The batch: prep.batch.
   std::vector<int64_t> sizes{n * prep.layers[0].out, n * prep.layers[0].out};
   for (size_t l = 1; l < L; l++) sizes.push_back(n * prep.layers[l].out);
   for (size_t l = 1; l < L; l++) sizes.push_back(n * prep.layers[l].out);
@@ -368,7 +362,8 @@ napi_value DenseMlpStep(napi_env env, napi_callback_info info) {
     act[l] = w[1 + l];
     grad[l] = w[L + l];
   }
-  for (std::vector<float>& buf : prep.in)
+  lth::BatchAhead& batch = prep.batch;
+  for (std::vector<float>& buf : batch.in)
     if (buf.size() < (size_t)(n * inputs)) buf.resize((size_t)(n * inputs));
   const int64_t tiles = (prep.layers[0].out + gK->mr - 1) / gK->mr;
   const int threads = lth::thread_count();
@@ -388,11 +383,10 @@ napi_value DenseMlpStep(napi_env env, napi_callback_info info) {
     const int32_t* rows = indices + at;
     // The batch: gathered ahead by the step before when it read the same rows of the same
     // src (which must not change in between, see DenseMlpKernels.step).
-    const bool gathered = prep.ahead && prep.aheadSrc == src && prep.aheadLen == lsrc &&
-                          prep.aheadRows.size() == (size_t)n && std::equal(rows, rows + n, prep.aheadRows.begin());
-    prep.ahead = false;
-    st.x = prep.in[prep.cur].data();
-    if (!gathered) lth::gather_rows(src, inputs, rows, n, prep.in[prep.cur].data());
+    const bool gathered = batch.holds(src, lsrc, inputs, n, rows, n);
+    batch.ahead = false;
+    st.x = batch.in[batch.cur].data();
+    if (!gathered) lth::gather_rows(src, inputs, rows, n, batch.in[batch.cur].data());
     // Layer 0's forward pass: run with the step before's backward pass when that step
     // gathered this batch.
     if (!forwarded) run_layer0(st, first_forward);
@@ -401,14 +395,14 @@ napi_value DenseMlpStep(napi_env env, napi_callback_info info) {
     // above when this call runs it).
     bool next = false;
     if (small && at + 2 * n <= (int64_t)lidx) {
-      prep.aheadRows.assign(rows + n, rows + 2 * n);
+      batch.rows.assign(rows + n, rows + 2 * n);
       next = at + 2 * n <= from + steps * n ||
-             std::all_of(prep.aheadRows.begin(), prep.aheadRows.end(), [&](int32_t r) { return r >= 0 && r < samples; });
+             std::all_of(batch.rows.begin(), batch.rows.end(), [&](int32_t r) { return r >= 0 && r < samples; });
     }
     float loss;
     if (next) {
-      MiddleAhead m{st, act.data(), grad.data(), labels.data() + s * n, src, prep.aheadRows.data(),
-                    prep.in[prep.cur ^ 1].data(), 0.0f};
+      MiddleAhead m{st, act.data(), grad.data(), labels.data() + s * n, src, batch.rows.data(),
+                    batch.in[batch.cur ^ 1].data(), 0.0f};
       lth::run_parts(1 + kAheadChunks, middle_or_gather, &m, true);
       loss = m.loss;
     } else {
@@ -416,17 +410,15 @@ napi_value DenseMlpStep(napi_env env, napi_callback_info info) {
     }
     losses[s] = loss;
     if (std::isfinite(loss) && next && s + 1 < steps) {
-      st.xNext = prep.in[prep.cur ^ 1].data();
+      st.xNext = batch.in[batch.cur ^ 1].data();
       run_layer0(st, first_backward_forward);
       forwarded = true;
     } else if (std::isfinite(loss)) {
       run_layer0(st, first_backward);
     }
     if (next) {
-      prep.cur ^= 1;
-      prep.ahead = true;
-      prep.aheadSrc = src;
-      prep.aheadLen = lsrc;
+      batch.cur ^= 1;
+      batch.gathered(src, lsrc, inputs, n);
     }
     if (!std::isfinite(loss)) break;
     rule.step += 1;

@@ -1,13 +1,44 @@
-// What the fused MLP programs' step exports (dense_mlp.cc, sparse_mlp.cc) read alike: the
-// optimiser rule, the names of the optimiser state, and the minibatches' rows and labels.
+// What the fused MLP programs' step exports (dense_mlp.cc, sparse_mlp.cc) share: the
+// optimiser rule, the names of the optimiser state, the minibatches' rows and labels, and
+// the batch buffers of a step that gathers the next batch ahead.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "elementwise.h"
 #include "napi_args.h"
 
 namespace lth {
+
+// A fused MLP step's two batch buffers: in[cur], the batch being trained on, and the other,
+// into which the step gathers the next batch ahead; and what in[cur] holds once it has:
+// rows `rows` of `src` (of `len` floats), laid out for `width` inputs at `ld` columns.
+struct BatchAhead {
+  std::vector<float> in[2];
+  int cur = 0;
+  bool ahead = false;
+  const float* src = nullptr;
+  size_t len = 0;
+  int64_t width = 0, ld = 0;
+  std::vector<int32_t> rows;
+
+  // Whether in[cur] holds rows_[0 .. n) of src_ in that layout (src must not change in
+  // between, see the kernels' step).
+  bool holds(const float* src_, size_t len_, int64_t width_, int64_t ld_, const int32_t* rows_, int64_t n) const {
+    return ahead && src == src_ && len == len_ && width == width_ && ld == ld_ && rows.size() == (size_t)n &&
+           std::equal(rows_, rows_ + n, rows.begin());
+  }
+  // Records that in[cur] now holds `rows` (which the caller set) of src_ in that layout.
+  void gathered(const float* src_, size_t len_, int64_t width_, int64_t ld_) {
+    ahead = true;
+    src = src_;
+    len = len_;
+    width = width_;
+    ld = ld_;
+  }
+};
 
 // The names of a layer's optimiser state: weight moments, then bias moments.
 inline const char* const kStateName[4] = {"w0", "w1", "b0", "b1"};

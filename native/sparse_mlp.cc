@@ -20,7 +20,7 @@
 //
 // While the caller runs the other layers (phase 2), the other parts' threads gather the
 // next batch's inputs, all features, into the second of the calling thread's two panel
-// buffers (InputPanels); the next step uses them when it asks for the same rows of the
+// buffers (tPanels); the next step uses them when it asks for the same rows of the
 // same data set. On the 3.6% LeNet
 // step (interleaved, 2 threads) this makes the step's median 162 us against 196 us: the
 // caller's range then comes from the other core's cache in phase 1, which costs less
@@ -278,38 +278,13 @@ struct PreparedMlp : HoldsArgs {
   std::vector<int64_t> bounds;  // parts + 1 column block boundaries of layer 0 (see MlpStep)
 };
 
-// The input panels of two batches, the current one and the next, gathered ahead during a
-// step (see mlp_step): rows `rows` of `src` (of `len` floats) as panels of `features` at
-// `ld`, when `ahead` is set. They belong to the calling thread, not to a chain: the panels
-// are the data's alone, so a chain prepared again after a mask update (every ΔT steps in
-// dynamic sparse training) starts from the batch its predecessor gathered, in memory
-// already faulted in (with buffers of its own, the first step after an update took 200 us
-// instead of 63 on the 10% ERK LeNet).
-struct InputPanels {
-  std::vector<float> in[2];
-  int cur = 0;
-  bool ahead = false;
-  const float* src = nullptr;
-  size_t len = 0;
-  int64_t features = 0, ld = 0;
-  std::vector<int32_t> rows;
-
-  // Whether the current panels hold rows[0 .. n) of src as panels of `features` at `ld`
-  // (src must not change in between, see Backend.sparseMlpStep).
-  bool hold(const float* src_, size_t len_, int64_t features_, int64_t ld_, const int32_t* rows_, int64_t n) const {
-    return ahead && src == src_ && len == len_ && features == features_ && ld == ld_ && rows.size() == (size_t)n &&
-           std::equal(rows_, rows_ + n, rows.begin());
-  }
-  // Records that the panels `in[cur]` now hold what `hold` asks about (the rows are set by the caller).
-  void gathered(const float* src_, size_t len_, int64_t features_, int64_t ld_) {
-    ahead = true;
-    src = src_;
-    len = len_;
-    features = features_;
-    ld = ld_;
-  }
-};
-thread_local InputPanels tPanels;
+// The input panels of two batches (see lth::BatchAhead), as panels of the inputs at the
+// padded batch. They belong to the calling thread, not to a chain: the panels are the
+// data's alone, so a chain prepared again after a mask update (every ΔT steps in dynamic
+// sparse training) starts from the batch its predecessor gathered, in memory already
+// faulted in (with buffers of its own, the first step after an update took 203 us instead
+// of 63 on the 10% ERK LeNet).
+thread_local lth::BatchAhead tPanels;
 
 // The caller's workspace for a step of s.layers at s.ld with s.parts parts: each layer's
 // outputs (s.act[1 ..]) and their gradients (s.grad), the partial sums of layer 0's parts
@@ -500,14 +475,14 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
   for (size_t l = 1; l < s.layers.size(); l++) laterWork += s.layers[l].p->nnz * s.ld;
   s.split = s.parts > 1 && laterWork >= kSplitWork;
   place_buffers(s);
-  InputPanels& panels = tPanels;
+  lth::BatchAhead& panels = tPanels;
   FtzScope ftz;
   double loss = 0;
   for (int64_t step = 0, at = from; step < steps; step++, at += n) {
     s.rows = indices + at;
     // The input panels: gathered ahead by the step before when it read the same rows of
     // the same src (which must not change in between, see Backend.sparseMlpStep).
-    s.gathered = panels.hold(src, lsrc, inputs, s.ld, s.rows, n);
+    s.gathered = panels.holds(src, lsrc, inputs, s.ld, s.rows, n);
     panels.ahead = false;
     s.act[0] = aligned64(panels.in[panels.cur]);
     // The next batch, rows indices[at + n .. at + 2n), when it is whole and valid (checked
@@ -622,11 +597,11 @@ napi_value SparseMlpDenseGrad(napi_env env, napi_callback_info info) {
   s.ld = round16(n);
   s.parts = 1;
   place_buffers(s);
-  InputPanels& panels = tPanels;
+  lth::BatchAhead& panels = tPanels;
   const int32_t* rows = indices + from;
   s.act[0] = aligned64(panels.in[panels.cur]);
   FtzScope ftz;
-  if (!panels.hold(src, lsrc, inputs, s.ld, rows, n)) {
+  if (!panels.holds(src, lsrc, inputs, s.ld, rows, n)) {
     gS->gatherPanels(src, inputs, rows, n, 0, inputs, s.act[0], s.ld);
     panels.rows.assign(rows, rows + n);
     panels.gathered(src, lsrc, inputs, s.ld);
