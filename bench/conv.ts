@@ -280,7 +280,7 @@ function levelsBench(values: Record<string, unknown>, json: boolean): void {
     const model = spec.build();
     model.initialize(new Rng(0, 'init'));
     const masks = levelMasks(model, spec, level, 3);
-    const program = new GraphProgram(model, { masks, optimizer, context });
+    const program = new GraphProgram(model, { masks, optimizer, context, sampleShape: data.sampleShape });
     const densities = Object.fromEntries([...masks].map(([n, m]) => [n, Number((m.reduce((a, b) => a + b, 0) / m.length).toFixed(4))]));
     return { level, program, densities, sparse: [...program.sparseWeights], times: [] as number[] };
   });

@@ -87,7 +87,7 @@ export function runStability(o: StabilityOptions): StabilityResult {
     return fit(start, s, rewindAt, iterations);
   });
   const model = spec.build();
-  const program = compileProgram(model, { masks: o.masks, optimizer: null, context });
+  const program = compileProgram(model, { masks: o.masks, optimizer: null, context, sampleShape: data.test.sampleShape });
   const line = pathBetween(ends[0], ends[1], o.points, (state) => {
     program.load(state);
     return program.evaluate(data.test);

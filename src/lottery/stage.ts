@@ -214,7 +214,7 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
       return copy.state();
     },
     test: (state) => {
-      const program = compileProgram(buildModel(net.describe()), { masks: pruned ? start.mask : undefined, optimizer: null, context: opts.context });
+      const program = compileProgram(buildModel(net.describe()), { masks: pruned ? start.mask : undefined, optimizer: null, context: opts.context, sampleShape: splits.test.sampleShape });
       program.load(state);
       return program.evaluate(splits.test);
     },

@@ -7,8 +7,9 @@ import { Sequential, type Module, type StateDict } from '../nn/module.js';
 import { Optimizer, checkOptimizerState, stateNames, type OptimizerState, type ParamSlot } from '../nn/optim.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { fromPanels, maskPattern, packValues, sparseLinearPanels, toPanels, unpackValues, useSparse } from '../tensor/sparse.js';
-import { convMaskPattern, sparseConv2d, sparseConvFits, useSparseConv } from '../tensor/sparse-conv.js';
+import { convMaskPattern, sparseConv2d, sparseConvFits, sparseConvThreshold, useSparseConv } from '../tensor/sparse-conv.js';
 import { Workspace, usesWinograd } from '../tensor/conv.js';
+import { weightMacs } from '../nn/flops.js';
 import { BufferArena, Tensor, noGrad } from '../tensor/tensor.js';
 import { applyMasks } from './masks.js';
 import type { CompileOptions, EvalResult, Minibatches, Program } from './program.js';
@@ -47,7 +48,8 @@ interface SparseConv extends PackedWeight {
  * Sequential each run of consecutive masked Linear layers that the sparse mode puts on
  * sparse kernels becomes one sparse chain (toPanels, a sparse layer each, fromPanels), its
  * weights packed per nonzero, and each masked stride-1 Conv2d that it puts on sparse
- * kernels (under 'auto', below the density threshold of its dense path) a sparse convolution. The optimiser trains the packed weights and the model's
+ * kernels (under 'auto', below the density threshold of its dense path and shape,
+ * sparseConvThreshold) a sparse convolution. The optimiser trains the packed weights and the model's
  * other parameters, with each dense weight's mask.
  */
 export class GraphProgram implements Program {
@@ -73,6 +75,10 @@ export class GraphProgram implements Program {
     const be = opts.context.backend;
     const sparseOf = new Map<Module, SparseWeight>();
     const reachable = sequentialLayers(model);
+    // Each weight's MACs per sample: a convolution's output plane is its MACs over its weight's size.
+    const macs = opts.sampleShape && mode === 'auto' && [...this.masks.keys()].some((n) => model.parameter(n).shape.length === 4)
+      ? new Map(weightMacs(model, opts.sampleShape).map((w) => [w.name, w.macs]))
+      : null;
     for (const [path, m] of model.namedModules()) {
       if (!reachable.has(m)) continue;
       const name = path ? `${path}.weight` : 'weight';
@@ -85,7 +91,9 @@ export class GraphProgram implements Program {
         sw = { name, layer: m, pattern, vals: new Tensor(packValues(pattern, m.weight.data), [pattern.nnz], true) };
       } else if (m instanceof Conv2d && sparseConvFits(m.kernel, m.geometry)) {
         const { pattern, density } = convMaskPattern(mask, m.outChannels, m.inChannels, m.kernel[0], m.kernel[1]);
-        if (!useSparseConv(density, mode, usesWinograd(m.inChannels, m.outChannels, m.kernel[0], m.kernel[1], m.geometry))) continue;
+        const winograd = usesWinograd(m.inChannels, m.outChannels, m.kernel[0], m.kernel[1], m.geometry);
+        const pixels = macs?.has(name) ? macs.get(name)! / m.weight.size : undefined;
+        if (!useSparseConv(density, mode, sparseConvThreshold(m.inChannels, m.outChannels, winograd, pixels))) continue;
         sw = { name, layer: m, pattern, vals: new Tensor(packValues(pattern, m.weight.data), [pattern.nnz], true), workspace: new Workspace() };
       } else {
         continue;

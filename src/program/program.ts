@@ -100,4 +100,6 @@ export interface CompileOptions {
   /** The optimiser the program trains with; null for a program that only evaluates. */
   readonly optimizer: OptimizerSettings | null;
   readonly context: RunContext;
+  /** The shape of one input sample, when known: it sizes each convolution's output for the choice of its kernels (sparseConvThreshold). */
+  readonly sampleShape?: readonly number[];
 }

@@ -53,13 +53,17 @@ function assertClose(a: ReadonlyMap<string, Float32Array>, b: ReadonlyMap<string
   }
 }
 
-test('graph program: which masked convolutions run sparse under auto, on and off', () => {
-  const sparse = (m: Map<string, Float32Array>, mode: 'auto' | 'on' | 'off') =>
-    [...compileProgram(build(), { masks: m, optimizer: adam, context: context(mode) }).sparseWeights].filter((n) => n.startsWith('conv'));
+test('graph program: which masked convolutions run sparse under auto (by density, channels and output size), on and off', () => {
+  const sparse = (m: Map<string, Float32Array>, mode: 'auto' | 'on' | 'off', sampleShape?: number[]) =>
+    [...compileProgram(build(), { masks: m, optimizer: adam, context: context(mode), sampleShape }).sparseWeights].filter((n) => n.startsWith('conv'));
   const all = ['conv1.weight', 'conv2.weight', 'conv3.weight', 'conv4.weight'];
   assert.deepEqual(sparse(masks(0.1, 1), 'auto'), all);
   assert.deepEqual(sparse(masks(0.6, 1), 'auto'), []);
-  assert.deepEqual(sparse(masks(0.3, 1), 'auto'), ['conv1.weight'], 'the first layer (3 channels, im2col when dense) to a higher density');
+  assert.deepEqual(sparse(masks(0.45, 1), 'auto'), ['conv1.weight'], 'the first layer (3 channels, im2col when dense) to a higher density');
+  // Narrow convolutions (8 and 16 channels) run sparse below 0.38, less on small planes:
+  // conv3 and conv4 see 8x8 after the pooling (0.38 · 64/71), conv2 16x16 (0.38 · 256/263).
+  assert.deepEqual(sparse(masks(0.355, 1), 'auto'), all, 'output size unknown');
+  assert.deepEqual(sparse(masks(0.355, 1), 'auto', [3, 16, 16]), ['conv1.weight', 'conv2.weight'], 'output size from the sample shape');
   assert.deepEqual(sparse(masks(0.6, 1), 'on'), all);
   assert.deepEqual(sparse(masks(0.1, 1), 'off'), []);
   resolveContext({}, {});

@@ -4,7 +4,7 @@ import { Rng } from '../core/rng.js';
 import { conv2d, flatten } from './conv.js';
 import { gradCheck } from './gradcheck.js';
 import { linear, softmaxCrossEntropy } from './ops.js';
-import { convMaskPattern, sparseConv2d, sparseConvFits, useSparseConv, SPARSE_CONV_DENSITY_THRESHOLD, SPARSE_IM2COL_CONV_DENSITY_THRESHOLD } from './sparse-conv.js';
+import { convMaskPattern, sparseConv2d, sparseConvFits, sparseConvThreshold, useSparseConv, SPARSE_IM2COL_CONV_DENSITY_THRESHOLD } from './sparse-conv.js';
 import { packValues, unpackValues } from './sparse.js';
 import { Tensor } from './tensor.js';
 
@@ -38,14 +38,30 @@ test('convMaskPattern: rows, columns, the transposed index and flat positions', 
   assert.deepEqual([...unpackValues(p, packValues(p, Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8])), new Float32Array(8))], [0, 2, 3, 0, 5, 0, 0, 8]);
 });
 
-test('sparse conv mode: auto by threshold, on, off; geometries that fit', () => {
-  assert.equal(useSparseConv(SPARSE_CONV_DENSITY_THRESHOLD / 2, 'auto'), true);
-  assert.equal(useSparseConv(Math.min(1, SPARSE_CONV_DENSITY_THRESHOLD * 1.5), 'auto'), false);
-  const between = (SPARSE_CONV_DENSITY_THRESHOLD + SPARSE_IM2COL_CONV_DENSITY_THRESHOLD) / 2;
-  assert.equal(useSparseConv(between, 'auto', true), false, 'a Winograd convolution');
-  assert.equal(useSparseConv(between, 'auto', false), true, 'an im2col convolution');
-  assert.equal(useSparseConv(0.99, 'on'), true);
-  assert.equal(useSparseConv(0.01, 'off'), false);
+test('sparse conv mode: auto by the threshold of the layer\'s shape, on, off; geometries that fit', () => {
+  const t = sparseConvThreshold;
+  // Winograd gains on the sparse kernels as the channels grow: the threshold falls, from
+  // the table's first point to its last, linear in log2 of the channels between them.
+  assert.equal(t(8, 8, true), 0.38);
+  assert.equal(t(16, 16, true), 0.38);
+  assert.equal(t(64, 64, true), 0.22);
+  assert.ok(Math.abs(t(64, 256, true) - 0.15) < 1e-12, 'the geometric mean of 64 and 256 is 128');
+  assert.ok(Math.abs(t(64, 128, true) - (0.22 + 0.15) / 2) < 1e-12);
+  assert.equal(t(512, 512, true), 0.125);
+  for (const c of [16, 24, 32, 48, 64, 96, 128, 192, 256]) assert.ok(t(c, c, true) >= t(2 * c, 2 * c, true), `${c} channels`);
+  // Small planes lower it; im2col's does not depend on the shape.
+  assert.ok(Math.abs(t(512, 512, true, 4) - (0.125 * 4) / 11) < 1e-12);
+  assert.ok(t(256, 256, true, 64) < t(256, 256, true, 1024) && t(256, 256, true, 1024) < t(256, 256, true));
+  assert.equal(t(3, 64, false), SPARSE_IM2COL_CONV_DENSITY_THRESHOLD);
+  assert.equal(t(64, 64, false, 4), SPARSE_IM2COL_CONV_DENSITY_THRESHOLD);
+  // Conv-6 at IMP level 10 (convolutions at 19.7%, CIFAR-10): the 3-channel first layer
+  // (im2col) and the 64-channel second run sparse, the wider ones dense.
+  const level10 = (cin: number, cout: number, side: number, winograd = true) => useSparseConv(0.197, 'auto', t(cin, cout, winograd, side * side));
+  assert.deepEqual([level10(3, 64, 32, false), level10(64, 64, 32), level10(64, 128, 16), level10(128, 128, 16), level10(128, 256, 8), level10(256, 256, 8)],
+    [true, true, false, false, false, false]);
+  assert.equal(useSparseConv(0.99, 'on', 0.1), true);
+  assert.equal(useSparseConv(0.01, 'off', 0.5), false);
+  assert.equal(useSparseConv(0.3, 'auto', 0.3), false, 'below the threshold only');
   assert.equal(sparseConvFits([3, 3], { strideH: 1, strideW: 1, padH: 1, padW: 1 }), true);
   assert.equal(sparseConvFits([3, 3], { strideH: 2, strideW: 2, padH: 1, padW: 1 }), false);
   assert.equal(sparseConvFits([1, 1], { strideH: 1, strideW: 1, padH: 1, padW: 0 }), false);

@@ -12,13 +12,23 @@ import { Tensor, isGradEnabled } from './tensor.js';
  */
 
 /**
- * Below this mask density a masked stride-1 Conv2d that conv2d would run on Winograd runs
- * sparse (sparse mode 'auto'). Measured on a 2-core AVX-512 machine (one thread, CPU time
- * of forward + both gradients, batch 60, Conv-6's layers 2-6, sparse / dense): at 15%
- * 0.66-0.85, 20% 0.70-0.90, 25% 0.87-1.09, 30% 0.90-1.24. Conv-6's IMP level 10 (19.7%)
- * runs sparse, level 9 (23.2%) dense.
+ * The mask density below which a masked stride-1 3×3 Conv2d that conv2d runs on Winograd
+ * runs sparse (sparse mode 'auto'), by the geometric mean of its channels: Winograd's
+ * cost per weight falls as the channels grow (its transforms serve more products), the
+ * sparse kernels' does not. Crossovers measured on a 2-core AVX-512 machine (batch 60,
+ * forward and both gradients, one thread's CPU time and two threads' wall clock): 16→16
+ * at 32×32 about 0.4, 32→32 0.28, 64→64 0.25, 64→128 and 128→128 at 16×16 0.15–0.16,
+ * 256→256 at 8×8 0.125. Between the table's points the threshold is linear in log2 of
+ * the channels, and flat beyond its ends.
  */
-export const SPARSE_CONV_DENSITY_THRESHOLD = 0.22;
+const WINOGRAD_CROSSOVERS: ReadonlyArray<readonly [channels: number, density: number]> = [[16, 0.38], [32, 0.28], [64, 0.22], [128, 0.15], [256, 0.125]];
+
+/**
+ * The sparse kernels pay a fixed cost per nonzero and image plane: on small planes that
+ * lowers the crossover by outPixels / (outPixels + SMALL_PLANE_PIXELS). Measured: 256→512
+ * and 512→512 at 4×4 0.10, 512→512 at 2×2 0.05 (against 0.125 on larger planes).
+ */
+const SMALL_PLANE_PIXELS = 7;
 
 /**
  * The same for a convolution that conv2d runs on im2col (Conv-2/4/6's first layer, 3 input
@@ -27,6 +37,28 @@ export const SPARSE_CONV_DENSITY_THRESHOLD = 0.22;
  */
 export const SPARSE_IM2COL_CONV_DENSITY_THRESHOLD = 0.5;
 
+/**
+ * The density below which a masked convolution runs sparse in sparse mode 'auto':
+ * `winograd`, whether its dense path is Winograd (usesWinograd); `outPixels`, its output
+ * plane's size where known (a large plane is assumed otherwise).
+ */
+export function sparseConvThreshold(inChannels: number, outChannels: number, winograd: boolean, outPixels = Infinity): number {
+  if (!winograd) return SPARSE_IM2COL_CONV_DENSITY_THRESHOLD;
+  const c = Math.log2(Math.sqrt(inChannels * outChannels));
+  const points = WINOGRAD_CROSSOVERS.map(([ch, d]) => [Math.log2(ch), d] as const);
+  let t = points[points.length - 1][1];
+  if (c <= points[0][0]) t = points[0][1];
+  else {
+    for (let i = 1; i < points.length; i++) {
+      if (c > points[i][0]) continue;
+      const [c0, d0] = points[i - 1], [c1, d1] = points[i];
+      t = d0 + ((d1 - d0) * (c - c0)) / (c1 - c0);
+      break;
+    }
+  }
+  return Number.isFinite(outPixels) ? (t * outPixels) / (outPixels + SMALL_PLANE_PIXELS) : t;
+}
+
 /** Whether a convolution of this geometry and kernel can run on the sparse kernels. */
 export function sparseConvFits(kernel: readonly [number, number], geometry: Conv2dGeometry): boolean {
   return geometry.strideH === 1 && geometry.strideW === 1 && geometry.padH < kernel[0] && geometry.padW < kernel[1];
@@ -34,10 +66,9 @@ export function sparseConvFits(kernel: readonly [number, number], geometry: Conv
 
 /**
  * Whether a masked convolution of this density runs sparse under `mode` (when its geometry
- * fits); `winograd`: whether its dense path is Winograd (usesWinograd).
+ * fits), `threshold` being its sparseConvThreshold.
  */
-export function useSparseConv(density: number, mode: SparseMode, winograd = true): boolean {
-  const threshold = winograd ? SPARSE_CONV_DENSITY_THRESHOLD : SPARSE_IM2COL_CONV_DENSITY_THRESHOLD;
+export function useSparseConv(density: number, mode: SparseMode, threshold: number): boolean {
   return mode === 'on' || (mode === 'auto' && density < threshold);
 }
 

@@ -52,8 +52,8 @@ try {
   const native = init.settings.backend === 'native' && !(loaded instanceof Error) ? loaded : null;
   native?.serialThread();
   const model = buildModel(init.model);
-  const program = compileProgram(model, { masks: new Map(init.masks), optimizer: null, context });
   const validation = dataset(init.validation), test = dataset(init.test);
+  const program = compileProgram(model, { masks: new Map(init.masks), optimizer: null, context, sampleShape: test.sampleShape });
   init.port.on('message', (msg: SnapshotMessage) => {
     try {
       program.load(new Map(msg.state));

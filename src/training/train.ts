@@ -141,7 +141,8 @@ export function train(opts: TrainOptions): TrainResult {
   const maskSchedule = opts.maskSchedule;
   const macs = weightMacs(model, data.train.sampleShape);
   let masks = opts.masks;
-  let program: Program = compileProgram(model, { masks, optimizer: opts.optimizer, context });
+  const sampleShape = data.train.sampleShape;
+  let program: Program = compileProgram(model, { masks, optimizer: opts.optimizer, context, sampleShape });
   let perStep = stepFlops(macs, maskDensities(masks), program.sparseWeights);
   const flops = { actual: 0, dense: 0 };
   const perEpoch = iterationsPerEpoch(data.train.length, batchSize);
@@ -304,7 +305,7 @@ export function train(opts: TrainOptions): TrainResult {
   function recompile(
     next: ReadonlyMap<string, Float32Array>, grown?: ReadonlyMap<string, Int32Array>, dropped?: ReadonlyMap<string, Int32Array>, sameCounts = false,
   ): void {
-    program = withMasks(program, model, { masks, optimizer: opts.optimizer, context }, next, grown, snapshot ?? undefined, dropped);
+    program = withMasks(program, model, { masks, optimizer: opts.optimizer, context, sampleShape }, next, grown, snapshot ?? undefined, dropped);
     masks = next;
     // The same counts run on the same kernels: the step's cost is unchanged.
     if (!sameCounts) perStep = stepFlops(macs, maskDensities(masks), program.sparseWeights);
@@ -329,7 +330,7 @@ export function train(opts: TrainOptions): TrainResult {
         if (cp.masks.size) {
           model.loadState(cp.weights, 'the checkpoint');
           masks = cp.masks;
-          program = compileProgram(model, { masks, optimizer: opts.optimizer, context });
+          program = compileProgram(model, { masks, optimizer: opts.optimizer, context, sampleShape });
           perStep = stepFlops(macs, maskDensities(masks), program.sparseWeights);
         }
       }
