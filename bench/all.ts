@@ -1,13 +1,14 @@
 /**
  * `npm run bench`: the LeNet epoch benchmark (bench.js), the training-step benchmarks of
- * Conv-2, Conv-6, ResNet-20 and VGG-16 (conv.js), the char_lstm and text_transformer step benchmarks (seq.js), dynamic sparse
+ * Conv-2, Conv-6, ResNet-20 and VGG-16 (conv.js) and of Conv-6 masked at IMP level 10
+ * against level 0 (conv.js --levels), the char_lstm and text_transformer step benchmarks (seq.js), dynamic sparse
  * training against dense (dst.js), structured pruning's compacted networks against dense
  * (structured.js), the fixed costs of a run
  * (startup.js) and the distributed queue's costs (queue.js), one after the other (never
  * concurrently: they would time each other).
  * `--json` and `--vs-torch` go to the first three; any other flag goes to the LeNet one. With --json the last stdout line is one
  * object: the LeNet fields at the top level (lenetEpochSeconds, torchLenetEpochSeconds,
- * ...), the conv nets' results under "conv2", "conv6", "resnet20" and "vgg16", the sequence models' under "seq", dynamic sparse training under "dst", compacted networks under "structured", the fixed
+ * ...), the conv nets' results under "conv2", "conv6", "resnet20" and "vgg16", the masked Conv-6's under "conv6Levels", the sequence models' under "seq", dynamic sparse training under "dst", compacted networks under "structured", the fixed
  * costs under "startup" and the queue's under "queue".
  */
 import { spawnSync } from 'node:child_process';
@@ -33,6 +34,8 @@ const conv2 = run('conv.js', shared);
 if (!json) console.log('');
 const conv6 = run('conv.js', [...shared, '--model', 'conv6']);
 if (!json) console.log('');
+const conv6Levels = run('conv.js', [...(json ? ['--json'] : []), '--model', 'conv6', '--levels', '0,10', '--fc-share']);
+if (!json) console.log('');
 // The batch-norm nets take batches of 128 and far longer steps: fewer of them.
 const resnet20 = run('conv.js', [...shared, '--model', 'cifar_resnet_20', '--steps', '5', '--warmup', '2']);
 if (!json) console.log('');
@@ -49,4 +52,4 @@ if (!json) console.log('');
 const startup = run('startup.js', json ? ['--json'] : []);
 if (!json) console.log('');
 const queue = run('queue.js', json ? ['--json'] : []);
-if (json) console.log(JSON.stringify({ ...lenet, conv2, conv6, resnet20, vgg16, seq: { char_lstm: charLstm, text_transformer: textTransformer }, dst, structured, startup, queue }));
+if (json) console.log(JSON.stringify({ ...lenet, conv2, conv6, conv6Levels, resnet20, vgg16, seq: { char_lstm: charLstm, text_transformer: textTransformer }, dst, structured, startup, queue }));
