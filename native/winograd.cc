@@ -386,6 +386,8 @@ void grad_group(void* ctx, int g, float* scratch) {
 
 void block_part(void* ctx, int part, float* scratch) { run_block(*static_cast<const Job*>(ctx), part, scratch); }
 
+constexpr int64_t kMinBlocks = 8, kMinTiles = 48;
+
 // The tiles and blocks of a call: enough tiles per block for wide GEMMs, few enough
 // that V (E*cin*T floats) and M stay near L2's size.
 Job make_job(const float* x, const float* u, float* out, int64_t n, int64_t cin, int64_t cout, int64_t h, int64_t w,
@@ -398,6 +400,10 @@ Job make_job(const float* x, const float* u, float* out, int64_t n, int64_t cin,
   int64_t target = 16384 * 16 / j.entries() / widest;
   if (target < 64) target = 64;
   j.rowsPerBlock = target / j.tw < 1 ? 1 : target / j.tw;
+  // At least kMinBlocks blocks where that leaves each kMinTiles tiles: a call of a few big
+  // blocks shares out unevenly (5 blocks on 2 threads wait for a third of the call on one).
+  const int64_t fewer = (j.tileRows + kMinBlocks - 1) / kMinBlocks;
+  if (fewer < j.rowsPerBlock && fewer * j.tw >= kMinTiles) j.rowsPerBlock = fewer;
   return j;
 }
 
