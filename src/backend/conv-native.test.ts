@@ -34,6 +34,10 @@ const GEOMETRIES: Geometry[] = [
   [3, 33, 17, 7, 5, 3, 2, 3, 2],
   [16, 32, 32, 3, 3, 2, 2, 1, 1],      // ResNet-20's stride-2 3×3 (vectorised stride-2 rows)
   [2, 9, 21, 3, 3, 2, 2, 1, 1],        // odd width: rows end in the scalar tail
+  [3, 10, 8, 3, 3, 2, 2, 1, 1],        // 3 wide, stride 2, padding 1 across: a window row's three column rows together, whole groups of 4
+  [2, 6, 14, 3, 3, 2, 2, 1, 1],        // ... a group of 4 outputs and a tail of 3
+  [2, 5, 2, 3, 3, 2, 2, 1, 1],         // ... one output a row
+  [2, 7, 11, 5, 3, 1, 2, 2, 1],        // ... kernel 5 high, stride 1 down
   [2, 8, 19, 3, 3, 2, 2, 0, 0],
   [32, 16, 16, 1, 1, 2, 2, 0, 0],      // ResNet-20's stride-2 1×1 shortcut
 ];
