@@ -346,13 +346,18 @@ inline void with_store_flags(bool acc, bool bias, bool relu, Args... args) {
 
 template <bool ACC, bool BIAS, bool RELU>
 struct WinoStore {
-  static void run(const float* a, const float* b, int64_t width, float* y, float bias) {
-    wino_store<ACC, BIAS, RELU>(a, b, width, y, bias);
+  static void run(const float* o, int64_t n, int64_t width, int64_t rows, float* y, float bias) {
+    const int64_t tw = (width + 1) / 2;
+    for (int64_t k = 0; k < rows; k++) {
+      const float* a = o + 2 * (k & 1) * n + (k >> 1) * tw;
+      wino_store<ACC, BIAS, RELU>(a, a + n, width, y + k * width, bias);
+    }
   }
 };
 
-void winoStore(const float* a, const float* b, int64_t width, float* y, bool accumulate, const float* bias, bool relu) {
-  with_store_flags<WinoStore>(accumulate, bias != nullptr, relu, a, b, width, y, bias ? *bias : 0.0f);
+void winoStore(const float* o, int64_t n, int64_t width, int64_t rows, float* y, bool accumulate, const float* bias,
+               bool relu) {
+  with_store_flags<WinoStore>(accumulate, bias != nullptr, relu, o, n, width, rows, y, bias ? *bias : 0.0f);
 }
 
 // a[k] = s[2k] for 2k < n, b[k] = s[2k + 1] for 2k + 1 < n.
@@ -683,13 +688,16 @@ inline void wino_store4(const float* __restrict a, int64_t n, int64_t width, flo
 
 template <bool ACC, bool BIAS, bool RELU>
 struct WinoStore4 {
-  static void run(const float* a, int64_t n, int64_t width, float* y, float bias) {
-    wino_store4<ACC, BIAS, RELU>(a, n, width, y, bias);
+  static void run(const float* o, int64_t n, int64_t width, int64_t rows, float* y, float bias) {
+    const int64_t tw = (width + 3) / 4;
+    for (int64_t k = 0; k < rows; k++)
+      wino_store4<ACC, BIAS, RELU>(o + 4 * (k & 3) * n + (k >> 2) * tw, n, width, y + k * width, bias);
   }
 };
 
-void winoStore4(const float* a, int64_t n, int64_t width, float* y, bool accumulate, const float* bias, bool relu) {
-  with_store_flags<WinoStore4>(accumulate, bias != nullptr, relu, a, n, width, y, bias ? *bias : 0.0f);
+void winoStore4(const float* o, int64_t n, int64_t width, int64_t rows, float* y, bool accumulate, const float* bias,
+                bool relu) {
+  with_store_flags<WinoStore4>(accumulate, bias != nullptr, relu, o, n, width, rows, y, bias ? *bias : 0.0f);
 }
 
 // d[r*ds + k] = s[4k + r] for 4k + r < n.

@@ -269,31 +269,22 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
                            false, false},
              0, j.cout, 0, T, gemmScratch);
 
-  if (j.tile == 4) {
-    float* O = grow(obuf, (size_t)(16 * T));
-    for (int64_t o = 0; o < j.cout; o++) {
-      if (o + 1 < j.cout) prefetch_out(j, q0, q1, o + 1);
-      const float* bias = j.bias ? j.bias + o : nullptr;
-      gK->winoOut4(M + o * T, ms, T, O);
-      for (int64_t q = q0; q < q1; q++) {
-        const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
-        float* y = j.out + ((img * j.cout + o) * j.oh + 4 * ty) * j.ow;
-        for (int64_t i = 0; i < 4 && 4 * ty + i < j.oh; i++)
-          gK->winoStore4(O + 4 * i * T + tb, T, j.ow, y + i * j.ow, j.accumulate, bias, j.relu);
-      }
-    }
-    return;
-  }
-  float* O = grow(obuf, (size_t)(4 * T));
+  // Each output channel's outputs, transformed, then stored one image's run of tile rows
+  // at a time (its output rows are consecutive in the plane).
+  float* O = grow(obuf, (size_t)(j.tile * j.tile * T));
+  const auto out = j.tile == 4 ? gK->winoOut4 : gK->winoOut;
+  const auto store = j.tile == 4 ? gK->winoStore4 : gK->winoStore;
   for (int64_t o = 0; o < j.cout; o++) {
     if (o + 1 < j.cout) prefetch_out(j, q0, q1, o + 1);
     const float* bias = j.bias ? j.bias + o : nullptr;
-    gK->winoOut(M + o * T, ms, T, O);
-    for (int64_t q = q0; q < q1; q++) {
-      const int64_t img = q / j.th, ty = q % j.th, tb = (q - q0) * j.tw;
-      float* y = j.out + ((img * j.cout + o) * j.oh + 2 * ty) * j.ow;
-      gK->winoStore(O + tb, O + T + tb, j.ow, y, j.accumulate, bias, j.relu);
-      if (2 * ty + 1 < j.oh) gK->winoStore(O + 2 * T + tb, O + 3 * T + tb, j.ow, y + j.ow, j.accumulate, bias, j.relu);
+    out(M + o * T, ms, T, O);
+    for (int64_t q = q0; q < q1;) {
+      const int64_t img = q / j.th, ty0 = q % j.th;
+      const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
+      const int64_t r0 = j.tile * ty0, r1 = j.tile * ty1 < j.oh ? j.tile * ty1 : j.oh;
+      store(O + (q - q0) * j.tw, T, j.ow, r1 - r0, j.out + ((img * j.cout + o) * j.oh + r0) * j.ow, j.accumulate, bias,
+            j.relu);
+      q = img * j.th + ty1;
     }
   }
 }
