@@ -235,53 +235,38 @@ void winoInRows(const float* __restrict x, int64_t w, int64_t h, int64_t ty0, in
   }
 }
 
-// One loop over all n tiles (its rows are contiguous in g: tile t reads 2t - 1 .. 2t + 2),
-// but the call's first and last, whose outside columns lie outside g. With a power-of-two
-// number of tiles a row, each row's end tiles take 0 for their outside column in that
-// loop, by a select on t's position in its row (the value loaded from the neighbouring
-// row, NaN or not, is dropped); otherwise they are put right afterwards.
+// One loop over all n tiles but the call's first and last (its rows are contiguous in g:
+// tile t reads 2t - 1 .. 2t + 2, so a row's end tiles read a value of the row before or
+// after), then the row ends put right: column -1 and column w are zero, and only v0 =
+// a - c reads the first column, only v3 = b - d the last.
 void winoInCols(const float* __restrict g, int64_t gs, int64_t tw, int64_t n, float* __restrict v, int64_t estride) {
-  const bool selects = (tw & (tw - 1)) == 0;
-  const int64_t last = tw - 1;
   for (int i = 0; i < 4; i++) {
     const float* __restrict s = g + i * gs;
     float* __restrict v0 = v + (i * 4 + 0) * estride;
     float* __restrict v1 = v + (i * 4 + 1) * estride;
     float* __restrict v2 = v + (i * 4 + 2) * estride;
     float* __restrict v3 = v + (i * 4 + 3) * estride;
-    if (selects) {
 #pragma GCC ivdep
-      for (int64_t t = 1; t < n - 1; t++) {
-        const float a0 = s[2 * t - 1], d0 = s[2 * t + 2];
-        const float a = (t & last) == 0 ? 0.0f : a0, b = s[2 * t], c = s[2 * t + 1], d = (t & last) == last ? 0.0f : d0;
-        v0[t] = a - c;
-        v1[t] = b + c;
-        v2[t] = c - b;
-        v3[t] = b - d;
-      }
-    } else {
-#pragma GCC ivdep
-      for (int64_t t = 1; t < n - 1; t++) {
-        const float a = s[2 * t - 1], b = s[2 * t], c = s[2 * t + 1], d = s[2 * t + 2];
-        v0[t] = a - c;
-        v1[t] = b + c;
-        v2[t] = c - b;
-        v3[t] = b - d;
-      }
+    for (int64_t t = 1; t < n - 1; t++) {
+      const float a = s[2 * t - 1], b = s[2 * t], c = s[2 * t + 1], d = s[2 * t + 2];
+      v0[t] = a - c;
+      v1[t] = b + c;
+      v2[t] = c - b;
+      v3[t] = b - d;
     }
     for (int64_t t0 = 0; t0 < n; t0 += tw) {
-      if (selects && t0 != 0 && t0 + tw != n) continue;
       const int64_t t1 = t0 + tw - 1;
-      const float b0 = s[2 * t0], c0 = s[2 * t0 + 1], b1 = s[2 * t1], c1 = s[2 * t1 + 1];
-      const float d0 = tw > 1 ? s[2 * t0 + 2] : 0.0f, a1 = tw > 1 ? s[2 * t1 - 1] : 0.0f;
-      v0[t0] = 0.0f - c0;
-      v1[t0] = b0 + c0;
-      v2[t0] = c0 - b0;
-      v3[t0] = b0 - d0;
-      v0[t1] = a1 - c1;
-      v1[t1] = b1 + c1;
-      v2[t1] = c1 - b1;
-      v3[t1] = b1 - 0.0f;
+      v0[t0] = 0.0f - s[2 * t0 + 1];
+      v3[t1] = s[2 * t1] - 0.0f;
+    }
+    // The call's first and last tiles' other entries (v0 of the last and v3 of the first
+    // only when a row holds more than one tile).
+    for (int64_t t = 0; t < n; t = t == 0 && n > 1 ? n - 1 : n) {
+      const float b = s[2 * t], c = s[2 * t + 1];
+      v1[t] = b + c;
+      v2[t] = c - b;
+      if (tw > 1 && t > 0) v0[t] = s[2 * t - 1] - c;
+      if (tw > 1 && t == 0) v3[t] = b - s[2 * t + 2];
     }
   }
 }
@@ -600,47 +585,20 @@ void winoIn4Cols(const float* __restrict g, int64_t gs, int64_t tw, int64_t n, f
       v4[t] = t4;
       v5[t] = t5;
     };
-    // Rows of a power-of-two number of tiles: one loop over every tile but the call's
-    // first and last (whose outside columns lie outside g), each row's end tiles taking
-    // 0 for their outside column by a select on t's position in its row (a value
-    // loaded from the neighbouring row, NaN or not, is dropped), so that the ends, a
-    // quarter to all of the tiles on 8x8 to 32x32 images, run on full vectors too.
-    if ((tw & (tw - 1)) == 0 && n > 2) {
-      const int64_t last = tw - 1;
+    // One loop over every tile but the call's first and last (whose outside columns lie
+    // outside g): a row's end tiles read a value of the row before or after, and only t0
+    // reads the first column and t5 the last, so each row's first tile gets v0 again and
+    // its last v5, with a zero for the outside column. Then the call's first and last.
 #pragma GCC ivdep
-      for (int64_t t = 1; t < n - 1; t++) {
-        const float a = s[4 * t - 1], b = s[4 * t + 4];
-        const float d0 = (t & last) == 0 ? 0.0f : a, d5 = (t & last) == last ? 0.0f : b;
-        const float d1 = s[4 * t], d2 = s[4 * t + 1], d3 = s[4 * t + 2], d4 = s[4 * t + 3];
-        float t0, t1, t2, t3, t4, t5;
-        LTH_WINO4_BT(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5);
-        v0[t] = t0;
-        v1[t] = t1;
-        v2[t] = t2;
-        v3[t] = t3;
-        v4[t] = t4;
-        v5[t] = t5;
-      }
-      put(0, true, tw == 1);
-      put(n - 1, tw == 1, true);
-      continue;
+    for (int64_t t = 1; t < n - 1; t++) put(t, false, false);
+    for (int64_t t0 = 0; t0 < n; t0 += tw) {
+      const int64_t t1 = t0 + tw - 1;
+      const float zero = 0.0f;
+      v0[t0] = 4.0f * zero - 5.0f * s[4 * t0 + 1] + s[4 * t0 + 3];  // LTH_WINO4_BT's t0, d0 = 0
+      v5[t1] = 4.0f * s[4 * t1] - 5.0f * s[4 * t1 + 2] + zero;      // its t5, d5 = 0
     }
-    // Otherwise the inner tiles, then each row's first and last tiles (column -1 and
-    // column w are zero), each a loop over the rows, which vectorises. With two tiles a
-    // row or fewer every tile is a row's first or last.
-    if (tw > 2) {
-#pragma GCC ivdep
-      for (int64_t t = 1; t < n - 1; t++) put(t, false, false);
-    }
-    const int64_t rows = n / tw;
-    if (tw == 1) {
-      for (int64_t r = 0; r < rows; r++) put(r, true, true);
-      continue;
-    }
-#pragma GCC ivdep
-    for (int64_t r = 0; r < rows; r++) put(r * tw, true, false);
-#pragma GCC ivdep
-    for (int64_t r = 0; r < rows; r++) put(r * tw + tw - 1, false, true);
+    put(0, true, tw == 1);
+    put(n - 1, tw == 1, true);
   }
 }
 #undef LTH_WINO4_BT

@@ -425,7 +425,7 @@ test('conv3x3: a NaN reaches every output whose window holds it (and at most its
 
 test('conv3x3: a NaN at an image\'s left or right edge stays in its own tiles (whole-tile rows, rows-first transforms)', { skip }, () => {
   const rnd = prng(12);
-  // Widths of 2, 4 and 8 tiles (the row-end selects) and of 3 and 6 (the separate row-end loops).
+  // Rows of 1 to 8 tiles (a row's end tiles read the neighbouring row's values, then are put right).
   for (const [n, c, o, h, w] of [[2, 8, 8, 8, 8], [2, 8, 9, 6, 16], [1, 8, 8, 12, 32], [2, 8, 8, 8, 12], [1, 8, 8, 4, 24]]) {
     const p = 1, x = randomArray(n * c * h * w, rnd), wt = randomArray(o * c * 9, rnd);
     const nans: Array<[number, number, number, number]> = [[1, 3, 3, w - 1], [0, 5, 5 % h, 0], [n - 1, 0, h - 1, w - 1]];
