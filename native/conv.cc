@@ -86,6 +86,69 @@ inline void add_stride2(const float* src, float* d, int64_t lo, int64_t hi, int6
   for (; ox < hi; ox++) d[2 * ox] += src[ox];
 }
 
+// Whether a geometry's windows are 3 wide with stride 2 and padding 1 across (the stride-2
+// 3x3 convolutions of ResNets): then a window row's three column rows j = 0, 1, 2 read
+// columns 2·ox - 1, 2·ox and 2·ox + 1 of one input row, and im2col and col2im take them
+// together, one pass over the input row for the three.
+inline bool three_wide_stride2(const Geom& g) { return g.kw == 3 && g.sw == 2 && g.pw == 1; }
+
+// d0, d1, d2[ox] = s[2·ox - 1], s[2·ox], s[2·ox + 1] for ox < ow (0 outside [0, w)): the
+// even and odd entries of four outputs' columns from two loads, the first row's the odd
+// ones a lane later.
+inline void im2col_three(const float* __restrict s, int64_t w, int64_t ow, float* __restrict d0, float* __restrict d1,
+                         float* __restrict d2) {
+  int64_t ox = 0;
+#ifdef __SSE2__
+  __m128 prev = _mm_setzero_ps();  // lane 3: column 2·ox - 1
+  for (; ox + 4 <= ow && 2 * ox + 8 <= w; ox += 4) {
+    const __m128 a = _mm_loadu_ps(s + 2 * ox), b = _mm_loadu_ps(s + 2 * ox + 4);
+    const __m128 ev = _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), od = _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+    _mm_storeu_ps(d1 + ox, ev);
+    _mm_storeu_ps(d2 + ox, od);
+    _mm_storeu_ps(d0 + ox, _mm_move_ss(_mm_shuffle_ps(od, od, _MM_SHUFFLE(2, 1, 0, 0)),
+                                       _mm_shuffle_ps(prev, prev, _MM_SHUFFLE(3, 3, 3, 3))));
+    prev = od;
+  }
+#endif
+  for (; ox < ow; ox++) {
+    d0[ox] = ox > 0 ? s[2 * ox - 1] : 0.0f;
+    d1[ox] = s[2 * ox];
+    d2[ox] = 2 * ox + 1 < w ? s[2 * ox + 1] : 0.0f;
+  }
+}
+
+// x[2·ox - 1] += c0[ox], x[2·ox] += c1[ox], x[2·ox + 1] += c2[ox] for ox < ow, inside [0, w),
+// each entry's terms in the order j = 0, 1, 2 (as col2im's loop over j adds them): an odd
+// entry gets c0's term, then c2's; adding -0.0 where a lane has no term leaves every value
+// as it is.
+inline void col2im_three(const float* __restrict c0, const float* __restrict c1, const float* __restrict c2, int64_t w,
+                         int64_t ow, float* __restrict x) {
+  int64_t ox = 0;
+#ifdef __SSE2__
+  const __m128 nz = _mm_set1_ps(-0.0f);
+  // Entries 2·ox .. 2·ox + 7: the even ones from c1[ox ..], the odd ones from c0[ox + 1 ..]
+  // (while it lasts) and c2[ox ..].
+  for (; ox + 4 <= ow && 2 * ox + 8 <= w; ox += 4) {
+    const __m128 e = _mm_loadu_ps(c1 + ox), o2 = _mm_loadu_ps(c2 + ox);
+    const __m128 o0 = ox + 5 <= ow ? _mm_loadu_ps(c0 + ox + 1) : _mm_setr_ps(c0[ox + 1], c0[ox + 2], c0[ox + 3], -0.0f);
+    __m128 lo = _mm_add_ps(_mm_loadu_ps(x + 2 * ox), _mm_unpacklo_ps(e, o0));
+    __m128 hi = _mm_add_ps(_mm_loadu_ps(x + 2 * ox + 4), _mm_unpackhi_ps(e, o0));
+    _mm_storeu_ps(x + 2 * ox, _mm_add_ps(lo, _mm_unpacklo_ps(nz, o2)));
+    _mm_storeu_ps(x + 2 * ox + 4, _mm_add_ps(hi, _mm_unpackhi_ps(nz, o2)));
+  }
+#endif
+  // The rest entry by entry.
+  for (int64_t k = 2 * ox; k < w; k++) {
+    if (k % 2 == 0) {
+      if (k / 2 < ow) x[k] += c1[k / 2];
+    } else {
+      const int64_t o = (k + 1) / 2;  // the output whose c0 column is k; c2's is o - 1
+      if (o < ow) x[k] += c0[o];
+      if (o - 1 < ow) x[k] += c2[o - 1];
+    }
+  }
+}
+
 }  // namespace
 
 bool lth::conv_geometry(ArgReader& a, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
@@ -100,9 +163,24 @@ bool lth::conv_geometry(ArgReader& a, int64_t c, int64_t h, int64_t w, int64_t k
 }
 
 void lth::im2col_rows(const float* __restrict x, float* __restrict col, const Geom& g, int64_t r0, int64_t r1) {
-  const int64_t khw = g.kh * g.kw;
+  const int64_t khw = g.kh * g.kw, plane = g.oh * g.ow;
+  const bool three = three_wide_stride2(g);
   for (int64_t r = r0; r < r1; r++) {
     const int64_t ch = r / khw, i = (r / g.kw) % g.kh, j = r % g.kw;
+    if (three && j == 0 && r + 3 <= r1) {
+      // The window row's three column rows together.
+      float* dst = col + r * plane;
+      for (int64_t oy = 0; oy < g.oh; oy++, dst += g.ow) {
+        const int64_t y = oy * g.sh - g.ph + i;
+        if (y < 0 || y >= g.h) {
+          for (int k = 0; k < 3; k++) std::memset(dst + k * plane, 0, (size_t)g.ow * sizeof(float));
+          continue;
+        }
+        im2col_three(x + (ch * g.h + y) * g.w, g.w, g.ow, dst, dst + plane, dst + 2 * plane);
+      }
+      r += 2;
+      continue;
+    }
     int64_t lo, hi;
     valid_cols(g, j, &lo, &hi);
     const int64_t off = j - g.pw;  // input column = ox*sw + off
@@ -132,6 +210,16 @@ void lth::col2im_channels(const float* __restrict col, float* __restrict x, cons
   for (int64_t ch = c0; ch < c1; ch++) {
     float* plane = x + ch * g.h * g.w;
     for (int64_t i = 0; i < g.kh; i++) {
+      if (three_wide_stride2(g)) {
+        // The window row's three column rows together (each entry's terms in j's order).
+        const int64_t rows = g.oh * g.ow;  // between column rows
+        const float* src = col + (ch * g.kh + i) * 3 * rows;
+        for (int64_t oy = 0; oy < g.oh; oy++, src += g.ow) {
+          const int64_t y = oy * g.sh - g.ph + i;
+          if (y >= 0 && y < g.h) col2im_three(src, src + rows, src + 2 * rows, g.w, g.ow, plane + y * g.w);
+        }
+        continue;
+      }
       for (int64_t j = 0; j < g.kw; j++) {
         const int64_t r = (ch * g.kh + i) * g.kw + j;
         int64_t lo, hi;

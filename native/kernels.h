@@ -66,10 +66,13 @@ struct Kernels {
   // winoOut reads the 16 products m[e*estride + t] of n tiles and writes their 2x2
   // outputs Aᵀ·M·A to o[(2*i + j)*n + t] (output row i, column j of tile t).
   void (*winoOut)(const float* m, int64_t estride, int64_t n, float* o);
-  // y[2t] = a[t], y[2t + 1] = b[t] for the columns 2t + j < width (or +=, with accumulate),
-  // then the result + *bias (when bias is not null) and max(0, ·) (when relu; NaN stays NaN).
-  void (*winoStore)(const float* a, const float* b, int64_t width, float* y, bool accumulate, const float* bias,
-                    bool relu);
+  // The outputs of consecutive tile rows (tw = ceil(width/2) tiles each, tile row r's
+  // tile x at o[(2*i + j)*n + r*tw + x] as winoOut writes them) to `rows` consecutive
+  // output rows of `width` floats from y: row k = 2r + i gets y[k*width + 2x + j] =
+  // o[(2*i + j)*n + r*tw + x] (or +=, with accumulate), then the result + *bias (when bias
+  // is not null) and max(0, ·) (when relu; NaN stays NaN).
+  void (*winoStore)(const float* o, int64_t n, int64_t width, int64_t rows, float* y, bool accumulate,
+                    const float* bias, bool relu);
   // Rows of n floats (s + y*sstride, y < rows) into row- and column-parity planes: value
   // s[y*sstride + x] goes to plane (2*(py & 1) + (px & 1)) at q[plane*qs + (py >> 1)*ld +
   // (px >> 1)], py = y + ry, px = x + rc (the rows' place in a padded plane, or a tile grid).
@@ -102,10 +105,10 @@ struct Kernels {
   // winoOut4 reads the 36 products m[e*estride + t] of n tiles and writes their 4x4
   // outputs Aᵀ·M·A to o[(4*i + j)*n + t].
   void (*winoOut4)(const float* m, int64_t estride, int64_t n, float* o);
-  // y[4t + j] = a[j*n + t] for the columns 4t + j < width (or +=, with accumulate), then
-  // bias and ReLU as winoStore's.
-  void (*winoStore4)(const float* a, int64_t n, int64_t width, float* y, bool accumulate, const float* bias,
-                     bool relu);
+  // winoStore for 4x4 tiles (tw = ceil(width/4); row k = 4r + i gets y[k*width + 4x + j] =
+  // o[(4*i + j)*n + r*tw + x]), with its accumulate, bias and ReLU.
+  void (*winoStore4)(const float* o, int64_t n, int64_t width, int64_t rows, float* y, bool accumulate,
+                     const float* bias, bool relu);
   // winoSplitRows with phases mod 4: plane 4*(py & 3) + (px & 3), at (py >> 2)*ld + (px >> 2).
   void (*winoSplitRows4)(const float* s, int64_t sstride, int64_t n, int64_t rows, int64_t ry, int64_t rc, float* q,
                          int64_t qs, int64_t ld);

@@ -235,8 +235,10 @@ void winoInRows(const float* __restrict x, int64_t w, int64_t h, int64_t ty0, in
   }
 }
 
-// One loop over all n tiles (its rows are contiguous in g: tile t reads 2t - 1 .. 2t + 2),
-// then the tiles at the rows' ends, whose outside column is zero, put right.
+// One loop over all n tiles but the call's first and last (its rows are contiguous in g:
+// tile t reads 2t - 1 .. 2t + 2, so a row's end tiles read a value of the row before or
+// after), then the row ends put right: column -1 and column w are zero, and only v0 =
+// a - c reads the first column, only v3 = b - d the last.
 void winoInCols(const float* __restrict g, int64_t gs, int64_t tw, int64_t n, float* __restrict v, int64_t estride) {
   for (int i = 0; i < 4; i++) {
     const float* __restrict s = g + i * gs;
@@ -254,16 +256,17 @@ void winoInCols(const float* __restrict g, int64_t gs, int64_t tw, int64_t n, fl
     }
     for (int64_t t0 = 0; t0 < n; t0 += tw) {
       const int64_t t1 = t0 + tw - 1;
-      const float b0 = s[2 * t0], c0 = s[2 * t0 + 1], b1 = s[2 * t1], c1 = s[2 * t1 + 1];
-      const float d0 = tw > 1 ? s[2 * t0 + 2] : 0.0f, a1 = tw > 1 ? s[2 * t1 - 1] : 0.0f;
-      v0[t0] = 0.0f - c0;
-      v1[t0] = b0 + c0;
-      v2[t0] = c0 - b0;
-      v3[t0] = b0 - d0;
-      v0[t1] = a1 - c1;
-      v1[t1] = b1 + c1;
-      v2[t1] = c1 - b1;
-      v3[t1] = b1 - 0.0f;
+      v0[t0] = 0.0f - s[2 * t0 + 1];
+      v3[t1] = s[2 * t1] - 0.0f;
+    }
+    // The call's first and last tiles' other entries (v0 of the last and v3 of the first
+    // only when a row holds more than one tile).
+    for (int64_t t = 0; t < n; t = t == 0 && n > 1 ? n - 1 : n) {
+      const float b = s[2 * t], c = s[2 * t + 1];
+      v1[t] = b + c;
+      v2[t] = c - b;
+      if (tw > 1 && t > 0) v0[t] = s[2 * t - 1] - c;
+      if (tw > 1 && t == 0) v3[t] = b - s[2 * t + 2];
     }
   }
 }
@@ -328,13 +331,18 @@ inline void with_store_flags(bool acc, bool bias, bool relu, Args... args) {
 
 template <bool ACC, bool BIAS, bool RELU>
 struct WinoStore {
-  static void run(const float* a, const float* b, int64_t width, float* y, float bias) {
-    wino_store<ACC, BIAS, RELU>(a, b, width, y, bias);
+  static void run(const float* o, int64_t n, int64_t width, int64_t rows, float* y, float bias) {
+    const int64_t tw = (width + 1) / 2;
+    for (int64_t k = 0; k < rows; k++) {
+      const float* a = o + 2 * (k & 1) * n + (k >> 1) * tw;
+      wino_store<ACC, BIAS, RELU>(a, a + n, width, y + k * width, bias);
+    }
   }
 };
 
-void winoStore(const float* a, const float* b, int64_t width, float* y, bool accumulate, const float* bias, bool relu) {
-  with_store_flags<WinoStore>(accumulate, bias != nullptr, relu, a, b, width, y, bias ? *bias : 0.0f);
+void winoStore(const float* o, int64_t n, int64_t width, int64_t rows, float* y, bool accumulate, const float* bias,
+               bool relu) {
+  with_store_flags<WinoStore>(accumulate, bias != nullptr, relu, o, n, width, rows, y, bias ? *bias : 0.0f);
 }
 
 // a[k] = s[2k] for 2k < n, b[k] = s[2k + 1] for 2k + 1 < n.
@@ -577,22 +585,20 @@ void winoIn4Cols(const float* __restrict g, int64_t gs, int64_t tw, int64_t n, f
       v4[t] = t4;
       v5[t] = t5;
     };
-    // With two tiles a row or fewer every tile is a row's first or last.
-    if (tw > 2) {
+    // One loop over every tile but the call's first and last (whose outside columns lie
+    // outside g): a row's end tiles read a value of the row before or after, and only t0
+    // reads the first column and t5 the last, so each row's first tile gets v0 again and
+    // its last v5, with a zero for the outside column. Then the call's first and last.
 #pragma GCC ivdep
-      for (int64_t t = 1; t < n - 1; t++) put(t, false, false);
+    for (int64_t t = 1; t < n - 1; t++) put(t, false, false);
+    for (int64_t t0 = 0; t0 < n; t0 += tw) {
+      const int64_t t1 = t0 + tw - 1;
+      const float zero = 0.0f;
+      v0[t0] = 4.0f * zero - 5.0f * s[4 * t0 + 1] + s[4 * t0 + 3];  // LTH_WINO4_BT's t0, d0 = 0
+      v5[t1] = 4.0f * s[4 * t1] - 5.0f * s[4 * t1 + 2] + zero;      // its t5, d5 = 0
     }
-    // Each row's first and last tiles (column -1 and column w are zero), each a loop over
-    // the rows, which vectorises.
-    const int64_t rows = n / tw;
-    if (tw == 1) {
-      for (int64_t r = 0; r < rows; r++) put(r, true, true);
-      continue;
-    }
-#pragma GCC ivdep
-    for (int64_t r = 0; r < rows; r++) put(r * tw, true, false);
-#pragma GCC ivdep
-    for (int64_t r = 0; r < rows; r++) put(r * tw + tw - 1, false, true);
+    put(0, true, tw == 1);
+    put(n - 1, tw == 1, true);
   }
 }
 #undef LTH_WINO4_BT
@@ -640,13 +646,16 @@ inline void wino_store4(const float* __restrict a, int64_t n, int64_t width, flo
 
 template <bool ACC, bool BIAS, bool RELU>
 struct WinoStore4 {
-  static void run(const float* a, int64_t n, int64_t width, float* y, float bias) {
-    wino_store4<ACC, BIAS, RELU>(a, n, width, y, bias);
+  static void run(const float* o, int64_t n, int64_t width, int64_t rows, float* y, float bias) {
+    const int64_t tw = (width + 3) / 4;
+    for (int64_t k = 0; k < rows; k++)
+      wino_store4<ACC, BIAS, RELU>(o + 4 * (k & 3) * n + (k >> 2) * tw, n, width, y + k * width, bias);
   }
 };
 
-void winoStore4(const float* a, int64_t n, int64_t width, float* y, bool accumulate, const float* bias, bool relu) {
-  with_store_flags<WinoStore4>(accumulate, bias != nullptr, relu, a, n, width, y, bias ? *bias : 0.0f);
+void winoStore4(const float* o, int64_t n, int64_t width, int64_t rows, float* y, bool accumulate, const float* bias,
+                bool relu) {
+  with_store_flags<WinoStore4>(accumulate, bias != nullptr, relu, o, n, width, rows, y, bias ? *bias : 0.0f);
 }
 
 // d[r*ds + k] = s[4k + r] for 4k + r < n.

@@ -34,6 +34,10 @@ const GEOMETRIES: Geometry[] = [
   [3, 33, 17, 7, 5, 3, 2, 3, 2],
   [16, 32, 32, 3, 3, 2, 2, 1, 1],      // ResNet-20's stride-2 3×3 (vectorised stride-2 rows)
   [2, 9, 21, 3, 3, 2, 2, 1, 1],        // odd width: rows end in the scalar tail
+  [3, 10, 8, 3, 3, 2, 2, 1, 1],        // 3 wide, stride 2, padding 1 across: a window row's three column rows together, whole groups of 4
+  [2, 6, 14, 3, 3, 2, 2, 1, 1],        // ... a group of 4 outputs and a tail of 3
+  [2, 5, 2, 3, 3, 2, 2, 1, 1],         // ... one output a row
+  [2, 7, 11, 5, 3, 1, 2, 2, 1],        // ... kernel 5 high, stride 1 down
   [2, 8, 19, 3, 3, 2, 2, 0, 0],
   [32, 16, 16, 1, 1, 2, 2, 0, 0],      // ResNet-20's stride-2 1×1 shortcut
 ];
@@ -415,6 +419,35 @@ test('conv3x3: a NaN reaches every output whose window holds it (and at most its
       const img = Math.floor(i / (o * h * w)), oy = Math.floor(i / w) % h, ox = i % w;
       if (Number.isNaN(r[i])) assert.ok(Number.isNaN(m[i]), `tile ${tile}: output ${i} should be NaN`);
       else if (img === 0 || oy < y0 || oy > y1 || ox < x0 || ox > x1) assert.ok(Number.isFinite(m[i]), `tile ${tile}: output ${i} should be finite`);
+    }
+  }
+});
+
+test('conv3x3: a NaN at an image\'s left or right edge stays in its own tiles (whole-tile rows, rows-first transforms)', { skip }, () => {
+  const rnd = prng(12);
+  // Rows of 1 to 8 tiles (a row's end tiles read the neighbouring row's values, then are put right).
+  for (const [n, c, o, h, w] of [[2, 8, 8, 8, 8], [2, 8, 9, 6, 16], [1, 8, 8, 12, 32], [2, 8, 8, 8, 12], [1, 8, 8, 4, 24]]) {
+    const p = 1, x = randomArray(n * c * h * w, rnd), wt = randomArray(o * c * 9, rnd);
+    const nans: Array<[number, number, number, number]> = [[1, 3, 3, w - 1], [0, 5, 5 % h, 0], [n - 1, 0, h - 1, w - 1]];
+    for (const [img, ch, yy, xx] of nans) x[((img * c + ch) * h + yy) * w + xx] = NaN;
+    const r = new Float32Array(n * o * h * w);
+    ref.conv3x3(x, wt, r, n, c, o, h, w, p, false, false, 2, null, false);
+    for (const tile of TILES) {
+      if (w % tile !== 0) continue;
+      // Output (img, oy, ox) may be NaN when its tile's patch (padded rows and columns
+      // tile·t .. tile·t + tile + 1) holds one of the NaNs of its image.
+      const reached = (img: number, oy: number, ox: number) => nans.some(([i, , yy, xx]) => {
+        const ty = Math.floor(oy / tile), tx = Math.floor(ox / tile);
+        return i === img && yy + p >= tile * ty && yy + p <= tile * ty + tile + 1 && xx + p >= tile * tx && xx + p <= tile * tx + tile + 1;
+      });
+      const m = new Float32Array(r.length);
+      native!.conv3x3(x, wt, m, n, c, o, h, w, p, false, false, tile, null, false);
+      for (let i = 0; i < r.length; i++) {
+        const img = Math.floor(i / (o * h * w)), oy = Math.floor(i / w) % h, ox = i % w;
+        const what = `${[n, c, o, h, w]} tile ${tile}: output ${i} (image ${img}, ${oy}, ${ox})`;
+        if (Number.isNaN(r[i])) assert.ok(Number.isNaN(m[i]), `${what} should be NaN`);
+        else if (!reached(img, oy, ox)) assert.ok(Number.isFinite(m[i]), `${what} should be finite`);
+      }
     }
   }
 });
