@@ -32,10 +32,11 @@ const SMALL_PLANE_PIXELS = 7;
 
 /**
  * The same for a convolution that conv2d runs on im2col (Conv-2/4/6's first layer, 3 input
- * channels): there the sparse kernels cost about what the dense path does even at full
- * density (0.9-1.0 of it), and 0.4-0.6 at 20-50%.
+ * channels). 3 → 64 at 32×32, sparse / dense: one thread 0.56 at 20%, 0.71 at 40%, 0.80
+ * at 70%; two threads 0.90, 1.05, 1.17 (the dense path gains more from the second
+ * thread), so the crossover at two threads, 30%.
  */
-export const SPARSE_IM2COL_CONV_DENSITY_THRESHOLD = 0.5;
+export const SPARSE_IM2COL_CONV_DENSITY_THRESHOLD = 0.3;
 
 /**
  * The density below which a masked convolution runs sparse in sparse mode 'auto':
