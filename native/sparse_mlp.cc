@@ -103,6 +103,10 @@ struct MlpStep {
   const int32_t* nextRows;      // the next batch's rows to gather ahead into nextIn, or null
   float* nextIn;
   double loss;                  // the summed loss, from the caller's part of phase 2
+  // The next step's input panels when phase 3 also runs its phase 1 (see mlp_step), else
+  // null; `forwarded`: this step's phase 1 ran so, in the step before.
+  float* forwardNext = nullptr;
+  bool forwarded = false;
   // With `split`, the other parts compute shares of layers 1 .. L-1's weight gradients in
   // phase 2, each layer's once `ready` (set by the caller) reaches L - l.
   bool split = false;
@@ -112,19 +116,23 @@ struct MlpStep {
 // Phase 1, part q: gather the part's input features, its partial sums of layer 0 (part 0
 // into the layer's outputs, with the bias). A single part computes the whole layer, its
 // activation and zero padding included.
-void mlp_first_layer(void* ctx, int q) {
-  const MlpStep& s = *static_cast<const MlpStep*>(ctx);
+void first_forward(const MlpStep& s, int q, float* in, bool gathered) {
   const MlpLayer& y = s.layers[0];
   const Pattern& p = *y.p;
   const int64_t b0 = s.bounds[q], b1 = s.bounds[q + 1];
   const int64_t f0 = std::min(b0 * p.bc, p.cols), f1 = std::min(b1 * p.bc, p.cols);
-  if (!s.gathered) gS->gatherPanels(s.src, p.cols, s.rows, s.n, f0, f1, s.act[0], s.ld);
-  if (s.parts == 1) gS->forward(p, y.vals, s.act[0], s.act[1], y.bias, 0, p.rows, s.n, s.ld, y.relu);
-  else gS->forwardBlocks(p, y.vals, s.act[0], q ? s.partial[q] : s.act[1], q ? nullptr : y.bias, b0, b1, s.ld);
+  if (!gathered) gS->gatherPanels(s.src, p.cols, s.rows, s.n, f0, f1, in, s.ld);
+  if (s.parts == 1) gS->forward(p, y.vals, in, s.act[1], y.bias, 0, p.rows, s.n, s.ld, y.relu);
+  else gS->forwardBlocks(p, y.vals, in, q ? s.partial[q] : s.act[1], q ? nullptr : y.bias, b0, b1, s.ld);
+}
+void mlp_first_layer(void* ctx, int q) {
+  const MlpStep& s = *static_cast<const MlpStep*>(ctx);
+  first_forward(s, q, s.act[0], s.gathered);
 }
 
 // Phase 3, part q: the weight gradient of layer 0 at the part's nonzeros (and the bias's,
-// on part 0), then their update.
+// on part 0), then their update; with forwardNext, then the part's phase 1 of the next
+// step on its panels (gathered ahead), with the weights it has just updated.
 void later_update(const MlpStep& s, size_t l);
 void mlp_first_layer_grad(void* ctx, int q) {
   const MlpStep& s = *static_cast<const MlpStep*>(ctx);
@@ -141,6 +149,7 @@ void mlp_first_layer_grad(void* ctx, int q) {
   const int64_t k0 = block_start(p, b0), k = block_start(p, b1) - k0;
   lth::update_params(*s.rule, y.vals + k0, y.gvals + k0, y.w0 + k0, y.w1 ? y.w1 + k0 : nullptr, nullptr, k);
   if (q == 0 && y.bias) lth::update_params(*s.rule, y.bias, y.gbias, y.b0, y.b1, nullptr, p.rows);
+  if (s.forwardNext) first_forward(s, q, s.forwardNext, true);
 }
 
 // A pause in a spin-wait loop.
@@ -217,8 +226,16 @@ void mlp_later_weight_grads(MlpStep& s, int q) {
   }
 }
 
-double mlp_step(MlpStep& s, const int32_t* labels) {
-  lth::run_parts(s.parts, mlp_first_layer, &s, true);
+// One step. With `next` (the next step's input panels, gathered ahead), phase 3 runs the
+// next step's phase 1 too when the step updates: each part goes on from its update of
+// layer 0's nonzeros to the forward sums of the same column blocks, which saves a
+// synchronisation of the parts a step and finds those weights in the part's cache; the
+// next call then starts at phase 2 (s.forwarded). The same operations in the same order as
+// a separate phase 1: the results are bitwise those of unfused steps. LeNet-300-100, 2
+// threads, runs of 100 steps alternated in one process: 10% ERK 61.0 against 62.0 us a
+// step, 3.6% 33.2 against 33.9 (fastest tenth of 200 runs each).
+double mlp_step(MlpStep& s, const int32_t* labels, float* next) {
+  if (!s.forwarded) lth::run_parts(s.parts, mlp_first_layer, &s, true);
   if (!s.split && !s.nextIn) {
     mlp_middle(s, labels);
   } else {
@@ -242,7 +259,9 @@ double mlp_step(MlpStep& s, const int32_t* labels) {
       if (m.s.split) mlp_later_weight_grads(m.s, part);
     }, &m, true);
   }
+  s.forwardNext = s.update ? next : nullptr;
   lth::run_parts(s.parts, mlp_first_layer_grad, &s, true);
+  s.forwarded = s.forwardNext != nullptr;
   return s.loss / (double)s.n;
 }
 
@@ -498,7 +517,7 @@ napi_value SparseMlpStep(napi_env env, napi_callback_info info) {
       }
     }
     s.ready.store(0, std::memory_order_relaxed);
-    loss = mlp_step(s, labels + (at - from));
+    loss = mlp_step(s, labels + (at - from), step + 1 < steps ? s.nextIn : nullptr);
     if (s.nextIn) {
       panels.cur ^= 1;
       panels.gathered(src, lsrc, inputs, s.ld);
