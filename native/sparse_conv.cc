@@ -7,7 +7,7 @@
 // every call (O(nnz), next to nothing beside the convolution).
 //
 // Each image is zero-padded into a scratch buffer and convolved in the shift form (see
-// sparse_conv_impl.h): every nonzero is a vector FMA over a run of up to 128 outputs, the
+// sparse_conv_impl.h): every nonzero is a vector FMA over a run of up to 192 outputs, the
 // tile of outputs kept in registers across the row's nonzeros. The input gradient is the
 // same kernel on the output gradient padded by k - 1 - pad, with the transposed pattern
 // and the taps turned by 180 degrees. The weight gradient is one dot product per nonzero
@@ -54,7 +54,7 @@ struct ConvKernels {
 #define LTH_SC_X86 1
 namespace avx512 {
 #define LTH_SC_TARGET __attribute__((target("avx512f,avx2,fma")))
-#define LTH_SC_VMAX 8
+#define LTH_SC_VMAX 12
 #include "sparse_conv_impl.h"
 #undef LTH_SC_VMAX
 #undef LTH_SC_TARGET
@@ -206,7 +206,7 @@ void forward_offsets(const Geometry& g, const int32_t* col, size_t nnz, int32_t*
 int64_t slack(const Geometry& g) { return g.kw + 64; }
 
 // Source channels per block of a shift-form convolution: enough that the source rows
-// under a tile of 128 outputs (128 + (kh-1)·width + kw floats a channel) fill about 16 KB,
+// under 128 outputs (128 + (kh-1)·width + kw floats a channel) fill about 16 KB,
 // half of L1. On the 2-core AVX-512 machine (Zen 4, 1 MB L2) this measured the same as
 // one block (the kernel is bound by its unaligned loads, not by where they hit); it keeps
 // the reads in L1 where L2 is smaller or slower.
