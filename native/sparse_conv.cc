@@ -15,8 +15,9 @@
 //
 // Pruned taps cost nothing, but each nonzero's loads are unaligned (its offset is
 // arbitrary), and the grid's junk columns are computed too: on Conv-6's layers at 20%
-// density the kernels run at about 60% of the FMA peak, where the dense path's Winograd
-// GEMMs run near it (docs/performance.md). The weight gradient's dot products read the
+// density the kernels run at about a third of the FMA peak (two 16-float FMAs a cycle on
+// the 2-core AVX-512 machine), where the dense path's Winograd GEMMs run near it
+// (docs/performance.md: what bounds them, and what was tried). The weight gradient's dot products read the
 // input under the junk columns too (times a zero output gradient), so an infinity or NaN
 // in the input can reach nonzeros that the direct sum would not.
 //
