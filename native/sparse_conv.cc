@@ -17,9 +17,9 @@
 // arbitrary), and the grid's junk columns are computed too: on Conv-6's layers at 20%
 // density the kernels run at about a third of the FMA peak (two 16-float FMAs a cycle on
 // the 2-core AVX-512 machine), where the dense path's Winograd GEMMs run near it
-// (docs/performance.md: what bounds them, and what was tried). The weight gradient's dot products read the
-// input under the junk columns too (times a zero output gradient), so an infinity or NaN
-// in the input can reach nonzeros that the direct sum would not.
+// (docs/performance.md: what bounds them, and what was tried). The weight gradient's dot
+// products read the input under the junk columns too (times a zero output gradient), so
+// an infinity or NaN in the input can reach nonzeros that the direct sum would not.
 //
 // Threads: forward and input gradient split the batch into whole images; the weight
 // gradient sums images in up to 8 groups fixed by the batch size (each group in image
