@@ -7,7 +7,7 @@
 // every call (O(nnz), next to nothing beside the convolution).
 //
 // Each image is zero-padded into a scratch buffer and convolved in the shift form (see
-// sparse_conv_impl.h): every nonzero is a vector FMA over a run of up to 128 outputs, the
+// sparse_conv_impl.h): every nonzero is a vector FMA over a run of up to 192 outputs, the
 // tile of outputs kept in registers across the row's nonzeros. The input gradient is the
 // same kernel on the output gradient padded by k - 1 - pad, with the transposed pattern
 // and the taps turned by 180 degrees. The weight gradient is one dot product per nonzero
@@ -15,10 +15,11 @@
 //
 // Pruned taps cost nothing, but each nonzero's loads are unaligned (its offset is
 // arbitrary), and the grid's junk columns are computed too: on Conv-6's layers at 20%
-// density the kernels run at about 60% of the FMA peak, where the dense path's Winograd
-// GEMMs run near it (docs/performance.md). The weight gradient's dot products read the
-// input under the junk columns too (times a zero output gradient), so an infinity or NaN
-// in the input can reach nonzeros that the direct sum would not.
+// density the kernels run at about a third of the FMA peak (two 16-float FMAs a cycle on
+// the 2-core AVX-512 machine), where the dense path's Winograd GEMMs run near it
+// (docs/performance.md: what bounds them, and what was tried). The weight gradient's dot
+// products read the input under the junk columns too (times a zero output gradient), so
+// an infinity or NaN in the input can reach nonzeros that the direct sum would not.
 //
 // Threads: forward and input gradient split the batch into whole images; the weight
 // gradient sums images in up to 8 groups fixed by the batch size (each group in image
@@ -54,7 +55,7 @@ struct ConvKernels {
 #define LTH_SC_X86 1
 namespace avx512 {
 #define LTH_SC_TARGET __attribute__((target("avx512f,avx2,fma")))
-#define LTH_SC_VMAX 8
+#define LTH_SC_VMAX 12
 #include "sparse_conv_impl.h"
 #undef LTH_SC_VMAX
 #undef LTH_SC_TARGET
@@ -93,33 +94,43 @@ float* grow(std::vector<float>& v, size_t n) {
   return v.data();
 }
 
-// Zero-pads planes [c][h][w] into dst [c][hp][wp] (top and left padding t, l), plus
-// `slack` zeros after the last plane for the kernels' reads past the end of the grid.
-void pad_planes(const float* src, float* dst, int64_t c, int64_t h, int64_t w, int64_t t, int64_t l, int64_t hp,
-                int64_t wp, int64_t slack) {
-  std::memset(dst, 0, (size_t)(c * hp * wp + slack) * sizeof(float));
+// Zero-pads planes [c][h][w] into dst, planes ps floats apart, rows wp apart (top and left
+// padding t, l), plus `slack` zeros after the last plane for the kernels' reads past the
+// end of the grid. With wp = w + l, each row's right padding is the next row's left
+// padding (see Geometry).
+void pad_planes(const float* src, float* dst, int64_t c, int64_t h, int64_t w, int64_t t, int64_t l, int64_t wp,
+                int64_t ps, int64_t slack) {
+  std::memset(dst, 0, (size_t)(c * ps + slack) * sizeof(float));
   for (int64_t i = 0; i < c; i++)
-    for (int64_t y = 0; y < h; y++) std::memcpy(dst + (i * hp + t + y) * wp + l, src + (i * h + y) * w, (size_t)w * 4);
+    for (int64_t y = 0; y < h; y++) std::memcpy(dst + i * ps + (t + y) * wp + l, src + (i * h + y) * w, (size_t)w * 4);
 }
 
-// A call's geometry: the input padded to hp x wp, the output oh x ow.
+// A call's geometry: the input padded to hp rows, the output oh x ow. The padded rows are
+// wp = w + pw apart, not w + 2·pw: padding is symmetric, so the pw zeros after a row are
+// the next row's left padding too (the first row's are the zeros before it, the last
+// row's the pw after the plane), and the shift form's grid of width wp has pw junk
+// columns instead of 2·pw (1 of 17 at 16×16). Planes are ps = hp·wp + pw apart.
 struct Geometry {
-  int64_t n, cin, cout, h, w, kh, kw, ph, pw, hp, wp, oh, ow;
+  int64_t n, cin, cout, h, w, kh, kw, ph, pw, hp, wp, ps, oh, ow;
 };
+
+// The row and plane strides of planes w wide padded by p on each side, hp rows in all.
+int64_t padded_width(int64_t w, int64_t p) { return w + p; }
+int64_t padded_plane(int64_t hp, int64_t w, int64_t p) { return hp * padded_width(w, p) + p; }
 
 // Reads and checks the pattern arrays (and the transposed ones when tPtr >= 0) and the
 // geometry; false with an exception pending.
 bool read_geometry(lth::ArgReader& a, const lth::ArgValue* v, int iPtr, int iCol, int iTPtr, int iTIdx, int iDims,
                    Geometry& g) {
   g = {v[iDims].dim(),     v[iDims + 1].dim(), v[iDims + 2].dim(), v[iDims + 3].dim(), v[iDims + 4].dim(),
-       v[iDims + 5].dim(), v[iDims + 6].dim(), v[iDims + 7].dim(), v[iDims + 8].dim(), 0, 0, 0, 0};
+       v[iDims + 5].dim(), v[iDims + 6].dim(), v[iDims + 7].dim(), v[iDims + 8].dim(), 0, 0, 0, 0, 0};
   if (g.kh < 1 || g.kw < 1 || g.ph >= g.kh || g.pw >= g.kw) {
     a.fail(true, "kernel %lldx%lld needs padding below it, got %lldx%lld", (long long)g.kh, (long long)g.kw,
            (long long)g.ph, (long long)g.pw);
     return false;
   }
   g.hp = g.h + 2 * g.ph;
-  g.wp = g.w + 2 * g.pw;
+  g.wp = g.w + 2 * g.pw;  // the padded width, for the checks (the row stride below)
   g.oh = g.hp - g.kh + 1;
   g.ow = g.wp - g.kw + 1;
   if (g.oh < 1 || g.ow < 1) {
@@ -132,6 +143,8 @@ bool read_geometry(lth::ArgReader& a, const lth::ArgValue* v, int iPtr, int iCol
            (long long)g.wp);
     return false;
   }
+  g.wp = padded_width(g.w, g.pw);
+  g.ps = padded_plane(g.hp, g.w, g.pw);
   const int64_t ckk = g.cin * g.kh * g.kw;
   const int32_t* ptr = v[iPtr].i32();
   const int32_t* col = v[iCol].i32();
@@ -180,12 +193,12 @@ bool read_geometry(lth::ArgReader& a, const lth::ArgValue* v, int iPtr, int iCol
 }
 
 // The forward offsets: nonzero k (column c·kh·kw + i·kw + j) reads the padded input at
-// c·hp·wp + i·wp + j.
+// c·ps + i·wp + j.
 void forward_offsets(const Geometry& g, const int32_t* col, size_t nnz, int32_t* off) {
   const int64_t taps = g.kh * g.kw;
   for (size_t k = 0; k < nnz; k++) {
     const int64_t c = col[k] / taps, t = col[k] % taps;
-    off[k] = (int32_t)(c * g.hp * g.wp + (t / g.kw) * g.wp + t % g.kw);
+    off[k] = (int32_t)(c * g.ps + (t / g.kw) * g.wp + t % g.kw);
   }
 }
 
@@ -194,7 +207,7 @@ void forward_offsets(const Geometry& g, const int32_t* col, size_t nnz, int32_t*
 int64_t slack(const Geometry& g) { return g.kw + 64; }
 
 // Source channels per block of a shift-form convolution: enough that the source rows
-// under a tile of 128 outputs (128 + (kh-1)·width + kw floats a channel) fill about 16 KB,
+// under 128 outputs (128 + (kh-1)·width + kw floats a channel) fill about 16 KB,
 // half of L1. On the 2-core AVX-512 machine (Zen 4, 1 MB L2) this measured the same as
 // one block (the kernel is bound by its unaligned loads, not by where they hit); it keeps
 // the reads in L1 where L2 is smaller or slower.
@@ -224,7 +237,7 @@ struct ConvJob {
   int64_t nb;
   const float *w, *src, *bias;
   float* out;
-  int64_t rows, srcC, srcH, srcW, padT, padL, hp, wp, outH, outW, inSize, outSize;
+  int64_t rows, srcC, srcH, srcW, padT, padL, wp, ps, outH, outW, inSize, outSize;
   bool relu, accumulate;
 };
 
@@ -235,10 +248,10 @@ void conv_images(const ConvJob& j) {
   lth::parallel_units(n, n * j.rows * j.outH * j.outW * 8, [&j](int64_t b0, int64_t b1) {
     thread_local std::vector<float> pbuf, ebuf;
     const int64_t sl = j.g->kw + 64;
-    float* xp = grow(pbuf, (size_t)(j.srcC * j.hp * j.wp + sl));
+    float* xp = grow(pbuf, (size_t)(j.srcC * j.ps + sl));
     float* ext = grow(ebuf, (size_t)(j.rows * ((j.outH * j.wp + 15) / 16 * 16)));
     for (int64_t b = b0; b < b1; b++) {
-      pad_planes(j.src + b * j.inSize, xp, j.srcC, j.srcH, j.srcW, j.padT, j.padL, j.hp, j.wp, sl);
+      pad_planes(j.src + b * j.inSize, xp, j.srcC, j.srcH, j.srcW, j.padT, j.padL, j.wp, j.ps, sl);
       j.kn->conv(xp, j.seg, j.nb, j.off, j.w, 0, j.rows, j.outH, j.outW, j.wp, ext, j.out + b * j.outSize, j.bias, j.relu,
                  j.accumulate);
     }
@@ -281,7 +294,7 @@ napi_value SparseConvForward(napi_env env, napi_callback_info info) {
   for (size_t k = 0; k < nnz; k++) cbuf[k] = (int32_t)(col[k] / (g.kh * g.kw));
   block_segments(a[0].i32(), cbuf.data(), g.cout, per, nb, sbuf.data());
   ConvJob j{&g, &kernels(), sbuf.data(), obuf.data(), nb, a[2].f32(), a[3].f32(), a[5].present ? a[5].f32() : nullptr, y,
-            g.cout, g.cin, g.h, g.w, g.ph, g.pw, g.hp, g.wp, g.oh, g.ow, g.cin * g.h * g.w, g.cout * g.oh * g.ow,
+            g.cout, g.cin, g.h, g.w, g.ph, g.pw, g.wp, g.ps, g.oh, g.ow, g.cin * g.h * g.w, g.cout * g.oh * g.ow,
             a[15].flag, false};
   conv_images(j);
   return lth::undefined_value(env);
@@ -313,7 +326,7 @@ napi_value SparseConvInputGrad(napi_env env, napi_callback_info info) {
   lth::FtzScope ftz;
   // The output gradient padded by k - 1 - pad: gx[c, y, x] += Σ w·gyp[o, y + kh-1-i, x + kw-1-j].
   const int64_t th = g.kh - 1 - g.ph, tw = g.kw - 1 - g.pw;
-  const int64_t hg = g.oh + 2 * th, wg = g.ow + 2 * tw;
+  const int64_t hg = g.oh + 2 * th, wg = padded_width(g.ow, tw), psg = padded_plane(hg, g.ow, tw);
   const int32_t *rowPtr = a[0].i32(), *col = a[1].i32(), *tIdx = a[3].i32();
   const float* vals = a[4].f32();
   thread_local std::vector<int32_t> obuf, rbuf, cbuf, sbuf;
@@ -328,15 +341,15 @@ napi_value SparseConvInputGrad(napi_env env, napi_callback_info info) {
   for (size_t jj = 0; jj < nnz; jj++) {
     const int32_t k = tIdx[jj];
     const int64_t t = col[k] % taps, i = t / g.kw, jx = t % g.kw;
-    obuf[jj] = (int32_t)(rbuf[k] * hg * wg + (g.kh - 1 - i) * wg + (g.kw - 1 - jx));
+    obuf[jj] = (int32_t)(rbuf[k] * psg + (g.kh - 1 - i) * wg + (g.kw - 1 - jx));
     cbuf[jj] = rbuf[k];
     w[jj] = vals[k];
   }
   const int64_t per = channels_per_block(g.kh, g.kw, wg), nb = (g.cout + per - 1) / per;
   if (sbuf.size() < (size_t)(g.cin * (nb + 1))) sbuf.resize((size_t)(g.cin * (nb + 1)));
   block_segments(a[2].i32(), cbuf.data(), g.cin, per, nb, sbuf.data());
-  ConvJob j{&g, &kernels(), sbuf.data(), obuf.data(), nb, w, a[5].f32(), nullptr, gx, g.cin, g.cout, g.oh, g.ow, th, tw, hg,
-            wg, g.h, g.w, g.cout * g.oh * g.ow, g.cin * g.h * g.w, false, true};
+  ConvJob j{&g, &kernels(), sbuf.data(), obuf.data(), nb, w, a[5].f32(), nullptr, gx, g.cin, g.cout, g.oh, g.ow, th, tw, wg,
+            psg, g.h, g.w, g.cout * g.oh * g.ow, g.cin * g.h * g.w, false, true};
   conv_images(j);
   return lth::undefined_value(env);
 }
@@ -357,11 +370,11 @@ void grad_group(void* ctx, int group) {
   std::memset(acc, 0, (size_t)j.nnz * sizeof(float));
   thread_local std::vector<float> pbuf, gbuf;
   const int64_t sl = slack(g);
-  float* xp = grow(pbuf, (size_t)(g.cin * g.hp * g.wp + sl));
+  float* xp = grow(pbuf, (size_t)(g.cin * g.ps + sl));
   float* gp = grow(gbuf, (size_t)(g.cout * j.qn));
   const int64_t b0 = g.n * group / j.groups, b1 = g.n * (group + 1) / j.groups;
   for (int64_t b = b0; b < b1; b++) {
-    pad_planes(j.x + b * g.cin * g.h * g.w, xp, g.cin, g.h, g.w, g.ph, g.pw, g.hp, g.wp, sl);
+    pad_planes(j.x + b * g.cin * g.h * g.w, xp, g.cin, g.h, g.w, g.ph, g.pw, g.wp, g.ps, sl);
     // The output gradient on the padded grid (width wp), its junk columns and tail zero.
     std::memset(gp, 0, (size_t)(g.cout * j.qn) * sizeof(float));
     const float* gy = j.gy + b * g.cout * g.oh * g.ow;

@@ -1,14 +1,16 @@
 // Sparse convolution kernel bodies, included by native/sparse_conv.cc once per ISA inside
 // its own namespace with LTH_SC_TARGET set to that ISA's target attribute and LTH_SC_VMAX
-// to the most 16-float vectors a tile keeps in registers (8 on AVX-512: 8 of its 32 zmm;
-// 4 elsewhere, 8 of AVX2's 16 ymm). No standard headers here (see native/README.md).
+// to the most 16-float vectors a tile keeps in registers (12 on AVX-512: 12 of its 32 zmm,
+// fewer vectors a tile meaning more overhead per nonzero; 4 elsewhere, 8 of AVX2's 16
+// ymm). No standard headers here (see native/README.md).
 //
 // The "shift" form of a stride-1 convolution: with the input zero-padded into planes of
 // width Wp, output (y, x) of a plane laid out on the same width is at q = y·Wp + x, and the
 // input under kernel tap (c, i, j) is at c·plane + i·Wp + j + q. So every nonzero of the
 // weight is one fixed offset, and a run of outputs is a vector FMA over a contiguous run
 // of the padded input: no im2col. Columns x ≥ outW of that grid are junk, computed and
-// dropped (2 of 34 at 32×32, 2 of 10 at 8×8).
+// dropped (the rows share their padding, sparse_conv.cc's Geometry: 1 of 33 at 32×32,
+// 1 of 17 at 16×16).
 
 typedef float vf __attribute__((vector_size(64), aligned(4), may_alias));
 
@@ -35,6 +37,12 @@ template <bool Load>
 LTH_SC_TARGET static inline void shift_tiles(int vecs, const float* src, const int32_t* off, const float* w, int64_t j0,
                                              int64_t j1, int64_t q0, float* tile) {
   switch (vecs) {
+#if LTH_SC_VMAX > 8
+    case 12: shift_tile<12, Load>(src, off, w, j0, j1, q0, tile); break;
+    case 11: shift_tile<11, Load>(src, off, w, j0, j1, q0, tile); break;
+    case 10: shift_tile<10, Load>(src, off, w, j0, j1, q0, tile); break;
+    case 9: shift_tile<9, Load>(src, off, w, j0, j1, q0, tile); break;
+#endif
 #if LTH_SC_VMAX > 4
     case 8: shift_tile<8, Load>(src, off, w, j0, j1, q0, tile); break;
     case 7: shift_tile<7, Load>(src, off, w, j0, j1, q0, tile); break;
@@ -63,11 +71,14 @@ LTH_SC_TARGET static inline void shift_tiles(int vecs, const float* src, const i
 LTH_SC_TARGET static void shift_conv(const float* src, const int32_t* seg, int64_t nb, const int32_t* off, const float* w,
                                      int64_t r0, int64_t r1, int64_t outH, int64_t outW, int64_t width, float* ext,
                                      float* out, const float* bias, bool relu, bool accumulate) {
-  constexpr int64_t T = 16 * LTH_SC_VMAX;
   const int64_t q1 = outH * width, qn = (q1 + 15) / 16 * 16, plane = outH * outW;
-  for (int64_t q0 = 0; q0 < q1; q0 += T) {
-    const int64_t qe = q0 + T < q1 ? q0 + T : q1;
-    const int vecs = (int)((qe - q0 + 15) / 16);
+  // The grid's vectors in as few tiles as LTH_SC_VMAX allows, of sizes differing by at
+  // most one (17 vectors at 16×16: 9 and 8, not 12 and 5).
+  const int64_t nv = qn / 16, nt = (nv + LTH_SC_VMAX - 1) / LTH_SC_VMAX;
+  for (int64_t t = 0, v0 = 0; t < nt; t++) {
+    const int vecs = (int)(nv * (t + 1) / nt - v0);
+    const int64_t q0 = 16 * v0;
+    v0 += vecs;
     for (int64_t b = 0; b < nb; b++) {
       for (int64_t r = r0; r < r1; r++) {
         const int32_t* s = seg + r * (nb + 1);

@@ -21,6 +21,8 @@ const CASES: Case[] = [
   [3, 3, 8, 32, 32, 3, 3, 1, 1, 0.3],     // a first layer
   [2, 16, 24, 16, 16, 3, 3, 1, 1, 0.2],
   [5, 12, 10, 8, 8, 3, 3, 1, 1, 0.1],     // 8x8: a tile of five vectors, several images per group
+  [2, 4, 6, 12, 12, 3, 3, 1, 1, 0.3],     // grids of 10 and 12 vectors (rows 13 and 14 floats apart): one tile
+  [2, 6, 4, 13, 13, 3, 3, 1, 1, 0.3],
   [1, 4, 5, 7, 9, 3, 3, 0, 0, 0.5],       // valid convolution
   [2, 3, 4, 6, 5, 2, 3, 1, 2, 0.6],       // rectangular kernel, padding k-1
   [2, 5, 3, 9, 4, 1, 1, 0, 0, 0.5],       // 1x1
