@@ -149,6 +149,21 @@ using lth::ArgSpec;
 namespace arg = lth::arg;
 using u128 = unsigned __int128;
 
+// The shape arguments both exports take in the same order from `at`: n, inChannels,
+// outChannels, height, width, kh, kw, strideH, strideW, padH, padW; and x and weight,
+// their first two. False (which `a` holds) on a geometry conv_geometry refuses.
+template <size_t N>
+bool read_job(lth::Args<N>& a, size_t at, ConvJob& j) {
+  if (!lth::conv_geometry(a, a[at + 1].dim(), a[at + 3].dim(), a[at + 4].dim(), a[at + 5].dim(), a[at + 6].dim(),
+                          a[at + 7].dim(), a[at + 8].dim(), a[at + 9].dim(), a[at + 10].dim(), &j.g))
+    return false;
+  j.n = a[at].dim();
+  j.cout = a[at + 2].dim();
+  j.x = a[0].f32();
+  j.w = a[1].f32();
+  return true;
+}
+
 // conv2d(x, weight, bias, out, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, relu)
 constexpr ArgSpec kConv2dArgs[] = {
     arg::f32("x"),          arg::f32("weight"),     arg::f32_or_null("bias"), arg::f32("out"),
@@ -160,13 +175,7 @@ napi_value Conv2d(napi_env env, napi_callback_info info) {
   lth::Args<16> a(env, info, "conv2d", kConv2dArgs);
   if (!a.ok()) return nullptr;
   ConvJob j{};
-  if (!lth::conv_geometry(a, a[5].dim(), a[7].dim(), a[8].dim(), a[9].dim(), a[10].dim(), a[11].dim(), a[12].dim(),
-                          a[13].dim(), a[14].dim(), &j.g))
-    return nullptr;
-  j.n = a[4].dim();
-  j.cout = a[6].dim();
-  j.x = a[0].f32();
-  j.w = a[1].f32();
+  if (!read_job(a, 4, j)) return nullptr;
   j.bias = a[2].present ? a[2].f32() : nullptr;
   j.y = a[3].f32();
   j.relu = a[15].flag;
@@ -201,13 +210,7 @@ napi_value Conv2dBackward(napi_env env, napi_callback_info info) {
   lth::Args<17> a(env, info, "conv2dBackward", kConv2dBackwardArgs);
   if (!a.ok()) return nullptr;
   ConvJob j{};
-  if (!lth::conv_geometry(a, a[6].dim(), a[8].dim(), a[9].dim(), a[10].dim(), a[11].dim(), a[12].dim(), a[13].dim(),
-                          a[14].dim(), a[15].dim(), &j.g))
-    return nullptr;
-  j.n = a[5].dim();
-  j.cout = a[7].dim();
-  j.x = a[0].f32();
-  j.w = a[1].f32();
+  if (!read_job(a, 5, j)) return nullptr;
   j.gy = a[2].f32();
   j.gx = a[3].present ? a[3].f32() : nullptr;
   float* gw = a[4].present ? a[4].f32() : nullptr;
