@@ -21,7 +21,8 @@ import { Tensor, isGradEnabled } from './tensor.js';
  * 256→256 at 8×8 0.125. Between the table's points the threshold is linear in log2 of
  * the channels, and flat beyond its ends.
  */
-const WINOGRAD_CROSSOVERS: ReadonlyArray<readonly [channels: number, density: number]> = [[16, 0.38], [32, 0.28], [64, 0.22], [128, 0.15], [256, 0.125]];
+const WINOGRAD_CROSSOVERS: ReadonlyArray<readonly [log2Channels: number, density: number]> =
+  ([[16, 0.38], [32, 0.28], [64, 0.22], [128, 0.15], [256, 0.125]] as const).map(([ch, d]) => [Math.log2(ch), d] as const);
 
 /**
  * The sparse kernels pay a fixed cost per nonzero and image plane: on small planes that
@@ -46,7 +47,7 @@ export const SPARSE_IM2COL_CONV_DENSITY_THRESHOLD = 0.3;
 export function sparseConvThreshold(inChannels: number, outChannels: number, winograd: boolean, outPixels = Infinity): number {
   if (!winograd) return SPARSE_IM2COL_CONV_DENSITY_THRESHOLD;
   const c = Math.log2(Math.sqrt(inChannels * outChannels));
-  const points = WINOGRAD_CROSSOVERS.map(([ch, d]) => [Math.log2(ch), d] as const);
+  const points = WINOGRAD_CROSSOVERS;
   let t = points[points.length - 1][1];
   if (c <= points[0][0]) t = points[0][1];
   else {
