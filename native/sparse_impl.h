@@ -194,17 +194,22 @@ struct WeightGradChunk {
     if (!gvals) return;
     // Per block, the nonzeros of rows r0..r1 are contiguous in packed order: walk them row
     // by row (the row's gradient stays in registers) and reduce every 16 dot products.
+    // The pattern's arrays are read through locals: each dot product is stored to s (a
+    // may_alias vector, which could alias the pattern), so p.col read in the loop was
+    // loaded again per nonzero; 12% of this kernel on LeNet's fc1 at 7.7%.
+    const int32_t* col = p.col;
     vf s[16];
     for (int64_t b = blk0; b < blk1; b++) {
       const int32_t* seg = p.seg + b * p.rows;
       int32_t base = seg[r0];
       int fill = 0;
       for (int64_t r = r0; r < r1; r++) {
-        if (seg[r] == seg[r + 1]) continue;
+        const int32_t k0 = seg[r], k1 = seg[r + 1];
+        if (k0 == k1) continue;
         vf g[V];
         for (int v = 0; v < V; v++) g[v] = ld16(gy + r * kPanel + 16 * v);
-        for (int32_t k = seg[r]; k < seg[r + 1]; k++) {
-          const float* xr = x + (int64_t)p.col[k] * kPanel;
+        for (int32_t k = k0; k < k1; k++) {
+          const float* xr = x + (int64_t)col[k] * kPanel;
           vf d = g[0] * ld16(xr);
           for (int v = 1; v < V; v++) d += g[v] * ld16(xr + 16 * v);
           s[fill++] = d;
