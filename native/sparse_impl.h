@@ -281,17 +281,22 @@ LTH_SP_TARGET static inline void tr8x8(const float* s, int64_t ldx, float* d, in
 LTH_SP_TARGET static void transpose(const float* x, float* out, int64_t rows, int64_t cols, int64_t ldx, int64_t ldo,
                                     bool acc, int64_t c0, int64_t c1) {
   (void)cols;
-  int64_t c = c0;
+  int64_t r8 = 0;
 #if LTH_SP_AVX
-  const int64_t r8 = rows & ~(int64_t)7;
-  for (; c + 8 <= c1; c += 8) {
-    for (int64_t r = 0; r < r8; r += 8) tr8x8(x + r * ldx + c, ldx, out + c * ldo + r, ldo, acc);
-    for (int64_t j = c; j < c + 8; j++)
-      for (int64_t r = r8; r < rows; r++) out[j * ldo + r] = (acc ? out[j * ldo + r] : 0.0f) + x[r * ldx + j];
+  // Eight rows of x at a time across all the columns: eight streams through x, which the
+  // hardware prefetchers follow. Across all rows eight columns at a time, the panel of an
+  // evaluation chunk (64 rows of 784) read x as 64 streams at 6.5 GB/s, a third of the
+  // time of evaluating the chunk.
+  r8 = rows & ~(int64_t)7;
+  const int64_t c8 = c0 + ((c1 - c0) & ~(int64_t)7);
+  for (int64_t r = 0; r < r8; r += 8) {
+    for (int64_t c = c0; c < c8; c += 8) tr8x8(x + r * ldx + c, ldx, out + c * ldo + r, ldo, acc);
+    for (int64_t j = c8; j < c1; j++)
+      for (int64_t i = r; i < r + 8; i++) out[j * ldo + i] = (acc ? out[j * ldo + i] : 0.0f) + x[i * ldx + j];
   }
 #endif
-  for (; c < c1; c++)
-    for (int64_t r = 0; r < rows; r++) out[c * ldo + r] = (acc ? out[c * ldo + r] : 0.0f) + x[r * ldx + c];
+  for (int64_t c = c0; c < c1; c++)
+    for (int64_t r = r8; r < rows; r++) out[c * ldo + r] = (acc ? out[c * ldo + r] : 0.0f) + x[r * ldx + c];
   if (!acc)
     for (int64_t j = c0; j < c1; j++)
       for (int64_t r = rows; r < ldo; r++) out[j * ldo + r] = 0.0f;
