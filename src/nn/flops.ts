@@ -20,6 +20,9 @@ export interface WeightMacs {
   readonly first: boolean;
 }
 
+/** weightMacs' result per model, for the sample shape `key`. */
+const counted = new WeakMap<Model, { key: string; macs: readonly WeightMacs[] }>();
+
 /**
  * The forward MACs per sample of every weight of `model`, in the order the forward pass
  * finishes with them, found by running one zero sample of `sampleShape` through it with the
@@ -28,7 +31,12 @@ export interface WeightMacs {
  * conv's cost depends on its output's size; a Linear's on its rows per sample (1, or every
  * position of a sequence).
  */
-export function weightMacs(model: Model, sampleShape: readonly number[]): WeightMacs[] {
+export function weightMacs(model: Model, sampleShape: readonly number[]): readonly WeightMacs[] {
+  // A model's layers do not change after it is built: train() and each program it compiles
+  // (again after every mask update of dynamic sparse training) share one pass.
+  const key = sampleShape.join(',');
+  const known = counted.get(model);
+  if (known?.key === key) return known.macs;
   const out: WeightMacs[] = [];
   const training = model.training;
   const wrapped: Module[] = [];
@@ -53,6 +61,7 @@ export function weightMacs(model: Model, sampleShape: readonly number[]): Weight
     for (const m of wrapped) delete (m as { forward?: unknown }).forward;
     model.train(training);
   }
+  counted.set(model, { key, macs: out });
   return out;
 }
 
