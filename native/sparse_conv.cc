@@ -55,24 +55,30 @@ struct ConvKernels {
 #define LTH_SC_X86 1
 namespace avx512 {
 #define LTH_SC_TARGET __attribute__((target("avx512f,avx2,fma")))
+#define LTH_SC_WIDTH 16
 #define LTH_SC_VMAX 12
 #include "sparse_conv_impl.h"
 #undef LTH_SC_VMAX
+#undef LTH_SC_WIDTH
 #undef LTH_SC_TARGET
 }  // namespace avx512
 namespace avx2 {
 #define LTH_SC_TARGET __attribute__((target("avx2,fma")))
-#define LTH_SC_VMAX 4
+#define LTH_SC_WIDTH 8
+#define LTH_SC_VMAX 8
 #include "sparse_conv_impl.h"
 #undef LTH_SC_VMAX
+#undef LTH_SC_WIDTH
 #undef LTH_SC_TARGET
 }  // namespace avx2
 #endif
 namespace scalar {
 #define LTH_SC_TARGET
-#define LTH_SC_VMAX 4
+#define LTH_SC_WIDTH 4
+#define LTH_SC_VMAX 8
 #include "sparse_conv_impl.h"
 #undef LTH_SC_VMAX
+#undef LTH_SC_WIDTH
 #undef LTH_SC_TARGET
 }  // namespace scalar
 

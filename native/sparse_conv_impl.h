@@ -1,8 +1,10 @@
 // Sparse convolution kernel bodies, included by native/sparse_conv.cc once per ISA inside
-// its own namespace with LTH_SC_TARGET set to that ISA's target attribute and LTH_SC_VMAX
-// to the most 16-float vectors a tile keeps in registers (12 on AVX-512: 12 of its 32 zmm,
-// fewer vectors a tile meaning more overhead per nonzero; 4 elsewhere, 8 of AVX2's 16
-// ymm). No standard headers here (see native/README.md).
+// its own namespace with LTH_SC_TARGET set to that ISA's target attribute, LTH_SC_WIDTH
+// to its vector width in floats (16 on AVX-512, 8 on AVX2, 4 on the baseline: a generic
+// vector wider than the ISA's registers would live on the stack) and LTH_SC_VMAX to the
+// most vectors a tile keeps in registers (12 on AVX-512: 12 of its 32 zmm, fewer vectors
+// a tile meaning more overhead per nonzero; 8 elsewhere, half of AVX2's 16 ymm). No
+// standard headers here (see native/README.md).
 //
 // The "shift" form of a stride-1 convolution: with the input zero-padded into planes of
 // width Wp, output (y, x) of a plane laid out on the same width is at q = y·Wp + x, and the
@@ -12,25 +14,28 @@
 // dropped (the rows share their padding, sparse_conv.cc's Geometry: 1 of 33 at 32×32,
 // 1 of 17 at 16×16).
 
-typedef float vf __attribute__((vector_size(64), aligned(4), may_alias));
+#include "vec_lanes.h"
 
-LTH_SC_TARGET static inline vf ld16(const float* p) { return *reinterpret_cast<const vf*>(p); }
-LTH_SC_TARGET static inline void st16(float* p, vf v) { *reinterpret_cast<vf*>(p) = v; }
+constexpr int kW = LTH_SC_WIDTH;
+typedef float vf __attribute__((vector_size(4 * LTH_SC_WIDTH), aligned(4), may_alias));
 
-// tile[16v + l] (+)= Σ_{j0 ≤ j < j1} w[j]·src[off[j] + q0 + 16v + l] for v < V (adding to
+LTH_SC_TARGET static inline vf ldv(const float* p) { return *reinterpret_cast<const vf*>(p); }
+LTH_SC_TARGET static inline void stv(float* p, vf v) { *reinterpret_cast<vf*>(p) = v; }
+
+// tile[kW·v + l] (+)= Σ_{j0 ≤ j < j1} w[j]·src[off[j] + q0 + kW·v + l] for v < V (adding to
 // the tile when Load): each term in order j0, j1 - 1, one FMA chain per output.
 template <int V, bool Load>
 LTH_SC_TARGET static inline void shift_tile(const float* src, const int32_t* off, const float* w, int64_t j0, int64_t j1,
                                             int64_t q0, float* tile) {
   vf a[V];
-  for (int v = 0; v < V; v++) a[v] = Load ? ld16(tile + 16 * v) : vf{};
+  for (int v = 0; v < V; v++) a[v] = Load ? ldv(tile + kW * v) : vf{};
   const float* s = src + q0;
   for (int64_t j = j0; j < j1; j++) {
     const float* p = s + off[j];
     const float wj = w[j];
-    for (int v = 0; v < V; v++) a[v] += wj * ld16(p + 16 * v);
+    for (int v = 0; v < V; v++) a[v] += wj * ldv(p + kW * v);
   }
-  for (int v = 0; v < V; v++) st16(tile + 16 * v, a[v]);
+  for (int v = 0; v < V; v++) stv(tile + kW * v, a[v]);
 }
 
 template <bool Load>
@@ -73,11 +78,11 @@ LTH_SC_TARGET static void shift_conv(const float* src, const int32_t* seg, int64
                                      float* out, const float* bias, bool relu, bool accumulate) {
   const int64_t q1 = outH * width, qn = (q1 + 15) / 16 * 16, plane = outH * outW;
   // The grid's vectors in as few tiles as LTH_SC_VMAX allows, of sizes differing by at
-  // most one (17 vectors at 16×16: 9 and 8, not 12 and 5).
-  const int64_t nv = qn / 16, nt = (nv + LTH_SC_VMAX - 1) / LTH_SC_VMAX;
+  // most one (17 vectors at 16×16 on AVX-512: 9 and 8, not 12 and 5).
+  const int64_t nv = qn / kW, nt = (nv + LTH_SC_VMAX - 1) / LTH_SC_VMAX;
   for (int64_t t = 0, v0 = 0; t < nt; t++) {
     const int vecs = (int)(nv * (t + 1) / nt - v0);
-    const int64_t q0 = 16 * v0;
+    const int64_t q0 = kW * v0;
     v0 += vecs;
     for (int64_t b = 0; b < nb; b++) {
       for (int64_t r = r0; r < r1; r++) {
@@ -107,74 +112,82 @@ LTH_SC_TARGET static void shift_conv(const float* src, const int32_t* seg, int64
   }
 }
 
-// One step of reducing 16 accumulators to one vector: within each block of 2h lanes, the
+// One step of reducing kW accumulators to one vector: within each block of 2h lanes, the
 // first h lanes become a's two halves added, the next h lanes b's.
 template <int H>
 LTH_SC_TARGET static inline vf fold(vf a, vf b) {
-#define LTH_SC_LO(l) ((l) % (2 * H) < H ? (l) : 16 + (l) - H)
-#define LTH_SC_HI(l) ((l) % (2 * H) < H ? (l) + H : 16 + (l))
-  const vf lo = __builtin_shufflevector(a, b, LTH_SC_LO(0), LTH_SC_LO(1), LTH_SC_LO(2), LTH_SC_LO(3), LTH_SC_LO(4),
-                                        LTH_SC_LO(5), LTH_SC_LO(6), LTH_SC_LO(7), LTH_SC_LO(8), LTH_SC_LO(9), LTH_SC_LO(10),
-                                        LTH_SC_LO(11), LTH_SC_LO(12), LTH_SC_LO(13), LTH_SC_LO(14), LTH_SC_LO(15));
-  const vf hi = __builtin_shufflevector(a, b, LTH_SC_HI(0), LTH_SC_HI(1), LTH_SC_HI(2), LTH_SC_HI(3), LTH_SC_HI(4),
-                                        LTH_SC_HI(5), LTH_SC_HI(6), LTH_SC_HI(7), LTH_SC_HI(8), LTH_SC_HI(9), LTH_SC_HI(10),
-                                        LTH_SC_HI(11), LTH_SC_HI(12), LTH_SC_HI(13), LTH_SC_HI(14), LTH_SC_HI(15));
+#define LTH_SC_LO(l) ((l) % (2 * H) < H ? (l) : kW + (l) - H)
+#define LTH_SC_HI(l) ((l) % (2 * H) < H ? (l) + H : kW + (l))
+  const vf lo = __builtin_shufflevector(a, b, LTH_LANES(LTH_SC_WIDTH, LTH_SC_LO));
+  const vf hi = __builtin_shufflevector(a, b, LTH_LANES(LTH_SC_WIDTH, LTH_SC_HI));
 #undef LTH_SC_LO
 #undef LTH_SC_HI
   return lo + hi;
 }
 
-// The sums of 16 accumulators: lane l of the result is the sum of a[rev(l)], rev reversing
-// l's 4 bits (what four folds of pairs give).
-LTH_SC_TARGET static inline vf sum16(const vf* a) {
-  vf h8[8], h4[4], h2[2];
-  for (int i = 0; i < 8; i++) h8[i] = fold<8>(a[2 * i], a[2 * i + 1]);
-  for (int i = 0; i < 4; i++) h4[i] = fold<4>(h8[2 * i], h8[2 * i + 1]);
-  for (int i = 0; i < 2; i++) h2[i] = fold<2>(h4[2 * i], h4[2 * i + 1]);
-  return fold<1>(h2[0], h2[1]);
+// The fold of N accumulators: pairs folded into N/2 vectors, and so on down to one.
+template <int N>
+LTH_SC_TARGET static inline vf fold_all(const vf* a) {
+  if constexpr (N == 1) {
+    return a[0];
+  } else {
+    vf h[N / 2];
+    for (int i = 0; i < N / 2; i++) h[i] = fold<N / 2>(a[2 * i], a[2 * i + 1]);
+    return fold_all<N / 2>(h);
+  }
 }
 
+// l with its log2(kW) bits reversed.
+constexpr int rev_lane(int l) {
+  int r = 0;
+  for (int b = 1; b < kW; b <<= 1, l >>= 1) r = (r << 1) | (l & 1);
+  return r;
+}
+
+// The sums of kW accumulators: lane l of the result is the sum of a[rev_lane(l)] (what the
+// folds of pairs give).
+LTH_SC_TARGET static inline vf sum_w(const vf* a) { return fold_all<kW>(a); }
+
 LTH_SC_TARGET static inline float hsum(vf a) {
-  float s[16] __attribute__((aligned(64)));
-  // Pairwise halves: fixed order, the same on every path.
-  for (int l = 0; l < 8; l++) s[l] = a[l] + a[l + 8];
-  for (int l = 0; l < 4; l++) s[l] += s[l + 4];
-  return (s[0] + s[2]) + (s[1] + s[3]);
+  float s[kW] __attribute__((aligned(64)));
+  // Pairwise halves: fixed order.
+  for (int l = 0; l < kW / 2; l++) s[l] = a[l] + a[l + kW / 2];
+  if constexpr (kW == 16)
+    for (int l = 0; l < 4; l++) s[l] += s[l + 4];
+  return kW == 4 ? s[0] + s[1] : (s[0] + s[2]) + (s[1] + s[3]);
 }
 
 // Weight gradient of one image's rows [r0, r1): acc[j] += Σ_{q < qn} gy[r·qn + q]·src[off[j] + q]
 // for the nonzeros j of each row, gy on the padded grid (its junk columns zero) and qn a
-// multiple of 16. On AVX-512 sixteen nonzeros at a time share the loads of gy and one
-// reduction (sum16); then four at a time, then one.
+// multiple of 16. kW nonzeros at a time share the loads of gy and one reduction (sum_w);
+// then four at a time, then one.
 LTH_SC_TARGET static void shift_weight_grad(const float* src, const float* gy, const int32_t* ptr, const int32_t* off,
                                             int64_t r0, int64_t r1, int64_t qn, float* acc) {
   for (int64_t r = r0; r < r1; r++) {
     const float* g = gy + r * qn;
     int64_t j = ptr[r];
     const int64_t je = ptr[r + 1];
-#if LTH_SC_VMAX > 4
-    constexpr int kRev[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
-    for (; j + 16 <= je; j += 16) {
-      const float* p[16];
-      for (int i = 0; i < 16; i++) p[i] = src + off[j + kRev[i]];
-      vf a[16];
-      for (int i = 0; i < 16; i++) a[i] = vf{};
-      for (int64_t q = 0; q < qn; q += 16) {
-        const vf gv = ld16(g + q);
-        for (int i = 0; i < 16; i++) a[i] += gv * ld16(p[i] + q);
+    constexpr int kRev[kW] = {LTH_LANES(LTH_SC_WIDTH, rev_lane)};
+    for (; j + kW <= je; j += kW) {
+      const float* p[kW];
+      for (int i = 0; i < kW; i++) p[i] = src + off[j + kRev[i]];
+      vf a[kW];
+      for (int i = 0; i < kW; i++) a[i] = vf{};
+      for (int64_t q = 0; q < qn; q += kW) {
+        const vf gv = ldv(g + q);
+        for (int i = 0; i < kW; i++) a[i] += gv * ldv(p[i] + q);
       }
-      st16(acc + j, ld16(acc + j) + sum16(a));
+      stv(acc + j, ldv(acc + j) + sum_w(a));
     }
-#endif
     for (; j + 4 <= je; j += 4) {
       const float *p0 = src + off[j], *p1 = src + off[j + 1], *p2 = src + off[j + 2], *p3 = src + off[j + 3];
       vf a0 = {}, a1 = {}, a2 = {}, a3 = {};
-      for (int64_t q = 0; q < qn; q += 16) {
-        const vf gv = ld16(g + q);
-        a0 += gv * ld16(p0 + q);
-        a1 += gv * ld16(p1 + q);
-        a2 += gv * ld16(p2 + q);
-        a3 += gv * ld16(p3 + q);
+      for (int64_t q = 0; q < qn; q += kW) {
+        const vf gv = ldv(g + q);
+        a0 += gv * ldv(p0 + q);
+        a1 += gv * ldv(p1 + q);
+        a2 += gv * ldv(p2 + q);
+        a3 += gv * ldv(p3 + q);
       }
       acc[j] += hsum(a0);
       acc[j + 1] += hsum(a1);
@@ -184,7 +197,7 @@ LTH_SC_TARGET static void shift_weight_grad(const float* src, const float* gy, c
     for (; j < je; j++) {
       const float* p = src + off[j];
       vf a = {};
-      for (int64_t q = 0; q < qn; q += 16) a += ld16(g + q) * ld16(p + q);
+      for (int64_t q = 0; q < qn; q += kW) a += ldv(g + q) * ldv(p + q);
       acc[j] += hsum(a);
     }
   }

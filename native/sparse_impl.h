@@ -1,29 +1,36 @@
 // Sparse kernel bodies, included by native/sparse_kernels.cc once per ISA inside its own
-// namespace with LTH_SP_TARGET set to that ISA's target attribute. GCC generic vectors
-// of 16 floats: one zmm on AVX-512, two ymm on AVX2, four xmm on the baseline.
+// namespace with LTH_SP_TARGET set to that ISA's target attribute and LTH_SP_WIDTH to its
+// vector width in floats: GCC generic vectors of 16 floats on AVX-512 (one zmm), 8 on AVX2
+// (one ymm), 4 on the baseline. A generic vector wider than the ISA's registers has no
+// register mode: GCC keeps it on the stack and every operation goes through memory.
 // No standard headers here (see native/README.md); sparse_kernels.cc includes <cmath> for
 // std::log.
 //
 // Activations are transposed into panels of 64 batch columns: column c of feature i is at
 // (c / 64)·features·64 + i·64 + c % 64 (see sparse_kernels.h). ld, the padded batch, is a
-// multiple of 16; each panel is one chunk of up to 64 columns (V = 1..4 vectors held in
-// registers), so every nonzero is V vector FMAs, there is no scalar tail, and a chunk's
+// multiple of 16; each panel is one chunk of up to 64 columns (V = 1..64/kW vectors held
+// in registers), so every nonzero is V vector FMAs, there is no scalar tail, and a chunk's
 // rows are contiguous (no TLB miss per row on big evaluation batches). The
 // nonzeros are visited in the pattern's packed order: column block by column block
 // (see Pattern in sparse_pattern.h), so the activation rows a block reads stay in L1.
 
-typedef float vf __attribute__((vector_size(64), aligned(4), may_alias));
-typedef int32_t vi __attribute__((vector_size(64)));
+#include "vec_lanes.h"
 
-LTH_SP_TARGET static inline vf ld16(const float* p) { return *reinterpret_cast<const vf*>(p); }
-LTH_SP_TARGET static inline void st16(float* p, vf v) { *reinterpret_cast<vf*>(p) = v; }
-LTH_SP_TARGET static inline vf relu16(vf a) {
+constexpr int kW = LTH_SP_WIDTH;
+typedef float vf __attribute__((vector_size(4 * LTH_SP_WIDTH), aligned(4), may_alias));
+typedef int32_t vi __attribute__((vector_size(4 * LTH_SP_WIDTH)));
+
+LTH_SP_TARGET static inline vf ldv(const float* p) { return *reinterpret_cast<const vf*>(p); }
+LTH_SP_TARGET static inline void stv(float* p, vf v) { *reinterpret_cast<vf*>(p) = v; }
+LTH_SP_TARGET static inline vf relu_v(vf a) {
   const vf z = {};
   return a < z ? z : a;  // NaN stays NaN
 }
 // Lanes whose column c0 + lane is below n; the others (batch padding) become 0.
 LTH_SP_TARGET static inline vf keep_cols(vf a, int64_t c0, int64_t n) {
-  const vi lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+#define LTH_SP_ID(l) l
+  const vi lane = {LTH_LANES(LTH_SP_WIDTH, LTH_SP_ID)};
+#undef LTH_SP_ID
   const vi col = lane + (int32_t)c0;
   return (vf)((vi)a & (col < (int32_t)n));
 }
@@ -38,31 +45,33 @@ LTH_SP_TARGET static inline float* panel(float* a, int64_t features, int64_t c0)
   return a + (c0 / kPanel) * features * kPanel;
 }
 
-// Calls body.template operator()<V>(c0) for each column chunk (panel) of up to 64 columns.
+// Calls body.template operator()<V>(c0) for each column chunk (panel) of up to 64 columns,
+// V its vectors of kW floats.
 template <class Body>
 LTH_SP_TARGET static inline void for_chunks(int64_t ld, Body body) {
+  constexpr int k16 = 16 / kW;  // vectors per 16 columns
   for (int64_t c0 = 0; c0 < ld; c0 += 64) {
     switch ((ld - c0) >= 64 ? 4 : (ld - c0) / 16) {
-      case 4: body.template operator()<4>(c0); break;
-      case 3: body.template operator()<3>(c0); break;
-      case 2: body.template operator()<2>(c0); break;
-      default: body.template operator()<1>(c0); break;
+      case 4: body.template operator()<4 * k16>(c0); break;
+      case 3: body.template operator()<3 * k16>(c0); break;
+      case 2: body.template operator()<2 * k16>(c0); break;
+      default: body.template operator()<1 * k16>(c0); break;
     }
   }
 }
 
-// One (block, row) segment of a product: acc[v] += Σ_k w(k)·in[idx(k)·64 + 16v] for k in
-// [k0, k1), accumulated into out[16v] (loaded and stored once per segment).
+// One (block, row) segment of a product: acc[v] += Σ_k w(k)·in[idx(k)·64 + kW·v] for k in
+// [k0, k1), accumulated into out[kW·v] (loaded and stored once per segment).
 template <int V, class Weight, class Index>
 LTH_SP_TARGET static inline void segment(float* out, const float* in, int32_t k0, int32_t k1, Weight w, Index idx) {
   vf a[V];
-  for (int v = 0; v < V; v++) a[v] = ld16(out + 16 * v);
+  for (int v = 0; v < V; v++) a[v] = ldv(out + kW * v);
   for (int32_t k = k0; k < k1; k++) {
     const float* x = in + (int64_t)idx(k) * kPanel;
     const float wk = w(k);
-    for (int v = 0; v < V; v++) a[v] += wk * ld16(x + 16 * v);
+    for (int v = 0; v < V; v++) a[v] += wk * ldv(x + kW * v);
   }
-  for (int v = 0; v < V; v++) st16(out + 16 * v, a[v]);
+  for (int v = 0; v < V; v++) stv(out + kW * v, a[v]);
 }
 
 struct ForwardChunk {
@@ -77,7 +86,7 @@ struct ForwardChunk {
     const float* in = panel(inT, p.cols, c0);
     for (int64_t r = r0; r < r1; r++) {
       const vf b = vf{} + (bias ? bias[r] : 0.0f);
-      for (int v = 0; v < V; v++) st16(out + r * kPanel + 16 * v, b);
+      for (int v = 0; v < V; v++) stv(out + r * kPanel + kW * v, b);
     }
     for (int64_t b = blk0; b < blk1; b++) {
       const int32_t* seg = p.seg + b * p.rows;
@@ -86,13 +95,13 @@ struct ForwardChunk {
           segment<V>(out + r * kPanel, in, seg[r], seg[r + 1], [&](int32_t k) { return vals[k]; },
                      [&](int32_t k) { return p.col[k]; });
     }
-    if (!finish || (!relu && c0 + 16 * V <= n)) return;
+    if (!finish || (!relu && c0 + kW * V <= n)) return;
     for (int64_t r = r0; r < r1; r++)
       for (int v = 0; v < V; v++) {
-        float* o = out + r * kPanel + 16 * v;
-        vf y = relu ? relu16(ld16(o)) : ld16(o);
-        if (c0 + 16 * (v + 1) > n) y = keep_cols(y, c0 + 16 * v, n);
-        st16(o, y);
+        float* o = out + r * kPanel + kW * v;
+        vf y = relu ? relu_v(ldv(o)) : ldv(o);
+        if (c0 + kW * (v + 1) > n) y = keep_cols(y, c0 + kW * v, n);
+        stv(o, y);
       }
   }
 };
@@ -115,14 +124,14 @@ LTH_SP_TARGET static void sp_forward_blocks(const Pattern& p, const float* vals,
 // out = act(a + b) over [rows, ld] panels, 0 in the padding columns n <= c < ld.
 LTH_SP_TARGET static void sp_add_act(const float* a, const float* b, float* out, int64_t rows, int64_t n, int64_t ld,
                                      bool relu) {
-  for (int64_t c = 0; c < ld; c += 16) {
+  for (int64_t c = 0; c < ld; c += kW) {
     const int64_t at = (c / kPanel) * rows * kPanel + c % kPanel;
     for (int64_t r = 0; r < rows; r++) {
       const int64_t i = at + r * kPanel;
-      vf y = ld16(a + i) + ld16(b + i);
-      if (relu) y = relu16(y);
-      if (c + 16 > n) y = keep_cols(y, c, n);
-      st16(out + i, y);
+      vf y = ldv(a + i) + ldv(b + i);
+      if (relu) y = relu_v(y);
+      if (c + kW > n) y = keep_cols(y, c, n);
+      stv(out + i, y);
     }
   }
 }
@@ -137,7 +146,7 @@ struct InputGradChunk {
     float* gx = panel(gxT, p.cols, c0);
     const float* gy = panel(gyT, p.rows, c0);
     for (int64_t i = i0; i < i1; i++)
-      for (int v = 0; v < V; v++) st16(gx + i * kPanel + 16 * v, vf{});
+      for (int v = 0; v < V; v++) stv(gx + i * kPanel + kW * v, vf{});
     for (int64_t b = 0; b < p.nbr; b++) {
       const int32_t* seg = p.tseg + b * p.cols;
       for (int64_t i = i0; i < i1; i++)
@@ -155,24 +164,34 @@ LTH_SP_TARGET static void sp_input_grad(const Pattern& p, const float* vals, con
   for_chunks(ld, InputGradChunk{p, vals, gyT, gxT, i0, i1});
 }
 
-// Sums of 16 vectors: lane j of the result is the sum of the lanes of s[j]. Four rounds
-// of pairwise shuffles halve the partial sums per vector (8, 4, 2, 1) and merge pairs
-// of vectors, 30 shuffles for 16 dot products instead of 16 horizontal sums.
-LTH_SP_TARGET static inline vf sum16(const vf* s) {
-  const vi h1a = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
-  const vi h1b = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
-  const vi h2a = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
-  const vi h2b = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
-  const vi h3a = {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29};
-  const vi h3b = {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31};
-  const vi h4a = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
-  const vi h4b = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
-  vf t[8], u[4], z[2];
-  for (int i = 0; i < 8; i++) t[i] = __builtin_shuffle(s[2 * i], s[2 * i + 1], h1a) + __builtin_shuffle(s[2 * i], s[2 * i + 1], h1b);
-  for (int i = 0; i < 4; i++) u[i] = __builtin_shuffle(t[2 * i], t[2 * i + 1], h2a) + __builtin_shuffle(t[2 * i], t[2 * i + 1], h2b);
-  for (int i = 0; i < 2; i++) z[i] = __builtin_shuffle(u[2 * i], u[2 * i + 1], h3a) + __builtin_shuffle(u[2 * i], u[2 * i + 1], h3b);
-  return __builtin_shuffle(z[0], z[1], h4a) + __builtin_shuffle(z[0], z[1], h4b);
+// One round of sum_w: a and b each hold partial sums in blocks of 2H lanes; the result's
+// blocks of H lanes alternate a's and b's, each lane the sum of the two halves of a block.
+template <int H>
+LTH_SP_TARGET static inline vf fold(vf a, vf b) {
+#define LTH_SP_LO(l) ((l) / H * 2 * H + (l) % H)
+#define LTH_SP_HI(l) (LTH_SP_LO(l) + H)
+  const vi lo = {LTH_LANES(LTH_SP_WIDTH, LTH_SP_LO)}, hi = {LTH_LANES(LTH_SP_WIDTH, LTH_SP_HI)};
+#undef LTH_SP_LO
+#undef LTH_SP_HI
+  return __builtin_shuffle(a, b, lo) + __builtin_shuffle(a, b, hi);
 }
+
+// The fold of N vectors: pairs folded into N/2 vectors, and so on down to one.
+template <int N>
+LTH_SP_TARGET static inline vf fold_all(const vf* s) {
+  if constexpr (N == 1) {
+    return s[0];
+  } else {
+    vf t[N / 2];
+    for (int i = 0; i < N / 2; i++) t[i] = fold<N / 2>(s[2 * i], s[2 * i + 1]);
+    return fold_all<N / 2>(t);
+  }
+}
+
+// Sums of kW vectors: lane j of the result is the sum of the lanes of s[j]. log2(kW)
+// rounds of pairwise shuffles halve the partial sums per vector and merge pairs of
+// vectors: on AVX-512, 30 shuffles for 16 dot products instead of 16 horizontal sums.
+LTH_SP_TARGET static inline vf sum_w(const vf* s) { return fold_all<kW>(s); }
 
 struct WeightGradChunk {
   const Pattern& p;
@@ -185,20 +204,20 @@ struct WeightGradChunk {
     const float* x = panel(xT, p.cols, c0);
     if (gbias)
       for (int64_t r = r0; r < r1; r++) {
-        vf s = ld16(gy + r * kPanel);
-        for (int v = 1; v < V; v++) s += ld16(gy + r * kPanel + 16 * v);
+        vf s = ldv(gy + r * kPanel);
+        for (int v = 1; v < V; v++) s += ldv(gy + r * kPanel + kW * v);
         float t = 0.0f;
-        for (int j = 0; j < 16; j++) t += s[j];
+        for (int j = 0; j < kW; j++) t += s[j];
         gbias[r] += t;
       }
     if (!gvals) return;
     // Per block, the nonzeros of rows r0..r1 are contiguous in packed order: walk them row
-    // by row (the row's gradient stays in registers) and reduce every 16 dot products.
+    // by row (the row's gradient stays in registers) and reduce every kW dot products.
     // The column indices are read through a local: each dot product is stored to s (a
     // may_alias vector, which could alias the pattern), after which p.col would be loaded
     // again for every nonzero (11% of this kernel on LeNet's fc1 at 7.7%).
     const int32_t* col = p.col;
-    vf s[16];
+    vf s[kW];
     for (int64_t b = blk0; b < blk1; b++) {
       const int32_t* seg = p.seg + b * p.rows;
       int32_t base = seg[r0];
@@ -207,22 +226,22 @@ struct WeightGradChunk {
         const int32_t k0 = seg[r], k1 = seg[r + 1];
         if (k0 == k1) continue;
         vf g[V];
-        for (int v = 0; v < V; v++) g[v] = ld16(gy + r * kPanel + 16 * v);
+        for (int v = 0; v < V; v++) g[v] = ldv(gy + r * kPanel + kW * v);
         for (int32_t k = k0; k < k1; k++) {
           const float* xr = x + (int64_t)col[k] * kPanel;
-          vf d = g[0] * ld16(xr);
-          for (int v = 1; v < V; v++) d += g[v] * ld16(xr + 16 * v);
+          vf d = g[0] * ldv(xr);
+          for (int v = 1; v < V; v++) d += g[v] * ldv(xr + kW * v);
           s[fill++] = d;
-          if (fill == 16) {
-            st16(gvals + base, ld16(gvals + base) + sum16(s));
-            base += 16;
+          if (fill == kW) {
+            stv(gvals + base, ldv(gvals + base) + sum_w(s));
+            base += kW;
             fill = 0;
           }
         }
       }
       if (fill) {
-        for (int j = fill; j < 16; j++) s[j] = vf{};
-        const vf sum = sum16(s);
+        for (int j = fill; j < kW; j++) s[j] = vf{};
+        const vf sum = sum_w(s);
         for (int j = 0; j < fill; j++) gvals[base + j] += sum[j];
       }
     }
@@ -230,7 +249,7 @@ struct WeightGradChunk {
 };
 
 // Weight gradient over rows [r0, r1): gvals[k] += Σ_c gyT[row(k), c]·xT[col(k), c], over
-// the nonzeros in packed order (contiguous per column block), 16 at a time; and the bias
+// the nonzeros in packed order (contiguous per column block), kW at a time; and the bias
 // gradient gbias[r] += Σ_c gyT[r, c]. Either output may be null.
 LTH_SP_TARGET static void sp_weight_grad(const Pattern& p, const float* gyT, const float* xT, float* gvals,
                                          float* gbias, int64_t r0, int64_t r1, int64_t ld) {
@@ -337,12 +356,12 @@ LTH_SP_TARGET static inline vf exp_nonpositive(vf x) {
   return x != x ? x : tiny ? vf{} : e;
 }
 
-// Per column (lane) of 16 logits columns at x (class j at x + j·64), the largest logit;
+// Per column (lane) of kW logits columns at x (class j at x + j·64), the largest logit;
 // NaN wins, as Math.max.
 LTH_SP_TARGET static inline vf class_max(const float* x, int64_t classes) {
-  vf mx = ld16(x);
+  vf mx = ldv(x);
   for (int64_t j = 1; j < classes; j++) {
-    const vf v = ld16(x + j * kPanel);
+    const vf v = ldv(x + j * kPanel);
     mx = (v > mx || v != v) ? v : mx;
   }
   return mx;
@@ -354,19 +373,23 @@ LTH_SP_TARGET static inline vf class_max(const float* x, int64_t classes) {
 LTH_SP_TARGET static double sp_softmax_xent(const float* logitsT, float* gradT, const int32_t* labels,
                                             int64_t classes, int64_t n, int64_t ld, float scale) {
   double total = 0;
-  for (int64_t c = 0; c < ld && c < n; c += 16) {
+  for (int64_t c = 0; c < ld; c += kW) {
     const float* x = panel(logitsT, classes, c) + c % kPanel;
     float* g = panel(gradT, classes, c) + c % kPanel;
+    if (c >= n) {  // a vector of padding only (ld is a multiple of 16, kW may be less)
+      for (int64_t j = 0; j < classes; j++) stv(g + j * kPanel, vf{});
+      continue;
+    }
     const vf mx = class_max(x, classes);
     vf sum = {};
     for (int64_t j = 0; j < classes; j++) {
-      const vf e = exp_nonpositive(ld16(x + j * kPanel) - mx);
-      st16(g + j * kPanel, e);
+      const vf e = exp_nonpositive(ldv(x + j * kPanel) - mx);
+      stv(g + j * kPanel, e);
       sum += e;
     }
     const vf k = scale / sum;
-    for (int64_t j = 0; j < classes; j++) st16(g + j * kPanel, keep_cols(ld16(g + j * kPanel) * k, c, n));
-    for (int64_t l = 0; l < 16 && c + l < n; l++) {
+    for (int64_t j = 0; j < classes; j++) stv(g + j * kPanel, keep_cols(ldv(g + j * kPanel) * k, c, n));
+    for (int64_t l = 0; l < kW && c + l < n; l++) {
       const int32_t label = labels[c + l];
       total += std::log((double)sum[l]) - ((double)x[label * kPanel + l] - (double)mx[l]);
       g[label * kPanel + l] -= scale;
@@ -380,12 +403,12 @@ LTH_SP_TARGET static double sp_softmax_xent(const float* logitsT, float* gradT, 
 // the columns whose first maximum is the label (as countCorrect) in *correct.
 LTH_SP_TARGET static void sp_eval_logits(const float* logitsT, const int32_t* labels, int64_t classes, int64_t n,
                                          int64_t ld, double* loss, int64_t* correct) {
-  for (int64_t c = 0; c < ld && c < n; c += 16) {
+  for (int64_t c = 0; c < ld && c < n; c += kW) {
     const float* x = panel(logitsT, classes, c) + c % kPanel;
     const vf mx = class_max(x, classes);
     vf sum = {};
-    for (int64_t j = 0; j < classes; j++) sum += exp_nonpositive(ld16(x + j * kPanel) - mx);
-    for (int64_t l = 0; l < 16 && c + l < n; l++) {
+    for (int64_t j = 0; j < classes; j++) sum += exp_nonpositive(ldv(x + j * kPanel) - mx);
+    for (int64_t l = 0; l < kW && c + l < n; l++) {
       const int32_t label = labels[c + l];
       *loss += std::log((double)sum[l]) - ((double)x[label * kPanel + l] - (double)mx[l]);
       int64_t best = 0;
@@ -398,9 +421,9 @@ LTH_SP_TARGET static void sp_eval_logits(const float* logitsT, const int32_t* la
 
 // g = y > 0 ? g : 0 over len floats (a multiple of 16): ReLU's backward on panels.
 LTH_SP_TARGET static void sp_relu_mask(float* g, const float* y, int64_t len) {
-  for (int64_t i = 0; i < len; i += 16) {
-    const vf yv = ld16(y + i);
-    st16(g + i, yv > vf{} ? ld16(g + i) : vf{});
+  for (int64_t i = 0; i < len; i += kW) {
+    const vf yv = ldv(y + i);
+    stv(g + i, yv > vf{} ? ldv(g + i) : vf{});
   }
 }
 

@@ -1,5 +1,6 @@
 // The sparse kernels of lth_native: each compiled three times (AVX-512F, AVX2+FMA,
-// baseline) from sparse_impl.h with GCC target attributes, one table per path, and gS,
+// baseline) from sparse_impl.h with GCC target attributes and that ISA's vector width
+// (LTH_SP_WIDTH floats: 16, 8 and 4), one table per path, and gS,
 // the table of the path lth_native.cc has chosen; and the whole-pattern products split
 // across the pool (see sparse_kernels.h).
 
@@ -25,14 +26,18 @@ namespace {
 namespace avx512 {
 #define LTH_SP_TARGET __attribute__((target("avx512f,avx2,fma")))
 #define LTH_SP_AVX 1
+#define LTH_SP_WIDTH 16
 #include "sparse_impl.h"
+#undef LTH_SP_WIDTH
 #undef LTH_SP_AVX
 #undef LTH_SP_TARGET
 }  // namespace avx512
 namespace avx2 {
 #define LTH_SP_TARGET __attribute__((target("avx2,fma")))
 #define LTH_SP_AVX 1
+#define LTH_SP_WIDTH 8
 #include "sparse_impl.h"
+#undef LTH_SP_WIDTH
 #undef LTH_SP_AVX
 #undef LTH_SP_TARGET
 }  // namespace avx2
@@ -40,7 +45,9 @@ namespace avx2 {
 namespace scalar {
 #define LTH_SP_TARGET
 #define LTH_SP_AVX 0
+#define LTH_SP_WIDTH 4
 #include "sparse_impl.h"
+#undef LTH_SP_WIDTH
 #undef LTH_SP_AVX
 #undef LTH_SP_TARGET
 }  // namespace scalar

@@ -7,8 +7,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { referenceBackend as ref, loadNative, type NativeAddon, type SimdPath } from './index.js';
-import { prng, randomArray } from './testing.js';
+import { referenceBackend as ref, loadNative, type NativeAddon } from './index.js';
+import { onEverySimdPath, prng, randomArray } from './testing.js';
 import { convMaskPattern } from '../tensor/sparse-conv.js';
 
 const loaded = loadNative();
@@ -64,10 +64,9 @@ function close(a: Float32Array, b: Float32Array, tol: number, what: string) {
 
 test('sparse conv: native matches the reference at 1, 2 and 3 threads (bitwise the same) on every SIMD path', { skip }, () => {
   const N = native!;
-  const threads = N.getThreads(), path = N.simdPath();
+  const threads = N.getThreads();
   try {
-    for (const p of ['avx512', 'avx2', 'scalar'] as SimdPath[]) {
-      if (N.setSimd(p) !== p) continue;
+    onEverySimdPath(N, (p) => {
       CASES.forEach((c, ci) => {
         const s = setup(c, 10 + ci);
         const relu = ci % 2 === 0;
@@ -84,10 +83,9 @@ test('sparse conv: native matches the reference at 1, 2 and 3 threads (bitwise t
           else first = got;
         }
       });
-    }
+    });
   } finally {
     N.setThreads(threads);
-    N.setSimd(path);
   }
 });
 

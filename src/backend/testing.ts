@@ -3,6 +3,7 @@
  * and a child node process for the settings fixed at load (LTH_SIMD, LTH_THREADS).
  */
 import { execFile } from 'node:child_process';
+import type { SimdPath } from './native.js';
 
 /** mulberry32: a tiny seeded PRNG (the tests must not depend on Math.random). */
 export function prng(seed: number): () => number {
@@ -21,6 +22,20 @@ export function randomArray(n: number, rnd: () => number, lo = -1, hi = 1): Floa
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rnd();
   return a;
+}
+
+/**
+ * Calls fn with each SIMD path this CPU has selected in turn (AVX-512, AVX2, the baseline:
+ * each is its own compiled copy of the kernels, with its own vector width), then restores
+ * the path that was in use.
+ */
+export function onEverySimdPath(addon: { simdPath(): SimdPath; setSimd(path: SimdPath): SimdPath }, fn: (path: SimdPath) => void): void {
+  const start = addon.simdPath();
+  try {
+    for (const p of ['avx512', 'avx2', 'scalar'] as const) if (addon.setSimd(p) === p) fn(p);
+  } finally {
+    addon.setSimd(start);
+  }
 }
 
 /** Runs `code` (an ES module) in a fresh node with `env` added; resolves to its last stdout line as JSON. */
