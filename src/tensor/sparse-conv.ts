@@ -1,4 +1,4 @@
-import { getBackend, type ConvPattern, type SparseMode } from '../backend/index.js';
+import { getBackend, type Backend, type ConvPattern, type NativeAddon, type SimdPath, type SparseMode } from '../backend/index.js';
 import { check } from '../core/errors.js';
 import { outputTensor, type Conv2dGeometry, type Workspace } from './conv.js';
 import { Tensor, isGradEnabled } from './tensor.js';
@@ -15,39 +15,51 @@ import { Tensor, isGradEnabled } from './tensor.js';
  * The mask density below which a masked stride-1 3×3 Conv2d that conv2d runs on Winograd
  * runs sparse (sparse mode 'auto'), by the geometric mean of its channels: Winograd's
  * cost per weight falls as the channels grow (its transforms serve more products), the
- * sparse kernels' does not. Crossovers measured on a 2-core AVX-512 machine (batch 60,
- * forward and both gradients, one thread's CPU time and two threads' wall clock): 16→16
- * at 32×32 about 0.4, 32→32 0.28, 64→64 0.25, 64→128 and 128→128 at 16×16 0.15–0.16,
- * 256→256 at 8×8 0.125. Between the table's points the threshold is linear in log2 of
- * the channels, and flat beyond its ends.
+ * sparse kernels' does not. The crossovers depend on the SIMD path (batch 60, forward
+ * and both gradients, two threads' wall clock; docs/performance.md):
+ * - AVX-512 (2-core AMD EPYC, also one thread's CPU time): 16→16 at 32×32 about 0.4,
+ *   32→32 0.28, 64→64 0.25, 64→128 and 128→128 at 16×16 0.15–0.16, 256→256 at 8×8 0.125.
+ * - AVX2 (2-core AMD EPYC without AVX-512): 16→16 about 0.55, 32→32 0.30, 64→64 and
+ *   64→128 0.24–0.25, 128→128 0.21–0.23, 128→256 and 256→256 at 8×8 0.18–0.21. The
+ *   sparse kernels' unaligned 8-float loads cross a cache line half as often as 16-float
+ *   ones, and Winograd's GEMMs run at half AVX-512's width: the sparse side loses less.
+ * The baseline path (and the reference backend) take AVX2's. Between the table's points
+ * the threshold is linear in log2 of the channels, and flat beyond its ends.
  */
-const WINOGRAD_CROSSOVERS: ReadonlyArray<readonly [log2Channels: number, density: number]> =
-  ([[16, 0.38], [32, 0.28], [64, 0.22], [128, 0.15], [256, 0.125]] as const).map(([ch, d]) => [Math.log2(ch), d] as const);
+const WINOGRAD_CROSSOVERS: Readonly<Record<'avx512' | 'avx2', ReadonlyArray<readonly [log2Channels: number, density: number]>>> = {
+  avx512: ([[16, 0.38], [32, 0.28], [64, 0.22], [128, 0.15], [256, 0.125]] as const).map(([ch, d]) => [Math.log2(ch), d] as const),
+  avx2: ([[16, 0.52], [32, 0.30], [64, 0.24], [128, 0.22], [256, 0.19]] as const).map(([ch, d]) => [Math.log2(ch), d] as const),
+};
 
 /**
  * The sparse kernels pay a fixed cost per nonzero and image plane: on small planes that
- * lowers the crossover by outPixels / (outPixels + SMALL_PLANE_PIXELS). Measured: 256→512
- * and 512→512 at 4×4 0.10, 512→512 at 2×2 0.05 (against 0.125 on larger planes).
+ * lowers the crossover by outPixels / (outPixels + SMALL_PLANE_PIXELS). Measured on
+ * AVX-512: 256→512 and 512→512 at 4×4 0.10, 512→512 at 2×2 0.05 (against 0.125 on
+ * larger planes).
  */
 const SMALL_PLANE_PIXELS = 7;
 
 /**
  * The same for a convolution that conv2d runs on im2col (Conv-2/4/6's first layer, 3 input
- * channels). 3 → 64 at 32×32, sparse / dense: one thread 0.56 at 20%, 0.71 at 40%, 0.80
- * at 70%; two threads 0.90, 1.05, 1.17 (the dense path gains more from the second
- * thread), so the crossover at two threads, 30%.
+ * channels), two threads. 3 → 64 at 32×32, sparse / dense: AVX-512 0.90 at 20%, 1.05 at
+ * 40%, 1.17 at 70% (one thread 0.56, 0.71, 0.80: the dense path gains more from the
+ * second thread), so 30%; AVX2 0.55 at 20%, 0.83 at 50%, 0.98 at 70%, so 65%.
  */
-export const SPARSE_IM2COL_CONV_DENSITY_THRESHOLD = 0.3;
+export const SPARSE_IM2COL_CONV_DENSITY_THRESHOLD: Readonly<Record<'avx512' | 'avx2', number>> = { avx512: 0.3, avx2: 0.65 };
 
 /**
  * The density below which a masked convolution runs sparse in sparse mode 'auto':
- * `winograd`, whether its dense path is Winograd (usesWinograd); `outPixels`, its output
- * plane's size where known (a large plane is assumed otherwise).
+ * `winograd`, whether its dense path is Winograd (usesWinograd); `simd`, the native
+ * backend's SIMD path ('none' for the reference backend); `outPixels`, its output plane's
+ * size where known (a large plane is assumed otherwise).
  */
-export function sparseConvThreshold(inChannels: number, outChannels: number, winograd: boolean, outPixels = Infinity): number {
-  if (!winograd) return SPARSE_IM2COL_CONV_DENSITY_THRESHOLD;
+export function sparseConvThreshold(
+  inChannels: number, outChannels: number, winograd: boolean, simd: SimdPath | 'none', outPixels = Infinity,
+): number {
+  const isa = simd === 'avx512' ? 'avx512' : 'avx2';
+  if (!winograd) return SPARSE_IM2COL_CONV_DENSITY_THRESHOLD[isa];
   const c = Math.log2(Math.sqrt(inChannels * outChannels));
-  const points = WINOGRAD_CROSSOVERS;
+  const points = WINOGRAD_CROSSOVERS[isa];
   let t = points[points.length - 1][1];
   if (c <= points[0][0]) t = points[0][1];
   else {
@@ -59,6 +71,11 @@ export function sparseConvThreshold(inChannels: number, outChannels: number, win
     }
   }
   return Number.isFinite(outPixels) ? (t * outPixels) / (outPixels + SMALL_PLANE_PIXELS) : t;
+}
+
+/** The SIMD path whose crossovers sparseConvThreshold takes for `be`. */
+export function backendSimd(be: Backend): SimdPath | 'none' {
+  return 'simdPath' in be && typeof be.simdPath === 'function' ? (be as NativeAddon).simdPath() : 'none';
 }
 
 /** Whether a convolution of this geometry and kernel can run on the sparse kernels. */
