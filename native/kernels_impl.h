@@ -105,6 +105,16 @@ void sumRows(const float* x, float* out, int64_t rows, int64_t cols, bool accumu
   }
 }
 
+// All ones where the mask keeps the entry (nonzero, NaN included), else zero.
+inline uint32_t keep_bits(float mask) { return mask != 0.0f ? ~0u : 0u; }
+// x where keep is all ones, +0.0f where it is zero. A select written as bits: the same
+// select as a ternary on the stored values, which GCC compiles for AVX2 to a branch per
+// entry (mispredicted half the time on a random mask: the masked Adam took 5x the
+// unmasked one) instead of vector code.
+inline float keep_or_zero(float x, uint32_t keep) {
+  return __builtin_bit_cast(float, __builtin_bit_cast(uint32_t, x) & keep);
+}
+
 void adam(float* __restrict p, float* __restrict g, float* __restrict m, float* __restrict v,
           const float* __restrict mask, int64_t n, float beta1, float beta2, float ob1, float ob2, float stepSize,
           float invBc2, float eps) {
@@ -115,10 +125,10 @@ void adam(float* __restrict p, float* __restrict g, float* __restrict m, float* 
       const float mi = beta1 * m[i] + ob1 * gi;
       const float vi = beta2 * v[i] + ob2 * gi * gi;
       const float pi = p[i] - stepSize * mi / (__builtin_sqrtf(vi) * invBc2 + eps);
-      const bool keep = mask[i] != 0.0f;
-      m[i] = keep ? mi : 0.0f;
-      v[i] = keep ? vi : 0.0f;
-      p[i] = keep ? pi : 0.0f;
+      const uint32_t keep = keep_bits(mask[i]);
+      m[i] = keep_or_zero(mi, keep);
+      v[i] = keep_or_zero(vi, keep);
+      p[i] = keep_or_zero(pi, keep);
     }
   } else {
     for (int64_t i = 0; i < n; i++) {
@@ -141,9 +151,9 @@ void sgd(float* __restrict p, float* __restrict g, float* __restrict buf, const 
       g[i] = 0.0f;
       const float bi = momentum * buf[i] + gi;
       const float pi = p[i] - lr * bi;
-      const bool keep = mask[i] != 0.0f;
-      buf[i] = keep ? bi : 0.0f;
-      p[i] = keep ? pi : 0.0f;
+      const uint32_t keep = keep_bits(mask[i]);
+      buf[i] = keep_or_zero(bi, keep);
+      p[i] = keep_or_zero(pi, keep);
     }
   } else {
     for (int64_t i = 0; i < n; i++) {
