@@ -58,12 +58,16 @@ test('graph program: which masked convolutions run sparse under auto (by density
     [...compileProgram(build(), { masks: m, optimizer: adam, context: context(mode), sampleShape }).sparseWeights].filter((n) => n.startsWith('conv'));
   const all = ['conv1.weight', 'conv2.weight', 'conv3.weight', 'conv4.weight'];
   assert.deepEqual(sparse(masks(0.1, 1), 'auto'), all);
-  assert.deepEqual(sparse(masks(0.6, 1), 'auto'), []);
-  // Narrow convolutions (8 and 16 channels) run sparse below 0.38 on Winograd, less on small
-  // planes: conv3 and conv4 see 8x8 after the pooling (0.38 · 64/71), conv2 16x16 (0.38 ·
-  // 256/263); the 3-channel first layer (im2col when dense) below 0.3.
-  assert.deepEqual(sparse(masks(0.355, 1), 'auto'), ['conv2.weight', 'conv3.weight', 'conv4.weight'], 'output size unknown');
-  assert.deepEqual(sparse(masks(0.355, 1), 'auto', [3, 16, 16]), ['conv2.weight'], 'output size from the sample shape');
+  assert.deepEqual(sparse(masks(0.7, 1), 'auto'), []);
+  // Narrow convolutions (8 and 16 channels) run sparse below a threshold that is lower on
+  // small planes: conv3 and conv4 see 8x8 after the pooling (t · 64/71), conv2 16x16 (t ·
+  // 256/263). On AVX-512 t is 0.38 and the 3-channel first layer (im2col when dense) runs
+  // sparse below 0.3; on AVX2 (and the baseline, and the reference backend) t is 0.52 and
+  // the first layer's threshold 0.65. The density falls between the two plane sizes'.
+  const avx512 = context('auto').settings.simd === 'avx512';
+  const between = avx512 ? 0.355 : 0.49, first = avx512 ? [] : ['conv1.weight'];
+  assert.deepEqual(sparse(masks(between, 1), 'auto'), [...first, 'conv2.weight', 'conv3.weight', 'conv4.weight'], 'output size unknown');
+  assert.deepEqual(sparse(masks(between, 1), 'auto', [3, 16, 16]), [...first, 'conv2.weight'], 'output size from the sample shape');
   assert.deepEqual(sparse(masks(0.25, 1), 'auto', [3, 16, 16]), all);
   assert.deepEqual(sparse(masks(0.6, 1), 'on'), all);
   assert.deepEqual(sparse(masks(0.1, 1), 'off'), []);
