@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { referenceBackend as ref, loadNative, type Backend, type NativeAddon } from './index.js';
 import { panelColumns, panelIndex } from './backend.js';
-import { prng, randomArray } from './testing.js';
+import { onEverySimdPath, prng, randomArray } from './testing.js';
 
 const loaded = loadNative();
 const native: NativeAddon | null = loaded instanceof Error ? null : loaded;
@@ -88,7 +88,7 @@ const cases: Array<[string, number, number, number, number, number, number]> = [
 ];
 
 for (const [name, n, inF, outF, density, er, ec] of cases) {
-  test(`sparse layer ${name}: native = reference = dense masked`, { skip }, () => {
+  test(`sparse layer ${name}: native (every SIMD path) = reference = dense masked`, { skip }, () => onEverySimdPath(native!, (path) => {
     const rnd = prng(n * 1000 + inF * 7 + outF);
     const m = mask(outF, inF, density, rnd, er, ec);
     if (name === 'one nonzero') m[2 * inF + 3] = 1;
@@ -102,17 +102,17 @@ for (const [name, n, inF, outF, density, er, ec] of cases) {
         const nat = sparseLayer(native!, x, w, bias, gy, m, n, inF, outF, ld, relu);
         const d = denseLayer(x, w, bias, gy, m, n, inF, outF, relu);
         for (const k of ['y', 'gx', 'gw', 'gb'] as const) {
-          close(nat[k], r[k], 1e-4, `${k} native vs reference (relu ${relu}, ld ${ld})`);
+          close(nat[k], r[k], 1e-4, `${path}: ${k} native vs reference (relu ${relu}, ld ${ld})`);
           close(r[k], d[k], 1e-4, `${k} sparse vs dense (relu ${relu}, ld ${ld})`);
         }
         for (const [t, features] of [[nat.yT, outF], [nat.gxT, inF]] as const) {
           for (let row = 0; row < features; row++) {
-            for (let c = n; c < ld; c++) assert.ok(Object.is(t[panelIndex(row, c, features)], 0), `padding column ${c} of row ${row} is 0`);
+            for (let c = n; c < ld; c++) assert.ok(Object.is(t[panelIndex(row, c, features)], 0), `${path}: padding column ${c} of row ${row} is 0`);
           }
         }
       }
     }
-  });
+  }));
 }
 
 test('sparsePattern: flat order of a one-block pattern, NaN counts as kept, objects of one backend only', { skip }, () => {
@@ -170,7 +170,7 @@ test('sparseForward: NaN in an input reaches exactly the rows whose nonzeros rea
   }
 });
 
-test('toPanels/fromPanels: every block/edge shape, zero padding, accumulate; round trip', { skip }, () => {
+test('toPanels/fromPanels: every block/edge shape, zero padding, accumulate; round trip; every SIMD path', { skip }, () => onEverySimdPath(native!, () => {
   const rnd = prng(17);
   for (const [n, features] of [[1, 1], [3, 5], [8, 8], [9, 17], [60, 784], [64, 300], [70, 33], [1000, 10]]) {
     const ld = Math.max(16, (n + 15) & ~15);
@@ -190,7 +190,7 @@ test('toPanels/fromPanels: every block/edge shape, zero padding, accumulate; rou
       if (!acc) assert.deepEqual(yb, x, 'round trip');
     }
   }
-});
+}));
 
 test('sparse kernels give bitwise the same results on 1 and 2 threads', { skip }, () => {
   const rnd = prng(23);
