@@ -7,8 +7,8 @@
 // every call (O(nnz), next to nothing beside the convolution).
 //
 // Each image is zero-padded into a scratch buffer and convolved in the shift form (see
-// sparse_conv_impl.h): every nonzero is a vector FMA over a run of up to 192 outputs, the
-// tile of outputs kept in registers across the row's nonzeros. The input gradient is the
+// sparse_conv_impl.h): every nonzero is a vector FMA over a run of up to 192 outputs (64
+// on AVX2), the tile of outputs kept in registers across the row's nonzeros. The input gradient is the
 // same kernel on the output gradient padded by k - 1 - pad, with the transposed pattern
 // and the taps turned by 180 degrees. The weight gradient is one dot product per nonzero
 // and image over the padded grid.
