@@ -39,7 +39,7 @@ export function relu(x: Tensor): Tensor {
   return recordOp(y, [x], () => {
     const gx = new Float32Array(x.size);
     be.reluBackward(y.grad!, y.data, gx, x.size);
-    addInto(x.ensureGrad(), gx);
+    x.addGrad(gx);
   });
 }
 
@@ -61,8 +61,4 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Int32Array): Tensor 
     const gx = logits.ensureGrad();
     for (let i = 0; i < gx.length; i++) gx[i] += g * gradLogits![i];
   });
-}
-
-function addInto(dst: Float32Array, src: Float32Array): void {
-  for (let i = 0; i < dst.length; i++) dst[i] += src[i];
 }

@@ -10,15 +10,11 @@ import { getBackend } from '../backend/index.js';
 import { LthError, check } from '../core/errors.js';
 import { Tensor, recordOp, scratchArray, shapeStr, sizeOf, zeroArray } from './tensor.js';
 
-function addInto(dst: Float32Array, src: Float32Array): void {
-  for (let i = 0; i < dst.length; i++) dst[i] += src[i];
-}
-
 /** The same values with another shape of the same size (no copy). */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   check(sizeOf(shape) === x.size, () => `reshape: ${shapeStr(x)} has ${x.size} values, [${shape.join(', ')}] needs ${sizeOf(shape)}`);
   const y = new Tensor(x.data, shape);
-  return recordOp(y, [x], () => addInto(x.ensureGrad(), y.grad!));
+  return recordOp(y, [x], () => x.addGrad(y.grad!));
 }
 
 /** out[j, i, :] = x[i, j, :] for x [a, b, c]: batch-major <-> time-major. */
@@ -35,7 +31,7 @@ export function swapLastAxes(x: Tensor): Tensor {
   return recordOp(y, [x], () => {
     const g = scratchArray(x.size);
     transpose(y.grad!, g, a, c, b);
-    addInto(x.ensureGrad(), g);
+    x.addGrad(g);
   });
 }
 
@@ -85,7 +81,7 @@ export function addPositions(x: Tensor, pos: Tensor): Tensor {
   for (let b = 0; b < n; b++) for (let i = 0; i < T * D; i++) y.data[b * T * D + i] = x.data[b * T * D + i] + pos.data[i];
   return recordOp(y, [x, pos], () => {
     const gy = y.grad!;
-    if (x.requiresGrad) addInto(x.ensureGrad(), gy);
+    if (x.requiresGrad) x.addGrad(gy);
     if (pos.requiresGrad) {
       const gp = pos.ensureGrad();
       for (let b = 0; b < n; b++) for (let i = 0; i < T * D; i++) gp[i] += gy[b * T * D + i];
@@ -198,7 +194,7 @@ export function lstm(x: Tensor, wih: Tensor, whh: Tensor, bih: Tensor, bhh: Tens
       const dxt = scratchArray(rows * I), dx = scratchArray(rows * I);
       be.matmul(dgates, wih.data, dxt, rows, G, I, false, false, false);
       swapOuter(dxt, dx, T, n, I);
-      addInto(x.ensureGrad(), dx);
+      x.addGrad(dx);
     }
   });
 }

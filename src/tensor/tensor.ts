@@ -164,6 +164,19 @@ export class Tensor {
   }
 
   /**
+   * Adds g (this tensor's size) to its gradient. When no gradient has reached it yet, g is
+   * copied in, with no zeroing pass before it (a -0 stays -0, which 0 + g would make +0).
+   */
+  addGrad(g: Float32Array): void {
+    const { grad, overwrite } = this.gradSink();
+    if (overwrite) {
+      grad.set(g);
+      return;
+    }
+    for (let i = 0; i < grad.length; i++) grad[i] += g[i];
+  }
+
+  /**
    * Back-propagates from this scalar: d(this)/d(this) = 1, then every recorded op in
    * reverse topological order. Gradients accumulate into `.grad`.
    */
