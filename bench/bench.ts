@@ -39,7 +39,6 @@
  *
  * Prints a table; with --json, one JSON object as the last stdout line (and no progress).
  */
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -57,7 +56,7 @@ import { compileProgram } from '../src/program/compile.js';
 import type { Program } from '../src/program/program.js';
 import { iterationsPerEpoch, runEnd, train } from '../src/training/train.js';
 import { findTorchPython, runTorch } from './torch.js';
-import { cpuModel, runBench } from './run.js';
+import { cpuModel, machineLine, runBench } from './run.js';
 import { median } from './stats.js';
 
 const SCHEMA = {
@@ -409,7 +408,7 @@ function main(): void {
   const dense = results.get('1')?.epochSeconds;
   const header = [`lth LeNet-300-100 epoch: ${perEpoch} iterations of batch ${BATCH}, Adam, training only ` +
     `(timed ${iterations} it/run, median of ${o.runs})`,
-  `backend ${be.name}${simd === 'none' ? '' : ` (${simd})`}, ${threads} thread(s); ${cpuModel()}, ${os.cpus().length} cores; node ${process.version}; load ${loadavg[0].toFixed(2)}`];
+  `${machineLine(context)}; load ${loadavg[0].toFixed(2)}`];
   const cols = ['density', 's/epoch', 'vs dense', ...(o.eval ? [`eval ${data.validation.length + data.test.length} (s)`] : []),
     ...(reference ? ['reference s/epoch'] : []), ...(torch ? ['torch s/epoch', 'torch threads', 'lth/torch'] : [])];
   const rows = [...results].map(([d, r]) => [d, fmt(r.epochSeconds), dense ? fmt(r.epochSeconds / dense, 2) : '-',

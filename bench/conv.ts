@@ -34,7 +34,6 @@
  *
  * Prints a table; with --json, one JSON object as the last stdout line (and no progress).
  */
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,7 +52,7 @@ import { Optimizer } from '../src/nn/optim.js';
 import { softmaxCrossEntropy } from '../src/tensor/ops.js';
 import { BufferArena, Tensor } from '../src/tensor/tensor.js';
 import { findTorchPython, runTorch } from './torch.js';
-import { cpuModel, runBench } from './run.js';
+import { cpuModel, machineLine, runBench } from './run.js';
 import { median } from './stats.js';
 
 const SCHEMA = {
@@ -222,7 +221,7 @@ function main(): void {
   const ms = (s: number) => `${(s * 1000).toFixed(1)} ms`;
   const lines = [
     `lth ${modelName} training step: batch ${batch} of 3x32x32, ${settings.name === 'sgd' ? `SGD (momentum ${settings.momentum}, weight decay ${settings.weightDecay})` : 'Adam'}; median of ${steps} steps${values.cpu === true ? ' (CPU time)' : ''}`,
-    `backend ${be.name}${simd ? ` (${simd})` : ''}, ${threads} thread(s); ${cpuModel()}, ${os.cpus().length} cores; node ${process.version}`,
+    machineLine(context),
     '',
     `  step       ${ms(stepSeconds)}`,
     `  forward    ${ms(median(phases.forward) / 1000)}`,
@@ -326,7 +325,7 @@ function levelsBench(values: Record<string, unknown>, json: boolean): void {
   }
   const base = median(runs[0].times);
   const out = {
-    model: modelName, backend: context.backend.name, threads: context.settings.threads, sparse, batch, cpu: cpuModel(), cores: os.cpus().length,
+    model: modelName, backend: context.backend.name, simd: context.settings.simd, threads: context.settings.threads, sparse, batch, cpu: cpuModel(), cores: os.cpus().length,
     loadavg1m: Number(os.loadavg()[0].toFixed(2)), clock: values.cpu === true ? 'cpu' : 'wall', stepsTimed: steps,
     levels: runs.map((r) => ({
       level: r.level, stepSeconds: median(r.times) / 1000, ratio: median(r.times) / base, stepRunSeconds: r.times.map((ms) => ms / 1000),
@@ -340,7 +339,7 @@ function levelsBench(values: Record<string, unknown>, json: boolean): void {
   }
   const lines = [
     `lth ${modelName} masked training step (graph program, sparse ${sparse}): batch ${batch}, Adam; median of ${steps} interleaved steps`,
-    `backend ${context.backend.name}, ${context.settings.threads} thread(s); ${cpuModel()}; load ${out.loadavg1m}`,
+    `${machineLine(context)}; load ${out.loadavg1m}`,
     '',
     '  level  step ms  ratio  sparse layers',
     ...out.levels.map((l) => `  ${String(l.level).padStart(5)}  ${(l.stepSeconds * 1000).toFixed(1).padStart(7)}  ${l.ratio.toFixed(3)}  ${l.sparseWeights.map((n) => n.replace('.weight', '')).join(' ') || '-'}`),

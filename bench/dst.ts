@@ -21,7 +21,7 @@ import { sparseTrainingSetup } from '../src/dynamic/setup.js';
 import { SPARSE_TRAIN_METHODS, type SparseTrainMethod } from '../src/dynamic/sparse-training.js';
 import { getModel } from '../src/models/registry.js';
 import { train } from '../src/training/train.js';
-import { runBench } from './run.js';
+import { cpuModel, machineLine, runBench } from './run.js';
 import { median } from './stats.js';
 
 const SCHEMA = {
@@ -63,7 +63,7 @@ function main(): void {
   for (const d of densities) {
     for (const m of SPARSE_TRAIN_METHODS) configs.push({ name: `${m} ${d}`, method: m, density: d, seconds: [], updateSeconds: [], updates: 0, accuracy: NaN });
   }
-  progress(`LeNet-300-100 on MNIST, ${iterations} iterations a run, ${rule} layer densities, ${runs} interleaved runs, ${context.settings.threads} threads`);
+  progress(`LeNet-300-100 on MNIST, ${iterations} iterations a run, ${rule} layer densities, ${runs} interleaved runs; ${machineLine(context)}`);
   for (let r = 0; r < runs; r++) {
     for (const c of configs) {
       const model = getModel('lenet_300_100').build();
@@ -90,7 +90,7 @@ function main(): void {
     };
   });
   if (common.json) {
-    console.log(JSON.stringify({ bench: 'dst', iterations, runs, densityRule: rule, threads: context.settings.threads, configs: rows }));
+    console.log(JSON.stringify({ bench: 'dst', iterations, runs, densityRule: rule, threads: context.settings.threads, simd: context.settings.simd, cpu: cpuModel(), configs: rows }));
     return;
   }
   console.log('');

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
+import type { RunContext } from '../src/backend/index.js';
 import { LthError } from '../src/core/errors.js';
 
 /** Runs a benchmark's main: a user error (LthError) is printed as `label: message` with exit code 2, never a stack trace. */
@@ -22,4 +23,13 @@ export function cpuModel(): string {
     if (m) return m[1].trim();
   } catch { /* not Linux */ }
   return os.cpus()[0]?.model ?? 'unknown';
+}
+
+/**
+ * The backend, its SIMD path, the threads and the machine, as every bench's header gives
+ * them: the same code runs at very different speeds on AVX-512 and AVX2 machines.
+ */
+export function machineLine(context: RunContext): string {
+  const { simd, threads } = context.settings;
+  return `backend ${context.backend.name}${simd === 'none' ? '' : ` (${simd})`}, ${threads} thread(s); ${cpuModel()}, ${os.cpus().length} cores; node ${process.version}`;
 }

@@ -28,7 +28,7 @@ import { getDataset } from '../src/data/registry.js';
 import { getModel } from '../src/models/registry.js';
 import { compileProgram } from '../src/program/compile.js';
 import { findTorchPython, runTorch } from './torch.js';
-import { runBench } from './run.js';
+import { cpuModel, machineLine, runBench } from './run.js';
 import { median } from './stats.js';
 
 const SCHEMA = {
@@ -79,7 +79,7 @@ function main(): void {
   }
   const stepSeconds = median(times);
   const out: Record<string, unknown> = {
-    model: name, backend: context.backend.name, threads: context.settings.threads, batch, length, cores: os.cpus().length,
+    model: name, backend: context.backend.name, simd: context.settings.simd, threads: context.settings.threads, batch, length, cpu: cpuModel(), cores: os.cpus().length,
     node: process.version, loadavg1m: Number(os.loadavg()[0].toFixed(2)), stepsTimed: steps, stepSeconds, stepRunSeconds: times,
   };
   if (values.vsTorch === true) {
@@ -104,7 +104,7 @@ function main(): void {
   }
   const ms = (s: number) => `${(s * 1000).toFixed(1)} ms`;
   const lines = [`lth ${name} training step: batch ${batch} x ${length} tokens, Adam; median of ${steps} steps`,
-    `backend ${context.backend.name}, ${context.settings.threads} thread(s); load ${out.loadavg1m}`, '', `  step       ${ms(stepSeconds)}`];
+    `${machineLine(context)}; load ${out.loadavg1m}`, '', `  step       ${ms(stepSeconds)}`];
   if (out.torchStepSeconds !== undefined) {
     lines.push(`  torch      ${ms(out.torchStepSeconds as number)} (${(out.torch as { threads: number }).threads} threads)`, `  lth/torch  ${(out.lthOverTorch as number).toFixed(3)}x`);
   }

@@ -24,7 +24,7 @@ import { getModel } from '../src/models/registry.js';
 import { unitChain, zeroInputsFrom, zeroUnit } from '../src/nn/compact.js';
 import type { Model } from '../src/nn/model.js';
 import { train } from '../src/training/train.js';
-import { runBench } from './run.js';
+import { cpuModel, machineLine, runBench } from './run.js';
 import { median } from './stats.js';
 
 const SCHEMA = {
@@ -65,7 +65,7 @@ function main(): void {
   const progress = (line: string) => { if (!common.json) console.log(line); };
   const data = getDataset('mnist').load(undefined, SEED);
   const configs = [1, ...kept].map((k) => ({ kept: k, seconds: [] as number[], cpu: [] as number[], program: '', weights: 0, accuracy: NaN }));
-  progress(`LeNet-300-100 on MNIST, ${iterations} iterations a run, ${runs} interleaved runs, ${context.settings.threads} threads, fused ${context.settings.fused}; load ${os.loadavg()[0].toFixed(2)}`);
+  progress(`LeNet-300-100 on MNIST, ${iterations} iterations a run, ${runs} interleaved runs, fused ${context.settings.fused}; ${machineLine(context)}; load ${os.loadavg()[0].toFixed(2)}`);
   for (let r = 0; r < runs; r++) {
     for (const c of configs) {
       const model = getModel('lenet_300_100').build();
@@ -90,7 +90,7 @@ function main(): void {
     neuronsKept: c.kept, program: c.program, weights: c.weights, seconds: median(c.seconds), speedup: dense / median(c.seconds), cpuSeconds: median(c.cpu), testAccuracy: c.accuracy,
   }));
   if (common.json) {
-    console.log(JSON.stringify({ bench: 'structured', iterations, runs, threads: context.settings.threads, configs: rows }));
+    console.log(JSON.stringify({ bench: 'structured', iterations, runs, threads: context.settings.threads, simd: context.settings.simd, cpu: cpuModel(), configs: rows }));
     return;
   }
   console.log('');
