@@ -7,7 +7,7 @@ import { Sequential, type Module, type StateDict } from '../nn/module.js';
 import { Optimizer, checkOptimizerState, stateNames, type OptimizerState, type ParamSlot } from '../nn/optim.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { fromPanels, maskPattern, packValues, sparseLinearPanels, toPanels, unpackValues, useSparse } from '../tensor/sparse.js';
-import { backendSimd, convMaskPattern, sparseConv2d, sparseConvFits, sparseConvThreshold, useSparseConv } from '../tensor/sparse-conv.js';
+import { convMaskPattern, sparseConv2d, sparseConvFits, sparseConvThreshold, useSparseConv } from '../tensor/sparse-conv.js';
 import { Workspace, usesWinograd } from '../tensor/conv.js';
 import { weightMacs } from '../nn/flops.js';
 import { BufferArena, Tensor, noGrad } from '../tensor/tensor.js';
@@ -93,7 +93,7 @@ export class GraphProgram implements Program {
         const { pattern, density } = convMaskPattern(mask, m.outChannels, m.inChannels, m.kernel[0], m.kernel[1]);
         const winograd = usesWinograd(m.inChannels, m.outChannels, m.kernel[0], m.kernel[1], m.geometry);
         const pixels = macs?.has(name) ? macs.get(name)! / m.weight.size : undefined;
-        if (!useSparseConv(density, mode, sparseConvThreshold(m.inChannels, m.outChannels, winograd, backendSimd(be), pixels))) continue;
+        if (!useSparseConv(density, mode, sparseConvThreshold(m.inChannels, m.outChannels, winograd, opts.context.settings.simd, pixels))) continue;
         sw = { name, layer: m, pattern, vals: new Tensor(packValues(pattern, m.weight.data), [pattern.nnz], true), workspace: new Workspace() };
       } else {
         continue;

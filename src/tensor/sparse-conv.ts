@@ -1,4 +1,4 @@
-import { getBackend, type Backend, type ConvPattern, type NativeAddon, type SimdPath, type SparseMode } from '../backend/index.js';
+import { getBackend, type ConvPattern, type SimdPath, type SparseMode } from '../backend/index.js';
 import { check } from '../core/errors.js';
 import { outputTensor, type Conv2dGeometry, type Workspace } from './conv.js';
 import { Tensor, isGradEnabled } from './tensor.js';
@@ -49,8 +49,8 @@ export const SPARSE_IM2COL_CONV_DENSITY_THRESHOLD: Readonly<Record<'avx512' | 'a
 
 /**
  * The density below which a masked convolution runs sparse in sparse mode 'auto':
- * `winograd`, whether its dense path is Winograd (usesWinograd); `simd`, the native
- * backend's SIMD path ('none' for the reference backend); `outPixels`, its output plane's
+ * `winograd`, whether its dense path is Winograd (usesWinograd); `simd`, the run
+ * context's SIMD path ('none' for the reference backend); `outPixels`, its output plane's
  * size where known (a large plane is assumed otherwise).
  */
 export function sparseConvThreshold(
@@ -71,11 +71,6 @@ export function sparseConvThreshold(
     }
   }
   return Number.isFinite(outPixels) ? (t * outPixels) / (outPixels + SMALL_PLANE_PIXELS) : t;
-}
-
-/** The SIMD path whose crossovers sparseConvThreshold takes for `be`. */
-export function backendSimd(be: Backend): SimdPath | 'none' {
-  return 'simdPath' in be && typeof be.simdPath === 'function' ? (be as NativeAddon).simdPath() : 'none';
 }
 
 /** Whether a convolution of this geometry and kernel can run on the sparse kernels. */
