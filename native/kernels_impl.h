@@ -109,8 +109,7 @@ void sumRows(const float* x, float* out, int64_t rows, int64_t cols, bool accumu
 inline uint32_t keep_bits(float mask) { return mask != 0.0f ? ~0u : 0u; }
 // x where keep is all ones, +0.0f where it is zero. A select written as bits: the same
 // select as a ternary on the stored values, which GCC compiles for AVX2 to a branch per
-// entry (mispredicted half the time on a random mask: the masked Adam took 5x the
-// unmasked one) instead of vector code.
+// entry (mispredicted half the time on a random mask) instead of vector code.
 inline float keep_or_zero(float x, uint32_t keep) {
   return __builtin_bit_cast(float, __builtin_bit_cast(uint32_t, x) & keep);
 }
