@@ -51,6 +51,7 @@ struct ConvJob {
   int64_t n, cout;
   const float* x;
   const float* w;
+  const float* wp;    // op(W) packed for GemmArgs::aPacked: W (forward), Wᵀ (input gradient)
   const float* bias;  // forward: [cout] or null
   float* y;           // forward: the output
   const float* gy;    // backward: the output gradient
@@ -66,6 +67,11 @@ struct ConvJob {
   // Whether an image is its own column matrix (1x1, stride 1, no padding).
   bool identity() const { return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0; }
 };
+
+GemmArgs packed_a(GemmArgs g) {
+  g.aPacked = true;
+  return g;
+}
 
 float* thread_buffer(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
@@ -85,7 +91,8 @@ const float* columns(const ConvJob& j, int64_t b) {
 void forward_image(const ConvJob& j, int64_t b, float* scratch) {
   const int64_t hw = j.hw();
   float* yb = j.y + b * j.out_size();
-  gK->gemm(GemmArgs{j.w, columns(j, b), yb, j.cout, j.ckk(), hw, false, false, false}, 0, j.cout, 0, hw, scratch);
+  gK->gemm(packed_a(GemmArgs{j.wp, columns(j, b), yb, j.cout, j.ckk(), hw, false, false, false}), 0, j.cout, 0, hw,
+           scratch);
   if (!j.bias && !j.relu) return;
   // channelBiasAct's arithmetic (a missing bias adds 0, which turns -0 into +0 as it does).
   for (int64_t o = 0; o < j.cout; o++) {
@@ -108,12 +115,12 @@ void input_grad_image(const ConvJob& j, int64_t b, float* scratch) {
   const float* gyb = j.gy + b * j.out_size();
   float* gxb = j.gx + b * j.in_size();
   if (j.identity()) {
-    gK->gemm(GemmArgs{j.w, gyb, gxb, ckk, j.cout, hw, true, false, j.accumulateIn}, 0, ckk, 0, hw, scratch);
+    gK->gemm(packed_a(GemmArgs{j.wp, gyb, gxb, ckk, j.cout, hw, true, false, j.accumulateIn}), 0, ckk, 0, hw, scratch);
     return;
   }
   thread_local std::vector<float> gbuf;
   float* gcol = thread_buffer(gbuf, (size_t)(ckk * hw));
-  gK->gemm(GemmArgs{j.w, gyb, gcol, ckk, j.cout, hw, true, false, false}, 0, ckk, 0, hw, scratch);
+  gK->gemm(packed_a(GemmArgs{j.wp, gyb, gcol, ckk, j.cout, hw, true, false, false}), 0, ckk, 0, hw, scratch);
   if (!j.accumulateIn) std::memset(gxb, 0, (size_t)j.in_size() * sizeof(float));
   lth::col2im_channels(gcol, gxb, j.g, 0, j.g.c);
 }
@@ -193,6 +200,8 @@ napi_value Conv2d(napi_env env, napi_callback_info info) {
   }
   if (j.n == 0 || j.cout == 0) return lth::undefined_value(env);
   lth::FtzScope ftz;
+  thread_local std::vector<float> wbuf;  // every image's product shares the weight: packed once
+  j.wp = lth::pack_a(j.w, j.cout, j.ckk(), false, wbuf);
   run(j.n, (double)j.n * j.cout * j.ckk() * j.hw(), forward_part, &j);
   return lth::undefined_value(env);
 }
@@ -245,6 +254,8 @@ napi_value Conv2dBackward(napi_env env, napi_callback_info info) {
   thread_local std::vector<float> pbuf;  // the caller's: the pool's threads write through j.partials
   j.groups = groups_for(j.n, wsize);
   if (gw) j.partials = thread_buffer(pbuf, (size_t)(j.groups * wsize));
+  thread_local std::vector<float> wbuf;
+  if (j.gx) j.wp = lth::pack_a(j.w, j.ckk(), j.cout, true, wbuf);
   run(j.groups, (double)j.n * wsize * j.hw() * (gw && j.gx ? 2 : 1), backward_part, &j);
   if (gw)
     for (int64_t i = 0; i < wsize; i++) {

@@ -52,7 +52,29 @@ void gemm_part(void* ctx, int part, float* scratch) {
   }
 }
 
+// Packs row panels [part, part + 1) of `parts` equal shares of op(A) (GemmArgs::aPacked).
+struct PackJob {
+  const GemmArgs* g;
+  float* dst;
+  int64_t panels;
+  int parts;
+};
+
+void pack_part(void* ctx, int part, float*) {
+  const PackJob& j = *static_cast<const PackJob*>(ctx);
+  const int64_t mr = gK->mr, p0 = j.panels * part / j.parts, p1 = j.panels * (part + 1) / j.parts;
+  const int64_t r1 = p1 * mr < j.g->m ? p1 * mr : j.g->m;
+  gK->packA(j.g->a, j.g->m, j.g->k, j.g->transA, p0 * mr, r1, j.dst);
+}
+
 }  // namespace
+
+const float* lth::pack_a(const float* a, int64_t m, int64_t k, bool transA, std::vector<float>& buf) {
+  const size_t floats = (size_t)((m + gK->mr - 1) / gK->mr * gK->mr * k);
+  if (buf.size() < floats) buf.resize(floats);
+  gK->packA(a, m, k, transA, 0, m, buf.data());
+  return buf.data();
+}
 
 void lth::matmul(const GemmArgs& g) {
   float* scratch = lth::caller_scratch();
@@ -70,7 +92,21 @@ void lth::matmul(const GemmArgs& g) {
       chunks = big < most ? big : most > chunks ? most : chunks;
     }
     job.parts = (int)(job.tiles < chunks ? job.tiles : chunks);
+    // Split by columns, every part would pack all of op(A) for itself: pack it once, on
+    // the pool, for all of them (a 60-row fully connected layer's 4 parts packed its
+    // 60 x 16384 input 4 times).
+    thread_local std::vector<float> packed;
+    if (splitCols && job.parts > 1 && !g.aPacked) {
+      const int64_t panels = rowTiles;
+      if (packed.size() < (size_t)(panels * gK->mr * g.k)) packed.resize((size_t)(panels * gK->mr * g.k));
+      PackJob pj{&g, packed.data(), panels, (int)(panels < threads ? panels : threads)};
+      if (!lth::run_parts_scratch(threads, pj.parts, pack_part, &pj, scratch))
+        for (int p = 0; p < pj.parts; p++) pack_part(&pj, p, scratch);
+      job.g.a = packed.data();
+      job.g.aPacked = true;
+    }
     if (lth::run_parts_scratch(threads, job.parts, gemm_part, &job, scratch)) return;
+    job.g = g;
   }
   gK->gemm(g, 0, g.m, 0, g.n, scratch);
 }

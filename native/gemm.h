@@ -1,6 +1,8 @@
 // The GEMM driver (gemm.cc), for the matmul export and the fused dense MLP (dense_mlp.cc).
 #pragma once
 
+#include <vector>
+
 #include "kernels.h"
 
 namespace lth {
@@ -12,5 +14,9 @@ constexpr double kGemmParallelMinWork = 400000.0;
 // tiles from 400k multiply-adds (results do not depend on the thread count). m, n >= 1;
 // C shares no memory with A or B (checked by the caller). The caller sets flush-to-zero.
 void matmul(const GemmArgs& g);
+
+// op(A) [m x k] packed whole for GemmArgs::aPacked into `buf` (grown as needed; the
+// caller's thread_local), on the calling thread: for a weight that many products share.
+const float* pack_a(const float* a, int64_t m, int64_t k, bool transA, std::vector<float>& buf);
 
 }  // namespace lth

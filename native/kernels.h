@@ -19,6 +19,9 @@ struct GemmArgs {
   float* c;
   int64_t m, k, n;
   bool transA, transB, accumulate;
+  // a holds op(A) already packed by Kernels::packA (transA is then ignored): for an
+  // operand that several products, or the parts of one, share, packed once.
+  bool aPacked = false;
 };
 
 struct Kernels {
@@ -126,6 +129,11 @@ struct Kernels {
   // The AVX-512 path computes without packing (dot products in 16 lanes, then their
   // sum); the others are their gemm.
   void (*gemmNT)(const GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float* scratch);
+
+  // op(A) [m x k] (a[i*k + p], or a[p*m + i] with transA) packed as gemm packs it: rows
+  // [r0, r1) (r0 a multiple of mr) of ⌈m/mr⌉ panels of k x mr floats, panel q at
+  // dst + q*mr*k, rows past m zero. Read by gemm when GemmArgs::aPacked.
+  void (*packA)(const float* a, int64_t m, int64_t k, bool transA, int64_t r0, int64_t r1, float* dst);
 };
 
 // nullptr when the ISA is not compiled in (non-x86 builds).

@@ -50,14 +50,17 @@ void gemm(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1
       const bool add = g.accumulate || pc > 0;
       for (int64_t ir = r0; ir < r1; ir += MR) {
         const int mr = (int)min64(MR, r1 - ir);
-        if (!g.transA)
+        const float* Apanel = Ap;
+        if (g.aPacked)
+          Apanel = A + ir * k + pc * MR;                       // panel ir/MR, from row pc of its k x MR
+        else if (!g.transA)
           pack_transpose(A + ir * k + pc, k, mr, kc, Ap, MR);  // op(A)[i][p] = A[i*k + p]
         else
           pack_copy<MR>(A + pc * m + ir, m, mr, kc, Ap);       // op(A)[i][p] = A[p*m + i]
         float* Crow = C + ir * n + jc;
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int nr = (int)min64(NR, nc - jr);
-          micro_kernel(kc, Ap, Bp + (jr / NR) * kc * NR, Crow + jr, n, mr, nr, add);
+          micro_kernel(kc, Apanel, Bp + (jr / NR) * kc * NR, Crow + jr, n, mr, nr, add);
         }
       }
     }
@@ -65,6 +68,16 @@ void gemm(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1
 }
 
 constexpr size_t kScratchFloats = (size_t)(kBpOffset + KCMAX * NCMAX + 16);
+
+void packA(const float* a, int64_t m, int64_t k, bool transA, int64_t r0, int64_t r1, float* dst) {
+  for (int64_t ir = r0; ir < r1; ir += MR) {
+    const int mr = (int)min64(MR, m - ir);
+    if (!transA)
+      pack_transpose(a + ir * k, k, mr, k, dst + ir * k, MR);
+    else
+      pack_copy<MR>(a + ir, m, mr, k, dst + ir * k);
+  }
+}
 
 // ---------------------------------------------------------------- elementwise
 
@@ -806,5 +819,5 @@ void winoGradOut4Cols(const float* __restrict g, int64_t gs, int64_t n, float* _
 
 const lth::Kernels kTable = {
     kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoInRows, winoInCols, winoOut, winoStore, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
-    winoIn4, winoIn4Rows, winoIn4Cols, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols, LTH_GEMM_NT,
+    winoIn4, winoIn4Rows, winoIn4Cols, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols, LTH_GEMM_NT, packA,
 };

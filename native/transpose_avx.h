@@ -34,6 +34,24 @@ inline void tr4x8(const float* s, int64_t ls, float* d, int64_t ds) {
   }
 }
 
+// d[i*ds + r] = s[r*ls + i] for a 2-row x 8-column block: the last two rows of AVX2's
+// 6-row panels, which would otherwise be a third of every panel's packing, one float at
+// a time.
+inline void tr2x8(const float* s, int64_t ls, float* d, int64_t ds) {
+  const __m256 a = _mm256_loadu_ps(s), b = _mm256_loadu_ps(s + ls);
+  const __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b);  // a0 b0 a1 b1 | a4 b4 a5 b5, and 2 3 | 6 7
+  const __m128 l0 = _mm256_castps256_ps128(lo), l1 = _mm256_extractf128_ps(lo, 1);
+  const __m128 h0 = _mm256_castps256_ps128(hi), h1 = _mm256_extractf128_ps(hi, 1);
+  _mm_storel_pi(reinterpret_cast<__m64*>(d + 0 * ds), l0);
+  _mm_storeh_pi(reinterpret_cast<__m64*>(d + 1 * ds), l0);
+  _mm_storel_pi(reinterpret_cast<__m64*>(d + 2 * ds), h0);
+  _mm_storeh_pi(reinterpret_cast<__m64*>(d + 3 * ds), h0);
+  _mm_storel_pi(reinterpret_cast<__m64*>(d + 4 * ds), l1);
+  _mm_storeh_pi(reinterpret_cast<__m64*>(d + 5 * ds), l1);
+  _mm_storel_pi(reinterpret_cast<__m64*>(d + 6 * ds), h1);
+  _mm_storeh_pi(reinterpret_cast<__m64*>(d + 7 * ds), h1);
+}
+
 // dst[c*stride + r] = src[r*ld + c] for r0 <= r < rows (no padding).
 inline void pack_transpose_rows_avx(const float* __restrict src, int64_t ld, int r0, int rows, int64_t cols,
                                     float* __restrict dst, int stride) {
@@ -42,6 +60,7 @@ inline void pack_transpose_rows_avx(const float* __restrict src, int64_t ld, int
     int r = r0;
     for (; r + 8 <= rows; r += 8) tr8x8(src + r * ld + c, ld, dst + c * stride + r, stride);
     for (; r + 4 <= rows; r += 4) tr4x8(src + r * ld + c, ld, dst + c * stride + r, stride);
+    for (; r + 2 <= rows; r += 2) tr2x8(src + r * ld + c, ld, dst + c * stride + r, stride);
     if (r < rows) pack_transpose_scalar(src, ld, r, rows, c, c + 8, dst, stride);
   }
   if (c8 < cols) pack_transpose_scalar(src, ld, r0, rows, c8, cols, dst, stride);

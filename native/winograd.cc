@@ -38,7 +38,8 @@ using lth::gK;
 
 struct Job {
   const float* x;
-  const float* u;  // [E][cout][cin]
+  const float* u;  // E entries [cout][cin], each packed for GemmArgs::aPacked, ustride floats apart
+  int64_t ustride;
   float* out;
   int64_t n, cin, cout, h, w, pad, oh, ow, th, tw;
   int64_t rowsPerBlock, tileRows;  // tile rows per block, and in all (n*th)
@@ -264,10 +265,11 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
   const int64_t vs = entry_stride(j.cin, T), ms = entry_stride(j.cout, T);
   float* M = grow(mbuf, (size_t)(E * ms));
 
-  for (int64_t e = 0; e < E; e++)
-    gK->gemm(lth::GemmArgs{j.u + e * j.cout * j.cin, V + e * vs, M + e * ms, j.cout, j.cin, T, false,
-                           false, false},
-             0, j.cout, 0, T, gemmScratch);
+  for (int64_t e = 0; e < E; e++) {
+    lth::GemmArgs g{j.u + e * j.ustride, V + e * vs, M + e * ms, j.cout, j.cin, T, false, false, false};
+    g.aPacked = true;
+    gK->gemm(g, 0, j.cout, 0, T, gemmScratch);
+  }
 
   // Each output channel's outputs, transformed, then stored one image's run of tile rows
   // at a time (its output rows are consecutive in the plane).
@@ -384,8 +386,8 @@ constexpr int64_t kMinBlocks = 8, kMinTiles = 48, kF2Tiles = 256;
 Job make_job(const float* x, const float* u, float* out, int64_t n, int64_t cin, int64_t cout, int64_t h, int64_t w,
              int64_t pad, bool accumulate, int tile) {
   const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
-  Job j{x, u, out, n, cin, cout, h, w, pad, oh, ow, (oh + tile - 1) / tile, (ow + tile - 1) / tile, 0, 0, accumulate,
-        tile};
+  Job j{x, u, 0, out, n, cin, cout, h, w, pad, oh, ow, (oh + tile - 1) / tile, (ow + tile - 1) / tile, 0, 0,
+        accumulate, tile};
   j.tileRows = n * j.th;
   const int64_t widest = cin > cout ? cin : cout;
   int64_t target = 16384 * 16 / j.entries() / widest;
@@ -460,11 +462,17 @@ napi_value Conv3x3(napi_env env, napi_callback_info info) {
         }
     return lth::undefined_value(env);
   }
-  thread_local std::vector<float> ubuf;
-  float* u = grow(ubuf, (size_t)((tile + 2) * (tile + 2) * cout * cin));
+  thread_local std::vector<float> ubuf, pbuf;
+  const int64_t E = (tile + 2) * (tile + 2);
+  float* u = grow(ubuf, (size_t)(E * cout * cin));
   transform_weights(wt, u, cin, cout, flip, (int)tile);
+  // Every block's products share U: packed once here, not once per block.
+  const int64_t ustride = (cout + gK->mr - 1) / gK->mr * gK->mr * cin;
+  float* up = grow(pbuf, (size_t)(E * ustride));
+  for (int64_t e = 0; e < E; e++) gK->packA(u + e * cout * cin, cout, cin, false, 0, cout, up + e * ustride);
 
-  Job j = make_job(x, u, out, n, cin, cout, h, w, pad, accumulate, (int)tile);
+  Job j = make_job(x, up, out, n, cin, cout, h, w, pad, accumulate, (int)tile);
+  j.ustride = ustride;
   j.bias = bias;
   j.relu = relu;
   const int64_t blocks = (j.tileRows + j.rowsPerBlock - 1) / j.rowsPerBlock;
