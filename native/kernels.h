@@ -126,9 +126,11 @@ struct Kernels {
   // gemm for C (+)= A·Bᵀ (transB, not transA) when m or n is small and k long (weight
   // gradients: both operands are read along k as stored). The same contract as gemm:
   // every element of C is computed by the same instructions however the calls split C.
-  // The AVX-512 path computes without packing (dot products in 16 lanes, then their
-  // sum); the others are their gemm.
+  // The AVX-512 and AVX2 paths compute without packing (dot products in 16 or 8 lanes,
+  // then their sum); the scalar path's is its gemm.
   void (*gemmNT)(const GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float* scratch);
+  // Whether gemmNT is the faster for an m x n product over k (dispatch.h nt_product).
+  bool (*ntFaster)(int64_t m, int64_t n, int64_t k);
 
   // op(A) [m x k] (a[i*k + p], or a[p*m + i] with transA) packed as gemm packs it: rows
   // [r0, r1) (r0 a multiple of mr) of ⌈m/mr⌉ panels of k x mr floats, panel q at

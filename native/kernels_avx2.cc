@@ -91,6 +91,72 @@ inline void micro_kernel(int64_t kc, const float* __restrict A, const float* __r
     micro_kernel_6x16<true>(kc, A, B, C, ldc, mr, nr, add);
 }
 
+// C[i*n + j] (+)= Σ_p A[i*k + p]·B[j*k + p] for i in [r0, r1), j in [c0, c1): gemm with
+// transB (not transA), both operands read along k as stored, no packing. A block of
+// LTH_NT_ROWS x LTH_NT_COLS elements of C keeps one accumulator of 8 lanes each (lane l
+// sums the terms p ≡ l mod 8, the last partial vector loaded with zeros past k), each then
+// summed across its lanes in a fixed order. A block at the edge reads its missing rows and
+// columns again from the last one and drops them, so every element goes through the same
+// instructions wherever its block falls.
+#define LTH_NT_ROWS 4
+#define LTH_NT_COLS 3
+void gemm_nt(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float*) {
+  constexpr int R = LTH_NT_ROWS, Cn = LTH_NT_COLS;
+  const int64_t k = g.k, n = g.n, full = k & ~(int64_t)7;
+  if (k == 0) {
+    if (!g.accumulate)
+      for (int64_t i = r0; i < r1; i++)
+        for (int64_t j = c0; j < c1; j++) g.c[i * n + j] = 0.0f;
+    return;
+  }
+  const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(k & 7)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  for (int64_t i0 = r0; i0 < r1; i0 += R) {
+    const float* a[R];
+    for (int r = 0; r < R; r++) a[r] = g.a + (i0 + r < r1 ? i0 + r : r1 - 1) * k;
+    for (int64_t j0 = c0; j0 < c1; j0 += Cn) {
+      const float* b[Cn];
+      for (int c = 0; c < Cn; c++) b[c] = g.b + (j0 + c < c1 ? j0 + c : c1 - 1) * k;
+      __m256 s[R][Cn];
+      for (int r = 0; r < R; r++)
+        for (int c = 0; c < Cn; c++) s[r][c] = _mm256_setzero_ps();
+      for (int64_t p = 0; p < full; p += 8) {
+        __m256 av[R];
+        for (int r = 0; r < R; r++) av[r] = _mm256_loadu_ps(a[r] + p);
+        for (int c = 0; c < Cn; c++) {
+          const __m256 bv = _mm256_loadu_ps(b[c] + p);
+          for (int r = 0; r < R; r++) s[r][c] = _mm256_fmadd_ps(av[r], bv, s[r][c]);
+        }
+      }
+      if (k & 7) {
+        __m256 av[R];
+        for (int r = 0; r < R; r++) av[r] = _mm256_maskload_ps(a[r] + full, tail);
+        for (int c = 0; c < Cn; c++) {
+          const __m256 bv = _mm256_maskload_ps(b[c] + full, tail);
+          for (int r = 0; r < R; r++) s[r][c] = _mm256_fmadd_ps(av[r], bv, s[r][c]);
+        }
+      }
+      for (int r = 0; r < R && i0 + r < r1; r++)
+        for (int c = 0; c < Cn && j0 + c < c1; c++) {
+          __m128 x = _mm_add_ps(_mm256_castps256_ps128(s[r][c]), _mm256_extractf128_ps(s[r][c], 1));
+          x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+          x = _mm_add_ss(x, _mm_shuffle_ps(x, x, 1));
+          float* out = g.c + (i0 + r) * n + j0 + c;
+          const float v = _mm_cvtss_f32(x);
+          *out = g.accumulate ? *out + v : v;
+        }
+    }
+  }
+}
+#define LTH_GEMM_NT gemm_nt
+
+// gemm packs both operands, k*(m + n) floats, and gemm_nt sums each of the m*n lane
+// vectors at the end and loads more per product: gemm_nt wins where 1/m + 1/n, packing's
+// share, passes 1/100 + 2.4/k. Fitted to weight gradients on a Zen 4 (docs/performance.md):
+// gemm_nt took 0.61-0.71 of gemm's time for first layers (n = 27, k = 1024), 0.78-0.89 for
+// Winograd's 16- and 32-channel products (k = T, 30-455), 1.02 for 64 channels and 1.23
+// for 128, and 1.20 for a 1x1 shortcut's 64 x 32 over k = 64.
+bool nt_faster(int64_t m, int64_t n, int64_t k) { return 100.0 * k * (m + n) > (double)(k + 240) * m * n; }
+
 #include "kernels_impl.h"
 
 }  // namespace

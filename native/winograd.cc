@@ -362,7 +362,7 @@ void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, bool firs
   const int64_t vs = entry_stride(j.cin, T), gs = entry_stride(j.cout, T);
   float* GM = grow(gbuf, (size_t)(E * gs));
   grad_out_transform(j, gy, q0, q0 + T / j.tw, T, GM);
-  const auto product = lth::nt_product(j.cout);
+  const auto product = lth::nt_product(j.cout, j.cin, T);
   for (int64_t e = 0; e < E; e++)
     product(lth::GemmArgs{GM + e * gs, V + e * vs, gu + e * entry_stride(j.cout, j.cin), j.cout, T, j.cin, false,
                            true, !first},

@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { referenceBackend as ref, loadNative, type Backend, type NativeAddon } from './index.js';
-import { child, nativeChildPrelude, prng, randomArray } from './testing.js';
+import { child, nativeChildPrelude, onEverySimdPath, prng, randomArray } from './testing.js';
 
 const loaded = loadNative();
 const native: NativeAddon | null = loaded instanceof Error ? null : loaded;
@@ -229,7 +229,13 @@ function batchedConv(be: Backend, x: Float32Array, wt: Float32Array, b: Float32A
   return { y, gx, gw };
 }
 
-test('conv2d and conv2dBackward match the reference (every geometry, bias/ReLU, accumulated or overwritten input gradient)', { skip }, () => {
+test('conv2d and conv2dBackward match the reference on every SIMD path (every geometry, bias/ReLU, accumulated or overwritten input gradient)', { skip }, () => {
+  onEverySimdPath(native!, (path) => conv2dMatchesReference(path));
+});
+
+// The weight gradient's product runs on gemmNT or gemm by its shape (nt_product): the
+// geometries' channel counts and sizes reach both, with edge blocks and k tails.
+function conv2dMatchesReference(path: string) {
   const rnd = prng(12);
   let k = 0;
   for (const g of GEOMETRIES) {
@@ -243,10 +249,10 @@ test('conv2d and conv2dBackward match the reference (every geometry, bias/ReLU, 
     const m = batchedConv(native!, x, wt, bias, gy, gx0, gw0, n, g, cout, relu, acc);
     for (const key of ['y', 'gx', 'gw'] as const) {
       const e = relErr(m[key], r[key]);
-      assert.ok(e <= 1e-5, `conv2d ${n}x${g} -> ${cout} (bias ${bias !== null}, relu ${relu}, accumulate ${acc}): ${key} rel err ${e}`);
+      assert.ok(e <= 1e-5, `${path}: conv2d ${n}x${g} -> ${cout} (bias ${bias !== null}, relu ${relu}, accumulate ${acc}): ${key} rel err ${e}`);
     }
   }
-});
+}
 
 test('conv2d and conv2dBackward: per-image im2col, matmul, channelBiasAct and col2im, bit for bit (the weight gradient within rounding)', { skip }, () => {
   const rnd = prng(13);
@@ -366,19 +372,21 @@ test('conv3x3 with bias and ReLU: the values channelBiasAct gives after it (bitw
   }
 });
 
-test('conv3x3WeightGrad (Winograd) matches the reference and accumulates: F(2x2) and F(4x4)', { skip }, () => {
-  const rnd = prng(11);
-  for (const [n, ci, co, h, w, p] of CONV3X3) {
-    const oh = h + 2 * p - 2, ow = w + 2 * p - 2;
-    const x = randomArray(n * ci * h * w, rnd), gy = randomArray(n * co * oh * ow, rnd), g0 = randomArray(ci * co * 9, rnd);
-    for (const tile of TILES) {
-      const r = g0.slice(), m = g0.slice();
-      ref.conv3x3WeightGrad(x, gy, r, n, ci, co, h, w, p, tile);
-      native!.conv3x3WeightGrad(x, gy, m, n, ci, co, h, w, p, tile);
-      const e = relErr(m.map((v, i) => v - g0[i]), r.map((v, i) => v - g0[i]));
-      assert.ok(e <= CONV3X3_TOL[tile], `conv3x3WeightGrad ${[n, ci, co, h, w, p]} tile ${tile}: rel err ${e}`);
+test('conv3x3WeightGrad (Winograd) matches the reference and accumulates on every SIMD path: F(2x2) and F(4x4)', { skip }, () => {
+  onEverySimdPath(native!, (path) => {
+    const rnd = prng(11);
+    for (const [n, ci, co, h, w, p] of CONV3X3) {
+      const oh = h + 2 * p - 2, ow = w + 2 * p - 2;
+      const x = randomArray(n * ci * h * w, rnd), gy = randomArray(n * co * oh * ow, rnd), g0 = randomArray(ci * co * 9, rnd);
+      for (const tile of TILES) {
+        const r = g0.slice(), m = g0.slice();
+        ref.conv3x3WeightGrad(x, gy, r, n, ci, co, h, w, p, tile);
+        native!.conv3x3WeightGrad(x, gy, m, n, ci, co, h, w, p, tile);
+        const e = relErr(m.map((v, i) => v - g0[i]), r.map((v, i) => v - g0[i]));
+        assert.ok(e <= CONV3X3_TOL[tile], `${path}: conv3x3WeightGrad ${[n, ci, co, h, w, p]} tile ${tile}: rel err ${e}`);
+      }
     }
-  }
+  });
 });
 
 test('conv3x3: the flipped convolution is the input gradient of the forward one (col2im of Wᵀ·gY)', { skip }, () => {
