@@ -92,23 +92,18 @@ inline void micro_kernel(int64_t kc, const float* __restrict A, const float* __r
 }
 
 // C[i*n + j] (+)= Σ_p A[i*k + p]·B[j*k + p] for i in [r0, r1), j in [c0, c1): gemm with
-// transB (not transA), both operands read along k as stored, no packing. A block of
-// LTH_NT_ROWS x LTH_NT_COLS elements of C keeps one accumulator of 8 lanes each (lane l
-// sums the terms p ≡ l mod 8, the last partial vector loaded with zeros past k), each then
-// summed across its lanes in a fixed order. A block at the edge reads its missing rows and
-// columns again from the last one and drops them, so every element goes through the same
-// instructions wherever its block falls.
-#define LTH_NT_ROWS 4
-#define LTH_NT_COLS 3
+// transB (not transA), both operands read along k as stored, no packing. A block of 4 x 3
+// elements of C keeps one accumulator of 8 lanes each (lane l sums the terms p ≡ l mod 8,
+// the last partial vector loaded with zeros past k), each then summed across its lanes in a
+// fixed order. A block at the edge reads its missing rows and columns again from the last
+// one and drops them, so every element goes through the same instructions wherever its
+// block falls.
 void gemm_nt(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float*) {
-  constexpr int R = LTH_NT_ROWS, Cn = LTH_NT_COLS;
+  // 12 accumulators, 4 rows' vectors and a column's: one more than the 16 ymm, so each
+  // FMA of one column reads its vector from L1.
+  constexpr int R = 4, Cn = 3;
   const int64_t k = g.k, n = g.n, full = k & ~(int64_t)7;
-  if (k == 0) {
-    if (!g.accumulate)
-      for (int64_t i = r0; i < r1; i++)
-        for (int64_t j = c0; j < c1; j++) g.c[i * n + j] = 0.0f;
-    return;
-  }
+  if (k == 0) return empty_product(g, r0, r1, c0, c1);
   const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(k & 7)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   for (int64_t i0 = r0; i0 < r1; i0 += R) {
     const float* a[R];

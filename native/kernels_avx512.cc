@@ -148,12 +148,7 @@ inline void micro_kernel(int64_t kc, const float* __restrict A, const float* __r
 // them, so every element goes through the same instructions wherever its block falls.
 void gemm_nt(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float*) {
   const int64_t k = g.k, n = g.n, full = k & ~(int64_t)15;
-  if (k == 0) {
-    if (!g.accumulate)
-      for (int64_t i = r0; i < r1; i++)
-        for (int64_t j = c0; j < c1; j++) g.c[i * n + j] = 0.0f;
-    return;
-  }
+  if (k == 0) return empty_product(g, r0, r1, c0, c1);
   const __mmask16 tail = (__mmask16)((1u << (k & 15)) - 1);
   for (int64_t i0 = r0; i0 < r1; i0 += 4) {
     const float* a[4];

@@ -3,6 +3,14 @@
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// A product over k = 0 terms: rows [r0, r1) x columns [c0, c1) of C become zero, or stay as
+// they are when accumulating.
+inline void empty_product(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  if (!g.accumulate)
+    for (int64_t i = r0; i < r1; i++)
+      for (int64_t j = c0; j < c1; j++) g.c[i * g.n + j] = 0.0f;
+}
+
 // dst[c*stride + r] = src[c*ld + r] for r < rows, 0 for rows <= r < STRIDE.
 template <int STRIDE>
 inline void pack_copy(const float* __restrict src, int64_t ld, int rows, int64_t cols, float* __restrict dst) {

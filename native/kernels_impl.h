@@ -24,12 +24,7 @@ void gemm(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1
   const float* A = g.a;
   const float* B = g.b;
   float* C = g.c;
-  if (k == 0) {
-    if (!g.accumulate)
-      for (int64_t i = r0; i < r1; i++)
-        for (int64_t j = c0; j < c1; j++) C[i * n + j] = 0.0f;
-    return;
-  }
+  if (k == 0) return empty_product(g, r0, r1, c0, c1);
   float* Ap = scratch;               // MR x KCMAX
   float* Bp = scratch + kBpOffset;  // KCMAX x NCMAX, as NCMAX/NR panels of kc x NR
   // k-blocks depend on k only, so every element sees the same summation order.
