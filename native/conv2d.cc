@@ -135,8 +135,8 @@ void backward_part(void* ctx, int part, float* scratch) {
   for (int64_t b = b0; b < b1; b++) {
     if (j.partials) {
       const float* gyb = j.gy + b * j.out_size();
-      lth::nt_product(j.cout, ckk, hw)(GemmArgs{gyb, columns(j, b), j.partials + part * j.cout * ckk, j.cout, hw, ckk, false, true, b > b0},
-                              0, j.cout, 0, ckk, scratch);
+      const GemmArgs g{gyb, columns(j, b), j.partials + part * j.cout * ckk, j.cout, hw, ckk, false, true, b > b0};
+      lth::nt_product(j.cout, ckk, hw)(g, 0, j.cout, 0, ckk, scratch);
     }
     if (j.gx) input_grad_image(j, b, scratch);
   }

@@ -106,7 +106,6 @@ void lth::matmul(const GemmArgs& g) {
       job.g.aPacked = true;
     }
     if (lth::run_parts_scratch(threads, job.parts, gemm_part, &job, scratch)) return;
-    job.g = g;
   }
   gK->gemm(g, 0, g.m, 0, g.n, scratch);
 }
