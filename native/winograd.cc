@@ -136,40 +136,6 @@ void transform_weights(const float* wt, float* u, int64_t cin, int64_t cout, boo
     transform_weights_t<4>(wt, u, cin, cout, flip);
 }
 
-// F(4x4, 3x3)'s input transform (see input_transform): the plane split by row and
-// column phase mod 4 into 16 planes (Kernels::winoIn4).
-float* input_transform4(const Job& j, int64_t blk, int64_t* tiles) {
-  thread_local std::vector<float> vbuf, qbuf, hbuf;
-  const int64_t q0 = blk * j.rowsPerBlock;
-  const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
-  const int64_t T = (q1 - q0) * j.tw;
-  *tiles = T;
-  float* V = grow(vbuf, (size_t)(36 * entry_stride(j.cin, T)));
-  const int64_t ld = j.tw + 1, qs = (j.th + 1) * ld;
-  float* Q = grow(qbuf, (size_t)(16 * qs));
-  float* H = grow(hbuf, (size_t)(24 * (j.rowsPerBlock < j.th ? j.rowsPerBlock + 1 : j.th + 1) * j.tw));
-  std::memset(Q, 0, (size_t)(16 * qs) * sizeof(float));
-  const int64_t prows = 4 * (j.th + 1);
-  for (int64_t q = q0; q < q1;) {
-    const int64_t img = q / j.th, ty0 = q % j.th;
-    const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
-    // P rows 4*ty0 .. 4*ty1 + 1.
-    int64_t y0 = 4 * ty0 - j.pad, y1 = 4 * ty1 + 2 - j.pad;
-    if (y0 < 0) y0 = 0;
-    if (y1 > j.h) y1 = j.h;
-    if (y1 > prows - j.pad) y1 = prows - j.pad;
-    for (int64_t c = 0; c < j.cin; c++) {
-      const float* plane = j.x + (img * j.cin + c) * j.h * j.w;
-      if (c + 1 < j.cin) prefetch_rows(plane + j.h * j.w + y0 * j.w, (y1 - y0) * j.w);
-      // Image pixel (y, xx) is P[pad + y][pad + xx].
-      gK->winoSplitRows4(plane + y0 * j.w, j.w, j.w, y1 - y0, j.pad + y0, j.pad, Q, qs, ld);
-      gK->winoIn4(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, entry_stride(j.cin, T));
-    }
-    q = img * j.th + ty1;
-  }
-  return V;
-}
-
 // The input transform for padding 1 and a width that is a whole number of tiles (tw =
 // w/tile; Kernels::winoInRows/winoInCols and their F(4x4) forms): no phase split, and the
 // column pass runs over all of a channel's tiles in the block at once, where winoIn's
@@ -206,38 +172,40 @@ float* input_transform_rows(const Job& j, int64_t blk, int64_t* tiles) {
   return V;
 }
 
-// The input transform of block blk's tiles: V[e][c][t] (16 x cin x T), T its tiles.
+// The input transform of block blk's tiles: V[e][c][t] (E x cin x T), T its tiles.
 float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
   if (rows_first(j)) return input_transform_rows(j, blk, tiles);
-  if (j.tile == 4) return input_transform4(j, blk, tiles);
   thread_local std::vector<float> vbuf, qbuf, hbuf;
-  const int64_t q0 = blk * j.rowsPerBlock;
+  const int64_t t = j.tile, q0 = blk * j.rowsPerBlock;
   const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
   const int64_t T = (q1 - q0) * j.tw;
   *tiles = T;
-  float* V = grow(vbuf, (size_t)(16 * entry_stride(j.cin, T)));
-  // The zero-padded plane P (image pixel (y, xx) at P[pad + y][pad + xx], th + 1 row
-  // pairs of tw + 1 column pairs: every tile's 4x4 patch), split by row and column
-  // parity into 4 planes of qs floats (see Kernels::winoIn). Its border stays zero.
+  float* V = grow(vbuf, (size_t)(j.entries() * entry_stride(j.cin, T)));
+  // The zero-padded plane P (image pixel (y, xx) at P[pad + y][pad + xx], th + 1 groups of
+  // `tile` rows by tw + 1 groups of `tile` columns: every tile's patch), split by row and
+  // column phase mod `tile` into tile² planes of qs floats (see Kernels::winoIn and
+  // winoIn4). Its border stays zero.
   const int64_t ld = j.tw + 1, qs = (j.th + 1) * ld;
-  float* Q = grow(qbuf, (size_t)(4 * qs));
-  float* H = grow(hbuf, (size_t)(8 * (j.rowsPerBlock < j.th ? j.rowsPerBlock + 1 : j.th + 1) * j.tw));
-  std::memset(Q, 0, (size_t)(4 * qs) * sizeof(float));
-  const int64_t prows = 2 * (j.th + 1);
+  float* Q = grow(qbuf, (size_t)(t * t * qs));
+  float* H = grow(hbuf, (size_t)((t + 2) * t * (j.rowsPerBlock < j.th ? j.rowsPerBlock + 1 : j.th + 1) * j.tw));
+  std::memset(Q, 0, (size_t)(t * t * qs) * sizeof(float));
+  const int64_t prows = t * (j.th + 1);
+  const auto split = t == 4 ? gK->winoSplitRows4 : gK->winoSplitRows;
+  const auto in = t == 4 ? gK->winoIn4 : gK->winoIn;
 
   for (int64_t q = q0; q < q1;) {
     const int64_t img = q / j.th, ty0 = q % j.th;
     const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;  // this image's tile rows [ty0, ty1)
-    // Only the input rows these tile rows read: P rows 2*ty0 .. 2*ty1 + 1.
-    int64_t y0 = 2 * ty0 - j.pad, y1 = 2 * ty1 + 2 - j.pad;
+    // Only the input rows these tile rows read: P rows t*ty0 .. t*ty1 + 1.
+    int64_t y0 = t * ty0 - j.pad, y1 = t * ty1 + 2 - j.pad;
     if (y0 < 0) y0 = 0;
     if (y1 > j.h) y1 = j.h;
     if (y1 > prows - j.pad) y1 = prows - j.pad;
     for (int64_t c = 0; c < j.cin; c++) {
       const float* plane = j.x + (img * j.cin + c) * j.h * j.w;
       if (c + 1 < j.cin) prefetch_rows(plane + j.h * j.w + y0 * j.w, (y1 - y0) * j.w);
-      gK->winoSplitRows(plane + y0 * j.w, j.w, j.w, y1 - y0, j.pad + y0, j.pad, Q, qs, ld);
-      gK->winoIn(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, entry_stride(j.cin, T));
+      split(plane + y0 * j.w, j.w, j.w, y1 - y0, j.pad + y0, j.pad, Q, qs, ld);
+      in(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, entry_stride(j.cin, T));
     }
     q = img * j.th + ty1;
   }
