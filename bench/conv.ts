@@ -6,7 +6,7 @@
  * LTH_BACKEND says otherwise).
  *
  *   node dist/bench/conv.js [--model conv2] [--batch B] [--steps 10] [--warmup 3] [--threads N]
- *                           [--kernels] [--cpu] [--vs-torch] [--json]
+ *                           [--kernels] [--cpu] [--vs-torch [--rounds N]] [--json]
  *
  * The batch is fixed random data (no CIFAR files needed); weights are the model's θ0
  * (seed 0), in training mode. Each step runs in a BufferArena as the graph program's do
@@ -21,7 +21,9 @@
  * concurrently) with the same model,
  * batch and optimiser, at 1 thread and at all cores with OpenBLAS on this CPU's own
  * kernels (bench/torch.ts), and prints the ratio lth/torch of the median step times
- * against the faster.
+ * against the faster. --rounds N times lth's steps and PyTorch's in turn N times and
+ * reports the median of the rounds' ratios (and of their step times): on a machine others
+ * share, one round's ratio moves with the minute.
  *
  * --levels 0,10 times, instead, the step of the graph program that training runs at those
  * IMP levels (Conv-2/4/6): each prunable weight masked at its level density (1 - rate)^N
@@ -65,6 +67,7 @@ const SCHEMA = {
   cpu: { type: 'boolean', help: 'time in process CPU time (user + system, all threads) instead of wall-clock time: robust to other jobs on the machine', default: false },
   vsTorch: { type: 'boolean', help: 'also time the same step in PyTorch (bench/torch_conv2.py)', default: false },
   torchSteps: { type: 'integer', help: 'timed steps for --vs-torch (default: --steps)' },
+  rounds: { type: 'integer', help: "with --vs-torch: lth's steps and PyTorch's in turn this many times; the median of the rounds' ratios is reported (on a shared machine one round's ratio moves with the minute)", default: 1 },
   levels: { type: 'string', help: 'IMP levels to time the masked step of, interleaved, e.g. 0,10 (Conv-2/4/6)' },
   sparse: { type: 'string', help: 'with --levels: auto, on or off (which masked layers run on sparse kernels)', default: 'auto' },
   fcShare: { type: 'boolean', help: 'with --levels: also time the fully connected layers alone', default: false },
@@ -118,7 +121,10 @@ function main(): void {
   const warmup = (values.warmup as number | undefined) ?? SCHEMA.warmup.default;
   const batch = (values.batch as number | undefined) ?? getModel(modelName).training.batchSize;
   const torchSteps = (values.torchSteps as number | undefined) ?? steps;
+  const rounds = (values.rounds as number | undefined) ?? SCHEMA.rounds.default;
   if (!(steps >= 1)) throw new LthError(`--steps must be at least 1, got ${steps}`);
+  if (!(rounds >= 1)) throw new LthError(`--rounds must be at least 1, got ${rounds}`);
+  if (rounds > 1 && values.vsTorch !== true) throw new LthError('--rounds goes with --vs-torch (without it, raise --steps)');
   const progress = (line: string) => { if (!common.json) process.stderr.write(`${line}\n`); };
 
   const spec = getModel(modelName);
@@ -156,15 +162,19 @@ function main(): void {
       phases.step.push(t3 - t0);
     }
   });
-  progress(`${be.name}${simd ? ` (${simd})` : ''}, ${threads} thread(s): ${modelName}, batch ${batch}, ${warmup} warm-up + ${steps} timed steps...`);
+  progress(`${be.name}${simd ? ` (${simd})` : ''}, ${threads} thread(s): ${modelName}, batch ${batch}, ${warmup} warm-up + ${steps} timed steps${rounds > 1 ? ` a round, ${rounds} rounds with PyTorch's in turn` : ''}...`);
   for (let i = 0; i < warmup; i++) step(false);
   let kernels: Map<string, { ms: number; calls: number }> | undefined;
   if (values.kernels === true) kernels = instrument(be);
-  for (let i = 0; i < steps; i++) {
-    step(true);
-    progress(`  step ${i + 1}/${steps}: ${phases.step[i].toFixed(1)} ms`);
-  }
-  const stepSeconds = median(phases.step) / 1000;
+  /** One round of lth's timed steps: their median, in seconds. */
+  const timeLth = (): number => {
+    const first = phases.step.length;
+    for (let i = 0; i < steps; i++) {
+      step(true);
+      progress(`  step ${i + 1}/${steps}: ${phases.step[first + i].toFixed(1)} ms`);
+    }
+    return median(phases.step.slice(first)) / 1000;
+  };
 
   const out: Record<string, unknown> = {
     model: modelName,
@@ -178,18 +188,10 @@ function main(): void {
     loadavg1m: Number(os.loadavg()[0].toFixed(2)),
     clock: values.cpu === true ? 'cpu' : 'wall',
     stepsTimed: steps,
-    stepSeconds,
-    stepRunSeconds: phases.step.map((ms) => ms / 1000),
-    phaseSeconds: { forward: median(phases.forward) / 1000, backward: median(phases.backward) / 1000, optimizer: median(phases.optimizer) / 1000 },
   };
-  if (kernels) {
-    out.kernelMsPerStep = Object.fromEntries([...kernels].filter(([, v]) => v.calls > 0)
-      .sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => [k, { ms: Number((v.ms / steps).toFixed(3)), calls: v.calls / steps }]));
-  }
 
-  let torchSeconds: number | undefined;
-  let torchThreads: number | undefined;
-  if (values.vsTorch === true) {
+  /** PyTorch's step at its best (the faster of its thread counts), or why it could not run. */
+  const timeTorch = () => {
     const found = findTorchPython();
     const base = modelName.replace(/_dropout$/, '');
     const cifar = modelName.startsWith('cifar_');
@@ -198,20 +200,50 @@ function main(): void {
     const optimizerArgs = cifar ? ['--momentum', String(settings.momentum), '--weight-decay', String(settings.weightDecay)] : [];
     const runs = 'note' in found ? new Error(found.note) : runTorch(found.python, script, ['--model', base, '--steps', String(torchSteps),
       '--warmup', String(Math.max(1, Math.min(warmup, 3))), '--batch', String(batch), '--lr', String(spec.training.lr), ...optimizerArgs]);
-    if (runs instanceof Error) {
-      progress(runs.message);
-      out.torchNote = runs.message;
-    } else {
-      // PyTorch at its best: the faster of its thread counts.
-      const best = runs.reduce((a, b) => ((b.result.stepSeconds as number) < (a.result.stepSeconds as number) ? b : a));
-      torchSeconds = best.result.stepSeconds as number;
-      torchThreads = best.threads;
-      const r = best.result;
-      out.torch = { version: r.torch, threads: best.threads, blas: r.blas, mkldnn: r.mkldnn, stepRunSeconds: r.stepRunSeconds };
-      out.torchStepSecondsByThreads = Object.fromEntries(runs.map((run) => [run.threads, run.result.stepSeconds]));
-      out.torchStepSeconds = torchSeconds;
-      out.lthOverTorch = stepSeconds / torchSeconds;
+    if (runs instanceof Error) return runs;
+    const best = runs.reduce((a, b) => ((b.result.stepSeconds as number) < (a.result.stepSeconds as number) ? b : a));
+    return { best, runs };
+  };
+
+  const roundResults: { stepSeconds: number; torchStepSeconds: number; lthOverTorch: number }[] = [];
+  let stepSeconds = timeLth();
+  let torchSeconds: number | undefined;
+  let torchThreads: number | undefined;
+  for (let round = 0; values.vsTorch === true && round < rounds; round++) {
+    if (round > 0) {
+      progress(`round ${round + 1}/${rounds}:`);
+      stepSeconds = timeLth();
     }
+    const torch = timeTorch();
+    if (torch instanceof Error) {
+      progress(torch.message);
+      out.torchNote = torch.message;
+      break;
+    }
+    const { best, runs } = torch;
+    const r = best.result;
+    torchSeconds = r.stepSeconds as number;
+    torchThreads = best.threads;
+    out.torch = { version: r.torch, threads: best.threads, blas: r.blas, mkldnn: r.mkldnn, stepRunSeconds: r.stepRunSeconds };
+    out.torchStepSecondsByThreads = Object.fromEntries(runs.map((run) => [run.threads, run.result.stepSeconds]));
+    roundResults.push({ stepSeconds, torchStepSeconds: torchSeconds, lthOverTorch: stepSeconds / torchSeconds });
+    if (rounds > 1) progress(`  round ${round + 1}: lth ${(stepSeconds * 1000).toFixed(1)} ms, torch ${(torchSeconds * 1000).toFixed(1)} ms, ${(stepSeconds / torchSeconds).toFixed(3)}x`);
+  }
+  // With several rounds, the medians of the rounds' figures (each ratio from its own round).
+  if (roundResults.length) {
+    stepSeconds = median(roundResults.map((x) => x.stepSeconds));
+    torchSeconds = median(roundResults.map((x) => x.torchStepSeconds));
+    out.torchStepSeconds = torchSeconds;
+    out.lthOverTorch = median(roundResults.map((x) => x.lthOverTorch));
+    if (rounds > 1) out.rounds = roundResults;
+  }
+  out.stepSeconds = stepSeconds;
+  out.stepRunSeconds = phases.step.map((ms) => ms / 1000);
+  out.phaseSeconds = { forward: median(phases.forward) / 1000, backward: median(phases.backward) / 1000, optimizer: median(phases.optimizer) / 1000 };
+  if (kernels) {
+    const timed = phases.step.length;
+    out.kernelMsPerStep = Object.fromEntries([...kernels].filter(([, v]) => v.calls > 0)
+      .sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => [k, { ms: Number((v.ms / timed).toFixed(3)), calls: v.calls / timed }]));
   }
 
   if (common.json) {
@@ -220,7 +252,7 @@ function main(): void {
   }
   const ms = (s: number) => `${(s * 1000).toFixed(1)} ms`;
   const lines = [
-    `lth ${modelName} training step: batch ${batch} of 3x32x32, ${settings.name === 'sgd' ? `SGD (momentum ${settings.momentum}, weight decay ${settings.weightDecay})` : 'Adam'}; median of ${steps} steps${values.cpu === true ? ' (CPU time)' : ''}`,
+    `lth ${modelName} training step: batch ${batch} of 3x32x32, ${settings.name === 'sgd' ? `SGD (momentum ${settings.momentum}, weight decay ${settings.weightDecay})` : 'Adam'}; median of ${steps} steps${roundResults.length > 1 ? `, medians of ${roundResults.length} rounds` : ''}${values.cpu === true ? ' (CPU time)' : ''}`,
     machineLine(context),
     '',
     `  step       ${ms(stepSeconds)}`,
@@ -229,7 +261,8 @@ function main(): void {
     `  optimizer  ${ms(median(phases.optimizer) / 1000)}`,
   ];
   if (torchSeconds !== undefined) {
-    lines.push(`  torch      ${ms(torchSeconds)} (${torchThreads} threads)`, `  lth/torch  ${(stepSeconds / torchSeconds).toFixed(3)}x`);
+    lines.push(`  torch      ${ms(torchSeconds)} (${roundResults.length > 1 ? 'each round at its best thread count' : `${torchThreads} threads`})`,
+      `  lth/torch  ${(out.lthOverTorch as number).toFixed(3)}x${roundResults.length > 1 ? ` (rounds: ${roundResults.map((x) => x.lthOverTorch.toFixed(3)).join(', ')})` : ''}`);
   }
   if (kernels) {
     lines.push('', '  kernel            ms/step  calls/step');
