@@ -13,6 +13,9 @@
 //   void pack_transpose(const float* src, int64_t ld, int rows, int64_t cols,
 //                       float* dst, int stride);
 //       dst[c*stride + r] = src[r*ld + c] for r < rows, 0 for rows <= r < stride.
+// and, optionally, an unpacked A·Bᵀ with the rule for when it wins (Kernels::gemmNT,
+// Kernels::ntFaster): a function named by LTH_GEMM_NT and bool nt_faster(m, n, k).
+// Without them the table's gemmNT is gemm, never chosen.
 //
 // No standard C++ headers here (see kernels.h).
 
