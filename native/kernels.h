@@ -22,6 +22,12 @@ struct GemmArgs {
   // a holds op(A) already packed by Kernels::packA (transA is then ignored): for an
   // operand that several products, or the parts of one, share, packed once.
   bool aPacked = false;
+  // With bPanel > 0, b holds op(B) already in the micro-kernel's column panels (transB
+  // is then ignored): op(B)[p][j] at b[(j / nr)*bPanel + p*nr + j % nr], nr =
+  // Kernels::nr, bPanel >= k*nr, b and bPanel aligned to 64 bytes; the last panel's
+  // columns past n are read but never reach C. For an operand a transform can write in
+  // that layout as cheaply as in its own (Winograd's V).
+  int64_t bPanel = 0;
 };
 
 struct Kernels {
@@ -61,11 +67,13 @@ struct Kernels {
   // h x w plane x (rows outside it read from zero, w zero floats), row i of tile row ty
   // to g[i*gs + (ty - ty0)*w + column]; winoInCols takes that times B for n tiles (whole
   // rows of tw tiles, g[i*gs + 2t - 1 .. 2t + 2] for tile t, zero past each row's ends),
-  // entry e = 4*i + k to v[e*estride + t]. The same sums as winoIn's, added in the other
-  // order (columns first there).
+  // entry e = 4*i + k to v[e*estride + t], or, with a panel stride, to
+  // v[e*estride + (t / nr)*pstride + t % nr]: one channel's row of the GEMM's column
+  // panels (GemmArgs::bPanel). The same sums as winoIn's, added in the other order
+  // (columns first there).
   void (*winoInRows)(const float* x, int64_t w, int64_t h, int64_t ty0, int64_t ty1, const float* zero, float* g,
                      int64_t gs);
-  void (*winoInCols)(const float* g, int64_t gs, int64_t tw, int64_t n, float* v, int64_t estride);
+  void (*winoInCols)(const float* g, int64_t gs, int64_t tw, int64_t n, float* v, int64_t estride, int64_t pstride);
   // winoOut reads the 16 products m[e*estride + t] of n tiles and writes their 2x2
   // outputs Aᵀ·M·A to o[(2*i + j)*n + t] (output row i, column j of tile t).
   void (*winoOut)(const float* m, int64_t estride, int64_t n, float* o);
@@ -101,7 +109,7 @@ struct Kernels {
                   int64_t estride);
   // winoInRows and winoInCols with phases mod 4 (padding 1, width w = 4*tw): tile row ty
   // reads image rows 4ty-1..4ty+4 and writes 6 rows, tile t reads g[i*gs + 4t-1 .. 4t+4]
-  // (zero past each row's ends) and writes entry e = 6*i + k.
+  // (zero past each row's ends) and writes entry e = 6*i + k to v[e*estride + t].
   void (*winoIn4Rows)(const float* x, int64_t w, int64_t h, int64_t ty0, int64_t ty1, const float* zero, float* g,
                       int64_t gs);
   void (*winoIn4Cols)(const float* g, int64_t gs, int64_t tw, int64_t n, float* v, int64_t estride);

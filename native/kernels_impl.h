@@ -37,7 +37,9 @@ void gemm(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1
     const int64_t nc = min64(NCMAX, c1 - jc);
     for (int64_t pc = 0; pc < k; pc += kcb) {
       const int64_t kc = min64(kcb, k - pc);
-      if (!g.transB) {
+      if (g.bPanel) {
+        // Read in place below.
+      } else if (!g.transB) {
         pack_rows_into_panels_t<NR>(B + pc * n + jc, n, nc, kc, Bp);  // op(B)[p][j] = B[p*n + j]
       } else {
         for (int64_t jr = 0; jr < nc; jr += NR) {
@@ -58,7 +60,8 @@ void gemm(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1
         float* Crow = C + ir * n + jc;
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int nr = (int)min64(NR, nc - jr);
-          micro_kernel(kc, Apanel, Bp + (jr / NR) * kc * NR, Crow + jr, n, mr, nr, add);
+          const float* Bpanel = g.bPanel ? B + (jc + jr) / NR * g.bPanel + pc * NR : Bp + (jr / NR) * kc * NR;
+          micro_kernel(kc, Apanel, Bpanel, Crow + jr, n, mr, nr, add);
         }
       }
     }
@@ -255,38 +258,58 @@ void winoInRows(const float* __restrict x, int64_t w, int64_t h, int64_t ty0, in
   }
 }
 
+// Where tile t's entries go (Kernels::winoInCols): t, or with a panel stride, position t % NR
+// of panel t / NR.
+struct TileAt {
+  int64_t pstride;
+  int64_t operator()(int64_t t) const { return pstride ? t / NR * pstride + t % NR : t; }
+};
+
 // One loop over all n tiles but the call's first and last (its rows are contiguous in g:
 // tile t reads 2t - 1 .. 2t + 2, so a row's end tiles read a value of the row before or
-// after), then the row ends put right: column -1 and column w are zero, and only v0 =
-// a - c reads the first column, only v3 = b - d the last.
-void winoInCols(const float* __restrict g, int64_t gs, int64_t tw, int64_t n, float* __restrict v, int64_t estride) {
+// after), a panel's run of tiles at a time, then the row ends put right: column -1 and
+// column w are zero, and only v0 = a - c reads the first column, only v3 = b - d the last.
+void winoInCols(const float* __restrict g, int64_t gs, int64_t tw, int64_t n, float* __restrict v, int64_t estride,
+                int64_t pstride) {
+  const TileAt at{pstride};
+  const int64_t panel = pstride ? NR : n;
   for (int i = 0; i < 4; i++) {
     const float* __restrict s = g + i * gs;
     float* __restrict v0 = v + (i * 4 + 0) * estride;
     float* __restrict v1 = v + (i * 4 + 1) * estride;
     float* __restrict v2 = v + (i * 4 + 2) * estride;
     float* __restrict v3 = v + (i * 4 + 3) * estride;
-#pragma GCC ivdep
-    for (int64_t t = 1; t < n - 1; t++) {
+    const auto put = [&](int64_t j, int64_t t) {
       const float a = s[2 * t - 1], b = s[2 * t], c = s[2 * t + 1], d = s[2 * t + 2];
-      v0[t] = a - c;
-      v1[t] = b + c;
-      v2[t] = c - b;
-      v3[t] = b - d;
+      v0[j] = a - c;
+      v1[j] = b + c;
+      v2[j] = c - b;
+      v3[j] = b - d;
+    };
+    for (int64_t p0 = 0; p0 < n; p0 += panel) {
+      const int64_t o = at(p0) - p0;
+      if (pstride && p0 > 0 && p0 + NR < n) {  // a whole panel inside the call: NR tiles
+#pragma GCC ivdep
+        for (int64_t t = p0; t < p0 + NR; t++) put(o + t, t);
+      } else {
+        const int64_t lo = p0 > 1 ? p0 : 1, hi = p0 + panel < n - 1 ? p0 + panel : n - 1;
+#pragma GCC ivdep
+        for (int64_t t = lo; t < hi; t++) put(o + t, t);
+      }
     }
     for (int64_t t0 = 0; t0 < n; t0 += tw) {
       const int64_t t1 = t0 + tw - 1;
-      v0[t0] = 0.0f - s[2 * t0 + 1];
-      v3[t1] = s[2 * t1] - 0.0f;
+      v0[at(t0)] = 0.0f - s[2 * t0 + 1];
+      v3[at(t1)] = s[2 * t1] - 0.0f;
     }
     // The call's first and last tiles' other entries (v0 of the last and v3 of the first
     // only when a row holds more than one tile).
     for (int64_t t = 0; t < n; t = t == 0 && n > 1 ? n - 1 : n) {
       const float b = s[2 * t], c = s[2 * t + 1];
-      v1[t] = b + c;
-      v2[t] = c - b;
-      if (tw > 1 && t > 0) v0[t] = s[2 * t - 1] - c;
-      if (tw > 1 && t == 0) v3[t] = b - s[2 * t + 2];
+      v1[at(t)] = b + c;
+      v2[at(t)] = c - b;
+      if (tw > 1 && t > 0) v0[at(t)] = s[2 * t - 1] - c;
+      if (tw > 1 && t == 0) v3[at(t)] = b - s[2 * t + 2];
     }
   }
 }

@@ -50,9 +50,10 @@ struct Job {
   int64_t entries() const { return (int64_t)(tile + 2) * (tile + 2); }  // E, the transform's size
 };
 
+// n floats of v, from a 64-byte boundary (GemmArgs::bPanel's, and the vector loads').
 float* grow(std::vector<float>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-  return v.data();
+  if (v.size() < n + 16) v.resize(n + 16);
+  return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~(uintptr_t)63);
 }
 
 // The distance in floats between consecutive entries e of V, M or gM (rows x T floats
@@ -143,18 +144,35 @@ void transform_weights(const float* wt, float* u, int64_t cin, int64_t cout, boo
 // the vector lanes).
 bool rows_first(const Job& j) { return j.pad == 1 && j.w % j.tile == 0; }
 
-float* input_transform_rows(const Job& j, int64_t blk, int64_t* tiles) {
+// A block's tiles transformed: entry e of channel c and tile t at v[e*vs + c*tiles + t]
+// (pstride 0) or, each entry the forward product's op(B) in the GEMM's column panels
+// (GemmArgs::bPanel = pstride), at v[e*vs + (t / nr)*pstride + c*nr + t % nr].
+struct Transformed {
+  const float* v;
+  int64_t tiles, vs, pstride;
+};
+
+// The panel stride for cin channels: a cache line more than they fill, so that a
+// channel's panels do not fall a multiple of 4 KiB apart (64 channels of 16 floats
+// would), where the transform's stores to them would contend for one L1 set.
+int64_t panel_stride(int64_t cin) { return cin * gK->nr + 16; }
+
+// `packed` applies to F(2x2) only: F(4x4)'s column transform, which reads its tiles' 6
+// columns 4 apart, measured 3-4% slower overall written a panel at a time, more than
+// the packing it spares.
+Transformed input_transform_rows(const Job& j, int64_t blk, bool packed) {
   thread_local std::vector<float> vbuf, gbuf, zbuf;
   const int64_t q0 = blk * j.rowsPerBlock;
   const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
   const int64_t T = (q1 - q0) * j.tw, gs = (q1 - q0) * j.w, side = j.tile + 2;
-  *tiles = T;
-  float* V = grow(vbuf, (size_t)(side * side * entry_stride(j.cin, T)));
+  if (j.tile == 4) packed = false;
+  const int64_t nr = gK->nr, E = side * side, pstride = packed ? panel_stride(j.cin) : 0;
+  const int64_t vs = entry_stride(packed ? (T + nr - 1) / nr * pstride : j.cin * T, 1);
+  float* V = grow(vbuf, (size_t)(E * vs));
   float* G = grow(gbuf, (size_t)(side * gs));
   if (zbuf.size() < (size_t)j.w) zbuf.assign((size_t)j.w, 0.0f);
   const float* Z = zbuf.data();
   const auto rows = j.tile == 4 ? gK->winoIn4Rows : gK->winoInRows;
-  const auto cols = j.tile == 4 ? gK->winoIn4Cols : gK->winoInCols;
   for (int64_t c = 0; c < j.cin; c++) {
     for (int64_t q = q0; q < q1;) {
       const int64_t img = q / j.th, ty0 = q % j.th;
@@ -167,20 +185,29 @@ float* input_transform_rows(const Job& j, int64_t blk, int64_t* tiles) {
       rows(plane, j.w, j.h, ty0, ty1, Z, G + (q - q0) * j.w, gs);
       q = img * j.th + ty1;
     }
-    cols(G, gs, j.tw, T, V + c * T, entry_stride(j.cin, T));
+    if (j.tile == 4)
+      gK->winoIn4Cols(G, gs, j.tw, T, V + c * T, vs);
+    else
+      gK->winoInCols(G, gs, j.tw, T, V + c * (packed ? nr : T), vs, pstride);
   }
-  return V;
+  // The last panel's columns past T: never stored to C, zeroed so that they hold numbers.
+  if (const int64_t used = packed ? T % nr : 0)
+    for (int64_t e = 0; e < E; e++)
+      for (int64_t c = 0; c < j.cin; c++)
+        std::memset(V + e * vs + T / nr * pstride + c * nr + used, 0, (size_t)(nr - used) * sizeof(float));
+  return {V, T, vs, pstride};
 }
 
-// The input transform of block blk's tiles: V[e][c][t] (E x cin x T), T its tiles.
-float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
-  if (rows_first(j)) return input_transform_rows(j, blk, tiles);
+// The input transform of block blk's tiles: V[e][c][t] (E x cin x T), or, `packed` and
+// where the rows-first F(2x2) transform applies, each entry as the forward product's
+// op(B) in the GEMM's column panels (Transformed).
+Transformed input_transform(const Job& j, int64_t blk, bool packed) {
+  if (rows_first(j)) return input_transform_rows(j, blk, packed);
   thread_local std::vector<float> vbuf, qbuf, hbuf;
   const int64_t t = j.tile, q0 = blk * j.rowsPerBlock;
   const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
-  const int64_t T = (q1 - q0) * j.tw;
-  *tiles = T;
-  float* V = grow(vbuf, (size_t)(j.entries() * entry_stride(j.cin, T)));
+  const int64_t T = (q1 - q0) * j.tw, vs = entry_stride(j.cin, T);
+  float* V = grow(vbuf, (size_t)(j.entries() * vs));
   // The zero-padded plane P (image pixel (y, xx) at P[pad + y][pad + xx], th + 1 groups of
   // `tile` rows by tw + 1 groups of `tile` columns: every tile's patch), split by row and
   // column phase mod `tile` into tile² planes of qs floats (see Kernels::winoIn and
@@ -205,12 +232,12 @@ float* input_transform(const Job& j, int64_t blk, int64_t* tiles) {
       const float* plane = j.x + (img * j.cin + c) * j.h * j.w;
       if (c + 1 < j.cin) prefetch_rows(plane + j.h * j.w + y0 * j.w, (y1 - y0) * j.w);
       split(plane + y0 * j.w, j.w, j.w, y1 - y0, j.pad + y0, j.pad, Q, qs, ld);
-      in(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, entry_stride(j.cin, T));
+      in(Q, qs, ld, j.tw, ty0, ty1, H, V + c * T + (img * j.th + ty0 - q0) * j.tw, vs);
     }
     q = img * j.th + ty1;
   }
 
-  return V;
+  return {V, T, vs, 0};
 }
 
 // Asks for output channel o's rows of tile rows [q0, q1) to be brought into cache for writing.
@@ -227,15 +254,15 @@ void prefetch_out(const Job& j, int64_t q0, int64_t q1, int64_t o) {
 
 void run_block(const Job& j, int64_t blk, float* gemmScratch) {
   thread_local std::vector<float> mbuf, obuf;
-  int64_t T;
-  const float* V = input_transform(j, blk, &T);
-  const int64_t q0 = blk * j.rowsPerBlock, q1 = q0 + T / j.tw, E = j.entries();
-  const int64_t vs = entry_stride(j.cin, T), ms = entry_stride(j.cout, T);
+  const Transformed in = input_transform(j, blk, true);
+  const int64_t T = in.tiles, q0 = blk * j.rowsPerBlock, q1 = q0 + T / j.tw, E = j.entries();
+  const int64_t ms = entry_stride(j.cout, T);
   float* M = grow(mbuf, (size_t)(E * ms));
 
   for (int64_t e = 0; e < E; e++) {
-    lth::GemmArgs g{j.u + e * j.ustride, V + e * vs, M + e * ms, j.cout, j.cin, T, false, false, false};
+    lth::GemmArgs g{j.u + e * j.ustride, in.v + e * in.vs, M + e * ms, j.cout, j.cin, T, false, false, false};
     g.aPacked = true;
+    g.bPanel = in.pstride;
     gK->gemm(g, 0, j.cout, 0, T, gemmScratch);
   }
 
@@ -324,10 +351,10 @@ void grad_out_transform(const Job& j, const float* gy, int64_t q0, int64_t q1, i
 // Adds block blk's products to gu (overwrites gu's entries with them when `first`).
 void grad_block(const Job& j, const float* gy, int64_t blk, float* gu, bool first, float* gemmScratch) {
   thread_local std::vector<float> gbuf;
-  int64_t T;
-  const float* V = input_transform(j, blk, &T);
-  const int64_t q0 = blk * j.rowsPerBlock, E = j.entries();
-  const int64_t vs = entry_stride(j.cin, T), gs = entry_stride(j.cout, T);
+  const Transformed in = input_transform(j, blk, false);
+  const float* V = in.v;
+  const int64_t T = in.tiles, q0 = blk * j.rowsPerBlock, E = j.entries();
+  const int64_t vs = in.vs, gs = entry_stride(j.cout, T);
   float* GM = grow(gbuf, (size_t)(E * gs));
   grad_out_transform(j, gy, q0, q0 + T / j.tw, T, GM);
   const auto product = lth::nt_product(j.cout, j.cin, T);

@@ -321,23 +321,27 @@ const CONV3X3: Array<[number, number, number, number, number, number]> = [
 const CONV3X3_TOL = { 2: 1e-5, 4: 4e-5 } as const;
 const TILES = [2, 4] as const;
 
-test('conv3x3 (Winograd) matches the reference: F(2x2) and F(4x4), forward and flipped, paddings 0-2, accumulate', { skip }, () => {
-  const rnd = prng(8);
-  for (const [n, ci, co, h, w, p] of CONV3X3) {
-    const oh = h + 2 * p - 2, ow = w + 2 * p - 2;
-    const x = randomArray(n * ci * h * w, rnd), wt = randomArray(ci * co * 9, rnd, -0.5, 0.5), o0 = randomArray(n * co * oh * ow, rnd);
-    for (const tile of TILES) {
-      for (const flip of [false, true]) {
-        for (const acc of [false, true]) {
-          const r = o0.slice(), m = o0.slice();
-          ref.conv3x3(x, wt, r, n, ci, co, h, w, p, flip, acc, tile, null, false);
-          native!.conv3x3(x, wt, m, n, ci, co, h, w, p, flip, acc, tile, null, false);
-          const e = relErr(m, r);
-          assert.ok(e <= CONV3X3_TOL[tile], `conv3x3 ${[n, ci, co, h, w, p]} tile ${tile} flip ${flip} accumulate ${acc}: rel err ${e}`);
+// On every SIMD path: each has its own GEMM column panels, which the rows-first input
+// transforms write V in (GemmArgs::bPacked), tail panels included.
+test('conv3x3 (Winograd) matches the reference on every SIMD path: F(2x2) and F(4x4), forward and flipped, paddings 0-2, accumulate', { skip }, () => {
+  onEverySimdPath(native!, (path) => {
+    const rnd = prng(8);
+    for (const [n, ci, co, h, w, p] of CONV3X3) {
+      const oh = h + 2 * p - 2, ow = w + 2 * p - 2;
+      const x = randomArray(n * ci * h * w, rnd), wt = randomArray(ci * co * 9, rnd, -0.5, 0.5), o0 = randomArray(n * co * oh * ow, rnd);
+      for (const tile of TILES) {
+        for (const flip of [false, true]) {
+          for (const acc of [false, true]) {
+            const r = o0.slice(), m = o0.slice();
+            ref.conv3x3(x, wt, r, n, ci, co, h, w, p, flip, acc, tile, null, false);
+            native!.conv3x3(x, wt, m, n, ci, co, h, w, p, flip, acc, tile, null, false);
+            const e = relErr(m, r);
+            assert.ok(e <= CONV3X3_TOL[tile], `${path}: conv3x3 ${[n, ci, co, h, w, p]} tile ${tile} flip ${flip} accumulate ${acc}: rel err ${e}`);
+          }
         }
       }
     }
-  }
+  });
 });
 
 test('conv3x3 with bias and ReLU: the values channelBiasAct gives after it (bitwise), and the reference\'s', { skip }, () => {
