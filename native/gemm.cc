@@ -69,8 +69,10 @@ void pack_part(void* ctx, int part, float*) {
 
 }  // namespace
 
+size_t lth::packed_a_floats(int64_t m, int64_t k) { return (size_t)((m + gK->mr - 1) / gK->mr * gK->mr * k); }
+
 const float* lth::pack_a(const float* a, int64_t m, int64_t k, bool transA, std::vector<float>& buf) {
-  const size_t floats = (size_t)((m + gK->mr - 1) / gK->mr * gK->mr * k);
+  const size_t floats = lth::packed_a_floats(m, k);
   if (buf.size() < floats) buf.resize(floats);
   gK->packA(a, m, k, transA, 0, m, buf.data());
   return buf.data();
@@ -97,9 +99,8 @@ void lth::matmul(const GemmArgs& g) {
     // 60 x 16384 input 4 times).
     thread_local std::vector<float> packed;
     if (splitCols && job.parts > 1 && !g.aPacked) {
-      const int64_t panels = rowTiles;
-      if (packed.size() < (size_t)(panels * gK->mr * g.k)) packed.resize((size_t)(panels * gK->mr * g.k));
-      PackJob pj{&g, packed.data(), panels, (int)(panels < threads ? panels : threads)};
+      if (packed.size() < lth::packed_a_floats(g.m, g.k)) packed.resize(lth::packed_a_floats(g.m, g.k));
+      PackJob pj{&g, packed.data(), rowTiles, (int)(rowTiles < threads ? rowTiles : threads)};
       if (!lth::run_parts_scratch(threads, pj.parts, pack_part, &pj, scratch))
         for (int p = 0; p < pj.parts; p++) pack_part(&pj, p, scratch);
       job.g.a = packed.data();

@@ -15,6 +15,9 @@ constexpr double kGemmParallelMinWork = 400000.0;
 // C shares no memory with A or B (checked by the caller). The caller sets flush-to-zero.
 void matmul(const GemmArgs& g);
 
+// Floats of op(A) [m x k] packed whole for GemmArgs::aPacked (whole row panels).
+size_t packed_a_floats(int64_t m, int64_t k);
+
 // op(A) [m x k] packed whole for GemmArgs::aPacked into `buf` (grown as needed; the
 // caller's thread_local), on the calling thread: for a weight that many products share.
 const float* pack_a(const float* a, int64_t m, int64_t k, bool transA, std::vector<float>& buf);

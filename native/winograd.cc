@@ -157,19 +157,19 @@ struct Transformed {
 // would), where the transform's stores to them would contend for one L1 set.
 int64_t panel_stride(int64_t cin) { return cin * gK->nr + 16; }
 
-// `packed` applies to F(2x2) up to kPackedMaxIn input channels only, where it was
-// measured faster (forward passes at batch 60 and 128, AVX2: 16 to 64 channels 0.93-0.96
-// of the time with the GEMM packing V, 128 channels 0.98-1.01, 256 and 512 channels up
-// to 1.04). F(4x4)'s column transform, which reads its tiles' 6 columns 4 apart, was
-// 3-4% slower overall written a panel at a time, more than the packing it spares.
-constexpr int64_t kPackedMaxIn = 64;
+// Whether the forward product reads V in panels (Transformed): for the rows-first F(2x2)
+// transform up to 64 input channels, where it was measured faster (forward passes at
+// batch 60 and 128, AVX2: 16 to 64 channels 0.93-0.96 of the time with the GEMM packing
+// V, 128 channels 0.98-1.01, 256 and 512 channels up to 1.04). F(4x4)'s column
+// transform, which reads its tiles' 6 columns 4 apart, was 3-4% slower overall written a
+// panel at a time, more than the packing it spares.
+bool v_in_panels(const Job& j) { return rows_first(j) && j.tile == 2 && j.cin <= 64; }
 
 Transformed input_transform_rows(const Job& j, int64_t blk, bool packed) {
   thread_local std::vector<float> vbuf, gbuf, zbuf;
   const int64_t q0 = blk * j.rowsPerBlock;
   const int64_t q1 = q0 + j.rowsPerBlock < j.tileRows ? q0 + j.rowsPerBlock : j.tileRows;
   const int64_t T = (q1 - q0) * j.tw, gs = (q1 - q0) * j.w, side = j.tile + 2;
-  if (j.tile == 4 || j.cin > kPackedMaxIn) packed = false;
   const int64_t nr = gK->nr, E = side * side, pstride = packed ? panel_stride(j.cin) : 0;
   const int64_t vs = entry_stride(packed ? (T + nr - 1) / nr * pstride : j.cin * T, 1);
   float* V = grow(vbuf, (size_t)(E * vs));
@@ -202,9 +202,9 @@ Transformed input_transform_rows(const Job& j, int64_t blk, bool packed) {
   return {V, T, vs, pstride};
 }
 
-// The input transform of block blk's tiles: V[e][c][t] (E x cin x T), or, `packed` and
-// where the rows-first F(2x2) transform applies, each entry as the forward product's
-// op(B) in the GEMM's column panels (Transformed).
+// The input transform of block blk's tiles: V[e][c][t] (E x cin x T), or with `packed`
+// (only where v_in_panels) each entry as the forward product's op(B) in the GEMM's
+// column panels (Transformed).
 Transformed input_transform(const Job& j, int64_t blk, bool packed) {
   if (rows_first(j)) return input_transform_rows(j, blk, packed);
   thread_local std::vector<float> vbuf, qbuf, hbuf;
@@ -258,7 +258,7 @@ void prefetch_out(const Job& j, int64_t q0, int64_t q1, int64_t o) {
 
 void run_block(const Job& j, int64_t blk, float* gemmScratch) {
   thread_local std::vector<float> mbuf, obuf;
-  const Transformed in = input_transform(j, blk, true);
+  const Transformed in = input_transform(j, blk, v_in_panels(j));
   const int64_t T = in.tiles, q0 = blk * j.rowsPerBlock, q1 = q0 + T / j.tw, E = j.entries();
   const int64_t ms = entry_stride(j.cout, T);
   float* M = grow(mbuf, (size_t)(E * ms));
