@@ -1,6 +1,6 @@
 // conv.cc: the NCHW convolution kernels of the native backend and their Node-API
-// bindings: im2col, col2im, channelBiasAct, sumChannels, channelBiasActBackward, maxPool2d
-// and maxPool2dBackward (the Backend methods of the same names, same argument order;
+// bindings: im2col, col2im, channelBiasAct, sumChannels, channelBiasActBackward, maxPool2d,
+// maxPool2dBackward and maxPool2dActBackward (the Backend methods of the same names, same argument order;
 // src/backend/backend.ts documents them and src/backend/reference.ts is the oracle).
 //
 // Convolution itself is im2col + the addon's GEMM (src/tensor/conv.ts); these kernels
@@ -398,6 +398,15 @@ double plane_sum(const float* p, int64_t size) {
   return plane;
 }
 
+// gradBias[c] += Σ_i sums[i*ch + c], in sample order (sumChannels').
+void add_channel_sums(const double* sums, int64_t n, int64_t ch, float* gb) {
+  for (int64_t c = 0; c < ch; c++) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += sums[i * ch + c];
+    gb[c] = (float)((double)gb[c] + s);
+  }
+}
+
 // ------------------------------------------------------------------ exports
 
 using lth::ArgReader;
@@ -556,12 +565,89 @@ napi_value ChannelBiasActBackward(napi_env env, napi_callback_info info) {
       if (gb) sums[p] = plane_sum(g, size);
     }
   });
-  if (gb)
-    for (int64_t c = 0; c < ch; c++) {
-      double s = 0;
-      for (int64_t i = 0; i < n; i++) s += sums[i * ch + c];
-      gb[c] = (float)((double)gb[c] + s);
+  if (gb) add_channel_sums(sums, n, ch, gb);
+  return undefined_value(env);
+}
+
+// maxPool2dActBackward(gradPooled, pooled, argmax, gradOut, gradBias, n, channels, height, width, relu): the
+// backward pass of conv3x3Pool's pooling and activation (see backend.ts).
+constexpr ArgSpec kMaxPool2dActBackwardArgs[] = {arg::f32("gradPooled"), arg::f32("pooled"),       arg::u8("argmax"),
+                                                 arg::f32("gradOut"),    arg::f32_or_null("gradBias"), arg::dim("n"),
+                                                 arg::dim("channels"),   arg::dim("height"),       arg::dim("width"),
+                                                 arg::flag("relu")};
+
+napi_value MaxPool2dActBackward(napi_env env, napi_callback_info info) {
+  Args<10> a(env, info, "maxPool2dActBackward", kMaxPool2dActBackwardArgs);
+  if (!a.ok()) return nullptr;
+  const float *gp = a[0].f32(), *pooled = a[1].f32();
+  const uint8_t* argmax = a[2].u8();
+  float* g = a[3].f32();
+  float* gb = a[4].present ? a[4].f32() : nullptr;
+  const int64_t n = a[5].dim(), ch = a[6].dim(), h = a[7].dim(), w = a[8].dim();
+  const bool relu = a[9].flag;
+  if (h % 2 != 0 || w % 2 != 0) {
+    a.fail(true, "2x2 pooling needs an even height and width, got %lldx%lld", (long long)h, (long long)w);
+    return nullptr;
+  }
+  const int64_t size = h * w, ps = size / 4;
+  a.need("gradPooled", a[0].len, (u128)n * ch * ps, "n*channels*(height/2)*(width/2)");
+  a.need("pooled", a[1].len, (u128)n * ch * ps, "n*channels*(height/2)*(width/2)");
+  a.need("argmax", a[2].len, (u128)n * ch * ps, "n*channels*(height/2)*(width/2)");
+  a.need("gradOut", a[3].len, (u128)n * ch * size, "n*channels*height*width");
+  if (gb) a.need("gradBias", a[4].len, (u128)ch, "channels");
+  if (!a.ok()) return nullptr;
+  FtzScope ftz;
+  thread_local std::vector<double> sbuf;  // the caller's: the pool's threads write through `sums`
+  if (gb && sbuf.size() < (size_t)(n * ch)) sbuf.resize((size_t)(n * ch));
+  double* sums = sbuf.data();
+  const int64_t pw = w / 2;
+  parallel_units(n * ch, n * ch * size, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; p++) {
+      const float* gpp = gp + p * ps;
+      const float* pp = pooled + p * ps;
+      const uint8_t* ap = argmax + p * ps;
+      float* gpl = g + p * size;
+      for (int64_t oy = 0; oy < h / 2; oy++) {
+        float* __restrict r0 = gpl + 2 * oy * w;
+        float* __restrict r1 = r0 + w;
+        const int64_t row = oy * pw;
+        int64_t ox = 0;
+#ifdef __SSE2__
+        const __m128 zero = _mm_setzero_ps();
+        for (; ox + 4 <= pw; ox += 4) {
+          const int64_t i = row + ox;
+          __m128 v = _mm_add_ps(zero, _mm_loadu_ps(gpp + i));
+          if (relu) v = _mm_and_ps(_mm_cmpgt_ps(_mm_loadu_ps(pp + i), zero), v);
+          int32_t bytes;
+          std::memcpy(&bytes, ap + i, 4);
+          const __m128i k = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(bytes), _mm_setzero_si128()),
+                                               _mm_setzero_si128());
+          const __m128 ga = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(0))), v);
+          const __m128 gb = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(1))), v);
+          const __m128 gc = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(2))), v);
+          const __m128 gd = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(3))), v);
+          _mm_storeu_ps(r0 + 2 * ox, _mm_unpacklo_ps(ga, gb));
+          _mm_storeu_ps(r0 + 2 * ox + 4, _mm_unpackhi_ps(ga, gb));
+          _mm_storeu_ps(r1 + 2 * ox, _mm_unpacklo_ps(gc, gd));
+          _mm_storeu_ps(r1 + 2 * ox + 4, _mm_unpackhi_ps(gc, gd));
+        }
+#endif
+        for (; ox < pw; ox++) {
+          const int64_t i = row + ox;
+          // What zeroing, maxPool2dBackward's add and channelBiasActBackward's mask leave
+          // (0 + g turns a -0 into +0 as that add does).
+          const float v = !relu || pp[i] > 0.0f ? 0.0f + gpp[i] : 0.0f;
+          const int k = ap[i];
+          r0[2 * ox] = k == 0 ? v : 0.0f;
+          r0[2 * ox + 1] = k == 1 ? v : 0.0f;
+          r1[2 * ox] = k == 2 ? v : 0.0f;
+          r1[2 * ox + 1] = k == 3 ? v : 0.0f;
+        }
+      }
+      if (gb) sums[p] = plane_sum(gpl, size);
     }
+  });
+  if (gb) add_channel_sums(sums, n, ch, gb);
   return undefined_value(env);
 }
 
@@ -638,7 +724,7 @@ napi_value MaxPool2dBackward(napi_env env, napi_callback_info info) {
 bool lth::register_conv(napi_env env, napi_value exports) {
   static constexpr Export kExports[] = {
       {"im2col", Im2col},       {"col2im", Col2im},         {"channelBiasAct", ChannelBiasAct},
-      {"sumChannels", SumChannels}, {"channelBiasActBackward", ChannelBiasActBackward}, {"maxPool2d", MaxPool2d}, {"maxPool2dBackward", MaxPool2dBackward},
+      {"sumChannels", SumChannels}, {"channelBiasActBackward", ChannelBiasActBackward}, {"maxPool2d", MaxPool2d}, {"maxPool2dActBackward", MaxPool2dActBackward}, {"maxPool2dBackward", MaxPool2dBackward},
   };
   return define_exports(env, exports, kExports);
 }

@@ -84,6 +84,12 @@ struct Kernels {
   // is not null) and max(0, ·) (when relu; NaN stays NaN).
   void (*winoStore)(const float* o, int64_t n, int64_t width, int64_t rows, float* y, bool accumulate,
                     const float* bias, bool relu);
+  // winoStore followed by 2x2 max pooling, for 2x2 tiles that are the pooling windows:
+  // each of n tiles' four outputs o[(2*i + j)*n + t] (+ *bias when bias is not null, then
+  // max(0, ·) when relu) pooled to pooled[t], the first maximum in window order 2*i + j (a
+  // NaN wins, the first NaN), and that order to argmax[t]. `count` tiles from t = 0.
+  void (*winoStorePool)(const float* o, int64_t n, int64_t count, float* pooled, uint8_t* argmax, const float* bias,
+                        bool relu);
   // Rows of n floats (s + y*sstride, y < rows) into row- and column-parity planes: value
   // s[y*sstride + x] goes to plane (2*(py & 1) + (px & 1)) at q[plane*qs + (py >> 1)*ld +
   // (px >> 1)], py = y + ry, px = x + rc (the rows' place in a padded plane, or a tile grid).

@@ -388,6 +388,33 @@ void winoStore(const float* o, int64_t n, int64_t width, int64_t rows, float* y,
   with_store_flags<WinoStore>(accumulate, bias != nullptr, relu, o, n, width, rows, y, bias ? *bias : 0.0f);
 }
 
+// Pooled outputs always overwrite: ACC is there for with_store_flags and is never set.
+template <bool ACC, bool BIAS, bool RELU>
+struct WinoStorePool {
+  static void run(const float* __restrict o, int64_t n, int64_t count, float* __restrict pooled,
+                  uint8_t* __restrict argmax, float bias) {
+    // Selects, not branches, so that the loop vectorises: v beats best when it is larger,
+    // or NaN where best is not (maxPool2d's rule).
+    for (int64_t t = 0; t < count; t++) {
+      float best = wino_value<false, BIAS, RELU>(0.0f, o[t], bias);
+      int32_t at = 0;
+      for (int k = 1; k < 4; k++) {
+        const float v = wino_value<false, BIAS, RELU>(0.0f, o[k * n + t], bias);
+        const bool beats = v > best || (v != v && best == best);
+        best = beats ? v : best;
+        at = beats ? k : at;
+      }
+      pooled[t] = best;
+      argmax[t] = (uint8_t)at;
+    }
+  }
+};
+
+void winoStorePool(const float* o, int64_t n, int64_t count, float* pooled, uint8_t* argmax, const float* bias,
+                   bool relu) {
+  with_store_flags<WinoStorePool>(false, bias != nullptr, relu, o, n, count, pooled, argmax, bias ? *bias : 0.0f);
+}
+
 // a[k] = s[2k] for 2k < n, b[k] = s[2k + 1] for 2k + 1 < n.
 inline void wino_split(const float* __restrict s, int64_t n, float* __restrict a, float* __restrict b) {
   const int64_t half = n / 2;
@@ -840,6 +867,6 @@ bool nt_faster(int64_t, int64_t, int64_t) { return false; }
 #endif
 
 const lth::Kernels kTable = {
-    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoInRows, winoInCols, winoOut, winoStore, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
+    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoInRows, winoInCols, winoOut, winoStore, winoStorePool, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
     winoIn4, winoIn4Rows, winoIn4Cols, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols, LTH_GEMM_NT, nt_faster, packA,
 };

@@ -34,6 +34,7 @@ enum class ArgKind : uint8_t {
   F32,        // Float32Array
   F32OrNull,  // Float32Array, or null / undefined
   I32,        // Int32Array
+  U8,         // Uint8Array
   F64,        // Float64Array
   F64OrNull,  // Float64Array, or null / undefined
   Dim,        // a size: an integer from `min` to 2^31
@@ -55,6 +56,7 @@ namespace arg {
 constexpr ArgSpec f32(const char* name) { return {name, ArgKind::F32}; }
 constexpr ArgSpec f32_or_null(const char* name) { return {name, ArgKind::F32OrNull}; }
 constexpr ArgSpec i32(const char* name) { return {name, ArgKind::I32}; }
+constexpr ArgSpec u8(const char* name) { return {name, ArgKind::U8}; }
 constexpr ArgSpec f64(const char* name) { return {name, ArgKind::F64}; }
 constexpr ArgSpec f64_or_null(const char* name) { return {name, ArgKind::F64OrNull}; }
 constexpr ArgSpec dim(const char* name, int64_t min = 0) { return {name, ArgKind::Dim, min}; }
@@ -82,6 +84,7 @@ struct ArgValue {
 
   float* f32() const { return static_cast<float*>(data); }
   int32_t* i32() const { return static_cast<int32_t*>(data); }
+  uint8_t* u8() const { return static_cast<uint8_t*>(data); }
   double* f64() const { return static_cast<double*>(data); }
   int64_t dim() const { return (int64_t)num; }
   template <class T>
@@ -192,6 +195,7 @@ class ArgReader {
       case ArgKind::F32: return read_array(s, v, napi_float32_array, false, out);
       case ArgKind::F32OrNull: return read_array(s, v, napi_float32_array, true, out);
       case ArgKind::I32: return read_array(s, v, napi_int32_array, false, out);
+      case ArgKind::U8: return read_array(s, v, napi_uint8_array, false, out);
       case ArgKind::F64: return read_array(s, v, napi_float64_array, false, out);
       case ArgKind::F64OrNull: return read_array(s, v, napi_float64_array, true, out);
       case ArgKind::Dim:

@@ -47,6 +47,10 @@ struct Job {
   int tile;  // outputs per tile side: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3)
   const float* bias = nullptr;  // [cout], added to each output channel after the sum (or null)
   bool relu = false;            // max(0, ·) after that
+  // With pooled (tile 2, even outH and outW): 2x2 max pooling of the stored values into
+  // pooled [n][cout][th][tw] and each window's argmax, in place of `out`.
+  float* pooled = nullptr;
+  uint8_t* argmax = nullptr;
   int64_t entries() const { return (int64_t)(tile + 2) * (tile + 2); }  // E, the transform's size
 };
 
@@ -244,14 +248,22 @@ Transformed input_transform(const Job& j, int64_t blk, bool packed) {
   return {V, T, vs, 0};
 }
 
+// Where tile row ty of image img and output channel o pools to (Job::pooled, argmax).
+int64_t pooled_at(const Job& j, int64_t img, int64_t o, int64_t ty) { return ((img * j.cout + o) * j.th + ty) * j.tw; }
+
 // Asks for output channel o's rows of tile rows [q0, q1) to be brought into cache for writing.
 void prefetch_out(const Job& j, int64_t q0, int64_t q1, int64_t o) {
   for (int64_t q = q0; q < q1;) {
     const int64_t img = q / j.th, ty0 = q % j.th;
     const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
-    const int64_t r0 = j.tile * ty0, r1 = j.tile * ty1 < j.oh ? j.tile * ty1 : j.oh;
-    const float* y = j.out + ((img * j.cout + o) * j.oh + r0) * j.ow;
-    for (int64_t i = 0; i < (r1 - r0) * j.ow; i += 16) __builtin_prefetch(y + i, 1);
+    if (j.pooled) {
+      const float* p = j.pooled + pooled_at(j, img, o, ty0);
+      for (int64_t i = 0; i < (ty1 - ty0) * j.tw; i += 16) __builtin_prefetch(p + i, 1);
+    } else {
+      const int64_t r0 = j.tile * ty0, r1 = j.tile * ty1 < j.oh ? j.tile * ty1 : j.oh;
+      const float* y = j.out + ((img * j.cout + o) * j.oh + r0) * j.ow;
+      for (int64_t i = 0; i < (r1 - r0) * j.ow; i += 16) __builtin_prefetch(y + i, 1);
+    }
     q = img * j.th + ty1;
   }
 }
@@ -283,8 +295,13 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
       const int64_t img = q / j.th, ty0 = q % j.th;
       const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
       const int64_t r0 = j.tile * ty0, r1 = j.tile * ty1 < j.oh ? j.tile * ty1 : j.oh;
-      store(O + (q - q0) * j.tw, T, j.ow, r1 - r0, j.out + ((img * j.cout + o) * j.oh + r0) * j.ow, j.accumulate, bias,
-            j.relu);
+      if (j.pooled) {
+        const int64_t at = pooled_at(j, img, o, ty0);
+        gK->winoStorePool(O + (q - q0) * j.tw, T, (ty1 - ty0) * j.tw, j.pooled + at, j.argmax + at, bias, j.relu);
+      } else {
+        store(O + (q - q0) * j.tw, T, j.ow, r1 - r0, j.out + ((img * j.cout + o) * j.oh + r0) * j.ow, j.accumulate,
+              bias, j.relu);
+      }
       q = img * j.th + ty1;
     }
   }
@@ -417,6 +434,26 @@ bool geometry_fits(lth::ArgReader& a, int64_t tile, int64_t h, int64_t w, int64_
   return true;
 }
 
+// Runs job j (all but its filters set) with the filters wt (flipped with `flip`).
+void run_conv(Job& j, const float* wt, bool flip) {
+  thread_local std::vector<float> ubuf, pbuf;
+  const int64_t E = j.entries(), cin = j.cin, cout = j.cout;
+  float* u = grow(ubuf, (size_t)(E * cout * cin));
+  transform_weights(wt, u, cin, cout, flip, j.tile);
+  // Every block's products share U: packed once here, not once per block.
+  const int64_t ustride = (cout + gK->mr - 1) / gK->mr * gK->mr * cin;
+  float* up = grow(pbuf, (size_t)(E * ustride));
+  for (int64_t e = 0; e < E; e++) gK->packA(u + e * cout * cin, cout, cin, false, 0, cout, up + e * ustride);
+  j.u = up;
+  j.ustride = ustride;
+  const int64_t blocks = (j.tileRows + j.rowsPerBlock - 1) / j.rowsPerBlock;
+  float* scratch = lth::caller_scratch();
+  const int threads = lth::thread_count();
+  if (threads > 1 && blocks > 1 && blocks < 65536 && lth::run_parts_scratch(threads, (int)blocks, block_part, &j, scratch))
+    return;
+  for (int64_t b = 0; b < blocks; b++) run_block(j, b, scratch);
+}
+
 // conv3x3(x, weight, out, n, inChannels, outChannels, height, width, pad, flip, accumulate, tile, bias, relu)
 using lth::ArgSpec;
 namespace arg = lth::arg;
@@ -461,25 +498,64 @@ napi_value Conv3x3(napi_env env, napi_callback_info info) {
         }
     return lth::undefined_value(env);
   }
-  thread_local std::vector<float> ubuf, pbuf;
-  const int64_t E = (tile + 2) * (tile + 2);
-  float* u = grow(ubuf, (size_t)(E * cout * cin));
-  transform_weights(wt, u, cin, cout, flip, (int)tile);
-  // Every block's products share U: packed once here, not once per block.
-  const int64_t ustride = (cout + gK->mr - 1) / gK->mr * gK->mr * cin;
-  float* up = grow(pbuf, (size_t)(E * ustride));
-  for (int64_t e = 0; e < E; e++) gK->packA(u + e * cout * cin, cout, cin, false, 0, cout, up + e * ustride);
-
-  Job j = make_job(x, up, out, n, cin, cout, h, w, pad, accumulate, (int)tile);
-  j.ustride = ustride;
+  Job j = make_job(x, nullptr, out, n, cin, cout, h, w, pad, accumulate, (int)tile);
   j.bias = bias;
   j.relu = relu;
-  const int64_t blocks = (j.tileRows + j.rowsPerBlock - 1) / j.rowsPerBlock;
-  float* scratch = lth::caller_scratch();
-  const int threads = lth::thread_count();
-  if (threads > 1 && blocks > 1 && blocks < 65536 && lth::run_parts_scratch(threads, (int)blocks, block_part, &j, scratch))
+  run_conv(j, wt, flip);
+  return lth::undefined_value(env);
+}
+
+// conv3x3Pool(x, weight, pooled, argmax, n, inChannels, outChannels, height, width, pad, bias, relu)
+constexpr ArgSpec kConv3x3PoolArgs[] = {arg::f32("x"),           arg::f32("weight"),     arg::f32("pooled"),
+                                        arg::u8("argmax"),       arg::dim("n"),          arg::dim("inChannels"),
+                                        arg::dim("outChannels"), arg::dim("height"),     arg::dim("width"),
+                                        arg::dim("pad"),         arg::f32_or_null("bias"), arg::flag("relu")};
+
+napi_value Conv3x3Pool(napi_env env, napi_callback_info info) {
+  lth::Args<12> a(env, info, "conv3x3Pool", kConv3x3PoolArgs);
+  if (!a.ok()) return nullptr;
+  const float *x = a[0].f32(), *wt = a[1].f32();
+  float* pooled = a[2].f32();
+  uint8_t* argmax = a[3].u8();
+  const int64_t n = a[4].dim(), cin = a[5].dim(), cout = a[6].dim(), h = a[7].dim(), w = a[8].dim(), pad = a[9].dim();
+  const float* bias = a[10].present ? a[10].f32() : nullptr;
+  const bool relu = a[11].flag;
+  if (!geometry_fits(a, 2, h, w, pad)) return nullptr;
+  const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
+  if (oh % 2 != 0 || ow % 2 != 0) {
+    a.fail(true, "2x2 pooling needs an even output, got %lldx%lld", (long long)oh, (long long)ow);
+    return nullptr;
+  }
+  const int64_t size = n * cout * (oh / 2) * (ow / 2);
+  a.need("x", a[0].len, (u128)n * cin * h * w, "n*inChannels*height*width");
+  a.need("weight", a[1].len, (u128)cin * cout * 9, "inChannels*outChannels*9");
+  a.need("pooled", a[2].len, (u128)size, "n*outChannels*(outH/2)*(outW/2)");
+  a.need("argmax", a[3].len, (u128)size, "n*outChannels*(outH/2)*(outW/2)");
+  if (bias) a.need("bias", a[10].len, (u128)cout, "outChannels");
+  if (!a.ok()) return nullptr;
+  if (lth::overlaps(pooled, (size_t)size * 4, x, (size_t)(n * cin * h * w) * 4)) {
+    a.fail(true, "pooled must not share memory with x");
+    return nullptr;
+  }
+  if (n == 0 || cout == 0) return lth::undefined_value(env);
+  lth::FtzScope ftz;
+  if (cin == 0) {
+    // Every output is its channel's bias (or 0), the first of its window the maximum.
+    const int64_t plane = (oh / 2) * (ow / 2);
+    for (int64_t p = 0; p < n * cout; p++) {
+      float v = bias ? 0.0f + bias[p % cout] : 0.0f;
+      if (relu && v < 0.0f) v = 0.0f;
+      for (int64_t i = 0; i < plane; i++) pooled[p * plane + i] = v;
+    }
+    std::memset(argmax, 0, (size_t)size);
     return lth::undefined_value(env);
-  for (int64_t b = 0; b < blocks; b++) run_block(j, b, scratch);
+  }
+  Job j = make_job(x, nullptr, nullptr, n, cin, cout, h, w, pad, false, 2);
+  j.bias = bias;
+  j.relu = relu;
+  j.pooled = pooled;
+  j.argmax = argmax;
+  run_conv(j, wt, false);
   return lth::undefined_value(env);
 }
 
@@ -587,6 +663,6 @@ napi_value Conv3x3WeightGrad(napi_env env, napi_callback_info info) {
 }  // namespace
 
 bool lth::register_winograd(napi_env env, napi_value exports) {
-  static constexpr Export kExports[] = {{"conv3x3", Conv3x3}, {"conv3x3WeightGrad", Conv3x3WeightGrad}};
+  static constexpr Export kExports[] = {{"conv3x3", Conv3x3}, {"conv3x3Pool", Conv3x3Pool}, {"conv3x3WeightGrad", Conv3x3WeightGrad}};
   return define_exports(env, exports, kExports);
 }

@@ -12,7 +12,7 @@ export {
 export { Tensor, noGrad, BufferArena } from './tensor/tensor.js';
 export { linear, relu, softmaxCrossEntropy } from './tensor/ops.js';
 export { gradCheck } from './tensor/gradcheck.js';
-export { conv2d, maxPool2d, flatten, dropout } from './tensor/conv.js';
+export { conv2d, conv2dMaxPool, poolsInOne, maxPool2d, flatten, dropout } from './tensor/conv.js';
 export { batchNorm2d, add, globalAvgPool2d, type BatchNormOptions } from './tensor/norm.js';
 export { embedding, addPositions, lstm, causalAttention, layerNorm, maxOverTime, meanOverTime, reshape, swapLastAxes } from './tensor/seq.js';
 export { sparseLinear, sparseLinearPanels, toPanels, fromPanels, Panels, maskPattern, packValues, unpackValues, SPARSE_DENSITY_THRESHOLD } from './tensor/sparse.js';

@@ -175,6 +175,32 @@ export interface Backend {
   ): void;
 
   /**
+   * conv3x3 (tile 2, no flip, no accumulate) with its bias and ReLU, followed by 2×2 max
+   * pooling with stride 2, in one call: the pooled [n, outChannels, outH/2, outW/2] values
+   * are bitwise those of conv3x3 into a buffer then maxPool2d(…, 2, 2), without the
+   * unpooled output ever being stored; outH and outW must be even. argmax (the pooled
+   * size) receives each window's winner as 2·row + column within it (0 to 3), the first
+   * maximum in row-major order (the first NaN if there is one), as maxPool2dBackward would
+   * recompute it.
+   */
+  conv3x3Pool(
+    x: Float32Array, weight: Float32Array, pooled: Float32Array, argmax: Uint8Array, n: number, inChannels: number,
+    outChannels: number, height: number, width: number, pad: number, bias: Float32Array | null, relu: boolean,
+  ): void;
+
+  /**
+   * The backward pass of conv3x3Pool's pooling and activation: gradOut [n, channels,
+   * height, width] (the unpooled size, even) is overwritten with gradPooled at each
+   * window's argmax (0 there too where `relu` and the pooled value is not above 0) and 0
+   * elsewhere, then, when gradBias is given, gradBias[c] += its sums per channel. Bitwise
+   * what zero-filling gradOut, maxPool2dBackward and channelBiasActBackward leave.
+   */
+  maxPool2dActBackward(
+    gradPooled: Float32Array, pooled: Float32Array, argmax: Uint8Array, gradOut: Float32Array, gradBias: Float32Array | null,
+    n: number, channels: number, height: number, width: number, relu: boolean,
+  ): void;
+
+  /**
    * The weight gradient of conv3x3 (no flip): gradWeight [outChannels, inChannels, 3, 3] +=
    *   Σ_{b,y,x} gradOut[b,o,y,x] · x[b, c, y - pad + i, x - pad + j]
    * (0 outside the image), x [n, inChannels, height, width], gradOut [n, outChannels,

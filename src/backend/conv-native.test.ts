@@ -376,6 +376,96 @@ test('conv3x3 with bias and ReLU: the values channelBiasAct gives after it (bitw
   }
 });
 
+/** [n, inChannels, outChannels, height, width, pad] with even outputs (conv3x3Pool). */
+const CONV3X3_POOL: Array<[number, number, number, number, number, number]> = [
+  [1, 4, 6, 8, 8, 0],     // padding 0: the phase-split input transform
+  [12, 8, 9, 6, 6, 1],    // 36 tile rows: blocks that end inside an image
+  [3, 64, 64, 16, 16, 1], // Conv-4/6 shape (V in the GEMM's panels)
+  [2, 70, 33, 12, 14, 1], // over 64 input channels (V packed by the GEMM)
+  [5, 8, 256, 10, 12, 1], // wide output, blocks ending inside an image
+  [3, 5, 8, 8, 4, 1],     // two tiles a row
+];
+
+/** Each 2×2 window's winner in y [planes, h, w] (2·row + column): the first maximum, the first NaN if any. */
+function windowWinners(y: Float32Array, planes: number, h: number, w: number): Uint8Array {
+  const out = new Uint8Array(planes * (h / 2) * (w / 2));
+  for (let p = 0, i = 0; p < planes; p++) {
+    for (let oy = 0; oy < h / 2; oy++) {
+      for (let ox = 0; ox < w / 2; ox++, i++) {
+        let best = NaN, at = -1;
+        for (let k = 0; k < 4; k++) {
+          const v = y[(p * h + 2 * oy + (k >> 1)) * w + 2 * ox + (k & 1)];
+          if (at < 0 || v > best || (Number.isNaN(v) && !Number.isNaN(best))) [best, at] = [v, k];
+        }
+        out[i] = at;
+      }
+    }
+  }
+  return out;
+}
+
+test('conv3x3Pool on every SIMD path: bitwise conv3x3 then maxPool2d, each window\'s first maximum (ties, NaN), near the reference', { skip }, () => {
+  onEverySimdPath(native!, (path) => {
+    const rnd = prng(21);
+    for (const [n, ci, co, h, w, p] of CONV3X3_POOL) {
+      const oh = h + 2 * p - 2, ow = w + 2 * p - 2, planes = n * co, pooledSize = planes * (oh / 2) * (ow / 2);
+      const x = randomArray(n * ci * h * w, rnd), wt = randomArray(ci * co * 9, rnd, -0.5, 0.5);
+      x[((n - 1) * ci + ci - 1) * h * w + h * w - w - 2] = NaN;  // reaches the outputs of one tile: a NaN window
+      // Biases below zero: after ReLU whole windows are 0, ties the first entry wins.
+      const bias = randomArray(co, rnd, -1.5, 0.5);
+      for (const b of [bias, null]) {
+        for (const relu of [true, false]) {
+          const what = `${path}: conv3x3Pool ${[n, ci, co, h, w, p]} bias ${b !== null} relu ${relu}`;
+          const y = new Float32Array(planes * oh * ow);
+          native!.conv3x3(x, wt, y, n, ci, co, h, w, p, false, false, 2, b, relu);
+          const want = new Float32Array(pooledSize);
+          native!.maxPool2d(y, want, planes, oh, ow, 2, 2);
+          const pooled = new Float32Array(pooledSize).fill(7), argmax = new Uint8Array(pooledSize).fill(9);
+          native!.conv3x3Pool(x, wt, pooled, argmax, n, ci, co, h, w, p, b, relu);
+          assert.deepEqual(Buffer.from(pooled.buffer), Buffer.from(want.buffer), `${what}: not maxPool2d of conv3x3`);
+          assert.deepEqual(argmax, windowWinners(y, planes, oh, ow), `${what}: argmax`);
+          if (relu) assert.ok(argmax.some((k, i) => k === 0 && pooled[i] === 0), `${what}: no all-zero window to test ties on`);
+          assert.ok(pooled.some(Number.isNaN), `${what}: the NaN did not arrive`);
+          const r = new Float32Array(pooledSize), ra = new Uint8Array(pooledSize);
+          ref.conv3x3Pool(x, wt, r, ra, n, ci, co, h, w, p, b, relu);
+          const e = relErr(pooled.map((v) => (Number.isNaN(v) ? 0 : v)), r.map((v) => (Number.isNaN(v) ? 0 : v)));
+          assert.ok(e <= CONV3X3_TOL[2], `${what}: rel err ${e} from the reference`);
+        }
+      }
+    }
+  });
+});
+
+test('maxPool2dActBackward: bitwise what zeroing, maxPool2dBackward and channelBiasActBackward leave (native and reference)', { skip }, () => {
+  const rnd = prng(22);
+  for (const [n, c, h, w] of [[2, 3, 4, 6], [3, 5, 10, 14], [2, 64, 32, 32], [1, 2, 2, 18]]) {
+    const planes = n * c, size = h * w, ps = size / 4;
+    const y = randomArray(planes * size, rnd);
+    for (let i = 0; i < y.length; i += 3) y[i] = Math.max(0, Math.round(y[i] * 2) / 2);  // ties, zeros
+    for (let i = 5; i < y.length; i += 211) y[i] = NaN;
+    const gp = randomArray(planes * ps, rnd);
+    gp[1] = -0;
+    const gb0 = randomArray(c, rnd);
+    for (const be of [native!, ref] as Backend[]) {
+      const pooled = new Float32Array(planes * ps);
+      be.maxPool2d(y, pooled, planes, h, w, 2, 2);
+      const argmax = windowWinners(y, planes, h, w);
+      for (const relu of [true, false]) {
+        for (const withBias of [true, false]) {
+          const what = `${be.name}: maxPool2dActBackward ${[n, c, h, w]} relu ${relu} bias ${withBias}`;
+          const want = new Float32Array(planes * size), wantBias = withBias ? gb0.slice() : null;
+          be.maxPool2dBackward(y, gp, want, planes, h, w, 2, 2);
+          be.channelBiasActBackward(want, y, wantBias, n, c, size, relu);
+          const got = randomArray(planes * size, rnd), gotBias = withBias ? gb0.slice() : null;
+          be.maxPool2dActBackward(gp, pooled, argmax, got, gotBias, n, c, h, w, relu);
+          assert.deepEqual(Buffer.from(got.buffer), Buffer.from(want.buffer), `${what}: gradOut`);
+          if (withBias) assert.deepEqual(Buffer.from(gotBias!.buffer), Buffer.from(wantBias!.buffer), `${what}: gradBias`);
+        }
+      }
+    }
+  }
+});
+
 test('conv3x3WeightGrad (Winograd) matches the reference and accumulates on every SIMD path: F(2x2) and F(4x4)', { skip }, () => {
   onEverySimdPath(native!, (path) => {
     const rnd = prng(11);
@@ -487,6 +577,13 @@ test('conv kernels validate their arguments with clear errors', { skip }, () => 
   assert.throws(() => N.channelBiasActBackward(f(12), f(12), f(2), 2, 3, 2, true), err(RangeError, /^channelBiasActBackward: gradBias has 2 elements, needs channels = 3$/));
   assert.throws(() => N.channelBiasActBackward(f(12), f(11), null, 2, 3, 2, true), err(RangeError, /^channelBiasActBackward: y has 11 elements, needs n\*channels\*size = 12$/));
   assert.throws(() => N.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16), 2, 3, 2, 4, 4, 1, false, false, 2, null, 1 as unknown as boolean), err(TypeError, /^conv3x3: relu must be a boolean, got number$/));
+  const u8 = (n: number) => new Uint8Array(n);
+  assert.throws(() => N.conv3x3Pool(f(2 * 3 * 25), f(54), f(2 * 2 * 4), u8(16), 2, 3, 2, 5, 5, 1, null, true), err(RangeError, /^conv3x3Pool: 2x2 pooling needs an even output, got 5x5$/));
+  assert.throws(() => N.conv3x3Pool(f(2 * 3 * 16), f(54), f(2 * 2 * 4), u8(15), 2, 3, 2, 4, 4, 1, null, true), err(RangeError, /^conv3x3Pool: argmax has 15 elements, needs .* = 16$/));
+  assert.throws(() => N.conv3x3Pool(f(2 * 3 * 16), f(54), f(2 * 2 * 4), f(16) as unknown as Uint8Array, 2, 3, 2, 4, 4, 1, null, true), err(TypeError, /^conv3x3Pool: argmax must be a Uint8Array, got Float32Array$/));
+  assert.throws(() => N.maxPool2dActBackward(f(4), f(4), u8(4), f(16), null, 1, 1, 4, 5, true), err(RangeError, /^maxPool2dActBackward: 2x2 pooling needs an even height and width, got 4x5$/));
+  assert.throws(() => N.maxPool2dActBackward(f(4), f(4), u8(4), f(15), null, 1, 1, 4, 4, true), err(RangeError, /^maxPool2dActBackward: gradOut has 15 elements, needs .* = 16$/));
+  assert.throws(() => ref.conv3x3Pool(f(2 * 3 * 25), f(54), f(2 * 2 * 4), u8(16), 2, 3, 2, 5, 5, 1, null, true), err(RangeError, /^conv3x3Pool: 2x2 pooling needs an even output, got 5x5$/));
   for (const be of [N, ref]) {
     assert.throws(() => be.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16), 2, 3, 2, 4, 4, 1, false, false, 3 as 2, null, false),
       err(RangeError, /^conv3x3: tile must be 2 or 4, got 3$/));

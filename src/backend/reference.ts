@@ -238,6 +238,40 @@ export const referenceBackend: Backend = {
     }
   },
 
+  conv3x3Pool(x, weight, pooled, argmax, n, inChannels, outChannels, height, width, pad, bias, relu) {
+    const outH = height + 2 * pad - 2, outW = width + 2 * pad - 2;
+    if (outH % 2 !== 0 || outW % 2 !== 0) throw new RangeError(`conv3x3Pool: 2x2 pooling needs an even output, got ${outH}x${outW}`);
+    const y = new Float32Array(n * outChannels * outH * outW);
+    referenceBackend.conv3x3(x, weight, y, n, inChannels, outChannels, height, width, pad, false, false, 2, bias, relu);
+    const planes = n * outChannels, ph = outH / 2, pw = outW / 2;
+    for (let p = 0; p < planes; p++) {
+      for (let oy = 0; oy < ph; oy++) {
+        for (let ox = 0; ox < pw; ox++) {
+          const at = windowArgmax(y, p, outH, outW, 2, 2 * oy, 2 * ox), i = (p * ph + oy) * pw + ox;
+          pooled[i] = y[at];
+          const r = Math.floor((at - p * outH * outW) / outW);
+          argmax[i] = 2 * (r - 2 * oy) + (at - p * outH * outW - r * outW - 2 * ox);
+        }
+      }
+    }
+  },
+
+  maxPool2dActBackward(gradPooled, pooled, argmax, gradOut, gradBias, n, channels, height, width, relu) {
+    if (height % 2 !== 0 || width % 2 !== 0) throw new RangeError(`maxPool2dActBackward: 2x2 pooling needs an even height and width, got ${height}x${width}`);
+    const ph = height / 2, pw = width / 2;
+    gradOut.fill(0, 0, n * channels * height * width);
+    for (let p = 0; p < n * channels; p++) {
+      for (let oy = 0; oy < ph; oy++) {
+        for (let ox = 0; ox < pw; ox++) {
+          const i = (p * ph + oy) * pw + ox, k = argmax[i];
+          if (relu && !(pooled[i] > 0)) continue;
+          gradOut[(p * height + 2 * oy + (k >> 1)) * width + 2 * ox + (k & 1)] += gradPooled[i];
+        }
+      }
+    }
+    if (gradBias) referenceBackend.sumChannels(gradOut, gradBias, n, channels, height * width, true);
+  },
+
   conv3x3WeightGrad(x, gradOut, gradWeight, n, inChannels, outChannels, height, width, pad, tile) {
     if (tile !== 2 && tile !== 4) throw new RangeError(`conv3x3WeightGrad: tile must be 2 or 4, got ${tile}`);
     const outH = height + 2 * pad - 2, outW = width + 2 * pad - 2;

@@ -51,14 +51,19 @@ export function weightMacs(model: Model, sampleShape: readonly number[]): readon
       else for (const [name, macs] of m.weightMacs!(x, y)) note(name, macs);
       return y;
     };
+    // Each module on its own: a fused pair (Module.fusedWith) would skip the wrapped forward.
+    (m as { fusedWith?: unknown }).fusedWith = undefined;
     wrapped.push(m);
   }
   model.eval();
   try {
     noGrad(() => model.forward(Tensor.zeros([1, ...sampleShape])));
   } finally {
-    // The instance's own forward shadowed the class's: deleting it restores the class's.
-    for (const m of wrapped) delete (m as { forward?: unknown }).forward;
+    // The instance's own forward and fusedWith shadowed the class's: deleting them restores the class's.
+    for (const m of wrapped) {
+      delete (m as { forward?: unknown }).forward;
+      delete (m as { fusedWith?: unknown }).fusedWith;
+    }
     model.train(training);
   }
   counted.set(model, { key, macs: out });

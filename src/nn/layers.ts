@@ -1,6 +1,6 @@
 import { check } from '../core/errors.js';
 import { Rng, type RngState } from '../core/rng.js';
-import { Workspace, conv2d, dropout, dropoutMask, flatten, maxPool2d, type Conv2dGeometry } from '../tensor/conv.js';
+import { Workspace, conv2d, conv2dMaxPool, dropout, dropoutMask, flatten, maxPool2d, poolsInOne, type Conv2dGeometry } from '../tensor/conv.js';
 import { linear } from '../tensor/ops.js';
 import { Tensor } from '../tensor/tensor.js';
 import { glorotNormal, kaimingNormal } from './init.js';
@@ -78,6 +78,8 @@ export class Conv2d extends Module {
   readonly init: WeightInit;
   /** Output/gradient buffers reused across training steps. */
   private readonly workspace = new Workspace();
+  /** Those of its output pooled (fusedWith). */
+  private readonly pooledWorkspace = new Workspace();
 
   constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: number | readonly [number, number], options: Conv2dOptions = {}) {
     super();
@@ -105,6 +107,18 @@ export class Conv2d extends Module {
 
   forward(x: Tensor): Tensor {
     return conv2d(x, this.weight, this.bias, this.geometry, this.activation, this.workspace);
+  }
+
+  /**
+   * Followed by 2×2 max pooling with stride 2: conv2dMaxPool on inputs where it pools in one
+   * op (poolsInOne), the two forwards otherwise.
+   */
+  override fusedWith(next: Module): ((x: Tensor) => Tensor) | undefined {
+    if (!(next instanceof MaxPool2d) || next.k !== 2 || next.stride !== 2) return undefined;
+    const [kh, kw] = this.kernel;
+    return (x) => (x.shape.length === 4 && poolsInOne(this.inChannels, this.outChannels, kh, kw, this.geometry, x.shape[2], x.shape[3])
+      ? conv2dMaxPool(x, this.weight, this.bias, this.geometry, this.activation, this.pooledWorkspace)
+      : next.forward(this.forward(x)));
   }
 
   describe(): ModuleDesc {

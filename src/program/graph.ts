@@ -266,8 +266,9 @@ function sequentialLayers(m: Module, out = new Set<Module>()): Set<Module> {
 
 /**
  * The forward function of `m`: a Sequential's children in order, each run of consecutive
- * sparse Linear layers as one chain on panels, each sparse Conv2d as a sparse convolution;
- * any other module as its own forward.
+ * sparse Linear layers as one chain on panels, each sparse Conv2d as a sparse convolution,
+ * each dense pair that runs as one op (Module.fusedWith) as that op; any other module as
+ * its own forward.
  */
 function compileModule(m: Module, sparseOf: ReadonlyMap<Module, SparseWeight>): (x: Tensor) => Tensor {
   if (!(m instanceof Sequential)) return (x) => m.forward(x);
@@ -287,8 +288,9 @@ function compileModule(m: Module, sparseOf: ReadonlyMap<Module, SparseWeight>): 
       i++;
     }
     if (chain.length === 0) {
-      steps.push(compileModule(children[i], sparseOf));
-      i++;
+      const fused = i + 1 < children.length ? children[i].fusedWith?.(children[i + 1]) : undefined;
+      steps.push(fused ?? compileModule(children[i], sparseOf));
+      i += fused ? 2 : 1;
       continue;
     }
     steps.push((x) => {

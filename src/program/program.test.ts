@@ -6,12 +6,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { referenceBackend, resolveContext, type RunContext } from '../backend/index.js';
+import { getBackend, referenceBackend, resolveContext, type RunContext } from '../backend/index.js';
 import { Rng } from '../core/rng.js';
 import { Dataset } from '../data/dataset.js';
 import { getDataset } from '../data/registry.js';
 import { getModel } from '../models/registry.js';
-import { Dropout, Linear } from '../nn/layers.js';
+import { Conv2d, Dropout, Flatten, Linear, MaxPool2d } from '../nn/layers.js';
 import { Model } from '../nn/model.js';
 import type { OptimizerSettings } from '../nn/optim.js';
 import { compileProgram } from './compile.js';
@@ -87,6 +87,39 @@ test('a run of steps in one call = one call a step (losses, weights, Adam\'s ste
     assert.deepEqual(together.state, apart.state, together.kind);
   }
   resolveContext({}, {});
+});
+
+test('the graph program runs a Conv2d and its 2x2 max pooling as one op (Module.fusedWith), with the two ops\' losses and weights', () => {
+  const build = (fused: boolean) => {
+    const conv = new Conv2d(8, 8, 3, { padding: 1, activation: 'relu' });
+    if (!fused) (conv as { fusedWith?: unknown }).fusedWith = undefined;  // the two ops, as before the fusion
+    const m = new Model('net', [['conv', conv], ['pool', new MaxPool2d(2)], ['flatten', new Flatten()], ['fc', new Linear(8 * 16, 5, 'none')]]);
+    m.initialize(new Rng(5, 'init'));
+    return m;
+  };
+  const rng = new Rng(6, 'data');
+  const d = new Dataset(new Float32Array(40 * 8 * 64).map(() => rng.normal()), Int32Array.from({ length: 40 }, () => rng.int(5)), [8, 8, 8], 5);
+  const order = new Rng(0, 'order').permutation(d.length);
+  const be = getBackend() as unknown as Record<string, unknown>;
+  const original = be.conv3x3Pool as (...args: unknown[]) => void;
+  let calls = 0;
+  be.conv3x3Pool = (...args: unknown[]) => { calls++; original(...args); };
+  try {
+    const run = (fused: boolean) => {
+      const p = compileProgram(build(fused), { optimizer: adam, context: ctx() });
+      const losses = new Float64Array(4);
+      calls = 0;
+      p.step({ data: d, order, from: 0, batchSize: 10 }, losses);
+      return { losses: Array.from(losses), state: p.state(), calls };
+    };
+    const fused = run(true), apart = run(false);
+    assert.equal(fused.calls, 4, 'one conv3x3Pool a step');
+    assert.equal(apart.calls, 0);
+    assert.deepEqual(fused.losses, apart.losses);
+    assert.deepEqual(fused.state, apart.state);
+  } finally {
+    be.conv3x3Pool = original;
+  }
 });
 
 test('the sparse-MLP program gives the graph program\'s losses and weights: Adam and SGD, 30 steps', () => {

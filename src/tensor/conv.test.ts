@@ -7,8 +7,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../core/rng.js';
-import { Conv2d, Dropout, Flatten, MaxPool2d } from '../nn/layers.js';
-import { Workspace, conv2d, convOutputSize, dropout, dropoutMask, flatten, maxPool2d, usesWinograd, type Conv2dGeometry } from './conv.js';
+import { Conv2d, Dropout, Flatten, Linear, MaxPool2d } from '../nn/layers.js';
+import { Model } from '../nn/model.js';
+import { getBackend } from '../backend/index.js';
+import { Workspace, conv2d, conv2dMaxPool, convOutputSize, dropout, dropoutMask, flatten, maxPool2d, poolsInOne, usesWinograd, type Conv2dGeometry } from './conv.js';
 import { gradCheck } from './gradcheck.js';
 import { linear, softmaxCrossEntropy } from './ops.js';
 import { Tensor, noGrad } from './tensor.js';
@@ -124,6 +126,90 @@ test('conv2d on conv3x3 with its bias and ReLU fused: gradients match finite dif
   const labels = Int32Array.of(0, 2);
   const err = gradCheck(() => headLoss(conv2d(x, w, b, g, 'relu'), head, labels), [x, w, b], { eps: 1e-3, samples: 40 });
   assert.ok(err < 3e-2, `max relative error ${err}`);
+});
+
+test('conv2dMaxPool: bitwise conv2d then maxPool2d (values, every gradient), its workspace reused; two forwards before a backward', () => {
+  const rng = new Rng(31, 'test');
+  const g = geom(1, 1);
+  const x = randomTensor([2, 8, 6, 8], rng), w = randomTensor([9, 8, 3, 3], rng, 0.5), b = randomTensor([9], rng, 0.3);
+  assert.ok(poolsInOne(8, 9, 3, 3, g, 6, 8));
+  const head = randomTensor([3, 9 * 12], rng, 0.5, false);
+  const labels = Int32Array.of(0, 2);
+  const ws = new Workspace();
+  for (const activation of ['relu', 'none'] as const) {
+    const run = (fused: boolean, workspace?: Workspace) => {
+      for (const t of [x, w, b]) t.grad = null;
+      const p = fused ? conv2dMaxPool(x, w, b, g, activation, workspace) : maxPool2d(conv2d(x, w, b, g, activation), 2);
+      const loss = softmaxCrossEntropy(linear(flatten(p), head, null), labels);
+      loss.backward();
+      return { p: Float32Array.from(p.data), shape: p.shape, grads: [x, w, b].map((t) => Float32Array.from(t.grad!)) };
+    };
+    const want = run(false);
+    for (const got of [run(true), run(true, ws), run(true, ws)]) {
+      assert.deepEqual(got.shape, [2, 9, 3, 4]);
+      assert.deepEqual(Buffer.from(got.p.buffer), Buffer.from(want.p.buffer), `${activation}: pooled values`);
+      got.grads.forEach((gr, i) => assert.deepEqual(Buffer.from(gr.buffer), Buffer.from(want.grads[i].buffer), `${activation}: gradient ${i}`));
+    }
+  }
+  // Two forwards before one backward: the second keeps its own buffers and winners.
+  for (const t of [x, w, b]) t.grad = null;
+  const p1 = conv2dMaxPool(x, w, b, g, 'relu', ws), p2 = conv2dMaxPool(x, w, b, g, 'relu', ws);
+  assert.notEqual(p2.data, p1.data);
+  softmaxCrossEntropy(linear(flatten(p1), head, null), labels).backward();
+  const once = Float32Array.from(w.grad!);
+  softmaxCrossEntropy(linear(flatten(p2), head, null), labels).backward();
+  assert.deepEqual(Array.from(w.grad!), Array.from(once).map((v) => Math.fround(v + v)));
+});
+
+test('conv2dMaxPool: gradients match finite differences away from ties in the windows', () => {
+  const rng = new Rng(32, 'test');
+  const g = geom(1, 1);
+  const x = randomTensor([2, 8, 4, 6], rng, 0.7), w = randomTensor([8, 8, 3, 3], rng, 0.5), b = randomTensor([8], rng, 0.3);
+  // ±eps (1e-3) on one entry moves an output by at most 3e-3 (|x|, |w| < 3): keep every window's two largest farther apart.
+  const y = noGrad(() => conv2d(x, w, b, g));
+  let gap = Infinity;
+  for (let p = 0; p < 2 * 8; p++) for (let oy = 0; oy < 2; oy++) for (let ox = 0; ox < 3; ox++) {
+    const v = [0, 1, 2, 3].map((k) => y.data[(p * 4 + 2 * oy + (k >> 1)) * 6 + 2 * ox + (k & 1)]).sort((a, c) => c - a);
+    gap = Math.min(gap, v[0] - v[1]);
+  }
+  assert.ok(gap > 1e-2 && [x, w].every((t) => t.data.every((v) => Math.abs(v) < 3)), `window maxima too close (${gap})`);
+  const head = randomTensor([3, 8 * 6], rng, 0.5, false);
+  const labels = Int32Array.of(1, 2);
+  const err = gradCheck(() => headLoss(conv2dMaxPool(x, w, b, g), head, labels), [x, w, b], { eps: 1e-3, samples: 40 });
+  assert.ok(err < 3e-2, `max relative error ${err}`);
+});
+
+test('a Sequential runs a Conv2d and the 2x2 max pooling after it as conv2dMaxPool where it pools in one op, with the two ops\' results', () => {
+  const build = () => {
+    const m = new Model('net', [
+      ['conv', new Conv2d(8, 8, 3, { padding: 1, activation: 'relu' })], ['pool', new MaxPool2d(2)], ['flatten', new Flatten()], ['fc', new Linear(8 * 16, 3, 'none')],
+    ]);
+    m.initialize(new Rng(33, 'init'));
+    return m;
+  };
+  const be = getBackend() as unknown as Record<string, unknown>;
+  const original = be.conv3x3Pool as (...args: unknown[]) => void;
+  let calls = 0;
+  be.conv3x3Pool = (...args: unknown[]) => { calls++; original(...args); };
+  try {
+    const rng = new Rng(34, 'test');
+    const labels = Int32Array.of(0, 2);
+    for (const [h, w, pooledInOne] of [[8, 8, 1], [8, 9, 0]] as const) {
+      const x = randomTensor([2, 8, h, w], rng, 1, false);
+      const [fused, apart] = [build(), build()];
+      calls = 0;
+      const a = fused.forward(x);
+      assert.equal(calls, pooledInOne, `${h}x${w}: conv3x3Pool calls`);
+      let b = x;
+      for (const [, m] of apart.namedChildren()) b = m.forward(b);
+      assert.deepEqual(Array.from(a.data), Array.from(b.data), `${h}x${w}: outputs`);
+      softmaxCrossEntropy(a, labels).backward();
+      softmaxCrossEntropy(b, labels).backward();
+      for (const [name, t] of fused.namedParameters()) assert.deepEqual(Array.from(t.grad!), Array.from(apart.parameter(name).grad!), `${h}x${w}: ${name}'s gradient`);
+    }
+  } finally {
+    be.conv3x3Pool = original;
+  }
 });
 
 test('conv2d: chained convolutions back-propagate through col2im (input gradient of the second)', () => {
@@ -301,5 +387,7 @@ test('conv ops reject bad shapes with clear errors', () => {
   assert.throws(() => conv2d(Tensor.zeros([2, 3, 8, 8]), w, Tensor.zeros([5]), g), /bias must have shape \[4\]/);
   assert.throws(() => conv2d(Tensor.zeros([1, 3, 1, 1]), w, null, geom(1, 0)), /a 3x3 kernel with padding 0x0 does not fit a 1x1 input/);
   assert.throws(() => maxPool2d(Tensor.zeros([1, 1, 1, 4]), 2), /a 2x2 window does not fit a 1x4 input/);
+  assert.throws(() => conv2dMaxPool(Tensor.zeros([1, 3, 8, 8]), w, null, g), /conv2dMaxPool: a 3x3 convolution of 3 to 4 channels with stride 1x1 and padding 1x1 on 8x8 does not pool in one op/);
+  assert.throws(() => conv2dMaxPool(Tensor.zeros([1, 8, 7, 8]), Tensor.zeros([8, 8, 3, 3]), null, g), /conv2dMaxPool: .* on 7x8 does not pool in one op/);
   assert.throws(() => dropout(Tensor.zeros([2, 2]), new Float32Array(3)), /mask has 3 entries, input has 4/);
 });

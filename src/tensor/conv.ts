@@ -7,7 +7,9 @@
  * channels run on the backend's conv3x3 and conv3x3WeightGrad (Winograd F(2×2, 3×3) in
  * the native backend: 16 multiplications per 2×2 outputs instead of 36, and no columns):
  * the output, the input gradient (gX += conv3x3 of gY by the flipped, transposed weight)
- * and the weight gradient.
+ * and the weight gradient. Followed by 2×2 max pooling, such a convolution can run as one
+ * op, conv2dMaxPool, which pools as it stores (a Conv2d layer offers it to the Sequential
+ * it is in: Module.fusedWith).
  *
  * The other convolutions run on the backend's conv2d and conv2dBackward, which work one
  * image at a time (natively, the images spread over the threads): im2col of image b into
@@ -49,6 +51,8 @@ export class Workspace {
   private data: Float32Array | null = null;
   private grad: Float32Array | null = null;
   private last: Tensor | null = null;
+  private idx: Uint8Array | null = null;
+  private spare: Float32Array | null = null;
 
   /**
    * A tensor of `shape` on reused buffers (its data is garbage: the op overwrites all of it),
@@ -61,6 +65,7 @@ export class Workspace {
     if (busy || this.data === null || this.data.length !== n) {
       this.data = new Float32Array(n);
       this.grad = new Float32Array(n);
+      this.idx = null;
     } else {
       // The old tensor is finished with; make sure it no longer aliases the buffers.
       this.last!.grad = null;
@@ -69,6 +74,18 @@ export class Workspace {
     t.attachStaleGrad(this.grad!);
     this.last = t;
     return t;
+  }
+
+  /** n bytes that go with the tensor output() handed out last: kept and reused when its buffers are. */
+  indices(n: number): Uint8Array {
+    if (this.idx === null || this.idx.length !== n) this.idx = new Uint8Array(n);
+    return this.idx;
+  }
+
+  /** n floats of scratch for one op's backward pass, kept from step to step (garbage on entry). */
+  scratch(n: number): Float32Array {
+    if (this.spare === null || this.spare.length !== n) this.spare = new Float32Array(n);
+    return this.spare;
   }
 }
 
@@ -108,6 +125,40 @@ export function winogradTile(outH: number, outW: number): 2 | 4 {
   return outH >= 8 && outW >= 8 ? 4 : 2;
 }
 
+interface ConvDims {
+  n: number; cin: number; h: number; w: number; cout: number; kh: number; kw: number; oh: number; ow: number;
+}
+
+/** conv2d's argument checks; the dimensions of its input, weight and output. */
+function convDims(op: string, x: Tensor, weight: Tensor, bias: Tensor | null, geometry: Conv2dGeometry): ConvDims {
+  check(x.shape.length === 4, () => `${op}: input must be rank 4 [batch, channels, height, width], got rank ${x.shape.length} (shape ${shapeStr(x)})`);
+  check(weight.shape.length === 4, () => `${op}: weight must be rank 4 [out, in, kh, kw], got shape ${shapeStr(weight)}`);
+  const [n, cin, h, w] = x.shape;
+  const [cout, wcin, kh, kw] = weight.shape;
+  check(wcin === cin, () => `${op}: weight shape ${shapeStr(weight)} expects ${wcin} input channels, input has ${cin} (shape ${shapeStr(x)})`);
+  check(bias === null || (bias.shape.length === 1 && bias.shape[0] === cout),
+    () => `${op}: bias must have shape [${cout}], got ${bias ? shapeStr(bias) : ''}`);
+  const { strideH, strideW, padH, padW } = geometry;
+  check(Number.isInteger(strideH) && strideH >= 1 && Number.isInteger(strideW) && strideW >= 1,
+    () => `${op}: stride must be a positive integer, got ${strideH}x${strideW}`);
+  check(Number.isInteger(padH) && padH >= 0 && Number.isInteger(padW) && padW >= 0,
+    () => `${op}: padding must be a non-negative integer, got ${padH}x${padW}`);
+  const oh = convOutputSize(h, kh, strideH, padH), ow = convOutputSize(w, kw, strideW, padW);
+  check(oh >= 1 && ow >= 1,
+    () => `${op}: a ${kh}x${kw} kernel with padding ${padH}x${padW} does not fit a ${h}x${w} input`);
+  return { n, cin, h, w, cout, kh, kw, oh, ow };
+}
+
+/** The input and weight gradients of a convolution on conv3x3 from its output's gradient gy (bias and activation already back-propagated). */
+function conv3x3Backward(x: Tensor, weight: Tensor, gy: Float32Array, d: ConvDims, pad: number): void {
+  const be = getBackend();
+  const gw = weight.requiresGrad ? weight.ensureGrad() : null;
+  // The input gradient overwrites x's when nothing has reached it yet (no zeroing pass).
+  const sink = x.requiresGrad ? x.gradSink() : null;
+  if (sink) be.conv3x3(gy, weight.data, sink.grad, d.n, d.cout, d.cin, d.oh, d.ow, 2 - pad, true, !sink.overwrite, winogradTile(d.h, d.w), null, false);
+  if (gw) be.conv3x3WeightGrad(x.data, gy, gw, d.n, d.cin, d.cout, d.h, d.w, pad, winogradTile(d.oh, d.ow));
+}
+
 /**
  * 2-D convolution (cross-correlation, as PyTorch's Conv2d) with optional bias and fused
  * ReLU. x: [n, in, h, w]; weight: [out, in, kh, kw]; bias: [out] or null.
@@ -117,22 +168,9 @@ export function winogradTile(outH: number, outW: number): 2 | 4 {
 export function conv2d(
   x: Tensor, weight: Tensor, bias: Tensor | null, geometry: Conv2dGeometry, activation: 'none' | 'relu' = 'none', ws?: Workspace,
 ): Tensor {
-  check(x.shape.length === 4, () => `conv2d: input must be rank 4 [batch, channels, height, width], got rank ${x.shape.length} (shape ${shapeStr(x)})`);
-  check(weight.shape.length === 4, () => `conv2d: weight must be rank 4 [out, in, kh, kw], got shape ${shapeStr(weight)}`);
-  const [n, cin, h, w] = x.shape;
-  const [cout, wcin, kh, kw] = weight.shape;
-  check(wcin === cin, () => `conv2d: weight shape ${shapeStr(weight)} expects ${wcin} input channels, input has ${cin} (shape ${shapeStr(x)})`);
-  check(bias === null || (bias.shape.length === 1 && bias.shape[0] === cout),
-    () => `conv2d: bias must have shape [${cout}], got ${bias ? shapeStr(bias) : ''}`);
+  const d = convDims('conv2d', x, weight, bias, geometry);
+  const { n, cin, h, w, cout, kh, kw, oh, ow } = d;
   const { strideH, strideW, padH, padW } = geometry;
-  check(Number.isInteger(strideH) && strideH >= 1 && Number.isInteger(strideW) && strideW >= 1,
-    () => `conv2d: stride must be a positive integer, got ${strideH}x${strideW}`);
-  check(Number.isInteger(padH) && padH >= 0 && Number.isInteger(padW) && padW >= 0,
-    () => `conv2d: padding must be a non-negative integer, got ${padH}x${padW}`);
-  const oh = convOutputSize(h, kh, strideH, padH), ow = convOutputSize(w, kw, strideW, padW);
-  check(oh >= 1 && ow >= 1,
-    () => `conv2d: a ${kh}x${kw} kernel with padding ${padH}x${padW} does not fit a ${h}x${w} input`);
-
   const be = getBackend();
   const hw = oh * ow;
   const relu = activation === 'relu';
@@ -150,17 +188,51 @@ export function conv2d(
     // y.grad belongs to y and nobody reads it after this: mask it in place.
     const gb = bias?.requiresGrad ? bias.ensureGrad() : null;
     if (relu || gb) be.channelBiasActBackward(gy, y.data, gb, n, cout, hw, relu);
+    if (winograd) return conv3x3Backward(x, weight, gy, d, padH);
     const needW = weight.requiresGrad, needX = x.requiresGrad;
     if (!needW && !needX) return;
     const gw = needW ? weight.ensureGrad() : null;
-    // The input gradient overwrites x's when nothing has reached it yet (no zeroing pass).
     const sink = needX ? x.gradSink() : null;
-    if (winograd) {
-      if (sink) be.conv3x3(gy, weight.data, sink.grad, n, cout, cin, oh, ow, 2 - padH, true, !sink.overwrite, winogradTile(h, w), null, false);
-      if (gw) be.conv3x3WeightGrad(x.data, gy, gw, n, cin, cout, h, w, padH, winogradTile(oh, ow));
-      return;
-    }
     be.conv2dBackward(x.data, weight.data, gy, sink?.grad ?? null, gw, n, cin, cout, h, w, kh, kw, strideH, strideW, padH, padW, !sink?.overwrite);
+  });
+  return y;
+}
+
+/**
+ * Whether conv2dMaxPool computes this convolution of an h×w input followed by 2×2 max
+ * pooling with stride 2 in one op: a convolution on conv3x3 whose output has even sides.
+ */
+export function poolsInOne(inChannels: number, outChannels: number, kh: number, kw: number, geometry: Conv2dGeometry, h: number, w: number): boolean {
+  return usesWinograd(inChannels, outChannels, kh, kw, geometry) && (h + 2 * geometry.padH - 2) % 2 === 0 && (w + 2 * geometry.padW - 2) % 2 === 0;
+}
+
+/**
+ * conv2d (with its bias and activation) followed by maxPool2d(·, 2, 2), as one op where
+ * poolsInOne: the backend pools the convolution's outputs as it stores them
+ * (conv3x3Pool), so the unpooled output is never written or read back, and the backward
+ * pass takes the pooling, activation and bias gradients in one pass
+ * (maxPool2dActBackward). The values and gradients are bitwise those of the two ops.
+ * Output [n, out, oh/2, ow/2] on the buffers of `ws` when one is given.
+ */
+export function conv2dMaxPool(
+  x: Tensor, weight: Tensor, bias: Tensor | null, geometry: Conv2dGeometry, activation: 'none' | 'relu' = 'none', ws?: Workspace,
+): Tensor {
+  const d = convDims('conv2dMaxPool', x, weight, bias, geometry);
+  const { n, cin, h, w, cout, kh, kw, oh, ow } = d;
+  check(poolsInOne(cin, cout, kh, kw, geometry, h, w),
+    () => `conv2dMaxPool: a ${kh}x${kw} convolution of ${cin} to ${cout} channels with stride ${geometry.strideH}x${geometry.strideW} and padding ${geometry.padH}x${geometry.padW} on ${h}x${w} does not pool in one op (see poolsInOne)`);
+  const be = getBackend();
+  const relu = activation === 'relu';
+  const inputs = bias ? [x, weight, bias] : [x, weight];
+  const y = outputTensor([n, cout, oh / 2, ow / 2], ws, inputs);
+  const recorded = ws !== undefined && isGradEnabled() && inputs.some((t) => t.requiresGrad);
+  const argmax = recorded ? ws.indices(y.size) : new Uint8Array(y.size);
+  be.conv3x3Pool(x.data, weight.data, y.data, argmax, n, cin, cout, h, w, geometry.padH, bias?.data ?? null, relu);
+  recordOp(y, inputs, () => {
+    const gy = ws ? ws.scratch(n * cout * oh * ow) : new Float32Array(n * cout * oh * ow);
+    const gb = bias?.requiresGrad ? bias.ensureGrad() : null;
+    be.maxPool2dActBackward(y.grad!, y.data, argmax, gy, gb, n, cout, oh, ow, relu);
+    conv3x3Backward(x, weight, gy, d, geometry.padH);
   });
   return y;
 }
