@@ -648,6 +648,17 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
       }],
       ['maxPool2d', () => { const o = new Float32Array(gp.length); native!.maxPool2d(big, o, 8 * c, h, w, 2, 2); return o; }],
       ['maxPool2dBackward', () => { const o = new Float32Array(big.length); native!.maxPool2dBackward(big, gp, o, 8 * c, h, w, 2, 2); return o; }],
+      ['conv3x3Pool', () => {
+        const o = new Float32Array(gp.length), at = new Uint8Array(gp.length);
+        native!.conv3x3Pool(big, wt3, o, at, 8, c, c, h, w, 1, bias, true);
+        return Float32Array.from([...o, ...at]);
+      }],
+      ['maxPool2dActBackward', () => {
+        const g = new Float32Array(big.length), gb = bias.slice(), pooled = new Float32Array(gp.length);
+        native!.maxPool2d(big, pooled, 8 * c, h, w, 2, 2);
+        native!.maxPool2dActBackward(gp, pooled, Uint8Array.from(gp, (v) => Math.floor((v + 1) * 2) & 3), g, gb, 8, c, h, w, true);
+        return Float32Array.from([...g, ...gb]);
+      }],
       ...TILES.flatMap((t): Array<[string, () => Float32Array]> => [
         [`conv3x3 tile ${t}`, () => { const o = new Float32Array(big.length); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, false, false, t, null, false); return o; }],
         [`conv3x3 tile ${t} flipped`, () => { const o = big.slice(); native!.conv3x3(big, wt3, o, 8, c, c, h, w, 1, true, true, t, null, false); return o; }],
