@@ -428,6 +428,9 @@ test('conv3x3Pool on every SIMD path: bitwise conv3x3 then maxPool2d, each windo
           assert.ok(pooled.some(Number.isNaN), `${what}: the NaN did not arrive`);
           const r = new Float32Array(pooledSize), ra = new Uint8Array(pooledSize);
           ref.conv3x3Pool(x, wt, r, ra, n, ci, co, h, w, p, b, relu);
+          const ry = new Float32Array(planes * oh * ow);
+          ref.conv3x3(x, wt, ry, n, ci, co, h, w, p, false, false, 2, b, relu);
+          assert.deepEqual(ra, windowWinners(ry, planes, oh, ow), `${what}: the reference's argmax`);
           const e = relErr(pooled.map((v) => (Number.isNaN(v) ? 0 : v)), r.map((v) => (Number.isNaN(v) ? 0 : v)));
           assert.ok(e <= CONV3X3_TOL[2], `${what}: rel err ${e} from the reference`);
         }

@@ -249,8 +249,9 @@ export const referenceBackend: Backend = {
         for (let ox = 0; ox < pw; ox++) {
           const at = windowArgmax(y, p, outH, outW, 2, 2 * oy, 2 * ox), i = (p * ph + oy) * pw + ox;
           pooled[i] = y[at];
-          const r = Math.floor((at - p * outH * outW) / outW);
-          argmax[i] = 2 * (r - 2 * oy) + (at - p * outH * outW - r * outW - 2 * ox);
+          // The winner's offset from the window's first entry: 0 or 1 in its first row, outW or outW + 1 in its second.
+          const d = at - ((p * outH + 2 * oy) * outW + 2 * ox);
+          argmax[i] = d >= outW ? 2 + d - outW : d;
         }
       }
     }

@@ -89,10 +89,14 @@ export class Workspace {
   }
 }
 
+/** Whether an op on `inputs` keeps its output in `ws`: when it has one and gradients are recorded through the op. */
+function usesWorkspace(ws: Workspace | undefined, inputs: Tensor[]): ws is Workspace {
+  return ws !== undefined && isGradEnabled() && inputs.some((t) => t.requiresGrad);
+}
+
 /** The output tensor of an op: from the workspace when gradients are recorded through it, else fresh. */
 export function outputTensor(shape: readonly number[], ws: Workspace | undefined, inputs: Tensor[]): Tensor {
-  if (ws && isGradEnabled() && inputs.some((t) => t.requiresGrad)) return ws.output(shape);
-  return Tensor.zeros(shape);
+  return usesWorkspace(ws, inputs) ? ws.output(shape) : Tensor.zeros(shape);
 }
 
 /**
@@ -225,8 +229,7 @@ export function conv2dMaxPool(
   const relu = activation === 'relu';
   const inputs = bias ? [x, weight, bias] : [x, weight];
   const y = outputTensor([n, cout, oh / 2, ow / 2], ws, inputs);
-  const recorded = ws !== undefined && isGradEnabled() && inputs.some((t) => t.requiresGrad);
-  const argmax = recorded ? ws.indices(y.size) : new Uint8Array(y.size);
+  const argmax = usesWorkspace(ws, inputs) ? ws.indices(y.size) : new Uint8Array(y.size);
   be.conv3x3Pool(x.data, weight.data, y.data, argmax, n, cin, cout, h, w, geometry.padH, bias?.data ?? null, relu);
   recordOp(y, inputs, () => {
     const gy = ws ? ws.scratch(n * cout * oh * ow) : new Float32Array(n * cout * oh * ow);
