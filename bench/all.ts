@@ -30,16 +30,18 @@ function run(script: string, scriptArgs: string[]): Record<string, unknown> | nu
 
 const lenet = run('bench.js', args);
 if (!json) console.log('');
-const conv2 = run('conv.js', shared);
+// `steps` timed steps; with --vs-torch in 5 rounds, lth's and PyTorch's in turn (conv.js --rounds).
+const timed = (steps: number) => (args.includes('--vs-torch') ? ['--steps', String(steps / 5), '--rounds', '5'] : ['--steps', String(steps)]);
+const conv2 = run('conv.js', [...shared, ...timed(10)]);
 if (!json) console.log('');
-const conv6 = run('conv.js', [...shared, '--model', 'conv6']);
+const conv6 = run('conv.js', [...shared, '--model', 'conv6', ...timed(10)]);
 if (!json) console.log('');
 const conv6Levels = run('conv.js', [...(json ? ['--json'] : []), '--model', 'conv6', '--levels', '0,10', '--fc-share']);
 if (!json) console.log('');
 // The batch-norm nets take batches of 128 and far longer steps: fewer of them.
-const resnet20 = run('conv.js', [...shared, '--model', 'cifar_resnet_20', '--steps', '5', '--warmup', '2']);
+const resnet20 = run('conv.js', [...shared, '--model', 'cifar_resnet_20', ...timed(5), '--warmup', '2']);
 if (!json) console.log('');
-const vgg16 = run('conv.js', [...shared, '--model', 'cifar_vgg_16', '--steps', '5', '--warmup', '1']);
+const vgg16 = run('conv.js', [...shared, '--model', 'cifar_vgg_16', ...timed(5), '--warmup', '1']);
 if (!json) console.log('');
 const charLstm = run('seq.js', [...shared, '--model', 'char_lstm']);
 if (!json) console.log('');

@@ -53,7 +53,7 @@ import { GraphProgram } from '../src/program/graph.js';
 import { Optimizer } from '../src/nn/optim.js';
 import { softmaxCrossEntropy } from '../src/tensor/ops.js';
 import { BufferArena, Tensor } from '../src/tensor/tensor.js';
-import { findTorchPython, runTorch } from './torch.js';
+import { TorchSteps, findTorchPython } from './torch.js';
 import { cpuModel, machineLine, runBench } from './run.js';
 import { median } from './stats.js';
 
@@ -67,7 +67,7 @@ const SCHEMA = {
   cpu: { type: 'boolean', help: 'time in process CPU time (user + system, all threads) instead of wall-clock time: robust to other jobs on the machine', default: false },
   vsTorch: { type: 'boolean', help: 'also time the same step in PyTorch (bench/torch_conv2.py)', default: false },
   torchSteps: { type: 'integer', help: 'timed steps for --vs-torch (default: --steps)' },
-  rounds: { type: 'integer', help: "with --vs-torch: lth's steps and PyTorch's in turn this many times; the median of the rounds' ratios is reported (on a shared machine one round's ratio moves with the minute)", default: 1 },
+  rounds: { type: 'integer', help: "with --vs-torch: lth's --steps steps and PyTorch's --torch-steps in turn this many times, PyTorch kept running between them; the median of the rounds' ratios is reported (on a shared machine each side's speed moves with the minute: steps timed close together meet the same machine)", default: 1 },
   levels: { type: 'string', help: 'IMP levels to time the masked step of, interleaved, e.g. 0,10 (Conv-2/4/6)' },
   sparse: { type: 'string', help: 'with --levels: auto, on or off (which masked layers run on sparse kernels)', default: 'auto' },
   fcShare: { type: 'boolean', help: 'with --levels: also time the fully connected layers alone', default: false },
@@ -102,7 +102,7 @@ function instrument(be: Backend): Map<string, { ms: number; calls: number }> {
   return totals;
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const { values, common } = parseArgs(process.argv.slice(2), SCHEMA);
   if (common.help) {
     process.stdout.write(`${helpText(USAGE, SCHEMA)}\n`);
@@ -190,49 +190,62 @@ function main(): void {
     stepsTimed: steps,
   };
 
-  /** PyTorch's step at its best (the faster of its thread counts), or why it could not run. */
-  const timeTorch = () => {
+  /** PyTorch's step script kept running at each of its thread counts, warmed up, or why it could not start. */
+  const startTorch = async () => {
     const found = findTorchPython();
+    if ('note' in found) return new Error(found.note);
     const base = modelName.replace(/_dropout$/, '');
     const cifar = modelName.startsWith('cifar_');
-    progress(`torch: ${torchSteps} steps, at 1 thread and at all cores...`);
+    progress(`torch: ${torchSteps} steps a round, at 1 thread and at all cores, in turn with lth's...`);
     const script = path.join(ROOT, 'bench', cifar ? 'torch_cifar.py' : 'torch_conv2.py');
     const optimizerArgs = cifar ? ['--momentum', String(settings.momentum), '--weight-decay', String(settings.weightDecay)] : [];
-    const runs = 'note' in found ? new Error(found.note) : runTorch(found.python, script, ['--model', base, '--steps', String(torchSteps),
-      '--warmup', String(Math.max(1, Math.min(warmup, 3))), '--batch', String(batch), '--lr', String(spec.training.lr), ...optimizerArgs]);
-    if (runs instanceof Error) return runs;
-    const best = runs.reduce((a, b) => ((b.result.stepSeconds as number) < (a.result.stepSeconds as number) ? b : a));
-    return { best, runs };
+    return TorchSteps.start(found.python, script, ['--model', base, '--warmup', String(Math.max(1, Math.min(warmup, 3))), '--batch', String(batch),
+      '--lr', String(spec.training.lr), ...optimizerArgs]);
   };
 
   const roundResults: { stepSeconds: number; torchStepSeconds: number; lthOverTorch: number }[] = [];
-  let stepSeconds = timeLth();
+  let stepSeconds: number;
   let torchSeconds: number | undefined;
   let torchThreads: number | undefined;
-  for (let round = 0; values.vsTorch === true && round < rounds; round++) {
-    if (round > 0) {
-      progress(`round ${round + 1}/${rounds}:`);
-      stepSeconds = timeLth();
-    }
-    const torch = timeTorch();
-    if (torch instanceof Error) {
-      progress(torch.message);
-      out.torchNote = torch.message;
-      break;
-    }
-    const { best, runs } = torch;
-    const r = best.result;
-    torchSeconds = r.stepSeconds as number;
-    torchThreads = best.threads;
-    out.torch = { version: r.torch, threads: best.threads, blas: r.blas, mkldnn: r.mkldnn, stepRunSeconds: r.stepRunSeconds };
-    out.torchStepSecondsByThreads = Object.fromEntries(runs.map((run) => [run.threads, run.result.stepSeconds]));
-    roundResults.push({ stepSeconds, torchStepSeconds: torchSeconds, lthOverTorch: stepSeconds / torchSeconds });
-    if (rounds > 1) progress(`  round ${round + 1}: lth ${(stepSeconds * 1000).toFixed(1)} ms, torch ${(torchSeconds * 1000).toFixed(1)} ms, ${(stepSeconds / torchSeconds).toFixed(3)}x`);
+  const torch = values.vsTorch === true ? await startTorch() : null;
+  if (torch instanceof Error) {
+    progress(torch.message);
+    out.torchNote = torch.message;
   }
-  // With several rounds, the medians of the rounds' figures (each ratio from its own round).
-  if (roundResults.length) {
-    stepSeconds = median(roundResults.map((x) => x.stepSeconds));
-    torchSeconds = median(roundResults.map((x) => x.torchStepSeconds));
+  if (torch === null || torch instanceof Error) {
+    stepSeconds = timeLth();
+  } else {
+    // Each round: lth's steps, then PyTorch's at each thread count; its median step per side.
+    const lthRounds: number[] = [];
+    const torchRounds = torch.map(() => [] as number[]);
+    const torchTimes = torch.map(() => [] as number[]);
+    try {
+      for (let round = 0; round < rounds; round++) {
+        if (rounds > 1) progress(`round ${round + 1}/${rounds}:`);
+        lthRounds.push(timeLth());
+        for (const [i, t] of torch.entries()) {
+          const times = await t.steps.time(torchSteps);
+          if (times instanceof Error) throw new LthError(times.message);
+          torchTimes[i].push(...times);
+          torchRounds[i].push(median(times));
+        }
+      }
+    } finally {
+      for (const t of torch) t.steps.close();
+    }
+    // PyTorch at its best: the thread count whose rounds ran faster, each round's ratio against it.
+    const best = torchRounds.reduce((b, r, i) => (median(r) < median(torchRounds[b]) ? i : b), 0);
+    const info = torch[best].info;
+    torchThreads = torch[best].steps.threads;
+    out.torch = { version: info.torch, threads: torchThreads, blas: info.blas, mkldnn: info.mkldnn, stepRunSeconds: torchTimes[best] };
+    out.torchStepSecondsByThreads = Object.fromEntries(torch.map((t, i) => [t.steps.threads, median(torchTimes[i])]));
+    for (let r = 0; r < rounds; r++) {
+      roundResults.push({ stepSeconds: lthRounds[r], torchStepSeconds: torchRounds[best][r], lthOverTorch: lthRounds[r] / torchRounds[best][r] });
+      if (rounds > 1) progress(`  round ${r + 1}: lth ${(lthRounds[r] * 1000).toFixed(1)} ms, torch ${(torchRounds[best][r] * 1000).toFixed(1)} ms, ${(roundResults[r].lthOverTorch).toFixed(3)}x`);
+    }
+    // The medians of the rounds' figures (each ratio from its own round).
+    stepSeconds = median(lthRounds);
+    torchSeconds = median(torchRounds[best]);
     out.torchStepSeconds = torchSeconds;
     out.lthOverTorch = median(roundResults.map((x) => x.lthOverTorch));
     if (rounds > 1) out.rounds = roundResults;
@@ -261,7 +274,7 @@ function main(): void {
     `  optimizer  ${ms(median(phases.optimizer) / 1000)}`,
   ];
   if (torchSeconds !== undefined) {
-    lines.push(`  torch      ${ms(torchSeconds)} (${roundResults.length > 1 ? 'each round at its best thread count' : `${torchThreads} threads`})`,
+    lines.push(`  torch      ${ms(torchSeconds)} (${torchThreads} thread${torchThreads === 1 ? '' : 's'})`,
       `  lth/torch  ${(out.lthOverTorch as number).toFixed(3)}x${roundResults.length > 1 ? ` (rounds: ${roundResults.map((x) => x.lthOverTorch.toFixed(3)).join(', ')})` : ''}`);
   }
   if (kernels) {

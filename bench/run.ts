@@ -4,15 +4,18 @@ import type { RunContext } from '../src/backend/index.js';
 import { LthError } from '../src/core/errors.js';
 
 /** Runs a benchmark's main: a user error (LthError) is printed as `label: message` with exit code 2, never a stack trace. */
-export function runBench(label: string, main: () => void): void {
-  try {
-    main();
-  } catch (e) {
+export function runBench(label: string, main: () => void | Promise<void>): void {
+  const fail = (e: unknown): void => {
     if (e instanceof LthError) {
       process.stderr.write(`${label}: ${e.message}\n`);
       process.exit(2);
     }
     throw e;
+  };
+  try {
+    main()?.catch(fail);
+  } catch (e) {
+    fail(e);
   }
 }
 

@@ -7,7 +7,8 @@
  * smaller CPU's code path, are removed from the script's environment.
  */
 import os from 'node:os';
-import { spawnSync } from 'node:child_process';
+import readline from 'node:readline';
+import { spawn, spawnSync } from 'node:child_process';
 
 /** A Python that imports torch: /usr/bin/python3 first, then python3 on PATH. */
 export function findTorchPython(): { python: string } | { note: string } {
@@ -58,4 +59,57 @@ export function runTorch(python: string, script: string, args: string[]): TorchR
     runs.push({ threads, result: r });
   }
   return runs;
+}
+
+/**
+ * A step script kept running in its --serve mode, so that a bench can time PyTorch's steps
+ * in turn with its own, a few at a time (on a shared machine each side's speed moves with
+ * the minute; steps timed close together meet the same machine).
+ */
+export class TorchSteps {
+  private readonly lines: AsyncIterator<string>;
+  private stderr = '';
+
+  private constructor(private readonly child: ReturnType<typeof spawn>, readonly threads: number) {
+    child.stderr!.on('data', (d: Buffer) => { this.stderr = (this.stderr + d.toString()).slice(-4000); });
+    child.on('error', (e) => { this.stderr += e.message; });
+    this.lines = readline.createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  }
+
+  /** Starts `script args --serve` at each of torchThreadCounts(); resolves once all have warmed up, with their JSON lines. */
+  static async start(python: string, script: string, args: string[]): Promise<Array<{ steps: TorchSteps; info: Record<string, unknown> }> | Error> {
+    const started: Array<{ steps: TorchSteps; info: Record<string, unknown> }> = [];
+    for (const threads of torchThreadCounts()) {
+      const child = spawn(python, [script, ...args, '--threads', String(threads), '--serve'], { stdio: ['pipe', 'pipe', 'pipe'], env: torchEnv() });
+      const steps = new TorchSteps(child, threads);
+      const info = await steps.read();
+      if (info instanceof Error) {
+        for (const s of [...started.map((x) => x.steps), steps]) s.close();
+        return info;
+      }
+      started.push({ steps, info: info as Record<string, unknown> });
+    }
+    return started;
+  }
+
+  /** Times k more steps: their seconds. */
+  async time(k: number): Promise<number[] | Error> {
+    this.child.stdin!.write(`${k}\n`);
+    const r = await this.read();
+    return r instanceof Error || Array.isArray(r) ? (r as number[] | Error) : new Error(`torch at ${this.threads} thread(s) answered ${JSON.stringify(r)}`);
+  }
+
+  close(): void {
+    this.child.stdin!.end();
+  }
+
+  private async read(): Promise<unknown> {
+    const next = await this.lines.next();
+    if (next.done) return new Error(`torch at ${this.threads} thread(s) stopped: ${this.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    try {
+      return JSON.parse(next.value);
+    } catch {
+      return new Error(`torch at ${this.threads} thread(s) printed ${next.value.slice(0, 200)}`);
+    }
+  }
 }

@@ -101,7 +101,7 @@ def main():
     opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
     x, y = random_cifar_batch(a.batch)
 
-    time_training_steps(model, opt, x, y, a.model, a.batch, a.warmup, a.steps)
+    time_training_steps(model, opt, x, y, a.model, a.batch, a.warmup, a.steps, a.serve)
 
 
 if __name__ == '__main__':

@@ -49,7 +49,7 @@ def main():
     opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
     x, y = random_cifar_batch(a.batch)
 
-    time_training_steps(model, opt, x, y, a.model, a.batch, a.warmup, a.steps)
+    time_training_steps(model, opt, x, y, a.model, a.batch, a.warmup, a.steps, a.serve)
 
 
 if __name__ == '__main__':

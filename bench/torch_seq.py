@@ -64,7 +64,7 @@ def main():
     x = torch.randint(0, vocab, (a.batch, length), generator=g)
     y = torch.randint(0, vocab if a.model == 'char_lstm' else 2, (a.batch * length if a.model == 'char_lstm' else a.batch,), generator=g)
 
-    time_training_steps(model, opt, x, y, a.model, a.batch, a.warmup, a.steps)
+    time_training_steps(model, opt, x, y, a.model, a.batch, a.warmup, a.steps, a.serve)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,11 @@
 """The timing every PyTorch benchmark script shares: a training step on a fixed batch, timed
 after a warm-up, and one JSON line on stdout (median step time, each step's time, PyTorch's
-version, threads and BLAS) for bench/torch.ts to read."""
+version, threads and BLAS) for bench/torch.ts to read.
+
+With --serve the script stays up after the warm-up, so that a bench can time PyTorch's
+steps in turn with its own: it prints its JSON line with no steps timed yet, then, for each
+line k read from stdin, times k more steps and prints their times as a JSON list; it ends
+at the end of stdin."""
 import argparse
 import json
 import platform
@@ -22,6 +27,7 @@ def step_arguments(doc, models, default_model, batch, lr):
     ap.add_argument('--warmup', type=int, default=3)
     ap.add_argument('--batch', type=int, default=batch)
     ap.add_argument('--lr', type=float, default=lr)
+    ap.add_argument('--serve', action='store_true', help='after the warm-up, time k steps for each line k on stdin')
     return ap
 
 
@@ -39,8 +45,9 @@ def random_cifar_batch(batch):
     return torch.randn(batch, 3, 32, 32, generator=g), torch.randint(0, 10, (batch,), generator=g)
 
 
-def time_training_steps(model, opt, x, y, name, batch, warmup, steps):
-    """Times `steps` steps of cross-entropy on (x, y) with `opt` after `warmup` untimed ones and prints the JSON line."""
+def time_training_steps(model, opt, x, y, name, batch, warmup, steps, serve=False):
+    """Times `steps` steps of cross-entropy on (x, y) with `opt` after `warmup` untimed ones and prints the JSON line
+    (with `serve`, none timed before it: then k steps for each line k on stdin, their times printed as a list)."""
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -49,23 +56,31 @@ def time_training_steps(model, opt, x, y, name, batch, warmup, steps):
         opt.step()
         return loss.item()
 
+    def timed(k, progress):
+        times = []
+        for i in range(k):
+            t = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t)
+            if progress:
+                print(f'torch {name} step {i + 1}/{k}: {times[-1] * 1000:.1f} ms', file=sys.stderr)
+        return times
+
     for _ in range(warmup):
         step()
-    times = []
-    for i in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-        print(f'torch {name} step {i + 1}/{steps}: {times[-1] * 1000:.1f} ms', file=sys.stderr)
+    times = [] if serve else timed(steps, True)
     blas = re.search(r'BLAS_INFO=([^,\s]+)', torch.__config__.show())
     print(json.dumps({
         'torch': torch.__version__,
         'model': name,
         'threads': torch.get_num_threads(),
         'batch': batch,
-        'stepSeconds': statistics.median(times),
+        'stepSeconds': statistics.median(times) if times else None,
         'stepRunSeconds': times,
         'mkldnn': torch.backends.mkldnn.is_available(),
         'blas': blas.group(1) if blas else None,
         'python': platform.python_version(),
-    }))
+    }), flush=True)
+    if serve:
+        for line in sys.stdin:
+            print(json.dumps(timed(int(line), False)), flush=True)
