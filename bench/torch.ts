@@ -73,6 +73,8 @@ export class TorchSteps {
   private constructor(private readonly child: ReturnType<typeof spawn>, readonly threads: number) {
     child.stderr!.on('data', (d: Buffer) => { this.stderr = (this.stderr + d.toString()).slice(-4000); });
     child.on('error', (e) => { this.stderr += e.message; });
+    // A script that has exited closes the pipe: its stderr says why, read() reports it.
+    child.stdin!.on('error', () => {});
     this.lines = readline.createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   }
 
