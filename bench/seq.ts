@@ -27,7 +27,7 @@ import { Dataset } from '../src/data/dataset.js';
 import { getDataset } from '../src/data/registry.js';
 import { getModel } from '../src/models/registry.js';
 import { compileProgram } from '../src/program/compile.js';
-import { findTorchPython, runTorch } from './torch.js';
+import { TorchSteps, findTorchPython } from './torch.js';
 import { cpuModel, machineLine, runBench } from './run.js';
 import { median } from './stats.js';
 
@@ -41,7 +41,7 @@ const SCHEMA = {
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-function main(): void {
+async function main(): Promise<void> {
   const { values, common } = parseArgs(process.argv.slice(2), SCHEMA);
   if (common.help) {
     process.stdout.write(`${helpText('usage: node dist/bench/seq.js [options]', SCHEMA)}\n`);
@@ -85,17 +85,27 @@ function main(): void {
   if (values.vsTorch === true) {
     const found = findTorchPython();
     progress(`torch: ${steps} steps, at 1 thread and at all cores...`);
-    const runs = 'note' in found ? new Error(found.note) : runTorch(found.python, path.join(ROOT, 'bench', 'torch_seq.py'), ['--model', name, '--steps', String(steps),
-      '--warmup', String(Math.max(1, Math.min(warmup, 3))), '--batch', String(batch), '--lr', String(spec.training.lr)]);
-    if (runs instanceof Error) {
-      progress(runs.message);
-      out.torchNote = runs.message;
+    const torch = 'note' in found ? new Error(found.note) : await TorchSteps.start(found.python, path.join(ROOT, 'bench', 'torch_seq.py'),
+      ['--model', name, '--warmup', String(Math.max(1, Math.min(warmup, 3))), '--batch', String(batch), '--lr', String(spec.training.lr)]);
+    if (torch instanceof Error) {
+      progress(torch.message);
+      out.torchNote = torch.message;
     } else {
-      const best = runs.reduce((a, b) => ((b.result.stepSeconds as number) < (a.result.stepSeconds as number) ? b : a));
-      out.torch = { version: best.result.torch, threads: best.threads, blas: best.result.blas };
-      out.torchStepSecondsByThreads = Object.fromEntries(runs.map((r) => [r.threads, r.result.stepSeconds]));
-      out.torchStepSeconds = best.result.stepSeconds;
-      out.lthOverTorch = stepSeconds / (best.result.stepSeconds as number);
+      const runs: Array<{ threads: number; info: Record<string, unknown>; seconds: number }> = [];
+      try {
+        for (const t of torch) {
+          const times = await t.steps.time(steps);
+          if (times instanceof Error) throw new LthError(times.message);
+          runs.push({ threads: t.steps.threads, info: t.info, seconds: median(times) });
+        }
+      } finally {
+        for (const t of torch) t.steps.close();
+      }
+      const best = runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+      out.torch = { version: best.info.torch, threads: best.threads, blas: best.info.blas };
+      out.torchStepSecondsByThreads = Object.fromEntries(runs.map((r) => [r.threads, r.seconds]));
+      out.torchStepSeconds = best.seconds;
+      out.lthOverTorch = stepSeconds / best.seconds;
     }
   }
   if (common.json) {

@@ -41,6 +41,8 @@ export interface TorchRun {
 /**
  * Runs `script args --threads t` for each thread count, one after the other (never beside
  * lth); returns each run's JSON (its last stdout line), or an Error saying why none came.
+ * For a script timed once (LeNet's epochs); the step scripts run in turn with lth's steps
+ * (TorchSteps).
  */
 export function runTorch(python: string, script: string, args: string[]): TorchRun[] | Error {
   const runs: TorchRun[] = [];
