@@ -30,7 +30,7 @@ function run(script: string, scriptArgs: string[]): Record<string, unknown> | nu
 
 const lenet = run('bench.js', args);
 if (!json) console.log('');
-// `steps` timed steps; with --vs-torch in 5 rounds, lth's and PyTorch's in turn (conv.js --rounds).
+// `steps` timed steps; with --vs-torch in 5 rounds, lth's and PyTorch's in turn (conv.js and seq.js --rounds).
 const timed = (steps: number) => (args.includes('--vs-torch') ? ['--steps', String(steps / 5), '--rounds', '5'] : ['--steps', String(steps)]);
 const conv2 = run('conv.js', [...shared, ...timed(10)]);
 if (!json) console.log('');
@@ -43,9 +43,9 @@ const resnet20 = run('conv.js', [...shared, '--model', 'cifar_resnet_20', ...tim
 if (!json) console.log('');
 const vgg16 = run('conv.js', [...shared, '--model', 'cifar_vgg_16', ...timed(5), '--warmup', '1']);
 if (!json) console.log('');
-const charLstm = run('seq.js', [...shared, '--model', 'char_lstm']);
+const charLstm = run('seq.js', [...shared, '--model', 'char_lstm', ...timed(10)]);
 if (!json) console.log('');
-const textTransformer = run('seq.js', [...shared, '--model', 'text_transformer']);
+const textTransformer = run('seq.js', [...shared, '--model', 'text_transformer', ...timed(10)]);
 if (!json) console.log('');
 const dst = run('dst.js', json ? ['--json'] : []);
 if (!json) console.log('');

@@ -53,7 +53,7 @@ import { GraphProgram } from '../src/program/graph.js';
 import { Optimizer } from '../src/nn/optim.js';
 import { softmaxCrossEntropy } from '../src/tensor/ops.js';
 import { BufferArena, Tensor } from '../src/tensor/tensor.js';
-import { TorchSteps, findTorchPython } from './torch.js';
+import { TorchSteps, findTorchPython, inTurn } from './torch.js';
 import { cpuModel, machineLine, runBench } from './run.js';
 import { median } from './stats.js';
 
@@ -215,39 +215,22 @@ async function main(): Promise<void> {
   if (torch === null || torch instanceof Error) {
     stepSeconds = timeLth();
   } else {
-    // Each round: lth's steps, then PyTorch's at each thread count; its median step per side.
-    const lthRounds: number[] = [];
-    const torchRounds = torch.map(() => [] as number[]);
-    const torchTimes = torch.map(() => [] as number[]);
-    try {
-      for (let round = 0; round < rounds; round++) {
-        if (rounds > 1) progress(`round ${round + 1}/${rounds}:`);
-        lthRounds.push(timeLth());
-        for (const [i, t] of torch.entries()) {
-          const times = await t.steps.time(torchSteps);
-          if (times instanceof Error) throw new LthError(times.message);
-          torchTimes[i].push(...times);
-          torchRounds[i].push(median(times));
-        }
-      }
-    } finally {
-      for (const t of torch) t.steps.close();
-    }
-    // PyTorch at its best: the thread count whose rounds ran faster, each round's ratio against it.
-    const best = torchRounds.reduce((b, r, i) => (median(r) < median(torchRounds[b]) ? i : b), 0);
-    const info = torch[best].info;
-    torchThreads = torch[best].steps.threads;
-    out.torch = { version: info.torch, threads: torchThreads, blas: info.blas, mkldnn: info.mkldnn, stepRunSeconds: torchTimes[best] };
-    out.torchStepSecondsByThreads = Object.fromEntries(torch.map((t, i) => [t.steps.threads, median(torchTimes[i])]));
+    const t = await inTurn(torch, rounds, torchSteps, (round) => {
+      if (rounds > 1) progress(`round ${round + 1}/${rounds}:`);
+      return timeLth();
+    });
+    torchThreads = t.torchThreads;
+    out.torch = { version: t.torchInfo.torch, threads: torchThreads, blas: t.torchInfo.blas, mkldnn: t.torchInfo.mkldnn, stepRunSeconds: t.torchTimes };
+    out.torchStepSecondsByThreads = t.torchByThreads;
     for (let r = 0; r < rounds; r++) {
-      roundResults.push({ stepSeconds: lthRounds[r], torchStepSeconds: torchRounds[best][r], lthOverTorch: lthRounds[r] / torchRounds[best][r] });
-      if (rounds > 1) progress(`  round ${r + 1}: lth ${(lthRounds[r] * 1000).toFixed(1)} ms, torch ${(torchRounds[best][r] * 1000).toFixed(1)} ms, ${(roundResults[r].lthOverTorch).toFixed(3)}x`);
+      roundResults.push({ stepSeconds: t.lthRounds[r], torchStepSeconds: t.torchRounds[r], lthOverTorch: t.ratios[r] });
+      if (rounds > 1) progress(`  round ${r + 1}: lth ${(t.lthRounds[r] * 1000).toFixed(1)} ms, torch ${(t.torchRounds[r] * 1000).toFixed(1)} ms, ${t.ratios[r].toFixed(3)}x`);
     }
     // The medians of the rounds' figures (each ratio from its own round).
-    stepSeconds = median(lthRounds);
-    torchSeconds = median(torchRounds[best]);
+    stepSeconds = median(t.lthRounds);
+    torchSeconds = median(t.torchRounds);
     out.torchStepSeconds = torchSeconds;
-    out.lthOverTorch = median(roundResults.map((x) => x.lthOverTorch));
+    out.lthOverTorch = median(t.ratios);
     if (rounds > 1) out.rounds = roundResults;
   }
   out.stepSeconds = stepSeconds;

@@ -27,7 +27,7 @@ import { Dataset } from '../src/data/dataset.js';
 import { getDataset } from '../src/data/registry.js';
 import { getModel } from '../src/models/registry.js';
 import { compileProgram } from '../src/program/compile.js';
-import { TorchSteps, findTorchPython } from './torch.js';
+import { TorchSteps, findTorchPython, inTurn } from './torch.js';
 import { cpuModel, machineLine, runBench } from './run.js';
 import { median } from './stats.js';
 
@@ -37,6 +37,7 @@ const SCHEMA = {
   warmup: { type: 'integer', help: 'untimed steps first', default: 3 },
   threads: { type: 'integer', help: "native backend threads (default: the addon's own)" },
   vsTorch: { type: 'boolean', help: 'also time the same step in PyTorch (bench/torch_seq.py)', default: false },
+  rounds: { type: 'integer', help: "with --vs-torch: lth's --steps steps and PyTorch's in turn this many times (as conv.js --rounds); the median of the rounds' ratios is reported", default: 1 },
 } as const satisfies Schema;
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -50,7 +51,10 @@ async function main(): Promise<void> {
   const name = (values.model as string | undefined) ?? SCHEMA.model.default;
   const steps = (values.steps as number | undefined) ?? SCHEMA.steps.default;
   const warmup = (values.warmup as number | undefined) ?? SCHEMA.warmup.default;
+  const rounds = (values.rounds as number | undefined) ?? SCHEMA.rounds.default;
   if (!(steps >= 1)) throw new LthError(`--steps must be at least 1, got ${steps}`);
+  if (!(rounds >= 1)) throw new LthError(`--rounds must be at least 1, got ${rounds}`);
+  if (rounds > 1 && values.vsTorch !== true) throw new LthError('--rounds goes with --vs-torch (without it, raise --steps)');
   const progress = (line: string) => { if (!common.json) process.stderr.write(`${line}\n`); };
   const spec = getModel(name), ds = getDataset(spec.training.dataset);
   const batch = spec.training.batchSize, [length] = ds.sampleShape;
@@ -67,47 +71,49 @@ async function main(): Promise<void> {
   const order = Int32Array.from({ length: batch }, (_, i) => i);
   const loss = new Float64Array(1);
   const times: number[] = [];
-  progress(`${context.backend.name}, ${context.settings.threads} thread(s): ${name}, batch ${batch} x ${length} tokens, ${warmup} warm-up + ${steps} timed steps...`);
-  for (let i = 0; i < warmup + steps; i++) {
-    const t0 = performance.now();
+  const step = () => {
     program.step({ data, order, from: 0, batchSize: batch }, loss);
     if (!Number.isFinite(loss[0])) throw new LthError(`bench: loss is ${loss[0]}`);
-    if (i >= warmup) {
+  };
+  /** One round of lth's timed steps: their median, in seconds. */
+  const timeLth = (): number => {
+    const first = times.length;
+    for (let i = 0; i < steps; i++) {
+      const t0 = performance.now();
+      step();
       times.push((performance.now() - t0) / 1000);
-      progress(`  step ${i - warmup + 1}/${steps}: ${(times[times.length - 1] * 1000).toFixed(1)} ms`);
+      progress(`  step ${i + 1}/${steps}: ${(times[times.length - 1] * 1000).toFixed(1)} ms`);
     }
-  }
-  const stepSeconds = median(times);
+    return median(times.slice(first));
+  };
+  progress(`${context.backend.name}, ${context.settings.threads} thread(s): ${name}, batch ${batch} x ${length} tokens, ${warmup} warm-up + ${steps} timed steps${rounds > 1 ? ` a round, ${rounds} rounds` : ''}...`);
+  for (let i = 0; i < warmup; i++) step();
   const out: Record<string, unknown> = {
     model: name, backend: context.backend.name, simd: context.settings.simd, threads: context.settings.threads, batch, length, cpu: cpuModel(), cores: os.cpus().length,
-    node: process.version, loadavg1m: Number(os.loadavg()[0].toFixed(2)), stepsTimed: steps, stepSeconds, stepRunSeconds: times,
+    node: process.version, loadavg1m: Number(os.loadavg()[0].toFixed(2)), stepsTimed: steps,
   };
-  if (values.vsTorch === true) {
-    const found = findTorchPython();
-    progress(`torch: ${steps} steps, at 1 thread and at all cores...`);
-    const torch = 'note' in found ? new Error(found.note) : await TorchSteps.start(found.python, path.join(ROOT, 'bench', 'torch_seq.py'),
-      ['--model', name, '--warmup', String(Math.max(1, Math.min(warmup, 3))), '--batch', String(batch), '--lr', String(spec.training.lr)]);
-    if (torch instanceof Error) {
-      progress(torch.message);
-      out.torchNote = torch.message;
-    } else {
-      const runs: Array<{ threads: number; info: Record<string, unknown>; seconds: number }> = [];
-      try {
-        for (const t of torch) {
-          const times = await t.steps.time(steps);
-          if (times instanceof Error) throw new LthError(times.message);
-          runs.push({ threads: t.steps.threads, info: t.info, seconds: median(times) });
-        }
-      } finally {
-        for (const t of torch) t.steps.close();
-      }
-      const best = runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
-      out.torch = { version: best.info.torch, threads: best.threads, blas: best.info.blas };
-      out.torchStepSecondsByThreads = Object.fromEntries(runs.map((r) => [r.threads, r.seconds]));
-      out.torchStepSeconds = best.seconds;
-      out.lthOverTorch = stepSeconds / best.seconds;
-    }
+  let stepSeconds: number;
+  const found = values.vsTorch === true ? findTorchPython() : null;
+  if (found) progress(`torch: ${steps} steps a round, at 1 thread and at all cores, in turn with lth's...`);
+  const torch = found === null ? null : 'note' in found ? new Error(found.note) : await TorchSteps.start(found.python, path.join(ROOT, 'bench', 'torch_seq.py'),
+    ['--model', name, '--warmup', String(Math.max(1, Math.min(warmup, 3))), '--batch', String(batch), '--lr', String(spec.training.lr)]);
+  if (torch instanceof Error) {
+    progress(torch.message);
+    out.torchNote = torch.message;
   }
+  if (torch === null || torch instanceof Error) {
+    stepSeconds = timeLth();
+  } else {
+    const t = await inTurn(torch, rounds, steps, () => timeLth());
+    stepSeconds = median(t.lthRounds);
+    out.torch = { version: t.torchInfo.torch, threads: t.torchThreads, blas: t.torchInfo.blas };
+    out.torchStepSecondsByThreads = t.torchByThreads;
+    out.torchStepSeconds = median(t.torchRounds);
+    out.lthOverTorch = median(t.ratios);
+    if (rounds > 1) out.rounds = t.ratios;
+  }
+  out.stepSeconds = stepSeconds;
+  out.stepRunSeconds = times;
   if (common.json) {
     process.stdout.write(`${JSON.stringify(out)}\n`);
     return;
@@ -116,7 +122,8 @@ async function main(): Promise<void> {
   const lines = [`lth ${name} training step: batch ${batch} x ${length} tokens, Adam; median of ${steps} steps`,
     `${machineLine(context)}; load ${out.loadavg1m}`, '', `  step       ${ms(stepSeconds)}`];
   if (out.torchStepSeconds !== undefined) {
-    lines.push(`  torch      ${ms(out.torchStepSeconds as number)} (${(out.torch as { threads: number }).threads} threads)`, `  lth/torch  ${(out.lthOverTorch as number).toFixed(3)}x`);
+    lines.push(`  torch      ${ms(out.torchStepSeconds as number)} (${(out.torch as { threads: number }).threads} threads)`,
+      `  lth/torch  ${(out.lthOverTorch as number).toFixed(3)}x${rounds > 1 ? ` (rounds: ${(out.rounds as number[]).map((r) => r.toFixed(3)).join(', ')})` : ''}`);
   }
   process.stdout.write(`${lines.join('\n')}\n`);
 }

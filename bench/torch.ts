@@ -9,6 +9,8 @@
 import os from 'node:os';
 import readline from 'node:readline';
 import { spawn, spawnSync } from 'node:child_process';
+import { LthError } from '../src/core/errors.js';
+import { median } from './stats.js';
 
 /** A Python that imports torch: /usr/bin/python3 first, then python3 on PATH. */
 export function findTorchPython(): { python: string } | { note: string } {
@@ -116,4 +118,51 @@ export class TorchSteps {
       return new Error(`torch at ${this.threads} thread(s) printed ${next.value.slice(0, 200)}`);
     }
   }
+}
+
+/** What inTurn measured: each side's median step per round (seconds) and PyTorch at its best. */
+export interface InTurn {
+  readonly lthRounds: number[];
+  /** The faster thread count's (by the median of its rounds) median step per round. */
+  readonly torchRounds: number[];
+  readonly torchThreads: number;
+  readonly torchInfo: Record<string, unknown>;
+  /** Every step of the faster thread count. */
+  readonly torchTimes: number[];
+  /** The median step of each thread count, over all its rounds. */
+  readonly torchByThreads: Record<number, number>;
+  /** Each round's lth / PyTorch, against the faster thread count. */
+  readonly ratios: number[];
+}
+
+/**
+ * `rounds` rounds of lth's steps (`lthRound`: their median) and then `torchSteps` of
+ * PyTorch's at each thread count; the scripts are closed at the end.
+ */
+export async function inTurn(
+  started: Array<{ steps: TorchSteps; info: Record<string, unknown> }>, rounds: number, torchSteps: number,
+  lthRound: (round: number) => number,
+): Promise<InTurn> {
+  const lthRounds: number[] = [];
+  const perThreads = started.map(() => ({ rounds: [] as number[], times: [] as number[] }));
+  try {
+    for (let round = 0; round < rounds; round++) {
+      lthRounds.push(lthRound(round));
+      for (const [i, t] of started.entries()) {
+        const times = await t.steps.time(torchSteps);
+        if (times instanceof Error) throw new LthError(times.message);
+        perThreads[i].times.push(...times);
+        perThreads[i].rounds.push(median(times));
+      }
+    }
+  } finally {
+    for (const t of started) t.steps.close();
+  }
+  const best = perThreads.reduce((b, p, i) => (median(p.rounds) < median(perThreads[b].rounds) ? i : b), 0);
+  const torchRounds = perThreads[best].rounds;
+  return {
+    lthRounds, torchRounds, torchThreads: started[best].steps.threads, torchInfo: started[best].info, torchTimes: perThreads[best].times,
+    torchByThreads: Object.fromEntries(started.map((t, i) => [t.steps.threads, median(perThreads[i].times)])),
+    ratios: lthRounds.map((l, r) => l / torchRounds[r]),
+  };
 }
