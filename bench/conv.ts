@@ -204,33 +204,29 @@ async function main(): Promise<void> {
   };
 
   const roundResults: { stepSeconds: number; torchStepSeconds: number; lthOverTorch: number }[] = [];
-  let stepSeconds: number;
   let torchSeconds: number | undefined;
   let torchThreads: number | undefined;
-  const torch = values.vsTorch === true ? await startTorch() : null;
-  if (torch instanceof Error) {
-    progress(torch.message);
-    out.torchNote = torch.message;
+  const { lthRounds, torch, note } = await inTurn(values.vsTorch === true ? await startTorch() : null, rounds, torchSteps, (round) => {
+    if (rounds > 1) progress(`round ${round + 1}/${rounds}:`);
+    return timeLth();
+  });
+  // The medians of the rounds' figures (each ratio from its own round).
+  const stepSeconds = median(lthRounds);
+  if (note) {
+    progress(note);
+    out.torchNote = note;
   }
-  if (torch === null || torch instanceof Error) {
-    stepSeconds = timeLth();
-  } else {
-    const t = await inTurn(torch, rounds, torchSteps, (round) => {
-      if (rounds > 1) progress(`round ${round + 1}/${rounds}:`);
-      return timeLth();
-    });
-    torchThreads = t.torchThreads;
-    out.torch = { version: t.torchInfo.torch, threads: torchThreads, blas: t.torchInfo.blas, mkldnn: t.torchInfo.mkldnn, stepRunSeconds: t.torchTimes };
-    out.torchStepSecondsByThreads = t.torchByThreads;
+  if (torch) {
+    torchThreads = torch.threads;
+    out.torch = { version: torch.info.torch, threads: torchThreads, blas: torch.info.blas, mkldnn: torch.info.mkldnn, stepRunSeconds: torch.times };
+    out.torchStepSecondsByThreads = torch.byThreads;
     for (let r = 0; r < rounds; r++) {
-      roundResults.push({ stepSeconds: t.lthRounds[r], torchStepSeconds: t.torchRounds[r], lthOverTorch: t.ratios[r] });
-      if (rounds > 1) progress(`  round ${r + 1}: lth ${(t.lthRounds[r] * 1000).toFixed(1)} ms, torch ${(t.torchRounds[r] * 1000).toFixed(1)} ms, ${t.ratios[r].toFixed(3)}x`);
+      roundResults.push({ stepSeconds: lthRounds[r], torchStepSeconds: torch.rounds[r], lthOverTorch: torch.ratios[r] });
+      if (rounds > 1) progress(`  round ${r + 1}: lth ${(lthRounds[r] * 1000).toFixed(1)} ms, torch ${(torch.rounds[r] * 1000).toFixed(1)} ms, ${torch.ratios[r].toFixed(3)}x`);
     }
-    // The medians of the rounds' figures (each ratio from its own round).
-    stepSeconds = median(t.lthRounds);
-    torchSeconds = median(t.torchRounds);
+    torchSeconds = median(torch.rounds);
     out.torchStepSeconds = torchSeconds;
-    out.lthOverTorch = median(t.ratios);
+    out.lthOverTorch = median(torch.ratios);
     if (rounds > 1) out.rounds = roundResults;
   }
   out.stepSeconds = stepSeconds;

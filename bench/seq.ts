@@ -92,25 +92,22 @@ async function main(): Promise<void> {
     model: name, backend: context.backend.name, simd: context.settings.simd, threads: context.settings.threads, batch, length, cpu: cpuModel(), cores: os.cpus().length,
     node: process.version, loadavg1m: Number(os.loadavg()[0].toFixed(2)), stepsTimed: steps,
   };
-  let stepSeconds: number;
   const found = values.vsTorch === true ? findTorchPython() : null;
   if (found) progress(`torch: ${steps} steps a round, at 1 thread and at all cores, in turn with lth's...`);
-  const torch = found === null ? null : 'note' in found ? new Error(found.note) : await TorchSteps.start(found.python, path.join(ROOT, 'bench', 'torch_seq.py'),
+  const started = found === null ? null : 'note' in found ? new Error(found.note) : await TorchSteps.start(found.python, path.join(ROOT, 'bench', 'torch_seq.py'),
     ['--model', name, '--warmup', String(Math.max(1, Math.min(warmup, 3))), '--batch', String(batch), '--lr', String(spec.training.lr)]);
-  if (torch instanceof Error) {
-    progress(torch.message);
-    out.torchNote = torch.message;
+  const { lthRounds, torch, note } = await inTurn(started, rounds, steps, () => timeLth());
+  const stepSeconds = median(lthRounds);
+  if (note) {
+    progress(note);
+    out.torchNote = note;
   }
-  if (torch === null || torch instanceof Error) {
-    stepSeconds = timeLth();
-  } else {
-    const t = await inTurn(torch, rounds, steps, () => timeLth());
-    stepSeconds = median(t.lthRounds);
-    out.torch = { version: t.torchInfo.torch, threads: t.torchThreads, blas: t.torchInfo.blas };
-    out.torchStepSecondsByThreads = t.torchByThreads;
-    out.torchStepSeconds = median(t.torchRounds);
-    out.lthOverTorch = median(t.ratios);
-    if (rounds > 1) out.rounds = t.ratios;
+  if (torch) {
+    out.torch = { version: torch.info.torch, threads: torch.threads, blas: torch.info.blas };
+    out.torchStepSecondsByThreads = torch.byThreads;
+    out.torchStepSeconds = median(torch.rounds);
+    out.lthOverTorch = median(torch.ratios);
+    if (rounds > 1) out.rounds = torch.ratios;
   }
   out.stepSeconds = stepSeconds;
   out.stepRunSeconds = times;

@@ -120,29 +120,30 @@ export class TorchSteps {
   }
 }
 
-/** What inTurn measured: each side's median step per round (seconds) and PyTorch at its best. */
-export interface InTurn {
-  readonly lthRounds: number[];
+/** PyTorch's side of inTurn: each round's median step at its faster thread count, and more. */
+export interface TorchInTurn {
   /** The faster thread count's (by the median of its rounds) median step per round. */
-  readonly torchRounds: number[];
-  readonly torchThreads: number;
-  readonly torchInfo: Record<string, unknown>;
+  readonly rounds: number[];
+  readonly threads: number;
+  readonly info: Record<string, unknown>;
   /** Every step of the faster thread count. */
-  readonly torchTimes: number[];
+  readonly times: number[];
   /** The median step of each thread count, over all its rounds. */
-  readonly torchByThreads: Record<number, number>;
+  readonly byThreads: Record<number, number>;
   /** Each round's lth / PyTorch, against the faster thread count. */
   readonly ratios: number[];
 }
 
 /**
  * `rounds` rounds of lth's steps (`lthRound`: their median) and then `torchSteps` of
- * PyTorch's at each thread count; the scripts are closed at the end.
+ * PyTorch's at each thread count of `started` (closed at the end). Without PyTorch (null,
+ * or the Error that kept it from starting: its message is the note), one round of lth's.
  */
 export async function inTurn(
-  started: Array<{ steps: TorchSteps; info: Record<string, unknown> }>, rounds: number, torchSteps: number,
+  started: Array<{ steps: TorchSteps; info: Record<string, unknown> }> | Error | null, rounds: number, torchSteps: number,
   lthRound: (round: number) => number,
-): Promise<InTurn> {
+): Promise<{ lthRounds: number[]; torch: TorchInTurn | null; note?: string }> {
+  if (started === null || started instanceof Error) return { lthRounds: [lthRound(0)], torch: null, note: started?.message };
   const lthRounds: number[] = [];
   const perThreads = started.map(() => ({ rounds: [] as number[], times: [] as number[] }));
   try {
@@ -161,8 +162,11 @@ export async function inTurn(
   const best = perThreads.reduce((b, p, i) => (median(p.rounds) < median(perThreads[b].rounds) ? i : b), 0);
   const torchRounds = perThreads[best].rounds;
   return {
-    lthRounds, torchRounds, torchThreads: started[best].steps.threads, torchInfo: started[best].info, torchTimes: perThreads[best].times,
-    torchByThreads: Object.fromEntries(started.map((t, i) => [t.steps.threads, median(perThreads[i].times)])),
-    ratios: lthRounds.map((l, r) => l / torchRounds[r]),
+    lthRounds,
+    torch: {
+      rounds: torchRounds, threads: started[best].steps.threads, info: started[best].info, times: perThreads[best].times,
+      byThreads: Object.fromEntries(started.map((t, i) => [t.steps.threads, median(perThreads[i].times)])),
+      ratios: lthRounds.map((l, r) => l / torchRounds[r]),
+    },
   };
 }
