@@ -203,7 +203,6 @@ async function main(): Promise<void> {
       '--lr', String(spec.training.lr), ...optimizerArgs]);
   };
 
-  const roundResults: { stepSeconds: number; torchStepSeconds: number; lthOverTorch: number }[] = [];
   let torchSeconds: number | undefined;
   let torchThreads: number | undefined;
   const { lthRounds, torch, note } = await inTurn(values.vsTorch === true ? await startTorch() : null, rounds, torchSteps, (round) => {
@@ -220,14 +219,13 @@ async function main(): Promise<void> {
     torchThreads = torch.threads;
     out.torch = { version: torch.info.torch, threads: torchThreads, blas: torch.info.blas, mkldnn: torch.info.mkldnn, stepRunSeconds: torch.times };
     out.torchStepSecondsByThreads = torch.byThreads;
-    for (let r = 0; r < rounds; r++) {
-      roundResults.push({ stepSeconds: lthRounds[r], torchStepSeconds: torch.rounds[r], lthOverTorch: torch.ratios[r] });
-      if (rounds > 1) progress(`  round ${r + 1}: lth ${(lthRounds[r] * 1000).toFixed(1)} ms, torch ${(torch.rounds[r] * 1000).toFixed(1)} ms, ${torch.ratios[r].toFixed(3)}x`);
+    if (rounds > 1) {
+      out.rounds = lthRounds.map((l, r) => ({ stepSeconds: l, torchStepSeconds: torch.rounds[r], lthOverTorch: torch.ratios[r] }));
+      lthRounds.forEach((l, r) => progress(`  round ${r + 1}: lth ${(l * 1000).toFixed(1)} ms, torch ${(torch.rounds[r] * 1000).toFixed(1)} ms, ${torch.ratios[r].toFixed(3)}x`));
     }
     torchSeconds = median(torch.rounds);
     out.torchStepSeconds = torchSeconds;
     out.lthOverTorch = median(torch.ratios);
-    if (rounds > 1) out.rounds = roundResults;
   }
   out.stepSeconds = stepSeconds;
   out.stepRunSeconds = phases.step.map((ms) => ms / 1000);
@@ -244,7 +242,7 @@ async function main(): Promise<void> {
   }
   const ms = (s: number) => `${(s * 1000).toFixed(1)} ms`;
   const lines = [
-    `lth ${modelName} training step: batch ${batch} of 3x32x32, ${settings.name === 'sgd' ? `SGD (momentum ${settings.momentum}, weight decay ${settings.weightDecay})` : 'Adam'}; median of ${steps} steps${roundResults.length > 1 ? `, medians of ${roundResults.length} rounds` : ''}${values.cpu === true ? ' (CPU time)' : ''}`,
+    `lth ${modelName} training step: batch ${batch} of 3x32x32, ${settings.name === 'sgd' ? `SGD (momentum ${settings.momentum}, weight decay ${settings.weightDecay})` : 'Adam'}; median of ${steps} steps${lthRounds.length > 1 ? `, medians of ${lthRounds.length} rounds` : ''}${values.cpu === true ? ' (CPU time)' : ''}`,
     machineLine(context),
     '',
     `  step       ${ms(stepSeconds)}`,
@@ -254,7 +252,7 @@ async function main(): Promise<void> {
   ];
   if (torchSeconds !== undefined) {
     lines.push(`  torch      ${ms(torchSeconds)} (${torchThreads} thread${torchThreads === 1 ? '' : 's'})`,
-      `  lth/torch  ${(out.lthOverTorch as number).toFixed(3)}x${roundResults.length > 1 ? ` (rounds: ${roundResults.map((x) => x.lthOverTorch.toFixed(3)).join(', ')})` : ''}`);
+      `  lth/torch  ${(out.lthOverTorch as number).toFixed(3)}x${torch && rounds > 1 ? ` (rounds: ${torch.ratios.map((x) => x.toFixed(3)).join(', ')})` : ''}`);
   }
   if (kernels) {
     lines.push('', '  kernel            ms/step  calls/step');

@@ -190,6 +190,11 @@ export abstract class Module {
 }
 
 /** Children applied in order, as PyTorch's nn.Sequential. */
+/** children[i] and children[i + 1] as one function (Module.fusedWith), or undefined where they run apart. */
+export function fusedAt(children: readonly Module[], i: number): ((x: Tensor) => Tensor) | undefined {
+  return i + 1 < children.length ? children[i].fusedWith?.(children[i + 1]) : undefined;
+}
+
 export class Sequential extends Module {
   constructor(layers: ReadonlyArray<readonly [string, Module]>) {
     super();
@@ -197,16 +202,11 @@ export class Sequential extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    const children = this.namedChildren();
+    const children = this.namedChildren().map(([, m]) => m);
     for (let i = 0; i < children.length; i++) {
-      const m = children[i][1];
-      const fused = i + 1 < children.length ? m.fusedWith?.(children[i + 1][1]) : undefined;
-      if (fused) {
-        x = fused(x);
-        i++;
-      } else {
-        x = m.forward(x);
-      }
+      const fused = fusedAt(children, i);
+      x = fused ? fused(x) : children[i].forward(x);
+      if (fused) i++;
     }
     return x;
   }

@@ -3,7 +3,7 @@ import { check } from '../core/errors.js';
 import type { Dataset } from '../data/dataset.js';
 import { Conv2d, Linear } from '../nn/layers.js';
 import type { Model } from '../nn/model.js';
-import { Sequential, type Module, type StateDict } from '../nn/module.js';
+import { Sequential, fusedAt, type Module, type StateDict } from '../nn/module.js';
 import { Optimizer, checkOptimizerState, stateNames, type OptimizerState, type ParamSlot } from '../nn/optim.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { fromPanels, maskPattern, packValues, sparseLinearPanels, toPanels, unpackValues, useSparse } from '../tensor/sparse.js';
@@ -288,7 +288,7 @@ function compileModule(m: Module, sparseOf: ReadonlyMap<Module, SparseWeight>): 
       i++;
     }
     if (chain.length === 0) {
-      const fused = i + 1 < children.length ? children[i].fusedWith?.(children[i + 1]) : undefined;
+      const fused = fusedAt(children, i);
       steps.push(fused ?? compileModule(children[i], sparseOf));
       i += fused ? 2 : 1;
       continue;
