@@ -52,16 +52,20 @@ inline void tr2x8(const float* s, int64_t ls, float* d, int64_t ds) {
   _mm_storeh_pi(reinterpret_cast<__m64*>(d + 7 * ds), h1);
 }
 
-// dst[c*stride + r] = src[r*ld + c] for r0 <= r < rows (no padding).
+// dst[c*stride + r] = src[r*ld + c] for r0 <= r < rows (no padding). A group of 8 rows
+// at a time across all the columns: rows a multiple of 4 KiB apart (a fully connected
+// layer's weight rows) share an L1 set, and 16 rows walked together, column by column,
+// evicted each other's lines before their second half was read.
 inline void pack_transpose_rows_avx(const float* __restrict src, int64_t ld, int r0, int rows, int64_t cols,
                                     float* __restrict dst, int stride) {
   const int64_t c8 = cols & ~(int64_t)7;
-  for (int64_t c = 0; c < c8; c += 8) {
-    int r = r0;
-    for (; r + 8 <= rows; r += 8) tr8x8(src + r * ld + c, ld, dst + c * stride + r, stride);
-    for (; r + 4 <= rows; r += 4) tr4x8(src + r * ld + c, ld, dst + c * stride + r, stride);
-    for (; r + 2 <= rows; r += 2) tr2x8(src + r * ld + c, ld, dst + c * stride + r, stride);
-    if (r < rows) pack_transpose_scalar(src, ld, r, rows, c, c + 8, dst, stride);
-  }
+  int r = r0;
+  for (; r + 8 <= rows; r += 8)
+    for (int64_t c = 0; c < c8; c += 8) tr8x8(src + r * ld + c, ld, dst + c * stride + r, stride);
+  for (; r + 4 <= rows; r += 4)
+    for (int64_t c = 0; c < c8; c += 8) tr4x8(src + r * ld + c, ld, dst + c * stride + r, stride);
+  for (; r + 2 <= rows; r += 2)
+    for (int64_t c = 0; c < c8; c += 8) tr2x8(src + r * ld + c, ld, dst + c * stride + r, stride);
+  if (r < rows) pack_transpose_scalar(src, ld, r, rows, 0, c8, dst, stride);
   if (c8 < cols) pack_transpose_scalar(src, ld, r0, rows, c8, cols, dst, stride);
 }
