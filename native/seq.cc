@@ -1,10 +1,11 @@
 // The sequence kernels: the LSTM cell's gates and their gradient, row softmax (with a
-// causal mask, for attention scores) and its gradient, and layer normalisation forward
-// and backward. The GEMMs around them (the LSTM's x·W_ihᵀ and h·W_hhᵀ, attention's Q·Kᵀ
-// and P·V) are matmul calls; these are the elementwise and per-row parts that sit between,
-// which in TypeScript cost as much as the GEMMs of a char-level LSTM step. Serial loops in
-// float (double for the per-row sums), on the calling thread; the reference backend is the
-// oracle.
+// causal mask, for attention scores) and its gradient, layer normalisation forward and
+// backward, and causal multi-head attention with its gradient. The LSTM's GEMMs
+// (x·W_ihᵀ, h·W_hhᵀ) are matmul calls; these are the elementwise and per-row parts that sit
+// between, which in TypeScript cost as much as the GEMMs of a char-level LSTM step. Serial
+// loops in float (double for the per-row sums), on the calling thread, except attention,
+// whose (sample, head) blocks share out over the pool, each block's small products on one
+// thread. The reference backend is the oracle.
 //
 // exp, tanh and the sigmoid are computed with fast_exp below rather than libm: libm's expf
 // and tanhf are scalar calls (about 20 ns each, five per LSTM unit and step: the cell cost
@@ -14,10 +15,13 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "bindings.h"
+#include "dispatch.h"
 #include "ftz.h"
 #include "napi_args.h"
+#include "pool.h"
 
 // The clamps in fast_exp are comparisons, which GCC will not turn into vector selects while
 // a comparison may trap; these kernels never enable float traps.
@@ -135,6 +139,29 @@ napi_value LstmCellBackward(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
+// The softmax of the first `seen` entries of row x into y (y may be x), zeros after them.
+void softmax_row(const float* x, float* y, int64_t cols, int64_t seen) {
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < seen; j++) {
+    if (x[j] > mx || x[j] != x[j]) mx = x[j];  // Math.max: NaN wins
+    if (mx != mx) break;
+  }
+  double sum = 0;
+  for (int64_t j = 0; j < seen; j++) y[j] = fast_exp(x[j] - mx);
+  for (int64_t j = 0; j < seen; j++) sum += y[j];
+  const float inv = (float)(1.0 / sum);
+  for (int64_t j = 0; j < seen; j++) y[j] *= inv;
+  for (int64_t j = seen; j < cols; j++) y[j] = 0;
+}
+
+// gi = y ⊙ (go - Σ go⊙y) for one row (gi may be go).
+void softmax_row_backward(const float* y, const float* go, float* gi, int64_t cols) {
+  double dot = 0;
+  for (int64_t j = 0; j < cols; j++) dot += (double)go[j] * y[j];
+  const float d = (float)dot;
+  for (int64_t j = 0; j < cols; j++) gi[j] = y[j] * (go[j] - d);
+}
+
 // softmaxRows(x, out, rows, cols, causal)
 constexpr ArgSpec kSoftmaxRowsArgs[] = {arg::f32("x"), arg::f32("out"), arg::dim("rows"), arg::dim("cols"),
                                         arg::flag("causal")};
@@ -150,22 +177,7 @@ napi_value SoftmaxRows(napi_env env, napi_callback_info info) {
   const float* x = a[0].f32();
   float* out = a[1].f32();
   const bool causal = a[4].flag;
-  for (int64_t r = 0; r < rows; r++) {
-    const float* xr = x + r * cols;
-    float* yr = out + r * cols;
-    const int64_t seen = causal ? r % cols + 1 : cols;
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < seen; j++) {
-      if (xr[j] > mx || xr[j] != xr[j]) mx = xr[j];  // Math.max: NaN wins
-      if (mx != mx) break;
-    }
-    double sum = 0;
-    for (int64_t j = 0; j < seen; j++) yr[j] = fast_exp(xr[j] - mx);
-    for (int64_t j = 0; j < seen; j++) sum += yr[j];
-    const float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j < seen; j++) yr[j] *= inv;
-    for (int64_t j = seen; j < cols; j++) yr[j] = 0;
-  }
+  for (int64_t r = 0; r < rows; r++) softmax_row(x + r * cols, out + r * cols, cols, causal ? r % cols + 1 : cols);
   return undefined_value(env);
 }
 
@@ -184,13 +196,7 @@ napi_value SoftmaxRowsBackward(napi_env env, napi_callback_info info) {
   FtzScope ftz;
   const float *y = a[0].f32(), *go = a[1].f32();
   float* gi = a[2].f32();
-  for (int64_t r = 0; r < rows; r++) {
-    const int64_t o = r * cols;
-    double dot = 0;
-    for (int64_t j = 0; j < cols; j++) dot += (double)go[o + j] * y[o + j];
-    const float d = (float)dot;
-    for (int64_t j = 0; j < cols; j++) gi[o + j] = y[o + j] * (go[o + j] - d);
-  }
+  for (int64_t r = 0; r < rows; r++) softmax_row_backward(y + r * cols, go + r * cols, gi + r * cols, cols);
   return undefined_value(env);
 }
 
@@ -272,12 +278,171 @@ napi_value LayerNormBackward(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
+// Causal multi-head attention over qkv [n, T, 3·dim]: block i = (sample b, head h) of the
+// n·heads blocks has its [T, dh] queries (times scale), keys and values in q, k, v at
+// i·T·dh and its attention [T, T] in p at i·T·T. A block's products run on one thread
+// (GemmArgs over the whole of it); blocks touch disjoint parts of every array, so they
+// share out over the pool, and every value comes out of the same instructions however
+// they do.
+struct Attention {
+  const float* qkv;       // forward input [n, T, 3·dim]
+  float* out;             // forward output [n, T, dim]
+  const float* gradOut;   // backward: the output's gradient [n, T, dim]
+  float* gradQkv;         // backward: += the input's gradient [n, T, 3·dim]
+  float *q, *k, *v, *p;
+  int64_t T, heads, dim, dh;
+  double scale;           // 1/√dh, in double as the JavaScript that used to run this did
+};
+
+// C [m, n] = op(A)·op(B), one thread's whole product.
+void product(const float* a, const float* b, float* c, int64_t m, int64_t k, int64_t n, bool transA, bool transB,
+             float* scratch) {
+  lth::gK->gemm(lth::GemmArgs{a, b, c, m, k, n, transA, transB, false}, 0, m, 0, n, scratch);
+}
+
+float* block_buffer(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+void attention_block(void* ctx, int i, float* scratch) {
+  const Attention& at = *static_cast<const Attention*>(ctx);
+  const int64_t T = at.T, dh = at.dh, D = at.dim, D3 = 3 * D, b = i / at.heads, h = i % at.heads, per = T * dh;
+  float *q = at.q + i * per, *k = at.k + i * per, *v = at.v + i * per, *p = at.p + i * T * T;
+  for (int64_t t = 0; t < T; t++) {
+    const float* src = at.qkv + (b * T + t) * D3 + h * dh;
+    for (int64_t j = 0; j < dh; j++) {
+      q[t * dh + j] = (float)((double)src[j] * at.scale);
+      k[t * dh + j] = src[D + j];
+      v[t * dh + j] = src[2 * D + j];
+    }
+  }
+  product(q, k, p, T, dh, T, false, true, scratch);  // scores Q·Kᵀ
+  for (int64_t t = 0; t < T; t++) softmax_row(p + t * T, p + t * T, T, t + 1);
+  thread_local std::vector<float> obuf;
+  float* o = block_buffer(obuf, (size_t)per);
+  product(p, v, o, T, T, dh, false, false, scratch);  // P·V
+  for (int64_t t = 0; t < T; t++) std::memcpy(at.out + (b * T + t) * D + h * dh, o + t * dh, (size_t)dh * sizeof(float));
+}
+
+void attention_block_backward(void* ctx, int i, float* scratch) {
+  const Attention& at = *static_cast<const Attention*>(ctx);
+  const int64_t T = at.T, dh = at.dh, D = at.dim, D3 = 3 * D, b = i / at.heads, h = i % at.heads, per = T * dh;
+  const float *q = at.q + i * per, *k = at.k + i * per, *v = at.v + i * per, *p = at.p + i * T * T;
+  thread_local std::vector<float> buf;
+  float* go = block_buffer(buf, (size_t)(4 * per + T * T));
+  float *dq = go + per, *dk = dq + per, *dv = dk + per, *ds = dv + per;
+  for (int64_t t = 0; t < T; t++) std::memcpy(go + t * dh, at.gradOut + (b * T + t) * D + h * dh, (size_t)dh * sizeof(float));
+  product(go, v, ds, T, dh, T, false, true, scratch);  // dP = dO·Vᵀ
+  product(p, go, dv, T, T, dh, true, false, scratch);  // dV = Pᵀ·dO
+  for (int64_t t = 0; t < T; t++) softmax_row_backward(p + t * T, ds + t * T, ds + t * T, T);  // dS
+  product(ds, k, dq, T, T, dh, false, false, scratch);  // dS·K
+  product(ds, q, dk, T, T, dh, true, false, scratch);   // dK = dSᵀ·(Q·scale)
+  for (int64_t t = 0; t < T; t++) {
+    float* g = at.gradQkv + (b * T + t) * D3 + h * dh;
+    for (int64_t j = 0; j < dh; j++) {
+      g[j] += (float)((double)dq[t * dh + j] * at.scale);  // dQ = dS·K·scale: Q entered scaled
+      g[D + j] += dk[t * dh + j];
+      g[2 * D + j] += dv[t * dh + j];
+    }
+  }
+}
+
+void run_blocks(Attention& at, int64_t blocks, void (*fn)(void*, int, float*)) {
+  float* scratch = lth::caller_scratch();
+  const int threads = lth::thread_count();
+  if (threads > 1 && blocks > 1 && blocks < 65536 && lth::run_parts_scratch(threads, (int)blocks, fn, &at, scratch))
+    return;
+  for (int64_t i = 0; i < blocks; i++) fn(&at, (int)i, scratch);
+}
+
+// The shape arguments of both exports (n, T, heads, dim from `at`), checked; the lengths of
+// the arrays both take.
+bool read_attention(Args<10>& a, int64_t at, Attention* att, int64_t* n) {
+  *n = a[at].dim();
+  att->T = a[at + 1].dim();
+  att->heads = a[at + 2].dim();
+  att->dim = a[at + 3].dim();
+  if (att->heads < 1 || att->dim % att->heads != 0) {
+    a.fail(true, "dim (%lld) must be a positive multiple of heads (%lld)", (long long)att->dim, (long long)att->heads);
+    return false;
+  }
+  att->dh = att->heads ? att->dim / att->heads : 0;
+  att->scale = 1.0 / std::sqrt((double)att->dh);
+  return true;
+}
+
+void need_blocks(Args<10>& a, int64_t q, int64_t n, const Attention& at) {
+  const unsigned __int128 per = (unsigned __int128)(uint64_t)n * (uint64_t)at.T * (uint64_t)at.dim;
+  a.need("q", a[q].len, per, "n*T*dim");
+  a.need("k", a[q + 1].len, per, "n*T*dim");
+  a.need("v", a[q + 2].len, per, "n*T*dim");
+  a.need("p", a[q + 3].len, (unsigned __int128)(uint64_t)n * (uint64_t)at.heads * (uint64_t)at.T * (uint64_t)at.T,
+         "n*heads*T*T");
+}
+
+// causalAttention(qkv, out, q, k, v, p, n, T, heads, dim)
+constexpr ArgSpec kCausalAttentionArgs[] = {arg::f32("qkv"), arg::f32("out"), arg::f32("q"),     arg::f32("k"),
+                                            arg::f32("v"),   arg::f32("p"),   arg::dim("n"),     arg::dim("T"),
+                                            arg::dim("heads"), arg::dim("dim")};
+
+napi_value CausalAttention(napi_env env, napi_callback_info info) {
+  Args<10> a(env, info, "causalAttention", kCausalAttentionArgs);
+  if (!a.ok()) return nullptr;
+  Attention at{};
+  int64_t n;
+  if (!read_attention(a, 6, &at, &n)) return nullptr;
+  a.need("qkv", a[0].len, (unsigned __int128)(uint64_t)n * (uint64_t)at.T * (uint64_t)(3 * at.dim), "n*T*3*dim");
+  a.need("out", a[1].len, (unsigned __int128)(uint64_t)n * (uint64_t)at.T * (uint64_t)at.dim, "n*T*dim");
+  need_blocks(a, 2, n, at);
+  if (!a.ok()) return nullptr;
+  if (n == 0 || at.T == 0 || at.dim == 0) return undefined_value(env);
+  FtzScope ftz;
+  at.qkv = a[0].f32();
+  at.out = a[1].f32();
+  at.q = a[2].f32();
+  at.k = a[3].f32();
+  at.v = a[4].f32();
+  at.p = a[5].f32();
+  run_blocks(at, n * at.heads, attention_block);
+  return undefined_value(env);
+}
+
+// causalAttentionBackward(gradOut, q, k, v, p, gradQkv, n, T, heads, dim)
+constexpr ArgSpec kCausalAttentionBackwardArgs[] = {arg::f32("gradOut"), arg::f32("q"),   arg::f32("k"),
+                                                    arg::f32("v"),       arg::f32("p"),   arg::f32("gradQkv"),
+                                                    arg::dim("n"),       arg::dim("T"),   arg::dim("heads"),
+                                                    arg::dim("dim")};
+
+napi_value CausalAttentionBackward(napi_env env, napi_callback_info info) {
+  Args<10> a(env, info, "causalAttentionBackward", kCausalAttentionBackwardArgs);
+  if (!a.ok()) return nullptr;
+  Attention at{};
+  int64_t n;
+  if (!read_attention(a, 6, &at, &n)) return nullptr;
+  a.need("gradOut", a[0].len, (unsigned __int128)(uint64_t)n * (uint64_t)at.T * (uint64_t)at.dim, "n*T*dim");
+  need_blocks(a, 1, n, at);
+  a.need("gradQkv", a[5].len, (unsigned __int128)(uint64_t)n * (uint64_t)at.T * (uint64_t)(3 * at.dim), "n*T*3*dim");
+  if (!a.ok()) return nullptr;
+  if (n == 0 || at.T == 0 || at.dim == 0) return undefined_value(env);
+  FtzScope ftz;
+  at.gradOut = a[0].f32();
+  at.q = a[1].f32();
+  at.k = a[2].f32();
+  at.v = a[3].f32();
+  at.p = a[4].f32();
+  at.gradQkv = a[5].f32();
+  run_blocks(at, n * at.heads, attention_block_backward);
+  return undefined_value(env);
+}
+
 }  // namespace
 
 bool lth::register_seq(napi_env env, napi_value exports) {
   static constexpr Export kExports[] = {
       {"lstmCell", LstmCell},       {"lstmCellBackward", LstmCellBackward},   {"softmaxRows", SoftmaxRows},
       {"softmaxRowsBackward", SoftmaxRowsBackward}, {"layerNorm", LayerNorm}, {"layerNormBackward", LayerNormBackward},
+      {"causalAttention", CausalAttention}, {"causalAttentionBackward", CausalAttentionBackward},
   };
   return define_exports(env, exports, kExports);
 }

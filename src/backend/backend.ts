@@ -338,6 +338,29 @@ export interface Backend {
   softmaxRowsBackward(y: Float32Array, gradOut: Float32Array, gradIn: Float32Array, rows: number, cols: number): void;
 
   /**
+   * Causal multi-head self-attention: qkv [n, T, 3·dim] holds each position's queries, keys
+   * and values side by side (as nn.MultiheadAttention's in_proj gives them); each of `heads`
+   * heads of dh = dim/heads features attends to its own and earlier positions with
+   * softmax(Q·Kᵀ/√dh)·V (softmaxRows' causal softmax). Writes the heads' outputs,
+   * concatenated, to out [n, T, dim], and for the backward pass each (sample, head) block's
+   * [T, dh] queries times 1/√dh (1/√dh in double), keys and values to q, k, v
+   * [n·heads, T, dh] and its attention [T, T] to p [n·heads, T, T]. All distinct arrays.
+   */
+  causalAttention(
+    qkv: Float32Array, out: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, p: Float32Array,
+    n: number, T: number, heads: number, dim: number,
+  ): void;
+
+  /**
+   * The gradient of causalAttention from what it saved (q, k, v, p) and the gradient of its
+   * output gradOut [n, T, dim]: gradQkv [n, T, 3·dim] += the gradient of qkv.
+   */
+  causalAttentionBackward(
+    gradOut: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, p: Float32Array, gradQkv: Float32Array,
+    n: number, T: number, heads: number, dim: number,
+  ): void;
+
+  /**
    * Layer normalisation of each row of x [rows, cols] (biased variance, as PyTorch):
    * out = (x - mean)·rstd·gamma + beta, rstd = 1/√(var + eps); writes mean and rstd [rows]
    * for the backward pass.

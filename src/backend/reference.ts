@@ -491,6 +491,57 @@ export const referenceBackend: Backend = {
     }
   },
 
+  causalAttention(qkv, out, q, k, v, p, n, T, heads, dim) {
+    const dh = dim / heads, per = T * dh, scale = 1 / Math.sqrt(dh);
+    const o = new Float32Array(per);
+    for (let b = 0; b < n; b++) {
+      for (let h = 0; h < heads; h++) {
+        const i = b * heads + h;
+        const qi = q.subarray(i * per, (i + 1) * per), ki = k.subarray(i * per, (i + 1) * per), vi = v.subarray(i * per, (i + 1) * per);
+        const pi = p.subarray(i * T * T, (i + 1) * T * T);
+        for (let t = 0; t < T; t++) {
+          const src = (b * T + t) * 3 * dim + h * dh;
+          for (let j = 0; j < dh; j++) {
+            qi[t * dh + j] = qkv[src + j] * scale;
+            ki[t * dh + j] = qkv[src + dim + j];
+            vi[t * dh + j] = qkv[src + 2 * dim + j];
+          }
+        }
+        referenceBackend.matmul(qi, ki, pi, T, dh, T, false, true, false);
+        referenceBackend.softmaxRows(pi, pi, T, T, true);
+        referenceBackend.matmul(pi, vi, o, T, T, dh, false, false, false);
+        for (let t = 0; t < T; t++) out.set(o.subarray(t * dh, (t + 1) * dh), (b * T + t) * dim + h * dh);
+      }
+    }
+  },
+
+  causalAttentionBackward(gradOut, q, k, v, p, gradQkv, n, T, heads, dim) {
+    const dh = dim / heads, per = T * dh, scale = 1 / Math.sqrt(dh);
+    const go = new Float32Array(per), ds = new Float32Array(T * T), dq = new Float32Array(per), dk = new Float32Array(per), dv = new Float32Array(per);
+    for (let b = 0; b < n; b++) {
+      for (let h = 0; h < heads; h++) {
+        const i = b * heads + h;
+        const qi = q.subarray(i * per, (i + 1) * per), ki = k.subarray(i * per, (i + 1) * per), vi = v.subarray(i * per, (i + 1) * per);
+        const pi = p.subarray(i * T * T, (i + 1) * T * T);
+        for (let t = 0; t < T; t++) go.set(gradOut.subarray((b * T + t) * dim + h * dh, (b * T + t) * dim + (h + 1) * dh), t * dh);
+        referenceBackend.matmul(go, vi, ds, T, dh, T, false, true, false);
+        referenceBackend.matmul(pi, go, dv, T, T, dh, true, false, false);
+        referenceBackend.softmaxRowsBackward(pi, ds, ds, T, T);
+        referenceBackend.matmul(ds, ki, dq, T, T, dh, false, false, false);
+        referenceBackend.matmul(ds, qi, dk, T, T, dh, true, false, false);
+        for (let t = 0; t < T; t++) {
+          const g = (b * T + t) * 3 * dim + h * dh;
+          for (let j = 0; j < dh; j++) {
+            // dQ = dS·K·scale (Q entered scaled); dK = dSᵀ·(Q·scale) is already right.
+            gradQkv[g + j] += dq[t * dh + j] * scale;
+            gradQkv[g + dim + j] += dk[t * dh + j];
+            gradQkv[g + 2 * dim + j] += dv[t * dh + j];
+          }
+        }
+      }
+    }
+  },
+
   layerNorm(x, gamma, beta, out, mean, rstd, rows, cols, eps) {
     for (let r = 0; r < rows; r++) {
       const o = r * cols;

@@ -1,8 +1,8 @@
 /**
- * The native sequence kernels (LSTM cell, row softmax, layer norm; native/seq.cc) against
- * the reference backend, on odd sizes (0, 1, not multiples of a vector width), with the
- * aliasing the ops rely on (softmax in place, the cell state gradient in place), NaN, and
- * argument validation.
+ * The native sequence kernels (LSTM cell, row softmax, layer norm, causal attention;
+ * native/seq.cc) against the reference backend, on odd sizes (0, 1, not multiples of a
+ * vector width), with the aliasing the ops rely on (softmax in place, the cell state
+ * gradient in place), NaN, thread counts, and argument validation.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -90,8 +90,71 @@ test('layerNorm and layerNormBackward match the reference (gradients accumulate;
   }
 });
 
+/** causalAttention then its backward on one backend; gradQkv starts from `g0` (the backward adds). */
+function attention(be: typeof ref, qkv: Float32Array, gy: Float32Array, g0: Float32Array, n: number, T: number, heads: number, dim: number) {
+  const y = new Float32Array(n * T * dim), q = new Float32Array(n * T * dim), k = q.slice(), v = q.slice();
+  const p = new Float32Array(n * heads * T * T), g = g0.slice();
+  be.causalAttention(qkv, y, q, k, v, p, n, T, heads, dim);
+  be.causalAttentionBackward(gy, q, k, v, p, g, n, T, heads, dim);
+  return { y, q, k, v, p, g };
+}
+
+const ATTENTION: Array<[number, number, number, number]> = [[0, 4, 2, 8], [1, 1, 1, 3], [2, 5, 2, 8], [2, 9, 3, 9], [3, 17, 4, 64], [1, 40, 1, 5]];
+
+test('causalAttention and its backward match the reference; the same bits at 1, 2 and 3 threads', { skip }, () => {
+  const rnd = prng(7);
+  const before = native!.getThreads();
+  try {
+    for (const [n, T, heads, dim] of ATTENTION) {
+      const qkv = randomArray(n * T * 3 * dim, rnd, -2, 2), gy = randomArray(n * T * dim, rnd), g0 = randomArray(n * T * 3 * dim, rnd);
+      const want = attention(ref, qkv, gy, g0, n, T, heads, dim);
+      let first: Uint32Array | null = null;
+      for (const threads of [1, 2, 3]) {
+        native!.setThreads(threads);
+        const got = attention(native!, qkv, gy, g0, n, T, heads, dim);
+        const what = `n=${n} T=${T} heads=${heads} dim=${dim} threads=${threads}`;
+        for (const key of ['y', 'q', 'k', 'v', 'p', 'g'] as const) close(got[key], want[key], 1e-5, `${key} ${what}`);
+        const bits = new Uint32Array(Float32Array.from([...got.y, ...got.g]).buffer);
+        if (first === null) first = bits;
+        else assert.deepEqual(bits, first, `${what}: bits differ from 1 thread`);
+      }
+    }
+  } finally {
+    native!.setThreads(before);
+  }
+});
+
+test('causalAttention: each position attends only to itself and earlier ones; the first to itself alone', { skip }, () => {
+  const rnd = prng(8);
+  const [n, T, heads, dim] = [2, 6, 2, 4];
+  const qkv = randomArray(n * T * 3 * dim, rnd, -2, 2);
+  const run = (x: Float32Array) => {
+    const y = new Float32Array(n * T * dim), q = new Float32Array(n * T * dim), p = new Float32Array(n * heads * T * T);
+    native!.causalAttention(x, y, q, q.slice(), q.slice(), p, n, T, heads, dim);
+    return { y, p };
+  };
+  const { y, p } = run(qkv);
+  for (let i = 0; i < n * heads; i++) {
+    for (let t = 0; t < T; t++) for (let j = t + 1; j < T; j++) assert.equal(p[(i * T + t) * T + j], 0, `block ${i}: row ${t} sees ${j}`);
+    assert.equal(p[i * T * T], 1, `block ${i}: the first position attends to itself alone`);
+  }
+  // The first position's output is its own value vector, whatever the later positions hold.
+  const changed = qkv.slice();
+  for (let i = 3 * dim; i < T * 3 * dim; i++) changed[i] += 1;
+  const after = run(changed).y;
+  for (let j = 0; j < dim; j++) assert.equal(after[j], y[j]);
+  for (let j = 0; j < dim; j++) assert.equal(y[j], qkv[2 * dim + j]);
+});
+
 test('the sequence kernels check their arguments', { skip }, () => {
   assert.throws(() => native!.lstmCell(new Float32Array(7), new Float32Array(2), new Float32Array(2), new Float32Array(2), 1, 2), /gates/);
   assert.throws(() => native!.softmaxRows(new Float32Array(5), new Float32Array(6), 2, 3, false), /x/);
   assert.throws(() => native!.layerNorm(new Float32Array(6), new Float32Array(2), new Float32Array(3), new Float32Array(6), new Float32Array(2), new Float32Array(2), 2, 3, 1e-5), /gamma/);
+  const f = (len: number) => new Float32Array(len);
+  // n=1, T=2, heads=2, dim=4: qkv 24, out/q/k/v 8, p 8.
+  assert.throws(() => native!.causalAttention(f(24), f(8), f(8), f(8), f(8), f(8), 1, 2, 3, 4), /dim \(4\) must be a positive multiple of heads \(3\)/);
+  assert.throws(() => native!.causalAttention(f(24), f(8), f(8), f(8), f(8), f(8), 1, 2, 0, 4), /heads/);
+  assert.throws(() => native!.causalAttention(f(23), f(8), f(8), f(8), f(8), f(8), 1, 2, 2, 4), /qkv/);
+  assert.throws(() => native!.causalAttention(f(24), f(8), f(8), f(8), f(8), f(7), 1, 2, 2, 4), /p has 7/);
+  assert.throws(() => native!.causalAttentionBackward(f(8), f(8), f(8), f(8), f(8), f(23), 1, 2, 2, 4), /gradQkv/);
 });

@@ -206,75 +206,14 @@ export function lstm(x: Tensor, wih: Tensor, whh: Tensor, bih: Tensor, bhh: Tens
  * softmax(Q·Kᵀ/√(D/heads))·V. The heads' outputs are concatenated (before out_proj).
  */
 export function causalAttention(qkv: Tensor, heads: number): Tensor {
-  check(qkv.shape.length === 3 && qkv.shape[2] % (3 * heads) === 0,
+  check(Number.isInteger(heads) && heads >= 1 && qkv.shape.length === 3 && qkv.shape[2] % (3 * heads) === 0,
     () => `causalAttention: input must be [batch, time, 3·dim] with dim divisible by ${heads} heads, got ${shapeStr(qkv)}`);
   const [n, T, D3] = qkv.shape;
-  const D = D3 / 3, dh = D / heads, be = getBackend(), scale = 1 / Math.sqrt(dh);
-  const blocks = n * heads, per = T * dh;
-  // Per (sample, head), contiguous [T, dh] copies of Q (scaled by 1/√dh, which is cheaper
-  // than scaling the [T, T] scores), K and V, and the attention P [T, T].
-  const q = scratchArray(blocks * per), k = scratchArray(blocks * per), v = scratchArray(blocks * per);
-  for (let b = 0; b < n; b++) {
-    for (let h = 0; h < heads; h++) {
-      const o = (b * heads + h) * per;
-      for (let t = 0; t < T; t++) {
-        const src = (b * T + t) * D3 + h * dh;
-        for (let j = 0; j < dh; j++) {
-          q[o + t * dh + j] = qkv.data[src + j] * scale;
-          k[o + t * dh + j] = qkv.data[src + D + j];
-          v[o + t * dh + j] = qkv.data[src + 2 * D + j];
-        }
-      }
-    }
-  }
-  const p = scratchArray(blocks * T * T), headsOut = scratchArray(blocks * per);
-  for (let i = 0; i < blocks; i++) {
-    be.matmul(q.subarray(i * per, (i + 1) * per), k.subarray(i * per, (i + 1) * per), p.subarray(i * T * T, (i + 1) * T * T), T, dh, T, false, true, false);
-  }
-  be.softmaxRows(p, p, blocks * T, T, true);
-  for (let i = 0; i < blocks; i++) {
-    be.matmul(p.subarray(i * T * T, (i + 1) * T * T), v.subarray(i * per, (i + 1) * per), headsOut.subarray(i * per, (i + 1) * per), T, T, dh, false, false, false);
-  }
+  const D = D3 / 3, be = getBackend();
+  // Per (sample, head): the [T, dh] queries (scaled), keys and values, and the attention
+  // [T, T], which the backward pass reads.
+  const q = scratchArray(n * T * D), k = scratchArray(n * T * D), v = scratchArray(n * T * D), p = scratchArray(n * heads * T * T);
   const y = Tensor.empty([n, T, D]);
-  scatterHeads(headsOut, y.data, n, T, heads, dh, D, 0);
-  return recordOp(y, [qkv], () => {
-    const go = scratchArray(blocks * per);
-    gatherHeads(y.grad!, go, n, T, heads, dh, D);
-    const dp = scratchArray(T * T), dq = scratchArray(blocks * per), dk = scratchArray(blocks * per), dv = scratchArray(blocks * per);
-    for (let i = 0; i < blocks; i++) {
-      const pi = p.subarray(i * T * T, (i + 1) * T * T), goi = go.subarray(i * per, (i + 1) * per);
-      be.matmul(goi, v.subarray(i * per, (i + 1) * per), dp, T, dh, T, false, true, false);
-      be.matmul(pi, goi, dv.subarray(i * per, (i + 1) * per), T, T, dh, true, false, false);
-      be.softmaxRowsBackward(pi, dp, dp, T, T);
-      be.matmul(dp, k.subarray(i * per, (i + 1) * per), dq.subarray(i * per, (i + 1) * per), T, T, dh, false, false, false);
-      be.matmul(dp, q.subarray(i * per, (i + 1) * per), dk.subarray(i * per, (i + 1) * per), T, T, dh, true, false, false);
-    }
-    // dQ = dS·K·scale (Q entered scaled); dK = dSᵀ·(Q·scale) is already right.
-    for (let i = 0; i < dq.length; i++) dq[i] *= scale;
-    const g = qkv.ensureGrad();
-    for (const [part, off] of [[dq, 0], [dk, D], [dv, 2 * D]] as const) scatterHeads(part, g, n, T, heads, dh, D3, off, true);
-  });
-}
-
-/** Per-head blocks [n·heads, T, dh] into rows of width `width` at column offset `off` (+= when accumulate). */
-function scatterHeads(src: Float32Array, dst: Float32Array, n: number, T: number, heads: number, dh: number, width: number, off: number, accumulate = false): void {
-  for (let b = 0; b < n; b++) {
-    for (let h = 0; h < heads; h++) {
-      const o = (b * heads + h) * T * dh;
-      for (let t = 0; t < T; t++) {
-        const d = (b * T + t) * width + off + h * dh;
-        for (let j = 0; j < dh; j++) dst[d + j] = accumulate ? dst[d + j] + src[o + t * dh + j] : src[o + t * dh + j];
-      }
-    }
-  }
-}
-
-/** Rows [n, T, D] into per-head blocks [n·heads, T, dh]. */
-function gatherHeads(src: Float32Array, dst: Float32Array, n: number, T: number, heads: number, dh: number, D: number): void {
-  for (let b = 0; b < n; b++) {
-    for (let h = 0; h < heads; h++) {
-      const o = (b * heads + h) * T * dh;
-      for (let t = 0; t < T; t++) dst.set(src.subarray((b * T + t) * D + h * dh, (b * T + t) * D + (h + 1) * dh), o + t * dh);
-    }
-  }
+  be.causalAttention(qkv.data, y.data, q, k, v, p, n, T, heads, D);
+  return recordOp(y, [qkv], () => be.causalAttentionBackward(y.grad!, q, k, v, p, qkv.ensureGrad(), n, T, heads, D));
 }
