@@ -23,6 +23,9 @@
 #include "napi_args.h"
 #include "pool.h"
 
+// The baseline copy's 8-float vectors (softmax_impl.h) never cross a non-inlined call.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 // The clamps in fast_exp are comparisons, which GCC will not turn into vector selects while
 // a comparison may trap; these kernels never enable float traps.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -139,27 +142,33 @@ napi_value LstmCellBackward(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
-// The softmax of the first `seen` entries of row x into y (y may be x), zeros after them.
-void softmax_row(const float* x, float* y, int64_t cols, int64_t seen) {
-  float mx = -INFINITY;
-  for (int64_t j = 0; j < seen; j++) {
-    if (x[j] > mx || x[j] != x[j]) mx = x[j];  // Math.max: NaN wins
-    if (mx != mx) break;
-  }
-  double sum = 0;
-  for (int64_t j = 0; j < seen; j++) y[j] = fast_exp(x[j] - mx);
-  for (int64_t j = 0; j < seen; j++) sum += y[j];
-  const float inv = (float)(1.0 / sum);
-  for (int64_t j = 0; j < seen; j++) y[j] *= inv;
-  for (int64_t j = seen; j < cols; j++) y[j] = 0;
-}
+// The row softmax's loops (softmax_impl.h), per ISA.
+struct SoftmaxKernels {
+  void (*row)(const float* x, float* y, int64_t cols, int64_t seen);  // softmax_row
+  void (*rowBackward)(const float* y, const float* go, float* gi, int64_t cols);
+};
 
-// gi = y ⊙ (go - Σ go⊙y) for one row (gi may be go).
-void softmax_row_backward(const float* y, const float* go, float* gi, int64_t cols) {
-  double dot = 0;
-  for (int64_t j = 0; j < cols; j++) dot += (double)go[j] * y[j];
-  const float d = (float)dot;
-  for (int64_t j = 0; j < cols; j++) gi[j] = y[j] * (go[j] - d);
+#if defined(__x86_64__) || defined(__i386__)
+#define LTH_SEQ_X86 1
+namespace avx2 {
+#define LTH_SEQ_TARGET __attribute__((target("avx2")))
+#include "softmax_impl.h"
+#undef LTH_SEQ_TARGET
+}  // namespace avx2
+#endif
+namespace baseline {
+#define LTH_SEQ_TARGET
+#include "softmax_impl.h"
+#undef LTH_SEQ_TARGET
+}  // namespace baseline
+
+// The AVX2 copy of the row softmax on the AVX2 and AVX-512 paths (the GEMM's, switched by
+// setSimd), else the baseline's: the same results either way.
+const SoftmaxKernels& softmax() {
+#ifdef LTH_SEQ_X86
+  if (std::strcmp(lth::gK->name, "scalar") != 0) return avx2::kTable;
+#endif
+  return baseline::kTable;
 }
 
 // softmaxRows(x, out, rows, cols, causal)
@@ -177,7 +186,8 @@ napi_value SoftmaxRows(napi_env env, napi_callback_info info) {
   const float* x = a[0].f32();
   float* out = a[1].f32();
   const bool causal = a[4].flag;
-  for (int64_t r = 0; r < rows; r++) softmax_row(x + r * cols, out + r * cols, cols, causal ? r % cols + 1 : cols);
+  const auto row = softmax().row;
+  for (int64_t r = 0; r < rows; r++) row(x + r * cols, out + r * cols, cols, causal ? r % cols + 1 : cols);
   return undefined_value(env);
 }
 
@@ -196,7 +206,8 @@ napi_value SoftmaxRowsBackward(napi_env env, napi_callback_info info) {
   FtzScope ftz;
   const float *y = a[0].f32(), *go = a[1].f32();
   float* gi = a[2].f32();
-  for (int64_t r = 0; r < rows; r++) softmax_row_backward(y + r * cols, go + r * cols, gi + r * cols, cols);
+  const auto rowBackward = softmax().rowBackward;
+  for (int64_t r = 0; r < rows; r++) rowBackward(y + r * cols, go + r * cols, gi + r * cols, cols);
   return undefined_value(env);
 }
 
@@ -318,7 +329,8 @@ void attention_block(void* ctx, int i, float* scratch) {
     }
   }
   product(q, k, p, T, dh, T, false, true, scratch);  // scores Q·Kᵀ
-  for (int64_t t = 0; t < T; t++) softmax_row(p + t * T, p + t * T, T, t + 1);
+  const auto row = softmax().row;
+  for (int64_t t = 0; t < T; t++) row(p + t * T, p + t * T, T, t + 1);
   thread_local std::vector<float> obuf;
   float* o = block_buffer(obuf, (size_t)per);
   product(p, v, o, T, T, dh, false, false, scratch);  // P·V
@@ -335,7 +347,8 @@ void attention_block_backward(void* ctx, int i, float* scratch) {
   for (int64_t t = 0; t < T; t++) std::memcpy(go + t * dh, at.gradOut + (b * T + t) * D + h * dh, (size_t)dh * sizeof(float));
   product(go, v, ds, T, dh, T, false, true, scratch);  // dP = dO·Vᵀ
   product(p, go, dv, T, T, dh, true, false, scratch);  // dV = Pᵀ·dO
-  for (int64_t t = 0; t < T; t++) softmax_row_backward(p + t * T, ds + t * T, ds + t * T, T);  // dS
+  const auto rowBackward = softmax().rowBackward;
+  for (int64_t t = 0; t < T; t++) rowBackward(p + t * T, ds + t * T, ds + t * T, T);  // dS
   product(ds, k, dq, T, T, dh, false, false, scratch);  // dS·K
   product(ds, q, dk, T, T, dh, true, false, scratch);   // dK = dSᵀ·(Q·scale)
   for (int64_t t = 0; t < T; t++) {

@@ -90,6 +90,28 @@ test('layerNorm and layerNormBackward match the reference (gradients accumulate;
   }
 });
 
+test('softmaxRows and its backward: the same bits on every SIMD path (rows of 1 to 70 entries, causal and not, NaN)', { skip }, () => {
+  const rnd = prng(9);
+  const before = native!.simdPath();
+  try {
+    for (const cols of [1, 3, 7, 8, 9, 16, 17, 31, 64, 70]) {
+      const rows = 2 * cols + 1, x = randomArray(rows * cols, rnd, -30, 30), go = randomArray(rows * cols, rnd);
+      x[cols + 1] = NaN;
+      const runs = (['avx512', 'avx2', 'scalar'] as const).map((path) => {
+        native!.setSimd(path);
+        const y = new Float32Array(rows * cols), yc = y.slice(), gi = y.slice();
+        native!.softmaxRows(x, y, rows, cols, false);
+        native!.softmaxRows(x, yc, rows, cols, true);
+        native!.softmaxRowsBackward(yc, go, gi, rows, cols);
+        return Float32Array.from([...y, ...yc, ...gi]);
+      });
+      for (const r of runs.slice(1)) assert.deepEqual(Buffer.from(r.buffer), Buffer.from(runs[0].buffer), `${cols} columns: SIMD paths differ`);
+    }
+  } finally {
+    native!.setSimd(before);
+  }
+});
+
 /** causalAttention then its backward on one backend; gradQkv starts from `g0` (the backward adds). */
 function attention(be: typeof ref, qkv: Float32Array, gy: Float32Array, g0: Float32Array, n: number, T: number, heads: number, dim: number) {
   const y = new Float32Array(n * T * dim), q = new Float32Array(n * T * dim), k = q.slice(), v = q.slice();
