@@ -162,6 +162,21 @@ async function main(): Promise<void> {
       phases.step.push(t3 - t0);
     }
   });
+  /** PyTorch's step script kept running at each of its thread counts, warmed up, or why it could not start. */
+  const startTorch = async () => {
+    const found = findTorchPython();
+    if ('note' in found) return new Error(found.note);
+    const base = modelName.replace(/_dropout$/, '');
+    const cifar = modelName.startsWith('cifar_');
+    progress(`torch: ${torchSteps} steps a round, at 1 thread and at all cores, in turn with lth's...`);
+    const script = path.join(ROOT, 'bench', cifar ? 'torch_cifar.py' : 'torch_conv2.py');
+    const optimizerArgs = cifar ? ['--momentum', String(settings.momentum), '--weight-decay', String(settings.weightDecay)] : [];
+    return TorchSteps.start(found.python, script, ['--model', base, '--warmup', String(Math.max(1, Math.min(warmup, 3))), '--batch', String(batch),
+      '--lr', String(spec.training.lr), ...optimizerArgs]);
+  };
+
+  // PyTorch first, so that lth's warm-up steps come right before its timed ones.
+  const started = values.vsTorch === true ? await startTorch() : null;
   progress(`${be.name}${simd ? ` (${simd})` : ''}, ${threads} thread(s): ${modelName}, batch ${batch}, ${warmup} warm-up + ${steps} timed steps${rounds > 1 ? ` a round, ${rounds} rounds with PyTorch's in turn` : ''}...`);
   for (let i = 0; i < warmup; i++) step(false);
   let kernels: Map<string, { ms: number; calls: number }> | undefined;
@@ -190,22 +205,9 @@ async function main(): Promise<void> {
     stepsTimed: steps,
   };
 
-  /** PyTorch's step script kept running at each of its thread counts, warmed up, or why it could not start. */
-  const startTorch = async () => {
-    const found = findTorchPython();
-    if ('note' in found) return new Error(found.note);
-    const base = modelName.replace(/_dropout$/, '');
-    const cifar = modelName.startsWith('cifar_');
-    progress(`torch: ${torchSteps} steps a round, at 1 thread and at all cores, in turn with lth's...`);
-    const script = path.join(ROOT, 'bench', cifar ? 'torch_cifar.py' : 'torch_conv2.py');
-    const optimizerArgs = cifar ? ['--momentum', String(settings.momentum), '--weight-decay', String(settings.weightDecay)] : [];
-    return TorchSteps.start(found.python, script, ['--model', base, '--warmup', String(Math.max(1, Math.min(warmup, 3))), '--batch', String(batch),
-      '--lr', String(spec.training.lr), ...optimizerArgs]);
-  };
-
   let torchSeconds: number | undefined;
   let torchThreads: number | undefined;
-  const { lthRounds, torch, note } = await inTurn(values.vsTorch === true ? await startTorch() : null, rounds, torchSteps, (round) => {
+  const { lthRounds, torch, note } = await inTurn(started, rounds, torchSteps, (round) => {
     if (rounds > 1) progress(`round ${round + 1}/${rounds}:`);
     return timeLth();
   });

@@ -87,7 +87,6 @@ async function main(): Promise<void> {
     return median(times.slice(first));
   };
   progress(`${context.backend.name}, ${context.settings.threads} thread(s): ${name}, batch ${batch} x ${length} tokens, ${warmup} warm-up + ${steps} timed steps${rounds > 1 ? ` a round, ${rounds} rounds` : ''}...`);
-  for (let i = 0; i < warmup; i++) step();
   const out: Record<string, unknown> = {
     model: name, backend: context.backend.name, simd: context.settings.simd, threads: context.settings.threads, batch, length, cpu: cpuModel(), cores: os.cpus().length,
     node: process.version, loadavg1m: Number(os.loadavg()[0].toFixed(2)), stepsTimed: steps,
@@ -96,6 +95,8 @@ async function main(): Promise<void> {
   if (found) progress(`torch: ${steps} steps a round, at 1 thread and at all cores, in turn with lth's...`);
   const started = found === null ? null : 'note' in found ? new Error(found.note) : await TorchSteps.start(found.python, path.join(ROOT, 'bench', 'torch_seq.py'),
     ['--model', name, '--warmup', String(Math.max(1, Math.min(warmup, 3))), '--batch', String(batch), '--lr', String(spec.training.lr)]);
+  // After PyTorch has started, so that lth's warm-up steps come right before its timed ones.
+  for (let i = 0; i < warmup; i++) step();
   const { lthRounds, torch, note } = await inTurn(started, rounds, steps, () => timeLth());
   const stepSeconds = median(lthRounds);
   if (note) {

@@ -135,9 +135,20 @@ export interface TorchInTurn {
 }
 
 /**
+ * How long each side waits before its steps are timed: the other side's threads spin a
+ * while after their last work before they sleep (OpenBLAS's for about 2^28 cycles, 0.1 s),
+ * and steps timed while they spin share the cores with them. Without the wait the first
+ * of each round's lth steps took 5–15% longer than the second.
+ */
+const SETTLE_MS = 200;
+
+const settle = () => new Promise<void>((done) => setTimeout(done, SETTLE_MS));
+
+/**
  * `rounds` rounds of lth's steps (`lthRound`: their median) and then `torchSteps` of
- * PyTorch's at each thread count of `started` (closed at the end). Without PyTorch (null,
- * or the Error that kept it from starting: its message is the note), one round of lth's.
+ * PyTorch's at each thread count of `started` (closed at the end), each side's after
+ * SETTLE_MS of quiet. Without PyTorch (null, or the Error that kept it from starting: its
+ * message is the note), one round of lth's.
  */
 export async function inTurn(
   started: Array<{ steps: TorchSteps; info: Record<string, unknown> }> | Error | null, rounds: number, torchSteps: number,
@@ -148,8 +159,10 @@ export async function inTurn(
   const perThreads = started.map(() => ({ rounds: [] as number[], times: [] as number[] }));
   try {
     for (let round = 0; round < rounds; round++) {
+      await settle();
       lthRounds.push(lthRound(round));
       for (const [i, t] of started.entries()) {
+        await settle();
         const times = await t.steps.time(torchSteps);
         if (times instanceof Error) throw new LthError(times.message);
         perThreads[i].times.push(...times);
