@@ -2,10 +2,10 @@
 // causal mask, for attention scores) and its gradient, layer normalisation forward and
 // backward, and causal multi-head attention with its gradient. The LSTM's GEMMs
 // (x·W_ihᵀ, h·W_hhᵀ) are matmul calls; these are the elementwise and per-row parts that sit
-// between, which in TypeScript cost as much as the GEMMs of a char-level LSTM step. Serial
-// loops in float (double for the per-row sums), on the calling thread, except attention,
-// whose (sample, head) blocks share out over the pool, each block's small products on one
-// thread. The reference backend is the oracle.
+// between, which in TypeScript cost as much as the GEMMs of a char-level LSTM step. Loops in
+// float (double for the per-row sums); layer norm's rows and attention's (sample, head)
+// blocks share out over the pool (each block's small products on one thread), the others
+// run on the calling thread. The reference backend is the oracle.
 //
 // exp, tanh and the sigmoid are computed with fast_exp below rather than libm: libm's expf
 // and tanhf are scalar calls (about 20 ns each, five per LSTM unit and step: the cell cost
@@ -21,6 +21,7 @@
 #include "dispatch.h"
 #include "ftz.h"
 #include "napi_args.h"
+#include "parallel.h"
 #include "pool.h"
 
 // The baseline copy's 8-float vectors (softmax_impl.h) never cross a non-inlined call.
@@ -231,21 +232,26 @@ napi_value LayerNorm(napi_env env, napi_callback_info info) {
   const float *x = a[0].f32(), *gamma = a[1].f32(), *beta = a[2].f32();
   float *out = a[3].f32(), *mean = a[4].f32(), *rstd = a[5].f32();
   const double eps = a[8].num;
-  for (int64_t r = 0; r < rows; r++) {
-    const float* xr = x + r * cols;
-    double s = 0;
-    for (int64_t j = 0; j < cols; j++) s += xr[j];
-    const double mu = s / cols;
-    double v = 0;
-    for (int64_t j = 0; j < cols; j++) v += (xr[j] - mu) * (xr[j] - mu);
-    const float rs = (float)(1 / std::sqrt(v / cols + eps)), m = (float)mu;
-    mean[r] = m;
-    rstd[r] = rs;
-    float* yr = out + r * cols;
-    for (int64_t j = 0; j < cols; j++) yr[j] = (xr[j] - m) * rs * gamma[j] + beta[j];
-  }
+  lth::parallel_units(rows, rows * cols, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* xr = x + r * cols;
+      double s = 0;
+      for (int64_t j = 0; j < cols; j++) s += xr[j];
+      const double mu = s / cols;
+      double v = 0;
+      for (int64_t j = 0; j < cols; j++) v += (xr[j] - mu) * (xr[j] - mu);
+      const float rs = (float)(1 / std::sqrt(v / cols + eps)), m = (float)mu;
+      mean[r] = m;
+      rstd[r] = rs;
+      float* yr = out + r * cols;
+      for (int64_t j = 0; j < cols; j++) yr[j] = (xr[j] - m) * rs * gamma[j] + beta[j];
+    }
+  });
   return undefined_value(env);
 }
+
+// Groups of rows layerNormBackward sums gamma's and beta's gradients in: enough for the pool.
+constexpr int64_t kNormGroups = 8;
 
 // layerNormBackward(x, gamma, mean, rstd, gradOut, gradX, gradGamma | null, gradBeta | null, rows, cols)
 constexpr ArgSpec kLayerNormBackwardArgs[] = {arg::f32("x"),       arg::f32("gamma"), arg::f32("mean"),
@@ -269,23 +275,45 @@ napi_value LayerNormBackward(napi_env env, napi_callback_info info) {
   FtzScope ftz;
   const float *x = a[0].f32(), *gamma = a[1].f32(), *mean = a[2].f32(), *rstd = a[3].f32(), *go = a[4].f32();
   float *gx = a[5].f32(), *gg = a[6].present ? a[6].f32() : nullptr, *gb = a[7].present ? a[7].f32() : nullptr;
-  for (int64_t r = 0; r < rows; r++) {
-    const int64_t o = r * cols;
-    const float mu = mean[r], rs = rstd[r];
-    double sd = 0, sdx = 0;
-    for (int64_t j = 0; j < cols; j++) {
-      const float d = go[o + j] * gamma[j], xh = (x[o + j] - mu) * rs;
-      sd += d;
-      sdx += (double)d * xh;
+  // The rows in up to kNormGroups groups fixed by their count: each group's gamma and beta
+  // gradients summed in row order into its own partial, the partials then added to
+  // gradGamma and gradBeta in group order, so results do not depend on the thread count.
+  const int64_t groups = rows < kNormGroups ? rows : kNormGroups;
+  thread_local std::vector<float> pbuf;  // the caller's: the pool's threads write through `partials`
+  const bool sums = gg || gb;
+  if (sums && pbuf.size() < (size_t)(2 * groups * cols)) pbuf.resize((size_t)(2 * groups * cols));
+  float* partials = pbuf.data();  // group g: gamma's [cols], then beta's [cols]
+  lth::parallel_units(groups, rows * cols, [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; g++) {
+      float* pg = partials + 2 * g * cols;
+      float* pb = pg + cols;
+      if (sums) std::memset(pg, 0, (size_t)(2 * cols) * sizeof(float));
+      for (int64_t r = rows * g / groups; r < rows * (g + 1) / groups; r++) {
+        const int64_t o = r * cols;
+        const float mu = mean[r], rs = rstd[r];
+        double sd = 0, sdx = 0;
+        for (int64_t j = 0; j < cols; j++) {
+          const float d = go[o + j] * gamma[j], xh = (x[o + j] - mu) * rs;
+          sd += d;
+          sdx += (double)d * xh;
+        }
+        const float msd = (float)(sd / cols), msdx = (float)(sdx / cols);
+        for (int64_t j = 0; j < cols; j++) {
+          const float xh = (x[o + j] - mu) * rs;
+          gx[o + j] += rs * (go[o + j] * gamma[j] - msd - xh * msdx);
+          if (sums) {
+            pg[j] += go[o + j] * xh;
+            pb[j] += go[o + j];
+          }
+        }
+      }
     }
-    const float msd = (float)(sd / cols), msdx = (float)(sdx / cols);
+  });
+  for (int64_t g = 0; g < (sums ? groups : 0); g++)
     for (int64_t j = 0; j < cols; j++) {
-      const float xh = (x[o + j] - mu) * rs;
-      gx[o + j] += rs * (go[o + j] * gamma[j] - msd - xh * msdx);
-      if (gg) gg[j] += go[o + j] * xh;
-      if (gb) gb[j] += go[o + j];
+      if (gg) gg[j] += partials[2 * g * cols + j];
+      if (gb) gb[j] += partials[(2 * g + 1) * cols + j];
     }
-  }
   return undefined_value(env);
 }
 

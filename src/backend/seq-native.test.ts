@@ -168,6 +168,33 @@ test('causalAttention: each position attends only to itself and earlier ones; th
   for (let j = 0; j < dim; j++) assert.equal(y[j], qkv[2 * dim + j]);
 });
 
+test('layerNorm and its backward on the pool: the reference\'s values, the same bits at 1, 2 and 3 threads', { skip }, () => {
+  const rnd = prng(10);
+  const before = native!.getThreads();
+  try {
+    for (const [rows, cols] of [[700, 64], [4099, 9]] as Array<[number, number]>) {
+      const x = randomArray(rows * cols, rnd, -3, 3), gamma = randomArray(cols, rnd), beta = randomArray(cols, rnd), go = randomArray(rows * cols, rnd);
+      const gx0 = randomArray(rows * cols, rnd), gg0 = randomArray(cols, rnd), gb0 = randomArray(cols, rnd);
+      const run = (be: typeof ref) => {
+        const out = new Float32Array(rows * cols), mean = new Float32Array(rows), rstd = new Float32Array(rows);
+        be.layerNorm(x, gamma, beta, out, mean, rstd, rows, cols, 1e-5);
+        const gx = gx0.slice(), gg = gg0.slice(), gb = gb0.slice();
+        be.layerNormBackward(x, gamma, mean, rstd, go, gx, gg, gb, rows, cols);
+        return Float32Array.from([...out, ...mean, ...rstd, ...gx, ...gg, ...gb]);
+      };
+      const want = run(ref);
+      const runs = [1, 2, 3].map((threads) => {
+        native!.setThreads(threads);
+        return run(native!);
+      });
+      close(runs[0], want, 1e-4, `${rows}x${cols}`);
+      for (const r of runs.slice(1)) assert.deepEqual(Buffer.from(r.buffer), Buffer.from(runs[0].buffer), `${rows}x${cols}: thread counts differ`);
+    }
+  } finally {
+    native!.setThreads(before);
+  }
+});
+
 test('the sequence kernels check their arguments', { skip }, () => {
   assert.throws(() => native!.lstmCell(new Float32Array(7), new Float32Array(2), new Float32Array(2), new Float32Array(2), 1, 2), /gates/);
   assert.throws(() => native!.softmaxRows(new Float32Array(5), new Float32Array(6), 2, 3, false), /x/);
