@@ -8,24 +8,12 @@
 // multiply-add contraction: the AVX2 copy is compiled without FMA). Wider registers halve
 // the instructions of these passes, which were instruction-bound on SSE.
 
-// Eight float lanes as one value (GCC vector extension); loads and stores are unaligned.
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-
-LTH_NORM_TARGET static inline v8f load8(const float* p) {
-  v8f v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
-}
-
-LTH_NORM_TARGET static inline void store8(float* p, v8f v) { __builtin_memcpy(p, &v, sizeof v); }
+#define LTH_VEC8_TARGET LTH_NORM_TARGET
+#include "vec8.h"
+#undef LTH_VEC8_TARGET
 
 // The lanes' sum in double as a tree: four pairs, then two, then one.
-typedef double v4d __attribute__((vector_size(32)));
-LTH_NORM_TARGET static inline double lane_sum(v8f a) {
-  const v4d lo = {a[0], a[1], a[2], a[3]}, hi = {a[4], a[5], a[6], a[7]}, s = lo + hi;
-  return (s[0] + s[2]) + (s[1] + s[3]);
-}
+LTH_NORM_TARGET static inline double lane_sum(v8f a) { return pair_sum(low4(a), high4(a)); }
 
 // The gradient reaching the affine map: g, or 0 where the ReLU output y is not positive (or NaN).
 LTH_NORM_TARGET static inline v8f relu_mask(v8f g, v8f y) { return (v8f)((v8i)g & (v8i)(y > 0)); }

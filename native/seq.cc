@@ -27,7 +27,7 @@
 // The baseline copy's 8-float vectors (softmax_impl.h) never cross a non-inlined call.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-// The clamps in fast_exp are comparisons, which GCC will not turn into vector selects while
+// The clamps in exp_approx are comparisons, which GCC will not turn into vector selects while
 // a comparison may trap; these kernels never enable float traps.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
@@ -41,25 +41,38 @@ using lth::FtzScope;
 using lth::undefined_value;
 namespace arg = lth::arg;
 
-// e^x to about 2 ulp for x in [-87, 88] (clamped outside; NaN stays NaN, through r): Cephes'
-// expf, x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-7 polynomial, 2^n put in the exponent
-// bits; n rounded by adding and subtracting 1.5·2^23, so the loop has no branch.
-inline float fast_exp(float x) {
-  const float c = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  const float fn = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const float r = (c - fn * 0.693359375f) + fn * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = ((int32_t)fn + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
+// The row softmax's loops (softmax_impl.h), per ISA.
+struct SoftmaxKernels {
+  void (*row)(const float* x, float* y, int64_t cols, int64_t seen);  // softmax_row
+  void (*rowBackward)(const float* y, const float* go, float* gi, int64_t cols);
+};
+
+#if defined(__x86_64__) || defined(__i386__)
+#define LTH_SEQ_X86 1
+namespace avx2 {
+#define LTH_SEQ_TARGET __attribute__((target("avx2")))
+#include "softmax_impl.h"
+#undef LTH_SEQ_TARGET
+}  // namespace avx2
+#endif
+namespace baseline {
+#define LTH_SEQ_TARGET
+#include "softmax_impl.h"
+#undef LTH_SEQ_TARGET
+}  // namespace baseline
+
+// The AVX2 copy of the row softmax on the AVX2 and AVX-512 paths (the GEMM's, switched by
+// setSimd), else the baseline's: the same results either way.
+const SoftmaxKernels& softmax() {
+#ifdef LTH_SEQ_X86
+  if (std::strcmp(lth::gK->name, "scalar") != 0) return avx2::kTable;
+#endif
+  return baseline::kTable;
 }
+
+// e^x (exp_approx in softmax_impl.h) for the LSTM cell's loops, which the compiler
+// vectorises at the baseline ISA.
+inline float fast_exp(float x) { return baseline::exp_approx(x); }
 
 inline float sigmoid(float v) { return 1.0f / (1.0f + fast_exp(-v)); }
 
@@ -141,35 +154,6 @@ napi_value LstmCellBackward(napi_env env, napi_callback_info info) {
     for (int64_t j = 0; j < H; j++) dc[j] *= g[H + j];
   }
   return undefined_value(env);
-}
-
-// The row softmax's loops (softmax_impl.h), per ISA.
-struct SoftmaxKernels {
-  void (*row)(const float* x, float* y, int64_t cols, int64_t seen);  // softmax_row
-  void (*rowBackward)(const float* y, const float* go, float* gi, int64_t cols);
-};
-
-#if defined(__x86_64__) || defined(__i386__)
-#define LTH_SEQ_X86 1
-namespace avx2 {
-#define LTH_SEQ_TARGET __attribute__((target("avx2")))
-#include "softmax_impl.h"
-#undef LTH_SEQ_TARGET
-}  // namespace avx2
-#endif
-namespace baseline {
-#define LTH_SEQ_TARGET
-#include "softmax_impl.h"
-#undef LTH_SEQ_TARGET
-}  // namespace baseline
-
-// The AVX2 copy of the row softmax on the AVX2 and AVX-512 paths (the GEMM's, switched by
-// setSimd), else the baseline's: the same results either way.
-const SoftmaxKernels& softmax() {
-#ifdef LTH_SEQ_X86
-  if (std::strcmp(lth::gK->name, "scalar") != 0) return avx2::kTable;
-#endif
-  return baseline::kTable;
 }
 
 // softmaxRows(x, out, rows, cols, causal)

@@ -8,52 +8,46 @@
 // lanes added in a fixed order: a row is not one chain of dependent double adds, which
 // took most of a text_transformer's attention on the baseline ISA.
 
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-typedef double v4d __attribute__((vector_size(32)));
+#define LTH_VEC8_TARGET LTH_SEQ_TARGET
+#include "vec8.h"
+#undef LTH_VEC8_TARGET
 
-LTH_SEQ_TARGET static inline v8f load8(const float* p) {
-  v8f v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
+// A value of type V (a float, or 8 lanes of one) from a float.
+template <class V>
+LTH_SEQ_TARGET static inline V splat(float a) {
+  return V{} + a;
 }
 
-LTH_SEQ_TARGET static inline void store8(float* p, v8f v) { __builtin_memcpy(p, &v, sizeof v); }
+LTH_SEQ_TARGET static inline int32_t to_int32(float a) { return (int32_t)a; }
+LTH_SEQ_TARGET static inline v8i to_int32(v8f a) { return __builtin_convertvector(a, v8i); }
 
-LTH_SEQ_TARGET static inline v8f splat(float a) { return v8f{} + a; }
-
-LTH_SEQ_TARGET static inline v4d low4(v8f a) { return v4d{a[0], a[1], a[2], a[3]}; }
-LTH_SEQ_TARGET static inline v4d high4(v8f a) { return v4d{a[4], a[5], a[6], a[7]}; }
-
-// The lanes of two double accumulators, added in a fixed order.
-LTH_SEQ_TARGET static inline double lanes_sum(v4d a, v4d b) {
-  const v4d s = a + b;
-  return (s[0] + s[2]) + (s[1] + s[3]);
-}
-
-// fast_exp (seq.cc) for eight lanes: the same clamp, reduction and polynomial.
-LTH_SEQ_TARGET static inline v8f exp8(v8f x) {
-  const v8f lo = splat(-87.0f), hi = splat(88.0f);
-  v8f c = x < lo ? lo : x;  // NaN stays NaN
+// e^x to about 2 ulp for x in [-87, 88] (clamped outside; NaN stays NaN, through r), for a
+// float or 8 lanes: Cephes' expf, x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-7
+// polynomial, 2^n put in the exponent bits; n rounded by adding and subtracting 1.5·2^23,
+// so there is no branch.
+template <class V>
+LTH_SEQ_TARGET static inline V exp_approx(V x) {
+  const V lo = splat<V>(-87.0f), hi = splat<V>(88.0f);
+  V c = x < lo ? lo : x;  // NaN stays NaN
   c = c > hi ? hi : c;
-  const v8f fn = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const v8f r = (c - fn * 0.693359375f) + fn * 2.12194440e-4f;
-  v8f p = splat(1.9875691500e-4f);
+  const V fn = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const V r = (c - fn * 0.693359375f) + fn * 2.12194440e-4f;
+  V p = splat<V>(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const v8i bits = (__builtin_convertvector(fn, v8i) + 127) << 23;
-  v8f scale;
+  const auto bits = (to_int32(fn) + 127) << 23;
+  V scale;
   __builtin_memcpy(&scale, &bits, sizeof scale);
   return p * scale;
 }
 
 // The first n < 8 entries of p in a vector, the others `fill`.
 LTH_SEQ_TARGET static inline v8f load_part(const float* p, int64_t n, float fill) {
-  v8f v = splat(fill);
+  v8f v = splat<v8f>(fill);
   for (int64_t l = 0; l < n; l++) v[l] = p[l];
   return v;
 }
@@ -62,7 +56,7 @@ LTH_SEQ_TARGET static inline v8f load_part(const float* p, int64_t n, float fill
 // NaN among them makes the whole row NaN (Math.max's rule for the maximum).
 LTH_SEQ_TARGET static void softmax_row(const float* x, float* y, int64_t cols, int64_t seen) {
   const int64_t full = seen & ~(int64_t)7, rest = seen - full;
-  v8f m = splat(-__builtin_inff());
+  v8f m = splat<v8f>(-__builtin_inff());
   v8i nan = {};
   for (int64_t j = 0; j < full; j += 8) {
     const v8f v = load8(x + j);
@@ -81,24 +75,24 @@ LTH_SEQ_TARGET static void softmax_row(const float* x, float* y, int64_t cols, i
     anyNan = anyNan || nan[l] != 0;
   }
   if (anyNan) mx = __builtin_nanf("");
-  const v8f mv = splat(mx);
+  const v8f mv = splat<v8f>(mx);
   v4d s0 = {}, s1 = {};
   for (int64_t j = 0; j < full; j += 8) {
-    const v8f e = exp8(load8(x + j) - mv);
+    const v8f e = exp_approx(load8(x + j) - mv);
     store8(y + j, e);
     s0 += low4(e);
     s1 += high4(e);
   }
   if (rest) {
     // The lanes past the row hold e^(0 - max): zeroed before the sum.
-    v8f e = exp8(load_part(x + full, rest, 0.0f) - mv);
+    v8f e = exp_approx(load_part(x + full, rest, 0.0f) - mv);
     for (int64_t l = rest; l < 8; l++) e[l] = 0.0f;
     for (int64_t l = 0; l < rest; l++) y[full + l] = e[l];
     s0 += low4(e);
     s1 += high4(e);
   }
-  const float inv = (float)(1.0 / lanes_sum(s0, s1));
-  const v8f iv = splat(inv);
+  const float inv = (float)(1.0 / pair_sum(s0, s1));
+  const v8f iv = splat<v8f>(inv);
   for (int64_t j = 0; j < full; j += 8) store8(y + j, load8(y + j) * iv);
   for (int64_t j = full; j < seen; j++) y[j] *= inv;
   for (int64_t j = seen; j < cols; j++) y[j] = 0;
@@ -118,8 +112,8 @@ LTH_SEQ_TARGET static void softmax_row_backward(const float* y, const float* go,
     d0 += low4(a) * low4(b);
     d1 += high4(a) * high4(b);
   }
-  const float d = (float)lanes_sum(d0, d1);
-  const v8f dv = splat(d);
+  const float d = (float)pair_sum(d0, d1);
+  const v8f dv = splat<v8f>(d);
   for (int64_t j = 0; j < full; j += 8) store8(gi + j, load8(y + j) * (load8(go + j) - dv));
   for (int64_t j = full; j < cols; j++) gi[j] = y[j] * (go[j] - d);
 }

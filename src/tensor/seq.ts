@@ -2,9 +2,9 @@
  * Sequence ops, forward and backward together (like ops.ts): views and transposes of
  * [batch, time, features] tensors, embeddings, pooling over time, layer normalisation, an
  * LSTM layer unrolled over the whole sequence (back-propagation through all of it), and
- * causal multi-head self-attention. The GEMMs go to the backend's matmul; the LSTM cell,
- * row softmax and layer norm to its sequence kernels; the rest (copies, index gathers,
- * small reductions) are plain loops.
+ * causal multi-head self-attention. The LSTM's GEMMs go to the backend's matmul and its
+ * cell to a sequence kernel, as do layer norm and the whole of attention; the rest (copies,
+ * index gathers, small reductions) are plain loops.
  */
 import { getBackend } from '../backend/index.js';
 import { LthError, check } from '../core/errors.js';
