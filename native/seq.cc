@@ -7,10 +7,11 @@
 // blocks share out over the pool (each block's small products on one thread), the others
 // run on the calling thread. The reference backend is the oracle.
 //
-// exp, tanh and the sigmoid are computed with fast_exp below rather than libm: libm's expf
-// and tanhf are scalar calls (about 20 ns each, five per LSTM unit and step: the cell cost
-// more than the step's GEMMs), while fast_exp is branch-free arithmetic the compiler
-// vectorises at the baseline ISA.
+// exp, tanh and the sigmoid are computed with exp_approx (seq_impl.h) rather than libm:
+// libm's expf and tanhf are scalar calls (about 20 ns each, five per LSTM unit and step: the
+// cell cost more than the step's GEMMs), while exp_approx is branch-free arithmetic the
+// compiler vectorises. The elementwise loops (seq_impl.h) are compiled for AVX2 without FMA
+// and for the baseline, with the same results.
 
 #include <cmath>
 #include <cstdint>
@@ -24,7 +25,7 @@
 #include "parallel.h"
 #include "pool.h"
 
-// The baseline copy's 8-float vectors (softmax_impl.h) never cross a non-inlined call.
+// The baseline copy's 8-float vectors (seq_impl.h) never cross a non-inlined call.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 // The clamps in exp_approx are comparisons, which GCC will not turn into vector selects while
@@ -41,8 +42,11 @@ using lth::FtzScope;
 using lth::undefined_value;
 namespace arg = lth::arg;
 
-// The row softmax's loops (softmax_impl.h), per ISA.
-struct SoftmaxKernels {
+// The loops of seq_impl.h, per ISA.
+struct SeqKernels {
+  void (*cell)(float* gates, const float* cPrev, float* c, float* h, int64_t b0, int64_t b1, int64_t H);
+  void (*cellBackward)(const float* gates, const float* cPrev, const float* c, const float* gradH, const float* gradC,
+                       float* gradGates, float* gradCPrev, int64_t b0, int64_t b1, int64_t H);
   void (*row)(const float* x, float* y, int64_t cols, int64_t seen);  // softmax_row
   void (*rowBackward)(const float* y, const float* go, float* gi, int64_t cols);
 };
@@ -51,33 +55,24 @@ struct SoftmaxKernels {
 #define LTH_SEQ_X86 1
 namespace avx2 {
 #define LTH_SEQ_TARGET __attribute__((target("avx2")))
-#include "softmax_impl.h"
+#include "seq_impl.h"
 #undef LTH_SEQ_TARGET
 }  // namespace avx2
 #endif
 namespace baseline {
 #define LTH_SEQ_TARGET
-#include "softmax_impl.h"
+#include "seq_impl.h"
 #undef LTH_SEQ_TARGET
 }  // namespace baseline
 
-// The AVX2 copy of the row softmax on the AVX2 and AVX-512 paths (the GEMM's, switched by
-// setSimd), else the baseline's: the same results either way.
-const SoftmaxKernels& softmax() {
+// The AVX2 copy on the AVX2 and AVX-512 paths (the GEMM's, switched by setSimd), else the
+// baseline's: the same results either way.
+const SeqKernels& kernels() {
 #ifdef LTH_SEQ_X86
   if (std::strcmp(lth::gK->name, "scalar") != 0) return avx2::kTable;
 #endif
   return baseline::kTable;
 }
-
-// e^x (exp_approx in softmax_impl.h) for the LSTM cell's loops, which the compiler
-// vectorises at the baseline ISA.
-inline float fast_exp(float x) { return baseline::exp_approx(x); }
-
-inline float sigmoid(float v) { return 1.0f / (1.0f + fast_exp(-v)); }
-
-// tanh(v) = 1 - 2 / (e^{2v} + 1): saturates to ±1, absolute error about 1e-7 near 0.
-inline float fast_tanh(float v) { return 1.0f - 2.0f / (fast_exp(2.0f * v) + 1.0f); }
 
 // lstmCell(gates, cPrev, c, h, n, hidden)
 constexpr ArgSpec kLstmCellArgs[] = {arg::f32("gates"), arg::f32("cPrev"), arg::f32("c"),
@@ -94,19 +89,11 @@ napi_value LstmCell(napi_env env, napi_callback_info info) {
   if (!a.ok()) return nullptr;
   FtzScope ftz;
   float* gates = a[0].f32();
-  float* __restrict c = a[2].f32();
-  float* __restrict h = a[3].f32();
-  const float* __restrict cPrev = a[1].f32();
-  // Each pass is a plain loop over contiguous floats, which the compiler vectorises.
-  for (int64_t b = 0; b < n; b++) {
-    float* __restrict g = gates + b * 4 * H;
-    for (int64_t j = 0; j < 2 * H; j++) g[j] = sigmoid(g[j]);
-    for (int64_t j = 2 * H; j < 3 * H; j++) g[j] = fast_tanh(g[j]);
-    for (int64_t j = 3 * H; j < 4 * H; j++) g[j] = sigmoid(g[j]);
-    const int64_t o = b * H;
-    for (int64_t j = 0; j < H; j++) c[o + j] = g[H + j] * cPrev[o + j] + g[j] * g[2 * H + j];
-    for (int64_t j = 0; j < H; j++) h[o + j] = g[3 * H + j] * fast_tanh(c[o + j]);
-  }
+  float* c = a[2].f32();
+  float* h = a[3].f32();
+  const float* cPrev = a[1].f32();
+  const auto cell = kernels().cell;
+  lth::parallel_units(n, n * 4 * H, [&](int64_t b0, int64_t b1) { cell(gates, cPrev, c, h, b0, b1, H); });
   return undefined_value(env);
 }
 
@@ -128,31 +115,17 @@ napi_value LstmCellBackward(napi_env env, napi_callback_info info) {
   a.need("gradCPrev", a[6].len, n, H, "n*hidden");
   if (!a.ok()) return nullptr;
   FtzScope ftz;
-  const float* __restrict gates = a[0].f32();
-  const float* __restrict cPrev = a[1].f32();
-  const float* __restrict c = a[2].f32();
-  const float* __restrict gradH = a[3].f32();
-  float* __restrict gradGates = a[5].f32();
-  // gradC and gradCPrev may be one array (each entry read before it is written): not restrict.
+  const float* gates = a[0].f32();
+  const float* cPrev = a[1].f32();
+  const float* c = a[2].f32();
+  const float* gradH = a[3].f32();
+  float* gradGates = a[5].f32();
   const float* gradC = a[4].f32();
   float* gradCPrev = a[6].f32();
-  for (int64_t b = 0; b < n; b++) {
-    const float* __restrict g = gates + b * 4 * H;
-    float* __restrict dg = gradGates + b * 4 * H;
-    const int64_t o = b * H;
-    float* dc = gradCPrev + o;
-    // First the cell state's gradient (into gradCPrev, entry by entry over gradC), then the gates'.
-    for (int64_t j = 0; j < H; j++) {
-      const float og = g[3 * H + j], tc = fast_tanh(c[o + j]), gh = gradH[o + j];
-      dg[3 * H + j] = gh * tc * og * (1 - og);
-      dc[j] = gradC[o + j] + gh * og * (1 - tc * tc);
-    }
-    // One output per loop: with four interleaved stores the compiler leaves it scalar.
-    for (int64_t j = 0; j < H; j++) dg[j] = dc[j] * g[2 * H + j] * g[j] * (1 - g[j]);
-    for (int64_t j = 0; j < H; j++) dg[H + j] = dc[j] * cPrev[o + j] * g[H + j] * (1 - g[H + j]);
-    for (int64_t j = 0; j < H; j++) dg[2 * H + j] = dc[j] * g[j] * (1 - g[2 * H + j] * g[2 * H + j]);
-    for (int64_t j = 0; j < H; j++) dc[j] *= g[H + j];
-  }
+  const auto cellBackward = kernels().cellBackward;
+  lth::parallel_units(n, n * 4 * H, [&](int64_t b0, int64_t b1) {
+    cellBackward(gates, cPrev, c, gradH, gradC, gradGates, gradCPrev, b0, b1, H);
+  });
   return undefined_value(env);
 }
 
@@ -171,7 +144,7 @@ napi_value SoftmaxRows(napi_env env, napi_callback_info info) {
   const float* x = a[0].f32();
   float* out = a[1].f32();
   const bool causal = a[4].flag;
-  const auto row = softmax().row;
+  const auto row = kernels().row;
   for (int64_t r = 0; r < rows; r++) row(x + r * cols, out + r * cols, cols, causal ? r % cols + 1 : cols);
   return undefined_value(env);
 }
@@ -191,7 +164,7 @@ napi_value SoftmaxRowsBackward(napi_env env, napi_callback_info info) {
   FtzScope ftz;
   const float *y = a[0].f32(), *go = a[1].f32();
   float* gi = a[2].f32();
-  const auto rowBackward = softmax().rowBackward;
+  const auto rowBackward = kernels().rowBackward;
   for (int64_t r = 0; r < rows; r++) rowBackward(y + r * cols, go + r * cols, gi + r * cols, cols);
   return undefined_value(env);
 }
@@ -341,7 +314,7 @@ void attention_block(void* ctx, int i, float* scratch) {
     }
   }
   product(q, k, p, T, dh, T, false, true, scratch);  // scores Q·Kᵀ
-  const auto row = softmax().row;
+  const auto row = kernels().row;
   for (int64_t t = 0; t < T; t++) row(p + t * T, p + t * T, T, t + 1);
   thread_local std::vector<float> obuf;
   float* o = block_buffer(obuf, (size_t)per);
@@ -359,7 +332,7 @@ void attention_block_backward(void* ctx, int i, float* scratch) {
   for (int64_t t = 0; t < T; t++) std::memcpy(go + t * dh, at.gradOut + (b * T + t) * D + h * dh, (size_t)dh * sizeof(float));
   product(go, v, ds, T, dh, T, false, true, scratch);  // dP = dO·Vᵀ
   product(p, go, dv, T, T, dh, true, false, scratch);  // dV = Pᵀ·dO
-  const auto rowBackward = softmax().rowBackward;
+  const auto rowBackward = kernels().rowBackward;
   for (int64_t t = 0; t < T; t++) rowBackward(p + t * T, ds + t * T, ds + t * T, T);  // dS
   product(ds, k, dq, T, T, dh, false, false, scratch);  // dS·K
   product(ds, q, dk, T, T, dh, true, false, scratch);   // dK = dSᵀ·(Q·scale)

@@ -1,5 +1,5 @@
 // Eight float lanes as one value (GCC vector extensions) for the loops compiled once per ISA
-// (norm_impl.h, softmax_impl.h): included inside the including unit's namespace, with
+// (norm_impl.h, seq_impl.h): included inside the including unit's namespace, with
 // LTH_VEC8_TARGET set to that ISA's target attribute. No include guard: each namespace gets
 // its own copy. No standard headers here (see native/README.md).
 

@@ -90,6 +90,28 @@ test('layerNorm and layerNormBackward match the reference (gradients accumulate;
   }
 });
 
+test('lstmCell and its backward: the same bits on every SIMD path and thread count', { skip }, () => {
+  const rnd = prng(11);
+  const before = { simd: native!.simdPath(), threads: native!.getThreads() };
+  try {
+    for (const [n, H] of [[64, 256], [3, 5], [40, 33]]) {
+      const pre = randomArray(n * 4 * H, rnd, -8, 8), cPrev = randomArray(n * H, rnd), gh = randomArray(n * H, rnd), gc = randomArray(n * H, rnd);
+      const runs = (['avx512', 'avx2', 'scalar'] as const).flatMap((path) => [1, 2, 3].map((threads) => {
+        native!.setSimd(path);
+        native!.setThreads(threads);
+        const g = pre.slice(), c = new Float32Array(n * H), h = c.slice(), dg = new Float32Array(n * 4 * H), dc = gc.slice();
+        native!.lstmCell(g, cPrev, c, h, n, H);
+        native!.lstmCellBackward(g, cPrev, c, gh, dc, dg, dc, n, H);
+        return Float32Array.from([...g, ...c, ...h, ...dg, ...dc]);
+      }));
+      for (const r of runs.slice(1)) assert.deepEqual(Buffer.from(r.buffer), Buffer.from(runs[0].buffer), `${n}x${H}: SIMD paths or thread counts differ`);
+    }
+  } finally {
+    native!.setSimd(before.simd);
+    native!.setThreads(before.threads);
+  }
+});
+
 test('softmaxRows and its backward: the same bits on every SIMD path (rows of 1 to 70 entries, causal and not, NaN)', { skip }, () => {
   const rnd = prng(9);
   const before = native!.simdPath();

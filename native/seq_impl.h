@@ -1,12 +1,15 @@
-// The row softmax and its gradient (native/seq.cc), included once per ISA inside its own
-// namespace with LTH_SEQ_TARGET set to that ISA's target attribute (AVX2 without FMA, or
-// the baseline). No standard headers here (see native/README.md).
+// The sequence kernels' loops (native/seq.cc): the LSTM cell and its gradient, the row
+// softmax and its gradient. Included once per ISA inside its own namespace with
+// LTH_SEQ_TARGET set to that ISA's target attribute (AVX2 without FMA, or the baseline). No
+// standard headers here (see native/README.md).
 //
-// Eight float lanes at a time (GCC vector extensions: one AVX2 register, two SSE ones). The
-// arithmetic is the same on every ISA, and the AVX2 copy is compiled without FMA (no
-// multiply-add contraction), so the results are bitwise the same. Sums run in double
-// lanes added in a fixed order: a row is not one chain of dependent double adds, which
-// took most of a text_transformer's attention on the baseline ISA.
+// The arithmetic is the same on every ISA, and the AVX2 copy is compiled without FMA (no
+// multiply-add contraction), so the results are bitwise the same; wider registers halve the
+// instructions of these elementwise loops. The LSTM cell is plain loops over contiguous
+// floats, which the compiler vectorises; the softmax works in eight float lanes (GCC
+// vector extensions) with its sums in double lanes added in a fixed order: a row is not one
+// chain of dependent double adds, which took most of a text_transformer's attention on
+// the baseline ISA.
 
 #define LTH_VEC8_TARGET LTH_SEQ_TARGET
 #include "vec8.h"
@@ -43,6 +46,50 @@ LTH_SEQ_TARGET static inline V exp_approx(V x) {
   V scale;
   __builtin_memcpy(&scale, &bits, sizeof scale);
   return p * scale;
+}
+
+LTH_SEQ_TARGET static inline float sigmoid(float v) { return 1.0f / (1.0f + exp_approx(-v)); }
+
+// tanh(v) = 1 - 2 / (e^{2v} + 1): saturates to ±1, absolute error about 1e-7 near 0.
+LTH_SEQ_TARGET static inline float tanh_approx(float v) { return 1.0f - 2.0f / (exp_approx(2.0f * v) + 1.0f); }
+
+// Rows [b0, b1) of lstmCell: the gates' activations in place, then c and h.
+LTH_SEQ_TARGET static void lstm_cell(float* gates, const float* __restrict cPrev, float* __restrict c,
+                                     float* __restrict h, int64_t b0, int64_t b1, int64_t H) {
+  for (int64_t b = b0; b < b1; b++) {
+    float* __restrict g = gates + b * 4 * H;
+    for (int64_t j = 0; j < 2 * H; j++) g[j] = sigmoid(g[j]);
+    for (int64_t j = 2 * H; j < 3 * H; j++) g[j] = tanh_approx(g[j]);
+    for (int64_t j = 3 * H; j < 4 * H; j++) g[j] = sigmoid(g[j]);
+    const int64_t o = b * H;
+    for (int64_t j = 0; j < H; j++) c[o + j] = g[H + j] * cPrev[o + j] + g[j] * g[2 * H + j];
+    for (int64_t j = 0; j < H; j++) h[o + j] = g[3 * H + j] * tanh_approx(c[o + j]);
+  }
+}
+
+// Rows [b0, b1) of lstmCellBackward. gradC and gradCPrev may be one array (each entry read
+// before it is written): not restrict.
+LTH_SEQ_TARGET static void lstm_cell_backward(const float* __restrict gates, const float* __restrict cPrev,
+                                              const float* __restrict c, const float* __restrict gradH,
+                                              const float* gradC, float* __restrict gradGates, float* gradCPrev,
+                                              int64_t b0, int64_t b1, int64_t H) {
+  for (int64_t b = b0; b < b1; b++) {
+    const float* __restrict g = gates + b * 4 * H;
+    float* __restrict dg = gradGates + b * 4 * H;
+    const int64_t o = b * H;
+    float* dc = gradCPrev + o;
+    // First the cell state's gradient (into gradCPrev, entry by entry over gradC), then the gates'.
+    for (int64_t j = 0; j < H; j++) {
+      const float og = g[3 * H + j], tc = tanh_approx(c[o + j]), gh = gradH[o + j];
+      dg[3 * H + j] = gh * tc * og * (1 - og);
+      dc[j] = gradC[o + j] + gh * og * (1 - tc * tc);
+    }
+    // One output per loop: with four interleaved stores the compiler leaves it scalar.
+    for (int64_t j = 0; j < H; j++) dg[j] = dc[j] * g[2 * H + j] * g[j] * (1 - g[j]);
+    for (int64_t j = 0; j < H; j++) dg[H + j] = dc[j] * cPrev[o + j] * g[H + j] * (1 - g[H + j]);
+    for (int64_t j = 0; j < H; j++) dg[2 * H + j] = dc[j] * g[j] * (1 - g[2 * H + j] * g[2 * H + j]);
+    for (int64_t j = 0; j < H; j++) dc[j] *= g[H + j];
+  }
 }
 
 // The first n < 8 entries of p in a vector, the others `fill`.
@@ -118,4 +165,4 @@ LTH_SEQ_TARGET static void softmax_row_backward(const float* y, const float* go,
   for (int64_t j = full; j < cols; j++) gi[j] = y[j] * (go[j] - d);
 }
 
-static constexpr SoftmaxKernels kTable = {softmax_row, softmax_row_backward};
+static constexpr SeqKernels kTable = {lstm_cell, lstm_cell_backward, softmax_row, softmax_row_backward};
