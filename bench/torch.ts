@@ -138,7 +138,7 @@ export interface TorchInTurn {
  * How long each side waits before its steps are timed: the other side's threads spin a
  * while after their last work before they sleep (OpenBLAS's for about 2^28 cycles, 0.1 s),
  * and steps timed while they spin share the cores with them. Without the wait the first
- * of each round's lth steps took 5–15% longer than the second.
+ * of each round's lth steps took about 10% longer than the second.
  */
 const SETTLE_MS = 200;
 
