@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <string.h>
 
 #include "kernels.h"
 
@@ -17,6 +18,11 @@ extern const Kernels* gK;
 inline decltype(Kernels::gemm) nt_product(int64_t m, int64_t n, int64_t k) {
   return gK->ntFaster(m, n, k) ? gK->gemmNT : gK->gemm;
 }
+
+// Whether the path in use has AVX2 (the avx2 and avx512 paths): the units that compile their
+// loops twice, for AVX2 without FMA and for the baseline (norm.cc, seq.cc), run the AVX2
+// copy then; both give the same bits.
+inline bool avx2_in_use() { return strcmp(gK->name, "scalar") != 0; }
 
 // Floats of a thread's GEMM scratch: the most any path this CPU has needs, so that a
 // buffer allocated for one path serves after setSimd switches to another.

@@ -64,7 +64,7 @@ namespace baseline {
 // baseline's: the same results either way.
 const NormKernels& kernels() {
 #ifdef LTH_NORM_X86
-  if (std::strcmp(lth::gK->name, "scalar") != 0) return avx2::kTable;
+  if (lth::avx2_in_use()) return avx2::kTable;
 #endif
   return baseline::kTable;
 }

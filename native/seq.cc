@@ -69,7 +69,7 @@ namespace baseline {
 // baseline's: the same results either way.
 const SeqKernels& kernels() {
 #ifdef LTH_SEQ_X86
-  if (std::strcmp(lth::gK->name, "scalar") != 0) return avx2::kTable;
+  if (lth::avx2_in_use()) return avx2::kTable;
 #endif
   return baseline::kTable;
 }
@@ -287,7 +287,7 @@ struct Attention {
   float* gradQkv;         // backward: += the input's gradient [n, T, 3·dim]
   float *q, *k, *v, *p;
   int64_t T, heads, dim, dh;
-  double scale;           // 1/√dh, in double as the JavaScript that used to run this did
+  double scale;           // 1/√dh, in double (as the reference computes it)
 };
 
 // C [m, n] = op(A)·op(B), one thread's whole product.
@@ -354,29 +354,27 @@ void run_blocks(Attention& at, int64_t blocks, void (*fn)(void*, int, float*)) {
   for (int64_t i = 0; i < blocks; i++) fn(&at, (int)i, scratch);
 }
 
-// The shape arguments of both exports (n, T, heads, dim from `at`), checked; the lengths of
-// the arrays both take.
-bool read_attention(Args<10>& a, int64_t at, Attention* att, int64_t* n) {
-  *n = a[at].dim();
-  att->T = a[at + 1].dim();
-  att->heads = a[at + 2].dim();
-  att->dim = a[at + 3].dim();
-  if (att->heads < 1 || att->dim % att->heads != 0) {
-    a.fail(true, "dim (%lld) must be a positive multiple of heads (%lld)", (long long)att->dim, (long long)att->heads);
+// The shape arguments of both exports (n, T, heads, dim from argument 6 on), checked, and
+// the lengths of q, k, v and p (from argument `q` on); per = n·T·dim, the length of the
+// [n, T, dim] arrays (the [n, T, 3·dim] ones have three times it). False on an error.
+bool read_attention(Args<10>& a, int64_t q, Attention* at, int64_t* n, unsigned __int128* per) {
+  *n = a[6].dim();
+  at->T = a[7].dim();
+  at->heads = a[8].dim();
+  at->dim = a[9].dim();
+  if (at->heads < 1 || at->dim % at->heads != 0) {
+    a.fail(true, "dim (%lld) must be a positive multiple of heads (%lld)", (long long)at->dim, (long long)at->heads);
     return false;
   }
-  att->dh = att->heads ? att->dim / att->heads : 0;
-  att->scale = 1.0 / std::sqrt((double)att->dh);
-  return true;
-}
-
-void need_blocks(Args<10>& a, int64_t q, int64_t n, const Attention& at) {
-  const unsigned __int128 per = (unsigned __int128)(uint64_t)n * (uint64_t)at.T * (uint64_t)at.dim;
-  a.need("q", a[q].len, per, "n*T*dim");
-  a.need("k", a[q + 1].len, per, "n*T*dim");
-  a.need("v", a[q + 2].len, per, "n*T*dim");
-  a.need("p", a[q + 3].len, (unsigned __int128)(uint64_t)n * (uint64_t)at.heads * (uint64_t)at.T * (uint64_t)at.T,
+  at->dh = at->dim / at->heads;
+  at->scale = 1.0 / std::sqrt((double)at->dh);
+  *per = (unsigned __int128)(uint64_t)*n * (uint64_t)at->T * (uint64_t)at->dim;
+  a.need("q", a[q].len, *per, "n*T*dim");
+  a.need("k", a[q + 1].len, *per, "n*T*dim");
+  a.need("v", a[q + 2].len, *per, "n*T*dim");
+  a.need("p", a[q + 3].len, (unsigned __int128)(uint64_t)*n * (uint64_t)at->heads * (uint64_t)at->T * (uint64_t)at->T,
          "n*heads*T*T");
+  return true;
 }
 
 // causalAttention(qkv, out, q, k, v, p, n, T, heads, dim)
@@ -389,10 +387,10 @@ napi_value CausalAttention(napi_env env, napi_callback_info info) {
   if (!a.ok()) return nullptr;
   Attention at{};
   int64_t n;
-  if (!read_attention(a, 6, &at, &n)) return nullptr;
-  a.need("qkv", a[0].len, (unsigned __int128)(uint64_t)n * (uint64_t)at.T * (uint64_t)(3 * at.dim), "n*T*3*dim");
-  a.need("out", a[1].len, (unsigned __int128)(uint64_t)n * (uint64_t)at.T * (uint64_t)at.dim, "n*T*dim");
-  need_blocks(a, 2, n, at);
+  unsigned __int128 per;
+  if (!read_attention(a, 2, &at, &n, &per)) return nullptr;
+  a.need("qkv", a[0].len, 3 * per, "n*T*3*dim");
+  a.need("out", a[1].len, per, "n*T*dim");
   if (!a.ok()) return nullptr;
   if (n == 0 || at.T == 0 || at.dim == 0) return undefined_value(env);
   FtzScope ftz;
@@ -417,10 +415,10 @@ napi_value CausalAttentionBackward(napi_env env, napi_callback_info info) {
   if (!a.ok()) return nullptr;
   Attention at{};
   int64_t n;
-  if (!read_attention(a, 6, &at, &n)) return nullptr;
-  a.need("gradOut", a[0].len, (unsigned __int128)(uint64_t)n * (uint64_t)at.T * (uint64_t)at.dim, "n*T*dim");
-  need_blocks(a, 1, n, at);
-  a.need("gradQkv", a[5].len, (unsigned __int128)(uint64_t)n * (uint64_t)at.T * (uint64_t)(3 * at.dim), "n*T*3*dim");
+  unsigned __int128 per;
+  if (!read_attention(a, 1, &at, &n, &per)) return nullptr;
+  a.need("gradOut", a[0].len, per, "n*T*dim");
+  a.need("gradQkv", a[5].len, 3 * per, "n*T*3*dim");
   if (!a.ok()) return nullptr;
   if (n == 0 || at.T == 0 || at.dim == 0) return undefined_value(env);
   FtzScope ftz;
