@@ -8,6 +8,8 @@
 
 #include "gemm.h"
 
+#include <cstdint>
+
 #include "bindings.h"
 #include "dispatch.h"
 #include "ftz.h"
@@ -76,6 +78,22 @@ const float* lth::pack_a(const float* a, int64_t m, int64_t k, bool transA, std:
   if (buf.size() < floats) buf.resize(floats);
   gK->packA(a, m, k, transA, 0, m, buf.data());
   return buf.data();
+}
+
+const float* lth::pack_b_panels(const float* b, int64_t k, int64_t n, bool transB, std::vector<float>& buf,
+                                int64_t* panelStride) {
+  const int64_t nr = gK->nr, panels = (n + nr - 1) / nr, stride = k * nr;  // nr is 8 or 16: whole cache lines
+  const size_t floats = (size_t)(panels * stride) + 16;
+  if (buf.size() < floats) buf.resize(floats);
+  float* dst = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~(uintptr_t)63);
+  for (int64_t q = 0; q < panels; q++)
+    for (int64_t p = 0; p < k; p++)
+      for (int64_t jj = 0; jj < nr; jj++) {
+        const int64_t j = q * nr + jj;
+        dst[q * stride + p * nr + jj] = j >= n ? 0.0f : transB ? b[j * k + p] : b[p * n + j];
+      }
+  *panelStride = stride;
+  return dst;
 }
 
 void lth::matmul(const GemmArgs& g) {

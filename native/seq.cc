@@ -1,11 +1,12 @@
-// The sequence kernels: the LSTM cell's gates and their gradient, row softmax (with a
-// causal mask, for attention scores) and its gradient, layer normalisation forward and
-// backward, and causal multi-head attention with its gradient. The LSTM's GEMMs
-// (x·W_ihᵀ, h·W_hhᵀ) are matmul calls; these are the elementwise and per-row parts that sit
-// between, which in TypeScript cost as much as the GEMMs of a char-level LSTM step. Loops in
-// float (double for the per-row sums); layer norm's rows and attention's (sample, head)
-// blocks share out over the pool (each block's small products on one thread), the others
-// run on the calling thread. The reference backend is the oracle.
+// The sequence kernels: an LSTM layer's recurrence (each step's h·W_hhᵀ and cell) and its
+// gradient, row softmax (with a causal mask, for attention scores) and its gradient, layer
+// normalisation forward and backward, and causal multi-head attention with its gradient.
+// The LSTM's input product x·W_ihᵀ for all steps is one matmul call in TypeScript; the
+// recurrence runs here, where a matmul and a cell call per step cost as much in packing
+// W_hh and in calls as in work. Loops in float (double for the per-row sums); the cell's
+// rows, layer norm's rows and attention's (sample, head) blocks share out over the pool
+// (each block's small products on one thread), the others run on the calling thread. The
+// reference backend is the oracle.
 //
 // exp, tanh and the sigmoid are computed with exp_approx (seq_impl.h) rather than libm:
 // libm's expf and tanhf are scalar calls (about 20 ns each, five per LSTM unit and step: the
@@ -21,6 +22,7 @@
 #include "bindings.h"
 #include "dispatch.h"
 #include "ftz.h"
+#include "gemm.h"
 #include "napi_args.h"
 #include "parallel.h"
 #include "pool.h"
@@ -40,6 +42,7 @@ using lth::ArgSpec;
 using lth::Args;
 using lth::FtzScope;
 using lth::undefined_value;
+using u128 = unsigned __int128;
 namespace arg = lth::arg;
 
 // The loops of seq_impl.h, per ISA.
@@ -74,58 +77,173 @@ const SeqKernels& kernels() {
   return baseline::kTable;
 }
 
-// lstmCell(gates, cPrev, c, h, n, hidden)
-constexpr ArgSpec kLstmCellArgs[] = {arg::f32("gates"), arg::f32("cPrev"), arg::f32("c"),
-                                     arg::f32("h"),     arg::dim("n"),     arg::dim("hidden")};
+// Whether the arrays of an LSTM layer's recurrence overlap where one is written while
+// others are read (each pair: an output against everything else it meets).
+bool lstm_arrays_overlap(lth::ArgReader& a, const float* const* arr, const size_t* floats, const char* const* names, int count,
+                         int outputs) {
+  for (int i = 0; i < outputs; i++)
+    for (int j = 0; j < count; j++)
+      if (j != i && lth::overlaps(arr[i], floats[i] * 4, arr[j], floats[j] * 4)) {
+        a.fail(true, "%s must not share memory with %s", names[i], names[j]);
+        return true;
+      }
+  return false;
+}
 
-napi_value LstmCell(napi_env env, napi_callback_info info) {
-  Args<6> a(env, info, "lstmCell", kLstmCellArgs);
-  if (!a.ok()) return nullptr;
-  const int64_t n = a[4].dim(), H = a[5].dim();
-  a.need("gates", a[0].len, n, 4 * H, "n*4*hidden");
-  a.need("cPrev", a[1].len, n, H, "n*hidden");
-  a.need("c", a[2].len, n, H, "n*hidden");
-  a.need("h", a[3].len, n, H, "n*hidden");
-  if (!a.ok()) return nullptr;
-  FtzScope ftz;
-  float* gates = a[0].f32();
-  float* c = a[2].f32();
-  float* h = a[3].f32();
-  const float* cPrev = a[1].f32();
+// An LSTM layer's recurrence (forward or backward) split by batch rows: the rows of a
+// batch never meet, so each part runs its rows through every step with no barrier between
+// steps (splitting each step's product by columns would need one, and the cell between
+// products another). Parts are whole row panels of the GEMM; every element of a product
+// goes through the same micro-kernel chain whatever rows share its panel, so the results
+// do not depend on the parts.
+struct LstmJob {
+  float* gates;            // [T, n, 4H]: pre-activations in, activations out (backward: read)
+  float* c;                // [T, n, H]
+  float* h;                // [T, n, H] (forward)
+  float* gradH;            // [T, n, H] (backward; gains the recurrent gradients)
+  float* gradGates;        // [T, n, 4H] (backward)
+  float* gradC;            // [n, H]: c's gradient from the later steps (backward)
+  const float* w;          // W_hhᵀ (forward) or W_hh (backward) in the GEMM's column panels
+  int64_t panelStride;
+  const float* zero;       // [n, H] zeros: the state before the first step
+  int64_t n, T, H;
+  int parts;
+};
+
+// Rows [*b0, *b1) of part `part`: whole row panels, shared out evenly.
+void lstm_rows(const LstmJob& j, int part, int64_t* b0, int64_t* b1) {
+  const int64_t mr = lth::gK->mr, panels = (j.n + mr - 1) / mr;
+  *b0 = panels * part / j.parts * mr;
+  const int64_t end = panels * (part + 1) / j.parts * mr;
+  *b1 = end < j.n ? end : j.n;
+}
+
+void lstm_forward_part(void* ctx, int part, float* scratch) {
+  const LstmJob& j = *static_cast<const LstmJob*>(ctx);
+  int64_t b0, b1;
+  lstm_rows(j, part, &b0, &b1);
+  if (b0 >= b1) return;
+  const int64_t n = j.n, H = j.H, G = 4 * H;
   const auto cell = kernels().cell;
-  lth::parallel_units(n, n * 4 * H, [&](int64_t b0, int64_t b1) { cell(gates, cPrev, c, h, b0, b1, H); });
+  for (int64_t t = 0; t < j.T; t++) {
+    float* g = j.gates + t * n * G;
+    if (t > 0) {
+      lth::GemmArgs prod{j.h + (t - 1) * n * H, j.w, g, n, H, G, false, false, true};
+      prod.bPanel = j.panelStride;
+      lth::gK->gemm(prod, b0, b1, 0, G, scratch);
+    }
+    cell(g, t > 0 ? j.c + (t - 1) * n * H : j.zero, j.c + t * n * H, j.h + t * n * H, b0, b1, H);
+  }
+}
+
+void lstm_backward_part(void* ctx, int part, float* scratch) {
+  const LstmJob& j = *static_cast<const LstmJob*>(ctx);
+  int64_t b0, b1;
+  lstm_rows(j, part, &b0, &b1);
+  if (b0 >= b1) return;
+  const int64_t n = j.n, H = j.H, G = 4 * H;
+  const auto cellBackward = kernels().cellBackward;
+  for (int64_t t = j.T - 1; t >= 0; t--) {
+    float* dg = j.gradGates + t * n * G;
+    cellBackward(j.gates + t * n * G, t > 0 ? j.c + (t - 1) * n * H : j.zero, j.c + t * n * H, j.gradH + t * n * H,
+                 j.gradC, dg, j.gradC, b0, b1, H);
+    if (t > 0) {
+      lth::GemmArgs prod{dg, j.w, j.gradH + (t - 1) * n * H, n, G, H, false, false, true};
+      prod.bPanel = j.panelStride;
+      lth::gK->gemm(prod, b0, b1, 0, H, scratch);
+    }
+  }
+}
+
+void run_lstm(LstmJob& job, void (*part)(void*, int, float*)) {
+  const int threads = lth::thread_count();
+  const int64_t panels = (job.n + lth::gK->mr - 1) / lth::gK->mr;
+  job.parts = (int)(threads < panels ? threads : panels);
+  float* scratch = lth::caller_scratch();
+  if (job.parts > 1 && lth::run_parts_scratch(threads, job.parts, part, &job, scratch)) return;
+  job.parts = 1;
+  part(&job, 0, scratch);
+}
+
+// lstmSequence(gates, weightHh, c, h, n, steps, hidden)
+constexpr ArgSpec kLstmSequenceArgs[] = {arg::f32("gates"), arg::f32("weightHh"), arg::f32("c"),     arg::f32("h"),
+                                         arg::dim("n"),     arg::dim("steps"),    arg::dim("hidden")};
+
+// Each step's h_{t-1}·W_hhᵀ on the GEMM, W_hhᵀ packed once for all steps, then the cell:
+// the products and cell a matmul and an lstm cell per step would compute, bit for bit,
+// without packing W_hh and calling into the pool three times a step (half of a char-level
+// model's step).
+napi_value LstmSequence(napi_env env, napi_callback_info info) {
+  Args<7> a(env, info, "lstmSequence", kLstmSequenceArgs);
+  if (!a.ok()) return nullptr;
+  const int64_t n = a[4].dim(), T = a[5].dim(), H = a[6].dim(), G = 4 * H;
+  a.need("gates", a[0].len, (u128)T * n * G, "steps*n*4*hidden");
+  a.need("weightHh", a[1].len, G, H, "4*hidden*hidden");
+  a.need("c", a[2].len, (u128)T * n * H, "steps*n*hidden");
+  a.need("h", a[3].len, (u128)T * n * H, "steps*n*hidden");
+  if (!a.ok()) return nullptr;
+  LstmJob job{};
+  job.gates = a[0].f32();
+  const float* whh = a[1].f32();
+  job.c = a[2].f32();
+  job.h = a[3].f32();
+  const float* arr[] = {job.gates, job.c, job.h, whh};
+  const size_t floats[] = {(size_t)(T * n * G), (size_t)(T * n * H), (size_t)(T * n * H), (size_t)(G * H)};
+  const char* names[] = {"gates", "c", "h", "weightHh"};
+  if (lstm_arrays_overlap(a, arr, floats, names, 4, 3)) return nullptr;
+  if (n == 0 || T == 0 || H == 0) return undefined_value(env);
+  FtzScope ftz;
+  thread_local std::vector<float> packed, zero;
+  if (T > 1) job.w = lth::pack_b_panels(whh, H, G, true, packed, &job.panelStride);
+  zero.assign((size_t)(n * H), 0.0f);
+  job.zero = zero.data();
+  job.n = n;
+  job.T = T;
+  job.H = H;
+  run_lstm(job, lstm_forward_part);
   return undefined_value(env);
 }
 
-// lstmCellBackward(gates, cPrev, c, gradH, gradC, gradGates, gradCPrev, n, hidden)
-constexpr ArgSpec kLstmCellBackwardArgs[] = {arg::f32("gates"), arg::f32("cPrev"),     arg::f32("c"),
-                                             arg::f32("gradH"), arg::f32("gradC"),     arg::f32("gradGates"),
-                                             arg::f32("gradCPrev"), arg::dim("n"), arg::dim("hidden")};
+// lstmSequenceBackward(gates, c, weightHh, gradH, gradGates, n, steps, hidden)
+constexpr ArgSpec kLstmSequenceBackwardArgs[] = {arg::f32("gates"),     arg::f32("c"), arg::f32("weightHh"),
+                                                 arg::f32("gradH"),     arg::f32("gradGates"), arg::dim("n"),
+                                                 arg::dim("steps"),     arg::dim("hidden")};
 
-napi_value LstmCellBackward(napi_env env, napi_callback_info info) {
-  Args<9> a(env, info, "lstmCellBackward", kLstmCellBackwardArgs);
+// Back through the steps: the cell's gradient, then gradGates_t·W_hh into step t-1's gradH,
+// W_hh packed once; split by batch rows as the forward pass.
+napi_value LstmSequenceBackward(napi_env env, napi_callback_info info) {
+  Args<8> a(env, info, "lstmSequenceBackward", kLstmSequenceBackwardArgs);
   if (!a.ok()) return nullptr;
-  const int64_t n = a[7].dim(), H = a[8].dim();
-  a.need("gates", a[0].len, n, 4 * H, "n*4*hidden");
-  a.need("cPrev", a[1].len, n, H, "n*hidden");
-  a.need("c", a[2].len, n, H, "n*hidden");
-  a.need("gradH", a[3].len, n, H, "n*hidden");
-  a.need("gradC", a[4].len, n, H, "n*hidden");
-  a.need("gradGates", a[5].len, n, 4 * H, "n*4*hidden");
-  a.need("gradCPrev", a[6].len, n, H, "n*hidden");
+  const int64_t n = a[5].dim(), T = a[6].dim(), H = a[7].dim(), G = 4 * H;
+  a.need("gates", a[0].len, (u128)T * n * G, "steps*n*4*hidden");
+  a.need("c", a[1].len, (u128)T * n * H, "steps*n*hidden");
+  a.need("weightHh", a[2].len, G, H, "4*hidden*hidden");
+  a.need("gradH", a[3].len, (u128)T * n * H, "steps*n*hidden");
+  a.need("gradGates", a[4].len, (u128)T * n * G, "steps*n*4*hidden");
   if (!a.ok()) return nullptr;
+  LstmJob job{};
+  job.gates = a[0].f32();
+  job.c = a[1].f32();
+  const float* whh = a[2].f32();
+  job.gradH = a[3].f32();
+  job.gradGates = a[4].f32();
+  const float* arr[] = {job.gradH, job.gradGates, job.gates, job.c, whh};
+  const size_t floats[] = {(size_t)(T * n * H), (size_t)(T * n * G), (size_t)(T * n * G), (size_t)(T * n * H),
+                           (size_t)(G * H)};
+  const char* names[] = {"gradH", "gradGates", "gates", "c", "weightHh"};
+  if (lstm_arrays_overlap(a, arr, floats, names, 5, 2)) return nullptr;
+  if (n == 0 || T == 0 || H == 0) return undefined_value(env);
   FtzScope ftz;
-  const float* gates = a[0].f32();
-  const float* cPrev = a[1].f32();
-  const float* c = a[2].f32();
-  const float* gradH = a[3].f32();
-  float* gradGates = a[5].f32();
-  const float* gradC = a[4].f32();
-  float* gradCPrev = a[6].f32();
-  const auto cellBackward = kernels().cellBackward;
-  lth::parallel_units(n, n * 4 * H, [&](int64_t b0, int64_t b1) {
-    cellBackward(gates, cPrev, c, gradH, gradC, gradGates, gradCPrev, b0, b1, H);
-  });
+  thread_local std::vector<float> packed, zero, gradC;
+  if (T > 1) job.w = lth::pack_b_panels(whh, G, H, false, packed, &job.panelStride);
+  zero.assign((size_t)(n * H), 0.0f);
+  gradC.assign((size_t)(n * H), 0.0f);
+  job.zero = zero.data();
+  job.gradC = gradC.data();
+  job.n = n;
+  job.T = T;
+  job.H = H;
+  run_lstm(job, lstm_backward_part);
   return undefined_value(env);
 }
 
@@ -436,7 +554,7 @@ napi_value CausalAttentionBackward(napi_env env, napi_callback_info info) {
 
 bool lth::register_seq(napi_env env, napi_value exports) {
   static constexpr Export kExports[] = {
-      {"lstmCell", LstmCell},       {"lstmCellBackward", LstmCellBackward},   {"softmaxRows", SoftmaxRows},
+      {"lstmSequence", LstmSequence}, {"lstmSequenceBackward", LstmSequenceBackward}, {"softmaxRows", SoftmaxRows},
       {"softmaxRowsBackward", SoftmaxRowsBackward}, {"layerNorm", LayerNorm}, {"layerNormBackward", LayerNormBackward},
       {"causalAttention", CausalAttention}, {"causalAttentionBackward", CausalAttentionBackward},
   };

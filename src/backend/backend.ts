@@ -308,22 +308,25 @@ export interface Backend {
   // ---------------------------------------------------------------- sequences (LSTM, attention, layer norm)
 
   /**
-   * One LSTM time step for `n` rows of `hidden` units, PyTorch's gate order (i, f, g, o).
-   * gates [n, 4·hidden] holds the pre-activations x·W_ihᵀ + h·W_hhᵀ + b and is overwritten
-   * with the activations σ(i), σ(f), tanh(g), σ(o) (what the backward step reads);
-   * c = σ(f)⊙cPrev + σ(i)⊙tanh(g), h = σ(o)⊙tanh(c). c, h, cPrev: [n, hidden].
+   * The recurrence of one LSTM layer over `steps` time steps for `n` rows of `hidden` units
+   * (PyTorch's gate order i, f, g, o), time-major, from zero state: gates [steps, n,
+   * 4·hidden] holds x_t·W_ihᵀ + b on entry; step t adds h_{t-1}·W_hhᵀ (weightHh [4·hidden,
+   * hidden], as nn.LSTM's weight_hh) and overwrites its gates with the activations σ(i),
+   * σ(f), tanh(g), σ(o) (what the backward pass reads), then c_t = σ(f)⊙c_{t-1} +
+   * σ(i)⊙tanh(g) and h_t = σ(o)⊙tanh(c_t) into c and h [steps, n, hidden].
    */
-  lstmCell(gates: Float32Array, cPrev: Float32Array, c: Float32Array, h: Float32Array, n: number, hidden: number): void;
+  lstmSequence(gates: Float32Array, weightHh: Float32Array, c: Float32Array, h: Float32Array, n: number, steps: number, hidden: number): void;
 
   /**
-   * The gradient of lstmCell: from the activated gates, cPrev and c of the step, the
-   * gradient gradH of h and gradC of c (what the later steps sent back), writes the
-   * gradient of the gate pre-activations into gradGates [n, 4·hidden] and that of cPrev into
-   * gradCPrev (which may be gradC: each entry is read before it is written).
+   * The gradient of lstmSequence back through every step: from its activated gates and c,
+   * and gradH [steps, n, hidden] the gradient of h from above, writes the gradient of the
+   * gate pre-activations into gradGates [steps, n, 4·hidden]; gradH gets the recurrent
+   * gradients added on the way (step t-1's gains gradGates_t·W_hh). W_ih's, W_hh's and the
+   * biases' gradients and the input's are products of gradGates that the caller forms.
    */
-  lstmCellBackward(
-    gates: Float32Array, cPrev: Float32Array, c: Float32Array, gradH: Float32Array, gradC: Float32Array,
-    gradGates: Float32Array, gradCPrev: Float32Array, n: number, hidden: number,
+  lstmSequenceBackward(
+    gates: Float32Array, c: Float32Array, weightHh: Float32Array, gradH: Float32Array, gradGates: Float32Array,
+    n: number, steps: number, hidden: number,
   ): void;
 
   /**

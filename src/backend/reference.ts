@@ -439,34 +439,22 @@ export const referenceBackend: Backend = {
     }
   },
 
-  lstmCell(gates, cPrev, c, h, n, hidden) {
-    const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
-    for (let b = 0; b < n; b++) {
-      const g = b * 4 * hidden, o = b * hidden;
-      for (let j = 0; j < hidden; j++) {
-        const ig = (gates[g + j] = sigmoid(gates[g + j]));
-        const fg = (gates[g + hidden + j] = sigmoid(gates[g + hidden + j]));
-        const gg = (gates[g + 2 * hidden + j] = Math.tanh(gates[g + 2 * hidden + j]));
-        const og = (gates[g + 3 * hidden + j] = sigmoid(gates[g + 3 * hidden + j]));
-        const cv = (c[o + j] = fg * cPrev[o + j] + ig * gg);
-        h[o + j] = og * Math.tanh(cv);
-      }
+  lstmSequence(gates, weightHh, c, h, n, steps, hidden) {
+    const G = 4 * hidden, zeros = new Float32Array(n * hidden);
+    for (let t = 0; t < steps; t++) {
+      const g = gates.subarray(t * n * G, (t + 1) * n * G);
+      if (t > 0) referenceBackend.matmul(h.subarray((t - 1) * n * hidden, t * n * hidden), weightHh, g, n, hidden, G, false, true, true);
+      lstmCell(g, t > 0 ? c.subarray((t - 1) * n * hidden, t * n * hidden) : zeros, c.subarray(t * n * hidden), h.subarray(t * n * hidden), n, hidden);
     }
   },
 
-  lstmCellBackward(gates, cPrev, c, gradH, gradC, gradGates, gradCPrev, n, hidden) {
-    for (let b = 0; b < n; b++) {
-      const g = b * 4 * hidden, o = b * hidden;
-      for (let j = 0; j < hidden; j++) {
-        const ig = gates[g + j], fg = gates[g + hidden + j], gg = gates[g + 2 * hidden + j], og = gates[g + 3 * hidden + j];
-        const tc = Math.tanh(c[o + j]), gh = gradH[o + j];
-        const dc = gradC[o + j] + gh * og * (1 - tc * tc);
-        gradGates[g + j] = dc * gg * ig * (1 - ig);
-        gradGates[g + hidden + j] = dc * cPrev[o + j] * fg * (1 - fg);
-        gradGates[g + 2 * hidden + j] = dc * ig * (1 - gg * gg);
-        gradGates[g + 3 * hidden + j] = gh * tc * og * (1 - og);
-        gradCPrev[o + j] = dc * fg;
-      }
+  lstmSequenceBackward(gates, c, weightHh, gradH, gradGates, n, steps, hidden) {
+    const G = 4 * hidden, zeros = new Float32Array(n * hidden), gradC = new Float32Array(n * hidden);
+    for (let t = steps - 1; t >= 0; t--) {
+      const dg = gradGates.subarray(t * n * G, (t + 1) * n * G);
+      lstmCellBackward(gates.subarray(t * n * G), t > 0 ? c.subarray((t - 1) * n * hidden) : zeros, c.subarray(t * n * hidden),
+        gradH.subarray(t * n * hidden), gradC, dg, n, hidden);
+      if (t > 0) referenceBackend.matmul(dg, weightHh, gradH.subarray((t - 1) * n * hidden, t * n * hidden), n, G, hidden, false, false, true);
     }
   },
 
@@ -770,6 +758,40 @@ interface DirectConv {
 }
 
 /** Output (b, o, oy, ox) of the convolution with taps k(o, c, i, j): Σ over c, i, j in float64. */
+/** One LSTM step's cell for n rows (lstmSequence): the gates' activations in place, then c and h. */
+function lstmCell(gates: Float32Array, cPrev: Float32Array, c: Float32Array, h: Float32Array, n: number, hidden: number): void {
+  const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
+  for (let b = 0; b < n; b++) {
+    const g = b * 4 * hidden, o = b * hidden;
+    for (let j = 0; j < hidden; j++) {
+      const ig = (gates[g + j] = sigmoid(gates[g + j]));
+      const fg = (gates[g + hidden + j] = sigmoid(gates[g + hidden + j]));
+      const gg = (gates[g + 2 * hidden + j] = Math.tanh(gates[g + 2 * hidden + j]));
+      const og = (gates[g + 3 * hidden + j] = sigmoid(gates[g + 3 * hidden + j]));
+      const cv = (c[o + j] = fg * cPrev[o + j] + ig * gg);
+      h[o + j] = og * Math.tanh(cv);
+    }
+  }
+}
+
+/** The cell's gradient for one step: gradGates from gradH and gradC (c's gradient from later steps), which becomes c_{t-1}'s in place. */
+function lstmCellBackward(gates: Float32Array, cPrev: Float32Array, c: Float32Array, gradH: Float32Array, gradC: Float32Array,
+  gradGates: Float32Array, n: number, hidden: number): void {
+  for (let b = 0; b < n; b++) {
+    const g = b * 4 * hidden, o = b * hidden;
+    for (let j = 0; j < hidden; j++) {
+      const ig = gates[g + j], fg = gates[g + hidden + j], gg = gates[g + 2 * hidden + j], og = gates[g + 3 * hidden + j];
+      const tc = Math.tanh(c[o + j]), gh = gradH[o + j];
+      const dc = gradC[o + j] + gh * og * (1 - tc * tc);
+      gradGates[g + j] = dc * gg * ig * (1 - ig);
+      gradGates[g + hidden + j] = dc * cPrev[o + j] * fg * (1 - fg);
+      gradGates[g + 2 * hidden + j] = dc * ig * (1 - gg * gg);
+      gradGates[g + 3 * hidden + j] = gh * tc * og * (1 - og);
+      gradC[o + j] = dc * fg;
+    }
+  }
+}
+
 function directConvSum(g: DirectConv, k: (o: number, c: number, i: number, j: number) => number, b: number, o: number, oy: number, ox: number): number {
   const { x, inChannels, height, width, kh, kw, strideH, strideW, padH, padW } = g;
   let s = 0;

@@ -1,8 +1,8 @@
 /**
- * The native sequence kernels (LSTM cell, row softmax, layer norm, causal attention;
- * native/seq.cc) against the reference backend, on odd sizes (0, 1, not multiples of a
- * vector width), with the aliasing the ops rely on (softmax in place, the cell state
- * gradient in place), NaN, thread counts, and argument validation.
+ * The native sequence kernels (an LSTM layer's recurrence, row softmax, layer norm, causal
+ * attention; native/seq.cc) against the reference backend, on odd sizes (0, 1, not
+ * multiples of a vector width), with the aliasing the ops rely on (softmax in place), NaN,
+ * thread counts, and argument validation.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,22 +23,23 @@ function close(a: Float32Array, b: Float32Array, tol: number, what: string): voi
 
 const SIZES: Array<[number, number]> = [[0, 3], [1, 1], [3, 5], [7, 17], [32, 64]];
 
-test('lstmCell and lstmCellBackward match the reference (gradC and gradCPrev the same array)', { skip }, () => {
+/** lstmSequence then lstmSequenceBackward on `be`: gates, c, h, gradGates and gradH after, side by side. */
+function lstmRun(be: Pick<NativeAddon, 'lstmSequence' | 'lstmSequenceBackward'>, pre: Float32Array, whh: Float32Array, gradOut: Float32Array,
+  n: number, T: number, H: number): Float32Array {
+  const g = pre.slice(), c = new Float32Array(T * n * H), h = c.slice(), gh = gradOut.slice(), dg = new Float32Array(T * n * 4 * H);
+  be.lstmSequence(g, whh, c, h, n, T, H);
+  be.lstmSequenceBackward(g, c, whh, gh, dg, n, T, H);
+  return Float32Array.from([...g, ...c, ...h, ...dg, ...gh]);
+}
+
+// [n, T, H]: empty, one step (the cell alone), hidden sizes that leave partial GEMM panels.
+const LSTM_SIZES: Array<[number, number, number]> = [[0, 3, 4], [2, 0, 4], [1, 1, 1], [3, 1, 5], [3, 4, 5], [7, 6, 17], [32, 5, 64]];
+
+test('lstmSequence and lstmSequenceBackward match the reference over several steps', { skip }, () => {
   const rnd = prng(1);
-  for (const [n, H] of SIZES) {
-    const pre = randomArray(n * 4 * H, rnd, -3, 3), cPrev = randomArray(n * H, rnd);
-    const g1 = pre.slice(), g2 = pre.slice(), c1 = new Float32Array(n * H), c2 = c1.slice(), h1 = c1.slice(), h2 = c1.slice();
-    ref.lstmCell(g1, cPrev, c1, h1, n, H);
-    native!.lstmCell(g2, cPrev, c2, h2, n, H);
-    close(g2, g1, 1e-6, `gates ${n}x${H}`);
-    close(c2, c1, 1e-6, `c ${n}x${H}`);
-    close(h2, h1, 1e-6, `h ${n}x${H}`);
-    const gh = randomArray(n * H, rnd), gc = randomArray(n * H, rnd);
-    const dg1 = new Float32Array(n * 4 * H), dg2 = dg1.slice(), dc1 = gc.slice(), dc2 = gc.slice();
-    ref.lstmCellBackward(g1, cPrev, c1, gh, dc1, dg1, dc1, n, H);
-    native!.lstmCellBackward(g1, cPrev, c1, gh, dc2, dg2, dc2, n, H);
-    close(dg2, dg1, 1e-5, `gradGates ${n}x${H}`);
-    close(dc2, dc1, 1e-5, `gradCPrev ${n}x${H}`);
+  for (const [n, T, H] of LSTM_SIZES) {
+    const pre = randomArray(T * n * 4 * H, rnd, -3, 3), whh = randomArray(4 * H * H, rnd, -0.5, 0.5), gradOut = randomArray(T * n * H, rnd);
+    close(lstmRun(native!, pre, whh, gradOut, n, T, H), lstmRun(ref, pre, whh, gradOut, n, T, H), 1e-5, `lstm ${n}x${T}x${H}`);
   }
 });
 
@@ -90,21 +91,21 @@ test('layerNorm and layerNormBackward match the reference (gradients accumulate;
   }
 });
 
-test('lstmCell and its backward: the same bits on every SIMD path and thread count', { skip }, () => {
+test('lstmSequence and its backward: the same bits at every thread count on each SIMD path; one step (the cell alone) on every path', { skip }, () => {
   const rnd = prng(11);
   const before = { simd: native!.simdPath(), threads: native!.getThreads() };
   try {
-    for (const [n, H] of [[64, 256], [3, 5], [40, 33]]) {
-      const pre = randomArray(n * 4 * H, rnd, -8, 8), cPrev = randomArray(n * H, rnd), gh = randomArray(n * H, rnd), gc = randomArray(n * H, rnd);
-      const runs = (['avx512', 'avx2', 'scalar'] as const).flatMap((path) => [1, 2, 3].map((threads) => {
+    for (const [n, T, H] of [[64, 1, 256], [3, 1, 5], [40, 1, 33], [32, 6, 256], [7, 5, 17]]) {
+      const pre = randomArray(T * n * 4 * H, rnd, -8, 8), whh = randomArray(4 * H * H, rnd, -0.3, 0.3), gradOut = randomArray(T * n * H, rnd);
+      const paths = (['avx512', 'avx2', 'scalar'] as const).map((path) => [1, 2, 3].map((threads) => {
         native!.setSimd(path);
         native!.setThreads(threads);
-        const g = pre.slice(), c = new Float32Array(n * H), h = c.slice(), dg = new Float32Array(n * 4 * H), dc = gc.slice();
-        native!.lstmCell(g, cPrev, c, h, n, H);
-        native!.lstmCellBackward(g, cPrev, c, gh, dc, dg, dc, n, H);
-        return Float32Array.from([...g, ...c, ...h, ...dg, ...dc]);
+        return lstmRun(native!, pre, whh, gradOut, n, T, H);
       }));
-      for (const r of runs.slice(1)) assert.deepEqual(Buffer.from(r.buffer), Buffer.from(runs[0].buffer), `${n}x${H}: SIMD paths or thread counts differ`);
+      // With more than one step the GEMM's bits differ between paths (their micro-kernels' chains); the cell's do not.
+      const runs = T === 1 ? paths.flat() : paths[0];
+      for (const r of runs.slice(1)) assert.deepEqual(Buffer.from(r.buffer), Buffer.from(runs[0].buffer), `${n}x${T}x${H}: SIMD paths or thread counts differ`);
+      for (const path of paths) for (const r of path.slice(1)) assert.deepEqual(Buffer.from(r.buffer), Buffer.from(path[0].buffer), `${n}x${T}x${H}: thread counts differ`);
     }
   } finally {
     native!.setSimd(before.simd);
@@ -218,10 +219,17 @@ test('layerNorm and its backward on the pool: the reference\'s values, the same 
 });
 
 test('the sequence kernels check their arguments', { skip }, () => {
-  assert.throws(() => native!.lstmCell(new Float32Array(7), new Float32Array(2), new Float32Array(2), new Float32Array(2), 1, 2), /gates/);
+  const f = (len: number) => new Float32Array(len);
+  // n=1, T=2, hidden=2: gates 16, c and h 4, weightHh 16.
+  assert.throws(() => native!.lstmSequence(f(15), f(16), f(4), f(4), 1, 2, 2), /gates has 15 elements, needs steps\*n\*4\*hidden = 16/);
+  assert.throws(() => native!.lstmSequence(f(16), f(15), f(4), f(4), 1, 2, 2), /weightHh/);
+  const shared = f(8);
+  assert.throws(() => native!.lstmSequence(f(16), f(16), shared.subarray(0, 4), shared.subarray(2, 6), 1, 2, 2), /c must not share memory with h/);
+  assert.throws(() => native!.lstmSequenceBackward(f(16), f(4), f(16), f(3), f(16), 1, 2, 2), /gradH/);
+  const g = f(16);
+  assert.throws(() => native!.lstmSequenceBackward(g, f(4), f(16), f(4), g, 1, 2, 2), /gradGates must not share memory with gates/);
   assert.throws(() => native!.softmaxRows(new Float32Array(5), new Float32Array(6), 2, 3, false), /x/);
   assert.throws(() => native!.layerNorm(new Float32Array(6), new Float32Array(2), new Float32Array(3), new Float32Array(6), new Float32Array(2), new Float32Array(2), 2, 3, 1e-5), /gamma/);
-  const f = (len: number) => new Float32Array(len);
   // n=1, T=2, heads=2, dim=4: qkv 24, out/q/k/v 8, p 8.
   assert.throws(() => native!.causalAttention(f(24), f(8), f(8), f(8), f(8), f(8), 1, 2, 3, 4), /dim \(4\) must be a positive multiple of heads \(3\)/);
   assert.throws(() => native!.causalAttention(f(24), f(8), f(8), f(8), f(8), f(8), 1, 2, 0, 4), /heads/);

@@ -146,9 +146,10 @@ export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5): T
  * One LSTM layer over whole sequences, batch first as nn.LSTM(batch_first=True): x [n, T, I]
  * -> h [n, T, H], from zero initial state, with PyTorch's parameters weight_ih [4H, I],
  * weight_hh [4H, H], bias_ih and bias_hh [4H] (gates i, f, g, o). Internally time-major:
- * one GEMM gives x·W_ihᵀ for every step, then each step adds h_{t-1}·W_hhᵀ and runs the cell.
- * Backward goes through every step (truncated BPTT at the sample's length) and ends with one
- * GEMM each for W_ih's gradient and the input's.
+ * one GEMM gives x·W_ihᵀ for every step, then the backend's lstmSequence runs the recurrence
+ * (each step adds h_{t-1}·W_hhᵀ and runs the cell). Backward goes through every step
+ * (truncated BPTT at the sample's length) and ends with one GEMM each for W_ih's and W_hh's
+ * gradients and the input's.
  */
 export function lstm(x: Tensor, wih: Tensor, whh: Tensor, bih: Tensor, bhh: Tensor): Tensor {
   check(x.shape.length === 3, () => `lstm: input must be [batch, time, features], got ${shapeStr(x)}`);
@@ -166,27 +167,17 @@ export function lstm(x: Tensor, wih: Tensor, whh: Tensor, bih: Tensor, bhh: Tens
   be.matmul(xt, wih.data, gates, rows, I, G, false, true, false);
   be.biasAct(gates, bias, gates, rows, G, false);
   const cs = scratchArray(rows * H), hs = scratchArray(rows * H); // [T, n, H]
-  const zeros = zeroArray(n * H);
-  for (let t = 0; t < T; t++) {
-    const g = gates.subarray(t * n * G, (t + 1) * n * G);
-    if (t > 0) be.matmul(hs.subarray((t - 1) * n * H, t * n * H), whh.data, g, n, H, G, false, true, true);
-    be.lstmCell(g, t > 0 ? cs.subarray((t - 1) * n * H, t * n * H) : zeros, cs.subarray(t * n * H, (t + 1) * n * H), hs.subarray(t * n * H, (t + 1) * n * H), n, H);
-  }
+  be.lstmSequence(gates, whh.data, cs, hs, n, T, H);
   const y = Tensor.empty([n, T, H]);
   swapOuter(hs, y.data, T, n, H);
   return recordOp(y, [x, wih, whh, bih, bhh], () => {
     const gh = scratchArray(rows * H);
     swapOuter(y.grad!, gh, n, T, H); // [T, n, H]
-    const dgates = scratchArray(rows * G), dc = scratchArray(n * H).fill(0);
-    for (let t = T - 1; t >= 0; t--) {
-      const ght = gh.subarray(t * n * H, (t + 1) * n * H), dg = dgates.subarray(t * n * G, (t + 1) * n * G);
-      be.lstmCellBackward(gates.subarray(t * n * G, (t + 1) * n * G), t > 0 ? cs.subarray((t - 1) * n * H, t * n * H) : zeros,
-        cs.subarray(t * n * H, (t + 1) * n * H), ght, dc, dg, dc, n, H);
-      if (t > 0) {
-        be.matmul(dg, whh.data, gh.subarray((t - 1) * n * H, t * n * H), n, G, H, false, false, true);
-        if (whh.requiresGrad) be.matmul(dg, hs.subarray((t - 1) * n * H, t * n * H), whh.ensureGrad(), G, n, H, true, false, true);
-      }
-    }
+    const dgates = scratchArray(rows * G);
+    be.lstmSequenceBackward(gates, cs, whh.data, gh, dgates, n, T, H);
+    // W_hh's gradient Σ_t dg_tᵀ·h_{t-1} as one product over all (T-1)·n rows: per-step
+    // products of k = n would pack their operands T times for little work each.
+    if (whh.requiresGrad && T > 1) be.matmul(dgates.subarray(n * G), hs, whh.ensureGrad(), G, (T - 1) * n, H, true, false, true);
     if (wih.requiresGrad) be.matmul(dgates, xt, wih.ensureGrad(), G, rows, I, true, false, true);
     if (bih.requiresGrad) be.sumRows(dgates, bih.ensureGrad(), rows, G, true);
     if (bhh.requiresGrad) be.sumRows(dgates, bhh.ensureGrad(), rows, G, true);
