@@ -637,6 +637,7 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
     const [c, h, w] = [64, 32, 32];
     const x = randomArray(c * h * w, rnd), col = randomArray(c * 9 * h * w, rnd), bias = randomArray(c, rnd);
     const big = randomArray(8 * c * h * w, rnd), gp = randomArray(8 * c * 16 * 16, rnd), wt3 = randomArray(c * c * 9, rnd);
+    const big16 = randomArray(16 * c * h * w, rnd);
     const kernels: Array<[string, () => Float32Array]> = [
       ['im2col', () => { const o = new Float32Array(col.length); native!.im2col(x, o, c, h, w, 3, 3, 1, 1, 1, 1); return o; }],
       ['col2im', () => { const o = x.slice(); native!.col2im(col, o, c, h, w, 3, 3, 1, 1, 1, 1); return o; }],
@@ -695,6 +696,11 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
       }],
       ...TILES.map((t): [string, () => Float32Array] =>
         [`conv3x3WeightGrad tile ${t}`, () => { const o = wt3.slice(); native!.conv3x3WeightGrad(big, big, o, 8, c, c, h, w, 1, t); return o; }]),
+      ['conv3x3WeightGrad tile 4, 16 images (more blocks than groups: 16 blocks of 8 tile rows)', () => {
+        const o = wt3.slice();
+        native!.conv3x3WeightGrad(big16, big16, o, 16, c, c, h, w, 1, 4);
+        return o;
+      }],
     ];
     for (const [name, fn] of kernels) {
       const one = run(1, fn);
