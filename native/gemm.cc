@@ -69,6 +69,25 @@ void pack_part(void* ctx, int part, float*) {
   gK->packA(j.g->a, j.g->m, j.g->k, j.g->transA, p0 * mr, r1, j.dst);
 }
 
+// n floats from a 64-byte boundary of buf (grown as needed): bPanel's alignment.
+float* aligned_floats(std::vector<float>& buf, size_t n) {
+  if (buf.size() < n + 16) buf.resize(n + 16);
+  return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~(uintptr_t)63);
+}
+
+// Packs column panels [part, part + 1) of `parts` equal shares of op(B) (GemmArgs::bPanel).
+struct PackBJob {
+  const GemmArgs* g;
+  float* dst;
+  int64_t panels;
+  int parts;
+};
+
+void pack_b_part(void* ctx, int part, float*) {
+  const PackBJob& j = *static_cast<const PackBJob*>(ctx);
+  gK->packB(j.g->b, j.g->k, j.g->n, j.g->transB, j.panels * part / j.parts, j.panels * (part + 1) / j.parts, j.dst);
+}
+
 }  // namespace
 
 size_t lth::packed_a_floats(int64_t m, int64_t k) { return (size_t)((m + gK->mr - 1) / gK->mr * gK->mr * k); }
@@ -80,19 +99,11 @@ const float* lth::pack_a(const float* a, int64_t m, int64_t k, bool transA, std:
   return buf.data();
 }
 
-const float* lth::pack_b_panels(const float* b, int64_t k, int64_t n, bool transB, std::vector<float>& buf,
-                                int64_t* panelStride) {
-  const int64_t nr = gK->nr, panels = (n + nr - 1) / nr, stride = k * nr;  // nr is 8 or 16: whole cache lines
-  const size_t floats = (size_t)(panels * stride) + 16;
-  if (buf.size() < floats) buf.resize(floats);
-  float* dst = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~(uintptr_t)63);
-  for (int64_t q = 0; q < panels; q++)
-    for (int64_t p = 0; p < k; p++)
-      for (int64_t jj = 0; jj < nr; jj++) {
-        const int64_t j = q * nr + jj;
-        dst[q * stride + p * nr + jj] = j >= n ? 0.0f : transB ? b[j * k + p] : b[p * n + j];
-      }
-  *panelStride = stride;
+size_t lth::packed_b_floats(int64_t k, int64_t n) { return (size_t)((n + gK->nr - 1) / gK->nr * gK->nr * k); }
+
+const float* lth::pack_b(const float* b, int64_t k, int64_t n, bool transB, std::vector<float>& buf) {
+  float* dst = aligned_floats(buf, lth::packed_b_floats(k, n));
+  gK->packB(b, k, n, transB, 0, (n + gK->nr - 1) / gK->nr, dst);
   return dst;
 }
 
@@ -123,6 +134,18 @@ void lth::matmul(const GemmArgs& g) {
         for (int p = 0; p < pj.parts; p++) pack_part(&pj, p, scratch);
       job.g.a = packed.data();
       job.g.aPacked = true;
+    }
+    // Split by rows, every part would pack all of op(B) for itself: pack it once, on the
+    // pool, for all of them (a char-level LSTM's weight gradients, 8 parts of 1024 rows,
+    // packed their 2016 x 256 operand 8 times).
+    thread_local std::vector<float> packedB;
+    if (!splitCols && job.parts > 1 && !g.bPanel) {
+      float* dst = aligned_floats(packedB, lth::packed_b_floats(g.k, g.n));
+      PackBJob pj{&g, dst, colTiles, (int)(colTiles < threads ? colTiles : threads)};
+      if (!lth::run_parts_scratch(threads, pj.parts, pack_b_part, &pj, scratch))
+        for (int p = 0; p < pj.parts; p++) pack_b_part(&pj, p, scratch);
+      job.g.b = dst;
+      job.g.bPanel = g.k * gK->nr;
     }
     if (lth::run_parts_scratch(threads, job.parts, gemm_part, &job, scratch)) return;
   }

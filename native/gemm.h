@@ -22,11 +22,12 @@ size_t packed_a_floats(int64_t m, int64_t k);
 // caller's thread_local), on the calling thread: for a weight that many products share.
 const float* pack_a(const float* a, int64_t m, int64_t k, bool transA, std::vector<float>& buf);
 
-// op(B) [k x n] in the GEMM's column panels for GemmArgs::bPanel, into `buf` (grown as
-// needed; the caller's thread_local), on the calling thread: for a weight that a loop of
-// products shares (an LSTM's W_hh, one product per time step). Returns the panels, 64-byte
-// aligned, and sets *panelStride (floats) for bPanel; columns past n are zero.
-const float* pack_b_panels(const float* b, int64_t k, int64_t n, bool transB, std::vector<float>& buf,
-                           int64_t* panelStride);
+// Floats of op(B) [k x n] packed whole in column panels for GemmArgs::bPanel = k*nr.
+size_t packed_b_floats(int64_t k, int64_t n);
+
+// op(B) [k x n] packed whole in column panels for GemmArgs::bPanel = k*nr into `buf` (grown
+// as needed; the caller's thread_local), 64-byte aligned, on the calling thread: for a weight
+// that a loop of products shares (an LSTM's W_hh, one product per time step).
+const float* pack_b(const float* b, int64_t k, int64_t n, bool transB, std::vector<float>& buf);
 
 }  // namespace lth

@@ -150,6 +150,10 @@ struct Kernels {
   // [r0, r1) (r0 a multiple of mr) of ⌈m/mr⌉ panels of k x mr floats, panel q at
   // dst + q*mr*k, rows past m zero. Read by gemm when GemmArgs::aPacked.
   void (*packA)(const float* a, int64_t m, int64_t k, bool transA, int64_t r0, int64_t r1, float* dst);
+  // op(B) [k x n] (b[p*n + j], or b[j*k + p] with transB) in the column panels that gemm
+  // reads when GemmArgs::bPanel = k*nr: panels [q0, q1) of ⌈n/nr⌉, panel q at dst + q*k*nr
+  // (k rows of nr floats), columns past n zero.
+  void (*packB)(const float* b, int64_t k, int64_t n, bool transB, int64_t q0, int64_t q1, float* dst);
 };
 
 // nullptr when the ISA is not compiled in (non-x86 builds).

@@ -80,6 +80,16 @@ void packA(const float* a, int64_t m, int64_t k, bool transA, int64_t r0, int64_
   }
 }
 
+void packB(const float* b, int64_t k, int64_t n, bool transB, int64_t q0, int64_t q1, float* dst) {
+  if (!transB) {
+    const int64_t c0 = q0 * NR;
+    pack_rows_into_panels_t<NR>(b + c0, n, min64(q1 * NR, n) - c0, k, dst + q0 * k * NR);
+    return;
+  }
+  for (int64_t q = q0; q < q1; q++)
+    pack_transpose(b + q * NR * k, k, (int)min64(NR, n - q * NR), k, dst + q * k * NR, NR);
+}
+
 // ---------------------------------------------------------------- elementwise
 
 void biasAct(const float* x, const float* bias, float* out, int64_t rows, int64_t cols, bool relu) {
@@ -868,5 +878,5 @@ bool nt_faster(int64_t, int64_t, int64_t) { return false; }
 
 const lth::Kernels kTable = {
     kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoInRows, winoInCols, winoOut, winoStore, winoStorePool, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
-    winoIn4, winoIn4Rows, winoIn4Cols, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols, LTH_GEMM_NT, nt_faster, packA,
+    winoIn4, winoIn4Rows, winoIn4Cols, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols, LTH_GEMM_NT, nt_faster, packA, packB,
 };

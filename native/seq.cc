@@ -194,7 +194,8 @@ napi_value LstmSequence(napi_env env, napi_callback_info info) {
   if (n == 0 || T == 0 || H == 0) return undefined_value(env);
   FtzScope ftz;
   thread_local std::vector<float> packed, zero;
-  if (T > 1) job.w = lth::pack_b_panels(whh, H, G, true, packed, &job.panelStride);
+  if (T > 1) job.w = lth::pack_b(whh, H, G, true, packed);
+  job.panelStride = H * lth::gK->nr;
   zero.assign((size_t)(n * H), 0.0f);
   job.zero = zero.data();
   job.n = n;
@@ -235,7 +236,8 @@ napi_value LstmSequenceBackward(napi_env env, napi_callback_info info) {
   if (n == 0 || T == 0 || H == 0) return undefined_value(env);
   FtzScope ftz;
   thread_local std::vector<float> packed, zero, gradC;
-  if (T > 1) job.w = lth::pack_b_panels(whh, G, H, false, packed, &job.panelStride);
+  if (T > 1) job.w = lth::pack_b(whh, G, H, false, packed);
+  job.panelStride = G * lth::gK->nr;
   zero.assign((size_t)(n * H), 0.0f);
   gradC.assign((size_t)(n * H), 0.0f);
   job.zero = zero.data();

@@ -130,6 +130,8 @@ test('matmul: results are bitwise identical for 1 and 2 threads', { skip }, () =
       [131, 257, 515, true, true], [61, 400, 97, false, false],
       // Over kBigWork (gemm.cc): few column tiles (one chunk per thread), and many (more chunks).
       [60, 9000, 256, false, true], [200, 400, 512, false, false],
+      // Split by rows over kBigWork, op(B) packed once for all the parts (a partial last panel).
+      [1030, 300, 250, true, false], [1100, 260, 200, false, true],
     ] as const) {
       const a = randomArray(m * k, rnd), b = randomArray(k * n, rnd);
       // Row 0 of op(A) is float32 denormals: every thread must treat them as zero (DAZ).
