@@ -136,8 +136,8 @@ void lth::matmul(const GemmArgs& g) {
       job.g.aPacked = true;
     }
     // Split by rows, every part would pack all of op(B) for itself: pack it once, on the
-    // pool, for all of them (a char-level LSTM's weight gradients, 8 parts of 1024 rows,
-    // packed their 2016 x 256 operand 8 times).
+    // pool, for all of them (the 8 parts of a char-level LSTM's 1024-row weight gradient
+    // would pack its 2016 x 256 operand 8 times).
     thread_local std::vector<float> packedB;
     if (!splitCols && job.parts > 1 && !g.bPanel) {
       float* dst = aligned_floats(packedB, lth::packed_b_floats(g.k, g.n));
