@@ -51,6 +51,7 @@ struct DenseLayer {
   float *w, *b, *gw, *gb;
   bool relu;
   float *w0, *w1, *b0, *b1;  // the optimiser's state of the weight and the bias
+  const float* mask;         // the weight's mask for the update (Backend.adam's), or null
 };
 
 // A chain checked once for denseMlpStep and denseMlpEval, with references that keep its
@@ -148,7 +149,8 @@ void first_backward(void* ctx, int q, float* scratch) {
   if (!s.rule) return;
   // Elementwise, so the part's own rows give the values a whole update would.
   const int64_t b = r0 * y.in;
-  lth::update_params(*s.rule, y.w + b, y.gw + b, y.w0 + b, y.w1 ? y.w1 + b : nullptr, nullptr, (r1 - r0) * y.in);
+  lth::update_params(*s.rule, y.w + b, y.gw + b, y.w0 + b, y.w1 ? y.w1 + b : nullptr, y.mask ? y.mask + b : nullptr,
+                     (r1 - r0) * y.in);
   if (y.b) lth::update_params(*s.rule, y.b + r0, y.gb + r0, y.b0 + r0, y.b1 ? y.b1 + r0 : nullptr, nullptr, r1 - r0);
 }
 
@@ -197,7 +199,7 @@ float middle(Step& s, float* const* act, float* const* grad, const int32_t* labe
     lth::matmul(l == 1 ? GemmArgs{y.w, g, gin, y.in, y.out, n, true, true, true}
                        : GemmArgs{g, y.w, gin, n, y.out, y.in, false, false, true});
     if (!s.rule) continue;
-    lth::update_params_split(*s.rule, y.w, y.gw, y.w0, y.w1, nullptr, y.in * y.out);
+    lth::update_params_split(*s.rule, y.w, y.gw, y.w0, y.w1, y.mask, y.in * y.out);
     if (y.b) lth::update_params_split(*s.rule, y.b, y.gb, y.b0, y.b1, nullptr, y.out);
   }
   return loss;
@@ -248,14 +250,14 @@ std::vector<float*> carve(const std::vector<int64_t>& sizes) {
 }
 
 // denseMlpPrepare(...layers) -> a handle for denseMlpStep and denseMlpEval. Each layer is
-// eleven arguments: in, out, weight [out*in], bias | null, relu, gweight [out*in],
-// gbias | null, then the optimiser state w0, w1, b0, b1 (each a Float32Array or null); at
-// least two layers. Checks their sizes, that the layers chain, and that no two of a
-// layer's arrays share memory.
+// twelve arguments: in, out, weight [out*in], bias | null, relu, gweight [out*in],
+// gbias | null, the optimiser state w0, w1, b0, b1 (each a Float32Array or null), then the
+// weight's mask [out*in] | null; at least two layers. Checks their sizes, that the layers
+// chain, and that no two of a layer's arrays share memory.
 constexpr ArgSpec kLayerArgs[] = {arg::dim("in", 1),      arg::dim("out", 1),         arg::f32("weight"),
                                   arg::f32_or_null("bias"), arg::flag("relu"),          arg::f32("gweight"),
                                   arg::f32_or_null("gbias"), arg::f32_or_null("w0"),    arg::f32_or_null("w1"),
-                                  arg::f32_or_null("b0"),   arg::f32_or_null("b1")};
+                                  arg::f32_or_null("b0"),   arg::f32_or_null("b1"),     arg::f32_or_null("mask")};
 constexpr size_t kPerLayer = sizeof kLayerArgs / sizeof kLayerArgs[0];
 
 napi_value DenseMlpPrepare(napi_env env, napi_callback_info info) {
@@ -276,9 +278,10 @@ napi_value DenseMlpPrepare(napi_env env, napi_callback_info info) {
     ArgValue v[kPerLayer] = {};
     if (!a.read(kLayerArgs, kPerLayer, v, kPerLayer * l)) return nullptr;
     DenseLayer y{v[0].dim(), v[1].dim(), v[2].f32(), v[3].f32(), v[5].f32(), v[6].f32(), v[4].flag,
-                 v[7].f32(), v[8].f32(), v[9].f32(), v[10].f32()};
+                 v[7].f32(), v[8].f32(), v[9].f32(), v[10].f32(), v[11].f32()};
     need_layer(a, l, "weight", v[2].len, y.in * y.out, "in*out");
     need_layer(a, l, "gweight", v[5].len, y.in * y.out, "in*out");
+    if (v[11].present) need_layer(a, l, "mask", v[11].len, y.in * y.out, "in*out");
     if (v[3].present) need_layer(a, l, "bias", v[3].len, y.out, "out");
     if (v[6].present) need_layer(a, l, "gbias", v[6].len, y.out, "out");
     if (a.ok() && l > 0 && prep->layers.back().out != y.in)

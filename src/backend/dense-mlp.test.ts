@@ -13,22 +13,35 @@ import type { UpdateRule } from './sparse-mlp.js';
 
 const native = loadNative() as NativeAddon;
 
-/** A chain of `sizes` (inputs first), the given layers without a bias, ReLU on all but the last; optimiser state for `rule`. */
-function chain(sizes: number[], seed: number, rule: UpdateRule['kind'] | null, noBias: number[] = []): DenseMlpLayer[] {
+/**
+ * A chain of `sizes` (inputs first), the given layers without a bias, ReLU on all but the
+ * last; optimiser state for `rule`; with `density`, every weight masked at about that
+ * density (its pruned entries zero).
+ */
+function chain(sizes: number[], seed: number, rule: UpdateRule['kind'] | null, noBias: number[] = [], density?: number): DenseMlpLayer[] {
   const rng = new Rng(seed, 'chain');
   return sizes.slice(1).map((out, i) => {
-    const inF = sizes[i], size = inF * out, hasBias = !noBias.includes(i);
-    const arrays = (k: number) => Array.from({ length: k }, (_, j) => new Float32Array(size).map(() => (j === 1 ? 0.01 * rng.uniform() : 0.01 * rng.normal())));
-    const biasArrays = (k: number) => Array.from({ length: k }, () => new Float32Array(out));
-    const k = rule === 'adam' ? 2 : rule === 'sgd' ? 1 : 0;
-    return {
-      inFeatures: inF, outFeatures: out, relu: i < sizes.length - 2,
-      weight: new Float32Array(size).map(() => rng.normal() / Math.sqrt(inF)),
-      bias: hasBias ? new Float32Array(out).map(() => 0.1 * rng.normal()) : null,
-      gweight: new Float32Array(size), gbias: hasBias ? new Float32Array(out) : null,
-      state: k ? { weight: arrays(k), bias: biasArrays(k) } : undefined,
-    };
+    const layer = plainLayer(rng, sizes[i], out, i < sizes.length - 2, rule, !noBias.includes(i));
+    if (density === undefined) return layer;
+    const mask = new Float32Array(layer.weight.length).map(() => (rng.uniform() < density ? 1 : 0));
+    layer.weight.forEach((_, j) => { if (mask[j] === 0) layer.weight[j] = 0; });
+    return { ...layer, mask };
   });
+}
+
+/** One unmasked layer of `chain`. */
+function plainLayer(rng: Rng, inF: number, out: number, relu: boolean, rule: UpdateRule['kind'] | null, hasBias: boolean): DenseMlpLayer {
+  const size = inF * out;
+  const arrays = (k: number) => Array.from({ length: k }, (_, j) => new Float32Array(size).map(() => (j === 1 ? 0.01 * rng.uniform() : 0.01 * rng.normal())));
+  const biasArrays = (k: number) => Array.from({ length: k }, () => new Float32Array(out));
+  const k = rule === 'adam' ? 2 : rule === 'sgd' ? 1 : 0;
+  return {
+    inFeatures: inF, outFeatures: out, relu,
+    weight: new Float32Array(size).map(() => rng.normal() / Math.sqrt(inF)),
+    bias: hasBias ? new Float32Array(out).map(() => 0.1 * rng.normal()) : null,
+    gweight: new Float32Array(size), gbias: hasBias ? new Float32Array(out) : null,
+    state: k ? { weight: arrays(k), bias: biasArrays(k) } : undefined,
+  };
 }
 
 function data(samples: number, features: number, classes: number, seed: number) {
@@ -59,10 +72,10 @@ test('native dense-MLP steps and evaluation match the reference composition, at 
   const threads = native.getThreads();
   try {
     for (const [name, rule] of Object.entries(rules)) {
-      for (const [sizes, noBias] of [[[29, 40, 17, 6], []], [[50, 13, 7], [0]], [[9, 64, 33, 21, 4], [1, 3]]] as Array<[number[], number[]]>) {
+      for (const [sizes, noBias, density] of [[[29, 40, 17, 6], []], [[50, 13, 7], [0]], [[9, 64, 33, 21, 4], [1, 3]], [[29, 40, 17, 6], [], 0.5]] as Array<[number[], number[], number?]>) {
         const d = data(70, sizes[0], sizes[sizes.length - 1], sizes.length);
         const run = (k: DenseMlpKernels) => {
-          const layers = chain(sizes, 1, rule?.kind ?? null, noBias);
+          const layers = chain(sizes, 1, rule?.kind ?? null, noBias, density);
           const losses = new Float64Array(4);
           assert.equal(k.step(k.prepare(layers), d.src, d.labels, d.order, 3, 11, rule, losses), 4);
           return { losses, layers, ev: k.evaluate(k.prepare(layers), d.src, d.labels, 16) };
@@ -70,7 +83,7 @@ test('native dense-MLP steps and evaluation match the reference composition, at 
         const want = run(referenceDenseMlp);
         for (const t of [1, 2, 3]) {
           native.setThreads(t);
-          const got = run(native.denseMlp), what = `${name} ${sizes.join('-')}, ${t} threads`;
+          const got = run(native.denseMlp), what = `${name} ${sizes.join('-')}${density === undefined ? '' : ` masked`}, ${t} threads`;
           assertClose(got.losses, want.losses, 1e-5, `${what}: losses`);
           got.layers.forEach((l, i) => {
             const w = want.layers[i];
@@ -78,6 +91,10 @@ test('native dense-MLP steps and evaluation match the reference composition, at 
               if (a && b && b.some((v) => v !== 0)) assertClose(a, b, 1e-4, `${what}: layer ${i} ${key}`);
             }
             l.state?.weight.forEach((s, j) => assertClose(s, w.state!.weight[j], 1e-4, `${what}: layer ${i} state ${j}`));
+            if (l.mask && rule) {
+              const kept = (a: Float32Array) => a.every((v, j) => l.mask![j] !== 0 || v === 0);
+              assert.ok(kept(l.weight) && l.state!.weight.every(kept), `${what}: layer ${i}'s pruned weights and their state stay zero`);
+            }
           });
           assert.equal(got.ev.correct, want.ev.correct, `${what}: correct`);
           assertClose([got.ev.loss], [want.ev.loss], 1e-5, `${what}: evaluation loss`);
@@ -120,6 +137,7 @@ test('native dense-MLP kernels: errors', () => {
   assert.throws(() => k.prepare([bad[0], { ...bad[1], inFeatures: 4, weight: new Float32Array(8), gweight: new Float32Array(8) }]), /layer 1 takes 4 inputs but layer 0 gives 3/);
   assert.throws(() => k.prepare([{ ...bad[0], gweight: bad[0].weight }, bad[1]]), /must not share memory/);
   assert.throws(() => k.prepare([{ ...bad[0], weight: new Float32Array(11) }, bad[1]]), /layer 0 weight has 11 elements, needs in\*out = 12/);
+  assert.throws(() => k.prepare([bad[0], { ...bad[1], mask: new Float32Array(5) }]), /layer 1 mask has 5 elements, needs in\*out = 6/);
   const c = k.prepare(bad);
   const d = data(10, 4, 2, 0);
   assert.throws(() => k.step(c, d.src, d.labels, d.order, 0, 2, rules.adam, new Float64Array(1)), /layer 0: w0 must be a Float32Array for the update/);

@@ -65,6 +65,8 @@ export interface DenseMlpLayer {
   readonly gbias: Float32Array | null;
   /** The optimiser state for updates: [m, v] (Adam) or [momentum buffer] (SGD), of the weight and of the bias. */
   readonly state?: { readonly weight: readonly Float32Array[]; readonly bias: readonly Float32Array[] };
+  /** The weight's mask [outFeatures, inFeatures] (1 keep, 0 pruned), given to the update as Backend.adam / sgd take it; absent or null: dense. */
+  readonly mask?: Float32Array | null;
 }
 
 /** The Backend's kernels composed, as the graph program runs them; `be` the backend (the reference one by default). */
@@ -108,12 +110,12 @@ export function composedDenseMlp(be: Backend = referenceBackend): DenseMlpKernel
         if (!update) continue;
         for (const l of layers) {
           if (!l.state) throw new TypeError('denseMlpStep: an update needs every layer\'s optimiser state');
-          const apply = (p: Float32Array, grad: Float32Array, [s0, s1]: readonly Float32Array[]) => {
-            if (update.kind === 'adam') be.adam(p, grad, s0, s1, null, p.length, update.lr, update.beta1, update.beta2, update.eps, update.step + s);
-            else be.sgd(p, grad, s0, null, p.length, update.lr, update.momentum, update.weightDecay);
+          const apply = (p: Float32Array, grad: Float32Array, [s0, s1]: readonly Float32Array[], mask: Float32Array | null) => {
+            if (update.kind === 'adam') be.adam(p, grad, s0, s1, mask, p.length, update.lr, update.beta1, update.beta2, update.eps, update.step + s);
+            else be.sgd(p, grad, s0, mask, p.length, update.lr, update.momentum, update.weightDecay);
           };
-          apply(l.weight, l.gweight, l.state.weight);
-          if (l.bias && l.gbias) apply(l.bias, l.gbias, l.state.bias);
+          apply(l.weight, l.gweight, l.state.weight, l.mask ?? null);
+          if (l.bias && l.gbias) apply(l.bias, l.gbias, l.state.bias, null);
         }
       }
       return steps;
@@ -160,5 +162,6 @@ function checkChain(layers: readonly DenseMlpLayer[]): void {
     }
     const size = l.inFeatures * l.outFeatures;
     if (l.weight.length < size || l.gweight.length < size) throw new RangeError(`denseMlpPrepare: layer ${i} weight and gweight need in*out = ${size} elements`);
+    if (l.mask && l.mask.length < size) throw new RangeError(`denseMlpPrepare: layer ${i} mask needs in*out = ${size} elements`);
   });
 }

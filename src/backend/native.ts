@@ -167,13 +167,13 @@ interface NativePreparedDense extends PreparedDenseMlp {
   readonly handle: object;
 }
 
-/** The addon's dense-MLP calls behind DenseMlpKernels: each layer as eleven plain arguments, the rule as numbers. */
+/** The addon's dense-MLP calls behind DenseMlpKernels: each layer as twelve plain arguments, the rule as numbers. */
 function nativeDenseMlp(addon: RawDenseMlp): DenseMlpKernels {
   const encodeRule = ruleEncoder();
   const evalOut = new Float64Array(2);
   const layerArgs = (l: DenseMlpLayer): unknown[] => {
     const w = l.state?.weight ?? [], b = l.state?.bias ?? [];
-    return [l.inFeatures, l.outFeatures, l.weight, l.bias, l.relu, l.gweight, l.gbias, w[0] ?? null, w[1] ?? null, b[0] ?? null, b[1] ?? null];
+    return [l.inFeatures, l.outFeatures, l.weight, l.bias, l.relu, l.gweight, l.gbias, w[0] ?? null, w[1] ?? null, b[0] ?? null, b[1] ?? null, l.mask ?? null];
   };
   const handleOf = (chain: PreparedDenseMlp): object => {
     const h = (chain as Partial<NativePreparedDense>).handle;

@@ -54,7 +54,7 @@ test('compileProgram: the compact program for masks that remove whole units cons
   assert.equal(p.kind, 'compact');
   assert.deepEqual([...p.sparseWeights], ['fc1.weight', 'fc2.weight', 'fc3.weight'], 'each weight costs its density');
   assert.equal(kind(lenet()), 'dense_mlp', 'no masks');
-  assert.equal(kind(lenet(), unitMasks(lenet(), 1, 1)), 'graph', 'masks that remove nothing');
+  assert.equal(kind(lenet(), unitMasks(lenet(), 1, 1)), 'dense_mlp', 'masks that remove nothing');
   const stray = new Map(structured);
   const fc2 = Float32Array.from(structured.get('fc2.weight')!);
   fc2[fc2.indexOf(0)] = 1; // one outgoing weight of a removed neuron kept

@@ -50,7 +50,7 @@ function steps(p: Program, data: Dataset, batchSize: number, n: number, order: I
   return [...losses];
 }
 
-test('compileProgram: the dense-MLP program for an unmasked chain of two or more Linear layers, unless fused is off', () => {
+test('compileProgram: the dense-MLP program for a chain of two or more Linear layers, unless fused is off or a masked layer runs sparse', () => {
   const kind = (model: Model, ctx = context(), masks?: Map<string, Float32Array>) => compileProgram(model, { masks, optimizer: adam, context: ctx }).kind;
   assert.equal(kind(lenet()), 'dense_mlp');
   assert.equal(kind(small()), 'dense_mlp');
@@ -60,7 +60,14 @@ test('compileProgram: the dense-MLP program for an unmasked chain of two or more
   const flat = new Model('flat', [['f', new Flatten()], ['a', new Linear(4, 3, 'none')], ['b', new Linear(3, 2, 'none')]]);
   assert.equal(kind(flat), 'graph', 'another module in the chain');
   const masks = new Map([['fc1.weight', new Float32Array(784 * 300).fill(1)]]);
-  assert.equal(kind(lenet(), context(), masks), 'graph', 'masks (that remove nothing)');
+  assert.equal(kind(lenet(), context(), masks), 'dense_mlp', 'masks (that remove nothing)');
+  const rng = new Rng(1, 'mask');
+  const at = (density: number) => new Map(lenet().prunableNames().map((name) => [name, new Float32Array(lenet().parameter(name).size).map(() => (rng.uniform() < density ? 1 : 0))]));
+  assert.equal(kind(lenet(), context(), at(0.5)), 'dense_mlp', 'IMP\'s first levels: every layer above the sparse threshold');
+  assert.equal(kind(lenet(), context(), at(0.2)), 'sparse_mlp', 'every layer below it');
+  const partly = at(0.2);
+  partly.delete('fc3.weight');
+  assert.equal(kind(lenet(), context(), partly), 'graph', 'fc1 and fc2 below it, fc3 unmasked: the graph runs them sparse');
   assert.equal(compileProgram(lenet(), { optimizer: adam, context: context() }).sparseWeights.size, 0);
 });
 
@@ -74,6 +81,26 @@ test('LeNet on MNIST, 30 Adam steps: the dense-MLP program gives the graph progr
     assert.equal(fused.kind, 'dense_mlp');
     assert.deepEqual(fused, { ...graph, kind: 'dense_mlp' }, `${threads} threads`);
     assert.deepEqual([...fused.opt.arrays.keys()], [...graph.opt.arrays.keys()], 'the same names in the same order');
+  }
+  context();
+});
+
+test('LeNet at IMP\'s first levels (masks at 51% and 41%), 20 Adam and SGD steps: the dense-MLP program gives the graph\'s numbers (dense masked weights) bit for bit, at 1 and 2 threads', () => {
+  const order = new Rng(0, 'data', 0).permutation(mnist.train.length);
+  for (const [density, optimizer] of [[0.512, adam], [0.41, sgd]] as const) {
+    const rng = new Rng(7, 'mask');
+    const masks = new Map(lenet().prunableNames().map((name) => [name, new Float32Array(lenet().parameter(name).size).map(() => (rng.uniform() < density ? 1 : 0))]));
+    const run = (p: Program) => ({ losses: steps(p, mnist.train, 60, 20, order), state: p.state(), opt: p.optimizerState(), val: p.evaluate(mnist.validation) });
+    const graph = run(new GraphProgram(lenet(), { masks, optimizer, context: resolveContext({ sparse: 'off' }, {}) }));
+    for (const name of masks.keys()) {
+      const w = graph.state.get(name)!, m = masks.get(name)!;
+      assert.ok(w.every((v, i) => m[i] !== 0 || v === 0), `${name}: pruned weights stay zero`);
+    }
+    for (const threads of [1, 2]) {
+      const p = compileProgram(lenet(), { masks, optimizer, context: context(threads) });
+      assert.equal(p.kind, 'dense_mlp');
+      assert.deepEqual(run(p), graph, `density ${density}, ${optimizer.name}, ${threads} threads`);
+    }
   }
   context();
 });

@@ -5,8 +5,10 @@ import { Linear } from '../nn/layers.js';
 import type { Model } from '../nn/model.js';
 import type { StateDict } from '../nn/module.js';
 import { checkOptimizer, checkOptimizerState, stateArrays, stateNames, type OptimizerSettings, type OptimizerState } from '../nn/optim.js';
-import { flatEvalBatch } from './graph.js';
+import { useSparse } from '../tensor/sparse.js';
 import { fusedSteps } from './fused.js';
+import { flatEvalBatch } from './graph.js';
+import { applyMasks } from './masks.js';
 import type { CompileOptions, EvalResult, Minibatches, Program } from './program.js';
 
 interface Layer extends DenseMlpLayer {
@@ -18,12 +20,14 @@ interface Layer extends DenseMlpLayer {
 }
 
 /**
- * The program of an unmasked MLP (a chain of Linear layers over flat samples): a run of
- * training steps is one call of the backend's dense-MLP kernels (DenseMlpKernels.step), the
- * minibatch gathered in the same call and the optimiser's update applied there, and an
- * evaluation one call too. Those kernels are the graph program's own, in its order, so it
- * gives the graph program's numbers bit for bit (tested); what it saves is the graph's
- * per-step work. The compact program trains its smaller network on it.
+ * The program of an MLP (a chain of Linear layers over flat samples) whose layers run dense:
+ * a run of training steps is one call of the backend's dense-MLP kernels
+ * (DenseMlpKernels.step), the minibatch gathered in the same call and the optimiser's update
+ * applied there, and an evaluation one call too. Those kernels are the graph program's own,
+ * in its order, so it gives the graph program's numbers bit for bit (tested); what it saves
+ * is the graph's per-step work. Masked weights (IMP's levels above the sparse kernels'
+ * density threshold) are zero where pruned and stay so: the update takes each weight's mask,
+ * as the graph's optimiser does. The compact program trains its smaller network on it.
  */
 export class DenseMlpProgram implements Program {
   readonly kind = 'dense_mlp';
@@ -34,21 +38,27 @@ export class DenseMlpProgram implements Program {
   private readonly kernels: DenseMlpKernels;
   private readonly optimizer: OptimizerSettings | null;
   private readonly evalBatch: number;
+  private readonly masks: Map<string, Float32Array>;
   /** Updates made so far (Adam's step count). */
   private updates = 0;
 
   /**
-   * The program for `model`, or null when it has masks or is not a chain of two or more
-   * Linear layers (or the fused mode is off).
+   * The program for `model`, or null when it is not a chain of two or more Linear layers,
+   * when a masked layer is sparse enough for the sparse kernels (the graph program runs it
+   * on them; layers too small to matter aside), or when the fused mode is off. Tried after
+   * the sparse-MLP program, which takes chains that run sparse throughout.
    */
   static compile(model: Model, opts: CompileOptions): DenseMlpProgram | null {
-    if (opts.context.settings.fused === 'off' || (opts.masks && opts.masks.size > 0)) return null;
+    const { settings } = opts.context;
+    if (settings.fused === 'off') return null;
     const children = model.namedChildren();
     if (children.length < 2) return null;
     let features = -1;
-    for (const [, c] of children) {
+    for (const [path, c] of children) {
       if (!(c instanceof Linear) || (features >= 0 && c.inFeatures !== features)) return null;
       features = c.outFeatures;
+      const mask = opts.masks?.get(`${path}.weight`);
+      if (mask && useSparse(density(mask), settings.sparse)) return null;
     }
     return new DenseMlpProgram(model, opts);
   }
@@ -57,11 +67,12 @@ export class DenseMlpProgram implements Program {
     this.kernels = opts.context.denseMlp;
     this.optimizer = opts.optimizer;
     if (opts.optimizer) checkOptimizer(opts.optimizer);
+    this.masks = applyMasks(model, opts.masks);
     this.layers = model.namedChildren().map(([path, c]) => {
       const linear = c as Linear;
       const size = linear.weight.size, out = linear.outFeatures;
       return {
-        linear, names: { weight: `${path}.weight`, bias: `${path}.bias` },
+        linear, names: { weight: `${path}.weight`, bias: `${path}.bias` }, mask: this.masks.get(`${path}.weight`) ?? null,
         inFeatures: linear.inFeatures, outFeatures: out, relu: linear.activation === 'relu',
         weight: Float32Array.from(linear.weight.data), bias: Float32Array.from(linear.bias.data),
         gweight: new Float32Array(size), gbias: new Float32Array(out),
@@ -100,6 +111,7 @@ export class DenseMlpProgram implements Program {
 
   load(state: StateDict): void {
     this.model.loadState(state);
+    applyMasks(this.model, this.masks);
     for (const l of this.layers) {
       l.weight.set(l.linear.weight.data);
       l.bias.set(l.linear.bias.data);
@@ -148,4 +160,11 @@ export class DenseMlpProgram implements Program {
       throw new LthError(`${this.model.name}: takes samples of ${inputs} features with one label each, the data set's are [${data.sampleShape.join(', ')}] with ${data.labelSize} labels`);
     }
   }
+}
+
+/** The share of a mask's entries kept (nonzero). */
+function density(mask: Float32Array): number {
+  let kept = 0;
+  for (let i = 0; i < mask.length; i++) if (mask[i] !== 0) kept++;
+  return mask.length ? kept / mask.length : 1;
 }

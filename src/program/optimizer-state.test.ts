@@ -38,7 +38,8 @@ function data(): Dataset {
 const PROGRAMS: ReadonlyArray<{ name: string; kind: string; context: () => RunContext; masked: boolean }> = [
   { name: 'sparse-MLP', kind: 'sparse_mlp', context: () => resolveContext({ sparse: 'on' }, {}), masked: true },
   { name: 'graph, packed sparse weights', kind: 'graph', context: () => resolveContext({ sparse: 'on', fused: 'off' }, {}), masked: true },
-  { name: 'graph, dense masked weights', kind: 'graph', context: () => resolveContext({ sparse: 'off' }, {}), masked: true },
+  { name: 'graph, dense masked weights', kind: 'graph', context: () => resolveContext({ sparse: 'off', fused: 'off' }, {}), masked: true },
+  { name: 'dense-MLP, masked', kind: 'dense_mlp', context: () => resolveContext({ sparse: 'off' }, {}), masked: true },
   { name: 'graph, unmasked', kind: 'graph', context: () => resolveContext({ sparse: 'off', fused: 'off' }, {}), masked: false },
   { name: 'dense-MLP, unmasked', kind: 'dense_mlp', context: () => resolveContext({}, {}), masked: false },
 ];

@@ -45,18 +45,18 @@ function compiled(net: { model: Model; masks: Map<string, Float32Array> }, conte
   return compileProgram(net.model, { masks: net.masks, optimizer, context });
 }
 
-test('compileProgram: the sparse-MLP program for a chain of Linear layers that all run sparse, else the graph', () => {
+test('compileProgram: the sparse-MLP program for a chain of Linear layers that all run sparse, else the dense-MLP program where no masked layer would, else the graph', () => {
   const kind = (net: ReturnType<typeof mlp>, context = ctx()) => compiled(net, context).kind;
   assert.equal(kind(mlp(0.2)), 'sparse_mlp', 'every layer below the density threshold');
   assert.equal(kind(mlp(0.6)), 'sparse_mlp', 'layers of at most SMALL_LAYER_WEIGHTS run sparse at any density');
-  assert.equal(kind(mlp(0.6, 0, [], 200)), 'graph', 'a layer of 6,000 weights above the threshold runs dense');
+  assert.equal(kind(mlp(0.6, 0, [], 200)), 'dense_mlp', 'a layer of 6,000 weights above the threshold runs dense, and so do the small ones with it');
   assert.equal(kind(mlp(0.2, 0, [['drop', new Dropout(0.5)]])), 'graph', 'a dropout layer');
   const unmasked = mlp(0.2);
   unmasked.masks.delete('fc3.weight');
   assert.equal(kind(unmasked), 'graph', 'an unmasked layer');
   assert.equal(kind(mlp(0.6, 0, [], 200), ctx('on')), 'sparse_mlp', 'sparse on');
   assert.equal(kind(mlp(0.2), ctx('on', 'off')), 'graph', 'fused off');
-  assert.equal(kind(mlp(0.2), ctx('off')), 'graph', 'sparse off');
+  assert.equal(kind(mlp(0.2), ctx('off')), 'dense_mlp', 'sparse off');
   assert.throws(() => compiled({ model: mlp(0.2).model, masks: new Map([['fc1.bias', new Float32Array(16)]]) }, ctx()), /'fc1.bias' is not a prunable weight/);
   assert.throws(() => compiled({ model: mlp(0.2).model, masks: new Map([['fc1.weight', new Float32Array(3)]]) }, ctx()), /mask 'fc1.weight' has 3 values, expected 480/);
   const p = compiled(mlp(0.2), ctx());
