@@ -143,8 +143,10 @@ test('selectByMagnitude: the native kernel equals the reference (random, ties, N
   }
 });
 
-test('withMasks: in the sparse-MLP program and by recompiling the graph program, dropped and grown weights and moments are zero, the rest kept', () => {
-  const cases: Array<[string, RunContext]> = [['sparse-MLP', ctx('on')], ['graph, packed', ctx('on', 'off')], ['graph, dense masked', ctx('off')]];
+test('withMasks: in the sparse-MLP program and by recompiling the graph or dense-MLP program, dropped and grown weights and moments are zero, the rest kept', () => {
+  const cases: Array<[string, RunContext]> = [
+    ['sparse-MLP', ctx('on')], ['graph, packed', ctx('on', 'off')], ['graph, dense masked', ctx('off', 'off')], ['dense-MLP, masked', ctx('off')],
+  ];
   for (const [name, context] of cases) {
     const model = mlp(1);
     const layers = model.prunableLayers();
@@ -158,7 +160,7 @@ test('withMasks: in the sparse-MLP program and by recompiling the graph program,
     const action = set.at(live(masks, before));
     assert.ok(action && action.kind === 'masks');
     program = withMasks(program, model, { masks, optimizer: adam, context }, action.masks, action.grown);
-    assert.equal(program.kind, name === 'sparse-MLP' ? 'sparse_mlp' : 'graph');
+    assert.equal(program.kind, name === 'sparse-MLP' ? 'sparse_mlp' : name === 'dense-MLP, masked' ? 'dense_mlp' : 'graph');
     const after = program.state(), optAfter = program.optimizerState();
     for (const [w, next] of action.masks) {
       const grown = new Set<number>(action.grown!.get(w) ?? []);
@@ -201,7 +203,7 @@ test('sparse training on the sparse kernels equals dense-masked training with th
     const sparse = sparseRun(method, ctx('on'));
     const dense = sparseRun(method, ctx('off'));
     assert.equal(sparse.result.program, 'sparse_mlp');
-    assert.equal(dense.result.program, 'graph');
+    assert.equal(dense.result.program, 'dense_mlp');
     for (const [n, m] of sparse.result.masks!) assert.deepEqual(m, dense.result.masks!.get(n), `${method}: the same masks at the end (${n})`);
     const a = sparse.model.state(), b = dense.model.state();
     for (const [n, v] of a) {
