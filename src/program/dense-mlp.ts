@@ -1,6 +1,7 @@
 import type { DenseMlpKernels, DenseMlpLayer, PreparedDenseMlp } from '../backend/index.js';
 import { LthError, check } from '../core/errors.js';
 import type { Dataset } from '../data/dataset.js';
+import { maskDensities } from '../nn/flops.js';
 import { Linear } from '../nn/layers.js';
 import type { Model } from '../nn/model.js';
 import type { StateDict } from '../nn/module.js';
@@ -53,12 +54,13 @@ export class DenseMlpProgram implements Program {
     if (settings.fused === 'off') return null;
     const children = model.namedChildren();
     if (children.length < 2) return null;
+    const densities = maskDensities(opts.masks);
     let features = -1;
     for (const [path, c] of children) {
       if (!(c instanceof Linear) || (features >= 0 && c.inFeatures !== features)) return null;
       features = c.outFeatures;
-      const mask = opts.masks?.get(`${path}.weight`);
-      if (mask && useSparse(density(mask), settings.sparse)) return null;
+      const density = densities.get(`${path}.weight`);
+      if (density !== undefined && useSparse(density, settings.sparse)) return null;
     }
     return new DenseMlpProgram(model, opts);
   }
@@ -160,11 +162,4 @@ export class DenseMlpProgram implements Program {
       throw new LthError(`${this.model.name}: takes samples of ${inputs} features with one label each, the data set's are [${data.sampleShape.join(', ')}] with ${data.labelSize} labels`);
     }
   }
-}
-
-/** The share of a mask's entries kept (nonzero). */
-function density(mask: Float32Array): number {
-  let kept = 0;
-  for (let i = 0; i < mask.length; i++) if (mask[i] !== 0) kept++;
-  return mask.length ? kept / mask.length : 1;
 }
