@@ -54,38 +54,38 @@ void gemm_part(void* ctx, int part, float* scratch) {
   }
 }
 
-// Packs row panels [part, part + 1) of `parts` equal shares of op(A) (GemmArgs::aPacked).
+// Packs panels [part, part + 1) of `parts` equal shares of op(A)'s row panels
+// (GemmArgs::aPacked) or, with `b`, of op(B)'s column panels (GemmArgs::bPanel).
 struct PackJob {
   const GemmArgs* g;
   float* dst;
   int64_t panels;
   int parts;
+  bool b;
 };
 
 void pack_part(void* ctx, int part, float*) {
   const PackJob& j = *static_cast<const PackJob*>(ctx);
-  const int64_t mr = gK->mr, p0 = j.panels * part / j.parts, p1 = j.panels * (part + 1) / j.parts;
-  const int64_t r1 = p1 * mr < j.g->m ? p1 * mr : j.g->m;
+  const int64_t p0 = j.panels * part / j.parts, p1 = j.panels * (part + 1) / j.parts;
+  if (j.b) {
+    gK->packB(j.g->b, j.g->k, j.g->n, j.g->transB, p0, p1, j.dst);
+    return;
+  }
+  const int64_t mr = gK->mr, r1 = p1 * mr < j.g->m ? p1 * mr : j.g->m;
   gK->packA(j.g->a, j.g->m, j.g->k, j.g->transA, p0 * mr, r1, j.dst);
+}
+
+// All `panels` of op(A) (or op(B), with b) packed into dst, shared out over the pool.
+void pack_on_pool(const GemmArgs& g, float* dst, int64_t panels, bool b, int threads, float* scratch) {
+  PackJob pj{&g, dst, panels, (int)(panels < threads ? panels : threads), b};
+  if (!lth::run_parts_scratch(threads, pj.parts, pack_part, &pj, scratch))
+    for (int p = 0; p < pj.parts; p++) pack_part(&pj, p, scratch);
 }
 
 // n floats from a 64-byte boundary of buf (grown as needed): bPanel's alignment.
 float* aligned_floats(std::vector<float>& buf, size_t n) {
   if (buf.size() < n + 16) buf.resize(n + 16);
   return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~(uintptr_t)63);
-}
-
-// Packs column panels [part, part + 1) of `parts` equal shares of op(B) (GemmArgs::bPanel).
-struct PackBJob {
-  const GemmArgs* g;
-  float* dst;
-  int64_t panels;
-  int parts;
-};
-
-void pack_b_part(void* ctx, int part, float*) {
-  const PackBJob& j = *static_cast<const PackBJob*>(ctx);
-  gK->packB(j.g->b, j.g->k, j.g->n, j.g->transB, j.panels * part / j.parts, j.panels * (part + 1) / j.parts, j.dst);
 }
 
 }  // namespace
@@ -129,9 +129,7 @@ void lth::matmul(const GemmArgs& g) {
     thread_local std::vector<float> packed;
     if (splitCols && job.parts > 1 && !g.aPacked) {
       if (packed.size() < lth::packed_a_floats(g.m, g.k)) packed.resize(lth::packed_a_floats(g.m, g.k));
-      PackJob pj{&g, packed.data(), rowTiles, (int)(rowTiles < threads ? rowTiles : threads)};
-      if (!lth::run_parts_scratch(threads, pj.parts, pack_part, &pj, scratch))
-        for (int p = 0; p < pj.parts; p++) pack_part(&pj, p, scratch);
+      pack_on_pool(g, packed.data(), rowTiles, false, threads, scratch);
       job.g.a = packed.data();
       job.g.aPacked = true;
     }
@@ -141,9 +139,7 @@ void lth::matmul(const GemmArgs& g) {
     thread_local std::vector<float> packedB;
     if (!splitCols && job.parts > 1 && !g.bPanel) {
       float* dst = aligned_floats(packedB, lth::packed_b_floats(g.k, g.n));
-      PackBJob pj{&g, dst, colTiles, (int)(colTiles < threads ? colTiles : threads)};
-      if (!lth::run_parts_scratch(threads, pj.parts, pack_b_part, &pj, scratch))
-        for (int p = 0; p < pj.parts; p++) pack_b_part(&pj, p, scratch);
+      pack_on_pool(g, dst, colTiles, true, threads, scratch);
       job.g.b = dst;
       job.g.bPanel = g.k * gK->nr;
     }
