@@ -243,10 +243,31 @@ void lth::col2im_channels(const float* __restrict col, float* __restrict x, cons
   }
 }
 
+double lth::plane_sum(const float* p, int64_t size) {
+  float lane[16] = {0};
+  int64_t k = 0;
+  for (; k + 16 <= size; k += 16)
+    for (int l = 0; l < 16; l++) lane[l] += p[k + l];
+  for (; k < size; k++) lane[k & 15] += p[k];
+  double plane = 0;
+  for (int l = 0; l < 16; l++) plane += (double)lane[l];
+  return plane;
+}
+
+void lth::add_channel_sums(const double* sums, int64_t n, int64_t ch, float* gb) {
+  for (int64_t c = 0; c < ch; c++) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += sums[i * ch + c];
+    gb[c] = (float)((double)gb[c] + s);
+  }
+}
+
 namespace {
 
+using lth::add_channel_sums;
 using lth::col2im_channels;
 using lth::im2col_rows;
+using lth::plane_sum;
 
 // The first maximum of a window in row-major order; a NaN beats everything (the first NaN).
 inline bool better(float v, float best) { return v > best || (v != v && best == best); }
@@ -381,29 +402,6 @@ void maxpool_backward_planes(const float* __restrict x, const float* __restrict 
         gi[best] += g[oy * ow + ox];
       }
     }
-  }
-}
-
-// The sum of a plane of the bias gradient: in 16 float lanes (independent, so the compiler
-// vectorises them on any ISA), then the lanes in double: a fixed order, and no float sum
-// runs over more than size/16 values.
-double plane_sum(const float* p, int64_t size) {
-  float lane[16] = {0};
-  int64_t k = 0;
-  for (; k + 16 <= size; k += 16)
-    for (int l = 0; l < 16; l++) lane[l] += p[k + l];
-  for (; k < size; k++) lane[k & 15] += p[k];
-  double plane = 0;
-  for (int l = 0; l < 16; l++) plane += (double)lane[l];
-  return plane;
-}
-
-// gradBias[c] += Σ_i sums[i*ch + c], in sample order (sumChannels').
-void add_channel_sums(const double* sums, int64_t n, int64_t ch, float* gb) {
-  for (int64_t c = 0; c < ch; c++) {
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += sums[i * ch + c];
-    gb[c] = (float)((double)gb[c] + s);
   }
 }
 

@@ -11,7 +11,10 @@
 // gradient are those of per-image im2col/matmul/col2im calls, bit for bit. The weight
 // gradient sums the images in up to kGroups groups fixed by the batch and weight sizes
 // (each group's images in order into its own partial, the partials then added in group
-// order), so it does not depend on the thread count either.
+// order), so it does not depend on the thread count either. The backward pass takes the
+// forward's bias and ReLU backward too (channelBiasActBackward's), an image at a time
+// while its output gradient is in cache for the products, rather than as a pass of its own
+// over the whole batch's.
 
 #include <node_api.h>
 
@@ -55,10 +58,13 @@ struct ConvJob {
   const float* bias;  // forward: [cout] or null
   float* y;           // forward: the output
   const float* gy;    // backward: the output gradient
+  const float* yOut;  // backward with relu: the forward's output, whose sign masks gy
+  double* biasSums;   // backward: n x cout sums of the (masked) gy's planes, or null (no bias gradient)
   float* gx;          // backward: the input gradient, or null
   float* partials;    // backward: groups x [cout, ckk], or null (no weight gradient)
   int64_t groups;
-  bool relu, accumulateIn;
+  bool relu;  // forward: max(0, ·) after the bias; backward: gy masked by yOut > 0
+  bool accumulateIn;
 
   int64_t ckk() const { return g.c * g.kh * g.kw; }
   int64_t hw() const { return g.oh * g.ow; }
@@ -109,10 +115,32 @@ void forward_image(const ConvJob& j, int64_t b, float* scratch) {
   }
 }
 
-// Image b's input gradient: gX_b (+)= col2im(Wᵀ · gY_b).
-void input_grad_image(const ConvJob& j, int64_t b, float* scratch) {
+// Image b's output gradient as the products take it: gy's, or with relu masked where the
+// output is not above 0 (channelBiasActBackward's rule) into this thread's buffer, where
+// it is still in cache for both products; its planes' sums (plane_sum, as
+// channelBiasActBackward takes them) kept for the bias gradient.
+const float* output_grad(const ConvJob& j, int64_t b) {
+  const int64_t hw = j.hw(), size = j.out_size();
+  const float* gyb = j.gy + b * size;
+  if (j.relu) {
+    thread_local std::vector<float> buf;
+    float* __restrict masked = thread_buffer(buf, (size_t)size);
+    const float* __restrict yb = j.yOut + b * size;
+    const float* __restrict g = gyb;
+    for (int64_t k = 0; k < size; k++) {
+      const float v = g[k];  // read whatever the mask says, so that the loop vectorises
+      masked[k] = yb[k] > 0.0f ? v : 0.0f;
+    }
+    gyb = masked;
+  }
+  if (j.biasSums)
+    for (int64_t o = 0; o < j.cout; o++) j.biasSums[b * j.cout + o] = lth::plane_sum(gyb + o * hw, hw);
+  return gyb;
+}
+
+// Image b's input gradient from its output gradient gyb: gX_b (+)= col2im(Wᵀ · gY_b).
+void input_grad_image(const ConvJob& j, int64_t b, const float* gyb, float* scratch) {
   const int64_t hw = j.hw(), ckk = j.ckk();
-  const float* gyb = j.gy + b * j.out_size();
   float* gxb = j.gx + b * j.in_size();
   if (j.identity()) {
     gK->gemm(packed_a(GemmArgs{j.wp, gyb, gxb, ckk, j.cout, hw, true, false, j.accumulateIn}), 0, ckk, 0, hw, scratch);
@@ -133,12 +161,12 @@ void backward_part(void* ctx, int part, float* scratch) {
   const int64_t b0 = j.n * part / j.groups, b1 = j.n * (part + 1) / j.groups;
   const int64_t ckk = j.ckk(), hw = j.hw();
   for (int64_t b = b0; b < b1; b++) {
+    const float* gyb = output_grad(j, b);
     if (j.partials) {
-      const float* gyb = j.gy + b * j.out_size();
       const GemmArgs g{gyb, columns(j, b), j.partials + part * j.cout * ckk, j.cout, hw, ckk, false, true, b > b0};
       lth::nt_product(j.cout, ckk, hw)(g, 0, j.cout, 0, ckk, scratch);
     }
-    if (j.gx) input_grad_image(j, b, scratch);
+    if (j.gx) input_grad_image(j, b, gyb, scratch);
   }
 }
 
@@ -207,16 +235,16 @@ napi_value Conv2d(napi_env env, napi_callback_info info) {
 }
 
 // conv2dBackward(x, weight, gradOut, gradIn, gradWeight, n, inChannels, outChannels, height, width, kh, kw, strideH,
-//                strideW, padH, padW, accumulateIn)
+//                strideW, padH, padW, accumulateIn, y, gradBias, relu)
 constexpr ArgSpec kConv2dBackwardArgs[] = {
     arg::f32("x"),           arg::f32("weight"),       arg::f32("gradOut"),  arg::f32_or_null("gradIn"),
     arg::f32_or_null("gradWeight"), arg::dim("n"),     arg::dim("inChannels"), arg::dim("outChannels"),
     arg::dim("height"),      arg::dim("width"),        arg::dim("kh", 1),    arg::dim("kw", 1),
     arg::dim("strideH", 1),  arg::dim("strideW", 1),   arg::dim("padH"),     arg::dim("padW"),
-    arg::flag("accumulateIn")};
+    arg::flag("accumulateIn"), arg::f32_or_null("y"),  arg::f32_or_null("gradBias"), arg::flag("relu")};
 
 napi_value Conv2dBackward(napi_env env, napi_callback_info info) {
-  lth::Args<17> a(env, info, "conv2dBackward", kConv2dBackwardArgs);
+  lth::Args<20> a(env, info, "conv2dBackward", kConv2dBackwardArgs);
   if (!a.ok()) return nullptr;
   ConvJob j{};
   if (!read_job(a, 5, j)) return nullptr;
@@ -224,12 +252,18 @@ napi_value Conv2dBackward(napi_env env, napi_callback_info info) {
   j.gx = a[3].present ? a[3].f32() : nullptr;
   float* gw = a[4].present ? a[4].f32() : nullptr;
   j.accumulateIn = a[16].flag;
+  j.yOut = a[17].present ? a[17].f32() : nullptr;
+  float* gb = a[18].present ? a[18].f32() : nullptr;
+  j.relu = a[19].flag;
   const u128 inTotal = (u128)j.n * j.in_size(), outTotal = (u128)j.n * j.out_size(), wTotal = (u128)j.cout * j.ckk();
   a.need("x", a[0].len, inTotal, "n*inChannels*height*width");
   a.need("weight", a[1].len, wTotal, "outChannels*inChannels*kh*kw");
   a.need("gradOut", a[2].len, outTotal, "n*outChannels*outH*outW");
   if (j.gx) a.need("gradIn", a[3].len, inTotal, "n*inChannels*height*width");
   if (gw) a.need("gradWeight", a[4].len, wTotal, "outChannels*inChannels*kh*kw");
+  if (j.relu && !j.yOut) a.fail(false, "relu needs y, the convolution's output");
+  if (j.relu && j.yOut) a.need("y", a[17].len, outTotal, "n*outChannels*outH*outW");
+  if (gb) a.need("gradBias", a[18].len, (u128)j.cout, "outChannels");
   if (!a.ok()) return nullptr;
   const size_t inBytes = (size_t)inTotal * sizeof(float), outBytes = (size_t)outTotal * sizeof(float),
                wBytes = (size_t)wTotal * sizeof(float);
@@ -243,20 +277,32 @@ napi_value Conv2dBackward(napi_env env, napi_callback_info info) {
     a.fail(true, "gradWeight must not share memory with x, weight, gradOut or gradIn");
     return nullptr;
   }
-  if (j.n == 0 || (!j.gx && !gw)) return lth::undefined_value(env);
+  const size_t gbBytes = (size_t)j.cout * sizeof(float);
+  if (lth::overlaps(gb, gbBytes, j.gx, inBytes) || lth::overlaps(gb, gbBytes, gw, wBytes)) {
+    a.fail(true, "gradBias must not share memory with gradIn or gradWeight");
+    return nullptr;
+  }
   const int64_t wsize = j.cout * j.ckk();
   if (wsize == 0 || j.hw() == 0) {
     // No products: the weight gradient gets nothing, an overwritten input gradient zeros.
     if (j.gx && !j.accumulateIn) std::memset(j.gx, 0, inBytes);
-    return lth::undefined_value(env);
+    j.gx = nullptr;
+    gw = nullptr;
   }
+  if (j.n == 0 || (!j.gx && !gw && !gb)) return lth::undefined_value(env);
   lth::FtzScope ftz;
   thread_local std::vector<float> pbuf;  // the caller's: the pool's threads write through j.partials
-  j.groups = groups_for(j.n, wsize);
+  thread_local std::vector<double> sbuf;
+  j.groups = groups_for(j.n, wsize > 0 ? wsize : 1);
   if (gw) j.partials = thread_buffer(pbuf, (size_t)(j.groups * wsize));
+  if (gb) {
+    if (sbuf.size() < (size_t)(j.n * j.cout)) sbuf.resize((size_t)(j.n * j.cout));
+    j.biasSums = sbuf.data();
+  }
   thread_local std::vector<float> wbuf;
   if (j.gx) j.wp = lth::pack_a(j.w, j.ckk(), j.cout, true, wbuf);
-  run(j.groups, (double)j.n * wsize * j.hw() * (gw && j.gx ? 2 : 1), backward_part, &j);
+  run(j.groups, (double)j.n * j.out_size() * (1 + (gw ? j.ckk() : 0) + (j.gx ? j.ckk() : 0)), backward_part, &j);
+  if (gb) lth::add_channel_sums(j.biasSums, j.n, j.cout, gb);
   if (gw)
     for (int64_t i = 0; i < wsize; i++) {
       float s = j.partials[i];

@@ -1,5 +1,5 @@
 // The im2col / col2im loops of conv.cc, which the batched convolution (conv2d.cc) runs
-// image by image too.
+// image by image too, and the bias gradient's sums that both take.
 #pragma once
 
 #include <cstdint>
@@ -25,5 +25,13 @@ void im2col_rows(const float* __restrict x, float* __restrict col, const ConvGeo
 // Channels [c0, c1) of x += col2im(col): each channel's plane only receives from its
 // own kh*kw rows of col, in a fixed order.
 void col2im_channels(const float* __restrict col, float* __restrict x, const ConvGeom& g, int64_t c0, int64_t c1);
+
+// The sum of a plane of the bias gradient: in 16 float lanes (independent, so the compiler
+// vectorises them on any ISA), then the lanes in double: a fixed order, and no float sum
+// runs over more than size/16 values.
+double plane_sum(const float* p, int64_t size);
+
+// gradBias[c] += Σ_i sums[i*ch + c], in sample order (sumChannels').
+void add_channel_sums(const double* sums, int64_t n, int64_t ch, float* gb);
 
 }  // namespace lth

@@ -136,17 +136,23 @@ export interface Backend {
   ): void;
 
   /**
-   * The gradients of conv2d (without its bias and ReLU) from gradOut [n, outChannels, outH,
-   * outW]: gradWeight += Σ_b gradOut_b · col_bᵀ, and gradIn = col2im(weightᵀ · gradOut_b)
-   * per image (added to gradIn when `accumulateIn`, else written over it); either may be
-   * null. The native kernel sums the weight gradient's images in up to 8 groups fixed by the sizes
-   * (each group in image order, then the groups in order), so it does not depend on the
-   * thread count; its input gradient is im2col/matmul/col2im's, bit for bit.
+   * The gradients of conv2d from gradOut [n, outChannels, outH, outW], the gradient of its
+   * output y. First its bias and ReLU: with `relu`, g = gradOut masked to 0 where y <= 0
+   * (else g = gradOut), and gradBias[c] += Σ_b Σ_k g[b,c,k] when gradBias is given, as
+   * channelBiasActBackward would leave them, bit for bit; gradOut itself is only read.
+   * Then gradWeight += Σ_b g_b · col_bᵀ, and gradIn = col2im(weightᵀ · g_b) per image (added
+   * to gradIn when `accumulateIn`, else written over it); gradIn, gradWeight and gradBias
+   * may each be null, y when not `relu`. The native kernel takes the activation's backward
+   * an image at a time, while that image's gradient is in cache for the products; it sums
+   * the weight gradient's images in up to 8 groups fixed by the sizes (each group in image
+   * order, then the groups in order), so it does not depend on the thread count; its input
+   * gradient is im2col/matmul/col2im's, bit for bit.
    */
   conv2dBackward(
     x: Float32Array, weight: Float32Array, gradOut: Float32Array, gradIn: Float32Array | null, gradWeight: Float32Array | null,
     n: number, inChannels: number, outChannels: number, height: number, width: number,
     kh: number, kw: number, strideH: number, strideW: number, padH: number, padW: number, accumulateIn: boolean,
+    y: Float32Array | null, gradBias: Float32Array | null, relu: boolean,
   ): void;
 
   /**

@@ -218,15 +218,26 @@ test('a whole conv layer (forward, weight/bias/input gradients) matches the refe
   }
 });
 
-/** conv2d then conv2dBackward on `be`, from the same starting gradients. */
+/**
+ * conv2d then conv2dBackward on `be`, from the same starting gradients: the backward pass
+ * takes the bias and ReLU backward itself (`fused`), or after channelBiasActBackward.
+ */
 function batchedConv(be: Backend, x: Float32Array, wt: Float32Array, b: Float32Array | null, gy: Float32Array, gx0: Float32Array, gw0: Float32Array,
-  n: number, g: Geometry, cout: number, relu: boolean, accumulateIn: boolean) {
+  n: number, g: Geometry, cout: number, relu: boolean, accumulateIn: boolean, fused = true) {
   const [c, h, w, kh, kw, sh, sw, ph, pw] = g;
-  const y = new Float32Array(n * cout * outSize(h, kh, sh, ph) * outSize(w, kw, sw, pw)).fill(NaN);
+  const hw = outSize(h, kh, sh, ph) * outSize(w, kw, sw, pw);
+  const y = new Float32Array(n * cout * hw).fill(NaN);
   be.conv2d(x, wt, b, y, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, relu);
-  const gx = gx0.slice(), gw = gw0.slice();
-  be.conv2dBackward(x, wt, gy, gx, gw, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, accumulateIn);
-  return { y, gx, gw };
+  const gx = gx0.slice(), gw = gw0.slice(), gb = b ? Float32Array.from(b, (v) => v / 2) : null, g0 = gy.slice();
+  if (fused) {
+    be.conv2dBackward(x, wt, gy, gx, gw, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, accumulateIn, relu ? y : null, gb, relu);
+    assert.deepEqual(gy, g0, 'conv2dBackward left gradOut as it was');
+  } else {
+    const masked = gy.slice();
+    be.channelBiasActBackward(masked, y, gb, n, cout, hw, relu);
+    be.conv2dBackward(x, wt, masked, gx, gw, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, accumulateIn, null, null, false);
+  }
+  return { y, gx, gw, gb: gb ?? new Float32Array(0) };
 }
 
 test('conv2d and conv2dBackward match the reference on every SIMD path (every geometry, bias/ReLU, accumulated or overwritten input gradient)', { skip }, () => {
@@ -247,7 +258,7 @@ function conv2dMatchesReference(path: string) {
     const gx0 = acc ? randomArray(x.length, rnd) : new Float32Array(x.length).fill(NaN), gw0 = randomArray(wt.length, rnd);
     const r = batchedConv(ref, x, wt, bias, gy, gx0, gw0, n, g, cout, relu, acc);
     const m = batchedConv(native!, x, wt, bias, gy, gx0, gw0, n, g, cout, relu, acc);
-    for (const key of ['y', 'gx', 'gw'] as const) {
+    for (const key of ['y', 'gx', 'gw', 'gb'] as const) {
       const e = relErr(m[key], r[key]);
       assert.ok(e <= 1e-5, `${path}: conv2d ${n}x${g} -> ${cout} (bias ${bias !== null}, relu ${relu}, accumulate ${acc}): ${key} rel err ${e}`);
     }
@@ -274,6 +285,39 @@ test('conv2d and conv2dBackward: per-image im2col, matmul, channelBiasAct and co
   }
 });
 
+test('conv2dBackward takes the bias and ReLU backward bit for bit as channelBiasActBackward before it, at any thread count', { skip }, () => {
+  const rnd = prng(16);
+  const before = native!.getThreads();
+  try {
+    // A first layer, a strided one, a 1x1 one (no columns) and one whose weight makes fewer image groups.
+    for (const [n, g, cout] of [[10, [3, 32, 32, 3, 3, 1, 1, 1, 1], 16], [9, [16, 16, 16, 3, 3, 2, 2, 1, 1], 32], [7, [12, 7, 9, 1, 1, 1, 1, 0, 0], 20],
+      [5, [256, 4, 4, 3, 3, 2, 2, 1, 1], 256]] as Array<[number, Geometry, number]>) {
+      const [c, h, w, kh, kw, sh, sw, ph, pw] = g;
+      const hw = outSize(h, kh, sh, ph) * outSize(w, kw, sw, pw);
+      const x = randomArray(n * c * h * w, rnd), wt = randomArray(cout * c * kh * kw, rnd, -0.5, 0.5), b = randomArray(cout, rnd, -0.2, 0.2);
+      const gy = randomArray(n * cout * hw, rnd), gx0 = randomArray(x.length, rnd), gw0 = randomArray(wt.length, rnd);
+      for (const [relu, bias] of [[true, b], [false, b], [true, null]] as const) {
+        native!.setThreads(1);
+        const composed = batchedConv(native!, x, wt, bias, gy, gx0, gw0, n, g, cout, relu, true, false);
+        for (const threads of [1, 2, 3]) {
+          native!.setThreads(threads);
+          const m = batchedConv(native!, x, wt, bias, gy, gx0, gw0, n, g, cout, relu, true);
+          for (const key of ['gx', 'gw', 'gb'] as const) assert.deepEqual(m[key], composed[key], `${g} -> ${cout}, relu ${relu}, bias ${bias !== null}, ${threads} threads: ${key}`);
+        }
+      }
+      // The bias gradient alone: no products, the same sums.
+      const y = new Float32Array(n * cout * hw);
+      native!.conv2d(x, wt, b, y, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true);
+      const alone = new Float32Array(cout), masked = gy.slice(), want = new Float32Array(cout);
+      native!.conv2dBackward(x, wt, gy, null, null, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, false, y, alone, true);
+      native!.channelBiasActBackward(masked, y, want, n, cout, hw, true);
+      assert.deepEqual(alone, want, `${g} -> ${cout}: the bias gradient alone`);
+    }
+  } finally {
+    native!.setThreads(before);
+  }
+});
+
 test('conv2d and conv2dBackward: NaN reaches what it should, and a lone gradient is computed alone', { skip }, () => {
   const g: Geometry = [3, 9, 11, 3, 3, 2, 2, 1, 1], [c, h, w, kh, kw, sh, sw, ph, pw] = g, n = 3, cout = 4;
   const hw = outSize(h, kh, sh, ph) * outSize(w, kw, sw, pw);
@@ -287,9 +331,9 @@ test('conv2d and conv2dBackward: NaN reaches what it should, and a lone gradient
   assert.ok(y.subarray(0, cout * hw).every((v) => !Number.isNaN(v)) && y.subarray(cout * hw, 2 * cout * hw).some(Number.isNaN));
   const gwOnly = new Float32Array(wt.length), gxOnly = new Float32Array(x.length), gw = gwOnly.slice(), gx = gxOnly.slice();
   const clean = x.map((v) => (Number.isNaN(v) ? 0.5 : v));
-  native!.conv2dBackward(clean, wt, gy, null, gwOnly, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true);
-  native!.conv2dBackward(clean, wt, gy, gxOnly, null, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true);
-  native!.conv2dBackward(clean, wt, gy, gx, gw, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true);
+  native!.conv2dBackward(clean, wt, gy, null, gwOnly, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true, null, null, false);
+  native!.conv2dBackward(clean, wt, gy, gxOnly, null, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true, null, null, false);
+  native!.conv2dBackward(clean, wt, gy, gx, gw, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true, null, null, false);
   assert.deepEqual(gwOnly, gw);
   assert.deepEqual(gxOnly, gx);
 });
@@ -574,6 +618,15 @@ test('conv kernels validate their arguments with clear errors', { skip }, () => 
   assert.throws(() => N.maxPool2d(f(16), f(3), 1, 4, 4, 2, 2), err(RangeError, /^maxPool2d: out has 3 elements, needs .* = 4$/));
   assert.throws(() => N.maxPool2d(f(16), f(4), 1, 4, 4, 5, 2), err(RangeError, /^maxPool2d: a 5x5 window does not fit a 4x4 plane$/));
   assert.throws(() => N.maxPool2dBackward(f(16), f(4), f(15), 1, 4, 4, 2, 2), err(RangeError, /^maxPool2dBackward: gradIn has 15 elements, needs .* = 16$/));
+  for (const be of [N, ref]) {
+    assert.throws(() => be.conv2dBackward(f(96), f(54), f(16), null, f(54), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, f(2), true),
+      err(TypeError, /^conv2dBackward: relu needs y, the convolution's output$/));
+  }
+  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), null, f(54), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, f(15), null, true), err(RangeError, /^conv2dBackward: y has 15 elements, needs .* = 16$/));
+  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), null, f(54), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, f(1), false), err(RangeError, /^conv2dBackward: gradBias has 1 elements, needs outChannels = 2$/));
+  const sharedGw = f(56);
+  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), null, sharedGw.subarray(0, 54), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, sharedGw.subarray(53, 55), false),
+    err(RangeError, /^conv2dBackward: gradBias must not share memory with gradIn or gradWeight$/));
   assert.throws(() => N.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16 - 1), 2, 3, 2, 4, 4, 1, false, false, 2, null, false), err(RangeError, /^conv3x3: out has 63 elements, needs .* = 64$/));
   assert.throws(() => N.conv3x3(f(6), f(54), f(64), 1, 3, 2, 1, 2, 0, false, false, 4, null, false), err(RangeError, /^conv3x3: a 3x3 kernel with padding 0 does not fit a 1x2 image$/));
   assert.throws(() => N.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16), 2, 3, 2, 4, 4, 1, false, false, 2, f(1), true), err(RangeError, /^conv3x3: bias has 1 elements, needs outChannels = 2$/));
@@ -600,17 +653,17 @@ test('conv kernels validate their arguments with clear errors', { skip }, () => 
   assert.throws(() => N.conv2d(f(96), f(54), f(1), f(16), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: bias has 1 elements, needs outChannels = 2$/));
   assert.throws(() => N.conv2d(f(96), f(54), null, f(16), 2, 3, 2, 4, 4, 7, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: a 7x3 kernel with padding 1x1 does not fit a 4x4 image$/));
   assert.throws(() => N.conv2d(f(96), f(54), null, f(16), 2, 3, 2, 4, 4, 3, 3, 0, 2, 1, 1, false), err(RangeError, /^conv2d: strideH must be a positive integer, got 0$/));
-  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), f(95), null, 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2dBackward: gradIn has 95 elements, needs .* = 96$/));
-  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), null, f(53), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2dBackward: gradWeight has 53 elements, needs .* = 54$/));
-  assert.throws(() => N.conv2dBackward(f(96), f(54), f(15), null, f(54), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2dBackward: gradOut has 15 elements, needs .* = 16$/));
+  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), f(95), null, 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, null, false), err(RangeError, /^conv2dBackward: gradIn has 95 elements, needs .* = 96$/));
+  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), null, f(53), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, null, false), err(RangeError, /^conv2dBackward: gradWeight has 53 elements, needs .* = 54$/));
+  assert.throws(() => N.conv2dBackward(f(96), f(54), f(15), null, f(54), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, null, false), err(RangeError, /^conv2dBackward: gradOut has 15 elements, needs .* = 16$/));
   for (const be of [N, ref]) {
     assert.throws(() => be.conv2d(f(96), f(54), null, f(16), 2, 3, 2, 4, 4, 7, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: a 7x3 kernel with padding 1x1 does not fit a 4x4 image$/));
   }
   const sharedIn = f(96);
   assert.throws(() => N.conv2d(sharedIn, f(54), null, sharedIn.subarray(0, 16), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: out must not share memory with x or weight$/));
-  assert.throws(() => N.conv2dBackward(sharedIn, f(54), f(16), sharedIn, null, 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, true), err(RangeError, /^conv2dBackward: gradIn must not share memory with x, weight or gradOut$/));
+  assert.throws(() => N.conv2dBackward(sharedIn, f(54), f(16), sharedIn, null, 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, true, null, null, false), err(RangeError, /^conv2dBackward: gradIn must not share memory with x, weight or gradOut$/));
   const sharedW = f(54);
-  assert.throws(() => N.conv2dBackward(f(96), sharedW, f(16), null, sharedW, 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, true), err(RangeError, /^conv2dBackward: gradWeight must not share memory with x, weight, gradOut or gradIn$/));
+  assert.throws(() => N.conv2dBackward(f(96), sharedW, f(16), null, sharedW, 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, true, null, null, false), err(RangeError, /^conv2dBackward: gradWeight must not share memory with x, weight, gradOut or gradIn$/));
   const shared = f(64);
   assert.throws(() => N.conv3x3(shared, f(36), shared, 1, 2, 2, 4, 4, 1, false, false, 2, null, false), err(RangeError, /^conv3x3: out must not share memory with x$/));
   assert.throws(() => (N.maxPool2d as unknown as (...a: unknown[]) => void)(f(16), f(4), 1, 4, 4),
@@ -681,17 +734,17 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
       ['conv2d first layer (3 channels)', () => { const o = new Float32Array(20 * c * h * w); native!.conv2d(x, wt3, null, o, 20, 3, c, h, w, 3, 3, 1, 1, 1, 1, false); return o; }],
       ['conv2dBackward 3x3 stride 2', () => {
         const gx = big.slice(), gw = wt3.slice();
-        native!.conv2dBackward(big, wt3, gp, gx, gw, 8, c, c, h, w, 3, 3, 2, 2, 1, 1, true);
+        native!.conv2dBackward(big, wt3, gp, gx, gw, 8, c, c, h, w, 3, 3, 2, 2, 1, 1, true, null, null, false);
         return Float32Array.from([...gx, ...gw]);
       }],
       ['conv2dBackward with a 2.4 MB weight (fewer groups of images)', () => {
         const wide = randomArray(256 * 256 * 9, prng(15)), gx = new Float32Array(12 * 256 * 16), gw = new Float32Array(wide.length);
-        native!.conv2dBackward(big, wide, gp, gx, gw, 12, 256, 256, 4, 4, 3, 3, 2, 2, 1, 1, false);
+        native!.conv2dBackward(big, wide, gp, gx, gw, 12, 256, 256, 4, 4, 3, 3, 2, 2, 1, 1, false, null, null, false);
         return Float32Array.from([...gx, ...gw]);
       }],
       ['conv2dBackward 1x1 stride 2, 17 images', () => {
         const gx = new Float32Array(17 * 16 * h * w), gw = new Float32Array(16 * 16);
-        native!.conv2dBackward(big, wt3, gp, gx, gw, 17, 16, 16, h, w, 1, 1, 2, 2, 0, 0, false);
+        native!.conv2dBackward(big, wt3, gp, gx, gw, 17, 16, 16, h, w, 1, 1, 2, 2, 0, 0, false, null, null, false);
         return Float32Array.from([...gx, ...gw]);
       }],
       ...TILES.map((t): [string, () => Float32Array] =>
@@ -765,10 +818,12 @@ for (const [n, c, co, h, w, kh, kw, sh, sw, ph, pw] of [[3, 3, 17, 13, 11, 3, 3,
   const y1 = new Float32Array(n * co * oh * ow), y2 = y1.slice();
   R.conv2d(x, wt, b, y1, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true); N.conv2d(x, wt, b, y2, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true);
   note('conv2d', y2, y1);
-  const gx1 = arr(x.length), gx2 = gx1.slice(), gw1 = arr(wt.length), gw2 = gw1.slice();
-  R.conv2dBackward(x, wt, gy, gx1, gw1, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true); N.conv2dBackward(x, wt, gy, gx2, gw2, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true);
+  const gx1 = arr(x.length), gx2 = gx1.slice(), gw1 = arr(wt.length), gw2 = gw1.slice(), gb1 = arr(co), gb2 = gb1.slice();
+  R.conv2dBackward(x, wt, gy, gx1, gw1, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true, y1, gb1, true);
+  N.conv2dBackward(x, wt, gy, gx2, gw2, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true, y2, gb2, true);
   let m = 0; for (const v of gw1) m = Math.max(m, Math.abs(v));
   note('conv2dBackward input', gx2, gx1); note('conv2dBackward weight (relative)', gw2.map((v, i) => (v - gw1[i]) / m), new Float32Array(gw1.length));
+  note('conv2dBackward bias', gb2, gb1);
 }
 console.log(JSON.stringify({ simd: N.simdPath(), worst }));
 `;

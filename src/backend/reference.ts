@@ -191,9 +191,15 @@ export const referenceBackend: Backend = {
     }
   },
 
-  conv2dBackward(x, weight, gradOut, gradIn, gradWeight, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, accumulateIn) {
+  conv2dBackward(x, weight, gradOut, gradIn, gradWeight, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, accumulateIn, y, gradBias, relu) {
     const outH = convOut(height, kh, strideH, padH), outW = convOut(width, kw, strideW, padW);
     if (outH < 1 || outW < 1) throw new RangeError(`conv2dBackward: a ${kh}x${kw} kernel with padding ${padH}x${padW} does not fit a ${height}x${width} image`);
+    if (relu && !y) throw new TypeError('conv2dBackward: relu needs y, the convolution\'s output');
+    if (relu || gradBias) {
+      // The activation's backward on a copy: gradOut is only read.
+      gradOut = gradOut.slice();
+      referenceBackend.channelBiasActBackward(gradOut, y ?? gradOut, gradBias, n, outChannels, outH * outW, relu);
+    }
     const gy = (b: number, o: number, oy: number, ox: number) => gradOut[((b * outChannels + o) * outH + oy) * outW + ox];
     const g: DirectConv = { x, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, outH, outW };
     if (gradWeight) directConvWeightGrad(g, gradOut, gradWeight);

@@ -189,15 +189,17 @@ export function conv2d(
 
   recordOp(y, inputs, () => {
     const gy = y.grad!;
-    // y.grad belongs to y and nobody reads it after this: mask it in place.
     const gb = bias?.requiresGrad ? bias.ensureGrad() : null;
-    if (relu || gb) be.channelBiasActBackward(gy, y.data, gb, n, cout, hw, relu);
-    if (winograd) return conv3x3Backward(x, weight, gy, d, padH);
-    const needW = weight.requiresGrad, needX = x.requiresGrad;
-    if (!needW && !needX) return;
-    const gw = needW ? weight.ensureGrad() : null;
-    const sink = needX ? x.gradSink() : null;
-    be.conv2dBackward(x.data, weight.data, gy, sink?.grad ?? null, gw, n, cin, cout, h, w, kh, kw, strideH, strideW, padH, padW, !sink?.overwrite);
+    if (winograd) {
+      // y.grad belongs to y and nobody reads it after this: mask it in place.
+      if (relu || gb) be.channelBiasActBackward(gy, y.data, gb, n, cout, hw, relu);
+      return conv3x3Backward(x, weight, gy, d, padH);
+    }
+    const gw = weight.requiresGrad ? weight.ensureGrad() : null;
+    const sink = x.requiresGrad ? x.gradSink() : null;
+    if (!gw && !sink && !gb) return;
+    be.conv2dBackward(x.data, weight.data, gy, sink?.grad ?? null, gw, n, cin, cout, h, w, kh, kw, strideH, strideW, padH, padW,
+      !sink?.overwrite, relu ? y.data : null, gb, relu);
   });
   return y;
 }
