@@ -5,8 +5,10 @@
 // recurrence runs here, where a matmul and a cell call per step cost as much in packing
 // W_hh and in calls as in work. Loops in float (double for the per-row sums); the cell's
 // rows, layer norm's rows and attention's (sample, head) blocks share out over the pool
-// (each block's small products on one thread), the others run on the calling thread. The
-// reference backend is the oracle.
+// (each block on one thread, its products over the causal half of the [T, T] scores only,
+// by seq_impl.h's loops: a head's few features make the GEMM's packing and edge tiles cost
+// as much as its arithmetic), the others run on the calling thread. The reference backend
+// is the oracle.
 //
 // exp, tanh and the sigmoid are computed with exp_approx (seq_impl.h) rather than libm:
 // libm's expf and tanhf are scalar calls (about 20 ns each, five per LSTM unit and step: the
@@ -52,6 +54,10 @@ struct SeqKernels {
                        float* gradGates, float* gradCPrev, int64_t b0, int64_t b1, int64_t H);
   void (*row)(const float* x, float* y, int64_t cols, int64_t seen);  // softmax_row
   void (*rowBackward)(const float* y, const float* go, float* gi, int64_t cols);
+  // Causal attention's products over a [T, T] block's causal half (seq_impl.h).
+  void (*causalDots)(const float* a, const float* bt, float* s, int64_t T, int64_t dh);
+  void (*causalRows)(const float* m, const float* x, float* out, int64_t T, int64_t dh);
+  void (*causalCols)(const float* m, const float* x, float* out, int64_t T, int64_t dh);
 };
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -396,10 +402,11 @@ napi_value LayerNormBackward(napi_env env, napi_callback_info info) {
 
 // Causal multi-head attention over qkv [n, T, 3·dim]: block i = (sample b, head h) of the
 // n·heads blocks has its [T, dh] queries (times scale), keys and values in q, k, v at
-// i·T·dh and its attention [T, T] in p at i·T·T. A block's products run on one thread
-// (GemmArgs over the whole of it); blocks touch disjoint parts of every array, so they
-// share out over the pool, and every value comes out of the same instructions however
-// they do.
+// i·T·dh and its attention [T, T] in p at i·T·T. A block runs on one thread, over the
+// causal half of its [T, T] products only (SeqKernels' causal kernels: a position's
+// scores against later keys are never computed); blocks touch disjoint parts of every
+// array, so they share out over the pool, and every value comes out of the same
+// instructions however they do.
 struct Attention {
   const float* qkv;       // forward input [n, T, 3·dim]
   float* out;             // forward output [n, T, dim]
@@ -410,60 +417,73 @@ struct Attention {
   double scale;           // 1/√dh, in double (as the reference computes it)
 };
 
-// C [m, n] = op(A)·op(B), one thread's whole product.
-void product(const float* a, const float* b, float* c, int64_t m, int64_t k, int64_t n, bool transA, bool transB,
-             float* scratch) {
-  lth::gK->gemm(lth::GemmArgs{a, b, c, m, k, n, transA, transB, false}, 0, m, 0, n, scratch);
-}
-
 float* block_buffer(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
   return v.data();
 }
 
-void attention_block(void* ctx, int i, float* scratch) {
+// A block's [T, dh] queries times scale (in double), keys and values, from the rows of src
+// (its first position's queries; `stride` floats a position, keys and values d and 2·d on).
+void gather_block(const float* __restrict src, int64_t stride, int64_t d, double scale, float* __restrict q,
+                  float* __restrict k, float* __restrict v, int64_t T, int64_t dh) {
+  for (int64_t t = 0; t < T; t++) {
+    const float* __restrict row = src + t * stride;
+    for (int64_t j = 0; j < dh; j++) q[t * dh + j] = (float)((double)row[j] * scale);
+    for (int64_t j = 0; j < dh; j++) k[t * dh + j] = row[d + j];
+    for (int64_t j = 0; j < dh; j++) v[t * dh + j] = row[2 * d + j];
+  }
+}
+
+// gather_block's converse for the gradients: dst's rows += dq·scale (in double: Q entered
+// scaled), dk and dv.
+void scatter_block(const float* __restrict dq, const float* __restrict dk, const float* __restrict dv, double scale,
+                   float* __restrict dst, int64_t stride, int64_t d, int64_t T, int64_t dh) {
+  for (int64_t t = 0; t < T; t++) {
+    float* __restrict row = dst + t * stride;
+    for (int64_t j = 0; j < dh; j++) row[j] += (float)((double)dq[t * dh + j] * scale);
+    for (int64_t j = 0; j < dh; j++) row[d + j] += dk[t * dh + j];
+    for (int64_t j = 0; j < dh; j++) row[2 * d + j] += dv[t * dh + j];
+  }
+}
+
+// xt [dh, T] = the transpose of x [T, dh], for causalDots' columns.
+void transpose_block(const float* x, float* xt, int64_t T, int64_t dh) {
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t j = 0; j < dh; j++) xt[j * T + t] = x[t * dh + j];
+}
+
+void attention_block(void* ctx, int i, float*) {
   const Attention& at = *static_cast<const Attention*>(ctx);
   const int64_t T = at.T, dh = at.dh, D = at.dim, D3 = 3 * D, b = i / at.heads, h = i % at.heads, per = T * dh;
   float *q = at.q + i * per, *k = at.k + i * per, *v = at.v + i * per, *p = at.p + i * T * T;
-  for (int64_t t = 0; t < T; t++) {
-    const float* src = at.qkv + (b * T + t) * D3 + h * dh;
-    for (int64_t j = 0; j < dh; j++) {
-      q[t * dh + j] = (float)((double)src[j] * at.scale);
-      k[t * dh + j] = src[D + j];
-      v[t * dh + j] = src[2 * D + j];
-    }
-  }
-  product(q, k, p, T, dh, T, false, true, scratch);  // scores Q·Kᵀ
-  const auto row = kernels().row;
-  for (int64_t t = 0; t < T; t++) row(p + t * T, p + t * T, T, t + 1);
-  thread_local std::vector<float> obuf;
-  float* o = block_buffer(obuf, (size_t)per);
-  product(p, v, o, T, T, dh, false, false, scratch);  // P·V
+  thread_local std::vector<float> buf;
+  float* kt = block_buffer(buf, (size_t)(2 * per));
+  float* o = kt + per;
+  gather_block(at.qkv + b * T * D3 + h * dh, D3, D, at.scale, q, k, v, T, dh);
+  transpose_block(k, kt, T, dh);
+  const SeqKernels& kern = kernels();
+  kern.causalDots(q, kt, p, T, dh);  // scores Q·Kᵀ
+  for (int64_t t = 0; t < T; t++) kern.row(p + t * T, p + t * T, T, t + 1);
+  kern.causalRows(p, v, o, T, dh);  // P·V
   for (int64_t t = 0; t < T; t++) std::memcpy(at.out + (b * T + t) * D + h * dh, o + t * dh, (size_t)dh * sizeof(float));
 }
 
-void attention_block_backward(void* ctx, int i, float* scratch) {
+void attention_block_backward(void* ctx, int i, float*) {
   const Attention& at = *static_cast<const Attention*>(ctx);
   const int64_t T = at.T, dh = at.dh, D = at.dim, D3 = 3 * D, b = i / at.heads, h = i % at.heads, per = T * dh;
   const float *q = at.q + i * per, *k = at.k + i * per, *v = at.v + i * per, *p = at.p + i * T * T;
   thread_local std::vector<float> buf;
-  float* go = block_buffer(buf, (size_t)(4 * per + T * T));
-  float *dq = go + per, *dk = dq + per, *dv = dk + per, *ds = dv + per;
+  float* go = block_buffer(buf, (size_t)(5 * per + T * T));
+  float *dq = go + per, *dk = dq + per, *dv = dk + per, *vt = dv + per, *ds = vt + per;
   for (int64_t t = 0; t < T; t++) std::memcpy(go + t * dh, at.gradOut + (b * T + t) * D + h * dh, (size_t)dh * sizeof(float));
-  product(go, v, ds, T, dh, T, false, true, scratch);  // dP = dO·Vᵀ
-  product(p, go, dv, T, T, dh, true, false, scratch);  // dV = Pᵀ·dO
-  const auto rowBackward = kernels().rowBackward;
-  for (int64_t t = 0; t < T; t++) rowBackward(p + t * T, ds + t * T, ds + t * T, T);  // dS
-  product(ds, k, dq, T, T, dh, false, false, scratch);  // dS·K
-  product(ds, q, dk, T, T, dh, true, false, scratch);   // dK = dSᵀ·(Q·scale)
-  for (int64_t t = 0; t < T; t++) {
-    float* g = at.gradQkv + (b * T + t) * D3 + h * dh;
-    for (int64_t j = 0; j < dh; j++) {
-      g[j] += (float)((double)dq[t * dh + j] * at.scale);  // dQ = dS·K·scale: Q entered scaled
-      g[D + j] += dk[t * dh + j];
-      g[2 * D + j] += dv[t * dh + j];
-    }
-  }
+  transpose_block(v, vt, T, dh);
+  const SeqKernels& kern = kernels();
+  kern.causalDots(go, vt, ds, T, dh);  // dP = dO·Vᵀ
+  kern.causalCols(p, go, dv, T, dh);   // dV = Pᵀ·dO
+  for (int64_t t = 0; t < T; t++) kern.rowBackward(p + t * T, ds + t * T, ds + t * T, t + 1);  // dS
+  kern.causalRows(ds, k, dq, T, dh);  // dS·K
+  kern.causalCols(ds, q, dk, T, dh);  // dK = dSᵀ·(Q·scale)
+  scatter_block(dq, dk, dv, at.scale, at.gradQkv + b * T * D3 + h * dh, D3, D, T, dh);
 }
 
 void run_blocks(Attention& at, int64_t blocks, void (*fn)(void*, int, float*)) {

@@ -165,4 +165,142 @@ LTH_SEQ_TARGET static void softmax_row_backward(const float* y, const float* go,
   for (int64_t j = full; j < cols; j++) gi[j] = y[j] * (go[j] - d);
 }
 
-static constexpr SeqKernels kTable = {lstm_cell, lstm_cell_backward, softmax_row, softmax_row_backward};
+// Causal attention's products for one (sample, head) block of T positions by dh features
+// (seq.cc's attention_block and attention_block_backward), over the causal half only: row
+// t of a score matrix holds columns j <= t, and only those are computed and read. Each
+// value is a sum in position order, term by term (a product rounded, then added), the same
+// in the vector lanes and the scalar tails, so every ISA gives the same bits.
+
+// Row t of causal_dots over columns [j, lim) in groups of 8 lanes, rows t and t + 1 at once
+// where `two` (lim covers row t + 1's columns; row t's past t are left to the caller).
+LTH_SEQ_TARGET static inline int64_t causal_dots_groups(const float* __restrict a, const float* __restrict bt,
+                                                         float* __restrict s, int64_t T, int64_t dh, int64_t t,
+                                                         bool two, int64_t j, int64_t lim) {
+  const float* a0 = a + t * dh;
+  const float* a1 = two ? a0 + dh : a0;
+  float* s0 = s + t * T;
+  float* s1 = s0 + T;
+  for (; j + 32 <= lim; j += 32) {
+    v8f c[2][4] = {};
+    for (int64_t i = 0; i < dh; i++) {
+      const v8f x0 = splat<v8f>(a0[i]), x1 = splat<v8f>(a1[i]);
+      const float* b = bt + i * T + j;
+      for (int g = 0; g < 4; g++) {
+        const v8f bv = load8(b + 8 * g);
+        c[0][g] = c[0][g] + x0 * bv;
+        c[1][g] = c[1][g] + x1 * bv;
+      }
+    }
+    for (int g = 0; g < 4; g++) {
+      store8(s0 + j + 8 * g, c[0][g]);
+      if (two) store8(s1 + j + 8 * g, c[1][g]);
+    }
+  }
+  for (; j + 8 <= lim; j += 8) {
+    v8f c0 = {}, c1 = {};
+    for (int64_t i = 0; i < dh; i++) {
+      const v8f bv = load8(bt + i * T + j);
+      c0 = c0 + splat<v8f>(a0[i]) * bv;
+      c1 = c1 + splat<v8f>(a1[i]) * bv;
+    }
+    store8(s0 + j, c0);
+    if (two) store8(s1 + j, c1);
+  }
+  return j;
+}
+
+// s[t*T + j] = Σ_i a[t*dh + i]·bt[i*T + j] for j <= t: the scores Q·Kᵀ (bt = Kᵀ) or dO·Vᵀ
+// (bt = Vᵀ). Rows two at a time, sharing bt's loads; columns in groups of 8 lanes, four
+// groups at a time for independent sums. A group that starts at or before a row's last
+// column is computed whole where it lies within the row (its columns past that are left to
+// the caller, which never reads them); the columns past the last whole group one by one.
+LTH_SEQ_TARGET static void causal_dots(const float* __restrict a, const float* __restrict bt, float* __restrict s,
+                                       int64_t T, int64_t dh) {
+  for (int64_t t = 0; t < T; t += 2) {
+    const bool two = t + 1 < T;
+    const int64_t last = two ? t + 1 : t;  // the pair's last row
+    const int64_t up = (last + 8) & ~(int64_t)7, lim = up < T ? up : T;
+    const int64_t j = causal_dots_groups(a, bt, s, T, dh, t, two, 0, lim);
+    for (int64_t r = t; r <= last; r++)
+      for (int64_t jj = j; jj <= r; jj++) {
+        float c = 0.0f;
+        for (int64_t i = 0; i < dh; i++) c = c + a[r * dh + i] * bt[i * T + jj];
+        s[r * T + jj] = c;
+      }
+  }
+}
+
+// Rows [r0, r0 + R) (R <= 4; fewer at the end, `rows` of them) of a causal product over
+// features [f, f + 8·G), G groups of 8 lanes: out[r] = Σ_u w(r, u)·x[u], the terms in u
+// order. With Rows, w(r, u) = m[r*T + u] for u <= r (P·V, dS·K); otherwise w(r, u) =
+// m[u*T + r] for u >= r (Pᵀ·dO, dSᵀ·Q). The rows share x's loads where their ranges meet.
+template <int G, bool Rows>
+LTH_SEQ_TARGET static inline void causal_block(const float* __restrict m, const float* __restrict x, float* __restrict out,
+                                               int64_t T, int64_t dh, int64_t r0, int rows, int64_t f) {
+  v8f c[4][G] = {};
+  const auto w = [&](int64_t r, int64_t u) { return Rows ? m[r * T + u] : m[u * T + r]; };
+  const auto add = [&](int k, int64_t u) {
+    const v8f ws = splat<v8f>(w(r0 + k, u));
+    for (int g = 0; g < G; g++) c[k][g] = c[k][g] + ws * load8(x + u * dh + f + 8 * g);
+  };
+  if (Rows) {
+    // Every row to r0, then the later rows' last terms, in u order.
+    for (int64_t u = 0; u <= r0; u++) {
+      v8f xv[G];
+      for (int g = 0; g < G; g++) xv[g] = load8(x + u * dh + f + 8 * g);
+      for (int k = 0; k < rows; k++) {
+        const v8f ws = splat<v8f>(w(r0 + k, u));
+        for (int g = 0; g < G; g++) c[k][g] = c[k][g] + ws * xv[g];
+      }
+    }
+    for (int64_t u = r0 + 1; u < r0 + rows; u++)
+      for (int k = (int)(u - r0); k < rows; k++) add(k, u);
+  } else {
+    // The earlier rows' first terms, then every row from the last one's first u on.
+    const int64_t top = r0 + rows - 1;
+    for (int64_t u = r0; u < top; u++)
+      for (int k = 0; k <= (int)(u - r0); k++) add(k, u);
+    for (int64_t u = top; u < T; u++) {
+      v8f xv[G];
+      for (int g = 0; g < G; g++) xv[g] = load8(x + u * dh + f + 8 * g);
+      for (int k = 0; k < rows; k++) {
+        const v8f ws = splat<v8f>(w(r0 + k, u));
+        for (int g = 0; g < G; g++) c[k][g] = c[k][g] + ws * xv[g];
+      }
+    }
+  }
+  for (int k = 0; k < rows; k++)
+    for (int g = 0; g < G; g++) store8(out + (r0 + k) * dh + f + 8 * g, c[k][g]);
+}
+
+template <bool Rows>
+LTH_SEQ_TARGET static void causal_weighted(const float* __restrict m, const float* __restrict x, float* __restrict out,
+                                           int64_t T, int64_t dh) {
+  const int64_t groups = dh / 8;
+  for (int64_t r = 0; r < T; r += 4) {
+    const int rows = T - r < 4 ? (int)(T - r) : 4;
+    int64_t g = 0;
+    for (; g + 2 <= groups; g += 2) causal_block<2, Rows>(m, x, out, T, dh, r, rows, 8 * g);
+    if (g < groups) causal_block<1, Rows>(m, x, out, T, dh, r, rows, 8 * g);
+    for (int64_t rr = r; rr < r + rows; rr++)
+      for (int64_t f = 8 * groups; f < dh; f++) {
+        float c = 0.0f;
+        const int64_t lo = Rows ? 0 : rr, hi = Rows ? rr : T - 1;
+        for (int64_t u = lo; u <= hi; u++) c = c + (Rows ? m[rr * T + u] : m[u * T + rr]) * x[u * dh + f];
+        out[rr * dh + f] = c;
+      }
+  }
+}
+
+// out[r] = Σ_{u<=r} m[r*T + u]·x[u] ([T, dh]): P·V, dS·K.
+LTH_SEQ_TARGET static void causal_rows(const float* m, const float* x, float* out, int64_t T, int64_t dh) {
+  causal_weighted<true>(m, x, out, T, dh);
+}
+
+// out[r] = Σ_{u>=r} m[u*T + r]·x[u] ([T, dh]): Pᵀ·dO, dSᵀ·Q.
+LTH_SEQ_TARGET static void causal_cols(const float* m, const float* x, float* out, int64_t T, int64_t dh) {
+  causal_weighted<false>(m, x, out, T, dh);
+}
+
+static constexpr SeqKernels kTable = {lstm_cell, lstm_cell_backward, softmax_row, softmax_row_backward,
+                                      causal_dots, causal_rows, causal_cols};

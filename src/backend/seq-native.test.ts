@@ -144,28 +144,35 @@ function attention(be: typeof ref, qkv: Float32Array, gy: Float32Array, g0: Floa
   return { y, q, k, v, p, g };
 }
 
-const ATTENTION: Array<[number, number, number, number]> = [[0, 4, 2, 8], [1, 1, 1, 3], [2, 5, 2, 8], [2, 9, 3, 9], [3, 17, 4, 64], [1, 40, 1, 5]];
+// Heads of 1 to 32 features (the products' vector groups of 8 and their scalar tails) over
+// 1 to 40 positions (pairs and blocks of 4 rows with their remainders).
+const ATTENTION: Array<[number, number, number, number]> = [[0, 4, 2, 8], [1, 1, 1, 3], [2, 5, 2, 8], [2, 9, 3, 9], [3, 17, 4, 64], [1, 40, 1, 5],
+  [2, 35, 2, 48], [1, 38, 1, 32], [1, 33, 2, 34]];
 
-test('causalAttention and its backward match the reference; the same bits at 1, 2 and 3 threads', { skip }, () => {
+test('causalAttention and its backward match the reference; the same bits at 1, 2 and 3 threads and on every SIMD path', { skip }, () => {
   const rnd = prng(7);
-  const before = native!.getThreads();
+  const before = { simd: native!.simdPath(), threads: native!.getThreads() };
   try {
     for (const [n, T, heads, dim] of ATTENTION) {
       const qkv = randomArray(n * T * 3 * dim, rnd, -2, 2), gy = randomArray(n * T * dim, rnd), g0 = randomArray(n * T * 3 * dim, rnd);
       const want = attention(ref, qkv, gy, g0, n, T, heads, dim);
       let first: Uint32Array | null = null;
-      for (const threads of [1, 2, 3]) {
-        native!.setThreads(threads);
-        const got = attention(native!, qkv, gy, g0, n, T, heads, dim);
-        const what = `n=${n} T=${T} heads=${heads} dim=${dim} threads=${threads}`;
-        for (const key of ['y', 'q', 'k', 'v', 'p', 'g'] as const) close(got[key], want[key], 1e-5, `${key} ${what}`);
-        const bits = new Uint32Array(Float32Array.from([...got.y, ...got.g]).buffer);
-        if (first === null) first = bits;
-        else assert.deepEqual(bits, first, `${what}: bits differ from 1 thread`);
+      for (const path of ['avx512', 'avx2', 'scalar'] as const) {
+        for (const threads of [1, 2, 3]) {
+          native!.setSimd(path);
+          native!.setThreads(threads);
+          const got = attention(native!, qkv, gy, g0, n, T, heads, dim);
+          const what = `n=${n} T=${T} heads=${heads} dim=${dim} ${path} threads=${threads}`;
+          for (const key of ['y', 'q', 'k', 'v', 'p', 'g'] as const) close(got[key], want[key], 1e-5, `${key} ${what}`);
+          const bits = new Uint32Array(Float32Array.from([...got.y, ...got.p, ...got.g]).buffer);
+          if (first === null) first = bits;
+          else assert.deepEqual(bits, first, `${what}: bits differ from the first path at 1 thread`);
+        }
       }
     }
   } finally {
-    native!.setThreads(before);
+    native!.setSimd(before.simd);
+    native!.setThreads(before.threads);
   }
 });
 
