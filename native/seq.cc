@@ -452,8 +452,7 @@ void transpose_block(const float* x, float* xt, int64_t T, int64_t dh) {
     for (int64_t j = 0; j < dh; j++) xt[j * T + t] = x[t * dh + j];
 }
 
-void attention_block(void* ctx, int i, float*) {
-  const Attention& at = *static_cast<const Attention*>(ctx);
+void attention_block(const Attention& at, int64_t i) {
   const int64_t T = at.T, dh = at.dh, D = at.dim, D3 = 3 * D, b = i / at.heads, h = i % at.heads, per = T * dh;
   float *q = at.q + i * per, *k = at.k + i * per, *v = at.v + i * per, *p = at.p + i * T * T;
   thread_local std::vector<float> buf;
@@ -468,8 +467,7 @@ void attention_block(void* ctx, int i, float*) {
   for (int64_t t = 0; t < T; t++) std::memcpy(at.out + (b * T + t) * D + h * dh, o + t * dh, (size_t)dh * sizeof(float));
 }
 
-void attention_block_backward(void* ctx, int i, float*) {
-  const Attention& at = *static_cast<const Attention*>(ctx);
+void attention_block_backward(const Attention& at, int64_t i) {
   const int64_t T = at.T, dh = at.dh, D = at.dim, D3 = 3 * D, b = i / at.heads, h = i % at.heads, per = T * dh;
   const float *q = at.q + i * per, *k = at.k + i * per, *v = at.v + i * per, *p = at.p + i * T * T;
   thread_local std::vector<float> buf;
@@ -486,12 +484,21 @@ void attention_block_backward(void* ctx, int i, float*) {
   scatter_block(dq, dk, dv, at.scale, at.gradQkv + b * T * D3 + h * dh, D3, D, T, dh);
 }
 
-void run_blocks(Attention& at, int64_t blocks, void (*fn)(void*, int, float*)) {
-  float* scratch = lth::caller_scratch();
-  const int threads = lth::thread_count();
-  if (threads > 1 && blocks > 1 && blocks < 65536 && lth::run_parts_scratch(threads, (int)blocks, fn, &at, scratch))
-    return;
-  for (int64_t i = 0; i < blocks; i++) fn(&at, (int)i, scratch);
+// Blocks [0, blocks) of fn over the pool, in at most 4096 parts of consecutive blocks.
+struct BlockRun {
+  const Attention* at;
+  void (*fn)(const Attention&, int64_t);
+  int64_t blocks, parts;
+};
+
+void block_range(void* ctx, int part) {
+  const BlockRun& r = *static_cast<const BlockRun*>(ctx);
+  for (int64_t i = r.blocks * part / r.parts; i < r.blocks * (part + 1) / r.parts; i++) r.fn(*r.at, i);
+}
+
+void run_blocks(const Attention& at, int64_t blocks, void (*fn)(const Attention&, int64_t)) {
+  BlockRun r{&at, fn, blocks, blocks < 4096 ? blocks : 4096};
+  if (r.parts > 0) lth::run_parts((int)r.parts, block_range, &r);
 }
 
 // The shape arguments of both exports (n, T, heads, dim from argument 6 on), checked, and
