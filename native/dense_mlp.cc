@@ -193,7 +193,7 @@ float middle(Step& s, float* const* act, float* const* grad, const int32_t* labe
     if (y.relu) gK->reluBackward(g, act[l], g, n * y.out);
     lth::matmul(l == 1 ? GemmArgs{g, s.h0T, y.gw, y.out, n, y.in, true, true, true}
                        : GemmArgs{g, act[l - 1], y.gw, y.out, n, y.in, true, false, true});
-    if (y.gb) gK->sumRows(g, y.gb, n, y.out, true);
+    if (y.gb) gK->sumRows(g, y.gb, n, y.out, y.out, true);
     float* gin = l == 1 ? s.g0T : grad[l - 1];
     std::fill(gin, gin + n * y.in, 0.0f);
     lth::matmul(l == 1 ? GemmArgs{y.w, g, gin, y.in, y.out, n, true, true, true}

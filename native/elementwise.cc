@@ -18,6 +18,7 @@
 #include "dispatch.h"
 #include "ftz.h"
 #include "napi_args.h"
+#include "parallel.h"
 #include "pool.h"
 
 void lth::update_params(const UpdateRule& r, float* p, float* g, float* s0, float* s1, const float* mask, int64_t n) {
@@ -174,7 +175,9 @@ napi_value ReluBackward(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
-// sumRows(x, out, rows, cols, accumulate): out (+)= the column sums of x.
+// sumRows(x, out, rows, cols, accumulate): out (+)= the column sums of x, in parts of whole
+// groups of 64 columns over the pool (each column's sum in row order whichever part runs
+// it).
 constexpr ArgSpec kSumRowsArgs[] = {arg::f32("x"), arg::f32("out"), arg::dim("rows"), arg::dim("cols"),
                                     arg::flag("accumulate")};
 
@@ -187,7 +190,14 @@ napi_value SumRows(napi_env env, napi_callback_info info) {
   if (!a.ok()) return nullptr;
   if (cols) {
     FtzScope ftz;
-    gK->sumRows(a[0].f32(), a[1].f32(), rows, cols, a[4].flag);
+    const float* x = a[0].f32();
+    float* out = a[1].f32();
+    const bool accumulate = a[4].flag;
+    constexpr int64_t kGroup = 64;
+    lth::parallel_units((cols + kGroup - 1) / kGroup, rows * cols, [&](int64_t g0, int64_t g1) {
+      const int64_t c0 = g0 * kGroup, c1 = g1 * kGroup < cols ? g1 * kGroup : cols;
+      gK->sumRows(x + c0, out + c0, rows, c1 - c0, cols, accumulate);
+    });
   }
   return undefined_value(env);
 }

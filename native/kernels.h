@@ -43,8 +43,9 @@ struct Kernels {
 
   void (*biasAct)(const float* x, const float* bias, float* out, int64_t rows, int64_t cols, bool relu);
   void (*reluBackward)(const float* gradOut, const float* y, float* gradIn, int64_t n);
-  // Column sums with double accumulators in row order (the reference's order).
-  void (*sumRows)(const float* x, float* out, int64_t rows, int64_t cols, bool accumulate);
+  // Column sums of x [rows, cols] (rows ld floats apart) with double accumulators in row
+  // order (the reference's order).
+  void (*sumRows)(const float* x, float* out, int64_t rows, int64_t cols, int64_t ld, bool accumulate);
   // ob1 = 1 - beta1, ob2 = 1 - beta2 (rounded from double: 1 - 0.999f is 1.3e-5 off);
   // stepSize = lr / (1 - beta1^step); invBc2 = 1 / sqrt(1 - beta2^step).
   // adam and sgd consume the gradient: g is zero afterwards.

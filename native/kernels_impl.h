@@ -111,14 +111,14 @@ void reluBackward(const float* gradOut, const float* y, float* gradIn, int64_t n
   for (int64_t i = 0; i < n; i++) gradIn[i] = y[i] > 0.0f ? gradOut[i] : 0.0f;
 }
 
-void sumRows(const float* x, float* out, int64_t rows, int64_t cols, bool accumulate) {
+void sumRows(const float* x, float* out, int64_t rows, int64_t cols, int64_t ld, bool accumulate) {
   constexpr int64_t CH = 256;
   double acc[CH];
   for (int64_t j0 = 0; j0 < cols; j0 += CH) {
     const int64_t w = min64(CH, cols - j0);
     for (int64_t j = 0; j < w; j++) acc[j] = 0.0;
     for (int64_t i = 0; i < rows; i++) {
-      const float* xr = x + i * cols + j0;
+      const float* xr = x + i * ld + j0;
       for (int64_t j = 0; j < w; j++) acc[j] += (double)xr[j];
     }
     float* o = out + j0;

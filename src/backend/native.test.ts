@@ -152,8 +152,24 @@ test('matmul: results are bitwise identical for 1 and 2 threads', { skip }, () =
   }
 });
 
-test('biasAct, reluBackward, sumRows match the reference', { skip }, () => {
+test('biasAct, reluBackward, sumRows match the reference (sumRows over the pool too: the same bits at 1, 2 and 3 threads)', { skip }, () => {
   const rnd = prng(5);
+  const before = native!.getThreads();
+  try {
+    // 300 x 1000: past the pool's threshold, 16 groups of 64 columns, the last of 40.
+    for (const [rows, cols] of [[300, 1000], [2000, 70]] as const) {
+      const g = randomArray(rows * cols, rnd), s0 = randomArray(cols, rnd), want = s0.slice();
+      ref.sumRows(g, want, rows, cols, true);
+      for (const threads of [1, 2, 3]) {
+        native!.setThreads(threads);
+        const got = s0.slice();
+        native!.sumRows(g, got, rows, cols, true);
+        assert.deepEqual(got, want, `sumRows ${rows}x${cols}, ${threads} threads`);
+      }
+    }
+  } finally {
+    native!.setThreads(before);
+  }
   for (const [rows, cols] of [[0, 4], [1, 1], [7, 33], [60, 300]] as const) {
     const x = randomArray(rows * cols, rnd), bias = randomArray(cols, rnd);
     if (x.length > 2) x[1] = NaN;
