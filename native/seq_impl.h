@@ -103,6 +103,15 @@ LTH_SEQ_TARGET static inline v8f load_part(const float* p, int64_t n, float fill
 // NaN among them makes the whole row NaN (Math.max's rule for the maximum).
 LTH_SEQ_TARGET static void softmax_row(const float* x, float* y, int64_t cols, int64_t seen) {
   const int64_t full = seen & ~(int64_t)7, rest = seen - full;
+  // The last partial vector: read and written whole where the row holds it (a causal row's
+  // entries past `seen`, zero in y anyway), its lanes past the row selected away; element by
+  // element only at the row's end. The same values either way.
+  const bool whole = rest && full + 8 <= cols;
+  const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+  const v8i inRow = lane < (int32_t)rest;
+  const auto tail = [&](const float* p, float fill) {
+    return whole ? (inRow ? load8(p + full) : splat<v8f>(fill)) : load_part(p + full, rest, fill);
+  };
   v8f m = splat<v8f>(-__builtin_inff());
   v8i nan = {};
   for (int64_t j = 0; j < full; j += 8) {
@@ -111,7 +120,7 @@ LTH_SEQ_TARGET static void softmax_row(const float* x, float* y, int64_t cols, i
     nan |= v != v;
   }
   if (rest) {
-    const v8f v = load_part(x + full, rest, -__builtin_inff());
+    const v8f v = tail(x, -__builtin_inff());
     m = v > m ? v : m;
     nan |= v != v;
   }
@@ -132,17 +141,27 @@ LTH_SEQ_TARGET static void softmax_row(const float* x, float* y, int64_t cols, i
   }
   if (rest) {
     // The lanes past the row hold e^(0 - max): zeroed before the sum.
-    v8f e = exp_approx(load_part(x + full, rest, 0.0f) - mv);
-    for (int64_t l = rest; l < 8; l++) e[l] = 0.0f;
-    for (int64_t l = 0; l < rest; l++) y[full + l] = e[l];
+    v8f e = exp_approx(tail(x, 0.0f) - mv);
+    e = inRow ? e : splat<v8f>(0.0f);
+    if (whole)
+      store8(y + full, e);
+    else
+      for (int64_t l = 0; l < rest; l++) y[full + l] = e[l];
     s0 += low4(e);
     s1 += high4(e);
   }
   const float inv = (float)(1.0 / pair_sum(s0, s1));
   const v8f iv = splat<v8f>(inv);
   for (int64_t j = 0; j < full; j += 8) store8(y + j, load8(y + j) * iv);
-  for (int64_t j = full; j < seen; j++) y[j] *= inv;
-  for (int64_t j = seen; j < cols; j++) y[j] = 0;
+  int64_t zero = seen;
+  if (whole) {
+    const v8f t = load8(y + full) * iv;
+    store8(y + full, inRow ? t : splat<v8f>(0.0f));
+    zero = full + 8;
+  } else {
+    for (int64_t j = full; j < seen; j++) y[j] *= inv;
+  }
+  for (int64_t j = zero; j < cols; j++) y[j] = 0;
 }
 
 // gi = y ⊙ (go - Σ go⊙y) for one row (gi may be go); the dot product in double lanes.
