@@ -24,9 +24,11 @@ inline void pack_transpose(const float* __restrict src, int64_t ld, int rows, in
 }
 
 // C[0:mr, 0:nr] (+)= sum_p A[p*6 + i] * B[p*16 + j]. With HALF only the first 8
-// columns are computed (edge panels with nr <= 8); each column's FMA chain is the
-// same either way.
-template <bool HALF>
+// columns are computed (edge panels with nr <= 8), and only the first ROWS rows (2, 4 or
+// 6, at least mr: 64 rows end in a panel of 4, 16 and 32 rows in 4 and 2, where a full
+// panel's multiply-adds would be up to a tenth of the product); each element's FMA
+// chain is the same either way.
+template <int ROWS, bool HALF>
 inline void micro_kernel_6x16(int64_t kc, const float* __restrict A, const float* __restrict B, float* __restrict C,
                               int64_t ldc, int mr, int nr, bool add) {
   __m256 c0a = _mm256_setzero_ps(), c0b = _mm256_setzero_ps();
@@ -36,7 +38,7 @@ inline void micro_kernel_6x16(int64_t kc, const float* __restrict A, const float
   __m256 c4a = _mm256_setzero_ps(), c4b = _mm256_setzero_ps();
   __m256 c5a = _mm256_setzero_ps(), c5b = _mm256_setzero_ps();
 #define LTH_ROW(i)                                \
-  {                                               \
+  if (i < ROWS) {                                 \
     const __m256 a = _mm256_broadcast_ss(A + i);  \
     c##i##a = _mm256_fmadd_ps(a, b0, c##i##a);    \
     if (!HALF) c##i##b = _mm256_fmadd_ps(a, b1, c##i##b);  \
@@ -51,7 +53,7 @@ inline void micro_kernel_6x16(int64_t kc, const float* __restrict A, const float
 #undef LTH_ROW
   if (nr == NR) {
 #define LTH_STORE(i)                                                               \
-  if (i < mr) {                                                                    \
+  if (i < ROWS && i < mr) {                                                                  \
     float* cr = C + i * ldc;                                                       \
     if (add) {                                                                     \
       _mm256_storeu_ps(cr, _mm256_add_ps(_mm256_loadu_ps(cr), c##i##a));           \
@@ -68,7 +70,7 @@ inline void micro_kernel_6x16(int64_t kc, const float* __restrict A, const float
     const __m256i k0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), lane);
     const __m256i k1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - 8), lane);
 #define LTH_STORE(i)                                                                        \
-  if (i < mr) {                                                                             \
+  if (i < ROWS && i < mr) {                                                                           \
     float* cr = C + i * ldc;                                                                \
     if (add) {                                                                              \
       _mm256_maskstore_ps(cr, k0, _mm256_add_ps(_mm256_maskload_ps(cr, k0), c##i##a));      \
@@ -83,12 +85,23 @@ inline void micro_kernel_6x16(int64_t kc, const float* __restrict A, const float
   }
 }
 
+template <int ROWS>
+inline void micro_kernel_rows(int64_t kc, const float* __restrict A, const float* __restrict B, float* __restrict C,
+                              int64_t ldc, int mr, int nr, bool add) {
+  if (nr > 8)
+    micro_kernel_6x16<ROWS, false>(kc, A, B, C, ldc, mr, nr, add);
+  else
+    micro_kernel_6x16<ROWS, true>(kc, A, B, C, ldc, mr, nr, add);
+}
+
 inline void micro_kernel(int64_t kc, const float* __restrict A, const float* __restrict B, float* __restrict C,
                          int64_t ldc, int mr, int nr, bool add) {
-  if (nr > 8)
-    micro_kernel_6x16<false>(kc, A, B, C, ldc, mr, nr, add);
+  if (mr > 4)
+    micro_kernel_rows<6>(kc, A, B, C, ldc, mr, nr, add);
+  else if (mr > 2)
+    micro_kernel_rows<4>(kc, A, B, C, ldc, mr, nr, add);
   else
-    micro_kernel_6x16<true>(kc, A, B, C, ldc, mr, nr, add);
+    micro_kernel_rows<2>(kc, A, B, C, ldc, mr, nr, add);
 }
 
 // C[i*n + j] (+)= Σ_p A[i*k + p]·B[j*k + p] for i in [r0, r1), j in [c0, c1): gemm with

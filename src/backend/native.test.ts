@@ -72,6 +72,31 @@ test('matmul: every row count of a last row panel (the micro-kernels\' partial p
   for (let m = 1; m <= 26; m++) for (const n of [13, 37]) for (const [tA, tB, acc] of FLAGS) checkMatmul(m, 21, n, tA, tB, acc, rnd);
 });
 
+test('matmul: a row of C has the same bits whether its row panel is full or partial, on every SIMD path', { skip }, () => onEverySimdPath(native!, (path) => {
+  // The micro-kernels skip the multiply-adds of rows a last panel lacks; each element's
+  // chain must stay the one a full panel gives it. The first m rows of a 24-row product
+  // are those of an m-row product with the same operands.
+  const rnd = prng(12);
+  const rows = 24, k = 37;
+  for (const n of [5, 13, 40]) for (const [tA, tB, acc] of FLAGS) {
+    const a = randomArray(rows * k, rnd), b = randomArray(k * n, rnd), c0 = randomArray(rows * n, rnd);
+    const full = c0.slice();
+    native!.matmul(a, b, full, rows, k, n, tA, tB, acc);
+    for (let m = 1; m < rows; m++) {
+      // op(A)'s first m rows: the first m*k values, or with transA the first m of each column.
+      const am = tA ? Float32Array.from({ length: m * k }, (_, i) => a[Math.floor(i / m) * rows + (i % m)]) : a.subarray(0, m * k);
+      const part = c0.slice(0, m * n);
+      native!.matmul(am, b, part, m, k, n, tA, tB, acc);
+      for (let i = 0; i < m * n; i++) {
+        if (!Object.is(part[i], full[i])) {
+          assert.fail(`${path}: m=${m} n=${n} transA=${tA} transB=${tB} accumulate=${acc}: c[${Math.floor(i / n)},${i % n}] = ${part[i]}, ` +
+            `${full[i]} in the ${rows}-row product`);
+        }
+      }
+    }
+  }
+}));
+
 test('matmul: LeNet-300-100 shapes', { skip }, () => {
   const rnd = prng(2);
   checkMatmul(60, 784, 300, false, true, false, rnd);   // forward X·W1ᵀ
