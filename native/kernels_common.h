@@ -47,23 +47,30 @@ inline void pack_zero_pad(int rows, int64_t cols, float* __restrict dst, int str
 
 // Packs rows [0, rows) x columns [0, cols) of a row-major matrix (leading dimension
 // ld) into panels of STRIDE columns: panel q holds dst[q*rows*STRIDE + r*STRIDE + j]
-// = src[r*ld + q*STRIDE + j], zero past `cols`. Reads each source row once, in order.
+// = src[r*ld + q*STRIDE + j], zero past `cols`. Eight source rows at a time, so that each
+// visit to a panel writes eight of its rows in a run: a row at a time stored one
+// cache line into every panel in turn, a page apart or more (a fully connected layer's
+// 256 x 16384 weight as the input gradient's op(B): 32 panels of a block 16 KB apart),
+// and took 4-7% longer over the product.
 template <int STRIDE>
 inline void pack_rows_into_panels_t(const float* __restrict src, int64_t ld, int64_t cols, int64_t rows,
                                     float* __restrict dst) {
   const int64_t full = cols / STRIDE, rest = cols - full * STRIDE;
-  for (int64_t r = 0; r < rows; r++) {
-    const float* s = src + r * ld;
-    float* d = dst + r * STRIDE;
+  for (int64_t r0 = 0; r0 < rows; r0 += 8) {
+    const int g = rows - r0 < 8 ? (int)(rows - r0) : 8;
+    const float* s = src + r0 * ld;
+    float* d = dst + r0 * STRIDE;
     for (int64_t q = 0; q < full; q++) {
-      for (int j = 0; j < STRIDE; j++) d[j] = s[j];
+      for (int i = 0; i < g; i++)
+        for (int j = 0; j < STRIDE; j++) d[i * STRIDE + j] = s[i * ld + j];
       s += STRIDE;
       d += rows * STRIDE;
     }
-    if (rest) {
-      int j = 0;
-      for (; j < rest; j++) d[j] = s[j];
-      for (; j < STRIDE; j++) d[j] = 0.0f;
-    }
+    if (rest)
+      for (int i = 0; i < g; i++) {
+        int j = 0;
+        for (; j < rest; j++) d[i * STRIDE + j] = s[i * ld + j];
+        for (; j < STRIDE; j++) d[i * STRIDE + j] = 0.0f;
+      }
   }
 }
