@@ -395,12 +395,12 @@ void grad_group(void* ctx, int g, float* scratch) {
 
 void block_part(void* ctx, int part, float* scratch) { run_block(*static_cast<const Job*>(ctx), part, scratch); }
 
-constexpr int64_t kMinBlocks = 8, kMinTiles = 48, kF2Tiles = 256;
+constexpr int64_t kMinBlocks = 8, kMinTiles = 48, kF2Tiles = 256, kF4ConvTiles = 64;
 
 // The tiles and blocks of a call: enough tiles per block for wide GEMMs, few enough
-// that V (E*cin*T floats) and M stay near L2's size.
+// that V (E*cin*T floats) and M stay near L2's size. `weights`: for the weight gradient.
 Job make_job(const float* x, const float* u, float* out, int64_t n, int64_t cin, int64_t cout, int64_t h, int64_t w,
-             int64_t pad, bool accumulate, int tile) {
+             int64_t pad, bool accumulate, int tile, bool weights) {
   const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
   Job j{x, u, 0, out, n, cin, cout, h, w, pad, oh, ow, (oh + tile - 1) / tile, (ow + tile - 1) / tile, 0, 0,
         accumulate, tile};
@@ -408,8 +408,11 @@ Job make_job(const float* x, const float* u, float* out, int64_t n, int64_t cin,
   const int64_t widest = cin > cout ? cin : cout;
   int64_t target = 16384 * 16 / j.entries() / widest;
   // F(2x2) runs fastest at about 256 tiles a block whatever the channels (measured at 16,
-  // 32 and 64: 16 and 32 channels 7-10% slower at 1024 and 512); F(4x4) wants its 16384.
+  // 32 and 64: 16 and 32 channels 7-10% slower at 1024 and 512). F(4x4)'s weight gradient
+  // wants its 16384 floats; its convolutions (input gradients) run fastest at 64 tiles, where
+  // those of 16 to 64 channels had 113 to 455: 1-12% faster (AVX2, docs/performance.md).
   if (tile == 2 && target > kF2Tiles) target = kF2Tiles;
+  if (tile == 4 && !weights && target > kF4ConvTiles) target = kF4ConvTiles;
   if (target < 64) target = 64;
   j.rowsPerBlock = target / j.tw < 1 ? 1 : target / j.tw;
   // At least kMinBlocks blocks where that leaves each kMinTiles tiles: a call of a few big
@@ -498,7 +501,7 @@ napi_value Conv3x3(napi_env env, napi_callback_info info) {
         }
     return lth::undefined_value(env);
   }
-  Job j = make_job(x, nullptr, out, n, cin, cout, h, w, pad, accumulate, (int)tile);
+  Job j = make_job(x, nullptr, out, n, cin, cout, h, w, pad, accumulate, (int)tile, false);
   j.bias = bias;
   j.relu = relu;
   run_conv(j, wt, flip);
@@ -550,7 +553,7 @@ napi_value Conv3x3Pool(napi_env env, napi_callback_info info) {
     std::memset(argmax, 0, (size_t)size);
     return lth::undefined_value(env);
   }
-  Job j = make_job(x, nullptr, nullptr, n, cin, cout, h, w, pad, false, 2);
+  Job j = make_job(x, nullptr, nullptr, n, cin, cout, h, w, pad, false, 2, false);
   j.bias = bias;
   j.relu = relu;
   j.pooled = pooled;
@@ -628,7 +631,7 @@ napi_value Conv3x3WeightGrad(napi_env env, napi_callback_info info) {
   if (!a.ok()) return nullptr;
   if (n == 0 || cout == 0 || cin == 0) return lth::undefined_value(env);
   lth::FtzScope ftz;
-  GradJob gj{make_job(x, nullptr, nullptr, n, cin, cout, h, w, pad, false, (int)tile), gy, nullptr, 0, 0};
+  GradJob gj{make_job(x, nullptr, nullptr, n, cin, cout, h, w, pad, false, (int)tile, true), gy, nullptr, 0, 0};
   // Where there are more blocks than kGroups, as many blocks of fewer rows as the next
   // multiple of kGroups, so that the groups hold (nearly) the same tiles and 2, 4 or 8
   // threads share them evenly (35 blocks of 14 tile rows, 4 or 5 to a group, left one of 2
