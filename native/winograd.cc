@@ -409,8 +409,9 @@ Job make_job(const float* x, const float* u, float* out, int64_t n, int64_t cin,
   int64_t target = 16384 * 16 / j.entries() / widest;
   // F(2x2) runs fastest at about 256 tiles a block whatever the channels (measured at 16,
   // 32 and 64: 16 and 32 channels 7-10% slower at 1024 and 512). F(4x4)'s weight gradient
-  // wants its 16384 floats; its convolutions (input gradients) run fastest at 64 tiles, where
-  // those of 16 to 64 channels had 113 to 455: 1-12% faster (AVX2, docs/performance.md).
+  // keeps the target above (at 64 or 48 tiles it was 2-5% slower); its convolutions (input
+  // gradients) run fastest at 64 tiles, 1-12% faster than at the 113 to 455 that the target
+  // gives 16 to 64 channels (AVX2, docs/performance.md).
   if (tile == 2 && target > kF2Tiles) target = kF2Tiles;
   if (tile == 4 && !weights && target > kF4ConvTiles) target = kF4ConvTiles;
   if (target < 64) target = 64;
