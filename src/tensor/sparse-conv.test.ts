@@ -42,19 +42,21 @@ test('sparse conv mode: auto by the threshold of the layer\'s shape and the SIMD
   const t = (cin: number, cout: number, winograd: boolean, pixels?: number) => sparseConvThreshold(cin, cout, winograd, 'avx512', pixels);
   // Winograd gains on the sparse kernels as the channels grow: the threshold falls, from
   // the table's first point to its last, linear in log2 of the channels between them.
-  assert.equal(t(8, 8, true), 0.38);
-  assert.equal(t(16, 16, true), 0.38);
-  assert.equal(t(64, 64, true), 0.22);
-  assert.ok(Math.abs(t(64, 256, true) - 0.15) < 1e-12, 'the geometric mean of 64 and 256 is 128');
-  assert.ok(Math.abs(t(64, 128, true) - (0.22 + 0.15) / 2) < 1e-12);
-  assert.equal(t(512, 512, true), 0.125);
+  assert.equal(t(8, 8, true), 0.33);
+  assert.equal(t(16, 16, true), 0.33);
+  assert.equal(t(64, 64, true), 0.135);
+  assert.ok(Math.abs(t(64, 256, true) - 0.135) < 1e-12, 'the geometric mean of 64 and 256 is 128');
+  assert.ok(Math.abs(t(32, 64, true) - (0.21 + 0.135) / 2) < 1e-12);
+  assert.ok(Math.abs(t(128, 256, true) - (0.135 + 0.12) / 2) < 1e-12);
+  assert.equal(t(512, 512, true), 0.12);
   for (const simd of ['avx512', 'avx2'] as const) {
     for (const c of [16, 24, 32, 48, 64, 96, 128, 192, 256]) {
       assert.ok(sparseConvThreshold(c, c, true, simd) >= sparseConvThreshold(2 * c, 2 * c, true, simd), `${simd}: ${c} channels`);
     }
   }
   // Small planes lower it; im2col's does not depend on the shape.
-  assert.ok(Math.abs(t(512, 512, true, 4) - (0.125 * 4) / 11) < 1e-12);
+  assert.ok(Math.abs(t(512, 512, true, 4) - (0.12 * 4) / 6) < 1e-12);
+  assert.ok(Math.abs(sparseConvThreshold(256, 256, true, 'avx2', 16) - (0.19 * 16) / 23) < 1e-12);
   assert.ok(t(256, 256, true, 64) < t(256, 256, true, 1024) && t(256, 256, true, 1024) < t(256, 256, true));
   assert.equal(t(3, 64, false), SPARSE_IM2COL_CONV_DENSITY_THRESHOLD.avx512);
   assert.equal(t(64, 64, false, 4), SPARSE_IM2COL_CONV_DENSITY_THRESHOLD.avx512);
@@ -64,13 +66,14 @@ test('sparse conv mode: auto by the threshold of the layer\'s shape and the SIMD
   assert.equal(sparseConvThreshold(256, 256, true, 'avx2'), 0.19);
   assert.equal(sparseConvThreshold(3, 64, false, 'avx2'), SPARSE_IM2COL_CONV_DENSITY_THRESHOLD.avx2);
   for (const other of ['scalar', 'none'] as const) assert.equal(sparseConvThreshold(128, 128, true, other, 256), sparseConvThreshold(128, 128, true, 'avx2', 256));
-  // Conv-6 at IMP level 10 (convolutions at 19.7%, CIFAR-10): on AVX-512 the 3-channel
-  // first layer (im2col) and the 64-channel second run sparse, the wider ones dense; on
-  // AVX2 everything up to 128 channels (conv1-conv4).
-  const level10 = (simd: 'avx512' | 'avx2') => [[3, 64, 32, false], [64, 64, 32], [64, 128, 16], [128, 128, 16], [128, 256, 8], [256, 256, 8]]
-    .map(([cin, cout, side, winograd = true]) => useSparseConv(0.197, 'auto', sparseConvThreshold(cin as number, cout as number, winograd as boolean, simd, (side as number) ** 2)));
-  assert.deepEqual(level10('avx512'), [true, true, false, false, false, false]);
-  assert.deepEqual(level10('avx2'), [true, true, true, true, false, false]);
+  // Conv-6 on CIFAR-10 at IMP level 10 (convolutions at 19.7%): on AVX-512 every layer runs
+  // dense; on AVX2 everything up to 128 channels (conv1-conv4) runs sparse. At level 13
+  // (12.1%) AVX-512 runs conv2-conv5 sparse, the first layer (im2col) and conv6 dense.
+  const conv6 = (density: number, simd: 'avx512' | 'avx2') => [[3, 64, 32, false], [64, 64, 32], [64, 128, 16], [128, 128, 16], [128, 256, 8], [256, 256, 8]]
+    .map(([cin, cout, side, winograd = true]) => useSparseConv(density, 'auto', sparseConvThreshold(cin as number, cout as number, winograd as boolean, simd, (side as number) ** 2)));
+  assert.deepEqual(conv6(0.197, 'avx512'), [false, false, false, false, false, false]);
+  assert.deepEqual(conv6(0.85 ** 13, 'avx512'), [false, true, true, true, true, false]);
+  assert.deepEqual(conv6(0.197, 'avx2'), [true, true, true, true, false, false]);
   assert.equal(useSparseConv(0.99, 'on', 0.1), true);
   assert.equal(useSparseConv(0.01, 'off', 0.5), false);
   assert.equal(useSparseConv(0.3, 'auto', 0.3), false, 'below the threshold only');

@@ -17,8 +17,8 @@ import { Tensor, isGradEnabled } from './tensor.js';
  * cost per weight falls as the channels grow (its transforms serve more products), the
  * sparse kernels' does not. The crossovers depend on the SIMD path (batch 60, forward
  * and both gradients, two threads' wall clock; docs/performance.md):
- * - AVX-512 (2-core AMD EPYC, also one thread's CPU time): 16→16 at 32×32 about 0.4,
- *   32→32 0.28, 64→64 0.25, 64→128 and 128→128 at 16×16 0.15–0.16, 256→256 at 8×8 0.125.
+ * - AVX-512 (2-core AMD EPYC, Zen 5): 16→16 at 32×32 0.33, 32→32 0.21, 64→64 0.13,
+ *   64→128 and 128→128 at 16×16 0.135, 256→256 at 8×8 0.12.
  * - AVX2 (2-core AMD EPYC without AVX-512): 16→16 about 0.55, 32→32 0.30, 64→64 and
  *   64→128 0.24–0.25, 128→128 0.21–0.23, 128→256 and 256→256 at 8×8 0.18–0.21. The
  *   sparse kernels' unaligned 8-float loads cross a cache line half as often as 16-float
@@ -27,25 +27,25 @@ import { Tensor, isGradEnabled } from './tensor.js';
  * the threshold is linear in log2 of the channels, and flat beyond its ends.
  */
 const WINOGRAD_CROSSOVERS: Readonly<Record<'avx512' | 'avx2', ReadonlyArray<readonly [log2Channels: number, density: number]>>> = {
-  avx512: ([[16, 0.38], [32, 0.28], [64, 0.22], [128, 0.15], [256, 0.125]] as const).map(([ch, d]) => [Math.log2(ch), d] as const),
+  avx512: ([[16, 0.33], [32, 0.21], [64, 0.135], [128, 0.135], [256, 0.12]] as const).map(([ch, d]) => [Math.log2(ch), d] as const),
   avx2: ([[16, 0.52], [32, 0.30], [64, 0.24], [128, 0.22], [256, 0.19]] as const).map(([ch, d]) => [Math.log2(ch), d] as const),
 };
 
 /**
  * The sparse kernels pay a fixed cost per nonzero and image plane: on small planes that
  * lowers the crossover by outPixels / (outPixels + SMALL_PLANE_PIXELS). Measured on
- * AVX-512: 256→512 and 512→512 at 4×4 0.10, 512→512 at 2×2 0.05 (against 0.125 on
- * larger planes).
+ * AVX-512: 512→512 at 4×4 0.11, at 2×2 0.08 (against 0.12 at 8×8). AVX2 keeps the
+ * factor the AVX-512 kernels had when AVX2's table was measured.
  */
-const SMALL_PLANE_PIXELS = 7;
+const SMALL_PLANE_PIXELS: Readonly<Record<'avx512' | 'avx2', number>> = { avx512: 2, avx2: 7 };
 
 /**
  * The same for a convolution that conv2d runs on im2col (Conv-2/4/6's first layer, 3 input
- * channels), two threads. 3 → 64 at 32×32, sparse / dense: AVX-512 0.90 at 20%, 1.05 at
- * 40%, 1.17 at 70% (one thread 0.56, 0.71, 0.80: the dense path gains more from the
- * second thread), so 30%; AVX2 0.55 at 20%, 0.83 at 50%, 0.98 at 70%, so 65%.
+ * channels), two threads. 3 → 64 at 32×32, sparse / dense: AVX-512 0.93–1.00 from 1% to
+ * 8%, 1.04 at 10% (the sparse kernels' fixed cost per image plane is most of this small
+ * layer's), so 5%; AVX2 0.55 at 20%, 0.83 at 50%, 0.98 at 70%, so 65%.
  */
-export const SPARSE_IM2COL_CONV_DENSITY_THRESHOLD: Readonly<Record<'avx512' | 'avx2', number>> = { avx512: 0.3, avx2: 0.65 };
+export const SPARSE_IM2COL_CONV_DENSITY_THRESHOLD: Readonly<Record<'avx512' | 'avx2', number>> = { avx512: 0.05, avx2: 0.65 };
 
 /**
  * The density below which a masked convolution runs sparse in sparse mode 'auto':
@@ -70,7 +70,7 @@ export function sparseConvThreshold(
       break;
     }
   }
-  return Number.isFinite(outPixels) ? (t * outPixels) / (outPixels + SMALL_PLANE_PIXELS) : t;
+  return Number.isFinite(outPixels) ? (t * outPixels) / (outPixels + SMALL_PLANE_PIXELS[isa]) : t;
 }
 
 /** Whether a convolution of this geometry and kernel can run on the sparse kernels. */
