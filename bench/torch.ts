@@ -4,7 +4,11 @@
  * the two kept (on a 2-core machine with batch 60, one thread is often faster: the second
  * thread costs more in synchronisation than it computes). OpenBLAS runs on this CPU's own
  * kernels: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which some machines set to force a
- * smaller CPU's code path, are removed from the script's environment.
+ * smaller CPU's code path, are removed from the script's environment. glibc's malloc keeps
+ * the memory PyTorch frees (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_), as a caching
+ * allocator would: by default every tensor above its mmap threshold is mapped and
+ * unmapped anew, and on a virtual machine where a page fault is dear a Conv-2 step then
+ * spends most of its time faulting pages in.
  */
 import os from 'node:os';
 import readline from 'node:readline';
@@ -23,10 +27,14 @@ export function findTorchPython(): { python: string } | { note: string } {
   return { note: `PyTorch not found, skipping the torch comparison (${tried.join('; ')})` };
 }
 
-/** The environment PyTorch is timed in: this process's, without the OpenBLAS core-type overrides. */
+/**
+ * The environment PyTorch is timed in: this process's, without the OpenBLAS core-type
+ * overrides, with glibc's malloc keeping freed memory (unless this process sets its own
+ * values): the largest mmap threshold glibc accepts (32 MiB) and no trimming.
+ */
 export function torchEnv(): NodeJS.ProcessEnv {
   const { OPENBLAS_CORETYPE: _c, OPENBLAS_L2_SIZE: _l, NODE_TEST_CONTEXT: _t, ...env } = process.env;
-  return env;
+  return { MALLOC_MMAP_THRESHOLD_: String(32 << 20), MALLOC_TRIM_THRESHOLD_: String(2 ** 40), ...env };
 }
 
 /** The thread counts PyTorch is tried at: 1 and the machine's cores. */
