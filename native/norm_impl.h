@@ -153,9 +153,9 @@ LTH_NORM_TARGET static void moments_part(const float* x, int64_t n, int64_t ch, 
                                          double* sums, float* mean, float* var) {
   const double len = (double)size, inv = 1.0 / len;
   // The running sums live on this thread's stack, kNormChunk channels at a time, and reach
-  // `sums` once: parts of a few channels share cache lines of `sums`, and updating them
-  // there after every plane had two threads take turns at those lines (at 2 threads the
-  // call took twice as long as at one).
+  // `sums` once: parts of a few channels share cache lines of `sums`, and two threads
+  // updating them there after every plane take turns at those lines (at 2 threads a call
+  // on cached data then takes twice as long as at one).
   for (int64_t c0 = b; c0 < e; c0 += kNormChunk) {
     const int64_t c1 = c0 + kNormChunk < e ? c0 + kNormChunk : e;
     double mus[kNormChunk], m2s[kNormChunk];
