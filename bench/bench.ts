@@ -419,7 +419,7 @@ function main(): void {
   if (torch) {
     const t = out.torch as Record<string, unknown>;
     const lib = typeof t.blasLibrary === 'string' ? path.basename(t.blasLibrary.split(', ').pop()!) : String(t.blas);
-    table.push(`torch ${String(t.version)} at its best of 1 and ${os.availableParallelism()} threads, BLAS ${lib} on this CPU's own kernels; timed ${String(t.iterationsTimed)} it/run: dense compute, masks re-applied after each step`);
+    table.push(`torch ${String(t.version)} at its best of 1 and ${os.availableParallelism()} threads, BLAS ${lib} on this CPU's own kernels, glibc's malloc keeping freed memory; timed ${String(t.iterationsTimed)} it/run: dense compute, masks re-applied after each step`);
   }
   if (o.fullImp) table.push('', ...fullImpTable(levels, fullImpSeconds, o.fullImpIterations));
   process.stdout.write(`${table.join('\n')}\n`);
