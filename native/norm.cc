@@ -8,8 +8,9 @@
 // loops (norm_impl.h) are compiled twice, for AVX2 and for the baseline ISA, with the same
 // results; the rest is baseline code. Reductions run in eight float lanes over one
 // contiguous plane, and the lanes are added in double per plane, so a channel's sum over a
-// batch loses no more than one plane's float rounding. Big calls are split over the pool by
-// whole channels or planes (parallel.h): results do not depend on the thread count.
+// batch loses no more than one plane's float rounding. Big calls other than channelMoments
+// are split over the pool by whole channels or planes (parallel.h): results do not depend
+// on the thread count.
 
 #include <node_api.h>
 
@@ -94,7 +95,11 @@ napi_value ChannelMoments(napi_env env, napi_callback_info info) {
     FtzScope ftz;
     const NormKernels& k = kernels();
     std::vector<double> sums(2 * ch, 0.0);
-    parallel_units(ch, n * ch * size, [&](int64_t b, int64_t e) { k.moments(x, n, ch, size, b, e, sums.data(), mean, var); });
+    // On the calling thread: in a training step x comes straight from the convolution
+    // before, out of memory, and there one thread read it faster than two splitting the
+    // channels (ResNet-20's step 0.97-1.00 of its time with the split, VGG-16's the same
+    // either way; docs/performance.md, 2026-12-04), though two are faster on data in cache.
+    k.moments(x, n, ch, size, 0, ch, sums.data(), mean, var);
   }
   return undefined_value(env);
 }
