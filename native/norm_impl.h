@@ -12,7 +12,7 @@
 #include "vec8.h"
 #undef LTH_VEC8_TARGET
 
-// Channels whose running sums a part keeps on its stack at a time (moments_part, grad_sums_planes).
+// Channels whose running sums a part of batchNormBackward keeps on its stack at a time (grad_sums_planes).
 constexpr int64_t kNormChunk = 64;
 
 // The lanes' sum in double as a tree: four pairs, then two, then one.
@@ -152,38 +152,28 @@ LTH_NORM_TARGET static inline void grad_in_plane(const float* __restrict x, cons
 LTH_NORM_TARGET static void moments_part(const float* x, int64_t n, int64_t ch, int64_t size, int64_t b, int64_t e,
                                          double* sums, float* mean, float* var) {
   const double len = (double)size, inv = 1.0 / len;
-  // The running sums live on this thread's stack, kNormChunk channels at a time, and reach
-  // `sums` once: parts of a few channels share cache lines of `sums`, and two threads
-  // updating them there after every plane take turns at those lines (at 2 threads a call
-  // on cached data then takes twice as long as at one).
-  for (int64_t c0 = b; c0 < e; c0 += kNormChunk) {
-    const int64_t c1 = c0 + kNormChunk < e ? c0 + kNormChunk : e;
-    double mus[kNormChunk], m2s[kNormChunk];
-    for (int64_t c = c0; c < c1; c++) mus[c - c0] = sums[c], m2s[c - c0] = sums[ch + c];
-    for (int64_t i = 0; i < n; i++) {
-      // Merging a plane of size values into i·size: the mean moves by δ/(i+1), and
-      // Σ (x - mean)² gains δ²·size·i/(i+1).
-      const double step = 1.0 / (double)(i + 1), cross = len * (double)i * step;
-      for (int64_t c = c0; c < c1; c++) {
-        const float* p = x + (i * ch + c) * size;
-        float shift = i ? (float)mus[c - c0] : p[0];
-        double sd, sdd;
+  for (int64_t i = 0; i < n; i++) {
+    // Merging a plane of size values into i·size: the mean moves by δ/(i+1), and
+    // Σ (x - mean)² gains δ²·size·i/(i+1).
+    const double step = 1.0 / (double)(i + 1), cross = len * (double)i * step;
+    for (int64_t c = b; c < e; c++) {
+      const float* p = x + (i * ch + c) * size;
+      float shift = i ? (float)sums[c] : p[0];
+      double sd, sdd;
+      sum_dev(p, size, shift, &sd, &sdd);
+      if (!(5 * sd * sd * inv <= sdd)) {
+        shift = (float)(sum_plane(p, size) * inv);
         sum_dev(p, size, shift, &sd, &sdd);
-        if (!(5 * sd * sd * inv <= sdd)) {
-          shift = (float)(sum_plane(p, size) * inv);
-          sum_dev(p, size, shift, &sd, &sdd);
-        }
-        const double mu = (double)shift + sd * inv, m2 = sdd - sd * sd * inv;  // m2 may round below 0 (NaN kept)
-        const double delta = mu - mus[c - c0];
-        mus[c - c0] += delta * step;
-        m2s[c - c0] += (m2 < 0 ? 0.0 : m2) + delta * delta * cross;
       }
+      const double mu = (double)shift + sd * inv, m2 = sdd - sd * sd * inv;  // m2 may round below 0 (NaN kept)
+      const double delta = mu - sums[c];
+      sums[c] += delta * step;
+      sums[ch + c] += (m2 < 0 ? 0.0 : m2) + delta * delta * cross;
     }
-    for (int64_t c = c0; c < c1; c++) {
-      sums[c] = mus[c - c0], sums[ch + c] = m2s[c - c0];
-      mean[c] = (float)mus[c - c0];
-      var[c] = (float)(m2s[c - c0] / (double)(n * size));
-    }
+  }
+  for (int64_t c = b; c < e; c++) {
+    mean[c] = (float)sums[c];
+    var[c] = (float)(sums[ch + c] / (double)(n * size));
   }
 }
 
@@ -224,7 +214,9 @@ template <int M>
 LTH_NORM_TARGET static void grad_sums_planes(const float* x, const float* y, const float* gy, const float* mean,
                                              const float* scale, const float* shift, int64_t n, int64_t ch,
                                              int64_t size, int64_t b, int64_t e, double* sums) {
-  // On this thread's stack kNormChunk channels at a time, as in moments_part.
+  // The running sums live on this thread's stack, kNormChunk channels at a time, and reach
+  // `sums` once: parts of a few channels share cache lines of `sums`, and two threads
+  // updating them there after every plane take turns at those lines.
   for (int64_t c0 = b; c0 < e; c0 += kNormChunk) {
     const int64_t c1 = c0 + kNormChunk < e ? c0 + kNormChunk : e;
     double local[2 * kNormChunk];
