@@ -96,9 +96,10 @@ napi_value ChannelMoments(napi_env env, napi_callback_info info) {
     const NormKernels& k = kernels();
     std::vector<double> sums(2 * ch, 0.0);
     // On the calling thread: in a training step x comes straight from the convolution
-    // before, out of memory, and there one thread read it faster than two splitting the
-    // channels (ResNet-20's step 0.97-1.00 of its time with the split, VGG-16's the same
-    // either way; docs/performance.md, 2026-12-04), though two are faster on data in cache.
+    // before, out of memory, and there one thread reads it faster than two splitting the
+    // channels (ResNet-20's step takes 0.97-1.00 of the time it takes with the split,
+    // VGG-16's the same either way; docs/performance.md, 2026-12-04), though two are
+    // faster on data in cache.
     k.moments(x, n, ch, size, 0, ch, sums.data(), mean, var);
   }
   return undefined_value(env);

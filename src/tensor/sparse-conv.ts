@@ -34,8 +34,8 @@ const WINOGRAD_CROSSOVERS: Readonly<Record<'avx512' | 'avx2', ReadonlyArray<read
 /**
  * The sparse kernels pay a fixed cost per nonzero and image plane: on small planes that
  * lowers the crossover by outPixels / (outPixels + SMALL_PLANE_PIXELS). Measured on
- * AVX-512: 512→512 at 4×4 0.11, at 2×2 0.08 (against 0.12 at 8×8). AVX2 keeps the
- * factor the AVX-512 kernels had when AVX2's table was measured.
+ * AVX-512: 512→512 at 4×4 0.11, at 2×2 0.08 (against 0.12 at 8×8). AVX2's small planes
+ * are unmeasured: its factor is the one an earlier AVX-512 build measured.
  */
 const SMALL_PLANE_PIXELS: Readonly<Record<'avx512' | 'avx2', number>> = { avx512: 2, avx2: 7 };
 
