@@ -155,6 +155,10 @@ struct Kernels {
   // reads when GemmArgs::bPanel = k*nr: panels [q0, q1) of ⌈n/nr⌉, panel q at dst + q*k*nr
   // (k rows of nr floats), columns past n zero.
   void (*packB)(const float* b, int64_t k, int64_t n, bool transB, int64_t q0, int64_t q1, float* dst);
+
+  // Tiles per block of an F(4x4) convolution (an input gradient) with at most 64 channels
+  // each side, where the best block size depends on the path (winograd.cc make_job).
+  int64_t wino4NarrowTiles;
 };
 
 // nullptr when the ISA is not compiled in (non-x86 builds).

@@ -12,6 +12,7 @@ constexpr int MR = 6;
 constexpr int NR = 16;
 constexpr int64_t KCMAX = 400;
 constexpr int64_t NCMAX = 512;
+constexpr int64_t WINO4_NARROW_TILES = 64;  // as for more channels (measured on AVX2: docs/performance.md)
 
 #include "kernels_common.h"
 #include "transpose_avx.h"

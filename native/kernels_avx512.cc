@@ -13,7 +13,11 @@ constexpr const char* kIsaName = "avx512";
 constexpr int MR = 12;
 constexpr int NR = 32;
 constexpr int64_t KCMAX = 400;  // A panel 12 x 400 floats = 19 KB stays in L1
-constexpr int64_t NCMAX = 512;  // B block 400 x 512 floats = 800 KB stays in L2
+constexpr int64_t NCMAX = 512;
+// 128: F(4x4) input gradients of 16 to 64 channels at 16x16 and 32x32 took 0.76-0.81 of
+// the time they took at AVX2's 64 (2 threads, Zen 5); 128 channels and more ran slower
+// (1.1-1.2) or the same, and keep 64 (docs/performance.md).
+constexpr int64_t WINO4_NARROW_TILES = 128;  // B block 400 x 512 floats = 800 KB stays in L2
 
 #include "kernels_common.h"
 #include "transpose_avx.h"
@@ -186,8 +190,12 @@ void gemm_nt(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t
 
 // Up to 16 rows, where the packed kernel's 12-row panels are a third empty and packing both
 // operands costs as much as the products (Winograd's 16x16 weight-gradient products ran
-// 25% faster, 32x32 and 64x64 ones 5% and 25% slower).
-bool nt_faster(int64_t m, int64_t, int64_t) { return m <= 16; }
+// 25% faster, 32x32 and 64x64 ones 5% and 25% slower). Also up to 32 columns over 256 or
+// more terms: a first layer's weight gradient (27 columns of 3 channels' 3x3 windows, k
+// its output pixels), where gemm packs a mostly empty column panel and all m rows for few
+// products; 32 to 128 rows over 1024 terms took 0.73-0.94 of gemm's time, 64 rows over
+// 256 terms 0.90, while 72 columns, or 64 terms, took 1.14-1.28 (docs/performance.md).
+bool nt_faster(int64_t m, int64_t n, int64_t k) { return m <= 16 || (n <= 32 && k >= 256); }
 
 #include "kernels_impl.h"
 

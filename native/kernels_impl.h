@@ -12,6 +12,7 @@
 //       per element in order p = 0..kc-1; `add` adds to C, otherwise overwrites it.
 //   void pack_transpose(const float* src, int64_t ld, int rows, int64_t cols,
 //                       float* dst, int stride);
+//   constexpr int64_t WINO4_NARROW_TILES;  Kernels::wino4NarrowTiles
 //       dst[c*stride + r] = src[r*ld + c] for r < rows, 0 for rows <= r < stride.
 // and, optionally, an unpacked A·Bᵀ with the rule for when it wins (Kernels::gemmNT,
 // Kernels::ntFaster): a function named by LTH_GEMM_NT and bool nt_faster(m, n, k).
@@ -878,5 +879,5 @@ bool nt_faster(int64_t, int64_t, int64_t) { return false; }
 
 const lth::Kernels kTable = {
     kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoInRows, winoInCols, winoOut, winoStore, winoStorePool, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
-    winoIn4, winoIn4Rows, winoIn4Cols, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols, LTH_GEMM_NT, nt_faster, packA, packB,
+    winoIn4, winoIn4Rows, winoIn4Cols, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols, LTH_GEMM_NT, nt_faster, packA, packB, WINO4_NARROW_TILES,
 };

@@ -9,6 +9,7 @@ constexpr int MR = 4;
 constexpr int NR = 8;
 constexpr int64_t KCMAX = 256;
 constexpr int64_t NCMAX = 256;
+constexpr int64_t WINO4_NARROW_TILES = 64;
 
 #include "kernels_common.h"
 

@@ -410,10 +410,11 @@ Job make_job(const float* x, const float* u, float* out, int64_t n, int64_t cin,
   // F(2x2) runs fastest at about 256 tiles a block whatever the channels (measured at 16,
   // 32 and 64: 16 and 32 channels 7-10% slower at 1024 and 512). F(4x4)'s weight gradient
   // keeps the target above (at 64 or 48 tiles it was 2-5% slower); its convolutions (input
-  // gradients) run fastest at 64 tiles whatever the channels, 1-12% faster than at the 113
-  // to 455 that the target gives 16 to 64 channels (AVX2, docs/performance.md).
+  // gradients) run fastest at 64 tiles whatever the channels on AVX2, 1-12% faster than at
+  // the 113 to 455 that the target gives 16 to 64 channels; AVX-512 runs up to 64 channels
+  // fastest at 128 (Kernels::wino4NarrowTiles; docs/performance.md).
   if (tile == 2 && target > kF2Tiles) target = kF2Tiles;
-  if (tile == 4 && !weights) target = kF4ConvTiles;
+  if (tile == 4 && !weights) target = widest <= 64 ? gK->wino4NarrowTiles : kF4ConvTiles;
   if (target < 64) target = 64;
   j.rowsPerBlock = target / j.tw < 1 ? 1 : target / j.tw;
   // At least kMinBlocks blocks where that leaves each kMinTiles tiles: a call of a few big
