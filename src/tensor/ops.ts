@@ -27,7 +27,11 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, activatio
     }
     if (weight.requiresGrad) be.matmul(gy, x.data, weight.ensureGrad(), outF, n, inF, true, false, true);
     if (bias?.requiresGrad) be.sumRows(gy, bias.ensureGrad(), n, outF, true);
-    if (x.requiresGrad) be.matmul(gy, weight.data, x.ensureGrad(), n, outF, inF, false, false, true);
+    if (x.requiresGrad) {
+      // The input gradient overwrites x's when nothing has reached it yet (no zeroing pass).
+      const sink = x.gradSink();
+      be.matmul(gy, weight.data, sink.grad, n, outF, inF, false, false, !sink.overwrite);
+    }
   });
 }
 
