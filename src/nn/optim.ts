@@ -103,6 +103,7 @@ export class Optimizer {
       const st = this.state[i];
       if (s.name === 'adam') be.adam(p.data, p.ensureGrad(), st[0], st[1], mask, p.size, s.lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, this.steps);
       else be.sgd(p.data, p.ensureGrad(), st[0], mask, p.size, s.lr, s.momentum, s.weightDecay);
+      p.markGradZero();
     });
   }
 }

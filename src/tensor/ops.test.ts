@@ -4,6 +4,7 @@ import { Rng } from '../core/rng.js';
 import { linear, relu, softmaxCrossEntropy } from './ops.js';
 import { gradCheck } from './gradcheck.js';
 import { BufferArena, Tensor, noGrad } from './tensor.js';
+import { Optimizer } from '../nn/optim.js';
 
 function randomTensor(shape: number[], rng: Rng, scale = 1): Tensor {
   const t = Tensor.zeros(shape, true);
@@ -105,4 +106,33 @@ test('BufferArena: Tensor.empty reuses the previous run\'s buffers in order; out
   assert.equal(s2.yGrad, s1.yGrad, 'the output gradient buffer is reused');
   assert.equal(s2.wGrad, s1.wGrad, 'the weight keeps its gradient buffer');
   assert.deepEqual(s2.wGrad, g1, 'the same gradient again: the recycled buffers were zeroed');
+});
+
+test('after an optimiser step the weight gradients are overwritten, not added to; a read of .grad keeps them added to', () => {
+  const rng = new Rng(9, 'test');
+  const x = randomTensor([5, 7], rng), w = randomTensor([4, 7], rng, 0.5), b = randomTensor([4], rng);
+  const labels = Int32Array.from([0, 3, 1, 2, 3]);
+  const opt = new Optimizer([{ tensor: w, mask: null }, { tensor: b, mask: null }], { name: 'sgd', lr: 0.1, momentum: 0.9, weightDecay: 0 });
+  const gradients = () => {
+    const fresh = new Tensor(Float32Array.from(w.data), w.shape, true);
+    softmaxCrossEntropy(linear(x, fresh, b), labels).backward();
+    return Array.from(fresh.grad!);
+  };
+  softmaxCrossEntropy(linear(x, w, b), labels).backward();
+  opt.step();
+  assert.deepEqual(Array.from(w.grad!), new Array(w.size).fill(0), 'the step zeroes the gradient');
+  // Reading .grad (above) ended the mark: a write through it is kept and added to.
+  w.grad![0] = 1;
+  const want = gradients();
+  softmaxCrossEntropy(linear(x, w, b), labels).backward();
+  assert.deepEqual(Array.from(w.grad!), want.map((g, i) => (i === 0 ? Math.fround(1 + g) : g)));
+  opt.step();
+  // Marked zero and left alone: the next product overwrites the buffer, with the same values.
+  const sink = w.gradSink();
+  assert.equal(sink.overwrite, true, 'a step marks the gradient zero');
+  w.markGradZero();
+  const after = gradients();
+  softmaxCrossEntropy(linear(x, w, b), labels).backward();
+  assert.deepEqual(Array.from(w.grad!), after);
+  assert.throws(() => Tensor.zeros([2]).markGradZero(), /markGradZero: the tensor has no gradient buffer/);
 });

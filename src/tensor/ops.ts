@@ -25,7 +25,11 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, activatio
       be.reluBackward(gy, y.data, masked, gy.length);
       gy = masked;
     }
-    if (weight.requiresGrad) be.matmul(gy, x.data, weight.ensureGrad(), outF, n, inF, true, false, true);
+    if (weight.requiresGrad) {
+      // Right after an optimiser step the weight's gradient is known zero: overwritten, not read and added to.
+      const sink = weight.gradSink();
+      be.matmul(gy, x.data, sink.grad, outF, n, inF, true, false, !sink.overwrite);
+    }
     if (bias?.requiresGrad) be.sumRows(gy, bias.ensureGrad(), n, outF, true);
     if (x.requiresGrad) {
       // The input gradient overwrites x's when nothing has reached it yet (no zeroing pass).

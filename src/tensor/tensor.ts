@@ -93,9 +93,14 @@ export function sizeOf(shape: readonly number[]): number {
  * creates its output together with the closure that back-propagates into its inputs.
  */
 export class Tensor {
-  grad: Float32Array | null = null;
+  private gradBuf: Float32Array | null = null;
   /** Whether `grad` holds stale values that stand for zeros (see attachStaleGrad). */
   private gradStale = false;
+  /**
+   * Whether `grad` holds zeros that no one has taken for writing since (see markGradZero):
+   * the first op to reach it through gradSink may then overwrite it instead of adding.
+   */
+  private gradZero = false;
   /** Set by ops when the graph is recorded. */
   backwardFn: (() => void) | null = null;
   parents: readonly Tensor[] = [];
@@ -125,17 +130,44 @@ export class Tensor {
     return this.data.length;
   }
 
+  /**
+   * The gradient (null before any reached this tensor). Whoever reads it may write to it,
+   * so reading it ends what markGradZero said.
+   */
+  get grad(): Float32Array | null {
+    this.gradZero = false;
+    return this.gradBuf;
+  }
+
+  set grad(g: Float32Array | null) {
+    this.gradBuf = g;
+    this.gradZero = false;
+  }
+
   /** The gradient buffer, created zero-filled on first use (from the active BufferArena for an op's output). */
   ensureGrad(): Float32Array {
+    this.gradZero = false;
     if (this.gradStale) {
       this.gradStale = false;
-      this.grad?.fill(0);
+      this.gradBuf?.fill(0);
     }
-    if (!this.grad) {
+    if (!this.gradBuf) {
       const n = this.data.length;
-      this.grad = activeArena && this.parents.length ? activeArena.take(n).fill(0) : new Float32Array(n);
+      this.gradBuf = activeArena && this.parents.length ? activeArena.take(n).fill(0) : new Float32Array(n);
     }
-    return this.grad;
+    return this.gradBuf;
+  }
+
+  /**
+   * Says that the gradient buffer holds zeros (an optimiser's step has just zeroed it), so
+   * that the first op to reach it through gradSink overwrites it: a weight gradient's
+   * product then writes its result without reading the zeros first. Reading `grad` or
+   * ensureGrad ends it.
+   */
+  markGradZero(): void {
+    check(this.gradBuf !== null, 'markGradZero: the tensor has no gradient buffer');
+    this.gradZero = true;
+    this.gradStale = false;
   }
 
   /**
@@ -155,12 +187,13 @@ export class Tensor {
    * may hold stale values: it is not zeroed); false when the op must add to it.
    */
   gradSink(): { grad: Float32Array; overwrite: boolean } {
-    const stale = this.gradStale;
+    const fresh = this.gradStale || this.gradZero;
     this.gradStale = false;
-    if (this.grad) return { grad: this.grad, overwrite: stale };
+    this.gradZero = false;
+    if (this.gradBuf) return { grad: this.gradBuf, overwrite: fresh };
     const n = this.data.length;
-    this.grad = activeArena && this.parents.length ? activeArena.take(n) : new Float32Array(n);
-    return { grad: this.grad, overwrite: true };
+    this.gradBuf = activeArena && this.parents.length ? activeArena.take(n) : new Float32Array(n);
+    return { grad: this.gradBuf, overwrite: true };
   }
 
   /**
