@@ -191,10 +191,11 @@ void gemm_nt(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t
 // Up to 16 rows, where the packed kernel's 12-row panels are a third empty and packing both
 // operands costs as much as the products (Winograd's 16x16 weight-gradient products ran
 // 25% faster, 32x32 and 64x64 ones 5% and 25% slower). Also up to 32 columns over 256 or
-// more terms: a first layer's weight gradient (27 columns of 3 channels' 3x3 windows, k
-// its output pixels), where gemm packs a mostly empty column panel and all m rows for few
-// products; 32 to 128 rows over 1024 terms took 0.73-0.94 of gemm's time, 64 rows over
-// 256 terms 0.90, while 72 columns, or 64 terms, took 1.14-1.28 (docs/performance.md).
+// more terms: a first layer's weight gradient (27 columns, its 3 channels' 3x3 windows,
+// over its output pixels), where gemm packs both operands for a single column panel. Its
+// 27 columns by 32 to 128 rows over 1024 terms took 0.73-0.94 of gemm's time, by 64 rows
+// over 256 terms 0.90; 72 columns took 0.95 over 1024 terms but 1.14 over 256, and 27
+// columns over 64 terms 1.28 (docs/performance.md).
 bool nt_faster(int64_t m, int64_t n, int64_t k) { return m <= 16 || (n <= 32 && k >= 256); }
 
 #include "kernels_impl.h"
