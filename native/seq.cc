@@ -62,22 +62,38 @@ struct SeqKernels {
 
 #if defined(__x86_64__) || defined(__i386__)
 #define LTH_SEQ_X86 1
+// AVX-512F includes FMA, which GCC would contract a product and a sum into by default: the
+// copy for it is compiled without contraction, so that it rounds each product as the others do.
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+namespace avx512 {
+#define LTH_SEQ_TARGET __attribute__((target("avx512f")))
+#define LTH_SEQ_LANES 16
+#include "seq_impl.h"
+#undef LTH_SEQ_LANES
+#undef LTH_SEQ_TARGET
+}  // namespace avx512
+#pragma GCC pop_options
 namespace avx2 {
 #define LTH_SEQ_TARGET __attribute__((target("avx2")))
+#define LTH_SEQ_LANES 8
 #include "seq_impl.h"
+#undef LTH_SEQ_LANES
 #undef LTH_SEQ_TARGET
 }  // namespace avx2
 #endif
 namespace baseline {
 #define LTH_SEQ_TARGET
+#define LTH_SEQ_LANES 8
 #include "seq_impl.h"
+#undef LTH_SEQ_LANES
 #undef LTH_SEQ_TARGET
 }  // namespace baseline
 
-// The AVX2 copy on the AVX2 and AVX-512 paths (the GEMM's, switched by setSimd), else the
-// baseline's: the same results either way.
+// The copy for the path in use (the GEMM's, switched by setSimd): the same results from each.
 const SeqKernels& kernels() {
 #ifdef LTH_SEQ_X86
+  if (strcmp(lth::gK->name, "avx512") == 0) return avx512::kTable;
   if (lth::avx2_in_use()) return avx2::kTable;
 #endif
   return baseline::kTable;

@@ -1,7 +1,8 @@
 // The sequence kernels' loops (native/seq.cc): the LSTM cell and its gradient, the row
 // softmax and its gradient. Included once per ISA inside its own namespace with
-// LTH_SEQ_TARGET set to that ISA's target attribute (AVX2 without FMA, or the baseline). No
-// standard headers here (see native/README.md).
+// LTH_SEQ_TARGET set to that ISA's target attribute (AVX-512 or AVX2 without FMA, or the
+// baseline) and LTH_SEQ_LANES to the attention products' vector width (16 for AVX-512, else
+// 8). No standard headers here (see native/README.md).
 //
 // The arithmetic is the same on every ISA, and the AVX2 copy is compiled without FMA (no
 // multiply-add contraction), so the results are bitwise the same; wider registers halve the
@@ -15,7 +16,19 @@
 #include "vec8.h"
 #undef LTH_VEC8_TARGET
 
-// A value of type V (a float, or 8 lanes of one) from a float.
+// The attention products' vector: LTH_SEQ_LANES floats.
+constexpr int kLanes = LTH_SEQ_LANES;
+typedef float vw __attribute__((vector_size(4 * LTH_SEQ_LANES)));
+
+LTH_SEQ_TARGET static inline vw loadw(const float* p) {
+  vw v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+
+LTH_SEQ_TARGET static inline void storew(float* p, vw v) { __builtin_memcpy(p, &v, sizeof v); }
+
+// A value of type V (a float, or lanes of one) from a float.
 template <class V>
 LTH_SEQ_TARGET static inline V splat(float a) {
   return V{} + a;
@@ -188,9 +201,10 @@ LTH_SEQ_TARGET static void softmax_row_backward(const float* y, const float* go,
 // (seq.cc's attention_block and attention_block_backward), over the causal half only: row
 // t of a score matrix holds columns j <= t, and only those are computed and read. Each
 // value is a sum in position order, term by term (a product rounded, then added), the same
-// in the vector lanes and the scalar tails, so every ISA gives the same bits.
+// in the vector lanes and the scalar tails, so every ISA gives the same bits whatever its
+// vector width (kLanes).
 
-// Row t of causal_dots over columns [j, lim) in groups of 8 lanes, rows t and t + 1 at once
+// Row t of causal_dots over columns [j, lim) in groups of kLanes lanes, rows t and t + 1 at once
 // where `two` (lim covers row t + 1's columns; row t's past t are left to the caller).
 LTH_SEQ_TARGET static inline int64_t causal_dots_groups(const float* __restrict a, const float* __restrict bt,
                                                          float* __restrict s, int64_t T, int64_t dh, int64_t t,
@@ -199,37 +213,37 @@ LTH_SEQ_TARGET static inline int64_t causal_dots_groups(const float* __restrict 
   const float* a1 = two ? a0 + dh : a0;
   float* s0 = s + t * T;
   float* s1 = s0 + T;
-  for (; j + 32 <= lim; j += 32) {
-    v8f c[2][4] = {};
+  for (; j + 4 * kLanes <= lim; j += 4 * kLanes) {
+    vw c[2][4] = {};
     for (int64_t i = 0; i < dh; i++) {
-      const v8f x0 = splat<v8f>(a0[i]), x1 = splat<v8f>(a1[i]);
+      const vw x0 = splat<vw>(a0[i]), x1 = splat<vw>(a1[i]);
       const float* b = bt + i * T + j;
       for (int g = 0; g < 4; g++) {
-        const v8f bv = load8(b + 8 * g);
+        const vw bv = loadw(b + kLanes * g);
         c[0][g] = c[0][g] + x0 * bv;
         c[1][g] = c[1][g] + x1 * bv;
       }
     }
     for (int g = 0; g < 4; g++) {
-      store8(s0 + j + 8 * g, c[0][g]);
-      if (two) store8(s1 + j + 8 * g, c[1][g]);
+      storew(s0 + j + kLanes * g, c[0][g]);
+      if (two) storew(s1 + j + kLanes * g, c[1][g]);
     }
   }
-  for (; j + 8 <= lim; j += 8) {
-    v8f c0 = {}, c1 = {};
+  for (; j + kLanes <= lim; j += kLanes) {
+    vw c0 = {}, c1 = {};
     for (int64_t i = 0; i < dh; i++) {
-      const v8f bv = load8(bt + i * T + j);
-      c0 = c0 + splat<v8f>(a0[i]) * bv;
-      c1 = c1 + splat<v8f>(a1[i]) * bv;
+      const vw bv = loadw(bt + i * T + j);
+      c0 = c0 + splat<vw>(a0[i]) * bv;
+      c1 = c1 + splat<vw>(a1[i]) * bv;
     }
-    store8(s0 + j, c0);
-    if (two) store8(s1 + j, c1);
+    storew(s0 + j, c0);
+    if (two) storew(s1 + j, c1);
   }
   return j;
 }
 
 // s[t*T + j] = Σ_i a[t*dh + i]·bt[i*T + j] for j <= t: the scores Q·Kᵀ (bt = Kᵀ) or dO·Vᵀ
-// (bt = Vᵀ). Rows two at a time, sharing bt's loads; columns in groups of 8 lanes, four
+// (bt = Vᵀ). Rows two at a time, sharing bt's loads; columns in groups of kLanes lanes, four
 // groups at a time for independent sums. A group that starts at or before a row's last
 // column is computed whole where it lies within the row (its columns past that are left to
 // the caller, which never reads them); the columns past the last whole group one by one.
@@ -238,7 +252,7 @@ LTH_SEQ_TARGET static void causal_dots(const float* __restrict a, const float* _
   for (int64_t t = 0; t < T; t += 2) {
     const bool two = t + 1 < T;
     const int64_t last = two ? t + 1 : t;  // the pair's last row
-    const int64_t up = (last + 8) & ~(int64_t)7, lim = up < T ? up : T;
+    const int64_t up = (last + kLanes) & ~(int64_t)(kLanes - 1), lim = up < T ? up : T;
     const int64_t j = causal_dots_groups(a, bt, s, T, dh, t, two, 0, lim);
     for (int64_t r = t; r <= last; r++)
       for (int64_t jj = j; jj <= r; jj++) {
@@ -249,26 +263,26 @@ LTH_SEQ_TARGET static void causal_dots(const float* __restrict a, const float* _
   }
 }
 
-// Rows [r0, r0 + R) (R <= 4; fewer at the end, `rows` of them) of a causal product over
-// features [f, f + 8·G), G groups of 8 lanes: out[r] = Σ_u w(r, u)·x[u], the terms in u
+// Rows [r0, r0 + rows) (rows <= R) of a causal product over
+// features [f, f + kLanes·G), G groups of kLanes lanes: out[r] = Σ_u w(r, u)·x[u], the terms in u
 // order. With Rows, w(r, u) = m[r*T + u] for u <= r (P·V, dS·K); otherwise w(r, u) =
 // m[u*T + r] for u >= r (Pᵀ·dO, dSᵀ·Q). The rows share x's loads where their ranges meet.
-template <int G, bool Rows>
+template <int G, int R, bool Rows>
 LTH_SEQ_TARGET static inline void causal_block(const float* __restrict m, const float* __restrict x, float* __restrict out,
                                                int64_t T, int64_t dh, int64_t r0, int rows, int64_t f) {
-  v8f c[4][G] = {};
+  vw c[R][G] = {};
   const auto w = [&](int64_t r, int64_t u) { return Rows ? m[r * T + u] : m[u * T + r]; };
   const auto add = [&](int k, int64_t u) {
-    const v8f ws = splat<v8f>(w(r0 + k, u));
-    for (int g = 0; g < G; g++) c[k][g] = c[k][g] + ws * load8(x + u * dh + f + 8 * g);
+    const vw ws = splat<vw>(w(r0 + k, u));
+    for (int g = 0; g < G; g++) c[k][g] = c[k][g] + ws * loadw(x + u * dh + f + kLanes * g);
   };
   if (Rows) {
     // Every row to r0, then the later rows' last terms, in u order.
     for (int64_t u = 0; u <= r0; u++) {
-      v8f xv[G];
-      for (int g = 0; g < G; g++) xv[g] = load8(x + u * dh + f + 8 * g);
+      vw xv[G];
+      for (int g = 0; g < G; g++) xv[g] = loadw(x + u * dh + f + kLanes * g);
       for (int k = 0; k < rows; k++) {
-        const v8f ws = splat<v8f>(w(r0 + k, u));
+        const vw ws = splat<vw>(w(r0 + k, u));
         for (int g = 0; g < G; g++) c[k][g] = c[k][g] + ws * xv[g];
       }
     }
@@ -280,29 +294,35 @@ LTH_SEQ_TARGET static inline void causal_block(const float* __restrict m, const 
     for (int64_t u = r0; u < top; u++)
       for (int k = 0; k <= (int)(u - r0); k++) add(k, u);
     for (int64_t u = top; u < T; u++) {
-      v8f xv[G];
-      for (int g = 0; g < G; g++) xv[g] = load8(x + u * dh + f + 8 * g);
+      vw xv[G];
+      for (int g = 0; g < G; g++) xv[g] = loadw(x + u * dh + f + kLanes * g);
       for (int k = 0; k < rows; k++) {
-        const v8f ws = splat<v8f>(w(r0 + k, u));
+        const vw ws = splat<vw>(w(r0 + k, u));
         for (int g = 0; g < G; g++) c[k][g] = c[k][g] + ws * xv[g];
       }
     }
   }
   for (int k = 0; k < rows; k++)
-    for (int g = 0; g < G; g++) store8(out + (r0 + k) * dh + f + 8 * g, c[k][g]);
+    for (int g = 0; g < G; g++) storew(out + (r0 + k) * dh + f + kLanes * g, c[k][g]);
 }
 
+// Eight rows at a time: pairs of groups four rows at a time, a single group (a head of fewer
+// than 2·kLanes features: 16 on AVX-512) all eight at once, so that each block keeps eight
+// independent sums; the features past the last whole group one by one.
 template <bool Rows>
 LTH_SEQ_TARGET static void causal_weighted(const float* __restrict m, const float* __restrict x, float* __restrict out,
                                            int64_t T, int64_t dh) {
-  const int64_t groups = dh / 8;
-  for (int64_t r = 0; r < T; r += 4) {
-    const int rows = T - r < 4 ? (int)(T - r) : 4;
+  const int64_t groups = dh / kLanes;
+  for (int64_t r = 0; r < T; r += 8) {
+    const int rows = T - r < 8 ? (int)(T - r) : 8;
     int64_t g = 0;
-    for (; g + 2 <= groups; g += 2) causal_block<2, Rows>(m, x, out, T, dh, r, rows, 8 * g);
-    if (g < groups) causal_block<1, Rows>(m, x, out, T, dh, r, rows, 8 * g);
+    for (; g + 2 <= groups; g += 2) {
+      causal_block<2, 4, Rows>(m, x, out, T, dh, r, rows < 4 ? rows : 4, kLanes * g);
+      if (rows > 4) causal_block<2, 4, Rows>(m, x, out, T, dh, r + 4, rows - 4, kLanes * g);
+    }
+    if (g < groups) causal_block<1, 8, Rows>(m, x, out, T, dh, r, rows, kLanes * g);
     for (int64_t rr = r; rr < r + rows; rr++)
-      for (int64_t f = 8 * groups; f < dh; f++) {
+      for (int64_t f = kLanes * groups; f < dh; f++) {
         float c = 0.0f;
         const int64_t lo = Rows ? 0 : rr, hi = Rows ? rr : T - 1;
         for (int64_t u = lo; u <= hi; u++) c = c + (Rows ? m[rr * T + u] : m[u * T + rr]) * x[u * dh + f];

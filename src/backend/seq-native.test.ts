@@ -144,11 +144,11 @@ function attention(be: typeof ref, qkv: Float32Array, gy: Float32Array, g0: Floa
   return { y, q, k, v, p, g };
 }
 
-// Heads of 1 to 32 features (the products' vector groups of 8 and their scalar tails) over
-// 1 to 40 positions (pairs and blocks of 4 rows with their remainders); 4,400 blocks (more
-// than the pool's 4,096 parts: several blocks a part).
+// Heads of 1 to 32 features (the products' vector groups of 8 or 16 and their scalar tails)
+// over 1 to 130 positions (pairs and blocks of 4 and 8 rows with their remainders, column
+// groups of 4 vectors); 4,400 blocks (more than the pool's 4,096 parts: several blocks a part).
 const ATTENTION: Array<[number, number, number, number]> = [[0, 4, 2, 8], [1, 1, 1, 3], [2, 5, 2, 8], [2, 9, 3, 9], [3, 17, 4, 64], [1, 40, 1, 5],
-  [2, 35, 2, 48], [1, 38, 1, 32], [1, 33, 2, 34], [1100, 3, 4, 8]];
+  [2, 35, 2, 48], [1, 38, 1, 32], [1, 33, 2, 34], [1100, 3, 4, 8], [2, 130, 4, 64]];
 
 test('causalAttention and its backward match the reference; the same bits at 1, 2 and 3 threads and on every SIMD path', { skip }, () => {
   const rnd = prng(7);
