@@ -236,18 +236,39 @@ napi_value AddAct(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
-// addActBackward(gradOut, y, gradA, gradB, n, relu)
-constexpr ArgSpec kAddActBackwardArgs[] = {arg::f32("gradOut"),         arg::f32_or_null("y"), arg::f32_or_null("gradA"),
-                                           arg::f32_or_null("gradB"),    arg::dim("n"),         arg::flag("relu")};
+// addActBackward(gradOut, y, gradA, gradB, n, relu, accumulateA, accumulateB)
+constexpr ArgSpec kAddActBackwardArgs[] = {arg::f32("gradOut"),      arg::f32_or_null("y"), arg::f32_or_null("gradA"),
+                                           arg::f32_or_null("gradB"), arg::dim("n"),         arg::flag("relu"),
+                                           arg::flag("accumulateA"),  arg::flag("accumulateB")};
+
+// d[i] (+)= g[i] over [lo, hi), g = gradOut masked to y > 0 when relu: one plain
+// vectorisable loop per case.
+void add_grad(float* __restrict d, const float* __restrict gy, const float* __restrict y, int64_t lo, int64_t hi,
+              bool relu, bool accumulate) {
+  if (relu && accumulate)
+    for (int64_t i = lo; i < hi; i++) {
+      const float g = gy[i];
+      d[i] += y[i] > 0 ? g : 0.0f;
+    }
+  else if (relu)
+    for (int64_t i = lo; i < hi; i++) {
+      const float g = gy[i];
+      d[i] = y[i] > 0 ? g : 0.0f;
+    }
+  else if (accumulate)
+    for (int64_t i = lo; i < hi; i++) d[i] += gy[i];
+  else
+    std::memcpy(d + lo, gy + lo, (size_t)(hi - lo) * sizeof(float));
+}
 
 napi_value AddActBackward(napi_env env, napi_callback_info info) {
-  Args<6> a(env, info, "addActBackward", kAddActBackwardArgs);
+  Args<8> a(env, info, "addActBackward", kAddActBackwardArgs);
   if (!a.ok()) return nullptr;
   const float *gy = a[0].f32(), *y = a[1].f32();
   float *ga = a[2].f32(), *gb = a[3].f32();
   const bool hasA = a[2].present, hasB = a[3].present;
   const int64_t n = a[4].dim();
-  const bool relu = a[5].flag;
+  const bool relu = a[5].flag, accA = a[6].flag, accB = a[7].flag;
   a.need("gradOut", a[0].len, (u128)n, "n");
   if (relu && !a[1].present && a.ok()) a.fail(false, "y must be a Float32Array with relu, got null");
   if (a[1].present) a.need("y", a[1].len, (u128)n, "n");
@@ -258,24 +279,9 @@ napi_value AddActBackward(napi_env env, napi_callback_info info) {
     FtzScope ftz;
     parallel_units((n + kChunk - 1) / kChunk, n, [&](int64_t b, int64_t e) {
       const int64_t lo = b * kChunk, hi = e * kChunk < n ? e * kChunk : n;
-      // One loop per case, each a plain vectorisable pass.
-      if (relu) {
-        if (hasA)
-          for (int64_t i = lo; i < hi; i++) {
-            const float g = gy[i];
-            ga[i] += y[i] > 0 ? g : 0.0f;
-          }
-        if (hasB)
-          for (int64_t i = lo; i < hi; i++) {
-            const float g = gy[i];
-            gb[i] += y[i] > 0 ? g : 0.0f;
-          }
-      } else {
-        if (hasA)
-          for (int64_t i = lo; i < hi; i++) ga[i] += gy[i];
-        if (hasB)
-          for (int64_t i = lo; i < hi; i++) gb[i] += gy[i];
-      }
+      // gradA's range first, then gradB's: right when they are one array (a + a).
+      if (hasA) add_grad(ga, gy, y, lo, hi, relu, accA);
+      if (hasB) add_grad(gb, gy, y, lo, hi, relu, accB);
     });
   }
   return undefined_value(env);

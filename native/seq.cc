@@ -427,7 +427,8 @@ struct Attention {
   const float* qkv;       // forward input [n, T, 3·dim]
   float* out;             // forward output [n, T, dim]
   const float* gradOut;   // backward: the output's gradient [n, T, dim]
-  float* gradQkv;         // backward: += the input's gradient [n, T, 3·dim]
+  float* gradQkv;         // backward: (+)= the input's gradient [n, T, 3·dim]
+  bool accumulate;        // backward: add to gradQkv (else overwrite it)
   float *q, *k, *v, *p;
   int64_t T, heads, dim, dh;
   double scale;           // 1/√dh, in double (as the reference computes it)
@@ -453,12 +454,18 @@ void gather_block(const float* __restrict src, int64_t stride, int64_t d, double
 // gather_block's converse for the gradients: dst's rows += dq·scale (in double: Q entered
 // scaled), dk and dv.
 void scatter_block(const float* __restrict dq, const float* __restrict dk, const float* __restrict dv, double scale,
-                   float* __restrict dst, int64_t stride, int64_t d, int64_t T, int64_t dh) {
+                   float* __restrict dst, int64_t stride, int64_t d, int64_t T, int64_t dh, bool accumulate) {
   for (int64_t t = 0; t < T; t++) {
     float* __restrict row = dst + t * stride;
-    for (int64_t j = 0; j < dh; j++) row[j] += (float)((double)dq[t * dh + j] * scale);
-    for (int64_t j = 0; j < dh; j++) row[d + j] += dk[t * dh + j];
-    for (int64_t j = 0; j < dh; j++) row[2 * d + j] += dv[t * dh + j];
+    if (accumulate) {
+      for (int64_t j = 0; j < dh; j++) row[j] += (float)((double)dq[t * dh + j] * scale);
+      for (int64_t j = 0; j < dh; j++) row[d + j] += dk[t * dh + j];
+      for (int64_t j = 0; j < dh; j++) row[2 * d + j] += dv[t * dh + j];
+    } else {
+      for (int64_t j = 0; j < dh; j++) row[j] = (float)((double)dq[t * dh + j] * scale);
+      for (int64_t j = 0; j < dh; j++) row[d + j] = dk[t * dh + j];
+      for (int64_t j = 0; j < dh; j++) row[2 * d + j] = dv[t * dh + j];
+    }
   }
 }
 
@@ -497,7 +504,7 @@ void attention_block_backward(const Attention& at, int64_t i) {
   for (int64_t t = 0; t < T; t++) kern.rowBackward(p + t * T, ds + t * T, ds + t * T, t + 1);  // dS
   kern.causalRows(ds, k, dq, T, dh);  // dS·K
   kern.causalCols(ds, q, dk, T, dh);  // dK = dSᵀ·(Q·scale)
-  scatter_block(dq, dk, dv, at.scale, at.gradQkv + b * T * D3 + h * dh, D3, D, T, dh);
+  scatter_block(dq, dk, dv, at.scale, at.gradQkv + b * T * D3 + h * dh, D3, D, T, dh, at.accumulate);
 }
 
 // Blocks [0, blocks) of fn over the pool, in at most 4096 parts of consecutive blocks.
@@ -520,7 +527,8 @@ void run_blocks(const Attention& at, int64_t blocks, void (*fn)(const Attention&
 // The shape arguments of both exports (n, T, heads, dim from argument 6 on), checked, and
 // the lengths of q, k, v and p (from argument `q` on); per = n·T·dim, the length of the
 // [n, T, dim] arrays (the [n, T, 3·dim] ones have three times it). False on an error.
-bool read_attention(Args<10>& a, int64_t q, Attention* at, int64_t* n, unsigned __int128* per) {
+template <size_t N>
+bool read_attention(Args<N>& a, int64_t q, Attention* at, int64_t* n, unsigned __int128* per) {
   *n = a[6].dim();
   at->T = a[7].dim();
   at->heads = a[8].dim();
@@ -567,14 +575,14 @@ napi_value CausalAttention(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
-// causalAttentionBackward(gradOut, q, k, v, p, gradQkv, n, T, heads, dim)
+// causalAttentionBackward(gradOut, q, k, v, p, gradQkv, n, T, heads, dim, accumulate)
 constexpr ArgSpec kCausalAttentionBackwardArgs[] = {arg::f32("gradOut"), arg::f32("q"),   arg::f32("k"),
                                                     arg::f32("v"),       arg::f32("p"),   arg::f32("gradQkv"),
                                                     arg::dim("n"),       arg::dim("T"),   arg::dim("heads"),
-                                                    arg::dim("dim")};
+                                                    arg::dim("dim"),     arg::flag("accumulate")};
 
 napi_value CausalAttentionBackward(napi_env env, napi_callback_info info) {
-  Args<10> a(env, info, "causalAttentionBackward", kCausalAttentionBackwardArgs);
+  Args<11> a(env, info, "causalAttentionBackward", kCausalAttentionBackwardArgs);
   if (!a.ok()) return nullptr;
   Attention at{};
   int64_t n;
@@ -591,6 +599,7 @@ napi_value CausalAttentionBackward(napi_env env, napi_callback_info info) {
   at.v = a[3].f32();
   at.p = a[4].f32();
   at.gradQkv = a[5].f32();
+  at.accumulate = a[10].flag;
   run_blocks(at, n * at.heads, attention_block_backward);
   return undefined_value(env);
 }

@@ -301,9 +301,14 @@ export interface Backend {
 
   /**
    * The gradient of addAct: g = gradOut, masked to y > 0 when `relu` (y the output, then
-   * required); gradA += g and gradB += g, either of them null when not wanted.
+   * required); gradA += g and gradB += g, either of them null when not wanted, or = g
+   * where accumulateA / accumulateB is false (their old contents never read). gradA and
+   * gradB may be one array (a + a): gradA is written first.
    */
-  addActBackward(gradOut: Float32Array, y: Float32Array | null, gradA: Float32Array | null, gradB: Float32Array | null, n: number, relu: boolean): void;
+  addActBackward(
+    gradOut: Float32Array, y: Float32Array | null, gradA: Float32Array | null, gradB: Float32Array | null, n: number, relu: boolean,
+    accumulateA: boolean, accumulateB: boolean,
+  ): void;
 
   /** out[p] = Σ_k x[p, k] / size for each of `planes` planes of `size` ≥ 1 entries (global average pooling). */
   meanPlanes(x: Float32Array, out: Float32Array, planes: number, size: number): void;
@@ -362,11 +367,12 @@ export interface Backend {
 
   /**
    * The gradient of causalAttention from what it saved (q, k, v, p) and the gradient of its
-   * output gradOut [n, T, dim]: gradQkv [n, T, 3·dim] += the gradient of qkv.
+   * output gradOut [n, T, dim]: gradQkv [n, T, 3·dim] += the gradient of qkv, or = it
+   * where `accumulate` is false (gradQkv's old contents never read).
    */
   causalAttentionBackward(
     gradOut: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, p: Float32Array, gradQkv: Float32Array,
-    n: number, T: number, heads: number, dim: number,
+    n: number, T: number, heads: number, dim: number, accumulate: boolean,
   ): void;
 
   /**

@@ -201,7 +201,7 @@ test('batchNormBackward with the ReLU mask from x and shift: the gradients with 
   }
 });
 
-test('addAct and addActBackward match the reference exactly (ReLU, NaN, in place, null gradients)', { skip }, () => {
+test('addAct and addActBackward match the reference exactly (ReLU, NaN, in place, null gradients, added or overwritten, one array for both)', { skip }, () => {
   const rnd = prng(4);
   for (const n of [0, 1, 7, 100_003]) {
     const a = randomArray(n, rnd), b = randomArray(n, rnd);
@@ -216,13 +216,25 @@ test('addAct and addActBackward match the reference exactly (ReLU, NaN, in place
       assert.deepEqual(inPlace, o1, 'addAct in place');
       const gy = randomArray(n, rnd);
       const ga1 = randomArray(n, prng(5)), gb1 = randomArray(n, prng(6)), ga2 = ga1.slice(), gb2 = gb1.slice();
-      ref.addActBackward(gy, relu ? o1 : null, ga1, gb1, n, relu);
-      native!.addActBackward(gy, relu ? o1 : null, ga2, gb2, n, relu);
+      ref.addActBackward(gy, relu ? o1 : null, ga1, gb1, n, relu, true, true);
+      native!.addActBackward(gy, relu ? o1 : null, ga2, gb2, n, relu, true, true);
       assert.deepEqual(ga2, ga1, `addActBackward gradA n=${n} relu=${relu}`);
       assert.deepEqual(gb2, gb1, `addActBackward gradB n=${n} relu=${relu}`);
       const gOnly = randomArray(n, prng(6));
-      native!.addActBackward(gy, relu ? o1 : null, null, gOnly, n, relu);
+      native!.addActBackward(gy, relu ? o1 : null, null, gOnly, n, relu, false, true);
       assert.deepEqual(gOnly, gb1, 'addActBackward with gradA null');
+      // Overwritten: the old contents (NaN here) never read; the masked gradient itself.
+      const masked = gy.map((g, i) => (relu && !(o1[i] > 0) ? 0 : g));
+      const ow1 = new Float32Array(n).fill(NaN), ow2 = new Float32Array(n).fill(NaN), owRef = new Float32Array(n).fill(NaN);
+      native!.addActBackward(gy, relu ? o1 : null, ow1, ow2, n, relu, false, false);
+      ref.addActBackward(gy, relu ? o1 : null, owRef, null, n, relu, false, false);
+      assert.deepEqual(ow1, masked, `addActBackward overwriting gradA n=${n} relu=${relu}`);
+      assert.deepEqual(ow2, masked, `addActBackward overwriting gradB n=${n} relu=${relu}`);
+      assert.deepEqual(owRef, masked, `reference addActBackward overwriting n=${n} relu=${relu}`);
+      // a + a: one array for both gradients, the first overwritten and the second added.
+      const both = new Float32Array(n).fill(NaN);
+      native!.addActBackward(gy, relu ? o1 : null, both, both, n, relu, false, true);
+      assert.deepEqual(both, masked.map((g) => Math.fround(g + g)), `addActBackward into one array n=${n} relu=${relu}`);
     }
   }
 });
@@ -268,7 +280,7 @@ test('the norm kernels validate their arguments with clear errors', { skip }, ()
   assert.throws(() => N.batchNormBackward(f(12), null, gy, f(3), f(3), f(3), null, null, null, gy, 2, 3, 2, true, false, true, true, null),
     err(RangeError, /^batchNormBackward: gradResidual must not share memory with gradOut or gradIn$/));
   assert.throws(() => N.addAct(f(4), f(3), f(4), 4, false), err(RangeError, /^addAct: b has 3 elements, needs n = 4$/));
-  assert.throws(() => N.addActBackward(f(4), null, f(4), f(4), 4, true), err(TypeError, /^addActBackward: y must be a Float32Array with relu, got null$/));
+  assert.throws(() => N.addActBackward(f(4), null, f(4), f(4), 4, true, true, true), err(TypeError, /^addActBackward: y must be a Float32Array with relu, got null$/));
   assert.throws(() => N.meanPlanes(f(4), f(2), 2, 0), err(RangeError, /^meanPlanes: size must be a positive integer, got 0$/));
   assert.throws(() => N.meanPlanesBackward(f(2), f(7), 2, 4), err(RangeError, /^meanPlanesBackward: gradIn has 7 elements, needs planes\*size = 8$/));
 });
@@ -306,7 +318,7 @@ test('the norm kernels give bitwise identical results for 1, 2 and 3 threads', {
         return o;
       }],
       ['addAct', () => { const o = new Float32Array(total); N().addAct(x, y, o, total, true); return o; }],
-      ['addActBackward', () => { const o = new Float32Array(2 * total); N().addActBackward(gy, y, o.subarray(0, total), o.subarray(total), total, true); return o; }],
+      ['addActBackward', () => { const o = new Float32Array(2 * total); N().addActBackward(gy, y, o.subarray(0, total), o.subarray(total), total, true, true, false); return o; }],
       ['meanPlanes', () => { const o = new Float32Array(n * c); N().meanPlanes(x, o, n * c, size); return o; }],
       ['meanPlanesBackward', () => { const o = new Float32Array(total); N().meanPlanesBackward(gy.subarray(0, n * c), o, n * c, size); return o; }],
     ];

@@ -421,12 +421,12 @@ export const referenceBackend: Backend = {
     }
   },
 
-  addActBackward(gradOut, y, gradA, gradB, n, relu) {
+  addActBackward(gradOut, y, gradA, gradB, n, relu, accumulateA, accumulateB) {
     if (relu && !y) throw new TypeError('addActBackward: y is required with relu');
     for (let i = 0; i < n; i++) {
       const g = relu && !(y![i] > 0) ? 0 : gradOut[i];
-      if (gradA) gradA[i] += g;
-      if (gradB) gradB[i] += g;
+      if (gradA) gradA[i] = accumulateA ? gradA[i] + g : g;
+      if (gradB) gradB[i] = accumulateB ? gradB[i] + g : g;
     }
   },
 
@@ -509,7 +509,8 @@ export const referenceBackend: Backend = {
     }
   },
 
-  causalAttentionBackward(gradOut, q, k, v, p, gradQkv, n, T, heads, dim) {
+  causalAttentionBackward(gradOut, q, k, v, p, gradQkv, n, T, heads, dim, accumulate) {
+    if (!accumulate) gradQkv.fill(0, 0, n * T * 3 * dim);
     const dh = dim / heads, per = T * dh, scale = 1 / Math.sqrt(dh);
     const go = new Float32Array(per), ds = new Float32Array(T * T), dq = new Float32Array(per), dk = new Float32Array(per), dv = new Float32Array(per);
     for (let b = 0; b < n; b++) {

@@ -140,7 +140,7 @@ function attention(be: typeof ref, qkv: Float32Array, gy: Float32Array, g0: Floa
   const y = new Float32Array(n * T * dim), q = new Float32Array(n * T * dim), k = q.slice(), v = q.slice();
   const p = new Float32Array(n * heads * T * T), g = g0.slice();
   be.causalAttention(qkv, y, q, k, v, p, n, T, heads, dim);
-  be.causalAttentionBackward(gy, q, k, v, p, g, n, T, heads, dim);
+  be.causalAttentionBackward(gy, q, k, v, p, g, n, T, heads, dim, true);
   return { y, q, k, v, p, g };
 }
 
@@ -174,6 +174,19 @@ test('causalAttention and its backward match the reference; the same bits at 1, 
   } finally {
     native!.setSimd(before.simd);
     native!.setThreads(before.threads);
+  }
+});
+
+test('causalAttentionBackward overwrites gradQkv when not accumulating: the bits of adding to zeros, its old contents never read', { skip }, () => {
+  const rnd = prng(8);
+  for (const [n, T, heads, dim] of [[2, 9, 3, 9], [2, 130, 4, 64]] as const) {
+    const qkv = randomArray(n * T * 3 * dim, rnd, -2, 2), gy = randomArray(n * T * dim, rnd);
+    for (const be of [native!, ref]) {
+      const zeros = attention(be, qkv, gy, new Float32Array(n * T * 3 * dim), n, T, heads, dim);
+      const g = new Float32Array(n * T * 3 * dim).fill(NaN);
+      be.causalAttentionBackward(gy, zeros.q, zeros.k, zeros.v, zeros.p, g, n, T, heads, dim, false);
+      assert.deepEqual(g, zeros.g, `${be.name}: n=${n} T=${T} heads=${heads} dim=${dim}`);
+    }
   }
 });
 
@@ -243,5 +256,5 @@ test('the sequence kernels check their arguments', { skip }, () => {
   assert.throws(() => native!.causalAttention(f(24), f(8), f(8), f(8), f(8), f(8), 1, 2, 0, 4), /heads/);
   assert.throws(() => native!.causalAttention(f(23), f(8), f(8), f(8), f(8), f(8), 1, 2, 2, 4), /qkv/);
   assert.throws(() => native!.causalAttention(f(24), f(8), f(8), f(8), f(8), f(7), 1, 2, 2, 4), /p has 7/);
-  assert.throws(() => native!.causalAttentionBackward(f(8), f(8), f(8), f(8), f(8), f(23), 1, 2, 2, 4), /gradQkv/);
+  assert.throws(() => native!.causalAttentionBackward(f(8), f(8), f(8), f(8), f(8), f(23), 1, 2, 2, 4, true), /gradQkv/);
 });

@@ -83,7 +83,7 @@ export function batchNorm2d(
       gr?.grad ?? null, n, c, size, training, relu, !gx?.overwrite, !gr?.overwrite, relu && !residual ? shift : null,
     );
     // The kernel's two gradient outputs must not alias: a residual that is x itself gets its share apart.
-    if (residual === x && x.requiresGrad) be.addActBackward(y.grad!, relu ? y.data : null, x.ensureGrad(), null, y.size, relu);
+    if (residual === x && x.requiresGrad) be.addActBackward(y.grad!, relu ? y.data : null, x.ensureGrad(), null, y.size, relu, true, false);
   });
 }
 
@@ -96,7 +96,11 @@ export function add(a: Tensor, b: Tensor, activation: 'none' | 'relu' = 'none'):
   const y = Tensor.empty(a.shape);
   be.addAct(a.data, b.data, y.data, y.size, relu);
   return recordOp(y, [a, b], () => {
-    be.addActBackward(y.grad!, relu ? y.data : null, a.requiresGrad ? a.ensureGrad() : null, b.requiresGrad ? b.ensureGrad() : null, y.size, relu);
+    // Gradients that nothing has reached yet are overwritten rather than zeroed and added to
+    // (a's first: when b is a, its sink then adds).
+    const ga = a.requiresGrad ? a.gradSink() : null;
+    const gb = b.requiresGrad ? b.gradSink() : null;
+    be.addActBackward(y.grad!, relu ? y.data : null, ga?.grad ?? null, gb?.grad ?? null, y.size, relu, !ga?.overwrite, !gb?.overwrite);
   });
 }
 

@@ -123,8 +123,15 @@ export function meanOverTime(x: Tensor): Tensor {
     }
   }
   return recordOp(y, [x], () => {
-    const g = x.ensureGrad(), gy = y.grad!;
-    for (let b = 0; b < n; b++) for (let t = 0; t < T; t++) for (let j = 0; j < D; j++) g[(b * T + t) * D + j] += gy[b * D + j] / T;
+    const { grad: g, overwrite } = x.gradSink(), gy = y.grad!;
+    for (let b = 0; b < n; b++) {
+      for (let t = 0; t < T; t++) {
+        for (let j = 0; j < D; j++) {
+          const i = (b * T + t) * D + j, v = gy[b * D + j] / T;
+          g[i] = overwrite ? v : g[i] + v;
+        }
+      }
+    }
   });
 }
 
@@ -206,5 +213,8 @@ export function causalAttention(qkv: Tensor, heads: number): Tensor {
   const q = scratchArray(n * T * D), k = scratchArray(n * T * D), v = scratchArray(n * T * D), p = scratchArray(n * heads * T * T);
   const y = Tensor.empty([n, T, D]);
   be.causalAttention(qkv.data, y.data, q, k, v, p, n, T, heads, D);
-  return recordOp(y, [qkv], () => be.causalAttentionBackward(y.grad!, q, k, v, p, qkv.ensureGrad(), n, T, heads, D));
+  return recordOp(y, [qkv], () => {
+    const sink = qkv.gradSink();  // overwritten when nothing has reached it yet (no zeroing pass)
+    be.causalAttentionBackward(y.grad!, q, k, v, p, sink.grad, n, T, heads, D, !sink.overwrite);
+  });
 }
