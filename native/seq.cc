@@ -352,14 +352,14 @@ napi_value LayerNorm(napi_env env, napi_callback_info info) {
 // Groups of rows layerNormBackward sums gamma's and beta's gradients in: enough for the pool.
 constexpr int64_t kNormGroups = 8;
 
-// layerNormBackward(x, gamma, mean, rstd, gradOut, gradX, gradGamma | null, gradBeta | null, rows, cols)
+// layerNormBackward(x, gamma, mean, rstd, gradOut, gradX, gradGamma | null, gradBeta | null, rows, cols, accumulateX)
 constexpr ArgSpec kLayerNormBackwardArgs[] = {arg::f32("x"),       arg::f32("gamma"), arg::f32("mean"),
                                               arg::f32("rstd"),    arg::f32("gradOut"), arg::f32("gradX"),
                                               arg::f32_or_null("gradGamma"), arg::f32_or_null("gradBeta"),
-                                              arg::dim("rows"),    arg::dim("cols")};
+                                              arg::dim("rows"),    arg::dim("cols"),    arg::flag("accumulateX")};
 
 napi_value LayerNormBackward(napi_env env, napi_callback_info info) {
-  Args<10> a(env, info, "layerNormBackward", kLayerNormBackwardArgs);
+  Args<11> a(env, info, "layerNormBackward", kLayerNormBackwardArgs);
   if (!a.ok()) return nullptr;
   const int64_t rows = a[8].dim(), cols = a[9].dim();
   a.need("x", a[0].len, rows, cols, "rows*cols");
@@ -374,6 +374,7 @@ napi_value LayerNormBackward(napi_env env, napi_callback_info info) {
   FtzScope ftz;
   const float *x = a[0].f32(), *gamma = a[1].f32(), *mean = a[2].f32(), *rstd = a[3].f32(), *go = a[4].f32();
   float *gx = a[5].f32(), *gg = a[6].present ? a[6].f32() : nullptr, *gb = a[7].present ? a[7].f32() : nullptr;
+  const bool accX = a[10].flag;
   // The rows in up to kNormGroups groups fixed by their count: each group's gamma and beta
   // gradients summed in row order into its own partial, the partials then added to
   // gradGamma and gradBeta in group order, so results do not depend on the thread count.
@@ -399,7 +400,8 @@ napi_value LayerNormBackward(napi_env env, napi_callback_info info) {
         const float msd = (float)(sd / cols), msdx = (float)(sdx / cols);
         for (int64_t j = 0; j < cols; j++) {
           const float xh = (x[o + j] - mu) * rs;
-          gx[o + j] += rs * (go[o + j] * gamma[j] - msd - xh * msdx);
+          const float v = rs * (go[o + j] * gamma[j] - msd - xh * msdx);
+          gx[o + j] = accX ? gx[o + j] + v : v;
           if (sums) {
             pg[j] += go[o + j] * xh;
             pb[j] += go[o + j];

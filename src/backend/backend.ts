@@ -386,12 +386,14 @@ export interface Backend {
   ): void;
 
   /**
-   * The gradient of layerNorm: gradX += the input gradient; gradGamma += Σ_rows gradOut⊙x̂ and
-   * gradBeta += Σ_rows gradOut (either may be null: not wanted).
+   * The gradient of layerNorm: gradX += the input gradient (or = it where accumulateX is
+   * false: its old contents never read); gradGamma += Σ_rows gradOut⊙x̂ and gradBeta +=
+   * Σ_rows gradOut (either may be null: not wanted).
    */
   layerNormBackward(
     x: Float32Array, gamma: Float32Array, mean: Float32Array, rstd: Float32Array, gradOut: Float32Array,
     gradX: Float32Array, gradGamma: Float32Array | null, gradBeta: Float32Array | null, rows: number, cols: number,
+    accumulateX: boolean,
   ): void;
 
   // ---------------------------------------------------------------- sparse (masked fully connected)

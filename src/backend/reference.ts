@@ -552,7 +552,7 @@ export const referenceBackend: Backend = {
     }
   },
 
-  layerNormBackward(x, gamma, mean, rstd, gradOut, gradX, gradGamma, gradBeta, rows, cols) {
+  layerNormBackward(x, gamma, mean, rstd, gradOut, gradX, gradGamma, gradBeta, rows, cols, accumulateX) {
     for (let r = 0; r < rows; r++) {
       const o = r * cols, mu = mean[r], rs = rstd[r];
       // With x̂ = (x - μ)·rstd and d = gradOut⊙γ: gradX = rstd·(d - mean(d) - x̂·mean(d⊙x̂)).
@@ -566,7 +566,8 @@ export const referenceBackend: Backend = {
       sdx /= cols;
       for (let j = 0; j < cols; j++) {
         const xh = (x[o + j] - mu) * rs;
-        gradX[o + j] += rs * (gradOut[o + j] * gamma[j] - sd - xh * sdx);
+        const v = rs * (gradOut[o + j] * gamma[j] - sd - xh * sdx);
+        gradX[o + j] = accumulateX ? gradX[o + j] + v : v;
         if (gradGamma) gradGamma[j] += gradOut[o + j] * xh;
         if (gradBeta) gradBeta[j] += gradOut[o + j];
       }

@@ -69,7 +69,7 @@ test('softmaxRows (plain and causal, in place) and its backward match the refere
   assert.deepEqual([...causal].map((v) => +v.toFixed(4)), [1, 0, 0, 0.5, 0.5, 0, 0.3333, 0.3333, 0.3333]);
 });
 
-test('layerNorm and layerNormBackward match the reference (gradients accumulate; null weight gradients)', { skip }, () => {
+test('layerNorm and layerNormBackward match the reference (gradients accumulate, or the input gradient overwrites; null weight gradients)', { skip }, () => {
   const rnd = prng(3);
   for (const [rows, cols] of SIZES) {
     const x = randomArray(rows * cols, rnd, -4, 6), gamma = randomArray(cols, rnd), beta = randomArray(cols, rnd);
@@ -80,14 +80,21 @@ test('layerNorm and layerNormBackward match the reference (gradients accumulate;
     close(r2, r1, 1e-5, `rstd ${rows}x${cols}`);
     const go = randomArray(rows * cols, rnd), gx0 = randomArray(rows * cols, rnd), gg0 = randomArray(cols, rnd), gb0 = randomArray(cols, rnd);
     const [gx1, gx2, gg1, gg2, gb1, gb2] = [gx0.slice(), gx0.slice(), gg0.slice(), gg0.slice(), gb0.slice(), gb0.slice()];
-    ref.layerNormBackward(x, gamma, m1, r1, go, gx1, gg1, gb1, rows, cols);
-    native!.layerNormBackward(x, gamma, m1, r1, go, gx2, gg2, gb2, rows, cols);
+    ref.layerNormBackward(x, gamma, m1, r1, go, gx1, gg1, gb1, rows, cols, true);
+    native!.layerNormBackward(x, gamma, m1, r1, go, gx2, gg2, gb2, rows, cols, true);
     close(gx2, gx1, 1e-4, `gradX ${rows}x${cols}`);
     close(gg2, gg1, 1e-4, `gradGamma ${rows}x${cols}`);
     close(gb2, gb1, 1e-4, `gradBeta ${rows}x${cols}`);
     const gx3 = gx0.slice();
-    native!.layerNormBackward(x, gamma, m1, r1, go, gx3, null, null, rows, cols);
+    native!.layerNormBackward(x, gamma, m1, r1, go, gx3, null, null, rows, cols, true);
     close(gx3, gx1, 1e-4, `gradX without weight gradients ${rows}x${cols}`);
+    // Overwritten: the bits of adding to zeros, the old contents (NaN) never read.
+    const fromZero = new Float32Array(rows * cols), over = new Float32Array(rows * cols).fill(NaN), refOver = over.slice();
+    native!.layerNormBackward(x, gamma, m1, r1, go, fromZero, null, null, rows, cols, true);
+    native!.layerNormBackward(x, gamma, m1, r1, go, over, null, null, rows, cols, false);
+    assert.deepEqual(over, fromZero, `gradX overwritten ${rows}x${cols}`);
+    ref.layerNormBackward(x, gamma, m1, r1, go, refOver, null, null, rows, cols, false);
+    close(refOver, fromZero, 1e-4, `reference gradX overwritten ${rows}x${cols}`);
   }
 });
 
@@ -223,7 +230,7 @@ test('layerNorm and its backward on the pool: the reference\'s values, the same 
         const out = new Float32Array(rows * cols), mean = new Float32Array(rows), rstd = new Float32Array(rows);
         be.layerNorm(x, gamma, beta, out, mean, rstd, rows, cols, 1e-5);
         const gx = gx0.slice(), gg = gg0.slice(), gb = gb0.slice();
-        be.layerNormBackward(x, gamma, mean, rstd, go, gx, gg, gb, rows, cols);
+        be.layerNormBackward(x, gamma, mean, rstd, go, gx, gg, gb, rows, cols, true);
         return Float32Array.from([...out, ...mean, ...rstd, ...gx, ...gg, ...gb]);
       };
       const want = run(ref);

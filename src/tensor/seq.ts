@@ -144,8 +144,9 @@ export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5): T
   const mean = scratchArray(rows), rstd = scratchArray(rows);
   be.layerNorm(x.data, gamma.data, beta.data, y.data, mean, rstd, rows, D, eps);
   return recordOp(y, [x, gamma, beta], () => {
-    be.layerNormBackward(x.data, gamma.data, mean, rstd, y.grad!, x.ensureGrad(), gamma.requiresGrad ? gamma.ensureGrad() : null,
-      beta.requiresGrad ? beta.ensureGrad() : null, rows, D);
+    const sink = x.gradSink();  // overwritten when nothing has reached it yet (no zeroing pass)
+    be.layerNormBackward(x.data, gamma.data, mean, rstd, y.grad!, sink.grad, gamma.requiresGrad ? gamma.ensureGrad() : null,
+      beta.requiresGrad ? beta.ensureGrad() : null, rows, D, !sink.overwrite);
   });
 }
 
