@@ -311,6 +311,32 @@ napi_value SoftmaxRowsBackward(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
+// Σ_j f(j) over j < n as four interleaved double sums (j mod 4) added as (s0 + s1) + (s2 +
+// s3): a layer norm's row of a few dozen values is otherwise one chain of dependent
+// additions, bound by their latency.
+template <class F>
+inline double sum4(int64_t n, F f) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) s0 += f(j), s1 += f(j + 1), s2 += f(j + 2), s3 += f(j + 3);
+  for (; j < n; j++) s0 += f(j);
+  return (s0 + s1) + (s2 + s3);
+}
+
+// sum4 of f and of g in one pass.
+template <class F, class G>
+inline void sums4(int64_t n, F f, G g, double* sf, double* sg) {
+  double f0 = 0, f1 = 0, f2 = 0, f3 = 0, g0 = 0, g1 = 0, g2 = 0, g3 = 0;
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    f0 += f(j), f1 += f(j + 1), f2 += f(j + 2), f3 += f(j + 3);
+    g0 += g(j), g1 += g(j + 1), g2 += g(j + 2), g3 += g(j + 3);
+  }
+  for (; j < n; j++) f0 += f(j), g0 += g(j);
+  *sf = (f0 + f1) + (f2 + f3);
+  *sg = (g0 + g1) + (g2 + g3);
+}
+
 // layerNorm(x, gamma, beta, out, mean, rstd, rows, cols, eps)
 constexpr ArgSpec kLayerNormArgs[] = {arg::f32("x"),    arg::f32("gamma"), arg::f32("beta"),
                                       arg::f32("out"),  arg::f32("mean"),  arg::f32("rstd"),
@@ -334,11 +360,8 @@ napi_value LayerNorm(napi_env env, napi_callback_info info) {
   lth::parallel_units(rows, rows * cols, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
       const float* xr = x + r * cols;
-      double s = 0;
-      for (int64_t j = 0; j < cols; j++) s += xr[j];
-      const double mu = s / cols;
-      double v = 0;
-      for (int64_t j = 0; j < cols; j++) v += (xr[j] - mu) * (xr[j] - mu);
+      const double mu = sum4(cols, [&](int64_t j) { return (double)xr[j]; }) / cols;
+      const double v = sum4(cols, [&](int64_t j) { return (xr[j] - mu) * (xr[j] - mu); });
       const float rs = (float)(1 / std::sqrt(v / cols + eps)), m = (float)mu;
       mean[r] = m;
       rstd[r] = rs;
@@ -391,12 +414,10 @@ napi_value LayerNormBackward(napi_env env, napi_callback_info info) {
       for (int64_t r = rows * g / groups; r < rows * (g + 1) / groups; r++) {
         const int64_t o = r * cols;
         const float mu = mean[r], rs = rstd[r];
-        double sd = 0, sdx = 0;
-        for (int64_t j = 0; j < cols; j++) {
-          const float d = go[o + j] * gamma[j], xh = (x[o + j] - mu) * rs;
-          sd += d;
-          sdx += (double)d * xh;
-        }
+        double sd, sdx;
+        sums4(
+            cols, [&](int64_t j) { return (double)(go[o + j] * gamma[j]); },
+            [&](int64_t j) { return (double)(go[o + j] * gamma[j]) * ((x[o + j] - mu) * rs); }, &sd, &sdx);
         const float msd = (float)(sd / cols), msdx = (float)(sdx / cols);
         for (int64_t j = 0; j < cols; j++) {
           const float xh = (x[o + j] - mu) * rs;
