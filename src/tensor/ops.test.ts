@@ -136,3 +136,12 @@ test('after an optimiser step the weight gradients are overwritten, not added to
   assert.deepEqual(Array.from(w.grad!), after);
   assert.throws(() => Tensor.zeros([2]).markGradZero(), /markGradZero: the tensor has no gradient buffer/);
 });
+
+test('softmaxCrossEntropy: a fresh gradient is overwritten, one that earlier passes reached is added to', () => {
+  const rng = new Rng(10, 'test');
+  const logits = randomTensor([3, 4], rng), labels = Int32Array.from([0, 3, 1]);
+  softmaxCrossEntropy(logits, labels).backward();
+  const once = Array.from(logits.grad!);
+  softmaxCrossEntropy(logits, labels).backward();
+  assert.deepEqual(Array.from(logits.grad!), once.map((g) => Math.fround(g + g)));
+});

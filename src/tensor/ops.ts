@@ -66,7 +66,7 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Int32Array): Tensor 
   const loss = new Tensor(Float32Array.of(total / n), []);
   return recordOp(loss, [logits], () => {
     const g = loss.grad![0];
-    const gx = logits.ensureGrad();
-    for (let i = 0; i < gx.length; i++) gx[i] += g * gradLogits![i];
+    const { grad: gx, overwrite } = logits.gradSink();  // overwritten when nothing has reached it yet
+    for (let i = 0; i < gx.length; i++) gx[i] = overwrite ? g * gradLogits![i] : gx[i] + g * gradLogits![i];
   });
 }
