@@ -20,9 +20,12 @@ inline decltype(Kernels::gemm) nt_product(int64_t m, int64_t n, int64_t k) {
 }
 
 // Whether the path in use has AVX2 (the avx2 and avx512 paths): the units that compile their
-// loops twice, for AVX2 without FMA and for the baseline (norm.cc, seq.cc), run the AVX2
-// copy then; both give the same bits.
+// loops per ISA without FMA (norm.cc, seq.cc) run their AVX2 copy then, where they have no
+// AVX-512 one; every copy gives the same bits.
 inline bool avx2_in_use() { return strcmp(gK->name, "scalar") != 0; }
+
+// Whether the path in use is avx512 (seq.cc's AVX-512 copy).
+inline bool avx512_in_use() { return strcmp(gK->name, "avx512") == 0; }
 
 // Floats of a thread's GEMM scratch: the most any path this CPU has needs, so that a
 // buffer allocated for one path serves after setSimd switches to another.

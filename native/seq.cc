@@ -93,7 +93,7 @@ namespace baseline {
 // The copy for the path in use (the GEMM's, switched by setSimd): the same results from each.
 const SeqKernels& kernels() {
 #ifdef LTH_SEQ_X86
-  if (strcmp(lth::gK->name, "avx512") == 0) return avx512::kTable;
+  if (lth::avx512_in_use()) return avx512::kTable;
   if (lth::avx2_in_use()) return avx2::kTable;
 #endif
   return baseline::kTable;
