@@ -85,7 +85,7 @@ namespace scalar {
 // The table of the path in use (the GEMM's, switched by setSimd).
 const ConvKernels& kernels() {
 #ifdef LTH_SC_X86
-  if (!std::strcmp(lth::gK->name, "avx512")) return avx512::kTable;
+  if (lth::avx512_in_use()) return avx512::kTable;
   if (!std::strcmp(lth::gK->name, "avx2")) return avx2::kTable;
 #endif
   return scalar::kTable;
