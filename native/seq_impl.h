@@ -28,10 +28,12 @@ LTH_SEQ_TARGET static inline vw loadw(const float* p) {
 
 LTH_SEQ_TARGET static inline void storew(float* p, vw v) { __builtin_memcpy(p, &v, sizeof v); }
 
-// A value of type V (a float, or lanes of one) from a float.
+// A value of type V (a float, or lanes of one) from a float. a - 0 is a for every a, -0
+// included, so it compiles to a broadcast alone; V{} + a turns -0 into +0 and costs an
+// addition per call.
 template <class V>
 LTH_SEQ_TARGET static inline V splat(float a) {
-  return V{} + a;
+  return a - V{};
 }
 
 LTH_SEQ_TARGET static inline int32_t to_int32(float a) { return (int32_t)a; }
