@@ -127,6 +127,11 @@ struct Kernels {
   // o[(4*i + j)*n + r*tw + x]), with its accumulate, bias and ReLU.
   void (*winoStore4)(const float* o, int64_t n, int64_t width, int64_t rows, float* y, bool accumulate,
                      const float* bias, bool relu);
+  // winoStorePool for 4x4 tiles, each four pooling windows: for `rows` tile rows of tw
+  // tiles, window (pi, pj) of tile r*tw + x pools its outputs o[(4*(2pi + a) + 2pj + b)*n +
+  // r*tw + x] in window order 2a + b to pooled[(2r + pi)*2tw + 2x + pj] and argmax there.
+  void (*winoStorePool4)(const float* o, int64_t n, int64_t rows, int64_t tw, float* pooled, uint8_t* argmax,
+                         const float* bias, bool relu);
   // winoSplitRows with phases mod 4: plane 4*(py & 3) + (px & 3), at (py >> 2)*ld + (px >> 2).
   void (*winoSplitRows4)(const float* s, int64_t sstride, int64_t n, int64_t rows, int64_t ry, int64_t rc, float* q,
                          int64_t qs, int64_t ld);

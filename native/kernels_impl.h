@@ -399,31 +399,88 @@ void winoStore(const float* o, int64_t n, int64_t width, int64_t rows, float* y,
   with_store_flags<WinoStore>(accumulate, bias != nullptr, relu, o, n, width, rows, y, bias ? *bias : 0.0f);
 }
 
+// One pooling window's value and argmax from its four outputs w0..w3 (window order), each
+// + bias when BIAS and then max(0, ·) when RELU: the first maximum, a NaN winning (the first
+// NaN), as maxPool2d. Selects, not branches, so that the callers' loops vectorise.
+template <bool BIAS, bool RELU>
+inline void pool_window(float w0, float w1, float w2, float w3, float bias, float* __restrict best, uint8_t* __restrict at) {
+  const float w[4] = {w0, w1, w2, w3};
+  float b = wino_value<false, BIAS, RELU>(0.0f, w[0], bias);
+  int32_t a = 0;
+  for (int k = 1; k < 4; k++) {
+    const float v = wino_value<false, BIAS, RELU>(0.0f, w[k], bias);
+    const bool beats = v > b || (v != v && b == b);
+    b = beats ? v : b;
+    a = beats ? k : a;
+  }
+  *best = b;
+  *at = (uint8_t)a;
+}
+
 // Pooled outputs always overwrite: ACC is there for with_store_flags and is never set.
 template <bool ACC, bool BIAS, bool RELU>
 struct WinoStorePool {
-  static void run(const float* __restrict o, int64_t n, int64_t count, float* __restrict pooled,
-                  uint8_t* __restrict argmax, float bias) {
-    // Selects, not branches, so that the loop vectorises: v beats best when it is larger,
-    // or NaN where best is not (maxPool2d's rule).
-    for (int64_t t = 0; t < count; t++) {
-      float best = wino_value<false, BIAS, RELU>(0.0f, o[t], bias);
-      int32_t at = 0;
-      for (int k = 1; k < 4; k++) {
-        const float v = wino_value<false, BIAS, RELU>(0.0f, o[k * n + t], bias);
-        const bool beats = v > best || (v != v && best == best);
-        best = beats ? v : best;
-        at = beats ? k : at;
-      }
-      pooled[t] = best;
-      argmax[t] = (uint8_t)at;
-    }
+  // Windows t < count of four streams w0..w3 (window order).
+  static void run4(const float* __restrict w0, const float* __restrict w1, const float* __restrict w2,
+                   const float* __restrict w3, int64_t count, float* __restrict pooled, uint8_t* __restrict argmax,
+                   float bias) {
+    for (int64_t t = 0; t < count; t++) pool_window<BIAS, RELU>(w0[t], w1[t], w2[t], w3[t], bias, pooled + t, argmax + t);
+  }
+  static void run(const float* o, int64_t n, int64_t count, float* pooled, uint8_t* argmax, float bias) {
+    run4(o, o + n, o + 2 * n, o + 3 * n, count, pooled, argmax, bias);
   }
 };
 
 void winoStorePool(const float* o, int64_t n, int64_t count, float* pooled, uint8_t* argmax, const float* bias,
                    bool relu) {
   with_store_flags<WinoStorePool>(false, bias != nullptr, relu, o, n, count, pooled, argmax, bias ? *bias : 0.0f);
+}
+
+// 4x4 tiles, four windows each: window (pi, pj) of tile row r, tile x pools outputs
+// (2pi + a, 2pj + b) in window order 2a + b to pooled row 2r + pi, column 2x + pj. Each of
+// the four window positions is pooled over a run of tiles into a buffer (WinoStorePool's
+// loop, which vectorises), then the buffers are interleaved into the pooled rows. A run
+// is whole tile rows (whose tiles are consecutive in o) when a row fits in the buffer, so
+// that rows of 8 tiles still fill the vector lanes; else part of one row.
+template <bool ACC, bool BIAS, bool RELU>
+struct WinoStorePool4 {
+  static void run(const float* __restrict o, int64_t n, int64_t rows, int64_t tw, float* __restrict pooled,
+                  uint8_t* __restrict argmax, float bias) {
+    constexpr int64_t kRun = 256;
+    float best[4][kRun];
+    uint8_t at[4][kRun];
+    const int64_t rowsPerRun = tw <= kRun ? kRun / tw : 1;
+    for (int64_t r0 = 0; r0 < rows; r0 += rowsPerRun) {
+      const int64_t nr = min64(rowsPerRun, rows - r0);
+      for (int64_t x0 = 0; x0 < tw; x0 += kRun) {
+        const int64_t len = min64(kRun, tw - x0);  // each row's tiles in this run: all tw of them when nr > 1
+        for (int w = 0; w < 4; w++) {
+          // Window position w = 2pi + pj starts at output (2pi, 2pj); the others follow in window order.
+          const float* s = o + (8 * (w >> 1) + 2 * (w & 1)) * n + r0 * tw + x0;
+          WinoStorePool<false, BIAS, RELU>::run4(s, s + n, s + 4 * n, s + 5 * n, nr * len, best[w], at[w], bias);
+        }
+        for (int64_t r = 0; r < nr; r++)
+          for (int pi = 0; pi < 2; pi++) {
+            const int64_t row = (2 * (r0 + r) + pi) * 2 * tw + 2 * x0;
+            const float* __restrict b0 = best[2 * pi] + r * len;
+            const float* __restrict b1 = best[2 * pi + 1] + r * len;
+            const uint8_t* __restrict a0 = at[2 * pi] + r * len;
+            const uint8_t* __restrict a1 = at[2 * pi + 1] + r * len;
+            for (int64_t x = 0; x < len; x++) {
+              pooled[row + 2 * x] = b0[x];
+              pooled[row + 2 * x + 1] = b1[x];
+              argmax[row + 2 * x] = a0[x];
+              argmax[row + 2 * x + 1] = a1[x];
+            }
+          }
+      }
+    }
+  }
+};
+
+void winoStorePool4(const float* o, int64_t n, int64_t rows, int64_t tw, float* pooled, uint8_t* argmax,
+                    const float* bias, bool relu) {
+  with_store_flags<WinoStorePool4>(false, bias != nullptr, relu, o, n, rows, tw, pooled, argmax, bias ? *bias : 0.0f);
 }
 
 // a[k] = s[2k] for 2k < n, b[k] = s[2k + 1] for 2k + 1 < n.
@@ -879,5 +936,5 @@ bool nt_faster(int64_t, int64_t, int64_t) { return false; }
 
 const lth::Kernels kTable = {
     kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoInRows, winoInCols, winoOut, winoStore, winoStorePool, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
-    winoIn4, winoIn4Rows, winoIn4Cols, winoOut4, winoStore4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols, LTH_GEMM_NT, nt_faster, packA, packB, WINO4_NARROW_TILES,
+    winoIn4, winoIn4Rows, winoIn4Cols, winoOut4, winoStore4, winoStorePool4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols, LTH_GEMM_NT, nt_faster, packA, packB, WINO4_NARROW_TILES,
 };

@@ -1,9 +1,10 @@
 // winograd.cc: conv3x3 and conv3x3WeightGrad, the stride-1 3x3 convolution of the native
 // backend and its weight gradient (the Backend methods of the same names;
 // src/backend/backend.ts documents them and src/backend/reference.ts is the oracle), by
-// Winograd's F(2x2, 3x3) algorithm.
+// Winograd's F(2x2, 3x3) or F(4x4, 3x3) algorithm (the caller's choice of tile).
 //
-// Each 2x2 block of outputs (a tile) is computed from the 4x4 input patch under it:
+// F(2x2, 3x3), which F(4x4) follows with 6x6 patches and 36 entries: each 2x2 block of
+// outputs (a tile) is computed from the 4x4 input patch under it:
 // with V = Bᵀ·d·B per input channel and U = G·g·Gᵀ per filter, the 16 entries of
 // M = Σ_c U ⊙ V are 16 independent products U_e [out x in] · V_e [in x tiles], run on
 // the GEMM of the path in use; Y = Aᵀ·M·A. That is 16 multiplications per tile and
@@ -47,8 +48,8 @@ struct Job {
   int tile;  // outputs per tile side: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3)
   const float* bias = nullptr;  // [cout], added to each output channel after the sum (or null)
   bool relu = false;            // max(0, ·) after that
-  // With pooled (tile 2, even outH and outW): 2x2 max pooling of the stored values into
-  // pooled [n][cout][th][tw] and each window's argmax, in place of `out`.
+  // With pooled (outH and outW multiples of the tile): 2x2 max pooling of the stored values
+  // into pooled [n][cout][outH/2][outW/2] and each window's argmax, in place of `out`.
   float* pooled = nullptr;
   uint8_t* argmax = nullptr;
   int64_t entries() const { return (int64_t)(tile + 2) * (tile + 2); }  // E, the transform's size
@@ -248,8 +249,12 @@ Transformed input_transform(const Job& j, int64_t blk, bool packed) {
   return {V, T, vs, 0};
 }
 
-// Where tile row ty of image img and output channel o pools to (Job::pooled, argmax).
-int64_t pooled_at(const Job& j, int64_t img, int64_t o, int64_t ty) { return ((img * j.cout + o) * j.th + ty) * j.tw; }
+// Where tile row ty of image img and output channel o pools to (Job::pooled, argmax): its
+// tile/2 pooled rows of tw*tile/2 values.
+int64_t pooled_at(const Job& j, int64_t img, int64_t o, int64_t ty) {
+  const int64_t half = j.tile / 2;
+  return ((img * j.cout + o) * j.th + ty) * half * j.tw * half;
+}
 
 // Asks for output channel o's rows of tile rows [q0, q1) to be brought into cache for writing.
 void prefetch_out(const Job& j, int64_t q0, int64_t q1, int64_t o) {
@@ -258,7 +263,8 @@ void prefetch_out(const Job& j, int64_t q0, int64_t q1, int64_t o) {
     const int64_t ty1 = (img + 1) * j.th < q1 ? j.th : q1 - img * j.th;
     if (j.pooled) {
       const float* p = j.pooled + pooled_at(j, img, o, ty0);
-      for (int64_t i = 0; i < (ty1 - ty0) * j.tw; i += 16) __builtin_prefetch(p + i, 1);
+      const int64_t count = (ty1 - ty0) * j.tw * (j.tile / 2) * (j.tile / 2);
+      for (int64_t i = 0; i < count; i += 16) __builtin_prefetch(p + i, 1);
     } else {
       const int64_t r0 = j.tile * ty0, r1 = j.tile * ty1 < j.oh ? j.tile * ty1 : j.oh;
       const float* y = j.out + ((img * j.cout + o) * j.oh + r0) * j.ow;
@@ -297,7 +303,10 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
       const int64_t r0 = j.tile * ty0, r1 = j.tile * ty1 < j.oh ? j.tile * ty1 : j.oh;
       if (j.pooled) {
         const int64_t at = pooled_at(j, img, o, ty0);
-        gK->winoStorePool(O + (q - q0) * j.tw, T, (ty1 - ty0) * j.tw, j.pooled + at, j.argmax + at, bias, j.relu);
+        if (j.tile == 4)
+          gK->winoStorePool4(O + (q - q0) * j.tw, T, ty1 - ty0, j.tw, j.pooled + at, j.argmax + at, bias, j.relu);
+        else
+          gK->winoStorePool(O + (q - q0) * j.tw, T, (ty1 - ty0) * j.tw, j.pooled + at, j.argmax + at, bias, j.relu);
       } else {
         store(O + (q - q0) * j.tw, T, j.ow, r1 - r0, j.out + ((img * j.cout + o) * j.oh + r0) * j.ow, j.accumulate,
               bias, j.relu);
@@ -510,25 +519,32 @@ napi_value Conv3x3(napi_env env, napi_callback_info info) {
   return lth::undefined_value(env);
 }
 
-// conv3x3Pool(x, weight, pooled, argmax, n, inChannels, outChannels, height, width, pad, bias, relu)
+// conv3x3Pool(x, weight, pooled, argmax, n, inChannels, outChannels, height, width, pad, tile, bias, relu)
 constexpr ArgSpec kConv3x3PoolArgs[] = {arg::f32("x"),           arg::f32("weight"),     arg::f32("pooled"),
                                         arg::u8("argmax"),       arg::dim("n"),          arg::dim("inChannels"),
                                         arg::dim("outChannels"), arg::dim("height"),     arg::dim("width"),
-                                        arg::dim("pad"),         arg::f32_or_null("bias"), arg::flag("relu")};
+                                        arg::dim("pad"),         arg::dim("tile"),       arg::f32_or_null("bias"),
+                                        arg::flag("relu")};
 
 napi_value Conv3x3Pool(napi_env env, napi_callback_info info) {
-  lth::Args<12> a(env, info, "conv3x3Pool", kConv3x3PoolArgs);
+  lth::Args<13> a(env, info, "conv3x3Pool", kConv3x3PoolArgs);
   if (!a.ok()) return nullptr;
   const float *x = a[0].f32(), *wt = a[1].f32();
   float* pooled = a[2].f32();
   uint8_t* argmax = a[3].u8();
   const int64_t n = a[4].dim(), cin = a[5].dim(), cout = a[6].dim(), h = a[7].dim(), w = a[8].dim(), pad = a[9].dim();
-  const float* bias = a[10].present ? a[10].f32() : nullptr;
-  const bool relu = a[11].flag;
-  if (!geometry_fits(a, 2, h, w, pad)) return nullptr;
+  const int64_t tile = a[10].dim();
+  const float* bias = a[11].present ? a[11].f32() : nullptr;
+  const bool relu = a[12].flag;
+  if (!geometry_fits(a, tile, h, w, pad)) return nullptr;
   const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
   if (oh % 2 != 0 || ow % 2 != 0) {
     a.fail(true, "2x2 pooling needs an even output, got %lldx%lld", (long long)oh, (long long)ow);
+    return nullptr;
+  }
+  if (oh % tile != 0 || ow % tile != 0) {
+    a.fail(true, "pooling F(4x4) tiles needs an output whose sides are multiples of 4, got %lldx%lld", (long long)oh,
+           (long long)ow);
     return nullptr;
   }
   const int64_t size = n * cout * (oh / 2) * (ow / 2);
@@ -536,7 +552,7 @@ napi_value Conv3x3Pool(napi_env env, napi_callback_info info) {
   a.need("weight", a[1].len, (u128)cin * cout * 9, "inChannels*outChannels*9");
   a.need("pooled", a[2].len, (u128)size, "n*outChannels*(outH/2)*(outW/2)");
   a.need("argmax", a[3].len, (u128)size, "n*outChannels*(outH/2)*(outW/2)");
-  if (bias) a.need("bias", a[10].len, (u128)cout, "outChannels");
+  if (bias) a.need("bias", a[11].len, (u128)cout, "outChannels");
   if (!a.ok()) return nullptr;
   if (lth::overlaps(pooled, (size_t)size * 4, x, (size_t)(n * cin * h * w) * 4)) {
     a.fail(true, "pooled must not share memory with x");
@@ -555,7 +571,7 @@ napi_value Conv3x3Pool(napi_env env, napi_callback_info info) {
     std::memset(argmax, 0, (size_t)size);
     return lth::undefined_value(env);
   }
-  Job j = make_job(x, nullptr, nullptr, n, cin, cout, h, w, pad, false, 2, false);
+  Job j = make_job(x, nullptr, nullptr, n, cin, cout, h, w, pad, false, (int)tile, false);
   j.bias = bias;
   j.relu = relu;
   j.pooled = pooled;

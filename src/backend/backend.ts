@@ -181,17 +181,17 @@ export interface Backend {
   ): void;
 
   /**
-   * conv3x3 (tile 2, no flip, no accumulate) with its bias and ReLU, followed by 2×2 max
-   * pooling with stride 2, in one call: the pooled [n, outChannels, outH/2, outW/2] values
-   * are bitwise those of conv3x3 into a buffer then maxPool2d(…, 2, 2), without the
-   * unpooled output ever being stored; outH and outW must be even. argmax (the pooled
-   * size) receives each window's winner as 2·row + column within it (0 to 3), the first
-   * maximum in row-major order (the first NaN if there is one), as maxPool2dBackward would
-   * recompute it.
+   * conv3x3 (no flip, no accumulate, the given tile) with its bias and ReLU, followed by
+   * 2×2 max pooling with stride 2, in one call: the pooled [n, outChannels, outH/2,
+   * outW/2] values are bitwise those of conv3x3 into a buffer then maxPool2d(…, 2, 2),
+   * without the unpooled output ever being stored; outH and outW must be even, and
+   * multiples of 4 with tile 4. argmax (the pooled size) receives each window's winner as
+   * 2·row + column within it (0 to 3), the first maximum in row-major order (the first NaN
+   * if there is one), as maxPool2dBackward would recompute it.
    */
   conv3x3Pool(
     x: Float32Array, weight: Float32Array, pooled: Float32Array, argmax: Uint8Array, n: number, inChannels: number,
-    outChannels: number, height: number, width: number, pad: number, bias: Float32Array | null, relu: boolean,
+    outChannels: number, height: number, width: number, pad: number, tile: 2 | 4, bias: Float32Array | null, relu: boolean,
   ): void;
 
   /**

@@ -422,14 +422,16 @@ test('conv3x3 with bias and ReLU: the values channelBiasAct gives after it (bitw
   }
 });
 
-/** [n, inChannels, outChannels, height, width, pad] with even outputs (conv3x3Pool). */
+/** [n, inChannels, outChannels, height, width, pad] with even outputs (conv3x3Pool); tile 4 where they are multiples of 4. */
 const CONV3X3_POOL: Array<[number, number, number, number, number, number]> = [
   [1, 4, 6, 8, 8, 0],     // padding 0: the phase-split input transform
+  [1, 4, 6, 10, 10, 0],   // padding 0, 8x8 outputs: F(4x4)'s phase-split transform
   [12, 8, 9, 6, 6, 1],    // 36 tile rows: blocks that end inside an image
+  [9, 8, 9, 12, 12, 1],   // F(4x4): 27 tile rows, blocks that end inside an image
   [3, 64, 64, 16, 16, 1], // Conv-4/6 shape (V in the GEMM's panels)
   [2, 70, 33, 12, 14, 1], // over 64 input channels (V packed by the GEMM)
   [5, 8, 256, 10, 12, 1], // wide output, blocks ending inside an image
-  [3, 5, 8, 8, 4, 1],     // two tiles a row
+  [3, 5, 8, 8, 4, 1],     // two tiles a row (F(2x2)), one (F(4x4))
 ];
 
 /** Each 2×2 window's winner in y [planes, h, w] (2·row + column): the first maximum, the first NaN if any. */
@@ -450,35 +452,38 @@ function windowWinners(y: Float32Array, planes: number, h: number, w: number): U
   return out;
 }
 
-test('conv3x3Pool on every SIMD path: bitwise conv3x3 then maxPool2d, each window\'s first maximum (ties, NaN), near the reference', { skip }, () => {
+test('conv3x3Pool on every SIMD path, both tiles: bitwise conv3x3 then maxPool2d, each window\'s first maximum (ties, NaN), near the reference', { skip }, () => {
   onEverySimdPath(native!, (path) => {
     const rnd = prng(21);
-    for (const [n, ci, co, h, w, p] of CONV3X3_POOL) {
+    for (const [n, ci, co, h, w, p] of CONV3X3_POOL) for (const tile of [2, 4] as const) {
       const oh = h + 2 * p - 2, ow = w + 2 * p - 2, planes = n * co, pooledSize = planes * (oh / 2) * (ow / 2);
+      if (oh % tile !== 0 || ow % tile !== 0) continue;
       const x = randomArray(n * ci * h * w, rnd), wt = randomArray(ci * co * 9, rnd, -0.5, 0.5);
       x[((n - 1) * ci + ci - 1) * h * w + h * w - w - 2] = NaN;  // reaches the outputs of one tile: a NaN window
       // Biases below zero: after ReLU whole windows are 0, ties the first entry wins.
       const bias = randomArray(co, rnd, -1.5, 0.5);
       for (const b of [bias, null]) {
         for (const relu of [true, false]) {
-          const what = `${path}: conv3x3Pool ${[n, ci, co, h, w, p]} bias ${b !== null} relu ${relu}`;
+          const what = `${path}: conv3x3Pool ${[n, ci, co, h, w, p]} tile ${tile} bias ${b !== null} relu ${relu}`;
           const y = new Float32Array(planes * oh * ow);
-          native!.conv3x3(x, wt, y, n, ci, co, h, w, p, false, false, 2, b, relu);
+          native!.conv3x3(x, wt, y, n, ci, co, h, w, p, false, false, tile, b, relu);
           const want = new Float32Array(pooledSize);
           native!.maxPool2d(y, want, planes, oh, ow, 2, 2);
           const pooled = new Float32Array(pooledSize).fill(7), argmax = new Uint8Array(pooledSize).fill(9);
-          native!.conv3x3Pool(x, wt, pooled, argmax, n, ci, co, h, w, p, b, relu);
+          native!.conv3x3Pool(x, wt, pooled, argmax, n, ci, co, h, w, p, tile, b, relu);
           assert.deepEqual(Buffer.from(pooled.buffer), Buffer.from(want.buffer), `${what}: not maxPool2d of conv3x3`);
           assert.deepEqual(argmax, windowWinners(y, planes, oh, ow), `${what}: argmax`);
           if (relu) assert.ok(argmax.some((k, i) => k === 0 && pooled[i] === 0), `${what}: no all-zero window to test ties on`);
           assert.ok(pooled.some(Number.isNaN), `${what}: the NaN did not arrive`);
           const r = new Float32Array(pooledSize), ra = new Uint8Array(pooledSize);
-          ref.conv3x3Pool(x, wt, r, ra, n, ci, co, h, w, p, b, relu);
+          ref.conv3x3Pool(x, wt, r, ra, n, ci, co, h, w, p, tile, b, relu);
           const ry = new Float32Array(planes * oh * ow);
-          ref.conv3x3(x, wt, ry, n, ci, co, h, w, p, false, false, 2, b, relu);
+          ref.conv3x3(x, wt, ry, n, ci, co, h, w, p, false, false, tile, b, relu);
           assert.deepEqual(ra, windowWinners(ry, planes, oh, ow), `${what}: the reference's argmax`);
-          const e = relErr(pooled.map((v) => (Number.isNaN(v) ? 0 : v)), r.map((v) => (Number.isNaN(v) ? 0 : v)));
-          assert.ok(e <= CONV3X3_TOL[2], `${what}: rel err ${e} from the reference`);
+          // Compared where neither is NaN: Winograd's NaN reaches its whole tile, the direct sum's only the windows over it.
+          const both = (a: Float32Array, c: Float32Array) => a.map((v, i) => (Number.isNaN(v) || Number.isNaN(c[i]) ? 0 : v));
+          const e = relErr(both(pooled, r), both(r, pooled));
+          assert.ok(e <= CONV3X3_TOL[tile], `${what}: rel err ${e} from the reference`);
         }
       }
     }
@@ -636,15 +641,19 @@ test('conv kernels validate their arguments with clear errors', { skip }, () => 
   assert.throws(() => N.channelBiasActBackward(f(12), f(11), null, 2, 3, 2, true), err(RangeError, /^channelBiasActBackward: y has 11 elements, needs n\*channels\*size = 12$/));
   assert.throws(() => N.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16), 2, 3, 2, 4, 4, 1, false, false, 2, null, 1 as unknown as boolean), err(TypeError, /^conv3x3: relu must be a boolean, got number$/));
   const u8 = (n: number) => new Uint8Array(n);
-  assert.throws(() => N.conv3x3Pool(f(2 * 3 * 25), f(54), f(2 * 2 * 4), u8(16), 2, 3, 2, 5, 5, 1, null, true), err(RangeError, /^conv3x3Pool: 2x2 pooling needs an even output, got 5x5$/));
-  assert.throws(() => N.conv3x3Pool(f(2 * 3 * 16), f(54), f(2 * 2 * 4), u8(15), 2, 3, 2, 4, 4, 1, null, true), err(RangeError, /^conv3x3Pool: argmax has 15 elements, needs .* = 16$/));
-  assert.throws(() => N.conv3x3Pool(f(2 * 3 * 16), f(54), f(2 * 2 * 4), f(16) as unknown as Uint8Array, 2, 3, 2, 4, 4, 1, null, true), err(TypeError, /^conv3x3Pool: argmax must be a Uint8Array, got Float32Array$/));
+  assert.throws(() => N.conv3x3Pool(f(2 * 3 * 25), f(54), f(2 * 2 * 4), u8(16), 2, 3, 2, 5, 5, 1, 2, null, true), err(RangeError, /^conv3x3Pool: 2x2 pooling needs an even output, got 5x5$/));
+  assert.throws(() => N.conv3x3Pool(f(2 * 3 * 16), f(54), f(2 * 2 * 4), u8(15), 2, 3, 2, 4, 4, 1, 2, null, true), err(RangeError, /^conv3x3Pool: argmax has 15 elements, needs .* = 16$/));
+  assert.throws(() => N.conv3x3Pool(f(2 * 3 * 16), f(54), f(2 * 2 * 4), f(16) as unknown as Uint8Array, 2, 3, 2, 4, 4, 1, 2, null, true), err(TypeError, /^conv3x3Pool: argmax must be a Uint8Array, got Float32Array$/));
   assert.throws(() => N.maxPool2dActBackward(f(4), f(4), u8(4), f(16), null, 1, 1, 4, 5, true), err(RangeError, /^maxPool2dActBackward: 2x2 pooling needs an even height and width, got 4x5$/));
   assert.throws(() => N.maxPool2dActBackward(f(4), f(4), u8(4), f(15), null, 1, 1, 4, 4, true), err(RangeError, /^maxPool2dActBackward: gradOut has 15 elements, needs .* = 16$/));
-  assert.throws(() => ref.conv3x3Pool(f(2 * 3 * 25), f(54), f(2 * 2 * 4), u8(16), 2, 3, 2, 5, 5, 1, null, true), err(RangeError, /^conv3x3Pool: 2x2 pooling needs an even output, got 5x5$/));
+  assert.throws(() => ref.conv3x3Pool(f(2 * 3 * 25), f(54), f(2 * 2 * 4), u8(16), 2, 3, 2, 5, 5, 1, 2, null, true), err(RangeError, /^conv3x3Pool: 2x2 pooling needs an even output, got 5x5$/));
   for (const be of [N, ref]) {
     assert.throws(() => be.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16), 2, 3, 2, 4, 4, 1, false, false, 3 as 2, null, false),
       err(RangeError, /^conv3x3: tile must be 2 or 4, got 3$/));
+    assert.throws(() => be.conv3x3Pool(f(2 * 3 * 16), f(54), f(2 * 2 * 4), u8(16), 2, 3, 2, 4, 4, 1, 3 as 2, null, true),
+      err(RangeError, /^conv3x3Pool: tile must be 2 or 4, got 3$/));
+    assert.throws(() => be.conv3x3Pool(f(2 * 3 * 36), f(54), f(2 * 2 * 9), u8(18), 2, 3, 2, 6, 6, 1, 4, null, true),
+      err(RangeError, /^conv3x3Pool: pooling F\(4x4\) tiles needs an output whose sides are multiples of 4, got 6x6$/));
     assert.throws(() => be.conv3x3WeightGrad(f(2 * 3 * 16), f(2 * 2 * 16), f(54), 2, 3, 2, 4, 4, 1, 0 as 2),
       err(RangeError, /^conv3x3WeightGrad: tile must be 2 or 4, got 0$/));
   }
@@ -707,11 +716,11 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
       }],
       ['maxPool2d', () => { const o = new Float32Array(gp.length); native!.maxPool2d(big, o, 8 * c, h, w, 2, 2); return o; }],
       ['maxPool2dBackward', () => { const o = new Float32Array(big.length); native!.maxPool2dBackward(big, gp, o, 8 * c, h, w, 2, 2); return o; }],
-      ['conv3x3Pool', () => {
+      ...([2, 4] as const).map((tile): [string, () => Float32Array] => [`conv3x3Pool tile ${tile}`, () => {
         const o = new Float32Array(gp.length), at = new Uint8Array(gp.length);
-        native!.conv3x3Pool(big, wt3, o, at, 8, c, c, h, w, 1, bias, true);
+        native!.conv3x3Pool(big, wt3, o, at, 8, c, c, h, w, 1, tile, bias, true);
         return Float32Array.from([...o, ...at]);
-      }],
+      }]),
       ['maxPool2dActBackward', () => {
         const g = new Float32Array(big.length), gb = bias.slice(), pooled = new Float32Array(gp.length);
         native!.maxPool2d(big, pooled, 8 * c, h, w, 2, 2);

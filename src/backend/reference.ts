@@ -244,11 +244,15 @@ export const referenceBackend: Backend = {
     }
   },
 
-  conv3x3Pool(x, weight, pooled, argmax, n, inChannels, outChannels, height, width, pad, bias, relu) {
+  conv3x3Pool(x, weight, pooled, argmax, n, inChannels, outChannels, height, width, pad, tile, bias, relu) {
+    if (tile !== 2 && tile !== 4) throw new RangeError(`conv3x3Pool: tile must be 2 or 4, got ${tile}`);
     const outH = height + 2 * pad - 2, outW = width + 2 * pad - 2;
     if (outH % 2 !== 0 || outW % 2 !== 0) throw new RangeError(`conv3x3Pool: 2x2 pooling needs an even output, got ${outH}x${outW}`);
+    if (outH % tile !== 0 || outW % tile !== 0) {
+      throw new RangeError(`conv3x3Pool: pooling F(4x4) tiles needs an output whose sides are multiples of 4, got ${outH}x${outW}`);
+    }
     const y = new Float32Array(n * outChannels * outH * outW);
-    referenceBackend.conv3x3(x, weight, y, n, inChannels, outChannels, height, width, pad, false, false, 2, bias, relu);
+    referenceBackend.conv3x3(x, weight, y, n, inChannels, outChannels, height, width, pad, false, false, tile, bias, relu);
     const planes = n * outChannels, ph = outH / 2, pw = outW / 2;
     for (let p = 0; p < planes; p++) {
       for (let oy = 0; oy < ph; oy++) {

@@ -4,12 +4,13 @@
  * flatten and dropout.
  *
  * Stride-1 3×3 convolutions with at least WINOGRAD_MIN_CHANNELS input and output
- * channels run on the backend's conv3x3 and conv3x3WeightGrad (Winograd F(2×2, 3×3) in
- * the native backend: 16 multiplications per 2×2 outputs instead of 36, and no columns):
- * the output, the input gradient (gX += conv3x3 of gY by the flipped, transposed weight)
- * and the weight gradient. Followed by 2×2 max pooling, such a convolution can run as one
- * op, conv2dMaxPool, which pools as it stores (a Conv2d layer offers it to the Sequential
- * it is in: Module.fusedWith).
+ * channels run on the backend's conv3x3 and conv3x3WeightGrad (Winograd in the native
+ * backend: F(2×2, 3×3) takes 16 multiplications per 2×2 outputs instead of 36,
+ * F(4×4, 3×3) 36 per 4×4 outputs instead of 144, and there are no columns): the output,
+ * the input gradient (gX += conv3x3 of gY by the flipped, transposed weight) and the
+ * weight gradient (tiles: winogradTile). Followed by 2×2 max pooling, such a convolution
+ * can run as one op, conv2dMaxPool, which pools as it stores (a Conv2d layer offers it to
+ * the Sequential it is in: Module.fusedWith; tile: poolTile).
  *
  * The other convolutions run on the backend's conv2d and conv2dBackward, which work one
  * image at a time (natively, the images spread over the threads): im2col of image b into
@@ -120,13 +121,25 @@ export function usesWinograd(inChannels: number, outChannels: number, kh: number
  * multiplications than the direct sum, against 2.25× for F(2×2, 3×3)) from 8×8 up: with
  * the transforms running rows first over a block's whole tiles, two 4×4 tiles a row
  * vectorise as well as sixteen; on 4×4 (one tile) it gains little (docs/performance.md).
- * The forward pass keeps F(2×2, 3×3): F(4×4)'s rounding error is about 6× larger, and
- * max pooling turns zero-mean rounding in a layer's output into a bias of the pooled
- * activations that later layers add up coherently (the Conv-2 golden fc1 gradient sum
- * moves from 2e-8 to 3e-5 of its norm); a gradient's rounding does not compound that way.
+ * conv2d's forward pass keeps F(2×2, 3×3): F(4×4)'s rounding error is about 6× larger,
+ * and where batch norm follows it flips ReLU decisions that PyTorch's float32 does not,
+ * each flip spread over its channel by the normalisation (with an F(4×4) forward the
+ * ResNet-20 golden's first stage was 7e-4 to 3e-3 from PyTorch's, 2e-5 allowed).
  */
 export function winogradTile(outH: number, outW: number): 2 | 4 {
   return outH >= 8 && outW >= 8 ? 4 : 2;
+}
+
+/**
+ * The Winograd tile of conv2dMaxPool's forward pass, whose output goes to max pooling with
+ * no batch norm in between: F(4×4, 3×3) where the output's sides are multiples of 4 (a
+ * tile then holds four whole pooling windows) from 16 up, else F(2×2, 3×3). The pooled
+ * F(4×4) call took 0.70–0.74 of F(2×2)'s time at 32×32 and 0.78–0.84 at 16×16; at 8×8
+ * (two tiles a row) it was slower, and F(4×4) alone no faster. The Conv-2 golden stays
+ * within 3.5× PyTorch's own float32 rounding (docs/performance.md).
+ */
+export function poolTile(outH: number, outW: number): 2 | 4 {
+  return outH >= 16 && outW >= 16 && outH % 4 === 0 && outW % 4 === 0 ? 4 : 2;
 }
 
 interface ConvDims {
@@ -217,7 +230,9 @@ export function poolsInOne(inChannels: number, outChannels: number, kh: number, 
  * poolsInOne: the backend pools the convolution's outputs as it stores them
  * (conv3x3Pool), so the unpooled output is never written or read back, and the backward
  * pass takes the pooling, activation and bias gradients in one pass
- * (maxPool2dActBackward). The values and gradients are bitwise those of the two ops.
+ * (maxPool2dActBackward). The convolution runs on F(poolTile×poolTile, 3×3): with tile 2
+ * the values and gradients are bitwise those of the two ops, with tile 4 the values
+ * round as F(4×4) does (see poolTile) and the gradients follow the windows' winners.
  * Output [n, out, oh/2, ow/2] on the buffers of `ws` when one is given.
  */
 export function conv2dMaxPool(
@@ -232,7 +247,7 @@ export function conv2dMaxPool(
   const inputs = bias ? [x, weight, bias] : [x, weight];
   const y = outputTensor([n, cout, oh / 2, ow / 2], ws, inputs);
   const argmax = usesWorkspace(ws, inputs) ? ws.indices(y.size) : new Uint8Array(y.size);
-  be.conv3x3Pool(x.data, weight.data, y.data, argmax, n, cin, cout, h, w, geometry.padH, bias?.data ?? null, relu);
+  be.conv3x3Pool(x.data, weight.data, y.data, argmax, n, cin, cout, h, w, geometry.padH, poolTile(oh, ow), bias?.data ?? null, relu);
   recordOp(y, inputs, () => {
     const gy = ws ? ws.scratch(n * cout * oh * ow) : new Float32Array(n * cout * oh * ow);
     const gb = bias?.requiresGrad ? bias.ensureGrad() : null;
