@@ -432,6 +432,7 @@ const CONV3X3_POOL: Array<[number, number, number, number, number, number]> = [
   [2, 70, 33, 12, 14, 1], // over 64 input channels (V packed by the GEMM)
   [5, 8, 256, 10, 12, 1], // wide output, blocks ending inside an image
   [3, 5, 8, 8, 4, 1],     // two tiles a row (F(2x2)), one (F(4x4))
+  [1, 2, 3, 4, 1032, 1],  // F(4x4) rows of 258 tiles: winoStorePool4 pools a long row in parts
 ];
 
 /** Each 2×2 window's winner in y [planes, h, w] (2·row + column): the first maximum, the first NaN if any. */
