@@ -11,6 +11,7 @@ import { Conv2d, Dropout, Flatten, Linear, MaxPool2d } from '../nn/layers.js';
 import { Model } from '../nn/model.js';
 import { getBackend } from '../backend/index.js';
 import { Workspace, conv2d, conv2dMaxPool, convOutputSize, dropout, dropoutMask, flatten, maxPool2d, poolTile, poolsInOne, usesWinograd, type Conv2dGeometry } from './conv.js';
+import { normErr } from '../nn/testing.js';
 import { gradCheck } from './gradcheck.js';
 import { linear, softmaxCrossEntropy } from './ops.js';
 import { Tensor, noGrad } from './tensor.js';
@@ -128,14 +129,18 @@ test('conv2d on conv3x3 with its bias and ReLU fused: gradients match finite dif
   assert.ok(err < 3e-2, `max relative error ${err}`);
 });
 
-/** ‖a - b‖₂ / ‖b‖₂. */
-function relErr(a: Float32Array, b: Float32Array): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
+/**
+ * conv2dMaxPool (fused) or conv2d then maxPool2d, then a linear head's loss back-propagated
+ * from fresh gradients: the pooled values and shape, and the gradients of x, w and b.
+ */
+function pooledStep(
+  fused: boolean, x: Tensor, w: Tensor, b: Tensor, g: Conv2dGeometry, activation: 'relu' | 'none', head: Tensor, labels: Int32Array,
+  ws?: Workspace,
+): { values: Float32Array; shape: readonly number[]; grads: Float32Array[] } {
+  for (const t of [x, w, b]) t.grad = null;
+  const p = fused ? conv2dMaxPool(x, w, b, g, activation, ws) : maxPool2d(conv2d(x, w, b, g, activation), 2);
+  softmaxCrossEntropy(linear(flatten(p), head, null), labels).backward();
+  return { values: Float32Array.from(p.data), shape: p.shape, grads: [x, w, b].map((t) => Float32Array.from(t.grad!)) };
 }
 
 test('poolTile: F(4x4) from 16x16 outputs whose sides are multiples of 4, F(2x2) otherwise', () => {
@@ -152,17 +157,11 @@ test('conv2dMaxPool: bitwise conv2d then maxPool2d on F(2x2) (values, every grad
   const labels = Int32Array.of(0, 2);
   const ws = new Workspace();
   for (const activation of ['relu', 'none'] as const) {
-    const run = (fused: boolean, workspace?: Workspace) => {
-      for (const t of [x, w, b]) t.grad = null;
-      const p = fused ? conv2dMaxPool(x, w, b, g, activation, workspace) : maxPool2d(conv2d(x, w, b, g, activation), 2);
-      const loss = softmaxCrossEntropy(linear(flatten(p), head, null), labels);
-      loss.backward();
-      return { p: Float32Array.from(p.data), shape: p.shape, grads: [x, w, b].map((t) => Float32Array.from(t.grad!)) };
-    };
+    const run = (fused: boolean, workspace?: Workspace) => pooledStep(fused, x, w, b, g, activation, head, labels, workspace);
     const want = run(false);
     for (const got of [run(true), run(true, ws), run(true, ws)]) {
       assert.deepEqual(got.shape, [2, 9, 3, 4]);
-      assert.deepEqual(Buffer.from(got.p.buffer), Buffer.from(want.p.buffer), `${activation}: pooled values`);
+      assert.deepEqual(Buffer.from(got.values.buffer), Buffer.from(want.values.buffer), `${activation}: pooled values`);
       got.grads.forEach((gr, i) => assert.deepEqual(Buffer.from(gr.buffer), Buffer.from(want.grads[i].buffer), `${activation}: gradient ${i}`));
     }
   }
@@ -185,17 +184,15 @@ test('conv2dMaxPool on F(4x4): conv2d then maxPool2d within F(4x4)\'s rounding (
   const labels = Int32Array.of(0, 2, 1);
   for (const activation of ['relu', 'none'] as const) {
     const run = (fused: boolean) => {
-      for (const t of [x, w, b]) t.grad = null;
-      const p = fused ? conv2dMaxPool(x, w, b, g, activation) : maxPool2d(conv2d(x, w, b, g, activation), 2);
-      softmaxCrossEntropy(linear(flatten(p), head, null), labels).backward();
-      return [p.data, ...[x, w, b].map((t) => Float32Array.from(t.grad!))];
+      const { values, grads } = pooledStep(fused, x, w, b, g, activation, head, labels);
+      return [values, ...grads];
     };
     const want = run(false), got = run(true);
     assert.ok(got[0].some((v, i) => v !== want[0][i]), `${activation}: F(4x4) gave F(2x2)'s values bit for bit`);
     // The values differ by F(4x4)'s rounding (about 8e-7 here); through the loss's gradient
     // that becomes about 1e-6 of the gradients, 1e-5 with ReLU (measured 1.1e-5 to 1.3e-5).
     ['values', 'input gradient', 'weight gradient', 'bias gradient'].forEach((what, i) => {
-      const e = relErr(got[i], want[i]);
+      const e = normErr(got[i], want[i]);
       assert.ok(e < (i === 0 ? 1e-5 : 1e-4), `${activation}: ${what} rel err ${e}`);
     });
   }
@@ -248,7 +245,7 @@ test('a Sequential runs a Conv2d and the 2x2 max pooling after it as conv2dMaxPo
       for (const [, m] of apart.namedChildren()) b = m.forward(b);
       // F(2x2) gives the two ops' results bit for bit, F(4x4) (16x16) within its rounding.
       const same = (u: Float32Array, v: Float32Array, what: string) => {
-        if (pooledInOne && poolTile(h, w) === 4) assert.ok(relErr(u, v) < 1e-5, `${h}x${w}: ${what} rel err ${relErr(u, v)}`);
+        if (pooledInOne && poolTile(h, w) === 4) assert.ok(normErr(u, v) < 1e-5, `${h}x${w}: ${what} rel err ${normErr(u, v)}`);
         else assert.deepEqual(Array.from(u), Array.from(v), `${h}x${w}: ${what}`);
       };
       same(a.data, b.data, 'outputs');
