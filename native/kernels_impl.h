@@ -702,41 +702,52 @@ void winoIn4Rows(const float* __restrict x, int64_t w, int64_t h, int64_t ty0, i
 }
 
 void winoIn4Cols(const float* __restrict g, int64_t gs, int64_t tw, int64_t n, float* __restrict v, int64_t estride) {
+  // A chunk of tiles at a time, each of the six columns a tile reads first gathered into
+  // a contiguous buffer d[k] (d[k][j] = column 4t - 1 + k of tile t = t0 + j), so that the
+  // transform runs on unit-stride loads over every tile alike. Columns 4t .. 4t+3 are the
+  // tile's own; 4t - 1 is the previous tile's last and 4t + 4 the next one's first, except
+  // at the ends of a tile row, where the padding's zero stands (the call's first and last
+  // tiles are such ends, so nothing outside g is read).
+  constexpr int64_t kChunk = 128;
+  float d[6][kChunk];
   for (int i = 0; i < 6; i++) {
     const float* __restrict s = g + i * gs;
-    float* v0 = v + (i * 6 + 0) * estride;
-    float* v1 = v + (i * 6 + 1) * estride;
-    float* v2 = v + (i * 6 + 2) * estride;
-    float* v3 = v + (i * 6 + 3) * estride;
-    float* v4 = v + (i * 6 + 4) * estride;
-    float* v5 = v + (i * 6 + 5) * estride;
-    // Tile t of columns 4t-1 .. 4t+4 (first and last of `first`..`last` zero, else read).
-    const auto put = [&](int64_t t, bool first, bool last) {
-      const float d0 = first ? 0.0f : s[4 * t - 1], d5 = last ? 0.0f : s[4 * t + 4];
-      const float d1 = s[4 * t], d2 = s[4 * t + 1], d3 = s[4 * t + 2], d4 = s[4 * t + 3];
-      float t0, t1, t2, t3, t4, t5;
-      LTH_WINO4_BT(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5);
-      v0[t] = t0;
-      v1[t] = t1;
-      v2[t] = t2;
-      v3[t] = t3;
-      v4[t] = t4;
-      v5[t] = t5;
-    };
-    // One loop over every tile but the call's first and last (whose outside columns lie
-    // outside g): a row's end tiles read a value of the row before or after, and only t0
-    // reads the first column and t5 the last, so each row's first tile gets v0 again and
-    // its last v5, with a zero for the outside column. Then the call's first and last.
+    float* vi = v + i * 6 * estride;
+    for (int64_t t0 = 0; t0 < n; t0 += kChunk) {
+      const int64_t m = min64(kChunk, n - t0);
+      const float* __restrict c = s + 4 * t0;
+      for (int64_t j = 0; j < m; j++) {
+        d[1][j] = c[4 * j];
+        d[2][j] = c[4 * j + 1];
+        d[3][j] = c[4 * j + 2];
+        d[4][j] = c[4 * j + 3];
+      }
+      d[0][0] = t0 % tw == 0 ? 0.0f : c[-1];
+      for (int64_t j = 1; j < m; j++) d[0][j] = d[4][j - 1];
+      for (int64_t j = 0; j + 1 < m; j++) d[5][j] = d[1][j + 1];
+      d[5][m - 1] = (t0 + m) % tw == 0 || t0 + m == n ? 0.0f : c[4 * m];
+      for (int64_t r = (t0 + tw - 1) / tw * tw; r < t0 + m; r += tw) {  // tile rows that start in the chunk
+        d[0][r - t0] = 0.0f;
+        if (r > t0) d[5][r - t0 - 1] = 0.0f;
+      }
+      float* __restrict v0 = vi + t0;
+      float* __restrict v1 = v0 + estride;
+      float* __restrict v2 = v1 + estride;
+      float* __restrict v3 = v2 + estride;
+      float* __restrict v4 = v3 + estride;
+      float* __restrict v5 = v4 + estride;
 #pragma GCC ivdep
-    for (int64_t t = 1; t < n - 1; t++) put(t, false, false);
-    for (int64_t t0 = 0; t0 < n; t0 += tw) {
-      const int64_t t1 = t0 + tw - 1;
-      const float zero = 0.0f;
-      v0[t0] = 4.0f * zero - 5.0f * s[4 * t0 + 1] + s[4 * t0 + 3];  // LTH_WINO4_BT's t0, d0 = 0
-      v5[t1] = 4.0f * s[4 * t1] - 5.0f * s[4 * t1 + 2] + zero;      // its t5, d5 = 0
+      for (int64_t j = 0; j < m; j++) {
+        float t0v, t1v, t2v, t3v, t4v, t5v;
+        LTH_WINO4_BT(d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j], t0v, t1v, t2v, t3v, t4v, t5v);
+        v0[j] = t0v;
+        v1[j] = t1v;
+        v2[j] = t2v;
+        v3[j] = t3v;
+        v4[j] = t4v;
+        v5[j] = t5v;
+      }
     }
-    put(0, true, tw == 1);
-    put(n - 1, tw == 1, true);
   }
 }
 #undef LTH_WINO4_BT
