@@ -109,7 +109,12 @@ void biasAct(const float* x, const float* bias, float* out, int64_t rows, int64_
 }
 
 void reluBackward(const float* gradOut, const float* y, float* gradIn, int64_t n) {
-  for (int64_t i = 0; i < n; i++) gradIn[i] = y[i] > 0.0f ? gradOut[i] : 0.0f;
+  for (int64_t i = 0; i < n; i++) {
+    // Read whatever the mask says: a read under the mask becomes a masked load that
+    // merges into the previous iteration's register, a select of two plain loads does not.
+    const float g = gradOut[i];
+    gradIn[i] = y[i] > 0.0f ? g : 0.0f;
+  }
 }
 
 void sumRows(const float* x, float* out, int64_t rows, int64_t cols, int64_t ld, bool accumulate) {

@@ -208,10 +208,21 @@ test('biasAct, reluBackward, sumRows match the reference (sumRows over the pool 
       assert.deepEqual(inPlace, o1);
     }
     const g = randomArray(rows * cols, rnd), y = randomArray(rows * cols, rnd);
+    if (g.length > 4) {
+      // Non-finite gradients where the mask drops them (y <= 0, y NaN) and where it keeps one.
+      [g[0], y[0]] = [NaN, -1];
+      [g[1], y[1]] = [Infinity, 0];
+      [g[2], y[2]] = [-Infinity, 1];
+      [g[3], y[3]] = [NaN, NaN];
+    }
     const gi1 = new Float32Array(rows * cols), gi2 = new Float32Array(rows * cols);
     ref.reluBackward(g, y, gi1, rows * cols);
     native!.reluBackward(g, y, gi2, rows * cols);
     assert.deepEqual(gi2, gi1);
+    if (g.length > 4) assert.deepEqual([...gi2.subarray(0, 4)], [0, 0, -Infinity, 0]);
+    const inPlace = g.slice();
+    native!.reluBackward(inPlace, y, inPlace, rows * cols);
+    assert.deepEqual(inPlace, gi1);
     for (const acc of [false, true]) {
       const s0 = randomArray(cols, rnd), s1 = s0.slice(), s2 = s0.slice();
       ref.sumRows(g, s1, rows, cols, acc);
