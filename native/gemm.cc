@@ -125,9 +125,9 @@ void lth::matmul(const GemmArgs& g) {
     job.parts = (int)(job.tiles < chunks ? job.tiles : chunks);
     // Split by columns, every part would pack all of op(A) for itself: pack it once, on
     // the pool, for all of them (a 60-row fully connected layer's 4 parts packed its
-    // 60 x 16384 input 4 times).
+    // 60 x 16384 input 4 times), unless the kernels read it in place.
     thread_local std::vector<float> packed;
-    if (splitCols && job.parts > 1 && !g.aPacked) {
+    if (splitCols && job.parts > 1 && !g.aPacked && !(gK->aInPlace && !g.transA)) {
       if (packed.size() < lth::packed_a_floats(g.m, g.k)) packed.resize(lth::packed_a_floats(g.m, g.k));
       pack_on_pool(g, packed.data(), rowTiles, false, threads, scratch);
       job.g.a = packed.data();

@@ -164,6 +164,11 @@ struct Kernels {
   // Tiles per block of an F(4x4) convolution (an input gradient) with at most 64 channels
   // each side, where the best block size depends on the path (winograd.cc make_job).
   int64_t wino4NarrowTiles;
+
+  // Whether gemm reads op(A) = A (not transA, not aPacked) in place, row panels of the
+  // micro-kernel's own row counts unpacked, instead of packing it: a caller that would
+  // pack A once for several parts of a product gains nothing by it then (gemm.cc).
+  bool aInPlace;
 };
 
 // nullptr when the ISA is not compiled in (non-x86 builds).

@@ -6,10 +6,14 @@
 // kernels_common.h and after they define:
 //   constexpr int MR, NR;            register tile of the micro-kernel
 //   constexpr int64_t KCMAX, NCMAX;  cache blocking (NCMAX a multiple of NR)
-//   void micro_kernel(int64_t kc, const float* A, const float* B, float* C,
+//   void micro_kernel(int64_t kc, const float* A, int64_t lda, const float* B, float* C,
 //                     int64_t ldc, int mr, int nr, bool add);
 //       C[0:mr, 0:nr] (+)= Ap[kc x MR]ᵀ · Bp[kc x NR], one FMA/multiply-add chain
 //       per element in order p = 0..kc-1; `add` adds to C, otherwise overwrites it.
+//       With lda > 0, A is not packed: row i's kc values are A[i*lda .. i*lda + kc).
+//   constexpr bool kReadsAInPlace;   whether micro_kernel takes lda > 0 (Kernels::aInPlace)
+//   int kernel_rows(int mr);         the rows micro_kernel reads for an mr-row panel; lda > 0
+//                                    is passed only where that is mr (no row past op(A)'s)
 //   void pack_transpose(const float* src, int64_t ld, int rows, int64_t cols,
 //                       float* dst, int stride);
 //   constexpr int64_t WINO4_NARROW_TILES;  Kernels::wino4NarrowTiles
@@ -52,17 +56,22 @@ void gemm(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1
       for (int64_t ir = r0; ir < r1; ir += MR) {
         const int mr = (int)min64(MR, r1 - ir);
         const float* Apanel = Ap;
-        if (g.aPacked)
-          Apanel = A + ir * k + pc * MR;                       // panel ir/MR, from row pc of its k x MR
-        else if (!g.transA)
+        int64_t lda = 0;  // 0: Apanel packed; else the kernel reads op(A) in place, rows lda apart
+        if (g.aPacked) {
+          Apanel = A + ir * k + pc * MR;  // panel ir/MR, from row pc of its k x MR
+        } else if (!g.transA && kReadsAInPlace && kernel_rows(mr) == mr) {
+          Apanel = A + ir * k + pc;  // op(A)[i][p] = A[i*k + p], each row's kc values in a run
+          lda = k;
+        } else if (!g.transA) {
           pack_transpose(A + ir * k + pc, k, mr, kc, Ap, MR);  // op(A)[i][p] = A[i*k + p]
-        else
-          pack_copy<MR>(A + pc * m + ir, m, mr, kc, Ap);       // op(A)[i][p] = A[p*m + i]
+        } else {
+          pack_copy<MR>(A + pc * m + ir, m, mr, kc, Ap);  // op(A)[i][p] = A[p*m + i]
+        }
         float* Crow = C + ir * n + jc;
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int nr = (int)min64(NR, nc - jr);
           const float* Bpanel = g.bPanel ? B + (jc + jr) / NR * g.bPanel + pc * NR : Bp + (jr / NR) * kc * NR;
-          micro_kernel(kc, Apanel, Bpanel, Crow + jr, n, mr, nr, add);
+          micro_kernel(kc, Apanel, lda, Bpanel, Crow + jr, n, mr, nr, add);
         }
       }
     }
@@ -955,4 +964,5 @@ bool nt_faster(int64_t, int64_t, int64_t) { return false; }
 const lth::Kernels kTable = {
     kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoInRows, winoInCols, winoOut, winoStore, winoStorePool, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
     winoIn4, winoIn4Rows, winoIn4Cols, winoOut4, winoStore4, winoStorePool4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols, LTH_GEMM_NT, nt_faster, packA, packB, WINO4_NARROW_TILES,
+    kReadsAInPlace,
 };

@@ -24,7 +24,11 @@ inline void pack_transpose(const float* __restrict src, int64_t ld, int rows, in
 typedef float v4 __attribute__((vector_size(16)));
 typedef float v4u __attribute__((vector_size(16), aligned(4)));  // unaligned access
 
-inline void micro_kernel(int64_t kc, const float* __restrict A, const float* __restrict B, float* __restrict C,
+// Reads A packed only (lda is always 0 here: kReadsAInPlace).
+constexpr bool kReadsAInPlace = false;
+constexpr int kernel_rows(int mr) { return mr; }
+
+inline void micro_kernel(int64_t kc, const float* __restrict A, int64_t, const float* __restrict B, float* __restrict C,
                          int64_t ldc, int mr, int nr, bool add) {
   v4 c0a = {0, 0, 0, 0}, c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a, c3a = c0a, c3b = c0a;
   for (int64_t p = 0; p < kc; p++) {

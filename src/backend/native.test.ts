@@ -97,6 +97,41 @@ test('matmul: a row of C has the same bits whether its row panel is full or part
   }
 }));
 
+test('matmul: op(A) read in place (A) has the bits of op(A) packed (Aᵀ with transA), on every SIMD path, over the threads', { skip }, () => onEverySimdPath(native!, (path) => {
+  // The AVX kernels read A's rows unpacked where a panel's rows are a micro-kernel's own
+  // row count and pack them otherwise; Aᵀ with transA is always packed. Each element's
+  // multiply-adds are the same either way. Shapes: every panel read in place (12, 24, 60,
+  // 64 rows), a last panel packed (5, 13, 62 rows), k past a k-block (400), n with
+  // half and partial column panels, and a product big enough for the pool's parts.
+  const rnd = prng(13);
+  const before = native!.getThreads();
+  try {
+    for (const [m, k, n] of [[12, 37, 5], [24, 401, 40], [60, 900, 256], [64, 96, 64], [5, 37, 13], [13, 450, 20], [62, 64, 70]] as const) {
+      const a = randomArray(m * k, rnd), b = randomArray(k * n, rnd), c0 = randomArray(m * n, rnd);
+      const at = new Float32Array(k * m);
+      for (let i = 0; i < m; i++) for (let p = 0; p < k; p++) at[p * m + i] = a[i * k + p];
+      for (const tB of [false, true]) for (const acc of [false, true]) {
+        const packed = c0.slice();
+        native!.setThreads(1);
+        native!.matmul(at, b, packed, m, k, n, true, tB, acc);
+        for (const threads of [1, 2]) {
+          native!.setThreads(threads);
+          const inPlace = c0.slice();
+          native!.matmul(a, b, inPlace, m, k, n, false, tB, acc);
+          for (let i = 0; i < m * n; i++) {
+            if (!Object.is(inPlace[i], packed[i])) {
+              assert.fail(`${path}, ${threads} thread(s): m=${m} k=${k} n=${n} transB=${tB} accumulate=${acc}: ` +
+                `c[${Math.floor(i / n)},${i % n}] = ${inPlace[i]} from A, ${packed[i]} from Aᵀ`);
+            }
+          }
+        }
+      }
+    }
+  } finally {
+    native!.setThreads(before);
+  }
+}));
+
 test('matmul: LeNet-300-100 shapes', { skip }, () => {
   const rnd = prng(2);
   checkMatmul(60, 784, 300, false, true, false, rnd);   // forward X·W1ᵀ
