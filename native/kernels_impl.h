@@ -622,6 +622,30 @@ void winoGradOutCols(const float* __restrict g, int64_t gs, int64_t n, float* __
     t5 = 4.0f * d1 - 5.0f * d3 + d5;                                 \
   } while (0)
 
+// o[i*os + j] = (Bᵀ·d)_i for d = (d0[j], ..., d5[j]), j < n: Bᵀ over six input streams into
+// six output streams os floats apart (disjoint from the inputs).
+inline void wino4_bt_streams(const float* __restrict d0, const float* __restrict d1, const float* __restrict d2,
+                             const float* __restrict d3, const float* __restrict d4, const float* __restrict d5,
+                             int64_t n, float* o, int64_t os) {
+  float* __restrict o0 = o;
+  float* __restrict o1 = o + os;
+  float* __restrict o2 = o + 2 * os;
+  float* __restrict o3 = o + 3 * os;
+  float* __restrict o4 = o + 4 * os;
+  float* __restrict o5 = o + 5 * os;
+#pragma GCC ivdep
+  for (int64_t j = 0; j < n; j++) {
+    float t0, t1, t2, t3, t4, t5;
+    LTH_WINO4_BT(d0[j], d1[j], d2[j], d3[j], d4[j], d5[j], t0, t1, t2, t3, t4, t5);
+    o0[j] = t0;
+    o1[j] = t1;
+    o2[j] = t2;
+    o3[j] = t3;
+    o4[j] = t4;
+    o5[j] = t5;
+  }
+}
+
 void winoIn4(const float* __restrict q, int64_t qs, int64_t ld, int64_t tw, int64_t ty0, int64_t ty1,
              float* __restrict h, float* __restrict v, int64_t estride) {
   // Rows times B: h[(rp*6 + k)*hs + (m - ty0)*tw + tx] for row 4m + rp of P, m in
@@ -632,28 +656,10 @@ void winoIn4(const float* __restrict q, int64_t qs, int64_t ld, int64_t tw, int6
     const float* q1 = q + (4 * rp + 1) * qs;
     const float* q2 = q + (4 * rp + 2) * qs;
     const float* q3 = q + (4 * rp + 3) * qs;
-    float* h0 = h + (rp * 6 + 0) * hs;
-    float* h1 = h + (rp * 6 + 1) * hs;
-    float* h2 = h + (rp * 6 + 2) * hs;
-    float* h3 = h + (rp * 6 + 3) * hs;
-    float* h4 = h + (rp * 6 + 4) * hs;
-    float* h5 = h + (rp * 6 + 5) * hs;
     const int64_t mrows = rp < 2 ? rows : rows - 1;
     for (int64_t m = 0; m < mrows; m++) {
-      const int64_t off = (ty0 + m) * ld, base = m * tw;
-#pragma GCC ivdep
-      for (int64_t t = 0; t < tw; t++) {
-        const float d0 = q0[off + t], d1 = q1[off + t], d2 = q2[off + t], d3 = q3[off + t];
-        const float d4 = q0[off + t + 1], d5 = q1[off + t + 1];
-        float t0, t1, t2, t3, t4, t5;
-        LTH_WINO4_BT(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5);
-        h0[base + t] = t0;
-        h1[base + t] = t1;
-        h2[base + t] = t2;
-        h3[base + t] = t3;
-        h4[base + t] = t4;
-        h5[base + t] = t5;
-      }
+      const int64_t off = (ty0 + m) * ld;
+      wino4_bt_streams(q0 + off, q1 + off, q2 + off, q3 + off, q0 + off + 1, q1 + off + 1, tw, h + rp * 6 * hs + m * tw, hs);
     }
   }
   // Bᵀ times that: tile (ty, tx) reads rows 4ty + r (phase r, m = ty) for r < 4 and
@@ -664,24 +670,7 @@ void winoIn4(const float* __restrict q, int64_t qs, int64_t ld, int64_t tw, int6
     const float* r1 = h + (1 * 6 + k) * hs;
     const float* r2 = h + (2 * 6 + k) * hs;
     const float* r3 = h + (3 * 6 + k) * hs;
-    float* v0 = v + (0 * 6 + k) * estride;
-    float* v1 = v + (1 * 6 + k) * estride;
-    float* v2 = v + (2 * 6 + k) * estride;
-    float* v3 = v + (3 * 6 + k) * estride;
-    float* v4 = v + (4 * 6 + k) * estride;
-    float* v5 = v + (5 * 6 + k) * estride;
-#pragma GCC ivdep
-    for (int64_t j = 0; j < n; j++) {
-      const float d0 = r0[j], d1 = r1[j], d2 = r2[j], d3 = r3[j], d4 = r0[j + tw], d5 = r1[j + tw];
-      float t0, t1, t2, t3, t4, t5;
-      LTH_WINO4_BT(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5);
-      v0[j] = t0;
-      v1[j] = t1;
-      v2[j] = t2;
-      v3[j] = t3;
-      v4[j] = t4;
-      v5[j] = t5;
-    }
+    wino4_bt_streams(r0, r1, r2, r3, r0 + tw, r1 + tw, n, v + k * estride, 6 * estride);
   }
 }
 
@@ -695,25 +684,7 @@ void winoIn4Rows(const float* __restrict x, int64_t w, int64_t h, int64_t ty0, i
       const int64_t y = 4 * ty - 1 + i;
       r[i] = y >= 0 && y < h ? x + y * w : zero;
     }
-    const float *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3], *r4 = r[4], *r5 = r[5];
-    float* g0 = g + (ty - ty0) * w;
-    float* g1 = g0 + gs;
-    float* g2 = g0 + 2 * gs;
-    float* g3 = g0 + 3 * gs;
-    float* g4 = g0 + 4 * gs;
-    float* g5 = g0 + 5 * gs;
-#pragma GCC ivdep
-    for (int64_t c = 0; c < w; c++) {
-      const float d0 = r0[c], d1 = r1[c], d2 = r2[c], d3 = r3[c], d4 = r4[c], d5 = r5[c];
-      float t0, t1, t2, t3, t4, t5;
-      LTH_WINO4_BT(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5);
-      g0[c] = t0;
-      g1[c] = t1;
-      g2[c] = t2;
-      g3[c] = t3;
-      g4[c] = t4;
-      g5[c] = t5;
-    }
+    wino4_bt_streams(r[0], r[1], r[2], r[3], r[4], r[5], w, g + (ty - ty0) * w, gs);
   }
 }
 
@@ -746,23 +717,7 @@ void winoIn4Cols(const float* __restrict g, int64_t gs, int64_t tw, int64_t n, f
         d[0][r - t0] = 0.0f;
         if (r > t0) d[5][r - t0 - 1] = 0.0f;
       }
-      float* __restrict v0 = vi + t0;
-      float* __restrict v1 = v0 + estride;
-      float* __restrict v2 = v1 + estride;
-      float* __restrict v3 = v2 + estride;
-      float* __restrict v4 = v3 + estride;
-      float* __restrict v5 = v4 + estride;
-#pragma GCC ivdep
-      for (int64_t j = 0; j < m; j++) {
-        float t0v, t1v, t2v, t3v, t4v, t5v;
-        LTH_WINO4_BT(d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j], t0v, t1v, t2v, t3v, t4v, t5v);
-        v0[j] = t0v;
-        v1[j] = t1v;
-        v2[j] = t2v;
-        v3[j] = t3v;
-        v4[j] = t4v;
-        v5[j] = t5v;
-      }
+      wino4_bt_streams(d[0], d[1], d[2], d[3], d[4], d[5], m, vi + t0, estride);
     }
   }
 }
