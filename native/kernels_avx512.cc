@@ -165,23 +165,24 @@ constexpr int kernel_rows(int mr) { return mr > 8 ? 12 : mr > 4 ? 8 : 4; }
 
 // A packed (lda 0: A[p*MR + i]) or read in place (A[i*lda + p], only where mr is
 // kernel_rows(mr), so that every row read is one of op(A)'s).
+template <bool STRIDED>
+inline void micro_kernel_t(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B,
+                           float* __restrict C, int64_t ldc, int mr, int nr, bool add) {
+  const int rows = kernel_rows(mr);
+  if (rows == 12)
+    micro_kernel_rows<12, STRIDED>(kc, A, lda, B, C, ldc, mr, nr, add);
+  else if (rows == 8)
+    micro_kernel_rows<8, STRIDED>(kc, A, lda, B, C, ldc, mr, nr, add);
+  else
+    micro_kernel_rows<4, STRIDED>(kc, A, lda, B, C, ldc, mr, nr, add);
+}
+
 inline void micro_kernel(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B,
                          float* __restrict C, int64_t ldc, int mr, int nr, bool add) {
-  const int rows = kernel_rows(mr);
-  if (lda) {
-    if (rows == 12)
-      micro_kernel_rows<12, true>(kc, A, lda, B, C, ldc, mr, nr, add);
-    else if (rows == 8)
-      micro_kernel_rows<8, true>(kc, A, lda, B, C, ldc, mr, nr, add);
-    else
-      micro_kernel_rows<4, true>(kc, A, lda, B, C, ldc, mr, nr, add);
-  } else if (rows == 12) {
-    micro_kernel_rows<12, false>(kc, A, 0, B, C, ldc, mr, nr, add);
-  } else if (rows == 8) {
-    micro_kernel_rows<8, false>(kc, A, 0, B, C, ldc, mr, nr, add);
-  } else {
-    micro_kernel_rows<4, false>(kc, A, 0, B, C, ldc, mr, nr, add);
-  }
+  if (lda)
+    micro_kernel_t<true>(kc, A, lda, B, C, ldc, mr, nr, add);
+  else
+    micro_kernel_t<false>(kc, A, 0, B, C, ldc, mr, nr, add);
 }
 
 // C[i*n + j] (+)= Σ_p A[i*k + p]·B[j*k + p] for i in [r0, r1), j in [c0, c1): gemm with
