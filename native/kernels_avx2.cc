@@ -24,14 +24,14 @@ inline void pack_transpose(const float* __restrict src, int64_t ld, int rows, in
   pack_zero_pad(rows, cols, dst, stride);
 }
 
-// C[0:mr, 0:nr] (+)= sum_p A[p*6 + i] * B[p*16 + j], or with STRIDED A[i*lda + p] (A's
+// C[0:mr, 0:nr] (+)= sum_p A[p*6 + i] * B[p*ldb + j], or with STRIDED A[i*lda + p] (A's
 // rows in place, unpacked: the same multiply-adds in the same order). With HALF only the
 // first 8 columns are computed (edge panels with nr <= 8), and only the first ROWS rows
 // (2, 4 or 6, at least mr: 64 rows end in a panel of 4, 16 and 32 rows in 4 and 2, where
 // a full panel's multiply-adds would be up to a tenth of the product); each element's FMA
 // chain is the same either way.
 template <int ROWS, bool HALF, bool STRIDED>
-inline void micro_kernel_6x16(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B,
+inline void micro_kernel_6x16(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb,
                               float* __restrict C, int64_t ldc, int mr, int nr, bool add) {
   __m256 c0a = _mm256_setzero_ps(), c0b = _mm256_setzero_ps();
   __m256 c1a = _mm256_setzero_ps(), c1b = _mm256_setzero_ps();
@@ -48,11 +48,11 @@ inline void micro_kernel_6x16(int64_t kc, const float* __restrict A, int64_t lda
   if (!STRIDED) {
 #define LTH_ROW(i) LTH_ROW_AT(i, A + i)
     for (int64_t p = 0; p < kc; p++) {
-      const __m256 b0 = _mm256_load_ps(B);
-      const __m256 b1 = HALF ? b0 : _mm256_load_ps(B + 8);
+      const __m256 b0 = _mm256_loadu_ps(B);
+      const __m256 b1 = HALF ? b0 : _mm256_loadu_ps(B + 8);
       LTH_ROW(0) LTH_ROW(1) LTH_ROW(2) LTH_ROW(3) LTH_ROW(4) LTH_ROW(5)
       A += MR;
-      B += NR;
+      B += ldb;
     }
 #undef LTH_ROW
   } else {
@@ -61,12 +61,12 @@ inline void micro_kernel_6x16(int64_t kc, const float* __restrict A, int64_t lda
     const int64_t l2 = 2 * lda, l3 = 3 * lda;
 #define LTH_ROW(i) LTH_ROW_AT(i, (i < 4 ? A : a4) + ((i % 4) == 0 ? 0 : (i % 4) == 1 ? lda : (i % 4) == 2 ? l2 : l3))
     for (int64_t p = 0; p < kc; p++) {
-      const __m256 b0 = _mm256_load_ps(B);
-      const __m256 b1 = HALF ? b0 : _mm256_load_ps(B + 8);
+      const __m256 b0 = _mm256_loadu_ps(B);
+      const __m256 b1 = HALF ? b0 : _mm256_loadu_ps(B + 8);
       LTH_ROW(0) LTH_ROW(1) LTH_ROW(2) LTH_ROW(3) LTH_ROW(4) LTH_ROW(5)
       A++;
       a4++;
-      B += NR;
+      B += ldb;
     }
 #undef LTH_ROW
   }
@@ -106,12 +106,12 @@ inline void micro_kernel_6x16(int64_t kc, const float* __restrict A, int64_t lda
 }
 
 template <int ROWS, bool STRIDED>
-inline void micro_kernel_rows(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B,
+inline void micro_kernel_rows(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb,
                               float* __restrict C, int64_t ldc, int mr, int nr, bool add) {
   if (nr > 8)
-    micro_kernel_6x16<ROWS, false, STRIDED>(kc, A, lda, B, C, ldc, mr, nr, add);
+    micro_kernel_6x16<ROWS, false, STRIDED>(kc, A, lda, B, ldb, C, ldc, mr, nr, add);
   else
-    micro_kernel_6x16<ROWS, true, STRIDED>(kc, A, lda, B, C, ldc, mr, nr, add);
+    micro_kernel_6x16<ROWS, true, STRIDED>(kc, A, lda, B, ldb, C, ldc, mr, nr, add);
 }
 
 // The driver may pass op(A) unpacked where it is A's rows (kernels_impl.h).
@@ -123,23 +123,23 @@ constexpr int kernel_rows(int mr) { return mr > 4 ? 6 : mr > 2 ? 4 : 2; }
 // A packed (lda 0: A[p*MR + i]) or read in place (A[i*lda + p], only where mr is
 // kernel_rows(mr), so that every row read is one of op(A)'s).
 template <bool STRIDED>
-inline void micro_kernel_t(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B,
+inline void micro_kernel_t(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb,
                            float* __restrict C, int64_t ldc, int mr, int nr, bool add) {
   const int rows = kernel_rows(mr);
   if (rows == 6)
-    micro_kernel_rows<6, STRIDED>(kc, A, lda, B, C, ldc, mr, nr, add);
+    micro_kernel_rows<6, STRIDED>(kc, A, lda, B, ldb, C, ldc, mr, nr, add);
   else if (rows == 4)
-    micro_kernel_rows<4, STRIDED>(kc, A, lda, B, C, ldc, mr, nr, add);
+    micro_kernel_rows<4, STRIDED>(kc, A, lda, B, ldb, C, ldc, mr, nr, add);
   else
-    micro_kernel_rows<2, STRIDED>(kc, A, lda, B, C, ldc, mr, nr, add);
+    micro_kernel_rows<2, STRIDED>(kc, A, lda, B, ldb, C, ldc, mr, nr, add);
 }
 
-inline void micro_kernel(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B,
+inline void micro_kernel(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb,
                          float* __restrict C, int64_t ldc, int mr, int nr, bool add) {
   if (lda)
-    micro_kernel_t<true>(kc, A, lda, B, C, ldc, mr, nr, add);
+    micro_kernel_t<true>(kc, A, lda, B, ldb, C, ldc, mr, nr, add);
   else
-    micro_kernel_t<false>(kc, A, 0, B, C, ldc, mr, nr, add);
+    micro_kernel_t<false>(kc, A, 0, B, ldb, C, ldc, mr, nr, add);
 }
 
 // C[i*n + j] (+)= Σ_p A[i*k + p]·B[j*k + p] for i in [r0, r1), j in [c0, c1): gemm with

@@ -55,14 +55,14 @@ inline void pack_transpose(const float* __restrict src, int64_t ld, int rows, in
   pack_zero_pad(rows, cols, dst, stride);
 }
 
-// C[0:mr, 0:nr] (+)= sum_p A[p*12 + i] * B[p*32 + j], or with STRIDED A[i*lda + p] (A's
+// C[0:mr, 0:nr] (+)= sum_p A[p*12 + i] * B[p*ldb + j], or with STRIDED A[i*lda + p] (A's
 // rows in place, unpacked: the same multiply-adds in the same order). With HALF only the
 // first 16 columns are computed (for edge panels with nr <= 16), and only the first ROWS
 // rows (4, 8 or 12, at least mr: an edge panel of a 16-row product is 4 rows, and
 // computing all 12 took as long as a full panel); each element's FMA chain is the same
 // either way.
 template <int ROWS, bool HALF, bool STRIDED>
-inline void micro_kernel_12x32(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B,
+inline void micro_kernel_12x32(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb,
                                float* __restrict C, int64_t ldc, int mr, int nr, bool add) {
   __m512 c0a = _mm512_setzero_ps(), c0b = _mm512_setzero_ps();
   __m512 c1a = _mm512_setzero_ps(), c1b = _mm512_setzero_ps();
@@ -85,12 +85,12 @@ inline void micro_kernel_12x32(int64_t kc, const float* __restrict A, int64_t ld
   if (!STRIDED) {
 #define LTH_ROW(i) LTH_ROW_AT(i, A[i])
     for (int64_t p = 0; p < kc; p++) {
-      const __m512 b0 = _mm512_load_ps(B);
-      const __m512 b1 = HALF ? b0 : _mm512_load_ps(B + 16);
+      const __m512 b0 = _mm512_loadu_ps(B);
+      const __m512 b1 = HALF ? b0 : _mm512_loadu_ps(B + 16);
       LTH_ROW(0) LTH_ROW(1) LTH_ROW(2) LTH_ROW(3) LTH_ROW(4) LTH_ROW(5)
       LTH_ROW(6) LTH_ROW(7) LTH_ROW(8) LTH_ROW(9) LTH_ROW(10) LTH_ROW(11)
       A += MR;
-      B += NR;
+      B += ldb;
     }
 #undef LTH_ROW
   } else {
@@ -100,14 +100,14 @@ inline void micro_kernel_12x32(int64_t kc, const float* __restrict A, int64_t ld
     const int64_t l2 = 2 * lda, l3 = 3 * lda;
 #define LTH_ROW(i) LTH_ROW_AT(i, (i < 4 ? A : i < 8 ? a4 : a8)[(i % 4) == 0 ? 0 : (i % 4) == 1 ? lda : (i % 4) == 2 ? l2 : l3])
     for (int64_t p = 0; p < kc; p++) {
-      const __m512 b0 = _mm512_load_ps(B);
-      const __m512 b1 = HALF ? b0 : _mm512_load_ps(B + 16);
+      const __m512 b0 = _mm512_loadu_ps(B);
+      const __m512 b1 = HALF ? b0 : _mm512_loadu_ps(B + 16);
       LTH_ROW(0) LTH_ROW(1) LTH_ROW(2) LTH_ROW(3) LTH_ROW(4) LTH_ROW(5)
       LTH_ROW(6) LTH_ROW(7) LTH_ROW(8) LTH_ROW(9) LTH_ROW(10) LTH_ROW(11)
       A++;
       a4++;
       a8++;
-      B += NR;
+      B += ldb;
     }
 #undef LTH_ROW
   }
@@ -149,12 +149,12 @@ inline void micro_kernel_12x32(int64_t kc, const float* __restrict A, int64_t ld
 }
 
 template <int ROWS, bool STRIDED>
-inline void micro_kernel_rows(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B,
+inline void micro_kernel_rows(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb,
                               float* __restrict C, int64_t ldc, int mr, int nr, bool add) {
   if (nr > 16)
-    micro_kernel_12x32<ROWS, false, STRIDED>(kc, A, lda, B, C, ldc, mr, nr, add);
+    micro_kernel_12x32<ROWS, false, STRIDED>(kc, A, lda, B, ldb, C, ldc, mr, nr, add);
   else
-    micro_kernel_12x32<ROWS, true, STRIDED>(kc, A, lda, B, C, ldc, mr, nr, add);
+    micro_kernel_12x32<ROWS, true, STRIDED>(kc, A, lda, B, ldb, C, ldc, mr, nr, add);
 }
 
 // The driver may pass op(A) unpacked where it is A's rows (kernels_impl.h).
@@ -166,23 +166,23 @@ constexpr int kernel_rows(int mr) { return mr > 8 ? 12 : mr > 4 ? 8 : 4; }
 // A packed (lda 0: A[p*MR + i]) or read in place (A[i*lda + p], only where mr is
 // kernel_rows(mr), so that every row read is one of op(A)'s).
 template <bool STRIDED>
-inline void micro_kernel_t(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B,
+inline void micro_kernel_t(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb,
                            float* __restrict C, int64_t ldc, int mr, int nr, bool add) {
   const int rows = kernel_rows(mr);
   if (rows == 12)
-    micro_kernel_rows<12, STRIDED>(kc, A, lda, B, C, ldc, mr, nr, add);
+    micro_kernel_rows<12, STRIDED>(kc, A, lda, B, ldb, C, ldc, mr, nr, add);
   else if (rows == 8)
-    micro_kernel_rows<8, STRIDED>(kc, A, lda, B, C, ldc, mr, nr, add);
+    micro_kernel_rows<8, STRIDED>(kc, A, lda, B, ldb, C, ldc, mr, nr, add);
   else
-    micro_kernel_rows<4, STRIDED>(kc, A, lda, B, C, ldc, mr, nr, add);
+    micro_kernel_rows<4, STRIDED>(kc, A, lda, B, ldb, C, ldc, mr, nr, add);
 }
 
-inline void micro_kernel(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B,
+inline void micro_kernel(int64_t kc, const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb,
                          float* __restrict C, int64_t ldc, int mr, int nr, bool add) {
   if (lda)
-    micro_kernel_t<true>(kc, A, lda, B, C, ldc, mr, nr, add);
+    micro_kernel_t<true>(kc, A, lda, B, ldb, C, ldc, mr, nr, add);
   else
-    micro_kernel_t<false>(kc, A, 0, B, C, ldc, mr, nr, add);
+    micro_kernel_t<false>(kc, A, 0, B, ldb, C, ldc, mr, nr, add);
 }
 
 // C[i*n + j] (+)= Σ_p A[i*k + p]·B[j*k + p] for i in [r0, r1), j in [c0, c1): gemm with

@@ -6,11 +6,13 @@
 // kernels_common.h and after they define:
 //   constexpr int MR, NR;            register tile of the micro-kernel
 //   constexpr int64_t KCMAX, NCMAX;  cache blocking (NCMAX a multiple of NR)
-//   void micro_kernel(int64_t kc, const float* A, int64_t lda, const float* B, float* C,
-//                     int64_t ldc, int mr, int nr, bool add);
-//       C[0:mr, 0:nr] (+)= Ap[kc x MR]ᵀ · Bp[kc x NR], one FMA/multiply-add chain
+//   void micro_kernel(int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb,
+//                     float* C, int64_t ldc, int mr, int nr, bool add);
+//       C[0:mr, 0:nr] (+)= Ap[kc x MR]ᵀ · B[kc x NR], one FMA/multiply-add chain
 //       per element in order p = 0..kc-1; `add` adds to C, otherwise overwrites it.
 //       With lda > 0, A is not packed: row i's kc values are A[i*lda .. i*lda + kc).
+//       B's row p is B[p*ldb .. p*ldb + NR): ldb is NR for a packed panel, op(B)'s row
+//       length where the driver reads it in place (whole panels only: NR columns read).
 //   constexpr bool kReadsAInPlace;   whether micro_kernel takes lda > 0 (Kernels::aInPlace)
 //   int kernel_rows(int mr);         the rows micro_kernel reads for an mr-row panel; lda > 0
 //                                    is passed only where that is mr (no row past op(A)'s)
@@ -25,6 +27,14 @@
 // No standard C++ headers here (see kernels.h).
 
 constexpr int64_t kBpOffset = (MR * KCMAX + 15) & ~(int64_t)15;  // 64-byte aligned
+
+// op(B) = B is read in place, its rows n apart, where a row is at most kBInPlaceMaxRow
+// floats (a page) and the column block is whole panels: a k-block's panel (kc rows of NR
+// floats) then stays in L1 for the row panels after the first, and the copy into a packed
+// panel is spared (4-5% of an F(4x4) convolution's time, whose products have rows of 128
+// tiles). Longer rows are packed: a fully connected layer's 16384-float rows would put
+// each of a panel's rows on a page of its own.
+constexpr int64_t kBInPlaceMaxRow = 1024;
 
 void gemm(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float* scratch) {
   if (r0 >= r1 || c0 >= c1) return;
@@ -42,7 +52,8 @@ void gemm(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1
     const int64_t nc = min64(NCMAX, c1 - jc);
     for (int64_t pc = 0; pc < k; pc += kcb) {
       const int64_t kc = min64(kcb, k - pc);
-      if (g.bPanel) {
+      const bool bInPlace = !g.bPanel && !g.transB && n <= kBInPlaceMaxRow && nc % NR == 0;
+      if (g.bPanel || bInPlace) {
         // Read in place below.
       } else if (!g.transB) {
         pack_rows_into_panels_t<NR>(B + pc * n + jc, n, nc, kc, Bp);  // op(B)[p][j] = B[p*n + j]
@@ -70,8 +81,10 @@ void gemm(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1
         float* Crow = C + ir * n + jc;
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int nr = (int)min64(NR, nc - jr);
-          const float* Bpanel = g.bPanel ? B + (jc + jr) / NR * g.bPanel + pc * NR : Bp + (jr / NR) * kc * NR;
-          micro_kernel(kc, Apanel, lda, Bpanel, Crow + jr, n, mr, nr, add);
+          const float* Bpanel = g.bPanel  ? B + (jc + jr) / NR * g.bPanel + pc * NR
+                                : bInPlace ? B + pc * n + jc + jr
+                                           : Bp + (jr / NR) * kc * NR;
+          micro_kernel(kc, Apanel, lda, Bpanel, bInPlace ? n : NR, Crow + jr, n, mr, nr, add);
         }
       }
     }

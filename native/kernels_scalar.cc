@@ -28,18 +28,18 @@ typedef float v4u __attribute__((vector_size(16), aligned(4)));  // unaligned ac
 constexpr bool kReadsAInPlace = false;
 constexpr int kernel_rows(int mr) { return mr; }
 
-inline void micro_kernel(int64_t kc, const float* __restrict A, int64_t, const float* __restrict B, float* __restrict C,
-                         int64_t ldc, int mr, int nr, bool add) {
+inline void micro_kernel(int64_t kc, const float* __restrict A, int64_t, const float* __restrict B, int64_t ldb,
+                         float* __restrict C, int64_t ldc, int mr, int nr, bool add) {
   v4 c0a = {0, 0, 0, 0}, c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a, c3a = c0a, c3b = c0a;
   for (int64_t p = 0; p < kc; p++) {
-    const v4 b0 = *reinterpret_cast<const v4*>(B), b1 = *reinterpret_cast<const v4*>(B + 4);
+    const v4 b0 = *reinterpret_cast<const v4u*>(B), b1 = *reinterpret_cast<const v4u*>(B + 4);
     const float a0 = A[0], a1 = A[1], a2 = A[2], a3 = A[3];
     c0a += a0 * b0; c0b += a0 * b1;
     c1a += a1 * b0; c1b += a1 * b1;
     c2a += a2 * b0; c2b += a2 * b1;
     c3a += a3 * b0; c3b += a3 * b1;
     A += MR;
-    B += NR;
+    B += ldb;
   }
   const v4 acc[MR][2] = {{c0a, c0b}, {c1a, c1b}, {c2a, c2b}, {c3a, c3b}};
   if (nr == NR) {

@@ -132,6 +132,41 @@ test('matmul: op(A) read in place (A) has the bits of op(A) packed (Aᵀ with tr
   }
 }));
 
+test('matmul: op(B) read in place (B) has the bits of op(B) packed (Bᵀ with transB), on every SIMD path, over the threads', { skip }, () => onEverySimdPath(native!, (path) => {
+  // The driver reads B's rows unpacked where they are at most 1024 floats and a column
+  // block is whole panels, and packs them otherwise; Bᵀ with transB is always packed.
+  // Each element's multiply-adds are the same either way. Shapes: rows of whole panels on
+  // every path (64, 96, 128, 1024 columns), k past a k-block (401, 900), partial row panels,
+  // a partial last panel (70 columns) and rows too long (2048), both packed.
+  const rnd = prng(14);
+  const before = native!.getThreads();
+  try {
+    for (const [m, k, n] of [[12, 37, 64], [60, 401, 128], [64, 64, 96], [5, 900, 1024], [13, 450, 128], [62, 64, 70], [24, 40, 2048]] as const) {
+      const a = randomArray(m * k, rnd), b = randomArray(k * n, rnd), c0 = randomArray(m * n, rnd);
+      const bt = new Float32Array(n * k);
+      for (let p = 0; p < k; p++) for (let j = 0; j < n; j++) bt[j * k + p] = b[p * n + j];
+      for (const acc of [false, true]) {
+        const packed = c0.slice();
+        native!.setThreads(1);
+        native!.matmul(a, bt, packed, m, k, n, false, true, acc);
+        for (const threads of [1, 2]) {
+          native!.setThreads(threads);
+          const inPlace = c0.slice();
+          native!.matmul(a, b, inPlace, m, k, n, false, false, acc);
+          for (let i = 0; i < m * n; i++) {
+            if (!Object.is(inPlace[i], packed[i])) {
+              assert.fail(`${path}, ${threads} thread(s): m=${m} k=${k} n=${n} accumulate=${acc}: ` +
+                `c[${Math.floor(i / n)},${i % n}] = ${inPlace[i]} from B, ${packed[i]} from Bᵀ`);
+            }
+          }
+        }
+      }
+    }
+  } finally {
+    native!.setThreads(before);
+  }
+}));
+
 test('matmul: LeNet-300-100 shapes', { skip }, () => {
   const rnd = prng(2);
   checkMatmul(60, 784, 300, false, true, false, rnd);   // forward X·W1ᵀ
