@@ -97,31 +97,37 @@ test('matmul: a row of C has the same bits whether its row panel is full or part
   }
 }));
 
-test('matmul: op(A) read in place (A) has the bits of op(A) packed (Aᵀ with transA), on every SIMD path, over the threads', { skip }, () => onEverySimdPath(native!, (path) => {
-  // The AVX kernels read A's rows unpacked where a panel's rows are a micro-kernel's own
-  // row count and pack them otherwise; Aᵀ with transA is always packed. Each element's
-  // multiply-adds are the same either way. Shapes: every panel read in place (12, 24, 60,
-  // 64 rows), a last panel packed (5, 13, 62 rows), k past a k-block (400), n with
-  // half and partial column panels, and a product big enough for the pool's parts.
-  const rnd = prng(13);
+/**
+ * For each [m, k, n], random A [m, k], B [k, n] and C: C by `packed` on one thread (from
+ * the transposed copy `transposed` makes), then by `inPlace` on one and two threads, for
+ * each of `variants` (its name goes into the message); every element must have the same
+ * bits. The addon's thread count is restored after.
+ */
+function sameBitsOverThreads(
+  path: string, seed: number, shapes: ReadonlyArray<readonly [number, number, number]>, variants: ReadonlyArray<{ name: string; transB: boolean; acc: boolean }>,
+  transposed: (a: Float32Array, b: Float32Array, m: number, k: number, n: number) => Float32Array,
+  packed: (a: Float32Array, b: Float32Array, t: Float32Array, c: Float32Array, m: number, k: number, n: number, transB: boolean, acc: boolean) => void,
+  inPlace: (a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number, transB: boolean, acc: boolean) => void,
+  from: readonly [string, string],
+): void {
+  const rnd = prng(seed);
   const before = native!.getThreads();
   try {
-    for (const [m, k, n] of [[12, 37, 5], [24, 401, 40], [60, 900, 256], [64, 96, 64], [5, 37, 13], [13, 450, 20], [62, 64, 70]] as const) {
+    for (const [m, k, n] of shapes) {
       const a = randomArray(m * k, rnd), b = randomArray(k * n, rnd), c0 = randomArray(m * n, rnd);
-      const at = new Float32Array(k * m);
-      for (let i = 0; i < m; i++) for (let p = 0; p < k; p++) at[p * m + i] = a[i * k + p];
-      for (const tB of [false, true]) for (const acc of [false, true]) {
-        const packed = c0.slice();
+      const t = transposed(a, b, m, k, n);
+      for (const { name, transB, acc } of variants) {
+        const want = c0.slice();
         native!.setThreads(1);
-        native!.matmul(at, b, packed, m, k, n, true, tB, acc);
+        packed(a, b, t, want, m, k, n, transB, acc);
         for (const threads of [1, 2]) {
           native!.setThreads(threads);
-          const inPlace = c0.slice();
-          native!.matmul(a, b, inPlace, m, k, n, false, tB, acc);
+          const got = c0.slice();
+          inPlace(a, b, got, m, k, n, transB, acc);
           for (let i = 0; i < m * n; i++) {
-            if (!Object.is(inPlace[i], packed[i])) {
-              assert.fail(`${path}, ${threads} thread(s): m=${m} k=${k} n=${n} transB=${tB} accumulate=${acc}: ` +
-                `c[${Math.floor(i / n)},${i % n}] = ${inPlace[i]} from A, ${packed[i]} from Aᵀ`);
+            if (!Object.is(got[i], want[i])) {
+              assert.fail(`${path}, ${threads} thread(s): m=${m} k=${k} n=${n} ${name}: ` +
+                `c[${Math.floor(i / n)},${i % n}] = ${got[i]} from ${from[0]}, ${want[i]} from ${from[1]}`);
             }
           }
         }
@@ -130,6 +136,26 @@ test('matmul: op(A) read in place (A) has the bits of op(A) packed (Aᵀ with tr
   } finally {
     native!.setThreads(before);
   }
+}
+
+const accumulateOrNot = [false, true].map((acc) => ({ name: `accumulate=${acc}`, transB: false, acc }));
+
+test('matmul: op(A) read in place (A) has the bits of op(A) packed (Aᵀ with transA), on every SIMD path, over the threads', { skip }, () => onEverySimdPath(native!, (path) => {
+  // The AVX kernels read A's rows unpacked where a panel's rows are a micro-kernel's own
+  // row count and pack them otherwise; Aᵀ with transA is always packed. Each element's
+  // multiply-adds are the same either way. Shapes: every panel read in place (12, 24, 60,
+  // 64 rows), a last panel packed (5, 13, 62 rows), k past a k-block (400), n with
+  // half and partial column panels, and a product big enough for the pool's parts.
+  sameBitsOverThreads(path, 13, [[12, 37, 5], [24, 401, 40], [60, 900, 256], [64, 96, 64], [5, 37, 13], [13, 450, 20], [62, 64, 70]],
+    [...accumulateOrNot, ...[false, true].map((acc) => ({ name: `transB accumulate=${acc}`, transB: true, acc }))],
+    (a, _b, m, k) => {
+      const at = new Float32Array(k * m);
+      for (let i = 0; i < m; i++) for (let p = 0; p < k; p++) at[p * m + i] = a[i * k + p];
+      return at;
+    },
+    (_a, b, at, c, m, k, n, tB, acc) => native!.matmul(at, b, c, m, k, n, true, tB, acc),
+    (a, b, c, m, k, n, tB, acc) => native!.matmul(a, b, c, m, k, n, false, tB, acc),
+    ['A', 'Aᵀ']);
 }));
 
 test('matmul: op(B) read in place (B) has the bits of op(B) packed (Bᵀ with transB), on every SIMD path, over the threads', { skip }, () => onEverySimdPath(native!, (path) => {
@@ -138,33 +164,16 @@ test('matmul: op(B) read in place (B) has the bits of op(B) packed (Bᵀ with tr
   // Each element's multiply-adds are the same either way. Shapes: rows of whole panels on
   // every path (64, 96, 128, 1024 columns), k past a k-block (401, 900), partial row panels,
   // a partial last panel (70 columns) and rows too long (2048), both packed.
-  const rnd = prng(14);
-  const before = native!.getThreads();
-  try {
-    for (const [m, k, n] of [[12, 37, 64], [60, 401, 128], [64, 64, 96], [5, 900, 1024], [13, 450, 128], [62, 64, 70], [24, 40, 2048]] as const) {
-      const a = randomArray(m * k, rnd), b = randomArray(k * n, rnd), c0 = randomArray(m * n, rnd);
+  sameBitsOverThreads(path, 14, [[12, 37, 64], [60, 401, 128], [64, 64, 96], [5, 900, 1024], [13, 450, 128], [62, 64, 70], [24, 40, 2048]],
+    accumulateOrNot,
+    (_a, b, _m, k, n) => {
       const bt = new Float32Array(n * k);
       for (let p = 0; p < k; p++) for (let j = 0; j < n; j++) bt[j * k + p] = b[p * n + j];
-      for (const acc of [false, true]) {
-        const packed = c0.slice();
-        native!.setThreads(1);
-        native!.matmul(a, bt, packed, m, k, n, false, true, acc);
-        for (const threads of [1, 2]) {
-          native!.setThreads(threads);
-          const inPlace = c0.slice();
-          native!.matmul(a, b, inPlace, m, k, n, false, false, acc);
-          for (let i = 0; i < m * n; i++) {
-            if (!Object.is(inPlace[i], packed[i])) {
-              assert.fail(`${path}, ${threads} thread(s): m=${m} k=${k} n=${n} accumulate=${acc}: ` +
-                `c[${Math.floor(i / n)},${i % n}] = ${inPlace[i]} from B, ${packed[i]} from Bᵀ`);
-            }
-          }
-        }
-      }
-    }
-  } finally {
-    native!.setThreads(before);
-  }
+      return bt;
+    },
+    (a, _b, bt, c, m, k, n, _tB, acc) => native!.matmul(a, bt, c, m, k, n, false, true, acc),
+    (a, b, c, m, k, n, _tB, acc) => native!.matmul(a, b, c, m, k, n, false, false, acc),
+    ['B', 'Bᵀ']);
 }));
 
 test('matmul: LeNet-300-100 shapes', { skip }, () => {
