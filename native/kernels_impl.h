@@ -470,36 +470,37 @@ void winoStorePool(const float* o, int64_t n, int64_t count, float* pooled, uint
 // to scalar code (a third of the pooled store's time on Conv-2's 8-tile rows).
 typedef float pool_f4 __attribute__((vector_size(16)));
 typedef float pool_f8 __attribute__((vector_size(32)));
-typedef uint8_t pool_u8x4 __attribute__((vector_size(4)));
 typedef float pool_f16 __attribute__((vector_size(64)));
+typedef uint8_t pool_u8x4 __attribute__((vector_size(4)));
 typedef uint8_t pool_u8x8 __attribute__((vector_size(8)));
 typedef uint8_t pool_u8x16 __attribute__((vector_size(16)));
+
+// W = sizeof(F)/4 values of a and of b at x interleaved (Lanes: 0, W, 1, W + 1, ...), and
+// their bytes likewise; F2 and U2 are twice F's and U's width.
+template <class F, class F2, class U, class U2, int... Lanes>
+inline void interleave_vectors(const float* __restrict a, const float* __restrict b, const uint8_t* __restrict ka,
+                               const uint8_t* __restrict kb, int64_t x, float* __restrict out,
+                               uint8_t* __restrict kout) {
+  F va, vb;
+  U ca, cb;
+  __builtin_memcpy(&va, a + x, sizeof va);
+  __builtin_memcpy(&vb, b + x, sizeof vb);
+  __builtin_memcpy(&ca, ka + x, sizeof ca);
+  __builtin_memcpy(&cb, kb + x, sizeof cb);
+  const F2 v = __builtin_shufflevector(va, vb, Lanes...);
+  const U2 c = __builtin_shufflevector(ca, cb, Lanes...);
+  __builtin_memcpy(out + 2 * x, &v, sizeof v);
+  __builtin_memcpy(kout + 2 * x, &c, sizeof c);
+}
+
 inline void interleave_pools(const float* __restrict a, const float* __restrict b, const uint8_t* __restrict ka,
                              const uint8_t* __restrict kb, int64_t len, float* __restrict out, uint8_t* __restrict kout) {
   int64_t x = 0;
-  for (; x + 8 <= len; x += 8) {
-    pool_f8 va, vb;
-    pool_u8x8 ca, cb;
-    __builtin_memcpy(&va, a + x, sizeof va);
-    __builtin_memcpy(&vb, b + x, sizeof vb);
-    __builtin_memcpy(&ca, ka + x, sizeof ca);
-    __builtin_memcpy(&cb, kb + x, sizeof cb);
-    const pool_f16 v = __builtin_shufflevector(va, vb, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-    const pool_u8x16 c = __builtin_shufflevector(ca, cb, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-    __builtin_memcpy(out + 2 * x, &v, sizeof v);
-    __builtin_memcpy(kout + 2 * x, &c, sizeof c);
-  }
+  for (; x + 8 <= len; x += 8)
+    interleave_vectors<pool_f8, pool_f16, pool_u8x8, pool_u8x16, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15>(
+        a, b, ka, kb, x, out, kout);
   if (x + 4 <= len) {  // a 16x16 output's rows of four tiles
-    pool_f4 va, vb;
-    pool_u8x4 ca, cb;
-    __builtin_memcpy(&va, a + x, sizeof va);
-    __builtin_memcpy(&vb, b + x, sizeof vb);
-    __builtin_memcpy(&ca, ka + x, sizeof ca);
-    __builtin_memcpy(&cb, kb + x, sizeof cb);
-    const pool_f8 v = __builtin_shufflevector(va, vb, 0, 4, 1, 5, 2, 6, 3, 7);
-    const pool_u8x8 c = __builtin_shufflevector(ca, cb, 0, 4, 1, 5, 2, 6, 3, 7);
-    __builtin_memcpy(out + 2 * x, &v, sizeof v);
-    __builtin_memcpy(kout + 2 * x, &c, sizeof c);
+    interleave_vectors<pool_f4, pool_f8, pool_u8x4, pool_u8x8, 0, 4, 1, 5, 2, 6, 3, 7>(a, b, ka, kb, x, out, kout);
     x += 4;
   }
   for (; x < len; x++) {
