@@ -50,9 +50,9 @@ void gemm(const lth::GemmArgs& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1
   const int64_t kcb = (k + nkb - 1) / nkb;
   for (int64_t jc = c0; jc < c1; jc += NCMAX) {
     const int64_t nc = min64(NCMAX, c1 - jc);
+    const bool bInPlace = !g.bPanel && !g.transB && n <= kBInPlaceMaxRow && nc % NR == 0;  // per column block
     for (int64_t pc = 0; pc < k; pc += kcb) {
       const int64_t kc = min64(kcb, k - pc);
-      const bool bInPlace = !g.bPanel && !g.transB && n <= kBInPlaceMaxRow && nc % NR == 0;
       if (g.bPanel || bInPlace) {
         // Read in place below.
       } else if (!g.transB) {
