@@ -138,6 +138,13 @@ function sameBitsOverThreads(
   }
 }
 
+/** The rows × cols matrix x transposed (cols × rows). */
+function transposed(x: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(cols * rows);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) t[j * rows + i] = x[i * cols + j];
+  return t;
+}
+
 const accumulateOrNot = [false, true].map((acc) => ({ name: `accumulate=${acc}`, transB: false, acc }));
 
 test('matmul: op(A) read in place (A) has the bits of op(A) packed (Aᵀ with transA), on every SIMD path, over the threads', { skip }, () => onEverySimdPath(native!, (path) => {
@@ -148,11 +155,7 @@ test('matmul: op(A) read in place (A) has the bits of op(A) packed (Aᵀ with tr
   // half and partial column panels, and a product big enough for the pool's parts.
   sameBitsOverThreads(path, 13, [[12, 37, 5], [24, 401, 40], [60, 900, 256], [64, 96, 64], [5, 37, 13], [13, 450, 20], [62, 64, 70]],
     [...accumulateOrNot, ...[false, true].map((acc) => ({ name: `transB accumulate=${acc}`, transB: true, acc }))],
-    (a, _b, m, k) => {
-      const at = new Float32Array(k * m);
-      for (let i = 0; i < m; i++) for (let p = 0; p < k; p++) at[p * m + i] = a[i * k + p];
-      return at;
-    },
+    (a, _b, m, k) => transposed(a, m, k),
     (_a, b, at, c, m, k, n, tB, acc) => native!.matmul(at, b, c, m, k, n, true, tB, acc),
     (a, b, c, m, k, n, tB, acc) => native!.matmul(a, b, c, m, k, n, false, tB, acc),
     ['A', 'Aᵀ']);
@@ -166,11 +169,7 @@ test('matmul: op(B) read in place (B) has the bits of op(B) packed (Bᵀ with tr
   // a partial last panel (70 columns) and rows too long (2048), both packed.
   sameBitsOverThreads(path, 14, [[12, 37, 64], [60, 401, 128], [64, 64, 96], [5, 900, 1024], [13, 450, 128], [62, 64, 70], [24, 40, 2048]],
     accumulateOrNot,
-    (_a, b, _m, k, n) => {
-      const bt = new Float32Array(n * k);
-      for (let p = 0; p < k; p++) for (let j = 0; j < n; j++) bt[j * k + p] = b[p * n + j];
-      return bt;
-    },
+    (_a, b, _m, k, n) => transposed(b, k, n),
     (a, _b, bt, c, m, k, n, _tB, acc) => native!.matmul(a, bt, c, m, k, n, false, true, acc),
     (a, b, c, m, k, n, _tB, acc) => native!.matmul(a, b, c, m, k, n, false, false, acc),
     ['B', 'Bᵀ']);
