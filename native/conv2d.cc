@@ -14,7 +14,9 @@
 // order), so it does not depend on the thread count either. The backward pass takes the
 // forward's bias and ReLU backward too (channelBiasActBackward's), an image at a time
 // while its output gradient is in cache for the products, rather than as a pass of its own
-// over the whole batch's.
+// over the whole batch's. That per-image backward is shared (conv2d.h) with
+// conv3x3ThroughConv2d (winograd.cc), which computes a first layer's output gradient an
+// image block at a time and hands it on.
 
 #include <node_api.h>
 
@@ -25,6 +27,7 @@
 #include "bindings.h"
 #include "dispatch.h"
 #include "ftz.h"
+#include "conv2d.h"
 #include "gemm.h"
 #include "im2col.h"
 #include "napi_args.h"
@@ -33,6 +36,7 @@
 namespace {
 
 using lth::ConvGeom;
+using lth::ConvJob;
 using lth::GemmArgs;
 using lth::gK;
 
@@ -48,31 +52,6 @@ int64_t groups_for(int64_t n, int64_t wsize) {
   if (g > n) g = n;
   return g < 1 ? 1 : g;
 }
-
-struct ConvJob {
-  ConvGeom g;
-  int64_t n, cout;
-  const float* x;
-  const float* w;
-  const float* wp;    // op(W) packed for GemmArgs::aPacked: W (forward), Wᵀ (input gradient)
-  const float* bias;  // forward: [cout] or null
-  float* y;           // forward: the output
-  const float* gy;    // backward: the output gradient
-  const float* yOut;  // backward with relu: the forward's output, whose sign masks gy
-  double* biasSums;   // backward: n x cout sums of the (masked) gy's planes, or null (no bias gradient)
-  float* gx;          // backward: the input gradient, or null
-  float* partials;    // backward: groups x [cout, ckk], or null (no weight gradient)
-  int64_t groups;
-  bool relu;  // forward: max(0, ·) after the bias; backward: gy masked by yOut > 0
-  bool accumulateIn;
-
-  int64_t ckk() const { return g.c * g.kh * g.kw; }
-  int64_t hw() const { return g.oh * g.ow; }
-  int64_t in_size() const { return g.c * g.h * g.w; }
-  int64_t out_size() const { return cout * hw(); }
-  // Whether an image is its own column matrix (1x1, stride 1, no padding).
-  bool identity() const { return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0; }
-};
 
 GemmArgs packed_a(GemmArgs g) {
   g.aPacked = true;
@@ -115,13 +94,12 @@ void forward_image(const ConvJob& j, int64_t b, float* scratch) {
   }
 }
 
-// Image b's output gradient as the products take it: gy's, or with relu masked where the
-// output is not above 0 (channelBiasActBackward's rule) into this thread's buffer, where
+// Image b's output gradient gyb as the products take it: itself, or with relu masked where
+// the output is not above 0 (channelBiasActBackward's rule) into this thread's buffer, where
 // it is still in cache for both products; its planes' sums (plane_sum, as
 // channelBiasActBackward takes them) kept for the bias gradient.
-const float* output_grad(const ConvJob& j, int64_t b) {
+const float* output_grad(const ConvJob& j, int64_t b, const float* gyb) {
   const int64_t hw = j.hw(), size = j.out_size();
-  const float* gyb = j.gy + b * size;
   if (j.relu) {
     thread_local std::vector<float> buf;
     float* __restrict masked = thread_buffer(buf, (size_t)size);
@@ -159,13 +137,9 @@ void forward_part(void* ctx, int part, float* scratch) { forward_image(*static_c
 void backward_part(void* ctx, int part, float* scratch) {
   const ConvJob& j = *static_cast<const ConvJob*>(ctx);
   const int64_t b0 = j.n * part / j.groups, b1 = j.n * (part + 1) / j.groups;
-  const int64_t ckk = j.ckk(), hw = j.hw();
+  float* partial = j.partials ? j.partials + part * j.cout * j.ckk() : nullptr;
   for (int64_t b = b0; b < b1; b++) {
-    const float* gyb = output_grad(j, b);
-    if (j.partials) {
-      const GemmArgs g{gyb, columns(j, b), j.partials + part * j.cout * ckk, j.cout, hw, ckk, false, true, b > b0};
-      lth::nt_product(j.cout, ckk, hw)(g, 0, j.cout, 0, ckk, scratch);
-    }
+    const float* gyb = lth::conv2d_grad_image(j, b, j.gy + b * j.out_size(), partial, b > b0, scratch);
     if (j.gx) input_grad_image(j, b, gyb, scratch);
   }
 }
@@ -302,17 +276,33 @@ napi_value Conv2dBackward(napi_env env, napi_callback_info info) {
   thread_local std::vector<float> wbuf;
   if (j.gx) j.wp = lth::pack_a(j.w, j.ckk(), j.cout, true, wbuf);
   run(j.groups, (double)j.n * j.out_size() * (1 + (gw ? j.ckk() : 0) + (j.gx ? j.ckk() : 0)), backward_part, &j);
-  if (gb) lth::add_channel_sums(j.biasSums, j.n, j.cout, gb);
-  if (gw)
-    for (int64_t i = 0; i < wsize; i++) {
-      float s = j.partials[i];
-      for (int64_t g = 1; g < j.groups; g++) s += j.partials[g * wsize + i];
-      gw[i] += s;
-    }
+  lth::conv2d_add_grads(j, j.groups, gw, gb);
   return lth::undefined_value(env);
 }
 
 }  // namespace
+
+const float* lth::conv2d_grad_image(const ConvJob& j, int64_t b, const float* gyb, float* partial, bool accumulate,
+                                    float* scratch) {
+  gyb = output_grad(j, b, gyb);
+  if (partial) {
+    const int64_t ckk = j.ckk(), hw = j.hw();
+    const GemmArgs g{gyb, columns(j, b), partial, j.cout, hw, ckk, false, true, accumulate};
+    lth::nt_product(j.cout, ckk, hw)(g, 0, j.cout, 0, ckk, scratch);
+  }
+  return gyb;
+}
+
+void lth::conv2d_add_grads(const ConvJob& j, int64_t parts, float* gw, float* gb) {
+  if (gb) lth::add_channel_sums(j.biasSums, j.n, j.cout, gb);
+  if (!gw) return;
+  const int64_t wsize = j.cout * j.ckk();
+  for (int64_t i = 0; i < wsize; i++) {
+    float s = j.partials[i];
+    for (int64_t p = 1; p < parts; p++) s += j.partials[p * wsize + i];
+    gw[i] += s;
+  }
+}
 
 bool lth::register_conv2d(napi_env env, napi_value exports) {
   static constexpr Export kExports[] = {{"conv2d", Conv2d}, {"conv2dBackward", Conv2dBackward}};

@@ -1,5 +1,6 @@
-// winograd.cc: conv3x3 and conv3x3WeightGrad, the stride-1 3x3 convolution of the native
-// backend and its weight gradient (the Backend methods of the same names;
+// winograd.cc: conv3x3, conv3x3Pool, conv3x3WeightGrad and conv3x3ThroughConv2d, the
+// stride-1 3x3 convolution of the native backend, its weight gradient, and its input
+// gradient taken on through a first layer's backward pass (the Backend methods of the same names;
 // src/backend/backend.ts documents them and src/backend/reference.ts is the oracle), by
 // Winograd's F(2x2, 3x3) or F(4x4, 3x3) algorithm (the caller's choice of tile).
 //
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "conv2d.h"
 #include "dispatch.h"
 #include "ftz.h"
 #include "napi_args.h"
@@ -52,7 +54,19 @@ struct Job {
   // into pooled [n][cout][outH/2][outW/2] and each window's argmax, in place of `out`.
   float* pooled = nullptr;
   uint8_t* argmax = nullptr;
+  // With `through` (conv3x3ThroughConv2d), the output is the output gradient of a first
+  // layer's im2col convolution: it is not stored but goes on, an image at a time while in
+  // cache, into that layer's weight and bias gradients. Blocks are then whole images.
+  const struct Through* through = nullptr;
   int64_t entries() const { return (int64_t)(tile + 2) * (tile + 2); }  // E, the transform's size
+};
+
+// The first layer of conv3x3ThroughConv2d: its backward job (ConvJob, no input gradient),
+// and the floats of one block's weight-gradient partial (block blk's at conv->partials +
+// blk * wsize).
+struct Through {
+  const lth::ConvJob* conv;
+  int64_t wsize;
 };
 
 // n floats of v, from a 64-byte boundary (GemmArgs::bPanel's, and the vector loads').
@@ -293,8 +307,12 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
   float* O = grow(obuf, (size_t)(j.tile * j.tile * T));
   const auto out = j.tile == 4 ? gK->winoOut4 : gK->winoOut;
   const auto store = j.tile == 4 ? gK->winoStore4 : gK->winoStore;
+  // Through a first layer, the block's images go to a buffer of the thread ([image - img0][o][row]).
+  thread_local std::vector<float> tbuf;
+  const int64_t img0 = j.through ? q0 / j.th : 0, plane = j.oh * j.ow;
+  float* dst = j.through ? grow(tbuf, (size_t)((q1 - q0) / j.th * j.cout * plane)) : j.out;
   for (int64_t o = 0; o < j.cout; o++) {
-    if (o + 1 < j.cout) prefetch_out(j, q0, q1, o + 1);
+    if (o + 1 < j.cout && !j.through) prefetch_out(j, q0, q1, o + 1);
     const float* bias = j.bias ? j.bias + o : nullptr;
     out(M + o * T, ms, T, O);
     for (int64_t q = q0; q < q1;) {
@@ -308,12 +326,17 @@ void run_block(const Job& j, int64_t blk, float* gemmScratch) {
         else
           gK->winoStorePool(O + (q - q0) * j.tw, T, (ty1 - ty0) * j.tw, j.pooled + at, j.argmax + at, bias, j.relu);
       } else {
-        store(O + (q - q0) * j.tw, T, j.ow, r1 - r0, j.out + ((img * j.cout + o) * j.oh + r0) * j.ow, j.accumulate,
-              bias, j.relu);
+        store(O + (q - q0) * j.tw, T, j.ow, r1 - r0, dst + ((img - img0) * j.cout + o) * plane + r0 * j.ow,
+              j.accumulate, bias, j.relu);
       }
       q = img * j.th + ty1;
     }
   }
+  if (!j.through) return;
+  const lth::ConvJob& c = *j.through->conv;
+  float* partial = c.partials ? c.partials + blk * j.through->wsize : nullptr;
+  for (int64_t img = img0; img < q1 / j.th; img++)
+    lth::conv2d_grad_image(c, img, dst + (img - img0) * j.cout * plane, partial, img > img0, gemmScratch);
 }
 
 // The weight gradient: with gM = A·gY·Aᵀ per tile of the output gradient (2x2 or 4x4, 0
@@ -627,6 +650,89 @@ void add_filter_grads4(const float* gu, int64_t oc, float* gw, int64_t cin, int6
     }
   }
 }
+// conv3x3ThroughConv2d(gradOut, weight, x, y, gradWeight, gradBias, n, outChannels, channels, height, width, pad, tile,
+//                      inChannels, inHeight, inWidth, kh, kw, strideH, strideW, padH, padW, relu)
+constexpr ArgSpec kConv3x3ThroughArgs[] = {
+    arg::f32("gradOut"),      arg::f32("weight"),         arg::f32("x"),          arg::f32("y"),
+    arg::f32_or_null("gradWeight"), arg::f32_or_null("gradBias"), arg::dim("n"), arg::dim("outChannels"),
+    arg::dim("channels"),     arg::dim("height"),         arg::dim("width"),      arg::dim("pad"),
+    arg::dim("tile"),         arg::dim("inChannels"),     arg::dim("inHeight"),   arg::dim("inWidth"),
+    arg::dim("kh", 1),        arg::dim("kw", 1),          arg::dim("strideH", 1), arg::dim("strideW", 1),
+    arg::dim("padH"),         arg::dim("padW"),           arg::flag("relu")};
+
+napi_value Conv3x3ThroughConv2d(napi_env env, napi_callback_info info) {
+  lth::Args<23> a(env, info, "conv3x3ThroughConv2d", kConv3x3ThroughArgs);
+  if (!a.ok()) return nullptr;
+  const float *gy = a[0].f32(), *wt = a[1].f32(), *x = a[2].f32(), *y = a[3].f32();
+  float* gw = a[4].present ? a[4].f32() : nullptr;
+  float* gb = a[5].present ? a[5].f32() : nullptr;
+  const int64_t n = a[6].dim(), cout = a[7].dim(), ch = a[8].dim(), h = a[9].dim(), w = a[10].dim(), pad = a[11].dim();
+  const int64_t tile = a[12].dim();
+  const bool relu = a[22].flag;
+  if (pad > 2) {
+    a.fail(true, "pad must be 0, 1 or 2, got %lld", (long long)pad);
+    return nullptr;
+  }
+  const int64_t oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
+  if (oh < 1 || ow < 1) {
+    a.fail(true, "a 3x3 kernel with padding %lld does not fit a %lldx%lld image", (long long)pad, (long long)h,
+           (long long)w);
+    return nullptr;
+  }
+  if (!geometry_fits(a, tile, oh, ow, 2 - pad)) return nullptr;
+  lth::ConvJob c{};
+  if (!lth::conv_geometry(a, a[13].dim(), a[14].dim(), a[15].dim(), a[16].dim(), a[17].dim(), a[18].dim(),
+                          a[19].dim(), a[20].dim(), a[21].dim(), &c.g))
+    return nullptr;
+  if (c.g.oh != h || c.g.ow != w) {
+    a.fail(true, "the first convolution's output is %lldx%lld, y is %lldx%lld", (long long)c.g.oh, (long long)c.g.ow,
+           (long long)h, (long long)w);
+    return nullptr;
+  }
+  c.n = n;
+  c.cout = ch;
+  c.x = x;
+  c.yOut = y;
+  c.relu = relu;
+  const u128 yTotal = (u128)n * ch * h * w, inTotal = (u128)n * c.in_size(), wTotal = (u128)ch * c.ckk();
+  a.need("gradOut", a[0].len, (u128)n * cout * oh * ow, "n*outChannels*outH*outW");
+  a.need("weight", a[1].len, (u128)cout * ch * 9, "outChannels*channels*9");
+  a.need("x", a[2].len, inTotal, "n*inChannels*inHeight*inWidth");
+  a.need("y", a[3].len, yTotal, "n*channels*height*width");
+  if (gw) a.need("gradWeight", a[4].len, wTotal, "channels*inChannels*kh*kw");
+  if (gb) a.need("gradBias", a[5].len, (u128)ch, "channels");
+  if (!a.ok()) return nullptr;
+  const size_t wBytes = (size_t)wTotal * sizeof(float);
+  if (lth::overlaps(gw, wBytes, gy, (size_t)(n * cout * oh * ow) * 4) || lth::overlaps(gw, wBytes, wt, (size_t)(cout * ch * 9) * 4) ||
+      lth::overlaps(gw, wBytes, x, (size_t)inTotal * 4) || lth::overlaps(gw, wBytes, y, (size_t)yTotal * 4) ||
+      lth::overlaps(gw, wBytes, gb, (size_t)ch * 4)) {
+    a.fail(true, "gradWeight must not share memory with gradOut, weight, x, y or gradBias");
+    return nullptr;
+  }
+  if (lth::overlaps(gb, (size_t)ch * 4, gy, (size_t)(n * cout * oh * ow) * 4) ||
+      lth::overlaps(gb, (size_t)ch * 4, wt, (size_t)(cout * ch * 9) * 4) || lth::overlaps(gb, (size_t)ch * 4, y, (size_t)yTotal * 4)) {
+    a.fail(true, "gradBias must not share memory with gradOut, weight or y");
+    return nullptr;
+  }
+  // With no output channels y's gradient is 0, and so are the gradients it would add.
+  if (n == 0 || ch == 0 || cout == 0 || (!gw && !gb)) return lth::undefined_value(env);
+  lth::FtzScope ftz;
+  Job j = make_job(gy, nullptr, nullptr, n, cout, ch, oh, ow, 2 - pad, false, (int)tile, false);
+  j.rowsPerBlock = (j.rowsPerBlock >= j.th ? j.rowsPerBlock / j.th : 1) * j.th;
+  const int64_t blocks = (j.tileRows + j.rowsPerBlock - 1) / j.rowsPerBlock, wsize = ch * c.ckk();
+  thread_local std::vector<float> pbuf;  // the caller's: the pool's threads write through c.partials
+  thread_local std::vector<double> sbuf;
+  if (gw) c.partials = grow(pbuf, (size_t)(blocks * wsize));
+  if (gb) {
+    if (sbuf.size() < (size_t)(n * ch)) sbuf.resize((size_t)(n * ch));
+    c.biasSums = sbuf.data();
+  }
+  const Through through{&c, wsize};
+  j.through = &through;
+  run_conv(j, wt, true);
+  lth::conv2d_add_grads(c, blocks, gw, gb);
+  return lth::undefined_value(env);
+}
 
 // conv3x3WeightGrad(x, gradOut, gradWeight, n, inChannels, outChannels, height, width, pad, tile)
 constexpr ArgSpec kConv3x3WeightGradArgs[] = {arg::f32("x"),      arg::f32("gradOut"),     arg::f32("gradWeight"),
@@ -694,6 +800,7 @@ napi_value Conv3x3WeightGrad(napi_env env, napi_callback_info info) {
 }  // namespace
 
 bool lth::register_winograd(napi_env env, napi_value exports) {
-  static constexpr Export kExports[] = {{"conv3x3", Conv3x3}, {"conv3x3Pool", Conv3x3Pool}, {"conv3x3WeightGrad", Conv3x3WeightGrad}};
+  static constexpr Export kExports[] = {{"conv3x3", Conv3x3}, {"conv3x3Pool", Conv3x3Pool}, {"conv3x3WeightGrad", Conv3x3WeightGrad},
+                                         {"conv3x3ThroughConv2d", Conv3x3ThroughConv2d}};
   return define_exports(env, exports, kExports);
 }

@@ -207,6 +207,27 @@ export interface Backend {
   ): void;
 
   /**
+   * The backward pass of a first layer, a convolution by conv2d (x [n, inChannels, inHeight,
+   * inWidth] -> y [n, channels, height, width], the given kernel, stride and padding, with its
+   * bias and `relu`), taken from the gradient gradOut [n, outChannels, outH, outW] of the 3×3
+   * convolution that reads y (weight [outChannels, channels, 3, 3], padding `pad` ≤ 2, outH =
+   * height + 2·pad - 2): y's gradient is the input gradient conv3x3(gradOut, weight, ·, n,
+   * outChannels, channels, outH, outW, 2 - pad, true, false, tile), and then gradWeight and
+   * gradBias (either may be null) receive what conv2dBackward(x, ·, that, null, gradWeight, …,
+   * y, gradBias, relu) adds. Nothing else is written: y's gradient is never stored, the native
+   * kernel hands each image's on to the first layer's products while it is in cache. Its
+   * weight gradient sums the images in blocks fixed by the geometry, so it does not depend on
+   * the thread count; it rounds as the two calls do up to that order.
+   */
+  conv3x3ThroughConv2d(
+    gradOut: Float32Array, weight: Float32Array, x: Float32Array, y: Float32Array,
+    gradWeight: Float32Array | null, gradBias: Float32Array | null,
+    n: number, outChannels: number, channels: number, height: number, width: number, pad: number, tile: 2 | 4,
+    inChannels: number, inHeight: number, inWidth: number, kh: number, kw: number,
+    strideH: number, strideW: number, padH: number, padW: number, relu: boolean,
+  ): void;
+
+  /**
    * The weight gradient of conv3x3 (no flip): gradWeight [outChannels, inChannels, 3, 3] +=
    *   Σ_{b,y,x} gradOut[b,o,y,x] · x[b, c, y - pad + i, x - pad + j]
    * (0 outside the image), x [n, inChannels, height, width], gradOut [n, outChannels,

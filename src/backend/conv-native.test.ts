@@ -538,6 +538,51 @@ test('conv3x3WeightGrad (Winograd) matches the reference and accumulates on ever
   });
 });
 
+/**
+ * conv3x3ThroughConv2d's cases: [n, first layer: inChannels, inHeight, inWidth, kh, kw,
+ * strideH, strideW, padH, padW; channels (its output's), the 3×3 convolution's outChannels
+ * and pad].
+ */
+const THROUGH: Array<[number, number, number, number, number, number, number, number, number, number, number, number, number]> = [
+  [3, 3, 32, 32, 3, 3, 1, 1, 1, 1, 8, 8, 1],   // Conv-2's first two layers, narrower; an odd number of images (blocks of whole images)
+  [2, 3, 9, 11, 3, 3, 2, 2, 1, 1, 8, 12, 1],   // a strided first layer, 5x6 output
+  [5, 2, 8, 8, 1, 1, 1, 1, 0, 0, 9, 8, 0],     // a 1x1 first layer (its image is its columns); a valid 3x3 after it
+  [1, 3, 6, 7, 3, 3, 1, 1, 1, 1, 8, 10, 2],    // padding 2: the 3x3's input gradient is a valid convolution
+  [7, 3, 16, 16, 3, 3, 1, 1, 1, 1, 16, 16, 1], // several blocks of whole images
+];
+
+test('conv3x3ThroughConv2d: the two calls it stands for (bias bit for bit, weight within its sum\'s order) and the reference, on every SIMD path', { skip }, () => {
+  onEverySimdPath(native!, (path) => {
+    const rnd = prng(21);
+    for (const [n, c0, h0, w0, kh, kw, sh, sw, ph, pw, ch, co, pad] of THROUGH) {
+      const h = outSize(h0, kh, sh, ph), w = outSize(w0, kw, sw, pw), oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
+      const x = randomArray(n * c0 * h0 * w0, rnd), y = randomArray(n * ch * h * w, rnd).map((v) => Math.max(0, v));
+      const gy = randomArray(n * co * oh * ow, rnd), wt = randomArray(co * ch * 9, rnd);
+      const gw0 = randomArray(ch * c0 * kh * kw, rnd), gb0 = randomArray(ch, rnd), unread = new Float32Array(gw0.length);
+      for (const tile of TILES) {
+        for (const relu of [true, false]) {
+          const what = `${path}: ${[n, c0, h0, w0, kh, kw, sh, sw, ph, pw, ch, co, pad]} tile ${tile} relu ${relu}`;
+          const one = { gw: gw0.slice(), gb: gb0.slice() }, two = { gw: gw0.slice(), gb: gb0.slice() }, r = { gw: gw0.slice(), gb: gb0.slice() };
+          native!.conv3x3ThroughConv2d(gy, wt, x, y, one.gw, one.gb, n, co, ch, h, w, pad, tile, c0, h0, w0, kh, kw, sh, sw, ph, pw, relu);
+          const gx = new Float32Array(y.length);
+          native!.conv3x3(gy, wt, gx, n, co, ch, oh, ow, 2 - pad, true, false, tile, null, false);
+          native!.conv2dBackward(x, unread, gx, null, two.gw, n, c0, ch, h0, w0, kh, kw, sh, sw, ph, pw, false, y, two.gb, relu);
+          ref.conv3x3ThroughConv2d(gy, wt, x, y, r.gw, r.gb, n, co, ch, h, w, pad, tile, c0, h0, w0, kh, kw, sh, sw, ph, pw, relu);
+          assert.deepEqual(one.gb, two.gb, `${what}: gradBias against the two calls`);
+          const d = (a: Float32Array, b: Float32Array) => a.map((v, i) => v - b[i]);
+          const e2 = relErr(d(one.gw, gw0), d(two.gw, gw0)), er = relErr(d(one.gw, gw0), d(r.gw, gw0)), eb = relErr(d(one.gb, gb0), d(r.gb, gb0));
+          assert.ok(e2 <= 1e-6, `${what}: gradWeight against the two calls, rel err ${e2}`);
+          assert.ok(er <= CONV3X3_TOL[tile] && eb <= CONV3X3_TOL[tile], `${what}: against the reference, rel err ${er} (weight), ${eb} (bias)`);
+          // Without a bias gradient the weight's is the same; without either nothing is written.
+          const only = gw0.slice();
+          native!.conv3x3ThroughConv2d(gy, wt, x, y, only, null, n, co, ch, h, w, pad, tile, c0, h0, w0, kh, kw, sh, sw, ph, pw, relu);
+          assert.deepEqual(only, one.gw, `${what}: gradWeight alone`);
+        }
+      }
+    }
+  });
+});
+
 test('conv3x3: the flipped convolution is the input gradient of the forward one (col2im of Wᵀ·gY)', { skip }, () => {
   const rnd = prng(9);
   for (const [n, c, o, h, w, p] of [[2, 8, 12, 7, 9, 1], [1, 9, 8, 6, 5, 0]]) {
@@ -658,6 +703,23 @@ test('conv kernels validate their arguments with clear errors', { skip }, () => 
     assert.throws(() => be.conv3x3WeightGrad(f(2 * 3 * 16), f(2 * 2 * 16), f(54), 2, 3, 2, 4, 4, 1, 0 as 2),
       err(RangeError, /^conv3x3WeightGrad: tile must be 2 or 4, got 0$/));
   }
+  // conv3x3ThroughConv2d: 2 images 3x4x4 -> 3x3 pad 1 -> y 2x4x4 -> 3x3 pad 1 -> 5 channels.
+  const through = (over: Record<number, unknown>, be: Backend = N) => {
+    const args: unknown[] = [f(2 * 5 * 16), f(5 * 2 * 9), f(2 * 3 * 16), f(2 * 2 * 16), f(2 * 3 * 9), f(2), 2, 5, 2, 4, 4, 1, 4, 3, 4, 4, 3, 3, 1, 1, 1, 1, true];
+    for (const [i, v] of Object.entries(over)) args[+i] = v;
+    return () => (be.conv3x3ThroughConv2d as (...a: unknown[]) => void)(...args);
+  };
+  assert.doesNotThrow(through({}));
+  for (const be of [N, ref]) {
+    assert.throws(through({ 11: 3 }, be), err(RangeError, /^conv3x3ThroughConv2d: pad must be 0, 1 or 2, got 3$/));
+    assert.throws(through({ 20: 0, 21: 0 }, be), err(RangeError, /^conv3x3ThroughConv2d: the first convolution's output is 2x2, y is 4x4$/));
+  }
+  assert.throws(through({ 12: 3 }), err(RangeError, /^conv3x3ThroughConv2d: tile must be 2 or 4, got 3$/));
+  assert.throws(through({ 4: f(53) }), err(RangeError, /^conv3x3ThroughConv2d: gradWeight has 53 elements, needs channels\*inChannels\*kh\*kw = 54$/));
+  assert.throws(through({ 3: f(63) }), err(RangeError, /^conv3x3ThroughConv2d: y has 63 elements, needs n\*channels\*height\*width = 64$/));
+  assert.throws(through({ 0: f(159) }), err(RangeError, /^conv3x3ThroughConv2d: gradOut has 159 elements, needs n\*outChannels\*outH\*outW = 160$/));
+  const ys = f(64);
+  assert.throws(through({ 3: ys, 5: ys.subarray(62, 64) }), err(RangeError, /^conv3x3ThroughConv2d: gradBias must not share memory with gradOut, weight or y$/));
   assert.throws(() => N.conv3x3WeightGrad(f(2 * 3 * 16), f(2 * 2 * 16), f(53), 2, 3, 2, 4, 4, 1, 2), err(RangeError, /^conv3x3WeightGrad: gradWeight has 53 elements, needs .* = 54$/));
   // 2 images 3x4x4, 3x3 kernel stride 2 pad 1 -> 2x2 outputs, 2 output channels.
   assert.throws(() => N.conv2d(f(96), f(54), null, f(15), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: out has 15 elements, needs n\*outChannels\*outH\*outW = 16$/));
@@ -761,6 +823,11 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
       }],
       ...TILES.map((t): [string, () => Float32Array] =>
         [`conv3x3WeightGrad tile ${t}`, () => { const o = wt3.slice(); native!.conv3x3WeightGrad(big, big, o, 8, c, c, h, w, 1, t); return o; }]),
+      ...TILES.map((t): [string, () => Float32Array] => [`conv3x3ThroughConv2d tile ${t}, 8 images`, () => {
+        const gw = randomArray(c * 3 * 9, prng(16)), gb = bias.slice(), y = big.map((v) => Math.max(0, v));
+        native!.conv3x3ThroughConv2d(big, wt3, x.subarray(0, 8 * 3 * h * w), y, gw, gb, 8, c, c, h, w, 1, t, 3, h, w, 3, 3, 1, 1, 1, 1, true);
+        return Float32Array.from([...gw, ...gb]);
+      }]),
       ['conv3x3WeightGrad tile 4, 16 images (more blocks than groups: 16 blocks of 8 tile rows)', () => {
         const o = wt3.slice();
         native!.conv3x3WeightGrad(big16, big16, o, 16, c, c, h, w, 1, 4);

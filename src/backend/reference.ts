@@ -283,6 +283,19 @@ export const referenceBackend: Backend = {
     if (gradBias) referenceBackend.sumChannels(gradOut, gradBias, n, channels, height * width, true);
   },
 
+  conv3x3ThroughConv2d(gradOut, weight, x, y, gradWeight, gradBias, n, outChannels, channels, height, width, pad, tile,
+    inChannels, inHeight, inWidth, kh, kw, strideH, strideW, padH, padW, relu) {
+    if (pad > 2) throw new RangeError(`conv3x3ThroughConv2d: pad must be 0, 1 or 2, got ${pad}`);
+    const fh = convOut(inHeight, kh, strideH, padH), fw = convOut(inWidth, kw, strideW, padW);
+    if (fh !== height || fw !== width) throw new RangeError(`conv3x3ThroughConv2d: the first convolution's output is ${fh}x${fw}, y is ${height}x${width}`);
+    const gy = new Float32Array(n * channels * height * width);
+    referenceBackend.conv3x3(gradOut, weight, gy, n, outChannels, channels, height + 2 * pad - 2, width + 2 * pad - 2, 2 - pad, true, false, tile, null, false);
+    // Without an input gradient conv2dBackward never reads the first layer's weight.
+    const unread = new Float32Array(channels * inChannels * kh * kw);
+    referenceBackend.conv2dBackward(x, unread, gy, null, gradWeight, n, inChannels, channels, inHeight, inWidth, kh, kw, strideH, strideW, padH, padW,
+      false, y, gradBias, relu);
+  },
+
   conv3x3WeightGrad(x, gradOut, gradWeight, n, inChannels, outChannels, height, width, pad, tile) {
     if (tile !== 2 && tile !== 4) throw new RangeError(`conv3x3WeightGrad: tile must be 2 or 4, got ${tile}`);
     const outH = height + 2 * pad - 2, outW = width + 2 * pad - 2;

@@ -13,7 +13,9 @@ import { getBackend } from '../backend/index.js';
 import { Workspace, conv2d, conv2dMaxPool, convOutputSize, dropout, dropoutMask, flatten, maxPool2d, poolTile, poolsInOne, usesWinograd, type Conv2dGeometry } from './conv.js';
 import { normErr } from '../nn/testing.js';
 import { gradCheck } from './gradcheck.js';
+import { add } from './norm.js';
 import { linear, softmaxCrossEntropy } from './ops.js';
+import { reshape } from './seq.js';
 import { Tensor, noGrad } from './tensor.js';
 
 function randomTensor(shape: number[], rng: Rng, scale = 1, requiresGrad = true): Tensor {
@@ -255,6 +257,60 @@ test('a Sequential runs a Conv2d and the 2x2 max pooling after it as conv2dMaxPo
     }
   } finally {
     be.conv3x3Pool = original;
+  }
+});
+
+test('a first layer\'s backward pass is taken by the 3x3 convolution that alone reads its output: the gradients of the two ops apart', () => {
+  const be = getBackend() as unknown as Record<string, unknown>;
+  const original = be.conv3x3ThroughConv2d as (...args: unknown[]) => void;
+  let calls = 0;
+  be.conv3x3ThroughConv2d = (...args: unknown[]) => { calls++; original(...args); };
+  try {
+    const rng = new Rng(35, 'test');
+    const g = geom(1, 1);
+    for (const [h, pooled] of [[16, true], [6, false], [32, true]] as const) {
+      const x = randomTensor([3, 3, h, h], rng, 1, false);
+      const w1 = randomTensor([8, 3, 3, 3], rng, 0.5), b1 = randomTensor([8], rng, 0.3);
+      const w2 = randomTensor([8, 8, 3, 3], rng, 0.3), b2 = randomTensor([8], rng, 0.3);
+      const side = pooled ? h / 2 : h;
+      const head = randomTensor([3, 8 * side * side], rng, 0.5, false);
+      const labels = Int32Array.of(0, 2, 1);
+      // Apart: a reshape between the two layers (the same values, no copy) keeps the second from seeing the first.
+      const grads = (apart: boolean) => {
+        for (const t of [w1, b1, w2, b2]) t.grad = null;
+        calls = 0;
+        const y1 = conv2d(x, w1, b1, g, 'relu');
+        const x2 = apart ? reshape(y1, y1.shape) : y1;
+        const y2 = pooled ? conv2dMaxPool(x2, w2, b2, g, 'relu') : conv2d(x2, w2, b2, g, 'relu');
+        headLoss(y2, head, labels).backward();
+        return { calls, grads: [w1, b1, w2, b2].map((t) => Float32Array.from(t.grad!)) };
+      };
+      const one = grads(false), two = grads(true);
+      assert.equal(one.calls, 1, `${h}x${h}: conv3x3ThroughConv2d calls`);
+      assert.equal(two.calls, 0, `${h}x${h}: apart`);
+      ['w1', 'b1'].forEach((name, i) => assert.ok(normErr(one.grads[i], two.grads[i]) < 1e-6, `${h}x${h}: ${name}'s gradient, rel err ${normErr(one.grads[i], two.grads[i])}`));
+      ['w2', 'b2'].forEach((name, i) => assert.deepEqual(one.grads[i + 2], two.grads[i + 2], `${h}x${h}: ${name}'s gradient`));
+    }
+
+    // Through it, the first layer's gradients match finite differences (no ReLU: no kinks). With a
+    // second reader of its output (a residual join), the op is not used, and they match too.
+    const x = randomTensor([2, 3, 6, 6], rng, 1, false);
+    const w1 = randomTensor([8, 3, 3, 3], rng, 0.5), b1 = randomTensor([8], rng, 0.3), w2 = randomTensor([8, 8, 3, 3], rng, 0.3);
+    const head = randomTensor([3, 8 * 36], rng, 0.5, false);
+    const labels = Int32Array.of(1, 2);
+    for (const joined of [false, true]) {
+      calls = 0;
+      const f = () => {
+        const y1 = conv2d(x, w1, b1, g);
+        const y2 = conv2d(y1, w2, null, g);
+        return headLoss(joined ? add(y2, y1) : y2, head, labels);
+      };
+      const err = gradCheck(f, [w1, b1, w2], { eps: 1e-2, samples: 40 });
+      assert.equal(calls, joined ? 0 : 1, `joined ${joined}: conv3x3ThroughConv2d calls`);
+      assert.ok(err < 1e-2, `joined ${joined}: max relative error ${err}`);
+    }
+  } finally {
+    be.conv3x3ThroughConv2d = original;
   }
 });
 

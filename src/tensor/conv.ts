@@ -19,6 +19,10 @@
  * the scratch stays small whatever the batch (evaluation batches of 1000 included).
  * Backward redoes the im2col per image rather than keep the whole batch's columns:
  *   gW += gY_b · col_bᵀ,   gcol = Wᵀ · gY_b,   gX_b += col2im(gcol).
+ * Where such a convolution is a first layer (its input needs no gradient) and a
+ * convolution on conv3x3 alone reads its output, that one's backward pass takes the first
+ * layer's too (conv3x3ThroughConv2d), image block by image block, so the first layer's
+ * output gradient is never stored whole (FirstLayer).
  */
 import { getBackend } from '../backend/index.js';
 import { check } from '../core/errors.js';
@@ -166,13 +170,41 @@ function convDims(op: string, x: Tensor, weight: Tensor, bias: Tensor | null, ge
   return { n, cin, h, w, cout, kh, kw, oh, ow };
 }
 
+/**
+ * A first layer: a convolution on conv2d's im2col path whose input needs no gradient. The
+ * convolution on conv3x3 that is the only reader of its output takes over its backward
+ * pass (conv3x3ThroughConv2d: the output's gradient, 15.7 MB in Conv-2, then never goes
+ * to memory and back), and `taken` tells its own backward to do nothing.
+ */
+interface FirstLayer {
+  x: Tensor; weight: Tensor; bias: Tensor | null; d: ConvDims; geometry: Conv2dGeometry; relu: boolean; taken: boolean;
+}
+/** The first layers of the graphs being recorded, by their outputs. */
+const firstLayers = new WeakMap<Tensor, FirstLayer>();
+
+/**
+ * Most pixels of a first layer's output for conv3x3ThroughConv2d: its blocks are whole
+ * images, and from 64×64 on a block's Winograd tiles would no longer stay near L2.
+ */
+const THROUGH_MAX_PIXELS = 64 * 64;
+
 /** The input and weight gradients of a convolution on conv3x3 from its output's gradient gy (bias and activation already back-propagated). */
 function conv3x3Backward(x: Tensor, weight: Tensor, gy: Float32Array, d: ConvDims, pad: number): void {
   const be = getBackend();
   const gw = weight.requiresGrad ? weight.ensureGrad() : null;
-  // The input gradient overwrites x's when nothing has reached it yet (no zeroing pass).
-  const sink = x.requiresGrad ? x.gradSink() : null;
-  if (sink) be.conv3x3(gy, weight.data, sink.grad, d.n, d.cout, d.cin, d.oh, d.ow, 2 - pad, true, !sink.overwrite, winogradTile(d.h, d.w), null, false);
+  const first = firstLayers.get(x);
+  if (first && x.readers === 1 && d.h * d.w <= THROUGH_MAX_PIXELS) {
+    const f = first.d, { strideH, strideW, padH, padW } = first.geometry;
+    be.conv3x3ThroughConv2d(gy, weight.data, first.x.data, x.data, first.weight.requiresGrad ? first.weight.ensureGrad() : null,
+      first.bias?.requiresGrad ? first.bias.ensureGrad() : null, d.n, d.cout, d.cin, d.h, d.w, pad, winogradTile(d.h, d.w),
+      f.cin, f.h, f.w, f.kh, f.kw, strideH, strideW, padH, padW, first.relu);
+    first.taken = true;
+    x.skipGrad();
+  } else if (x.requiresGrad) {
+    // The input gradient overwrites x's when nothing has reached it yet (no zeroing pass).
+    const sink = x.gradSink();
+    be.conv3x3(gy, weight.data, sink.grad, d.n, d.cout, d.cin, d.oh, d.ow, 2 - pad, true, !sink.overwrite, winogradTile(d.h, d.w), null, false);
+  }
   if (gw) be.conv3x3WeightGrad(x.data, gy, gw, d.n, d.cin, d.cout, d.h, d.w, pad, winogradTile(d.oh, d.ow));
 }
 
@@ -200,7 +232,9 @@ export function conv2d(
     be.conv2d(x.data, weight.data, bias?.data ?? null, y.data, n, cin, cout, h, w, kh, kw, strideH, strideW, padH, padW, relu);
   }
 
+  const first: FirstLayer = { x, weight, bias, d, geometry, relu, taken: false };
   recordOp(y, inputs, () => {
+    if (first.taken) return;
     const gy = y.grad!;
     const gb = bias?.requiresGrad ? bias.ensureGrad() : null;
     if (winograd) {
@@ -214,6 +248,7 @@ export function conv2d(
     be.conv2dBackward(x.data, weight.data, gy, sink?.grad ?? null, gw, n, cin, cout, h, w, kh, kw, strideH, strideW, padH, padW,
       !sink?.overwrite, relu ? y.data : null, gb, relu);
   });
+  if (y.requiresGrad && !winograd && !x.requiresGrad) firstLayers.set(y, first);
   return y;
 }
 

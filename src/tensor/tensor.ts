@@ -104,6 +104,12 @@ export class Tensor {
   /** Set by ops when the graph is recorded. */
   backwardFn: (() => void) | null = null;
   parents: readonly Tensor[] = [];
+  /**
+   * During backward(): how many inputs of the recorded ops it runs are this tensor. An op
+   * whose backward takes over its input's producer's (conv3x3ThroughConv2d) may do so only
+   * when it is the one reader.
+   */
+  readers = 0;
 
   constructor(
     readonly data: Float32Array,
@@ -197,6 +203,16 @@ export class Tensor {
   }
 
   /**
+   * Says that no op will write this tensor's gradient: one that reads it took over the
+   * backward pass of the op that made it (conv3x3ThroughConv2d), so backward() need not zero
+   * the buffer first. What `grad` then holds is not this tensor's gradient.
+   */
+  skipGrad(): void {
+    this.gradStale = false;
+    this.gradZero = false;
+  }
+
+  /**
    * Adds g (this tensor's size) to its gradient. When no gradient has reached it yet, g is
    * copied in, with no zeroing pass before it (a -0 stays -0, which 0 + g would make +0).
    */
@@ -224,6 +240,8 @@ export class Tensor {
       order.push(t);
     };
     visit(this);
+    for (const t of order) t.readers = 0;
+    for (const t of order) for (const p of t.parents) p.readers++;
     this.ensureGrad()[0] = 1;
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i];
