@@ -650,6 +650,7 @@ void add_filter_grads4(const float* gu, int64_t oc, float* gw, int64_t cin, int6
     }
   }
 }
+
 // conv3x3ThroughConv2d(gradOut, weight, x, y, gradWeight, gradBias, n, outChannels, channels, height, width, pad, tile,
 //                      inChannels, inHeight, inWidth, kh, kw, strideH, strideW, padH, padW, relu)
 constexpr ArgSpec kConv3x3ThroughArgs[] = {
