@@ -328,11 +328,17 @@ LTH_SP_TARGET static void to_panels(const float* x, float* out, int64_t n, int64
   }
 }
 
-// y [n, features] (+)= panels.
+// y [n, features] (+)= panels: eight rows of y at a time across all the features, so that
+// each row of y is written front to back. All of a panel's rows at once (transpose's own
+// order) writes 32 bytes to each of 64 rows of y in turn, rows whose starts lie a multiple
+// of 4 KiB apart for many widths (4096 features: 16 KiB), all in one L1 set: a
+// 4096-feature gradient took 5 times as long as toPanels.
 LTH_SP_TARGET static void from_panels(const float* in, float* y, int64_t n, int64_t features, int64_t ld, bool acc) {
   for (int64_t c0 = 0; c0 < ld && c0 < n; c0 += kPanel) {
     const int64_t rows = n - c0 < kPanel ? n - c0 : kPanel;
-    transpose(panel(in, features, c0), y + c0 * features, features, rows, kPanel, features, acc, 0, rows);
+    for (int64_t s = 0; s < rows; s += 8)
+      transpose(panel(in, features, c0), y + c0 * features, features, rows, kPanel, features, acc, s,
+                s + 8 < rows ? s + 8 : rows);
   }
 }
 
