@@ -131,6 +131,15 @@ test('conv2d on conv3x3 with its bias and ReLU fused: gradients match finite dif
   assert.ok(err < 3e-2, `max relative error ${err}`);
 });
 
+/** Counts the calls of the backend kernel `name` (which still runs) until restore(). */
+function countCalls(name: string): { count: () => number; reset: () => void; restore: () => void } {
+  const be = getBackend() as unknown as Record<string, unknown>;
+  const original = be[name] as (...args: unknown[]) => void;
+  let calls = 0;
+  be[name] = (...args: unknown[]) => { calls++; original(...args); };
+  return { count: () => calls, reset: () => { calls = 0; }, restore: () => { be[name] = original; } };
+}
+
 /**
  * conv2dMaxPool (fused) or conv2d then maxPool2d, then a linear head's loss back-propagated
  * from fresh gradients: the pooled values and shape, and the gradients of x, w and b.
@@ -230,19 +239,16 @@ test('a Sequential runs a Conv2d and the 2x2 max pooling after it as conv2dMaxPo
     m.initialize(new Rng(33, 'init'));
     return m;
   };
-  const be = getBackend() as unknown as Record<string, unknown>;
-  const original = be.conv3x3Pool as (...args: unknown[]) => void;
-  let calls = 0;
-  be.conv3x3Pool = (...args: unknown[]) => { calls++; original(...args); };
+  const pool = countCalls('conv3x3Pool');
   try {
     const rng = new Rng(34, 'test');
     const labels = Int32Array.of(0, 2);
     for (const [h, w, pooledInOne] of [[8, 8, 1], [16, 16, 1], [8, 9, 0]] as const) {
       const x = randomTensor([2, 8, h, w], rng, 1, false);
       const [fused, apart] = [build(h, w), build(h, w)];
-      calls = 0;
+      pool.reset();
       const a = fused.forward(x);
-      assert.equal(calls, pooledInOne, `${h}x${w}: conv3x3Pool calls`);
+      assert.equal(pool.count(), pooledInOne, `${h}x${w}: conv3x3Pool calls`);
       let b = x;
       for (const [, m] of apart.namedChildren()) b = m.forward(b);
       // F(2x2) gives the two ops' results bit for bit, F(4x4) (16x16) within its rounding.
@@ -256,15 +262,12 @@ test('a Sequential runs a Conv2d and the 2x2 max pooling after it as conv2dMaxPo
       for (const [name, t] of fused.namedParameters()) same(t.grad!, apart.parameter(name).grad!, `${name}'s gradient`);
     }
   } finally {
-    be.conv3x3Pool = original;
+    pool.restore();
   }
 });
 
 test('a first layer\'s backward pass is taken by the 3x3 convolution that alone reads its output: the gradients of the two ops apart', () => {
-  const be = getBackend() as unknown as Record<string, unknown>;
-  const original = be.conv3x3ThroughConv2d as (...args: unknown[]) => void;
-  let calls = 0;
-  be.conv3x3ThroughConv2d = (...args: unknown[]) => { calls++; original(...args); };
+  const through = countCalls('conv3x3ThroughConv2d');
   try {
     const rng = new Rng(35, 'test');
     const g = geom(1, 1);
@@ -279,12 +282,12 @@ test('a first layer\'s backward pass is taken by the 3x3 convolution that alone 
       // Apart: a reshape between the two layers (the same values, no copy) keeps the second from seeing the first.
       const grads = (apart: boolean) => {
         for (const t of [w1, b1, w2, b2]) t.grad = null;
-        calls = 0;
+        through.reset();
         const y1 = conv2d(x, w1, b1, g, 'relu');
         const x2 = apart ? reshape(y1, y1.shape) : y1;
         const y2 = pooled ? conv2dMaxPool(x2, w2, b2, g, 'relu') : conv2d(x2, w2, b2, g, 'relu');
         headLoss(y2, head, labels).backward();
-        return { calls, grads: [w1, b1, w2, b2].map((t) => Float32Array.from(t.grad!)) };
+        return { calls: through.count(), grads: [w1, b1, w2, b2].map((t) => Float32Array.from(t.grad!)) };
       };
       const one = grads(false), two = grads(true);
       assert.equal(one.calls, h <= 64 ? 1 : 0, `${h}x${h}: conv3x3ThroughConv2d calls`);
@@ -300,18 +303,18 @@ test('a first layer\'s backward pass is taken by the 3x3 convolution that alone 
     const head = randomTensor([3, 8 * 36], rng, 0.5, false);
     const labels = Int32Array.of(1, 2);
     for (const joined of [false, true]) {
-      calls = 0;
+      through.reset();
       const f = () => {
         const y1 = conv2d(x, w1, b1, g);
         const y2 = conv2d(y1, w2, null, g);
         return headLoss(joined ? add(y2, y1) : y2, head, labels);
       };
       const err = gradCheck(f, [w1, b1, w2], { eps: 1e-2, samples: 40 });
-      assert.equal(calls, joined ? 0 : 1, `joined ${joined}: conv3x3ThroughConv2d calls`);
+      assert.equal(through.count(), joined ? 0 : 1, `joined ${joined}: conv3x3ThroughConv2d calls`);
       assert.ok(err < 1e-2, `joined ${joined}: max relative error ${err}`);
     }
   } finally {
-    be.conv3x3ThroughConv2d = original;
+    through.restore();
   }
 });
 
