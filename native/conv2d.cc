@@ -14,7 +14,8 @@
 // order), so it does not depend on the thread count either. The backward pass takes the
 // forward's bias and ReLU backward too (channelBiasActBackward's), an image at a time
 // while its output gradient is in cache for the products, rather than as a pass of its own
-// over the whole batch's. That per-image backward is shared (conv2d.h) with
+// over the whole batch's; the ReLU's mask comes from the forward pass as bits, so that the
+// backward pass need not read the output (32 times the mask's bytes) to find it. That per-image backward is shared (conv2d.h) with
 // conv3x3ThroughConv2d (winograd.cc), which computes a first layer's output gradient an
 // image block at a time and hands it on.
 
@@ -92,23 +93,20 @@ void forward_image(const ConvJob& j, int64_t b, float* scratch) {
       for (int64_t k = 0; k < hw; k++) p[k] = p[k] + bv;
     }
   }
+  // The image's output is still in cache: its mask costs one more pass over it there.
+  if (j.reluMask) gK->reluBits(yb, j.reluMask + b * j.mask_bytes(), j.out_size());
 }
 
-// Image b's output gradient gyb as the products take it: itself, or with relu masked where
-// the output is not above 0 (channelBiasActBackward's rule) into this thread's buffer, where
-// it is still in cache for both products; its planes' sums (plane_sum, as
-// channelBiasActBackward takes them) kept for the bias gradient.
+// Image b's output gradient gyb as the products take it: itself, or masked by the ReLU's
+// bits (0 where the output was not above 0: channelBiasActBackward's rule) into this
+// thread's buffer, where it is still in cache for both products; its planes' sums
+// (plane_sum, as channelBiasActBackward takes them) kept for the bias gradient.
 const float* output_grad(const ConvJob& j, int64_t b, const float* gyb) {
   const int64_t hw = j.hw(), size = j.out_size();
-  if (j.relu) {
+  if (j.reluMask) {
     thread_local std::vector<float> buf;
-    float* __restrict masked = thread_buffer(buf, (size_t)size);
-    const float* __restrict yb = j.yOut + b * size;
-    const float* __restrict g = gyb;
-    for (int64_t k = 0; k < size; k++) {
-      const float v = g[k];  // read whatever the mask says, so that the loop vectorises
-      masked[k] = yb[k] > 0.0f ? v : 0.0f;
-    }
+    float* masked = thread_buffer(buf, (size_t)size);
+    gK->maskByBits(gyb, j.reluMask + b * j.mask_bytes(), masked, size);
     gyb = masked;
   }
   if (j.biasSums)
@@ -173,31 +171,44 @@ bool read_job(lth::Args<N>& a, size_t at, ConvJob& j) {
   return true;
 }
 
-// conv2d(x, weight, bias, out, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, relu)
+// conv2d(x, weight, bias, out, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, relu,
+//        reluMask)
 constexpr ArgSpec kConv2dArgs[] = {
     arg::f32("x"),          arg::f32("weight"),     arg::f32_or_null("bias"), arg::f32("out"),
     arg::dim("n"),          arg::dim("inChannels"), arg::dim("outChannels"),  arg::dim("height"),
     arg::dim("width"),      arg::dim("kh", 1),      arg::dim("kw", 1),        arg::dim("strideH", 1),
-    arg::dim("strideW", 1), arg::dim("padH"),       arg::dim("padW"),         arg::flag("relu")};
+    arg::dim("strideW", 1), arg::dim("padH"),       arg::dim("padW"),         arg::flag("relu"),
+    arg::u8_or_null("reluMask")};
 
 napi_value Conv2d(napi_env env, napi_callback_info info) {
-  lth::Args<16> a(env, info, "conv2d", kConv2dArgs);
+  lth::Args<17> a(env, info, "conv2d", kConv2dArgs);
   if (!a.ok()) return nullptr;
   ConvJob j{};
   if (!read_job(a, 4, j)) return nullptr;
   j.bias = a[2].present ? a[2].f32() : nullptr;
   j.y = a[3].f32();
   j.relu = a[15].flag;
+  j.reluMask = a[16].present ? a[16].u8() : nullptr;
   const u128 inTotal = (u128)j.n * j.in_size(), outTotal = (u128)j.n * j.out_size();
   a.need("x", a[0].len, inTotal, "n*inChannels*height*width");
   a.need("weight", a[1].len, (u128)j.cout * j.ckk(), "outChannels*inChannels*kh*kw");
   if (j.bias) a.need("bias", a[2].len, (u128)j.cout, "outChannels");
   a.need("out", a[3].len, outTotal, "n*outChannels*outH*outW");
+  if (j.reluMask && !j.relu) a.fail(false, "reluMask goes with relu");
+  if (j.reluMask) a.need("reluMask", a[16].len, (u128)j.n * j.mask_bytes(), "n*ceil(outChannels*outH*outW/8)");
   if (!a.ok()) return nullptr;
   const size_t outBytes = (size_t)outTotal * sizeof(float);
   if (lth::overlaps(j.y, outBytes, j.x, (size_t)inTotal * sizeof(float)) ||
       lth::overlaps(j.y, outBytes, j.w, (size_t)(j.cout * j.ckk()) * sizeof(float))) {
     a.fail(true, "out must not share memory with x or weight");
+    return nullptr;
+  }
+  const size_t maskBytes = j.reluMask ? (size_t)(j.n * j.mask_bytes()) : 0;
+  if (lth::overlaps(j.reluMask, maskBytes, j.y, outBytes) ||
+      lth::overlaps(j.reluMask, maskBytes, j.x, (size_t)inTotal * sizeof(float)) ||
+      lth::overlaps(j.reluMask, maskBytes, j.w, (size_t)(j.cout * j.ckk()) * sizeof(float)) ||
+      lth::overlaps(j.reluMask, maskBytes, j.bias, (size_t)j.cout * sizeof(float))) {
+    a.fail(true, "reluMask must not share memory with x, weight, bias or out");
     return nullptr;
   }
   if (j.n == 0 || j.cout == 0) return lth::undefined_value(env);
@@ -209,16 +220,16 @@ napi_value Conv2d(napi_env env, napi_callback_info info) {
 }
 
 // conv2dBackward(x, weight, gradOut, gradIn, gradWeight, n, inChannels, outChannels, height, width, kh, kw, strideH,
-//                strideW, padH, padW, accumulateIn, y, gradBias, relu)
+//                strideW, padH, padW, accumulateIn, reluMask, gradBias)
 constexpr ArgSpec kConv2dBackwardArgs[] = {
     arg::f32("x"),           arg::f32("weight"),       arg::f32("gradOut"),  arg::f32_or_null("gradIn"),
     arg::f32_or_null("gradWeight"), arg::dim("n"),     arg::dim("inChannels"), arg::dim("outChannels"),
     arg::dim("height"),      arg::dim("width"),        arg::dim("kh", 1),    arg::dim("kw", 1),
     arg::dim("strideH", 1),  arg::dim("strideW", 1),   arg::dim("padH"),     arg::dim("padW"),
-    arg::flag("accumulateIn"), arg::f32_or_null("y"),  arg::f32_or_null("gradBias"), arg::flag("relu")};
+    arg::flag("accumulateIn"), arg::u8_or_null("reluMask"), arg::f32_or_null("gradBias")};
 
 napi_value Conv2dBackward(napi_env env, napi_callback_info info) {
-  lth::Args<20> a(env, info, "conv2dBackward", kConv2dBackwardArgs);
+  lth::Args<19> a(env, info, "conv2dBackward", kConv2dBackwardArgs);
   if (!a.ok()) return nullptr;
   ConvJob j{};
   if (!read_job(a, 5, j)) return nullptr;
@@ -226,34 +237,34 @@ napi_value Conv2dBackward(napi_env env, napi_callback_info info) {
   j.gx = a[3].present ? a[3].f32() : nullptr;
   float* gw = a[4].present ? a[4].f32() : nullptr;
   j.accumulateIn = a[16].flag;
-  j.yOut = a[17].present ? a[17].f32() : nullptr;
+  j.reluMask = a[17].present ? a[17].u8() : nullptr;
   float* gb = a[18].present ? a[18].f32() : nullptr;
-  j.relu = a[19].flag;
   const u128 inTotal = (u128)j.n * j.in_size(), outTotal = (u128)j.n * j.out_size(), wTotal = (u128)j.cout * j.ckk();
   a.need("x", a[0].len, inTotal, "n*inChannels*height*width");
   a.need("weight", a[1].len, wTotal, "outChannels*inChannels*kh*kw");
   a.need("gradOut", a[2].len, outTotal, "n*outChannels*outH*outW");
   if (j.gx) a.need("gradIn", a[3].len, inTotal, "n*inChannels*height*width");
   if (gw) a.need("gradWeight", a[4].len, wTotal, "outChannels*inChannels*kh*kw");
-  if (j.relu && !j.yOut) a.fail(false, "relu needs y, the convolution's output");
-  if (j.relu && j.yOut) a.need("y", a[17].len, outTotal, "n*outChannels*outH*outW");
+  if (j.reluMask) a.need("reluMask", a[17].len, (u128)j.n * j.mask_bytes(), "n*ceil(outChannels*outH*outW/8)");
   if (gb) a.need("gradBias", a[18].len, (u128)j.cout, "outChannels");
   if (!a.ok()) return nullptr;
   const size_t inBytes = (size_t)inTotal * sizeof(float), outBytes = (size_t)outTotal * sizeof(float),
-               wBytes = (size_t)wTotal * sizeof(float);
+               wBytes = (size_t)wTotal * sizeof(float), maskBytes = j.reluMask ? (size_t)(j.n * j.mask_bytes()) : 0;
   if (lth::overlaps(j.gx, inBytes, j.x, inBytes) || lth::overlaps(j.gx, inBytes, j.gy, outBytes) ||
-      lth::overlaps(j.gx, inBytes, j.w, wBytes)) {
-    a.fail(true, "gradIn must not share memory with x, weight or gradOut");
+      lth::overlaps(j.gx, inBytes, j.w, wBytes) || lth::overlaps(j.gx, inBytes, j.reluMask, maskBytes)) {
+    a.fail(true, "gradIn must not share memory with x, weight, gradOut or reluMask");
     return nullptr;
   }
   if (lth::overlaps(gw, wBytes, j.x, inBytes) || lth::overlaps(gw, wBytes, j.gy, outBytes) ||
-      lth::overlaps(gw, wBytes, j.w, wBytes) || lth::overlaps(gw, wBytes, j.gx, inBytes)) {
-    a.fail(true, "gradWeight must not share memory with x, weight, gradOut or gradIn");
+      lth::overlaps(gw, wBytes, j.w, wBytes) || lth::overlaps(gw, wBytes, j.gx, inBytes) ||
+      lth::overlaps(gw, wBytes, j.reluMask, maskBytes)) {
+    a.fail(true, "gradWeight must not share memory with x, weight, gradOut, gradIn or reluMask");
     return nullptr;
   }
   const size_t gbBytes = (size_t)j.cout * sizeof(float);
-  if (lth::overlaps(gb, gbBytes, j.gx, inBytes) || lth::overlaps(gb, gbBytes, gw, wBytes)) {
-    a.fail(true, "gradBias must not share memory with gradIn or gradWeight");
+  if (lth::overlaps(gb, gbBytes, j.gx, inBytes) || lth::overlaps(gb, gbBytes, gw, wBytes) ||
+      lth::overlaps(gb, gbBytes, j.reluMask, maskBytes)) {
+    a.fail(true, "gradBias must not share memory with gradIn, gradWeight or reluMask");
     return nullptr;
   }
   const int64_t wsize = j.cout * j.ckk();

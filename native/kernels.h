@@ -43,6 +43,13 @@ struct Kernels {
 
   void (*biasAct)(const float* x, const float* bias, float* out, int64_t rows, int64_t cols, bool relu);
   void (*reluBackward)(const float* gradOut, const float* y, float* gradIn, int64_t n);
+  // A ReLU's mask as bits: value k's bit (bit k % 8 of bits[k / 8]) is y[k] > 0 (0 for NaN);
+  // the last byte's bits past n are 0. A 64-channel 32x32 first layer's mask is 8 KB an
+  // image where its output is 256 KB, and the backward pass reads the mask, not the output.
+  void (*reluBits)(const float* y, uint8_t* bits, int64_t n);
+  // out[k] = g[k] where value k's bit is set, else 0 (g read whatever the bit): reluBackward
+  // with the mask as bits. out may be g.
+  void (*maskByBits)(const float* g, const uint8_t* bits, float* out, int64_t n);
   // Column sums of x [rows, cols] (rows ld floats apart) with double accumulators in row
   // order (the reference's order).
   void (*sumRows)(const float* x, float* out, int64_t rows, int64_t cols, int64_t ld, bool accumulate);

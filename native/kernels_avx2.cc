@@ -117,6 +117,27 @@ inline void micro_kernel_rows(int64_t kc, const float* __restrict A, int64_t lda
 // The driver may pass op(A) unpacked where it is A's rows (kernels_impl.h).
 constexpr bool kReadsAInPlace = true;
 
+// 8 values' bits a compare: one byte.
+void relu_bits(const float* y, uint8_t* bits, int64_t n) {
+  const __m256 zero = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8)
+    bits[k >> 3] = (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(y + k), zero, _CMP_GT_OQ));  // false for NaN
+  relu_bits_from(y, bits, k, n);
+}
+
+// A byte's bits spread over eight lanes: lane i all ones where bit i is set.
+void mask_by_bits(const float* g, const uint8_t* bits, float* out, int64_t n) {
+  const __m256i lanes = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    const __m256i b = _mm256_and_si256(_mm256_set1_epi32(bits[k >> 3]), lanes);
+    const __m256 m = _mm256_castsi256_ps(_mm256_cmpeq_epi32(b, lanes));
+    _mm256_storeu_ps(out + k, _mm256_and_ps(m, _mm256_loadu_ps(g + k)));
+  }
+  mask_by_bits_from(g, bits, out, k, n);
+}
+
 // Rows of A the kernel reads for a panel of mr rows: 2, 4 or 6.
 constexpr int kernel_rows(int mr) { return mr > 4 ? 6 : mr > 2 ? 4 : 2; }
 

@@ -160,6 +160,27 @@ inline void micro_kernel_rows(int64_t kc, const float* __restrict A, int64_t lda
 // The driver may pass op(A) unpacked where it is A's rows (kernels_impl.h).
 constexpr bool kReadsAInPlace = true;
 
+// 16 values' bits a compare, stored as two bytes.
+void relu_bits(const float* y, uint8_t* bits, int64_t n) {
+  const __m512 zero = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+    const __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + k), zero, _CMP_GT_OQ);  // false for NaN
+    bits[k >> 3] = (uint8_t)m;
+    bits[(k >> 3) + 1] = (uint8_t)(m >> 8);
+  }
+  relu_bits_from(y, bits, k, n);
+}
+
+void mask_by_bits(const float* g, const uint8_t* bits, float* out, int64_t n) {
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+    const __mmask16 m = (__mmask16)(bits[k >> 3] | (unsigned)bits[(k >> 3) + 1] << 8);
+    _mm512_storeu_ps(out + k, _mm512_maskz_mov_ps(m, _mm512_loadu_ps(g + k)));
+  }
+  mask_by_bits_from(g, bits, out, k, n);
+}
+
 // Rows of A the kernel reads for a panel of mr rows: 4, 8 or 12.
 constexpr int kernel_rows(int mr) { return mr > 8 ? 12 : mr > 4 ? 8 : 4; }
 

@@ -38,6 +38,23 @@ inline void pack_transpose_scalar(const float* __restrict src, int64_t ld, int r
     for (int r = r0; r < rows; r++) dst[c * stride + r] = src[r * ld + c];
 }
 
+// Kernels::reluBits and maskByBits from value k0 on (k0 a multiple of 8): the whole of the
+// scalar path's, the tails of the vector paths'.
+inline void relu_bits_from(const float* __restrict y, uint8_t* __restrict bits, int64_t k0, int64_t n) {
+  for (int64_t k = k0; k < n; k += 8) {
+    unsigned byte = 0;
+    for (int64_t i = 0; i < 8 && k + i < n; i++) byte |= (y[k + i] > 0.0f ? 1u : 0u) << i;
+    bits[k >> 3] = (uint8_t)byte;
+  }
+}
+
+inline void mask_by_bits_from(const float* g, const uint8_t* __restrict bits, float* out, int64_t k0, int64_t n) {
+  for (int64_t k = k0; k < n; k++) {
+    const float v = g[k];
+    out[k] = (bits[k >> 3] >> (k & 7)) & 1 ? v : 0.0f;
+  }
+}
+
 inline void pack_zero_pad(int rows, int64_t cols, float* __restrict dst, int stride) {
   if (rows >= stride) return;
   for (int64_t c = 0; c < cols; c++)

@@ -18,8 +18,9 @@
 //                                    is passed only where that is mr (no row past op(A)'s)
 //   void pack_transpose(const float* src, int64_t ld, int rows, int64_t cols,
 //                       float* dst, int stride);
-//   constexpr int64_t WINO4_NARROW_TILES;  Kernels::wino4NarrowTiles
 //       dst[c*stride + r] = src[r*ld + c] for r < rows, 0 for rows <= r < stride.
+//   constexpr int64_t WINO4_NARROW_TILES;  Kernels::wino4NarrowTiles
+//   void relu_bits(...), mask_by_bits(...);  Kernels::reluBits, Kernels::maskByBits
 // and, optionally, an unpacked A·Bᵀ with the rule for when it wins (Kernels::gemmNT,
 // Kernels::ntFaster): a function named by LTH_GEMM_NT and bool nt_faster(m, n, k).
 // Without them the table's gemmNT is gemm, never chosen.
@@ -971,7 +972,7 @@ bool nt_faster(int64_t, int64_t, int64_t) { return false; }
 #endif
 
 const lth::Kernels kTable = {
-    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, sumRows, adam, sgd, applyMask, winoIn, winoInRows, winoInCols, winoOut, winoStore, winoStorePool, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
+    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, relu_bits, mask_by_bits, sumRows, adam, sgd, applyMask, winoIn, winoInRows, winoInCols, winoOut, winoStore, winoStorePool, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
     winoIn4, winoIn4Rows, winoIn4Cols, winoOut4, winoStore4, winoStorePool4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols, LTH_GEMM_NT, nt_faster, packA, packB, WINO4_NARROW_TILES,
     kReadsAInPlace,
 };

@@ -26,6 +26,9 @@ typedef float v4u __attribute__((vector_size(16), aligned(4)));  // unaligned ac
 
 // Reads A packed only (lda is always 0 here: kReadsAInPlace).
 constexpr bool kReadsAInPlace = false;
+
+void relu_bits(const float* y, uint8_t* bits, int64_t n) { relu_bits_from(y, bits, 0, n); }
+void mask_by_bits(const float* g, const uint8_t* bits, float* out, int64_t n) { mask_by_bits_from(g, bits, out, 0, n); }
 constexpr int kernel_rows(int mr) { return mr; }
 
 inline void micro_kernel(int64_t kc, const float* __restrict A, int64_t, const float* __restrict B, int64_t ldb,

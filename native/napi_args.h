@@ -35,6 +35,7 @@ enum class ArgKind : uint8_t {
   F32OrNull,  // Float32Array, or null / undefined
   I32,        // Int32Array
   U8,         // Uint8Array
+  U8OrNull,   // Uint8Array, or null / undefined
   F64,        // Float64Array
   F64OrNull,  // Float64Array, or null / undefined
   Dim,        // a size: an integer from `min` to 2^31
@@ -57,6 +58,7 @@ constexpr ArgSpec f32(const char* name) { return {name, ArgKind::F32}; }
 constexpr ArgSpec f32_or_null(const char* name) { return {name, ArgKind::F32OrNull}; }
 constexpr ArgSpec i32(const char* name) { return {name, ArgKind::I32}; }
 constexpr ArgSpec u8(const char* name) { return {name, ArgKind::U8}; }
+constexpr ArgSpec u8_or_null(const char* name) { return {name, ArgKind::U8OrNull}; }
 constexpr ArgSpec f64(const char* name) { return {name, ArgKind::F64}; }
 constexpr ArgSpec f64_or_null(const char* name) { return {name, ArgKind::F64OrNull}; }
 constexpr ArgSpec dim(const char* name, int64_t min = 0) { return {name, ArgKind::Dim, min}; }
@@ -196,6 +198,7 @@ class ArgReader {
       case ArgKind::F32OrNull: return read_array(s, v, napi_float32_array, true, out);
       case ArgKind::I32: return read_array(s, v, napi_int32_array, false, out);
       case ArgKind::U8: return read_array(s, v, napi_uint8_array, false, out);
+      case ArgKind::U8OrNull: return read_array(s, v, napi_uint8_array, true, out);
       case ArgKind::F64: return read_array(s, v, napi_float64_array, false, out);
       case ArgKind::F64OrNull: return read_array(s, v, napi_float64_array, true, out);
       case ArgKind::Dim:

@@ -651,25 +651,25 @@ void add_filter_grads4(const float* gu, int64_t oc, float* gw, int64_t cin, int6
   }
 }
 
-// conv3x3ThroughConv2d(gradOut, weight, x, y, gradWeight, gradBias, n, outChannels, channels, height, width, pad, tile,
-//                      inChannels, inHeight, inWidth, kh, kw, strideH, strideW, padH, padW, relu)
+// conv3x3ThroughConv2d(gradOut, weight, x, reluMask, gradWeight, gradBias, n, outChannels, channels, height, width, pad,
+//                      tile, inChannels, inHeight, inWidth, kh, kw, strideH, strideW, padH, padW)
 constexpr ArgSpec kConv3x3ThroughArgs[] = {
-    arg::f32("gradOut"),      arg::f32("weight"),         arg::f32("x"),          arg::f32("y"),
+    arg::f32("gradOut"),      arg::f32("weight"),         arg::f32("x"),          arg::u8_or_null("reluMask"),
     arg::f32_or_null("gradWeight"), arg::f32_or_null("gradBias"), arg::dim("n"), arg::dim("outChannels"),
     arg::dim("channels"),     arg::dim("height"),         arg::dim("width"),      arg::dim("pad"),
     arg::dim("tile"),         arg::dim("inChannels"),     arg::dim("inHeight"),   arg::dim("inWidth"),
     arg::dim("kh", 1),        arg::dim("kw", 1),          arg::dim("strideH", 1), arg::dim("strideW", 1),
-    arg::dim("padH"),         arg::dim("padW"),           arg::flag("relu")};
+    arg::dim("padH"),         arg::dim("padW")};
 
 napi_value Conv3x3ThroughConv2d(napi_env env, napi_callback_info info) {
-  lth::Args<23> a(env, info, "conv3x3ThroughConv2d", kConv3x3ThroughArgs);
+  lth::Args<22> a(env, info, "conv3x3ThroughConv2d", kConv3x3ThroughArgs);
   if (!a.ok()) return nullptr;
-  const float *gy = a[0].f32(), *wt = a[1].f32(), *x = a[2].f32(), *y = a[3].f32();
+  const float *gy = a[0].f32(), *wt = a[1].f32(), *x = a[2].f32();
+  uint8_t* mask = a[3].present ? a[3].u8() : nullptr;
   float* gw = a[4].present ? a[4].f32() : nullptr;
   float* gb = a[5].present ? a[5].f32() : nullptr;
   const int64_t n = a[6].dim(), cout = a[7].dim(), ch = a[8].dim(), h = a[9].dim(), w = a[10].dim(), pad = a[11].dim();
   const int64_t tile = a[12].dim();
-  const bool relu = a[22].flag;
   if (pad > 2) {
     a.fail(true, "pad must be 0, 1 or 2, got %lld", (long long)pad);
     return nullptr;
@@ -686,33 +686,33 @@ napi_value Conv3x3ThroughConv2d(napi_env env, napi_callback_info info) {
                           a[19].dim(), a[20].dim(), a[21].dim(), &c.g))
     return nullptr;
   if (c.g.oh != h || c.g.ow != w) {
-    a.fail(true, "the first convolution's output is %lldx%lld, y is %lldx%lld", (long long)c.g.oh, (long long)c.g.ow,
+    a.fail(true, "the first convolution's output is %lldx%lld, the 3x3 convolution's input %lldx%lld", (long long)c.g.oh, (long long)c.g.ow,
            (long long)h, (long long)w);
     return nullptr;
   }
   c.n = n;
   c.cout = ch;
   c.x = x;
-  c.yOut = y;
-  c.relu = relu;
-  const u128 yTotal = (u128)n * ch * h * w, inTotal = (u128)n * c.in_size(), wTotal = (u128)ch * c.ckk();
+  c.reluMask = mask;
+  const u128 inTotal = (u128)n * c.in_size(), wTotal = (u128)ch * c.ckk();
+  const size_t maskBytes = mask ? (size_t)(n * c.mask_bytes()) : 0;
   a.need("gradOut", a[0].len, (u128)n * cout * oh * ow, "n*outChannels*outH*outW");
   a.need("weight", a[1].len, (u128)cout * ch * 9, "outChannels*channels*9");
   a.need("x", a[2].len, inTotal, "n*inChannels*inHeight*inWidth");
-  a.need("y", a[3].len, yTotal, "n*channels*height*width");
+  if (mask) a.need("reluMask", a[3].len, (u128)maskBytes, "n*ceil(channels*height*width/8)");
   if (gw) a.need("gradWeight", a[4].len, wTotal, "channels*inChannels*kh*kw");
   if (gb) a.need("gradBias", a[5].len, (u128)ch, "channels");
   if (!a.ok()) return nullptr;
   const size_t wBytes = (size_t)wTotal * sizeof(float);
   if (lth::overlaps(gw, wBytes, gy, (size_t)(n * cout * oh * ow) * 4) || lth::overlaps(gw, wBytes, wt, (size_t)(cout * ch * 9) * 4) ||
-      lth::overlaps(gw, wBytes, x, (size_t)inTotal * 4) || lth::overlaps(gw, wBytes, y, (size_t)yTotal * 4) ||
+      lth::overlaps(gw, wBytes, x, (size_t)inTotal * 4) || lth::overlaps(gw, wBytes, mask, maskBytes) ||
       lth::overlaps(gw, wBytes, gb, (size_t)ch * 4)) {
-    a.fail(true, "gradWeight must not share memory with gradOut, weight, x, y or gradBias");
+    a.fail(true, "gradWeight must not share memory with gradOut, weight, x, reluMask or gradBias");
     return nullptr;
   }
   if (lth::overlaps(gb, (size_t)ch * 4, gy, (size_t)(n * cout * oh * ow) * 4) ||
-      lth::overlaps(gb, (size_t)ch * 4, wt, (size_t)(cout * ch * 9) * 4) || lth::overlaps(gb, (size_t)ch * 4, y, (size_t)yTotal * 4)) {
-    a.fail(true, "gradBias must not share memory with gradOut, weight or y");
+      lth::overlaps(gb, (size_t)ch * 4, wt, (size_t)(cout * ch * 9) * 4) || lth::overlaps(gb, (size_t)ch * 4, mask, maskBytes)) {
+    a.fail(true, "gradBias must not share memory with gradOut, weight or reluMask");
     return nullptr;
   }
   // With no output channels y's gradient is 0, and so are the gradients it would add.

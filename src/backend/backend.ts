@@ -126,23 +126,29 @@ export interface Backend {
    * ⌊(height + 2·padH - kh) / strideH⌋ + 1, outW likewise), overwritten:
    *   out[b,o,oy,ox] = Σ_{c,i,j} x[b, c, oy·strideH - padH + i, ox·strideW - padW + j] · weight[o,c,i,j]
    * (0 outside the image), weight [outChannels, inChannels, kh, kw]; then, when `bias` or
-   * `relu`, channelBiasAct's arithmetic (a null bias adds 0). The native kernel is
-   * im2col + matmul image by image, bit for bit (the images split over the pool).
+   * `relu`, channelBiasAct's arithmetic (a null bias adds 0). With `relu` and a `reluMask`
+   * (reluMaskBytes(n, outChannels·outH·outW) bytes), the ReLU's mask is written there as
+   * bits for conv2dBackward: value k of image b (k over [outChannels, outH, outW]) is bit
+   * k % 8 of byte b·⌈outChannels·outH·outW / 8⌉ + ⌊k / 8⌋, set where out > 0 (clear for NaN),
+   * and an image's bits past its values clear. The native kernel is im2col + matmul image
+   * by image, bit for bit (the images split over the pool).
    */
   conv2d(
     x: Float32Array, weight: Float32Array, bias: Float32Array | null, out: Float32Array,
     n: number, inChannels: number, outChannels: number, height: number, width: number,
     kh: number, kw: number, strideH: number, strideW: number, padH: number, padW: number, relu: boolean,
+    reluMask: Uint8Array | null,
   ): void;
 
   /**
    * The gradients of conv2d from gradOut [n, outChannels, outH, outW], the gradient of its
-   * output y. First its bias and ReLU: with `relu`, g = gradOut masked to 0 where y <= 0
-   * (else g = gradOut), and gradBias[c] += Σ_b Σ_k g[b,c,k] when gradBias is given, as
+   * output y. First its bias and ReLU: with a `reluMask` (the forward's ReLU, its mask as
+   * conv2d wrote it), g = gradOut masked to 0 where the mask's bit is clear (else g =
+   * gradOut), and gradBias[c] += Σ_b Σ_k g[b,c,k] when gradBias is given, as
    * channelBiasActBackward would leave them, bit for bit; gradOut itself is only read.
    * Then gradWeight += Σ_b g_b · col_bᵀ, and gradIn = col2im(weightᵀ · g_b) per image (added
    * to gradIn when `accumulateIn`, else written over it); gradIn, gradWeight and gradBias
-   * may each be null, y when not `relu`. The native kernel takes the activation's backward
+   * may each be null, reluMask when there is no ReLU. The native kernel takes the activation's backward
    * an image at a time, while that image's gradient is in cache for the products; it sums
    * the weight gradient's images in up to 8 groups fixed by the sizes (each group in image
    * order, then the groups in order), so it does not depend on the thread count; its input
@@ -152,7 +158,7 @@ export interface Backend {
     x: Float32Array, weight: Float32Array, gradOut: Float32Array, gradIn: Float32Array | null, gradWeight: Float32Array | null,
     n: number, inChannels: number, outChannels: number, height: number, width: number,
     kh: number, kw: number, strideH: number, strideW: number, padH: number, padW: number, accumulateIn: boolean,
-    y: Float32Array | null, gradBias: Float32Array | null, relu: boolean,
+    reluMask: Uint8Array | null, gradBias: Float32Array | null,
   ): void;
 
   /**
@@ -209,22 +215,22 @@ export interface Backend {
   /**
    * The backward pass of a first layer, a convolution by conv2d (x [n, inChannels, inHeight,
    * inWidth] -> y [n, channels, height, width], the given kernel, stride and padding, with its
-   * bias and `relu`), taken from the gradient gradOut [n, outChannels, outH, outW] of the 3×3
+   * bias, and the ReLU whose mask conv2d wrote to reluMask, if any), taken from the gradient gradOut [n, outChannels, outH, outW] of the 3×3
    * convolution that reads y (weight [outChannels, channels, 3, 3], padding `pad` ≤ 2, outH =
    * height + 2·pad - 2): y's gradient is the input gradient conv3x3(gradOut, weight, ·, n,
    * outChannels, channels, outH, outW, 2 - pad, true, false, tile), and then gradWeight and
    * gradBias (either may be null) receive what conv2dBackward(x, ·, that, null, gradWeight, …,
-   * y, gradBias, relu) adds. Nothing else is written: y's gradient is never stored, the native
+   * reluMask, gradBias) adds. Nothing else is written: y's gradient is never stored, the native
    * kernel hands each image's on to the first layer's products while it is in cache. Its
    * weight gradient sums the images in blocks fixed by the geometry, so it does not depend on
    * the thread count; it rounds as the two calls do up to that order.
    */
   conv3x3ThroughConv2d(
-    gradOut: Float32Array, weight: Float32Array, x: Float32Array, y: Float32Array,
+    gradOut: Float32Array, weight: Float32Array, x: Float32Array, reluMask: Uint8Array | null,
     gradWeight: Float32Array | null, gradBias: Float32Array | null,
     n: number, outChannels: number, channels: number, height: number, width: number, pad: number, tile: 2 | 4,
     inChannels: number, inHeight: number, inWidth: number, kh: number, kw: number,
-    strideH: number, strideW: number, padH: number, padW: number, relu: boolean,
+    strideH: number, strideW: number, padH: number, padW: number,
   ): void;
 
   /**
@@ -524,6 +530,14 @@ export interface Backend {
 
   /** y [n, features] = the panels transposed back (+= when `accumulate`). */
   fromPanels(panels: Float32Array, y: Float32Array, n: number, features: number, ld: number, accumulate: boolean): void;
+}
+
+/**
+ * Bytes of a ReLU's mask as bits (Backend.conv2d) for n images of `size` values each: each
+ * image's bits start on a byte of their own, so that images can be written in parallel.
+ */
+export function reluMaskBytes(n: number, size: number): number {
+  return n * Math.ceil(size / 8);
 }
 
 /** Columns the panels of a padded batch ld take: whole panels of 64. */

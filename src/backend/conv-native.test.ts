@@ -9,7 +9,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { referenceBackend as ref, loadNative, type Backend, type NativeAddon } from './index.js';
+import { referenceBackend as ref, loadNative, reluMaskBytes, type Backend, type NativeAddon } from './index.js';
 import { child, nativeChildPrelude, onEverySimdPath, prng, randomArray } from './testing.js';
 
 const loaded = loadNative();
@@ -227,17 +227,25 @@ function batchedConv(be: Backend, x: Float32Array, wt: Float32Array, b: Float32A
   const [c, h, w, kh, kw, sh, sw, ph, pw] = g;
   const hw = outSize(h, kh, sh, ph) * outSize(w, kw, sw, pw);
   const y = new Float32Array(n * cout * hw).fill(NaN);
-  be.conv2d(x, wt, b, y, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, relu);
+  const mask = relu ? new Uint8Array(reluMaskBytes(n, cout * hw)).fill(0xa5) : null;  // stale bytes: every one is written
+  be.conv2d(x, wt, b, y, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, relu, mask);
   const gx = gx0.slice(), gw = gw0.slice(), gb = b ? Float32Array.from(b, (v) => v / 2) : null, g0 = gy.slice();
   if (fused) {
-    be.conv2dBackward(x, wt, gy, gx, gw, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, accumulateIn, relu ? y : null, gb, relu);
+    be.conv2dBackward(x, wt, gy, gx, gw, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, accumulateIn, mask, gb);
     assert.deepEqual(gy, g0, 'conv2dBackward left gradOut as it was');
   } else {
     const masked = gy.slice();
     be.channelBiasActBackward(masked, y, gb, n, cout, hw, relu);
-    be.conv2dBackward(x, wt, masked, gx, gw, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, accumulateIn, null, null, false);
+    be.conv2dBackward(x, wt, masked, gx, gw, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, accumulateIn, null, null);
   }
-  return { y, gx, gw, gb: gb ?? new Float32Array(0) };
+  return { y, gx, gw, gb: gb ?? new Float32Array(0), mask: mask ?? new Uint8Array(0) };
+}
+
+/** y's ReLU mask as Backend.conv2d writes it, for n images of `size` values. */
+function maskOf(y: Float32Array, n: number, size: number): Uint8Array {
+  const bytes = reluMaskBytes(1, size), mask = new Uint8Array(n * bytes);
+  for (let b = 0; b < n; b++) for (let k = 0; k < size; k++) if (y[b * size + k] > 0) mask[b * bytes + (k >> 3)] |= 1 << (k & 7);
+  return mask;
 }
 
 test('conv2d and conv2dBackward match the reference on every SIMD path (every geometry, bias/ReLU, accumulated or overwritten input gradient)', { skip }, () => {
@@ -260,10 +268,12 @@ function conv2dMatchesReference(path: string) {
     const gx0 = acc ? randomArray(x.length, rnd) : new Float32Array(x.length).fill(NaN), gw0 = randomArray(wt.length, rnd);
     const r = batchedConv(ref, x, wt, bias, gy, gx0, gw0, n, g, cout, relu, acc);
     const m = batchedConv(native!, x, wt, bias, gy, gx0, gw0, n, g, cout, relu, acc);
+    const what = `${path}: conv2d ${n}x${g} -> ${cout} (bias ${bias !== null}, relu ${relu}, accumulate ${acc})`;
     for (const key of ['y', 'gx', 'gw', 'gb'] as const) {
       const e = relErr(m[key], r[key]);
-      assert.ok(e <= 1e-5, `${path}: conv2d ${n}x${g} -> ${cout} (bias ${bias !== null}, relu ${relu}, accumulate ${acc}): ${key} rel err ${e}`);
+      assert.ok(e <= 1e-5, `${what}: ${key} rel err ${e}`);
     }
+    assert.deepEqual(m.mask, relu ? maskOf(m.y, n, cout * hw) : new Uint8Array(0), `${what}: the ReLU's mask`);
   }
 }
 
@@ -308,10 +318,10 @@ test('conv2dBackward takes the bias and ReLU backward bit for bit as channelBias
         }
       }
       // The bias gradient alone: no products, the same sums.
-      const y = new Float32Array(n * cout * hw);
-      native!.conv2d(x, wt, b, y, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true);
+      const y = new Float32Array(n * cout * hw), mask = new Uint8Array(reluMaskBytes(n, cout * hw));
+      native!.conv2d(x, wt, b, y, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true, mask);
       const alone = new Float32Array(cout), masked = gy.slice(), want = new Float32Array(cout);
-      native!.conv2dBackward(x, wt, gy, null, null, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, false, y, alone, true);
+      native!.conv2dBackward(x, wt, gy, null, null, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, false, mask, alone);
       native!.channelBiasActBackward(masked, y, want, n, cout, hw, true);
       assert.deepEqual(alone, want, `${g} -> ${cout}: the bias gradient alone`);
     }
@@ -327,17 +337,39 @@ test('conv2d and conv2dBackward: NaN reaches what it should, and a lone gradient
   const x = randomArray(n * c * h * w, rnd), wt = randomArray(cout * c * kh * kw, rnd), gy = randomArray(n * cout * hw, rnd);
   x[c * h * w + 5] = NaN;  // image 1 only
   const y = new Float32Array(n * cout * hw), want = y.slice();
-  native!.conv2d(x, wt, null, y, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, false);
-  ref.conv2d(x, wt, null, want, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, false);
+  native!.conv2d(x, wt, null, y, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, false, null);
+  ref.conv2d(x, wt, null, want, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, false, null);
   for (let i = 0; i < y.length; i++) assert.equal(Number.isNaN(y[i]), Number.isNaN(want[i]), `y[${i}]`);
   assert.ok(y.subarray(0, cout * hw).every((v) => !Number.isNaN(v)) && y.subarray(cout * hw, 2 * cout * hw).some(Number.isNaN));
   const gwOnly = new Float32Array(wt.length), gxOnly = new Float32Array(x.length), gw = gwOnly.slice(), gx = gxOnly.slice();
   const clean = x.map((v) => (Number.isNaN(v) ? 0.5 : v));
-  native!.conv2dBackward(clean, wt, gy, null, gwOnly, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true, null, null, false);
-  native!.conv2dBackward(clean, wt, gy, gxOnly, null, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true, null, null, false);
-  native!.conv2dBackward(clean, wt, gy, gx, gw, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true, null, null, false);
+  native!.conv2dBackward(clean, wt, gy, null, gwOnly, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true, null, null);
+  native!.conv2dBackward(clean, wt, gy, gxOnly, null, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true, null, null);
+  native!.conv2dBackward(clean, wt, gy, gx, gw, n, c, cout, h, w, kh, kw, sh, sw, ph, pw, true, null, null);
   assert.deepEqual(gwOnly, gw);
   assert.deepEqual(gxOnly, gx);
+});
+
+test('the ReLU\'s mask as bits: y > 0 (not for NaN, 0 or -0), every image from a byte of its own, and the backward pass masks by it (NaN gradients too), on every SIMD path', { skip }, () => {
+  onEverySimdPath(native!, (path) => {
+    // A 1x1 convolution by 1 on one channel: y = max(0, x), and the input gradient is the masked output gradient.
+    const special = [NaN, 0, -0, -1, 2, Infinity, -Infinity, 1e-40, -1e-40];
+    for (const size of [1, 7, 8, 9, 15, 16, 17, 33, 100]) {
+      const n = 3, rnd = prng(size);
+      const x = randomArray(n * size, rnd).map((v, i) => (i % 5 === 0 ? special[(i / 5) % special.length] : v));
+      for (const be of [native!, ref]) {
+        const what = `${path}, ${be === ref ? 'reference' : 'native'}, ${n} images of ${size}`;
+        const y = new Float32Array(x.length), mask = new Uint8Array(reluMaskBytes(n, size)).fill(0xff);
+        be.conv2d(x, Float32Array.of(1), null, y, n, 1, 1, 1, size, 1, 1, 1, 1, 0, 0, true, mask);
+        assert.deepEqual(mask, maskOf(y, n, size), `${what}: the mask`);
+        // Denormals are flushed on the native path, and 1e-40 then is not above 0 either: the mask follows y as stored.
+        const gy = randomArray(x.length, rnd).map((v, i) => (i % 7 === 0 ? NaN : v || 0.5));
+        const gx = new Float32Array(x.length).fill(7);
+        be.conv2dBackward(x, Float32Array.of(1), gy, gx, null, n, 1, 1, 1, size, 1, 1, 1, 1, 0, 0, false, mask, null);
+        assert.deepEqual(gx, gy.map((v, i) => (y[i] > 0 ? v : 0)), `${what}: the masked gradient`);
+      }
+    }
+  });
 });
 
 /** [n, inChannels, outChannels, height, width, pad] */
@@ -563,11 +595,12 @@ test('conv3x3ThroughConv2d: the two calls it stands for (bias bit for bit, weigh
         for (const relu of [true, false]) {
           const what = `${path}: ${[n, c0, h0, w0, kh, kw, sh, sw, ph, pw, ch, co, pad]} tile ${tile} relu ${relu}`;
           const one = { gw: gw0.slice(), gb: gb0.slice() }, two = { gw: gw0.slice(), gb: gb0.slice() }, r = { gw: gw0.slice(), gb: gb0.slice() };
-          native!.conv3x3ThroughConv2d(gy, wt, x, y, one.gw, one.gb, n, co, ch, h, w, pad, tile, c0, h0, w0, kh, kw, sh, sw, ph, pw, relu);
+          const mask = relu ? maskOf(y, n, ch * h * w) : null;
+          native!.conv3x3ThroughConv2d(gy, wt, x, mask, one.gw, one.gb, n, co, ch, h, w, pad, tile, c0, h0, w0, kh, kw, sh, sw, ph, pw);
           const gx = new Float32Array(y.length);
           native!.conv3x3(gy, wt, gx, n, co, ch, oh, ow, 2 - pad, true, false, tile, null, false);
-          native!.conv2dBackward(x, unread, gx, null, two.gw, n, c0, ch, h0, w0, kh, kw, sh, sw, ph, pw, false, y, two.gb, relu);
-          ref.conv3x3ThroughConv2d(gy, wt, x, y, r.gw, r.gb, n, co, ch, h, w, pad, tile, c0, h0, w0, kh, kw, sh, sw, ph, pw, relu);
+          native!.conv2dBackward(x, unread, gx, null, two.gw, n, c0, ch, h0, w0, kh, kw, sh, sw, ph, pw, false, mask, two.gb);
+          ref.conv3x3ThroughConv2d(gy, wt, x, mask, r.gw, r.gb, n, co, ch, h, w, pad, tile, c0, h0, w0, kh, kw, sh, sw, ph, pw);
           assert.deepEqual(one.gb, two.gb, `${what}: gradBias against the two calls`);
           const d = (a: Float32Array, b: Float32Array) => a.map((v, i) => v - b[i]);
           const e2 = relErr(d(one.gw, gw0), d(two.gw, gw0)), er = relErr(d(one.gw, gw0), d(r.gw, gw0)), eb = relErr(d(one.gb, gb0), d(r.gb, gb0));
@@ -575,7 +608,7 @@ test('conv3x3ThroughConv2d: the two calls it stands for (bias bit for bit, weigh
           assert.ok(er <= CONV3X3_TOL[tile] && eb <= CONV3X3_TOL[tile], `${what}: against the reference, rel err ${er} (weight), ${eb} (bias)`);
           // Without a bias gradient the weight's is the same; without either nothing is written.
           const only = gw0.slice();
-          native!.conv3x3ThroughConv2d(gy, wt, x, y, only, null, n, co, ch, h, w, pad, tile, c0, h0, w0, kh, kw, sh, sw, ph, pw, relu);
+          native!.conv3x3ThroughConv2d(gy, wt, x, mask, only, null, n, co, ch, h, w, pad, tile, c0, h0, w0, kh, kw, sh, sw, ph, pw);
           assert.deepEqual(only, one.gw, `${what}: gradWeight alone`);
         }
       }
@@ -671,22 +704,33 @@ test('conv kernels validate their arguments with clear errors', { skip }, () => 
   assert.throws(() => N.maxPool2d(f(16), f(3), 1, 4, 4, 2, 2), err(RangeError, /^maxPool2d: out has 3 elements, needs .* = 4$/));
   assert.throws(() => N.maxPool2d(f(16), f(4), 1, 4, 4, 5, 2), err(RangeError, /^maxPool2d: a 5x5 window does not fit a 4x4 plane$/));
   assert.throws(() => N.maxPool2dBackward(f(16), f(4), f(15), 1, 4, 4, 2, 2), err(RangeError, /^maxPool2dBackward: gradIn has 15 elements, needs .* = 16$/));
+  const u8 = (n: number) => new Uint8Array(n);
+  // 2 images of 2 channels of 2x2 outputs: one byte of mask each.
   for (const be of [N, ref]) {
-    assert.throws(() => be.conv2dBackward(f(96), f(54), f(16), null, f(54), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, f(2), true),
-      err(TypeError, /^conv2dBackward: relu needs y, the convolution's output$/));
+    assert.throws(() => be.conv2d(f(96), f(54), null, f(16), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, u8(2)), err(TypeError, /^conv2d: reluMask goes with relu$/));
   }
-  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), null, f(54), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, f(15), null, true), err(RangeError, /^conv2dBackward: y has 15 elements, needs .* = 16$/));
-  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), null, f(54), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, f(1), false), err(RangeError, /^conv2dBackward: gradBias has 1 elements, needs outChannels = 2$/));
+  assert.throws(() => N.conv2d(f(96), f(54), null, f(16), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, true, u8(1)),
+    err(RangeError, /^conv2d: reluMask has 1 elements, needs n\*ceil\(outChannels\*outH\*outW\/8\) = 2$/));
+  assert.throws(() => N.conv2d(f(96), f(54), null, f(16), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, true, f(2) as unknown as Uint8Array),
+    err(TypeError, /^conv2d: reluMask must be a Uint8Array or null, got Float32Array$/));
+  const outAndMask = new ArrayBuffer(64);
+  assert.throws(() => N.conv2d(f(96), f(54), null, new Float32Array(outAndMask, 0, 16), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, true, new Uint8Array(outAndMask, 62, 2)),
+    err(RangeError, /^conv2d: reluMask must not share memory with x, weight, bias or out$/));
+  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), null, f(54), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, u8(1), null),
+    err(RangeError, /^conv2dBackward: reluMask has 1 elements, needs n\*ceil\(outChannels\*outH\*outW\/8\) = 2$/));
+  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), null, f(54), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, f(1)), err(RangeError, /^conv2dBackward: gradBias has 1 elements, needs outChannels = 2$/));
   const sharedGw = f(56);
-  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), null, sharedGw.subarray(0, 54), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, sharedGw.subarray(53, 55), false),
-    err(RangeError, /^conv2dBackward: gradBias must not share memory with gradIn or gradWeight$/));
+  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), null, sharedGw.subarray(0, 54), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, sharedGw.subarray(53, 55)),
+    err(RangeError, /^conv2dBackward: gradBias must not share memory with gradIn, gradWeight or reluMask$/));
+  const gbAndMask = new ArrayBuffer(8);
+  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), null, null, 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, new Uint8Array(gbAndMask, 0, 2), new Float32Array(gbAndMask, 0, 2)),
+    err(RangeError, /^conv2dBackward: gradBias must not share memory with gradIn, gradWeight or reluMask$/));
   assert.throws(() => N.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16 - 1), 2, 3, 2, 4, 4, 1, false, false, 2, null, false), err(RangeError, /^conv3x3: out has 63 elements, needs .* = 64$/));
   assert.throws(() => N.conv3x3(f(6), f(54), f(64), 1, 3, 2, 1, 2, 0, false, false, 4, null, false), err(RangeError, /^conv3x3: a 3x3 kernel with padding 0 does not fit a 1x2 image$/));
   assert.throws(() => N.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16), 2, 3, 2, 4, 4, 1, false, false, 2, f(1), true), err(RangeError, /^conv3x3: bias has 1 elements, needs outChannels = 2$/));
   assert.throws(() => N.channelBiasActBackward(f(12), f(12), f(2), 2, 3, 2, true), err(RangeError, /^channelBiasActBackward: gradBias has 2 elements, needs channels = 3$/));
   assert.throws(() => N.channelBiasActBackward(f(12), f(11), null, 2, 3, 2, true), err(RangeError, /^channelBiasActBackward: y has 11 elements, needs n\*channels\*size = 12$/));
   assert.throws(() => N.conv3x3(f(2 * 3 * 16), f(54), f(2 * 2 * 16), 2, 3, 2, 4, 4, 1, false, false, 2, null, 1 as unknown as boolean), err(TypeError, /^conv3x3: relu must be a boolean, got number$/));
-  const u8 = (n: number) => new Uint8Array(n);
   assert.throws(() => N.conv3x3Pool(f(2 * 3 * 25), f(54), f(2 * 2 * 4), u8(16), 2, 3, 2, 5, 5, 1, 2, null, true), err(RangeError, /^conv3x3Pool: 2x2 pooling needs an even output, got 5x5$/));
   assert.throws(() => N.conv3x3Pool(f(2 * 3 * 16), f(54), f(2 * 2 * 4), u8(15), 2, 3, 2, 4, 4, 1, 2, null, true), err(RangeError, /^conv3x3Pool: argmax has 15 elements, needs .* = 16$/));
   assert.throws(() => N.conv3x3Pool(f(2 * 3 * 16), f(54), f(2 * 2 * 4), f(16) as unknown as Uint8Array, 2, 3, 2, 4, 4, 1, 2, null, true), err(TypeError, /^conv3x3Pool: argmax must be a Uint8Array, got Float32Array$/));
@@ -705,39 +749,41 @@ test('conv kernels validate their arguments with clear errors', { skip }, () => 
   }
   // conv3x3ThroughConv2d: 2 images 3x4x4 -> 3x3 pad 1 -> y 2x4x4 -> 3x3 pad 1 -> 5 channels.
   const through = (over: Record<number, unknown>, be: Backend = N) => {
-    const args: unknown[] = [f(2 * 5 * 16), f(5 * 2 * 9), f(2 * 3 * 16), f(2 * 2 * 16), f(2 * 3 * 9), f(2), 2, 5, 2, 4, 4, 1, 4, 3, 4, 4, 3, 3, 1, 1, 1, 1, true];
+    const args: unknown[] = [f(2 * 5 * 16), f(5 * 2 * 9), f(2 * 3 * 16), u8(2 * 4), f(2 * 3 * 9), f(2), 2, 5, 2, 4, 4, 1, 4, 3, 4, 4, 3, 3, 1, 1, 1, 1];
     for (const [i, v] of Object.entries(over)) args[+i] = v;
     return () => (be.conv3x3ThroughConv2d as (...a: unknown[]) => void)(...args);
   };
   assert.doesNotThrow(through({}));
   for (const be of [N, ref]) {
     assert.throws(through({ 11: 3 }, be), err(RangeError, /^conv3x3ThroughConv2d: pad must be 0, 1 or 2, got 3$/));
-    assert.throws(through({ 20: 0, 21: 0 }, be), err(RangeError, /^conv3x3ThroughConv2d: the first convolution's output is 2x2, y is 4x4$/));
+    assert.throws(through({ 20: 0, 21: 0 }, be), err(RangeError, /^conv3x3ThroughConv2d: the first convolution's output is 2x2, the 3x3 convolution's input 4x4$/));
   }
   assert.throws(through({ 12: 3 }), err(RangeError, /^conv3x3ThroughConv2d: tile must be 2 or 4, got 3$/));
   assert.throws(through({ 4: f(53) }), err(RangeError, /^conv3x3ThroughConv2d: gradWeight has 53 elements, needs channels\*inChannels\*kh\*kw = 54$/));
-  assert.throws(through({ 3: f(63) }), err(RangeError, /^conv3x3ThroughConv2d: y has 63 elements, needs n\*channels\*height\*width = 64$/));
+  assert.doesNotThrow(through({ 3: null }), 'no ReLU, no mask');
+  assert.throws(through({ 3: u8(7) }), err(RangeError, /^conv3x3ThroughConv2d: reluMask has 7 elements, needs n\*ceil\(channels\*height\*width\/8\) = 8$/));
   assert.throws(through({ 0: f(159) }), err(RangeError, /^conv3x3ThroughConv2d: gradOut has 159 elements, needs n\*outChannels\*outH\*outW = 160$/));
-  const ys = f(64);
-  assert.throws(through({ 3: ys, 5: ys.subarray(62, 64) }), err(RangeError, /^conv3x3ThroughConv2d: gradBias must not share memory with gradOut, weight or y$/));
+  const maskAndGb = new ArrayBuffer(8);
+  assert.throws(through({ 3: new Uint8Array(maskAndGb), 5: new Float32Array(maskAndGb) }),
+    err(RangeError, /^conv3x3ThroughConv2d: gradBias must not share memory with gradOut, weight or reluMask$/));
   assert.throws(() => N.conv3x3WeightGrad(f(2 * 3 * 16), f(2 * 2 * 16), f(53), 2, 3, 2, 4, 4, 1, 2), err(RangeError, /^conv3x3WeightGrad: gradWeight has 53 elements, needs .* = 54$/));
   // 2 images 3x4x4, 3x3 kernel stride 2 pad 1 -> 2x2 outputs, 2 output channels.
-  assert.throws(() => N.conv2d(f(96), f(54), null, f(15), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: out has 15 elements, needs n\*outChannels\*outH\*outW = 16$/));
-  assert.throws(() => N.conv2d(f(96), f(53), null, f(16), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: weight has 53 elements, needs .* = 54$/));
-  assert.throws(() => N.conv2d(f(96), f(54), f(1), f(16), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: bias has 1 elements, needs outChannels = 2$/));
-  assert.throws(() => N.conv2d(f(96), f(54), null, f(16), 2, 3, 2, 4, 4, 7, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: a 7x3 kernel with padding 1x1 does not fit a 4x4 image$/));
-  assert.throws(() => N.conv2d(f(96), f(54), null, f(16), 2, 3, 2, 4, 4, 3, 3, 0, 2, 1, 1, false), err(RangeError, /^conv2d: strideH must be a positive integer, got 0$/));
-  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), f(95), null, 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, null, false), err(RangeError, /^conv2dBackward: gradIn has 95 elements, needs .* = 96$/));
-  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), null, f(53), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, null, false), err(RangeError, /^conv2dBackward: gradWeight has 53 elements, needs .* = 54$/));
-  assert.throws(() => N.conv2dBackward(f(96), f(54), f(15), null, f(54), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, null, false), err(RangeError, /^conv2dBackward: gradOut has 15 elements, needs .* = 16$/));
+  assert.throws(() => N.conv2d(f(96), f(54), null, f(15), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null), err(RangeError, /^conv2d: out has 15 elements, needs n\*outChannels\*outH\*outW = 16$/));
+  assert.throws(() => N.conv2d(f(96), f(53), null, f(16), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null), err(RangeError, /^conv2d: weight has 53 elements, needs .* = 54$/));
+  assert.throws(() => N.conv2d(f(96), f(54), f(1), f(16), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null), err(RangeError, /^conv2d: bias has 1 elements, needs outChannels = 2$/));
+  assert.throws(() => N.conv2d(f(96), f(54), null, f(16), 2, 3, 2, 4, 4, 7, 3, 2, 2, 1, 1, false, null), err(RangeError, /^conv2d: a 7x3 kernel with padding 1x1 does not fit a 4x4 image$/));
+  assert.throws(() => N.conv2d(f(96), f(54), null, f(16), 2, 3, 2, 4, 4, 3, 3, 0, 2, 1, 1, false, null), err(RangeError, /^conv2d: strideH must be a positive integer, got 0$/));
+  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), f(95), null, 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, null), err(RangeError, /^conv2dBackward: gradIn has 95 elements, needs .* = 96$/));
+  assert.throws(() => N.conv2dBackward(f(96), f(54), f(16), null, f(53), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, null), err(RangeError, /^conv2dBackward: gradWeight has 53 elements, needs .* = 54$/));
+  assert.throws(() => N.conv2dBackward(f(96), f(54), f(15), null, f(54), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null, null), err(RangeError, /^conv2dBackward: gradOut has 15 elements, needs .* = 16$/));
   for (const be of [N, ref]) {
-    assert.throws(() => be.conv2d(f(96), f(54), null, f(16), 2, 3, 2, 4, 4, 7, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: a 7x3 kernel with padding 1x1 does not fit a 4x4 image$/));
+    assert.throws(() => be.conv2d(f(96), f(54), null, f(16), 2, 3, 2, 4, 4, 7, 3, 2, 2, 1, 1, false, null), err(RangeError, /^conv2d: a 7x3 kernel with padding 1x1 does not fit a 4x4 image$/));
   }
   const sharedIn = f(96);
-  assert.throws(() => N.conv2d(sharedIn, f(54), null, sharedIn.subarray(0, 16), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false), err(RangeError, /^conv2d: out must not share memory with x or weight$/));
-  assert.throws(() => N.conv2dBackward(sharedIn, f(54), f(16), sharedIn, null, 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, true, null, null, false), err(RangeError, /^conv2dBackward: gradIn must not share memory with x, weight or gradOut$/));
+  assert.throws(() => N.conv2d(sharedIn, f(54), null, sharedIn.subarray(0, 16), 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, false, null), err(RangeError, /^conv2d: out must not share memory with x or weight$/));
+  assert.throws(() => N.conv2dBackward(sharedIn, f(54), f(16), sharedIn, null, 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, true, null, null), err(RangeError, /^conv2dBackward: gradIn must not share memory with x, weight, gradOut or reluMask$/));
   const sharedW = f(54);
-  assert.throws(() => N.conv2dBackward(f(96), sharedW, f(16), null, sharedW, 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, true, null, null, false), err(RangeError, /^conv2dBackward: gradWeight must not share memory with x, weight, gradOut or gradIn$/));
+  assert.throws(() => N.conv2dBackward(f(96), sharedW, f(16), null, sharedW, 2, 3, 2, 4, 4, 3, 3, 2, 2, 1, 1, true, null, null), err(RangeError, /^conv2dBackward: gradWeight must not share memory with x, weight, gradOut, gradIn or reluMask$/));
   const shared = f(64);
   assert.throws(() => N.conv3x3(shared, f(36), shared, 1, 2, 2, 4, 4, 1, false, false, 2, null, false), err(RangeError, /^conv3x3: out must not share memory with x$/));
   assert.throws(() => (N.maxPool2d as unknown as (...a: unknown[]) => void)(f(16), f(4), 1, 4, 4),
@@ -804,28 +850,32 @@ test('conv kernels give bitwise identical results for 1, 2 and 3 threads', { ski
         native!.conv3x3WeightGrad(big, gp, o, 24, 16, 16, 16, 16, 1, 4);
         return o;
       }],
-      ['conv2d 3x3 stride 2 bias ReLU', () => { const o = new Float32Array(8 * c * 16 * 16); native!.conv2d(big, wt3, bias, o, 8, c, c, h, w, 3, 3, 2, 2, 1, 1, true); return o; }],
-      ['conv2d first layer (3 channels)', () => { const o = new Float32Array(20 * c * h * w); native!.conv2d(x, wt3, null, o, 20, 3, c, h, w, 3, 3, 1, 1, 1, 1, false); return o; }],
+      ['conv2d 3x3 stride 2 bias ReLU, with its mask', () => {
+        const o = new Float32Array(8 * c * 16 * 16), mask = new Uint8Array(reluMaskBytes(8, c * 16 * 16));
+        native!.conv2d(big, wt3, bias, o, 8, c, c, h, w, 3, 3, 2, 2, 1, 1, true, mask);
+        return Float32Array.from([...o, ...mask]);
+      }],
+      ['conv2d first layer (3 channels)', () => { const o = new Float32Array(20 * c * h * w); native!.conv2d(x, wt3, null, o, 20, 3, c, h, w, 3, 3, 1, 1, 1, 1, false, null); return o; }],
       ['conv2dBackward 3x3 stride 2', () => {
         const gx = big.slice(), gw = wt3.slice();
-        native!.conv2dBackward(big, wt3, gp, gx, gw, 8, c, c, h, w, 3, 3, 2, 2, 1, 1, true, null, null, false);
+        native!.conv2dBackward(big, wt3, gp, gx, gw, 8, c, c, h, w, 3, 3, 2, 2, 1, 1, true, null, null);
         return Float32Array.from([...gx, ...gw]);
       }],
       ['conv2dBackward with a 2.4 MB weight (fewer groups of images)', () => {
         const wide = randomArray(256 * 256 * 9, prng(15)), gx = new Float32Array(12 * 256 * 16), gw = new Float32Array(wide.length);
-        native!.conv2dBackward(big, wide, gp, gx, gw, 12, 256, 256, 4, 4, 3, 3, 2, 2, 1, 1, false, null, null, false);
+        native!.conv2dBackward(big, wide, gp, gx, gw, 12, 256, 256, 4, 4, 3, 3, 2, 2, 1, 1, false, null, null);
         return Float32Array.from([...gx, ...gw]);
       }],
       ['conv2dBackward 1x1 stride 2, 17 images', () => {
         const gx = new Float32Array(17 * 16 * h * w), gw = new Float32Array(16 * 16);
-        native!.conv2dBackward(big, wt3, gp, gx, gw, 17, 16, 16, h, w, 1, 1, 2, 2, 0, 0, false, null, null, false);
+        native!.conv2dBackward(big, wt3, gp, gx, gw, 17, 16, 16, h, w, 1, 1, 2, 2, 0, 0, false, null, null);
         return Float32Array.from([...gx, ...gw]);
       }],
       ...TILES.map((t): [string, () => Float32Array] =>
         [`conv3x3WeightGrad tile ${t}`, () => { const o = wt3.slice(); native!.conv3x3WeightGrad(big, big, o, 8, c, c, h, w, 1, t); return o; }]),
       ...TILES.map((t): [string, () => Float32Array] => [`conv3x3ThroughConv2d tile ${t}, 8 images`, () => {
-        const gw = randomArray(c * 3 * 9, prng(16)), gb = bias.slice(), y = big.map((v) => Math.max(0, v));
-        native!.conv3x3ThroughConv2d(big, wt3, x.subarray(0, 8 * 3 * h * w), y, gw, gb, 8, c, c, h, w, 1, t, 3, h, w, 3, 3, 1, 1, 1, 1, true);
+        const gw = randomArray(c * 3 * 9, prng(16)), gb = bias.slice(), mask = maskOf(big, 8, c * h * w);
+        native!.conv3x3ThroughConv2d(big, wt3, x.subarray(0, 8 * 3 * h * w), mask, gw, gb, 8, c, c, h, w, 1, t, 3, h, w, 3, 3, 1, 1, 1, 1);
         return Float32Array.from([...gw, ...gb]);
       }]),
       ['conv3x3WeightGrad tile 4, 16 images (more blocks than groups: 16 blocks of 8 tile rows)', () => {
@@ -894,12 +944,12 @@ for (const [n, ci, co, h, w, p] of [[3, 9, 8, 11, 7, 1], [2, 8, 10, 6, 9, 0], [1
 for (const [n, c, co, h, w, kh, kw, sh, sw, ph, pw] of [[3, 3, 17, 13, 11, 3, 3, 1, 1, 1, 1], [9, 8, 13, 9, 12, 3, 3, 2, 2, 1, 1], [4, 7, 33, 8, 8, 1, 1, 2, 2, 0, 0]]) {
   const oh = Math.floor((h + 2 * ph - kh) / sh) + 1, ow = Math.floor((w + 2 * pw - kw) / sw) + 1;
   const x = arr(n * c * h * w), wt = arr(co * c * kh * kw), b = arr(co), gy = arr(n * co * oh * ow);
-  const y1 = new Float32Array(n * co * oh * ow), y2 = y1.slice();
-  R.conv2d(x, wt, b, y1, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true); N.conv2d(x, wt, b, y2, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true);
-  note('conv2d', y2, y1);
+  const y1 = new Float32Array(n * co * oh * ow), y2 = y1.slice(), m1 = new Uint8Array(n * Math.ceil(co * oh * ow / 8)), m2 = m1.slice();
+  R.conv2d(x, wt, b, y1, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true, m1); N.conv2d(x, wt, b, y2, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true, m2);
+  note('conv2d', y2, y1); note('conv2d mask', m2, m1);
   const gx1 = arr(x.length), gx2 = gx1.slice(), gw1 = arr(wt.length), gw2 = gw1.slice(), gb1 = arr(co), gb2 = gb1.slice();
-  R.conv2dBackward(x, wt, gy, gx1, gw1, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true, y1, gb1, true);
-  N.conv2dBackward(x, wt, gy, gx2, gw2, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true, y2, gb2, true);
+  R.conv2dBackward(x, wt, gy, gx1, gw1, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true, m1, gb1);
+  N.conv2dBackward(x, wt, gy, gx2, gw2, n, c, co, h, w, kh, kw, sh, sw, ph, pw, true, m2, gb2);
   let m = 0; for (const v of gw1) m = Math.max(m, Math.abs(v));
   note('conv2dBackward input', gx2, gx1); note('conv2dBackward weight (relative)', gw2.map((v, i) => (v - gw1[i]) / m), new Float32Array(gw1.length));
   note('conv2dBackward bias', gb2, gb1);

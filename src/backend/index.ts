@@ -1,5 +1,5 @@
 export type { Backend, ConvPattern, SparsePattern } from './backend.js';
-export { panelColumns, panelIndex } from './backend.js';
+export { panelColumns, panelIndex, reluMaskBytes } from './backend.js';
 export { referenceBackend } from './reference.js';
 export { loadNative, type NativeAddon, type SimdPath } from './native.js';
 export { composedDenseMlp, referenceDenseMlp, type DenseMlpKernels, type DenseMlpLayer, type PreparedDenseMlp } from './dense-mlp.js';

@@ -1,4 +1,4 @@
-import { panelColumns, panelIndex as at, type Backend, type ConvPattern, type SparsePattern } from './backend.js';
+import { panelColumns, panelIndex as at, reluMaskBytes, type Backend, type ConvPattern, type SparsePattern } from './backend.js';
 
 /**
  * Plain TypeScript kernels: simple loops with a fixed summation order (float64
@@ -173,9 +173,10 @@ export const referenceBackend: Backend = {
     }
   },
 
-  conv2d(x, weight, bias, out, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, relu) {
+  conv2d(x, weight, bias, out, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, relu, reluMask) {
     const outH = convOut(height, kh, strideH, padH), outW = convOut(width, kw, strideW, padW);
     if (outH < 1 || outW < 1) throw new RangeError(`conv2d: a ${kh}x${kw} kernel with padding ${padH}x${padW} does not fit a ${height}x${width} image`);
+    if (reluMask && !relu) throw new TypeError('conv2d: reluMask goes with relu');
     const g: DirectConv = { x, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, outH, outW };
     const k = (o: number, c: number, i: number, j: number) => weight[((o * inChannels + c) * kh + i) * kw + j];
     for (let b = 0; b < n; b++) {
@@ -189,16 +190,17 @@ export const referenceBackend: Backend = {
         }
       }
     }
+    if (reluMask) writeReluMask(out, reluMask, n, outChannels * outH * outW);
   },
 
-  conv2dBackward(x, weight, gradOut, gradIn, gradWeight, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, accumulateIn, y, gradBias, relu) {
+  conv2dBackward(x, weight, gradOut, gradIn, gradWeight, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, accumulateIn, reluMask, gradBias) {
     const outH = convOut(height, kh, strideH, padH), outW = convOut(width, kw, strideW, padW);
     if (outH < 1 || outW < 1) throw new RangeError(`conv2dBackward: a ${kh}x${kw} kernel with padding ${padH}x${padW} does not fit a ${height}x${width} image`);
-    if (relu && !y) throw new TypeError('conv2dBackward: relu needs y, the convolution\'s output');
-    if (relu || gradBias) {
+    if (reluMask || gradBias) {
       // The activation's backward on a copy: gradOut is only read.
       gradOut = gradOut.slice();
-      referenceBackend.channelBiasActBackward(gradOut, y ?? gradOut, gradBias, n, outChannels, outH * outW, relu);
+      if (reluMask) applyReluMask(gradOut, reluMask, n, outChannels * outH * outW);
+      if (gradBias) referenceBackend.sumChannels(gradOut, gradBias, n, outChannels, outH * outW, true);
     }
     const gy = (b: number, o: number, oy: number, ox: number) => gradOut[((b * outChannels + o) * outH + oy) * outW + ox];
     const g: DirectConv = { x, n, inChannels, outChannels, height, width, kh, kw, strideH, strideW, padH, padW, outH, outW };
@@ -283,17 +285,19 @@ export const referenceBackend: Backend = {
     if (gradBias) referenceBackend.sumChannels(gradOut, gradBias, n, channels, height * width, true);
   },
 
-  conv3x3ThroughConv2d(gradOut, weight, x, y, gradWeight, gradBias, n, outChannels, channels, height, width, pad, tile,
-    inChannels, inHeight, inWidth, kh, kw, strideH, strideW, padH, padW, relu) {
+  conv3x3ThroughConv2d(gradOut, weight, x, reluMask, gradWeight, gradBias, n, outChannels, channels, height, width, pad, tile,
+    inChannels, inHeight, inWidth, kh, kw, strideH, strideW, padH, padW) {
     if (pad > 2) throw new RangeError(`conv3x3ThroughConv2d: pad must be 0, 1 or 2, got ${pad}`);
     const fh = convOut(inHeight, kh, strideH, padH), fw = convOut(inWidth, kw, strideW, padW);
-    if (fh !== height || fw !== width) throw new RangeError(`conv3x3ThroughConv2d: the first convolution's output is ${fh}x${fw}, y is ${height}x${width}`);
+    if (fh !== height || fw !== width) {
+      throw new RangeError(`conv3x3ThroughConv2d: the first convolution's output is ${fh}x${fw}, the 3x3 convolution's input ${height}x${width}`);
+    }
     const gy = new Float32Array(n * channels * height * width);
     referenceBackend.conv3x3(gradOut, weight, gy, n, outChannels, channels, height + 2 * pad - 2, width + 2 * pad - 2, 2 - pad, true, false, tile, null, false);
     // Without an input gradient conv2dBackward never reads the first layer's weight.
     const unread = new Float32Array(channels * inChannels * kh * kw);
     referenceBackend.conv2dBackward(x, unread, gy, null, gradWeight, n, inChannels, channels, inHeight, inWidth, kh, kw, strideH, strideW, padH, padW,
-      false, y, gradBias, relu);
+      false, reluMask, gradBias);
   },
 
   conv3x3WeightGrad(x, gradOut, gradWeight, n, inChannels, outChannels, height, width, pad, tile) {
@@ -872,6 +876,25 @@ function forEachTapOfInput(y: number, x: number, g: Pick<DirectConv, 'kh' | 'kw'
       if (tx < 0 || tx % g.strideW !== 0 || tx / g.strideW >= g.outW) continue;
       visit(i, j, ty / g.strideH, tx / g.strideW);
     }
+  }
+}
+
+/** A ReLU's mask as bits (see Backend.conv2d): value k of image b is bit k % 8 of byte b·⌈size/8⌉ + ⌊k/8⌋, y > 0. */
+function writeReluMask(y: Float32Array, mask: Uint8Array, n: number, size: number): void {
+  const bytes = reluMaskBytes(1, size);
+  if (mask.length < n * bytes) throw new RangeError(`reluMask has ${mask.length} bytes, needs ${n * bytes}`);
+  mask.fill(0, 0, n * bytes);
+  for (let b = 0; b < n; b++) {
+    for (let k = 0; k < size; k++) if (y[b * size + k] > 0) mask[b * bytes + (k >> 3)] |= 1 << (k & 7);
+  }
+}
+
+/** g set to 0 where the mask's bit is clear (the ReLU's backward, as reluBackward with y > 0 as bits). */
+function applyReluMask(g: Float32Array, mask: Uint8Array, n: number, size: number): void {
+  const bytes = reluMaskBytes(1, size);
+  if (mask.length < n * bytes) throw new RangeError(`reluMask has ${mask.length} bytes, needs ${n * bytes}`);
+  for (let b = 0; b < n; b++) {
+    for (let k = 0; k < size; k++) if (!((mask[b * bytes + (k >> 3)] >> (k & 7)) & 1)) g[b * size + k] = 0;
   }
 }
 

@@ -24,10 +24,10 @@
  * layer's too (conv3x3ThroughConv2d), image block by image block, so the first layer's
  * output gradient is never stored whole (FirstLayer).
  */
-import { getBackend } from '../backend/index.js';
+import { getBackend, reluMaskBytes } from '../backend/index.js';
 import { check } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
-import { Tensor, isGradEnabled, recordOp, shapeStr, sizeOf } from './tensor.js';
+import { Tensor, isGradEnabled, recordOp, scratchBytes, shapeStr, sizeOf } from './tensor.js';
 
 /** Output size of a convolution along one axis: ⌊(size + 2·pad - k) / stride⌋ + 1. */
 export function convOutputSize(size: number, k: number, stride: number, pad: number): number {
@@ -177,7 +177,7 @@ function convDims(op: string, x: Tensor, weight: Tensor, bias: Tensor | null, ge
  * to memory and back), and `taken` tells its own backward to do nothing.
  */
 interface FirstLayer {
-  x: Tensor; weight: Tensor; bias: Tensor | null; d: ConvDims; geometry: Conv2dGeometry; relu: boolean; taken: boolean;
+  x: Tensor; weight: Tensor; bias: Tensor | null; d: ConvDims; geometry: Conv2dGeometry; reluMask: Uint8Array | null; taken: boolean;
 }
 /** The first layers of the graphs being recorded, by their outputs. */
 const firstLayers = new WeakMap<Tensor, FirstLayer>();
@@ -195,9 +195,9 @@ function conv3x3Backward(x: Tensor, weight: Tensor, gy: Float32Array, d: ConvDim
   const first = firstLayers.get(x);
   if (first && x.readers === 1 && d.h * d.w <= THROUGH_MAX_PIXELS) {
     const f = first.d, { strideH, strideW, padH, padW } = first.geometry;
-    be.conv3x3ThroughConv2d(gy, weight.data, first.x.data, x.data, first.weight.requiresGrad ? first.weight.ensureGrad() : null,
+    be.conv3x3ThroughConv2d(gy, weight.data, first.x.data, first.reluMask, first.weight.requiresGrad ? first.weight.ensureGrad() : null,
       first.bias?.requiresGrad ? first.bias.ensureGrad() : null, d.n, d.cout, d.cin, d.h, d.w, pad, winogradTile(d.h, d.w),
-      f.cin, f.h, f.w, f.kh, f.kw, strideH, strideW, padH, padW, first.relu);
+      f.cin, f.h, f.w, f.kh, f.kw, strideH, strideW, padH, padW);
     first.taken = true;
     x.skipGrad();
   } else if (x.requiresGrad) {
@@ -226,13 +226,16 @@ export function conv2d(
   const inputs = bias ? [x, weight, bias] : [x, weight];
   const y = outputTensor([n, cout, oh, ow], ws, inputs);
   const winograd = usesWinograd(cin, cout, kh, kw, geometry);
+  // The backward pass reads the ReLU's mask as bits, not y (32 times the bytes).
+  const records = isGradEnabled() && inputs.some((t) => t.requiresGrad);
+  const reluMask = relu && !winograd && records ? scratchBytes(reluMaskBytes(n, cout * hw)) : null;
   if (winograd) {
     be.conv3x3(x.data, weight.data, y.data, n, cin, cout, h, w, padH, false, false, 2, bias?.data ?? null, relu);
   } else {
-    be.conv2d(x.data, weight.data, bias?.data ?? null, y.data, n, cin, cout, h, w, kh, kw, strideH, strideW, padH, padW, relu);
+    be.conv2d(x.data, weight.data, bias?.data ?? null, y.data, n, cin, cout, h, w, kh, kw, strideH, strideW, padH, padW, relu, reluMask);
   }
 
-  const first: FirstLayer = { x, weight, bias, d, geometry, relu, taken: false };
+  const first: FirstLayer = { x, weight, bias, d, geometry, reluMask, taken: false };
   recordOp(y, inputs, () => {
     if (first.taken) return;
     const gy = y.grad!;
@@ -246,7 +249,7 @@ export function conv2d(
     const sink = x.requiresGrad ? x.gradSink() : null;
     if (!gw && !sink && !gb) return;
     be.conv2dBackward(x.data, weight.data, gy, sink?.grad ?? null, gw, n, cin, cout, h, w, kh, kw, strideH, strideW, padH, padW,
-      !sink?.overwrite, relu ? y.data : null, gb, relu);
+      !sink?.overwrite, reluMask, gb);
   });
   if (y.requiresGrad && !winograd && !x.requiresGrad) firstLayers.set(y, first);
   return y;

@@ -74,6 +74,12 @@ export function scratchArray(n: number): Float32Array {
   return activeArena ? activeArena.take(n) : new Float32Array(n);
 }
 
+/** scratchArray's bytes: n of them, on a Float32Array of the arena's, stale contents. */
+export function scratchBytes(n: number): Uint8Array {
+  const f = scratchArray(Math.ceil(n / 4));
+  return new Uint8Array(f.buffer, f.byteOffset, n);
+}
+
 const zeroArrays = new Map<number, Float32Array>();
 /** n zeros, shared and never written (a bias of none for kernels that take one). */
 export function zeroArray(n: number): Float32Array {
