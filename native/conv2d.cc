@@ -79,22 +79,8 @@ void forward_image(const ConvJob& j, int64_t b, float* scratch) {
   float* yb = j.y + b * j.out_size();
   gK->gemm(packed_a(GemmArgs{j.wp, columns(j, b), yb, j.cout, j.ckk(), hw, false, false, false}), 0, j.cout, 0, hw,
            scratch);
-  if (!j.bias && !j.relu) return;
-  // channelBiasAct's arithmetic (a missing bias adds 0, which turns -0 into +0 as it does).
-  for (int64_t o = 0; o < j.cout; o++) {
-    const float bv = j.bias ? j.bias[o] : 0.0f;
-    float* p = yb + o * hw;
-    if (j.relu) {
-      for (int64_t k = 0; k < hw; k++) {
-        const float v = p[k] + bv;
-        p[k] = v < 0 ? 0.0f : v;  // NaN stays NaN
-      }
-    } else {
-      for (int64_t k = 0; k < hw; k++) p[k] = p[k] + bv;
-    }
-  }
-  // The image's output is still in cache: its mask costs one more pass over it there.
-  if (j.reluMask) gK->reluBits(yb, j.reluMask + b * j.mask_bytes(), j.out_size());
+  // channelBiasAct's arithmetic and the ReLU's mask, while the image's output is in cache.
+  if (j.bias || j.relu) gK->rowBiasAct(yb, j.bias, j.cout, hw, j.relu, j.reluMask ? j.reluMask + b * j.mask_bytes() : nullptr);
 }
 
 // Image b's output gradient gyb as the products take it: itself, or masked by the ReLU's

@@ -18,7 +18,7 @@ struct ConvJob {
   const float* bias;  // forward: [cout] or null
   float* y;           // forward: the output
   const float* gy;    // backward: the output gradient
-  // The ReLU's mask as bits (Kernels::reluBits), image b's from byte b * mask_bytes():
+  // The ReLU's mask as bits (Kernels::rowBiasAct), image b's from byte b * mask_bytes():
   // forward with relu: written when set; backward: gy masked where a bit is clear (the
   // ReLU's backward), when set.
   uint8_t* reluMask;

@@ -38,8 +38,8 @@ inline void pack_transpose_scalar(const float* __restrict src, int64_t ld, int r
     for (int r = r0; r < rows; r++) dst[c * stride + r] = src[r * ld + c];
 }
 
-// Kernels::reluBits and maskByBits from value k0 on (k0 a multiple of 8): the whole of the
-// scalar path's, the tails of the vector paths'.
+// The ReLU mask's bits (Kernels::rowBiasAct) and Kernels::maskByBits from value k0 on (k0
+// a multiple of 8): the whole of the scalar path's, the tails of the vector paths'.
 inline void relu_bits_from(const float* __restrict y, uint8_t* __restrict bits, int64_t k0, int64_t n) {
   for (int64_t k = k0; k < n; k += 8) {
     unsigned byte = 0;

@@ -20,7 +20,8 @@
 //                       float* dst, int stride);
 //       dst[c*stride + r] = src[r*ld + c] for r < rows, 0 for rows <= r < stride.
 //   constexpr int64_t WINO4_NARROW_TILES;  Kernels::wino4NarrowTiles
-//   void relu_bits(...), mask_by_bits(...);  Kernels::reluBits, Kernels::maskByBits
+//   void relu_bits(const float* y, uint8_t* bits, int64_t n);  rowBiasAct's mask of n values
+//   void mask_by_bits(...);                                   Kernels::maskByBits
 // and, optionally, an unpacked A·Bᵀ with the rule for when it wins (Kernels::gemmNT,
 // Kernels::ntFaster): a function named by LTH_GEMM_NT and bool nt_faster(m, n, k).
 // Without them the table's gemmNT is gemm, never chosen.
@@ -129,6 +130,25 @@ void biasAct(const float* x, const float* bias, float* out, int64_t rows, int64_
       for (int64_t j = 0; j < cols; j++) o[j] = xr[j] + bias[j];
     }
   }
+}
+
+void rowBiasAct(float* y, const float* bias, int64_t rows, int64_t cols, bool relu, uint8_t* bits) {
+  // Where rows start on whole bytes of the mask, each row's bits are taken while it is in L1.
+  const bool rowBits = bits && cols % 8 == 0;
+  for (int64_t r = 0; r < rows; r++) {
+    const float bv = bias ? bias[r] : 0.0f;
+    float* p = y + r * cols;
+    if (relu) {
+      for (int64_t k = 0; k < cols; k++) {
+        const float v = p[k] + bv;
+        p[k] = v < 0.0f ? 0.0f : v;  // NaN stays NaN
+      }
+    } else {
+      for (int64_t k = 0; k < cols; k++) p[k] = p[k] + bv;
+    }
+    if (rowBits) relu_bits(p, bits + r * (cols / 8), cols);
+  }
+  if (bits && !rowBits) relu_bits(y, bits, rows * cols);
 }
 
 void reluBackward(const float* gradOut, const float* y, float* gradIn, int64_t n) {
@@ -972,7 +992,7 @@ bool nt_faster(int64_t, int64_t, int64_t) { return false; }
 #endif
 
 const lth::Kernels kTable = {
-    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, relu_bits, mask_by_bits, sumRows, adam, sgd, applyMask, winoIn, winoInRows, winoInCols, winoOut, winoStore, winoStorePool, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
+    kIsaName, MR, NR, kScratchFloats, gemm, biasAct, reluBackward, rowBiasAct, mask_by_bits, sumRows, adam, sgd, applyMask, winoIn, winoInRows, winoInCols, winoOut, winoStore, winoStorePool, winoSplitRows, winoGradOut, winoGradOutRows, winoGradOutCols,
     winoIn4, winoIn4Rows, winoIn4Cols, winoOut4, winoStore4, winoStorePool4, winoSplitRows4, winoGradOut4, winoGradOut4Rows, winoGradOut4Cols, LTH_GEMM_NT, nt_faster, packA, packB, WINO4_NARROW_TILES,
     kReadsAInPlace,
 };
