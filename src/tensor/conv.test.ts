@@ -84,6 +84,32 @@ function headLoss(y: Tensor, head: Tensor, labels: Int32Array): Tensor {
   return softmaxCrossEntropy(linear(flatten(y), head, null), labels);
 }
 
+test('flatten and reshape hand their output\'s gradient on: no copy to an op\'s output, its writer overwrites it, an input read twice gets both shares, a leaf its own copy', () => {
+  const rng = new Rng(41, 'test');
+  const x = randomTensor([2, 3, 2, 2], rng), shift = randomTensor([2, 3, 2, 2], rng, 1, false);
+  const head1 = randomTensor([3, 12], rng, 0.5, false), head2 = randomTensor([3, 12], rng, 0.5, false), labels = Int32Array.of(0, 2);
+  // m (an op's output) read by flatten and by reshape, then x itself by flatten: each share reaches x.
+  const loss = () => {
+    const m = add(x, shift);
+    return add(add(headLoss(m, head1, labels), softmaxCrossEntropy(linear(reshape(m, [2, 12]), head2, null), labels)), headLoss(x, head2, labels));
+  };
+  assert.ok(gradCheck(loss, [x], { eps: 1e-2, samples: 24 }) < 1e-2, 'x\'s gradient against finite differences');
+
+  const be = getBackend() as unknown as { matmul: (...a: unknown[]) => void };
+  const matmul = be.matmul, writes: Array<[unknown, unknown]> = [];
+  be.matmul = (...a: unknown[]) => { writes.push([a[2], a[8]]); matmul(...a); };
+  try {
+    x.grad = null;
+    const m = add(x, shift), flat = flatten(m), direct = flatten(x);
+    add(softmaxCrossEntropy(linear(flat, head1, null), labels), softmaxCrossEntropy(linear(direct, head2, null), labels)).backward();
+    assert.equal(m.grad, flat.grad, 'the op\'s output takes the gradient buffer itself');
+    assert.deepEqual(writes.filter(([out]) => out === flat.grad).map(([, accumulate]) => accumulate), [false], 'the linear layer\'s input gradient overwrites it');
+    assert.notEqual(x.grad, direct.grad, 'a leaf keeps a gradient of its own');
+  } finally {
+    be.matmul = matmul;
+  }
+});
+
 test('conv2d: gradients of x, W and b match finite differences in every geometry', () => {
   const rng = new Rng(11, 'test');
   for (const c of CASES) {

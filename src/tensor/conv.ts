@@ -311,15 +311,15 @@ export function maxPool2d(x: Tensor, k: number, stride = k, ws?: Workspace): Ten
 }
 
 /**
- * [n, ...] -> [n, prod(...)], sharing x's data (no copy). When recorded, the output's
- * gradient buffer is x's own, so back-propagation through it costs nothing.
+ * [n, ...] -> [n, prod(...)], sharing x's data (no copy). Back-propagation through it costs
+ * nothing: the output's gradient becomes x's (Tensor.passGrad), and the op that writes it
+ * overwrites it rather than adding to zeros.
  */
 export function flatten(x: Tensor): Tensor {
   check(x.shape.length >= 1, 'flatten: input must have a batch dimension');
   const n = x.shape[0];
   const y = new Tensor(x.data, [n, n === 0 ? sizeOf(x.shape.slice(1)) : x.size / n]);
-  if (recordOp(y, [x], () => {}).requiresGrad) y.grad = x.ensureGrad();
-  return y;
+  return recordOp(y, [x], () => x.passGrad(y.grad!));
 }
 
 /**

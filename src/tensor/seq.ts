@@ -14,7 +14,7 @@ import { Tensor, recordOp, scratchArray, shapeStr, sizeOf, zeroArray } from './t
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   check(sizeOf(shape) === x.size, () => `reshape: ${shapeStr(x)} has ${x.size} values, [${shape.join(', ')}] needs ${sizeOf(shape)}`);
   const y = new Tensor(x.data, shape);
-  return recordOp(y, [x], () => x.addGrad(y.grad!));
+  return recordOp(y, [x], () => x.passGrad(y.grad!));
 }
 
 /** out[j, i, :] = x[i, j, :] for x [a, b, c]: batch-major <-> time-major. */

@@ -232,6 +232,22 @@ export class Tensor {
   }
 
   /**
+   * Adds g (this tensor's size) to its gradient, for an op whose input's gradient is its
+   * output's reshaped (flatten, reshape): when no gradient has reached this op's output yet,
+   * g itself becomes its gradient, without a copy, and its owner must not write it again.
+   * A leaf copies g in (its gradient outlives the pass; g may be an arena's).
+   */
+  passGrad(g: Float32Array): void {
+    if (this.parents.length > 0 && (this.gradBuf === null || this.gradStale)) {
+      this.gradBuf = g;
+      this.gradStale = false;
+      this.gradZero = false;
+      return;
+    }
+    this.addGrad(g);
+  }
+
+  /**
    * Back-propagates from this scalar: d(this)/d(this) = 1, then every recorded op in
    * reverse topological order. Gradients accumulate into `.grad`.
    */
