@@ -15,9 +15,9 @@
 // forward's bias and ReLU backward too (channelBiasActBackward's), an image at a time
 // while its output gradient is in cache for the products, rather than as a pass of its own
 // over the whole batch's; the ReLU's mask comes from the forward pass as bits, so that the
-// backward pass need not read the output (32 times the mask's bytes) to find it. That per-image backward is shared (conv2d.h) with
-// conv3x3ThroughConv2d (winograd.cc), which computes a first layer's output gradient an
-// image block at a time and hands it on.
+// backward pass need not read the output (32 times the mask's bytes) to find it. That
+// per-image backward is shared (conv2d.h) with conv3x3ThroughConv2d (winograd.cc), which
+// computes a first layer's output gradient an image block at a time and hands it on.
 
 #include <node_api.h>
 
@@ -80,7 +80,8 @@ void forward_image(const ConvJob& j, int64_t b, float* scratch) {
   gK->gemm(packed_a(GemmArgs{j.wp, columns(j, b), yb, j.cout, j.ckk(), hw, false, false, false}), 0, j.cout, 0, hw,
            scratch);
   // channelBiasAct's arithmetic and the ReLU's mask, while the image's output is in cache.
-  if (j.bias || j.relu) gK->rowBiasAct(yb, j.bias, j.cout, hw, j.relu, j.reluMask ? j.reluMask + b * j.mask_bytes() : nullptr);
+  if (j.bias || j.relu)
+    gK->rowBiasAct(yb, j.bias, j.cout, hw, j.relu, j.reluMask ? j.reluMask + b * j.mask_bytes() : nullptr);
 }
 
 // Image b's output gradient gyb as the products take it: itself, or masked by the ReLU's

@@ -686,8 +686,8 @@ napi_value Conv3x3ThroughConv2d(napi_env env, napi_callback_info info) {
                           a[19].dim(), a[20].dim(), a[21].dim(), &c.g))
     return nullptr;
   if (c.g.oh != h || c.g.ow != w) {
-    a.fail(true, "the first convolution's output is %lldx%lld, the 3x3 convolution's input %lldx%lld", (long long)c.g.oh, (long long)c.g.ow,
-           (long long)h, (long long)w);
+    a.fail(true, "the first convolution's output is %lldx%lld, the 3x3 convolution's input %lldx%lld", (long long)c.g.oh,
+           (long long)c.g.ow, (long long)h, (long long)w);
     return nullptr;
   }
   c.n = n;
