@@ -5,7 +5,8 @@
 //
 // Convolution itself is im2col + the addon's GEMM (src/tensor/conv.ts); these kernels
 // are memory-bound copies, adds and comparisons, compiled for the baseline ISA (the
-// compiler vectorises the contiguous stride-1 loops). Big calls are split over the
+// compiler vectorises the contiguous stride-1 loops), except channelBiasAct, which runs
+// the SIMD table's rowBiasAct (conv2d's epilogue) plane by plane. Big calls are split over the
 // addon's thread pool (lth::run_parts, pool.h) by whole rows, channels or
 // planes: every output element is computed by one part, in a fixed order, so results
 // do not depend on the thread count.
@@ -29,6 +30,7 @@
 #endif
 
 #include "bindings.h"
+#include "dispatch.h"
 #include "ftz.h"
 #include "im2col.h"
 #include "napi_args.h"
@@ -483,19 +485,7 @@ napi_value ChannelBiasAct(napi_env env, napi_callback_info info) {
   if (n && ch && size) {
     FtzScope ftz;
     parallel_units(n * ch, n * ch * size, [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; p++) {
-        const float bv = bias[p % ch];
-        const float* xi = x + p * size;
-        float* oi = out + p * size;
-        if (relu) {
-          for (int64_t k = 0; k < size; k++) {
-            const float v = xi[k] + bv;
-            oi[k] = v < 0 ? 0.0f : v;  // NaN stays NaN
-          }
-        } else {
-          for (int64_t k = 0; k < size; k++) oi[k] = xi[k] + bv;
-        }
-      }
+      for (int64_t p = b; p < e; p++) lth::gK->rowBiasAct(x + p * size, out + p * size, bias + p % ch, 1, size, relu, nullptr);
     });
   }
   return undefined_value(env);

@@ -81,7 +81,7 @@ void forward_image(const ConvJob& j, int64_t b, float* scratch) {
            scratch);
   // channelBiasAct's arithmetic and the ReLU's mask, while the image's output is in cache.
   if (j.bias || j.relu)
-    gK->rowBiasAct(yb, j.bias, j.cout, hw, j.relu, j.reluMask ? j.reluMask + b * j.mask_bytes() : nullptr);
+    gK->rowBiasAct(yb, yb, j.bias, j.cout, hw, j.relu, j.reluMask ? j.reluMask + b * j.mask_bytes() : nullptr);
 }
 
 // Image b's output gradient gyb as the products take it: itself, or masked by the ReLU's

@@ -43,13 +43,13 @@ struct Kernels {
 
   void (*biasAct)(const float* x, const float* bias, float* out, int64_t rows, int64_t cols, bool relu);
   void (*reluBackward)(const float* gradOut, const float* y, float* gradIn, int64_t n);
-  // A convolution's epilogue on one image y [rows = channels, cols = pixels]: y = y + bias[r]
-  // (a null bias adds 0, turning -0 into +0), then max(0, ·) with relu (NaN stays NaN):
-  // channelBiasAct's arithmetic. With `bits`, the ReLU's mask as bits too: value k's bit
-  // (bit k % 8 of bits[k / 8], k = r*cols + c) is y[k] > 0 (0 for NaN), the last byte's bits
-  // past rows*cols 0. A 64-channel 32x32 first layer's mask is 8 KB an image where its
-  // output is 256 KB, and the backward pass reads the mask, not the output.
-  void (*rowBiasAct)(float* y, const float* bias, int64_t rows, int64_t cols, bool relu, uint8_t* bits);
+  // A convolution's epilogue on one image x [rows = channels, cols = pixels]: y = x +
+  // bias[r] (a null bias adds 0, turning -0 into +0), then max(0, ·) with relu (NaN stays
+  // NaN): channelBiasAct's arithmetic; y may be x. With `bits`, the ReLU's mask as bits too:
+  // value k's bit (bit k % 8 of bits[k / 8], k = r*cols + c) is y[k] > 0 (0 for NaN), the
+  // last byte's bits past rows*cols 0. A 64-channel 32x32 first layer's mask is 8 KB an
+  // image where its output is 256 KB, and the backward pass reads the mask, not the output.
+  void (*rowBiasAct)(const float* x, float* y, const float* bias, int64_t rows, int64_t cols, bool relu, uint8_t* bits);
   // out[k] = g[k] where value k's bit is set, else 0 (g read whatever the bit): reluBackward
   // with the mask as bits. out may be g.
   void (*maskByBits)(const float* g, const uint8_t* bits, float* out, int64_t n);

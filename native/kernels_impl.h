@@ -132,19 +132,20 @@ void biasAct(const float* x, const float* bias, float* out, int64_t rows, int64_
   }
 }
 
-void rowBiasAct(float* y, const float* bias, int64_t rows, int64_t cols, bool relu, uint8_t* bits) {
+void rowBiasAct(const float* x, float* y, const float* bias, int64_t rows, int64_t cols, bool relu, uint8_t* bits) {
   // Where rows start on whole bytes of the mask, each row's bits are taken while it is in L1.
   const bool rowBits = bits && cols % 8 == 0;
   for (int64_t r = 0; r < rows; r++) {
     const float bv = bias ? bias[r] : 0.0f;
+    const float* q = x + r * cols;
     float* p = y + r * cols;
     if (relu) {
       for (int64_t k = 0; k < cols; k++) {
-        const float v = p[k] + bv;
+        const float v = q[k] + bv;
         p[k] = v < 0.0f ? 0.0f : v;  // NaN stays NaN
       }
     } else {
-      for (int64_t k = 0; k < cols; k++) p[k] = p[k] + bv;
+      for (int64_t k = 0; k < cols; k++) p[k] = q[k] + bv;
     }
     if (rowBits) relu_bits(p, bits + r * (cols / 8), cols);
   }
