@@ -27,7 +27,7 @@
 import { getBackend, reluMaskBytes } from '../backend/index.js';
 import { check } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
-import { Tensor, isGradEnabled, recordOp, scratchBytes, shapeStr, sizeOf } from './tensor.js';
+import { Tensor, recordOp, scratchBytes, shapeStr, sizeOf, willRecord } from './tensor.js';
 
 /** Output size of a convolution along one axis: ⌊(size + 2·pad - k) / stride⌋ + 1. */
 export function convOutputSize(size: number, k: number, stride: number, pad: number): number {
@@ -96,7 +96,7 @@ export class Workspace {
 
 /** Whether an op on `inputs` keeps its output in `ws`: when it has one and gradients are recorded through the op. */
 function usesWorkspace(ws: Workspace | undefined, inputs: Tensor[]): ws is Workspace {
-  return ws !== undefined && isGradEnabled() && inputs.some((t) => t.requiresGrad);
+  return ws !== undefined && willRecord(inputs);
 }
 
 /** The output tensor of an op: from the workspace when gradients are recorded through it, else fresh. */
@@ -227,8 +227,7 @@ export function conv2d(
   const y = outputTensor([n, cout, oh, ow], ws, inputs);
   const winograd = usesWinograd(cin, cout, kh, kw, geometry);
   // The backward pass reads the ReLU's mask as bits, not y (32 times the bytes).
-  const records = isGradEnabled() && inputs.some((t) => t.requiresGrad);
-  const reluMask = relu && !winograd && records ? scratchBytes(reluMaskBytes(n, cout * hw)) : null;
+  const reluMask = relu && !winograd && willRecord(inputs) ? scratchBytes(reluMaskBytes(n, cout * hw)) : null;
   if (winograd) {
     be.conv3x3(x.data, weight.data, y.data, n, cin, cout, h, w, padH, false, false, 2, bias?.data ?? null, relu);
   } else {

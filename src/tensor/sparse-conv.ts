@@ -1,7 +1,7 @@
 import { getBackend, type ConvPattern, type SimdPath, type SparseMode } from '../backend/index.js';
 import { check } from '../core/errors.js';
 import { outputTensor, type Conv2dGeometry, type Workspace } from './conv.js';
-import { Tensor, isGradEnabled } from './tensor.js';
+import { Tensor, willRecord } from './tensor.js';
 
 /**
  * Sparse convolutions: a Conv2d computed only at the nonzeros of its weight's mask
@@ -137,7 +137,7 @@ export function sparseConv2d(
   const inputs = bias ? [x, vals, bias] : [x, vals];
   const y = outputTensor([n, cout, oh, ow], ws, inputs);
   be.sparseConvForward(pattern, vals.data, x.data, y.data, bias ? bias.data : null, n, h, w, padH, padW, relu);
-  if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
+  if (willRecord(inputs)) {
     y.requiresGrad = true;
     y.parents = inputs;
     y.backwardFn = () => {

@@ -17,12 +17,17 @@ export function isGradEnabled(): boolean {
   return gradEnabled;
 }
 
+/** Whether an op on `inputs` is recorded (recordOp): gradients are on and an input needs one. */
+export function willRecord(inputs: readonly Tensor[]): boolean {
+  return gradEnabled && inputs.some((t) => t.requiresGrad);
+}
+
 /**
  * Records `out` as computed from `inputs` by the op whose `backward` adds to the inputs'
- * gradients, when gradients are on and any input needs one; returns `out`.
+ * gradients, when willRecord(inputs); returns `out`.
  */
 export function recordOp(out: Tensor, inputs: Tensor[], backward: () => void): Tensor {
-  if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
+  if (willRecord(inputs)) {
     out.requiresGrad = true;
     out.parents = inputs;
     out.backwardFn = backward;
