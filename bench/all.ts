@@ -32,11 +32,13 @@ const lenet = run('bench.js', args);
 if (!json) console.log('');
 // `steps` timed steps; with --vs-torch in 5 rounds, lth's and PyTorch's in turn (conv.js and seq.js --rounds).
 const timed = (steps: number) => (args.includes('--vs-torch') ? ['--steps', String(steps / 5), '--rounds', '5'] : ['--steps', String(steps)]);
-const conv2 = run('conv.js', [...shared, ...timed(10)]);
+// Conv-2's and Conv-6's steps are short next to the minute-to-minute swings of a shared
+// machine: 10 and 5 steps a round (2 each gave rounds from 0.16 to 0.37 in one run).
+const conv2 = run('conv.js', [...shared, ...timed(50)]);
 if (!json) console.log('');
-const conv6 = run('conv.js', [...shared, '--model', 'conv6', ...timed(10)]);
+const conv6 = run('conv.js', [...shared, '--model', 'conv6', ...timed(25)]);
 if (!json) console.log('');
-const conv6Levels = run('conv.js', [...(json ? ['--json'] : []), '--model', 'conv6', '--levels', '0,10', '--fc-share']);
+const conv6Levels = run('conv.js', [...(json ? ['--json'] : []), '--model', 'conv6', '--levels', '0,10', '--fc-share', '--steps', '20']);
 if (!json) console.log('');
 // The batch-norm nets take batches of 128 and far longer steps: fewer of them.
 const resnet20 = run('conv.js', [...shared, '--model', 'cifar_resnet_20', ...timed(5), '--warmup', '2']);
