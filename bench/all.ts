@@ -33,7 +33,8 @@ if (!json) console.log('');
 // `steps` timed steps; with --vs-torch in 5 rounds, lth's and PyTorch's in turn (conv.js and seq.js --rounds).
 const timed = (steps: number) => (args.includes('--vs-torch') ? ['--steps', String(steps / 5), '--rounds', '5'] : ['--steps', String(steps)]);
 // Conv-2's and Conv-6's steps are short next to the minute-to-minute swings of a shared
-// machine: 10 and 5 steps a round (2 each gave rounds from 0.16 to 0.37 in one run).
+// machine, so a round takes 10 (Conv-2) or 5 (Conv-6) of them: with 2, one slow step moves
+// the round's ratio.
 const conv2 = run('conv.js', [...shared, ...timed(50)]);
 if (!json) console.log('');
 const conv6 = run('conv.js', [...shared, '--model', 'conv6', ...timed(25)]);
