@@ -238,8 +238,8 @@ export class Tensor {
 
   /**
    * Adds g (this tensor's size) to its gradient, for an op whose input's gradient is its
-   * output's reshaped (flatten, reshape): when no gradient has reached this op's output yet,
-   * g itself becomes its gradient, without a copy, and its owner must not write it again.
+   * output's reshaped (flatten, reshape): when no gradient has reached this tensor yet, g
+   * itself becomes its gradient, without a copy, and g's owner must not write it again.
    * A leaf copies g in (its gradient outlives the pass; g may be an arena's).
    */
   passGrad(g: Float32Array): void {
