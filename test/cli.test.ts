@@ -50,6 +50,9 @@ test('user mistakes: clear message, non-zero exit, no stack trace', () => {
     [['train', '--sparse', 'maybe'], /--sparse: expected one of auto, on, off, got 'maybe'/],
     [['train', '--threads', '0'], /--threads must be an integer from 1 to 256, got '0'/],
     [['lottery', '--branches', 'reinit,inverse', '--dry-run'], /--branches: unknown branch 'inverse'. Known: reinit, random_prune, reinit_sign, shuffle, finetune, lr_rewind, invert, small_dense, stability, rigl, set/],
+    // A dry run makes the checks that need the data set's size too.
+    [['lottery', '--steps', '100it', '--rewind-step', '100it', '--dry-run'], /--rewind-step 100it \(100 iterations\) must be before the end of the training budget 100it \(100 iterations\)/],
+    [['lottery', '--model', 'cifar_resnet_20', '--dataset', 'mnist', '--steps', '10it', '--dry-run'], /--lr-schedule: milestone 80ep \(\d+ iterations\) is not inside the training budget \(10 iterations\)/],
   ];
   for (const [args, message] of cases) {
     const r = lth(args);

@@ -150,6 +150,9 @@ test('lth sweep FILE --dry-run --json lists the runs and trains nothing; a bad f
     assert.match(bad.stderr, message);
     assert.doesNotMatch(bad.stderr, /\n\s+at /, `no stack for ${name}`);
   }
+  const dry = lth(['sweep', path.join(dir, 'budget.yaml'), '--dry-run', '--root', runs]);
+  assert.equal(dry.code, 2, 'a dry run checks the budgets too');
+  assert.match(dry.stderr, /budget\.yaml: run 2 of 2 \(rewindStep=20it\): rewindStep 20it/);
   assert.deepEqual(fs.existsSync(runs) ? fs.readdirSync(runs) : [], [], 'no run started');
   const missing = lth(['sweep']);
   assert.equal(missing.code, 2);

@@ -9,7 +9,7 @@ import { SPARSE_TRAIN_SCHEMA, resolveSparseTrain } from '../dynamic/hparams.js';
 import { sparseTrainingSetup } from '../dynamic/setup.js';
 import { LOTTERY_SCHEMA, resolveLottery, runHash, type LotteryHparams } from '../lottery/hparams.js';
 import type { LotterySummary } from '../store/summary.js';
-import { describePlan, listRuns, runLottery } from '../lottery/runner.js';
+import { checkRun, describePlan, listRuns, runLottery } from '../lottery/runner.js';
 import { repairRun, verifyRun } from '../lottery/verify.js';
 import { runStability } from '../lottery/stability.js';
 import { exportStage, type ExportFormat } from '../export/index.js';

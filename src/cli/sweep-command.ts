@@ -49,7 +49,7 @@ export async function cmdSweep(argv: string[]): Promise<void> {
   const total = sweep.runs.length;
 
   if (dryRun) {
-    const d = describeSweep(sweep, reportDir);
+    const d = describeSweep(sweep, reportDir, file);
     if (common.json) {
       process.stdout.write(`${JSON.stringify(d)}\n`);
       return;

@@ -84,14 +84,23 @@ export function summarizeRun(exp: Experiment): LotterySummary {
 }
 
 /**
- * Checks what can be checked before any work starts (the data loads, the rewind step is
- * within the budget) and records the run's hyperparameters: the first step of every
+ * Checks what can be checked before any work starts: the data loads, the rewind step and
+ * the schedule's milestones are within the budget, a transfer source is a run. Returns the
+ * replicate-0 splits it loaded. What a dry run checks, and the start of prepareRun.
+ */
+export function checkRun(h: LotteryHparams): Splits {
+  const splits = loadSplits(h.training);
+  budget(h, splits.train.length);
+  if (h.transferFrom !== undefined) checkTransferSource(h);
+  return splits;
+}
+
+/**
+ * Checks the run (checkRun) and records its hyperparameters: the first step of every
  * executor. Returns the replicate-0 splits it loaded.
  */
 export function prepareRun(exp: Experiment): Splits {
-  const splits = loadSplits(exp.h.training);
-  budget(exp.h, splits.train.length);
-  if (exp.h.transferFrom !== undefined) checkTransferSource(exp.h);
+  const splits = checkRun(exp.h);
   writeJsonAtomic(path.join(exp.runDir, FILES.hparams), runHparams(exp));
   return splits;
 }

@@ -84,11 +84,15 @@ export interface SweepResult {
   warnings: string[];
 }
 
-/** The dry run of a sweep: its runs with their plans' sizes and what is already done; reads, writes nothing. */
-export function describeSweep(sweep: ResolvedSweep, reportDir = defaultReportDir(sweep)): {
+/**
+ * The dry run of a sweep: every run's budget checked as runSweep checks it, then its runs
+ * with their plans' sizes and what is already done; reads, writes nothing.
+ */
+export function describeSweep(sweep: ResolvedSweep, reportDir = defaultReportDir(sweep), source?: string): {
   sweep: string; reportDir: string; axes: string[];
   runs: Array<{ label: string; hash: string; runDir: string; values: Record<string, unknown>; stages: number; done: number }>;
 } {
+  checkBudgets(sweep, source ? `sweep: ${source}` : 'sweep');
   return {
     sweep: sweep.hash, reportDir, axes: sweep.axes,
     runs: sweep.runs.map((r) => {
