@@ -165,3 +165,21 @@ test('extending a run with other run settings says so', () => {
   assert.equal(lth([...same, '--levels', '1']).code, 0);
   assert.doesNotMatch(lth([...same, '--levels', '2']).stderr, /warning/, 'no warning when nothing differs');
 });
+
+test('lth status on a run trained here: counts, each unfinished stage, --json every stage as the library\'s runStatus gives it', async () => {
+  const runs = tmp();
+  const run = lth(['lottery', '--steps', '20it', '--eval-every', '10', '--levels', '1', '--root', runs, '--json']);
+  assert.equal(run.code, 0, run.stderr);
+  const runDir = path.join(runs, fs.readdirSync(runs)[0]);
+  const text = lth(['status', runDir]);
+  assert.equal(text.code, 0, text.stderr);
+  assert.equal(text.stdout.trim(), `${runDir}: 2 done, 0 started (running, or stopped midway), 0 failed, 0 to run (of 2)`);
+  fs.rmSync(path.join(runDir, 'replicate_0/level_1/main/done.json'));
+  const after = lth(['status', runDir]);
+  assert.match(after.stdout, /: 1 done, 1 started \(running, or stopped midway\), 0 failed, 0 to run \(of 2\)\nstarted replicate_0\/level_1\/main\n$/);
+  const json = lastJson(lth(['status', runDir, '--json']).stdout);
+  const { runStatus } = await import('../src/index.js');
+  assert.deepEqual(json.stages, runStatus(runDir).map((s) => JSON.parse(JSON.stringify(s))));
+  assert.deepEqual((json.stages as Array<{ state: string }>).map((s) => s.state), ['done', 'started']);
+  assert.match(lth(['status', '--help']).stdout, /--json/);
+});

@@ -2,19 +2,15 @@
  * The commands of distributed runs: `lth lottery --queue` (submit), `lth worker` and
  * `lth status`. In a module of their own so that only they load the queue's client.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { LthError } from '../core/errors.js';
 import type { Schema } from '../core/hparams.js';
 import type { LotteryHparams } from '../lottery/hparams.js';
-import { planLottery } from '../lottery/plan.js';
-import { runOf } from '../lottery/verify.js';
-import { FILES, readDone } from '../store/layout.js';
 import type { LotterySummary } from '../store/summary.js';
-import { readJson } from '../store/atomic.js';
 import { parseQueueUrl } from '../queue/connection.js';
 import { submitRun, type QueueProgress } from '../queue/submit.js';
-import { FAILED_FILE, startWorker, workerId } from '../queue/worker.js';
+import { runStatus } from '../queue/status.js';
+import { startWorker, workerId } from '../queue/worker.js';
 import { helpText, parseArgs } from './args.js';
 import { Progress, bar } from './progress.js';
 import { SETTINGS_SCHEMA } from './settings.js';
@@ -90,23 +86,12 @@ export async function cmdWorker(argv: string[]): Promise<void> {
 export function cmdStatus(argv: string[]): void {
   const { positional, common } = parseArgs(argv, {});
   if (common.help) {
-    console.log('Usage: lth status <run-dir>\n\nEvery stage of a run: done (and by which worker), started (running, or stopped midway), failed (with its error), or to run.');
+    console.log('Usage: lth status <run-dir> [--json]\n\nA run\'s stages: how many are done, started (running, or stopped midway), failed or to run, then each one not done (a failed one with its error).\n\n  --json  print one JSON object, every stage with its state (and worker, and error), as the last stdout line');
     return;
   }
   if (positional.length !== 1) throw new LthError(`status: expected one run directory, got ${positional.length ? positional.join(' ') : 'none'}`);
   const runDir = positional[0];
-  const h = runOf(runDir);
-  const stages = planLottery(h).map((s) => {
-    const dir = path.join(runDir, s.id);
-    const done = readDone(dir);
-    if (done) return { id: s.id, state: 'done', worker: done.worker };
-    const failedFile = path.join(dir, FAILED_FILE);
-    if (fs.existsSync(failedFile)) {
-      const f = readJson<{ message?: string; worker?: string }>(failedFile);
-      return { id: s.id, state: 'failed', worker: f.worker, message: f.message };
-    }
-    return { id: s.id, state: fs.existsSync(path.join(dir, FILES.init)) ? 'started' : 'to run' };
-  });
+  const stages = runStatus(runDir);
   if (common.json) {
     process.stdout.write(`${JSON.stringify({ runDir, stages })}\n`);
     return;

@@ -13,10 +13,9 @@ import { writeFileOnce, writeJsonAtomic } from '../store/atomic.js';
 import { FILES, readDone, type StageResult } from '../store/layout.js';
 import { removeCheckpoint } from '../training/checkpoint.js';
 import { parseQueueUrl, redact } from './connection.js';
-import { QUEUE_NAME, jobId, parseStageJob, stageDirOf, type StageJob } from './jobs.js';
+import { FAILED_FILE, QUEUE_NAME, jobId, parseStageJob, stageDirOf, type StageJob } from './jobs.js';
 
 /** A stage a user error stopped (bad data, a damaged input): what `lth status` shows. */
-export const FAILED_FILE = 'failed.json';
 
 export interface WorkerOptions {
   readonly queue: string;

@@ -1,0 +1,33 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { planLottery } from '../lottery/plan.js';
+import { runOf } from '../lottery/verify.js';
+import { readJson } from '../store/atomic.js';
+import { FILES, readDone } from '../store/layout.js';
+import { FAILED_FILE } from './jobs.js';
+
+/** Where one stage of a run stands, as `lth status` shows it. */
+export interface StageStatus {
+  readonly id: string;
+  /** 'started': its training began (running now, or stopped midway). */
+  readonly state: 'done' | 'started' | 'failed' | 'to run';
+  /** The worker that finished it, or that it failed on (runs trained by a queue's workers). */
+  readonly worker?: string;
+  /** Why it failed for good. */
+  readonly message?: string;
+}
+
+/** Every stage of the run in `runDir`, in plan order, read from the store alone (no queue needed). */
+export function runStatus(runDir: string): StageStatus[] {
+  return planLottery(runOf(runDir)).map((s): StageStatus => {
+    const dir = path.join(runDir, s.id);
+    const done = readDone(dir);
+    if (done) return { id: s.id, state: 'done', worker: done.worker };
+    const failedFile = path.join(dir, FAILED_FILE);
+    if (fs.existsSync(failedFile)) {
+      const f = readJson<{ message?: string; worker?: string }>(failedFile);
+      return { id: s.id, state: 'failed', worker: f.worker, message: f.message };
+    }
+    return { id: s.id, state: fs.existsSync(path.join(dir, FILES.init)) ? 'started' : 'to run' };
+  });
+}
