@@ -20,7 +20,7 @@ import { Progress, bar, formatEta } from './progress.js';
 const USAGE = `lth — the Lottery Ticket Hypothesis toolkit
 
 Usage:
-  lth train   [options]   train one dense network (lth train --help)
+  lth train   [options]   train one network, dense or sparse (lth train --help)
   lth lottery [options]   find winning tickets by iterative magnitude pruning (lth lottery --help)
   lth stability [options] instability analysis: two copies trained from one start, the
                           test error on the line between them (lth stability --help)
@@ -34,7 +34,8 @@ Usage:
                           one stage's network (the ticket by default) as a standalone model
   lth worker  --queue redis://HOST:PORT --root DIR [--concurrency N]
                           run the stages of lotteries submitted with lth lottery --queue
-  lth status  <run-dir>   every stage of a run: done, running, failed (with its error), to run
+  lth status  <run-dir>   how many stages of a run are done, started, failed, to run, and each
+                          one not done (a failed one with its error); --json: every stage
   lth sweep   FILE [options]  lottery runs over axes of hyperparameters, one report (lth sweep --help)
 
 Run settings (how lth computes, never what; recorded with every stage): --threads N,
@@ -113,6 +114,7 @@ async function cmdLottery(argv: string[]): Promise<void> {
   const h = resolveLottery(values);
   if (wait && !queue) throw new LthError('--wait follows a run submitted with --queue; without --queue the run trains here and the command waits anyway');
   if (dryRun) {
+    checkRun(h);
     const plan = describePlan(h);
     if (common.json) {
       printJson({ runDir: `${h.root}/${runHash(h)}`, stages: plan });

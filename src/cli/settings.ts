@@ -6,7 +6,7 @@ export const SETTINGS_SCHEMA = {
   threads: { type: 'integer', help: 'threads of the native kernels (default: LTH_THREADS, else the machine\'s cores)' },
   backend: { type: 'string', help: 'native or reference (default: LTH_BACKEND, else native)', choices: ['native', 'reference'] },
   simd: { type: 'string', help: 'highest SIMD path the native kernels may use (default: LTH_SIMD, else the best this CPU has)', choices: ['avx512', 'avx2', 'scalar'] },
-  sparse: { type: 'string', help: 'masked layers on sparse kernels: auto (fully connected below 35% density, stride-1 convolutions below 22%), on, off (default: LTH_SPARSE, else auto)', choices: ['auto', 'on', 'off'] },
+  sparse: { type: 'string', help: 'masked layers on sparse kernels: auto (fully connected below 35% density, stride-1 convolutions below the density where their sparse kernels beat the dense path on this SIMD path: docs/cli.md), on, off (default: LTH_SPARSE, else auto)', choices: ['auto', 'on', 'off'] },
   fused: { type: 'string', help: 'the fused sparse- and dense-MLP programs where a model allows them: auto, off (default: LTH_FUSED, else auto)', choices: ['auto', 'off'] },
 } as const satisfies Schema;
 
