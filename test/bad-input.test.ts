@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { killLthWhen } from '../src/cli/testing.js';
 
 const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'lth-bad-'));
@@ -147,6 +148,19 @@ test('store: a damaged safetensors header in a file lth reads', () => {
   assert.equal(r.code, 1);
   assert.match(r.stdout, /damaged replicate_0\/level_1\/main: .*mask\.safetensors is damaged/);
 });
+test('store: a damaged hparams.json or summary.json: report names the file; ls lists the run as damaged and every other run', () => {
+  const runDir = finishedRun();
+  const root = path.dirname(runDir);
+  const other = lth(['lottery', '--steps', '10it', '--eval-every', '10', '--levels', '1', '--seed', '1', '--root', root]);
+  assert.equal(other.code, 0, other.stderr);
+  fs.writeFileSync(path.join(runDir, 'summary.json'), 'nope');
+  const ls = lth(['ls', '--root', root]);
+  assert.equal(ls.code, 0, ls.stderr);
+  assert.match(ls.stdout, new RegExp(`${path.basename(runDir)}  damaged: .*summary\\.json is damaged \\(.*\\); 'lth verify .*' checks it`));
+  assert.match(ls.stdout, /2 stages done, complete {2}evalEvery=10 seed=1 steps=10it/);
+  fs.writeFileSync(path.join(runDir, 'hparams.json'), '{ broken');
+  fails(['report', runDir], /report: .*hparams\.json is damaged \(/);
+});
 test('store: verify and report on a directory that is not a run', () => {
   fails(['verify', tmp()], /is not a lottery run directory \(expected hparams\.json in it/);
   fails(['report', tmp()], /not a lottery run directory/);
@@ -188,23 +202,42 @@ test('file system: an --out directory on a read-only path', () => {
 
 // ------------------------------------------------------------------ two processes
 
-test('two processes on one run: both finish, and agree on the results', async () => {
+test('two processes on one run: the second is refused, naming the first; a lock left by a killed process is taken over', async () => {
   const root = tmp();
-  const args = [cli, 'lottery', '--steps', '30it', '--eval-every', '10', '--levels', '2', '--branches', 'reinit', '--root', root, '--json'];
-  const run = () => new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-    const c = spawn(process.execPath, args);
-    let out = '', err = '';
-    c.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-    c.on('exit', (code) => resolve({ code, out, err }));
-  });
-  const [a, b] = await Promise.all([run(), run()]);
-  assert.equal(a.code, 0, a.err);
-  assert.equal(b.code, 0, b.err);
-  const sa = JSON.parse(a.out.trim().split('\n').pop()!), sb = JSON.parse(b.out.trim().split('\n').pop()!);
-  assert.deepEqual(sa, sb);
-  assert.equal(sa.complete, true);
-  const v = lth(['verify', sa.runDir]);
+  const args = ['lottery', '--steps', '1000it', '--eval-every', '100', '--levels', '2', '--branches', 'reinit', '--root', root, '--json'];
+  const lockFile = () => {
+    const runs = fs.existsSync(root) ? fs.readdirSync(root) : [];
+    return runs.length ? path.join(root, runs[0], 'lock.json') : null;
+  };
+  const a = spawn(process.execPath, [cli, ...args]);
+  let aOut = '', aErr = '';
+  a.stdout.on('data', (d: Buffer) => { aOut += d.toString(); });
+  a.stderr.on('data', (d: Buffer) => { aErr += d.toString(); });
+  const aExit = new Promise<number | null>((resolve) => a.on('exit', resolve));
+  while (!(lockFile() && fs.existsSync(lockFile()!))) await new Promise((r) => setTimeout(r, 5));
+  const runDir = path.dirname(lockFile()!);
+  const refused = new RegExp(`is in use: lth \\(training its stages\\) has been running on it since \\S+, process ${a.pid} on ${os.hostname()}\\. Wait for it to finish, or stop it and run this again`);
+  fails(args, refused);
+  fails(['verify', runDir, '--repair'], refused);
+  assert.equal(await aExit, 0, aErr);
+  assert.ok(!fs.existsSync(lockFile()!), 'released at the end');
+  const again = lth(args);
+  assert.equal(again.code, 0, again.stderr);
+  assert.deepEqual(JSON.parse(again.stdout.trim().split('\n').pop()!), JSON.parse(aOut.trim().split('\n').pop()!));
+
+  // A process killed with SIGKILL leaves its lock; the next run on this host takes it over.
+  const more = [...args.filter((x) => x !== '--json'), '--levels', '3'];
+  await killLthWhen(more, () => fs.existsSync(path.join(runDir, 'replicate_0/level_3/main/mask.safetensors')));
+  assert.ok(fs.existsSync(lockFile()!), 'the killed process\'s lock is left');
+  const resumed = lth([...more, '--json']);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.equal(JSON.parse(resumed.stdout.trim().split('\n').pop()!).complete, true);
+
+  // A lock from another host cannot be checked: the message says which file to delete.
+  fs.writeFileSync(lockFile()!, JSON.stringify({ pid: 1, host: 'elsewhere', since: '2026-01-01T00:00:00.000Z', what: 'training its stages' }));
+  fails(args, new RegExp(`process 1 on elsewhere\\. .*if that process is no longer running, delete ${lockFile()!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  fs.rmSync(lockFile()!);
+  const v = lth(['verify', runDir]);
   assert.equal(v.code, 0, v.stdout);
-  assert.match(v.stdout, /5 stages whole, 0 damaged/);
+  assert.match(v.stdout, /7 stages whole, 0 damaged/);
 });

@@ -193,6 +193,10 @@ function cmdLs(argv: string[]): void {
   }
   if (runs.length === 0) console.log('no runs');
   for (const r of runs) {
+    if (r.damaged) {
+      console.log(`${r.run}  damaged: ${r.damaged}`);
+      continue;
+    }
     const hp = Object.entries(r.hparams as Record<string, unknown>).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : v}`).join(' ') || '(all defaults)';
     console.log(`${r.run}  ${r.stagesDone} stages done${r.summary?.complete ? ', complete' : ''}  ${hp}`);
   }

@@ -10,6 +10,7 @@ import { FILES, stageDir } from '../store/layout.js';
 import { loadSafetensors } from '../store/safetensors.js';
 import { resolveLottery, runHash } from './hparams.js';
 import { runLottery } from './runner.js';
+import { runOf } from './verify.js';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'lth-lottery-'));
 const load = (dir: string, file: string) => new Map([...loadSafetensors(path.join(dir, file))].map(([n, t]) => [n, t.data]));
@@ -103,6 +104,20 @@ test('replicates use their own seeds; a finished run can be extended with more r
   assert.equal(two.summary.replicates[1].seed, 1);
   assert.notDeepEqual(two.summary.replicates[1].levels[0].earlyStopValLoss, one.summary.replicates[0].levels[0].earlyStopValLoss);
   assert.equal(two.summary.aggregate[0].main.earlyStopTestAccuracy.n, 2);
+});
+
+test('a smaller command on a bigger run trains nothing new and keeps the run\'s recorded levels, replicates and branches', () => {
+  const root = tmp();
+  const big = runLottery(resolveLottery({ steps: '20it', evalEvery: 10, levels: 2, branches: ['reinit'], root }));
+  const small = runLottery(resolveLottery({ steps: '20it', evalEvery: 10, levels: 1, branches: ['random_prune'], root }));
+  assert.equal(small.runDir, big.runDir);
+  const recorded = runOf(big.runDir);
+  assert.equal(recorded.levels, 2);
+  assert.deepEqual(recorded.branches, ['reinit', 'random_prune']);
+  assert.equal(small.summary.levels, 2, 'the summary covers the whole run');
+  assert.deepEqual(small.summary.replicates[0].levels.map((l) => Object.keys(l.branches).sort()), [[], ['random_prune', 'reinit'], ['reinit']]);
+  assert.equal(small.summary.complete, false, 'level 2 has no random_prune stage yet');
+  assert.equal(runLottery(resolveLottery({ steps: '20it', evalEvery: 10, levels: 2, branches: ['reinit', 'random_prune'], root })).summary.complete, true);
 });
 
 test('run hash: pinned, ignores fields left at (or set to) their defaults, changes with real changes', () => {

@@ -4,10 +4,11 @@ import { activeContext, describeSettings, type RunContext } from '../backend/ind
 import { LthError } from '../core/errors.js';
 import { LTH_VERSION } from '../core/version.js';
 import type { Splits } from '../data/dataset.js';
-import { writeJsonAtomic } from '../store/atomic.js';
+import { readJson, writeJsonAtomic } from '../store/atomic.js';
+import { lockRun } from '../store/run-lock.js';
 import { FILES, listStages, readDone, stagePath, type StageResult } from '../store/layout.js';
 import { loadSplits } from '../training/run.js';
-import { MAIN, getBranch } from './branches.js';
+import { MAIN, controlNames, getBranch } from './branches.js';
 import type { LotteryHparams } from './hparams.js';
 import { planLottery, type StageSpec } from './plan.js';
 import { budget, experimentOf, runStage, type Experiment, type LotteryProgress } from './stage.js';
@@ -96,39 +97,73 @@ export function checkRun(h: LotteryHparams): Splits {
 }
 
 /**
- * Checks the run (checkRun) and records its hyperparameters: the first step of every
- * executor. Returns the replicate-0 splits it loaded.
+ * Checks the run (checkRun) and records its hyperparameters (recordRun): the first step of
+ * every executor. Returns the replicate-0 splits it loaded.
  */
 export function prepareRun(exp: Experiment): Splits {
   const splits = checkRun(exp.h);
-  writeJsonAtomic(path.join(exp.runDir, FILES.hparams), runHparams(exp));
+  recordRun(exp);
   return splits;
+}
+
+/**
+ * Writes the run's hparams.json and returns the run as recorded: this request's
+ * hyperparameters with the levels, replicates and branches an earlier request on the same
+ * run asked for kept (they name no other run: they only add stages), so that a smaller
+ * command on a bigger run leaves every tool seeing all of its stages.
+ */
+function recordRun(exp: Experiment): Experiment {
+  const file = path.join(exp.runDir, FILES.hparams);
+  let before: LotteryHparams | undefined;
+  try {
+    before = fs.existsSync(file) ? readJson<{ resolved?: LotteryHparams }>(file).resolved : undefined;
+  } catch {
+    before = undefined; // damaged: rewritten from this request
+  }
+  const h = before && Number.isInteger(before.levels) && Number.isInteger(before.replicates) && Array.isArray(before.branches)
+    ? {
+      ...exp.h,
+      levels: Math.max(exp.h.levels, before.levels),
+      replicates: Math.max(exp.h.replicates, before.replicates),
+      branches: [...before.branches.filter((b) => typeof b === 'string' && controlNames().includes(b)), ...exp.h.branches.filter((b) => !before!.branches.includes(b))],
+    }
+    : exp.h;
+  const whole = { ...exp, h };
+  writeJsonAtomic(file, runHparams(whole));
+  return whole;
 }
 
 /**
  * Runs (or resumes) a lottery experiment in this process: the local executor. It walks the
  * plan (planLottery) in its order, which runs every stage after its dependencies, and runs
  * each stage with runStage; a stage whose done.json exists is skipped, so a killed run
- * resumes where it stopped with identical results.
+ * resumes where it stopped with identical results. It holds the run's lock while it works
+ * (store/run-lock.ts): another process on the same run is refused with the holder's name.
  */
 export function runLottery(h: LotteryHparams, opts: LotteryOptions = {}): { runDir: string; summary: LotterySummary } {
   const exp = experimentOf(h);
   const context = opts.context ?? activeContext();
-  const first = prepareRun(exp);
-  const warning = extensionWarning(exp.runDir, context);
-  if (warning) (opts.onWarning ?? ((m) => process.stderr.write(`lth: warning: ${m}\n`)))(warning);
-  // Each replicate's data split is loaded once and kept while its stages run.
-  let loaded: { seed: number; splits: Splits } = { seed: h.training.seed, splits: first };
-  const splits = (seed: number) => {
-    if (loaded.seed !== seed) loaded = { seed, splits: loadSplits({ ...h.training, seed }) };
-    return loaded.splits;
-  };
-  for (const spec of planLottery(h)) {
-    const { result, skipped } = runStage(exp, spec, { context, splits, onProgress: opts.onProgress, stopRequested: opts.stopRequested });
-    opts.onStage?.(result, skipped);
-    if (!skipped) summarizeRun(exp);
+  const first = checkRun(h);
+  const release = lockRun(exp.runDir, 'training its stages');
+  try {
+    const whole = recordRun(exp);
+    const warning = extensionWarning(exp.runDir, context);
+    if (warning) (opts.onWarning ?? ((m) => process.stderr.write(`lth: warning: ${m}\n`)))(warning);
+    // Each replicate's data split is loaded once and kept while its stages run.
+    let loaded: { seed: number; splits: Splits } = { seed: h.training.seed, splits: first };
+    const splits = (seed: number) => {
+      if (loaded.seed !== seed) loaded = { seed, splits: loadSplits({ ...h.training, seed }) };
+      return loaded.splits;
+    };
+    for (const spec of planLottery(h)) {
+      const { result, skipped } = runStage(exp, spec, { context, splits, onProgress: opts.onProgress, stopRequested: opts.stopRequested });
+      opts.onStage?.(result, skipped);
+      if (!skipped) summarizeRun(whole);
+    }
+    return { runDir: exp.runDir, summary: summarizeRun(whole) };
+  } finally {
+    release();
   }
-  return { runDir: exp.runDir, summary: summarizeRun(exp) };
 }
 
 /** The plan of `h` with each stage's state on disk: what `lth lottery --dry-run` prints. */
@@ -138,14 +173,30 @@ export function describePlan(h: LotteryHparams): Array<StageSpec & { done: boole
   return planLottery(h).map((s) => ({ ...s, done: done.has(s.id) }));
 }
 
-/** Lists the runs under `root` with their hyperparameters and how far they got. */
-export function listRuns(root: string): Array<{ run: string; hparams: unknown; stagesDone: number; summary: LotterySummary | null }> {
+/**
+ * Lists the runs under `root` with their hyperparameters and how far they got. A run whose
+ * files cannot be read is listed with the problem (`damaged`) instead of its progress, so
+ * that one damaged run hides none of the others.
+ */
+export function listRuns(root: string): Array<{ run: string; hparams: unknown; stagesDone: number; summary: LotterySummary | null; damaged?: string }> {
   if (!fs.existsSync(root)) return [];
   return fs.readdirSync(root).filter((d) => fs.existsSync(path.join(root, d, FILES.hparams))).map((d) => {
     const dir = path.join(root, d);
-    const hp = JSON.parse(fs.readFileSync(path.join(dir, FILES.hparams), 'utf8'));
-    const summaryFile = path.join(dir, FILES.summary);
-    const summary = fs.existsSync(summaryFile) ? (JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as LotterySummary) : null;
-    return { run: d, hparams: hp.identity, stagesDone: listStages(dir).length, summary };
+    const read = <T>(file: string): T => {
+      try {
+        return readJson<T>(file);
+      } catch (e) {
+        throw new LthError(`${file} is damaged (${(e as Error).message})`);
+      }
+    };
+    try {
+      const hp = read<{ identity?: unknown }>(path.join(dir, FILES.hparams));
+      const summaryFile = path.join(dir, FILES.summary);
+      const summary = fs.existsSync(summaryFile) ? read<LotterySummary>(summaryFile) : null;
+      return { run: d, hparams: hp.identity ?? {}, stagesDone: listStages(dir).length, summary };
+    } catch (e) {
+      if (!(e instanceof LthError)) throw e;
+      return { run: d, hparams: {}, stagesDone: 0, summary: null, damaged: `${e.message}; 'lth verify ${dir}' checks it` };
+    }
   });
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { LthError } from '../core/errors.js';
 import { readJson } from '../store/atomic.js';
 import { FILES, readDone, verifyStage } from '../store/layout.js';
+import { lockRun } from '../store/run-lock.js';
 import { runHash, type LotteryHparams } from './hparams.js';
 import { planLottery } from './plan.js';
 import { runLottery, type LotteryOptions } from './runner.js';
@@ -57,10 +58,15 @@ export function verifyRun(runDir: string): StageCheck[] {
  */
 export function repairRun(runDir: string, opts: LotteryOptions = {}): { redone: string[]; summary: LotterySummary } {
   const h = runOf(runDir);
-  const damaged = new Set(verifyRun(runDir).filter((c) => c.state === 'damaged').map((c) => c.id));
-  const redo = new Set<string>();
-  for (const s of planLottery(h)) if (damaged.has(s.id) || s.deps.some((d) => redo.has(d))) redo.add(s.id);
-  for (const id of redo) fs.rmSync(path.join(runDir, id), { recursive: true, force: true });
-  const { summary } = runLottery(h, opts);
-  return { redone: [...redo], summary };
+  const release = lockRun(runDir, 'repairing its stages');
+  try {
+    const damaged = new Set(verifyRun(runDir).filter((c) => c.state === 'damaged').map((c) => c.id));
+    const redo = new Set<string>();
+    for (const s of planLottery(h)) if (damaged.has(s.id) || s.deps.some((d) => redo.has(d))) redo.add(s.id);
+    for (const id of redo) fs.rmSync(path.join(runDir, id), { recursive: true, force: true });
+    const { summary } = runLottery(h, opts);
+    return { redone: [...redo], summary };
+  } finally {
+    release();
+  }
 }

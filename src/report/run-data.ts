@@ -338,7 +338,12 @@ export function loadRun(dir: string): RunData {
   const hpFile = path.join(dir, FILES.hparams);
   if (!fs.existsSync(dir)) throw new LthError(`report: run directory ${dir} does not exist`);
   if (!fs.existsSync(hpFile)) throw new LthError(`report: ${dir} is not a lottery run directory (expected ${FILES.hparams} in it; run directories are <root>/<hash>, see 'lth ls')`);
-  const hparams = readJson<RunHparams>(hpFile);
+  let hparams: RunHparams;
+  try {
+    hparams = readJson<RunHparams>(hpFile);
+  } catch (e) {
+    throw new LthError(`report: ${hpFile} is damaged (${(e as Error).message})`);
+  }
   if (!hparams.resolved || typeof hparams.resolved.levels !== 'number' || typeof hparams.resolved.replicates !== 'number') {
     throw new LthError(`report: ${hpFile} is not a lottery run's hparams (expected {identity, resolved: {levels, replicates, ...}})`);
   }

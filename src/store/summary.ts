@@ -27,7 +27,7 @@ export interface LevelStats {
 export interface LotterySummary {
   run: string;
   hparams: unknown;
-  /** Levels per replicate the command asked for, and whether all of them are done. */
+  /** Levels per replicate the run has (the most any command on it asked for), and whether all of them are done. */
   levels: number;
   complete: boolean;
   replicates: Array<{ replicate: number; seed: number; levels: LevelRow[] }>;
@@ -35,7 +35,7 @@ export interface LotterySummary {
   aggregate: LevelStats[];
 }
 
-/** What a summary covers: the run's shape as its command asked for it. */
+/** What a summary covers: the run's shape as recorded (every command on it: the most levels and replicates, all branches). */
 export interface SummaryShape {
   readonly run: string;
   readonly hparams: unknown;
