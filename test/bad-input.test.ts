@@ -64,6 +64,15 @@ function finishedRun(): string {
 
 test('flags: an unknown command', () => { fails(['prune'], /unknown command 'prune'. Known: train, lottery, stability, ls, report, verify/); });
 test('flags: an unknown flag lists the known ones', () => { fails(['train', '--learning-rate', '0.1'], /unknown flag --learning-rate. Known: .*--lr/); });
+test('flags: an argument that is no flag\'s value, a single-dash flag; -h is --help', () => {
+  fails(['lottery', '--branches', 'reinit', 'random_prune', '--dry-run'], /unexpected argument 'random_prune': this command takes --flags only; a list is one value with commas: --branches reinit,random_prune/);
+  fails(['ls', 'runs'], /unexpected argument 'runs': this command takes --flags only$/m);
+  fails(['lottery', '--report', 'maybe', '--dry-run'], /unexpected argument 'maybe'/);
+  fails(['train', '-x'], /unknown flag -x: flags start with --/);
+  const help = lth(['train', '-h']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^Usage: lth train/);
+});
 test('flags: a flag without its value', () => { fails(['train', '--lr'], /--lr needs a value/); });
 test('flags: a number that is not one', () => { fails(['train', '--lr', 'fast'], /--lr: expected a number, got 'fast'/); });
 test('flags: a value outside its choices', () => { fails(['train', '--optimizer', 'rmsprop'], /--optimizer: expected one of adam, sgd, got 'rmsprop'/); });

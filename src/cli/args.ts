@@ -8,17 +8,29 @@ export interface CommonFlags {
 }
 
 /**
- * Parses `--flag value`, `--flag=value` and bare boolean flags against a schema.
- * Unknown flags are errors that list the known ones.
+ * Parses `--flag value`, `--flag=value` and bare boolean flags against a schema (`-h` is
+ * `--help`). Unknown flags are errors that list the known ones; so is an argument that is
+ * no flag's value, unless the command takes operands (`operands`: a run directory, a file),
+ * which it then checks itself.
  */
-export function parseArgs(argv: string[], schema: Schema, extra: Schema = {}): { values: Values; positional: string[]; common: CommonFlags } {
+export function parseArgs(argv: string[], schema: Schema, extra: Schema = {}, operands = false): { values: Values; positional: string[]; common: CommonFlags } {
   const all: Schema = { ...schema, ...extra, json: { type: 'boolean', help: 'print one JSON object as the last stdout line; no progress', default: false }, help: { type: 'boolean', help: 'show this help', default: false } };
   const byFlag = new Map(Object.entries(all).flatMap(([k, f]) => [flagName(k, f), ...(f.aliases ?? [])].map((name) => [name, k] as const)));
   const values: Values = {};
   const positional: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
+    if (arg === '-h') {
+      values.help = true;
+      continue;
+    }
+    if (/^-[^-]/.test(arg)) throw new LthError(`unknown flag ${arg}: flags start with -- (lth --help lists the commands, lth <command> --help their flags)`);
     if (!arg.startsWith('--')) {
+      if (!operands) {
+        // After a flag's value, most likely the next item of a list given with spaces.
+        const list = i > 1 && !argv[i - 1].startsWith('-') && all[byFlag.get(argv[i - 2].slice(2)) ?? '']?.type === 'list';
+        throw new LthError(`unexpected argument '${arg}': this command takes --flags only${list ? `; a list is one value with commas: ${argv[i - 2]} ${argv[i - 1]},${arg}` : ''}`);
+      }
       positional.push(arg);
       continue;
     }

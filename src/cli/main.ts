@@ -238,7 +238,7 @@ const VERIFY_SCHEMA = {
 } as const satisfies Schema;
 
 function cmdVerify(argv: string[]): void {
-  const { values, positional, common } = parseArgs(argv, VERIFY_SCHEMA);
+  const { values, positional, common } = parseArgs(argv, VERIFY_SCHEMA, {}, true);
   if (common.help) {
     console.log(helpText('Usage: lth verify <run-dir> [--repair]', VERIFY_SCHEMA));
     return;
@@ -281,7 +281,7 @@ const EXPORT_SCHEMA = {
 
 function cmdExport(argv: string[]): void {
   const usage = 'Usage: lth export <run-dir> --level K --format onnx|safetensors|pt --out FILE [--replicate R] [--branch B] [--weights final|init] [--compact]';
-  const { values, positional, common } = parseArgs(argv, EXPORT_SCHEMA);
+  const { values, positional, common } = parseArgs(argv, EXPORT_SCHEMA, {}, true);
   if (common.help) {
     console.log(helpText(usage, EXPORT_SCHEMA));
     return;

@@ -84,7 +84,7 @@ export async function cmdWorker(argv: string[]): Promise<void> {
 
 /** `lth status RUN`: each stage done, running, failed (with its message) or to run. */
 export function cmdStatus(argv: string[]): void {
-  const { positional, common } = parseArgs(argv, {});
+  const { positional, common } = parseArgs(argv, {}, {}, true);
   if (common.help) {
     console.log('Usage: lth status <run-dir> [--json]\n\nA run\'s stages: how many are done, started (running, or stopped midway), failed or to run, then each one not done (a failed one with its error).\n\n  --json  print one JSON object, every stage with its state (and worker, and error), as the last stdout line');
     return;

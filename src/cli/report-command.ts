@@ -16,7 +16,7 @@ reported: unfinished levels are marked. Run directories are <root>/<hash> (lth l
 
 /** `lth report`: parses its flags, writes the report, prints where it went. */
 export async function cmdReport(argv: string[]): Promise<void> {
-  const { values, positional, common } = parseArgs(argv, REPORT_SCHEMA);
+  const { values, positional, common } = parseArgs(argv, REPORT_SCHEMA, {}, true);
   if (common.help) {
     console.log(helpText(USAGE, REPORT_SCHEMA));
     return;

@@ -32,7 +32,7 @@ const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 /** `lth sweep`: parses its flags, checks and expands the file, runs or lists the runs, writes the report. */
 export async function cmdSweep(argv: string[]): Promise<void> {
-  const { values, positional, common } = parseArgs(argv, SWEEP_SCHEMA);
+  const { values, positional, common } = parseArgs(argv, SWEEP_SCHEMA, {}, true);
   if (common.help) {
     console.log(helpText(USAGE, SWEEP_SCHEMA));
     return;
