@@ -132,6 +132,28 @@ test('store: a finished stage\'s weight file cut short stops the resumed run, na
   assert.match(err, /lth verify .* --repair/);
   assert.ok(fs.existsSync(path.join(runDir, 'replicate_0/level_0/main/done.json')));
 });
+test('store: a stage a user\'s mistake stops shows as failed in lth status, with why, until it finishes', () => {
+  const diverged = tmp();
+  fails(['lottery', '--lr', '1e30', '--steps', '20it', '--eval-every', '10', '--levels', '1', '--root', diverged], /training diverged: loss is NaN/);
+  const runDir = path.join(diverged, fs.readdirSync(diverged)[0]);
+  const status = lth(['status', runDir]);
+  assert.equal(status.code, 1);
+  assert.match(status.stdout, /0 done, 0 started .*, 1 failed, 1 to run \(of 2\)\nfailed  replicate_0\/level_0\/main: training diverged: loss is NaN/);
+
+  // A failed stage that then finishes (its cause fixed) is done, its failed.json gone and in none of its checksums.
+  const run = finishedRun();
+  const failed = path.join(run, 'replicate_0/level_2/main/failed.json');
+  fs.mkdirSync(path.dirname(failed), { recursive: true });
+  fs.writeFileSync(failed, JSON.stringify({ message: 'a cause since fixed' }));
+  fs.writeFileSync(path.join(run, 'hparams.json'), fs.readFileSync(path.join(run, 'hparams.json'), 'utf8').replace('"levels": 1', '"levels": 2'));
+  assert.match(lth(['status', run]).stdout, /failed  replicate_0\/level_2\/main: a cause since fixed/);
+  assert.equal(lth(['lottery', '--steps', '10it', '--eval-every', '10', '--levels', '2', '--root', path.dirname(run)]).code, 0);
+  const after = lth(['status', run]);
+  assert.equal(after.code, 0, after.stdout);
+  assert.match(after.stdout, /3 done, 0 started .*, 0 failed, 0 to run \(of 3\)/);
+  assert.ok(!fs.existsSync(path.join(run, 'replicate_0/level_2/main/failed.json')), 'removed once the stage finished');
+  assert.match(lth(['verify', run]).stdout, /3 stages whole, 0 damaged/);
+});
 test('store: a zero-length mask file', () => {
   const runDir = finishedRun();
   fs.writeFileSync(path.join(runDir, 'replicate_0/level_1/main/mask.safetensors'), '');

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { activeContext, describeSettings, type RunContext } from '../backend/index.js';
-import { LthError } from '../core/errors.js';
+import { LthError, Stopped } from '../core/errors.js';
 import { LTH_VERSION } from '../core/version.js';
 import type { Splits } from '../data/dataset.js';
 import { readJson, writeJsonAtomic } from '../store/atomic.js';
@@ -156,7 +156,17 @@ export function runLottery(h: LotteryHparams, opts: LotteryOptions = {}): { runD
       return loaded.splits;
     };
     for (const spec of planLottery(h)) {
-      const { result, skipped } = runStage(exp, spec, { context, splits, onProgress: opts.onProgress, stopRequested: opts.stopRequested });
+      const dir = path.join(exp.runDir, spec.id);
+      let outcome: ReturnType<typeof runStage>;
+      try {
+        outcome = runStage(exp, spec, { context, splits, onProgress: opts.onProgress, stopRequested: opts.stopRequested });
+      } catch (e) {
+        // A user's mistake stops the stage for good until it is fixed: lth status shows it failed, with why.
+        if (e instanceof LthError && !(e instanceof Stopped) && !fs.existsSync(path.join(dir, FILES.done))) writeJsonAtomic(path.join(dir, FILES.failed), { message: e.message, at: new Date().toISOString() });
+        throw e;
+      }
+      const { result, skipped } = outcome;
+      if (!skipped) fs.rmSync(path.join(dir, FILES.failed), { force: true });
       opts.onStage?.(result, skipped);
       if (!skipped) summarizeRun(whole);
     }

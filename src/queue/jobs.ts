@@ -4,9 +4,6 @@ import { LthError } from '../core/errors.js';
 /** The BullMQ queue every stage job goes to. */
 export const QUEUE_NAME = 'lth-stages';
 
-/** In a stage's directory: why it failed for good on a worker (its message, the worker, when). */
-export const FAILED_FILE = 'failed.json';
-
 /**
  * A job names a stage by its run's hash and its path inside the run, never by a file-system
  * path: a worker finds it under its own --root. Nothing else is trusted from the queue.

@@ -4,7 +4,6 @@ import { planLottery } from '../lottery/plan.js';
 import { runOf } from '../lottery/verify.js';
 import { readJson } from '../store/atomic.js';
 import { FILES, readDone } from '../store/layout.js';
-import { FAILED_FILE } from './jobs.js';
 
 /** Where one stage of a run stands, as `lth status` shows it. */
 export interface StageStatus {
@@ -23,7 +22,7 @@ export function runStatus(runDir: string): StageStatus[] {
     const dir = path.join(runDir, s.id);
     const done = readDone(dir);
     if (done) return { id: s.id, state: 'done', worker: done.worker };
-    const failedFile = path.join(dir, FAILED_FILE);
+    const failedFile = path.join(dir, FILES.failed);
     if (fs.existsSync(failedFile)) {
       const f = readJson<{ message?: string; worker?: string }>(failedFile);
       return { id: s.id, state: 'failed', worker: f.worker, message: f.message };

@@ -13,7 +13,7 @@ import { writeFileOnce, writeJsonAtomic } from '../store/atomic.js';
 import { FILES, readDone, type StageResult } from '../store/layout.js';
 import { removeCheckpoint } from '../training/checkpoint.js';
 import { parseQueueUrl, redact } from './connection.js';
-import { FAILED_FILE, QUEUE_NAME, jobId, parseStageJob, stageDirOf, type StageJob } from './jobs.js';
+import { QUEUE_NAME, jobId, parseStageJob, stageDirOf, type StageJob } from './jobs.js';
 
 /** A stage a user error stopped (bad data, a damaged input): what `lth status` shows. */
 
@@ -79,7 +79,7 @@ export function startWorker(o: WorkerOptions): { worker: Worker; close: () => Pr
     const dir = stageDirOf(root, data);
     if (outcome.kind === 'error') {
       if (outcome.user) {
-        writeJsonAtomic(path.join(dir, FAILED_FILE), { message: outcome.message, worker: id, at: new Date().toISOString() });
+        writeJsonAtomic(path.join(dir, FILES.failed), { message: outcome.message, worker: id, at: new Date().toISOString() });
         throw new UnrecoverableError(outcome.message);
       }
       throw new Error(outcome.message);
@@ -93,7 +93,7 @@ export function startWorker(o: WorkerOptions): { worker: Worker; close: () => Pr
       const done: StageResult = { ...outcome.result, worker: id };
       const file = path.join(dir, FILES.done);
       if (writeFileOnce(file, `${JSON.stringify(done, null, 2)}\n`)) {
-        fs.rmSync(path.join(dir, FAILED_FILE), { force: true });
+        fs.rmSync(path.join(dir, FILES.failed), { force: true });
         removeCheckpoint(dir);
         emit({ kind: 'committed', job: name, seconds: (Date.now() - started) / 1000 });
       } else {

@@ -24,6 +24,8 @@ export const FILES = {
   rewind: 'model_rewind.safetensors',
   metrics: 'metrics.csv',
   done: 'done.json',
+  /** Why a stage failed for good (a user's mistake: bad data, a damaged dependency, a diverged loss): its message, when, and on which worker. Removed when the stage finishes. */
+  failed: 'failed.json',
 } as const;
 
 /** A stage's branch name ('main' or a control's): its directory. */
@@ -115,11 +117,11 @@ export function verifyStage(dir: string, done: StageResult): string[] {
   return problems;
 }
 
-/** done.json's `files`: the SHA-256 of every file now in a stage directory but done.json and temporaries. */
+/** done.json's `files`: the SHA-256 of every file now in a stage directory but done.json, failed.json (removed once the stage finishes) and temporaries. */
 export function stageChecksums(dir: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name of fs.readdirSync(dir).sort()) {
-    if (name === FILES.done || name.includes('.tmp-')) continue;
+    if (name === FILES.done || name === FILES.failed || name.includes('.tmp-')) continue;
     out[name] = sha256File(path.join(dir, name));
   }
   return out;
