@@ -239,3 +239,17 @@ test('TLS: workers and the submitter reach a Redis that only speaks TLS (rediss:
   worker.stop();
   await redis.stop();
 });
+
+test('no Redis at the address: the submitter stops with an error naming it; a worker waiting for it stops on the first SIGTERM', async () => {
+  const root = tmp();
+  const started = Date.now();
+  const r = await submit(['--steps', '20it', '--levels', '1', '--root', root], 'redis://127.0.0.1:1', false);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /^lth: error: --queue: cannot reach Redis at redis:\/\/127\.0\.0\.1:1 \(connect ECONNREFUSED 127\.0\.0\.1:1\) within 10 s/m);
+  assert.ok(Date.now() - started < 60_000);
+  const w = startWorker('redis://127.0.0.1:1', root);
+  while (!w.log.some((l) => /ECONNREFUSED/.test(l))) await sleep(20);
+  const exited = new Promise<number | null>((resolve) => w.p.on('exit', resolve));
+  w.stop();
+  assert.equal(await Promise.race([exited, sleep(10_000).then(() => 'still running')]), 0, w.log.join('\n'));
+});

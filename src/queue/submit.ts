@@ -1,12 +1,13 @@
 import path from 'node:path';
 import { Queue } from 'bullmq';
+import { LthError } from '../core/errors.js';
 import type { LotteryHparams } from '../lottery/hparams.js';
 import { planLottery } from '../lottery/plan.js';
 import { prepareRun, summarizeRun } from '../lottery/runner.js';
 import { experimentOf } from '../lottery/stage.js';
 import type { LotterySummary } from '../lottery/summary.js';
 import { readDone } from '../store/layout.js';
-import { parseQueueUrl } from './connection.js';
+import { parseQueueUrl, redact } from './connection.js';
 import { QUEUE_NAME, jobId } from './jobs.js';
 import { enqueueRunnable } from './worker.js';
 
@@ -16,6 +17,8 @@ export interface SubmitOptions {
   readonly wait?: boolean;
   /** While waiting, about every second. */
   readonly onProgress?: (p: QueueProgress) => void;
+  /** How long to try to reach Redis before giving up with an error (default 10). */
+  readonly connectSeconds?: number;
 }
 
 export interface QueueProgress {
@@ -47,7 +50,21 @@ export async function submitRun(h: LotteryHparams, o: SubmitOptions): Promise<Su
   prepareRun(exp);
   const address = parseQueueUrl(o.queue);
   const queue = new Queue(QUEUE_NAME, { connection: address.redis });
-  queue.on('error', () => {});
+  // Connections retry for ever (a Redis restarting mid-run only delays the run), so a queue
+  // that cannot be reached at all is an error here, after a while, not a silent wait.
+  let lastError = '';
+  queue.on('error', (e) => { lastError = redact(e.message); });
+  const seconds = o.connectSeconds ?? 10;
+  let timer: NodeJS.Timeout | undefined;
+  const reached = await Promise.race([
+    queue.waitUntilReady().then(() => true, () => false),
+    new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), seconds * 1000); }),
+  ]);
+  clearTimeout(timer);
+  if (!reached) {
+    await queue.close().catch(() => {});
+    throw new LthError(`--queue: cannot reach Redis at ${address.shown}${lastError ? ` (${lastError})` : ''} within ${seconds} s: is it running there, and is this the URL the workers use?`);
+  }
   try {
     const run = path.basename(exp.runDir);
     // Stages that failed for good before (bad data since fixed) are tried again.

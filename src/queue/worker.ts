@@ -61,7 +61,16 @@ export function startWorker(o: WorkerOptions): { worker: Worker; close: () => Pr
   const id = workerId();
   const emit = o.onEvent ?? (() => {});
   const queue = new Queue(QUEUE_NAME, { connection: address.redis });
+  let running = 0;
   const processor = async (job: Job, token?: string) => {
+    running++;
+    try {
+      return await processStage(job, token);
+    } finally {
+      running--;
+    }
+  };
+  const processStage = async (job: Job, token?: string) => {
     let data: StageJob;
     try {
       data = parseStageJob(job.data);
@@ -120,7 +129,9 @@ export function startWorker(o: WorkerOptions): { worker: Worker; close: () => Pr
   });
   worker.on('ready', () => { lastError = ''; });
   queue.on('error', () => {});
-  return { worker, close: async () => { await worker.close(); await queue.close(); } };
+  // With no stage running there is nothing to wait for: closing at once also ends a worker
+  // whose Redis is unreachable, which a graceful close would wait on for ever.
+  return { worker, close: async () => { await worker.close(running === 0); await queue.close(); } };
 }
 
 type Outcome =
