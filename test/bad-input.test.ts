@@ -73,6 +73,10 @@ test('flags: an argument that is no flag\'s value, a single-dash flag; -h is --h
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: lth train/);
 });
+test('flags: a model and a data set whose samples do not fit it', () => {
+  fails(['train', '--model', 'lenet_300_100', '--dataset', 'moby_dick'], /lenet_300_100 takes samples like mnist's \(\[784\], 10 classes\); moby_dick's are \[64\] with 96 classes/);
+  fails(['lottery', '--model', 'text_cnn', '--dataset', 'mnist', '--dry-run'], /text_cnn takes samples like spam's \(\[128\], 2 classes\); mnist's are \[784\] with 10 classes/);
+});
 test('flags: a flag without its value', () => { fails(['train', '--lr'], /--lr needs a value/); });
 test('flags: a number that is not one', () => { fails(['train', '--lr', 'fast'], /--lr: expected a number, got 'fast'/); });
 test('flags: a value outside its choices', () => { fails(['train', '--optimizer', 'rmsprop'], /--optimizer: expected one of adam, sgd, got 'rmsprop'/); });
@@ -104,6 +108,15 @@ test('data: a truncated IDX file', () => {
 test('data: images and labels that do not match in number', () => {
   const dir = idxDir((f) => { f['train-labels-idx1-ubyte'] = Buffer.concat([Buffer.from([0, 0, 8, 1, 0, 0, 0, 19]), Buffer.alloc(19)]); });
   fails(['train', '--data-dir', dir], /has 20 images but '.*train-labels-idx1-ubyte' has 19 labels/);
+});
+test('data: images of another size than the data set\'s, and a file with no images', () => {
+  const size = idxDir((f) => { f['train-images-idx3-ubyte'] = Buffer.concat([Buffer.from([0, 0, 8, 3, 0, 0, 0, 20, 0, 0, 0, 32, 0, 0, 0, 32]), Buffer.alloc(20 * 1024)]); });
+  fails(['train', '--data-dir', size], /train-images-idx3-ubyte' holds 32x32 images; this data set's are 28x28/);
+  const empty = idxDir((f) => {
+    f['t10k-images-idx3-ubyte'] = Buffer.from([0, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 28, 0, 0, 0, 28]);
+    f['t10k-labels-idx1-ubyte'] = Buffer.from([0, 0, 8, 1, 0, 0, 0, 0]);
+  });
+  fails(['train', '--data-dir', empty], /t10k-images-idx3-ubyte' holds no images/);
 });
 test('data: a label outside the classes', () => {
   const dir = idxDir((f) => { f['t10k-labels-idx1-ubyte'][8 + 3] = 12; });

@@ -28,10 +28,18 @@ function findFile(dir: string, base: string, dataset: string, howToGet: string):
   throw new LthError(`${dataset}: '${dir}' has no ${base} (or ${base}.gz). ${howToGet}`);
 }
 
-/** Images + labels from a pair of IDX files, checked against each other (normalised when a split takes them). */
-export function readIdxPair(imagesFile: string, labelsFile: string, numClasses: number, mean: number, std: number): ByteSamples {
+/**
+ * Images + labels from a pair of IDX files, checked against each other and against the
+ * data set's image size (`rows` x `cols`), at least one of each (normalised when a split
+ * takes them).
+ */
+export function readIdxPair(imagesFile: string, labelsFile: string, numClasses: number, mean: number, std: number, rows: number, cols: number): ByteSamples {
   const images = readIdx(imagesFile, 3);
   const labels = readIdx(labelsFile, 1);
+  if (images.dims[1] !== rows || images.dims[2] !== cols) {
+    throw new LthError(`'${imagesFile}' holds ${images.dims[1]}x${images.dims[2]} images; this data set's are ${rows}x${cols}`);
+  }
+  if (images.dims[0] === 0) throw new LthError(`'${imagesFile}' holds no images`);
   if (images.dims[0] !== labels.dims[0]) {
     throw new LthError(`'${imagesFile}' has ${images.dims[0]} images but '${labelsFile}' has ${labels.dims[0]} labels`);
   }
@@ -56,8 +64,8 @@ function idxDataset(name: keyof typeof NORMALIZATION, description: string, defau
       if (!dir) throw new LthError(`${name}: no data directory; pass --data-dir DIR. ${howToGet}`);
       if (!fs.existsSync(dir)) throw new LthError(`${name}: data directory '${dir}' does not exist. ${howToGet}`);
       const f = (base: string) => findFile(dir, base, name, howToGet);
-      const trainAll = readIdxPair(f(IDX_FILES.trainImages), f(IDX_FILES.trainLabels), 10, mean, std);
-      const test = readIdxPair(f(IDX_FILES.testImages), f(IDX_FILES.testLabels), 10, mean, std).all();
+      const trainAll = readIdxPair(f(IDX_FILES.trainImages), f(IDX_FILES.trainLabels), 10, mean, std, 28, 28);
+      const test = readIdxPair(f(IDX_FILES.testImages), f(IDX_FILES.testLabels), 10, mean, std, 28, 28).all();
       return splitValidation(name, trainAll, test, Math.min(this.validationSize, Math.floor(trainAll.length / 2)), seed);
     },
   };

@@ -29,8 +29,16 @@ export function modelNames(): string[] {
 export function getModel(name: string, dataset?: string): ModelSpec {
   const spec = MODELS.find((m) => m.name === name);
   if (!spec) throw new LthError(`Unknown model '${name}'. Known: ${modelNames().join(', ')}`);
-  if (dataset === undefined || !spec.input || !spec.forInput) return spec;
+  if (dataset === undefined) return spec;
   const d = getDataset(dataset);
+  if (!spec.input || !spec.forInput) {
+    // A model of flat samples or of sequences is built for its own data set's samples and classes.
+    const own = getDataset(spec.training.dataset);
+    if (d.sampleShape.join('x') !== own.sampleShape.join('x') || d.numClasses !== own.numClasses) {
+      throw new LthError(`${name} takes samples like ${own.name}'s ([${own.sampleShape.join(', ')}], ${own.numClasses} classes); ${dataset}'s are [${d.sampleShape.join(', ')}] with ${d.numClasses} classes`);
+    }
+    return spec;
+  }
   const images = d.sampleShape.length === 3 ? d.sampleShape : d.imageShape;
   if (!images) throw new LthError(`${name} takes images; ${dataset}'s samples are [${d.sampleShape.join(', ')}], not channels × height × width`);
   return images.join('x') === spec.input.join('x') ? spec : spec.forInput(images);
