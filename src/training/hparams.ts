@@ -69,6 +69,7 @@ export function resolveTraining(v: Values): TrainingHparams {
     evalEvery: Number(v.evalEvery ?? TRAINING_SCHEMA.evalEvery.default),
   };
   augmentationFor(h.augment!, getDataset(h.dataset));
+  getModel(h.model, h.dataset); // the model fits the data set's samples, before any data loads
   parseStep(h.steps, '--steps');
   check(h.optimizer === 'adam' || h.optimizer === 'sgd', `--optimizer: expected adam or sgd, got '${h.optimizer}'`);
   check(Number.isInteger(h.batchSize) && h.batchSize >= 1, `--batch-size must be a positive integer, got ${h.batchSize}`);
