@@ -238,6 +238,28 @@ test('file system: a data file the user may not read', () => {
   fails(['train', '--steps', '1it', '--data-dir', dir], /IDX file '.*train-images-idx3-ubyte' cannot be read: EACCES/, 2, {}, asUnprivileged);
 });
 
+test('file system: a read-only file system, for --out and --root and below them (where the tests may mount one)', (t) => {
+  const ro = tmp();
+  if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro', 'tmpfs', ro]).status !== 0) {
+    t.skip('cannot mount a read-only tmpfs here');
+    return;
+  }
+  try {
+    fails(['train', '--steps', '1it', '--out', ro], /cannot access .* \(EROFS\): the file system is read-only/, 3);
+    fails(['train', '--steps', '1it', '--out', path.join(ro, 'a', 'b')], /cannot mkdir .*a.b \(EROFS\): the file system is read-only/, 3);
+    fails(['lottery', '--steps', '1it', '--levels', '1', '--root', path.join(ro, 'runs')], /cannot mkdir .*runs.* \(EROFS\): the file system is read-only/, 3);
+  } finally {
+    spawnSync('umount', [ro]);
+  }
+});
+test('file system: lth train --out into a directory that holds earlier results', () => {
+  const out = tmp();
+  assert.equal(lth(['train', '--steps', '10it', '--eval-every', '10', '--out', out]).code, 0);
+  const before = fs.readFileSync(path.join(out, 'summary.json'), 'utf8');
+  const err = fails(['train', '--steps', '20it', '--eval-every', '10', '--out', out], /--out .* already holds a training's results \(summary\.json\): choose another directory, or remove them first/);
+  assert.doesNotMatch(err, /it 20\/20/, 'nothing trained first');
+  assert.equal(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'), before, 'the earlier results are kept');
+});
 test('file system: an --out directory on a read-only path', () => {
   const parent = openDir();
   fs.chmodSync(parent, 0o555);

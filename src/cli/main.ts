@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import fs from 'node:fs';
+import path from 'node:path';
 import { LthError, Stopped } from '../core/errors.js';
 import { watchStop } from '../backend/index.js';
 import type { Schema } from '../core/hparams.js';
@@ -61,8 +62,12 @@ function cmdTrain(argv: string[]): void {
   const sparse = resolveSparseTrain(values);
   for (const k of Object.keys(SPARSE_TRAIN_SCHEMA)) delete values[k];
   const h = resolveTraining(values);
-  // Where the results go must be writable before any training starts.
-  if (out) fs.mkdirSync(out, { recursive: true });
+  // Where the results go must be writable, and hold no earlier results, before any training starts.
+  if (out) {
+    fs.mkdirSync(out, { recursive: true });
+    fs.accessSync(out, fs.constants.W_OK);
+    if (fs.existsSync(path.join(out, 'summary.json'))) throw new LthError(`--out ${out} already holds a training's results (summary.json): choose another directory, or remove them first`);
+  }
   const progress = new Progress(common.json);
   const sparsely = sparse ? `, ${sparse.method} at density ${sparse.density} (${sparse.densityRule}, update every ${sparse.updateEvery} it, drop fraction ${sparse.dropFraction} to ${sparse.updateEnd} of the budget)` : '';
   progress.log(`lth train: ${h.model} on ${h.dataset}, ${h.steps}, batch ${h.batchSize}, ${h.optimizer} lr ${h.lr}, seed ${h.seed}${sparsely}, ${describeContext(context)}`);
@@ -85,7 +90,7 @@ function cmdTrain(argv: string[]): void {
   console.log(`final test accuracy ${(100 * summary.finalTestAccuracy).toFixed(2)}% after ${summary.iterations} iterations (${curve.length} evaluations) in ${summary.seconds.toFixed(1)} s (${summary.backend} backend, ${summary.program} program)`);
   console.log(`training FLOPs ${formatFlops(summary.flops.actual)} (dense network: ${formatFlops(summary.flops.dense)})`);
   if (summary.sparseTraining) console.log(`${sparse!.method}: ${String(summary.sparseTraining.updates)} mask updates, ${String(summary.sparseTraining.regrown)} connections regrown, ${Number(summary.sparseTraining.updateSeconds).toFixed(2)} s in updates`);
-  if (out) console.log(`wrote ${out}/summary.json, metrics.csv, model_final.safetensors${sparse ? ', mask_final.safetensors' : ''}`);
+  if (out) console.log(`wrote ${out}/summary.json, hparams.json, metrics.csv, model_final.safetensors${sparse ? ', mask_final.safetensors' : ''}`);
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
@@ -329,13 +334,31 @@ const ENVIRONMENT_HINTS: Readonly<Record<string, string>> = {
   EIO: 'an input/output error from the disk: check the device, then run the same command again',
 };
 
+/**
+ * Why a recursive mkdir of `dir` failed with ENOENT, which Node reports where a parent could
+ * not be made: the nearest existing ancestor is read-only, not writable or not a directory.
+ */
+function mkdirCause(dir: string): string | null {
+  let at = path.resolve(dir);
+  while (!fs.existsSync(at) && path.dirname(at) !== at) at = path.dirname(at);
+  if (!fs.statSync(at).isDirectory()) return 'ENOTDIR';
+  try {
+    fs.accessSync(at, fs.constants.W_OK);
+    return null;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? null;
+  }
+}
+
 /** `lth: error:` text for a file-system failure (a Node.js error with a known code), or null for anything else. */
 function environmentError(e: unknown): string | null {
   const err = e as NodeJS.ErrnoException;
   if (!(e instanceof Error) || typeof err.code !== 'string' || !(err.code in ENVIRONMENT_HINTS)) return null;
+  const cause = err.syscall === 'mkdir' && err.code === 'ENOENT' && err.path ? mkdirCause(err.path) : null;
+  const code = cause !== null && cause in ENVIRONMENT_HINTS ? cause : err.code;
   const dest = (err as { dest?: string }).dest;
   const where = err.path ? ` ${err.path}${dest ? ` -> ${dest}` : ''}` : '';
-  return `cannot ${err.syscall ?? 'access'}${where} (${err.code}): ${ENVIRONMENT_HINTS[err.code]}`;
+  return `cannot ${err.syscall ?? 'access'}${where} (${code}): ${ENVIRONMENT_HINTS[code]}`;
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {

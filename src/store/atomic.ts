@@ -20,6 +20,9 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   } catch (e) {
     fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
+    // A write through a descriptor names no file: name the one being written (a full disk says where).
+    const err = e as NodeJS.ErrnoException;
+    if (err.path === undefined) err.path = file;
     throw e;
   }
   fs.closeSync(fd);
