@@ -77,6 +77,11 @@ test('flags: a model and a data set whose samples do not fit it', () => {
   fails(['train', '--model', 'lenet_300_100', '--dataset', 'moby_dick'], /lenet_300_100 takes samples like mnist's \(\[784\], 10 classes\); moby_dick's are \[64\] with 96 classes/);
   fails(['lottery', '--model', 'text_cnn', '--dataset', 'mnist', '--dry-run'], /text_cnn takes samples like spam's \(\[128\], 2 classes\); mnist's are \[784\] with 10 classes/);
 });
+test('flags: a budget of nothing or of more than a billion iterations, a number in hex', () => {
+  fails(['train', '--steps', '0ep'], /--steps must be at least one iteration, got '0ep'/);
+  fails(['train', '--steps', '99999999999999999999it'], /--steps: '99999999999999999999it' is more than 1,000,000,000 epochs or iterations/);
+  fails(['train', '--lr', '0x10'], /--lr: expected a number, got '0x10'/);
+});
 test('flags: a flag without its value', () => { fails(['train', '--lr'], /--lr needs a value/); });
 test('flags: a number that is not one', () => { fails(['train', '--lr', 'fast'], /--lr: expected a number, got 'fast'/); });
 test('flags: a value outside its choices', () => { fails(['train', '--optimizer', 'rmsprop'], /--optimizer: expected one of adam, sgd, got 'rmsprop'/); });
@@ -88,6 +93,7 @@ test('flags: --rate and --target-density together', () => { fails(['lottery', '-
 test('flags: a layer in --ignore that the model does not have', () => {
   fails(['lottery', '--strategy', 'magnitude_global', '--ignore', 'fc4.weight'], /--ignore: lenet_300_100 has no prunable weight 'fc4.weight' \(it has fc1.weight, fc2.weight, fc3.weight\)/);
 });
+test('flags: --ignore of every prunable layer', () => { fails(['lottery', '--strategy', 'magnitude_global', '--ignore', 'fc1.weight,fc2.weight,fc3.weight', '--dry-run'], /--ignore leaves no layer to prune: lenet_300_100's prunable weights are fc1\.weight, fc2\.weight, fc3\.weight/); });
 test('flags: --ignore with a strategy it has no effect on', () => { fails(['lottery', '--ignore', 'fc3.weight'], /--ignore names layers a global strategy leaves untouched; it has no effect with --strategy magnitude_layerwise/); });
 test('flags: --at-init with a strategy that prunes trained weights', () => { fails(['lottery', '--at-init', '--densities', '0.5'], /--at-init needs a strategy that prunes at initialisation/); });
 test('flags: --densities without --at-init', () => { fails(['lottery', '--densities', '0.5,0.2'], /--densities gives the levels of --at-init/); });

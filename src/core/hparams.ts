@@ -33,7 +33,8 @@ export function parseValue(key: string, field: Field, text: string): string | nu
   switch (field.type) {
     case 'number': {
       const v = Number(text);
-      if (text.trim() === '' || !Number.isFinite(v)) throw new LthError(`${flag}: expected a number, got '${text}'`);
+      // Decimal only: Number() would also take '0x10' (16) or '0b11'.
+      if (!/^\s*[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*$/i.test(text) || !Number.isFinite(v)) throw new LthError(`${flag}: expected a number, got '${text}'`);
       return v;
     }
     case 'integer': {

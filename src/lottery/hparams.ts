@@ -127,6 +127,7 @@ export function resolveLottery(v: Values): LotteryHparams {
     const prunable = getModel(training.model, training.dataset).build().prunableNames();
     for (const n of h.ignore) check(prunable.includes(n), `--ignore: ${training.model} has no prunable weight '${n}' (it has ${prunable.join(', ')})`);
     check(strategy.global, `--ignore names layers a global strategy leaves untouched; it has no effect with --strategy ${h.strategy}`);
+    check(prunable.some((n) => !h.ignore.includes(n)), `--ignore leaves no layer to prune: ${training.model}'s prunable weights are ${prunable.join(', ')}`);
   }
   for (const b of h.branches) check(controlNames().includes(b), `--branches: unknown branch '${b}'. Known: ${controlNames().join(', ')}`);
   check(new Set(h.branches).size === h.branches.length, `--branches: a branch is named twice in '${h.branches.join(',')}'`);

@@ -38,5 +38,5 @@ test('stability on MNIST: the path\'s ends are the two copies\' errors exactly; 
   const worst = Math.max(...r.path.map((p) => p.testError));
   assert.equal(r.errorBarrier, worst - (r.path[0].testError + r.path[4].testError) / 2);
   assert.throws(() => runStability({ training: h, rewindStep: '200it', points: 5 }), /--rewind-step 200it \(200 iterations\) must be before the end of the budget/);
-  assert.throws(() => runStability({ training: h, rewindStep: '0it', points: 2 }), /--points must be an integer >= 3/);
+  assert.throws(() => runStability({ training: h, rewindStep: '0it', points: 2 }), /--points must be an integer from 3 to 1001, got 2/);
 });

@@ -55,7 +55,7 @@ export function orderSeeds(seed: number): [number, number] {
 
 /** Trains the two copies and evaluates the test set along the line between them. */
 export function runStability(o: StabilityOptions): StabilityResult {
-  check(Number.isInteger(o.points) && o.points >= 3, `--points must be an integer >= 3, got ${o.points}`);
+  check(Number.isInteger(o.points) && o.points >= 3 && o.points <= 1001, `--points must be an integer from 3 to 1001, got ${o.points}`);
   const h = o.training;
   const context = o.context ?? activeContext();
   const data = loadSplits(h);

@@ -70,7 +70,8 @@ export function resolveTraining(v: Values): TrainingHparams {
   };
   augmentationFor(h.augment!, getDataset(h.dataset));
   getModel(h.model, h.dataset); // the model fits the data set's samples, before any data loads
-  parseStep(h.steps, '--steps');
+  const steps = parseStep(h.steps, '--steps');
+  check(steps.epochs > 0 || steps.iterations > 0, `--steps must be at least one iteration, got '${h.steps}'`);
   check(h.optimizer === 'adam' || h.optimizer === 'sgd', `--optimizer: expected adam or sgd, got '${h.optimizer}'`);
   check(Number.isInteger(h.batchSize) && h.batchSize >= 1, `--batch-size must be a positive integer, got ${h.batchSize}`);
   check(h.lr > 0 && Number.isFinite(h.lr), `--lr must be a positive number, got ${h.lr}`);
