@@ -267,11 +267,17 @@ function cmdVerify(argv: string[]): void {
   }
   const progress = new Progress(common.json);
   for (const c of damaged) progress.log(`damaged ${c.id}: ${c.problems.join('; ')}`);
+  // The repair redoes the damaged stages and those after them, and trains any stage left unfinished.
+  let trained = 0;
   const { redone, summary } = repairRun(runDir, {
-    context, stopRequested: watchStop(), onStage: (s, skipped) => { if (!skipped) progress.log(`redone: replicate ${s.replicate} level ${s.level} ${s.stage}`); },
+    context, stopRequested: watchStop(), onStage: (s, skipped) => {
+      if (skipped) return;
+      trained++;
+      progress.log(`trained: replicate ${s.replicate} level ${s.level} ${s.stage}`);
+    },
   });
-  if (common.json) printJson({ runDir, redone, complete: summary.complete });
-  else console.log(`${redone.length} stage(s) redone; results: ${runDir}/summary.json${summary.complete ? '' : ' (incomplete)'}`);
+  if (common.json) printJson({ runDir, redone, trained, complete: summary.complete });
+  else console.log(`${trained} stage(s) trained, ${redone.length} of them redone (damaged, or after a damaged one); results: ${runDir}/summary.json${summary.complete ? '' : ' (incomplete)'}`);
 }
 
 const EXPORT_SCHEMA = {
