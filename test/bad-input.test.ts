@@ -150,10 +150,10 @@ test('store: a finished stage\'s weight file cut short stops the resumed run, na
     /finished stage replicate_0\/level_1\/main is damaged: .*model_final\.safetensors is damaged/);
   assert.match(err, /lth verify .* --repair/);
   assert.ok(fs.existsSync(path.join(runDir, 'replicate_0/level_0/main/done.json')));
-  // The repair redoes the damaged stage and trains the one the failed command asked for.
+  // The repair redoes the damaged stage and the one after it, which the failed command asked for.
   const repair = lth(['verify', runDir, '--repair']);
   assert.equal(repair.code, 0, repair.stderr);
-  assert.match(repair.stdout, /^2 stage\(s\) trained, 1 of them redone \(damaged, or after a damaged one\)/m);
+  assert.match(repair.stdout, /^2 stage\(s\) trained, 2 of them redone \(damaged, or after a damaged one\)/m);
 });
 test('store: a stage a user\'s mistake stops shows as failed in lth status, with why, until it finishes', () => {
   const diverged = tmp();
