@@ -183,3 +183,9 @@ test('lth status on a run trained here: counts, each unfinished stage, --json ev
   assert.deepEqual((json.stages as Array<{ state: string }>).map((s) => s.state), ['done', 'started']);
   assert.match(lth(['status', '--help']).stdout, /--json/);
 });
+
+test('lth --version prints the package\'s version', () => {
+  const r = lth(['--version']);
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout.trim(), JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version);
+});

@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LthError, Stopped } from '../core/errors.js';
+import { LTH_VERSION } from '../core/version.js';
 import { watchStop } from '../backend/index.js';
 import type { Schema } from '../core/hparams.js';
 import { TRAINING_SCHEMA, resolveTraining } from '../training/hparams.js';
@@ -38,6 +39,7 @@ Usage:
   lth status  <run-dir>   how many stages of a run are done, started, failed, to run, and each
                           one not done (a failed one with its error); --json: every stage
   lth sweep   FILE [options]  lottery runs over axes of hyperparameters, one report (lth sweep --help)
+  lth --version           the version of lth
 
 Run settings (how lth computes, never what; recorded with every stage): --threads N,
 --backend native|reference, --simd avx512|avx2|scalar, --sparse auto|on|off,
@@ -320,7 +322,8 @@ async function main(argv: string[]): Promise<void> {
     case 'status': return (await import('./queue-commands.js')).cmdStatus(rest);
     case 'report': return (await import('./report-command.js')).cmdReport(rest);
     case 'sweep': return (await import('./sweep-command.js')).cmdSweep(rest);
-    case undefined: case '--help': case 'help': console.log(USAGE); return;
+    case undefined: case '--help': case '-h': case 'help': console.log(USAGE); return;
+    case '--version': case 'version': console.log(LTH_VERSION); return;
     default: throw new LthError(`unknown command '${command}'. Known: train, lottery, stability, ls, report, verify, export, worker, status, sweep`);
   }
 }
