@@ -201,3 +201,20 @@ test('lth sweep --queue --wait: every run submitted to the workers, the report w
   assert.deepEqual(JSON.parse(local.stdout.trim().split('\n').pop()!).runs.map((r: { stagesTrained: number }) => r.stagesTrained), [0, 0]);
   await redis.stop();
 });
+
+test('lth sweep: a run that fails (a learning rate that diverges) is reported by its label; the other runs train, and a second sweep trains nothing again', () => {
+  const dir = tmp();
+  const file = path.join(dir, 'lr.yml');
+  fs.writeFileSync(file, 'base: { steps: 20it, levels: 1, evalEvery: 10, optimizer: sgd }\naxes:\n  lr: [100000000, 0.05]\n');
+  const runs = path.join(dir, 'runs');
+  const first = lth(['sweep', file, '--root', runs]);
+  assert.equal(first.code, 2, first.stderr);
+  assert.match(first.stderr, /lth: error: sweep: .*lr\.yml: 1 of 2 runs failed \(.*sweep\.json lists them; the others are kept/);
+  assert.match(first.stderr, /\nlr=100000000: training diverged: loss is NaN/);
+  assert.doesNotMatch(first.stderr, /\n\s+at /);
+  const listed = JSON.parse(fs.readFileSync(path.join(runs, fs.readdirSync(runs).find((d) => d.startsWith('sweep-'))!, 'sweep.json'), 'utf8'));
+  assert.deepEqual(listed.runs.map((r: { label: string; finished: boolean; failed?: string }) => [r.label, r.finished, /diverged/.test(r.failed ?? '')]), [['lr=100000000', false, true], ['lr=0.05', true, false]]);
+  const again = lth(['sweep', file, '--root', runs]);
+  assert.equal(again.code, 2);
+  assert.match(again.stdout + again.stderr, /run 2\/2 lr=0\.05: done already \(2 stages\)/);
+});

@@ -81,7 +81,7 @@ export async function cmdSweep(argv: string[]): Promise<void> {
       progress.update(`${bar(i / total)} run ${i + 1}/${total} ${run.label}  rep ${p.replicate + 1} level ${p.level} ${p.stage}  it ${p.point.iteration}/${p.iterations}  val acc ${pct(p.point.valAccuracy)}  ${formatEta(elapsed)} elapsed`);
     },
     onRunEnd: (run, o, i) => {
-      const what = execute
+      const what = o.failed !== undefined ? 'failed' : execute
         ? o.finished ? 'finished on the queue' : `submitted (${o.enqueued ?? 0} stage(s) enqueued)`
         : o.stagesTrained === 0 ? `done already (${o.stagesSkipped} stages)` : `${o.stagesTrained} stage(s) trained${o.stagesSkipped ? `, ${o.stagesSkipped} done already` : ''}`;
       progress.log(`run ${i + 1}/${total} ${run.label}: ${what}`);

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { RunContext } from '../backend/index.js';
-import { LthError } from '../core/errors.js';
+import { LthError, Stopped } from '../core/errors.js';
 import { planLottery } from '../lottery/plan.js';
 import { describePlan, runLottery, type LotteryProgress } from '../lottery/runner.js';
 import { budget } from '../lottery/stage.js';
@@ -61,6 +61,8 @@ export interface SweepRunOutcome {
   /** Stages a queue executor enqueued. */
   enqueued?: number;
   summary?: LotterySummary;
+  /** Why the run stopped (a user's mistake: a diverged loss, bad data, a run in use); the sweep went on with the others. */
+  failed?: string;
 }
 
 /** One run as sweep.json lists it. */
@@ -71,6 +73,8 @@ export interface SweepJsonRun {
   /** The hyperparameters that vary: this run's axis values. */
   values: Record<string, unknown>;
   finished: boolean;
+  /** Why the run stopped, when it failed. */
+  failed?: string;
 }
 
 export interface SweepResult {
@@ -143,6 +147,7 @@ export async function runSweep(spec: unknown, opts: SweepOptions = {}): Promise<
     opts.onRunEnd?.(run, outcome, i, total);
     results[i] = {
       label: run.label, hash: run.hash, runDir: outcome.runDir, values: run.values, finished: outcome.finished,
+      ...(outcome.failed !== undefined ? { failed: outcome.failed } : {}),
       stagesTrained: outcome.stagesTrained, stagesSkipped: outcome.stagesSkipped, ...(outcome.enqueued !== undefined ? { enqueued: outcome.enqueued } : {}),
     };
   };
@@ -163,12 +168,20 @@ export async function runSweep(spec: unknown, opts: SweepOptions = {}): Promise<
     for (const [i, run] of sweep.runs.entries()) {
       opts.onRun?.(run, i, total);
       let trained = 0, skipped = 0;
-      const { runDir, summary } = runLottery(run.hparams, {
-        context: opts.context, stopRequested: opts.stopRequested, onWarning: (m) => warn(`${run.label}: ${m}`),
-        onStage: (s, wasSkipped) => { if (wasSkipped) skipped++; else trained++; opts.onStage?.(run, s, wasSkipped); },
-        onProgress: opts.onProgress && ((p) => opts.onProgress!(run, p)),
-      });
-      record(run, { runDir, finished: summary.complete, stagesTrained: trained, stagesSkipped: skipped, summary }, i);
+      try {
+        const { runDir, summary } = runLottery(run.hparams, {
+          context: opts.context, stopRequested: opts.stopRequested, onWarning: (m) => warn(`${run.label}: ${m}`),
+          onStage: (s, wasSkipped) => { if (wasSkipped) skipped++; else trained++; opts.onStage?.(run, s, wasSkipped); },
+          onProgress: opts.onProgress && ((p) => opts.onProgress!(run, p)),
+        });
+        record(run, { runDir, finished: summary.complete, stagesTrained: trained, stagesSkipped: skipped, summary }, i);
+      } catch (e) {
+        // A user's mistake in one run (a learning rate that diverges) leaves the others to run;
+        // a stop request or a failure of the machine ends the sweep.
+        if (!(e instanceof LthError) || e instanceof Stopped) throw e;
+        warn(`${run.label}: failed: ${e.message}`);
+        record(run, { runDir: run.runDir, finished: false, stagesTrained: trained, stagesSkipped: skipped, failed: e.message }, i);
+      }
     }
   }
 
@@ -188,6 +201,10 @@ export async function runSweep(spec: unknown, opts: SweepOptions = {}): Promise<
     report: report?.html ?? null,
     runs: results.map(({ stagesTrained: _t, stagesSkipped: _s, enqueued: _e, ...r }) => r),
   });
+  const failed = results.filter((r) => r.failed !== undefined);
+  if (failed.length) {
+    throw new LthError(`${where}: ${failed.length} of ${total} runs failed (${sweepJson} lists them; the others are kept, and running the sweep again trains only what is missing):\n${failed.map((r) => `${r.label}: ${r.failed}`).join('\n')}`);
+  }
   return { sweep: sweep.hash, reportDir, sweepJson, runs: results, report, warnings };
 }
 
