@@ -200,6 +200,8 @@ test('user mistakes: a directory that is not a run', async () => {
   const empty = tmp('empty');
   await assert.rejects(writeReport(empty), /not a lottery run directory \(expected hparams\.json/);
   await assert.rejects(writeReport(path.join(empty, 'nope')), /does not exist/);
+  await assert.rejects(writeReport(runDir, { outDir: tmp('twice'), compare: [runDir] }), /--compare .* is the run being reported/);
+  await assert.rejects(writeReport(runDir, { outDir: tmp('twice'), compare: [oneShotDir, `${oneShotDir}/`] }), /--compare names .* twice/);
 });
 
 test('the mask figure of a layer that reads a convolution: C x H x W from the conv, counts per position', async () => {

@@ -73,8 +73,11 @@ export function buildFigures(run: RunData, compared: RunData[] = [], labels?: st
 export async function writeReport(runDir: string, opts: ReportOptions | string = {}): Promise<ReportResult> {
   const o: ReportOptions = typeof opts === 'string' ? { outDir: opts } : opts;
   const run = loadRun(runDir);
+  const seen = new Set<string>();
   const compared = (o.compare ?? []).map((d) => {
     if (path.resolve(d) === path.resolve(runDir)) throw new LthError(`report: --compare ${d} is the run being reported`);
+    if (seen.has(path.resolve(d))) throw new LthError(`report: --compare names ${d} twice`);
+    seen.add(path.resolve(d));
     return loadRun(d);
   });
   const outDir = o.outDir ?? runDir;

@@ -78,14 +78,26 @@ export function readSweepFile(file: string): unknown {
   if (!fs.statSync(file).isFile()) throw new LthError(`sweep: ${file} is not a file`);
   const text = fs.readFileSync(file, 'utf8');
   if (ext === '.json') {
+    let value: unknown;
     try {
-      return JSON.parse(text);
+      value = JSON.parse(text);
     } catch (e) {
       const message = (e as Error).message;
       const at = /at position (\d+)/.exec(message);
       const { line, col } = lineCol(text, at ? Number(at[1]) : text.length);
       throw new LthError(`sweep: ${file}:${line}:${col}: not valid JSON: ${message.replace(/ in JSON at position \d+.*$/, '')}`);
     }
+    // JSON.parse keeps the last of a key given twice; valid JSON is YAML, whose parser says so.
+    try {
+      parseYaml(text, { prettyErrors: false, uniqueKeys: true });
+    } catch (e) {
+      // Only that: JSON that the YAML parser reads otherwise is still the JSON it is.
+      if (e instanceof YAMLParseError && /unique/i.test(e.message)) {
+        const pos = e.linePos?.[0] ?? lineCol(text, e.pos[0]);
+        throw new LthError(`sweep: ${file}:${pos.line}:${pos.col}: a key is given twice in the same object`);
+      }
+    }
+    return value;
   }
   try {
     return parseYaml(text, { prettyErrors: false, uniqueKeys: true });

@@ -95,6 +95,8 @@ test('sweep files: the extension chooses the parser; parse errors name the file 
   throwsLth(() => readSweepFile(json), /bad\.json:3:\d+: not valid JSON: /);
   const cut = write(dir, 'cut.json', '{\n  "base": {\n');
   throwsLth(() => readSweepFile(cut), /cut\.json:3:1: not valid JSON: /);
+  const twice = write(dir, 'twice.json', '{ "axes": {\n  "rate": [0.2, 0.3],\n  "rate": [0.4] } }');
+  throwsLth(() => readSweepFile(twice), /twice\.json:3:3: a key is given twice in the same object/);
   throwsLth(() => readSweepFile(write(dir, 'a.toml', 'x = 1')), /expected a \.json, \.yaml or \.yml file/);
   throwsLth(() => readSweepFile(path.join(dir, 'missing.yaml')), /missing\.yaml does not exist/);
   throwsLth(() => loadSweep(write(dir, 'empty.yaml', '# nothing\n')), /empty\.yaml: expected an object with 'base' and 'axes'/);
