@@ -46,10 +46,10 @@ const SEARCH: Array<{ points: Array<{ iteration: number; distance: number }>; dr
   { points: [{ iteration: 100, distance: 0.4 }, { iteration: 200, distance: 0.3 }, { iteration: 300, distance: 0.25 }], drawnAt: null },
 ];
 
-function writeRun(dir: string, opts: { branches: Branch[]; replicates: number; old?: boolean; earlyBird?: boolean }): string {
+function writeRun(dir: string, opts: { branches: Branch[]; replicates: number; old?: boolean; earlyBird?: boolean; atInit?: boolean }): string {
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'hparams.json'), JSON.stringify({
-    identity: { model: 'lenet_300_100', ...(opts.earlyBird ? { earlyBird: true } : {}) },
+    identity: { model: 'lenet_300_100', ...(opts.earlyBird ? { earlyBird: true } : {}), ...(opts.atInit ? { atInit: true } : {}) },
     resolved: { training: { model: 'lenet_300_100', dataset: 'mnist', steps: '300it', seed: 0 }, levels: LEVELS, branches: opts.branches.slice(1).map((b) => b.name), replicates: opts.replicates },
     branches: opts.branches,
   }));
@@ -129,6 +129,17 @@ test('cost figures: the ticket of level k at the cumulative seconds of main stag
     }
   }
   assert.equal(new Set(data(f.spec, 'points').map((v) => v.series)).size, 5);
+});
+
+test('cost figures: a ticket pruned at initialisation costs its own stage only (no level waits for another); the table says (cumulative) once', async () => {
+  const dir = writeRun(path.join(tmp('runs'), 'init'), { branches: [IMP_BRANCHES[0]], replicates: 2, atInit: true });
+  const f = figure(buildFigures(loadRun(dir)), 'cost-seconds')!;
+  const ticket = seriesPoints(f, 'pruning at init ticket');
+  assert.equal(ticket.length, LEVELS + 1);
+  for (let k = 0; k <= LEVELS; k++) close(ticket[k].x, mean([0, 1].map((r) => seconds(r, k, 0))), `level ${k} own seconds`);
+  const html = fs.readFileSync(report.html, 'utf8');
+  assert.match(html, /IMP ticket \(cumulative\)</);
+  assert.doesNotMatch(html, /\(cumulative\) <small>\(cumulative\)<\/small>/);
 });
 
 test('cost figures: FLOPs (log x) from the stages that record them only; a replicate\'s ladder stops at its first stage without', () => {

@@ -272,12 +272,19 @@ export interface CostSeriesData {
 /** One stage's (or one ticket's cumulative) cost and accuracy. */
 export interface CostSample { level: number; density: number; seconds: number; flops: number | null; accuracy: number }
 
+/** Whether the run prunes at initialisation: each level's ticket then comes from θ0 alone, needing no earlier level. */
+function prunesAtInit(run: RunData): boolean {
+  return run.hparams.identity.atInit === true;
+}
+
 /**
  * The ticket of each level of each replicate at the cumulative cost of its 'main' stages
  * 0..k: finding the ticket of level k costs every level before it. A replicate's ladder
  * stops at its first unfinished level; its FLOPs stop at the first stage without them.
+ * Pruned at initialisation, a level's ticket costs its own stage only.
  */
 export function ticketCostSamples(run: RunData): CostSample[] {
+  if (prunesAtInit(run)) return run.costs.filter((c) => c.stage === run.main).map(ownCost);
   const out: CostSample[] = [];
   for (let r = 0; r < run.replicates; r++) {
     let seconds = 0;
@@ -328,7 +335,7 @@ export function costSeries(run: RunData): CostSeriesData[] {
   const level0 = run.costs.filter((c) => c.stage === run.main && c.level === 0);
   const stopped = level0.some((c) => c.earlyBird?.drawnAt != null);
   const out: CostSeriesData[] = [
-    { key: 'ticket', name: `${ticketMethod(run)} ticket (cumulative)`, cumulative: true, color: ticket.color, dash: ticket.dash, shape: 'circle', ...costEntries(ticketCostSamples(run), 'level') },
+    { key: 'ticket', name: `${ticketMethod(run)} ticket${prunesAtInit(run) ? '' : ' (cumulative)'}`, cumulative: !prunesAtInit(run), color: ticket.color, dash: ticket.dash, shape: 'circle', ...costEntries(ticketCostSamples(run), 'level') },
     { key: 'dense', name: stopped ? 'dense (level 0, stopped at its early-bird draw)' : 'dense (level 0)', cumulative: false, color: '#000000', dash: [], shape: 'square', ...costEntries(level0.map(ownCost), 'level') },
   ];
   for (const b of run.branches) {
@@ -394,7 +401,9 @@ export function costFigures(run: RunData): Figure[] {
   if (!hasCosts(run)) return [];
   const over = run.replicates === 1 ? 'the one replicate' : `the finished replicates (of ${run.replicates})`;
   const sub = [describe(run), `mean over ${over}${run.replicates > 1 ? '; rules: min to max' : ''}`, ...progressNote(run)];
-  const what = `The ${ticketMethod(run)} ticket of level k sits at the cumulative cost of the '${run.main}' stages of levels 0 to k (finding it costs every level before it), starting at the dense network (level 0, drawn on its own too).`
+  const what = (prunesAtInit(run)
+    ? `The ${ticketMethod(run)} ticket of each level sits at its own '${run.main}' stage's cost (pruned at θ0, it needs no earlier level); the dense network is level 0.`
+    : `The ${ticketMethod(run)} ticket of level k sits at the cumulative cost of the '${run.main}' stages of levels 0 to k (finding it costs every level before it), starting at the dense network (level 0, drawn on its own too).`)
     + `${run.branches.length ? ` Every other branch is at its own stage's cost, one point per level (a control's mask comes from the ticket's levels, whose cost it does not include).` : ''} Mean over ${over}.`;
   return costPair(costSeries(run), { idPrefix: '', headingPrefix: '', titleSuffix: '', subtitle: sub, what });
 }

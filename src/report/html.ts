@@ -178,7 +178,7 @@ export function costTable(series: CostSeriesData[], id = 'table-cost'): string {
       for (const e of s[measure]) {
         const cell = (field: string, v: number, text: string) => `<td class="num" data-field="${field}" data-value="${esc(String(v))}">${esc(text)}</td>`;
         const cost = (v: number) => (measure === 'seconds' ? v.toFixed(1) : fmtFlops(v));
-        rows.push(`<tr data-series="${esc(s.name)}" data-key="${esc(s.key)}" data-measure="${measure}" data-level="${e.level}"><td>${esc(s.name)}${s.cumulative ? ' <small>(cumulative)</small>' : ''}</td><td>${measure === 'seconds' ? 'seconds' : 'FLOPs'}</td>`
+        rows.push(`<tr data-series="${esc(s.name)}" data-key="${esc(s.key)}" data-measure="${measure}" data-level="${e.level}"><td>${esc(s.name)}${s.cumulative && !s.name.endsWith('(cumulative)') ? ' <small>(cumulative)</small>' : ''}</td><td>${measure === 'seconds' ? 'seconds' : 'FLOPs'}</td>`
           + `<td class="num">${e.level}</td>${cell('density', e.density, fmt('density', e.density))}${cell('n', e.cost.n, String(e.cost.n))}`
           + (['mean', 'min', 'max'] as const).map((f) => cell(`cost.${f}`, e.cost[f], cost(e.cost[f]))).join('')
           + (['mean', 'min', 'max'] as const).map((f) => cell(`accuracy.${f}`, e.accuracy[f], fmt('earlyStopTestAccuracy', e.accuracy[f]))).join('') + '</tr>');
