@@ -96,6 +96,14 @@ test('safetensors export, and the mistakes a user can make', () => {
   assert.throws(() => exportStage(tmp(), { level: 1, format: 'onnx', out: path.join(tmp(), 'a.onnx') }), /is not a lottery run directory/);
 });
 
+test('ONNX of a sequence model is refused, naming the module and the formats that take any model', async () => {
+  const { onnxModel } = await import('../src/export/onnx.js');
+  const model = getModel('sensor_cnn').build();
+  const weights = new Map(model.namedTensors().map(([n, t]) => [n, { shape: t.shape, data: t.data }]));
+  assert.throws(() => onnxModel({ model: model.describe(), weights, sampleShape: [2, 16], classes: 2, metadata: {} }),
+    /export: no ONNX form for module type 'conv1d' \(known: .*\); --format pt or safetensors exports any model/);
+});
+
 /**
  * Exports `model`'s tensors as ONNX, runs onnxruntime on the 4 images `x` and checks its
  * logits against lth's evaluation-mode forward pass, to 1e-4 of the largest logit.

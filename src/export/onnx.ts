@@ -94,7 +94,7 @@ function chain(d: ModuleDesc, prefix: string, x: string, g: Graph, w: Weights): 
 
 function exportModule(d: ModuleDesc, prefix: string, x: string, g: Graph, w: Weights): string {
   const f = EXPORTERS[d.type];
-  if (!f) throw new LthError(`export: no ONNX form for module type '${d.type}' (known: ${Object.keys(EXPORTERS).join(', ')})`);
+  if (!f) throw new LthError(`export: no ONNX form for module type '${d.type}' (known: ${Object.keys(EXPORTERS).join(', ')}); --format pt or safetensors exports any model`);
   return f(d, prefix, x, g, w);
 }
 
