@@ -30,6 +30,8 @@ test('lth train --sparse-train rigl|set: ERK masks at the density, updates, FLOP
     assert.ok(s.sparseTraining.regrown > 0);
     assert.ok(s.flops.actual < 0.2 * s.flops.dense, `${method}: ${s.flops.actual} of ${s.flops.dense}`);
     assert.ok(s.finalTestAccuracy > 0.85, `${method} learns: ${s.finalTestAccuracy}`);
+    const recorded = JSON.parse(fs.readFileSync(path.join(out, 'hparams.json'), 'utf8')) as { sparseTrain?: Record<string, unknown> };
+    assert.deepEqual(recorded.sparseTrain, { method, density: 0.1, densityRule: 'erk', updateEvery: 50, dropFraction: 0.3, updateEnd: 0.75 }, 'hparams.json records the sparse training');
     const mask = loadSafetensors(path.join(out, 'mask_final.safetensors'));
     const kept = [...mask.values()].reduce((a, t) => a + ones(t.data), 0), total = [...mask.values()].reduce((a, t) => a + t.data.length, 0);
     assert.ok(Math.abs(kept / total - 0.1) < 0.001, `density ${kept / total}`);

@@ -25,7 +25,7 @@ export function sparseTrainingSetup(h: SparseTrainHparams, seed: number, context
     const schedule = sparseSchedule(h.method, h, iterations, seed, context.backend);
     const kept = [...masks.values()].reduce((a, m) => a + countOnes(m), 0), total = [...masks.values()].reduce((a, m) => a + m.length, 0);
     return {
-      masks, schedule,
+      masks, schedule, hparams: { ...h },
       report: () => ({
         method: h.method, density: kept / total, densityRule: h.densityRule, layerDensities: Object.fromEntries(densities),
         updateEvery: h.updateEvery, dropFraction: h.dropFraction, updateEnd: h.updateEnd, updates: schedule.updates, regrown: schedule.regrown,

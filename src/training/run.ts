@@ -93,6 +93,8 @@ export interface RunTrainingOptions {
 export interface SparseSetup {
   readonly masks: ReadonlyMap<string, Float32Array>;
   readonly schedule: MaskSchedule;
+  /** Its hyperparameters as given (method, density, rule, updates): recorded with the training's in hparams.json. */
+  readonly hparams: Readonly<Record<string, unknown>>;
   report(): Record<string, unknown>;
 }
 
@@ -113,7 +115,7 @@ export function runTraining(h: TrainingHparams, opts: RunTrainingOptions = {}): 
   });
   const summary: TrainSummary = { ...summarize(h, iterations, result, context), ...(sparse ? { sparseTraining: { ...sparse.report(), updateSeconds: result.maskUpdates?.seconds ?? 0 } } : {}) };
   if (opts.out) {
-    writeJsonAtomic(path.join(opts.out, 'hparams.json'), h);
+    writeJsonAtomic(path.join(opts.out, 'hparams.json'), sparse ? { ...h, sparseTrain: sparse.hparams } : h);
     writeFileAtomic(path.join(opts.out, 'metrics.csv'), metricsCsv(result.curve));
     saveModel(path.join(opts.out, 'model_final.safetensors'), model);
     if (result.masks) saveSafetensors(path.join(opts.out, 'mask_final.safetensors'), new Map([...result.masks].map(([n, m]) => [n, { shape: model.parameter(n).shape, data: m }])));
