@@ -204,6 +204,16 @@ test('user mistakes: a directory that is not a run', async () => {
   await assert.rejects(writeReport(runDir, { outDir: tmp('twice'), compare: [oneShotDir, `${oneShotDir}/`] }), /--compare names .* twice/);
 });
 
+test('a report written again into the same directory without a run compared leaves none of the earlier compare figures', async () => {
+  const out = tmp('again');
+  const first = await writeReport(runDir, { outDir: out, compare: [oneShotDir] });
+  assert.ok(first.pngs.some((p) => path.basename(p).startsWith('fig-compare-')));
+  fs.writeFileSync(path.join(out, 'notes.png'), 'a file of the user\'s');
+  const second = await writeReport(runDir, { outDir: out });
+  assert.deepEqual(fs.readdirSync(out).filter((f) => f.startsWith('fig-')).sort(), second.pngs.map((p) => path.basename(p)).sort());
+  assert.ok(fs.existsSync(path.join(out, 'notes.png')), 'other files stay');
+});
+
 test('the mask figure of a layer that reads a convolution: C x H x W from the conv, counts per position', async () => {
   // A synthetic run on disk (no training): conv1 [4,3,3,3] -> conv2 [4,4,3,3] -> fc1 [5, 4*6*6] -> fc2 [2, 5].
   const dir = path.join(tmp('conv'), 'synthetic');

@@ -98,6 +98,12 @@ export async function writeReport(runDir: string, opts: ReportOptions | string =
   const groups = compared.length ? compareGroups([run, ...compared], o.labels) : null;
   const html = path.join(outDir, REPORT_FILES.html);
   writeFileAtomic(html, page(run, pageFigures, groups));
+  // Figures an earlier report wrote here and this one does not (a sweep of more runs, a run
+  // compared before): left, they would pass for this report's.
+  const written = new Set(pngs.map((p) => path.basename(p)));
+  for (const name of fs.readdirSync(outDir)) {
+    if (/^fig-[a-z0-9-]+\.png$/.test(name) && !written.has(name)) fs.rmSync(path.join(outDir, name), { force: true });
+  }
   const warnings: string[] = [];
   const fonts = systemFontsMissing();
   if (fonts) warnings.push(fonts);
