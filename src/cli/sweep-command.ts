@@ -64,8 +64,8 @@ export async function cmdSweep(argv: string[]): Promise<void> {
   const execute = queue === undefined ? undefined : await queueExecutor(queue, wait, (run, p) => {
     progress.update(`${bar(p.done / p.stages)} ${run.label}: ${p.done}/${p.stages} stages done, ${p.queued} queued, ${Object.values(p.running).flat().length} running`);
   });
-  const first = sweep.runs[0].hparams;
-  progress.log(`lth sweep: ${file}: ${total} run${total === 1 ? '' : 's'} (${sweep.axes.join(' x ')}), ${first.training.model} on ${first.training.dataset}, ${queue ? `submitted to a queue${wait ? ', waiting for every run' : ''}` : describeContext(context)}`);
+  const each = (f: (h: (typeof sweep.runs)[number]['hparams']) => string) => [...new Set(sweep.runs.map((r) => f(r.hparams)))].join(', ');
+  progress.log(`lth sweep: ${file}: ${total} run${total === 1 ? '' : 's'} (${sweep.axes.join(' x ')}), ${each((h) => h.training.model)} on ${each((h) => h.training.dataset)}, ${queue ? `submitted to a queue${wait ? ', waiting for every run' : ''}` : describeContext(context)}`);
   const started = Date.now();
   const lastLevels = new Map<string, { density: number; accuracy: number }>();
   const result = await runSweep(sweep, {
