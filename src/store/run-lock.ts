@@ -45,14 +45,19 @@ function readHolder(file: string): { raw: string; holder: Holder | null } | null
   }
 }
 
-function releaseAtExit(): void {
-  for (const [file, { content }] of held) {
-    try {
-      if (fs.readFileSync(file, 'utf8') === content) fs.rmSync(file, { force: true });
-    } catch {
-      // Gone already, or unreadable: nothing of ours to remove.
-    }
+/** Removes the lock file if it still holds `content` (ours): one removed by hand, or taken over since, is left alone. */
+function removeIfOurs(file: string, content: string): void {
+  try {
+    if (fs.readFileSync(file, 'utf8') === content) fs.rmSync(file, { force: true });
+  } catch {
+    // Gone already, or unreadable: nothing of ours to remove.
   }
+}
+
+// Registered once per process, on the first lock taken: a sweep takes and releases a lock per run.
+let exitHookSet = false;
+function releaseAtExit(): void {
+  for (const [file, { content }] of held) removeIfOurs(file, content);
   held.clear();
 }
 
@@ -73,11 +78,7 @@ export function lockRun(runDir: string, what: string): () => void {
     if (!entry) return;
     if (--entry.count > 0) return;
     held.delete(file);
-    try {
-      if (fs.readFileSync(file, 'utf8') === entry.content) fs.rmSync(file, { force: true });
-    } catch {
-      // Removed by hand meanwhile: nothing to release.
-    }
+    removeIfOurs(file, entry.content);
   };
   if (mine) {
     mine.count++;
@@ -87,7 +88,10 @@ export function lockRun(runDir: string, what: string): () => void {
   const content = `${JSON.stringify({ pid: process.pid, host: os.hostname(), since: new Date().toISOString(), what } satisfies Holder)}\n`;
   for (let attempt = 0; attempt < 3; attempt++) {
     if (writeFileOnce(file, content)) {
-      if (held.size === 0) process.once('exit', releaseAtExit);
+      if (!exitHookSet) {
+        process.once('exit', releaseAtExit);
+        exitHookSet = true;
+      }
       held.set(file, { count: 1, content });
       return release;
     }
