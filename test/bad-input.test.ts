@@ -170,6 +170,8 @@ test('store: a stage a user\'s mistake stops shows as failed in lth status, with
   fs.writeFileSync(failed, JSON.stringify({ message: 'a cause since fixed' }));
   fs.writeFileSync(path.join(run, 'hparams.json'), fs.readFileSync(path.join(run, 'hparams.json'), 'utf8').replace('"levels": 1', '"levels": 2'));
   assert.match(lth(['status', run]).stdout, /failed  replicate_0\/level_2\/main: a cause since fixed/);
+  fs.writeFileSync(failed, '{ "message": "cut');
+  assert.match(lth(['status', run]).stdout, /failed  replicate_0\/level_2\/main: \(.*failed\.json is damaged: /);
   assert.equal(lth(['lottery', '--steps', '10it', '--eval-every', '10', '--levels', '2', '--root', path.dirname(run)]).code, 0);
   const after = lth(['status', run]);
   assert.equal(after.code, 0, after.stdout);

@@ -24,7 +24,12 @@ export function runStatus(runDir: string): StageStatus[] {
     if (done) return { id: s.id, state: 'done', worker: done.worker };
     const failedFile = path.join(dir, FILES.failed);
     if (fs.existsSync(failedFile)) {
-      const f = readJson<{ message?: string; worker?: string }>(failedFile);
+      let f: { message?: string; worker?: string };
+      try {
+        f = readJson(failedFile);
+      } catch (e) {
+        f = { message: `(${failedFile} is damaged: ${(e as Error).message})` };
+      }
       return { id: s.id, state: 'failed', worker: f.worker, message: f.message };
     }
     return { id: s.id, state: fs.existsSync(path.join(dir, FILES.init)) ? 'started' : 'to run' };
