@@ -4,7 +4,7 @@ import { activeContext, describeSettings, type RunContext } from '../backend/ind
 import { LthError, Stopped } from '../core/errors.js';
 import { LTH_VERSION } from '../core/version.js';
 import type { Splits } from '../data/dataset.js';
-import { readJson, writeJsonAtomic } from '../store/atomic.js';
+import { readJson, readStoreJson, writeJsonAtomic } from '../store/atomic.js';
 import { lockRun } from '../store/run-lock.js';
 import { FILES, listStages, readDone, stagePath, type StageResult } from '../store/layout.js';
 import { loadSplits } from '../training/run.js';
@@ -192,17 +192,10 @@ export function listRuns(root: string): Array<{ run: string; hparams: unknown; s
   if (!fs.existsSync(root)) return [];
   return fs.readdirSync(root).filter((d) => fs.existsSync(path.join(root, d, FILES.hparams))).map((d) => {
     const dir = path.join(root, d);
-    const read = <T>(file: string): T => {
-      try {
-        return readJson<T>(file);
-      } catch (e) {
-        throw new LthError(`${file} is damaged (${(e as Error).message})`);
-      }
-    };
     try {
-      const hp = read<{ identity?: unknown }>(path.join(dir, FILES.hparams));
+      const hp = readStoreJson<{ identity?: unknown }>(path.join(dir, FILES.hparams));
       const summaryFile = path.join(dir, FILES.summary);
-      const summary = fs.existsSync(summaryFile) ? read<LotterySummary>(summaryFile) : null;
+      const summary = fs.existsSync(summaryFile) ? readStoreJson<LotterySummary>(summaryFile) : null;
       return { run: d, hparams: hp.identity ?? {}, stagesDone: listStages(dir).length, summary };
     } catch (e) {
       if (!(e instanceof LthError)) throw e;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LthError } from '../core/errors.js';
-import { readJson } from '../store/atomic.js';
+import { readStoreJson } from '../store/atomic.js';
 import { FILES, readDone, verifyStage } from '../store/layout.js';
 import { lockRun } from '../store/run-lock.js';
 import { runHash, type LotteryHparams } from './hparams.js';
@@ -19,12 +19,7 @@ export interface StageCheck {
 export function runOf(runDir: string): LotteryHparams {
   const file = path.join(runDir, FILES.hparams);
   if (!fs.existsSync(file)) throw new LthError(`${runDir} is not a lottery run directory (expected ${FILES.hparams} in it; run directories are <root>/<hash>, see 'lth ls')`);
-  let hp: { resolved?: LotteryHparams };
-  try {
-    hp = readJson(file);
-  } catch (e) {
-    throw new LthError(`${file} is damaged (${(e as Error).message})`);
-  }
+  const hp = readStoreJson<{ resolved?: LotteryHparams }>(file);
   if (!hp.resolved || typeof hp.resolved.levels !== 'number') throw new LthError(`${file} is not a lottery run's hyperparameters`);
   const h: LotteryHparams = { ...hp.resolved, root: path.dirname(path.resolve(runDir)) };
   if (runHash(h) !== path.basename(path.resolve(runDir))) {

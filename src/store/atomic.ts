@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { LthError } from '../core/errors.js';
 
 /**
  * Writes a file so that readers see either the old content or the whole new one: write
@@ -83,4 +84,13 @@ export function writeJsonAtomic(file: string, value: unknown): void {
 
 export function readJson<T>(file: string): T {
   return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+}
+
+/** A JSON file of the store, or an LthError saying it is damaged and why (`advice` appended: what to do). */
+export function readStoreJson<T>(file: string, advice = ''): T {
+  try {
+    return readJson<T>(file);
+  } catch (e) {
+    throw new LthError(`${file} is damaged (${(e as Error).message})${advice}`);
+  }
 }

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LthError } from '../core/errors.js';
-import { readJson, sha256File } from './atomic.js';
+import { readStoreJson, sha256File } from './atomic.js';
 
 /**
  * On-disk layout of a lottery run (names are frozen: other tools read them):
@@ -90,12 +90,7 @@ export interface StageResult {
 export function readDone(dir: string): StageResult | null {
   const file = path.join(dir, FILES.done);
   if (!fs.existsSync(file)) return null;
-  let done: StageResult;
-  try {
-    done = readJson<StageResult>(file);
-  } catch (e) {
-    throw new LthError(`${file} is damaged (${(e as Error).message}); 'lth verify <run-dir> --repair' redoes its stage`);
-  }
+  const done = readStoreJson<StageResult>(file, "; 'lth verify <run-dir> --repair' redoes its stage");
   if (!done || typeof done !== 'object' || typeof done.level !== 'number' || typeof done.stage !== 'string') {
     throw new LthError(`${file} is damaged (not a stage's results); 'lth verify <run-dir> --repair' redoes its stage`);
   }
