@@ -9,9 +9,10 @@ import { TRAINING_SCHEMA, resolveTraining } from '../training/hparams.js';
 import { runTraining } from '../training/run.js';
 import { SPARSE_TRAIN_SCHEMA, resolveSparseTrain } from '../dynamic/hparams.js';
 import { sparseTrainingSetup } from '../dynamic/setup.js';
-import { LOTTERY_SCHEMA, resolveLottery, runHash, type LotteryHparams } from '../lottery/hparams.js';
+import { LOTTERY_SCHEMA, resolveLottery, type LotteryHparams } from '../lottery/hparams.js';
 import type { LotterySummary } from '../store/summary.js';
 import { checkRun, describePlan, listRuns, runLottery } from '../lottery/runner.js';
+import { experimentOf } from '../lottery/stage.js';
 import { repairRun, verifyRun } from '../lottery/verify.js';
 import { runStability } from '../lottery/stability.js';
 import { exportStage, type ExportFormat } from '../export/index.js';
@@ -124,10 +125,10 @@ async function cmdLottery(argv: string[]): Promise<void> {
     checkRun(h);
     const plan = describePlan(h);
     if (common.json) {
-      printJson({ runDir: `${h.root}/${runHash(h)}`, stages: plan });
+      printJson({ runDir: `${shownRunDir(h)}`, stages: plan });
       return;
     }
-    console.log(`run directory: ${h.root}/${runHash(h)}  (${plan.length} stages, ${plan.filter((s) => s.done).length} done)`);
+    console.log(`run directory: ${shownRunDir(h)}  (${plan.length} stages, ${plan.filter((s) => s.done).length} done)`);
     for (const s of plan) {
       console.log(`${s.done ? 'done   ' : 'to run '} ${s.id.padEnd(30)} after [${s.deps.join(', ')}]`);
       console.log(`        ${s.inputs}`);
@@ -143,7 +144,7 @@ async function cmdLottery(argv: string[]): Promise<void> {
   const progress = new Progress(common.json);
   const stagesTotal = h.replicates * (1 + h.levels * (1 + h.branches.length));
   progress.log(`lth lottery: ${h.training.model} on ${h.training.dataset}, ${h.levels} levels, ${h.replicates} replicate(s), branches [${h.branches.join(', ') || 'none'}], ${h.training.steps} per level, ${describeContext(context)}`);
-  progress.log(`run directory: ${h.root}/${runHash(h)}`);
+  progress.log(`run directory: ${shownRunDir(h)}`);
   const started = Date.now();
   let stagesDone = 0, itersDone = 0, itersInStage = 0;
   const { runDir, summary } = runLottery(h, {
@@ -399,4 +400,9 @@ function formatFlops(x: number): string {
     u++;
   }
   return `${x.toPrecision(3)} ${units[u]}FLOP`;
+}
+
+/** The run directory h trains in, as the user named its root. */
+function shownRunDir(h: LotteryHparams): string {
+  return `${h.root}/${path.basename(experimentOf(h).runDir)}`;
 }

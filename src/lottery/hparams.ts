@@ -2,12 +2,13 @@ import path from 'node:path';
 import { check } from '../core/errors.js';
 import { getModel } from '../models/registry.js';
 import { canonical, hashOf, type Schema, type Values } from '../core/hparams.js';
-import { parseStep } from '../core/steps.js';
+import { formatStep, parseStep } from '../core/steps.js';
 import { getStrategy, strategyNames } from '../pruning/registry.js';
 import { checkStructured } from '../pruning/units.js';
 import { TRAINING_SCHEMA, resolveTraining, trainingDefaults, type TrainingHparams } from '../training/hparams.js';
 import { CHECKPOINT_EVERY_DEFAULT, parseCheckpointEvery } from '../training/checkpoint.js';
 import { controlNames } from './branches.js';
+import { pruningRates } from './rates.js';
 import { EARLY_BIRD_EPSILON } from '../dynamic/early-bird.js';
 import { SPARSE_UPDATE_SCHEMA, resolveSparseUpdate, type SparseUpdateHparams } from '../dynamic/hparams.js';
 
@@ -149,9 +150,33 @@ export function resolveLottery(v: Values): LotteryHparams {
  * The fields that name a run. Left out: where things live (root, dataDir), how stages
  * are computed (checkpointEvery) and what only adds to a run without changing its
  * results (replicates, branches, and the number of levels unless a target density
- * derives the rates from it).
+ * derives the rates from it). A value that means what leaving it out means names no
+ * other run: a --rate that gives the model's own rates is left out, and steps are
+ * written one way ('0ep' and '0it' are both '0it').
  */
 export function runIdentity(h: LotteryHparams): Record<string, unknown> {
+  const step = (s: string) => formatStep(parseStep(s));
+  return identityOf({
+    ...h,
+    training: {
+      ...h.training, steps: step(h.training.steps), warmupSteps: step(h.training.warmupSteps),
+      lrSchedule: h.training.lrSchedule.startsWith('step:') ? `step:${h.training.lrSchedule.slice(5).split(',').map(step).join(',')}` : h.training.lrSchedule,
+    },
+    rate: h.rate !== undefined && givesModelsRates(h) ? undefined : h.rate,
+    rewindStep: step(h.rewindStep),
+    earlyBird: h.earlyBird && { ...h.earlyBird, every: step(h.earlyBird.every) },
+  });
+}
+
+/**
+ * The fields as given, each value written as the user wrote it: what named runs before
+ * runIdentity wrote every value one way. Such a run keeps its name (experimentOf).
+ */
+export function spelledRunIdentity(h: LotteryHparams): Record<string, unknown> {
+  return identityOf(h);
+}
+
+function identityOf(h: LotteryHparams): Record<string, unknown> {
   const { dataDir: _dataDir, ...training } = h.training;
   const values: Values = {
     ...training, levels: h.targetDensity === undefined ? undefined : h.levels, strategy: h.strategy, rate: h.rate, targetDensity: h.targetDensity,
@@ -169,6 +194,20 @@ export function runIdentity(h: LotteryHparams): Record<string, unknown> {
   };
   return canonical(values, defaults);
 }
+
+/** Whether h's --rate sets every layer's rate to what the model's own rates are (by model, data set and rate, computed once). */
+function givesModelsRates(h: LotteryHparams): boolean {
+  const key = `${h.training.model} ${h.training.dataset} ${h.rate}`;
+  let same = givesModelsRatesCache.get(key);
+  if (same === undefined) {
+    const model = getModel(h.training.model, h.training.dataset).build();
+    const given = pruningRates({ ...h, targetDensity: undefined }, model), own = pruningRates({ ...h, rate: undefined, targetDensity: undefined }, model);
+    same = given.size === own.size && [...own].every(([n, r]) => given.get(n) === r);
+    givesModelsRatesCache.set(key, same);
+  }
+  return same;
+}
+const givesModelsRatesCache = new Map<string, boolean>();
 
 export function runHash(h: LotteryHparams): string {
   return hashOf(runIdentity(h));

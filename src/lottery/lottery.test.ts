@@ -8,9 +8,11 @@ import { LTH_VERSION } from '../core/version.js';
 import { countOnes, layerCounts } from '../pruning/mask.js';
 import { FILES, stageDir } from '../store/layout.js';
 import { loadSafetensors } from '../store/safetensors.js';
-import { resolveLottery, runHash } from './hparams.js';
-import { runLottery } from './runner.js';
-import { runOf } from './verify.js';
+import { hashOf } from '../core/hparams.js';
+import { resolveLottery, runHash, spelledRunIdentity } from './hparams.js';
+import { runExperiment, runLottery } from './runner.js';
+import { experimentOf } from './stage.js';
+import { experimentAt, runOf, verifyRun } from './verify.js';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'lth-lottery-'));
 const load = (dir: string, file: string) => new Map([...loadSafetensors(path.join(dir, file))].map(([n, t]) => [n, t.data]));
@@ -127,6 +129,47 @@ test('run hash: pinned, ignores fields left at (or set to) their defaults, chang
   assert.notEqual(runHash(resolveLottery({ lr: 1e-3 })), base);
   assert.notEqual(runHash(resolveLottery({ rewindStep: '500it' })), base);
   assert.notEqual(runHash(resolveLottery({ targetDensity: 0.1, levels: 5 })), runHash(resolveLottery({ targetDensity: 0.1, levels: 6 })));
+});
+
+test('run hash: a value that means the default, or one step written two ways, names one run', () => {
+  const base = runHash(resolveLottery({}));
+  // --rate equal to the model's own rates (LeNet's 0.2, output layer at half).
+  assert.equal(runHash(resolveLottery({ rate: 0.2 })), base);
+  assert.notEqual(runHash(resolveLottery({ rate: 0.3 })), base);
+  // Conv-2: --rate sets the fully connected layers' rate; the model's is 0.2, its conv layers' 0.1 either way.
+  assert.equal(runHash(resolveLottery({ model: 'conv2', rate: 0.2 })), runHash(resolveLottery({ model: 'conv2' })));
+  assert.notEqual(runHash(resolveLottery({ model: 'conv2', rate: 0.1 })), runHash(resolveLottery({ model: 'conv2' })));
+  // cifar_resnet_20: --rate is every layer's, 0.2 by default, with global pruning.
+  assert.equal(runHash(resolveLottery({ model: 'cifar_resnet_20', rate: 0.2 })), runHash(resolveLottery({ model: 'cifar_resnet_20' })));
+  assert.equal(runHash(resolveLottery({ model: 'cifar_resnet_20', lrSchedule: 'step:80ep, 120ep' })), runHash(resolveLottery({ model: 'cifar_resnet_20' })));
+  // Steps: 0ep is 0it, 1ep0it is 1ep, 0050it is 50it.
+  assert.equal(runHash(resolveLottery({ rewindStep: '0ep' })), base);
+  assert.equal(runHash(resolveLottery({ warmupSteps: '0ep' })), base);
+  assert.equal(runHash(resolveLottery({ rewindStep: '1ep0it' })), runHash(resolveLottery({ rewindStep: '1ep' })));
+  assert.equal(runHash(resolveLottery({ steps: '0050it' })), runHash(resolveLottery({ steps: '50it' })));
+  assert.notEqual(runHash(resolveLottery({ rewindStep: '1ep' })), runHash(resolveLottery({ rewindStep: '600it' })), 'an epoch is not a fixed number of iterations');
+});
+
+test('a run an older version named by its values as spelled keeps its name, and is resumed, not made again', () => {
+  const root = tmp();
+  const spelled = resolveLottery({ steps: '20it', evalEvery: 10, levels: 1, rate: 0.2, root });
+  // What an older version did: the run named by its values as given (rate 0.2 included).
+  const old = { h: spelled, runDir: path.join(root, hashOf(spelledRunIdentity(spelled))), identity: spelledRunIdentity(spelled) };
+  assert.notEqual(path.basename(old.runDir), runHash(spelled));
+  runExperiment(old, {});
+  assert.equal(experimentOf(spelled).runDir, old.runDir, 'found under its old name');
+  let trained = 0;
+  runLottery(spelled, { onStage: (_r, skipped) => { if (!skipped) trained++; } });
+  assert.equal(trained, 0, 'every stage was already done');
+  assert.deepEqual(fs.readdirSync(root), [path.basename(old.runDir)]);
+  assert.deepEqual(verifyRun(old.runDir).map((c) => c.state), ['whole', 'whole']);
+  assert.equal(runOf(old.runDir).rate, 0.2);
+  // Once a run of the canonical name exists, it is the one both spellings name; the old one is still reached by its directory.
+  const canonical = runLottery(resolveLottery({ steps: '20it', evalEvery: 10, levels: 1, root })).runDir;
+  assert.equal(path.basename(canonical), runHash(spelled));
+  assert.equal(experimentOf(spelled).runDir, canonical);
+  assert.equal(experimentAt(old.runDir).runDir, path.resolve(old.runDir));
+  assert.deepEqual(experimentAt(old.runDir).identity, spelledRunIdentity(spelled));
 });
 
 test('bad lottery hyperparameters are clear errors before any work starts', () => {

@@ -1,10 +1,17 @@
 import { getModel } from '../models/registry.js';
 import type { Model } from '../nn/model.js';
 import { ratesForTarget } from '../pruning/rates.js';
-import type { LotteryHparams } from './hparams.js';
+
+/** What sets a lottery run's pruning rates (a LotteryHparams is one). */
+export interface RateHparams {
+  readonly training: { readonly model: string; readonly dataset: string };
+  readonly levels: number;
+  readonly rate?: number;
+  readonly targetDensity?: number;
+}
 
 /** The per-round rate of every prunable weight: the model's, --rate, or derived from --target-density. */
-export function pruningRates(h: LotteryHparams, model: Model): Map<string, number> {
+export function pruningRates(h: RateHparams, model: Model): Map<string, number> {
   const spec = getModel(h.training.model, h.training.dataset);
   let rates = spec.pruningRates(model);
   if (h.rate !== undefined) {

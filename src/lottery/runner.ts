@@ -141,7 +141,12 @@ function recordRun(exp: Experiment): Experiment {
  * (store/run-lock.ts): another process on the same run is refused with the holder's name.
  */
 export function runLottery(h: LotteryHparams, opts: LotteryOptions = {}): { runDir: string; summary: LotterySummary } {
-  const exp = experimentOf(h);
+  return runExperiment(experimentOf(h), opts);
+}
+
+/** runLottery on a given experiment (repairRun's: the run in the directory it was given). */
+export function runExperiment(exp: Experiment, opts: LotteryOptions = {}): { runDir: string; summary: LotterySummary } {
+  const { h } = exp;
   const context = opts.context ?? activeContext();
   const first = checkRun(h);
   const release = lockRun(exp.runDir, 'training its stages');

@@ -25,7 +25,8 @@ import { compileProgram } from '../program/compile.js';
 import { widthsForWeights } from '../models/resize.js';
 import type { StageStart } from './branch.js';
 import { MAIN, getBranch } from './branches.js';
-import { runHash, runIdentity, type LotteryHparams } from './hparams.js';
+import { runIdentity, spelledRunIdentity, type LotteryHparams } from './hparams.js';
+import { hashOf } from '../core/hparams.js';
 import type { StageSpec } from './plan.js';
 import { pruningRates } from './rates.js';
 import { ratesForTarget } from '../pruning/rates.js';
@@ -41,8 +42,19 @@ export interface Experiment {
   readonly identity: Record<string, unknown>;
 }
 
+/**
+ * The experiment of h: its run is <root>/<runHash>, unless that does not exist and the
+ * directory named by h's values as spelled does (spelledRunIdentity: a run an older
+ * version named, e.g. with a default given explicitly), which is then resumed under its
+ * name rather than made again.
+ */
 export function experimentOf(h: LotteryHparams): Experiment {
-  return { h, runDir: path.join(h.root, runHash(h)), identity: runIdentity(h) };
+  const identity = runIdentity(h), runDir = path.join(h.root, hashOf(identity));
+  if (!fs.existsSync(runDir)) {
+    const spelled = spelledRunIdentity(h), named = path.join(h.root, hashOf(spelled));
+    if (named !== runDir && fs.existsSync(path.join(named, FILES.hparams))) return { h, runDir: named, identity: spelled };
+  }
+  return { h, runDir, identity };
 }
 
 export interface LotteryProgress {

@@ -4,9 +4,11 @@ import { LthError } from '../core/errors.js';
 import { readStoreJson } from '../store/atomic.js';
 import { FILES, readDone, verifyStage } from '../store/layout.js';
 import { lockRun } from '../store/run-lock.js';
-import { runHash, type LotteryHparams } from './hparams.js';
+import { hashOf } from '../core/hparams.js';
+import { runHash, runIdentity, spelledRunIdentity, type LotteryHparams } from './hparams.js';
+import type { Experiment } from './stage.js';
 import { planLottery } from './plan.js';
-import { runLottery, type LotteryOptions } from './runner.js';
+import { runExperiment, type LotteryOptions } from './runner.js';
 import type { LotterySummary } from './summary.js';
 
 export interface StageCheck {
@@ -22,10 +24,17 @@ export function runOf(runDir: string): LotteryHparams {
   const hp = readStoreJson<{ resolved?: LotteryHparams }>(file);
   if (!hp.resolved || typeof hp.resolved.levels !== 'number') throw new LthError(`${file} is not a lottery run's hyperparameters`);
   const h: LotteryHparams = { ...hp.resolved, root: path.dirname(path.resolve(runDir)) };
-  if (runHash(h) !== path.basename(path.resolve(runDir))) {
+  const name = path.basename(path.resolve(runDir));
+  if (runHash(h) !== name && hashOf(spelledRunIdentity(h)) !== name) {
     throw new LthError(`${runDir}: its hyperparameters name another run (${runHash(h)}): the directory was renamed, or ${file} was changed`);
   }
   return h;
+}
+
+/** The experiment of the run in runDir, under that directory's name (which experimentOf would not choose where runs of both names exist). */
+export function experimentAt(runDir: string): Experiment {
+  const h = runOf(runDir), name = path.basename(path.resolve(runDir));
+  return { h, runDir: path.join(h.root, name), identity: runHash(h) === name ? runIdentity(h) : spelledRunIdentity(h) };
 }
 
 /** Every stage of a run's plan with its state: whole, damaged (a file missing or changed, or done.json unreadable) or unfinished. */
@@ -52,14 +61,14 @@ export function verifyRun(runDir: string): StageCheck[] {
  * repaired run equals the undamaged one. Returns the ids removed and redone.
  */
 export function repairRun(runDir: string, opts: LotteryOptions = {}): { redone: string[]; summary: LotterySummary } {
-  const h = runOf(runDir);
+  const exp = experimentAt(runDir), { h } = exp;
   const release = lockRun(runDir, 'repairing its stages');
   try {
     const damaged = new Set(verifyRun(runDir).filter((c) => c.state === 'damaged').map((c) => c.id));
     const redo = new Set<string>();
     for (const s of planLottery(h)) if (damaged.has(s.id) || s.deps.some((d) => redo.has(d))) redo.add(s.id);
     for (const id of redo) fs.rmSync(path.join(runDir, id), { recursive: true, force: true });
-    const { summary } = runLottery(h, opts);
+    const { summary } = runExperiment(exp, opts);
     return { redone: [...redo], summary };
   } finally {
     release();

@@ -11,9 +11,9 @@
 import path from 'node:path';
 import { resolveContext } from '../backend/index.js';
 import { LthError } from '../core/errors.js';
-import { experimentOf, runStage } from '../lottery/stage.js';
+import { runStage } from '../lottery/stage.js';
 import { planLottery } from '../lottery/plan.js';
-import { runOf } from '../lottery/verify.js';
+import { experimentAt } from '../lottery/verify.js';
 import type { StageResult } from '../store/layout.js';
 import { loadSplits } from '../training/run.js';
 import { parseStageJob } from './jobs.js';
@@ -23,8 +23,7 @@ const say = (msg: Record<string, unknown>) => process.stdout.write(`${JSON.strin
 function main(): void {
   const args = JSON.parse(process.argv[2]) as { root: string; run: string; stage: string; settings: Record<string, string | number> };
   const job = parseStageJob({ v: 1, run: args.run, stage: args.stage });
-  const h = runOf(path.join(args.root, job.run));
-  const exp = experimentOf(h);
+  const exp = experimentAt(path.join(args.root, job.run)), { h } = exp;
   const spec = planLottery(h).find((s) => s.id === job.stage);
   if (!spec) throw new LthError(`job: run ${job.run} has no stage ${job.stage}`);
   const context = resolveContext(args.settings);

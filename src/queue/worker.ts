@@ -5,10 +5,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { LthError } from '../core/errors.js';
-import { experimentOf } from '../lottery/stage.js';
 import { planLottery } from '../lottery/plan.js';
 import { summarizeRun } from '../lottery/runner.js';
-import { runOf } from '../lottery/verify.js';
+import { experimentAt } from '../lottery/verify.js';
 import { writeFileOnce, writeJsonAtomic } from '../store/atomic.js';
 import { FILES, readDone, type StageResult } from '../store/layout.js';
 import { removeCheckpoint } from '../training/checkpoint.js';
@@ -177,7 +176,7 @@ function runInChild(root: string, job: StageJob, settings: Record<string, string
  */
 export async function enqueueRunnable(queue: Queue, root: string, run: string): Promise<number> {
   const runDir = path.join(root, run);
-  const h = runOf(runDir);
+  const exp = experimentAt(runDir), { h } = exp;
   const finished = new Set<string>();
   const plan = planLottery(h);
   for (const s of plan) if (readDone(path.join(runDir, s.id))) finished.add(s.id);
@@ -193,6 +192,6 @@ export async function enqueueRunnable(queue: Queue, root: string, run: string): 
     await queue.add('stage', { v: 1, run, stage: s.id }, { jobId: id, attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: false, removeOnFail: false });
     added++;
   }
-  if (finished.size === plan.length) summarizeRun(experimentOf(h));
+  if (finished.size === plan.length) summarizeRun(exp);
   return added;
 }

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { LthError } from '../core/errors.js';
 import { flagName, hashOf, type Field, type Values } from '../core/hparams.js';
-import { LOTTERY_SCHEMA, resolveLottery, runHash, type LotteryHparams } from '../lottery/hparams.js';
+import { LOTTERY_SCHEMA, resolveLottery, type LotteryHparams } from '../lottery/hparams.js';
+import { experimentOf } from '../lottery/stage.js';
 
 /** The most runs one sweep may expand into. */
 export const MAX_SWEEP_RUNS = 1000;
@@ -28,7 +29,7 @@ export interface SweepRun {
   /** The axis values of this run, by key, as resolveLottery took them. */
   values: Values;
   hparams: LotteryHparams;
-  /** The run's name (runHash) and directory, <root>/<hash>. */
+  /** The run's name (its hash) and directory, <root>/<hash> (experimentOf). */
   hash: string;
   runDir: string;
 }
@@ -228,12 +229,12 @@ export function resolveSweep(spec: unknown, opts: ExpandOptions = {}): ResolvedS
       if (!(e instanceof LthError)) throw e;
       throw new LthError(`${where}: run ${i + 1} of ${combos.length} (${label}): ${flagsToKeys(e.message)}`);
     }
-    const h = runHash(hparams);
-    const run: SweepRun = { label, values, hparams, hash: h, runDir: path.join(root, h) };
+    const runDir = experimentOf(hparams).runDir, h = path.basename(runDir);
+    const run: SweepRun = { label, values, hparams, hash: h, runDir };
     const same = byDir.get(run.runDir);
     if (same) {
       const differ = axes.map(([k]) => k).filter((k) => JSON.stringify(same.values[k]) !== JSON.stringify(values[k]));
-      throw new LthError(`${where}: runs '${same.label}' and '${label}' are the same run (${h}): they differ only in ${differ.join(', ')}, which ${differ.length === 1 ? 'does' : 'do'} not name a run (branches, replicates, levels without targetDensity, dataDir and checkpointEvery extend one run rather than make another); give ${differ.length === 1 ? 'it' : 'them'} in base`);
+      throw new LthError(`${where}: runs '${same.label}' and '${label}' are the same run (${h}): they differ only in ${differ.join(', ')}, which ${differ.length === 1 ? 'does' : 'do'} not name a run here (branches, replicates, levels without targetDensity, dataDir and checkpointEvery extend one run rather than make another, and two ways to write one value, such as a default given explicitly, are one run); give ${differ.length === 1 ? 'it' : 'them'} in base`);
     }
     byDir.set(run.runDir, run);
     runs.push(run);

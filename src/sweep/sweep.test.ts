@@ -78,6 +78,7 @@ test('sweep errors: unknown keys with the known ones, a bad value naming the com
   throwsLth(() => expandSweep({ base, axes: { root: ['a', 'b'] } }), /axes\.root: root is where the runs live/);
   // Combinations that are one run (branches extend a run rather than name another).
   throwsLth(() => expandSweep({ base, axes: { rate: [0.2], branches: [[], ['reinit']] } }), /runs 'rate=0\.2 branches=\[\]' and 'rate=0\.2 branches=reinit' are the same run \([0-9a-f]{16}\): they differ only in branches/);
+  throwsLth(() => expandSweep({ base, axes: { rewindStep: ['0it', '0ep'] } }), /runs 'rewindStep=0it' and 'rewindStep=0ep' are the same run \([0-9a-f]{16}\): they differ only in rewindStep, which does not name a run here \(.*two ways to write one value/);
   // Too many: counted before anything is expanded.
   const big = Array.from({ length: 101 }, (_, i) => i);
   throwsLth(() => expandSweep({ base, axes: { seed: big, rate: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95] } }),
