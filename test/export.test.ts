@@ -94,6 +94,18 @@ test('safetensors export, and the mistakes a user can make', () => {
   assert.throws(() => exportStage(runDir, { level: 2, format: 'onnx', out: path.join(tmp(), 'a.onnx') }), /--level must be an integer in \[0, 1\] for this run, got 2/);
   assert.throws(() => exportStage(runDir, { level: 1, branch: 'reinit', format: 'onnx', out: path.join(tmp(), 'a.onnx') }), /this run has no branch 'reinit' \(it has main, small_dense\)/);
   assert.throws(() => exportStage(tmp(), { level: 1, format: 'onnx', out: path.join(tmp(), 'a.onnx') }), /is not a lottery run directory/);
+  // The format from the file's extension, and an extension that names another format refused.
+  const byName = path.join(tmp(), 'ticket.SafeTensors');
+  exportStage(runDir, { level: 1, weights: 'init', out: byName });
+  assert.deepEqual(loadSafetensors(byName), loadSafetensors(out));
+  const pth = path.join(tmp(), 'ticket.pth');
+  exportStage(runDir, { level: 1, out: pth });
+  assert.equal(fs.readFileSync(pth).subarray(0, 2).toString('latin1'), 'PK', 'a .pth file is a PyTorch state dict (a zip archive)');
+  assert.throws(() => exportStage(runDir, { level: 1, out: path.join(tmp(), 'ticket.bin') }), /export: give --format \(onnx, safetensors, pt\), or an --out ending in \.onnx, \.safetensors, \.pt, \.pth/);
+  assert.throws(() => exportStage(runDir, { level: 1, format: 'onnx', out: path.join(tmp(), 'ticket.pt') }), /export: --out .*ticket\.pt ends in \.pt \(format pt\), but --format is onnx; give an --out ending in \.onnx, or another --format/);
+  const bin = path.join(tmp(), 'ticket.bin');
+  exportStage(runDir, { level: 1, format: 'safetensors', weights: 'init', out: bin });
+  assert.deepEqual(loadSafetensors(bin), loadSafetensors(out), 'an extension that names no format takes --format');
 });
 
 test('ONNX of a sequence model is refused, naming the module and the formats that take any model', async () => {

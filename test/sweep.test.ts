@@ -120,7 +120,7 @@ test('lth sweep FILE --dry-run --json lists the runs and trains nothing; a bad f
   assert.equal(r.stderr, '');
   const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
   assert.equal(out.reportDir, path.join(runs, `sweep-${out.sweep}`));
-  assert.deepEqual(out.axes, ['rate', 'rewindStep']);
+  assert.deepEqual(out.axes, { rate: [0.2, 0.5], rewindStep: ['0it', '10it'] }, 'the axes and their values, as sweep.json gives them');
   assert.deepEqual(out.runs.map((x: { label: string }) => x.label), ['rate=0.2 rewindStep=0it', 'rate=0.2 rewindStep=10it', 'rate=0.5 rewindStep=0it', 'rate=0.5 rewindStep=10it']);
   for (const x of out.runs) {
     assert.match(x.hash, /^[0-9a-f]{16}$/);

@@ -33,7 +33,7 @@ Usage:
   lth verify  <run-dir> [--repair]
                           check every finished stage's files against the checksums in its
                           done.json; --repair redoes the damaged stages and those after them
-  lth export  <run-dir> --level K --format onnx|safetensors|pt --out FILE
+  lth export  <run-dir> --level K --out FILE [--format onnx|safetensors|pt]
                           one stage's network (the ticket by default) as a standalone model
   lth worker  --queue redis://HOST:PORT --root DIR [--concurrency N]
                           run the stages of lotteries submitted with lth lottery --queue
@@ -288,23 +288,23 @@ const EXPORT_SCHEMA = {
   replicate: { type: 'integer', help: 'the replicate', default: 0 },
   branch: { type: 'string', help: 'the stage\'s branch (main: the winning ticket)', default: 'main' },
   weights: { type: 'string', help: 'final: the trained weights; init: the weights the stage started from (θ0 ⊙ mask for a ticket)', choices: ['final', 'init'], default: 'final' },
-  format: { type: 'string', help: 'onnx (runs in onnxruntime), safetensors, or pt (a PyTorch state dict for torch.load)', choices: ['onnx', 'safetensors', 'pt'] },
+  format: { type: 'string', help: 'onnx (runs in onnxruntime), safetensors, or pt (a PyTorch state dict for torch.load) (default: the one --out ends in: .onnx, .safetensors, .pt or .pth)', choices: ['onnx', 'safetensors', 'pt'] },
   out: { type: 'string', help: 'the file to write (must not exist)' },
   compact: { type: 'boolean', help: 'a structurally pruned stage as the smaller dense network it leaves (loads into a model of the smaller widths)', default: false },
 } as const satisfies Schema;
 
 function cmdExport(argv: string[]): void {
-  const usage = 'Usage: lth export <run-dir> --level K --format onnx|safetensors|pt --out FILE [--replicate R] [--branch B] [--weights final|init] [--compact]';
+  const usage = 'Usage: lth export <run-dir> --level K --out FILE [--format onnx|safetensors|pt] [--replicate R] [--branch B] [--weights final|init] [--compact]';
   const { values, positional, common } = parseArgs(argv, EXPORT_SCHEMA, {}, true);
   if (common.help) {
     console.log(helpText(usage, EXPORT_SCHEMA));
     return;
   }
   if (positional.length !== 1) throw new LthError(`export: expected one run directory, got ${positional.length ? positional.join(' ') : 'none'}`);
-  for (const k of ['level', 'format', 'out'] as const) if (values[k] === undefined) throw new LthError(`export: --${k} is required. ${usage}`);
+  for (const k of ['level', 'out'] as const) if (values[k] === undefined) throw new LthError(`export: --${k} is required. ${usage}`);
   const r = exportStage(positional[0], {
     level: values.level as number, replicate: values.replicate as number, branch: values.branch as string,
-    weights: values.weights as 'final' | 'init', format: values.format as ExportFormat, out: values.out as string, compact: values.compact as boolean,
+    weights: values.weights as 'final' | 'init', format: values.format as ExportFormat | undefined, out: values.out as string, compact: values.compact as boolean,
   });
   if (common.json) printJson(r);
   else console.log(`${r.out}: ${r.model}${r.widths ? ` compacted to widths ${r.widths.join(', ')}` : ''}, ${r.stage}, ${(100 * r.density).toFixed(2)}% of the weights, ${r.bytes} bytes`);

@@ -22,7 +22,8 @@ export interface ExportOptions {
   readonly branch?: string;
   /** The stage's trained weights (default) or the weights it started from (the ticket as θ0 ⊙ mask). */
   readonly weights?: 'final' | 'init';
-  readonly format: ExportFormat;
+  /** Default: the one out's extension names (formatOfFile). */
+  readonly format?: ExportFormat;
   /** The file to write; it must not exist. */
   readonly out: string;
   /**
@@ -44,6 +45,14 @@ export interface ExportResult {
   readonly widths?: readonly number[];
 }
 
+/** The file extensions that name a format. */
+const EXTENSIONS: Readonly<Record<string, ExportFormat>> = { '.onnx': 'onnx', '.safetensors': 'safetensors', '.pt': 'pt', '.pth': 'pt' };
+
+/** The format a file's extension names, if any. */
+export function formatOfFile(file: string): ExportFormat | undefined {
+  return EXTENSIONS[path.extname(file).toLowerCase()];
+}
+
 /**
  * Writes one finished stage of a lottery run as a standalone model: its weights (pruned
  * ones exactly zero) as ONNX (the forward pass in evaluation mode, runnable by
@@ -54,7 +63,11 @@ export interface ExportResult {
 export function exportStage(runDir: string, o: ExportOptions): ExportResult {
   const h = runOf(runDir);
   const replicate = o.replicate ?? 0, branch = o.branch ?? 'main', which = o.weights ?? 'final';
-  if (!EXPORT_FORMATS.includes(o.format)) throw new LthError(`export: --format must be one of ${EXPORT_FORMATS.join(', ')}, got '${o.format}'`);
+  const format = o.format ?? formatOfFile(o.out);
+  if (format === undefined) throw new LthError(`export: give --format (${EXPORT_FORMATS.join(', ')}), or an --out ending in ${Object.keys(EXTENSIONS).join(', ')}`);
+  if (!EXPORT_FORMATS.includes(format)) throw new LthError(`export: --format must be one of ${EXPORT_FORMATS.join(', ')}, got '${format}'`);
+  const named = formatOfFile(o.out);
+  if (named !== undefined && named !== format) throw new LthError(`export: --out ${o.out} ends in ${path.extname(o.out)} (format ${named}), but --format is ${format}; give an --out ending in ${Object.entries(EXTENSIONS).filter(([, f]) => f === format).map(([e]) => e).join(' or ')}, or another --format`);
   if (!Number.isInteger(o.level) || o.level < 0 || o.level > h.levels) throw new LthError(`export: --level must be an integer in [0, ${h.levels}] for this run, got ${o.level}`);
   if (!Number.isInteger(replicate) || replicate < 0 || replicate >= h.replicates) throw new LthError(`export: --replicate must be an integer in [0, ${h.replicates - 1}] for this run, got ${replicate}`);
   if (branch !== 'main' && !h.branches.includes(branch)) throw new LthError(`export: this run has no branch '${branch}' (it has main${h.branches.length ? `, ${h.branches.join(', ')}` : ''})`);
@@ -83,9 +96,9 @@ export function exportStage(runDir: string, o: ExportOptions): ExportResult {
   const stage = stageName(replicate, o.level, branch);
   const source = `${path.basename(path.resolve(runDir))}/${stage} (${which} weights)`;
   let bytes: Uint8Array;
-  if (o.format === 'safetensors') {
+  if (format === 'safetensors') {
     bytes = encodeSafetensors(tensors, { source, model: model.name });
-  } else if (o.format === 'pt') {
+  } else if (format === 'pt') {
     bytes = torchStateDict(tensors, path.basename(o.out).replace(/\.[^.]*$/, '') || 'archive');
   } else {
     const dataset = getDataset(h.training.dataset);

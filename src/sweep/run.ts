@@ -93,12 +93,13 @@ export interface SweepResult {
  * with their plans' sizes and what is already done; reads, writes nothing.
  */
 export function describeSweep(sweep: ResolvedSweep, reportDir = defaultReportDir(sweep), source?: string): {
-  sweep: string; reportDir: string; axes: string[];
+  sweep: string; reportDir: string; axes: Record<string, unknown[]>;
   runs: Array<{ label: string; hash: string; runDir: string; values: Record<string, unknown>; stages: number; done: number }>;
 } {
   checkBudgets(sweep, source ? `sweep: ${source}` : 'sweep');
   return {
-    sweep: sweep.hash, reportDir, axes: sweep.axes,
+    // The axes with their values, as sweep.json gives them.
+    sweep: sweep.hash, reportDir, axes: sweep.axisValues,
     runs: sweep.runs.map((r) => {
       const plan = describePlan(r.hparams);
       return { label: r.label, hash: r.hash, runDir: r.runDir, values: r.values, stages: planLottery(r.hparams).length, done: plan.filter((s) => s.done).length };

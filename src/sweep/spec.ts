@@ -118,7 +118,9 @@ function unknownKey(where: string, key: string): LthError {
 /** A value of the file as resolveLottery takes it (what parseArgs makes of the flag), or an error naming `where`. */
 function coerce(where: string, key: string, v: unknown): Values[string] {
   const f = SCHEMA[key];
-  const bad = (what: string) => new LthError(`${where}: expected ${what}, got ${JSON.stringify(v) ?? String(v)}`);
+  // JSON would write NaN and the infinities (YAML's .nan, .inf) as null.
+  const shown = typeof v === 'number' && !Number.isFinite(v) ? String(v) : JSON.stringify(v) ?? String(v);
+  const bad = (what: string) => new LthError(`${where}: expected ${what}, got ${shown}`);
   if (v === null || v === undefined) throw bad('a value');
   switch (f.type) {
     case 'number':

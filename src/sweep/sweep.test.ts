@@ -67,6 +67,8 @@ test('sweep errors: unknown keys with the known ones, a bad value naming the com
   throwsLth(() => expandSweep({ base, axes: { rewindStep: ['0it', '10bananas'] } }), /run 2 of 2 \(rewindStep=10bananas\): rewindStep: cannot parse '10bananas'/);
   throwsLth(() => expandSweep({ base, axes: { model: ['lenet_300_100', 'lenet'] } }), /run 2 of 2 \(model=lenet\): Unknown model 'lenet'/);
   throwsLth(() => expandSweep({ base, axes: { rate: [0.1, 'lots'] } }), /axes\.rate\[1\]: expected a number, got "lots"/);
+  throwsLth(() => expandSweep({ base, axes: { rate: [0.1, Number.NaN] } }), /axes\.rate\[1\]: expected a number, got NaN/);
+  throwsLth(() => expandSweep({ base, axes: { lr: [Number.POSITIVE_INFINITY] } }), /axes\.lr\[0\]: expected a number, got Infinity/);
   throwsLth(() => expandSweep({ base: { ...base, levels: 'two' }, axes: { rate: [0.1] } }), /base\.levels: expected an integer, got "two"/);
   throwsLth(() => expandSweep({ base, axes: { strategy: ['magnitude_global', 'biggest'] } }), /axes\.strategy\[1\]: expected one of magnitude_layerwise, .*got "biggest"/);
   throwsLth(() => expandSweep({ base, axes: { rate: [] } }), /axes\.rate is empty/);
