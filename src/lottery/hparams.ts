@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { check } from '../core/errors.js';
+import { LthError, check } from '../core/errors.js';
 import { getModel } from '../models/registry.js';
 import { canonical, hashOf, type Schema, type Values } from '../core/hparams.js';
 import { formatStep, parseStep } from '../core/steps.js';
@@ -155,17 +155,31 @@ export function resolveLottery(v: Values): LotteryHparams {
  * written one way ('0ep' and '0it' are both '0it').
  */
 export function runIdentity(h: LotteryHparams): Record<string, unknown> {
-  const step = (s: string) => formatStep(parseStep(s));
+  const t = h.training;
   return identityOf({
     ...h,
     training: {
-      ...h.training, steps: step(h.training.steps), warmupSteps: step(h.training.warmupSteps),
-      lrSchedule: h.training.lrSchedule.startsWith('step:') ? `step:${h.training.lrSchedule.slice(5).split(',').map(step).join(',')}` : h.training.lrSchedule,
+      ...t, steps: oneWay(t.steps), warmupSteps: oneWay(t.warmupSteps),
+      lrSchedule: t.lrSchedule?.startsWith('step:') ? `step:${t.lrSchedule.slice(5).split(',').map(oneWay).join(',')}` : t.lrSchedule,
     },
     rate: h.rate !== undefined && givesModelsRates(h) ? undefined : h.rate,
-    rewindStep: step(h.rewindStep),
-    earlyBird: h.earlyBird && { ...h.earlyBird, every: step(h.earlyBird.every) },
+    rewindStep: oneWay(h.rewindStep),
+    earlyBird: h.earlyBird && { ...h.earlyBird, every: oneWay(h.earlyBird.every) },
   });
+}
+
+/**
+ * A step as formatStep writes it; a value that is not a step is left as it is (runIdentity
+ * also reads the records of runs made by earlier builds, which may lack a field).
+ */
+function oneWay<T extends string | undefined>(s: T): T {
+  if (s === undefined) return s;
+  try {
+    return formatStep(parseStep(s)) as T;
+  } catch (e) {
+    if (!(e instanceof LthError)) throw e;
+    return s;
+  }
 }
 
 /**

@@ -148,6 +148,9 @@ test('run hash: a value that means the default, or one step written two ways, na
   assert.equal(runHash(resolveLottery({ rewindStep: '1ep0it' })), runHash(resolveLottery({ rewindStep: '1ep' })));
   assert.equal(runHash(resolveLottery({ steps: '0050it' })), runHash(resolveLottery({ steps: '50it' })));
   assert.notEqual(runHash(resolveLottery({ rewindStep: '1ep' })), runHash(resolveLottery({ rewindStep: '600it' })), 'an epoch is not a fixed number of iterations');
+  // The record of a run made before schedules existed has neither field.
+  const { warmupSteps: _w, lrSchedule: _s, ...older } = resolveLottery({}).training;
+  assert.equal(runHash({ ...resolveLottery({}), training: older as ReturnType<typeof resolveLottery>['training'] }), base);
 });
 
 test('a run an older version named by its values as spelled keeps its name, and is resumed, not made again', () => {
