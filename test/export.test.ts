@@ -94,6 +94,7 @@ test('safetensors export, and the mistakes a user can make', () => {
   assert.throws(() => exportStage(runDir, { level: 2, format: 'onnx', out: path.join(tmp(), 'a.onnx') }), /--level must be an integer in \[0, 1\] for this run, got 2/);
   assert.throws(() => exportStage(runDir, { level: 1, branch: 'reinit', format: 'onnx', out: path.join(tmp(), 'a.onnx') }), /this run has no branch 'reinit' \(it has main, small_dense\)/);
   assert.throws(() => exportStage(tmp(), { level: 1, format: 'onnx', out: path.join(tmp(), 'a.onnx') }), /is not a lottery run directory/);
+  assert.throws(() => exportStage(stageDir(runDir, 0, 1, 'main'), { level: 1, out: path.join(tmp(), 'a.onnx') }), { name: 'LthError', message: /level_1\/main is inside the lottery run .*: give the run directory itself/ });
   // The format from the file's extension, and an extension that names another format refused.
   const byName = path.join(tmp(), 'ticket.SafeTensors');
   exportStage(runDir, { level: 1, weights: 'init', out: byName });

@@ -84,3 +84,44 @@ export function stableStringify(obj: unknown): string {
   }
   return JSON.stringify(obj);
 }
+
+/**
+ * Values given to a library call (resolveTraining, resolveLottery) as its schema reads
+ * them: an unknown key is an error naming the nearest known one (a typo would otherwise
+ * silently leave that hyperparameter at its default), and a list may be given as one
+ * comma-separated string, as on the command line.
+ */
+export function schemaValues(v: Values, schema: Schema, what: string): Values {
+  const out: Values = {};
+  for (const [k, x] of Object.entries(v)) {
+    const field = schema[k];
+    if (!field) {
+      if (x === undefined) continue;
+      const near = nearestKey(k, schema);
+      throw new LthError(`${what}: unknown hyperparameter '${k}'${near ? ` (did you mean '${near}'?)` : ''}. Known: ${Object.keys(schema).join(', ')}`);
+    }
+    if (field.type === 'list' && typeof x === 'string') out[k] = x.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    else if (field.type === 'list' && x !== undefined && !(Array.isArray(x) && x.every((e) => typeof e === 'string'))) {
+      throw new LthError(`${what}: ${k} must be a list of strings (or one comma-separated string), got ${JSON.stringify(x)}`);
+    } else out[k] = x;
+  }
+  return out;
+}
+
+/** The schema key a mistyped key most likely meant: the same but for case, dashes and underscores, or its flag name, or at most two letters off. */
+function nearestKey(key: string, schema: Schema): string | undefined {
+  const plain = (s: string) => s.toLowerCase().replace(/[-_]/g, '');
+  const names = (k: string) => [k, flagName(k, schema[k]), ...(schema[k].aliases ?? [])].map(plain);
+  const keys = Object.keys(schema);
+  return keys.find((k) => names(k).includes(plain(key))) ?? keys.find((k) => names(k).some((n) => editDistance(n, plain(key)) <= 2));
+}
+
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length];
+}

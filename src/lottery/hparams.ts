@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { LthError, check } from '../core/errors.js';
 import { getModel } from '../models/registry.js';
-import { canonical, hashOf, type Schema, type Values } from '../core/hparams.js';
+import { canonical, hashOf, schemaValues, type Schema, type Values } from '../core/hparams.js';
 import { formatStep, parseStep } from '../core/steps.js';
 import { getStrategy, strategyNames } from '../pruning/registry.js';
 import { checkStructured } from '../pruning/units.js';
@@ -64,7 +64,8 @@ export interface LotteryHparams {
 }
 
 /** Checks every value before any work starts. */
-export function resolveLottery(v: Values): LotteryHparams {
+export function resolveLottery(given: Values): LotteryHparams {
+  const v = schemaValues(given, LOTTERY_SCHEMA, 'resolveLottery');
   const trainingValues: Values = {};
   for (const k of Object.keys(TRAINING_SCHEMA)) trainingValues[k] = v[k];
   const training = resolveTraining(trainingValues);

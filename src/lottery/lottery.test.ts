@@ -178,6 +178,12 @@ test('a run an older version named by its values as spelled keeps its name, and 
 test('bad lottery hyperparameters are clear errors before any work starts', () => {
   const root = tmp();
   assert.throws(() => resolveLottery({ rate: 0 }), /--rate must be in \(0, 1\), got 0/);
+  // A library caller's typo is an error, not a silent default (the CLI refuses unknown flags itself).
+  assert.throws(() => resolveLottery({ stepz: '20it' }), { name: 'LthError', message: /resolveLottery: unknown hyperparameter 'stepz' \(did you mean 'steps'\?\)/ });
+  assert.throws(() => resolveLottery({ batch_size: 10 }), /unknown hyperparameter 'batch_size' \(did you mean 'batchSize'\?\)/);
+  assert.throws(() => resolveLottery({ 'rewind-step': '1ep' }), /unknown hyperparameter 'rewind-step' \(did you mean 'rewindStep'\?\)/);
+  assert.throws(() => resolveLottery({ branches: 5 as unknown as string[] }), /branches must be a list of strings \(or one comma-separated string\), got 5/);
+  assert.deepEqual(resolveLottery({ branches: 'reinit, random_prune' as unknown as string[] }).branches, ['reinit', 'random_prune'], 'a list as one string, as on the command line');
   assert.throws(() => resolveLottery({ rate: 1 }), /--rate must be in \(0, 1\), got 1/);
   assert.throws(() => resolveLottery({ levels: -1 }), /--levels must be a non-negative integer, got -1/);
   assert.throws(() => resolveLottery({ oneShot: true }), /--one-shot needs --density/);

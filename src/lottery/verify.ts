@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LthError } from '../core/errors.js';
 import { readStoreJson } from '../store/atomic.js';
-import { FILES, readDone, verifyStage } from '../store/layout.js';
+import { FILES, notInsideRun, readDone, verifyStage } from '../store/layout.js';
 import { lockRun } from '../store/run-lock.js';
 import { hashOf } from '../core/hparams.js';
 import { runHash, runIdentity, spelledRunIdentity, type LotteryHparams } from './hparams.js';
@@ -20,6 +20,7 @@ export interface StageCheck {
 /** The hyperparameters a run directory was made with (its hparams.json), its root being where it is now. */
 export function runOf(runDir: string): LotteryHparams {
   const file = path.join(runDir, FILES.hparams);
+  notInsideRun(runDir);
   if (!fs.existsSync(file)) throw new LthError(`${runDir} is not a lottery run directory (expected ${FILES.hparams} in it; run directories are <root>/<hash>, see 'lth ls')`);
   const hp = readStoreJson<{ resolved?: LotteryHparams }>(file);
   if (!hp.resolved || typeof hp.resolved.levels !== 'number') throw new LthError(`${file} is not a lottery run's hyperparameters`);

@@ -45,6 +45,17 @@ export function buildModule(desc: ModuleDesc): Module {
   return make(desc);
 }
 
+/** The module types in a description that buildModule cannot rebuild (a user's own modules), each once. */
+export function unknownModuleTypes(desc: ModuleDesc): string[] {
+  const found = new Set<string>();
+  const walk = (d: ModuleDesc) => {
+    if (!MODULE_TYPES[d.type]) found.add(d.type);
+    if (Array.isArray(d.layers)) for (const entry of d.layers as unknown[]) if (Array.isArray(entry) && entry[1]) walk(entry[1] as ModuleDesc);
+  };
+  walk(desc);
+  return [...found];
+}
+
 /** The model a description of a Model describes. */
 export function buildModel(desc: ModuleDesc): Model {
   const m = buildModule(desc);

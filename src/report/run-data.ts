@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LthError } from '../core/errors.js';
 import { readJson } from '../store/atomic.js';
-import { FILES, readDone, readMetrics, stageDir, stagePath, type StageName, type StageResult } from '../store/layout.js';
+import { FILES, notInsideRun, readDone, readMetrics, stageDir, stagePath, type StageName, type StageResult } from '../store/layout.js';
 import { loadSafetensors } from '../store/safetensors.js';
 import { buildSummary, type LotterySummary } from '../store/summary.js';
 
@@ -337,6 +337,7 @@ function loadCurves(dir: string, replicates: number, levels: number, stages: Sta
 export function loadRun(dir: string): RunData {
   const hpFile = path.join(dir, FILES.hparams);
   if (!fs.existsSync(dir)) throw new LthError(`report: run directory ${dir} does not exist`);
+  notInsideRun(dir, 'report: ');
   if (!fs.existsSync(hpFile)) throw new LthError(`report: ${dir} is not a lottery run directory (expected ${FILES.hparams} in it; run directories are <root>/<hash>, see 'lth ls')`);
   let hparams: RunHparams;
   try {

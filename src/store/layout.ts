@@ -155,3 +155,19 @@ export function listStages(runDir: string): StageResult[] {
   }
   return out;
 }
+
+/** The run directory a stage's directory (replicate_<r>/level_<k>/<branch>) or one of its parents lies in, if dir is one of those. */
+function enclosingRun(dir: string): string | null {
+  const parts = path.resolve(dir).split(path.sep);
+  let at = -1;
+  for (let i = Math.max(1, parts.length - 3); i < parts.length; i++) if (/^replicate_\d+$/.test(parts[i])) at = i;
+  if (at < 1) return null;
+  const run = parts.slice(0, at).join(path.sep) || path.sep;
+  return fs.existsSync(path.join(run, FILES.hparams)) ? path.relative(process.cwd(), run) || '.' : null;
+}
+
+/** That dir is not a stage directory of a run (or a replicate's or level's): an LthError naming the run to give instead, `what` prefixed. */
+export function notInsideRun(dir: string, what = ''): void {
+  const run = enclosingRun(dir);
+  if (run) throw new LthError(`${what}${dir} is inside the lottery run ${run}: give the run directory itself`);
+}

@@ -71,5 +71,12 @@ export function saveSafetensors(file: string, tensors: ReadonlyMap<string, Named
 }
 
 export function loadSafetensors(file: string): Map<string, NamedTensor> {
-  return decodeSafetensors(fs.readFileSync(file), file);
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new LthError(err.code === 'ENOENT' ? `${file} does not exist` : `cannot read ${file} (${err.code ?? err.message})`);
+  }
+  return decodeSafetensors(bytes, file);
 }

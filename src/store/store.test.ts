@@ -30,4 +30,7 @@ test('safetensors: corrupt files are clear errors', () => {
   assert.throws(() => decodeSafetensors(buf.subarray(0, 4), 'f'), /f: truncated/);
   assert.throws(() => decodeSafetensors(buf.subarray(0, 20), 'f'), /header length \d+ runs past the end/);
   assert.throws(() => decodeSafetensors(buf.subarray(0, buf.length - 4), 'f'), /tensor 'w' has bad offsets/);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lth-st-'));
+  assert.throws(() => loadSafetensors(path.join(dir, 'none.safetensors')), { name: 'LthError', message: /none\.safetensors does not exist/ });
+  assert.throws(() => loadSafetensors(dir), { name: 'LthError', message: /cannot read .* \(EISDIR\)/ });
 });

@@ -5,6 +5,9 @@ import { Rng } from '../core/rng.js';
 import { getDataset } from '../data/registry.js';
 import { getModel } from '../models/registry.js';
 import { Model } from '../nn/model.js';
+import { Module, type ModuleDesc } from '../nn/module.js';
+import { relu } from '../tensor/ops.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { train, type TrainOptions } from './train.js';
 
 const data = getDataset('mnist').load(undefined, 0);
@@ -44,6 +47,27 @@ test('a model that is in no registry is evaluated in the background from its des
   const sync = train({ ...options(false, 1, again), iterations: 4 });
   assert.equal(bg.backgroundEval, true);
   assert.deepEqual(bg.curve, sync.curve);
+});
+
+/** A module type of a user's own, which buildModule cannot rebuild in the evaluation thread. */
+class MyRelu extends Module {
+  forward(x: Tensor): Tensor {
+    return relu(x);
+  }
+
+  describe(): ModuleDesc {
+    return { type: 'my_relu' };
+  }
+}
+
+test('a model with a module type of the user\'s own is evaluated in the training thread by default; asking for the background says why not', () => {
+  const withOwn = () => new Model('clipped', [['clip', new MyRelu()], ...getModel('lenet_300_100').build().namedChildren()]);
+  const r = train({ ...options(undefined, 1, withOwn()), iterations: 40 });
+  assert.equal(r.backgroundEval, false);
+  assert.equal(r.curve.length, 21);
+  assert.deepEqual(r.curve, train({ ...options(false, 1, withOwn()), iterations: 40 }).curve);
+  assert.throws(() => train({ ...options(true, 1, withOwn()), iterations: 4 }),
+    { name: 'LthError', message: /backgroundEval rebuilds the model in a second thread from its description, and lth cannot rebuild module type 'my_relu'; leave backgroundEval unset or false/ });
 });
 
 test('by default, evaluation goes to the background only when the program does not use every core itself', () => {

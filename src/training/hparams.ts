@@ -1,5 +1,5 @@
 import { check } from '../core/errors.js';
-import type { Schema, Values } from '../core/hparams.js';
+import { schemaValues, type Schema, type Values } from '../core/hparams.js';
 import { parseStep } from '../core/steps.js';
 import { AUGMENTATIONS, augmentationFor, type Augmentation, type AugmentationName } from '../data/augment.js';
 import { getDataset } from '../data/registry.js';
@@ -45,7 +45,8 @@ export interface TrainingHparams {
 }
 
 /** Fills model defaults in and checks every value before any work starts. */
-export function resolveTraining(v: Values): TrainingHparams {
+export function resolveTraining(given: Values): TrainingHparams {
+  const v = schemaValues(given, TRAINING_SCHEMA, 'resolveTraining');
   const spec = getModel(String(v.model ?? TRAINING_SCHEMA.model.default));
   const d = spec.training;
   const optimizer = (v.optimizer ?? d.optimizer) as 'adam' | 'sgd';

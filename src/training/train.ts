@@ -5,7 +5,7 @@ import type { Dataset, Splits } from '../data/dataset.js';
 import type { Model, StateDict } from '../nn/model.js';
 import type { OptimizerSettings } from '../nn/optim.js';
 import { AugmentedEpoch, type Augmentation } from '../data/augment.js';
-import { buildModel } from '../nn/build.js';
+import { buildModel, unknownModuleTypes } from '../nn/build.js';
 import { maskDensities, stepFlops, weightMacs, type StepFlops } from '../nn/flops.js';
 import { compileProgram, withMasks } from '../program/compile.js';
 import type { Program, ProgramKind } from '../program/program.js';
@@ -154,7 +154,11 @@ export function train(opts: TrainOptions): TrainResult {
   // From the start of the schedule, resumed or not: the same choice as an uninterrupted run.
   const points = Math.floor(iterations / evalEvery) - Math.floor(startAt / evalEvery) + (iterations % evalEvery ? 2 : 1);
   // The evaluation thread compiles the masks it starts with: not for masks that change.
-  const inBackground = !maskSchedule?.changesMasks && (opts.backgroundEval ?? (BackgroundEvaluator.worthwhile(points, context) && program.parallelEval));
+  // The evaluation thread rebuilds the model from its description: not one with a user's own module types.
+  const unknown = unknownModuleTypes(model.describe());
+  check(opts.backgroundEval !== true || unknown.length === 0,
+    () => `train: backgroundEval rebuilds the model in a second thread from its description, and lth cannot rebuild module type ${unknown.map((u) => `'${u}'`).join(', ')}; leave backgroundEval unset or false`);
+  const inBackground = !maskSchedule?.changesMasks && unknown.length === 0 && (opts.backgroundEval ?? (BackgroundEvaluator.worthwhile(points, context) && program.parallelEval));
 
   const checkpoints = opts.checkpoints;
   const resume = checkpoints?.resume;
