@@ -24,12 +24,12 @@ export function countOnes(m: Float32Array): number {
 }
 
 /** Remaining entries per layer. */
-export function layerCounts(mask: Mask): Map<string, number> {
+export function layerCounts(mask: ReadonlyMap<string, Float32Array>): Map<string, number> {
   return new Map([...mask].map(([n, m]) => [n, countOnes(m)]));
 }
 
 /** Fraction of all prunable weights still remaining. */
-export function density(mask: Mask): number {
+export function density(mask: ReadonlyMap<string, Float32Array>): number {
   let kept = 0, total = 0;
   for (const m of mask.values()) {
     kept += countOnes(m);
