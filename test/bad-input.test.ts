@@ -10,6 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { killLthWhen } from '../src/cli/testing.js';
 
@@ -128,10 +129,40 @@ test('data: a label outside the classes', () => {
   const dir = idxDir((f) => { f['t10k-labels-idx1-ubyte'][8 + 3] = 12; });
   fails(['train', '--data-dir', dir], /t10k-labels-idx1-ubyte': label 12 at index 3 is outside \[0, 10\)/);
 });
-test('data: a gzipped file that is not gzip', () => {
+test('data: compression is read from the bytes, not the name; a damaged gzip file is an error', () => {
+  // A .gz file a browser inflated, and a gzip file without .gz, both load.
   const dir = idxDir(() => {});
   fs.renameSync(path.join(dir, 'train-images-idx3-ubyte'), path.join(dir, 'train-images-idx3-ubyte.gz'));
-  fails(['train', '--data-dir', dir], /IDX file '.*train-images-idx3-ubyte.gz' is not valid gzip/);
+  fs.writeFileSync(path.join(dir, 't10k-images-idx3-ubyte'), zlib.gzipSync(fs.readFileSync(path.join(dir, 't10k-images-idx3-ubyte'))));
+  const r = lth(['train', '--data-dir', dir, '--steps', '2it', '--batch-size', '5', '--eval-every', '1', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const gz = zlib.gzipSync(fs.readFileSync(path.join(dir, 'train-images-idx3-ubyte.gz')));
+  fs.writeFileSync(path.join(dir, 'train-images-idx3-ubyte.gz'), gz.subarray(0, gz.length / 2));
+  fails(['train', '--data-dir', dir], /IDX file '.*train-images-idx3-ubyte.gz' is gzip-compressed but cannot be inflated/);
+});
+test('data: a data directory that is a file, or that cannot be read, says so', () => {
+  const file = path.join(tmp(), 'not-a-dir');
+  fs.writeFileSync(file, 'x');
+  fails(['train', '--data-dir', file], /mnist: data directory '.*not-a-dir' is not a directory/);
+  fails(['train', '--model', 'conv2', '--data-dir', file], /cifar10: data directory '.*not-a-dir' is not a directory/);
+  const closed = idxDir(() => {});
+  fs.chmodSync(closed, 0o700);
+  if (asUnprivileged.uid !== undefined || process.getuid?.() !== 0) {
+    fails(['train', '--data-dir', closed], /mnist: data directory '.*' cannot be read \(EACCES\)/, 2, {}, asUnprivileged);
+  }
+});
+test('data: too few training examples for a validation split, or for the batch size', () => {
+  const one = idxDir((f) => {
+    f['train-images-idx3-ubyte'] = Buffer.concat([Buffer.from([0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 28, 0, 0, 0, 28]), Buffer.alloc(784)]);
+    f['train-labels-idx1-ubyte'] = Buffer.from([0, 0, 8, 1, 0, 0, 0, 1, 3]);
+  });
+  fails(['train', '--data-dir', one], /mnist: 1 training example; a validation split needs at least 2/);
+  fails(['train', '--data-dir', idxDir(() => {})], /--batch-size 60 is more than the 10 training examples of mnist \(after 10 went to validation\)/);
+});
+test('data: CIFAR-10\'s python version is named as such', () => {
+  const dir = tmp();
+  fs.mkdirSync(path.join(dir, 'cifar-10-batches-py'));
+  fails(['train', '--model', 'conv2', '--data-dir', dir], /cifar10: '.*' holds CIFAR-10's python version \(pickled batches\); lth reads the binary version/);
 });
 test('data: a CIFAR-10 file that is not whole records', () => {
   const dir = tmp();

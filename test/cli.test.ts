@@ -49,6 +49,7 @@ test('user mistakes: clear message, non-zero exit, no stack trace', () => {
     [['frobnicate'], /unknown command 'frobnicate'/],
     [['train', '--sparse', 'maybe'], /--sparse: expected one of auto, on, off, got 'maybe'/],
     [['train', '--threads', '0'], /--threads must be an integer from 1 to 256, got '0'/],
+    [['stability', '--eval-every', '5'], /--eval-every: lth stability evaluates the two trained copies and the path between them only/],
     [['lottery', '--branches', 'reinit,inverse', '--dry-run'], /--branches: unknown branch 'inverse'. Known: reinit, random_prune, reinit_sign, shuffle, finetune, lr_rewind, invert, small_dense, stability, rigl, set/],
     // A dry run makes the checks that need the data set's size too.
     [['lottery', '--steps', '100it', '--rewind-step', '100it', '--dry-run'], /--rewind-step 100it \(100 iterations\) must be before the end of the training budget 100it \(100 iterations\)/],
@@ -140,6 +141,22 @@ test('SIGINT stops a lottery run at a safe point with a one-line message; the sa
   const resumed = lth([...args, '--root', root, '--json']);
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.equal(lastJson(resumed.stdout).complete, true);
+});
+
+test('SIGINT stops lth train with a message that promises no resume: a training has no stages to keep', async () => {
+  const child = spawn(process.execPath, [cli, 'train', '--steps', '50000it', '--eval-every', '1000'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '', asked = false;
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    // The first line comes before the data loads and the stop handler is in place.
+    if (stderr.includes('lth train:') && !asked) {
+      asked = true;
+      setTimeout(() => child.kill('SIGINT'), 2000);
+    }
+  });
+  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  assert.equal(code, 130, stderr);
+  assert.match(stderr, /^lth: stopped by SIGINT at a safe point; lth train keeps nothing of an unfinished training \(lth lottery keeps and resumes its stages\)$/m);
 });
 
 test('the machine\'s failures are clear errors with status 3 and no stack: a file in place of a directory', () => {

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LthError, Stopped } from '../core/errors.js';
 import { LTH_VERSION } from '../core/version.js';
+import { parseStep, stepToIterations } from '../core/steps.js';
 import { watchStop } from '../backend/index.js';
 import type { Schema } from '../core/hparams.js';
 import { TRAINING_SCHEMA, resolveTraining } from '../training/hparams.js';
@@ -75,14 +76,21 @@ function cmdTrain(argv: string[]): void {
   const sparsely = sparse ? `, ${sparse.method} at density ${sparse.density} (${sparse.densityRule}, update every ${sparse.updateEvery} it, drop fraction ${sparse.dropFraction} to ${sparse.updateEnd} of the budget)` : '';
   progress.log(`lth train: ${h.model} on ${h.dataset}, ${h.steps}, batch ${h.batchSize}, ${h.optimizer} lr ${h.lr}, seed ${h.seed}${sparsely}, ${describeContext(context)}`);
   const started = Date.now();
-  const result = runTraining(h, {
-    out, context, stopRequested: watchStop(), ...(sparse ? { sparse: sparseTrainingSetup(sparse, h.seed, context) } : {}),
-    onEval: (p, total) => {
-      const elapsed = (Date.now() - started) / 1000;
-      const eta = p.iteration > 0 ? (elapsed / p.iteration) * (total - p.iteration) : NaN;
-      progress.update(`${bar(p.iteration / total)} it ${p.iteration}/${total}  val loss ${p.valLoss.toFixed(4)}  val acc ${(100 * p.valAccuracy).toFixed(2)}%  test acc ${(100 * p.testAccuracy).toFixed(2)}%  ETA ${formatEta(eta)}`, p.iteration === total);
-    },
-  });
+  let result: ReturnType<typeof runTraining>;
+  try {
+    result = runTraining(h, {
+      out, context, stopRequested: watchStop(), ...(sparse ? { sparse: sparseTrainingSetup(sparse, h.seed, context) } : {}),
+      onEval: (p, total) => {
+        const elapsed = (Date.now() - started) / 1000;
+        const eta = p.iteration > 0 ? (elapsed / p.iteration) * (total - p.iteration) : NaN;
+        progress.update(`${bar(p.iteration / total)} it ${p.iteration}/${total}  val loss ${p.valLoss.toFixed(4)}  val acc ${(100 * p.valAccuracy).toFixed(2)}%  test acc ${(100 * p.testAccuracy).toFixed(2)}%  ETA ${formatEta(eta)}`, p.iteration === total);
+      },
+    });
+  } catch (e) {
+    // lth train has no stages: nothing of the stopped training is kept.
+    if (e instanceof Stopped) throw new Stopped(e.reason, 'lth train keeps nothing of an unfinished training (lth lottery keeps and resumes its stages)');
+    throw e;
+  }
   const { curve, ...summary } = result;
   if (common.json) {
     printJson(summary);
@@ -212,7 +220,7 @@ function cmdLs(argv: string[]): void {
 
 const STABILITY_EXTRA = {
   rewindStep: { type: 'string', help: "where both copies start: '0it' (θ0) or a step of one training run", default: '0it' },
-  points: { type: 'integer', help: 'points on the straight line between the two trained copies, ends included', default: 11 },
+  points: { type: 'integer', help: 'points on the straight line between the two trained copies, ends included (3 to 1001)', default: 11 },
   ...SETTINGS_SCHEMA,
 } as const satisfies Schema;
 
@@ -226,10 +234,11 @@ function cmdStability(argv: string[]): void {
   const points = Number(values.points ?? STABILITY_EXTRA.points.default);
   delete values.rewindStep;
   delete values.points;
+  if (values.evalEvery !== undefined) throw new LthError('--eval-every: lth stability evaluates the two trained copies and the path between them only (--points sets how many)');
   const context = contextFrom(values);
   const h = resolveTraining(values);
   const progress = new Progress(common.json);
-  progress.log(`lth stability: ${h.model} on ${h.dataset}, ${h.steps}, two copies from ${rewindStep === '0it' ? 'θ0' : `step ${rewindStep}`}, ${describeContext(context)}`);
+  progress.log(`lth stability: ${h.model} on ${h.dataset}, ${h.steps}, two copies from ${stepToIterations(parseStep(rewindStep, '--rewind-step'), 1) === 0 ? 'θ0' : `step ${rewindStep}`}, ${describeContext(context)}`);
   const r = runStability({ training: h, rewindStep, points, context, onProgress: (what) => progress.log(what) });
   if (common.json) {
     printJson(r);

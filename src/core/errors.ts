@@ -20,8 +20,8 @@ export function check(condition: unknown, message: string | (() => string)): ass
  * is lost, and the same command resumes it. The CLI prints the message and exits with 130.
  */
 export class Stopped extends LthError {
-  constructor(readonly reason: string) {
-    super(`stopped by ${reason} at a safe point; every finished stage is kept: run the same command again to resume`);
+  constructor(readonly reason: string, kept = 'every finished stage is kept: run the same command again to resume') {
+    super(`stopped by ${reason} at a safe point; ${kept}`);
     this.name = 'Stopped';
   }
 }

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LthError } from '../core/errors.js';
-import { Dataset, labelArray, sampleArray, splitValidation } from './dataset.js';
+import { Dataset, checkDataDir, labelArray, sampleArray, splitValidation } from './dataset.js';
 import type { DatasetSpec } from './spec.js';
 
 /** One CIFAR-10 binary record: a label byte, then 3×32×32 pixel bytes (R plane, G plane, B plane). */
@@ -49,6 +49,7 @@ export function readCifarFiles(files: string[]): Dataset {
 
 /** The directory holding the .bin files: `dir` itself or its `cifar-10-batches-bin` subdirectory. */
 export function cifarDir(dir: string, howToGet: string): string {
+  checkDataDir('cifar10', dir, howToGet);
   for (const d of [dir, path.join(dir, 'cifar-10-batches-bin')]) {
     if (fs.existsSync(path.join(d, CIFAR_TEST_FILE))) {
       const missing = CIFAR_TRAIN_FILES.filter((f) => !fs.existsSync(path.join(d, f)));
@@ -56,7 +57,9 @@ export function cifarDir(dir: string, howToGet: string): string {
       return d;
     }
   }
-  if (!fs.existsSync(dir)) throw new LthError(`cifar10: data directory '${dir}' does not exist. ${howToGet}`);
+  if (fs.existsSync(path.join(dir, 'cifar-10-batches-py')) || fs.existsSync(path.join(dir, 'test_batch'))) {
+    throw new LthError(`cifar10: '${dir}' holds CIFAR-10's python version (pickled batches); lth reads the binary version. ${howToGet}`);
+  }
   throw new LthError(`cifar10: '${dir}' has no ${CIFAR_TEST_FILE} (nor a cifar-10-batches-bin/ with it). ${howToGet}`);
 }
 

@@ -1,5 +1,6 @@
+import fs from 'node:fs';
 import { getBackend } from '../backend/index.js';
-import { check } from '../core/errors.js';
+import { LthError, check } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 
 /**
@@ -119,6 +120,7 @@ export class ByteSamples implements Samples {
  * 'split' stream of `seed`), as the paper does: MNIST 55,000/5,000, CIFAR 45,000/5,000.
  */
 export function splitValidation(name: string, trainAll: Samples, test: Dataset, validationSize: number, seed: number): Splits {
+  check(trainAll.length >= 2, `${name}: ${trainAll.length} training example${trainAll.length === 1 ? '' : 's'}; a validation split needs at least 2`);
   check(validationSize > 0 && validationSize < trainAll.length,
     `${name}: validation size ${validationSize} must be between 1 and ${trainAll.length - 1}`);
   const perm = new Rng(seed, 'split').permutation(trainAll.length);
@@ -147,4 +149,21 @@ export function labelArray(n: number): Int32Array {
 /** Bytes 0..255 -> (x/255 - mean) / std, computed in double and rounded once to float32. */
 export function normalizationTable(mean: number, std: number): Float32Array {
   return new Float32Array(256).map((_, b) => (b / 255 - mean) / std);
+}
+
+/** That `dir`, a data set's --data-dir, is a directory lth can read: an LthError naming what is wrong otherwise. */
+export function checkDataDir(name: string, dir: string, howToGet: string): void {
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new LthError(code === 'ENOENT' ? `${name}: data directory '${dir}' does not exist. ${howToGet}` : `${name}: data directory '${dir}' cannot be read (${code})`);
+  }
+  if (!stat.isDirectory()) throw new LthError(`${name}: data directory '${dir}' is not a directory (give the directory that holds the files). ${howToGet}`);
+  try {
+    fs.accessSync(dir, fs.constants.R_OK | fs.constants.X_OK);
+  } catch (e) {
+    throw new LthError(`${name}: data directory '${dir}' cannot be read (${(e as NodeJS.ErrnoException).code})`);
+  }
 }

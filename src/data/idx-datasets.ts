@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { LthError } from '../core/errors.js';
-import { ByteSamples, labelArray, splitValidation } from './dataset.js';
+import { ByteSamples, checkDataDir, labelArray, splitValidation } from './dataset.js';
 import { readIdx } from './idx.js';
 import type { DatasetSpec } from './spec.js';
 
@@ -62,7 +62,7 @@ function idxDataset(name: keyof typeof NORMALIZATION, description: string, defau
     load(dataDir, seed) {
       const dir = dataDir ?? defaultDir();
       if (!dir) throw new LthError(`${name}: no data directory; pass --data-dir DIR. ${howToGet}`);
-      if (!fs.existsSync(dir)) throw new LthError(`${name}: data directory '${dir}' does not exist. ${howToGet}`);
+      checkDataDir(name, dir, howToGet);
       const f = (base: string) => findFile(dir, base, name, howToGet);
       const trainAll = readIdxPair(f(IDX_FILES.trainImages), f(IDX_FILES.trainLabels), 10, mean, std, 28, 28);
       const test = readIdxPair(f(IDX_FILES.testImages), f(IDX_FILES.testLabels), 10, mean, std, 28, 28).all();

@@ -10,7 +10,8 @@ export interface IdxArray {
 
 /**
  * Parses an IDX file of unsigned bytes (type code 0x08): magic 0x0000 08 <rank>,
- * then `rank` big-endian uint32 dimensions, then the data. `.gz` files are inflated.
+ * then `rank` big-endian uint32 dimensions, then the data. Gzip-compressed files are inflated
+ * (whatever their name).
  * `expectRank` guards against swapping image and label files.
  */
 export function readIdx(file: string, expectRank?: number): IdxArray {
@@ -20,11 +21,12 @@ export function readIdx(file: string, expectRank?: number): IdxArray {
   } catch (e) {
     throw new LthError(`IDX file '${file}' cannot be read: ${(e as Error).message}`);
   }
-  if (file.endsWith('.gz')) {
+  // By content, not by name: a browser may have inflated a .gz file and kept its name.
+  if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) {
     try {
       buf = zlib.gunzipSync(buf);
     } catch (e) {
-      throw new LthError(`IDX file '${file}' is not valid gzip: ${(e as Error).message}`);
+      throw new LthError(`IDX file '${file}' is gzip-compressed but cannot be inflated: ${(e as Error).message}`);
     }
   }
   return parseIdx(buf, file, expectRank);

@@ -10,7 +10,7 @@ import { lrSchedule } from './schedule.js';
 export const TRAINING_SCHEMA = {
   model: { type: 'string', help: `model name (${modelNames().join(', ')})`, default: 'lenet_300_100' },
   dataset: { type: 'string', help: "data set (default: the model's, e.g. mnist for lenet_300_100)" },
-  dataDir: { type: 'string', help: 'directory with the data set files (default: MNIST embedded)' },
+  dataDir: { type: 'string', help: "directory with the data set's files (default: the data set's own: mnist, spam, moby_dick and sensor are embedded, fashion_mnist is read from /usr/share/datasets/fashion-mnist, cifar10 has none)" },
   steps: { type: 'string', help: "training budget, e.g. 50000it, 40ep, 2ep100it (default: the model's)" },
   batchSize: { type: 'integer', help: "minibatch size (default: the model's, 60 in the paper)" },
   optimizer: { type: 'string', help: "adam or sgd (default: the model's)", choices: ['adam', 'sgd'] },

@@ -131,8 +131,9 @@ export function train(opts: TrainOptions): TrainResult {
   const startAt = opts.startAt ?? 0;
   check(Number.isInteger(startAt) && startAt >= 0 && startAt <= iterations, `train: start iteration must be an integer in [0, ${iterations}], got ${startAt}`);
   const schedule = opts.schedule ?? { lrAt: () => opts.optimizer.lr, nextChange: () => Infinity };
-  check(Number.isInteger(batchSize) && batchSize >= 1 && batchSize <= data.train.length,
-    `train: batch size must be an integer in [1, ${data.train.length}], got ${batchSize}`);
+  check(Number.isInteger(batchSize) && batchSize >= 1, `train: batch size must be a positive integer, got ${batchSize}`);
+  check(batchSize <= data.train.length,
+    `--batch-size ${batchSize} is more than the ${data.train.length} training examples of ${data.name} (after ${data.validation.length} went to validation)`);
   check(Number.isInteger(evalEvery) && evalEvery >= 1, `train: eval-every must be a positive integer, got ${evalEvery}`);
   const started = performance.now();
   const context = opts.context ?? activeContext();
