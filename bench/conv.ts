@@ -26,13 +26,15 @@
  * share, one round's ratio moves with the minute.
  *
  * --levels 0,10 times, instead, the step of the graph program that training runs at those
- * IMP levels (Conv-2/4/6): each prunable weight masked at its level density (1 - rate)^N
- * with the model's per-layer rates (conv, fc, the output layer at half the fc rate),
- * positions drawn at random (seeded); the levels' steps are interleaved (step r of every
- * level, then r + 1) and each level's median is compared with the first level's. --sparse
- * (auto, on, off) chooses which masked layers run on sparse kernels, as in training.
- * --fc-share also times the fully connected layers alone (their forward, backward and
- * Adam, on the flattened features; dense, as at level 0) as a share of the first level's step.
+ * IMP levels: each prunable weight masked at its level density (1 - rate)^N with the
+ * model's per-layer rates (Conv-2/4/6: conv, fc, the output layer at half the fc rate; the
+ * ResNets and VGGs: global pruning's 20% a level spread evenly over every layer but the
+ * output layer it leaves alone), positions drawn at random (seeded); the levels' steps are
+ * interleaved (step r of every level, then r + 1) and each level's median is compared with
+ * the first level's. --sparse (auto, on, off) chooses which masked layers run on sparse
+ * kernels, as in training. --fc-share (Conv-2/4/6) also times the fully connected layers
+ * alone (their forward, backward and Adam, on the flattened features; dense, as at level
+ * 0) as a share of the first level's step.
  *
  * Prints a table; with --json, one JSON object as the last stdout line (and no progress).
  */
@@ -68,9 +70,9 @@ const SCHEMA = {
   vsTorch: { type: 'boolean', help: 'also time the same step in PyTorch (bench/torch_conv2.py)', default: false },
   torchSteps: { type: 'integer', help: 'timed steps for --vs-torch (default: --steps)' },
   rounds: { type: 'integer', help: "with --vs-torch: lth's --steps steps and PyTorch's --torch-steps in turn this many times, PyTorch kept running between them; the median of the rounds' ratios is reported (on a shared machine each side's speed moves with the minute: steps timed close together meet the same machine)", default: 1 },
-  levels: { type: 'string', help: 'IMP levels to time the masked step of, interleaved, e.g. 0,10 (Conv-2/4/6)' },
+  levels: { type: 'string', help: 'IMP levels to time the masked step of, interleaved, e.g. 0,10' },
   sparse: { type: 'string', help: 'with --levels: auto, on or off (which masked layers run on sparse kernels)', default: 'auto' },
-  fcShare: { type: 'boolean', help: 'with --levels: also time the fully connected layers alone', default: false },
+  fcShare: { type: 'boolean', help: 'with --levels (Conv-2/4/6): also time the fully connected layers alone', default: false },
 } as const satisfies Schema;
 
 const USAGE = 'usage: node dist/bench/conv.js [options]';
@@ -270,7 +272,9 @@ function levelMasks(model: Model, spec: ModelSpec, level: number, seed: number):
   const rates = spec.pruningRates(model);
   const rng = new Rng(seed, 'bench_masks', level);
   const out = new Map<string, Float32Array>();
+  const ignored = spec.pruning?.ignore ?? [];
   for (const l of model.prunableLayers()) {
+    if (ignored.includes(l.name)) continue;
     const size = l.shape.reduce((a, b) => a * b, 1);
     const keep = Math.round(size * (1 - rates.get(l.name)!) ** level);
     const mask = new Float32Array(size);
@@ -290,12 +294,12 @@ function levelsBench(values: Record<string, unknown>, json: boolean): void {
   const batch = (values.batch as number | undefined) ?? spec.training.batchSize;
   const levels = String(values.levels).split(',').map((v) => Number(v));
   if (levels.some((l) => !Number.isInteger(l) || l < 0)) throw new LthError(`--levels must be non-negative integers separated by commas, got '${String(values.levels)}'`);
-  if (!/^conv[246]/.test(modelName)) throw new LthError(`--levels: ${modelName} is not Conv-2/4/6`);
+  if (values.fcShare === true && !/^conv[246]/.test(modelName)) throw new LthError(`--fc-share: ${modelName} is not Conv-2/4/6`);
   const sparse = String(values.sparse ?? 'auto');
   const context = resolveContext({ threads: values.threads as number | undefined, sparse });
   const progress = (line: string) => { if (!json) process.stderr.write(`${line}\n`); };
   const t = spec.training;
-  const optimizer = { name: t.optimizer, lr: t.lr, momentum: 0, weightDecay: 0 } as const;
+  const optimizer = { name: t.optimizer, lr: t.lr, momentum: t.momentum ?? 0, weightDecay: t.weightDecay ?? 0 } as const;
   const rng = new Rng(1, 'bench_data');
   const samples = 4 * batch;
   const data = new Dataset(new Float32Array(samples * 3 * 32 * 32).map(() => rng.normal()), Int32Array.from({ length: samples }, () => rng.int(10)), [3, 32, 32], 10);
@@ -363,7 +367,7 @@ function levelsBench(values: Record<string, unknown>, json: boolean): void {
     return;
   }
   const lines = [
-    `lth ${modelName} masked training step (graph program, sparse ${sparse}): batch ${batch}, Adam; median of ${steps} interleaved steps`,
+    `lth ${modelName} masked training step (graph program, sparse ${sparse}): batch ${batch}, ${t.optimizer === 'adam' ? 'Adam' : 'SGD'}; median of ${steps} interleaved steps`,
     `${machineLine(context)}; load ${out.loadavg1m}`,
     '',
     '  level  step ms  ratio  sparse layers',

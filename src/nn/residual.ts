@@ -13,8 +13,8 @@ import { BatchNorm2d } from './norm.js';
  * shortcut.0 and shortcut.1. Parameter names follow: conv1.weight, bn1.weight, ...,
  * shortcut.0.weight, shortcut.1.running_mean.
  *
- * Its forward composes its children itself (not a chain), so programs run it as one
- * module; its convolutions are still prunable weights of the model.
+ * Its forward composes its children itself (not a chain); a program that computes its
+ * convolutions otherwise (sparse) runs it through forwardWith.
  */
 export class BasicBlock extends Module {
   readonly conv1: Conv2d;
@@ -40,7 +40,12 @@ export class BasicBlock extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    const main = this.conv2.forward(this.bn1.forward(this.conv1.forward(x)));
+    return this.forwardWith(x, (t) => this.conv1.forward(t), (t) => this.conv2.forward(t));
+  }
+
+  /** The block with conv1 and conv2 computed by the given functions (a program's sparse convolutions). */
+  forwardWith(x: Tensor, conv1: (x: Tensor) => Tensor, conv2: (x: Tensor) => Tensor): Tensor {
+    const main = conv2(this.bn1.forward(conv1(x)));
     // bn2, the addition and the ReLU in one pass (the same rounding as the three apart).
     return this.bn2.forwardResidual(main, this.shortcut.forward(x), 'relu');
   }

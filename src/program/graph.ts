@@ -4,6 +4,7 @@ import type { Dataset } from '../data/dataset.js';
 import { Conv2d, Linear } from '../nn/layers.js';
 import type { Model } from '../nn/model.js';
 import { Sequential, fusedAt, type Module, type StateDict } from '../nn/module.js';
+import { BasicBlock } from '../nn/residual.js';
 import { Optimizer, checkOptimizerState, stateNames, type OptimizerState, type ParamSlot } from '../nn/optim.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { fromPanels, maskPattern, packValues, sparseLinearPanels, toPanels, unpackValues, useSparse } from '../tensor/sparse.js';
@@ -251,8 +252,9 @@ export class GraphProgram implements Program {
 
 /**
  * The Linear and Conv2d layers that are children of a Sequential reached from `m` through
- * Sequentials only: the ones whose computation the program can replace (any other module
- * runs its own forward, which reads its layers' dense weights).
+ * Sequentials only, and a residual block's two 3×3 convolutions: the ones whose
+ * computation the program can replace (any other module runs its own forward, which reads
+ * its layers' dense weights).
  */
 function sequentialLayers(m: Module, out = new Set<Module>()): Set<Module> {
   if (m instanceof Sequential) {
@@ -260,8 +262,18 @@ function sequentialLayers(m: Module, out = new Set<Module>()): Set<Module> {
       if (c instanceof Linear || c instanceof Conv2d) out.add(c);
       else sequentialLayers(c, out);
     }
+  } else if (m instanceof BasicBlock) {
+    out.add(m.conv1).add(m.conv2);
   }
   return out;
+}
+
+/** A convolution as the program computes it: sparse where it has a sparse weight, else its own forward. */
+function compileConv(c: Conv2d, sparseOf: ReadonlyMap<Module, SparseWeight>): (x: Tensor) => Tensor {
+  const s = sparseOf.get(c);
+  if (!s || !('workspace' in s)) return (x) => c.forward(x);
+  const { vals, pattern, layer, workspace } = s;
+  return (x) => sparseConv2d(x, vals, pattern, layer.bias, layer.geometry, layer.activation, workspace);
 }
 
 /**
@@ -271,14 +283,17 @@ function sequentialLayers(m: Module, out = new Set<Module>()): Set<Module> {
  * its own forward.
  */
 function compileModule(m: Module, sparseOf: ReadonlyMap<Module, SparseWeight>): (x: Tensor) => Tensor {
+  if (m instanceof BasicBlock) {
+    const conv1 = compileConv(m.conv1, sparseOf), conv2 = compileConv(m.conv2, sparseOf);
+    return (x) => m.forwardWith(x, conv1, conv2);
+  }
   if (!(m instanceof Sequential)) return (x) => m.forward(x);
   const steps: Array<(x: Tensor) => Tensor> = [];
   const children = m.namedChildren().map(([, c]) => c);
   for (let i = 0; i < children.length;) {
     const conv = sparseOf.get(children[i]);
     if (conv && 'workspace' in conv) {
-      const { vals, pattern, layer, workspace } = conv;
-      steps.push((x) => sparseConv2d(x, vals, pattern, layer.bias, layer.geometry, layer.activation, workspace));
+      steps.push(compileConv(conv.layer, sparseOf));
       i++;
       continue;
     }

@@ -118,3 +118,35 @@ test('graph program with sparse convolutions: a fresh program loading state and 
   assert.deepEqual(model.state(), original.state(), 'the model holds the live weights at full size');
   resolveContext({}, {});
 });
+
+test('graph program: a residual block\'s 3×3 convolutions run sparse too, and train as the dense masked ones (batch-norm statistics included)', () => {
+  const build20 = () => {
+    const net = getModel('cifar_resnet_20').build();
+    net.initialize(new Rng(1, 'init'));
+    return net;
+  };
+  const r = new Rng(2, 'mask');
+  const m = new Map(build20().prunableLayers().filter((l) => !l.output).map((l) => [l.name, new Float32Array(l.shape.reduce((a, b) => a * b, 1)).map(() => (r.uniform() < 0.2 ? 1 : 0))]));
+  const images = new Rng(7, 'data');
+  const cifar = new Dataset(new Float32Array(16 * 3 * 32 * 32).map(() => images.normal()), Int32Array.from({ length: 16 }, () => images.int(10)), [3, 32, 32], 10);
+  const run = (mode: 'on' | 'off') => {
+    const p = compileProgram(build20(), { masks: m, optimizer: sgd, context: context(mode) });
+    const losses = new Float64Array(4);
+    p.step({ data: cifar, order: new Rng(0, 'order').permutation(16), from: 0, batchSize: 4 }, losses);
+    return { sparse: [...p.sparseWeights], losses: [...losses], state: p.state() };
+  };
+  const s = run('on'), d = run('off');
+  // Every stride-1 block convolution; not a downsampling block's conv1 (stride 2) nor its 1×1 shortcut.
+  assert.ok(s.sparse.includes('blocks.0.conv1.weight') && s.sparse.includes('blocks.3.conv2.weight') && s.sparse.includes('blocks.8.conv2.weight'));
+  assert.ok(!s.sparse.includes('blocks.3.conv1.weight') && !s.sparse.some((n) => n.includes('shortcut')));
+  assert.deepEqual(d.sparse, []);
+  s.losses.forEach((l, i) => assert.ok(Math.abs(l - d.losses[i]) <= 1e-4 * d.losses[i], `loss ${i}: ${l} vs ${d.losses[i]}`));
+  // Four SGD steps through batch norm carry the kernels' different summation orders into
+  // the weights at up to 3e-4 of their size (the first blocks' most).
+  assertClose(s.state, d.state, 1e-3, 'weights and running statistics');
+  for (const [name, mask] of m) {
+    const w = s.state.get(name)!;
+    for (let i = 0; i < mask.length; i++) if (mask[i] === 0) assert.ok(Object.is(w[i], 0), `${name}[${i}] is pruned`);
+  }
+  resolveContext({}, {});
+});
