@@ -53,7 +53,7 @@ export type { Strategy, PruningContext } from './pruning/strategy.js';
 export { LOTTERY_SCHEMA, resolveLottery, runHash, type LotteryHparams } from './lottery/hparams.js';
 export { planLottery, type StageSpec } from './lottery/plan.js';
 export { runStage, experimentOf, type Experiment, type StageOptions, type LotteryProgress } from './lottery/stage.js';
-export { runLottery, checkRun, prepareRun, summarizeRun, describePlan, listRuns } from './lottery/runner.js';
+export { runLottery, checkRun, checkRunData, prepareRun, summarizeRun, describePlan, listRuns } from './lottery/runner.js';
 export { pruningRates } from './lottery/rates.js';
 export { runStability, interpolate, type StabilityOptions, type StabilityResult, type PathPoint } from './lottery/stability.js';
 export { verifyRun, repairRun } from './lottery/verify.js';

@@ -159,6 +159,18 @@ test('data: too few training examples for a validation split, or for the batch s
   fails(['train', '--data-dir', one], /mnist: 1 training example; a validation split needs at least 2/);
   fails(['train', '--data-dir', idxDir(() => {})], /--batch-size 60 is more than the 10 training examples of mnist \(after 10 went to validation\)/);
 });
+test('data: a run trained on one data directory refuses another, or the default files, naming the one recorded', () => {
+  const dir = idxDir(() => {});
+  const root = tmp();
+  const args = ['lottery', '--levels', '1', '--steps', '2it', '--batch-size', '5', '--eval-every', '1', '--root', root];
+  const first = lth([...args, '--data-dir', dir]);
+  assert.equal(first.code, 0, first.stderr);
+  fails(args, /its stages were trained on other mnist data than this command loads \(their examples differ\); give the data they were trained on \(recorded: --data-dir .*\), or another --root for a new run/);
+  const other = idxDir((f) => { f['train-images-idx3-ubyte'][16 + 5] = 200; });
+  fails([...args, '--data-dir', other], /its stages were trained on other mnist data/);
+  const again = lth([...args, '--levels', '2', '--data-dir', dir]);
+  assert.equal(again.code, 0, again.stderr);
+});
 test('data: CIFAR-10\'s python version is named as such', () => {
   const dir = tmp();
   fs.mkdirSync(path.join(dir, 'cifar-10-batches-py'));

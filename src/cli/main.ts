@@ -12,7 +12,7 @@ import { SPARSE_TRAIN_SCHEMA, resolveSparseTrain } from '../dynamic/hparams.js';
 import { sparseTrainingSetup } from '../dynamic/setup.js';
 import { LOTTERY_SCHEMA, resolveLottery, type LotteryHparams } from '../lottery/hparams.js';
 import type { LotterySummary } from '../store/summary.js';
-import { checkRun, describePlan, listRuns, runLottery } from '../lottery/runner.js';
+import { checkRun, checkRunData, describePlan, listRuns, runLottery } from '../lottery/runner.js';
 import { experimentOf } from '../lottery/stage.js';
 import { repairRun, verifyRun } from '../lottery/verify.js';
 import { runStability } from '../lottery/stability.js';
@@ -130,7 +130,7 @@ async function cmdLottery(argv: string[]): Promise<void> {
   const h = resolveLottery(values);
   if (wait && !queue) throw new LthError('--wait follows a run submitted with --queue; without --queue the run trains here and the command waits anyway');
   if (dryRun) {
-    checkRun(h);
+    checkRunData(experimentOf(h).runDir, checkRun(h));
     const plan = describePlan(h);
     if (common.json) {
       printJson({ runDir: `${shownRunDir(h)}`, stages: plan });

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { createHash } from 'node:crypto';
 import { getBackend } from '../backend/index.js';
 import { LthError, check } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
@@ -166,4 +167,29 @@ export function checkDataDir(name: string, dir: string, howToGet: string): void 
   } catch (e) {
     throw new LthError(`${name}: data directory '${dir}' cannot be read (${(e as NodeJS.ErrnoException).code})`);
   }
+}
+
+/**
+ * A fingerprint of a data set's examples that does not depend on how a seed splits them:
+ * 16 hex digits for the training and validation examples together and 16 for the test
+ * set, each the sum (mod 2⁶⁴) of every example's SHA-256 (its normalised values and its
+ * labels). Two loads of the same files give the same fingerprint for every seed; other
+ * files (another --data-dir) give another. About a quarter of a second for MNIST.
+ */
+export function splitsFingerprint(s: Splits): string {
+  const sum = (sets: Dataset[]) => {
+    let acc = 0n;
+    for (const d of sets) {
+      const sample = d.sampleSize * 4, label = d.labelSize * 4;
+      for (let i = 0; i < d.length; i++) {
+        const h = createHash('sha256')
+          .update(new Uint8Array(d.images.buffer, d.images.byteOffset + i * sample, sample))
+          .update(new Uint8Array(d.labels.buffer, d.labels.byteOffset + i * label, label))
+          .digest();
+        acc = (acc + h.readBigUInt64LE(0)) & 0xffffffffffffffffn;
+      }
+    }
+    return acc.toString(16).padStart(16, '0');
+  };
+  return `${sum([s.train, s.validation])}${sum([s.test])}`;
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { activeContext, describeSettings, type RunContext } from '../backend/index.js';
 import { LthError, Stopped } from '../core/errors.js';
 import { LTH_VERSION } from '../core/version.js';
-import type { Splits } from '../data/dataset.js';
+import { splitsFingerprint, type Splits } from '../data/dataset.js';
 import { readJson, readStoreJson, writeJsonAtomic } from '../store/atomic.js';
 import { lockRun } from '../store/run-lock.js';
 import { FILES, listStages, readDone, stagePath, type StageResult } from '../store/layout.js';
@@ -54,10 +54,34 @@ export function extensionWarning(runDir: string, context: RunContext): string | 
   return null;
 }
 
-/** What a run's hparams.json holds: the hyperparameters that name it, all of them resolved, and its branches' names and labels. */
-export function runHparams(exp: Experiment): Record<string, unknown> {
+/**
+ * What a run's hparams.json holds: the hyperparameters that name it, all of them resolved,
+ * its branches' names and labels, and the fingerprint of the data its stages train on.
+ */
+export function runHparams(exp: Experiment, data?: string): Record<string, unknown> {
   const branches = [MAIN, ...exp.h.branches].map((b) => ({ name: b, label: getBranch(b).label }));
-  return { identity: exp.identity, resolved: exp.h, branches };
+  return { identity: exp.identity, resolved: exp.h, branches, ...(data ? { data: { fingerprint: data } } : {}) };
+}
+
+/**
+ * That `splits` hold the examples the run's stages were trained on, by the fingerprint its
+ * hparams.json records (splitsFingerprint; none in a run made before fingerprints). The
+ * data directory is not part of a run's name (the data may lie elsewhere on another
+ * machine), so a command that gives another one, or forgets it, would otherwise mix data
+ * sets in one run. Returns the fingerprint of `splits`.
+ */
+export function checkRunData(runDir: string, splits: Splits): string {
+  const now = splitsFingerprint(splits);
+  const file = path.join(runDir, FILES.hparams);
+  if (!fs.existsSync(file)) return now;
+  const hp = readStoreJson<{ data?: { fingerprint?: unknown }; resolved?: { training?: { dataDir?: string } } }>(file);
+  const was = hp.data?.fingerprint;
+  if (typeof was === 'string' && was !== now) {
+    const dir = hp.resolved?.training?.dataDir;
+    throw new LthError(`${runDir}: its stages were trained on other ${splits.name} data than this command loads (their examples differ); `
+      + `give the data they were trained on (recorded: ${dir === undefined ? 'the default files, without --data-dir' : `--data-dir ${dir}`}), or another --root for a new run`);
+  }
+  return now;
 }
 
 /** That the --transfer-from run has a finished ticket for every replicate and level this run trains. */
@@ -102,7 +126,7 @@ export function checkRun(h: LotteryHparams): Splits {
  */
 export function prepareRun(exp: Experiment): Splits {
   const splits = checkRun(exp.h);
-  recordRun(exp);
+  recordRun(exp, checkRunData(exp.runDir, splits));
   return splits;
 }
 
@@ -112,7 +136,7 @@ export function prepareRun(exp: Experiment): Splits {
  * run asked for kept (they name no other run: they only add stages), so that a smaller
  * command on a bigger run leaves every tool seeing all of its stages.
  */
-function recordRun(exp: Experiment): Experiment {
+function recordRun(exp: Experiment, data: string): Experiment {
   const file = path.join(exp.runDir, FILES.hparams);
   let before: LotteryHparams | undefined;
   try {
@@ -129,7 +153,7 @@ function recordRun(exp: Experiment): Experiment {
     }
     : exp.h;
   const whole = { ...exp, h };
-  writeJsonAtomic(file, runHparams(whole));
+  writeJsonAtomic(file, runHparams(whole, data));
   return whole;
 }
 
@@ -151,7 +175,7 @@ export function runExperiment(exp: Experiment, opts: LotteryOptions = {}): { run
   const first = checkRun(h);
   const release = lockRun(exp.runDir, 'training its stages');
   try {
-    const whole = recordRun(exp);
+    const whole = recordRun(exp, checkRunData(exp.runDir, first));
     const warning = extensionWarning(exp.runDir, context);
     if (warning) (opts.onWarning ?? ((m) => process.stderr.write(`lth: warning: ${m}\n`)))(warning);
     // Each replicate's data split is loaded once and kept while its stages run.

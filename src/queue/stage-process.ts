@@ -13,6 +13,7 @@ import { resolveContext } from '../backend/index.js';
 import { LthError } from '../core/errors.js';
 import { runStage } from '../lottery/stage.js';
 import { planLottery } from '../lottery/plan.js';
+import { checkRunData } from '../lottery/runner.js';
 import { experimentAt } from '../lottery/verify.js';
 import type { StageResult } from '../store/layout.js';
 import { loadSplits } from '../training/run.js';
@@ -32,7 +33,11 @@ function main(): void {
   let committed: StageResult | null = null;
   const { result, skipped } = runStage(exp, spec, {
     context,
-    splits: (seed) => loadSplits({ ...h.training, seed }),
+    splits: (seed) => {
+      const splits = loadSplits({ ...h.training, seed });
+      checkRunData(exp.runDir, splits);
+      return splits;
+    },
     // A worker that died leaves its stage to the next one: stop rather than train for nobody.
     stopRequested: () => (process.ppid !== parent ? 'the worker that started this stage is gone' : null),
     onProgress: (p) => {
