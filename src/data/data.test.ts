@@ -55,8 +55,11 @@ test('IDX: bad files give errors that name the problem', () => {
   assert.throws(() => parseIdx(Buffer.concat([good, Buffer.from([0])]), 'f'), /1 bytes after the data/);
   assert.throws(() => parseIdx(good, 'f', 3), /has rank 2, expected 3/);
   const dir = tmpDir();
+  // Compression is read from the bytes: a .gz name on other bytes is parsed as IDX, a gzip header on bad data is an error.
   fs.writeFileSync(path.join(dir, 'bad.gz'), Buffer.from('not gzip'));
-  assert.throws(() => readIdx(path.join(dir, 'bad.gz')), /not valid gzip/);
+  assert.throws(() => readIdx(path.join(dir, 'bad.gz')), /bad\.gz' has a wrong magic number 0x6e6f7420/);
+  fs.writeFileSync(path.join(dir, 'broken.gz'), Buffer.from([0x1f, 0x8b, 8, 0, 1, 2, 3]));
+  assert.throws(() => readIdx(path.join(dir, 'broken.gz')), /broken\.gz' is gzip-compressed but cannot be inflated/);
   assert.throws(() => readIdx(path.join(dir, 'missing')), /cannot be read/);
 });
 

@@ -27,7 +27,9 @@ export function sparseTrainingSetup(h: SparseTrainHparams, seed: number, context
     return {
       masks, schedule, hparams: { ...h },
       report: () => ({
-        method: h.method, density: kept / total, densityRule: h.densityRule, layerDensities: Object.fromEntries(densities),
+        // What the masks keep (a layer keeps at least one weight however low its share).
+        method: h.method, density: kept / total, densityRule: h.densityRule,
+        layerDensities: Object.fromEntries([...masks].map(([n, m]) => [n, countOnes(m) / m.length])),
         updateEvery: h.updateEvery, dropFraction: h.dropFraction, updateEnd: h.updateEnd, updates: schedule.updates, regrown: schedule.regrown,
       }),
     };
