@@ -5,10 +5,12 @@ import { Conv2d, Linear } from '../nn/layers.js';
 import type { Model } from '../nn/model.js';
 import { Sequential, fusedAt, type Module, type StateDict } from '../nn/module.js';
 import { BasicBlock } from '../nn/residual.js';
+import { Conv1d } from '../nn/seq-layers.js';
+import { reshape } from '../tensor/seq.js';
 import { Optimizer, checkOptimizerState, stateNames, type OptimizerState, type ParamSlot } from '../nn/optim.js';
 import { softmaxCrossEntropy } from '../tensor/ops.js';
 import { fromPanels, maskPattern, packValues, sparseLinearPanels, toPanels, unpackValues, useSparse } from '../tensor/sparse.js';
-import { convMaskPattern, sparseConv2d, sparseConvFits, sparseConvThreshold, useSparseConv } from '../tensor/sparse-conv.js';
+import { SPARSE_CONV1D_DENSITY_THRESHOLD, convMaskPattern, sparseConv2d, sparseConvFits, sparseConvThreshold, useSparseConv } from '../tensor/sparse-conv.js';
 import { Workspace, usesWinograd } from '../tensor/conv.js';
 import { weightMacs } from '../nn/flops.js';
 import { BufferArena, Tensor, noGrad } from '../tensor/tensor.js';
@@ -38,7 +40,7 @@ interface SparseLinear extends PackedWeight {
 }
 
 interface SparseConv extends PackedWeight {
-  readonly layer: Conv2d;
+  readonly layer: Conv2d | Conv1d;
   readonly pattern: ConvPattern;
   /** The output buffers kept from step to step (as the dense layer's own). */
   readonly workspace: Workspace;
@@ -90,6 +92,10 @@ export class GraphProgram implements Program {
         const { pattern, density } = maskPattern(mask, m.outFeatures, m.inFeatures, be);
         if (!useSparse(density, mode, m.weight.size)) continue;
         sw = { name, layer: m, pattern, vals: new Tensor(packValues(pattern, m.weight.data), [pattern.nnz], true) };
+      } else if (m instanceof Conv1d && m.padding < m.kernel) {
+        const { pattern, density } = convMaskPattern(mask, m.outChannels, m.inChannels, 1, m.kernel);
+        if (!useSparseConv(density, mode, SPARSE_CONV1D_DENSITY_THRESHOLD)) continue;
+        sw = { name, layer: m, pattern, vals: new Tensor(packValues(pattern, m.weight.data), [pattern.nnz], true), workspace: new Workspace() };
       } else if (m instanceof Conv2d && sparseConvFits(m.kernel, m.geometry)) {
         const { pattern, density } = convMaskPattern(mask, m.outChannels, m.inChannels, m.kernel[0], m.kernel[1]);
         const winograd = usesWinograd(m.inChannels, m.outChannels, m.kernel[0], m.kernel[1], m.geometry);
@@ -259,7 +265,7 @@ export class GraphProgram implements Program {
 function sequentialLayers(m: Module, out = new Set<Module>()): Set<Module> {
   if (m instanceof Sequential) {
     for (const [, c] of m.namedChildren()) {
-      if (c instanceof Linear || c instanceof Conv2d) out.add(c);
+      if (c instanceof Linear || c instanceof Conv2d || c instanceof Conv1d) out.add(c);
       else sequentialLayers(c, out);
     }
   } else if (m instanceof BasicBlock) {
@@ -269,10 +275,19 @@ function sequentialLayers(m: Module, out = new Set<Module>()): Set<Module> {
 }
 
 /** A convolution as the program computes it: sparse where it has a sparse weight, else its own forward. */
-function compileConv(c: Conv2d, sparseOf: ReadonlyMap<Module, SparseWeight>): (x: Tensor) => Tensor {
+function compileConv(c: Conv2d | Conv1d, sparseOf: ReadonlyMap<Module, SparseWeight>): (x: Tensor) => Tensor {
   const s = sparseOf.get(c);
   if (!s || !('workspace' in s)) return (x) => c.forward(x);
   const { vals, pattern, layer, workspace } = s;
+  if (layer instanceof Conv1d) {
+    // As Conv1d computes itself: the 2-D convolution of a height-1 image.
+    const geometry = { strideH: 1, strideW: 1, padH: 0, padW: layer.padding };
+    return (x) => {
+      const [n, ch, t] = x.shape;
+      const y = sparseConv2d(reshape(x, [n, ch, 1, t]), vals, pattern, layer.bias, geometry, layer.activation, workspace);
+      return reshape(y, [n, layer.outChannels, y.shape[3]]);
+    };
+  }
   return (x) => sparseConv2d(x, vals, pattern, layer.bias, layer.geometry, layer.activation, workspace);
 }
 

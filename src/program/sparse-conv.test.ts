@@ -150,3 +150,38 @@ test('graph program: a residual block\'s 3×3 convolutions run sparse too, and t
   }
   resolveContext({}, {});
 });
+
+test('graph program: masked Conv1d layers (text_cnn, sensor_cnn) run sparse below their threshold, and train as the dense masked ones', () => {
+  for (const name of ['text_cnn', 'sensor_cnn']) {
+    const spec = getModel(name);
+    const make = () => {
+      const net = spec.build();
+      net.initialize(new Rng(1, 'init'));
+      return net;
+    };
+    const r = new Rng(3, 'mask');
+    const m = new Map(make().prunableLayers().filter((l) => !l.output).map((l) => [l.name, new Float32Array(l.shape.reduce((a, b) => a * b, 1)).map(() => (r.uniform() < 0.2 ? 1 : 0))]));
+    const sample = name === 'text_cnn' ? [128] : [2, 16];
+    const vocab = 10000;
+    const rows = new Rng(8, 'data');
+    const n = 24;
+    const inputs = new Float32Array(n * sample.reduce((a, b) => a * b, 1)).map(() => (name === 'text_cnn' ? rows.int(vocab) : rows.normal()));
+    const set = new Dataset(inputs, Int32Array.from({ length: n }, () => rows.int(2)), sample, 2);
+    const run = (mode: 'auto' | 'off') => {
+      const p = compileProgram(make(), { masks: m, optimizer: adam, context: context(mode) });
+      const losses = new Float64Array(3);
+      p.step({ data: set, order: new Rng(0, 'order').permutation(n), from: 0, batchSize: 8 }, losses);
+      return { sparse: [...p.sparseWeights], losses: [...losses], state: p.state() };
+    };
+    const s = run('auto'), d = run('off');
+    const convs = make().prunableLayers().filter((l) => l.kind === 'conv1d').map((l) => l.name);
+    assert.ok(convs.length > 0 && convs.every((c) => s.sparse.includes(c)), `${name}: ${convs.join(', ')} sparse at 20%`);
+    s.losses.forEach((l, i) => assert.ok(Math.abs(l - d.losses[i]) <= 1e-4 * d.losses[i], `${name} loss ${i}: ${l} vs ${d.losses[i]}`));
+    assertClose(s.state, d.state, adam.lr, `${name} weights`);
+    for (const [w, mask] of m) {
+      const v = s.state.get(w)!;
+      for (let i = 0; i < mask.length; i++) if (mask[i] === 0) assert.ok(Object.is(v[i], 0), `${name} ${w}[${i}] is pruned`);
+    }
+  }
+  resolveContext({}, {});
+});

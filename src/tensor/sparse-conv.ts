@@ -48,6 +48,15 @@ const SMALL_PLANE_PIXELS: Readonly<Record<'avx512' | 'avx2', number>> = { avx512
 export const SPARSE_IM2COL_CONV_DENSITY_THRESHOLD: Readonly<Record<'avx512' | 'avx2', number>> = { avx512: 0.05, avx2: 0.65 };
 
 /**
+ * The same for a Conv1d (computed as a height-1 Conv2d on im2col): the whole training step
+ * of the models that have them, every prunable layer at one density, sparse kernels
+ * against dense, two threads on AVX-512: text_cnn (64 → 128, kernel 5, 128 steps) 0.81,
+ * 0.89, 0.92, 1.19 at 10, 20, 30, 50%; sensor_cnn (2 → 32 → 64 over 16 steps) 0.70, 0.79,
+ * 1.08 at 10, 20, 30% (2026-12-05, docs/performance.md).
+ */
+export const SPARSE_CONV1D_DENSITY_THRESHOLD = 0.3;
+
+/**
  * The density below which a masked convolution runs sparse in sparse mode 'auto':
  * `winograd`, whether its dense path is Winograd (usesWinograd); `simd`, the run
  * context's SIMD path ('none' for the reference backend); `outPixels`, its output plane's
