@@ -80,6 +80,6 @@ test('augmentationFor: none, crop_flip with black padding for CIFAR-10, errors f
   const a = augmentationFor('crop_flip', cifar10)!;
   assert.equal(a.pad, 4);
   assert.ok(Math.abs(a.fill[0] - -0.4914 / 0.2470) < 1e-12, 'black, normalised');
-  assert.throws(() => augmentationFor('crop_flip', getDataset('mnist')), /--augment crop_flip crops and flips images; mnist's samples are \[784\]/);
+  assert.throws(() => augmentationFor('crop_flip', getDataset('mnist')), /--augment crop_flip is CIFAR's recipe \(black padding, random crops, horizontal flips\) for colour images such as cifar10's; mnist is not such a data set/);
   assert.throws(() => augmentationFor('mixup', cifar10), /--augment: expected one of none, crop_flip, got 'mixup'/);
 });

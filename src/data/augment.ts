@@ -25,7 +25,7 @@ export function augmentationFor(name: string, spec: DatasetSpec): Augmentation |
   if (name === 'none') return undefined;
   if (name !== 'crop_flip') throw new LthError(`--augment: expected one of ${AUGMENTATIONS.join(', ')}, got '${name}'`);
   if (spec.sampleShape.length !== 3 || !spec.black) {
-    throw new LthError(`--augment crop_flip crops and flips images; ${spec.name}'s samples are [${spec.sampleShape.join(', ')}], not channels × height × width`);
+    throw new LthError(`--augment crop_flip is CIFAR's recipe (black padding, random crops, horizontal flips) for colour images such as cifar10's; ${spec.name} is not such a data set`);
   }
   return { pad: 4, flip: true, fill: spec.black };
 }
