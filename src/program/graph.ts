@@ -257,8 +257,8 @@ export class GraphProgram implements Program {
 }
 
 /**
- * The Linear and Conv2d layers that are children of a Sequential reached from `m` through
- * Sequentials only, and a residual block's two 3×3 convolutions: the ones whose
+ * The Linear, Conv2d and Conv1d layers that are children of a Sequential reached from `m`
+ * through Sequentials only, and a residual block's two 3×3 convolutions: the ones whose
  * computation the program can replace (any other module runs its own forward, which reads
  * its layers' dense weights).
  */
@@ -293,7 +293,8 @@ function compileConv(c: Conv2d | Conv1d, sparseOf: ReadonlyMap<Module, SparseWei
 
 /**
  * The forward function of `m`: a Sequential's children in order, each run of consecutive
- * sparse Linear layers as one chain on panels, each sparse Conv2d as a sparse convolution,
+ * sparse Linear layers as one chain on panels, each sparse Conv2d or Conv1d as a sparse
+ * convolution, a residual block with its sparse convolutions in place of its own,
  * each dense pair that runs as one op (Module.fusedWith) as that op; any other module as
  * its own forward.
  */
