@@ -52,8 +52,10 @@ interface SparseConv extends PackedWeight {
  * sparse kernels becomes one sparse chain (toPanels, a sparse layer each, fromPanels), its
  * weights packed per nonzero, and each masked stride-1 Conv2d that it puts on sparse
  * kernels (under 'auto', below the density threshold of its dense path and shape,
- * sparseConvThreshold) a sparse convolution. The optimiser trains the packed weights and the model's
- * other parameters, with each dense weight's mask.
+ * sparseConvThreshold) a sparse convolution, as each masked Conv1d (below
+ * SPARSE_CONV1D_DENSITY_THRESHOLD) and a residual block's stride-1 convolutions. The
+ * optimiser trains the packed weights and the model's other parameters, with each dense
+ * weight's mask.
  */
 export class GraphProgram implements Program {
   readonly kind = 'graph';
