@@ -110,6 +110,24 @@ test('a sweep on an executor (the queue\'s shape): every run submitted before an
   assert.deepEqual(done.runs.map((r) => r.finished), [true, true]);
 });
 
+test('lth sweep checks, before anything trains, that a run made earlier was trained on the data the sweep loads', () => {
+  const dir = tmp();
+  const runs = path.join(dir, 'runs');
+  const made = lth(['lottery', '--steps', '20it', '--levels', '1', '--eval-every', '10', '--rate', '0.5', '--root', runs, '--json']);
+  assert.equal(made.code, 0, made.stderr);
+  const runDir = JSON.parse(made.stdout.trim().split('\n').pop()!).runDir as string;
+  // As if its stages had been trained on another directory's files.
+  const file = path.join(runDir, FILES.hparams);
+  const hp = JSON.parse(fs.readFileSync(file, 'utf8'));
+  hp.data.fingerprint = '0'.repeat(32);
+  fs.writeFileSync(file, JSON.stringify(hp));
+  const sweep = path.join(dir, 'sweep.yml');
+  fs.writeFileSync(sweep, SWEEP_YAML);
+  const r = lth(['sweep', sweep, '--dry-run', '--root', runs]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /run 2 of 2 \(rate=0\.5\): .* its stages were trained on other mnist data than this command loads/);
+});
+
 test('lth sweep FILE --dry-run --json lists the runs and trains nothing; a bad file is a clear error with status 2', () => {
   const dir = tmp();
   const file = path.join(dir, 'sweep.yml');

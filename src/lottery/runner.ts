@@ -72,16 +72,21 @@ export function runHparams(exp: Experiment, data?: string): Record<string, unkno
  */
 export function checkRunData(runDir: string, splits: Splits): string {
   const now = splitsFingerprint(splits);
+  checkRunFingerprint(runDir, splits.name, now);
+  return now;
+}
+
+/** checkRunData with the fingerprint of data set `dataset` already computed. */
+export function checkRunFingerprint(runDir: string, dataset: string, fingerprint: string): void {
   const file = path.join(runDir, FILES.hparams);
-  if (!fs.existsSync(file)) return now;
+  if (!fs.existsSync(file)) return;
   const hp = readStoreJson<{ data?: { fingerprint?: unknown }; resolved?: { training?: { dataDir?: string } } }>(file);
   const was = hp.data?.fingerprint;
-  if (typeof was === 'string' && was !== now) {
+  if (typeof was === 'string' && was !== fingerprint) {
     const dir = hp.resolved?.training?.dataDir;
-    throw new LthError(`${runDir}: its stages were trained on other ${splits.name} data than this command loads (their examples differ); `
+    throw new LthError(`${runDir}: its stages were trained on other ${dataset} data than this command loads (their examples differ); `
       + `give the data they were trained on (recorded: ${dir === undefined ? 'the default files, without --data-dir' : `--data-dir ${dir}`}), or another --root for a new run`);
   }
-  return now;
 }
 
 /** That the --transfer-from run has a finished ticket for every replicate and level this run trains. */

@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { RunContext } from '../backend/index.js';
 import { LthError, Stopped } from '../core/errors.js';
 import { planLottery } from '../lottery/plan.js';
-import { describePlan, runLottery, type LotteryProgress } from '../lottery/runner.js';
+import { checkRunFingerprint, describePlan, runLottery, type LotteryProgress } from '../lottery/runner.js';
 import { budget } from '../lottery/stage.js';
 import type { LotterySummary } from '../lottery/summary.js';
 import { writeReport } from '../report/lazy.js';
@@ -10,6 +10,7 @@ import type { ReportResult } from '../report/index.js';
 import { writeJsonAtomic } from '../store/atomic.js';
 import type { StageResult } from '../store/layout.js';
 import { loadSplits } from '../training/run.js';
+import { splitsFingerprint } from '../data/dataset.js';
 import { resolveSweep, type ExpandOptions, type ResolvedSweep, type SweepRun } from './spec.js';
 
 /** The file a sweep's report directory holds besides the report: its runs. */
@@ -108,18 +109,24 @@ export function describeSweep(sweep: ResolvedSweep, reportDir = defaultReportDir
 }
 
 /**
- * That every run's rewind step lies within its budget, for all runs before any trains or is
- * submitted (the one check resolveLottery cannot make: it needs the training set's size,
+ * That every run's rewind step lies within its budget, and that a run made earlier was
+ * trained on the data this sweep loads (checkRunFingerprint), for all runs before any
+ * trains or is submitted (the checks resolveLottery cannot make: they need the data set,
  * loaded once per data set here).
  */
 function checkBudgets(sweep: ResolvedSweep, where: string): void {
-  const sizes = new Map<string, number>();
+  const loaded = new Map<string, { trainSize: number; fingerprint: string }>();
   for (const [i, r] of sweep.runs.entries()) {
     const t = r.hparams.training;
     const key = JSON.stringify([t.dataset, t.dataDir ?? null]);
     try {
-      if (!sizes.has(key)) sizes.set(key, loadSplits(t).train.length);
-      budget(r.hparams, sizes.get(key)!);
+      if (!loaded.has(key)) {
+        const splits = loadSplits(t);
+        loaded.set(key, { trainSize: splits.train.length, fingerprint: splitsFingerprint(splits) });
+      }
+      const { trainSize, fingerprint } = loaded.get(key)!;
+      budget(r.hparams, trainSize);
+      checkRunFingerprint(r.runDir, t.dataset, fingerprint);
     } catch (e) {
       if (!(e instanceof LthError)) throw e;
       throw new LthError(`${where}: run ${i + 1} of ${sweep.runs.length} (${r.label}): ${e.message.replace(/--rewind-step/g, 'rewindStep').replace(/--steps/g, 'steps')}`);
