@@ -47,13 +47,18 @@ export function parseValue(key: string, field: Field, text: string): string | nu
       if (text === 'false') return false;
       throw new LthError(`${flag}: expected true or false, got '${text}'`);
     case 'list':
-      return text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+      return listOf(text);
     case 'string':
       if (field.choices && !field.choices.includes(text)) {
         throw new LthError(`${flag}: expected one of ${field.choices.join(', ')}, got '${text}'`);
       }
       return text;
   }
+}
+
+/** A list field's value written as one string: comma-separated, blanks dropped ('reinit, random_prune'). */
+export function listOf(text: string): string[] {
+  return text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
 }
 
 /**
@@ -100,7 +105,7 @@ export function schemaValues(v: Values, schema: Schema, what: string): Values {
       const near = nearestKey(k, schema);
       throw new LthError(`${what}: unknown hyperparameter '${k}'${near ? ` (did you mean '${near}'?)` : ''}. Known: ${Object.keys(schema).join(', ')}`);
     }
-    if (field.type === 'list' && typeof x === 'string') out[k] = x.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    if (field.type === 'list' && typeof x === 'string') out[k] = listOf(x);
     else if (field.type === 'list' && x !== undefined && !(Array.isArray(x) && x.every((e) => typeof e === 'string'))) {
       throw new LthError(`${what}: ${k} must be a list of strings (or one comma-separated string), got ${JSON.stringify(x)}`);
     } else out[k] = x;

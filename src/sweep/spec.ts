@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { LthError } from '../core/errors.js';
-import { flagName, hashOf, type Field, type Values } from '../core/hparams.js';
+import { flagName, hashOf, listOf, type Field, type Values } from '../core/hparams.js';
 import { LOTTERY_SCHEMA, resolveLottery, type LotteryHparams } from '../lottery/hparams.js';
 import { experimentOf } from '../lottery/stage.js';
 
@@ -137,7 +137,7 @@ function coerce(where: string, key: string, v: unknown): Values[string] {
       throw bad('true or false');
     case 'list':
       if (Array.isArray(v) && v.every((x) => typeof x === 'string' || typeof x === 'number')) return v.map((x) => String(x).trim());
-      if (typeof v === 'string') return v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+      if (typeof v === 'string') return listOf(v);
       throw bad('a list of names or numbers, e.g. [a, b]');
     case 'string': {
       if (typeof v !== 'string' && typeof v !== 'number') throw bad('a string');
