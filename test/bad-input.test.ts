@@ -315,6 +315,14 @@ test('file system: lth train --out into a directory that holds earlier results',
   assert.doesNotMatch(err, /it 20\/20/, 'nothing trained first');
   assert.equal(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'), before, 'the earlier results are kept');
 });
+test('file system: lth train --out leaves no directory of its own behind when the data fails to load', () => {
+  const parent = tmp(), out = path.join(parent, 'new', 'results');
+  fails(['train', '--data-dir', tmp(), '--out', out], /has no train-images-idx3-ubyte/);
+  assert.deepEqual(fs.readdirSync(parent), [], 'the directories it made are gone');
+  const kept = tmp();
+  fails(['train', '--data-dir', tmp(), '--out', kept], /has no train-images-idx3-ubyte/);
+  assert.ok(fs.existsSync(kept), 'a directory that was there before stays');
+});
 test('file system: an --out directory on a read-only path', () => {
   const parent = openDir();
   fs.chmodSync(parent, 0o555);

@@ -54,6 +54,20 @@ function printJson(obj: unknown): void {
 
 const TRAIN_EXTRA = { out: { type: 'string', help: 'write hparams, metrics, weights and summary here' }, ...SPARSE_TRAIN_SCHEMA, ...SETTINGS_SCHEMA } as const satisfies Schema;
 
+/**
+ * Removes dir and its parents up to top (the first directory this command created) while
+ * they are empty: a training that failed before writing anything (bad data, a stop) leaves
+ * no empty --out behind.
+ */
+function removeEmptyDirs(dir: string, top: string): void {
+  const stop = path.resolve(top);
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    if (!fs.existsSync(d) || fs.readdirSync(d).length > 0) return;
+    fs.rmdirSync(d);
+    if (d === stop || path.dirname(d) === d) return;
+  }
+}
+
 function cmdTrain(argv: string[]): void {
   const { values, common } = parseArgs(argv, TRAINING_SCHEMA, TRAIN_EXTRA);
   if (common.help) {
@@ -67,8 +81,9 @@ function cmdTrain(argv: string[]): void {
   for (const k of Object.keys(SPARSE_TRAIN_SCHEMA)) delete values[k];
   const h = resolveTraining(values);
   // Where the results go must be writable, and hold no earlier results, before any training starts.
+  let created: string | undefined;
   if (out) {
-    fs.mkdirSync(out, { recursive: true });
+    created = fs.mkdirSync(out, { recursive: true });
     fs.accessSync(out, fs.constants.W_OK);
     if (fs.existsSync(path.join(out, 'summary.json'))) throw new LthError(`--out ${out} already holds a training's results (summary.json): choose another directory, or remove them first`);
   }
@@ -87,6 +102,7 @@ function cmdTrain(argv: string[]): void {
       },
     });
   } catch (e) {
+    if (out && created) removeEmptyDirs(out, created);
     // lth train has no stages: nothing of the stopped training is kept.
     if (e instanceof Stopped) throw new Stopped(e.reason, 'lth train keeps nothing of an unfinished training (lth lottery keeps and resumes its stages)');
     throw e;
