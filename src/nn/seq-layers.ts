@@ -233,11 +233,19 @@ export class SelfAttention extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    return this.forwardWith(x, (t) => linear(t, this.inProjWeight, this.inProjBias), (t) => this.outProj.forward(t));
+  }
+
+  /**
+   * The attention with its projections computed by the given functions on [n·T, features]
+   * rows (a program's sparse layers): inProj in place of the in_proj product, outProj of out_proj.
+   */
+  forwardWith(x: Tensor, inProj: (rows: Tensor) => Tensor, outProj: (rows: Tensor) => Tensor): Tensor {
     check(x.shape.length === 3 && x.shape[2] === this.dim, () => `SelfAttention: input must be [batch, time, ${this.dim}], got shape [${x.shape.join(', ')}]`);
     const [n, T] = x.shape;
-    const qkv = linear(reshape(x, [n * T, this.dim]), this.inProjWeight, this.inProjBias);
+    const qkv = inProj(reshape(x, [n * T, this.dim]));
     const heads = causalAttention(reshape(qkv, [n, T, 3 * this.dim]), this.heads);
-    return reshape(this.outProj.forward(reshape(heads, [n * T, this.dim])), [n, T, this.dim]);
+    return reshape(outProj(reshape(heads, [n * T, this.dim])), [n, T, this.dim]);
   }
 
   /** The input projection's MACs (out_proj is a Linear, counted as one); the scores and their weighting of the values (no weights) are left out, as activations are. */
@@ -261,6 +269,12 @@ export class SelfAttention extends Module {
   }
 }
 
+/** A Transformer block's parts as functions (TransformerBlock.forwardWith): the attention of [n, T, dim], linear2 ∘ linear1 of [n·T, dim] rows. */
+export interface TransformerBlockLayers {
+  readonly attention: (x: Tensor) => Tensor;
+  readonly feedForward: (rows: Tensor) => Tensor;
+}
+
 /**
  * A pre-LN Transformer block on [n, T, dim]: x + attn(norm1(x)), then + linear2(relu(linear1(norm2(·)))),
  * named as nn.TransformerEncoderLayer(norm_first=True) (dropout 0, causal mask).
@@ -282,11 +296,19 @@ export class TransformerBlock extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    return this.forwardWith(x, { attention: (t) => this.selfAttn.forward(t), feedForward: (t) => this.linear2.forward(this.linear1.forward(t)) });
+  }
+
+  /**
+   * The block with its attention and feed-forward pair computed by the given functions (a
+   * program's sparse layers, through SelfAttention.forwardWith for the attention).
+   */
+  forwardWith(x: Tensor, layers: TransformerBlockLayers): Tensor {
     check(x.shape.length === 3, () => `TransformerBlock: input must be [batch, time, dim], got shape [${x.shape.join(', ')}]`);
     const [n, T, D] = x.shape;
-    const h = add(x, this.selfAttn.forward(this.norm1.forward(x)));
+    const h = add(x, layers.attention(this.norm1.forward(x)));
     const flat = reshape(h, [n * T, D]);
-    const ff = this.linear2.forward(this.linear1.forward(this.norm2.forward(flat)));
+    const ff = layers.feedForward(this.norm2.forward(flat));
     return reshape(add(flat, ff), [n, T, D]);
   }
 

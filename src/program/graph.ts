@@ -5,12 +5,12 @@ import { Conv2d, Linear } from '../nn/layers.js';
 import type { Model } from '../nn/model.js';
 import { Sequential, fusedAt, type Module, type StateDict } from '../nn/module.js';
 import { BasicBlock } from '../nn/residual.js';
-import { Conv1d } from '../nn/seq-layers.js';
+import { Conv1d, SelfAttention, TransformerBlock } from '../nn/seq-layers.js';
 import { reshape } from '../tensor/seq.js';
 import { Optimizer, checkOptimizerState, stateNames, type OptimizerState, type ParamSlot } from '../nn/optim.js';
-import { softmaxCrossEntropy } from '../tensor/ops.js';
-import { fromPanels, maskPattern, packValues, sparseLinearPanels, toPanels, unpackValues, useSparse } from '../tensor/sparse.js';
-import { SPARSE_CONV1D_DENSITY_THRESHOLD, convMaskPattern, sparseConv2d, sparseConvFits, sparseConvThreshold, useSparseConv } from '../tensor/sparse-conv.js';
+import { linear, softmaxCrossEntropy } from '../tensor/ops.js';
+import { SPARSE_TOKEN_LINEAR_DENSITY_THRESHOLD, fromPanels, type Panels, maskPattern, packValues, sparseLinearPanels, toPanels, unpackValues, useSparse, useSparseBelow } from '../tensor/sparse.js';
+import { SPARSE_CONV1D_DENSITY_THRESHOLD, convMaskPattern, sparseConv2d, sparseConvFits, sparseConvThreshold } from '../tensor/sparse-conv.js';
 import { Workspace, usesWinograd } from '../tensor/conv.js';
 import { weightMacs } from '../nn/flops.js';
 import { BufferArena, Tensor, noGrad } from '../tensor/tensor.js';
@@ -25,17 +25,21 @@ export function flatEvalBatch(floatsPerSample: number): number {
   return Math.max(1, Math.min(1000, Math.floor(EVAL_FLOATS / floatsPerSample)));
 }
 
-/** A Linear or Conv2d layer the graph program computes on sparse kernels, with its packed weight. */
+/** A weight the graph program computes on sparse kernels, packed. */
 type SparseWeight = SparseLinear | SparseConv;
 
 interface PackedWeight {
   readonly name: string;
-  /** The weight's values at the pattern's nonzeros: the live weight, trained in place of layer.weight. */
+  /** The model's full-size weight, which vals replaces while the program trains. */
+  readonly weight: Tensor;
+  /** The weight's values at the pattern's nonzeros: the live weight, trained in place of weight. */
   readonly vals: Tensor;
 }
 
+/** A Linear layer's weight, or another y = x·Wᵀ + b product's (attention's in_proj). */
 interface SparseLinear extends PackedWeight {
-  readonly layer: Linear;
+  readonly bias: Tensor | null;
+  readonly activation: 'none' | 'relu';
   readonly pattern: SparsePattern;
 }
 
@@ -53,7 +57,9 @@ interface SparseConv extends PackedWeight {
  * weights packed per nonzero, and each masked stride-1 Conv2d that it puts on sparse
  * kernels (under 'auto', below the density threshold of its dense path and shape,
  * sparseConvThreshold) a sparse convolution, as each masked Conv1d (below
- * SPARSE_CONV1D_DENSITY_THRESHOLD) and a residual block's stride-1 convolutions. The
+ * SPARSE_CONV1D_DENSITY_THRESHOLD) and a residual block's stride-1 convolutions; a
+ * Transformer block's masked products (below SPARSE_TOKEN_LINEAR_DENSITY_THRESHOLD) run
+ * on the sparse Linear kernels, each on panels (the feed-forward pair as one chain). The
  * optimiser trains the packed weights and the model's other parameters, with each dense
  * weight's mask.
  */
@@ -79,31 +85,34 @@ export class GraphProgram implements Program {
     const mode = opts.context.settings.sparse;
     const be = opts.context.backend;
     const sparseOf = new Map<Module, SparseWeight>();
-    const reachable = sequentialLayers(model);
+    const tokenwise = new Set<Module>();
+    const reachable = sequentialLayers(model, new Set(), tokenwise);
     // Each weight's MACs per sample: a convolution's output plane is its MACs over its weight's size.
     const macs = opts.sampleShape && mode === 'auto' && [...this.masks.keys()].some((n) => model.parameter(n).shape.length === 4)
       ? new Map(weightMacs(model, opts.sampleShape).map((w) => [w.name, w.macs]))
       : null;
     for (const [path, m] of model.namedModules()) {
       if (!reachable.has(m)) continue;
-      const name = path ? `${path}.weight` : 'weight';
+      const own = m instanceof SelfAttention ? 'in_proj_weight' : 'weight';
+      const name = path ? `${path}.${own}` : own;
       const mask = this.masks.get(name);
       if (!mask) continue;
       let sw: SparseWeight;
-      if (m instanceof Linear) {
-        const { pattern, density } = maskPattern(mask, m.outFeatures, m.inFeatures, be);
-        if (!useSparse(density, mode, m.weight.size)) continue;
-        sw = { name, layer: m, pattern, vals: new Tensor(packValues(pattern, m.weight.data), [pattern.nnz], true) };
+      if (m instanceof Linear || m instanceof SelfAttention) {
+        const [weight, bias, activation] = m instanceof Linear ? [m.weight, m.bias, m.activation] : [m.inProjWeight, m.inProjBias, 'none' as const];
+        const { pattern, density } = maskPattern(mask, weight.shape[0], weight.shape[1], be);
+        if (tokenwise.has(m) ? !useSparseBelow(density, mode, SPARSE_TOKEN_LINEAR_DENSITY_THRESHOLD) : !useSparse(density, mode, weight.size)) continue;
+        sw = { name, weight, bias, activation, pattern, vals: new Tensor(packValues(pattern, weight.data), [pattern.nnz], true) };
       } else if (m instanceof Conv1d && m.padding < m.kernel) {
         const { pattern, density } = convMaskPattern(mask, m.outChannels, m.inChannels, 1, m.kernel);
-        if (!useSparseConv(density, mode, SPARSE_CONV1D_DENSITY_THRESHOLD)) continue;
-        sw = { name, layer: m, pattern, vals: new Tensor(packValues(pattern, m.weight.data), [pattern.nnz], true), workspace: new Workspace() };
+        if (!useSparseBelow(density, mode, SPARSE_CONV1D_DENSITY_THRESHOLD)) continue;
+        sw = { name, weight: m.weight, layer: m, pattern, vals: new Tensor(packValues(pattern, m.weight.data), [pattern.nnz], true), workspace: new Workspace() };
       } else if (m instanceof Conv2d && sparseConvFits(m.kernel, m.geometry)) {
         const { pattern, density } = convMaskPattern(mask, m.outChannels, m.inChannels, m.kernel[0], m.kernel[1]);
         const winograd = usesWinograd(m.inChannels, m.outChannels, m.kernel[0], m.kernel[1], m.geometry);
         const pixels = macs?.has(name) ? macs.get(name)! / m.weight.size : undefined;
-        if (!useSparseConv(density, mode, sparseConvThreshold(m.inChannels, m.outChannels, winograd, opts.context.settings.simd, pixels))) continue;
-        sw = { name, layer: m, pattern, vals: new Tensor(packValues(pattern, m.weight.data), [pattern.nnz], true), workspace: new Workspace() };
+        if (!useSparseBelow(density, mode, sparseConvThreshold(m.inChannels, m.outChannels, winograd, opts.context.settings.simd, pixels))) continue;
+        sw = { name, weight: m.weight, layer: m, pattern, vals: new Tensor(packValues(pattern, m.weight.data), [pattern.nnz], true), workspace: new Workspace() };
       } else {
         continue;
       }
@@ -200,20 +209,20 @@ export class GraphProgram implements Program {
 
   state(): StateDict {
     const out = this.model.state();
-    for (const s of this.sparse) out.set(s.name, unpackValues(s.pattern, s.vals.data, new Float32Array(s.layer.weight.size)));
+    for (const s of this.sparse) out.set(s.name, unpackValues(s.pattern, s.vals.data, new Float32Array(s.weight.size)));
     return out;
   }
 
   load(state: StateDict): void {
     this.model.loadState(state);
     applyMasks(this.model, this.masks);
-    for (const s of this.sparse) packValues(s.pattern, s.layer.weight.data, s.vals.data);
+    for (const s of this.sparse) packValues(s.pattern, s.weight.data, s.vals.data);
   }
 
   writeBack(): void {
     for (const s of this.sparse) {
-      s.layer.weight.data.fill(0);
-      unpackValues(s.pattern, s.vals.data, s.layer.weight.data);
+      s.weight.data.fill(0);
+      unpackValues(s.pattern, s.vals.data, s.weight.data);
     }
   }
 
@@ -260,20 +269,55 @@ export class GraphProgram implements Program {
 
 /**
  * The Linear, Conv2d and Conv1d layers that are children of a Sequential reached from `m`
- * through Sequentials only, and a residual block's two 3×3 convolutions: the ones whose
- * computation the program can replace (any other module runs its own forward, which reads
- * its layers' dense weights).
+ * through Sequentials only, a residual block's two 3×3 convolutions, and a Transformer
+ * block's products (its attention, standing for in_proj, out_proj, linear1, linear2; these
+ * also go into `tokenwise`): the ones whose computation the program can replace (any other
+ * module runs its own forward, which reads its layers' dense weights).
  */
-function sequentialLayers(m: Module, out = new Set<Module>()): Set<Module> {
+function sequentialLayers(m: Module, out: Set<Module>, tokenwise: Set<Module>): Set<Module> {
   if (m instanceof Sequential) {
     for (const [, c] of m.namedChildren()) {
       if (c instanceof Linear || c instanceof Conv2d || c instanceof Conv1d) out.add(c);
-      else sequentialLayers(c, out);
+      else sequentialLayers(c, out, tokenwise);
     }
   } else if (m instanceof BasicBlock) {
     out.add(m.conv1).add(m.conv2);
+  } else if (m instanceof TransformerBlock) {
+    for (const l of [m.selfAttn, m.selfAttn.outProj, m.linear1, m.linear2]) {
+      out.add(l);
+      tokenwise.add(l);
+    }
   }
   return out;
+}
+
+/** The sparse product of `m` (a Linear, or an attention's in_proj), if the program computes one. */
+function sparseLinearOf(m: Module, sparseOf: ReadonlyMap<Module, SparseWeight>): SparseLinear | null {
+  const s = sparseOf.get(m);
+  return s && !('workspace' in s) ? s : null;
+}
+
+/** Panels through the sparse products in order. */
+function throughSparse(p: Panels, chain: readonly SparseLinear[]): Panels {
+  for (const s of chain) p = sparseLinearPanels(p, s.vals, s.pattern, s.bias, s.activation);
+  return p;
+}
+
+/**
+ * A Transformer block as the program computes it: each sparse product on panels (the
+ * feed-forward pair as one chain when both are sparse), the others as the block's own.
+ */
+function compileTransformerBlock(m: TransformerBlock, sparseOf: ReadonlyMap<Module, SparseWeight>): (x: Tensor) => Tensor {
+  const attn = m.selfAttn;
+  const onPanels = (s: SparseLinear) => (t: Tensor) => fromPanels(throughSparse(toPanels(t), [s]));
+  const sIn = sparseLinearOf(attn, sparseOf), sOut = sparseLinearOf(attn.outProj, sparseOf);
+  const inProj = sIn ? onPanels(sIn) : (t: Tensor) => linear(t, attn.inProjWeight, attn.inProjBias);
+  const outProj = sOut ? onPanels(sOut) : (t: Tensor) => attn.outProj.forward(t);
+  const s1 = sparseLinearOf(m.linear1, sparseOf), s2 = sparseLinearOf(m.linear2, sparseOf);
+  const linear1 = s1 ? onPanels(s1) : (t: Tensor) => m.linear1.forward(t);
+  const linear2 = s2 ? onPanels(s2) : (t: Tensor) => m.linear2.forward(t);
+  const feedForward = s1 && s2 ? (t: Tensor) => fromPanels(throughSparse(toPanels(t), [s1, s2])) : (t: Tensor) => linear2(linear1(t));
+  return (x) => m.forwardWith(x, { attention: (t) => attn.forwardWith(t, inProj, outProj), feedForward });
 }
 
 /** A convolution as the program computes it: sparse where it has a sparse weight, else its own forward. */
@@ -305,6 +349,7 @@ function compileModule(m: Module, sparseOf: ReadonlyMap<Module, SparseWeight>): 
     const conv1 = compileConv(m.conv1, sparseOf), conv2 = compileConv(m.conv2, sparseOf);
     return (x) => m.forwardWith(x, conv1, conv2);
   }
+  if (m instanceof TransformerBlock) return compileTransformerBlock(m, sparseOf);
   if (!(m instanceof Sequential)) return (x) => m.forward(x);
   const steps: Array<(x: Tensor) => Tensor> = [];
   const children = m.namedChildren().map(([, c]) => c);
@@ -326,11 +371,7 @@ function compileModule(m: Module, sparseOf: ReadonlyMap<Module, SparseWeight>): 
       i += fused ? 2 : 1;
       continue;
     }
-    steps.push((x) => {
-      let p = toPanels(x);
-      for (const sw of chain) p = sparseLinearPanels(p, sw.vals, sw.pattern, sw.layer.bias, sw.layer.activation);
-      return fromPanels(p);
-    });
+    steps.push((x) => fromPanels(throughSparse(toPanels(x), chain)));
   }
   return (x) => {
     for (const f of steps) x = f(x);

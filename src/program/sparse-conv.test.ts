@@ -185,3 +185,39 @@ test('graph program: masked Conv1d layers (text_cnn, sensor_cnn) run sparse belo
   }
   resolveContext({}, {});
 });
+
+test('graph program: a Transformer block\'s products (in_proj, out_proj, linear1, linear2) run sparse below their threshold, and train as the dense masked ones', () => {
+  const make = () => {
+    const net = getModel('text_transformer').build();
+    net.initialize(new Rng(1, 'init'));
+    return net;
+  };
+  const r = new Rng(4, 'mask');
+  const at = (density: number) => new Map(make().prunableLayers().filter((l) => !l.output).map((l) => [l.name, new Float32Array(l.shape.reduce((a, b) => a * b, 1)).map(() => (r.uniform() < density ? 1 : 0))]));
+  const products = make().prunableLayers().map((l) => l.name).filter((n) => n.startsWith('block'));
+  assert.deepEqual(products.filter((n) => n.startsWith('block1.')),
+    ['block1.self_attn.in_proj_weight', 'block1.self_attn.out_proj.weight', 'block1.linear1.weight', 'block1.linear2.weight']);
+  const sparseAt = (m: Map<string, Float32Array>, mode: 'auto' | 'on' | 'off') => [...compileProgram(make(), { masks: m, optimizer: adam, context: context(mode) }).sparseWeights].filter((n) => n.startsWith('block'));
+  assert.deepEqual(sparseAt(at(0.02), 'auto'), products);
+  assert.deepEqual(sparseAt(at(0.5), 'auto'), []);
+  assert.deepEqual(sparseAt(at(0.5), 'on'), products);
+  const m = at(0.1);
+  const rows = new Rng(9, 'data');
+  const n = 8;
+  const set = new Dataset(new Float32Array(n * 128).map(() => rows.int(10000)), Int32Array.from({ length: n }, () => rows.int(2)), [128], 2);
+  const run = (mode: 'on' | 'off') => {
+    const p = compileProgram(make(), { masks: m, optimizer: adam, context: context(mode) });
+    const losses = new Float64Array(3);
+    p.step({ data: set, order: new Rng(0, 'order').permutation(n), from: 0, batchSize: 2 }, losses);
+    return { sparse: [...p.sparseWeights], losses: [...losses], state: p.state() };
+  };
+  const s = run('on'), d = run('off');
+  assert.ok(products.every((w) => s.sparse.includes(w)) && d.sparse.length === 0);
+  s.losses.forEach((l, i) => assert.ok(Math.abs(l - d.losses[i]) <= 1e-4 * d.losses[i], `loss ${i}: ${l} vs ${d.losses[i]}`));
+  assertClose(s.state, d.state, adam.lr, 'weights');
+  for (const [w, mask] of m) {
+    const v = s.state.get(w)!;
+    for (let i = 0; i < mask.length; i++) if (mask[i] === 0) assert.ok(Object.is(v[i], 0), `${w}[${i}] is pruned`);
+  }
+  resolveContext({}, {});
+});

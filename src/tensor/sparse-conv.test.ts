@@ -4,7 +4,8 @@ import { Rng } from '../core/rng.js';
 import { conv2d, flatten } from './conv.js';
 import { gradCheck } from './gradcheck.js';
 import { linear, softmaxCrossEntropy } from './ops.js';
-import { convMaskPattern, sparseConv2d, sparseConvFits, sparseConvThreshold, useSparseConv, SPARSE_IM2COL_CONV_DENSITY_THRESHOLD } from './sparse-conv.js';
+import { convMaskPattern, sparseConv2d, sparseConvFits, sparseConvThreshold, SPARSE_IM2COL_CONV_DENSITY_THRESHOLD } from './sparse-conv.js';
+import { useSparseBelow } from './sparse.js';
 import { packValues, unpackValues } from './sparse.js';
 import { Tensor } from './tensor.js';
 
@@ -70,13 +71,13 @@ test('sparse conv mode: auto by the threshold of the layer\'s shape and the SIMD
   // dense; on AVX2 everything up to 128 channels (conv1-conv4) runs sparse. At level 13
   // (12.1%) AVX-512 runs conv2-conv5 sparse, the first layer (im2col) and conv6 dense.
   const conv6 = (density: number, simd: 'avx512' | 'avx2') => [[3, 64, 32, false], [64, 64, 32], [64, 128, 16], [128, 128, 16], [128, 256, 8], [256, 256, 8]]
-    .map(([cin, cout, side, winograd = true]) => useSparseConv(density, 'auto', sparseConvThreshold(cin as number, cout as number, winograd as boolean, simd, (side as number) ** 2)));
+    .map(([cin, cout, side, winograd = true]) => useSparseBelow(density, 'auto', sparseConvThreshold(cin as number, cout as number, winograd as boolean, simd, (side as number) ** 2)));
   assert.deepEqual(conv6(0.197, 'avx512'), [false, false, false, false, false, false]);
   assert.deepEqual(conv6(0.85 ** 13, 'avx512'), [false, true, true, true, true, false]);
   assert.deepEqual(conv6(0.197, 'avx2'), [true, true, true, true, false, false]);
-  assert.equal(useSparseConv(0.99, 'on', 0.1), true);
-  assert.equal(useSparseConv(0.01, 'off', 0.5), false);
-  assert.equal(useSparseConv(0.3, 'auto', 0.3), false, 'below the threshold only');
+  assert.equal(useSparseBelow(0.99, 'on', 0.1), true);
+  assert.equal(useSparseBelow(0.01, 'off', 0.5), false);
+  assert.equal(useSparseBelow(0.3, 'auto', 0.3), false, 'below the threshold only');
   assert.equal(sparseConvFits([3, 3], { strideH: 1, strideW: 1, padH: 1, padW: 1 }), true);
   assert.equal(sparseConvFits([3, 3], { strideH: 2, strideW: 2, padH: 1, padW: 1 }), false);
   assert.equal(sparseConvFits([1, 1], { strideH: 1, strideW: 1, padH: 1, padW: 0 }), false);

@@ -1,4 +1,4 @@
-import { getBackend, type ConvPattern, type SimdPath, type SparseMode } from '../backend/index.js';
+import { getBackend, type ConvPattern, type SimdPath } from '../backend/index.js';
 import { check } from '../core/errors.js';
 import { outputTensor, type Conv2dGeometry, type Workspace } from './conv.js';
 import { Tensor, willRecord } from './tensor.js';
@@ -85,14 +85,6 @@ export function sparseConvThreshold(
 /** Whether a convolution of this geometry and kernel can run on the sparse kernels. */
 export function sparseConvFits(kernel: readonly [number, number], geometry: Conv2dGeometry): boolean {
   return geometry.strideH === 1 && geometry.strideW === 1 && geometry.padH < kernel[0] && geometry.padW < kernel[1];
-}
-
-/**
- * Whether a masked convolution of this density runs sparse under `mode` (when its geometry
- * fits), `threshold` being its sparseConvThreshold.
- */
-export function useSparseConv(density: number, mode: SparseMode, threshold: number): boolean {
-  return mode === 'on' || (mode === 'auto' && density < threshold);
 }
 
 /** The pattern of `mask` (nonzero = kept, NaN included) for a weight [outChannels, inChannels, kh, kw], and its density. */

@@ -33,6 +33,23 @@ export const SPARSE_DENSITY_THRESHOLD = 0.35;
  */
 export const SMALL_LAYER_WEIGHTS = 4096;
 
+/**
+ * The same for a masked Linear inside a Transformer block (attention's in_proj and out_proj,
+ * the feed-forward pair), which multiplies every token of the batch: measured as the whole
+ * training step of the transformers with every block weight at one density (see
+ * docs/performance.md).
+ */
+export const SPARSE_TOKEN_LINEAR_DENSITY_THRESHOLD = 0.1;
+
+/**
+ * Whether a masked weight of this density runs sparse under `mode` where its layer's
+ * threshold is `threshold` (a convolution's sparseConvThreshold, a Conv1d's or a
+ * Transformer block's constant).
+ */
+export function useSparseBelow(density: number, mode: SparseMode, threshold: number): boolean {
+  return mode === 'on' || (mode === 'auto' && density < threshold);
+}
+
 /** Whether a masked weight of this density (and this many entries) runs sparse under `mode`. */
 export function useSparse(density: number, mode: SparseMode, weights = Infinity): boolean {
   return mode === 'on' || (mode === 'auto' && (density < SPARSE_DENSITY_THRESHOLD || weights <= SMALL_LAYER_WEIGHTS));
