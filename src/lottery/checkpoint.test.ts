@@ -201,3 +201,19 @@ test('a damaged checkpoint is a clear error naming what to delete; one made with
 
 const context = () => resolveContext({}, {}).settings;
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+test('an early-bird search\'s dense level 0, stopped after a checkpoint, resumes to the uninterrupted stage\'s bytes', () => {
+  const context = resolveContext({ threads: 2 }, {});
+  const values = { steps: '60it', evalEvery: 10, levels: 1, earlyBird: true, earlyBirdEvery: '10it' };
+  const clean = run({ ...values, checkpointEvery: 'off' });
+  const id = 'replicate_0/level_0/main';
+  runStage(clean.exp, clean.spec(id), options(clean.exp, context));
+
+  const r = run({ ...values, checkpointEvery: '20it' });
+  const dir = path.join(r.exp.runDir, id);
+  // Runs of steps to 10, 20 (a checkpoint), then the stop at the third question.
+  assert.throws(() => runStage(r.exp, r.spec(id), options(r.exp, context, { stopRequested: stopAt(3) })), /stopped by TEST at a safe point/);
+  assert.ok(checkpointIteration(dir) !== null);
+  runStage(r.exp, r.spec(id), options(r.exp, context));
+  sameStage(clean.exp, r.exp, id);
+});

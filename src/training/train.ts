@@ -205,8 +205,9 @@ export function train(opts: TrainOptions): TrainResult {
     checkpoints!.save({
       iteration: it, program: program.kind, weights: program.state(), optimizer: program.optimizerState(), random: model.randomState(),
       curve: [...curve], keptState, seconds: priorSeconds + (performance.now() - started) / 1000, flops: { ...flops },
-      // Copies: a mask schedule may change its arrays in place at its next point.
-      ...(maskSchedule ? { masks: new Map([...masks!].map(([n, m]) => [n, m.slice()])), schedule: maskSchedule.save() } : {}),
+      // Copies: a mask schedule may change its arrays in place at its next point. None
+      // where it trains a dense network (an early-bird search's level 0).
+      ...(maskSchedule ? { masks: new Map([...(masks ?? [])].map(([n, m]) => [n, m.slice()])), schedule: maskSchedule.save() } : {}),
     });
     lastCheckpoint = it;
     checkpointSchedule?.taken(clock());
