@@ -96,6 +96,12 @@ test('options that would have no effect are errors naming what to add', () => {
     [['lottery', '--early-bird', '--at-init', '--strategy', 'snip', '--densities', '0.5', '--dry-run'], /--early-bird stops training once the pruned mask settles/],
     [['lottery', '--early-bird', '--levels', '0', '--dry-run'], /--early-bird needs at least one pruned level/],
     [['lottery', '--early-bird', '--early-bird-every', 'often', '--dry-run'], /--early-bird-every: cannot parse 'often'/],
+    [['lottery', '--early-bird', '--early-bird-every', '0it', '--dry-run'], /--early-bird-every 0it is less than one iteration/],
+    [['lottery', '--early-bird', '--early-bird-every', '500it', '--steps', '300it', '--dry-run'], /--early-bird-every 500it \(500 iterations\) draws fewer than two masks after the rewind step in the 300-iteration budget/],
+    [['lottery', '--early-bird', '--early-bird-every', '100it', '--rewind-step', '200it', '--steps', '300it', '--dry-run'], /draws fewer than two masks after the rewind step/],
+    [['lottery', '--early-bird', '--strategy', 'snip', '--dry-run'], /--early-bird stops training once the pruned mask settles: snip scores the weights at θ0/],
+    [['lottery', '--branches', 'rigl', '--update-every', '1000', '--steps', '300it', '--dry-run'], /--update-every 1000 leaves no drop\/regrow update before --update-end 0.75 of the 300-iteration budget \(iteration 225\)/],
+    [['train', '--sparse-train', 'rigl', '--density', '0.1', '--update-every', '500', '--steps', '100it'], /--update-every 500 leaves no drop\/regrow update before --update-end 0.75 of the 100-iteration budget/],
   ];
   for (const [args, message] of cases) {
     const r = lth(args);

@@ -304,3 +304,11 @@ test('compared runs are labelled by how they find their masks, then by what else
   assert.equal(runLabel(moved, [imp]), 'transferred from b5ddd087f49fe298 (dataset=fashion_mnist)');
   assert.equal(runLabel(run({ steps: '5000it' }), [imp]), 'iterative (steps=5000it)');
 });
+
+test('a chart whose values are all one number (every early stop at iteration 0) has a y axis of numbers, not NaN', async () => {
+  const { densityChart, renderSvg } = await import('../src/report/charts.js');
+  const points = [100, 51.2, 26.2].map((x) => ({ x, mean: 0, min: 0, max: 0, n: 1 }));
+  const svg = await renderSvg(densityChart({ title: 't', yTitle: 'Early-stop iteration', yFormat: '~s', zero: true, series: [{ name: 'winning ticket', color: '#4c78a8', dash: [], points }] }));
+  assert.doesNotMatch(svg, /NaN/);
+  assert.match(svg, /<text[^>]*>0<\/text>/, 'the axis labels 0');
+});

@@ -59,7 +59,8 @@ export function helpText(usage: string, schema: Schema): string {
   const width = Math.max(18, ...Object.entries(schema).map(([key, f]) => flagName(key, f).length));
   for (const [key, f] of Object.entries(schema)) {
     const def = f.default === undefined ? '' : ` (default: ${Array.isArray(f.default) ? f.default.join(',') : String(f.default)})`;
-    lines.push(`  --${flagName(key, f).padEnd(width)} ${f.help}${def}`);
+    const also = f.aliases?.length ? ` (also ${f.aliases.map((a) => `--${a}`).join(', ')})` : '';
+    lines.push(`  --${flagName(key, f).padEnd(width)} ${f.help}${def}${also}`);
   }
   lines.push(`  --${'json'.padEnd(width)} print one JSON object as the last stdout line; no progress`);
   return lines.join('\n');

@@ -5,7 +5,7 @@ import { SPARSE_TRAIN_METHODS, type SparseTrainMethod } from './sparse-training.
 
 /** How dynamic sparse training changes its masks: shared by `lth train --sparse-train` and the lottery's rigl and set branches. */
 export const SPARSE_UPDATE_SCHEMA = {
-  updateEvery: { type: 'integer', help: 'dynamic sparse training: iterations between drop/regrow updates (ΔT)', default: 100 },
+  updateEvery: { type: 'integer', help: 'dynamic sparse training (lth train --sparse-train; lth lottery --branches rigl or set): iterations between drop/regrow updates (ΔT)', default: 100 },
   dropFraction: { type: 'number', help: "dynamic sparse training: share of each layer's active weights dropped and regrown at the first update, cosine-decayed to 0 at --update-end (α)", default: 0.3 },
   updateEnd: { type: 'number', help: 'dynamic sparse training: fraction of the training budget after which the masks stay as they are (T_end)', default: 0.75 },
 } as const satisfies Schema;
@@ -48,6 +48,13 @@ export function resolveSparseUpdate(v: Values, used: boolean, why: string): Spar
   check(h.dropFraction > 0 && h.dropFraction < 1, `--drop-fraction must be in (0, 1), got ${h.dropFraction}`);
   check(h.updateEnd > 0 && h.updateEnd <= 1, `--update-end must be in (0, 1], got ${h.updateEnd}`);
   return h;
+}
+
+/** That the drop/regrow settings update the masks at least once in a training of `iterations` iterations. */
+export function checkSparseUpdates(h: SparseUpdateHparams, iterations: number): void {
+  const endAt = Math.floor(h.updateEnd * iterations);
+  check(h.updateEvery < endAt, () => `--update-every ${h.updateEvery} leaves no drop/regrow update before --update-end ${h.updateEnd} of the ${iterations}-iteration budget `
+    + `(iteration ${endAt}): lower --update-every, or raise --update-end or --steps`);
 }
 
 /** `lth train`'s sparse-training options, checked: null when --sparse-train is not given (and then none of them may be). */

@@ -4,11 +4,12 @@ import { countOnes } from '../pruning/mask.js';
 import type { Model } from '../nn/model.js';
 import type { SparseSetup } from '../training/run.js';
 import { layerDensities, randomMaskAt } from './densities.js';
-import type { SparseTrainHparams, SparseUpdateHparams } from './hparams.js';
+import { checkSparseUpdates, type SparseTrainHparams, type SparseUpdateHparams } from './hparams.js';
 import { SparseTraining, type SparseTrainMethod } from './sparse-training.js';
 
 /** The drop/regrow schedule of a training of `iterations` iterations. */
 export function sparseSchedule(method: SparseTrainMethod, h: SparseUpdateHparams, iterations: number, seed: number, backend: Backend): SparseTraining {
+  checkSparseUpdates(h, iterations);
   return new SparseTraining({ method, updateEvery: h.updateEvery, dropFraction: h.dropFraction, endAt: Math.floor(h.updateEnd * iterations), seed, backend });
 }
 

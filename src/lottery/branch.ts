@@ -1,4 +1,5 @@
 import type { Rng } from '../core/rng.js';
+import type { ModelSpec } from '../models/spec.js';
 import type { Model, StateDict } from '../nn/model.js';
 import type { SparseTrainMethod } from '../dynamic/sparse-training.js';
 import type { Mask } from '../pruning/mask.js';
@@ -20,10 +21,28 @@ export interface Branch {
   /** The stage's starting weights (masked) and mask at a pruned level. */
   start(ctx: BranchContext): StageStart;
   /**
+   * Why the branch cannot run in a run of this kind, or null: checked with the run's other
+   * hyperparameters, before anything trains.
+   */
+  refuses?(run: BranchRun): string | null;
+  /**
    * What the stage measures once its network is trained, beyond the training curve
    * (recorded as done.json's `analysis`); most branches measure nothing more.
    */
   analyse?(ctx: AnalysisContext): Record<string, unknown>;
+}
+
+/** How refuses() names levels that this run did not prune from trained weights. */
+export const NOT_PRUNED_HERE: Readonly<Record<'at_init' | 'transfer', string>> = {
+  at_init: 'pruned at initialisation (--at-init)',
+  transfer: 'taken from another run (--transfer-from)',
+};
+
+/** What a branch's refuses() may depend on. */
+export interface BranchRun {
+  /** How the run's levels get their masks: pruning trained weights ('imp'), at initialisation, or from another run. */
+  readonly masks: 'imp' | 'at_init' | 'transfer';
+  readonly model: ModelSpec;
 }
 
 export interface StageStart {

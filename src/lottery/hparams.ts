@@ -7,7 +7,8 @@ import { getStrategy, strategyNames } from '../pruning/registry.js';
 import { checkStructured } from '../pruning/units.js';
 import { TRAINING_SCHEMA, resolveTraining, trainingDefaults, type TrainingHparams } from '../training/hparams.js';
 import { CHECKPOINT_EVERY_DEFAULT, parseCheckpointEvery } from '../training/checkpoint.js';
-import { controlNames } from './branches.js';
+import type { BranchRun } from './branch.js';
+import { controlNames, getBranch } from './branches.js';
 import { pruningRates } from './rates.js';
 import { EARLY_BIRD_EPSILON } from '../dynamic/early-bird.js';
 import { SPARSE_UPDATE_SCHEMA, resolveSparseUpdate, type SparseUpdateHparams } from '../dynamic/hparams.js';
@@ -25,7 +26,7 @@ export const LOTTERY_SCHEMA = {
   transferFrom: { type: 'string', help: "a lottery run directory whose tickets (each level's mask, with the run's θ0) are trained on this run's data set instead of pruning here" },
   rewindStep: { type: 'string', help: "reset survivors to their values at this step of the dense run ('0it' = θ0, the paper)", default: '0it' },
   earlyBird: { type: 'boolean', help: "early-bird tickets (You et al. 2020): each level's training stops once the mask the strategy would draw from its weights settles (see --early-bird-epsilon), and the next level prunes there; the last level trains its whole budget", default: false },
-  earlyBirdEpsilon: { type: 'number', help: 'with --early-bird: the ticket is drawn when consecutive masks differ in less than this share of the prunable weights (normalised Hamming distance)', default: EARLY_BIRD_EPSILON },
+  earlyBirdEpsilon: { type: 'number', help: "with --early-bird: the ticket is drawn when consecutive masks differ in less than this share of the level's remaining weights (normalised Hamming distance)", default: EARLY_BIRD_EPSILON },
   earlyBirdEvery: { type: 'string', help: "with --early-bird: how often the mask is drawn while training ('1ep', '500it')", default: '1ep' },
   ...SPARSE_UPDATE_SCHEMA,
   ignore: { type: 'list', help: "layers global pruning leaves untouched, e.g. fc3.weight (default: the model's with a global strategy, fc.weight for cifar_resnet/cifar_vgg; else none)" },
@@ -63,6 +64,11 @@ export interface LotteryHparams {
   checkpointEvery?: string;
 }
 
+/** Whether these branches train with drop/regrow updates (the rigl and set branches: --update-every and the rest apply). */
+export function trainsSparse(branches: readonly string[]): boolean {
+  return branches.some((b) => b === 'rigl' || b === 'set');
+}
+
 /** Checks every value before any work starts. */
 export function resolveLottery(given: Values): LotteryHparams {
   const v = schemaValues(given, LOTTERY_SCHEMA, 'resolveLottery');
@@ -91,7 +97,7 @@ export function resolveLottery(given: Values): LotteryHparams {
     earlyBird: v.earlyBird === true ? {
       epsilon: Number(v.earlyBirdEpsilon ?? LOTTERY_SCHEMA.earlyBirdEpsilon.default), every: String(v.earlyBirdEvery ?? LOTTERY_SCHEMA.earlyBirdEvery.default),
     } : undefined,
-    sparseUpdate: resolveSparseUpdate(v, ((v.branches as string[] | undefined) ?? []).some((b) => b === 'rigl' || b === 'set'),
+    sparseUpdate: resolveSparseUpdate(v, trainsSparse((v.branches as string[] | undefined) ?? []),
       'they set how the rigl and set branches update their masks; add --branches rigl or set'),
     // The model's ignored layers go with a global strategy (a layerwise one refuses --ignore).
     ignore: (v.ignore as string[] | undefined) ?? (getStrategy(strategyName).global ? [...pruningDefaults?.ignore ?? []] : []),
@@ -107,7 +113,6 @@ export function resolveLottery(given: Values): LotteryHparams {
   checkStructured(strategy, () => getModel(training.model, training.dataset).build());
   if (atInit) {
     check(densities.length > 0, '--at-init needs --densities, e.g. 0.5,0.2,0.07');
-    check(!h.branches.includes('finetune'), '--branches finetune: levels pruned at initialisation have no trained weights to fine-tune');
     check(strategy.when === 'at_init', `--at-init needs a strategy that prunes at initialisation (${strategyNames().filter((n) => getStrategy(n).when === 'at_init').join(', ')}); ${h.strategy} prunes trained weights`);
     check(v.levels === undefined && !oneShot && h.targetDensity === undefined && h.rate === undefined,
       '--at-init sets each level\'s density with --densities: do not combine it with --levels, --one-shot, --target-density or --rate');
@@ -121,9 +126,8 @@ export function resolveLottery(given: Values): LotteryHparams {
     check(h.rate === undefined, '--rate and --target-density both set the pruning rate; give one');
   }
   if (h.transferFrom !== undefined) {
-    check(!atInit && !oneShot && h.targetDensity === undefined && h.rate === undefined,
-      '--transfer-from takes its masks from the other run: do not combine it with --at-init, --one-shot, --target-density or --rate');
-    check(!h.branches.includes('finetune'), '--branches finetune: a transferred ticket has no trained weights of this run to fine-tune');
+    check(!atInit && !oneShot && h.targetDensity === undefined && h.rate === undefined && v.strategy === undefined,
+      '--transfer-from takes its masks from the other run: do not combine it with --strategy, --at-init, --one-shot, --target-density or --rate');
   }
   if (h.ignore.length > 0) {
     const prunable = getModel(training.model, training.dataset).build().prunableNames();
@@ -131,14 +135,25 @@ export function resolveLottery(given: Values): LotteryHparams {
     check(strategy.global, `--ignore names layers a global strategy leaves untouched; it has no effect with --strategy ${h.strategy}`);
     check(prunable.some((n) => !h.ignore.includes(n)), `--ignore leaves no layer to prune: ${training.model}'s prunable weights are ${prunable.join(', ')}`);
   }
+  const lowest = Math.min(...densities, h.targetDensity ?? 1);
+  if (lowest < 1) {
+    const weights = getModel(training.model, training.dataset).build().prunableLayers().reduce((a, l) => a + l.shape.reduce((x, y) => x * y, 1), 0);
+    check(Math.floor(lowest * weights) >= 1, () => `${atInit ? '--densities' : '--target-density'} ${lowest} keeps no weight of ${training.model}'s ${weights.toLocaleString('en-US')} prunable weights`);
+  }
   for (const b of h.branches) check(controlNames().includes(b), `--branches: unknown branch '${b}'. Known: ${controlNames().join(', ')}`);
   check(new Set(h.branches).size === h.branches.length, `--branches: a branch is named twice in '${h.branches.join(',')}'`);
+  const run: BranchRun = { masks: atInit ? 'at_init' : h.transferFrom !== undefined ? 'transfer' : 'imp', model: getModel(training.model, training.dataset) };
+  for (const b of h.branches) {
+    const why = getBranch(b).refuses?.(run);
+    if (why) throw new LthError(`--branches ${b}: ${why}`);
+  }
   check(Number.isInteger(h.replicates) && h.replicates >= 1, `--replicates must be a positive integer, got ${h.replicates}`);
   parseStep(h.rewindStep, '--rewind-step'); // checked against the budget once the data set's size is known
   check(h.earlyBird !== undefined || (v.earlyBirdEpsilon === undefined && v.earlyBirdEvery === undefined),
     '--early-bird-epsilon and --early-bird-every set the early-bird search; add --early-bird');
   if (h.earlyBird) {
     check(!atInit && h.transferFrom === undefined, '--early-bird stops training once the pruned mask settles: levels pruned at initialisation (--at-init) or taken from another run (--transfer-from) train no network to prune');
+    check(strategy.when !== 'at_init', `--early-bird stops training once the pruned mask settles: ${h.strategy} scores the weights at θ0, so its mask never changes as the network trains`);
     check(h.levels >= 1, '--early-bird needs at least one pruned level (--levels >= 1)');
     check(h.earlyBird.epsilon > 0 && h.earlyBird.epsilon < 1, `--early-bird-epsilon must be in (0, 1), got ${h.earlyBird.epsilon}`);
     parseStep(h.earlyBird.every, '--early-bird-every');

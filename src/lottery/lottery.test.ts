@@ -230,5 +230,24 @@ test('the finetune control starts from the trained weights it was pruned from, u
       for (let i = 0; i < w.length; i++) assert.ok(Object.is(got[i], m && m[i] === 0 ? 0 : w[i]), `level ${k} ${n}[${i}]`);
     }
   }
-  assert.throws(() => resolveLottery({ atInit: true, strategy: 'snip', densities: ['0.5'], branches: ['finetune'] }), /no trained weights to fine-tune/);
+  assert.throws(() => resolveLottery({ atInit: true, strategy: 'snip', densities: ['0.5'], branches: ['finetune'] }), /no trained weights of this run to fine-tune/);
+});
+
+test('branches a run cannot train are refused with its other hyperparameters, before anything trains', () => {
+  const refused: Array<[Record<string, unknown>, RegExp]> = [
+    [{ atInit: true, strategy: 'snip', densities: ['0.5'], branches: ['lr_rewind'] }, /--branches lr_rewind: levels pruned at initialisation \(--at-init\) have no trained weights of this run to retrain/],
+    [{ transferFrom: 'elsewhere', branches: ['finetune'] }, /--branches finetune: levels taken from another run \(--transfer-from\) have no trained weights of this run to fine-tune/],
+    [{ transferFrom: 'elsewhere', branches: ['lr_rewind'] }, /--branches lr_rewind: levels taken from another run/],
+    [{ transferFrom: 'elsewhere', branches: ['invert'] }, /--branches invert: levels taken from another run \(--transfer-from\) were not pruned by this run's strategy/],
+    [{ model: 'cifar_resnet_20', dataset: 'cifar10', branches: ['small_dense'] }, /--branches small_dense: cifar_resnet_20 has no hidden widths to shrink; the baseline needs a model with them \(lenet_300_100, conv2,/],
+    [{ model: 'text_transformer', branches: ['small_dense'] }, /--branches small_dense: text_transformer has no hidden widths/],
+    [{ transferFrom: 'elsewhere', strategy: 'magnitude_global' }, /--transfer-from takes its masks from the other run: do not combine it with --strategy/],
+    [{ atInit: true, strategy: 'snip', densities: ['0.000001'] }, /--densities 0.000001 keeps no weight of lenet_300_100's 266,200 prunable weights/],
+    [{ levels: 3, targetDensity: 1e-7 }, /--target-density 1e-7 keeps no weight/],
+  ];
+  for (const [values, message] of refused) assert.throws(() => resolveLottery(values as never), message, JSON.stringify(values));
+  // What the same branches can train.
+  for (const values of [{ atInit: true, strategy: 'snip', densities: ['0.5'], branches: ['invert', 'small_dense'] }, { branches: ['lr_rewind', 'finetune', 'invert', 'small_dense'] }]) {
+    assert.doesNotThrow(() => resolveLottery(values as never));
+  }
 });

@@ -11,7 +11,8 @@ import { loadSplits } from '../training/run.js';
 import { MAIN, controlNames, getBranch } from './branches.js';
 import type { LotteryHparams } from './hparams.js';
 import { planLottery, type StageSpec } from './plan.js';
-import { budget, experimentOf, runStage, type Experiment, type LotteryProgress } from './stage.js';
+import { budget, experimentOf, runStage, transferred, type Experiment, type LotteryProgress } from './stage.js';
+import { getModel } from '../models/registry.js';
 import { writeSummary, type LotterySummary } from './summary.js';
 
 export type { LotteryProgress } from './stage.js';
@@ -102,6 +103,10 @@ function checkTransferSource(h: LotteryHparams): void {
   if (missing.length) {
     throw new LthError(`--transfer-from: ${h.transferFrom} lacks the finished tickets ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ` and ${missing.length - 3} more` : ''}; --levels and --replicates may ask for no more than it has`);
   }
+  // Its tickets fit this run's model (the source's θ0 and first mask, as the stages will read them).
+  const model = getModel(h.training.model, h.training.dataset).build();
+  transferred(source, stagePath(0, 0, MAIN), FILES.init, model);
+  if (h.levels >= 1) transferred(source, stagePath(0, 1, MAIN), FILES.mask, model);
 }
 
 /** Writes the run's summary.json from the finished stages on disk. */

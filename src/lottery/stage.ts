@@ -21,11 +21,12 @@ import { lrSchedule } from '../training/schedule.js';
 import { trainingAugmentation } from '../training/hparams.js';
 import { iterationsPerEpoch, train, type EvalPoint } from '../training/train.js';
 import { buildModel } from '../nn/build.js';
+import { checkSparseUpdates } from '../dynamic/hparams.js';
 import { compileProgram } from '../program/compile.js';
 import { widthsForWeights } from '../models/resize.js';
 import type { StageStart } from './branch.js';
 import { MAIN, getBranch } from './branches.js';
-import { runIdentity, spelledRunIdentity, type LotteryHparams } from './hparams.js';
+import { runIdentity, spelledRunIdentity, trainsSparse, type LotteryHparams } from './hparams.js';
 import { hashOf } from '../core/hparams.js';
 import type { StageSpec } from './plan.js';
 import { pruningRates } from './rates.js';
@@ -95,6 +96,15 @@ export function budget(h: LotteryHparams, trainSize: number): { iterations: numb
   const rewindAt = stepToIterations(parseStep(h.rewindStep, '--rewind-step'), perEpoch);
   check(rewindAt < iterations, `--rewind-step ${h.rewindStep} (${rewindAt} iterations) must be before the end of the training budget ${h.training.steps} (${iterations} iterations)`);
   lrSchedule(h.training, perEpoch, iterations);
+  if (trainsSparse(h.branches)) checkSparseUpdates(h.sparseUpdate, iterations);
+  if (h.earlyBird) {
+    // The search compares each draw with the one before: two must fall within the budget.
+    const every = stepToIterations(parseStep(h.earlyBird.every, '--early-bird-every'), perEpoch);
+    check(every >= 1, `--early-bird-every ${h.earlyBird.every} is less than one iteration`);
+    const second = (Math.floor(rewindAt / every) + 2) * every;
+    check(second < iterations, `--early-bird-every ${h.earlyBird.every} (${every} iterations) draws fewer than two masks after the rewind step in the ${iterations}-iteration budget, `
+      + 'so the search could never stop training: lower it, or raise --steps');
+  }
   return { iterations, rewindAt };
 }
 
@@ -256,7 +266,7 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
  * run's model: every tensor of a weight file, or every prunable weight of a mask file,
  * with this model's sizes.
  */
-function transferred(sourceRun: string, id: string, file: string, model: Model): StateDict {
+export function transferred(sourceRun: string, id: string, file: string, model: Model): StateDict {
   const dir = path.join(sourceRun, id);
   const done = readDone(dir);
   if (!done) throw new LthError(`--transfer-from: ${dir} is not a finished stage (the source run needs every level this run trains; --levels sets how many)`);

@@ -62,12 +62,14 @@ test('--transfer-from refuses tickets that do not fit the model, and a source wi
     fs.writeFileSync(path.join(cifar, f), buf);
   }
   const source = runLottery(resolveLottery({ model: 'conv2', dataset: 'cifar10', dataDir: cifar, steps: '1it', batchSize: 2, evalEvery: 1, levels: 1, root: conv }));
-  assert.throws(() => runLottery(resolveLottery({ steps: '10it', levels: 1, transferFrom: source.runDir, root: tmp() })),
+  const misfit = tmp();
+  assert.throws(() => runLottery(resolveLottery({ steps: '10it', levels: 1, transferFrom: source.runDir, root: misfit })),
     /--transfer-from: 'fc1.weight' in .*model_init\.safetensors has 4194304 entries, lenet_300_100 here has 235200: the tickets do not fit this model/);
+  assert.deepEqual(fs.readdirSync(misfit), [], 'refused before the run is recorded');
   const small = runLottery(resolveLottery({ steps: '10it', evalEvery: 10, levels: 1, root: tmp() }));
   const root = tmp();
   assert.throws(() => runLottery(resolveLottery({ steps: '10it', levels: 3, transferFrom: small.runDir, root })),
     /--transfer-from: .* lacks the finished tickets replicate_0\/level_2\/main, replicate_0\/level_3\/main/);
   assert.deepEqual(fs.readdirSync(root), [], 'nothing written');
-  assert.throws(() => resolveLottery({ transferFrom: small.runDir, atInit: true, strategy: 'snip', densities: ['0.5'] }), /do not combine it with --at-init/);
+  assert.throws(() => resolveLottery({ transferFrom: small.runDir, atInit: true, strategy: 'snip', densities: ['0.5'] }), /do not combine it with --strategy, --at-init/);
 });

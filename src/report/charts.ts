@@ -79,6 +79,18 @@ export function percentTicks(lo: number, hi: number, own: number[]): number[] {
  * Mean with a min/max band per series against percent of weights remaining, on a
  * log axis reversed as in the paper (100 on the left).
  */
+/**
+ * A y scale's domain over the points' [min, max]: [0, 1] without points, and one unit
+ * either side of a single value (every early stop at iteration 0, say), where the data's
+ * own extent would be empty and Vega's axis would read NaN.
+ */
+function yDomain(values: ReadonlyArray<{ min: number; max: number }>): number[] | vega.ScaleData {
+  const ys = values.flatMap((v) => [v.min, v.max]).filter(Number.isFinite);
+  if (ys.length === 0) return [0, 1];
+  const lo = Math.min(...ys), hi = Math.max(...ys);
+  return lo === hi ? [lo - 1, hi + 1] : { data: 'points', fields: ['min', 'max'] };
+}
+
 export function densityChart(opts: { title: string; subtitle?: string[]; yTitle: string; yFormat: string; zero: boolean; series: Series[] }): vega.Spec {
   const values = opts.series.flatMap((s) => s.points.map((p) => ({ series: s.name, ...p })));
   const xs = values.map((v) => v.x);
@@ -90,7 +102,7 @@ export function densityChart(opts: { title: string; subtitle?: string[]; yTitle:
     data: [{ name: 'points', values }],
     scales: [
       { name: 'x', type: 'log', domain: [hi * 1.06, lo / 1.12], range: 'width', nice: false, zero: false },
-      { name: 'y', type: 'linear', domain: values.length ? { data: 'points', fields: ['min', 'max'] } : [0, 1], range: 'height', nice: true, zero: opts.zero },
+      { name: 'y', type: 'linear', domain: yDomain(values), range: 'height', nice: true, zero: opts.zero },
       ...styleScales(opts.series),
     ],
     axes: [
@@ -236,7 +248,7 @@ export function costChart(opts: { title: string; subtitle?: string[]; xTitle: st
       opts.log
         ? { name: 'x', type: 'log', domain: values.length ? { data: 'points', fields: ['xMin', 'xMax'] } : [1, 10], range: 'width', nice: false, zero: false, padding: 14 }
         : { name: 'x', type: 'linear', domain: values.length ? { data: 'points', fields: ['xMin', 'xMax'] } : [0, 1], range: 'width', nice: true, zero: true },
-      { name: 'y', type: 'linear', domain: values.length ? { data: 'points', fields: ['min', 'max'] } : [0, 1], range: 'height', nice: true, zero: false, padding: 8 },
+      { name: 'y', type: 'linear', domain: yDomain(values), range: 'height', nice: true, zero: false, padding: 8 },
       ...styleScales(opts.series),
       { name: 'shape', type: 'ordinal', domain: opts.series.map((s) => s.name), range: opts.series.map((s) => s.shape ?? 'circle') },
     ],

@@ -1,4 +1,4 @@
-import { masked, type Branch } from '../branch.js';
+import { NOT_PRUNED_HERE, masked, type Branch } from '../branch.js';
 
 /**
  * The inversion sanity check of Frankle et al. (ICLR 2021): the run's strategy keeps its
@@ -11,6 +11,7 @@ export const invertBranch: Branch = {
   name: 'invert',
   label: 'inverted scores',
   description: "the run's strategy keeping the lowest-scored weights instead of the highest, survivors reset to θ0",
+  refuses: (run) => (run.masks === 'transfer' ? `levels ${NOT_PRUNED_HERE.transfer} were not pruned by this run's strategy: there are no scores of it to invert` : null),
   start: (ctx) => {
     const mask = ctx.pruneInverted();
     return { init: masked(ctx.rewind, mask), mask };

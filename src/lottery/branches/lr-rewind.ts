@@ -1,5 +1,4 @@
-import { LthError } from '../../core/errors.js';
-import { masked, type Branch } from '../branch.js';
+import { NOT_PRUNED_HERE, masked, type Branch } from '../branch.js';
 
 /**
  * Learning-rate rewinding (Renda, Frankle & Carbin, ICLR 2020): the pruned network keeps
@@ -10,8 +9,9 @@ export const lrRewindBranch: Branch = {
   name: 'lr_rewind',
   label: 'learning rate rewound',
   description: "the ticket's mask on the trained weights it was pruned from, the learning-rate schedule replayed from the rewind step",
+  refuses: (run) => (run.masks === 'imp' ? null : `levels ${NOT_PRUNED_HERE[run.masks]} have no trained weights of this run to retrain`),
   start: (ctx) => {
-    if (!ctx.trained) throw new LthError('--branches lr_rewind: levels pruned at initialisation have no trained weights to retrain');
+    if (!ctx.trained) throw new Error('lr_rewind: a level without trained weights (refuses() lets no such run start)');
     return { init: masked(ctx.trained, ctx.levelMask), mask: ctx.levelMask };
   },
 };

@@ -1,5 +1,6 @@
 import { countOnes, onesMask } from '../../pruning/mask.js';
 import type { Branch } from '../branch.js';
+import { getModel, modelNames } from '../../models/registry.js';
 
 /**
  * "Why not train a smaller network directly?": a dense network of the run's architecture,
@@ -10,6 +11,8 @@ export const smallDenseBranch: Branch = {
   name: 'small_dense',
   label: 'small dense',
   description: "a dense network with hidden widths shrunk to the ticket's number of weights, fresh initialisation",
+  refuses: (run) => (run.model.hiddenWidths && run.model.withWidths ? null
+    : `${run.model.name} has no hidden widths to shrink; the baseline needs a model with them (${modelNames().filter((n) => getModel(n).hiddenWidths).join(', ')})`),
   start: (ctx) => {
     let weights = 0;
     for (const m of ctx.levelMask.values()) weights += countOnes(m);
