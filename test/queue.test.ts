@@ -30,8 +30,8 @@ const startRedis = startRedisServer;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `lth worker` in its own process; its log lines collected. */
-function startWorker(queue: string, root: string, extra: string[] = [], env: Record<string, string> = {}) {
-  const p = spawn(process.execPath, [cli, 'worker', '--queue', queue, '--root', root, '--lock-seconds', '2', '--threads', '1', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+function startWorker(queue: string, root: string, extra: string[] = [], env: Record<string, string> = {}, detached = false) {
+  const p = spawn(process.execPath, [cli, 'worker', '--queue', queue, '--root', root, '--lock-seconds', '2', '--threads', '1', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env }, detached });
   children.push(p);
   const log: string[] = [];
   p.stderr!.setEncoding('utf8').on('data', (c: string) => log.push(...c.split('\n').filter(Boolean)));
@@ -247,9 +247,61 @@ test('no Redis at the address: the submitter stops with an error naming it; a wo
   assert.equal(r.code, 2, r.stderr);
   assert.match(r.stderr, /^lth: error: --queue: cannot reach Redis at redis:\/\/127\.0\.0\.1:1 \(connect ECONNREFUSED 127\.0\.0\.1:1\) within 10 s/m);
   assert.ok(Date.now() - started < 60_000);
+  assert.deepEqual(fs.readdirSync(root), [], 'no run recorded for a queue never reached');
   const w = startWorker('redis://127.0.0.1:1', root);
   while (!w.log.some((l) => /ECONNREFUSED/.test(l))) await sleep(20);
   const exited = new Promise<number | null>((resolve) => w.p.on('exit', resolve));
   w.stop();
   assert.equal(await Promise.race([exited, sleep(10_000).then(() => 'still running')]), 0, w.log.join('\n'));
+});
+
+test('a stage whose files were removed after its job completed is queued again; Ctrl-C to a worker\'s process group lets its stage finish; --report with --wait', { skip }, async () => {
+  const redis = await startRedis();
+  const queue = `redis://127.0.0.1:${redis.port}`;
+  const root = tmp();
+  // A worker in a process group of its own, as a terminal's foreground job is.
+  const w = startWorker(queue, root, [], {}, true);
+  const args = ['--steps', '40it', '--eval-every', '20', '--levels', '1', '--root', root];
+  const first = await submit([...args, '--report'], queue);
+  assert.equal(first.code, 0, first.stderr);
+  const runDir = String(first.out.runDir);
+  assert.ok(fs.existsSync(path.join(runDir, 'report.html')), 'the report, written after --wait');
+  fs.rmSync(path.join(runDir, 'replicate_0', 'level_1'), { recursive: true });
+  const again = await submit(args, queue);
+  assert.equal(again.code, 0, again.stderr);
+  assert.ok(readDone(path.join(runDir, 'replicate_0', 'level_1', 'main')), 'trained again');
+  // A longer stage, then SIGINT to the worker's whole group mid-stage.
+  const long = ['--steps', '1500it', '--eval-every', '500', '--levels', '0', '--seed', '7', '--root', root];
+  const pending = submit(long, queue, false);
+  for (let i = 0; i < 800 && w.log.filter((l) => l.includes(' started ')).length < 3; i++) await sleep(25);
+  assert.equal(w.log.filter((l) => l.includes(' started ')).length, 3, w.log.join('\n'));
+  const exited = new Promise<number | null>((resolve) => w.p.on('exit', resolve));
+  process.kill(-w.p.pid!, 'SIGINT');
+  assert.equal(await exited, 0, w.log.join('\n'));
+  assert.equal((await pending).code, 0);
+  assert.ok(!w.log.some((l) => / failed /.test(l)), w.log.join('\n'));
+  assert.equal(w.log.filter((l) => l.includes(' committed ')).length, 3, 'the stage running at the signal finished and was committed');
+  await redis.stop();
+});
+
+test('a worker with settings its stages would refuse does not start; a submission its workers would fail is refused', { skip }, async () => {
+  const redis = await startRedis();
+  const queue = `redis://127.0.0.1:${redis.port}`;
+  const root = tmp();
+  const w = spawnSync(process.execPath, [cli, 'worker', '--queue', queue, '--root', root, '--threads', '0'], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(w.status, 2, w.stderr);
+  assert.match(w.stderr, /--threads must be an integer from 1 to 256, got '0'/);
+  const big = await submit(['--steps', '20it', '--levels', '1', '--batch-size', '100000', '--root', root], queue, false);
+  assert.equal(big.code, 2);
+  assert.match(big.stderr, /--batch-size 100000 is more than the 55000 training examples of mnist/);
+  const db = await submit(['--steps', '20it', '--levels', '1', '--root', root], `${queue}/99`, false);
+  assert.equal(db.code, 2);
+  assert.match(db.stderr, /--queue: Redis at redis:\/\/127\.0\.0\.1:\d+\/99 has no database 99/);
+  const report = await submit(['--steps', '20it', '--levels', '1', '--root', root, '--report'], queue, false);
+  assert.equal(report.code, 2);
+  assert.match(report.stderr, /--report with --queue writes the report once the run is finished: add --wait/);
+  const q = new Queue(QUEUE_NAME, { connection: { host: '127.0.0.1', port: redis.port } });
+  assert.equal(await q.count(), 0, 'nothing queued');
+  await q.close();
+  await redis.stop();
 });

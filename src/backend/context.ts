@@ -48,13 +48,19 @@ const FLAG = { backend: '--backend', simd: '--simd', threads: '--threads', spars
 
 let active: RunContext | null = null;
 
-/**
- * Resolves the settings and applies the process-wide ones: the active backend (the one
- * tensor ops use), the native SIMD path and thread count. Bad values are LthErrors naming
- * the flag or variable they came from. If the native addon cannot load, a native backend
- * that was not asked for falls back to the reference backend with one warning line.
- */
-export function resolveContext(request: SettingsRequest = {}, env: NodeJS.ProcessEnv = process.env): RunContext {
+/** The settings a request (flags, then environment variables) asks for, checked. */
+interface AskedSettings {
+  readonly backend: 'native' | 'reference';
+  readonly backendExplicit: boolean;
+  readonly backendSource: string;
+  readonly simd: 'avx512' | 'avx2' | 'scalar';
+  readonly simdExplicit: boolean;
+  readonly sparse: RunSettings['sparse'];
+  readonly fused: RunSettings['fused'];
+  readonly threads: number;
+}
+
+function askedSettings(request: SettingsRequest, env: NodeJS.ProcessEnv): AskedSettings {
   const pick = (key: keyof typeof ENV): { value: string | undefined; source: string } => {
     const asked = request[key];
     if (asked !== undefined) return { value: String(asked), source: FLAG[key] };
@@ -69,8 +75,8 @@ export function resolveContext(request: SettingsRequest = {}, env: NodeJS.Proces
     }
     return value as T;
   };
-  const backendAsked = choice('backend', ['native', 'reference'] as const, 'native');
-  const simdAsked = choice('simd', ['avx512', 'avx2', 'scalar'] as const, 'avx512');
+  const backend = choice('backend', ['native', 'reference'] as const, 'native');
+  const simd = choice('simd', ['avx512', 'avx2', 'scalar'] as const, 'avx512');
   const sparse = choice('sparse', ['auto', 'on', 'off'] as const, 'auto');
   const fused = choice('fused', ['auto', 'off'] as const, 'auto');
   const threadsPick = pick('threads');
@@ -78,20 +84,41 @@ export function resolveContext(request: SettingsRequest = {}, env: NodeJS.Proces
   if (!(Number.isInteger(threads) && threads >= 1 && threads <= 256)) {
     throw new LthError(`${threadsPick.source} must be an integer from 1 to 256, got '${threadsPick.value}'`);
   }
-  const backendExplicit = pick('backend').value !== undefined;
+  return {
+    backend, backendExplicit: pick('backend').value !== undefined, backendSource: pick('backend').source,
+    simd, simdExplicit: pick('simd').value !== undefined, sparse, fused, threads,
+  };
+}
 
+/**
+ * Checks the settings a request asks for without applying them: what a process that
+ * resolves them later (a queue worker's stages) checks when it starts.
+ */
+export function checkSettings(request: SettingsRequest = {}, env: NodeJS.ProcessEnv = process.env): void {
+  askedSettings(request, env);
+}
+
+/**
+ * Resolves the settings and applies the process-wide ones: the active backend (the one
+ * tensor ops use), the native SIMD path and thread count. Bad values are LthErrors naming
+ * the flag or variable they came from. If the native addon cannot load, a native backend
+ * that was not asked for falls back to the reference backend with one warning line.
+ */
+export function resolveContext(request: SettingsRequest = {}, env: NodeJS.ProcessEnv = process.env): RunContext {
+  const asked = askedSettings(request, env);
+  const { sparse, fused, threads } = asked;
   let backend: Backend = referenceBackend;
   let sparseMlp: SparseMlpKernels = referenceSparseMlp;
   let denseMlp: DenseMlpKernels = referenceDenseMlp;
   let simd: RunSettings['simd'] = 'none';
-  if (backendAsked === 'native') {
+  if (asked.backend === 'native') {
     const native = loadNative();
     if (native instanceof Error) {
-      if (backendExplicit) throw new LthError(`${pick('backend').source}=native but the native addon cannot load: ${native.message}`);
+      if (asked.backendExplicit) throw new LthError(`${asked.backendSource}=native but the native addon cannot load: ${native.message}`);
       warnOnce(`native addon unavailable (${native.message.split('\n')[0]}); using the slow reference backend`);
     } else {
-      simd = applyNative(native, simdAsked, threads);
-      const note = simdNote(simdAsked, pick('simd').value !== undefined, simd);
+      simd = applyNative(native, asked.simd, threads);
+      const note = simdNote(asked.simd, asked.simdExplicit, simd);
       if (note) warnOnce(note);
       backend = native;
       sparseMlp = native.sparseMlp;

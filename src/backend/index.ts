@@ -5,7 +5,7 @@ export { loadNative, type NativeAddon, type SimdPath } from './native.js';
 export { composedDenseMlp, referenceDenseMlp, type DenseMlpKernels, type DenseMlpLayer, type PreparedDenseMlp } from './dense-mlp.js';
 export { referenceSparseMlp, type SparseMlpKernels, type SparseMlpLayer, type PreparedMlp, type UpdateRule } from './sparse-mlp.js';
 export {
-  resolveContext, contextFor, activeContext, getBackend, describeSettings,
+  resolveContext, checkSettings, contextFor, activeContext, getBackend, describeSettings,
   type RunContext, type RunSettings, type SettingsRequest, type SparseMode, type FusedMode,
 } from './context.js';
 export { watchStop } from './stop.js';

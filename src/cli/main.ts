@@ -145,6 +145,7 @@ async function cmdLottery(argv: string[]): Promise<void> {
   const context = contextFrom(values);
   const h = resolveLottery(values);
   if (wait && !queue) throw new LthError('--wait follows a run submitted with --queue; without --queue the run trains here and the command waits anyway');
+  if (report && queue && !wait) throw new LthError('--report with --queue writes the report once the run is finished: add --wait, or run lth report on the run directory later');
   if (dryRun) {
     checkRunData(experimentOf(h).runDir, checkRun(h));
     const plan = describePlan(h);
@@ -162,7 +163,7 @@ async function cmdLottery(argv: string[]): Promise<void> {
   if (queue) {
     // The queue's client (BullMQ, ioredis) is loaded only for a run submitted to one.
     const done = await (await import('./queue-commands.js')).submitLottery(h, queue, wait, common.json);
-    if (done) printSummary(h, done.runDir, done.summary, common.json, undefined);
+    if (done) printSummary(h, done.runDir, done.summary, common.json, report ? (await (await import('../report/index.js')).writeReport(done.runDir)).html : undefined);
     return;
   }
   const progress = new Progress(common.json);

@@ -23,8 +23,10 @@ export async function submitLottery(h: LotteryHparams, queue: string, wait: bool
     const running = Object.entries(p.running).map(([w, s]) => `${w}: ${s.length}`).join(', ');
     return `${bar(p.done / p.stages)} ${p.done}/${p.stages} stages done, ${p.queued} queued, ${Object.values(p.running).flat().length} running${running ? ` (${running})` : ''}`;
   };
-  const r = await submitRun(h, { queue, wait, onProgress: (p) => progress.update(line(p)) });
-  progress.log(`submitted ${r.runDir} to ${shown}: ${r.enqueued} stage(s) enqueued${r.enqueued === 0 ? ' (all finished or already queued)' : ''}`);
+  const r = await submitRun(h, {
+    queue, wait, onProgress: (p) => progress.update(line(p)),
+    onSubmitted: (runDir, enqueued) => progress.log(`submitted ${runDir} to ${shown}: ${enqueued} stage(s) enqueued${enqueued === 0 ? ' (all finished or already queued)' : ''}`),
+  });
   if (r.failed.length) {
     const list = r.failed.map((f) => `failed: ${f.stage}: ${f.message}`).join('\n');
     throw new LthError(`${r.failed.length} stage(s) of ${r.runDir} failed ('lth status ${r.runDir}' lists them; fix the cause and submit again):\n${list}`);
@@ -70,6 +72,7 @@ export async function cmdWorker(argv: string[]): Promise<void> {
       else if (e.kind === 'started') log(`lth worker ${workerId()}: started ${e.job}`);
       else if (e.kind === 'committed') log(`lth worker ${workerId()}: committed ${e.job} (${e.seconds.toFixed(1)} s)`);
       else if (e.kind === 'skipped') log(`lth worker ${workerId()}: ${e.job}: ${e.why}`);
+      else if (e.kind === 'notice') log(`lth worker ${workerId()}: ${e.warning ? 'warning: ' : ''}${e.message}`);
       else log(`lth worker ${workerId()}: failed ${e.job}${e.retried ? ' (to be retried)' : ''}: ${e.message}`);
     },
   });

@@ -8,6 +8,7 @@ import { readJson, readStoreJson, writeJsonAtomic } from '../store/atomic.js';
 import { lockRun } from '../store/run-lock.js';
 import { FILES, listStages, readDone, stagePath, type StageResult } from '../store/layout.js';
 import { loadSplits } from '../training/run.js';
+import { checkBatchSize } from '../training/train.js';
 import { MAIN, controlNames, getBranch } from './branches.js';
 import type { LotteryHparams } from './hparams.js';
 import { planLottery, type StageSpec } from './plan.js';
@@ -125,17 +126,19 @@ export function summarizeRun(exp: Experiment): LotterySummary {
  */
 export function checkRun(h: LotteryHparams): Splits {
   const splits = loadSplits(h.training);
+  checkBatchSize(h.training.batchSize, splits);
   budget(h, splits.train.length);
   if (h.transferFrom !== undefined) checkTransferSource(h);
   return splits;
 }
 
 /**
- * Checks the run (checkRun) and records its hyperparameters (recordRun): the first step of
- * every executor. Returns the replicate-0 splits it loaded.
+ * Checks the run (checkRun, unless given the splits a checkRun of it returned) and records
+ * its hyperparameters (recordRun): the first step of every executor. Returns the
+ * replicate-0 splits it loaded.
  */
-export function prepareRun(exp: Experiment): Splits {
-  const splits = checkRun(exp.h);
+export function prepareRun(exp: Experiment, checked?: Splits): Splits {
+  const splits = checked ?? checkRun(exp.h);
   recordRun(exp, checkRunData(exp.runDir, splits));
   return splits;
 }

@@ -3,7 +3,7 @@
  * free to keep the job's lock alive while training blocks this one. It never commits:
  * with every other file of the stage written, it prints the stage's done.json record and
  * exits; the worker commits it if it still holds the job. Protocol: JSON lines on stdout
- * ({type: 'progress'|'done'|'error'}); exit status 0 (done), 2 (the stage cannot be run:
+ * ({type: 'progress'|'notice'|'done'|'error'}); exit status 0 (done), 2 (the stage cannot be run:
  * bad data, a damaged input), anything else a crash.
  *
  * argv[2]: JSON { root, run, stage, settings } (settings: the worker's run-settings request).
@@ -47,6 +47,7 @@ function main(): void {
       say({ type: 'progress', iteration: p.point.iteration, iterations: p.iterations, testAccuracy: p.point.testAccuracy, stage: p.stage });
     },
     commit: (_file, done) => { committed = done; },
+    onCheckpointNotice: (message, warning) => say({ type: 'notice', message, warning }),
   });
   say({ type: 'done', skipped, result: committed ?? result });
 }

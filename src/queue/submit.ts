@@ -1,9 +1,10 @@
 import path from 'node:path';
 import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { LthError } from '../core/errors.js';
 import type { LotteryHparams } from '../lottery/hparams.js';
 import { planLottery } from '../lottery/plan.js';
-import { prepareRun, summarizeRun } from '../lottery/runner.js';
+import { checkRun, prepareRun, summarizeRun } from '../lottery/runner.js';
 import { experimentOf } from '../lottery/stage.js';
 import type { LotterySummary } from '../lottery/summary.js';
 import { readDone } from '../store/layout.js';
@@ -15,6 +16,8 @@ export interface SubmitOptions {
   readonly queue: string;
   /** Follow the run until it finishes (or a stage fails for good), then return its summary. */
   readonly wait?: boolean;
+  /** Once the stages that can run are enqueued (before any waiting). */
+  readonly onSubmitted?: (runDir: string, enqueued: number) => void;
   /** While waiting, about every second. */
   readonly onProgress?: (p: QueueProgress) => void;
   /** How long to try to reach Redis before giving up with an error (default 10). */
@@ -47,7 +50,8 @@ export interface SubmitResult {
  */
 export async function submitRun(h: LotteryHparams, o: SubmitOptions): Promise<SubmitResult> {
   const exp = experimentOf(h);
-  prepareRun(exp);
+  // Checked first, recorded once the queue is reached: an unreachable queue leaves no run behind.
+  const splits = checkRun(h);
   const address = parseQueueUrl(o.queue);
   const queue = new Queue(QUEUE_NAME, { connection: address.redis });
   // Connections retry for ever (a Redis restarting mid-run only delays the run), so a queue
@@ -66,6 +70,22 @@ export async function submitRun(h: LotteryHparams, o: SubmitOptions): Promise<Su
     throw new LthError(`--queue: cannot reach Redis at ${address.shown}${lastError ? ` (${lastError})` : ''} within ${seconds} s: is it running there, and is this the URL the workers use?`);
   }
   try {
+    // A database the server does not have leaves ioredis on database 0, where the workers
+    // of the URL asked for would never look: asked again here, it is an error.
+    const db = address.redis.db ?? 0;
+    if (db > 0) {
+      const probe = new Redis({ ...address.redis, db: 0, lazyConnect: true, maxRetriesPerRequest: 1 });
+      probe.on('error', () => {});
+      try {
+        await probe.connect();
+        await probe.select(db);
+      } catch (e) {
+        throw new LthError(`--queue: Redis at ${address.shown} has no database ${db} (${redact((e as Error).message)}): its databases run from 0 to its 'databases' setting less one`);
+      } finally {
+        probe.disconnect();
+      }
+    }
+    prepareRun(exp, splits);
     const run = path.basename(exp.runDir);
     // Stages that failed for good before (bad data since fixed) are tried again.
     let enqueued = 0;
@@ -77,6 +97,7 @@ export async function submitRun(h: LotteryHparams, o: SubmitOptions): Promise<Su
       }
     }
     enqueued += await enqueueRunnable(queue, h.root, run);
+    o.onSubmitted?.(exp.runDir, enqueued);
     if (!o.wait) return { runDir: exp.runDir, enqueued, failed: [] };
     for (;;) {
       const p = await queueProgress(queue, exp.runDir, run, h);

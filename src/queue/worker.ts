@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { checkSettings } from '../backend/index.js';
 import { LthError } from '../core/errors.js';
 import { planLottery } from '../lottery/plan.js';
 import { summarizeRun } from '../lottery/runner.js';
@@ -35,6 +36,8 @@ export type WorkerEvent =
   | { kind: 'committed'; job: string; seconds: number }
   | { kind: 'skipped'; job: string; why: string }
   | { kind: 'failed'; job: string; message: string; retried: boolean }
+  /** What the stage said on its way (a checkpoint ignored or resumed). */
+  | { kind: 'notice'; job: string; message: string; warning: boolean }
   /** What Redis or BullMQ reported (a connection lost and retried, a lock gone). */
   | { kind: 'queue'; message: string };
 
@@ -56,6 +59,8 @@ export function startWorker(o: WorkerOptions): { worker: Worker; close: () => Pr
   const address = parseQueueUrl(o.queue);
   const root = path.resolve(o.root);
   if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new LthError(`worker: --root ${o.root} is not a directory`);
+  // Settings every stage would refuse are refused now, not by failing other people's stages.
+  checkSettings(o.settings ?? {});
   const lockDuration = Math.round(1000 * (o.lockSeconds ?? 30));
   const id = workerId();
   const emit = o.onEvent ?? (() => {});
@@ -83,7 +88,7 @@ export function startWorker(o: WorkerOptions): { worker: Worker; close: () => Pr
     const outcome = await runInChild(root, data, o.settings ?? {}, (p) => {
       emit({ kind: 'progress', job: name, ...p });
       void job.updateProgress({ worker: id, ...p }).catch(() => {});
-    });
+    }, (message, warning) => emit({ kind: 'notice', job: name, message, warning }));
     const dir = stageDirOf(root, data);
     if (outcome.kind === 'error') {
       if (outcome.user) {
@@ -137,9 +142,15 @@ type Outcome =
   | { kind: 'done'; skipped: boolean; result: StageResult }
   | { kind: 'error'; user: boolean; message: string };
 
-function runInChild(root: string, job: StageJob, settings: Record<string, string | number>, onProgress: (p: { iteration: number; iterations: number }) => void): Promise<Outcome> {
+function runInChild(
+  root: string, job: StageJob, settings: Record<string, string | number>, onProgress: (p: { iteration: number; iterations: number }) => void,
+  onNotice: (message: string, warning: boolean) => void,
+): Promise<Outcome> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [STAGE_PROCESS, JSON.stringify({ root, run: job.run, stage: job.stage, settings })], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // In a process group of its own: a Ctrl-C or a signal to the worker's group reaches the
+    // worker alone, which lets its running stages finish (a stage whose worker is gone
+    // stops at its next safe point by itself, checkpointed).
+    const child = spawn(process.execPath, [STAGE_PROCESS, JSON.stringify({ root, run: job.run, stage: job.stage, settings })], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let outcome: Outcome | null = null;
     let buffered = '', stderr = '';
     child.stdout.setEncoding('utf8');
@@ -156,6 +167,7 @@ function runInChild(root: string, job: StageJob, settings: Record<string, string
           continue;
         }
         if (msg.type === 'progress') onProgress({ iteration: Number(msg.iteration), iterations: Number(msg.iterations) });
+        else if (msg.type === 'notice') onNotice(String(msg.message), msg.warning === true);
         else if (msg.type === 'done') outcome = { kind: 'done', skipped: msg.skipped === true, result: msg.result as StageResult };
         else if (msg.type === 'error') outcome = { kind: 'error', user: msg.user === true, message: String(msg.message) };
       }
@@ -186,8 +198,12 @@ export async function enqueueRunnable(queue: Queue, root: string, run: string): 
     const id = jobId(run, s.id);
     const existing = await queue.getJob(id);
     if (existing) {
-      // A stage failed for good (bad data the user has since fixed) is tried again by a new submission only.
-      continue;
+      // A job completes only once its stage is committed: a completed one whose stage is not
+      // finished lost its files since (removed, or another store under the same Redis), and
+      // is added again. A stage failed for good (bad data the user has since fixed) is tried
+      // again by a new submission only.
+      if ((await existing.getState()) !== 'completed') continue;
+      await existing.remove();
     }
     await queue.add('stage', { v: 1, run, stage: s.id }, { jobId: id, attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: false, removeOnFail: false });
     added++;

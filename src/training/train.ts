@@ -106,6 +106,12 @@ export interface TrainResult {
   readonly stoppedAt?: number;
 }
 
+/** That a batch fits in the training split (what train() checks first; a run's checks before anything trains). */
+export function checkBatchSize(batchSize: number, data: Splits): void {
+  check(batchSize <= data.train.length,
+    `--batch-size ${batchSize} is more than the ${data.train.length} training examples of ${data.name} (after ${data.validation.length} went to validation)`);
+}
+
 export function iterationsPerEpoch(trainSize: number, batchSize: number): number {
   return Math.floor(trainSize / batchSize);
 }
@@ -132,8 +138,7 @@ export function train(opts: TrainOptions): TrainResult {
   check(Number.isInteger(startAt) && startAt >= 0 && startAt <= iterations, `train: start iteration must be an integer in [0, ${iterations}], got ${startAt}`);
   const schedule = opts.schedule ?? { lrAt: () => opts.optimizer.lr, nextChange: () => Infinity };
   check(Number.isInteger(batchSize) && batchSize >= 1, `train: batch size must be a positive integer, got ${batchSize}`);
-  check(batchSize <= data.train.length,
-    `--batch-size ${batchSize} is more than the ${data.train.length} training examples of ${data.name} (after ${data.validation.length} went to validation)`);
+  checkBatchSize(batchSize, data);
   check(Number.isInteger(evalEvery) && evalEvery >= 1, `train: eval-every must be a positive integer, got ${evalEvery}`);
   const started = performance.now();
   const context = opts.context ?? activeContext();
