@@ -256,7 +256,7 @@ test('store: a damaged hparams.json or summary.json: report names the file; ls l
   const ls = lth(['ls', '--root', root]);
   assert.equal(ls.code, 0, ls.stderr);
   assert.match(ls.stdout, new RegExp(`${path.basename(runDir)}  damaged: .*summary\\.json is damaged \\(.*\\); 'lth verify .*' checks it`));
-  assert.match(ls.stdout, /2 stages done, complete {2}evalEvery=10 seed=1 steps=10it/);
+  assert.match(ls.stdout, /2 of 2 stages done, complete {2}evalEvery=10 seed=1 steps=10it/);
   fs.writeFileSync(path.join(runDir, 'hparams.json'), '{ broken');
   fails(['report', runDir], /report: .*hparams\.json is damaged \(/);
 });

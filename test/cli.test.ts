@@ -86,7 +86,7 @@ test('a lottery run killed with SIGKILL mid-level resumes to the same summary as
   assert.deepEqual(resumedSummary, cleanSummary);
   // ls lists the run with its progress.
   const ls = lth(['ls', '--root', killedRoot]);
-  assert.match(ls.stdout, /7 stages done, complete .*steps=150it/);
+  assert.match(ls.stdout, /7 of 7 stages done, complete .*steps=150it/);
 });
 
 test('lth lottery --dry-run prints the plan, trains nothing; --json gives the stages', () => {

@@ -178,7 +178,8 @@ test('malformed jobs and jobs naming paths outside the store fail with their err
   assert.match(reasons[1], /'stage' must be a stage path/);
   assert.match(reasons[2], /expected exactly the fields run, stage, v/);
   assert.match(reasons[3], /the payload is not an object/);
-  assert.match(reasons[4], /is not a lottery run directory/);
+  assert.match(reasons[4], /run 0123456789abcdef is not in this worker's store .* \(no hparams\.json\): a worker's --root must be the directory the submitter's --root names/);
+  assert.ok(!fs.existsSync(path.join(root, '0123456789abcdef')), 'nothing written for a run the store lacks');
   await q.close();
   // Still serving: a real run through the password-protected queue finishes.
   const r = await submit(['--steps', '20it', '--eval-every', '10', '--levels', '1', '--root', root], queue);

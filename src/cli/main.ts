@@ -221,7 +221,7 @@ function cmdLs(argv: string[]): void {
   }
   const runs = listRuns(String(values.root ?? LOTTERY_SCHEMA.root.default));
   if (common.json) {
-    printJson(runs.map(({ summary, ...r }) => ({ ...r, complete: summary?.complete ?? false })));
+    printJson(runs.map(({ summary, ...r }) => ({ ...r, complete: runComplete(r.stagesDone, r.stages, summary) })));
     return;
   }
   if (runs.length === 0) console.log('no runs');
@@ -231,8 +231,13 @@ function cmdLs(argv: string[]): void {
       continue;
     }
     const hp = Object.entries(r.hparams as Record<string, unknown>).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : v}`).join(' ') || '(all defaults)';
-    console.log(`${r.run}  ${r.stagesDone} stages done${r.summary?.complete ? ', complete' : ''}  ${hp}`);
+    console.log(`${r.run}  ${r.stagesDone}${r.stages === null ? '' : ` of ${r.stages}`} stages done${runComplete(r.stagesDone, r.stages, r.summary) ? ', complete' : ''}  ${hp}`);
   }
+}
+
+/** Whether every stage of the run's plan is finished now (its summary may be older: a stage removed since). */
+function runComplete(done: number, stages: number | null, summary: LotterySummary | null): boolean {
+  return stages === null ? summary?.complete === true : done >= stages;
 }
 
 const STABILITY_EXTRA = {

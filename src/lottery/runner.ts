@@ -230,18 +230,20 @@ export function describePlan(h: LotteryHparams): Array<StageSpec & { done: boole
  * files cannot be read is listed with the problem (`damaged`) instead of its progress, so
  * that one damaged run hides none of the others.
  */
-export function listRuns(root: string): Array<{ run: string; hparams: unknown; stagesDone: number; summary: LotterySummary | null; damaged?: string }> {
+export function listRuns(root: string): Array<{ run: string; hparams: unknown; stagesDone: number; stages: number | null; summary: LotterySummary | null; damaged?: string }> {
   if (!fs.existsSync(root)) return [];
   return fs.readdirSync(root).filter((d) => fs.existsSync(path.join(root, d, FILES.hparams))).map((d) => {
     const dir = path.join(root, d);
     try {
-      const hp = readStoreJson<{ identity?: unknown }>(path.join(dir, FILES.hparams));
+      const hp = readStoreJson<{ identity?: unknown; resolved?: LotteryHparams }>(path.join(dir, FILES.hparams));
       const summaryFile = path.join(dir, FILES.summary);
       const summary = fs.existsSync(summaryFile) ? readStoreJson<LotterySummary>(summaryFile) : null;
-      return { run: d, hparams: hp.identity ?? {}, stagesDone: listStages(dir).length, summary };
+      // The stages its plan has (null for a record without its resolved hyperparameters).
+      const stages = hp.resolved && typeof hp.resolved.levels === 'number' ? planLottery(hp.resolved).length : null;
+      return { run: d, hparams: hp.identity ?? {}, stagesDone: listStages(dir).length, stages, summary };
     } catch (e) {
       if (!(e instanceof LthError)) throw e;
-      return { run: d, hparams: {}, stagesDone: 0, summary: null, damaged: `${e.message}; 'lth verify ${dir}' checks it` };
+      return { run: d, hparams: {}, stagesDone: 0, stages: null, summary: null, damaged: `${e.message}; 'lth verify ${dir}' checks it` };
     }
   });
 }

@@ -83,7 +83,13 @@ export function startWorker(o: WorkerOptions): { worker: Worker; close: () => Pr
       throw new UnrecoverableError((e as Error).message);
     }
     const name = jobId(data.run, data.stage);
+    // A run this worker's store lacks: most likely another --root than the submitter's.
+    if (!fs.existsSync(path.join(root, data.run, FILES.hparams))) {
+      throw new UnrecoverableError(`run ${data.run} is not in this worker's store ${root} (no ${FILES.hparams}): a worker's --root must be the directory the submitter's --root names, as this machine sees it`);
+    }
     emit({ kind: 'started', job: name });
+    // Named at once, so that a follower shows who runs the stage before its first progress.
+    void job.updateProgress({ worker: id, iteration: 0, iterations: 0 }).catch(() => {});
     const started = Date.now();
     const outcome = await runInChild(root, data, o.settings ?? {}, (p) => {
       emit({ kind: 'progress', job: name, ...p });
