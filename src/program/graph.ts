@@ -9,7 +9,7 @@ import { Conv1d, SelfAttention, TransformerBlock } from '../nn/seq-layers.js';
 import { reshape } from '../tensor/seq.js';
 import { Optimizer, checkOptimizerState, stateNames, type OptimizerState, type ParamSlot } from '../nn/optim.js';
 import { linear, softmaxCrossEntropy } from '../tensor/ops.js';
-import { SPARSE_TOKEN_LINEAR_DENSITY_THRESHOLD, fromPanels, type Panels, maskPattern, packValues, sparseLinearPanels, toPanels, unpackValues, useSparse, useSparseBelow } from '../tensor/sparse.js';
+import { fromPanels, sparseTokenLinearThreshold, type Panels, maskPattern, packValues, sparseLinearPanels, toPanels, unpackValues, useSparse, useSparseBelow } from '../tensor/sparse.js';
 import { SPARSE_CONV1D_DENSITY_THRESHOLD, convMaskPattern, sparseConv2d, sparseConvFits, sparseConvThreshold } from '../tensor/sparse-conv.js';
 import { Workspace, usesWinograd } from '../tensor/conv.js';
 import { weightMacs } from '../nn/flops.js';
@@ -58,7 +58,7 @@ interface SparseConv extends PackedWeight {
  * kernels (under 'auto', below the density threshold of its dense path and shape,
  * sparseConvThreshold) a sparse convolution, as each masked Conv1d (below
  * SPARSE_CONV1D_DENSITY_THRESHOLD) and a residual block's stride-1 convolutions; a
- * Transformer block's masked products (below SPARSE_TOKEN_LINEAR_DENSITY_THRESHOLD) run
+ * Transformer block's masked products (below sparseTokenLinearThreshold) run
  * on the sparse Linear kernels, each on panels (the feed-forward pair as one chain). The
  * optimiser trains the packed weights and the model's other parameters, with each dense
  * weight's mask.
@@ -101,7 +101,7 @@ export class GraphProgram implements Program {
       if (m instanceof Linear || m instanceof SelfAttention) {
         const [weight, bias, activation] = m instanceof Linear ? [m.weight, m.bias, m.activation] : [m.inProjWeight, m.inProjBias, 'none' as const];
         const { pattern, density } = maskPattern(mask, weight.shape[0], weight.shape[1], be);
-        if (tokenwise.has(m) ? !useSparseBelow(density, mode, SPARSE_TOKEN_LINEAR_DENSITY_THRESHOLD) : !useSparse(density, mode, weight.size)) continue;
+        if (tokenwise.has(m) ? !useSparseBelow(density, mode, sparseTokenLinearThreshold(weight.shape[1], weight.shape[0])) : !useSparse(density, mode, weight.size)) continue;
         sw = { name, weight, bias, activation, pattern, vals: new Tensor(packValues(pattern, weight.data), [pattern.nnz], true) };
       } else if (m instanceof Conv1d && m.padding < m.kernel) {
         const { pattern, density } = convMaskPattern(mask, m.outChannels, m.inChannels, 1, m.kernel);

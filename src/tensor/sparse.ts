@@ -34,17 +34,23 @@ export const SPARSE_DENSITY_THRESHOLD = 0.35;
 export const SMALL_LAYER_WEIGHTS = 4096;
 
 /**
- * The same for a masked Linear inside a Transformer block (attention's in_proj and out_proj,
- * the feed-forward pair), which multiplies every token of the batch: measured as the whole
- * training step of the transformers with every block weight at one density (see
- * docs/performance.md).
+ * The density below which a masked product inside a Transformer block (attention's in_proj
+ * and out_proj, the feed-forward pair), which multiplies every token of the batch, runs
+ * sparse under 'auto', by the product's smaller side. Measured as the whole training step
+ * with every block weight at one density, sparse against dense, two threads on AVX-512
+ * (docs/performance.md, 2026-12-05): char_transformer (d = 128) 0.86, 0.92–0.99,
+ * 0.94–0.97, 0.97–0.98 and 1.00 of the dense step at 4.4, 6.9, 8.6, 10.7 and 13.4%;
+ * text_transformer (d = 64), whose step is mostly its embedding and attention, 0.96–1.01
+ * from 1 to 4.4% and 1.05–1.11 from 8.6%.
  */
-export const SPARSE_TOKEN_LINEAR_DENSITY_THRESHOLD = 0.1;
+export function sparseTokenLinearThreshold(inFeatures: number, outFeatures: number): number {
+  return Math.min(inFeatures, outFeatures) >= 128 ? 0.1 : 0.03;
+}
 
 /**
  * Whether a masked weight of this density runs sparse under `mode` where its layer's
- * threshold is `threshold` (a convolution's sparseConvThreshold, a Conv1d's or a
- * Transformer block's constant).
+ * threshold is `threshold` (a convolution's sparseConvThreshold, a Conv1d's constant, a
+ * Transformer block product's sparseTokenLinearThreshold).
  */
 export function useSparseBelow(density: number, mode: SparseMode, threshold: number): boolean {
   return mode === 'on' || (mode === 'auto' && density < threshold);
