@@ -86,6 +86,11 @@ test('flags: a budget of nothing or of more than a billion iterations, a number 
 test('flags: a flag without its value', () => { fails(['train', '--lr'], /--lr needs a value/); });
 test('flags: a number that is not one', () => { fails(['train', '--lr', 'fast'], /--lr: expected a number, got 'fast'/); });
 test('flags: a value outside its choices', () => { fails(['train', '--optimizer', 'rmsprop'], /--optimizer: expected one of adam, sgd, got 'rmsprop'/); });
+test('pruning: a mask that empties a layer (SNIP at 0.01%) trains, with a warning naming the layer', () => {
+  const r = lth(['lottery', '--at-init', '--strategy', 'snip', '--densities', '0.0001', '--steps', '20it', '--eval-every', '10', '--root', tmp()]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /lth: warning: stage replicate_0\/level_1\/main: its mask keeps no weight of fc1\.weight \(layer collapse\)/);
+});
 test('flags: an impossible momentum', () => { fails(['train', '--optimizer', 'sgd', '--momentum', '1'], /--momentum must be in \[0, 1\), got 1/); });
 test('flags: a batch larger than the training set', () => { fails(['train', '--batch-size', '60000', '--steps', '1it'], /--batch-size 60000 is more than the 55000 training examples of mnist \(after 5000 went to validation\)/); });
 test('flags: a rewind step past the budget', () => { fails(['lottery', '--steps', '100it', '--rewind-step', '2ep', '--root', tmp()], /--rewind-step 2ep \(1832 iterations\) must be before the end of the training budget 100it/); });

@@ -87,7 +87,7 @@ test('Conv-2 with dropout: a dense stage stopped after a checkpoint resumes to t
   const context = activeContext();
   const splits = new Map<number, ReturnType<typeof loadSplits>>();
   const options = (exp: Experiment, stopRequested?: () => string | null) => ({
-    context, stopRequested, onCheckpointNotice: () => {},
+    context, stopRequested, onNotice: () => {},
     splits: (seed: number) => splits.get(seed) ?? splits.set(seed, loadSplits({ ...exp.h.training, seed })).get(seed)!,
   });
   const clean = stageRun('off');

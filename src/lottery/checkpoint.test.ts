@@ -51,7 +51,7 @@ function run(values: Record<string, unknown>): { exp: Experiment; spec: (id: str
 }
 
 function options(exp: Experiment, context: RunContext, more: Partial<StageOptions> = {}): StageOptions {
-  return { context, splits: (seed) => small(exp.h, seed), onCheckpointNotice: () => {}, ...more };
+  return { context, splits: (seed) => small(exp.h, seed), onNotice: () => {}, ...more };
 }
 
 /** Stops at the n-th question (runStage asks once before training, then train() after every run of steps). */
@@ -99,7 +99,7 @@ for (const optimizer of ['adam', 'sgd'] as const) {
     assert.equal(checkpointIteration(dir), 40);
     assert.ok(!fs.existsSync(path.join(dir, FILES.done)));
     const notes: string[] = [];
-    const { skipped } = runStage(r.exp, r.spec(id), options(r.exp, context, { onCheckpointNotice: (m) => notes.push(m) }));
+    const { skipped } = runStage(r.exp, r.spec(id), options(r.exp, context, { onNotice: (m) => notes.push(m) }));
     assert.equal(skipped, false);
     assert.deepEqual(notes, [`stage ${id}: resuming from its checkpoint at iteration 40 of 70`]);
     sameStage(clean.exp, r.exp, id);
@@ -145,7 +145,7 @@ test('a stage whose branch trains again after its training (stability) resumes t
   })), /stopped by TEST/);
   assert.equal(checkpointIteration(dir), 30);
   const notes: string[] = [];
-  runStage(r.exp, r.spec(id), options(r.exp, context, { onCheckpointNotice: (m) => notes.push(m) }));
+  runStage(r.exp, r.spec(id), options(r.exp, context, { onNotice: (m) => notes.push(m) }));
   assert.deepEqual(notes, [`stage ${id}: resuming from its checkpoint at iteration 30 of 30`]);
   for (const s of ids) sameStage(clean.exp, r.exp, s);
 });
@@ -192,7 +192,7 @@ test('a damaged checkpoint is a clear error naming what to delete; one made with
   const otherDir = path.join(other.exp.runDir, id);
   assert.throws(() => runStage(other.exp, other.spec(id), options(other.exp, resolveContext({ threads: 1 }, {}), { stopRequested: stopAt(3) })), /stopped by TEST/);
   const warnings: Array<[string, boolean]> = [];
-  runStage(other.exp, other.spec(id), options(other.exp, resolveContext({ threads: 2 }, {}), { onCheckpointNotice: (m, w) => warnings.push([m, w]) }));
+  runStage(other.exp, other.spec(id), options(other.exp, resolveContext({ threads: 2 }, {}), { onNotice: (m, w) => warnings.push([m, w]) }));
   assert.deepEqual(warnings, [[`stage ${id}: its checkpoint is ignored and the stage trains from its start, since it was made with numerics backend=native simd=${context().simd} threads=1 sparse=auto fused=auto (now backend=native simd=${context().simd} threads=2 sparse=auto fused=auto); to resume it instead, stop now and run with the settings it was made with`, true]]);
   assert.ok(!fs.readdirSync(otherDir).some(isCheckpointFile));
   sameStage(clean.exp, other.exp, id);

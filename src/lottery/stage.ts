@@ -83,10 +83,11 @@ export interface StageOptions {
    */
   readonly commit?: (file: string, done: StageResult) => void;
   /**
-   * Told when a stage resumes from its checkpoint, or ignores one made under other
-   * settings (`warning`). Default: a line on stderr ('lth: ...' or 'lth: warning: ...').
+   * Told what a user should know about a stage as it runs: it resumes from its checkpoint,
+   * ignores one made under other settings (`warning`), or its mask leaves a layer without a
+   * weight (`warning`). Default: a line on stderr ('lth: ...' or 'lth: warning: ...').
    */
-  readonly onCheckpointNotice?: (message: string, warning: boolean) => void;
+  readonly onNotice?: (message: string, warning: boolean) => void;
 }
 
 /** The training budget and the rewind step in iterations, checked against each other and the learning-rate schedule. */
@@ -192,7 +193,11 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
     weights: new Map(net.namedTensors().map(([n, t]) => [n, t.size])),
     optimizer: new Map(params.flatMap(([n, size]) => stateNames(optimizer).map((k) => [`${n}.${k}`, size] as [string, number]))),
   });
-  const notice = opts.onCheckpointNotice ?? ((m, warning) => process.stderr.write(`lth: ${warning ? 'warning: ' : ''}${m}\n`));
+  const notice = opts.onNotice ?? ((m, warning) => process.stderr.write(`lth: ${warning ? 'warning: ' : ''}${m}\n`));
+  // Layer collapse (a global strategy, SNIP most often, removing every weight of a layer):
+  // legitimate to study, but the network's output then no longer depends on its input.
+  const emptied = [...start.mask].filter(([, m]) => m.length > 0 && countOnes(m) === 0).map(([n]) => n);
+  if (emptied.length) notice(`stage ${spec.id}: its mask keeps no weight of ${emptied.join(', ')} (layer collapse): the network's output no longer depends on its input`, true);
   let resume: TrainCheckpoint | undefined;
   if (found.kind === 'ignored') {
     notice(`stage ${spec.id}: its checkpoint is ignored and the stage trains from its start, since ${found.reason}; to resume it instead, stop now and run with the settings it was made with`, true);

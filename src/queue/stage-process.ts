@@ -47,7 +47,7 @@ function main(): void {
       say({ type: 'progress', iteration: p.point.iteration, iterations: p.iterations, testAccuracy: p.point.testAccuracy, stage: p.stage });
     },
     commit: (_file, done) => { committed = done; },
-    onCheckpointNotice: (message, warning) => say({ type: 'notice', message, warning }),
+    onNotice: (message, warning) => say({ type: 'notice', message, warning }),
   });
   say({ type: 'done', skipped, result: committed ?? result });
 }
