@@ -68,4 +68,4 @@ export { submitRun, startWorker } from './queue/lazy.js';
 export type { SubmitOptions, SubmitResult, QueueProgress } from './queue/submit.js';
 export type { WorkerOptions, WorkerEvent } from './queue/worker.js';
 export { runStatus, type StageStatus } from './queue/status.js';
-export { MAX_SWEEP_RUNS, readSweepFile, resolveSweep, expandSweep, loadSweep, runSweep, describeSweep, queueExecutor, SWEEP_JSON, type SweepSpec, type SweepRun, type ResolvedSweep, type SweepOptions, type SweepResult, type SweepExecutor } from './sweep/index.js';
+export { MAX_SWEEP_RUNS, readSweepFile, resolveSweep, expandSweep, loadSweep, runSweep, failedRunsError, describeSweep, queueExecutor, SWEEP_JSON, type SweepSpec, type SweepRun, type ResolvedSweep, type SweepOptions, type SweepResult, type SweepExecutor } from './sweep/index.js';

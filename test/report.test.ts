@@ -245,3 +245,17 @@ test('the mask figure of a layer that reads a convolution: C x H x W from the co
   assert.equal(r.complete, true);
   assert.match(fs.readFileSync(r.html, 'utf8'), /Mask of the first fully connected layer \(fc1\.weight, reading conv2&#39;s 4×6×6 output\)/);
 });
+
+test('a stage that failed for good (a diverged loss) is shown as failed, with its error, not as in progress', async () => {
+  const h = resolveLottery({ steps: '20it', evalEvery: 10, levels: 1, optimizer: 'sgd', lr: 1e8, root: tmp('failed') });
+  assert.throws(() => runLottery(h), /diverged/);
+  const runDir = path.join(h.root, fs.readdirSync(h.root)[0]);
+  const run = loadRun(runDir);
+  const dense = run.stages.find((s) => s.level === 0)!;
+  assert.equal(dense.state, 'failed');
+  assert.match(dense.message ?? '', /diverged: loss is NaN/);
+  const r = await writeReport(runDir);
+  const html = fs.readFileSync(r.html, 'utf8');
+  assert.match(html, /data-status="failed">0 of 2 stages finished, 1 failed/);
+  assert.match(html, /level 0: failed<\/strong> <span class="detail">\(replicate 0 winning ticket: failed: [^)]*diverged/);
+});

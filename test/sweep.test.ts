@@ -235,4 +235,25 @@ test('lth sweep: a run that fails (a learning rate that diverges) is reported by
   const again = lth(['sweep', file, '--root', runs]);
   assert.equal(again.code, 2);
   assert.match(again.stdout + again.stderr, /run 2\/2 lr=0\.05: done already \(2 stages\)/);
+  // --json gives the results first, then fails.
+  const json = lth(['sweep', file, '--root', runs, '--json']);
+  assert.equal(json.code, 2);
+  assert.deepEqual(JSON.parse(json.stdout.trim().split('\n').pop()!).runs.map((r: { label: string; finished: boolean }) => [r.label, r.finished]), [['lr=100000000', false], ['lr=0.05', true]]);
+  assert.match(json.stderr, /lth: error: sweep: .*1 of 2 runs failed/);
+});
+
+test('lth sweep: a report directory that holds another sweep\'s results, or cannot be made, is refused before any run trains', () => {
+  const dir = tmp();
+  const one = path.join(dir, 'one.yml'), two = path.join(dir, 'two.yml');
+  fs.writeFileSync(one, 'base: { steps: 20it, levels: 1, evalEvery: 10 }\naxes:\n  rate: [0.3]\n');
+  fs.writeFileSync(two, 'base: { steps: 20it, levels: 1, evalEvery: 10 }\naxes:\n  rate: [0.4]\n');
+  const runs = path.join(dir, 'runs'), shared = path.join(dir, 'report');
+  assert.equal(lth(['sweep', one, '--root', runs, '--report', shared]).code, 0);
+  const other = lth(['sweep', two, '--root', runs, '--report', shared]);
+  assert.equal(other.code, 2, other.stderr);
+  assert.match(other.stderr, /lth: error: sweep: .*two\.yml: .*report holds the results of another sweep \(\w+\); give --report a directory of its own/);
+  const notDir = lth(['sweep', two, '--root', runs, '--report', path.join(one, 'report')]);
+  assert.equal(notDir.code, 3, notDir.stderr);
+  assert.match(notDir.stderr, /cannot mkdir .*one\.yml.report \(ENOTDIR\)/);
+  assert.equal(fs.readdirSync(runs).filter((d) => !d.startsWith('sweep-')).length, 1, 'the second sweep trained nothing');
 });

@@ -63,3 +63,29 @@ test('done.json records every file\'s SHA-256; damage stops a resumed run; verif
   fs.rmSync(path.join(stage('replicate_0/level_2/reinit'), 'metrics.csv'));
   assert.match(verifyRun(runDir).find((c) => c.id === 'replicate_0/level_2/reinit')!.problems.join(), /metrics\.csv is missing/);
 });
+
+test('an edited number in done.json, and a finished stage removed under finished ones, are damage: verify names them, status and the report too', () => {
+  const { runDir } = runLottery(resolveLottery({ ...args, root: tmp() }));
+  const stage = (id: string) => path.join(runDir, id);
+  const file = path.join(stage('replicate_0/level_2/reinit'), 'done.json');
+  const done = JSON.parse(fs.readFileSync(file, 'utf8'));
+  assert.match(done.seal, /^[0-9a-f]{64}$/);
+  fs.writeFileSync(file, JSON.stringify({ ...done, earlyStopTestAccuracy: 0.99 }, null, 2));
+  assert.match(verifyRun(runDir).find((c) => c.id === 'replicate_0/level_2/reinit')!.problems.join(), /done\.json was changed since the stage finished/);
+  // The report leaves it out with a warning, and shows where it stands.
+  const report = spawnSync(process.execPath, [cli, 'report', runDir, '--json'], { encoding: 'utf8' });
+  assert.equal(report.status, 0, report.stderr);
+  assert.deepEqual(JSON.parse(report.stdout.trim().split('\n').pop()!).complete, false);
+  assert.match(report.stderr + report.stdout, /1 finished stage\(s\) changed since they finished, left out as unfinished .*replicate_0\/level_2\/reinit \(.*done\.json was changed/);
+  assert.match(fs.readFileSync(path.join(runDir, 'report.html'), 'utf8'), /reinit: damaged since it finished: left out/);
+
+  fs.rmSync(stage('replicate_0/level_0'), { recursive: true });
+  const level0 = verifyRun(runDir).find((c) => c.id === 'replicate_0/level_0/main')!;
+  assert.equal(level0.state, 'damaged');
+  assert.match(level0.problems.join(), /level_0.main is gone or unfinished, but replicate_0\/level_1\/main, computed from it, is finished/);
+
+  fs.writeFileSync(file, '{"replicate": 0, "lev');
+  const status = spawnSync(process.execPath, [cli, 'status', runDir], { encoding: 'utf8' });
+  assert.equal(status.status, 1, status.stderr);
+  assert.match(status.stdout, /damaged replicate_0\/level_2\/reinit: .*done\.json is damaged .*lth verify .* --repair' redoes it/);
+});

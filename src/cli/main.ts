@@ -249,7 +249,9 @@ const STABILITY_EXTRA = {
 function cmdStability(argv: string[]): void {
   const { values, common } = parseArgs(argv, TRAINING_SCHEMA, STABILITY_EXTRA);
   if (common.help) {
-    console.log(helpText('Usage: lth stability [options]\n\nTrains two copies of a network from the same start with different data orders and\nreports the test error along the straight line between them and its error barrier.', { ...TRAINING_SCHEMA, ...STABILITY_EXTRA }));
+    // --eval-every is parsed only to say why it does not apply.
+    const { evalEvery: _evaluatedAtTheEnd, ...training } = TRAINING_SCHEMA;
+    console.log(helpText('Usage: lth stability [options]\n\nTrains two copies of a network from the same start with different data orders and\nreports the test error along the straight line between them and its error barrier.', { ...training, ...STABILITY_EXTRA }));
     return;
   }
   const rewindStep = String(values.rewindStep ?? STABILITY_EXTRA.rewindStep.default);

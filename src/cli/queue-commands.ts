@@ -100,7 +100,7 @@ export function cmdStatus(argv: string[]): void {
     return;
   }
   const count = (state: string) => stages.filter((s) => s.state === state).length;
-  console.log(`${runDir}: ${count('done')} done, ${count('started')} started (running, or stopped midway), ${count('failed')} failed, ${count('to run')} to run (of ${stages.length})`);
+  console.log(`${runDir}: ${count('done')} done, ${count('started')} started (running, or stopped midway), ${count('failed')} failed, ${count('damaged') ? `${count('damaged')} damaged, ` : ''}${count('to run')} to run (of ${stages.length})`);
   for (const s of stages) if (s.state !== 'done') console.log(`${s.state.padEnd(7)} ${s.id}${'message' in s && s.message ? `: ${s.message}` : ''}`);
-  if (count('failed')) process.exitCode = 1;
+  if (count('failed') || count('damaged')) process.exitCode = 1;
 }

@@ -1,7 +1,7 @@
 import { watchStop } from '../backend/index.js';
 import { LthError } from '../core/errors.js';
 import type { Schema } from '../core/hparams.js';
-import { describeSweep, defaultReportDir, loadSweep, queueExecutor, runSweep } from '../sweep/index.js';
+import { describeSweep, defaultReportDir, failedRunsError, loadSweep, queueExecutor, runSweep } from '../sweep/index.js';
 import { helpText, parseArgs } from './args.js';
 import { Progress, bar, formatEta } from './progress.js';
 import { SETTINGS_SCHEMA, contextFrom, describeContext } from './settings.js';
@@ -89,8 +89,11 @@ export async function cmdSweep(argv: string[]): Promise<void> {
       if (a) lastLevels.set(run.hash, { density: a.density.mean, accuracy: a.main.earlyStopTestAccuracy.mean });
     },
   });
+  // The results first, then the failed runs' error (exit status 2).
+  const failure = failedRunsError(result, `sweep: ${file}`);
   if (common.json) {
     process.stdout.write(`${JSON.stringify({ sweep: result.sweep, reportDir: result.reportDir, sweepJson: result.sweepJson, report: result.report?.html ?? null, runs: result.runs, warnings: result.warnings })}\n`);
+    if (failure) throw failure;
     return;
   }
   const width = Math.max(5, ...result.runs.map((r) => r.label.length));
@@ -100,6 +103,7 @@ export async function cmdSweep(argv: string[]): Promise<void> {
     console.log(`${r.label.padEnd(width)}  ${r.hash}  ${(last ? pct(last.density) : '-').padStart(12)}  ${last ? pct(last.accuracy) : r.finished ? '-' : 'not finished'}`);
   }
   if (result.report) console.log(`\nreport: ${result.report.html}`);
-  else console.log(`\nsubmitted; the same command with --wait follows the runs (submitting nothing twice) and writes the report once they have finished`);
+  else if (!failure) console.log(`\nsubmitted; the same command with --wait follows the runs (submitting nothing twice) and writes the report once they have finished`);
   console.log(`runs:   ${result.sweepJson}`);
+  if (failure) throw failure;
 }

@@ -32,8 +32,10 @@ test('small_dense and stability beside IMP tickets: sizes, densities and the int
     for (const t of load(stageDir(runDir, 0, k, 'small_dense'), FILES.mask).values()) assert.ok(t.data.every((v) => v === 1));
 
     const stab = readDone(stageDir(runDir, 0, k, 'stability'))!;
-    // Copy a is the ticket trained as the main branch trains it.
+    // Copy a is the ticket trained as the main branch trains it; the stage's cost is both copies'.
     assert.equal(stab.finalTestAccuracy, ticket.finalTestAccuracy);
+    assert.equal(stab.flops!.actual, 2 * ticket.flops!.actual);
+    assert.equal(stab.flops!.dense, 2 * ticket.flops!.dense);
     const a = stab.analysis as { kind: string; errorBarrier: number; orderSeeds: number[]; path: Array<{ alpha: number; testError: number }> };
     assert.equal(a.kind, 'instability');
     assert.equal(a.path.length, 11);

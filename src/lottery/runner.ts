@@ -78,11 +78,14 @@ export function checkRunData(runDir: string, splits: Splits): string {
   return now;
 }
 
+/** What to do about a run's damaged hparams.json, after its error. */
+export const DAMAGED_RUN_HPARAMS = `: remove it and run 'lth lottery' again with the run's flags, which rewrites it and keeps every finished stage`;
+
 /** checkRunData with the fingerprint of data set `dataset` already computed. */
 export function checkRunFingerprint(runDir: string, dataset: string, fingerprint: string): void {
   const file = path.join(runDir, FILES.hparams);
   if (!fs.existsSync(file)) return;
-  const hp = readStoreJson<{ data?: { fingerprint?: unknown }; resolved?: { training?: { dataDir?: string } } }>(file);
+  const hp = readStoreJson<{ data?: { fingerprint?: unknown }; resolved?: { training?: { dataDir?: string } } }>(file, DAMAGED_RUN_HPARAMS);
   const was = hp.data?.fingerprint;
   if (typeof was === 'string' && was !== fingerprint) {
     const dir = hp.resolved?.training?.dataDir;
@@ -235,7 +238,7 @@ export function listRuns(root: string): Array<{ run: string; hparams: unknown; s
   return fs.readdirSync(root).filter((d) => fs.existsSync(path.join(root, d, FILES.hparams))).map((d) => {
     const dir = path.join(root, d);
     try {
-      const hp = readStoreJson<{ identity?: unknown; resolved?: LotteryHparams }>(path.join(dir, FILES.hparams));
+      const hp = readStoreJson<{ identity?: unknown; resolved?: LotteryHparams }>(path.join(dir, FILES.hparams), DAMAGED_RUN_HPARAMS);
       const summaryFile = path.join(dir, FILES.summary);
       const summary = fs.existsSync(summaryFile) ? readStoreJson<LotterySummary>(summaryFile) : null;
       // The stages its plan has (null for a record without its resolved hyperparameters).
@@ -243,7 +246,7 @@ export function listRuns(root: string): Array<{ run: string; hparams: unknown; s
       return { run: d, hparams: hp.identity ?? {}, stagesDone: listStages(dir).length, stages, summary };
     } catch (e) {
       if (!(e instanceof LthError)) throw e;
-      return { run: d, hparams: {}, stagesDone: 0, stages: null, summary: null, damaged: `${e.message}; 'lth verify ${dir}' checks it` };
+      return { run: d, hparams: {}, stagesDone: 0, stages: null, summary: null, damaged: e.message.endsWith(DAMAGED_RUN_HPARAMS) ? e.message : `${e.message}; 'lth verify ${dir}' checks it` };
     }
   });
 }

@@ -13,7 +13,7 @@ import { countOnes, onesMask, type Mask } from '../pruning/mask.js';
 import { getStrategy } from '../pruning/registry.js';
 import type { PruningContext } from '../pruning/strategy.js';
 import { sha256File, writeFileAtomic, writeJsonAtomic } from '../store/atomic.js';
-import { FILES, readDone, stageChecksums, stagePath, verifyStage, type StageResult } from '../store/layout.js';
+import { FILES, readDone, sealDone, stageChecksums, stagePath, verifyStage, type StageResult } from '../store/layout.js';
 import { loadSafetensors, saveSafetensors } from '../store/safetensors.js';
 import { CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_JSON, isCheckpointFile, parseCheckpointEvery, readCheckpoint, removeCheckpoint, writeCheckpoint, type CheckpointIdentity, type TrainCheckpoint } from '../training/checkpoint.js';
 import { metricsCsv } from '../training/run.js';
@@ -232,12 +232,17 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
   if (result.keptState) saveTensors(path.join(dir, FILES.rewind), result.keptState, shapes);
   saveTensors(path.join(dir, FILES.final), net.state(), shapes);
   if (dynamic && result.masks) saveTensors(path.join(dir, FILES.finalMask), result.masks, shapes);
+  // What the analysis trains again counts in the stage's cost (the stability branch trains two copies).
+  const cost = { seconds: result.seconds, actual: result.flops.actual, dense: result.flops.dense };
   const analysis = branch.analyse?.({
     seed, start, trained: net.state(),
     retrain: (orderSeed, what) => {
       const copy = buildModel(net.describe());
       copy.loadState(start.init, `stage ${spec.id}: starting weights`);
-      fit(copy, orderSeed, undefined, (point) => opts.onProgress?.({ replicate: r, level, stage: `${spec.branch} (${what})`, density: maskDensity, point, iterations }));
+      const again = fit(copy, orderSeed, undefined, (point) => opts.onProgress?.({ replicate: r, level, stage: `${spec.branch} (${what})`, density: maskDensity, point, iterations }));
+      cost.seconds += again.seconds;
+      cost.actual += again.flops.actual;
+      cost.dense += again.flops.dense;
       return copy.state();
     },
     test: (state) => {
@@ -252,18 +257,19 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
     replicate: r, level, stage: spec.branch, density: maskDensity, iterations,
     earlyStopIteration: result.earlyStop.iteration, earlyStopValLoss: result.earlyStop.valLoss,
     earlyStopValAccuracy: result.earlyStop.valAccuracy, earlyStopTestAccuracy: result.earlyStop.testAccuracy,
-    finalTestAccuracy: result.final.testAccuracy, seconds: result.seconds, backend: opts.context.settings.backend,
+    finalTestAccuracy: result.final.testAccuracy, seconds: cost.seconds, backend: opts.context.settings.backend,
     program: result.program, numerics: describeSettings(opts.context.settings), lth: LTH_VERSION,
     files: Object.fromEntries(Object.entries(stageChecksums(dir)).filter(([name]) => !isCheckpointFile(name))), ...(analysis ? { analysis } : {}),
-    flops: { ...result.flops },
+    flops: { actual: cost.actual, dense: cost.dense },
     ...(earlyBird ? { earlyBird: { epsilon: earlyBird.settings.epsilon, every: earlyBird.settings.every, drawnAt: earlyBird.drawnAt, points: [...earlyBird.points] } } : {}),
     ...(dynamic ? { sparseTraining: { method: dynamic.settings.method, updates: dynamic.updates, regrown: dynamic.regrown, updateSeconds: result.maskUpdates?.seconds ?? 0 } } : {}),
   };
-  (opts.commit ?? writeJsonAtomic)(path.join(dir, FILES.done), done);
+  const sealed = sealDone(done);
+  (opts.commit ?? writeJsonAtomic)(path.join(dir, FILES.done), sealed);
   // Once the stage is committed its checkpoint has served. (A caller that commits done.json
   // later, itself, removes it then: removeCheckpoint; a stage found done drops one left over.)
   if (fs.existsSync(path.join(dir, FILES.done))) removeCheckpoint(dir);
-  return { result: done, skipped: false };
+  return { result: sealed, skipped: false };
 }
 
 /**

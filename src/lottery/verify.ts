@@ -8,7 +8,7 @@ import { hashOf } from '../core/hparams.js';
 import { runHash, runIdentity, spelledRunIdentity, type LotteryHparams } from './hparams.js';
 import type { Experiment } from './stage.js';
 import { planLottery } from './plan.js';
-import { runExperiment, type LotteryOptions } from './runner.js';
+import { DAMAGED_RUN_HPARAMS, runExperiment, type LotteryOptions } from './runner.js';
 import type { LotterySummary } from './summary.js';
 
 export interface StageCheck {
@@ -22,7 +22,7 @@ export function runOf(runDir: string): LotteryHparams {
   const file = path.join(runDir, FILES.hparams);
   notInsideRun(runDir);
   if (!fs.existsSync(file)) throw new LthError(`${runDir} is not a lottery run directory (expected ${FILES.hparams} in it; run directories are <root>/<hash>, see 'lth ls')`);
-  const hp = readStoreJson<{ resolved?: LotteryHparams }>(file);
+  const hp = readStoreJson<{ resolved?: LotteryHparams }>(file, DAMAGED_RUN_HPARAMS);
   if (!hp.resolved || typeof hp.resolved.levels !== 'number') throw new LthError(`${file} is not a lottery run's hyperparameters`);
   const h: LotteryHparams = { ...hp.resolved, root: path.dirname(path.resolve(runDir)) };
   const name = path.basename(path.resolve(runDir));
@@ -41,7 +41,8 @@ export function experimentAt(runDir: string): Experiment {
 /** Every stage of a run's plan with its state: whole, damaged (a file missing or changed, or done.json unreadable) or unfinished. */
 export function verifyRun(runDir: string): StageCheck[] {
   const h = runOf(runDir);
-  return planLottery(h).map((s) => {
+  const plan = planLottery(h);
+  const checks = plan.map((s): StageCheck => {
     const dir = path.join(runDir, s.id);
     try {
       const done = readDone(dir);
@@ -53,6 +54,16 @@ export function verifyRun(runDir: string): StageCheck[] {
       return { id: s.id, state: 'damaged', problems: [e.message] };
     }
   });
+  // An unfinished stage that finished ones were computed from was finished once: its files are gone.
+  const byId = new Map(checks.map((c) => [c.id, c]));
+  for (const s of plan) {
+    if (byId.get(s.id)!.state === 'unfinished') continue;
+    for (const d of s.deps) {
+      const dep = byId.get(d)!;
+      if (dep.state === 'unfinished') byId.set(d, { id: d, state: 'damaged', problems: [`${path.join(runDir, d)} is gone or unfinished, but ${s.id}, computed from it, is finished`] });
+    }
+  }
+  return plan.map((s) => byId.get(s.id)!);
 }
 
 /**

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { LthError } from '../core/errors.js';
 import { planLottery } from '../lottery/plan.js';
 import { runOf } from '../lottery/verify.js';
 import { readJson } from '../store/atomic.js';
@@ -8,8 +9,8 @@ import { FILES, readDone } from '../store/layout.js';
 /** Where one stage of a run stands, as `lth status` shows it. */
 export interface StageStatus {
   readonly id: string;
-  /** 'started': its training began (running now, or stopped midway). */
-  readonly state: 'done' | 'started' | 'failed' | 'to run';
+  /** 'started': its training began (running now, or stopped midway); 'damaged': its done.json cannot be read. */
+  readonly state: 'done' | 'started' | 'failed' | 'damaged' | 'to run';
   /** The worker that finished it, or that it failed on (runs trained by a queue's workers). */
   readonly worker?: string;
   /** Why it failed for good. */
@@ -20,7 +21,13 @@ export interface StageStatus {
 export function runStatus(runDir: string): StageStatus[] {
   return planLottery(runOf(runDir)).map((s): StageStatus => {
     const dir = path.join(runDir, s.id);
-    const done = readDone(dir);
+    let done: ReturnType<typeof readDone>;
+    try {
+      done = readDone(dir);
+    } catch (e) {
+      if (!(e instanceof LthError)) throw e;
+      return { id: s.id, state: 'damaged', message: `${e.message}; 'lth verify ${runDir} --repair' redoes it` };
+    }
     if (done) return { id: s.id, state: 'done', worker: done.worker };
     const failedFile = path.join(dir, FILES.failed);
     if (fs.existsSync(failedFile)) {

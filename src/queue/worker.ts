@@ -10,7 +10,7 @@ import { planLottery } from '../lottery/plan.js';
 import { summarizeRun } from '../lottery/runner.js';
 import { experimentAt } from '../lottery/verify.js';
 import { writeFileOnce, writeJsonAtomic } from '../store/atomic.js';
-import { FILES, readDone, type StageResult } from '../store/layout.js';
+import { FILES, readDone, sealDone, type StageResult } from '../store/layout.js';
 import { removeCheckpoint } from '../training/checkpoint.js';
 import { parseQueueUrl, redact } from './connection.js';
 import { QUEUE_NAME, jobId, parseStageJob, stageDirOf, type StageJob } from './jobs.js';
@@ -109,7 +109,7 @@ export function startWorker(o: WorkerOptions): { worker: Worker; close: () => Pr
         emit({ kind: 'skipped', job: name, why: 'not committed: this worker lost the job\'s lock, another worker has the stage' });
         throw new Error(`lost the lock of ${name}; another worker has the stage`);
       }
-      const done: StageResult = { ...outcome.result, worker: id };
+      const done: StageResult = sealDone({ ...outcome.result, worker: id });
       const file = path.join(dir, FILES.done);
       if (writeFileOnce(file, `${JSON.stringify(done, null, 2)}\n`)) {
         fs.rmSync(path.join(dir, FILES.failed), { force: true });

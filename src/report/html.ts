@@ -88,7 +88,7 @@ export function replicateTable(run: RunData): string {
           const extra = costs ? costCells(costOf.get(`${rep.replicate}/${k}/${st.stage}`), earlyBird) : '';
           rows.push(`<tr data-level="${k}" data-stage="${st.stage}" data-state="done">${first}${num('density', r.density, `${base}.density`)}${METRICS.map((m) => num(m, r[m], `${base}.${m}`)).join('')}${extra}</tr>`);
         } else {
-          const what = st.state === 'in_progress' ? 'in progress' : st.state === 'done' ? 'finished, not in summary' : 'not started';
+          const what = stateLabel(st);
           const dens = st.density !== null ? `<td class="num">${esc(fmt('density', st.density))}</td>` : '<td></td>';
           rows.push(`<tr class="partial" data-level="${k}" data-stage="${st.stage}" data-state="${st.state}">${first}${dens}<td colspan="${METRICS.length + costCols}" class="state">${what}</td></tr>`);
         }
@@ -202,15 +202,22 @@ export function hparamsTables(run: RunData): string {
     + `<div><h3>Resolved (everything the run used)</h3>${table(flatten(run.hparams.resolved), 'resolved')}</div></div>`;
 }
 
+/** How the report names a stage's state ('failed: <why>' for one that failed for good). */
+function stateLabel(s: StageStatus): string {
+  if (s.state === 'failed') return `failed: ${s.message ?? ''}`;
+  if (s.state === 'damaged') return "damaged since it finished: left out ('lth verify --repair' redoes it)";
+  return s.state === 'in_progress' ? 'in progress' : s.state === 'done' ? 'finished, not in summary' : 'not started';
+}
+
 /** "level 4: in progress" lines for every level that is not finished everywhere. */
 export function progressList(run: RunData): string {
   const lines: string[] = [];
   for (let k = 0; k <= run.levels; k++) {
     const here = run.stages.filter((s) => s.level === k);
     if (here.every((s) => s.state === 'done')) continue;
-    const state = here.some((s) => s.state !== 'pending') ? 'in progress' : 'not started';
-    const detail = here.filter((s) => s.state !== 'done').map((s: StageStatus) => `replicate ${s.replicate} ${stageLabel(run, s.stage)}: ${s.state === 'in_progress' ? 'in progress' : 'not started'}`);
-    lines.push(`<li data-level="${k}" data-state="${state === 'in progress' ? 'in_progress' : 'pending'}"><strong>level ${k}: ${state}</strong> <span class="detail">(${esc(detail.join('; '))})</span></li>`);
+    const state: StageStatus['state'] = here.some((s) => s.state === 'failed') ? 'failed' : here.some((s) => s.state !== 'pending') ? 'in_progress' : 'pending';
+    const detail = here.filter((s) => s.state !== 'done').map((s: StageStatus) => `replicate ${s.replicate} ${stageLabel(run, s.stage)}: ${stateLabel(s)}`);
+    lines.push(`<li data-level="${k}" data-state="${state}"><strong>level ${k}: ${state === 'failed' ? 'failed' : state === 'in_progress' ? 'in progress' : 'not started'}</strong> <span class="detail">(${esc(detail.join('; '))})</span></li>`);
   }
   return lines.length ? `<ul class="progress">${lines.join('')}</ul>` : '';
 }
@@ -241,10 +248,12 @@ export interface PageFigure { id: string; heading: string; caption: string; svg:
 
 export function page(run: RunData, figures: PageFigure[], groups: CompareGroup[] | null): string {
   const t = run.hparams.resolved.training;
-  const done = run.stages.filter((s) => s.state === 'done').length;
+  const done = run.stages.filter((s) => s.state === 'done').length, failed = run.stages.filter((s) => s.state === 'failed').length;
   const status = run.summary.complete
     ? '<span class="badge complete" data-status="complete">complete</span>'
-    : `<span class="badge partial" data-status="partial">in progress: ${done} of ${run.stages.length} stages finished</span>`;
+    : failed
+      ? `<span class="badge partial" data-status="failed">${done} of ${run.stages.length} stages finished, ${failed} failed (see Progress)</span>`
+      : `<span class="badge partial" data-status="partial">in progress: ${done} of ${run.stages.length} stages finished</span>`;
   const figs = figures.map((f) => `<section id="section-${f.id}"><h2>${esc(f.heading)}</h2><figure id="fig-${f.id}" data-figure="${f.id}">${f.svg}<figcaption>${esc(f.caption)} <span class="png">PNG: <code>${esc(f.png)}</code></span></figcaption></figure></section>`);
   const levelsLine = run.summary.aggregate.length ? `weights remaining: ${run.summary.aggregate.map((a) => pctLabel(a.density.mean)).join(' → ')}` : 'no level finished yet';
   return `<!doctype html>

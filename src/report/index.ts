@@ -110,5 +110,8 @@ export async function writeReport(runDir: string, opts: ReportOptions | string =
   if (run.ignoredAnalyses.length) {
     warnings.push(`${run.ignoredAnalyses.length} finished stability stage(s) without an instability analysis the report understands, left out of the stability figures: ${run.ignoredAnalyses.join(', ')}`);
   }
+  if (run.damaged.length) {
+    warnings.push(`${run.damaged.length} finished stage(s) changed since they finished, left out as unfinished ('lth verify ${run.dir} --repair' redoes them): ${run.damaged.join('; ')}`);
+  }
   return { html, pngs, figures: figures.map((f) => f.id), complete: run.summary.complete, warnings };
 }

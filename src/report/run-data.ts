@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LthError } from '../core/errors.js';
 import { readJson } from '../store/atomic.js';
-import { FILES, notInsideRun, readDone, readMetrics, stageDir, stagePath, type StageName, type StageResult } from '../store/layout.js';
+import { FILES, notInsideRun, readDone, readMetrics, stageDir, stagePath, verifyStage, type StageName, type StageResult } from '../store/layout.js';
 import { loadSafetensors } from '../store/safetensors.js';
 import { buildSummary, type LotterySummary } from '../store/summary.js';
 
@@ -24,13 +24,15 @@ export interface RunHparams {
   };
 }
 
-export type StageState = 'done' | 'in_progress' | 'pending';
+export type StageState = 'done' | 'in_progress' | 'failed' | 'damaged' | 'pending';
 
 export interface StageStatus {
   replicate: number;
   level: number;
   stage: StageName;
   state: StageState;
+  /** Why it failed for good (its failed.json): a user's mistake, such as a diverged loss. */
+  message?: string;
   /** Fraction of weights remaining: from done.json, or from the stage's mask while it trains. */
   density: number | null;
 }
@@ -220,6 +222,8 @@ export interface RunData {
   stability: StabilityAnalysis[];
   /** Stage ids (replicate_<r>/level_<k>/stability) of finished stability stages whose analysis is absent or not understood: left out. */
   ignoredAnalyses: string[];
+  /** Finished stages whose done.json or metrics.csv changed since they finished, with what: left out as unfinished. */
+  damaged: string[];
   /** Every finished stage of the run's shape (the ticket's and the listed branches'), by replicate, level, then branch order. */
   costs: StageCost[];
 }
@@ -315,9 +319,11 @@ function loadCurves(dir: string, replicates: number, levels: number, stages: Sta
     const partial: Array<{ r: number; rows: Map<number, number> }> = [];
     for (let r = 0; r < replicates; r++) {
       const sdir = stageDir(dir, r, k, main);
+      const state = stages.find((s) => s.replicate === r && s.level === k && s.stage === main)?.state;
+      if (state === 'damaged') continue;
       const rows = readMetrics(sdir).filter((m) => m.name === 'test_accuracy' && Number.isFinite(m.iteration) && Number.isFinite(m.value));
       if (rows.length === 0) continue;
-      (readDone(sdir) ? finished : partial).push({ r, rows: new Map(rows.map((m) => [m.iteration, m.value])) });
+      (state === 'done' ? finished : partial).push({ r, rows: new Map(rows.map((m) => [m.iteration, m.value])) });
     }
     // Finished replicates only, unless none has finished: then the partial curves, marked.
     const use = finished.length > 0 ? finished : partial;
@@ -331,6 +337,18 @@ function loadCurves(dir: string, replicates: number, levels: number, stages: Sta
     curves.push({ level: k, density: dens.length ? mean(dens) : NaN, replicates: use.map((u) => u.r), partial: finished.length === 0, points });
   }
   return curves;
+}
+
+/** The message of a stage's failed.json (the error that stopped it for good), or null where it has none. */
+function failedMessage(stageDir: string): string | null {
+  const file = path.join(stageDir, FILES.failed);
+  if (!fs.existsSync(file)) return null;
+  try {
+    const m = JSON.parse(fs.readFileSync(file, 'utf8')).message;
+    return typeof m === 'string' ? m : 'failed';
+  } catch {
+    return `failed (${FILES.failed} is damaged)`;
+  }
 }
 
 /** Reads everything the report shows from a run directory; a run still in progress is fine. */
@@ -361,19 +379,30 @@ export function loadRun(dir: string): RunData {
   const done: StageResult[] = [];
   const stability: StabilityAnalysis[] = [];
   const ignoredAnalyses: string[] = [];
+  const damaged: string[] = [];
   for (let r = 0; r < replicates; r++) {
     for (let k = 0; k <= levels; k++) {
       for (const stage of [main, ...(k > 0 ? branches : [])] as StageName[]) {
         const sdir = stageDir(dir, r, k, stage);
-        const d = readDone(sdir);
+        let d = readDone(sdir);
+        // The files the report reads, checked as lth verify checks them (the weights are not read).
+        const problems = d ? verifyStage(sdir, d, [FILES.metrics]) : [];
+        if (problems.length) {
+          damaged.push(`${stagePath(r, k, stage)} (${problems.join('; ')})`);
+          d = null;
+        }
         if (d) done.push(d);
         if (d && stage === STABILITY_BRANCH) {
           const a = parseInstability(d.analysis);
           if (a && finite(d.density)) stability.push({ replicate: r, level: k, density: d.density, ...a });
           else ignoredAnalyses.push(stagePath(r, k, stage));
         }
-        const state: StageState = d ? 'done' : fs.existsSync(sdir) ? 'in_progress' : 'pending';
-        stages.push({ replicate: r, level: k, stage, state, density: d ? d.density : state === 'in_progress' ? maskDensity(path.join(sdir, FILES.mask)) : null });
+        const failed = d ? null : failedMessage(sdir);
+        const state: StageState = d ? 'done' : problems.length ? 'damaged' : failed !== null ? 'failed' : fs.existsSync(sdir) ? 'in_progress' : 'pending';
+        stages.push({
+          replicate: r, level: k, stage, state, ...(failed !== null ? { message: failed } : {}),
+          density: d ? d.density : state === 'in_progress' || state === 'failed' ? maskDensity(path.join(sdir, FILES.mask)) : null,
+        });
       }
     }
   }
@@ -384,7 +413,7 @@ export function loadRun(dir: string): RunData {
     stages,
     curves: loadCurves(dir, replicates, levels, stages, main),
     mask: loadMaskGrids(dir, levels, main),
-    stability, ignoredAnalyses,
+    stability, ignoredAnalyses, damaged,
     costs: done.map(stageCost),
   };
 }

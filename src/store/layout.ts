@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LthError } from '../core/errors.js';
@@ -84,6 +85,20 @@ export interface StageResult {
   earlyBird?: { epsilon: number; every: number; drawnAt: number | null; points: Array<{ iteration: number; distance: number }> };
   /** Dynamic sparse training (the rigl and set branches): updates made, connections regrown, and the seconds the updates took. */
   sparseTraining?: { method: string; updates: number; regrown: number; updateSeconds: number };
+  /** SHA-256 of this record's JSON without `seal` (sealDone): its numbers as the stage wrote them (absent in stages of older versions). */
+  seal?: string;
+}
+
+/** `done` without its seal, as the seal hashes it. */
+function unsealed(done: StageResult): string {
+  const { seal: _seal, ...rest } = done;
+  return JSON.stringify(rest);
+}
+
+/** `done` with its seal (computed anew: a worker adds its name to the stage's record before committing it). */
+export function sealDone(done: StageResult): StageResult {
+  const { seal: _seal, ...rest } = done;
+  return { ...rest, seal: createHash('sha256').update(unsealed(done)).digest('hex') };
 }
 
 /** A stage's done.json, or null while the stage is unfinished; a damaged done.json is an LthError naming it. */
@@ -98,13 +113,18 @@ export function readDone(dir: string): StageResult | null {
 }
 
 /**
- * What is wrong with a finished stage's files: each file done.json lists must be there with
- * the SHA-256 it had when the stage finished. Empty when the stage is whole (or when its
- * done.json, written by an older version, lists no files).
+ * What is wrong with a finished stage's files: done.json must hold the numbers it was
+ * sealed with, and each file it lists must be there with the SHA-256 it had when the stage
+ * finished. Empty when the stage is whole (or when its done.json, written by an older
+ * version, has no seal and lists no files). `only`: the files to check, where not all.
  */
-export function verifyStage(dir: string, done: StageResult): string[] {
+export function verifyStage(dir: string, done: StageResult, only?: readonly string[]): string[] {
   const problems: string[] = [];
+  if (done.seal !== undefined && createHash('sha256').update(unsealed(done)).digest('hex') !== done.seal) {
+    problems.push(`${path.join(dir, FILES.done)} was changed since the stage finished (its numbers differ from its seal)`);
+  }
   for (const [name, sum] of Object.entries(done.files ?? {})) {
+    if (only && !only.includes(name)) continue;
     const file = path.join(dir, name);
     if (!fs.existsSync(file)) problems.push(`${file} is missing`);
     else if (sha256File(file) !== sum) problems.push(`${file} is damaged (its SHA-256 differs from the one recorded when the stage finished)`);

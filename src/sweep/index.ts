@@ -4,7 +4,7 @@ export {
   type SweepSpec, type SweepRun, type ResolvedSweep, type ExpandOptions,
 } from './spec.js';
 export {
-  SWEEP_JSON, runSweep, describeSweep, defaultReportDir,
+  SWEEP_JSON, runSweep, failedRunsError, describeSweep, defaultReportDir,
   type SweepOptions, type SweepResult, type SweepRunOutcome, type SweepJsonRun, type SweepExecutor,
 } from './run.js';
 export { queueExecutor } from './queue.js';

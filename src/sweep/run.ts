@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import type { RunContext } from '../backend/index.js';
 import { LthError, Stopped } from '../core/errors.js';
@@ -7,7 +8,7 @@ import { budget } from '../lottery/stage.js';
 import type { LotterySummary } from '../lottery/summary.js';
 import { writeReport } from '../report/lazy.js';
 import type { ReportResult } from '../report/index.js';
-import { writeJsonAtomic } from '../store/atomic.js';
+import { readStoreJson, writeJsonAtomic } from '../store/atomic.js';
 import type { StageResult } from '../store/layout.js';
 import { loadSplits } from '../training/run.js';
 import { splitsFingerprint } from '../data/dataset.js';
@@ -148,6 +149,7 @@ export async function runSweep(spec: unknown, opts: SweepOptions = {}): Promise<
   const warnings: string[] = [];
   const warn = (m: string) => { warnings.push(m); (opts.onWarning ?? ((x) => process.stderr.write(`lth: warning: ${x}\n`)))(m); };
   checkBudgets(sweep, where);
+  checkReportDir(reportDir, sweep.hash, where);
 
   const results: SweepResult['runs'] = [];
   const total = sweep.runs.length;
@@ -209,11 +211,30 @@ export async function runSweep(spec: unknown, opts: SweepOptions = {}): Promise<
     report: report?.html ?? null,
     runs: results.map(({ stagesTrained: _t, stagesSkipped: _s, enqueued: _e, ...r }) => r),
   });
-  const failed = results.filter((r) => r.failed !== undefined);
-  if (failed.length) {
-    throw new LthError(`${where}: ${failed.length} of ${total} runs failed (${sweepJson} lists them; the others are kept, and running the sweep again trains only what is missing):\n${failed.map((r) => `${r.label}: ${r.failed}`).join('\n')}`);
-  }
   return { sweep: sweep.hash, reportDir, sweepJson, runs: results, report, warnings };
+}
+
+/** The error that the sweep's failed runs make (`lth sweep` exits with it after its results), or null. */
+export function failedRunsError(result: SweepResult, where: string): LthError | null {
+  const failed = result.runs.filter((r) => r.failed !== undefined);
+  if (!failed.length) return null;
+  return new LthError(`${where}: ${failed.length} of ${result.runs.length} runs failed (${result.sweepJson} lists them; the others are kept, and running the sweep again trains only what is missing):\n${failed.map((r) => `${r.label}: ${r.failed}`).join('\n')}`);
+}
+
+/**
+ * That the report directory can take this sweep's results before any run trains: it is (or
+ * can be made) a writable directory, and it holds no other sweep's sweep.json.
+ */
+function checkReportDir(reportDir: string, hash: string, where: string): void {
+  const file = path.join(reportDir, SWEEP_JSON);
+  if (fs.existsSync(file)) {
+    const other = readStoreJson<{ sweep?: unknown }>(file).sweep;
+    if (other !== hash) {
+      throw new LthError(`${where}: ${reportDir} holds the results of another sweep (${String(other)}); give --report a directory of its own, or remove them first`);
+    }
+  }
+  fs.mkdirSync(reportDir, { recursive: true });
+  fs.accessSync(reportDir, fs.constants.W_OK);
 }
 
 function isResolved(spec: unknown): spec is ResolvedSweep {
