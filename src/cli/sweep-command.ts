@@ -78,7 +78,7 @@ export async function cmdSweep(argv: string[]): Promise<void> {
     onProgress: (run, p) => {
       const i = sweep.runs.indexOf(run);
       const elapsed = (Date.now() - started) / 1000;
-      progress.update(`${bar(i / total)} run ${i + 1}/${total} ${run.label}  rep ${p.replicate + 1} level ${p.level} ${p.stage}  it ${p.point.iteration}/${p.iterations}  val acc ${pct(p.point.valAccuracy)}  ${formatEta(elapsed)} elapsed`);
+      progress.update(`${bar(i / total)} run ${i + 1}/${total} ${run.label}  replicate ${p.replicate} level ${p.level}/${run.hparams.levels} ${p.stage}  it ${p.point.iteration}/${p.iterations}  val acc ${pct(p.point.valAccuracy)}  ${formatEta(elapsed)} elapsed`);
     },
     onRunEnd: (run, o, i) => {
       const what = o.failed !== undefined ? 'failed' : execute

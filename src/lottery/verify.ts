@@ -21,6 +21,7 @@ export interface StageCheck {
 export function runOf(runDir: string): LotteryHparams {
   const file = path.join(runDir, FILES.hparams);
   notInsideRun(runDir);
+  if (!fs.existsSync(runDir)) throw new LthError(`${runDir} does not exist (run directories are <root>/<hash>, see 'lth ls')`);
   if (!fs.existsSync(file)) throw new LthError(`${runDir} is not a lottery run directory (expected ${FILES.hparams} in it; run directories are <root>/<hash>, see 'lth ls')`);
   const hp = readStoreJson<{ resolved?: LotteryHparams }>(file, DAMAGED_RUN_HPARAMS);
   if (!hp.resolved || typeof hp.resolved.levels !== 'number') throw new LthError(`${file} is not a lottery run's hyperparameters`);

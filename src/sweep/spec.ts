@@ -105,6 +105,8 @@ export function readSweepFile(file: string): unknown {
   } catch (e) {
     if (!(e instanceof YAMLParseError)) throw e;
     const pos = e.linePos?.[0] ?? lineCol(text, e.pos[0]);
+    // The parser's advice for a file of several documents names its own API.
+    if (/multiple documents|parseAllDocuments/i.test(e.message)) throw new LthError(`sweep: ${file}:${pos.line}:${pos.col}: a sweep file holds one YAML document (one base and its axes); this one has more ('---' starts another)`);
     throw new LthError(`sweep: ${file}:${pos.line}:${pos.col}: not valid YAML: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`);
   }
 }

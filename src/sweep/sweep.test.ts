@@ -94,6 +94,8 @@ test('sweep files: the extension chooses the parser; parse errors name the file 
   throwsLth(() => readSweepFile(yaml), new RegExp(`^sweep: ${yaml.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:[45]:\\d+: not valid YAML: `));
   const dup = write(dir, 'dup.yml', 'base:\n  steps: 20it\n  steps: 40it\naxes: { rate: [0.1] }\n');
   throwsLth(() => readSweepFile(dup), /dup\.yml:3:\d+: not valid YAML: Map keys must be unique/);
+  const two = write(dir, 'two.yml', 'base: { steps: 20it }\naxes: { rate: [0.1] }\n---\nbase: {}\n');
+  throwsLth(() => readSweepFile(two), /two\.yml:3:1: a sweep file holds one YAML document \(one base and its axes\); this one has more/);
   const json = write(dir, 'bad.json', '{\n  "base": { "steps": "20it" },\n  "axes": { "rate": [0.1, 0.2], }\n}\n');
   throwsLth(() => readSweepFile(json), /bad\.json:3:\d+: not valid JSON: /);
   const cut = write(dir, 'cut.json', '{\n  "base": {\n');
