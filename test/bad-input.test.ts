@@ -91,6 +91,11 @@ test('pruning: a mask that empties a layer (SNIP at 0.01%) trains, with a warnin
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /lth: warning: stage replicate_0\/level_1\/main: its mask keeps no weight of fc1\.weight \(layer collapse\)/);
 });
+test('pruning: whole units that land well below --target-density train, with a warning giving the density reached', () => {
+  const r = lth(['lottery', '--strategy', 'neuron_l1', '--levels', '1', '--target-density', '0.01', '--steps', '10it', '--eval-every', '10', '--root', tmp()]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /lth: warning: stage replicate_0\/level_1\/main: keeps 0\.\d+% of the weights, against the 1\.00% asked for: neuron_l1 removes whole units/);
+});
 test('flags: an impossible momentum', () => { fails(['train', '--optimizer', 'sgd', '--momentum', '1'], /--momentum must be in \[0, 1\), got 1/); });
 test('flags: a batch larger than the training set', () => { fails(['train', '--batch-size', '60000', '--steps', '1it'], /--batch-size 60000 is more than the 55000 training examples of mnist \(after 5000 went to validation\)/); });
 test('flags: a rewind step past the budget', () => { fails(['lottery', '--steps', '100it', '--rewind-step', '2ep', '--root', tmp()], /--rewind-step 2ep \(1832 iterations\) must be before the end of the training budget 100it/); });
@@ -261,7 +266,7 @@ test('store: a damaged hparams.json or summary.json: report names the file; ls l
   const ls = lth(['ls', '--root', root]);
   assert.equal(ls.code, 0, ls.stderr);
   assert.match(ls.stdout, new RegExp(`${path.basename(runDir)}  damaged: .*summary\\.json is damaged \\(.*\\); 'lth verify .*' checks it`));
-  assert.match(ls.stdout, /2 of 2 stages done, complete {2}evalEvery=10 seed=1 steps=10it/);
+  assert.match(ls.stdout, /2 of 2 stages done, complete {2}evalEvery=10 levels=1 seed=1 steps=10it/);
   fs.writeFileSync(path.join(runDir, 'hparams.json'), '{ broken');
   fails(['report', runDir], /report: .*hparams\.json is damaged \(/);
 });

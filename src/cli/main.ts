@@ -221,7 +221,7 @@ function cmdLs(argv: string[]): void {
   }
   const runs = listRuns(String(values.root ?? LOTTERY_SCHEMA.root.default));
   if (common.json) {
-    printJson(runs.map(({ summary, ...r }) => ({ ...r, complete: runComplete(r.stagesDone, r.stages, summary) })));
+    printJson(runs.map(({ summary, differs: _shownOnly, ...r }) => ({ ...r, complete: runComplete(r.stagesDone, r.stages, summary) })));
     return;
   }
   if (runs.length === 0) console.log('no runs');
@@ -230,7 +230,7 @@ function cmdLs(argv: string[]): void {
       console.log(`${r.run}  damaged: ${r.damaged}`);
       continue;
     }
-    const hp = Object.entries(r.hparams as Record<string, unknown>).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : v}`).join(' ') || '(all defaults)';
+    const hp = Object.entries(r.differs).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : typeof v === 'object' && v !== null ? JSON.stringify(v) : v}`).join(' ') || '(the model\'s defaults)';
     console.log(`${r.run}  ${r.stagesDone}${r.stages === null ? '' : ` of ${r.stages}`} stages done${runComplete(r.stagesDone, r.stages, r.summary) ? ', complete' : ''}  ${hp}`);
   }
 }

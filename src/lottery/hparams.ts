@@ -163,6 +163,34 @@ export function resolveLottery(given: Values): LotteryHparams {
 }
 
 /**
+ * What a run sets otherwise than its model's own defaults (its training flattened beside the
+ * rest; the root and an unreadable record's fields left out): what `lth ls` and the report
+ * show of a run. The run's identity, which names it, leaves out lth's global defaults
+ * instead, so a VGG's own momentum appears there and a constant schedule does not.
+ */
+export function differsFromModelDefaults(h: LotteryHparams): Record<string, unknown> {
+  let defaults: LotteryHparams;
+  try {
+    defaults = resolveLottery({ model: h.training.model, dataset: h.training.dataset });
+  } catch (e) {
+    if (!(e instanceof LthError)) throw e;
+    return {};
+  }
+  const flat = (x: LotteryHparams): Record<string, unknown> => {
+    const { training, root: _root, ...rest } = x;
+    // Steps compared as one spelling ('0ep' is '0it').
+    return { ...training, steps: oneWay(training.steps), warmupSteps: oneWay(training.warmupSteps), ...rest, rewindStep: oneWay(rest.rewindStep) };
+  };
+  const mine = flat(h), theirs = flat(defaults);
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(mine).sort()) {
+    if (mine[key] === undefined || JSON.stringify(mine[key]) === JSON.stringify(theirs[key])) continue;
+    out[key] = mine[key];
+  }
+  return out;
+}
+
+/**
  * The fields that name a run. Left out: where things live (root, dataDir), how stages
  * are computed (checkpointEvery) and what only adds to a run without changing its
  * results (replicates, branches, and the number of levels unless a target density

@@ -10,7 +10,7 @@ import { FILES, listStages, readDone, stagePath, type StageResult } from '../sto
 import { loadSplits } from '../training/run.js';
 import { checkBatchSize } from '../training/train.js';
 import { MAIN, controlNames, getBranch } from './branches.js';
-import type { LotteryHparams } from './hparams.js';
+import { differsFromModelDefaults, type LotteryHparams } from './hparams.js';
 import { planLottery, type StageSpec } from './plan.js';
 import { budget, experimentOf, runStage, transferred, type Experiment, type LotteryProgress } from './stage.js';
 import { getModel } from '../models/registry.js';
@@ -233,7 +233,7 @@ export function describePlan(h: LotteryHparams): Array<StageSpec & { done: boole
  * files cannot be read is listed with the problem (`damaged`) instead of its progress, so
  * that one damaged run hides none of the others.
  */
-export function listRuns(root: string): Array<{ run: string; hparams: unknown; stagesDone: number; stages: number | null; summary: LotterySummary | null; damaged?: string }> {
+export function listRuns(root: string): Array<{ run: string; hparams: unknown; differs: Record<string, unknown>; stagesDone: number; stages: number | null; summary: LotterySummary | null; damaged?: string }> {
   if (!fs.existsSync(root)) return [];
   return fs.readdirSync(root).filter((d) => fs.existsSync(path.join(root, d, FILES.hparams))).map((d) => {
     const dir = path.join(root, d);
@@ -243,10 +243,11 @@ export function listRuns(root: string): Array<{ run: string; hparams: unknown; s
       const summary = fs.existsSync(summaryFile) ? readStoreJson<LotterySummary>(summaryFile) : null;
       // The stages its plan has (null for a record without its resolved hyperparameters).
       const stages = hp.resolved && typeof hp.resolved.levels === 'number' ? planLottery(hp.resolved).length : null;
-      return { run: d, hparams: hp.identity ?? {}, stagesDone: listStages(dir).length, stages, summary };
+      const differs = hp.resolved && typeof hp.resolved.levels === 'number' ? differsFromModelDefaults(hp.resolved) : {};
+      return { run: d, hparams: hp.identity ?? {}, differs, stagesDone: listStages(dir).length, stages, summary };
     } catch (e) {
       if (!(e instanceof LthError)) throw e;
-      return { run: d, hparams: {}, stagesDone: 0, stages: null, summary: null, damaged: e.message.endsWith(DAMAGED_RUN_HPARAMS) ? e.message : `${e.message}; 'lth verify ${dir}' checks it` };
+      return { run: d, hparams: {}, differs: {}, stagesDone: 0, stages: null, summary: null, damaged: e.message.endsWith(DAMAGED_RUN_HPARAMS) ? e.message : `${e.message}; 'lth verify ${dir}' checks it` };
     }
   });
 }

@@ -198,6 +198,12 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
   // legitimate to study, but the network's output then no longer depends on its input.
   const emptied = [...start.mask].filter(([, m]) => m.length > 0 && countOnes(m) === 0).map(([n]) => n);
   if (emptied.length) notice(`stage ${spec.id}: its mask keeps no weight of ${emptied.join(', ')} (layer collapse): the network's output no longer depends on its input`, true);
+  // Rates solved for weights remove more weights when applied to whole units (each takes its
+  // weights in and out): said where the last level lands well below the density asked for.
+  if (spec.branch === MAIN && level === h.levels && h.targetDensity !== undefined && getStrategy(h.strategy).structure !== 'unstructured' && maskDensity < 0.8 * h.targetDensity) {
+    notice(`stage ${spec.id}: keeps ${(100 * maskDensity).toPrecision(3)}% of the weights, against the ${(100 * h.targetDensity).toPrecision(3)}% asked for: ${h.strategy} removes whole units, `
+      + 'and each takes its weights in and out with it (the rates are solved for weights)', true);
+  }
   let resume: TrainCheckpoint | undefined;
   if (found.kind === 'ignored') {
     notice(`stage ${spec.id}: its checkpoint is ignored and the stage trains from its start, since ${found.reason}; to resume it instead, stop now and run with the settings it was made with`, true);

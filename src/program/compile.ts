@@ -10,7 +10,7 @@ import { SparseMlpProgram } from './sparse-mlp.js';
  * Compiles a model and its masks into the fastest program that runs them: the compact
  * program where the masks remove whole neurons or channels (structured pruning: the
  * smaller dense network they leave), the sparse-MLP program where the model is a chain of
- * Linear layers that all run sparse, the dense-MLP program where it is an unmasked chain of
+ * Linear layers that all run sparse, the dense-MLP program where it is a chain of
  * Linear layers (both where the fused mode allows them), else the graph program, which
  * runs any model. The model's tensors are the starting point; pruned
  * weights are set to zero.

@@ -198,7 +198,8 @@ function flatten(obj: unknown, prefix = ''): Array<[string, string]> {
 export function hparamsTables(run: RunData): string {
   const id = flatten(run.hparams.identity);
   const table = (rows: Array<[string, string]>, cls: string) => `<table class="hparams ${cls}"><tbody>${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td><code>${esc(v)}</code></td></tr>`).join('')}</tbody></table>`;
-  return `<div class="cols"><div><h3>Identity (names the run; defaults left out)</h3>${id.length ? table(id, 'identity') : '<p>all defaults</p>'}</div>`
+  // The identity leaves out lth's global defaults, not the model's: a VGG's own momentum is in it, a constant schedule is not.
+  return `<div class="cols"><div><h3>Identity (names the run; what differs from lth's global defaults, not the model's)</h3>${id.length ? table(id, 'identity') : '<p>all defaults</p>'}</div>`
     + `<div><h3>Resolved (everything the run used)</h3>${table(flatten(run.hparams.resolved), 'resolved')}</div></div>`;
 }
 

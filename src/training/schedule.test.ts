@@ -25,6 +25,7 @@ test('learning-rate schedules: constant, step milestones (in epochs or iteration
 test('schedules that cannot be are clear errors', () => {
   assert.throws(() => lrSchedule(settings({ lrSchedule: 'step:100it' }), 10, 100), /milestone 100it \(100 iterations\) is not inside the training budget \(100 iterations\)/);
   assert.throws(() => lrSchedule(settings({ lrSchedule: 'step:5it,3it' }), 10, 100), /milestones must increase/);
+  assert.throws(() => lrSchedule(settings({ lrSchedule: 'step:0ep' }), 10, Number.MAX_SAFE_INTEGER), /milestone 0ep is at iteration 0: a milestone lowers the rate after training has started/);
   assert.throws(() => lrSchedule(settings({ lrSchedule: 'step:' }), 10, 100), /--lr-schedule: expected constant, cosine or step:MILESTONES/);
   assert.throws(() => lrSchedule(settings({ lrSchedule: 'step:5it', lrGamma: 0 }), 10, 100), /--lr-gamma must be a positive number/);
   assert.throws(() => lrSchedule(settings({ warmupSteps: '11ep' }), 10, 100), /--warmup-steps 11ep \(110 iterations\) is longer than the training budget/);

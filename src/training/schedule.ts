@@ -55,7 +55,8 @@ function shape(s: ScheduleSettings, perEpoch: number, iterations: number): LrSch
   const milestones = m[1].split(',').map((t) => stepToIterations(parseStep(t, '--lr-schedule milestone'), perEpoch));
   milestones.forEach((x, i) => {
     // The schedule may be the model's default (cifar_resnet's step:80ep,120ep) with a budget the user shortened.
-    check(x > 0 && x < iterations, `--lr-schedule: milestone ${m[1].split(',')[i]} (${x} iterations) is not inside the training budget (${iterations} iterations); give an --lr-schedule that fits the budget (constant, cosine, or step: with earlier milestones)`);
+    check(x > 0, `--lr-schedule: milestone ${m[1].split(',')[i]} is at iteration 0: a milestone lowers the rate after training has started (use --lr to set the first rate)`);
+    check(x < iterations, `--lr-schedule: milestone ${m[1].split(',')[i]} (${x} iterations) is not inside the training budget (${iterations} iterations); give an --lr-schedule that fits the budget (constant, cosine, or step: with earlier milestones)`);
     check(i === 0 || x > milestones[i - 1], `--lr-schedule: milestones must increase, got ${m[1]}`);
   });
   return {
