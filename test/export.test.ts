@@ -160,3 +160,18 @@ test('ONNX of cifar_resnet_20 and cifar_vgg_11 (Conv without bias, BatchNormaliz
     await assertOnnxMatches(name, model, x);
   }
 });
+
+test('a PyTorch state dict keeps a batch norm\'s num_batches_tracked as int64, as PyTorch does', async () => {
+  const { torchStateDict } = await import('../src/export/torch-pt.js');
+  const out = path.join(tmp(), 'bn.pt');
+  fs.writeFileSync(out, torchStateDict(new Map([
+    ['bn.weight', { shape: [3], data: Float32Array.from([1, 0.5, 0]) }],
+    ['bn.num_batches_tracked', { shape: [], data: Float32Array.from([7]) }],
+  ]), 'bn'));
+  const script = fileURLToPath(new URL('../../fixtures/read_torch_state.py', import.meta.url));
+  const py = spawnSync(fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3', [script, out], { encoding: 'utf8' });
+  assert.equal(py.status, 0, py.stderr);
+  const read = JSON.parse(py.stdout) as Record<string, { dtype: string; sum: number; shape: number[] }>;
+  assert.deepEqual(read['bn.num_batches_tracked'], { ...read['bn.num_batches_tracked'], dtype: 'int64', sum: 7, shape: [] });
+  assert.deepEqual([read['bn.weight'].dtype, read['bn.weight'].sum], ['float32', 1.5]);
+});

@@ -4,17 +4,24 @@ import { crc32 } from 'node:zlib';
  * A state dict in PyTorch's own file format (what torch.save writes and torch.load reads,
  * weights_only included): a zip archive, stored uncompressed, of a pickle (protocol 2) of
  * an OrderedDict name -> tensor, each tensor rebuilt by torch._utils._rebuild_tensor_v2
- * from a float32 storage kept as its own record data/<i>, plus the 'version' and
- * 'byteorder' records. Written from the format, without PyTorch.
+ * from a storage kept as its own record data/<i>, plus the 'version' and 'byteorder'
+ * records. Written from the format, without PyTorch. Storages are float32, but a batch
+ * norm's num_batches_tracked, which PyTorch keeps as int64 (a count), is written so.
  */
 export function torchStateDict(tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>, archive = 'archive'): Uint8Array {
   const records: Array<[string, Uint8Array]> = [['data.pkl', statePickle(tensors)], ['byteorder', ascii('little')]];
-  [...tensors.values()].forEach((t, i) => records.push([`data/${i}`, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)]));
+  [...tensors].forEach(([name, t], i) => {
+    const data = isCount(name) ? BigInt64Array.from(t.data, (v) => BigInt(Math.round(v))) : t.data;
+    records.push([`data/${i}`, new Uint8Array(data.buffer, data.byteOffset, data.byteLength)]);
+  });
   records.push(['version', ascii('3\n')]);
   return zipStored(records.map(([n, b]) => [`${archive}/${n}`, b]));
 }
 
 const ascii = (s: string) => new TextEncoder().encode(s);
+
+/** A tensor PyTorch keeps as int64: a batch norm's count of batches seen. */
+const isCount = (name: string) => name === 'num_batches_tracked' || name.endsWith('.num_batches_tracked');
 
 /** Pickle opcodes (protocol 2) the state dict needs. */
 const OP = {
@@ -47,7 +54,7 @@ function statePickle(tensors: ReadonlyMap<string, { shape: readonly number[]; da
     const stride = t.shape.map((_, d) => t.shape.slice(d + 1).reduce((a, b) => a * b, 1));
     p.str(name).global('torch._utils', '_rebuild_tensor_v2').tuple((q) => {
       // The storage, by persistent id: ('storage', torch.FloatStorage, key, location, numel).
-      q.tuple((s) => s.str('storage').global('torch', 'FloatStorage').str(String(i)).str('cpu').int(t.data.length)).op(OP.BINPERSID);
+      q.tuple((s) => s.str('storage').global('torch', isCount(name) ? 'LongStorage' : 'FloatStorage').str(String(i)).str('cpu').int(t.data.length)).op(OP.BINPERSID);
       q.int(0).tuple((s) => t.shape.forEach((d) => s.int(d))).tuple((s) => stride.forEach((d) => s.int(d))).op(OP.NEWFALSE).orderedDict();
     }).op(OP.REDUCE);
   });
