@@ -202,6 +202,9 @@ test('user mistakes: a directory that is not a run', async () => {
   await assert.rejects(writeReport(path.join(empty, 'nope')), /does not exist/);
   await assert.rejects(writeReport(runDir, { outDir: tmp('twice'), compare: [runDir] }), /--compare .* is the run being reported/);
   await assert.rejects(writeReport(runDir, { outDir: tmp('twice'), compare: [oneShotDir, `${oneShotDir}/`] }), /--compare names .* twice/);
+  const link = path.join(tmp('link'), 'same-run');
+  fs.symlinkSync(runDir, link);
+  await assert.rejects(writeReport(runDir, { outDir: tmp('twice'), compare: [link] }), /--compare .*same-run is the run being reported/);
 });
 
 test('a report written again into the same directory without a run compared leaves none of the earlier compare figures', async () => {

@@ -22,7 +22,9 @@ export async function cmdReport(argv: string[]): Promise<void> {
     return;
   }
   if (positional.length !== 1) throw new LthError(`report: expected one run directory, got ${positional.length ? positional.join(' ') : 'none'}. ${USAGE.split('\n')[0]}`);
-  const r = await writeReport(positional[0], { outDir: values.out as string | undefined, compare: (values.compare as string[] | undefined) ?? [] });
+  const compare = values.compare as string[] | undefined;
+  if (compare !== undefined && compare.length === 0) throw new LthError('report: --compare names no run directory; give the runs to compare, comma-separated');
+  const r = await writeReport(positional[0], { outDir: values.out as string | undefined, compare: compare ?? [] });
   for (const w of r.warnings) process.stderr.write(`lth: warning: ${w}\n`);
   if (common.json) {
     process.stdout.write(`${JSON.stringify(r)}\n`);

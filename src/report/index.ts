@@ -14,11 +14,9 @@ export {
   type Figure, type StabilityLevel, type CostEntry, type CostSample, type CostSeriesData, type EarlyBirdLevel,
 } from './figures.js';
 
-/** The report's file names inside the output directory. */
-export const REPORT_FILES = {
-  html: 'report.html',
-  png: (figureId: string) => `fig-${figureId}.png`,
-} as const;
+import { REPORT_FILES, isReportFile } from './files.js';
+
+export { REPORT_FILES };
 
 export interface ReportOptions {
   /** Where report.html and the PNGs go (default: the run directory). */
@@ -73,11 +71,14 @@ export function buildFigures(run: RunData, compared: RunData[] = [], labels?: st
 export async function writeReport(runDir: string, opts: ReportOptions | string = {}): Promise<ReportResult> {
   const o: ReportOptions = typeof opts === 'string' ? { outDir: opts } : opts;
   const run = loadRun(runDir);
+  // The same directory however it is named (a symbolic link, a relative path).
+  const where = (d: string) => (fs.existsSync(d) ? fs.realpathSync(d) : path.resolve(d));
   const seen = new Set<string>();
   const compared = (o.compare ?? []).map((d) => {
-    if (path.resolve(d) === path.resolve(runDir)) throw new LthError(`report: --compare ${d} is the run being reported`);
-    if (seen.has(path.resolve(d))) throw new LthError(`report: --compare names ${d} twice`);
-    seen.add(path.resolve(d));
+    if (d.trim() === '') throw new LthError('report: --compare names an empty run directory; give the runs to compare, comma-separated');
+    if (where(d) === where(runDir)) throw new LthError(`report: --compare ${d} is the run being reported`);
+    if (seen.has(where(d))) throw new LthError(`report: --compare names ${d} twice`);
+    seen.add(where(d));
     return loadRun(d);
   });
   const outDir = o.outDir ?? runDir;
@@ -102,7 +103,7 @@ export async function writeReport(runDir: string, opts: ReportOptions | string =
   // compared before): left, they would pass for this report's.
   const written = new Set(pngs.map((p) => path.basename(p)));
   for (const name of fs.readdirSync(outDir)) {
-    if (/^fig-[a-z0-9-]+\.png$/.test(name) && !written.has(name)) fs.rmSync(path.join(outDir, name), { force: true });
+    if (isReportFile(name) && name !== REPORT_FILES.html && !written.has(name)) fs.rmSync(path.join(outDir, name), { force: true });
   }
   const warnings: string[] = [];
   const fonts = systemFontsMissing();

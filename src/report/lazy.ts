@@ -1,5 +1,7 @@
 import type { ReportOptions, ReportResult } from './index.js';
 
+export { removeReport } from './files.js';
+
 /**
  * writeReport for the public API, loading the report's modules on first use: Vega and the
  * PNG renderer take a good part of a second to load, which a program that never writes a

@@ -6,7 +6,7 @@ import { planLottery } from '../lottery/plan.js';
 import { checkRunFingerprint, describePlan, runLottery, type LotteryProgress } from '../lottery/runner.js';
 import { budget } from '../lottery/stage.js';
 import type { LotterySummary } from '../lottery/summary.js';
-import { writeReport } from '../report/lazy.js';
+import { removeReport, writeReport } from '../report/lazy.js';
 import type { ReportResult } from '../report/index.js';
 import { readStoreJson, writeJsonAtomic } from '../store/atomic.js';
 import type { StageResult } from '../store/layout.js';
@@ -202,6 +202,8 @@ export async function runSweep(spec: unknown, opts: SweepOptions = {}): Promise<
     report = await writeReport(first.runDir, { outDir: reportDir, compare: others.map((r) => r.runDir), labels: results.map((r) => r.label) });
     for (const w of report.warnings) warn(w);
   }
+  // A report of an earlier, finished sweep with these runs would disagree with a sweep.json that has none.
+  if (!report) removeReport(reportDir);
   const sweepJson = path.join(reportDir, SWEEP_JSON);
   writeJsonAtomic(sweepJson, {
     sweep: sweep.hash,
