@@ -175,3 +175,14 @@ test('a PyTorch state dict keeps a batch norm\'s num_batches_tracked as int64, a
   assert.deepEqual(read['bn.num_batches_tracked'], { ...read['bn.num_batches_tracked'], dtype: 'int64', sum: 7, shape: [] });
   assert.deepEqual([read['bn.weight'].dtype, read['bn.weight'].sum], ['float32', 1.5]);
 });
+
+test('--compact: a neuron_l1 ticket at its smaller widths, which the safetensors metadata names', () => {
+  const { runDir: structured } = runLottery(resolveLottery({ strategy: 'neuron_l1', steps: '10it', evalEvery: 10, levels: 1, root: tmp() }));
+  const out = path.join(tmp(), 'small.safetensors');
+  const r = exportStage(structured, { level: 1, compact: true, out });
+  assert.deepEqual(r.widths, [240, 80, 10], '20% of the hidden neurons removed, the output layer whole');
+  const bytes = fs.readFileSync(out);
+  const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8'));
+  assert.equal(header.__metadata__.widths, '240,80,10');
+  assert.deepEqual([header['fc1.weight'].shape, header['fc2.weight'].shape, header['fc3.weight'].shape], [[240, 784], [80, 240], [10, 80]]);
+});

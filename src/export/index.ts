@@ -97,7 +97,8 @@ export function exportStage(runDir: string, o: ExportOptions): ExportResult {
   const source = `${path.basename(path.resolve(runDir))}/${stage} (${which} weights)`;
   let bytes: Uint8Array;
   if (format === 'safetensors') {
-    bytes = encodeSafetensors(tensors, { source, model: model.name });
+    // A compact network's hidden widths, so that a reader can build it without the shapes.
+    bytes = encodeSafetensors(tensors, { source, model: model.name, ...(widths ? { widths: widths.join(',') } : {}) });
   } else if (format === 'pt') {
     bytes = torchStateDict(tensors, path.basename(o.out).replace(/\.[^.]*$/, '') || 'archive');
   } else {
