@@ -153,6 +153,25 @@ test('Redis stopped and restarted mid-run: the workers reconnect and the run fin
   await redis.stop();
 });
 
+test('Redis down for 12 s while a submitter waits: it says so, and the run finishes once Redis is back', { skip }, async () => {
+  const redis = await startRedis();
+  const queue = `redis://127.0.0.1:${redis.port}`;
+  const root = tmp();
+  const worker = startWorker(queue, root);
+  const p = spawn(process.execPath, [cli, 'lottery', '--steps', '100it', '--eval-every', '50', '--levels', '2', '--root', root, '--queue', queue, '--wait'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(p);
+  let stderr = '';
+  p.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
+  p.stdout.resume();
+  const exited = new Promise<number | null>((resolve) => p.on('close', resolve));
+  for (let i = 0; i < 400 && !worker.log.some((l) => l.includes(' committed ')); i++) await sleep(25);
+  await redis.restart(12);
+  assert.equal(await exited, 0, stderr);
+  assert.match(stderr, /the queue at redis:\/\/127\.0\.0\.1:\d+ has not answered for 1\d s .*; waiting for it/);
+  worker.stop();
+  await redis.stop();
+});
+
 test('malformed jobs and jobs naming paths outside the store fail with their error; the worker goes on; a password appears nowhere', { skip }, async () => {
   const password = 'pw-that-must-not-leak';
   const redis = await startRedis(['--requirepass', password]);

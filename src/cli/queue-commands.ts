@@ -26,6 +26,7 @@ export async function submitLottery(h: LotteryHparams, queue: string, wait: bool
   const r = await submitRun(h, {
     queue, wait, onProgress: (p) => progress.update(line(p)),
     onSubmitted: (runDir, enqueued) => progress.log(`submitted ${runDir} to ${shown}: ${enqueued} stage(s) enqueued${enqueued === 0 ? ' (all finished or already queued)' : ''}`),
+    onUnreachable: (seconds, why) => progress.log(`the queue at ${shown} has not answered for ${Math.round(seconds)} s${why ? ` (${why})` : ''}; waiting for it (the workers go on with their stages)`),
   });
   if (r.failed.length) {
     const list = r.failed.map((f) => `failed: ${f.stage}: ${f.message}`).join('\n');

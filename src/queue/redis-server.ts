@@ -29,8 +29,8 @@ export interface LocalRedis {
   readonly port: number;
   /** Stops it (SIGTERM: with append-only persistence, what it holds is saved). */
   stop(): Promise<void>;
-  /** Stops it and starts it again on the same port and directory. */
-  restart(): Promise<void>;
+  /** Stops it and starts it again on the same port and directory, `downSeconds` later. */
+  restart(downSeconds?: number): Promise<void>;
 }
 
 /**
@@ -62,6 +62,6 @@ export async function startRedisServer(extra: string[] = [], tls = false): Promi
   return {
     port,
     stop: () => halt(proc),
-    restart: async () => { await halt(proc); await sleep(500); proc = await start(); },
+    restart: async (downSeconds = 0.5) => { await halt(proc); await sleep(1000 * downSeconds); proc = await start(); },
   };
 }

@@ -20,6 +20,8 @@ export interface SubmitOptions {
   readonly onSubmitted?: (runDir: string, enqueued: number) => void;
   /** While waiting, about every second. */
   readonly onProgress?: (p: QueueProgress) => void;
+  /** While waiting, every 5 s that the queue has not answered for 10 s or more: how long, and Redis's last error. */
+  readonly onUnreachable?: (seconds: number, lastError: string) => void;
   /** How long to try to reach Redis before giving up with an error (default 10). */
   readonly connectSeconds?: number;
 }
@@ -99,11 +101,22 @@ export async function submitRun(h: LotteryHparams, o: SubmitOptions): Promise<Su
     enqueued += await enqueueRunnable(queue, h.root, run);
     o.onSubmitted?.(exp.runDir, enqueued);
     if (!o.wait) return { runDir: exp.runDir, enqueued, failed: [] };
-    for (;;) {
-      const p = await queueProgress(queue, exp.runDir, run, h);
-      o.onProgress?.(p);
-      if (p.done === p.stages || p.failed.length) return { runDir: exp.runDir, enqueued, summary: summarizeRun(exp), failed: p.failed };
-      await new Promise((r) => setTimeout(r, 1000));
+    // A Redis that goes away makes the queue's calls wait for it to come back: said while it lasts.
+    let heard = Date.now();
+    const watchdog = setInterval(() => {
+      const quiet = (Date.now() - heard) / 1000;
+      if (quiet >= 10) o.onUnreachable?.(quiet, lastError);
+    }, 5000);
+    try {
+      for (;;) {
+        const p = await queueProgress(queue, exp.runDir, run, h);
+        heard = Date.now();
+        o.onProgress?.(p);
+        if (p.done === p.stages || p.failed.length) return { runDir: exp.runDir, enqueued, summary: summarizeRun(exp), failed: p.failed };
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    } finally {
+      clearInterval(watchdog);
     }
   } finally {
     await queue.close();
