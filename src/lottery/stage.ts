@@ -151,7 +151,7 @@ export function runStage(exp: Experiment, spec: StageSpec, opts: StageOptions): 
     const prev = path.join(runDir, stagePath(r, level - 1, MAIN));
     const trained = h.atInit || source ? null : loadState(path.join(prev, FILES.final));
     const prune = (invert: boolean): Mask => {
-      if (source) throw new LthError(`--branches ${spec.branch}: a transferred ticket (--transfer-from) has no pruning of this run to invert`);
+      if (source) throw new Error(`${spec.branch}: a transferred level has no pruning of this run (Branch.refuses lets no such run start)`);
       const current = trained ? loadState(path.join(prev, FILES.mask)) : onesMask(theta0, model.prunableNames());
       return pruneLevel(exp, modelSpec, model, spec, theta0, trained, current, splits, invert);
     };

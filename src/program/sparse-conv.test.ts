@@ -53,6 +53,19 @@ function assertClose(a: ReadonlyMap<string, Float32Array>, b: ReadonlyMap<string
   }
 }
 
+/** Each step's loss within 1e-4 of the other program's (the kernels sum in other orders). */
+function assertSameLosses(a: number[], b: number[], what: string) {
+  a.forEach((l, i) => assert.ok(Math.abs(l - b[i]) <= 1e-4 * b[i], `${what}loss ${i}: ${l} vs ${b[i]}`));
+}
+
+/** Every weight its mask prunes is exactly zero in `state`. */
+function assertPruned(state: ReadonlyMap<string, Float32Array>, masks: ReadonlyMap<string, Float32Array>, what: string) {
+  for (const [name, mask] of masks) {
+    const w = state.get(name)!;
+    for (let i = 0; i < mask.length; i++) if (mask[i] === 0) assert.ok(Object.is(w[i], 0), `${what}${name}[${i}] is pruned`);
+  }
+}
+
 test('graph program: which masked convolutions run sparse under auto (by density, channels and output size), on and off', () => {
   const sparse = (m: Map<string, Float32Array>, mode: 'auto' | 'on' | 'off', sampleShape?: number[]) =>
     [...compileProgram(build(), { masks: m, optimizer: adam, context: context(mode), sampleShape }).sparseWeights].filter((n) => n.startsWith('conv'));
@@ -85,17 +98,14 @@ test('graph program: sparse convolutions train as the dense masked ones (10 Adam
     };
     const s = run('on'), d = run('off');
     assert.ok(s.sparse.has('conv2.weight') && !d.sparse.has('conv2.weight'));
-    s.losses.forEach((l, i) => assert.ok(Math.abs(l - d.losses[i]) <= 1e-4 * d.losses[i], `${optimizer.name} loss ${i}: ${l} vs ${d.losses[i]}`));
+    assertSameLosses(s.losses, d.losses, `${optimizer.name} `);
     // Adam divides by the root of a gradient's square: where a gradient is near zero, the
     // kernels' different summation orders move a weight by up to a step (lr).
     const tol = optimizer.name === 'sgd' ? 1e-4 : optimizer.lr;
     assertClose(s.state, d.state, tol, `${optimizer.name} weights`);
     if (optimizer.name === 'sgd') assertClose(s.opt.arrays, d.opt.arrays, tol, 'momentum');
     assert.equal(s.opt.steps, d.opt.steps);
-    for (const [name, mask] of m) {
-      const w = s.state.get(name)!;
-      for (let i = 0; i < mask.length; i++) if (mask[i] === 0) assert.ok(Object.is(w[i], 0), `${name}[${i}] is pruned`);
-    }
+    assertPruned(s.state, m, '');
   }
   resolveContext({}, {});
 });
@@ -140,14 +150,11 @@ test('graph program: a residual block\'s 3×3 convolutions run sparse too, and t
   assert.ok(s.sparse.includes('blocks.0.conv1.weight') && s.sparse.includes('blocks.3.conv2.weight') && s.sparse.includes('blocks.8.conv2.weight'));
   assert.ok(!s.sparse.includes('blocks.3.conv1.weight') && !s.sparse.some((n) => n.includes('shortcut')));
   assert.deepEqual(d.sparse, []);
-  s.losses.forEach((l, i) => assert.ok(Math.abs(l - d.losses[i]) <= 1e-4 * d.losses[i], `loss ${i}: ${l} vs ${d.losses[i]}`));
+  assertSameLosses(s.losses, d.losses, '');
   // Four SGD steps through batch norm carry the kernels' different summation orders into
   // the weights at up to 3e-4 of their size (the first blocks' most).
   assertClose(s.state, d.state, 1e-3, 'weights and running statistics');
-  for (const [name, mask] of m) {
-    const w = s.state.get(name)!;
-    for (let i = 0; i < mask.length; i++) if (mask[i] === 0) assert.ok(Object.is(w[i], 0), `${name}[${i}] is pruned`);
-  }
+  assertPruned(s.state, m, '');
   resolveContext({}, {});
 });
 
@@ -176,12 +183,9 @@ test('graph program: masked Conv1d layers (text_cnn, sensor_cnn) run sparse belo
     const s = run('auto'), d = run('off');
     const convs = make().prunableLayers().filter((l) => l.kind === 'conv1d').map((l) => l.name);
     assert.ok(convs.length > 0 && convs.every((c) => s.sparse.includes(c)), `${name}: ${convs.join(', ')} sparse at 20%`);
-    s.losses.forEach((l, i) => assert.ok(Math.abs(l - d.losses[i]) <= 1e-4 * d.losses[i], `${name} loss ${i}: ${l} vs ${d.losses[i]}`));
+    assertSameLosses(s.losses, d.losses, `${name} `);
     assertClose(s.state, d.state, adam.lr, `${name} weights`);
-    for (const [w, mask] of m) {
-      const v = s.state.get(w)!;
-      for (let i = 0; i < mask.length; i++) if (mask[i] === 0) assert.ok(Object.is(v[i], 0), `${name} ${w}[${i}] is pruned`);
-    }
+    assertPruned(s.state, m, `${name} `);
   }
   resolveContext({}, {});
 });
@@ -215,11 +219,8 @@ test('graph program: a Transformer block\'s products (in_proj, out_proj, linear1
   };
   const s = run('on'), d = run('off');
   assert.ok(products.every((w) => s.sparse.includes(w)) && d.sparse.length === 0);
-  s.losses.forEach((l, i) => assert.ok(Math.abs(l - d.losses[i]) <= 1e-4 * d.losses[i], `loss ${i}: ${l} vs ${d.losses[i]}`));
+  assertSameLosses(s.losses, d.losses, '');
   assertClose(s.state, d.state, adam.lr, 'weights');
-  for (const [w, mask] of m) {
-    const v = s.state.get(w)!;
-    for (let i = 0; i < mask.length; i++) if (mask[i] === 0) assert.ok(Object.is(v[i], 0), `${w}[${i}] is pruned`);
-  }
+  assertPruned(s.state, m, '');
   resolveContext({}, {});
 });

@@ -3,8 +3,7 @@ import path from 'node:path';
 import { LthError } from '../core/errors.js';
 import { planLottery } from '../lottery/plan.js';
 import { runOf } from '../lottery/verify.js';
-import { readJson } from '../store/atomic.js';
-import { FILES, readDone } from '../store/layout.js';
+import { FILES, readDone, readFailed } from '../store/layout.js';
 
 /** Where one stage of a run stands, as `lth status` shows it. */
 export interface StageStatus {
@@ -29,16 +28,8 @@ export function runStatus(runDir: string): StageStatus[] {
       return { id: s.id, state: 'damaged', message: `${e.message}; 'lth verify ${runDir} --repair' redoes it` };
     }
     if (done) return { id: s.id, state: 'done', worker: done.worker };
-    const failedFile = path.join(dir, FILES.failed);
-    if (fs.existsSync(failedFile)) {
-      let f: { message?: string; worker?: string };
-      try {
-        f = readJson(failedFile);
-      } catch (e) {
-        f = { message: `(${failedFile} is damaged: ${(e as Error).message})` };
-      }
-      return { id: s.id, state: 'failed', worker: f.worker, message: f.message };
-    }
+    const failed = readFailed(dir);
+    if (failed) return { id: s.id, state: 'failed', worker: failed.worker, message: failed.message };
     return { id: s.id, state: fs.existsSync(path.join(dir, FILES.init)) ? 'started' : 'to run' };
   });
 }

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LthError } from '../core/errors.js';
 import { readJson } from '../store/atomic.js';
-import { FILES, notInsideRun, readDone, readMetrics, stageDir, stagePath, verifyStage, type StageName, type StageResult } from '../store/layout.js';
+import { FILES, notInsideRun, readDone, readFailed, readMetrics, stageDir, stagePath, verifyStage, type StageName, type StageResult } from '../store/layout.js';
 import { loadSafetensors } from '../store/safetensors.js';
 import { buildSummary, type LotterySummary } from '../store/summary.js';
 
@@ -339,18 +339,6 @@ function loadCurves(dir: string, replicates: number, levels: number, stages: Sta
   return curves;
 }
 
-/** The message of a stage's failed.json (the error that stopped it for good), or null where it has none. */
-function failedMessage(stageDir: string): string | null {
-  const file = path.join(stageDir, FILES.failed);
-  if (!fs.existsSync(file)) return null;
-  try {
-    const m = JSON.parse(fs.readFileSync(file, 'utf8')).message;
-    return typeof m === 'string' ? m : 'failed';
-  } catch {
-    return `failed (${FILES.failed} is damaged)`;
-  }
-}
-
 /** Reads everything the report shows from a run directory; a run still in progress is fine. */
 export function loadRun(dir: string): RunData {
   const hpFile = path.join(dir, FILES.hparams);
@@ -397,7 +385,7 @@ export function loadRun(dir: string): RunData {
           if (a && finite(d.density)) stability.push({ replicate: r, level: k, density: d.density, ...a });
           else ignoredAnalyses.push(stagePath(r, k, stage));
         }
-        const failed = d ? null : failedMessage(sdir);
+        const failed = d ? null : readFailed(sdir)?.message ?? null;
         const state: StageState = d ? 'done' : problems.length ? 'damaged' : failed !== null ? 'failed' : fs.existsSync(sdir) ? 'in_progress' : 'pending';
         stages.push({
           replicate: r, level: k, stage, state, ...(failed !== null ? { message: failed } : {}),

@@ -113,6 +113,21 @@ export function readDone(dir: string): StageResult | null {
 }
 
 /**
+ * A stage's failed.json (the error that stopped it for good, and the worker it stopped on),
+ * or null where it has none; a damaged one reads as a failure that says so.
+ */
+export function readFailed(dir: string): { message: string; worker?: string } | null {
+  const file = path.join(dir, FILES.failed);
+  if (!fs.existsSync(file)) return null;
+  try {
+    const f = JSON.parse(fs.readFileSync(file, 'utf8')) as { message?: unknown; worker?: unknown };
+    return { message: typeof f.message === 'string' ? f.message : 'failed', ...(typeof f.worker === 'string' ? { worker: f.worker } : {}) };
+  } catch (e) {
+    return { message: `(${file} is damaged: ${(e as Error).message})` };
+  }
+}
+
+/**
  * What is wrong with a finished stage's files: done.json must hold the numbers it was
  * sealed with, and each file it lists must be there with the SHA-256 it had when the stage
  * finished. Empty when the stage is whole (or when its done.json, written by an older
